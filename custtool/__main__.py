@@ -1,0 +1,3 @@
+from custtool.cli import main
+
+main()

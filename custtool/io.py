@@ -1,0 +1,445 @@
+"""Reading any customer spreadsheet and writing outputs atomically.
+
+Reading keeps every cell as text (see PITFALLS.md: type inference ruins phones, ids and
+landlines); the normalisers in :mod:`custtool.clean` turn text into typed values.
+Writing goes to a temporary file beside the target and is renamed into place, so a
+crash never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as _io
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custtool.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
+EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
+TABLE_SUFFIXES = CSV_SUFFIXES | EXCEL_SUFFIXES | {".parquet"}
+
+#: characters that make a spreadsheet cell start a formula (OWASP CSV injection)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+@dataclass
+class RawSheet:
+    """One grid of text cells as it was in the file, before the header is found.
+
+    ``rows`` is a DataFrame of str with positional columns; ``row_numbers`` gives the
+    number a person sees for each grid row (Excel row, or CSV record number counting
+    the header as record 1 once the header is known: see :func:`csv_row_numbers`).
+    """
+
+    file: str
+    sheet: str
+    grid: pd.DataFrame
+    row_numbers: Any  # numpy int64 array, one per grid row
+    encoding: str | None = None
+    typed: pd.DataFrame | None = None  # xlsx: the cells with their own types (dates, numbers)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- encodings
+def detect_encoding(data: bytes, filename: str = "") -> str:
+    """BOM → strict UTF-8 → GB18030 (never GBK before UTF-8: UTF-8 bytes decode as GBK mojibake)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        data.decode("gb18030")
+        return "gb18030"
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{filename}: cannot tell the text encoding (neither UTF-8 nor GB18030; "
+            f"bad byte at offset {exc.start})",
+            "save the file as UTF-8 CSV, or pass --encoding with the right codec",
+        ) from None
+
+
+def decode(data: bytes, encoding: str | None, filename: str) -> tuple[str, str]:
+    """Decode bytes with the given or detected encoding; returns (text, encoding used)."""
+    enc = encoding or detect_encoding(data, filename)
+    if enc.lower().replace("_", "-") in {"utf-8", "utf8"} and data.startswith(b"\xef\xbb\xbf"):
+        enc = "utf-8-sig"
+    try:
+        return data.decode(enc), enc
+    except LookupError:
+        raise InputError(f"{filename}: unknown encoding {enc!r}", "use e.g. utf-8, gb18030 or gbk") from None
+    except UnicodeDecodeError as exc:
+        guess = None
+        with contextlib.suppress(InputError):
+            guess = detect_encoding(data, filename)
+        hint = f"it looks like {guess}: pass --encoding {guess}" if guess else "pass --encoding"
+        raise InputError(
+            f"{filename} is not valid {enc} (bad byte at offset {exc.start})", hint
+        ) from None
+
+
+# --------------------------------------------------------------------------- raw reading
+def read_raw(path: str | os.PathLike[str], *, sheet: str | None = None, encoding: str | None = None) -> list[RawSheet]:
+    """Read a CSV/TSV or workbook into text grids, one per sheet (CSV: one, sheet '')."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found", "check the path (globs must match at least one file)")
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a file", "name the files inside it")
+    suffix = p.suffix.lower()
+    if suffix in EXCEL_SUFFIXES:
+        return _read_workbook(p, sheet)
+    if suffix in CSV_SUFFIXES or suffix == "":
+        if sheet:
+            raise InputError(f"{p.name}: --sheet applies to workbooks, not CSV files")
+        return [_read_csv_raw(p, encoding)]
+    raise InputError(
+        f"{p.name}: unsupported file type {suffix!r}",
+        "custtool reads .csv, .tsv, .txt, .xlsx, .xlsm, .xls and .ods",
+    )
+
+
+def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
+    import numpy as np
+    import pandas as pd
+
+    data = p.read_bytes()
+    if not data.strip():
+        raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
+    text, enc = decode(data, encoding, p.name)
+    first = text[:4096].split("\n", 1)[0]
+    sep = "\t" if p.suffix.lower() == ".tsv" or first.count("\t") > first.count(",") else ","
+    grid = _parse_csv_fast(text, sep)
+    if grid is None:
+        grid = pd.read_csv(
+            _io.StringIO(text.lstrip("\ufeff")),
+            sep=sep,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    grid.columns = range(grid.shape[1])
+    # provisional numbering: record number counted from 1; rebased once the header is found
+    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
+
+
+def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:
+    """pyarrow's reader with every column as text; None when the file has ragged rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    body = text.lstrip("\ufeff").encode("utf-8")
+    first_line = body.split(b"\n", 1)[0]
+    bad: list[int] = []
+
+    def _on_invalid(_row: Any) -> str:
+        bad.append(1)
+        return "skip"
+
+    try:
+        # count the widest row cheaply via a first pass with the pandas-compatible width
+        import csv
+
+        sample = list(csv.reader(_io.StringIO(text.lstrip("\ufeff")[:200_000]), delimiter=sep))
+        width = max((len(r) for r in sample), default=len(first_line.split(sep.encode())))
+        names = [f"c{i}" for i in range(width)]
+        table = pcsv.read_csv(
+            _io.BytesIO(body),
+            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
+            parse_options=pcsv.ParseOptions(
+                delimiter=sep, ignore_empty_lines=False, newlines_in_values=True, invalid_row_handler=_on_invalid
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, csv.Error, ValueError):
+        return None
+    if bad:
+        return None
+    frame = table.to_pandas(types_mapper=None)
+    return frame.astype(object).where(frame.notna(), "") if frame.isna().any().any() else frame.astype(object)
+
+
+def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
+    import numpy as np
+    import pandas as pd
+
+    if p.stat().st_size == 0:
+        raise InputError(f"{p.name} is empty", "export the workbook again")
+    try:
+        from python_calamine import CalamineWorkbook
+
+        wb = CalamineWorkbook.from_path(str(p))
+        names = list(wb.sheet_names)
+    except Exception as exc:  # calamine raises its own error types for corrupt files
+        raise InputError(
+            f"{p.name}: cannot open the workbook ({type(exc).__name__}: {str(exc)[:120]})",
+            "the file is damaged or not really an Excel file: open it in Excel and save it as .xlsx again",
+        ) from None
+    if sheet is not None:
+        if sheet not in names:
+            raise InputError(f"{p.name}: no sheet named {sheet!r}", f"the sheets are: {', '.join(names)}")
+        names = [sheet]
+    out: list[RawSheet] = []
+    for name in names:
+        try:
+            ws = wb.get_sheet_by_name(name)
+            cells = ws.to_python(skip_empty_area=False)
+        except Exception as exc:
+            raise InputError(f"{p.name}, sheet {name!r}: cannot read ({str(exc)[:120]})", "save the workbook again") from None
+        width = max((len(r) for r in cells), default=0)
+        typed = pd.DataFrame([list(r) + [""] * (width - len(r)) for r in cells], columns=range(width), dtype=object)
+        grid = _cells_as_text(typed)
+        out.append(RawSheet(p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed))
+    return out
+
+
+def _cells_as_text(typed: pd.DataFrame) -> pd.DataFrame:
+    """Text view of typed cells: integral floats lose '.0', dates become ISO, None ''."""
+    import datetime as dt
+
+    import pandas as pd
+
+    def col_text(s: pd.Series) -> pd.Series:
+        kinds = s.map(type)
+        if (kinds == str).all():
+            return s
+        out = s.astype(object).copy()
+        is_float = kinds == float
+        if is_float.any():
+            f = pd.to_numeric(s[is_float], errors="coerce")
+            integral = f.notna() & (f == f.round()) & (f.abs() < 1e15)
+            txt = f.astype(str)
+            txt[integral] = f[integral].astype("int64").astype(str)
+            out[is_float] = txt
+        is_int = (kinds == int) | (kinds == bool)
+        if is_int.any():
+            out[is_int] = s[is_int].astype(str)
+        is_dt = (kinds == dt.datetime) | (kinds == dt.date) | (kinds == pd.Timestamp)
+        if is_dt.any():
+            out[is_dt] = s[is_dt].map(lambda v: v.isoformat(sep=" ") if isinstance(v, dt.datetime) else v.isoformat())
+        is_time = kinds == dt.time
+        if is_time.any():
+            out[is_time] = s[is_time].map(lambda v: v.isoformat())
+        is_none = s.isna()
+        out[is_none] = ""
+        return out.astype(str).where(~is_none, "")
+
+    return typed.apply(col_text) if len(typed.columns) else typed
+
+
+# --------------------------------------------------------------------------- typed tables
+def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.DataFrame:
+    """Read a table custtool wrote (Parquet typed; CSV/xlsx with sensible types).
+
+    For raw exports from other systems use :func:`custtool.ingest.import_files`.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found", "run the previous step first, or check the path")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(p)
+        if suffix in CSV_SUFFIXES:
+            data = p.read_bytes()
+            text, _ = decode(data, None, p.name)
+            df = pd.read_csv(_io.StringIO(text.lstrip("\ufeff")), dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",")
+            return _restore_types(df)
+        if suffix in EXCEL_SUFFIXES:
+            df = pd.read_excel(p, sheet_name=sheet or 0, engine="calamine", dtype=object)
+            return _restore_types(df.where(df.notna(), ""))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{p.name}: cannot read ({type(exc).__name__}: {str(exc)[:120]})", "is it a file custtool wrote?") from None
+    raise InputError(f"{p.name}: unsupported file type {suffix!r}", "use .parquet, .csv or .xlsx")
+
+
+# columns whose text form should be turned back into numbers / dates when read from CSV/xlsx
+_TEXT_COLUMNS = {"customer_id", "phone", "email", "order_id", "record_id", "id_number", "source_customer_id", "name"}
+
+
+def _restore_types(df: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    out = {}
+    for col in df.columns:
+        s = df[col]
+        name = str(col)
+        if name in _TEXT_COLUMNS or s.map(type).eq(str).all() and name in _TEXT_COLUMNS:
+            out[col] = s.astype(str).replace({"nan": ""})
+            continue
+        if name.endswith(("_date", "_time", "_order")) or name in {"time", "as_of", "next_follow_up", "first_order", "last_order"}:
+            out[col] = pd.to_datetime(s.replace("", None), errors="coerce")
+            continue
+        num = pd.to_numeric(s.replace("", None), errors="coerce")
+        nonblank = s.astype(str).str.strip() != ""
+        if nonblank.any() and num[nonblank].notna().all() and name not in _TEXT_COLUMNS:
+            out[col] = num
+        else:
+            out[col] = s.astype(str).where(s.notna(), "")
+    return pd.DataFrame(out, index=df.index)
+
+
+# --------------------------------------------------------------------------- writing
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def neutralize_formula_text(s: pd.Series) -> pd.Series:
+    """Prefix ``'`` to text that a spreadsheet would run as a formula (= + - @ tab CR LF).
+
+    Numbers stored as text that are plain numbers (``-20``, ``+86…`` is not) stay as they are.
+    """
+    import pandas as pd
+
+    txt = s.astype("string")
+    starts = txt.str.startswith(FORMULA_PREFIXES, na=False)
+    plain_number = txt.str.fullmatch(r"-\d+(\.\d+)?", na=False)
+    hit = starts & ~plain_number
+    if not hit.any():
+        return s
+    out = s.astype(object).copy()
+    out[hit] = "'" + txt[hit].astype(str)
+    return pd.Series(out, index=s.index, name=s.name)
+
+
+def _text_columns(df: pd.DataFrame) -> list[Any]:
+    import pandas as pd
+
+    return [c for c in df.columns if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c])]
+
+
+def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
+    """List-valued cells (tags) joined with ``sep`` for CSV/xlsx."""
+    out = df
+    for c in _text_columns(df):
+        s = df[c]
+        is_list = s.map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, str))
+        if is_list.any():
+            if out is df:
+                out = df.copy()
+            out[c] = s.map(lambda v: sep.join(map(str, list(v))) if not isinstance(v, str) and v is not None and hasattr(v, "__iter__") else v)
+    return out
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, sheet_name: str = "data", encoding: str = "utf-8-sig") -> Path:
+    """Write a frame by extension (.parquet, .csv, .tsv, .xlsx), atomically.
+
+    CSV is UTF-8 with BOM (Excel opens it correctly) and xlsx text cells are written as
+    strings; in both, text that would start a formula is neutralised.
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in {".parquet", ".csv", ".tsv", ".xlsx"}:
+        raise InputError(f"{target.name}: cannot write {suffix!r} files", "use .parquet, .csv or .xlsx")
+    with atomic_path(target) as tmp:
+        if suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        elif suffix in {".csv", ".tsv"}:
+            flat = flatten_lists(df)
+            safe = flat.copy()
+            for c in _text_columns(flat):
+                safe[c] = neutralize_formula_text(flat[c])
+            safe.to_csv(tmp, index=False, encoding=encoding, sep="\t" if suffix == ".tsv" else ",", date_format="%Y-%m-%d %H:%M:%S")
+        else:
+            write_xlsx_sheets({sheet_name: df}, tmp)
+    return target
+
+
+def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
+    """Plain multi-sheet workbook (xlsxwriter, strings never become formulas).
+
+    Frozen header, autofilter, widths from content. Not atomic by itself: call it on the
+    temporary path of :func:`atomic_path`.
+    """
+    import pandas as pd
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(
+        str(path),
+        {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "nan_inf_to_errors": True},
+    )
+    head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+    date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
+    dt_fmt = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+    for name, df in sheets.items():
+        ws = wb.add_worksheet(_safe_sheet_name(name))
+        flat = flatten_lists(df)
+        cols = list(flat.columns)
+        for j, c in enumerate(cols):
+            ws.write_string(0, j, str(c), head)
+            s = flat[c]
+            sample = s.head(200).astype(str)
+            width = max([len(str(c)) * 2] + [min(len(v) * 1.6, 50) for v in sample]) if len(sample) else len(str(c)) * 2
+            ws.set_column(j, j, max(8, min(width, 50)))
+        ws.freeze_panes(1, 0)
+        if cols:
+            ws.autofilter(0, 0, max(len(flat), 1), len(cols) - 1)
+        kinds = []
+        for c in cols:
+            s = flat[c]
+            if pd.api.types.is_datetime64_any_dtype(s):
+                has_time = bool((s.dropna().dt.normalize() != s.dropna()).any())
+                kinds.append(("dt", dt_fmt if has_time else date_fmt))
+            elif pd.api.types.is_bool_dtype(s):
+                kinds.append(("bool", None))
+            elif pd.api.types.is_numeric_dtype(s):
+                kinds.append(("num", None))
+            else:
+                kinds.append(("str", None))
+        values = [flat[c].tolist() for c in cols]
+        for i in range(len(flat)):
+            r = i + 1
+            for j, (kind, fmt) in enumerate(kinds):
+                v = values[j][i]
+                if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
+                    continue
+                if kind == "dt":
+                    ws.write_datetime(r, j, v.to_pydatetime(), fmt)
+                elif kind == "num":
+                    ws.write_number(r, j, float(v))
+                elif kind == "bool":
+                    ws.write_boolean(r, j, bool(v))
+                else:
+                    if v is pd.NA:
+                        continue
+                    ws.write_string(r, j, str(v))
+    wb.close()
+
+
+def _safe_sheet_name(name: str) -> str:
+    for ch in "[]:*?/\\":
+        name = name.replace(ch, "_")
+    return name[:31] or "sheet"
