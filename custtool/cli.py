@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -30,7 +30,7 @@ stdout = Console(highlight=False)
 class _Group(TyperGroup):
     """Typer group that turns CusttoolError into one line on stderr and exit code 2."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CusttoolError as exc:
@@ -123,6 +123,103 @@ def progress(quiet: bool = False):  # noqa: ANN201 - rich Progress
 
 # --------------------------------------------------------------------------- import / template
 # (section: import — issue 2)
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="CSV/TSV/xlsx files to import (one kind of data).", show_default=False)],
+    output: OutOpt = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", "-k", help="customers, orders, interactions or surveys (default: detected).")
+    ] = None,
+    channel: Annotated[str | None, typer.Option("--channel", "-c", help="Channel name for every row (default: file name).")] = None,
+    sheet: Annotated[str | None, typer.Option("--sheet", help="Only this sheet of each workbook.")] = None,
+    encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding of CSV files (default: detected).")] = None,
+    fields: Annotated[Path | None, typer.Option("--fields", help="Your own header aliases (YAML), added to rules/fields.yaml.")] = None,
+    rejects: Annotated[Path | None, typer.Option("--rejects", help="Rejects file (.csv or .xlsx; default: beside the output).")] = None,
+    max_rejects: Annotated[int | None, typer.Option("--max-rejects", help="Exit 1 when more rows than this are rejected.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Import customer, order, follow-up or survey exports and account for every row.
+
+    Finds the header below title rows, maps Chinese/English headers to canonical fields,
+    normalises phones, emails, dates, amounts, names and cities, and rejects only rows
+    that cannot be used, with the reason. Without -o it only checks and reports.
+
+    Examples:
+
+      $ custtool import 电商客户.xlsx 门店会员.csv -o customers.parquet
+
+      $ custtool import orders.csv --kind orders -o orders.parquet --rejects orders_rejects.xlsx
+
+      $ custtool import leads.csv --channel 公众号 --encoding gbk --max-rejects 0 --json
+    """
+    from custtool.ingest import import_files
+    from custtool.io import write_table
+
+    result = import_files(files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields)
+    rejects_path: Path | None = rejects
+    if rejects_path is None and output is not None:
+        rejects_path = output.with_name(f"{output.stem}_rejects.csv")
+    if output is not None:
+        write_table(result.data, output)
+    if rejects_path is not None:
+        write_table(result.rejects, rejects_path)
+    totals = result.totals
+    if json_out:
+        emit_json(
+            {
+                "kind": result.kind,
+                "files": [f.as_dict() for f in result.files],
+                "totals": totals,
+                "problems": result.problem_counts(),
+                "output": str(output) if output else None,
+                "rejects": str(rejects_path) if rejects_path else None,
+                "warnings": result.warnings,
+            }
+        )
+    else:
+        for w in result.warnings:
+            info(f"[yellow]Warning:[/] {w}", quiet)
+        rows = [
+            [f.file + (f" [{f.sheet}]" if f.sheet else ""), f.encoding or "xlsx", f.rows_read, f.accepted, f.rejected,
+             f"{f.skipped} ({f.skipped_blank} blank, {f.skipped_total} total)", f.flagged]
+            for f in result.files
+        ]
+        rows.append(["TOTAL", "", totals["rows_read"], totals["accepted"], totals["rejected"], str(totals["skipped"]), totals["flagged"]])
+        print_table(
+            f"Imported {result.kind}: rows read = accepted + rejected + skipped",
+            ["file", "encoding", "read", "accepted", "rejected", "skipped", "flagged"],
+            rows,
+            quiet,
+        )
+        problems = result.problem_counts()
+        if problems:
+            info("Kept with a flag (value cleared): " + ", ".join(f"{k} {v}" for k, v in problems.items()), quiet)
+        if output:
+            info(f"Wrote {output}" + (f"; rejects and flagged values: {rejects_path}" if rejects_path else ""), quiet)
+    if max_rejects is not None and totals["rejected"] > max_rejects:
+        info(f"[red]{totals['rejected']} rows rejected, more than --max-rejects {max_rejects}[/]", quiet and not json_out)
+        raise typer.Exit(1)
+
+
+@app.command("template")
+def template(
+    kind: Annotated[str, typer.Argument(help="customers, orders, interactions or surveys.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .xlsx template to write.")] = Path("客户信息导入模板.xlsx"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Write an Excel import template: headers, required markers, drop-downs, example, instructions.
+
+    Examples:
+
+      $ custtool template customers -o 客户信息导入模板.xlsx
+
+      $ custtool template orders -o 订单导入模板.xlsx
+    """
+    from custtool.template import write_template
+
+    path = write_template(kind, output)
+    info(f"Wrote {path}", quiet)
 
 
 # --------------------------------------------------------------------------- clean

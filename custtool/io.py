@@ -45,6 +45,7 @@ class RawSheet:
     row_numbers: Any  # numpy int64 array, one per grid row
     encoding: str | None = None
     typed: pd.DataFrame | None = None  # xlsx: the cells with their own types (dates, numbers)
+    merged: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)  # 0-based grid ranges
     warnings: list[str] = field(default_factory=list)
 
 
@@ -201,12 +202,13 @@ def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
         try:
             ws = wb.get_sheet_by_name(name)
             cells = ws.to_python(skip_empty_area=False)
+            merged = list(getattr(ws, "merged_cell_ranges", None) or [])
         except Exception as exc:
             raise InputError(f"{p.name}, sheet {name!r}: cannot read ({str(exc)[:120]})", "save the workbook again") from None
         width = max((len(r) for r in cells), default=0)
         typed = pd.DataFrame([list(r) + [""] * (width - len(r)) for r in cells], columns=range(width), dtype=object)
         grid = _cells_as_text(typed)
-        out.append(RawSheet(p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed))
+        out.append(RawSheet(p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed, merged))
     return out
 
 

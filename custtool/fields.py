@@ -1,0 +1,148 @@
+"""Header aliases → canonical columns (``rules/fields.yaml``), kind detection, header row.
+
+An export's headers (客户编号, 手机号码, 联系电话 *, 金额(元) …) are matched to canonical
+English fields per data kind. Unknown headers are kept as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from custtool.errors import ConfigError
+
+KINDS = ("customers", "orders", "interactions", "surveys")
+KIND_LABELS = {"customers": "客户档案", "orders": "订单", "interactions": "跟进记录", "surveys": "满意度调查"}
+DEFAULT_FIELDS = Path(__file__).parent / "rules" / "fields.yaml"
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: str
+    aliases: dict[str, list[str]]  # canonical field -> aliases as written
+    required: list[list[str]]  # groups: at least one field of each group
+    signature: list[str]
+
+    def lookup(self) -> dict[str, str]:
+        """Normalised alias -> canonical field (canonical names match themselves)."""
+        table: dict[str, str] = {}
+        for canon, names in self.aliases.items():
+            for name in [canon, *names]:
+                table.setdefault(normalize_header(name), canon)
+        return table
+
+
+def normalize_header(text: Any) -> str:
+    """Header text as compared: NFKC, lower-case, no spaces, no ``*``, no trailing (单位)."""
+    s = unicodedata.normalize("NFKC", str(text)).strip().lower()
+    s = re.sub(r"\s+", "", s)
+    s = s.replace("*", "").replace("※", "")
+    s = re.sub(r"[((][^()()]*[))]$", "", s)
+    s = s.strip(":：")
+    return s
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: field alias file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})", "check the indentation and quotes") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of kinds (customers, orders, …)")
+    return data
+
+
+def load_fields(extra: str | Path | list[str | Path] | None = None) -> dict[str, KindSpec]:
+    """The shipped alias table, extended by the user's file(s) (aliases are added)."""
+    data = _load_yaml(DEFAULT_FIELDS)
+    extras = [] if extra is None else extra if isinstance(extra, list) else [extra]
+    for path in extras:
+        user = _load_yaml(Path(path))
+        for kind, spec in user.items():
+            if kind not in KINDS:
+                raise ConfigError(f"{path}: unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+            if not isinstance(spec, dict) or not isinstance(spec.get("fields", {}), dict):
+                raise ConfigError(f"{path}: {kind}: expected `fields:` with canonical field → list of aliases")
+            target = data.setdefault(kind, {"fields": {}, "required": [], "signature": []})
+            for canon, names in (spec.get("fields") or {}).items():
+                if isinstance(names, str):
+                    names = [names]
+                if not isinstance(names, list):
+                    raise ConfigError(f"{path}: {kind}.{canon}: aliases must be a list of header names")
+                # user aliases first so they win over shipped ones
+                target["fields"][canon] = [str(n) for n in names] + list(target["fields"].get(canon, []))
+    specs = {}
+    for kind in KINDS:
+        raw = data.get(kind) or {}
+        specs[kind] = KindSpec(
+            kind,
+            {k: [str(a) for a in (v or [])] for k, v in (raw.get("fields") or {}).items()},
+            [list(g) for g in raw.get("required") or []],
+            list(raw.get("signature") or []),
+        )
+    return specs
+
+
+def map_headers(headers: list[Any], spec: KindSpec) -> tuple[list[str], dict[str, str]]:
+    """Canonical names for a header row; unknown and repeated ones keep their own text.
+
+    Returns (new column names, {canonical: original header}).
+    """
+    table = spec.lookup()
+    used: dict[str, str] = {}
+    names: list[str] = []
+    seen: set[str] = set()
+    for i, h in enumerate(headers):
+        text = str(h).strip()
+        canon = table.get(normalize_header(text))
+        if canon and canon not in used:
+            used[canon] = text
+            name = canon
+        else:
+            name = text or f"列{i + 1}"
+        base, k = name, 2
+        while name in seen:
+            name = f"{base}_{k}"
+            k += 1
+        seen.add(name)
+        names.append(name)
+    return names, used
+
+
+def header_score(cells: list[Any], specs: dict[str, KindSpec]) -> int:
+    """How many cells of a row are known headers (of any kind)."""
+    known = set()
+    for spec in specs.values():
+        known.update(spec.lookup())
+    return sum(1 for c in cells if str(c).strip() and normalize_header(c) in known)
+
+
+def detect_kind(headers: list[Any], specs: dict[str, KindSpec]) -> str:
+    """The data kind a header row looks like: most signature fields matched; customers on ties."""
+    best, best_score = "customers", -1
+    for kind in KINDS:
+        spec = specs[kind]
+        _, used = map_headers(headers, spec)
+        score = sum(2 for f in spec.signature if f in used) + len(used) * 0.1
+        if score > best_score:
+            best, best_score = kind, score
+    return best
+
+
+def missing_required(used: dict[str, str], spec: KindSpec) -> list[list[str]]:
+    """Required groups none of whose fields is present."""
+    return [group for group in spec.required if not any(f in used for f in group)]
+
+
+def aliases_text(spec: KindSpec, field: str, limit: int = 6) -> str:
+    names = spec.aliases.get(field, [])[:limit]
+    return f"{field} ({' / '.join(names)})" if names else field

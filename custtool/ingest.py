@@ -1,0 +1,355 @@
+"""`custtool import`: read exports, find headers, map fields, normalise, validate, account.
+
+Every row below a sheet's header is accounted for: accepted, rejected (with file,
+sheet, row, column, value and a reason) or skipped (blank or a totals row), and
+``rows_read = accepted + rejected + skipped`` holds per file and sheet.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from custtool import normalize as nz
+from custtool.errors import InputError
+from custtool.fields import (
+    KIND_LABELS,
+    KINDS,
+    KindSpec,
+    aliases_text,
+    detect_kind,
+    header_score,
+    load_fields,
+    map_headers,
+    missing_required,
+)
+from custtool.io import RawSheet, read_raw
+from custtool.schemas import REJECT_COLUMNS, validate
+
+HEADER_SEARCH_ROWS = 30
+TOTAL_WORDS = r"^\s*(合计|总计|小计|共计|总合计|total|grand total|subtotal)\s*[:：]?\s*$"
+PROVENANCE = ["_source_file", "_sheet", "_row", "_channel", "_flags"]
+
+
+@dataclass
+class SheetReport:
+    """Row accounting of one file/sheet."""
+
+    file: str
+    sheet: str
+    kind: str
+    encoding: str | None
+    header_row: int
+    rows_read: int
+    accepted: int
+    rejected: int
+    skipped: int
+    skipped_blank: int
+    skipped_total: int
+    flagged: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ImportResult:
+    """The imported table of one kind, its rejects and the accounting per file/sheet."""
+
+    kind: str
+    data: pd.DataFrame
+    rejects: pd.DataFrame
+    files: list[SheetReport]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        keys = ("rows_read", "accepted", "rejected", "skipped", "skipped_blank", "skipped_total", "flagged")
+        return {k: int(sum(getattr(f, k) for f in self.files)) for k in keys}
+
+    def problem_counts(self) -> dict[str, int]:
+        """How many kept values were cleared or flagged, per problem code."""
+        if "_flags" not in self.data or self.data.empty:
+            return {}
+        codes = self.data["_flags"].str.split(";").explode()
+        codes = codes[codes.astype(bool)].str.split(":").str[0]
+        return {str(k): int(v) for k, v in codes.value_counts().items()}
+
+
+def import_files(
+    paths: list[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    kind: str | None = None,
+    channel: str | None = None,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    fields: str | os.PathLike[str] | list[Any] | None = None,
+    tz: str = "Asia/Shanghai",
+) -> ImportResult:
+    """Import one or many exports (CSV/TSV/xlsx, all sheets or ``sheet``) into one table.
+
+    ``kind`` is detected from the headers when not given; all inputs must be of one kind.
+    ``channel`` labels every row (default: the file name without extension).
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise InputError("no input files given", "name at least one CSV or Excel file")
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+    specs = load_fields(fields)
+    frames: list[pd.DataFrame] = []
+    rejects: list[pd.DataFrame] = []
+    reports: list[SheetReport] = []
+    warnings: list[str] = []
+    kinds_seen: dict[str, list[str]] = {}
+    for path in paths:
+        sheets = read_raw(path, sheet=sheet, encoding=encoding)
+        usable = 0
+        for raw in sheets:
+            header_at = find_header_row(raw.grid, specs)
+            where = f"{raw.file}" + (f", sheet {raw.sheet!r}" if raw.sheet else "")
+            if header_at is None:
+                if raw.grid.replace("", np.nan).notna().any().any():
+                    warnings.append(f"{where}: no recognisable header row; sheet skipped")
+                continue
+            usable += 1
+            headers = raw.grid.iloc[header_at].tolist()
+            sheet_kind = kind or detect_kind(headers, specs)
+            kinds_seen.setdefault(sheet_kind, []).append(where)
+            frame, rej, report = _import_sheet(raw, header_at, specs[sheet_kind], channel or Path(path).stem, tz)
+            report.encoding = raw.encoding
+            frames.append(frame)
+            rejects.append(rej)
+            reports.append(report)
+            warnings.extend(raw.warnings)
+        if usable == 0:
+            known = ", ".join(list(specs["customers"].aliases.get("phone", []))[:3])
+            raise InputError(
+                f"{Path(path).name}: no header row found (looked at the first {HEADER_SEARCH_ROWS} rows"
+                + (" of every sheet)" if len(sheets) > 1 else ")"),
+                f"the header row must name at least two known columns, e.g. 姓名, {known}; "
+                "add your own header names with --fields my_fields.yaml",
+            )
+    if len(kinds_seen) > 1:
+        listing = "; ".join(f"{KIND_LABELS[k]} ({k}): {', '.join(v)}" for k, v in kinds_seen.items())
+        raise InputError(
+            f"the inputs hold different kinds of data — {listing}",
+            "import each kind in its own call, or pass --kind (and --sheet) to choose",
+        )
+    final_kind = next(iter(kinds_seen)) if kinds_seen else (kind or "customers")
+    data = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    data = _fill_missing_text(data)
+    rej = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) else pd.DataFrame(columns=REJECT_COLUMNS)
+    return ImportResult(final_kind, data, rej, reports, warnings)
+
+
+def find_header_row(grid: pd.DataFrame, specs: dict[str, KindSpec]) -> int | None:
+    """The grid row (0-based) that is the header: the first row with the most known
+    header names among the first rows, and at least two of them."""
+    best, best_score = None, 1
+    for i in range(min(HEADER_SEARCH_ROWS, len(grid))):
+        score = header_score(grid.iloc[i].tolist(), specs)
+        if score > best_score:
+            best, best_score = i, score
+    return best
+
+
+def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, SheetReport]:
+    headers = raw.grid.iloc[header_at].tolist()
+    names, used = map_headers(headers, spec)
+    where = raw.file + (f", sheet {raw.sheet!r}" if raw.sheet else "")
+    missing = missing_required(used, spec)
+    if missing:
+        need = "; ".join(" or ".join(aliases_text(spec, f) for f in group) for group in missing)
+        raise InputError(
+            f"{where}: required column missing for {spec.kind}: {need}",
+            "rename the column in the file, or add your header to a --fields file",
+        )
+    body = raw.grid.iloc[header_at + 1 :]
+    if raw.sheet:  # Excel: the row a person sees
+        row_numbers = raw.row_numbers[header_at + 1 :]
+    else:  # CSV: record number, the header being record 1
+        row_numbers = np.arange(2, len(body) + 2, dtype="int64")
+    body = body.copy()
+    body.columns = names
+    body.index = pd.RangeIndex(len(body))
+    body = _fill_merged_down(body, raw, header_at)
+    text = body.astype(str)
+    stripped = text.apply(lambda c: c.str.strip())
+    blank = (stripped == "").all(axis=1)
+    total = stripped.apply(lambda c: c.str.fullmatch(TOTAL_WORDS, case=False)).any(axis=1) & ~blank
+    keep = ~(blank | total)
+    rows = text[keep]
+    norm, originals = normalize_table(rows, spec.kind, tz)
+    norm.insert(0, "_source_file", raw.file)
+    norm.insert(1, "_sheet", raw.sheet)
+    norm.insert(2, "_row", row_numbers[keep.to_numpy()])
+    norm.insert(3, "_channel", channel)
+    rejected, rejects = validate(norm, spec.kind, originals)
+    flagged_rows = norm["_flags"] != ""
+    kept_problems = _kept_problem_rows(norm[~rejected], originals)
+    rejects = pd.concat([rejects, kept_problems], ignore_index=True) if len(kept_problems) else rejects
+    accepted = norm[~rejected].reset_index(drop=True)
+    report = SheetReport(
+        file=raw.file,
+        sheet=raw.sheet,
+        kind=spec.kind,
+        encoding=raw.encoding,
+        header_row=int(raw.row_numbers[header_at]) if raw.sheet else 1,
+        rows_read=len(body),
+        accepted=len(accepted),
+        rejected=int(rejected.sum()),
+        skipped=int(blank.sum() + total.sum()),
+        skipped_blank=int(blank.sum()),
+        skipped_total=int(total.sum()),
+        flagged=int((flagged_rows & ~rejected).sum()),
+    )
+    return accepted, rejects, report
+
+
+def _fill_merged_down(body: pd.DataFrame, raw: RawSheet, header_at: int) -> pd.DataFrame:
+    """Excel merged cells below the header: every cell of the range gets the top-left value."""
+    if raw.typed is None or not raw.merged:
+        return body
+    out = body
+    for (r0, c0), (r1, c1) in raw.merged:
+        if r0 <= header_at or c0 >= body.shape[1]:
+            continue
+        b0, b1 = r0 - header_at - 1, r1 - header_at - 1
+        if out is body:
+            out = body.copy()
+        value = out.iat[b0, c0]
+        out.iloc[b0 : b1 + 1, c0 : min(c1, body.shape[1] - 1) + 1] = value
+    return out
+
+
+def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """Normalise the canonical columns of a text table of ``kind`` (unknown columns kept).
+
+    Returns the typed table with a ``_flags`` column and the original text of the
+    normalised columns (for the rejects file).
+    """
+    out = rows.copy()
+    flags: list[pd.Series] = []
+    originals: dict[str, pd.Series] = {}
+
+    def note(col: str, problems: pd.Series, with_column: bool = False) -> None:
+        if with_column:
+            problems = problems.where(problems == "", problems + ":" + col)
+        flags.append(problems)
+
+    for col in list(out.columns):
+        s = rows[col]
+        if col in ("phone",):
+            originals[col] = s
+            out[col], p = nz.normalize_phone(s)
+            note(col, p)
+        elif col == "email":
+            originals[col] = s
+            out[col], p = nz.normalize_email(s)
+            note(col, p)
+        elif col in ("birth_date", "first_contact_date", "next_follow_up") or (col == "time" and kind == "surveys"):
+            originals[col] = s
+            out[col], p = nz.normalize_date(s)
+            note(col, p, with_column=True)
+        elif col in ("order_time", "time"):
+            originals[col] = s
+            out[col], p = nz.normalize_date(s, keep_time=True, tz=tz)
+            note(col, p, with_column=True)
+        elif col == "gender":
+            out[col], p = nz.normalize_gender(s)
+            note(col, p)
+        elif col == "amount":
+            originals[col] = s
+            out[col], p = nz.normalize_amount(s)
+            note(col, p)
+        elif col in ("quantity", "satisfaction", "company_size") and kind != "customers" or col == "quantity":
+            out[col], p = nz.normalize_number(s)
+            note(col, p, with_column=True)
+        elif col == "score":
+            originals[col] = s
+            num, p = nz.normalize_number(s)
+            bad = (p != "") | ~num.between(0, 10) & num.notna() | (s.str.strip() == "")
+            out[col] = num.where(~bad)
+            note(col, pd.Series(np.where(bad, "score_invalid", ""), index=s.index))
+        elif col == "age":
+            num, p = nz.normalize_number(s.str.replace("岁", "", regex=False))
+            ok = num.notna() & (num == num.round()) & num.between(0, 120)
+            out[col] = num.where(ok).astype("Int64")
+            note(col, pd.Series(np.where((s.str.strip() != "") & ~ok, "age_invalid", ""), index=s.index))
+        elif col == "name":
+            out[col], p = nz.normalize_name(s)
+            note(col, p)
+        elif col == "city":
+            out[col], region, p = nz.normalize_city(s)
+            if "region" not in rows.columns:
+                out["region"] = region
+        elif col == "refund":
+            out[col], p = nz.normalize_bool(s)
+        elif col in ("customer_id", "order_id", "record_id", "id_number"):
+            out[col] = nz._text(s).astype(object)
+        else:
+            out[col] = s.str.strip()
+    if kind == "orders" and "refund" in out.columns and "amount" in out.columns:
+        # a refund flagged line with a positive amount counts as money going back
+        out["amount"] = out["amount"].where(~out["refund"], -out["amount"].abs())
+    out["_flags"] = nz.join_problems(*flags) if flags else ""
+    return out, originals
+
+
+def _kept_problem_rows(kept: pd.DataFrame, originals: dict[str, pd.Series]) -> pd.DataFrame:
+    """Rejects-file rows for values that were cleared or flagged on kept rows."""
+    flagged = kept[kept["_flags"] != ""]
+    if flagged.empty:
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    codes = flagged["_flags"].str.split(";").explode()
+    codes = codes[codes != ""]
+    base = flagged.loc[codes.index]
+    code = codes.str.split(":").str[0]
+    column = codes.str.split(":").str[1]
+    guess = code.str.extract(r"^(phone|email|amount|score|age|name|gender|date|number|excel)")[0]
+    column = column.where(column.notna(), guess.replace({"excel": "phone", "date": ""}))
+    value = pd.Series("", index=codes.index, dtype=object)
+    for col in set(column.dropna()):
+        if col in originals:
+            sel = (column == col).to_numpy()
+            value[sel] = originals[col].reindex(codes.index[sel]).fillna("").astype(str).to_numpy()
+        elif col in kept.columns:
+            sel = (column == col).to_numpy()
+            value[sel] = base[col][sel].astype(str).to_numpy()
+    out = pd.DataFrame(
+        {
+            "file": base["_source_file"].to_numpy(),
+            "sheet": base["_sheet"].to_numpy(),
+            "row": base["_row"].to_numpy(),
+            "column": column.fillna("").to_numpy(),
+            "value": value.to_numpy(),
+            "code": code.to_numpy(),
+        }
+    )
+    out["reason_zh"] = out["code"].map({k: v[0] for k, v in nz.PROBLEMS.items()}).fillna(out["code"])
+    out["reason_en"] = out["code"].map({k: v[1] for k, v in nz.PROBLEMS.items()}).fillna(out["code"])
+    out["action"] = "kept"
+    return out[REJECT_COLUMNS]
+
+
+def _fill_missing_text(df: pd.DataFrame) -> pd.DataFrame:
+    """After concatenating sheets with different columns, text gaps are "" not NaN."""
+    if df.empty:
+        return df
+    out = df
+    for col in df.columns:
+        s = df[col]
+        if (s.dtype == object or pd.api.types.is_string_dtype(s)) and s.isna().any():
+            if out is df:
+                out = df.copy()
+            out[col] = s.fillna("")
+    if "_flags" in out:
+        out["_flags"] = out["_flags"].fillna("")
+    return out

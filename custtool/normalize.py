@@ -1,0 +1,372 @@
+"""Normalisers for the values of Chinese customer exports (SPEC B1, the reject contract).
+
+Each normaliser takes a Series of text (as read: every cell text) and returns a pair
+``(values, problems)``: the normalised Series and a Series of problem codes ("" when the
+value is fine or blank). Invalid values become empty ("" or NaN/NaT); the caller keeps
+the code as a flag. Everything is whole-column string/regex work: no per-row loops,
+except the rare foreign phone number that only the phonenumbers library can format.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# --------------------------------------------------------------------------- problem codes
+#: code -> (中文, English): the reasons a person reads in the rejects file
+PROBLEMS: dict[str, tuple[str, str]] = {
+    "phone_invalid": ("手机号/电话格式无效", "phone number is not a valid mobile or landline"),
+    "phone_masked": ("手机号已打码,无法使用", "phone number is masked (****)"),
+    "phone_placeholder": ("手机号为占位文字(无/暂无/不详)", "phone is a placeholder (无/暂无/不详)"),
+    "phone_letters": ("手机号含字母", "phone number contains letters"),
+    "excel_precision_lost": ("数字被Excel科学计数法截断,已丢失位数", "Excel scientific notation lost digits"),
+    "email_invalid": ("邮箱格式无效", "email address is not valid"),
+    "date_invalid": ("日期无效或无法识别", "date is invalid or not recognised"),
+    "gender_unknown_value": ("性别无法识别,记为未知", "gender value not recognised, set to 未知"),
+    "amount_invalid": ("金额无法识别", "amount is not a number"),
+    "name_honorific": ("姓名仅为称呼(如张先生)", "name is only a surname with an honorific"),
+    "name_missing": ("姓名为空", "name is empty"),
+    "age_invalid": ("年龄无效", "age is not a whole number between 0 and 120"),
+    "score_invalid": ("评分不在0-10之间或为空", "score is blank or not between 0 and 10"),
+    "number_invalid": ("数值无法识别", "value is not a number"),
+    "bool_invalid": ("是/否值无法识别", "yes/no value not recognised"),
+    "no_contact": ("无有效手机号或邮箱(至少需要一项)", "no valid phone or email (at least one is required)"),
+    "no_customer_key": ("无法关联客户:客户编号、手机号、邮箱均为空或无效", "no customer key: id, phone and email are all empty or invalid"),
+    "time_missing": ("时间为空或无效", "time is empty or invalid"),
+    "amount_missing": ("金额为空或无效", "amount is empty or invalid"),
+}
+
+_BLANKS = {"", "nan", "none", "null", "nat", "n/a", "na", "#n/a"}
+_PLACEHOLDERS = {"无", "暂无", "不详", "未知", "没有", "空", "-", "--", "/", "无号码", "未提供", "不提供", "保密"}
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Text view: NFKC (full-width → ASCII, ideographic space → space), stripped, '' for missing."""
+    t = s.astype("string").fillna("")
+    t = t.str.normalize("NFKC").str.strip()
+    return t.mask(t.str.lower().isin(_BLANKS), "")
+
+
+def _problems(index: pd.Index) -> pd.Series:
+    return pd.Series("", index=index, dtype=object)
+
+
+# --------------------------------------------------------------------------- phones
+_MOBILE = r"1[3-9]\d{9}"
+_TWO_DIGIT_AREAS = ("010", "020", "021", "022", "023", "024", "025", "027", "028", "029")
+
+
+def normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Canonical phone: mobile ``13812345678``, landline ``021-62345678``, hotline
+    ``400-820-8820``, foreign E.164 ``+14155550123``; "" when blank or invalid.
+
+    Handles +86/0086/86 prefixes, spaces, dashes, brackets, full-width digits, Excel
+    floats (``13812345678.0``) and extensions (转/分机/ext). Letters are never keypad
+    digits; masked and placeholder values and scientific notation are invalid.
+    """
+    t = _text(s)
+    problems = _problems(s.index)
+    out = pd.Series("", index=s.index, dtype=object)
+    blank = t == ""
+    # Excel float forms
+    t = t.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    sci = t.str.fullmatch(r"\d(\.\d+)?[eE]\+?\d+")
+    placeholder = t.isin(_PLACEHOLDERS)
+    masked = t.str.contains(r"[*×xX]{3,}|\*", regex=True)
+    # drop extensions, then separators
+    core = t.str.replace(r"\s*(转|分机|ext\.?|x)\s*\d{1,6}$", "", regex=True, case=False)
+    core = core.str.replace(r"[\s\-()./·—–_]", "", regex=True)
+    letters = core.str.contains(r"[A-Za-z]", regex=True) & ~masked
+    foreign = core.str.startswith("+") & ~core.str.startswith("+86")
+    cn = core.str.replace(r"^(\+86|0086)", "", regex=True)
+    cn = cn.where(~cn.str.fullmatch(r"86" + _MOBILE), cn.str[2:])
+    cn = cn.where(~cn.str.fullmatch(r"86[2-9]\d{8,10}"), "0" + cn.str[2:])  # 86 + landline w/o 0
+    # a landline written as +86 21 6234 5678 lost its trunk 0
+    had_cc = core.str.match(r"^(\+86|0086)")
+    cn = cn.where(~(had_cc & cn.str.fullmatch(r"[2-9]\d{8,10}")), "0" + cn)
+    mobile = cn.str.fullmatch(_MOBILE)
+    hotline = cn.str.fullmatch(r"[48]00\d{7}")
+    landline = cn.str.fullmatch(r"0\d{9,11}") & ~mobile
+    two = cn.str.startswith(_TWO_DIGIT_AREAS)
+    area = cn.str[:3].where(two, cn.str[:4])
+    local = cn.str[3:].where(two, cn.str[4:])
+    landline = landline & local.str.len().between(7, 8)
+    ok_mobile = mobile & ~sci & ~masked & ~letters & ~placeholder
+    out[ok_mobile] = cn[ok_mobile]
+    ok_land = landline & ~sci & ~masked & ~letters & ~placeholder
+    out[ok_land] = area[ok_land] + "-" + local[ok_land]
+    ok_hot = hotline & ~ok_mobile & ~ok_land & ~letters
+    out[ok_hot] = cn[ok_hot].str[:3] + "-" + cn[ok_hot].str[3:6] + "-" + cn[ok_hot].str[6:]
+    ok = ok_mobile | ok_land | ok_hot
+    rest = foreign & ~ok & ~letters & ~masked & ~blank
+    if rest.any():
+        formatted = core[rest].map(_format_foreign)
+        out[rest] = formatted
+        ok = ok | (rest & (out != ""))
+    bad = ~blank & ~ok
+    problems[bad] = "phone_invalid"
+    problems[bad & letters] = "phone_letters"
+    problems[bad & masked] = "phone_masked"
+    problems[bad & placeholder] = "phone_placeholder"
+    problems[bad & sci] = "excel_precision_lost"
+    return out, problems
+
+
+@lru_cache(maxsize=4096)
+def _format_foreign(text: str) -> str:
+    import phonenumbers
+
+    try:
+        num = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return ""
+    if not phonenumbers.is_valid_number(num):
+        return ""
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+# --------------------------------------------------------------------------- email
+_EMAIL = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}"
+
+
+def normalize_email(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Trim (ideographic space too), lower-case, plain syntax check; "" when invalid."""
+    t = _text(s).str.replace(r"\s+", "", regex=True).str.lower()
+    t = t.str.replace("。", ".", regex=False)
+    valid = t.str.fullmatch(_EMAIL)
+    problems = _problems(s.index)
+    bad = (t != "") & ~valid
+    problems[bad] = "email_invalid"
+    return t.where(valid, "").astype(object), problems
+
+
+# --------------------------------------------------------------------------- dates
+_DATE_RE = (
+    r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:[\sT]+(?P<H>\d{1,2})\s*[:时]\s*(?P<M>\d{1,2})(?:\s*[:分]\s*(?P<S>\d{1,2})(?:\.\d+)?\s*秒?)?)?"
+    r"\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?$"
+)
+_COMPACT_RE = r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})(?:(?:\s+(?P<H1>\d{1,2})|(?P<H2>\d{2})):?(?P<M>\d{2})(?::?(?P<S>\d{2}))?)?$"
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+
+
+def normalize_date(s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Shanghai") -> tuple[pd.Series, pd.Series]:
+    """Dates to ``datetime64`` (midnight unless ``keep_time``); NaT when blank or invalid.
+
+    Year first always (2024/1/5, 2024年1月5日, 20240105, 2024-01-05 10:30); Excel serial
+    numbers (also as 5-digit text); impossible dates (2023-02-29) are invalid, never shifted.
+    A time with a UTC offset is converted to ``tz`` (the firm's zone) and made naive.
+    """
+    t = _text(s)
+    problems = _problems(s.index)
+    parts = t.str.extract(_DATE_RE)
+    compact = t.str.extract(_COMPACT_RE)
+    compact["H"] = compact["H1"].fillna(compact["H2"])
+    use_c = parts["y"].isna() & compact["y"].notna()
+    for col in ("y", "m", "d", "H", "M", "S"):
+        parts[col] = parts[col].where(~use_c, compact[col])
+    nums = {k: pd.to_numeric(parts[k], errors="coerce") for k in ("y", "m", "d", "H", "M", "S")}
+    frame = pd.DataFrame(
+        {
+            "year": nums["y"],
+            "month": nums["m"],
+            "day": nums["d"],
+            "hour": nums["H"].fillna(0) if keep_time else 0,
+            "minute": nums["M"].fillna(0) if keep_time else 0,
+            "second": nums["S"].fillna(0) if keep_time else 0,
+        },
+        index=s.index,
+    )
+    valid_parts = frame["year"].between(1900, 2100) & frame["month"].between(1, 12) & frame["day"].between(1, 31)
+    valid_parts &= frame["hour"].between(0, 23) & frame["minute"].between(0, 59) & frame["second"].between(0, 59)
+    result = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+    if valid_parts.any():
+        sub = frame[valid_parts].astype("int64")
+        # a day past the month's end must not roll over: check by round trip
+        built = pd.to_datetime(sub, errors="coerce")
+        same_day = built.dt.day == sub["day"]
+        result[valid_parts] = built.where(same_day)
+    # UTC offsets → firm time zone
+    tzs = parts["tz"].where(~use_c) if "tz" in parts else None
+    if keep_time and tzs is not None and tzs.notna().any():
+        has = tzs.notna() & result.notna()
+        if has.any():
+            off = tzs[has].str.replace(":", "", regex=False)
+            off = off.where(off != "Z", "+0000")
+            minutes = off.str[0].map({"+": 1, "-": -1}) * (off.str[1:3].astype(int) * 60 + off.str[3:5].astype(int))
+            utc = result[has] - pd.to_timedelta(minutes, unit="m")
+            local = utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+            result[has] = local
+    # Excel serial numbers
+    serial = t.str.fullmatch(r"\d{5}(\.\d+)?") & result.isna()
+    if serial.any():
+        days = pd.to_numeric(t[serial], errors="coerce")
+        days = days.where(days.between(10000, 80000))
+        stamps = _EXCEL_EPOCH + pd.to_timedelta(days if keep_time else np.floor(days), unit="D")
+        result[serial] = stamps.dt.round("s") if keep_time else stamps
+    bad = (t != "") & result.isna()
+    problems[bad] = "date_invalid"
+    return result, problems
+
+
+# --------------------------------------------------------------------------- gender
+_GENDER = {
+    "男": "男", "m": "男", "male": "男", "男性": "男", "man": "男", "boy": "男", "男士": "男",
+    "女": "女", "f": "女", "female": "女", "女性": "女", "woman": "女", "girl": "女", "女士": "女",
+    "未知": "未知", "保密": "未知", "不详": "未知", "其他": "未知", "unknown": "未知", "u": "未知", "": "未知",
+}
+
+
+def normalize_gender(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """男/女/未知 from 男/M/male/男性, 女/F/female/女性, 未知/保密/blank (never from 先生/女士 in names)."""
+    t = _text(s).str.lower()
+    out = t.map(_GENDER)
+    problems = _problems(s.index)
+    problems[out.isna()] = "gender_unknown_value"
+    return out.fillna("未知").astype(object), problems
+
+
+# --------------------------------------------------------------------------- amounts
+def normalize_amount(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Numbers from ``¥12,500.00``, ``12500元``, ``1.25万``, ``(1,200)`` (negative); NaN when invalid."""
+    t = _text(s)
+    neg_paren = t.str.fullmatch(r"\(.*\)")
+    core = t.str.replace(r"^\((.*)\)$", r"\1", regex=True)
+    core = core.str.replace(r"[¥￥$,\s]|人民币|RMB|CNY|元", "", regex=True, case=False)
+    wan = core.str.endswith("万")
+    yi = core.str.endswith("亿")
+    core = core.str.replace(r"[万亿]$", "", regex=True)
+    num = pd.to_numeric(core.where(core.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)"), None), errors="coerce")
+    num = num.where(~wan, num * 10_000).where(~yi, num * 100_000_000)
+    num = num.where(~neg_paren, -num.abs())
+    num = num.round(2)
+    problems = _problems(s.index)
+    problems[(t != "") & num.isna()] = "amount_invalid"
+    return num.astype("float64"), problems
+
+
+def normalize_number(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Plain numbers (quantities, scores) from text; NaN when invalid."""
+    t = _text(s).str.replace(",", "", regex=False)
+    num = pd.to_numeric(t.where(t.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)"), None), errors="coerce").astype("float64")
+    problems = _problems(s.index)
+    problems[(t != "") & num.isna()] = "number_invalid"
+    return num, problems
+
+
+_TRUE = {"是", "y", "yes", "true", "1", "已退款", "退款", "退货", "已退货", "refund", "refunded", "退款成功"}
+_FALSE = {"否", "n", "no", "false", "0", "", "正常", "未退款", "无", "已完成", "完成", "交易成功", "已支付"}
+
+
+def normalize_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Yes/no flags (是/否, Y/N, 已退款, …) to bool; unrecognised → False with a flag."""
+    t = _text(s).str.lower()
+    out = pd.Series(False, index=s.index, dtype=bool)
+    out[t.isin(_TRUE)] = True
+    problems = _problems(s.index)
+    problems[~t.isin(_TRUE | _FALSE)] = "bool_invalid"
+    return out, problems
+
+
+# --------------------------------------------------------------------------- names
+_HONORIFIC = r"[\u4e00-\u9fff]{1,2}(先生|女士|小姐|老师|太太|总|经理|老板|阿姨|叔叔|同学)"
+
+
+def normalize_name(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Whitespace removed inside Chinese names (张 伟 → 张伟), collapsed in Latin names;
+    an honorific-only name (张先生) is kept as written and flagged ``name_honorific``."""
+    t = _text(s)
+    cjk = t.str.contains(r"[\u4e00-\u9fff]", regex=True) & ~t.str.contains(r"[A-Za-z]", regex=True)
+    out = t.where(~cjk, t.str.replace(r"\s+", "", regex=True))
+    out = out.where(cjk, out.str.replace(r"\s+", " ", regex=True))
+    problems = _problems(s.index)
+    problems[out.str.fullmatch(_HONORIFIC)] = "name_honorific"
+    return out.astype(object), problems
+
+
+# --------------------------------------------------------------------------- cities
+@lru_cache(maxsize=1)
+def _city_table() -> tuple[dict[str, tuple[str, str]], dict[str, str], str, str]:
+    """(alias → (city, province)), (province alias → region), city regex, province regex."""
+    import yaml
+
+    path = Path(__file__).parent / "rules" / "cities.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    city_alias: dict[str, tuple[str, str]] = {}
+    prov_region: dict[str, str] = {}
+    for region, provinces in data["regions"].items():
+        for province, cities in provinces.items():
+            short = _short_province(province)
+            for alias in {province, short}:
+                prov_region[alias] = region
+            if province in data.get("municipalities", []):
+                city_alias[province] = (province, province)
+                city_alias[short] = (province, province)
+            for city in cities or []:
+                full = city if city.endswith(("市", "自治州", "盟", "地区")) else city + "市"
+                base = re.sub(r"(市|地区|盟)$", "", full)
+                for alias in {full, base}:
+                    city_alias.setdefault(alias, (full, province))
+    for alias, target in (data.get("aliases") or {}).items():
+        if target in city_alias:
+            city_alias[alias.lower()] = city_alias[target]
+    names = sorted(city_alias, key=len, reverse=True)
+    provs = sorted(prov_region, key=len, reverse=True)
+    return city_alias, prov_region, "|".join(map(re.escape, names)), "|".join(map(re.escape, provs))
+
+
+def _short_province(name: str) -> str:
+    for suffix in ("维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "特别行政区", "省", "市"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def normalize_city(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Standard city name (北京市, 深圳市) and region (华北/华东/华南/华中/西南/西北/东北).
+
+    Accepts 北京, 北京市朝阳区, 广东省深圳市南山区, Shenzhen. Returns (city, region, problems);
+    an unrecognised city is kept as written with an empty region.
+    """
+    city_alias, prov_region, city_re, prov_re = _city_table()
+    t = _text(s)
+    lowered = t.str.lower()
+    # strip a leading province so 吉林省吉林市 finds the city, not the province
+    prov = t.str.extract(f"^({prov_re})")[0]
+    rest = t.str.replace(f"^({prov_re})", "", regex=True).str.lstrip("省").str.strip()
+    found = rest.str.extract(f"^({city_re})")[0]
+    found = found.where(found.notna(), lowered.where(lowered.isin(city_alias.keys())))
+    city = found.map({a: v[0] for a, v in city_alias.items()})
+    province = found.map({a: v[1] for a, v in city_alias.items()})
+    province = province.where(province.notna(), prov)
+    # 北京市朝阳区: a municipality is the city, whatever district follows
+    muni = prov.isin([a for a, v in city_alias.items() if v[0] == v[1]])
+    city = city.where(~muni, prov.map({a: v[0] for a, v in city_alias.items()}))
+    province = province.where(~muni, city)
+    region = province.map(prov_region)
+    city_out = city.where(city.notna(), t)
+    problems = _problems(s.index)
+    return city_out.astype(object), region.fillna("").astype(object), problems
+
+
+def city_region(city: pd.Series) -> pd.Series:
+    """Region of already standard city names."""
+    return normalize_city(city)[1]
+
+
+def join_problems(*codes: Any) -> pd.Series:
+    """Join several problem-code Series into one ``;``-separated Series (empty parts dropped)."""
+    series = [c for c in codes if c is not None]
+    if not series:
+        raise ValueError("no problem series")
+    out = series[0].astype(str)
+    for c in series[1:]:
+        c = c.astype(str)
+        out = np.where(out == "", c, np.where(c == "", out, out + ";" + c))
+        out = pd.Series(out, index=series[0].index)
+    return pd.Series(out, index=series[0].index, dtype=object)

@@ -1,0 +1,152 @@
+"""pandera schemas per data kind, and validation into (accepted, rejects).
+
+Validation is lazy: every failure of every row at once. pandera's own report is keyed
+to the frame's index and escapes Chinese, so failures are rendered here into a rejects
+table keyed to the file row, with the original value and a reason in Chinese and English.
+
+What is rejected (the contract in SPEC "normalisation and reject contract"): only rows
+that cannot be what they claim — a customer with neither a valid phone nor email, an
+order without amount, time or any customer key, a follow-up without time or key, a survey
+without key. Everything else is kept with a flag (see :mod:`custtool.normalize`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from custtool.normalize import PROBLEMS
+
+REJECT_COLUMNS = ["file", "sheet", "row", "column", "value", "code", "reason_zh", "reason_en", "action"]
+
+_PHONE = r"(1[3-9]\d{9}|0\d{2,3}-\d{7,8}|[48]00-\d{3}-\d{4}|\+[1-9]\d{6,14})?"
+_EMAIL = r"([^@\s]+@[^@\s]+\.[a-z]{2,})?"
+
+
+def _text_col(pattern: str | None = None, **kw: Any) -> pa.Column:
+    checks = [pa.Check.str_matches(f"^(?:{pattern})$")] if pattern else []
+    return pa.Column(None, checks=checks, required=False, nullable=False, **kw)
+
+
+def _has_any(cols: tuple[str, ...]):  # noqa: ANN202
+    def check(df: pd.DataFrame) -> pd.Series:
+        present = [c for c in cols if c in df.columns]
+        if not present:
+            return pd.Series(False, index=df.index)
+        ok = pd.Series(False, index=df.index)
+        for c in present:
+            ok |= df[c].astype(str).str.strip() != ""
+        return ok
+
+    return check
+
+
+def schema_for(kind: str) -> pa.DataFrameSchema:
+    """The schema of a normalised table of ``kind`` (columns optional, checks strict)."""
+    common = {
+        "_source_file": pa.Column(None, required=True),
+        "_row": pa.Column("int64", required=True),
+        "phone": _text_col(_PHONE),
+        "email": _text_col(_EMAIL),
+    }
+    if kind == "customers":
+        cols = {
+            **common,
+            "gender": pa.Column(None, pa.Check.isin(["男", "女", "未知"]), required=False),
+            "age": pa.Column("Int64", pa.Check.in_range(0, 120), required=False, nullable=True),
+            "birth_date": pa.Column(None, required=False, nullable=True),
+            "first_contact_date": pa.Column(None, required=False, nullable=True),
+        }
+        checks = [pa.Check(_has_any(("phone", "email")), name="no_contact")]
+    elif kind == "orders":
+        cols = {
+            **common,
+            "amount": pa.Column("float64", required=True, nullable=False, name="amount"),
+            "order_time": pa.Column(None, required=True, nullable=False),
+            "quantity": pa.Column("float64", required=False, nullable=True),
+        }
+        checks = [pa.Check(_has_any(("customer_id", "phone", "email")), name="no_customer_key")]
+    elif kind == "interactions":
+        cols = {
+            **common,
+            "time": pa.Column(None, required=True, nullable=False),
+            "next_follow_up": pa.Column(None, required=False, nullable=True),
+        }
+        checks = [pa.Check(_has_any(("customer_id", "phone", "email")), name="no_customer_key")]
+    elif kind == "surveys":
+        cols = {
+            **common,
+            "score": pa.Column("float64", pa.Check.in_range(0, 10), required=True, nullable=True),
+            "time": pa.Column(None, required=False, nullable=True),
+        }
+        checks = [pa.Check(_has_any(("customer_id", "phone", "email")), name="no_customer_key")]
+    else:  # pragma: no cover - guarded by callers
+        raise ValueError(kind)
+    return pa.DataFrameSchema(cols, checks=checks, strict=False, coerce=False, name=kind)
+
+
+# check name (pandera) → our code
+_CHECK_CODES = {
+    "not_nullable": {"amount": "amount_missing", "order_time": "time_missing", "time": "time_missing"},
+    "no_contact": "no_contact",
+    "no_customer_key": "no_customer_key",
+}
+
+
+def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None = None) -> tuple[pd.Series, pd.DataFrame]:
+    """Validate a normalised table lazily.
+
+    Returns (rejected: bool Series on ``df.index``, rejects table with
+    :data:`REJECT_COLUMNS`), one rejects row per failing row and column, with the
+    original text of the cell from ``originals`` when given.
+    """
+    rejected = pd.Series(False, index=df.index)
+    try:
+        schema_for(kind).validate(df, lazy=True)
+        return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
+    except SchemaErrors as exc:
+        all_fc = exc.failure_cases
+    fc = all_fc[all_fc["index"].notna()].copy()
+    if fc.empty:  # a schema-level failure (wrong dtype): a bug in normalisation, not user data
+        raise RuntimeError(f"schema check failed on column types: {all_fc.to_dict('records')[:3]}")
+    fc["index"] = fc["index"].astype(df.index.dtype)
+    check = fc["check"].astype(str)
+    column = fc["column"].astype(object)
+    code = check.map(lambda c: c if isinstance(_CHECK_CODES.get(c), str) else None)
+    nn = check == "not_nullable"
+    code[nn] = column[nn].map(_CHECK_CODES["not_nullable"]).fillna("value_missing")
+    other = code.isna()
+    code[other] = column[other].astype(str) + "_invalid"
+    # a frame-wide check names no column: report it on the key columns it is about
+    col_for = column.where(column.notna() & (column.astype(str) != kind), None)
+    col_for[code == "no_contact"] = "phone/email"
+    col_for[code == "no_customer_key"] = "customer_id/phone/email"
+    rows = df.loc[fc["index"].to_numpy()]
+    value = pd.Series("", index=fc.index, dtype=object)
+    originals = originals or {}
+    for col_name in set(col_for.dropna()):
+        sel = col_for == col_name
+        parts = [c for c in str(col_name).split("/") if c in originals]
+        if parts:
+            vals = pd.concat([originals[c].reindex(fc["index"][sel].to_numpy()).fillna("").astype(str).reset_index(drop=True) for c in parts], axis=1)
+            joined = vals.apply(lambda r: " / ".join(v for v in r if v), axis=1) if len(parts) > 1 else vals.iloc[:, 0]
+            value[sel] = joined.to_numpy()
+    out = pd.DataFrame(
+        {
+            "file": rows["_source_file"].to_numpy(),
+            "sheet": rows["_sheet"].to_numpy() if "_sheet" in rows else "",
+            "row": rows["_row"].to_numpy(),
+            "column": col_for.fillna("").to_numpy(),
+            "value": value.to_numpy(),
+            "code": code.to_numpy(),
+        }
+    )
+    out = out.drop_duplicates(["file", "sheet", "row", "code"])
+    out["reason_zh"] = out["code"].map(lambda c: PROBLEMS.get(c, (c, c))[0])
+    out["reason_en"] = out["code"].map(lambda c: PROBLEMS.get(c, (c, c))[1])
+    out["action"] = "rejected"
+    rejected.loc[fc["index"].unique()] = True
+    return rejected, out.reset_index(drop=True)[REJECT_COLUMNS]

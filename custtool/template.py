@@ -1,0 +1,141 @@
+"""`custtool template KIND`: an Excel import template (客户信息导入模板), SPEC A6.
+
+Headers in Chinese with required markers (*), drop-down validations for enumerations,
+an example row, and an instructions sheet. What is filled in imports without mapping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from custtool.errors import InputError
+from custtool.fields import KIND_LABELS, KINDS
+from custtool.io import atomic_path
+from custtool.labels import label
+
+# kind -> [(field, required, example, drop-down choices or None, note)]
+TEMPLATE_FIELDS: dict[str, list[tuple[str, bool, str, list[str] | None, str]]] = {
+    "customers": [
+        ("customer_id", False, "C202405001", None, "系统内唯一编号,可留空由系统生成"),
+        ("name", True, "张伟", None, "真实姓名或常用称呼"),
+        ("phone", True, "13812345678", None, "手机或座机(区号-号码);手机号与邮箱至少填一项"),
+        ("email", False, "zhangwei@example.com", None, "手机号与邮箱至少填一项"),
+        ("gender", True, "男", ["男", "女", "未知"], "下拉选择"),
+        ("age", False, "28", None, "周岁,0-120的整数"),
+        ("city", True, "北京市", None, "常驻城市,可精确到区"),
+        ("industry", False, "互联网", None, "企业客户必填"),
+        ("position", False, "产品经理", None, "企业客户必填"),
+        ("customer_type", True, "个人", ["个人", "企业"], "下拉选择"),
+        ("company", False, "", None, "企业客户填写"),
+        ("first_contact_date", True, "2024-01-15", None, "日期,格式 YYYY-MM-DD"),
+        ("source_channel", True, "电商", ["电商", "门店", "公众号", "官网", "展会", "转介绍", "其他"], "下拉选择"),
+        ("owner", True, "王五", None, "负责的销售/客服"),
+        ("status", True, "意向", ["潜在", "意向", "成交", "流失"], "下拉选择"),
+        ("needs", False, "关注智能家居产品", None, "客户明确提出的需求"),
+        ("notes", False, "有定制需求", None, ""),
+    ],
+    "orders": [
+        ("order_id", True, "SO20240501001", None, "订单号,唯一"),
+        ("customer_id", False, "C202405001", None, "客户编号、手机号、邮箱至少填一项"),
+        ("phone", False, "13812345678", None, ""),
+        ("order_time", True, "2024-05-10 14:30", None, "下单时间"),
+        ("amount", True, "800.00", None, "实付金额(元),退款填负数"),
+        ("channel", True, "电商", ["电商", "门店", "公众号", "其他"], "下拉选择"),
+        ("category", False, "家居", None, ""),
+        ("product", False, "智能台灯", None, ""),
+        ("quantity", False, "1", None, ""),
+        ("refund", False, "否", ["是", "否"], "是否退款"),
+    ],
+    "interactions": [
+        ("record_id", False, "F0001", None, ""),
+        ("customer_id", False, "C202405001", None, "客户编号、手机号、邮箱至少填一项"),
+        ("phone", False, "13812345678", None, ""),
+        ("time", True, "2024-05-12 10:30", None, "跟进时间"),
+        ("method", True, "电话", ["电话", "拜访", "邮件", "线上会议", "咨询", "投诉", "活动"], "下拉选择"),
+        ("content", True, "介绍新品", None, ""),
+        ("result", True, "需跟进", ["有意向", "需跟进", "暂无意向", "报价单已发送", "合同签订"], "下拉选择"),
+        ("next_follow_up", False, "2024-05-20", None, "下次跟进日期"),
+        ("staff", True, "王五", None, "跟进人"),
+    ],
+    "surveys": [
+        ("customer_id", False, "C202405001", None, "客户编号、手机号、邮箱至少填一项"),
+        ("phone", False, "13812345678", None, ""),
+        ("time", True, "2024-05-12", None, "填写日期"),
+        ("score", True, "9", [str(i) for i in range(11)], "推荐意愿 0-10 分"),
+        ("satisfaction", False, "5", ["1", "2", "3", "4", "5"], "满意度 1-5 分"),
+        ("comments", False, "配送很快", None, ""),
+    ],
+}
+
+
+def write_template(kind: str, path: str | os.PathLike[str]) -> Path:
+    """Write the import template of ``kind`` to ``path`` (.xlsx), atomically."""
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+    target = Path(path)
+    if target.suffix.lower() != ".xlsx":
+        raise InputError(f"{target.name}: a template is an .xlsx workbook", "name the output *.xlsx")
+    from openpyxl import Workbook
+    from openpyxl.comments import Comment
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    spec = TEMPLATE_FIELDS[kind]
+    wb = Workbook()
+    ws = wb.active
+    ws.title = f"{KIND_LABELS[kind]}导入"
+    lists = wb.create_sheet("选项")
+    required_fill = PatternFill("solid", fgColor="FCE4D6")
+    optional_fill = PatternFill("solid", fgColor="DDEBF7")
+    for j, (field, required, example, choices, note) in enumerate(spec, start=1):
+        letter = get_column_letter(j)
+        cell = ws.cell(row=1, column=j, value=label(field) + ("*" if required else ""))
+        cell.font = Font(bold=True, color="C00000" if required else "000000")
+        cell.fill = required_fill if required else optional_fill
+        cell.alignment = Alignment(horizontal="center")
+        if note:
+            cell.comment = Comment(note, "custtool")
+        ex = ws.cell(row=2, column=j, value=example)
+        ex.number_format = "@"  # text: phones and ids keep their digits
+        ws.column_dimensions[letter].width = max(12, len(label(field)) * 2 + 4)
+        for r in range(2, 1002):
+            ws.cell(row=r, column=j).number_format = "@"
+        if choices:
+            for i, choice in enumerate(choices, start=1):
+                lists.cell(row=i, column=j, value=choice)
+            dv = DataValidation(
+                type="list",
+                formula1=f"='选项'!${letter}$1:${letter}${len(choices)}",
+                allow_blank=not required,
+                showErrorMessage=True,
+                errorTitle="无效的值",
+                error=f"请从下拉列表中选择:{'/'.join(choices)}",
+            )
+            dv.add(f"{letter}2:{letter}1001")
+            ws.add_data_validation(dv)
+    ws.freeze_panes = "A2"
+    lists.sheet_state = "hidden"
+    guide = wb.create_sheet("填写说明")
+    guide.column_dimensions["A"].width = 22
+    guide.column_dimensions["B"].width = 10
+    guide.column_dimensions["C"].width = 60
+    guide.append([f"{KIND_LABELS[kind]}导入模板 — 填写说明"])
+    guide["A1"].font = Font(bold=True, size=14)
+    guide.append([])
+    guide.append(["字段", "必填", "说明"])
+    for c in guide[3]:
+        c.font = Font(bold=True)
+    for field, required, _example, choices, note in spec:
+        extra = f"(可选:{'/'.join(choices)})" if choices else ""
+        guide.append([label(field), "是" if required else "否", (note + extra) or "-"])
+    guide.append([])
+    guide.append(["1. 带 * 的列为必填;第2行为示例,导入前可删除或覆盖。"])
+    guide.append(["2. 手机号请按文本填写(单元格已设为文本格式),不要写成科学计数法。"])
+    guide.append(["3. 日期请用 YYYY-MM-DD;金额填数字,单位为元。"])
+    guide.append(["4. 导入:custtool import 本文件.xlsx -o 输出.parquet"])
+    guide.append(["5. 请依法收集个人信息(《个人信息保护法》),仅用于告知客户的用途。"])
+    with atomic_path(target) as tmp:
+        wb.save(tmp)
+    return target
