@@ -112,7 +112,7 @@ def import_files(
         sheets = read_raw(path, sheet=sheet, encoding=encoding)
         usable = 0
         for raw in sheets:
-            header_at = find_header_row(raw.grid, specs)
+            header_at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
             where = f"{raw.file}" + (f", sheet {raw.sheet!r}" if raw.sheet else "")
             if header_at is None:
                 if raw.grid.replace("", np.nan).notna().any().any():
@@ -149,15 +149,19 @@ def import_files(
     return ImportResult(final_kind, data, rej, reports, warnings)
 
 
-def find_header_row(grid: pd.DataFrame, specs: dict[str, KindSpec]) -> int | None:
+def find_header_row(grid: pd.DataFrame, specs: dict[str, KindSpec], allow_single: bool = True) -> int | None:
     """The grid row (0-based) that is the header: the first row with the most known
-    header names among the first rows, and at least two of them."""
-    best, best_score = None, 1
+    header names among the first rows (at least two; one only when no row has two and
+    ``allow_single``, i.e. the file has no other sheet that could be the data)."""
+    best, best_score, first_single = None, 1, None
     for i in range(min(HEADER_SEARCH_ROWS, len(grid))):
         score = header_score(grid.iloc[i].tolist(), specs)
         if score > best_score:
             best, best_score = i, score
-    return best
+        elif score == 1 and first_single is None:
+            first_single = i
+    # a narrow file may name only one known column (顾客大名, 手机号): its first such row
+    return best if best is not None else (first_single if allow_single else None)
 
 
 def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, SheetReport]:

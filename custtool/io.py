@@ -193,10 +193,15 @@ def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
             f"{p.name}: cannot open the workbook ({type(exc).__name__}: {str(exc)[:120]})",
             "the file is damaged or not really an Excel file: open it in Excel and save it as .xlsx again",
         ) from None
+    hidden = {
+        m.name for m in getattr(wb, "sheets_metadata", []) if not str(getattr(m, "visible", ".Visible")).endswith(".Visible")
+    }
     if sheet is not None:
         if sheet not in names:
             raise InputError(f"{p.name}: no sheet named {sheet!r}", f"the sheets are: {', '.join(names)}")
         names = [sheet]
+    else:  # hidden sheets hold drop-down lists and lookups, not data
+        names = [n for n in names if n not in hidden]
     out: list[RawSheet] = []
     for name in names:
         try:
