@@ -94,7 +94,7 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
         return
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="right" if i else "left")
+        table.add_column(col, justify="right" if i else "left", overflow="fold")
     for row in rows:
         table.add_row(*[f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in row])
     console.print(table)
@@ -182,19 +182,20 @@ def import_(
             info(f"[yellow]Warning:[/] {w}", quiet)
         rows = [
             [f.file + (f" [{f.sheet}]" if f.sheet else ""), f.encoding or "xlsx", f.rows_read, f.accepted, f.rejected,
-             f"{f.skipped} ({f.skipped_blank} blank, {f.skipped_total} total)", f.flagged]
+             f.skipped, f.flagged]
             for f in result.files
         ]
-        rows.append(["TOTAL", "", totals["rows_read"], totals["accepted"], totals["rejected"], str(totals["skipped"]), totals["flagged"]])
+        rows.append(["TOTAL", "", totals["rows_read"], totals["accepted"], totals["rejected"], totals["skipped"], totals["flagged"]])
         print_table(
             f"Imported {result.kind}: rows read = accepted + rejected + skipped",
             ["file", "encoding", "read", "accepted", "rejected", "skipped", "flagged"],
             rows,
             quiet,
         )
+        info(f"Skipped: {totals['skipped_blank']} blank rows, {totals['skipped_total']} totals rows.", quiet)
         problems = result.problem_counts()
         if problems:
-            info("Kept with a flag (value cleared): " + ", ".join(f"{k} {v}" for k, v in problems.items()), quiet)
+            info("Kept with a flag: " + ", ".join(f"{k} {v}" for k, v in problems.items()), quiet)
         if output:
             info(f"Wrote {output}" + (f"; rejects and flagged values: {rejects_path}" if rejects_path else ""), quiet)
     if max_rejects is not None and totals["rejected"] > max_rejects:

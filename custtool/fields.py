@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,22 @@ class KindSpec:
 
     def lookup(self) -> dict[str, str]:
         """Normalised alias -> canonical field (canonical names match themselves)."""
+        key = id(self)
+        cached = _LOOKUPS.get(key)
+        if cached is not None and cached[0] is self:
+            return cached[1]
         table: dict[str, str] = {}
         for canon, names in self.aliases.items():
             for name in [canon, *names]:
                 table.setdefault(normalize_header(name), canon)
+        _LOOKUPS[key] = (self, table)
         return table
 
 
+_LOOKUPS: dict[int, tuple[KindSpec, dict[str, str]]] = {}
+
+
+@lru_cache(maxsize=65536)
 def normalize_header(text: Any) -> str:
     """Header text as compared: NFKC, lower-case, no spaces, no ``*``, no trailing (单位)."""
     s = unicodedata.normalize("NFKC", str(text)).strip().lower()

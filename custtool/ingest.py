@@ -32,7 +32,7 @@ from custtool.io import RawSheet, read_raw
 from custtool.schemas import REJECT_COLUMNS, validate
 
 HEADER_SEARCH_ROWS = 30
-TOTAL_WORDS = r"^\s*(合计|总计|小计|共计|总合计|total|grand total|subtotal)\s*[:：]?\s*$"
+TOTAL_WORDS = r"^[ \t]*(合计|总计|小计|共计|总合计|[Tt]otal|TOTAL|[Gg]rand [Tt]otal|[Ss]ubtotal)[ \t]*[:：]?[ \t]*$"
 PROVENANCE = ["_source_file", "_sheet", "_row", "_channel", "_flags"]
 
 
@@ -187,7 +187,7 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     text = body.astype(str)
     stripped = text.apply(lambda c: c.str.strip())
     blank = (stripped == "").all(axis=1)
-    total = stripped.apply(lambda c: c.str.fullmatch(TOTAL_WORDS, case=False)).any(axis=1) & ~blank
+    total = stripped.apply(lambda c: c.str.fullmatch(TOTAL_WORDS)).any(axis=1) & ~blank
     keep = ~(blank | total)
     rows = text[keep]
     norm, originals = normalize_table(rows, spec.kind, tz)
@@ -260,18 +260,18 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
             note(col, p)
         elif col in ("birth_date", "first_contact_date", "next_follow_up") or (col == "time" and kind == "surveys"):
             originals[col] = s
-            out[col], p = nz.normalize_date(s)
+            out[col], p = nz.on_uniques(nz.normalize_date, s)
             note(col, p, with_column=True)
         elif col in ("order_time", "time"):
             originals[col] = s
-            out[col], p = nz.normalize_date(s, keep_time=True, tz=tz)
+            out[col], p = nz.on_uniques(nz.normalize_date, s, keep_time=True, tz=tz)
             note(col, p, with_column=True)
         elif col == "gender":
-            out[col], p = nz.normalize_gender(s)
+            out[col], p = nz.on_uniques(nz.normalize_gender, s)
             note(col, p)
         elif col == "amount":
             originals[col] = s
-            out[col], p = nz.normalize_amount(s)
+            out[col], p = nz.on_uniques(nz.normalize_amount, s)
             note(col, p)
         elif col in ("quantity", "satisfaction", "company_size") and kind != "customers" or col == "quantity":
             out[col], p = nz.normalize_number(s)
@@ -288,10 +288,10 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
             out[col] = num.where(ok).astype("Int64")
             note(col, pd.Series(np.where((s.str.strip() != "") & ~ok, "age_invalid", ""), index=s.index))
         elif col == "name":
-            out[col], p = nz.normalize_name(s)
+            out[col], p = nz.on_uniques(nz.normalize_name, s)
             note(col, p)
         elif col == "city":
-            out[col], region, p = nz.normalize_city(s)
+            out[col], region, p = nz.on_uniques(nz.normalize_city, s)
             if "region" not in rows.columns:
                 out["region"] = region
         elif col == "refund":

@@ -173,8 +173,8 @@ def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:
         return None
     if bad:
         return None
-    frame = table.to_pandas(types_mapper=None)
-    return frame.astype(object).where(frame.notna(), "") if frame.isna().any().any() else frame.astype(object)
+    frame = table.to_pandas()
+    return frame.fillna("") if frame.isna().any().any() else frame
 
 
 def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
@@ -22,8 +23,8 @@ from custtool.normalize import PROBLEMS
 
 REJECT_COLUMNS = ["file", "sheet", "row", "column", "value", "code", "reason_zh", "reason_en", "action"]
 
-_PHONE = r"(1[3-9]\d{9}|0\d{2,3}-\d{7,8}|[48]00-\d{3}-\d{4}|\+[1-9]\d{6,14})?"
-_EMAIL = r"([^@\s]+@[^@\s]+\.[a-z]{2,})?"
+_PHONE = r"(1[3-9][0-9]{9}|0[0-9]{2,3}-[0-9]{7,8}|[48]00-[0-9]{3}-[0-9]{4}|\+[1-9][0-9]{6,14})?"
+_EMAIL = r"([^@ ]+@[^@ ]+\.[a-z]{2,})?"
 
 
 def _text_col(pattern: str | None = None, **kw: Any) -> pa.Column:
@@ -115,7 +116,7 @@ def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None
     fc["index"] = fc["index"].astype(df.index.dtype)
     check = fc["check"].astype(str)
     column = fc["column"].astype(object)
-    code = check.map(lambda c: c if isinstance(_CHECK_CODES.get(c), str) else None)
+    code = check.map({k: v for k, v in _CHECK_CODES.items() if isinstance(v, str)}).astype(object)
     nn = check == "not_nullable"
     code[nn] = column[nn].map(_CHECK_CODES["not_nullable"]).fillna("value_missing")
     other = code.isna()
@@ -131,9 +132,12 @@ def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None
         sel = col_for == col_name
         parts = [c for c in str(col_name).split("/") if c in originals]
         if parts:
-            vals = pd.concat([originals[c].reindex(fc["index"][sel].to_numpy()).fillna("").astype(str).reset_index(drop=True) for c in parts], axis=1)
-            joined = vals.apply(lambda r: " / ".join(v for v in r if v), axis=1) if len(parts) > 1 else vals.iloc[:, 0]
-            value[sel] = joined.to_numpy()
+            idx = fc["index"][sel].to_numpy()
+            joined = None
+            for c in parts:
+                v = originals[c].reindex(idx).fillna("").astype(str).str.strip().to_numpy(dtype=object)
+                joined = v if joined is None else np.where(joined == "", v, np.where(v == "", joined, joined + " / " + v))
+            value[sel] = joined
     out = pd.DataFrame(
         {
             "file": rows["_source_file"].to_numpy(),
@@ -145,8 +149,8 @@ def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None
         }
     )
     out = out.drop_duplicates(["file", "sheet", "row", "code"])
-    out["reason_zh"] = out["code"].map(lambda c: PROBLEMS.get(c, (c, c))[0])
-    out["reason_en"] = out["code"].map(lambda c: PROBLEMS.get(c, (c, c))[1])
+    out["reason_zh"] = out["code"].map({k: v[0] for k, v in PROBLEMS.items()}).fillna(out["code"])
+    out["reason_en"] = out["code"].map({k: v[1] for k, v in PROBLEMS.items()}).fillna(out["code"])
     out["action"] = "rejected"
     rejected.loc[fc["index"].unique()] = True
     return rejected, out.reset_index(drop=True)[REJECT_COLUMNS]

@@ -1,0 +1,145 @@
+"""Import benchmark: custtool import vs the bare reads of the same files.
+
+    python bench/import_bench.py                 # 200,000-row xlsx and 1,000,000-row CSV
+    python bench/import_bench.py --xlsx-rows 20000 --csv-rows 100000   # quicker
+
+Generates deterministic messy customer exports (Chinese headers, +86/dashes/Excel-float
+phones, several date styles, amounts with ¥ and 万, blank and totals rows) into
+bench/data/, then times in separate processes (so peak memory is per step):
+  - bare xlsx read: pandas.read_excel(engine="calamine")
+  - custtool import of the xlsx (read, header, mapping, normalisation, validation)
+  - bare CSV read:  pandas.read_csv(engine="pyarrow")
+  - custtool import of the CSV
+and prints rows/s, the ratios and peak RSS. Targets (issue 2): xlsx import within 1.5x
+of its bare read, CSV import within 5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+
+SURNAMES = np.array(list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏"))
+GIVEN = np.array(list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏辉林建国文斌宇浩凯晨欣怡佳琪"))
+CITIES = np.array(["北京市朝阳区", "上海", "广州市", "深圳", "杭州市西湖区", "成都", "武汉市", "南京", "西安", "重庆市", "苏州", "广东省佛山市", "火星市", ""])
+
+
+def make_messy_customers(n: int, seed: int = 7) -> pd.DataFrame:
+    """n customer rows as a CRM would export them, all text, vectorised."""
+    rng = np.random.default_rng(seed)
+    phones = (13_000_000_000 + rng.integers(0, 6_999_999_999, n)).astype(str)
+    style = rng.integers(0, 10, n)
+    phone = np.where(style < 5, phones, np.where(style < 7, np.char.add("+86 ", phones), np.where(style < 8, np.char.add(phones, ".0"), np.where(style < 9, np.char.add("86", phones), "无"))))
+    names = np.char.add(np.char.add(SURNAMES[rng.integers(0, len(SURNAMES), n)], GIVEN[rng.integers(0, len(GIVEN), n)]), GIVEN[rng.integers(0, len(GIVEN), n)])
+    days = rng.integers(0, 3000, n)
+    dates = pd.Timestamp("2017-01-01") + pd.to_timedelta(days, unit="D")
+    dstyle = rng.integers(0, 3, n)
+    date_text = np.where(dstyle == 0, dates.strftime("%Y-%m-%d"), np.where(dstyle == 1, dates.strftime("%Y/%m/%d"), dates.strftime("%Y年%m月%d日")))
+    email = np.where(rng.random(n) < 0.4, np.char.add(np.char.add("u", np.arange(n).astype(str)), "@example.com"), "")
+    amount = np.round(rng.gamma(2.0, 800.0, n), 2)
+    amount_text = np.where(rng.random(n) < 0.5, np.char.add("¥", amount.astype(str)), np.char.add(amount.astype(str), "元"))
+    frame = pd.DataFrame(
+        {
+            "客户编号": np.char.add("C", np.arange(n).astype(str)),
+            "姓名": names,
+            "手机号码": phone,
+            "邮箱": email,
+            "性别": np.array(["男", "女", "M", "F", "保密"])[rng.integers(0, 5, n)],
+            "所在城市": CITIES[rng.integers(0, len(CITIES), n)],
+            "注册时间": date_text,
+            "累计消费": amount_text,
+            "负责人": np.array(["王五", "赵六", "钱七"])[rng.integers(0, 3, n)],
+            "备注": np.where(rng.random(n) < 0.1, "有定制需求", ""),
+        }
+    )
+    blank = rng.random(n) < 0.002
+    frame.loc[blank, :] = ""
+    return frame
+
+
+def generate(xlsx_rows: int, csv_rows: int) -> tuple[Path, Path]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    csv_path = DATA / f"customers_{csv_rows}.csv"
+    xlsx_path = DATA / f"customers_{xlsx_rows}.xlsx"
+    if not csv_path.exists():
+        make_messy_customers(csv_rows).to_csv(csv_path, index=False, encoding="utf-8")
+    if not xlsx_path.exists():
+        import xlsxwriter
+
+        df = make_messy_customers(xlsx_rows, seed=11)
+        wb = xlsxwriter.Workbook(str(xlsx_path), {"constant_memory": True, "strings_to_numbers": False})
+        ws = wb.add_worksheet("客户")
+        ws.write_string(0, 0, "CRM 客户导出")
+        for j, c in enumerate(df.columns):
+            ws.write_string(2, j, c)
+        values = df.to_numpy()
+        for i in range(len(values)):
+            for j, v in enumerate(values[i]):
+                ws.write_string(i + 3, j, v)
+        ws.write_string(len(values) + 3, 0, "合计")
+        wb.close()
+    return xlsx_path, csv_path
+
+
+def measure(step: str, path: str) -> dict:
+    """Run one step in this process and report seconds, rows and peak RSS (MB)."""
+    import resource
+
+    sys.path.insert(0, str(ROOT))
+    from custtool.ingest import import_files  # library import time is not part of the step
+
+    t0 = time.perf_counter()
+    if step == "bare_xlsx":
+        rows = len(pd.read_excel(path, engine="calamine", header=2))
+    elif step == "bare_csv":
+        rows = len(pd.read_csv(path, engine="pyarrow"))
+    else:
+        result = import_files(path)
+        t = result.totals
+        assert t["rows_read"] == t["accepted"] + t["rejected"] + t["skipped"]
+        rows = t["rows_read"]
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"step": step, "seconds": seconds, "rows": rows, "peak_mb": peak}
+
+
+def run(step: str, path: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--measure", step, str(path)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--xlsx-rows", type=int, default=200_000)
+    ap.add_argument("--csv-rows", type=int, default=1_000_000)
+    ap.add_argument("--measure", nargs=2, metavar=("STEP", "PATH"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(*args.measure)))
+        return
+    t0 = time.perf_counter()
+    xlsx_path, csv_path = generate(args.xlsx_rows, args.csv_rows)
+    print(f"data: {xlsx_path.name}, {csv_path.name} (generated/cached in {time.perf_counter() - t0:.1f}s)")
+    results = {}
+    for step, path in [("bare_xlsx", xlsx_path), ("import_xlsx", xlsx_path), ("bare_csv", csv_path), ("import_csv", csv_path)]:
+        r = run(step, path)
+        results[step] = r
+        print(f"{step:12s} {r['rows']:>10,} rows  {r['seconds']:7.2f} s  {r['rows'] / r['seconds']:>12,.0f} rows/s  peak {r['peak_mb']:7.0f} MB")
+    rx = results["import_xlsx"]["seconds"] / results["bare_xlsx"]["seconds"]
+    rc = results["import_csv"]["seconds"] / results["bare_csv"]["seconds"]
+    print(f"ratio xlsx import / bare calamine read: {rx:.2f}x (target <= 1.5x)")
+    print(f"ratio CSV import / bare pyarrow read:   {rc:.2f}x (target <= 5x)")
+
+
+if __name__ == "__main__":
+    main()
