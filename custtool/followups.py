@@ -1,0 +1,198 @@
+"""Follow-up reminders and status transitions (SPEC F1, F2).
+
+``due_followups`` lists, per owner, the follow-ups that are overdue or due soon at the
+as-of date: those the follow-up log scheduled (下次跟进时间) and those the rules in
+``rules/followups.yaml`` require (e.g. 流失风险 customers not contacted for 30 days,
+高价值 customers without a visit in a quarter). ``apply_transitions`` sets each
+customer's status from its latest follow-up result by the YAML mapping, keeping the
+reason and the date.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from custtool.errors import ConfigError
+from custtool.linking import attach_customer_ids
+
+DEFAULT_RULES = Path(__file__).parent / "rules" / "followups.yaml"
+TASK_COLUMNS = [
+    "owner", "customer_id", "name", "due_date", "state", "days_overdue", "source", "rule",
+    "action", "last_contact", "last_method", "tier", "rfm_class",
+]
+STATE_OVERDUE, STATE_DUE = "逾期", "即将到期"
+
+
+@dataclass(frozen=True)
+class FollowupRule:
+    name: str
+    match: dict[str, Any]
+    every_days: int
+    methods: tuple[str, ...] = ()
+    action: str = ""
+
+
+@dataclass(frozen=True)
+class FollowupConfig:
+    due_soon_days: int
+    rules: tuple[FollowupRule, ...]
+    transitions: dict[str, str]
+
+
+def load_followup_rules(path: str | os.PathLike[str] | None = None) -> FollowupConfig:
+    """Read and check a follow-up rules file (yaml.safe_load; every problem named)."""
+    p = Path(path) if path else DEFAULT_RULES
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: rules file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({getattr(exc, 'problem', exc)})", "check the indentation") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping with due_soon_days, rules, transitions")
+    unknown = set(data) - {"due_soon_days", "rules", "transitions"}
+    if unknown:
+        raise ConfigError(f"{p}: unknown key(s) {', '.join(sorted(unknown))}", "allowed: due_soon_days, rules, transitions")
+    rules = []
+    for i, raw in enumerate(data.get("rules") or []):
+        where = f"{p}: rules[{i}]"
+        if not isinstance(raw, dict) or "name" not in raw:
+            raise ConfigError(f"{where}: each rule needs a name, match and every_days")
+        bad = set(raw) - {"name", "match", "every_days", "methods", "action"}
+        if bad:
+            raise ConfigError(f"{where} ({raw['name']}): unknown key(s) {', '.join(sorted(bad))}")
+        if not isinstance(raw.get("match"), dict) or not raw["match"]:
+            raise ConfigError(f"{where} ({raw['name']}): `match` must map customer columns to values")
+        every = raw.get("every_days")
+        if not isinstance(every, int) or every <= 0:
+            raise ConfigError(f"{where} ({raw['name']}): every_days must be a positive whole number")
+        rules.append(FollowupRule(str(raw["name"]), dict(raw["match"]), every, tuple(raw.get("methods") or ()), str(raw.get("action") or "")))
+    transitions = data.get("transitions") or {}
+    if not isinstance(transitions, dict):
+        raise ConfigError(f"{p}: transitions must map a follow-up result to a status")
+    due = data.get("due_soon_days", 7)
+    if not isinstance(due, int) or due < 0:
+        raise ConfigError(f"{p}: due_soon_days must be a whole number ≥ 0")
+    return FollowupConfig(due, tuple(rules), {str(k): str(v) for k, v in transitions.items()})
+
+
+def _matches(customers: pd.DataFrame, match: dict[str, Any]) -> pd.Series:
+    ok = pd.Series(True, index=customers.index)
+    for col, want in match.items():
+        wanted = [str(w) for w in (want if isinstance(want, list) else [want])]
+        if col not in customers:
+            return pd.Series(False, index=customers.index)
+        s = customers[col]
+        if col == "tags" or col.startswith("tag_"):
+            is_list = s.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any() if len(s) else False
+            items = s.explode() if is_list else s.fillna("").astype(str).str.split(r"[;、,]").explode()
+            hit = items.isin(wanted).groupby(level=0).any().reindex(customers.index, fill_value=False)
+            ok &= hit.astype(bool)
+        else:
+            ok &= s.astype(str).isin(wanted)
+    return ok
+
+
+def _linked_log(customers: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
+    linked = attach_customer_ids(log, customers)
+    return linked[linked["customer_id"] != ""]
+
+
+def due_followups(
+    customers: pd.DataFrame,
+    log: pd.DataFrame,
+    config: FollowupConfig | None = None,
+    *,
+    as_of: str | pd.Timestamp | None = None,
+    owner: str | None = None,
+) -> pd.DataFrame:
+    """Overdue and due-soon follow-ups, one row per (customer, reason), per owner.
+
+    ``as_of`` defaults to the latest time in the log. Owner is the customer's ``owner``,
+    else the staff of its latest follow-up.
+    """
+    config = config or load_followup_rules()
+    log = _linked_log(customers, log)
+    as_of_ts = pd.Timestamp(as_of) if as_of is not None else (log["time"].max().normalize() if len(log) else pd.Timestamp.today().normalize())
+    log = log[log["time"] <= as_of_ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)]
+    horizon = as_of_ts + pd.Timedelta(days=config.due_soon_days)
+    latest = log.sort_values("time").groupby("customer_id").tail(1).set_index("customer_id")
+    base = customers.set_index(customers["customer_id"].astype(str), drop=False)
+    tasks: list[pd.DataFrame] = []
+    # 1. scheduled in the log: the latest record's next follow-up date
+    if "next_follow_up" in latest:
+        sched = latest[latest["next_follow_up"].notna() & (latest["next_follow_up"] <= horizon)]
+        if len(sched):
+            tasks.append(pd.DataFrame({
+                "customer_id": sched.index, "due_date": sched["next_follow_up"].dt.normalize().to_numpy(),
+                "source": "跟进记录", "rule": "下次跟进时间",
+                "action": sched.get("result", pd.Series("", index=sched.index)).astype(str).radd("上次结果:").to_numpy(),
+            }))
+    # 2. rules: every N days, by the given methods
+    for rule in config.rules:
+        who = base[_matches(base, rule.match).to_numpy()]
+        if who.empty:
+            continue
+        qualifying = log if not rule.methods else log[log.get("method", pd.Series("", index=log.index)).isin(rule.methods)]
+        last = qualifying.groupby("customer_id")["time"].max()
+        last_contact = who.index.to_series().map(last)
+        due = (last_contact.dt.normalize() + pd.Timedelta(days=rule.every_days)).fillna(as_of_ts)
+        due = due.where(due <= horizon)
+        hit = due.notna()
+        if hit.any():
+            tasks.append(pd.DataFrame({
+                "customer_id": who.index[hit.to_numpy()], "due_date": due[hit].to_numpy(),
+                "source": "规则", "rule": rule.name, "action": rule.action,
+            }))
+    if not tasks:
+        return pd.DataFrame(columns=TASK_COLUMNS)
+    out = pd.concat(tasks, ignore_index=True)
+    out["due_date"] = pd.to_datetime(out["due_date"])
+    out["days_overdue"] = (as_of_ts - out["due_date"]).dt.days.clip(lower=0).astype(int)
+    out["state"] = np.where(out["due_date"] < as_of_ts, STATE_OVERDUE, STATE_DUE)
+    out["last_contact"] = out["customer_id"].map(latest["time"]) if len(latest) else pd.NaT
+    out["last_method"] = out["customer_id"].map(latest["method"]).fillna("") if "method" in latest else ""
+    for col in ("name", "tier", "rfm_class"):
+        out[col] = out["customer_id"].map(base[col]).fillna("") if col in base else ""
+    cust_owner = out["customer_id"].map(base["owner"]) if "owner" in base else pd.Series(np.nan, index=out.index)
+    staff = out["customer_id"].map(latest["staff"]) if "staff" in latest else pd.Series(np.nan, index=out.index)
+    out["owner"] = cust_owner.replace("", np.nan).fillna(staff).fillna("(未分配)")
+    if owner is not None:
+        out = out[out["owner"] == owner]
+    out = out.sort_values(["owner", "due_date", "customer_id", "rule"], kind="mergesort").reset_index(drop=True)
+    return out[TASK_COLUMNS]
+
+
+def apply_transitions(customers: pd.DataFrame, log: pd.DataFrame, config: FollowupConfig | None = None) -> pd.DataFrame:
+    """Customers with ``status`` set from the latest mapped follow-up result.
+
+    Adds ``status_previous``, ``status_reason`` (the result that caused it) and
+    ``status_changed`` (its date); customers without a mapped result keep their status.
+    """
+    config = config or load_followup_rules()
+    out = customers.copy()
+    if "status" not in out:
+        out["status"] = ""
+    out["status_previous"] = out["status"]
+    out["status_reason"] = ""
+    out["status_changed"] = pd.NaT
+    if "result" not in log or not config.transitions:
+        return out
+    linked = _linked_log(customers, log)
+    mapped = linked[linked["result"].isin(config.transitions)]
+    if mapped.empty:
+        return out
+    last = mapped.sort_values("time", kind="mergesort").groupby("customer_id").tail(1).set_index("customer_id")
+    cid = out["customer_id"].astype(str)
+    has = cid.isin(last.index)
+    out.loc[has, "status"] = cid[has].map(last["result"].map(config.transitions)).to_numpy()
+    out.loc[has, "status_reason"] = cid[has].map(last["result"]).to_numpy()
+    out.loc[has, "status_changed"] = cid[has].map(last["time"].dt.normalize()).to_numpy()
+    return out

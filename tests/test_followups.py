@@ -1,0 +1,90 @@
+"""Follow-up reminders and status transitions on a hand-built log."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from custtool.errors import ConfigError
+from custtool.followups import apply_transitions, due_followups, load_followup_rules
+from custtool.linking import attach_customer_ids
+
+AS_OF = "2026-10-31"
+
+
+def customers():
+    return pd.DataFrame(
+        {
+            "customer_id": ["C00000001", "C00000002", "C00000003", "C00000004", "C00000005"],
+            "name": ["张伟", "李娜", "王芳", "赵强", "钱多"],
+            "source_ids": ["电商:TB1", "门店:M1", "电商:TB3;门店:M3", "", ""],
+            "phones": ["13800000001", "13800000002", "13800000003", "13800000004", "13800000005"],
+            "emails": ["", "", "", "zhao@x.com", ""],
+            "owner": ["王五", "赵六", "王五", "", "赵六"],
+            "tier": ["高价值", "低价值", "中价值", "高价值", "低价值"],
+            "rfm_class": ["重要价值客户", "一般挽留客户", "重要挽留客户", "重要保持客户", "一般发展客户"],
+            "tags": [["高价值"], ["流失风险"], ["投诉客户"], [], []],
+            "status": ["成交", "意向", "成交", "潜在", "潜在"],
+        }
+    )
+
+
+def log():
+    return pd.DataFrame(
+        {
+            "customer_id": ["TB1", "M1", "", "", "M3", "C00000005"],
+            "phone": ["", "", "13800000003", "", "", ""],
+            "email": ["", "", "", "zhao@x.com", "", ""],
+            "time": pd.to_datetime(["2026-06-01 10:00", "2026-10-20 09:00", "2026-10-25 15:00", "2026-09-01 00:00", "2026-10-28 00:00", "2026-10-29 00:00"]),
+            "method": ["拜访", "电话", "投诉", "电话", "电话", "电话"],
+            "result": ["有意向", "需跟进", "需跟进", "合同签订", "报价单已发送", "暂无意向"],
+            "next_follow_up": pd.to_datetime([None, "2026-10-27", None, None, "2026-11-05", "2026-12-30"]),
+            "staff": ["王五", "赵六", "王五", "孙八", "王五", "赵六"],
+        }
+    )
+
+
+def test_attach_customer_ids_by_source_id_phone_and_email():
+    linked = attach_customer_ids(log(), customers())
+    assert linked["customer_id"].tolist() == ["C00000001", "C00000002", "C00000003", "C00000004", "C00000003", "C00000005"]
+    assert linked["match_key"].tolist() == ["source", "source", "phone", "email", "source", "id"]
+
+
+def test_due_followups_from_log_and_rules():
+    tasks = due_followups(customers(), log(), as_of=AS_OF)
+    got = {(r.customer_id, r.rule): (r.due_date.date().isoformat(), r.state, r.days_overdue, r.owner) for r in tasks.itertuples()}
+    assert got == {
+        # log: 李娜 was to be called on 10-27 → 4 days overdue
+        ("C00000002", "下次跟进时间"): ("2026-10-27", "逾期", 4, "赵六"),
+        # log: 王芳's next follow-up 11-05 falls within the 7-day window
+        ("C00000003", "下次跟进时间"): ("2026-11-05", "即将到期", 0, "王五"),
+        # 流失风险 (李娜): last contact 10-20 + 30 days = 11-19, outside the window → not listed
+        # 高价值 张伟: last visit 06-01 + 90 = 08-30 → overdue 62 days
+        ("C00000001", "高价值客户每季度拜访"): ("2026-08-30", "逾期", 62, "王五"),
+        # 高价值 赵强: only a phone call, never a visit → due at the as-of date; owner from the log staff
+        ("C00000004", "高价值客户每季度拜访"): ("2026-10-31", "即将到期", 0, "孙八"),
+        # 投诉 王芳: last contact 10-28 + 7 = 11-04 → due soon
+        ("C00000003", "投诉客户7天内回访"): ("2026-11-04", "即将到期", 0, "王五"),
+        # 重要挽留 王芳: 10-28 + 30 → outside the window
+    }
+    only = due_followups(customers(), log(), as_of=AS_OF, owner="赵六")
+    assert set(only["owner"]) == {"赵六"} and len(only) == 1
+
+
+def test_transitions_keep_reason_and_date():
+    out = apply_transitions(customers(), log())
+    status = dict(zip(out["customer_id"], out["status"]))
+    assert status == {"C00000001": "意向客户", "C00000002": "意向客户", "C00000003": "待成交", "C00000004": "成交客户", "C00000005": "潜在客户"}
+    row = out.set_index("customer_id").loc["C00000004"]
+    assert row["status_previous"] == "潜在" and row["status_reason"] == "合同签订"
+    assert row["status_changed"] == pd.Timestamp("2026-09-01")
+
+
+def test_bad_rules_file_names_the_problem(tmp_path):
+    bad = tmp_path / "f.yaml"
+    bad.write_text("rules:\n  - name: x\n    match: {tier: 高价值}\n    every_days: -3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="every_days"):
+        load_followup_rules(bad)
+    bad.write_text("rulez: []\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="rulez"):
+        load_followup_rules(bad)
