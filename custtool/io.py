@@ -225,17 +225,17 @@ def _cells_as_text(typed: pd.DataFrame) -> pd.DataFrame:
 
     def col_text(s: pd.Series) -> pd.Series:
         kinds = s.map(type)
-        if (kinds == str).all():
+        if (kinds == str).all():  # noqa: E721 (vectorised)
             return s
         out = s.astype(object).copy()
-        is_float = kinds == float
+        is_float = kinds == float  # noqa: E721
         if is_float.any():
             f = pd.to_numeric(s[is_float], errors="coerce")
             integral = f.notna() & (f == f.round()) & (f.abs() < 1e15)
             txt = f.astype(str)
             txt[integral] = f[integral].astype("int64").astype(str)
             out[is_float] = txt
-        is_int = (kinds == int) | (kinds == bool)
+        is_int = (kinds == int) | (kinds == bool)  # noqa: E721
         if is_int.any():
             out[is_int] = s[is_int].astype(str)
         is_dt = (kinds == dt.datetime) | (kinds == dt.date) | (kinds == pd.Timestamp)
