@@ -240,6 +240,135 @@ def template(
 
 # --------------------------------------------------------------------------- run / followups
 # (section: run — issue 7)
+@app.command("run")
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="The pipeline YAML (see examples/pipeline.yaml).")],
+    as_of: AsOfOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for run folders (default: the pipeline's out:).")] = None,
+    fail_on_rejects: Annotated[
+        int | None, typer.Option("--fail-on-rejects", help="Exit 1 when more input rows than this are rejected.")
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole job: import → clean → segment → tag → follow-ups → report → cards.
+
+    Everything goes into one folder per as-of date (out/2026-10-31/), written atomically,
+    with manifest.json recording inputs, hashes, row counts, outputs and timings. Made for
+    cron: no prompts, plain output when not a terminal, exit 0 ok / 1 too many rejects /
+    2 bad input or config.
+
+    Examples:
+
+      $ custtool run examples/pipeline.yaml
+
+      $ custtool run pipeline.yaml --as-of 2026-10-31 --out /data/custtool --quiet
+
+      $ custtool run pipeline.yaml --fail-on-rejects 0 --json
+    """
+    from custtool.pipeline import load_pipeline, run_pipeline
+
+    pl = load_pipeline(pipeline)
+    with progress(quiet or json_out) as bar:
+        task = bar.add_task("pipeline", total=7)
+
+        def step(name: str) -> None:
+            bar.update(task, description=name, advance=1)
+
+        result = run_pipeline(pl, as_of=as_of, out=out, fail_on_rejects=fail_on_rejects, progress=step)
+    m = result.manifest
+    if json_out:
+        emit_json({"folder": str(result.folder), "over_reject_limit": result.over_reject_limit, **m})
+    else:
+        rows = []
+        for rec in m["steps"]:
+            counts = rec.get("rows") or {}
+            if rec["step"] == "import":
+                text = "; ".join(f"{k}: {v['accepted']:,}/{v['rows_read']:,} accepted, {v['rejected']:,} rejected, {v['skipped']:,} skipped" for k, v in counts.items())
+            else:
+                text = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counts.items())
+            rows.append([rec["step"], f"{rec['seconds']:.1f}s", text])
+        print_table(f"custtool run {pl.name} — as of {m['as_of']}", ["step", "time", "rows"], rows, quiet)
+        for w in m["warnings"]:
+            info(f"[yellow]Warning:[/] {w}", quiet)
+    status = "REJECTS OVER LIMIT" if result.over_reject_limit else "OK"
+    if not json_out:
+        # the one-line result cron mails show
+        typer.echo(f"custtool run: {status} as_of={m['as_of']} customers={m['rows']['segment']['customers']} "
+                   f"rejected={m['rejected_rows']} report={result.folder / 'report.xlsx'}")
+    if result.over_reject_limit:
+        raise typer.Exit(1)
+
+
+@app.command("followups")
+def followups(
+    customers: Annotated[Path, typer.Argument(help="Customers (segmented/tagged output, or clean output).")],
+    log: Annotated[Path, typer.Option("--log", help="The follow-up log (imported interactions, or a raw export).")],
+    rules: Annotated[Path | None, typer.Option("--rules", help="Follow-up rules (default rules/followups.yaml).")] = None,
+    as_of: AsOfOpt = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="Only this owner's follow-ups.")] = None,
+    output: OutOpt = None,
+    statuses: Annotated[Path | None, typer.Option("--statuses", help="Write customers with updated status here.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """List due and overdue follow-ups per owner, and apply status changes from results.
+
+    Tasks come from the log's next-follow-up dates and from rules (流失风险 within 30
+    days, 高价值 visited every quarter, 投诉 called back within a week). Results such as
+    合同签订 move a customer's status (→ 成交客户) by the YAML mapping.
+
+    Examples:
+
+      $ custtool followups out/2026-10-31/customers.parquet --log 跟进记录.xlsx -o 跟进任务.xlsx
+
+      $ custtool followups customers.parquet --log interactions.parquet --owner 王五 --as-of 2026-10-31
+
+      $ custtool followups customers.parquet --log 跟进记录.xlsx --statuses customers_status.parquet --json
+    """
+    from custtool.followups import apply_transitions, due_followups, load_followup_rules
+    from custtool.io import read_table, write_table
+
+    cfg = load_followup_rules(rules)
+    cust = read_table(customers)
+    log_df = _read_any(log, "interactions")
+    tasks = due_followups(cust, log_df, cfg, as_of=as_of, owner=owner)
+    updated = apply_transitions(cust, log_df, cfg)
+    changed = int((updated["status_reason"] != "").sum())
+    if output:
+        write_table(tasks, output)
+    if statuses:
+        write_table(updated, statuses)
+    per_owner = tasks.groupby("owner")["state"].value_counts().unstack(fill_value=0) if len(tasks) else None
+    if json_out:
+        emit_json({
+            "tasks": len(tasks),
+            "overdue": int((tasks["state"] == "逾期").sum()),
+            "due_soon": int((tasks["state"] == "即将到期").sum()),
+            "per_owner": {} if per_owner is None else {o: {k: int(v) for k, v in r.items()} for o, r in per_owner.iterrows()},
+            "status_changes": changed,
+            "output": str(output) if output else None,
+        })
+        return
+    if per_owner is not None:
+        rows = [[o, int(r.get("逾期", 0)), int(r.get("即将到期", 0))] for o, r in per_owner.iterrows()]
+        print_table("Follow-ups per owner", ["owner", "overdue 逾期", "due soon 即将到期"], rows, quiet)
+    else:
+        info("No follow-ups due.", quiet)
+    info(f"Status changes from follow-up results: {changed}", quiet)
+    if output:
+        info(f"Wrote {output}", quiet)
+
+
+def _read_any(path: Path, kind: str) -> Any:
+    """A custtool output (Parquet) as it is, or a raw export imported on the fly."""
+    from custtool.io import read_table
+
+    if path.suffix.lower() == ".parquet":
+        return read_table(path)
+    from custtool.ingest import import_files
+
+    return import_files(path, kind=kind).data
 
 
 def main() -> None:

@@ -1,0 +1,492 @@
+"""`custtool run pipeline.yaml`: import → clean → segment → tag → follow-ups → report → cards.
+
+One YAML names the inputs (globs allowed, a channel per input) and each step's options.
+Everything a run writes goes into one folder per as-of date (``out/2026-10-31/``), built
+in a hidden staging folder and renamed into place only when every step has succeeded:
+a crash leaves the previous run's folder as it was and no half-written files. The
+manifest (``manifest.json``) records the tool version, the config hash, every input with
+its size and SHA-256, the rows at every step, the outputs, timings and warnings.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from custtool.errors import ConfigError, InputError
+
+KINDS = ("customers", "orders", "interactions", "surveys")
+STEP_KEYS: dict[str, set[str]] = {
+    "clean": {"keys", "survivorship", "channel_priority", "id_format", "fuzzy_names", "rules"},
+    "segment": {"config", "window", "engine"},
+    "tag": {"rules", "max_tags", "manual"},
+    "followups": {"rules", "enabled"},
+    "report": {"role", "owner", "mask", "lang", "strategies"},
+    "cards": {"format", "customers", "segments", "enabled", "by"},
+}
+TOP_KEYS = {"name", "out", "as_of", "timezone", "fail_on_rejects", "inputs", "fields", *STEP_KEYS}
+INPUT_KEYS = {"path", "channel", "sheet", "encoding"}
+
+
+@dataclass
+class InputSpec:
+    kind: str
+    pattern: str
+    channel: str | None
+    sheet: str | None
+    encoding: str | None
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Pipeline:
+    """A checked pipeline file."""
+
+    path: Path
+    text: str
+    name: str
+    out: Path
+    as_of: str | None
+    timezone: str
+    fail_on_rejects: int | None
+    inputs: list[InputSpec]
+    fields: Path | None
+    steps: dict[str, dict[str, Any]]
+
+    @property
+    def config_hash(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class RunResult:
+    """What a run did: the run folder, the manifest, and whether rejects went over the limit."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    over_reject_limit: bool
+
+
+# --------------------------------------------------------------------------- config
+def _key_lines(text: str) -> dict[str, int]:
+    """Dotted key path → line number (1-based) in the YAML text, for error messages."""
+    lines: dict[str, int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{path}.{k.value}" if path else str(k.value)
+                lines[key] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                key = f"{path}[{i}]"
+                lines[key] = item.start_mark.line + 1
+                walk(item, key)
+
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
+    """Read and check a pipeline file; errors name the key and its line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: pipeline file not found", "check the path; see examples/pipeline.yaml") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text", "save the pipeline file as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})", "check indentation and quotes") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping with inputs and step options", "see examples/pipeline.yaml")
+    lines = _key_lines(text)
+
+    def fail(key: str, message: str, hint: str | None = None) -> ConfigError:
+        line = lines.get(key)
+        return ConfigError(f"{p}{':' + str(line) if line else ''}: {key}: {message}", hint)
+
+    for key in data:
+        if key not in TOP_KEYS:
+            raise fail(str(key), "unknown key", f"allowed keys: {', '.join(sorted(TOP_KEYS))}")
+    for step, allowed in STEP_KEYS.items():
+        opts = data.get(step)
+        if opts is None:
+            continue
+        if not isinstance(opts, dict):
+            raise fail(step, "must be a mapping of options")
+        for key in opts:
+            if key not in allowed:
+                raise fail(f"{step}.{key}", "unknown option", f"{step} takes: {', '.join(sorted(allowed))}")
+    raw_inputs = data.get("inputs")
+    if not isinstance(raw_inputs, dict) or not raw_inputs:
+        raise fail("inputs", "missing or empty", "name at least the customers or orders files under inputs:")
+    base = p.parent
+    inputs: list[InputSpec] = []
+    for kind, entries in raw_inputs.items():
+        if kind not in KINDS:
+            raise fail(f"inputs.{kind}", "unknown kind", f"use: {', '.join(KINDS)}")
+        if isinstance(entries, (str, dict)):
+            entries = [entries]
+        if not isinstance(entries, list) or not entries:
+            raise fail(f"inputs.{kind}", "must be a list of files")
+        for i, entry in enumerate(entries):
+            key = f"inputs.{kind}[{i}]"
+            if isinstance(entry, str):
+                entry = {"path": entry}
+            if not isinstance(entry, dict) or "path" not in entry:
+                raise fail(key, "each input needs a path")
+            bad = set(entry) - INPUT_KEYS
+            if bad:
+                raise fail(f"{key}.{sorted(bad)[0]}", "unknown option", f"an input takes: {', '.join(sorted(INPUT_KEYS))}")
+            pattern = str(entry["path"])
+            full = pattern if os.path.isabs(pattern) else str(base / pattern)
+            files = sorted(Path(f) for f in glob.glob(full))
+            if not files:
+                raise fail(f"{key}.path", f"no file matches {pattern!r}", f"paths are relative to {base}")
+            inputs.append(InputSpec(kind, pattern, entry.get("channel"), entry.get("sheet"), entry.get("encoding"), files))
+    if not any(i.kind in ("customers", "orders") for i in inputs):
+        raise fail("inputs", "needs customers or orders files")
+    fail_on = data.get("fail_on_rejects")
+    if fail_on is not None and (not isinstance(fail_on, int) or fail_on < 0):
+        raise fail("fail_on_rejects", "must be a whole number ≥ 0")
+    as_of = data.get("as_of")
+    if as_of is not None:
+        as_of = str(as_of)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
+            raise fail("as_of", f"{as_of!r} is not a date YYYY-MM-DD")
+    out = Path(str(data.get("out") or "out"))
+    fields_path = data.get("fields")
+    steps = {s: dict(data.get(s) or {}) for s in STEP_KEYS}
+    for step in ("clean", "segment", "tag", "followups", "report"):
+        for key in ("rules", "config", "strategies", "manual"):
+            value = steps[step].get(key)
+            if isinstance(value, str) and value:
+                resolved = value if os.path.isabs(value) else str(base / value)
+                if not Path(resolved).exists():
+                    raise fail(f"{step}.{key}", f"file not found: {value}", f"paths are relative to {base}")
+                steps[step][key] = resolved
+    return Pipeline(
+        path=p,
+        text=text,
+        name=str(data.get("name") or p.stem),
+        out=out if out.is_absolute() else base / out,
+        as_of=as_of,
+        timezone=str(data.get("timezone") or "Asia/Shanghai"),
+        fail_on_rejects=fail_on,
+        inputs=inputs,
+        fields=(Path(fields_path) if os.path.isabs(str(fields_path)) else base / str(fields_path)) if fields_path else None,
+        steps=steps,
+    )
+
+
+# --------------------------------------------------------------------------- run
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def previous_run(out: Path, as_of: str) -> Path | None:
+    """The newest earlier run folder (named by an as-of date before ``as_of``) with results."""
+    if not out.is_dir():
+        return None
+    runs = sorted(d for d in out.iterdir() if d.is_dir() and re.fullmatch(r"\d{4}-\d{2}-\d{2}", d.name) and d.name < as_of)
+    for d in reversed(runs):
+        if (d / "customers.parquet").exists():
+            return d
+    return None
+
+
+class _Steps:
+    """Timing and row counts of the steps, for the manifest and the summary."""
+
+    def __init__(self, progress: Any = None) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.progress = progress
+
+    def run(self, name: str, fn: Any, *args: Any, **kw: Any) -> Any:
+        if self.progress:
+            self.progress(name)
+        t0 = time.perf_counter()
+        result = fn(*args, **kw)
+        self.records.append({"step": name, "seconds": round(time.perf_counter() - t0, 3)})
+        return result
+
+    def rows(self, **counts: Any) -> None:
+        self.records[-1]["rows"] = counts
+
+
+def run_pipeline(
+    pipeline: Pipeline | str | os.PathLike[str],
+    *,
+    as_of: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    fail_on_rejects: int | None = None,
+    progress: Any = None,
+) -> RunResult:
+    """Run every step of the pipeline and write the run folder atomically.
+
+    ``progress`` (optional) is called with each step's name as it starts.
+    """
+    import pandas as pd
+
+    from custtool import __version__
+    from custtool.cards import group_cards, individual_cards, write_cards
+    from custtool.clean import dedupe
+    from custtool.followups import apply_transitions, due_followups, load_followup_rules
+    from custtool.ingest import import_files
+    from custtool.io import read_table, write_table, write_xlsx_sheets, atomic_path
+    from custtool.report import write_workbook
+    from custtool.rfm import load_segment_config, segment_customers, write_summary_workbook
+    from custtool.tags import apply_tags, load_rules, tag_statistics
+
+    pl = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
+    out_dir = Path(out) if out else pl.out
+    limit = fail_on_rejects if fail_on_rejects is not None else pl.fail_on_rejects
+    steps = _Steps(progress)
+    warnings: list[str] = []
+
+    inputs_manifest = [
+        {"kind": i.kind, "path": str(f), "channel": i.channel or f.stem, "bytes": f.stat().st_size, "sha256": _sha256(f)}
+        for i in pl.inputs
+        for f in i.files
+    ]
+
+    # ---- import (nothing is written until the run folder exists)
+    imported: dict[str, pd.DataFrame] = {}
+    rejects: list[pd.DataFrame] = []
+    import_rows: dict[str, Any] = {}
+
+    def do_import() -> None:
+        for kind in KINDS:
+            specs = [i for i in pl.inputs if i.kind == kind]
+            if not specs:
+                continue
+            frames, files = [], []
+            for spec in specs:
+                for f in spec.files:
+                    r = import_files(f, kind=kind, channel=spec.channel, sheet=spec.sheet, encoding=spec.encoding, fields=pl.fields, tz=pl.timezone)
+                    frames.append(r.data)
+                    if len(r.rejects):
+                        rejects.append(r.rejects.assign(kind=kind))
+                    files.extend(x.as_dict() for x in r.files)
+                    warnings.extend(r.warnings)
+            imported[kind] = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+            for col in imported[kind].columns:
+                s = imported[kind][col]
+                if s.dtype == object or pd.api.types.is_string_dtype(s):
+                    imported[kind][col] = s.fillna("")
+            totals = {k: sum(f[k] for f in files) for k in ("rows_read", "accepted", "rejected", "skipped")}
+            import_rows[kind] = {"files": files, **totals}
+
+    steps.run("import", do_import)
+    steps.rows(**{k: {kk: v[kk] for kk in ("rows_read", "accepted", "rejected", "skipped")} for k, v in import_rows.items()})
+    all_rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=["kind", "file", "sheet", "row", "column", "value", "code", "reason_zh", "reason_en", "action"])
+    rejected_rows = sum(v["rejected"] for v in import_rows.values())
+
+    orders = imported.get("orders")
+    run_as_of = as_of or pl.as_of
+    if run_as_of is None:
+        if orders is None or orders.empty:
+            raise InputError("no orders to take the as-of date from", "pass --as-of YYYY-MM-DD or set as_of: in the pipeline")
+        run_as_of = str(orders["order_time"].max().date())
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_as_of):
+        raise ConfigError(f"as-of date {run_as_of!r} is not YYYY-MM-DD")
+    folder = out_dir / run_as_of
+    prev_dir = previous_run(out_dir, run_as_of)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f".{run_as_of}.tmp-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        outputs: list[str] = []
+
+        def save(df: pd.DataFrame, name: str) -> None:
+            write_table(df, staging / name)
+            outputs.append(name)
+
+        for kind, df in imported.items():
+            save(df, f"imported_{kind}.parquet")
+        save(all_rejects, "rejects.csv")
+
+        # ---- clean
+        previous_customers = read_table(prev_dir / "customers.parquet") if prev_dir else None
+        clean_opts = pl.steps["clean"]
+        if "customers" in imported:
+            customers, lineage, clean_report = steps.run(
+                "clean",
+                dedupe,
+                imported["customers"],
+                keys=clean_opts.get("keys"),
+                survivorship=clean_opts.get("survivorship"),
+                channel_priority=clean_opts.get("channel_priority"),
+                id_format=clean_opts.get("id_format"),
+                previous=previous_customers,
+                fuzzy_names=bool(clean_opts.get("fuzzy_names", False)),
+                rules=_clean_rules(clean_opts.get("rules")),
+            )
+            counts = clean_report.counts()
+            steps.rows(**{k: counts[k] for k in ("rows_in", "exact_duplicates", "merged_rows", "customers_out")})
+            save(customers, "customers_clean.parquet")
+            save(lineage, "lineage.parquet")
+            with atomic_path(staging / "clean_report.xlsx") as tmp:
+                write_xlsx_sheets(clean_report.sheets(), tmp)
+            outputs.append("clean_report.xlsx")
+        else:
+            customers, clean_report, counts = None, None, None
+
+        # ---- segment
+        seg_opts = pl.steps["segment"]
+        seg_cfg = load_segment_config(seg_opts.get("config"))
+        seg_cfg["timezone"] = pl.timezone
+        if orders is None:
+            raise InputError("the pipeline has no orders input", "add inputs: orders: [订单.csv] — segmenting needs orders")
+        segment = steps.run(
+            "segment",
+            segment_customers,
+            orders,
+            customers,
+            surveys=imported.get("surveys"),
+            interactions=imported.get("interactions"),
+            as_of=run_as_of,
+            window=seg_opts.get("window"),
+            config=seg_cfg,
+            engine=seg_opts.get("engine", "pandas"),
+        )
+        seg_summary = segment.to_dict()
+        steps.rows(customers=seg_summary["customers"], orders_used=seg_summary["orders_used"], orders_unmatched=seg_summary["orders_unmatched"])
+        save(segment.customers, "segmented.parquet")
+        with atomic_path(staging / "segment_summary.xlsx") as tmp:
+            write_summary_workbook(segment, tmp)
+        outputs.append("segment_summary.xlsx")
+
+        # ---- tag
+        tag_opts = pl.steps["tag"]
+        rules = load_rules(tag_opts.get("rules"))
+        manual = read_table(tag_opts["manual"]) if tag_opts.get("manual") else None
+        tagged = steps.run("tag", apply_tags, segment.customers, rules, max_tags=tag_opts.get("max_tags", 10), manual=manual, as_of=run_as_of)
+        stats = tag_statistics(tagged, rules)
+        tagged_n = int(tagged["tags"].map(len).gt(0).sum())
+        steps.rows(customers=len(tagged), customers_tagged=tagged_n)
+        with atomic_path(staging / "tag_stats.xlsx") as tmp:
+            write_xlsx_sheets(stats.sheets() if hasattr(stats, "sheets") else {"tags": stats.per_tag}, tmp)
+        outputs.append("tag_stats.xlsx")
+
+        # ---- follow-ups (status transitions feed the report)
+        fu_opts = pl.steps["followups"]
+        final = tagged
+        interactions = imported.get("interactions")
+        if interactions is not None and fu_opts.get("enabled", True):
+            fu_cfg = load_followup_rules(fu_opts.get("rules"))
+            final = steps.run("followups", apply_transitions, tagged, interactions, fu_cfg)
+            tasks = due_followups(final, interactions, fu_cfg, as_of=run_as_of)
+            steps.rows(tasks=len(tasks), overdue=int((tasks["state"] == "逾期").sum()), status_changes=int((final["status_reason"] != "").sum()))
+            with atomic_path(staging / "followups.xlsx") as tmp:
+                write_xlsx_sheets({"跟进任务": tasks}, tmp)
+            outputs.append("followups.xlsx")
+        save(final, "customers.parquet")
+
+        # ---- report
+        rep_opts = pl.steps["report"]
+        previous_final = read_table(prev_dir / "customers.parquet") if prev_dir else None
+        report = steps.run(
+            "report",
+            write_workbook,
+            final,
+            staging / "report.xlsx",
+            orders=orders,
+            rejects=all_rejects,
+            clean_report=counts,
+            strategies=rep_opts.get("strategies"),
+            previous=previous_final,
+            role=rep_opts.get("role"),
+            owner=rep_opts.get("owner"),
+            mask=bool(rep_opts.get("mask", True)),
+            lang=rep_opts.get("lang", "zh"),
+        )
+        steps.rows(customers=report.customers, sheets=len(report.sheets))
+        outputs.append("report.xlsx")
+
+        # ---- cards
+        card_opts = pl.steps["cards"]
+        if card_opts.get("enabled", True):
+            fmt = card_opts.get("format", "html")
+            by = card_opts.get("by", "rfm_class")
+            top = final
+            if card_opts.get("customers"):
+                top = final[final["customer_id"].isin(card_opts["customers"])]
+            elif "monetary" in final:
+                top = final.sort_values(["monetary", "customer_id"], ascending=[False, True]).head(20)
+            ind = steps.run("cards", individual_cards, top, orders=orders, mask=bool(rep_opts.get("mask", True)))
+            grp = group_cards(final, by=by, orders=orders)
+            write_cards(ind, grp, staging / f"cards.{fmt}", fmt=fmt, lang=rep_opts.get("lang", "zh"))
+            steps.rows(individual=len(ind), groups=len(grp))
+            outputs.append(f"cards.{fmt}")
+
+        manifest = {
+            "tool": "custtool",
+            "version": __version__,
+            "pipeline": str(pl.path),
+            "name": pl.name,
+            "config_sha256": pl.config_hash,
+            "as_of": run_as_of,
+            "timezone": pl.timezone,
+            "previous_run": str(prev_dir) if prev_dir else None,
+            "inputs": inputs_manifest,
+            "rows": {
+                "import": import_rows,
+                "clean": counts,
+                "segment": {k: seg_summary[k] for k in ("customers", "customers_with_orders", "orders_used", "orders_unmatched")},
+                "tag": steps.records[[r["step"] for r in steps.records].index("tag")].get("rows"),
+            },
+            "steps": steps.records,
+            "outputs": [{"file": name, "bytes": (staging / name).stat().st_size} for name in outputs],
+            "rejected_rows": rejected_rows,
+            "fail_on_rejects": limit,
+            "warnings": warnings,
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        # swap the finished folder into place
+        if folder.exists():
+            old = out_dir / f".{run_as_of}.old-{os.getpid()}"
+            os.replace(folder, old)
+            os.replace(staging, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return RunResult(folder, manifest, limit is not None and rejected_rows > limit)
+
+
+def _clean_rules(path: str | None) -> Any:
+    if not path:
+        return None
+    from custtool.clean import load_clean_rules
+
+    return load_clean_rules(path)
