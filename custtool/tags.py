@@ -153,31 +153,28 @@ def _yaml_loader():  # noqa: ANN202 - a yaml.SafeLoader subclass
 
 
 def _read_yaml(path: Path) -> Any:
+    """Parse a rules file with a SafeLoader (Python tags refused); errors name file and line."""
     import yaml
 
     if not path.exists():
-        raise ConfigError(f"{path}: rules file not found", "check the path, or omit --rules to use the shipped library")
+        raise RuleError("rules file not found", "check the path, or omit --rules to use the shipped library", file=str(path))
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path.name}: rules file is not UTF-8", "save the YAML file as UTF-8") from None
+        raise RuleError("rules file is not UTF-8", "save the YAML file as UTF-8", file=path.name) from None
     try:
         return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        line = f":{mark.line + 1}" if mark else ""
-        what = exc.problem or "unsupported YAML"
-        if "python/" in what or "could not determine a constructor" in what:
-            raise ConfigError(
-                f"{path.name}{line}: YAML tag refused ({what.strip()})",
-                "rules files are plain YAML: Python tags such as !!python/object are not allowed",
-            ) from None
-        raise ConfigError(f"{path.name}{line}: {what}", "fix the YAML at that line") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path.name}{line}: not valid YAML ({problem})", "check indentation and quoting at that line") from None
+        line = mark.line + 1 if mark is not None else None
+        problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).strip()
+        if isinstance(exc, yaml.constructor.ConstructorError) and ("python/" in problem or "could not determine a constructor" in problem):
+            raise RuleError(
+                f"YAML tag refused ({problem})",
+                "rules files are plain YAML: Python tags such as !!python/object are not allowed",
+                file=path.name, line=line,
+            ) from None
+        raise RuleError(f"not valid YAML ({problem})", "check indentation and quoting at that line", file=path.name, line=line) from None
 
 
 def _parse_file(path: Path, known: dict[str, str], start_order: int) -> tuple[list[TagRule], dict[str, str], list[RuleProblem]]:
@@ -389,8 +386,9 @@ def check_rules(paths: str | Path | Sequence[str | Path]) -> list[RuleProblem]:
     """
     try:
         _, problems = _collect(paths)
-    except ConfigError as exc:
-        return [RuleProblem(exc.message.split(":", 1)[0], None, None, exc.message.split(": ", 1)[-1], exc.hint)]
+    except RuleError as exc:
+        msg = exc.message.split(": ", 1)[-1] if exc.file else exc.message
+        return [RuleProblem(exc.file or "", exc.line, exc.rule, msg, exc.hint)]
     return problems
 
 
@@ -448,10 +446,10 @@ _REFUSED_NAMES = {
     ast.Attribute: "attribute access (x.y)",
     ast.Subscript: "indexing (x[...])",
     ast.Lambda: "lambda",
-    ast.ListComp: "comprehensions",
-    ast.SetComp: "comprehensions",
-    ast.DictComp: "comprehensions",
-    ast.GeneratorExp: "comprehensions",
+    ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a comprehension",
     ast.NamedExpr: "assignment (:=)",
     ast.IfExp: "'x if c else y'",
     ast.Starred: "*args",
@@ -584,6 +582,9 @@ def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
                 if not (isinstance(el, ast.Constant) or (isinstance(el, ast.UnaryOp) and isinstance(el.op, ast.USub | ast.UAdd) and isinstance(el.operand, ast.Constant))):
                     raise _ConditionError("lists may only hold constants, e.g. [\"北京市\", \"上海市\"]")
         if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute):
+                raise _ConditionError("attribute access (x.y) is not allowed in a tag condition",
+                                      f"only these functions can be called: {', '.join(FUNCTIONS)}")
             if not isinstance(node.func, ast.Name):
                 raise _ConditionError("only the listed functions can be called", f"functions: {', '.join(FUNCTIONS)}")
             fn = node.func.id
