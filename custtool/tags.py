@@ -474,7 +474,10 @@ def _rewrite(expr: str) -> str:
     try:
         toks = [t for t in tokenize.generate_tokens(io.StringIO(expr).readline)
                 if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)]
-    except (tokenize.TokenError, IndentationError, SyntaxError) as exc:
+    except tokenize.TokenError as exc:
+        what = "a quote is not closed" if "string" in str(exc.args[0]) else "a bracket is not closed"
+        raise _ConditionError(f"syntax error: {what}", "check brackets and quotes") from None
+    except (IndentationError, SyntaxError) as exc:
         raise _ConditionError(f"syntax error: {exc.args[0] if exc.args else exc}", "check brackets and quotes") from None
     parts: list[tuple[int, str]] = [(t.type, t.string) for t in toks]
     # percent literals
@@ -566,13 +569,15 @@ def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
     except (RecursionError, MemoryError, ValueError):
         raise _ConditionError("condition too deeply nested") from None
     fields: list[str] = []
-    for node in ast.walk(tree):
+    nodes = list(ast.walk(tree))
+    for node in nodes:  # first every node type, so the message names the construct itself
         refused = next((label for typ, label in _REFUSED_NAMES.items() if isinstance(node, typ)), None)
         if refused:
             raise _ConditionError(f"{refused} is not allowed in a tag condition", "use fields, comparisons, and/or/not and the listed functions")
         if not isinstance(node, _ALLOWED):
             raise _ConditionError(f"{type(node).__name__} is not allowed in a tag condition",
                                   "use fields, comparisons, and/or/not and the listed functions")
+    for node in nodes:
         if isinstance(node, ast.Constant) and not (node.value is None or isinstance(node.value, bool | int | float | str)):
             raise _ConditionError(f"constant {node.value!r} is not allowed")
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool) and not math.isfinite(float(node.value)):
@@ -1304,8 +1309,12 @@ class TagStats:
     def sheets(self) -> dict[str, pd.DataFrame]:
         """Sheets for the statistics workbook (Chinese sheet names)."""
         co = self.cooccurrence.reset_index().rename(columns={"index": "标签"})
+        usage = self.usage.copy()
+        # manual tags have no priority: "" rather than a missing value (io.write_xlsx_sheets
+        # cannot size columns holding NA), so this column is written as text
+        usage["priority"] = usage["priority"].astype(object).where(usage["priority"].notna(), "")
         return {
-            "标签使用": self.usage,
+            "标签使用": usage,
             "未使用标签": self.unused,
             "覆盖过广": self.broad,
             "标签共现": co,
