@@ -1322,19 +1322,40 @@ class TagStats:
         }
 
 
-def _tag_pairs(tags: pd.Series) -> tuple[Any, Any]:
-    """(row position, tag) of a tags column holding lists, arrays or ;-joined text."""
+def _tag_matrix(tags: pd.Series, names: list[str]) -> tuple[Any, list[str]]:
+    """Boolean matrix (customers × tags) of a tags column holding lists, arrays or ;-joined
+    text; columns ``names`` first, then other tags found, sorted."""
+    import itertools
+
     import numpy as np
     import pandas as pd
 
     s = pd.Series(tags.to_numpy(dtype=object), index=np.arange(len(tags)))
-    is_text = s.map(lambda v: isinstance(v, str))  # CSV/xlsx round trip: ;-joined text
+    kind = s.map(type)
+    is_text = kind == str  # CSV/xlsx round trip: ;-joined text
     if is_text.any():
         s = s.where(~is_text, s[is_text].str.split(_SPLIT, regex=True))
-    ex = s.explode()
-    ex = ex[ex.notna()].astype(str).str.strip()
-    ex = ex[ex != ""]
-    return ex.index.to_numpy(dtype="int64"), ex.to_numpy(dtype=object)
+    listlike = s.map(lambda v: isinstance(v, list | tuple | np.ndarray))
+    if not listlike.all():
+        s = s.where(listlike, pd.Series([[]] * len(s), index=s.index, dtype=object))
+    values = s.to_numpy(dtype=object)
+    # flatten in C (itertools/map), not a Python loop per customer
+    lens = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    flat = np.fromiter(itertools.chain.from_iterable(values), dtype=object, count=int(lens.sum()))
+    rows = np.repeat(np.arange(len(values), dtype=np.int64), lens)
+    present = pd.notna(flat)
+    flat, rows = flat[present], rows[present]
+    codes, uniques = pd.factorize(flat)
+    labels = [str(u).strip() for u in uniques]
+    extra = sorted(set(labels) - set(names) - {""})
+    all_names = list(names) + extra
+    where = {t: i for i, t in enumerate(all_names)}
+    col_of = np.array([where.get(t, -1) for t in labels], dtype=np.int64)
+    cols = col_of[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+    ok = cols >= 0
+    M = np.zeros((len(tags), len(all_names)), dtype=bool)
+    M[rows[ok], cols[ok]] = True  # a tag listed twice for one customer counts once
+    return M, all_names
 
 
 def tag_statistics(tagged: pd.DataFrame, rules: Sequence[TagRule] | None = None, *, top: int = 10, broad_share: float = 0.9) -> TagStats:
@@ -1347,43 +1368,31 @@ def tag_statistics(tagged: pd.DataFrame, rules: Sequence[TagRule] | None = None,
         raise InputError("the table has no 'tags' column", "run `custtool tag` first")
     rules = list(rules or [])
     n = len(tagged)
-    rows, tags = _tag_pairs(tagged["tags"])
-    # one (customer, tag) once
-    names = [r.name for r in rules]
-    extra = sorted(set(tags) - set(names))
-    cats = pd.Categorical(tags, categories=names + extra)
-    codes = cats.codes.astype(np.int64)
-    T = len(names) + len(extra)
-    pair = np.unique(rows * max(T, 1) + codes) if len(rows) else np.zeros(0, dtype=np.int64)
-    prow, pcode = pair // max(T, 1), pair % max(T, 1)
-    counts = np.bincount(pcode, minlength=T)
+    M, all_names = _tag_matrix(tagged["tags"], [r.name for r in rules])
+    counts = M.sum(axis=0, dtype=np.int64)
     info = {r.name: r for r in rules}
     usage = pd.DataFrame(
         {
-            "tag": names + extra,
-            "level1": [info[t].level1 if t in info else MANUAL_CATEGORY for t in names + extra],
-            "level2": [info[t].level2 if t in info else "" for t in names + extra],
-            "priority": pd.array([info[t].priority if t in info else pd.NA for t in names + extra], dtype="Int64"),
-            "source": ["rule" if t in info else "manual" for t in names + extra],
-            "customers": counts.astype("int64"),
-            "share": counts / n if n else np.zeros(T),
+            "tag": all_names,
+            "level1": [info[t].level1 if t in info else MANUAL_CATEGORY for t in all_names],
+            "level2": [info[t].level2 if t in info else "" for t in all_names],
+            "priority": pd.array([info[t].priority if t in info else pd.NA for t in all_names], dtype="Int64"),
+            "source": ["rule" if t in info else "manual" for t in all_names],
+            "customers": counts,
+            "share": counts / n if n else np.zeros(len(all_names)),
         }
     )
     usage = usage.sort_values(["customers", "tag"], ascending=[False, True], kind="stable").reset_index(drop=True)
     unused = usage[(usage["customers"] == 0)].reset_index(drop=True)
     broad = usage[usage["share"] > broad_share].reset_index(drop=True)
     top_tags = usage[usage["customers"] > 0]["tag"].head(top).tolist()
-    k = len(top_tags)
-    tag_code = {t: i for i, t in enumerate(names + extra)}
-    pos_in_top = np.full(max(T, 1), -1, dtype=np.int64)
-    for i, t in enumerate(top_tags):
-        pos_in_top[tag_code[t]] = i
-    sel = pos_in_top[pcode] >= 0 if len(pcode) else np.zeros(0, bool)
-    M = np.zeros((n, k), dtype=np.float64)
-    if k:
-        M[prow[sel], pos_in_top[pcode[sel]]] = 1.0
-    co = (M.T @ M).round().astype("int64") if k else np.zeros((0, 0), dtype="int64")
+    index_of = {t: i for i, t in enumerate(all_names)}
+    K = M[:, [index_of[t] for t in top_tags]].astype(np.float32)
+    co = (K.T @ K).round().astype("int64")  # float32 BLAS: exact below 2**24 customers per pair
+    if n >= 2**24:
+        Ki = K.astype(np.int64)
+        co = Ki.T @ Ki
     cooc = pd.DataFrame(co, index=top_tags, columns=top_tags)
-    per = np.bincount(np.bincount(prow, minlength=n), minlength=1) if n else np.zeros(1, dtype=np.int64)
+    per = np.bincount(M.sum(axis=1, dtype=np.int64), minlength=1)
     per_customer = pd.DataFrame({"n_tags": np.arange(len(per)), "customers": per.astype("int64")})
     return TagStats(n, usage, unused, broad, cooc, per_customer)
