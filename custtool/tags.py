@@ -466,6 +466,11 @@ _REFUSED_NAMES = {
 }
 
 
+def _re_literal(text: str) -> str:
+    """``text`` as a regular expression matching itself (RE2 and Python re)."""
+    return "".join("\\" + ch if ch in ".^$*+?{}[]\\|()" else ch for ch in text)
+
+
 def _rewrite(expr: str) -> str:
     """Token-level rewrite: ``x between a and b`` → ``between(x, a, b)``; ``30%`` → ``(30/100)``.
 
@@ -979,6 +984,10 @@ class _Evaluator:
                 return self.full(False)
             hit = np.zeros(self.n, bool)
             s = x.data
+            if fn == "contains" and len(needles) > 1:
+                # one pass: an alternation of escaped literals (RE2 in pyarrow: linear time)
+                r = s.str.contains("|".join(_re_literal(nd) for nd in needles), regex=True)
+                return self.boolv(r.fillna(False).to_numpy(dtype=bool) & x.valid)
             for needle in needles:
                 if fn == "contains":
                     r = s.str.contains(needle, regex=False)
@@ -1237,14 +1246,74 @@ def tag_customers(
     level1 = {r.name: r.level1 for r in rules}
     cats = list(dict.fromkeys([r.level1 for r in rules] + ([MANUAL_CATEGORY] if extra else [])))
     col_cat = np.array([cats.index(level1.get(nm, MANUAL_CATEGORY)) for nm in sorted_names], dtype=np.int32)
-    rows, cidx = np.nonzero(keep)
     out = base.copy()
-    out["tags"] = pd.Series(_list_array(rows, cidx, sorted_names, n).to_pylist(), index=base.index, dtype=object)
+    out["tags"] = pd.Series(_tag_lists(keep, sorted_names), index=base.index, dtype=object)
     for k, cat in enumerate(cats):
-        sel = col_cat[cidx] == k
-        out[f"tag_{cat}"] = pd.Series(_joined(rows[sel], cidx[sel], sorted_names, n), index=base.index)
+        cols_k = np.flatnonzero(col_cat == k)
+        out[f"tag_{cat}"] = pd.Series(_joined_distinct(keep[:, cols_k], [sorted_names[j] for j in cols_k]), index=base.index, dtype=object)
     skipped_df = pd.DataFrame(skipped, columns=["tag", "file", "line", "reason"])
     return TagResult(out, skipped_df, dropped, unmatched, len(active), all_names)
+
+
+def _distinct_rows(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(one row index per distinct row of a boolean matrix, each row's distinct-set number)."""
+    import numpy as np
+    import pandas as pd
+
+    n, t = keep.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    packed = np.packbits(keep, axis=1, bitorder="little")
+    width = max(1, -(-packed.shape[1] // 8))
+    words = np.zeros((n, width * 8), dtype=np.uint8)
+    words[:, : packed.shape[1]] = packed
+    words = words.view(np.uint64)
+    if width == 1:
+        inv, uniq = pd.factorize(words[:, 0])
+        first = np.empty(len(uniq), dtype=np.int64)
+        first[inv[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)
+        return first, inv.astype(np.int64)
+    _, first, inv = np.unique(words, axis=0, return_index=True, return_inverse=True)
+    return first.astype(np.int64), inv.reshape(-1).astype(np.int64)
+
+
+def _tag_lists(keep: np.ndarray, names: list[str]) -> np.ndarray:
+    """One list of tag names per row of a boolean matrix (columns in ``names`` order).
+
+    A single pass: the kept names flattened once, then one slice per customer. Python's
+    cyclic garbage collector is paused meanwhile — it would otherwise rescan the growing
+    heap again and again while a million new lists are made (3-4× slower, measured).
+    """
+    import gc
+
+    import numpy as np
+
+    n = keep.shape[0]
+    rows, cidx = np.nonzero(keep)
+    counts = np.bincount(rows, minlength=n) if len(rows) else np.zeros(n, dtype=np.int64)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    flat = np.asarray(names, dtype=object)[cidx].tolist() if len(names) else []
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        lists = np.fromiter(map(flat.__getitem__, map(slice, starts.tolist(), ends.tolist())), dtype=object, count=n)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return lists
+
+
+def _joined_distinct(sub: np.ndarray, names: list[str]) -> np.ndarray:
+    """``;``-joined kept names per row, built once per distinct row (few per category)."""
+    import numpy as np
+
+    n = sub.shape[0]
+    if sub.shape[1] == 0 or n == 0:
+        return np.full(n, "", dtype=object)
+    first, inv = _distinct_rows(sub)
+    rows, cidx = np.nonzero(sub[first])
+    return _joined(rows, cidx, names, len(first))[inv]
 
 
 def _list_array(rows: np.ndarray, cidx: np.ndarray, names: list[str], n: int) -> Any:

@@ -162,6 +162,13 @@ def test_operators_and_functions(expr, expected):
     assert cond(SMALL, expr) == expected
 
 
+def test_contains_treats_needles_as_literal_text():
+    df = pd.DataFrame({"n": ["x.y", "xzy", "a|b", "(c)", ""]})
+    assert cond(df, 'contains(n, "x.y", "(c)")') == [True, False, False, True, False]
+    assert cond(df, 'contains(n, "a|b", "zz")') == [False, False, True, False, False]
+    assert cond(df, 'contains(n, ".*")') == [False] * 5
+
+
 def test_evaluation_is_vectorised_numpy_aligned_with_index():
     df = SMALL.set_axis([10, 20, 30, 40])
     out = evaluate_condition(df, "age between 25 and 30")
