@@ -1181,21 +1181,8 @@ def tag_customers(
     as_of_ts = _resolve_as_of(df, as_of)
     cols = _Columns(base.reset_index(drop=True), as_of_ts)
 
-    # 1. rule matrix (customers × rules)
-    skipped: list[tuple[str, str | None, int | None, str]] = []
-    active: list[TagRule] = []
-    columns: list[np.ndarray] = []
-    for r in rules:
-        missing = [f for f in r.fields if f not in base.columns]
-        if missing:
-            skipped.append((r.name, r.file, r.line, f"no column {', '.join(missing)} in the table"))
-            continue
-        columns.append(_evaluate_rule(base, r, as_of_ts, cols))
-        active.append(r)
+    # 1. manual tags: from the input column and from a (key, tag, op) table
     names = [r.name for r in rules]
-    index_of = {nm: i for i, nm in enumerate(names)}
-
-    # 2. manual tags: from the input column and from a (key, tag, op) table
     pairs = []
     unmatched = 0
     if MANUAL_COLUMN in base.columns:
@@ -1205,54 +1192,65 @@ def tag_customers(
         pairs.append(p)
     mp = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame({"pos": [], "tag": [], "add": []})
     extra = sorted(set(mp["tag"]) - set(names))
+
+    # 2. the matrix customers × tags, columns in cap order: manual-only tags first, then
+    #    rules by priority (high first), ties by rule order
+    prio = {r.name: r.priority for r in rules}
     all_names = names + extra
-    for nm in extra:
-        index_of[nm] = len(index_of)
-    T = len(all_names)
-    F = np.zeros((n, T), dtype=bool)
-    active_idx = [index_of[r.name] for r in active]
-    if columns:
-        F[:, active_idx] = np.column_stack(columns)
-    pinned = np.zeros((n, T), dtype=bool)
+    order = sorted(range(len(all_names)), key=lambda j: (j < len(names), -prio.get(all_names[j], 0), j))
+    sorted_names = [all_names[j] for j in order]
+    col_of = {nm: i for i, nm in enumerate(sorted_names)}
+    T = len(sorted_names)
+    S = np.zeros((n, T), dtype=bool)
+    skipped: list[tuple[str, str | None, int | None, str]] = []
+    applied = 0
+    for r in rules:
+        missing = [f for f in r.fields if f not in base.columns]
+        if missing:
+            skipped.append((r.name, r.file, r.line, f"no column {', '.join(missing)} in the table"))
+            continue
+        S[:, col_of[r.name]] = _evaluate_rule(base, r, as_of_ts, cols)
+        applied += 1
+    del cols
+    P = None  # manual additions: pinned, always kept
     if len(mp):
         pos = mp["pos"].to_numpy(dtype="int64")
-        ci = mp["tag"].map(index_of).to_numpy(dtype="int64")
+        ci = mp["tag"].map(col_of).to_numpy(dtype="int64")
         add = mp["add"].to_numpy(dtype=bool)
-        F[pos[add], ci[add]] = True
-        pinned[pos[add], ci[add]] = True
-        F[pos[~add], ci[~add]] = False  # remove wins over add, whatever the order
-        pinned &= F
+        P = np.zeros((n, T), dtype=bool)
+        S[pos[add], ci[add]] = True
+        P[pos[add], ci[add]] = True
+        S[pos[~add], ci[~add]] = False  # a removal beats an addition, whatever the order
+        P &= S
 
-    # 3. cap: manual adds always kept; then highest priority, ties by rule order
-    prio = {r.name: r.priority for r in rules}
-    order = sorted(range(T), key=lambda j: (j < len(names), -prio.get(all_names[j], 0), j))
-    S = F[:, order]
-    P = pinned[:, order]
+    # 3. cap: pinned tags first, the remaining room to the leftmost (highest priority) columns
     if max_tags is None:
         keep = S
     else:
-        free = S & ~P
-        room = max_tags - P.sum(axis=1, dtype=np.int32)
+        room = max_tags - (P.sum(axis=1, dtype=np.int32) if P is not None else np.zeros(n, dtype=np.int32))
         keep = np.empty_like(S)
         step = 262_144
         for start in range(0, n, step):  # row blocks bound the int16 cumsum's memory
             sl = slice(start, start + step)
-            cum = np.cumsum(free[sl], axis=1, dtype=np.int16)
-            keep[sl] = P[sl] | (free[sl] & (cum <= room[sl, None]))
+            free = S[sl] & ~P[sl] if P is not None else S[sl]
+            cum = np.cumsum(free, axis=1, dtype=np.int16)
+            keep[sl] = free & (cum <= room[sl, None])
+            if P is not None:
+                keep[sl] |= P[sl]
     dropped = S.sum(axis=1, dtype=np.int32) - keep.sum(axis=1, dtype=np.int32)
+    del S, P
 
     # 4. the list column and one ;-joined column per level-1 category, from the kept matrix
-    sorted_names = [all_names[j] for j in order]
     level1 = {r.name: r.level1 for r in rules}
     cats = list(dict.fromkeys([r.level1 for r in rules] + ([MANUAL_CATEGORY] if extra else [])))
     col_cat = np.array([cats.index(level1.get(nm, MANUAL_CATEGORY)) for nm in sorted_names], dtype=np.int32)
-    out = base.copy()
+    out = base.copy(deep=False)  # copy-on-write: the input's columns are shared, not copied
     out["tags"] = pd.Series(_tag_lists(keep, sorted_names), index=base.index, dtype=object)
     for k, cat in enumerate(cats):
         cols_k = np.flatnonzero(col_cat == k)
         out[f"tag_{cat}"] = pd.Series(_joined_distinct(keep[:, cols_k], [sorted_names[j] for j in cols_k]), index=base.index, dtype=object)
     skipped_df = pd.DataFrame(skipped, columns=["tag", "file", "line", "reason"])
-    return TagResult(out, skipped_df, dropped, unmatched, len(active), all_names)
+    return TagResult(out, skipped_df, dropped, unmatched, applied, all_names)
 
 
 def _distinct_rows(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -490,6 +490,14 @@ def test_manual_file_bad_columns_and_ops(tmp_path):
         tag_customers(df, rules, manual=pd.DataFrame({"customer_id": ["C1"], "tag": ["a"], "op": ["toggle"]}))
 
 
+def test_input_is_not_modified():
+    df = segmented()
+    before = df.copy()
+    out = apply_tags(df)
+    out.loc[0, "orders_30d"] = 99
+    pd.testing.assert_frame_equal(df, before)
+
+
 def test_retagging_replaces_tag_columns():
     once = apply_tags(segmented())
     twice = apply_tags(once)
