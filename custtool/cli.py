@@ -190,10 +190,12 @@ def tag_command(
     result = tag_customers(df, rule_list, max_tags=max_tags, manual=manual_df, key=key, as_of=as_of)
     st = tag_statistics(result.customers, rule_list)
     out = output or _tagged_default_output(customers)
-    write_table(result.customers, out)
-    if stats is not None:
+    if stats is None:
+        write_table(result.customers, out)
+    else:  # both or neither: the workbook is renamed into place only after the table is written
         with atomic_path(stats) as tmp:
             write_xlsx_sheets(st.sheets(), tmp)
+            write_table(result.customers, out)
 
     if as_json:
         emit_json(

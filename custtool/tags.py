@@ -411,11 +411,11 @@ def rules_table(rules: Sequence[TagRule]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- condition language
-class _ConditionError(Exception):
+class _ConditionError(RuleError):
+    """A condition outside the language; callers add the rule's name, file and line."""
+
     def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__(message, hint)
 
 
 # function name -> (min args, max args or None)
@@ -557,8 +557,8 @@ def _rewrite(expr: str) -> str:
 def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
     """Parse and whitelist a condition; returns the tree and the fields it reads.
 
-    Raises ``_ConditionError`` (turned into :class:`RuleError` with the rule's place by
-    the callers) for syntax errors and anything outside the language.
+    Raises :class:`RuleError` for syntax errors and anything outside the language (the
+    loaders add the rule's name, file and line).
     """
     if not isinstance(expr, str) or not expr.strip():
         raise _ConditionError("empty condition")

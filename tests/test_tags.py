@@ -524,7 +524,14 @@ def test_tags_independent_of_row_order(tmp_path_factory, perm_seed, x, ops):
         df.iloc[rng.permutation(n)], rules, manual=manual.iloc[rng.permutation(len(manual))], max_tags=2
     ).customers.set_index("customer_id")
     pd.testing.assert_frame_equal(base, shuffled.loc[base.index])
-    assert all(len([t for t in tags if t in "abcde"]) <= 2 or len(tags) > 2 for tags in base["tags"])
+    # manual additions that are not also removed are always kept; the rest fills up to the cap
+    removed = {(f"C{i % n}", t) for i, t, a in ops if not a} | {(f"C{i}", "a") for i in range(0, n, 3)}
+    pinned = {(f"C{i % n}", t) for i, t, a in ops if a} - removed
+    for cid, tags in base["tags"].items():
+        mine = {t for c, t in pinned if c == cid}
+        assert mine <= set(tags)
+        assert len(tags) <= max(2, len(mine))
+        assert not {t for c, t in removed if c == cid} & set(tags)
 
 
 # --------------------------------------------------------------------------- statistics
