@@ -20,14 +20,62 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-CITIES = ["北京市", "上海市", "广州市", "深圳市", "成都市", "杭州市", "武汉市", "西安市", "南京市", "郑州市",
-          "沈阳市", "哈尔滨市", "兰州市", "南宁市", "海口市", "银川市", "拉萨市", ""]
-INDUSTRIES = ["互联网", "制造业", "零售", "金融", "教育", "软件和信息技术服务", "房地产", "医疗", ""]
+CITIES = [
+    "北京市",
+    "上海市",
+    "广州市",
+    "深圳市",
+    "成都市",
+    "杭州市",
+    "武汉市",
+    "西安市",
+    "南京市",
+    "郑州市",
+    "沈阳市",
+    "哈尔滨市",
+    "兰州市",
+    "南宁市",
+    "海口市",
+    "银川市",
+    "拉萨市",
+    "",
+]
+INDUSTRIES = [
+    "互联网",
+    "制造业",
+    "零售",
+    "金融",
+    "教育",
+    "软件和信息技术服务",
+    "房地产",
+    "医疗",
+    "",
+]
 POSITIONS = ["产品经理", "工程师", "技术总监", "店长", "销售", "总经理", "采购主管", "会计", ""]
-NEEDS = ["希望定制家居", "价格优惠", "24小时在线支持", "高性价比", "希望配送更快", "售后上门", "", "", ""]
+NEEDS = [
+    "希望定制家居",
+    "价格优惠",
+    "24小时在线支持",
+    "高性价比",
+    "希望配送更快",
+    "售后上门",
+    "",
+    "",
+    "",
+]
 NOTES = ["关注产品定制", "近期投诉过物流", "决策人为采购部", "客户有定制需求", "", "", "", ""]
 LEVELS = ["钻石会员", "黑金", "VIP", "普通", "银卡", "金卡", ""]
-RFM = ["重要价值客户", "重要发展客户", "重要保持客户", "重要挽留客户", "一般价值客户", "一般发展客户", "一般保持客户", "一般挽留客户", ""]
+RFM = [
+    "重要价值客户",
+    "重要发展客户",
+    "重要保持客户",
+    "重要挽留客户",
+    "一般价值客户",
+    "一般发展客户",
+    "一般保持客户",
+    "一般挽留客户",
+    "",
+]
 LIFE = ["潜在", "新客户", "成长", "成熟", "沉睡", "流失"]
 
 
@@ -39,7 +87,9 @@ def make_customers(n: int, seed: int = 7):
     rng = np.random.default_rng(seed)
 
     def pick(values, p=None):
-        return pd.Series(np.asarray(values, dtype=object)[rng.choice(len(values), n, p=p)]).astype("str")
+        return pd.Series(np.asarray(values, dtype=object)[rng.choice(len(values), n, p=p)]).astype(
+            "str"
+        )
 
     age = rng.integers(16, 75, n).astype("float64")
     age[rng.random(n) < 0.15] = np.nan
@@ -53,11 +103,15 @@ def make_customers(n: int, seed: int = 7):
     nps = rng.integers(0, 11, n).astype("float64")
     nps[rng.random(n) < 0.7] = np.nan
     ltv = np.where(has_orders, monetary_365d * rng.uniform(0.5, 2.0, n), np.nan)
-    phone = np.where(rng.random(n) < 0.9, (13800000000 + rng.integers(0, 99999999, n)).astype(str), "")
+    phone = np.where(
+        rng.random(n) < 0.9, (13800000000 + rng.integers(0, 99999999, n)).astype(str), ""
+    )
     email = np.where(rng.random(n) < 0.3, "u@example.com", "")
     return pd.DataFrame(
         {
-            "customer_id": pd.Series(np.char.add("C", np.char.zfill(np.arange(n).astype(str), 8))).astype("str"),
+            "customer_id": pd.Series(
+                np.char.add("C", np.char.zfill(np.arange(n).astype(str), 8))
+            ).astype("str"),
             "phone": pd.Series(phone).astype("str"),
             "email": pd.Series(email).astype("str"),
             "gender": pick(["男", "女", "未知"], [0.47, 0.48, 0.05]),
@@ -95,7 +149,13 @@ def rss_mb() -> float:
 def run_one(n: int) -> dict:
     import numpy as np
 
-    from custtool.tags import _joined_distinct, _tag_lists, load_rules, tag_customers, tag_statistics
+    from custtool.tags import (
+        _joined_distinct,
+        _tag_lists,
+        load_rules,
+        tag_customers,
+        tag_statistics,
+    )
 
     t0 = time.perf_counter()
     df = make_customers(n)
@@ -153,7 +213,9 @@ def main() -> None:
         return
     results = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
         print(

@@ -53,7 +53,13 @@ MAX_EXPRESSION = 2000
 
 _RULE_KEYS = {"name", "path", "level1", "level2", "condition", "priority", "description", "enabled"}
 _FIELD_TYPES = {"number": "num", "text": "text", "date": "date", "bool": "bool", "any": "any"}
-_KIND_WORDS = {"num": "a number", "text": "text", "date": "a date", "bool": "a yes/no value", "null": "empty"}
+_KIND_WORDS = {
+    "num": "a number",
+    "text": "text",
+    "date": "a date",
+    "bool": "a yes/no value",
+    "null": "empty",
+}
 
 # kinds of the canonical columns (docs/DATA.md); anything else in labels.py is text
 _NUM = (
@@ -98,7 +104,13 @@ class TagRule:
     fields: tuple[str, ...] = ()
 
     def error(self, message: str, hint: str | None = None, *, line: int | None = None) -> RuleError:
-        return RuleError(message, hint, rule=self.name, file=self.file, line=line or self.condition_line or self.line)
+        return RuleError(
+            message,
+            hint,
+            rule=self.name,
+            file=self.file,
+            line=line or self.condition_line or self.line,
+        )
 
 
 @dataclass(frozen=True)
@@ -114,12 +126,6 @@ class RuleProblem:
     def __str__(self) -> str:
         where = self.file + (f":{self.line}" if self.line else "")
         return f"{where}: " + (f"rule {self.rule!r}: " if self.rule else "") + self.message
-
-
-class _Problems(Exception):
-    def __init__(self, problems: list[RuleProblem]) -> None:
-        super().__init__(str(problems[0]))
-        self.problems = problems
 
 
 def _yaml_loader():  # noqa: ANN202 - a yaml.SafeLoader subclass
@@ -157,27 +163,43 @@ def _read_yaml(path: Path) -> Any:
     import yaml
 
     if not path.exists():
-        raise RuleError("rules file not found", "check the path, or omit --rules to use the shipped library", file=str(path))
+        raise RuleError(
+            "rules file not found",
+            "check the path, or omit --rules to use the shipped library",
+            file=str(path),
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise RuleError("rules file is not UTF-8", "save the YAML file as UTF-8", file=path.name) from None
+        raise RuleError(
+            "rules file is not UTF-8", "save the YAML file as UTF-8", file=path.name
+        ) from None
     try:
         return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).strip()
-        if isinstance(exc, yaml.constructor.ConstructorError) and ("python/" in problem or "could not determine a constructor" in problem):
+        if isinstance(exc, yaml.constructor.ConstructorError) and (
+            "python/" in problem or "could not determine a constructor" in problem
+        ):
             raise RuleError(
                 f"YAML tag refused ({problem})",
                 "rules files are plain YAML: Python tags such as !!python/object are not allowed",
-                file=path.name, line=line,
+                file=path.name,
+                line=line,
             ) from None
-        raise RuleError(f"not valid YAML ({problem})", "check indentation and quoting at that line", file=path.name, line=line) from None
+        raise RuleError(
+            f"not valid YAML ({problem})",
+            "check indentation and quoting at that line",
+            file=path.name,
+            line=line,
+        ) from None
 
 
-def _parse_file(path: Path, known: dict[str, str], start_order: int) -> tuple[list[TagRule], dict[str, str], list[RuleProblem]]:
+def _parse_file(
+    path: Path, known: dict[str, str], start_order: int
+) -> tuple[list[TagRule], dict[str, str], list[RuleProblem]]:
     """Rules and declared fields of one file plus every problem found (nothing raised)."""
     fname = path.name
     problems: list[RuleProblem] = []
@@ -196,7 +218,14 @@ def _parse_file(path: Path, known: dict[str, str], start_order: int) -> tuple[li
     if isinstance(fields_spec, list):
         fields_spec = {str(f): "any" for f in fields_spec}
     if not isinstance(fields_spec, dict):
-        problems.append(RuleProblem(fname, fields_line, None, "'fields' must map field names to a type (number, text, date, bool)"))
+        problems.append(
+            RuleProblem(
+                fname,
+                fields_line,
+                None,
+                "'fields' must map field names to a type (number, text, date, bool)",
+            )
+        )
         fields_spec = {}
     for fname_, ftype in fields_spec.items():
         if str(fname_).startswith("__"):
@@ -204,20 +233,41 @@ def _parse_file(path: Path, known: dict[str, str], start_order: int) -> tuple[li
         kind = _FIELD_TYPES.get(str(ftype).strip().lower()) if ftype is not None else "any"
         if kind is None:
             problems.append(
-                RuleProblem(fname, fields_spec.get("__lines__", {}).get(fname_, fields_line), None,
-                            f"field {fname_!r}: unknown type {ftype!r}", "use number, text, date, bool or any")
+                RuleProblem(
+                    fname,
+                    fields_spec.get("__lines__", {}).get(fname_, fields_line),
+                    None,
+                    f"field {fname_!r}: unknown type {ftype!r}",
+                    "use number, text, date, bool or any",
+                )
             )
             kind = "any"
         declared[str(fname_)] = kind
-    unknown_top = [k for k in data if not str(k).startswith("__") and k not in {"tags", "fields", "version"}]
+    unknown_top = [
+        k for k in data if not str(k).startswith("__") and k not in {"tags", "fields", "version"}
+    ]
     for k in unknown_top:
-        problems.append(RuleProblem(fname, data["__lines__"].get(k), None, f"unknown top-level key {k!r}", "expected 'tags', 'fields' or 'version'"))
+        problems.append(
+            RuleProblem(
+                fname,
+                data["__lines__"].get(k),
+                None,
+                f"unknown top-level key {k!r}",
+                "expected 'tags', 'fields' or 'version'",
+            )
+        )
     tags = data.get("tags")
     if tags is None:
-        problems.append(RuleProblem(fname, 1, None, "no 'tags:' list", "add a 'tags:' list of rules"))
+        problems.append(
+            RuleProblem(fname, 1, None, "no 'tags:' list", "add a 'tags:' list of rules")
+        )
         return [], declared, problems
     if not isinstance(tags, list):
-        problems.append(RuleProblem(fname, data["__lines__"].get("tags"), None, "'tags' must be a list of rules"))
+        problems.append(
+            RuleProblem(
+                fname, data["__lines__"].get("tags"), None, "'tags' must be a list of rules"
+            )
+        )
         return [], declared, problems
     all_known = {**known, **declared}
     rules: list[TagRule] = []
@@ -229,10 +279,16 @@ def _parse_file(path: Path, known: dict[str, str], start_order: int) -> tuple[li
     return rules, declared, problems
 
 
-def _parse_rule(item: Any, fname: str, i: int, known: dict[str, str], order: int) -> tuple[TagRule | None, list[RuleProblem]]:
+def _parse_rule(
+    item: Any, fname: str, i: int, known: dict[str, str], order: int
+) -> tuple[TagRule | None, list[RuleProblem]]:
     problems: list[RuleProblem] = []
     if not isinstance(item, dict):
-        return None, [RuleProblem(fname, None, None, f"tag #{i + 1} is not a mapping (name:, path:, condition:, ...)")]
+        return None, [
+            RuleProblem(
+                fname, None, None, f"tag #{i + 1} is not a mapping (name:, path:, condition:, ...)"
+            )
+        ]
     line = item["__line__"]
     lines = item["__lines__"]
     name = item.get("name")
@@ -292,15 +348,30 @@ def _parse_rule(item: Any, fname: str, i: int, known: dict[str, str], order: int
             for f in unknown:
                 near = _nearest(f, known)
                 problems.append(
-                    RuleProblem(fname, cline, rname, f"unknown field {f!r}",
-                                (f"did you mean {near!r}? " if near else "") + "declare extra columns under 'fields:' at the top of the file")
+                    RuleProblem(
+                        fname,
+                        cline,
+                        rname,
+                        f"unknown field {f!r}",
+                        (f"did you mean {near!r}? " if near else "")
+                        + "declare extra columns under 'fields:' at the top of the file",
+                    )
                 )
     if problems or enabled is False:
         return None, problems
     rule = TagRule(
-        name=rname or "", level1=str(level1).strip(), level2=str(level2 or "").strip(), condition=cond.strip(),
-        priority=int(priority), description=str(item.get("description") or "").strip(), file=fname, line=line,
-        condition_line=cline, order=order, tree=tree, fields=fields,
+        name=rname or "",
+        level1=str(level1).strip(),
+        level2=str(level2 or "").strip(),
+        condition=cond.strip(),
+        priority=int(priority),
+        description=str(item.get("description") or "").strip(),
+        file=fname,
+        line=line,
+        condition_line=cline,
+        order=order,
+        tree=tree,
+        fields=fields,
     )
     # type check on a two-row prototype (a missing value and a present one) of the known kinds
     if not any(known.get(f) == "any" for f in fields):
@@ -337,7 +408,9 @@ def _prototype(fields: Iterable[str], known: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(cols, index=range(2))
 
 
-def _collect(paths: str | Path | Sequence[str | Path] | None) -> tuple[list[TagRule], list[RuleProblem]]:
+def _collect(
+    paths: str | Path | Sequence[str | Path] | None,
+) -> tuple[list[TagRule], list[RuleProblem]]:
     if paths is None:
         paths = [DEFAULT_RULES]
     elif isinstance(paths, str | Path):
@@ -353,8 +426,13 @@ def _collect(paths: str | Path | Sequence[str | Path] | None) -> tuple[list[TagR
             if r.name in seen:
                 first = seen[r.name]
                 problems.append(
-                    RuleProblem(r.file or "", r.line, r.name, f"tag defined twice (first at {first.file}:{first.line})",
-                                "tag names must be unique: rename or delete one")
+                    RuleProblem(
+                        r.file or "",
+                        r.line,
+                        r.name,
+                        f"tag defined twice (first at {first.file}:{first.line})",
+                        "tag names must be unique: rename or delete one",
+                    )
                 )
                 continue
             seen[r.name] = r
@@ -372,10 +450,22 @@ def load_rules(paths: str | Path | Sequence[str | Path] | None = None) -> list[T
     if problems:
         p = problems[0]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise RuleError(p.message + more, p.hint or "run `custtool rules check FILE` to see every problem",
-                        rule=p.rule, file=p.file, line=p.line)
+        raise RuleError(
+            p.message + more,
+            p.hint or "run `custtool rules check FILE` to see every problem",
+            rule=p.rule,
+            file=p.file,
+            line=p.line,
+        )
     if not rules:
-        raise RuleError("no (enabled) tag rules", "add rules under 'tags:'", file=", ".join(Path(str(x)).name for x in ([paths] if isinstance(paths, str | Path) else paths or [DEFAULT_RULES])))
+        raise RuleError(
+            "no (enabled) tag rules",
+            "add rules under 'tags:'",
+            file=", ".join(
+                Path(str(x)).name
+                for x in ([paths] if isinstance(paths, str | Path) else paths or [DEFAULT_RULES])
+            ),
+        )
     return rules
 
 
@@ -438,9 +528,34 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
 }
 
 _ALLOWED = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.Compare,
-    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Constant, ast.List, ast.Tuple,
-    ast.Name, ast.Load, ast.Call, ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div,
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.UAdd,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Name,
+    ast.Load,
+    ast.Call,
+    ast.BinOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
 )
 _REFUSED_NAMES = {
     ast.Attribute: "attribute access (x.y)",
@@ -471,26 +586,75 @@ def _re_literal(text: str) -> str:
     return "".join("\\" + ch if ch in ".^$*+?{}[]\\|()" else ch for ch in text)
 
 
+def _scan_operand(
+    parts: list[tuple[int, str]],
+    k: int,
+    opens: dict[str, str],
+    closes: set[str],
+    stop_words: set[str],
+    stop_ops: set[str],
+) -> int:
+    """Index of the token ending the operand that starts at ``k`` (depth-0 keyword/operator)."""
+    depth = 0
+    while k < len(parts):
+        ttype, s = parts[k]
+        if s in opens:
+            depth += 1
+        elif s in closes:
+            if depth == 0:
+                return k
+            depth -= 1
+        elif depth == 0 and (
+            (ttype == tokenize.NAME and s in stop_words) or (ttype == tokenize.OP and s in stop_ops)
+        ):
+            return k
+        k += 1
+    return k
+
+
 def _rewrite(expr: str) -> str:
     """Token-level rewrite: ``x between a and b`` → ``between(x, a, b)``; ``30%`` → ``(30/100)``.
 
     Works on tokens, so text inside string literals is never touched.
     """
     try:
-        toks = [t for t in tokenize.generate_tokens(io.StringIO(expr).readline)
-                if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)]
+        toks = [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(expr).readline)
+            if t.type
+            not in (
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.COMMENT,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+                tokenize.ENDMARKER,
+            )
+        ]
     except tokenize.TokenError as exc:
-        what = "a quote is not closed" if "string" in str(exc.args[0]) else "a bracket is not closed"
+        what = (
+            "a quote is not closed" if "string" in str(exc.args[0]) else "a bracket is not closed"
+        )
         raise _ConditionError(f"syntax error: {what}", "check brackets and quotes") from None
     except (IndentationError, SyntaxError) as exc:
-        raise _ConditionError(f"syntax error: {exc.args[0] if exc.args else exc}", "check brackets and quotes") from None
+        raise _ConditionError(
+            f"syntax error: {exc.args[0] if exc.args else exc}", "check brackets and quotes"
+        ) from None
     parts: list[tuple[int, str]] = [(t.type, t.string) for t in toks]
     # percent literals
     out: list[tuple[int, str]] = []
     for t in parts:
         if t == (tokenize.OP, "%") and out and out[-1][0] == tokenize.NUMBER:
             num = out.pop()
-            out.extend([(tokenize.OP, "("), num, (tokenize.OP, "/"), (tokenize.NUMBER, "100"), (tokenize.OP, ")")])
+            out.extend(
+                [
+                    (tokenize.OP, "("),
+                    num,
+                    (tokenize.OP, "/"),
+                    (tokenize.NUMBER, "100"),
+                    (tokenize.OP, ")"),
+                ]
+            )
         else:
             out.append(t)
     parts = out
@@ -498,8 +662,15 @@ def _rewrite(expr: str) -> str:
     stop_words = {"and", "or", "not", "in", "is", "if", "else", "between"}
     stop_ops = {",", ")", "]", "}", "==", "!=", "<", ">", "<=", ">=", ":"}
     for _ in range(50):  # one `between` per pass
-        idx = next((i for i, t in enumerate(parts) if t == (tokenize.NAME, "between")
-                    and not (i + 1 < len(parts) and parts[i + 1] == (tokenize.OP, "("))), None)
+        idx = next(
+            (
+                i
+                for i, t in enumerate(parts)
+                if t == (tokenize.NAME, "between")
+                and not (i + 1 < len(parts) and parts[i + 1] == (tokenize.OP, "("))
+            ),
+            None,
+        )
         if idx is None:
             break
         # operand: the atom before `between` (a name, literal, bracketed group, call)
@@ -520,35 +691,26 @@ def _rewrite(expr: str) -> str:
                 raise _ConditionError("unbalanced brackets before 'between'")
             if j > 0 and parts[j - 1][0] == tokenize.NAME and parts[j - 1][1] not in stop_words:
                 j -= 1
-        elif parts[j][0] not in (tokenize.NAME, tokenize.NUMBER, tokenize.STRING) or parts[j][1] in stop_words:
+        elif (
+            parts[j][0] not in (tokenize.NAME, tokenize.NUMBER, tokenize.STRING)
+            or parts[j][1] in stop_words
+        ):
             raise _ConditionError("'between' needs a value before it: x between a and b")
 
-        def scan(k: int, stops_and: bool) -> int:
-            depth = 0
-            while k < len(parts):
-                ttype, s = parts[k]
-                if s in opens:
-                    depth += 1
-                elif s in closes:
-                    if depth == 0:
-                        return k
-                    depth -= 1
-                elif depth == 0 and ((ttype == tokenize.NAME and s in stop_words) or (ttype == tokenize.OP and s in stop_ops)):
-                    if s == "and" or not stops_and:
-                        return k
-                    return k
-                k += 1
-            return k
-
-        lo_end = scan(idx + 1, True)
+        lo_end = _scan_operand(parts, idx + 1, opens, closes, stop_words, stop_ops)
         if lo_end >= len(parts) or parts[lo_end] != (tokenize.NAME, "and") or lo_end == idx + 1:
             raise _ConditionError("'between' must read: x between a and b")
-        hi_end = scan(lo_end + 1, False)
+        hi_end = _scan_operand(parts, lo_end + 1, opens, closes, stop_words, stop_ops)
         if hi_end == lo_end + 1:
             raise _ConditionError("'between' must read: x between a and b")
         new = (
-            [(tokenize.NAME, "between"), (tokenize.OP, "(")] + parts[j:idx] + [(tokenize.OP, ",")]
-            + parts[idx + 1:lo_end] + [(tokenize.OP, ",")] + parts[lo_end + 1:hi_end] + [(tokenize.OP, ")")]
+            [(tokenize.NAME, "between"), (tokenize.OP, "(")]
+            + parts[j:idx]
+            + [(tokenize.OP, ",")]
+            + parts[idx + 1 : lo_end]
+            + [(tokenize.OP, ",")]
+            + parts[lo_end + 1 : hi_end]
+            + [(tokenize.OP, ")")]
         )
         parts = parts[:j] + new + parts[hi_end:]
     return tokenize.untokenize(parts).strip()
@@ -563,43 +725,77 @@ def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
     if not isinstance(expr, str) or not expr.strip():
         raise _ConditionError("empty condition")
     if len(expr) > MAX_EXPRESSION:
-        raise _ConditionError(f"condition longer than {MAX_EXPRESSION} characters", "split it into several tags")
+        raise _ConditionError(
+            f"condition longer than {MAX_EXPRESSION} characters", "split it into several tags"
+        )
     text = " ".join(expr.strip().splitlines())
     src = _rewrite(text)
     try:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as exc:
         col = f" near column {exc.offset}" if exc.offset else ""
-        raise _ConditionError(f"syntax error{col}: {exc.msg}", "conditions look like: orders_30d >= 3 and city in [\"北京市\"]") from None
+        raise _ConditionError(
+            f"syntax error{col}: {exc.msg}",
+            'conditions look like: orders_30d >= 3 and city in ["北京市"]',
+        ) from None
     except (RecursionError, MemoryError, ValueError):
         raise _ConditionError("condition too deeply nested") from None
     fields: list[str] = []
     nodes = list(ast.walk(tree))
     for node in nodes:  # first every node type, so the message names the construct itself
-        refused = next((label for typ, label in _REFUSED_NAMES.items() if isinstance(node, typ)), None)
+        refused = next(
+            (label for typ, label in _REFUSED_NAMES.items() if isinstance(node, typ)), None
+        )
         if refused:
-            raise _ConditionError(f"{refused} is not allowed in a tag condition", "use fields, comparisons, and/or/not and the listed functions")
+            raise _ConditionError(
+                f"{refused} is not allowed in a tag condition",
+                "use fields, comparisons, and/or/not and the listed functions",
+            )
         if not isinstance(node, _ALLOWED):
-            raise _ConditionError(f"{type(node).__name__} is not allowed in a tag condition",
-                                  "use fields, comparisons, and/or/not and the listed functions")
+            raise _ConditionError(
+                f"{type(node).__name__} is not allowed in a tag condition",
+                "use fields, comparisons, and/or/not and the listed functions",
+            )
     for node in nodes:
-        if isinstance(node, ast.Constant) and not (node.value is None or isinstance(node.value, bool | int | float | str)):
+        if isinstance(node, ast.Constant) and not (
+            node.value is None or isinstance(node.value, bool | int | float | str)
+        ):
             raise _ConditionError(f"constant {node.value!r} is not allowed")
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool) and not math.isfinite(float(node.value)):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, int | float)
+            and not isinstance(node.value, bool)
+            and not math.isfinite(float(node.value))
+        ):
             raise _ConditionError("numbers must be finite")
         if isinstance(node, ast.List | ast.Tuple):
             for el in node.elts:
-                if not (isinstance(el, ast.Constant) or (isinstance(el, ast.UnaryOp) and isinstance(el.op, ast.USub | ast.UAdd) and isinstance(el.operand, ast.Constant))):
-                    raise _ConditionError("lists may only hold constants, e.g. [\"北京市\", \"上海市\"]")
+                if not (
+                    isinstance(el, ast.Constant)
+                    or (
+                        isinstance(el, ast.UnaryOp)
+                        and isinstance(el.op, ast.USub | ast.UAdd)
+                        and isinstance(el.operand, ast.Constant)
+                    )
+                ):
+                    raise _ConditionError(
+                        'lists may only hold constants, e.g. ["北京市", "上海市"]'
+                    )
         if isinstance(node, ast.Call):
             if isinstance(node.func, ast.Attribute):
-                raise _ConditionError("attribute access (x.y) is not allowed in a tag condition",
-                                      f"only these functions can be called: {', '.join(FUNCTIONS)}")
+                raise _ConditionError(
+                    "attribute access (x.y) is not allowed in a tag condition",
+                    f"only these functions can be called: {', '.join(FUNCTIONS)}",
+                )
             if not isinstance(node.func, ast.Name):
-                raise _ConditionError("only the listed functions can be called", f"functions: {', '.join(FUNCTIONS)}")
+                raise _ConditionError(
+                    "only the listed functions can be called", f"functions: {', '.join(FUNCTIONS)}"
+                )
             fn = node.func.id
             if fn not in FUNCTIONS:
-                raise _ConditionError(f"unknown function {fn!r}", f"functions: {', '.join(FUNCTIONS)}")
+                raise _ConditionError(
+                    f"unknown function {fn!r}", f"functions: {', '.join(FUNCTIONS)}"
+                )
             if node.keywords:
                 raise _ConditionError(f"{fn}() takes no keyword arguments")
             lo, hi = FUNCTIONS[fn]
@@ -610,14 +806,18 @@ def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
             if fn == "col":
                 arg = node.args[0]
                 if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
-                    raise _ConditionError('col() takes a column name in quotes, e.g. col("会员 等级")')
+                    raise _ConditionError(
+                        'col() takes a column name in quotes, e.g. col("会员 等级")'
+                    )
                 fields.append(arg.value)
         if isinstance(node, ast.Name):
             fields.append(node.id)
     # function names are Name nodes too: drop them (they are always call targets here)
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
-    cols = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id == "col"]  # type: ignore[attr-defined]
+    cols = [
+        n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id == "col"
+    ]  # type: ignore[attr-defined]
     ordered = list(dict.fromkeys(names + cols))
     return tree, tuple(ordered)
 
@@ -674,14 +874,21 @@ def _column_value(s: pd.Series) -> _V:
     if kind in ("datetime", "datetime64", "date"):
         arr = pd.to_datetime(s, errors="coerce").to_numpy(dtype="datetime64[ns]")
         return _V("date", arr, ~np.isnat(arr))
-    if kind in ("mixed", "unknown-array") and s.map(lambda v: isinstance(v, list | tuple | np.ndarray)).any():
-        s = s.map(lambda v: ";".join(map(str, v)) if isinstance(v, list | tuple | np.ndarray) else v)
+    if (
+        kind in ("mixed", "unknown-array")
+        and s.map(lambda v: isinstance(v, list | tuple | np.ndarray)).any()
+    ):
+        s = s.map(
+            lambda v: ";".join(map(str, v)) if isinstance(v, list | tuple | np.ndarray) else v
+        )
     t = s.astype(pd.StringDtype("pyarrow"))
     t = t.mask(t.str.strip() == "")
     return _V("text", t, t.notna().to_numpy(bool))
 
 
-def _evaluate_rule(df: pd.DataFrame, rule: TagRule, as_of: Any, cols: _Columns | None = None) -> np.ndarray:
+def _evaluate_rule(
+    df: pd.DataFrame, rule: TagRule, as_of: Any, cols: _Columns | None = None
+) -> np.ndarray:
     import numpy as np
 
     if rule.tree is None:
@@ -692,7 +899,9 @@ def _evaluate_rule(df: pd.DataFrame, rule: TagRule, as_of: Any, cols: _Columns |
     if v.kind == "const" and isinstance(v.data, bool):
         return np.full(cols.n, v.data)
     if v.kind != "bool":
-        raise rule.error(f"the condition gives {ev.word(v)}, not true/false", "compare it, e.g. orders_30d >= 3")
+        raise rule.error(
+            f"the condition gives {ev.word(v)}, not true/false", "compare it, e.g. orders_30d >= 3"
+        )
     return v.data & True if v.valid is None else v.data.copy()
 
 
@@ -710,13 +919,31 @@ def evaluate_condition(df: pd.DataFrame, expr: str, *, as_of: Any = None) -> pd.
     missing = [f for f in fields if f not in df.columns]
     if missing:
         raise RuleError(f"unknown field(s): {', '.join(missing)}", "the table has no such column")
-    rule = TagRule(name="<condition>", level1="", level2="", condition=expr, tree=tree, fields=fields)
+    rule = TagRule(
+        name="<condition>", level1="", level2="", condition=expr, tree=tree, fields=fields
+    )
     out = _evaluate_rule(df, rule, _resolve_as_of(df, as_of))
     return pd.Series(out, index=df.index, name="match")
 
 
-_FLIP = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE, ast.Eq: ast.Eq, ast.NotEq: ast.NotEq}
-_OPSYM = {ast.Lt: "<", ast.Gt: ">", ast.LtE: "<=", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.In: "in", ast.NotIn: "not in"}
+_FLIP = {
+    ast.Lt: ast.Gt,
+    ast.Gt: ast.Lt,
+    ast.LtE: ast.GtE,
+    ast.GtE: ast.LtE,
+    ast.Eq: ast.Eq,
+    ast.NotEq: ast.NotEq,
+}
+_OPSYM = {
+    ast.Lt: "<",
+    ast.Gt: ">",
+    ast.LtE: "<=",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
 
 
 class _Evaluator:
@@ -731,7 +958,13 @@ class _Evaluator:
 
     def word(self, v: _V) -> str:
         if v.kind == "const":
-            return "text" if isinstance(v.data, str) else "a number" if isinstance(v.data, int | float) and not isinstance(v.data, bool) else repr(v.data)
+            return (
+                "text"
+                if isinstance(v.data, str)
+                else "a number"
+                if isinstance(v.data, int | float) and not isinstance(v.data, bool)
+                else repr(v.data)
+            )
         if v.kind == "list":
             return "a list"
         return _KIND_WORDS.get(v.kind, v.kind)
@@ -755,8 +988,10 @@ class _Evaluator:
         if v.kind == "const" and isinstance(v.data, bool):
             return self.full(v.data).data
         if v.kind != "bool":
-            raise self.err(f"{self.desc(node)!r} is {self.word(v)}, not true/false",
-                           "compare it with a value, e.g. orders_30d >= 3, or use not_null(x)")
+            raise self.err(
+                f"{self.desc(node)!r} is {self.word(v)}, not true/false",
+                "compare it with a value, e.g. orders_30d >= 3, or use not_null(x)",
+            )
         return v.data
 
     # -- nodes
@@ -777,7 +1012,11 @@ class _Evaluator:
             if isinstance(node.op, ast.Not):
                 return self.boolv(~self.as_bool(node.operand))
             v = self.eval(node.operand)
-            if v.kind == "const" and isinstance(v.data, int | float) and not isinstance(v.data, bool):
+            if (
+                v.kind == "const"
+                and isinstance(v.data, int | float)
+                and not isinstance(v.data, bool)
+            ):
                 return _V("const", -v.data if isinstance(node.op, ast.USub) else v.data)
             if v.kind == "num":
                 return _V("num", -v.data if isinstance(node.op, ast.USub) else v.data, v.valid)
@@ -794,7 +1033,9 @@ class _Evaluator:
             return self.boolv(result)
         if isinstance(node, ast.Call):
             return self.call(node)
-        raise self.err(f"{type(node).__name__} is not allowed")  # pragma: no cover - parse_condition refuses it
+        raise self.err(
+            f"{type(node).__name__} is not allowed"
+        )  # pragma: no cover - parse_condition refuses it
 
     def binop(self, node: ast.BinOp) -> _V:
         import numpy as np
@@ -805,7 +1046,14 @@ class _Evaluator:
             days = (a.data - b.data) / np.timedelta64(1, "D")
             return _V("num", days.astype("float64"), a.valid & b.valid)
         for v, nd in ((a, node.left), (b, node.right)):
-            if not (v.kind in ("num", "null") or (v.kind == "const" and isinstance(v.data, int | float) and not isinstance(v.data, bool))):
+            if not (
+                v.kind in ("num", "null")
+                or (
+                    v.kind == "const"
+                    and isinstance(v.data, int | float)
+                    and not isinstance(v.data, bool)
+                )
+            ):
                 raise self.err(f"'{sym}' needs numbers, {self.desc(nd)!r} is {self.word(v)}")
         if a.kind == "null" or b.kind == "null":
             return _V("num", np.full(self.n, np.nan), np.zeros(self.n, bool))
@@ -819,7 +1067,11 @@ class _Evaluator:
             elif isinstance(node.op, ast.Mult):
                 r = np.multiply(x, y)
             else:
-                r = np.divide(x, y) if isinstance(y, np.ndarray) or y != 0 else np.full(self.n, np.nan)
+                r = (
+                    np.divide(x, y)
+                    if isinstance(y, np.ndarray) or y != 0
+                    else np.full(self.n, np.nan)
+                )
         if not isinstance(r, np.ndarray):
             return _V("const", float(r))
         r = np.where(np.isfinite(r), r, np.nan)
@@ -832,11 +1084,19 @@ class _Evaluator:
         if isinstance(op, ast.In | ast.NotIn):
             return self.membership(a, op, b, lnode, rnode)
         if b.kind == "list" or a.kind == "list":
-            raise self.err(f"'{_OPSYM[type(op)]}' cannot compare with a list", "use 'in [...]' for lists")
+            raise self.err(
+                f"'{_OPSYM[type(op)]}' cannot compare with a list", "use 'in [...]' for lists"
+            )
         if a.kind == "const" and b.kind == "const":
             try:
-                res = {ast.Lt: lambda x, y: x < y, ast.Gt: lambda x, y: x > y, ast.LtE: lambda x, y: x <= y,
-                       ast.GtE: lambda x, y: x >= y, ast.Eq: lambda x, y: x == y, ast.NotEq: lambda x, y: x != y}[type(op)](a.data, b.data)
+                res = {
+                    ast.Lt: lambda x, y: x < y,
+                    ast.Gt: lambda x, y: x > y,
+                    ast.LtE: lambda x, y: x <= y,
+                    ast.GtE: lambda x, y: x >= y,
+                    ast.Eq: lambda x, y: x == y,
+                    ast.NotEq: lambda x, y: x != y,
+                }[type(op)](a.data, b.data)
             except TypeError:
                 raise self.err(f"cannot compare {a.data!r} with {b.data!r}") from None
             return np.full(self.n, bool(res))
@@ -854,10 +1114,16 @@ class _Evaluator:
         sym = _OPSYM[type(op)]
         mismatch = self.err(
             f"cannot compare {self.desc(lnode)!r} ({self.word(a)}) with {self.desc(rnode)!r} ({self.word(b)})",
-            "compare numbers with numbers and text with quoted text, e.g. city == \"北京市\"",
+            'compare numbers with numbers and text with quoted text, e.g. city == "北京市"',
         )
-        fn = {ast.Lt: np.less, ast.Gt: np.greater, ast.LtE: np.less_equal, ast.GtE: np.greater_equal,
-              ast.Eq: np.equal, ast.NotEq: np.not_equal}[type(op)]
+        fn = {
+            ast.Lt: np.less,
+            ast.Gt: np.greater,
+            ast.LtE: np.less_equal,
+            ast.GtE: np.greater_equal,
+            ast.Eq: np.equal,
+            ast.NotEq: np.not_equal,
+        }[type(op)]
         if a.kind == "num":
             if b.kind == "const":
                 if not isinstance(b.data, int | float) or isinstance(b.data, bool):
@@ -876,9 +1142,11 @@ class _Evaluator:
                 try:
                     ts = pd.Timestamp(b.data)
                 except (ValueError, TypeError):
-                    raise self.err(f"{b.data!r} is not a date", "write dates as \"2024-01-31\"") from None
+                    raise self.err(
+                        f"{b.data!r} is not a date", 'write dates as "2024-01-31"'
+                    ) from None
                 if ts is pd.NaT:
-                    raise self.err(f"{b.data!r} is not a date", "write dates as \"2024-01-31\"")
+                    raise self.err(f"{b.data!r} is not a date", 'write dates as "2024-01-31"')
                 other, ovalid = np.datetime64(ts.tz_localize(None) if ts.tz else ts, "ns"), True
             elif b.kind == "date":
                 other, ovalid = b.data, b.valid
@@ -906,8 +1174,14 @@ class _Evaluator:
                 other = b.data
             else:
                 raise mismatch
-            res = {ast.Lt: lambda x, y: x < y, ast.Gt: lambda x, y: x > y, ast.LtE: lambda x, y: x <= y,
-                   ast.GtE: lambda x, y: x >= y, ast.Eq: lambda x, y: x == y, ast.NotEq: lambda x, y: x != y}[type(op)](a.data, other)
+            res = {
+                ast.Lt: lambda x, y: x < y,
+                ast.Gt: lambda x, y: x > y,
+                ast.LtE: lambda x, y: x <= y,
+                ast.GtE: lambda x, y: x >= y,
+                ast.Eq: lambda x, y: x == y,
+                ast.NotEq: lambda x, y: x != y,
+            }[type(op)](a.data, other)
             return res.fillna(False).to_numpy(dtype=bool) & a.valid
         raise mismatch  # pragma: no cover
 
@@ -919,8 +1193,10 @@ class _Evaluator:
             hit = b.data.str.contains(a.data, regex=False).fillna(False).to_numpy(dtype=bool)
             return (~hit if negate else hit) & b.valid
         if b.kind != "list":
-            raise self.err(f"'in' needs a list on the right, e.g. city in [\"北京市\", \"上海市\"]; got {self.word(b)}",
-                           "to look for text inside a field use contains(field, \"词\")")
+            raise self.err(
+                f'\'in\' needs a list on the right, e.g. city in ["北京市", "上海市"]; got {self.word(b)}',
+                'to look for text inside a field use contains(field, "词")',
+            )
         items = list(b.data)
         if a.kind == "null":
             return np.zeros(self.n, bool)
@@ -928,12 +1204,16 @@ class _Evaluator:
             return np.full(self.n, (a.data in items) != negate)
         if a.kind == "text":
             if not all(isinstance(x, str) for x in items):
-                raise self.err(f"{self.desc(lnode)!r} is text, but the list {self.desc(rnode)} holds non-text values",
-                               "quote the values: [\"A\", \"B\"]")
+                raise self.err(
+                    f"{self.desc(lnode)!r} is text, but the list {self.desc(rnode)} holds non-text values",
+                    'quote the values: ["A", "B"]',
+                )
             hit = a.data.isin(items).to_numpy(dtype=bool)
         elif a.kind == "num":
             if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in items):
-                raise self.err(f"{self.desc(lnode)!r} is a number, but the list {self.desc(rnode)} holds non-numbers")
+                raise self.err(
+                    f"{self.desc(lnode)!r} is a number, but the list {self.desc(rnode)} holds non-numbers"
+                )
             hit = np.isin(a.data, np.asarray(items, dtype="float64"))
         elif a.kind == "bool":
             if not all(isinstance(x, bool) for x in items):
@@ -943,9 +1223,13 @@ class _Evaluator:
             import pandas as pd
 
             try:
-                dates = np.asarray([pd.Timestamp(x).to_datetime64() for x in items], dtype="datetime64[ns]")
+                dates = np.asarray(
+                    [pd.Timestamp(x).to_datetime64() for x in items], dtype="datetime64[ns]"
+                )
             except (ValueError, TypeError):
-                raise self.err(f"the list {self.desc(rnode)} holds values that are not dates") from None
+                raise self.err(
+                    f"the list {self.desc(rnode)} holds values that are not dates"
+                ) from None
             hit = np.isin(a.data, dates)
         else:  # pragma: no cover
             raise self.err(f"cannot use 'in' with {self.word(a)}")
@@ -978,7 +1262,10 @@ class _Evaluator:
             for a, nd in zip(args[1:], node.args[1:], strict=True):
                 vals = a.data if a.kind == "list" else (a.data,) if a.kind == "const" else None
                 if vals is None or not all(isinstance(s, str) for s in vals):
-                    raise self.err(f"{fn}() looks for quoted text, {self.desc(nd)!r} is not", f'e.g. {fn}(notes, "定制")')
+                    raise self.err(
+                        f"{fn}() looks for quoted text, {self.desc(nd)!r} is not",
+                        f'e.g. {fn}(notes, "定制")',
+                    )
                 needles.extend(vals)
             if x.kind == "null":
                 return self.full(False)
@@ -1032,7 +1319,9 @@ class _Evaluator:
             import pandas as pd
 
             idx = pd.DatetimeIndex(x.data)
-            arr = (idx.year if fn == "year" else idx.month).to_numpy(dtype="float64", na_value=np.nan)
+            arr = (idx.year if fn == "year" else idx.month).to_numpy(
+                dtype="float64", na_value=np.nan
+            )
             return _V("num", arr, x.valid)
         raise self.err(f"unknown function {fn!r}")  # pragma: no cover - parse_condition refuses it
 
@@ -1069,7 +1358,12 @@ class TagResult:
 
     @property
     def warnings(self) -> list[str]:
-        out = [f"tag {t!r} ({f}:{ln}) skipped: {r}" for t, f, ln, r in self.skipped[["tag", "file", "line", "reason"]].itertuples(index=False)]
+        out = [
+            f"tag {t!r} ({f}:{ln}) skipped: {r}"
+            for t, f, ln, r in self.skipped[["tag", "file", "line", "reason"]].itertuples(
+                index=False
+            )
+        ]
         if self.manual_unmatched:
             out.append(f"{self.manual_unmatched} manual tag row(s) name customers not in the table")
         return out
@@ -1084,14 +1378,30 @@ def _resolve_as_of(df: pd.DataFrame, as_of: Any) -> Any:
         except (ValueError, TypeError):
             raise InputError(f"as-of date {as_of!r} is not a date", "use YYYY-MM-DD") from None
         return ts.normalize()
-    if "as_of" in df.columns and pd.api.types.is_datetime64_any_dtype(df["as_of"]) and df["as_of"].notna().any():
+    if (
+        "as_of" in df.columns
+        and pd.api.types.is_datetime64_any_dtype(df["as_of"])
+        and df["as_of"].notna().any()
+    ):
         return df["as_of"].max()
     return pd.Timestamp.today().normalize()
 
 
 _SPLIT = r"[;；,，、|]"
-_OPS = {"add": True, "+": True, "添加": True, "增加": True, "加": True, "remove": False, "-": False, "delete": False,
-        "删除": False, "移除": False, "去掉": False, "del": False}
+_OPS = {
+    "add": True,
+    "+": True,
+    "添加": True,
+    "增加": True,
+    "加": True,
+    "remove": False,
+    "-": False,
+    "delete": False,
+    "删除": False,
+    "移除": False,
+    "去掉": False,
+    "del": False,
+}
 _MANUAL_ALIASES = {
     "key": ("客户编号", "客户ID", "客户id", "customer"),
     "tag": ("tag", "标签", "tags", "标签名"),
@@ -1110,11 +1420,19 @@ def _manual_pairs_from_column(s: pd.Series) -> pd.DataFrame:
     parts = parts[parts.notna() & (parts != "")]
     remove = parts.str.startswith("-") | parts.str.startswith("－")
     tag = parts.str.lstrip("+-－＋").str.strip()
-    out = pd.DataFrame({"pos": parts.index.to_numpy(dtype="int64"), "tag": tag.to_numpy(dtype=object), "add": ~remove.to_numpy(dtype=bool)})
+    out = pd.DataFrame(
+        {
+            "pos": parts.index.to_numpy(dtype="int64"),
+            "tag": tag.to_numpy(dtype=object),
+            "add": ~remove.to_numpy(dtype=bool),
+        }
+    )
     return out[out["tag"] != ""]
 
 
-def _manual_pairs_from_table(manual: pd.DataFrame, df: pd.DataFrame, key: str) -> tuple[pd.DataFrame, int]:
+def _manual_pairs_from_table(
+    manual: pd.DataFrame, df: pd.DataFrame, key: str
+) -> tuple[pd.DataFrame, int]:
     import numpy as np
     import pandas as pd
 
@@ -1133,29 +1451,58 @@ def _manual_pairs_from_table(manual: pd.DataFrame, df: pd.DataFrame, key: str) -
             f"columns: {key} (or 客户编号), tag (or 标签), optional op (add/remove, 添加/删除)",
         )
     if key not in df.columns:
-        raise InputError(f"the customers table has no {key!r} column to match manual tags on", "tag the output of `custtool clean`")
+        raise InputError(
+            f"the customers table has no {key!r} column to match manual tags on",
+            "tag the output of `custtool clean`",
+        )
     tags = manual[tcol].astype(object).where(manual[tcol].notna(), "").astype(str).str.strip()
     if ocol is None:
         add = pd.Series(True, index=manual.index)
     else:
-        op = manual[ocol].astype(object).where(manual[ocol].notna(), "").astype(str).str.strip().str.lower()
+        op = (
+            manual[ocol]
+            .astype(object)
+            .where(manual[ocol].notna(), "")
+            .astype(str)
+            .str.strip()
+            .str.lower()
+        )
         op = op.replace("", "add")
         bad = sorted(set(op[~op.isin(list(_OPS))]))
         if bad:
-            raise InputError(f"manual tags file: unknown op value(s) {', '.join(map(repr, bad[:5]))}", "use add or remove (添加/删除)")
+            raise InputError(
+                f"manual tags file: unknown op value(s) {', '.join(map(repr, bad[:5]))}",
+                "use add or remove (添加/删除)",
+            )
         add = op.map(_OPS).astype(bool)
     # a cell may hold several tags
-    pairs = pd.DataFrame({"key": manual[kcol].astype(str).str.strip().to_numpy(), "tag": tags.to_numpy(), "add": add.to_numpy(dtype=bool)})
+    pairs = pd.DataFrame(
+        {
+            "key": manual[kcol].astype(str).str.strip().to_numpy(),
+            "tag": tags.to_numpy(),
+            "add": add.to_numpy(dtype=bool),
+        }
+    )
     pairs["tag"] = pairs["tag"].str.split(_SPLIT, regex=True)
     pairs = pairs.explode("tag")
     pairs["tag"] = pairs["tag"].str.strip()
     pairs = pairs[pairs["tag"].notna() & (pairs["tag"] != "") & (pairs["key"] != "")]
-    keys = pd.DataFrame({"key": df[key].astype(str).str.strip().to_numpy(), "pos": np.arange(len(df), dtype="int64")})
+    keys = pd.DataFrame(
+        {
+            "key": df[key].astype(str).str.strip().to_numpy(),
+            "pos": np.arange(len(df), dtype="int64"),
+        }
+    )
     merged = pairs.merge(keys, on="key", how="left")
     unmatched = int(merged["pos"].isna().sum())
     merged = merged[merged["pos"].notna()]
-    return pd.DataFrame({"pos": merged["pos"].to_numpy(dtype="int64"), "tag": merged["tag"].to_numpy(dtype=object),
-                         "add": merged["add"].to_numpy(dtype=bool)}), unmatched
+    return pd.DataFrame(
+        {
+            "pos": merged["pos"].to_numpy(dtype="int64"),
+            "tag": merged["tag"].to_numpy(dtype=object),
+            "add": merged["add"].to_numpy(dtype=bool),
+        }
+    ), unmatched
 
 
 def tag_customers(
@@ -1190,14 +1537,20 @@ def tag_customers(
     if manual is not None:
         p, unmatched = _manual_pairs_from_table(manual, base, key)
         pairs.append(p)
-    mp = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame({"pos": [], "tag": [], "add": []})
+    mp = (
+        pd.concat(pairs, ignore_index=True)
+        if pairs
+        else pd.DataFrame({"pos": [], "tag": [], "add": []})
+    )
     extra = sorted(set(mp["tag"]) - set(names))
 
     # 2. the matrix customers × tags, columns in cap order: manual-only tags first, then
     #    rules by priority (high first), ties by rule order
     prio = {r.name: r.priority for r in rules}
     all_names = names + extra
-    order = sorted(range(len(all_names)), key=lambda j: (j < len(names), -prio.get(all_names[j], 0), j))
+    order = sorted(
+        range(len(all_names)), key=lambda j: (j < len(names), -prio.get(all_names[j], 0), j)
+    )
     sorted_names = [all_names[j] for j in order]
     col_of = {nm: i for i, nm in enumerate(sorted_names)}
     T = len(sorted_names)
@@ -1227,7 +1580,9 @@ def tag_customers(
     if max_tags is None:
         keep = S
     else:
-        room = max_tags - (P.sum(axis=1, dtype=np.int32) if P is not None else np.zeros(n, dtype=np.int32))
+        room = max_tags - (
+            P.sum(axis=1, dtype=np.int32) if P is not None else np.zeros(n, dtype=np.int32)
+        )
         keep = np.empty_like(S)
         step = 262_144
         for start in range(0, n, step):  # row blocks bound the int16 cumsum's memory
@@ -1243,12 +1598,18 @@ def tag_customers(
     # 4. the list column and one ;-joined column per level-1 category, from the kept matrix
     level1 = {r.name: r.level1 for r in rules}
     cats = list(dict.fromkeys([r.level1 for r in rules] + ([MANUAL_CATEGORY] if extra else [])))
-    col_cat = np.array([cats.index(level1.get(nm, MANUAL_CATEGORY)) for nm in sorted_names], dtype=np.int32)
+    col_cat = np.array(
+        [cats.index(level1.get(nm, MANUAL_CATEGORY)) for nm in sorted_names], dtype=np.int32
+    )
     out = base.copy(deep=False)  # copy-on-write: the input's columns are shared, not copied
     out["tags"] = pd.Series(_tag_lists(keep, sorted_names), index=base.index, dtype=object)
     for k, cat in enumerate(cats):
         cols_k = np.flatnonzero(col_cat == k)
-        out[f"tag_{cat}"] = pd.Series(_joined_distinct(keep[:, cols_k], [sorted_names[j] for j in cols_k]), index=base.index, dtype=object)
+        out[f"tag_{cat}"] = pd.Series(
+            _joined_distinct(keep[:, cols_k], [sorted_names[j] for j in cols_k]),
+            index=base.index,
+            dtype=object,
+        )
     skipped_df = pd.DataFrame(skipped, columns=["tag", "file", "line", "reason"])
     return TagResult(out, skipped_df, dropped, unmatched, applied, all_names)
 
@@ -1295,7 +1656,9 @@ def _tag_lists(keep: np.ndarray, names: list[str]) -> np.ndarray:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        lists = np.fromiter(map(flat.__getitem__, map(slice, starts.tolist(), ends.tolist())), dtype=object, count=n)
+        lists = np.fromiter(
+            map(flat.__getitem__, map(slice, starts.tolist(), ends.tolist())), dtype=object, count=n
+        )
     finally:
         if was_enabled:
             gc.enable()
@@ -1321,7 +1684,9 @@ def _list_array(rows: np.ndarray, cidx: np.ndarray, names: list[str], n: int) ->
     counts = np.bincount(rows, minlength=n) if len(rows) else np.zeros(n, dtype=np.int64)
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    values = pa.DictionaryArray.from_arrays(pa.array(cidx.astype(np.int32)), pa.array(names, type=pa.string()))
+    values = pa.DictionaryArray.from_arrays(
+        pa.array(cidx.astype(np.int32)), pa.array(names, type=pa.string())
+    )
     return pa.ListArray.from_arrays(pa.array(offsets), values.dictionary_decode())
 
 
@@ -1398,8 +1763,7 @@ def _tag_matrix(tags: pd.Series, names: list[str]) -> tuple[Any, list[str]]:
     import pandas as pd
 
     s = pd.Series(tags.to_numpy(dtype=object), index=np.arange(len(tags)))
-    kind = s.map(type)
-    is_text = kind == str  # CSV/xlsx round trip: ;-joined text
+    is_text = s.map(lambda v: isinstance(v, str))  # CSV/xlsx round trip: ;-joined text
     if is_text.any():
         s = s.where(~is_text, s[is_text].str.split(_SPLIT, regex=True))
     listlike = s.map(lambda v: isinstance(v, list | tuple | np.ndarray))
@@ -1425,7 +1789,13 @@ def _tag_matrix(tags: pd.Series, names: list[str]) -> tuple[Any, list[str]]:
     return M, all_names
 
 
-def tag_statistics(tagged: pd.DataFrame, rules: Sequence[TagRule] | None = None, *, top: int = 10, broad_share: float = 0.9) -> TagStats:
+def tag_statistics(
+    tagged: pd.DataFrame,
+    rules: Sequence[TagRule] | None = None,
+    *,
+    top: int = 10,
+    broad_share: float = 0.9,
+) -> TagStats:
     """Customers per tag and share, unused tags, tags matching almost everybody
     (share > ``broad_share``), co-occurrence of the ``top`` tags, tags per customer."""
     import numpy as np
@@ -1443,13 +1813,17 @@ def tag_statistics(tagged: pd.DataFrame, rules: Sequence[TagRule] | None = None,
             "tag": all_names,
             "level1": [info[t].level1 if t in info else MANUAL_CATEGORY for t in all_names],
             "level2": [info[t].level2 if t in info else "" for t in all_names],
-            "priority": pd.array([info[t].priority if t in info else pd.NA for t in all_names], dtype="Int64"),
+            "priority": pd.array(
+                [info[t].priority if t in info else pd.NA for t in all_names], dtype="Int64"
+            ),
             "source": ["rule" if t in info else "manual" for t in all_names],
             "customers": counts,
             "share": counts / n if n else np.zeros(len(all_names)),
         }
     )
-    usage = usage.sort_values(["customers", "tag"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    usage = usage.sort_values(
+        ["customers", "tag"], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
     unused = usage[(usage["customers"] == 0)].reset_index(drop=True)
     broad = usage[usage["share"] > broad_share].reset_index(drop=True)
     top_tags = usage[usage["customers"] > 0]["tag"].head(top).tolist()

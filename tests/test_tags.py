@@ -36,7 +36,14 @@ def segmented() -> pd.DataFrame:
     """Six segmented customers shaped as docs/DATA.md says (Chinese values, gaps, "" for missing text)."""
     return pd.DataFrame(
         {
-            "customer_id": ["C00000001", "C00000002", "C00000003", "C00000004", "C00000005", "C00000006"],
+            "customer_id": [
+                "C00000001",
+                "C00000002",
+                "C00000003",
+                "C00000004",
+                "C00000005",
+                "C00000006",
+            ],
             "name": ["张三", "李四", "王五", "赵六", "钱七", "孙八"],
             "phone": ["13812345678", "13900001111", "", "021-62345678", "", "13700002222"],
             "email": ["zs@example.com", "", "", "", "", "sb@qq.com"],
@@ -50,9 +57,13 @@ def segmented() -> pd.DataFrame:
             "member_level": ["钻石会员", "普通", "", "VIP", "", "银卡"],
             "needs": ["希望定制家居", "价格优惠", "", "24小时在线支持", "", "高性价比"],
             "notes": ["关注产品定制", "", "", "", "近期投诉过物流", ""],
-            "first_contact_date": pd.to_datetime(["2023-01-15", "2022-05-01", None, "2024-03-01", "2021-08-08", "2024-06-01"]),
+            "first_contact_date": pd.to_datetime(
+                ["2023-01-15", "2022-05-01", None, "2024-03-01", "2021-08-08", "2024-06-01"]
+            ),
             "follow_up_flag": [False, True, False, False, True, False],
-            "last_order": pd.to_datetime(["2024-06-25", "2024-03-01", None, "2024-06-01", "2023-10-01", "2024-06-28"]),
+            "last_order": pd.to_datetime(
+                ["2024-06-25", "2024-03-01", None, "2024-06-01", "2023-10-01", "2024-06-28"]
+            ),
             "frequency": [12, 3, 0, 2, 1, 5],
             "monetary": [130000.0, 3600.0, 0.0, 2400.0, 300.0, 9000.0],
             "aov": [800.0, 1200.0, np.nan, 1200.0, 300.0, 600.0],
@@ -63,7 +74,14 @@ def segmented() -> pd.DataFrame:
             "days_since_last_interaction": [10.0, 75.0, np.nan, 61.0, 200.0, 3.0],
             "interactions_30d": [3, 0, 0, 0, 0, 5],
             "complaints_365d": [0, 0, 0, 0, 2, 1],
-            "rfm_class": ["重要价值客户", "一般挽留客户", "", "重要发展客户", "一般挽留客户", "重要保持客户"],
+            "rfm_class": [
+                "重要价值客户",
+                "一般挽留客户",
+                "",
+                "重要发展客户",
+                "一般挽留客户",
+                "重要保持客户",
+            ],
             "tier": ["高价值", "中价值", "低价值", "低价值", "低价值", "中价值"],
             "lifecycle": ["成熟", "沉睡", "潜在", "新客户", "流失", "成长"],
             "ltv": [15000.0, 800.0, np.nan, 1200.0, 0.0, 9999.0],
@@ -112,6 +130,11 @@ SMALL = pd.DataFrame(
         ("30 >= age", [True, False, False, True]),  # constant on the left
         ("age between 25 and 30", [True, False, False, True]),  # inclusive
         ("age between 29 and 40 and aov >= 1000", [False, False, True, False]),
+        ("not age between 25 and 30", [False, True, True, False]),
+        ("len(city) between 3 and 3", [True, False, False, True]),
+        ("(aov + 0) between 500 and 1000", [True, False, True, False]),
+        ("aov between 400 + 100 and 2 * 500", [True, False, True, False]),
+        ("between(age, 25, 30)", [True, False, False, True]),
         ("aov between 500 and 1000 or age == 28", [True, False, True, False]),
         ("age in [28, 40]", [True, False, True, False]),
         ("age not in [28, 40]", [False, False, False, True]),
@@ -127,7 +150,10 @@ SMALL = pd.DataFrame(
         ('contains(notes, "定制")', [True, False, False, True]),
         ('contains(notes, "VIP", "定制")', [True, False, True, True]),
         ('contains(notes, ["VIP", "nothing"])', [False, False, True, False]),
-        ('contains(notes, "between 1 and 2")', [True, False, False, False]),  # not rewritten inside strings
+        (
+            'contains(notes, "between 1 and 2")',
+            [True, False, False, False],
+        ),  # not rewritten inside strings
         ('startswith(notes, "想要")', [True, False, False, False]),
         ('endswith(email, ".cn")', [True, False, False, True]),
         ('lower(notes) == "vip客户"', [False, False, True, False]),
@@ -214,14 +240,14 @@ def test_malicious_or_invalid_expressions_are_refused(expr, message):
     [
         ("city > 5", "cannot compare 'city' \\(text\\) with '5' \\(a number\\)"),
         ('age == "28"', "cannot compare 'age' \\(a number\\) with"),
-        ('city in [1, 2]', "non-text"),
+        ("city in [1, 2]", "non-text"),
         ("age", "not true/false"),
         ("age and churn_risk", "'age' is a number, not true/false"),
         ('contains(age, "1")', "contains\\(\\) needs text"),
         ("days_since(city) > 3", "days_since\\(\\) needs a date"),
         ('last_order > "昨天"', "not a date"),
         ("churn_risk > True", "cannot order yes/no"),
-        ('city + 1 > 2', "needs numbers"),
+        ("city + 1 > 2", "needs numbers"),
         ("city in notes", "needs a list"),
     ],
 )
@@ -231,7 +257,9 @@ def test_type_errors(expr, message):
 
 
 def test_parse_condition_lists_fields_not_functions():
-    _, fields = parse_condition('contains(notes, "a") and age between 1 and 2 and col("会员 等级") == "x" and city in ["a"]')
+    _, fields = parse_condition(
+        'contains(notes, "a") and age between 1 and 2 and col("会员 等级") == "x" and city in ["a"]'
+    )
     assert fields == ("notes", "age", "city", "会员 等级")
 
 
@@ -335,7 +363,9 @@ def test_check_rules_reports_every_problem_with_line(tmp_path):
 
 
 def test_duplicate_tag_names_across_files(tmp_path):
-    a = write_rules(tmp_path, "tags:\n  - {name: 高价值, path: [x], condition: ltv > 1}\n", "a.yaml")
+    a = write_rules(
+        tmp_path, "tags:\n  - {name: 高价值, path: [x], condition: ltv > 1}\n", "a.yaml"
+    )
     problems = check_rules([DEFAULT_RULES, a])
     assert len(problems) == 1
     assert problems[0].file == "a.yaml" and problems[0].line == 2
@@ -345,7 +375,7 @@ def test_duplicate_tag_names_across_files(tmp_path):
 @pytest.mark.parametrize(
     "body",
     [
-        "tags:\n  - !!python/object/apply:os.system [\"echo pwned\"]\n",
+        'tags:\n  - !!python/object/apply:os.system ["echo pwned"]\n',
         "tags:\n  - name: x\n    condition: !!python/name:os.system\n",
         "!!python/object:collections.OrderedDict {}\n",
     ],
@@ -376,14 +406,32 @@ def test_default_library_on_segmented_customers():
     #     17 rules match; the cap of 10 keeps priorities 95…45 (近30天下单 and 咨询频次高 tie at 45:
     #     rule order) and drops 7
     assert tags["C00000001"] == [
-        "高价值", "重要价值客户", "潜力客户", "核心会员", "高频消费", "推荐者", "定制需求", "复购客户",
-        "近30天下单", "咨询频次高",
+        "高价值",
+        "重要价值客户",
+        "潜力客户",
+        "核心会员",
+        "高频消费",
+        "推荐者",
+        "定制需求",
+        "复购客户",
+        "近30天下单",
+        "咨询频次高",
     ]
     assert res.dropped.tolist()[0] == 7
     # C3: nothing known but gender → 女性 and no contact → 缺少联系方式
     assert tags["C00000003"] == ["缺少联系方式", "女性"]
     # C5: complaint, churn, no interaction for 200 days, 61岁, 深圳
-    assert tags["C00000005"] == ["投诉客户", "流失风险", "流失预警", "贬损者", "待跟进", "缺少联系方式", "一线城市", "50岁以上", "男性"]
+    assert tags["C00000005"] == [
+        "投诉客户",
+        "流失风险",
+        "流失预警",
+        "贬损者",
+        "待跟进",
+        "缺少联系方式",
+        "一线城市",
+        "50岁以上",
+        "男性",
+    ]
     assert out.loc[4, "tag_风险"] == "投诉客户;流失风险;流失预警;待跟进;缺少联系方式"
     assert out.loc[4, "tag_价值评估"] == "贬损者"
     # C4: growth exactly 30% is 潜力; 61 days without interaction is 流失风险
@@ -392,26 +440,70 @@ def test_default_library_on_segmented_customers():
     assert "高价值" not in tags["C00000006"]
     assert res.skipped.empty
     # C2: 12 matches, 41-50岁 (20) and 男性 (15) dropped; 复购客户 before 待跟进 (both 50) by rule order
-    assert tags["C00000002"] == ["流失风险", "流失预警", "贬损者", "沉睡客户", "复购客户", "待跟进", "客单价1000元以上", "价格敏感", "企业客户", "新一线城市"]
+    assert tags["C00000002"] == [
+        "流失风险",
+        "流失预警",
+        "贬损者",
+        "沉睡客户",
+        "复购客户",
+        "待跟进",
+        "客单价1000元以上",
+        "价格敏感",
+        "企业客户",
+        "新一线城市",
+    ]
     assert res.dropped.tolist() == [7, 2, 0, 4, 0, 1]
     assert res.customers_capped == 4
-    assert [c for c in out.columns if c.startswith("tag_")] == ["tag_基础属性", "tag_动态行为", "tag_需求特征", "tag_价值评估", "tag_风险"]
+    assert [c for c in out.columns if c.startswith("tag_")] == [
+        "tag_基础属性",
+        "tag_动态行为",
+        "tag_需求特征",
+        "tag_价值评估",
+        "tag_风险",
+    ]
 
 
 def test_c1_full_match_list_without_cap():
     out = apply_tags(segmented(), max_tags=None)
     # ties by rule order: 一线城市 (25) before 中高层管理 (25); 25-30岁 (20) before 互联网行业 (20)
     assert out["tags"][0] == [
-        "高价值", "重要价值客户", "潜力客户", "核心会员", "高频消费", "推荐者", "定制需求", "复购客户",
-        "近30天下单", "咨询频次高", "客单价500-1000元", "近期有互动", "一线城市", "中高层管理", "25-30岁",
-        "互联网行业", "女性",
+        "高价值",
+        "重要价值客户",
+        "潜力客户",
+        "核心会员",
+        "高频消费",
+        "推荐者",
+        "定制需求",
+        "复购客户",
+        "近30天下单",
+        "咨询频次高",
+        "客单价500-1000元",
+        "近期有互动",
+        "一线城市",
+        "中高层管理",
+        "25-30岁",
+        "互联网行业",
+        "女性",
     ]
 
 
 def test_rules_with_absent_fields_are_skipped_with_warning():
-    df = segmented().drop(columns=["days_since_last_interaction", "interactions_30d", "complaints_365d", "member_level"])
+    df = segmented().drop(
+        columns=[
+            "days_since_last_interaction",
+            "interactions_30d",
+            "complaints_365d",
+            "member_level",
+        ]
+    )
     res = tag_customers(df)
-    assert res.skipped["tag"].tolist() == ["咨询频次高", "近期有互动", "核心会员", "流失风险", "投诉客户"]
+    assert res.skipped["tag"].tolist() == [
+        "咨询频次高",
+        "近期有互动",
+        "核心会员",
+        "流失风险",
+        "投诉客户",
+    ]
     assert res.skipped["reason"].tolist()[0] == "no column interactions_30d in the table"
     assert res.applied == len(load_rules()) - 5
     assert res.warnings[0].startswith("tag '咨询频次高' (tags.yaml:")
@@ -425,7 +517,10 @@ def test_type_error_at_apply_time_names_tag_file_line(tmp_path):
     df = pd.DataFrame({"age": ["六十一", "30"]})  # text where a number was expected
     with pytest.raises(RuleError) as exc:
         apply_tags(df, load_rules(p))
-    assert str(exc.value) == "rules.yaml:4, rule '高龄': cannot compare 'age' (text) with '60' (a number)"
+    assert (
+        str(exc.value)
+        == "rules.yaml:4, rule '高龄': cannot compare 'age' (text) with '60' (a number)"
+    )
 
 
 CAP_RULES = """\
@@ -455,7 +550,13 @@ def test_cap_keeps_highest_priorities_ties_by_rule_order(tmp_path):
 
 def test_manual_tags_from_column_add_and_remove(tmp_path):
     rules = load_rules(write_rules(tmp_path, CAP_RULES))
-    df = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "x": [5, 1, 0], "manual_tags": ["VIP;-b", "a、重点客户,VIP", ""]})
+    df = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3"],
+            "x": [5, 1, 0],
+            "manual_tags": ["VIP;-b", "a、重点客户,VIP", ""],
+        }
+    )
     res = tag_customers(df, rules, max_tags=2)
     # C1: b removed; VIP pinned and takes one slot, then d (30)
     # C2: a was already matched; manual re-add pins it; 重点客户 and VIP pinned too: 3 > cap, all kept
@@ -487,7 +588,9 @@ def test_manual_file_bad_columns_and_ops(tmp_path):
     with pytest.raises(Exception, match="needs a 'customer_id' column"):
         tag_customers(df, rules, manual=pd.DataFrame({"id": ["C1"], "tag": ["a"]}))
     with pytest.raises(Exception, match="unknown op"):
-        tag_customers(df, rules, manual=pd.DataFrame({"customer_id": ["C1"], "tag": ["a"], "op": ["toggle"]}))
+        tag_customers(
+            df, rules, manual=pd.DataFrame({"customer_id": ["C1"], "tag": ["a"], "op": ["toggle"]})
+        )
 
 
 def test_input_is_not_modified():
@@ -508,24 +611,42 @@ def test_retagging_replaces_tag_columns():
 @given(
     perm_seed=st.integers(0, 2**32 - 1),
     x=st.lists(st.integers(0, 6), min_size=1, max_size=12),
-    ops=st.lists(st.tuples(st.integers(0, 11), st.sampled_from(["a", "b", "c", "z"]), st.booleans()), max_size=10),
+    ops=st.lists(
+        st.tuples(st.integers(0, 11), st.sampled_from(["a", "b", "c", "z"]), st.booleans()),
+        max_size=10,
+    ),
 )
 def test_tags_independent_of_row_order(tmp_path_factory, perm_seed, x, ops):
     rules = load_rules(write_rules(tmp_path_factory.mktemp("r"), CAP_RULES))
     n = len(x)
     ids = [f"C{i}" for i in range(n)]
-    df = pd.DataFrame({"customer_id": ids, "x": x, "manual_tags": [("-a" if i % 3 == 0 else "") for i in range(n)]})
+    df = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "x": x,
+            "manual_tags": [("-a" if i % 3 == 0 else "") for i in range(n)],
+        }
+    )
     manual = pd.DataFrame(
-        {"customer_id": [f"C{i % n}" for i, _, _ in ops], "tag": [t for _, t, _ in ops], "op": ["add" if a else "remove" for _, _, a in ops]}
+        {
+            "customer_id": [f"C{i % n}" for i, _, _ in ops],
+            "tag": [t for _, t, _ in ops],
+            "op": ["add" if a else "remove" for _, _, a in ops],
+        }
     )
     base = tag_customers(df, rules, manual=manual, max_tags=2).customers.set_index("customer_id")
     rng = np.random.default_rng(perm_seed)
     shuffled = tag_customers(
-        df.iloc[rng.permutation(n)], rules, manual=manual.iloc[rng.permutation(len(manual))], max_tags=2
+        df.iloc[rng.permutation(n)],
+        rules,
+        manual=manual.iloc[rng.permutation(len(manual))],
+        max_tags=2,
     ).customers.set_index("customer_id")
     pd.testing.assert_frame_equal(base, shuffled.loc[base.index])
     # manual additions that are not also removed are always kept; the rest fills up to the cap
-    removed = {(f"C{i % n}", t) for i, t, a in ops if not a} | {(f"C{i}", "a") for i in range(0, n, 3)}
+    removed = {(f"C{i % n}", t) for i, t, a in ops if not a} | {
+        (f"C{i}", "a") for i in range(0, n, 3)
+    }
     pinned = {(f"C{i % n}", t) for i, t, a in ops if a} - removed
     for cid, tags in base["tags"].items():
         mine = {t for c, t in pinned if c == cid}
@@ -569,9 +690,14 @@ def test_statistics_after_parquet_and_csv_round_trip(tmp_path):
 def test_cli_tag_json_equals_library_and_writes_stats(tmp_path):
     src = write_table(segmented(), tmp_path / "segmented.parquet")
     manual = tmp_path / "手工.csv"
-    manual.write_text("客户编号,标签,操作\nC00000003,展会客户,添加\nC00000001,女性,删除\n", encoding="utf-8-sig")
+    manual.write_text(
+        "客户编号,标签,操作\nC00000003,展会客户,添加\nC00000001,女性,删除\n", encoding="utf-8-sig"
+    )
     out, stats = tmp_path / "tagged.parquet", tmp_path / "stats.xlsx"
-    r = runner.invoke(app, ["tag", str(src), "--manual", str(manual), "-o", str(out), "--stats", str(stats), "--json"])
+    r = runner.invoke(
+        app,
+        ["tag", str(src), "--manual", str(manual), "-o", str(out), "--stats", str(stats), "--json"],
+    )
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)
     lib = tag_customers(segmented(), manual=read_table(manual))
@@ -604,11 +730,15 @@ def test_cli_tag_human_output_and_csv(tmp_path):
 def test_cli_tag_bad_rules_and_missing_input_exit_2(tmp_path):
     src = write_table(segmented(), tmp_path / "seg.parquet")
     bad = write_rules(tmp_path, BAD)
-    r = runner.invoke(app, ["tag", str(src), "--rules", str(bad), "-o", str(tmp_path / "o.parquet")])
+    r = runner.invoke(
+        app, ["tag", str(src), "--rules", str(bad), "-o", str(tmp_path / "o.parquet")]
+    )
     assert r.exit_code == 2
     assert "Error: rules.yaml:6, rule 'A': unknown field 'agee'" in r.stderr
     assert "Traceback" not in r.output and not (tmp_path / "o.parquet").exists()
-    r = runner.invoke(app, ["tag", str(tmp_path / "nope.parquet"), "-o", str(tmp_path / "o.parquet")])
+    r = runner.invoke(
+        app, ["tag", str(tmp_path / "nope.parquet"), "-o", str(tmp_path / "o.parquet")]
+    )
     assert r.exit_code == 2 and "not found" in r.stderr
 
 
@@ -623,7 +753,15 @@ def test_cli_rules_check(tmp_path):
     r = runner.invoke(app, ["rules", "check", str(bad), "--json"])
     assert r.exit_code == 2
     payload = json.loads(r.stdout)
-    assert payload["ok"] is False and [p["line"] for p in payload["problems"]] == [6, 9, 12, 15, 19, 23, 24]
+    assert payload["ok"] is False and [p["line"] for p in payload["problems"]] == [
+        6,
+        9,
+        12,
+        15,
+        19,
+        23,
+        24,
+    ]
     r = runner.invoke(app, ["rules", "check", str(DEFAULT_RULES), "--json"])
     payload = json.loads(r.stdout)
     assert payload["ok"] is True and len(payload["tags"]) == len(load_rules())
@@ -639,7 +777,9 @@ def test_cli_help_has_examples():
 def test_default_rules_apply_to_examples():
     ingest = pytest.importorskip("custtool.ingest")
     ex = Path(__file__).resolve().parent.parent / "examples"
-    files = sorted(p for p in ex.glob("*") if p.name in {"门店会员.csv", "公众号线索.csv", "电商平台会员.xlsx"})
+    files = sorted(
+        p for p in ex.glob("*") if p.name in {"门店会员.csv", "公众号线索.csv", "电商平台会员.xlsx"}
+    )
     if not files:
         pytest.skip("examples/ not present")
     customers = ingest.import_files(files, kind="customers").data
