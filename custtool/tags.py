@@ -902,7 +902,7 @@ def _evaluate_rule(
         raise rule.error(
             f"the condition gives {ev.word(v)}, not true/false", "compare it, e.g. orders_30d >= 3"
         )
-    return v.data & True if v.valid is None else v.data.copy()
+    return np.array(v.data, dtype=bool)  # a fresh array: the column cache is shared
 
 
 def evaluate_condition(df: pd.DataFrame, expr: str, *, as_of: Any = None) -> pd.Series:
@@ -912,10 +912,7 @@ def evaluate_condition(df: pd.DataFrame, expr: str, *, as_of: Any = None) -> pd.
     """
     import pandas as pd
 
-    try:
-        tree, fields = parse_condition(expr)
-    except _ConditionError as exc:
-        raise RuleError(exc.message, exc.hint) from None
+    tree, fields = parse_condition(expr)
     missing = [f for f in fields if f not in df.columns]
     if missing:
         raise RuleError(f"unknown field(s): {', '.join(missing)}", "the table has no such column")
