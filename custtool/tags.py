@@ -716,6 +716,13 @@ def _rewrite(expr: str) -> str:
     return tokenize.untokenize(parts).strip()
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value)) and abs(float(value)) < 1e300
+    except OverflowError:
+        return False
+
+
 def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
     """Parse and whitelist a condition; returns the tree and the fields it reads.
 
@@ -765,9 +772,9 @@ def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
             isinstance(node, ast.Constant)
             and isinstance(node.value, int | float)
             and not isinstance(node.value, bool)
-            and not math.isfinite(float(node.value))
+            and not _finite(node.value)
         ):
-            raise _ConditionError("numbers must be finite")
+            raise _ConditionError(f"number {str(node.value)[:20]}… is too large")
         if isinstance(node, ast.List | ast.Tuple):
             for el in node.elts:
                 if not (

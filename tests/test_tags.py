@@ -228,6 +228,9 @@ def test_evaluation_is_vectorised_numpy_aligned_with_index():
         ("contains(notes)", "at least 2"),
         ("age in [age, 1]", "lists may only hold constants"),
         ("b'x' == notes", "not allowed"),
+        ("age > " + "9" * 400, "too large"),
+        ("age > 1e999", "too large"),
+        ("(" * 300 + "age > 1" + ")" * 300, "syntax error|nested"),
     ],
 )
 def test_malicious_or_invalid_expressions_are_refused(expr, message):
