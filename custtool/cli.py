@@ -188,7 +188,7 @@ def tag_command(
     df = read_table(customers)
     manual_df = read_table(manual) if manual is not None else None
     result = tag_customers(df, rule_list, max_tags=max_tags, manual=manual_df, key=key, as_of=as_of)
-    st = tag_statistics(result.customers, rule_list)
+    st = tag_statistics(result.customers, rule_list, skipped=result.skipped["tag"])
     out = output or _tagged_default_output(customers)
     if stats is None:
         write_table(result.customers, out)

@@ -1799,9 +1799,15 @@ def tag_statistics(
     *,
     top: int = 10,
     broad_share: float = 0.9,
+    skipped: Iterable[str] = (),
 ) -> TagStats:
     """Customers per tag and share, unused tags, tags matching almost everybody
-    (share > ``broad_share``), co-occurrence of the ``top`` tags, tags per customer."""
+    (share > ``broad_share``), co-occurrence of the ``top`` tags, tags per customer.
+
+    Counts are of the tags customers carry (after the cap and manual changes), so a rule
+    that matches but is always capped shows as unused. ``skipped``: tags whose rule was not
+    applied (column absent): marked ``applied=False`` and not listed as unused.
+    """
     import numpy as np
     import pandas as pd
 
@@ -1809,6 +1815,7 @@ def tag_statistics(
         raise InputError("the table has no 'tags' column", "run `custtool tag` first")
     rules = list(rules or [])
     n = len(tagged)
+    skipped_set = set(skipped)
     M, all_names = _tag_matrix(tagged["tags"], [r.name for r in rules])
     counts = M.sum(axis=0, dtype=np.int64)
     info = {r.name: r for r in rules}
@@ -1821,6 +1828,7 @@ def tag_statistics(
                 [info[t].priority if t in info else pd.NA for t in all_names], dtype="Int64"
             ),
             "source": ["rule" if t in info else "manual" for t in all_names],
+            "applied": [t not in skipped_set for t in all_names],
             "customers": counts,
             "share": counts / n if n else np.zeros(len(all_names)),
         }
@@ -1828,7 +1836,7 @@ def tag_statistics(
     usage = usage.sort_values(
         ["customers", "tag"], ascending=[False, True], kind="stable"
     ).reset_index(drop=True)
-    unused = usage[(usage["customers"] == 0)].reset_index(drop=True)
+    unused = usage[(usage["customers"] == 0) & usage["applied"]].reset_index(drop=True)
     broad = usage[usage["share"] > broad_share].reset_index(drop=True)
     top_tags = usage[usage["customers"] > 0]["tag"].head(top).tolist()
     index_of = {t: i for i, t in enumerate(all_names)}

@@ -675,6 +675,10 @@ def test_statistics_on_known_example(tmp_path):
     assert st_.cooccurrence.to_numpy().tolist() == [[4, 1, 1], [1, 1, 0], [1, 0, 1]]
     assert st_.per_customer["customers"].tolist() == [1, 1, 3]
     assert set(st_.sheets()) == {"标签使用", "未使用标签", "覆盖过广", "标签共现", "标签数分布"}
+    # a rule that was not applied (its column absent) is not a pruning candidate
+    st2 = tag_statistics(tagged, rules, skipped=["e"])
+    assert st2.unused["tag"].tolist() == ["c"]
+    assert st2.usage.set_index("tag").loc["e", "applied"] == False  # noqa: E712
 
 
 def test_statistics_after_parquet_and_csv_round_trip(tmp_path):
@@ -717,7 +721,8 @@ def test_cli_tag_json_equals_library_and_writes_stats(tmp_path):
     assert wb.sheetnames == ["标签使用", "未使用标签", "覆盖过广", "标签共现", "标签数分布"]
     rows = list(wb["标签使用"].iter_rows(values_only=True))
     assert rows[0][:2] == ("tag", "level1")
-    assert {r[0]: r[5] for r in rows[1:]}["缺少联系方式"] == 2
+    ci = rows[0].index("customers")
+    assert {r[0]: r[ci] for r in rows[1:]}["缺少联系方式"] == 2
 
 
 def test_cli_tag_human_output_and_csv(tmp_path):
@@ -726,6 +731,8 @@ def test_cli_tag_human_output_and_csv(tmp_path):
     assert r.exit_code == 0, r.output
     assert "skipped: no column complaints_365d" in r.stderr
     assert "tag(s) dropped" in r.stderr and r.stdout == ""
+    unused_line = next(line for line in r.stderr.splitlines() if line.startswith("未使用标签"))
+    assert "投诉客户" not in unused_line  # skipped, not unused
     back = read_table(tmp_path / "t.csv")
     assert back.loc[0, "tags"] == "高价值;重要价值客户;潜力客户"
 
