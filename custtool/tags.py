@@ -849,8 +849,32 @@ class _Columns:
 
     def get(self, name: str) -> _V:
         if name not in self.cache:
-            self.cache[name] = _column_value(self.df[name])
+            v = _column_value(self.df[name])
+            if v.kind == "text" and name in _DATE + _BOOL:
+                v = _text_as(v, name)
+            self.cache[name] = v
         return self.cache[name]
+
+
+def _text_as(v: _V, name: str) -> _V:
+    """A canonical date or yes/no column that arrived as text (CSV keeps True/False as text).
+
+    Values that do not read as that kind become missing; a column where none do stays text.
+    (Numbers are not coerced: read_table restores numeric columns, so a text one holds
+    values that are not numbers, and comparing it with a number is reported.)
+    """
+    import numpy as np
+    import pandas as pd
+
+    t = v.data
+    if name in _BOOL:
+        low = t.str.strip().str.lower()
+        truth = low.isin(["true", "1", "是", "yes"]).to_numpy(dtype=bool)
+        known = truth | low.isin(["false", "0", "否", "no"]).to_numpy(dtype=bool)
+        return _V("bool", truth, known) if known.any() else v
+    arr = pd.to_datetime(t, errors="coerce").to_numpy(dtype="datetime64[ns]")
+    ok = ~np.isnat(arr)
+    return _V("date", arr, ok) if ok.any() else v
 
 
 def _column_value(s: pd.Series) -> _V:

@@ -515,6 +515,26 @@ def test_rules_with_absent_fields_are_skipped_with_warning():
     assert "tag_风险" in out.columns
 
 
+def test_csv_round_trip_gives_the_same_tags(tmp_path):
+    """CSV brings yes/no and some dates back as text; canonical columns are read in their kind."""
+    df = segmented().assign(
+        last_interaction=pd.to_datetime(
+            ["2024-06-20", None, None, "2024-01-01", None, "2024-06-27"]
+        )
+    )
+    p = write_table(df, tmp_path / "seg.csv")
+    back = read_table(p)
+    assert back["follow_up_flag"].dtype != bool  # read_table keeps True/False as text
+    rules = load_rules() + load_rules(
+        write_rules(
+            tmp_path,
+            "tags:\n  - {name: 近10天互动, path: [x], condition: days_since(last_interaction) <= 10}\n",
+        )
+    )
+    assert apply_tags(back, rules)["tags"].tolist() == apply_tags(df, rules)["tags"].tolist()
+    assert apply_tags(back, rules)["tag_x"].tolist() == ["近10天互动", "", "", "", "", "近10天互动"]
+
+
 def test_type_error_at_apply_time_names_tag_file_line(tmp_path):
     p = write_rules(tmp_path, "tags:\n  - name: 高龄\n    path: [x]\n    condition: age > 60\n")
     df = pd.DataFrame({"age": ["六十一", "30"]})  # text where a number was expected
