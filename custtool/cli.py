@@ -13,7 +13,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-
 import typer
 from rich.console import Console
 from rich.table import Table
