@@ -25,6 +25,12 @@ _API: dict[str, str] = {
     "normalize_city": "custtool.clean",
     "validate": "custtool.schemas",
     "write_template": "custtool.template",
+    "load_rules": "custtool.tags",
+    "apply_tags": "custtool.tags",
+    "tag_customers": "custtool.tags",
+    "tag_statistics": "custtool.tags",
+    "check_rules": "custtool.tags",
+    "evaluate_condition": "custtool.tags",
 }
 
 __all__ = ["__version__", *_API]

@@ -103,6 +103,7 @@ COLUMN_LABELS: dict[str, tuple[str, str]] = {
     "churn_risk": ("流失风险", "Churn risk"),
     "nps_score": ("NPS评分", "NPS score"),
     "tags": ("标签", "Tags"),
+    "manual_tags": ("手工标签", "Manual tags"),
     "as_of": ("统计日期", "As of"),
     # rejects
     "file": ("文件", "File"),

@@ -1,0 +1,1875 @@
+"""Tag rules: loading, the safe condition language, applying them, tag statistics.
+
+A tag library is YAML (``rules/tags.yaml`` ships with custtool)::
+
+    fields:                      # optional: extra columns your tables carry, and their type
+      会员积分: number            # number | text | date | bool | any
+    tags:
+      - name: 高价值
+        path: [价值评估, 客户价值]  # 一级 / 二级 (the name is the 三级 tag)
+        condition: monetary_365d >= 100000 or ltv >= 10000
+        priority: 90              # higher wins when a customer has more than max_tags tags
+        description: 近一年消费≥10万或 LTV≥1万
+
+Conditions are a small expression language parsed with :mod:`ast` and a whitelist of
+node types and functions, then evaluated over whole columns (never row by row, never
+with ``eval``/``query``)::
+
+    monetary_365d >= 100000 and city in ["北京市", "上海市"]
+    days_since_last_interaction > 60        not is_null(email)
+    contains(notes, "定制", "个性化")        age between 25 and 30        growth >= 30%
+
+Null semantics: a comparison with a missing value (NaN, NaT, "" text) is false; ``not``
+flips the result of its operand as computed. ``is_null``/``not_null`` test for missing values.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import math
+import tokenize
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custtool.errors import ConfigError, InputError, RuleError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import pandas as pd
+
+#: the tag library that ships with custtool
+DEFAULT_RULES = Path(__file__).resolve().parent / "rules" / "tags.yaml"
+
+#: level-1 category of manual tags that no rule defines
+MANUAL_CATEGORY = "手工标签"
+
+#: column of the input table that may carry manual tags (``;``/``,``/``、`` separated, ``-tag`` removes)
+MANUAL_COLUMN = "manual_tags"
+
+MAX_EXPRESSION = 2000
+
+_RULE_KEYS = {"name", "path", "level1", "level2", "condition", "priority", "description", "enabled"}
+_FIELD_TYPES = {"number": "num", "text": "text", "date": "date", "bool": "bool", "any": "any"}
+_KIND_WORDS = {
+    "num": "a number",
+    "text": "text",
+    "date": "a date",
+    "bool": "a yes/no value",
+    "null": "empty",
+}
+
+# kinds of the canonical columns (docs/DATA.md); anything else in labels.py is text
+_NUM = (
+    "age recency frequency monetary aov orders_30d orders_90d orders_365d monetary_30d monetary_90d "
+    "monetary_365d monetary_prev growth days_since_last_interaction interactions_30d interactions_365d "
+    "complaints_365d r_score f_score m_score rfm_score historical_value p_alive predicted_purchases "
+    "predicted_aov predicted_value ltv nps_score score satisfaction amount quantity _row row"
+).split()
+_DATE = "birth_date first_contact_date first_order last_order last_interaction as_of order_time time next_follow_up".split()
+_BOOL = "repurchase potential churn_risk follow_up_flag refund exact_duplicate".split()
+
+
+def canonical_field_kinds() -> dict[str, str]:
+    """Every field a rule may name without declaring it, with its kind (num/text/date/bool)."""
+    from custtool.labels import COLUMN_LABELS
+
+    kinds = {c: "text" for c in COLUMN_LABELS}
+    kinds.update({c: "num" for c in _NUM})
+    kinds.update({c: "date" for c in _DATE})
+    kinds.update({c: "bool" for c in _BOOL})
+    kinds["manual_tags"] = "text"
+    kinds.pop("tags", None)  # a list column; tag rules do not read it
+    return kinds
+
+
+# --------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class TagRule:
+    """One tag: its name (三级), level-1/level-2 path, condition and priority."""
+
+    name: str
+    level1: str
+    level2: str
+    condition: str
+    priority: int = 50
+    description: str = ""
+    file: str | None = None
+    line: int | None = None
+    condition_line: int | None = None
+    order: int = 0
+    tree: ast.Expression | None = field(default=None, repr=False, compare=False)
+    fields: tuple[str, ...] = ()
+
+    def error(self, message: str, hint: str | None = None, *, line: int | None = None) -> RuleError:
+        return RuleError(
+            message,
+            hint,
+            rule=self.name,
+            file=self.file,
+            line=line or self.condition_line or self.line,
+        )
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """One problem found in a rules file."""
+
+    file: str
+    line: int | None
+    rule: str | None
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "")
+        return f"{where}: " + (f"rule {self.rule!r}: " if self.rule else "") + self.message
+
+
+def _yaml_loader():  # noqa: ANN202 - a yaml.SafeLoader subclass
+    import yaml
+
+    class LineLoader(yaml.SafeLoader):
+        """SafeLoader that records the line of every mapping and of each of its keys."""
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
+        loader.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        lines: dict[Any, int] = {}
+        dups: list[tuple[Any, int]] = []
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be plain text", key_node.start_mark
+                )
+            if key in out:
+                dups.append((key, key_node.start_mark.line + 1))
+            out[key] = loader.construct_object(value_node, deep=True)
+            lines[key] = value_node.start_mark.line + 1
+        out["__line__"] = node.start_mark.line + 1
+        out["__lines__"] = lines
+        out["__dups__"] = dups
+        return out
+
+    LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return LineLoader
+
+
+def _read_yaml(path: Path) -> Any:
+    """Parse a rules file with a SafeLoader (Python tags refused); errors name file and line."""
+    import yaml
+
+    if not path.exists():
+        raise RuleError(
+            "rules file not found",
+            "check the path, or omit --rules to use the shipped library",
+            file=str(path),
+        )
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise RuleError(
+            "rules file is not UTF-8", "save the YAML file as UTF-8", file=path.name
+        ) from None
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).strip()
+        if isinstance(exc, yaml.constructor.ConstructorError) and (
+            "python/" in problem or "could not determine a constructor" in problem
+        ):
+            raise RuleError(
+                f"YAML tag refused ({problem})",
+                "rules files are plain YAML: Python tags such as !!python/object are not allowed",
+                file=path.name,
+                line=line,
+            ) from None
+        raise RuleError(
+            f"not valid YAML ({problem})",
+            "check indentation and quoting at that line",
+            file=path.name,
+            line=line,
+        ) from None
+
+
+def _parse_file(
+    path: Path, known: dict[str, str], start_order: int
+) -> tuple[list[TagRule], dict[str, str], list[RuleProblem]]:
+    """Rules and declared fields of one file plus every problem found (nothing raised)."""
+    fname = path.name
+    problems: list[RuleProblem] = []
+    data = _read_yaml(path)
+    if data is None:
+        return [], {}, [RuleProblem(fname, None, None, "the file is empty", "add a 'tags:' list")]
+    if isinstance(data, list):
+        data = {"tags": data, "__line__": 1, "__lines__": {}, "__dups__": []}
+    if not isinstance(data, dict):
+        return [], {}, [RuleProblem(fname, 1, None, "expected a mapping with a 'tags:' list")]
+    for key, line in data.get("__dups__", []):
+        problems.append(RuleProblem(fname, line, None, f"key {key!r} appears twice"))
+    declared: dict[str, str] = {}
+    fields_spec = data.get("fields") or {}
+    fields_line = data.get("__lines__", {}).get("fields")
+    if isinstance(fields_spec, list):
+        fields_spec = {str(f): "any" for f in fields_spec}
+    if not isinstance(fields_spec, dict):
+        problems.append(
+            RuleProblem(
+                fname,
+                fields_line,
+                None,
+                "'fields' must map field names to a type (number, text, date, bool)",
+            )
+        )
+        fields_spec = {}
+    for fname_, ftype in fields_spec.items():
+        if str(fname_).startswith("__"):
+            continue
+        kind = _FIELD_TYPES.get(str(ftype).strip().lower()) if ftype is not None else "any"
+        if kind is None:
+            problems.append(
+                RuleProblem(
+                    fname,
+                    fields_spec.get("__lines__", {}).get(fname_, fields_line),
+                    None,
+                    f"field {fname_!r}: unknown type {ftype!r}",
+                    "use number, text, date, bool or any",
+                )
+            )
+            kind = "any"
+        declared[str(fname_)] = kind
+    unknown_top = [
+        k for k in data if not str(k).startswith("__") and k not in {"tags", "fields", "version"}
+    ]
+    for k in unknown_top:
+        problems.append(
+            RuleProblem(
+                fname,
+                data["__lines__"].get(k),
+                None,
+                f"unknown top-level key {k!r}",
+                "expected 'tags', 'fields' or 'version'",
+            )
+        )
+    tags = data.get("tags")
+    if tags is None:
+        problems.append(
+            RuleProblem(fname, 1, None, "no 'tags:' list", "add a 'tags:' list of rules")
+        )
+        return [], declared, problems
+    if not isinstance(tags, list):
+        problems.append(
+            RuleProblem(
+                fname, data["__lines__"].get("tags"), None, "'tags' must be a list of rules"
+            )
+        )
+        return [], declared, problems
+    all_known = {**known, **declared}
+    rules: list[TagRule] = []
+    for i, item in enumerate(tags):
+        rule, probs = _parse_rule(item, fname, i, all_known, start_order + len(rules))
+        problems.extend(probs)
+        if rule is not None:
+            rules.append(rule)
+    return rules, declared, problems
+
+
+def _parse_rule(
+    item: Any, fname: str, i: int, known: dict[str, str], order: int
+) -> tuple[TagRule | None, list[RuleProblem]]:
+    problems: list[RuleProblem] = []
+    if not isinstance(item, dict):
+        return None, [
+            RuleProblem(
+                fname, None, None, f"tag #{i + 1} is not a mapping (name:, path:, condition:, ...)"
+            )
+        ]
+    line = item["__line__"]
+    lines = item["__lines__"]
+    name = item.get("name")
+    rname = str(name).strip() if name is not None else None
+
+    def bad(msg: str, key: str | None = None, hint: str | None = None) -> None:
+        problems.append(RuleProblem(fname, lines.get(key, line) if key else line, rname, msg, hint))
+
+    for key, kline in item["__dups__"]:
+        problems.append(RuleProblem(fname, kline, rname, f"key {key!r} appears twice"))
+    for key in item:
+        if not str(key).startswith("__") and key not in _RULE_KEYS:
+            bad(f"unknown key {key!r}", key, f"expected: {', '.join(sorted(_RULE_KEYS))}")
+    if not rname:
+        bad("tag without a name", None, "add 'name: <标签名>'")
+    elif any(ch in rname for ch in ";,，、；\n"):
+        bad(f"tag name {rname!r} contains a separator (; , 、)", "name")
+    # level path
+    path = item.get("path")
+    level1 = item.get("level1")
+    level2 = item.get("level2")
+    if path is not None:
+        parts = path if isinstance(path, list) else str(path).replace("／", "/").split("/")
+        parts = [str(p).strip() for p in parts if str(p).strip()]
+        if not 1 <= len(parts) <= 2:
+            bad("'path' must be 一级 or 一级/二级 (the name is the 三级 tag)", "path")
+            parts = parts[:2] or [""]
+        level1 = parts[0]
+        level2 = parts[1] if len(parts) > 1 else ""
+    if not level1 or not str(level1).strip():
+        bad("no level-1 category", "path", "add 'path: [一级, 二级]', e.g. [价值评估, 客户价值]")
+        level1 = ""
+    priority = item.get("priority", 50)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        bad(f"priority must be a whole number, not {priority!r}", "priority")
+        priority = 50
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        bad("'enabled' must be true or false", "enabled")
+    cond = item.get("condition")
+    cline = lines.get("condition", line)
+    tree = None
+    fields: tuple[str, ...] = ()
+    if cond is None or (isinstance(cond, str) and not cond.strip()):
+        bad("no condition", None, "add 'condition: <expression>', e.g. orders_30d >= 3")
+        cond = ""
+    elif isinstance(cond, bool | int | float) or not isinstance(cond, str):
+        bad(f"condition must be text, not {cond!r}", "condition")
+        cond = str(cond)
+    else:
+        try:
+            tree, fields = parse_condition(cond)
+        except _ConditionError as exc:
+            problems.append(RuleProblem(fname, cline, rname, exc.message, exc.hint))
+        else:
+            unknown = [f for f in fields if f not in known]
+            for f in unknown:
+                near = _nearest(f, known)
+                problems.append(
+                    RuleProblem(
+                        fname,
+                        cline,
+                        rname,
+                        f"unknown field {f!r}",
+                        (f"did you mean {near!r}? " if near else "")
+                        + "declare extra columns under 'fields:' at the top of the file",
+                    )
+                )
+    if problems or enabled is False:
+        return None, problems
+    rule = TagRule(
+        name=rname or "",
+        level1=str(level1).strip(),
+        level2=str(level2 or "").strip(),
+        condition=cond.strip(),
+        priority=int(priority),
+        description=str(item.get("description") or "").strip(),
+        file=fname,
+        line=line,
+        condition_line=cline,
+        order=order,
+        tree=tree,
+        fields=fields,
+    )
+    # type check on a two-row prototype (a missing value and a present one) of the known kinds
+    if not any(known.get(f) == "any" for f in fields):
+        try:
+            _evaluate_rule(_prototype(fields, known), rule, as_of=None)
+        except RuleError as exc:
+            msg = exc.message.split(": ", 1)[1] if exc.message.startswith(fname) else exc.message
+            return None, [RuleProblem(fname, cline, rname, msg, exc.hint)]
+    return rule, problems
+
+
+def _nearest(name: str, known: Iterable[str]) -> str | None:
+    import difflib
+
+    hits = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return hits[0] if hits else None
+
+
+def _prototype(fields: Iterable[str], known: dict[str, str]) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    cols: dict[str, Any] = {}
+    for f in fields:
+        kind = known.get(f, "text")
+        if kind == "num":
+            cols[f] = pd.Series([np.nan, 1.0])
+        elif kind == "date":
+            cols[f] = pd.Series([pd.NaT, pd.Timestamp("2024-01-01")])
+        elif kind == "bool":
+            cols[f] = pd.Series([None, True], dtype="boolean")
+        else:
+            cols[f] = pd.Series(["", "x"], dtype=object)
+    return pd.DataFrame(cols, index=range(2))
+
+
+def _collect(
+    paths: str | Path | Sequence[str | Path] | None,
+) -> tuple[list[TagRule], list[RuleProblem]]:
+    if paths is None:
+        paths = [DEFAULT_RULES]
+    elif isinstance(paths, str | Path):
+        paths = [paths]
+    known = canonical_field_kinds()
+    rules: list[TagRule] = []
+    problems: list[RuleProblem] = []
+    seen: dict[str, TagRule] = {}
+    for p in paths:
+        file_rules, _declared, probs = _parse_file(Path(p), known, len(rules))
+        problems.extend(probs)
+        for r in file_rules:
+            if r.name in seen:
+                first = seen[r.name]
+                problems.append(
+                    RuleProblem(
+                        r.file or "",
+                        r.line,
+                        r.name,
+                        f"tag defined twice (first at {first.file}:{first.line})",
+                        "tag names must be unique: rename or delete one",
+                    )
+                )
+                continue
+            seen[r.name] = r
+            rules.append(r)
+    return rules, problems
+
+
+def load_rules(paths: str | Path | Sequence[str | Path] | None = None) -> list[TagRule]:
+    """Load one or more tag rule files (default: the shipped library) into rules.
+
+    Raises :class:`RuleError` for the first problem (with the count of the others);
+    :func:`check_rules` lists them all.
+    """
+    rules, problems = _collect(paths)
+    if problems:
+        p = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise RuleError(
+            p.message + more,
+            p.hint or "run `custtool rules check FILE` to see every problem",
+            rule=p.rule,
+            file=p.file,
+            line=p.line,
+        )
+    if not rules:
+        raise RuleError(
+            "no (enabled) tag rules",
+            "add rules under 'tags:'",
+            file=", ".join(
+                Path(str(x)).name
+                for x in ([paths] if isinstance(paths, str | Path) else paths or [DEFAULT_RULES])
+            ),
+        )
+    return rules
+
+
+def check_rules(paths: str | Path | Sequence[str | Path]) -> list[RuleProblem]:
+    """Every problem in one or more rules files (empty when they are fine).
+
+    Unreadable files (not found, not YAML, Python tags) are reported as problems too.
+    """
+    try:
+        _, problems = _collect(paths)
+    except RuleError as exc:
+        msg = exc.message.split(": ", 1)[-1] if exc.file else exc.message
+        return [RuleProblem(exc.file or "", exc.line, exc.rule, msg, exc.hint)]
+    return problems
+
+
+def rules_table(rules: Sequence[TagRule]) -> pd.DataFrame:
+    """The rules as a table: tag, level1, level2, priority, condition, description, file, line."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "tag": [r.name for r in rules],
+            "level1": [r.level1 for r in rules],
+            "level2": [r.level2 for r in rules],
+            "priority": [r.priority for r in rules],
+            "condition": [r.condition for r in rules],
+            "description": [r.description for r in rules],
+            "file": [r.file for r in rules],
+            "line": [r.line for r in rules],
+        }
+    )
+
+
+# --------------------------------------------------------------------------- condition language
+class _ConditionError(RuleError):
+    """A condition outside the language; callers add the rule's name, file and line."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+
+
+# function name -> (min args, max args or None)
+FUNCTIONS: dict[str, tuple[int, int | None]] = {
+    "is_null": (1, 1),
+    "not_null": (1, 1),
+    "contains": (2, None),
+    "startswith": (2, None),
+    "endswith": (2, None),
+    "days_since": (1, 1),
+    "len": (1, 1),
+    "lower": (1, 1),
+    "upper": (1, 1),
+    "strip": (1, 1),
+    "abs": (1, 1),
+    "year": (1, 1),
+    "month": (1, 1),
+    "between": (3, 3),
+    "col": (1, 1),
+}
+
+_ALLOWED = (
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.UAdd,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Name,
+    ast.Load,
+    ast.Call,
+    ast.BinOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+)
+_REFUSED_NAMES = {
+    ast.Attribute: "attribute access (x.y)",
+    ast.Subscript: "indexing (x[...])",
+    ast.Lambda: "lambda",
+    ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a comprehension",
+    ast.NamedExpr: "assignment (:=)",
+    ast.IfExp: "'x if c else y'",
+    ast.Starred: "*args",
+    ast.Dict: "dict literals",
+    ast.Set: "set literals",
+    ast.JoinedStr: "f-strings",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.Is: "'is' (use is_null(x))",
+    ast.IsNot: "'is not' (use not_null(x))",
+    ast.Pow: "'**'",
+    ast.Mod: "'%' between values",
+    ast.FloorDiv: "'//'",
+}
+
+
+def _re_literal(text: str) -> str:
+    """``text`` as a regular expression matching itself (RE2 and Python re)."""
+    return "".join("\\" + ch if ch in ".^$*+?{}[]\\|()" else ch for ch in text)
+
+
+def _scan_operand(
+    parts: list[tuple[int, str]],
+    k: int,
+    opens: dict[str, str],
+    closes: set[str],
+    stop_words: set[str],
+    stop_ops: set[str],
+) -> int:
+    """Index of the token ending the operand that starts at ``k`` (depth-0 keyword/operator)."""
+    depth = 0
+    while k < len(parts):
+        ttype, s = parts[k]
+        if s in opens:
+            depth += 1
+        elif s in closes:
+            if depth == 0:
+                return k
+            depth -= 1
+        elif depth == 0 and (
+            (ttype == tokenize.NAME and s in stop_words) or (ttype == tokenize.OP and s in stop_ops)
+        ):
+            return k
+        k += 1
+    return k
+
+
+def _rewrite(expr: str) -> str:
+    """Token-level rewrite: ``x between a and b`` → ``between(x, a, b)``; ``30%`` → ``(30/100)``.
+
+    Works on tokens, so text inside string literals is never touched.
+    """
+    try:
+        toks = [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(expr).readline)
+            if t.type
+            not in (
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.COMMENT,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+                tokenize.ENDMARKER,
+            )
+        ]
+    except tokenize.TokenError as exc:
+        what = (
+            "a quote is not closed" if "string" in str(exc.args[0]) else "a bracket is not closed"
+        )
+        raise _ConditionError(f"syntax error: {what}", "check brackets and quotes") from None
+    except (IndentationError, SyntaxError) as exc:
+        raise _ConditionError(
+            f"syntax error: {exc.args[0] if exc.args else exc}", "check brackets and quotes"
+        ) from None
+    parts: list[tuple[int, str]] = [(t.type, t.string) for t in toks]
+    # percent literals
+    out: list[tuple[int, str]] = []
+    for t in parts:
+        if t == (tokenize.OP, "%") and out and out[-1][0] == tokenize.NUMBER:
+            num = out.pop()
+            out.extend(
+                [
+                    (tokenize.OP, "("),
+                    num,
+                    (tokenize.OP, "/"),
+                    (tokenize.NUMBER, "100"),
+                    (tokenize.OP, ")"),
+                ]
+            )
+        else:
+            out.append(t)
+    parts = out
+    opens, closes = {"(": ")", "[": "]", "{": "}"}, {")", "]", "}"}
+    stop_words = {"and", "or", "not", "in", "is", "if", "else", "between"}
+    stop_ops = {",", ")", "]", "}", "==", "!=", "<", ">", "<=", ">=", ":"}
+    for _ in range(50):  # one `between` per pass
+        idx = next(
+            (
+                i
+                for i, t in enumerate(parts)
+                if t == (tokenize.NAME, "between")
+                and not (i + 1 < len(parts) and parts[i + 1] == (tokenize.OP, "("))
+            ),
+            None,
+        )
+        if idx is None:
+            break
+        # operand: the atom before `between` (a name, literal, bracketed group, call)
+        j = idx - 1
+        if j < 0:
+            raise _ConditionError("'between' needs a value before it: x between a and b")
+        if parts[j][1] in closes:
+            depth = 0
+            while j >= 0:
+                if parts[j][1] in closes:
+                    depth += 1
+                elif parts[j][1] in opens:
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j -= 1
+            if j < 0:
+                raise _ConditionError("unbalanced brackets before 'between'")
+            if j > 0 and parts[j - 1][0] == tokenize.NAME and parts[j - 1][1] not in stop_words:
+                j -= 1
+        elif (
+            parts[j][0] not in (tokenize.NAME, tokenize.NUMBER, tokenize.STRING)
+            or parts[j][1] in stop_words
+        ):
+            raise _ConditionError("'between' needs a value before it: x between a and b")
+
+        lo_end = _scan_operand(parts, idx + 1, opens, closes, stop_words, stop_ops)
+        if lo_end >= len(parts) or parts[lo_end] != (tokenize.NAME, "and") or lo_end == idx + 1:
+            raise _ConditionError("'between' must read: x between a and b")
+        hi_end = _scan_operand(parts, lo_end + 1, opens, closes, stop_words, stop_ops)
+        if hi_end == lo_end + 1:
+            raise _ConditionError("'between' must read: x between a and b")
+        new = (
+            [(tokenize.NAME, "between"), (tokenize.OP, "(")]
+            + parts[j:idx]
+            + [(tokenize.OP, ",")]
+            + parts[idx + 1 : lo_end]
+            + [(tokenize.OP, ",")]
+            + parts[lo_end + 1 : hi_end]
+            + [(tokenize.OP, ")")]
+        )
+        parts = parts[:j] + new + parts[hi_end:]
+    return tokenize.untokenize(parts).strip()
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value)) and abs(float(value)) < 1e300
+    except OverflowError:
+        return False
+
+
+def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
+    """Parse and whitelist a condition; returns the tree and the fields it reads.
+
+    Raises :class:`RuleError` for syntax errors and anything outside the language (the
+    loaders add the rule's name, file and line).
+    """
+    if not isinstance(expr, str) or not expr.strip():
+        raise _ConditionError("empty condition")
+    if len(expr) > MAX_EXPRESSION:
+        raise _ConditionError(
+            f"condition longer than {MAX_EXPRESSION} characters", "split it into several tags"
+        )
+    text = " ".join(expr.strip().splitlines())
+    src = _rewrite(text)
+    try:
+        tree = ast.parse(src, mode="eval")
+    except SyntaxError as exc:
+        col = f" near column {exc.offset}" if exc.offset else ""
+        raise _ConditionError(
+            f"syntax error{col}: {exc.msg}",
+            'conditions look like: orders_30d >= 3 and city in ["北京市"]',
+        ) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise _ConditionError("condition too deeply nested") from None
+    fields: list[str] = []
+    nodes = list(ast.walk(tree))
+    for node in nodes:  # first every node type, so the message names the construct itself
+        refused = next(
+            (label for typ, label in _REFUSED_NAMES.items() if isinstance(node, typ)), None
+        )
+        if refused:
+            raise _ConditionError(
+                f"{refused} is not allowed in a tag condition",
+                "use fields, comparisons, and/or/not and the listed functions",
+            )
+        if not isinstance(node, _ALLOWED):
+            raise _ConditionError(
+                f"{type(node).__name__} is not allowed in a tag condition",
+                "use fields, comparisons, and/or/not and the listed functions",
+            )
+    for node in nodes:
+        if isinstance(node, ast.Constant) and not (
+            node.value is None or isinstance(node.value, bool | int | float | str)
+        ):
+            raise _ConditionError(f"constant {node.value!r} is not allowed")
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, int | float)
+            and not isinstance(node.value, bool)
+            and not _finite(node.value)
+        ):
+            raise _ConditionError(f"number {str(node.value)[:20]}… is too large")
+        if isinstance(node, ast.List | ast.Tuple):
+            for el in node.elts:
+                if not (
+                    isinstance(el, ast.Constant)
+                    or (
+                        isinstance(el, ast.UnaryOp)
+                        and isinstance(el.op, ast.USub | ast.UAdd)
+                        and isinstance(el.operand, ast.Constant)
+                    )
+                ):
+                    raise _ConditionError(
+                        'lists may only hold constants, e.g. ["北京市", "上海市"]'
+                    )
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute):
+                raise _ConditionError(
+                    "attribute access (x.y) is not allowed in a tag condition",
+                    f"only these functions can be called: {', '.join(FUNCTIONS)}",
+                )
+            if not isinstance(node.func, ast.Name):
+                raise _ConditionError(
+                    "only the listed functions can be called", f"functions: {', '.join(FUNCTIONS)}"
+                )
+            fn = node.func.id
+            if fn not in FUNCTIONS:
+                raise _ConditionError(
+                    f"unknown function {fn!r}", f"functions: {', '.join(FUNCTIONS)}"
+                )
+            if node.keywords:
+                raise _ConditionError(f"{fn}() takes no keyword arguments")
+            lo, hi = FUNCTIONS[fn]
+            n = len(node.args)
+            if n < lo or (hi is not None and n > hi):
+                want = str(lo) if lo == hi else f"at least {lo}" if hi is None else f"{lo}-{hi}"
+                raise _ConditionError(f"{fn}() takes {want} argument(s), got {n}")
+            if fn == "col":
+                arg = node.args[0]
+                if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                    raise _ConditionError(
+                        'col() takes a column name in quotes, e.g. col("会员 等级")'
+                    )
+                fields.append(arg.value)
+        if isinstance(node, ast.Name):
+            fields.append(node.id)
+    # function names are Name nodes too: drop them (they are always call targets here)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
+    cols = [
+        n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id == "col"
+    ]  # type: ignore[attr-defined]
+    ordered = list(dict.fromkeys(names + cols))
+    return tree, tuple(ordered)
+
+
+@dataclass
+class _V:
+    """A value during evaluation: a whole column (array) or a constant."""
+
+    kind: str  # num | text | date | bool | null | const | list
+    data: Any
+    valid: Any = None  # numpy bool array (columns only)
+
+
+class _Columns:
+    """Columns of the table converted once into evaluation values (shared by all rules)."""
+
+    def __init__(self, df: pd.DataFrame, as_of: Any) -> None:
+        self.df = df
+        self.n = len(df)
+        self.as_of = as_of
+        self.cache: dict[str, _V] = {}
+
+    def get(self, name: str) -> _V:
+        if name not in self.cache:
+            v = _column_value(self.df[name])
+            if v.kind == "text" and name in _DATE + _BOOL:
+                v = _text_as(v, name)
+            self.cache[name] = v
+        return self.cache[name]
+
+
+def _text_as(v: _V, name: str) -> _V:
+    """A canonical date or yes/no column that arrived as text (CSV keeps True/False as text).
+
+    Values that do not read as that kind become missing; a column where none do stays text.
+    (Numbers are not coerced: read_table restores numeric columns, so a text one holds
+    values that are not numbers, and comparing it with a number is reported.)
+    """
+    import numpy as np
+    import pandas as pd
+
+    t = v.data
+    if name in _BOOL:
+        low = t.str.strip().str.lower()
+        truth = low.isin(["true", "1", "是", "yes"]).to_numpy(dtype=bool)
+        known = truth | low.isin(["false", "0", "否", "no"]).to_numpy(dtype=bool)
+        return _V("bool", truth, known) if known.any() else v
+    arr = pd.to_datetime(t, errors="coerce").to_numpy(dtype="datetime64[ns]")
+    ok = ~np.isnat(arr)
+    return _V("date", arr, ok) if ok.any() else v
+
+
+def _column_value(s: pd.Series) -> _V:
+    import numpy as np
+    import pandas as pd
+
+    dt = s.dtype
+    if pd.api.types.is_bool_dtype(dt):
+        valid = s.notna().to_numpy(bool)
+        return _V("bool", s.to_numpy(dtype=bool, na_value=False), valid)
+    if pd.api.types.is_numeric_dtype(dt):
+        arr = s.to_numpy(dtype="float64", na_value=np.nan)
+        return _V("num", arr, ~np.isnan(arr))
+    if pd.api.types.is_datetime64_any_dtype(dt):
+        if getattr(dt, "tz", None) is not None:
+            s = s.dt.tz_localize(None)
+        arr = s.to_numpy(dtype="datetime64[ns]")
+        return _V("date", arr, ~np.isnat(arr))
+    kind = pd.api.types.infer_dtype(s, skipna=True)
+    if kind == "empty":
+        return _V("null", None, np.zeros(len(s), bool))
+    if kind == "boolean":
+        b = s.astype("boolean")
+        return _V("bool", b.to_numpy(dtype=bool, na_value=False), b.notna().to_numpy(bool))
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        arr = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        return _V("num", arr, ~np.isnan(arr))
+    if kind in ("datetime", "datetime64", "date"):
+        arr = pd.to_datetime(s, errors="coerce").to_numpy(dtype="datetime64[ns]")
+        return _V("date", arr, ~np.isnat(arr))
+    if (
+        kind in ("mixed", "unknown-array")
+        and s.map(lambda v: isinstance(v, list | tuple | np.ndarray)).any()
+    ):
+        s = s.map(
+            lambda v: ";".join(map(str, v)) if isinstance(v, list | tuple | np.ndarray) else v
+        )
+    t = s.astype(pd.StringDtype("pyarrow"))
+    t = t.mask(t.str.strip() == "")
+    return _V("text", t, t.notna().to_numpy(bool))
+
+
+def _evaluate_rule(
+    df: pd.DataFrame, rule: TagRule, as_of: Any, cols: _Columns | None = None
+) -> np.ndarray:
+    import numpy as np
+
+    if rule.tree is None:
+        raise rule.error("the rule has no valid condition")
+    cols = cols or _Columns(df, as_of)
+    ev = _Evaluator(cols, rule)
+    v = ev.eval(rule.tree.body)
+    if v.kind == "const" and isinstance(v.data, bool):
+        return np.full(cols.n, v.data)
+    if v.kind != "bool":
+        raise rule.error(
+            f"the condition gives {ev.word(v)}, not true/false", "compare it, e.g. orders_30d >= 3"
+        )
+    return np.array(v.data, dtype=bool)  # a fresh array: the column cache is shared
+
+
+def evaluate_condition(df: pd.DataFrame, expr: str, *, as_of: Any = None) -> pd.Series:
+    """Evaluate one condition over a table: a boolean Series aligned with ``df``.
+
+    Fields missing from ``df`` raise :class:`RuleError`.
+    """
+    import pandas as pd
+
+    tree, fields = parse_condition(expr)
+    missing = [f for f in fields if f not in df.columns]
+    if missing:
+        raise RuleError(f"unknown field(s): {', '.join(missing)}", "the table has no such column")
+    rule = TagRule(
+        name="<condition>", level1="", level2="", condition=expr, tree=tree, fields=fields
+    )
+    out = _evaluate_rule(df, rule, _resolve_as_of(df, as_of))
+    return pd.Series(out, index=df.index, name="match")
+
+
+_FLIP = {
+    ast.Lt: ast.Gt,
+    ast.Gt: ast.Lt,
+    ast.LtE: ast.GtE,
+    ast.GtE: ast.LtE,
+    ast.Eq: ast.Eq,
+    ast.NotEq: ast.NotEq,
+}
+_OPSYM = {
+    ast.Lt: "<",
+    ast.Gt: ">",
+    ast.LtE: "<=",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
+
+
+class _Evaluator:
+    def __init__(self, cols: _Columns, rule: TagRule) -> None:
+        self.cols = cols
+        self.rule = rule
+        self.n = cols.n
+
+    # -- helpers
+    def err(self, message: str, hint: str | None = None) -> RuleError:
+        return self.rule.error(message, hint)
+
+    def word(self, v: _V) -> str:
+        if v.kind == "const":
+            return (
+                "text"
+                if isinstance(v.data, str)
+                else "a number"
+                if isinstance(v.data, int | float) and not isinstance(v.data, bool)
+                else repr(v.data)
+            )
+        if v.kind == "list":
+            return "a list"
+        return _KIND_WORDS.get(v.kind, v.kind)
+
+    def desc(self, node: ast.AST) -> str:
+        try:
+            return ast.unparse(node)
+        except Exception:  # pragma: no cover
+            return "value"
+
+    def boolv(self, arr: Any) -> _V:
+        return _V("bool", arr, None)
+
+    def full(self, value: bool) -> _V:
+        import numpy as np
+
+        return self.boolv(np.full(self.n, value))
+
+    def as_bool(self, node: ast.AST) -> Any:
+        v = self.eval(node)
+        if v.kind == "const" and isinstance(v.data, bool):
+            return self.full(v.data).data
+        if v.kind != "bool":
+            raise self.err(
+                f"{self.desc(node)!r} is {self.word(v)}, not true/false",
+                "compare it with a value, e.g. orders_30d >= 3, or use not_null(x)",
+            )
+        return v.data
+
+    # -- nodes
+    def eval(self, node: ast.AST) -> _V:  # noqa: C901 - one dispatch
+        import numpy as np
+
+        if isinstance(node, ast.Constant):
+            return _V("const", node.value)
+        if isinstance(node, ast.List | ast.Tuple):
+            return _V("list", tuple(self.eval(e).data for e in node.elts))
+        if isinstance(node, ast.Name):
+            return self.cols.get(node.id)
+        if isinstance(node, ast.BoolOp):
+            arrs = [self.as_bool(v) for v in node.values]
+            fn = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+            return self.boolv(fn.reduce(arrs))
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.Not):
+                return self.boolv(~self.as_bool(node.operand))
+            v = self.eval(node.operand)
+            if (
+                v.kind == "const"
+                and isinstance(v.data, int | float)
+                and not isinstance(v.data, bool)
+            ):
+                return _V("const", -v.data if isinstance(node.op, ast.USub) else v.data)
+            if v.kind == "num":
+                return _V("num", -v.data if isinstance(node.op, ast.USub) else v.data, v.valid)
+            raise self.err(f"'-' needs a number, {self.desc(node.operand)!r} is {self.word(v)}")
+        if isinstance(node, ast.BinOp):
+            return self.binop(node)
+        if isinstance(node, ast.Compare):
+            result = None
+            left_node = node.left
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                part = self.compare(left_node, op, right_node)
+                result = part if result is None else result & part
+                left_node = right_node
+            return self.boolv(result)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        raise self.err(
+            f"{type(node).__name__} is not allowed"
+        )  # pragma: no cover - parse_condition refuses it
+
+    def binop(self, node: ast.BinOp) -> _V:
+        import numpy as np
+
+        a, b = self.eval(node.left), self.eval(node.right)
+        sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}[type(node.op)]
+        if a.kind == "date" and b.kind == "date" and isinstance(node.op, ast.Sub):
+            days = (a.data - b.data) / np.timedelta64(1, "D")
+            return _V("num", days.astype("float64"), a.valid & b.valid)
+        for v, nd in ((a, node.left), (b, node.right)):
+            if not (
+                v.kind in ("num", "null")
+                or (
+                    v.kind == "const"
+                    and isinstance(v.data, int | float)
+                    and not isinstance(v.data, bool)
+                )
+            ):
+                raise self.err(f"'{sym}' needs numbers, {self.desc(nd)!r} is {self.word(v)}")
+        if a.kind == "null" or b.kind == "null":
+            return _V("num", np.full(self.n, np.nan), np.zeros(self.n, bool))
+        x = a.data if a.kind == "num" else float(a.data)
+        y = b.data if b.kind == "num" else float(b.data)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if isinstance(node.op, ast.Add):
+                r = np.add(x, y)
+            elif isinstance(node.op, ast.Sub):
+                r = np.subtract(x, y)
+            elif isinstance(node.op, ast.Mult):
+                r = np.multiply(x, y)
+            else:
+                r = (
+                    np.divide(x, y)
+                    if isinstance(y, np.ndarray) or y != 0
+                    else np.full(self.n, np.nan)
+                )
+        if not isinstance(r, np.ndarray):
+            return _V("const", float(r))
+        r = np.where(np.isfinite(r), r, np.nan)
+        return _V("num", r, ~np.isnan(r))
+
+    def compare(self, lnode: ast.AST, op: ast.cmpop, rnode: ast.AST) -> Any:
+        import numpy as np
+
+        a, b = self.eval(lnode), self.eval(rnode)
+        if isinstance(op, ast.In | ast.NotIn):
+            return self.membership(a, op, b, lnode, rnode)
+        if b.kind == "list" or a.kind == "list":
+            raise self.err(
+                f"'{_OPSYM[type(op)]}' cannot compare with a list", "use 'in [...]' for lists"
+            )
+        if a.kind == "const" and b.kind == "const":
+            try:
+                res = {
+                    ast.Lt: lambda x, y: x < y,
+                    ast.Gt: lambda x, y: x > y,
+                    ast.LtE: lambda x, y: x <= y,
+                    ast.GtE: lambda x, y: x >= y,
+                    ast.Eq: lambda x, y: x == y,
+                    ast.NotEq: lambda x, y: x != y,
+                }[type(op)](a.data, b.data)
+            except TypeError:
+                raise self.err(f"cannot compare {a.data!r} with {b.data!r}") from None
+            return np.full(self.n, bool(res))
+        if a.kind == "const":  # put the column on the left
+            a, b, lnode, rnode = b, a, rnode, lnode
+            op = _FLIP[type(op)]()
+        if a.kind == "null" or b.kind == "null":
+            return np.zeros(self.n, bool)
+        return self.cmp_values(a, op, b, lnode, rnode)
+
+    def cmp_values(self, a: _V, op: ast.cmpop, b: _V, lnode: ast.AST, rnode: ast.AST) -> Any:
+        import numpy as np
+        import pandas as pd
+
+        sym = _OPSYM[type(op)]
+        mismatch = self.err(
+            f"cannot compare {self.desc(lnode)!r} ({self.word(a)}) with {self.desc(rnode)!r} ({self.word(b)})",
+            'compare numbers with numbers and text with quoted text, e.g. city == "北京市"',
+        )
+        fn = {
+            ast.Lt: np.less,
+            ast.Gt: np.greater,
+            ast.LtE: np.less_equal,
+            ast.GtE: np.greater_equal,
+            ast.Eq: np.equal,
+            ast.NotEq: np.not_equal,
+        }[type(op)]
+        if a.kind == "num":
+            if b.kind == "const":
+                if not isinstance(b.data, int | float) or isinstance(b.data, bool):
+                    raise mismatch
+                other, ovalid = float(b.data), True
+            elif b.kind == "num":
+                other, ovalid = b.data, b.valid
+            else:
+                raise mismatch
+            with np.errstate(invalid="ignore"):
+                return fn(a.data, other) & a.valid & ovalid
+        if a.kind == "date":
+            if b.kind == "const":
+                if not isinstance(b.data, str):
+                    raise mismatch
+                try:
+                    ts = pd.Timestamp(b.data)
+                except (ValueError, TypeError):
+                    raise self.err(
+                        f"{b.data!r} is not a date", 'write dates as "2024-01-31"'
+                    ) from None
+                if ts is pd.NaT:
+                    raise self.err(f"{b.data!r} is not a date", 'write dates as "2024-01-31"')
+                other, ovalid = np.datetime64(ts.tz_localize(None) if ts.tz else ts, "ns"), True
+            elif b.kind == "date":
+                other, ovalid = b.data, b.valid
+            else:
+                raise mismatch
+            return fn(a.data, other) & a.valid & ovalid
+        if a.kind == "bool":
+            if not isinstance(op, ast.Eq | ast.NotEq):
+                raise self.err(f"'{sym}' cannot order yes/no values", "use == true / == false")
+            if b.kind == "const":
+                if not isinstance(b.data, bool):
+                    raise mismatch
+                other, ovalid = b.data, True
+            elif b.kind == "bool":
+                other, ovalid = b.data, b.valid
+            else:
+                raise mismatch
+            return fn(a.data, other) & a.valid & ovalid
+        if a.kind == "text":
+            if b.kind == "const":
+                if not isinstance(b.data, str):
+                    raise mismatch
+                other = b.data
+            elif b.kind == "text":
+                other = b.data
+            else:
+                raise mismatch
+            res = {
+                ast.Lt: lambda x, y: x < y,
+                ast.Gt: lambda x, y: x > y,
+                ast.LtE: lambda x, y: x <= y,
+                ast.GtE: lambda x, y: x >= y,
+                ast.Eq: lambda x, y: x == y,
+                ast.NotEq: lambda x, y: x != y,
+            }[type(op)](a.data, other)
+            return res.fillna(False).to_numpy(dtype=bool) & a.valid
+        raise mismatch  # pragma: no cover
+
+    def membership(self, a: _V, op: ast.cmpop, b: _V, lnode: ast.AST, rnode: ast.AST) -> Any:
+        import numpy as np
+
+        negate = isinstance(op, ast.NotIn)
+        if a.kind == "const" and isinstance(a.data, str) and b.kind == "text":  # "定制" in notes
+            hit = b.data.str.contains(a.data, regex=False).fillna(False).to_numpy(dtype=bool)
+            return (~hit if negate else hit) & b.valid
+        if b.kind != "list":
+            raise self.err(
+                f'\'in\' needs a list on the right, e.g. city in ["北京市", "上海市"]; got {self.word(b)}',
+                'to look for text inside a field use contains(field, "词")',
+            )
+        items = list(b.data)
+        if a.kind == "null":
+            return np.zeros(self.n, bool)
+        if a.kind == "const":
+            return np.full(self.n, (a.data in items) != negate)
+        if a.kind == "text":
+            if not all(isinstance(x, str) for x in items):
+                raise self.err(
+                    f"{self.desc(lnode)!r} is text, but the list {self.desc(rnode)} holds non-text values",
+                    'quote the values: ["A", "B"]',
+                )
+            hit = a.data.isin(items).to_numpy(dtype=bool)
+        elif a.kind == "num":
+            if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in items):
+                raise self.err(
+                    f"{self.desc(lnode)!r} is a number, but the list {self.desc(rnode)} holds non-numbers"
+                )
+            hit = np.isin(a.data, np.asarray(items, dtype="float64"))
+        elif a.kind == "bool":
+            if not all(isinstance(x, bool) for x in items):
+                raise self.err(f"{self.desc(lnode)!r} is yes/no, the list must hold true/false")
+            hit = np.isin(a.data, np.asarray(items, dtype=bool))
+        elif a.kind == "date":
+            import pandas as pd
+
+            try:
+                dates = np.asarray(
+                    [pd.Timestamp(x).to_datetime64() for x in items], dtype="datetime64[ns]"
+                )
+            except (ValueError, TypeError):
+                raise self.err(
+                    f"the list {self.desc(rnode)} holds values that are not dates"
+                ) from None
+            hit = np.isin(a.data, dates)
+        else:  # pragma: no cover
+            raise self.err(f"cannot use 'in' with {self.word(a)}")
+        return (~hit if negate else hit) & a.valid
+
+    # -- functions
+    def call(self, node: ast.Call) -> _V:  # noqa: C901 - one dispatch
+        import numpy as np
+
+        fn = node.func.id  # type: ignore[attr-defined]
+        if fn == "col":
+            return self.cols.get(node.args[0].value)  # type: ignore[attr-defined]
+        if fn == "between":
+            x, lo, hi = node.args
+            return self.boolv(self.compare(x, ast.GtE(), lo) & self.compare(x, ast.LtE(), hi))
+        args = [self.eval(a) for a in node.args]
+        x = args[0]
+        if fn in ("is_null", "not_null"):
+            if x.kind == "const":
+                miss = x.data is None or x.data == ""
+                return self.full(miss if fn == "is_null" else not miss)
+            if x.kind == "null":
+                return self.full(fn == "is_null")
+            if x.kind == "list":
+                raise self.err(f"{fn}() takes a field, not a list")
+            return self.boolv(~x.valid if fn == "is_null" else x.valid.copy())
+        if fn in ("contains", "startswith", "endswith"):
+            self.need(fn, x, "text", node.args[0])
+            needles: list[str] = []
+            for a, nd in zip(args[1:], node.args[1:], strict=True):
+                vals = a.data if a.kind == "list" else (a.data,) if a.kind == "const" else None
+                if vals is None or not all(isinstance(s, str) for s in vals):
+                    raise self.err(
+                        f"{fn}() looks for quoted text, {self.desc(nd)!r} is not",
+                        f'e.g. {fn}(notes, "定制")',
+                    )
+                needles.extend(vals)
+            if x.kind == "null":
+                return self.full(False)
+            hit = np.zeros(self.n, bool)
+            s = x.data
+            if fn == "contains" and len(needles) > 1:
+                # one pass: an alternation of escaped literals (RE2 in pyarrow: linear time)
+                r = s.str.contains("|".join(_re_literal(nd) for nd in needles), regex=True)
+                return self.boolv(r.fillna(False).to_numpy(dtype=bool) & x.valid)
+            for needle in needles:
+                if fn == "contains":
+                    r = s.str.contains(needle, regex=False)
+                elif fn == "startswith":
+                    r = s.str.startswith(needle)
+                else:
+                    r = s.str.endswith(needle)
+                hit |= r.fillna(False).to_numpy(dtype=bool)
+            return self.boolv(hit & x.valid)
+        if fn in ("lower", "upper", "strip"):
+            self.need(fn, x, "text", node.args[0])
+            if x.kind == "null":
+                return x
+            t = getattr(x.data.str, fn)()
+            t = t.mask(t == "")
+            return _V("text", t, t.notna().to_numpy(bool))
+        if fn == "len":
+            self.need(fn, x, "text", node.args[0])
+            if x.kind == "null":
+                return _V("num", np.full(self.n, np.nan), np.zeros(self.n, bool))
+            arr = x.data.str.len().to_numpy(dtype="float64", na_value=np.nan)
+            arr = np.where(x.valid, arr, 0.0)  # an empty text has length 0
+            return _V("num", arr, np.ones(self.n, bool))
+        if fn == "abs":
+            self.need(fn, x, "num", node.args[0])
+            if x.kind == "null":
+                return x
+            return _V("num", np.abs(x.data), x.valid)
+        if fn in ("days_since", "year", "month"):
+            self.need(fn, x, "date", node.args[0])
+            if x.kind == "null":
+                return _V("num", np.full(self.n, np.nan), np.zeros(self.n, bool))
+            if fn == "days_since":
+                as_of = self.cols.as_of
+                if as_of is None:
+                    import pandas as pd
+
+                    as_of = pd.Timestamp("2024-12-31")  # prototype checks only
+                days = (np.datetime64(as_of, "ns") - x.data) / np.timedelta64(1, "D")
+                days = np.where(x.valid, days, np.nan).astype("float64")
+                return _V("num", days, x.valid)
+            import pandas as pd
+
+            idx = pd.DatetimeIndex(x.data)
+            arr = (idx.year if fn == "year" else idx.month).to_numpy(
+                dtype="float64", na_value=np.nan
+            )
+            return _V("num", arr, x.valid)
+        raise self.err(f"unknown function {fn!r}")  # pragma: no cover - parse_condition refuses it
+
+    def need(self, fn: str, v: _V, kind: str, node: ast.AST) -> None:
+        if v.kind == kind or v.kind == "null":
+            return
+        raise self.err(f"{fn}() needs {_KIND_WORDS[kind]}, {self.desc(node)!r} is {self.word(v)}")
+
+
+# --------------------------------------------------------------------------- applying
+@dataclass
+class TagResult:
+    """What :func:`tag_customers` produced.
+
+    ``customers``: the input plus ``tags`` (list of str) and ``tag_<一级>`` columns.
+    ``skipped``: rules not applied (tag, file, line, reason) — e.g. their field is absent.
+    ``dropped``: per customer, how many matched tags the cap removed (aligned with rows).
+    """
+
+    customers: pd.DataFrame
+    skipped: pd.DataFrame
+    dropped: np.ndarray
+    manual_unmatched: int = 0
+    applied: int = 0
+    tag_names: list[str] = field(default_factory=list)
+
+    @property
+    def dropped_total(self) -> int:
+        return int(self.dropped.sum())
+
+    @property
+    def customers_capped(self) -> int:
+        return int((self.dropped > 0).sum())
+
+    @property
+    def warnings(self) -> list[str]:
+        out = [
+            f"tag {t!r} ({f}:{ln}) skipped: {r}"
+            for t, f, ln, r in self.skipped[["tag", "file", "line", "reason"]].itertuples(
+                index=False
+            )
+        ]
+        if self.manual_unmatched:
+            out.append(f"{self.manual_unmatched} manual tag row(s) name customers not in the table")
+        return out
+
+
+def _resolve_as_of(df: pd.DataFrame, as_of: Any) -> Any:
+    import pandas as pd
+
+    if as_of is not None:
+        try:
+            ts = pd.Timestamp(as_of)
+        except (ValueError, TypeError):
+            raise InputError(f"as-of date {as_of!r} is not a date", "use YYYY-MM-DD") from None
+        return ts.normalize()
+    if (
+        "as_of" in df.columns
+        and pd.api.types.is_datetime64_any_dtype(df["as_of"])
+        and df["as_of"].notna().any()
+    ):
+        return df["as_of"].max()
+    return pd.Timestamp.today().normalize()
+
+
+_SPLIT = r"[;；,，、|]"
+_OPS = {
+    "add": True,
+    "+": True,
+    "添加": True,
+    "增加": True,
+    "加": True,
+    "remove": False,
+    "-": False,
+    "delete": False,
+    "删除": False,
+    "移除": False,
+    "去掉": False,
+    "del": False,
+}
+_MANUAL_ALIASES = {
+    "key": ("客户编号", "客户ID", "客户id", "customer"),
+    "tag": ("tag", "标签", "tags", "标签名"),
+    "op": ("op", "操作", "action", "动作"),
+}
+
+
+def _manual_pairs_from_column(s: pd.Series) -> pd.DataFrame:
+    """(position, tag, add) pairs from a ``manual_tags`` column; ``-tag`` removes."""
+    import numpy as np
+    import pandas as pd
+
+    txt = s.astype(object).where(s.notna(), "").astype(str)
+    txt = pd.Series(txt.to_numpy(), index=np.arange(len(s)))
+    parts = txt.str.split(_SPLIT, regex=True).explode().str.strip()
+    parts = parts[parts.notna() & (parts != "")]
+    remove = parts.str.startswith("-") | parts.str.startswith("－")
+    tag = parts.str.lstrip("+-－＋").str.strip()
+    out = pd.DataFrame(
+        {
+            "pos": parts.index.to_numpy(dtype="int64"),
+            "tag": tag.to_numpy(dtype=object),
+            "add": ~remove.to_numpy(dtype=bool),
+        }
+    )
+    return out[out["tag"] != ""]
+
+
+def _manual_pairs_from_table(
+    manual: pd.DataFrame, df: pd.DataFrame, key: str
+) -> tuple[pd.DataFrame, int]:
+    import numpy as np
+    import pandas as pd
+
+    cols = {str(c).strip(): c for c in manual.columns}
+
+    def find(role: str, primary: str) -> Any:
+        for name in (primary, *_MANUAL_ALIASES[role]):
+            if name in cols:
+                return cols[name]
+        return None
+
+    kcol, tcol, ocol = find("key", key), find("tag", "tag"), find("op", "op")
+    if kcol is None or tcol is None:
+        raise InputError(
+            f"manual tags file needs a {key!r} column and a 'tag' column; it has: {', '.join(map(str, manual.columns))}",
+            f"columns: {key} (or 客户编号), tag (or 标签), optional op (add/remove, 添加/删除)",
+        )
+    if key not in df.columns:
+        raise InputError(
+            f"the customers table has no {key!r} column to match manual tags on",
+            "tag the output of `custtool clean`",
+        )
+    tags = manual[tcol].astype(object).where(manual[tcol].notna(), "").astype(str).str.strip()
+    if ocol is None:
+        add = pd.Series(True, index=manual.index)
+    else:
+        op = (
+            manual[ocol]
+            .astype(object)
+            .where(manual[ocol].notna(), "")
+            .astype(str)
+            .str.strip()
+            .str.lower()
+        )
+        op = op.replace("", "add")
+        bad = sorted(set(op[~op.isin(list(_OPS))]))
+        if bad:
+            raise InputError(
+                f"manual tags file: unknown op value(s) {', '.join(map(repr, bad[:5]))}",
+                "use add or remove (添加/删除)",
+            )
+        add = op.map(_OPS).astype(bool)
+    # a cell may hold several tags
+    pairs = pd.DataFrame(
+        {
+            "key": manual[kcol].astype(str).str.strip().to_numpy(),
+            "tag": tags.to_numpy(),
+            "add": add.to_numpy(dtype=bool),
+        }
+    )
+    pairs["tag"] = pairs["tag"].str.split(_SPLIT, regex=True)
+    pairs = pairs.explode("tag")
+    pairs["tag"] = pairs["tag"].str.strip()
+    pairs = pairs[pairs["tag"].notna() & (pairs["tag"] != "") & (pairs["key"] != "")]
+    keys = pd.DataFrame(
+        {
+            "key": df[key].astype(str).str.strip().to_numpy(),
+            "pos": np.arange(len(df), dtype="int64"),
+        }
+    )
+    merged = pairs.merge(keys, on="key", how="left")
+    unmatched = int(merged["pos"].isna().sum())
+    merged = merged[merged["pos"].notna()]
+    return pd.DataFrame(
+        {
+            "pos": merged["pos"].to_numpy(dtype="int64"),
+            "tag": merged["tag"].to_numpy(dtype=object),
+            "add": merged["add"].to_numpy(dtype=bool),
+        }
+    ), unmatched
+
+
+def tag_customers(
+    df: pd.DataFrame,
+    rules: Sequence[TagRule] | str | Path | None = None,
+    *,
+    max_tags: int | None = 10,
+    manual: pd.DataFrame | None = None,
+    key: str = "customer_id",
+    as_of: Any = None,
+) -> TagResult:
+    """Apply tag rules (and manual tags) to customers; see :func:`apply_tags`."""
+    import numpy as np
+    import pandas as pd
+
+    if rules is None or isinstance(rules, str | Path):
+        rules = load_rules(rules)
+    rules = list(rules)
+    if max_tags is not None and max_tags < 1:
+        raise ConfigError(f"max tags must be at least 1, not {max_tags}")
+    n = len(df)
+    base = df.drop(columns=[c for c in df.columns if c == "tags" or str(c).startswith("tag_")])
+    as_of_ts = _resolve_as_of(df, as_of)
+    cols = _Columns(base.reset_index(drop=True), as_of_ts)
+
+    # 1. manual tags: from the input column and from a (key, tag, op) table
+    names = [r.name for r in rules]
+    pairs = []
+    unmatched = 0
+    if MANUAL_COLUMN in base.columns:
+        pairs.append(_manual_pairs_from_column(base[MANUAL_COLUMN]))
+    if manual is not None:
+        p, unmatched = _manual_pairs_from_table(manual, base, key)
+        pairs.append(p)
+    mp = (
+        pd.concat(pairs, ignore_index=True)
+        if pairs
+        else pd.DataFrame({"pos": [], "tag": [], "add": []})
+    )
+    extra = sorted(set(mp["tag"]) - set(names))
+
+    # 2. the matrix customers × tags, columns in cap order: manual-only tags first, then
+    #    rules by priority (high first), ties by rule order
+    prio = {r.name: r.priority for r in rules}
+    all_names = names + extra
+    order = sorted(
+        range(len(all_names)), key=lambda j: (j < len(names), -prio.get(all_names[j], 0), j)
+    )
+    sorted_names = [all_names[j] for j in order]
+    col_of = {nm: i for i, nm in enumerate(sorted_names)}
+    T = len(sorted_names)
+    S = np.zeros((n, T), dtype=bool)
+    skipped: list[tuple[str, str | None, int | None, str]] = []
+    applied = 0
+    for r in rules:
+        missing = [f for f in r.fields if f not in base.columns]
+        if missing:
+            skipped.append((r.name, r.file, r.line, f"no column {', '.join(missing)} in the table"))
+            continue
+        S[:, col_of[r.name]] = _evaluate_rule(base, r, as_of_ts, cols)
+        applied += 1
+    del cols
+    P = None  # manual additions: pinned, always kept
+    if len(mp):
+        pos = mp["pos"].to_numpy(dtype="int64")
+        ci = mp["tag"].map(col_of).to_numpy(dtype="int64")
+        add = mp["add"].to_numpy(dtype=bool)
+        P = np.zeros((n, T), dtype=bool)
+        S[pos[add], ci[add]] = True
+        P[pos[add], ci[add]] = True
+        S[pos[~add], ci[~add]] = False  # a removal beats an addition, whatever the order
+        P &= S
+
+    # 3. cap: pinned tags first, the remaining room to the leftmost (highest priority) columns
+    if max_tags is None:
+        keep = S
+    else:
+        room = max_tags - (
+            P.sum(axis=1, dtype=np.int32) if P is not None else np.zeros(n, dtype=np.int32)
+        )
+        keep = np.empty_like(S)
+        step = 262_144
+        for start in range(0, n, step):  # row blocks bound the int16 cumsum's memory
+            sl = slice(start, start + step)
+            free = S[sl] & ~P[sl] if P is not None else S[sl]
+            cum = np.cumsum(free, axis=1, dtype=np.int16)
+            keep[sl] = free & (cum <= room[sl, None])
+            if P is not None:
+                keep[sl] |= P[sl]
+    dropped = S.sum(axis=1, dtype=np.int32) - keep.sum(axis=1, dtype=np.int32)
+    del S, P
+
+    # 4. the list column and one ;-joined column per level-1 category, from the kept matrix
+    level1 = {r.name: r.level1 for r in rules}
+    cats = list(dict.fromkeys([r.level1 for r in rules] + ([MANUAL_CATEGORY] if extra else [])))
+    col_cat = np.array(
+        [cats.index(level1.get(nm, MANUAL_CATEGORY)) for nm in sorted_names], dtype=np.int32
+    )
+    out = base.copy(deep=False)  # copy-on-write: the input's columns are shared, not copied
+    out["tags"] = pd.Series(_tag_lists(keep, sorted_names), index=base.index, dtype=object)
+    for k, cat in enumerate(cats):
+        cols_k = np.flatnonzero(col_cat == k)
+        out[f"tag_{cat}"] = pd.Series(
+            _joined_distinct(keep[:, cols_k], [sorted_names[j] for j in cols_k]),
+            index=base.index,
+            dtype=object,
+        )
+    skipped_df = pd.DataFrame(skipped, columns=["tag", "file", "line", "reason"])
+    return TagResult(out, skipped_df, dropped, unmatched, applied, all_names)
+
+
+def _distinct_rows(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(one row index per distinct row of a boolean matrix, each row's distinct-set number)."""
+    import numpy as np
+    import pandas as pd
+
+    n, t = keep.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    packed = np.packbits(keep, axis=1, bitorder="little")
+    width = max(1, -(-packed.shape[1] // 8))
+    words = np.zeros((n, width * 8), dtype=np.uint8)
+    words[:, : packed.shape[1]] = packed
+    words = words.view(np.uint64)
+    if width == 1:
+        inv, uniq = pd.factorize(words[:, 0])
+        first = np.empty(len(uniq), dtype=np.int64)
+        first[inv[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)
+        return first, inv.astype(np.int64)
+    _, first, inv = np.unique(words, axis=0, return_index=True, return_inverse=True)
+    return first.astype(np.int64), inv.reshape(-1).astype(np.int64)
+
+
+def _tag_lists(keep: np.ndarray, names: list[str]) -> np.ndarray:
+    """One list of tag names per row of a boolean matrix (columns in ``names`` order).
+
+    A single pass: the kept names flattened once, then one slice per customer. Python's
+    cyclic garbage collector is paused meanwhile — it would otherwise rescan the growing
+    heap again and again while a million new lists are made (3-4× slower, measured).
+    """
+    import gc
+
+    import numpy as np
+
+    n = keep.shape[0]
+    rows, cidx = np.nonzero(keep)
+    counts = np.bincount(rows, minlength=n) if len(rows) else np.zeros(n, dtype=np.int64)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    flat = np.asarray(names, dtype=object)[cidx].tolist() if len(names) else []
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        lists = np.fromiter(
+            map(flat.__getitem__, map(slice, starts.tolist(), ends.tolist())), dtype=object, count=n
+        )
+    finally:
+        if was_enabled:
+            gc.enable()
+    return lists
+
+
+def _joined_distinct(sub: np.ndarray, names: list[str]) -> np.ndarray:
+    """``;``-joined kept names per row, built once per distinct row (few per category)."""
+    import numpy as np
+
+    n = sub.shape[0]
+    if sub.shape[1] == 0 or n == 0:
+        return np.full(n, "", dtype=object)
+    first, inv = _distinct_rows(sub)
+    rows, cidx = np.nonzero(sub[first])
+    return _joined(rows, cidx, names, len(first))[inv]
+
+
+def _list_array(rows: np.ndarray, cidx: np.ndarray, names: list[str], n: int) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    counts = np.bincount(rows, minlength=n) if len(rows) else np.zeros(n, dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    values = pa.DictionaryArray.from_arrays(
+        pa.array(cidx.astype(np.int32)), pa.array(names, type=pa.string())
+    )
+    return pa.ListArray.from_arrays(pa.array(offsets), values.dictionary_decode())
+
+
+def _joined(rows: np.ndarray, cidx: np.ndarray, names: list[str], n: int) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.binary_join(_list_array(rows, cidx, names, n), ";").to_numpy(zero_copy_only=False)
+
+
+def apply_tags(
+    df: pd.DataFrame,
+    rules: Sequence[TagRule] | str | Path | None = None,
+    *,
+    max_tags: int | None = 10,
+    manual: pd.DataFrame | None = None,
+    key: str = "customer_id",
+    as_of: Any = None,
+) -> pd.DataFrame:
+    """Tag customers: ``tags`` (list of str, highest priority first) + ``tag_<一级>`` columns.
+
+    ``rules``: loaded rules, a rules file, or None for the shipped library. A rule whose
+    field is absent from the table is skipped (listed in ``.attrs["tags"]["skipped"]``).
+    ``max_tags``: cap per customer (None: no cap); manual additions are always kept and
+    the remaining room goes to the highest priorities, ties by rule order.
+    ``manual``: a table of (``key``, ``tag``, optional ``op`` add/remove); a
+    ``manual_tags`` column in ``df`` (``;``/``,``/``、`` separated, ``-tag`` removes) is
+    used too. A removal beats an addition of the same tag.
+    """
+    res = tag_customers(df, rules, max_tags=max_tags, manual=manual, key=key, as_of=as_of)
+    out = res.customers
+    out.attrs["tags"] = {
+        "skipped": res.skipped.to_dict("records"),
+        "dropped_total": res.dropped_total,
+        "customers_capped": res.customers_capped,
+        "manual_unmatched": res.manual_unmatched,
+    }
+    return out
+
+
+# --------------------------------------------------------------------------- statistics
+@dataclass
+class TagStats:
+    """Tag usage: per tag, unused, too broad, co-occurrence, tags per customer."""
+
+    customers: int
+    usage: pd.DataFrame  # tag, level1, level2, priority, source, customers, share
+    unused: pd.DataFrame
+    broad: pd.DataFrame
+    cooccurrence: pd.DataFrame  # top tags × top tags, counts (diagonal: customers with the tag)
+    per_customer: pd.DataFrame  # n_tags, customers
+
+    def sheets(self) -> dict[str, pd.DataFrame]:
+        """Sheets for the statistics workbook (Chinese sheet names)."""
+        co = self.cooccurrence.reset_index().rename(columns={"index": "标签"})
+        usage = self.usage.copy()
+        # manual tags have no priority: "" rather than a missing value (io.write_xlsx_sheets
+        # cannot size columns holding NA), so this column is written as text
+        usage["priority"] = usage["priority"].astype(object).where(usage["priority"].notna(), "")
+        return {
+            "标签使用": usage,
+            "未使用标签": self.unused,
+            "覆盖过广": self.broad,
+            "标签共现": co,
+            "标签数分布": self.per_customer,
+        }
+
+
+def _tag_matrix(tags: pd.Series, names: list[str]) -> tuple[Any, list[str]]:
+    """Boolean matrix (customers × tags) of a tags column holding lists, arrays or ;-joined
+    text; columns ``names`` first, then other tags found, sorted."""
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(tags.to_numpy(dtype=object), index=np.arange(len(tags)))
+    is_text = s.map(lambda v: isinstance(v, str))  # CSV/xlsx round trip: ;-joined text
+    if is_text.any():
+        s = s.where(~is_text, s[is_text].str.split(_SPLIT, regex=True))
+    listlike = s.map(lambda v: isinstance(v, list | tuple | np.ndarray))
+    if not listlike.all():
+        s = s.where(listlike, pd.Series([[]] * len(s), index=s.index, dtype=object))
+    values = s.to_numpy(dtype=object)
+    # flatten in C (itertools/map), not a Python loop per customer
+    lens = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    flat = np.fromiter(itertools.chain.from_iterable(values), dtype=object, count=int(lens.sum()))
+    rows = np.repeat(np.arange(len(values), dtype=np.int64), lens)
+    present = pd.notna(flat)
+    flat, rows = flat[present], rows[present]
+    codes, uniques = pd.factorize(flat)
+    labels = [str(u).strip() for u in uniques]
+    extra = sorted(set(labels) - set(names) - {""})
+    all_names = list(names) + extra
+    where = {t: i for i, t in enumerate(all_names)}
+    col_of = np.array([where.get(t, -1) for t in labels], dtype=np.int64)
+    cols = col_of[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+    ok = cols >= 0
+    M = np.zeros((len(tags), len(all_names)), dtype=bool)
+    M[rows[ok], cols[ok]] = True  # a tag listed twice for one customer counts once
+    return M, all_names
+
+
+def tag_statistics(
+    tagged: pd.DataFrame,
+    rules: Sequence[TagRule] | None = None,
+    *,
+    top: int = 10,
+    broad_share: float = 0.9,
+    skipped: Iterable[str] = (),
+) -> TagStats:
+    """Customers per tag and share, unused tags, tags matching almost everybody
+    (share > ``broad_share``), co-occurrence of the ``top`` tags, tags per customer.
+
+    Counts are of the tags customers carry (after the cap and manual changes), so a rule
+    that matches but is always capped shows as unused. ``skipped``: tags whose rule was not
+    applied (column absent): marked ``applied=False`` and not listed as unused.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if "tags" not in tagged.columns:
+        raise InputError("the table has no 'tags' column", "run `custtool tag` first")
+    rules = list(rules or [])
+    n = len(tagged)
+    skipped_set = set(skipped)
+    M, all_names = _tag_matrix(tagged["tags"], [r.name for r in rules])
+    counts = M.sum(axis=0, dtype=np.int64)
+    info = {r.name: r for r in rules}
+    usage = pd.DataFrame(
+        {
+            "tag": all_names,
+            "level1": [info[t].level1 if t in info else MANUAL_CATEGORY for t in all_names],
+            "level2": [info[t].level2 if t in info else "" for t in all_names],
+            "priority": pd.array(
+                [info[t].priority if t in info else pd.NA for t in all_names], dtype="Int64"
+            ),
+            "source": ["rule" if t in info else "manual" for t in all_names],
+            "applied": [t not in skipped_set for t in all_names],
+            "customers": counts,
+            "share": counts / n if n else np.zeros(len(all_names)),
+        }
+    )
+    usage = usage.sort_values(
+        ["customers", "tag"], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
+    unused = usage[(usage["customers"] == 0) & usage["applied"]].reset_index(drop=True)
+    broad = usage[usage["share"] > broad_share].reset_index(drop=True)
+    top_tags = usage[usage["customers"] > 0]["tag"].head(top).tolist()
+    index_of = {t: i for i, t in enumerate(all_names)}
+    K = M[:, [index_of[t] for t in top_tags]].astype(np.float32)
+    co = (K.T @ K).round().astype("int64")  # float32 BLAS: exact below 2**24 customers per pair
+    if n >= 2**24:
+        Ki = K.astype(np.int64)
+        co = Ki.T @ Ki
+    cooc = pd.DataFrame(co, index=top_tags, columns=top_tags)
+    per = np.bincount(M.sum(axis=1, dtype=np.int64), minlength=1)
+    per_customer = pd.DataFrame({"n_tags": np.arange(len(per)), "customers": per.astype("int64")})
+    return TagStats(n, usage, unused, broad, cooc, per_customer)
