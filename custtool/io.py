@@ -408,7 +408,7 @@ def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[s
         for j, c in enumerate(cols):
             ws.write_string(0, j, str(c), head)
             s = flat[c]
-            sample = s.head(200).astype(str)
+            sample = s.head(200).map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v))
             width = max([len(str(c)) * 2] + [min(len(v) * 1.6, 50) for v in sample]) if len(sample) else len(str(c)) * 2
             ws.set_column(j, j, max(8, min(width, 50)))
         ws.freeze_panes(1, 0)
