@@ -24,6 +24,8 @@ _API: dict[str, str] = {
     "normalize_name": "custtool.clean",
     "normalize_city": "custtool.clean",
     "validate": "custtool.schemas",
+    "dedupe": "custtool.clean",
+    "load_clean_rules": "custtool.clean",
     "write_template": "custtool.template",
 }
 

@@ -1127,7 +1127,8 @@ def _examples(data: pd.DataFrame, cust_row: np.ndarray, rows_per_cust: np.ndarra
     out = pd.concat([before, after], ignore_index=True)
     out["_stage_order"] = (out["example_stage"] == "after").astype(int)
     out = out.sort_values(["_order", "_stage_order"], kind="stable").drop(columns=["_order", "_stage_order"])
-    out["_row"] = out["_row"].astype("Int64")
+    # '' (not <NA>) on the 'after' rows: io.write_xlsx_sheets cannot size a column holding NA
+    out["_row"] = out["_row"].astype("Int64").astype(object).where(out["_row"].notna(), "")
     for c in ("_source_file", "_sheet"):
         out[c] = out[c].fillna("").astype(str)
     return out.reset_index(drop=True)
