@@ -54,7 +54,7 @@ LINEAGE_COLUMNS = (
 
 _KEY_SEP = "\x1e"  # between key name and value in a key node
 _CHAN_SEP = "\x1f"  # between channel and source id
-_SEQ_MARK = "\x00"  # stands for the sequence number in an id's prefix
+_SEQ_MARK = "\x1d"  # stands for the sequence number in an id's prefix
 
 
 # --------------------------------------------------------------------------- rules
@@ -325,7 +325,12 @@ def dedupe(
     u = len(u_rows)
 
     # 2. linking ---------------------------------------------------------------------------
-    node_rec, node_val, node_key = _key_values(u_rows, keys_used)
+    # key values from every row (an exact duplicate from another channel brings its channel's id)
+    node_rec, node_val, node_key = _key_values(data, keys_used)
+    if len(node_rec):
+        node_rec = grp[node_rec]
+        keep = ~pd.DataFrame({"r": node_rec, "v": node_val}).duplicated().to_numpy()
+        node_rec, node_val, node_key = node_rec[keep], node_val[keep], node_key[keep]
     hub_vals = _hub_values(u_rows, node_rec, node_val, r.hub_max_names)
     is_hub = np.isin(node_val, hub_vals) if len(hub_vals) else np.zeros(len(node_val), bool)
     lrec, lval, lkey = node_rec[~is_hub], node_val[~is_hub], node_key[~is_hub]
@@ -526,7 +531,7 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _key_values(u_rows: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Record–key-value edges: (distinct row index, 'key␞value', key name)."""
+    """Record–key-value edges: (row index, 'key␞value', key name)."""
     import numpy as np
 
     recs, vals, names = [], [], []
@@ -685,6 +690,8 @@ def _conflicts(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray,
     skip = {"phone", "email", "first_contact_date", *r.conflict_ignore}
     fields = [f for f in _content_fields(u_rows.columns) if f not in skip]
     multi_rows = np.flatnonzero(u_per_cust[cust_u] > 1) if len(cust_u) else np.zeros(0, np.int64)
+    if len(multi_rows):  # values listed in survivorship order: the kept one first
+        multi_rows = multi_rows[_priority_order(u_rows.iloc[multi_rows].reset_index(drop=True), cust_u[multi_rows], r)]
     parts = []
     for f in fields:
         if not len(multi_rows):
@@ -1088,7 +1095,7 @@ def _fuzzy_matches(u_rows: pd.DataFrame, cust_u: np.ndarray, ids: np.ndarray, r:
     if pairs.empty:
         return _empty_fuzzy()
     score = cpdist(pairs["name_a"].tolist(), pairs["name_b"].tolist(), scorer=fuzz.ratio, workers=1)
-    pairs = pairs.assign(score=np.round(score, 1))
+    pairs = pairs.assign(score=np.round(np.asarray(score, dtype=np.float64), 1))
     pairs = pairs[pairs["score"] >= r.fuzzy_threshold]
     pairs = pairs.sort_values(["cust_a", "cust_b", "score"], ascending=[True, True, False], kind="stable").drop_duplicates(["cust_a", "cust_b"])
     return pd.DataFrame(
