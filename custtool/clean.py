@@ -705,8 +705,8 @@ def _conflicts(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray,
         if not len(bad):
             continue
         d = d[d["cust"].isin(bad)]
-        joined = d.groupby("cust", sort=True)["value"].agg(";".join)
-        parts.append(pd.DataFrame({"cust": joined.index.to_numpy(), "field": f, "values": joined.to_numpy(), "n_values": cnt[joined.index].to_numpy()}))
+        g, joined = _group_join(d["cust"].to_numpy(), d["value"].to_numpy(dtype=object))
+        parts.append(pd.DataFrame({"cust": g, "field": f, "values": joined, "n_values": cnt.loc[g].to_numpy()}))
     if not parts:
         return pd.DataFrame({"cust": pd.Series([], dtype=np.int64), "field": [], "values": [], "n_values": pd.Series([], dtype=np.int64)})
     return pd.concat(parts, ignore_index=True).sort_values(["cust", "field"], kind="stable").reset_index(drop=True)
@@ -754,9 +754,21 @@ def _join_per_customer(cust: np.ndarray, values: pd.Series, rows_per_cust: np.nd
         out[d["cust"].to_numpy()[one]] = d["v"].to_numpy()[one]
         rest = d[~one]
         if len(rest):
-            joined = rest.groupby("cust", sort=False)["v"].agg(";".join)
-            out[joined.index.to_numpy()] = joined.to_numpy()
+            g, joined = _group_join(rest["cust"].to_numpy(), rest["v"].to_numpy(dtype=object))
+            out[g] = joined
     return pd.Series(out).astype(str)
+
+
+def _group_join(groups: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group, values ';'-joined in input order) per group — pyarrow's hash_list + binary_join."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.table({"g": np.asarray(groups, dtype=np.int64), "v": pa.array(values, type=pa.string())})
+    agg = table.group_by("g", use_threads=False).aggregate([("v", "list")])
+    joined = pc.binary_join(agg["v_list"], ";")
+    return agg["g"].to_numpy(), np.asarray(joined.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _union_flags(cust: np.ndarray, flags: pd.Series, m: int) -> pd.Series:
@@ -947,8 +959,8 @@ def _carry_ids(previous: pd.DataFrame | None, cust_keys: pd.DataFrame, keys: lis
     merged_c = per_cust.index[per_cust > 1].to_numpy()
     if len(merged_c):
         d = pairs[pairs["cust"].isin(merged_c)]
-        joined = d.assign(pid=ids_arr[d["prev"].to_numpy()]).groupby("cust")["pid"].agg(";".join)
-        rows.append(pd.DataFrame({"cust": joined.index.to_numpy(), "id_change": "merged previous ids", "previous_ids": joined.to_numpy()}))
+        g, joined = _group_join(d["cust"].to_numpy(), ids_arr[d["prev"].to_numpy()])
+        rows.append(pd.DataFrame({"cust": g, "id_change": "merged previous ids", "previous_ids": joined}))
     split_p = per_prev.index[per_prev > 1].to_numpy()
     if len(split_p):
         d = pairs[pairs["prev"].isin(split_p)]
