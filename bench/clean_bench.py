@@ -112,6 +112,7 @@ def run_one(n: int, profile: bool) -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     c = report.counts()
+    print("    steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()), flush=True)
     print(
         f"rows={n:>9,}  dedupe {t:6.2f} s  ({n / t / 1e3:,.0f}k rows/s)  peak RSS {rss_mb():,.0f} MB "
         f"(after generating the data {rss_gen:,.0f} MB; generation {t_gen:.1f} s)\n"

@@ -52,7 +52,6 @@ LINEAGE_COLUMNS = (
     "match_key", "exact_duplicate",
 )  # fmt: skip
 
-_KEY_SEP = "\x1e"  # between key name and value in a key node
 _CHAN_SEP = "\x1f"  # between channel and source id
 _SEQ_MARK = "\x1d"  # stands for the sequence number in an id's prefix
 
@@ -205,6 +204,7 @@ class CleanReport:
     examples: pd.DataFrame  # merged customers before / after
     followup: pd.DataFrame  # 待跟进 customers and what is missing
     id_changes: pd.DataFrame  # previous ids merged or split
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (benchmarks)
 
     def counts(self) -> dict[str, Any]:
         """The numbers, JSON-ready."""
@@ -300,6 +300,16 @@ def dedupe(
     import numpy as np
     import pandas as pd
 
+    import time
+
+    clock = [time.perf_counter()]
+    timings: dict[str, float] = {}
+
+    def lap(step: str) -> None:
+        now = time.perf_counter()
+        timings[step] = round(now - clock[0], 3)
+        clock[0] = now
+
     r = _resolve_rules(rules, keys, survivorship, channel_priority, id_format, hub_max_names)
     data = _prepare(df)
     n = len(data)
@@ -324,24 +334,22 @@ def dedupe(
     u_rows = data.iloc[first_idx].reset_index(drop=True)  # distinct rows, in first appearance
     u = len(u_rows)
 
+    lap("prepare+exact_duplicates")
     # 2. linking ---------------------------------------------------------------------------
     # key values from every row (an exact duplicate from another channel brings its channel's id)
-    node_rec, node_val, node_key = _key_values(data, keys_used)
-    if len(node_rec):
-        node_rec = grp[node_rec]
-        keep = ~pd.DataFrame({"r": node_rec, "v": node_val}).duplicated().to_numpy()
-        node_rec, node_val, node_key = node_rec[keep], node_val[keep], node_key[keep]
-    hub_vals = _hub_values(u_rows, node_rec, node_val, r.hub_max_names)
-    is_hub = np.isin(node_val, hub_vals) if len(hub_vals) else np.zeros(len(node_val), bool)
-    lrec, lval, lkey = node_rec[~is_hub], node_val[~is_hub], node_key[~is_hub]
-    codes, _ = pd.factorize(lval)
-    comp_u = _components(u, lrec, codes)
+    nodes = _key_nodes(data, keys_used)
+    rec = grp[nodes.rec]
+    keep = ~pd.Series(rec * max(nodes.size, 1) + nodes.node).duplicated().to_numpy()
+    rec, node, kidx = rec[keep], nodes.node[keep], nodes.kidx[keep]
+    hub_node = _hub_nodes(u_rows, rec, node, kidx, nodes, r.hub_max_names)
+    is_hub = hub_node[node]
+    lrec, lnode, lkidx = rec[~is_hub], node[~is_hub], kidx[~is_hub]
+    comp_u = _components(u, lrec, lnode, nodes.size)
     # which keys linked each distinct row: key nodes reached by at least two distinct rows
-    degree = np.bincount(codes, minlength=codes.max() + 1 if len(codes) else 0) if len(codes) else np.zeros(0, np.int64)
-    linking = degree[codes] >= 2 if len(codes) else np.zeros(0, bool)
+    linking = np.bincount(lnode, minlength=nodes.size)[lnode] >= 2
     linked_by = [np.zeros(u, bool) for _ in keys_used]
-    for i, k in enumerate(keys_used):
-        linked_by[i][lrec[linking & (lkey == k)]] = True
+    for i in range(len(keys_used)):
+        linked_by[i][lrec[linking & (lkidx == i)]] = True
 
     # customers numbered by first appearance in (file, sheet, row) order
     order_rank = _appearance_rank(data)
@@ -358,6 +366,7 @@ def dedupe(
     rows_per_cust = np.bincount(cust_row, minlength=m)
     u_per_cust = np.bincount(cust_u, minlength=m)
 
+    lap("linking")
     # 3. survivorship --------------------------------------------------------------------
     customers = _survive(u_rows, cust_u, u_per_cust, m, r)
     conflict_long = _conflicts(u_rows, cust_u, u_per_cust, customers, r)
@@ -372,9 +381,9 @@ def dedupe(
         customers[multi] = _join_per_customer(cust_row, data[col], rows_per_cust, m) if col in data.columns else ""
     customers["_flags"] = _union_flags(cust_row, data["_flags"], m)
 
+    lap("survivorship")
     # 4. stable ids ------------------------------------------------------------------------
-    cust_keys = pd.DataFrame({"cust": cust_u[lrec], "val": lval}).drop_duplicates() if u else pd.DataFrame({"cust": [], "val": []})
-    kept_ids, id_changes = _carry_ids(previous, cust_keys, keys_used, m)
+    kept_ids, id_changes = _carry_ids(previous, cust_u[lrec], lnode, nodes, m)
     ids = _new_ids(customers, kept_ids, id_pieces, r, previous)
     customers.insert(0, "customer_id", ids)
     if "_cust" in id_changes.columns:
@@ -386,29 +395,30 @@ def dedupe(
             "put {seq} in the format, or use a format the previous output also used",
         )
 
+    lap("ids")
     # 5. missing key fields, fill rules -----------------------------------------------------
     customers = _flag_missing(customers, r)
 
+    lap("flags")
     # lineage -----------------------------------------------------------------------------
-    match_u = _bits_to_text(linked_by, keys_used)
-    match_row = match_u[grp] if n else match_u
-    if n:
-        match_row = np.where(exact_dup & (match_row == ""), "exact", match_row)
+    texts, pattern_u = _bit_patterns(linked_by, keys_used, u)
+    pattern_row = pattern_u[grp]
+    texts = [*texts, "exact"]  # an exact duplicate linked by nothing else
+    pattern_row = np.where(exact_dup & (pattern_row == 0), len(texts) - 1, pattern_row)
     lineage = pd.DataFrame(
         {
-            "_source_file": data["_source_file"].to_numpy(),
-            "_sheet": data["_sheet"].to_numpy(),
-            "_row": data["_row"].to_numpy(),
-            "_channel": data["_channel"].to_numpy(),
-            "source_customer_id": data["customer_id"].to_numpy() if "customer_id" in data.columns else "",
-            "customer_id": ids[cust_row] if n else np.zeros(0, object),
-            "match_key": match_row,
+            "_source_file": data["_source_file"],
+            "_sheet": data["_sheet"],
+            "_row": data["_row"],
+            "_channel": data["_channel"],
+            "source_customer_id": data["customer_id"] if "customer_id" in data.columns else pd.Series("", index=data.index, dtype=str),
+            "customer_id": pd.Series(ids, dtype=str).take(cust_row).to_numpy(),
+            "match_key": pd.Series(texts, dtype=str).take(pattern_row).to_numpy(),
             "exact_duplicate": exact_dup,
         }
     )
-    for c in ("_source_file", "_sheet", "_channel", "source_customer_id", "customer_id", "match_key"):
-        lineage[c] = lineage[c].astype(str)
 
+    lap("lineage")
     # report --------------------------------------------------------------------------------
     merges = pd.DataFrame(
         {
@@ -418,11 +428,13 @@ def dedupe(
         }
     )
     conflict_table = _conflict_table(conflict_long, customers)
-    review = _review_table(u_rows, node_rec, node_val, is_hub, hub_vals, ids[cust_u] if u else np.zeros(0, object))
+    review = _review_table(u_rows, rec[is_hub], node[is_hub], nodes, ids[cust_u] if u else np.zeros(0, object))
     fuzzy = _fuzzy_matches(u_rows, cust_u, ids, r) if fuzzy_names else _empty_fuzzy()
     examples = _examples(data, cust_row, rows_per_cust, customers, r.examples)
     followup = customers.loc[customers["follow_up_flag"], [c for c in ("customer_id", "name", "phone", "email", "owner", "missing_fields") if c in customers.columns]].reset_index(drop=True)
+    lap("report")
     report = CleanReport(
+        timings=timings,
         rows_in=n,
         exact_duplicates=int(exact_dup.sum()),
         customers_out=m,
@@ -488,7 +500,7 @@ def _resolve_rules(
 
 
 def _as_text(s: pd.Series) -> pd.Series:
-    """A column as str with "" for missing; integral numbers lose '.0' (ids read from CSV)."""
+    """A column as text ("" for missing); integral numbers lose '.0' (ids read from CSV)."""
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
@@ -498,8 +510,12 @@ def _as_text(s: pd.Series) -> pd.Series:
         if (num.dropna() == num.dropna().round()).all():
             return num.astype("Int64").astype(str).where(num.notna(), "")
         return num.astype(str).where(num.notna(), "")
-    out = s.astype(object).where(s.notna(), "").astype(str)
-    return out
+    if pd.api.types.is_string_dtype(s) and not pd.api.types.is_object_dtype(s):
+        return s.fillna("") if s.hasnans else s
+    out = s.where(s.notna(), "")
+    if pd.api.types.infer_dtype(out.to_numpy(), skipna=False) not in {"string", "empty"}:
+        out = out.map(str)  # mixed cells (numbers among text): their text
+    return out.astype(str)
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -530,48 +546,98 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
-def _key_values(u_rows: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Record–key-value edges: (row index, 'key␞value', key name)."""
-    import numpy as np
+@dataclass
+class _KeyNodes:
+    """Key values as integer nodes: edge ``i`` joins data row ``rec[i]`` to node ``node[i]``.
 
-    recs, vals, names = [], [], []
-    for k in keys:
-        s = u_rows[k]
-        if k == "customer_id":
-            val = u_rows["_channel"] + _CHAN_SEP + s
-        else:
-            val = s
-        ok = (s != "").to_numpy()
-        rec = np.flatnonzero(ok)
-        recs.append(rec)
-        vals.append((k + _KEY_SEP + val[ok]).to_numpy(dtype=object))
-        names.append(np.full(len(rec), k, dtype=object))
-    if not recs:
-        return np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, object)
-    return np.concatenate(recs), np.concatenate(vals), np.concatenate(names)
+    Nodes of key ``keys[j]`` are ``offsets[j] … offsets[j+1]-1``; ``uniques[j]`` holds their
+    values (for ``customer_id``: channel, U+001F, id).
+    """
+
+    keys: list[str]
+    rec: np.ndarray
+    node: np.ndarray
+    kidx: np.ndarray
+    offsets: np.ndarray
+    uniques: list[pd.Index]
+
+    @property
+    def size(self) -> int:
+        return int(self.offsets[-1])
+
+    def lookup(self, j: int, values: pd.Series) -> np.ndarray:
+        """Node codes of ``values`` of key ``j`` (-1 when the value is not a node)."""
+        import numpy as np
+
+        found = self.uniques[j].get_indexer(values.to_numpy(dtype=object))
+        return np.where(found >= 0, found + self.offsets[j], -1)
+
+    def describe(self, node: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(key name, value) of nodes, the channel id shown as ``channel:id``."""
+        import numpy as np
+        import pandas as pd
+
+        j = np.searchsorted(self.offsets, node, side="right") - 1
+        names = np.asarray(self.keys, dtype=object)[j]
+        values = np.empty(len(node), dtype=object)
+        for k in np.unique(j):  # loop over the few keys, not the rows
+            sel = j == k
+            values[sel] = np.asarray(self.uniques[k], dtype=object)[node[sel] - self.offsets[k]]
+        return names, pd.Series(values, dtype=object).str.replace(_CHAN_SEP, ":").to_numpy(dtype=object)
 
 
-def _hub_values(u_rows: pd.DataFrame, rec: np.ndarray, val: np.ndarray, max_names: int) -> np.ndarray:
-    """Key values shared by more than ``max_names`` different non-empty names (source ids exempt)."""
+def _key_nodes(data: pd.DataFrame, keys: list[str]) -> _KeyNodes:
+    """Factorise each key column once (customer_id together with the channel)."""
     import numpy as np
     import pandas as pd
 
+    recs, nodes, kidx, uniques = [], [], [], []
+    offsets = [0]
+    for j, k in enumerate(keys):
+        ok = (data[k] != "").to_numpy()
+        rec = np.flatnonzero(ok)
+        if k == "customer_id":
+            pair = data.loc[ok, ["_channel", k]]
+            codes = pair.groupby(["_channel", k], sort=False).ngroup().to_numpy(np.int64)
+            _, first = np.unique(codes, return_index=True)
+            uniq = pd.Index(pair["_channel"].iloc[first] + _CHAN_SEP + pair[k].iloc[first])
+        else:
+            codes, uniq = pd.factorize(data[k].iloc[rec])
+            codes = codes.astype(np.int64)
+        recs.append(rec)
+        nodes.append(codes + offsets[-1])
+        kidx.append(np.full(len(rec), j, np.int8))
+        uniques.append(pd.Index(uniq))
+        offsets.append(offsets[-1] + len(uniq))
+    return _KeyNodes(
+        keys=list(keys),
+        rec=np.concatenate(recs) if recs else np.zeros(0, np.int64),
+        node=np.concatenate(nodes) if nodes else np.zeros(0, np.int64),
+        kidx=np.concatenate(kidx) if kidx else np.zeros(0, np.int8),
+        offsets=np.asarray(offsets, np.int64),
+        uniques=uniques,
+    )
+
+
+def _hub_nodes(u_rows: pd.DataFrame, rec: np.ndarray, node: np.ndarray, kidx: np.ndarray, nodes: _KeyNodes, max_names: int) -> np.ndarray:
+    """Per node: shared by more than ``max_names`` different non-empty names (source ids exempt)."""
+    import numpy as np
+    import pandas as pd
+
+    hub = np.zeros(nodes.size, bool)
     if "name" not in u_rows.columns or not len(rec):
-        return np.zeros(0, object)
-    pairs = pd.DataFrame({"val": val, "name": u_rows["name"].to_numpy(dtype=object)[rec]})
-    pairs = pairs[(pairs["name"] != "") & ~pairs["val"].str.startswith("customer_id" + _KEY_SEP)]
-    if pairs.empty:
-        return np.zeros(0, object)
-    # only values on more than max_names rows can be hubs: filter before the distinct count
-    size = pairs.groupby("val", sort=False)["name"].transform("size")
-    pairs = pairs[size > max_names]
-    if pairs.empty:
-        return np.zeros(0, object)
-    names = pairs.drop_duplicates().groupby("val", sort=False).size()
-    return names.index[names > max_names].to_numpy(dtype=object)
+        return hub
+    name_code, _ = pd.factorize(u_rows["name"])
+    named = u_rows["name"].to_numpy(dtype=object) != ""
+    exempt = [j for j, k in enumerate(nodes.keys) if k == "customer_id"]
+    sel = named[rec] & ~np.isin(kidx, exempt)
+    pairs = node[sel] * (int(name_code.max()) + 1 if len(name_code) else 1) + name_code[rec[sel]]
+    distinct = np.unique(pairs)
+    n_names = np.bincount(distinct // (int(name_code.max()) + 1 if len(name_code) else 1), minlength=nodes.size)
+    return n_names > max_names
 
 
-def _components(u: int, rec: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def _components(u: int, rec: np.ndarray, node: np.ndarray, k: int) -> np.ndarray:
     """Connected components of the record–key graph; labels numbered by first record."""
     import numpy as np
     import pandas as pd
@@ -580,9 +646,8 @@ def _components(u: int, rec: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
     if u == 0:
         return np.zeros(0, np.int64)
-    k = int(codes.max()) + 1 if len(codes) else 0
     size = u + k
-    graph = coo_matrix((np.ones(len(rec), np.int8), (rec, codes + u)), shape=(size, size)).tocsr()
+    graph = coo_matrix((np.ones(len(rec), np.int8), (rec, node + u)), shape=(size, size)).tocsr()
     _, labels = connected_components(graph, directed=False)
     comp, _ = pd.factorize(labels[:u])
     return comp.astype(np.int64)
@@ -784,18 +849,25 @@ def _union_flags(cust: np.ndarray, flags: pd.Series, m: int) -> pd.Series:
     return _join_per_customer(d["cust"].to_numpy(np.int64), d["flag"].astype(str), np.maximum(counts, 2), m)
 
 
+def _bit_patterns(flags: list[np.ndarray], names: list[str], length: int) -> tuple[list[str], np.ndarray]:
+    """Per row, which flags are set, as (texts of all 2^k patterns, pattern index per row)."""
+    import numpy as np
+
+    bits = np.zeros(length, np.int64)
+    for i, f in enumerate(flags):
+        bits |= f.astype(np.int64) << i
+    texts = [";".join(n for i, n in enumerate(names) if p >> i & 1) for p in range(1 << len(names))]
+    return texts, bits
+
+
 def _bits_to_text(flags: list[np.ndarray], names: list[str]) -> np.ndarray:
-    """Per row, the names whose flag is set, ';'-joined (via the few distinct bit patterns)."""
+    """Per row, the names whose flag is set, ';'-joined."""
     import numpy as np
 
     if not flags:
         return np.zeros(0, object)
-    bits = np.zeros(len(flags[0]), np.int64)
-    for i, f in enumerate(flags):
-        bits |= f.astype(np.int64) << i
-    patterns, inverse = np.unique(bits, return_inverse=True)
-    text = np.array([";".join(n for i, n in enumerate(names) if p >> i & 1) for p in patterns], dtype=object)
-    return text[inverse.reshape(-1)] if len(bits) else np.zeros(0, object)
+    texts, bits = _bit_patterns(flags, names, len(flags[0]))
+    return np.asarray(texts, dtype=object)[bits]
 
 
 # --------------------------------------------------------------------------- ids
@@ -880,8 +952,8 @@ def _id_regex(pieces: list[tuple[str, str | None, str]]) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-def _previous_keys(previous: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """(prev, prev_id, val) for every key value of an earlier clean output."""
+def _previous_keys(previous: pd.DataFrame, nodes: _KeyNodes) -> pd.DataFrame:
+    """(prev, node): the current key nodes each customer of an earlier clean output had."""
     import numpy as np
     import pandas as pd
 
@@ -897,9 +969,9 @@ def _previous_keys(previous: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         )
     sources = {"phone": ("phones", "phone"), "email": ("emails", "email"), "customer_id": ("source_ids",)}
     parts = []
-    for k in keys:
+    for j, k in enumerate(nodes.keys):
         for col in sources.get(k, (k,)):
-            if col not in previous.columns or (k not in sources and col == "customer_id"):
+            if col not in previous.columns:
                 continue
             s = _as_text(previous[col]).str.split(";")
             d = pd.DataFrame({"prev": np.arange(len(previous)), "v": s.to_numpy()}).explode("v")
@@ -911,17 +983,15 @@ def _previous_keys(previous: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                 ok = chan_id[1].notna()
                 d = d[ok]
                 d["v"] = chan_id[0][ok] + _CHAN_SEP + chan_id[1][ok]
-            d["val"] = k + _KEY_SEP + d["v"].astype(str)
-            parts.append(d[["prev", "val"]])
+            d = pd.DataFrame({"prev": d["prev"].to_numpy(np.int64), "node": nodes.lookup(j, d["v"].astype(str))})
+            parts.append(d[d["node"] >= 0])
             break  # phones (all values) preferred over phone
     if not parts:
-        return pd.DataFrame({"prev": pd.Series([], dtype=np.int64), "val": pd.Series([], dtype=object)})
-    out = pd.concat(parts, ignore_index=True).drop_duplicates()
-    out["prev"] = out["prev"].astype(np.int64)
-    return out
+        return pd.DataFrame({"prev": pd.Series([], dtype=np.int64), "node": pd.Series([], dtype=np.int64)})
+    return pd.concat(parts, ignore_index=True).drop_duplicates()
 
 
-def _carry_ids(previous: pd.DataFrame | None, cust_keys: pd.DataFrame, keys: list[str], m: int) -> tuple[np.ndarray, pd.DataFrame]:
+def _carry_ids(previous: pd.DataFrame | None, cust: np.ndarray, node: np.ndarray, nodes: _KeyNodes, m: int) -> tuple[np.ndarray, pd.DataFrame]:
     """Previous id per customer ("" when new) and the table of merged/split previous ids."""
     import numpy as np
     import pandas as pd
@@ -931,8 +1001,9 @@ def _carry_ids(previous: pd.DataFrame | None, cust_keys: pd.DataFrame, keys: lis
     if previous is None or not m:
         return kept, changes
     prev_ids = _as_text(previous["customer_id"]) if "customer_id" in previous.columns else None
-    pk = _previous_keys(previous, keys)
-    pairs = cust_keys.merge(pk, on="val")[["cust", "prev"]].drop_duplicates()
+    pk = _previous_keys(previous, nodes)
+    cust_keys = pd.DataFrame({"cust": cust, "node": node})
+    pairs = cust_keys.merge(pk, on="node")[["cust", "prev"]].drop_duplicates()
     if pairs.empty:
         return kept, changes
     pairs = pairs.sort_values(["cust", "prev"], kind="stable")
@@ -1040,25 +1111,23 @@ def _flag_missing(customers: pd.DataFrame, r: CleanRules) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- report tables
-def _review_table(u_rows: pd.DataFrame, rec: np.ndarray, val: np.ndarray, is_hub: np.ndarray, hub_vals: np.ndarray, ids_u: np.ndarray) -> pd.DataFrame:
+def _review_table(u_rows: pd.DataFrame, rec: np.ndarray, node: np.ndarray, nodes: _KeyNodes, ids_u: np.ndarray) -> pd.DataFrame:
+    """Records carrying a hub key value (one row per record and value), for review."""
     import pandas as pd
 
     cols = ["merge_key", "key_value", "n_names", "_source_file", "_sheet", "_row", "name", "customer_id"]
-    if not is_hub.any():
+    if not len(rec):
         return pd.DataFrame({c: pd.Series([], dtype=str) for c in cols})
-    hrec = rec[is_hub]
-    hval = pd.Series(val[is_hub], dtype=object)
-    names = u_rows["name"].to_numpy(dtype=object)[hrec]
-    kv = hval.str.split(_KEY_SEP, n=1, expand=True)
+    key, value = nodes.describe(node)
     d = pd.DataFrame(
         {
-            "merge_key": kv[0].to_numpy(),
-            "key_value": kv[1].to_numpy(),
-            "_source_file": u_rows["_source_file"].to_numpy()[hrec],
-            "_sheet": u_rows["_sheet"].to_numpy()[hrec],
-            "_row": u_rows["_row"].to_numpy()[hrec],
-            "name": names,
-            "customer_id": ids_u[hrec],
+            "merge_key": key,
+            "key_value": value,
+            "_source_file": u_rows["_source_file"].to_numpy()[rec],
+            "_sheet": u_rows["_sheet"].to_numpy()[rec],
+            "_row": u_rows["_row"].to_numpy()[rec],
+            "name": u_rows["name"].to_numpy(dtype=object)[rec],
+            "customer_id": ids_u[rec],
         }
     )
     n_names = d[d["name"] != ""].groupby(["merge_key", "key_value"])["name"].nunique().rename("n_names")
