@@ -707,44 +707,44 @@ def _blank_mask(s: pd.Series) -> pd.Series:
 
 
 def _survive(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray, m: int, r: CleanRules) -> pd.DataFrame:
-    """One row per customer: the first non-empty value of each field in priority order."""
+    """One row per customer: the first non-empty value of each field in priority order.
+
+    Customers with one distinct row take it as it is (a take, no per-value work); the
+    others go through ``groupby().first()`` (which skips missing values) on their rows.
+    """
     import numpy as np
     import pandas as pd
 
     fields = _content_fields(u_rows.columns)
     if not m:
-        return pd.DataFrame({f: u_rows[f].iloc[:0] for f in fields})
-    # customers with one distinct row: their row as it is; the others through groupby.first
+        return pd.DataFrame({f: u_rows[f].iloc[:0] for f in fields}).reset_index(drop=True)
     single = u_per_cust[cust_u] == 1
-    out = pd.DataFrame(index=pd.RangeIndex(m))
+    single_rows = np.flatnonzero(single)
+    parts = [u_rows[fields].iloc[single_rows].set_axis(cust_u[single_rows])]
     multi_rows = np.flatnonzero(~single)
     if len(multi_rows):
-        sub = u_rows.iloc[multi_rows]
-        order = _priority_order(sub.reset_index(drop=True), cust_u[multi_rows], r)
+        sub = u_rows[fields].iloc[multi_rows]
+        order = _priority_order(u_rows.iloc[multi_rows].reset_index(drop=True), cust_u[multi_rows], r)
         sub = sub.iloc[order]
         sub_cust = cust_u[multi_rows][order]
         masked = pd.DataFrame({f: sub[f].mask(_blank_mask(sub[f])) for f in fields})
         merged = masked.groupby(sub_cust, sort=True).first()
         if "first_contact_date" in fields:
             merged["first_contact_date"] = sub["first_contact_date"].groupby(sub_cust, sort=True).min()
-    else:
-        merged = None
-    single_rows = np.flatnonzero(single)
-    for f in fields:
-        col = u_rows[f]
-        text = pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)
-        if text:
-            res = pd.Series(np.full(m, "", dtype=object), index=out.index)
-        else:
-            res = col.iloc[:0].reset_index(drop=True).reindex(out.index)
-        res.iloc[cust_u[single_rows]] = col.iloc[single_rows].to_numpy()
-        if merged is not None:
-            mv = merged[f]
-            if text:
-                mv = mv.where(mv.notna(), "")
-            res.iloc[mv.index.to_numpy()] = mv.to_numpy()
-        out[f] = res.astype(str) if text else res
-    return out
+        for f in fields:
+            if _is_text(u_rows[f]):
+                merged[f] = merged[f].fillna("").astype(u_rows[f].dtype)
+            elif merged[f].dtype != u_rows[f].dtype:
+                merged[f] = merged[f].astype(u_rows[f].dtype)
+        parts.append(merged)
+    out = pd.concat(parts).sort_index()
+    return out.reset_index(drop=True)
+
+
+def _is_text(s: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s))
 
 
 def _conflicts(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray, customers: pd.DataFrame, r: CleanRules) -> pd.DataFrame:
@@ -800,37 +800,37 @@ def _conflict_table(long: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame
 
 
 def _join_per_customer(cust: np.ndarray, values: pd.Series, rows_per_cust: np.ndarray, m: int) -> pd.Series:
-    """All distinct non-empty values per customer, in input order, ';'-joined."""
+    """All distinct non-empty values per customer, in input order, ';'-joined (str Series of m)."""
     import numpy as np
     import pandas as pd
 
-    out = np.full(m, "", dtype=object)
     if not m:
-        return pd.Series(out, dtype=str)
-    vals = values.to_numpy(dtype=object)
-    nonblank = vals != ""
-    single = (rows_per_cust[cust] == 1) & nonblank
-    out[cust[single]] = vals[single]
-    many = (rows_per_cust[cust] > 1) & nonblank
-    if many.any():
-        d = pd.DataFrame({"cust": cust[many], "v": vals[many]}).drop_duplicates()
-        cnt = d.groupby("cust", sort=False)["v"].transform("size").to_numpy()
-        one = cnt == 1
-        out[d["cust"].to_numpy()[one]] = d["v"].to_numpy()[one]
-        rest = d[~one]
-        if len(rest):
-            g, joined = _group_join(rest["cust"].to_numpy(), rest["v"].to_numpy(dtype=object))
-            out[g] = joined
-    return pd.Series(out).astype(str)
+        return pd.Series([], dtype=str)
+    values = values.reset_index(drop=True).astype(str)
+    one_row = rows_per_cust[cust] == 1
+    single = np.flatnonzero(one_row)
+    parts = [values.iloc[single].set_axis(cust[single])]  # a customer of one row: its value
+    many = np.flatnonzero(~one_row)
+    if len(many):
+        v = values.iloc[many]
+        keep = (v != "").to_numpy()
+        d = pd.DataFrame({"cust": cust[many][keep], "v": v[keep].to_numpy()}).drop_duplicates()
+        if len(d):
+            g, joined = _group_join(d["cust"].to_numpy(), d["v"])
+            parts.append(pd.Series(joined, index=g, dtype=str))
+    out = pd.concat(parts)
+    return out.reindex(pd.RangeIndex(m), fill_value="").astype(str).reset_index(drop=True)
 
 
-def _group_join(groups: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _group_join(groups: np.ndarray, values: Any) -> tuple[np.ndarray, np.ndarray]:
     """(group, values ';'-joined in input order) per group — pyarrow's hash_list + binary_join."""
     import numpy as np
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = pa.table({"g": np.asarray(groups, dtype=np.int64), "v": pa.array(values, type=pa.string())})
+    arr = pa.array(pd.Series(values, dtype=str).to_numpy(dtype=object), type=pa.string())
+    table = pa.table({"g": np.asarray(groups, dtype=np.int64), "v": arr})
     agg = table.group_by("g", use_threads=False).aggregate([("v", "list")])
     joined = pc.binary_join(agg["v_list"], ";")
     return agg["g"].to_numpy(), np.asarray(joined.to_numpy(zero_copy_only=False), dtype=object)
