@@ -3,7 +3,7 @@
 Data is generated deterministically (numpy seed) in the shape of `custtool import` output.
 The duplicate 20% is a mix of: exact re-exports (same channel, same values), the same person
 in another channel found by phone, by email only, or by the channel's own id, with some
-conflicting cities. Each size runs in its own process so the peak memory is its own.
+conflicting cities; 0.2% of the people share a store's front-desk phone (hubs). Each size runs in its own process so the peak memory is its own.
 
     $ python bench/clean_bench.py                 # 100k and 1M, one process each
     $ python bench/clean_bench.py --rows 200000   # one size
@@ -76,6 +76,9 @@ def make_customers(n: int, dup_share: float = 0.2, seed: int = 7):
     conflict = other & (kind > 0.9)
     dup.loc[conflict, "city"] = np.array(CITIES)[rng.integers(0, len(CITIES), int(conflict.sum()))]
     dup.loc[other, "first_contact_date"] = dup.loc[other, "first_contact_date"] + pd.to_timedelta(rng.integers(1, 200, int(other.sum())), unit="D")
+    # shared store phones (hubs): 0.2% of the rows carry one of n/5000 front-desk numbers
+    hub_rows = rng.choice(n_base, size=max(n // 500, 1), replace=False)
+    base.loc[hub_rows, "phone"] = np.char.add("021-6", np.char.zfill(rng.integers(0, max(n // 5000, 1), len(hub_rows)).astype(str), 7))
     df = pd.concat([base, dup], ignore_index=True)
     df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
     df["_source_file"] = df["_channel"].map({"电商": "电商导出.xlsx", "门店": "门店会员.csv", "公众号": "公众号粉丝.csv"})

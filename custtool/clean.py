@@ -627,13 +627,17 @@ def _hub_nodes(u_rows: pd.DataFrame, rec: np.ndarray, node: np.ndarray, kidx: np
     hub = np.zeros(nodes.size, bool)
     if "name" not in u_rows.columns or not len(rec):
         return hub
-    name_code, _ = pd.factorize(u_rows["name"])
-    named = u_rows["name"].to_numpy(dtype=object) != ""
     exempt = [j for j, k in enumerate(nodes.keys) if k == "customer_id"]
-    sel = named[rec] & ~np.isin(kidx, exempt)
-    pairs = node[sel] * (int(name_code.max()) + 1 if len(name_code) else 1) + name_code[rec[sel]]
-    distinct = np.unique(pairs)
-    n_names = np.bincount(distinct // (int(name_code.max()) + 1 if len(name_code) else 1), minlength=nodes.size)
+    # only nodes on more than max_names records can be hubs: count names for those alone
+    candidate = np.bincount(node, minlength=nodes.size) > max_names
+    sel = candidate[node] & ~np.isin(kidx, exempt)
+    if not sel.any():
+        return hub
+    names = u_rows["name"].iloc[rec[sel]]
+    named = (names != "").to_numpy()
+    name_code, _ = pd.factorize(names[named])
+    pairs = pd.DataFrame({"node": node[sel][named], "name": name_code}).drop_duplicates()
+    n_names = np.bincount(pairs["node"].to_numpy(), minlength=nodes.size)
     return n_names > max_names
 
 
