@@ -22,9 +22,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CHANNELS = ["电商", "门店", "公众号"]
-SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈")
+SURNAMES = list(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+)
 GIVEN = list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏飞")
-CITIES = ["北京市", "上海市", "广州市", "深圳市", "杭州市", "成都市", "武汉市", "西安市", "南京市", "重庆市"]
+CITIES = [
+    "北京市",
+    "上海市",
+    "广州市",
+    "深圳市",
+    "杭州市",
+    "成都市",
+    "武汉市",
+    "西安市",
+    "南京市",
+    "重庆市",
+]
 REGIONS = ["华北", "华东", "华南", "华南", "华东", "西南", "华中", "西北", "华东", "西南"]
 OWNERS = ["王经理", "李经理", "张主管", "", ""]
 NEEDS = ["批量采购", "售后咨询", "续费", "新品", "", ""]
@@ -38,17 +51,25 @@ def make_customers(n: int, dup_share: float = 0.2, seed: int = 7):
     n_dup = int(n * dup_share)
     n_base = n - n_dup
     # base persons: unique phones (70%), emails (50%), each at least one of them
-    phone_num = rng.permutation(np.arange(n_base, dtype=np.int64) * 7 + 100_000_000)[:n_base] % 1_000_000_000
+    phone_num = (
+        rng.permutation(np.arange(n_base, dtype=np.int64) * 7 + 100_000_000)[:n_base]
+        % 1_000_000_000
+    )
     phone = np.char.add("13", np.char.zfill(phone_num.astype(str), 9)).astype(object)
     has_phone = rng.random(n_base) < 0.7
     has_email = ~has_phone | (rng.random(n_base) < 0.3)
     email = np.char.add(np.char.add("u", np.arange(n_base).astype(str)), "@qq.com").astype(object)
-    name = np.char.add(np.array(SURNAMES)[rng.integers(0, len(SURNAMES), n_base)], np.array(GIVEN)[rng.integers(0, len(GIVEN), n_base)]).astype(object)
+    name = np.char.add(
+        np.array(SURNAMES)[rng.integers(0, len(SURNAMES), n_base)],
+        np.array(GIVEN)[rng.integers(0, len(GIVEN), n_base)],
+    ).astype(object)
     city_i = rng.integers(0, len(CITIES), n_base)
     chan_i = rng.integers(0, 3, n_base)
     base = pd.DataFrame(
         {
-            "customer_id": np.char.add(np.array(["E", "M", "W"])[chan_i], np.arange(n_base).astype(str)).astype(object),
+            "customer_id": np.char.add(
+                np.array(["E", "M", "W"])[chan_i], np.arange(n_base).astype(str)
+            ).astype(object),
             "name": name,
             "phone": np.where(has_phone, phone, ""),
             "email": np.where(has_email, email, ""),
@@ -57,8 +78,11 @@ def make_customers(n: int, dup_share: float = 0.2, seed: int = 7):
             "region": np.array(REGIONS)[city_i].astype(object),
             "owner": np.array(OWNERS)[rng.integers(0, len(OWNERS), n_base)].astype(object),
             "needs": np.array(NEEDS)[rng.integers(0, len(NEEDS), n_base)].astype(object),
-            "status": np.array(["潜在", "意向", "成交", "流失"])[rng.integers(0, 4, n_base)].astype(object),
-            "first_contact_date": pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 900, n_base), unit="D"),
+            "status": np.array(["潜在", "意向", "成交", "流失"])[rng.integers(0, 4, n_base)].astype(
+                object
+            ),
+            "first_contact_date": pd.Timestamp("2022-01-01")
+            + pd.to_timedelta(rng.integers(0, 900, n_base), unit="D"),
             "_channel": np.array(CHANNELS)[chan_i].astype(object),
         }
     )
@@ -70,18 +94,26 @@ def make_customers(n: int, dup_share: float = 0.2, seed: int = 7):
     other = ~exact
     new_chan = (chan_i[src] + rng.integers(1, 3, n_dup)) % 3
     dup.loc[other, "_channel"] = np.array(CHANNELS)[new_chan[other]]
-    dup.loc[other, "customer_id"] = np.char.add(np.array(["E", "M", "W"])[new_chan[other]], (src[other] + 10_000_000).astype(str))
+    dup.loc[other, "customer_id"] = np.char.add(
+        np.array(["E", "M", "W"])[new_chan[other]], (src[other] + 10_000_000).astype(str)
+    )
     by_email_only = other & (kind < 0.45) & (dup["email"] != "").to_numpy()
     dup.loc[by_email_only, "phone"] = ""
     conflict = other & (kind > 0.9)
     dup.loc[conflict, "city"] = np.array(CITIES)[rng.integers(0, len(CITIES), int(conflict.sum()))]
-    dup.loc[other, "first_contact_date"] = dup.loc[other, "first_contact_date"] + pd.to_timedelta(rng.integers(1, 200, int(other.sum())), unit="D")
+    dup.loc[other, "first_contact_date"] = dup.loc[other, "first_contact_date"] + pd.to_timedelta(
+        rng.integers(1, 200, int(other.sum())), unit="D"
+    )
     # shared store phones (hubs): 0.2% of the rows carry one of n/5000 front-desk numbers
     hub_rows = rng.choice(n_base, size=max(n // 500, 1), replace=False)
-    base.loc[hub_rows, "phone"] = np.char.add("021-6", np.char.zfill(rng.integers(0, max(n // 5000, 1), len(hub_rows)).astype(str), 7))
+    base.loc[hub_rows, "phone"] = np.char.add(
+        "021-6", np.char.zfill(rng.integers(0, max(n // 5000, 1), len(hub_rows)).astype(str), 7)
+    )
     df = pd.concat([base, dup], ignore_index=True)
     df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
-    df["_source_file"] = df["_channel"].map({"电商": "电商导出.xlsx", "门店": "门店会员.csv", "公众号": "公众号粉丝.csv"})
+    df["_source_file"] = df["_channel"].map(
+        {"电商": "电商导出.xlsx", "门店": "门店会员.csv", "公众号": "公众号粉丝.csv"}
+    )
     df["_sheet"] = np.where(df["_channel"] == "电商", "客户", "")
     df["_row"] = df.groupby("_channel").cumcount().to_numpy() + 2
     df["_flags"] = ""
@@ -115,7 +147,9 @@ def run_one(n: int, profile: bool) -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     c = report.counts()
-    print("    steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()), flush=True)
+    print(
+        "    steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()), flush=True
+    )
     print(
         f"rows={n:>9,}  dedupe {t:6.2f} s  ({n / t / 1e3:,.0f}k rows/s)  peak RSS {rss_mb():,.0f} MB "
         f"(after generating the data {rss_gen:,.0f} MB; generation {t_gen:.1f} s)\n"
@@ -128,7 +162,9 @@ def run_one(n: int, profile: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="*", help="sizes to run (default: 100000 1000000)")
-    ap.add_argument("--profile", action="store_true", help="print the top functions by cumulative time")
+    ap.add_argument(
+        "--profile", action="store_true", help="print the top functions by cumulative time"
+    )
     args = ap.parse_args()
     sizes = args.rows or [100_000, 1_000_000]
     if len(sizes) == 1:

@@ -98,7 +98,9 @@ def load_clean_rules(path: str | Path | None = None) -> CleanRules:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p.name}{where}: not valid YAML", "check indentation and quoting") from None
+        raise ConfigError(
+            f"{p.name}{where}: not valid YAML", "check indentation and quoting"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p.name}: expected a mapping at the top level", "see rules/clean.yaml")
     return rules_from_dict(raw, source=p.name)
@@ -111,7 +113,10 @@ def rules_from_dict(raw: dict[str, Any], source: str = "rules") -> CleanRules:
              "required", "fill", "fuzzy", "examples"}  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}", f"known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{source}: unknown setting(s) {', '.join(unknown)}",
+            f"known: {', '.join(sorted(known))}",
+        )
 
     def str_list(name: str, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
@@ -132,7 +137,9 @@ def rules_from_dict(raw: dict[str, Any], source: str = "rules") -> CleanRules:
     for name in ("hub_max_names", "examples"):
         if name in raw:
             if not isinstance(raw[name], int) or raw[name] < 0:
-                raise ConfigError(f"{source}: {name} must be a whole number ≥ 0", f"got {raw[name]!r}")
+                raise ConfigError(
+                    f"{source}: {name} must be a whole number ≥ 0", f"got {raw[name]!r}"
+                )
             kw[name] = raw[name]
     ident = raw.get("id") or {}
     if not isinstance(ident, dict):
@@ -146,7 +153,10 @@ def rules_from_dict(raw: dict[str, Any], source: str = "rules") -> CleanRules:
     if "codes" in ident:
         codes = ident["codes"] or {}
         if not isinstance(codes, dict) or not all(isinstance(v, dict) for v in codes.values()):
-            raise ConfigError(f"{source}: id.codes must map a field to a table of value: code", "e.g. region: {华北: HB}")
+            raise ConfigError(
+                f"{source}: id.codes must map a field to a table of value: code",
+                "e.g. region: {华北: HB}",
+            )
         kw["codes"] = {str(k): {str(a): str(b) for a, b in v.items()} for k, v in codes.items()}
     if "required" in raw:
         req = []
@@ -156,12 +166,18 @@ def rules_from_dict(raw: dict[str, Any], source: str = "rules") -> CleanRules:
             elif isinstance(item, list) and item and all(isinstance(v, str) for v in item):
                 req.append(tuple(item))
             else:
-                raise ConfigError(f"{source}: required entries are field names or lists of them", f"got {item!r}")
+                raise ConfigError(
+                    f"{source}: required entries are field names or lists of them", f"got {item!r}"
+                )
         kw["required"] = tuple(req)
     if "fill" in raw:
         rules = []
         for item in raw["fill"] or []:
-            if not isinstance(item, dict) or "field" not in item or ("value" in item) == ("from" in item):
+            if (
+                not isinstance(item, dict)
+                or "field" not in item
+                or ("value" in item) == ("from" in item)
+            ):
                 raise ConfigError(
                     f"{source}: fill rule {item!r} needs a field and exactly one of value/from",
                     "e.g. {field: owner, value: 公海}",
@@ -220,7 +236,12 @@ class CleanReport:
             "ids_kept": self.ids_kept,
             "ids_new": self.ids_new,
             "keys": list(self.keys),
-            "merges_by_key": {str(k): int(v) for k, v in zip(self.merges_by_key["merge_key"], self.merges_by_key["linked_rows"], strict=True)},
+            "merges_by_key": {
+                str(k): int(v)
+                for k, v in zip(
+                    self.merges_by_key["merge_key"], self.merges_by_key["linked_rows"], strict=True
+                )
+            },
         }
 
     def summary(self, lang: str = "zh") -> pd.DataFrame:
@@ -297,10 +318,10 @@ def dedupe(
     ``None`` come from ``rules`` (default: the built-in defaults, the same as rules/clean.yaml).
     ``previous`` is an earlier clean output whose ids are carried over.
     """
+    import time
+
     import numpy as np
     import pandas as pd
-
-    import time
 
     clock = [time.perf_counter()]
     timings: dict[str, float] = {}
@@ -378,7 +399,9 @@ def dedupe(
     else:
         customers["source_ids"] = ""
     for col, multi in (("phone", "phones"), ("email", "emails")):
-        customers[multi] = _join_per_customer(cust_row, data[col], rows_per_cust, m) if col in data.columns else ""
+        customers[multi] = (
+            _join_per_customer(cust_row, data[col], rows_per_cust, m) if col in data.columns else ""
+        )
     customers["_flags"] = _union_flags(cust_row, data["_flags"], m)
 
     lap("survivorship")
@@ -411,7 +434,9 @@ def dedupe(
             "_sheet": data["_sheet"],
             "_row": data["_row"],
             "_channel": data["_channel"],
-            "source_customer_id": data["customer_id"] if "customer_id" in data.columns else pd.Series("", index=data.index, dtype=str),
+            "source_customer_id": data["customer_id"]
+            if "customer_id" in data.columns
+            else pd.Series("", index=data.index, dtype=str),
             "customer_id": pd.Series(ids, dtype=str).take(cust_row).to_numpy(),
             "match_key": pd.Series(texts, dtype=str).take(pattern_row).to_numpy(),
             "exact_duplicate": exact_dup,
@@ -428,10 +453,19 @@ def dedupe(
         }
     )
     conflict_table = _conflict_table(conflict_long, customers)
-    review = _review_table(u_rows, rec[is_hub], node[is_hub], nodes, ids[cust_u] if u else np.zeros(0, object))
+    review = _review_table(
+        u_rows, rec[is_hub], node[is_hub], nodes, ids[cust_u] if u else np.zeros(0, object)
+    )
     fuzzy = _fuzzy_matches(u_rows, cust_u, ids, r) if fuzzy_names else _empty_fuzzy()
     examples = _examples(data, cust_row, rows_per_cust, customers, r.examples)
-    followup = customers.loc[customers["follow_up_flag"], [c for c in ("customer_id", "name", "phone", "email", "owner", "missing_fields") if c in customers.columns]].reset_index(drop=True)
+    followup = customers.loc[
+        customers["follow_up_flag"],
+        [
+            c
+            for c in ("customer_id", "name", "phone", "email", "owner", "missing_fields")
+            if c in customers.columns
+        ],
+    ].reset_index(drop=True)
     lap("report")
     report = CleanReport(
         timings=timings,
@@ -441,7 +475,9 @@ def dedupe(
         merged_rows=u - m,
         conflicts=len(conflict_table),
         flagged=int(customers["follow_up_flag"].sum()),
-        hub_rows=int(review[["_source_file", "_sheet", "_row"]].drop_duplicates().shape[0]) if len(review) else 0,
+        hub_rows=int(review[["_source_file", "_sheet", "_row"]].drop_duplicates().shape[0])
+        if len(review)
+        else 0,
         fuzzy_matches=len(fuzzy),
         ids_kept=int((kept_ids != "").sum()),
         ids_new=int(m - (kept_ids != "").sum()),
@@ -469,7 +505,11 @@ def _resolve_rules(
     r = rules or CleanRules()
     kw: dict[str, Any] = {}
     if keys is not None:
-        kw["keys"] = tuple(k.strip() for k in keys.split(",") if k.strip()) if isinstance(keys, str) else tuple(keys)
+        kw["keys"] = (
+            tuple(k.strip() for k in keys.split(",") if k.strip())
+            if isinstance(keys, str)
+            else tuple(keys)
+        )
     if survivorship is not None:
         kw["survivorship"] = survivorship
     if channel_priority is not None:
@@ -493,9 +533,14 @@ def _resolve_rules(
     if r.survivorship not in {"newest", "channel"}:
         raise ConfigError(f"unknown survivorship {r.survivorship!r}", "use newest or channel")
     if r.survivorship == "channel" and not r.channel_priority:
-        raise ConfigError("survivorship 'channel' needs a channel priority", "pass e.g. --channel-priority 门店,电商,公众号")
+        raise ConfigError(
+            "survivorship 'channel' needs a channel priority",
+            "pass e.g. --channel-priority 门店,电商,公众号",
+        )
     if r.hub_max_names < 1:
-        raise ConfigError("hub_max_names must be at least 1", "e.g. 3: a phone shared by 4 names is not merged on")
+        raise ConfigError(
+            "hub_max_names must be at least 1", "e.g. 3: a phone shared by 4 names is not merged on"
+        )
     return r
 
 
@@ -536,7 +581,17 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
         if c not in data.columns:
             data[c] = ""
     data["_row"] = pd.to_numeric(data["_row"], errors="coerce").astype("Int64")
-    always_text = {"customer_id", "phone", "email", "id_number", "name", "_source_file", "_sheet", "_channel", "_flags"}
+    always_text = {
+        "customer_id",
+        "phone",
+        "email",
+        "id_number",
+        "name",
+        "_source_file",
+        "_sheet",
+        "_channel",
+        "_flags",
+    }
     for c in data.columns:
         s = data[c]
         if c == "_row":
@@ -583,7 +638,9 @@ class _KeyNodes:
         for k in np.unique(j):  # loop over the few keys, not the rows
             sel = j == k
             values[sel] = np.asarray(self.uniques[k], dtype=object)[node[sel] - self.offsets[k]]
-        return names, pd.Series(values, dtype=object).str.replace(_CHAN_SEP, ":").to_numpy(dtype=object)
+        return names, pd.Series(values, dtype=object).str.replace(_CHAN_SEP, ":").to_numpy(
+            dtype=object
+        )
 
 
 def _key_nodes(data: pd.DataFrame, keys: list[str]) -> _KeyNodes:
@@ -619,7 +676,14 @@ def _key_nodes(data: pd.DataFrame, keys: list[str]) -> _KeyNodes:
     )
 
 
-def _hub_nodes(u_rows: pd.DataFrame, rec: np.ndarray, node: np.ndarray, kidx: np.ndarray, nodes: _KeyNodes, max_names: int) -> np.ndarray:
+def _hub_nodes(
+    u_rows: pd.DataFrame,
+    rec: np.ndarray,
+    node: np.ndarray,
+    kidx: np.ndarray,
+    nodes: _KeyNodes,
+    max_names: int,
+) -> np.ndarray:
     """Per node: shared by more than ``max_names`` different non-empty names (source ids exempt)."""
     import numpy as np
     import pandas as pd
@@ -680,7 +744,9 @@ def _priority_order(u_rows: pd.DataFrame, cust_u: np.ndarray, r: CleanRules) -> 
 
     u = len(u_rows)
     later = -np.arange(u, dtype=np.float64)  # imported later first
-    if "first_contact_date" in u_rows.columns and pd.api.types.is_datetime64_any_dtype(u_rows["first_contact_date"]):
+    if "first_contact_date" in u_rows.columns and pd.api.types.is_datetime64_any_dtype(
+        u_rows["first_contact_date"]
+    ):
         fcd = u_rows["first_contact_date"]
         newest = np.where(fcd.isna(), np.inf, -fcd.astype("int64").to_numpy(np.float64))
     else:
@@ -698,7 +764,14 @@ def _content_fields(columns: Any) -> list[str]:
     """Fields that survive into the customer row (canonical order, then extra columns)."""
     cols = [str(c) for c in columns]
     canon = [c for c in CUSTOMER_FIELDS if c in cols]
-    extra = [c for c in cols if not c.startswith("_") and c not in CUSTOMER_FIELDS and c != "customer_id" and c not in MULTI_VALUED]
+    extra = [
+        c
+        for c in cols
+        if not c.startswith("_")
+        and c not in CUSTOMER_FIELDS
+        and c != "customer_id"
+        and c not in MULTI_VALUED
+    ]
     return canon + extra
 
 
@@ -710,7 +783,9 @@ def _blank_mask(s: pd.Series) -> pd.Series:
     return s.isna()
 
 
-def _survive(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray, m: int, r: CleanRules) -> pd.DataFrame:
+def _survive(
+    u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray, m: int, r: CleanRules
+) -> pd.DataFrame:
     """One row per customer: the first non-empty value of each field in priority order.
 
     Customers with one distinct row take it as it is (a take, no per-value work); the
@@ -728,13 +803,17 @@ def _survive(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray, m
     multi_rows = np.flatnonzero(~single)
     if len(multi_rows):
         sub = u_rows[fields].iloc[multi_rows]
-        order = _priority_order(u_rows.iloc[multi_rows].reset_index(drop=True), cust_u[multi_rows], r)
+        order = _priority_order(
+            u_rows.iloc[multi_rows].reset_index(drop=True), cust_u[multi_rows], r
+        )
         sub = sub.iloc[order]
         sub_cust = cust_u[multi_rows][order]
         masked = pd.DataFrame({f: sub[f].mask(_blank_mask(sub[f])) for f in fields})
         merged = masked.groupby(sub_cust, sort=True).first()
         if "first_contact_date" in fields:
-            merged["first_contact_date"] = sub["first_contact_date"].groupby(sub_cust, sort=True).min()
+            merged["first_contact_date"] = (
+                sub["first_contact_date"].groupby(sub_cust, sort=True).min()
+            )
         for f in fields:
             if _is_text(u_rows[f]):
                 merged[f] = merged[f].fillna("").astype(u_rows[f].dtype)
@@ -751,7 +830,13 @@ def _is_text(s: pd.Series) -> bool:
     return bool(pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s))
 
 
-def _conflicts(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray, customers: pd.DataFrame, r: CleanRules) -> pd.DataFrame:
+def _conflicts(
+    u_rows: pd.DataFrame,
+    cust_u: np.ndarray,
+    u_per_cust: np.ndarray,
+    customers: pd.DataFrame,
+    r: CleanRules,
+) -> pd.DataFrame:
     """(cust, field, values, n_values) where a customer's rows hold different non-empty values."""
     import numpy as np
     import pandas as pd
@@ -760,14 +845,18 @@ def _conflicts(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray,
     fields = [f for f in _content_fields(u_rows.columns) if f not in skip]
     multi_rows = np.flatnonzero(u_per_cust[cust_u] > 1) if len(cust_u) else np.zeros(0, np.int64)
     if len(multi_rows):  # values listed in survivorship order: the kept one first
-        multi_rows = multi_rows[_priority_order(u_rows.iloc[multi_rows].reset_index(drop=True), cust_u[multi_rows], r)]
+        multi_rows = multi_rows[
+            _priority_order(u_rows.iloc[multi_rows].reset_index(drop=True), cust_u[multi_rows], r)
+        ]
     parts = []
     for f in fields:
         if not len(multi_rows):
             break
         s = u_rows[f].iloc[multi_rows]
         keep = ~_blank_mask(s).to_numpy()
-        d = pd.DataFrame({"cust": cust_u[multi_rows][keep], "value": s[keep].astype(str).to_numpy()})
+        d = pd.DataFrame(
+            {"cust": cust_u[multi_rows][keep], "value": s[keep].astype(str).to_numpy()}
+        )
         d = d.drop_duplicates()
         cnt = d.groupby("cust").size()
         bad = cnt.index[cnt > 1]
@@ -775,10 +864,25 @@ def _conflicts(u_rows: pd.DataFrame, cust_u: np.ndarray, u_per_cust: np.ndarray,
             continue
         d = d[d["cust"].isin(bad)]
         g, joined = _group_join(d["cust"].to_numpy(), d["value"].to_numpy(dtype=object))
-        parts.append(pd.DataFrame({"cust": g, "field": f, "values": joined, "n_values": cnt.loc[g].to_numpy()}))
+        parts.append(
+            pd.DataFrame(
+                {"cust": g, "field": f, "values": joined, "n_values": cnt.loc[g].to_numpy()}
+            )
+        )
     if not parts:
-        return pd.DataFrame({"cust": pd.Series([], dtype=np.int64), "field": [], "values": [], "n_values": pd.Series([], dtype=np.int64)})
-    return pd.concat(parts, ignore_index=True).sort_values(["cust", "field"], kind="stable").reset_index(drop=True)
+        return pd.DataFrame(
+            {
+                "cust": pd.Series([], dtype=np.int64),
+                "field": [],
+                "values": [],
+                "n_values": pd.Series([], dtype=np.int64),
+            }
+        )
+    return (
+        pd.concat(parts, ignore_index=True)
+        .sort_values(["cust", "field"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _conflict_table(long: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
@@ -794,7 +898,9 @@ def _conflict_table(long: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame(
         {
             "customer_id": customers["customer_id"].to_numpy(dtype=object)[idx],
-            "name": customers["name"].to_numpy(dtype=object)[idx] if "name" in customers.columns else "",
+            "name": customers["name"].to_numpy(dtype=object)[idx]
+            if "name" in customers.columns
+            else "",
             "conflict_field": fields,
             "kept_value": kept,
             "all_values": long["values"].to_numpy(dtype=object),
@@ -803,7 +909,9 @@ def _conflict_table(long: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame
     )
 
 
-def _join_per_customer(cust: np.ndarray, values: pd.Series, rows_per_cust: np.ndarray, m: int) -> pd.Series:
+def _join_per_customer(
+    cust: np.ndarray, values: pd.Series, rows_per_cust: np.ndarray, m: int
+) -> pd.Series:
     """All distinct non-empty values per customer, in input order, ';'-joined (str Series of m)."""
     import numpy as np
     import pandas as pd
@@ -847,13 +955,19 @@ def _union_flags(cust: np.ndarray, flags: pd.Series, m: int) -> pd.Series:
     has = (flags != "").to_numpy()
     if not has.any():
         return pd.Series(np.full(m, "", dtype=object)).astype(str)
-    d = pd.DataFrame({"cust": cust[has], "flag": flags[has].str.split(";").to_numpy()}).explode("flag")
+    d = pd.DataFrame({"cust": cust[has], "flag": flags[has].str.split(";").to_numpy()}).explode(
+        "flag"
+    )
     d = d[d["flag"] != ""]
     counts = np.bincount(d["cust"].to_numpy(np.int64), minlength=m)
-    return _join_per_customer(d["cust"].to_numpy(np.int64), d["flag"].astype(str), np.maximum(counts, 2), m)
+    return _join_per_customer(
+        d["cust"].to_numpy(np.int64), d["flag"].astype(str), np.maximum(counts, 2), m
+    )
 
 
-def _bit_patterns(flags: list[np.ndarray], names: list[str], length: int) -> tuple[list[str], np.ndarray]:
+def _bit_patterns(
+    flags: list[np.ndarray], names: list[str], length: int
+) -> tuple[list[str], np.ndarray]:
     """Per row, which flags are set, as (texts of all 2^k patterns, pattern index per row)."""
     import numpy as np
 
@@ -875,15 +989,21 @@ def _bits_to_text(flags: list[np.ndarray], names: list[str]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- ids
-def _parse_id_format(fmt: str, columns: Any, codes: dict[str, dict[str, str]]) -> list[tuple[str, str | None, str]]:
+def _parse_id_format(
+    fmt: str, columns: Any, codes: dict[str, dict[str, str]]
+) -> list[tuple[str, str | None, str]]:
     """[(literal, field, spec)] of an id format, checked against the fields it may use."""
     try:
         pieces = [(lit, fld, spec or "") for lit, fld, spec, _ in string.Formatter().parse(fmt)]
     except ValueError as exc:
-        raise ConfigError(f"id format {fmt!r} is not a valid format string ({exc})", "e.g. C{seq:08d}") from None
+        raise ConfigError(
+            f"id format {fmt!r} is not a valid format string ({exc})", "e.g. C{seq:08d}"
+        ) from None
     fields = [f for _, f, _ in pieces if f is not None]
     if "seq" not in fields:
-        raise ConfigError(f"id format {fmt!r} has no {{seq}}", "add a sequence number, e.g. C{seq:08d}")
+        raise ConfigError(
+            f"id format {fmt!r} has no {{seq}}", "add a sequence number, e.g. C{seq:08d}"
+        )
     if fields.count("seq") > 1:
         raise ConfigError(f"id format {fmt!r} has {{seq}} twice", "use it once")
     cols = {str(c) for c in columns}
@@ -910,7 +1030,12 @@ def _format_spec(values: pd.Series, spec: str) -> pd.Series:
     return values.map(lambda v: format(v, spec))
 
 
-def _render_ids(customers: pd.DataFrame, pieces: list[tuple[str, str | None, str]], r: CleanRules, seq: pd.Series | None) -> pd.Series:
+def _render_ids(
+    customers: pd.DataFrame,
+    pieces: list[tuple[str, str | None, str]],
+    r: CleanRules,
+    seq: pd.Series | None,
+) -> pd.Series:
     """Ids of the given customers; with ``seq=None`` the prefix with the sequence marked."""
     import pandas as pd
 
@@ -923,15 +1048,27 @@ def _render_ids(customers: pd.DataFrame, pieces: list[tuple[str, str | None, str
             out = out + (_SEQ_MARK if seq is None else _format_spec(seq.astype("int64"), spec))
             continue
         if fld in {"year", "month"}:
-            d = customers["first_contact_date"] if "first_contact_date" in customers.columns else pd.Series(pd.NaT, index=customers.index)
+            d = (
+                customers["first_contact_date"]
+                if "first_contact_date" in customers.columns
+                else pd.Series(pd.NaT, index=customers.index)
+            )
             d = pd.to_datetime(d, errors="coerce")
             part = d.dt.year if fld == "year" else d.dt.month
             text = part.astype("Int64").astype(str).str.zfill(4 if fld == "year" else 2)
-            text = text.where(part.notna(), r.id_defaults.get(fld, "0000" if fld == "year" else "00"))
+            text = text.where(
+                part.notna(), r.id_defaults.get(fld, "0000" if fld == "year" else "00")
+            )
         elif fld.endswith("_code") and fld[:-5] in r.codes:
             table = r.codes[fld[:-5]]
-            src = customers[fld[:-5]].astype(str) if fld[:-5] in customers.columns else pd.Series("", index=customers.index)
-            text = src.map(table).where(src.map(table).notna(), table.get("_default", r.id_defaults.get(fld, "XX")))
+            src = (
+                customers[fld[:-5]].astype(str)
+                if fld[:-5] in customers.columns
+                else pd.Series("", index=customers.index)
+            )
+            text = src.map(table).where(
+                src.map(table).notna(), table.get("_default", r.id_defaults.get(fld, "XX"))
+            )
         else:
             text = customers[fld].astype(str)
             text = text.where(text != "", r.id_defaults.get(fld, "X"))
@@ -962,16 +1099,26 @@ def _previous_keys(previous: pd.DataFrame, nodes: _KeyNodes) -> pd.DataFrame:
     import pandas as pd
 
     if "customer_id" not in previous.columns:
-        raise InputError("the previous clean output has no customer_id column", "pass the customers file an earlier `custtool clean` wrote")
+        raise InputError(
+            "the previous clean output has no customer_id column",
+            "pass the customers file an earlier `custtool clean` wrote",
+        )
     prev_ids = _as_text(previous["customer_id"])
     if (prev_ids == "").any():
-        raise InputError("the previous clean output has customers without an id", "pass the customers file an earlier `custtool clean` wrote")
+        raise InputError(
+            "the previous clean output has customers without an id",
+            "pass the customers file an earlier `custtool clean` wrote",
+        )
     if prev_ids.duplicated().any():
         raise InputError(
             f"the previous clean output has duplicate customer ids (e.g. {prev_ids[prev_ids.duplicated()].iloc[0]})",
             "pass the customers file an earlier `custtool clean` wrote",
         )
-    sources = {"phone": ("phones", "phone"), "email": ("emails", "email"), "customer_id": ("source_ids",)}
+    sources = {
+        "phone": ("phones", "phone"),
+        "email": ("emails", "email"),
+        "customer_id": ("source_ids",),
+    }
     parts = []
     for j, k in enumerate(nodes.keys):
         for col in sources.get(k, (k,)):
@@ -987,21 +1134,33 @@ def _previous_keys(previous: pd.DataFrame, nodes: _KeyNodes) -> pd.DataFrame:
                 ok = chan_id[1].notna()
                 d = d[ok]
                 d["v"] = chan_id[0][ok] + _CHAN_SEP + chan_id[1][ok]
-            d = pd.DataFrame({"prev": d["prev"].to_numpy(np.int64), "node": nodes.lookup(j, d["v"].astype(str))})
+            d = pd.DataFrame(
+                {"prev": d["prev"].to_numpy(np.int64), "node": nodes.lookup(j, d["v"].astype(str))}
+            )
             parts.append(d[d["node"] >= 0])
             break  # phones (all values) preferred over phone
     if not parts:
-        return pd.DataFrame({"prev": pd.Series([], dtype=np.int64), "node": pd.Series([], dtype=np.int64)})
+        return pd.DataFrame(
+            {"prev": pd.Series([], dtype=np.int64), "node": pd.Series([], dtype=np.int64)}
+        )
     return pd.concat(parts, ignore_index=True).drop_duplicates()
 
 
-def _carry_ids(previous: pd.DataFrame | None, cust: np.ndarray, node: np.ndarray, nodes: _KeyNodes, m: int) -> tuple[np.ndarray, pd.DataFrame]:
+def _carry_ids(
+    previous: pd.DataFrame | None, cust: np.ndarray, node: np.ndarray, nodes: _KeyNodes, m: int
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Previous id per customer ("" when new) and the table of merged/split previous ids."""
     import numpy as np
     import pandas as pd
 
     kept = np.full(m, "", dtype=object)
-    changes = pd.DataFrame({"customer_id": pd.Series([], dtype=str), "id_change": pd.Series([], dtype=str), "previous_ids": pd.Series([], dtype=str)})
+    changes = pd.DataFrame(
+        {
+            "customer_id": pd.Series([], dtype=str),
+            "id_change": pd.Series([], dtype=str),
+            "previous_ids": pd.Series([], dtype=str),
+        }
+    )
     if previous is None or not m:
         return kept, changes
     prev_ids = _as_text(previous["customer_id"]) if "customer_id" in previous.columns else None
@@ -1020,7 +1179,9 @@ def _carry_ids(previous: pd.DataFrame | None, cust: np.ndarray, node: np.ndarray
     taken_prev: list[np.ndarray] = []
     while len(free):
         claim = free.drop_duplicates("cust", keep="first")
-        win = claim.sort_values(["prev", "cust"], kind="stable").drop_duplicates("prev", keep="first")
+        win = claim.sort_values(["prev", "cust"], kind="stable").drop_duplicates(
+            "prev", keep="first"
+        )
         taken_cust.append(win["cust"].to_numpy())
         taken_prev.append(win["prev"].to_numpy())
         free = free[~free["cust"].isin(win["cust"]) & ~free["prev"].isin(win["prev"])]
@@ -1035,18 +1196,34 @@ def _carry_ids(previous: pd.DataFrame | None, cust: np.ndarray, node: np.ndarray
     if len(merged_c):
         d = pairs[pairs["cust"].isin(merged_c)]
         g, joined = _group_join(d["cust"].to_numpy(), ids_arr[d["prev"].to_numpy()])
-        rows.append(pd.DataFrame({"cust": g, "id_change": "merged previous ids", "previous_ids": joined}))
+        rows.append(
+            pd.DataFrame({"cust": g, "id_change": "merged previous ids", "previous_ids": joined})
+        )
     split_p = per_prev.index[per_prev > 1].to_numpy()
     if len(split_p):
         d = pairs[pairs["prev"].isin(split_p)]
-        rows.append(pd.DataFrame({"cust": d["cust"].to_numpy(), "id_change": "previous id split", "previous_ids": ids_arr[d["prev"].to_numpy()]}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "cust": d["cust"].to_numpy(),
+                    "id_change": "previous id split",
+                    "previous_ids": ids_arr[d["prev"].to_numpy()],
+                }
+            )
+        )
     if rows:
         changes = pd.concat(rows, ignore_index=True).drop_duplicates()
         changes = changes.rename(columns={"cust": "_cust"})
     return kept, changes
 
 
-def _new_ids(customers: pd.DataFrame, kept: np.ndarray, pieces: list[tuple[str, str | None, str]], r: CleanRules, previous: pd.DataFrame | None) -> np.ndarray:
+def _new_ids(
+    customers: pd.DataFrame,
+    kept: np.ndarray,
+    pieces: list[tuple[str, str | None, str]],
+    r: CleanRules,
+    previous: pd.DataFrame | None,
+) -> np.ndarray:
     """Kept previous ids, and the next numbers per prefix for new customers (appearance order)."""
     import numpy as np
     import pandas as pd
@@ -1090,14 +1267,19 @@ def _flag_missing(customers: pd.DataFrame, r: CleanRules) -> pd.DataFrame:
         miss.append(~present)
         names.append("/".join(group))
     out["follow_up_flag"] = np.logical_or.reduce(miss) if miss and m else np.zeros(m, bool)
-    out["missing_fields"] = pd.Series(_bits_to_text(miss, names) if miss and m else np.full(m, "", object), index=out.index).astype(str)
+    out["missing_fields"] = pd.Series(
+        _bits_to_text(miss, names) if miss and m else np.full(m, "", object), index=out.index
+    ).astype(str)
     for rule in r.fill:
         if rule.field not in out.columns:
             out[rule.field] = ""
         blank = _blank_mask(out[rule.field])
         if rule.source is not None:
             if rule.source not in out.columns:
-                raise ConfigError(f"fill rule for {rule.field!r}: no field {rule.source!r} to copy from", "check fill: in rules/clean.yaml")
+                raise ConfigError(
+                    f"fill rule for {rule.field!r}: no field {rule.source!r} to copy from",
+                    "check fill: in rules/clean.yaml",
+                )
             src = out[rule.source].astype(str)
             blank = blank & (src != "")
             new = src
@@ -1115,11 +1297,22 @@ def _flag_missing(customers: pd.DataFrame, r: CleanRules) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- report tables
-def _review_table(u_rows: pd.DataFrame, rec: np.ndarray, node: np.ndarray, nodes: _KeyNodes, ids_u: np.ndarray) -> pd.DataFrame:
+def _review_table(
+    u_rows: pd.DataFrame, rec: np.ndarray, node: np.ndarray, nodes: _KeyNodes, ids_u: np.ndarray
+) -> pd.DataFrame:
     """Records carrying a hub key value (one row per record and value), for review."""
     import pandas as pd
 
-    cols = ["merge_key", "key_value", "n_names", "_source_file", "_sheet", "_row", "name", "customer_id"]
+    cols = [
+        "merge_key",
+        "key_value",
+        "n_names",
+        "_source_file",
+        "_sheet",
+        "_row",
+        "name",
+        "customer_id",
+    ]
     if not len(rec):
         return pd.DataFrame({c: pd.Series([], dtype=str) for c in cols})
     key, value = nodes.describe(node)
@@ -1134,9 +1327,15 @@ def _review_table(u_rows: pd.DataFrame, rec: np.ndarray, node: np.ndarray, nodes
             "customer_id": ids_u[rec],
         }
     )
-    n_names = d[d["name"] != ""].groupby(["merge_key", "key_value"])["name"].nunique().rename("n_names")
+    n_names = (
+        d[d["name"] != ""].groupby(["merge_key", "key_value"])["name"].nunique().rename("n_names")
+    )
     d = d.merge(n_names, left_on=["merge_key", "key_value"], right_index=True, how="left")
-    return d[cols].sort_values(["merge_key", "key_value", "_source_file", "_sheet", "_row"], kind="stable").reset_index(drop=True)
+    return (
+        d[cols]
+        .sort_values(["merge_key", "key_value", "_source_file", "_sheet", "_row"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _empty_fuzzy() -> pd.DataFrame:
@@ -1146,7 +1345,9 @@ def _empty_fuzzy() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=float if c == "similarity" else str) for c in cols})
 
 
-def _fuzzy_matches(u_rows: pd.DataFrame, cust_u: np.ndarray, ids: np.ndarray, r: CleanRules) -> pd.DataFrame:
+def _fuzzy_matches(
+    u_rows: pd.DataFrame, cust_u: np.ndarray, ids: np.ndarray, r: CleanRules
+) -> pd.DataFrame:
     """Pairs of different customers in one block with close names (rapidfuzz), for review."""
     import numpy as np
     import pandas as pd
@@ -1169,7 +1370,13 @@ def _fuzzy_matches(u_rows: pd.DataFrame, cust_u: np.ndarray, ids: np.ndarray, r:
     if not blocks:
         return _empty_fuzzy()
     b = pd.concat(blocks)
-    d = pd.DataFrame({"block": b.to_numpy(), "cust": cust_u[b.index.to_numpy()], "name": name.to_numpy()[b.index.to_numpy()]})
+    d = pd.DataFrame(
+        {
+            "block": b.to_numpy(),
+            "cust": cust_u[b.index.to_numpy()],
+            "name": name.to_numpy()[b.index.to_numpy()],
+        }
+    )
     d = d[d["name"] != ""].drop_duplicates()
     size = d.groupby("block")["cust"].transform("nunique")
     d = d[(size >= 2) & (size <= r.fuzzy_max_block)]
@@ -1182,7 +1389,9 @@ def _fuzzy_matches(u_rows: pd.DataFrame, cust_u: np.ndarray, ids: np.ndarray, r:
     score = cpdist(pairs["name_a"].tolist(), pairs["name_b"].tolist(), scorer=fuzz.ratio, workers=1)
     pairs = pairs.assign(score=np.round(np.asarray(score, dtype=np.float64), 1))
     pairs = pairs[pairs["score"] >= r.fuzzy_threshold]
-    pairs = pairs.sort_values(["cust_a", "cust_b", "score"], ascending=[True, True, False], kind="stable").drop_duplicates(["cust_a", "cust_b"])
+    pairs = pairs.sort_values(
+        ["cust_a", "cust_b", "score"], ascending=[True, True, False], kind="stable"
+    ).drop_duplicates(["cust_a", "cust_b"])
     return pd.DataFrame(
         {
             "customer_id_a": ids[pairs["cust_a"].to_numpy()],
@@ -1195,15 +1404,38 @@ def _fuzzy_matches(u_rows: pd.DataFrame, cust_u: np.ndarray, ids: np.ndarray, r:
     ).reset_index(drop=True)
 
 
-def _examples(data: pd.DataFrame, cust_row: np.ndarray, rows_per_cust: np.ndarray, customers: pd.DataFrame, k: int) -> pd.DataFrame:
+def _examples(
+    data: pd.DataFrame,
+    cust_row: np.ndarray,
+    rows_per_cust: np.ndarray,
+    customers: pd.DataFrame,
+    k: int,
+) -> pd.DataFrame:
     """The first ``k`` merged customers: their input rows ('before') and the result ('after')."""
     import numpy as np
     import pandas as pd
 
     merged = np.flatnonzero(rows_per_cust > 1)[:k]
-    show = [c for c in ("name", "phone", "email", "city", "company", "owner", "needs", "status") if c in customers.columns]
+    show = [
+        c
+        for c in ("name", "phone", "email", "city", "company", "owner", "needs", "status")
+        if c in customers.columns
+    ]
     if not len(merged):
-        return pd.DataFrame({c: pd.Series([], dtype=str) for c in ["customer_id", "example_stage", "_source_file", "_sheet", "_row", "_channel", *show]})
+        return pd.DataFrame(
+            {
+                c: pd.Series([], dtype=str)
+                for c in [
+                    "customer_id",
+                    "example_stage",
+                    "_source_file",
+                    "_sheet",
+                    "_row",
+                    "_channel",
+                    *show,
+                ]
+            }
+        )
     sel = np.isin(cust_row, merged)
     before = data.loc[sel, ["_source_file", "_sheet", "_row", "_channel", *show]].copy()
     before.insert(0, "example_stage", "before")
@@ -1218,7 +1450,9 @@ def _examples(data: pd.DataFrame, cust_row: np.ndarray, rows_per_cust: np.ndarra
     after["_order"] = merged
     out = pd.concat([before, after], ignore_index=True)
     out["_stage_order"] = (out["example_stage"] == "after").astype(int)
-    out = out.sort_values(["_order", "_stage_order"], kind="stable").drop(columns=["_order", "_stage_order"])
+    out = out.sort_values(["_order", "_stage_order"], kind="stable").drop(
+        columns=["_order", "_stage_order"]
+    )
     # '' (not <NA>) on the 'after' rows: io.write_xlsx_sheets cannot size a column holding NA
     out["_row"] = out["_row"].astype("Int64").astype(object).where(out["_row"].notna(), "")
     for c in ("_source_file", "_sheet"):

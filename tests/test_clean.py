@@ -17,7 +17,18 @@ from custtool.cli import app
 from custtool.errors import ConfigError, InputError
 
 T = pd.Timestamp
-TEXT = ["customer_id", "name", "phone", "email", "city", "region", "industry", "owner", "needs", "notes"]
+TEXT = [
+    "customer_id",
+    "name",
+    "phone",
+    "email",
+    "city",
+    "region",
+    "industry",
+    "owner",
+    "needs",
+    "notes",
+]
 
 
 def customers(*rows: dict) -> pd.DataFrame:
@@ -43,14 +54,21 @@ def customers(*rows: dict) -> pd.DataFrame:
 
 
 def ids_by_row(lineage: pd.DataFrame) -> dict[tuple[str, int], str]:
-    return {(f, int(r)): c for f, r, c in zip(lineage["_source_file"], lineage["_row"], lineage["customer_id"], strict=True)}
+    return {
+        (f, int(r)): c
+        for f, r, c in zip(
+            lineage["_source_file"], lineage["_row"], lineage["customer_id"], strict=True
+        )
+    }
 
 
 # --------------------------------------------------------------------------- linking
 def test_transitive_linking_phone_then_email():
     df = customers(
         dict(name="张伟", phone="13812345678", _channel="电商", customer_id="E1"),
-        dict(name="张伟", phone="13812345678", email="zw@163.com", _channel="门店", customer_id="M7"),
+        dict(
+            name="张伟", phone="13812345678", email="zw@163.com", _channel="门店", customer_id="M7"
+        ),
         dict(name="张 伟", email="zw@163.com", _channel="公众号"),
         dict(name="李娜", phone="13900001111", _channel="电商", customer_id="E2"),
     )
@@ -63,7 +81,9 @@ def test_transitive_linking_phone_then_email():
     assert zw["source_ids"] == "电商:E1;门店:M7"
     assert zw["phones"] == "13812345678" and zw["emails"] == "zw@163.com"
     assert (rep.rows_in, rep.exact_duplicates, rep.merged_rows, rep.customers_out) == (4, 0, 2, 2)
-    by_key = dict(zip(rep.merges_by_key["merge_key"], rep.merges_by_key["linked_rows"], strict=True))
+    by_key = dict(
+        zip(rep.merges_by_key["merge_key"], rep.merges_by_key["linked_rows"], strict=True)
+    )
     assert by_key == {"phone": 2, "email": 2, "customer_id": 0}
 
 
@@ -104,8 +124,20 @@ def test_keys_option_limits_linking():
 
 
 def test_exact_duplicates_collapse_and_accounting():
-    row = dict(name="赵六", phone="13700001234", city="上海市", owner="小王", needs="续费", first_contact_date="2024-03-01")
-    df = customers(row, {**row, "_row": 9}, {**row, "_row": 10, "_channel": "门店"}, dict(name="孙七", email="s7@qq.com"))
+    row = dict(
+        name="赵六",
+        phone="13700001234",
+        city="上海市",
+        owner="小王",
+        needs="续费",
+        first_contact_date="2024-03-01",
+    )
+    df = customers(
+        row,
+        {**row, "_row": 9},
+        {**row, "_row": 10, "_channel": "门店"},
+        dict(name="孙七", email="s7@qq.com"),
+    )
     cust, lin, rep = dedupe(df)
     assert rep.exact_duplicates == 2
     assert rep.merged_rows == 0
@@ -120,23 +152,55 @@ def test_exact_duplicates_collapse_and_accounting():
 def test_person_with_two_phones():
     df = customers(
         dict(name="陈晨", phone="13811110000", email="cc@163.com", first_contact_date="2023-05-01"),
-        dict(name="陈晨", phone="13922220000", email="cc@163.com", first_contact_date="2024-02-01", _channel="门店"),
+        dict(
+            name="陈晨",
+            phone="13922220000",
+            email="cc@163.com",
+            first_contact_date="2024-02-01",
+            _channel="门店",
+        ),
     )
     cust, _, rep = dedupe(df)
     assert len(cust) == 1
     c = cust.iloc[0]
     assert c["phones"] == "13811110000;13922220000"
     assert c["phone"] == "13922220000"  # newest record's phone
-    assert c["first_contact_date"] == T("2023-05-01")  # the earliest contact stays the first contact
+    assert c["first_contact_date"] == T(
+        "2023-05-01"
+    )  # the earliest contact stays the first contact
     assert rep.conflicts == 0  # two phones are not a conflict: both are kept
 
 
 # --------------------------------------------------------------------------- survivorship
 def _three_channels() -> pd.DataFrame:
     return customers(
-        dict(name="周杰", phone="13600006666", city="杭州市", owner="", company="甲公司", _channel="门店", first_contact_date="2024-01-10"),
-        dict(name="周杰", phone="13600006666", city="宁波市", owner="李经理", company="", _channel="电商", first_contact_date="2024-03-15"),
-        dict(name="周杰", phone="13600006666", city="温州市", owner="", company="乙公司", _channel="公众号", first_contact_date="2024-02-20"),
+        dict(
+            name="周杰",
+            phone="13600006666",
+            city="杭州市",
+            owner="",
+            company="甲公司",
+            _channel="门店",
+            first_contact_date="2024-01-10",
+        ),
+        dict(
+            name="周杰",
+            phone="13600006666",
+            city="宁波市",
+            owner="李经理",
+            company="",
+            _channel="电商",
+            first_contact_date="2024-03-15",
+        ),
+        dict(
+            name="周杰",
+            phone="13600006666",
+            city="温州市",
+            owner="",
+            company="乙公司",
+            _channel="公众号",
+            first_contact_date="2024-02-20",
+        ),
     )
 
 
@@ -150,7 +214,9 @@ def test_survivorship_newest_non_empty_wins():
 
 
 def test_survivorship_by_channel_priority():
-    cust, _, _ = dedupe(_three_channels(), survivorship="channel", channel_priority="门店,电商,公众号")
+    cust, _, _ = dedupe(
+        _three_channels(), survivorship="channel", channel_priority="门店,电商,公众号"
+    )
     c = cust.iloc[0]
     assert c["city"] == "杭州市"
     assert c["owner"] == "李经理"  # 门店 has none: 电商 is next
@@ -206,13 +272,21 @@ def test_hub_phone_is_not_a_merge_key():
     assert rep.review["key_value"].unique().tolist() == [store]
     assert rep.review["n_names"].tolist() == [4, 4, 4, 4]
     assert sorted(rep.review["name"]) == ["张一", "张三", "张二", "张四"]
-    assert lin["customer_id"].tolist() == ["C00000001", "C00000002", "C00000003", "C00000004", "C00000001"]
+    assert lin["customer_id"].tolist() == [
+        "C00000001",
+        "C00000002",
+        "C00000003",
+        "C00000004",
+        "C00000001",
+    ]
     merged, _, rep5 = dedupe(df, hub_max_names=5)
     assert len(merged) == 1 and rep5.hub_rows == 0
 
 
 def test_parents_phone_with_few_names_still_links():
-    df = customers(dict(name="林妈妈", phone="13300000000"), dict(name="林小宝", phone="13300000000"))
+    df = customers(
+        dict(name="林妈妈", phone="13300000000"), dict(name="林小宝", phone="13300000000")
+    )
     assert len(dedupe(df)[0]) == 1
 
 
@@ -232,12 +306,18 @@ def test_missing_key_fields_are_flagged_not_filled():
 
 
 def test_explicit_fill_rules_are_recorded():
-    df = customers(dict(name="乙", email="b@x.cn", owner="", company=""), dict(name="丙", email="c@x.cn", owner="赵"))
+    df = customers(
+        dict(name="乙", email="b@x.cn", owner="", company=""),
+        dict(name="丙", email="c@x.cn", owner="赵"),
+    )
     rules = CleanRules(fill=(FillRule("owner", value="公海"), FillRule("company", source="name")))
     cust, _, _ = dedupe(df, rules=rules)
     assert cust["owner"].tolist() == ["公海", "赵"]
     assert cust["company"].tolist() == ["乙", "丙"]
-    assert cust["follow_up_flag"].tolist() == [True, True]  # flagged before filling (needs is empty too)
+    assert cust["follow_up_flag"].tolist() == [
+        True,
+        True,
+    ]  # flagged before filling (needs is empty too)
     assert cust["missing_fields"].tolist() == ["needs;owner", "needs"]
     assert cust["_flags"].tolist() == ["filled:owner;filled:company", "filled:company"]
 
@@ -245,7 +325,12 @@ def test_explicit_fill_rules_are_recorded():
 def test_flags_are_united_per_customer():
     df = customers(
         dict(name="张先生", phone="13800000001", _flags="name_honorific"),
-        dict(name="张先生", phone="13800000001", email="z@x.cn", _flags="date_invalid:birth_date;name_honorific"),
+        dict(
+            name="张先生",
+            phone="13800000001",
+            email="z@x.cn",
+            _flags="date_invalid:birth_date;name_honorific",
+        ),
     )
     assert dedupe(df)[0].iloc[0]["_flags"] == "name_honorific;date_invalid:birth_date"
 
@@ -253,10 +338,28 @@ def test_flags_are_united_per_customer():
 # --------------------------------------------------------------------------- stable ids
 def _may() -> pd.DataFrame:
     return customers(
-        dict(name="张伟", phone="13812345678", _channel="电商", customer_id="E1", _source_file="2024-05.xlsx"),
-        dict(name="李娜", email="lina@qq.com", _channel="门店", customer_id="M1", _source_file="2024-05.xlsx"),
+        dict(
+            name="张伟",
+            phone="13812345678",
+            _channel="电商",
+            customer_id="E1",
+            _source_file="2024-05.xlsx",
+        ),
+        dict(
+            name="李娜",
+            email="lina@qq.com",
+            _channel="门店",
+            customer_id="M1",
+            _source_file="2024-05.xlsx",
+        ),
         dict(name="王芳", phone="13700000003", _channel="公众号", _source_file="2024-05.xlsx"),
-        dict(name="张伟", email="zw@163.com", phone="13812345678", _channel="门店", _source_file="2024-05.xlsx"),
+        dict(
+            name="张伟",
+            email="zw@163.com",
+            phone="13812345678",
+            _channel="门店",
+            _source_file="2024-05.xlsx",
+        ),
     )
 
 
@@ -275,11 +378,23 @@ def test_ids_carried_over_to_next_month():
     may, _, _ = dedupe(_may())
     june = customers(
         # new person first in the file: must not take a returning person's id
-        dict(name="赵敏", phone="13600000009", _channel="电商", customer_id="E9", _source_file="2024-06.xlsx"),
+        dict(
+            name="赵敏",
+            phone="13600000009",
+            _channel="电商",
+            customer_id="E9",
+            _source_file="2024-06.xlsx",
+        ),
         # returning: 张伟 now only by his email (his phone is not in June's file)
         dict(name="张伟", email="zw@163.com", _channel="公众号", _source_file="2024-06.xlsx"),
         # returning: 李娜 by her store member id
-        dict(name="李娜", customer_id="M1", _channel="门店", phone="13900000002", _source_file="2024-06.xlsx"),
+        dict(
+            name="李娜",
+            customer_id="M1",
+            _channel="门店",
+            phone="13900000002",
+            _source_file="2024-06.xlsx",
+        ),
         dict(name="钱多", email="qd@126.com", _channel="门店", _source_file="2024-06.xlsx"),
     )
     cust, lin, rep = dedupe(june, previous=may)
@@ -302,7 +417,12 @@ def test_ids_carried_over_to_next_month():
 
 def test_previous_ids_merged_are_reported():
     prev = pd.DataFrame(
-        {"customer_id": ["C00000007", "C00000003"], "phones": ["13800000001", "13800000002"], "emails": ["", ""], "source_ids": ["", ""]}
+        {
+            "customer_id": ["C00000007", "C00000003"],
+            "phones": ["13800000001", "13800000002"],
+            "emails": ["", ""],
+            "source_ids": ["", ""],
+        }
     )
     now = customers(
         dict(name="甲", phone="13800000001", email="j@x.cn"),
@@ -316,23 +436,61 @@ def test_previous_ids_merged_are_reported():
 
 def test_previous_without_ids_is_an_input_error():
     with pytest.raises(InputError):
-        dedupe(_may(), previous=pd.DataFrame({"customer_id": ["C1", "C1"], "phones": ["13812345678", ""]}))
+        dedupe(
+            _may(),
+            previous=pd.DataFrame({"customer_id": ["C1", "C1"], "phones": ["13812345678", ""]}),
+        )
 
 
 def test_id_format_from_fields_and_code_tables():
     rules = load_clean_rules()
     df = customers(
-        dict(name="甲", phone="13800000001", region="华北", industry="互联网", first_contact_date="2024-03-01"),
-        dict(name="乙", phone="13800000002", region="华北", industry="IT", first_contact_date="2024-07-01"),
-        dict(name="丙", phone="13800000003", region="华东", industry="制造业", first_contact_date="2023-01-01"),
+        dict(
+            name="甲",
+            phone="13800000001",
+            region="华北",
+            industry="互联网",
+            first_contact_date="2024-03-01",
+        ),
+        dict(
+            name="乙",
+            phone="13800000002",
+            region="华北",
+            industry="IT",
+            first_contact_date="2024-07-01",
+        ),
+        dict(
+            name="丙",
+            phone="13800000003",
+            region="华东",
+            industry="制造业",
+            first_contact_date="2023-01-01",
+        ),
         dict(name="丁", phone="13800000004", region="", industry="养殖", first_contact_date=None),
     )
     fmt = "{region_code}-{industry_code}-{year}-{seq:03d}"
     cust, _, _ = dedupe(df, id_format=fmt, rules=rules)
-    assert cust["customer_id"].tolist() == ["HB-IT-2024-001", "HB-IT-2024-002", "HD-MF-2023-001", "XX-OT-0000-001"]
+    assert cust["customer_id"].tolist() == [
+        "HB-IT-2024-001",
+        "HB-IT-2024-002",
+        "HD-MF-2023-001",
+        "XX-OT-0000-001",
+    ]
     nxt = customers(
-        dict(name="乙", phone="13800000002", region="华北", industry="IT", first_contact_date="2024-07-01"),
-        dict(name="戊", phone="13800000005", region="华北", industry="软件", first_contact_date="2024-09-09"),
+        dict(
+            name="乙",
+            phone="13800000002",
+            region="华北",
+            industry="IT",
+            first_contact_date="2024-07-01",
+        ),
+        dict(
+            name="戊",
+            phone="13800000005",
+            region="华北",
+            industry="软件",
+            first_contact_date="2024-09-09",
+        ),
     )
     cust2, _, _ = dedupe(nxt, id_format=fmt, rules=rules, previous=cust)
     assert cust2["customer_id"].tolist() == ["HB-IT-2024-002", "HB-IT-2024-003"]
@@ -364,7 +522,11 @@ def test_fuzzy_names_are_proposed_not_merged():
     f = rep.fuzzy
     pairs = set(zip(f["customer_id_a"], f["customer_id_b"], f["similarity"], strict=True))
     # ratio(欧阳娜娜, 欧阳娜娜)=100; ratio(欧阳娜娜, 欧阳娜)=2*3/7=85.7; ratio(刘洋, 刘洋洋)=80 < 85
-    assert pairs == {("C00000001", "C00000002", 100.0), ("C00000001", "C00000003", 85.7), ("C00000002", "C00000003", 85.7)}
+    assert pairs == {
+        ("C00000001", "C00000002", 100.0),
+        ("C00000001", "C00000003", 85.7),
+        ("C00000002", "C00000003", 85.7),
+    }
     assert rep.fuzzy_matches == 3
     assert dedupe(df)[2].fuzzy.empty
 
@@ -380,7 +542,9 @@ def duplicate_structures(draw):
     names = ["张伟", "王芳", "李娜", ""]
     rows = []
     for i in range(n):
-        if rows and draw(st.booleans()) and draw(st.booleans()):  # an exact duplicate of an earlier row
+        if (
+            rows and draw(st.booleans()) and draw(st.booleans())
+        ):  # an exact duplicate of an earlier row
             src = dict(rows[draw(st.integers(0, len(rows) - 1))])
             src["_row"] = i + 2
             src["_source_file"] = draw(st.sampled_from(["a.csv", "b.xlsx"]))
@@ -414,7 +578,9 @@ def _reference_components(df: pd.DataFrame) -> list[int]:
     seen: dict[str, int] = {}
     content = [c for c in df.columns if not c.startswith("_")]
     whole = ["|".join(map(str, row)) for row in df[content].to_numpy().tolist()]
-    for i, (p, e, c, ch, w) in enumerate(zip(df["phone"], df["email"], df["customer_id"], df["_channel"], whole, strict=True)):
+    for i, (p, e, c, ch, w) in enumerate(
+        zip(df["phone"], df["email"], df["customer_id"], df["_channel"], whole, strict=True)
+    ):
         for key in (p and "p" + p, e and "e" + e, c and f"i{ch}:{c}", "w" + w):
             if key:
                 if key in seen:
@@ -430,7 +596,9 @@ def test_lineage_covers_every_row_once(df):
     cust, lin, rep = dedupe(df, hub_max_names=10)
     # every input row exactly once, in input order
     assert len(lin) == len(df)
-    assert list(zip(lin["_source_file"], lin["_row"], strict=True)) == list(zip(df["_source_file"], df["_row"], strict=True))
+    assert list(zip(lin["_source_file"], lin["_row"], strict=True)) == list(
+        zip(df["_source_file"], df["_row"], strict=True)
+    )
     assert not lin.duplicated(["_source_file", "_sheet", "_row"]).any()
     # every lineage id is an output customer and every customer has rows
     assert set(lin["customer_id"]) == set(cust["customer_id"])
@@ -488,7 +656,16 @@ def test_report_sheets_read_back(tmp_path):
     path = tmp_path / "r.xlsx"
     write_xlsx_sheets(rep.sheets(), path)
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["汇总", "按键合并", "字段冲突", "共用号码待审核", "疑似重复", "合并示例", "待跟进", "编号变更"]
+    assert wb.sheetnames == [
+        "汇总",
+        "按键合并",
+        "字段冲突",
+        "共用号码待审核",
+        "疑似重复",
+        "合并示例",
+        "待跟进",
+        "编号变更",
+    ]
     summary = {r[0]: r[2] for r in wb["汇总"].iter_rows(min_row=2, values_only=True)}
     assert summary["rows_in"] == 3 and summary["customers_out"] == 1 and summary["conflicts"] == 2
     conflicts = list(wb["字段冲突"].iter_rows(values_only=True))
@@ -507,11 +684,20 @@ def test_cli_clean_json_matches_library(tmp_path):
     _three_channels().to_parquet(src)
     out = tmp_path / "out" / "clean.csv"
     rep_path = tmp_path / "out" / "report.xlsx"
-    res = runner.invoke(app, ["clean", str(src), "-o", str(out), "--report", str(rep_path), "--json"])
+    res = runner.invoke(
+        app, ["clean", str(src), "-o", str(out), "--report", str(rep_path), "--json"]
+    )
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout)
     _, _, rep = dedupe(_three_channels())
-    for k in ("rows_in", "exact_duplicates", "customers_out", "merged_rows", "conflicts", "flagged"):
+    for k in (
+        "rows_in",
+        "exact_duplicates",
+        "customers_out",
+        "merged_rows",
+        "conflicts",
+        "flagged",
+    ):
         assert payload[k] == rep.counts()[k]
     assert payload["customers_out"] == 1 and payload["merged_rows"] == 2
     assert payload["output"] == str(out) and payload["report"] == str(rep_path)
@@ -524,13 +710,29 @@ def test_cli_clean_json_matches_library(tmp_path):
 def test_cli_previous_keeps_ids(tmp_path):
     may = tmp_path / "may.parquet"
     _may().to_parquet(may)
-    assert runner.invoke(app, ["clean", str(may), "-o", str(tmp_path / "may_clean.csv"), "-q"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["clean", str(may), "-o", str(tmp_path / "may_clean.csv"), "-q"]
+        ).exit_code
+        == 0
+    )
     june = tmp_path / "june.parquet"
     customers(
         dict(name="新人", phone="13000000000", _source_file="06.xlsx"),
         dict(name="王芳", phone="13700000003", _source_file="06.xlsx"),
     ).to_parquet(june)
-    res = runner.invoke(app, ["clean", str(june), "-o", str(tmp_path / "june.parquet.out.parquet"), "--previous", str(tmp_path / "may_clean.csv"), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "clean",
+            str(june),
+            "-o",
+            str(tmp_path / "june.parquet.out.parquet"),
+            "--previous",
+            str(tmp_path / "may_clean.csv"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     got = pd.read_parquet(tmp_path / "june.parquet.out.parquet")
     assert got["customer_id"].tolist() == ["C00000004", "C00000003"]
@@ -543,7 +745,9 @@ def test_cli_human_summary_and_errors(tmp_path):
     res = runner.invoke(app, ["clean", str(src)])
     assert res.exit_code == 0
     assert "输出客户数" in res.stderr and res.stdout == ""
-    assert (tmp_path / "c_clean.parquet").exists() and (tmp_path / "c_clean_lineage.parquet").exists()
+    assert (tmp_path / "c_clean.parquet").exists() and (
+        tmp_path / "c_clean_lineage.parquet"
+    ).exists()
     bad = tmp_path / "bad.parquet"
     pd.DataFrame({"phone": ["13800000000"]}).to_parquet(bad)
     res = runner.invoke(app, ["clean", str(bad), "-o", str(tmp_path / "x.parquet")])
@@ -552,7 +756,10 @@ def test_cli_human_summary_and_errors(tmp_path):
     res = runner.invoke(app, ["clean", str(src), "--survivorship", "oldest"])
     assert res.exit_code == 2 and "unknown survivorship" in res.stderr
     # the shipped rules give a channel priority (门店 first)
-    res = runner.invoke(app, ["clean", str(src), "-o", str(tmp_path / "ch.parquet"), "--survivorship", "channel", "-q"])
+    res = runner.invoke(
+        app,
+        ["clean", str(src), "-o", str(tmp_path / "ch.parquet"), "--survivorship", "channel", "-q"],
+    )
     assert res.exit_code == 0 and res.stderr == ""
     assert pd.read_parquet(tmp_path / "ch.parquet")["city"].tolist() == ["杭州市"]
     res = runner.invoke(app, ["clean", str(src), "-o", str(src)])
