@@ -182,9 +182,15 @@ def rules_from_dict(raw: dict[str, Any], source: str = "rules") -> CleanRules:
                     f"{source}: fill rule {item!r} needs a field and exactly one of value/from",
                     "e.g. {field: owner, value: 公海}",
                 )
-            rules.append(FillRule(str(item["field"]), None if "value" in item and item["value"] is None else
-                                  (str(item["value"]) if "value" in item else None),
-                                  str(item["from"]) if "from" in item else None))  # fmt: skip
+            if "value" in item:
+                rules.append(
+                    FillRule(
+                        str(item["field"]),
+                        value="" if item["value"] is None else str(item["value"]),
+                    )
+                )
+            else:
+                rules.append(FillRule(str(item["field"]), source=str(item["from"])))
         kw["fill"] = tuple(rules)
     fuzzy = raw.get("fuzzy") or {}
     if "threshold" in fuzzy:
@@ -291,6 +297,9 @@ class CleanReport:
             "followup": self.followup,
             "id_changes": self.id_changes,
         }
+        if lang == "zh" and len(self.examples):
+            stage = self.examples["example_stage"].map({"before": "合并前", "after": "合并后"})
+            frames["examples"] = self.examples.assign(example_stage=stage)
         out = {}
         for key, df in frames.items():
             shown = df.copy()
@@ -737,8 +746,10 @@ def _appearance_rank(data: pd.DataFrame) -> np.ndarray:
     return rank
 
 
-def _priority_order(u_rows: pd.DataFrame, cust_u: np.ndarray, r: CleanRules) -> np.ndarray:
-    """Distinct rows sorted by customer, then best first for survivorship."""
+def _priority_order(
+    u_rows: pd.DataFrame, cust_u: np.ndarray, r: CleanRules, demote: np.ndarray | None = None
+) -> np.ndarray:
+    """Distinct rows sorted by customer, then best first for survivorship (``demote``d rows last)."""
     import numpy as np
     import pandas as pd
 
@@ -756,6 +767,8 @@ def _priority_order(u_rows: pd.DataFrame, cust_u: np.ndarray, r: CleanRules) -> 
         rank = {c: i for i, c in enumerate(r.channel_priority)}
         chan = u_rows["_channel"].map(rank).fillna(len(rank)).to_numpy(np.float64)
         sort_keys.append(chan)
+    if demote is not None:
+        sort_keys.append(demote.astype(np.float64))
     sort_keys.append(cust_u.astype(np.float64))
     return np.lexsort(sort_keys)
 
@@ -773,6 +786,18 @@ def _content_fields(columns: Any) -> list[str]:
         and c not in MULTI_VALUED
     ]
     return canon + extra
+
+
+#: values that say "unknown": any real value wins over them, and they are no conflict
+_UNKNOWN_VALUES = {"gender": ("未知",)}
+
+
+def _weak_mask(s: pd.Series, field: str) -> pd.Series:
+    """Empty, or a value that only says "unknown" (gender 未知)."""
+    weak = _blank_mask(s)
+    if field in _UNKNOWN_VALUES:
+        weak = weak | s.isin(_UNKNOWN_VALUES[field])
+    return weak
 
 
 def _blank_mask(s: pd.Series) -> pd.Series:
@@ -808,12 +833,24 @@ def _survive(
         )
         sub = sub.iloc[order]
         sub_cust = cust_u[multi_rows][order]
-        masked = pd.DataFrame({f: sub[f].mask(_blank_mask(sub[f])) for f in fields})
+        masked = pd.DataFrame({f: sub[f].mask(_weak_mask(sub[f], f)) for f in fields})
         merged = masked.groupby(sub_cust, sort=True).first()
         if "first_contact_date" in fields:
             merged["first_contact_date"] = (
                 sub["first_contact_date"].groupby(sub_cust, sort=True).min()
             )
+        for f in _UNKNOWN_VALUES:  # nothing known: keep the "unknown" value itself
+            if f in fields:
+                merged[f] = merged[f].fillna(sub[f].groupby(sub_cust, sort=True).first())
+        if "name" in fields:  # a real name wins over an honorific-only one (张先生)
+            rows = u_rows.iloc[multi_rows].reset_index(drop=True)
+            honorific = rows["_flags"].str.contains("name_honorific", regex=False).to_numpy()
+            if honorific.any():
+                order2 = _priority_order(rows, cust_u[multi_rows], r, demote=honorific)
+                names = rows["name"].iloc[order2]
+                by = cust_u[multi_rows][order2]
+                first = names.mask(_blank_mask(names)).groupby(by, sort=True).first()
+                merged["name"] = first.reindex(merged.index)
         for f in fields:
             if _is_text(u_rows[f]):
                 merged[f] = merged[f].fillna("").astype(u_rows[f].dtype)
@@ -853,7 +890,7 @@ def _conflicts(
         if not len(multi_rows):
             break
         s = u_rows[f].iloc[multi_rows]
-        keep = ~_blank_mask(s).to_numpy()
+        keep = ~_weak_mask(s, f).to_numpy()
         d = pd.DataFrame(
             {"cust": cust_u[multi_rows][keep], "value": s[keep].astype(str).to_numpy()}
         )

@@ -227,6 +227,28 @@ def test_survivorship_by_channel_priority():
     assert cust2.iloc[0]["owner"] == "李经理"  # unlisted channels come after, newest first
 
 
+def test_real_names_and_known_gender_win_over_placeholders():
+    df = customers(
+        dict(name="韩欣思", phone="13500000009", first_contact_date="2024-01-01"),
+        dict(
+            name="韩老师",
+            phone="13500000009",
+            first_contact_date="2024-06-01",
+            _flags="name_honorific",
+        ),
+    )
+    df["gender"] = ["男", "未知"]
+    cust, _, rep = dedupe(df)
+    assert cust.iloc[0]["name"] == "韩欣思"  # the newer row only has an honorific
+    assert cust.iloc[0]["gender"] == "男"  # 未知 is no value
+    assert rep.conflict_table["conflict_field"].tolist() == ["name"]  # 男 vs 未知 is no conflict
+    unknown = customers(
+        dict(name="甲", phone="13500000008"), dict(name="甲", phone="13500000008", email="j@x.cn")
+    )
+    unknown["gender"] = ["未知", "未知"]
+    assert dedupe(unknown)[0].iloc[0]["gender"] == "未知"
+
+
 def test_newest_ties_broken_by_import_order():
     df = customers(
         dict(name="吴", phone="13500000001", city="北京市"),
@@ -320,6 +342,29 @@ def test_explicit_fill_rules_are_recorded():
     ]  # flagged before filling (needs is empty too)
     assert cust["missing_fields"].tolist() == ["needs;owner", "needs"]
     assert cust["_flags"].tolist() == ["filled:owner;filled:company", "filled:company"]
+
+
+def test_fill_rules_from_yaml():
+    r = rules_from_dict(
+        {"fill": [{"field": "owner", "value": "公海"}, {"field": "company", "from": "name"}]}
+    )
+    assert r.fill == (FillRule("owner", value="公海"), FillRule("company", source="name"))
+
+
+def test_typed_and_extra_columns_survive():
+    df = customers(
+        dict(name="郑", phone="13800000001", 微信号="wx_old", first_contact_date="2024-01-01"),
+        dict(name="郑", phone="13800000001", 微信号="", first_contact_date="2024-05-01"),
+        dict(name="冯", phone="13800000002", 微信号="wx_f"),
+    )
+    df["age"] = pd.array([30, None, 41], dtype="Int64")
+    df["birth_date"] = pd.to_datetime(["1994-02-03", None, None])
+    cust, _, rep = dedupe(df)
+    assert cust["微信号"].tolist() == ["wx_old", "wx_f"]  # unknown columns kept; newest is empty
+    assert cust["age"].dtype == "Int64" and cust["age"].tolist() == [30, 41]
+    assert str(cust["birth_date"].dtype).startswith("datetime64")
+    assert cust["birth_date"].iloc[0] == T("1994-02-03") and pd.isna(cust["birth_date"].iloc[1])
+    assert rep.conflicts == 0
 
 
 def test_flags_are_united_per_customer():
@@ -672,7 +717,7 @@ def test_report_sheets_read_back(tmp_path):
     assert conflicts[0] == ("客户编号", "姓名", "冲突字段", "保留值", "全部取值", "取值个数")
     assert conflicts[1] == ("C00000001", "周杰", "city", "宁波市", "宁波市;温州市;杭州市", 3)
     examples = list(wb["合并示例"].iter_rows(values_only=True))
-    assert [r[1] for r in examples[1:]] == ["before", "before", "before", "after"]
+    assert [r[1] for r in examples[1:]] == ["合并前", "合并前", "合并前", "合并后"]
     assert examples[-1][6] == "周杰" and examples[-1][5] == "门店;电商;公众号"
 
 
