@@ -931,11 +931,11 @@ def _conflict_table(long: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame
     fields = long["field"].to_numpy(dtype=object)
     for f in pd.unique(fields):
         sel = fields == f
-        kept[sel] = customers[f].astype(str).to_numpy(dtype=object)[idx[sel]]
+        kept[sel] = customers[f].iloc[idx[sel]].astype(str).to_numpy(dtype=object)
     return pd.DataFrame(
         {
-            "customer_id": customers["customer_id"].to_numpy(dtype=object)[idx],
-            "name": customers["name"].to_numpy(dtype=object)[idx]
+            "customer_id": customers["customer_id"].iloc[idx].to_numpy(dtype=object),
+            "name": customers["name"].iloc[idx].to_numpy(dtype=object)
             if "name" in customers.columns
             else "",
             "conflict_field": fields,
