@@ -14,10 +14,14 @@ How it works, all on whole columns:
    link, and its records are listed for review. Names never link.
 3. **Survivorship** — rows are sorted by customer and priority (newest ``first_contact_date``, then
    import order; or channel priority) and ``groupby().first()`` takes the first non-empty value of
-   each field. ``first_contact_date`` is the earliest date. ``channels``, ``source_ids``,
-   ``phones`` and ``emails`` keep every value. Differing non-empty values are listed as conflicts.
+   each field. ``first_contact_date`` is the earliest date; gender 未知 counts as no value; a
+   real name wins over an honorific-only one (row flag ``name_honorific``, 张先生).
+   ``channels``, ``source_ids``, ``phones`` and ``emails`` keep every value. Differing non-empty
+   values are listed as conflicts.
 4. **Stable ids** — a customer sharing a key with a customer of a previous clean output keeps that
    id; new customers get the next numbers, in order of first appearance by (file, sheet, row).
+   The output holds the customers of this input only: previous customers who are absent are
+   not carried into it.
 5. **Missing key fields** — ``follow_up_flag`` (待跟进) and ``missing_fields``; optional explicit
    fill rules, recorded in ``_flags``.
 """

@@ -479,6 +479,25 @@ def test_previous_ids_merged_are_reported():
     assert rep.id_changes["previous_ids"].tolist() == ["C00000007;C00000003"]
 
 
+def test_previous_id_split_goes_to_the_first_appearance():
+    prev = pd.DataFrame(
+        {
+            "customer_id": ["C00000005"],
+            "phones": ["13800000001"],
+            "emails": ["j@x.cn"],
+            "source_ids": [""],
+        }
+    )
+    now = customers(dict(name="甲", phone="13800000001"), dict(name="乙", email="j@x.cn"))
+    cust, _, rep = dedupe(now, previous=prev)
+    assert cust["customer_id"].tolist() == ["C00000005", "C00000006"]
+    assert rep.id_changes.to_dict("list") == {
+        "customer_id": ["C00000005", "C00000006"],
+        "id_change": ["previous id split", "previous id split"],
+        "previous_ids": ["C00000005", "C00000005"],
+    }
+
+
 def test_previous_without_ids_is_an_input_error():
     with pytest.raises(InputError):
         dedupe(
@@ -811,6 +830,23 @@ def test_cli_human_summary_and_errors(tmp_path):
     assert res.exit_code == 2 and "never overwrites" in res.stderr
     res = runner.invoke(app, ["clean", str(tmp_path / "missing.parquet")])
     assert res.exit_code == 2
+
+
+def test_cli_bad_files_exit_2_nothing_written(tmp_path):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "broken.xlsx").write_bytes(b"not a zip")
+    for name in ["empty.csv", "broken.xlsx", "missing.parquet"]:
+        out = tmp_path / f"{name}.clean.parquet"
+        res = runner.invoke(
+            app,
+            ["clean", str(tmp_path / name), "-o", str(out), "--report", str(tmp_path / "r.xlsx")],
+        )
+        assert res.exit_code == 2, (name, res.output)
+        assert "Error:" in res.stderr and name in res.stderr and "Traceback" not in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "broken.xlsx",
+        "empty.csv",
+    ]  # no outputs, no temp files
 
 
 def test_cli_help_has_examples():
