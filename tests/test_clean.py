@@ -614,11 +614,14 @@ def duplicate_structures(draw):
             src["_source_file"] = draw(st.sampled_from(["a.csv", "b.xlsx"]))
             rows.append(src)
             continue
+        phone = draw(st.sampled_from(phones))
+        # import rejects a customer without a phone or an email: every row has one of them
+        email = draw(st.sampled_from(emails if phone else emails[1:]))
         rows.append(
             dict(
                 name=draw(st.sampled_from(names)),
-                phone=draw(st.sampled_from(phones)),
-                email=draw(st.sampled_from(emails)),
+                phone=phone,
+                email=email,
                 customer_id=draw(st.sampled_from(ids)),
                 _channel=draw(st.sampled_from(chans)),
                 _source_file=draw(st.sampled_from(["a.csv", "b.xlsx"])),
@@ -654,7 +657,7 @@ def _reference_components(df: pd.DataFrame) -> list[int]:
     return [find(i) for i in range(len(df))]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(duplicate_structures())
 def test_lineage_covers_every_row_once(df):
     cust, lin, rep = dedupe(df, hub_max_names=10)
@@ -668,6 +671,10 @@ def test_lineage_covers_every_row_once(df):
     assert set(lin["customer_id"]) == set(cust["customer_id"])
     assert cust["customer_id"].is_unique
     assert rep.rows_in == len(df) == rep.exact_duplicates + rep.merged_rows + rep.customers_out
+    # ids depend on the people, not on the order of the rows, and survive a re-run on --previous
+    by_row = ids_by_row(lin)
+    assert ids_by_row(dedupe(df.iloc[::-1], hub_max_names=10)[1]) == by_row
+    assert ids_by_row(dedupe(df, hub_max_names=10, previous=cust)[1]) == by_row
     # the grouping is exactly the transitive closure over the keys
     ref = _reference_components(df)
     ours = lin["customer_id"].tolist()
