@@ -205,7 +205,10 @@ def _three_channels() -> pd.DataFrame:
 
 
 def test_survivorship_newest_non_empty_wins():
-    cust, _, _ = dedupe(_three_channels())
+    df = _three_channels()
+    before = df.copy()
+    cust, _, _ = dedupe(df)
+    pd.testing.assert_frame_equal(df, before)  # the input is not changed
     c = cust.iloc[0]
     assert c["city"] == "宁波市"  # 2024-03-15 is the newest
     assert c["owner"] == "李经理"
