@@ -282,7 +282,10 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
 
 
 # columns whose text form should be turned back into numbers / dates when read from CSV/xlsx
-_TEXT_COLUMNS = {"customer_id", "phone", "email", "order_id", "record_id", "id_number", "source_customer_id", "name"}
+_TEXT_COLUMNS = {
+    "customer_id", "phone", "email", "order_id", "record_id", "id_number", "source_customer_id", "name",
+    "phones", "emails", "source_ids", "channels", "tags", "_flags",
+}
 
 
 def _restore_types(df: pd.DataFrame) -> pd.DataFrame:

@@ -258,7 +258,7 @@ def run_pipeline(
     from custtool.clean import dedupe
     from custtool.followups import apply_transitions, due_followups, load_followup_rules
     from custtool.ingest import import_files
-    from custtool.io import read_table, write_table, write_xlsx_sheets, atomic_path
+    from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
     from custtool.report import write_workbook
     from custtool.rfm import load_segment_config, segment_customers, write_summary_workbook
     from custtool.tags import apply_tags, load_rules, tag_statistics
