@@ -308,7 +308,8 @@ def pivot_cmd(
     for rec in body:
         grid.add_row(*rec)
     widths = [max([len(p) * 2 for p in h.split(" | ")] + [len(v) for v in col]) + 3 for h, col in zip(header, zip(*body, strict=False) if body else [()] * len(header), strict=False)]
-    stdout.print(grid, width=None if stdout.is_terminal else max(80, sum(widths) + 2))
+    out = stdout if stdout.is_terminal else Console(highlight=False, width=max(80, sum(widths) + 2))
+    out.print(grid)
 
 
 @app.command("cards")
