@@ -85,7 +85,7 @@ def pivot(
             data[c] = tags_text(s).astype("string").str.split(";")
             data = data.explode(c)
         if not pd.api.types.is_numeric_dtype(data[c]) and not pd.api.types.is_datetime64_any_dtype(data[c]):
-            data[c] = data[c].astype("string").fillna("").str.strip()
+            data[c] = data[c].astype("string").fillna("").str.strip().astype(str)
             order = SEGMENT_ORDERS.get(c)
             if order:
                 present = list(dict.fromkeys(data[c]))
@@ -133,6 +133,12 @@ def flatten_pivot(table: pd.DataFrame, lang: str = "zh") -> pd.DataFrame:
     return flat.rename(columns=renamed)
 
 
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.0f}" if v == int(v) else f"{v:,.2f}"
+    return str(v)
+
+
 def pivot_rows(flat: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of a flat pivot, numbers rounded for display."""
     import pandas as pd
@@ -140,7 +146,7 @@ def pivot_rows(flat: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
     header = [str(c) for c in flat.columns]
     rows: list[list[Any]] = []
     for rec in flat.astype(object).where(flat.notna(), "").to_numpy().tolist():
-        rows.append([(f"{v:,.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)) for v in rec])
+        rows.append([_fmt(v) for v in rec])
     _ = pd
     return header, rows
 

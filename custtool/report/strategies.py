@@ -64,7 +64,8 @@ def load_strategies(path: str | Path | None = None) -> pd.DataFrame:
                 row[f"strategy_{field}"] = "" if val is None else str(val)
             rows.append(row)
     out = pd.DataFrame(rows, columns=STRATEGY_COLUMNS)
-    return out.fillna("").astype(object)
+    out = out.astype(object)
+    return out.where(out.notna(), "")
 
 
 def suggested_actions(customers: pd.DataFrame, strategies: pd.DataFrame) -> pd.Series:
