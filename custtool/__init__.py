@@ -25,6 +25,13 @@ _API: dict[str, str] = {
     "normalize_city": "custtool.clean",
     "validate": "custtool.schemas",
     "write_template": "custtool.template",
+    "write_workbook": "custtool.report",
+    "pivot": "custtool.report.pivot",
+    "mask_frame": "custtool.report.masking",
+    "migration_matrix": "custtool.report.migration",
+    "load_strategies": "custtool.report.strategies",
+    "individual_cards": "custtool.cards",
+    "group_cards": "custtool.cards",
 }
 
 __all__ = ["__version__", *_API]
