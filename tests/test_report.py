@@ -25,7 +25,7 @@ from custtool.report.masking import apply_role, get_role, mask_emails, mask_free
 from custtool.report.migration import fallen_customers, migration_matrix
 from custtool.report.pivot import flatten_pivot, pivot, write_pivot
 from custtool.report.strategies import load_strategies, suggested_actions
-from custtool.report.workbook import kpis, monthly_revenue, segment_table
+from custtool.report.workbook import kpis, monthly_revenue, prepare_customers, segment_table
 
 warnings.filterwarnings("ignore", message=".*extension is not supported.*", category=UserWarning)
 
@@ -724,3 +724,14 @@ def test_cli_commands_have_examples():
         res = runner.invoke(app, [name, "--help"])
         assert res.exit_code == 0
         assert res.output.count("$ custtool") >= 2, name
+
+
+def test_flags_from_csv_text_are_booleans(tmp_path):
+    df = tiny()
+    back = read_table(write_table(df, tmp_path / "t.csv"))
+    assert kpis(prepare_customers(back)) == kpis(df)
+    path = tmp_path / "csv_flags.xlsx"
+    write_workbook(back, path)
+    ws = load(path)["客户明细"]
+    col = header(ws).index("复购")
+    assert [r[col] for r in ws.iter_rows(min_row=2, values_only=True)] == ["是", "否", "是", "否"]  # C1, C2, C4, C3 by LTV

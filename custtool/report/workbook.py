@@ -147,12 +147,24 @@ def tags_text(s: pd.Series, sep: str = ";") -> pd.Series:
         return exploded.groupby(level=0).agg(sep.join).reindex(s.index).fillna("").astype(object)
 
 
+BOOL_COLUMNS = ("repurchase", "churn_risk", "potential", "follow_up_flag", "refund", "exact_duplicate")
+
+
 def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
-    """Tags (and any other list column) as text; a copy, canonical columns unchanged."""
+    """Tags (and any other list column) as text, flags read back from CSV/xlsx text as
+    booleans; a copy, canonical columns unchanged."""
+    import pandas as pd
+
     out = df.copy()
     for c in out.columns:
         if c == "tags" or str(c).startswith("tag_") or out[c].dtype == object and _looks_like_lists(out[c]):
             out[c] = tags_text(out[c])
+        elif c in BOOL_COLUMNS and not pd.api.types.is_bool_dtype(out[c]):
+            txt = out[c].astype("string").fillna("").str.strip().str.lower()
+            known = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False, "是": True, "否": False, "": None}
+            if txt.isin(list(known)).all():
+                mapped = txt.map(known)
+                out[c] = mapped.astype("boolean") if mapped.isna().any() else mapped.astype(bool)
     return out
 
 
@@ -335,7 +347,7 @@ class _Sheets:
         for c in df.columns:
             s = df[c]
             name = str(c)
-            if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.dropna().map(type).eq(bool).all() and s.notna().any()):
+            if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.notna().any() and s.dropna().head(50).map(type).eq(bool).all() and s.dropna().isin([True, False]).all()):
                 txt = pd.Series(np.where(s.fillna(False).astype(bool), self.yes, self.no), index=s.index, dtype=object)
                 txt = txt.where(s.notna(), "")
                 cols.append(("text", txt, None))
