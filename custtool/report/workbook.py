@@ -184,6 +184,19 @@ def _sort_by_value(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(col, ascending=False, na_position="last", kind="stable")
 
 
+def _value_order(df: pd.DataFrame) -> Any:
+    """Row positions sorted by value (LTV, else monetary, …) descending, stable; NaN last."""
+    import numpy as np
+
+    col = _value_column(df)
+    if col is None:
+        return np.arange(len(df))
+    import pandas as pd
+
+    key = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.lexsort((np.arange(len(df)), -np.nan_to_num(key, nan=0.0), np.isnan(key)))
+
+
 def _text_series(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("").str.strip()
 
@@ -339,53 +352,59 @@ class _Sheets:
         return self.float
 
     def prepare(self, df: pd.DataFrame) -> list[tuple[str, Any, Any]]:
-        """Per column: (kind, converted Series, format). Kinds: num, date, text."""
-        import numpy as np
+        """Per column: (kind, the column as it is, format). Kinds: bool, date, num, text.
+
+        Nothing is converted here: conversion happens chunk by chunk in :meth:`_chunk_lists`,
+        so writing adds memory for one chunk, not for a copy of the table.
+        """
         import pandas as pd
 
         cols = []
         for c in df.columns:
             s = df[c]
             name = str(c)
-            if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.notna().any() and s.dropna().head(50).map(type).eq(bool).all() and s.dropna().isin([True, False]).all()):
-                txt = pd.Series(np.where(s.fillna(False).astype(bool), self.yes, self.no), index=s.index, dtype=object)
-                txt = txt.where(s.notna(), "")
-                cols.append(("text", txt, None))
+            if pd.api.types.is_bool_dtype(s) or (
+                s.dtype == object and s.notna().any() and s.dropna().head(50).map(type).eq(bool).all() and s.dropna().isin([True, False]).all()
+            ):
+                cols.append(("bool", s, None))
             elif pd.api.types.is_datetime64_any_dtype(s):
-                t = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
-                serial = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
-                nonnull = t.dropna()
+                nonnull = s.dropna()
                 has_time = bool(len(nonnull)) and bool((nonnull != nonnull.dt.normalize()).any())
-                cols.append(("num", serial.astype(float), self.datetime if has_time else self.date))
+                cols.append(("date", s, self.datetime if has_time else self.date))
             elif pd.api.types.is_numeric_dtype(s):
-                cols.append(("num", pd.to_numeric(s, errors="coerce").astype(float), self._number_format(name, s)))
+                cols.append(("num", s, self._number_format(name, s)))
             else:
-                cols.append(("text", _text_series(s) if s.dtype != object else s.astype("string").fillna(""), None))
+                cols.append(("text", s, None))
         return cols
 
-    def _chunk_lists(self, prepared: list[tuple[str, Any, Any]], start: int, stop: int) -> list[tuple[int, list, Any, Any, Any]]:
-        """Python lists for rows [start, stop): None where the cell stays blank."""
+    def _chunk_lists(self, prepared: list[tuple[str, Any, Any]], rows: Any) -> list[tuple[int, list, Any, Any, str]]:
+        """Python lists for the rows at positions ``rows`` (a slice or an int array): None = blank cell."""
         import numpy as np
+        import pandas as pd
 
         out = []
         for j, (kind, s, fmt) in enumerate(prepared):
-            part = s.iloc[start:stop]
-            if kind == "num":
-                arr = part.to_numpy(dtype=float, na_value=np.nan)
-                vals = np.where(np.isfinite(arr), arr, np.nan).astype(object)
+            part = s.iloc[rows]
+            if kind in {"num", "date"}:
+                if kind == "date":
+                    t = part.dt.tz_localize(None) if getattr(part.dt, "tz", None) is not None else part
+                    part = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
+                arr = pd.to_numeric(part, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                vals = arr.astype(object)
                 vals[~np.isfinite(arr)] = None
                 out.append((j, vals.tolist(), fmt, None, "num"))
+                continue
+            if kind == "bool":
+                flags = part.astype("boolean")
+                txt = pd.Series(np.where(flags.fillna(False).to_numpy(dtype=bool), self.yes, self.no), dtype="string")
+                txt = txt.where(flags.notna().to_numpy(), "")
             else:
                 txt = part.astype("string").fillna("")
-                vals = txt.to_numpy(dtype=object, na_value="")
-                blank = vals == ""
-                hit = txt.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
-                vals = vals.copy()
-                vals[blank] = None
-                fmts = None
-                if hit.any():
-                    fmts = np.where(hit, self.quote, None).tolist()
-                out.append((j, vals.tolist(), None, fmts, "text"))
+            vals = txt.to_numpy(dtype=object, na_value="")
+            hit = txt.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+            vals[vals == ""] = None
+            fmts = np.where(hit, self.quote, None).tolist() if hit.any() else None
+            out.append((j, vals.tolist(), None, fmts, "text"))
         return out
 
     # ------------------------------------------------------------------ data sheets
@@ -394,20 +413,22 @@ class _Sheets:
         ws: Any,
         df: pd.DataFrame,
         *,
+        positions: Any = None,
         start_row: int = 0,
         conditional: bool = True,
         freeze: bool = True,
     ) -> int:
-        """Header + rows of ``df`` from ``start_row``; frozen header, filter, widths. Returns next row."""
+        """Header + the rows of ``df`` (at ``positions``, in that order; all rows by default)
+        from ``start_row``: frozen header, filter, widths. Returns the next free row."""
         cols = [str(c) for c in df.columns]
         headers = L.labels(cols, self.lang)
         prepared = self.prepare(df)
         for j, h in enumerate(headers):
             ws.write_string(start_row, j, h, self.head)
-        self._widths(ws, df, headers, prepared)
+        n = len(df) if positions is None else len(positions)
+        self._widths(ws, headers, prepared, positions)
         if freeze:
             ws.freeze_panes(start_row + 1, 1 if cols and cols[0] == "customer_id" else 0)
-        n = len(df)
         if cols:
             ws.autofilter(start_row, 0, start_row + max(n, 1), len(cols) - 1)
         base = start_row + 1
@@ -415,14 +436,11 @@ class _Sheets:
         ws_number = ws.write_number
         for start in range(0, n, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, n)
-            lists = self._chunk_lists(prepared, start, stop)
-            text_cols = [(j, vals, fmts) for j, vals, _f, fmts, kind in lists if kind == "text" and fmts is None]
-            quote_cols = [(j, vals, fmts) for j, vals, _f, fmts, kind in lists if kind == "text" and fmts is not None]
-            num_cols = [(j, vals, fmt) for j, vals, fmt, _q, kind in lists if kind == "num"]
+            rows = slice(start, stop) if positions is None else positions[start:stop]
+            lists = self._chunk_lists(prepared, rows)
             order = sorted(
-                [(j, 0, vals, fmt) for j, vals, fmt in num_cols]
-                + [(j, 1, vals, None) for j, vals, _ in text_cols]
-                + [(j, 2, vals, fmts) for j, vals, fmts in quote_cols]
+                (j, 0 if kind == "num" else 2 if fmts is not None else 1, vals, fmts if fmts is not None else fmt)
+                for j, vals, fmt, fmts, kind in lists
             )
             for i in range(stop - start):
                 r = base + start + i
@@ -456,17 +474,19 @@ class _Sheets:
                 )
         return base + n
 
-    def _widths(self, ws: Any, df: pd.DataFrame, headers: list[str], prepared: list[tuple[str, Any, Any]]) -> None:
+    def _widths(self, ws: Any, headers: list[str], prepared: list[tuple[str, Any, Any]], positions: Any) -> None:
         for j, (h, (kind, s, fmt)) in enumerate(zip(headers, prepared, strict=True)):
             head_w = _display_width(h) + 2
-            if kind == "num":
-                w = 12 if fmt in (self.date, self.pct) else 16 if fmt is self.datetime else 12
+            if kind in {"num", "date"}:
+                w = 16 if fmt is self.datetime else 12
+            elif kind == "bool":
+                w = 6
             else:
-                sample = s.iloc[:500].astype("string").fillna("")
+                sample = (s.iloc[:500] if positions is None else s.iloc[positions[:500]]).astype("string").fillna("")
                 lens = sample.str.len()
                 wide = sample.str.count(r"[^\x00-\xff]")
                 w = float((lens + wide).quantile(0.9)) + 2 if len(sample) else 8
-            ws.set_column(j, j, max(8.0, min(max(head_w, w), 60.0)), fmt if kind == "num" else None)
+            ws.set_column(j, j, max(8.0, min(max(head_w, w), 60.0)), fmt if kind in {"num", "date"} else None)
 
     # ------------------------------------------------------------------ small tables (summary)
     def small_table(self, ws: Any, row: int, col: int, df: pd.DataFrame, *, header: bool = True) -> int:
@@ -477,7 +497,7 @@ class _Sheets:
                 ws.write_string(row, col + j, h, self.head)
             row += 1
         prepared = self.prepare(df)
-        lists = self._chunk_lists(prepared, 0, len(df))
+        lists = self._chunk_lists(prepared, slice(0, len(df)))
         for i in range(len(df)):
             for j, vals, fmt, fmts, kind in lists:
                 v = vals[i]
@@ -590,6 +610,8 @@ def write_workbook(
         plan.append(("migration", sheet_name(L.text("sheet_migration", lang)), None))
 
     display = _display_values(view, lang)
+    by_value = _value_order(view)  # row positions, most valuable first
+    segment_keys = {d: _text_series(view[d]).to_numpy(dtype=object) for d in ("tier", "rfm_class") if d in view.columns}
     with atomic_path(target) as tmp:
         wb = xlsxwriter.Workbook(
             str(tmp),
@@ -610,13 +632,12 @@ def write_workbook(
                     result.sheets[name] = _write_summary(w, ws, name, view, orders, customers, role_obj, mask, amounts, lang)
                 elif kind == "segment":
                     dim, value = arg
-                    part = display.loc[(_text_series(view[dim]) == value).to_numpy()]
-                    part = _sort_by_value(part)
-                    cols = [c for c in SEGMENT_SHEET_COLUMNS if c in part.columns]
-                    w.data_sheet(ws, part[cols])
-                    result.sheets[name] = len(part)
+                    positions = by_value[segment_keys[dim][by_value] == value]
+                    cols = [c for c in SEGMENT_SHEET_COLUMNS if c in display.columns]
+                    w.data_sheet(ws, display[cols], positions=positions)
+                    result.sheets[name] = len(positions)
                 elif kind == "detail":
-                    w.data_sheet(ws, _sort_by_value(display))
+                    w.data_sheet(ws, display, positions=by_value)
                     result.sheets[name] = len(display)
                 elif kind == "strategy":
                     result.sheets[name] = _write_strategies(w, ws, strat, view, lang)
