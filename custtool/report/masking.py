@@ -118,9 +118,9 @@ def mask_free_text(s: pd.Series) -> pd.Series:
     return _keep(s, t)
 
 
-def mask_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``df`` with every personal column it has masked (others untouched)."""
-    out = df.copy()
+def maskers() -> dict[str, Any]:
+    """Canonical column → the function that masks it."""
+    out: dict[str, Any] = {}
     for cols, fn in (
         (NAME_COLUMNS, mask_names),
         (PHONE_COLUMNS, mask_phones),
@@ -129,8 +129,16 @@ def mask_frame(df: pd.DataFrame) -> pd.DataFrame:
         (FREE_TEXT_COLUMNS, mask_free_text),
     ):
         for c in cols:
-            if c in out.columns:
-                out[c] = fn(out[c])
+            out[c] = fn
+    return out
+
+
+def mask_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` with every personal column it has masked (others untouched)."""
+    out = df.copy(deep=False)
+    for c, fn in maskers().items():
+        if c in out.columns:
+            out[c] = fn(out[c])
     return out
 
 
@@ -231,11 +239,22 @@ def apply_role(
     Raises ConfigError when the role may not unmask, InputError when a sales role has no
     ``owner`` or the table has no owner column.
     """
+    check_unmask(role, mask)
+    out = role_view(df, role, owner=owner)
+    return mask_frame(out) if mask else out.copy(deep=False)
+
+
+def check_unmask(role: Role, mask: bool) -> None:
+    """ConfigError when ``mask=False`` is asked for by a role that may not unmask."""
     if not mask and not role.allow_unmask:
         raise ConfigError(
             f"role {role.name!r} always sees masked personal data",
             "--no-mask needs a role that allows it (admin)",
         )
+
+
+def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.DataFrame:
+    """The rows and columns ``role`` may see, not masked (a shallow copy)."""
     out = df
     if role.own_customers_only:
         if not owner:
@@ -254,4 +273,4 @@ def apply_role(
         hide |= {c for c in out.columns if any(fnmatch.fnmatchcase(str(c), p) for p in AMOUNT_COLUMNS)}
     if hide:
         out = out.drop(columns=[c for c in out.columns if c in hide])
-    return mask_frame(out) if mask else out.copy()
+    return out.copy(deep=False) if out is df else out

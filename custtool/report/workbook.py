@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from custtool import labels as L
 from custtool.errors import InputError
 from custtool.io import FORMULA_PREFIXES, _safe_sheet_name, atomic_path
-from custtool.report.masking import Role, apply_role, get_role, mask_frame
+from custtool.report.masking import Role, check_unmask, get_role, mask_frame, maskers, role_view
 from custtool.report.migration import RFM_ORDER, fallen_customers, migration_matrix
 from custtool.report.strategies import load_strategies
 
@@ -65,6 +65,8 @@ INTEGER_COLUMNS = {
     "_row",
     "row",
     "nps_score",
+    "recency",
+    "days_since_last_interaction",
 }
 SCORE_COLUMNS = ("r_score", "f_score", "m_score")
 #: columns of the per-tier / per-class sheets, in this order, when present
@@ -155,7 +157,7 @@ def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
     booleans; a copy, canonical columns unchanged."""
     import pandas as pd
 
-    out = df.copy()
+    out = df.copy(deep=False)
     for c in out.columns:
         if c == "tags" or str(c).startswith("tag_") or out[c].dtype == object and _looks_like_lists(out[c]):
             out[c] = tags_text(out[c])
@@ -315,9 +317,10 @@ def _own_orders(orders: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
 class _Sheets:
     """Formats and the row-streaming sheet writer over one xlsxwriter workbook."""
 
-    def __init__(self, wb: Any, lang: str) -> None:
+    def __init__(self, wb: Any, lang: str, mask_columns: dict[str, Any] | None = None) -> None:
         self.wb = wb
         self.lang = lang
+        self.mask_columns = mask_columns or {}  # column -> masker, applied chunk by chunk
         self.charts = 0
         border = {"border": 1, "border_color": "#BFBFBF"}
         self.head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "vcenter"})
@@ -374,7 +377,7 @@ class _Sheets:
             elif pd.api.types.is_numeric_dtype(s):
                 cols.append(("num", s, self._number_format(name, s)))
             else:
-                cols.append(("text", s, None))
+                cols.append(("text", s, self.mask_columns.get(name)))
         return cols
 
     def _chunk_lists(self, prepared: list[tuple[str, Any, Any]], rows: Any) -> list[tuple[int, list, Any, Any, str]]:
@@ -394,6 +397,8 @@ class _Sheets:
                 vals[~np.isfinite(arr)] = None
                 out.append((j, vals.tolist(), fmt, None, "num"))
                 continue
+            if kind == "text" and fmt is not None:  # a personal column: mask this chunk
+                part = fmt(part)
             if kind == "bool":
                 flags = part.astype("boolean")
                 txt = pd.Series(np.where(flags.fillna(False).to_numpy(dtype=bool), self.yes, self.no), dtype="string")
@@ -576,7 +581,9 @@ def write_workbook(
         strat = strategies
     else:
         strat = load_strategies(strategies)
-    view = apply_role(prepare_customers(customers), role_obj, owner=owner, mask=mask)
+    check_unmask(role_obj, mask)
+    # masked chunk by chunk while writing (memory), never unmasked in any cell when mask=True
+    view = role_view(prepare_customers(customers), role_obj, owner=owner)
     amounts = role_obj.amounts and "monetary" in view.columns
     target = Path(path)
     result = ReportResult(path=target, customers=len(view), role=role_obj.name, masked=mask, lang=lang)
@@ -624,7 +631,7 @@ def write_workbook(
             },
         )
         try:
-            w = _Sheets(wb, lang)
+            w = _Sheets(wb, lang, maskers() if mask else None)
             sheets = {name: wb.add_worksheet(name) for _kind, name, _arg in plan}
             for kind, name, arg in plan:
                 ws = sheets[name]
@@ -655,7 +662,7 @@ def _display_values(view: pd.DataFrame, lang: str) -> pd.DataFrame:
     """Segment values translated for English reports; everything else unchanged."""
     if lang == "zh":
         return view
-    out = view.copy()
+    out = view.copy(deep=False)
     mapping = {k: v[1] for k, v in L.VALUE_LABELS.items()}
     for dim in SEGMENT_ORDERS:
         if dim in out.columns:
@@ -873,7 +880,7 @@ def _write_migration(
 ) -> int:
     import pandas as pd
 
-    prev = apply_role(prepare_customers(previous), role, owner=owner, mask=mask)
+    prev = role_view(prepare_customers(previous), role, owner=owner)
     matrix = migration_matrix(prev, view)
     ws.set_column(0, 0, 22)
     ws.set_column(1, 12, 13)
