@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from custtool.cards import group_cards, individual_cards, render_html, render_markdown, tag_lift, write_cards
+from custtool.cards import (
+    group_cards,
+    individual_cards,
+    render_html,
+    render_markdown,
+    tag_lift,
+    write_cards,
+)
 from custtool.errors import InputError
 from custtool.io import FORMULA_PREFIXES
 from custtool.report.strategies import load_strategies

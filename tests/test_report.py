@@ -21,7 +21,15 @@ from typer.testing import CliRunner
 from custtool.errors import ConfigError, InputError
 from custtool.io import FORMULA_PREFIXES, read_table, write_table
 from custtool.report import write_workbook
-from custtool.report.masking import apply_role, get_role, mask_emails, mask_free_text, mask_id_numbers, mask_names, mask_phones
+from custtool.report.masking import (
+    apply_role,
+    get_role,
+    mask_emails,
+    mask_free_text,
+    mask_id_numbers,
+    mask_names,
+    mask_phones,
+)
 from custtool.report.migration import fallen_customers, migration_matrix
 from custtool.report.pivot import flatten_pivot, pivot, write_pivot
 from custtool.report.strategies import load_strategies, suggested_actions

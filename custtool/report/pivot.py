@@ -141,13 +141,10 @@ def _fmt(v: Any) -> str:
 
 def pivot_rows(flat: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of a flat pivot, numbers rounded for display."""
-    import pandas as pd
-
     header = [str(c) for c in flat.columns]
     rows: list[list[Any]] = []
     for rec in flat.astype(object).where(flat.notna(), "").to_numpy().tolist():
         rows.append([_fmt(v) for v in rec])
-    _ = pd
     return header, rows
 
 

@@ -842,7 +842,13 @@ def _write_quality(
 
 def _mask_reject_values(rej: pd.DataFrame) -> pd.DataFrame:
     """Mask the raw value of rejected personal fields (name, phone, email, ID number)."""
-    from custtool.report.masking import mask_emails, mask_free_text, mask_id_numbers, mask_names, mask_phones
+    from custtool.report.masking import (
+        mask_emails,
+        mask_free_text,
+        mask_id_numbers,
+        mask_names,
+        mask_phones,
+    )
 
     col = _text_series(rej["column"])
     val = rej["value"].astype("string").fillna("").astype(object)
@@ -878,7 +884,6 @@ def _write_migration(
     mask: bool,
     lang: str,
 ) -> int:
-    import pandas as pd
 
     prev = role_view(prepare_customers(previous), role, owner=owner)
     matrix = migration_matrix(prev, view)
