@@ -434,6 +434,8 @@ class _Sheets:
         self._widths(ws, headers, prepared, positions)
         if freeze:
             ws.freeze_panes(start_row + 1, 1 if cols and cols[0] == "customer_id" else 0)
+            ws.repeat_rows(start_row)  # header on every printed page
+            ws.set_landscape()
         if cols:
             ws.autofilter(start_row, 0, start_row + max(n, 1), len(cols) - 1)
         base = start_row + 1
@@ -688,6 +690,10 @@ def _write_summary(
 
     ws.set_column(0, 0, 22)
     ws.set_column(1, 5, 14)
+    ws.set_landscape()
+    ws.set_paper(9)  # A4
+    ws.fit_to_pages(1, 0)  # one page wide: tables and charts side by side when printed
+    ws.hide_gridlines(2)
     ws.write_string(0, 0, L.text("report_title", lang), w.title)
     as_of = ""
     if "as_of" in view.columns and len(view):
@@ -709,7 +715,7 @@ def _write_summary(
             ws.write_number(row, 1, float(val), fmts[key])
         row += 1
     row += 1
-    chart_col = 7
+    chart_col = 6
 
     def section(title_key: str, table: pd.DataFrame, charts: list[tuple[str, str, str, dict[str, Any]]]) -> None:
         nonlocal row
