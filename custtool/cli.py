@@ -254,7 +254,7 @@ def report_cmd(
 def pivot_cmd(
     segmented: Annotated[Path, typer.Argument(help="Segmented (and tagged) customers table.")],
     rows: Annotated[str, typer.Option("--rows", help="Row column(s), comma-separated, e.g. tier.")],
-    cols: Annotated[str | None, typer.Option("--cols", help="Column column(s), e.g. channel or source_channel.")] = None,
+    cols: Annotated[str | None, typer.Option("--cols", help="Column column(s), e.g. channel (the customers channels, one count per channel) or source_channel.")] = None,
     values: Annotated[
         str, typer.Option("--values", help="column:aggregate list (sum, count, mean, median, min, max, nunique).")
     ] = "customer_id:count",
@@ -269,7 +269,7 @@ def pivot_cmd(
 
     Examples:
 
-      $ custtool pivot segmented.parquet --rows tier --cols source_channel --values monetary:sum,customer_id:count
+      $ custtool pivot segmented.parquet --rows tier --cols channel --values monetary:sum,customer_id:count
 
       $ custtool pivot segmented.parquet --rows rfm_class --values monetary:mean -o pivot.xlsx
 

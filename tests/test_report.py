@@ -605,8 +605,11 @@ def test_pivot_equals_pandas_pivot_table(segmented):
 def test_pivot_tier_order_and_errors(segmented):
     t = pivot(segmented, "tier", None, "customer_id:count")
     assert [str(i) for i in t.index] == ["高价值", "中价值", "低价值"]
-    with pytest.raises(InputError, match="no column 'channel'"):
-        pivot(segmented, "tier", "channel", "monetary:sum")
+    with pytest.raises(InputError, match="no column 'colour'"):
+        pivot(segmented, "tier", "colour", "monetary:sum")
+    by_channel = pivot(segmented, "tier", "channel", "customer_id:count")  # → channels, one count per channel
+    n_high = segmented.loc[segmented["tier"] == "高价值", "channels"].str.split(";").map(len).sum()
+    assert int(by_channel.loc["高价值"].sum()) == n_high
     with pytest.raises(InputError, match="unknown aggregate"):
         pivot(segmented, "tier", None, "monetary:total")
     with pytest.raises(InputError, match="text column"):

@@ -51,6 +51,16 @@ def _split_columns(spec: str | list[str] | None) -> list[str]:
     return [str(c) for c in spec]
 
 
+#: names people use for a column the customers table calls otherwise (first present wins)
+ALIASES = {"channel": ("channels", "source_channel", "_channel"), "class": ("rfm_class",), "value_tier": ("tier",)}
+
+
+def _resolve(df: pd.DataFrame, column: str) -> str:
+    if column in df.columns:
+        return column
+    return next((alt for alt in ALIASES.get(column, ()) if alt in df.columns), column)
+
+
 def pivot(
     df: pd.DataFrame,
     rows: str | list[str],
@@ -66,9 +76,9 @@ def pivot(
 
     from custtool.report.workbook import SEGMENT_ORDERS, tags_text
 
-    row_cols = _split_columns(rows)
-    col_cols = _split_columns(cols)
-    vals = parse_values(values)
+    row_cols = [_resolve(df, c) for c in _split_columns(rows)]
+    col_cols = [_resolve(df, c) for c in _split_columns(cols)]
+    vals = [(_resolve(df, c), a) for c, a in parse_values(values)]
     if not row_cols:
         raise InputError("--rows needs at least one column", "e.g. --rows tier")
     wanted = [*row_cols, *col_cols, *(c for c, _ in vals)]
