@@ -33,6 +33,13 @@ _API: dict[str, str] = {
     "tag_statistics": "custtool.tags",
     "check_rules": "custtool.tags",
     "evaluate_condition": "custtool.tags",
+    "write_workbook": "custtool.report",
+    "pivot": "custtool.report.pivot",
+    "mask_frame": "custtool.report.masking",
+    "migration_matrix": "custtool.report.migration",
+    "load_strategies": "custtool.report.strategies",
+    "individual_cards": "custtool.cards",
+    "group_cards": "custtool.cards",
 }
 
 __all__ = ["__version__", *_API]

@@ -151,3 +151,128 @@ def label(column: str, lang: str = "zh") -> str:
 
 def labels(columns: Iterable[str], lang: str = "zh") -> list[str]:
     return [label(c, lang) for c in columns]
+
+
+# --------------------------------------------------------------------------- report (issue 6)
+COLUMN_LABELS.update(
+    {
+        # strategy table (rules/strategies.yaml)
+        "dimension": ("维度", "Dimension"),
+        "segment": ("分群", "Segment"),
+        "strategy_goal": ("目标", "Goal"),
+        "strategy_measures": ("措施", "Measures"),
+        "strategy_channel": ("渠道", "Channel"),
+        "strategy_frequency": ("频率", "Frequency"),
+        "strategy_owner": ("负责人", "Owner"),
+        "strategy_cycle": ("周期", "Cycle"),
+        "suggested_action": ("建议措施", "Suggested action"),
+        # segment tables / pivots
+        "customers": ("客户数", "Customers"),
+        "customer_share": ("客户占比", "Share of customers"),
+        "revenue": ("消费金额", "Revenue"),
+        "revenue_share": ("金额占比", "Share of revenue"),
+        "orders": ("订单数", "Orders"),
+        "month": ("月份", "Month"),
+        "count": ("数量", "Count"),
+        "share": ("占比", "Share"),
+        "kpi": ("指标", "Indicator"),
+        "before": ("上期分类", "Before"),
+        "now": ("本期分类", "Now"),
+        "lifecycle_now": ("本期生命周期", "Lifecycle now"),
+        # cards
+        "basic_info": ("基础信息", "Basic information"),
+        "behaviour": ("行为特征", "Behaviour"),
+        "preferences": ("需求偏好", "Needs and preferences"),
+        "value_assessment": ("价值评估", "Value"),
+        "top_cities": ("主要城市", "Top cities"),
+        "age_bands": ("年龄段", "Age bands"),
+        "top_channels": ("主要渠道", "Top channels"),
+        "top_categories": ("偏好品类", "Top categories"),
+        "typical_aov": ("典型客单价", "Typical order value"),
+        "top_tags": ("显著标签", "Over-represented tags"),
+        "lift": ("提升度", "Lift"),
+        "share_in_segment": ("群内占比", "Share in segment"),
+        "share_overall": ("总体占比", "Share overall"),
+        "tag": ("标签", "Tag"),
+    }
+)
+
+#: segment values and report texts: canonical (Chinese) value -> (中文, English)
+VALUE_LABELS: dict[str, tuple[str, str]] = {
+    "重要价值客户": ("重要价值客户", "Champions (important value)"),
+    "重要发展客户": ("重要发展客户", "Important to develop"),
+    "重要保持客户": ("重要保持客户", "Important to retain"),
+    "重要挽留客户": ("重要挽留客户", "Important to win back"),
+    "一般价值客户": ("一般价值客户", "General value"),
+    "一般发展客户": ("一般发展客户", "General to develop"),
+    "一般保持客户": ("一般保持客户", "General to retain"),
+    "一般挽留客户": ("一般挽留客户", "General to win back"),
+    "高价值": ("高价值", "High value"),
+    "中价值": ("中价值", "Medium value"),
+    "低价值": ("低价值", "Low value"),
+    "潜在": ("潜在", "Prospect"),
+    "新客户": ("新客户", "New"),
+    "成长": ("成长", "Growing"),
+    "成熟": ("成熟", "Mature"),
+    "沉睡": ("沉睡", "Dormant"),
+    "流失": ("流失", "Lost"),
+}
+
+#: sheet names, KPI names and other report texts: key -> (中文, English)
+TEXT_LABELS: dict[str, tuple[str, str]] = {
+    "sheet_summary": ("概览", "Summary"),
+    "sheet_detail": ("客户明细", "Customers"),
+    "sheet_strategy": ("策略", "Strategies"),
+    "sheet_quality": ("数据质量", "Data quality"),
+    "sheet_migration": ("迁移", "Migration"),
+    "sheet_cards": ("个体画像", "Customer cards"),
+    "sheet_group_cards": ("群体画像", "Segment cards"),
+    "sheet_pivot": ("透视", "Pivot"),
+    "report_title": ("客户分析报告", "Customer report"),
+    "as_of": ("统计日期", "As of"),
+    "role": ("角色", "Role"),
+    "masked": ("个人信息已脱敏", "Personal data masked"),
+    "unmasked": ("个人信息未脱敏（--no-mask）", "Personal data NOT masked (--no-mask)"),
+    "kpi_customers": ("客户数", "Customers"),
+    "kpi_active": ("活跃客户", "Active customers"),
+    "kpi_revenue": ("消费总额", "Revenue"),
+    "kpi_aov": ("平均客单价", "Average order value"),
+    "kpi_repurchase": ("复购率", "Repurchase rate"),
+    "kpi_nps": ("NPS", "NPS"),
+    "by_rfm": ("按RFM分类", "By RFM class"),
+    "by_tier": ("按价值等级", "By value tier"),
+    "by_lifecycle": ("生命周期漏斗", "Lifecycle funnel"),
+    "by_channel": ("渠道分布", "Channels"),
+    "by_industry": ("行业分布", "Industries"),
+    "by_city": ("城市分布", "Cities"),
+    "monthly_revenue": ("月度消费额", "Monthly revenue"),
+    "no_orders": ("（无订单）", "(no orders)"),
+    "blank": ("（空）", "(blank)"),
+    "total": ("合计", "Total"),
+    "yes": ("是", "Yes"),
+    "no": ("否", "No"),
+    "migration_matrix": ("分类迁移矩阵（行：上期，列：本期）", "Class migration (rows: before, columns: now)"),
+    "fallen": ("从重要价值客户降为重要挽留客户/流失", "Fell from champions to win-back / lost"),
+    "new_customer": ("（新增）", "(new)"),
+    "gone_customer": ("（已不在）", "(gone)"),
+    "rejects": ("被拒绝的行", "Rejected rows"),
+    "reject_codes": ("问题代码统计", "Rejects by code"),
+    "flag_counts": ("数据问题标记统计", "Data issue flags"),
+    "missing_counts": ("缺失字段统计", "Missing fields"),
+    "clean_report": ("清洗报告", "Clean report"),
+    "none": ("无", "None"),
+}
+
+
+def value_label(value: str, lang: str = "zh") -> str:
+    """Display form of a segment value (the value itself when unknown or zh)."""
+    pair = VALUE_LABELS.get(value)
+    if pair is None or lang == "zh":
+        return value
+    return pair[1]
+
+
+def text(key: str, lang: str = "zh") -> str:
+    """A report text (sheet name, KPI name) in the language asked for."""
+    pair = TEXT_LABELS[key]
+    return pair[0] if lang == "zh" else pair[1]

@@ -1,0 +1,591 @@
+"""Profile cards (客户画像卡, SPEC E2): one card per customer and one per segment.
+
+:func:`individual_cards` builds, per customer, the fields of the example card in the source
+documents — 编号, 基础信息, 行为特征, 需求偏好, 价值评估, 标签, 备注 — plus the suggested
+action from the strategy table. :func:`group_cards` summarises a segment: size, shares, top
+cities, age bands, channels, categories, typical order value and the tags most
+over-represented against all customers (lift). Both return DataFrames; the renderers turn
+them into Markdown, one self-contained printable HTML file, or an Excel workbook.
+
+Personal data is masked by default here too (names, phones, emails, ID numbers, phones
+inside notes).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custtool import labels as L
+from custtool.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+INDIVIDUAL_FIELDS = [
+    "customer_id",
+    "basic_info",
+    "behaviour",
+    "preferences",
+    "value_assessment",
+    "tags",
+    "notes",
+    "suggested_action",
+]
+GROUP_FIELDS = [
+    "dimension",
+    "segment",
+    "customers",
+    "customer_share",
+    "revenue",
+    "revenue_share",
+    "top_cities",
+    "age_bands",
+    "top_channels",
+    "top_categories",
+    "typical_aov",
+    "top_tags",
+]
+AGE_BINS = [0, 25, 35, 45, 55, 200]
+AGE_LABELS = ["25岁以下", "25-34岁", "35-44岁", "45-54岁", "55岁及以上"]
+AGE_LABELS_EN = ["under 25", "25-34", "35-44", "45-54", "55+"]
+
+_T = {
+    "zh": {
+        "age": "{}岁",
+        "orders_90d": "近90天消费{}次",
+        "frequency": "累计消费{}次",
+        "aov": "客单价{}元",
+        "last_order": "最近消费{}",
+        "recency": "（{}天前）",
+        "channels": "渠道：{}",
+        "categories": "常购品类：{}",
+        "interactions": "近一年互动{}次",
+        "interactions_30d": "近30天互动{}次",
+        "complaints": "投诉{}次",
+        "needs": "需求：{}",
+        "ltv": "LTV {}元",
+        "monetary": "累计消费{}元",
+        "repurchase": "复购：{}",
+        "nps": "推荐评分(NPS) {}",
+        "lifecycle": "生命周期：{}",
+        "churn": "流失风险",
+        "potential": "潜力客户",
+        "sep": "，",
+        "list": "、",
+        "yes": "是",
+        "no": "否",
+    },
+    "en": {
+        "age": "{} years",
+        "orders_90d": "{} orders in 90 days",
+        "frequency": "{} orders in total",
+        "aov": "AOV {}",
+        "last_order": "last order {}",
+        "recency": " ({} days ago)",
+        "channels": "channels: {}",
+        "categories": "categories: {}",
+        "interactions": "{} interactions this year",
+        "interactions_30d": "{} interactions in 30 days",
+        "complaints": "{} complaints",
+        "needs": "needs: {}",
+        "ltv": "LTV {}",
+        "monetary": "spent {}",
+        "repurchase": "repurchase: {}",
+        "nps": "NPS score {}",
+        "lifecycle": "lifecycle: {}",
+        "churn": "churn risk",
+        "potential": "potential",
+        "sep": ", ",
+        "list": ", ",
+        "yes": "yes",
+        "no": "no",
+    },
+}
+
+
+# --------------------------------------------------------------------------- vector helpers
+def _s(df: pd.DataFrame, col: str) -> pd.Series:
+    """Column as string dtype with "" for missing (all "" when the column is absent)."""
+    import pandas as pd
+
+    if col not in df.columns:
+        return pd.Series("", index=df.index, dtype="string")
+    return df[col].astype("string").fillna("").str.strip()
+
+
+def _num(df: pd.DataFrame, col: str, decimals: int = 0) -> pd.Series:
+    """Numbers rounded to text ("" when missing or absent)."""
+    import pandas as pd
+
+    if col not in df.columns:
+        return pd.Series("", index=df.index, dtype="string")
+    x = pd.to_numeric(df[col], errors="coerce")
+    if decimals == 0:
+        txt = x.round(0).astype("Int64").astype("string")
+    else:
+        txt = x.round(decimals).astype("string")
+    return txt.fillna("")
+
+
+def _fill(template: str, part: pd.Series) -> pd.Series:
+    """``template`` with ``{}`` replaced by ``part`` where part is non-empty, else ""."""
+    before, _, after = template.partition("{}")
+    return (before + part + after).where(part != "", "")
+
+
+def _join(parts: list[pd.Series], sep: str) -> pd.Series:
+    """Join non-empty parts with ``sep``, column-wise."""
+    import numpy as np
+
+    out = parts[0].astype("string").fillna("")
+    for p in parts[1:]:
+        p = p.astype("string").fillna("")
+        glue = np.where((out != "") & (p != ""), sep, "")
+        out = out + glue + p
+    return out
+
+
+def _flag(df: pd.DataFrame, col: str) -> pd.Series:
+    import pandas as pd
+
+    if col not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df[col].fillna(False).astype(bool)
+
+
+# --------------------------------------------------------------------------- individual
+def individual_cards(
+    customers: pd.DataFrame,
+    customer_ids: list[str] | None = None,
+    *,
+    top: int | None = None,
+    strategies: pd.DataFrame | str | Path | None = None,
+    orders: pd.DataFrame | None = None,
+    role: str | None = None,
+    owner: str | None = None,
+    mask: bool = True,
+    lang: str = "zh",
+) -> pd.DataFrame:
+    """One card per selected customer (``customer_ids``, or the ``top`` N by value).
+
+    Columns: customer_id, basic_info, behaviour, preferences, value_assessment, tags, notes,
+    suggested_action. Unknown ids raise InputError naming them.
+    """
+    import pandas as pd
+
+    from custtool.report.masking import apply_role, get_role
+    from custtool.report.strategies import load_strategies, suggested_actions
+    from custtool.report.workbook import _sort_by_value, prepare_customers
+
+    t = _T["en" if lang == "en" else "zh"]
+    role_obj = get_role(role)
+    df = customers
+    if customer_ids:
+        if "customer_id" not in df.columns:
+            raise InputError("the table has no customer_id column")
+        ids = df["customer_id"].astype("string").fillna("")
+        missing = sorted(set(customer_ids) - set(ids))
+        if missing:
+            raise InputError(f"no customer {', '.join(missing[:5])} in the table", "check the ids (e.g. C00000001)")
+        df = df.loc[ids.isin(customer_ids).to_numpy()]
+        order = {cid: k for k, cid in enumerate(customer_ids)}
+        df = df.iloc[df["customer_id"].astype(str).map(order).argsort().to_numpy()]
+    elif top:
+        df = _sort_by_value(df).head(top)
+    else:
+        df = df.iloc[0:0]
+    view = apply_role(prepare_customers(df), role_obj, owner=owner, mask=mask)
+    strat = strategies if isinstance(strategies, pd.DataFrame) else load_strategies(strategies)
+
+    seg_gender = _s(view, "gender").replace({"未知": ""})
+    if lang == "en":
+        seg_gender = seg_gender.replace({"男": "male", "女": "female"})
+    basic = _join(
+        [
+            _s(view, "name"),
+            seg_gender,
+            _fill(t["age"], _num(view, "age")),
+            _s(view, "city"),
+            _join([_s(view, "industry"), _s(view, "position")], " "),
+            _s(view, "company"),
+            _s(view, "customer_type"),
+            _s(view, "member_level"),
+        ],
+        t["sep"],
+    )
+    last = pd.to_datetime(view["last_order"], errors="coerce").dt.strftime("%Y-%m-%d") if "last_order" in view.columns else None
+    last_txt = last.astype("string").fillna("") if last is not None else _s(view, "last_order")
+    cats = _categories_per_customer(view, orders, t["list"])
+    behaviour = _join(
+        [
+            _fill(t["orders_90d"], _num(view, "orders_90d")),
+            _fill(t["frequency"], _num(view, "frequency")),
+            _fill(t["aov"], _num(view, "aov")),
+            _fill(t["last_order"], last_txt) + _fill(t["recency"], _num(view, "recency")).where(last_txt != "", ""),
+            _fill(t["channels"], _s(view, "channels").str.replace(";", t["list"], regex=False)),
+            _fill(t["categories"], cats),
+            _fill(t["interactions"], _num(view, "interactions_365d")),
+            _fill(t["interactions_30d"], _num(view, "interactions_30d").replace({"0": ""})).where(~pd.Series("interactions_365d" in view.columns, index=view.index), ""),
+            _fill(t["complaints"], _num(view, "complaints_365d").replace({"0": ""})),
+        ],
+        t["sep"],
+    )
+    pref_cols = [c for c in view.columns if str(c).startswith("tag_") and any(k in str(c) for k in ("需求", "偏好", "兴趣"))]
+    preferences = _join(
+        [_fill(t["needs"], _s(view, "needs").str.replace(";", t["list"], regex=False))]
+        + [_s(view, c).str.replace(";", t["list"], regex=False) for c in pref_cols],
+        t["sep"],
+    )
+    yes_no = pd.Series(t["no"], index=view.index, dtype="string").mask(_flag(view, "repurchase"), t["yes"])
+    if "repurchase" not in view.columns:
+        yes_no = pd.Series("", index=view.index, dtype="string")
+    value = _join(
+        [
+            _s(view, "tier").map(lambda v: L.value_label(v, lang)).astype("string"),
+            _s(view, "rfm_class").map(lambda v: L.value_label(v, lang)).astype("string"),
+            _fill(t["ltv"], _num(view, "ltv")),
+            _fill(t["monetary"], _num(view, "monetary")).where(~pd.Series("ltv" in view.columns, index=view.index), ""),
+            _fill(t["repurchase"], yes_no),
+            _fill(t["nps"], _num(view, "nps_score")),
+            _fill(t["lifecycle"], _s(view, "lifecycle").map(lambda v: L.value_label(v, lang)).astype("string")),
+            pd.Series(t["potential"], index=view.index, dtype="string").where(_flag(view, "potential"), ""),
+            pd.Series(t["churn"], index=view.index, dtype="string").where(_flag(view, "churn_risk"), ""),
+        ],
+        t["sep"],
+    )
+    out = pd.DataFrame(
+        {
+            "customer_id": _s(view, "customer_id"),
+            "basic_info": basic,
+            "behaviour": behaviour,
+            "preferences": preferences,
+            "value_assessment": value,
+            "tags": _s(view, "tags").str.replace(";", t["list"], regex=False),
+            "notes": _s(view, "notes"),
+            "suggested_action": suggested_actions(view, strat).astype("string"),
+        }
+    )
+    return out.astype(object).reset_index(drop=True)
+
+
+def _categories_per_customer(view: pd.DataFrame, orders: pd.DataFrame | None, sep: str, k: int = 3) -> pd.Series:
+    """Top ``k`` categories a customer bought (from orders joined on customer_id), else ""."""
+    import pandas as pd
+
+    empty = pd.Series("", index=view.index, dtype="string")
+    if orders is None or "category" not in orders.columns or "customer_id" not in orders.columns or "customer_id" not in view.columns:
+        return _s(view, "categories").str.replace(";", sep, regex=False) if "categories" in view.columns else empty
+    ids = _s(view, "customer_id")
+    o = pd.DataFrame({"customer_id": _s(orders, "customer_id"), "category": _s(orders, "category")})
+    o = o[(o["category"] != "") & o["customer_id"].isin(set(ids))]
+    if o.empty:
+        return empty
+    counts = o.value_counts(["customer_id", "category"]).reset_index(name="n")
+    counts = counts.sort_values(["customer_id", "n", "category"], ascending=[True, False, True]).groupby("customer_id").head(k)
+    joined = counts.groupby("customer_id")["category"].agg(sep.join)
+    return ids.map(joined).fillna("").astype("string")
+
+
+# --------------------------------------------------------------------------- groups
+def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> pd.DataFrame:
+    """Per segment and tag: customers with the tag, share in segment, share overall, lift.
+
+    lift = share in segment / share among all customers; rows with fewer than ``min_count``
+    customers are left out. Sorted by segment, lift descending.
+    """
+    import pandas as pd
+
+    from custtool.report.workbook import tags_text
+
+    cols = ["segment", "tag", "n", "share_in_segment", "share_overall", "lift"]
+    if "tags" not in df.columns or by not in df.columns or df.empty:
+        return pd.DataFrame(columns=cols)
+    seg = _s(df, by)
+    tags = tags_text(df["tags"]).astype("string").str.split(";")
+    long = pd.DataFrame({"segment": seg.to_numpy(), "tag": tags.to_numpy(), "row": range(len(df))}).explode("tag")
+    long["tag"] = long["tag"].astype("string").str.strip()
+    long = long[long["tag"].notna() & (long["tag"] != "")].drop_duplicates(["row", "tag"])
+    if long.empty:
+        return pd.DataFrame(columns=cols)
+    n_total = len(df)
+    overall = long.groupby("tag").size() / n_total
+    sizes = seg.value_counts()
+    counts = long.groupby(["segment", "tag"]).size().rename("n").reset_index()
+    counts["share_in_segment"] = counts["n"] / counts["segment"].map(sizes).astype(float)
+    counts["share_overall"] = counts["tag"].map(overall).astype(float)
+    counts["lift"] = counts["share_in_segment"] / counts["share_overall"]
+    counts = counts[counts["n"] >= min_count]
+    return counts.sort_values(["segment", "lift", "n", "tag"], ascending=[True, False, False, True]).reset_index(drop=True)[cols]
+
+
+def _top_values(seg: pd.Series, values: pd.Series, k: int, sep: str, *, explode: bool = False) -> pd.Series:
+    """Per segment: the ``k`` most common non-empty values with their share of the segment."""
+    import pandas as pd
+
+    sizes = seg.value_counts()
+    frame = pd.DataFrame({"segment": seg.to_numpy(), "v": values.to_numpy(), "row": range(len(seg))})
+    if explode:
+        frame["v"] = frame["v"].astype("string").str.split(";")
+        frame = frame.explode("v")
+    frame["v"] = frame["v"].astype("string").fillna("").str.strip()
+    frame = frame[frame["v"] != ""].drop_duplicates(["row", "v"])
+    if frame.empty:
+        return pd.Series(dtype=object)
+    counts = frame.groupby(["segment", "v"], observed=True).size().rename("n").reset_index()
+    counts = counts.sort_values(["segment", "n", "v"], ascending=[True, False, True]).groupby("segment").head(k)
+    pct = (counts["n"] / counts["segment"].map(sizes).astype(float) * 100).round(0).astype("int64").astype(str)
+    counts["txt"] = counts["v"].astype(str) + " " + pct + "%"
+    return counts.groupby("segment")["txt"].agg(sep.join)
+
+
+def group_cards(
+    customers: pd.DataFrame,
+    by: str | None = None,
+    segments: list[str] | None = None,
+    *,
+    orders: pd.DataFrame | None = None,
+    role: str | None = None,
+    owner: str | None = None,
+    top: int = 3,
+    top_tags: int = 5,
+    min_count: int = 3,
+    lang: str = "zh",
+) -> pd.DataFrame:
+    """One card per segment of ``by`` (rfm_class, tier, lifecycle; default rfm_class).
+
+    With ``segments``, only those; each name is looked up in rfm_class, tier and lifecycle
+    when ``by`` is not given. Columns: see :data:`GROUP_FIELDS`.
+    """
+    import pandas as pd
+
+    from custtool.report.masking import apply_role, get_role
+    from custtool.report.workbook import SEGMENT_ORDERS, prepare_customers
+
+    role_obj = get_role(role)
+    view = apply_role(prepare_customers(customers), role_obj, owner=owner, mask=True)
+    dims = [d for d in ("rfm_class", "tier", "lifecycle") if d in view.columns]
+    if by is not None and by not in view.columns:
+        raise InputError(f"no column {by!r} to group by", f"use one of: {', '.join(dims) or '(none present)'}")
+    wanted: dict[str, list[str]] = {}
+    if segments:
+        for name in segments:
+            found = [d for d in ([by] if by else dims) if (_s(view, d) == name).any()]
+            if not found:
+                raise InputError(f"no segment {name!r} in {by or '/'.join(dims)}", "segment names are values such as 重要价值客户, 高价值 or 沉睡")
+            wanted.setdefault(found[0], []).append(name)
+    else:
+        dim = by or (dims[0] if dims else None)
+        if dim is None:
+            raise InputError("the table has no rfm_class, tier or lifecycle column", "run `custtool segment` first")
+        wanted[dim] = []
+    sep = _T["en" if lang == "en" else "zh"]["list"]
+    frames = []
+    for dim, names in wanted.items():
+        seg = _s(view, dim)
+        n_all = len(view)
+        card = pd.DataFrame({"segment": seg}).groupby("segment").size().rename("customers").to_frame()
+        card["customer_share"] = card["customers"] / n_all if n_all else 0.0
+        if role_obj.amounts and "monetary" in view.columns:
+            m = pd.to_numeric(view["monetary"], errors="coerce").fillna(0)
+            rev = m.groupby(seg.to_numpy()).sum()
+            card["revenue"] = rev.round(2)
+            card["revenue_share"] = card["revenue"] / m.sum() if m.sum() else 0.0
+        if "city" in view.columns:
+            card["top_cities"] = _top_values(seg, _s(view, "city"), top, sep)
+        if "age" in view.columns:
+            labels = AGE_LABELS_EN if lang == "en" else AGE_LABELS
+            bands = pd.cut(pd.to_numeric(view["age"], errors="coerce"), AGE_BINS, right=False, labels=labels)
+            card["age_bands"] = _top_values(seg, bands.astype("string"), top, sep)
+        channel_col = next((c for c in ("channels", "source_channel") if c in view.columns), None)
+        if channel_col:
+            card["top_channels"] = _top_values(seg, _s(view, channel_col), top, sep, explode=True)
+        cats = _segment_categories(view, seg, orders, top, sep)
+        if cats is not None:
+            card["top_categories"] = cats
+        if role_obj.amounts and "aov" in view.columns:
+            card["typical_aov"] = pd.to_numeric(view["aov"], errors="coerce").groupby(seg.to_numpy()).median().round(2)
+        lift = tag_lift(view.assign(_seg=seg), "_seg", min_count=min_count)
+        if len(lift):
+            top_lift = lift[lift["lift"] > 1].groupby("segment").head(top_tags)
+            pct = (top_lift["share_in_segment"] * 100).round(0).astype("int64").astype(str)
+            top_lift = top_lift.assign(txt=top_lift["tag"].astype(str) + " ×" + top_lift["lift"].round(1).astype(str) + "（" + pct + "%）")
+            card["top_tags"] = top_lift.groupby("segment")["txt"].agg(sep.join)
+        card = card.reset_index()
+        card = card[card["segment"] != ""] if not names else card[card["segment"].isin(names)]
+        order = [v for v in SEGMENT_ORDERS.get(dim, []) if v in set(card["segment"])]
+        rest = sorted(set(card["segment"]) - set(order))
+        card = card.set_index("segment").reindex(order + rest).reset_index()
+        card.insert(0, "dimension", dim)
+        frames.append(card)
+    out = pd.concat(frames, ignore_index=True)
+    for c in GROUP_FIELDS:
+        if c not in out.columns:
+            continue
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].astype(object).where(out[c].notna(), "")
+    return out[[c for c in GROUP_FIELDS if c in out.columns]]
+
+
+def _segment_categories(view: pd.DataFrame, seg: pd.Series, orders: pd.DataFrame | None, k: int, sep: str) -> pd.Series | None:
+    """Top categories per segment, by share of the segment's customers who bought them."""
+    import pandas as pd
+
+    if orders is not None and {"customer_id", "category"} <= set(orders.columns) and "customer_id" in view.columns:
+        seg_of = pd.Series(seg.to_numpy(), index=_s(view, "customer_id").to_numpy())
+        seg_of = seg_of[~seg_of.index.duplicated()]
+        o = pd.DataFrame({"cid": _s(orders, "customer_id"), "cat": _s(orders, "category")})
+        o = o[o["cid"].isin(seg_of.index)].drop_duplicates()
+        if o.empty:
+            return None
+        o_seg = o["cid"].map(seg_of)
+        sizes = seg.value_counts()
+        counts = pd.DataFrame({"segment": o_seg.to_numpy(), "v": o["cat"].to_numpy()})
+        counts = counts[counts["v"] != ""].groupby(["segment", "v"]).size().rename("n").reset_index()
+        counts = counts.sort_values(["segment", "n", "v"], ascending=[True, False, True]).groupby("segment").head(k)
+        pct = (counts["n"] / counts["segment"].map(sizes).astype(float) * 100).round(0).astype("int64").astype(str)
+        counts["txt"] = counts["v"] + " " + pct + "%"
+        return counts.groupby("segment")["txt"].agg(sep.join)
+    if "categories" in view.columns:
+        return _top_values(seg, _s(view, "categories"), k, sep, explode=True)
+    return None
+
+
+# --------------------------------------------------------------------------- renderers
+def _title(key: str, lang: str) -> str:
+    return {
+        ("individual", "zh"): "客户画像卡（个体）",
+        ("individual", "en"): "Customer profile card",
+        ("group", "zh"): "客户画像卡（群体）",
+        ("group", "en"): "Segment profile card",
+        ("doc", "zh"): "客户画像卡",
+        ("doc", "en"): "Customer profile cards",
+    }[(key, "en" if lang == "en" else "zh")]
+
+
+def _group_rows(card: dict[str, Any], lang: str) -> list[tuple[str, str]]:
+    rows = []
+    for c in GROUP_FIELDS[2:]:
+        if c not in card:
+            continue
+        v = card[c]
+        if c in {"customer_share", "revenue_share"}:
+            v = f"{float(v) * 100:.1f}%"
+        elif c in {"revenue", "typical_aov"}:
+            v = "" if v != v or v == "" else f"{float(v):,.2f}"
+        elif c == "customers":
+            v = f"{int(v):,}"
+        rows.append((L.label(c, lang), str(v)))
+    return rows
+
+
+def render_markdown(individual: pd.DataFrame, group: pd.DataFrame | None = None, lang: str = "zh") -> str:
+    """Cards as Markdown: one section per card, fields as a bullet list."""
+
+    def md(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ").strip() or "—"
+
+    out = [f"# {_title('doc', lang)}", ""]
+    if group is not None:
+        for card in group.to_dict("records"):
+            out += [f"## {_title('group', lang)}：{L.label(card['dimension'], lang)} · {L.value_label(card['segment'], lang)}", ""]
+            out += [f"- **{k}**：{md(v)}" for k, v in _group_rows(card, lang)] + [""]
+    for card in individual.to_dict("records"):
+        out += [f"## {_title('individual', lang)}：{md(card['customer_id'])}", ""]
+        out += [f"- **{L.label(c, lang)}**：{md(card[c])}" for c in INDIVIDUAL_FIELDS[1:]] + [""]
+    return "\n".join(out)
+
+
+_CSS = """
+body { font-family: "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif; margin: 24px; color: #222; background: #f5f7fa; }
+h1 { font-size: 20px; margin: 0 0 16px; }
+.cards { display: flex; flex-wrap: wrap; gap: 16px; }
+.card { background: #fff; border: 1px solid #d0d7e2; border-radius: 8px; padding: 14px 18px; width: 440px; box-shadow: 0 1px 3px rgba(0,0,0,.08); page-break-inside: avoid; break-inside: avoid; }
+.card h2 { font-size: 15px; margin: 0 0 10px; color: #1f4e78; border-bottom: 2px solid #ddebf7; padding-bottom: 6px; }
+.card.group h2 { color: #7b3f00; border-bottom-color: #fbe5d6; }
+.card dl { display: grid; grid-template-columns: 88px 1fr; gap: 4px 10px; margin: 0; font-size: 13px; }
+.card dt { color: #666; font-weight: 600; }
+.card dd { margin: 0; white-space: pre-wrap; word-break: break-word; }
+.card dd.action { color: #0b6b3a; }
+.muted { color: #999; }
+@media print { body { background: #fff; margin: 0; } .card { box-shadow: none; border-color: #999; } }
+"""
+
+
+def render_html(individual: pd.DataFrame, group: pd.DataFrame | None = None, lang: str = "zh", title: str | None = None) -> str:
+    """One self-contained printable HTML page (inline CSS, every value escaped)."""
+    e = html.escape
+    doc_title = title or _title("doc", lang)
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="{"en" if lang == "en" else "zh-CN"}"><head><meta charset="utf-8">',
+        f"<title>{e(doc_title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(doc_title)}</h1>",
+        '<div class="cards">',
+    ]
+    if group is not None:
+        for card in group.to_dict("records"):
+            head = f"{_title('group', lang)}：{L.label(card['dimension'], lang)} · {L.value_label(card['segment'], lang)}"
+            rows = "".join(f"<dt>{e(k)}</dt><dd>{e(v) or '<span class=muted>—</span>'}</dd>" for k, v in _group_rows(card, lang))
+            parts.append(f'<section class="card group"><h2>{e(head)}</h2><dl>{rows}</dl></section>')
+    for card in individual.to_dict("records"):
+        head = f"{_title('individual', lang)}：{card['customer_id']}"
+        rows = "".join(
+            f"<dt>{e(L.label(c, lang))}</dt><dd{' class=action' if c == 'suggested_action' else ''}>"
+            f"{e(str(card[c])) or '<span class=muted>—</span>'}</dd>"
+            for c in INDIVIDUAL_FIELDS[1:]
+        )
+        parts.append(f'<section class="card"><h2>{e(head)}</h2><dl>{rows}</dl></section>')
+    parts += ["</div>", "</body></html>", ""]
+    return "\n".join(parts)
+
+
+def write_cards(
+    individual: pd.DataFrame,
+    group: pd.DataFrame | None,
+    out: str | Path,
+    fmt: str | None = None,
+    lang: str = "zh",
+) -> Path:
+    """Write the cards as md / html / xlsx to ``out`` (a folder gets ``cards.<fmt>``), atomically."""
+    from custtool.io import atomic_path
+
+    target = Path(out)
+    if fmt is None:
+        fmt = target.suffix.lower().lstrip(".") or "html"
+    fmt = {"markdown": "md"}.get(fmt, fmt)
+    if fmt not in {"md", "html", "xlsx"}:
+        raise InputError(f"unknown card format {fmt!r}", "use --format md, html or xlsx")
+    if target.is_dir() or not target.suffix:
+        target = target / f"cards.{fmt}"
+    with atomic_path(target) as tmp:
+        if fmt == "md":
+            tmp.write_text(render_markdown(individual, group, lang), encoding="utf-8")
+        elif fmt == "html":
+            tmp.write_text(render_html(individual, group, lang), encoding="utf-8")
+        else:
+            _write_cards_xlsx(individual, group, tmp, lang)
+    return target
+
+
+def _write_cards_xlsx(individual: pd.DataFrame, group: pd.DataFrame | None, path: Path, lang: str) -> None:
+    import xlsxwriter
+
+    from custtool.report.workbook import _display_values, _Sheets
+
+    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
+    try:
+        w = _Sheets(wb, lang)
+        if group is not None:
+            ws = wb.add_worksheet(L.text("sheet_group_cards", lang))
+            g = group.copy()
+            g["dimension"] = g["dimension"].map(lambda d: L.label(d, lang))
+            g["segment"] = g["segment"].map(lambda v: L.value_label(v, lang))
+            w.data_sheet(ws, _display_values(g, lang), conditional=False)
+        ws = wb.add_worksheet(L.text("sheet_cards", lang))
+        w.data_sheet(ws, individual, conditional=False)
+        wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+        ws.set_column(1, len(INDIVIDUAL_FIELDS) - 1, 40, wrap)
+    finally:
+        wb.close()

@@ -1,0 +1,930 @@
+"""The tiered Excel report (SPEC E1, E3–E5, E7), written with xlsxwriter in constant-memory mode.
+
+Sheets, in order: 概览 (KPIs, segment tables, charts), one sheet per value tier and per RFM
+class, 客户明细, 策略, 数据质量, 迁移 (with ``previous``). Every text cell is written with
+``write_string``; a text that starts like a formula (= + - @ tab CR LF) gets Excel's own
+quote prefix, so it shows as typed and stays text when edited. The workbook has no formulas.
+
+Rows are streamed sheet by sheet, in order, in chunks: memory does not grow with the number
+of customers beyond the input frame itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custtool import labels as L
+from custtool.errors import InputError
+from custtool.io import FORMULA_PREFIXES, _safe_sheet_name, atomic_path
+from custtool.report.masking import Role, check_unmask, get_role, mask_frame, maskers, role_view
+from custtool.report.migration import RFM_ORDER, fallen_customers, migration_matrix
+from custtool.report.strategies import load_strategies
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+TIER_ORDER = ["高价值", "中价值", "低价值"]
+LIFECYCLE_ORDER = ["潜在", "新客户", "成长", "成熟", "沉睡", "流失"]
+SEGMENT_ORDERS = {"rfm_class": RFM_ORDER, "tier": TIER_ORDER, "lifecycle": LIFECYCLE_ORDER}
+
+MONEY_COLUMNS = {
+    "monetary",
+    "monetary_30d",
+    "monetary_90d",
+    "monetary_365d",
+    "monetary_prev",
+    "aov",
+    "ltv",
+    "historical_value",
+    "predicted_value",
+    "predicted_aov",
+    "amount",
+    "revenue",
+    "typical_aov",
+}
+PERCENT_COLUMNS = {"growth", "p_alive", "customer_share", "revenue_share", "share", "share_in_segment", "share_overall"}
+INTEGER_COLUMNS = {
+    "frequency",
+    "orders_30d",
+    "orders_90d",
+    "orders_365d",
+    "interactions_30d",
+    "interactions_365d",
+    "complaints_365d",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_score",
+    "age",
+    "customers",
+    "orders",
+    "count",
+    "_row",
+    "row",
+    "nps_score",
+    "recency",
+    "days_since_last_interaction",
+}
+SCORE_COLUMNS = ("r_score", "f_score", "m_score")
+#: columns of the per-tier / per-class sheets, in this order, when present
+SEGMENT_SHEET_COLUMNS = [
+    "customer_id",
+    "name",
+    "phone",
+    "city",
+    "owner",
+    "rfm_class",
+    "tier",
+    "lifecycle",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_score",
+    "recency",
+    "frequency",
+    "monetary",
+    "aov",
+    "ltv",
+    "churn_risk",
+    "last_order",
+    "tags",
+]
+VALUE_COLUMNS = ("ltv", "monetary", "rfm_score", "frequency")
+CHUNK_ROWS = 20_000
+_EXCEL_EPOCH = "1899-12-30"
+
+
+@dataclass
+class ReportResult:
+    """What :func:`write_workbook` wrote."""
+
+    path: Path
+    sheets: dict[str, int] = field(default_factory=dict)  # sheet name -> data rows
+    customers: int = 0
+    role: str = "admin"
+    masked: bool = True
+    charts: int = 0
+    lang: str = "zh"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "sheets": self.sheets,
+            "customers": self.customers,
+            "role": self.role,
+            "masked": self.masked,
+            "charts": self.charts,
+            "lang": self.lang,
+        }
+
+
+# --------------------------------------------------------------------------- column helpers
+def tags_text(s: pd.Series, sep: str = ";") -> pd.Series:
+    """Tags as one ``;``-joined string per row, whether they come as lists (Parquet) or text."""
+    import pandas as pd
+
+    if pd.api.types.is_string_dtype(s) and not pd.api.types.is_object_dtype(s):
+        return s.fillna("").astype(object)
+    nonnull = s.dropna()
+    if nonnull.empty:
+        return pd.Series("", index=s.index, dtype=object)
+    is_text = nonnull.map(type).eq(str)
+    if is_text.all():
+        return s.fillna("").astype(object)
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = s.where(s.notna(), None)
+        if is_text.any():  # mixed: split the text ones into lists first
+            values = values.where(~values.map(type).eq(str), values.astype("string").str.split(sep))
+        arr = pa.array(values.tolist(), type=pa.list_(pa.string()), from_pandas=True)
+        joined = pc.binary_join(arr, sep).to_pandas()
+        return pd.Series(joined, index=s.index).fillna("").astype(object)
+    except Exception:  # pragma: no cover - unusual cell types
+        exploded = s.explode().dropna().astype(str)
+        return exploded.groupby(level=0).agg(sep.join).reindex(s.index).fillna("").astype(object)
+
+
+BOOL_COLUMNS = ("repurchase", "churn_risk", "potential", "follow_up_flag", "refund", "exact_duplicate")
+
+
+def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
+    """Tags (and any other list column) as text, flags read back from CSV/xlsx text as
+    booleans; a copy, canonical columns unchanged."""
+    import pandas as pd
+
+    out = df.copy(deep=False)
+    for c in out.columns:
+        if c == "tags" or str(c).startswith("tag_") or out[c].dtype == object and _looks_like_lists(out[c]):
+            out[c] = tags_text(out[c])
+        elif c in BOOL_COLUMNS and not pd.api.types.is_bool_dtype(out[c]):
+            txt = out[c].astype("string").fillna("").str.strip().str.lower()
+            known = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False, "是": True, "否": False, "": None}
+            if txt.isin(list(known)).all():
+                mapped = txt.map(known)
+                out[c] = mapped.astype("boolean") if mapped.isna().any() else mapped.astype(bool)
+    return out
+
+
+def _looks_like_lists(s: pd.Series) -> bool:
+    head = s.dropna().head(20)
+    return bool(len(head)) and bool(head.map(lambda v: not isinstance(v, str) and hasattr(v, "__len__")).any())
+
+
+def _value_column(df: pd.DataFrame) -> str | None:
+    return next((c for c in VALUE_COLUMNS if c in df.columns), None)
+
+
+def _sort_by_value(df: pd.DataFrame) -> pd.DataFrame:
+    col = _value_column(df)
+    if col is None:
+        return df
+    return df.sort_values(col, ascending=False, na_position="last", kind="stable")
+
+
+def _value_order(df: pd.DataFrame) -> Any:
+    """Row positions sorted by value (LTV, else monetary, …) descending, stable; NaN last."""
+    import numpy as np
+
+    col = _value_column(df)
+    if col is None:
+        return np.arange(len(df))
+    import pandas as pd
+
+    key = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.lexsort((np.arange(len(df)), -np.nan_to_num(key, nan=0.0), np.isnan(key)))
+
+
+def _text_series(s: pd.Series) -> pd.Series:
+    return s.astype("string").fillna("").str.strip()
+
+
+# --------------------------------------------------------------------------- summary tables
+def kpis(df: pd.DataFrame, *, amounts: bool = True) -> dict[str, float | int | None]:
+    """Customers, active customers, revenue, average order value, repurchase rate, NPS.
+
+    active: lifecycle 新客户/成长/成熟 when the column exists, else recency ≤ 90 days.
+    average order value: revenue / orders. repurchase rate: repurchasing customers /
+    customers with at least one order. NPS: % promoters (9–10) − % detractors (0–6).
+    """
+    import pandas as pd
+
+    out: dict[str, float | int | None] = {"customers": int(len(df))}
+    if "lifecycle" in df.columns:
+        out["active"] = int(_text_series(df["lifecycle"]).isin(["新客户", "成长", "成熟"]).sum())
+    elif "recency" in df.columns:
+        out["active"] = int((pd.to_numeric(df["recency"], errors="coerce") <= 90).sum())
+    if amounts and "monetary" in df.columns:
+        revenue = float(pd.to_numeric(df["monetary"], errors="coerce").fillna(0).sum())
+        out["revenue"] = round(revenue, 2)
+        if "frequency" in df.columns:
+            n_orders = float(pd.to_numeric(df["frequency"], errors="coerce").fillna(0).sum())
+            out["aov"] = round(revenue / n_orders, 2) if n_orders else None
+    if "repurchase" in df.columns:
+        buyers = (pd.to_numeric(df["frequency"], errors="coerce").fillna(0) > 0) if "frequency" in df.columns else pd.Series(True, index=df.index)
+        n_buyers = int(buyers.sum())
+        rep = df["repurchase"].fillna(False).astype(bool) & buyers
+        out["repurchase"] = round(int(rep.sum()) / n_buyers, 4) if n_buyers else None
+    if "nps_score" in df.columns:
+        scores = pd.to_numeric(df["nps_score"], errors="coerce").dropna()
+        out["nps"] = round(float(((scores >= 9).mean() - (scores <= 6).mean()) * 100), 1) if len(scores) else None
+    return out
+
+
+def segment_table(df: pd.DataFrame, by: str, *, amounts: bool = True, lang: str = "zh") -> pd.DataFrame:
+    """Customers, share of customers, revenue, share of revenue per value of ``by``.
+
+    Segments in their canonical order; customers with a blank value (no orders) last.
+    """
+    import pandas as pd
+
+    key = _text_series(df[by])
+    total = len(df)
+    g = pd.DataFrame({"k": key})
+    if amounts and "monetary" in df.columns:
+        g["m"] = pd.to_numeric(df["monetary"], errors="coerce").fillna(0).to_numpy()
+    agg = g.groupby("k", sort=False).agg(customers=("k", "size"), **({"revenue": ("m", "sum")} if "m" in g else {}))
+    order = [v for v in SEGMENT_ORDERS.get(by, []) if v in agg.index]
+    rest = sorted(v for v in agg.index if v not in order and v != "")
+    if "" in agg.index:
+        rest.append("")
+    agg = agg.reindex(order + rest)
+    out = pd.DataFrame({"segment": agg.index.astype(object)})
+    out["customers"] = agg["customers"].to_numpy().astype("int64")
+    out["customer_share"] = out["customers"] / total if total else 0.0
+    if "revenue" in agg:
+        rev = agg["revenue"].to_numpy().astype(float)
+        out["revenue"] = rev.round(2)
+        tot = rev.sum()
+        out["revenue_share"] = rev / tot if tot else 0.0
+    blank = L.text("no_orders" if by == "rfm_class" else "blank", lang)
+    out["segment"] = out["segment"].map(lambda v: L.value_label(v, lang) if v else blank)
+    return out
+
+
+def distribution(df: pd.DataFrame, column: str, *, top: int = 10, lang: str = "zh") -> pd.DataFrame:
+    """Customers per value of ``column`` (``;``-joined lists counted per value), top N."""
+    import pandas as pd
+
+    s = _text_series(df[column])
+    if column in {"channels", "tags"} or s.str.contains(";", regex=False).any():
+        s = s.str.split(";").explode().str.strip()
+    s = s[s != ""]
+    counts = s.value_counts()
+    if len(counts) > top:
+        other = int(counts.iloc[top:].sum())
+        counts = pd.concat([counts.iloc[:top], pd.Series({("其他" if lang == "zh" else "Other"): other})])
+    out = pd.DataFrame({"segment": counts.index.astype(object), "customers": counts.to_numpy().astype("int64")})
+    out["customer_share"] = out["customers"] / len(df) if len(df) else 0.0
+    return out
+
+
+def monthly_revenue(orders: pd.DataFrame) -> pd.DataFrame:
+    """Revenue and order count per calendar month (``order_time``, ``amount``)."""
+    import pandas as pd
+
+    for col in ("order_time", "amount"):
+        if col not in orders.columns:
+            raise InputError(f"the orders table has no {col!r} column", "pass the orders table from `custtool import`")
+    t = pd.to_datetime(orders["order_time"], errors="coerce")
+    amt = pd.to_numeric(orders["amount"], errors="coerce").fillna(0)
+    ok = t.notna()
+    month = t[ok].dt.strftime("%Y-%m")
+    g = pd.DataFrame({"month": month, "revenue": amt[ok]}).groupby("month", sort=True)
+    out = g.agg(revenue=("revenue", "sum"), orders=("revenue", "size")).reset_index()
+    out["revenue"] = out["revenue"].round(2)
+    out["orders"] = out["orders"].astype("int64")
+    return out
+
+
+def _own_orders(orders: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    """Orders of the given customers only (by custtool id or by a channel id in source_ids)."""
+    ids = set(_text_series(customers["customer_id"])) if "customer_id" in customers.columns else set()
+    if "source_ids" in customers.columns:
+        src = _text_series(customers["source_ids"]).str.split(";").explode().str.split(":", n=1).str[-1]
+        ids |= set(src.dropna())
+    ids.discard("")
+    if "customer_id" not in orders.columns:
+        return orders.iloc[0:0]
+    return orders.loc[_text_series(orders["customer_id"]).isin(ids).to_numpy()]
+
+
+# --------------------------------------------------------------------------- the writer
+class _Sheets:
+    """Formats and the row-streaming sheet writer over one xlsxwriter workbook."""
+
+    def __init__(self, wb: Any, lang: str, mask_columns: dict[str, Any] | None = None) -> None:
+        self.wb = wb
+        self.lang = lang
+        self.mask_columns = mask_columns or {}  # column -> masker, applied chunk by chunk
+        self.charts = 0
+        border = {"border": 1, "border_color": "#BFBFBF"}
+        self.head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "vcenter"})
+        self.title = wb.add_format({"bold": True, "font_size": 16})
+        self.section = wb.add_format({"bold": True, "font_size": 12, "font_color": "#1F4E78"})
+        self.note = wb.add_format({"italic": True, "font_color": "#7F7F7F"})
+        self.text = None
+        self.quote = wb.add_format({"quote_prefix": True})
+        self.money = wb.add_format({"num_format": "#,##0.00"})
+        self.int = wb.add_format({"num_format": "#,##0"})
+        self.float = wb.add_format({"num_format": "#,##0.00"})
+        self.pct = wb.add_format({"num_format": "0.0%"})
+        self.date = wb.add_format({"num_format": "yyyy-mm-dd"})
+        self.datetime = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+        self.kpi_label = wb.add_format({"bold": True, **border})
+        self.kpi_money = wb.add_format({"num_format": "#,##0.00", **border})
+        self.kpi_int = wb.add_format({"num_format": "#,##0", **border})
+        self.kpi_pct = wb.add_format({"num_format": "0.0%", **border})
+        self.kpi_num = wb.add_format({"num_format": "0.0", **border})
+        self.yes, self.no = L.text("yes", lang), L.text("no", lang)
+
+    # ------------------------------------------------------------------ column preparation
+    def _number_format(self, name: str, s: pd.Series) -> Any:
+        import pandas as pd
+
+        if name in MONEY_COLUMNS:
+            return self.money
+        if name in PERCENT_COLUMNS:
+            return self.pct
+        if name in INTEGER_COLUMNS or pd.api.types.is_integer_dtype(s):
+            return self.int
+        return self.float
+
+    def prepare(self, df: pd.DataFrame) -> list[tuple[str, Any, Any]]:
+        """Per column: (kind, the column as it is, format). Kinds: bool, date, num, text.
+
+        Nothing is converted here: conversion happens chunk by chunk in :meth:`_chunk_lists`,
+        so writing adds memory for one chunk, not for a copy of the table.
+        """
+        import pandas as pd
+
+        cols = []
+        for c in df.columns:
+            s = df[c]
+            name = str(c)
+            if pd.api.types.is_bool_dtype(s) or (
+                s.dtype == object and s.notna().any() and s.dropna().head(50).map(type).eq(bool).all() and s.dropna().isin([True, False]).all()
+            ):
+                cols.append(("bool", s, None))
+            elif pd.api.types.is_datetime64_any_dtype(s):
+                nonnull = s.dropna()
+                has_time = bool(len(nonnull)) and bool((nonnull != nonnull.dt.normalize()).any())
+                cols.append(("date", s, self.datetime if has_time else self.date))
+            elif pd.api.types.is_numeric_dtype(s):
+                cols.append(("num", s, self._number_format(name, s)))
+            else:
+                cols.append(("text", s, self.mask_columns.get(name)))
+        return cols
+
+    def _chunk_lists(self, prepared: list[tuple[str, Any, Any]], rows: Any) -> list[tuple[int, list, Any, Any, str]]:
+        """Python lists for the rows at positions ``rows`` (a slice or an int array): None = blank cell."""
+        import numpy as np
+        import pandas as pd
+
+        out = []
+        for j, (kind, s, fmt) in enumerate(prepared):
+            part = s.iloc[rows]
+            if kind in {"num", "date"}:
+                if kind == "date":
+                    t = part.dt.tz_localize(None) if getattr(part.dt, "tz", None) is not None else part
+                    part = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
+                arr = pd.to_numeric(part, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                vals = arr.astype(object)
+                vals[~np.isfinite(arr)] = None
+                out.append((j, vals.tolist(), fmt, None, "num"))
+                continue
+            if kind == "text" and fmt is not None:  # a personal column: mask this chunk
+                part = fmt(part)
+            if kind == "bool":
+                flags = part.astype("boolean")
+                txt = pd.Series(np.where(flags.fillna(False).to_numpy(dtype=bool), self.yes, self.no), dtype="string")
+                txt = txt.where(flags.notna().to_numpy(), "")
+            else:
+                txt = part.astype("string").fillna("")
+            vals = txt.to_numpy(dtype=object, na_value="")
+            hit = txt.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+            vals[vals == ""] = None
+            fmts = np.where(hit, self.quote, None).tolist() if hit.any() else None
+            out.append((j, vals.tolist(), None, fmts, "text"))
+        return out
+
+    # ------------------------------------------------------------------ data sheets
+    def data_sheet(
+        self,
+        ws: Any,
+        df: pd.DataFrame,
+        *,
+        positions: Any = None,
+        start_row: int = 0,
+        conditional: bool = True,
+        freeze: bool = True,
+    ) -> int:
+        """Header + the rows of ``df`` (at ``positions``, in that order; all rows by default)
+        from ``start_row``: frozen header, filter, widths. Returns the next free row."""
+        cols = [str(c) for c in df.columns]
+        headers = L.labels(cols, self.lang)
+        prepared = self.prepare(df)
+        for j, h in enumerate(headers):
+            ws.write_string(start_row, j, h, self.head)
+        n = len(df) if positions is None else len(positions)
+        self._widths(ws, headers, prepared, positions)
+        if freeze:
+            ws.freeze_panes(start_row + 1, 1 if cols and cols[0] == "customer_id" else 0)
+            ws.repeat_rows(start_row)  # header on every printed page
+            ws.set_landscape()
+        if cols:
+            ws.autofilter(start_row, 0, start_row + max(n, 1), len(cols) - 1)
+        base = start_row + 1
+        ws_string = ws.write_string
+        ws_number = ws.write_number
+        for start in range(0, n, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, n)
+            rows = slice(start, stop) if positions is None else positions[start:stop]
+            lists = self._chunk_lists(prepared, rows)
+            order = sorted(
+                (j, 0 if kind == "num" else 2 if fmts is not None else 1, vals, fmts if fmts is not None else fmt)
+                for j, vals, fmt, fmts, kind in lists
+            )
+            for i in range(stop - start):
+                r = base + start + i
+                for j, kind, vals, fmt in order:
+                    v = vals[i]
+                    if v is None:
+                        continue
+                    if kind == 0:
+                        ws_number(r, j, v, fmt)
+                    elif kind == 1:
+                        ws_string(r, j, v)
+                    else:
+                        ws_string(r, j, v, fmt[i])
+        if conditional and n:
+            last = start_row + n
+            for name in SCORE_COLUMNS:
+                if name in cols:
+                    j = cols.index(name)
+                    ws.conditional_format(
+                        base, j, last, j,
+                        {"type": "3_color_scale", "min_color": "#F8696B", "mid_color": "#FFEB84", "max_color": "#63BE7B"},
+                    )
+            if "rfm_score" in cols:
+                j = cols.index("rfm_score")
+                ws.conditional_format(base, j, last, j, {"type": "data_bar", "bar_color": "#5B9BD5", "bar_solid": True})
+            if "churn_risk" in cols:
+                j = cols.index("churn_risk")
+                ws.conditional_format(
+                    base, j, last, j,
+                    {"type": "cell", "criteria": "==", "value": f'"{self.yes}"', "format": self.wb.add_format({"font_color": "#C00000", "bold": True})},
+                )
+        return base + n
+
+    def _widths(self, ws: Any, headers: list[str], prepared: list[tuple[str, Any, Any]], positions: Any) -> None:
+        for j, (h, (kind, s, fmt)) in enumerate(zip(headers, prepared, strict=True)):
+            head_w = _display_width(h) + 2
+            if kind in {"num", "date"}:
+                w = 16 if fmt is self.datetime else 12
+            elif kind == "bool":
+                w = 6
+            else:
+                sample = (s.iloc[:500] if positions is None else s.iloc[positions[:500]]).astype("string").fillna("")
+                lens = sample.str.len()
+                wide = sample.str.count(r"[^\x00-\xff]")
+                w = float((lens + wide).quantile(0.9)) + 2 if len(sample) else 8
+            ws.set_column(j, j, max(8.0, min(max(head_w, w), 60.0)), fmt if kind in {"num", "date"} else None)
+
+    # ------------------------------------------------------------------ small tables (summary)
+    def small_table(self, ws: Any, row: int, col: int, df: pd.DataFrame, *, header: bool = True) -> int:
+        """A small table at (row, col), row by row (fine in constant-memory mode). Returns next row."""
+        cols = [str(c) for c in df.columns]
+        if header:
+            for j, h in enumerate(L.labels(cols, self.lang)):
+                ws.write_string(row, col + j, h, self.head)
+            row += 1
+        prepared = self.prepare(df)
+        lists = self._chunk_lists(prepared, slice(0, len(df)))
+        for i in range(len(df)):
+            for j, vals, fmt, fmts, kind in lists:
+                v = vals[i]
+                if v is None:
+                    continue
+                if kind == "num":
+                    ws.write_number(row, col + j, v, fmt)
+                else:
+                    ws.write_string(row, col + j, v, fmts[i] if fmts else None)
+            row += 1
+        return row
+
+    def chart(self, ws: Any, sheet: str, kind: str, title: str, cats: tuple[int, int, int], vals: tuple[int, int, int], at: tuple[int, int], *, subtype: str | None = None, reverse: bool = False, percent: bool = False, name: str | None = None) -> None:
+        """A chart over cells (first_row, last_row, column) of ``sheet``, placed at ``at``."""
+        spec = {"type": kind}
+        if subtype:
+            spec["subtype"] = subtype
+        ch = self.wb.add_chart(spec)
+        r1, r2, c = cats
+        v1, v2, vc = vals
+        series: dict[str, Any] = {
+            "name": name or title,
+            "categories": [sheet, r1, c, r2, c],
+            "values": [sheet, v1, vc, v2, vc],
+        }
+        if kind == "pie":
+            series["data_labels"] = {"percentage": True, "category": True, "leader_lines": True}
+        elif kind != "line":
+            series["data_labels"] = {"value": True, **({"num_format": "0.0%"} if percent else {})}
+        if kind == "line":
+            series["marker"] = {"type": "circle"}
+        ch.add_series(series)
+        ch.set_title({"name": title})
+        ch.set_legend({"position": "right"} if kind == "pie" else {"none": True})
+        if kind == "bar" and reverse:
+            ch.set_y_axis({"reverse": True})
+        ch.set_size({"width": 560, "height": 300})
+        ws.insert_chart(at[0], at[1], ch)
+        self.charts += 1
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if ord(ch) > 0xFF else 1 for ch in text)
+
+
+# --------------------------------------------------------------------------- public entry
+def write_workbook(
+    customers: pd.DataFrame,
+    path: str | Path,
+    *,
+    orders: pd.DataFrame | None = None,
+    rejects: pd.DataFrame | None = None,
+    clean_report: dict[str, Any] | pd.DataFrame | None = None,
+    strategies: pd.DataFrame | str | Path | None = None,
+    previous: pd.DataFrame | None = None,
+    role: str | Role | None = None,
+    owner: str | None = None,
+    mask: bool = True,
+    lang: str = "zh",
+    roles_path: str | Path | None = None,
+    segment_sheets: bool = True,
+) -> ReportResult:
+    """Write the tiered report workbook for segmented (+ tagged) customers to ``path``, atomically.
+
+    Works on whatever columns of the segmented/tagged table are present. ``role`` (name from
+    ``rules/roles.yaml`` or a :class:`Role`) decides the rows and columns shown; personal data
+    is masked unless ``mask=False`` (only for roles that allow it).
+    """
+    import pandas as pd
+    import xlsxwriter
+
+    if lang not in {"zh", "en"}:
+        raise InputError(f"unknown language {lang!r}", "use --lang zh or --lang en")
+    role_obj = role if isinstance(role, Role) else get_role(role, roles_path)
+    if isinstance(strategies, pd.DataFrame):
+        strat = strategies
+    else:
+        strat = load_strategies(strategies)
+    check_unmask(role_obj, mask)
+    # masked chunk by chunk while writing (memory), never unmasked in any cell when mask=True
+    view = role_view(prepare_customers(customers), role_obj, owner=owner)
+    amounts = role_obj.amounts and "monetary" in view.columns
+    target = Path(path)
+    result = ReportResult(path=target, customers=len(view), role=role_obj.name, masked=mask, lang=lang)
+    used_names: set[str] = set()
+
+    def sheet_name(name: str) -> str:
+        base = _safe_sheet_name(name)
+        candidate, k = base, 2
+        while candidate.lower() in used_names:
+            suffix = f" ({k})"
+            candidate = base[: 31 - len(suffix)] + suffix
+            k += 1
+        used_names.add(candidate.lower())
+        return candidate
+
+    # plan the sheets first (constant-memory: each sheet is written completely, in order)
+    plan: list[tuple[str, str, Any]] = [("summary", sheet_name(L.text("sheet_summary", lang)), None)]
+    if segment_sheets:
+        for dim in ("tier", "rfm_class"):
+            if dim not in view.columns:
+                continue
+            key = _text_series(view[dim])
+            present = set(key) - {""}
+            ordered = [v for v in SEGMENT_ORDERS[dim] if v in present] + sorted(present - set(SEGMENT_ORDERS[dim]))
+            for value in ordered:
+                plan.append(("segment", sheet_name(L.value_label(value, lang)), (dim, value)))
+    plan.append(("detail", sheet_name(L.text("sheet_detail", lang)), None))
+    plan.append(("strategy", sheet_name(L.text("sheet_strategy", lang)), None))
+    plan.append(("quality", sheet_name(L.text("sheet_quality", lang)), None))
+    if previous is not None:
+        plan.append(("migration", sheet_name(L.text("sheet_migration", lang)), None))
+
+    display = _display_values(view, lang)
+    by_value = _value_order(view)  # row positions, most valuable first
+    segment_keys = {d: _text_series(view[d]).to_numpy(dtype=object) for d in ("tier", "rfm_class") if d in view.columns}
+    with atomic_path(target) as tmp:
+        wb = xlsxwriter.Workbook(
+            str(tmp),
+            {
+                "constant_memory": True,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "strings_to_numbers": False,
+                "nan_inf_to_errors": False,
+            },
+        )
+        try:
+            w = _Sheets(wb, lang, maskers() if mask else None)
+            sheets = {name: wb.add_worksheet(name) for _kind, name, _arg in plan}
+            for kind, name, arg in plan:
+                ws = sheets[name]
+                if kind == "summary":
+                    result.sheets[name] = _write_summary(w, ws, name, view, orders, customers, role_obj, mask, amounts, lang)
+                elif kind == "segment":
+                    dim, value = arg
+                    positions = by_value[segment_keys[dim][by_value] == value]
+                    cols = [c for c in SEGMENT_SHEET_COLUMNS if c in display.columns]
+                    w.data_sheet(ws, display[cols], positions=positions)
+                    result.sheets[name] = len(positions)
+                elif kind == "detail":
+                    w.data_sheet(ws, display, positions=by_value)
+                    result.sheets[name] = len(display)
+                elif kind == "strategy":
+                    result.sheets[name] = _write_strategies(w, ws, strat, view, lang)
+                elif kind == "quality":
+                    result.sheets[name] = _write_quality(w, ws, view, rejects, clean_report, mask, lang)
+                elif kind == "migration":
+                    result.sheets[name] = _write_migration(w, ws, previous, view, role_obj, owner, mask, lang)
+            result.charts = w.charts
+        finally:
+            wb.close()
+    return result
+
+
+def _display_values(view: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """Segment values translated for English reports; everything else unchanged."""
+    if lang == "zh":
+        return view
+    out = view.copy(deep=False)
+    mapping = {k: v[1] for k, v in L.VALUE_LABELS.items()}
+    for dim in SEGMENT_ORDERS:
+        if dim in out.columns:
+            s = _text_series(out[dim])
+            out[dim] = s.map(mapping).fillna(s).astype(object)
+    return out
+
+
+# --------------------------------------------------------------------------- sheet writers
+def _write_summary(
+    w: _Sheets,
+    ws: Any,
+    name: str,
+    view: pd.DataFrame,
+    orders: pd.DataFrame | None,
+    customers: pd.DataFrame,
+    role: Role,
+    mask: bool,
+    amounts: bool,
+    lang: str,
+) -> int:
+    import pandas as pd
+
+    ws.set_column(0, 0, 22)
+    ws.set_column(1, 5, 14)
+    ws.set_landscape()
+    ws.set_paper(9)  # A4
+    ws.fit_to_pages(1, 0)  # one page wide: tables and charts side by side when printed
+    ws.hide_gridlines(2)
+    ws.write_string(0, 0, L.text("report_title", lang), w.title)
+    as_of = ""
+    if "as_of" in view.columns and len(view):
+        first = pd.to_datetime(view["as_of"], errors="coerce").dropna()
+        as_of = first.iloc[0].strftime("%Y-%m-%d") if len(first) else ""
+    note = f"{L.text('as_of', lang)}: {as_of or '-'}    {L.text('role', lang)}: {role.name}    " + L.text("masked" if mask else "unmasked", lang)
+    ws.write_string(1, 0, note, w.note)
+    row = 3
+    figures = kpis(view, amounts=amounts)
+    ws.write_string(row, 0, L.label("kpi", lang), w.head)
+    ws.write_string(row, 1, L.label("value", lang) if lang == "en" else "数值", w.head)
+    row += 1
+    fmts = {"customers": w.kpi_int, "active": w.kpi_int, "revenue": w.kpi_money, "aov": w.kpi_money, "repurchase": w.kpi_pct, "nps": w.kpi_num}
+    for key, val in figures.items():
+        ws.write_string(row, 0, L.text(f"kpi_{key}", lang), w.kpi_label)
+        if val is None or (isinstance(val, float) and math.isnan(val)):
+            ws.write_string(row, 1, "-", w.kpi_label)
+        else:
+            ws.write_number(row, 1, float(val), fmts[key])
+        row += 1
+    row += 1
+    chart_col = 6
+
+    def section(title_key: str, table: pd.DataFrame, charts: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+        nonlocal row
+        top = row
+        ws.write_string(row, 0, L.text(title_key, lang), w.section)
+        row += 1
+        head_row = row
+        row = w.small_table(ws, row, 0, table)
+        if len(table):
+            first, last = head_row + 1, head_row + len(table)
+            for k, (kind, value_col, title, opts) in enumerate(charts):
+                if value_col not in table.columns:
+                    continue
+                vc = list(table.columns).index(value_col)
+                w.chart(ws, name, kind, title, (first, last, 0), (first, last, vc), (top, chart_col + 9 * k), **opts)
+        height = 16 if charts and len(table) else 0
+        row = max(row, top + height) + 1
+
+    if "rfm_class" in view.columns:
+        t = segment_table(view, "rfm_class", amounts=amounts, lang=lang)
+        charts = [("column", "customers", L.text("by_rfm", lang) + " · " + L.label("customers", lang), {})]
+        if amounts:
+            charts.append(("pie", "revenue", L.label("revenue_share", lang), {}))
+        section("by_rfm", t, charts)
+    if "tier" in view.columns:
+        t = segment_table(view, "tier", amounts=amounts, lang=lang)
+        charts = [("column", "customers", L.text("by_tier", lang), {})]
+        if amounts:
+            charts.append(("pie", "revenue", L.label("revenue_share", lang) + " · " + L.text("by_tier", lang), {}))
+        section("by_tier", t, charts)
+    if "lifecycle" in view.columns:
+        t = segment_table(view, "lifecycle", amounts=amounts, lang=lang)
+        section("by_lifecycle", t, [("bar", "customers", L.text("by_lifecycle", lang), {"reverse": True})])
+    channel_col = next((c for c in ("channels", "source_channel", "_channel") if c in view.columns), None)
+    if channel_col:
+        section("by_channel", distribution(view, channel_col, lang=lang), [("pie", "customers", L.text("by_channel", lang), {})])
+    if "industry" in view.columns:
+        section("by_industry", distribution(view, "industry", lang=lang), [("bar", "customers", L.text("by_industry", lang), {"reverse": True})])
+    elif "city" in view.columns:
+        section("by_city", distribution(view, "city", lang=lang), [("bar", "customers", L.text("by_city", lang), {"reverse": True})])
+    if orders is not None and amounts:
+        own = orders if len(view) == len(customers) else _own_orders(orders, view)
+        t = monthly_revenue(own)
+        section("monthly_revenue", t, [("line", "revenue", L.text("monthly_revenue", lang), {})])
+    return len(view)
+
+
+def _write_strategies(w: _Sheets, ws: Any, strat: pd.DataFrame, view: pd.DataFrame, lang: str) -> int:
+    import pandas as pd
+
+    table = strat.copy()
+    counts = pd.Series(0, index=table.index, dtype="int64")
+    for dim in table["dimension"].unique():
+        if dim in view.columns:
+            vc = _text_series(view[dim]).value_counts()
+            sel = table["dimension"] == dim
+            counts[sel] = table.loc[sel, "segment"].map(vc).fillna(0).astype("int64")
+    table.insert(2, "customers", counts)
+    table["dimension"] = table["dimension"].map(lambda d: L.label(d, lang))
+    table["segment"] = table["segment"].map(lambda v: L.value_label(v, lang))
+    w.data_sheet(ws, table, conditional=False)
+    ws.set_column(3, 3, 28)
+    ws.set_column(4, 4, 60)
+    return len(table)
+
+
+def _write_quality(
+    w: _Sheets,
+    ws: Any,
+    view: pd.DataFrame,
+    rejects: pd.DataFrame | None,
+    clean_report: dict[str, Any] | pd.DataFrame | None,
+    mask: bool,
+    lang: str,
+) -> int:
+    import pandas as pd
+
+    ws.set_column(0, 0, 24)
+    ws.set_column(1, 8, 14)
+    row = 0
+    written = 0
+
+    def title(key: str) -> None:
+        nonlocal row
+        ws.write_string(row, 0, L.text(key, lang), w.section)
+        row += 1
+
+    if clean_report is not None:
+        title("clean_report")
+        if isinstance(clean_report, pd.DataFrame):
+            table = clean_report
+        else:
+            flat = {k: v for k, v in _flatten(clean_report).items() if isinstance(v, (int, float, str, bool))}
+            table = pd.DataFrame({"kpi": list(flat), "value": list(flat.values())}, dtype=object)
+            table["value"] = table["value"].map(lambda v: v if isinstance(v, str) else str(v) if isinstance(v, bool) else v)
+            nums = pd.to_numeric(table["value"], errors="coerce")
+            if nums.notna().all():
+                table["value"] = nums
+        row = w.small_table(ws, row, 0, table) + 1
+    if "_flags" in view.columns:
+        codes = _text_series(view["_flags"]).str.split(";").explode().str.strip()
+        codes = codes[codes != ""]
+        if len(codes):
+            title("flag_counts")
+            vc = codes.value_counts()
+            row = w.small_table(ws, row, 0, pd.DataFrame({"code": vc.index.astype(object), "count": vc.to_numpy()})) + 1
+    if "missing_fields" in view.columns:
+        miss = _text_series(view["missing_fields"]).str.split(";").explode().str.strip()
+        miss = miss[miss != ""]
+        if len(miss):
+            title("missing_counts")
+            vc = miss.value_counts()
+            cols = pd.Series(vc.index.astype(object)).map(lambda c: L.label(c, lang))
+            row = w.small_table(ws, row, 0, pd.DataFrame({"column": cols.to_numpy(), "count": vc.to_numpy()})) + 1
+    if rejects is not None:
+        rej = rejects.copy()
+        if mask and "value" in rej.columns and "column" in rej.columns:
+            rej = _mask_reject_values(rej)
+        if "code" in rej.columns and len(rej):
+            title("reject_codes")
+            vc = _text_series(rej["code"]).value_counts()
+            row = w.small_table(ws, row, 0, pd.DataFrame({"code": vc.index.astype(object), "count": vc.to_numpy()})) + 1
+        title("rejects")
+        row = w.data_sheet(ws, rej, start_row=row, conditional=False, freeze=False)
+        written = len(rej)
+    if row == 0:
+        ws.write_string(0, 0, L.text("none", lang), w.note)
+    return written
+
+
+def _mask_reject_values(rej: pd.DataFrame) -> pd.DataFrame:
+    """Mask the raw value of rejected personal fields (name, phone, email, ID number)."""
+    from custtool.report.masking import (
+        mask_emails,
+        mask_free_text,
+        mask_id_numbers,
+        mask_names,
+        mask_phones,
+    )
+
+    col = _text_series(rej["column"])
+    val = rej["value"].astype("string").fillna("").astype(object)
+    for names, fn in ((("name",), mask_names), (("phone", "phones"), mask_phones), (("email", "emails"), mask_emails), (("id_number",), mask_id_numbers)):
+        sel = col.isin(names).to_numpy()
+        if sel.any():
+            val[sel] = fn(val[sel]).to_numpy()
+    other = ~col.isin(["name", "phone", "phones", "email", "emails", "id_number"]).to_numpy()
+    if other.any():
+        val[other] = mask_free_text(val[other]).to_numpy()
+    rej["value"] = val
+    return rej
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _write_migration(
+    w: _Sheets,
+    ws: Any,
+    previous: pd.DataFrame,
+    view: pd.DataFrame,
+    role: Role,
+    owner: str | None,
+    mask: bool,
+    lang: str,
+) -> int:
+
+    prev = role_view(prepare_customers(previous), role, owner=owner)
+    matrix = migration_matrix(prev, view)
+    ws.set_column(0, 0, 22)
+    ws.set_column(1, 12, 13)
+    ws.write_string(0, 0, L.text("migration_matrix", lang), w.section)
+    table = matrix.reset_index()
+    table.columns = ["before", *[str(c) for c in matrix.columns]]
+    table["before"] = table["before"].map(lambda v: L.value_label(v, lang))
+    head = [L.label("before", lang) + " \\ " + L.label("now", lang), *[L.value_label(c, lang) for c in matrix.columns]]
+    for j, h in enumerate(head):
+        ws.write_string(1, j, h, w.head)
+    row = w.small_table(ws, 2, 0, table, header=False)
+    if len(matrix.columns):
+        ws.conditional_format(2, 1, row - 1, len(matrix.columns), {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#F4B183"})
+    row += 1
+    ws.write_string(row, 0, L.text("fallen", lang), w.section)
+    row += 1
+    fallen = fallen_customers(prev, view)
+    cols = [c for c in ["before", "now", "customer_id", "name", "phone", "owner", "lifecycle", "recency", "frequency", "monetary", "ltv", "last_order", "tags"] if c in fallen.columns]
+    fallen = _display_values(fallen[cols], lang)
+    for c in ("before", "now"):
+        fallen[c] = fallen[c].map(lambda v: L.value_label(v, lang))
+    w.data_sheet(ws, fallen, start_row=row, conditional=False, freeze=False)
+    return int(matrix.to_numpy().sum())
+
+
+__all__ = [
+    "ReportResult",
+    "write_workbook",
+    "kpis",
+    "segment_table",
+    "distribution",
+    "monthly_revenue",
+    "tags_text",
+    "prepare_customers",
+    "mask_frame",
+]

@@ -1,0 +1,197 @@
+"""Profile cards: individual fields carry the customer's values, group traits hand-checked."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from custtool.cards import (
+    group_cards,
+    individual_cards,
+    render_html,
+    render_markdown,
+    tag_lift,
+    write_cards,
+)
+from custtool.errors import InputError
+from custtool.io import FORMULA_PREFIXES
+from custtool.report.strategies import load_strategies
+
+
+def six() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3", "C4", "C5", "C6"],
+            "name": ["张三丰", "李四", "=HYPERLINK(\"x\")", "赵六", "钱七", "<b>孙八</b>"],
+            "phone": ["13812345678", "13900001111", "", "", "", ""],
+            "gender": ["女", "男", "男", "女", "女", "未知"],
+            "age": pd.array([28, 30, 45, 52, 22, pd.NA], dtype="Int64"),
+            "city": ["上海市", "上海市", "北京市", "北京市", "广州市", "广州市"],
+            "industry": ["互联网", "", "金融", "", "", ""],
+            "position": ["产品经理", "", "", "", "", ""],
+            "channels": ["天猫;门店", "天猫", "京东", "门店", "京东", ""],
+            "needs": ["环保材质;智能功能", "", "", "", "", ""],
+            "notes": ["曾咨询产品定制，电话13812345678", "", "", "", "", "<script>alert(1)</script>"],
+            "frequency": [4, 3, 1, 1, 1, 0],
+            "orders_90d": [4, 0, 1, 0, 0, 0],
+            "monetary": [1000.0, 2000.0, 1000.0, 100.0, 50.0, 0.0],
+            "aov": [800.0, 600.0, 1000.0, 100.0, 50.0, np.nan],
+            "recency": [10.0, 40.0, 5.0, 300.0, 400.0, np.nan],
+            "last_order": pd.to_datetime(["2024-06-20", "2024-05-21", "2024-06-25", "2023-09-04", "2023-05-27", None]),
+            "repurchase": [True, True, False, False, False, False],
+            "ltv": [12000.0, 9000.0, 3000.0, 200.0, 60.0, 0.0],
+            "nps_score": [10.0, np.nan, 7.0, np.nan, 3.0, np.nan],
+            "rfm_class": ["重要价值客户", "重要价值客户", "重要价值客户", "一般挽留客户", "一般挽留客户", "一般挽留客户"],
+            "tier": ["高价值", "高价值", "中价值", "低价值", "低价值", "低价值"],
+            "lifecycle": ["成熟", "成熟", "新客户", "沉睡", "流失", "潜在"],
+            "churn_risk": [False, False, False, True, True, False],
+            "tags": [["高频消费", "女性"], ["高频消费"], ["高频消费", "价格敏感"], ["价格敏感"], ["价格敏感", "女性"], []],
+        }
+    )
+
+
+# --------------------------------------------------------------------------- individual
+def test_individual_card_has_the_customers_values():
+    cards = individual_cards(six(), ["C1"])
+    assert len(cards) == 1
+    c = cards.iloc[0].to_dict()
+    assert c["customer_id"] == "C1"
+    assert c["basic_info"] == "张*丰，女，28岁，上海市，互联网 产品经理"
+    assert c["behaviour"] == "近90天消费4次，累计消费4次，客单价800元，最近消费2024-06-20（10天前），渠道：天猫、门店"
+    assert c["preferences"] == "需求：环保材质、智能功能"
+    assert c["value_assessment"] == "高价值，重要价值客户，LTV 12000元，复购：是，推荐评分(NPS) 10，生命周期：成熟"
+    assert c["tags"] == "高频消费、女性"
+    assert c["notes"] == "曾咨询产品定制，电话138****5678"  # phone inside the note masked
+    vip = load_strategies().query("dimension == 'rfm_class' and segment == '重要价值客户'").iloc[0]
+    assert c["suggested_action"] == vip["strategy_goal"] + "：" + vip["strategy_measures"]
+
+
+def test_individual_cards_order_unmasked_top_and_errors():
+    cards = individual_cards(six(), ["C2", "C1"], mask=False)
+    assert cards["customer_id"].tolist() == ["C2", "C1"]
+    assert cards["basic_info"].iloc[1].startswith("张三丰，")
+    assert "churn" not in cards["value_assessment"].iloc[0]
+    top = individual_cards(six(), top=2)
+    assert top["customer_id"].tolist() == ["C1", "C2"]  # by LTV
+    assert "流失风险" in individual_cards(six(), ["C4"])["value_assessment"].iloc[0]
+    with pytest.raises(InputError, match="C9"):
+        individual_cards(six(), ["C1", "C9"])
+
+
+def test_individual_card_categories_from_orders_and_english():
+    orders = pd.DataFrame({"customer_id": ["C1", "C1", "C1", "C2"], "category": ["家居", "数码", "家居", "美妆"]})
+    c = individual_cards(six(), ["C1"], orders=orders).iloc[0]
+    assert c["behaviour"].endswith("常购品类：家居、数码")
+    en = individual_cards(six(), ["C1"], lang="en").iloc[0]
+    assert en["value_assessment"].startswith("High value, Champions")
+    assert "28 years" in en["basic_info"]
+
+
+def test_service_role_card_has_no_amounts():
+    c = individual_cards(six(), ["C1"], role="service").iloc[0]
+    assert "客单价" not in c["behaviour"] and "LTV" not in c["value_assessment"]
+
+
+# --------------------------------------------------------------------------- groups
+def test_group_card_traits_hand_checked():
+    g = group_cards(six(), "rfm_class", min_count=1).set_index("segment")
+    vip = g.loc["重要价值客户"]
+    assert vip["customers"] == 3 and vip["customer_share"] == 0.5
+    assert vip["revenue"] == 4000.0 and vip["revenue_share"] == pytest.approx(4000 / 4150)
+    assert vip["top_cities"] == "上海市 67%、北京市 33%"
+    assert vip["age_bands"] == "25-34岁 67%、45-54岁 33%"  # 28, 30 and 45
+    assert vip["top_channels"] == "天猫 67%、京东 33%、门店 33%"
+    assert vip["typical_aov"] == 800.0
+    assert vip["top_tags"] == "高频消费 ×2.0（100%）"
+    low = g.loc["一般挽留客户"]
+    assert low["age_bands"] == "25岁以下 33%、45-54岁 33%"
+    assert low["top_tags"] == "价格敏感 ×1.3（67%）"
+    assert low["typical_aov"] == 75.0
+    assert list(g.index) == ["重要价值客户", "一般挽留客户"]
+
+
+def test_tag_lift_numbers():
+    lift = tag_lift(six(), "rfm_class", min_count=1)
+    row = lift[(lift["segment"] == "一般挽留客户") & (lift["tag"] == "价格敏感")].iloc[0]
+    assert (row["n"], row["share_in_segment"], row["share_overall"]) == (2, 2 / 3, 0.5)
+    assert row["lift"] == pytest.approx(4 / 3)
+    assert tag_lift(six(), "rfm_class", min_count=3)["tag"].tolist() == ["高频消费"]
+
+
+def test_group_cards_by_segment_names_across_dimensions():
+    g = group_cards(six(), segments=["高价值", "沉睡"], min_count=1)
+    assert g[["dimension", "segment", "customers"]].values.tolist() == [["tier", "高价值", 2], ["lifecycle", "沉睡", 1]]
+    with pytest.raises(InputError, match="no segment"):
+        group_cards(six(), segments=["不存在"])
+
+
+def test_group_categories_from_orders():
+    orders = pd.DataFrame({"customer_id": ["C1", "C1", "C2", "C3", "C4"], "category": ["家居", "家居", "家居", "数码", "食品"]})
+    g = group_cards(six(), "rfm_class", orders=orders).set_index("segment")
+    assert g.loc["重要价值客户", "top_categories"] == "家居 67%、数码 33%"
+    assert g.loc["一般挽留客户", "top_categories"] == "食品 33%"
+
+
+# --------------------------------------------------------------------------- renderers
+def test_html_is_self_contained_and_escaped(tmp_path):
+    ind = individual_cards(six(), ["C1", "C6"])
+    grp = group_cards(six())
+    page = render_html(ind, grp)
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "@media print" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "http" not in page.replace("http-equiv", "")  # nothing loaded from elsewhere
+    assert "张*丰" in page and "重要价值客户" in page and "客户画像卡（群体）" in page
+    path = write_cards(ind, grp, tmp_path, "html")
+    assert path.name == "cards.html" and path.read_text(encoding="utf-8") == page
+
+
+def test_markdown_cards(tmp_path):
+    md = render_markdown(individual_cards(six(), ["C1"]), group_cards(six(), min_count=1))
+    assert "## 客户画像卡（个体）：C1" in md
+    assert "- **基础信息**：张*丰，女，28岁，上海市，互联网 产品经理" in md
+    assert "- **显著标签**：高频消费 ×2.0（100%）" in md
+    assert "- **客户占比**：50.0%" in md
+
+
+def test_xlsx_cards_quote_prefix(tmp_path):
+    path = write_cards(individual_cards(six(), ["C1", "C2", "C3"], mask=False), group_cards(six()), tmp_path / "c.xlsx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["群体画像", "个体画像"]
+    ws = wb["个体画像"]
+    assert [c.value for c in ws[1]] == ["客户编号", "基础信息", "行为特征", "需求偏好", "价值评估", "标签", "备注", "建议措施"]
+    hits = 0
+    for sheet in wb.worksheets:
+        for row in sheet.iter_rows():
+            for c in row:
+                assert c.data_type != "f"
+                if isinstance(c.value, str) and c.value.startswith(FORMULA_PREFIXES):
+                    assert c.quotePrefix
+                    hits += 1
+    assert hits == 1  # C3's name
+    with pytest.raises(InputError, match="format"):
+        write_cards(individual_cards(six(), ["C1"]), None, tmp_path / "c.pdf")
+
+
+def test_cli_cards(tmp_path):
+    from custtool.cli import app
+
+    seg = tmp_path / "seg.parquet"
+    six().to_parquet(seg)
+    runner = CliRunner()
+    res = runner.invoke(app, ["cards", str(seg), "--customer", "C1", "--segment", "重要价值客户", "-o", str(tmp_path / "out.md"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"output": str(tmp_path / "out.md"), "individual": 1, "group": 1}
+    text = (tmp_path / "out.md").read_text(encoding="utf-8")
+    assert "张*丰" in text and "13812345678" not in text
+    res = runner.invoke(app, ["cards", str(seg), "-o", str(tmp_path / "g.html")])
+    assert res.exit_code == 0 and "一般挽留客户" in (tmp_path / "g.html").read_text(encoding="utf-8")
+    res = runner.invoke(app, ["cards", str(seg), "--customer", "C404", "-o", str(tmp_path / "x.html")])
+    assert res.exit_code == 2 and "C404" in res.output and not (tmp_path / "x.html").exists()
