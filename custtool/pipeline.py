@@ -436,13 +436,14 @@ def run_pipeline(
         if card_opts.get("enabled", True):
             fmt = card_opts.get("format", "html")
             by = card_opts.get("by", "rfm_class")
-            top = final
-            if card_opts.get("customers"):
-                top = final[final["customer_id"].isin(card_opts["customers"])]
-            elif "monetary" in final:
-                top = final.sort_values(["monetary", "customer_id"], ascending=[False, True]).head(20)
-            ind = steps.run("cards", individual_cards, top, orders=orders, mask=bool(rep_opts.get("mask", True)))
-            grp = group_cards(final, by=by, orders=orders)
+            mask = bool(rep_opts.get("mask", True))
+            role = rep_opts.get("role")
+            ind = steps.run(
+                "cards", individual_cards, final, card_opts.get("customers") or None,
+                top=None if card_opts.get("customers") else 20, orders=orders, role=role, owner=rep_opts.get("owner"),
+                mask=mask, lang=rep_opts.get("lang", "zh"), strategies=rep_opts.get("strategies"),
+            )
+            grp = group_cards(final, by=by, segments=card_opts.get("segments") or None, orders=orders, role=role, owner=rep_opts.get("owner"), lang=rep_opts.get("lang", "zh"))
             write_cards(ind, grp, staging / f"cards.{fmt}", fmt=fmt, lang=rep_opts.get("lang", "zh"))
             steps.rows(individual=len(ind), groups=len(grp))
             outputs.append(f"cards.{fmt}")
