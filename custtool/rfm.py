@@ -119,15 +119,33 @@ def _days(s: pd.Series) -> np.ndarray:
     return s.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
 
 
+_TRUE_TEXT = {"true", "1", "yes", "y", "t", "是", "退款", "已退款", "refund", "refunded"}
+
+
+def refund_flags(s: pd.Series) -> np.ndarray:
+    """A refund flag column as bool: real bools, numbers ≠ 0, or text such as True/是/退款."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(s):
+        return s.fillna(False).to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(s):
+        return (s.fillna(0) != 0).to_numpy()
+    codes, u = _factorize_text(pd.DataFrame({"r": s}), "r", lower=True)
+    return u.isin(_TRUE_TEXT).to_numpy()[codes]
+
+
 def _cents(amount: pd.Series, refund: pd.Series | None) -> np.ndarray:
     """Amounts rounded to cents as float (refund-flagged rows negative); NaN → 0."""
     import numpy as np
+    import pandas as pd
 
+    if not pd.api.types.is_numeric_dtype(amount):
+        amount = pd.to_numeric(amount, errors="coerce")
     a = amount.to_numpy(dtype="float64", na_value=np.nan)
     a = np.round(np.nan_to_num(a, nan=0.0) * 100.0) / 100.0
     if refund is not None:
-        flag = refund.fillna(False).astype(bool).to_numpy()
-        a = np.where(flag, -np.abs(a), a)
+        a = np.where(refund_flags(refund), -np.abs(a), a)
     return a
 
 
@@ -431,7 +449,7 @@ def customer_metrics(
     amount = _cents(orders["amount"], orders["refund"] if "refund" in orders.columns else None)
     refund = amount < 0
     if "refund" in orders.columns:
-        refund |= orders["refund"].fillna(False).astype(bool).to_numpy()
+        refund |= refund_flags(orders["refund"])
     as_of_ts = parse_as_of(as_of)
     if as_of_ts is None:
         if not valid_t.any():
@@ -486,7 +504,8 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     import pandas as pd
 
     def bsum(mask: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(c[mask], weights=None if w is None else w[mask], minlength=n)
+        out = np.bincount(c[mask], weights=None if w is None else w[mask], minlength=n)
+        return out.astype(np.float64) if w is not None else out
 
     age = as_of_day - day  # 0 = the as-of day
     out: dict[str, np.ndarray] = {}
@@ -501,9 +520,10 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     # orders: one row per (customer, order id) among sale lines, dated by the earliest line
     sale = ~refund
     sc, so, sd = c[sale], ocode[sale], day[sale]
-    order_key = pd.DataFrame({"c": sc, "o": so})
-    first_line = ~order_key.duplicated().to_numpy()
-    oc, od = sc[first_line], sd[first_line]
+    okey, okey_uni = pd.factorize(sc * (int(ocode.max(initial=0)) + 1) + so, sort=False)
+    od = np.full(len(okey_uni), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(od, okey, sd)
+    oc = np.asarray(okey_uni) // (int(ocode.max(initial=0)) + 1)
     oage = as_of_day - od
     out["_orders_used"] = np.int64(len(oc))
     out["orders_total"] = np.bincount(oc, minlength=n)
@@ -666,18 +686,19 @@ def interaction_metrics(interactions: pd.DataFrame, index: CustomerIndex, as_of:
 
 # --------------------------------------------------------------------------- scores
 def _quantile_score(values: pd.Series, higher_is_better: bool = True, bins: int = 5) -> pd.Series:
-    """Score 1..bins from the mid-rank percentile: score = floor(bins·(rank_avg − ½)/n) + 1.
+    """Score 1..bins by rank: score = 1 + floor(bins · share of customers with a strictly
+    worse value) (``rank(method="min")``).
 
-    Equal values share the average rank, hence the same score; one customer or all-equal
-    values get the middle score; n distinct values spread evenly over 1..bins.
+    Equal values share a rank, hence a score; the worst value(s) always score 1; one
+    customer or all-equal values score 1; n distinct values spread evenly over 1..bins.
     """
     import numpy as np
     import pandas as pd
 
     v = values if higher_is_better else -values
     n = int(v.notna().sum())
-    rank = v.rank(method="average")
-    score = np.floor(bins * (rank - 0.5) / max(n, 1)) + 1
+    below = v.rank(method="min") - 1
+    score = np.floor(bins * below / max(n, 1)) + 1
     return pd.Series(np.clip(score, 1, bins), index=values.index).astype("Int64")
 
 
@@ -716,7 +737,8 @@ def rfm_scores(
 ) -> pd.DataFrame:
     """R, F, M scores 1..5 (R: most recent = 5) and ``rfm_score`` (weighted sum).
 
-    ``quantile``: mid-rank percentiles over the customers with orders (ties share a score).
+    ``quantile``: 1 + floor(5 × share of customers with orders that have a strictly worse
+    value) — ties share a score, the worst always scores 1.
     ``thresholds``: ``{"recency": [4 upper bounds in days for scores 5..2], "frequency": [4
     lower bounds for scores 2..5], "monetary": [...]}``. Customers without orders get NA.
     """
@@ -1103,3 +1125,70 @@ def segment_customers(
     seg = seg[front + ["as_of"]]
     summary = segment_summary(seg, nps_responses=None if responses is None else responses[responses["_customer"] >= 0])
     return SegmentResult(seg, summary, report, ltv_info, nps_info, classes.attrs.get("reference", {}), cfg)
+
+
+def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
+    """The sheets of the summary workbook: one per dimension, model notes, unmatched orders."""
+    import pandas as pd
+
+    from custtool.labels import label
+
+    sheets: dict[str, Any] = {}
+    names = {"rfm_class": ("RFM分类", "RFM class"), "tier": ("价值等级", "Tier"), "lifecycle": ("生命周期", "Lifecycle")}
+    for dim, pair in names.items():
+        t = result.summary[result.summary["dimension"] == dim].drop(columns=["dimension"])
+        sheets[pair[0] if lang == "zh" else pair[1]] = t.rename(columns={c: label(c, lang) for c in t.columns})
+    ltv = result.ltv.to_dict()
+    rep = result.report
+    items = [("as_of", str(rep.as_of.date())), ("ltv.unit", ltv["unit"]), ("ltv.horizon_days", ltv["horizon_days"]),
+             ("ltv.churn_p_alive_below", ltv["churn_p_alive_below"])]
+    items += [(f"bgnbd.{k}", v) for k, v in ltv["bgnbd"].items()]
+    items += [(f"gamma_gamma.{k}", v) for k, v in ltv["gamma_gamma"].items()]
+    items += [(f"class_reference.{k}", v) for k, v in result.class_reference.items()]
+    items += [(f"nps.{k}", v) for k, v in result.nps.items() if not isinstance(v, dict)]
+    items += [(f"orders.{k}", v) for k, v in rep.to_dict().items() if not isinstance(v, dict)]
+    items += [(f"orders.matched_by.{k}", v) for k, v in rep.matched_by.items()]
+    sheets["模型与说明" if lang == "zh" else "Notes"] = pd.DataFrame({"item": [i[0] for i in items], "value": [str(i[1]) for i in items]})
+    if rep.rows_unmatched:
+        sheets["未匹配订单" if lang == "zh" else "Unmatched orders"] = rep.unmatched
+    return sheets
+
+
+def write_summary_workbook(result: SegmentResult, path: Any, lang: str = "zh") -> None:
+    """Write the segment summary workbook atomically (xlsxwriter; text is never a formula,
+    numbers stay numbers, missing values are empty cells)."""
+    import math
+
+    import pandas as pd
+    import xlsxwriter
+
+    from custtool.io import _safe_sheet_name, atomic_path
+
+    sheets = summary_sheets(result, lang)
+    with atomic_path(path) as tmp:
+        wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
+        head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+        num = wb.add_format({"num_format": "#,##0.00"})
+        date = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+        for name, df in sheets.items():
+            ws = wb.add_worksheet(_safe_sheet_name(name))
+            for j, c in enumerate(df.columns):
+                ws.write_string(0, j, str(c), head)
+                ws.set_column(j, j, max(10, min(2 * len(str(c)) + 2, 40)))
+            ws.freeze_panes(1, 0)
+            for j, c in enumerate(df.columns):
+                s = df[c]
+                is_num = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+                is_dt = pd.api.types.is_datetime64_any_dtype(s)
+                for i, v in enumerate(s.tolist(), start=1):  # summary sheets: a few dozen rows
+                    if v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+                        continue
+                    if is_dt:
+                        ws.write_datetime(i, j, v.to_pydatetime(), date)
+                    elif is_num:
+                        ws.write_number(i, j, float(v), num)
+                    else:
+                        ws.write_string(i, j, str(v))
+            if len(df.columns):
+                ws.autofilter(0, 0, max(len(df), 1), len(df.columns) - 1)
+        wb.close()
