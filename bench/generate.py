@@ -96,7 +96,10 @@ def _orders_table(n_customers: int, n_orders: int, seed: int = 0) -> pa.Table:
     n_base = n_orders - n_dup
     who = rng.choice(n_customers, n_base, p=weight)
     reg = pc.strptime(cust["注册时间"], format="%Y-%m-%d", unit="s").to_numpy(zero_copy_only=False).astype("datetime64[s]")
-    span = (END - reg[who]).astype(np.int64)
+    # each customer stays active for an exponential lifetime (mean 400 days), then drops out
+    life = (rng.exponential(400 * 86400, n_customers)).astype("timedelta64[s]")
+    active_end = np.minimum(reg + life, END)
+    span = (active_end[who] - reg[who]).astype(np.int64)
     t = reg[who] + (rng.random(n_base) * span).astype("timedelta64[s]")
     refund = rng.random(n_base) < 0.02
     amount = np.round(rng.lognormal(5.3, 0.9, n_base), 2)

@@ -164,6 +164,50 @@ def bgnbd_loglik(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarr
     return common + np.logaddexp(a1, a2)
 
 
+class _BGData:
+    """Distinct (x, t_x, T) rows with weights, coded by their distinct x, t_x and T values,
+    so that every special function runs on the few distinct values only."""
+
+    def __init__(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray) -> None:
+        import numpy as np
+
+        self.ux, self.xi = np.unique(x, return_inverse=True)
+        self.ut, self.ti = np.unique(t_x, return_inverse=True)
+        self.uT, self.Ti = np.unique(T, return_inverse=True)
+        self.w = w
+        self.rep = x > 0
+        self.n = float(w.sum())
+
+    def loglik(self, params: np.ndarray) -> np.ndarray:
+        import numpy as np
+        from scipy.special import betaln, gammaln
+
+        r, alpha, a, b = params
+        ux = self.ux
+        base = betaln(a, b)
+        common = gammaln(r + ux) - gammaln(r) + r * np.log(alpha)
+        b1 = betaln(a, b + ux) - base
+        with np.errstate(invalid="ignore"):
+            b2 = np.where(ux > 0, betaln(a + 1, b + np.maximum(ux, 1) - 1) - base, -np.inf)
+        rx = (r + ux)[self.xi]
+        a1 = b1[self.xi] - rx * np.log(alpha + self.uT)[self.Ti]
+        a2 = np.where(self.rep, b2[self.xi] - rx * np.log(alpha + self.ut)[self.ti], -np.inf)
+        return common[self.xi] + np.logaddexp(a1, a2)
+
+
+def _minimize(nll, start: np.ndarray, bounds: list[tuple[float, float]]):
+    """L-BFGS-B on log-parameters; Nelder-Mead from its end point when it reports failure."""
+    from scipy.optimize import minimize
+
+    res = minimize(nll, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000})
+    if not res.success:
+        res2 = minimize(nll, res.x, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 6000})
+        if res2.fun <= res.fun:
+            res2.success = bool(res2.success)
+            return res2
+    return res
+
+
 def fit_bgnbd(
     summary: pd.DataFrame,
     *,
@@ -177,7 +221,6 @@ def fit_bgnbd(
     the log scale. Raises :class:`ValueError` when the data cannot support a fit.
     """
     import numpy as np
-    from scipy.optimize import minimize
 
     x = summary["x"].to_numpy(dtype=float)
     t_x = summary["t_x"].to_numpy(dtype=float)
@@ -190,22 +233,19 @@ def fit_bgnbd(
         raise ValueError("too few customers with repeat purchases to fit BG/NBD")
     if not (cols["T"] > 0).any():
         raise ValueError("all customers bought first on the as-of day: no observation time")
+    data = _BGData(cols["x"], cols["t_x"], cols["T"], w)
 
     def nll(logp: np.ndarray) -> float:
-        ll = bgnbd_loglik(np.exp(logp), cols["x"], cols["t_x"], cols["T"])
-        val = -float(np.dot(w, ll)) / n
+        val = -float(np.dot(w, data.loglik(np.exp(logp)))) / n
         return val if np.isfinite(val) else 1e10
 
     scale = max(float(np.average(cols["T"], weights=w)), 1e-6)
     start = np.log(np.array(x0 if x0 else (1.0, scale, 1.0, 1.0)))
-    res = minimize(nll, start, method="L-BFGS-B", bounds=[(-12, 12)] * 4)
-    res2 = minimize(nll, res.x, method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 4000, "maxfev": 8000})
-    best = res2 if res2.fun <= res.fun else res
+    best = _minimize(nll, start, [(-12.0, 12.0)] * 4)
     r, alpha, a, b = np.exp(best.x)
     if not np.all(np.isfinite([r, alpha, a, b])):
         raise ValueError("the BG/NBD fit did not converge to finite parameters")
-    return BGNBDFit(float(r), float(alpha), float(a), float(b), float(-best.fun * n), int(round(n)), unit,
-                    bool(best.success or res.success))
+    return BGNBDFit(float(r), float(alpha), float(a), float(b), float(-best.fun * n), int(round(n)), unit, bool(best.success))
 
 
 def p_alive(fit: BGNBDFit, x: Any, t_x: Any, T: Any) -> np.ndarray:
@@ -253,7 +293,7 @@ def fit_gamma_gamma(summary: pd.DataFrame, *, value_col: str = "monetary_value",
     """Maximum-likelihood Gamma-Gamma fit on customers with x ≥ 1 and a positive average
     repeat value; the others are listed in ``excluded``."""
     import numpy as np
-    from scipy.optimize import minimize
+    from scipy.special import gammaln
 
     x = summary["x"].to_numpy(dtype=float)
     m = summary[value_col].to_numpy(dtype=float)
@@ -264,22 +304,27 @@ def fit_gamma_gamma(summary: pd.DataFrame, *, value_col: str = "monetary_value",
     n = float(w.sum())
     if n < 3:
         raise ValueError("too few repeat buyers with positive spend to fit Gamma-Gamma")
+    ux, xi = np.unique(cols["x"], return_inverse=True)
+    log_m = np.log(cols["m"])
+    xm = cols["x"] * cols["m"]
+    log_ux = np.log(ux)
 
     def nll(logp: np.ndarray) -> float:
-        ll = gamma_gamma_loglik(np.exp(logp), cols["x"], cols["m"])
+        p, q, v = np.exp(logp)
+        pux = p * ux
+        per_x = (gammaln(pux + q) - gammaln(pux) + pux * log_ux)[xi]
+        px = pux[xi]
+        ll = per_x - gammaln(q) + q * np.log(v) + (px - 1) * log_m - (px + q) * np.log(xm + v)
         val = -float(np.dot(w, ll)) / n
         return val if np.isfinite(val) else 1e10
 
     mbar = float(np.average(cols["m"], weights=w))
     start = np.log(np.array([1.0, 1.0, max(mbar, 1e-6)]))
-    res = minimize(nll, start, method="L-BFGS-B", bounds=[(-12, 15)] * 3)
-    res2 = minimize(nll, res.x, method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 4000, "maxfev": 8000})
-    best = res2 if res2.fun <= res.fun else res
+    best = _minimize(nll, start, [(-12.0, 15.0)] * 3)
     p, q, v = np.exp(best.x)
     if not np.all(np.isfinite([p, q, v])):
         raise ValueError("the Gamma-Gamma fit did not converge to finite parameters")
-    return GammaGammaFit(float(p), float(q), float(v), float(-best.fun * n), int(round(n)),
-                         bool(best.success or res.success), excluded)
+    return GammaGammaFit(float(p), float(q), float(v), float(-best.fun * n), int(round(n)), bool(best.success), excluded)
 
 
 def expected_spend(fit: GammaGammaFit, x: Any, m: Any) -> np.ndarray:
@@ -385,8 +430,16 @@ def fit_ltv(
             info.gamma_gamma_reason = str(exc)
     info.gamma_gamma = gg
     if bg is not None:
-        pa = np.where(has, p_alive(bg, x, np.nan_to_num(t_x), np.nan_to_num(T)), np.nan)
-        purchases = np.where(has, predict_purchases(bg, horizon_days / scale, x, np.nan_to_num(t_x), np.nan_to_num(T)), np.nan)
+        # evaluate on the distinct (x, t_x, T) rows (days are integers) and map back
+        xd = np.nan_to_num(metrics["bg_x"].to_numpy(dtype=float)).astype(np.int64)
+        txd = np.nan_to_num(metrics["bg_t_x"].to_numpy(dtype=float, na_value=np.nan)).astype(np.int64)
+        Td = np.nan_to_num(metrics["bg_T"].to_numpy(dtype=float, na_value=np.nan)).astype(np.int64)
+        k = int(max(Td.max(initial=0), txd.max(initial=0))) + 1
+        codes, uniq = pd.factorize((xd * k + txd) * k + Td, sort=False)
+        uniq = np.asarray(uniq)
+        ux, utx, uT = uniq // (k * k), (uniq // k) % k, uniq % k
+        pa = np.where(has, p_alive(bg, ux, utx / scale, uT / scale)[codes], np.nan)
+        purchases = np.where(has, predict_purchases(bg, horizon_days / scale, ux, utx / scale, uT / scale)[codes], np.nan)
         if gg is not None:
             spend = expected_spend(gg, x, zbar)
         else:  # the customer's own average order value, else the overall one

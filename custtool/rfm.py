@@ -158,22 +158,65 @@ def _text(df: pd.DataFrame, col: str) -> pd.Series:
     return s.astype(object).where(s.notna(), "").astype(str).str.strip()
 
 
+def _arrow_text(values: Any) -> Any:
+    """A pyarrow string Array of a Series/array (zero-copy for Arrow-backed strings)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(values, from_pandas=True) if not isinstance(values, pa.Array | pa.ChunkedArray) else values
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = pa.array(pd.Series(values).astype(object).where(pd.Series(values).notna(), None).map(lambda v: v if v is None else str(v)), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        if pa.types.is_floating(arr.type):  # ids read as numbers: 1001.0 → "1001"
+            as_int = pc.cast(arr, pa.int64(), safe=False)
+            integral = pc.equal(pc.cast(as_int, arr.type), arr)
+            arr = pc.if_else(integral, pc.cast(as_int, pa.string()), pc.cast(arr, pa.string()))
+        else:
+            arr = pc.cast(arr, pa.string())
+    return arr
+
+
 def _factorize_text(df: pd.DataFrame, col: str | None, lower: bool = False) -> tuple[np.ndarray, pd.Series]:
-    """Codes per row and the stripped text of each code (missing → ""), working on the
-    unique values only (fast on millions of rows)."""
+    """Codes per row and the stripped text of each code (missing → ""), computed with
+    pyarrow on the distinct values only (fast on millions of rows)."""
     import numpy as np
     import pandas as pd
 
-    if col is None or col not in df.columns:
-        return np.zeros(len(df), dtype=np.int64), pd.Series([""], dtype=object)
-    codes, uni = pd.factorize(df[col], sort=False)
-    u = pd.Series(np.asarray(uni, dtype=object)).astype(str).str.strip()
+    codes, uni = _encode_text(df[col] if col is not None and col in df.columns else None, len(df), lower)
+    return codes, pd.Series(uni.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _encode_text(values: Any, n: int, lower: bool = False) -> tuple[np.ndarray, Any]:
+    """(int64 codes per row, pyarrow Array of the distinct trimmed values; missing → "")."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values is None:
+        return np.zeros(n, dtype=np.int64), pa.array([""], pa.string())
+    arr = _arrow_text(values)
+    enc = pc.dictionary_encode(arr)
+    d = enc.dictionary
+    idx = enc.indices
+    nd = len(d)
+    codes = pc.fill_null(idx, nd).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    d2 = pc.utf8_trim(d, characters=" \t\r\n\u3000")
     if lower:
-        u = u.str.lower()
-    u = pd.concat([u, pd.Series([""])], ignore_index=True)
-    codes = np.where(codes < 0, len(u) - 1, codes)
-    c2, u2 = pd.factorize(u, sort=False)
-    return c2[codes].astype(np.int64), pd.Series(np.asarray(u2, dtype=object))
+        d2 = pc.utf8_lower(d2)
+    has_blank = pc.index(d2, "").as_py() >= 0
+    changed = lower or has_blank or not pc.all(pc.equal(d2, d)).as_py() if nd else True
+    d2 = pa.concat_arrays([d2.cast(pa.string()), pa.array([""], pa.string())])
+    if changed:
+        enc2 = pc.dictionary_encode(d2)
+        remap = enc2.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        return remap[codes], enc2.dictionary
+    return codes, d2
 
 
 def _norm_phone(s: pd.Series) -> pd.Series:
@@ -390,9 +433,15 @@ def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd
 
 
 # --------------------------------------------------------------------------- metrics
+def pc_index(arr: Any, value: str) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.index(arr, value).as_py())
+
+
 def _order_channel_col(orders: pd.DataFrame) -> str | None:
     for col in ("_channel", "channel"):
-        if col in orders.columns and (_factorize_text(orders, col)[1] != "").any():
+        if col in orders.columns and len(_encode_text(orders[col], len(orders))[1]) > 1:
             return col
     return None
 
@@ -462,13 +511,16 @@ def customer_metrics(
     report.rows_after_as_of = int((valid_t & (day > as_of_day)).sum())
 
     # order ids: blank → one order per row
+    n_rows = len(orders)
     if "order_id" in orders.columns:
-        ocode, u_oid = _factorize_text(orders, "order_id")
-        blank = (u_oid == "").to_numpy()[ocode]
-        if blank.any():
-            ocode[blank] = ocode.max(initial=-1) + 1 + np.arange(int(blank.sum()))
+        ocode, u_oid = _encode_text(orders["order_id"], n_rows)
+        blank_code = pc_index(u_oid, "")
+        if blank_code >= 0:
+            blank = ocode == blank_code
+            if blank.any():
+                ocode[blank] = len(u_oid) + np.arange(int(blank.sum()))
     else:
-        ocode = np.arange(len(orders), dtype=np.int64)
+        ocode = np.arange(n_rows, dtype=np.int64)
 
     matched = in_time & (cust >= 0)
     unmatched = in_time & (cust < 0)
@@ -476,20 +528,32 @@ def customer_metrics(
     keep_cols = [c for c in ("order_id", "customer_id", "phone", "email", "channel", "_channel", "order_time", "amount", "_source_file", "_sheet", "_row") if c in orders.columns]
     report.unmatched = orders.loc[unmatched, keep_cols].reset_index(drop=True)
 
-    sel = np.flatnonzero(matched)
-    t_ns = times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    frame = pd.DataFrame({"c": cust[sel], "o": ocode[sel], "t": t_ns[sel], "a": amount[sel]})
-    dup = frame.duplicated().to_numpy()
-    report.rows_duplicate = int(dup.sum())
-    sel = sel[~dup]
-    report.rows_used = int(len(sel))
+    # exact duplicate rows (same order id, customer, time, amount) count once; only rows whose
+    # order id occurs more than once can be duplicates, so only those are compared
+    keep = matched
+    repeated = np.bincount(ocode, minlength=int(ocode.max(initial=0)) + 1)[ocode] > 1
+    cand = np.flatnonzero(repeated & matched)
+    if len(cand):
+        t_ns = times.to_numpy(dtype="datetime64[ns]")[cand].astype(np.int64)
+        dup = pd.DataFrame({"c": cust[cand], "o": ocode[cand], "t": t_ns, "a": amount[cand]}).duplicated().to_numpy()
+        if dup.any():
+            keep = matched.copy()
+            keep[cand[dup]] = False
+    report.rows_duplicate = int(matched.sum() - keep.sum())
     by = {1: "id", 2: "phone", 3: "email"}
-    report.matched_by = {by[k]: int((how[sel] == k).sum()) for k in (1, 2, 3)}
-
-    if engine == "duckdb":
-        agg = _aggregate_duckdb(cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], len(customers), as_of_day, win, gwin)
+    if keep.all():
+        cols = (cust, day, amount, refund, ocode)
+        report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how, minlength=4)[1:], strict=True)}
     else:
-        agg = _aggregate(cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], len(customers), as_of_day, win, gwin)
+        sel = np.flatnonzero(keep)
+        cols = (cust[sel], day[sel], amount[sel], refund[sel], ocode[sel])
+        report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how[sel], minlength=4)[1:], strict=True)}
+        del sel
+    del matched, unmatched, in_time, keep, repeated
+    report.rows_used = int(len(cols[0]))
+
+    aggregate = _aggregate_duckdb if engine == "duckdb" else _aggregate
+    agg = aggregate(*cols, len(customers), as_of_day, win, gwin)
     report.orders_used = int(agg.pop("_orders_used"))
     metrics = _finish(customers, agg, as_of_day, as_of_ts)
     if interactions is not None:
@@ -503,14 +567,14 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     import numpy as np
     import pandas as pd
 
-    def bsum(mask: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-        out = np.bincount(c[mask], weights=None if w is None else w[mask], minlength=n)
-        return out.astype(np.float64) if w is not None else out
+    def bsum(mask: np.ndarray | None, w: np.ndarray) -> np.ndarray:
+        if mask is None:
+            return np.bincount(c, weights=w, minlength=n).astype(np.float64)
+        return np.bincount(c[mask], weights=w[mask], minlength=n).astype(np.float64)
 
     age = as_of_day - day  # 0 = the as-of day
     out: dict[str, np.ndarray] = {}
-    allrows = np.ones(len(c), dtype=bool)
-    out["historical_value"] = np.round(bsum(allrows, amt), 2)
+    out["historical_value"] = np.round(bsum(None, amt), 2)
     for d in (30, 90, 365):
         out[f"monetary_{d}d"] = np.round(bsum(age < d, amt), 2)
     out["monetary"] = np.round(bsum(age < win, amt), 2)
@@ -520,10 +584,18 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     # orders: one row per (customer, order id) among sale lines, dated by the earliest line
     sale = ~refund
     sc, so, sd = c[sale], ocode[sale], day[sale]
-    okey, okey_uni = pd.factorize(sc * (int(ocode.max(initial=0)) + 1) + so, sort=False)
-    od = np.full(len(okey_uni), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(od, okey, sd)
-    oc = np.asarray(okey_uni) // (int(ocode.max(initial=0)) + 1)
+    # one order per (customer, order id); rows of an order id seen once are orders by themselves
+    multi = np.bincount(so, minlength=int(so.max(initial=0)) + 1)[so] > 1 if len(so) else np.zeros(0, bool)
+    if multi.any():
+        mi = np.flatnonzero(multi)
+        okey, okey_uni = pd.factorize(sc[mi] * (int(so.max()) + 1) + so[mi], sort=False)
+        mday = np.full(len(okey_uni), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(mday, okey, sd[mi])
+        single = ~multi
+        oc = np.concatenate([sc[single], np.asarray(okey_uni) // (int(so.max()) + 1)])
+        od = np.concatenate([sd[single], mday])
+    else:
+        oc, od = sc, sd
     oage = as_of_day - od
     out["_orders_used"] = np.int64(len(oc))
     out["orders_total"] = np.bincount(oc, minlength=n)
@@ -542,8 +614,10 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     out["_has"] = has
 
     # BG/NBD inputs: distinct purchase days
-    pdays = pd.DataFrame({"c": sc, "d": sd}).drop_duplicates()
-    n_days = np.bincount(pdays["c"].to_numpy(), minlength=n)
+    dmin = int(sd.min(initial=0))
+    span = int(sd.max(initial=0)) - dmin + 1
+    pday_keys = pd.unique(sc * span + (sd - dmin))
+    n_days = np.bincount(pday_keys // span, minlength=n)
     out["bg_x"] = np.where(has, n_days - 1, 0)
     later = day > out["_first"][c]  # rows (sales and refunds) after the first purchase day
     repeat_value = bsum(later, amt)
