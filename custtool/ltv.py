@@ -194,14 +194,54 @@ class _BGData:
         a2 = np.where(self.rep, b2[self.xi] - rx * np.log(alpha + self.ut)[self.ti], -np.inf)
         return common[self.xi] + np.logaddexp(a1, a2)
 
+    def nll_and_grad(self, logp: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean negative log-likelihood and its gradient w.r.t. the log-parameters."""
+        import numpy as np
+        from scipy.special import betaln, digamma, gammaln
 
-def _minimize(nll, start: np.ndarray, bounds: list[tuple[float, float]]):
-    """L-BFGS-B on log-parameters; Nelder-Mead from its end point when it reports failure."""
+        r, alpha, a, b = np.exp(logp)
+        ux, xi, w, n = self.ux, self.xi, self.w, self.n
+        base = betaln(a, b)
+        common = gammaln(r + ux) - gammaln(r) + r * np.log(alpha)
+        b1 = betaln(a, b + ux) - base
+        uxp = np.maximum(ux, 1)
+        b2 = np.where(ux > 0, betaln(a + 1, b + uxp - 1) - base, -np.inf)
+        lT = np.log(alpha + self.uT)[self.Ti]
+        lt = np.log(alpha + self.ut)[self.ti]
+        rx = (r + ux)[xi]
+        a1 = b1[xi] - rx * lT
+        a2 = np.where(self.rep, b2[xi] - rx * lt, -np.inf)
+        m = np.logaddexp(a1, a2)
+        ll = common[xi] + m
+        w1 = np.exp(a1 - m)
+        w2 = 1.0 - w1
+        # per distinct x: digamma parts
+        d_ab, d_a, d_b = digamma(a + b), digamma(a), digamma(b)
+        d_abx = digamma(a + b + ux)
+        da1 = (d_ab - d_abx)[xi]
+        db1 = (digamma(b + ux) - d_abx - d_b + d_ab)[xi]
+        da2 = (digamma(a + 1) - d_abx - d_a + d_ab)[xi]
+        db2 = np.where(ux > 0, digamma(b + uxp - 1) - d_abx - d_b + d_ab, 0.0)[xi]
+        g_r = (digamma(r + ux) - digamma(r))[xi] + np.log(alpha) - w1 * lT - w2 * lt
+        g_alpha = r / alpha - rx * (w1 / (alpha + self.uT[self.Ti]) + w2 / (alpha + self.ut[self.ti]))
+        g_a = w1 * da1 + w2 * da2
+        g_b = w1 * db1 + w2 * db2
+        val = -float(np.dot(w, ll)) / n
+        grad = -np.array([np.dot(w, g_r) * r, np.dot(w, g_alpha) * alpha, np.dot(w, g_a) * a, np.dot(w, g_b) * b]) / n
+        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
+            return 1e10, np.zeros(4)
+        return val, grad
+
+
+def _minimize(nll, start: np.ndarray, bounds: list[tuple[float, float]], jac: Any = None):
+    """L-BFGS-B on log-parameters (analytic gradient when ``jac`` is True: ``nll`` returns
+    (value, gradient)); Nelder-Mead from its end point when L-BFGS-B reports failure."""
     from scipy.optimize import minimize
 
-    res = minimize(nll, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000})
+    res = minimize(nll, start, method="L-BFGS-B", jac=jac, bounds=bounds, options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000})
     if not res.success:
-        res2 = minimize(nll, res.x, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 6000})
+        f = (lambda z: nll(z)[0]) if jac is True else nll
+        res2 = minimize(f, res.x, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 6000})
         if res2.fun <= res.fun:
             res2.success = bool(res2.success)
             return res2
@@ -234,14 +274,9 @@ def fit_bgnbd(
     if not (cols["T"] > 0).any():
         raise ValueError("all customers bought first on the as-of day: no observation time")
     data = _BGData(cols["x"], cols["t_x"], cols["T"], w)
-
-    def nll(logp: np.ndarray) -> float:
-        val = -float(np.dot(w, data.loglik(np.exp(logp)))) / n
-        return val if np.isfinite(val) else 1e10
-
     scale = max(float(np.average(cols["T"], weights=w)), 1e-6)
     start = np.log(np.array(x0 if x0 else (1.0, scale, 1.0, 1.0)))
-    best = _minimize(nll, start, [(-12.0, 12.0)] * 4)
+    best = _minimize(data.nll_and_grad, start, [(-12.0, 12.0)] * 4, jac=True)
     r, alpha, a, b = np.exp(best.x)
     if not np.all(np.isfinite([r, alpha, a, b])):
         raise ValueError("the BG/NBD fit did not converge to finite parameters")
@@ -293,7 +328,7 @@ def fit_gamma_gamma(summary: pd.DataFrame, *, value_col: str = "monetary_value",
     """Maximum-likelihood Gamma-Gamma fit on customers with x ≥ 1 and a positive average
     repeat value; the others are listed in ``excluded``."""
     import numpy as np
-    from scipy.special import gammaln
+    from scipy.special import digamma, gammaln
 
     x = summary["x"].to_numpy(dtype=float)
     m = summary[value_col].to_numpy(dtype=float)
@@ -309,18 +344,29 @@ def fit_gamma_gamma(summary: pd.DataFrame, *, value_col: str = "monetary_value",
     xm = cols["x"] * cols["m"]
     log_ux = np.log(ux)
 
-    def nll(logp: np.ndarray) -> float:
+    xs = cols["x"]
+    log_x = np.log(xs)
+
+    def nll(logp: np.ndarray) -> tuple[float, np.ndarray]:
         p, q, v = np.exp(logp)
         pux = p * ux
         per_x = (gammaln(pux + q) - gammaln(pux) + pux * log_ux)[xi]
         px = pux[xi]
-        ll = per_x - gammaln(q) + q * np.log(v) + (px - 1) * log_m - (px + q) * np.log(xm + v)
+        log_xmv = np.log(xm + v)
+        ll = per_x - gammaln(q) + q * np.log(v) + (px - 1) * log_m - (px + q) * log_xmv
+        psi_pxq = digamma(pux + q)[xi]
+        g_p = xs * (psi_pxq - digamma(pux)[xi] + log_m + log_x - log_xmv)
+        g_q = psi_pxq - digamma(q) + np.log(v) - log_xmv
+        g_v = q / v - (px + q) / (xm + v)
         val = -float(np.dot(w, ll)) / n
-        return val if np.isfinite(val) else 1e10
+        grad = -np.array([np.dot(w, g_p) * p, np.dot(w, g_q) * q, np.dot(w, g_v) * v]) / n
+        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
+            return 1e10, np.zeros(3)
+        return val, grad
 
     mbar = float(np.average(cols["m"], weights=w))
     start = np.log(np.array([1.0, 1.0, max(mbar, 1e-6)]))
-    best = _minimize(nll, start, [(-12.0, 15.0)] * 3)
+    best = _minimize(nll, start, [(-12.0, 15.0)] * 3, jac=True)
     p, q, v = np.exp(best.x)
     if not np.all(np.isfinite([p, q, v])):
         raise ValueError("the Gamma-Gamma fit did not converge to finite parameters")

@@ -153,3 +153,15 @@ def test_churn_flag_follows_p_alive_level(cdnow):
     _, info_d = fit_ltv(m, unit="days")
     assert info_d.bgnbd.alpha == pytest.approx(info.bgnbd.alpha * 7, rel=0.01)
     assert info_d.bgnbd.r == pytest.approx(info.bgnbd.r, rel=0.01)
+
+
+def test_analytic_gradient_matches_finite_differences(cdnow):
+    from custtool.ltv import _BGData
+
+    d = _BGData(cdnow["x"].to_numpy(float), cdnow["t_x"].to_numpy(float), cdnow["T"].to_numpy(float), np.ones(len(cdnow)))
+    z = np.log([0.3, 5.0, 0.9, 2.0])
+    f0, g = d.nll_and_grad(z)
+    h = 1e-6
+    num = [(d.nll_and_grad(z + h * e)[0] - d.nll_and_grad(z - h * e)[0]) / (2 * h) for e in np.eye(4)]
+    assert np.allclose(g, num, rtol=1e-5, atol=1e-8)
+    assert f0 == pytest.approx(-d.loglik(np.exp(z)).mean())
