@@ -116,7 +116,10 @@ def _days(s: pd.Series) -> np.ndarray:
     """Naive datetimes → int64 day numbers since 1970-01-01 (NaT → INT64 min)."""
     import numpy as np
 
-    return s.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+    arr = s.to_numpy()
+    if arr.dtype.kind != "M":
+        arr = arr.astype("datetime64[ns]")
+    return arr.astype("datetime64[D]").astype(np.int64)
 
 
 _TRUE_TEXT = {"true", "1", "yes", "y", "t", "是", "退款", "已退款", "refund", "refunded"}
@@ -219,16 +222,36 @@ def _encode_text(values: Any, n: int, lower: bool = False) -> tuple[np.ndarray, 
     return codes, d2
 
 
+def _norm_phone_pa(arr: Any) -> Any:
+    """Phone matching keys (pyarrow): NFKC, digits only, +86/0086/86 prefix and '.0' dropped."""
+    import pyarrow.compute as pc
+
+    t = pc.utf8_normalize(arr, form="NFKC")
+    t = pc.replace_substring_regex(t, pattern=r"\.0$", replacement="")
+    t = pc.replace_substring_regex(t, pattern=r"[^0-9+]", replacement="")
+    t = pc.replace_substring_regex(t, pattern=r"^(\+86|0086)", replacement="")
+    is86 = pc.and_(pc.equal(pc.utf8_length(t), 13), pc.starts_with(t, pattern="86"))
+    t = pc.if_else(is86, pc.utf8_slice_codeunits(t, 2), t)
+    return pc.replace_substring(t, pattern="+", replacement="")
+
+
+def _norm_email_pa(arr: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.utf8_lower(pc.utf8_trim(arr, characters=" \t\r\n\u3000"))
+
+
 def _norm_phone(s: pd.Series) -> pd.Series:
-    """A matching key for phones: digits only, +86/0086/86 prefix dropped (apply to unique values)."""
-    t = s.astype(str).str.normalize("NFKC").str.replace(r"\.0$", "", regex=True)
-    t = t.str.replace(r"[^\d+]", "", regex=True).str.replace(r"^(\+86|0086)", "", regex=True)
-    t = t.where(~(t.str.len().eq(13) & t.str.startswith("86")), t.str[2:])
-    return t.str.replace("+", "", regex=False)
+    """A matching key for phones (pandas in, pandas out)."""
+    import pandas as pd
+
+    return pd.Series(_norm_phone_pa(_arrow_text(s)).to_numpy(zero_copy_only=False), index=s.index, dtype=object)
 
 
 def _norm_email(s: pd.Series) -> pd.Series:
-    return s.astype(str).str.replace("\u3000", " ").str.strip().str.lower()
+    import pandas as pd
+
+    return pd.Series(_norm_email_pa(_arrow_text(s)).to_numpy(zero_copy_only=False), index=s.index, dtype=object)
 
 
 # --------------------------------------------------------------------------- matching
@@ -303,30 +326,39 @@ class CustomerIndex:
         ch, idv, own = ch[keep].str.lower(), idv[keep], own[keep]
         self.qualified = _unique_map(ch + "\x1f" + idv, own)
         self.plain = _unique_map(idv, own)
+        import pyarrow as pa
+
+        pairs = pd.DataFrame({"k": idv.to_numpy(dtype=object), "p": own}).drop_duplicates()
+        amb = pairs.loc[pairs["k"].duplicated(keep=False), "k"].unique()
+        self.ambiguous = pa.array(list(amb), type=pa.string())
         self.phone = _unique_map(*_exploded(customers, "phones", "phone", pos, _norm_phone))
         self.email = _unique_map(*_exploded(customers, "emails", "email", pos, _norm_email))
         self.n = n
 
     def match(self, records: pd.DataFrame, channel_col: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Customer position per record (-1 = none) and how it matched (0 none, 1 id, 2 phone, 3 email)."""
+        """Customer position per record (-1 = none) and how it matched (0 none, 1 id, 2 phone, 3 email).
+
+        An id matches when it belongs to one customer across all channels; an id used by
+        several customers on different channels matches only with the record's channel.
+        """
         import numpy as np
-        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
         n = len(records)
         out = np.full(n, -1, dtype=np.int64)
         how = np.zeros(n, dtype=np.int8)
         if "customer_id" in records.columns:
-            id_codes, u_ids = _factorize_text(records, "customer_id")
-            ch_codes, u_chs = _factorize_text(records, channel_col, lower=True)
-            k = len(u_chs) + 1
-            combo_codes, combo_uni = pd.factorize(id_codes * k + ch_codes, sort=False)
-            combo_uni = np.asarray(combo_uni)
-            u_id = pd.Series(u_ids.to_numpy()[combo_uni // k])
-            u_ch = pd.Series(u_chs.to_numpy()[combo_uni % k])
-            res = self.qualified.get_indexer_for_values(u_ch + "\x1f" + u_id)
-            res = np.where(res < 0, self.plain.get_indexer_for_values(u_id), res)
-            res = np.where((u_id == "").to_numpy(), -1, res)
-            out = res[combo_codes].astype(np.int64)
+            id_codes, u_ids = _encode_text(records["customer_id"], n)
+            res = self.plain.lookup(u_ids)
+            out = res[id_codes]
+            if channel_col and len(self.ambiguous):
+                amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
+                rows = np.flatnonzero(amb[id_codes])
+                if len(rows):
+                    ch_codes, u_ch = _encode_text(records[channel_col].iloc[rows], len(rows), lower=True)
+                    key = pc.binary_join_element_wise(u_ch.take(pa.array(ch_codes)), u_ids.take(pa.array(id_codes[rows])), "\x1f")
+                    out[rows] = self.qualified.lookup(key)
             how[out >= 0] = 1
         for col, lut, code in (("phone", self.phone, 2), ("email", self.email, 3)):
             if col not in records.columns:
@@ -334,32 +366,40 @@ class CustomerIndex:
             todo = np.flatnonzero(out < 0)
             if not len(todo):
                 break
-            codes, u = _factorize_text(records.iloc[todo], col)
-            norm = _norm_phone(u) if col == "phone" else _norm_email(u)
-            res = lut.get_indexer_for_values(norm)
-            res = np.where((norm == "").to_numpy(), -1, res)
-            hit = res[codes]
+            codes, u = _encode_text(records[col].iloc[todo], len(todo))
+            norm = _norm_phone_pa(u) if col == "phone" else _norm_email_pa(u)
+            hit = lut.lookup(norm)[codes]
             out[todo] = hit
             how[todo[hit >= 0]] = code
         return out, how
 
 
 class _Lut:
-    """key → position (unique keys only)."""
+    """key → customer position (unique keys only), looked up with pyarrow's hash index."""
 
     def __init__(self, keys: pd.Series, positions: np.ndarray) -> None:
-        import pandas as pd
+        import pyarrow as pa
 
-        self.index = pd.Index(keys.to_numpy(dtype=object))
+        self.keys = pa.array(keys.to_numpy(dtype=object), type=pa.string())
         self.positions = positions
 
-    def get_indexer_for_values(self, values: pd.Series) -> np.ndarray:
-        import numpy as np
+    def __len__(self) -> int:
+        return len(self.keys)
 
-        if not len(self.index):
-            return np.full(len(values), -1, dtype=np.int64)
-        i = self.index.get_indexer(values.to_numpy(dtype=object))
-        return np.where(i >= 0, self.positions[np.maximum(i, 0)], -1).astype(np.int64)
+    def lookup(self, values: Any) -> np.ndarray:
+        """Positions for a pyarrow string Array (or Series) of keys; -1 when absent or blank."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = values if isinstance(values, pa.Array) else pa.array(values.to_numpy(dtype=object), type=pa.string())
+        if not len(self.keys) or not len(arr):
+            return np.full(len(arr), -1, dtype=np.int64)
+        i = pc.fill_null(pc.index_in(arr, value_set=self.keys), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        res = np.where(i >= 0, self.positions[np.maximum(i, 0)], -1)
+        blank = pc.equal(arr, "").to_numpy(zero_copy_only=False)
+        res[blank] = -1
+        return res.astype(np.int64)
 
 
 def _unique_map(keys: pd.Series, owners: np.ndarray) -> _Lut:
@@ -567,19 +607,21 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     import numpy as np
     import pandas as pd
 
-    def bsum(mask: np.ndarray | None, w: np.ndarray) -> np.ndarray:
-        if mask is None:
-            return np.bincount(c, weights=w, minlength=n).astype(np.float64)
-        return np.bincount(c[mask], weights=w[mask], minlength=n).astype(np.float64)
-
-    age = as_of_day - day  # 0 = the as-of day
+    # every window is "age < d days"; cut the ages once into disjoint buckets, sum per
+    # (customer, bucket) with one bincount, and get each window as a cumulative sum
+    breaks = sorted({30, 90, 365, win, gwin, 2 * gwin})
+    nb = len(breaks) + 1
+    col = {d: i for i, d in enumerate(breaks)}
+    money = np.bincount(c * nb + np.searchsorted(breaks, as_of_day - day, side="right"), weights=amt, minlength=n * nb)
+    money = np.cumsum(money.reshape(n, nb), axis=1)
     out: dict[str, np.ndarray] = {}
-    out["historical_value"] = np.round(bsum(None, amt), 2)
+    out["historical_value"] = np.round(money[:, -1], 2)
     for d in (30, 90, 365):
-        out[f"monetary_{d}d"] = np.round(bsum(age < d, amt), 2)
-    out["monetary"] = np.round(bsum(age < win, amt), 2)
-    out["monetary_prev"] = np.round(bsum((age >= gwin) & (age < 2 * gwin), amt), 2)
-    out["_monetary_g"] = out["monetary"] if gwin == win else np.round(bsum(age < gwin, amt), 2)
+        out[f"monetary_{d}d"] = np.round(money[:, col[d]], 2)
+    out["monetary"] = np.round(money[:, col[win]], 2)
+    out["monetary_prev"] = np.round(money[:, col[2 * gwin]] - money[:, col[gwin]], 2)
+    out["_monetary_g"] = np.round(money[:, col[gwin]], 2)
+    del money
 
     # orders: one row per (customer, order id) among sale lines, dated by the earliest line
     sale = ~refund
@@ -596,12 +638,15 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
         od = np.concatenate([sd[single], mday])
     else:
         oc, od = sc, sd
-    oage = as_of_day - od
+    del so
     out["_orders_used"] = np.int64(len(oc))
-    out["orders_total"] = np.bincount(oc, minlength=n)
+    counts = np.bincount(oc * nb + np.searchsorted(breaks, as_of_day - od, side="right"), minlength=n * nb)
+    counts = np.cumsum(counts.reshape(n, nb), axis=1)
+    out["orders_total"] = counts[:, -1]
     for d in (30, 90, 365):
-        out[f"orders_{d}d"] = np.bincount(oc[oage < d], minlength=n)
-    out["frequency"] = np.bincount(oc[oage < win], minlength=n)
+        out[f"orders_{d}d"] = counts[:, col[d]]
+    out["frequency"] = counts[:, col[win]]
+    del counts, oc, od
 
     # first / last purchase day over sale lines up to as-of
     first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
@@ -620,7 +665,7 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     n_days = np.bincount(pday_keys // span, minlength=n)
     out["bg_x"] = np.where(has, n_days - 1, 0)
     later = day > out["_first"][c]  # rows (sales and refunds) after the first purchase day
-    repeat_value = bsum(later, amt)
+    repeat_value = np.bincount(c[later], weights=amt[later], minlength=n).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, np.round(repeat_value, 2) / np.maximum(out["bg_x"], 1), np.nan)
     return out
