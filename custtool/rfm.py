@@ -297,42 +297,38 @@ class CustomerIndex:
 
     def __init__(self, customers: pd.DataFrame) -> None:
         import numpy as np
-        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
         n = len(customers)
-        pos = np.arange(n, dtype=np.int64)
-        cid = _text(customers, "customer_id")
+        pos = pa.array(np.arange(n, dtype=np.int64))
         chans, ids, owners = [], [], []
-        if "source_ids" in customers.columns:
-            ex = pd.DataFrame({"v": _text(customers, "source_ids").str.split(";"), "p": pos}).explode("v")
-            v = ex["v"].fillna("").astype(str).str.strip()
-            ex = ex[v != ""]
-            v = v[v != ""]
-            has = v.str.contains(":", regex=False)
-            parts = v.str.split(":", n=1)
-            chans.append(parts.str[0].where(has, "").str.strip())
-            ids.append(parts.str[1].where(has, v).str.strip())
-            owners.append(ex["p"].to_numpy(np.int64))
-        chan = _text(customers, "_channel")
-        if "_channel" not in customers.columns:
-            chan = _text(customers, "source_channel")
-        chans.append(chan if "source_ids" not in customers.columns else pd.Series("", index=customers.index))
-        ids.append(cid)
-        owners.append(pos)
-        ch = pd.concat(chans, ignore_index=True)
-        idv = pd.concat(ids, ignore_index=True)
-        own = np.concatenate(owners)
-        keep = (idv != "").to_numpy()
-        ch, idv, own = ch[keep].str.lower(), idv[keep], own[keep]
-        self.qualified = _unique_map(ch + "\x1f" + idv, own)
-        self.plain = _unique_map(idv, own)
-        import pyarrow as pa
+        blank = pa.array([""] * n, pa.string()) if n else pa.array([], pa.string())
 
-        pairs = pd.DataFrame({"k": idv.to_numpy(dtype=object), "p": own}).drop_duplicates()
-        amb = pairs.loc[pairs["k"].duplicated(keep=False), "k"].unique()
-        self.ambiguous = pa.array(list(amb), type=pa.string())
-        self.phone = _unique_map(*_exploded(customers, "phones", "phone", pos, _norm_phone))
-        self.email = _unique_map(*_exploded(customers, "emails", "email", pos, _norm_email))
+        def text(col: str) -> Any:
+            return pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(customers[col]), ""))
+
+        if "source_ids" in customers.columns:
+            flat, parent = _split_list(text("source_ids"))
+            parts = pc.extract_regex(flat, pattern=r"^(?:(?P<ch>[^:]*):)?(?P<id>.*)$")
+            chans.append(pc.utf8_trim_whitespace(parts.field("ch")))
+            ids.append(pc.utf8_trim_whitespace(parts.field("id")))
+            owners.append(parent)
+            chans.append(blank)  # the stable custtool id itself, without a channel
+        else:
+            chan_col = "_channel" if "_channel" in customers.columns else "source_channel"
+            chans.append(text(chan_col) if chan_col in customers.columns else blank)
+        ids.append(text("customer_id") if "customer_id" in customers.columns else blank)
+        owners.append(pos)
+        ch = pc.utf8_lower(pa.concat_arrays([c.cast(pa.string()) for c in chans]))
+        idv = pa.concat_arrays([c.cast(pa.string()) for c in ids])
+        own = pa.concat_arrays([o.cast(pa.int64()) for o in owners])
+        keep = pc.not_equal(idv, "")
+        ch, idv, own = ch.filter(keep), idv.filter(keep), own.filter(keep)
+        self.qualified = _unique_map(pc.binary_join_element_wise(ch, idv, "\x1f"), own)
+        self.plain, self.ambiguous = _unique_map(idv, own, with_ambiguous=True)
+        self.phone = _unique_map(*_contact_keys(customers, "phones", "phone", pos, _norm_phone_pa))
+        self.email = _unique_map(*_contact_keys(customers, "emails", "email", pos, _norm_email_pa))
         self.n = n
 
     def match(self, records: pd.DataFrame, channel_col: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -377,10 +373,8 @@ class CustomerIndex:
 class _Lut:
     """key → customer position (unique keys only), looked up with pyarrow's hash index."""
 
-    def __init__(self, keys: pd.Series, positions: np.ndarray) -> None:
-        import pyarrow as pa
-
-        self.keys = pa.array(keys.to_numpy(dtype=object), type=pa.string())
+    def __init__(self, keys: Any, positions: np.ndarray) -> None:
+        self.keys = keys
         self.positions = positions
 
     def __len__(self) -> int:
@@ -402,40 +396,51 @@ class _Lut:
         return res.astype(np.int64)
 
 
-def _unique_map(keys: pd.Series, owners: np.ndarray) -> _Lut:
-    """Keys owned by exactly one customer (ambiguous keys are dropped)."""
-    import pandas as pd
+def _split_list(arr: Any) -> tuple[Any, Any]:
+    """';'-joined text → (trimmed non-blank items, the row position each came from)."""
+    import pyarrow.compute as pc
 
-    df = pd.DataFrame({"k": keys.to_numpy(dtype=object), "p": owners}).drop_duplicates()
-    df = df[df["k"] != ""]
-    dup = df["k"].duplicated(keep=False)
-    df = df[~dup]
-    return _Lut(df["k"], df["p"].to_numpy())
+    lists = pc.split_pattern(arr, pattern=";")
+    flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    parent = pc.list_parent_indices(lists)
+    nonblank = pc.not_equal(flat, "")
+    return flat.filter(nonblank), parent.filter(nonblank)
 
 
-def _exploded(customers: pd.DataFrame, many: str, one: str, pos: np.ndarray, norm) -> tuple[pd.Series, np.ndarray]:
-    import numpy as np
-    import pandas as pd
+def _unique_map(keys: Any, owners: Any, with_ambiguous: bool = False) -> Any:
+    """Keys owned by exactly one customer (keys with several owners are ambiguous, unused)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    parts_k, parts_p = [], []
+    t = pa.table({"k": keys, "p": owners}).filter(pc.not_equal(keys, ""))
+    g = t.group_by("k").aggregate([("p", "min"), ("p", "max")])
+    single = pc.equal(g["p_min"], g["p_max"])
+    lut = _Lut(g["k"].filter(single).combine_chunks(), g["p_min"].filter(single).to_numpy())
+    if with_ambiguous:
+        return lut, g["k"].filter(pc.invert(single)).combine_chunks()
+    return lut
+
+
+def _contact_keys(customers: pd.DataFrame, many: str, one: str, pos: Any, norm) -> tuple[Any, Any]:
+    """(normalised phone/email keys, owner positions) from the ';'-joined and single columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys, owners = [], []
     for col in (many, one):
         if col not in customers.columns:
             continue
-        s = _text(customers, col)
+        arr = pc.fill_null(_arrow_text(customers[col]), "")
         if col == many:
-            ex = pd.DataFrame({"v": s.str.split(";"), "p": pos}).explode("v")
-            s, p = ex["v"].fillna("").astype(str).str.strip(), ex["p"].to_numpy(np.int64)
+            flat, parent = _split_list(arr)
         else:
-            p = pos
-        keep = (s != "").to_numpy()
-        s, p = s[keep], p[keep]
-        codes, uni = pd.factorize(s, sort=False)
-        normed = norm(pd.Series(np.asarray(uni, dtype=object)))
-        parts_k.append(pd.Series(normed.to_numpy(dtype=object)[codes]))
-        parts_p.append(p)
-    if not parts_k:
-        return pd.Series([], dtype=object), np.empty(0, dtype=np.int64)
-    return pd.concat(parts_k, ignore_index=True), np.concatenate(parts_p)
+            flat, parent = pc.utf8_trim_whitespace(arr), pos
+        enc = pc.dictionary_encode(flat)  # normalise the distinct values only
+        keys.append(norm(enc.dictionary).take(enc.indices).cast(pa.string()))
+        owners.append(parent.cast(pa.int64()))
+    if not keys:
+        return pa.array([], pa.string()), pa.array([], pa.int64())
+    return pa.concat_arrays(keys), pa.concat_arrays(owners)
 
 
 def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd.DataFrame:
