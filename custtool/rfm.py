@@ -478,6 +478,51 @@ def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd
 
 
 # --------------------------------------------------------------------------- metrics
+def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
+    """-1 for an order id found on one row only or blank; dense codes for repeated ids.
+
+    With DuckDB installed the ids are hashed (64-bit, multi-threaded) and only the rows
+    whose hash repeats are compared as text; otherwise pyarrow dictionary-encodes them.
+    """
+    import numpy as np
+    import pandas as pd
+
+    n = len(values)
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is an optional dependency
+        duckdb = None
+    if duckdb is not None and (method == "hash" or (method == "auto" and n > 100_000)):
+        con = duckdb.connect()
+        try:
+            frame = pd.DataFrame({"o": values.reset_index(drop=True)})
+            con.register("ids", frame)
+            got = con.execute("SELECT hash(trim(CAST(o AS VARCHAR))) AS h, coalesce(trim(CAST(o AS VARCHAR)), '') = '' AS blank FROM ids").fetchnumpy()
+        finally:
+            con.close()
+        h = np.asarray(got["h"])
+        blank = np.asarray(got["blank"], dtype=bool)
+        rep = pd.Series(h).duplicated(keep=False).to_numpy() & ~blank
+        out = np.full(n, -1, dtype=np.int64)
+        idx = np.flatnonzero(rep)
+        if len(idx):  # exact codes from the text of the few candidate rows
+            codes, uni = _encode_text(values.iloc[idx], len(idx))
+            out[idx] = codes
+            blank_code = pc_index(uni, "")
+            if blank_code >= 0:
+                out[idx[codes == blank_code]] = -1
+            counts = np.bincount(codes, minlength=len(uni))
+            out[idx[counts[codes] < 2]] = -1  # hash collision of different ids: each its own order
+        return out
+    codes, uni = _encode_text(values, n)
+    counts = np.bincount(codes, minlength=len(uni))
+    out = np.where(counts[codes] > 1, codes, -1)
+    blank_code = pc_index(uni, "")
+    if blank_code >= 0:
+        out[codes == blank_code] = -1
+    return out.astype(np.int64)
+
+
 def pc_index(arr: Any, value: str) -> int:
     import pyarrow.compute as pc
 
@@ -555,17 +600,10 @@ def customer_metrics(
     in_time = valid_t & (day <= as_of_day)
     report.rows_after_as_of = int((valid_t & (day > as_of_day)).sum())
 
-    # order ids: blank → one order per row
+    # order ids: code -1 = an id that occurs on one row only (or is blank): its own order;
+    # ids on several rows (line items, duplicate exports) get dense codes 0..k-1
     n_rows = len(orders)
-    if "order_id" in orders.columns:
-        ocode, u_oid = _encode_text(orders["order_id"], n_rows)
-        blank_code = pc_index(u_oid, "")
-        if blank_code >= 0:
-            blank = ocode == blank_code
-            if blank.any():
-                ocode[blank] = len(u_oid) + np.arange(int(blank.sum()))
-    else:
-        ocode = np.arange(n_rows, dtype=np.int64)
+    ocode = _order_codes(orders["order_id"]) if "order_id" in orders.columns else np.full(n_rows, -1, dtype=np.int64)
 
     matched = in_time & (cust >= 0)
     unmatched = in_time & (cust < 0)
@@ -576,8 +614,7 @@ def customer_metrics(
     # exact duplicate rows (same order id, customer, time, amount) count once; only rows whose
     # order id occurs more than once can be duplicates, so only those are compared
     keep = matched
-    repeated = np.bincount(ocode, minlength=int(ocode.max(initial=0)) + 1)[ocode] > 1
-    cand = np.flatnonzero(repeated & matched)
+    cand = np.flatnonzero((ocode >= 0) & matched)
     if len(cand):
         t_ns = times.to_numpy(dtype="datetime64[ns]")[cand].astype(np.int64)
         dup = pd.DataFrame({"c": cust[cand], "o": ocode[cand], "t": t_ns, "a": amount[cand]}).duplicated().to_numpy()
@@ -594,7 +631,7 @@ def customer_metrics(
         cols = (cust[sel], day[sel], amount[sel], refund[sel], ocode[sel])
         report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how[sel], minlength=4)[1:], strict=True)}
         del sel
-    del matched, unmatched, in_time, keep, repeated
+    del matched, unmatched, in_time, keep
     report.rows_used = int(len(cols[0]))
 
     aggregate = _aggregate_duckdb if engine == "duckdb" else _aggregate
@@ -632,7 +669,7 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     sale = ~refund
     sc, so, sd = c[sale], ocode[sale], day[sale]
     # one order per (customer, order id); rows of an order id seen once are orders by themselves
-    multi = np.bincount(so, minlength=int(so.max(initial=0)) + 1)[so] > 1 if len(so) else np.zeros(0, bool)
+    multi = so >= 0
     if multi.any():
         mi = np.flatnonzero(multi)
         okey, okey_uni = pd.factorize(sc[mi] * (int(so.max()) + 1) + so[mi], sort=False)
@@ -664,10 +701,7 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     out["_has"] = has
 
     # BG/NBD inputs: distinct purchase days
-    dmin = int(sd.min(initial=0))
-    span = int(sd.max(initial=0)) - dmin + 1
-    pday_keys = pd.unique(sc * span + (sd - dmin))
-    n_days = np.bincount(pday_keys // span, minlength=n)
+    n_days = _distinct_days(sc, sd, n)
     out["bg_x"] = np.where(has, n_days - 1, 0)
     later = day > out["_first"][c]  # rows (sales and refunds) after the first purchase day
     repeat_value = np.bincount(c[later], weights=amt[later], minlength=n).astype(np.float64)
@@ -676,13 +710,34 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     return out
 
 
+def _distinct_days(c: np.ndarray, d: np.ndarray, n: int) -> np.ndarray:
+    """Number of distinct days per customer: a bitmap of (customer, day) when it fits in
+    512 MB, else hashing of the (customer, day) pairs."""
+    import numpy as np
+    import pandas as pd
+
+    if not len(c):
+        return np.zeros(n, dtype=np.int64)
+    dmin = int(d.min())
+    span8 = (int(d.max()) - dmin + 8) // 8 * 8
+    if n * span8 <= 4 * 2**30:
+        key = c * span8 + (d - dmin)
+        bits = np.zeros(n * span8 // 8, dtype=np.uint8)
+        np.bitwise_or.at(bits, key >> 3, np.left_shift(1, key & 7).astype(np.uint8))
+        del key
+        return np.bitwise_count(bits.reshape(n, span8 // 8)).sum(axis=1, dtype=np.int64)
+    keys = pd.unique(c * span8 + (d - dmin))
+    return np.bincount(keys // span8, minlength=n)
+
+
 def _aggregate_duckdb(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str, np.ndarray]:
     """The same aggregation as :func:`_aggregate`, as SQL in DuckDB."""
     import duckdb
     import numpy as np
     import pandas as pd
 
-    lines = pd.DataFrame({"c": c, "d": day, "a": amt, "r": refund, "o": ocode})
+    o = np.where(ocode >= 0, ocode, int(ocode.max(initial=0)) + 1 + np.arange(len(ocode)))
+    lines = pd.DataFrame({"c": c, "d": day, "a": amt, "r": refund, "o": o})
     con = duckdb.connect()
     try:
         con.register("lines", lines)

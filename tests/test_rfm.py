@@ -552,3 +552,19 @@ def test_cli_segment_human_output_and_errors(tmp_path):
     assert r.exit_code == 2 and not out.exists()
     r = runner.invoke(app, ["segment", "--help"])
     assert r.exit_code == 0 and "$ custtool segment" in r.stdout
+
+
+def test_order_codes_hash_and_text_paths_agree():
+    from custtool.rfm import _order_codes
+
+    rng = np.random.default_rng(5)
+    ids = pd.Series([f"O{i}" for i in rng.integers(0, 40_000, 50_000)] + ["", " ", None, " O7 "], dtype=object)
+    a = _order_codes(ids, method="hash")
+    b = _order_codes(ids, method="encode")
+    # the same partition: singles (-1) equal, and repeated ids grouped identically
+    assert ((a < 0) == (b < 0)).all()
+    rep = a >= 0
+    assert pd.crosstab(a[rep], b[rep]).gt(0).sum(axis=1).eq(1).all()
+    assert (a[-4:-1] == -1).all()  # blanks are each their own order
+    counts = ids.str.strip().value_counts()
+    assert (b >= 0).sum() == counts[counts > 1].drop("", errors="ignore").sum()
