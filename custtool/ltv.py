@@ -233,13 +233,61 @@ class _BGData:
         return val, grad
 
 
+def _subsample(w: np.ndarray, size: int = 40_000) -> tuple[np.ndarray, np.ndarray] | None:
+    """A deterministic weighted sample of the distinct rows (index, counts) when there are
+    many; used only for the starting point, the final fit always uses all rows."""
+    import numpy as np
+
+    if len(w) <= 2 * size:
+        return None
+    rng = np.random.default_rng(0)
+    draw = rng.choice(len(w), size=size, p=w / w.sum())
+    i, counts = np.unique(draw, return_counts=True)
+    return i, counts.astype(float)
+
+
+def _gg_objective(x: np.ndarray, m: np.ndarray, w: np.ndarray):
+    """Mean negative Gamma-Gamma log-likelihood and gradient w.r.t. log(p, q, v)."""
+    import numpy as np
+    from scipy.special import digamma, gammaln
+
+    n = float(w.sum())
+    ux, xi = np.unique(x, return_inverse=True)
+    log_m = np.log(m)
+    xm = x * m
+    log_ux = np.log(ux)
+    log_x = np.log(x)
+
+    def nll(logp: np.ndarray) -> tuple[float, np.ndarray]:
+        p, q, v = np.exp(logp)
+        pux = p * ux
+        per_x = (gammaln(pux + q) - gammaln(pux) + pux * log_ux)[xi]
+        px = pux[xi]
+        log_xmv = np.log(xm + v)
+        ll = per_x - gammaln(q) + q * np.log(v) + (px - 1) * log_m - (px + q) * log_xmv
+        psi_pxq = digamma(pux + q)[xi]
+        g_p = x * (psi_pxq - digamma(pux)[xi] + log_m + log_x - log_xmv)
+        g_q = psi_pxq - digamma(q) + np.log(v) - log_xmv
+        g_v = q / v - (px + q) / (xm + v)
+        val = -float(np.dot(w, ll)) / n
+        grad = -np.array([np.dot(w, g_p) * p, np.dot(w, g_q) * q, np.dot(w, g_v) * v]) / n
+        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
+            return 1e10, np.zeros(3)
+        return val, grad
+
+    return nll
+
+
 def _minimize(nll, start: np.ndarray, bounds: list[tuple[float, float]], jac: Any = None):
     """L-BFGS-B on log-parameters (analytic gradient when ``jac`` is True: ``nll`` returns
-    (value, gradient)); Nelder-Mead from its end point when L-BFGS-B reports failure."""
+    (value, gradient)); Nelder-Mead from its end point when L-BFGS-B runs out of iterations."""
+    import numpy as np
     from scipy.optimize import minimize
 
-    res = minimize(nll, start, method="L-BFGS-B", jac=jac, bounds=bounds, options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 2000})
-    if not res.success:
+    res = minimize(nll, start, method="L-BFGS-B", jac=jac, bounds=bounds, options={"ftol": 1e-10, "gtol": 1e-6, "maxiter": 2000})
+    # status 2 (line search cannot improve) means "at the optimum within precision"; only
+    # running out of iterations or a non-finite value calls for the derivative-free polish
+    if res.status == 1 or not np.isfinite(res.fun) or res.fun >= 1e10:
         f = (lambda z: nll(z)[0]) if jac is True else nll
         res2 = minimize(f, res.x, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 6000})
         if res2.fun <= res.fun:
@@ -276,7 +324,13 @@ def fit_bgnbd(
     data = _BGData(cols["x"], cols["t_x"], cols["T"], w)
     scale = max(float(np.average(cols["T"], weights=w)), 1e-6)
     start = np.log(np.array(x0 if x0 else (1.0, scale, 1.0, 1.0)))
-    best = _minimize(data.nll_and_grad, start, [(-12.0, 12.0)] * 4, jac=True)
+    bounds = [(-12.0, 12.0)] * 4
+    sub = _subsample(w)
+    if sub is not None and x0 is None:  # warm start from a fit on a weighted sample
+        i, sw = sub
+        small = _BGData(cols["x"][i], cols["t_x"][i], cols["T"][i], sw)
+        start = _minimize(small.nll_and_grad, start, bounds, jac=True).x
+    best = _minimize(data.nll_and_grad, start, bounds, jac=True)
     r, alpha, a, b = np.exp(best.x)
     if not np.all(np.isfinite([r, alpha, a, b])):
         raise ValueError("the BG/NBD fit did not converge to finite parameters")
@@ -328,7 +382,6 @@ def fit_gamma_gamma(summary: pd.DataFrame, *, value_col: str = "monetary_value",
     """Maximum-likelihood Gamma-Gamma fit on customers with x ≥ 1 and a positive average
     repeat value; the others are listed in ``excluded``."""
     import numpy as np
-    from scipy.special import digamma, gammaln
 
     x = summary["x"].to_numpy(dtype=float)
     m = summary[value_col].to_numpy(dtype=float)
@@ -339,34 +392,15 @@ def fit_gamma_gamma(summary: pd.DataFrame, *, value_col: str = "monetary_value",
     n = float(w.sum())
     if n < 3:
         raise ValueError("too few repeat buyers with positive spend to fit Gamma-Gamma")
-    ux, xi = np.unique(cols["x"], return_inverse=True)
-    log_m = np.log(cols["m"])
-    xm = cols["x"] * cols["m"]
-    log_ux = np.log(ux)
-
-    xs = cols["x"]
-    log_x = np.log(xs)
-
-    def nll(logp: np.ndarray) -> tuple[float, np.ndarray]:
-        p, q, v = np.exp(logp)
-        pux = p * ux
-        per_x = (gammaln(pux + q) - gammaln(pux) + pux * log_ux)[xi]
-        px = pux[xi]
-        log_xmv = np.log(xm + v)
-        ll = per_x - gammaln(q) + q * np.log(v) + (px - 1) * log_m - (px + q) * log_xmv
-        psi_pxq = digamma(pux + q)[xi]
-        g_p = xs * (psi_pxq - digamma(pux)[xi] + log_m + log_x - log_xmv)
-        g_q = psi_pxq - digamma(q) + np.log(v) - log_xmv
-        g_v = q / v - (px + q) / (xm + v)
-        val = -float(np.dot(w, ll)) / n
-        grad = -np.array([np.dot(w, g_p) * p, np.dot(w, g_q) * q, np.dot(w, g_v) * v]) / n
-        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
-            return 1e10, np.zeros(3)
-        return val, grad
-
+    nll = _gg_objective(cols["x"], cols["m"], w)
     mbar = float(np.average(cols["m"], weights=w))
     start = np.log(np.array([1.0, 1.0, max(mbar, 1e-6)]))
-    best = _minimize(nll, start, [(-12.0, 15.0)] * 3, jac=True)
+    bounds = [(-12.0, 15.0)] * 3
+    sub = _subsample(w)
+    if sub is not None:  # warm start from a fit on a weighted sample
+        i, sw = sub
+        start = _minimize(_gg_objective(cols["x"][i], cols["m"][i], sw), start, bounds, jac=True).x
+    best = _minimize(nll, start, bounds, jac=True)
     p, q, v = np.exp(best.x)
     if not np.all(np.isfinite([p, q, v])):
         raise ValueError("the Gamma-Gamma fit did not converge to finite parameters")
