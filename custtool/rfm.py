@@ -495,18 +495,16 @@ def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
     if duckdb is not None and (method == "hash" or (method == "auto" and n > 100_000)):
         con = duckdb.connect()
         try:
-            frame = pd.DataFrame({"o": values.reset_index(drop=True), "i": np.arange(n, dtype=np.int64)})
+            frame = pd.DataFrame({"o": values.reset_index(drop=True)})
             con.register("ids", frame)
-            # rows whose (trimmed, non-blank) id hash occurs more than once
-            got = con.execute(
-                "WITH t AS (SELECT i, hash(trim(CAST(o AS VARCHAR))) AS h FROM ids "
-                "WHERE coalesce(trim(CAST(o AS VARCHAR)), '') <> '') "
-                "SELECT i FROM t WHERE h IN (SELECT h FROM t GROUP BY h HAVING count(*) > 1)"
-            ).fetchnumpy()
+            got = con.execute("SELECT hash(trim(CAST(o AS VARCHAR))) AS h, coalesce(trim(CAST(o AS VARCHAR)), '') = '' AS blank FROM ids").fetchnumpy()
         finally:
             con.close()
+        h = np.asarray(got["h"])
+        blank = np.asarray(got["blank"], dtype=bool)
+        rep = pd.Series(h).duplicated(keep=False).to_numpy() & ~blank
         out = np.full(n, -1, dtype=np.int64)
-        idx = np.sort(np.asarray(got["i"], dtype=np.int64))
+        idx = np.flatnonzero(rep)
         if len(idx):  # exact codes from the text of the few candidate rows
             codes, uni = _encode_text(values.iloc[idx], len(idx))
             out[idx] = codes
