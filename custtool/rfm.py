@@ -609,7 +609,7 @@ def customer_metrics(
     unmatched = in_time & (cust < 0)
     report.rows_unmatched = int(unmatched.sum())
     keep_cols = [c for c in ("order_id", "customer_id", "phone", "email", "channel", "_channel", "order_time", "amount", "_source_file", "_sheet", "_row") if c in orders.columns]
-    report.unmatched = orders.loc[unmatched, keep_cols].reset_index(drop=True)
+    report.unmatched = orders.iloc[np.flatnonzero(unmatched)][keep_cols].reset_index(drop=True)
 
     # exact duplicate rows (same order id, customer, time, amount) count once; only rows whose
     # order id occurs more than once can be duplicates, so only those are compared
