@@ -442,7 +442,9 @@ class LTVInfo:
 
 
 def _sane(fit: BGNBDFit) -> str | None:
-    vals = {"r": fit.r, "alpha": fit.alpha, "a": fit.a, "b": fit.b}
+    """Reason to distrust a fit, or None. Large a and b together are a legitimate limit (every
+    customer has the same dropout probability a/(a+b)); r or alpha at the edge are not."""
+    vals = {"r": fit.r, "alpha": fit.alpha}
     bad = [k for k, v in vals.items() if not (1e-5 < v < 1e5)]
     if bad:
         return f"BG/NBD parameters out of a sensible range ({', '.join(bad)}); the data do not identify the model"
