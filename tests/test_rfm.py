@@ -496,6 +496,9 @@ def _write_inputs(tmp_path):
                             "email": [""] * 5, "time": pd.to_datetime(["2024-06-01"] * 5), "score": [10.0, 6.0, 9.0, np.nan, 7.0],
                             "satisfaction": [5.0, 3.0, 4.0, np.nan, 4.0], "comments": [""] * 5})
     write_table(surveys, tmp_path / "surveys.parquet")
+    inter = pd.DataFrame({"record_id": ["1", "2"], "customer_id": ["", ""], "phone": ["13800000001", "13800000001"], "email": ["", ""],
+                          "time": pd.to_datetime(["2024-06-20 10:00", "2024-06-25 10:00"]), "method": ["电话", "投诉"], "content": ["", "物流"]})
+    write_table(inter, tmp_path / "interactions.parquet")
 
 
 def test_cli_segment_json_equals_library(tmp_path):
@@ -507,6 +510,7 @@ def test_cli_segment_json_equals_library(tmp_path):
     out = tmp_path / "seg.parquet"
     r = CliRunner().invoke(app, ["segment", str(tmp_path / "clean.parquet"), "--orders", str(tmp_path / "orders.parquet"),
                                  "--surveys", str(tmp_path / "surveys.parquet"), "--as-of", "2024-06-30",
+                                 "--interactions", str(tmp_path / "interactions.parquet"),
                                  "-o", str(out), "--summary", str(tmp_path / "summary.xlsx"), "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
@@ -522,6 +526,7 @@ def test_cli_segment_json_equals_library(tmp_path):
     assert d["classes"] == lib["classes"] and d["nps"] == lib["nps"]
     seg = pd.read_parquet(out).set_index("customer_id")
     assert seg.loc["C00000010", "nps_score"] == 9 and seg.loc["C00000004", "nps_score"] != seg.loc["C00000004", "nps_score"]
+    assert seg.loc["C00000001", ["days_since_last_interaction", "interactions_30d", "complaints_365d"]].tolist() == [5, 2, 1]
     assert (tmp_path / "seg_unmatched_orders.csv").exists()
     from openpyxl import load_workbook
 
