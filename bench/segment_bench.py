@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orders", type=int, default=10_000_000)
     ap.add_argument("--data", type=Path, default=Path("/tmp/custtool_bench"))
     ap.add_argument("--engine", default="pandas", choices=["pandas", "duckdb"])
+    ap.add_argument("--repeat", type=int, default=1, help="alternate baseline and segment this many times (noisy machines)")
     ap.add_argument("--child", choices=["baseline", "segment"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child == "baseline":
@@ -117,22 +118,30 @@ def main(argv: list[str] | None = None) -> int:
                         "--orders", str(args.orders), "--out", str(args.data)], check=True)
         print(f"generated {args.customers:,} customers / {args.orders:,} orders in {time.perf_counter() - t0:.1f} s")
     me = [sys.executable, str(Path(__file__).resolve()), "--data", str(args.data), "--engine", args.engine]
-    base = json.loads(subprocess.run([*me, "--child", "baseline"], check=True, capture_output=True, text=True).stdout)
-    seg = json.loads(subprocess.run([*me, "--child", "segment"], check=True, capture_output=True, text=True).stdout)
-    print(f"data: {args.data} ({seg['customers']:,} customers, {seg['orders_used']:,} orders used, "
-          f"{seg['rows_duplicate']:,} duplicate rows, {seg['rows_unmatched']:,} unmatched; matched by {seg['matched_by']})")
-    print(f"baseline read_csv(pyarrow)+groupby.agg: {base['total']:.2f} s (read {base['read']:.2f} s, groupby {base['groupby']:.2f} s), "
-          f"peak {base['peak_mb']:.0f} MB")
-    print(f"segment ({args.engine}):")
-    for name, s in seg["steps"].items():
-        print(f"  {name:<8} {s['seconds']:7.2f} s   peak so far {s['peak_mb']:7.0f} MB")
-    read = seg["steps"]["read"]["seconds"]
-    metrics = seg["steps"]["metrics"]["seconds"]
-    print(f"  total    {seg['total']:7.2f} s   peak {seg['peak_mb']:.0f} MB")
-    print("ratios vs baseline:")
-    print(f"  read + metrics / baseline      {(read + metrics) / base['total']:.2f}x  (target ≤ 1.5x)")
-    print(f"  whole segment / baseline       {seg['total'] / base['total']:.2f}x  (target ≤ 3x)")
-    print(f"  peak memory / baseline         {seg['peak_mb'] / base['peak_mb']:.2f}x  (target ≤ 1.5x)")
+    ratios = []
+    for run in range(1, args.repeat + 1):
+        base = json.loads(subprocess.run([*me, "--child", "baseline"], check=True, capture_output=True, text=True).stdout)
+        seg = json.loads(subprocess.run([*me, "--child", "segment"], check=True, capture_output=True, text=True).stdout)
+        if run == 1:
+            print(f"data: {args.data} ({seg['customers']:,} customers, {seg['orders_used']:,} orders used, "
+                  f"{seg['rows_duplicate']:,} duplicate rows, {seg['rows_unmatched']:,} unmatched; matched by {seg['matched_by']})")
+        print(f"run {run}: baseline read_csv(pyarrow)+groupby.agg: {base['total']:.2f} s (read {base['read']:.2f} s, "
+              f"groupby {base['groupby']:.2f} s), peak {base['peak_mb']:.0f} MB")
+        print(f"run {run}: segment ({args.engine}):")
+        for name, st in seg["steps"].items():
+            print(f"  {name:<8} {st['seconds']:7.2f} s   peak so far {st['peak_mb']:7.0f} MB")
+        read = seg["steps"]["read"]["seconds"]
+        metrics = seg["steps"]["metrics"]["seconds"]
+        print(f"  total    {seg['total']:7.2f} s   peak {seg['peak_mb']:.0f} MB")
+        r = ((read + metrics) / base["total"], seg["total"] / base["total"], seg["peak_mb"] / base["peak_mb"])
+        ratios.append(r)
+        print(f"run {run} ratios: read+metrics {r[0]:.2f}x (target ≤ 1.5x), whole {r[1]:.2f}x (target ≤ 3x), "
+              f"peak memory {r[2]:.2f}x (target ≤ 1.5x)")
+    if len(ratios) > 1:
+        import statistics
+
+        med = [statistics.median(x[i] for x in ratios) for i in range(3)]
+        print(f"median of {len(ratios)} runs: read+metrics {med[0]:.2f}x, whole {med[1]:.2f}x, peak memory {med[2]:.2f}x")
     print(f"BG/NBD: {seg['bgnbd']}")
     print(f"Gamma-Gamma: {seg['gamma_gamma']}")
     return 0
