@@ -56,7 +56,13 @@ def run_segment(data: Path, engine: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from custtool.io import write_table
     from custtool.ltv import fit_ltv
-    from custtool.rfm import assign_lifecycle, customer_metrics, rfm_classes, rfm_scores, value_tiers
+    from custtool.rfm import (
+        assign_lifecycle,
+        customer_metrics,
+        rfm_classes,
+        rfm_scores,
+        value_tiers,
+    )
 
     steps: dict[str, dict] = {}
     t = time.perf_counter()

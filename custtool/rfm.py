@@ -127,7 +127,6 @@ _TRUE_TEXT = {"true", "1", "yes", "y", "t", "是", "退款", "已退款", "refun
 
 def refund_flags(s: pd.Series) -> np.ndarray:
     """A refund flag column as bool: real bools, numbers ≠ 0, or text such as True/是/退款."""
-    import numpy as np
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(s):
@@ -188,7 +187,6 @@ def _arrow_text(values: Any) -> Any:
 def _factorize_text(df: pd.DataFrame, col: str | None, lower: bool = False) -> tuple[np.ndarray, pd.Series]:
     """Codes per row and the stripped text of each code (missing → ""), computed with
     pyarrow on the distinct values only (fast on millions of rows)."""
-    import numpy as np
     import pandas as pd
 
     codes, uni = _encode_text(df[col] if col is not None and col in df.columns else None, len(df), lower)

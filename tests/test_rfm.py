@@ -360,7 +360,7 @@ def test_property_scores_classes_shares(rows, no_orders):
     assert cls.iloc[:n].isin(RFM_CLASSES).all() and (cls.iloc[n:] == "").all()
     seg = pd.concat([m, s, cls], axis=1).assign(tier=value_tiers(m), lifecycle="成长", nps_score=np.nan)
     summ = segment_summary(seg)
-    for dim, t in summ.groupby("dimension"):
+    for _dim, t in summ.groupby("dimension"):
         assert t["customers"].sum() == len(m)
         assert t["customer_share"].sum() == pytest.approx(100.0)
         total = m["monetary"].sum()
