@@ -527,9 +527,17 @@ def pc_index(arr: Any, value: str) -> int:
     return int(pc.index(arr, value).as_py())
 
 
+def _has_text(s: pd.Series) -> bool:
+    """Whether any cell holds non-blank text (cheap: pyarrow lengths, no hashing)."""
+    import pyarrow.compute as pc
+
+    arr = pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(s), ""))
+    return bool(len(arr)) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0
+
+
 def _order_channel_col(orders: pd.DataFrame) -> str | None:
     for col in ("_channel", "channel"):
-        if col in orders.columns and len(_encode_text(orders[col], len(orders))[1]) > 1:
+        if col in orders.columns and _has_text(orders[col]):
             return col
     return None
 
