@@ -40,6 +40,19 @@ _API: dict[str, str] = {
     "load_strategies": "custtool.report.strategies",
     "individual_cards": "custtool.cards",
     "group_cards": "custtool.cards",
+    "customer_metrics": "custtool.rfm",
+    "rfm_scores": "custtool.rfm",
+    "rfm_classes": "custtool.rfm",
+    "value_tiers": "custtool.rfm",
+    "assign_lifecycle": "custtool.rfm",
+    "segment_summary": "custtool.rfm",
+    "segment_customers": "custtool.rfm",
+    "load_segment_config": "custtool.rfm",
+    "bgnbd_summary": "custtool.ltv",
+    "fit_bgnbd": "custtool.ltv",
+    "fit_gamma_gamma": "custtool.ltv",
+    "fit_ltv": "custtool.ltv",
+    "satisfaction": "custtool.nps",
 }
 
 __all__ = ["__version__", *_API]

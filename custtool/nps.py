@@ -1,0 +1,120 @@
+"""Net Promoter Score and satisfaction.
+
+NPS = % promoters (score 9–10) − % detractors (0–6) over the valid scores; blank and
+out-of-range scores (outside 0–10, or not numbers) are counted as invalid and excluded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from custtool.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+NPS_COLUMNS = ["responses", "valid", "invalid", "promoters", "passives", "detractors",
+               "promoters_pct", "detractors_pct", "nps"]
+
+
+def _as_frame(scores: Any, col: str) -> pd.DataFrame:
+    import pandas as pd
+
+    if isinstance(scores, pd.DataFrame):
+        if col not in scores.columns:
+            raise InputError(f"no {col!r} column in the survey table", "import surveys with `custtool import --kind surveys`")
+        return scores
+    return pd.DataFrame({col: pd.Series(scores)})
+
+
+def nps(scores: Any, by: str | list[str] | None = None, *, score_col: str = "score") -> pd.DataFrame:
+    """NPS overall (``by=None``: one row) or per group of ``by`` column(s).
+
+    ``scores``: a Series/list of scores, or a DataFrame with ``score_col`` (and ``by``).
+    Columns: responses, valid, invalid, promoters, passives, detractors, promoters_pct,
+    detractors_pct, nps (NaN when no valid score).
+    """
+    import numpy as np
+    import pandas as pd
+
+    df = _as_frame(scores, score_col)
+    s = pd.to_numeric(df[score_col], errors="coerce")
+    valid = s.between(0, 10)
+    work = pd.DataFrame(
+        {
+            "responses": 1,
+            "valid": valid.astype(int),
+            "promoters": (valid & (s >= 9)).astype(int),
+            "detractors": (valid & (s <= 6)).astype(int),
+        },
+        index=df.index,
+    )
+    if by is None:
+        agg = work.sum().to_frame().T
+    else:
+        keys = [by] if isinstance(by, str) else list(by)
+        agg = work.join(df[keys]).groupby(keys, sort=True, dropna=False).sum().reset_index()
+    agg["invalid"] = agg["responses"] - agg["valid"]
+    agg["passives"] = agg["valid"] - agg["promoters"] - agg["detractors"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = agg["valid"].where(agg["valid"] > 0)
+        agg["promoters_pct"] = (agg["promoters"] / v * 100).round(2)
+        agg["detractors_pct"] = (agg["detractors"] / v * 100).round(2)
+        agg["nps"] = (agg["promoters"] / v * 100 - agg["detractors"] / v * 100).round(2)
+    keys = [] if by is None else ([by] if isinstance(by, str) else list(by))
+    return agg[keys + NPS_COLUMNS].reset_index(drop=True)
+
+
+def satisfaction(values: Any, by: str | list[str] | None = None, *, col: str = "satisfaction") -> pd.DataFrame:
+    """Mean satisfaction (``mean``) and number of numeric answers (``answers``), overall or per group."""
+    import pandas as pd
+
+    df = _as_frame(values, col)
+    s = pd.to_numeric(df[col], errors="coerce")
+    work = pd.DataFrame({"v": s}, index=df.index)
+    if by is None:
+        return pd.DataFrame({"answers": [int(s.notna().sum())], "mean": [round(float(s.mean()), 3) if s.notna().any() else float("nan")]})
+    keys = [by] if isinstance(by, str) else list(by)
+    g = work.join(df[keys]).groupby(keys, sort=True, dropna=False)["v"]
+    out = pd.DataFrame({"answers": g.count(), "mean": g.mean().round(3)}).reset_index()
+    return out
+
+
+def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: Any = None, tz: str = "Asia/Shanghai",
+                     segment_cols: tuple[str, ...] = ("rfm_class", "tier", "lifecycle")) -> tuple[pd.DataFrame, pd.Series]:
+    """Match survey responses to customers (id, else phone, else email).
+
+    Returns (responses up to ``as_of`` with ``_customer`` position (-1 unmatched) and the
+    customers' segment columns, latest valid score per customer as a Series aligned with
+    ``customers`` (``nps_score``, NaN when none)).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from custtool.rfm import CustomerIndex, _days, local_times, parse_as_of
+
+    if "score" not in surveys.columns:
+        raise InputError("surveys have no 'score' column", "import surveys with `custtool import --kind surveys` (推荐意愿/NPS评分)")
+    index = CustomerIndex(customers.reset_index(drop=True))
+    pos, _ = index.match(surveys, "_channel" if "_channel" in surveys.columns else None)
+    resp = surveys.reset_index(drop=True).assign(_customer=pos)
+    if "time" in surveys.columns:
+        t = local_times(surveys["time"], tz).reset_index(drop=True)
+        resp["time"] = t
+        as_of_ts = parse_as_of(as_of)
+        if as_of_ts is not None:
+            d = _days(t)
+            resp = resp[~(t.notna().to_numpy() & (d > int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))))]
+    for col in segment_cols:
+        if col in customers.columns:
+            vals = customers[col].to_numpy(dtype=object)
+            p = resp["_customer"].to_numpy()
+            resp[col] = np.where(p >= 0, vals[np.maximum(p, 0)], "")
+    score = pd.to_numeric(resp["score"], errors="coerce")
+    ok = (resp["_customer"] >= 0) & score.between(0, 10)
+    latest = resp.loc[ok, ["_customer"]].assign(score=score[ok])
+    if "time" in resp.columns:
+        latest = latest.assign(_t=resp.loc[ok, "time"]).sort_values("_t", kind="stable", na_position="first")
+    latest = latest.drop_duplicates("_customer", keep="last").set_index("_customer")["score"]
+    nps_score = pd.Series(latest.reindex(np.arange(len(customers))).to_numpy(dtype=float), index=customers.index, name="nps_score")
+    return resp.reset_index(drop=True), nps_score

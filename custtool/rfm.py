@@ -1,0 +1,1383 @@
+"""Customer metrics from orders, RFM scores and the 8 classes, value tiers, lifecycle.
+
+The one heavy step is :func:`customer_metrics` (orders → one row per customer); everything
+after it works on the small per-customer frame. Definitions (SPEC, "Definitions that public
+implementations disagree on"):
+
+* order times are converted to the firm's time zone (tz-aware → converted; naive = already
+  local) and then cut into calendar days; the as-of date is a day and orders on it count;
+* recency = days from the last purchase day to the as-of day;
+* frequency (F) = distinct order ids in the window (exact duplicate rows once; refund lines
+  are not orders); monetary (M) = net spend in the window (negative amounts, or rows whose
+  ``refund`` flag is True, count negative); money is rounded to cents before anything else;
+* 8 classes: R is high when the recency is *smaller* than the reference, F and M when
+  strictly above it; the reference is the mean unless configured.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from custtool.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import pandas as pd
+
+RFM_CLASSES = (
+    "重要价值客户",
+    "重要发展客户",
+    "重要保持客户",
+    "重要挽留客户",
+    "一般价值客户",
+    "一般发展客户",
+    "一般保持客户",
+    "一般挽留客户",
+)
+# (R high, F high, M high) -> class; R high = bought more recently than the reference
+_CLASS_OF = {
+    (True, True, True): "重要价值客户",
+    (True, False, True): "重要发展客户",
+    (False, True, True): "重要保持客户",
+    (False, False, True): "重要挽留客户",
+    (True, True, False): "一般价值客户",
+    (True, False, False): "一般发展客户",
+    (False, True, False): "一般保持客户",
+    (False, False, False): "一般挽留客户",
+}
+TIERS = ("高价值", "中价值", "低价值")
+LIFECYCLE_STAGES = ("潜在", "新客户", "成长", "成熟", "沉睡", "流失")
+NO_ORDERS = "无消费"  # segment label of customers without orders in summaries
+
+METRIC_COLUMNS = [
+    "first_order", "last_order", "recency", "frequency", "monetary", "aov",
+    "orders_30d", "orders_90d", "orders_365d", "monetary_30d", "monetary_90d", "monetary_365d",
+    "monetary_prev", "growth", "repurchase", "historical_value",
+    "bg_x", "bg_t_x", "bg_T", "bg_repeat_avg",
+]
+INTERACTION_COLUMNS = [
+    "days_since_last_interaction", "last_interaction", "interactions_30d", "interactions_365d", "complaints_365d",
+]
+
+
+# --------------------------------------------------------------------------- small parsers
+def parse_days(value: Any, what: str = "window") -> int:
+    """'365d', '52w', '12m' (months of 365.25/12 days, rounded), '1y', or a number of days."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: {value!r} is not a duration", "write e.g. 365d, 26w, 12m or 1y")
+    if isinstance(value, int | float):
+        days = float(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dwmy]?)\s*", str(value).lower())
+        if not m:
+            raise ConfigError(f"{what}: {value!r} is not a duration", "write e.g. 365d, 26w, 12m or 1y")
+        n, unit = float(m.group(1)), m.group(2) or "d"
+        days = n * {"d": 1.0, "w": 7.0, "m": 365.25 / 12, "y": 365.0}[unit]
+    out = int(round(days))
+    if out <= 0:
+        raise ConfigError(f"{what}: {value!r} must be at least one day", "write e.g. 365d")
+    return out
+
+
+def parse_as_of(value: Any) -> pd.Timestamp | None:
+    """An as-of day (midnight, naive) from a str/date/Timestamp; None stays None."""
+    import pandas as pd
+
+    if value is None or value == "":
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise InputError(f"--as-of {value!r} is not a date", "write it as YYYY-MM-DD, e.g. 2024-06-30") from None
+    if ts is pd.NaT:
+        raise InputError(f"--as-of {value!r} is not a date", "write it as YYYY-MM-DD")
+    if ts.tzinfo is not None:
+        ts = ts.tz_localize(None)
+    return ts.normalize()
+
+
+def local_times(s: pd.Series, tz: str) -> pd.Series:
+    """Order times as naive firm-local datetimes: tz-aware → converted to ``tz``; naive kept."""
+    import pandas as pd
+
+    if not isinstance(s.dtype, pd.DatetimeTZDtype) and not pd.api.types.is_datetime64_dtype(s):
+        s = pd.to_datetime(s, errors="coerce", format="mixed")
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        try:
+            s = s.dt.tz_convert(tz).dt.tz_localize(None)
+        except Exception as exc:  # unknown time zone name
+            raise ConfigError(f"unknown time zone {tz!r} ({exc})", "use an IANA name such as Asia/Shanghai") from None
+    return s
+
+
+def _days(s: pd.Series) -> np.ndarray:
+    """Naive datetimes → int64 day numbers since 1970-01-01 (NaT → INT64 min)."""
+    import numpy as np
+
+    arr = s.to_numpy()
+    if arr.dtype.kind != "M":
+        arr = arr.astype("datetime64[ns]")
+    return arr.astype("datetime64[D]").astype(np.int64)
+
+
+_TRUE_TEXT = {"true", "1", "yes", "y", "t", "是", "退款", "已退款", "refund", "refunded"}
+
+
+def refund_flags(s: pd.Series) -> np.ndarray:
+    """A refund flag column as bool: real bools, numbers ≠ 0, or text such as True/是/退款."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(s):
+        return s.fillna(False).to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(s):
+        return (s.fillna(0) != 0).to_numpy()
+    codes, u = _factorize_text(pd.DataFrame({"r": s}), "r", lower=True)
+    return u.isin(_TRUE_TEXT).to_numpy()[codes]
+
+
+def _cents(amount: pd.Series, refund: pd.Series | None) -> np.ndarray:
+    """Amounts rounded to cents as float (refund-flagged rows negative); NaN → 0."""
+    import numpy as np
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(amount):
+        amount = pd.to_numeric(amount, errors="coerce")
+    a = amount.to_numpy(dtype="float64", na_value=np.nan)
+    a = np.round(np.nan_to_num(a, nan=0.0) * 100.0) / 100.0
+    if refund is not None:
+        a = np.where(refund_flags(refund), -np.abs(a), a)
+    return a
+
+
+def _text(df: pd.DataFrame, col: str) -> pd.Series:
+    import pandas as pd
+
+    if col not in df.columns:
+        return pd.Series("", index=df.index, dtype=object)
+    s = df[col]
+    return s.astype(object).where(s.notna(), "").astype(str).str.strip()
+
+
+def _arrow_text(values: Any) -> Any:
+    """A pyarrow string Array of a Series/array (zero-copy for Arrow-backed strings)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(values, from_pandas=True) if not isinstance(values, pa.Array | pa.ChunkedArray) else values
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = pa.array(pd.Series(values).astype(object).where(pd.Series(values).notna(), None).map(lambda v: v if v is None else str(v)), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        if pa.types.is_floating(arr.type):  # ids read as numbers: 1001.0 → "1001"
+            as_int = pc.cast(arr, pa.int64(), safe=False)
+            integral = pc.equal(pc.cast(as_int, arr.type), arr)
+            arr = pc.if_else(integral, pc.cast(as_int, pa.string()), pc.cast(arr, pa.string()))
+        else:
+            arr = pc.cast(arr, pa.string())
+    return arr
+
+
+def _factorize_text(df: pd.DataFrame, col: str | None, lower: bool = False) -> tuple[np.ndarray, pd.Series]:
+    """Codes per row and the stripped text of each code (missing → ""), computed with
+    pyarrow on the distinct values only (fast on millions of rows)."""
+    import pandas as pd
+
+    codes, uni = _encode_text(df[col] if col is not None and col in df.columns else None, len(df), lower)
+    return codes, pd.Series(uni.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _encode_text(values: Any, n: int, lower: bool = False) -> tuple[np.ndarray, Any]:
+    """(int64 codes per row, pyarrow Array of the distinct trimmed values; missing → "")."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values is None:
+        return np.zeros(n, dtype=np.int64), pa.array([""], pa.string())
+    arr = _arrow_text(values)
+    enc = pc.dictionary_encode(arr)
+    d = enc.dictionary
+    idx = enc.indices
+    nd = len(d)
+    codes = pc.fill_null(idx, nd).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    d2 = pc.utf8_trim(d, characters=" \t\r\n\u3000")
+    if lower:
+        d2 = pc.utf8_lower(d2)
+    has_blank = pc.index(d2, "").as_py() >= 0
+    changed = lower or has_blank or not pc.all(pc.equal(d2, d)).as_py() if nd else True
+    d2 = pa.concat_arrays([d2.cast(pa.string()), pa.array([""], pa.string())])
+    if changed:
+        enc2 = pc.dictionary_encode(d2)
+        remap = enc2.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        return remap[codes], enc2.dictionary
+    return codes, d2
+
+
+def _norm_phone_pa(arr: Any) -> Any:
+    """Phone matching keys (pyarrow): NFKC, digits only, +86/0086/86 prefix and '.0' dropped."""
+    import pyarrow.compute as pc
+
+    t = pc.utf8_normalize(arr, form="NFKC")
+    t = pc.replace_substring_regex(t, pattern=r"\.0$", replacement="")
+    t = pc.replace_substring_regex(t, pattern=r"[^0-9+]", replacement="")
+    t = pc.replace_substring_regex(t, pattern=r"^(\+86|0086)", replacement="")
+    is86 = pc.and_(pc.equal(pc.utf8_length(t), 13), pc.starts_with(t, pattern="86"))
+    t = pc.if_else(is86, pc.utf8_slice_codeunits(t, 2), t)
+    return pc.replace_substring(t, pattern="+", replacement="")
+
+
+def _norm_email_pa(arr: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.utf8_lower(pc.utf8_trim(arr, characters=" \t\r\n\u3000"))
+
+
+def _norm_phone(s: pd.Series) -> pd.Series:
+    """A matching key for phones (pandas in, pandas out)."""
+    import pandas as pd
+
+    return pd.Series(_norm_phone_pa(_arrow_text(s)).to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+
+
+def _norm_email(s: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    return pd.Series(_norm_email_pa(_arrow_text(s)).to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+
+
+# --------------------------------------------------------------------------- matching
+@dataclass
+class MatchReport:
+    """What happened to the order (or interaction/survey) rows on their way to customers."""
+
+    rows: int = 0
+    rows_invalid_time: int = 0
+    rows_after_as_of: int = 0
+    rows_duplicate: int = 0
+    rows_used: int = 0
+    orders_used: int = 0  # distinct orders among the rows used
+    rows_unmatched: int = 0
+    matched_by: dict[str, int] = field(default_factory=dict)
+    customers_derived: bool = False
+    as_of: Any = None
+    unmatched: Any = None  # DataFrame of the unmatched rows (key columns + provenance)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "rows_invalid_time": self.rows_invalid_time,
+            "rows_after_as_of": self.rows_after_as_of,
+            "rows_duplicate": self.rows_duplicate,
+            "rows_used": self.rows_used,
+            "orders_used": self.orders_used,
+            "rows_unmatched": self.rows_unmatched,
+            "matched_by": dict(self.matched_by),
+            "customers_derived": self.customers_derived,
+            "as_of": None if self.as_of is None else str(self.as_of.date()),
+        }
+
+
+class CustomerIndex:
+    """Lookup of source keys → row positions of a customers table.
+
+    Works with the ``clean`` output (``source_ids`` = ``channel:id;…``, ``phones``,
+    ``emails``) and with a plain import output (``customer_id`` = the source id, ``phone``,
+    ``email``, channel from ``_channel``/``source_channel``). Keys that point at more than
+    one customer are ambiguous and not used.
+    """
+
+    def __init__(self, customers: pd.DataFrame) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = len(customers)
+        pos = pa.array(np.arange(n, dtype=np.int64))
+        chans, ids, owners = [], [], []
+        blank = pa.array([""] * n, pa.string()) if n else pa.array([], pa.string())
+
+        def text(col: str) -> Any:
+            return pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(customers[col]), ""))
+
+        if "source_ids" in customers.columns:
+            flat, parent = _split_list(text("source_ids"))
+            parts = pc.extract_regex(flat, pattern=r"^(?:(?P<ch>[^:]*):)?(?P<id>.*)$")
+            chans.append(pc.utf8_trim_whitespace(parts.field("ch")))
+            ids.append(pc.utf8_trim_whitespace(parts.field("id")))
+            owners.append(parent)
+            chans.append(blank)  # the stable custtool id itself, without a channel
+        else:
+            chan_col = "_channel" if "_channel" in customers.columns else "source_channel"
+            chans.append(text(chan_col) if chan_col in customers.columns else blank)
+        ids.append(text("customer_id") if "customer_id" in customers.columns else blank)
+        owners.append(pos)
+        ch = pc.utf8_lower(pa.concat_arrays([c.cast(pa.string()) for c in chans]))
+        idv = pa.concat_arrays([c.cast(pa.string()) for c in ids])
+        own = pa.concat_arrays([o.cast(pa.int64()) for o in owners])
+        keep = pc.not_equal(idv, "")
+        ch, idv, own = ch.filter(keep), idv.filter(keep), own.filter(keep)
+        self.qualified = _unique_map(pc.binary_join_element_wise(ch, idv, "\x1f"), own)
+        self.plain, self.ambiguous = _unique_map(idv, own, with_ambiguous=True)
+        self.phone = _unique_map(*_contact_keys(customers, "phones", "phone", pos, _norm_phone_pa))
+        self.email = _unique_map(*_contact_keys(customers, "emails", "email", pos, _norm_email_pa))
+        self.n = n
+
+    def match(self, records: pd.DataFrame, channel_col: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Customer position per record (-1 = none) and how it matched (0 none, 1 id, 2 phone, 3 email).
+
+        An id matches when it belongs to one customer across all channels; an id used by
+        several customers on different channels matches only with the record's channel.
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = len(records)
+        out = np.full(n, -1, dtype=np.int64)
+        how = np.zeros(n, dtype=np.int8)
+        if "customer_id" in records.columns:
+            id_codes, u_ids = _encode_text(records["customer_id"], n)
+            res = self.plain.lookup(u_ids)
+            out = res[id_codes]
+            if channel_col and len(self.ambiguous):
+                amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
+                rows = np.flatnonzero(amb[id_codes])
+                if len(rows):
+                    ch_codes, u_ch = _encode_text(records[channel_col].iloc[rows], len(rows), lower=True)
+                    key = pc.binary_join_element_wise(u_ch.take(pa.array(ch_codes)), u_ids.take(pa.array(id_codes[rows])), "\x1f")
+                    out[rows] = self.qualified.lookup(key)
+            how[out >= 0] = 1
+        for col, lut, code in (("phone", self.phone, 2), ("email", self.email, 3)):
+            if col not in records.columns:
+                continue
+            todo = np.flatnonzero(out < 0)
+            if not len(todo):
+                break
+            codes, u = _encode_text(records[col].iloc[todo], len(todo))
+            norm = _norm_phone_pa(u) if col == "phone" else _norm_email_pa(u)
+            hit = lut.lookup(norm)[codes]
+            out[todo] = hit
+            how[todo[hit >= 0]] = code
+        return out, how
+
+
+class _Lut:
+    """key → customer position (unique keys only), looked up with pyarrow's hash index."""
+
+    def __init__(self, keys: Any, positions: np.ndarray) -> None:
+        self.keys = keys
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, values: Any) -> np.ndarray:
+        """Positions for a pyarrow string Array (or Series) of keys; -1 when absent or blank."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = values if isinstance(values, pa.Array) else pa.array(values.to_numpy(dtype=object), type=pa.string())
+        if not len(self.keys) or not len(arr):
+            return np.full(len(arr), -1, dtype=np.int64)
+        i = pc.fill_null(pc.index_in(arr, value_set=self.keys), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        res = np.where(i >= 0, self.positions[np.maximum(i, 0)], -1)
+        blank = pc.equal(arr, "").to_numpy(zero_copy_only=False)
+        res[blank] = -1
+        return res.astype(np.int64)
+
+
+def _split_list(arr: Any) -> tuple[Any, Any]:
+    """';'-joined text → (trimmed non-blank items, the row position each came from)."""
+    import pyarrow.compute as pc
+
+    lists = pc.split_pattern(arr, pattern=";")
+    flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    parent = pc.list_parent_indices(lists)
+    nonblank = pc.not_equal(flat, "")
+    return flat.filter(nonblank), parent.filter(nonblank)
+
+
+def _unique_map(keys: Any, owners: Any, with_ambiguous: bool = False) -> Any:
+    """Keys owned by exactly one customer (keys with several owners are ambiguous, unused)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = pa.table({"k": keys, "p": owners}).filter(pc.not_equal(keys, ""))
+    g = t.group_by("k").aggregate([("p", "min"), ("p", "max")])
+    single = pc.equal(g["p_min"], g["p_max"])
+    lut = _Lut(g["k"].filter(single).combine_chunks(), g["p_min"].filter(single).to_numpy())
+    if with_ambiguous:
+        return lut, g["k"].filter(pc.invert(single)).combine_chunks()
+    return lut
+
+
+def _contact_keys(customers: pd.DataFrame, many: str, one: str, pos: Any, norm) -> tuple[Any, Any]:
+    """(normalised phone/email keys, owner positions) from the ';'-joined and single columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys, owners = [], []
+    for col in (many, one):
+        if col not in customers.columns:
+            continue
+        arr = pc.fill_null(_arrow_text(customers[col]), "")
+        if col == many:
+            flat, parent = _split_list(arr)
+        else:
+            flat, parent = pc.utf8_trim_whitespace(arr), pos
+        enc = pc.dictionary_encode(flat)  # normalise the distinct values only
+        keys.append(norm(enc.dictionary).take(enc.indices).cast(pa.string()))
+        owners.append(parent.cast(pa.int64()))
+    if not keys:
+        return pa.array([], pa.string()), pa.array([], pa.int64())
+    return pa.concat_arrays(keys), pa.concat_arrays(owners)
+
+
+def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd.DataFrame:
+    """Customers from an orders export alone: one per source id (channel-qualified when the
+    same id appears under several channels), else per normalised phone, else email."""
+    import numpy as np
+    import pandas as pd
+
+    ids = _text(orders, "customer_id")
+    chan = _text(orders, channel_col) if channel_col else pd.Series("", index=orders.index)
+    phone = _text(orders, "phone")
+    email = _text(orders, "email")
+    keys = pd.DataFrame({"id": ids, "ch": chan, "phone": phone, "email": email}).drop_duplicates()
+    multi = keys[keys["id"] != ""].groupby("id")["ch"].nunique()
+    multi_ids = set(multi[multi > 1].index)
+    qualified = keys["id"].isin(multi_ids)
+    pnorm = _norm_phone(keys["phone"])
+    enorm = _norm_email(keys["email"])
+    has_id = (keys["id"] != "").to_numpy()
+    id_key = pd.Series(np.where(qualified, keys["ch"] + ":" + keys["id"], keys["id"]), index=keys.index)
+    # rows without an id join the id-keyed customer with the same phone (else email), if unique
+    fallback = pd.Series(np.where(pnorm != "", pnorm, enorm), index=keys.index)
+    for norm in (pnorm, enorm):
+        pairs = pd.DataFrame({"k": norm[has_id], "c": id_key[has_id]}).drop_duplicates()
+        pairs = pairs[pairs["k"] != ""].drop_duplicates("k", keep=False).set_index("k")["c"]
+        hit = norm.map(pairs)
+        fallback = fallback.where(~((~has_id) & hit.notna() & (fallback == norm)), hit)
+    key = np.where(has_id, id_key, fallback)
+    keys = keys.assign(customer_id=key)
+    keys = keys[keys["customer_id"] != ""]
+    keys["source_ids"] = np.where(keys["id"] != "", np.where(keys["ch"] != "", keys["ch"] + ":" + keys["id"], keys["id"]), "")
+    first = keys[["customer_id", "phone", "email", "ch", "source_ids"]].replace("", np.nan).groupby("customer_id", sort=True).first()
+    out = first.fillna("").rename(columns={"ch": "channel"}).reset_index()
+    return out
+
+
+# --------------------------------------------------------------------------- metrics
+def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
+    """-1 for an order id found on one row only or blank; dense codes for repeated ids.
+
+    With DuckDB installed the ids are hashed (64-bit, multi-threaded) and only the rows
+    whose hash repeats are compared as text; otherwise pyarrow dictionary-encodes them.
+    """
+    import numpy as np
+    import pandas as pd
+
+    n = len(values)
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is an optional dependency
+        duckdb = None
+    if duckdb is not None and (method == "hash" or (method == "auto" and n > 100_000)):
+        con = duckdb.connect()
+        try:
+            frame = pd.DataFrame({"o": values.reset_index(drop=True)})
+            con.register("ids", frame)
+            got = con.execute("SELECT hash(trim(CAST(o AS VARCHAR))) AS h, coalesce(trim(CAST(o AS VARCHAR)), '') = '' AS blank FROM ids").fetchnumpy()
+        finally:
+            con.close()
+        h = np.asarray(got["h"])
+        blank = np.asarray(got["blank"], dtype=bool)
+        rep = pd.Series(h).duplicated(keep=False).to_numpy() & ~blank
+        out = np.full(n, -1, dtype=np.int64)
+        idx = np.flatnonzero(rep)
+        if len(idx):  # exact codes from the text of the few candidate rows
+            codes, uni = _encode_text(values.iloc[idx], len(idx))
+            out[idx] = codes
+            blank_code = pc_index(uni, "")
+            if blank_code >= 0:
+                out[idx[codes == blank_code]] = -1
+            counts = np.bincount(codes, minlength=len(uni))
+            out[idx[counts[codes] < 2]] = -1  # hash collision of different ids: each its own order
+        return out
+    codes, uni = _encode_text(values, n)
+    counts = np.bincount(codes, minlength=len(uni))
+    out = np.where(counts[codes] > 1, codes, -1)
+    blank_code = pc_index(uni, "")
+    if blank_code >= 0:
+        out[codes == blank_code] = -1
+    return out.astype(np.int64)
+
+
+def pc_index(arr: Any, value: str) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.index(arr, value).as_py())
+
+
+def _has_text(s: pd.Series) -> bool:
+    """Whether any cell holds non-blank text (cheap: pyarrow lengths, no hashing)."""
+    import pyarrow.compute as pc
+
+    arr = pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(s), ""))
+    return bool(len(arr)) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0
+
+
+def _order_channel_col(orders: pd.DataFrame) -> str | None:
+    for col in ("_channel", "channel"):
+        if col in orders.columns and _has_text(orders[col]):
+            return col
+    return None
+
+
+def customer_metrics(
+    orders: pd.DataFrame | str,
+    customers: pd.DataFrame | str | None = None,
+    *,
+    as_of: Any = None,
+    window: Any = "365d",
+    interactions: pd.DataFrame | None = None,
+    tz: str = "Asia/Shanghai",
+    engine: str = "pandas",
+    growth_window: Any = None,
+) -> tuple[pd.DataFrame, MatchReport]:
+    """Per-customer order metrics at ``as_of`` (default: the latest order day).
+
+    Returns (customers + metric columns, :class:`MatchReport`). Customers without orders stay
+    (recency NaN, frequency 0). Orders after ``as_of`` are ignored; orders that match no
+    customer are counted and listed in ``report.unmatched``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from custtool.io import read_table
+
+    if isinstance(orders, str) or hasattr(orders, "__fspath__"):
+        orders = read_table(orders)
+    if customers is not None and (isinstance(customers, str) or hasattr(customers, "__fspath__")):
+        customers = read_table(customers)
+    if engine not in {"pandas", "duckdb"}:
+        raise ConfigError(f"unknown engine {engine!r}", "use pandas or duckdb")
+    for col in ("order_time", "amount"):
+        if col not in orders.columns:
+            raise InputError(f"orders have no {col!r} column", "import the orders with `custtool import --kind orders` (下单时间, 实付金额)")
+    if not {"customer_id", "phone", "email"} & set(orders.columns):
+        raise InputError("orders have no customer key (customer_id, phone or email)", "the order export needs 客户ID, 手机号 or 邮箱")
+    win = parse_days(window, "window")
+    gwin = parse_days(growth_window, "growth window") if growth_window is not None else win
+    channel_col = _order_channel_col(orders)
+    report = MatchReport(rows=len(orders))
+
+    derived = customers is None
+    if derived:
+        customers = derive_customers(orders, channel_col)
+        report.customers_derived = True
+    customers = customers.reset_index(drop=True)
+    index = CustomerIndex(customers)
+    cust, how = index.match(orders, channel_col)
+
+    times = local_times(orders["order_time"], tz)
+    valid_t = times.notna().to_numpy()
+    day = _days(times)
+    amount = _cents(orders["amount"], orders["refund"] if "refund" in orders.columns else None)
+    refund = amount < 0
+    if "refund" in orders.columns:
+        refund |= refund_flags(orders["refund"])
+    as_of_ts = parse_as_of(as_of)
+    if as_of_ts is None:
+        if not valid_t.any():
+            raise InputError("no order has a valid order time", "check the 下单时间 column of the orders")
+        as_of_ts = pd.Timestamp(day[valid_t].max(), unit="D")
+    as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
+    report.as_of = as_of_ts
+    report.rows_invalid_time = int((~valid_t).sum())
+    in_time = valid_t & (day <= as_of_day)
+    report.rows_after_as_of = int((valid_t & (day > as_of_day)).sum())
+
+    # order ids: code -1 = an id that occurs on one row only (or is blank): its own order;
+    # ids on several rows (line items, duplicate exports) get dense codes 0..k-1
+    n_rows = len(orders)
+    ocode = _order_codes(orders["order_id"]) if "order_id" in orders.columns else np.full(n_rows, -1, dtype=np.int64)
+
+    matched = in_time & (cust >= 0)
+    unmatched = in_time & (cust < 0)
+    report.rows_unmatched = int(unmatched.sum())
+    keep_cols = [c for c in ("order_id", "customer_id", "phone", "email", "channel", "_channel", "order_time", "amount", "_source_file", "_sheet", "_row") if c in orders.columns]
+    report.unmatched = orders.iloc[np.flatnonzero(unmatched)][keep_cols].reset_index(drop=True)
+
+    # exact duplicate rows (same order id, customer, time, amount) count once; only rows whose
+    # order id occurs more than once can be duplicates, so only those are compared
+    keep = matched
+    cand = np.flatnonzero((ocode >= 0) & matched)
+    if len(cand):
+        t_ns = times.to_numpy(dtype="datetime64[ns]")[cand].astype(np.int64)
+        dup = pd.DataFrame({"c": cust[cand], "o": ocode[cand], "t": t_ns, "a": amount[cand]}).duplicated().to_numpy()
+        if dup.any():
+            keep = matched.copy()
+            keep[cand[dup]] = False
+    report.rows_duplicate = int(matched.sum() - keep.sum())
+    by = {1: "id", 2: "phone", 3: "email"}
+    if keep.all():
+        cols = (cust, day, amount, refund, ocode)
+        report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how, minlength=4)[1:], strict=True)}
+    else:
+        sel = np.flatnonzero(keep)
+        cols = (cust[sel], day[sel], amount[sel], refund[sel], ocode[sel])
+        report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how[sel], minlength=4)[1:], strict=True)}
+        del sel
+    del matched, unmatched, in_time, keep
+    report.rows_used = int(len(cols[0]))
+
+    aggregate = _aggregate_duckdb if engine == "duckdb" else _aggregate
+    agg = aggregate(*cols, len(customers), as_of_day, win, gwin)
+    report.orders_used = int(agg.pop("_orders_used"))
+    metrics = _finish(customers, agg, as_of_day, as_of_ts)
+    if interactions is not None:
+        metrics = metrics.join(interaction_metrics(interactions, index, as_of_ts, tz))
+    metrics["as_of"] = as_of_ts
+    return metrics, report
+
+
+def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str, np.ndarray]:
+    """Numpy aggregation of matched, de-duplicated order lines into per-customer arrays."""
+    import numpy as np
+    import pandas as pd
+
+    # every window is "age < d days"; cut the ages once into disjoint buckets, sum per
+    # (customer, bucket) with one bincount, and get each window as a cumulative sum
+    breaks = sorted({30, 90, 365, win, gwin, 2 * gwin})
+    nb = len(breaks) + 1
+    col = {d: i for i, d in enumerate(breaks)}
+    money = np.bincount(c * nb + np.searchsorted(breaks, as_of_day - day, side="right"), weights=amt, minlength=n * nb)
+    money = np.cumsum(money.reshape(n, nb), axis=1)
+    out: dict[str, np.ndarray] = {}
+    out["historical_value"] = np.round(money[:, -1], 2)
+    for d in (30, 90, 365):
+        out[f"monetary_{d}d"] = np.round(money[:, col[d]], 2)
+    out["monetary"] = np.round(money[:, col[win]], 2)
+    out["monetary_prev"] = np.round(money[:, col[2 * gwin]] - money[:, col[gwin]], 2)
+    out["_monetary_g"] = np.round(money[:, col[gwin]], 2)
+    del money
+
+    # orders: one row per (customer, order id) among sale lines, dated by the earliest line
+    sale = ~refund
+    sc, so, sd = c[sale], ocode[sale], day[sale]
+    # one order per (customer, order id); rows of an order id seen once are orders by themselves
+    multi = so >= 0
+    if multi.any():
+        mi = np.flatnonzero(multi)
+        okey, okey_uni = pd.factorize(sc[mi] * (int(so.max()) + 1) + so[mi], sort=False)
+        mday = np.full(len(okey_uni), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(mday, okey, sd[mi])
+        single = ~multi
+        oc = np.concatenate([sc[single], np.asarray(okey_uni) // (int(so.max()) + 1)])
+        od = np.concatenate([sd[single], mday])
+    else:
+        oc, od = sc, sd
+    del so
+    out["_orders_used"] = np.int64(len(oc))
+    counts = np.bincount(oc * nb + np.searchsorted(breaks, as_of_day - od, side="right"), minlength=n * nb)
+    counts = np.cumsum(counts.reshape(n, nb), axis=1)
+    out["orders_total"] = counts[:, -1]
+    for d in (30, 90, 365):
+        out[f"orders_{d}d"] = counts[:, col[d]]
+    out["frequency"] = counts[:, col[win]]
+    del counts, oc, od
+
+    # first / last purchase day over sale lines up to as-of
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(first, sc, sd)
+    np.maximum.at(last, sc, sd)
+    has = out["orders_total"] > 0
+    out["_first"] = np.where(has, first, 0)
+    out["_last"] = np.where(has, last, 0)
+    out["_has"] = has
+
+    # BG/NBD inputs: distinct purchase days
+    n_days = _distinct_days(sc, sd, n)
+    out["bg_x"] = np.where(has, n_days - 1, 0)
+    later = day > out["_first"][c]  # rows (sales and refunds) after the first purchase day
+    repeat_value = np.bincount(c[later], weights=amt[later], minlength=n).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, np.round(repeat_value, 2) / np.maximum(out["bg_x"], 1), np.nan)
+    return out
+
+
+def _distinct_days(c: np.ndarray, d: np.ndarray, n: int) -> np.ndarray:
+    """Number of distinct days per customer: a bitmap of (customer, day) when it fits in
+    512 MB, else hashing of the (customer, day) pairs."""
+    import numpy as np
+    import pandas as pd
+
+    if not len(c):
+        return np.zeros(n, dtype=np.int64)
+    dmin = int(d.min())
+    span8 = (int(d.max()) - dmin + 8) // 8 * 8
+    if n * span8 <= 4 * 2**30:
+        key = c * span8 + (d - dmin)
+        bits = np.zeros(n * span8 // 8, dtype=np.uint8)
+        np.bitwise_or.at(bits, key >> 3, np.left_shift(1, key & 7).astype(np.uint8))
+        del key
+        return np.bitwise_count(bits.reshape(n, span8 // 8)).sum(axis=1, dtype=np.int64)
+    keys = pd.unique(c * span8 + (d - dmin))
+    return np.bincount(keys // span8, minlength=n)
+
+
+def _aggregate_duckdb(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str, np.ndarray]:
+    """The same aggregation as :func:`_aggregate`, as SQL in DuckDB."""
+    import duckdb
+    import numpy as np
+    import pandas as pd
+
+    o = np.where(ocode >= 0, ocode, int(ocode.max(initial=0)) + 1 + np.arange(len(ocode)))
+    lines = pd.DataFrame({"c": c, "d": day, "a": amt, "r": refund, "o": o})
+    con = duckdb.connect()
+    try:
+        con.register("lines", lines)
+        sql = f"""
+        WITH sale AS (SELECT c, o, min(d) AS d FROM lines WHERE NOT r GROUP BY c, o),
+        ord AS (
+          SELECT c, count(*) AS orders_total,
+            count(*) FILTER (WHERE {as_of_day} - d < 30) AS orders_30d,
+            count(*) FILTER (WHERE {as_of_day} - d < 90) AS orders_90d,
+            count(*) FILTER (WHERE {as_of_day} - d < 365) AS orders_365d,
+            count(*) FILTER (WHERE {as_of_day} - d < {win}) AS frequency
+          FROM sale GROUP BY c),
+        span AS (SELECT c, min(d) AS first_d, max(d) AS last_d, count(DISTINCT d) AS n_days
+                 FROM lines WHERE NOT r GROUP BY c),
+        money AS (
+          SELECT l.c, sum(a) AS historical_value,
+            coalesce(sum(a) FILTER (WHERE {as_of_day} - l.d < 30), 0) AS monetary_30d,
+            coalesce(sum(a) FILTER (WHERE {as_of_day} - l.d < 90), 0) AS monetary_90d,
+            coalesce(sum(a) FILTER (WHERE {as_of_day} - l.d < 365), 0) AS monetary_365d,
+            coalesce(sum(a) FILTER (WHERE {as_of_day} - l.d < {win}), 0) AS monetary,
+            coalesce(sum(a) FILTER (WHERE {as_of_day} - l.d < {gwin}), 0) AS monetary_g,
+            coalesce(sum(a) FILTER (WHERE {as_of_day} - l.d >= {gwin} AND {as_of_day} - l.d < {2 * gwin}), 0) AS monetary_prev,
+            coalesce(sum(a) FILTER (WHERE l.d > s.first_d), 0) AS repeat_value
+          FROM lines l LEFT JOIN span s USING (c) GROUP BY l.c)
+        SELECT m.*, o.orders_total, o.orders_30d, o.orders_90d, o.orders_365d, o.frequency,
+               s.first_d, s.last_d, s.n_days
+        FROM money m LEFT JOIN ord o USING (c) LEFT JOIN span s USING (c)
+        """
+        res = con.execute(sql).df()
+    finally:
+        con.close()
+    idx = res["c"].to_numpy(np.int64)
+
+    def full(col: str, dtype: str = "float64", fill: float = 0) -> np.ndarray:
+        arr = np.full(n, fill, dtype=dtype)
+        arr[idx] = res[col].fillna(fill).to_numpy(dtype)
+        return arr
+
+    out: dict[str, np.ndarray] = {}
+    for col in ("historical_value", "monetary_30d", "monetary_90d", "monetary_365d", "monetary", "monetary_prev"):
+        out[col] = np.round(full(col), 2)
+    out["_monetary_g"] = np.round(full("monetary_g"), 2)
+    for col in ("orders_total", "orders_30d", "orders_90d", "orders_365d", "frequency"):
+        out[col] = full(col, "int64")
+    out["_orders_used"] = np.int64(out["orders_total"].sum())
+    has = out["orders_total"] > 0
+    out["_first"] = np.where(has, full("first_d", "int64"), 0)
+    out["_last"] = np.where(has, full("last_d", "int64"), 0)
+    out["_has"] = has
+    out["bg_x"] = np.where(has, full("n_days", "int64") - 1, 0)
+    rv = np.round(full("repeat_value"), 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, rv / np.maximum(out["bg_x"], 1), np.nan)
+    return out
+
+
+def _finish(customers: pd.DataFrame, agg: dict[str, np.ndarray], as_of_day: int, as_of_ts: pd.Timestamp) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    has = agg["_has"]
+    first = np.where(has, agg["_first"], 0).astype("datetime64[D]").astype("datetime64[ns]")
+    last = np.where(has, agg["_last"], 0).astype("datetime64[D]").astype("datetime64[ns]")
+    nat = np.datetime64("NaT", "ns")
+    cols: dict[str, Any] = {}
+    cols["first_order"] = np.where(has, first, nat)
+    cols["last_order"] = np.where(has, last, nat)
+    cols["recency"] = np.where(has, (as_of_day - agg["_last"]).astype(float), np.nan)
+    freq = agg["frequency"].astype(np.int64)
+    cols["frequency"] = freq
+    cols["monetary"] = agg["monetary"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cols["aov"] = np.where(freq > 0, np.round(agg["monetary"] / np.maximum(freq, 1), 2), np.nan)
+    for d in (30, 90, 365):
+        cols[f"orders_{d}d"] = agg[f"orders_{d}d"].astype(np.int64)
+    for d in (30, 90, 365):
+        cols[f"monetary_{d}d"] = agg[f"monetary_{d}d"]
+    prev = agg["monetary_prev"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cols["monetary_prev"] = prev
+        cols["growth"] = np.where(prev > 0, agg["_monetary_g"] / np.where(prev > 0, prev, 1) - 1.0, np.nan)
+    cols["repurchase"] = freq >= 2
+    cols["historical_value"] = agg["historical_value"]
+    cols["bg_x"] = agg["bg_x"].astype(np.int64)
+    cols["bg_t_x"] = np.where(has, (agg["_last"] - agg["_first"]).astype(float), np.nan)
+    cols["bg_T"] = np.where(has, (as_of_day - agg["_first"]).astype(float), np.nan)
+    cols["bg_repeat_avg"] = agg["bg_repeat_avg"]
+    new = pd.DataFrame(cols, index=customers.index)
+    base = customers.drop(columns=[c for c in new.columns if c in customers.columns])
+    return pd.concat([base, new], axis=1)
+
+
+def interaction_metrics(interactions: pd.DataFrame, index: CustomerIndex, as_of: pd.Timestamp, tz: str = "Asia/Shanghai") -> pd.DataFrame:
+    """days_since_last_interaction, last_interaction, interactions_30d/365d, complaints_365d."""
+    import numpy as np
+    import pandas as pd
+
+    if "time" not in interactions.columns:
+        raise InputError("interactions have no 'time' column", "import the follow-up log with `custtool import --kind interactions`")
+    n = index.n
+    cust, _ = index.match(interactions, "_channel" if "_channel" in interactions.columns else None)
+    t = local_times(interactions["time"], tz)
+    ok = t.notna().to_numpy() & (cust >= 0)
+    day = _days(t)
+    as_of_day = int(np.datetime64(as_of.date(), "D").astype(np.int64))
+    ok &= day <= as_of_day
+    c, d = cust[ok], day[ok]
+    age = as_of_day - d
+    complaint = (_text(interactions, "method").str.contains("投诉", regex=False) | _text(interactions, "content").str.contains("投诉", regex=False)).to_numpy()[ok]
+    last_ns = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last_ns, c, t.to_numpy(dtype="datetime64[ns]").astype(np.int64)[ok])
+    last_d = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last_d, c, d)
+    has = np.bincount(c, minlength=n) > 0
+    return pd.DataFrame(
+        {
+            "days_since_last_interaction": np.where(has, (as_of_day - last_d).astype(float), np.nan),
+            "last_interaction": pd.to_datetime(np.where(has, last_ns, np.iinfo(np.int64).min).astype("datetime64[ns]")),
+            "interactions_30d": np.bincount(c[age < 30], minlength=n),
+            "interactions_365d": np.bincount(c[age < 365], minlength=n),
+            "complaints_365d": np.bincount(c[(age < 365) & complaint], minlength=n),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- scores
+def _quantile_score(values: pd.Series, higher_is_better: bool = True, bins: int = 5) -> pd.Series:
+    """Score 1..bins by rank: score = 1 + floor(bins · share of customers with a strictly
+    worse value) (``rank(method="min")``).
+
+    Equal values share a rank, hence a score; the worst value(s) always score 1; one
+    customer or all-equal values score 1; n distinct values spread evenly over 1..bins.
+    """
+    import numpy as np
+    import pandas as pd
+
+    v = values if higher_is_better else -values
+    n = int(v.notna().sum())
+    below = v.rank(method="min") - 1
+    score = np.floor(bins * below / max(n, 1)) + 1
+    return pd.Series(np.clip(score, 1, bins), index=values.index).astype("Int64")
+
+
+def _threshold_score(values: pd.Series, cuts: list[float], higher_is_better: bool) -> pd.Series:
+    """Higher is better: score = 1 + number of cuts the value reaches (value ≥ cut).
+    Recency: score = 5 − number of cuts the recency exceeds (recency > cut)."""
+    import numpy as np
+    import pandas as pd
+
+    v = values.to_numpy(dtype="float64", na_value=np.nan)
+    cuts_a = np.asarray(cuts, dtype=float)
+    if higher_is_better:
+        score = 1 + (v[:, None] >= cuts_a[None, :]).sum(axis=1)
+    else:
+        score = len(cuts_a) + 1 - (v[:, None] > cuts_a[None, :]).sum(axis=1)
+    out = pd.Series(score, index=values.index).astype("Int64")
+    return out.where(values.notna())
+
+
+def _check_cuts(name: str, cuts: Any) -> list[float]:
+    try:
+        vals = [float(x) for x in cuts]
+    except (TypeError, ValueError):
+        raise ConfigError(f"rfm thresholds for {name}: {cuts!r} are not numbers", "write four ascending numbers, e.g. [30, 60, 90, 180]") from None
+    if len(vals) != 4 or any(b <= a for a, b in zip(vals, vals[1:], strict=False)):
+        raise ConfigError(f"rfm thresholds for {name}: need four strictly ascending numbers, got {cuts!r}", "e.g. recency: [30, 60, 90, 180]")
+    return vals
+
+
+def rfm_scores(
+    metrics: pd.DataFrame,
+    *,
+    method: str = "quantile",
+    thresholds: dict[str, list[float]] | None = None,
+    weights: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """R, F, M scores 1..5 (R: most recent = 5) and ``rfm_score`` (weighted sum).
+
+    ``quantile``: 1 + floor(5 × share of customers with orders that have a strictly worse
+    value) — ties share a score, the worst always scores 1.
+    ``thresholds``: ``{"recency": [4 upper bounds in days for scores 5..2], "frequency": [4
+    lower bounds for scores 2..5], "monetary": [...]}``. Customers without orders get NA.
+    """
+    import pandas as pd
+
+    has = metrics["first_order"].notna() if "first_order" in metrics.columns else metrics["recency"].notna()
+    sub = metrics.loc[has]
+    if method == "quantile":
+        r = _quantile_score(sub["recency"], higher_is_better=False)
+        f = _quantile_score(sub["frequency"].astype(float))
+        m = _quantile_score(sub["monetary"].astype(float).round(2))
+    elif method == "thresholds":
+        th = thresholds or {}
+        missing = [k for k in ("recency", "frequency", "monetary") if k not in th]
+        if missing:
+            raise ConfigError(f"rfm method 'thresholds' needs thresholds for {', '.join(missing)}", "add them under rfm.thresholds in segments.yaml")
+        r = _threshold_score(sub["recency"], _check_cuts("recency", th["recency"]), higher_is_better=False)
+        f = _threshold_score(sub["frequency"].astype(float), _check_cuts("frequency", th["frequency"]), True)
+        m = _threshold_score(sub["monetary"].astype(float).round(2), _check_cuts("monetary", th["monetary"]), True)
+    else:
+        raise ConfigError(f"unknown rfm method {method!r}", "use quantile or thresholds")
+    w = {"r": 1.0, "f": 1.0, "m": 1.0, **(weights or {})}
+    out = pd.DataFrame(index=metrics.index)
+    out["r_score"] = r.reindex(metrics.index).astype("Int64")
+    out["f_score"] = f.reindex(metrics.index).astype("Int64")
+    out["m_score"] = m.reindex(metrics.index).astype("Int64")
+    total = out["r_score"].astype("Float64") * w["r"] + out["f_score"].astype("Float64") * w["f"] + out["m_score"].astype("Float64") * w["m"]
+    out["rfm_score"] = total
+    return out
+
+
+def rfm_classes(
+    metrics: pd.DataFrame,
+    *,
+    reference: str = "mean",
+    thresholds: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """The 8 RFM classes from recency, frequency and monetary against a reference.
+
+    R is high when recency < reference (bought more recently); F and M high when strictly
+    above. ``reference``: ``mean`` | ``median`` (over customers with orders) | ``thresholds``
+    (``{"recency": days, "frequency": n, "monetary": amount}``). Customers without orders: "".
+    Returns ``rfm_class`` plus ``r_high``, ``f_high``, ``m_high`` and the references used in
+    ``.attrs["reference"]``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    has = metrics["first_order"].notna() if "first_order" in metrics.columns else metrics["recency"].notna()
+    sub = metrics.loc[has, ["recency", "frequency", "monetary"]].astype(float)
+    sub["monetary"] = sub["monetary"].round(2)
+    if reference in {"mean", "median"}:
+        ref = sub.agg(reference) if len(sub) else pd.Series({"recency": np.nan, "frequency": np.nan, "monetary": np.nan})
+    elif reference == "thresholds":
+        th = thresholds or {}
+        missing = [k for k in ("recency", "frequency", "monetary") if k not in th]
+        if missing:
+            raise ConfigError(f"class reference 'thresholds' needs {', '.join(missing)}", "add them under classes.thresholds in segments.yaml")
+        try:
+            ref = pd.Series({k: float(th[k]) for k in ("recency", "frequency", "monetary")})
+        except (TypeError, ValueError):
+            raise ConfigError(f"class thresholds must be numbers, got {th!r}") from None
+    else:
+        raise ConfigError(f"unknown class reference {reference!r}", "use mean, median or thresholds")
+    r_high = sub["recency"] < ref["recency"]
+    f_high = sub["frequency"] > ref["frequency"]
+    m_high = sub["monetary"] > ref["monetary"]
+    code = r_high.astype(int) * 4 + f_high.astype(int) * 2 + m_high.astype(int)
+    names = np.array([_CLASS_OF[(bool(i & 4), bool(i & 2), bool(i & 1))] for i in range(8)], dtype=object)
+    out = pd.DataFrame(index=metrics.index)
+    out["rfm_class"] = pd.Series(names[code.to_numpy()], index=sub.index).reindex(metrics.index).fillna("").astype(str)
+    for col, s in (("r_high", r_high), ("f_high", f_high), ("m_high", m_high)):
+        out[col] = s.reindex(metrics.index).astype("boolean")
+    out.attrs["reference"] = {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in ref.items()}
+    return out
+
+
+def value_tiers(
+    metrics: pd.DataFrame,
+    *,
+    method: str = "thresholds",
+    high: float = 10000,
+    mid: float = 3000,
+    top_high_pct: float = 10,
+    top_mid_pct: float = 30,
+    column: str = "monetary_365d",
+) -> pd.Series:
+    """高价值/中价值/低价值 by annual spend (``column``): thresholds (≥ high, ≥ mid) or
+    top-N% of customers (ties share a tier; only positive spend can be high or mid)."""
+    import numpy as np
+    import pandas as pd
+
+    spend = metrics[column].astype(float).round(2).fillna(0.0)
+    if method == "thresholds":
+        if mid > high:
+            raise ConfigError(f"tier thresholds: mid ({mid}) is above high ({high})", "mid must be ≤ high")
+        tier = np.where(spend >= high, "高价值", np.where(spend >= mid, "中价值", "低价值"))
+    elif method == "top":
+        if not (0 <= top_high_pct <= top_mid_pct <= 100):
+            raise ConfigError(f"tier top percentages must satisfy 0 ≤ high ({top_high_pct}) ≤ mid ({top_mid_pct}) ≤ 100")
+        n = len(spend)
+        rank = spend.rank(method="min", ascending=False).to_numpy()  # ties share the best rank
+        pos = spend.to_numpy() > 0
+        tier = np.where(pos & (rank <= np.ceil(n * top_high_pct / 100)), "高价值",
+                        np.where(pos & (rank <= np.ceil(n * top_mid_pct / 100)), "中价值", "低价值"))
+    else:
+        raise ConfigError(f"unknown tier method {method!r}", "use thresholds or top")
+    return pd.Series(tier, index=metrics.index, name="tier", dtype=object)
+
+
+def assign_lifecycle(
+    metrics: pd.DataFrame,
+    *,
+    new_days: int = 90,
+    sleep_days: int = 30,
+    lost_days: int = 90,
+    mature_orders: int = 3,
+    potential_growth: float = 0.30,
+) -> pd.DataFrame:
+    """``lifecycle`` and ``potential``.
+
+    In order: 潜在 no purchase; 流失 recency > lost_days; 沉睡 recency > sleep_days;
+    新客户 first purchase within new_days; 成熟 frequency ≥ mature_orders; else 成长.
+    ``potential`` (潜力): spend growth vs the previous window ≥ potential_growth.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not (0 < sleep_days <= lost_days):
+        raise ConfigError(f"lifecycle: need 0 < sleep_days ({sleep_days}) ≤ lost_days ({lost_days})")
+    has = metrics["first_order"].notna().to_numpy()
+    rec = metrics["recency"].to_numpy(dtype=float, na_value=np.nan)
+    as_of = metrics["as_of"] if "as_of" in metrics.columns else None
+    if as_of is not None:
+        tenure = (as_of - metrics["first_order"]).dt.days.to_numpy(dtype=float, na_value=np.nan)
+    else:
+        tenure = metrics["bg_T"].to_numpy(dtype=float, na_value=np.nan)
+    freq = metrics["frequency"].to_numpy()
+    stage = np.select(
+        [~has, rec > lost_days, rec > sleep_days, tenure <= new_days, freq >= mature_orders],
+        ["潜在", "流失", "沉睡", "新客户", "成熟"],
+        default="成长",
+    )
+    growth = metrics["growth"].to_numpy(dtype=float, na_value=np.nan)
+    return pd.DataFrame(
+        {"lifecycle": stage.astype(object), "potential": np.nan_to_num(growth, nan=-np.inf) >= potential_growth},
+        index=metrics.index,
+    )
+
+
+# --------------------------------------------------------------------------- summary
+def segment_summary(segmented: pd.DataFrame, by: tuple[str, ...] = ("rfm_class", "tier", "lifecycle"), *, nps_responses: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per segment of each dimension: customers, share of customers (%), revenue (net spend
+    in the window), share of revenue (%), average recency/frequency/monetary and NPS.
+
+    ``nps_responses``: survey responses with ``score`` and the same segment columns (from
+    :func:`custtool.nps.attach_responses`); without it NPS comes from ``nps_score``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from custtool.nps import nps as nps_fn
+
+    frames = []
+    n_total = len(segmented)
+    rev_total = float(segmented["monetary"].sum())
+    for dim in by:
+        if dim not in segmented.columns:
+            continue
+        seg = segmented[dim].astype(object).where(segmented[dim].astype(object).astype(str) != "", NO_ORDERS)
+        g = segmented.assign(_seg=seg).groupby("_seg", sort=False)
+        t = g.agg(
+            customers=("monetary", "size"),
+            revenue=("monetary", "sum"),
+            avg_recency=("recency", "mean"),
+            avg_frequency=("frequency", "mean"),
+            avg_monetary=("monetary", "mean"),
+        )
+        t["customer_share"] = t["customers"] / n_total * 100 if n_total else np.nan
+        t["revenue_share"] = t["revenue"] / rev_total * 100 if rev_total else np.nan
+        if nps_responses is not None and dim in nps_responses.columns and len(nps_responses):
+            r = nps_responses.assign(_seg=nps_responses[dim].astype(object).where(nps_responses[dim].astype(str) != "", NO_ORDERS))
+            t["nps"] = nps_fn(r, by="_seg").set_index("_seg")["nps"].reindex(t.index)
+        elif "nps_score" in segmented.columns:
+            t["nps"] = nps_fn(segmented.assign(_seg=seg).rename(columns={"nps_score": "score"})[["_seg", "score"]], by="_seg").set_index("_seg")["nps"].reindex(t.index)
+        else:
+            t["nps"] = np.nan
+        order = _segment_order(dim)
+        t = t.reindex(sorted(t.index, key=lambda s: (order.index(s) if s in order else len(order), str(s))))
+        t = t.reset_index().rename(columns={"_seg": "segment"})
+        t.insert(0, "dimension", dim)
+        frames.append(t)
+    cols = ["dimension", "segment", "customers", "customer_share", "revenue", "revenue_share", "avg_recency", "avg_frequency", "avg_monetary", "nps"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(frames, ignore_index=True)[cols]
+    out["revenue"] = out["revenue"].round(2)
+    return out
+
+
+def _segment_order(dim: str) -> list[str]:
+    return {
+        "rfm_class": [*RFM_CLASSES, NO_ORDERS],
+        "tier": list(TIERS),
+        "lifecycle": list(LIFECYCLE_STAGES),
+    }.get(dim, [])
+
+
+# --------------------------------------------------------------------------- config + whole step
+DEFAULT_CONFIG: dict[str, Any] = {
+    "timezone": "Asia/Shanghai",
+    "metrics": {"window": "365d", "growth_window": None},
+    "rfm": {"method": "quantile", "thresholds": None, "weights": {"r": 1, "f": 1, "m": 1}},
+    "classes": {"reference": "mean", "thresholds": None},
+    "tiers": {"method": "thresholds", "high": 10000, "mid": 3000, "top_high_pct": 10, "top_mid_pct": 30},
+    "lifecycle": {"new_days": 90, "sleep_days": 30, "lost_days": 90, "mature_orders": 3, "potential_growth": 0.30},
+    "ltv": {"horizon": "12m", "unit": "days", "churn_p_alive": 0.3, "min_customers": 20, "min_repeat": 5},
+}
+
+
+def load_segment_config(path: Any = None) -> dict[str, Any]:
+    """The segment settings: defaults overlaid with a YAML file (``yaml.safe_load``)."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    if path is None:
+        return cfg
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: config file not found", "pass the path of a segments.yaml (see rules/segments.yaml)")
+    try:
+        user = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{p.name}: not valid YAML{where}", "check indentation and colons") from None
+    if not isinstance(user, dict):
+        raise ConfigError(f"{p.name}: expected a mapping of sections (rfm:, tiers:, …)")
+    for key, val in user.items():
+        if key not in cfg:
+            raise ConfigError(f"{p.name}: unknown section {key!r}", f"known sections: {', '.join(cfg)}")
+        if isinstance(cfg[key], dict):
+            if not isinstance(val, dict):
+                raise ConfigError(f"{p.name}: section {key!r} must be a mapping")
+            unknown = set(val) - set(cfg[key])
+            if unknown:
+                raise ConfigError(f"{p.name}: unknown key(s) {', '.join(sorted(unknown))} in {key!r}", f"known keys: {', '.join(cfg[key])}")
+            cfg[key].update(val)
+        else:
+            cfg[key] = val
+    return cfg
+
+
+@dataclass
+class SegmentResult:
+    """Everything the segment step produces."""
+
+    customers: Any  # the segmented customers (DataFrame)
+    summary: Any  # segment_summary DataFrame
+    report: MatchReport
+    ltv: Any  # custtool.ltv.LTVInfo
+    nps: dict[str, Any]
+    class_reference: dict[str, Any]
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The machine summary (what `segment --json` prints)."""
+        seg = self.customers
+        summ = self.summary
+
+        def dim(name: str) -> dict[str, Any]:
+            t = summ[summ["dimension"] == name]
+            return {
+                str(r.segment): {
+                    "customers": int(r.customers),
+                    "customer_share": _num(r.customer_share),
+                    "revenue": _num(r.revenue),
+                    "revenue_share": _num(r.revenue_share),
+                }
+                for r in t.itertuples(index=False)  # a handful of segments, not data rows
+            }
+
+        return {
+            "as_of": str(self.report.as_of.date()),
+            "customers": int(len(seg)),
+            "customers_with_orders": int(seg["first_order"].notna().sum()),
+            "orders_used": self.report.orders_used,
+            "orders_unmatched": self.report.rows_unmatched,
+            "orders": self.report.to_dict(),
+            "class_reference": self.class_reference,
+            "classes": dim("rfm_class"),
+            "tiers": dim("tier"),
+            "lifecycle": dim("lifecycle"),
+            "potential": int(seg["potential"].sum()),
+            "churn_risk": int(seg["churn_risk"].sum()),
+            "nps": self.nps,
+            "ltv": self.ltv.to_dict(),
+        }
+
+
+def _num(v: Any) -> float | None:
+    import math
+
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
+
+
+def segment_customers(
+    orders: Any,
+    customers: Any = None,
+    *,
+    surveys: Any = None,
+    interactions: Any = None,
+    as_of: Any = None,
+    window: Any = None,
+    config: dict[str, Any] | None = None,
+    engine: str = "pandas",
+) -> SegmentResult:
+    """The whole segment step: metrics → RFM scores and classes → tiers → lifecycle → LTV
+    → NPS → summary. ``window`` overrides the config's ``metrics.window``."""
+    import pandas as pd
+
+    from custtool.io import read_table
+    from custtool.ltv import fit_ltv
+    from custtool.nps import attach_responses, nps, satisfaction
+
+    cfg = config or load_segment_config()
+    tz = cfg["timezone"]
+    if surveys is not None and not isinstance(surveys, pd.DataFrame):
+        surveys = read_table(surveys)
+    if interactions is not None and not isinstance(interactions, pd.DataFrame):
+        interactions = read_table(interactions)
+    mcfg = cfg["metrics"]
+    metrics, report = customer_metrics(
+        orders, customers, as_of=as_of, window=window or mcfg["window"], interactions=interactions, tz=tz,
+        engine=engine, growth_window=mcfg.get("growth_window"),
+    )
+    rc = cfg["rfm"]
+    scores = rfm_scores(metrics, method=rc["method"], thresholds=rc.get("thresholds"), weights=rc.get("weights"))
+    cc = cfg["classes"]
+    classes = rfm_classes(metrics, reference=cc["reference"], thresholds=cc.get("thresholds"))
+    tc = cfg["tiers"]
+    tier = value_tiers(metrics, method=tc["method"], high=float(tc["high"]), mid=float(tc["mid"]),
+                       top_high_pct=float(tc["top_high_pct"]), top_mid_pct=float(tc["top_mid_pct"]))
+    lc = cfg["lifecycle"]
+    life = assign_lifecycle(metrics, new_days=parse_days(lc["new_days"], "new_days"), sleep_days=parse_days(lc["sleep_days"], "sleep_days"),
+                            lost_days=parse_days(lc["lost_days"], "lost_days"), mature_orders=int(lc["mature_orders"]),
+                            potential_growth=float(lc["potential_growth"]))
+    seg = pd.concat([metrics, scores, classes[["rfm_class"]], tier, life], axis=1)
+    lt = cfg["ltv"]
+    ltv_cols, ltv_info = fit_ltv(seg, horizon_days=parse_days(lt["horizon"], "ltv horizon"), unit=lt["unit"],
+                                 churn_level=float(lt["churn_p_alive"]), min_customers=int(lt["min_customers"]),
+                                 min_repeat=int(lt["min_repeat"]))
+    seg = pd.concat([seg.drop(columns=["historical_value"]), ltv_cols], axis=1)
+    nps_info: dict[str, Any] = {"surveys": False}
+    responses = None
+    if surveys is not None:
+        responses, latest = attach_responses(surveys, seg, as_of=report.as_of, tz=tz)
+        seg["nps_score"] = latest
+        overall = nps(responses).iloc[0]
+        matched = responses[responses["_customer"] >= 0]
+        nps_info = {
+            "surveys": True,
+            "responses": int(overall["responses"]),
+            "valid": int(overall["valid"]),
+            "invalid": int(overall["invalid"]),
+            "unmatched": int((responses["_customer"] < 0).sum()),
+            "nps": _num(overall["nps"]),
+            "promoters_pct": _num(overall["promoters_pct"]),
+            "detractors_pct": _num(overall["detractors_pct"]),
+            "by_class": {str(k) or NO_ORDERS: _num(v) for k, v in nps(matched, by="rfm_class").set_index("rfm_class")["nps"].items()},
+            "by_tier": {str(k): _num(v) for k, v in nps(matched, by="tier").set_index("tier")["nps"].items()},
+        }
+        if "satisfaction" in responses.columns:
+            sat = satisfaction(responses)
+            nps_info["satisfaction_mean"] = _num(sat["mean"].iloc[0])
+            nps_info["satisfaction_answers"] = int(sat["answers"].iloc[0])
+    else:
+        seg["nps_score"] = float("nan")
+    seg["as_of"] = report.as_of
+    front = [c for c in seg.columns if c != "as_of"]
+    seg = seg[front + ["as_of"]]
+    summary = segment_summary(seg, nps_responses=None if responses is None else responses[responses["_customer"] >= 0])
+    return SegmentResult(seg, summary, report, ltv_info, nps_info, classes.attrs.get("reference", {}), cfg)
+
+
+def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
+    """The sheets of the summary workbook: one per dimension, model notes, unmatched orders."""
+    import pandas as pd
+
+    from custtool.labels import label
+
+    sheets: dict[str, Any] = {}
+    names = {"rfm_class": ("RFM分类", "RFM class"), "tier": ("价值等级", "Tier"), "lifecycle": ("生命周期", "Lifecycle")}
+    for dim, pair in names.items():
+        t = result.summary[result.summary["dimension"] == dim].drop(columns=["dimension"])
+        # shares here are percentages (0–100); the label table's share labels are unit-free
+        pct = {"customer_share", "revenue_share"}
+        sheets[pair[0] if lang == "zh" else pair[1]] = t.rename(
+            columns={c: label(c, lang) + ("(%)" if c in pct else "") for c in t.columns}
+        )
+    ltv = result.ltv.to_dict()
+    rep = result.report
+    items = [("as_of", str(rep.as_of.date())), ("ltv.unit", ltv["unit"]), ("ltv.horizon_days", ltv["horizon_days"]),
+             ("ltv.churn_p_alive_below", ltv["churn_p_alive_below"])]
+    items += [(f"bgnbd.{k}", v) for k, v in ltv["bgnbd"].items()]
+    items += [(f"gamma_gamma.{k}", v) for k, v in ltv["gamma_gamma"].items()]
+    items += [(f"class_reference.{k}", v) for k, v in result.class_reference.items()]
+    items += [(f"nps.{k}", v) for k, v in result.nps.items() if not isinstance(v, dict)]
+    items += [(f"orders.{k}", v) for k, v in rep.to_dict().items() if not isinstance(v, dict)]
+    items += [(f"orders.matched_by.{k}", v) for k, v in rep.matched_by.items()]
+    sheets["模型与说明" if lang == "zh" else "Notes"] = pd.DataFrame({"item": [i[0] for i in items], "value": [str(i[1]) for i in items]})
+    if rep.rows_unmatched:
+        sheets["未匹配订单" if lang == "zh" else "Unmatched orders"] = rep.unmatched
+    return sheets
+
+
+def write_summary_workbook(result: SegmentResult, path: Any, lang: str = "zh") -> None:
+    """Write the segment summary workbook atomically (xlsxwriter; text is never a formula,
+    numbers stay numbers, missing values are empty cells)."""
+    import math
+
+    import pandas as pd
+    import xlsxwriter
+
+    from custtool.io import _safe_sheet_name, atomic_path
+
+    sheets = summary_sheets(result, lang)
+    with atomic_path(path) as tmp:
+        wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
+        head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+        num = wb.add_format({"num_format": "#,##0.00"})
+        date = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+        for name, df in sheets.items():
+            ws = wb.add_worksheet(_safe_sheet_name(name))
+            for j, c in enumerate(df.columns):
+                ws.write_string(0, j, str(c), head)
+                ws.set_column(j, j, max(10, min(2 * len(str(c)) + 2, 40)))
+            ws.freeze_panes(1, 0)
+            for j, c in enumerate(df.columns):
+                s = df[c]
+                is_num = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+                is_dt = pd.api.types.is_datetime64_any_dtype(s)
+                for i, v in enumerate(s.tolist(), start=1):  # summary sheets: a few dozen rows
+                    if v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+                        continue
+                    if is_dt:
+                        ws.write_datetime(i, j, v.to_pydatetime(), date)
+                    elif is_num:
+                        ws.write_number(i, j, float(v), num)
+                    else:
+                        ws.write_string(i, j, str(v))
+            if len(df.columns):
+                ws.autofilter(0, 0, max(len(df), 1), len(df.columns) - 1)
+        wb.close()
