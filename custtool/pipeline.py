@@ -190,7 +190,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         path=p,
         text=text,
         name=str(data.get("name") or p.stem),
-        out=out if out.is_absolute() else base / out,
+        out=Path(os.path.normpath(out if out.is_absolute() else base / out)),
         as_of=as_of,
         timezone=str(data.get("timezone") or "Asia/Shanghai"),
         fail_on_rejects=fail_on,
