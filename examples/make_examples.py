@@ -187,10 +187,11 @@ def write_orders(rng: random.Random, shop: list[dict], store: list[dict], people
         if activity < 0.15:
             continue  # never bought
         count = 1 + int(rng.expovariate(0.35)) if activity > 0.3 else 1
-        last_day = rng.randrange(0, 700)
+        # most buyers are active lately, some drifted away a year or more ago
+        last_day = min(int(rng.expovariate(1 / 90)), 700) if rng.random() < 0.8 else rng.randrange(200, 700)
         for _ in range(min(count, 25)):
             n += 1
-            day = AS_OF - timedelta(days=min(last_day + rng.randrange(0, 400), 760))
+            day = AS_OF - timedelta(days=min(last_day + int(rng.expovariate(1 / 120)), 760))
             when = datetime.combine(day, datetime.min.time()) + timedelta(minutes=rng.randrange(9 * 60, 22 * 60))
             cat = rng.choice(list(CATEGORIES))
             lo, hi = CATEGORIES[cat]
@@ -201,12 +202,12 @@ def write_orders(rng: random.Random, shop: list[dict], store: list[dict], people
             if channel == "门店" and rng.random() < 0.2:
                 key, phone = "", p["phone"]  # walk-in sale recorded by phone only
             amount_text = rng.choice([f"{amount:.2f}", f"¥{amount:,.2f}", f"{amount}元"])
-            status = "交易成功"
-            if rng.random() < 0.03:
-                status = "已退款"
             order_id = f"{'TB' if channel == '电商' else 'POS'}{202400000 + n}"
-            row = [order_id, channel, key, phone, when.strftime("%Y-%m-%d %H:%M:%S") if rng.random() < 0.8 else date_text(rng, day), cat, f"{cat}商品{rng.randrange(1, 30)}", str(qty), amount_text, status]
+            row = [order_id, channel, key, phone, when.strftime("%Y-%m-%d %H:%M:%S") if rng.random() < 0.8 else date_text(rng, day), cat, f"{cat}商品{rng.randrange(1, 30)}", str(qty), amount_text, "交易成功"]
             rows.append(row)
+            if rng.random() < 0.03:  # refunded a few days later: a refund line on the same order id
+                back = min(day + timedelta(days=rng.randrange(1, 8)), AS_OF)
+                rows.append([order_id, channel, key, phone, back.isoformat() + " 10:00:00", cat, row[6], str(qty), f"{amount:.2f}", "已退款"])
             if rng.random() < 0.01:
                 rows.append(list(row))  # the same order line exported twice
     rows.append(["POS299999999", "门店", "M99999", "", "2026-10-30 15:00:00", "食品", "礼盒", "1", "188", "交易成功"])  # unknown member
