@@ -738,7 +738,12 @@ def _distinct_days(c: np.ndarray, d: np.ndarray, n: int) -> np.ndarray:
 
 def _aggregate_duckdb(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str, np.ndarray]:
     """The same aggregation as :func:`_aggregate`, as SQL in DuckDB."""
-    import duckdb
+    try:
+        import duckdb
+    except ImportError:
+        from custtool.errors import ConfigError
+
+        raise ConfigError("--engine duckdb needs the duckdb package", "pip install 'custtool[duckdb]' (or pip install duckdb)") from None
     import numpy as np
     import pandas as pd
 
