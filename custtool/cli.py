@@ -896,6 +896,7 @@ def followups(
     owner: Annotated[str | None, typer.Option("--owner", help="Only this owner's follow-ups.")] = None,
     output: OutOpt = None,
     statuses: Annotated[Path | None, typer.Option("--statuses", help="Write customers with updated status here.")] = None,
+    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show names in the task list unmasked.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -923,7 +924,9 @@ def followups(
     updated = apply_transitions(cust, log_df, cfg)
     changed = int((updated["status_reason"] != "").sum())
     if output:
-        write_table(tasks, output)
+        from custtool.report.masking import mask_frame
+
+        write_table(tasks if no_mask else mask_frame(tasks), output)
     if statuses:
         write_table(updated, statuses)
     per_owner = tasks.groupby("owner")["state"].value_counts().unstack(fill_value=0) if len(tasks) else None

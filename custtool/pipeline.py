@@ -405,8 +405,11 @@ def run_pipeline(
             final = steps.run("followups", apply_transitions, tagged, interactions, fu_cfg)
             tasks = due_followups(final, interactions, fu_cfg, as_of=run_as_of)
             steps.rows(tasks=len(tasks), overdue=int((tasks["state"] == "逾期").sum()), status_changes=int((final["status_reason"] != "").sum()))
+            from custtool.report.masking import mask_frame
+
+            shown = mask_frame(tasks) if rep_opts_mask(pl) else tasks
             with atomic_path(staging / "followups.xlsx") as tmp:
-                write_xlsx_sheets({"跟进任务": tasks}, tmp)
+                write_xlsx_sheets({"跟进任务": shown}, tmp)
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
 
@@ -483,6 +486,11 @@ def run_pipeline(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return RunResult(folder, manifest, limit is not None and rejected_rows > limit)
+
+
+def rep_opts_mask(pl: Pipeline) -> bool:
+    """Whether the run's exports mask personal data (report: mask, default true)."""
+    return bool(pl.steps["report"].get("mask", True))
 
 
 def _clean_rules(path: str | None) -> Any:

@@ -159,3 +159,22 @@ def test_crash_in_report_leaves_no_partial_files(workdir, first_run, monkeypatch
     assert result.exit_code != 0
     assert {p.name: _sha(p) for p in folder.iterdir()} == before
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_exports_mask_personal_data(first_run):
+    from openpyxl import load_workbook
+
+    folder = Path(first_run["folder"])
+    raw = pd.read_parquet(folder / "customers.parquet")
+    raw_phones = set(raw["phone"][raw["phone"] != ""])
+    raw_names = set(raw["name"][raw["name"].str.len() >= 2])
+    for name in ("followups.xlsx", "report.xlsx"):
+        wb = load_workbook(folder / name, read_only=True)
+        for ws in wb.worksheets:
+            for row in ws.iter_rows(values_only=True):
+                for v in row:
+                    if isinstance(v, str):
+                        assert v not in raw_phones, (name, ws.title)
+                        assert v not in raw_names, (name, ws.title, v)
+    html = (folder / "cards.html").read_text(encoding="utf-8")
+    assert not any(p in html for p in list(raw_phones)[:50])
