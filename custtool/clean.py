@@ -92,19 +92,10 @@ class CleanRules:
 
 def load_clean_rules(path: str | Path | None = None) -> CleanRules:
     """Read clean settings from YAML (default: the shipped ``rules/clean.yaml``)."""
-    import yaml
+    from custtool.config import load_yaml
 
     p = Path(path) if path is not None else DEFAULT_RULES_PATH
-    if not p.exists():
-        raise ConfigError(f"{p}: rules file not found", "check the path given to --rules")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{p.name}{where}: not valid YAML", "check indentation and quoting"
-        ) from None
+    raw = load_yaml(p, what="rules file", hint="check the path given to --rules", empty={})
     if not isinstance(raw, dict):
         raise ConfigError(f"{p.name}: expected a mapping at the top level", "see rules/clean.yaml")
     return rules_from_dict(raw, source=p.name)

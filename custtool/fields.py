@@ -13,8 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from custtool.errors import ConfigError
 
 KINDS = ("customers", "orders", "interactions", "surveys")
@@ -58,14 +56,9 @@ def normalize_header(text: Any) -> str:
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: field alias file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})", "check the indentation and quotes") from None
+    from custtool.config import load_yaml
+
+    data = load_yaml(path, what="field alias file", hint="pass --fields with a YAML file like rules/fields.yaml")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of kinds (customers, orders, …)")
     return data

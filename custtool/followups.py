@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from custtool.config import load_yaml
 from custtool.errors import ConfigError
 from custtool.linking import attach_customer_ids
 
@@ -49,12 +49,7 @@ class FollowupConfig:
 def load_followup_rules(path: str | os.PathLike[str] | None = None) -> FollowupConfig:
     """Read and check a follow-up rules file (yaml.safe_load; every problem named)."""
     p = Path(path) if path else DEFAULT_RULES
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: rules file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({getattr(exc, 'problem', exc)})", "check the indentation") from None
+    data = load_yaml(p, what="rules file", hint="check the path given to --rules", empty={})
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping with due_soon_days, rules, transitions")
     unknown = set(data) - {"due_soon_days", "rules", "transitions"}

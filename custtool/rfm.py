@@ -1154,20 +1154,14 @@ def load_segment_config(path: Any = None) -> dict[str, Any]:
     import copy
     from pathlib import Path
 
-    import yaml
 
     cfg = copy.deepcopy(DEFAULT_CONFIG)
     if path is None:
         return cfg
+    from custtool.config import load_yaml
+
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: config file not found", "pass the path of a segments.yaml (see rules/segments.yaml)")
-    try:
-        user = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{p.name}: not valid YAML{where}", "check indentation and colons") from None
+    user = load_yaml(p, what="config file", hint="pass the path of a segments.yaml (see rules/segments.yaml)", empty={})
     if not isinstance(user, dict):
         raise ConfigError(f"{p.name}: expected a mapping of sections (rfm:, tiers:, …)")
     for key, val in user.items():

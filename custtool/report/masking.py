@@ -165,17 +165,11 @@ _ROLE_KEYS = {"description", "hide_columns", "amounts", "allow_unmask", "own_cus
 
 def load_roles(path: str | Path | None = None) -> dict[str, Role]:
     """Read role profiles from YAML (``yaml.safe_load``); the shipped file by default."""
-    import yaml
 
     p = Path(path) if path else DEFAULT_ROLES
-    if not p.exists():
-        raise ConfigError(f"{p}: roles file not found", "pass --roles with a roles.yaml, or omit it to use the shipped one")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise ConfigError(f"{p.name}: not valid YAML{where}", "check indentation and colons") from None
+    from custtool.config import load_yaml
+
+    data = load_yaml(p, what="roles file", hint="pass --roles with a roles.yaml, or omit it to use the shipped one", empty={})
     roles = data.get("roles") if isinstance(data, dict) else None
     if not isinstance(roles, dict) or not roles:
         raise ConfigError(f"{p.name}: expected a top-level 'roles:' mapping of role name → settings")

@@ -5,20 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from custtool.errors import InputError
+from custtool.rfm import RFM_CLASSES  # the one list of the 8 classes
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-RFM_ORDER = [
-    "重要价值客户",
-    "重要发展客户",
-    "重要保持客户",
-    "重要挽留客户",
-    "一般价值客户",
-    "一般发展客户",
-    "一般保持客户",
-    "一般挽留客户",
-]
+RFM_ORDER = list(RFM_CLASSES)
 NEW = "（新增）"
 GONE = "（已不在）"
 NO_ORDERS = "（无订单）"

@@ -24,17 +24,11 @@ def load_strategies(path: str | Path | None = None) -> pd.DataFrame:
     Columns: ``dimension``, ``segment``, ``strategy_goal`` … ``strategy_cycle``.
     """
     import pandas as pd
-    import yaml
 
     p = Path(path) if path else DEFAULT_STRATEGIES
-    if not p.exists():
-        raise ConfigError(f"{p}: strategies file not found", "pass --strategies rules/strategies.yaml")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise ConfigError(f"{p.name}: not valid YAML{where}", "check indentation and colons") from None
+    from custtool.config import load_yaml
+
+    data = load_yaml(p, what="strategies file", hint="pass --strategies rules/strategies.yaml", empty={})
     if not isinstance(data, dict):
         raise ConfigError(f"{p.name}: expected a mapping with rfm_class / tier / lifecycle sections")
     unknown = set(data) - set(DIMENSIONS)
