@@ -195,3 +195,12 @@ def test_cli_cards(tmp_path):
     assert res.exit_code == 0 and "一般挽留客户" in (tmp_path / "g.html").read_text(encoding="utf-8")
     res = runner.invoke(app, ["cards", str(seg), "--customer", "C404", "-o", str(tmp_path / "x.html")])
     assert res.exit_code == 2 and "C404" in res.output and not (tmp_path / "x.html").exists()
+
+
+def test_individual_cards_keep_each_customers_own_tags():
+    # rows picked out of the table keep their own tags (not those of the rows at positions 0, 1)
+    cards = individual_cards(six(), ["C5", "C3"])
+    assert cards["tags"].tolist() == ["价格敏感、女性", "高频消费、价格敏感"]
+    top = individual_cards(six().iloc[::-1], top=2)
+    assert top["customer_id"].tolist() == ["C1", "C2"]
+    assert top["tags"].tolist() == ["高频消费、女性", "高频消费"]

@@ -143,7 +143,8 @@ def tags_text(s: pd.Series, sep: str = ";") -> pd.Series:
             values = values.where(~values.map(type).eq(str), values.astype("string").str.split(sep))
         arr = pa.array(values.tolist(), type=pa.list_(pa.string()), from_pandas=True)
         joined = pc.binary_join(arr, sep).to_pandas()
-        return pd.Series(joined, index=s.index).fillna("").astype(object)
+        # by position: ``joined`` has a fresh 0..n-1 index, ``s`` may not (a filtered or sorted frame)
+        return pd.Series(joined.to_numpy(), index=s.index).fillna("").astype(object)
     except Exception:  # pragma: no cover - unusual cell types
         exploded = s.explode().dropna().astype(str)
         return exploded.groupby(level=0).agg(sep.join).reindex(s.index).fillna("").astype(object)
