@@ -29,6 +29,7 @@ from custtool.report.masking import (
     mask_id_numbers,
     mask_names,
     mask_phones,
+    role_view,
 )
 from custtool.report.migration import fallen_customers, migration_matrix
 from custtool.report.pivot import flatten_pivot, pivot, write_pivot
@@ -407,6 +408,13 @@ def test_service_role_sees_no_amounts(tmp_path, segmented):
             assert not AMOUNT_HEADERS & {v for v in row if isinstance(v, str)}, ws.title
     assert not any(type(c).__name__ == "LineChart" for c in wb["概览"]._charts)
     assert "身份证号" not in header(wb["客户明细"])
+
+
+def test_service_role_view_drops_every_amount_column():
+    df = pd.DataFrame({"customer_id": ["C1"], "frequency": [3], "monetary": [900.0], "monetary_prev": [100.0],
+                       "aov": [300.0], "bg_x": [2], "bg_repeat_avg": [450.0], "ltv": [2000.0]})
+    view = role_view(df, get_role("service"))
+    assert view.columns.tolist() == ["customer_id", "frequency", "bg_x"]
 
 
 def test_sales_role_sees_only_own_customers(tmp_path, segmented):

@@ -222,6 +222,7 @@ AMOUNT_COLUMNS = (
     "historical_value",
     "predicted_value",
     "predicted_aov",
+    "bg_repeat_avg",  # 复购平均金额: the average repeat purchase value
     "amount",
     "growth",
 )
