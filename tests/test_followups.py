@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from custtool.errors import ConfigError
+from custtool.errors import ConfigError, InputError
 from custtool.followups import apply_transitions, due_followups, load_followup_rules
 from custtool.linking import attach_customer_ids
 
@@ -88,3 +88,12 @@ def test_bad_rules_file_names_the_problem(tmp_path):
     bad.write_text("rulez: []\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="rulez"):
         load_followup_rules(bad)
+
+
+def test_as_of_defaults_to_the_segment_as_of_and_bad_dates_are_input_errors():
+    segmented = customers().assign(as_of=pd.Timestamp(AS_OF))  # segment output: as_of = latest order day
+    tasks = due_followups(segmented, log())  # the log's latest record is 10-29
+    assert tasks.set_index(["customer_id", "rule"]).loc[("C00000002", "下次跟进时间"), "days_overdue"] == 4
+    assert due_followups(customers(), log()).set_index(["customer_id", "rule"]).loc[("C00000002", "下次跟进时间"), "days_overdue"] == 2
+    with pytest.raises(InputError, match="2026-13-01"):
+        due_followups(customers(), log(), as_of="2026-13-01")
