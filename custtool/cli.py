@@ -403,9 +403,10 @@ def segment(
         emit_json(out)
         return
     info(
-        f"as of {rep.as_of.date()}: {len(result.customers):,} customers, {rep.orders_used:,} orders used, "
-        f"{rep.rows_unmatched:,} order rows matched no customer, {rep.rows_after_as_of:,} after the as-of date, "
-        f"{rep.rows_duplicate:,} duplicate rows",
+        f"as of {rep.as_of.date()}: {len(result.customers):,} customers; order rows {rep.rows:,} = "
+        f"{rep.rows_used:,} used ({rep.orders_used:,} orders) + {rep.rows_unmatched:,} matched no customer + "
+        f"{rep.rows_duplicate:,} duplicate + {rep.rows_after_as_of:,} after the as-of date + "
+        f"{rep.rows_invalid_time:,} without a valid time",
         quiet,
     )
     summ = result.summary

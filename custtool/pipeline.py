@@ -378,7 +378,10 @@ def run_pipeline(
             engine=seg_opts.get("engine", "pandas"),
         )
         seg_summary = segment.to_dict()
-        steps.rows(customers=seg_summary["customers"], orders_used=seg_summary["orders_used"], orders_unmatched=seg_summary["orders_unmatched"])
+        order_rows = seg_summary["orders"]
+        steps.rows(customers=seg_summary["customers"], order_rows=order_rows["rows"], rows_used=order_rows["rows_used"],
+                   orders_used=seg_summary["orders_used"], orders_unmatched=seg_summary["orders_unmatched"],
+                   rows_duplicate=order_rows["rows_duplicate"], rows_after_as_of=order_rows["rows_after_as_of"])
         save(segment.customers, "segmented.parquet")
         with atomic_path(staging / "segment_summary.xlsx") as tmp:
             write_summary_workbook(segment, tmp)
@@ -461,7 +464,10 @@ def run_pipeline(
             "rows": {
                 "import": import_rows,
                 "clean": counts,
-                "segment": {k: seg_summary[k] for k in ("customers", "customers_with_orders", "orders_used", "orders_unmatched")},
+                "segment": {
+                    **{k: seg_summary[k] for k in ("customers", "customers_with_orders", "orders_used", "orders_unmatched")},
+                    "order_rows": {k: v for k, v in seg_summary["orders"].items() if k.startswith(("rows", "orders"))},
+                },
                 "tag": steps.records[[r["step"] for r in steps.records].index("tag")].get("rows"),
             },
             "steps": steps.records,

@@ -55,6 +55,11 @@ def test_manifest_counts_add_up(first_run):
     seg = m["rows"]["segment"]
     assert seg["customers"] == clean["customers_out"]
     assert seg["orders_used"] + seg["orders_unmatched"] <= imp["orders"]["accepted"]
+    # every accepted order row is accounted for (orders_used counts orders, not refund lines)
+    o = seg["order_rows"]
+    assert o["rows"] == imp["orders"]["accepted"]
+    assert o["rows"] == o["rows_used"] + o["rows_unmatched"] + o["rows_duplicate"] + o["rows_after_as_of"] + o["rows_invalid_time"]
+    assert o["rows_unmatched"] == seg["orders_unmatched"] and o["orders_used"] == seg["orders_used"]
     assert seg["orders_unmatched"] >= 1  # the example has an order of an unknown member
     assert m["rows"]["tag"]["customers"] == seg["customers"]
     assert m["rejected_rows"] == sum(r["rejected"] for r in imp.values())

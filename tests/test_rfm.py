@@ -573,3 +573,15 @@ def test_order_codes_hash_and_text_paths_agree():
     assert (a[-4:-1] == -1).all()  # blanks are each their own order
     counts = ids.str.strip().value_counts()
     assert (b >= 0).sum() == counts[counts > 1].drop("", errors="ignore").sum()
+
+
+def test_cli_segment_prints_order_row_accounting(tmp_path):
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    _write_inputs(tmp_path)
+    r = CliRunner().invoke(app, ["segment", str(tmp_path / "clean.parquet"), "--orders", str(tmp_path / "orders.parquet"), "--as-of", "2024-06-30"])
+    assert r.exit_code == 0
+    # 21 rows: 18 used (17 orders and a refund line), O19 of no customer, one duplicate line, one after the as-of date
+    assert "order rows 21 = 18 used (17 orders) + 1 matched no customer + 1 duplicate + 1 after the as-of date + 0 without a valid time" in " ".join(r.stderr.split())
