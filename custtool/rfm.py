@@ -98,6 +98,16 @@ def parse_as_of(value: Any) -> pd.Timestamp | None:
     return ts.normalize()
 
 
+def age_at(birth_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:
+    """Age in full years at ``as_of`` (Int64); empty for a missing or impossible birth date."""
+    import pandas as pd
+
+    b = pd.to_datetime(birth_date, errors="coerce")
+    before_birthday = (b.dt.month > as_of.month) | ((b.dt.month == as_of.month) & (b.dt.day > as_of.day))
+    years = as_of.year - b.dt.year - before_birthday.astype(int)
+    return years.where(b.notna() & (b <= as_of) & (years <= 120)).astype("Int64")
+
+
 def local_times(s: pd.Series, tz: str) -> pd.Series:
     """Order times as naive firm-local datetimes: tz-aware → converted to ``tz``; naive kept."""
     import pandas as pd
@@ -1305,6 +1315,12 @@ def segment_customers(
             nps_info["satisfaction_answers"] = int(sat["answers"].iloc[0])
     else:
         seg["nps_score"] = float("nan")
+    if "birth_date" in seg.columns:
+        derived = age_at(seg["birth_date"], report.as_of)
+        if "age" in seg.columns:
+            seg["age"] = pd.to_numeric(seg["age"], errors="coerce").astype("Int64").fillna(derived)
+        else:
+            seg.insert(seg.columns.get_loc("birth_date") + 1, "age", derived)
     seg["as_of"] = report.as_of
     front = [c for c in seg.columns if c != "as_of"]
     seg = seg[front + ["as_of"]]

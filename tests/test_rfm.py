@@ -585,3 +585,18 @@ def test_cli_segment_prints_order_row_accounting(tmp_path):
     assert r.exit_code == 0
     # 21 rows: 18 used (17 orders and a refund line), O19 of no customer, one duplicate line, one after the as-of date
     assert "order rows 21 = 18 used (17 orders) + 1 matched no customer + 1 duplicate + 1 after the as-of date + 0 without a valid time" in " ".join(r.stderr.split())
+
+
+def test_age_at_the_as_of_date_from_birth_date():
+    # the shipped tag library has age rules (18-24岁 …) and exports carry 出生日期, not 年龄
+    cust = clean_customers().assign(
+        birth_date=pd.to_datetime(["2000-06-30", "2000-07-01", "1960-01-01", None, "2030-01-01", "1990-02-28", None, None, None, None]),
+    )
+    res = segment_customers(orders_df(), cust, as_of="2024-06-30")
+    age = res.customers.set_index("customer_id")["age"]
+    assert age.dtype == "Int64"
+    # birthday on the as-of day counts; the day after does not; unknown or future births stay empty
+    assert age.tolist()[:6] == [24, 23, 64, pd.NA, pd.NA, 34]
+    # an age column from the export wins where it has a value
+    given = cust.assign(age=pd.array([30, None, None, None, None, None, None, None, None, None], dtype="Int64"))
+    assert segment_customers(orders_df(), given, as_of="2024-06-30").customers["age"].tolist()[:2] == [30, 23]
