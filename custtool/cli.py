@@ -914,7 +914,7 @@ def followups(
 
       $ custtool followups customers.parquet --log 跟进记录.xlsx --statuses customers_status.parquet --json
     """
-    from custtool.followups import apply_transitions, due_followups, load_followup_rules
+    from custtool.followups import TASK_SHEET, apply_transitions, due_followups, load_followup_rules, task_table
     from custtool.io import read_table, write_table
 
     cfg = load_followup_rules(rules)
@@ -924,7 +924,10 @@ def followups(
     updated = apply_transitions(cust, log_df, cfg)
     changed = int((updated["status_reason"] != "").sum())
     if output:
-        write_table(tasks, output)
+        if output.suffix.lower() == ".xlsx":
+            write_table(task_table(tasks), output, sheet_name=TASK_SHEET)
+        else:
+            write_table(tasks, output)
     if statuses:
         write_table(updated, statuses)
     per_owner = tasks.groupby("owner")["state"].value_counts().unstack(fill_value=0) if len(tasks) else None

@@ -28,6 +28,7 @@ TASK_COLUMNS = [
     "action", "last_contact", "last_method", "tier", "rfm_class",
 ]
 STATE_OVERDUE, STATE_DUE = "逾期", "即将到期"
+TASK_SHEET = "跟进任务"
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,14 @@ def due_followups(
         out = out[out["owner"] == owner]
     out = out.sort_values(["owner", "due_date", "customer_id", "rule"], kind="mergesort").reset_index(drop=True)
     return out[TASK_COLUMNS]
+
+
+def task_table(tasks: pd.DataFrame, lang: str = "zh") -> pd.DataFrame:
+    """The tasks with display headers (负责人, 客户编号, 到期日, …) for a workbook people read."""
+    from custtool.labels import FOLLOWUP_SOURCE_LABEL, label
+
+    names = {c: FOLLOWUP_SOURCE_LABEL[0 if lang == "zh" else 1] if c == "source" else label(c, lang) for c in tasks.columns}
+    return tasks.rename(columns=names)
 
 
 def apply_transitions(customers: pd.DataFrame, log: pd.DataFrame, config: FollowupConfig | None = None) -> pd.DataFrame:

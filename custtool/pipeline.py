@@ -256,7 +256,7 @@ def run_pipeline(
     from custtool import __version__
     from custtool.cards import group_cards, individual_cards, write_cards
     from custtool.clean import dedupe
-    from custtool.followups import apply_transitions, due_followups, load_followup_rules
+    from custtool.followups import TASK_SHEET, apply_transitions, due_followups, load_followup_rules, task_table
     from custtool.ingest import import_files
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
     from custtool.report import write_workbook
@@ -409,7 +409,7 @@ def run_pipeline(
             tasks = due_followups(final, interactions, fu_cfg, as_of=run_as_of)
             steps.rows(tasks=len(tasks), overdue=int((tasks["state"] == "逾期").sum()), status_changes=int((final["status_reason"] != "").sum()))
             with atomic_path(staging / "followups.xlsx") as tmp:
-                write_xlsx_sheets({"跟进任务": tasks}, tmp)
+                write_xlsx_sheets({TASK_SHEET: task_table(tasks, pl.steps["report"].get("lang", "zh"))}, tmp)
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
 

@@ -91,6 +91,8 @@ def test_every_output_exists_and_opens(first_run):
     assert {"rfm_class", "tier", "lifecycle", "tags", "status"} <= set(final.columns)
     assert json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["as_of"] == folder.name
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    tasks = load_workbook(folder / "followups.xlsx", read_only=True)["跟进任务"]
+    assert next(tasks.iter_rows(max_row=1, values_only=True))[:4] == ("负责人", "客户编号", "姓名", "到期日")
 
 
 def test_rerun_is_idempotent(workdir, first_run):
