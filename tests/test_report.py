@@ -624,6 +624,13 @@ def test_pivot_tier_order_and_errors(segmented):
         pivot(segmented, "tier", None, "city:sum")
 
 
+def test_pivot_names_blank_keys_like_the_report():
+    df = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "rfm_class": ["重要价值客户", "", ""], "industry": ["金融", "", "金融"]})
+    flat = flatten_pivot(pivot(df, "rfm_class", None, "customer_id:count"))
+    assert flat["RFM分类"].tolist() == ["重要价值客户", "（无订单）"]
+    assert flatten_pivot(pivot(df, "industry", None, "customer_id:count"), lang="en")["Industry"].tolist() == ["(blank)", "金融"]
+
+
 def test_pivot_over_tags_lists_counts_each_tag(segmented):
     t = pivot(segmented, "tags", None, "customer_id:count")
     counts = {str(k): int(v) for k, v in t[("customer_id", "count")].items()}
