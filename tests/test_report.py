@@ -272,6 +272,15 @@ def test_summary_charts_with_series_lengths(report, segmented):
     assert length(line.series[0].val.numRef.f) == orders["order_time"].dt.to_period("M").nunique() == 6
 
 
+def test_channel_chart_is_not_a_pie_when_customers_are_in_several_channels(report, segmented):
+    # a customer in 天猫 and 门店 counts in both: the shares add up to more than 100%, and a pie
+    # would show other percentages than the table beside it
+    _, _, wb, _ = report
+    assert segmented["channels"].str.contains(";").any()
+    titles = {c.title.tx.rich.p[0].r[0].t: type(c).__name__ for c in wb["概览"]._charts}
+    assert titles["渠道分布"] == "BarChart"
+
+
 def test_monthly_revenue_hand_checked():
     orders = pd.DataFrame(
         {

@@ -752,7 +752,10 @@ def _write_summary(
         section("by_lifecycle", t, [("bar", "customers", L.text("by_lifecycle", lang), {"reverse": True})])
     channel_col = next((c for c in ("channels", "source_channel", "_channel") if c in view.columns), None)
     if channel_col:
-        section("by_channel", distribution(view, channel_col, lang=lang), [("pie", "customers", L.text("by_channel", lang), {})])
+        dist = distribution(view, channel_col, lang=lang)
+        # customers in several channels count in each: shares then add up to more than 100%, so no pie
+        kind = "pie" if dist["customers"].sum() <= len(view) else "bar"
+        section("by_channel", dist, [(kind, "customers", L.text("by_channel", lang), {"reverse": True} if kind == "bar" else {})])
     if "industry" in view.columns:
         section("by_industry", distribution(view, "industry", lang=lang), [("bar", "customers", L.text("by_industry", lang), {"reverse": True})])
     elif "city" in view.columns:
