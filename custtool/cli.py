@@ -311,6 +311,10 @@ def clean(
             write_xlsx_sheets(rep.sheets(lang), stack.enter_context(atomic_path(report)))
 
     counts = rep.counts()
+    if keys is not None:
+        unknown = [k for k in (k.strip() for k in keys.split(",")) if k and k not in counts["keys"]]
+        if unknown:
+            info(f"[yellow]Warning:[/] --keys {', '.join(unknown)}: no such column; linked on {', '.join(counts['keys'])}", quiet or json_out)
     paths = {"output": str(out), "lineage": str(lineage_path), "report": str(report) if report else None}
     if json_out:
         emit_json({**counts, **paths})
