@@ -24,6 +24,7 @@ from custtool.report import write_workbook
 from custtool.report.masking import (
     apply_role,
     get_role,
+    mask_frame,
     mask_emails,
     mask_free_text,
     mask_id_numbers,
@@ -417,6 +418,20 @@ def test_service_role_sees_no_amounts(tmp_path, segmented):
             assert not AMOUNT_HEADERS & {v for v in row if isinstance(v, str)}, ws.title
     assert not any(type(c).__name__ == "LineChart" for c in wb["概览"]._charts)
     assert "身份证号" not in header(wb["客户明细"])
+
+
+def test_customer_ids_that_are_phones_or_emails_are_masked(tmp_path):
+    # `segment --orders` without a customers file keys customers by phone/email when the
+    # order has no member id: the id is then personal data
+    df = pd.DataFrame({"customer_id": ["C00000001", "13911505056", "wu@example.com", "TB100091", "021-62345678"],
+                       "monetary": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    assert mask_frame(df)["customer_id"].tolist() == ["C00000001", "139****5056", "w***@example.com", "TB100091", "021-****5678"]
+    path = tmp_path / "r.xlsx"
+    write_workbook(df, path)
+    cells = {str(c.value) for _, c in all_cells(load(path))}
+    assert "13911505056" not in cells and "wu@example.com" not in cells and "139****5056" in cells
+    write_workbook(df, tmp_path / "open.xlsx", mask=False)
+    assert "13911505056" in {str(c.value) for _, c in all_cells(load(tmp_path / "open.xlsx"))}
 
 
 def test_service_role_view_drops_every_amount_column():
