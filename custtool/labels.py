@@ -207,6 +207,8 @@ COLUMN_LABELS.update(
         "count": ("数量", "Count"),
         "share": ("占比", "Share"),
         "kpi": ("指标", "Indicator"),
+        "kpi_value": ("数值", "Value"),
+        "note": ("说明", "Meaning"),
         "before": ("上期分类", "Before"),
         "now": ("本期分类", "Now"),
         "lifecycle_now": ("本期生命周期", "Lifecycle now"),

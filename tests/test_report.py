@@ -563,6 +563,22 @@ def test_quality_sheet_rejects_and_counts(tmp_path, segmented):
     assert assert_no_live_formula(wb) >= 1
 
 
+def test_quality_sheet_explains_codes_in_chinese(tmp_path):
+    # a manager reads 输入行数 and 姓名仅为称呼, not rows_in and name_honorific
+    df = pd.DataFrame({"customer_id": ["C1", "C2"], "_flags": ["name_honorific;date_invalid:birth_date", ""]})
+    rejects = pd.DataFrame({"file": ["a.csv"], "row": [3], "column": ["phone/email"], "value": [""], "code": ["no_contact"]})
+    path = tmp_path / "q.xlsx"
+    write_workbook(df, path, rejects=rejects, clean_report={"rows_in": 3, "customers_out": 2, "merges_by_key": {"phone": 2}})
+    rows = [r for r in load(path)["数据质量"].iter_rows(values_only=True) if any(v is not None for v in r)]
+    got = {r[0]: r[1:3] for r in rows}
+    assert got["指标"] == ("数值", "说明")
+    assert got["rows_in"] == (3, "输入行数") and got["customers_out"] == (2, "输出客户数")
+    assert got["merges_by_key.phone"] == (2, "按键合并(phone)")
+    assert got["name_honorific"] == (1, "姓名仅为称呼(如张先生)")
+    assert got["date_invalid:birth_date"] == (1, "日期无效或无法识别(出生日期)")
+    assert got["no_contact"] == (1, "无有效手机号或邮箱(至少需要一项)")
+
+
 # --------------------------------------------------------------------------- migration
 def runs():
     before = pd.DataFrame(
