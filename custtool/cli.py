@@ -918,7 +918,13 @@ def followups(
 
       $ custtool followups customers.parquet --log 跟进记录.xlsx --statuses customers_status.parquet --json
     """
-    from custtool.followups import TASK_SHEET, apply_transitions, due_followups, load_followup_rules, task_table
+    from custtool.followups import (
+        TASK_SHEET,
+        apply_transitions,
+        due_followups,
+        load_followup_rules,
+        task_table,
+    )
     from custtool.io import read_table, write_table
 
     cfg = load_followup_rules(rules)

@@ -256,7 +256,13 @@ def run_pipeline(
     from custtool import __version__
     from custtool.cards import group_cards, individual_cards, write_cards
     from custtool.clean import dedupe
-    from custtool.followups import TASK_SHEET, apply_transitions, due_followups, load_followup_rules, task_table
+    from custtool.followups import (
+        TASK_SHEET,
+        apply_transitions,
+        due_followups,
+        load_followup_rules,
+        task_table,
+    )
     from custtool.ingest import import_files
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
     from custtool.report import write_workbook

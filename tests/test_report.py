@@ -24,8 +24,8 @@ from custtool.report import write_workbook
 from custtool.report.masking import (
     apply_role,
     get_role,
-    mask_frame,
     mask_emails,
+    mask_frame,
     mask_free_text,
     mask_id_numbers,
     mask_names,
