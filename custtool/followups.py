@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from custtool.errors import ConfigError
+from custtool.errors import ConfigError, InputError
 from custtool.linking import attach_customer_ids
 
 DEFAULT_RULES = Path(__file__).parent / "rules" / "followups.yaml"
@@ -101,6 +101,15 @@ def _matches(customers: pd.DataFrame, match: dict[str, Any]) -> pd.Series:
     return ok
 
 
+def _check_log(log: pd.DataFrame) -> None:
+    """InputError unless ``log`` looks like a follow-up log (it needs the record time)."""
+    if "time" not in log.columns:
+        raise InputError(
+            "the follow-up log has no 'time' column (跟进时间)",
+            "pass the imported follow-up log (e.g. imported_interactions.parquet or 跟进记录.xlsx), not orders or customers",
+        )
+
+
 def _linked_log(customers: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
     linked = attach_customer_ids(log, customers)
     return linked[linked["customer_id"] != ""]
@@ -122,6 +131,7 @@ def due_followups(
     """
     from custtool.rfm import parse_as_of
 
+    _check_log(log)
     config = config or load_followup_rules()
     log = _linked_log(customers, log)
     as_of_ts = parse_as_of(as_of)
@@ -193,6 +203,7 @@ def apply_transitions(customers: pd.DataFrame, log: pd.DataFrame, config: Follow
     Adds ``status_previous``, ``status_reason`` (the result that caused it) and
     ``status_changed`` (its date); customers without a mapped result keep their status.
     """
+    _check_log(log)
     config = config or load_followup_rules()
     out = customers.copy()
     if "status" not in out:

@@ -122,3 +122,12 @@ def test_followups_workbook_has_chinese_headers(tmp_path):
     # Parquet keeps the canonical column names
     r = CliRunner().invoke(app, ["followups", str(tmp_path / "c.parquet"), "--log", str(tmp_path / "log.parquet"), "--as-of", AS_OF, "-o", str(tmp_path / "t.parquet")])
     assert pd.read_parquet(tmp_path / "t.parquet").columns.tolist()[:3] == ["owner", "customer_id", "name"]
+
+
+def test_a_log_without_times_is_an_input_error():
+    # e.g. --log orders.parquet by mistake: one line naming the column, not a KeyError traceback
+    orders = pd.DataFrame({"order_id": ["O1"], "customer_id": ["TB1"], "order_time": pd.to_datetime(["2026-10-01"]), "amount": [10.0]})
+    with pytest.raises(InputError, match="time"):
+        due_followups(customers(), orders, as_of=AS_OF)
+    with pytest.raises(InputError, match="time"):
+        apply_transitions(customers(), orders)
