@@ -597,6 +597,21 @@ def test_age_at_the_as_of_date_from_birth_date():
     assert age.dtype == "Int64"
     # birthday on the as-of day counts; the day after does not; unknown or future births stay empty
     assert age.tolist()[:6] == [24, 23, 64, pd.NA, pd.NA, 34]
-    # an age column from the export wins where it has a value
-    given = cust.assign(age=pd.array([30, None, None, None, None, None, None, None, None, None], dtype="Int64"))
-    assert segment_customers(orders_df(), given, as_of="2024-06-30").customers["age"].tolist()[:2] == [30, 23]
+    # an age column (from the export, or an earlier run) fills in where there is no birth date
+    given = cust.assign(age=pd.array([30, None, None, 41, None, None, None, None, None, None], dtype="Int64"))
+    assert segment_customers(orders_df(), given, as_of="2024-06-30").customers["age"].tolist()[:4] == [24, 23, 64, 41]
+    # segmenting the output again at a later date ages everyone with a birth date
+    later = segment_customers(orders_df(), res.customers, as_of="2025-07-01").customers["age"].tolist()
+    assert later[:3] == [25, 25, 65]
+
+
+def test_segmenting_a_segmented_table_again_recomputes_everything():
+    # e.g. `custtool segment out/2026-10-31/customers.parquet --orders … --as-of …`: the old
+    # scores, classes and LTV columns are replaced, not duplicated (a ValueError before)
+    first = segment_customers(orders_df(), clean_customers(), as_of="2024-06-30").customers
+    again = segment_customers(orders_df(), first, as_of="2024-06-30").customers
+    assert again.columns.is_unique and again.columns.tolist() == first.columns.tolist()
+    pd.testing.assert_frame_equal(again, first)
+    later = segment_customers(orders_df(), first, as_of="2024-12-31").customers
+    assert later.columns.is_unique
+    assert later.set_index("customer_id").loc["C00000001", "recency"] == first.set_index("customer_id").loc["C00000001", "recency"] + 184
