@@ -180,6 +180,8 @@ def individual_cards(
     from custtool.report.workbook import _sort_by_value, prepare_customers
 
     t = _T["en" if lang == "en" else "zh"]
+    if top is not None and top < 0:
+        raise InputError(f"top must be 0 or more, not {top}", "e.g. --top 20")
     role_obj = get_role(role)
     df = customers
     if customer_ids:

@@ -783,7 +783,7 @@ def cards_cmd(
         list[str] | None, typer.Option("--segment", help="Segment for a group card, e.g. 重要价值客户, 高价值, 沉睡 (repeatable).")
     ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Group cards for every segment of rfm_class, tier or lifecycle.")] = None,
-    top: Annotated[int, typer.Option("--top", help="Individual cards for the N most valuable customers.")] = 0,
+    top: Annotated[int, typer.Option("--top", min=0, help="Individual cards for the N most valuable customers.")] = 0,
     fmt: Annotated[str | None, typer.Option("--format", help="md, html or xlsx (default: from -o, else html).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="File, or folder for cards.<format>.")] = Path("cards"),
     orders: Annotated[Path | None, typer.Option("--orders", help="Orders table: top categories per customer/segment.")] = None,

@@ -215,3 +215,15 @@ def test_window_counts_are_not_called_cumulative():
     assert "累计" not in c["behaviour"]
     assert c["behaviour"].startswith("近90天消费0次，统计期内消费0次，客单价100元，最近消费2023-09-04（300天前）")
     assert individual_cards(df, ["C4"], lang="en").iloc[0]["behaviour"].startswith("0 orders in 90 days, 0 orders in the window")
+
+
+def test_cli_cards_negative_top_is_a_usage_error(tmp_path):
+    # --top -1 made head(-1): cards for every customer but the last
+    from custtool.cli import app
+
+    seg = tmp_path / "seg.parquet"
+    six().to_parquet(seg)
+    res = CliRunner().invoke(app, ["cards", str(seg), "--top", "-1", "-o", str(tmp_path / "x.html")])
+    assert res.exit_code == 2 and not (tmp_path / "x.html").exists()
+    with pytest.raises(InputError, match="top"):
+        individual_cards(six(), top=-1)
