@@ -55,7 +55,7 @@ _T = {
     "zh": {
         "age": "{}岁",
         "orders_90d": "近90天消费{}次",
-        "frequency": "累计消费{}次",
+        "frequency": "统计期内消费{}次",
         "aov": "客单价{}元",
         "last_order": "最近消费{}",
         "recency": "（{}天前）",
@@ -66,7 +66,7 @@ _T = {
         "complaints": "投诉{}次",
         "needs": "需求：{}",
         "ltv": "LTV {}元",
-        "monetary": "累计消费{}元",
+        "monetary": "统计期内消费{}元",
         "repurchase": "复购：{}",
         "nps": "推荐评分(NPS) {}",
         "lifecycle": "生命周期：{}",
@@ -80,7 +80,7 @@ _T = {
     "en": {
         "age": "{} years",
         "orders_90d": "{} orders in 90 days",
-        "frequency": "{} orders in total",
+        "frequency": "{} orders in the window",
         "aov": "AOV {}",
         "last_order": "last order {}",
         "recency": " ({} days ago)",
@@ -91,7 +91,7 @@ _T = {
         "complaints": "{} complaints",
         "needs": "needs: {}",
         "ltv": "LTV {}",
-        "monetary": "spent {}",
+        "monetary": "spent {} in the window",
         "repurchase": "repurchase: {}",
         "nps": "NPS score {}",
         "lifecycle": "lifecycle: {}",
@@ -180,6 +180,8 @@ def individual_cards(
     from custtool.report.workbook import _sort_by_value, prepare_customers
 
     t = _T["en" if lang == "en" else "zh"]
+    if top is not None and top < 0:
+        raise InputError(f"top must be 0 or more, not {top}", "e.g. --top 20")
     role_obj = get_role(role)
     df = customers
     if customer_ids:

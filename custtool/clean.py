@@ -196,6 +196,21 @@ def rules_from_dict(raw: dict[str, Any], source: str = "rules") -> CleanRules:
 
 
 # --------------------------------------------------------------------------- report
+#: clean report counts: key -> (中文, English), in the order the summary shows them
+CLEAN_METRICS: dict[str, tuple[str, str]] = {
+    "rows_in": ("输入行数", "Rows in"),
+    "exact_duplicates": ("完全重复行", "Exact duplicates"),
+    "merged_rows": ("跨渠道合并行", "Rows merged into another"),
+    "customers_out": ("输出客户数", "Customers out"),
+    "conflicts": ("字段冲突", "Field conflicts"),
+    "flagged": ("待跟进客户", "Flagged 待跟进"),
+    "hub_rows": ("共用号码待审核行", "Rows with a shared (hub) key"),
+    "fuzzy_matches": ("疑似重复(姓名相近)", "Proposed fuzzy matches"),
+    "ids_kept": ("沿用上期编号", "Ids kept from previous"),
+    "ids_new": ("新编号", "New ids"),
+}
+
+
 @dataclass
 class CleanReport:
     """Counts and the tables of the clean report (one xlsx sheet each, see :meth:`sheets`).
@@ -248,18 +263,7 @@ class CleanReport:
     def summary(self, lang: str = "zh") -> pd.DataFrame:
         import pandas as pd
 
-        rows = [
-            ("rows_in", "输入行数", "Rows in", self.rows_in),
-            ("exact_duplicates", "完全重复行", "Exact duplicates", self.exact_duplicates),
-            ("merged_rows", "跨渠道合并行", "Rows merged into another", self.merged_rows),
-            ("customers_out", "输出客户数", "Customers out", self.customers_out),
-            ("conflicts", "字段冲突", "Field conflicts", self.conflicts),
-            ("flagged", "待跟进客户", "Flagged 待跟进", self.flagged),
-            ("hub_rows", "共用号码待审核行", "Rows with a shared (hub) key", self.hub_rows),
-            ("fuzzy_matches", "疑似重复(姓名相近)", "Proposed fuzzy matches", self.fuzzy_matches),
-            ("ids_kept", "沿用上期编号", "Ids kept from previous", self.ids_kept),
-            ("ids_new", "新编号", "New ids", self.ids_new),
-        ]
+        rows = [(k, zh, en, getattr(self, k)) for k, (zh, en) in CLEAN_METRICS.items()]
         return pd.DataFrame(
             {
                 "metric": [r[0] for r in rows],

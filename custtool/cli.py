@@ -311,6 +311,10 @@ def clean(
             write_xlsx_sheets(rep.sheets(lang), stack.enter_context(atomic_path(report)))
 
     counts = rep.counts()
+    if keys is not None:
+        unknown = [k for k in (k.strip() for k in keys.split(",")) if k and k not in counts["keys"]]
+        if unknown:
+            info(f"[yellow]Warning:[/] --keys {', '.join(unknown)}: no such column; linked on {', '.join(counts['keys'])}", quiet or json_out)
     paths = {"output": str(out), "lineage": str(lineage_path), "report": str(report) if report else None}
     if json_out:
         emit_json({**counts, **paths})
@@ -403,9 +407,10 @@ def segment(
         emit_json(out)
         return
     info(
-        f"as of {rep.as_of.date()}: {len(result.customers):,} customers, {rep.orders_used:,} orders used, "
-        f"{rep.rows_unmatched:,} order rows matched no customer, {rep.rows_after_as_of:,} after the as-of date, "
-        f"{rep.rows_duplicate:,} duplicate rows",
+        f"as of {rep.as_of.date()}: {len(result.customers):,} customers; order rows {rep.rows:,} = "
+        f"{rep.rows_used:,} used ({rep.orders_used:,} orders) + {rep.rows_unmatched:,} matched no customer + "
+        f"{rep.rows_duplicate:,} duplicate + {rep.rows_after_as_of:,} after the as-of date + "
+        f"{rep.rows_invalid_time:,} without a valid time",
         quiet,
     )
     summ = result.summary
@@ -778,7 +783,7 @@ def cards_cmd(
         list[str] | None, typer.Option("--segment", help="Segment for a group card, e.g. 重要价值客户, 高价值, 沉睡 (repeatable).")
     ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Group cards for every segment of rfm_class, tier or lifecycle.")] = None,
-    top: Annotated[int, typer.Option("--top", help="Individual cards for the N most valuable customers.")] = 0,
+    top: Annotated[int, typer.Option("--top", min=0, help="Individual cards for the N most valuable customers.")] = 0,
     fmt: Annotated[str | None, typer.Option("--format", help="md, html or xlsx (default: from -o, else html).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="File, or folder for cards.<format>.")] = Path("cards"),
     orders: Annotated[Path | None, typer.Option("--orders", help="Orders table: top categories per customer/segment.")] = None,
@@ -914,7 +919,13 @@ def followups(
 
       $ custtool followups customers.parquet --log 跟进记录.xlsx --statuses customers_status.parquet --json
     """
-    from custtool.followups import apply_transitions, due_followups, load_followup_rules
+    from custtool.followups import (
+        TASK_SHEET,
+        apply_transitions,
+        due_followups,
+        load_followup_rules,
+        task_table,
+    )
     from custtool.io import read_table, write_table
 
     cfg = load_followup_rules(rules)
@@ -926,7 +937,11 @@ def followups(
     if output:
         from custtool.report.masking import mask_frame
 
-        write_table(tasks if no_mask else mask_frame(tasks), output)
+        shown = tasks if no_mask else mask_frame(tasks)
+        if output.suffix.lower() == ".xlsx":
+            write_table(task_table(shown), output, sheet_name=TASK_SHEET)
+        else:
+            write_table(shown, output)
     if statuses:
         write_table(updated, statuses)
     per_owner = tasks.groupby("owner")["state"].value_counts().unstack(fill_value=0) if len(tasks) else None

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from custtool.config import load_yaml
-from custtool.errors import ConfigError
+from custtool.errors import ConfigError, InputError
 from custtool.linking import attach_customer_ids
 
 DEFAULT_RULES = Path(__file__).parent / "rules" / "followups.yaml"
@@ -28,6 +28,7 @@ TASK_COLUMNS = [
     "action", "last_contact", "last_method", "tier", "rfm_class",
 ]
 STATE_OVERDUE, STATE_DUE = "逾期", "即将到期"
+TASK_SHEET = "跟进任务"
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,15 @@ def _matches(customers: pd.DataFrame, match: dict[str, Any]) -> pd.Series:
     return ok
 
 
+def _check_log(log: pd.DataFrame) -> None:
+    """InputError unless ``log`` looks like a follow-up log (it needs the record time)."""
+    if "time" not in log.columns:
+        raise InputError(
+            "the follow-up log has no 'time' column (跟进时间)",
+            "pass the imported follow-up log (e.g. imported_interactions.parquet or 跟进记录.xlsx), not orders or customers",
+        )
+
+
 def _linked_log(customers: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
     linked = attach_customer_ids(log, customers)
     return linked[linked["customer_id"] != ""]
@@ -110,12 +120,21 @@ def due_followups(
 ) -> pd.DataFrame:
     """Overdue and due-soon follow-ups, one row per (customer, reason), per owner.
 
-    ``as_of`` defaults to the latest time in the log. Owner is the customer's ``owner``,
-    else the staff of its latest follow-up.
+    ``as_of`` defaults to the segment's as-of date (the ``as_of`` column of a segmented
+    table: the latest order date), else the latest time in the log. Owner is the
+    customer's ``owner``, else the staff of its latest follow-up.
     """
+    from custtool.rfm import parse_as_of
+
+    _check_log(log)
     config = config or load_followup_rules()
     log = _linked_log(customers, log)
-    as_of_ts = pd.Timestamp(as_of) if as_of is not None else (log["time"].max().normalize() if len(log) else pd.Timestamp.today().normalize())
+    as_of_ts = parse_as_of(as_of)
+    if as_of_ts is None and "as_of" in customers.columns:
+        seg_as_of = pd.to_datetime(customers["as_of"], errors="coerce").max()
+        as_of_ts = None if pd.isna(seg_as_of) else parse_as_of(seg_as_of)
+    if as_of_ts is None:
+        as_of_ts = log["time"].max().normalize() if len(log) else pd.Timestamp.today().normalize()
     log = log[log["time"] <= as_of_ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)]
     horizon = as_of_ts + pd.Timedelta(days=config.due_soon_days)
     latest = log.sort_values("time").groupby("customer_id").tail(1).set_index("customer_id")
@@ -165,12 +184,21 @@ def due_followups(
     return out[TASK_COLUMNS]
 
 
+def task_table(tasks: pd.DataFrame, lang: str = "zh") -> pd.DataFrame:
+    """The tasks with display headers (负责人, 客户编号, 到期日, …) for a workbook people read."""
+    from custtool.labels import FOLLOWUP_SOURCE_LABEL, label
+
+    names = {c: FOLLOWUP_SOURCE_LABEL[0 if lang == "zh" else 1] if c == "source" else label(c, lang) for c in tasks.columns}
+    return tasks.rename(columns=names)
+
+
 def apply_transitions(customers: pd.DataFrame, log: pd.DataFrame, config: FollowupConfig | None = None) -> pd.DataFrame:
     """Customers with ``status`` set from the latest mapped follow-up result.
 
     Adds ``status_previous``, ``status_reason`` (the result that caused it) and
     ``status_changed`` (its date); customers without a mapped result keep their status.
     """
+    _check_log(log)
     config = config or load_followup_rules()
     out = customers.copy()
     if "status" not in out:

@@ -169,6 +169,21 @@ def labels(columns: Iterable[str], lang: str = "zh") -> list[str]:
     return [label(c, lang) for c in columns]
 
 
+# follow-up tasks (custtool.followups.due_followups)
+COLUMN_LABELS.update(
+    {
+        "due_date": ("到期日", "Due date"),
+        "state": ("状态", "State"),
+        "days_overdue": ("逾期天数", "Days overdue"),
+        "rule": ("规则", "Rule"),
+        "action": ("建议动作", "Action"),
+        "last_contact": ("最近跟进", "Last contact"),
+        "last_method": ("最近跟进方式", "Last method"),
+    }
+)
+FOLLOWUP_SOURCE_LABEL = ("来源", "Source")
+
+
 # --------------------------------------------------------------------------- report (issue 6)
 COLUMN_LABELS.update(
     {
@@ -192,6 +207,8 @@ COLUMN_LABELS.update(
         "count": ("数量", "Count"),
         "share": ("占比", "Share"),
         "kpi": ("指标", "Indicator"),
+        "kpi_value": ("数值", "Value"),
+        "note": ("说明", "Meaning"),
         "before": ("上期分类", "Before"),
         "now": ("本期分类", "Now"),
         "lifecycle_now": ("本期生命周期", "Lifecycle now"),

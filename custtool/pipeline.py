@@ -256,7 +256,13 @@ def run_pipeline(
     from custtool import __version__
     from custtool.cards import group_cards, individual_cards, write_cards
     from custtool.clean import dedupe
-    from custtool.followups import apply_transitions, due_followups, load_followup_rules
+    from custtool.followups import (
+        TASK_SHEET,
+        apply_transitions,
+        due_followups,
+        load_followup_rules,
+        task_table,
+    )
     from custtool.ingest import import_files
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
     from custtool.report import write_workbook
@@ -378,7 +384,10 @@ def run_pipeline(
             engine=seg_opts.get("engine", "pandas"),
         )
         seg_summary = segment.to_dict()
-        steps.rows(customers=seg_summary["customers"], orders_used=seg_summary["orders_used"], orders_unmatched=seg_summary["orders_unmatched"])
+        order_rows = seg_summary["orders"]
+        steps.rows(customers=seg_summary["customers"], order_rows=order_rows["rows"], rows_used=order_rows["rows_used"],
+                   orders_used=seg_summary["orders_used"], orders_unmatched=seg_summary["orders_unmatched"],
+                   rows_duplicate=order_rows["rows_duplicate"], rows_after_as_of=order_rows["rows_after_as_of"])
         save(segment.customers, "segmented.parquet")
         with atomic_path(staging / "segment_summary.xlsx") as tmp:
             write_summary_workbook(segment, tmp)
@@ -409,7 +418,7 @@ def run_pipeline(
 
             shown = mask_frame(tasks) if rep_opts_mask(pl) else tasks
             with atomic_path(staging / "followups.xlsx") as tmp:
-                write_xlsx_sheets({"跟进任务": shown}, tmp)
+                write_xlsx_sheets({TASK_SHEET: task_table(shown, pl.steps["report"].get("lang", "zh"))}, tmp)
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
 
@@ -464,7 +473,10 @@ def run_pipeline(
             "rows": {
                 "import": import_rows,
                 "clean": counts,
-                "segment": {k: seg_summary[k] for k in ("customers", "customers_with_orders", "orders_used", "orders_unmatched")},
+                "segment": {
+                    **{k: seg_summary[k] for k in ("customers", "customers_with_orders", "orders_used", "orders_unmatched")},
+                    "order_rows": {k: v for k, v in seg_summary["orders"].items() if k.startswith(("rows", "orders"))},
+                },
                 "tag": steps.records[[r["step"] for r in steps.records].index("tag")].get("rows"),
             },
             "steps": steps.records,

@@ -98,6 +98,16 @@ def parse_as_of(value: Any) -> pd.Timestamp | None:
     return ts.normalize()
 
 
+def age_at(birth_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:
+    """Age in full years at ``as_of`` (Int64); empty for a missing or impossible birth date."""
+    import pandas as pd
+
+    b = pd.to_datetime(birth_date, errors="coerce")
+    before_birthday = (b.dt.month > as_of.month) | ((b.dt.month == as_of.month) & (b.dt.day > as_of.day))
+    years = as_of.year - b.dt.year - before_birthday.astype(int)
+    return years.where(b.notna() & (b <= as_of) & (years <= 120)).astype("Int64")
+
+
 def local_times(s: pd.Series, tz: str) -> pd.Series:
     """Order times as naive firm-local datetimes: tz-aware → converted to ``tz``; naive kept."""
     import pandas as pd
@@ -1273,12 +1283,14 @@ def segment_customers(
     life = assign_lifecycle(metrics, new_days=parse_days(lc["new_days"], "new_days"), sleep_days=parse_days(lc["sleep_days"], "sleep_days"),
                             lost_days=parse_days(lc["lost_days"], "lost_days"), mature_orders=int(lc["mature_orders"]),
                             potential_growth=float(lc["potential_growth"]))
-    seg = pd.concat([metrics, scores, classes[["rfm_class"]], tier, life], axis=1)
+    added = [c for part in (scores, classes[["rfm_class"]], tier, life) for c in (part.columns if hasattr(part, "columns") else [part.name])] + ["nps_score"]
+    # a segmented table segmented again: its old scores/classes are replaced, not duplicated
+    seg = pd.concat([metrics.drop(columns=[c for c in added if c in metrics.columns]), scores, classes[["rfm_class"]], tier, life], axis=1)
     lt = cfg["ltv"]
     ltv_cols, ltv_info = fit_ltv(seg, horizon_days=parse_days(lt["horizon"], "ltv horizon"), unit=lt["unit"],
                                  churn_level=float(lt["churn_p_alive"]), min_customers=int(lt["min_customers"]),
                                  min_repeat=int(lt["min_repeat"]))
-    seg = pd.concat([seg.drop(columns=["historical_value"]), ltv_cols], axis=1)
+    seg = pd.concat([seg.drop(columns=[c for c in {"historical_value", *ltv_cols.columns} if c in seg.columns]), ltv_cols], axis=1)
     nps_info: dict[str, Any] = {"surveys": False}
     responses = None
     if surveys is not None:
@@ -1304,6 +1316,14 @@ def segment_customers(
             nps_info["satisfaction_answers"] = int(sat["answers"].iloc[0])
     else:
         seg["nps_score"] = float("nan")
+    if "birth_date" in seg.columns:
+        derived = age_at(seg["birth_date"], report.as_of)
+        if "age" in seg.columns:
+            # the birth date is exact at any as-of date; an age column (e.g. from an earlier
+            # run) only fills in where there is none
+            seg["age"] = derived.fillna(pd.to_numeric(seg["age"], errors="coerce").astype("Int64"))
+        else:
+            seg.insert(seg.columns.get_loc("birth_date") + 1, "age", derived)
     seg["as_of"] = report.as_of
     front = [c for c in seg.columns if c != "as_of"]
     seg = seg[front + ["as_of"]]

@@ -63,7 +63,7 @@ def test_individual_card_has_the_customers_values():
     c = cards.iloc[0].to_dict()
     assert c["customer_id"] == "C1"
     assert c["basic_info"] == "张*丰，女，28岁，上海市，互联网 产品经理"
-    assert c["behaviour"] == "近90天消费4次，累计消费4次，客单价800元，最近消费2024-06-20（10天前），渠道：天猫、门店"
+    assert c["behaviour"] == "近90天消费4次，统计期内消费4次，客单价800元，最近消费2024-06-20（10天前），渠道：天猫、门店"
     assert c["preferences"] == "需求：环保材质、智能功能"
     assert c["value_assessment"] == "高价值，重要价值客户，LTV 12000元，复购：是，推荐评分(NPS) 10，生命周期：成熟"
     assert c["tags"] == "高频消费、女性"
@@ -195,3 +195,35 @@ def test_cli_cards(tmp_path):
     assert res.exit_code == 0 and "一般挽留客户" in (tmp_path / "g.html").read_text(encoding="utf-8")
     res = runner.invoke(app, ["cards", str(seg), "--customer", "C404", "-o", str(tmp_path / "x.html")])
     assert res.exit_code == 2 and "C404" in res.output and not (tmp_path / "x.html").exists()
+
+
+def test_individual_cards_keep_each_customers_own_tags():
+    # rows picked out of the table keep their own tags (not those of the rows at positions 0, 1)
+    cards = individual_cards(six(), ["C5", "C3"])
+    assert cards["tags"].tolist() == ["价格敏感、女性", "高频消费、价格敏感"]
+    top = individual_cards(six().iloc[::-1], top=2)
+    assert top["customer_id"].tolist() == ["C1", "C2"]
+    assert top["tags"].tolist() == ["高频消费、女性", "高频消费"]
+
+
+def test_window_counts_are_not_called_cumulative():
+    # C4 bought 300 days before the as-of date but not in a 90-day window: frequency counts the
+    # segment window only, so the card must not claim "累计消费0次" next to a last order
+    df = six()
+    df.loc[3, ["frequency", "monetary"]] = [0, 0.0]
+    c = individual_cards(df, ["C4"]).iloc[0]
+    assert "累计" not in c["behaviour"]
+    assert c["behaviour"].startswith("近90天消费0次，统计期内消费0次，客单价100元，最近消费2023-09-04（300天前）")
+    assert individual_cards(df, ["C4"], lang="en").iloc[0]["behaviour"].startswith("0 orders in 90 days, 0 orders in the window")
+
+
+def test_cli_cards_negative_top_is_a_usage_error(tmp_path):
+    # --top -1 made head(-1): cards for every customer but the last
+    from custtool.cli import app
+
+    seg = tmp_path / "seg.parquet"
+    six().to_parquet(seg)
+    res = CliRunner().invoke(app, ["cards", str(seg), "--top", "-1", "-o", str(tmp_path / "x.html")])
+    assert res.exit_code == 2 and not (tmp_path / "x.html").exists()
+    with pytest.raises(InputError, match="top"):
+        individual_cards(six(), top=-1)

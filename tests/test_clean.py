@@ -870,3 +870,14 @@ def test_vectorised_property_on_numpy_arrays():
     cust, lin, _ = dedupe(_may())
     assert cust["customer_id"].map(type).eq(str).all()
     assert lin["exact_duplicate"].dtype == np.bool_
+
+
+def test_cli_warns_about_a_key_that_is_not_a_column(tmp_path):
+    # a typo in --keys (emial) silently turned e-mail linking off
+    src = tmp_path / "c.parquet"
+    _three_channels().to_parquet(src)
+    res = runner.invoke(app, ["clean", str(src), "-o", str(tmp_path / "k.parquet"), "--keys", "phone,emial"])
+    assert res.exit_code == 0
+    assert "Warning: --keys emial: no such column; linked on phone" in " ".join(res.stderr.split())
+    res = runner.invoke(app, ["clean", str(src), "-o", str(tmp_path / "k2.parquet"), "--keys", "phone,emial", "-q"])
+    assert res.exit_code == 0 and res.stderr == ""

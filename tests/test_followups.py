@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from custtool.errors import ConfigError
+from custtool.errors import ConfigError, InputError
 from custtool.followups import apply_transitions, due_followups, load_followup_rules
 from custtool.linking import attach_customer_ids
 
@@ -88,3 +88,46 @@ def test_bad_rules_file_names_the_problem(tmp_path):
     bad.write_text("rulez: []\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="rulez"):
         load_followup_rules(bad)
+
+
+def test_as_of_defaults_to_the_segment_as_of_and_bad_dates_are_input_errors():
+    segmented = customers().assign(as_of=pd.Timestamp(AS_OF))  # segment output: as_of = latest order day
+    tasks = due_followups(segmented, log())  # the log's latest record is 10-29
+    assert tasks.set_index(["customer_id", "rule"]).loc[("C00000002", "下次跟进时间"), "days_overdue"] == 4
+    assert due_followups(customers(), log()).set_index(["customer_id", "rule"]).loc[("C00000002", "下次跟进时间"), "days_overdue"] == 2
+    with pytest.raises(InputError, match="2026-13-01"):
+        due_followups(customers(), log(), as_of="2026-13-01")
+
+
+FOLLOWUP_HEADER = ["负责人", "客户编号", "姓名", "到期日", "状态", "逾期天数", "来源", "规则", "建议动作", "最近跟进", "最近跟进方式", "价值等级", "RFM分类"]
+
+
+def test_followups_workbook_has_chinese_headers(tmp_path):
+    # the task list goes to owners: Chinese headers like the report, one 跟进任务 sheet
+    from openpyxl import load_workbook
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+    from custtool.io import write_table
+
+    write_table(customers(), tmp_path / "c.parquet")
+    write_table(log(), tmp_path / "log.parquet")
+    out = tmp_path / "tasks.xlsx"
+    r = CliRunner().invoke(app, ["followups", str(tmp_path / "c.parquet"), "--log", str(tmp_path / "log.parquet"), "--as-of", AS_OF, "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    wb = load_workbook(out, read_only=True)
+    assert wb.sheetnames == ["跟进任务"]
+    rows = list(wb["跟进任务"].iter_rows(values_only=True))
+    assert list(rows[0]) == FOLLOWUP_HEADER and len(rows) == 1 + 5
+    # Parquet keeps the canonical column names
+    r = CliRunner().invoke(app, ["followups", str(tmp_path / "c.parquet"), "--log", str(tmp_path / "log.parquet"), "--as-of", AS_OF, "-o", str(tmp_path / "t.parquet")])
+    assert pd.read_parquet(tmp_path / "t.parquet").columns.tolist()[:3] == ["owner", "customer_id", "name"]
+
+
+def test_a_log_without_times_is_an_input_error():
+    # e.g. --log orders.parquet by mistake: one line naming the column, not a KeyError traceback
+    orders = pd.DataFrame({"order_id": ["O1"], "customer_id": ["TB1"], "order_time": pd.to_datetime(["2026-10-01"]), "amount": [10.0]})
+    with pytest.raises(InputError, match="time"):
+        due_followups(customers(), orders, as_of=AS_OF)
+    with pytest.raises(InputError, match="time"):
+        apply_transitions(customers(), orders)

@@ -55,6 +55,11 @@ def test_manifest_counts_add_up(first_run):
     seg = m["rows"]["segment"]
     assert seg["customers"] == clean["customers_out"]
     assert seg["orders_used"] + seg["orders_unmatched"] <= imp["orders"]["accepted"]
+    # every accepted order row is accounted for (orders_used counts orders, not refund lines)
+    o = seg["order_rows"]
+    assert o["rows"] == imp["orders"]["accepted"]
+    assert o["rows"] == o["rows_used"] + o["rows_unmatched"] + o["rows_duplicate"] + o["rows_after_as_of"] + o["rows_invalid_time"]
+    assert o["rows_unmatched"] == seg["orders_unmatched"] and o["orders_used"] == seg["orders_used"]
     assert seg["orders_unmatched"] >= 1  # the example has an order of an unknown member
     assert m["rows"]["tag"]["customers"] == seg["customers"]
     assert m["rejected_rows"] == sum(r["rejected"] for r in imp.values())
@@ -86,6 +91,8 @@ def test_every_output_exists_and_opens(first_run):
     assert {"rfm_class", "tier", "lifecycle", "tags", "status"} <= set(final.columns)
     assert json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["as_of"] == folder.name
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    tasks = load_workbook(folder / "followups.xlsx", read_only=True)["跟进任务"]
+    assert next(tasks.iter_rows(max_row=1, values_only=True))[:4] == ("负责人", "客户编号", "姓名", "到期日")
 
 
 def test_rerun_is_idempotent(workdir, first_run):

@@ -25,10 +25,12 @@ from custtool.report.masking import (
     apply_role,
     get_role,
     mask_emails,
+    mask_frame,
     mask_free_text,
     mask_id_numbers,
     mask_names,
     mask_phones,
+    role_view,
 )
 from custtool.report.migration import fallen_customers, migration_matrix
 from custtool.report.pivot import flatten_pivot, pivot, write_pivot
@@ -271,6 +273,15 @@ def test_summary_charts_with_series_lengths(report, segmented):
     assert length(line.series[0].val.numRef.f) == orders["order_time"].dt.to_period("M").nunique() == 6
 
 
+def test_channel_chart_is_not_a_pie_when_customers_are_in_several_channels(report, segmented):
+    # a customer in 天猫 and 门店 counts in both: the shares add up to more than 100%, and a pie
+    # would show other percentages than the table beside it
+    _, _, wb, _ = report
+    assert segmented["channels"].str.contains(";").any()
+    titles = {c.title.tx.rich.p[0].r[0].t: type(c).__name__ for c in wb["概览"]._charts}
+    assert titles["渠道分布"] == "BarChart"
+
+
 def test_monthly_revenue_hand_checked():
     orders = pd.DataFrame(
         {
@@ -409,6 +420,27 @@ def test_service_role_sees_no_amounts(tmp_path, segmented):
     assert "身份证号" not in header(wb["客户明细"])
 
 
+def test_customer_ids_that_are_phones_or_emails_are_masked(tmp_path):
+    # `segment --orders` without a customers file keys customers by phone/email when the
+    # order has no member id: the id is then personal data
+    df = pd.DataFrame({"customer_id": ["C00000001", "13911505056", "wu@example.com", "TB100091", "021-62345678"],
+                       "monetary": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    assert mask_frame(df)["customer_id"].tolist() == ["C00000001", "139****5056", "w***@example.com", "TB100091", "021-****5678"]
+    path = tmp_path / "r.xlsx"
+    write_workbook(df, path)
+    cells = {str(c.value) for _, c in all_cells(load(path))}
+    assert "13911505056" not in cells and "wu@example.com" not in cells and "139****5056" in cells
+    write_workbook(df, tmp_path / "open.xlsx", mask=False)
+    assert "13911505056" in {str(c.value) for _, c in all_cells(load(tmp_path / "open.xlsx"))}
+
+
+def test_service_role_view_drops_every_amount_column():
+    df = pd.DataFrame({"customer_id": ["C1"], "frequency": [3], "monetary": [900.0], "monetary_prev": [100.0],
+                       "aov": [300.0], "bg_x": [2], "bg_repeat_avg": [450.0], "ltv": [2000.0]})
+    view = role_view(df, get_role("service"))
+    assert view.columns.tolist() == ["customer_id", "frequency", "bg_x"]
+
+
 def test_sales_role_sees_only_own_customers(tmp_path, segmented):
     path = tmp_path / "sales.xlsx"
     result = write_workbook(segmented, path, role="sales", owner="王经理")
@@ -531,6 +563,22 @@ def test_quality_sheet_rejects_and_counts(tmp_path, segmented):
     assert assert_no_live_formula(wb) >= 1
 
 
+def test_quality_sheet_explains_codes_in_chinese(tmp_path):
+    # a manager reads 输入行数 and 姓名仅为称呼, not rows_in and name_honorific
+    df = pd.DataFrame({"customer_id": ["C1", "C2"], "_flags": ["name_honorific;date_invalid:birth_date", ""]})
+    rejects = pd.DataFrame({"file": ["a.csv"], "row": [3], "column": ["phone/email"], "value": [""], "code": ["no_contact"]})
+    path = tmp_path / "q.xlsx"
+    write_workbook(df, path, rejects=rejects, clean_report={"rows_in": 3, "customers_out": 2, "merges_by_key": {"phone": 2}})
+    rows = [r for r in load(path)["数据质量"].iter_rows(values_only=True) if any(v is not None for v in r)]
+    got = {r[0]: r[1:3] for r in rows}
+    assert got["指标"] == ("数值", "说明")
+    assert got["rows_in"] == (3, "输入行数") and got["customers_out"] == (2, "输出客户数")
+    assert got["merges_by_key.phone"] == (2, "按键合并(phone)")
+    assert got["name_honorific"] == (1, "姓名仅为称呼(如张先生)")
+    assert got["date_invalid:birth_date"] == (1, "日期无效或无法识别(出生日期)")
+    assert got["no_contact"] == (1, "无有效手机号或邮箱(至少需要一项)")
+
+
 # --------------------------------------------------------------------------- migration
 def runs():
     before = pd.DataFrame(
@@ -614,6 +662,13 @@ def test_pivot_tier_order_and_errors(segmented):
         pivot(segmented, "tier", None, "monetary:total")
     with pytest.raises(InputError, match="text column"):
         pivot(segmented, "tier", None, "city:sum")
+
+
+def test_pivot_names_blank_keys_like_the_report():
+    df = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "rfm_class": ["重要价值客户", "", ""], "industry": ["金融", "", "金融"]})
+    flat = flatten_pivot(pivot(df, "rfm_class", None, "customer_id:count"))
+    assert flat["RFM分类"].tolist() == ["重要价值客户", "（无订单）"]
+    assert flatten_pivot(pivot(df, "industry", None, "customer_id:count"), lang="en")["Industry"].tolist() == ["(blank)", "金融"]
 
 
 def test_pivot_over_tags_lists_counts_each_tag(segmented):

@@ -573,3 +573,45 @@ def test_order_codes_hash_and_text_paths_agree():
     assert (a[-4:-1] == -1).all()  # blanks are each their own order
     counts = ids.str.strip().value_counts()
     assert (b >= 0).sum() == counts[counts > 1].drop("", errors="ignore").sum()
+
+
+def test_cli_segment_prints_order_row_accounting(tmp_path):
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    _write_inputs(tmp_path)
+    r = CliRunner().invoke(app, ["segment", str(tmp_path / "clean.parquet"), "--orders", str(tmp_path / "orders.parquet"), "--as-of", "2024-06-30"])
+    assert r.exit_code == 0
+    # 21 rows: 18 used (17 orders and a refund line), O19 of no customer, one duplicate line, one after the as-of date
+    assert "order rows 21 = 18 used (17 orders) + 1 matched no customer + 1 duplicate + 1 after the as-of date + 0 without a valid time" in " ".join(r.stderr.split())
+
+
+def test_age_at_the_as_of_date_from_birth_date():
+    # the shipped tag library has age rules (18-24岁 …) and exports carry 出生日期, not 年龄
+    cust = clean_customers().assign(
+        birth_date=pd.to_datetime(["2000-06-30", "2000-07-01", "1960-01-01", None, "2030-01-01", "1990-02-28", None, None, None, None]),
+    )
+    res = segment_customers(orders_df(), cust, as_of="2024-06-30")
+    age = res.customers.set_index("customer_id")["age"]
+    assert age.dtype == "Int64"
+    # birthday on the as-of day counts; the day after does not; unknown or future births stay empty
+    assert age.tolist()[:6] == [24, 23, 64, pd.NA, pd.NA, 34]
+    # an age column (from the export, or an earlier run) fills in where there is no birth date
+    given = cust.assign(age=pd.array([30, None, None, 41, None, None, None, None, None, None], dtype="Int64"))
+    assert segment_customers(orders_df(), given, as_of="2024-06-30").customers["age"].tolist()[:4] == [24, 23, 64, 41]
+    # segmenting the output again at a later date ages everyone with a birth date
+    later = segment_customers(orders_df(), res.customers, as_of="2025-07-01").customers["age"].tolist()
+    assert later[:3] == [25, 25, 65]
+
+
+def test_segmenting_a_segmented_table_again_recomputes_everything():
+    # e.g. `custtool segment out/2026-10-31/customers.parquet --orders … --as-of …`: the old
+    # scores, classes and LTV columns are replaced, not duplicated (a ValueError before)
+    first = segment_customers(orders_df(), clean_customers(), as_of="2024-06-30").customers
+    again = segment_customers(orders_df(), first, as_of="2024-06-30").customers
+    assert again.columns.is_unique and again.columns.tolist() == first.columns.tolist()
+    pd.testing.assert_frame_equal(again, first)
+    later = segment_customers(orders_df(), first, as_of="2024-12-31").customers
+    assert later.columns.is_unique
+    assert later.set_index("customer_id").loc["C00000001", "recency"] == first.set_index("customer_id").loc["C00000001", "recency"] + 184

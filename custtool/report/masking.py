@@ -31,6 +31,9 @@ NAME_COLUMNS = ("name",)
 PHONE_COLUMNS = ("phone", "phones")
 EMAIL_COLUMNS = ("email", "emails")
 ID_COLUMNS = ("id_number",)
+#: key columns whose value may be a phone number or an email (customers derived from orders
+#: without a member id are keyed by them); only such values are masked, ids like C00000001 stay
+KEY_COLUMNS = ("customer_id", "source_customer_id")
 #: free-text columns in which mobile numbers / emails / ID numbers are masked inside the text
 FREE_TEXT_COLUMNS = ("notes", "needs", "content", "comments", "result", "value")
 
@@ -109,6 +112,19 @@ def mask_id_numbers(s: pd.Series) -> pd.Series:
     return _keep(s, out)
 
 
+def mask_contact_keys(s: pd.Series) -> pd.Series:
+    """Ids that are a phone number or an email are masked like one; other ids are kept."""
+    t = _text(s)
+    phone_like = t.str.fullmatch(r"1[3-9]\d{9}|0\d{2,3}-\d{7,8}(-\d+)?|\+\d{7,15}")
+    email_like = t.str.contains("@", regex=False) & ~t.str.contains(";", regex=False)
+    out = t.astype(object)
+    if phone_like.any():
+        out = out.mask(phone_like, mask_phones(t.where(phone_like, "")))
+    if email_like.any():
+        out = out.mask(email_like, mask_emails(t.where(email_like, "")))
+    return _keep(s, out)
+
+
 def mask_free_text(s: pd.Series) -> pd.Series:
     """Mobile numbers, ID numbers and emails written inside free text are masked in place."""
     t = s.astype("string").fillna("")
@@ -126,6 +142,7 @@ def maskers() -> dict[str, Any]:
         (PHONE_COLUMNS, mask_phones),
         (EMAIL_COLUMNS, mask_emails),
         (ID_COLUMNS, mask_id_numbers),
+        (KEY_COLUMNS, mask_contact_keys),
         (FREE_TEXT_COLUMNS, mask_free_text),
     ):
         for c in cols:
@@ -216,6 +233,7 @@ AMOUNT_COLUMNS = (
     "historical_value",
     "predicted_value",
     "predicted_aov",
+    "bg_repeat_avg",  # 复购平均金额: the average repeat purchase value
     "amount",
     "growth",
 )

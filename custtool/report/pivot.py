@@ -133,7 +133,12 @@ def flatten_pivot(table: pd.DataFrame, lang: str = "zh") -> pd.DataFrame:
                 head += " | " + " / ".join(L.value_label(r, lang) for r in rest)
             names.append(head)
         flat.columns = names
+    keys = [k for k in flat.index.names if k is not None]
     flat = flat.reset_index()
+    for k in keys:  # a blank key reads as the report names it: （无订单） for RFM class, else （空）
+        if not pd.api.types.is_numeric_dtype(flat[k]) and not pd.api.types.is_datetime64_any_dtype(flat[k]):
+            blank = L.text("no_orders" if k == "rfm_class" else "blank", lang)
+            flat[k] = flat[k].astype(object).map(lambda v, b=blank: b if isinstance(v, str) and v == "" else v)
     renamed = {}
     for c in flat.columns:
         if c in L.COLUMN_LABELS:

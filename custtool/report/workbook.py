@@ -143,7 +143,8 @@ def tags_text(s: pd.Series, sep: str = ";") -> pd.Series:
             values = values.where(~values.map(type).eq(str), values.astype("string").str.split(sep))
         arr = pa.array(values.tolist(), type=pa.list_(pa.string()), from_pandas=True)
         joined = pc.binary_join(arr, sep).to_pandas()
-        return pd.Series(joined, index=s.index).fillna("").astype(object)
+        # by position: ``joined`` has a fresh 0..n-1 index, ``s`` may not (a filtered or sorted frame)
+        return pd.Series(joined.to_numpy(), index=s.index).fillna("").astype(object)
     except Exception:  # pragma: no cover - unusual cell types
         exploded = s.explode().dropna().astype(str)
         return exploded.groupby(level=0).agg(sep.join).reindex(s.index).fillna("").astype(object)
@@ -751,7 +752,10 @@ def _write_summary(
         section("by_lifecycle", t, [("bar", "customers", L.text("by_lifecycle", lang), {"reverse": True})])
     channel_col = next((c for c in ("channels", "source_channel", "_channel") if c in view.columns), None)
     if channel_col:
-        section("by_channel", distribution(view, channel_col, lang=lang), [("pie", "customers", L.text("by_channel", lang), {})])
+        dist = distribution(view, channel_col, lang=lang)
+        # customers in several channels count in each: shares then add up to more than 100%, so no pie
+        kind = "pie" if dist["customers"].sum() <= len(view) else "bar"
+        section("by_channel", dist, [(kind, "customers", L.text("by_channel", lang), {"reverse": True} if kind == "bar" else {})])
     if "industry" in view.columns:
         section("by_industry", distribution(view, "industry", lang=lang), [("bar", "customers", L.text("by_industry", lang), {"reverse": True})])
     elif "city" in view.columns:
@@ -809,11 +813,12 @@ def _write_quality(
             table = clean_report
         else:
             flat = {k: v for k, v in _flatten(clean_report).items() if isinstance(v, (int, float, str, bool))}
-            table = pd.DataFrame({"kpi": list(flat), "value": list(flat.values())}, dtype=object)
-            table["value"] = table["value"].map(lambda v: v if isinstance(v, str) else str(v) if isinstance(v, bool) else v)
-            nums = pd.to_numeric(table["value"], errors="coerce")
+            table = pd.DataFrame({"kpi": list(flat), "kpi_value": list(flat.values())}, dtype=object)
+            table["kpi_value"] = table["kpi_value"].map(lambda v: v if isinstance(v, str) else str(v) if isinstance(v, bool) else v)
+            nums = pd.to_numeric(table["kpi_value"], errors="coerce")
             if nums.notna().all():
-                table["value"] = nums
+                table["kpi_value"] = nums
+            table["note"] = [_clean_metric_note(k, lang) for k in flat]
         row = w.small_table(ws, row, 0, table) + 1
     if "_flags" in view.columns:
         codes = _text_series(view["_flags"]).str.split(";").explode().str.strip()
@@ -821,7 +826,7 @@ def _write_quality(
         if len(codes):
             title("flag_counts")
             vc = codes.value_counts()
-            row = w.small_table(ws, row, 0, pd.DataFrame({"code": vc.index.astype(object), "count": vc.to_numpy()})) + 1
+            row = w.small_table(ws, row, 0, _code_table(vc, lang)) + 1
     if "missing_fields" in view.columns:
         miss = _text_series(view["missing_fields"]).str.split(";").explode().str.strip()
         miss = miss[miss != ""]
@@ -837,13 +842,41 @@ def _write_quality(
         if "code" in rej.columns and len(rej):
             title("reject_codes")
             vc = _text_series(rej["code"]).value_counts()
-            row = w.small_table(ws, row, 0, pd.DataFrame({"code": vc.index.astype(object), "count": vc.to_numpy()})) + 1
+            row = w.small_table(ws, row, 0, _code_table(vc, lang)) + 1
         title("rejects")
         row = w.data_sheet(ws, rej, start_row=row, conditional=False, freeze=False)
         written = len(rej)
     if row == 0:
         ws.write_string(0, 0, L.text("none", lang), w.note)
     return written
+
+
+def _clean_metric_note(key: str, lang: str) -> str:
+    """What a clean report count means: rows_in → 输入行数, merges_by_key.phone → 按键合并(phone)."""
+    from custtool.clean import CLEAN_METRICS
+
+    k = 0 if lang == "zh" else 1
+    if key in CLEAN_METRICS:
+        return CLEAN_METRICS[key][k]
+    head, _, tail = key.partition(".")
+    if head == "merges_by_key" and tail:
+        return f"按键合并({tail})" if lang == "zh" else f"Rows merged on {tail}"
+    return ""
+
+
+def _code_table(counts: pd.Series, lang: str) -> pd.DataFrame:
+    """Problem codes with their count and meaning (date_invalid:birth_date → 日期无效或无法识别(出生日期))."""
+    import pandas as pd
+
+    from custtool.normalize import PROBLEMS
+
+    k = 0 if lang == "zh" else 1
+    notes = []
+    for code in counts.index.astype(str):
+        base, _, col = code.partition(":")
+        text = PROBLEMS[base][k] if base in PROBLEMS else ""
+        notes.append(f"{text}({L.label(col, lang)})" if text and col else text)
+    return pd.DataFrame({"code": counts.index.astype(object), "count": counts.to_numpy(), "note": notes})
 
 
 def _mask_reject_values(rej: pd.DataFrame) -> pd.DataFrame:
