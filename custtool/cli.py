@@ -91,7 +91,10 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
     """A rich summary table on stderr (plain text when stderr is not a terminal)."""
     if quiet:
         return
-    table = Table(title=title, title_justify="left")
+    from rich import box
+
+    # boxes in a terminal; plain aligned columns when piped (cron mail, log files)
+    table = Table(title=title, title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else None)
     for i, col in enumerate(columns):
         table.add_column(col, justify="right" if i else "left", overflow="fold")
     for row in rows:

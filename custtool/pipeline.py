@@ -323,6 +323,7 @@ def run_pipeline(
         raise ConfigError(f"as-of date {run_as_of!r} is not YYYY-MM-DD")
     folder = out_dir / run_as_of
     prev_dir = previous_run(out_dir, run_as_of)
+    created_out = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".{run_as_of}.tmp-{os.getpid()}"
     if staging.exists():
@@ -359,8 +360,11 @@ def run_pipeline(
             steps.rows(**{k: counts[k] for k in ("rows_in", "exact_duplicates", "merged_rows", "customers_out")})
             save(customers, "customers_clean.parquet")
             save(lineage, "lineage.parquet")
+            sheets = clean_report.sheets()
+            if rep_opts_mask(pl):
+                sheets = {name: _mask_sheet(df) for name, df in sheets.items()}
             with atomic_path(staging / "clean_report.xlsx") as tmp:
-                write_xlsx_sheets(clean_report.sheets(), tmp)
+                write_xlsx_sheets(sheets, tmp)
             outputs.append("clean_report.xlsx")
         else:
             customers, clean_report, counts = None, None, None
@@ -497,7 +501,26 @@ def run_pipeline(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if created_out and out_dir.exists() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed first run leaves no empty folder behind
     return RunResult(folder, manifest, limit is not None and rejected_rows > limit)
+
+
+def _mask_sheet(df: Any) -> Any:
+    """A report sheet with names masked and phones, emails and ID numbers inside any text masked."""
+    import pandas as pd
+
+    from custtool.labels import COLUMN_LABELS
+    from custtool.report.masking import mask_free_text, mask_names
+
+    out = df.copy()
+    name_headers = {"name", *(v for k in ("name",) for v in COLUMN_LABELS.get(k, ()))}
+    for col in out.columns:
+        s = out[col]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
+            continue
+        out[col] = mask_names(s) if str(col) in name_headers else mask_free_text(s.fillna("").astype(str))
+    return out
 
 
 def rep_opts_mask(pl: Pipeline) -> bool:

@@ -183,5 +183,11 @@ def test_exports_mask_personal_data(first_run):
                     if isinstance(v, str):
                         assert v not in raw_phones, (name, ws.title)
                         assert v not in raw_names, (name, ws.title, v)
+    wb = load_workbook(folder / "clean_report.xlsx", read_only=True)
+    for ws in wb.worksheets:
+        for row in ws.iter_rows(values_only=True):
+            for v in row:
+                if isinstance(v, str):
+                    assert not any(p in v for p in raw_phones if len(p) == 11), ("clean_report.xlsx", ws.title)
     html = (folder / "cards.html").read_text(encoding="utf-8")
     assert not any(p in html for p in list(raw_phones)[:50])
