@@ -96,7 +96,8 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
     # boxes in a terminal; plain aligned columns when piped (cron mail, log files)
     table = Table(title=title, title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else None)
     for i, col in enumerate(columns):
-        table.add_column(col, justify="right" if i else "left", overflow="fold")
+        numeric = all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows if i < len(r))
+        table.add_column(col, justify="right" if i and numeric else "left", overflow="fold")
     for row in rows:
         table.add_row(*[f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in row])
     console.print(table)
