@@ -245,7 +245,10 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
 
     def note(col: str, problems: pd.Series, with_column: bool = False) -> None:
         if with_column:
-            problems = problems.where(problems == "", problems + ":" + col)
+            arr = problems.to_numpy(dtype=object).copy()
+            has = arr != ""
+            arr[has] = arr[has] + (":" + col)
+            problems = pd.Series(arr, index=problems.index, dtype=object)
         flags.append(problems)
 
     for col in list(out.columns):

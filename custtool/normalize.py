@@ -473,9 +473,25 @@ def join_problems(*codes: Any) -> pd.Series:
     series = [c for c in codes if c is not None]
     if not series:
         raise ValueError("no problem series")
-    out = series[0].astype(str)
+    index = series[0].index
+    out = _codes_array(series[0]).copy()
     for c in series[1:]:
-        c = c.astype(str)
-        out = np.where(out == "", c, np.where(c == "", out, out + ";" + c))
-        out = pd.Series(out, index=series[0].index)
-    return pd.Series(out, index=series[0].index, dtype=object)
+        arr = _codes_array(c)
+        has = arr != ""
+        if not has.any():
+            continue
+        had = out != ""
+        both = has & had
+        out[both] = out[both] + ";" + arr[both]
+        only = has & ~had
+        out[only] = arr[only]
+    return pd.Series(out, index=index, dtype=object)
+
+
+def _codes_array(c: Any) -> np.ndarray:
+    """Problem codes as a numpy object array of str (what ``astype(str)`` gave)."""
+    if isinstance(c, pd.Series) and c.dtype == object:
+        arr = c.to_numpy(dtype=object)
+        if not pd.isna(arr).any():
+            return arr
+    return np.asarray(pd.Series(c).astype(str).to_numpy(dtype=object), dtype=object)
