@@ -185,11 +185,9 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     body.index = pd.RangeIndex(len(body))
     body = _fill_merged_down(body, raw, header_at)
     text = body.astype(str)
-    stripped = text.apply(lambda c: c.str.strip())
-    blank = (stripped == "").all(axis=1)
-    total = stripped.apply(lambda c: c.str.fullmatch(TOTAL_WORDS)).any(axis=1) & ~blank
+    blank, total = _blank_and_total_rows(text)
     keep = ~(blank | total)
-    rows = text[keep]
+    rows = text if keep.all() else text[keep]
     norm, originals = normalize_table(rows, spec.kind, tz)
     norm.insert(0, "_source_file", raw.file)
     norm.insert(1, "_sheet", raw.sheet)
@@ -215,6 +213,37 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         flagged=int((flagged_rows & ~rejected).sum()),
     )
     return accepted, rejects, report
+
+
+def _blank_and_total_rows(text: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Rows whose every cell is blank after stripping, and (not blank) rows with a cell
+    that is only a totals word (合计, 总计, Total: …), in pyarrow.
+
+    Blank: stripped only where still needed (rows blank in every column so far). Totals:
+    every totals word holds 计, otal or OTAL, so a column whose text has none of them
+    (one look at its bytes) cannot hold one.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(text)
+    blank = np.ones(n, dtype=bool)
+    total = np.zeros(n, dtype=bool)
+    for j in range(text.shape[1]):
+        arr = nz._arrow(text.iloc[:, j])
+        cand = np.flatnonzero(blank)
+        if len(cand):
+            sub = arr if len(cand) == n else arr.take(pa.array(cand))
+            blank[cand] = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(sub), ""), False).to_numpy(zero_copy_only=False)
+        raw = b"".join(bytes(chunk.buffers()[2] or b"") for chunk in _chunks(arr))
+        if b"\xe8\xae\xa1" in raw or b"otal" in raw or b"OTAL" in raw:  # 计
+            hit = pc.match_substring_regex(pc.utf8_trim_whitespace(arr), TOTAL_WORDS)
+            total |= pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+    return pd.Series(blank, index=text.index), pd.Series(total & ~blank, index=text.index)
+
+
+def _chunks(arr: object) -> list:
+    return list(arr.chunks) if hasattr(arr, "chunks") else [arr]
 
 
 def _fill_merged_down(body: pd.DataFrame, raw: RawSheet, header_at: int) -> pd.DataFrame:
