@@ -235,15 +235,30 @@ def _blank_and_total_rows(text: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         if len(cand):
             sub = arr if len(cand) == n else arr.take(pa.array(cand))
             blank[cand] = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(sub), ""), False).to_numpy(zero_copy_only=False)
-        raw = b"".join(bytes(chunk.buffers()[2] or b"") for chunk in _chunks(arr))
-        if b"\xe8\xae\xa1" in raw or b"otal" in raw or b"OTAL" in raw:  # 计
+        if _bytes_contain(arr, "计|otal|OTAL"):
             hit = pc.match_substring_regex(pc.utf8_trim_whitespace(arr), TOTAL_WORDS)
             total |= pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
     return pd.Series(blank, index=text.index), pd.Series(total & ~blank, index=text.index)
 
 
-def _chunks(arr: object) -> list:
-    return list(arr.chunks) if hasattr(arr, "chunks") else [arr]
+def _bytes_contain(arr: Any, pattern: str) -> bool:
+    """Whether the text of a pyarrow string array, read as one run of bytes, matches
+    ``pattern`` somewhere (one regex pass instead of one per value; no copy)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for chunk in arr.chunks if hasattr(arr, "chunks") else [arr]:
+        if len(chunk) == 0 or chunk.buffers()[2] is None:
+            continue
+        wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)
+        start, end = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
+        data = chunk.buffers()[2].slice(start, end - start)
+        bounds = pa.py_buffer(np.array([0, end - start], dtype=np.int64).tobytes())
+        whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, bounds, data])
+        if pc.match_substring_regex(whole, pattern)[0].as_py():
+            return True
+    return False
 
 
 def _fill_merged_down(body: pd.DataFrame, raw: RawSheet, header_at: int) -> pd.DataFrame:
