@@ -187,17 +187,18 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     text = body.astype(str)
     blank, total = _blank_and_total_rows(text)
     keep = ~(blank | total)
-    rows = text if keep.all() else text[keep]
+    rows = text if keep.all() else _take_rows(text, keep.to_numpy())
     norm, originals = normalize_table(rows, spec.kind, tz)
-    norm.insert(0, "_source_file", raw.file)
-    norm.insert(1, "_sheet", raw.sheet)
+    norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))
+    norm.insert(1, "_sheet", _repeat_text(raw.sheet, norm.index))
     norm.insert(2, "_row", row_numbers[keep.to_numpy()])
-    norm.insert(3, "_channel", channel)
+    norm.insert(3, "_channel", _repeat_text(channel, norm.index))
     rejected, rejects = validate(norm, spec.kind, originals)
     flagged_rows = norm["_flags"] != ""
-    kept_problems = _kept_problem_rows(norm[~rejected], originals)
+    kept = norm if not rejected.any() else _take_rows(norm, ~rejected.to_numpy())
+    kept_problems = _kept_problem_rows(kept, originals)
     rejects = pd.concat([rejects, kept_problems], ignore_index=True) if len(kept_problems) else rejects
-    accepted = norm[~rejected].reset_index(drop=True)
+    accepted = kept.reset_index(drop=True)
     report = SheetReport(
         file=raw.file,
         sheet=raw.sheet,
@@ -213,6 +214,33 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         flagged=int((flagged_rows & ~rejected).sum()),
     )
     return accepted, rejects, report
+
+
+def _take_rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``df[mask]`` (same columns, dtypes and index labels), Arrow-backed text columns
+    filtered in pyarrow, which is several times quicker than pandas' take on them."""
+    import pyarrow as pa
+
+    pmask = pa.array(mask)
+    cols = []
+    for j in range(df.shape[1]):
+        s = df.iloc[:, j]
+        arr = getattr(s.array, "_pa_array", None)
+        if arr is not None and isinstance(s.dtype, pd.StringDtype):
+            cols.append(pd.Series(arr.filter(pmask), dtype=s.dtype))
+        else:
+            cols.append(s[mask].reset_index(drop=True))
+    out = pd.concat(cols, axis=1, ignore_index=True) if cols else df[mask]
+    out.columns = df.columns
+    out.index = df.index[mask]
+    return out
+
+
+def _repeat_text(value: str, index: pd.Index) -> pd.Series:
+    """A ``str`` column holding ``value`` on every row, built in pyarrow."""
+    import pyarrow as pa
+
+    return pd.Series(pa.repeat(pa.scalar(value, pa.string()), len(index)), index=index, dtype="str")
 
 
 def _blank_and_total_rows(text: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
