@@ -96,6 +96,16 @@ def _extract(t: pd.Series, pattern: str) -> pd.DataFrame:
     return out.replace("", np.nan)
 
 
+def _put(base: Any, mask: Any, values: pd.Series) -> Any:
+    """``base`` (pyarrow strings) with the rows where ``mask`` is true replaced by ``values``."""
+    import pyarrow.compute as pc
+
+    arr = _arrow(values)
+    if hasattr(arr, "combine_chunks"):
+        arr = arr.combine_chunks()
+    return pc.replace_with_mask(base, mask, arr.cast(base.type))
+
+
 def _problems(index: pd.Index) -> pd.Series:
     return pd.Series("", index=index, dtype=object)
 
@@ -127,15 +137,14 @@ def normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     placeholder = pc.is_in(arr, value_set=pa.array(sorted(_PLACEHOLDERS)))
     fast = pc.or_(pc.or_(mobile, blank), placeholder).to_numpy(zero_copy_only=False)
     out_arr = pc.if_else(mobile, pc.utf8_slice_codeunits(core, -11), "")
-    problems = pd.Series(np.where(placeholder.to_numpy(zero_copy_only=False), "phone_placeholder", ""), index=s.index, dtype=object)
-    if fast.all():
-        return _from_arrow(out_arr, s.index), problems
-    out = pd.Series(out_arr.to_numpy(zero_copy_only=False), index=s.index, dtype=object)
-    slow = ~fast
-    full, full_problems = _phone_full(_from_arrow(arr.filter(pa.array(slow)), s.index[slow]))
-    out[slow] = full.to_numpy(dtype=object)
-    problems[slow] = full_problems.to_numpy(dtype=object)
-    return out.astype("str"), problems
+    problems = np.full(len(s), "", dtype=object)
+    problems[placeholder.to_numpy(zero_copy_only=False)] = "phone_placeholder"
+    if not fast.all():
+        slow = ~fast
+        full, full_problems = _phone_full(_from_arrow(arr.filter(pa.array(slow)), s.index[slow]))
+        out_arr = _put(out_arr, pa.array(slow), full)
+        problems[slow] = full_problems.to_numpy(dtype=object)
+    return _from_arrow(out_arr, s.index), pd.Series(problems, index=s.index, dtype=object)
 
 
 _SEPARATORS = r"[ \t\-()./·—–_]"
@@ -211,10 +220,27 @@ _EMAIL = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([a-z0-
 
 def normalize_email(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Trim (ideographic space too), lower-case, plain syntax check; "" when invalid."""
-    t = _text(s).str.replace(r"[ \t]+", "", regex=True).str.lower()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = _text_arrow(s)
+    given = pc.not_equal(arr, "")
+    if pc.all(given).as_py():
+        return _email_given(_from_arrow(arr, s.index))
+    # blank stays blank without a flag: only the given addresses go through the rules
+    mask = given.to_numpy(zero_copy_only=False)
+    out, bad = _email_given(_from_arrow(arr.filter(pa.array(mask)), s.index[mask]))
+    problems = np.full(len(s), "", dtype=object)
+    problems[mask] = bad.to_numpy(dtype=object)
+    values = _put(pa.array(np.full(len(s), "", dtype=object), pa.string()), pa.array(mask), out)
+    return _from_arrow(values, s.index), pd.Series(problems, index=s.index, dtype=object)
+
+
+def _email_given(t: pd.Series) -> tuple[pd.Series, pd.Series]:
+    t = t.str.replace(r"[ \t]+", "", regex=True).str.lower()
     t = t.str.replace("。", ".", regex=False)
     valid = t.str.fullmatch(_EMAIL)
-    problems = _problems(s.index)
+    problems = _problems(t.index)
     bad = (t != "") & ~valid
     problems[bad] = "email_invalid"
     return t.where(valid, "").astype("str"), problems
