@@ -384,16 +384,18 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
 
 def _kept_problem_rows(kept: pd.DataFrame, originals: dict[str, pd.Series]) -> pd.DataFrame:
     """Rejects-file rows for values that were cleared or flagged on kept rows."""
-    flagged = kept[kept["_flags"] != ""]
-    if flagged.empty:
+    is_flagged = (kept["_flags"] != "").to_numpy()
+    if not is_flagged.any():
         return pd.DataFrame(columns=REJECT_COLUMNS)
-    codes = flagged["_flags"].str.split(";").explode()
+    codes = kept["_flags"][is_flagged].str.split(";").explode()
     codes = codes[codes != ""]
-    base = flagged.loc[codes.index]
     code = codes.str.split(":").str[0]
     column = codes.str.split(":").str[1]
     guess = code.str.extract(r"^(phone|email|amount|score|age|name|gender|date|number|excel)")[0]
     column = column.where(column.notna(), guess.replace({"excel": "phone", "date": ""}))
+    # only the columns read below, and only the flagged rows of them
+    wanted = ["_source_file", "_sheet", "_row"] + sorted(c for c in set(column.dropna()) if c not in originals and c in kept.columns)
+    base = kept[wanted][is_flagged].loc[codes.index]
     value = pd.Series("", index=codes.index, dtype=object)
     for col in set(column.dropna()):
         if col in originals:

@@ -37,12 +37,25 @@ def _has_any(cols: tuple[str, ...]):  # noqa: ANN202
         present = [c for c in cols if c in df.columns]
         if not present:
             return pd.Series(False, index=df.index)
-        ok = pd.Series(False, index=df.index)
+        ok = np.zeros(len(df), dtype=bool)
         for c in present:
-            ok |= df[c].astype(str).str.strip() != ""
-        return ok
+            ok |= _given(df[c])
+        return pd.Series(ok, index=df.index)
 
     return check
+
+
+def _given(s: pd.Series) -> np.ndarray:
+    """``s.astype(str).str.strip() != ""`` as a numpy bool array (pyarrow for text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = getattr(s.array, "_pa_array", None)
+    if arr is None or not isinstance(s.dtype, pd.StringDtype) or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return (s.astype(str).str.strip() != "").to_numpy(dtype=bool)
+    # a missing value reads as "nan" after astype(str): given
+    given = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(arr), ""), True)
+    return given.to_numpy(zero_copy_only=False) if isinstance(given, pa.Array) else given.combine_chunks().to_numpy(zero_copy_only=False)
 
 
 def schema_for(kind: str) -> pa.DataFrameSchema:
@@ -112,8 +125,10 @@ def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None
     # the "at least one key" rule as a column, so pandera reports one failure per row
     key_cols = ("phone", "email") if kind == "customers" else ("customer_id", "phone", "email")
     df = df.assign(_key_present=_has_any(key_cols)(df))
+    schema = schema_for(kind)
     try:
-        schema_for(kind).validate(df, lazy=True)
+        # only the columns the schema knows (it is not strict: the others are never checked)
+        schema.validate(df[[c for c in df.columns if c in schema.columns]], lazy=True)
         return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
     except SchemaErrors as exc:
         all_fc = exc.failure_cases
@@ -132,7 +147,7 @@ def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None
     col_for = column.where(column.notna() & (column.astype(str) != kind) & (column != "_key_present"), None)
     col_for[code == "no_contact"] = "phone/email"
     col_for[code == "no_customer_key"] = "customer_id/phone/email"
-    rows = df.loc[fc["index"].to_numpy()]
+    rows = df[[c for c in ("_source_file", "_sheet", "_row") if c in df.columns]].loc[fc["index"].to_numpy()]
     value = pd.Series("", index=fc.index, dtype=object)
     originals = originals or {}
     for col_name in set(col_for.dropna()):
