@@ -501,11 +501,15 @@ def join_problems(*codes: Any) -> pd.Series:
         raise ValueError("no problem series")
     index = series[0].index
     out = _codes_array(series[0]).copy()
+    if pd.isna(out[out != ""]).any():
+        return _join_problems_slow(series)
     for c in series[1:]:
         arr = _codes_array(c)
         has = arr != ""
         if not has.any():
             continue
+        if pd.isna(arr[has]).any():  # a missing code: what astype(str) and + gave before
+            return _join_problems_slow(series)
         had = out != ""
         both = has & had
         out[both] = out[both] + ";" + arr[both]
@@ -515,9 +519,16 @@ def join_problems(*codes: Any) -> pd.Series:
 
 
 def _codes_array(c: Any) -> np.ndarray:
-    """Problem codes as a numpy object array of str (what ``astype(str)`` gave)."""
+    """Problem codes as a numpy object array."""
     if isinstance(c, pd.Series) and c.dtype == object:
-        arr = c.to_numpy(dtype=object)
-        if not pd.isna(arr).any():
-            return arr
+        return c.to_numpy(dtype=object)
     return np.asarray(pd.Series(c).astype(str).to_numpy(dtype=object), dtype=object)
+
+
+def _join_problems_slow(series: list[Any]) -> pd.Series:
+    out = series[0].astype(str)
+    for c in series[1:]:
+        c = c.astype(str)
+        out = np.where(out == "", c, np.where(c == "", out, out + ";" + c))
+        out = pd.Series(out, index=series[0].index)
+    return pd.Series(out, index=series[0].index, dtype=object)
