@@ -187,15 +187,17 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     text = body.astype(str)
     blank, total = _blank_and_total_rows(text)
     keep = ~(blank | total)
-    rows = text if keep.all() else _take_rows(text, keep.to_numpy())
-    norm, originals = normalize_table(rows, spec.kind, tz)
+    # every row is normalised (each row's result depends on that row only) and the
+    # skipped rows are left out of validation, so the table is filtered once, at the end
+    norm, originals = normalize_table(text, spec.kind, tz)
     norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))
     norm.insert(1, "_sheet", _repeat_text(raw.sheet, norm.index))
-    norm.insert(2, "_row", row_numbers[keep.to_numpy()])
+    norm.insert(2, "_row", np.asarray(row_numbers, dtype="int64"))
     norm.insert(3, "_channel", _repeat_text(channel, norm.index))
-    rejected, rejects = validate(norm, spec.kind, originals)
-    flagged_rows = norm["_flags"] != ""
-    kept = norm if not rejected.any() else _take_rows(norm, ~rejected.to_numpy())
+    rejected, rejects = validate(norm, spec.kind, originals, skip=~keep.to_numpy())
+    flagged_rows = (norm["_flags"] != "") & keep
+    wanted = keep & ~rejected
+    kept = norm if wanted.all() else _take_rows(norm, wanted.to_numpy())
     kept_problems = _kept_problem_rows(kept, originals)
     rejects = pd.concat([rejects, kept_problems], ignore_index=True) if len(kept_problems) else rejects
     accepted = kept.reset_index(drop=True)

@@ -114,12 +114,15 @@ _CHECK_CODES = {
 }
 
 
-def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None = None) -> tuple[pd.Series, pd.DataFrame]:
+def validate(
+    df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None = None, *, skip: np.ndarray | None = None
+) -> tuple[pd.Series, pd.DataFrame]:
     """Validate a normalised table lazily.
 
     Returns (rejected: bool Series on ``df.index``, rejects table with
     :data:`REJECT_COLUMNS`), one rejects row per failing row and column, with the
-    original text of the cell from ``originals`` when given.
+    original text of the cell from ``originals`` when given. Rows where the bool array
+    ``skip`` is true (blank and totals rows) are neither rejected nor reported.
     """
     rejected = pd.Series(False, index=df.index)
     # the "at least one key" rule as a column, so pandera reports one failure per row
@@ -136,6 +139,10 @@ def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None
     if fc.empty:  # a schema-level failure (wrong dtype): a bug in normalisation, not user data
         raise RuntimeError(f"schema check failed on column types: {all_fc.to_dict('records')[:3]}")
     fc["index"] = fc["index"].astype(df.index.dtype)
+    if skip is not None and skip.any():
+        fc = fc[~pd.Series(skip, index=df.index).reindex(fc["index"].to_numpy()).to_numpy()]
+        if fc.empty:
+            return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
     check = fc["check"].astype(str)
     column = fc["column"].astype(object)
     code = check.map({k: v for k, v in _CHECK_CODES.items() if isinstance(v, str)}).astype(object)
