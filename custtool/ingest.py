@@ -7,7 +7,9 @@ sheet, row, column, value and a reason) or skipped (blank or a totals row), and
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,46 @@ def import_files(
     if kind is not None and kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
     specs = load_fields(fields)
+    with _arrow_memory_pool():
+        return _import_files(paths, kind=kind, channel=channel, sheet=sheet, encoding=encoding, specs=specs, tz=tz)
+
+
+@contextlib.contextmanager
+def _arrow_memory_pool() -> Iterator[None]:
+    """jemalloc as pyarrow's memory pool while importing, then the pool as it was.
+
+    An import allocates and frees many column-sized buffers; with pyarrow's default
+    mimalloc pool that cost 1-2 s of system time (page faults) on 1,000,000 rows here
+    against 0.6 s with jemalloc. An explicit ARROW_DEFAULT_MEMORY_POOL is respected, and
+    builds without jemalloc keep their pool.
+    """
+    import pyarrow as pa
+
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        yield
+        return
+    before = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except (NotImplementedError, pa.ArrowNotImplementedError, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
+
+
+def _import_files(
+    paths: list[str | os.PathLike[str]],
+    *,
+    kind: str | None,
+    channel: str | None,
+    sheet: str | None,
+    encoding: str | None,
+    specs: dict[str, KindSpec],
+    tz: str,
+) -> ImportResult:
     frames: list[pd.DataFrame] = []
     rejects: list[pd.DataFrame] = []
     reports: list[SheetReport] = []
