@@ -471,6 +471,9 @@ def _fill_missing_text(df: pd.DataFrame) -> pd.DataFrame:
     out = df
     for col in df.columns:
         s = df[col]
+        arr = getattr(s.array, "_pa_array", None)
+        if arr is not None and arr.null_count == 0:  # Arrow text knows its null count
+            continue
         if (s.dtype == object or pd.api.types.is_string_dtype(s)) and s.isna().any():
             if out is df:
                 out = df.copy()
