@@ -117,7 +117,7 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
     import pandas as pd
 
     data = p.read_bytes()
-    if not data.strip():
+    if not data or data.isspace():  # as ``not data.strip()``, without copying the file
         raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
     if encoding is None or encoding.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"}:
         fast = _read_utf8_csv_fast(p, data, encoding)
@@ -189,7 +189,8 @@ def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | 
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    first_line = body.split(b"\n", 1)[0]
+    end = body.find(b"\n")
+    first_line = body if end < 0 else body[:end]
     bad: list[int] = []
 
     def _on_invalid(_row: Any) -> str:
