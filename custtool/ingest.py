@@ -433,8 +433,9 @@ def _kept_problem_rows(kept: pd.DataFrame, originals: dict[str, pd.Series]) -> p
         return pd.DataFrame(columns=REJECT_COLUMNS)
     codes = kept["_flags"][is_flagged].str.split(";").explode()
     codes = codes[codes != ""]
-    code = codes.str.split(":").str[0]
-    column = codes.str.split(":").str[1]
+    parts = codes.str.split(":")
+    code = parts.str[0]
+    column = parts.str[1]
     guess = code.str.extract(r"^(phone|email|amount|score|age|name|gender|date|number|excel)")[0]
     column = column.where(column.notna(), guess.replace({"excel": "phone", "date": ""}))
     # only the columns read below, and only the flagged rows of them
