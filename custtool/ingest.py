@@ -7,7 +7,9 @@ sheet, row, column, value and a reason) or skipped (blank or a totals row), and
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,46 @@ def import_files(
     if kind is not None and kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
     specs = load_fields(fields)
+    with _arrow_memory_pool():
+        return _import_files(paths, kind=kind, channel=channel, sheet=sheet, encoding=encoding, specs=specs, tz=tz)
+
+
+@contextlib.contextmanager
+def _arrow_memory_pool() -> Iterator[None]:
+    """jemalloc as pyarrow's memory pool while importing, then the pool as it was.
+
+    An import allocates and frees many column-sized buffers; with pyarrow's default
+    mimalloc pool that cost 1-2 s of system time (page faults) on 1,000,000 rows here
+    against 0.6 s with jemalloc. An explicit ARROW_DEFAULT_MEMORY_POOL is respected, and
+    builds without jemalloc keep their pool.
+    """
+    import pyarrow as pa
+
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        yield
+        return
+    before = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except (NotImplementedError, pa.ArrowNotImplementedError, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
+
+
+def _import_files(
+    paths: list[str | os.PathLike[str]],
+    *,
+    kind: str | None,
+    channel: str | None,
+    sheet: str | None,
+    encoding: str | None,
+    specs: dict[str, KindSpec],
+    tz: str,
+) -> ImportResult:
     frames: list[pd.DataFrame] = []
     rejects: list[pd.DataFrame] = []
     reports: list[SheetReport] = []
@@ -185,21 +227,22 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     body.index = pd.RangeIndex(len(body))
     body = _fill_merged_down(body, raw, header_at)
     text = body.astype(str)
-    stripped = text.apply(lambda c: c.str.strip())
-    blank = (stripped == "").all(axis=1)
-    total = stripped.apply(lambda c: c.str.fullmatch(TOTAL_WORDS)).any(axis=1) & ~blank
+    blank, total = _blank_and_total_rows(text)
     keep = ~(blank | total)
-    rows = text[keep]
-    norm, originals = normalize_table(rows, spec.kind, tz)
-    norm.insert(0, "_source_file", raw.file)
-    norm.insert(1, "_sheet", raw.sheet)
-    norm.insert(2, "_row", row_numbers[keep.to_numpy()])
-    norm.insert(3, "_channel", channel)
-    rejected, rejects = validate(norm, spec.kind, originals)
-    flagged_rows = norm["_flags"] != ""
-    kept_problems = _kept_problem_rows(norm[~rejected], originals)
+    # every row is normalised (each row's result depends on that row only) and the
+    # skipped rows are left out of validation, so the table is filtered once, at the end
+    norm, originals = normalize_table(text, spec.kind, tz)
+    norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))
+    norm.insert(1, "_sheet", _repeat_text(raw.sheet, norm.index))
+    norm.insert(2, "_row", np.asarray(row_numbers, dtype="int64"))
+    norm.insert(3, "_channel", _repeat_text(channel, norm.index))
+    rejected, rejects = validate(norm, spec.kind, originals, skip=~keep.to_numpy())
+    flagged_rows = (norm["_flags"] != "") & keep
+    wanted = keep & ~rejected
+    kept = norm if wanted.all() else _take_rows(norm, wanted.to_numpy())
+    kept_problems = _kept_problem_rows(kept, originals)
     rejects = pd.concat([rejects, kept_problems], ignore_index=True) if len(kept_problems) else rejects
-    accepted = norm[~rejected].reset_index(drop=True)
+    accepted = kept.reset_index(drop=True)
     report = SheetReport(
         file=raw.file,
         sheet=raw.sheet,
@@ -215,6 +258,79 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         flagged=int((flagged_rows & ~rejected).sum()),
     )
     return accepted, rejects, report
+
+
+def _take_rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``df[mask]`` (same columns, dtypes and index labels), Arrow-backed text columns
+    filtered in pyarrow, which is several times quicker than pandas' take on them."""
+    import pyarrow as pa
+
+    pmask = pa.array(mask)
+    cols = []
+    for j in range(df.shape[1]):
+        s = df.iloc[:, j]
+        arr = getattr(s.array, "_pa_array", None)
+        if arr is not None and isinstance(s.dtype, pd.StringDtype):
+            cols.append(pd.Series(arr.filter(pmask), dtype=s.dtype))
+        else:
+            cols.append(s[mask].reset_index(drop=True))
+    out = pd.concat(cols, axis=1, ignore_index=True) if cols else df[mask]
+    out.columns = df.columns
+    out.index = df.index[mask]
+    return out
+
+
+def _repeat_text(value: str, index: pd.Index) -> pd.Series:
+    """A ``str`` column holding ``value`` on every row, built in pyarrow."""
+    import pyarrow as pa
+
+    return pd.Series(pa.repeat(pa.scalar(value, pa.string()), len(index)), index=index, dtype="str")
+
+
+def _blank_and_total_rows(text: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Rows whose every cell is blank after stripping, and (not blank) rows with a cell
+    that is only a totals word (合计, 总计, Total: …), in pyarrow.
+
+    Blank: stripped only where still needed (rows blank in every column so far). Totals:
+    every totals word holds 计, otal or OTAL, so a column whose text has none of them
+    (one look at its bytes) cannot hold one.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(text)
+    blank = np.ones(n, dtype=bool)
+    total = np.zeros(n, dtype=bool)
+    for j in range(text.shape[1]):
+        arr = nz._arrow(text.iloc[:, j])
+        cand = np.flatnonzero(blank)
+        if len(cand):
+            sub = arr if len(cand) == n else arr.take(pa.array(cand))
+            blank[cand] = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(sub), ""), False).to_numpy(zero_copy_only=False)
+        if _bytes_contain(arr, "计|otal|OTAL"):
+            hit = pc.match_substring_regex(pc.utf8_trim_whitespace(arr), TOTAL_WORDS)
+            total |= pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+    return pd.Series(blank, index=text.index), pd.Series(total & ~blank, index=text.index)
+
+
+def _bytes_contain(arr: Any, pattern: str) -> bool:
+    """Whether the text of a pyarrow string array, read as one run of bytes, matches
+    ``pattern`` somewhere (one regex pass instead of one per value; no copy)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for chunk in arr.chunks if hasattr(arr, "chunks") else [arr]:
+        if len(chunk) == 0 or chunk.buffers()[2] is None:
+            continue
+        wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)
+        start, end = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
+        data = chunk.buffers()[2].slice(start, end - start)
+        bounds = pa.py_buffer(np.array([0, end - start], dtype=np.int64).tobytes())
+        whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, bounds, data])
+        if pc.match_substring_regex(whole, pattern)[0].as_py():
+            return True
+    return False
 
 
 def _fill_merged_down(body: pd.DataFrame, raw: RawSheet, header_at: int) -> pd.DataFrame:
@@ -245,7 +361,10 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
 
     def note(col: str, problems: pd.Series, with_column: bool = False) -> None:
         if with_column:
-            problems = problems.where(problems == "", problems + ":" + col)
+            arr = problems.to_numpy(dtype=object).copy()
+            has = arr != ""
+            arr[has] = arr[has] + (":" + col)
+            problems = pd.Series(arr, index=problems.index, dtype=object)
         flags.append(problems)
 
     for col in list(out.columns):
@@ -309,16 +428,19 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
 
 def _kept_problem_rows(kept: pd.DataFrame, originals: dict[str, pd.Series]) -> pd.DataFrame:
     """Rejects-file rows for values that were cleared or flagged on kept rows."""
-    flagged = kept[kept["_flags"] != ""]
-    if flagged.empty:
+    is_flagged = (kept["_flags"] != "").to_numpy()
+    if not is_flagged.any():
         return pd.DataFrame(columns=REJECT_COLUMNS)
-    codes = flagged["_flags"].str.split(";").explode()
+    codes = kept["_flags"][is_flagged].str.split(";").explode()
     codes = codes[codes != ""]
-    base = flagged.loc[codes.index]
-    code = codes.str.split(":").str[0]
-    column = codes.str.split(":").str[1]
+    parts = codes.str.split(":")
+    code = parts.str[0]
+    column = parts.str[1]
     guess = code.str.extract(r"^(phone|email|amount|score|age|name|gender|date|number|excel)")[0]
     column = column.where(column.notna(), guess.replace({"excel": "phone", "date": ""}))
+    # only the columns read below, and only the flagged rows of them
+    wanted = ["_source_file", "_sheet", "_row"] + sorted(c for c in set(column.dropna()) if c not in originals and c in kept.columns)
+    base = kept[wanted][is_flagged].loc[codes.index]
     value = pd.Series("", index=codes.index, dtype=object)
     for col in set(column.dropna()):
         if col in originals:
@@ -350,6 +472,9 @@ def _fill_missing_text(df: pd.DataFrame) -> pd.DataFrame:
     out = df
     for col in df.columns:
         s = df[col]
+        arr = getattr(s.array, "_pa_array", None)
+        if arr is not None and arr.null_count == 0:  # Arrow text knows its null count
+            continue
         if (s.dtype == object or pd.api.types.is_string_dtype(s)) and s.isna().any():
             if out is df:
                 out = df.copy()

@@ -117,8 +117,12 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
     import pandas as pd
 
     data = p.read_bytes()
-    if not data.strip():
+    if not data or data.isspace():  # as ``not data.strip()``, without copying the file
         raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
+    if encoding is None or encoding.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"}:
+        fast = _read_utf8_csv_fast(p, data, encoding)
+        if fast is not None:
+            return fast
     text, enc = decode(data, encoding, p.name)
     first = text[:4096].split("\n", 1)[0]
     sep = "\t" if p.suffix.lower() == ".tsv" or first.count("\t") > first.count(",") else ","
@@ -139,13 +143,54 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
     return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
 
 
+def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet | None:
+    """The UTF-8 case without decoding the whole file into Python text and encoding it
+    back: pyarrow reads the bytes (and checks they are UTF-8). Same grid, encoding name
+    and separator as the general path; None when that path is needed (not UTF-8, UTF-16,
+    ragged rows)."""
+    import codecs
+
+    import numpy as np
+
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None
+    bom = data.startswith(b"\xef\xbb\xbf")
+    try:  # the first 200,000 characters, as the general path sees them
+        head = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")().decode(data[: 4 * 200_000 + 8], final=False)
+    except UnicodeDecodeError:
+        return None
+    body = data
+    while body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]
+    first = head[:4096].split("\n", 1)[0]
+    sep = "\t" if p.suffix.lower() == ".tsv" or first.count("\t") > first.count(",") else ","
+    grid = _parse_csv_bytes(body, head.lstrip("\ufeff")[:200_000], sep)
+    if grid is None:
+        return None
+    grid.columns = range(grid.shape[1])
+    # the name :func:`decode` reports
+    if encoding is None or bom and encoding.lower().replace("_", "-") in {"utf-8", "utf8"}:
+        enc = "utf-8-sig" if bom else "utf-8"
+    else:
+        enc = encoding
+    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
+
+
 def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:
     """pyarrow's reader with every column as text; None when the file has ragged rows."""
+    body = text.lstrip("\ufeff").encode("utf-8")
+    return _parse_csv_bytes(body, text.lstrip("\ufeff")[:200_000], sep)
+
+
+def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | None:
+    """pyarrow's reader on UTF-8 bytes, every column as text; ``sample_text`` (the first
+    200,000 characters) gives the width. None when the file has ragged rows or is not UTF-8."""
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    body = text.lstrip("\ufeff").encode("utf-8")
-    first_line = body.split(b"\n", 1)[0]
+    end = body.find(b"\n")
+    first_line = body if end < 0 else body[:end]
     bad: list[int] = []
 
     def _on_invalid(_row: Any) -> str:
@@ -156,14 +201,18 @@ def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:
         # count the widest row cheaply via a first pass with the pandas-compatible width
         import csv
 
-        sample = list(csv.reader(_io.StringIO(text.lstrip("\ufeff")[:200_000]), delimiter=sep))
+        sample = list(csv.reader(_io.StringIO(sample_text), delimiter=sep))
         width = max((len(r) for r in sample), default=len(first_line.split(sep.encode())))
         names = [f"c{i}" for i in range(width)]
         table = pcsv.read_csv(
             _io.BytesIO(body),
             read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
             parse_options=pcsv.ParseOptions(
-                delimiter=sep, ignore_empty_lines=False, newlines_in_values=True, invalid_row_handler=_on_invalid
+                delimiter=sep,
+                ignore_empty_lines=False,
+                # without a quote no value can hold a newline; the reader is faster then
+                newlines_in_values=b'"' in body,
+                invalid_row_handler=_on_invalid,
             ),
             convert_options=pcsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
@@ -173,8 +222,9 @@ def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:
         return None
     if bad:
         return None
-    frame = table.to_pandas()
-    return frame.fillna("") if frame.isna().any().any() else frame
+    # str columns over the Arrow data (no copy); no nulls: strings_can_be_null=False
+    frame = pd.DataFrame({n: pd.Series(table.column(n), dtype="str") for n in table.column_names})
+    return frame.fillna("") if any(table.column(n).null_count for n in table.column_names) else frame
 
 
 def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:

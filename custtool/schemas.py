@@ -37,12 +37,25 @@ def _has_any(cols: tuple[str, ...]):  # noqa: ANN202
         present = [c for c in cols if c in df.columns]
         if not present:
             return pd.Series(False, index=df.index)
-        ok = pd.Series(False, index=df.index)
+        ok = np.zeros(len(df), dtype=bool)
         for c in present:
-            ok |= df[c].astype(str).str.strip() != ""
-        return ok
+            ok |= _given(df[c])
+        return pd.Series(ok, index=df.index)
 
     return check
+
+
+def _given(s: pd.Series) -> np.ndarray:
+    """``s.astype(str).str.strip() != ""`` as a numpy bool array (pyarrow for text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = getattr(s.array, "_pa_array", None)
+    if arr is None or not isinstance(s.dtype, pd.StringDtype) or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return (s.astype(str).str.strip() != "").to_numpy(dtype=bool)
+    # a missing value reads as "nan" after astype(str): given
+    given = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(arr), ""), True)
+    return given.to_numpy(zero_copy_only=False) if isinstance(given, pa.Array) else given.combine_chunks().to_numpy(zero_copy_only=False)
 
 
 def schema_for(kind: str) -> pa.DataFrameSchema:
@@ -101,19 +114,24 @@ _CHECK_CODES = {
 }
 
 
-def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None = None) -> tuple[pd.Series, pd.DataFrame]:
+def validate(
+    df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None = None, *, skip: np.ndarray | None = None
+) -> tuple[pd.Series, pd.DataFrame]:
     """Validate a normalised table lazily.
 
     Returns (rejected: bool Series on ``df.index``, rejects table with
     :data:`REJECT_COLUMNS`), one rejects row per failing row and column, with the
-    original text of the cell from ``originals`` when given.
+    original text of the cell from ``originals`` when given. Rows where the bool array
+    ``skip`` is true (blank and totals rows) are neither rejected nor reported.
     """
     rejected = pd.Series(False, index=df.index)
     # the "at least one key" rule as a column, so pandera reports one failure per row
     key_cols = ("phone", "email") if kind == "customers" else ("customer_id", "phone", "email")
     df = df.assign(_key_present=_has_any(key_cols)(df))
+    schema = schema_for(kind)
     try:
-        schema_for(kind).validate(df, lazy=True)
+        # only the columns the schema knows (it is not strict: the others are never checked)
+        schema.validate(df[[c for c in df.columns if c in schema.columns]], lazy=True)
         return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
     except SchemaErrors as exc:
         all_fc = exc.failure_cases
@@ -121,6 +139,10 @@ def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None
     if fc.empty:  # a schema-level failure (wrong dtype): a bug in normalisation, not user data
         raise RuntimeError(f"schema check failed on column types: {all_fc.to_dict('records')[:3]}")
     fc["index"] = fc["index"].astype(df.index.dtype)
+    if skip is not None and skip.any():
+        fc = fc[~pd.Series(skip, index=df.index).reindex(fc["index"].to_numpy()).to_numpy()]
+        if fc.empty:
+            return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
     check = fc["check"].astype(str)
     column = fc["column"].astype(object)
     code = check.map({k: v for k, v in _CHECK_CODES.items() if isinstance(v, str)}).astype(object)
@@ -132,7 +154,7 @@ def validate(df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None
     col_for = column.where(column.notna() & (column.astype(str) != kind) & (column != "_key_present"), None)
     col_for[code == "no_contact"] = "phone/email"
     col_for[code == "no_customer_key"] = "customer_id/phone/email"
-    rows = df.loc[fc["index"].to_numpy()]
+    rows = df[[c for c in ("_source_file", "_sheet", "_row") if c in df.columns]].loc[fc["index"].to_numpy()]
     value = pd.Series("", index=fc.index, dtype=object)
     originals = originals or {}
     for col_name in set(col_for.dropna()):

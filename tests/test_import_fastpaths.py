@@ -1,0 +1,118 @@
+"""The fast paths of the import (issue 2 speed-up) give what the full rules give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from custtool import normalize as nz
+from custtool.ingest import _arrow_memory_pool, _blank_and_total_rows, _bytes_contain, import_files
+from custtool.schemas import validate
+
+PHONES = [
+    "13812345678", "+86 138-1234-5678", "0086 13812345678", "8613812345678", "+868613812345678",
+    "13812345678.0", "8613812345678.0", "+8613812345678.0", "138 1234 5678", "(138)1234-5678",
+    "１３８１２３４５６７８", "", "  ", "nan", "无", "-", "/", "保密", "138****5678", "1381234abcd",
+    "1.38001E+10", "010-62345678", "+86 21 6234 5678", "400-820-8820", "+1 415 555 0123",
+    "13812345678 转 123", "12812345678", "+86+13812345678", "++8613812345678",
+]
+
+
+def test_phone_fast_path_agrees_with_the_full_rules():
+    s = pd.Series(PHONES)
+    fast_values, fast_codes = nz.normalize_phone(s)
+    prepared = nz._text(s).str.replace(r"^([0-9]+)\.0+$", r"\1", regex=True)
+    full_values, full_codes = nz._phone_full(prepared)
+    assert fast_values.tolist() == full_values.tolist()
+    assert fast_codes.tolist() == full_codes.tolist()
+
+
+@pytest.mark.parametrize(
+    ("raw", "value", "code"),
+    [
+        ("+86 138-1234-5678", "13812345678", ""),
+        ("+868613812345678", "13812345678", ""),
+        ("8613812345678.0", "13812345678", ""),
+        # the Excel-float tail is only read as such on plain digits
+        ("+8613812345678.0", "", "phone_invalid"),
+        ("无", "", "phone_placeholder"),
+        ("-", "", "phone_placeholder"),
+        ("", "", ""),
+    ],
+)
+def test_phone_fast_path_values(raw, value, code):
+    values, codes = nz.normalize_phone(pd.Series(["13900000000", raw]))
+    assert (values.iloc[1], codes.iloc[1]) == (value, code)
+    assert values.dtype == "str" and codes.dtype == object
+
+
+def test_join_problems_leaves_its_inputs_alone():
+    a = pd.Series(["x", "", "y"], dtype=object)
+    b = pd.Series(["", "z", "w"], dtype=object)
+    assert nz.join_problems(a, b).tolist() == ["x", "z", "y;w"]
+    assert a.tolist() == ["x", "", "y"] and b.tolist() == ["", "z", "w"]
+
+
+def test_bytes_contain_looks_only_at_the_values_of_a_slice():
+    arr = pa.array(["累计消费", "12", "合计"])
+    assert _bytes_contain(arr, "计")
+    assert not _bytes_contain(arr.slice(1, 1), "计")  # the header's bytes are outside the slice
+    assert _bytes_contain(arr.slice(2), "计")
+    assert _bytes_contain(pa.chunked_array([arr.slice(1, 1), arr.slice(0, 1)]), "计")
+
+
+def test_blank_and_totals_rows():
+    text = pd.DataFrame(
+        {
+            "a": ["张三", " \u3000", "合计：", "小计 ", "累计消费", ""],
+            "b": ["1", "\t", "100", "", "5", ""],
+        },
+        dtype="str",
+    )
+    blank, total = _blank_and_total_rows(text)
+    assert blank.tolist() == [False, True, False, False, False, True]
+    assert total.tolist() == [False, False, True, True, False, False]
+
+
+def test_validate_skip_rows_are_neither_rejected_nor_reported():
+    df = pd.DataFrame(
+        {
+            "_source_file": pd.Series(["f.csv"] * 3, dtype="str"),
+            "_sheet": pd.Series([""] * 3, dtype="str"),
+            "_row": np.array([2, 3, 4], dtype="int64"),
+            "phone": pd.Series(["13812345678", "", ""], dtype="str"),
+            "email": pd.Series(["", "", ""], dtype="str"),
+        }
+    )
+    rejected, rejects = validate(df, "customers")
+    assert rejected.tolist() == [False, True, True]
+    assert rejects["row"].tolist() == [3, 4]
+    rejected, rejects = validate(df, "customers", skip=np.array([False, True, False]))
+    assert rejected.tolist() == [False, False, True]
+    assert rejects["row"].tolist() == [4] and rejects["code"].tolist() == ["no_contact"]
+    rejected, rejects = validate(df, "customers", skip=np.array([False, True, True]))
+    assert not rejected.any() and rejects.empty
+
+
+def test_import_restores_the_arrow_memory_pool(make_csv):
+    before = pa.default_memory_pool().backend_name
+    with _arrow_memory_pool():
+        pass
+    path = make_csv("c.csv", [["姓名", "手机"], ["张三", "13812345678"]])
+    assert import_files(path).data["phone"].tolist() == ["13812345678"]
+    assert pa.default_memory_pool().backend_name == before
+
+
+def test_utf8_reader_keeps_quoted_newlines_and_reports_encoding(tmp_path):
+    path = tmp_path / "n.csv"
+    path.write_bytes('\ufeff姓名,手机,备注\n张三,13812345678,"第一行\n第二行"\n李四,13912345678,\n'.encode())
+    result = import_files(path)
+    assert result.files[0].encoding == "utf-8-sig"
+    assert result.data["notes"].tolist() == ["第一行\n第二行", ""]
+    assert result.data["_row"].tolist() == [2, 3]
+    assert import_files(path, encoding="utf8").files[0].encoding == "utf-8-sig"
+    plain = tmp_path / "p.csv"
+    plain.write_bytes("姓名,手机\n张三,13812345678\n".encode())
+    assert import_files(plain, encoding="utf8").files[0].encoding == "utf8"
