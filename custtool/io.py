@@ -112,6 +112,17 @@ def read_raw(path: str | os.PathLike[str], *, sheet: str | None = None, encoding
     )
 
 
+def guess_separator(head: str, suffix: str = "") -> str:
+    """The field separator of a text export: tab for .tsv, else the most frequent of
+    , tab ; | over the first lines (title rows above the header hold few of them)."""
+    if suffix.lower() == ".tsv":
+        return "\t"
+    lines = head.lstrip("\ufeff").splitlines()[:10]
+    counts = {sep: sum(line.count(sep) for line in lines) for sep in (",", "\t", ";", "|")}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] > counts[","] else ","
+
+
 def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
     import numpy as np
     import pandas as pd
@@ -124,14 +135,19 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
         if fast is not None:
             return fast
     text, enc = decode(data, encoding, p.name)
-    first = text[:4096].split("\n", 1)[0]
-    sep = "\t" if p.suffix.lower() == ".tsv" or first.count("\t") > first.count(",") else ","
+    sep = guess_separator(text[:8192], p.suffix)
     grid = _parse_csv_fast(text, sep)
     if grid is None:
+        # ragged rows (a title line, trailing fields left off): name every column up front
+        # so short rows are padded instead of refused
+        import csv
+
+        width = max((len(r) for r in csv.reader(_io.StringIO(text.lstrip("\ufeff")), delimiter=sep)), default=1)
         grid = pd.read_csv(
             _io.StringIO(text.lstrip("\ufeff")),
             sep=sep,
             header=None,
+            names=list(range(width)),
             dtype=str,
             keep_default_na=False,
             na_filter=False,
@@ -162,8 +178,7 @@ def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet 
     body = data
     while body.startswith(b"\xef\xbb\xbf"):
         body = body[3:]
-    first = head[:4096].split("\n", 1)[0]
-    sep = "\t" if p.suffix.lower() == ".tsv" or first.count("\t") > first.count(",") else ","
+    sep = guess_separator(head[:8192], p.suffix)
     grid = _parse_csv_bytes(body, head.lstrip("\ufeff")[:200_000], sep)
     if grid is None:
         return None

@@ -230,3 +230,12 @@ def test_row_accounting_property(tmp_path, kinds, encoding):
     assert t["skipped_blank"] == kinds.count("blank")
     assert t["skipped_total"] == kinds.count("total")
     assert sorted(result.data["_row"]) == [i + 2 for i, k in enumerate(kinds) if k in ("good", "flagged")]
+
+
+def test_semicolon_and_pipe_separated_exports(tmp_path):
+    (tmp_path / "semi.csv").write_text("客户导出 2026-10\n姓名;手机号;城市\n张三;13800000001;北京\n李四;13800000002;上海\n", encoding="utf-8")
+    (tmp_path / "pipe.txt").write_text("姓名|手机号|城市\n张三|13800000001|北京\n", encoding="gbk")
+    semi = import_files(tmp_path / "semi.csv")
+    assert semi.data["city"].tolist() == ["北京市", "上海市"]
+    assert semi.files[0].rows_read == 2
+    assert import_files(tmp_path / "pipe.txt").data["phone"].tolist() == ["13800000001"]
