@@ -49,7 +49,7 @@ _CLASS_OF = {
 }
 TIERS = ("高价值", "中价值", "低价值")
 LIFECYCLE_STAGES = ("潜在", "新客户", "成长", "成熟", "沉睡", "流失")
-NO_ORDERS = "无消费"  # segment label of customers without orders in summaries
+NO_ORDERS = "（无订单）"  # segment label of customers without orders (as the report names them)
 
 METRIC_COLUMNS = [
     "first_order", "last_order", "recency", "frequency", "monetary", "aov",

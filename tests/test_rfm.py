@@ -407,7 +407,7 @@ def test_segment_customers_summary_and_shares():
     assert s.loc[("rfm_class", "重要保持客户"), "revenue"] == 8000
     assert s.loc[("rfm_class", "重要保持客户"), "revenue_share"] == pytest.approx(8000 / 22350 * 100)
     assert s.loc[("rfm_class", "一般价值客户"), "customers"] == 3
-    assert s.loc[("rfm_class", "无消费"), "customer_share"] == 10.0
+    assert s.loc[("rfm_class", "（无订单）"), "customer_share"] == 10.0
     d = res.to_dict()
     assert d["customers"] == 10 and d["orders_used"] == 17 and d["orders_unmatched"] == 1
     assert d["classes"]["一般价值客户"] == {"customers": 3, "customer_share": 30.0, "revenue": 4200.0, "revenue_share": round(4200 / 22350 * 100, 4)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from custtool.errors import InputError
-from custtool.rfm import RFM_CLASSES  # the one list of the 8 classes
+from custtool.rfm import NO_ORDERS, RFM_CLASSES  # the one list of the 8 classes
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -13,7 +13,6 @@ if TYPE_CHECKING:  # pragma: no cover
 RFM_ORDER = list(RFM_CLASSES)
 NEW = "（新增）"
 GONE = "（已不在）"
-NO_ORDERS = "（无订单）"
 
 
 def _classes(df: pd.DataFrame, by: str, which: str) -> pd.Series:
