@@ -339,6 +339,11 @@ def dedupe(
         timings[step] = round(now - clock[0], 3)
         clock[0] = now
 
+    if {"order_id", "order_time"} & set(df.columns) and "amount" in df.columns:
+        raise InputError(
+            "this table holds orders (order_id/order_time/amount), not customers",
+            "clean the customers import; orders go to `custtool segment --orders`",
+        )
     r = _resolve_rules(rules, keys, survivorship, channel_priority, id_format, hub_max_names)
     data = _prepare(df)
     n = len(data)

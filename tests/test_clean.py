@@ -881,3 +881,10 @@ def test_cli_warns_about_a_key_that_is_not_a_column(tmp_path):
     assert "Warning: --keys emial: no such column; linked on phone" in " ".join(res.stderr.split())
     res = runner.invoke(app, ["clean", str(src), "-o", str(tmp_path / "k2.parquet"), "--keys", "phone,emial", "-q"])
     assert res.exit_code == 0 and res.stderr == ""
+
+
+def test_orders_table_is_refused():
+    orders = pd.DataFrame({"order_id": ["A1"], "customer_id": ["M1"], "amount": [10.0], "order_time": pd.to_datetime(["2024-01-01"]),
+                           "_source_file": ["o.csv"], "_sheet": [""], "_row": [2], "_channel": ["门店"]})
+    with pytest.raises(InputError, match="holds orders"):
+        dedupe(orders)

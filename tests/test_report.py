@@ -456,6 +456,11 @@ def test_sales_role_sees_only_own_customers(tmp_path, segmented):
 def test_role_errors():
     with pytest.raises(InputError, match="--owner"):
         apply_role(tiny(), get_role("sales"))
+    table = tiny()
+    if "owner" not in table.columns:
+        table = table.assign(owner="王经理")
+    with pytest.raises(InputError, match="no customers have owner '王经里'"):
+        apply_role(table, get_role("sales"), owner="王经里")
     with pytest.raises(ConfigError, match="masked"):
         apply_role(tiny(), get_role("analyst"), mask=False)
     with pytest.raises(ConfigError, match="unknown role"):

@@ -275,6 +275,9 @@ def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.D
             raise InputError("the customers table has no 'owner' column, so a sales view cannot be made", "use another role")
         own = df["owner"].astype("string").fillna("").str.strip() == owner.strip()
         out = df.loc[own.to_numpy()]
+        if out.empty and len(df):
+            known = sorted(set(df["owner"].astype("string").fillna("").str.strip()) - {""})[:8]
+            raise InputError(f"no customers have owner {owner!r}", f"owners in the table: {', '.join(known) or '(none)'}")
     elif owner:
         if "owner" not in df.columns:
             raise InputError("--owner given but the customers table has no 'owner' column")
