@@ -62,6 +62,9 @@ def render_sheet(xlsx: Path, png: Path) -> str:
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     from report_bench import make_customers, make_orders
 
     from custtool.cards import group_cards, individual_cards, write_cards
