@@ -258,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
         return child(argv[1], argv[2], argv[3], argv[4] if len(argv) > 4 else None)
+    if argv and argv[0] == "--generate":
+        c, o, i, s, seed = (int(x) for x in argv[1:6])
+        prepare(argparse.Namespace(customers=c, orders=o, interactions=i, surveys=s, seed=seed, data=Path(argv[6])))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--orders", type=int, default=10_000_000)
@@ -273,8 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         args.interactions = args.customers // 10
     if args.surveys is None:
         args.surveys = args.customers // 20
-    sys.path.insert(0, str(ROOT))
-    d = prepare(args)
+    # generate in a child process too: the generator's arrays would otherwise stay in this
+    # process's memory (about 1 GB at full size) while the pipeline runs
+    gen = [sys.executable, __file__, "--generate", str(args.customers), str(args.orders), str(args.interactions),
+           str(args.surveys), str(args.seed), str(args.data)]
+    subprocess.run(gen, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    d = args.data / f"pipeline-{args.customers}-{args.orders}-s{args.seed}"
     results = []
     for k in range(args.repeat):
         run = run_once(d, args.profile if k == args.repeat - 1 else None)
