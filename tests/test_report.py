@@ -666,6 +666,35 @@ def test_failed_report_leaves_old_file(tmp_path, segmented):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.xlsx"]
 
 
+
+def test_workbook_over_zip64_limit_is_written(tmp_path, segmented, monkeypatch):
+    # ~1M customers make a detail sheet of more than 4 GB of XML; xlsxwriter refuses to close
+    # such a workbook unless ZIP64 is allowed. Lower the ZIP limit so 300 customers exceed it.
+    import zipfile
+
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 50_000)
+    path = tmp_path / "big.xlsx"
+    write_workbook(segmented, path)
+    monkeypatch.undo()
+    with zipfile.ZipFile(path) as z:
+        assert z.getinfo("xl/worksheets/sheet1.xml").file_size > 0
+    ws = openpyxl.load_workbook(path, read_only=True)["客户明细"]
+    assert sum(1 for _ in ws.iter_rows(min_row=2)) == 300
+
+
+def test_plain_sheets_over_zip64_limit_are_written(tmp_path, monkeypatch):
+    import zipfile
+
+    from custtool.io import write_xlsx_sheets
+
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 20_000)
+    df = pd.DataFrame({"customer_id": [f"C{i:08d}" for i in range(2000)], "n": np.arange(2000)})
+    write_xlsx_sheets({"明细": df}, tmp_path / "t.xlsx")
+    monkeypatch.undo()
+    back = pd.read_excel(tmp_path / "t.xlsx", sheet_name="明细", engine="openpyxl")
+    assert len(back) == 2000 and back["n"].sum() == 1999 * 2000 // 2
+
+
 # --------------------------------------------------------------------------- CLI
 runner = CliRunner()
 

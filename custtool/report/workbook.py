@@ -630,6 +630,9 @@ def write_workbook(
                 "strings_to_urls": False,
                 "strings_to_numbers": False,
                 "nan_inf_to_errors": False,
+                # a detail sheet of ~1M customers is > 4 GB of XML: without ZIP64 the
+                # workbook fails at close, after all the writing (zip64 only where needed)
+                "use_zip64": True,
             },
         )
         try:
