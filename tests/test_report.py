@@ -668,8 +668,9 @@ def test_failed_report_leaves_old_file(tmp_path, segmented):
 
 
 def test_workbook_over_zip64_limit_is_written(tmp_path, segmented, monkeypatch):
-    # ~1M customers make a detail sheet of more than 4 GB of XML; xlsxwriter refuses to close
-    # such a workbook unless ZIP64 is allowed. Lower the ZIP limit so 300 customers exceed it.
+    # 1M customers make a detail sheet of 2.6 GB of XML, over zipfile's 2 GiB ZIP64 limit;
+    # xlsxwriter refuses to close such a workbook unless ZIP64 is allowed. Lower the limit
+    # so that 300 customers exceed it.
     import zipfile
 
     monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 50_000)
