@@ -341,6 +341,13 @@ def test_mask_functions_hand_checked():
         "138****5678;139****1111",
     ]
     assert mask_emails(pd.Series(["zhang@example.com", "", "a@b.cn;cc@d.com"])).tolist() == ["z***@example.com", "", "a***@b.cn;c***@d.com"]
+    # lists among single values, on an index that is not 0..n-1: only the list rows are split
+    idx = [10, 5, 7, 3]
+    assert mask_phones(pd.Series(["13812345678", "13900001111;021-62345678", "", "15000002222"], index=idx)).to_dict() == {
+        10: "138****5678", 5: "139****1111;021-****5678", 7: "", 3: "150****2222"}
+    assert mask_emails(pd.Series(["a@b.cn;", "zhang@example.com", None, "x@y.com;ww@z.org"], index=idx, name="emails")).to_dict() == {
+        10: "a***@b.cn;", 5: "z***@example.com", 7: "", 3: "x***@y.com;w***@z.org"}
+    assert mask_emails(pd.Series(["a@b.cn;c@d.cn"], index=[4], name="emails")).name == "emails"
     assert mask_id_numbers(pd.Series(["11010119900101123X", "", "12345"])).tolist() == ["110***********123X", "", "*****"]
     assert mask_free_text(pd.Series(["回电13812345678或z@qq.com"])).tolist() == ["回电138****5678或z***@qq.com"]
 
