@@ -467,7 +467,8 @@ def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[s
 
     wb = xlsxwriter.Workbook(
         str(path),
-        {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "nan_inf_to_errors": True},
+        {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "nan_inf_to_errors": True,
+         "use_zip64": True},  # a sheet over 2 GiB of XML needs ZIP64
     )
     head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
     date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})

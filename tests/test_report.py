@@ -352,6 +352,13 @@ def test_mask_functions_hand_checked():
         "138****5678;139****1111",
     ]
     assert mask_emails(pd.Series(["zhang@example.com", "", "a@b.cn;cc@d.com"])).tolist() == ["z***@example.com", "", "a***@b.cn;c***@d.com"]
+    # lists among single values, on an index that is not 0..n-1: only the list rows are split
+    idx = [10, 5, 7, 3]
+    assert mask_phones(pd.Series(["13812345678", "13900001111;021-62345678", "", "15000002222"], index=idx)).to_dict() == {
+        10: "138****5678", 5: "139****1111;021-****5678", 7: "", 3: "150****2222"}
+    assert mask_emails(pd.Series(["a@b.cn;", "zhang@example.com", None, "x@y.com;ww@z.org"], index=idx, name="emails")).to_dict() == {
+        10: "a***@b.cn;", 5: "z***@example.com", 7: "", 3: "x***@y.com;w***@z.org"}
+    assert mask_emails(pd.Series(["a@b.cn;c@d.cn"], index=[4], name="emails")).name == "emails"
     assert mask_id_numbers(pd.Series(["11010119900101123X", "", "12345"])).tolist() == ["110***********123X", "", "*****"]
     assert mask_free_text(pd.Series(["回电13812345678或z@qq.com"])).tolist() == ["回电138****5678或z***@qq.com"]
 
@@ -724,6 +731,36 @@ def test_failed_report_leaves_old_file(tmp_path, segmented):
         write_workbook(segmented, path, role="sales")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.xlsx"]
+
+
+
+def test_workbook_over_zip64_limit_is_written(tmp_path, segmented, monkeypatch):
+    # 1M customers make a detail sheet of 2.6 GB of XML, over zipfile's 2 GiB ZIP64 limit;
+    # xlsxwriter refuses to close such a workbook unless ZIP64 is allowed. Lower the limit
+    # so that 300 customers exceed it.
+    import zipfile
+
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 50_000)
+    path = tmp_path / "big.xlsx"
+    write_workbook(segmented, path)
+    monkeypatch.undo()
+    with zipfile.ZipFile(path) as z:
+        assert z.getinfo("xl/worksheets/sheet1.xml").file_size > 0
+    ws = openpyxl.load_workbook(path, read_only=True)["客户明细"]
+    assert sum(1 for _ in ws.iter_rows(min_row=2)) == 300
+
+
+def test_plain_sheets_over_zip64_limit_are_written(tmp_path, monkeypatch):
+    import zipfile
+
+    from custtool.io import write_xlsx_sheets
+
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 20_000)
+    df = pd.DataFrame({"customer_id": [f"C{i:08d}" for i in range(2000)], "n": np.arange(2000)})
+    write_xlsx_sheets({"明细": df}, tmp_path / "t.xlsx")
+    monkeypatch.undo()
+    back = pd.read_excel(tmp_path / "t.xlsx", sheet_name="明细", engine="openpyxl")
+    assert len(back) == 2000 and back["n"].sum() == 1999 * 2000 // 2
 
 
 # --------------------------------------------------------------------------- CLI

@@ -631,6 +631,10 @@ def write_workbook(
                 "strings_to_urls": False,
                 "strings_to_numbers": False,
                 "nan_inf_to_errors": False,
+                # the detail sheet of 1M customers is 2.6 GB of XML; Python's zipfile needs
+                # ZIP64 for a member over 2 GiB, else the workbook fails at close, after all
+                # the writing (ZIP64 is used only for such members)
+                "use_zip64": True,
             },
         )
         try:
