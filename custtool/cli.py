@@ -715,6 +715,8 @@ def report_cmd(
         + ("personal data masked" if result.masked else "[bold red]personal data NOT masked[/]"),
         quiet,
     )
+    for w in result.warnings:
+        info(f"[yellow]Warning:[/] {w}", quiet)
 
 
 @app.command("pivot")

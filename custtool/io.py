@@ -26,6 +26,8 @@ CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
 TABLE_SUFFIXES = CSV_SUFFIXES | EXCEL_SUFFIXES | {".parquet"}
 
+EXCEL_MAX_ROWS = 1_048_576  # rows in one worksheet, header included
+
 #: characters that make a spreadsheet cell start a formula (OWASP CSV injection)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -473,7 +475,17 @@ def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[s
     head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
     date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
     dt_fmt = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+    # Excel holds 1,048,576 rows a sheet: a longer table continues on "name (2)", "name (3)", …
+    room = EXCEL_MAX_ROWS - 1
+    parts: list[tuple[str, pd.DataFrame]] = []
     for name, df in sheets.items():
+        if len(df) <= room:
+            parts.append((name, df))
+        else:
+            for k, start in enumerate(range(0, len(df), room), start=1):
+                suffix = "" if k == 1 else f" ({k})"
+                parts.append((_safe_sheet_name(name)[: 31 - len(suffix)] + suffix, df.iloc[start : start + room]))
+    for name, df in parts:
         ws = wb.add_worksheet(_safe_sheet_name(name))
         flat = flatten_lists(df)
         cols = list(flat.columns)

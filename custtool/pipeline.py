@@ -31,7 +31,7 @@ STEP_KEYS: dict[str, set[str]] = {
     "segment": {"config", "window", "engine"},
     "tag": {"rules", "max_tags", "manual"},
     "followups": {"rules", "enabled"},
-    "report": {"role", "owner", "mask", "lang", "strategies"},
+    "report": {"role", "owner", "mask", "lang", "strategies", "segment_sheets"},
     "cards": {"format", "customers", "segments", "enabled", "by"},
 }
 TOP_KEYS = {"name", "out", "as_of", "timezone", "fail_on_rejects", "inputs", "fields", *STEP_KEYS}
@@ -443,8 +443,10 @@ def run_pipeline(
             owner=rep_opts.get("owner"),
             mask=bool(rep_opts.get("mask", True)),
             lang=rep_opts.get("lang", "zh"),
+            segment_sheets=bool(rep_opts.get("segment_sheets", True)),
         )
         steps.rows(customers=report.customers, sheets=len(report.sheets))
+        warnings.extend(report.warnings)
         outputs.append("report.xlsx")
 
         # ---- cards

@@ -843,3 +843,16 @@ def test_flags_from_csv_text_are_booleans(tmp_path):
     ws = load(path)["客户明细"]
     col = header(ws).index("复购")
     assert [r[col] for r in ws.iter_rows(min_row=2, values_only=True)] == ["是", "否", "是", "否"]  # C1, C2, C4, C3 by LTV
+
+
+def test_rows_past_excels_limit_are_reported_not_dropped_silently(tmp_path, segmented, monkeypatch):
+    import custtool.report.workbook as wbmod
+
+    monkeypatch.setattr(wbmod, "EXCEL_MAX_ROWS", 41)  # header + 40 rows fit a sheet
+    path = tmp_path / "big.xlsx"
+    result = write_workbook(segmented, path)
+    assert len(segmented) > 40
+    detail = load(path)["客户明细"]
+    assert detail.max_row == 41
+    assert result.sheets["客户明细"] == 40
+    assert any("客户明细" in w and f"{len(segmented):,}" in w for w in result.warnings)

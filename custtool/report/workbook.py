@@ -94,6 +94,7 @@ SEGMENT_SHEET_COLUMNS = [
 ]
 VALUE_COLUMNS = ("ltv", "monetary", "rfm_score", "frequency")
 CHUNK_ROWS = 20_000
+EXCEL_MAX_ROWS = 1_048_576  # rows in one worksheet, header included
 _EXCEL_EPOCH = "1899-12-30"
 
 
@@ -108,9 +109,11 @@ class ReportResult:
     masked: bool = True
     charts: int = 0
     lang: str = "zh"
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "warnings": self.warnings,
             "path": str(self.path),
             "sheets": self.sheets,
             "customers": self.customers,
@@ -323,6 +326,7 @@ class _Sheets:
         self.lang = lang
         self.mask_columns = mask_columns or {}  # column -> masker, applied chunk by chunk
         self.charts = 0
+        self.truncated: list[tuple[str, int, int]] = []  # (sheet, rows in table, rows written)
         border = {"border": 1, "border_color": "#BFBFBF"}
         self.head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "vcenter"})
         self.title = wb.add_format({"bold": True, "font_size": 16})
@@ -432,6 +436,10 @@ class _Sheets:
         for j, h in enumerate(headers):
             ws.write_string(start_row, j, h, self.head)
         n = len(df) if positions is None else len(positions)
+        room = EXCEL_MAX_ROWS - 1 - start_row
+        if n > room:  # Excel's row limit: write what fits and say so (xlsxwriter would drop rows silently)
+            self.truncated.append((ws.get_name(), n, room))
+            n = room
         self._widths(ws, headers, prepared, positions)
         if freeze:
             ws.freeze_panes(start_row + 1, 1 if cols and cols[0] == "customer_id" else 0)
@@ -660,6 +668,12 @@ def write_workbook(
                 elif kind == "migration":
                     result.sheets[name] = _write_migration(w, ws, previous, view, role_obj, owner, mask, lang)
             result.charts = w.charts
+            for sheet, rows, written in w.truncated:
+                result.sheets[sheet] = written
+                result.warnings.append(
+                    f"sheet {sheet!r} holds the first {written:,} of {rows:,} rows (Excel's limit is "
+                    f"{EXCEL_MAX_ROWS:,} rows a sheet); the full table is in the Parquet/CSV output"
+                )
         finally:
             wb.close()
     return result
