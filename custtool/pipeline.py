@@ -228,12 +228,21 @@ class _Steps:
         self.progress = progress
 
     def run(self, name: str, fn: Any, *args: Any, **kw: Any) -> Any:
+        """Run one step; ``seconds`` is the step itself, ``seconds_with_outputs`` also
+        counts the writing of its outputs (everything up to the next step)."""
         if self.progress:
             self.progress(name)
         t0 = time.perf_counter()
+        self.close()
         result = fn(*args, **kw)
-        self.records.append({"step": name, "seconds": round(time.perf_counter() - t0, 3)})
+        self.records.append({"step": name, "seconds": round(time.perf_counter() - t0, 3), "_start": t0})
         return result
+
+    def close(self) -> None:
+        """End the last step's wall-clock span (call before the manifest is written)."""
+        if self.records and "_start" in self.records[-1]:
+            last = self.records[-1]
+            last["seconds_with_outputs"] = round(time.perf_counter() - last.pop("_start"), 3)
 
     def rows(self, **counts: Any) -> None:
         self.records[-1]["rows"] = counts
@@ -466,6 +475,7 @@ def run_pipeline(
             steps.rows(individual=len(ind), groups=len(grp))
             outputs.append(f"cards.{fmt}")
 
+        steps.close()
         manifest = {
             "tool": "custtool",
             "version": __version__,
