@@ -191,3 +191,16 @@ def test_exports_mask_personal_data(first_run):
                     assert not any(p in v for p in raw_phones if len(p) == 11), ("clean_report.xlsx", ws.title)
     html = (folder / "cards.html").read_text(encoding="utf-8")
     assert not any(p in html for p in list(raw_phones)[:50])
+
+
+def test_failed_first_run_leaves_no_folder(workdir, monkeypatch):
+    import custtool.report
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(custtool.report, "write_workbook", boom)
+    out = workdir / "fresh_out"
+    result = runner.invoke(app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(out), "--quiet"])
+    assert result.exit_code != 0
+    assert not out.exists()
