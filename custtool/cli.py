@@ -26,6 +26,12 @@ console = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
 
 
+try:  # typer ≥ 0.20 vendors click; older versions use the click package
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException as _ClickException
+
+
 class _Group(TyperGroup):
     """Typer group that turns CusttoolError into one line on stderr and exit code 2."""
 
@@ -39,6 +45,14 @@ class _Group(TyperGroup):
             if exc.hint:
                 console.print(f"[yellow]Hint:[/] {exc.hint}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, _ClickException):
+            raise
+        except Exception as exc:  # a bug, not bad input: exit 3 so cron can tell it from 1 (rejects)
+            if (ctx.obj or {}).get("debug"):
+                traceback.print_exc()
+            console.print(f"[bold red]Internal error:[/] {type(exc).__name__}: {str(exc)[:200]}", soft_wrap=True)
+            console.print("[yellow]Hint:[/] nothing was written; run again with --debug for the traceback and report it", soft_wrap=True)
+            raise typer.Exit(3) from None
 
 
 app = typer.Typer(

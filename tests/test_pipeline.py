@@ -163,7 +163,7 @@ def test_crash_in_report_leaves_no_partial_files(workdir, first_run, monkeypatch
 
     monkeypatch.setattr(custtool.report, "write_workbook", boom)
     result = runner.invoke(app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(workdir / "out"), "--quiet"])
-    assert result.exit_code != 0
+    assert result.exit_code == 3
     assert {p.name: _sha(p) for p in folder.iterdir()} == before
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
 
@@ -202,5 +202,7 @@ def test_failed_first_run_leaves_no_folder(workdir, monkeypatch):
     monkeypatch.setattr(custtool.report, "write_workbook", boom)
     out = workdir / "fresh_out"
     result = runner.invoke(app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(out), "--quiet"])
-    assert result.exit_code != 0
+    assert result.exit_code == 3  # an internal error, told apart from 1 (rejects over the limit)
+    assert "Internal error: RuntimeError: simulated crash" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not out.exists()
