@@ -150,7 +150,12 @@ def _import_files(
     reports: list[SheetReport] = []
     warnings: list[str] = []
     kinds_seen: dict[str, list[str]] = {}
+    seen_paths: set[Path] = set()
     for path in paths:
+        resolved = Path(path).resolve()
+        if resolved in seen_paths:
+            warnings.append(f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)")
+        seen_paths.add(resolved)
         sheets = read_raw(path, sheet=sheet, encoding=encoding)
         usable = 0
         for raw in sheets:
@@ -422,6 +427,14 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
     if kind == "orders" and "refund" in out.columns and "amount" in out.columns:
         # a refund flagged line with a positive amount counts as money going back
         out["amount"] = out["amount"].where(~out["refund"], -out["amount"].abs())
+    if kind == "orders" and "amount" in out.columns and "order_id" in out.columns:
+        # money going back for an order this export does not hold: kept, but say so
+        back = out["amount"] < 0
+        if back.any():
+            ids = out["order_id"].astype(str)
+            sold = set(ids[(out["amount"] > 0).to_numpy()])
+            orphan = back & (ids != "") & ~ids.isin(sold)
+            flags.append(pd.Series(np.where(orphan, "refund_without_order", ""), index=out.index))
     out["_flags"] = nz.join_problems(*flags) if flags else ""
     return out, originals
 

@@ -35,6 +35,7 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     "score_invalid": ("评分不在0-10之间或为空", "score is blank or not between 0 and 10"),
     "number_invalid": ("数值无法识别", "value is not a number"),
     "bool_invalid": ("是/否值无法识别", "yes/no value not recognised"),
+    "refund_without_order": ("退款行在本文件中找不到原订单(会减少消费金额)", "refund line whose order is not in this export (it lowers spend)"),
     "no_contact": ("无有效手机号或邮箱(至少需要一项)", "no valid phone or email (at least one is required)"),
     "no_customer_key": ("无法关联客户:客户编号、手机号、邮箱均为空或无效", "no customer key: id, phone and email are all empty or invalid"),
     "time_missing": ("时间为空或无效", "time is empty or invalid"),

@@ -239,3 +239,24 @@ def test_semicolon_and_pipe_separated_exports(tmp_path):
     assert semi.data["city"].tolist() == ["北京市", "上海市"]
     assert semi.files[0].rows_read == 2
     assert import_files(tmp_path / "pipe.txt").data["phone"].tolist() == ["13800000001"]
+
+
+def test_refund_lines_without_their_order_are_flagged(make_csv):
+    rows = [
+        ["订单号", "会员ID", "下单时间", "实付金额", "订单状态"],
+        ["A1", "M1", "2024-01-05", "100", "交易成功"],
+        ["A1", "M1", "2024-01-07", "100", "已退款"],  # the refund of A1: fine
+        ["B9", "M2", "2024-01-08", "50", "已退款"],  # B9 was sold before this export
+    ]
+    result = import_files(make_csv("o.csv", rows), kind="orders")
+    assert result.data["amount"].tolist() == [100.0, -100.0, -50.0]
+    assert [("refund_without_order" in f) for f in result.data["_flags"]] == [False, False, True]
+    kept = result.rejects.query("code == 'refund_without_order'")
+    assert kept["row"].tolist() == [4] and (kept["action"] == "kept").all()
+
+
+def test_same_file_twice_warns(make_csv):
+    path = make_csv("c.csv", [HEADER, GOOD])
+    result = import_files([path, path])
+    assert result.totals["accepted"] == 2
+    assert any("named twice" in w for w in result.warnings)
