@@ -14,6 +14,7 @@ inside notes).
 from __future__ import annotations
 
 import html
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -466,7 +467,7 @@ def _title(key: str, lang: str) -> str:
     }[(key, "en" if lang == "en" else "zh")]
 
 
-def _group_rows(card: dict[str, Any], lang: str) -> list[tuple[str, str]]:
+def _group_rows(card: Mapping[Hashable, Any], lang: str) -> list[tuple[str, str]]:
     rows = []
     for c in GROUP_FIELDS[2:]:
         if c not in card:

@@ -637,7 +637,8 @@ class _KeyNodes:
         """Node codes of ``values`` of key ``j`` (-1 when the value is not a node)."""
         import numpy as np
 
-        found = self.uniques[j].get_indexer(values.to_numpy(dtype=object))
+        # pandas-stubs want an Index; pandas takes any array-like (and this avoids building one)
+        found = self.uniques[j].get_indexer(values.to_numpy(dtype=object))  # type: ignore[arg-type]
         return np.where(found >= 0, found + self.offsets[j], -1)
 
     def describe(self, node: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

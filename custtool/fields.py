@@ -6,6 +6,7 @@ English fields per data kind. Unknown headers are kept as they are.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_fields(extra: str | Path | list[str | Path] | None = None) -> dict[str, KindSpec]:
+def load_fields(extra: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None) -> dict[str, KindSpec]:
     """The shipped alias table, extended by the user's file(s) (aliases are added)."""
     data = _load_yaml(DEFAULT_FIELDS)
     extras = [] if extra is None else extra if isinstance(extra, list) else [extra]
@@ -123,7 +124,7 @@ def map_headers(headers: list[Any], spec: KindSpec) -> tuple[list[str], dict[str
 
 def header_score(cells: list[Any], specs: dict[str, KindSpec]) -> int:
     """How many cells of a row are known headers (of any kind)."""
-    known = set()
+    known: set[str] = set()
     for spec in specs.values():
         known.update(spec.lookup())
     return sum(1 for c in cells if str(c).strip() and normalize_header(c) in known)
@@ -131,7 +132,8 @@ def header_score(cells: list[Any], specs: dict[str, KindSpec]) -> int:
 
 def detect_kind(headers: list[Any], specs: dict[str, KindSpec]) -> str:
     """The data kind a header row looks like: most signature fields matched; customers on ties."""
-    best, best_score = "customers", -1
+    best = "customers"
+    best_score: float = -1
     for kind in KINDS:
         spec = specs[kind]
         _, used = map_headers(headers, spec)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,13 +84,13 @@ class ImportResult:
 
 
 def import_files(
-    paths: list[str | os.PathLike[str]] | str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     *,
     kind: str | None = None,
     channel: str | None = None,
     sheet: str | None = None,
     encoding: str | None = None,
-    fields: str | os.PathLike[str] | list[Any] | None = None,
+    fields: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
     tz: str = "Asia/Shanghai",
 ) -> ImportResult:
     """Import one or many exports (CSV/TSV/xlsx, all sheets or ``sheet``) into one table.
@@ -136,7 +136,7 @@ def _arrow_memory_pool() -> Iterator[None]:
 
 
 def _import_files(
-    paths: list[str | os.PathLike[str]],
+    paths: Sequence[str | os.PathLike[str]],
     *,
     kind: str | None,
     channel: str | None,
@@ -350,7 +350,7 @@ def _fill_merged_down(body: pd.DataFrame, raw: RawSheet, header_at: int) -> pd.D
         if out is body:
             out = body.copy()
         value = out.iat[b0, c0]
-        out.iloc[b0 : b1 + 1, c0 : min(c1, body.shape[1] - 1) + 1] = value
+        out.iloc[b0 : b1 + 1, c0 : min(c1, body.shape[1] - 1) + 1] = value  # type: ignore[index,assignment]  # pandas-stubs: no 2-d slice setitem
     return out
 
 

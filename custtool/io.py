@@ -12,7 +12,7 @@ import contextlib
 import io as _io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,7 +156,7 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
             skip_blank_lines=False,
             engine="c",
         )
-    grid.columns = range(grid.shape[1])
+    grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
     # provisional numbering: record number counted from 1; rebased once the header is found
     return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
 
@@ -169,6 +169,7 @@ def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet 
     import codecs
 
     import numpy as np
+    import pandas as pd
 
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None
@@ -184,7 +185,7 @@ def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet 
     grid = _parse_csv_bytes(body, head.lstrip("\ufeff")[:200_000], sep)
     if grid is None:
         return None
-    grid.columns = range(grid.shape[1])
+    grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
     # the name :func:`decode` reports
     if encoding is None or bom and encoding.lower().replace("_", "-") in {"utf-8", "utf8"}:
         enc = "utf-8-sig" if bom else "utf-8"
@@ -358,11 +359,11 @@ _TEXT_COLUMNS = {
 def _restore_types(df: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
-    out = {}
+    out: dict[Hashable, pd.Series] = {}
     for col in df.columns:
         s = df[col]
         name = str(col)
-        if name in _TEXT_COLUMNS or s.map(type).eq(str).all() and name in _TEXT_COLUMNS:
+        if name in _TEXT_COLUMNS or s.map(type).eq(str).all() and name in _TEXT_COLUMNS:  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
             out[col] = s.astype(str).replace({"nan": ""})
             continue
         if name.endswith(("_date", "_time", "_order")) or name in {"time", "as_of", "next_follow_up", "first_order", "last_order"}:

@@ -115,6 +115,6 @@ def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: A
     latest = resp.loc[ok, ["_customer"]].assign(score=score[ok])
     if "time" in resp.columns:
         latest = latest.assign(_t=resp.loc[ok, "time"]).sort_values("_t", kind="stable", na_position="first")
-    latest = latest.drop_duplicates("_customer", keep="last").set_index("_customer")["score"]
-    nps_score = pd.Series(latest.reindex(np.arange(len(customers))).to_numpy(dtype=float), index=customers.index, name="nps_score")
+    latest_score = latest.drop_duplicates("_customer", keep="last").set_index("_customer")["score"]
+    nps_score = pd.Series(latest_score.reindex(np.arange(len(customers))).to_numpy(dtype=float), index=customers.index, name="nps_score")
     return resp.reset_index(drop=True), nps_score

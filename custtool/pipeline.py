@@ -300,7 +300,8 @@ def run_pipeline(
             specs = [i for i in pl.inputs if i.kind == kind]
             if not specs:
                 continue
-            frames, files = [], []
+            frames: list[pd.DataFrame] = []
+            files: list[dict[str, Any]] = []
             for spec in specs:
                 for f in spec.files:
                     r = import_files(f, kind=kind, channel=spec.channel, sheet=spec.sheet, encoding=spec.encoding, fields=pl.fields, tz=pl.timezone)
@@ -415,7 +416,7 @@ def run_pipeline(
         tagged_n = int(tagged["tags"].map(len).gt(0).sum())
         steps.rows(customers=len(tagged), customers_tagged=tagged_n)
         with atomic_path(staging / "tag_stats.xlsx") as tmp:
-            write_xlsx_sheets(stats.sheets() if hasattr(stats, "sheets") else {"tags": stats.per_tag}, tmp)
+            write_xlsx_sheets(stats.sheets(), tmp)
         outputs.append("tag_stats.xlsx")
 
         # ---- follow-ups (status transitions feed the report)

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from custtool.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import os
+
     import numpy as np
     import pandas as pd
 
@@ -473,8 +475,8 @@ def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd
     fallback = pd.Series(np.where(pnorm != "", pnorm, enorm), index=keys.index)
     for norm in (pnorm, enorm):
         pairs = pd.DataFrame({"k": norm[has_id], "c": id_key[has_id]}).drop_duplicates()
-        pairs = pairs[pairs["k"] != ""].drop_duplicates("k", keep=False).set_index("k")["c"]
-        hit = norm.map(pairs)
+        unique_pairs = pairs[pairs["k"] != ""].drop_duplicates("k", keep=False).set_index("k")["c"]
+        hit = norm.map(unique_pairs)
         fallback = fallback.where(~((~has_id) & hit.notna() & (fallback == norm)), hit)
     key = np.where(has_id, id_key, fallback)
     keys = keys.assign(customer_id=key)
@@ -499,7 +501,7 @@ def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
     try:
         import duckdb
     except ImportError:  # pragma: no cover - duckdb is an optional dependency
-        duckdb = None
+        duckdb = None  # type: ignore[assignment]  # optional module: None when missing
     if duckdb is not None and (method == "hash" or (method == "auto" and n > 100_000)):
         con = duckdb.connect()
         try:
@@ -575,9 +577,9 @@ def customer_metrics(
     from custtool.io import read_table
 
     if isinstance(orders, str) or hasattr(orders, "__fspath__"):
-        orders = read_table(orders)
+        orders = read_table(cast("str | os.PathLike[str]", orders))
     if customers is not None and (isinstance(customers, str) or hasattr(customers, "__fspath__")):
-        customers = read_table(customers)
+        customers = read_table(cast("str | os.PathLike[str]", customers))
     if engine not in {"pandas", "duckdb"}:
         raise ConfigError(f"unknown engine {engine!r}", "use pandas or duckdb")
     for col in ("order_time", "amount"):
@@ -590,8 +592,7 @@ def customer_metrics(
     channel_col = _order_channel_col(orders)
     report = MatchReport(rows=len(orders))
 
-    derived = customers is None
-    if derived:
+    if customers is None:
         customers = derive_customers(orders, channel_col)
         report.customers_derived = True
     customers = customers.reset_index(drop=True)
@@ -672,7 +673,7 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     col = {d: i for i, d in enumerate(breaks)}
     money = np.bincount(c * nb + np.searchsorted(breaks, as_of_day - day, side="right"), weights=amt, minlength=n * nb)
     money = np.cumsum(money.reshape(n, nb), axis=1)
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
     out["historical_value"] = np.round(money[:, -1], 2)
     for d in (30, 90, 365):
         out[f"monetary_{d}d"] = np.round(money[:, col[d]], 2)
@@ -797,7 +798,7 @@ def _aggregate_duckdb(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> di
         arr[idx] = res[col].fillna(fill).to_numpy(dtype)
         return arr
 
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
     for col in ("historical_value", "monetary_30d", "monetary_90d", "monetary_365d", "monetary", "monetary_prev"):
         out[col] = np.round(full(col), 2)
     out["_monetary_g"] = np.round(full("monetary_g"), 2)
@@ -1283,7 +1284,7 @@ def segment_customers(
     life = assign_lifecycle(metrics, new_days=parse_days(lc["new_days"], "new_days"), sleep_days=parse_days(lc["sleep_days"], "sleep_days"),
                             lost_days=parse_days(lc["lost_days"], "lost_days"), mature_orders=int(lc["mature_orders"]),
                             potential_growth=float(lc["potential_growth"]))
-    added = [c for part in (scores, classes[["rfm_class"]], tier, life) for c in (part.columns if hasattr(part, "columns") else [part.name])] + ["nps_score"]
+    added: list[Any] = [c for part in (scores, classes[["rfm_class"]], tier, life) for c in (part.columns if hasattr(part, "columns") else [part.name])] + ["nps_score"]
     # a segmented table segmented again: its old scores/classes are replaced, not duplicated
     seg = pd.concat([metrics.drop(columns=[c for c in added if c in metrics.columns]), scores, classes[["rfm_class"]], tier, life], axis=1)
     lt = cfg["ltv"]
@@ -1323,7 +1324,8 @@ def segment_customers(
             # run) only fills in where there is none
             seg["age"] = derived.fillna(pd.to_numeric(seg["age"], errors="coerce").astype("Int64"))
         else:
-            seg.insert(seg.columns.get_loc("birth_date") + 1, "age", derived)
+            # column names are unique here, so get_loc gives an int
+            seg.insert(cast(int, seg.columns.get_loc("birth_date")) + 1, "age", derived)
     seg["as_of"] = report.as_of
     front = [c for c in seg.columns if c != "as_of"]
     seg = seg[front + ["as_of"]]

@@ -75,7 +75,7 @@ def schema_for(kind: str) -> pa.DataFrameSchema:
             "first_contact_date": pa.Column(None, required=False, nullable=True),
         }
         cols["_key_present"] = pa.Column(bool, pa.Check(lambda s: s, name="no_contact"), required=True)
-        checks = []
+        checks: list[pa.Check] = []
     elif kind == "orders":
         cols = {
             **common,

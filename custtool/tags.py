@@ -823,8 +823,10 @@ def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
     cols = [
-        n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func.id == "col"
-    ]  # type: ignore[attr-defined]
+        n.args[0].value  # type: ignore[attr-defined]  # col() arg checked above
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and n.func.id == "col"  # type: ignore[attr-defined]
+    ]
     ordered = list(dict.fromkeys(names + cols))
     return tree, tuple(ordered)
 
@@ -1152,6 +1154,7 @@ class _Evaluator:
             ast.Eq: np.equal,
             ast.NotEq: np.not_equal,
         }[type(op)]
+        other: Any  # a constant or a column, depending on the branch
         if a.kind == "num":
             if b.kind == "const":
                 if not isinstance(b.data, int | float) or isinstance(b.data, bool):
@@ -1271,8 +1274,10 @@ class _Evaluator:
         if fn == "col":
             return self.cols.get(node.args[0].value)  # type: ignore[attr-defined]
         if fn == "between":
-            x, lo, hi = node.args
-            return self.boolv(self.compare(x, ast.GtE(), lo) & self.compare(x, ast.LtE(), hi))
+            subject, lo, hi = node.args
+            return self.boolv(
+                self.compare(subject, ast.GtE(), lo) & self.compare(subject, ast.LtE(), hi)
+            )
         args = [self.eval(a) for a in node.args]
         x = args[0]
         if fn in ("is_null", "not_null"):

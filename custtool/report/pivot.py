@@ -114,7 +114,7 @@ def pivot(
         index=row_cols,
         columns=col_cols or None,
         values=list(aggfunc),
-        aggfunc=aggfunc,
+        aggfunc=aggfunc,  # type: ignore[arg-type]  # pandas-stubs: no lists of functions per column
         observed=True,
     )
 

@@ -134,7 +134,7 @@ def tags_text(s: pd.Series, sep: str = ";") -> pd.Series:
     nonnull = s.dropna()
     if nonnull.empty:
         return pd.Series("", index=s.index, dtype=object)
-    is_text = nonnull.map(type).eq(str)
+    is_text = nonnull.map(type).eq(str)  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
     if is_text.all():
         return s.fillna("").astype(object)
     try:
@@ -143,7 +143,7 @@ def tags_text(s: pd.Series, sep: str = ";") -> pd.Series:
 
         values = s.where(s.notna(), None)
         if is_text.any():  # mixed: split the text ones into lists first
-            values = values.where(~values.map(type).eq(str), values.astype("string").str.split(sep))
+            values = values.where(~values.map(type).eq(str), values.astype("string").str.split(sep))  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
         arr = pa.array(values.tolist(), type=pa.list_(pa.string()), from_pandas=True)
         joined = pc.binary_join(arr, sep).to_pandas()
         # by position: ``joined`` has a fresh 0..n-1 index, ``s`` may not (a filtered or sorted frame)
@@ -372,7 +372,7 @@ class _Sheets:
             s = df[c]
             name = str(c)
             if pd.api.types.is_bool_dtype(s) or (
-                s.dtype == object and s.notna().any() and s.dropna().head(50).map(type).eq(bool).all() and s.dropna().isin([True, False]).all()
+                s.dtype == object and s.notna().any() and s.dropna().head(50).map(type).eq(bool).all() and s.dropna().isin([True, False]).all()  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
             ):
                 cols.append(("bool", s, None))
             elif pd.api.types.is_datetime64_any_dtype(s):
@@ -413,7 +413,8 @@ class _Sheets:
             vals = txt.to_numpy(dtype=object, na_value="")
             hit = txt.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
             vals[vals == ""] = None
-            fmts = np.where(hit, self.quote, None).tolist() if hit.any() else None
+            # numpy stubs match the one-argument (tuple) overload of where() here
+            fmts = np.where(hit, self.quote, None).tolist() if hit.any() else None  # type: ignore[attr-defined]
             out.append((j, vals.tolist(), None, fmts, "text"))
         return out
 
@@ -493,6 +494,7 @@ class _Sheets:
     def _widths(self, ws: Any, headers: list[str], prepared: list[tuple[str, Any, Any]], positions: Any) -> None:
         for j, (h, (kind, s, fmt)) in enumerate(zip(headers, prepared, strict=True)):
             head_w = _display_width(h) + 2
+            w: float
             if kind in {"num", "date"}:
                 w = 16 if fmt is self.datetime else 12
             elif kind == "bool":
@@ -665,7 +667,7 @@ def write_workbook(
                     result.sheets[name] = _write_strategies(w, ws, strat, view, lang)
                 elif kind == "quality":
                     result.sheets[name] = _write_quality(w, ws, view, rejects, clean_report, mask, lang)
-                elif kind == "migration":
+                elif kind == "migration" and previous is not None:  # planned only with previous
                     result.sheets[name] = _write_migration(w, ws, previous, view, role_obj, owner, mask, lang)
             result.charts = w.charts
             for sheet, rows, written in w.truncated:
@@ -755,7 +757,7 @@ def _write_summary(
 
     if "rfm_class" in view.columns:
         t = segment_table(view, "rfm_class", amounts=amounts, lang=lang)
-        charts = [("column", "customers", L.text("by_rfm", lang) + " · " + L.label("customers", lang), {})]
+        charts: list[tuple[str, str, str, dict[str, Any]]] = [("column", "customers", L.text("by_rfm", lang) + " · " + L.label("customers", lang), {})]
         if amounts:
             charts.append(("pie", "revenue", L.label("revenue_share", lang), {}))
         section("by_rfm", t, charts)
