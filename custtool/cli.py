@@ -29,7 +29,7 @@ stdout = Console(highlight=False)
 try:  # typer ≥ 0.20 vendors click; older versions use the click package
     from typer._click.exceptions import ClickException as _ClickException
 except ImportError:  # pragma: no cover
-    from click.exceptions import ClickException as _ClickException
+    from click.exceptions import ClickException as _ClickException  # type: ignore[no-redef]
 
 
 class _Group(TyperGroup):
