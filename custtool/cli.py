@@ -8,6 +8,7 @@ are caught once, in :class:`_Group.invoke`: one red line and a hint on stderr, e
 from __future__ import annotations
 
 import json
+import numbers
 import sys
 import traceback
 from pathlib import Path
@@ -110,10 +111,10 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
     # boxes in a terminal; plain aligned columns when piped (cron mail, log files)
     table = Table(title=title, title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else None)
     for i, col in enumerate(columns):
-        numeric = all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows if i < len(r))
+        numeric = all(isinstance(r[i], numbers.Real) and not isinstance(r[i], bool) for r in rows if i < len(r))
         table.add_column(col, justify="right" if i and numeric else "left", overflow="fold")
     for row in rows:
-        table.add_row(*[f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in row])
+        table.add_row(*[f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else str(v) for v in row])
     console.print(table)
 
 
@@ -431,12 +432,19 @@ def segment(
         f"{rep.rows_invalid_time:,} without a valid time",
         quiet,
     )
+    import pandas as pd
+
     summ = result.summary
-    rows = [
-        [r.dimension and label(r.dimension), r.segment, int(r.customers), f"{r.customer_share:.1f}%", f"{r.revenue:,.2f}",
-         "" if r.revenue_share != r.revenue_share else f"{r.revenue_share:.1f}%", "" if r.nps != r.nps else f"{r.nps:.1f}"]
-        for r in summ.itertuples(index=False)  # a few dozen segment rows
-    ]
+    shown = pd.DataFrame({
+        "dimension": summ["dimension"].map(lambda d: d and label(d)),
+        "segment": summ["segment"],
+        "customers": summ["customers"].astype(int),
+        "customer_share": summ["customer_share"].map("{:.1f}%".format),
+        "revenue": summ["revenue"].map("{:,.2f}".format),
+        "revenue_share": summ["revenue_share"].map("{:.1f}%".format, na_action="ignore").fillna(""),
+        "nps": summ["nps"].map("{:.1f}".format, na_action="ignore").fillna(""),
+    })
+    rows = shown.to_numpy().tolist()
     print_table("客户分群 Segments", ["维度", "分群", "客户数", "客户占比", "营收", "营收占比", "NPS"], rows, quiet)
     ltv = result.ltv
     if ltv.bgnbd:
@@ -549,7 +557,7 @@ def tag_command(
     print_table(
         f"标签使用 (top {len(top)} of {len(st.usage)} tags, {st.customers:,} customers)",
         ["标签", "一级", "二级", "客户数", "占比"],
-        [[t, l1, l2, int(c), f"{s:.1%}"] for t, l1, l2, c, s in top[["tag", "level1", "level2", "customers", "share"]].itertuples(index=False)],
+        top[["tag", "level1", "level2", "customers"]].assign(share=top["share"].map("{:.1%}".format)).to_numpy().tolist(),
     )
     if len(st.unused):
         info(f"未使用标签 (no customer, candidates to prune): {', '.join(st.unused['tag'])}")
@@ -611,7 +619,7 @@ def rules_check_command(
         print_table(
             f"{len(table)} tags in {', '.join(f.name for f in files)}",
             ["标签", "一级", "二级", "优先级", "条件"],
-            [[t, l1, l2, int(pr), c] for t, l1, l2, pr, c in table[["tag", "level1", "level2", "priority", "condition"]].itertuples(index=False)],
+            table[["tag", "level1", "level2", "priority", "condition"]].to_numpy().tolist(),
             quiet=quiet,
         )
     if problems:
@@ -970,13 +978,14 @@ def followups(
             "tasks": len(tasks),
             "overdue": int((tasks["state"] == "逾期").sum()),
             "due_soon": int((tasks["state"] == "即将到期").sum()),
-            "per_owner": {} if per_owner is None else {o: {k: int(v) for k, v in r.items()} for o, r in per_owner.iterrows()},
+            "per_owner": {} if per_owner is None else per_owner.astype(int).to_dict(orient="index"),
             "status_changes": changed,
             "output": str(output) if output else None,
         })
         return
     if per_owner is not None:
-        rows = [[o, int(r.get("逾期", 0)), int(r.get("即将到期", 0))] for o, r in per_owner.iterrows()]
+        counts = per_owner.reindex(columns=["逾期", "即将到期"], fill_value=0).astype(int)
+        rows = counts.reset_index().to_numpy().tolist()
         print_table("Follow-ups per owner", ["owner", "overdue 逾期", "due soon 即将到期"], rows, quiet)
     else:
         info("No follow-ups due.", quiet)

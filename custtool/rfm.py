@@ -1209,15 +1209,11 @@ class SegmentResult:
 
         def dim(name: str) -> dict[str, Any]:
             t = summ[summ["dimension"] == name]
-            return {
-                str(r.segment): {
-                    "customers": int(r.customers),
-                    "customer_share": _num(r.customer_share),
-                    "revenue": _num(r.revenue),
-                    "revenue_share": _num(r.revenue_share),
-                }
-                for r in t.itertuples(index=False)  # a handful of segments, not data rows
-            }
+            t = t.set_index(t["segment"].astype(str))
+            t = t[["customers", "customer_share", "revenue", "revenue_share"]].astype(float).round(4)
+            t = t.astype(object).where(t.notna(), None)  # JSON null for a share of nothing
+            t["customers"] = t["customers"].map(int)
+            return t.to_dict(orient="index")
 
         return {
             "as_of": str(self.report.as_of.date()),

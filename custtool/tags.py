@@ -128,38 +128,52 @@ class RuleProblem:
         return f"{where}: " + (f"rule {self.rule!r}: " if self.rule else "") + self.message
 
 
-def _yaml_loader():  # noqa: ANN202 - a yaml.SafeLoader subclass
+def _yaml_with_lines(text: str) -> Any:
+    """Plain YAML data with line numbers, built from ``yaml.compose`` (SafeLoader).
+
+    Only the node tree is parsed; scalars are built by PyYAML's SafeConstructor, so a tag
+    such as ``!!python/object`` is a ConstructorError, never code. Every mapping gets
+    ``__line__`` (its own line), ``__lines__`` (the line of each value) and ``__dups__``
+    (keys given twice, with their lines).
+    """
     import yaml
 
-    class LineLoader(yaml.SafeLoader):
-        """SafeLoader that records the line of every mapping and of each of its keys."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    scalars = yaml.constructor.SafeConstructor()
+    map_tag = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
+    seq_tag = yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
 
-    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
-        loader.flatten_mapping(node)
-        out: dict[Any, Any] = {}
-        lines: dict[Any, int] = {}
-        dups: list[tuple[Any, int]] = []
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a mapping key must be plain text", key_node.start_mark
-                )
-            if key in out:
-                dups.append((key, key_node.start_mark.line + 1))
-            out[key] = loader.construct_object(value_node, deep=True)
-            lines[key] = value_node.start_mark.line + 1
-        out["__line__"] = node.start_mark.line + 1
-        out["__lines__"] = lines
-        out["__dups__"] = dups
-        return out
+    def build(node: Any) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != map_tag:
+                raise yaml.constructor.ConstructorError(None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark)
+            scalars.flatten_mapping(node)  # YAML merge keys (<<)
+            out: dict[Any, Any] = {}
+            lines: dict[Any, int] = {}
+            dups: list[tuple[Any, int]] = []
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise yaml.constructor.ConstructorError(None, None, "a mapping key must be plain text", key_node.start_mark)
+                key = scalars.construct_object(key_node)
+                if key in out:
+                    dups.append((key, key_node.start_mark.line + 1))
+                out[key] = build(value_node)
+                lines[key] = value_node.start_mark.line + 1
+            out["__line__"] = node.start_mark.line + 1
+            out["__lines__"] = lines
+            out["__dups__"] = dups
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != seq_tag:
+                raise yaml.constructor.ConstructorError(None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark)
+            return [build(item) for item in node.value]
+        return scalars.construct_object(node)
 
-    LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return LineLoader
+    return None if root is None else build(root)
 
 
 def _read_yaml(path: Path) -> Any:
-    """Parse a rules file with a SafeLoader (Python tags refused); errors name file and line."""
+    """Parse a rules file as plain YAML (Python tags refused); errors name file and line."""
     import yaml
 
     if not path.exists():
@@ -175,7 +189,7 @@ def _read_yaml(path: Path) -> Any:
             "rules file is not UTF-8", "save the YAML file as UTF-8", file=path.name
         ) from None
     try:
-        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+        return _yaml_with_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -928,7 +942,7 @@ def _evaluate_rule(
         raise rule.error("the rule has no valid condition")
     cols = cols or _Columns(df, as_of)
     ev = _Evaluator(cols, rule)
-    v = ev.eval(rule.tree.body)
+    v = ev.value_of(rule.tree.body)
     if v.kind == "const" and isinstance(v.data, bool):
         return np.full(cols.n, v.data)
     if v.kind != "bool":
@@ -1014,7 +1028,7 @@ class _Evaluator:
         return self.boolv(np.full(self.n, value))
 
     def as_bool(self, node: ast.AST) -> Any:
-        v = self.eval(node)
+        v = self.value_of(node)
         if v.kind == "const" and isinstance(v.data, bool):
             return self.full(v.data).data
         if v.kind != "bool":
@@ -1025,13 +1039,13 @@ class _Evaluator:
         return v.data
 
     # -- nodes
-    def eval(self, node: ast.AST) -> _V:  # noqa: C901 - one dispatch
+    def value_of(self, node: ast.AST) -> _V:  # noqa: C901 - one dispatch over whitelisted nodes
         import numpy as np
 
         if isinstance(node, ast.Constant):
             return _V("const", node.value)
         if isinstance(node, ast.List | ast.Tuple):
-            return _V("list", tuple(self.eval(e).data for e in node.elts))
+            return _V("list", tuple(self.value_of(e).data for e in node.elts))
         if isinstance(node, ast.Name):
             return self.cols.get(node.id)
         if isinstance(node, ast.BoolOp):
@@ -1041,7 +1055,7 @@ class _Evaluator:
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.Not):
                 return self.boolv(~self.as_bool(node.operand))
-            v = self.eval(node.operand)
+            v = self.value_of(node.operand)
             if (
                 v.kind == "const"
                 and isinstance(v.data, int | float)
@@ -1070,7 +1084,7 @@ class _Evaluator:
     def binop(self, node: ast.BinOp) -> _V:
         import numpy as np
 
-        a, b = self.eval(node.left), self.eval(node.right)
+        a, b = self.value_of(node.left), self.value_of(node.right)
         sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}[type(node.op)]
         if a.kind == "date" and b.kind == "date" and isinstance(node.op, ast.Sub):
             days = (a.data - b.data) / np.timedelta64(1, "D")
@@ -1110,7 +1124,7 @@ class _Evaluator:
     def compare(self, lnode: ast.AST, op: ast.cmpop, rnode: ast.AST) -> Any:
         import numpy as np
 
-        a, b = self.eval(lnode), self.eval(rnode)
+        a, b = self.value_of(lnode), self.value_of(rnode)
         if isinstance(op, ast.In | ast.NotIn):
             return self.membership(a, op, b, lnode, rnode)
         if b.kind == "list" or a.kind == "list":
@@ -1278,7 +1292,7 @@ class _Evaluator:
             return self.boolv(
                 self.compare(subject, ast.GtE(), lo) & self.compare(subject, ast.LtE(), hi)
             )
-        args = [self.eval(a) for a in node.args]
+        args = [self.value_of(a) for a in node.args]
         x = args[0]
         if fn in ("is_null", "not_null"):
             if x.kind == "const":
@@ -1391,12 +1405,9 @@ class TagResult:
 
     @property
     def warnings(self) -> list[str]:
-        out = [
-            f"tag {t!r} ({f}:{ln}) skipped: {r}"
-            for t, f, ln, r in self.skipped[["tag", "file", "line", "reason"]].itertuples(
-                index=False
-            )
-        ]
+        sk = self.skipped
+        out = ("tag '" + sk["tag"].astype(str) + "' (" + sk["file"].astype(str) + ":" + sk["line"].astype(str)
+               + ") skipped: " + sk["reason"].astype(str)).tolist()
         if self.manual_unmatched:
             out.append(f"{self.manual_unmatched} manual tag row(s) name customers not in the table")
         return out
