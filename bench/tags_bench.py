@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from custtool.rfm import RFM_CLASSES  # noqa: E402  (the one list of the 8 classes)
+
 CITIES = [
     "北京市",
     "上海市",
@@ -65,17 +67,7 @@ NEEDS = [
 ]
 NOTES = ["关注产品定制", "近期投诉过物流", "决策人为采购部", "客户有定制需求", "", "", "", ""]
 LEVELS = ["钻石会员", "黑金", "VIP", "普通", "银卡", "金卡", ""]
-RFM = [
-    "重要价值客户",
-    "重要发展客户",
-    "重要保持客户",
-    "重要挽留客户",
-    "一般价值客户",
-    "一般发展客户",
-    "一般保持客户",
-    "一般挽留客户",
-    "",
-]
+RFM = [*RFM_CLASSES, ""]
 LIFE = ["潜在", "新客户", "成长", "成熟", "沉睡", "流失"]
 
 

@@ -840,19 +840,20 @@ def _write_quality(
                 table["kpi_value"] = nums
             table["note"] = [_clean_metric_note(k, lang) for k in flat]
         row = w.small_table(ws, row, 0, table) + 1
+    def item_counts(col: str) -> pd.Series:
+        """How often each item of a ``;``-list column occurs."""
+        items = _text_series(view[col]).str.split(";").explode().str.strip()
+        return items[items != ""].value_counts()
+
     if "_flags" in view.columns:
-        codes = _text_series(view["_flags"]).str.split(";").explode().str.strip()
-        codes = codes[codes != ""]
-        if len(codes):
+        vc = item_counts("_flags")
+        if len(vc):
             title("flag_counts")
-            vc = codes.value_counts()
             row = w.small_table(ws, row, 0, _code_table(vc, lang)) + 1
     if "missing_fields" in view.columns:
-        miss = _text_series(view["missing_fields"]).str.split(";").explode().str.strip()
-        miss = miss[miss != ""]
-        if len(miss):
+        vc = item_counts("missing_fields")
+        if len(vc):
             title("missing_counts")
-            vc = miss.value_counts()
             cols = pd.Series(vc.index.astype(object)).map(lambda c: L.label(c, lang))
             row = w.small_table(ws, row, 0, pd.DataFrame({"column": cols.to_numpy(), "count": vc.to_numpy()})) + 1
     if rejects is not None:
