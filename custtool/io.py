@@ -363,7 +363,7 @@ def _restore_types(df: pd.DataFrame) -> pd.DataFrame:
     for col in df.columns:
         s = df[col]
         name = str(col)
-        if name in _TEXT_COLUMNS or s.map(type).eq(str).all() and name in _TEXT_COLUMNS:  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
+        if name in _TEXT_COLUMNS:
             out[col] = s.astype(str).replace({"nan": ""})
             continue
         if name.endswith(("_date", "_time", "_order")) or name in {"time", "as_of", "next_follow_up", "first_order", "last_order"}:
@@ -425,13 +425,16 @@ def _text_columns(df: pd.DataFrame) -> list[Any]:
 def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
     """List-valued cells (tags) joined with ``sep`` for CSV/xlsx."""
     out = df
-    for c in _text_columns(df):
+    for c in df.columns:
         s = df[c]
+        if s.dtype != object:  # str and numeric columns cannot hold lists
+            continue
         is_list = s.map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, str))
         if is_list.any():
             if out is df:
                 out = df.copy()
-            out[c] = s.map(lambda v: sep.join(map(str, list(v))) if not isinstance(v, str) and v is not None and hasattr(v, "__iter__") else v)
+            joined = s[is_list].map(lambda v: sep.join(map(str, list(v))))  # list cells only
+            out[c] = s.where(~is_list, joined)
     return out
 
 
