@@ -232,11 +232,14 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     body.index = pd.RangeIndex(len(body))
     body = _fill_merged_down(body, raw, header_at)
     text = body.astype(str)
-    blank, total = _blank_and_total_rows(text)
-    keep = ~(blank | total)
     # every row is normalised (each row's result depends on that row only) and the
     # skipped rows are left out of validation, so the table is filtered once, at the end
-    norm, originals = normalize_table(text, spec.kind, tz)
+    with _thread_pool(len(text)) as pool:
+        skips = pool.submit(_blank_and_total_rows, text, raw.totals_possible) if pool else None
+        normalized = _normalize(text, spec.kind, tz, pool)
+        blank, total = skips.result() if skips else _blank_and_total_rows(text, raw.totals_possible)
+    norm, originals = normalized.data, normalized.originals
+    keep = ~(blank | total)
     norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))
     norm.insert(1, "_sheet", _repeat_text(raw.sheet, norm.index))
     norm.insert(2, "_row", np.asarray(row_numbers, dtype="int64"))
@@ -245,7 +248,7 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     flagged_rows = (norm["_flags"] != "") & keep
     wanted = keep & ~rejected
     kept = norm if wanted.all() else _take_rows(norm, wanted.to_numpy())
-    kept_problems = _kept_problem_rows(kept, originals)
+    kept_problems = _kept_problem_rows(norm, wanted.to_numpy(), normalized.problems, originals)
     rejects = pd.concat([rejects, kept_problems], ignore_index=True) if len(kept_problems) else rejects
     accepted = kept.reset_index(drop=True)
     report = SheetReport(
@@ -263,6 +266,28 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         flagged=int((flagged_rows & ~rejected).sum()),
     )
     return accepted, rejects, report
+
+
+#: below this many rows a sheet is normalised on one thread (a pool costs more than it gives)
+THREADED_ROWS = 50_000
+
+
+@contextlib.contextmanager
+def _thread_pool(rows: int) -> Iterator[Any]:
+    """A pool of threads for the column work of a large sheet, or None: one thread per
+    CPU this process may use, at most 4 (``CUSTTOOL_THREADS`` sets the number; 1 = none)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = os.environ.get("CUSTTOOL_THREADS", "").strip()
+    try:
+        n = int(env) if env else min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    except ValueError:
+        n = 1
+    if n <= 1 or rows < THREADED_ROWS:
+        yield None
+        return
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="custtool-import") as pool:
+        yield pool
 
 
 def _take_rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
@@ -292,13 +317,14 @@ def _repeat_text(value: str, index: pd.Index) -> pd.Series:
     return pd.Series(pa.repeat(pa.scalar(value, pa.string()), len(index)), index=index, dtype="str")
 
 
-def _blank_and_total_rows(text: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def _blank_and_total_rows(text: pd.DataFrame, totals_possible: bool = True) -> tuple[pd.Series, pd.Series]:
     """Rows whose every cell is blank after stripping, and (not blank) rows with a cell
     that is only a totals word (合计, 总计, Total: …), in pyarrow.
 
     Blank: stripped only where still needed (rows blank in every column so far). Totals:
     every totals word holds 计, otal or OTAL, so a column whose text has none of them
-    (one look at its bytes) cannot hold one.
+    (one look at its bytes) cannot hold one; nor can any column when the reader saw none
+    of them in the whole file (``totals_possible`` false).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -312,7 +338,7 @@ def _blank_and_total_rows(text: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         if len(cand):
             sub = arr if len(cand) == n else arr.take(pa.array(cand))
             blank[cand] = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(sub), ""), False).to_numpy(zero_copy_only=False)
-        if _bytes_contain(arr, "计|otal|OTAL"):
+        if totals_possible and _bytes_contain(arr, "计|otal|OTAL"):
             hit = pc.match_substring_regex(pc.utf8_trim_whitespace(arr), TOTAL_WORDS)
             total |= pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
     return pd.Series(blank, index=text.index), pd.Series(total & ~blank, index=text.index)
@@ -360,70 +386,117 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
     Returns the typed table with a ``_flags`` column and the original text of the
     normalised columns (for the rejects file).
     """
-    out = rows.copy()
-    flags: list[pd.Series] = []
+    result = _normalize(rows, kind, tz)
+    return result.data, result.originals
+
+
+@dataclass
+class _Column:
+    """What normalising one column gave: the new column(s), the original text when the
+    rejects file may quote it, and problem codes (object array, "" = none)."""
+
+    values: dict[str, Any]
+    original: pd.Series | None = None
+    problems: np.ndarray | None = None
+    with_column: bool = False  # the _flags text says which column (``date_invalid:birth_date``)
+
+
+@dataclass
+class _Normalized:
+    data: pd.DataFrame
+    originals: dict[str, pd.Series]
+    problems: list[tuple[str, np.ndarray]]  # (column the codes are about, "" for a row; codes), in _flags order
+
+
+def _codes(p: Any) -> np.ndarray:
+    return p.to_numpy(dtype=object) if isinstance(p, pd.Series) else np.asarray(p, dtype=object)
+
+
+def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bool) -> _Column:
+    """One column through its normaliser (a pure function of the column: threads may run
+    several at once)."""
+    if col == "phone":
+        v, p = nz.normalize_phone(s)
+        return _Column({col: v}, s, _codes(p))
+    if col == "email":
+        v, p = nz.normalize_email(s)
+        return _Column({col: v}, s, _codes(p))
+    if col in ("birth_date", "first_contact_date", "next_follow_up") or (col == "time" and kind == "surveys"):
+        v, p = nz.on_uniques(nz.normalize_date, s)
+        return _Column({col: v}, s, _codes(p), with_column=True)
+    if col in ("order_time", "time"):
+        v, p = nz.on_uniques(nz.normalize_date, s, keep_time=True, tz=tz)
+        return _Column({col: v}, s, _codes(p), with_column=True)
+    if col == "gender":
+        v, p = nz.on_uniques(nz.normalize_gender, s)
+        return _Column({col: v}, None, _codes(p))
+    if col == "amount":
+        v, p = nz.on_uniques(nz.normalize_amount, s)
+        return _Column({col: v}, s, _codes(p))
+    if col in ("quantity", "satisfaction", "company_size") and kind != "customers" or col == "quantity":
+        v, p = nz.normalize_number(s)
+        return _Column({col: v}, None, _codes(p), with_column=True)
+    if col == "score":
+        num, p = nz.normalize_number(s)
+        bad = (p != "") | ~num.between(0, 10) & num.notna() | (s.str.strip() == "")
+        return _Column({col: num.where(~bad)}, s, np.where(bad, "score_invalid", "").astype(object))
+    if col == "age":
+        num, p = nz.normalize_number(s.str.replace("岁", "", regex=False))
+        ok = num.notna() & (num == num.round()) & num.between(0, 120)
+        bad = (s.str.strip() != "") & ~ok
+        return _Column({col: num.where(ok).astype("Int64")}, None, np.where(bad, "age_invalid", "").astype(object))
+    if col == "name":
+        v, p = nz.on_uniques(nz.normalize_name, s)
+        return _Column({col: v}, None, _codes(p))
+    if col == "city":
+        v, region, _ = nz.on_uniques(nz.normalize_city, s)
+        return _Column({col: v, "region": region} if add_region else {col: v})
+    if col == "refund":
+        v, _ = nz.normalize_bool(s)
+        return _Column({col: v})
+    if col in ("customer_id", "order_id", "record_id", "id_number"):
+        return _Column({col: nz._text(s).astype(object)})
+    return _Column({col: s.str.strip()})
+
+
+#: the normalisers that take longest on a large file: started first on the pool
+_SLOW_FIRST = {"phone": 0, "email": 1, "name": 2, "order_time": 2, "time": 2, "customer_id": 3, "order_id": 3}
+
+
+def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: Any = None) -> _Normalized:
+    """:func:`normalize_table` with the problem codes kept per column, the columns
+    normalised on ``pool`` (a thread pool: the string work runs in pyarrow, which lets
+    other threads go on) when given."""
+    cols = list(rows.columns)
+    series = {c: rows[c] for c in cols}  # taken here, not in the threads
+    add_region = "region" not in rows.columns
+    order = sorted(cols, key=lambda c: _SLOW_FIRST.get(c, 9))
+    jobs = {c: (lambda c=c: _normalize_column(c, series[c], kind, tz, add_region)) for c in order}
+    if pool is None:
+        done = {c: job() for c, job in jobs.items()}
+    else:
+        futures = {c: pool.submit(job) for c, job in jobs.items()}
+        done = {c: f.result() for c, f in futures.items()}
+    values: dict[str, Any] = {}
     originals: dict[str, pd.Series] = {}
-
-    def note(col: str, problems: pd.Series, with_column: bool = False) -> None:
-        if with_column:
-            arr = problems.to_numpy(dtype=object).copy()
-            has = arr != ""
-            arr[has] = arr[has] + (":" + col)
-            problems = pd.Series(arr, index=problems.index, dtype=object)
-        flags.append(problems)
-
-    for col in list(out.columns):
-        s = rows[col]
-        if col in ("phone",):
-            originals[col] = s
-            out[col], p = nz.normalize_phone(s)
-            note(col, p)
-        elif col == "email":
-            originals[col] = s
-            out[col], p = nz.normalize_email(s)
-            note(col, p)
-        elif col in ("birth_date", "first_contact_date", "next_follow_up") or (col == "time" and kind == "surveys"):
-            originals[col] = s
-            out[col], p = nz.on_uniques(nz.normalize_date, s)
-            note(col, p, with_column=True)
-        elif col in ("order_time", "time"):
-            originals[col] = s
-            out[col], p = nz.on_uniques(nz.normalize_date, s, keep_time=True, tz=tz)
-            note(col, p, with_column=True)
-        elif col == "gender":
-            out[col], p = nz.on_uniques(nz.normalize_gender, s)
-            note(col, p)
-        elif col == "amount":
-            originals[col] = s
-            out[col], p = nz.on_uniques(nz.normalize_amount, s)
-            note(col, p)
-        elif col in ("quantity", "satisfaction", "company_size") and kind != "customers" or col == "quantity":
-            out[col], p = nz.normalize_number(s)
-            note(col, p, with_column=True)
-        elif col == "score":
-            originals[col] = s
-            num, p = nz.normalize_number(s)
-            bad = (p != "") | ~num.between(0, 10) & num.notna() | (s.str.strip() == "")
-            out[col] = num.where(~bad)
-            note(col, pd.Series(np.where(bad, "score_invalid", ""), index=s.index))
-        elif col == "age":
-            num, p = nz.normalize_number(s.str.replace("岁", "", regex=False))
-            ok = num.notna() & (num == num.round()) & num.between(0, 120)
-            out[col] = num.where(ok).astype("Int64")
-            note(col, pd.Series(np.where((s.str.strip() != "") & ~ok, "age_invalid", ""), index=s.index))
-        elif col == "name":
-            out[col], p = nz.on_uniques(nz.normalize_name, s)
-            note(col, p)
-        elif col == "city":
-            out[col], region, p = nz.on_uniques(nz.normalize_city, s)
-            if "region" not in rows.columns:
-                out["region"] = region
-        elif col == "refund":
-            out[col], p = nz.normalize_bool(s)
-        elif col in ("customer_id", "order_id", "record_id", "id_number"):
-            out[col] = nz._text(s).astype(object)
-        else:
-            out[col] = s.str.strip()
+    problems: list[tuple[str, np.ndarray]] = []
+    flag_parts: list[np.ndarray] = []
+    region = None
+    for c in cols:
+        r = done[c]
+        for name, v in r.values.items():
+            if name == "region" and c != "region":
+                region = v
+            else:
+                values[name] = v
+        if r.original is not None:
+            originals[c] = r.original
+        if r.problems is not None:
+            problems.append((c, r.problems))
+            flag_parts.append(_with_column(r.problems, c) if r.with_column else r.problems)
+    if region is not None:
+        values["region"] = region
+    out = pd.DataFrame(values, index=rows.index, copy=False)
     if kind == "orders" and "refund" in out.columns and "amount" in out.columns:
         # a refund flagged line with a positive amount counts as money going back
         out["amount"] = out["amount"].where(~out["refund"], -out["amount"].abs())
@@ -434,46 +507,63 @@ def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") ->
             ids = out["order_id"].astype(str)
             sold = set(ids[(out["amount"] > 0).to_numpy()])
             orphan = back & (ids != "") & ~ids.isin(sold)
-            flags.append(pd.Series(np.where(orphan, "refund_without_order", ""), index=out.index))
-    out["_flags"] = nz.join_problems(*flags) if flags else ""
-    return out, originals
+            codes = np.where(orphan, "refund_without_order", "").astype(object)
+            problems.append(("", codes))
+            flag_parts.append(codes)
+    out["_flags"] = nz.join_problems(*[pd.Series(f, index=out.index, dtype=object) for f in flag_parts]) if flag_parts else ""
+    return _Normalized(out, originals, problems)
 
 
-def _kept_problem_rows(kept: pd.DataFrame, originals: dict[str, pd.Series]) -> pd.DataFrame:
-    """Rejects-file rows for values that were cleared or flagged on kept rows."""
-    is_flagged = (kept["_flags"] != "").to_numpy()
-    if not is_flagged.any():
-        return pd.DataFrame(columns=REJECT_COLUMNS)
-    codes = kept["_flags"][is_flagged].str.split(";").explode()
-    codes = codes[codes != ""]
-    parts = codes.str.split(":")
-    code = parts.str[0]
-    column = parts.str[1]
-    guess = code.str.extract(r"^(phone|email|amount|score|age|name|gender|date|number|excel)")[0]
-    column = column.where(column.notna(), guess.replace({"excel": "phone", "date": ""}))
-    # only the columns read below, and only the flagged rows of them
-    wanted = ["_source_file", "_sheet", "_row"] + sorted(c for c in set(column.dropna()) if c not in originals and c in kept.columns)
-    base = kept[wanted][is_flagged].loc[codes.index]
-    value = pd.Series("", index=codes.index, dtype=object)
-    for col in set(column.dropna()):
+def _with_column(codes: np.ndarray, col: str) -> np.ndarray:
+    """``code`` → ``code:col`` where there is a code."""
+    arr = codes.copy()
+    has = arr != ""
+    arr[has] = arr[has] + (":" + col)
+    return arr
+
+
+def _kept_problem_rows(norm: pd.DataFrame, wanted: np.ndarray, problems: list[tuple[str, np.ndarray]], originals: dict[str, pd.Series]) -> pd.DataFrame:
+    """Rejects-file rows for values that were cleared or flagged on kept rows (``wanted``):
+    one per row and code, rows in file order, a row's codes in the order of its _flags."""
+    pos_parts, order_parts, col_parts, value_parts, code_parts = [], [], [], [], []
+    for k, (col, codes) in enumerate(problems):
+        hit = np.flatnonzero((codes != "") & wanted)
+        if not len(hit):
+            continue
+        code = codes[hit]
+        if any(";" in str(c) for c in pd.unique(code)):  # a normaliser that gave two codes at once
+            split = pd.Series(code, index=hit).str.split(";").explode()
+            split = split[split != ""]
+            hit, code = split.index.to_numpy(), split.to_numpy(dtype=object)
         if col in originals:
-            sel = (column == col).to_numpy()
-            value[sel] = originals[col].reindex(codes.index[sel]).fillna("").astype(str).to_numpy()
-        elif col in kept.columns:
-            sel = (column == col).to_numpy()
-            value[sel] = base[col][sel].astype(str).to_numpy()
+            value = originals[col].iloc[hit].fillna("").astype(str).to_numpy(dtype=object)
+        elif col in norm.columns:
+            value = norm[col].iloc[hit].astype(str).to_numpy(dtype=object)
+        else:
+            value = np.full(len(hit), "", dtype=object)
+        pos_parts.append(hit)
+        order_parts.append(np.full(len(hit), k))
+        col_parts.append(np.full(len(hit), col, dtype=object))
+        value_parts.append(value)
+        code_parts.append(code)
+    if not pos_parts:
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    pos = np.concatenate(pos_parts)
+    by = np.lexsort((np.concatenate(order_parts), pos))
+    pos = pos[by]
+    code_text = pd.Series(np.concatenate(code_parts)[by], dtype=object)
     out = pd.DataFrame(
         {
-            "file": base["_source_file"].to_numpy(),
-            "sheet": base["_sheet"].to_numpy(),
-            "row": base["_row"].to_numpy(),
-            "column": column.fillna("").to_numpy(),
-            "value": value.to_numpy(),
-            "code": code.to_numpy(),
+            "file": norm["_source_file"].to_numpy()[pos],
+            "sheet": norm["_sheet"].to_numpy()[pos],
+            "row": norm["_row"].to_numpy()[pos],
+            "column": np.concatenate(col_parts)[by],
+            "value": np.concatenate(value_parts)[by],
+            "code": code_text.to_numpy(),
         }
     )
-    out["reason_zh"] = out["code"].map({k: v[0] for k, v in nz.PROBLEMS.items()}).fillna(out["code"])
-    out["reason_en"] = out["code"].map({k: v[1] for k, v in nz.PROBLEMS.items()}).fillna(out["code"])
+    out["reason_zh"] = code_text.map({k: v[0] for k, v in nz.PROBLEMS.items()}).fillna(code_text).to_numpy()
+    out["reason_en"] = code_text.map({k: v[1] for k, v in nz.PROBLEMS.items()}).fillna(code_text).to_numpy()
     out["action"] = "kept"
     return out[REJECT_COLUMNS]
 

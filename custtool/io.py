@@ -49,6 +49,12 @@ class RawSheet:
     typed: pd.DataFrame | None = None  # xlsx: the cells with their own types (dates, numbers)
     merged: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)  # 0-based grid ranges
     warnings: list[str] = field(default_factory=list)
+    # False when the file's text holds none of 计/otal/OTAL, so no row can be a totals row
+    totals_possible: bool = True
+
+
+#: every totals word (合计, 小计, Total, SUBTOTAL, …) holds one of these
+TOTALS_MARKS = ("计", "otal", "OTAL")
 
 
 # --------------------------------------------------------------------------- encodings
@@ -158,7 +164,8 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
         )
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
     # provisional numbering: record number counted from 1; rebased once the header is found
-    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
+    totals = any(word in text for word in TOTALS_MARKS)
+    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc, totals_possible=totals)
 
 
 def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet | None:
@@ -191,7 +198,8 @@ def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet 
         enc = "utf-8-sig" if bom else "utf-8"
     else:
         enc = encoding
-    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
+    totals = any(word.encode() in body for word in TOTALS_MARKS)
+    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc, totals_possible=totals)
 
 
 def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:

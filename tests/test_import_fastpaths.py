@@ -116,3 +116,80 @@ def test_utf8_reader_keeps_quoted_newlines_and_reports_encoding(tmp_path):
     plain = tmp_path / "p.csv"
     plain.write_bytes("姓名,手机\n张三,13812345678\n".encode())
     assert import_files(plain, encoding="utf8").files[0].encoding == "utf8"
+
+
+def _messy_rows(kind: str, n: int, seed: int = 3) -> list[list[str]]:
+    """n rows of a customers or orders export with every kind of kept problem and some
+    rejected, blank and totals rows."""
+    rng = np.random.default_rng(seed)
+    phones = np.array(PHONES + ["13912345678", "13700001111"])
+    emails = np.array(["a@x.com", " B@Y.COM ", "bad@", "", "c@d", "e。f@g.cn", "x y@z.com"])
+    dates = np.array(["2024/1/5", "2024年1月5日", "20240105", "45000", "2023-02-29", "", "昨天", "2024-01-05 10:30"])
+    if kind == "customers":
+        rows = [["客户编号", "姓名", "手机号", "邮箱", "性别", "年龄", "城市", "注册时间", "备注"]]
+        for i in range(n):
+            rows.append([
+                f"C{i % 997}", ["张伟", "张先生", "", "李 娜", "Tom  Lee"][i % 5], str(rng.choice(phones)), str(rng.choice(emails)),
+                ["男", "F", "保密", "?", ""][i % 5], ["30", "30岁", "200", "x", ""][i % 5], ["北京市朝阳区", "深圳", "火星", ""][i % 4],
+                str(rng.choice(dates)), "",
+            ])
+    else:
+        rows = [["订单号", "客户编号", "手机号", "下单时间", "实付金额", "数量", "是否退款"]]
+        for i in range(n):
+            rows.append([
+                f"O{i % 1500}", f"C{i % 300}" if i % 7 else "", str(rng.choice(phones)), str(rng.choice(dates)),
+                ["¥1,200.00", "(300)", "1.2万", "abc", "", "-50"][i % 6], ["1", "2", "x", ""][i % 4], ["否", "是", "", "?"][i % 4],
+            ])
+    for at in (5, n // 2, n - 3):
+        rows[at] = [""] * len(rows[0])
+    rows.append(["合计"] + [""] * (len(rows[0]) - 1))
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["customers", "orders"])
+def test_threaded_import_equals_the_single_thread_one(make_csv, monkeypatch, kind):
+    import custtool.ingest as ingest
+
+    path = make_csv(f"{kind}.csv", _messy_rows(kind, 3000))
+    monkeypatch.setenv("CUSTTOOL_THREADS", "1")
+    one = import_files(path, kind=kind)
+    monkeypatch.setenv("CUSTTOOL_THREADS", "3")
+    monkeypatch.setattr(ingest, "THREADED_ROWS", 0)
+    many = import_files(path, kind=kind)
+    pd.testing.assert_frame_equal(one.data, many.data)
+    pd.testing.assert_frame_equal(one.rejects, many.rejects)
+    assert one.totals == many.totals
+    assert one.totals["skipped_total"] == 1 and one.totals["skipped_blank"] == 3
+    assert one.totals["rejected"] > 0 and one.totals["flagged"] > 0
+
+
+@pytest.mark.parametrize("kind", ["customers", "orders"])
+def test_every_flag_on_a_kept_row_has_its_rejects_line(make_csv, kind):
+    """The rejects file's "kept" lines are exactly the codes in _flags, row by row, in order,
+    with the column they are about and the value as written."""
+    path = make_csv(f"{kind}.csv", _messy_rows(kind, 600))
+    result = import_files(path, kind=kind)
+    guess = {"excel": "phone", "phone": "phone", "email": "email", "amount": "amount", "name": "name", "gender": "gender", "score": "score", "age": "age"}
+    expected = []
+    for row, flags in zip(result.data["_row"], result.data["_flags"], strict=True):
+        for part in filter(None, flags.split(";")):
+            code, _, column = part.partition(":")
+            expected.append((row, code, column or guess.get(code.split("_")[0], "")))
+    kept = result.rejects[result.rejects["action"] == "kept"]
+    assert list(zip(kept["row"], kept["code"], kept["column"], strict=True)) == expected
+    assert len(expected) > 50
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    header = {"phone": "手机号", "email": "邮箱", "amount": "实付金额", "first_contact_date": "注册时间", "order_time": "下单时间"}
+    for _, line in kept.iterrows():
+        if line["column"] in header:  # the value quoted is the cell as written (row 2 is the first data row)
+            assert line["value"] == raw[header[line["column"]]].iloc[line["row"] - 2].strip()
+
+
+def test_totals_are_only_looked_for_when_the_file_has_a_totals_word(make_csv):
+    from custtool.io import read_raw
+
+    plain = make_csv("plain.csv", [["姓名", "手机号"], ["张伟", "13812345678"]])
+    summed = make_csv("summed.csv", [["姓名", "手机号"], ["张伟", "13812345678"], ["小计", ""]], encoding="gbk")
+    assert read_raw(plain)[0].totals_possible is False
+    assert read_raw(summed)[0].totals_possible is True
+    assert import_files(summed).totals["skipped_total"] == 1
