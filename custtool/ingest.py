@@ -235,9 +235,11 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     # every row is normalised (each row's result depends on that row only) and the
     # skipped rows are left out of validation, so the table is filtered once, at the end
     with _thread_pool(len(text)) as pool:
-        skips = pool.submit(_blank_and_total_rows, text, raw.totals_possible) if pool else None
+        # a totals row needs a totals word in the file below the header
+        totals_possible = raw.totals_mark_row is None or raw.totals_mark_row > header_at
+        skips = pool.submit(_blank_and_total_rows, text, totals_possible) if pool else None
         normalized = _normalize(text, spec.kind, tz, pool)
-        blank, total = skips.result() if skips else _blank_and_total_rows(text, raw.totals_possible)
+        blank, total = skips.result() if skips else _blank_and_total_rows(text, totals_possible)
     norm, originals = normalized.data, normalized.originals
     keep = ~(blank | total)
     norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))

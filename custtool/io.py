@@ -49,8 +49,9 @@ class RawSheet:
     typed: pd.DataFrame | None = None  # xlsx: the cells with their own types (dates, numbers)
     merged: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)  # 0-based grid ranges
     warnings: list[str] = field(default_factory=list)
-    # False when the file's text holds none of 计/otal/OTAL, so no row can be a totals row
-    totals_possible: bool = True
+    # where a totals row can be: None = anywhere (not looked at), -1 = nowhere (the text
+    # holds none of 计/otal/OTAL), else the last such word is in this grid row or above
+    totals_mark_row: int | None = None
 
 
 #: every totals word (合计, 小计, Total, SUBTOTAL, …) holds one of these
@@ -150,9 +151,9 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
         # so short rows are padded instead of refused
         import csv
 
-        width = max((len(r) for r in csv.reader(_io.StringIO(text.lstrip("\ufeff")), delimiter=sep)), default=1)
+        width = max((len(r) for r in csv.reader(_io.StringIO(text.lstrip("\ufeff"), newline=None), delimiter=sep)), default=1)
         grid = pd.read_csv(
-            _io.StringIO(text.lstrip("\ufeff")),
+            _io.StringIO(text.lstrip("\ufeff"), newline=None),
             sep=sep,
             header=None,
             names=list(range(width)),
@@ -164,8 +165,10 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
         )
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
     # provisional numbering: record number counted from 1; rebased once the header is found
-    totals = any(word in text for word in TOTALS_MARKS)
-    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc, totals_possible=totals)
+    body = text.lstrip("\ufeff")
+    mark = max(body.rfind(word) for word in TOTALS_MARKS)
+    mark_row = -1 if mark < 0 else body.count("\n", 0, mark) + body.count("\r", 0, mark) - body.count("\r\n", 0, mark)
+    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc, totals_mark_row=mark_row)
 
 
 def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet | None:
@@ -198,8 +201,15 @@ def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet 
         enc = "utf-8-sig" if bom else "utf-8"
     else:
         enc = encoding
-    totals = any(word.encode() in body for word in TOTALS_MARKS)
-    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc, totals_possible=totals)
+    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc, totals_mark_row=_last_mark_row(body))
+
+
+def _last_mark_row(body: bytes) -> int:
+    """-1 when the text holds no totals word, else a grid row at or below the row of the
+    last one: the line ends before it (\n, \r\n or a lone \r; a record never starts on
+    a later line than its own number, so this never names a row above the word)."""
+    mark = max(body.rfind(word.encode()) for word in TOTALS_MARKS)
+    return -1 if mark < 0 else body.count(b"\n", 0, mark) + body.count(b"\r", 0, mark) - body.count(b"\r\n", 0, mark)
 
 
 def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:
@@ -227,7 +237,7 @@ def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | 
         # count the widest row cheaply via a first pass with the pandas-compatible width
         import csv
 
-        sample = list(csv.reader(_io.StringIO(sample_text), delimiter=sep))
+        sample = list(csv.reader(_io.StringIO(sample_text, newline=None), delimiter=sep))
         width = max((len(r) for r in sample), default=len(first_line.split(sep.encode())))
         names = [f"c{i}" for i in range(width)]
         table = pcsv.read_csv(

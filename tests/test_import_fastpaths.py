@@ -189,7 +189,25 @@ def test_totals_are_only_looked_for_when_the_file_has_a_totals_word(make_csv):
     from custtool.io import read_raw
 
     plain = make_csv("plain.csv", [["姓名", "手机号"], ["张伟", "13812345678"]])
-    summed = make_csv("summed.csv", [["姓名", "手机号"], ["张伟", "13812345678"], ["小计", ""]], encoding="gbk")
-    assert read_raw(plain)[0].totals_possible is False
-    assert read_raw(summed)[0].totals_possible is True
+    titled = make_csv("titled.csv", [["客户统计"], ["姓名", "手机号", "累计消费"], ["张伟", "13812345678", "1"]])
+    summed = make_csv("summed.csv", [["客户统计"], ["姓名", "手机号"], ["张伟", "13812345678"], ["小计", ""]], encoding="gbk")
+    assert read_raw(plain)[0].totals_mark_row == -1
+    assert read_raw(titled)[0].totals_mark_row == 1  # the header row: no totals row below it
+    assert read_raw(summed)[0].totals_mark_row == 3
     assert import_files(summed).totals["skipped_total"] == 1
+    # old Mac line ends (\r only) and quoted newlines still find the totals row
+    mac = make_csv("mac.csv", [["姓名", "手机号"]])
+    mac.write_bytes("姓名,手机号\r张伟,13812345678\r\"李\n娜\",13912345678\r合计,\r".encode())
+    assert import_files(mac).totals == import_files(mac).totals
+    result = import_files(mac)
+    assert result.totals["skipped_total"] == 1 and result.totals["accepted"] == 2
+
+
+def test_old_mac_line_ends_with_a_title_row_in_gbk(tmp_path):
+    """"CSV (Macintosh)" from old Excel ends lines with \\r alone; with a title row the
+    rows are ragged and take the general reader."""
+    path = tmp_path / "mac.csv"
+    path.write_bytes("客户名单\r姓名,手机号\r张伟,13812345678\r李娜,13912345678\r合计,\r".encode("gbk"))
+    result = import_files(path)
+    assert result.data["phone"].tolist() == ["13812345678", "13912345678"]
+    assert result.totals["skipped_total"] == 1 and result.files[0].encoding == "gb18030"
