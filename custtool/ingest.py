@@ -235,11 +235,9 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     # every row is normalised (each row's result depends on that row only) and the
     # skipped rows are left out of validation, so the table is filtered once, at the end
     with _thread_pool(len(text)) as pool:
-        # a totals row needs a totals word in the file below the header
-        totals_possible = raw.totals_mark_row is None or raw.totals_mark_row > header_at
-        skips = pool.submit(_blank_and_total_rows, text, totals_possible) if pool else None
+        skips = pool.submit(_blank_and_total_rows, text, pool) if pool else None
         normalized = _normalize(text, spec.kind, tz, pool)
-        blank, total = skips.result() if skips else _blank_and_total_rows(text, totals_possible)
+        blank, total = skips.result() if skips else _blank_and_total_rows(text)
     norm, originals = normalized.data, normalized.originals
     keep = ~(blank | total)
     norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))
@@ -319,31 +317,42 @@ def _repeat_text(value: str, index: pd.Index) -> pd.Series:
     return pd.Series(pa.repeat(pa.scalar(value, pa.string()), len(index)), index=index, dtype="str")
 
 
-def _blank_and_total_rows(text: pd.DataFrame, totals_possible: bool = True) -> tuple[pd.Series, pd.Series]:
+def _blank_and_total_rows(text: pd.DataFrame, pool: Any = None) -> tuple[pd.Series, pd.Series]:
     """Rows whose every cell is blank after stripping, and (not blank) rows with a cell
     that is only a totals word (合计, 总计, Total: …), in pyarrow.
 
     Blank: stripped only where still needed (rows blank in every column so far). Totals:
-    every totals word holds 计, otal or OTAL, so a column whose text has none of them
-    (one look at its bytes) cannot hold one; nor can any column when the reader saw none
-    of them in the whole file (``totals_possible`` false).
+    one column at a time (on ``pool`` when given).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     n = len(text)
+    cols = [nz._arrow(text.iloc[:, j]) for j in range(text.shape[1])]
+    totals = [pool.submit(_total_cells, arr) for arr in cols] if pool is not None else None
     blank = np.ones(n, dtype=bool)
-    total = np.zeros(n, dtype=bool)
-    for j in range(text.shape[1]):
-        arr = nz._arrow(text.iloc[:, j])
+    for arr in cols:
         cand = np.flatnonzero(blank)
-        if len(cand):
-            sub = arr if len(cand) == n else arr.take(pa.array(cand))
-            blank[cand] = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(sub), ""), False).to_numpy(zero_copy_only=False)
-        if totals_possible and _bytes_contain(arr, "计|otal|OTAL"):
-            hit = pc.match_substring_regex(pc.utf8_trim_whitespace(arr), TOTAL_WORDS)
-            total |= pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+        if not len(cand):
+            break
+        sub = arr if len(cand) == n else arr.take(pa.array(cand))
+        blank[cand] = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(sub), ""), False).to_numpy(zero_copy_only=False)
+    total = np.zeros(n, dtype=bool)
+    for hit in (f.result() for f in totals) if totals is not None else map(_total_cells, cols):
+        if hit is not None:
+            total |= hit
     return pd.Series(blank, index=text.index), pd.Series(total & ~blank, index=text.index)
+
+
+def _total_cells(arr: Any) -> np.ndarray | None:
+    """Where a text column's cell is only a totals word; None when none can be: every
+    totals word holds 计, otal or OTAL, and one look at the column's bytes tells."""
+    import pyarrow.compute as pc
+
+    if not _bytes_contain(arr, "计|otal|OTAL"):
+        return None
+    hit = pc.match_substring_regex(pc.utf8_trim_whitespace(arr), TOTAL_WORDS)
+    return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _bytes_contain(arr: Any, pattern: str) -> bool:

@@ -49,14 +49,10 @@ class RawSheet:
     typed: pd.DataFrame | None = None  # xlsx: the cells with their own types (dates, numbers)
     merged: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)  # 0-based grid ranges
     warnings: list[str] = field(default_factory=list)
-    # where a totals row can be: None = anywhere (not looked at), -1 = nowhere (the text
-    # holds none of 计/otal/OTAL), else the last such word is in this grid row or above
-    totals_mark_row: int | None = None
 
 
-#: every totals word (合计, 小计, Total, SUBTOTAL, …) holds one of these
-TOTALS_MARKS = ("计", "otal", "OTAL")
-
+#: bytes pyarrow's CSV reader parses at a time (one block per thread)
+CSV_BLOCK_SIZE = 1 << 22
 
 # --------------------------------------------------------------------------- encodings
 def detect_encoding(data: bytes, filename: str = "") -> str:
@@ -165,10 +161,7 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
         )
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
     # provisional numbering: record number counted from 1; rebased once the header is found
-    body = text.lstrip("\ufeff")
-    mark = max(body.rfind(word) for word in TOTALS_MARKS)
-    mark_row = -1 if mark < 0 else body.count("\n", 0, mark) + body.count("\r", 0, mark) - body.count("\r\n", 0, mark)
-    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc, totals_mark_row=mark_row)
+    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
 
 
 def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet | None:
@@ -201,15 +194,7 @@ def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet 
         enc = "utf-8-sig" if bom else "utf-8"
     else:
         enc = encoding
-    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc, totals_mark_row=_last_mark_row(body))
-
-
-def _last_mark_row(body: bytes) -> int:
-    """-1 when the text holds no totals word, else a grid row at or below the row of the
-    last one: the line ends before it (\n, \r\n or a lone \r; a record never starts on
-    a later line than its own number, so this never names a row above the word)."""
-    mark = max(body.rfind(word.encode()) for word in TOTALS_MARKS)
-    return -1 if mark < 0 else body.count(b"\n", 0, mark) + body.count(b"\r", 0, mark) - body.count(b"\r\n", 0, mark)
+    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
 
 
 def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:
@@ -242,7 +227,7 @@ def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | 
         names = [f"c{i}" for i in range(width)]
         table = pcsv.read_csv(
             _io.BytesIO(body),
-            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
+            read_options=pcsv.ReadOptions(column_names=names, block_size=CSV_BLOCK_SIZE),
             parse_options=pcsv.ParseOptions(
                 delimiter=sep,
                 ignore_empty_lines=False,

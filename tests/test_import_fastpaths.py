@@ -185,20 +185,21 @@ def test_every_flag_on_a_kept_row_has_its_rejects_line(make_csv, kind):
             assert line["value"] == raw[header[line["column"]]].iloc[line["row"] - 2].strip()
 
 
-def test_totals_are_only_looked_for_when_the_file_has_a_totals_word(make_csv):
-    from custtool.io import read_raw
+def test_totals_rows_in_any_column_on_the_pool():
+    from concurrent.futures import ThreadPoolExecutor
 
-    plain = make_csv("plain.csv", [["姓名", "手机号"], ["张伟", "13812345678"]])
-    titled = make_csv("titled.csv", [["客户统计"], ["姓名", "手机号", "累计消费"], ["张伟", "13812345678", "1"]])
-    summed = make_csv("summed.csv", [["客户统计"], ["姓名", "手机号"], ["张伟", "13812345678"], ["小计", ""]], encoding="gbk")
-    assert read_raw(plain)[0].totals_mark_row == -1
-    assert read_raw(titled)[0].totals_mark_row == 1  # the header row: no totals row below it
-    assert read_raw(summed)[0].totals_mark_row == 3
-    assert import_files(summed).totals["skipped_total"] == 1
-    # old Mac line ends (\r only) and quoted newlines still find the totals row
+    text = pd.DataFrame({"a": ["张伟", "", " ", "x", "", "y"], "b": ["1", "", "合计", " Grand Total: ", "", "小计x"], "c": ["", "", "", "", "总计", ""]}, dtype="str")
+    expected = ([False, True, False, False, False, False], [False, False, True, True, True, False])
+    with ThreadPoolExecutor(2) as pool:
+        blank, total = _blank_and_total_rows(text, pool)
+    assert (blank.tolist(), total.tolist()) == expected
+    blank, total = _blank_and_total_rows(text)
+    assert (blank.tolist(), total.tolist()) == expected
+
+
+def test_old_mac_line_ends_and_a_quoted_newline(make_csv):
     mac = make_csv("mac.csv", [["姓名", "手机号"]])
     mac.write_bytes("姓名,手机号\r张伟,13812345678\r\"李\n娜\",13912345678\r合计,\r".encode())
-    assert import_files(mac).totals == import_files(mac).totals
     result = import_files(mac)
     assert result.totals["skipped_total"] == 1 and result.totals["accepted"] == 2
 
