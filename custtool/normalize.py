@@ -64,6 +64,47 @@ def _from_arrow(arr: Any, index: pd.Index) -> pd.Series:
     return pd.Series(arr, index=index, dtype="str")
 
 
+def _on_given(fn: Any, s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """``fn(s)`` for a normaliser that gives ("", "") on an empty cell, run on the
+    non-empty cells only when most cells are empty (a column filled in for few customers,
+    such as e-mail), the results put back in place."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pd.api.types.is_string_dtype(s) and s.dtype != object):
+        return fn(s)
+    arr = _arrow(s)
+    given = np.asarray(pc.greater(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False), dtype=bool)
+    if given.sum() * 2 > len(s):
+        return fn(s)
+    at = np.flatnonzero(given)
+    values, problems = fn(_from_arrow(arr.filter(pa.array(given)), s.index[at]))
+    codes = np.full(len(s), "", dtype=object)
+    codes[at] = problems.to_numpy(dtype=object)
+    return _from_arrow(_scatter_text(_arrow(values), at, len(s)), s.index), pd.Series(codes, index=s.index, dtype=object)
+
+
+def _scatter_text(values: Any, at: np.ndarray, n: int) -> Any:
+    """A string array of length ``n`` holding ``values`` (no nulls) at the increasing
+    positions ``at`` and "" elsewhere, over the same character data (no copy of it)."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = values.cast(pa.large_string())
+    if values.null_count:
+        raise ValueError("values with nulls")
+    off = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    lengths = np.zeros(n, dtype=np.int64)
+    lengths[at] = np.diff(off)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = off[0] if len(off) else 0
+    np.cumsum(lengths, out=offsets[1:])
+    offsets[1:] += offsets[0]
+    data = values.buffers()[2] if len(values) else pa.py_buffer(b"")
+    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), data])
+
+
 def _text_arrow(s: pd.Series) -> Any:
     """:func:`_text` as a pyarrow string array (no nulls)."""
     import pyarrow as pa
@@ -117,6 +158,11 @@ _TWO_DIGIT_AREAS = ("010", "020", "021", "022", "023", "024", "025", "027", "028
 
 
 def normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Canonical phone: see :func:`_normalize_phone` (empty cells skipped when most are)."""
+    return _on_given(_normalize_phone, s)
+
+
+def _normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Canonical phone: mobile ``13812345678``, landline ``021-62345678``, hotline
     ``400-820-8820``, foreign E.164 ``+14155550123``; "" when blank or invalid.
 
@@ -128,6 +174,46 @@ def normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     import pyarrow.compute as pc
 
     arr = _text_arrow(s)
+    # quickest path: a plain 11-digit mobile is already canonical
+    plain = _plain_mobiles(arr)
+    if plain.all():
+        return _from_arrow(arr, s.index), pd.Series(np.full(len(s), "", dtype=object), index=s.index, dtype=object)
+    problems = np.full(len(s), "", dtype=object)
+    if plain.any():
+        other = ~plain
+        values, codes = _phone_written(arr.filter(pa.array(other)), s.index[other])
+        problems[other] = codes
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        return _from_arrow(pc.replace_with_mask(arr, pa.array(other), values.cast(arr.type)), s.index), pd.Series(problems, index=s.index, dtype=object)
+    values, problems = _phone_written(arr, s.index)
+    return _from_arrow(values, s.index), pd.Series(problems, index=s.index, dtype=object)
+
+
+def _plain_mobiles(arr: Any) -> np.ndarray:
+    """Where a text array holds exactly a mainland mobile number: 11 ASCII digits, 1[3-9]…
+    (lengths and the first two bytes read straight from the Arrow buffers)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
+        ok = np.asarray(pc.and_(pc.equal(pc.binary_length(chunk), 11), pc.ascii_is_decimal(chunk)).to_numpy(zero_copy_only=False), dtype=bool)
+        if ok.any():
+            wide = pa.types.is_large_string(chunk.type)
+            offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)[chunk.offset : chunk.offset + len(chunk)]
+            data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+            at = offsets[ok]
+            ok[ok] = (data[at] == ord("1")) & (data[at + 1] >= ord("3")) & (data[at + 1] <= ord("9"))
+        out.append(ok)
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+
+def _phone_written(arr: Any, index: pd.Index) -> tuple[Any, np.ndarray]:
+    """Phones that are not plain mobiles: (canonical values as an Arrow array, codes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     # fast path, whole column in pyarrow: blank, placeholder, or a mobile number written
     # with separators / a +86, 0086 or 86 prefix / an Excel float tail; the rest (the few
     # landlines, hotlines, foreign, masked, lettered values) takes the full path below
@@ -138,14 +224,14 @@ def normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     placeholder = pc.is_in(arr, value_set=pa.array(sorted(_PLACEHOLDERS)))
     fast = pc.or_(pc.or_(mobile, blank), placeholder).to_numpy(zero_copy_only=False)
     out_arr = pc.if_else(mobile, pc.utf8_slice_codeunits(core, -11), "")
-    problems = np.full(len(s), "", dtype=object)
+    problems = np.full(len(arr), "", dtype=object)
     problems[placeholder.to_numpy(zero_copy_only=False)] = "phone_placeholder"
     if not fast.all():
         slow = ~fast
-        full, full_problems = _phone_full(_from_arrow(arr.filter(pa.array(slow)), s.index[slow]))
+        full, full_problems = _phone_full(_from_arrow(arr.filter(pa.array(slow)), index[slow]))
         out_arr = _put(out_arr, pa.array(slow), full)
         problems[slow] = full_problems.to_numpy(dtype=object)
-    return _from_arrow(out_arr, s.index), pd.Series(problems, index=s.index, dtype=object)
+    return out_arr, problems
 
 
 _SEPARATORS = r"[ \t\-()./·—–_]"
@@ -221,6 +307,11 @@ _EMAIL = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([a-z0-
 
 def normalize_email(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Trim (ideographic space too), lower-case, plain syntax check; "" when invalid."""
+    return _on_given(_normalize_email, s)
+
+
+def _normalize_email(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """:func:`normalize_email` on every cell."""
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -212,3 +212,34 @@ def test_old_mac_line_ends_with_a_title_row_in_gbk(tmp_path):
     result = import_files(path)
     assert result.data["phone"].tolist() == ["13812345678", "13912345678"]
     assert result.totals["skipped_total"] == 1 and result.files[0].encoding == "gb18030"
+
+
+@pytest.mark.parametrize("fn", ["normalize_email", "normalize_phone"])
+def test_sparse_columns_give_what_every_cell_gives(fn):
+    """Mostly-empty columns are normalised on their non-empty cells only."""
+    values = ["", "A@B.COM", "", "", "bad@", "", " ", "13812345678", "+86 138 1234 5678", "", "", "无", "x。y@z.cn", ""] * 5
+    s = pd.Series(values, index=pd.RangeIndex(100, 100 + len(values)), dtype="str")
+    sparse_v, sparse_p = getattr(nz, fn)(s)
+    full_v, full_p = getattr(nz, "_" + fn)(s)
+    pd.testing.assert_series_equal(sparse_v, full_v)
+    pd.testing.assert_series_equal(sparse_p, full_p)
+    assert (sparse_v != "").sum() > 0 and (sparse_p != "").sum() > 0
+
+
+def test_scatter_text_over_sliced_and_chunked_values():
+    base = pa.chunked_array([pa.array(["zz", "ab", "", "cde"], pa.string()).slice(1), pa.array(["f"], pa.string())])
+    out = nz._scatter_text(base, np.array([0, 2, 5, 6]), 8)
+    assert out.to_pylist() == ["ab", "", "", "", "", "cde", "f", ""]
+    assert nz._scatter_text(pa.array([], pa.string()), np.array([], dtype=np.int64), 3).to_pylist() == ["", "", ""]
+
+
+def test_plain_mobiles_read_from_the_buffers():
+    arr = pa.chunked_array([pa.array(["x", "13812345678", "12812345678", "1381234567", "138123456789"], pa.string()).slice(1),
+                            pa.array(["19900000000", "１３８１２３４５６７８", "13812345678.0", "", "1381234567a"], pa.string())])
+    assert nz._plain_mobiles(arr).tolist() == [True, False, False, False, True, False, False, False, False]
+    assert nz._plain_mobiles(arr.cast(pa.large_string())).tolist() == nz._plain_mobiles(arr).tolist()
+    for values in (["13812345678", "13912345678"], ["13812345678", "+86 13912345678", "无", "010-62345678"]):
+        chunked = pa.chunked_array([pa.array(values * 2, pa.large_string()), pa.array(values, pa.large_string())])
+        got = nz.normalize_phone(pd.Series(chunked, dtype="str"))
+        want = nz._phone_full(pd.Series(values * 3, dtype="str"))
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
