@@ -521,7 +521,7 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
             codes = np.where(orphan, "refund_without_order", "").astype(object)
             problems.append(("", codes))
             flag_parts.append(codes)
-    out["_flags"] = nz.join_problems(*[pd.Series(f, index=out.index, dtype=object) for f in flag_parts]) if flag_parts else ""
+    out["_flags"] = nz.join_problems(*flag_parts, index=out.index) if flag_parts else ""
     return _Normalized(out, originals, problems)
 
 
@@ -565,8 +565,8 @@ def _kept_problem_rows(norm: pd.DataFrame, wanted: np.ndarray, problems: list[tu
     code_text = pd.Series(np.concatenate(code_parts)[by], dtype=object)
     out = pd.DataFrame(
         {
-            "file": norm["_source_file"].to_numpy()[pos],
-            "sheet": norm["_sheet"].to_numpy()[pos],
+            "file": norm["_source_file"].iloc[pos].to_numpy(dtype=object),
+            "sheet": norm["_sheet"].iloc[pos].to_numpy(dtype=object),
             "row": norm["_row"].to_numpy()[pos],
             "column": np.concatenate(col_parts)[by],
             "value": np.concatenate(value_parts)[by],

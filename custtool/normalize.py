@@ -576,12 +576,16 @@ def on_uniques(fn: Any, s: pd.Series, **kw: Any) -> tuple[pd.Series, ...]:
     return tuple(out)
 
 
-def join_problems(*codes: Any) -> pd.Series:
-    """Join several problem-code Series into one ``;``-separated Series (empty parts dropped)."""
+def join_problems(*codes: Any, index: pd.Index | None = None) -> pd.Series:
+    """Join several problem-code Series (or object arrays, given ``index``) into one
+    ``;``-separated Series (empty parts dropped)."""
     series = [c for c in codes if c is not None]
     if not series:
         raise ValueError("no problem series")
-    index = series[0].index
+    if index is None:
+        index = series[0].index
+    elif not all(isinstance(c, pd.Series) for c in series):
+        series = [c if isinstance(c, pd.Series) else pd.Series(c, index=index, dtype=object, copy=False) for c in series]
     out = _codes_array(series[0]).copy()
     if pd.isna(out[out != ""]).any():
         return _join_problems_slow(series)
