@@ -191,7 +191,7 @@ def _import_files(
         )
     final_kind = next(iter(kinds_seen)) if kinds_seen else (kind or "customers")
     data = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
-    data = _fill_missing_text(data)
+    data = _fill_missing_text(data) if len(frames) > 1 else data
     rej = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) else pd.DataFrame(columns=REJECT_COLUMNS)
     return ImportResult(final_kind, data, rej, reports, warnings)
 
@@ -466,7 +466,7 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
         v, _ = nz.normalize_bool(s)
         return _Column({col: v})
     if col in ("customer_id", "order_id", "record_id", "id_number"):
-        return _Column({col: nz._text(s).astype(object)})
+        return _Column({col: nz._text(s)})
     return _Column({col: s.str.strip()})
 
 
