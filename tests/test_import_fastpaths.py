@@ -243,3 +243,17 @@ def test_plain_mobiles_read_from_the_buffers():
         got = nz.normalize_phone(pd.Series(chunked, dtype="str"))
         want = nz._phone_full(pd.Series(values * 3, dtype="str"))
         assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+
+
+def test_phone_and_email_checks_reject_what_the_normalisers_never_give():
+    """The schema's safety net on canonical phones/e-mails still fails a bad value."""
+    df = pd.DataFrame({
+        "_source_file": ["f"] * 5, "_sheet": [""] * 5, "_row": np.arange(2, 7, dtype="int64"),
+        "phone": pd.Series(["13812345678", "12345", "", "021-62345678", "+14155550123"], dtype="str"),
+        "email": pd.Series(["a@b.cn", "", "x@y.com", "no-at-sign", ""], dtype="str"),
+    })
+    rejected, rejects = validate(df, "customers")
+    assert rejected.tolist() == [False, True, False, True, False]
+    assert sorted(zip(rejects["row"], rejects["code"], strict=True)) == [(3, "phone_invalid"), (5, "email_invalid")]
+    objects = df.assign(phone=df["phone"].astype(object), email=df["email"].astype(object))
+    assert validate(objects, "customers")[0].tolist() == rejected.tolist()
