@@ -565,8 +565,10 @@ def on_uniques(fn: Any, s: pd.Series, **kw: Any) -> tuple[pd.Series, ...]:
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     if len(uniques) > len(s) // 2:
         return fn(s, **kw)
-    uniq = pd.Series(uniques, dtype=object)
-    results = fn(pd.concat([uniq, pd.Series([""], dtype=object)], ignore_index=True), **kw)
+    # Arrow text stays Arrow text (the normalisers work on it without a conversion)
+    dtype = uniques.dtype if isinstance(uniques.dtype, pd.StringDtype) else object
+    uniq = pd.Series(uniques, dtype=dtype)
+    results = fn(pd.concat([uniq, pd.Series([""], dtype=dtype)], ignore_index=True), **kw)
     take = np.where(codes < 0, len(uniques), codes)
     out = []
     for r in results:
