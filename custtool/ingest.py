@@ -238,17 +238,24 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         skips = pool.submit(_blank_and_total_rows, text, pool) if pool else None
         normalized = _normalize(text, spec.kind, tz, pool)
         blank, total = skips.result() if skips else _blank_and_total_rows(text)
-    norm, originals = normalized.data, normalized.originals
-    keep = ~(blank | total)
-    norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))
-    norm.insert(1, "_sheet", _repeat_text(raw.sheet, norm.index))
-    norm.insert(2, "_row", np.asarray(row_numbers, dtype="int64"))
-    norm.insert(3, "_channel", _repeat_text(channel, norm.index))
-    rejected, rejects = validate(norm, spec.kind, originals, skip=~keep.to_numpy())
-    flagged_rows = (norm["_flags"] != "") & keep
-    wanted = keep & ~rejected
-    kept = norm if wanted.all() else _take_rows(norm, wanted.to_numpy())
-    kept_problems = _kept_problem_rows(norm, wanted.to_numpy(), normalized.problems, originals)
+        norm, originals = normalized.data, normalized.originals
+        keep = ~(blank | total).to_numpy()
+        norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))
+        norm.insert(1, "_sheet", _repeat_text(raw.sheet, norm.index))
+        norm.insert(2, "_row", np.asarray(row_numbers, dtype="int64"))
+        norm.insert(3, "_channel", _repeat_text(channel, norm.index))
+        # the rejects lines of kept values, for every row not skipped, while validating;
+        # those of rows validation rejects are dropped after
+        args = (norm, keep, normalized.problems, originals)
+        noted = pool.submit(_kept_problem_rows, *args) if pool else None
+        rejected, rejects = validate(norm, spec.kind, originals, skip=~keep)
+        is_rejected = rejected.to_numpy()
+        wanted = keep & ~is_rejected
+        kept = norm if wanted.all() else _take_rows(norm, wanted, pool)
+        kept_problems, at = noted.result() if noted else _kept_problem_rows(*args)
+    if len(kept_problems) and is_rejected[at].any():
+        kept_problems = kept_problems[~is_rejected[at]].reset_index(drop=True)
+    flagged_rows = (norm["_flags"] != "").to_numpy() & keep
     rejects = pd.concat([rejects, kept_problems], ignore_index=True) if len(kept_problems) else rejects
     accepted = kept.reset_index(drop=True)
     report = SheetReport(
@@ -263,7 +270,7 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         skipped=int(blank.sum() + total.sum()),
         skipped_blank=int(blank.sum()),
         skipped_total=int(total.sum()),
-        flagged=int((flagged_rows & ~rejected).sum()),
+        flagged=int((flagged_rows & ~is_rejected).sum()),
     )
     return accepted, rejects, report
 
@@ -290,23 +297,27 @@ def _thread_pool(rows: int) -> Iterator[Any]:
         yield pool
 
 
-def _take_rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+def _take_rows(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> pd.DataFrame:
     """``df[mask]`` (same columns, dtypes and index labels), Arrow-backed text columns
-    filtered in pyarrow, which is several times quicker than pandas' take on them."""
+    filtered in pyarrow (on ``pool`` when given), several times quicker than pandas' take."""
     import pyarrow as pa
 
     pmask = pa.array(mask)
-    cols = []
+    cols: dict[Any, Any] = {}
     for j in range(df.shape[1]):
         s = df.iloc[:, j]
         arr = getattr(s.array, "_pa_array", None)
         if arr is not None and isinstance(s.dtype, pd.StringDtype):
-            cols.append(pd.Series(arr.filter(pmask), dtype=s.dtype))
+            cols[j] = (pool.submit(arr.filter, pmask) if pool is not None else arr.filter(pmask), s.dtype)
         else:
-            cols.append(s[mask].reset_index(drop=True))
-    out = pd.concat(cols, axis=1, ignore_index=True) if cols else df[mask]
+            cols[j] = s.to_numpy()[mask] if isinstance(s.dtype, np.dtype) else s.array[mask]
+    index = df.index[mask]
+    for j, c in cols.items():
+        if isinstance(c, tuple):
+            filtered, dtype = c
+            cols[j] = pd.Series(filtered.result() if pool is not None else filtered, dtype=dtype, index=index)
+    out = pd.DataFrame(dict(enumerate(cols.values())), index=index, copy=False) if cols else df[mask]
     out.columns = df.columns
-    out.index = df.index[mask]
     return out
 
 
@@ -533,9 +544,12 @@ def _with_column(codes: np.ndarray, col: str) -> np.ndarray:
     return arr
 
 
-def _kept_problem_rows(norm: pd.DataFrame, wanted: np.ndarray, problems: list[tuple[str, np.ndarray]], originals: dict[str, pd.Series]) -> pd.DataFrame:
+def _kept_problem_rows(
+    norm: pd.DataFrame, wanted: np.ndarray, problems: list[tuple[str, np.ndarray]], originals: dict[str, pd.Series]
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Rejects-file rows for values that were cleared or flagged on kept rows (``wanted``):
-    one per row and code, rows in file order, a row's codes in the order of its _flags."""
+    one per row and code, rows in file order, a row's codes in the order of its _flags;
+    and the position in ``norm`` of each line's row."""
     pos_parts, order_parts, col_parts, value_parts, code_parts = [], [], [], [], []
     for k, (col, codes) in enumerate(problems):
         hit = np.flatnonzero((codes != "") & wanted)
@@ -558,7 +572,7 @@ def _kept_problem_rows(norm: pd.DataFrame, wanted: np.ndarray, problems: list[tu
         value_parts.append(value)
         code_parts.append(code)
     if not pos_parts:
-        return pd.DataFrame(columns=REJECT_COLUMNS)
+        return pd.DataFrame(columns=REJECT_COLUMNS), np.zeros(0, dtype=np.int64)
     pos = np.concatenate(pos_parts)
     by = np.lexsort((np.concatenate(order_parts), pos))
     pos = pos[by]
@@ -576,7 +590,7 @@ def _kept_problem_rows(norm: pd.DataFrame, wanted: np.ndarray, problems: list[tu
     out["reason_zh"] = code_text.map({k: v[0] for k, v in nz.PROBLEMS.items()}).fillna(code_text).to_numpy()
     out["reason_en"] = code_text.map({k: v[1] for k, v in nz.PROBLEMS.items()}).fillna(code_text).to_numpy()
     out["action"] = "kept"
-    return out[REJECT_COLUMNS]
+    return out[REJECT_COLUMNS], pos
 
 
 def _fill_missing_text(df: pd.DataFrame) -> pd.DataFrame:
