@@ -236,14 +236,15 @@ def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | 
                 invalid_row_handler=_on_invalid,
             ),
             convert_options=pcsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+                column_types={n: pa.large_string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
             ),
         )
     except (pa.ArrowInvalid, csv.Error, ValueError):
         return None
     if bad:
         return None
-    # str columns over the Arrow data (no copy); no nulls: strings_can_be_null=False
+    # str columns over the Arrow data (large_string, as pandas keeps it: no copy); no
+    # nulls: strings_can_be_null=False
     frame = pd.DataFrame({n: pd.Series(table.column(n), dtype="str") for n in table.column_names})
     return frame.fillna("") if any(table.column(n).null_count for n in table.column_names) else frame
 

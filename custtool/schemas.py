@@ -77,8 +77,8 @@ def _given(s: pd.Series) -> np.ndarray:
     arr = getattr(s.array, "_pa_array", None)
     if arr is None or not isinstance(s.dtype, pd.StringDtype) or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return (s.astype(str).str.strip() != "").to_numpy(dtype=bool)
-    # a missing value reads as "nan" after astype(str): given
-    given = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(arr), ""), True)
+    # a missing value reads as "nan" after astype(str): given; "   " is not
+    given = pc.fill_null(pc.and_(pc.greater(pc.binary_length(arr), 0), pc.invert(pc.utf8_is_space(arr))), True)
     return given.to_numpy(zero_copy_only=False) if isinstance(given, pa.Array) else given.combine_chunks().to_numpy(zero_copy_only=False)
 
 
