@@ -248,7 +248,7 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         # those of rows validation rejects are dropped after
         args = (norm, keep, normalized.problems, originals)
         noted = pool.submit(_kept_problem_rows, *args) if pool else None
-        rejected, rejects = validate(norm, spec.kind, originals, skip=~keep)
+        rejected, rejects = validate(norm, spec.kind, originals, skip=~keep, checked=normalized.checked)
         is_rejected = rejected.to_numpy()
         wanted = keep & ~is_rejected
         kept = norm if wanted.all() else _take_rows(norm, wanted, pool)
@@ -421,6 +421,7 @@ class _Column:
     original: pd.Series | None = None
     problems: np.ndarray | None = None
     with_column: bool = False  # the _flags text says which column (``date_invalid:birth_date``)
+    failures: pd.DataFrame | None = None  # the schema's failure cases of the column (checked alone)
 
 
 @dataclass
@@ -428,6 +429,7 @@ class _Normalized:
     data: pd.DataFrame
     originals: dict[str, pd.Series]
     problems: list[tuple[str, np.ndarray]]  # (column the codes are about, "" for a row; codes), in _flags order
+    checked: dict[str, pd.DataFrame]  # the schema's failure cases of the columns checked as they were done
 
 
 def _codes(p: Any) -> np.ndarray:
@@ -493,7 +495,7 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
     series = {c: rows[c] for c in cols}  # taken here, not in the threads
     add_region = "region" not in rows.columns
     order = sorted(cols, key=lambda c: _SLOW_FIRST.get(c, 9))
-    jobs = {c: (lambda c=c: _normalize_column(c, series[c], kind, tz, add_region)) for c in order}
+    jobs = {c: (lambda c=c: _checked(_normalize_column(c, series[c], kind, tz, add_region), c, kind)) for c in order}
     if pool is None:
         done = {c: job() for c, job in jobs.items()}
     else:
@@ -503,9 +505,12 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
     originals: dict[str, pd.Series] = {}
     problems: list[tuple[str, np.ndarray]] = []
     flag_parts: list[np.ndarray] = []
+    checked: dict[str, pd.DataFrame] = {}
     region = None
     for c in cols:
         r = done[c]
+        if r.failures is not None:
+            checked[c] = r.failures
         for name, v in r.values.items():
             if name == "region" and c != "region":
                 region = v
@@ -533,7 +538,16 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
             problems.append(("", codes))
             flag_parts.append(codes)
     out["_flags"] = nz.join_problems(*flag_parts, index=out.index) if flag_parts else ""
-    return _Normalized(out, originals, problems)
+    return _Normalized(out, originals, problems, checked)
+
+
+def _checked(result: _Column, col: str, kind: str) -> _Column:
+    """The column's own schema checks, run as soon as it is normalised (so on the pool)."""
+    from custtool.schemas import check_column
+
+    if col in result.values:
+        result.failures = check_column(kind, col, result.values[col])
+    return result
 
 
 def _with_column(codes: np.ndarray, col: str) -> np.ndarray:

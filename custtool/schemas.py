@@ -12,6 +12,7 @@ without key. Everything else is kept with a flag (see :mod:`custtool.normalize`)
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,31 @@ def _given(s: pd.Series) -> np.ndarray:
 
 def schema_for(kind: str) -> pa.DataFrameSchema:
     """The schema of a normalised table of ``kind`` (columns optional, checks strict)."""
+    return _schema(kind)
+
+
+#: columns whose checks may run on their own, as each is normalised (see :func:`check_column`)
+OWN_CHECK_COLUMNS = frozenset({"phone", "email", "gender", "age", "birth_date", "first_contact_date", "order_time", "time", "next_follow_up", "quantity", "score"})
+
+
+def check_column(kind: str, name: str, values: pd.Series) -> pd.DataFrame | None:
+    """pandera's failure cases of one column of a normalised ``kind`` table, checked alone
+    (an empty frame when it passes); None when the schema does not check that column on
+    its own. :func:`validate` takes these as ``checked`` instead of checking again."""
+    columns = _schema(kind).columns
+    if name not in OWN_CHECK_COLUMNS or name not in columns:
+        return None
+    schema = pa.DataFrameSchema({name: columns[name]}, strict=False, coerce=False, name=kind)
+    try:
+        schema.validate(values.to_frame(name), lazy=True)
+    except SchemaErrors as exc:
+        return exc.failure_cases
+    return pd.DataFrame()
+
+
+@cache
+def _schema(kind: str) -> pa.DataFrameSchema:
+    """The schema of a normalised table of ``kind`` (columns optional, checks strict)."""
     common = {
         "_source_file": pa.Column(None, required=True),
         "_row": pa.Column("int64", required=True),
@@ -139,7 +165,12 @@ _CHECK_CODES = {
 
 
 def validate(
-    df: pd.DataFrame, kind: str, originals: dict[str, pd.Series] | None = None, *, skip: np.ndarray | None = None
+    df: pd.DataFrame,
+    kind: str,
+    originals: dict[str, pd.Series] | None = None,
+    *,
+    skip: np.ndarray | None = None,
+    checked: dict[str, pd.DataFrame] | None = None,
 ) -> tuple[pd.Series, pd.DataFrame]:
     """Validate a normalised table lazily.
 
@@ -147,18 +178,30 @@ def validate(
     :data:`REJECT_COLUMNS`), one rejects row per failing row and column, with the
     original text of the cell from ``originals`` when given. Rows where the bool array
     ``skip`` is true (blank and totals rows) are neither rejected nor reported.
+    ``checked`` holds the failure cases of columns already checked by
+    :func:`check_column` (those columns are not checked again).
     """
     rejected = pd.Series(False, index=df.index)
+    checked = checked or {}
     # the "at least one key" rule as a column, so pandera reports one failure per row
     key_cols = ("phone", "email") if kind == "customers" else ("customer_id", "phone", "email")
     df = df.assign(_key_present=_has_any(key_cols)(df))
     schema = schema_for(kind)
+    # only the columns the schema knows (it is not strict: the others are never checked)
+    order = {c: i for i, c in enumerate(schema.columns)}
+    parts = [fc for fc in checked.values() if len(fc)]
     try:
-        # only the columns the schema knows (it is not strict: the others are never checked)
-        schema.validate(df[[c for c in df.columns if c in schema.columns]], lazy=True)
-        return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
+        schema.remove_columns([c for c in checked if c in schema.columns]).validate(
+            df[[c for c in df.columns if c in schema.columns and c not in checked]], lazy=True
+        )
     except SchemaErrors as exc:
-        all_fc = exc.failure_cases
+        parts.append(exc.failure_cases)
+    if not parts:
+        return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
+    all_fc = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:  # in the schema's column order, as one validation gives them
+        rank = all_fc["column"].map(order).fillna(len(order)).to_numpy()
+        all_fc = all_fc.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
     fc = all_fc[all_fc["index"].notna()].copy()
     if fc.empty:  # a schema-level failure (wrong dtype): a bug in normalisation, not user data
         raise RuntimeError(f"schema check failed on column types: {all_fc.to_dict('records')[:3]}")
