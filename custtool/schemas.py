@@ -157,7 +157,7 @@ def _schema(kind: str) -> pa.DataFrameSchema:
 
 
 # check name (pandera) → our code
-_CHECK_CODES = {
+_CHECK_CODES: dict[str, Any] = {
     "not_nullable": {"amount": "amount_missing", "order_time": "time_missing", "time": "time_missing"},
     "no_contact": "no_contact",
     "no_customer_key": "no_customer_key",
@@ -188,18 +188,18 @@ def validate(
     df = df.assign(_key_present=_has_any(key_cols)(df))
     schema = schema_for(kind)
     # only the columns the schema knows (it is not strict: the others are never checked)
-    order = {c: i for i, c in enumerate(schema.columns)}
-    parts = [fc for fc in checked.values() if len(fc)]
+    order: dict[str, int] = {str(c): i for i, c in enumerate(schema.columns)}
+    found = [fc for fc in checked.values() if len(fc)]
     try:
         schema.remove_columns([c for c in checked if c in schema.columns]).validate(
             df[[c for c in df.columns if c in schema.columns and c not in checked]], lazy=True
         )
     except SchemaErrors as exc:
-        parts.append(exc.failure_cases)
-    if not parts:
+        found.append(exc.failure_cases)
+    if not found:
         return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
-    all_fc = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    if len(parts) > 1:  # in the schema's column order, as one validation gives them
+    all_fc = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
+    if len(found) > 1:  # in the schema's column order, as one validation gives them
         rank = all_fc["column"].map(order).fillna(len(order)).to_numpy()
         all_fc = all_fc.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
     fc = all_fc[all_fc["index"].notna()].copy()
