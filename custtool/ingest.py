@@ -422,13 +422,15 @@ class _Column:
     problems: np.ndarray | None = None
     with_column: bool = False  # the _flags text says which column (``date_invalid:birth_date``)
     failures: pd.DataFrame | None = None  # the schema's failure cases of the column (checked alone)
+    hits: np.ndarray | None = None  # the rows with a problem code
 
 
 @dataclass
 class _Normalized:
     data: pd.DataFrame
     originals: dict[str, pd.Series]
-    problems: list[tuple[str, np.ndarray]]  # (column the codes are about, "" for a row; codes), in _flags order
+    # (column the codes are about, "" for a row; codes; rows with a code), in _flags order
+    problems: list[tuple[str, np.ndarray, np.ndarray]]
     checked: dict[str, pd.DataFrame]  # the schema's failure cases of the columns checked as they were done
 
 
@@ -503,8 +505,8 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
         done = {c: f.result() for c, f in futures.items()}
     values: dict[str, Any] = {}
     originals: dict[str, pd.Series] = {}
-    problems: list[tuple[str, np.ndarray]] = []
-    flag_parts: list[np.ndarray] = []
+    problems: list[tuple[str, np.ndarray, np.ndarray]] = []
+    flag_parts: list[tuple[np.ndarray, np.ndarray]] = []
     checked: dict[str, pd.DataFrame] = {}
     region = None
     for c in cols:
@@ -519,8 +521,9 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
         if r.original is not None:
             originals[c] = r.original
         if r.problems is not None:
-            problems.append((c, r.problems))
-            flag_parts.append(_with_column(r.problems, c) if r.with_column else r.problems)
+            hits = r.hits if r.hits is not None else _hits(r.problems)
+            problems.append((c, r.problems, hits))
+            flag_parts.append((_with_column(r.problems, c, hits) if r.with_column else r.problems, hits))
     if region is not None:
         values["region"] = region
     out = pd.DataFrame(values, index=rows.index, copy=False)
@@ -535,9 +538,10 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
             sold = set(ids[(out["amount"] > 0).to_numpy()])
             orphan = back & (ids != "") & ~ids.isin(sold)
             codes = np.where(orphan, "refund_without_order", "").astype(object)
-            problems.append(("", codes))
-            flag_parts.append(codes)
-    out["_flags"] = nz.join_problems(*flag_parts, index=out.index) if flag_parts else ""
+            hits = np.flatnonzero(orphan.to_numpy())
+            problems.append(("", codes, hits))
+            flag_parts.append((codes, hits))
+    out["_flags"] = pd.Series(_join_flags(flag_parts, len(out)), index=out.index, dtype=object, copy=False)
     return _Normalized(out, originals, problems, checked)
 
 
@@ -547,26 +551,54 @@ def _checked(result: _Column, col: str, kind: str) -> _Column:
 
     if col in result.values:
         result.failures = check_column(kind, col, result.values[col])
+    if result.problems is not None:
+        result.hits = _hits(result.problems)
     return result
 
 
-def _with_column(codes: np.ndarray, col: str) -> np.ndarray:
-    """``code`` → ``code:col`` where there is a code."""
+def _with_column(codes: np.ndarray, col: str, hits: np.ndarray) -> np.ndarray:
+    """``code`` → ``code:col`` at the rows with a code (``hits``)."""
     arr = codes.copy()
-    has = arr != ""
-    arr[has] = arr[has] + (":" + col)
+    arr[hits] = arr[hits] + (":" + col)
     return arr
 
 
+def _hits(codes: np.ndarray) -> np.ndarray:
+    """The rows with a problem code (a missing code is none)."""
+    hits = np.flatnonzero(codes != "")
+    if len(hits) and pd.isna(codes[hits]).any():
+        hits = hits[~pd.isna(codes[hits])]
+    return hits
+
+
+def _join_flags(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """The ``_flags`` text: each row's codes joined with ``;`` in the order of ``parts``
+    ((codes, rows with a code) per column), "" for a row with none; work on the
+    flagged rows only."""
+    out = np.full(n, "", dtype=object)
+    parts = [(codes, hits) for codes, hits in parts if len(hits)]
+    if not parts:
+        return out
+    rows = np.unique(np.concatenate([hits for _, hits in parts]))
+    joined = np.full(len(rows), "", dtype=object)
+    for codes, hits in parts:
+        at = np.searchsorted(rows, hits)
+        add = codes[hits]
+        had = joined[at]
+        joined[at] = np.where(had == "", add, had + ";" + add)
+    out[rows] = joined
+    return out
+
+
 def _kept_problem_rows(
-    norm: pd.DataFrame, wanted: np.ndarray, problems: list[tuple[str, np.ndarray]], originals: dict[str, pd.Series]
+    norm: pd.DataFrame, wanted: np.ndarray, problems: list[tuple[str, np.ndarray, np.ndarray]], originals: dict[str, pd.Series]
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Rejects-file rows for values that were cleared or flagged on kept rows (``wanted``):
     one per row and code, rows in file order, a row's codes in the order of its _flags;
     and the position in ``norm`` of each line's row."""
     pos_parts, order_parts, col_parts, value_parts, code_parts = [], [], [], [], []
-    for k, (col, codes) in enumerate(problems):
-        hit = np.flatnonzero((codes != "") & wanted)
+    for k, (col, codes, hits) in enumerate(problems):
+        hit = hits[wanted[hits]]
         if not len(hit):
             continue
         code = codes[hit]
@@ -601,10 +633,18 @@ def _kept_problem_rows(
             "code": code_text.to_numpy(),
         }
     )
-    out["reason_zh"] = code_text.map({k: v[0] for k, v in nz.PROBLEMS.items()}).fillna(code_text).to_numpy()
-    out["reason_en"] = code_text.map({k: v[1] for k, v in nz.PROBLEMS.items()}).fillna(code_text).to_numpy()
+    out["reason_zh"], out["reason_en"] = _reasons(code_text.to_numpy(dtype=object))
     out["action"] = "kept"
     return out[REJECT_COLUMNS], pos
+
+
+def _reasons(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Chinese and English reasons of problem codes (an unknown code stands for itself),
+    looked up once per distinct code."""
+    at, distinct = pd.factorize(codes)
+    zh = np.array([nz.PROBLEMS.get(c, (c, c))[0] for c in distinct] + [""], dtype=object)
+    en = np.array([nz.PROBLEMS.get(c, (c, c))[1] for c in distinct] + [""], dtype=object)
+    return zh[at], en[at]
 
 
 def _fill_missing_text(df: pd.DataFrame) -> pd.DataFrame:

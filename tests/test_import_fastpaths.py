@@ -285,3 +285,15 @@ def test_columns_checked_on_their_own_give_what_one_validation_gives(kind):
     pd.testing.assert_series_equal(whole[0], alone[0])
     pd.testing.assert_frame_equal(whole[1], alone[1])
     assert whole[0].sum() >= 3
+
+
+def test_flags_joined_on_the_flagged_rows_as_join_problems_joins_them():
+    from custtool.ingest import _hits, _join_flags
+
+    a = np.array(["x", "", "", "y", ""], dtype=object)
+    b = np.array(["", "z", "", "w", ""], dtype=object)
+    c = np.array(["", "", "", "v", np.nan], dtype=object)
+    got = _join_flags([(p, _hits(p)) for p in (a, b, c)], 5)
+    assert got.tolist() == ["x", "z", "", "y;w;v", ""]
+    assert got.tolist() == nz.join_problems(pd.Series(a), pd.Series(b), pd.Series(c.copy()).fillna("")).tolist()
+    assert _join_flags([], 3).tolist() == ["", "", ""]
