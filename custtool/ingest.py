@@ -31,7 +31,7 @@ from custtool.fields import (
     missing_required,
 )
 from custtool.io import RawSheet, read_raw
-from custtool.schemas import REJECT_COLUMNS, validate
+from custtool.schemas import REJECT_COLUMNS, reasons, validate
 
 HEADER_SEARCH_ROWS = 30
 TOTAL_WORDS = r"^[ \t]*(合计|总计|小计|共计|总合计|[Tt]otal|TOTAL|[Gg]rand [Tt]otal|[Ss]ubtotal)[ \t]*[:：]?[ \t]*$"
@@ -633,18 +633,9 @@ def _kept_problem_rows(
             "code": code_text.to_numpy(),
         }
     )
-    out["reason_zh"], out["reason_en"] = _reasons(code_text.to_numpy(dtype=object))
+    out["reason_zh"], out["reason_en"] = reasons(code_text.to_numpy(dtype=object))
     out["action"] = "kept"
     return out[REJECT_COLUMNS], pos
-
-
-def _reasons(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Chinese and English reasons of problem codes (an unknown code stands for itself),
-    looked up once per distinct code."""
-    at, distinct = pd.factorize(codes)
-    zh = np.array([nz.PROBLEMS.get(c, (c, c))[0] for c in distinct] + [""], dtype=object)
-    en = np.array([nz.PROBLEMS.get(c, (c, c))[1] for c in distinct] + [""], dtype=object)
-    return zh[at], en[at]
 
 
 def _fill_missing_text(df: pd.DataFrame) -> pd.DataFrame:

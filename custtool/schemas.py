@@ -181,6 +181,10 @@ def validate(
     ``checked`` holds the failure cases of columns already checked by
     :func:`check_column` (those columns are not checked again).
     """
+    if not df.index.is_unique:  # rows are looked up by label below: give them unique ones
+        flat = {k: v.reset_index(drop=True) for k, v in (originals or {}).items()}
+        rej, out = validate(df.reset_index(drop=True), kind, flat, skip=skip)
+        return pd.Series(rej.to_numpy(), index=df.index), out
     rejected = pd.Series(False, index=df.index)
     checked = checked or {}
     # the "at least one key" rule as a column, so pandera reports one failure per row
@@ -221,7 +225,9 @@ def validate(
     col_for = column.where(column.notna() & (column.astype(str) != kind) & (column != "_key_present"), None)
     col_for[code == "no_contact"] = "phone/email"
     col_for[code == "no_customer_key"] = "customer_id/phone/email"
-    rows = df[[c for c in ("_source_file", "_sheet", "_row") if c in df.columns]].loc[fc["index"].to_numpy()]
+    # the failing rows by position (labels looked up once)
+    at = df.index.get_indexer(pd.Index(fc["index"].to_numpy()))
+    rows = df[[c for c in ("_source_file", "_sheet", "_row") if c in df.columns]].iloc[at]
     value = pd.Series("", index=fc.index, dtype=object)
     originals = originals or {}
     for col_name in set(col_for.dropna()):
@@ -231,7 +237,9 @@ def validate(
             idx = fc["index"][sel].to_numpy()
             joined = None
             for c in parts:
-                v = originals[c].reindex(idx).fillna("").astype(str).str.strip().to_numpy(dtype=object)
+                given = originals[c]
+                cells = given.iloc[at[sel.to_numpy()]] if given.index.equals(df.index) else given.reindex(idx)
+                v = cells.fillna("").astype(str).str.strip().to_numpy(dtype=object)
                 joined = v if joined is None else np.where(joined == "", v, np.where(v == "", joined, joined + " / " + v))
             value[sel] = joined
     out = pd.DataFrame(
@@ -245,11 +253,20 @@ def validate(
         }
     )
     out = out.drop_duplicates(["file", "sheet", "row", "code"])
-    out["reason_zh"] = out["code"].map({k: v[0] for k, v in PROBLEMS.items()}).fillna(out["code"])
-    out["reason_en"] = out["code"].map({k: v[1] for k, v in PROBLEMS.items()}).fillna(out["code"])
+    out["reason_zh"], out["reason_en"] = reasons(out["code"].to_numpy(dtype=object))
     out["action"] = "rejected"
-    rejected.loc[fc["index"].unique()] = True
-    return rejected, out.reset_index(drop=True)[REJECT_COLUMNS]
+    hit = np.zeros(len(df), dtype=bool)
+    hit[at] = True
+    return pd.Series(hit, index=df.index), out.reset_index(drop=True)[REJECT_COLUMNS]
+
+
+def reasons(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Chinese and English reasons of problem codes (an unknown code stands for itself),
+    looked up once per distinct code."""
+    at, distinct = pd.factorize(codes)
+    zh = np.array([PROBLEMS.get(c, (c, c))[0] for c in distinct] + [""], dtype=object)
+    en = np.array([PROBLEMS.get(c, (c, c))[1] for c in distinct] + [""], dtype=object)
+    return zh[at], en[at]
 
 
 # pandera registers its pandas backends on the first validation (importing hypothesis

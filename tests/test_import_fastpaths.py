@@ -297,3 +297,14 @@ def test_flags_joined_on_the_flagged_rows_as_join_problems_joins_them():
     assert got.tolist() == ["x", "z", "", "y;w;v", ""]
     assert got.tolist() == nz.join_problems(pd.Series(a), pd.Series(b), pd.Series(c.copy()).fillna("")).tolist()
     assert _join_flags([], 3).tolist() == ["", "", ""]
+
+
+def test_validate_on_a_frame_with_repeated_row_labels():
+    df = pd.DataFrame({
+        "_source_file": ["f"] * 3, "_sheet": [""] * 3, "_row": np.array([2, 3, 4], dtype="int64"),
+        "phone": pd.array(["", "13812345678", ""], dtype="str"), "email": pd.array(["", "", "a@b.cn"], dtype="str"),
+    }, index=[7, 7, 8])
+    original = {"phone": pd.Series(["无", "138 1234 5678", ""], index=df.index, dtype="str")}
+    rejected, rejects = validate(df, "customers", original)
+    assert rejected.tolist() == [True, False, False] and rejected.index.tolist() == [7, 7, 8]
+    assert rejects[["row", "code", "value"]].values.tolist() == [[2, "no_contact", "无"]]
