@@ -163,6 +163,30 @@ def normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 def _normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """:func:`_normalize_phone_text`, with the cells that are already plain mobiles (most,
+    in a real export) taken as they are, before any text clean-up."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pd.api.types.is_string_dtype(s) and s.dtype != object):
+        return _normalize_phone_text(s)
+    raw = _arrow(s)
+    plain = _plain_mobiles(raw)
+    if not plain.any():
+        return _normalize_phone_text(s)
+    if plain.all():
+        return _from_arrow(raw, s.index), pd.Series(np.full(len(s), "", dtype=object), index=s.index, dtype=object)
+    other = ~plain
+    values, codes = _normalize_phone_text(_from_arrow(raw.filter(pa.array(other)), s.index[other]))
+    problems = np.full(len(s), "", dtype=object)
+    problems[other] = codes.to_numpy(dtype=object)
+    fill = _arrow(values)
+    if isinstance(fill, pa.ChunkedArray):
+        fill = fill.combine_chunks()
+    return _from_arrow(pc.replace_with_mask(raw, pa.array(other), fill.cast(raw.type)), s.index), pd.Series(problems, index=s.index, dtype=object)
+
+
+def _normalize_phone_text(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Canonical phone: mobile ``13812345678``, landline ``021-62345678``, hotline
     ``400-820-8820``, foreign E.164 ``+14155550123``; "" when blank or invalid.
 
