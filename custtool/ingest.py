@@ -347,7 +347,8 @@ def _blank_and_total_rows(text: pd.DataFrame, pool: Any = None) -> tuple[pd.Seri
         if not len(cand):
             break
         sub = arr if len(cand) == n else arr.take(pa.array(cand))
-        blank[cand] = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(sub), ""), False).to_numpy(zero_copy_only=False)
+        empty = pc.or_(pc.equal(pc.binary_length(sub), 0), pc.utf8_is_space(sub))  # "" after stripping
+        blank[cand] = pc.fill_null(empty, False).to_numpy(zero_copy_only=False)
     total = np.zeros(n, dtype=bool)
     for hit in (f.result() for f in totals) if totals is not None else map(_total_cells, cols):
         if hit is not None:

@@ -12,6 +12,7 @@ without key. Everything else is kept with a flag (see :mod:`custtool.normalize`)
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -40,13 +41,17 @@ def _full_match(pattern: str):  # noqa: ANN202
     import pyarrow.compute as pc
 
     whole = f"^(?:{pattern})$"
+    empty_ok = re.fullmatch(pattern, "") is not None
 
     def check(s: pd.Series) -> pd.Series:
         arr = getattr(s.array, "_pa_array", None)
         if arr is None or not (pa_.types.is_string(arr.type) or pa_.types.is_large_string(arr.type)):
             return s.astype(str).str.fullmatch(whole).fillna(False).astype(bool) & s.notna()
-        # a plain mobile matches the phone pattern; RE2 looks at the other values only
+        # a plain mobile matches the phone pattern (and "" an optional one): RE2 looks at
+        # the other values only
         plain = _plain_mobiles(arr) if pattern == _PHONE else np.zeros(len(s), dtype=bool)
+        if empty_ok:
+            plain |= np.asarray(pc.fill_null(pc.equal(pc.binary_length(arr), 0), False).to_numpy(zero_copy_only=False), dtype=bool)
         ok = plain.copy()
         rest = ~plain
         if rest.any():
