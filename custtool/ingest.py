@@ -298,8 +298,8 @@ def _thread_pool(rows: int) -> Iterator[Any]:
 
 
 def _take_rows(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> pd.DataFrame:
-    """``df[mask]`` (same columns, dtypes and index labels), Arrow-backed text columns
-    filtered in pyarrow (on ``pool`` when given), several times quicker than pandas' take."""
+    """``df[mask].reset_index(drop=True)`` (same columns and dtypes), Arrow-backed text
+    columns filtered in pyarrow (on ``pool`` when given), several times quicker than pandas' take."""
     import pyarrow as pa
 
     pmask = pa.array(mask)
@@ -311,12 +311,12 @@ def _take_rows(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> pd.DataF
             cols[j] = (pool.submit(arr.filter, pmask) if pool is not None else arr.filter(pmask), s.dtype)
         else:
             cols[j] = s.to_numpy()[mask] if isinstance(s.dtype, np.dtype) else s.array[mask]
-    index = df.index[mask]
+    index = pd.RangeIndex(int(mask.sum()))
     for j, c in cols.items():
         if isinstance(c, tuple):
             filtered, dtype = c
             cols[j] = pd.Series(filtered.result() if pool is not None else filtered, dtype=dtype, index=index)
-    out = pd.DataFrame(dict(enumerate(cols.values())), index=index, copy=False) if cols else df[mask]
+    out = pd.DataFrame(dict(enumerate(cols.values())), index=index, copy=False) if cols else df[mask].reset_index(drop=True)
     out.columns = df.columns
     return out
 
