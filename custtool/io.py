@@ -226,7 +226,7 @@ def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | 
         width = max((len(r) for r in sample), default=len(first_line.split(sep.encode())))
         names = [f"c{i}" for i in range(width)]
         table = pcsv.read_csv(
-            _io.BytesIO(body),
+            pa.BufferReader(pa.py_buffer(body)),  # no copy, no Python file calls
             read_options=pcsv.ReadOptions(column_names=names, block_size=CSV_BLOCK_SIZE),
             parse_options=pcsv.ParseOptions(
                 delimiter=sep,
