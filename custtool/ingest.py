@@ -31,7 +31,7 @@ from custtool.fields import (
     missing_required,
 )
 from custtool.io import RawSheet, read_raw
-from custtool.schemas import REJECT_COLUMNS, reasons, validate
+from custtool.schemas import REJECT_COLUMNS, check_keys, key_columns, reasons, validate
 
 HEADER_SEARCH_ROWS = 30
 TOTAL_WORDS = r"^[ \t]*(合计|总计|小计|共计|总合计|[Tt]otal|TOTAL|[Gg]rand [Tt]otal|[Ss]ubtotal)[ \t]*[:：]?[ \t]*$"
@@ -499,10 +499,15 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
     add_region = "region" not in rows.columns
     order = sorted(cols, key=lambda c: _SLOW_FIRST.get(c, 9))
     jobs = {c: (lambda c=c: _checked(_normalize_column(c, series[c], kind, tz, add_region), c, kind)) for c in order}
+    keys = [c for c in key_columns(kind) if c in jobs]
+    key_failures = None
     if pool is None:
         done = {c: job() for c, job in jobs.items()}
     else:
         futures = {c: pool.submit(job) for c, job in jobs.items()}
+        if keys:  # the key rule checked on the pool while the other columns are still going
+            key_values = {c: futures[c].result().values[c] for c in keys}
+            key_failures = pool.submit(check_keys, kind, key_values)
         done = {c: f.result() for c, f in futures.items()}
     values: dict[str, Any] = {}
     originals: dict[str, pd.Series] = {}
@@ -543,6 +548,8 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
             problems.append(("", codes, hits))
             flag_parts.append((codes, hits))
     out["_flags"] = pd.Series(_join_flags(flag_parts, len(out)), index=out.index, dtype=object, copy=False)
+    if keys:
+        checked["_key_present"] = key_failures.result() if key_failures is not None else check_keys(kind, {c: out[c] for c in keys})
     return _Normalized(out, originals, problems, checked)
 
 

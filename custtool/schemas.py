@@ -102,7 +102,7 @@ def check_column(kind: str, name: str, values: pd.Series) -> pd.DataFrame | None
     (an empty frame when it passes); None when the schema does not check that column on
     its own. :func:`validate` takes these as ``checked`` instead of checking again."""
     columns = _schema(kind).columns
-    if name not in OWN_CHECK_COLUMNS or name not in columns:
+    if name not in OWN_CHECK_COLUMNS and name != "_key_present" or name not in columns:
         return None
     schema = pa.DataFrameSchema({name: columns[name]}, strict=False, coerce=False, name=kind)
     try:
@@ -110,6 +110,21 @@ def check_column(kind: str, name: str, values: pd.Series) -> pd.DataFrame | None
     except SchemaErrors as exc:
         return exc.failure_cases
     return pd.DataFrame()
+
+
+def key_columns(kind: str) -> tuple[str, ...]:
+    """The columns of which a row of ``kind`` needs at least one (a customer: phone or
+    e-mail; any other record: the channel's customer id, phone or e-mail)."""
+    return ("phone", "email") if kind == "customers" else ("customer_id", "phone", "email")
+
+
+def check_keys(kind: str, columns: dict[str, pd.Series]) -> pd.DataFrame:
+    """The failure cases of the "at least one key" rule, from the normalised key columns
+    alone (so it can run before the rest of the table is done); :func:`validate` takes
+    them as ``checked["_key_present"]``."""
+    present = _has_any(key_columns(kind))(pd.DataFrame(columns))
+    failures = check_column(kind, "_key_present", present.rename("_key_present"))
+    return failures if failures is not None else pd.DataFrame()
 
 
 @cache
@@ -193,8 +208,8 @@ def validate(
     rejected = pd.Series(False, index=df.index)
     checked = checked or {}
     # the "at least one key" rule as a column, so pandera reports one failure per row
-    key_cols = ("phone", "email") if kind == "customers" else ("customer_id", "phone", "email")
-    df = df.assign(_key_present=_has_any(key_cols)(df))
+    if "_key_present" not in checked:
+        df = df.assign(_key_present=_has_any(key_columns(kind))(df))
     schema = schema_for(kind)
     # only the columns the schema knows (it is not strict: the others are never checked)
     order: dict[str, int] = {str(c): i for i, c in enumerate(schema.columns)}

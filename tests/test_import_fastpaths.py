@@ -263,7 +263,7 @@ def test_phone_and_email_checks_reject_what_the_normalisers_never_give():
 def test_columns_checked_on_their_own_give_what_one_validation_gives(kind):
     """Checks run column by column as each is normalised report the same failures, in the
     same order, as the whole schema at once."""
-    from custtool.schemas import check_column
+    from custtool.schemas import check_column, check_keys, key_columns
 
     n = 6
     df = pd.DataFrame({
@@ -281,6 +281,8 @@ def test_columns_checked_on_their_own_give_what_one_validation_gives(kind):
     whole = validate(df, kind)
     checked = {c: fc for c in df.columns if (fc := check_column(kind, c, df[c])) is not None}
     assert "phone" in checked and len(checked["phone"])
+    checked["_key_present"] = check_keys(kind, {c: df[c] for c in key_columns(kind)})
+    assert len(checked["_key_present"])
     alone = validate(df, kind, checked=checked)
     pd.testing.assert_series_equal(whole[0], alone[0])
     pd.testing.assert_frame_equal(whole[1], alone[1])
