@@ -486,6 +486,29 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     return _Column({col: s.str.strip()})
 
 
+#: columns normalised row by row (no distinct-value work): a large one is done in halves
+_BY_ROW = frozenset({"phone", "email", "customer_id", "order_id", "record_id"})
+
+
+def _merge_halves(parts: list[_Column], half: int, whole: pd.Series) -> _Column:
+    """The results of a column normalised in two halves (rows ``[:half]`` and ``[half:]``)."""
+    first, second = parts
+    values = {}
+    for name, v in first.values.items():
+        joined = pd.concat([v, second.values[name]], ignore_index=True)
+        joined.index = whole.index
+        values[name] = joined
+    failures = [p.failures for p in parts if p.failures is not None and len(p.failures)]
+    return _Column(
+        values,
+        whole if first.original is not None else None,
+        np.concatenate([first.problems, second.problems]) if first.problems is not None and second.problems is not None else None,
+        first.with_column,
+        (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame()) if first.failures is not None else None,
+        np.concatenate([first.hits, second.hits + half]) if first.hits is not None and second.hits is not None else None,
+    )
+
+
 #: the normalisers that take longest on a large file: started first on the pool
 _SLOW_FIRST = {"phone": 0, "email": 1, "name": 2, "order_time": 2, "time": 2, "customer_id": 3, "order_id": 3}
 
@@ -504,11 +527,27 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
     if pool is None:
         done = {c: job() for c, job in jobs.items()}
     else:
-        futures = {c: pool.submit(job) for c, job in jobs.items()}
+        # a long column normalised row by row goes to the pool in halves, so that no one
+        # job keeps a thread busy after the others are done
+        half = len(rows) // 2 if len(rows) >= 2 * THREADED_ROWS else 0
+        futures: dict[str, list[Any]] = {}
+        for c in order:
+            if half and c in _BY_ROW:
+                parts = (series[c].iloc[:half], series[c].iloc[half:])
+                futures[c] = [pool.submit(lambda c=c, part=part: _checked(_normalize_column(c, part, kind, tz, add_region), c, kind)) for part in parts]
+            else:
+                futures[c] = [pool.submit(jobs[c])]
+        merged: dict[str, _Column] = {}
+
+        def result(c: str) -> _Column:
+            if c not in merged:
+                parts = [f.result() for f in futures[c]]
+                merged[c] = parts[0] if len(parts) == 1 else _merge_halves(parts, half, series[c])
+            return merged[c]
+
         if keys:  # the key rule checked on the pool while the other columns are still going
-            key_values = {c: futures[c].result().values[c] for c in keys}
-            key_failures = pool.submit(check_keys, kind, key_values)
-        done = {c: f.result() for c, f in futures.items()}
+            key_failures = pool.submit(check_keys, kind, {c: result(c).values[c] for c in keys})
+        done = {c: result(c) for c in cols}
     values: dict[str, Any] = {}
     originals: dict[str, pd.Series] = {}
     problems: list[tuple[str, np.ndarray, np.ndarray]] = []
