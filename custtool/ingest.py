@@ -235,9 +235,9 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     # every row is normalised (each row's result depends on that row only) and the
     # skipped rows are left out of validation, so the table is filtered once, at the end
     with _thread_pool(len(text)) as pool:
-        skips = pool.submit(_blank_and_total_rows, text, pool) if pool else None
+        skips = _start_skips(text, pool) if pool else None
         normalized = _normalize(text, spec.kind, tz, pool)
-        blank, total = skips.result() if skips else _blank_and_total_rows(text)
+        blank, total = _finish_skips(skips) if skips else _blank_and_total_rows(text)
         norm, originals = normalized.data, normalized.originals
         keep = ~(blank | total).to_numpy()
         norm.insert(0, "_source_file", _repeat_text(raw.file, norm.index))
@@ -335,12 +335,34 @@ def _blank_and_total_rows(text: pd.DataFrame, pool: Any = None) -> tuple[pd.Seri
     Blank: stripped only where still needed (rows blank in every column so far). Totals:
     one column at a time (on ``pool`` when given).
     """
+    return _finish_skips(_start_skips(text, pool))
+
+
+def _start_skips(text: pd.DataFrame, pool: Any = None) -> tuple[pd.Index, Any, list[Any]]:
+    """:func:`_blank_and_total_rows` started: its jobs go to ``pool`` (nothing there waits
+    for anything), or are done here without one."""
+    cols = [nz._arrow(text.iloc[:, j]) for j in range(text.shape[1])]
+    if pool is None:
+        return text.index, _blank_cells(cols, len(text)), [_total_cells(arr) for arr in cols]
+    return text.index, pool.submit(_blank_cells, cols, len(text)), [pool.submit(_total_cells, arr) for arr in cols]
+
+
+def _finish_skips(started: tuple[pd.Index, Any, list[Any]]) -> tuple[pd.Series, pd.Series]:
+    index, blank, totals = started
+    blank = blank.result() if hasattr(blank, "result") else blank
+    total = np.zeros(len(index), dtype=bool)
+    for hit in totals:
+        hit = hit.result() if hasattr(hit, "result") else hit
+        if hit is not None:
+            total |= hit
+    return pd.Series(blank, index=index), pd.Series(total & ~blank, index=index)
+
+
+def _blank_cells(cols: list[Any], n: int) -> np.ndarray:
+    """Rows whose cells are all "" after stripping."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = len(text)
-    cols = [nz._arrow(text.iloc[:, j]) for j in range(text.shape[1])]
-    totals = [pool.submit(_total_cells, arr) for arr in cols] if pool is not None else None
     blank = np.ones(n, dtype=bool)
     for arr in cols:
         cand = np.flatnonzero(blank)
@@ -349,11 +371,7 @@ def _blank_and_total_rows(text: pd.DataFrame, pool: Any = None) -> tuple[pd.Seri
         sub = arr if len(cand) == n else arr.take(pa.array(cand))
         empty = pc.or_(pc.equal(pc.binary_length(sub), 0), pc.utf8_is_space(sub))  # "" after stripping
         blank[cand] = pc.fill_null(empty, False).to_numpy(zero_copy_only=False)
-    total = np.zeros(n, dtype=bool)
-    for hit in (f.result() for f in totals) if totals is not None else map(_total_cells, cols):
-        if hit is not None:
-            total |= hit
-    return pd.Series(blank, index=text.index), pd.Series(total & ~blank, index=text.index)
+    return blank
 
 
 def _total_cells(arr: Any) -> np.ndarray | None:
