@@ -31,7 +31,14 @@ from custtool.fields import (
     missing_required,
 )
 from custtool.io import RawSheet, read_raw
-from custtool.schemas import REJECT_COLUMNS, check_keys, key_columns, reasons, validate
+from custtool.schemas import (
+    REJECT_COLUMNS,
+    check_keys,
+    key_columns,
+    reasons,
+    rejects_frame,
+    validate,
+)
 
 HEADER_SEARCH_ROWS = 30
 TOTAL_WORDS = r"^[ \t]*(合计|总计|小计|共计|总合计|[Tt]otal|TOTAL|[Gg]rand [Tt]otal|[Ss]ubtotal)[ \t]*[:：]?[ \t]*$"
@@ -310,10 +317,13 @@ def _take_rows(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> pd.DataF
         if arr is not None and isinstance(s.dtype, pd.StringDtype):
             cols[j] = (pool.submit(arr.filter, pmask) if pool is not None else arr.filter(pmask), s.dtype)
         else:
-            cols[j] = s.to_numpy()[mask] if isinstance(s.dtype, np.dtype) else s.array[mask]
+            # dtype given: an object column stays object (pandas would read text into str)
+            cols[j] = pd.Series(s.to_numpy()[mask] if isinstance(s.dtype, np.dtype) else s.array[mask], dtype=s.dtype, copy=False)
     index = pd.RangeIndex(int(mask.sum()))
     for j, c in cols.items():
-        if isinstance(c, tuple):
+        if isinstance(c, pd.Series):
+            c.index = index
+        elif isinstance(c, tuple):
             filtered, dtype = c
             cols[j] = pd.Series(filtered.result() if pool is not None else filtered, dtype=dtype, index=index)
     out = pd.DataFrame(dict(enumerate(cols.values())), index=index, copy=False) if cols else df[mask].reset_index(drop=True)
@@ -687,19 +697,21 @@ def _kept_problem_rows(
     pos = np.concatenate(pos_parts)
     by = np.lexsort((np.concatenate(order_parts), pos))
     pos = pos[by]
-    code_text = pd.Series(np.concatenate(code_parts)[by], dtype=object)
-    out = pd.DataFrame(
+    codes = np.concatenate(code_parts)[by]
+    zh, en = reasons(codes)
+    out = rejects_frame(
         {
             "file": norm["_source_file"].iloc[pos].to_numpy(dtype=object),
             "sheet": norm["_sheet"].iloc[pos].to_numpy(dtype=object),
             "row": norm["_row"].to_numpy()[pos],
             "column": np.concatenate(col_parts)[by],
             "value": np.concatenate(value_parts)[by],
-            "code": code_text.to_numpy(),
+            "code": codes,
+            "reason_zh": zh,
+            "reason_en": en,
+            "action": np.full(len(pos), "kept", dtype=object),
         }
     )
-    out["reason_zh"], out["reason_en"] = reasons(code_text.to_numpy(dtype=object))
-    out["action"] = "kept"
     return out[REJECT_COLUMNS], pos
 
 

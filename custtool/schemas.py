@@ -262,22 +262,32 @@ def validate(
                 v = cells.fillna("").astype(str).str.strip().to_numpy(dtype=object)
                 joined = v if joined is None else np.where(joined == "", v, np.where(v == "", joined, joined + " / " + v))
             value[sel] = joined
-    out = pd.DataFrame(
+    out = rejects_frame(
         {
-            "file": rows["_source_file"].to_numpy(),
-            "sheet": rows["_sheet"].to_numpy() if "_sheet" in rows else "",
+            "file": rows["_source_file"].to_numpy(dtype=object),
+            "sheet": rows["_sheet"].to_numpy(dtype=object) if "_sheet" in rows else np.full(len(rows), "", dtype=object),
             "row": rows["_row"].to_numpy(),
-            "column": col_for.fillna("").to_numpy(),
-            "value": value.to_numpy(),
-            "code": code.to_numpy(),
+            "column": col_for.fillna("").to_numpy(dtype=object),
+            "value": value.to_numpy(dtype=object),
+            "code": code.to_numpy(dtype=object),
         }
     )
     out = out.drop_duplicates(["file", "sheet", "row", "code"])
-    out["reason_zh"], out["reason_en"] = reasons(out["code"].to_numpy(dtype=object))
-    out["action"] = "rejected"
+    zh, en = reasons(out["code"].to_numpy(dtype=object))
+    out = out.assign(reason_zh=pd.Series(zh, index=out.index, dtype=object), reason_en=pd.Series(en, index=out.index, dtype=object))
+    out["action"] = pd.Series("rejected", index=out.index, dtype=object)
     hit = np.zeros(len(df), dtype=bool)
     hit[at] = True
     return pd.Series(hit, index=df.index), out.reset_index(drop=True)[REJECT_COLUMNS]
+
+
+def rejects_frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """A rejects table from whole columns: text stays object (pandas would otherwise copy
+    every value into Arrow text)."""
+    return pd.DataFrame(
+        {k: pd.Series(v, dtype=object, copy=False) if isinstance(v, np.ndarray) and v.dtype.kind == "O" else v for k, v in columns.items()},
+        copy=False,
+    )
 
 
 def reasons(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
