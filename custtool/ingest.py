@@ -451,14 +451,15 @@ class _Column:
     problems: np.ndarray | None = None
     with_column: bool = False  # the _flags text says which column (``date_invalid:birth_date``)
     failures: pd.DataFrame | None = None  # the schema's failure cases of the column (checked alone)
-    hits: np.ndarray | None = None  # the rows with a problem code
+    hits: np.ndarray | None = None  # the rows with a problem code (replaces ``problems``)
+    codes: np.ndarray | None = None  # their codes
 
 
 @dataclass
 class _Normalized:
     data: pd.DataFrame
     originals: dict[str, pd.Series]
-    # (column the codes are about, "" for a row; codes; rows with a code), in _flags order
+    # (column the codes are about, "" for a row; rows with a code; their codes), in _flags order
     problems: list[tuple[str, np.ndarray, np.ndarray]]
     checked: dict[str, pd.DataFrame]  # the schema's failure cases of the columns checked as they were done
 
@@ -530,10 +531,11 @@ def _merge_halves(parts: list[_Column], half: int, whole: pd.Series) -> _Column:
     return _Column(
         values,
         whole if first.original is not None else None,
-        np.concatenate([first.problems, second.problems]) if first.problems is not None and second.problems is not None else None,
+        None,
         first.with_column,
         (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame()) if first.failures is not None else None,
         np.concatenate([first.hits, second.hits + half]) if first.hits is not None and second.hits is not None else None,
+        np.concatenate([first.codes, second.codes]) if first.codes is not None and second.codes is not None else None,
     )
 
 
@@ -593,10 +595,9 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
                 values[name] = v
         if r.original is not None:
             originals[c] = r.original
-        if r.problems is not None:
-            hits = r.hits if r.hits is not None else _hits(r.problems)
-            problems.append((c, r.problems, hits))
-            flag_parts.append((_with_column(r.problems, c, hits) if r.with_column else r.problems, hits))
+        if r.hits is not None and r.codes is not None:
+            problems.append((c, r.hits, r.codes))
+            flag_parts.append((r.hits, r.codes + (":" + c) if r.with_column and len(r.codes) else r.codes))
     if region is not None:
         values["region"] = region
     out = pd.DataFrame(values, index=rows.index, copy=False)
@@ -612,8 +613,9 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
             orphan = back & (ids != "") & ~ids.isin(sold)
             codes = np.where(orphan, "refund_without_order", "").astype(object)
             hits = np.flatnonzero(orphan.to_numpy())
-            problems.append(("", codes, hits))
-            flag_parts.append((codes, hits))
+            codes = np.full(len(hits), "refund_without_order", dtype=object)
+            problems.append(("", hits, codes))
+            flag_parts.append((hits, codes))
     out["_flags"] = pd.Series(_join_flags(flag_parts, len(out)), index=out.index, dtype=object, copy=False)
     if keys:
         checked["_key_present"] = key_failures.result() if key_failures is not None else check_keys(kind, {c: out[c] for c in keys})
@@ -626,16 +628,11 @@ def _checked(result: _Column, col: str, kind: str) -> _Column:
 
     if col in result.values:
         result.failures = check_column(kind, col, result.values[col])
-    if result.problems is not None:
+    if result.problems is not None:  # kept as (rows, codes) from here on
         result.hits = _hits(result.problems)
+        result.codes = result.problems[result.hits]
+        result.problems = None
     return result
-
-
-def _with_column(codes: np.ndarray, col: str, hits: np.ndarray) -> np.ndarray:
-    """``code`` → ``code:col`` at the rows with a code (``hits``)."""
-    arr = codes.copy()
-    arr[hits] = arr[hits] + (":" + col)
-    return arr
 
 
 def _hits(codes: np.ndarray) -> np.ndarray:
@@ -648,19 +645,18 @@ def _hits(codes: np.ndarray) -> np.ndarray:
 
 def _join_flags(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
     """The ``_flags`` text: each row's codes joined with ``;`` in the order of ``parts``
-    ((codes, rows with a code) per column), "" for a row with none; work on the
+    ((rows with a code, their codes) per column), "" for a row with none; work on the
     flagged rows only."""
     out = np.full(n, "", dtype=object)
-    parts = [(codes, hits) for codes, hits in parts if len(hits)]
+    parts = [(hits, codes) for hits, codes in parts if len(hits)]
     if not parts:
         return out
-    rows = np.unique(np.concatenate([hits for _, hits in parts]))
+    rows = np.unique(np.concatenate([hits for hits, _ in parts]))
     joined = np.full(len(rows), "", dtype=object)
-    for codes, hits in parts:
+    for hits, codes in parts:
         at = np.searchsorted(rows, hits)
-        add = codes[hits]
         had = joined[at]
-        joined[at] = np.where(had == "", add, had + ";" + add)
+        joined[at] = np.where(had == "", codes, had + ";" + codes)
     out[rows] = joined
     return out
 
@@ -672,11 +668,11 @@ def _kept_problem_rows(
     one per row and code, rows in file order, a row's codes in the order of its _flags;
     and the position in ``norm`` of each line's row."""
     pos_parts, order_parts, col_parts, value_parts, code_parts = [], [], [], [], []
-    for k, (col, codes, hits) in enumerate(problems):
-        hit = hits[wanted[hits]]
+    for k, (col, hits, codes) in enumerate(problems):
+        sel = wanted[hits]
+        hit, code = hits[sel], codes[sel]
         if not len(hit):
             continue
-        code = codes[hit]
         if any(";" in str(c) for c in pd.unique(code)):  # a normaliser that gave two codes at once
             split = pd.Series(code, index=hit).str.split(";").explode()
             split = split[split != ""]

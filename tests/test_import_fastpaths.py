@@ -295,7 +295,7 @@ def test_flags_joined_on_the_flagged_rows_as_join_problems_joins_them():
     a = np.array(["x", "", "", "y", ""], dtype=object)
     b = np.array(["", "z", "", "w", ""], dtype=object)
     c = np.array(["", "", "", "v", np.nan], dtype=object)
-    got = _join_flags([(p, _hits(p)) for p in (a, b, c)], 5)
+    got = _join_flags([(_hits(p), p[_hits(p)]) for p in (a, b, c)], 5)
     assert got.tolist() == ["x", "z", "", "y;w;v", ""]
     assert got.tolist() == nz.join_problems(pd.Series(a), pd.Series(b), pd.Series(c.copy()).fillna("")).tolist()
     assert _join_flags([], 3).tolist() == ["", "", ""]
