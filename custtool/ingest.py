@@ -472,23 +472,23 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     """One column through its normaliser (a pure function of the column: threads may run
     several at once)."""
     if col == "phone":
-        v, p = nz.normalize_phone(s)
-        return _Column({col: v}, s, _codes(p))
+        v, (hits, codes) = nz.phone_codes(s)
+        return _Column({col: v}, s, hits=hits, codes=codes)
     if col == "email":
-        v, p = nz.normalize_email(s)
-        return _Column({col: v}, s, _codes(p))
+        v, (hits, codes) = nz.email_codes(s)
+        return _Column({col: v}, s, hits=hits, codes=codes)
     if col in ("birth_date", "first_contact_date", "next_follow_up") or (col == "time" and kind == "surveys"):
-        v, p = nz.on_uniques(nz.normalize_date, s)
-        return _Column({col: v}, s, _codes(p), with_column=True)
+        v, (hits, codes) = nz.on_uniques_codes(nz.normalize_date, s)
+        return _Column({col: v}, s, with_column=True, hits=hits, codes=codes)
     if col in ("order_time", "time"):
-        v, p = nz.on_uniques(nz.normalize_date, s, keep_time=True, tz=tz)
-        return _Column({col: v}, s, _codes(p), with_column=True)
+        v, (hits, codes) = nz.on_uniques_codes(nz.normalize_date, s, keep_time=True, tz=tz)
+        return _Column({col: v}, s, with_column=True, hits=hits, codes=codes)
     if col == "gender":
-        v, p = nz.on_uniques(nz.normalize_gender, s)
-        return _Column({col: v}, None, _codes(p))
+        v, (hits, codes) = nz.on_uniques_codes(nz.normalize_gender, s)
+        return _Column({col: v}, None, hits=hits, codes=codes)
     if col == "amount":
-        v, p = nz.on_uniques(nz.normalize_amount, s)
-        return _Column({col: v}, s, _codes(p))
+        v, (hits, codes) = nz.on_uniques_codes(nz.normalize_amount, s)
+        return _Column({col: v}, s, hits=hits, codes=codes)
     if col in ("quantity", "satisfaction", "company_size") and kind != "customers" or col == "quantity":
         v, p = nz.normalize_number(s)
         return _Column({col: v}, None, _codes(p), with_column=True)
@@ -502,10 +502,10 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
         bad = (s.str.strip() != "") & ~ok
         return _Column({col: num.where(ok).astype("Int64")}, None, np.where(bad, "age_invalid", "").astype(object))
     if col == "name":
-        v, p = nz.on_uniques(nz.normalize_name, s)
-        return _Column({col: v}, None, _codes(p))
+        v, (hits, codes) = nz.on_uniques_codes(nz.normalize_name, s)
+        return _Column({col: v}, None, hits=hits, codes=codes)
     if col == "city":
-        v, region, _ = nz.on_uniques(nz.normalize_city, s)
+        v, region, _ = nz.on_uniques_codes(nz.normalize_city, s)
         return _Column({col: v, "region": region} if add_region else {col: v})
     if col == "refund":
         v, _ = nz.normalize_bool(s)
@@ -629,18 +629,10 @@ def _checked(result: _Column, col: str, kind: str) -> _Column:
     if col in result.values:
         result.failures = check_column(kind, col, result.values[col])
     if result.problems is not None:  # kept as (rows, codes) from here on
-        result.hits = _hits(result.problems)
+        result.hits = nz.code_rows(result.problems)
         result.codes = result.problems[result.hits]
         result.problems = None
     return result
-
-
-def _hits(codes: np.ndarray) -> np.ndarray:
-    """The rows with a problem code (a missing code is none)."""
-    hits = np.flatnonzero(codes != "")
-    if len(hits) and pd.isna(codes[hits]).any():
-        hits = hits[~pd.isna(codes[hits])]
-    return hits
 
 
 def _join_flags(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:

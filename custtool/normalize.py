@@ -64,10 +64,39 @@ def _from_arrow(arr: Any, index: pd.Index) -> pd.Series:
     return pd.Series(arr, index=index, dtype="str")
 
 
-def _on_given(fn: Any, s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """``fn(s)`` for a normaliser that gives ("", "") on an empty cell, run on the
-    non-empty cells only when most cells are empty (a column filled in for few customers,
-    such as e-mail), the results put back in place."""
+#: problem codes of a column kept sparse: (rows with a code, increasing; their codes)
+Codes = tuple[np.ndarray, np.ndarray]
+
+
+def _no_codes() -> Codes:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+
+
+def code_rows(problems: np.ndarray) -> np.ndarray:
+    """The rows of a row-sized array of problem codes that hold one (a missing code is none)."""
+    hits = np.flatnonzero(problems != "")
+    if len(hits) and pd.isna(problems[hits]).any():
+        hits = hits[~pd.isna(problems[hits])]
+    return hits
+
+
+def _dense(n: int, codes: Codes) -> np.ndarray:
+    """The problem codes as a row-sized object array ("" where none)."""
+    out = np.full(n, "", dtype=object)
+    out[codes[0]] = codes[1]
+    return out
+
+
+def _with_dense(fn: Any, s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A normaliser giving (values, sparse codes) as the public (values, problems) pair."""
+    values, codes = fn(s)
+    return values, pd.Series(_dense(len(s), codes), index=s.index, dtype=object)
+
+
+def _on_given(fn: Any, s: pd.Series) -> tuple[pd.Series, Codes]:
+    """``fn(s)`` for a normaliser (values, sparse codes) that gives ("", none) on an empty
+    cell, run on the non-empty cells only when most cells are empty (a column filled in
+    for few customers, such as e-mail), the results put back in place."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -78,10 +107,8 @@ def _on_given(fn: Any, s: pd.Series) -> tuple[pd.Series, pd.Series]:
     if given.sum() * 2 > len(s):
         return fn(s)
     at = np.flatnonzero(given)
-    values, problems = fn(_from_arrow(arr.filter(pa.array(given)), s.index[at]))
-    codes = np.full(len(s), "", dtype=object)
-    codes[at] = problems.to_numpy(dtype=object)
-    return _from_arrow(_scatter_text(_arrow(values), at, len(s)), s.index), pd.Series(codes, index=s.index, dtype=object)
+    values, (hits, codes) = fn(_from_arrow(arr.filter(pa.array(given)), s.index[at]))
+    return _from_arrow(_scatter_text(_arrow(values), at, len(s)), s.index), (at[hits], codes)
 
 
 def _scatter_text(values: Any, at: np.ndarray, n: int) -> Any:
@@ -158,32 +185,47 @@ _TWO_DIGIT_AREAS = ("010", "020", "021", "022", "023", "024", "025", "027", "028
 
 
 def normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Canonical phone: see :func:`_normalize_phone` (empty cells skipped when most are)."""
-    return _on_given(_normalize_phone, s)
+    """Canonical phone: see :func:`_normalize_phone_text` (empty cells skipped when most are)."""
+    return _with_dense(phone_codes, s)
+
+
+def phone_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
+    """:func:`normalize_phone` with the problem codes sparse (rows, codes)."""
+    return _on_given(_phone_codes, s)
 
 
 def _normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """:func:`_normalize_phone_text`, with the cells that are already plain mobiles (most,
-    in a real export) taken as they are, before any text clean-up."""
+    """:func:`normalize_phone` on every cell."""
+    return _with_dense(_phone_codes, s)
+
+
+def _phone_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
+    """:func:`_phone_text_codes`, with the cells that are already plain mobiles (most, in
+    a real export) taken as they are, before any text clean-up."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if not (pd.api.types.is_string_dtype(s) and s.dtype != object):
-        return _normalize_phone_text(s)
+        return _phone_text_codes(s)
     raw = _arrow(s)
     plain = _plain_mobiles(raw)
     if not plain.any():
-        return _normalize_phone_text(s)
+        return _phone_text_codes(s)
     if plain.all():
-        return _from_arrow(raw, s.index), pd.Series(np.full(len(s), "", dtype=object), index=s.index, dtype=object)
+        return _from_arrow(raw, s.index), _no_codes()
     other = ~plain
-    values, codes = _normalize_phone_text(_from_arrow(raw.filter(pa.array(other)), s.index[other]))
-    problems = np.full(len(s), "", dtype=object)
-    problems[other] = codes.to_numpy(dtype=object)
-    fill = _arrow(values)
-    if isinstance(fill, pa.ChunkedArray):
-        fill = fill.combine_chunks()
-    return _from_arrow(pc.replace_with_mask(raw, pa.array(other), fill.cast(raw.type)), s.index), pd.Series(problems, index=s.index, dtype=object)
+    at = np.flatnonzero(other)
+    values, (hits, codes) = _phone_text_codes(_from_arrow(raw.filter(pa.array(other)), s.index[other]))
+    return _from_arrow(_replace(raw, other, _arrow(values)), s.index), (at[hits], codes)
+
+
+def _replace(base: Any, mask: np.ndarray, values: Any) -> Any:
+    """``base`` (Arrow text) with the rows where ``mask`` is true replaced by ``values``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return pc.replace_with_mask(base, pa.array(mask), values.cast(base.type))
 
 
 def _normalize_phone_text(s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -194,24 +236,25 @@ def _normalize_phone_text(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     floats (``13812345678.0``) and extensions (转/分机/ext). Letters are never keypad
     digits; masked and placeholder values and scientific notation are invalid.
     """
+    return _with_dense(_phone_text_codes, s)
+
+
+def _phone_text_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
+    """:func:`_normalize_phone_text` with sparse codes."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     arr = _text_arrow(s)
     # quickest path: a plain 11-digit mobile is already canonical
     plain = _plain_mobiles(arr)
     if plain.all():
-        return _from_arrow(arr, s.index), pd.Series(np.full(len(s), "", dtype=object), index=s.index, dtype=object)
-    problems = np.full(len(s), "", dtype=object)
+        return _from_arrow(arr, s.index), _no_codes()
     if plain.any():
         other = ~plain
-        values, codes = _phone_written(arr.filter(pa.array(other)), s.index[other])
-        problems[other] = codes
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        return _from_arrow(pc.replace_with_mask(arr, pa.array(other), values.cast(arr.type)), s.index), pd.Series(problems, index=s.index, dtype=object)
-    values, problems = _phone_written(arr, s.index)
-    return _from_arrow(values, s.index), pd.Series(problems, index=s.index, dtype=object)
+        at = np.flatnonzero(other)
+        values, (hits, codes) = _phone_written(arr.filter(pa.array(other)), s.index[other])
+        return _from_arrow(_replace(arr, other, values), s.index), (at[hits], codes)
+    values, found = _phone_written(arr, s.index)
+    return _from_arrow(values, s.index), found
 
 
 def _plain_mobiles(arr: Any) -> np.ndarray:
@@ -233,7 +276,7 @@ def _plain_mobiles(arr: Any) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=bool)
 
 
-def _phone_written(arr: Any, index: pd.Index) -> tuple[Any, np.ndarray]:
+def _phone_written(arr: Any, index: pd.Index) -> tuple[Any, Codes]:
     """Phones that are not plain mobiles: (canonical values as an Arrow array, codes)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -248,14 +291,20 @@ def _phone_written(arr: Any, index: pd.Index) -> tuple[Any, np.ndarray]:
     placeholder = pc.is_in(arr, value_set=pa.array(sorted(_PLACEHOLDERS)))
     fast = pc.or_(pc.or_(mobile, blank), placeholder).to_numpy(zero_copy_only=False)
     out_arr = pc.if_else(mobile, pc.utf8_slice_codeunits(core, -11), "")
-    problems = np.full(len(arr), "", dtype=object)
-    problems[placeholder.to_numpy(zero_copy_only=False)] = "phone_placeholder"
+    hits = np.flatnonzero(placeholder.to_numpy(zero_copy_only=False))
+    codes = np.full(len(hits), "phone_placeholder", dtype=object)
     if not fast.all():
         slow = ~fast
         full, full_problems = _phone_full(_from_arrow(arr.filter(pa.array(slow)), index[slow]))
         out_arr = _put(out_arr, pa.array(slow), full)
-        problems[slow] = full_problems.to_numpy(dtype=object)
-    return out_arr, problems
+        found = full_problems.to_numpy(dtype=object)
+        bad = np.flatnonzero(found != "")
+        # placeholders take the fast path: the two sets of rows never meet
+        hits = np.concatenate([hits, np.flatnonzero(slow)[bad]])
+        codes = np.concatenate([codes, found[bad]])
+        order = np.argsort(hits, kind="stable")
+        hits, codes = hits[order], codes[order]
+    return out_arr, (hits, codes)
 
 
 _SEPARATORS = r"[ \t\-()./·—–_]"
@@ -331,11 +380,20 @@ _EMAIL = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([a-z0-
 
 def normalize_email(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Trim (ideographic space too), lower-case, plain syntax check; "" when invalid."""
-    return _on_given(_normalize_email, s)
+    return _with_dense(email_codes, s)
+
+
+def email_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
+    """:func:`normalize_email` with the problem codes sparse (rows, codes)."""
+    return _on_given(_email_codes, s)
 
 
 def _normalize_email(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """:func:`normalize_email` on every cell."""
+    return _with_dense(_email_codes, s)
+
+
+def _email_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -345,11 +403,9 @@ def _normalize_email(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     t = pc.utf8_lower(pc.replace_substring_regex(arr, r"[ \t]+", ""))
     t = pc.replace_substring(t, "。", ".")
     valid = pc.match_substring_regex(t, "^" + _EMAIL + "$")
-    bad = pc.and_(pc.not_equal(t, ""), pc.invert(valid)).to_numpy(zero_copy_only=False)
-    problems = np.full(len(s), "", dtype=object)
-    problems[bad] = "email_invalid"
+    hits = np.flatnonzero(pc.and_(pc.not_equal(t, ""), pc.invert(valid)).to_numpy(zero_copy_only=False))
     values = pc.if_else(valid, t, pa.scalar("", t.type))
-    return _from_arrow(values, s.index), pd.Series(problems, index=s.index, dtype=object)
+    return _from_arrow(values, s.index), (hits, np.full(len(hits), "email_invalid", dtype=object))
 
 
 # --------------------------------------------------------------------------- dates
@@ -586,20 +642,35 @@ def on_uniques(fn: Any, s: pd.Series, **kw: Any) -> tuple[pd.Series, ...]:
     Cities, dates, genders and amounts repeat a lot: 1,000,000 rows often hold a few
     thousand distinct values, so this is the same result for a fraction of the work.
     """
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    *values, (hits, codes) = on_uniques_codes(fn, s, **kw)
+    return (*values, pd.Series(_dense(len(s), (hits, codes)), index=s.index, dtype=object))
+
+
+def on_uniques_codes(fn: Any, s: pd.Series, **kw: Any) -> tuple[Any, ...]:
+    """:func:`on_uniques` with the problem codes (``fn``'s last result) sparse: the values,
+    then (rows, codes)."""
+    at, uniques = pd.factorize(s, use_na_sentinel=True)
     if len(uniques) > len(s) // 2:
-        return fn(s, **kw)
+        *values, problems = fn(s, **kw)
+        found = problems.to_numpy(dtype=object)
+        hits = code_rows(found)
+        return (*values, (hits, found[hits]))
     # Arrow text stays Arrow text (the normalisers work on it without a conversion)
     dtype = uniques.dtype if isinstance(uniques.dtype, pd.StringDtype) else object
     uniq = pd.Series(uniques, dtype=dtype)
-    results = fn(pd.concat([uniq, pd.Series([""], dtype=dtype)], ignore_index=True), **kw)
-    take = np.where(codes < 0, len(uniques), codes)
+    *results, problems = fn(pd.concat([uniq, pd.Series([""], dtype=dtype)], ignore_index=True), **kw)
+    take = np.where(at < 0, len(uniques), at)
     out = []
     for r in results:
         spread = r.take(take)
         spread.index = s.index
         out.append(spread)
-    return tuple(out)
+    found = problems.to_numpy(dtype=object)
+    bad = code_rows(found)
+    if not len(bad):
+        return (*out, _no_codes())
+    hits = np.flatnonzero(np.isin(take, bad))
+    return (*out, (hits, found[take[hits]]))
 
 
 def join_problems(*codes: Any, index: pd.Index | None = None) -> pd.Series:

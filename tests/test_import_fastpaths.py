@@ -290,7 +290,8 @@ def test_columns_checked_on_their_own_give_what_one_validation_gives(kind):
 
 
 def test_flags_joined_on_the_flagged_rows_as_join_problems_joins_them():
-    from custtool.ingest import _hits, _join_flags
+    from custtool.ingest import _join_flags
+    from custtool.normalize import code_rows as _hits
 
     a = np.array(["x", "", "", "y", ""], dtype=object)
     b = np.array(["", "z", "", "w", ""], dtype=object)
