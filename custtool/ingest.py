@@ -616,7 +616,7 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
             codes = np.full(len(hits), "refund_without_order", dtype=object)
             problems.append(("", hits, codes))
             flag_parts.append((hits, codes))
-    out["_flags"] = pd.Series(_join_flags(flag_parts, len(out)), index=out.index, dtype=object, copy=False)
+    out["_flags"] = pd.Series(_join_flags(flag_parts, len(out)), index=out.index, dtype="str")
     if keys:
         checked["_key_present"] = key_failures.result() if key_failures is not None else check_keys(kind, {c: out[c] for c in keys})
     return _Normalized(out, originals, problems, checked)
@@ -635,22 +635,26 @@ def _checked(result: _Column, col: str, kind: str) -> _Column:
     return result
 
 
-def _join_flags(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
-    """The ``_flags`` text: each row's codes joined with ``;`` in the order of ``parts``
-    ((rows with a code, their codes) per column), "" for a row with none; work on the
-    flagged rows only."""
-    out = np.full(n, "", dtype=object)
+def _join_flags(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> Any:
+    """The ``_flags`` text as an Arrow string array: each row's codes joined with ``;`` in
+    the order of ``parts`` ((rows with a code, their codes) per column), "" for a row with
+    none; the joining done on the flagged rows only."""
+    import pyarrow as pa
+
     parts = [(hits, codes) for hits, codes in parts if len(hits)]
     if not parts:
-        return out
-    rows = np.unique(np.concatenate([hits for hits, _ in parts]))
+        return pa.repeat(pa.scalar("", pa.large_string()), n)
+    flagged = np.zeros(n, dtype=bool)
+    for hits, _ in parts:
+        flagged[hits] = True
+    rows = np.flatnonzero(flagged)
+    slot = np.cumsum(flagged) - 1  # row -> its place among the flagged rows
     joined = np.full(len(rows), "", dtype=object)
     for hits, codes in parts:
-        at = np.searchsorted(rows, hits)
+        at = slot[hits]
         had = joined[at]
         joined[at] = np.where(had == "", codes, had + ";" + codes)
-    out[rows] = joined
-    return out
+    return nz._scatter_text(pa.array(joined, pa.large_string()), rows, n)
 
 
 def _kept_problem_rows(

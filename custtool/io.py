@@ -51,6 +51,9 @@ class RawSheet:
     warnings: list[str] = field(default_factory=list)
 
 
+#: characters at the top of a CSV whose widest row names the columns for pyarrow's reader
+WIDTH_SAMPLE = 50_000
+
 #: bytes pyarrow's CSV reader parses at a time (one block per thread)
 CSV_BLOCK_SIZE = 1 << 22
 
@@ -177,15 +180,15 @@ def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet 
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None
     bom = data.startswith(b"\xef\xbb\xbf")
-    try:  # the first 200,000 characters, as the general path sees them
-        head = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")().decode(data[: 4 * 200_000 + 8], final=False)
+    try:  # the first characters, as the general path sees them
+        head = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")().decode(data[: 4 * WIDTH_SAMPLE + 8], final=False)
     except UnicodeDecodeError:
         return None
     body = data
     while body.startswith(b"\xef\xbb\xbf"):
         body = body[3:]
     sep = guess_separator(head[:8192], p.suffix)
-    grid = _parse_csv_bytes(body, head.lstrip("\ufeff")[:200_000], sep)
+    grid = _parse_csv_bytes(body, head.lstrip("\ufeff")[:WIDTH_SAMPLE], sep)
     if grid is None:
         return None
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
@@ -200,12 +203,13 @@ def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet 
 def _parse_csv_fast(text: str, sep: str) -> pd.DataFrame | None:
     """pyarrow's reader with every column as text; None when the file has ragged rows."""
     body = text.lstrip("\ufeff").encode("utf-8")
-    return _parse_csv_bytes(body, text.lstrip("\ufeff")[:200_000], sep)
+    return _parse_csv_bytes(body, text.lstrip("\ufeff")[:WIDTH_SAMPLE], sep)
 
 
 def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | None:
     """pyarrow's reader on UTF-8 bytes, every column as text; ``sample_text`` (the first
-    200,000 characters) gives the width. None when the file has ragged rows or is not UTF-8."""
+    :data:`WIDTH_SAMPLE` characters) gives the width. None when the file has ragged rows
+    (a row wider than the sample's: the general reader takes the file) or is not UTF-8."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pcsv

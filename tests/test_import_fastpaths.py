@@ -296,10 +296,10 @@ def test_flags_joined_on_the_flagged_rows_as_join_problems_joins_them():
     a = np.array(["x", "", "", "y", ""], dtype=object)
     b = np.array(["", "z", "", "w", ""], dtype=object)
     c = np.array(["", "", "", "v", np.nan], dtype=object)
-    got = _join_flags([(_hits(p), p[_hits(p)]) for p in (a, b, c)], 5)
-    assert got.tolist() == ["x", "z", "", "y;w;v", ""]
-    assert got.tolist() == nz.join_problems(pd.Series(a), pd.Series(b), pd.Series(c.copy()).fillna("")).tolist()
-    assert _join_flags([], 3).tolist() == ["", "", ""]
+    got = _join_flags([(_hits(p), p[_hits(p)]) for p in (a, b, c)], 5).to_pylist()
+    assert got == ["x", "z", "", "y;w;v", ""]
+    assert got == nz.join_problems(pd.Series(a), pd.Series(b), pd.Series(c.copy()).fillna("")).tolist()
+    assert _join_flags([], 3).to_pylist() == ["", "", ""]
 
 
 def test_validate_on_a_frame_with_repeated_row_labels():
@@ -311,3 +311,16 @@ def test_validate_on_a_frame_with_repeated_row_labels():
     rejected, rejects = validate(df, "customers", original)
     assert rejected.tolist() == [True, False, False] and rejected.index.tolist() == [7, 7, 8]
     assert rejects[["row", "code", "value"]].values.tolist() == [[2, "no_contact", "无"]]
+
+
+def test_a_wide_row_below_the_width_sample_takes_the_general_reader(tmp_path, monkeypatch):
+    import custtool.io as cio
+
+    monkeypatch.setattr(cio, "WIDTH_SAMPLE", 200)
+    lines = ["姓名,手机号"] + [f"张{i},138{i:08d}" for i in range(400)]
+    lines[350] += ",多出来的备注"
+    path = tmp_path / "wide.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = import_files(path)
+    assert result.totals["rows_read"] == 400 and result.totals["accepted"] == 400
+    assert result.data["phone"].iloc[349] == "13800000349"
