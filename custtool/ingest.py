@@ -638,23 +638,27 @@ def _checked(result: _Column, col: str, kind: str) -> _Column:
 def _join_flags(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> Any:
     """The ``_flags`` text as an Arrow string array: each row's codes joined with ``;`` in
     the order of ``parts`` ((rows with a code, their codes) per column), "" for a row with
-    none; the joining done on the flagged rows only."""
+    none. Only rows with two codes or more are joined as text."""
     import pyarrow as pa
 
     parts = [(hits, codes) for hits, codes in parts if len(hits)]
     if not parts:
         return pa.repeat(pa.scalar("", pa.large_string()), n)
-    flagged = np.zeros(n, dtype=bool)
-    for hits, _ in parts:
-        flagged[hits] = True
-    rows = np.flatnonzero(flagged)
-    slot = np.cumsum(flagged) - 1  # row -> its place among the flagged rows
-    joined = np.full(len(rows), "", dtype=object)
-    for hits, codes in parts:
-        at = slot[hits]
-        had = joined[at]
-        joined[at] = np.where(had == "", codes, had + ";" + codes)
-    return nz._scatter_text(pa.array(joined, pa.large_string()), rows, n)
+    rows = np.concatenate([hits for hits, _ in parts])
+    codes = np.concatenate([codes for _, codes in parts])
+    order = np.argsort(rows, kind="stable")  # by row, then in the order of parts
+    rows, codes = rows[order], codes[order]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    joined = codes[first]
+    if not first.all():
+        joined = joined.copy()
+        group = np.cumsum(first) - 1
+        depth = np.arange(len(rows)) - np.flatnonzero(first)[group]
+        for d in range(1, int(depth.max()) + 1):
+            at = depth == d
+            joined[group[at]] = joined[group[at]] + ";" + codes[at]
+    return nz._scatter_text(pa.array(joined, pa.large_string()), rows[first], n)
 
 
 def _kept_problem_rows(

@@ -139,12 +139,16 @@ def _text_arrow(s: pd.Series) -> Any:
 
     t = s if pd.api.types.is_string_dtype(s) and s.dtype != object else s.astype("str")
     arr = pc.utf8_trim_whitespace(pc.utf8_normalize(pc.fill_null(_arrow(t), ""), "NFKC"))
-    # the blank words are at most 4 characters: lower-case only the short values
-    short = pc.less_equal(pc.utf8_length(arr), 4)
-    if pc.any(short).as_py():
-        blank = pc.and_(short, pc.is_in(pc.utf8_lower(arr), value_set=pa.array(sorted(_BLANKS))))
-        if pc.any(blank).as_py():
-            arr = pc.if_else(blank, "", arr)
+    # the blank words are ASCII, 1 to 4 bytes: lower-case and look up only such values
+    size = np.asarray(pc.binary_length(arr).to_numpy(zero_copy_only=False))
+    short = np.flatnonzero((size >= 1) & (size <= 4))
+    if len(short):
+        words = pc.utf8_lower(arr.take(pa.array(short)))
+        blank = short[np.asarray(pc.is_in(words, value_set=pa.array(sorted(_BLANKS))).to_numpy(zero_copy_only=False), dtype=bool)]
+        if len(blank):
+            mask = np.zeros(len(size), dtype=bool)
+            mask[blank] = True
+            arr = _replace(arr, mask, pa.array([""] * len(blank), pa.large_string()))
     return arr
 
 
