@@ -488,49 +488,160 @@ def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd
 
 
 # --------------------------------------------------------------------------- metrics
-def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
-    """-1 for an order id found on one row only or blank; dense codes for repeated ids.
+_TRIM = " \t\r\n\u3000"  # what _encode_text trims around ids
+_WS_BYTES = (0x20, 0x09, 0x0D, 0x0A)
 
-    With DuckDB installed the ids are hashed (64-bit, multi-threaded) and only the rows
-    whose hash repeats are compared as text; otherwise pyarrow dictionary-encodes them.
+
+def _string_buffers(arr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start offset, byte length, UTF-8 bytes) of a pyarrow string Array; null → length 0."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(arr)
+    _, off_buf, data_buf = arr.buffers()
+    wide = pa.types.is_large_string(arr.type)
+    off_type = np.int64 if wide else np.int32
+    offsets = np.frombuffer(off_buf, dtype=off_type, count=n + 1, offset=arr.offset * (8 if wide else 4)).astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and data_buf.size else np.zeros(0, np.uint8)
+    lens = np.diff(offsets)
+    if arr.null_count:
+        lens[arr.is_null().to_numpy(zero_copy_only=False)] = 0
+    return offsets[:-1], lens, data
+
+
+def _edge_space(starts: np.ndarray, lens: np.ndarray, data: np.ndarray) -> bool:
+    """Whether any text may start or end with a character that _encode_text trims."""
+    import numpy as np
+
+    rows = slice(None) if int(lens.min(initial=1)) > 0 else np.flatnonzero(lens > 0)
+    first, last = np.zeros(256, dtype=bool), np.zeros(256, dtype=bool)
+    first[[*_WS_BYTES, 0xE3]] = True  # U+3000 is E3 80 80: a first byte E3 or a last byte 80
+    last[[*_WS_BYTES, 0x80]] = True  # is a candidate, settled by trimming
+    s = starts[rows]
+    if first[data[s]].any():
+        return True
+    s += lens[rows]
+    s -= 1
+    return bool(last[data[s]].any())
+
+
+def _mix64(h: np.ndarray, tmp: np.ndarray) -> None:
+    """MurmurHash3's 64-bit finaliser, in place on a uint64 array (``tmp``: scratch space)."""
+    import numpy as np
+
+    s = np.uint64(33)
+    np.right_shift(h, s, out=tmp)
+    h ^= tmp
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    np.right_shift(h, s, out=tmp)
+    h ^= tmp
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    np.right_shift(h, s, out=tmp)
+    h ^= tmp
+
+
+def _text_hash(arr: Any) -> np.ndarray:
+    """A 64-bit hash of each row's UTF-8 bytes (pyarrow string Array in; nulls hash as "").
+
+    Equal texts always get equal hashes; different texts rarely do, so callers compare the
+    text of rows whose hashes repeat. The bytes are read 8 at a time as integers straight
+    from the Arrow data buffer: strided views when all texts have one length (typical of
+    order numbers), else one gather per 8 bytes of the longest text.
     """
     import numpy as np
-    import pandas as pd
+
+    starts, lens, data = _string_buffers(arr)
+    n = len(lens)
+    h = lens.astype(np.uint64)
+    h *= np.uint64(0x9E3779B97F4A7C15)
+    if not n:
+        return h
+    tmp = np.empty_like(h)
+    padded = np.zeros(len(data) + 8, dtype=np.uint8)  # reads of 8 bytes may run past the end
+    padded[: len(data)] = data
+    keep_low = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [2**64 - 1], dtype=np.uint64)
+    lo, hi = int(lens.min()), int(lens.max())
+    if lo == hi:
+        for k in range(0, hi, 8):
+            w = np.ndarray(shape=(n,), dtype="<u8", buffer=padded, offset=int(starts[0]) + k, strides=(hi,))
+            h ^= w if hi - k >= 8 else w & keep_low[hi - k]
+            _mix64(h, tmp)
+    else:
+        words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        for k in range(0, hi, 8):
+            if k < lo:  # every row has bytes here
+                w = words[starts + k]
+                if k + 8 > lo:
+                    w &= keep_low[np.minimum(lens - k, 8)]
+                h ^= w
+                _mix64(h, tmp)
+            else:
+                rows = np.flatnonzero(lens > k)
+                hr = h[rows]
+                hr ^= words[starts[rows] + k] & keep_low[np.minimum(lens[rows] - k, 8)]
+                _mix64(hr, np.empty_like(hr))
+                h[rows] = hr
+    _mix64(h, tmp)
+    return h
+
+
+def _repeated(h: np.ndarray) -> np.ndarray:
+    """Positions of the rows whose value occurs more than once (a sort of the integers; the
+    rows are then picked out with a bit table on the top bits and a binary search)."""
+    import numpy as np
+
+    if len(h) < 2:
+        return np.zeros(0, dtype=np.int64)
+    s = np.sort(h)
+    same = s[1:] == s[:-1]
+    if not same.any():
+        return np.zeros(0, dtype=np.int64)
+    dup = np.unique(s[1:][same])
+    del s, same
+    bits = int(min(max(np.ceil(np.log2(len(dup) * 64)), 16), 26))
+    shift = np.uint64(64 - bits)
+    table = np.zeros(1 << bits, dtype=bool)
+    table[(dup >> shift).astype(np.int64)] = True
+    cand = np.flatnonzero(table[(h >> shift).astype(np.int64)])
+    hc = h[cand]
+    at = np.minimum(np.searchsorted(dup, hc), len(dup) - 1)
+    return cand[dup[at] == hc]
+
+
+def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
+    """-1 for an order id found on one row only or blank; codes ≥ 0 for repeated ids (rows
+    with the same trimmed id share a code).
+
+    ``hash`` (the default): the trimmed ids are hashed to 64-bit integers, repeated hashes
+    found by sorting, and only the rows whose hash repeats are compared as text, so two
+    different ids are never merged. ``encode``: pyarrow dictionary-encodes every id.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
 
     n = len(values)
-    try:
-        import duckdb
-    except ImportError:  # pragma: no cover - duckdb is an optional dependency
-        duckdb = None  # type: ignore[assignment]  # optional module: None when missing
-    if duckdb is not None and (method == "hash" or (method == "auto" and n > 100_000)):
-        con = duckdb.connect()
-        try:
-            frame = pd.DataFrame({"o": values.reset_index(drop=True)})
-            con.register("ids", frame)
-            got = con.execute("SELECT hash(trim(CAST(o AS VARCHAR))) AS h, coalesce(trim(CAST(o AS VARCHAR)), '') = '' AS blank FROM ids").fetchnumpy()
-        finally:
-            con.close()
-        h = np.asarray(got["h"])
-        blank = np.asarray(got["blank"], dtype=bool)
-        rep = pd.Series(h).duplicated(keep=False).to_numpy() & ~blank
-        out = np.full(n, -1, dtype=np.int64)
-        idx = np.flatnonzero(rep)
-        if len(idx):  # exact codes from the text of the few candidate rows
-            codes, uni = _encode_text(values.iloc[idx], len(idx))
-            out[idx] = codes
-            blank_code = pc_index(uni, "")
-            if blank_code >= 0:
-                out[idx[codes == blank_code]] = -1
-            counts = np.bincount(codes, minlength=len(uni))
-            out[idx[counts[codes] < 2]] = -1  # hash collision of different ids: each its own order
+    if method == "encode":
+        codes, uni = _encode_text(values, n)
+        counts = np.bincount(codes, minlength=len(uni))
+        out = np.where(counts[codes] > 1, codes, -1)
+        blank_code = pc_index(uni, "")
+        if blank_code >= 0:
+            out[codes == blank_code] = -1
+        return out.astype(np.int64)
+    out = np.full(n, -1, dtype=np.int64)
+    if not n:
         return out
-    codes, uni = _encode_text(values, n)
-    counts = np.bincount(codes, minlength=len(uni))
-    out = np.where(counts[codes] > 1, codes, -1)
-    blank_code = pc_index(uni, "")
-    if blank_code >= 0:
-        out[codes == blank_code] = -1
-    return out.astype(np.int64)
+    arr = _arrow_text(values)
+    if _edge_space(*_string_buffers(arr)):
+        arr = pc.utf8_trim(arr, characters=_TRIM)
+    idx = _repeated(_text_hash(arr))
+    if len(idx):
+        idx = idx[_string_buffers(arr)[1][idx] > 0]  # blank ids are each their own order
+    if len(idx):  # exact codes from the text of the candidate rows
+        codes, uni = _encode_text(arr.take(idx), len(idx))
+        counts = np.bincount(codes, minlength=len(uni))
+        out[idx] = np.where(counts[codes] > 1, codes, -1)  # a hash shared by different ids: each its own
+    return out
 
 
 def pc_index(arr: Any, value: str) -> int:

@@ -575,6 +575,52 @@ def test_order_codes_hash_and_text_paths_agree():
     assert (b >= 0).sum() == counts[counts > 1].drop("", errors="ignore").sum()
 
 
+def _same_partition(a: np.ndarray, b: np.ndarray) -> None:
+    """Two order-code arrays group the rows identically (-1 = an order by itself)."""
+    assert ((a < 0) == (b < 0)).all()
+    rep = a >= 0
+    if rep.any():
+        assert pd.crosstab(a[rep], b[rep]).gt(0).sum(axis=1).eq(1).all()
+        assert pd.crosstab(b[rep], a[rep]).gt(0).sum(axis=1).eq(1).all()
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_order_codes_hash_path_trims_like_the_text_path(dtype):
+    # fixed-width ids (strided reads), mixed widths (gathers), ids longer than 8 and 16 bytes,
+    # Chinese text, and the spaces _encode_text trims: tab, CR/LF, the ideographic space
+    ids = ["O0000000001", "O0000000002", "O0000000001", " O0000000002", "O0000000002\t", "订单号一", "订单号一\u3000",
+           "\u3000订单号二", "订单号二", "x" * 25, "x" * 24 + "y", "x" * 25, "", "\u3000", None, "7", "7 ", "70"]
+    a = _order_codes_of(pd.Series(ids, dtype=dtype), "hash")
+    b = _order_codes_of(pd.Series(ids, dtype=dtype), "encode")
+    _same_partition(a, b)
+    assert a[0] == a[2] and a[1] == a[3] == a[4] and a[5] == a[6] and a[7] == a[8] and a[9] == a[11] and a[15] == a[16]
+    assert a[0] != a[1] and a[10] == -1 and a[17] == -1 and (a[12:15] == -1).all()
+    fixed = pd.Series([f"O{i % 7:010d}" for i in range(50)] + [f"O{i:010d}" for i in range(100, 120)], dtype=dtype)
+    _same_partition(_order_codes_of(fixed, "hash"), _order_codes_of(fixed, "encode"))
+
+
+def test_order_codes_never_merge_different_ids_whose_hashes_collide(monkeypatch):
+    import custtool.rfm as rfm
+
+    rng = np.random.default_rng(7)
+    ids = pd.Series([f"O{i}" for i in rng.integers(0, 60, 400)] + [f"U{i}" for i in range(30)] + ["", None, " O7 "], dtype=object)
+    expected = _order_codes_of(ids, "encode")
+    real_hash = rfm._text_hash
+    for fake in (lambda arr: real_hash(arr) & np.uint64(3), lambda arr: np.zeros(len(arr), dtype=np.uint64)):
+        monkeypatch.setattr(rfm, "_text_hash", fake)
+        got = _order_codes_of(ids, "hash")
+        _same_partition(got, expected)
+        assert (got[400:430] == -1).all()  # ids seen once stay orders by themselves
+    monkeypatch.setattr(rfm, "_text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
+    assert (_order_codes_of(pd.Series([f"U{i}" for i in range(20)]), "hash") == -1).all()
+
+
+def _order_codes_of(ids, method):
+    from custtool.rfm import _order_codes
+
+    return _order_codes(ids, method=method)
+
+
 def test_cli_segment_prints_order_row_accounting(tmp_path):
     from typer.testing import CliRunner
 
