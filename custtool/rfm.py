@@ -744,26 +744,26 @@ def customer_metrics(
     keep = matched
     cand = np.flatnonzero((ocode >= 0) & matched)
     if len(cand):
-        t_ns = times.to_numpy(dtype="datetime64[ns]")[cand].astype(np.int64)
+        t_ns = times.to_numpy()[cand].astype("datetime64[ns]").astype(np.int64)
         dup = pd.DataFrame({"c": cust[cand], "o": ocode[cand], "t": t_ns, "a": amount[cand]}).duplicated().to_numpy()
         if dup.any():
             keep = matched.copy()
             keep[cand[dup]] = False
-    report.rows_duplicate = int(matched.sum() - keep.sum())
-    by = {1: "id", 2: "phone", 3: "email"}
-    if keep.all():
-        cols = (cust, day, amount, refund, ocode)
-        report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how, minlength=4)[1:], strict=True)}
-    else:
-        sel = np.flatnonzero(keep)
-        cols = (cust[sel], day[sel], amount[sel], refund[sel], ocode[sel])
-        report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how[sel], minlength=4)[1:], strict=True)}
-        del sel
-    del matched, unmatched, in_time, keep
-    report.rows_used = int(len(cols[0]))
+    used = int(np.count_nonzero(keep))
+    report.rows_duplicate = int(np.count_nonzero(matched)) - used
+    report.rows_used = used
+    kept_how = how[keep]
+    report.matched_by = {name: int(np.count_nonzero(kept_how == k)) for k, name in ((1, "id"), (2, "phone"), (3, "email"))}
+    del matched, unmatched, in_time, kept_how
 
-    aggregate = _aggregate_duckdb if engine == "duckdb" else _aggregate
-    agg = aggregate(*cols, len(customers), as_of_day, win, gwin)
+    n = len(customers)
+    if engine == "duckdb":
+        sel = np.flatnonzero(keep)
+        agg = _aggregate_duckdb(cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], n, as_of_day, win, gwin)
+        del sel
+    else:  # rows not used go to an extra customer n that is dropped (no copies of the columns)
+        agg = _aggregate(np.where(keep, cust, n), day, amount, refund, ocode, n, as_of_day, win, gwin)
+    del keep
     report.orders_used = int(agg.pop("_orders_used"))
     metrics = _finish(customers, agg, as_of_day, as_of_ts)
     if interactions is not None:
@@ -773,16 +773,29 @@ def customer_metrics(
 
 
 def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str, np.ndarray]:
-    """Numpy aggregation of matched, de-duplicated order lines into per-customer arrays."""
-    import numpy as np
-    import pandas as pd
+    """Numpy aggregation of order lines into per-customer arrays.
 
-    # every window is "age < d days"; cut the ages once into disjoint buckets, sum per
-    # (customer, bucket) with one bincount, and get each window as a cumulative sum
+    ``c`` is the customer position of each line, or ``n`` for a line not to use (no customer,
+    after the as-of day, duplicate): those lines are summed into an extra customer ``n`` that
+    is dropped, so the columns are never copied. Sums run over the lines in their order.
+    """
+    import numpy as np
+
+    n1 = n + 1
+    used = c < n
+    # every window is "age < d days"; cut the ages once into disjoint buckets (a lookup table
+    # of ages 0..longest), sum per (customer, bucket) with one bincount, and get each window
+    # as a cumulative sum
     breaks = sorted({30, 90, 365, win, gwin, 2 * gwin})
     nb = len(breaks) + 1
     col = {d: i for i, d in enumerate(breaks)}
-    money = np.bincount(c * nb + np.searchsorted(breaks, as_of_day - day, side="right"), weights=amt, minlength=n * nb)
+    age = np.subtract(as_of_day, day)
+    np.clip(age, 0, breaks[-1], out=age)  # lines used are on or before the as-of day
+    bucket_of_age = np.searchsorted(breaks, np.arange(breaks[-1] + 1), side="right")
+    key = bucket_of_age[age]
+    del age
+    key += c * nb  # (customer, bucket)
+    money = np.bincount(key, weights=amt, minlength=n1 * nb)[: n * nb]
     money = np.cumsum(money.reshape(n, nb), axis=1)
     out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
     out["historical_value"] = np.round(money[:, -1], 2)
@@ -793,69 +806,86 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     out["_monetary_g"] = np.round(money[:, col[gwin]], 2)
     del money
 
-    # orders: one row per (customer, order id) among sale lines, dated by the earliest line
-    sale = ~refund
-    sc, so, sd = c[sale], ocode[sale], day[sale]
-    # one order per (customer, order id); rows of an order id seen once are orders by themselves
-    multi = so >= 0
-    if multi.any():
-        mi = np.flatnonzero(multi)
-        okey, okey_uni = pd.factorize(sc[mi] * (int(so.max()) + 1) + so[mi], sort=False)
-        mday = np.full(len(okey_uni), np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(mday, okey, sd[mi])
-        single = ~multi
-        oc = np.concatenate([sc[single], np.asarray(okey_uni) // (int(so.max()) + 1)])
-        od = np.concatenate([sd[single], mday])
-    else:
-        oc, od = sc, sd
-    del so
-    out["_orders_used"] = np.int64(len(oc))
-    counts = np.bincount(oc * nb + np.searchsorted(breaks, as_of_day - od, side="right"), minlength=n * nb)
+    # orders: one per (customer, order id) among sale lines, dated by its earliest line; a
+    # line whose order id is on no other line is an order by itself. Of the lines of one
+    # repeated id, the earliest counts and the others go to customer n.
+    sale = used & ~refund
+    not_first = np.zeros(0, dtype=np.int64)
+    mi = np.flatnonzero(sale & (ocode >= 0))
+    if len(mi):
+        group = c[mi] * (int(ocode[mi].max()) + 1) + ocode[mi]
+        order = np.lexsort((day[mi], group))
+        g = group[order]
+        repeat_line = np.zeros(len(g), dtype=bool)  # not the first line of its group
+        np.equal(g[1:], g[:-1], out=repeat_line[1:])
+        not_first = mi[order[repeat_line]]
+        del group, order, g, repeat_line
+    key -= c * nb  # back to the bucket alone
+    sale_c = np.where(sale, c, n)
+    order_c = sale_c.copy()
+    order_c[not_first] = n
+    out["_orders_used"] = np.int64(np.count_nonzero(order_c < n))
+    order_c *= nb
+    key += order_c
+    del order_c, mi, not_first
+    counts = np.bincount(key, minlength=n1 * nb)[: n * nb]
+    del key
     counts = np.cumsum(counts.reshape(n, nb), axis=1)
     out["orders_total"] = counts[:, -1]
     for d in (30, 90, 365):
         out[f"orders_{d}d"] = counts[:, col[d]]
     out["frequency"] = counts[:, col[win]]
-    del counts, oc, od
+    del counts
 
-    # first / last purchase day over sale lines up to as-of
-    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
-    np.minimum.at(first, sc, sd)
-    np.maximum.at(last, sc, sd)
+    # first / last purchase day and distinct purchase days (BG/NBD) over sale lines: one sort
+    # of (customer, day) numbers
+    first, last, n_days = _purchase_days(sale_c, day, n, sale)
+    del sale_c, sale
     has = out["orders_total"] > 0
     out["_first"] = np.where(has, first, 0)
     out["_last"] = np.where(has, last, 0)
     out["_has"] = has
-
-    # BG/NBD inputs: distinct purchase days
-    n_days = _distinct_days(sc, sd, n)
     out["bg_x"] = np.where(has, n_days - 1, 0)
-    later = day > out["_first"][c]  # rows (sales and refunds) after the first purchase day
-    repeat_value = np.bincount(c[later], weights=amt[later], minlength=n).astype(np.float64)
+
+    # money of the lines (sales and refunds) after the first purchase day
+    first_ext = np.append(out["_first"], 0)
+    later_c = np.where(day > first_ext[c], c, n)
+    repeat_value = np.bincount(later_c, weights=amt, minlength=n1)[:n].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, np.round(repeat_value, 2) / np.maximum(out["bg_x"], 1), np.nan)
     return out
 
 
-def _distinct_days(c: np.ndarray, d: np.ndarray, n: int) -> np.ndarray:
-    """Number of distinct days per customer: a bitmap of (customer, day) when it fits in
-    512 MB, else hashing of the (customer, day) pairs."""
+def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First day, last day and number of distinct days per customer 0..n-1 of the lines where
+    ``rows`` is True (``c`` is ``n`` elsewhere): one sort of customer·span + day."""
     import numpy as np
-    import pandas as pd
 
-    if not len(c):
-        return np.zeros(n, dtype=np.int64)
-    dmin = int(d.min())
-    span8 = (int(d.max()) - dmin + 8) // 8 * 8
-    if n * span8 <= 4 * 2**30:
-        key = c * span8 + (d - dmin)
-        bits = np.zeros(n * span8 // 8, dtype=np.uint8)
-        np.bitwise_or.at(bits, key >> 3, np.left_shift(1, key & 7).astype(np.uint8))
-        del key
-        return np.bitwise_count(bits.reshape(n, span8 // 8)).sum(axis=1, dtype=np.int64)
-    keys = pd.unique(c * span8 + (d - dmin))
-    return np.bincount(keys // span8, minlength=n)
+    first = np.zeros(n, dtype=np.int64)
+    last = np.zeros(n, dtype=np.int64)
+    n_days = np.zeros(n, dtype=np.int64)
+    if not rows.any():
+        return first, last, n_days
+    big = np.iinfo(np.int64).max
+    dmin = int(np.min(d, where=rows, initial=big))
+    span = int(np.max(d, where=rows, initial=dmin)) - dmin + 1
+    key = np.subtract(d, dmin)
+    np.clip(key, 0, span - 1, out=key)  # lines not used (customer n) may have any day
+    key += c * span
+    key.sort()
+    key = key[: np.searchsorted(key, n * span)]  # drop customer n
+    new = np.empty(len(key), dtype=bool)
+    new[0] = True
+    np.not_equal(key[1:], key[:-1], out=new[1:])
+    key = key[new]  # distinct (customer, day)
+    cust, day = np.divmod(key, span)
+    del key, new
+    n_days[:] = np.bincount(cust, minlength=n)
+    starts = np.flatnonzero(np.diff(cust, prepend=-1))
+    ends = np.append(starts[1:] - 1, len(cust) - 1)
+    first[cust[starts]] = day[starts] + dmin
+    last[cust[ends]] = day[ends] + dmin
+    return first, last, n_days
 
 
 def _aggregate_duckdb(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str, np.ndarray]:
