@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from custtool.errors import ConfigError, InputError
@@ -172,8 +173,9 @@ def _text(df: pd.DataFrame, col: str) -> pd.Series:
     return s.astype(object).where(s.notna(), "").astype(str).str.strip()
 
 
-def _arrow_text(values: Any) -> Any:
-    """A pyarrow string Array of a Series/array (zero-copy for Arrow-backed strings)."""
+def _arrow_text(values: Any, combine: bool = True) -> Any:
+    """A pyarrow string Array of a Series/array (zero-copy for Arrow-backed strings); with
+    ``combine=False`` the chunks of a ChunkedArray are left as they are (no copy)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -182,7 +184,7 @@ def _arrow_text(values: Any) -> Any:
         arr = pa.array(values, from_pandas=True) if not isinstance(values, pa.Array | pa.ChunkedArray) else values
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         arr = pa.array(pd.Series(values).astype(object).where(pd.Series(values).notna(), None).map(lambda v: v if v is None else str(v)), type=pa.string())
-    if isinstance(arr, pa.ChunkedArray):
+    if combine and isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
@@ -334,12 +336,26 @@ class CustomerIndex:
         idv = pa.concat_arrays([c.cast(pa.string()) for c in ids])
         own = pa.concat_arrays([o.cast(pa.int64()) for o in owners])
         keep = pc.not_equal(idv, "")
-        ch, idv, own = ch.filter(keep), idv.filter(keep), own.filter(keep)
-        self.qualified = _unique_map(pc.binary_join_element_wise(ch, idv, "\x1f"), own)
-        self.plain, self.ambiguous = _unique_map(idv, own, with_ambiguous=True)
-        self.phone = _unique_map(*_contact_keys(customers, "phones", "phone", pos, _norm_phone_pa))
-        self.email = _unique_map(*_contact_keys(customers, "emails", "email", pos, _norm_email_pa))
+        self._ids = ch.filter(keep), idv.filter(keep), own.filter(keep)
+        self.plain, self.ambiguous = _unique_map(self._ids[1], self._ids[2], with_ambiguous=True)
+        self._customers, self._pos = customers, pos
         self.n = n
+
+    # the other lookups are built when first needed (most order rows match by plain id)
+    @cached_property
+    def qualified(self) -> _Lut:
+        import pyarrow.compute as pc
+
+        ch, idv, own = self._ids
+        return _unique_map(pc.binary_join_element_wise(ch, idv, "\x1f"), own)
+
+    @cached_property
+    def phone(self) -> _Lut:
+        return _unique_map(*_contact_keys(self._customers, "phones", "phone", self._pos, _norm_phone_pa))
+
+    @cached_property
+    def email(self) -> _Lut:
+        return _unique_map(*_contact_keys(self._customers, "emails", "email", self._pos, _norm_email_pa))
 
     def match(self, records: pd.DataFrame, channel_col: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Customer position per record (-1 = none) and how it matched (0 none, 1 id, 2 phone, 3 email).
@@ -355,23 +371,31 @@ class CustomerIndex:
         out = np.full(n, -1, dtype=np.int64)
         how = np.zeros(n, dtype=np.int8)
         if "customer_id" in records.columns:
-            id_codes, u_ids = _encode_text(records["customer_id"], n)
-            res = self.plain.lookup(u_ids)
-            out = res[id_codes]
-            if channel_col and len(self.ambiguous):
-                amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
-                rows = np.flatnonzero(amb[id_codes])
-                if len(rows):
-                    ch_codes, u_ch = _encode_text(records[channel_col].iloc[rows], len(rows), lower=True)
-                    key = pc.binary_join_element_wise(u_ch.take(pa.array(ch_codes)), u_ids.take(pa.array(id_codes[rows])), "\x1f")
-                    out[rows] = self.qualified.lookup(key)
+            # ids as they are (keys are trimmed, so an exact hit needs no trimming), then
+            # the rest, trimmed: ids with spaces around, ambiguous ids, unknown ids
+            arr = _arrow_text(records["customer_id"], combine=False)
+            out = self.plain.lookup(arr)
+            nonblank = pc.fill_null(pc.greater(pc.binary_length(arr), 0), False).to_numpy(zero_copy_only=False)
+            rest = np.flatnonzero((out < 0) & nonblank)
+            del nonblank
+            if len(rest):
+                id_codes, u_ids = _encode_text(arr.take(pa.array(rest)), len(rest))
+                out[rest] = self.plain.lookup(u_ids)[id_codes]
+                if channel_col and len(self.ambiguous):
+                    amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
+                    rows = np.flatnonzero(amb[id_codes])
+                    if len(rows):
+                        ch_codes, u_ch = _encode_text(records[channel_col].iloc[rest[rows]], len(rows), lower=True)
+                        key = pc.binary_join_element_wise(u_ch.take(pa.array(ch_codes)), u_ids.take(pa.array(id_codes[rows])), "\x1f")
+                        out[rest[rows]] = self.qualified.lookup(key)
             how[out >= 0] = 1
-        for col, lut, code in (("phone", self.phone, 2), ("email", self.email, 3)):
+        for col, code in (("phone", 2), ("email", 3)):
             if col not in records.columns:
                 continue
             todo = np.flatnonzero(out < 0)
             if not len(todo):
                 break
+            lut = self.phone if col == "phone" else self.email
             codes, u = _encode_text(records[col].iloc[todo], len(todo))
             norm = _norm_phone_pa(u) if col == "phone" else _norm_email_pa(u)
             hit = lut.lookup(norm)[codes]
@@ -391,19 +415,17 @@ class _Lut:
         return len(self.keys)
 
     def lookup(self, values: Any) -> np.ndarray:
-        """Positions for a pyarrow string Array (or Series) of keys; -1 when absent or blank."""
+        """Positions for a pyarrow string Array (or Series) of keys; -1 when absent, null or
+        blank (keys are never blank)."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        arr = values if isinstance(values, pa.Array) else pa.array(values.to_numpy(dtype=object), type=pa.string())
+        arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values.to_numpy(dtype=object), type=pa.string())
         if not len(self.keys) or not len(arr):
             return np.full(len(arr), -1, dtype=np.int64)
-        i = pc.fill_null(pc.index_in(arr, value_set=self.keys), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        res = np.where(i >= 0, self.positions[np.maximum(i, 0)], -1)
-        blank = pc.equal(arr, "").to_numpy(zero_copy_only=False)
-        res[blank] = -1
-        return res.astype(np.int64)
+        i = pc.fill_null(pc.index_in(arr, value_set=self.keys), -1).to_numpy(zero_copy_only=False)
+        return np.append(self.positions, -1).astype(np.int64)[i]  # i = -1: the appended -1
 
 
 def _split_list(arr: Any) -> tuple[Any, Any]:
@@ -651,11 +673,14 @@ def pc_index(arr: Any, value: str) -> int:
 
 
 def _has_text(s: pd.Series) -> bool:
-    """Whether any cell holds non-blank text (cheap: pyarrow lengths, no hashing)."""
+    """Whether any cell holds non-blank text (the first 1,000 cells, then all of them)."""
     import pyarrow.compute as pc
 
-    arr = pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(s), ""))
-    return bool(len(arr)) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0
+    for part in (s.iloc[:1000], s.iloc[1000:]):
+        arr = pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(part, combine=False), ""))
+        if len(arr) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0:
+            return True
+    return False
 
 
 def _order_channel_col(orders: pd.DataFrame) -> str | None:
@@ -873,18 +898,17 @@ def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray) -> tu
     np.clip(key, 0, span - 1, out=key)  # lines not used (customer n) may have any day
     key += c * span
     key.sort()
-    key = key[: np.searchsorted(key, n * span)]  # drop customer n
     new = np.empty(len(key), dtype=bool)
     new[0] = True
     np.not_equal(key[1:], key[:-1], out=new[1:])
-    key = key[new]  # distinct (customer, day)
-    cust, day = np.divmod(key, span)
-    del key, new
-    n_days[:] = np.bincount(cust, minlength=n)
-    starts = np.flatnonzero(np.diff(cust, prepend=-1))
-    ends = np.append(starts[1:] - 1, len(cust) - 1)
-    first[cust[starts]] = day[starts] + dmin
-    last[cust[ends]] = day[ends] + dmin
+    key = key[new]  # distinct (customer, day), sorted; customer n's at the end
+    del new
+    bounds = np.searchsorted(key, np.arange(n + 1, dtype=np.int64) * span)  # each customer's run
+    n_days[:] = np.diff(bounds)
+    has = n_days > 0
+    base = np.arange(n, dtype=np.int64) * span - dmin
+    first[has] = key[bounds[:-1][has]] - base[has]
+    last[has] = key[bounds[1:][has] - 1] - base[has]
     return first, last, n_days
 
 

@@ -165,6 +165,28 @@ def test_matching_channel_qualified_phone_email_and_unmatched(metrics):
     assert rep.rows_used == 18 and rep.orders_used == 17
 
 
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_ids_with_spaces_around_match_like_trimmed_ids(dtype):
+    # ids are looked up as they are first; the ones not found (spaces around, ambiguous
+    # 1001 on two channels, blank → phone/email) go through trimming and the channel
+    plain = orders_df()
+    pads = [" ", "\t", "\u3000", "  ", "\r\n"]
+    padded = plain.assign(customer_id=[v if v == "" else pads[i % 5] + v + pads[(i + 2) % 5] * (i % 2) for i, v in enumerate(plain["customer_id"])])
+    a, ra = customer_metrics(plain.astype({"customer_id": dtype}), clean_customers(), as_of="2024-06-30")
+    b, rb = customer_metrics(padded.astype({"customer_id": dtype}), clean_customers(), as_of="2024-06-30")
+    pd.testing.assert_frame_equal(a, b)
+    assert ra.to_dict() == rb.to_dict() and rb.matched_by == {"id": 16, "phone": 1, "email": 1}
+
+
+def test_channel_column_with_text_only_after_the_first_thousand_rows():
+    from custtool.rfm import _has_text
+
+    assert _has_text(pd.Series([""] * 1000 + [" ", "天猫"]))
+    assert _has_text(pd.Series([None, "京东"], dtype="str"))
+    assert not _has_text(pd.Series([""] * 1500 + [" \u3000", None], dtype=object))
+    assert not _has_text(pd.Series([], dtype=object))
+
+
 def test_customers_without_orders_stay(metrics):
     m, _ = metrics
     assert len(m) == 10
