@@ -238,6 +238,8 @@ def _norm_phone_pa(arr: Any) -> Any:
     """Phone matching keys (pyarrow): NFKC, digits only, +86/0086/86 prefix and '.0' dropped."""
     import pyarrow.compute as pc
 
+    if pc.all(pc.match_substring_regex(arr, pattern=r"^[0-9]{0,12}$")).as_py() is not False:
+        return arr  # plain digits (the usual case) are their own key
     t = pc.utf8_normalize(arr, form="NFKC")
     t = pc.replace_substring_regex(t, pattern=r"\.0$", replacement="")
     t = pc.replace_substring_regex(t, pattern=r"[^0-9+]", replacement="")
@@ -441,15 +443,22 @@ def _split_list(arr: Any) -> tuple[Any, Any]:
 
 def _unique_map(keys: Any, owners: Any, with_ambiguous: bool = False) -> Any:
     """Keys owned by exactly one customer (keys with several owners are ambiguous, unused)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = pa.table({"k": keys, "p": owners}).filter(pc.not_equal(keys, ""))
-    g = t.group_by("k").aggregate([("p", "min"), ("p", "max")])
-    single = pc.equal(g["p_min"], g["p_max"])
-    lut = _Lut(g["k"].filter(single).combine_chunks(), g["p_min"].filter(single).to_numpy())
+    nonblank = pc.fill_null(pc.not_equal(keys, ""), False)
+    enc = pc.dictionary_encode(keys.filter(nonblank))
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    own = np.asarray(owners.filter(nonblank).to_numpy(zero_copy_only=False), dtype=np.int64)
+    lo = np.full(len(enc.dictionary), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(len(enc.dictionary), np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(lo, codes, own)
+    np.maximum.at(hi, codes, own)
+    single = lo == hi
+    lut = _Lut(enc.dictionary.filter(pa.array(single)), lo[single])
     if with_ambiguous:
-        return lut, g["k"].filter(pc.invert(single)).combine_chunks()
+        return lut, enc.dictionary.filter(pa.array(~single))
     return lut
 
 
@@ -623,8 +632,8 @@ def _repeated(h: np.ndarray) -> np.ndarray:
     bits = int(min(max(np.ceil(np.log2(len(dup) * 64)), 16), 26))
     shift = np.uint64(64 - bits)
     table = np.zeros(1 << bits, dtype=bool)
-    table[(dup >> shift).astype(np.int64)] = True
-    cand = np.flatnonzero(table[(h >> shift).astype(np.int64)])
+    table[(dup >> shift).view(np.int64)] = True
+    cand = np.flatnonzero(table[(h >> shift).view(np.int64)])
     hc = h[cand]
     at = np.minimum(np.searchsorted(dup, hc), len(dup) - 1)
     return cand[dup[at] == hc]
@@ -639,6 +648,7 @@ def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
     different ids are never merged. ``encode``: pyarrow dictionary-encodes every id.
     """
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     n = len(values)
@@ -653,14 +663,20 @@ def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
     out = np.full(n, -1, dtype=np.int64)
     if not n:
         return out
-    arr = _arrow_text(values)
-    if _edge_space(*_string_buffers(arr)):
+    arr = _arrow_text(values, combine=False)  # chunk by chunk: no copy of the text
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    if any(_edge_space(*_string_buffers(c)) for c in chunks if len(c)):
         arr = pc.utf8_trim(arr, characters=_TRIM)
-    idx = _repeated(_text_hash(arr))
+        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    h = np.concatenate([_text_hash(c) for c in chunks if len(c)])
+    idx = _repeated(h)
+    del h
+    if len(idx):  # exact codes from the text of the candidate rows; blank ids are each their own order
+        text = arr.take(pa.array(idx))
+        nonblank = pc.fill_null(pc.greater(pc.binary_length(text), 0), False).to_numpy(zero_copy_only=False)
+        idx, text = idx[nonblank], text.filter(pa.array(nonblank))
     if len(idx):
-        idx = idx[_string_buffers(arr)[1][idx] > 0]  # blank ids are each their own order
-    if len(idx):  # exact codes from the text of the candidate rows
-        codes, uni = _encode_text(arr.take(idx), len(idx))
+        codes, uni = _encode_text(text, len(idx))
         counts = np.bincount(codes, minlength=len(uni))
         out[idx] = np.where(counts[codes] > 1, codes, -1)  # a hash shared by different ids: each its own
     return out

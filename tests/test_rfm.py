@@ -662,6 +662,20 @@ def test_order_codes_never_merge_different_ids_whose_hashes_collide(monkeypatch)
     assert (_order_codes_of(pd.Series([f"U{i}" for i in range(20)]), "hash") == -1).all()
 
 
+def test_order_codes_of_chunked_arrow_ids_and_phone_keys():
+    import pyarrow as pa
+
+    from custtool.rfm import _norm_phone_pa
+
+    ids = pa.chunked_array([pa.array([], pa.string()), pa.array(["a", " a", "b"]), pa.array(["b", None, "", "c"])])
+    _same_partition(_order_codes_of(ids, "hash"), _order_codes_of(pd.Series(ids.to_pylist(), dtype=object), "encode"))
+    assert _order_codes_of(ids, "hash").tolist()[4:] == [-1, -1, -1]
+    # plain digits are their own key; anything else is normalised (13 digits with 86 too)
+    phones = ["13800000001", "", None, "8613800000001", "+86 138-0000-0001", "１３８00000001"]
+    assert _norm_phone_pa(pa.array(phones[:3])).to_pylist() == ["13800000001", "", None]
+    assert _norm_phone_pa(pa.array(phones)).to_pylist() == ["13800000001", "", None] + ["13800000001"] * 3
+
+
 def _order_codes_of(ids, method):
     from custtool.rfm import _order_codes
 
