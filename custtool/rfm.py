@@ -370,14 +370,15 @@ class CustomerIndex:
         import pyarrow.compute as pc
 
         n = len(records)
-        out = np.full(n, -1, dtype=np.int64)
         how = np.zeros(n, dtype=np.int8)
-        if "customer_id" in records.columns:
+        if "customer_id" not in records.columns:
+            out = np.full(n, -1, dtype=np.int64)
+        else:
             # ids as they are (keys are trimmed, so an exact hit needs no trimming), then
             # the rest, trimmed: ids with spaces around, ambiguous ids, unknown ids
             arr = _arrow_text(records["customer_id"], combine=False)
             out = self.plain.lookup(arr)
-            nonblank = pc.fill_null(pc.greater(pc.binary_length(arr), 0), False).to_numpy(zero_copy_only=False)
+            nonblank = pc.fill_null(pc.not_equal(arr, ""), False).to_numpy(zero_copy_only=False)
             rest = np.flatnonzero((out < 0) & nonblank)
             del nonblank
             if len(rest):
@@ -628,12 +629,14 @@ def _repeated(h: np.ndarray) -> np.ndarray:
     if not same.any():
         return np.zeros(0, dtype=np.int64)
     dup = np.unique(s[1:][same])
-    del s, same
+    del same
     bits = int(min(max(np.ceil(np.log2(len(dup) * 64)), 16), 26))
     shift = np.uint64(64 - bits)
     table = np.zeros(1 << bits, dtype=bool)
     table[(dup >> shift).view(np.int64)] = True
-    cand = np.flatnonzero(table[(h >> shift).view(np.int64)])
+    top = np.right_shift(h, shift, out=s)  # the sorted copy is no longer needed
+    cand = np.flatnonzero(table[top.view(np.int64)])
+    del top, s
     hc = h[cand]
     at = np.minimum(np.searchsorted(dup, hc), len(dup) - 1)
     return cand[dup[at] == hc]
@@ -803,7 +806,8 @@ def customer_metrics(
         agg = _aggregate_duckdb(cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], n, as_of_day, win, gwin)
         del sel
     else:  # rows not used go to an extra customer n that is dropped (no copies of the columns)
-        agg = _aggregate(np.where(keep, cust, n), day, amount, refund, ocode, n, as_of_day, win, gwin)
+        np.copyto(cust, n, where=~keep)
+        agg = _aggregate(cust, day, amount, refund, ocode, n, as_of_day, win, gwin)
     del keep
     report.orders_used = int(agg.pop("_orders_used"))
     metrics = _finish(customers, agg, as_of_day, as_of_ts)
@@ -819,25 +823,27 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     ``c`` is the customer position of each line, or ``n`` for a line not to use (no customer,
     after the as-of day, duplicate): those lines are summed into an extra customer ``n`` that
     is dropped, so the columns are never copied. Sums run over the lines in their order.
+    Row-sized work happens in two scratch arrays (large temporaries cost page faults).
     """
     import numpy as np
 
     n1 = n + 1
     used = c < n
+    key = np.empty(len(c), dtype=np.int64)
+    tmp = np.empty(len(c), dtype=np.int64)
     # every window is "age < d days"; cut the ages once into disjoint buckets (a lookup table
     # of ages 0..longest), sum per (customer, bucket) with one bincount, and get each window
     # as a cumulative sum
     breaks = sorted({30, 90, 365, win, gwin, 2 * gwin})
     nb = len(breaks) + 1
     col = {d: i for i, d in enumerate(breaks)}
-    age = np.subtract(as_of_day, day)
-    np.clip(age, 0, breaks[-1], out=age)  # lines used are on or before the as-of day
-    bucket_of_age = np.searchsorted(breaks, np.arange(breaks[-1] + 1), side="right")
-    key = bucket_of_age[age]
-    del age
-    key += c * nb  # (customer, bucket)
-    money = np.bincount(key, weights=amt, minlength=n1 * nb)[: n * nb]
-    money = np.cumsum(money.reshape(n, nb), axis=1)
+    np.subtract(as_of_day, day, out=tmp)
+    np.clip(tmp, 0, breaks[-1], out=tmp)  # lines used are on or before the as-of day
+    bucket = np.searchsorted(breaks, np.arange(breaks[-1] + 1), side="right").astype(np.int8)[tmp]
+    np.multiply(c, nb, out=key)
+    key += bucket  # (customer, bucket)
+    money = np.bincount(key, weights=amt, minlength=n1 * nb)[: n * nb].reshape(n, nb)
+    np.cumsum(money, axis=1, out=money)
     out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
     out["historical_value"] = np.round(money[:, -1], 2)
     for d in (30, 90, 365):
@@ -851,7 +857,7 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     # line whose order id is on no other line is an order by itself. Of the lines of one
     # repeated id, the earliest counts and the others go to customer n.
     sale = used & ~refund
-    not_first = np.zeros(0, dtype=np.int64)
+    order_line = sale.copy()
     mi = np.flatnonzero(sale & (ocode >= 0))
     if len(mi):
         group = c[mi] * (int(ocode[mi].max()) + 1) + ocode[mi]
@@ -859,29 +865,28 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
         g = group[order]
         repeat_line = np.zeros(len(g), dtype=bool)  # not the first line of its group
         np.equal(g[1:], g[:-1], out=repeat_line[1:])
-        not_first = mi[order[repeat_line]]
+        order_line[mi[order[repeat_line]]] = False
         del group, order, g, repeat_line
-    key -= c * nb  # back to the bucket alone
-    sale_c = np.where(sale, c, n)
-    order_c = sale_c.copy()
-    order_c[not_first] = n
-    out["_orders_used"] = np.int64(np.count_nonzero(order_c < n))
-    order_c *= nb
-    key += order_c
-    del order_c, mi, not_first
-    counts = np.bincount(key, minlength=n1 * nb)[: n * nb]
-    del key
-    counts = np.cumsum(counts.reshape(n, nb), axis=1)
-    out["orders_total"] = counts[:, -1]
+    del mi
+    out["_orders_used"] = np.int64(np.count_nonzero(order_line))
+    key.fill(n)
+    np.copyto(key, c, where=order_line)
+    del order_line
+    key *= nb
+    key += bucket
+    del bucket
+    counts = np.bincount(key, minlength=n1 * nb)[: n * nb].reshape(n, nb)
+    np.cumsum(counts, axis=1, out=counts)
+    out["orders_total"] = counts[:, -1].copy()
     for d in (30, 90, 365):
-        out[f"orders_{d}d"] = counts[:, col[d]]
-    out["frequency"] = counts[:, col[win]]
+        out[f"orders_{d}d"] = counts[:, col[d]].copy()
+    out["frequency"] = counts[:, col[win]].copy()
     del counts
 
     # first / last purchase day and distinct purchase days (BG/NBD) over sale lines: one sort
     # of (customer, day) numbers
-    first, last, n_days = _purchase_days(sale_c, day, n, sale)
-    del sale_c, sale
+    first, last, n_days = _purchase_days(c, day, n, sale, key, tmp)
+    del sale
     has = out["orders_total"] > 0
     out["_first"] = np.where(has, first, 0)
     out["_last"] = np.where(has, last, 0)
@@ -889,17 +894,23 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     out["bg_x"] = np.where(has, n_days - 1, 0)
 
     # money of the lines (sales and refunds) after the first purchase day
-    first_ext = np.append(out["_first"], 0)
-    later_c = np.where(day > first_ext[c], c, n)
-    repeat_value = np.bincount(later_c, weights=amt, minlength=n1)[:n].astype(np.float64)
+    np.take(np.append(out["_first"], 0), c, out=tmp)
+    later = day > tmp
+    key.fill(n)
+    np.copyto(key, c, where=later)
+    del later, tmp
+    repeat_value = np.bincount(key, weights=amt, minlength=n1)[:n].astype(np.float64)
+    del key
     with np.errstate(invalid="ignore", divide="ignore"):
         out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, np.round(repeat_value, 2) / np.maximum(out["bg_x"], 1), np.nan)
     return out
 
 
-def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray, key: np.ndarray | None = None,
+                   tmp: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First day, last day and number of distinct days per customer 0..n-1 of the lines where
-    ``rows`` is True (``c`` is ``n`` elsewhere): one sort of customer·span + day."""
+    ``rows`` is True: one sort of customer·span + day (``key``/``tmp``: int64 scratch arrays of
+    the lines' length, overwritten)."""
     import numpy as np
 
     first = np.zeros(n, dtype=np.int64)
@@ -907,24 +918,34 @@ def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray) -> tu
     n_days = np.zeros(n, dtype=np.int64)
     if not rows.any():
         return first, last, n_days
+    key = np.empty(len(c), dtype=np.int64) if key is None else key
+    tmp = np.empty(len(c), dtype=np.int64) if tmp is None else tmp
     big = np.iinfo(np.int64).max
     dmin = int(np.min(d, where=rows, initial=big))
     span = int(np.max(d, where=rows, initial=dmin)) - dmin + 1
-    key = np.subtract(d, dmin)
-    np.clip(key, 0, span - 1, out=key)  # lines not used (customer n) may have any day
-    key += c * span
+    np.subtract(d, dmin, out=key)
+    np.clip(key, 0, span - 1, out=key)  # other lines (customer n) may have any day
+    tmp.fill(n)
+    np.copyto(tmp, c, where=rows)
+    tmp *= span
+    key += tmp
     key.sort()
     new = np.empty(len(key), dtype=bool)
     new[0] = True
     np.not_equal(key[1:], key[:-1], out=new[1:])
-    key = key[new]  # distinct (customer, day), sorted; customer n's at the end
+    m = 0
+    for a in range(0, len(key), 1 << 20):  # in blocks: no row-sized temporary
+        part = np.compress(new[a : a + (1 << 20)], key[a : a + (1 << 20)])
+        tmp[m : m + len(part)] = part
+        m += len(part)
+    distinct = tmp[:m]  # distinct (customer, day), sorted; customer n's last
     del new
-    bounds = np.searchsorted(key, np.arange(n + 1, dtype=np.int64) * span)  # each customer's run
+    bounds = np.searchsorted(distinct, np.arange(n + 1, dtype=np.int64) * span)  # each customer's run
     n_days[:] = np.diff(bounds)
     has = n_days > 0
     base = np.arange(n, dtype=np.int64) * span - dmin
-    first[has] = key[bounds[:-1][has]] - base[has]
-    last[has] = key[bounds[1:][has] - 1] - base[has]
+    first[has] = distinct[bounds[:-1][has]] - base[has]
+    last[has] = distinct[bounds[1:][has] - 1] - base[has]
     return first, last, n_days
 
 
