@@ -726,6 +726,8 @@ def customer_metrics(
     (recency NaN, frequency 0). Orders after ``as_of`` are ignored; orders that match no
     customer are counted and listed in ``report.unmatched``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
     import pandas as pd
 
@@ -744,15 +746,20 @@ def customer_metrics(
         raise InputError("orders have no customer key (customer_id, phone or email)", "the order export needs 客户ID, 手机号 or 邮箱")
     win = parse_days(window, "window")
     gwin = parse_days(growth_window, "growth window") if growth_window is not None else win
-    channel_col = _order_channel_col(orders)
-    report = MatchReport(rows=len(orders))
-
-    if customers is None:
-        customers = derive_customers(orders, channel_col)
-        report.customers_derived = True
-    customers = customers.reset_index(drop=True)
-    index = CustomerIndex(customers)
-    cust, how = index.match(orders, channel_col)
+    # order ids: code -1 = an id that occurs on one row only (or is blank): its own order;
+    # ids on several rows (line items, duplicate exports) get codes ≥ 0. Found in a second
+    # thread (pyarrow and numpy release the GIL) while the rows are matched to customers.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ocode_job = pool.submit(_order_codes, orders["order_id"]) if "order_id" in orders.columns else None
+        channel_col = _order_channel_col(orders)
+        report = MatchReport(rows=len(orders))
+        if customers is None:
+            customers = derive_customers(orders, channel_col)
+            report.customers_derived = True
+        customers = customers.reset_index(drop=True)
+        index = CustomerIndex(customers)
+        cust, how = index.match(orders, channel_col)
+        ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
 
     times = local_times(orders["order_time"], tz)
     valid_t = times.notna().to_numpy()
@@ -771,11 +778,6 @@ def customer_metrics(
     report.rows_invalid_time = int((~valid_t).sum())
     in_time = valid_t & (day <= as_of_day)
     report.rows_after_as_of = int((valid_t & (day > as_of_day)).sum())
-
-    # order ids: code -1 = an id that occurs on one row only (or is blank): its own order;
-    # ids on several rows (line items, duplicate exports) get dense codes 0..k-1
-    n_rows = len(orders)
-    ocode = _order_codes(orders["order_id"]) if "order_id" in orders.columns else np.full(n_rows, -1, dtype=np.int64)
 
     matched = in_time & (cust >= 0)
     unmatched = in_time & (cust < 0)

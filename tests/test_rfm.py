@@ -676,6 +676,20 @@ def test_order_codes_of_chunked_arrow_ids_and_phone_keys():
     assert _norm_phone_pa(pa.array(phones)).to_pylist() == ["13800000001", "", None] + ["13800000001"] * 3
 
 
+def test_errors_of_the_order_id_thread_and_of_matching_reach_the_caller(monkeypatch):
+    import custtool.rfm as rfm
+
+    def broken(values, method="auto"):
+        raise RuntimeError("order ids failed")
+
+    monkeypatch.setattr(rfm, "_order_codes", broken)
+    with pytest.raises(RuntimeError, match="order ids failed"):
+        customer_metrics(orders_df(), clean_customers(), as_of="2024-06-30")
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="valid order time"):
+        customer_metrics(orders_df().assign(order_time=pd.NaT), clean_customers())
+
+
 def _order_codes_of(ids, method):
     from custtool.rfm import _order_codes
 
