@@ -17,8 +17,8 @@ implementations disagree on"):
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from custtool.errors import ConfigError, InputError
@@ -316,7 +316,8 @@ class CustomerIndex:
 
         n = len(customers)
         pos = pa.array(np.arange(n, dtype=np.int64))
-        chans, ids, owners = [], [], []
+        chans: list[Any] = []  # arrays, or a function that reads the channel column
+        ids, owners = [], []
         blank = pa.array([""] * n, pa.string()) if n else pa.array([], pa.string())
 
         def text(col: str) -> Any:
@@ -329,35 +330,49 @@ class CustomerIndex:
             ids.append(pc.utf8_trim_whitespace(parts.field("id")))
             owners.append(parent)
             chans.append(blank)  # the stable custtool id itself, without a channel
-        else:
+        else:  # the channel column is read when channel-qualified ids are first needed
             chan_col = "_channel" if "_channel" in customers.columns else "source_channel"
-            chans.append(text(chan_col) if chan_col in customers.columns else blank)
+            chans.append(lambda: text(chan_col) if chan_col in customers.columns else blank)
         ids.append(text("customer_id") if "customer_id" in customers.columns else blank)
         owners.append(pos)
-        ch = pc.utf8_lower(pa.concat_arrays([c.cast(pa.string()) for c in chans]))
         idv = pa.concat_arrays([c.cast(pa.string()) for c in ids])
         own = pa.concat_arrays([o.cast(pa.int64()) for o in owners])
         keep = pc.not_equal(idv, "")
-        self._ids = ch.filter(keep), idv.filter(keep), own.filter(keep)
-        self.plain, self.ambiguous = _unique_map(self._ids[1], self._ids[2], with_ambiguous=True)
-        self._customers, self._pos = customers, pos
+        idv, own = idv.filter(keep), own.filter(keep)
+        self.plain, self.ambiguous = _unique_map(idv, own, with_ambiguous=True)
+
+        def qualified() -> _Lut:
+            ch = pa.concat_arrays([(c() if callable(c) else c).cast(pa.string()) for c in chans])
+            return _unique_map(pc.binary_join_element_wise(pc.utf8_lower(ch).filter(keep), idv, "\x1f"), own)
+
+        # the other lookups are built when first needed (most order rows match by plain id),
+        # once, also when another thread asks for them at the same time
+        self._build = {
+            "qualified": qualified,
+            "phone": lambda: _unique_map(*_contact_keys(customers, "phones", "phone", pos, _norm_phone_pa)),
+            "email": lambda: _unique_map(*_contact_keys(customers, "emails", "email", pos, _norm_email_pa)),
+        }
+        self._built: dict[str, _Lut] = {}
+        self._lock = threading.Lock()
         self.n = n
 
-    # the other lookups are built when first needed (most order rows match by plain id)
-    @cached_property
+    def _lookup_table(self, name: str) -> _Lut:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = self._build[name]()
+            return self._built[name]
+
+    @property
     def qualified(self) -> _Lut:
-        import pyarrow.compute as pc
+        return self._lookup_table("qualified")
 
-        ch, idv, own = self._ids
-        return _unique_map(pc.binary_join_element_wise(ch, idv, "\x1f"), own)
-
-    @cached_property
+    @property
     def phone(self) -> _Lut:
-        return _unique_map(*_contact_keys(self._customers, "phones", "phone", self._pos, _norm_phone_pa))
+        return self._lookup_table("phone")
 
-    @cached_property
+    @property
     def email(self) -> _Lut:
-        return _unique_map(*_contact_keys(self._customers, "emails", "email", self._pos, _norm_email_pa))
+        return self._lookup_table("email")
 
     def match(self, records: pd.DataFrame, channel_col: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Customer position per record (-1 = none) and how it matched (0 none, 1 id, 2 phone, 3 email).
@@ -691,15 +706,39 @@ def pc_index(arr: Any, value: str) -> int:
     return int(pc.index(arr, value).as_py())
 
 
-def _has_text(s: pd.Series) -> bool:
-    """Whether any cell holds non-blank text (the first 1,000 cells, then all of them)."""
+def _has_text(s: pd.Series, every: bool = False) -> bool:
+    """Whether any cell holds non-blank text (the first 1,000 cells, then all of them); with
+    ``every``, whether every cell holds some text (blank = null or empty)."""
     import pyarrow.compute as pc
 
+    if every:
+        if s.dtype == object:
+            return not (s.isna().any() or s.eq("").any())
+        arr = _arrow_text(s, combine=False)
+        return not arr.null_count and not pc.any(pc.equal(arr, "")).as_py()
     for part in (s.iloc[:1000], s.iloc[1000:]):
         arr = pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(part, combine=False), ""))
         if len(arr) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0:
             return True
     return False
+
+
+def _order_columns(orders: pd.DataFrame, tz: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(local times, valid-time flags, day numbers, cents, refund flags, order-id codes) of the
+    order rows: the work that does not need the customers."""
+    import numpy as np
+
+    times = local_times(orders["order_time"], tz)
+    valid_t = times.notna().to_numpy()
+    day = _days(times)
+    amount = _cents(orders["amount"], orders["refund"] if "refund" in orders.columns else None)
+    refund = amount < 0
+    if "refund" in orders.columns:
+        refund |= refund_flags(orders["refund"])
+    # order ids: code -1 = an id that occurs on one row only (or is blank): its own order;
+    # ids on several rows (line items, duplicate exports) get codes ≥ 0
+    ocode = _order_codes(orders["order_id"]) if "order_id" in orders.columns else np.full(len(orders), -1, dtype=np.int64)
+    return times, valid_t, day, amount, refund, ocode
 
 
 def _order_channel_col(orders: pd.DataFrame) -> str | None:
@@ -746,11 +785,10 @@ def customer_metrics(
         raise InputError("orders have no customer key (customer_id, phone or email)", "the order export needs 客户ID, 手机号 or 邮箱")
     win = parse_days(window, "window")
     gwin = parse_days(growth_window, "growth window") if growth_window is not None else win
-    # order ids: code -1 = an id that occurs on one row only (or is blank): its own order;
-    # ids on several rows (line items, duplicate exports) get codes ≥ 0. Found in a second
-    # thread (pyarrow and numpy release the GIL) while the rows are matched to customers.
+    # the order columns (times, amounts, repeated order ids) are prepared in a second thread
+    # (pyarrow and numpy release the GIL) while the rows are matched to customers
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ocode_job = pool.submit(_order_codes, orders["order_id"]) if "order_id" in orders.columns else None
+        columns_job = pool.submit(_order_columns, orders, tz)
         channel_col = _order_channel_col(orders)
         report = MatchReport(rows=len(orders))
         if customers is None:
@@ -758,16 +796,12 @@ def customer_metrics(
             report.customers_derived = True
         customers = customers.reset_index(drop=True)
         index = CustomerIndex(customers)
+        if "phone" in orders.columns and (
+            "customer_id" not in orders.columns or not _has_text(orders["customer_id"], every=True)
+        ):
+            pool.submit(lambda: index.phone)  # rows without an id will be matched by phone
         cust, how = index.match(orders, channel_col)
-        ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
-
-    times = local_times(orders["order_time"], tz)
-    valid_t = times.notna().to_numpy()
-    day = _days(times)
-    amount = _cents(orders["amount"], orders["refund"] if "refund" in orders.columns else None)
-    refund = amount < 0
-    if "refund" in orders.columns:
-        refund |= refund_flags(orders["refund"])
+        times, valid_t, day, amount, refund, ocode = columns_job.result()
     as_of_ts = parse_as_of(as_of)
     if as_of_ts is None:
         if not valid_t.any():

@@ -690,6 +690,35 @@ def test_errors_of_the_order_id_thread_and_of_matching_reach_the_caller(monkeypa
         customer_metrics(orders_df().assign(order_time=pd.NaT), clean_customers())
 
 
+def test_customer_index_builds_each_lookup_once_across_threads(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import custtool.rfm as rfm
+
+    calls = []
+    real = rfm._contact_keys
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rfm, "_contact_keys", counted)
+    index = rfm.CustomerIndex(clean_customers())
+    with ThreadPoolExecutor(4) as pool:
+        tables = list(pool.map(lambda _: index.phone, range(8)))
+    assert calls == ["phones"] and all(t is tables[0] for t in tables)
+    assert index.qualified is index.qualified and len(index.email) == 1
+
+
+def test_every_cell_has_text():
+    from custtool.rfm import _has_text
+
+    for dtype in (object, "str"):
+        assert _has_text(pd.Series(["a", "b"], dtype=dtype), every=True)
+        assert not _has_text(pd.Series(["a", ""], dtype=dtype), every=True)
+        assert not _has_text(pd.Series(["a", None], dtype=dtype), every=True)
+
+
 def _order_codes_of(ids, method):
     from custtool.rfm import _order_codes
 
