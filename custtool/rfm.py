@@ -414,12 +414,23 @@ class CustomerIndex:
             if not len(todo):
                 break
             lut = self.phone if col == "phone" else self.email
-            codes, u = _encode_text(records[col].iloc[todo], len(todo))
+            codes, u = _encode_text(_rows_of(records[col], todo), len(todo))
             norm = _norm_phone_pa(u) if col == "phone" else _norm_email_pa(u)
             hit = lut.lookup(norm)[codes]
             out[todo] = hit
             how[todo[hit >= 0]] = code
         return out, how
+
+
+def _rows_of(s: pd.Series, rows: np.ndarray) -> Any:
+    """Some rows of a column: taken from the Arrow data when the column holds Arrow strings
+    (no conversion of the whole column), else with ``iloc``."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" or isinstance(s.dtype, pd.ArrowDtype):
+        return _arrow_text(s, combine=False).take(pa.array(rows))
+    return s.iloc[rows]
 
 
 class _Lut:
@@ -464,9 +475,13 @@ def _unique_map(keys: Any, owners: Any, with_ambiguous: bool = False) -> Any:
     import pyarrow.compute as pc
 
     nonblank = pc.fill_null(pc.not_equal(keys, ""), False)
-    enc = pc.dictionary_encode(keys.filter(nonblank))
+    keys, owners = keys.filter(nonblank), owners.filter(nonblank)
+    if isinstance(keys, pa.Array) and not len(_repeated(_text_hash(keys))):  # all keys differ
+        lut = _Lut(keys, np.asarray(owners.to_numpy(zero_copy_only=False), dtype=np.int64))
+        return (lut, keys.slice(0, 0)) if with_ambiguous else lut
+    enc = pc.dictionary_encode(keys)
     codes = enc.indices.to_numpy(zero_copy_only=False)
-    own = np.asarray(owners.filter(nonblank).to_numpy(zero_copy_only=False), dtype=np.int64)
+    own = np.asarray(owners.to_numpy(zero_copy_only=False), dtype=np.int64)
     lo = np.full(len(enc.dictionary), np.iinfo(np.int64).max, dtype=np.int64)
     hi = np.full(len(enc.dictionary), np.iinfo(np.int64).min, dtype=np.int64)
     np.minimum.at(lo, codes, own)
@@ -806,7 +821,7 @@ def customer_metrics(
     if as_of_ts is None:
         if not valid_t.any():
             raise InputError("no order has a valid order time", "check the 下单时间 column of the orders")
-        as_of_ts = pd.Timestamp(day[valid_t].max(), unit="D")
+        as_of_ts = pd.Timestamp(np.max(day, where=valid_t, initial=np.iinfo(np.int64).min), unit="D")
     as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
     report.as_of = as_of_ts
     report.rows_invalid_time = int((~valid_t).sum())
@@ -817,7 +832,7 @@ def customer_metrics(
     unmatched = in_time & (cust < 0)
     report.rows_unmatched = int(unmatched.sum())
     keep_cols = [c for c in ("order_id", "customer_id", "phone", "email", "channel", "_channel", "order_time", "amount", "_source_file", "_sheet", "_row") if c in orders.columns]
-    report.unmatched = orders.iloc[np.flatnonzero(unmatched)][keep_cols].reset_index(drop=True)
+    report.unmatched = orders[keep_cols].iloc[np.flatnonzero(unmatched)].reset_index(drop=True)
 
     # exact duplicate rows (same order id, customer, time, amount) count once; only rows whose
     # order id occurs more than once can be duplicates, so only those are compared

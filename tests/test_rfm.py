@@ -719,6 +719,25 @@ def test_every_cell_has_text():
         assert not _has_text(pd.Series(["a", None], dtype=dtype), every=True)
 
 
+def test_key_lookup_same_with_and_without_the_all_keys_differ_shortcut(monkeypatch):
+    import pyarrow as pa
+
+    import custtool.rfm as rfm
+
+    keys = pa.array(["T1", "1001", "1001", "", None, "M5", "x" * 20])
+    owners = pa.array([0, 1, 2, 3, 4, 5, 6])
+    probe = pa.array(["T1", "1001", "M5", "", None, "nope", "x" * 20])
+    fast_keys = pa.array(["T1", "M5", "x" * 20, "", None])
+    for ks, os_ in ((keys, owners), (fast_keys, pa.array([0, 5, 6, 3, 4]))):
+        lut, amb = rfm._unique_map(ks, os_, with_ambiguous=True)
+        got = lut.lookup(probe).tolist()
+        monkeypatch.setattr(rfm, "_text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
+        lut2, amb2 = rfm._unique_map(ks, os_, with_ambiguous=True)  # every hash repeats: no shortcut
+        monkeypatch.undo()
+        assert got == lut2.lookup(probe).tolist() == [0, -1, 5, -1, -1, -1, 6]
+        assert amb.to_pylist() == amb2.to_pylist() == (["1001"] if ks is keys else [])
+
+
 def _order_codes_of(ids, method):
     from custtool.rfm import _order_codes
 
