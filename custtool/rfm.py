@@ -738,10 +738,8 @@ def _has_text(s: pd.Series, every: bool = False) -> bool:
     return False
 
 
-def _order_columns(orders: pd.DataFrame, tz: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(local times, valid-time flags, day numbers, cents, refund flags, order-id codes) of the
-    order rows: the work that does not need the customers."""
-    import numpy as np
+def _order_columns(orders: pd.DataFrame, tz: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(local times, valid-time flags, day numbers, cents, refund flags) of the order rows."""
 
     times = local_times(orders["order_time"], tz)
     valid_t = times.notna().to_numpy()
@@ -750,10 +748,7 @@ def _order_columns(orders: pd.DataFrame, tz: str) -> tuple[Any, np.ndarray, np.n
     refund = amount < 0
     if "refund" in orders.columns:
         refund |= refund_flags(orders["refund"])
-    # order ids: code -1 = an id that occurs on one row only (or is blank): its own order;
-    # ids on several rows (line items, duplicate exports) get codes ≥ 0
-    ocode = _order_codes(orders["order_id"]) if "order_id" in orders.columns else np.full(len(orders), -1, dtype=np.int64)
-    return times, valid_t, day, amount, refund, ocode
+    return times, valid_t, day, amount, refund
 
 
 def _order_channel_col(orders: pd.DataFrame) -> str | None:
@@ -800,10 +795,12 @@ def customer_metrics(
         raise InputError("orders have no customer key (customer_id, phone or email)", "the order export needs 客户ID, 手机号 or 邮箱")
     win = parse_days(window, "window")
     gwin = parse_days(growth_window, "growth window") if growth_window is not None else win
-    # the order columns (times, amounts, repeated order ids) are prepared in a second thread
-    # (pyarrow and numpy release the GIL) while the rows are matched to customers
+    # the order columns are prepared in a second thread (pyarrow and numpy release the GIL)
+    # while the rows are matched to customers: order ids (code -1 = an id on one row only, or
+    # blank: its own order; ids on several rows, line items or duplicate exports, get codes
+    # ≥ 0), the phone lookup when some rows have no id, times and amounts
     with ThreadPoolExecutor(max_workers=1) as pool:
-        columns_job = pool.submit(_order_columns, orders, tz)
+        ocode_job = pool.submit(_order_codes, orders["order_id"]) if "order_id" in orders.columns else None
         channel_col = _order_channel_col(orders)
         report = MatchReport(rows=len(orders))
         if customers is None:
@@ -815,8 +812,10 @@ def customer_metrics(
             "customer_id" not in orders.columns or not _has_text(orders["customer_id"], every=True)
         ):
             pool.submit(lambda: index.phone)  # rows without an id will be matched by phone
+        columns_job = pool.submit(_order_columns, orders, tz)
         cust, how = index.match(orders, channel_col)
-        times, valid_t, day, amount, refund, ocode = columns_job.result()
+        times, valid_t, day, amount, refund = columns_job.result()
+        ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
     as_of_ts = parse_as_of(as_of)
     if as_of_ts is None:
         if not valid_t.any():
@@ -874,87 +873,99 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     ``c`` is the customer position of each line, or ``n`` for a line not to use (no customer,
     after the as-of day, duplicate): those lines are summed into an extra customer ``n`` that
     is dropped, so the columns are never copied. Sums run over the lines in their order.
-    Row-sized work happens in two scratch arrays (large temporaries cost page faults).
+    Row-sized work happens in a few scratch arrays (large temporaries cost page faults); the
+    purchase days and the repeat value are computed in a second thread meanwhile.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
 
     n1 = n + 1
-    used = c < n
+    sale = (c < n) & ~refund
     key = np.empty(len(c), dtype=np.int64)
-    tmp = np.empty(len(c), dtype=np.int64)
-    # every window is "age < d days"; cut the ages once into disjoint buckets (a lookup table
-    # of ages 0..longest), sum per (customer, bucket) with one bincount, and get each window
-    # as a cumulative sum
-    breaks = sorted({30, 90, 365, win, gwin, 2 * gwin})
-    nb = len(breaks) + 1
-    col = {d: i for i, d in enumerate(breaks)}
-    np.subtract(as_of_day, day, out=tmp)
-    np.clip(tmp, 0, breaks[-1], out=tmp)  # lines used are on or before the as-of day
-    bucket = np.searchsorted(breaks, np.arange(breaks[-1] + 1), side="right").astype(np.int8)[tmp]
-    np.multiply(c, nb, out=key)
-    key += bucket  # (customer, bucket)
-    money = np.bincount(key, weights=amt, minlength=n1 * nb)[: n * nb].reshape(n, nb)
-    np.cumsum(money, axis=1, out=money)
-    out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
-    out["historical_value"] = np.round(money[:, -1], 2)
-    for d in (30, 90, 365):
-        out[f"monetary_{d}d"] = np.round(money[:, col[d]], 2)
-    out["monetary"] = np.round(money[:, col[win]], 2)
-    out["monetary_prev"] = np.round(money[:, col[2 * gwin]] - money[:, col[gwin]], 2)
-    out["_monetary_g"] = np.round(money[:, col[gwin]], 2)
-    del money
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        days_job = pool.submit(_purchase_days_and_repeat_value, c, day, amt, n, sale)
 
-    # orders: one per (customer, order id) among sale lines, dated by its earliest line; a
-    # line whose order id is on no other line is an order by itself. Of the lines of one
-    # repeated id, the earliest counts and the others go to customer n.
-    sale = used & ~refund
-    order_line = sale.copy()
-    mi = np.flatnonzero(sale & (ocode >= 0))
-    if len(mi):
-        group = c[mi] * (int(ocode[mi].max()) + 1) + ocode[mi]
-        order = np.lexsort((day[mi], group))
-        g = group[order]
-        repeat_line = np.zeros(len(g), dtype=bool)  # not the first line of its group
-        np.equal(g[1:], g[:-1], out=repeat_line[1:])
-        order_line[mi[order[repeat_line]]] = False
-        del group, order, g, repeat_line
-    del mi
-    out["_orders_used"] = np.int64(np.count_nonzero(order_line))
-    key.fill(n)
-    np.copyto(key, c, where=order_line)
-    del order_line
-    key *= nb
-    key += bucket
-    del bucket
-    counts = np.bincount(key, minlength=n1 * nb)[: n * nb].reshape(n, nb)
-    np.cumsum(counts, axis=1, out=counts)
-    out["orders_total"] = counts[:, -1].copy()
-    for d in (30, 90, 365):
-        out[f"orders_{d}d"] = counts[:, col[d]].copy()
-    out["frequency"] = counts[:, col[win]].copy()
-    del counts
+        # every window is "age < d days"; cut the ages once into disjoint buckets (a lookup
+        # table of ages 0..longest), sum per (customer, bucket) with one bincount, and get
+        # each window as a cumulative sum
+        breaks = sorted({30, 90, 365, win, gwin, 2 * gwin})
+        nb = len(breaks) + 1
+        col = {d: i for i, d in enumerate(breaks)}
+        np.subtract(as_of_day, day, out=key)
+        np.clip(key, 0, breaks[-1], out=key)  # lines used are on or before the as-of day
+        bucket = np.searchsorted(breaks, np.arange(breaks[-1] + 1), side="right").astype(np.int8)[key]
+        np.multiply(c, nb, out=key)
+        key += bucket  # (customer, bucket)
+        money = np.bincount(key, weights=amt, minlength=n1 * nb)[: n * nb].reshape(n, nb)
+        np.cumsum(money, axis=1, out=money)
+        out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
+        out["historical_value"] = np.round(money[:, -1], 2)
+        for d in (30, 90, 365):
+            out[f"monetary_{d}d"] = np.round(money[:, col[d]], 2)
+        out["monetary"] = np.round(money[:, col[win]], 2)
+        out["monetary_prev"] = np.round(money[:, col[2 * gwin]] - money[:, col[gwin]], 2)
+        out["_monetary_g"] = np.round(money[:, col[gwin]], 2)
+        del money
 
-    # first / last purchase day and distinct purchase days (BG/NBD) over sale lines: one sort
-    # of (customer, day) numbers
-    first, last, n_days = _purchase_days(c, day, n, sale, key, tmp)
-    del sale
+        # orders: one per (customer, order id) among sale lines, dated by its earliest line;
+        # a line whose order id is on no other line is an order by itself. Of the lines of
+        # one repeated id, the earliest counts and the others go to customer n.
+        order_line = sale.copy()
+        mi = np.flatnonzero(sale & (ocode >= 0))
+        if len(mi):
+            group = c[mi] * (int(ocode[mi].max()) + 1) + ocode[mi]
+            order = np.lexsort((day[mi], group))
+            g = group[order]
+            repeat_line = np.zeros(len(g), dtype=bool)  # not the first line of its group
+            np.equal(g[1:], g[:-1], out=repeat_line[1:])
+            order_line[mi[order[repeat_line]]] = False
+            del group, order, g, repeat_line
+        del mi
+        out["_orders_used"] = np.int64(np.count_nonzero(order_line))
+        key.fill(n)
+        np.copyto(key, c, where=order_line)
+        del order_line
+        key *= nb
+        key += bucket
+        del bucket
+        counts = np.bincount(key, minlength=n1 * nb)[: n * nb].reshape(n, nb)
+        del key
+        np.cumsum(counts, axis=1, out=counts)
+        out["orders_total"] = counts[:, -1].copy()
+        for d in (30, 90, 365):
+            out[f"orders_{d}d"] = counts[:, col[d]].copy()
+        out["frequency"] = counts[:, col[win]].copy()
+        del counts
+        first, last, n_days, repeat_value = days_job.result()
+
     has = out["orders_total"] > 0
     out["_first"] = np.where(has, first, 0)
     out["_last"] = np.where(has, last, 0)
     out["_has"] = has
     out["bg_x"] = np.where(has, n_days - 1, 0)
-
-    # money of the lines (sales and refunds) after the first purchase day
-    np.take(np.append(out["_first"], 0), c, out=tmp)
-    later = day > tmp
-    key.fill(n)
-    np.copyto(key, c, where=later)
-    del later, tmp
-    repeat_value = np.bincount(key, weights=amt, minlength=n1)[:n].astype(np.float64)
-    del key
     with np.errstate(invalid="ignore", divide="ignore"):
         out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, np.round(repeat_value, 2) / np.maximum(out["bg_x"], 1), np.nan)
     return out
+
+
+def _purchase_days_and_repeat_value(c, day, amt, n, sale) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """First and last purchase day, number of distinct purchase days (over sale lines) and the
+    money of all lines after the first purchase day, per customer 0..n-1 (``c`` = n: unused)."""
+    import numpy as np
+
+    key = np.empty(len(c), dtype=np.int64)
+    tmp = np.empty(len(c), dtype=np.int64)
+    first, last, n_days = _purchase_days(c, day, n, sale, key, tmp)
+    # a customer without sale lines has first day 0 here, so all of their lines count
+    np.take(np.append(first, 0), c, out=tmp)
+    later = day > tmp
+    del tmp
+    key.fill(n)
+    np.copyto(key, c, where=later)
+    del later
+    repeat_value = np.bincount(key, weights=amt, minlength=n + 1)[:n].astype(np.float64)
+    return first, last, n_days, repeat_value
 
 
 def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray, key: np.ndarray | None = None,
