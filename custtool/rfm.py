@@ -453,7 +453,8 @@ class _Lut:
         arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values.to_numpy(dtype=object), type=pa.string())
         if not len(self.keys) or not len(arr):
             return np.full(len(arr), -1, dtype=np.int64)
-        i = pc.fill_null(pc.index_in(arr, value_set=self.keys), -1).to_numpy(zero_copy_only=False)
+        keys = self.keys if self.keys.type == arr.type else self.keys.cast(arr.type)
+        i = pc.fill_null(pc.index_in(arr, value_set=keys), -1).to_numpy(zero_copy_only=False)
         return np.append(self.positions, -1).astype(np.int64)[i]  # i = -1: the appended -1
 
 
@@ -738,17 +739,16 @@ def _has_text(s: pd.Series, every: bool = False) -> bool:
     return False
 
 
-def _order_columns(orders: pd.DataFrame, tz: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _order_columns(order_time: pd.Series, amount: pd.Series, refund: pd.Series | None, tz: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(local times, valid-time flags, day numbers, cents, refund flags) of the order rows."""
-
-    times = local_times(orders["order_time"], tz)
+    times = local_times(order_time, tz)
     valid_t = times.notna().to_numpy()
     day = _days(times)
-    amount = _cents(orders["amount"], orders["refund"] if "refund" in orders.columns else None)
-    refund = amount < 0
-    if "refund" in orders.columns:
-        refund |= refund_flags(orders["refund"])
-    return times, valid_t, day, amount, refund
+    cents = _cents(amount, refund)
+    is_refund = cents < 0
+    if refund is not None:
+        is_refund |= refund_flags(refund)
+    return times, valid_t, day, cents, is_refund
 
 
 def _order_channel_col(orders: pd.DataFrame) -> str | None:
@@ -812,7 +812,7 @@ def customer_metrics(
             "customer_id" not in orders.columns or not _has_text(orders["customer_id"], every=True)
         ):
             pool.submit(lambda: index.phone)  # rows without an id will be matched by phone
-        columns_job = pool.submit(_order_columns, orders, tz)
+        columns_job = pool.submit(_order_columns, orders["order_time"], orders["amount"], orders.get("refund"), tz)
         cust, how = index.match(orders, channel_col)
         times, valid_t, day, amount, refund = columns_job.result()
         ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
