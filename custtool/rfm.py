@@ -132,7 +132,7 @@ def _days(s: pd.Series) -> np.ndarray:
     arr = s.to_numpy()
     if arr.dtype.kind != "M":
         arr = arr.astype("datetime64[ns]")
-    return arr.astype("datetime64[D]").astype(np.int64)
+    return arr.astype("datetime64[D]").view(np.int64)
 
 
 _TRUE_TEXT = {"true", "1", "yes", "y", "t", "是", "退款", "已退款", "refund", "refunded"}
@@ -157,8 +157,10 @@ def _cents(amount: pd.Series, refund: pd.Series | None) -> np.ndarray:
 
     if not pd.api.types.is_numeric_dtype(amount):
         amount = pd.to_numeric(amount, errors="coerce")
-    a = amount.to_numpy(dtype="float64", na_value=np.nan)
-    a = np.round(np.nan_to_num(a, nan=0.0) * 100.0) / 100.0
+    a = np.nan_to_num(amount.to_numpy(dtype="float64", na_value=np.nan), nan=0.0)  # a copy
+    a *= 100.0
+    np.round(a, out=a)
+    a /= 100.0
     if refund is not None:
         a = np.where(refund_flags(refund), -np.abs(a), a)
     return a
@@ -397,7 +399,7 @@ class CustomerIndex:
             rest = np.flatnonzero((out < 0) & nonblank)
             del nonblank
             if len(rest):
-                id_codes, u_ids = _encode_text(arr.take(pa.array(rest)), len(rest))
+                id_codes, u_ids = _encode_text(_take(arr, rest), len(rest))
                 out[rest] = self.plain.lookup(u_ids)[id_codes]
                 if channel_col and len(self.ambiguous):
                     amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
@@ -426,11 +428,24 @@ def _rows_of(s: pd.Series, rows: np.ndarray) -> Any:
     """Some rows of a column: taken from the Arrow data when the column holds Arrow strings
     (no conversion of the whole column), else with ``iloc``."""
     import pandas as pd
-    import pyarrow as pa
 
     if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" or isinstance(s.dtype, pd.ArrowDtype):
-        return _arrow_text(s, combine=False).take(pa.array(rows))
+        return _take(_arrow_text(s, combine=False), rows)
     return s.iloc[rows]
+
+
+def _take(arr: Any, rows: np.ndarray) -> Any:
+    """``arr.take(rows)`` for an Array or ChunkedArray, chunk by chunk for sorted ``rows``
+    (pyarrow's ChunkedArray.take may first join all the chunks)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if not isinstance(arr, pa.ChunkedArray) or len(rows) and (np.diff(rows) < 0).any():
+        return arr.take(pa.array(rows))
+    bounds = np.cumsum([0] + [len(c) for c in arr.chunks])
+    cut = np.searchsorted(rows, bounds)
+    parts = [arr.chunk(k).take(pa.array(rows[cut[k] : cut[k + 1]] - bounds[k])) for k in range(arr.num_chunks) if cut[k + 1] > cut[k]]
+    return pa.chunked_array(parts, type=arr.type)
 
 
 class _Lut:
@@ -508,8 +523,7 @@ def _contact_keys(customers: pd.DataFrame, many: str, one: str, pos: Any, norm) 
             flat, parent = _split_list(arr)
         else:
             flat, parent = pc.utf8_trim_whitespace(arr), pos
-        enc = pc.dictionary_encode(flat)  # normalise the distinct values only
-        keys.append(norm(enc.dictionary).take(enc.indices).cast(pa.string()))
+        keys.append(norm(flat).cast(pa.string()))  # phones and emails are mostly distinct
         owners.append(parent.cast(pa.int64()))
     if not keys:
         return pa.array([], pa.string()), pa.array([], pa.int64())
@@ -706,7 +720,7 @@ def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
     idx = _repeated(h)
     del h
     if len(idx):  # exact codes from the text of the candidate rows; blank ids are each their own order
-        text = arr.take(pa.array(idx))
+        text = _take(arr, idx)
         nonblank = pc.fill_null(pc.greater(pc.binary_length(text), 0), False).to_numpy(zero_copy_only=False)
         idx, text = idx[nonblank], text.filter(pa.array(nonblank))
     if len(idx):

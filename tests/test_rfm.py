@@ -738,6 +738,18 @@ def test_key_lookup_same_with_and_without_the_all_keys_differ_shortcut(monkeypat
         assert amb.to_pylist() == amb2.to_pylist() == (["1001"] if ks is keys else [])
 
 
+def test_take_rows_chunk_by_chunk_equals_pyarrow_take():
+    import pyarrow as pa
+
+    from custtool.rfm import _take
+
+    ca = pa.chunked_array([pa.array(["a", "b"]), pa.array([], pa.string()), pa.array(["c", None, "e"])])
+    for rows in ([0, 2, 4], [], [3], [1, 0], [0, 1, 2, 3, 4]):
+        r = np.array(rows, dtype=np.int64)
+        assert _take(ca, r).to_pylist() == ca.take(pa.array(r)).to_pylist()
+    assert _take(pa.array(["x", "y"]), np.array([1])).to_pylist() == ["y"]
+
+
 def _order_codes_of(ids, method):
     from custtool.rfm import _order_codes
 
