@@ -22,9 +22,9 @@ baseline 5.6–10.0 s (its read 3.5–7.7 s), peak 2.8–3.1 GB; segment read 1.
 → read+metrics 0.67–1.71× (median 1.0×; above the 1.5× target in 2 of 8 runs, both with
 the segment's read step, the baseline's read_csv of orders.csv plus customers.csv, at
 4.7–7.1 s against the baseline's read at 4.0–4.6 s in the same run), whole 1.25–2.63×
-(target 3×), peak memory 0.92–1.09× (target 1.5×). ``customer_metrics`` alone on the same data (read from Parquet, three
-fresh processes each): 2.9–3.0 s wall, 4.6–4.8 s CPU (user + system, two threads), against
-9.6–11.6 s wall, 10.0–12.0 s CPU before the rework. ``--engine duckdb``, one run on a
+(target 3×), peak memory 0.92–1.09× (target 1.5×). ``customer_metrics`` alone on the same data (read from Parquet, six
+fresh processes each, alternated with the code before the rework): 2.9–5.6 s wall, 4.5–6.2 s
+CPU (user + system, two threads), against 9.6–12.3 s wall, 10.0–12.5 s CPU before. ``--engine duckdb``, one run on a
 heavily loaded machine (baseline 11.2 s): metrics 14.5 s, peak 4.3 GB (slower than the
 default numpy engine).
 """
