@@ -17,6 +17,7 @@ implementations disagree on"):
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -131,7 +132,7 @@ def _days(s: pd.Series) -> np.ndarray:
     arr = s.to_numpy()
     if arr.dtype.kind != "M":
         arr = arr.astype("datetime64[ns]")
-    return arr.astype("datetime64[D]").astype(np.int64)
+    return arr.astype("datetime64[D]").view(np.int64)
 
 
 _TRUE_TEXT = {"true", "1", "yes", "y", "t", "是", "退款", "已退款", "refund", "refunded"}
@@ -156,8 +157,10 @@ def _cents(amount: pd.Series, refund: pd.Series | None) -> np.ndarray:
 
     if not pd.api.types.is_numeric_dtype(amount):
         amount = pd.to_numeric(amount, errors="coerce")
-    a = amount.to_numpy(dtype="float64", na_value=np.nan)
-    a = np.round(np.nan_to_num(a, nan=0.0) * 100.0) / 100.0
+    a = np.nan_to_num(amount.to_numpy(dtype="float64", na_value=np.nan), nan=0.0)  # a copy
+    a *= 100.0
+    np.round(a, out=a)
+    a /= 100.0
     if refund is not None:
         a = np.where(refund_flags(refund), -np.abs(a), a)
     return a
@@ -172,8 +175,9 @@ def _text(df: pd.DataFrame, col: str) -> pd.Series:
     return s.astype(object).where(s.notna(), "").astype(str).str.strip()
 
 
-def _arrow_text(values: Any) -> Any:
-    """A pyarrow string Array of a Series/array (zero-copy for Arrow-backed strings)."""
+def _arrow_text(values: Any, combine: bool = True) -> Any:
+    """A pyarrow string Array of a Series/array (zero-copy for Arrow-backed strings); with
+    ``combine=False`` the chunks of a ChunkedArray are left as they are (no copy)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -182,7 +186,7 @@ def _arrow_text(values: Any) -> Any:
         arr = pa.array(values, from_pandas=True) if not isinstance(values, pa.Array | pa.ChunkedArray) else values
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         arr = pa.array(pd.Series(values).astype(object).where(pd.Series(values).notna(), None).map(lambda v: v if v is None else str(v)), type=pa.string())
-    if isinstance(arr, pa.ChunkedArray):
+    if combine and isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
@@ -236,6 +240,8 @@ def _norm_phone_pa(arr: Any) -> Any:
     """Phone matching keys (pyarrow): NFKC, digits only, +86/0086/86 prefix and '.0' dropped."""
     import pyarrow.compute as pc
 
+    if pc.all(pc.match_substring_regex(arr, pattern=r"^[0-9]{0,12}$")).as_py() is not False:
+        return arr  # plain digits (the usual case) are their own key
     t = pc.utf8_normalize(arr, form="NFKC")
     t = pc.replace_substring_regex(t, pattern=r"\.0$", replacement="")
     t = pc.replace_substring_regex(t, pattern=r"[^0-9+]", replacement="")
@@ -312,7 +318,8 @@ class CustomerIndex:
 
         n = len(customers)
         pos = pa.array(np.arange(n, dtype=np.int64))
-        chans, ids, owners = [], [], []
+        chans: list[Any] = []  # arrays, or a function that reads the channel column
+        ids, owners = [], []
         blank = pa.array([""] * n, pa.string()) if n else pa.array([], pa.string())
 
         def text(col: str) -> Any:
@@ -325,21 +332,49 @@ class CustomerIndex:
             ids.append(pc.utf8_trim_whitespace(parts.field("id")))
             owners.append(parent)
             chans.append(blank)  # the stable custtool id itself, without a channel
-        else:
+        else:  # the channel column is read when channel-qualified ids are first needed
             chan_col = "_channel" if "_channel" in customers.columns else "source_channel"
-            chans.append(text(chan_col) if chan_col in customers.columns else blank)
+            chans.append(lambda: text(chan_col) if chan_col in customers.columns else blank)
         ids.append(text("customer_id") if "customer_id" in customers.columns else blank)
         owners.append(pos)
-        ch = pc.utf8_lower(pa.concat_arrays([c.cast(pa.string()) for c in chans]))
         idv = pa.concat_arrays([c.cast(pa.string()) for c in ids])
         own = pa.concat_arrays([o.cast(pa.int64()) for o in owners])
         keep = pc.not_equal(idv, "")
-        ch, idv, own = ch.filter(keep), idv.filter(keep), own.filter(keep)
-        self.qualified = _unique_map(pc.binary_join_element_wise(ch, idv, "\x1f"), own)
+        idv, own = idv.filter(keep), own.filter(keep)
         self.plain, self.ambiguous = _unique_map(idv, own, with_ambiguous=True)
-        self.phone = _unique_map(*_contact_keys(customers, "phones", "phone", pos, _norm_phone_pa))
-        self.email = _unique_map(*_contact_keys(customers, "emails", "email", pos, _norm_email_pa))
+
+        def qualified() -> _Lut:
+            ch = pa.concat_arrays([(c() if callable(c) else c).cast(pa.string()) for c in chans])
+            return _unique_map(pc.binary_join_element_wise(pc.utf8_lower(ch).filter(keep), idv, "\x1f"), own)
+
+        # the other lookups are built when first needed (most order rows match by plain id),
+        # once, also when another thread asks for them at the same time
+        self._build = {
+            "qualified": qualified,
+            "phone": lambda: _unique_map(*_contact_keys(customers, "phones", "phone", pos, _norm_phone_pa)),
+            "email": lambda: _unique_map(*_contact_keys(customers, "emails", "email", pos, _norm_email_pa)),
+        }
+        self._built: dict[str, _Lut] = {}
+        self._lock = threading.Lock()
         self.n = n
+
+    def _lookup_table(self, name: str) -> _Lut:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = self._build[name]()
+            return self._built[name]
+
+    @property
+    def qualified(self) -> _Lut:
+        return self._lookup_table("qualified")
+
+    @property
+    def phone(self) -> _Lut:
+        return self._lookup_table("phone")
+
+    @property
+    def email(self) -> _Lut:
+        return self._lookup_table("email")
 
     def match(self, records: pd.DataFrame, channel_col: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Customer position per record (-1 = none) and how it matched (0 none, 1 id, 2 phone, 3 email).
@@ -352,32 +387,65 @@ class CustomerIndex:
         import pyarrow.compute as pc
 
         n = len(records)
-        out = np.full(n, -1, dtype=np.int64)
         how = np.zeros(n, dtype=np.int8)
-        if "customer_id" in records.columns:
-            id_codes, u_ids = _encode_text(records["customer_id"], n)
-            res = self.plain.lookup(u_ids)
-            out = res[id_codes]
-            if channel_col and len(self.ambiguous):
-                amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
-                rows = np.flatnonzero(amb[id_codes])
-                if len(rows):
-                    ch_codes, u_ch = _encode_text(records[channel_col].iloc[rows], len(rows), lower=True)
-                    key = pc.binary_join_element_wise(u_ch.take(pa.array(ch_codes)), u_ids.take(pa.array(id_codes[rows])), "\x1f")
-                    out[rows] = self.qualified.lookup(key)
+        if "customer_id" not in records.columns:
+            out = np.full(n, -1, dtype=np.int64)
+        else:
+            # ids as they are (keys are trimmed, so an exact hit needs no trimming), then
+            # the rest, trimmed: ids with spaces around, ambiguous ids, unknown ids
+            arr = _arrow_text(records["customer_id"], combine=False)
+            out = self.plain.lookup(arr)
+            nonblank = pc.fill_null(pc.not_equal(arr, ""), False).to_numpy(zero_copy_only=False)
+            rest = np.flatnonzero((out < 0) & nonblank)
+            del nonblank
+            if len(rest):
+                id_codes, u_ids = _encode_text(_take(arr, rest), len(rest))
+                out[rest] = self.plain.lookup(u_ids)[id_codes]
+                if channel_col and len(self.ambiguous):
+                    amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
+                    rows = np.flatnonzero(amb[id_codes])
+                    if len(rows):
+                        ch_codes, u_ch = _encode_text(records[channel_col].iloc[rest[rows]], len(rows), lower=True)
+                        key = pc.binary_join_element_wise(u_ch.take(pa.array(ch_codes)), u_ids.take(pa.array(id_codes[rows])), "\x1f")
+                        out[rest[rows]] = self.qualified.lookup(key)
             how[out >= 0] = 1
-        for col, lut, code in (("phone", self.phone, 2), ("email", self.email, 3)):
+        for col, code in (("phone", 2), ("email", 3)):
             if col not in records.columns:
                 continue
             todo = np.flatnonzero(out < 0)
             if not len(todo):
                 break
-            codes, u = _encode_text(records[col].iloc[todo], len(todo))
+            lut = self.phone if col == "phone" else self.email
+            codes, u = _encode_text(_rows_of(records[col], todo), len(todo))
             norm = _norm_phone_pa(u) if col == "phone" else _norm_email_pa(u)
             hit = lut.lookup(norm)[codes]
             out[todo] = hit
             how[todo[hit >= 0]] = code
         return out, how
+
+
+def _rows_of(s: pd.Series, rows: np.ndarray) -> Any:
+    """Some rows of a column: taken from the Arrow data when the column holds Arrow strings
+    (no conversion of the whole column), else with ``iloc``."""
+    import pandas as pd
+
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" or isinstance(s.dtype, pd.ArrowDtype):
+        return _take(_arrow_text(s, combine=False), rows)
+    return s.iloc[rows]
+
+
+def _take(arr: Any, rows: np.ndarray) -> Any:
+    """``arr.take(rows)`` for an Array or ChunkedArray, chunk by chunk for sorted ``rows``
+    (pyarrow's ChunkedArray.take may first join all the chunks)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if not isinstance(arr, pa.ChunkedArray) or len(rows) and (np.diff(rows) < 0).any():
+        return arr.take(pa.array(rows))
+    bounds = np.cumsum([0] + [len(c) for c in arr.chunks])
+    cut = np.searchsorted(rows, bounds)
+    parts = [arr.chunk(k).take(pa.array(rows[cut[k] : cut[k + 1]] - bounds[k])) for k in range(arr.num_chunks) if cut[k + 1] > cut[k]]
+    return pa.chunked_array(parts, type=arr.type)
 
 
 class _Lut:
@@ -391,19 +459,18 @@ class _Lut:
         return len(self.keys)
 
     def lookup(self, values: Any) -> np.ndarray:
-        """Positions for a pyarrow string Array (or Series) of keys; -1 when absent or blank."""
+        """Positions for a pyarrow string Array (or Series) of keys; -1 when absent, null or
+        blank (keys are never blank)."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        arr = values if isinstance(values, pa.Array) else pa.array(values.to_numpy(dtype=object), type=pa.string())
+        arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values.to_numpy(dtype=object), type=pa.string())
         if not len(self.keys) or not len(arr):
             return np.full(len(arr), -1, dtype=np.int64)
-        i = pc.fill_null(pc.index_in(arr, value_set=self.keys), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        res = np.where(i >= 0, self.positions[np.maximum(i, 0)], -1)
-        blank = pc.equal(arr, "").to_numpy(zero_copy_only=False)
-        res[blank] = -1
-        return res.astype(np.int64)
+        keys = self.keys if self.keys.type == arr.type else self.keys.cast(arr.type)
+        i = pc.fill_null(pc.index_in(arr, value_set=keys), -1).to_numpy(zero_copy_only=False)
+        return np.append(self.positions, -1).astype(np.int64)[i]  # i = -1: the appended -1
 
 
 def _split_list(arr: Any) -> tuple[Any, Any]:
@@ -419,15 +486,26 @@ def _split_list(arr: Any) -> tuple[Any, Any]:
 
 def _unique_map(keys: Any, owners: Any, with_ambiguous: bool = False) -> Any:
     """Keys owned by exactly one customer (keys with several owners are ambiguous, unused)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = pa.table({"k": keys, "p": owners}).filter(pc.not_equal(keys, ""))
-    g = t.group_by("k").aggregate([("p", "min"), ("p", "max")])
-    single = pc.equal(g["p_min"], g["p_max"])
-    lut = _Lut(g["k"].filter(single).combine_chunks(), g["p_min"].filter(single).to_numpy())
+    nonblank = pc.fill_null(pc.not_equal(keys, ""), False)
+    keys, owners = keys.filter(nonblank), owners.filter(nonblank)
+    if isinstance(keys, pa.Array) and not len(_repeated(_text_hash(keys))):  # all keys differ
+        lut = _Lut(keys, np.asarray(owners.to_numpy(zero_copy_only=False), dtype=np.int64))
+        return (lut, keys.slice(0, 0)) if with_ambiguous else lut
+    enc = pc.dictionary_encode(keys)
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    own = np.asarray(owners.to_numpy(zero_copy_only=False), dtype=np.int64)
+    lo = np.full(len(enc.dictionary), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(len(enc.dictionary), np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(lo, codes, own)
+    np.maximum.at(hi, codes, own)
+    single = lo == hi
+    lut = _Lut(enc.dictionary.filter(pa.array(single)), lo[single])
     if with_ambiguous:
-        return lut, g["k"].filter(pc.invert(single)).combine_chunks()
+        return lut, enc.dictionary.filter(pa.array(~single))
     return lut
 
 
@@ -445,8 +523,7 @@ def _contact_keys(customers: pd.DataFrame, many: str, one: str, pos: Any, norm) 
             flat, parent = _split_list(arr)
         else:
             flat, parent = pc.utf8_trim_whitespace(arr), pos
-        enc = pc.dictionary_encode(flat)  # normalise the distinct values only
-        keys.append(norm(enc.dictionary).take(enc.indices).cast(pa.string()))
+        keys.append(norm(flat).cast(pa.string()))  # phones and emails are mostly distinct
         owners.append(parent.cast(pa.int64()))
     if not keys:
         return pa.array([], pa.string()), pa.array([], pa.int64())
@@ -488,49 +565,169 @@ def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd
 
 
 # --------------------------------------------------------------------------- metrics
-def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
-    """-1 for an order id found on one row only or blank; dense codes for repeated ids.
+_TRIM = " \t\r\n\u3000"  # what _encode_text trims around ids
+_WS_BYTES = (0x20, 0x09, 0x0D, 0x0A)
 
-    With DuckDB installed the ids are hashed (64-bit, multi-threaded) and only the rows
-    whose hash repeats are compared as text; otherwise pyarrow dictionary-encodes them.
+
+def _string_buffers(arr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start offset, byte length, UTF-8 bytes) of a pyarrow string Array; null → length 0."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(arr)
+    _, off_buf, data_buf = arr.buffers()
+    wide = pa.types.is_large_string(arr.type)
+    off_type = np.int64 if wide else np.int32
+    offsets = np.frombuffer(off_buf, dtype=off_type, count=n + 1, offset=arr.offset * (8 if wide else 4)).astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and data_buf.size else np.zeros(0, np.uint8)
+    lens = np.diff(offsets)
+    if arr.null_count:
+        lens[arr.is_null().to_numpy(zero_copy_only=False)] = 0
+    return offsets[:-1], lens, data
+
+
+def _edge_space(starts: np.ndarray, lens: np.ndarray, data: np.ndarray) -> bool:
+    """Whether any text may start or end with a character that _encode_text trims."""
+    import numpy as np
+
+    rows = slice(None) if int(lens.min(initial=1)) > 0 else np.flatnonzero(lens > 0)
+    first, last = np.zeros(256, dtype=bool), np.zeros(256, dtype=bool)
+    first[[*_WS_BYTES, 0xE3]] = True  # U+3000 is E3 80 80: a first byte E3 or a last byte 80
+    last[[*_WS_BYTES, 0x80]] = True  # is a candidate, settled by trimming
+    s = starts[rows]
+    if first[data[s]].any():
+        return True
+    s += lens[rows]
+    s -= 1
+    return bool(last[data[s]].any())
+
+
+def _mix64(h: np.ndarray, tmp: np.ndarray) -> None:
+    """MurmurHash3's 64-bit finaliser, in place on a uint64 array (``tmp``: scratch space)."""
+    import numpy as np
+
+    s = np.uint64(33)
+    np.right_shift(h, s, out=tmp)
+    h ^= tmp
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    np.right_shift(h, s, out=tmp)
+    h ^= tmp
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    np.right_shift(h, s, out=tmp)
+    h ^= tmp
+
+
+def _text_hash(arr: Any) -> np.ndarray:
+    """A 64-bit hash of each row's UTF-8 bytes (pyarrow string Array in; nulls hash as "").
+
+    Equal texts always get equal hashes; different texts rarely do, so callers compare the
+    text of rows whose hashes repeat. The bytes are read 8 at a time as integers straight
+    from the Arrow data buffer: strided views when all texts have one length (typical of
+    order numbers), else one gather per 8 bytes of the longest text.
     """
     import numpy as np
-    import pandas as pd
+
+    starts, lens, data = _string_buffers(arr)
+    n = len(lens)
+    h = lens.astype(np.uint64)
+    h *= np.uint64(0x9E3779B97F4A7C15)
+    if not n:
+        return h
+    tmp = np.empty_like(h)
+    padded = np.zeros(len(data) + 8, dtype=np.uint8)  # reads of 8 bytes may run past the end
+    padded[: len(data)] = data
+    keep_low = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [2**64 - 1], dtype=np.uint64)
+    lo, hi = int(lens.min()), int(lens.max())
+    if lo == hi:
+        for k in range(0, hi, 8):
+            w = np.ndarray(shape=(n,), dtype="<u8", buffer=padded, offset=int(starts[0]) + k, strides=(hi,))
+            h ^= w if hi - k >= 8 else w & keep_low[hi - k]
+            _mix64(h, tmp)
+    else:
+        words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        for k in range(0, hi, 8):
+            if k < lo:  # every row has bytes here
+                w = words[starts + k]
+                if k + 8 > lo:
+                    w &= keep_low[np.minimum(lens - k, 8)]
+                h ^= w
+                _mix64(h, tmp)
+            else:
+                rows = np.flatnonzero(lens > k)
+                hr = h[rows]
+                hr ^= words[starts[rows] + k] & keep_low[np.minimum(lens[rows] - k, 8)]
+                _mix64(hr, np.empty_like(hr))
+                h[rows] = hr
+    _mix64(h, tmp)
+    return h
+
+
+def _repeated(h: np.ndarray) -> np.ndarray:
+    """Positions of the rows whose value occurs more than once (a sort of the integers; the
+    rows are then picked out with a bit table on the top bits and a binary search)."""
+    import numpy as np
+
+    if len(h) < 2:
+        return np.zeros(0, dtype=np.int64)
+    s = np.sort(h)
+    same = s[1:] == s[:-1]
+    if not same.any():
+        return np.zeros(0, dtype=np.int64)
+    dup = np.unique(s[1:][same])
+    del same
+    bits = int(min(max(np.ceil(np.log2(len(dup) * 64)), 16), 26))
+    shift = np.uint64(64 - bits)
+    table = np.zeros(1 << bits, dtype=bool)
+    table[(dup >> shift).view(np.int64)] = True
+    top = np.right_shift(h, shift, out=s)  # the sorted copy is no longer needed
+    cand = np.flatnonzero(table[top.view(np.int64)])
+    del top, s
+    hc = h[cand]
+    at = np.minimum(np.searchsorted(dup, hc), len(dup) - 1)
+    return cand[dup[at] == hc]
+
+
+def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
+    """-1 for an order id found on one row only or blank; codes ≥ 0 for repeated ids (rows
+    with the same trimmed id share a code).
+
+    ``hash`` (the default): the trimmed ids are hashed to 64-bit integers, repeated hashes
+    found by sorting, and only the rows whose hash repeats are compared as text, so two
+    different ids are never merged. ``encode``: pyarrow dictionary-encodes every id.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     n = len(values)
-    try:
-        import duckdb
-    except ImportError:  # pragma: no cover - duckdb is an optional dependency
-        duckdb = None  # type: ignore[assignment]  # optional module: None when missing
-    if duckdb is not None and (method == "hash" or (method == "auto" and n > 100_000)):
-        con = duckdb.connect()
-        try:
-            frame = pd.DataFrame({"o": values.reset_index(drop=True)})
-            con.register("ids", frame)
-            got = con.execute("SELECT hash(trim(CAST(o AS VARCHAR))) AS h, coalesce(trim(CAST(o AS VARCHAR)), '') = '' AS blank FROM ids").fetchnumpy()
-        finally:
-            con.close()
-        h = np.asarray(got["h"])
-        blank = np.asarray(got["blank"], dtype=bool)
-        rep = pd.Series(h).duplicated(keep=False).to_numpy() & ~blank
-        out = np.full(n, -1, dtype=np.int64)
-        idx = np.flatnonzero(rep)
-        if len(idx):  # exact codes from the text of the few candidate rows
-            codes, uni = _encode_text(values.iloc[idx], len(idx))
-            out[idx] = codes
-            blank_code = pc_index(uni, "")
-            if blank_code >= 0:
-                out[idx[codes == blank_code]] = -1
-            counts = np.bincount(codes, minlength=len(uni))
-            out[idx[counts[codes] < 2]] = -1  # hash collision of different ids: each its own order
+    if method == "encode":
+        codes, uni = _encode_text(values, n)
+        counts = np.bincount(codes, minlength=len(uni))
+        out = np.where(counts[codes] > 1, codes, -1)
+        blank_code = pc_index(uni, "")
+        if blank_code >= 0:
+            out[codes == blank_code] = -1
+        return out.astype(np.int64)
+    out = np.full(n, -1, dtype=np.int64)
+    if not n:
         return out
-    codes, uni = _encode_text(values, n)
-    counts = np.bincount(codes, minlength=len(uni))
-    out = np.where(counts[codes] > 1, codes, -1)
-    blank_code = pc_index(uni, "")
-    if blank_code >= 0:
-        out[codes == blank_code] = -1
-    return out.astype(np.int64)
+    arr = _arrow_text(values, combine=False)  # chunk by chunk: no copy of the text
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    if any(_edge_space(*_string_buffers(c)) for c in chunks if len(c)):
+        arr = pc.utf8_trim(arr, characters=_TRIM)
+        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    h = np.concatenate([_text_hash(c) for c in chunks if len(c)])
+    idx = _repeated(h)
+    del h
+    if len(idx):  # exact codes from the text of the candidate rows; blank ids are each their own order
+        text = _take(arr, idx)
+        nonblank = pc.fill_null(pc.greater(pc.binary_length(text), 0), False).to_numpy(zero_copy_only=False)
+        idx, text = idx[nonblank], text.filter(pa.array(nonblank))
+    if len(idx):
+        codes, uni = _encode_text(text, len(idx))
+        counts = np.bincount(codes, minlength=len(uni))
+        out[idx] = np.where(counts[codes] > 1, codes, -1)  # a hash shared by different ids: each its own
+    return out
 
 
 def pc_index(arr: Any, value: str) -> int:
@@ -539,12 +736,33 @@ def pc_index(arr: Any, value: str) -> int:
     return int(pc.index(arr, value).as_py())
 
 
-def _has_text(s: pd.Series) -> bool:
-    """Whether any cell holds non-blank text (cheap: pyarrow lengths, no hashing)."""
+def _has_text(s: pd.Series, every: bool = False) -> bool:
+    """Whether any cell holds non-blank text (the first 1,000 cells, then all of them); with
+    ``every``, whether every cell holds some text (blank = null or empty)."""
     import pyarrow.compute as pc
 
-    arr = pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(s), ""))
-    return bool(len(arr)) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0
+    if every:
+        if s.dtype == object:
+            return not (s.isna().any() or s.eq("").any())
+        arr = _arrow_text(s, combine=False)
+        return not arr.null_count and not pc.any(pc.equal(arr, "")).as_py()
+    for part in (s.iloc[:1000], s.iloc[1000:]):
+        arr = pc.utf8_trim_whitespace(pc.fill_null(_arrow_text(part, combine=False), ""))
+        if len(arr) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0:
+            return True
+    return False
+
+
+def _order_columns(order_time: pd.Series, amount: pd.Series, refund: pd.Series | None, tz: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(local times, valid-time flags, day numbers, cents, refund flags) of the order rows."""
+    times = local_times(order_time, tz)
+    valid_t = times.notna().to_numpy()
+    day = _days(times)
+    cents = _cents(amount, refund)
+    is_refund = cents < 0
+    if refund is not None:
+        is_refund |= refund_flags(refund)
+    return times, valid_t, day, cents, is_refund
 
 
 def _order_channel_col(orders: pd.DataFrame) -> str | None:
@@ -571,6 +789,8 @@ def customer_metrics(
     (recency NaN, frequency 0). Orders after ``as_of`` are ignored; orders that match no
     customer are counted and listed in ``report.unmatched``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
     import pandas as pd
 
@@ -589,70 +809,70 @@ def customer_metrics(
         raise InputError("orders have no customer key (customer_id, phone or email)", "the order export needs 客户ID, 手机号 or 邮箱")
     win = parse_days(window, "window")
     gwin = parse_days(growth_window, "growth window") if growth_window is not None else win
-    channel_col = _order_channel_col(orders)
-    report = MatchReport(rows=len(orders))
-
-    if customers is None:
-        customers = derive_customers(orders, channel_col)
-        report.customers_derived = True
-    customers = customers.reset_index(drop=True)
-    index = CustomerIndex(customers)
-    cust, how = index.match(orders, channel_col)
-
-    times = local_times(orders["order_time"], tz)
-    valid_t = times.notna().to_numpy()
-    day = _days(times)
-    amount = _cents(orders["amount"], orders["refund"] if "refund" in orders.columns else None)
-    refund = amount < 0
-    if "refund" in orders.columns:
-        refund |= refund_flags(orders["refund"])
+    # the order columns are prepared in a second thread (pyarrow and numpy release the GIL)
+    # while the rows are matched to customers: order ids (code -1 = an id on one row only, or
+    # blank: its own order; ids on several rows, line items or duplicate exports, get codes
+    # ≥ 0), the phone lookup when some rows have no id, times and amounts
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ocode_job = pool.submit(_order_codes, orders["order_id"]) if "order_id" in orders.columns else None
+        channel_col = _order_channel_col(orders)
+        report = MatchReport(rows=len(orders))
+        if customers is None:
+            customers = derive_customers(orders, channel_col)
+            report.customers_derived = True
+        customers = customers.reset_index(drop=True)
+        index = CustomerIndex(customers)
+        if "phone" in orders.columns and (
+            "customer_id" not in orders.columns or not _has_text(orders["customer_id"], every=True)
+        ):
+            pool.submit(lambda: index.phone)  # rows without an id will be matched by phone
+        columns_job = pool.submit(_order_columns, orders["order_time"], orders["amount"], orders.get("refund"), tz)
+        cust, how = index.match(orders, channel_col)
+        times, valid_t, day, amount, refund = columns_job.result()
+        ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
     as_of_ts = parse_as_of(as_of)
     if as_of_ts is None:
         if not valid_t.any():
             raise InputError("no order has a valid order time", "check the 下单时间 column of the orders")
-        as_of_ts = pd.Timestamp(day[valid_t].max(), unit="D")
+        as_of_ts = pd.Timestamp(np.max(day, where=valid_t, initial=np.iinfo(np.int64).min), unit="D")
     as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
     report.as_of = as_of_ts
     report.rows_invalid_time = int((~valid_t).sum())
     in_time = valid_t & (day <= as_of_day)
     report.rows_after_as_of = int((valid_t & (day > as_of_day)).sum())
 
-    # order ids: code -1 = an id that occurs on one row only (or is blank): its own order;
-    # ids on several rows (line items, duplicate exports) get dense codes 0..k-1
-    n_rows = len(orders)
-    ocode = _order_codes(orders["order_id"]) if "order_id" in orders.columns else np.full(n_rows, -1, dtype=np.int64)
-
     matched = in_time & (cust >= 0)
     unmatched = in_time & (cust < 0)
     report.rows_unmatched = int(unmatched.sum())
     keep_cols = [c for c in ("order_id", "customer_id", "phone", "email", "channel", "_channel", "order_time", "amount", "_source_file", "_sheet", "_row") if c in orders.columns]
-    report.unmatched = orders.iloc[np.flatnonzero(unmatched)][keep_cols].reset_index(drop=True)
+    report.unmatched = orders[keep_cols].iloc[np.flatnonzero(unmatched)].reset_index(drop=True)
 
     # exact duplicate rows (same order id, customer, time, amount) count once; only rows whose
     # order id occurs more than once can be duplicates, so only those are compared
     keep = matched
     cand = np.flatnonzero((ocode >= 0) & matched)
     if len(cand):
-        t_ns = times.to_numpy(dtype="datetime64[ns]")[cand].astype(np.int64)
+        t_ns = times.to_numpy()[cand].astype("datetime64[ns]").astype(np.int64)
         dup = pd.DataFrame({"c": cust[cand], "o": ocode[cand], "t": t_ns, "a": amount[cand]}).duplicated().to_numpy()
         if dup.any():
             keep = matched.copy()
             keep[cand[dup]] = False
-    report.rows_duplicate = int(matched.sum() - keep.sum())
-    by = {1: "id", 2: "phone", 3: "email"}
-    if keep.all():
-        cols = (cust, day, amount, refund, ocode)
-        report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how, minlength=4)[1:], strict=True)}
-    else:
-        sel = np.flatnonzero(keep)
-        cols = (cust[sel], day[sel], amount[sel], refund[sel], ocode[sel])
-        report.matched_by = {by[k]: int(v) for k, v in zip((1, 2, 3), np.bincount(how[sel], minlength=4)[1:], strict=True)}
-        del sel
-    del matched, unmatched, in_time, keep
-    report.rows_used = int(len(cols[0]))
+    used = int(np.count_nonzero(keep))
+    report.rows_duplicate = int(np.count_nonzero(matched)) - used
+    report.rows_used = used
+    kept_how = how[keep]
+    report.matched_by = {name: int(np.count_nonzero(kept_how == k)) for k, name in ((1, "id"), (2, "phone"), (3, "email"))}
+    del matched, unmatched, in_time, kept_how
 
-    aggregate = _aggregate_duckdb if engine == "duckdb" else _aggregate
-    agg = aggregate(*cols, len(customers), as_of_day, win, gwin)
+    n = len(customers)
+    if engine == "duckdb":
+        sel = np.flatnonzero(keep)
+        agg = _aggregate_duckdb(cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], n, as_of_day, win, gwin)
+        del sel
+    else:  # rows not used go to an extra customer n that is dropped (no copies of the columns)
+        np.copyto(cust, n, where=~keep)
+        agg = _aggregate(cust, day, amount, refund, ocode, n, as_of_day, win, gwin)
+    del keep
     report.orders_used = int(agg.pop("_orders_used"))
     metrics = _finish(customers, agg, as_of_day, as_of_ts)
     if interactions is not None:
@@ -662,89 +882,147 @@ def customer_metrics(
 
 
 def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str, np.ndarray]:
-    """Numpy aggregation of matched, de-duplicated order lines into per-customer arrays."""
+    """Numpy aggregation of order lines into per-customer arrays.
+
+    ``c`` is the customer position of each line, or ``n`` for a line not to use (no customer,
+    after the as-of day, duplicate): those lines are summed into an extra customer ``n`` that
+    is dropped, so the columns are never copied. Sums run over the lines in their order.
+    Row-sized work happens in a few scratch arrays (large temporaries cost page faults); the
+    purchase days and the repeat value are computed in a second thread meanwhile.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
-    import pandas as pd
 
-    # every window is "age < d days"; cut the ages once into disjoint buckets, sum per
-    # (customer, bucket) with one bincount, and get each window as a cumulative sum
-    breaks = sorted({30, 90, 365, win, gwin, 2 * gwin})
-    nb = len(breaks) + 1
-    col = {d: i for i, d in enumerate(breaks)}
-    money = np.bincount(c * nb + np.searchsorted(breaks, as_of_day - day, side="right"), weights=amt, minlength=n * nb)
-    money = np.cumsum(money.reshape(n, nb), axis=1)
-    out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
-    out["historical_value"] = np.round(money[:, -1], 2)
-    for d in (30, 90, 365):
-        out[f"monetary_{d}d"] = np.round(money[:, col[d]], 2)
-    out["monetary"] = np.round(money[:, col[win]], 2)
-    out["monetary_prev"] = np.round(money[:, col[2 * gwin]] - money[:, col[gwin]], 2)
-    out["_monetary_g"] = np.round(money[:, col[gwin]], 2)
-    del money
+    n1 = n + 1
+    sale = (c < n) & ~refund
+    key = np.empty(len(c), dtype=np.int64)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        days_job = pool.submit(_purchase_days_and_repeat_value, c, day, amt, n, sale)
 
-    # orders: one row per (customer, order id) among sale lines, dated by the earliest line
-    sale = ~refund
-    sc, so, sd = c[sale], ocode[sale], day[sale]
-    # one order per (customer, order id); rows of an order id seen once are orders by themselves
-    multi = so >= 0
-    if multi.any():
-        mi = np.flatnonzero(multi)
-        okey, okey_uni = pd.factorize(sc[mi] * (int(so.max()) + 1) + so[mi], sort=False)
-        mday = np.full(len(okey_uni), np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(mday, okey, sd[mi])
-        single = ~multi
-        oc = np.concatenate([sc[single], np.asarray(okey_uni) // (int(so.max()) + 1)])
-        od = np.concatenate([sd[single], mday])
-    else:
-        oc, od = sc, sd
-    del so
-    out["_orders_used"] = np.int64(len(oc))
-    counts = np.bincount(oc * nb + np.searchsorted(breaks, as_of_day - od, side="right"), minlength=n * nb)
-    counts = np.cumsum(counts.reshape(n, nb), axis=1)
-    out["orders_total"] = counts[:, -1]
-    for d in (30, 90, 365):
-        out[f"orders_{d}d"] = counts[:, col[d]]
-    out["frequency"] = counts[:, col[win]]
-    del counts, oc, od
+        # every window is "age < d days"; cut the ages once into disjoint buckets (a lookup
+        # table of ages 0..longest), sum per (customer, bucket) with one bincount, and get
+        # each window as a cumulative sum
+        breaks = sorted({30, 90, 365, win, gwin, 2 * gwin})
+        nb = len(breaks) + 1
+        col = {d: i for i, d in enumerate(breaks)}
+        np.subtract(as_of_day, day, out=key)
+        np.clip(key, 0, breaks[-1], out=key)  # lines used are on or before the as-of day
+        bucket = np.searchsorted(breaks, np.arange(breaks[-1] + 1), side="right").astype(np.int8)[key]
+        np.multiply(c, nb, out=key)
+        key += bucket  # (customer, bucket)
+        money = np.bincount(key, weights=amt, minlength=n1 * nb)[: n * nb].reshape(n, nb)
+        np.cumsum(money, axis=1, out=money)
+        out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
+        out["historical_value"] = np.round(money[:, -1], 2)
+        for d in (30, 90, 365):
+            out[f"monetary_{d}d"] = np.round(money[:, col[d]], 2)
+        out["monetary"] = np.round(money[:, col[win]], 2)
+        out["monetary_prev"] = np.round(money[:, col[2 * gwin]] - money[:, col[gwin]], 2)
+        out["_monetary_g"] = np.round(money[:, col[gwin]], 2)
+        del money
 
-    # first / last purchase day over sale lines up to as-of
-    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
-    np.minimum.at(first, sc, sd)
-    np.maximum.at(last, sc, sd)
+        # orders: one per (customer, order id) among sale lines, dated by its earliest line;
+        # a line whose order id is on no other line is an order by itself. Of the lines of
+        # one repeated id, the earliest counts and the others go to customer n.
+        order_line = sale.copy()
+        mi = np.flatnonzero(sale & (ocode >= 0))
+        if len(mi):
+            group = c[mi] * (int(ocode[mi].max()) + 1) + ocode[mi]
+            order = np.lexsort((day[mi], group))
+            g = group[order]
+            repeat_line = np.zeros(len(g), dtype=bool)  # not the first line of its group
+            np.equal(g[1:], g[:-1], out=repeat_line[1:])
+            order_line[mi[order[repeat_line]]] = False
+            del group, order, g, repeat_line
+        del mi
+        out["_orders_used"] = np.int64(np.count_nonzero(order_line))
+        key.fill(n)
+        np.copyto(key, c, where=order_line)
+        del order_line
+        key *= nb
+        key += bucket
+        del bucket
+        counts = np.bincount(key, minlength=n1 * nb)[: n * nb].reshape(n, nb)
+        del key
+        np.cumsum(counts, axis=1, out=counts)
+        out["orders_total"] = counts[:, -1].copy()
+        for d in (30, 90, 365):
+            out[f"orders_{d}d"] = counts[:, col[d]].copy()
+        out["frequency"] = counts[:, col[win]].copy()
+        del counts
+        first, last, n_days, repeat_value = days_job.result()
+
     has = out["orders_total"] > 0
     out["_first"] = np.where(has, first, 0)
     out["_last"] = np.where(has, last, 0)
     out["_has"] = has
-
-    # BG/NBD inputs: distinct purchase days
-    n_days = _distinct_days(sc, sd, n)
     out["bg_x"] = np.where(has, n_days - 1, 0)
-    later = day > out["_first"][c]  # rows (sales and refunds) after the first purchase day
-    repeat_value = np.bincount(c[later], weights=amt[later], minlength=n).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, np.round(repeat_value, 2) / np.maximum(out["bg_x"], 1), np.nan)
     return out
 
 
-def _distinct_days(c: np.ndarray, d: np.ndarray, n: int) -> np.ndarray:
-    """Number of distinct days per customer: a bitmap of (customer, day) when it fits in
-    512 MB, else hashing of the (customer, day) pairs."""
+def _purchase_days_and_repeat_value(c, day, amt, n, sale) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """First and last purchase day, number of distinct purchase days (over sale lines) and the
+    money of all lines after the first purchase day, per customer 0..n-1 (``c`` = n: unused)."""
     import numpy as np
-    import pandas as pd
 
-    if not len(c):
-        return np.zeros(n, dtype=np.int64)
-    dmin = int(d.min())
-    span8 = (int(d.max()) - dmin + 8) // 8 * 8
-    if n * span8 <= 4 * 2**30:
-        key = c * span8 + (d - dmin)
-        bits = np.zeros(n * span8 // 8, dtype=np.uint8)
-        np.bitwise_or.at(bits, key >> 3, np.left_shift(1, key & 7).astype(np.uint8))
-        del key
-        return np.bitwise_count(bits.reshape(n, span8 // 8)).sum(axis=1, dtype=np.int64)
-    keys = pd.unique(c * span8 + (d - dmin))
-    return np.bincount(keys // span8, minlength=n)
+    key = np.empty(len(c), dtype=np.int64)
+    tmp = np.empty(len(c), dtype=np.int64)
+    first, last, n_days = _purchase_days(c, day, n, sale, key, tmp)
+    # a customer without sale lines has first day 0 here, so all of their lines count
+    np.take(np.append(first, 0), c, out=tmp)
+    later = day > tmp
+    del tmp
+    key.fill(n)
+    np.copyto(key, c, where=later)
+    del later
+    repeat_value = np.bincount(key, weights=amt, minlength=n + 1)[:n].astype(np.float64)
+    return first, last, n_days, repeat_value
+
+
+def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray, key: np.ndarray | None = None,
+                   tmp: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First day, last day and number of distinct days per customer 0..n-1 of the lines where
+    ``rows`` is True: one sort of customer·span + day (``key``/``tmp``: int64 scratch arrays of
+    the lines' length, overwritten)."""
+    import numpy as np
+
+    first = np.zeros(n, dtype=np.int64)
+    last = np.zeros(n, dtype=np.int64)
+    n_days = np.zeros(n, dtype=np.int64)
+    if not rows.any():
+        return first, last, n_days
+    key = np.empty(len(c), dtype=np.int64) if key is None else key
+    tmp = np.empty(len(c), dtype=np.int64) if tmp is None else tmp
+    big = np.iinfo(np.int64).max
+    dmin = int(np.min(d, where=rows, initial=big))
+    span = int(np.max(d, where=rows, initial=dmin)) - dmin + 1
+    np.subtract(d, dmin, out=key)
+    np.clip(key, 0, span - 1, out=key)  # other lines (customer n) may have any day
+    tmp.fill(n)
+    np.copyto(tmp, c, where=rows)
+    tmp *= span
+    key += tmp
+    key.sort()
+    new = np.empty(len(key), dtype=bool)
+    new[0] = True
+    np.not_equal(key[1:], key[:-1], out=new[1:])
+    m = 0
+    for a in range(0, len(key), 1 << 20):  # in blocks: no row-sized temporary
+        part = np.compress(new[a : a + (1 << 20)], key[a : a + (1 << 20)])
+        tmp[m : m + len(part)] = part
+        m += len(part)
+    distinct = tmp[:m]  # distinct (customer, day), sorted; customer n's last
+    del new
+    bounds = np.searchsorted(distinct, np.arange(n + 1, dtype=np.int64) * span)  # each customer's run
+    n_days[:] = np.diff(bounds)
+    has = n_days > 0
+    base = np.arange(n, dtype=np.int64) * span - dmin
+    first[has] = distinct[bounds[:-1][has]] - base[has]
+    last[has] = distinct[bounds[1:][has] - 1] - base[has]
+    return first, last, n_days
 
 
 def _aggregate_duckdb(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str, np.ndarray]:

@@ -165,6 +165,28 @@ def test_matching_channel_qualified_phone_email_and_unmatched(metrics):
     assert rep.rows_used == 18 and rep.orders_used == 17
 
 
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_ids_with_spaces_around_match_like_trimmed_ids(dtype):
+    # ids are looked up as they are first; the ones not found (spaces around, ambiguous
+    # 1001 on two channels, blank → phone/email) go through trimming and the channel
+    plain = orders_df()
+    pads = [" ", "\t", "\u3000", "  ", "\r\n"]
+    padded = plain.assign(customer_id=[v if v == "" else pads[i % 5] + v + pads[(i + 2) % 5] * (i % 2) for i, v in enumerate(plain["customer_id"])])
+    a, ra = customer_metrics(plain.astype({"customer_id": dtype}), clean_customers(), as_of="2024-06-30")
+    b, rb = customer_metrics(padded.astype({"customer_id": dtype}), clean_customers(), as_of="2024-06-30")
+    pd.testing.assert_frame_equal(a, b)
+    assert ra.to_dict() == rb.to_dict() and rb.matched_by == {"id": 16, "phone": 1, "email": 1}
+
+
+def test_channel_column_with_text_only_after_the_first_thousand_rows():
+    from custtool.rfm import _has_text
+
+    assert _has_text(pd.Series([""] * 1000 + [" ", "天猫"]))
+    assert _has_text(pd.Series([None, "京东"], dtype="str"))
+    assert not _has_text(pd.Series([""] * 1500 + [" \u3000", None], dtype=object))
+    assert not _has_text(pd.Series([], dtype=object))
+
+
 def test_customers_without_orders_stay(metrics):
     m, _ = metrics
     assert len(m) == 10
@@ -486,6 +508,31 @@ def test_engines_agree():
     assert rfm_scores(a).equals(rfm_scores(b))
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400))
+def test_property_engines_agree_on_line_items_duplicates_refunds_and_dropped_rows(seed, n):
+    # line items (an order id on several lines and days), exact duplicate rows, refunds,
+    # rows without a valid time, after the as-of day, or of no customer: the pandas engine
+    # (bucketed bincounts, one sort for purchase days) equals the SQL of the duckdb engine
+    rng = np.random.default_rng(seed)
+    times = pd.Timestamp("2023-06-01") + pd.to_timedelta(rng.integers(0, 500 * 24, n), unit="h")
+    orders = pd.DataFrame(
+        {
+            "order_id": [f"O{i}" if i else "" for i in rng.integers(0, max(2, n // 2), n)],
+            "customer_id": [f"C{i:08d}" for i in rng.integers(1, 13, n)],
+            "order_time": pd.Series(times).where(rng.random(n) > 0.03),
+            "amount": np.round(rng.gamma(2, 150, n) * np.where(rng.random(n) < 0.1, -1, 1), 2),
+        }
+    )
+    dup = orders.sample(frac=0.1, random_state=int(rng.integers(0, 1000)))
+    orders = pd.concat([orders, dup], ignore_index=True).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    as_of = "2024-06-30" if rng.random() < 0.5 else None
+    a, ra = customer_metrics(orders, clean_customers(), as_of=as_of, engine="pandas")
+    b, rb = customer_metrics(orders, clean_customers(), as_of=as_of, engine="duckdb")
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    assert ra.to_dict() == rb.to_dict()
+
+
 # --------------------------------------------------------------------------- CLI
 def _write_inputs(tmp_path):
     from custtool.io import write_table
@@ -573,6 +620,140 @@ def test_order_codes_hash_and_text_paths_agree():
     assert (a[-4:-1] == -1).all()  # blanks are each their own order
     counts = ids.str.strip().value_counts()
     assert (b >= 0).sum() == counts[counts > 1].drop("", errors="ignore").sum()
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> None:
+    """Two order-code arrays group the rows identically (-1 = an order by itself)."""
+    assert ((a < 0) == (b < 0)).all()
+    rep = a >= 0
+    if rep.any():
+        assert pd.crosstab(a[rep], b[rep]).gt(0).sum(axis=1).eq(1).all()
+        assert pd.crosstab(b[rep], a[rep]).gt(0).sum(axis=1).eq(1).all()
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_order_codes_hash_path_trims_like_the_text_path(dtype):
+    # fixed-width ids (strided reads), mixed widths (gathers), ids longer than 8 and 16 bytes,
+    # Chinese text, and the spaces _encode_text trims: tab, CR/LF, the ideographic space
+    ids = ["O0000000001", "O0000000002", "O0000000001", " O0000000002", "O0000000002\t", "订单号一", "订单号一\u3000",
+           "\u3000订单号二", "订单号二", "x" * 25, "x" * 24 + "y", "x" * 25, "", "\u3000", None, "7", "7 ", "70"]
+    a = _order_codes_of(pd.Series(ids, dtype=dtype), "hash")
+    b = _order_codes_of(pd.Series(ids, dtype=dtype), "encode")
+    _same_partition(a, b)
+    assert a[0] == a[2] and a[1] == a[3] == a[4] and a[5] == a[6] and a[7] == a[8] and a[9] == a[11] and a[15] == a[16]
+    assert a[0] != a[1] and a[10] == -1 and a[17] == -1 and (a[12:15] == -1).all()
+    fixed = pd.Series([f"O{i % 7:010d}" for i in range(50)] + [f"O{i:010d}" for i in range(100, 120)], dtype=dtype)
+    _same_partition(_order_codes_of(fixed, "hash"), _order_codes_of(fixed, "encode"))
+
+
+def test_order_codes_never_merge_different_ids_whose_hashes_collide(monkeypatch):
+    import custtool.rfm as rfm
+
+    rng = np.random.default_rng(7)
+    ids = pd.Series([f"O{i}" for i in rng.integers(0, 60, 400)] + [f"U{i}" for i in range(30)] + ["", None, " O7 "], dtype=object)
+    expected = _order_codes_of(ids, "encode")
+    real_hash = rfm._text_hash
+    for fake in (lambda arr: real_hash(arr) & np.uint64(3), lambda arr: np.zeros(len(arr), dtype=np.uint64)):
+        monkeypatch.setattr(rfm, "_text_hash", fake)
+        got = _order_codes_of(ids, "hash")
+        _same_partition(got, expected)
+        assert (got[400:430] == -1).all()  # ids seen once stay orders by themselves
+    monkeypatch.setattr(rfm, "_text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
+    assert (_order_codes_of(pd.Series([f"U{i}" for i in range(20)]), "hash") == -1).all()
+
+
+def test_order_codes_of_chunked_arrow_ids_and_phone_keys():
+    import pyarrow as pa
+
+    from custtool.rfm import _norm_phone_pa
+
+    ids = pa.chunked_array([pa.array([], pa.string()), pa.array(["a", " a", "b"]), pa.array(["b", None, "", "c"])])
+    _same_partition(_order_codes_of(ids, "hash"), _order_codes_of(pd.Series(ids.to_pylist(), dtype=object), "encode"))
+    assert _order_codes_of(ids, "hash").tolist()[4:] == [-1, -1, -1]
+    # plain digits are their own key; anything else is normalised (13 digits with 86 too)
+    phones = ["13800000001", "", None, "8613800000001", "+86 138-0000-0001", "１３８00000001"]
+    assert _norm_phone_pa(pa.array(phones[:3])).to_pylist() == ["13800000001", "", None]
+    assert _norm_phone_pa(pa.array(phones)).to_pylist() == ["13800000001", "", None] + ["13800000001"] * 3
+
+
+def test_errors_of_the_order_id_thread_and_of_matching_reach_the_caller(monkeypatch):
+    import custtool.rfm as rfm
+
+    def broken(values, method="auto"):
+        raise RuntimeError("order ids failed")
+
+    monkeypatch.setattr(rfm, "_order_codes", broken)
+    with pytest.raises(RuntimeError, match="order ids failed"):
+        customer_metrics(orders_df(), clean_customers(), as_of="2024-06-30")
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="valid order time"):
+        customer_metrics(orders_df().assign(order_time=pd.NaT), clean_customers())
+
+
+def test_customer_index_builds_each_lookup_once_across_threads(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import custtool.rfm as rfm
+
+    calls = []
+    real = rfm._contact_keys
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rfm, "_contact_keys", counted)
+    index = rfm.CustomerIndex(clean_customers())
+    with ThreadPoolExecutor(4) as pool:
+        tables = list(pool.map(lambda _: index.phone, range(8)))
+    assert calls == ["phones"] and all(t is tables[0] for t in tables)
+    assert index.qualified is index.qualified and len(index.email) == 1
+
+
+def test_every_cell_has_text():
+    from custtool.rfm import _has_text
+
+    for dtype in (object, "str"):
+        assert _has_text(pd.Series(["a", "b"], dtype=dtype), every=True)
+        assert not _has_text(pd.Series(["a", ""], dtype=dtype), every=True)
+        assert not _has_text(pd.Series(["a", None], dtype=dtype), every=True)
+
+
+def test_key_lookup_same_with_and_without_the_all_keys_differ_shortcut(monkeypatch):
+    import pyarrow as pa
+
+    import custtool.rfm as rfm
+
+    keys = pa.array(["T1", "1001", "1001", "", None, "M5", "x" * 20])
+    owners = pa.array([0, 1, 2, 3, 4, 5, 6])
+    probe = pa.array(["T1", "1001", "M5", "", None, "nope", "x" * 20])
+    fast_keys = pa.array(["T1", "M5", "x" * 20, "", None])
+    for ks, os_ in ((keys, owners), (fast_keys, pa.array([0, 5, 6, 3, 4]))):
+        lut, amb = rfm._unique_map(ks, os_, with_ambiguous=True)
+        got = lut.lookup(probe).tolist()
+        monkeypatch.setattr(rfm, "_text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
+        lut2, amb2 = rfm._unique_map(ks, os_, with_ambiguous=True)  # every hash repeats: no shortcut
+        monkeypatch.undo()
+        assert got == lut2.lookup(probe).tolist() == [0, -1, 5, -1, -1, -1, 6]
+        assert amb.to_pylist() == amb2.to_pylist() == (["1001"] if ks is keys else [])
+
+
+def test_take_rows_chunk_by_chunk_equals_pyarrow_take():
+    import pyarrow as pa
+
+    from custtool.rfm import _take
+
+    ca = pa.chunked_array([pa.array(["a", "b"]), pa.array([], pa.string()), pa.array(["c", None, "e"])])
+    for rows in ([0, 2, 4], [], [3], [1, 0], [0, 1, 2, 3, 4]):
+        r = np.array(rows, dtype=np.int64)
+        assert _take(ca, r).to_pylist() == ca.take(pa.array(r)).to_pylist()
+    assert _take(pa.array(["x", "y"]), np.array([1])).to_pylist() == ["y"]
+
+
+def _order_codes_of(ids, method):
+    from custtool.rfm import _order_codes
+
+    return _order_codes(ids, method=method)
 
 
 def test_cli_segment_prints_order_row_accounting(tmp_path):
