@@ -10,7 +10,8 @@ bench/data/, then times in separate processes (so peak memory is per step):
   - custtool import of the xlsx (read, header, mapping, normalisation, validation)
   - bare CSV read:  pandas.read_csv(engine="pyarrow")
   - custtool import of the CSV
-and prints rows/s, the ratios and peak RSS. Targets (issue 2): xlsx import within 1.5x
+and prints rows/s, the ratios and peak RSS (``--repeat N``: N alternating rounds after an
+untimed one, the ratio of each step's best). Targets (issue 2): xlsx import within 1.5x
 of its bare read, CSV import within 5x.
 """
 
@@ -147,18 +148,26 @@ def main() -> None:
     xlsx_path, csv_path = generate(args.xlsx_rows, args.csv_rows)
     print(f"data: {xlsx_path.name}, {csv_path.name} (generated/cached in {time.perf_counter() - t0:.1f}s)")
     pairs = [("xlsx", xlsx_path), ("csv", csv_path)][1 if args.csv_only else 0 :]
+    # a process that runs right after other work is slower (more so the bare read: 0.55 s
+    # against 0.27 s here): one untimed round first, then each step's best of the rounds
+    for kind, path in pairs:
+        run(f"bare_{kind}", path), run(f"import_{kind}", path)
+    best: dict[str, dict] = {}
     ratios: dict[str, list[float]] = {kind: [] for kind, _ in pairs}
     for _ in range(args.repeat):
         for kind, path in pairs:
             bare, imp = run(f"bare_{kind}", path), run(f"import_{kind}", path)
             for r in (bare, imp):
                 print(f"{r['step']:12s} {r['rows']:>10,} rows  {r['seconds']:7.2f} s  {r['rows'] / r['seconds']:>12,.0f} rows/s  peak {r['peak_mb']:7.0f} MB")
+                if r["step"] not in best or r["seconds"] < best[r["step"]]["seconds"]:
+                    best[r["step"]] = r
             ratios[kind].append(imp["seconds"] / bare["seconds"])
     targets = {"xlsx": ("calamine", 1.5), "csv": ("pyarrow", 5.0)}
     for kind, values in ratios.items():
         name, target = targets[kind]
-        spread = f" (min {min(values):.2f}x, median {statistics.median(values):.2f}x of {len(values)})" if len(values) > 1 else ""
-        print(f"ratio {kind} import / bare {name} read: {values[-1]:.2f}x{spread} (target <= {target:g}x)")
+        b, i = best[f"bare_{kind}"]["seconds"], best[f"import_{kind}"]["seconds"]
+        spread = f"; pairs {min(values):.2f}-{max(values):.2f}x, median {statistics.median(values):.2f}x" if len(values) > 1 else ""
+        print(f"ratio {kind} import / bare {name} read, best of {len(values)}: {i:.2f} s / {b:.2f} s = {i / b:.2f}x{spread} (target <= {target:g}x)")
 
 
 if __name__ == "__main__":
