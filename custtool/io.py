@@ -265,6 +265,12 @@ def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
         wb = CalamineWorkbook.from_path(str(p))
         names = list(wb.sheet_names)
     except Exception as exc:  # calamine raises its own error types for corrupt files
+        fallback = _read_workbook_openpyxl(p, sheet) if p.suffix.lower() in (".xlsx", ".xlsm") else None
+        if fallback is not None:
+            note = f"{p.name}: read with openpyxl (slower): calamine could not open it ({type(exc).__name__})"
+            for raw in fallback:
+                raw.warnings.append(note)
+            return fallback
         raise InputError(
             f"{p.name}: cannot open the workbook ({type(exc).__name__}: {str(exc)[:120]})",
             "the file is damaged or not really an Excel file: open it in Excel and save it as .xlsx again",
@@ -288,6 +294,44 @@ def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
             raise InputError(f"{p.name}, sheet {name!r}: cannot read ({str(exc)[:120]})", "save the workbook again") from None
         width = max((len(r) for r in cells), default=0)
         typed = pd.DataFrame([list(r) + [""] * (width - len(r)) for r in cells], columns=range(width), dtype=object)
+        grid = _cells_as_text(typed)
+        out.append(RawSheet(p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed, merged))
+    return out
+
+
+def _read_workbook_openpyxl(p: Path, sheet: str | None) -> list[RawSheet] | None:
+    """The grids of a workbook calamine cannot open, read with openpyxl (cached values of
+    formulas, merged ranges, hidden sheets left out as with calamine); None when openpyxl
+    cannot open it either."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    try:
+        from openpyxl import load_workbook
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it drops
+            wb = load_workbook(p, data_only=True)
+    except Exception:  # openpyxl raises many kinds of errors for a file it cannot read
+        return None
+    names = list(wb.sheetnames)
+    if sheet is not None:
+        if sheet not in names:
+            raise InputError(f"{p.name}: no sheet named {sheet!r}", f"the sheets are: {', '.join(names)}")
+        names = [sheet]
+    else:  # hidden sheets hold drop-down lists and lookups, not data
+        names = [n for n in names if wb[n].sheet_state == "visible"]
+    out: list[RawSheet] = []
+    for name in names:
+        ws = wb[name]
+        cells = [list(r) for r in ws.iter_rows(min_row=1, min_col=1, values_only=True)]
+        width = max((len(r) for r in cells), default=0)
+        typed = pd.DataFrame([r + [""] * (width - len(r)) for r in cells], columns=range(width), dtype=object)
+        typed = typed.where(typed.notna(), "")
+        merged = [((r.min_row - 1, r.min_col - 1), (r.max_row - 1, r.max_col - 1)) for r in ws.merged_cells.ranges]
+        # a merged range's other cells are empty, as calamine gives them
         grid = _cells_as_text(typed)
         out.append(RawSheet(p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed, merged))
     return out

@@ -324,3 +324,37 @@ def test_a_wide_row_below_the_width_sample_takes_the_general_reader(tmp_path, mo
     result = import_files(path)
     assert result.totals["rows_read"] == 400 and result.totals["accepted"] == 400
     assert result.data["phone"].iloc[349] == "13800000349"
+
+
+def test_openpyxl_reads_what_calamine_reads(shop_xlsx):
+    """The fallback for workbooks calamine cannot open gives the same grids."""
+    from openpyxl import load_workbook
+
+    from custtool.io import _read_workbook_openpyxl, read_raw
+
+    wb = load_workbook(shop_xlsx)
+    wb["会员"].merge_cells("E4:E5")  # a merged cell below the header
+    wb.create_sheet("码表").sheet_state = "hidden"
+    wb.save(shop_xlsx)
+    fast, slow = read_raw(shop_xlsx), _read_workbook_openpyxl(shop_xlsx, None)
+    assert slow is not None and [r.sheet for r in slow] == [r.sheet for r in fast] == ["会员", "说明"]
+    for a, b in zip(fast, slow, strict=True):
+        pd.testing.assert_frame_equal(a.grid.astype(object), b.grid.astype(object), check_dtype=False)
+        assert sorted(a.merged) == sorted(b.merged)
+
+
+def test_a_workbook_calamine_cannot_open_is_read_with_openpyxl(shop_xlsx, monkeypatch):
+    import python_calamine
+
+    def refuse(path):
+        raise python_calamine.CalamineError("unsupported workbook part")
+
+    monkeypatch.setattr(python_calamine.CalamineWorkbook, "from_path", staticmethod(refuse))
+    result = import_files(shop_xlsx)
+    assert result.data["phone"].tolist()[:2] == ["13812345678", "13900001111"]
+    assert result.totals["skipped_total"] == 1 and result.totals["rejected"] == 1
+    assert any("openpyxl" in w for w in result.warnings)
+    bad = shop_xlsx.with_name("broken.xlsx")
+    bad.write_bytes(b"PK\x03\x04 not a workbook")
+    with pytest.raises(Exception, match="cannot open the workbook"):
+        import_files(bad)
