@@ -255,10 +255,20 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         # those of rows validation rejects are dropped after
         args = (norm, keep, normalized.problems, originals)
         noted = pool.submit(_kept_problem_rows, *args) if pool else None
+        # the rows the checks already done reject are known: filtering starts on the pool
+        # while validation writes its rejects lines (and is redone in the rare case that
+        # validation rejects more)
+        early = keep & ~_failing_rows(normalized.checked, norm.index)
+        taking = _start_take(norm, early, pool) if pool and not early.all() else None
         rejected, rejects = validate(norm, spec.kind, originals, skip=~keep, checked=normalized.checked)
         is_rejected = rejected.to_numpy()
         wanted = keep & ~is_rejected
-        kept = norm if wanted.all() else _take_rows(norm, wanted, pool)
+        if wanted.all():
+            kept = norm
+        elif taking is not None and np.array_equal(wanted, early):
+            kept = _finish_take(taking)
+        else:
+            kept = _take_rows(norm, wanted, pool)
         kept_problems, at = noted.result() if noted else _kept_problem_rows(*args)
     if len(kept_problems) and is_rejected[at].any():
         kept_problems = kept_problems[~is_rejected[at]].reset_index(drop=True)
@@ -307,9 +317,16 @@ def _thread_pool(rows: int) -> Iterator[Any]:
 def _take_rows(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> pd.DataFrame:
     """``df[mask].reset_index(drop=True)`` (same columns and dtypes), Arrow-backed text
     columns filtered in pyarrow (on ``pool`` when given), several times quicker than pandas' take."""
+    return _finish_take(_start_take(df, mask, pool))
+
+
+def _start_take(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> tuple[pd.DataFrame, np.ndarray, dict[Any, Any]]:
+    """:func:`_take_rows` started: the Arrow columns' filters go to ``pool`` (nothing there
+    waits), the other columns are filtered here."""
     import pyarrow as pa
 
     pmask = pa.array(mask)
+    index = pd.RangeIndex(int(mask.sum()))
     cols: dict[Any, Any] = {}
     for j in range(df.shape[1]):
         s = df.iloc[:, j]
@@ -318,16 +335,33 @@ def _take_rows(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> pd.DataF
             cols[j] = (pool.submit(arr.filter, pmask) if pool is not None else arr.filter(pmask), s.dtype)
         else:
             # dtype given: an object column stays object (pandas would read text into str)
-            cols[j] = pd.Series(s.to_numpy()[mask] if isinstance(s.dtype, np.dtype) else s.array[mask], dtype=s.dtype, copy=False)
+            kept = s.to_numpy()[mask] if isinstance(s.dtype, np.dtype) else s.array[mask]
+            cols[j] = pd.Series(kept, dtype=s.dtype, index=index, copy=False)
+    return df, mask, cols
+
+
+def _finish_take(started: tuple[pd.DataFrame, np.ndarray, dict[Any, Any]]) -> pd.DataFrame:
+    df, mask, cols = started
+    if not cols:
+        return df[mask].reset_index(drop=True)
     index = pd.RangeIndex(int(mask.sum()))
     for j, c in cols.items():
-        if isinstance(c, pd.Series):
-            c.index = index
-        elif isinstance(c, tuple):
+        if isinstance(c, tuple):
             filtered, dtype = c
-            cols[j] = pd.Series(filtered.result() if pool is not None else filtered, dtype=dtype, index=index)
-    out = pd.DataFrame(dict(enumerate(cols.values())), index=index, copy=False) if cols else df[mask].reset_index(drop=True)
+            cols[j] = pd.Series(filtered.result() if hasattr(filtered, "result") else filtered, dtype=dtype, index=index)
+    out = pd.DataFrame(dict(enumerate(cols.values())), index=index, copy=False)
     out.columns = df.columns
+    return out
+
+
+def _failing_rows(checked: dict[str, pd.DataFrame], index: pd.Index) -> np.ndarray:
+    """The rows (as a bool array over ``index``) named in the failure cases of checks."""
+    out = np.zeros(len(index), dtype=bool)
+    for fc in checked.values():
+        if len(fc) and "index" in fc:
+            labels = fc["index"].dropna()
+            at = index.get_indexer(pd.Index(labels.to_numpy()))
+            out[at[at >= 0]] = True
     return out
 
 
@@ -490,8 +524,8 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_amount, s)
         return _Column({col: v}, s, hits=hits, codes=codes)
     if col in ("quantity", "satisfaction", "company_size") and kind != "customers" or col == "quantity":
-        v, p = nz.normalize_number(s)
-        return _Column({col: v}, None, _codes(p), with_column=True)
+        v, (hits, codes) = nz.on_uniques_codes(nz.normalize_number, s)
+        return _Column({col: v}, None, with_column=True, hits=hits, codes=codes)
     if col == "score":
         num, p = nz.normalize_number(s)
         bad = (p != "") | ~num.between(0, 10) & num.notna() | (s.str.strip() == "")
@@ -517,6 +551,20 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
 
 #: columns normalised row by row (no distinct-value work): a large one is done in halves
 _BY_ROW = frozenset({"phone", "email", "customer_id", "order_id", "record_id"})
+
+
+def _refunds_without_order(order_id: pd.Series, back: np.ndarray, sold: np.ndarray) -> np.ndarray:
+    """The rows among ``back`` (money going back) whose order id is given but on no row
+    of ``sold`` (money coming in), with pyarrow's hash lookup."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = nz._arrow(order_id if isinstance(order_id.dtype, pd.StringDtype) else order_id.astype(str))
+    sold_ids = pc.unique(ids.filter(pa.array(sold)))
+    asked = ids.take(pa.array(back))
+    known = np.asarray(pc.is_in(asked, value_set=sold_ids).to_numpy(zero_copy_only=False), dtype=bool)
+    given = np.asarray(pc.not_equal(asked, "").to_numpy(zero_copy_only=False), dtype=bool)
+    return back[given & ~known]
 
 
 def _merge_halves(parts: list[_Column], half: int, whole: pd.Series) -> _Column:
@@ -606,13 +654,9 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
         out["amount"] = out["amount"].where(~out["refund"], -out["amount"].abs())
     if kind == "orders" and "amount" in out.columns and "order_id" in out.columns:
         # money going back for an order this export does not hold: kept, but say so
-        back = out["amount"] < 0
-        if back.any():
-            ids = out["order_id"].astype(str)
-            sold = set(ids[(out["amount"] > 0).to_numpy()])
-            orphan = back & (ids != "") & ~ids.isin(sold)
-            codes = np.where(orphan, "refund_without_order", "").astype(object)
-            hits = np.flatnonzero(orphan.to_numpy())
+        back = np.flatnonzero((out["amount"] < 0).to_numpy())
+        if len(back):
+            hits = _refunds_without_order(out["order_id"], back, (out["amount"] > 0).to_numpy())
             codes = np.full(len(hits), "refund_without_order", dtype=object)
             problems.append(("", hits, codes))
             flag_parts.append((hits, codes))

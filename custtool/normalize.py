@@ -431,13 +431,24 @@ def normalize_date(s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Sha
     """
     t = _text(s)
     problems = _problems(s.index)
-    parts = _extract(t, _DATE_RE)
-    compact = _extract(t, _COMPACT_RE)
-    compact["H"] = compact["H1"].fillna(compact["H2"])
-    use_c = parts["y"].isna() & compact["y"].notna()
-    for col in ("y", "m", "d", "H", "M", "S"):
-        parts[col] = parts[col].where(~use_c, compact[col])
-    nums = {k: pd.to_numeric(parts[k], errors="coerce") for k in ("y", "m", "d", "H", "M", "S")}
+    # the fixed-width forms (2024-01-05, 2024/01/05 10:30:00) read straight from the bytes;
+    # the rest through the patterns
+    fixed, found = _fixed_width_dates(_arrow(t))
+    tzs: pd.Series | None = None
+    if not fixed.all():
+        rest = ~fixed
+        pending = t[rest]
+        parts = _extract(pending, _DATE_RE)
+        compact = _extract(pending, _COMPACT_RE)
+        compact["H"] = compact["H1"].fillna(compact["H2"])
+        use_c = parts["y"].isna() & compact["y"].notna()
+        for col in ("y", "m", "d", "H", "M", "S"):
+            parts[col] = parts[col].where(~use_c, compact[col])
+            found[col][rest] = pd.to_numeric(parts[col], errors="coerce").to_numpy(dtype="float64")
+        if "tz" in parts:
+            tzs = pd.Series(np.nan, index=s.index, dtype=object)
+            tzs[rest] = parts["tz"].where(~use_c).to_numpy(dtype=object)
+    nums = {k: pd.Series(v, index=s.index) for k, v in found.items()}
     frame = pd.DataFrame(
         {
             "year": nums["y"],
@@ -459,11 +470,10 @@ def normalize_date(s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Sha
         same_day = built.dt.day == sub["day"]
         result[valid_parts] = built.where(same_day)
     # UTC offsets → firm time zone
-    tzs = parts["tz"].where(~use_c) if "tz" in parts else None
     if keep_time and tzs is not None and tzs.notna().any():
         has = tzs.notna() & result.notna()
         if has.any():
-            off = tzs[has].str.replace(":", "", regex=False)
+            off = tzs[has].astype(str).str.replace(":", "", regex=False)
             off = off.where(off != "Z", "+0000")
             minutes = off.str[0].map({"+": 1, "-": -1}) * (off.str[1:3].astype(int) * 60 + off.str[3:5].astype(int))
             utc = result[has] - pd.to_timedelta(minutes, unit="m")
@@ -479,6 +489,69 @@ def normalize_date(s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Sha
     bad = (t != "") & result.isna()
     problems[bad] = "date_invalid"
     return result, problems
+
+
+def _fixed_width_dates(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Which values are ``YYYY-MM-DD`` or ``YYYY-MM-DD HH:MM:SS`` exactly (``/`` or ``-``
+    between the date parts, a space or ``T`` before the time), and their parts as numbers
+    (NaN elsewhere; no time: NaN hours, minutes, seconds), read from the Arrow bytes."""
+    import pyarrow as pa
+
+    n = len(arr)
+    fixed = np.zeros(n, dtype=bool)
+    nums = {k: np.full(n, np.nan) for k in ("y", "m", "d", "H", "M", "S")}
+    start = 0
+    for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
+        m = len(chunk)
+        if m == 0 or chunk.buffers()[2] is None:
+            start += m
+            continue
+        wide = pa.types.is_large_string(chunk.type)
+        off = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)[chunk.offset : chunk.offset + m + 1].astype(np.int64)
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+        size = np.diff(off)
+        valid = np.ones(m, dtype=bool) if chunk.null_count == 0 else np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        rows = np.flatnonzero(valid & ((size == 10) | (size == 19)))
+        if len(rows):
+            at = off[rows]
+            y, ok_y = _digits(data, at, (0, 1, 2, 3))
+            mo, ok_m = _digits(data, at, (5, 6))
+            d, ok_d = _digits(data, at, (8, 9))
+            sep = data[at + 4]
+            ok = ok_y & ok_m & ok_d & ((sep == ord("-")) | (sep == ord("/"))) & (data[at + 7] == sep)
+            timed = size[rows] == 19
+            hh = mm = ss = np.zeros(len(at), dtype=np.int64)
+            if timed.any():
+                # bytes past a 10-byte value are never read into the result: clip the index
+                at_t = np.minimum(at + 18, len(data) - 1) - 18
+                hh, ok_h = _digits(data, at_t, (11, 12))
+                mm, ok_mi = _digits(data, at_t, (14, 15))
+                ss, ok_s = _digits(data, at_t, (17, 18))
+                gap = data[at_t + 10]
+                shape_ok = ((gap == ord(" ")) | (gap == ord("T"))) & (data[at_t + 13] == ord(":")) & (data[at_t + 16] == ord(":"))
+                ok &= ~timed | (ok_h & ok_mi & ok_s & shape_ok)
+            good = rows[ok]
+            where = start + good
+            fixed[where] = True
+            nums["y"][where], nums["m"][where], nums["d"][where] = y[ok], mo[ok], d[ok]
+            t_ok = timed[ok]
+            for key, v in (("H", hh), ("M", mm), ("S", ss)):
+                vals = np.where(t_ok, v[ok] if np.ndim(v) else v, np.nan)
+                nums[key][where] = vals
+        start += m
+    return fixed, nums
+
+
+def _digits(data: np.ndarray, at: np.ndarray, places: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The number written by the ASCII digits at byte offsets ``at + place``, and whether
+    they are all digits."""
+    value = np.zeros(len(at), dtype=np.int64)
+    ok = np.ones(len(at), dtype=bool)
+    for k in places:
+        digit = data[at + k].astype(np.int64) - 48
+        ok &= (digit >= 0) & (digit <= 9)
+        value = value * 10 + digit
+    return value, ok
 
 
 # --------------------------------------------------------------------------- gender

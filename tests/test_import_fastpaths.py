@@ -358,3 +358,26 @@ def test_a_workbook_calamine_cannot_open_is_read_with_openpyxl(shop_xlsx, monkey
     bad.write_bytes(b"PK\x03\x04 not a workbook")
     with pytest.raises(Exception, match="cannot open the workbook"):
         import_files(bad)
+
+
+@pytest.mark.parametrize("keep_time", [False, True])
+def test_fixed_width_dates_agree_with_the_patterns(monkeypatch, keep_time):
+    rng = np.random.default_rng(5)
+    n = 3000
+    y = rng.integers(1890, 2110, n)
+    m = rng.integers(0, 14, n)
+    d = rng.integers(0, 33, n)
+    hh, mm, ss = rng.integers(0, 25, n), rng.integers(0, 61, n), rng.integers(0, 61, n)
+    sep = np.where(rng.random(n) < 0.5, "-", "/")
+    date = [f"{a:04d}{s}{b:02d}{s}{c:02d}" for a, b, c, s in zip(y, m, d, sep, strict=True)]
+    stamp = [f"{x}{'T' if i % 7 == 0 else ' '}{h:02d}:{mi:02d}:{se:02d}" for i, (x, h, mi, se) in enumerate(zip(date, hh, mm, ss, strict=True))]
+    odd = ["2024-01-05 10:30", "2024-1-5", "2024/01-05", "2024-01-05 10:30:00+08:00", "20240105", "2024年1月5日", "", "45000",
+           "2024-01-05x10:30:00", "2024-01-0510:30:00", "abcd-ef-gh", "2024-02-29 23:59:59", "2023-02-29"]
+    s = pd.Series(date[:1000] + stamp[1000:] + odd, dtype="str")
+    fast = nz.normalize_date(s, keep_time=keep_time)
+    none = lambda arr: (np.zeros(len(arr), dtype=bool), {k: np.full(len(arr), np.nan) for k in ("y", "m", "d", "H", "M", "S")})  # noqa: E731
+    monkeypatch.setattr(nz, "_fixed_width_dates", none)
+    slow = nz.normalize_date(s, keep_time=keep_time)
+    pd.testing.assert_series_equal(fast[0], slow[0])
+    pd.testing.assert_series_equal(fast[1], slow[1])
+    assert fast[0].notna().sum() > 500 and (fast[1] == "date_invalid").sum() > 500
