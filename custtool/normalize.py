@@ -480,7 +480,9 @@ def normalize_date(s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Sha
             local = utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
             result[has] = local
     # Excel serial numbers
-    serial = t.str.fullmatch(r"[0-9]{5}(\.[0-9]+)?") & result.isna()
+    serial = result.isna()
+    if serial.any():
+        serial[serial] = t[serial].str.fullmatch(r"[0-9]{5}(\.[0-9]+)?").to_numpy(dtype=bool)
     if serial.any():
         days = pd.to_numeric(t[serial], errors="coerce")
         days = days.where(days.between(10000, 80000))
@@ -723,11 +725,18 @@ def on_uniques(fn: Any, s: pd.Series, **kw: Any) -> tuple[pd.Series, ...]:
     return (*values, pd.Series(_dense(len(s), (hits, codes)), index=s.index, dtype=object))
 
 
+_LOOK = 20_000
+
+
 def on_uniques_codes(fn: Any, s: pd.Series, **kw: Any) -> tuple[Any, ...]:
     """:func:`on_uniques` with the problem codes (``fn``'s last result) sparse: the values,
     then (rows, codes)."""
-    at, uniques = pd.factorize(s, use_na_sentinel=True)
-    if len(uniques) > len(s) // 2:
+    # a column of distinct values (order timestamps) goes through whole: its first rows
+    # all differing tells, before the cost of finding every distinct value
+    head = s.iloc[:_LOOK]
+    mostly_distinct = len(s) > 4 * _LOOK and len(pd.unique(head)) > 0.95 * len(head)
+    at, uniques = (None, None) if mostly_distinct else pd.factorize(s, use_na_sentinel=True)
+    if at is None or uniques is None or len(uniques) > len(s) // 2:
         *values, problems = fn(s, **kw)
         found = problems.to_numpy(dtype=object)
         hits = code_rows(found)
