@@ -381,3 +381,13 @@ def test_fixed_width_dates_agree_with_the_patterns(monkeypatch, keep_time):
     pd.testing.assert_series_equal(fast[0], slow[0])
     pd.testing.assert_series_equal(fast[1], slow[1])
     assert fast[0].notna().sum() > 500 and (fast[1] == "date_invalid").sum() > 500
+
+
+def test_distinct_values_path_and_whole_column_path_agree(monkeypatch):
+    stamps = pd.Series([f"2024-01-{d:02d} 10:{m:02d}:00" for d in range(1, 29) for m in range(60)] + ["", "bad", "2023-02-29 10:00:00"], dtype="str")
+    normal = nz.on_uniques_codes(nz.normalize_date, stamps, keep_time=True)
+    monkeypatch.setattr(nz, "_LOOK", 10)  # the first values all differ: no distinct-value pass
+    whole = nz.on_uniques_codes(nz.normalize_date, stamps, keep_time=True)
+    pd.testing.assert_series_equal(normal[0], whole[0])
+    assert normal[1][0].tolist() == whole[1][0].tolist() == [len(stamps) - 2, len(stamps) - 1]
+    assert normal[1][1].tolist() == whole[1][1].tolist() == ["date_invalid", "date_invalid"]
