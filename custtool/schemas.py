@@ -234,51 +234,81 @@ def validate(
         fc = fc[~pd.Series(skip, index=df.index).reindex(fc["index"].to_numpy()).to_numpy()]
         if fc.empty:
             return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
-    check = fc["check"].astype(str)
-    column = fc["column"].astype(object)
-    code = check.map({k: v for k, v in _CHECK_CODES.items() if isinstance(v, str)}).astype(object)
-    nn = check == "not_nullable"
-    code[nn] = column[nn].map(_CHECK_CODES["not_nullable"]).fillna("value_missing")
-    other = code.isna()
-    code[other] = column[other].astype(str) + "_invalid"
-    # a frame-wide check names no column: report it on the key columns it is about
-    col_for = column.where(column.notna() & (column.astype(str) != kind) & (column != "_key_present"), None)
-    col_for[code == "no_contact"] = "phone/email"
-    col_for[code == "no_customer_key"] = "customer_id/phone/email"
+    # the code and the column to report, once per distinct (check, column) pair
+    pair_at, pairs = pd.factorize(fc["check"].astype(str) + "\x00" + fc["column"].astype(str).where(fc["column"].notna(), "\x01"))
+    pair_code, pair_col = [], []
+    for pair in pairs:
+        check, column = str(pair).split("\x00", 1)
+        col = None if column == "\x01" else column
+        if check == "not_nullable":
+            code = _CHECK_CODES["not_nullable"].get(col, "value_missing")
+        else:
+            code = _CHECK_CODES.get(check) if isinstance(_CHECK_CODES.get(check), str) else f"{col}_invalid"
+        # a frame-wide check names no column: report it on the key columns it is about
+        shown = {"no_contact": "phone/email", "no_customer_key": "customer_id/phone/email"}.get(code)
+        if shown is None:
+            shown = col if col is not None and col not in (kind, "_key_present") else ""
+        pair_code.append(code)
+        pair_col.append(shown)
+    code = np.array(pair_code, dtype=object)[pair_at]
+    col_for = np.array(pair_col, dtype=object)[pair_at]
     # the failing rows by position (labels looked up once)
     at = df.index.get_indexer(pd.Index(fc["index"].to_numpy()))
-    rows = df[[c for c in ("_source_file", "_sheet", "_row") if c in df.columns]].iloc[at]
-    value = pd.Series("", index=fc.index, dtype=object)
+    value = np.full(len(fc), "", dtype=object)
     originals = originals or {}
-    for col_name in set(col_for.dropna()):
-        sel = col_for == col_name
-        parts = [c for c in str(col_name).split("/") if c in originals]
-        if parts:
-            idx = fc["index"][sel].to_numpy()
+    for k, col_name in enumerate(pair_col):
+        parts = [c for c in col_name.split("/") if c in originals]
+        sel = pair_at == k
+        if parts and sel.any():
             joined = None
             for c in parts:
-                given = originals[c]
-                cells = given.iloc[at[sel.to_numpy()]] if given.index.equals(df.index) else given.reindex(idx)
-                v = cells.fillna("").astype(str).str.strip().to_numpy(dtype=object)
+                v = _cells(originals[c], df.index, at[sel], fc["index"].to_numpy()[sel])
                 joined = v if joined is None else np.where(joined == "", v, np.where(v == "", joined, joined + " / " + v))
             value[sel] = joined
+    files = df["_source_file"].iloc[at].to_numpy(dtype=object)
+    sheets = df["_sheet"].iloc[at].to_numpy(dtype=object) if "_sheet" in df else np.full(len(at), "", dtype=object)
+    rows = df["_row"].to_numpy()[at]
+    # one line per file, sheet, row and code
+    if len(pd.unique(files)) == 1 and len(pd.unique(sheets)) == 1:
+        code_at, _ = pd.factorize(code)
+        _, first = np.unique(rows.astype(np.int64) * (int(code_at.max()) + 1) + code_at, return_index=True)
+        keep = np.sort(first)
+    else:
+        keep = np.flatnonzero(~pd.DataFrame({"f": files, "s": sheets, "r": rows, "c": code}).duplicated().to_numpy())
+    zh, en = reasons(code[keep])
     out = rejects_frame(
         {
-            "file": rows["_source_file"].to_numpy(dtype=object),
-            "sheet": rows["_sheet"].to_numpy(dtype=object) if "_sheet" in rows else np.full(len(rows), "", dtype=object),
-            "row": rows["_row"].to_numpy(),
-            "column": col_for.fillna("").to_numpy(dtype=object),
-            "value": value.to_numpy(dtype=object),
-            "code": code.to_numpy(dtype=object),
+            "file": files[keep],
+            "sheet": sheets[keep],
+            "row": rows[keep],
+            "column": col_for[keep],
+            "value": value[keep],
+            "code": code[keep],
+            "reason_zh": zh,
+            "reason_en": en,
+            "action": np.full(len(keep), "rejected", dtype=object),
         }
     )
-    out = out.drop_duplicates(["file", "sheet", "row", "code"])
-    zh, en = reasons(out["code"].to_numpy(dtype=object))
-    out = out.assign(reason_zh=pd.Series(zh, index=out.index, dtype=object), reason_en=pd.Series(en, index=out.index, dtype=object))
-    out["action"] = pd.Series("rejected", index=out.index, dtype=object)
     hit = np.zeros(len(df), dtype=bool)
     hit[at] = True
-    return pd.Series(hit, index=df.index), out.reset_index(drop=True)[REJECT_COLUMNS]
+    return pd.Series(hit, index=df.index), out[REJECT_COLUMNS]
+
+
+def _cells(given: pd.Series, index: pd.Index, at: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The stripped text of cells of ``given`` (by position ``at`` when it shares
+    ``index``, else by label), "" for a missing one."""
+    import pyarrow as pa_
+    import pyarrow.compute as pc
+
+    if given.index.equals(index):
+        arr = getattr(given.array, "_pa_array", None)
+        if arr is not None and isinstance(given.dtype, pd.StringDtype):
+            cells = pc.utf8_trim_whitespace(pc.fill_null(arr.take(pa_.array(at)), ""))
+            return np.asarray(cells.to_numpy(zero_copy_only=False), dtype=object)
+        picked = given.iloc[at]
+    else:
+        picked = given.reindex(labels)
+    return picked.fillna("").astype(str).str.strip().to_numpy(dtype=object)
 
 
 def rejects_frame(columns: dict[str, Any]) -> pd.DataFrame:
