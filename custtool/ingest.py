@@ -722,7 +722,7 @@ def _kept_problem_rows(
             split = split[split != ""]
             hit, code = split.index.to_numpy(), split.to_numpy(dtype=object)
         if col in originals:
-            value = originals[col].iloc[hit].fillna("").astype(str).to_numpy(dtype=object)
+            value = _text_at(originals[col], hit)
         elif col in norm.columns:
             value = norm[col].iloc[hit].astype(str).to_numpy(dtype=object)
         else:
@@ -741,8 +741,8 @@ def _kept_problem_rows(
     zh, en = reasons(codes)
     out = rejects_frame(
         {
-            "file": norm["_source_file"].iloc[pos].to_numpy(dtype=object),
-            "sheet": norm["_sheet"].iloc[pos].to_numpy(dtype=object),
+            "file": _text_at(norm["_source_file"], pos),
+            "sheet": _text_at(norm["_sheet"], pos),
             "row": norm["_row"].to_numpy()[pos],
             "column": np.concatenate(col_parts)[by],
             "value": np.concatenate(value_parts)[by],
@@ -753,6 +753,17 @@ def _kept_problem_rows(
         }
     )
     return out[REJECT_COLUMNS], pos
+
+
+def _text_at(values: pd.Series, at: np.ndarray) -> np.ndarray:
+    """The text of ``values`` at positions ``at`` ("" for a missing one), as objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = getattr(values.array, "_pa_array", None)
+    if arr is not None and isinstance(values.dtype, pd.StringDtype):
+        return np.asarray(pc.fill_null(arr.take(pa.array(at)), "").to_numpy(zero_copy_only=False), dtype=object)
+    return values.iloc[at].fillna("").astype(str).to_numpy(dtype=object)
 
 
 def _fill_missing_text(df: pd.DataFrame) -> pd.DataFrame:
