@@ -135,13 +135,18 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
     import numpy as np
     import pandas as pd
 
-    data = p.read_bytes()
-    if not data or data.isspace():  # as ``not data.strip()``, without copying the file
+    with open(p, "rb") as f:
+        head = f.read(4 * WIDTH_SAMPLE + 8)
+    whole = len(head) == p.stat().st_size
+    if not head or whole and head.isspace():
         raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
     if encoding is None or encoding.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"}:
-        fast = _read_utf8_csv_fast(p, data, encoding)
+        fast = _read_utf8_csv_fast(p, head, encoding)
         if fast is not None:
             return fast
+    data = head if whole else p.read_bytes()
+    if data.isspace():  # as ``not data.strip()``, without copying the file
+        raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
     text, enc = decode(data, encoding, p.name)
     sep = guess_separator(text[:8192], p.suffix)
     grid = _parse_csv_fast(text, sep)
@@ -167,28 +172,33 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
     return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
 
 
-def _read_utf8_csv_fast(p: Path, data: bytes, encoding: str | None) -> RawSheet | None:
-    """The UTF-8 case without decoding the whole file into Python text and encoding it
-    back: pyarrow reads the bytes (and checks they are UTF-8). Same grid, encoding name
-    and separator as the general path; None when that path is needed (not UTF-8, UTF-16,
-    ragged rows)."""
+def _read_utf8_csv_fast(p: Path, first: bytes, encoding: str | None) -> RawSheet | None:
+    """The UTF-8 case without reading the file into Python: pyarrow reads it, memory
+    mapped (and checks it is UTF-8); ``first`` is the top of the file. Same grid, encoding
+    name and separator as the general path; None when that path is needed (not UTF-8,
+    UTF-16, ragged rows, a doubled BOM)."""
     import codecs
 
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if first.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None
-    bom = data.startswith(b"\xef\xbb\xbf")
+    bom = first.startswith(b"\xef\xbb\xbf")
+    if first[3:6] == b"\xef\xbb\xbf" and bom:  # pyarrow skips one BOM only
+        return None
     try:  # the first characters, as the general path sees them
-        head = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")().decode(data[: 4 * WIDTH_SAMPLE + 8], final=False)
+        head = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")().decode(first, final=False)
     except UnicodeDecodeError:
         return None
-    body = data
-    while body.startswith(b"\xef\xbb\xbf"):
-        body = body[3:]
     sep = guess_separator(head[:8192], p.suffix)
-    grid = _parse_csv_bytes(body, head.lstrip("\ufeff")[:WIDTH_SAMPLE], sep)
+    top = first[3:] if bom else first
+    end = top.find(b"\n")
+    # a quote further down only matters where a value holding a newline straddles two of
+    # pyarrow's blocks, which then fail to parse (the general reader takes the file)
+    with pa.memory_map(str(p)) as source:
+        grid = _parse_csv_source(source, top if end < 0 else top[:end], head.lstrip("\ufeff")[:WIDTH_SAMPLE], sep, b'"' in first)
     if grid is None:
         return None
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
@@ -210,12 +220,19 @@ def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | 
     """pyarrow's reader on UTF-8 bytes, every column as text; ``sample_text`` (the first
     :data:`WIDTH_SAMPLE` characters) gives the width. None when the file has ragged rows
     (a row wider than the sample's: the general reader takes the file) or is not UTF-8."""
+    import pyarrow as pa
+
+    end = body.find(b"\n")
+    source = pa.BufferReader(pa.py_buffer(body))  # no copy, no Python file calls
+    return _parse_csv_source(source, body if end < 0 else body[:end], sample_text, sep, b'"' in body)
+
+
+def _parse_csv_source(source: Any, first_line: bytes, sample_text: str, sep: str, quoted: bool) -> pd.DataFrame | None:
+    """:func:`_parse_csv_bytes` on a pyarrow input; ``quoted``: the text may hold quotes."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    end = body.find(b"\n")
-    first_line = body if end < 0 else body[:end]
     bad: list[int] = []
 
     def _on_invalid(_row: Any) -> str:
@@ -230,13 +247,14 @@ def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | 
         width = max((len(r) for r in sample), default=len(first_line.split(sep.encode())))
         names = [f"c{i}" for i in range(width)]
         table = pcsv.read_csv(
-            pa.BufferReader(pa.py_buffer(body)),  # no copy, no Python file calls
+            source,
             read_options=pcsv.ReadOptions(column_names=names, block_size=CSV_BLOCK_SIZE),
             parse_options=pcsv.ParseOptions(
                 delimiter=sep,
                 ignore_empty_lines=False,
-                # without a quote no value can hold a newline; the reader is faster then
-                newlines_in_values=b'"' in body,
+                # without a quote no value can hold a newline; the reader is faster then (a
+                # single column: two halves of a split value would both look like rows)
+                newlines_in_values=quoted or width == 1,
                 invalid_row_handler=_on_invalid,
             ),
             convert_options=pcsv.ConvertOptions(

@@ -391,3 +391,26 @@ def test_distinct_values_path_and_whole_column_path_agree(monkeypatch):
     pd.testing.assert_series_equal(normal[0], whole[0])
     assert normal[1][0].tolist() == whole[1][0].tolist() == [len(stamps) - 2, len(stamps) - 1]
     assert normal[1][1].tolist() == whole[1][1].tolist() == ["date_invalid", "date_invalid"]
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_quoted_newlines_below_the_top_of_a_file_across_blocks(tmp_path, monkeypatch, width):
+    """The reader sees only the top of the file for quotes: a value holding a newline
+    further down, across pyarrow's block boundaries, still reads whole."""
+    import custtool.io as cio
+
+    monkeypatch.setattr(cio, "WIDTH_SAMPLE", 40)
+    monkeypatch.setattr(cio, "CSV_BLOCK_SIZE", 64)
+    header = ["姓名", "手机号", "备注"][:width] if width > 1 else ["手机号"]
+    lines = [",".join(header)]
+    for i in range(300):
+        note = f'"第{i}行\n备注,含逗号"' if i % 7 == 3 else f"备注{i}"
+        row = [f"张{i}", f"138{i:08d}", note] if width > 1 else [f'"138{i:08d}\n"' if i % 7 == 3 else f"138{i:08d}"]
+        lines.append(",".join(row))
+    path = tmp_path / f"notes{width}.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = import_files(path, kind="customers")
+    assert result.totals["rows_read"] == 300 and result.totals["accepted"] == 300
+    assert result.data["phone"].tolist() == [f"138{i:08d}" for i in range(300)]
+    if width > 1:
+        assert result.data["notes"].iloc[3] == "第3行\n备注,含逗号"
