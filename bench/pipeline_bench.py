@@ -46,6 +46,15 @@ Measured 2026-11-23 on the shared 2-core machine (other jobs running: ±15% run 
 Before the ZIP64 fix the full-size run failed in the report after 8 minutes of writing.
 100,000 / 1,000,000 (quiet run): import 9.6 s, clean 0.5 [2.8], segment 2.4, tag 0.1,
 followups 1.5 [3.7], report 40.4, cards 0.3 [2.1]; run_pipeline 64.7 s, peak 1.1 GB (import).
+
+Later the same day, after the import and segment speed work (one run each; the test suite
+ran beside the first for two minutes):
+
+    1M / 10M: import 20.5 s [6] 5.5 GB, clean 5.7 [38], segment 15.3 [2], tag 1.6 [2],
+              followups 25.4 [46], report 454 s (494 MB), cards 2.0 [21];
+              run_pipeline 640 s, peak 6.2 GB (cards, after).
+    100k / 1M (quiet): import 2.0 s, clean 0.6 [3.7], segment 1.4, tag 0.2, followups 1.8
+              [3.6], report 45.4, cards 0.2 [2.0]; run_pipeline 62.6 s, peak 0.9 GB.
 """
 
 from __future__ import annotations
