@@ -122,9 +122,32 @@ def check_keys(kind: str, columns: dict[str, pd.Series]) -> pd.DataFrame:
     """The failure cases of the "at least one key" rule, from the normalised key columns
     alone (so it can run before the rest of the table is done); :func:`validate` takes
     them as ``checked["_key_present"]``."""
-    present = _has_any(key_columns(kind))(pd.DataFrame(columns))
+    names = [c for c in key_columns(kind) if c in columns]
+    if not names:
+        present = _has_any(key_columns(kind))(pd.DataFrame(columns))
+        failures = check_column(kind, "_key_present", present.rename("_key_present"))
+        return failures if failures is not None else pd.DataFrame()
+    index = columns[names[0]].index
+    # the rule looks only at which keys a row has: pandera checks each distinct combination
+    # once (at most 8), and a failing combination fails every row that has it
+    pattern = np.zeros(len(index), dtype=np.int64)
+    for bit, c in enumerate(names):
+        pattern |= _given(columns[c]).astype(np.int64) << bit
+    seen = np.zeros(1 << len(names), dtype=bool)
+    seen[pattern] = True
+    combos = np.flatnonzero(seen)  # each combination, as "x" for a given key and "" for none
+    reps = pd.DataFrame({c: pd.Series(np.where(combos >> bit & 1, "x", ""), dtype="str") for bit, c in enumerate(names)}, index=combos)
+    present = _has_any(key_columns(kind))(reps)
     failures = check_column(kind, "_key_present", present.rename("_key_present"))
-    return failures if failures is not None else pd.DataFrame()
+    if failures is None or not len(failures):
+        return pd.DataFrame()
+    failing = np.zeros(len(seen), dtype=bool)
+    failing[failures["index"].dropna().astype(np.int64).to_numpy()] = True
+    rows = np.flatnonzero(failing[pattern])
+    template = failures.iloc[0]
+    out = pd.DataFrame({k: np.repeat(np.array([template[k]], dtype=object), len(rows)) for k in failures.columns if k != "index"})
+    out["index"] = index[rows]
+    return out[list(failures.columns)]
 
 
 @cache
