@@ -15,11 +15,10 @@ untimed one, the ratio of each step's best). Targets (issue 2): xlsx import with
 of its bare read, CSV import within 5x.
 
 Measured 2026-11-23 on the 2-core machine, nothing else running:
-  ``--csv-only --repeat 5``: import 1.13 s best (1.13-1.3 s) against the bare read's best
-  0.28 s: 4.08x (pairs 3.79-4.67x). The bare read's best was as low as 0.23 s in other rounds
-  that day, against which 1.13 s is 4.9x: the target holds, narrowly. The bare read takes
-  0.5-0.8 s when it is the first thing a fresh process does after other work, hence the
-  untimed round.
+  ``--csv-only --repeat 7``: import best 1.06 s against the bare read's best 0.22 s: 4.73x
+  (every pair 2.05-4.83x, median 4.44x); a second round, ``--repeat 5``: 1.06 s / 0.24 s =
+  4.40x. The bare read takes 0.4-0.8 s when it is the first thing a fresh process does after
+  other work, hence the untimed round.
   ``--repeat 2`` (xlsx and CSV rounds alternating): xlsx 3.29 s vs 3.41 s = 0.97x; CSV
   1.09 s vs 0.43 s = 2.5x (the bare CSV read right after an xlsx step is slower).
   Peak memory: import 0.94 GB, bare CSV read 0.5 GB.
