@@ -438,9 +438,8 @@ def _bytes_contain(arr: Any, pattern: str) -> bool:
     for chunk in arr.chunks if hasattr(arr, "chunks") else [arr]:
         if len(chunk) == 0 or chunk.buffers()[2] is None:
             continue
-        wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)
-        start, end = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
+        offsets, _ = nz._offsets_and_bytes(chunk)
+        start, end = int(offsets[0]), int(offsets[-1])
         data = chunk.buffers()[2].slice(start, end - start)
         bounds = pa.py_buffer(np.array([0, end - start], dtype=np.int64).tobytes())
         whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, bounds, data])
@@ -496,10 +495,6 @@ class _Normalized:
     # (column the codes are about, "" for a row; rows with a code; their codes), in _flags order
     problems: list[tuple[str, np.ndarray, np.ndarray]]
     checked: dict[str, pd.DataFrame]  # the schema's failure cases of the columns checked as they were done
-
-
-def _codes(p: Any) -> np.ndarray:
-    return p.to_numpy(dtype=object) if isinstance(p, pd.Series) else np.asarray(p, dtype=object)
 
 
 def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bool) -> _Column:

@@ -169,16 +169,6 @@ def _extract(t: pd.Series, pattern: str) -> pd.DataFrame:
     return out.replace("", np.nan)
 
 
-def _put(base: Any, mask: Any, values: pd.Series) -> Any:
-    """``base`` (pyarrow strings) with the rows where ``mask`` is true replaced by ``values``."""
-    import pyarrow.compute as pc
-
-    arr = _arrow(values)
-    if hasattr(arr, "combine_chunks"):
-        arr = arr.combine_chunks()
-    return pc.replace_with_mask(base, mask, arr.cast(base.type))
-
-
 def _problems(index: pd.Index) -> pd.Series:
     return pd.Series("", index=index, dtype=object)
 
@@ -189,7 +179,14 @@ _TWO_DIGIT_AREAS = ("010", "020", "021", "022", "023", "024", "025", "027", "028
 
 
 def normalize_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Canonical phone: see :func:`_normalize_phone_text` (empty cells skipped when most are)."""
+    """Canonical phone: mobile ``13812345678``, landline ``021-62345678``, hotline
+    ``400-820-8820``, foreign E.164 ``+14155550123``; "" when blank or invalid.
+
+    Handles +86/0086/86 prefixes, spaces, dashes, brackets, full-width digits, Excel
+    floats (``13812345678.0``) and extensions (转/分机/ext). Letters are never keypad
+    digits; masked and placeholder values and scientific notation are invalid. Empty
+    cells are skipped when most are; plain mobiles are taken as they are.
+    """
     return _with_dense(phone_codes, s)
 
 
@@ -232,33 +229,22 @@ def _replace(base: Any, mask: np.ndarray, values: Any) -> Any:
     return pc.replace_with_mask(base, pa.array(mask), values.cast(base.type))
 
 
-def _normalize_phone_text(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Canonical phone: mobile ``13812345678``, landline ``021-62345678``, hotline
-    ``400-820-8820``, foreign E.164 ``+14155550123``; "" when blank or invalid.
-
-    Handles +86/0086/86 prefixes, spaces, dashes, brackets, full-width digits, Excel
-    floats (``13812345678.0``) and extensions (转/分机/ext). Letters are never keypad
-    digits; masked and placeholder values and scientific notation are invalid.
-    """
-    return _with_dense(_phone_text_codes, s)
-
-
 def _phone_text_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
-    """:func:`_normalize_phone_text` with sparse codes."""
+    """:func:`normalize_phone` of cells that are not plain mobiles as written: text
+    clean-up (full-width digits, spaces), then every phone rule."""
+    values, found = _phone_written(_text_arrow(s), s.index)
+    return _from_arrow(values, s.index), found
+
+
+def _offsets_and_bytes(chunk: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The value offsets (``len(chunk) + 1`` of them, as int64) and the character bytes of
+    one Arrow string array, read from its buffers without a copy."""
     import pyarrow as pa
 
-    arr = _text_arrow(s)
-    # quickest path: a plain 11-digit mobile is already canonical
-    plain = _plain_mobiles(arr)
-    if plain.all():
-        return _from_arrow(arr, s.index), _no_codes()
-    if plain.any():
-        other = ~plain
-        at = np.flatnonzero(other)
-        values, (hits, codes) = _phone_written(arr.filter(pa.array(other)), s.index[other])
-        return _from_arrow(_replace(arr, other, values), s.index), (at[hits], codes)
-    values, found = _phone_written(arr, s.index)
-    return _from_arrow(values, s.index), found
+    wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+    data = chunk.buffers()[2]
+    return offsets.astype(np.int64, copy=False), np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
 
 
 def _plain_mobiles(arr: Any) -> np.ndarray:
@@ -271,10 +257,8 @@ def _plain_mobiles(arr: Any) -> np.ndarray:
     for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
         ok = np.asarray(pc.and_(pc.equal(pc.binary_length(chunk), 11), pc.ascii_is_decimal(chunk)).to_numpy(zero_copy_only=False), dtype=bool)
         if ok.any():
-            wide = pa.types.is_large_string(chunk.type)
-            offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)[chunk.offset : chunk.offset + len(chunk)]
-            data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
-            at = offsets[ok]
+            offsets, data = _offsets_and_bytes(chunk)
+            at = offsets[:-1][ok]
             ok[ok] = (data[at] == ord("1")) & (data[at + 1] >= ord("3")) & (data[at + 1] <= ord("9"))
         out.append(ok)
     return np.concatenate(out) if out else np.zeros(0, dtype=bool)
@@ -300,7 +284,7 @@ def _phone_written(arr: Any, index: pd.Index) -> tuple[Any, Codes]:
     if not fast.all():
         slow = ~fast
         full, full_problems = _phone_full(_from_arrow(arr.filter(pa.array(slow)), index[slow]))
-        out_arr = _put(out_arr, pa.array(slow), full)
+        out_arr = _replace(out_arr, slow, _arrow(full))
         found = full_problems.to_numpy(dtype=object)
         bad = np.flatnonzero(found != "")
         # placeholders take the fast path: the two sets of rows never meet
@@ -508,9 +492,7 @@ def _fixed_width_dates(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if m == 0 or chunk.buffers()[2] is None:
             start += m
             continue
-        wide = pa.types.is_large_string(chunk.type)
-        off = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)[chunk.offset : chunk.offset + m + 1].astype(np.int64)
-        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+        off, data = _offsets_and_bytes(chunk)
         size = np.diff(off)
         valid = np.ones(m, dtype=bool) if chunk.null_count == 0 else np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         rows = np.flatnonzero(valid & ((size == 10) | (size == 19)))
