@@ -77,13 +77,8 @@ def run_segment(data: Path, engine: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from custtool.io import write_table
     from custtool.ltv import fit_ltv
-    from custtool.rfm import (
-        assign_lifecycle,
-        customer_metrics,
-        rfm_classes,
-        rfm_scores,
-        value_tiers,
-    )
+    from custtool.metrics import customer_metrics
+    from custtool.rfm import assign_lifecycle, rfm_classes, rfm_scores, value_tiers
 
     steps: dict[str, dict] = {}
     t = time.perf_counter()

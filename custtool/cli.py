@@ -391,7 +391,7 @@ def segment(
     from custtool.errors import InputError
     from custtool.io import read_table, write_table
     from custtool.labels import label
-    from custtool.rfm import load_segment_config, segment_customers, write_summary_workbook
+    from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
 
     if orders is None:
         raise InputError("segment needs an orders table", "pass --orders orders.parquet (from `custtool import`)")

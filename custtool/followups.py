@@ -124,7 +124,7 @@ def due_followups(
     table: the latest order date), else the latest time in the log. Owner is the
     customer's ``owner``, else the staff of its latest follow-up.
     """
-    from custtool.rfm import parse_as_of
+    from custtool.dates import parse_as_of
 
     _check_log(log)
     config = config or load_followup_rules()

@@ -56,7 +56,7 @@ def bgnbd_summary(
     import numpy as np
     import pandas as pd
 
-    from custtool.rfm import _days, local_times, parse_as_of
+    from custtool.dates import day_numbers, local_times, parse_as_of
 
     scale = _unit_days(unit)
     as_of_ts = parse_as_of(as_of)
@@ -67,7 +67,7 @@ def bgnbd_summary(
             raise InputError(f"orders have no {col!r} column")
     as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
     t = local_times(orders[time_col], tz)
-    day = _days(t)
+    day = day_numbers(t)
     amt = np.round(orders[amount_col].to_numpy(dtype=float, na_value=0.0) * 100) / 100
     ok = t.notna().to_numpy() & (day <= as_of_day)
     codes, uni = pd.factorize(orders[customer_col], sort=True)
@@ -460,7 +460,7 @@ def fit_ltv(
     min_customers: int = 20,
     min_repeat: int = 5,
 ) -> tuple[pd.DataFrame, LTVInfo]:
-    """LTV columns for the metrics frame of :func:`custtool.rfm.customer_metrics`.
+    """LTV columns for the metrics frame of :func:`custtool.metrics.customer_metrics`.
 
     Returns (``historical_value``, ``p_alive``, ``predicted_purchases``, ``predicted_value``,
     ``ltv`` = historical + predicted, ``churn_risk``) and an :class:`LTVInfo`. When a model

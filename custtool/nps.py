@@ -91,7 +91,8 @@ def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: A
     import numpy as np
     import pandas as pd
 
-    from custtool.rfm import CustomerIndex, _days, local_times, parse_as_of
+    from custtool.attribution import CustomerIndex
+    from custtool.dates import day_numbers, local_times, parse_as_of
 
     if "score" not in surveys.columns:
         raise InputError("surveys have no 'score' column", "import surveys with `custtool import --kind surveys` (推荐意愿/NPS评分)")
@@ -103,7 +104,7 @@ def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: A
         resp["time"] = t
         as_of_ts = parse_as_of(as_of)
         if as_of_ts is not None:
-            d = _days(t)
+            d = day_numbers(t)
             resp = resp[~(t.notna().to_numpy() & (d > int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))))]
     for col in segment_cols:
         if col in customers.columns:

@@ -275,7 +275,7 @@ def run_pipeline(
     from custtool.ingest import import_files
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
     from custtool.report import write_workbook
-    from custtool.rfm import load_segment_config, segment_customers, write_summary_workbook
+    from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
     from custtool.tags import apply_tags, load_rules, tag_statistics
 
     pl = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)

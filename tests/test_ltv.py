@@ -18,7 +18,7 @@ from custtool.ltv import (
     p_alive,
     predict_purchases,
 )
-from custtool.rfm import customer_metrics
+from custtool.metrics import customer_metrics
 
 DATA = Path(__file__).parent / "data"  # copies of the shared CDNOW reference files (see data/README.md)
 

@@ -28,19 +28,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from custtool.dates import parse_days
 from custtool.errors import ConfigError, InputError
+from custtool.metrics import customer_metrics
 from custtool.rfm import (
     RFM_CLASSES,
     assign_lifecycle,
-    customer_metrics,
-    load_segment_config,
-    parse_days,
     rfm_classes,
     rfm_scores,
-    segment_customers,
-    segment_summary,
     value_tiers,
 )
+from custtool.segment import load_segment_config, segment_customers, segment_summary
 
 IDS = [f"C{i:08d}" for i in range(1, 11)]
 
@@ -179,7 +177,7 @@ def test_ids_with_spaces_around_match_like_trimmed_ids(dtype):
 
 
 def test_channel_column_with_text_only_after_the_first_thousand_rows():
-    from custtool.rfm import _has_text
+    from custtool.arrow_text import has_text as _has_text
 
     assert _has_text(pd.Series([""] * 1000 + [" ", "天猫"]))
     assert _has_text(pd.Series([None, "京东"], dtype="str"))
@@ -608,7 +606,7 @@ def test_cli_segment_human_output_and_errors(tmp_path):
 
 
 def test_order_codes_hash_and_text_paths_agree():
-    from custtool.rfm import _order_codes
+    from custtool.metrics import _order_codes
 
     rng = np.random.default_rng(5)
     ids = pd.Series([f"O{i}" for i in rng.integers(0, 40_000, 50_000)] + ["", " ", None, " O7 "], dtype=object)
@@ -648,25 +646,25 @@ def test_order_codes_hash_path_trims_like_the_text_path(dtype):
 
 
 def test_order_codes_never_merge_different_ids_whose_hashes_collide(monkeypatch):
-    import custtool.rfm as rfm
+    import custtool.metrics as rfm
 
     rng = np.random.default_rng(7)
     ids = pd.Series([f"O{i}" for i in rng.integers(0, 60, 400)] + [f"U{i}" for i in range(30)] + ["", None, " O7 "], dtype=object)
     expected = _order_codes_of(ids, "encode")
-    real_hash = rfm._text_hash
+    real_hash = rfm.text_hash
     for fake in (lambda arr: real_hash(arr) & np.uint64(3), lambda arr: np.zeros(len(arr), dtype=np.uint64)):
-        monkeypatch.setattr(rfm, "_text_hash", fake)
+        monkeypatch.setattr(rfm, "text_hash", fake)
         got = _order_codes_of(ids, "hash")
         _same_partition(got, expected)
         assert (got[400:430] == -1).all()  # ids seen once stay orders by themselves
-    monkeypatch.setattr(rfm, "_text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
+    monkeypatch.setattr(rfm, "text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
     assert (_order_codes_of(pd.Series([f"U{i}" for i in range(20)]), "hash") == -1).all()
 
 
 def test_order_codes_of_chunked_arrow_ids_and_phone_keys():
     import pyarrow as pa
 
-    from custtool.rfm import _norm_phone_pa
+    from custtool.attribution import phone_keys as _norm_phone_pa
 
     ids = pa.chunked_array([pa.array([], pa.string()), pa.array(["a", " a", "b"]), pa.array(["b", None, "", "c"])])
     _same_partition(_order_codes_of(ids, "hash"), _order_codes_of(pd.Series(ids.to_pylist(), dtype=object), "encode"))
@@ -678,7 +676,7 @@ def test_order_codes_of_chunked_arrow_ids_and_phone_keys():
 
 
 def test_errors_of_the_order_id_thread_and_of_matching_reach_the_caller(monkeypatch):
-    import custtool.rfm as rfm
+    import custtool.metrics as rfm
 
     def broken(values, method="auto"):
         raise RuntimeError("order ids failed")
@@ -694,7 +692,7 @@ def test_errors_of_the_order_id_thread_and_of_matching_reach_the_caller(monkeypa
 def test_customer_index_builds_each_lookup_once_across_threads(monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    import custtool.rfm as rfm
+    import custtool.attribution as rfm
 
     calls = []
     real = rfm._contact_keys
@@ -712,7 +710,7 @@ def test_customer_index_builds_each_lookup_once_across_threads(monkeypatch):
 
 
 def test_every_cell_has_text():
-    from custtool.rfm import _has_text
+    from custtool.arrow_text import has_text as _has_text
 
     for dtype in (object, "str"):
         assert _has_text(pd.Series(["a", "b"], dtype=dtype), every=True)
@@ -723,7 +721,7 @@ def test_every_cell_has_text():
 def test_key_lookup_same_with_and_without_the_all_keys_differ_shortcut(monkeypatch):
     import pyarrow as pa
 
-    import custtool.rfm as rfm
+    import custtool.attribution as rfm
 
     keys = pa.array(["T1", "1001", "1001", "", None, "M5", "x" * 20])
     owners = pa.array([0, 1, 2, 3, 4, 5, 6])
@@ -732,7 +730,7 @@ def test_key_lookup_same_with_and_without_the_all_keys_differ_shortcut(monkeypat
     for ks, os_ in ((keys, owners), (fast_keys, pa.array([0, 5, 6, 3, 4]))):
         lut, amb = rfm._unique_map(ks, os_, with_ambiguous=True)
         got = lut.lookup(probe).tolist()
-        monkeypatch.setattr(rfm, "_text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
+        monkeypatch.setattr(rfm, "text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
         lut2, amb2 = rfm._unique_map(ks, os_, with_ambiguous=True)  # every hash repeats: no shortcut
         monkeypatch.undo()
         assert got == lut2.lookup(probe).tolist() == [0, -1, 5, -1, -1, -1, 6]
@@ -742,7 +740,7 @@ def test_key_lookup_same_with_and_without_the_all_keys_differ_shortcut(monkeypat
 def test_take_rows_chunk_by_chunk_equals_pyarrow_take():
     import pyarrow as pa
 
-    from custtool.rfm import _take
+    from custtool.arrow_text import take_rows as _take
 
     ca = pa.chunked_array([pa.array(["a", "b"]), pa.array([], pa.string()), pa.array(["c", None, "e"])])
     for rows in ([0, 2, 4], [], [3], [1, 0], [0, 1, 2, 3, 4]):
@@ -752,7 +750,7 @@ def test_take_rows_chunk_by_chunk_equals_pyarrow_take():
 
 
 def _order_codes_of(ids, method):
-    from custtool.rfm import _order_codes
+    from custtool.metrics import _order_codes
 
     return _order_codes(ids, method=method)
 

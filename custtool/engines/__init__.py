@@ -1,0 +1,1 @@
+"""Engines behind the metrics seam (orders → one row per customer)."""
