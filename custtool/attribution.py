@@ -79,6 +79,15 @@ class MatchReport:
     customers_derived: bool = False
     as_of: Any = None
     unmatched: Any = None  # DataFrame of the unmatched rows (key columns + provenance)
+    # the rows used, for the attributed orders (row positions in the input, the customer's
+    # row position, net amount rounded to cents, inside the metrics window)
+    used_rows: Any = None
+    used_customers: Any = None
+    used_amounts: Any = None
+    used_in_window: Any = None
+    used_how: Any = None
+    used_times: Any = None  # order times in the firm's time zone
+    customer_ids: Any = None  # the customers' customer_id column (stable ids)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,11 +178,13 @@ class CustomerIndex:
     def email(self) -> _Lut:
         return self._lookup_table("email")
 
-    def match(self, records: pd.DataFrame, channel_col: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def match(self, records: pd.DataFrame, channel_col: str | list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Customer position per record (-1 = none) and how it matched (0 none, 1 id, 2 phone, 3 email).
 
         An id matches when it belongs to one customer across all channels; an id used by
-        several customers on different channels matches only with the record's channel.
+        several customers on different channels matches only with the record's channel
+        (``channel_col``: one column, or several tried in order, e.g. the import's
+        ``_channel`` then the record's own ``channel``).
         """
         import numpy as np
         import pyarrow as pa
@@ -194,13 +205,17 @@ class CustomerIndex:
             if len(rest):
                 id_codes, u_ids = encode_text(take_rows(arr, rest), len(rest))
                 out[rest] = self.plain.lookup(u_ids)[id_codes]
-                if channel_col and len(self.ambiguous):
+                chan_cols = [channel_col] if isinstance(channel_col, str) else list(channel_col or [])
+                if chan_cols and len(self.ambiguous):
                     amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
                     rows = np.flatnonzero(amb[id_codes])
-                    if len(rows):
-                        ch_codes, u_ch = encode_text(records[channel_col].iloc[rest[rows]], len(rows), lower=True)
+                    for col in chan_cols:
+                        if not len(rows):
+                            break
+                        ch_codes, u_ch = encode_text(records[col].iloc[rest[rows]], len(rows), lower=True)
                         key = pc.binary_join_element_wise(u_ch.take(pa.array(ch_codes)), u_ids.take(pa.array(id_codes[rows])), "\x1f")
                         out[rest[rows]] = self.qualified.lookup(key)
+                        rows = rows[out[rest[rows]] < 0]
             how[out >= 0] = 1
         for col, code in (("phone", 2), ("email", 3)):
             if col not in records.columns:
@@ -331,3 +346,107 @@ def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd
     first = keys[["customer_id", "phone", "email", "ch", "source_ids"]].replace("", np.nan).groupby("customer_id", sort=True).first()
     out = first.fillna("").rename(columns={"ch": "channel"}).reset_index()
     return out
+
+
+#: match codes of :meth:`CustomerIndex.match` → the ``match_key`` written on attributed records
+MATCH_KEYS = {0: "", 1: "id", 2: "phone", 3: "email"}
+KINDS = ("orders", "interactions", "surveys")
+
+
+def channel_columns(records: pd.DataFrame) -> list[str]:
+    """The records' channel columns with text, in the order they qualify an ambiguous id:
+    the import's ``_channel`` (the channel the file was imported for), then the records'
+    own ``channel`` column."""
+    from custtool.arrow_text import has_text
+
+    return [c for c in ("_channel", "channel") if c in records.columns and has_text(records[c])]
+
+
+def match_positions(records: pd.DataFrame, index: CustomerIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Customer row position per record (-1 = unmatched) and the match code (0 none, 1 id,
+    2 phone, 3 email): the low-level form of :func:`attribute` for row-sized numeric work
+    (the metrics step)."""
+    return index.match(records, channel_columns(records))
+
+
+@dataclass
+class Attributed:
+    """Records attributed to customers by :func:`attribute`.
+
+    ``records``: the input rows, in order, with ``customer_id`` = the customers' stable id
+    ("" when unmatched), ``source_customer_id`` = the id the record carried, and
+    ``match_key`` = how it matched (id / phone / email / ""). ``positions``: the customer's
+    row position per record (-1 unmatched).
+    """
+
+    records: Any
+    positions: Any
+    kind: str = "orders"
+    matched_by: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def matched(self) -> pd.DataFrame:
+        """The records that matched a customer."""
+        return self.records[self.positions >= 0]
+
+    @property
+    def unmatched(self) -> pd.DataFrame:
+        return self.records[self.positions < 0]
+
+    def to_dict(self) -> dict[str, Any]:
+        n = int(len(self.positions))
+        hit = int((self.positions >= 0).sum())
+        return {"kind": self.kind, "rows": n, "matched": hit, "unmatched": n - hit, "matched_by": dict(self.matched_by)}
+
+
+def attribute(
+    records: pd.DataFrame,
+    customers: pd.DataFrame | CustomerIndex,
+    *,
+    kind: str = "orders",
+    customer_ids: Any = None,
+) -> Attributed:
+    """Attribute order, interaction or survey rows to customers (SPEC D0): the only matcher.
+
+    ``customers``: a ``clean`` output or a plain import (or a :class:`CustomerIndex` built on
+    one, with ``customer_ids`` = that table's ``customer_id`` column). A record matches by
+    its id (the stable id, or a source id; channel-qualified by ``_channel``/``channel`` when
+    the id is used on several channels), else by phone, else by email; ambiguous keys match
+    nothing.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from custtool.errors import InputError
+
+    if kind not in KINDS:
+        raise InputError(f"unknown record kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+    if isinstance(customers, CustomerIndex):
+        index = customers
+        if customer_ids is None:
+            raise InputError("attribute() with a CustomerIndex needs customer_ids", "pass the customers table instead")
+        cids = pd.Series(customer_ids).reset_index(drop=True)
+    else:
+        table = customers.reset_index(drop=True)
+        index = CustomerIndex(table)
+        cids = table["customer_id"] if "customer_id" in table.columns else pd.Series("", index=table.index)
+    pos, how = match_positions(records, index)
+    out = records.copy()
+    own = text_column(records, "customer_id") if "customer_id" in records.columns else pd.Series("", index=records.index)
+    ids = cids.astype("string").fillna("").str.strip().to_numpy(dtype=object)
+    out["customer_id"] = np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else "", "")
+    out["source_customer_id"] = own.to_numpy(dtype=object)
+    out["match_key"] = np.array([MATCH_KEYS[k] for k in range(4)], dtype=object)[how]
+    matched_by = {name: int(np.count_nonzero(how == k)) for k, name in MATCH_KEYS.items() if k}
+    return Attributed(out, pos, kind, matched_by)
+
+
+def ensure_attributed(orders: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    """``orders`` as attributed orders: returned as they are when they already are
+    (``SegmentResult.orders``, or a frame :func:`attribute` made: they carry
+    ``source_customer_id`` and ``match_key``), else attributed to ``customers`` here and the
+    matched rows returned. Consumers (cards, report, pivot) call this instead of joining
+    raw rows on an id."""
+    if {"source_customer_id", "match_key"} <= set(orders.columns):
+        return orders
+    return attribute(orders, customers, kind="orders").matched

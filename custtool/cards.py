@@ -176,11 +176,14 @@ def individual_cards(
     """
     import pandas as pd
 
+    from custtool.attribution import ensure_attributed
     from custtool.report.masking import apply_role, get_role
     from custtool.report.strategies import load_strategies, suggested_actions
     from custtool.report.workbook import _sort_by_value, prepare_customers
 
     t = _T["en" if lang == "en" else "zh"]
+    if orders is not None:
+        orders = ensure_attributed(orders, customers)
     if top is not None and top < 0:
         raise InputError(f"top must be 0 or more, not {top}", "e.g. --top 20")
     role_obj = get_role(role)
@@ -274,7 +277,8 @@ def individual_cards(
 
 
 def _categories_per_customer(view: pd.DataFrame, orders: pd.DataFrame | None, sep: str, k: int = 3) -> pd.Series:
-    """Top ``k`` categories a customer bought (from orders joined on customer_id), else ""."""
+    """Top ``k`` categories a customer bought (from the attributed orders: ``customer_id``
+    is the customer's stable id), else ""."""
     import pandas as pd
 
     empty = pd.Series("", index=view.index, dtype="string")
@@ -363,9 +367,12 @@ def group_cards(
     """
     import pandas as pd
 
+    from custtool.attribution import ensure_attributed
     from custtool.report.masking import apply_role, get_role
     from custtool.report.workbook import SEGMENT_ORDERS, prepare_customers
 
+    if orders is not None:
+        orders = ensure_attributed(orders, customers)
     role_obj = get_role(role)
     view = apply_role(prepare_customers(customers), role_obj, owner=owner, mask=True)
     dims = [d for d in ("rfm_class", "tier", "lifecycle") if d in view.columns]
@@ -432,7 +439,8 @@ def group_cards(
 
 
 def _segment_categories(view: pd.DataFrame, seg: pd.Series, orders: pd.DataFrame | None, k: int, sep: str) -> pd.Series | None:
-    """Top categories per segment, by share of the segment's customers who bought them."""
+    """Top categories per segment, by share of the segment's customers who bought them
+    (from the attributed orders)."""
     import pandas as pd
 
     if orders is not None and {"customer_id", "category"} <= set(orders.columns) and "customer_id" in view.columns:

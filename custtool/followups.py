@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from custtool.attribution import attribute
 from custtool.config import load_yaml
 from custtool.errors import ConfigError, InputError
-from custtool.linking import attach_customer_ids
 
 DEFAULT_RULES = Path(__file__).parent / "rules" / "followups.yaml"
 TASK_COLUMNS = [
@@ -106,8 +106,8 @@ def _check_log(log: pd.DataFrame) -> None:
 
 
 def _linked_log(customers: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
-    linked = attach_customer_ids(log, customers)
-    return linked[linked["customer_id"] != ""]
+    """The log rows attributed to a customer by the one matcher (custtool.attribution)."""
+    return attribute(log, customers, kind="interactions").matched
 
 
 def due_followups(

@@ -272,6 +272,10 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     "kpi_aov": ("平均客单价", "Average order value"),
     "kpi_repurchase": ("复购率", "Repurchase rate"),
     "kpi_nps": ("NPS", "NPS"),
+    "nps_definition": (
+        "NPS = 推荐者(9–10分)占比 − 贬损者(0–6分)占比，按截至统计日的全部有效问卷回复计算（不是每位客户的最新评分）",
+        "NPS = % promoters (9–10) − % detractors (0–6) over all valid survey responses up to the as-of date (not each customer's latest score)",
+    ),
     "by_rfm": ("按RFM分类", "By RFM class"),
     "by_tier": ("按价值等级", "By value tier"),
     "by_lifecycle": ("生命周期漏斗", "Lifecycle funnel"),

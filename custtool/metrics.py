@@ -31,7 +31,13 @@ from custtool.arrow_text import (
     text_column,
     text_hash,
 )
-from custtool.attribution import CustomerIndex, MatchReport, derive_customers
+from custtool.attribution import (
+    CustomerIndex,
+    MatchReport,
+    channel_columns,
+    derive_customers,
+    match_positions,
+)
 from custtool.dates import day_numbers, local_times, parse_as_of, parse_days
 from custtool.errors import ConfigError, InputError
 
@@ -141,13 +147,6 @@ def _order_columns(order_time: pd.Series, amount: pd.Series, refund: pd.Series |
     return times, valid_t, day, cents, is_refund
 
 
-def _order_channel_col(orders: pd.DataFrame) -> str | None:
-    for col in ("_channel", "channel"):
-        if col in orders.columns and has_text(orders[col]):
-            return col
-    return None
-
-
 def customer_metrics(
     orders: pd.DataFrame | str,
     customers: pd.DataFrame | str | None = None,
@@ -191,10 +190,10 @@ def customer_metrics(
     # ≥ 0), the phone lookup when some rows have no id, times and amounts
     with ThreadPoolExecutor(max_workers=1) as pool:
         ocode_job = pool.submit(_order_codes, orders["order_id"]) if "order_id" in orders.columns else None
-        channel_col = _order_channel_col(orders)
+        channel_cols = channel_columns(orders)
         report = MatchReport(rows=len(orders))
         if customers is None:
-            customers = derive_customers(orders, channel_col)
+            customers = derive_customers(orders, channel_cols[0] if channel_cols else None)
             report.customers_derived = True
         customers = customers.reset_index(drop=True)
         index = CustomerIndex(customers)
@@ -203,7 +202,7 @@ def customer_metrics(
         ):
             pool.submit(lambda: index.phone)  # rows without an id will be matched by phone
         columns_job = pool.submit(_order_columns, orders["order_time"], orders["amount"], orders.get("refund"), tz)
-        cust, how = index.match(orders, channel_col)
+        cust, how = match_positions(orders, index)
         times, valid_t, day, amount, refund = columns_job.result()
         ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
     as_of_ts = parse_as_of(as_of)
@@ -234,6 +233,14 @@ def customer_metrics(
             keep = matched.copy()
             keep[cand[dup]] = False
     used = int(np.count_nonzero(keep))
+    # the attributed order rows (SegmentResult.orders is built from them)
+    report.used_rows = np.flatnonzero(keep)
+    report.used_customers = cust[report.used_rows]
+    report.used_amounts = amount[report.used_rows]
+    report.used_in_window = (as_of_day - day[report.used_rows]) < win
+    report.used_how = how[report.used_rows]
+    report.used_times = times.iloc[report.used_rows].to_numpy()
+    report.customer_ids = customers["customer_id"] if "customer_id" in customers.columns else None
     report.rows_duplicate = int(np.count_nonzero(matched)) - used
     report.rows_used = used
     kept_how = how[keep]
@@ -447,7 +454,7 @@ def interaction_metrics(interactions: pd.DataFrame, index: CustomerIndex, as_of:
     if "time" not in interactions.columns:
         raise InputError("interactions have no 'time' column", "import the follow-up log with `custtool import --kind interactions`")
     n = index.n
-    cust, _ = index.match(interactions, "_channel" if "_channel" in interactions.columns else None)
+    cust, _ = match_positions(interactions, index)
     t = local_times(interactions["time"], tz)
     ok = t.notna().to_numpy() & (cust >= 0)
     day = day_numbers(t)

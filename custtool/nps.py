@@ -1,7 +1,10 @@
-"""Net Promoter Score and satisfaction.
+"""Net Promoter Score and satisfaction (SPEC D6).
 
 NPS = % promoters (score 9–10) − % detractors (0–6) over the valid scores; blank and
 out-of-range scores (outside 0–10, or not numbers) are counted as invalid and excluded.
+The run's NPS is computed once, by the segment step (:func:`nps_overview` over every valid
+response up to the as-of date — not each customer's latest score); the report, the
+summary workbook, ``segment --json`` and the run manifest all read that one value.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def satisfaction(values: Any, by: str | list[str] | None = None, *, col: str = "
 
 def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: Any = None, tz: str = "Asia/Shanghai",
                      segment_cols: tuple[str, ...] = ("rfm_class", "tier", "lifecycle")) -> tuple[pd.DataFrame, pd.Series]:
-    """Match survey responses to customers (id, else phone, else email).
+    """Survey responses attributed to customers (:func:`custtool.attribution.attribute`).
 
     Returns (responses up to ``as_of`` with ``_customer`` position (-1 unmatched) and the
     customers' segment columns, latest valid score per customer as a Series aligned with
@@ -91,14 +94,13 @@ def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: A
     import numpy as np
     import pandas as pd
 
-    from custtool.attribution import CustomerIndex
+    from custtool.attribution import attribute
     from custtool.dates import day_numbers, local_times, parse_as_of
 
     if "score" not in surveys.columns:
         raise InputError("surveys have no 'score' column", "import surveys with `custtool import --kind surveys` (推荐意愿/NPS评分)")
-    index = CustomerIndex(customers.reset_index(drop=True))
-    pos, _ = index.match(surveys, "_channel" if "_channel" in surveys.columns else None)
-    resp = surveys.reset_index(drop=True).assign(_customer=pos)
+    att = attribute(surveys.reset_index(drop=True), customers, kind="surveys")
+    resp = att.records.assign(_customer=att.positions)
     if "time" in surveys.columns:
         t = local_times(surveys["time"], tz).reset_index(drop=True)
         resp["time"] = t
@@ -119,3 +121,40 @@ def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: A
     latest_score = latest.drop_duplicates("_customer", keep="last").set_index("_customer")["score"]
     nps_score = pd.Series(latest_score.reindex(np.arange(len(customers))).to_numpy(dtype=float), index=customers.index, name="nps_score")
     return resp.reset_index(drop=True), nps_score
+
+
+def nps_overview(responses: pd.DataFrame | None) -> dict[str, Any]:
+    """The NPS figures of a run from the attributed responses (:func:`attach_responses`):
+    overall over every valid response up to the as-of date (matched to a customer or not),
+    per RFM class and per tier over the matched ones. ``{"surveys": False}`` without surveys.
+    """
+    import math
+
+    if responses is None:
+        return {"surveys": False}
+
+    def num(v: Any) -> float | None:
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
+
+    overall = nps(responses).iloc[0]
+    matched = responses[responses["_customer"] >= 0]
+    info: dict[str, Any] = {
+        "surveys": True,
+        "definition": "promoters (9-10) % - detractors (0-6) % over all valid responses up to the as-of date",
+        "responses": int(overall["responses"]),
+        "valid": int(overall["valid"]),
+        "invalid": int(overall["invalid"]),
+        "unmatched": int((responses["_customer"] < 0).sum()),
+        "nps": num(overall["nps"]),
+        "promoters_pct": num(overall["promoters_pct"]),
+        "detractors_pct": num(overall["detractors_pct"]),
+    }
+    for key, col in (("by_class", "rfm_class"), ("by_tier", "tier")):
+        if col in matched.columns:
+            per = nps(matched, by=col).set_index(col)["nps"]
+            info[key] = {(str(k) or "（无订单）"): num(v) for k, v in per.items()}
+    if "satisfaction" in responses.columns:
+        sat = satisfaction(responses)
+        info["satisfaction_mean"] = num(sat["mean"].iloc[0])
+        info["satisfaction_answers"] = int(sat["answers"].iloc[0])
+    return info

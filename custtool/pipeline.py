@@ -444,7 +444,7 @@ def run_pipeline(
             write_workbook,
             final,
             staging / "report.xlsx",
-            orders=orders,
+            orders=segment.orders,
             rejects=all_rejects,
             clean_report=counts,
             strategies=rep_opts.get("strategies"),
@@ -454,6 +454,7 @@ def run_pipeline(
             mask=bool(rep_opts.get("mask", True)),
             lang=rep_opts.get("lang", "zh"),
             segment_sheets=bool(rep_opts.get("segment_sheets", True)),
+            nps=segment.nps,
         )
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
@@ -468,10 +469,10 @@ def run_pipeline(
             role = rep_opts.get("role")
             ind = steps.run(
                 "cards", individual_cards, final, card_opts.get("customers") or None,
-                top=None if card_opts.get("customers") else 20, orders=orders, role=role, owner=rep_opts.get("owner"),
+                top=None if card_opts.get("customers") else 20, orders=segment.orders, role=role, owner=rep_opts.get("owner"),
                 mask=mask, lang=rep_opts.get("lang", "zh"), strategies=rep_opts.get("strategies"),
             )
-            grp = group_cards(final, by=by, segments=card_opts.get("segments") or None, orders=orders, role=role, owner=rep_opts.get("owner"), lang=rep_opts.get("lang", "zh"))
+            grp = group_cards(final, by=by, segments=card_opts.get("segments") or None, orders=segment.orders, role=role, owner=rep_opts.get("owner"), lang=rep_opts.get("lang", "zh"))
             write_cards(ind, grp, staging / f"cards.{fmt}", fmt=fmt, lang=rep_opts.get("lang", "zh"))
             steps.rows(individual=len(ind), groups=len(grp))
             outputs.append(f"cards.{fmt}")
@@ -496,6 +497,7 @@ def run_pipeline(
                 },
                 "tag": steps.records[[r["step"] for r in steps.records].index("tag")].get("rows"),
             },
+            "nps": seg_summary["nps"],  # the one NPS (segment step; the report shows the same)
             "steps": steps.records,
             "outputs": [{"file": name, "bytes": (staging / name).stat().st_size} for name in outputs],
             "rejected_rows": rejected_rows,

@@ -124,6 +124,14 @@ class SegmentResult:
     nps: dict[str, Any]
     class_reference: dict[str, Any]
     config: dict[str, Any]
+    #: the attributed orders: the order rows the metrics used (matched, on or before the
+    #: as-of date, exact duplicates once), every column of the input, with ``customer_id`` =
+    #: the customer's stable id, ``source_customer_id`` = the id the row carried,
+    #: ``match_key`` (id/phone/email), ``order_time`` in the firm's time zone, ``amount`` =
+    #: net amount rounded to cents (refunds negative) and ``in_window`` (inside the F/M
+    #: window, so ``amount[in_window]`` per customer sums to ``monetary``). Cards, report,
+    #: pivot and follow-ups take these, never the raw orders.
+    orders: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """The machine summary (what `segment --json` prints)."""
@@ -156,12 +164,6 @@ class SegmentResult:
         }
 
 
-def _num(v: Any) -> float | None:
-    import math
-
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
-
-
 def segment_customers(
     orders: Any,
     customers: Any = None,
@@ -179,10 +181,12 @@ def segment_customers(
 
     from custtool.io import read_table
     from custtool.ltv import fit_ltv
-    from custtool.nps import attach_responses, nps, satisfaction
+    from custtool.nps import attach_responses, nps_overview
 
     cfg = config or load_segment_config()
     tz = cfg["timezone"]
+    if not isinstance(orders, pd.DataFrame):
+        orders = read_table(orders)
     if surveys is not None and not isinstance(surveys, pd.DataFrame):
         surveys = read_table(surveys)
     if interactions is not None and not isinstance(interactions, pd.DataFrame):
@@ -211,31 +215,13 @@ def segment_customers(
                                  churn_level=float(lt["churn_p_alive"]), min_customers=int(lt["min_customers"]),
                                  min_repeat=int(lt["min_repeat"]))
     seg = pd.concat([seg.drop(columns=[c for c in {"historical_value", *ltv_cols.columns} if c in seg.columns]), ltv_cols], axis=1)
-    nps_info: dict[str, Any] = {"surveys": False}
     responses = None
     if surveys is not None:
         responses, latest = attach_responses(surveys, seg, as_of=report.as_of, tz=tz)
-        seg["nps_score"] = latest
-        overall = nps(responses).iloc[0]
-        matched = responses[responses["_customer"] >= 0]
-        nps_info = {
-            "surveys": True,
-            "responses": int(overall["responses"]),
-            "valid": int(overall["valid"]),
-            "invalid": int(overall["invalid"]),
-            "unmatched": int((responses["_customer"] < 0).sum()),
-            "nps": _num(overall["nps"]),
-            "promoters_pct": _num(overall["promoters_pct"]),
-            "detractors_pct": _num(overall["detractors_pct"]),
-            "by_class": {str(k) or NO_ORDERS: _num(v) for k, v in nps(matched, by="rfm_class").set_index("rfm_class")["nps"].items()},
-            "by_tier": {str(k): _num(v) for k, v in nps(matched, by="tier").set_index("tier")["nps"].items()},
-        }
-        if "satisfaction" in responses.columns:
-            sat = satisfaction(responses)
-            nps_info["satisfaction_mean"] = _num(sat["mean"].iloc[0])
-            nps_info["satisfaction_answers"] = int(sat["answers"].iloc[0])
+        seg["nps_score"] = latest  # a customer's own latest score (cards); not the NPS
     else:
         seg["nps_score"] = float("nan")
+    nps_info = nps_overview(responses)
     if "birth_date" in seg.columns:
         derived = age_at(seg["birth_date"], report.as_of)
         if "age" in seg.columns:
@@ -249,7 +235,32 @@ def segment_customers(
     front = [c for c in seg.columns if c != "as_of"]
     seg = seg[front + ["as_of"]]
     summary = segment_summary(seg, nps_responses=None if responses is None else responses[responses["_customer"] >= 0])
-    return SegmentResult(seg, summary, report, ltv_info, nps_info, classes.attrs.get("reference", {}), cfg)
+    return SegmentResult(seg, summary, report, ltv_info, nps_info, classes.attrs.get("reference", {}), cfg,
+                         attributed_orders(orders, report))
+
+
+def attributed_orders(orders: pd.DataFrame, report: MatchReport) -> pd.DataFrame:
+    """The order rows :func:`custtool.metrics.customer_metrics` used, attributed (see
+    :attr:`SegmentResult.orders`)."""
+    import numpy as np
+    import pandas as pd
+
+    from custtool.attribution import MATCH_KEYS
+
+    rows = report.used_rows
+    if rows is None:
+        return pd.DataFrame()
+    out = orders.iloc[rows].reset_index(drop=True)
+    ids = report.customer_ids
+    ids = (ids.astype("string").fillna("").to_numpy(dtype=object) if ids is not None else np.array([], dtype=object))
+    own = out["customer_id"].astype(object).where(out["customer_id"].notna(), "").astype(str).str.strip() if "customer_id" in out.columns else ""
+    out["customer_id"] = ids[report.used_customers] if len(ids) else ""
+    out["source_customer_id"] = own
+    out["match_key"] = np.array([MATCH_KEYS[k] for k in range(4)], dtype=object)[report.used_how]
+    out["order_time"] = report.used_times
+    out["amount"] = report.used_amounts
+    out["in_window"] = report.used_in_window
+    return out
 
 
 def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:

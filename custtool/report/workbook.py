@@ -208,12 +208,15 @@ def _text_series(s: pd.Series) -> pd.Series:
 
 
 # --------------------------------------------------------------------------- summary tables
-def kpis(df: pd.DataFrame, *, amounts: bool = True) -> dict[str, float | int | None]:
+def kpis(df: pd.DataFrame, *, amounts: bool = True, nps: Any = None) -> dict[str, float | int | None]:
     """Customers, active customers, revenue, average order value, repurchase rate, NPS.
 
     active: lifecycle 新客户/成长/成熟 when the column exists, else recency ≤ 90 days.
     average order value: revenue / orders. repurchase rate: repurchasing customers /
-    customers with at least one order. NPS: % promoters (9–10) − % detractors (0–6).
+    customers with at least one order. NPS: the run's one NPS (SPEC D6, computed by the
+    segment step over every valid response up to the as-of date): ``nps`` is the segment's
+    NPS dict (``SegmentResult.nps``) or the number; it is never recomputed here from the
+    customers' latest scores. Without it there is no NPS figure.
     """
     import pandas as pd
 
@@ -233,9 +236,9 @@ def kpis(df: pd.DataFrame, *, amounts: bool = True) -> dict[str, float | int | N
         n_buyers = int(buyers.sum())
         rep = df["repurchase"].fillna(False).astype(bool) & buyers
         out["repurchase"] = round(int(rep.sum()) / n_buyers, 4) if n_buyers else None
-    if "nps_score" in df.columns:
-        scores = pd.to_numeric(df["nps_score"], errors="coerce").dropna()
-        out["nps"] = round(float(((scores >= 9).mean() - (scores <= 6).mean()) * 100), 1) if len(scores) else None
+    value = nps.get("nps") if isinstance(nps, dict) else nps
+    if value is not None or (isinstance(nps, dict) and nps.get("surveys")):
+        out["nps"] = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
     return out
 
 
@@ -306,14 +309,10 @@ def monthly_revenue(orders: pd.DataFrame) -> pd.DataFrame:
 
 
 def _own_orders(orders: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
-    """Orders of the given customers only (by custtool id or by a channel id in source_ids)."""
-    ids = set(_text_series(customers["customer_id"])) if "customer_id" in customers.columns else set()
-    if "source_ids" in customers.columns:
-        src = _text_series(customers["source_ids"]).str.split(";").explode().str.split(":", n=1).str[-1]
-        ids |= set(src.dropna())
-    ids.discard("")
-    if "customer_id" not in orders.columns:
+    """The attributed orders of the given customers only (``customer_id`` = stable id)."""
+    if "customer_id" not in orders.columns or "customer_id" not in customers.columns:
         return orders.iloc[0:0]
+    ids = set(_text_series(customers["customer_id"])) - {""}
     return orders.loc[_text_series(orders["customer_id"]).isin(ids).to_numpy()]
 
 
@@ -577,15 +576,21 @@ def write_workbook(
     lang: str = "zh",
     roles_path: str | Path | None = None,
     segment_sheets: bool = True,
+    nps: Any = None,
 ) -> ReportResult:
     """Write the tiered report workbook for segmented (+ tagged) customers to ``path``, atomically.
 
     Works on whatever columns of the segmented/tagged table are present. ``role`` (name from
     ``rules/roles.yaml`` or a :class:`Role`) decides the rows and columns shown; personal data
-    is masked unless ``mask=False`` (only for roles that allow it).
+    is masked unless ``mask=False`` (only for roles that allow it). ``orders``: the
+    attributed orders (``SegmentResult.orders``; raw orders are attributed to ``customers``
+    first). ``nps``: the segment step's NPS (``SegmentResult.nps``), shown on 概览 with its
+    definition.
     """
     import pandas as pd
     import xlsxwriter
+
+    from custtool.attribution import ensure_attributed
 
     if lang not in {"zh", "en"}:
         raise InputError(f"unknown language {lang!r}", "use --lang zh or --lang en")
@@ -595,6 +600,8 @@ def write_workbook(
     else:
         strat = load_strategies(strategies)
     check_unmask(role_obj, mask)
+    if orders is not None:
+        orders = ensure_attributed(orders, customers)
     # masked chunk by chunk while writing (memory), never unmasked in any cell when mask=True
     view = role_view(prepare_customers(customers), role_obj, owner=owner)
     amounts = role_obj.amounts and "monetary" in view.columns
@@ -653,7 +660,7 @@ def write_workbook(
             for kind, name, arg in plan:
                 ws = sheets[name]
                 if kind == "summary":
-                    result.sheets[name] = _write_summary(w, ws, name, view, orders, customers, role_obj, mask, amounts, lang)
+                    result.sheets[name] = _write_summary(w, ws, name, view, orders, customers, role_obj, mask, amounts, lang, nps)
                 elif kind == "segment":
                     dim, value = arg
                     positions = by_value[segment_keys[dim][by_value] == value]
@@ -706,6 +713,7 @@ def _write_summary(
     mask: bool,
     amounts: bool,
     lang: str,
+    nps: Any = None,
 ) -> int:
     import pandas as pd
 
@@ -723,7 +731,7 @@ def _write_summary(
     note = f"{L.text('as_of', lang)}: {as_of or '-'}    {L.text('role', lang)}: {role.name}    " + L.text("masked" if mask else "unmasked", lang)
     ws.write_string(1, 0, note, w.note)
     row = 3
-    figures = kpis(view, amounts=amounts)
+    figures = kpis(view, amounts=amounts, nps=nps)
     ws.write_string(row, 0, L.label("kpi", lang), w.head)
     ws.write_string(row, 1, L.label("value", lang) if lang == "en" else "数值", w.head)
     row += 1
@@ -734,6 +742,9 @@ def _write_summary(
             ws.write_string(row, 1, "-", w.kpi_label)
         else:
             ws.write_number(row, 1, float(val), fmts[key])
+        row += 1
+    if "nps" in figures:  # the definition, stated (SPEC D6)
+        ws.write_string(row, 0, L.text("nps_definition", lang), w.note)
         row += 1
     row += 1
     chart_col = 6
