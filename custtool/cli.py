@@ -750,6 +750,10 @@ def pivot_cmd(
         str, typer.Option("--values", help="column:aggregate list (sum, count, mean, median, min, max, nunique).")
     ] = "customer_id:count",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to .xlsx or .csv instead of the terminal.")] = None,
+    orders: Annotated[
+        Path | None,
+        typer.Option("--orders", help="Orders (a run's orders_attributed.parquet, or raw orders): a channel pivot counts each order in its own channel."),
+    ] = None,
     role: RoleOpt = None,
     owner: OwnerOpt = None,
     lang: LangOpt = "zh",
@@ -758,7 +762,12 @@ def pivot_cmd(
 ) -> None:
     """Pivot table of the customers: rows × columns × aggregated values, to the terminal or a file.
 
+    A totals row and column always show the true totals. Without --orders a customer with
+    several channels (or tags) counts once per value, and the output says so.
+
     Examples:
+
+      $ custtool pivot segmented.parquet --rows tier --cols channel --values monetary:sum --orders orders_attributed.parquet
 
       $ custtool pivot segmented.parquet --rows tier --cols channel --values monetary:sum,customer_id:count
 
@@ -778,20 +787,25 @@ def pivot_cmd(
     for col, _agg in parse_values(values):
         if col in customers.columns and col not in view.columns:
             raise ConfigError(f"role {role_obj.name!r} may not see {col!r}", "choose other --values or another role")
-    table = pivot(view, rows, cols, values)
+    table = pivot(view, rows, cols, values, orders=_read_optional(orders), lang=lang)
     flat = flatten_pivot(table, lang)
     header, body = pivot_rows(flat)
+    notes = list(table.attrs.get("notes", []))
     if output is not None:
         write_pivot(flat, output, lang)
         if json_out:
-            emit_json({"output": str(output), "rows": len(flat), "columns": header})
+            emit_json({"output": str(output), "rows": len(flat), "columns": header, "notes": notes})
         else:
             info(f"pivot → {output} ({len(flat)} rows)", quiet)
+            for note in notes:
+                info(note, quiet)
         return
     if json_out:
         records = flat.astype(object).where(flat.notna(), None).to_dict("records")
-        emit_json({"columns": header, "rows": records})
+        emit_json({"columns": header, "rows": records, "notes": notes})
         return
+    for note in notes:
+        info(note, quiet)
     grid = Table(title=f"{rows} × {cols or '-'}", title_justify="left")
     n_keys = len(flat.columns) - len(table.columns)
     for i, h in enumerate(header):

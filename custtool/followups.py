@@ -156,7 +156,7 @@ def due_followups(
             continue
         qualifying = log if not rule.methods else log[log.get("method", pd.Series("", index=log.index)).isin(rule.methods)]
         last = qualifying.groupby("customer_id")["time"].max()
-        last_contact = who.index.to_series().map(last)
+        last_contact = last.reindex(who.index)  # NaT where never contacted (also when nobody qualifies)
         due = (last_contact.dt.normalize() + pd.Timedelta(days=rule.every_days)).fillna(as_of_ts)
         due = due.where(due <= horizon)
         hit = due.notna()

@@ -286,6 +286,15 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     "no_orders": ("（无订单）", "(no orders)"),
     "blank": ("（空）", "(blank)"),
     "total": ("合计", "Total"),
+    "pivot_repeated": (
+        "「{}」一位客户可有多个值：每个值各计一次（重复计入），各列/行之和可大于合计；合计行/列每位客户只计一次",
+        "{} has several values per customer: a customer counts once per value (repeated), so cells can add up to more than the totals; the totals count each customer once",
+    ),
+    "pivot_repeats": ("（多值重复计入）", " (repeated values)"),
+    "pivot_by_order": (
+        "渠道按订单归属：每笔订单计入其自身渠道（统计期内的净额），各渠道之和等于合计",
+        "Channel by order: each order counts in its own channel (net amounts in the window); the channels add up to the total",
+    ),
     "yes": ("是", "Yes"),
     "no": ("否", "No"),
     "migration_matrix": ("分类迁移矩阵（行：上期，列：本期）", "Class migration (rows: before, columns: now)"),

@@ -403,6 +403,7 @@ def run_pipeline(
                    orders_used=seg_summary["orders_used"], orders_unmatched=seg_summary["orders_unmatched"],
                    rows_duplicate=order_rows["rows_duplicate"], rows_after_as_of=order_rows["rows_after_as_of"])
         save(segment.customers, "segmented.parquet")
+        save(segment.orders, "orders_attributed.parquet")  # pivot --orders, report, cards
         with atomic_path(staging / "segment_summary.xlsx") as tmp:
             write_summary_workbook(segment, tmp)
         outputs.append("segment_summary.xlsx")

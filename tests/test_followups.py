@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from custtool.attribution import attribute
 from custtool.errors import ConfigError, InputError
 from custtool.followups import apply_transitions, due_followups, load_followup_rules
-from custtool.linking import attach_customer_ids
 
 AS_OF = "2026-10-31"
 
@@ -44,10 +44,43 @@ def log():
     )
 
 
-def test_attach_customer_ids_by_source_id_phone_and_email():
-    linked = attach_customer_ids(log(), customers())
+def test_attribute_by_source_id_phone_and_email():
+    linked = attribute(log(), customers(), kind="interactions").records
     assert linked["customer_id"].tolist() == ["C00000001", "C00000002", "C00000003", "C00000004", "C00000003", "C00000005"]
-    assert linked["match_key"].tolist() == ["source", "source", "phone", "email", "source", "id"]
+    assert linked["match_key"].tolist() == ["id", "id", "phone", "email", "id", "id"]
+    assert linked["source_customer_id"].tolist() == ["TB1", "M1", "", "", "M3", "C00000005"]
+
+
+def test_followups_attribute_a_channel_id_through_the_import_channel():
+    """The reported bug: the old linker qualified ids by a ``channel`` column while imports
+    write ``_channel``, so an id two channels use (X1 is 电商's for 张伟 and 门店's for 李娜)
+    matched nobody and 李娜's scheduled call was lost."""
+    cust = customers().assign(source_ids=["电商:X1", "门店:X1", "", "", ""], phones="", emails="")
+    entry = pd.DataFrame({
+        "_channel": ["门店"], "customer_id": ["X1"], "time": pd.to_datetime(["2026-10-20 09:00"]),
+        "method": ["电话"], "result": ["合同签订"], "next_follow_up": pd.to_datetime(["2026-10-27"]), "staff": ["赵六"],
+    })
+    att = attribute(entry, cust, kind="interactions")
+    assert att.records["customer_id"].tolist() == ["C00000002"] and att.records["match_key"].tolist() == ["id"]
+    tasks = due_followups(cust, entry, as_of=AS_OF)
+    sched = tasks[tasks["rule"] == "下次跟进时间"]
+    assert sched[["customer_id", "state", "days_overdue"]].values.tolist() == [["C00000002", "逾期", 4]]
+    status = apply_transitions(cust, entry).set_index("customer_id")["status"]
+    assert status["C00000002"] == "成交客户" and status["C00000001"] == "成交"
+
+
+def test_attribution_is_the_only_matcher():
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    assert importlib.util.find_spec("custtool.linking") is None
+    root = Path(__file__).resolve().parent.parent / "custtool"
+    # matching records: the index's match(), the old linker, or a join of raw rows on the
+    # source ids (the report's and the cards' old copies)
+    pattern = re.compile(r"\.match\((?:records|orders|interactions|surveys|log)|attach_customer_ids|customer_keys\(|source_ids\"\]\)\.str\.split")
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8")))
+    assert users == ["attribution.py"]
 
 
 def test_due_followups_from_log_and_rules():

@@ -315,9 +315,12 @@ def tiny():
 
 
 def test_kpis_hand_checked():
-    k = kpis(tiny())
-    assert k == {"customers": 4, "active": 2, "revenue": 1800.0, "aov": round(1800 / 7, 2), "repurchase": round(2 / 3, 4), "nps": 33.3}
+    k = kpis(tiny(), nps={"surveys": True, "nps": 12.5})
+    assert k == {"customers": 4, "active": 2, "revenue": 1800.0, "aov": round(1800 / 7, 2), "repurchase": round(2 / 3, 4), "nps": 12.5}
     assert "revenue" not in kpis(tiny(), amounts=False)
+    # the NPS is the segment step's one figure (SPEC D6), never re-derived from the latest
+    # score per customer (which would give (2 - 1) / 3 = 33.3 here)
+    assert "nps" not in kpis(tiny())
 
 
 def test_segment_table_hand_checked():
@@ -331,12 +334,13 @@ def test_segment_table_hand_checked():
 
 def test_summary_sheet_shows_hand_checked_kpis(tmp_path):
     path = tmp_path / "t.xlsx"
-    write_workbook(tiny(), path)
+    write_workbook(tiny(), path, nps={"surveys": True, "nps": -2.0})
     ws = load(path)["概览"]
     values = {r[0]: r[1] for r in ws.iter_rows(max_col=2, values_only=True) if r[0]}
     assert values["客户数"] == 4 and values["活跃客户"] == 2 and values["消费总额"] == 1800
     assert values["平均客单价"] == pytest.approx(257.14) and values["复购率"] == pytest.approx(0.6667)
-    assert values["NPS"] == pytest.approx(33.3)
+    assert values["NPS"] == pytest.approx(-2.0)
+    assert any(str(k).startswith("NPS = 推荐者(9–10分)占比 − 贬损者(0–6分)占比") for k in values)
     assert ws["B9"].number_format == "0.0%"  # 复购率
 
 
@@ -651,25 +655,29 @@ def test_migration_sheet(tmp_path):
 # --------------------------------------------------------------------------- pivot
 def test_pivot_equals_pandas_pivot_table(segmented):
     ours = pivot(segmented, "tier", "source_channel", "monetary:sum,customer_id:count")
+    ours = ours.drop(index="合计")[[c for c in ours.columns if c[-1] != "合计"]]  # the totals: see test_pivot_totals_*
     ref = pd.pivot_table(segmented, index="tier", columns="source_channel", values=["monetary", "customer_id"], aggfunc={"monetary": ["sum"], "customer_id": ["count"]})
     ours.index = ours.index.astype(str)
-    ours = ours.reindex(index=ref.index)
+    ours = ours.reindex(index=ref.index, columns=ref.columns)  # pandas sorts the values; ours keep the order asked
     pd.testing.assert_frame_equal(ours, ref, check_names=False, check_dtype=False)
-    ours2 = pivot(segmented, ["region", "tier"], None, "monetary:mean,frequency:max")
+    ours2 = pivot(segmented, ["region", "tier"], None, "monetary:mean,frequency:max").drop(index=[("合计", "合计")])
     ref2 = pd.pivot_table(segmented, index=["region", "tier"], values=["monetary", "frequency"], aggfunc={"monetary": ["mean"], "frequency": ["max"]})
     ours2.index = pd.MultiIndex.from_tuples([tuple(map(str, t)) for t in ours2.index], names=ours2.index.names)
-    pd.testing.assert_frame_equal(ours2.reindex(ref2.index), ref2, check_dtype=False)
+    pd.testing.assert_frame_equal(ours2.reindex(index=ref2.index, columns=ref2.columns), ref2, check_dtype=False)
     assert ours.loc["高价值"].sum() > 0
 
 
 def test_pivot_tier_order_and_errors(segmented):
     t = pivot(segmented, "tier", None, "customer_id:count")
-    assert [str(i) for i in t.index] == ["高价值", "中价值", "低价值"]
+    assert [str(i) for i in t.index] == ["高价值", "中价值", "低价值", "合计"]
     with pytest.raises(InputError, match="no column 'colour'"):
         pivot(segmented, "tier", "colour", "monetary:sum")
     by_channel = pivot(segmented, "tier", "channel", "customer_id:count")  # → channels, one count per channel
     n_high = segmented.loc[segmented["tier"] == "高价值", "channels"].str.split(";").map(len).sum()
-    assert int(by_channel.loc["高价值"].sum()) == n_high
+    cells = by_channel[[c for c in by_channel.columns if c[-1] != "合计"]]
+    assert int(cells.loc["高价值"].sum()) == n_high
+    assert by_channel.loc["高价值", ("customer_id", "count", "合计")] == (segmented["tier"] == "高价值").sum()  # once each
+    assert by_channel.attrs["repeated"] == ["channels"]
     with pytest.raises(InputError, match="unknown aggregate"):
         pivot(segmented, "tier", None, "monetary:total")
     with pytest.raises(InputError, match="text column"):
@@ -679,8 +687,8 @@ def test_pivot_tier_order_and_errors(segmented):
 def test_pivot_names_blank_keys_like_the_report():
     df = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "rfm_class": ["重要价值客户", "", ""], "industry": ["金融", "", "金融"]})
     flat = flatten_pivot(pivot(df, "rfm_class", None, "customer_id:count"))
-    assert flat["RFM分类"].tolist() == ["重要价值客户", "（无订单）"]
-    assert flatten_pivot(pivot(df, "industry", None, "customer_id:count"), lang="en")["Industry"].tolist() == ["(blank)", "金融"]
+    assert flat["RFM分类"].tolist() == ["重要价值客户", "（无订单）", "合计"]
+    assert flatten_pivot(pivot(df, "industry", None, "customer_id:count", lang="en"), lang="en")["Industry"].tolist() == ["(blank)", "金融", "Total"]
 
 
 def test_pivot_over_tags_lists_counts_each_tag(segmented):
