@@ -659,6 +659,9 @@ def report_cmd(
     segmented: Annotated[Path, typer.Argument(help="Segmented (and tagged) customers table.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Workbook to write (.xlsx).")] = Path("report.xlsx"),
     orders: Annotated[Path | None, typer.Option("--orders", help="Orders table: adds the monthly revenue chart.")] = None,
+    surveys: Annotated[
+        Path | None, typer.Option("--surveys", help="Survey table: the NPS on 概览 (all valid responses up to the as-of date, as `segment` computes it).")
+    ] = None,
     rejects: Annotated[Path | None, typer.Option("--rejects", help="Rejects table from import/clean: 数据质量 sheet.")] = None,
     clean_report: Annotated[
         Path | None, typer.Option("--clean-report", help="Clean report (JSON or table): counts on the 数据质量 sheet.")
@@ -686,6 +689,8 @@ def report_cmd(
 
       $ custtool report segmented.parquet --orders orders.parquet --previous last_month.parquet -o report.xlsx
 
+      $ custtool report segmented.parquet --surveys surveys.parquet -o report.xlsx
+
       $ custtool report segmented.parquet --role service --lang en -o service.xlsx
 
       $ custtool report segmented.parquet --role sales --owner 王经理 -o wang.xlsx
@@ -700,6 +705,11 @@ def report_cmd(
     if output.suffix.lower() != ".xlsx":
         raise InputError(f"{output.name}: the report is an Excel workbook", "use -o report.xlsx")
     customers = read_table(segmented)
+    nps_info: Any = None
+    if surveys is not None:
+        from custtool.nps import survey_nps
+
+        nps_info = survey_nps(read_table(surveys), customers)
     report_data: Any = None
     if clean_report is not None:
         if clean_report.suffix.lower() == ".json":
@@ -726,6 +736,7 @@ def report_cmd(
             mask=not no_mask,
             lang=lang,
             roles_path=roles,
+            nps=nps_info,
         )
         bar.update(task, completed=1, total=1)
     if json_out:

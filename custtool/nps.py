@@ -158,3 +158,16 @@ def nps_overview(responses: pd.DataFrame | None) -> dict[str, Any]:
         info["satisfaction_mean"] = num(sat["mean"].iloc[0])
         info["satisfaction_answers"] = int(sat["answers"].iloc[0])
     return info
+
+
+def survey_nps(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: Any = None, tz: str = "Asia/Shanghai") -> dict[str, Any]:
+    """The run's NPS figures (:func:`nps_overview`) from raw survey rows and the segmented
+    customers: what ``segment`` computed, for a report written from a segmented table.
+    ``as_of`` defaults to the customers' ``as_of`` column (the segment's as-of date)."""
+    import pandas as pd
+
+    if as_of is None and "as_of" in customers.columns:
+        latest = pd.to_datetime(customers["as_of"], errors="coerce").max()
+        as_of = None if pd.isna(latest) else latest
+    responses, _ = attach_responses(surveys, customers, as_of=as_of, tz=tz)
+    return nps_overview(responses)

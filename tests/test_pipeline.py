@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -206,3 +207,121 @@ def test_failed_first_run_leaves_no_folder(workdir, monkeypatch):
     assert "Internal error: RuntimeError: simulated crash" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- one number, one place (issue 11)
+def _overview_nps(path: Path) -> Any:
+    from openpyxl import load_workbook
+
+    ws = load_workbook(path, read_only=True)["概览"]
+    values = {r[0]: r[1] for r in ws.iter_rows(max_col=2, values_only=True) if r[0]}
+    assert any(str(k).startswith("NPS = 推荐者(9–10分)占比 − 贬损者(0–6分)占比") for k in values)  # the definition, stated
+    return values["NPS"]
+
+
+def test_one_nps_in_report_summary_json_and_manifest(first_run, tmp_path):
+    """SPEC D6: every valid response up to the as-of date; the same number in the report's
+    概览, the summary workbook, `segment --json`, `report --surveys` and the manifest."""
+    from openpyxl import load_workbook
+
+    folder = Path(first_run["folder"])
+    as_of = first_run["as_of"]
+    surveys = pd.read_parquet(folder / "imported_surveys.parquet")
+    score = pd.to_numeric(surveys["score"], errors="coerce")
+    ok = score.between(0, 10) & (pd.to_datetime(surveys["time"]).dt.normalize() <= pd.Timestamp(as_of))
+    expected = round(((score[ok] >= 9).mean() - (score[ok] <= 6).mean()) * 100, 2)
+    assert ok.sum() == 150 and expected == -2.0  # 40 promoters, 43 detractors of 150 valid answers
+
+    assert first_run["nps"]["nps"] == expected  # the manifest (run --json prints it)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["nps"]["nps"] == expected and manifest["nps"]["valid"] == 150
+    assert _overview_nps(folder / "report.xlsx") == pytest.approx(expected)
+    notes = {r[0]: r[1] for r in load_workbook(folder / "segment_summary.xlsx", read_only=True)["模型与说明"].iter_rows(values_only=True)}
+    assert float(notes["nps.nps"]) == expected
+    res = runner.invoke(app, ["segment", str(folder / "customers_clean.parquet"), "--orders", str(folder / "imported_orders.parquet"),
+                              "--surveys", str(folder / "imported_surveys.parquet"), "--as-of", as_of, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["nps"]["nps"] == expected
+    res = runner.invoke(app, ["report", str(folder / "customers.parquet"), "--surveys", str(folder / "imported_surveys.parquet"),
+                              "-o", str(tmp_path / "r.xlsx"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert _overview_nps(tmp_path / "r.xlsx") == pytest.approx(expected)
+    # the old report figure (each customer's latest score) is another number on these data
+    latest = pd.read_parquet(folder / "segmented.parquet")["nps_score"].dropna()
+    assert round(((latest >= 9).mean() - (latest <= 6).mean()) * 100, 1) != pytest.approx(expected, abs=0.05)
+
+
+def test_cards_show_top_categories_of_orders_with_channel_ids(first_run):
+    """Orders carry the platform's ids (TB…), customers the stable C… ids: the cards get the
+    categories from the attributed orders (and attribute raw orders themselves)."""
+    from custtool.cards import individual_cards
+
+    folder = Path(first_run["folder"])
+    assert "常购品类" in (folder / "cards.html").read_text(encoding="utf-8")
+    final = pd.read_parquet(folder / "customers.parquet")
+    raw = pd.read_parquet(folder / "imported_orders.parquet")
+    attributed = pd.read_parquet(folder / "orders_attributed.parquet")
+    assert not raw["customer_id"].str.startswith("C").any() and attributed["customer_id"].str.fullmatch(r"C\d{8}").all()
+    picked = None
+    for row in final[final["source_ids"].str.contains("电商:TB")].sort_values("customer_id").itertuples():
+        tb = [x.split(":", 1)[1] for x in row.source_ids.split(";") if x.startswith("电商:")]
+        mine = raw[raw["customer_id"].isin(tb)]
+        if len(mine) >= 3 and len(attributed[attributed["customer_id"] == row.customer_id]) == len(mine):
+            picked = (row.customer_id, mine)
+            break
+    assert picked is not None
+    cid, mine = picked
+    counts = mine.loc[mine["category"] != "", "category"].value_counts()
+    top3 = [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
+    for orders in (attributed, raw):
+        card = individual_cards(final, [cid], orders=orders).iloc[0]
+        assert "常购品类：" + "、".join(top3) in card["behaviour"]
+
+
+def test_segment_orders_add_up_to_monetary(first_run):
+    """SegmentResult.orders: stable ids, net amounts; the window's amounts per customer are M."""
+    from custtool.segment import segment_customers
+
+    folder = Path(first_run["folder"])
+    result = segment_customers(pd.read_parquet(folder / "imported_orders.parquet"), pd.read_parquet(folder / "customers_clean.parquet"),
+                               as_of=first_run["as_of"])
+    o = result.orders
+    assert len(o) == result.report.rows_used == first_run["rows"]["segment"]["order_rows"]["rows_used"]
+    assert {"customer_id", "source_customer_id", "match_key", "order_time", "amount", "channel", "category", "in_window"} <= set(o.columns)
+    assert set(o["match_key"]) <= {"id", "phone", "email"}
+    per = o[o["in_window"]].groupby("customer_id")["amount"].sum().round(2)
+    m = result.customers.set_index("customer_id")["monetary"]
+    assert per.to_dict() == pytest.approx(m[m != 0].to_dict())
+
+
+def test_pivot_channel_totals_equal_true_revenue(first_run):
+    """SPEC E6: with the orders each order counts in its own channel, cells add up to the
+    totals, which equal the true revenue; without them the repeated values are said and the
+    totals still count each customer once."""
+    from custtool.report.pivot import pivot
+
+    folder = Path(first_run["folder"])
+    final = pd.read_parquet(folder / "customers.parquet")
+    true = round(float(final["monetary"].sum()), 2)
+    t = pivot(final, "tier", "channels", "monetary:sum", orders=pd.read_parquet(folder / "orders_attributed.parquet"))
+    total_col = ("monetary", "sum", "合计")
+    channels = [c for c in t.columns if c != total_col]
+    assert t.loc["合计", total_col] == pytest.approx(true)
+    assert t.loc["合计", channels].sum() == pytest.approx(true)
+    assert t.drop(index="合计")[channels].to_numpy().sum() == pytest.approx(true)
+    for tier, v in final.groupby("tier")["monetary"].sum().items():
+        assert t.loc[tier, total_col] == pytest.approx(v)
+        assert t.loc[tier, channels].sum() == pytest.approx(v)
+
+    args = ["pivot", str(folder / "customers.parquet"), "--rows", "tier", "--cols", "channels", "--values", "monetary:sum", "--json"]
+    res = runner.invoke(app, [*args, "--orders", str(folder / "orders_attributed.parquet")])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["rows"][-1]["价值等级"] == "合计" and out["rows"][-1]["消费金额·sum | 合计"] == pytest.approx(true)
+    res = runner.invoke(app, args)  # customers' channels: a customer counts once per channel
+    out = json.loads(res.stdout)
+    total = out["rows"][-1]
+    cells = [v for k, v in total.items() if k.startswith("消费金额") and not k.endswith("合计")]
+    assert total["消费金额·sum | 合计"] == pytest.approx(true) and sum(cells) > 1.2 * true
+    assert all("重复" in k for k in total if k.startswith("消费金额") and not k.endswith("合计"))
+    assert out["notes"] and "重复计入" in out["notes"][0]
