@@ -53,6 +53,8 @@ _API: dict[str, str] = {
     "fit_gamma_gamma": "custtool.ltv",
     "fit_ltv": "custtool.ltv",
     "satisfaction": "custtool.nps",
+    "attribute": "custtool.attribution",
+    "survey_nps": "custtool.nps",
 }
 
 __all__ = ["__version__", *_API]

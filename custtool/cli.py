@@ -381,6 +381,9 @@ def segment(
 ) -> None:
     """RFM scores and 8 classes, value tiers, lifecycle, LTV (BG/NBD + Gamma-Gamma) and NPS per customer.
 
+    With -o, the attributed orders (stable customer ids) go beside it as <name>_orders.parquet,
+    for report/cards/pivot --orders.
+
     $ custtool segment clean.parquet --orders orders.parquet -o segments.parquet
     $ custtool segment clean.parquet --orders orders.parquet --surveys nps.parquet --summary summary.xlsx
     $ custtool segment --orders orders.parquet --as-of 2024-06-30 --window 180d --json
@@ -411,6 +414,10 @@ def segment(
     if output is not None:
         write_table(result.customers, output)
         written["output"] = str(output)
+        # the attributed orders (stable customer ids), for report/cards/pivot --orders
+        attributed = output.with_name(f"{output.stem}_orders.parquet")
+        write_table(result.orders, attributed)
+        written["orders"] = str(attributed)
         if rep.rows_unmatched:
             um = output.with_name(f"{output.stem}_unmatched_orders.csv")
             write_table(rep.unmatched, um)
@@ -658,7 +665,7 @@ def _check_lang(lang: str) -> None:
 def report_cmd(
     segmented: Annotated[Path, typer.Argument(help="Segmented (and tagged) customers table.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Workbook to write (.xlsx).")] = Path("report.xlsx"),
-    orders: Annotated[Path | None, typer.Option("--orders", help="Orders table: adds the monthly revenue chart.")] = None,
+    orders: Annotated[Path | None, typer.Option("--orders", help="Orders (segment's *_orders.parquet, or raw orders: attributed to the customers first): monthly revenue chart.")] = None,
     surveys: Annotated[
         Path | None, typer.Option("--surveys", help="Survey table: the NPS on 概览 (all valid responses up to the as-of date, as `segment` computes it).")
     ] = None,
@@ -839,7 +846,7 @@ def cards_cmd(
     top: Annotated[int, typer.Option("--top", min=0, help="Individual cards for the N most valuable customers.")] = 0,
     fmt: Annotated[str | None, typer.Option("--format", help="md, html or xlsx (default: from -o, else html).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="File, or folder for cards.<format>.")] = Path("cards"),
-    orders: Annotated[Path | None, typer.Option("--orders", help="Orders table: top categories per customer/segment.")] = None,
+    orders: Annotated[Path | None, typer.Option("--orders", help="Orders (segment's *_orders.parquet, or raw orders: attributed to the customers first): top categories.")] = None,
     strategies: StrategiesOpt = None,
     role: RoleOpt = None,
     owner: OwnerOpt = None,
