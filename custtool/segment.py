@@ -28,7 +28,8 @@ def segment_summary(segmented: pd.DataFrame, by: tuple[str, ...] = ("rfm_class",
     in the window), share of revenue (%), average recency/frequency/monetary and NPS.
 
     ``nps_responses``: survey responses with ``score`` and the same segment columns (from
-    :func:`custtool.nps.attach_responses`); without it NPS comes from ``nps_score``.
+    :func:`custtool.nps.attach_responses`); without them the NPS column is empty (it is
+    never derived from each customer's latest score, SPEC D6).
     """
     import numpy as np
     import pandas as pd
@@ -55,9 +56,7 @@ def segment_summary(segmented: pd.DataFrame, by: tuple[str, ...] = ("rfm_class",
         if nps_responses is not None and dim in nps_responses.columns and len(nps_responses):
             r = nps_responses.assign(_seg=nps_responses[dim].astype(object).where(nps_responses[dim].astype(str) != "", NO_ORDERS))
             t["nps"] = nps_fn(r, by="_seg").set_index("_seg")["nps"].reindex(t.index)
-        elif "nps_score" in segmented.columns:
-            t["nps"] = nps_fn(segmented.assign(_seg=seg).rename(columns={"nps_score": "score"})[["_seg", "score"]], by="_seg").set_index("_seg")["nps"].reindex(t.index)
-        else:
+        else:  # NPS comes from the responses only (SPEC D6), never from the latest score per customer
             t["nps"] = np.nan
         order = segment_order(dim)
         t = t.reindex(sorted(t.index, key=lambda s: (order.index(s) if s in order else len(order), str(s))))
