@@ -238,6 +238,11 @@ def test_one_nps_in_report_summary_json_and_manifest(first_run, tmp_path):
     assert _overview_nps(folder / "report.xlsx") == pytest.approx(expected)
     notes = {r[0]: r[1] for r in load_workbook(folder / "segment_summary.xlsx", read_only=True)["模型与说明"].iter_rows(values_only=True)}
     assert float(notes["nps.nps"]) == expected
+    # per segment: the summary workbook's RFM sheet and the manifest, both from the responses
+    ws = load_workbook(folder / "segment_summary.xlsx", read_only=True)["RFM分类"]
+    rows = list(ws.iter_rows(values_only=True))
+    col = rows[0].index("NPS")
+    assert {r[0]: r[col] for r in rows[1:]} == pytest.approx(manifest["nps"]["by_class"])
     res = runner.invoke(app, ["segment", str(folder / "customers_clean.parquet"), "--orders", str(folder / "imported_orders.parquet"),
                               "--surveys", str(folder / "imported_surveys.parquet"), "--as-of", as_of, "--json"])
     assert res.exit_code == 0, res.output
