@@ -449,7 +449,7 @@ def segment(
         "customer_share": summ["customer_share"].map("{:.1f}%".format),
         "revenue": summ["revenue"].map("{:,.2f}".format),
         "revenue_share": summ["revenue_share"].map("{:.1f}%".format, na_action="ignore").fillna(""),
-        "nps": summ["nps"].map("{:.1f}".format, na_action="ignore").fillna(""),
+        "nps": summ["nps"].map("{:.1f}".format, na_action="ignore").astype(object).fillna(""),
     })
     rows = shown.to_numpy().tolist()
     print_table("客户分群 Segments", ["维度", "分群", "客户数", "客户占比", "营收", "营收占比", "NPS"], rows, quiet)
