@@ -398,8 +398,7 @@ def segment(
     for path, what in ((output, "-o/--output"), (summary, "--summary")):
         if path is not None and path.suffix.lower() not in ({".xlsx"} if what == "--summary" else {".parquet", ".csv", ".tsv", ".xlsx"}):
             raise InputError(f"{what} {path.name}: unsupported file type", "use .xlsx for --summary; .parquet, .csv or .xlsx for -o")
-    shipped = Path(__file__).parent / "rules" / "segments.yaml"
-    cfg = load_segment_config(config if config is not None else (shipped if shipped.exists() else None))
+    cfg = load_segment_config(config)
     started = time.perf_counter()
     order_df = read_table(orders)
     cust_df = read_table(customers) if customers is not None else None
