@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -375,3 +376,102 @@ class SegmentSettings(StrictModel):
     tiers: TierSettings
     lifecycle: LifecycleSettings
     ltv: LtvSettings
+
+
+# ---- pipeline.yaml (custtool run): no shipped file; an option left out means the step's
+# own default (which comes from its rules/*.yaml)
+class InputEntry(StrictModel):
+    path: str
+    channel: str | None = None
+    sheet: str | int | None = None
+    encoding: str | None = None
+
+
+def _entries(value: Any) -> Any:
+    """``path`` / ``{path: …}`` / a list of either → a list of mappings."""
+    if isinstance(value, str | dict):
+        value = [value]
+    if isinstance(value, list):
+        return [{"path": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+class PipelineInputs(StrictModel):
+    customers: list[InputEntry] | None = Field(default=None, min_length=1)
+    orders: list[InputEntry] | None = Field(default=None, min_length=1)
+    interactions: list[InputEntry] | None = Field(default=None, min_length=1)
+    surveys: list[InputEntry] | None = Field(default=None, min_length=1)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _entries(v)
+
+
+Names = list[str] | str  # a YAML list or "a,b,c"
+
+
+class CleanStep(StrictModel):
+    keys: Names | None = None
+    survivorship: Literal["newest", "channel"] | None = None
+    channel_priority: Names | None = None
+    id_format: str | None = None
+    fuzzy_names: bool | None = None
+    rules: str | None = None
+
+
+class SegmentStep(StrictModel):
+    config: str | None = None
+    window: Duration | None = None
+    engine: Literal["pandas", "duckdb"] | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _days(cls, v: Any) -> Any:
+        return _duration(v, "window")
+
+
+class TagStep(StrictModel):
+    rules: str | list[str] | None = None
+    max_tags: int | None = Field(default=None, ge=1)
+    manual: str | None = None
+
+
+class FollowupsStep(StrictModel):
+    rules: str | None = None
+    enabled: bool | None = None
+
+
+class ReportStep(StrictModel):
+    role: str | None = None
+    owner: str | None = None
+    mask: bool | None = None
+    lang: Literal["zh", "en"] | None = None
+    strategies: str | None = None
+    segment_sheets: bool | None = None
+
+
+class CardsStep(StrictModel):
+    format: Literal["html", "md", "markdown", "xlsx"] | None = None
+    customers: Names | None = None
+    segments: Names | None = None
+    enabled: bool | None = None
+    by: str | None = None
+
+
+class PipelineFile(StrictModel):
+    """A pipeline file (``custtool run``): inputs and each step's options."""
+
+    name: str | None = None
+    out: str | None = None
+    as_of: date | None = None
+    timezone: str | None = None
+    fail_on_rejects: int | None = Field(default=None, ge=0)
+    inputs: PipelineInputs
+    fields: str | None = None
+    clean: CleanStep | None = None
+    segment: SegmentStep | None = None
+    tag: TagStep | None = None
+    followups: FollowupsStep | None = None
+    report: ReportStep | None = None
+    cards: CardsStep | None = None
