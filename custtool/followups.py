@@ -121,20 +121,16 @@ def due_followups(
     """Overdue and due-soon follow-ups, one row per (customer, reason), per owner.
 
     ``as_of`` defaults to the segment's as-of date (the ``as_of`` column of a segmented
-    table: the latest order date), else the latest time in the log. Owner is the
-    customer's ``owner``, else the staff of its latest follow-up.
+    table: the latest order day), by the one as-of rule
+    (:func:`custtool.dates.resolve_as_of`) — never today's date; without either it is an
+    InputError. Owner is the customer's ``owner``, else the staff of its latest follow-up.
     """
-    from custtool.dates import parse_as_of
+    from custtool.dates import resolve_as_of
 
     _check_log(log)
     config = config or load_followup_rules()
+    as_of_ts = resolve_as_of(as_of, customers["as_of"] if "as_of" in customers.columns else None)
     log = _linked_log(customers, log)
-    as_of_ts = parse_as_of(as_of)
-    if as_of_ts is None and "as_of" in customers.columns:
-        seg_as_of = pd.to_datetime(customers["as_of"], errors="coerce").max()
-        as_of_ts = None if pd.isna(seg_as_of) else parse_as_of(seg_as_of)
-    if as_of_ts is None:
-        as_of_ts = log["time"].max().normalize() if len(log) else pd.Timestamp.today().normalize()
     log = log[log["time"] <= as_of_ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)]
     horizon = as_of_ts + pd.Timedelta(days=config.due_soon_days)
     latest = log.sort_values("time").groupby("customer_id").tail(1).set_index("customer_id")

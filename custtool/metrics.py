@@ -32,7 +32,7 @@ from custtool.arrow_text import (
     text_hash,
 )
 from custtool.attribution import CustomerIndex, MatchReport, derive_customers
-from custtool.dates import day_numbers, local_times, parse_as_of, parse_days
+from custtool.dates import day_numbers, local_times, parse_days, resolve_as_of
 from custtool.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -206,11 +206,10 @@ def customer_metrics(
         cust, how = index.match(orders, channel_col)
         times, valid_t, day, amount, refund = columns_job.result()
         ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
-    as_of_ts = parse_as_of(as_of)
-    if as_of_ts is None:
-        if not valid_t.any():
-            raise InputError("no order has a valid order time", "check the 下单时间 column of the orders")
-        as_of_ts = pd.Timestamp(np.max(day, where=valid_t, initial=np.iinfo(np.int64).min), unit="D")
+    if as_of is None and not valid_t.any():
+        raise InputError("no order has a valid order time", "check the 下单时间 column of the orders")
+    latest = pd.Timestamp(np.max(day, where=valid_t, initial=np.iinfo(np.int64).min), unit="D") if valid_t.any() else None
+    as_of_ts = resolve_as_of(as_of, latest)
     as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
     report.as_of = as_of_ts
     report.rows_invalid_time = int((~valid_t).sum())

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from custtool.errors import ConfigError, InputError
+from custtool.errors import InputError
 
 KINDS = ("customers", "orders", "interactions", "surveys")
 STEP_KEYS = ("clean", "segment", "tag", "followups", "report", "cards")
@@ -241,13 +241,11 @@ def run_pipeline(
     rejected_rows = sum(v["rejected"] for v in import_rows.values())
 
     orders = imported.get("orders")
-    run_as_of = as_of or pl.as_of
-    if run_as_of is None:
-        if orders is None or orders.empty:
-            raise InputError("no orders to take the as-of date from", "pass --as-of YYYY-MM-DD or set as_of: in the pipeline")
-        run_as_of = str(orders["order_time"].max().date())
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_as_of):
-        raise ConfigError(f"as-of date {run_as_of!r} is not YYYY-MM-DD")
+    # the one as-of rule (custtool.dates.resolve_as_of): --as-of, else as_of: in the file,
+    # else the latest valid order day; segment, tags and follow-ups all get this one value
+    from custtool.dates import resolve_as_of
+
+    run_as_of = str(resolve_as_of(as_of or pl.as_of, orders if orders is not None and len(orders) else None, tz=pl.timezone).date())
     folder = out_dir / run_as_of
     prev_dir = previous_run(out_dir, run_as_of)
     created_out = not out_dir.exists()

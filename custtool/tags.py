@@ -966,7 +966,9 @@ def evaluate_condition(df: pd.DataFrame, expr: str, *, as_of: Any = None) -> pd.
     rule = TagRule(
         name="<condition>", level1="", level2="", condition=expr, tree=tree, fields=fields
     )
-    out = _evaluate_rule(df, rule, _resolve_as_of(df, as_of))
+    as_of_ts = _resolve_as_of(df, as_of)
+    _need_as_of([rule], as_of_ts)
+    out = _evaluate_rule(df, rule, as_of_ts)
     return pd.Series(out, index=df.index, name="match")
 
 
@@ -1414,21 +1416,31 @@ class TagResult:
 
 
 def _resolve_as_of(df: pd.DataFrame, as_of: Any) -> Any:
-    import pandas as pd
+    """The explicit as-of date, else the segment's (the ``as_of`` column); None without both
+    (a rule that needs it then raises :func:`_need_as_of`) — never today's date."""
+    from custtool.dates import resolve_as_of
 
-    if as_of is not None:
-        try:
-            ts = pd.Timestamp(as_of)
-        except (ValueError, TypeError):
-            raise InputError(f"as-of date {as_of!r} is not a date", "use YYYY-MM-DD") from None
-        return ts.normalize()
-    if (
-        "as_of" in df.columns
-        and pd.api.types.is_datetime64_any_dtype(df["as_of"])
-        and df["as_of"].notna().any()
-    ):
-        return df["as_of"].max()
-    return pd.Timestamp.today().normalize()
+    return resolve_as_of(as_of, df["as_of"] if "as_of" in df.columns else None, required=False)
+
+
+def _uses_as_of(rule: TagRule) -> bool:
+    """Whether the rule's condition counts days up to the as-of date (``days_since``)."""
+    return rule.tree is not None and any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "days_since"
+        for n in ast.walk(rule.tree)
+    )
+
+
+def _need_as_of(rules: Sequence[TagRule], as_of: Any) -> None:
+    """InputError when a rule needs an as-of date and there is none."""
+    if as_of is None:
+        needing = [r.name for r in rules if _uses_as_of(r)]
+        if needing:
+            raise InputError(
+                f"tag {needing[0]!r} counts days up to the as-of date, but there is none: "
+                "the table has no as_of column",
+                "pass --as-of YYYY-MM-DD (the segment's as-of date), or tag the segmented table",
+            )
 
 
 _SPLIT = r"[;；,，、|]"
@@ -1570,6 +1582,7 @@ def tag_customers(
     n = len(df)
     base = df.drop(columns=[c for c in df.columns if c == "tags" or str(c).startswith("tag_")])
     as_of_ts = _resolve_as_of(df, as_of)
+    _need_as_of([r for r in rules if all(f in base.columns for f in r.fields)], as_of_ts)
     cols = _Columns(base.reset_index(drop=True), as_of_ts)
 
     # 1. manual tags: from the input column and from a (key, tag, op) table
