@@ -148,7 +148,9 @@ def import_(
     kind: Annotated[
         str | None, typer.Option("--kind", "-k", help="customers, orders, interactions or surveys (default: detected).")
     ] = None,
-    channel: Annotated[str | None, typer.Option("--channel", "-c", help="Channel name for every row (default: file name).")] = None,
+    channel: Annotated[
+        list[str] | None, typer.Option("--channel", "-c", help="Channel name for every row (default: file name); repeat it to give one per file.")
+    ] = None,
     sheet: Annotated[str | None, typer.Option("--sheet", help="Only this sheet of each workbook.")] = None,
     encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding of CSV files (default: detected).")] = None,
     fields: Annotated[Path | None, typer.Option("--fields", help="Your own header aliases (YAML), added to rules/fields.yaml.")] = None,
