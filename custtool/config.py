@@ -15,12 +15,13 @@ and the Python API build the same model from the same files.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from custtool.errors import ConfigError
 
@@ -251,17 +252,20 @@ def load_model(
     default: str | None = None,
     what: str = "config file",
     hint: str | None = None,
+    prepare: Callable[[Any], Any] | None = None,
 ) -> M:
     """A config model from the shipped ``rules/<default>`` overlaid with the user's ``path``.
 
-    Without ``default`` the user's file is the whole config (a pipeline file).
+    Without ``default`` the user's file is the whole config (a pipeline file). ``prepare``
+    rewrites each file's data before the overlay (e.g. Chinese key names → English).
     """
+    prepare = prepare or (lambda data: data)
     docs: list[YamlDoc] = []
     data: Any = None
     if default is not None:
         base = read_yaml(shipped(default), what=what)
         docs.append(base)
-        data = base.data or {}
+        data = prepare(base.data or {})
     if path is not None:
         user = read_yaml(path, what=what, hint=hint)
         if user.duplicates:
@@ -270,7 +274,7 @@ def load_model(
         if user.data is not None and not isinstance(user.data, dict):
             raise ConfigError(f"{user.path}:1: expected a mapping of keys", hint or (f"see rules/{default}" if default else None))
         docs.insert(0, user)
-        data = overlay(data, user.data or {}) if default is not None else user.data
+        data = overlay(data, prepare(user.data or {})) if default is not None else prepare(user.data)
     return validate(model, data, docs, hint=hint or (f"see rules/{default}" if default else None))
 
 
@@ -475,3 +479,120 @@ class PipelineFile(StrictModel):
     followups: FollowupsStep | None = None
     report: ReportStep | None = None
     cards: CardsStep | None = None
+
+
+# ---- rules/clean.yaml
+class IdSettings(StrictModel):
+    format: str
+    start: int = Field(ge=0)
+    defaults: dict[str, str] | None
+    codes: dict[str, dict[str, str]] | None
+
+
+class FuzzySettings(StrictModel):
+    threshold: float = Field(ge=0, le=100)
+    max_block: int = Field(ge=1)
+
+
+class FillEntry(StrictModel):
+    field: str
+    value: str | int | float | None = None
+    from_: str | None = Field(default=None, alias="from")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FillEntry:
+        if ("value" in self.model_fields_set) == ("from_" in self.model_fields_set):
+            raise ValueError("a fill rule needs exactly one of value: or from: (e.g. {field: owner, value: 公海})")
+        return self
+
+
+class CleanSettings(StrictModel):
+    """``rules/clean.yaml``: how `clean` links, merges and numbers customers."""
+
+    keys: Names
+    hub_max_names: int = Field(ge=0)
+    survivorship: Literal["newest", "channel"]
+    channel_priority: Names | None
+    conflict_ignore: Names | None
+    id: IdSettings
+    required: list[str | list[str]] | None
+    fill: list[FillEntry] | None
+    fuzzy: FuzzySettings
+    examples: int = Field(ge=0)
+
+
+# ---- rules/followups.yaml
+class FollowupRuleSettings(StrictModel):
+    name: str
+    match: dict[str, Any] = Field(min_length=1)
+    every_days: int = Field(gt=0)
+    methods: list[str] | None = None
+    action: str | None = None
+
+
+class FollowupSettings(StrictModel):
+    """``rules/followups.yaml``: reminder rules and status transitions."""
+
+    due_soon_days: int = Field(ge=0)
+    rules: list[FollowupRuleSettings] | None
+    transitions: dict[str, str] | None
+
+
+# ---- rules/roles.yaml
+class RoleSettings(StrictModel):
+    description: str | None = None
+    hide_columns: list[str] | None = None
+    amounts: bool | None = None
+    allow_unmask: bool | None = None
+    own_customers_only: bool | None = None
+
+
+class RolesFile(StrictModel):
+    """``rules/roles.yaml``: what each role may see."""
+
+    roles: dict[str, RoleSettings | None] = Field(min_length=1)
+
+
+# ---- rules/strategies.yaml
+Text = str | int | float | list[str | int | float]  # a list is joined with ；
+
+
+#: Chinese names of the strategy fields
+STRATEGY_ALIASES = {"目标": "goal", "措施": "measures", "渠道": "channel", "频率": "frequency", "负责人": "owner", "周期": "cycle"}
+
+
+def english_strategy_keys(data: Any) -> Any:
+    """A strategies mapping with Chinese field names (目标, 措施, …) turned into English ones."""
+    if not isinstance(data, dict):
+        return data
+    return {
+        dim: {seg: {STRATEGY_ALIASES.get(k, k): v for k, v in spec.items()} if isinstance(spec, dict) else spec
+              for seg, spec in section.items()} if isinstance(section, dict) else section
+        for dim, section in data.items()
+    }
+
+
+class Strategy(StrictModel):
+    goal: Text | None = None
+    measures: Text | None = None
+    channel: Text | None = None
+    frequency: Text | None = None
+    owner: Text | None = None
+    cycle: Text | None = None
+
+
+class StrategiesFile(StrictModel):
+    """``rules/strategies.yaml``: one strategy per segment of each dimension."""
+
+    rfm_class: dict[str, Strategy] | None = None
+    tier: dict[str, Strategy] | None = None
+    lifecycle: dict[str, Strategy] | None = None
+
+
+# ---- rules/tags.yaml (the top level; the rules themselves are checked by custtool.tags)
+class TagLibraryFile(StrictModel):
+    """A tag library: ``version``, declared ``fields`` and the ``tags`` list."""
+
+    version: int | None = None
+    fields: dict[str, str | None] | list[str] | None = None
+    tags: list[Any]
