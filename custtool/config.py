@@ -48,6 +48,14 @@ def key_path(path: KeyPath) -> str:
     return out
 
 
+class YamlError(ConfigError):
+    """A file that is not plain YAML: ``file:line: message``."""
+
+    def __init__(self, file: str, line: int | None, message: str, hint: str) -> None:
+        super().__init__(f"{file}{':' + str(line) if line else ''}: {message}", hint)
+        self.file, self.line, self.problem = file, line, message
+
+
 @dataclass
 class YamlDoc:
     """A parsed YAML file: its plain data and the line (1-based) of every key and item."""
@@ -131,18 +139,15 @@ def parse_yaml(text: str, path: str | os.PathLike[str] = "<text>") -> YamlDoc:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         doc.data = _build(root, doc)
-    except yaml.constructor.ConstructorError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{path}{where}: YAML tags such as !!python/… are not allowed ({exc.problem})",
-            "remove the tag; rule files hold plain data",
-        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigError(f"{path}{where}: not valid YAML ({problem})", "check indentation, colons and quotes") from None
+        line = mark.line + 1 if mark is not None else None
+        problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).strip()
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            message, hint = f"YAML tag refused ({problem})", "rules files are plain YAML: Python tags such as !!python/object are not allowed"
+        else:
+            message, hint = f"not valid YAML ({problem})", "check indentation, colons and quotes at that line"
+        raise YamlError(str(path), line, message, hint) from None
     return doc
 
 
@@ -221,8 +226,22 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
-def validate(model: type[M], data: Any, docs: list[YamlDoc], *, hint: str | None = None) -> M:
-    """``data`` checked by ``model``; a ConfigError ``file:line: key: what is wrong`` otherwise.
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong in a config file: where, which key, what, and how to fix it."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}{':' + str(self.line) if self.line else ''}: {self.key + ': ' if self.key else ''}{self.message}"
+
+
+def check(model: type[BaseModel], data: Any, docs: list[YamlDoc], *, hint: str | None = None) -> list[ConfigProblem]:
+    """Every problem ``model`` finds in ``data`` (empty when it is valid), with file and line.
 
     ``docs`` are the files the data came from, most specific first: the line of a key is
     taken from the first one that has it (the user's file before the shipped one).
@@ -230,19 +249,34 @@ def validate(model: type[M], data: Any, docs: list[YamlDoc], *, hint: str | None
     from pydantic import ValidationError
 
     try:
-        return model.model_validate({} if data is None else data)
+        model.model_validate({} if data is None else data)
     except ValidationError as exc:
-        errors = exc.errors()
-        err = errors[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith(("function-", "union")))))
-        doc = next((d for d in docs if d.line(loc) is not None), docs[0])
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        err_hint = hint
-        if err.get("type") == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1])
-            if allowed:
-                err_hint = f"allowed keys here: {', '.join(allowed)}"
-        raise doc.error(loc, _message(err) + more, err_hint) from None
+        out = []
+        seen: set[KeyPath] = set()
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith(("function-", "union")))))
+            if loc in seen:  # a union: one problem per key, not one per member type
+                continue
+            seen.add(loc)
+            doc = next((d for d in docs if d.line(loc) is not None), docs[0])
+            err_hint = hint
+            if err.get("type") == "extra_forbidden":
+                allowed = _allowed_keys(model, loc[:-1])
+                if allowed:
+                    err_hint = f"allowed keys here: {', '.join(allowed)}"
+            out.append(ConfigProblem(str(doc.path), doc.line(loc), key_path(loc), _message(err), err_hint))
+        return out
+    return []
+
+
+def validate(model: type[M], data: Any, docs: list[YamlDoc], *, hint: str | None = None) -> M:
+    """``data`` checked by ``model``; a ConfigError ``file:line: key: what is wrong`` otherwise."""
+    problems = check(model, data, docs, hint=hint)
+    if problems:
+        p = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ConfigError(f"{p}{more}", p.hint)
+    return model.model_validate({} if data is None else data)
 
 
 def load_model(
