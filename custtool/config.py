@@ -126,7 +126,10 @@ def _build(root: Any, doc: YamlDoc) -> Any:
                 doc.lines[(*path, i)] = doc.value_lines[(*path, i)] = item.start_mark.line + 1
                 items.append(build(item, (*path, i)))
             return items
-        return scalars.construct_object(node)
+        try:
+            return scalars.construct_object(node)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date 2024-13-01
+            raise yaml.MarkedYAMLError(problem=f"{node.value!r}: {exc}", problem_mark=node.start_mark) from None
 
     return None if root is None else build(root, ())
 
