@@ -14,6 +14,7 @@ and the Python API build the same model from the same files.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -342,7 +343,7 @@ class StrictModel(BaseModel):
 # ---- rules/segments.yaml
 class MetricsSettings(StrictModel):
     window: Duration
-    growth_window: Duration | None
+    growth_window: Duration
 
     @field_validator("window", "growth_window")
     @classmethod
@@ -633,3 +634,25 @@ class TagLibraryFile(StrictModel):
     version: int | None = None
     fields: dict[str, str | None] | list[str] | None = None
     tags: list[Any]
+
+
+def segment_settings(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The segment settings as a dict: ``rules/segments.yaml`` overlaid with ``path``.
+
+    The library functions of the segment step (``customer_metrics``, ``rfm_scores``,
+    ``value_tiers``, ``assign_lifecycle`` …) take their defaults from here, so there is no
+    second copy of a threshold in Python.
+    """
+    import copy
+
+    if path is None:
+        return copy.deepcopy(_shipped_segment_settings())
+    return load_model(
+        SegmentSettings, path, default="segments.yaml", what="config file",
+        hint="pass the path of a segments.yaml (see rules/segments.yaml)",
+    ).model_dump()
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_segment_settings() -> dict[str, Any]:
+    return load_model(SegmentSettings, None, default="segments.yaml").model_dump()

@@ -153,13 +153,16 @@ def customer_metrics(
     customers: pd.DataFrame | str | None = None,
     *,
     as_of: Any = None,
-    window: Any = "365d",
+    window: Any = None,
     interactions: pd.DataFrame | None = None,
-    tz: str = "Asia/Shanghai",
+    tz: str | None = None,
     engine: str = "pandas",
     growth_window: Any = None,
 ) -> tuple[pd.DataFrame, MatchReport]:
     """Per-customer order metrics at ``as_of`` (default: the latest order day).
+
+    ``window``, ``growth_window`` and ``tz`` left out come from ``rules/segments.yaml``
+    (metrics.window, metrics.growth_window, timezone).
 
     Returns (customers + metric columns, :class:`MatchReport`). Customers without orders stay
     (recency NaN, frequency 0). Orders after ``as_of`` are ignored; orders that match no
@@ -183,8 +186,12 @@ def customer_metrics(
             raise InputError(f"orders have no {col!r} column", "import the orders with `custtool import --kind orders` (下单时间, 实付金额)")
     if not {"customer_id", "phone", "email"} & set(orders.columns):
         raise InputError("orders have no customer key (customer_id, phone or email)", "the order export needs 客户ID, 手机号 or 邮箱")
-    win = parse_days(window, "window")
-    gwin = parse_days(growth_window, "growth window") if growth_window is not None else win
+    from custtool.config import segment_settings
+
+    shipped = segment_settings()
+    tz = tz or shipped["timezone"]
+    win = parse_days(shipped["metrics"]["window"] if window is None else window, "window")
+    gwin = parse_days(shipped["metrics"]["growth_window"] if growth_window is None else growth_window, "growth window")
     # the order columns are prepared in a second thread (pyarrow and numpy release the GIL)
     # while the rows are matched to customers: order ids (code -1 = an id on one row only, or
     # blank: its own order; ids on several rows, line items or duplicate exports, get codes

@@ -78,13 +78,9 @@ def load_segment_config(path: Any = None) -> dict[str, Any]:
     The CLI, ``custtool run`` and :func:`segment_customers` all build it here, so they use
     the same thresholds (the defaults live only in ``rules/segments.yaml``).
     """
-    from custtool.config import SegmentSettings, load_model
+    from custtool.config import segment_settings
 
-    settings = load_model(
-        SegmentSettings, path, default="segments.yaml", what="config file",
-        hint="pass the path of a segments.yaml (see rules/segments.yaml)",
-    )
-    return settings.model_dump()
+    return segment_settings(path)
 
 
 @dataclass

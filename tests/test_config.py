@@ -278,3 +278,25 @@ def test_run_records_the_latest_order_day_and_passes_it_to_every_step(tmp_path):
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", manifest["as_of"])
     seg = pd.read_parquet(tmp_path / "out" / manifest["as_of"] / "customers.parquet")
     assert {str(pd.Timestamp(d).date()) for d in seg["as_of"]} == {manifest["as_of"]}
+
+
+def test_library_defaults_follow_the_shipped_yaml_not_a_python_copy(monkeypatch):
+    """Change the shipped settings and every library default follows (no second copy)."""
+    import custtool.config as config
+    from custtool.metrics import customer_metrics
+    from custtool.rfm import assign_lifecycle, rfm_scores, value_tiers
+
+    settings = config.segment_settings()
+    settings["tiers"]["high"], settings["tiers"]["mid"] = 150, 60
+    settings["metrics"]["growth_window"] = "180d"
+    settings["rfm"]["weights"] = {"r": 2, "f": 0, "m": 0}
+    settings["lifecycle"]["potential_growth"] = 5.0
+    monkeypatch.setattr(config, "_shipped_segment_settings", lambda: settings)
+    m, _ = customer_metrics(_growth_orders(), as_of="2024-12-31")
+    m = m.set_index("customer_id")
+    # A: 365d window 200 (06-01, 11-01); growth over 180d: 100 (11-01) vs 100 (06-01) → 0
+    assert m.loc["A", "monetary"] == 200 and m.loc["A", "growth"] == pytest.approx(0.0)
+    assert value_tiers(m.assign(monetary_365d=[200.0, 50.0])).tolist() == ["高价值", "低价值"]
+    scores = rfm_scores(m)
+    assert (scores["rfm_score"] == 2 * scores["r_score"]).all()
+    assert not assign_lifecycle(m.assign(growth=[4.0, 4.0]))["potential"].any()
