@@ -3,9 +3,6 @@ as-of rule (issue 11)."""
 
 from __future__ import annotations
 
-import json
-import re
-
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -150,6 +147,17 @@ def test_a_user_file_overlays_the_shipped_one_key_by_key(tmp_path):
     assert {k: v for k, v in mine.items() if k != "metrics"} == {k: v for k, v in shipped.items() if k != "metrics"}
 
 
+def test_a_roles_file_adds_roles_and_changes_settings_of_shipped_ones(tmp_path):
+    from custtool.report.masking import load_roles
+
+    p = tmp_path / "roles.yaml"
+    p.write_text("roles:\n  boss:\n    allow_unmask: true\n  analyst:\n    amounts: false\n", encoding="utf-8")
+    roles, shipped = load_roles(p), load_roles()
+    assert set(roles) == set(shipped) | {"boss"} and roles["boss"].allow_unmask
+    assert roles["analyst"].amounts is False and roles["analyst"].hide_columns == shipped["analyst"].hide_columns == ("id_number",)
+    assert roles["sales"] == shipped["sales"]
+
+
 def test_shipped_defaults_are_the_yaml_values():
     from custtool.clean import load_clean_rules
     from custtool.followups import load_followup_rules
@@ -257,27 +265,6 @@ def test_followups_use_the_segment_as_of_not_today(frozen_clock):
     assert row["days_overdue"] == 6 and row["state"] == "逾期"
     with pytest.raises(InputError, match="no as-of date"):
         due_followups(seg.drop(columns=["as_of"]), log)
-
-
-def test_run_records_the_latest_order_day_and_passes_it_to_every_step(tmp_path):
-    """The pipeline's as-of (manifest) is the segment's; a second run gives the same folder name."""
-    import shutil
-    from pathlib import Path
-
-    ex = tmp_path / "ex"
-    ex.mkdir()
-    src = Path(__file__).resolve().parent.parent / "examples"
-    for name in ("订单明细.csv", "门店会员.csv"):
-        shutil.copy(src / name, ex / name)
-    (ex / "p.yaml").write_text(
-        "inputs:\n  customers: [门店会员.csv]\n  orders: [订单明细.csv]\ncards: {enabled: false}\n", encoding="utf-8"
-    )
-    result = runner.invoke(app, ["run", str(ex / "p.yaml"), "--out", str(tmp_path / "out"), "--json"])
-    assert result.exit_code == 0, result.output + result.stderr
-    manifest = json.loads(result.stdout)
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", manifest["as_of"])
-    seg = pd.read_parquet(tmp_path / "out" / manifest["as_of"] / "customers.parquet")
-    assert {str(pd.Timestamp(d).date()) for d in seg["as_of"]} == {manifest["as_of"]}
 
 
 def test_library_defaults_follow_the_shipped_yaml_not_a_python_copy(monkeypatch):

@@ -40,6 +40,7 @@ def three_ways(tmp_path_factory) -> dict[str, dict[str, pd.DataFrame]]:
         "segmented": pd.read_parquet(folder / "segmented.parquet"),
         "final": pd.read_parquet(folder / "customers.parquet"),
     }
+    out["run_tasks"] = next(r["rows"] for r in manifest["steps"] if r["step"] == "followups")  # type: ignore[assignment]
 
     # (b) the CLI, step by step, with the pipeline file's inputs and options
     cli = work / "cli"
@@ -119,12 +120,15 @@ def test_tags_and_statuses_equal_across_run_cli_and_api(three_ways, way):
     _same(run, other, ["tags", "status", "status_reason", "as_of"])
 
 
-def test_followup_tasks_equal_between_cli_and_api(three_ways):
+def test_followup_tasks_equal_across_run_cli_and_api(three_ways):
     cli, api = three_ways["cli"]["tasks"], three_ways["api"]["tasks"]
     key = ["customer_id", "rule"]
     cli = cli.sort_values(key).reset_index(drop=True)
     api = api.sort_values(key).reset_index(drop=True)
     assert len(api) > 0
+    # custtool run lists the same tasks (same as-of date: the latest order day)
+    assert three_ways["run_tasks"]["tasks"] == len(api)
+    assert three_ways["run_tasks"]["overdue"] == int((api["state"] == "逾期").sum())
     pd.testing.assert_frame_equal(cli[key + ["due_date", "state", "days_overdue"]], api[key + ["due_date", "state", "days_overdue"]],
                                   check_dtype=False)
 
