@@ -217,7 +217,7 @@ def _allowed_keys(model: type[BaseModel], loc: KeyPath) -> list[str] | None:
     return None
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key"

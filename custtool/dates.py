@@ -8,7 +8,7 @@ converted to the firm's time zone before they are cut into days.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from custtool.errors import ConfigError, InputError
 
@@ -52,6 +52,10 @@ def parse_as_of(value: Any) -> pd.Timestamp | None:
     return ts.normalize()
 
 
+@overload
+def resolve_as_of(explicit: Any = ..., orders_or_day: Any = ..., *, tz: str | None = ..., required: Literal[True] = ...) -> pd.Timestamp: ...
+@overload
+def resolve_as_of(explicit: Any = ..., orders_or_day: Any = ..., *, tz: str | None = ..., required: bool) -> pd.Timestamp | None: ...
 def resolve_as_of(explicit: Any = None, orders_or_day: Any = None, *, tz: str | None = None, required: bool = True) -> pd.Timestamp | None:
     """The one as-of rule: ``explicit`` when given, else the latest valid day of
     ``orders_or_day``; never today's date.
