@@ -72,127 +72,70 @@ class FillRule:
 
 @dataclass(frozen=True)
 class CleanRules:
-    """Settings of :func:`dedupe`; :func:`load_clean_rules` reads them from YAML."""
+    """Settings of :func:`dedupe`; :func:`load_clean_rules` reads them from ``rules/clean.yaml``
+    (the only home of their defaults)."""
 
-    keys: tuple[str, ...] = ("phone", "email", "customer_id")
-    hub_max_names: int = 3
-    survivorship: str = "newest"
-    channel_priority: tuple[str, ...] = ()
-    conflict_ignore: tuple[str, ...] = ("source_channel", "notes")
-    id_format: str = "C{seq:08d}"
-    id_start: int = 1
-    id_defaults: dict[str, str] = field(default_factory=lambda: {"year": "0000", "month": "00"})
-    codes: dict[str, dict[str, str]] = field(default_factory=dict)
-    required: tuple[tuple[str, ...], ...] = (("phone", "email"), ("needs",), ("owner",))
-    fill: tuple[FillRule, ...] = ()
-    fuzzy_threshold: float = 85.0
-    fuzzy_max_block: int = 50
-    examples: int = 10
+    keys: tuple[str, ...]
+    hub_max_names: int
+    survivorship: str
+    channel_priority: tuple[str, ...]
+    conflict_ignore: tuple[str, ...]
+    id_format: str
+    id_start: int
+    id_defaults: dict[str, str]
+    codes: dict[str, dict[str, str]]
+    required: tuple[tuple[str, ...], ...]
+    fill: tuple[FillRule, ...]
+    fuzzy_threshold: float
+    fuzzy_max_block: int
+    examples: int
 
 
 def load_clean_rules(path: str | Path | None = None) -> CleanRules:
-    """Read clean settings from YAML (default: the shipped ``rules/clean.yaml``)."""
-    from custtool.config import load_yaml
+    """Clean settings: the shipped ``rules/clean.yaml`` overlaid key by key with ``path``."""
+    from custtool.config import CleanSettings, load_model
 
-    p = Path(path) if path is not None else DEFAULT_RULES_PATH
-    raw = load_yaml(p, what="rules file", hint="check the path given to --rules", empty={})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p.name}: expected a mapping at the top level", "see rules/clean.yaml")
-    return rules_from_dict(raw, source=p.name)
+    settings = load_model(CleanSettings, path, default="clean.yaml", what="rules file", hint="check the path given to --rules")
+    return _rules_from_settings(settings)
 
 
 def rules_from_dict(raw: dict[str, Any], source: str = "rules") -> CleanRules:
-    """Build :class:`CleanRules` from a parsed YAML mapping, validating every entry."""
-    base = CleanRules()
-    known = {"keys", "hub_max_names", "survivorship", "channel_priority", "conflict_ignore", "id",
-             "required", "fill", "fuzzy", "examples"}  # fmt: skip
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown setting(s) {', '.join(unknown)}",
-            f"known: {', '.join(sorted(known))}",
-        )
+    """:class:`CleanRules` from a parsed mapping laid over the shipped ``rules/clean.yaml``."""
+    from custtool.config import CleanSettings, overlay, parse_yaml, read_yaml, shipped, validate
 
-    def str_list(name: str, value: Any) -> tuple[str, ...]:
+    base = read_yaml(shipped("clean.yaml"))
+    settings = validate(CleanSettings, overlay(base.data, raw), [parse_yaml("", source), base])
+    return _rules_from_settings(settings)
+
+
+def _rules_from_settings(s: Any) -> CleanRules:
+    def names(value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{source}: {name} must be a list of names", f"e.g. {name}: [a, b]")
-        return tuple(value)
+            value = value.split(",")
+        return tuple(v.strip() for v in value or () if v.strip())
 
-    kw: dict[str, Any] = {}
-    if "keys" in raw:
-        kw["keys"] = str_list("keys", raw["keys"])
-    if "channel_priority" in raw:
-        kw["channel_priority"] = str_list("channel_priority", raw["channel_priority"] or [])
-    if "conflict_ignore" in raw:
-        kw["conflict_ignore"] = str_list("conflict_ignore", raw["conflict_ignore"] or [])
-    if "survivorship" in raw:
-        kw["survivorship"] = str(raw["survivorship"])
-    for name in ("hub_max_names", "examples"):
-        if name in raw:
-            if not isinstance(raw[name], int) or raw[name] < 0:
-                raise ConfigError(
-                    f"{source}: {name} must be a whole number ≥ 0", f"got {raw[name]!r}"
-                )
-            kw[name] = raw[name]
-    ident = raw.get("id") or {}
-    if not isinstance(ident, dict):
-        raise ConfigError(f"{source}: id must be a mapping", "see rules/clean.yaml")
-    if "format" in ident:
-        kw["id_format"] = str(ident["format"])
-    if "start" in ident:
-        kw["id_start"] = int(ident["start"])
-    if "defaults" in ident:
-        kw["id_defaults"] = {str(k): str(v) for k, v in (ident["defaults"] or {}).items()}
-    if "codes" in ident:
-        codes = ident["codes"] or {}
-        if not isinstance(codes, dict) or not all(isinstance(v, dict) for v in codes.values()):
-            raise ConfigError(
-                f"{source}: id.codes must map a field to a table of value: code",
-                "e.g. region: {华北: HB}",
-            )
-        kw["codes"] = {str(k): {str(a): str(b) for a, b in v.items()} for k, v in codes.items()}
-    if "required" in raw:
-        req = []
-        for item in raw["required"] or []:
-            if isinstance(item, str):
-                req.append((item,))
-            elif isinstance(item, list) and item and all(isinstance(v, str) for v in item):
-                req.append(tuple(item))
-            else:
-                raise ConfigError(
-                    f"{source}: required entries are field names or lists of them", f"got {item!r}"
-                )
-        kw["required"] = tuple(req)
-    if "fill" in raw:
-        rules = []
-        for item in raw["fill"] or []:
-            if (
-                not isinstance(item, dict)
-                or "field" not in item
-                or ("value" in item) == ("from" in item)
-            ):
-                raise ConfigError(
-                    f"{source}: fill rule {item!r} needs a field and exactly one of value/from",
-                    "e.g. {field: owner, value: 公海}",
-                )
-            if "value" in item:
-                rules.append(
-                    FillRule(
-                        str(item["field"]),
-                        value="" if item["value"] is None else str(item["value"]),
-                    )
-                )
-            else:
-                rules.append(FillRule(str(item["field"]), source=str(item["from"])))
-        kw["fill"] = tuple(rules)
-    fuzzy = raw.get("fuzzy") or {}
-    if "threshold" in fuzzy:
-        kw["fuzzy_threshold"] = float(fuzzy["threshold"])
-    if "max_block" in fuzzy:
-        kw["fuzzy_max_block"] = int(fuzzy["max_block"])
-    return dataclasses.replace(base, **kw)
+    fill = tuple(
+        FillRule(f.field, source=f.from_)
+        if "from_" in f.model_fields_set
+        else FillRule(f.field, value="" if f.value is None else str(f.value))
+        for f in s.fill or ()
+    )
+    return CleanRules(
+        keys=names(s.keys),
+        hub_max_names=s.hub_max_names,
+        survivorship=s.survivorship,
+        channel_priority=names(s.channel_priority),
+        conflict_ignore=names(s.conflict_ignore),
+        id_format=s.id.format,
+        id_start=s.id.start,
+        id_defaults=dict(s.id.defaults or {}),
+        codes={k: dict(v) for k, v in (s.id.codes or {}).items()},
+        required=tuple((r,) if isinstance(r, str) else tuple(r) for r in s.required or ()),
+        fill=fill,
+        fuzzy_threshold=float(s.fuzzy.threshold),
+        fuzzy_max_block=int(s.fuzzy.max_block),
+        examples=s.examples,
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -323,7 +266,7 @@ def dedupe(
     """One row per person from an imported customers table.
 
     Returns ``(customers, lineage, report)`` as described in docs/DATA.md. Arguments left as
-    ``None`` come from ``rules`` (default: the built-in defaults, the same as rules/clean.yaml).
+    ``None`` come from ``rules`` (default: the shipped rules/clean.yaml).
     ``previous`` is an earlier clean output whose ids are carried over.
     """
     import time
@@ -515,7 +458,7 @@ def _resolve_rules(
     id_format: str | None,
     hub_max_names: int | None,
 ) -> CleanRules:
-    r = rules or CleanRules()
+    r = rules or load_clean_rules()
     kw: dict[str, Any] = {}
     if keys is not None:
         kw["keys"] = (

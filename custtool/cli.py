@@ -148,7 +148,9 @@ def import_(
     kind: Annotated[
         str | None, typer.Option("--kind", "-k", help="customers, orders, interactions or surveys (default: detected).")
     ] = None,
-    channel: Annotated[str | None, typer.Option("--channel", "-c", help="Channel name for every row (default: file name).")] = None,
+    channel: Annotated[
+        list[str] | None, typer.Option("--channel", "-c", help="Channel name for every row (default: file name); repeat it to give one per file.")
+    ] = None,
     sheet: Annotated[str | None, typer.Option("--sheet", help="Only this sheet of each workbook.")] = None,
     encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding of CSV files (default: detected).")] = None,
     fields: Annotated[Path | None, typer.Option("--fields", help="Your own header aliases (YAML), added to rules/fields.yaml.")] = None,
@@ -401,8 +403,7 @@ def segment(
     for path, what in ((output, "-o/--output"), (summary, "--summary")):
         if path is not None and path.suffix.lower() not in ({".xlsx"} if what == "--summary" else {".parquet", ".csv", ".tsv", ".xlsx"}):
             raise InputError(f"{what} {path.name}: unsupported file type", "use .xlsx for --summary; .parquet, .csv or .xlsx for -o")
-    shipped = Path(__file__).parent / "rules" / "segments.yaml"
-    cfg = load_segment_config(config if config is not None else (shipped if shipped.exists() else None))
+    cfg = load_segment_config(config)
     started = time.perf_counter()
     order_df = read_table(orders)
     cust_df = read_table(customers) if customers is not None else None

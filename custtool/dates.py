@@ -8,7 +8,7 @@ converted to the firm's time zone before they are cut into days.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from custtool.errors import ConfigError, InputError
 
@@ -50,6 +50,45 @@ def parse_as_of(value: Any) -> pd.Timestamp | None:
     if ts.tzinfo is not None:
         ts = ts.tz_localize(None)
     return ts.normalize()
+
+
+@overload
+def resolve_as_of(explicit: Any = ..., orders_or_day: Any = ..., *, tz: str | None = ..., required: Literal[True] = ...) -> pd.Timestamp: ...
+@overload
+def resolve_as_of(explicit: Any = ..., orders_or_day: Any = ..., *, tz: str | None = ..., required: bool) -> pd.Timestamp | None: ...
+def resolve_as_of(explicit: Any = None, orders_or_day: Any = None, *, tz: str | None = None, required: bool = True) -> pd.Timestamp | None:
+    """The one as-of rule: ``explicit`` when given, else the latest valid day of
+    ``orders_or_day``; never today's date.
+
+    ``orders_or_day`` is an orders table (its ``order_time``, cut into days in the firm's
+    time zone ``tz``), a Series of times or days (e.g. the ``as_of`` column a segmented
+    table carries), or one day. With nothing to take the date from, an InputError asks for
+    ``--as-of`` (``required=False``: None instead).
+    """
+    import pandas as pd
+
+    ts = parse_as_of(explicit)
+    if ts is not None:
+        return ts
+    day: Any = orders_or_day
+    if isinstance(day, pd.DataFrame):
+        day = day["order_time"] if "order_time" in day.columns else None
+        if day is not None and tz is not None:
+            day = local_times(day, tz)
+    if isinstance(day, pd.Series):
+        if not pd.api.types.is_datetime64_any_dtype(day):
+            day = pd.to_datetime(day, errors="coerce", format="mixed")
+        if isinstance(day.dtype, pd.DatetimeTZDtype):
+            day = day.dt.tz_localize(None)
+        day = day.max() if day.notna().any() else None
+    if day is not None and not (isinstance(day, float) and day != day):
+        return parse_as_of(day)
+    if not required:
+        return None
+    raise InputError(
+        "no as-of date: it is the latest order day, and there are no orders with a valid time",
+        "pass --as-of YYYY-MM-DD (as_of: in a pipeline file), or segment the customers first",
+    )
 
 
 def age_at(birth_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:

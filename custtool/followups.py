@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from custtool.attribution import attribute
-from custtool.config import load_yaml
-from custtool.errors import ConfigError, InputError
+from custtool.errors import InputError
 
-DEFAULT_RULES = Path(__file__).parent / "rules" / "followups.yaml"
 TASK_COLUMNS = [
     "owner", "customer_id", "name", "due_date", "state", "days_overdue", "source", "rule",
     "action", "last_contact", "last_method", "tier", "rfm_class",
@@ -48,35 +45,15 @@ class FollowupConfig:
 
 
 def load_followup_rules(path: str | os.PathLike[str] | None = None) -> FollowupConfig:
-    """Read and check a follow-up rules file (yaml.safe_load; every problem named)."""
-    p = Path(path) if path else DEFAULT_RULES
-    data = load_yaml(p, what="rules file", hint="check the path given to --rules", empty={})
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping with due_soon_days, rules, transitions")
-    unknown = set(data) - {"due_soon_days", "rules", "transitions"}
-    if unknown:
-        raise ConfigError(f"{p}: unknown key(s) {', '.join(sorted(unknown))}", "allowed: due_soon_days, rules, transitions")
-    rules = []
-    for i, raw in enumerate(data.get("rules") or []):
-        where = f"{p}: rules[{i}]"
-        if not isinstance(raw, dict) or "name" not in raw:
-            raise ConfigError(f"{where}: each rule needs a name, match and every_days")
-        bad = set(raw) - {"name", "match", "every_days", "methods", "action"}
-        if bad:
-            raise ConfigError(f"{where} ({raw['name']}): unknown key(s) {', '.join(sorted(bad))}")
-        if not isinstance(raw.get("match"), dict) or not raw["match"]:
-            raise ConfigError(f"{where} ({raw['name']}): `match` must map customer columns to values")
-        every = raw.get("every_days")
-        if not isinstance(every, int) or every <= 0:
-            raise ConfigError(f"{where} ({raw['name']}): every_days must be a positive whole number")
-        rules.append(FollowupRule(str(raw["name"]), dict(raw["match"]), every, tuple(raw.get("methods") or ()), str(raw.get("action") or "")))
-    transitions = data.get("transitions") or {}
-    if not isinstance(transitions, dict):
-        raise ConfigError(f"{p}: transitions must map a follow-up result to a status")
-    due = data.get("due_soon_days", 7)
-    if not isinstance(due, int) or due < 0:
-        raise ConfigError(f"{p}: due_soon_days must be a whole number ≥ 0")
-    return FollowupConfig(due, tuple(rules), {str(k): str(v) for k, v in transitions.items()})
+    """Follow-up rules: the shipped ``rules/followups.yaml`` overlaid key by key with ``path``
+    (a user's ``rules:`` list replaces the shipped one), checked by the one loader."""
+    from custtool.config import FollowupSettings, load_model
+
+    s = load_model(FollowupSettings, path, default="followups.yaml", what="rules file", hint="check the path given to --rules")
+    rules = tuple(
+        FollowupRule(r.name, dict(r.match), r.every_days, tuple(r.methods or ()), r.action or "") for r in s.rules or ()
+    )
+    return FollowupConfig(s.due_soon_days, rules, dict(s.transitions or {}))
 
 
 def _matches(customers: pd.DataFrame, match: dict[str, Any]) -> pd.Series:
@@ -121,20 +98,16 @@ def due_followups(
     """Overdue and due-soon follow-ups, one row per (customer, reason), per owner.
 
     ``as_of`` defaults to the segment's as-of date (the ``as_of`` column of a segmented
-    table: the latest order date), else the latest time in the log. Owner is the
-    customer's ``owner``, else the staff of its latest follow-up.
+    table: the latest order day), by the one as-of rule
+    (:func:`custtool.dates.resolve_as_of`) — never today's date; without either it is an
+    InputError. Owner is the customer's ``owner``, else the staff of its latest follow-up.
     """
-    from custtool.dates import parse_as_of
+    from custtool.dates import resolve_as_of
 
     _check_log(log)
     config = config or load_followup_rules()
+    as_of_ts = resolve_as_of(as_of, customers["as_of"] if "as_of" in customers.columns else None)
     log = _linked_log(customers, log)
-    as_of_ts = parse_as_of(as_of)
-    if as_of_ts is None and "as_of" in customers.columns:
-        seg_as_of = pd.to_datetime(customers["as_of"], errors="coerce").max()
-        as_of_ts = None if pd.isna(seg_as_of) else parse_as_of(seg_as_of)
-    if as_of_ts is None:
-        as_of_ts = log["time"].max().normalize() if len(log) else pd.Timestamp.today().normalize()
     log = log[log["time"] <= as_of_ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)]
     horizon = as_of_ts + pd.Timedelta(days=config.due_soon_days)
     latest = log.sort_values("time").groupby("customer_id").tail(1).set_index("customer_id")

@@ -94,7 +94,7 @@ def import_files(
     paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     *,
     kind: str | None = None,
-    channel: str | None = None,
+    channel: str | Sequence[str] | None = None,
     sheet: str | None = None,
     encoding: str | None = None,
     fields: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
@@ -103,12 +103,19 @@ def import_files(
     """Import one or many exports (CSV/TSV/xlsx, all sheets or ``sheet``) into one table.
 
     ``kind`` is detected from the headers when not given; all inputs must be of one kind.
-    ``channel`` labels every row (default: the file name without extension).
+    ``channel`` labels every row (default: the file name without extension); a list gives
+    one channel per file, in the order of ``paths``.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
         raise InputError("no input files given", "name at least one CSV or Excel file")
+    if channel is not None and not isinstance(channel, str):
+        channel = list(channel)
+        if len(channel) == 1:
+            channel = channel[0]
+        elif len(channel) != len(paths):
+            raise InputError(f"{len(channel)} channels for {len(paths)} files", "give one channel for all files, or one per file in order")
     if kind is not None and kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
     specs = load_fields(fields)
@@ -146,7 +153,7 @@ def _import_files(
     paths: Sequence[str | os.PathLike[str]],
     *,
     kind: str | None,
-    channel: str | None,
+    channel: str | list[str] | None,
     sheet: str | None,
     encoding: str | None,
     specs: dict[str, KindSpec],
@@ -158,7 +165,8 @@ def _import_files(
     warnings: list[str] = []
     kinds_seen: dict[str, list[str]] = {}
     seen_paths: set[Path] = set()
-    for path in paths:
+    for i, path in enumerate(paths):
+        file_channel = channel[i] if isinstance(channel, list) else channel
         resolved = Path(path).resolve()
         if resolved in seen_paths:
             warnings.append(f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)")
@@ -176,7 +184,7 @@ def _import_files(
             headers = raw.grid.iloc[header_at].tolist()
             sheet_kind = kind or detect_kind(headers, specs)
             kinds_seen.setdefault(sheet_kind, []).append(where)
-            frame, rej, report = _import_sheet(raw, header_at, specs[sheet_kind], channel or Path(path).stem, tz)
+            frame, rej, report = _import_sheet(raw, header_at, specs[sheet_kind], file_channel or Path(path).stem, tz)
             report.encoding = raw.encoding
             frames.append(frame)
             rejects.append(rej)

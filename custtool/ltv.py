@@ -454,11 +454,11 @@ def _sane(fit: BGNBDFit) -> str | None:
 def fit_ltv(
     metrics: pd.DataFrame,
     *,
-    horizon_days: int = 365,
-    unit: str = "days",
-    churn_level: float = 0.3,
-    min_customers: int = 20,
-    min_repeat: int = 5,
+    horizon_days: int | None = None,
+    unit: str | None = None,
+    churn_level: float | None = None,
+    min_customers: int | None = None,
+    min_repeat: int | None = None,
 ) -> tuple[pd.DataFrame, LTVInfo]:
     """LTV columns for the metrics frame of :func:`custtool.metrics.customer_metrics`.
 
@@ -466,11 +466,21 @@ def fit_ltv(
     ``ltv`` = historical + predicted, ``churn_risk``) and an :class:`LTVInfo`. When a model
     cannot be fitted the reason is recorded, the predictions are NaN and ``ltv`` falls back
     to the historical value; ``churn_risk`` then falls back to "no purchase for the lost
-    period" (``lifecycle`` == 流失 when present).
+    period" (``lifecycle`` == 流失 when present). Arguments left out come from the ``ltv:``
+    section of ``rules/segments.yaml``.
     """
     import numpy as np
     import pandas as pd
 
+    from custtool.config import segment_settings
+    from custtool.dates import parse_days
+
+    shipped = segment_settings()["ltv"]
+    horizon_days = parse_days(shipped["horizon"], "ltv horizon") if horizon_days is None else horizon_days
+    unit = unit or shipped["unit"]
+    churn_level = float(shipped["churn_p_alive"] if churn_level is None else churn_level)
+    min_customers = int(shipped["min_customers"] if min_customers is None else min_customers)
+    min_repeat = int(shipped["min_repeat"] if min_repeat is None else min_repeat)
     scale = _unit_days(unit)
     info = LTVInfo(horizon_days=int(horizon_days), unit=unit, churn_level=float(churn_level))
     has = metrics["first_order"].notna().to_numpy()

@@ -38,7 +38,7 @@ from custtool.attribution import (
     derive_customers,
     match_positions,
 )
-from custtool.dates import day_numbers, local_times, parse_as_of, parse_days
+from custtool.dates import day_numbers, local_times, parse_days, resolve_as_of
 from custtool.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,13 +152,16 @@ def customer_metrics(
     customers: pd.DataFrame | str | None = None,
     *,
     as_of: Any = None,
-    window: Any = "365d",
+    window: Any = None,
     interactions: pd.DataFrame | None = None,
-    tz: str = "Asia/Shanghai",
+    tz: str | None = None,
     engine: str = "pandas",
     growth_window: Any = None,
 ) -> tuple[pd.DataFrame, MatchReport]:
     """Per-customer order metrics at ``as_of`` (default: the latest order day).
+
+    ``window``, ``growth_window`` and ``tz`` left out come from ``rules/segments.yaml``
+    (metrics.window, metrics.growth_window, timezone).
 
     Returns (customers + metric columns, :class:`MatchReport`). Customers without orders stay
     (recency NaN, frequency 0). Orders after ``as_of`` are ignored; orders that match no
@@ -182,8 +185,12 @@ def customer_metrics(
             raise InputError(f"orders have no {col!r} column", "import the orders with `custtool import --kind orders` (下单时间, 实付金额)")
     if not {"customer_id", "phone", "email"} & set(orders.columns):
         raise InputError("orders have no customer key (customer_id, phone or email)", "the order export needs 客户ID, 手机号 or 邮箱")
-    win = parse_days(window, "window")
-    gwin = parse_days(growth_window, "growth window") if growth_window is not None else win
+    from custtool.config import segment_settings
+
+    shipped = segment_settings()
+    tz = tz or shipped["timezone"]
+    win = parse_days(shipped["metrics"]["window"] if window is None else window, "window")
+    gwin = parse_days(shipped["metrics"]["growth_window"] if growth_window is None else growth_window, "growth window")
     # the order columns are prepared in a second thread (pyarrow and numpy release the GIL)
     # while the rows are matched to customers: order ids (code -1 = an id on one row only, or
     # blank: its own order; ids on several rows, line items or duplicate exports, get codes
@@ -205,11 +212,10 @@ def customer_metrics(
         cust, how = match_positions(orders, index)
         times, valid_t, day, amount, refund = columns_job.result()
         ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
-    as_of_ts = parse_as_of(as_of)
-    if as_of_ts is None:
-        if not valid_t.any():
-            raise InputError("no order has a valid order time", "check the 下单时间 column of the orders")
-        as_of_ts = pd.Timestamp(np.max(day, where=valid_t, initial=np.iinfo(np.int64).min), unit="D")
+    if as_of is None and not valid_t.any():
+        raise InputError("no order has a valid order time", "check the 下单时间 column of the orders")
+    latest = pd.Timestamp(np.max(day, where=valid_t, initial=np.iinfo(np.int64).min), unit="D") if valid_t.any() else None
+    as_of_ts = resolve_as_of(as_of, latest)
     as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
     report.as_of = as_of_ts
     report.rows_invalid_time = int((~valid_t).sum())

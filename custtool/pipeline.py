@@ -21,21 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from custtool.errors import ConfigError, InputError
+from custtool.errors import InputError
 
 KINDS = ("customers", "orders", "interactions", "surveys")
-STEP_KEYS: dict[str, set[str]] = {
-    "clean": {"keys", "survivorship", "channel_priority", "id_format", "fuzzy_names", "rules"},
-    "segment": {"config", "window", "engine"},
-    "tag": {"rules", "max_tags", "manual"},
-    "followups": {"rules", "enabled"},
-    "report": {"role", "owner", "mask", "lang", "strategies", "segment_sheets"},
-    "cards": {"format", "customers", "segments", "enabled", "by"},
-}
-TOP_KEYS = {"name", "out", "as_of", "timezone", "fail_on_rejects", "inputs", "fields", *STEP_KEYS}
-INPUT_KEYS = {"path", "channel", "sheet", "encoding"}
+STEP_KEYS = ("clean", "segment", "tag", "followups", "report", "cards")
 
 
 @dataclass
@@ -78,124 +67,52 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- config
-def _key_lines(text: str) -> dict[str, int]:
-    """Dotted key path → line number (1-based) in the YAML text, for error messages."""
-    lines: dict[str, int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = f"{path}.{k.value}" if path else str(k.value)
-                lines[key] = k.start_mark.line + 1
-                walk(v, key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                key = f"{path}[{i}]"
-                lines[key] = item.start_mark.line + 1
-                walk(item, key)
-
-    if root is not None:
-        walk(root, "")
-    return lines
-
-
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
-    """Read and check a pipeline file; errors name the key and its line."""
+    """Read and check a pipeline file (:class:`custtool.config.PipelineFile`); errors name
+    the file, the line and the key."""
+    from custtool.config import PipelineFile, load_model, read_yaml
+    from custtool.segment import load_segment_config
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: pipeline file not found", "check the path; see examples/pipeline.yaml") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text", "save the pipeline file as UTF-8") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})", "check indentation and quotes") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping with inputs and step options", "see examples/pipeline.yaml")
-    lines = _key_lines(text)
-
-    def fail(key: str, message: str, hint: str | None = None) -> ConfigError:
-        line = lines.get(key)
-        return ConfigError(f"{p}{':' + str(line) if line else ''}: {key}: {message}", hint)
-
-    for key in data:
-        if key not in TOP_KEYS:
-            raise fail(str(key), "unknown key", f"allowed keys: {', '.join(sorted(TOP_KEYS))}")
-    for step, allowed in STEP_KEYS.items():
-        opts = data.get(step)
-        if opts is None:
-            continue
-        if not isinstance(opts, dict):
-            raise fail(step, "must be a mapping of options")
-        for key in opts:
-            if key not in allowed:
-                raise fail(f"{step}.{key}", "unknown option", f"{step} takes: {', '.join(sorted(allowed))}")
-    raw_inputs = data.get("inputs")
-    if not isinstance(raw_inputs, dict) or not raw_inputs:
-        raise fail("inputs", "missing or empty", "name at least the customers or orders files under inputs:")
+    hint = "see examples/pipeline.yaml"
+    model = load_model(PipelineFile, p, what="pipeline file", hint=hint)
+    doc = read_yaml(p, what="pipeline file")  # for the lines of the checks below
     base = p.parent
     inputs: list[InputSpec] = []
-    for kind, entries in raw_inputs.items():
-        if kind not in KINDS:
-            raise fail(f"inputs.{kind}", "unknown kind", f"use: {', '.join(KINDS)}")
-        if isinstance(entries, (str, dict)):
-            entries = [entries]
-        if not isinstance(entries, list) or not entries:
-            raise fail(f"inputs.{kind}", "must be a list of files")
-        for i, entry in enumerate(entries):
-            key = f"inputs.{kind}[{i}]"
-            if isinstance(entry, str):
-                entry = {"path": entry}
-            if not isinstance(entry, dict) or "path" not in entry:
-                raise fail(key, "each input needs a path")
-            bad = set(entry) - INPUT_KEYS
-            if bad:
-                raise fail(f"{key}.{sorted(bad)[0]}", "unknown option", f"an input takes: {', '.join(sorted(INPUT_KEYS))}")
-            pattern = str(entry["path"])
-            full = pattern if os.path.isabs(pattern) else str(base / pattern)
+    for kind in KINDS:
+        for i, entry in enumerate(getattr(model.inputs, kind) or []):
+            full = entry.path if os.path.isabs(entry.path) else str(base / entry.path)
             files = sorted(Path(f) for f in glob.glob(full))
             if not files:
-                raise fail(f"{key}.path", f"no file matches {pattern!r}", f"paths are relative to {base}")
-            inputs.append(InputSpec(kind, pattern, entry.get("channel"), entry.get("sheet"), entry.get("encoding"), files))
+                raise doc.error(("inputs", kind, i, "path"), f"no file matches {entry.path!r}", f"paths are relative to {base}")
+            sheet = None if entry.sheet is None else str(entry.sheet)
+            inputs.append(InputSpec(kind, entry.path, entry.channel, sheet, entry.encoding, files))
     if not any(i.kind in ("customers", "orders") for i in inputs):
-        raise fail("inputs", "needs customers or orders files")
-    fail_on = data.get("fail_on_rejects")
-    if fail_on is not None and (not isinstance(fail_on, int) or fail_on < 0):
-        raise fail("fail_on_rejects", "must be a whole number ≥ 0")
-    as_of = data.get("as_of")
-    if as_of is not None:
-        as_of = str(as_of)
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
-            raise fail("as_of", f"{as_of!r} is not a date YYYY-MM-DD")
-    out = Path(str(data.get("out") or "out"))
-    fields_path = data.get("fields")
-    steps = {s: dict(data.get(s) or {}) for s in STEP_KEYS}
-    for step in ("clean", "segment", "tag", "followups", "report"):
+        raise doc.error(("inputs",), "needs customers or orders files", "name the customers or orders files under inputs:")
+    steps: dict[str, dict[str, Any]] = {}
+    for step in STEP_KEYS:
+        opts = getattr(model, step)
+        steps[step] = {} if opts is None else opts.model_dump(exclude_none=True)
         for key in ("rules", "config", "strategies", "manual"):
             value = steps[step].get(key)
             if isinstance(value, str) and value:
                 resolved = value if os.path.isabs(value) else str(base / value)
                 if not Path(resolved).exists():
-                    raise fail(f"{step}.{key}", f"file not found: {value}", f"paths are relative to {base}")
+                    raise doc.error((step, key), f"file not found: {value}", f"paths are relative to {base}")
                 steps[step][key] = resolved
+    out = Path(model.out or "out")
+    # the firm's time zone: the pipeline's, else the segment settings' (rules/segments.yaml)
+    timezone = model.timezone or load_segment_config(steps["segment"].get("config"))["timezone"]
     return Pipeline(
         path=p,
-        text=text,
-        name=str(data.get("name") or p.stem),
+        text=doc.text,
+        name=model.name or p.stem,
         out=Path(os.path.normpath(out if out.is_absolute() else base / out)),
-        as_of=as_of,
-        timezone=str(data.get("timezone") or "Asia/Shanghai"),
-        fail_on_rejects=fail_on,
+        as_of=None if model.as_of is None else model.as_of.isoformat(),
+        timezone=timezone,
+        fail_on_rejects=model.fail_on_rejects,
         inputs=inputs,
-        fields=(Path(fields_path) if os.path.isabs(str(fields_path)) else base / str(fields_path)) if fields_path else None,
+        fields=(Path(model.fields) if os.path.isabs(model.fields) else base / model.fields) if model.fields else None,
         steps=steps,
     )
 
@@ -324,13 +241,11 @@ def run_pipeline(
     rejected_rows = sum(v["rejected"] for v in import_rows.values())
 
     orders = imported.get("orders")
-    run_as_of = as_of or pl.as_of
-    if run_as_of is None:
-        if orders is None or orders.empty:
-            raise InputError("no orders to take the as-of date from", "pass --as-of YYYY-MM-DD or set as_of: in the pipeline")
-        run_as_of = str(orders["order_time"].max().date())
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_as_of):
-        raise ConfigError(f"as-of date {run_as_of!r} is not YYYY-MM-DD")
+    # the one as-of rule (custtool.dates.resolve_as_of): --as-of, else as_of: in the file,
+    # else the latest valid order day; segment, tags and follow-ups all get this one value
+    from custtool.dates import resolve_as_of
+
+    run_as_of = str(resolve_as_of(as_of or pl.as_of, orders if orders is not None and len(orders) else None, tz=pl.timezone).date())
     folder = out_dir / run_as_of
     prev_dir = previous_run(out_dir, run_as_of)
     created_out = not out_dir.exists()

@@ -91,10 +91,17 @@ def _check_cuts(name: str, cuts: Any) -> list[float]:
     return vals
 
 
+def _shipped(section: str) -> dict[str, Any]:
+    """One section of the shipped ``rules/segments.yaml`` (the only home of the defaults)."""
+    from custtool.config import segment_settings
+
+    return segment_settings()[section]
+
+
 def rfm_scores(
     metrics: pd.DataFrame,
     *,
-    method: str = "quantile",
+    method: str | None = None,
     thresholds: dict[str, list[float]] | None = None,
     weights: dict[str, float] | None = None,
 ) -> pd.DataFrame:
@@ -107,6 +114,10 @@ def rfm_scores(
     """
     import pandas as pd
 
+    shipped = _shipped("rfm")  # arguments left out: rules/segments.yaml
+    method = method or shipped["method"]
+    thresholds = thresholds if thresholds is not None else shipped["thresholds"]
+    weights = weights if weights is not None else shipped["weights"]
     has = metrics["first_order"].notna() if "first_order" in metrics.columns else metrics["recency"].notna()
     sub = metrics.loc[has]
     if method == "quantile":
@@ -136,7 +147,7 @@ def rfm_scores(
 def rfm_classes(
     metrics: pd.DataFrame,
     *,
-    reference: str = "mean",
+    reference: str | None = None,
     thresholds: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """The 8 RFM classes from recency, frequency and monetary against a reference.
@@ -150,6 +161,9 @@ def rfm_classes(
     import numpy as np
     import pandas as pd
 
+    shipped = _shipped("classes")  # arguments left out: rules/segments.yaml
+    reference = reference or shipped["reference"]
+    thresholds = thresholds if thresholds is not None else shipped["thresholds"]
     has = metrics["first_order"].notna() if "first_order" in metrics.columns else metrics["recency"].notna()
     sub = metrics.loc[has, ["recency", "frequency", "monetary"]].astype(float)
     sub["monetary"] = sub["monetary"].round(2)
@@ -182,11 +196,11 @@ def rfm_classes(
 def value_tiers(
     metrics: pd.DataFrame,
     *,
-    method: str = "thresholds",
-    high: float = 10000,
-    mid: float = 3000,
-    top_high_pct: float = 10,
-    top_mid_pct: float = 30,
+    method: str | None = None,
+    high: float | None = None,
+    mid: float | None = None,
+    top_high_pct: float | None = None,
+    top_mid_pct: float | None = None,
     column: str = "monetary_365d",
 ) -> pd.Series:
     """高价值/中价值/低价值 by annual spend (``column``): thresholds (≥ high, ≥ mid) or
@@ -194,6 +208,12 @@ def value_tiers(
     import numpy as np
     import pandas as pd
 
+    shipped = _shipped("tiers")  # arguments left out: rules/segments.yaml
+    method = method or shipped["method"]
+    high = float(shipped["high"] if high is None else high)
+    mid = float(shipped["mid"] if mid is None else mid)
+    top_high_pct = float(shipped["top_high_pct"] if top_high_pct is None else top_high_pct)
+    top_mid_pct = float(shipped["top_mid_pct"] if top_mid_pct is None else top_mid_pct)
     spend = metrics[column].astype(float).round(2).fillna(0.0)
     if method == "thresholds":
         if mid > high:
@@ -215,11 +235,11 @@ def value_tiers(
 def assign_lifecycle(
     metrics: pd.DataFrame,
     *,
-    new_days: int = 90,
-    sleep_days: int = 30,
-    lost_days: int = 90,
-    mature_orders: int = 3,
-    potential_growth: float = 0.30,
+    new_days: int | None = None,
+    sleep_days: int | None = None,
+    lost_days: int | None = None,
+    mature_orders: int | None = None,
+    potential_growth: float | None = None,
 ) -> pd.DataFrame:
     """``lifecycle`` and ``potential``.
 
@@ -230,6 +250,14 @@ def assign_lifecycle(
     import numpy as np
     import pandas as pd
 
+    from custtool.dates import parse_days
+
+    shipped = _shipped("lifecycle")  # arguments left out: rules/segments.yaml
+    new_days = parse_days(shipped["new_days"] if new_days is None else new_days, "new_days")
+    sleep_days = parse_days(shipped["sleep_days"] if sleep_days is None else sleep_days, "sleep_days")
+    lost_days = parse_days(shipped["lost_days"] if lost_days is None else lost_days, "lost_days")
+    mature_orders = int(shipped["mature_orders"] if mature_orders is None else mature_orders)
+    potential_growth = float(shipped["potential_growth"] if potential_growth is None else potential_growth)
     if not (0 < sleep_days <= lost_days):
         raise ConfigError(f"lifecycle: need 0 < sleep_days ({sleep_days}) ≤ lost_days ({lost_days})")
     has = metrics["first_order"].notna().to_numpy()

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from custtool.attribution import MatchReport
 from custtool.dates import age_at, parse_days
-from custtool.errors import ConfigError
 from custtool.metrics import customer_metrics
 from custtool.rfm import (
     NO_ORDERS,
@@ -71,45 +70,16 @@ def segment_summary(segmented: pd.DataFrame, by: tuple[str, ...] = ("rfm_class",
     return out
 
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "timezone": "Asia/Shanghai",
-    "metrics": {"window": "365d", "growth_window": None},
-    "rfm": {"method": "quantile", "thresholds": None, "weights": {"r": 1, "f": 1, "m": 1}},
-    "classes": {"reference": "mean", "thresholds": None},
-    "tiers": {"method": "thresholds", "high": 10000, "mid": 3000, "top_high_pct": 10, "top_mid_pct": 30},
-    "lifecycle": {"new_days": 90, "sleep_days": 30, "lost_days": 90, "mature_orders": 3, "potential_growth": 0.30},
-    "ltv": {"horizon": "12m", "unit": "days", "churn_p_alive": 0.3, "min_customers": 20, "min_repeat": 5},
-}
-
-
 def load_segment_config(path: Any = None) -> dict[str, Any]:
-    """The segment settings: defaults overlaid with a YAML file (``yaml.safe_load``)."""
-    import copy
-    from pathlib import Path
+    """The segment settings: the shipped ``rules/segments.yaml`` overlaid key by key with the
+    user's file (``path``), checked by :class:`custtool.config.SegmentSettings`.
 
+    The CLI, ``custtool run`` and :func:`segment_customers` all build it here, so they use
+    the same thresholds (the defaults live only in ``rules/segments.yaml``).
+    """
+    from custtool.config import segment_settings
 
-    cfg = copy.deepcopy(DEFAULT_CONFIG)
-    if path is None:
-        return cfg
-    from custtool.config import load_yaml
-
-    p = Path(path)
-    user = load_yaml(p, what="config file", hint="pass the path of a segments.yaml (see rules/segments.yaml)", empty={})
-    if not isinstance(user, dict):
-        raise ConfigError(f"{p.name}: expected a mapping of sections (rfm:, tiers:, …)")
-    for key, val in user.items():
-        if key not in cfg:
-            raise ConfigError(f"{p.name}: unknown section {key!r}", f"known sections: {', '.join(cfg)}")
-        if isinstance(cfg[key], dict):
-            if not isinstance(val, dict):
-                raise ConfigError(f"{p.name}: section {key!r} must be a mapping")
-            unknown = set(val) - set(cfg[key])
-            if unknown:
-                raise ConfigError(f"{p.name}: unknown key(s) {', '.join(sorted(unknown))} in {key!r}", f"known keys: {', '.join(cfg[key])}")
-            cfg[key].update(val)
-        else:
-            cfg[key] = val
-    return cfg
+    return segment_settings(path)
 
 
 @dataclass
@@ -182,7 +152,7 @@ def segment_customers(
     from custtool.ltv import fit_ltv
     from custtool.nps import attach_responses, nps_overview
 
-    cfg = config or load_segment_config()
+    cfg = config if config is not None else load_segment_config()
     tz = cfg["timezone"]
     if not isinstance(orders, pd.DataFrame):
         orders = read_table(orders)

@@ -128,53 +128,10 @@ class RuleProblem:
         return f"{where}: " + (f"rule {self.rule!r}: " if self.rule else "") + self.message
 
 
-def _yaml_with_lines(text: str) -> Any:
-    """Plain YAML data with line numbers, built from ``yaml.compose`` (SafeLoader).
-
-    Only the node tree is parsed; scalars are built by PyYAML's SafeConstructor, so a tag
-    such as ``!!python/object`` is a ConstructorError, never code. Every mapping gets
-    ``__line__`` (its own line), ``__lines__`` (the line of each value) and ``__dups__``
-    (keys given twice, with their lines).
-    """
-    import yaml
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    scalars = yaml.constructor.SafeConstructor()
-    map_tag = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
-    seq_tag = yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
-
-    def build(node: Any) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            if node.tag != map_tag:
-                raise yaml.constructor.ConstructorError(None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark)
-            scalars.flatten_mapping(node)  # YAML merge keys (<<)
-            out: dict[Any, Any] = {}
-            lines: dict[Any, int] = {}
-            dups: list[tuple[Any, int]] = []
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise yaml.constructor.ConstructorError(None, None, "a mapping key must be plain text", key_node.start_mark)
-                key = scalars.construct_object(key_node)
-                if key in out:
-                    dups.append((key, key_node.start_mark.line + 1))
-                out[key] = build(value_node)
-                lines[key] = value_node.start_mark.line + 1
-            out["__line__"] = node.start_mark.line + 1
-            out["__lines__"] = lines
-            out["__dups__"] = dups
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != seq_tag:
-                raise yaml.constructor.ConstructorError(None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark)
-            return [build(item) for item in node.value]
-        return scalars.construct_object(node)
-
-    return None if root is None else build(root)
-
-
 def _read_yaml(path: Path) -> Any:
-    """Parse a rules file as plain YAML (Python tags refused); errors name file and line."""
-    import yaml
+    """Parse a rules file with the one loader (:func:`custtool.config.read_yaml`): Python
+    tags refused; errors name file and line."""
+    from custtool.config import YamlError, read_yaml
 
     if not path.exists():
         raise RuleError(
@@ -183,73 +140,57 @@ def _read_yaml(path: Path) -> Any:
             file=str(path),
         )
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise RuleError(
-            "rules file is not UTF-8", "save the YAML file as UTF-8", file=path.name
-        ) from None
-    try:
-        return _yaml_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).strip()
-        if isinstance(exc, yaml.constructor.ConstructorError) and (
-            "python/" in problem or "could not determine a constructor" in problem
-        ):
-            raise RuleError(
-                f"YAML tag refused ({problem})",
-                "rules files are plain YAML: Python tags such as !!python/object are not allowed",
-                file=path.name,
-                line=line,
-            ) from None
-        raise RuleError(
-            f"not valid YAML ({problem})",
-            "check indentation and quoting at that line",
-            file=path.name,
-            line=line,
-        ) from None
+        return read_yaml(path, what="rules file")
+    except YamlError as exc:
+        raise RuleError(exc.problem, exc.hint, file=path.name, line=exc.line) from None
+    except ConfigError as exc:  # not UTF-8
+        raise RuleError("rules file is not UTF-8", exc.hint, file=path.name) from None
 
 
 def _parse_file(
     path: Path, known: dict[str, str], start_order: int
 ) -> tuple[list[TagRule], dict[str, str], list[RuleProblem]]:
     """Rules and declared fields of one file plus every problem found (nothing raised)."""
+    from custtool.config import TagLibraryFile, check
+
     fname = path.name
     problems: list[RuleProblem] = []
-    data = _read_yaml(path)
+    doc = _read_yaml(path)
+    data = doc.data
     if data is None:
         return [], {}, [RuleProblem(fname, None, None, "the file is empty", "add a 'tags:' list")]
-    if isinstance(data, list):
-        data = {"tags": data, "__line__": 1, "__lines__": {}, "__dups__": []}
+    prefix: tuple[Any, ...] = ()
+    if isinstance(data, list):  # a bare list of rules
+        data, prefix = {"tags": data}, ("tags",)
     if not isinstance(data, dict):
         return [], {}, [RuleProblem(fname, 1, None, "expected a mapping with a 'tags:' list")]
-    for key, line in data.get("__dups__", []):
-        problems.append(RuleProblem(fname, line, None, f"key {key!r} appears twice"))
+
+    def line_of(*key: Any) -> int | None:
+        key = key[1:] if prefix and key[:1] == ("tags",) else key
+        return doc.value_lines.get(key) or doc.line(key)
+
+    for dup, line in doc.duplicates:
+        if len(dup) == 1 + len(prefix) and not prefix:
+            problems.append(RuleProblem(fname, line, None, f"key {dup[-1]!r} appears twice"))
+    # the top level (version, fields, tags) is a TagLibraryFile; unknown keys are problems
+    for p in check(TagLibraryFile, data, [doc]):
+        if p.key.startswith("tags["):
+            continue  # the rules themselves are checked one by one below
+        problems.append(RuleProblem(fname, p.line or 1, None, f"{p.key}: {p.message}" if p.key else p.message,
+                                    p.hint or "expected 'tags', 'fields' or 'version'"))
     declared: dict[str, str] = {}
     fields_spec = data.get("fields") or {}
-    fields_line = data.get("__lines__", {}).get("fields")
     if isinstance(fields_spec, list):
         fields_spec = {str(f): "any" for f in fields_spec}
     if not isinstance(fields_spec, dict):
-        problems.append(
-            RuleProblem(
-                fname,
-                fields_line,
-                None,
-                "'fields' must map field names to a type (number, text, date, bool)",
-            )
-        )
         fields_spec = {}
     for fname_, ftype in fields_spec.items():
-        if str(fname_).startswith("__"):
-            continue
         kind = _FIELD_TYPES.get(str(ftype).strip().lower()) if ftype is not None else "any"
         if kind is None:
             problems.append(
                 RuleProblem(
                     fname,
-                    fields_spec.get("__lines__", {}).get(fname_, fields_line),
+                    line_of("fields", fname_),
                     None,
                     f"field {fname_!r}: unknown type {ftype!r}",
                     "use number, text, date, bool or any",
@@ -257,36 +198,15 @@ def _parse_file(
             )
             kind = "any"
         declared[str(fname_)] = kind
-    unknown_top = [
-        k for k in data if not str(k).startswith("__") and k not in {"tags", "fields", "version"}
-    ]
-    for k in unknown_top:
-        problems.append(
-            RuleProblem(
-                fname,
-                data["__lines__"].get(k),
-                None,
-                f"unknown top-level key {k!r}",
-                "expected 'tags', 'fields' or 'version'",
-            )
-        )
     tags = data.get("tags")
-    if tags is None:
-        problems.append(
-            RuleProblem(fname, 1, None, "no 'tags:' list", "add a 'tags:' list of rules")
-        )
-        return [], declared, problems
     if not isinstance(tags, list):
-        problems.append(
-            RuleProblem(
-                fname, data["__lines__"].get("tags"), None, "'tags' must be a list of rules"
-            )
-        )
         return [], declared, problems
     all_known = {**known, **declared}
     rules: list[TagRule] = []
     for i, item in enumerate(tags):
-        rule, probs = _parse_rule(item, fname, i, all_known, start_order + len(rules))
+        dups = [(d[-1], line) for d, line in doc.duplicates if d[:-1] == (*prefix, i)]
+        rule, probs = _parse_rule(item, fname, i, all_known, start_order + len(rules),
+                                  lambda key, i=i: line_of("tags", i, key) if key else line_of("tags", i), dups)
         problems.extend(probs)
         if rule is not None:
             rules.append(rule)
@@ -294,8 +214,15 @@ def _parse_file(
 
 
 def _parse_rule(
-    item: Any, fname: str, i: int, known: dict[str, str], order: int
+    item: Any,
+    fname: str,
+    i: int,
+    known: dict[str, str],
+    order: int,
+    line_of: Any,
+    dups: list[tuple[Any, int]],
 ) -> tuple[TagRule | None, list[RuleProblem]]:
+    """One rule of a file; ``line_of(key)`` is the line of its ``key`` (None: of the rule)."""
     problems: list[RuleProblem] = []
     if not isinstance(item, dict):
         return None, [
@@ -303,18 +230,17 @@ def _parse_rule(
                 fname, None, None, f"tag #{i + 1} is not a mapping (name:, path:, condition:, ...)"
             )
         ]
-    line = item["__line__"]
-    lines = item["__lines__"]
+    line = line_of(None)
     name = item.get("name")
     rname = str(name).strip() if name is not None else None
 
     def bad(msg: str, key: str | None = None, hint: str | None = None) -> None:
-        problems.append(RuleProblem(fname, lines.get(key, line) if key else line, rname, msg, hint))
+        problems.append(RuleProblem(fname, (line_of(key) or line) if key else line, rname, msg, hint))
 
-    for key, kline in item["__dups__"]:
+    for key, kline in dups:
         problems.append(RuleProblem(fname, kline, rname, f"key {key!r} appears twice"))
     for key in item:
-        if not str(key).startswith("__") and key not in _RULE_KEYS:
+        if key not in _RULE_KEYS:
             bad(f"unknown key {key!r}", key, f"expected: {', '.join(sorted(_RULE_KEYS))}")
     if not rname:
         bad("tag without a name", None, "add 'name: <标签名>'")
@@ -343,7 +269,7 @@ def _parse_rule(
     if not isinstance(enabled, bool):
         bad("'enabled' must be true or false", "enabled")
     cond = item.get("condition")
-    cline = lines.get("condition", line)
+    cline = line_of("condition") or line
     tree = None
     fields: tuple[str, ...] = ()
     if cond is None or (isinstance(cond, str) and not cond.strip()):
@@ -966,7 +892,9 @@ def evaluate_condition(df: pd.DataFrame, expr: str, *, as_of: Any = None) -> pd.
     rule = TagRule(
         name="<condition>", level1="", level2="", condition=expr, tree=tree, fields=fields
     )
-    out = _evaluate_rule(df, rule, _resolve_as_of(df, as_of))
+    as_of_ts = _resolve_as_of(df, as_of)
+    _need_as_of([rule], as_of_ts)
+    out = _evaluate_rule(df, rule, as_of_ts)
     return pd.Series(out, index=df.index, name="match")
 
 
@@ -1414,21 +1342,31 @@ class TagResult:
 
 
 def _resolve_as_of(df: pd.DataFrame, as_of: Any) -> Any:
-    import pandas as pd
+    """The explicit as-of date, else the segment's (the ``as_of`` column); None without both
+    (a rule that needs it then raises :func:`_need_as_of`) — never today's date."""
+    from custtool.dates import resolve_as_of
 
-    if as_of is not None:
-        try:
-            ts = pd.Timestamp(as_of)
-        except (ValueError, TypeError):
-            raise InputError(f"as-of date {as_of!r} is not a date", "use YYYY-MM-DD") from None
-        return ts.normalize()
-    if (
-        "as_of" in df.columns
-        and pd.api.types.is_datetime64_any_dtype(df["as_of"])
-        and df["as_of"].notna().any()
-    ):
-        return df["as_of"].max()
-    return pd.Timestamp.today().normalize()
+    return resolve_as_of(as_of, df["as_of"] if "as_of" in df.columns else None, required=False)
+
+
+def _uses_as_of(rule: TagRule) -> bool:
+    """Whether the rule's condition counts days up to the as-of date (``days_since``)."""
+    return rule.tree is not None and any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "days_since"
+        for n in ast.walk(rule.tree)
+    )
+
+
+def _need_as_of(rules: Sequence[TagRule], as_of: Any) -> None:
+    """InputError when a rule needs an as-of date and there is none."""
+    if as_of is None:
+        needing = [r.name for r in rules if _uses_as_of(r)]
+        if needing:
+            raise InputError(
+                f"tag {needing[0]!r} counts days up to the as-of date, but there is none: "
+                "the table has no as_of column",
+                "pass --as-of YYYY-MM-DD (the segment's as-of date), or tag the segmented table",
+            )
 
 
 _SPLIT = r"[;；,，、|]"
@@ -1570,6 +1508,7 @@ def tag_customers(
     n = len(df)
     base = df.drop(columns=[c for c in df.columns if c == "tags" or str(c).startswith("tag_")])
     as_of_ts = _resolve_as_of(df, as_of)
+    _need_as_of([r for r in rules if all(f in base.columns for f in r.fields)], as_of_ts)
     cols = _Columns(base.reset_index(drop=True), as_of_ts)
 
     # 1. manual tags: from the input column and from a (key, tag, op) table

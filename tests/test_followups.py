@@ -127,7 +127,9 @@ def test_as_of_defaults_to_the_segment_as_of_and_bad_dates_are_input_errors():
     segmented = customers().assign(as_of=pd.Timestamp(AS_OF))  # segment output: as_of = latest order day
     tasks = due_followups(segmented, log())  # the log's latest record is 10-29
     assert tasks.set_index(["customer_id", "rule"]).loc[("C00000002", "下次跟进时间"), "days_overdue"] == 4
-    assert due_followups(customers(), log()).set_index(["customer_id", "rule"]).loc[("C00000002", "下次跟进时间"), "days_overdue"] == 2
+    # no segment as-of and no --as-of: an error, not today's date (nor the log's latest day)
+    with pytest.raises(InputError, match="no as-of date"):
+        due_followups(customers(), log())
     with pytest.raises(InputError, match="2026-13-01"):
         due_followups(customers(), log(), as_of="2026-13-01")
 

@@ -483,7 +483,7 @@ def test_role_errors():
 def test_role_file_validation(tmp_path):
     bad = tmp_path / "roles.yaml"
     bad.write_text("roles:\n  x:\n    hide_colums: [a]\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="unknown setting"):
+    with pytest.raises(ConfigError, match=r"roles\.yaml:3: roles\.x\.hide_colums: unknown key"):
         get_role("x", bad)
 
 
@@ -536,11 +536,15 @@ def test_strategies_default_and_actions():
 def test_strategies_yaml_errors(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("rfm_class:\n  重要价值客户:\n    budget: 1\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="unknown field"):
+    with pytest.raises(ConfigError, match=r"s\.yaml:3: rfm_class\.重要价值客户\.budget: unknown key"):
         load_strategies(p)
     p.write_text("tier:\n  高价值:\n    目标: 提升\n    负责人: 我\n", encoding="utf-8")
-    s = load_strategies(p)
-    assert s.iloc[0]["strategy_goal"] == "提升" and s.iloc[0]["strategy_owner"] == "我"
+    s = load_strategies(p).set_index(["dimension", "segment"])
+    shipped = load_strategies().set_index(["dimension", "segment"])
+    # the user's file overlays the shipped one field by field (Chinese names as English ones)
+    assert s.loc[("tier", "高价值"), "strategy_goal"] == "提升" and s.loc[("tier", "高价值"), "strategy_owner"] == "我"
+    assert s.loc[("tier", "高价值"), "strategy_measures"] == shipped.loc[("tier", "高价值"), "strategy_measures"] != ""
+    assert s.drop(("tier", "高价值")).equals(shipped.drop(("tier", "高价值")))
 
 
 def test_strategy_sheet(report, segmented):

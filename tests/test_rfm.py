@@ -250,9 +250,10 @@ def test_growth_vs_previous_window():
         {"order_id": ["a", "b", "c"], "customer_id": ["T1"] * 3, "channel": ["天猫"] * 3,
          "order_time": pd.to_datetime(["2024-01-10", "2024-05-10", "2024-06-20"]), "amount": [1000.0, 600.0, 700.0]}
     )
-    m, _ = customer_metrics(orders, clean_customers(), as_of="2024-06-30", window="90d")
+    m, _ = customer_metrics(orders, clean_customers(), as_of="2024-06-30", window="90d", growth_window="90d")
     row = m.set_index("customer_id").loc["C00000001"]
-    # window 90d: 04-02..06-30 = 1300; previous: 01-03..04-01 = 1000 → growth 30%
+    # growth window 90d: 04-02..06-30 = 1300; previous: 01-03..04-01 = 1000 → growth 30%
+    # (left out, the growth window is rules/segments.yaml's 365d, not the F/M window)
     assert row["monetary"] == 1300 and row["monetary_prev"] == 1000
     assert row["growth"] == pytest.approx(0.3)
     life = assign_lifecycle(m.assign(as_of=pd.Timestamp("2024-06-30")))

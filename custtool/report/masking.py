@@ -191,40 +191,25 @@ class Role:
         return [c for c in columns if any(fnmatch.fnmatchcase(str(c), p) for p in self.hide_columns)]
 
 
-_ROLE_KEYS = {"description", "hide_columns", "amounts", "allow_unmask", "own_customers_only"}
-
-
 def load_roles(path: str | Path | None = None) -> dict[str, Role]:
-    """Read role profiles from YAML (``yaml.safe_load``); the shipped file by default."""
+    """Role profiles: the shipped ``rules/roles.yaml`` overlaid key by key with ``path`` (a
+    user's file adds roles or changes settings of shipped ones), checked by the one loader."""
+    from custtool.config import RolesFile, load_model
 
-    p = Path(path) if path else DEFAULT_ROLES
-    from custtool.config import load_yaml
-
-    data = load_yaml(p, what="roles file", hint="pass --roles with a roles.yaml, or omit it to use the shipped one", empty={})
-    roles = data.get("roles") if isinstance(data, dict) else None
-    if not isinstance(roles, dict) or not roles:
-        raise ConfigError(f"{p.name}: expected a top-level 'roles:' mapping of role name → settings")
+    f = load_model(
+        RolesFile, path, default="roles.yaml", what="roles file",
+        hint="pass --roles with a roles.yaml, or omit it to use the shipped one",
+    )
     out: dict[str, Role] = {}
-    for name, spec in roles.items():
-        spec = spec or {}
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{p.name}: role {name!r} must be a mapping")
-        unknown = set(spec) - _ROLE_KEYS
-        if unknown:
-            raise ConfigError(
-                f"{p.name}: role {name!r} has unknown setting(s) {', '.join(sorted(map(str, unknown)))}",
-                f"allowed: {', '.join(sorted(_ROLE_KEYS))}",
-            )
-        hide = spec.get("hide_columns") or []
-        if not isinstance(hide, list) or not all(isinstance(h, str) for h in hide):
-            raise ConfigError(f"{p.name}: role {name!r}: hide_columns must be a list of column names or patterns")
+    for name, spec in f.roles.items():
+        given = spec.model_dump(exclude_none=True) if spec is not None else {}
         out[str(name)] = Role(
             name=str(name),
-            description=str(spec.get("description", "")),
-            hide_columns=tuple(hide),
-            amounts=bool(spec.get("amounts", True)),
-            allow_unmask=bool(spec.get("allow_unmask", False)),
-            own_customers_only=bool(spec.get("own_customers_only", False)),
+            description=given.get("description", ""),
+            hide_columns=tuple(given.get("hide_columns", ())),
+            amounts=given.get("amounts", True),
+            allow_unmask=given.get("allow_unmask", False),
+            own_customers_only=given.get("own_customers_only", False),
         )
     return out
 
