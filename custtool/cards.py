@@ -176,7 +176,7 @@ def individual_cards(
     """
     import pandas as pd
 
-    from custtool.report.masking import apply_role, get_role
+    from custtool.report.masking import get_role, mask_for_output
     from custtool.report.strategies import load_strategies, suggested_actions
     from custtool.report.workbook import _sort_by_value, prepare_customers
 
@@ -199,7 +199,7 @@ def individual_cards(
         df = _sort_by_value(df).head(top)
     else:
         df = df.iloc[0:0]
-    view = apply_role(prepare_customers(df), role_obj, owner=owner, mask=mask)
+    view = mask_for_output(prepare_customers(df), role=role_obj, owner=owner, mask=mask)
     strat = strategies if isinstance(strategies, pd.DataFrame) else load_strategies(strategies)
 
     seg_gender = _s(view, "gender").replace({"未知": ""})
@@ -363,11 +363,11 @@ def group_cards(
     """
     import pandas as pd
 
-    from custtool.report.masking import apply_role, get_role
+    from custtool.report.masking import get_role, mask_for_output
     from custtool.report.workbook import SEGMENT_ORDERS, prepare_customers
 
     role_obj = get_role(role)
-    view = apply_role(prepare_customers(customers), role_obj, owner=owner, mask=True)
+    view = mask_for_output(prepare_customers(customers), role=role_obj, owner=owner, mask=True)
     dims = [d for d in ("rfm_class", "tier", "lifecycle") if d in view.columns]
     if by is not None and by not in view.columns:
         raise InputError(f"no column {by!r} to group by", f"use one of: {', '.join(dims) or '(none present)'}")

@@ -768,13 +768,13 @@ def pivot_cmd(
     """
     from custtool.errors import ConfigError
     from custtool.io import read_table
-    from custtool.report.masking import apply_role, get_role
+    from custtool.report.masking import get_role, mask_for_output
     from custtool.report.pivot import flatten_pivot, parse_values, pivot, pivot_rows, write_pivot
 
     _check_lang(lang)
     role_obj = get_role(role)
     customers = read_table(segmented)
-    view = apply_role(customers, role_obj, owner=owner, mask=True)
+    view = mask_for_output(customers, role=role_obj, owner=owner, mask=True)
     for col, _agg in parse_values(values):
         if col in customers.columns and col not in view.columns:
             raise ConfigError(f"role {role_obj.name!r} may not see {col!r}", "choose other --values or another role")

@@ -421,7 +421,7 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
 
 # columns whose text form should be turned back into numbers / dates when read from CSV/xlsx
 _TEXT_COLUMNS = {
-    "customer_id", "phone", "email", "order_id", "record_id", "id_number", "source_customer_id", "name",
+    "customer_id", "phone", "email", "order_id", "record_id", "id_number", "bank_card", "source_customer_id", "name",
     "phones", "emails", "source_ids", "channels", "tags", "_flags",
 }
 
@@ -533,75 +533,10 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, sheet_name: s
 
 
 def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
-    """Plain multi-sheet workbook (xlsxwriter, strings never become formulas).
+    """Plain multi-sheet workbook through the one formula-safe factory (:mod:`custtool.xlsx`)."""
+    from custtool.xlsx import write_sheets
 
-    Frozen header, autofilter, widths from content. Not atomic by itself: call it on the
-    temporary path of :func:`atomic_path`.
-    """
-    import pandas as pd
-    import xlsxwriter
-
-    wb = xlsxwriter.Workbook(
-        str(path),
-        {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "nan_inf_to_errors": True,
-         "use_zip64": True},  # a sheet over 2 GiB of XML needs ZIP64
-    )
-    head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
-    date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
-    dt_fmt = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
-    # Excel holds 1,048,576 rows a sheet: a longer table continues on "name (2)", "name (3)", …
-    room = EXCEL_MAX_ROWS - 1
-    parts: list[tuple[str, pd.DataFrame]] = []
-    for name, df in sheets.items():
-        if len(df) <= room:
-            parts.append((name, df))
-        else:
-            for k, start in enumerate(range(0, len(df), room), start=1):
-                suffix = "" if k == 1 else f" ({k})"
-                parts.append((_safe_sheet_name(name)[: 31 - len(suffix)] + suffix, df.iloc[start : start + room]))
-    for name, df in parts:
-        ws = wb.add_worksheet(_safe_sheet_name(name))
-        flat = flatten_lists(df)
-        cols = list(flat.columns)
-        for j, c in enumerate(cols):
-            ws.write_string(0, j, str(c), head)
-            s = flat[c]
-            sample = s.head(200).map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v))
-            width = max([len(str(c)) * 2] + [min(len(v) * 1.6, 50) for v in sample]) if len(sample) else len(str(c)) * 2
-            ws.set_column(j, j, max(8, min(width, 50)))
-        ws.freeze_panes(1, 0)
-        if cols:
-            ws.autofilter(0, 0, max(len(flat), 1), len(cols) - 1)
-        kinds = []
-        for c in cols:
-            s = flat[c]
-            if pd.api.types.is_datetime64_any_dtype(s):
-                has_time = bool((s.dropna().dt.normalize() != s.dropna()).any())
-                kinds.append(("dt", dt_fmt if has_time else date_fmt))
-            elif pd.api.types.is_bool_dtype(s):
-                kinds.append(("bool", None))
-            elif pd.api.types.is_numeric_dtype(s):
-                kinds.append(("num", None))
-            else:
-                kinds.append(("str", None))
-        values = [flat[c].tolist() for c in cols]
-        for i in range(len(flat)):
-            r = i + 1
-            for j, (kind, fmt) in enumerate(kinds):
-                v = values[j][i]
-                if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
-                    continue
-                if kind == "dt":
-                    ws.write_datetime(r, j, v.to_pydatetime(), fmt)
-                elif kind == "num":
-                    ws.write_number(r, j, float(v))
-                elif kind == "bool":
-                    ws.write_boolean(r, j, bool(v))
-                else:
-                    if v is pd.NA:
-                        continue
-                    ws.write_string(r, j, str(v))
-    wb.close()
+    write_sheets(sheets, path)
 
 
 def _safe_sheet_name(name: str) -> str:

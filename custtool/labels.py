@@ -20,6 +20,7 @@ COLUMN_LABELS: dict[str, tuple[str, str]] = {
     "age": ("年龄", "Age"),
     "birth_date": ("出生日期", "Birth date"),
     "id_number": ("身份证号", "ID number"),
+    "bank_card": ("银行卡号", "Bank card"),
     "city": ("城市", "City"),
     "region": ("区域", "Region"),
     "industry": ("行业", "Industry"),
