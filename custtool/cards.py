@@ -573,12 +573,10 @@ def write_cards(
 
 
 def _write_cards_xlsx(individual: pd.DataFrame, group: pd.DataFrame | None, path: Path, lang: str) -> None:
-    import xlsxwriter
-
     from custtool.report.workbook import _display_values, _Sheets
+    from custtool.xlsx import open_workbook
 
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
-    try:
+    with open_workbook(path) as wb:
         w = _Sheets(wb, lang)
         if group is not None:
             ws = wb.add_worksheet(L.text("sheet_group_cards", lang))
@@ -590,5 +588,3 @@ def _write_cards_xlsx(individual: pd.DataFrame, group: pd.DataFrame | None, path
         w.data_sheet(ws, individual, conditional=False)
         wrap = wb.add_format({"text_wrap": True, "valign": "top"})
         ws.set_column(1, len(INDIVIDUAL_FIELDS) - 1, 40, wrap)
-    finally:
-        wb.close()

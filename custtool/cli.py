@@ -266,6 +266,10 @@ def clean(
         Path | None, typer.Option("--previous", help="An earlier clean output: returning customers keep their ids.")
     ] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the clean report (.xlsx), one sheet per section.")] = None,
+    mask: Annotated[
+        bool, typer.Option("--mask/--no-mask", help="Mask personal data in the clean report (--no-mask: roles that allow it).")
+    ] = True,
+    role: Annotated[str | None, typer.Option("--role", help="Role profile from rules/roles.yaml (default admin).")] = None,
     rules: Annotated[Path | None, typer.Option("--rules", help="Clean settings YAML (default: the shipped rules/clean.yaml).")] = None,
     hub_max_names: Annotated[
         int | None, typer.Option("--hub-max-names", help="A phone/email shared by more names than this is not merged on.")
@@ -301,6 +305,9 @@ def clean(
         if target is not None and target.resolve() in inputs:
             raise InputError(f"{target.name} is an input: custtool never overwrites its inputs", "choose another -o / --report")
 
+    from custtool.report.masking import check_unmask, get_role, mask_sheets
+
+    check_unmask(get_role(role), mask)
     clean_rules = load_clean_rules(rules)
     table = read_table(customers)
     prev = read_table(previous) if previous is not None else None
@@ -327,7 +334,7 @@ def clean(
             finally:
                 staged.unlink(missing_ok=True)
         if report is not None:
-            write_xlsx_sheets(rep.sheets(lang), stack.enter_context(atomic_path(report)))
+            write_xlsx_sheets(mask_sheets(rep.sheets(lang), mask=mask), stack.enter_context(atomic_path(report)))
 
     counts = rep.counts()
     if keys is not None:
@@ -929,7 +936,10 @@ def followups(
     owner: Annotated[str | None, typer.Option("--owner", help="Only this owner's follow-ups.")] = None,
     output: OutOpt = None,
     statuses: Annotated[Path | None, typer.Option("--statuses", help="Write customers with updated status here.")] = None,
-    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show names in the task list unmasked.")] = False,
+    no_mask: Annotated[
+        bool, typer.Option("--no-mask", help="Show personal data in the task list unmasked (roles that allow it; ID numbers stay masked).")
+    ] = False,
+    role: Annotated[str | None, typer.Option("--role", help="Role profile from rules/roles.yaml (default admin).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -955,7 +965,10 @@ def followups(
         task_table,
     )
     from custtool.io import read_table, write_table
+    from custtool.report.masking import check_unmask, get_role, mask_for_output
 
+    role_obj = get_role(role)
+    check_unmask(role_obj, not no_mask)  # before anything is read or written, as report and pivot
     cfg = load_followup_rules(rules)
     cust = read_table(customers)
     log_df = _read_any(log, "interactions")
@@ -963,9 +976,7 @@ def followups(
     updated = apply_transitions(cust, log_df, cfg)
     changed = int((updated["status_reason"] != "").sum())
     if output:
-        from custtool.report.masking import mask_frame
-
-        shown = tasks if no_mask else mask_frame(tasks)
+        shown = mask_for_output(tasks, role=role_obj, mask=not no_mask, owner=owner)
         if output.suffix.lower() == ".xlsx":
             write_table(task_table(shown), output, sheet_name=TASK_SHEET)
         else:

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from custtool import io as _io
 from custtool.io import (
-    EXCEL_MAX_ROWS,
     FORMULA_PREFIXES,
     _safe_sheet_name,
     atomic_path,
@@ -141,7 +141,7 @@ def write_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) 
     with open_workbook(target, constant_memory=True) as wb:
         cw = CellWriter(wb)
         head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
-        room = EXCEL_MAX_ROWS - 1
+        room = _io.EXCEL_MAX_ROWS - 1  # read at call time (tests lower it)
         parts: list[tuple[str, pd.DataFrame]] = []
         for name, df in sheets.items():
             if len(df) <= room:

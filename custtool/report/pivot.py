@@ -167,10 +167,9 @@ def write_pivot(flat: pd.DataFrame, path: str | Any, lang: str = "zh") -> Any:
     """Write a flat pivot to .csv (formula text neutralised) or .xlsx (quote-prefixed), atomically."""
     from pathlib import Path
 
-    import xlsxwriter
-
-    from custtool.io import atomic_path, write_table
+    from custtool.io import write_table
     from custtool.report.workbook import _Sheets
+    from custtool.xlsx import open_workbook
 
     target = Path(path)
     suffix = target.suffix.lower()
@@ -178,11 +177,7 @@ def write_pivot(flat: pd.DataFrame, path: str | Any, lang: str = "zh") -> Any:
         return write_table(flat, target)
     if suffix != ".xlsx":
         raise InputError(f"{target.name}: a pivot is written as .xlsx or .csv", "e.g. -o pivot.xlsx")
-    with atomic_path(target) as tmp:
-        wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
-        try:
-            w = _Sheets(wb, lang)
-            w.data_sheet(wb.add_worksheet(L.text("sheet_pivot", lang)), flat, conditional=False)
-        finally:
-            wb.close()
+    with open_workbook(target) as wb:
+        w = _Sheets(wb, lang)
+        w.data_sheet(wb.add_worksheet(L.text("sheet_pivot", lang)), flat, conditional=False)
     return target
