@@ -154,6 +154,9 @@ def import_(
     fields: Annotated[Path | None, typer.Option("--fields", help="Your own header aliases (YAML), added to rules/fields.yaml.")] = None,
     rejects: Annotated[Path | None, typer.Option("--rejects", help="Rejects file (.csv or .xlsx; default: beside the output).")] = None,
     max_rejects: Annotated[int | None, typer.Option("--max-rejects", help="Exit 1 when more rows than this are rejected.")] = None,
+    mask_rejects: Annotated[
+        bool, typer.Option("--mask-rejects", help="Mask names, phones and emails in the rejects file (ID numbers and bank cards always are).")
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -173,6 +176,7 @@ def import_(
     """
     from custtool.ingest import import_files
     from custtool.io import write_table
+    from custtool.report.masking import mask_frame
 
     result = import_files(files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields)
     rejects_path: Path | None = rejects
@@ -181,7 +185,7 @@ def import_(
     if output is not None:
         write_table(result.data, output)
     if rejects_path is not None:
-        write_table(result.rejects, rejects_path)
+        write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
     totals = result.totals
     if json_out:
         emit_json(

@@ -257,3 +257,15 @@ def test_segment_summary_writes_formula_text_as_text(tmp_path):
     write_summary_workbook(result, tmp_path / "s.xlsx")
     with zipfile.ZipFile(tmp_path / "s.xlsx") as z:
         assert not any("<f>" in z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/"))
+
+
+def test_import_rejects_masked_when_asked(tmp_path):
+    src = tmp_path / "leads.csv"
+    src.write_text(f"姓名,手机号,身份证号,银行卡号\n张三,1381234567a,{ID},{CARD}\n李四,{PHONE},,\n", encoding="utf-8")
+    for extra, expected in (([], "1381234567a"), (["--mask-rejects"], "138****567a")):
+        rej = tmp_path / "rej.csv"
+        result = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "c.parquet"), "--rejects", str(rej), "--quiet", *extra])
+        assert result.exit_code == 0, result.output + result.stderr
+        assert pd.read_csv(rej, dtype=str)["value"].tolist() == [expected]
+    data = pd.read_parquet(tmp_path / "c.parquet")
+    assert data["bank_card"].tolist() == [""] and data["phone"].tolist() == [PHONE]

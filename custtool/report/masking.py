@@ -142,7 +142,7 @@ def mask_emails(s: pd.Series) -> pd.Series:
         return _keep(s, listed)
     has_at = t.str.contains("@", regex=False)
     local_first = t.str[:1]
-    domain = t.str.split("@", n=1).str[1].fillna("")
+    domain = t.str.partition("@")[2]
     out = t.where(t.str.len() == 0, local_first + "***")
     out = out.mask(has_at, local_first + "***@" + domain)
     return _keep(s, out)
@@ -280,13 +280,26 @@ def column_maskers(df: pd.DataFrame, *, mask: bool = True) -> dict[Any, Any]:
     return out
 
 
+def _mask_phone_or_email(s: pd.Series) -> pd.Series:
+    """Values with an ``@`` masked as emails, the others as phones."""
+    t = _text(s)
+    at = t.str.contains("@", regex=False).to_numpy(dtype=bool)
+    out = mask_phones(t.where(~at, ""))
+    if at.any():
+        out[at] = mask_emails(t[at]).to_numpy()
+    return _keep(s, out)
+
+
 def _mask_reject_values(rej: pd.DataFrame, mask: bool) -> pd.DataFrame:
     """A rejects table's raw ``value`` masked by the field its ``column`` names."""
     import numpy as np
 
-    col = _text(rej["column"]).map(lambda c: canonical_column(c) or c)  # a few distinct fields
+    raw = _text(rej["column"])
+    # a few distinct fields; "phone/email" (no usable contact) is masked as either one
+    lookup = {c: canonical_column(c) or ("phone/email" if set(c.split("/")) <= {"phone", "email"} else c) for c in raw.unique()}
+    col = raw.map(lookup)
     val = rej["value"].astype("string").fillna("").astype(object)
-    known = maskers()
+    known = {**maskers(), "phone/email": _mask_phone_or_email}
     done = np.zeros(len(rej), dtype=bool)
     for field_name in col.unique():
         fn = known.get(field_name)
