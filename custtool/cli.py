@@ -645,7 +645,7 @@ RoleOpt = Annotated[
 ]
 OwnerOpt = Annotated[str | None, typer.Option("--owner", help="Only the customers of this owner (required for --role sales).")]
 NoMaskOpt = Annotated[
-    bool, typer.Option("--no-mask", help="Show names, phones, emails and ID numbers unmasked (admin only).")
+    bool, typer.Option("--no-mask", help="Show names, phones and emails unmasked (admin only; ID numbers and bank cards stay masked).")
 ]
 StrategiesOpt = Annotated[
     Path | None, typer.Option("--strategies", help="Strategy YAML (default: the shipped rules/strategies.yaml).")

@@ -266,7 +266,7 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     "as_of": ("统计日期", "As of"),
     "role": ("角色", "Role"),
     "masked": ("个人信息已脱敏", "Personal data masked"),
-    "unmasked": ("个人信息未脱敏（--no-mask）", "Personal data NOT masked (--no-mask)"),
+    "unmasked": ("个人信息未脱敏（--no-mask；身份证号、银行卡号仍脱敏）", "Personal data NOT masked (--no-mask; ID numbers and bank cards still masked)"),
     "kpi_customers": ("客户数", "Customers"),
     "kpi_active": ("活跃客户", "Active customers"),
     "kpi_revenue": ("消费总额", "Revenue"),
