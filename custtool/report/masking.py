@@ -64,6 +64,9 @@ _PERSONAL_IN_TEXT = "|".join(
     (r"(?<!\d)1[3-9]\d{9}(?!\d)", r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])", r"[A-Za-z0-9]@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
      r"(?<!\d)\d{4}(?:[ -]?\d){8,11}[ -]?\d{4}(?!\d)")
 )
+#: cheap pre-filters for the two above (RE2 syntax): text without them holds no match
+_ALWAYS_HINT = r"[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{4}"
+_PERSONAL_HINT = r"[0-9]{11}|@|" + _ALWAYS_HINT
 _ALWAYS_IN_TEXT = "|".join((r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])", r"(?<!\d)\d{4}(?:[ -]?\d){8,11}[ -]?\d{4}(?!\d)"))
 #: canonical columns that never hold personal data, so their content is not scanned
 #: (order numbers have 16–19 digits like a bank card)
@@ -181,21 +184,43 @@ def mask_contact_keys(s: pd.Series) -> pd.Series:
     return _keep(s, out)
 
 
+def _candidates(t: pd.Series, hint: str) -> Any:
+    """Rows of ``t`` that may hold a match: a cheap RE2 pre-filter (pyarrow, no look-around),
+    so the full patterns (Python ``re``) run only on the few rows that need them."""
+    return t.astype("string[pyarrow]").str.contains(hint, regex=True, na=False).to_numpy(dtype=bool)
+
+
+def _on_candidates(t: pd.Series, hint: str, fn: Any) -> pd.Series:
+    """``fn`` applied to the candidate rows of ``t`` only (the others cannot change)."""
+    hits = _candidates(t, hint)
+    if not hits.any():
+        return t
+    out = t.copy()
+    out[hits] = fn(t[hits]).to_numpy()
+    return out
+
+
+def _mask_contacts_in_text(t: pd.Series) -> pd.Series:
+    t = t.str.replace(_MOBILE_IN_TEXT, r"\1****\2", regex=True)
+    return t.str.replace(_EMAIL_IN_TEXT, r"\1***\2", regex=True)
+
+
+def _mask_ids_in_text(t: pd.Series) -> pd.Series:
+    t = t.str.replace(_ID_IN_TEXT, r"\1***********\2", regex=True)
+    return t.str.replace(_CARD_IN_TEXT, lambda m: m.group(1) + "*" * (len(m.group(0).replace(" ", "").replace("-", "")) - 8) + m.group(2), regex=True)
+
+
 def mask_free_text(s: pd.Series) -> pd.Series:
     """Mobile numbers, ID numbers, bank cards and emails written inside free text are masked in place."""
-    t = mask_always_in_text(s.astype("string").fillna(""))
-    t = t.str.replace(_MOBILE_IN_TEXT, r"\1****\2", regex=True)
-    t = t.str.replace(_EMAIL_IN_TEXT, r"\1***\2", regex=True)
-    return _keep(s, t)
+    t = _on_candidates(s.astype("string").fillna(""), _ALWAYS_HINT, _mask_ids_in_text)
+    return _keep(s, _on_candidates(t, _PERSONAL_HINT, _mask_contacts_in_text))
 
 
 def mask_always_in_text(s: pd.Series) -> pd.Series:
     """ID numbers and bank card numbers written inside text masked in place (the part of
     :func:`mask_free_text` that applies even with ``mask=False``)."""
     t = s.astype("string").fillna("")
-    t = t.str.replace(_ID_IN_TEXT, r"\1***********\2", regex=True)
-    t = t.str.replace(_CARD_IN_TEXT, lambda m: m.group(1) + "*" * (len(m.group(0).replace(" ", "").replace("-", "")) - 8) + m.group(2), regex=True)
-    return _keep(s, t)
+    return _keep(s, _on_candidates(t, _ALWAYS_HINT, _mask_ids_in_text))
 
 
 def maskers() -> dict[str, Any]:
@@ -275,7 +300,8 @@ def column_maskers(df: pd.DataFrame, *, mask: bool = True) -> dict[Any, Any]:
                 out[c] = mask_always_in_text
         elif canon is None and _is_text(df[c]):
             t = df[c].astype("string")
-            if bool(t.str.contains(_PERSONAL_IN_TEXT if mask else _ALWAYS_IN_TEXT, regex=True, na=False).any()):
+            hits = _candidates(t, _PERSONAL_HINT if mask else _ALWAYS_HINT)
+            if hits.any() and bool(t[hits].str.contains(_PERSONAL_IN_TEXT if mask else _ALWAYS_IN_TEXT, regex=True, na=False).any()):
                 out[c] = mask_free_text if mask else mask_always_in_text
     return out
 
