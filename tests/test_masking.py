@@ -112,11 +112,14 @@ def test_role_that_may_not_unmask_is_exit_2_for_every_command(tmp_path):
         "followups": ["followups", str(seg), "--log", str(tmp_path / "log.csv"), "-o", str(tmp_path / "f.xlsx"), "--role", "analyst", "--no-mask"],
         "clean": ["clean", str(cust), "-o", str(tmp_path / "c.parquet"), "--report", str(tmp_path / "cr.xlsx"), "--role", "analyst", "--no-mask"],
     }
+    yaml_path = _write_inputs(tmp_path / "run", "{role: analyst, mask: false}")
+    commands["run"] = ["run", str(yaml_path), "--quiet"]
     for name, args in commands.items():
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (name, result.output, result.stderr)
         assert "always sees masked personal data" in result.stderr, name
     assert not list(tmp_path.glob("*.xlsx")) and not (tmp_path / "c.parquet").exists()
+    assert not (tmp_path / "run" / "out").exists()  # the run stopped before writing anything
 
 
 def test_followups_no_mask_for_admin_keeps_id_masked(tmp_path):
