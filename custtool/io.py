@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import os
-import tempfile
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# atomic_path, flatten_lists and _safe_sheet_name are re-exported for the modules that import
+# them from here; their homes are custtool.atomic and custtool.xlsx (the one workbook factory)
+from custtool.atomic import atomic_path
 from custtool.errors import InputError
+from custtool.xlsx import FORMULA_PREFIXES, flatten_lists
+from custtool.xlsx import safe_sheet_name as _safe_sheet_name  # noqa: F401  (kept for callers)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -27,9 +31,6 @@ EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
 TABLE_SUFFIXES = CSV_SUFFIXES | EXCEL_SUFFIXES | {".parquet"}
 
 EXCEL_MAX_ROWS = 1_048_576  # rows in one worksheet, header included
-
-#: characters that make a spreadsheet cell start a formula (OWASP CSV injection)
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 @dataclass
@@ -449,25 +450,6 @@ def _restore_types(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
 def neutralize_formula_text(s: pd.Series) -> pd.Series:
     """Prefix ``'`` to text that a spreadsheet would run as a formula (= + - @ tab CR LF).
 
@@ -490,22 +472,6 @@ def _text_columns(df: pd.DataFrame) -> list[Any]:
     import pandas as pd
 
     return [c for c in df.columns if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c])]
-
-
-def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
-    """List-valued cells (tags) joined with ``sep`` for CSV/xlsx."""
-    out = df
-    for c in df.columns:
-        s = df[c]
-        if s.dtype != object:  # str and numeric columns cannot hold lists
-            continue
-        is_list = s.map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, str))
-        if is_list.any():
-            if out is df:
-                out = df.copy()
-            joined = s[is_list].map(lambda v: sep.join(map(str, list(v))))  # list cells only
-            out[c] = s.where(~is_list, joined)
-    return out
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, sheet_name: str = "data", encoding: str = "utf-8-sig") -> Path:
@@ -536,10 +502,5 @@ def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[s
     """Plain multi-sheet workbook through the one formula-safe factory (:mod:`custtool.xlsx`)."""
     from custtool.xlsx import write_sheets
 
-    write_sheets(sheets, path)
+    write_sheets(sheets, path, max_rows=EXCEL_MAX_ROWS)
 
-
-def _safe_sheet_name(name: str) -> str:
-    for ch in "[]:*?/\\":
-        name = name.replace(ch, "_")
-    return name[:31] or "sheet"

@@ -289,9 +289,8 @@ def write_summary_workbook(result: SegmentResult, path: Any, lang: str = "zh", *
     (the unmatched orders' phones) is masked by the one policy."""
     import pandas as pd
 
-    from custtool.io import _safe_sheet_name
     from custtool.report.masking import mask_sheets
-    from custtool.xlsx import CellWriter, open_workbook
+    from custtool.xlsx import CellWriter, open_workbook, safe_sheet_name
 
     sheets = mask_sheets(summary_sheets(result, lang), mask=mask)  # 未匹配订单 holds phones
     with open_workbook(path) as wb:
@@ -300,7 +299,7 @@ def write_summary_workbook(result: SegmentResult, path: Any, lang: str = "zh", *
         num = wb.add_format({"num_format": "#,##0.00"})
         date = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
         for name, df in sheets.items():
-            ws = wb.add_worksheet(_safe_sheet_name(name))
+            ws = wb.add_worksheet(safe_sheet_name(name))
             for j, c in enumerate(df.columns):
                 ws.write_string(0, j, str(c), head)
                 ws.set_column(j, j, max(10, min(2 * len(str(c)) + 2, 40)))

@@ -18,16 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from custtool import io as _io
-from custtool.io import (
-    FORMULA_PREFIXES,
-    _safe_sheet_name,
-    atomic_path,
-    flatten_lists,
-)
+from custtool.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+
+#: rows in one worksheet, header included
+EXCEL_MAX_ROWS = 1_048_576
+#: characters that make a spreadsheet cell start a formula (OWASP CSV injection)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 #: xlsxwriter options of every workbook custtool writes
 WORKBOOK_OPTIONS: dict[str, Any] = {
@@ -62,6 +61,33 @@ def open_workbook(path: str | os.PathLike[str], *, constant_memory: bool = False
             except Exception:
                 if ok:
                     raise
+
+
+def safe_sheet_name(name: str) -> str:
+    """A valid worksheet name: no ``[]:*?/\\``, at most 31 characters, never empty."""
+    for ch in "[]:*?/\\":
+        name = name.replace(ch, "_")
+    return name[:31] or "sheet"
+
+
+def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
+    """List-valued cells (tags) joined with ``sep`` for CSV/xlsx."""
+    out = df
+    for c in df.columns:
+        s = df[c]
+        if s.dtype != object:  # str and numeric columns cannot hold lists
+            continue
+        is_list = s.map(
+            lambda v: (
+                isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, str)
+            )
+        )
+        if is_list.any():
+            if out is df:
+                out = df.copy()
+            joined = s[is_list].map(lambda v: sep.join(map(str, list(v))))  # list cells only
+            out[c] = s.where(~is_list, joined)
+    return out
 
 
 def formula_like(values: pd.Series) -> pd.Series:
@@ -132,7 +158,9 @@ class CellWriter:
                 self.cell(ws, i, col, str(v))
 
 
-def write_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) -> Path:
+def write_sheets(
+    sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str], *, max_rows: int = EXCEL_MAX_ROWS
+) -> Path:
     """Plain multi-sheet workbook, atomically: frozen header, autofilter, widths from content;
     text never a formula. A table longer than Excel's row limit continues on "name (2)", …"""
     import pandas as pd
@@ -141,7 +169,7 @@ def write_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) 
     with open_workbook(target, constant_memory=True) as wb:
         cw = CellWriter(wb)
         head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
-        room = _io.EXCEL_MAX_ROWS - 1  # read at call time (tests lower it)
+        room = max_rows - 1
         parts: list[tuple[str, pd.DataFrame]] = []
         for name, df in sheets.items():
             if len(df) <= room:
@@ -151,12 +179,12 @@ def write_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) 
                     suffix = "" if k == 1 else f" ({k})"
                     parts.append(
                         (
-                            _safe_sheet_name(name)[: 31 - len(suffix)] + suffix,
+                            safe_sheet_name(name)[: 31 - len(suffix)] + suffix,
                             df.iloc[start : start + room],
                         )
                     )
         for name, df in parts:
-            ws = wb.add_worksheet(_safe_sheet_name(name))
+            ws = wb.add_worksheet(safe_sheet_name(name))
             flat = flatten_lists(df)
             cols = list(flat.columns)
             for j, c in enumerate(cols):
@@ -205,4 +233,14 @@ def write_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) 
     return target
 
 
-__all__ = ["WORKBOOK_OPTIONS", "open_workbook", "formula_like", "CellWriter", "write_sheets"]
+__all__ = [
+    "EXCEL_MAX_ROWS",
+    "FORMULA_PREFIXES",
+    "safe_sheet_name",
+    "flatten_lists",
+    "WORKBOOK_OPTIONS",
+    "open_workbook",
+    "formula_like",
+    "CellWriter",
+    "write_sheets",
+]

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from custtool import labels as L
 from custtool.errors import InputError
-from custtool.io import _safe_sheet_name
 from custtool.report.masking import (
     Role,
     check_unmask,
@@ -29,7 +28,7 @@ from custtool.report.masking import (
 )
 from custtool.report.migration import RFM_ORDER, fallen_customers, migration_matrix
 from custtool.report.strategies import load_strategies
-from custtool.xlsx import formula_like, open_workbook
+from custtool.xlsx import formula_like, open_workbook, safe_sheet_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -613,7 +612,7 @@ def write_workbook(
     used_names: set[str] = set()
 
     def sheet_name(name: str) -> str:
-        base = _safe_sheet_name(name)
+        base = safe_sheet_name(name)
         candidate, k = base, 2
         while candidate.lower() in used_names:
             suffix = f" ({k})"
