@@ -63,12 +63,25 @@ def _text_of_outputs(folder: Path) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """The run folder of the small pipeline for a ``report:`` setting (each run once)."""
+    folders: dict[str, Path] = {}
+
+    def run(report: str) -> Path:
+        if report not in folders:
+            yaml_path = _write_inputs(tmp_path_factory.mktemp("run"), report)
+            result = runner.invoke(app, ["run", str(yaml_path), "--json", "--quiet"])
+            assert result.exit_code == 0, result.output + result.stderr
+            folders[report] = Path(json.loads(result.stdout)["folder"])
+        return folders[report]
+
+    return run
+
+
 @pytest.mark.parametrize("report", ["{role: admin, mask: false}", "{}"])
-def test_id_and_bank_card_never_reach_an_output(tmp_path, report):
-    yaml_path = _write_inputs(tmp_path, report)
-    result = runner.invoke(app, ["run", str(yaml_path), "--json", "--quiet"])
-    assert result.exit_code == 0, result.output + result.stderr
-    folder = Path(json.loads(result.stdout)["folder"])
+def test_id_and_bank_card_never_reach_an_output(run_folder, report):
+    folder = run_folder(report)
     texts = _text_of_outputs(folder)
     # the outputs this test is about are there (and hold the masked forms)
     assert {"report.xlsx", "clean_report.xlsx", "followups.xlsx", "segment_summary.xlsx", "cards.html", "rejects.csv"} <= set(texts)
@@ -88,13 +101,10 @@ def test_id_and_bank_card_never_reach_an_output(tmp_path, report):
         assert PHONE in texts["report.xlsx"]
 
 
-def test_unmatched_orders_sheet_has_no_full_phone(tmp_path):
+def test_unmatched_orders_sheet_has_no_full_phone(run_folder):
     from openpyxl import load_workbook
 
-    yaml_path = _write_inputs(tmp_path, "{}")
-    result = runner.invoke(app, ["run", str(yaml_path), "--json", "--quiet"])
-    assert result.exit_code == 0, result.output + result.stderr
-    folder = Path(json.loads(result.stdout)["folder"])
+    folder = run_folder("{}")
     wb = load_workbook(folder / "segment_summary.xlsx", read_only=True)
     assert "未匹配订单" in wb.sheetnames
     cells = [v for row in wb["未匹配订单"].iter_rows(values_only=True) for v in row if isinstance(v, str)]
