@@ -36,6 +36,7 @@ _API: dict[str, str] = {
     "write_workbook": "custtool.report",
     "pivot": "custtool.report.pivot",
     "mask_frame": "custtool.report.masking",
+    "mask_for_output": "custtool.report.masking",
     "migration_matrix": "custtool.report.migration",
     "load_strategies": "custtool.report.strategies",
     "individual_cards": "custtool.cards",

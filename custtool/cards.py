@@ -177,7 +177,7 @@ def individual_cards(
     import pandas as pd
 
     from custtool.attribution import ensure_attributed
-    from custtool.report.masking import apply_role, get_role
+    from custtool.report.masking import get_role, mask_for_output
     from custtool.report.strategies import load_strategies, suggested_actions
     from custtool.report.workbook import _sort_by_value, prepare_customers
 
@@ -202,7 +202,7 @@ def individual_cards(
         df = _sort_by_value(df).head(top)
     else:
         df = df.iloc[0:0]
-    view = apply_role(prepare_customers(df), role_obj, owner=owner, mask=mask)
+    view = mask_for_output(prepare_customers(df), role=role_obj, owner=owner, mask=mask)
     strat = strategies if isinstance(strategies, pd.DataFrame) else load_strategies(strategies)
 
     seg_gender = _s(view, "gender").replace({"未知": ""})
@@ -368,13 +368,13 @@ def group_cards(
     import pandas as pd
 
     from custtool.attribution import ensure_attributed
-    from custtool.report.masking import apply_role, get_role
+    from custtool.report.masking import get_role, mask_for_output
     from custtool.report.workbook import SEGMENT_ORDERS, prepare_customers
 
     if orders is not None:
         orders = ensure_attributed(orders, customers)
     role_obj = get_role(role)
-    view = apply_role(prepare_customers(customers), role_obj, owner=owner, mask=True)
+    view = mask_for_output(prepare_customers(customers), role=role_obj, owner=owner, mask=True)
     dims = [d for d in ("rfm_class", "tier", "lifecycle") if d in view.columns]
     if by is not None and by not in view.columns:
         raise InputError(f"no column {by!r} to group by", f"use one of: {', '.join(dims) or '(none present)'}")
@@ -581,12 +581,10 @@ def write_cards(
 
 
 def _write_cards_xlsx(individual: pd.DataFrame, group: pd.DataFrame | None, path: Path, lang: str) -> None:
-    import xlsxwriter
-
     from custtool.report.workbook import _display_values, _Sheets
+    from custtool.xlsx import open_workbook
 
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
-    try:
+    with open_workbook(path) as wb:
         w = _Sheets(wb, lang)
         if group is not None:
             ws = wb.add_worksheet(L.text("sheet_group_cards", lang))
@@ -598,5 +596,3 @@ def _write_cards_xlsx(individual: pd.DataFrame, group: pd.DataFrame | None, path
         w.data_sheet(ws, individual, conditional=False)
         wrap = wb.add_format({"text_wrap": True, "valign": "top"})
         ws.set_column(1, len(INDIVIDUAL_FIELDS) - 1, 40, wrap)
-    finally:
-        wb.close()

@@ -46,7 +46,7 @@ DEFAULT_RULES_PATH = Path(__file__).parent / "rules" / "clean.yaml"
 PROVENANCE = ("_source_file", "_sheet", "_row", "_channel", "_flags")
 #: canonical customer fields, in output order (docs/DATA.md)
 CUSTOMER_FIELDS = (
-    "name", "phone", "email", "gender", "age", "birth_date", "id_number", "city", "region",
+    "name", "phone", "email", "gender", "age", "birth_date", "id_number", "bank_card", "city", "region",
     "industry", "position", "customer_type", "company", "company_size", "first_contact_date",
     "source_channel", "owner", "status", "needs", "notes", "member_level",
 )  # fmt: skip
@@ -542,6 +542,7 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
         "phone",
         "email",
         "id_number",
+        "bank_card",
         "name",
         "_source_file",
         "_sheet",

@@ -156,6 +156,9 @@ def import_(
     fields: Annotated[Path | None, typer.Option("--fields", help="Your own header aliases (YAML), added to rules/fields.yaml.")] = None,
     rejects: Annotated[Path | None, typer.Option("--rejects", help="Rejects file (.csv or .xlsx; default: beside the output).")] = None,
     max_rejects: Annotated[int | None, typer.Option("--max-rejects", help="Exit 1 when more rows than this are rejected.")] = None,
+    mask_rejects: Annotated[
+        bool, typer.Option("--mask-rejects", help="Mask names, phones and emails in the rejects file (ID numbers and bank cards always are).")
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -175,6 +178,7 @@ def import_(
     """
     from custtool.ingest import import_files
     from custtool.io import write_table
+    from custtool.report.masking import mask_frame
 
     result = import_files(files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields)
     rejects_path: Path | None = rejects
@@ -183,7 +187,7 @@ def import_(
     if output is not None:
         write_table(result.data, output)
     if rejects_path is not None:
-        write_table(result.rejects, rejects_path)
+        write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
     totals = result.totals
     if json_out:
         emit_json(
@@ -268,6 +272,10 @@ def clean(
         Path | None, typer.Option("--previous", help="An earlier clean output: returning customers keep their ids.")
     ] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the clean report (.xlsx), one sheet per section.")] = None,
+    mask: Annotated[
+        bool, typer.Option("--mask/--no-mask", help="Mask personal data in the clean report (--no-mask: roles that allow it).")
+    ] = True,
+    role: Annotated[str | None, typer.Option("--role", help="Role profile from rules/roles.yaml (default admin).")] = None,
     rules: Annotated[Path | None, typer.Option("--rules", help="Clean settings YAML (default: the shipped rules/clean.yaml).")] = None,
     hub_max_names: Annotated[
         int | None, typer.Option("--hub-max-names", help="A phone/email shared by more names than this is not merged on.")
@@ -303,6 +311,9 @@ def clean(
         if target is not None and target.resolve() in inputs:
             raise InputError(f"{target.name} is an input: custtool never overwrites its inputs", "choose another -o / --report")
 
+    from custtool.report.masking import check_unmask, get_role, mask_sheets
+
+    check_unmask(get_role(role), mask)
     clean_rules = load_clean_rules(rules)
     table = read_table(customers)
     prev = read_table(previous) if previous is not None else None
@@ -329,7 +340,7 @@ def clean(
             finally:
                 staged.unlink(missing_ok=True)
         if report is not None:
-            write_xlsx_sheets(rep.sheets(lang), stack.enter_context(atomic_path(report)))
+            write_xlsx_sheets(mask_sheets(rep.sheets(lang), mask=mask), stack.enter_context(atomic_path(report)))
 
     counts = rep.counts()
     if keys is not None:
@@ -642,7 +653,7 @@ RoleOpt = Annotated[
 ]
 OwnerOpt = Annotated[str | None, typer.Option("--owner", help="Only the customers of this owner (required for --role sales).")]
 NoMaskOpt = Annotated[
-    bool, typer.Option("--no-mask", help="Show names, phones, emails and ID numbers unmasked (admin only).")
+    bool, typer.Option("--no-mask", help="Show names, phones and emails unmasked (admin only; ID numbers and bank cards stay masked).")
 ]
 StrategiesOpt = Annotated[
     Path | None, typer.Option("--strategies", help="Strategy YAML (default: the shipped rules/strategies.yaml).")
@@ -796,13 +807,13 @@ def pivot_cmd(
     """
     from custtool.errors import ConfigError
     from custtool.io import read_table
-    from custtool.report.masking import apply_role, get_role
+    from custtool.report.masking import get_role, mask_for_output
     from custtool.report.pivot import flatten_pivot, parse_values, pivot, pivot_rows, write_pivot
 
     _check_lang(lang)
     role_obj = get_role(role)
     customers = read_table(segmented)
-    view = apply_role(customers, role_obj, owner=owner, mask=True)
+    view = mask_for_output(customers, role=role_obj, owner=owner, mask=True)
     for col, _agg in parse_values(values):
         if col in customers.columns and col not in view.columns:
             raise ConfigError(f"role {role_obj.name!r} may not see {col!r}", "choose other --values or another role")
@@ -962,7 +973,10 @@ def followups(
     owner: Annotated[str | None, typer.Option("--owner", help="Only this owner's follow-ups.")] = None,
     output: OutOpt = None,
     statuses: Annotated[Path | None, typer.Option("--statuses", help="Write customers with updated status here.")] = None,
-    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show names in the task list unmasked.")] = False,
+    no_mask: Annotated[
+        bool, typer.Option("--no-mask", help="Show personal data in the task list unmasked (roles that allow it; ID numbers stay masked).")
+    ] = False,
+    role: Annotated[str | None, typer.Option("--role", help="Role profile from rules/roles.yaml (default admin).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -988,7 +1002,10 @@ def followups(
         task_table,
     )
     from custtool.io import read_table, write_table
+    from custtool.report.masking import check_unmask, get_role, mask_for_output
 
+    role_obj = get_role(role)
+    check_unmask(role_obj, not no_mask)  # before anything is read or written, as report and pivot
     cfg = load_followup_rules(rules)
     cust = read_table(customers)
     log_df = _read_any(log, "interactions")
@@ -996,9 +1013,7 @@ def followups(
     updated = apply_transitions(cust, log_df, cfg)
     changed = int((updated["status_reason"] != "").sum())
     if output:
-        from custtool.report.masking import mask_frame
-
-        shown = tasks if no_mask else mask_frame(tasks)
+        shown = mask_for_output(tasks, role=role_obj, mask=not no_mask, owner=owner)
         if output.suffix.lower() == ".xlsx":
             write_table(task_table(shown), output, sheet_name=TASK_SHEET)
         else:

@@ -547,7 +547,7 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     if col == "refund":
         v, _ = nz.normalize_bool(s)
         return _Column({col: v})
-    if col in ("customer_id", "order_id", "record_id", "id_number"):
+    if col in ("customer_id", "order_id", "record_id", "id_number", "bank_card"):
         return _Column({col: nz._text(s)})
     return _Column({col: s.str.strip()})
 

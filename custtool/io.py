@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import os
-import tempfile
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# atomic_path, flatten_lists and _safe_sheet_name are re-exported for the modules that import
+# them from here; their homes are custtool.atomic and custtool.xlsx (the one workbook factory)
+from custtool.atomic import atomic_path
 from custtool.errors import InputError
+from custtool.xlsx import FORMULA_PREFIXES, flatten_lists
+from custtool.xlsx import safe_sheet_name as _safe_sheet_name  # noqa: F401  (kept for callers)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -27,9 +31,6 @@ EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
 TABLE_SUFFIXES = CSV_SUFFIXES | EXCEL_SUFFIXES | {".parquet"}
 
 EXCEL_MAX_ROWS = 1_048_576  # rows in one worksheet, header included
-
-#: characters that make a spreadsheet cell start a formula (OWASP CSV injection)
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 @dataclass
@@ -421,7 +422,7 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
 
 # columns whose text form should be turned back into numbers / dates when read from CSV/xlsx
 _TEXT_COLUMNS = {
-    "customer_id", "phone", "email", "order_id", "record_id", "id_number", "source_customer_id", "name",
+    "customer_id", "phone", "email", "order_id", "record_id", "id_number", "bank_card", "source_customer_id", "name",
     "phones", "emails", "source_ids", "channels", "tags", "_flags",
 }
 
@@ -449,25 +450,6 @@ def _restore_types(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
 def neutralize_formula_text(s: pd.Series) -> pd.Series:
     """Prefix ``'`` to text that a spreadsheet would run as a formula (= + - @ tab CR LF).
 
@@ -490,22 +472,6 @@ def _text_columns(df: pd.DataFrame) -> list[Any]:
     import pandas as pd
 
     return [c for c in df.columns if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c])]
-
-
-def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
-    """List-valued cells (tags) joined with ``sep`` for CSV/xlsx."""
-    out = df
-    for c in df.columns:
-        s = df[c]
-        if s.dtype != object:  # str and numeric columns cannot hold lists
-            continue
-        is_list = s.map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, str))
-        if is_list.any():
-            if out is df:
-                out = df.copy()
-            joined = s[is_list].map(lambda v: sep.join(map(str, list(v))))  # list cells only
-            out[c] = s.where(~is_list, joined)
-    return out
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, sheet_name: str = "data", encoding: str = "utf-8-sig") -> Path:
@@ -533,78 +499,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, sheet_name: s
 
 
 def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
-    """Plain multi-sheet workbook (xlsxwriter, strings never become formulas).
+    """Plain multi-sheet workbook through the one formula-safe factory (:mod:`custtool.xlsx`)."""
+    from custtool.xlsx import write_sheets
 
-    Frozen header, autofilter, widths from content. Not atomic by itself: call it on the
-    temporary path of :func:`atomic_path`.
-    """
-    import pandas as pd
-    import xlsxwriter
+    write_sheets(sheets, path, max_rows=EXCEL_MAX_ROWS)
 
-    wb = xlsxwriter.Workbook(
-        str(path),
-        {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "nan_inf_to_errors": True,
-         "use_zip64": True},  # a sheet over 2 GiB of XML needs ZIP64
-    )
-    head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
-    date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
-    dt_fmt = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
-    # Excel holds 1,048,576 rows a sheet: a longer table continues on "name (2)", "name (3)", …
-    room = EXCEL_MAX_ROWS - 1
-    parts: list[tuple[str, pd.DataFrame]] = []
-    for name, df in sheets.items():
-        if len(df) <= room:
-            parts.append((name, df))
-        else:
-            for k, start in enumerate(range(0, len(df), room), start=1):
-                suffix = "" if k == 1 else f" ({k})"
-                parts.append((_safe_sheet_name(name)[: 31 - len(suffix)] + suffix, df.iloc[start : start + room]))
-    for name, df in parts:
-        ws = wb.add_worksheet(_safe_sheet_name(name))
-        flat = flatten_lists(df)
-        cols = list(flat.columns)
-        for j, c in enumerate(cols):
-            ws.write_string(0, j, str(c), head)
-            s = flat[c]
-            sample = s.head(200).map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v))
-            width = max([len(str(c)) * 2] + [min(len(v) * 1.6, 50) for v in sample]) if len(sample) else len(str(c)) * 2
-            ws.set_column(j, j, max(8, min(width, 50)))
-        ws.freeze_panes(1, 0)
-        if cols:
-            ws.autofilter(0, 0, max(len(flat), 1), len(cols) - 1)
-        kinds = []
-        for c in cols:
-            s = flat[c]
-            if pd.api.types.is_datetime64_any_dtype(s):
-                has_time = bool((s.dropna().dt.normalize() != s.dropna()).any())
-                kinds.append(("dt", dt_fmt if has_time else date_fmt))
-            elif pd.api.types.is_bool_dtype(s):
-                kinds.append(("bool", None))
-            elif pd.api.types.is_numeric_dtype(s):
-                kinds.append(("num", None))
-            else:
-                kinds.append(("str", None))
-        values = [flat[c].tolist() for c in cols]
-        for i in range(len(flat)):
-            r = i + 1
-            for j, (kind, fmt) in enumerate(kinds):
-                v = values[j][i]
-                if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
-                    continue
-                if kind == "dt":
-                    ws.write_datetime(r, j, v.to_pydatetime(), fmt)
-                elif kind == "num":
-                    ws.write_number(r, j, float(v))
-                elif kind == "bool":
-                    ws.write_boolean(r, j, bool(v))
-                else:
-                    if v is pd.NA:
-                        continue
-                    ws.write_string(r, j, str(v))
-    wb.close()
-
-
-def _safe_sheet_name(name: str) -> str:
-    for ch in "[]:*?/\\":
-        name = name.replace(ch, "_")
-    return name[:31] or "sheet"

@@ -192,10 +192,21 @@ def run_pipeline(
     from custtool.ingest import import_files
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
     from custtool.report import write_workbook
+    from custtool.report.masking import (
+        check_unmask,
+        get_role,
+        mask_for_output,
+        mask_frame,
+        mask_sheets,
+    )
     from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
     from custtool.tags import apply_tags, load_rules, tag_statistics
 
     pl = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
+    # one masking policy for every export of the run; a role that may not unmask stops the run
+    # before anything is written
+    export_role = get_role(pl.steps["report"].get("role"))
+    check_unmask(export_role, rep_opts_mask(pl))
     out_dir = Path(out) if out else pl.out
     limit = fail_on_rejects if fail_on_rejects is not None else pl.fail_on_rejects
     steps = _Steps(progress)
@@ -263,7 +274,7 @@ def run_pipeline(
 
         for kind, df in imported.items():
             save(df, f"imported_{kind}.parquet")
-        save(all_rejects, "rejects.csv")
+        save(mask_frame(all_rejects, mask=False), "rejects.csv")  # ID numbers and bank cards masked
 
         # ---- clean
         previous_customers = read_table(prev_dir / "customers.parquet") if prev_dir else None
@@ -285,9 +296,7 @@ def run_pipeline(
             steps.rows(**{k: counts[k] for k in ("rows_in", "exact_duplicates", "merged_rows", "customers_out")})
             save(customers, "customers_clean.parquet")
             save(lineage, "lineage.parquet")
-            sheets = clean_report.sheets()
-            if rep_opts_mask(pl):
-                sheets = {name: _mask_sheet(df) for name, df in sheets.items()}
+            sheets = mask_sheets(clean_report.sheets(), mask=rep_opts_mask(pl))
             with atomic_path(staging / "clean_report.xlsx") as tmp:
                 write_xlsx_sheets(sheets, tmp)
             outputs.append("clean_report.xlsx")
@@ -320,7 +329,7 @@ def run_pipeline(
         save(segment.customers, "segmented.parquet")
         save(segment.orders, "orders_attributed.parquet")  # pivot --orders, report, cards
         with atomic_path(staging / "segment_summary.xlsx") as tmp:
-            write_summary_workbook(segment, tmp)
+            write_summary_workbook(segment, tmp, mask=rep_opts_mask(pl))
         outputs.append("segment_summary.xlsx")
 
         # ---- tag
@@ -344,9 +353,7 @@ def run_pipeline(
             final = steps.run("followups", apply_transitions, tagged, interactions, fu_cfg)
             tasks = due_followups(final, interactions, fu_cfg, as_of=run_as_of)
             steps.rows(tasks=len(tasks), overdue=int((tasks["state"] == "逾期").sum()), status_changes=int((final["status_reason"] != "").sum()))
-            from custtool.report.masking import mask_frame
-
-            shown = mask_frame(tasks) if rep_opts_mask(pl) else tasks
+            shown = mask_for_output(tasks, role=export_role, mask=rep_opts_mask(pl), owner=pl.steps["report"].get("owner"))
             with atomic_path(staging / "followups.xlsx") as tmp:
                 write_xlsx_sheets({TASK_SHEET: task_table(shown, pl.steps["report"].get("lang", "zh"))}, tmp)
             outputs.append("followups.xlsx")
@@ -435,23 +442,6 @@ def run_pipeline(
         if created_out and out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed first run leaves no empty folder behind
     return RunResult(folder, manifest, limit is not None and rejected_rows > limit)
-
-
-def _mask_sheet(df: Any) -> Any:
-    """A report sheet with names masked and phones, emails and ID numbers inside any text masked."""
-    import pandas as pd
-
-    from custtool.labels import COLUMN_LABELS
-    from custtool.report.masking import mask_free_text, mask_names
-
-    out = df.copy()
-    name_headers = {"name", *(v for k in ("name",) for v in COLUMN_LABELS.get(k, ()))}
-    for col in out.columns:
-        s = out[col]
-        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
-            continue
-        out[col] = mask_names(s) if str(col) in name_headers else mask_free_text(s.fillna("").astype(str))
-    return out
 
 
 def rep_opts_mask(pl: Pipeline) -> bool:

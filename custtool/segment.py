@@ -263,41 +263,30 @@ def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
     return sheets
 
 
-def write_summary_workbook(result: SegmentResult, path: Any, lang: str = "zh") -> None:
-    """Write the segment summary workbook atomically (xlsxwriter; text is never a formula,
-    numbers stay numbers, missing values are empty cells)."""
-    import math
-
+def write_summary_workbook(result: SegmentResult, path: Any, lang: str = "zh", *, mask: bool = True) -> None:
+    """Write the segment summary workbook atomically (the formula-safe factory: text is never
+    a formula, numbers stay numbers, missing values are empty cells); personal data in it
+    (the unmatched orders' phones) is masked by the one policy."""
     import pandas as pd
-    import xlsxwriter
 
-    from custtool.io import _safe_sheet_name, atomic_path
+    from custtool.report.masking import mask_sheets
+    from custtool.xlsx import CellWriter, open_workbook, safe_sheet_name
 
-    sheets = summary_sheets(result, lang)
-    with atomic_path(path) as tmp:
-        wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
+    sheets = mask_sheets(summary_sheets(result, lang), mask=mask)  # 未匹配订单 holds phones
+    with open_workbook(path) as wb:
+        cw = CellWriter(wb)
         head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
         num = wb.add_format({"num_format": "#,##0.00"})
         date = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
         for name, df in sheets.items():
-            ws = wb.add_worksheet(_safe_sheet_name(name))
+            ws = wb.add_worksheet(safe_sheet_name(name))
             for j, c in enumerate(df.columns):
                 ws.write_string(0, j, str(c), head)
                 ws.set_column(j, j, max(10, min(2 * len(str(c)) + 2, 40)))
             ws.freeze_panes(1, 0)
-            for j, c in enumerate(df.columns):
+            for j, c in enumerate(df.columns):  # summary sheets: a few dozen rows
                 s = df[c]
                 is_num = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-                is_dt = pd.api.types.is_datetime64_any_dtype(s)
-                for i, v in enumerate(s.tolist(), start=1):  # summary sheets: a few dozen rows
-                    if v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-                        continue
-                    if is_dt:
-                        ws.write_datetime(i, j, v.to_pydatetime(), date)
-                    elif is_num:
-                        ws.write_number(i, j, float(v), num)
-                    else:
-                        ws.write_string(i, j, str(v))
+                cw.column(ws, 1, j, s, date if pd.api.types.is_datetime64_any_dtype(s) else num if is_num else None)
             if len(df.columns):
                 ws.autofilter(0, 0, max(len(df), 1), len(df.columns) - 1)
-        wb.close()

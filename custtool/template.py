@@ -11,7 +11,6 @@ from pathlib import Path
 
 from custtool.errors import InputError
 from custtool.fields import KIND_LABELS, KINDS
-from custtool.io import atomic_path
 from custtool.labels import label
 
 # kind -> [(field, required, example, drop-down choices or None, note)]
@@ -76,66 +75,58 @@ def write_template(kind: str, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     if target.suffix.lower() != ".xlsx":
         raise InputError(f"{target.name}: a template is an .xlsx workbook", "name the output *.xlsx")
-    from openpyxl import Workbook
-    from openpyxl.comments import Comment
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.datavalidation import DataValidation
+    from xlsxwriter.utility import xl_col_to_name
+
+    from custtool.xlsx import CellWriter, open_workbook
 
     spec = TEMPLATE_FIELDS[kind]
-    wb = Workbook()
-    ws = wb.active
-    ws.title = f"{KIND_LABELS[kind]}导入"
-    lists = wb.create_sheet("选项")
-    required_fill = PatternFill("solid", fgColor="FCE4D6")
-    optional_fill = PatternFill("solid", fgColor="DDEBF7")
-    for j, (field, required, example, choices, note) in enumerate(spec, start=1):
-        letter = get_column_letter(j)
-        cell = ws.cell(row=1, column=j, value=label(field) + ("*" if required else ""))
-        cell.font = Font(bold=True, color="C00000" if required else "000000")
-        cell.fill = required_fill if required else optional_fill
-        cell.alignment = Alignment(horizontal="center")
-        if note:
-            cell.comment = Comment(note, "custtool")
-        ex = ws.cell(row=2, column=j, value=example)
-        ex.number_format = "@"  # text: phones and ids keep their digits
-        ws.column_dimensions[letter].width = max(12, len(label(field)) * 2 + 4)
-        for r in range(2, 1002):
-            ws.cell(row=r, column=j).number_format = "@"
-        if choices:
-            for i, choice in enumerate(choices, start=1):
-                lists.cell(row=i, column=j, value=choice)
-            dv = DataValidation(
-                type="list",
-                formula1=f"='选项'!${letter}$1:${letter}${len(choices)}",
-                allow_blank=not required,
-                showErrorMessage=True,
-                errorTitle="无效的值",
-                error=f"请从下拉列表中选择:{'/'.join(choices)}",
-            )
-            dv.add(f"{letter}2:{letter}1001")
-            ws.add_data_validation(dv)
-    ws.freeze_panes = "A2"
-    lists.sheet_state = "hidden"
-    guide = wb.create_sheet("填写说明")
-    guide.column_dimensions["A"].width = 22
-    guide.column_dimensions["B"].width = 10
-    guide.column_dimensions["C"].width = 60
-    guide.append([f"{KIND_LABELS[kind]}导入模板 — 填写说明"])
-    guide["A1"].font = Font(bold=True, size=14)
-    guide.append([])
-    guide.append(["字段", "必填", "说明"])
-    for c in guide[3]:
-        c.font = Font(bold=True)
-    for field, required, _example, choices, note in spec:
-        extra = f"(可选:{'/'.join(choices)})" if choices else ""
-        guide.append([label(field), "是" if required else "否", (note + extra) or "-"])
-    guide.append([])
-    guide.append(["1. 带 * 的列为必填;第2行为示例,导入前可删除或覆盖。"])
-    guide.append(["2. 手机号请按文本填写(单元格已设为文本格式),不要写成科学计数法。"])
-    guide.append(["3. 日期请用 YYYY-MM-DD;金额填数字,单位为元。"])
-    guide.append(["4. 导入:custtool import 本文件.xlsx -o 输出.parquet"])
-    guide.append(["5. 请依法收集个人信息(《个人信息保护法》),仅用于告知客户的用途。"])
-    with atomic_path(target) as tmp:
-        wb.save(tmp)
+    with open_workbook(target) as wb:
+        cw = CellWriter(wb)
+        ws = wb.add_worksheet(f"{KIND_LABELS[kind]}导入")
+        lists = wb.add_worksheet("选项")
+        guide = wb.add_worksheet("填写说明")
+        text = wb.add_format({"num_format": "@"})  # text: phones and ids keep their digits
+        heads = {
+            req: wb.add_format({"bold": True, "font_color": "#C00000" if req else "#000000", "bg_color": "#FCE4D6" if req else "#DDEBF7", "align": "center"})
+            for req in (True, False)
+        }
+        for j, (field, required, example, choices, note) in enumerate(spec):
+            letter = xl_col_to_name(j)
+            ws.set_column(j, j, max(12, len(label(field)) * 2 + 4), text)
+            ws.write_string(0, j, label(field) + ("*" if required else ""), heads[required])
+            if note:
+                ws.write_comment(0, j, note, {"author": "custtool"})
+            cw.cell(ws, 1, j, example, text)
+            if choices:
+                for i, choice in enumerate(choices):
+                    cw.cell(lists, i, j, choice)
+                ws.data_validation(1, j, 1000, j, {
+                    "validate": "list",
+                    "source": f"='选项'!${letter}$1:${letter}${len(choices)}",
+                    "ignore_blank": not required,
+                    "error_title": "无效的值",
+                    "error_message": f"请从下拉列表中选择:{'/'.join(choices)}",
+                })  # fmt: skip
+        ws.freeze_panes(1, 0)
+        lists.hide()
+        guide.set_column(0, 0, 22)
+        guide.set_column(1, 1, 10)
+        guide.set_column(2, 2, 60)
+        bold = wb.add_format({"bold": True})
+        rows: list[list[str]] = [[f"{KIND_LABELS[kind]}导入模板 — 填写说明"], [], ["字段", "必填", "说明"]]
+        for field, required, _example, choices, note in spec:
+            extra = f"(可选:{'/'.join(choices)})" if choices else ""
+            rows.append([label(field), "是" if required else "否", (note + extra) or "-"])
+        rows += [
+            [],
+            ["1. 带 * 的列为必填;第2行为示例,导入前可删除或覆盖。"],
+            ["2. 手机号请按文本填写(单元格已设为文本格式),不要写成科学计数法。"],
+            ["3. 日期请用 YYYY-MM-DD;金额填数字,单位为元。"],
+            ["4. 导入:custtool import 本文件.xlsx -o 输出.parquet"],
+            ["5. 请依法收集个人信息(《个人信息保护法》),仅用于告知客户的用途。"],
+        ]
+        for r, values in enumerate(rows):
+            for c, v in enumerate(values):
+                cw.cell(guide, r, c, v, bold if r == 2 else None)
+        guide.write_string(0, 0, rows[0][0], wb.add_format({"bold": True, "font_size": 14}))
     return target

@@ -22,9 +22,9 @@ from custtool.errors import ConfigError, InputError
 from custtool.io import FORMULA_PREFIXES, read_table, write_table
 from custtool.report import write_workbook
 from custtool.report.masking import (
-    apply_role,
     get_role,
     mask_emails,
+    mask_for_output,
     mask_frame,
     mask_free_text,
     mask_id_numbers,
@@ -466,17 +466,17 @@ def test_sales_role_sees_only_own_customers(tmp_path, segmented):
 
 def test_role_errors():
     with pytest.raises(InputError, match="--owner"):
-        apply_role(tiny(), get_role("sales"))
+        mask_for_output(tiny(), role=get_role("sales"))
     table = tiny()
     if "owner" not in table.columns:
         table = table.assign(owner="王经理")
     with pytest.raises(InputError, match="no customers have owner '王经里'"):
-        apply_role(table, get_role("sales"), owner="王经里")
+        mask_for_output(table, role=get_role("sales"), owner="王经里")
     with pytest.raises(ConfigError, match="masked"):
-        apply_role(tiny(), get_role("analyst"), mask=False)
+        mask_for_output(tiny(), role=get_role("analyst"), mask=False)
     with pytest.raises(ConfigError, match="unknown role"):
         get_role("boss")
-    masked = apply_role(tiny(), get_role("analyst"))
+    masked = mask_for_output(tiny(), role=get_role("analyst"))
     assert masked["name"].tolist() == ["张*", "李*明", "王*", "欧*明"]
 
 

@@ -6,15 +6,29 @@ Every function works on whole columns with pandas ``str`` operations: no per-row
 - phones: ``13812345678`` → ``138****5678``, ``021-62345678`` → ``021-****5678``
 - emails: ``zhang@example.com`` → ``z***@example.com``
 - ID numbers: ``110101199001011234`` → ``110***********1234``
+- bank cards: ``6222021234567890123`` → ``6222***********0123``
+
+This is the one masking policy of custtool: every export (report, pivot, cards, follow-ups,
+clean report, segment summary, rejects) goes through :func:`mask_for_output` or
+:func:`mask_frame`. The decision is made per column by :func:`column_maskers`:
+
+- by canonical name (or its display label / a header alias from ``rules/fields.yaml``):
+  names, phones, emails, ID numbers, bank cards, contact keys, free text;
+- by content for any other text column: phones, emails, ID numbers and bank cards written
+  in it are masked in place;
+- ID numbers and bank cards are masked **always**, for every role, even with ``mask=False``
+  (``--no-mask``); a rejects table's ``value`` is masked by the field named in ``column``.
 
 Role profiles come from ``rules/roles.yaml``: which columns a role never sees, whether it
-may see unmasked data, and whether it only sees the customers it owns.
+may see unmasked data, and whether it only sees the customers it owns; every ``--no-mask``
+goes through :func:`check_unmask`.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +45,9 @@ NAME_COLUMNS = ("name",)
 PHONE_COLUMNS = ("phone", "phones")
 EMAIL_COLUMNS = ("email", "emails")
 ID_COLUMNS = ("id_number",)
+BANK_CARD_COLUMNS = ("bank_card",)
+#: masked for every role, even with --no-mask
+ALWAYS_MASKED_COLUMNS = ID_COLUMNS + BANK_CARD_COLUMNS
 #: key columns whose value may be a phone number or an email (customers derived from orders
 #: without a member id are keyed by them); only such values are masked, ids like C00000001 stay
 KEY_COLUMNS = ("customer_id", "source_customer_id")
@@ -40,6 +57,24 @@ FREE_TEXT_COLUMNS = ("notes", "needs", "content", "comments", "result", "value")
 _MOBILE_IN_TEXT = r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)"
 _ID_IN_TEXT = r"(?<![\dA-Za-z])(\d{3})\d{11}(\d{3}[\dXx])(?![\dA-Za-z])"
 _EMAIL_IN_TEXT = r"([A-Za-z0-9])[A-Za-z0-9._%+\-]*(@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})"
+#: 16–19 digits (optionally in groups of four): a bank card number
+_CARD_IN_TEXT = r"(?<![\dA-Za-z])(\d{4})(?:[ -]?\d){8,11}[ -]?(\d{4})(?![\dA-Za-z])"
+#: any of the above, to tell whether a column of unknown meaning holds personal data
+_PERSONAL_IN_TEXT = "|".join(
+    (r"(?<!\d)1[3-9]\d{9}(?!\d)", r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])", r"[A-Za-z0-9]@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
+     r"(?<!\d)\d{4}(?:[ -]?\d){8,11}[ -]?\d{4}(?!\d)")
+)
+#: cheap pre-filters for the two above (RE2 syntax): text without them holds no match
+_ALWAYS_HINT = r"[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{4}"
+_PERSONAL_HINT = r"[0-9]{11}|@|" + _ALWAYS_HINT
+_ALWAYS_IN_TEXT = "|".join((r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])", r"(?<!\d)\d{4}(?:[ -]?\d){8,11}[ -]?\d{4}(?!\d)"))
+#: canonical columns that never hold personal data, so their content is not scanned
+#: (order numbers have 16–19 digits like a bank card)
+NOT_PERSONAL_COLUMNS = frozenset({
+    "order_id", "record_id", "_source_file", "_sheet", "_row", "_channel", "_flags", "source_ids",
+    "channels", "channel", "tags", "tier", "rfm_class", "lifecycle", "status", "code", "column", "file", "sheet",
+    "row", "kind", "action", "reason_zh", "reason_en", "product", "category", "city", "region", "industry",
+})  # fmt: skip
 
 
 def _text(s: pd.Series) -> pd.Series:
@@ -110,7 +145,7 @@ def mask_emails(s: pd.Series) -> pd.Series:
         return _keep(s, listed)
     has_at = t.str.contains("@", regex=False)
     local_first = t.str[:1]
-    domain = t.str.split("@", n=1).str[1].fillna("")
+    domain = t.str.partition("@")[2]
     out = t.where(t.str.len() == 0, local_first + "***")
     out = out.mask(has_at, local_first + "***@" + domain)
     return _keep(s, out)
@@ -123,6 +158,16 @@ def mask_id_numbers(s: pd.Series) -> pd.Series:
     middle = t.str[3:-4].str.replace(r".", "*", regex=True)
     out = t.where(n == 0, t.str.replace(r".", "*", regex=True))
     out = out.mask(n >= 8, t.str[:3] + middle + t.str[-4:])
+    return _keep(s, out)
+
+
+def mask_bank_cards(s: pd.Series) -> pd.Series:
+    """Keep the first 4 and last 4 digits: ``6222***********0123``; short values fully."""
+    t = _text(s).str.replace(r"[\s-]", "", regex=True)
+    n = t.str.len()
+    middle = t.str[4:-4].str.replace(r".", "*", regex=True)
+    out = t.where(n == 0, t.str.replace(r".", "*", regex=True))
+    out = out.mask(n >= 12, t.str[:4] + middle + t.str[-4:])
     return _keep(s, out)
 
 
@@ -139,13 +184,43 @@ def mask_contact_keys(s: pd.Series) -> pd.Series:
     return _keep(s, out)
 
 
-def mask_free_text(s: pd.Series) -> pd.Series:
-    """Mobile numbers, ID numbers and emails written inside free text are masked in place."""
-    t = s.astype("string").fillna("")
-    t = t.str.replace(_ID_IN_TEXT, r"\1***********\2", regex=True)
+def _candidates(t: pd.Series, hint: str) -> Any:
+    """Rows of ``t`` that may hold a match: a cheap RE2 pre-filter (pyarrow, no look-around),
+    so the full patterns (Python ``re``) run only on the few rows that need them."""
+    return t.astype("string[pyarrow]").str.contains(hint, regex=True, na=False).to_numpy(dtype=bool)
+
+
+def _on_candidates(t: pd.Series, hint: str, fn: Any) -> pd.Series:
+    """``fn`` applied to the candidate rows of ``t`` only (the others cannot change)."""
+    hits = _candidates(t, hint)
+    if not hits.any():
+        return t
+    out = t.copy()
+    out[hits] = fn(t[hits]).to_numpy()
+    return out
+
+
+def _mask_contacts_in_text(t: pd.Series) -> pd.Series:
     t = t.str.replace(_MOBILE_IN_TEXT, r"\1****\2", regex=True)
-    t = t.str.replace(_EMAIL_IN_TEXT, r"\1***\2", regex=True)
-    return _keep(s, t)
+    return t.str.replace(_EMAIL_IN_TEXT, r"\1***\2", regex=True)
+
+
+def _mask_ids_in_text(t: pd.Series) -> pd.Series:
+    t = t.str.replace(_ID_IN_TEXT, r"\1***********\2", regex=True)
+    return t.str.replace(_CARD_IN_TEXT, lambda m: m.group(1) + "*" * (len(m.group(0).replace(" ", "").replace("-", "")) - 8) + m.group(2), regex=True)
+
+
+def mask_free_text(s: pd.Series) -> pd.Series:
+    """Mobile numbers, ID numbers, bank cards and emails written inside free text are masked in place."""
+    t = _on_candidates(s.astype("string").fillna(""), _ALWAYS_HINT, _mask_ids_in_text)
+    return _keep(s, _on_candidates(t, _PERSONAL_HINT, _mask_contacts_in_text))
+
+
+def mask_always_in_text(s: pd.Series) -> pd.Series:
+    """ID numbers and bank card numbers written inside text masked in place (the part of
+    :func:`mask_free_text` that applies even with ``mask=False``)."""
+    t = s.astype("string").fillna("")
+    return _keep(s, _on_candidates(t, _ALWAYS_HINT, _mask_ids_in_text))
 
 
 def maskers() -> dict[str, Any]:
@@ -156,6 +231,7 @@ def maskers() -> dict[str, Any]:
         (PHONE_COLUMNS, mask_phones),
         (EMAIL_COLUMNS, mask_emails),
         (ID_COLUMNS, mask_id_numbers),
+        (BANK_CARD_COLUMNS, mask_bank_cards),
         (KEY_COLUMNS, mask_contact_keys),
         (FREE_TEXT_COLUMNS, mask_free_text),
     ):
@@ -164,13 +240,121 @@ def maskers() -> dict[str, Any]:
     return out
 
 
-def mask_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``df`` with every personal column it has masked (others untouched)."""
-    out = df.copy(deep=False)
-    for c, fn in maskers().items():
-        if c in out.columns:
-            out[c] = fn(out[c])
+@lru_cache(maxsize=1)
+def _header_names() -> dict[str, str]:
+    """Display label or header alias (normalised) → canonical column, for the columns masked
+    or never scanned by name: reports show ``姓名`` / ``Phone``, imports keep ``银行卡号``."""
+    from custtool.fields import load_fields, normalize_header
+    from custtool.labels import COLUMN_LABELS
+
+    wanted = set(maskers()) | NOT_PERSONAL_COLUMNS
+    out: dict[str, str] = {}
+    for spec in load_fields().values():
+        for canon, aliases in spec.aliases.items():
+            if canon in wanted:
+                for a in aliases:
+                    out.setdefault(normalize_header(a), canon)
+    for canon, pair in COLUMN_LABELS.items():
+        if canon in wanted:
+            for text in pair:
+                out[normalize_header(text)] = canon
+    for canon in wanted:
+        out[normalize_header(canon)] = canon
     return out
+
+
+def canonical_column(column: Any) -> str | None:
+    """The canonical name of a column given by name, display label or header alias (None if unknown)."""
+    from custtool.fields import normalize_header
+
+    name = str(column)
+    if name in maskers() or name in NOT_PERSONAL_COLUMNS:
+        return name
+    return _header_names().get(normalize_header(name))
+
+
+def _is_text(s: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(s.dtype == object or pd.api.types.is_string_dtype(s))
+
+
+def column_maskers(df: pd.DataFrame, *, mask: bool = True) -> dict[Any, Any]:
+    """Column → the function that masks it, for the columns of ``df`` that need one.
+
+    The one decision of the masking policy: by canonical name (or label / alias) first; any
+    other text column is scanned, and masked like free text when it holds a phone, email, ID
+    number or bank card. With ``mask=False`` only ID numbers and bank cards are masked (by
+    name, and inside any other text).
+    """
+    known = maskers()
+    out: dict[Any, Any] = {}
+    for c in df.columns:
+        canon = canonical_column(c)
+        if canon in ALWAYS_MASKED_COLUMNS:
+            out[c] = known[canon]
+        elif canon in known:
+            if mask:
+                out[c] = known[canon]
+            elif canon in FREE_TEXT_COLUMNS:
+                out[c] = mask_always_in_text
+        elif canon is None and _is_text(df[c]):
+            t = df[c].astype("string")
+            hits = _candidates(t, _PERSONAL_HINT if mask else _ALWAYS_HINT)
+            if hits.any() and bool(t[hits].str.contains(_PERSONAL_IN_TEXT if mask else _ALWAYS_IN_TEXT, regex=True, na=False).any()):
+                out[c] = mask_free_text if mask else mask_always_in_text
+    return out
+
+
+def _mask_phone_or_email(s: pd.Series) -> pd.Series:
+    """Values with an ``@`` masked as emails, the others as phones."""
+    t = _text(s)
+    at = t.str.contains("@", regex=False).to_numpy(dtype=bool)
+    out = mask_phones(t.where(~at, ""))
+    if at.any():
+        out[at] = mask_emails(t[at]).to_numpy()
+    return _keep(s, out)
+
+
+def _mask_reject_values(rej: pd.DataFrame, mask: bool) -> pd.DataFrame:
+    """A rejects table's raw ``value`` masked by the field its ``column`` names."""
+    import numpy as np
+
+    raw = _text(rej["column"])
+    # a few distinct fields; "phone/email" (no usable contact) is masked as either one
+    lookup = {c: canonical_column(c) or ("phone/email" if set(c.split("/")) <= {"phone", "email"} else c) for c in raw.unique()}
+    col = raw.map(lookup)
+    val = rej["value"].astype("string").fillna("").astype(object)
+    known = {**maskers(), "phone/email": _mask_phone_or_email}
+    done = np.zeros(len(rej), dtype=bool)
+    for field_name in col.unique():
+        fn = known.get(field_name)
+        if fn is None or (not mask and field_name not in ALWAYS_MASKED_COLUMNS):
+            continue
+        sel = (col == field_name).to_numpy()
+        val[sel] = fn(val[sel]).to_numpy()
+        done |= sel
+    if (~done).any():
+        rest = mask_free_text if mask else mask_always_in_text
+        val[~done] = rest(val[~done]).to_numpy()
+    out = rej.copy(deep=False)
+    out["value"] = val
+    return out
+
+
+def mask_frame(df: pd.DataFrame, *, mask: bool = True) -> pd.DataFrame:
+    """A copy of ``df`` with every personal column masked as :func:`column_maskers` decides
+    (others untouched). ID numbers and bank cards are masked even with ``mask=False``."""
+    is_rejects = "value" in df.columns and "column" in df.columns
+    out = _mask_reject_values(df, mask) if is_rejects else df.copy(deep=False)
+    for c, fn in column_maskers(out.drop(columns=["value"]) if is_rejects else out, mask=mask).items():
+        out[c] = fn(out[c])
+    return out
+
+
+def mask_sheets(sheets: dict[str, pd.DataFrame], *, mask: bool = True) -> dict[str, pd.DataFrame]:
+    """Every sheet of a workbook-to-be masked by :func:`mask_frame`."""
+    return {name: mask_frame(df, mask=mask) for name, df in sheets.items()}
 
 
 # --------------------------------------------------------------------------- roles
@@ -238,21 +422,24 @@ AMOUNT_COLUMNS = (
 )
 
 
-def apply_role(
+def mask_for_output(
     df: pd.DataFrame,
-    role: Role,
     *,
-    owner: str | None = None,
+    role: Role | str | None = None,
     mask: bool = True,
+    owner: str | None = None,
+    roles_path: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Rows and columns ``role`` may see, masked unless ``mask=False`` (and allowed).
+    """What an export shows of ``df``: the rows and columns ``role`` may see (default
+    ``admin``), masked unless ``mask=False`` — which only a role that allows it may ask for;
+    ID numbers and bank cards stay masked even then.
 
     Raises ConfigError when the role may not unmask, InputError when a sales role has no
     ``owner`` or the table has no owner column.
     """
-    check_unmask(role, mask)
-    out = role_view(df, role, owner=owner)
-    return mask_frame(out) if mask else out.copy(deep=False)
+    role_obj = role if isinstance(role, Role) else get_role(role, roles_path)
+    check_unmask(role_obj, mask)
+    return mask_frame(role_view(df, role_obj, owner=owner), mask=mask)
 
 
 def check_unmask(role: Role, mask: bool) -> None:

@@ -324,10 +324,9 @@ def write_pivot(flat: pd.DataFrame, path: str | Any, lang: str = "zh") -> Any:
     """Write a flat pivot to .csv (formula text neutralised) or .xlsx (quote-prefixed), atomically."""
     from pathlib import Path
 
-    import xlsxwriter
-
-    from custtool.io import atomic_path, write_table
+    from custtool.io import write_table
     from custtool.report.workbook import _Sheets
+    from custtool.xlsx import open_workbook
 
     target = Path(path)
     suffix = target.suffix.lower()
@@ -335,15 +334,11 @@ def write_pivot(flat: pd.DataFrame, path: str | Any, lang: str = "zh") -> Any:
         return write_table(flat, target)
     if suffix != ".xlsx":
         raise InputError(f"{target.name}: a pivot is written as .xlsx or .csv", "e.g. -o pivot.xlsx")
-    with atomic_path(target) as tmp:
-        wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
-        try:
-            w = _Sheets(wb, lang)
-            ws = wb.add_worksheet(L.text("sheet_pivot", lang))
-            notes = list(flat.attrs.get("notes", []))
-            for i, note in enumerate(notes):  # what the reader must know: repeated values, order attribution
-                ws.write_string(i, 0, note, w.note)
-            w.data_sheet(ws, flat, start_row=len(notes) + (1 if notes else 0), conditional=False, freeze=not notes)
-        finally:
-            wb.close()
+    with open_workbook(target) as wb:
+        w = _Sheets(wb, lang)
+        ws = wb.add_worksheet(L.text("sheet_pivot", lang))
+        notes = list(flat.attrs.get("notes", []))
+        for i, note in enumerate(notes):  # what the reader must know: repeated values, order attribution
+            ws.write_string(i, 0, note, w.note)
+        w.data_sheet(ws, flat, start_row=len(notes) + (1 if notes else 0), conditional=False, freeze=not notes)
     return target

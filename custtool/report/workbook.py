@@ -18,10 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from custtool import labels as L
 from custtool.errors import InputError
-from custtool.io import FORMULA_PREFIXES, _safe_sheet_name, atomic_path
-from custtool.report.masking import Role, check_unmask, get_role, mask_frame, maskers, role_view
+from custtool.report.masking import (
+    Role,
+    check_unmask,
+    column_maskers,
+    get_role,
+    mask_frame,
+    role_view,
+)
 from custtool.report.migration import RFM_ORDER, fallen_customers, migration_matrix
 from custtool.report.strategies import load_strategies
+from custtool.xlsx import formula_like, open_workbook, safe_sheet_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -320,10 +327,12 @@ def _own_orders(orders: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
 class _Sheets:
     """Formats and the row-streaming sheet writer over one xlsxwriter workbook."""
 
-    def __init__(self, wb: Any, lang: str, mask_columns: dict[str, Any] | None = None) -> None:
+    def __init__(self, wb: Any, lang: str, mask: bool | None = None) -> None:
         self.wb = wb
         self.lang = lang
-        self.mask_columns = mask_columns or {}  # column -> masker, applied chunk by chunk
+        # the masking policy for every data sheet, applied chunk by chunk (None: the frames
+        # given are masked already); ID numbers and bank cards are masked even when False
+        self.mask = mask
         self.charts = 0
         self.truncated: list[tuple[str, int, int]] = []  # (sheet, rows in table, rows written)
         border = {"border": 1, "border_color": "#BFBFBF"}
@@ -366,6 +375,7 @@ class _Sheets:
         """
         import pandas as pd
 
+        maskers = column_maskers(df, mask=self.mask) if self.mask is not None else {}
         cols = []
         for c in df.columns:
             s = df[c]
@@ -381,7 +391,7 @@ class _Sheets:
             elif pd.api.types.is_numeric_dtype(s):
                 cols.append(("num", s, self._number_format(name, s)))
             else:
-                cols.append(("text", s, self.mask_columns.get(name)))
+                cols.append(("text", s, maskers.get(c)))
         return cols
 
     def _chunk_lists(self, prepared: list[tuple[str, Any, Any]], rows: Any) -> list[tuple[int, list, Any, Any, str]]:
@@ -410,7 +420,7 @@ class _Sheets:
             else:
                 txt = part.astype("string").fillna("")
             vals = txt.to_numpy(dtype=object, na_value="")
-            hit = txt.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+            hit = formula_like(txt).to_numpy(dtype=bool)
             vals[vals == ""] = None
             # numpy stubs match the one-argument (tuple) overload of where() here
             fmts = np.where(hit, self.quote, None).tolist() if hit.any() else None  # type: ignore[attr-defined]
@@ -588,7 +598,6 @@ def write_workbook(
     definition.
     """
     import pandas as pd
-    import xlsxwriter
 
     from custtool.attribution import ensure_attributed
 
@@ -610,7 +619,7 @@ def write_workbook(
     used_names: set[str] = set()
 
     def sheet_name(name: str) -> str:
-        base = _safe_sheet_name(name)
+        base = safe_sheet_name(name)
         candidate, k = base, 2
         while candidate.lower() in used_names:
             suffix = f" ({k})"
@@ -639,52 +648,35 @@ def write_workbook(
     display = _display_values(view, lang)
     by_value = _value_order(view)  # row positions, most valuable first
     segment_keys = {d: _text_series(view[d]).to_numpy(dtype=object) for d in ("tier", "rfm_class") if d in view.columns}
-    with atomic_path(target) as tmp:
-        wb = xlsxwriter.Workbook(
-            str(tmp),
-            {
-                "constant_memory": True,
-                "strings_to_formulas": False,
-                "strings_to_urls": False,
-                "strings_to_numbers": False,
-                "nan_inf_to_errors": False,
-                # the detail sheet of 1M customers is 2.6 GB of XML; Python's zipfile needs
-                # ZIP64 for a member over 2 GiB, else the workbook fails at close, after all
-                # the writing (ZIP64 is used only for such members)
-                "use_zip64": True,
-            },
-        )
-        try:
-            w = _Sheets(wb, lang, maskers() if mask else None)
-            sheets = {name: wb.add_worksheet(name) for _kind, name, _arg in plan}
-            for kind, name, arg in plan:
-                ws = sheets[name]
-                if kind == "summary":
-                    result.sheets[name] = _write_summary(w, ws, name, view, orders, customers, role_obj, mask, amounts, lang, nps)
-                elif kind == "segment":
-                    dim, value = arg
-                    positions = by_value[segment_keys[dim][by_value] == value]
-                    cols = [c for c in SEGMENT_SHEET_COLUMNS if c in display.columns]
-                    w.data_sheet(ws, display[cols], positions=positions)
-                    result.sheets[name] = len(positions)
-                elif kind == "detail":
-                    w.data_sheet(ws, display, positions=by_value)
-                    result.sheets[name] = len(display)
-                elif kind == "strategy":
-                    result.sheets[name] = _write_strategies(w, ws, strat, view, lang)
-                elif kind == "quality":
-                    result.sheets[name] = _write_quality(w, ws, view, rejects, clean_report, mask, lang)
-                elif kind == "migration" and previous is not None:  # planned only with previous
-                    result.sheets[name] = _write_migration(w, ws, previous, view, role_obj, owner, mask, lang)
-            result.charts = w.charts
-            for sheet, rows, written in w.truncated:
-                result.sheets[sheet] = written
-                result.warnings.append(
-                    f"sheet {sheet!r} holds the first {written:,} of {rows:,} rows (Excel's limit is "
-                    f"{EXCEL_MAX_ROWS:,} rows a sheet); the full table is in the Parquet/CSV output"
-                )
-        finally:
-            wb.close()
+    with open_workbook(target, constant_memory=True) as wb:
+        w = _Sheets(wb, lang, mask)
+        sheets = {name: wb.add_worksheet(name) for _kind, name, _arg in plan}
+        for kind, name, arg in plan:
+            ws = sheets[name]
+            if kind == "summary":
+                result.sheets[name] = _write_summary(w, ws, name, view, orders, customers, role_obj, mask, amounts, lang, nps)
+            elif kind == "segment":
+                dim, value = arg
+                positions = by_value[segment_keys[dim][by_value] == value]
+                cols = [c for c in SEGMENT_SHEET_COLUMNS if c in display.columns]
+                w.data_sheet(ws, display[cols], positions=positions)
+                result.sheets[name] = len(positions)
+            elif kind == "detail":
+                w.data_sheet(ws, display, positions=by_value)
+                result.sheets[name] = len(display)
+            elif kind == "strategy":
+                result.sheets[name] = _write_strategies(w, ws, strat, view, lang)
+            elif kind == "quality":
+                result.sheets[name] = _write_quality(w, ws, view, rejects, clean_report, mask, lang)
+            elif kind == "migration" and previous is not None:  # planned only with previous
+                result.sheets[name] = _write_migration(w, ws, previous, view, role_obj, owner, mask, lang)
+        result.charts = w.charts
+        for sheet, rows, written in w.truncated:
+            result.sheets[sheet] = written
+            result.warnings.append(
+                f"sheet {sheet!r} holds the first {written:,} of {rows:,} rows (Excel's limit is "
+                f"{EXCEL_MAX_ROWS:,} rows a sheet); the full table is in the Parquet/CSV output"
+            )
     return result
 
 
@@ -868,9 +860,7 @@ def _write_quality(
             cols = pd.Series(vc.index.astype(object)).map(lambda c: L.label(c, lang))
             row = w.small_table(ws, row, 0, pd.DataFrame({"column": cols.to_numpy(), "count": vc.to_numpy()})) + 1
     if rejects is not None:
-        rej = rejects.copy()
-        if mask and "value" in rej.columns and "column" in rej.columns:
-            rej = _mask_reject_values(rej)
+        rej = mask_frame(rejects, mask=mask)  # the raw value masked by its field
         if "code" in rej.columns and len(rej):
             title("reject_codes")
             vc = _text_series(rej["code"]).value_counts()
@@ -909,29 +899,6 @@ def _code_table(counts: pd.Series, lang: str) -> pd.DataFrame:
         text = PROBLEMS[base][k] if base in PROBLEMS else ""
         notes.append(f"{text}({L.label(col, lang)})" if text and col else text)
     return pd.DataFrame({"code": counts.index.astype(object), "count": counts.to_numpy(), "note": notes})
-
-
-def _mask_reject_values(rej: pd.DataFrame) -> pd.DataFrame:
-    """Mask the raw value of rejected personal fields (name, phone, email, ID number)."""
-    from custtool.report.masking import (
-        mask_emails,
-        mask_free_text,
-        mask_id_numbers,
-        mask_names,
-        mask_phones,
-    )
-
-    col = _text_series(rej["column"])
-    val = rej["value"].astype("string").fillna("").astype(object)
-    for names, fn in ((("name",), mask_names), (("phone", "phones"), mask_phones), (("email", "emails"), mask_emails), (("id_number",), mask_id_numbers)):
-        sel = col.isin(names).to_numpy()
-        if sel.any():
-            val[sel] = fn(val[sel]).to_numpy()
-    other = ~col.isin(["name", "phone", "phones", "email", "emails", "id_number"]).to_numpy()
-    if other.any():
-        val[other] = mask_free_text(val[other]).to_numpy()
-    rej["value"] = val
-    return rej
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,246 @@
+"""The one formula-safe workbook (SPEC E5, G2): every .xlsx custtool writes is opened here.
+
+- :func:`open_workbook` opens an xlsxwriter workbook with formula-safe options (text is never
+  turned into a formula, a URL or a number) on a temporary file beside the target and renames
+  it into place only when the workbook was written completely.
+- :class:`CellWriter` writes one cell or one column safely: text that a spreadsheet would run
+  as a formula (``= + - @``, tab, CR, LF) is written as quote-prefixed text, numbers as
+  numbers, dates as dates, missing values as empty cells.
+- :func:`write_sheets` writes a plain multi-sheet workbook of frames with these two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custtool.atomic import atomic_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+#: rows in one worksheet, header included
+EXCEL_MAX_ROWS = 1_048_576
+#: characters that make a spreadsheet cell start a formula (OWASP CSV injection)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+#: xlsxwriter options of every workbook custtool writes
+WORKBOOK_OPTIONS: dict[str, Any] = {
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+    "nan_inf_to_errors": True,
+    # a sheet of 1M customers is 2.6 GB of XML; Python's zipfile needs ZIP64 for a member
+    # over 2 GiB, else the workbook fails at close (ZIP64 is used only for such members)
+    "use_zip64": True,
+}
+
+
+@contextlib.contextmanager
+def open_workbook(path: str | os.PathLike[str], *, constant_memory: bool = False) -> Iterator[Any]:
+    """An xlsxwriter workbook with formula-safe options, written atomically to ``path``.
+
+    In constant-memory mode each sheet must be written row by row, completely, before the
+    next one is started.
+    """
+    import xlsxwriter
+
+    with atomic_path(path) as tmp:
+        wb = xlsxwriter.Workbook(str(tmp), {**WORKBOOK_OPTIONS, "constant_memory": constant_memory})
+        ok = False
+        try:
+            yield wb
+            ok = True
+        finally:
+            try:
+                wb.close()
+            except Exception:
+                if ok:
+                    raise
+
+
+def safe_sheet_name(name: str) -> str:
+    """A valid worksheet name: no ``[]:*?/\\``, at most 31 characters, never empty."""
+    for ch in "[]:*?/\\":
+        name = name.replace(ch, "_")
+    return name[:31] or "sheet"
+
+
+def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
+    """List-valued cells (tags) joined with ``sep`` for CSV/xlsx."""
+    out = df
+    for c in df.columns:
+        s = df[c]
+        if s.dtype != object:  # str and numeric columns cannot hold lists
+            continue
+        is_list = s.map(
+            lambda v: (
+                isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, str)
+            )
+        )
+        if is_list.any():
+            if out is df:
+                out = df.copy()
+            joined = s[is_list].map(lambda v: sep.join(map(str, list(v))))  # list cells only
+            out[c] = s.where(~is_list, joined)
+    return out
+
+
+def formula_like(values: pd.Series) -> pd.Series:
+    """True where a text value would start a formula in a spreadsheet (= + - @ tab CR LF)."""
+    return values.astype("string").str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+
+
+def _missing(v: Any) -> bool:
+    import pandas as pd
+
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
+class CellWriter:
+    """The safe cell writer of one workbook (holds its quote-prefix text format)."""
+
+    def __init__(self, wb: Any) -> None:
+        self.wb = wb
+        self.quote = wb.add_format({"quote_prefix": True})
+        self.date = wb.add_format({"num_format": "yyyy-mm-dd"})
+        self.datetime = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+
+    def cell(self, ws: Any, row: int, col: int, value: Any, fmt: Any = None) -> None:
+        """One cell: text as text (quote-prefixed when it looks like a formula), numbers as
+        numbers, booleans as booleans, dates as dates (``fmt`` or yyyy-mm-dd), nothing for
+        missing values."""
+        import numpy as np
+        import pandas as pd
+
+        if _missing(value):
+            return
+        if isinstance(value, (bool, np.bool_)):
+            ws.write_boolean(row, col, bool(value), fmt)
+        elif isinstance(value, (int, float, np.integer, np.floating)):
+            ws.write_number(row, col, float(value), fmt)
+        elif isinstance(value, (pd.Timestamp, _dt.datetime, _dt.date)):
+            if isinstance(value, pd.Timestamp):
+                value = (
+                    value.tz_localize(None).to_pydatetime()
+                    if value.tz is not None
+                    else value.to_pydatetime()
+                )
+            elif isinstance(value, _dt.datetime) and value.tzinfo is not None:
+                value = value.replace(tzinfo=None)
+            ws.write_datetime(row, col, value, fmt or self.date)
+        else:
+            text = str(value)
+            if text.startswith(FORMULA_PREFIXES):
+                ws.write_string(row, col, text, self.quote)
+            else:
+                ws.write_string(row, col, text, fmt)
+
+    def column(self, ws: Any, first_row: int, col: int, values: pd.Series, fmt: Any = None) -> None:
+        """A whole column from ``first_row`` down, typed by the column's dtype (a few hundred
+        rows; large tables go through :func:`write_sheets` or the report's chunked writer)."""
+        import pandas as pd
+
+        is_num = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        is_dt = pd.api.types.is_datetime64_any_dtype(values)
+        for i, v in enumerate(values.tolist(), start=first_row):
+            if _missing(v):
+                continue
+            if is_num:
+                ws.write_number(i, col, float(v), fmt)
+            elif is_dt:
+                self.cell(ws, i, col, v, fmt)
+            else:  # a text (or mixed) column: every value as text
+                self.cell(ws, i, col, str(v))
+
+
+def write_sheets(
+    sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str], *, max_rows: int = EXCEL_MAX_ROWS
+) -> Path:
+    """Plain multi-sheet workbook, atomically: frozen header, autofilter, widths from content;
+    text never a formula. A table longer than Excel's row limit continues on "name (2)", …"""
+    import pandas as pd
+
+    target = Path(path)
+    with open_workbook(target, constant_memory=True) as wb:
+        cw = CellWriter(wb)
+        head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+        room = max_rows - 1
+        parts: list[tuple[str, pd.DataFrame]] = []
+        for name, df in sheets.items():
+            if len(df) <= room:
+                parts.append((name, df))
+            else:
+                for k, start in enumerate(range(0, len(df), room), start=1):
+                    suffix = "" if k == 1 else f" ({k})"
+                    parts.append(
+                        (
+                            safe_sheet_name(name)[: 31 - len(suffix)] + suffix,
+                            df.iloc[start : start + room],
+                        )
+                    )
+        for name, df in parts:
+            ws = wb.add_worksheet(safe_sheet_name(name))
+            flat = flatten_lists(df)
+            cols = list(flat.columns)
+            for j, c in enumerate(cols):
+                ws.write_string(0, j, str(c), head)
+                sample = flat[c].head(200).map(lambda v: "" if _missing(v) else str(v))
+                width = (
+                    max([len(str(c)) * 2] + [min(len(v) * 1.6, 50) for v in sample])
+                    if len(sample)
+                    else len(str(c)) * 2
+                )
+                ws.set_column(j, j, max(8, min(width, 50)))
+            ws.freeze_panes(1, 0)
+            if cols:
+                ws.autofilter(0, 0, max(len(flat), 1), len(cols) - 1)
+            kinds = []
+            for c in cols:
+                s = flat[c]
+                if pd.api.types.is_datetime64_any_dtype(s):
+                    has_time = bool((s.dropna().dt.normalize() != s.dropna()).any())
+                    kinds.append(("dt", cw.datetime if has_time else cw.date))
+                elif pd.api.types.is_bool_dtype(s):
+                    kinds.append(("bool", None))
+                elif pd.api.types.is_numeric_dtype(s):
+                    kinds.append(("num", None))
+                else:
+                    kinds.append(("str", None))
+            values = [flat[c].tolist() for c in cols]
+            quote = cw.quote
+            for i in range(len(flat)):
+                r = i + 1
+                for j, (kind, fmt) in enumerate(kinds):
+                    v = values[j][i]
+                    if _missing(v):
+                        continue
+                    if kind == "dt":
+                        ws.write_datetime(r, j, v.to_pydatetime(), fmt)
+                    elif kind == "num":
+                        ws.write_number(r, j, float(v))
+                    elif kind == "bool":
+                        ws.write_boolean(r, j, bool(v))
+                    else:
+                        text = str(v)
+                        ws.write_string(
+                            r, j, text, quote if text.startswith(FORMULA_PREFIXES) else None
+                        )
+    return target
+
+
+__all__ = [
+    "EXCEL_MAX_ROWS",
+    "FORMULA_PREFIXES",
+    "safe_sheet_name",
+    "flatten_lists",
+    "WORKBOOK_OPTIONS",
+    "open_workbook",
+    "formula_like",
+    "CellWriter",
+    "write_sheets",
+]
