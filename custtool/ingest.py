@@ -502,7 +502,8 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     several at once)."""
     if col == "phone":
         v, (hits, codes) = nz.phone_codes(s)
-        return _Column({col: v}, s, hits=hits, codes=codes)
+        phones, ext = nz.phone_lists(s, v)  # a cell may hold two numbers, or an extension
+        return _Column({col: v, "phones": phones, "phone_ext": ext}, s, hits=hits, codes=codes)
     if col == "email":
         v, (hits, codes) = nz.email_codes(s)
         return _Column({col: v}, s, hits=hits, codes=codes)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from custtool.normalize import (
+    dummy_phones,
     join_problems,
     normalize_amount,
     normalize_city,
@@ -85,6 +86,7 @@ def test_phone_blank_is_not_a_problem():
 @given(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True))
 @settings(max_examples=60, deadline=None)
 def test_phone_idempotent_and_decorations_removed(mobile):
+    assume(mobile not in dummy_phones() and len(set(mobile)) > 1)
     decorated = pd.Series([mobile, f"+86 {mobile[:3]}-{mobile[3:7]}-{mobile[7:]}", mobile + ".0", "86" + mobile])
     values, problems = normalize_phone(decorated)
     assert set(values) == {mobile}
