@@ -462,25 +462,34 @@ def phone_lists(s: pd.Series, values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Every valid number of each cell, ``;``-joined (``phones``), and the extension of the
     first (``phone_ext``), given the cells ``s`` and their :func:`normalize_phone` values.
 
-    Only cells whose value differs from their text (not plain numbers) are read again:
-    the rest hold their one number and no extension."""
+    Only the cells that can list numbers or name an extension (not already their value, and
+    holding a list separator or an extension word) are read again: the rest hold their one
+    number and no extension."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    raw = _arrow(s if pd.api.types.is_string_dtype(s) and s.dtype != object else s.astype("str"))
+    raw = pc.fill_null(_arrow(s if pd.api.types.is_string_dtype(s) and s.dtype != object else s.astype("str")), "")
     got = _arrow(values)
-    differ = np.asarray(pc.fill_null(pc.not_equal(pc.fill_null(raw, ""), got.cast(raw.type)), True).to_numpy(zero_copy_only=False), dtype=bool)
-    phones = pd.Series(got, index=s.index, dtype="str")
-    ext = pd.Series(pa.repeat(pa.scalar("", pa.large_string()), len(s)), index=s.index, dtype="str")
-    if not differ.any():
-        return phones, ext
+    if isinstance(got, pa.ChunkedArray):
+        got = got.combine_chunks()
+    if isinstance(raw, pa.ChunkedArray):
+        raw = raw.combine_chunks()
+    got = got.cast(pa.large_string())
+    differ = np.asarray(pc.not_equal(raw.cast(pa.large_string()), got).to_numpy(zero_copy_only=False), dtype=bool)
+    empty = pa.repeat(pa.scalar("", pa.large_string()), len(s))
     at = np.flatnonzero(differ)
+    if len(at):
+        marks = pc.match_substring_regex(raw.take(pa.array(at)), r"[/、;；，,|转分机xXtT]")
+        at = at[np.asarray(marks.to_numpy(zero_copy_only=False), dtype=bool)]
+    if not len(at):
+        return pd.Series(got, index=s.index, dtype="str"), pd.Series(empty, index=s.index, dtype="str")
     text = _text(s.iloc[at]).str.replace(r"^([0-9]+)\.0+$", r"\1", regex=True)
     _, _, listed, extension = _phone_parts(text)
-    phones = phones.copy()
-    phones.iloc[at] = listed.to_numpy(dtype=object)
-    ext.iloc[at] = extension.to_numpy(dtype=object)
-    return phones, ext
+    mask = np.zeros(len(s), dtype=bool)
+    mask[at] = True
+    phones = _replace(got, mask, _arrow(listed))
+    ext = _replace(empty, mask, _arrow(extension))
+    return pd.Series(phones, index=s.index, dtype="str"), pd.Series(ext, index=s.index, dtype="str")
 
 
 @lru_cache(maxsize=4096)
