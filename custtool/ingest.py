@@ -536,7 +536,13 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
         return _Column({col: v}, None, hits=hits, codes=codes)
     if col == "city":
         v, region, _ = nz.on_uniques_codes(nz.normalize_city, s)
-        return _Column({col: v, "region": region} if add_region else {col: v})
+        province, _, district, _, _ = nz.on_uniques_codes(nz.normalize_address, s)
+        places = {"province": province, "district": district} | ({"region": region} if add_region else {})
+        return _Column({col: v, **places})
+    if col == "address":  # kept as written; the places in it become their own columns
+        province, city, district, region, _ = nz.on_uniques_codes(nz.normalize_address, s)
+        places = {"province": province, "city": city, "district": district} | ({"region": region} if add_region else {})
+        return _Column({col: s.str.strip(), **places})
     if col == "refund":
         v, _ = nz.normalize_bool(s)
         return _Column({col: v})
@@ -544,6 +550,9 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
         return _Column({col: nz._text(s)})
     return _Column({col: s.str.strip()})
 
+
+#: the place columns read from a city or address column (a file's own column wins)
+_PLACES = ("province", "city", "district", "region")
 
 #: columns normalised row by row (no distinct-value work): a large one is done in halves
 _BY_ROW = frozenset({"phone", "email", "customer_id", "order_id", "record_id"})
@@ -627,23 +636,30 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
     problems: list[tuple[str, np.ndarray, np.ndarray]] = []
     flag_parts: list[tuple[np.ndarray, np.ndarray]] = []
     checked: dict[str, pd.DataFrame] = {}
-    region = None
+    derived: dict[str, list[Any]] = {}  # place columns read from city/address, city first
+    for c in sorted(cols, key=lambda c: c != "city"):
+        for name, v in done[c].values.items():
+            if name in _PLACES and name != c:
+                derived.setdefault(name, []).append(v)
     for c in cols:
         r = done[c]
         if r.failures is not None:
             checked[c] = r.failures
         for name, v in r.values.items():
-            if name == "region" and c != "region":
-                region = v
-            else:
+            if name not in _PLACES or name == c:
                 values[name] = v
         if r.original is not None:
             originals[c] = r.original
         if r.hits is not None and r.codes is not None:
             problems.append((c, r.hits, r.codes))
             flag_parts.append((r.hits, r.codes + (":" + c) if r.with_column and len(r.codes) else r.codes))
-    if region is not None:
-        values["region"] = region
+    for name, found in derived.items():
+        # the file's own column wins where it has a value; an empty place is filled from
+        # the next source (a city column first, then an address)
+        v = values[name] if name in cols and name in values else found.pop(0)
+        for more in found:
+            v = v.where(v != "", more)
+        values[name] = v
     out = pd.DataFrame(values, index=rows.index, copy=False)
     if kind == "orders" and "refund" in out.columns and "amount" in out.columns:
         # a refund flagged line with a positive amount counts as money going back

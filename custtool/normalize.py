@@ -835,6 +835,65 @@ def normalize_city(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     return city_out.astype("str"), region.fillna("").astype("str"), problems
 
 
+#: a district, county or county-level city written after the city (南山区, 浦东新区, 昆山市)
+_DISTRICT = r"^(?P<d>[\x{4e00}-\x{9fff}]{1,7}?(?:新区|区|县|旗|市))"
+
+
+@lru_cache(maxsize=1)
+def _district_cities() -> dict[str, str]:
+    """District → its city, for the districts ``rules/cities.yaml`` lists under exactly one
+    city (朝阳区 is in 北京市 and 长春市: not listed here)."""
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).parent / "rules" / "cities.yaml").read_text(encoding="utf-8"))
+    seen: dict[str, set[str]] = {}
+    for city, names in (data.get("districts") or {}).items():
+        for name in names or []:
+            seen.setdefault(str(name), set()).add(str(city))
+    return {d: next(iter(c)) for d, c in seen.items() if len(c) == 1}
+
+
+def normalize_address(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series, pd.Series]:
+    """Province, city, district and region of addresses (the address itself is not changed).
+
+    ``广东省深圳市南山区科技园`` gives (广东省, 深圳市, 南山区, 华南); ``北京市朝阳区`` gives
+    (北京市, 北京市, 朝阳区, 华北). The city is found after an optional province (a table of
+    rules/cities.yaml), the district is the first 区/县/市/旗 name after the city; a text
+    starting with a district that rules/cities.yaml lists under one city finds that city.
+    Returns (province, city, district, region, problems); "" where a part is not found.
+    """
+    city_alias, prov_region, city_re, prov_re = _city_table()
+    city_name, city_province, munis = _city_maps()
+    t = _text(s)
+    prov = _extract(t, f"^(?P<p>{prov_re})")["p"]
+    rest = t.str.replace(f"^({prov_re})", "", regex=True).str.lstrip("省").str.strip()
+    found = _extract(rest, f"^(?P<c>{city_re})")["c"]
+    lowered = t.str.lower()
+    found = found.where(found.notna(), lowered.where(lowered.isin(city_alias.keys())))
+    muni = prov.isin(munis)
+    # after the city (or, in a municipality, after the province) comes the district
+    after = rest.where(muni, rest.str.replace(f"^({city_re})", "", regex=True)).str.strip()
+    district = _extract(after, _DISTRICT)["d"]
+    city = found.map(city_name)
+    province = found.map(city_province)
+    province = province.where(province.notna(), prov.map(lambda p: p if p in prov_region else np.nan))
+    city = city.where(~muni, prov.map(city_name))
+    province = province.where(~muni, city)
+    # no city written: a district listed under one city names it (南山区 → 深圳市)
+    by_district = _district_cities()
+    lone = city.isna() & district.notna()
+    if lone.any() and by_district:
+        known = district[lone].map(by_district)
+        city[lone] = known
+        province[lone] = known.map(city_province)
+    # a province's full name: 广东 → 广东省
+    full_province = {a: p for a, (c, p) in city_alias.items() if a == c} | {_short_province(p): p for p in {v[1] for v in city_alias.values()}}
+    province = province.map(lambda p: full_province.get(p, p) if isinstance(p, str) else p)
+    region = province.map(prov_region)
+    out = [x.fillna("").astype("str") for x in (province, city, district, region)]
+    return out[0], out[1], out[2], out[3], _problems(s.index)
+
+
 def city_region(city: pd.Series) -> pd.Series:
     """Region of already standard city names."""
     return normalize_city(city)[1]
