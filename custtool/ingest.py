@@ -90,8 +90,12 @@ class ImportResult:
         return {str(k): int(v) for k, v in codes.value_counts().items()}
 
 
+#: what import_files takes: paths of exports, or DataFrames of their cells (one "file" each)
+Source = str | os.PathLike[str] | pd.DataFrame
+
+
 def import_files(
-    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    paths: Sequence[Source] | Source,
     *,
     kind: str | None = None,
     channel: str | None = None,
@@ -102,10 +106,14 @@ def import_files(
 ) -> ImportResult:
     """Import one or many exports (CSV/TSV/xlsx, all sheets or ``sheet``) into one table.
 
+    An input may also be a DataFrame (its columns the header, its cells the values): it is
+    one "file" named ``<DataFrame 0>`` (its position among the inputs), row numbers counted
+    as in a CSV (the header is row 1), with the same normalisation, validation and row
+    accounting as the file written from it.
     ``kind`` is detected from the headers when not given; all inputs must be of one kind.
     ``channel`` labels every row (default: the file name without extension).
     """
-    if isinstance(paths, (str, os.PathLike)):
+    if isinstance(paths, (str, os.PathLike, pd.DataFrame)):
         paths = [paths]
     if not paths:
         raise InputError("no input files given", "name at least one CSV or Excel file")
@@ -158,12 +166,17 @@ def _import_files(
     warnings: list[str] = []
     kinds_seen: dict[str, list[str]] = {}
     seen_paths: set[Path] = set()
-    for path in paths:
-        resolved = Path(path).resolve()
-        if resolved in seen_paths:
-            warnings.append(f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)")
-        seen_paths.add(resolved)
-        sheets = read_raw(path, sheet=sheet, encoding=encoding)
+    for position, source in enumerate(paths):
+        if isinstance(source, pd.DataFrame):
+            path: str | os.PathLike[str] = f"<DataFrame {position}>"
+            sheets = [frame_sheet(source, str(path))]
+        else:
+            path = source
+            resolved = Path(path).resolve()
+            if resolved in seen_paths:
+                warnings.append(f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)")
+            seen_paths.add(resolved)
+            sheets = read_raw(path, sheet=sheet, encoding=encoding)
         usable = 0
         for raw in sheets:
             header_at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
@@ -201,6 +214,35 @@ def _import_files(
     data = _fill_missing_text(data) if len(frames) > 1 else data
     rej = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) else pd.DataFrame(columns=REJECT_COLUMNS)
     return ImportResult(final_kind, data, rej, reports, warnings)
+
+
+def frame_sheet(df: pd.DataFrame, name: str) -> RawSheet:
+    """A DataFrame as the text grid a CSV of it would give: the column names as the header
+    row, every cell as text ("" for a missing one, whole numbers without ``.0``, dates as
+    ``YYYY-MM-DD HH:MM:SS``)."""
+    if df.columns.nlevels > 1:
+        raise InputError(f"{name}: the DataFrame has a multi-level header", "flatten its columns to one row of names first")
+    cells = {j: _cell_text(df.iloc[:, j]) for j in range(df.shape[1])}
+    body = pd.DataFrame(cells, index=pd.RangeIndex(len(df)), dtype="str")
+    header = pd.DataFrame([[str(c) for c in df.columns]], columns=body.columns, dtype="str")
+    grid = pd.concat([header, body], ignore_index=True) if len(body.columns) else header
+    return RawSheet(file=name, sheet="", grid=grid, row_numbers=np.arange(1, len(grid) + 1, dtype="int64"))
+
+
+def _cell_text(s: pd.Series) -> pd.Series:
+    """A column's cells as text, as a CSV writer would put them."""
+    s = s.reset_index(drop=True)
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(object).where(s.notna(), "").astype(str)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", regex=False).fillna("")
+    if pd.api.types.is_numeric_dtype(s):
+        num = pd.to_numeric(s, errors="coerce")
+        whole = num.dropna()
+        if len(whole) and (whole == whole.round()).all() and whole.abs().max() < 2**63:
+            return num.astype("Int64").astype(str).where(num.notna(), "")
+        return num.astype(str).where(num.notna(), "")
+    return s.astype(object).where(s.notna(), "").astype(str)
 
 
 def find_header_row(grid: pd.DataFrame, specs: dict[str, KindSpec], allow_single: bool = True) -> int | None:
