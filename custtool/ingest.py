@@ -576,9 +576,9 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     if col == "name":
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_name, s)
         return _Column({col: v}, None, hits=hits, codes=codes)
-    if col == "city":
-        v, region, _ = nz.on_uniques_codes(nz.normalize_city, s)
-        province, _, district, _, _ = nz.on_uniques_codes(nz.normalize_address, s)
+    if col == "city":  # the standard city (or the text when unknown), and the places in it
+        province, city, district, region, _ = nz.on_uniques_codes(nz.normalize_address, s)
+        v = city.where(city != "", nz._text(s)).astype("str")
         places = {"province": province, "district": district} | ({"region": region} if add_region else {})
         return _Column({col: v, **places})
     if col == "address":  # kept as written; the places in it become their own columns

@@ -811,28 +811,11 @@ def normalize_city(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Standard city name (北京市, 深圳市) and region (华北/华东/华南/华中/西南/西北/东北).
 
     Accepts 北京, 北京市朝阳区, 广东省深圳市南山区, Shenzhen. Returns (city, region, problems);
-    an unrecognised city is kept as written with an empty region.
+    an unrecognised city is kept as written with an empty region. The city of
+    :func:`normalize_address`.
     """
-    city_alias, prov_region, city_re, prov_re = _city_table()
-    t = _text(s)
-    lowered = t.str.lower()
-    # strip a leading province so 吉林省吉林市 finds the city, not the province
-    prov = _extract(t, f"^(?P<p>{prov_re})")["p"]
-    rest = t.str.replace(f"^({prov_re})", "", regex=True).str.lstrip("省").str.strip()
-    found = _extract(rest, f"^(?P<c>{city_re})")["c"]
-    found = found.where(found.notna(), lowered.where(lowered.isin(city_alias.keys())))
-    city_name, city_province, munis = _city_maps()
-    city = found.map(city_name)
-    province = found.map(city_province)
-    province = province.where(province.notna(), prov)
-    # 北京市朝阳区: a municipality is the city, whatever district follows
-    muni = prov.isin(munis)
-    city = city.where(~muni, prov.map(city_name))
-    province = province.where(~muni, city)
-    region = province.map(prov_region)
-    city_out = city.where(city.notna(), t)
-    problems = _problems(s.index)
-    return city_out.astype("str"), region.fillna("").astype("str"), problems
+    _, city, _, region, problems = normalize_address(s)
+    return city.where(city != "", _text(s)).astype("str"), region, problems
 
 
 #: a district, county or county-level city written after the city (南山区, 浦东新区, 昆山市)
@@ -873,10 +856,15 @@ def normalize_address(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd
     muni = prov.isin(munis)
     # after the city (or, in a municipality, after the province) comes the district
     after = rest.where(muni, rest.str.replace(f"^({city_re})", "", regex=True)).str.strip()
+    # a city's short name followed by 区/县 is a district's name (朝阳区 is not 朝阳市)
+    named = found.notna() & ~muni & after.str.match(r"^[区县旗]")
+    if named.any():
+        found = found.where(~named)
+        after = after.where(~named, rest)
     district = _extract(after, _DISTRICT)["d"]
     city = found.map(city_name)
     province = found.map(city_province)
-    province = province.where(province.notna(), prov.map(lambda p: p if p in prov_region else np.nan))
+    province = province.where(province.notna(), prov)
     city = city.where(~muni, prov.map(city_name))
     province = province.where(~muni, city)
     # no city written: a district listed under one city names it (南山区 → 深圳市)
@@ -888,9 +876,9 @@ def normalize_address(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd
         province[lone] = known.map(city_province)
     # a province's full name: 广东 → 广东省
     full_province = {a: p for a, (c, p) in city_alias.items() if a == c} | {_short_province(p): p for p in {v[1] for v in city_alias.values()}}
-    province = province.map(lambda p: full_province.get(p, p) if isinstance(p, str) else p)
+    province = province.map(full_province).where(province.isin(full_province.keys()), province)
     region = province.map(prov_region)
-    out = [x.fillna("").astype("str") for x in (province, city, district, region)]
+    out = [x.astype(object).where(x.notna(), "").astype("str") for x in (province, city, district, region)]
     return out[0], out[1], out[2], out[3], _problems(s.index)
 
 
