@@ -378,3 +378,13 @@ def test_dataframes_and_paths_mix(make_csv):
 def test_a_dataframe_without_known_headers_is_refused():
     with pytest.raises(InputError, match="DataFrame 0"):
         import_files(pd.DataFrame({"x": [1], "y": [2]}))
+
+
+def test_phone_ext_stays_text_through_a_csv(make_csv, tmp_path):
+    from custtool.io import read_table, write_table
+
+    path = make_csv("c.csv", [["姓名", "手机号"], ["李娜", "021-62345678 分机 0123"]])
+    data = import_files(path).data
+    assert data["phone_ext"].tolist() == ["0123"]
+    write_table(data, tmp_path / "out.csv")
+    assert read_table(tmp_path / "out.csv")["phone_ext"].tolist() == ["0123"]
