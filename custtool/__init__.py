@@ -23,6 +23,7 @@ _API: dict[str, str] = {
     "normalize_amount": "custtool.normalize",
     "normalize_name": "custtool.normalize",
     "normalize_city": "custtool.normalize",
+    "normalize_address": "custtool.normalize",
     "validate": "custtool.schemas",
     "dedupe": "custtool.clean",
     "load_clean_rules": "custtool.clean",
@@ -41,6 +42,12 @@ _API: dict[str, str] = {
     "load_strategies": "custtool.report.strategies",
     "individual_cards": "custtool.cards",
     "group_cards": "custtool.cards",
+    "write_cards": "custtool.cards",
+    "load_followup_rules": "custtool.followups",
+    "due_followups": "custtool.followups",
+    "apply_transitions": "custtool.followups",
+    "load_pipeline": "custtool.pipeline",
+    "run_pipeline": "custtool.pipeline",
     "customer_metrics": "custtool.metrics",
     "rfm_scores": "custtool.rfm",
     "rfm_classes": "custtool.rfm",
@@ -66,3 +73,9 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'custtool' has no attribute {name!r}")
     return getattr(import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    """The public API (loaded on first use) with the module's own names: what a notebook's
+    completion and ``dir(custtool)`` show."""
+    return sorted(set(globals()) | set(_API))

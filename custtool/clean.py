@@ -355,6 +355,11 @@ def dedupe(
     else:
         customers["source_ids"] = ""
     for col, multi in (("phone", "phones"), ("email", "emails")):
+        if col == "phone" and "phones" in data.columns:  # every number of a cell that lists two
+            at, listed = _phone_values(data)
+            cust_at = cust_row[at]
+            customers[multi] = _join_per_customer(cust_at, listed, np.bincount(cust_at, minlength=m), m)
+            continue
         customers[multi] = (
             _join_per_customer(cust_row, data[col], rows_per_cust, m) if col in data.columns else ""
         )
@@ -611,7 +616,11 @@ def _key_nodes(data: pd.DataFrame, keys: list[str]) -> _KeyNodes:
     for j, k in enumerate(keys):
         ok = (data[k] != "").to_numpy()
         rec = np.flatnonzero(ok)
-        if k == "customer_id":
+        if k == "phone" and "phones" in data.columns:  # a second number of a cell links too
+            rec, listed = _phone_values(data)
+            codes, uniq = pd.factorize(listed)
+            codes = codes.astype(np.int64)
+        elif k == "customer_id":
             pair = data.loc[ok, ["_channel", k]]
             codes = pair.groupby(["_channel", k], sort=False).ngroup().to_numpy(np.int64)
             _, first = np.unique(codes, return_index=True)
@@ -632,6 +641,31 @@ def _key_nodes(data: pd.DataFrame, keys: list[str]) -> _KeyNodes:
         offsets=np.asarray(offsets, np.int64),
         uniques=uniques,
     )
+
+
+def _phone_values(data: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
+    """Every non-empty phone of every row: the row's ``phone``, then the other numbers its
+    ``phones`` lists (an import keeps every number of a cell that held two), each once per
+    row. Returns (row positions, phones), rows in order."""
+    import numpy as np
+    import pandas as pd
+
+    phone = data["phone"].reset_index(drop=True)
+    listed = data["phones"].reset_index(drop=True)
+    extra = np.flatnonzero(((listed != "") & (listed != phone)).to_numpy(dtype=bool))
+    rows = np.arange(len(phone), dtype=np.int64)
+    if len(extra):
+        parts = listed.iloc[extra].str.split(";").explode()
+        rows = np.concatenate([rows, extra[np.repeat(np.arange(len(extra)), listed.iloc[extra].str.split(";").str.len())]])
+        values = pd.concat([phone, parts], ignore_index=True).astype(str)
+        seq = np.concatenate([np.zeros(len(phone), np.int64), np.ones(len(parts), np.int64)])
+        order = np.lexsort((seq, rows))
+        rows, values = rows[order], values.iloc[order].reset_index(drop=True)
+    else:
+        values = phone.astype(str)
+    keep = (values != "").to_numpy(dtype=bool)
+    keep = keep & ~pd.DataFrame({"r": rows, "v": values.to_numpy(dtype=object)}).duplicated().to_numpy()
+    return rows[keep], values[keep].reset_index(drop=True)
 
 
 def _hub_nodes(

@@ -90,8 +90,12 @@ class ImportResult:
         return {str(k): int(v) for k, v in codes.value_counts().items()}
 
 
+#: what import_files takes: paths of exports, or DataFrames of their cells (one "file" each)
+Source = str | os.PathLike[str] | pd.DataFrame
+
+
 def import_files(
-    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    paths: Sequence[Source] | Source,
     *,
     kind: str | None = None,
     channel: str | Sequence[str] | None = None,
@@ -102,11 +106,15 @@ def import_files(
 ) -> ImportResult:
     """Import one or many exports (CSV/TSV/xlsx, all sheets or ``sheet``) into one table.
 
+    An input may also be a DataFrame (its columns the header, its cells the values): it is
+    one "file" named ``<DataFrame 0>`` (its position among the inputs), row numbers counted
+    as in a CSV (the header is row 1), with the same normalisation, validation and row
+    accounting as the file written from it.
     ``kind`` is detected from the headers when not given; all inputs must be of one kind.
     ``channel`` labels every row (default: the file name without extension); a list gives
     one channel per file, in the order of ``paths``.
     """
-    if isinstance(paths, (str, os.PathLike)):
+    if isinstance(paths, (str, os.PathLike, pd.DataFrame)):
         paths = [paths]
     if not paths:
         raise InputError("no input files given", "name at least one CSV or Excel file")
@@ -165,13 +173,18 @@ def _import_files(
     warnings: list[str] = []
     kinds_seen: dict[str, list[str]] = {}
     seen_paths: set[Path] = set()
-    for i, path in enumerate(paths):
-        file_channel = channel[i] if isinstance(channel, list) else channel
-        resolved = Path(path).resolve()
-        if resolved in seen_paths:
-            warnings.append(f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)")
-        seen_paths.add(resolved)
-        sheets = read_raw(path, sheet=sheet, encoding=encoding)
+    for position, source in enumerate(paths):
+        file_channel = channel[position] if isinstance(channel, list) else channel
+        if isinstance(source, pd.DataFrame):
+            path: str | os.PathLike[str] = f"<DataFrame {position}>"
+            sheets = [frame_sheet(source, str(path))]
+        else:
+            path = source
+            resolved = Path(path).resolve()
+            if resolved in seen_paths:
+                warnings.append(f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)")
+            seen_paths.add(resolved)
+            sheets = read_raw(path, sheet=sheet, encoding=encoding)
         usable = 0
         for raw in sheets:
             header_at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
@@ -209,6 +222,35 @@ def _import_files(
     data = _fill_missing_text(data) if len(frames) > 1 else data
     rej = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) else pd.DataFrame(columns=REJECT_COLUMNS)
     return ImportResult(final_kind, data, rej, reports, warnings)
+
+
+def frame_sheet(df: pd.DataFrame, name: str) -> RawSheet:
+    """A DataFrame as the text grid a CSV of it would give: the column names as the header
+    row, every cell as text ("" for a missing one, whole numbers without ``.0``, dates as
+    ``YYYY-MM-DD HH:MM:SS``)."""
+    if df.columns.nlevels > 1:
+        raise InputError(f"{name}: the DataFrame has a multi-level header", "flatten its columns to one row of names first")
+    cells = {j: _cell_text(df.iloc[:, j]) for j in range(df.shape[1])}
+    body = pd.DataFrame(cells, index=pd.RangeIndex(len(df)), dtype="str")
+    header = pd.DataFrame([[str(c) for c in df.columns]], columns=body.columns, dtype="str")
+    grid = pd.concat([header, body], ignore_index=True) if len(body.columns) else header
+    return RawSheet(file=name, sheet="", grid=grid, row_numbers=np.arange(1, len(grid) + 1, dtype="int64"))
+
+
+def _cell_text(s: pd.Series) -> pd.Series:
+    """A column's cells as text, as a CSV writer would put them."""
+    s = s.reset_index(drop=True)
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(object).where(s.notna(), "").astype(str)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", regex=False).fillna("")
+    if pd.api.types.is_numeric_dtype(s):
+        num = pd.to_numeric(s, errors="coerce")
+        whole = num.dropna()
+        if len(whole) and (whole == whole.round()).all() and whole.abs().max() < 2**63:
+            return num.astype("Int64").astype(str).where(num.notna(), "")
+        return num.astype(str).where(num.notna(), "")
+    return s.astype(object).where(s.notna(), "").astype(str)
 
 
 def find_header_row(grid: pd.DataFrame, specs: dict[str, KindSpec], allow_single: bool = True) -> int | None:
@@ -510,7 +552,8 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     several at once)."""
     if col == "phone":
         v, (hits, codes) = nz.phone_codes(s)
-        return _Column({col: v}, s, hits=hits, codes=codes)
+        phones, ext = nz.phone_lists(s, v)  # a cell may hold two numbers, or an extension
+        return _Column({col: v, "phones": phones, "phone_ext": ext}, s, hits=hits, codes=codes)
     if col == "email":
         v, (hits, codes) = nz.email_codes(s)
         return _Column({col: v}, s, hits=hits, codes=codes)
@@ -541,9 +584,15 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     if col == "name":
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_name, s)
         return _Column({col: v}, None, hits=hits, codes=codes)
-    if col == "city":
-        v, region, _ = nz.on_uniques_codes(nz.normalize_city, s)
-        return _Column({col: v, "region": region} if add_region else {col: v})
+    if col == "city":  # the standard city (or the text when unknown), and the places in it
+        province, city, district, region, _ = nz.on_uniques_codes(nz.normalize_address, s)
+        v = city.where(city != "", nz._text(s)).astype("str")
+        places = {"province": province, "district": district} | ({"region": region} if add_region else {})
+        return _Column({col: v, **places})
+    if col == "address":  # kept as written; the places in it become their own columns
+        province, city, district, region, _ = nz.on_uniques_codes(nz.normalize_address, s)
+        places = {"province": province, "city": city, "district": district} | ({"region": region} if add_region else {})
+        return _Column({col: s.str.strip(), **places})
     if col == "refund":
         v, _ = nz.normalize_bool(s)
         return _Column({col: v})
@@ -551,6 +600,9 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
         return _Column({col: nz._text(s)})
     return _Column({col: s.str.strip()})
 
+
+#: the place columns read from a city or address column (a file's own column wins)
+_PLACES = ("province", "city", "district", "region")
 
 #: columns normalised row by row (no distinct-value work): a large one is done in halves
 _BY_ROW = frozenset({"phone", "email", "customer_id", "order_id", "record_id"})
@@ -634,23 +686,30 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
     problems: list[tuple[str, np.ndarray, np.ndarray]] = []
     flag_parts: list[tuple[np.ndarray, np.ndarray]] = []
     checked: dict[str, pd.DataFrame] = {}
-    region = None
+    derived: dict[str, list[Any]] = {}  # place columns read from city/address, city first
+    for c in sorted(cols, key=lambda c: c != "city"):
+        for name, v in done[c].values.items():
+            if name in _PLACES and name != c:
+                derived.setdefault(name, []).append(v)
     for c in cols:
         r = done[c]
         if r.failures is not None:
             checked[c] = r.failures
         for name, v in r.values.items():
-            if name == "region" and c != "region":
-                region = v
-            else:
+            if name not in _PLACES or name == c:
                 values[name] = v
         if r.original is not None:
             originals[c] = r.original
         if r.hits is not None and r.codes is not None:
             problems.append((c, r.hits, r.codes))
             flag_parts.append((r.hits, r.codes + (":" + c) if r.with_column and len(r.codes) else r.codes))
-    if region is not None:
-        values["region"] = region
+    for name, found in derived.items():
+        # the file's own column wins where it has a value; an empty place is filled from
+        # the next source (a city column first, then an address)
+        v = values[name] if name in cols and name in values else found.pop(0)
+        for more in found:
+            v = v.where(v != "", more)
+        values[name] = v
     out = pd.DataFrame(values, index=rows.index, copy=False)
     if kind == "orders" and "refund" in out.columns and "amount" in out.columns:
         # a refund flagged line with a positive amount counts as money going back

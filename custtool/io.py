@@ -423,7 +423,7 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
 # columns whose text form should be turned back into numbers / dates when read from CSV/xlsx
 _TEXT_COLUMNS = {
     "customer_id", "phone", "email", "order_id", "record_id", "id_number", "bank_card", "source_customer_id", "name",
-    "phones", "emails", "source_ids", "channels", "tags", "_flags",
+    "phones", "phone_ext", "emails", "source_ids", "channels", "tags", "_flags",
 }
 
 

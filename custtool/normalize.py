@@ -24,6 +24,7 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     "phone_masked": ("手机号已打码,无法使用", "phone number is masked (****)"),
     "phone_placeholder": ("手机号为占位文字(无/暂无/不详)", "phone is a placeholder (无/暂无/不详)"),
     "phone_letters": ("手机号含字母", "phone number contains letters"),
+    "phone_dummy": ("电话为占位号码(同一数字、全零号码或已知假号码)", "phone is a placeholder number (one repeated digit, zeros, a known dummy)"),
     "excel_precision_lost": ("数字被Excel科学计数法截断,已丢失位数", "Excel scientific notation lost digits"),
     "email_invalid": ("邮箱格式无效", "email address is not valid"),
     "date_invalid": ("日期无效或无法识别", "date is invalid or not recognised"),
@@ -209,6 +210,8 @@ def _phone_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
         return _phone_text_codes(s)
     raw = _arrow(s)
     plain = _plain_mobiles(raw)
+    if plain.any():  # a known dummy looks like a plain mobile: it takes the full rules
+        plain &= ~_is_dummy(raw)
     if not plain.any():
         return _phone_text_codes(s)
     if plain.all():
@@ -275,6 +278,7 @@ def _phone_written(arr: Any, index: pd.Index) -> tuple[Any, Codes]:
     arr = pc.replace_substring_regex(arr, r"^([0-9]+)\.0+$", r"\1")
     core = pc.replace_substring_regex(arr, _SEPARATORS, "")
     mobile = pc.match_substring_regex(core, _FAST_MOBILE)
+    mobile = pc.and_(mobile, pa.array(~_is_dummy(pc.utf8_slice_codeunits(core, -11))))
     blank = pc.equal(arr, "")
     placeholder = pc.is_in(arr, value_set=pa.array(sorted(_PLACEHOLDERS)))
     fast = pc.or_(pc.or_(mobile, blank), placeholder).to_numpy(zero_copy_only=False)
@@ -300,8 +304,58 @@ _SEPARATORS = r"[ \t\-()./·—–_]"
 _FAST_MOBILE = r"^(?:\+86|0086)?(?:86)?1[3-9][0-9]{9}$"
 
 
+#: between two numbers in one cell (13812345678/13912345678, 、 ; ， ,)
+_LIST_SEPARATORS = r"[/、;；，,|]"
+#: an explicit extension at the end of a number: 转 123, 分机 123, ext. 123, x123
+_EXTENSION = r"[ \t]*(?:转|分机|[Ee][Xx][Tt]\.?|[xX])[ \t]*([0-9]{1,6})$"
+
+
 def _phone_full(t: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Every phone rule, on values already through :func:`_text` and the Excel-float fix."""
+    """Every phone rule, on values already through :func:`_text` and the Excel-float fix:
+    one number per cell, or the first valid one of a cell that lists several."""
+    values, problems, _, _ = _phone_parts(t)
+    return values, problems
+
+
+def _phone_parts(t: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """:func:`_phone_full` with every valid number of the cell (``;``-joined, in the order
+    written, each once) and the extension of the first: (phone, problems, phones, ext).
+
+    A cell is read as one number first (``138/1234/5678`` is one); only when that fails and
+    it holds a list separator is it read as several numbers."""
+    values, problems = _phone_one(t)
+    ext = _extension(t).where(values != "", "")
+    phones = values.copy()
+    several = ((values == "") & t.str.contains(_LIST_SEPARATORS, regex=True)).to_numpy(dtype=bool)
+    if not several.any():
+        return values, problems, phones, ext
+    cells = np.flatnonzero(several)
+    split = t.iloc[cells].str.split(_LIST_SEPARATORS, regex=True)
+    owner = np.repeat(cells, split.str.len().to_numpy(dtype=np.int64))
+    parts = pd.Series(np.concatenate(split.to_numpy()) if len(split) else [], dtype="str").str.strip()
+    part_values, _ = _phone_one(parts)
+    part_ext = _extension(parts)
+    ok = (part_values != "").to_numpy(dtype=bool)
+    if not ok.any():
+        return values, problems, phones, ext
+    found = pd.DataFrame({"cell": owner[ok], "phone": part_values[ok].to_numpy(dtype=object), "ext": part_ext[ok].to_numpy(dtype=object)})
+    first = found.drop_duplicates("cell")
+    listed = found.drop_duplicates(["cell", "phone"]).groupby("cell", sort=False)["phone"].agg(";".join)
+    at = first["cell"].to_numpy()
+    values.iloc[at] = first["phone"].to_numpy(dtype=object)
+    ext.iloc[at] = first["ext"].to_numpy(dtype=object)
+    problems.iloc[at] = ""
+    phones.iloc[listed.index.to_numpy()] = listed.to_numpy(dtype=object)
+    return values, problems, phones, ext
+
+
+def _extension(t: pd.Series) -> pd.Series:
+    """The digits of an explicit extension at the end of each value ("" when none)."""
+    return t.str.extract(_EXTENSION, expand=False).fillna("").astype("str")
+
+
+def _phone_one(t: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Every phone rule for a cell holding one number (text already through :func:`_text`)."""
     problems = _problems(t.index)
     out = pd.Series("", index=t.index, dtype="str")
     blank = t == ""
@@ -311,7 +365,7 @@ def _phone_full(t: pd.Series) -> tuple[pd.Series, pd.Series]:
     placeholder = t.isin(_PLACEHOLDERS)
     masked = t.str.contains(r"[*×xX]{3,}|\*", regex=True)
     # drop extensions, then separators
-    core = t.str.replace(r"[ \t]*(转|分机|[Ee][Xx][Tt]\.?|[xX])[ \t]*[0-9]{1,6}$", "", regex=True)
+    core = t.str.replace(_EXTENSION, "", regex=True)
     core = core.str.replace(r"[ \t\-()./·—–_]", "", regex=True)
     letters = core.str.contains(r"[A-Za-z]", regex=True) & ~masked
     foreign = core.str.startswith("+") & ~core.str.startswith("+86")
@@ -328,13 +382,27 @@ def _phone_full(t: pd.Series) -> tuple[pd.Series, pd.Series]:
     area = cn.str[:3].where(two, cn.str[:4])
     local = cn.str[3:].where(two, cn.str[4:])
     landline = landline & local.str.len().between(7, 8)
-    ok_mobile = mobile & ~sci & ~masked & ~letters & ~placeholder
+    # placeholder numbers: one digit repeated (00000000000, 0000-0000000), a subscriber
+    # number of zeros (010-00000000, 400-0000000); the listed dummies are checked below
+    same_digit = cn.str.fullmatch(r"[0-9]{5,}") & (cn.str[1:] == cn.str[:-1])
+    zeros = (landline & local.str.fullmatch(r"0+")) | (hotline & cn.str[3:].str.fullmatch(r"0+"))
+    dummy = same_digit | zeros | pd.Series(_is_dummy(_arrow(cn)), index=t.index)
+    ok_mobile = mobile & ~sci & ~masked & ~letters & ~placeholder & ~dummy
     out[ok_mobile] = cn[ok_mobile]
-    ok_land = landline & ~sci & ~masked & ~letters & ~placeholder
+    ok_land = landline & ~sci & ~masked & ~letters & ~placeholder & ~dummy
+    if ok_land.any():  # the area code exists and the number's length fits it
+        fits = ok_land.to_numpy(dtype=bool, copy=True)
+        fits[fits] = _landline_fits(area[ok_land] + local[ok_land]).to_numpy(dtype=bool)
+        ok_land = pd.Series(fits, index=t.index)
     out[ok_land] = area[ok_land] + "-" + local[ok_land]
-    ok_hot = hotline & ~ok_mobile & ~ok_land & ~letters
+    ok_hot = hotline & ~ok_mobile & ~ok_land & ~letters & ~dummy
     out[ok_hot] = cn[ok_hot].str[:3] + "-" + cn[ok_hot].str[3:6] + "-" + cn[ok_hot].str[6:]
     ok = ok_mobile | ok_land | ok_hot
+    listed = ok & pd.Series(_is_dummy(_arrow(out)), index=t.index)
+    if listed.any():
+        out[listed] = ""
+        ok &= ~listed
+        dummy |= listed
     rest = foreign & ~ok & ~letters & ~masked & ~blank
     if rest.any():
         formatted = core[rest].map(_format_foreign)
@@ -342,11 +410,86 @@ def _phone_full(t: pd.Series) -> tuple[pd.Series, pd.Series]:
         ok = ok | (rest & (out != ""))
     bad = ~blank & ~ok
     problems[bad] = "phone_invalid"
+    problems[bad & dummy] = "phone_dummy"
     problems[bad & letters] = "phone_letters"
     problems[bad & masked] = "phone_masked"
     problems[bad & placeholder] = "phone_placeholder"
     problems[bad & sci] = "excel_precision_lost"
     return out, problems
+
+
+def _landline_fits(digits: pd.Series) -> pd.Series:
+    """Whether mainland landlines (trunk 0 + area code + number, digits only) are valid
+    fixed-line numbers in phonenumbers' metadata: the area code exists and the number's
+    length fits it (``07558888888`` is not: Shenzhen numbers have 8 digits). Looked up
+    once per distinct value."""
+    codes, distinct = pd.factorize(digits)
+    verdict = np.array([_landline_valid(str(d)) for d in distinct] + [False], dtype=bool)
+    return pd.Series(verdict[np.where(codes < 0, len(distinct), codes)], index=digits.index)
+
+
+@lru_cache(maxsize=65536)
+def _landline_valid(digits: str) -> bool:
+    import phonenumbers
+
+    try:
+        num = phonenumbers.parse(digits, "CN")
+    except phonenumbers.NumberParseException:
+        return False
+    kinds = (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    return phonenumbers.is_valid_number(num) and phonenumbers.number_type(num) in kinds
+
+
+@lru_cache(maxsize=1)
+def dummy_phones() -> frozenset[str]:
+    """The well-known dummy numbers of ``rules/phones.yaml`` (as canonical phones)."""
+    from custtool.config import load_yaml
+
+    data = load_yaml(Path(__file__).parent / "rules" / "phones.yaml", what="phone rules", empty={})
+    return frozenset(str(v).strip() for v in (data.get("dummies") or []) if str(v).strip())
+
+
+def _is_dummy(arr: Any) -> np.ndarray:
+    """Where an Arrow text array holds one of :func:`dummy_phones` (a hash lookup)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.is_in(arr, value_set=pa.array(sorted(dummy_phones()), pa.string()))
+    return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def phone_lists(s: pd.Series, values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Every valid number of each cell, ``;``-joined (``phones``), and the extension of the
+    first (``phone_ext``), given the cells ``s`` and their :func:`normalize_phone` values.
+
+    Only the cells that can list numbers or name an extension (not already their value, and
+    holding a list separator or an extension word) are read again: the rest hold their one
+    number and no extension."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    raw = pc.fill_null(_arrow(s if pd.api.types.is_string_dtype(s) and s.dtype != object else s.astype("str")), "")
+    got = _arrow(values)
+    if isinstance(got, pa.ChunkedArray):
+        got = got.combine_chunks()
+    if isinstance(raw, pa.ChunkedArray):
+        raw = raw.combine_chunks()
+    got = got.cast(pa.large_string())
+    differ = np.asarray(pc.not_equal(raw.cast(pa.large_string()), got).to_numpy(zero_copy_only=False), dtype=bool)
+    empty = pa.repeat(pa.scalar("", pa.large_string()), len(s))
+    at = np.flatnonzero(differ)
+    if len(at):
+        marks = pc.match_substring_regex(raw.take(pa.array(at)), r"[/、;；，,|转分机xXtT]")
+        at = at[np.asarray(marks.to_numpy(zero_copy_only=False), dtype=bool)]
+    if not len(at):
+        return pd.Series(got, index=s.index, dtype="str"), pd.Series(empty, index=s.index, dtype="str")
+    text = _text(s.iloc[at]).str.replace(r"^([0-9]+)\.0+$", r"\1", regex=True)
+    _, _, listed, extension = _phone_parts(text)
+    mask = np.zeros(len(s), dtype=bool)
+    mask[at] = True
+    phones = _replace(got, mask, _arrow(listed))
+    ext = _replace(empty, mask, _arrow(extension))
+    return pd.Series(phones, index=s.index, dtype="str"), pd.Series(ext, index=s.index, dtype="str")
 
 
 @lru_cache(maxsize=4096)
@@ -668,28 +811,75 @@ def normalize_city(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Standard city name (北京市, 深圳市) and region (华北/华东/华南/华中/西南/西北/东北).
 
     Accepts 北京, 北京市朝阳区, 广东省深圳市南山区, Shenzhen. Returns (city, region, problems);
-    an unrecognised city is kept as written with an empty region.
+    an unrecognised city is kept as written with an empty region. The city of
+    :func:`normalize_address`.
+    """
+    _, city, _, region, problems = normalize_address(s)
+    return city.where(city != "", _text(s)).astype("str"), region, problems
+
+
+#: a district, county or county-level city written after the city (南山区, 浦东新区, 昆山市)
+_DISTRICT = r"^(?P<d>[\x{4e00}-\x{9fff}]{1,7}?(?:新区|区|县|旗|市))"
+
+
+@lru_cache(maxsize=1)
+def _district_cities() -> dict[str, str]:
+    """District → its city, for the districts ``rules/cities.yaml`` lists under exactly one
+    city (朝阳区 is in 北京市 and 长春市: not listed here)."""
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).parent / "rules" / "cities.yaml").read_text(encoding="utf-8"))
+    seen: dict[str, set[str]] = {}
+    for city, names in (data.get("districts") or {}).items():
+        for name in names or []:
+            seen.setdefault(str(name), set()).add(str(city))
+    return {d: next(iter(c)) for d, c in seen.items() if len(c) == 1}
+
+
+def normalize_address(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series, pd.Series]:
+    """Province, city, district and region of addresses (the address itself is not changed).
+
+    ``广东省深圳市南山区科技园`` gives (广东省, 深圳市, 南山区, 华南); ``北京市朝阳区`` gives
+    (北京市, 北京市, 朝阳区, 华北). The city is found after an optional province (a table of
+    rules/cities.yaml), the district is the first 区/县/市/旗 name after the city; a text
+    starting with a district that rules/cities.yaml lists under one city finds that city.
+    Returns (province, city, district, region, problems); "" where a part is not found.
     """
     city_alias, prov_region, city_re, prov_re = _city_table()
+    city_name, city_province, munis = _city_maps()
     t = _text(s)
-    lowered = t.str.lower()
-    # strip a leading province so 吉林省吉林市 finds the city, not the province
     prov = _extract(t, f"^(?P<p>{prov_re})")["p"]
     rest = t.str.replace(f"^({prov_re})", "", regex=True).str.lstrip("省").str.strip()
     found = _extract(rest, f"^(?P<c>{city_re})")["c"]
+    lowered = t.str.lower()
     found = found.where(found.notna(), lowered.where(lowered.isin(city_alias.keys())))
-    city_name, city_province, munis = _city_maps()
+    muni = prov.isin(munis)
+    # after the city (or, in a municipality, after the province) comes the district
+    after = rest.where(muni, rest.str.replace(f"^({city_re})", "", regex=True)).str.strip()
+    # a city's short name followed by 区/县 is a district's name (朝阳区 is not 朝阳市)
+    named = found.notna() & ~muni & after.str.match(r"^[区县旗]")
+    if named.any():
+        found = found.where(~named)
+        after = after.where(~named, rest)
+    district = _extract(after, _DISTRICT)["d"]
     city = found.map(city_name)
     province = found.map(city_province)
     province = province.where(province.notna(), prov)
-    # 北京市朝阳区: a municipality is the city, whatever district follows
-    muni = prov.isin(munis)
     city = city.where(~muni, prov.map(city_name))
     province = province.where(~muni, city)
+    # no city written: a district listed under one city names it (南山区 → 深圳市)
+    by_district = _district_cities()
+    lone = city.isna() & district.notna()
+    if lone.any() and by_district:
+        known = district[lone].map(by_district)
+        city[lone] = known
+        province[lone] = known.map(city_province)
+    # a province's full name: 广东 → 广东省
+    full_province = {a: p for a, (c, p) in city_alias.items() if a == c} | {_short_province(p): p for p in {v[1] for v in city_alias.values()}}
+    province = province.map(full_province).where(province.isin(full_province.keys()), province)
     region = province.map(prov_region)
-    city_out = city.where(city.notna(), t)
-    problems = _problems(s.index)
-    return city_out.astype("str"), region.fillna("").astype("str"), problems
+    out = [x.astype(object).where(x.notna(), "").astype("str") for x in (province, city, district, region)]
+    return out[0], out[1], out[2], out[3], _problems(s.index)
 
 
 def city_region(city: pd.Series) -> pd.Series:

@@ -17,6 +17,11 @@ PHONES = [
     "１３８１２３４５６７８", "", "  ", "nan", "无", "-", "/", "保密", "138****5678", "1381234abcd",
     "1.38001E+10", "010-62345678", "+86 21 6234 5678", "400-820-8820", "+1 415 555 0123",
     "13812345678 转 123", "12812345678", "+86+13812345678", "++8613812345678",
+    # placeholder numbers and landlines the metadata refuses: invalid on every path
+    "00000000000", "0000-0000000", "11111111111", "13800138000", "+86 138 0013 8000", "13800138000.0",
+    "8613800138000", "010-00000000", "0755-8888888", "0755-88888888", "400-000-0000",
+    # two numbers in a cell, an extension
+    "13812345678/13912345678", "13800138000、021-62345678", "021-62345678 ext. 45",
 ]
 
 
@@ -433,3 +438,33 @@ def test_key_rule_on_distinct_combinations_names_every_failing_row(kind):
     assert got["index"].tolist() == want["index"].tolist()
     assert set(got["check"].astype(str)) == set(want["check"].astype(str))
     assert list(got.columns) == list(want.columns)
+
+
+def test_phone_dummies_leave_every_fast_path():
+    """A listed dummy shaped like a plain mobile is invalid whether the column is all plain
+    mobiles (the Arrow-buffer path), mostly text (the pyarrow path) or objects."""
+    plain = ["13912345678"] * 5 + ["13800138000"]
+    written = ["+86 139-1234-5678"] * 5 + ["+86 138-0013-8000"]
+    for values in (plain, written):
+        for s in (pd.Series(values, dtype="str"), pd.Series(values, dtype=object)):
+            got, codes = nz.normalize_phone(s)
+            assert got.tolist() == ["13912345678"] * 5 + [""]
+            assert codes.tolist() == [""] * 5 + ["phone_dummy"]
+
+
+def test_phone_lists_agree_with_the_full_rules():
+    """phones and phone_ext from the import's path (only cells with a separator or an
+    extension word read again) equal those of the full rules on every cell."""
+    s = pd.Series(PHONES * 3, dtype="str")
+    values, _ = nz.normalize_phone(s)
+    phones, ext = nz.phone_lists(s, values)
+    prepared = nz._text(s).str.replace(r"^([0-9]+)\.0+$", r"\1", regex=True)
+    _, _, want_phones, want_ext = nz._phone_parts(prepared)
+    assert phones.tolist() == want_phones.tolist()
+    assert ext.tolist() == want_ext.tolist()
+    got = dict(zip(PHONES, zip(phones, ext, strict=False), strict=False))
+    assert got["13812345678/13912345678"] == ("13812345678;13912345678", "")
+    assert got["13800138000、021-62345678"] == ("021-62345678", "")
+    assert got["021-62345678 ext. 45"] == ("021-62345678", "45")
+    assert got["13812345678 转 123"] == ("13812345678", "123")
+    assert got["13812345678"] == ("13812345678", "")

@@ -260,3 +260,131 @@ def test_same_file_twice_warns(make_csv):
     result = import_files([path, path])
     assert result.totals["accepted"] == 2
     assert any("named twice" in w for w in result.warnings)
+
+
+# --------------------------------------------------------------------------- phones, places
+def test_import_keeps_every_number_of_a_cell_and_extensions(make_csv):
+    path = make_csv(
+        "c.csv",
+        [
+            ["姓名", "手机号"],
+            ["张伟", "13812345678/13912345678"],
+            ["李娜", "021-62345678 转 123"],
+            ["王五", "00000000000"],  # a placeholder number: no contact, rejected
+            ["赵六", "13700001111"],
+        ],
+    )
+    result = import_files(path)
+    data = result.data
+    assert data["phone"].tolist() == ["13812345678", "021-62345678", "13700001111"]
+    assert data["phones"].tolist() == ["13812345678;13912345678", "021-62345678", "13700001111"]
+    assert data["phone_ext"].tolist() == ["", "123", ""]
+    assert result.totals["rejected"] == 1
+    assert result.rejects[["row", "value", "code"]].values.tolist() == [[4, "00000000000", "no_contact"]]
+
+
+def test_clean_links_records_on_a_second_number_of_a_cell(make_csv):
+    """张伟's first row lists two numbers; his second row has only the second: one customer,
+    both numbers in phones. 王五 and 赵六 wrote the placeholder 0000-0000000 beside an
+    e-mail: the placeholder is cleared, so it never joins them."""
+    from custtool.clean import dedupe
+
+    path = make_csv(
+        "c.csv",
+        [
+            ["姓名", "手机号", "邮箱"],
+            ["张伟", "13812345678、13912345678", ""],
+            ["张伟", "13912345678", "zw@example.cn"],
+            ["王五", "0000-0000000", "w5@example.cn"],
+            ["赵六", "0000-0000000", "z6@example.cn"],
+        ],
+    )
+    imported = import_files(path).data
+    assert imported["phone"].tolist() == ["13812345678", "13912345678", "", ""]
+    assert imported["_flags"].tolist() == ["", "", "phone_dummy", "phone_dummy"]
+    customers, lineage, _ = dedupe(imported)
+    assert customers["name"].tolist() == ["张伟", "王五", "赵六"]
+    assert customers["phones"].tolist() == ["13812345678;13912345678", "", ""]
+    assert lineage["customer_id"].nunique() == 3
+    assert lineage["customer_id"].iloc[0] == lineage["customer_id"].iloc[1]
+
+
+def test_address_and_city_columns_give_province_district_and_region(make_csv):
+    path = make_csv(
+        "c.csv",
+        [
+            ["姓名", "手机号", "城市", "地址"],
+            ["张伟", "13812345678", "深圳", "广东省深圳市南山区科技园"],
+            ["李娜", "13912345678", "", "北京市朝阳区建国路88号"],
+            ["王五", "13712345678", "杭州市西湖区", ""],
+            ["赵六", "13612345678", "火星", ""],
+        ],
+    )
+    data = import_files(path).data
+    # the address stays as written; the city column holds the standard city
+    assert data["address"].tolist() == ["广东省深圳市南山区科技园", "北京市朝阳区建国路88号", "", ""]
+    assert data["city"].tolist() == ["深圳市", "北京市", "杭州市", "火星"]
+    assert data["province"].tolist() == ["广东省", "北京市", "浙江省", ""]
+    assert data["district"].tolist() == ["南山区", "朝阳区", "西湖区", ""]
+    assert data["region"].tolist() == ["华南", "华北", "华东", ""]
+
+
+def test_an_address_column_alone_gives_the_city(make_csv):
+    path = make_csv("c.csv", [["姓名", "手机号", "联系地址"], ["张伟", "13812345678", "广东省深圳市南山区"]])
+    data = import_files(path).data
+    row = data.iloc[0]
+    assert (row["address"], row["province"], row["city"], row["district"], row["region"]) == ("广东省深圳市南山区", "广东省", "深圳市", "南山区", "华南")
+
+
+# --------------------------------------------------------------------------- DataFrames in
+def test_import_files_takes_a_dataframe_as_one_file(make_csv, tmp_path):
+    """A DataFrame imports as the CSV written from it would: same values, flags, rejects
+    and row accounting; its file is <DataFrame n> (n: its place among the inputs)."""
+    import numpy as np
+
+    df = pd.DataFrame(
+        {
+            "姓名": ["张三", "李四", None, "王五"],
+            "手机号": [13812345678.0, np.nan, 13912345678.0, 13800138000.0],  # as pandas reads a number column
+            "注册时间": pd.to_datetime(["2024-01-05", None, "2024-02-01 10:30", "2024-03-01"], format="ISO8601"),
+            "城市": ["深圳", "北京市朝阳区", "", "上海"],
+        }
+    )
+    from_frame = import_files([df])
+    path = tmp_path / "df.csv"
+    df.to_csv(path, index=False)
+    from_csv = import_files(path)
+    provenance = ["_source_file", "_channel"]
+    pd.testing.assert_frame_equal(from_frame.data.drop(columns=provenance), from_csv.data.drop(columns=provenance))
+    assert from_frame.data["_source_file"].unique().tolist() == ["<DataFrame 0>"]
+    assert from_frame.data["phone"].tolist() == ["13812345678", "13912345678"]
+    assert from_frame.data["_row"].tolist() == [2, 4]  # the header is row 1, as in a CSV
+    assert from_frame.totals == from_csv.totals == {
+        "rows_read": 4, "accepted": 2, "rejected": 2, "skipped": 0, "skipped_blank": 0, "skipped_total": 0, "flagged": 0,
+    }
+    assert from_frame.rejects["file"].tolist() == ["<DataFrame 0>", "<DataFrame 0>"]
+    assert from_frame.rejects["row"].tolist() == from_csv.rejects["row"].tolist() == [3, 5]
+
+
+def test_dataframes_and_paths_mix(make_csv):
+    path = make_csv("shop.csv", [["姓名", "手机号"], ["张三", "13812345678"]])
+    df = pd.DataFrame({"name": ["李四"], "phone": ["13912345678"]})
+    result = import_files([path, df], channel=None)
+    assert result.data["_source_file"].tolist() == ["shop.csv", "<DataFrame 1>"]
+    assert result.data["_channel"].tolist() == ["shop", "<DataFrame 1>"]
+    assert [f.file for f in result.files] == ["shop.csv", "<DataFrame 1>"]
+
+
+def test_a_dataframe_without_known_headers_is_refused():
+    with pytest.raises(InputError, match="DataFrame 0"):
+        import_files(pd.DataFrame({"x": [1], "y": [2]}))
+
+
+def test_phone_ext_stays_text_through_a_csv(make_csv, tmp_path):
+    from custtool.io import read_table, write_table
+
+    path = make_csv("c.csv", [["姓名", "手机号"], ["李娜", "021-62345678 分机 0123"]])
+    data = import_files(path).data
+    assert data["phone_ext"].tolist() == ["0123"]
+    write_table(data, tmp_path / "out.csv")
+    assert read_table(tmp_path / "out.csv")["phone_ext"].tolist() == ["0123"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from custtool.normalize import (
+    dummy_phones,
     join_problems,
     normalize_amount,
     normalize_city,
@@ -85,6 +86,7 @@ def test_phone_blank_is_not_a_problem():
 @given(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True))
 @settings(max_examples=60, deadline=None)
 def test_phone_idempotent_and_decorations_removed(mobile):
+    assume(mobile not in dummy_phones() and len(set(mobile)) > 1)
     decorated = pd.Series([mobile, f"+86 {mobile[:3]}-{mobile[3:7]}-{mobile[7:]}", mobile + ".0", "86" + mobile])
     values, problems = normalize_phone(decorated)
     assert set(values) == {mobile}
@@ -228,3 +230,124 @@ def test_join_problems():
     a = pd.Series(["x", "", "", "y"])
     b = pd.Series(["", "z", "", "w"])
     assert join_problems(a, b).tolist() == ["x", "z", "", "y;w"]
+
+
+# --------------------------------------------------------------------------- placeholder numbers
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "00000000000",  # once read as the landline 0000-0000000, linking strangers
+        "0000-0000000",
+        "11111111111",
+        "8888 8888 888",
+        "010-00000000",  # a subscriber number of zeros (the metadata calls it valid)
+        "0755-00000000",
+        "400-000-0000",
+        "13800138000",  # listed in rules/phones.yaml
+        "+86 138 0013 8000",
+        "13800138000.0",
+        "12345678901",
+    ],
+)
+def test_placeholder_numbers_are_invalid(raw):
+    assert one(normalize_phone, raw) == ("", "phone_dummy")
+
+
+def test_every_listed_dummy_is_invalid_however_written():
+    listed = sorted(dummy_phones())
+    assert {"13800138000", "12345678901"} <= set(listed)
+    cells = [form.format(d) for d in listed for form in ("{}", "+86 {}", "{}.0", "0086{}")]
+    values, problems = normalize_phone(pd.Series(cells))
+    assert (values == "").all()
+    assert set(problems) == {"phone_dummy"}
+
+
+# --------------------------------------------------------------------------- landlines
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("021-62345678", "021-62345678"),
+        ("010-12345678", "010-12345678"),
+        ("(0755) 8888 8888", "0755-88888888"),
+        ("0571-88888888", "0571-88888888"),
+        ("0991-1234567", "0991-1234567"),  # 乌鲁木齐 numbers have 7 digits
+        ("0754-8888888", "0754-8888888"),  # 汕头 has 7 and 8
+        ("0755-8888888", ""),  # 深圳 numbers have 8 digits
+        ("0571-8888888", ""),  # 杭州 too
+        ("0310-12345678", ""),  # 邯郸 numbers have 7
+        ("020-2345678", ""),
+        ("0000-1234567", ""),  # no such area code
+    ],
+)
+def test_landlines_follow_the_area_metadata(raw, value):
+    assert one(normalize_phone, raw) == (value, "" if value else "phone_invalid")
+
+
+def test_landlines_are_looked_up_once_per_distinct_number(monkeypatch):
+    import custtool.normalize as nz
+
+    asked = []
+    real = nz._landline_valid.__wrapped__
+    monkeypatch.setattr(nz, "_landline_valid", lambda d: asked.append(d) or real(d))
+    values, _ = normalize_phone(pd.Series(["021-62345678", "0755-8888888", "13812345678"] * 400))
+    assert sorted(asked) == ["02162345678", "07558888888"]
+    assert values.tolist()[:3] == ["021-62345678", "", "13812345678"]
+
+
+# --------------------------------------------------------------------------- several numbers
+@pytest.mark.parametrize(
+    ("raw", "phone", "phones", "ext"),
+    [
+        ("13812345678/13912345678", "13812345678", "13812345678;13912345678", ""),
+        ("13812345678、13912345678", "13812345678", "13812345678;13912345678", ""),
+        ("13812345678;13912345678", "13812345678", "13812345678;13912345678", ""),
+        ("13812345678；13912345678", "13812345678", "13812345678;13912345678", ""),
+        ("13812345678，13912345678", "13812345678", "13812345678;13912345678", ""),
+        ("13812345678, 021-62345678", "13812345678", "13812345678;021-62345678", ""),
+        ("无/13912345678", "13912345678", "13912345678", ""),  # the first valid one
+        ("00000000000/13912345678", "13912345678", "13912345678", ""),
+        ("13912345678/13912345678", "13912345678", "13912345678", ""),  # each once
+        ("138/1234/5678", "13812345678", "13812345678", ""),  # one number with slashes
+        ("021-62345678 转 123", "021-62345678", "021-62345678", "123"),
+        ("021-62345678 ext. 123", "021-62345678", "021-62345678", "123"),
+        ("021-62345678分机8/13912345678", "021-62345678", "021-62345678;13912345678", "8"),
+        ("13812345678", "13812345678", "13812345678", ""),
+        ("无", "", "", ""),
+        ("", "", "", ""),
+    ],
+)
+def test_a_cell_with_several_numbers(raw, phone, phones, ext):
+    from custtool.normalize import phone_lists
+
+    s = pd.Series(["13700001111", raw], dtype="str")
+    values, problems = normalize_phone(s)
+    listed, extension = phone_lists(s, values)
+    assert (values.iloc[1], listed.iloc[1], extension.iloc[1]) == (phone, phones, ext)
+    assert problems.iloc[1] == ("" if phone or raw == "" else "phone_placeholder")
+
+
+# --------------------------------------------------------------------------- addresses
+@pytest.mark.parametrize(
+    ("raw", "parts"),
+    [
+        ("广东省深圳市南山区", ("广东省", "深圳市", "南山区", "华南")),
+        ("广东省深圳市南山区科技园南路1号", ("广东省", "深圳市", "南山区", "华南")),
+        ("深圳南山区", ("广东省", "深圳市", "南山区", "华南")),
+        ("北京市朝阳区建国路88号", ("北京市", "北京市", "朝阳区", "华北")),
+        ("上海浦东新区", ("上海市", "上海市", "浦东新区", "华东")),
+        ("江苏省苏州市昆山市", ("江苏省", "苏州市", "昆山市", "华东")),
+        ("吉林省吉林市船营区", ("吉林省", "吉林市", "船营区", "东北")),
+        ("南山区科技园", ("广东省", "深圳市", "南山区", "华南")),  # listed under one city only
+        ("朝阳区", ("", "", "朝阳区", "")),  # 北京 and 长春 both have one
+        ("浙江", ("浙江省", "", "", "华东")),
+        ("深圳市", ("广东省", "深圳市", "", "华南")),
+        ("火星基地", ("", "", "", "")),
+        ("", ("", "", "", "")),
+    ],
+)
+def test_address_parts(raw, parts):
+    from custtool.normalize import normalize_address
+
+    province, city, district, region, problems = normalize_address(pd.Series([raw]))
+    assert (province.iloc[0], city.iloc[0], district.iloc[0], region.iloc[0]) == parts
+    assert problems.iloc[0] == ""
