@@ -296,7 +296,6 @@ def clean(
     """
     from custtool.steps import run_clean
 
-    info(f"[bold]clean[/] {customers.name}", quiet or json_out)
     result = run_clean(
         customers,
         output=output,

@@ -38,7 +38,7 @@ class StepResult:
     value: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.data
+        return dict(self.data)
 
 
 def _path(p: PathLike | None) -> Path | None:
@@ -358,6 +358,9 @@ def run_rules_check(files: list[PathLike]) -> StepResult:
     """Check tag rules files. Exit code 2 with every problem, or ``value`` = the table of tags."""
     from custtool.tags import check_rules, load_rules, rules_table
 
+    for f in files:
+        if not Path(f).is_file():
+            raise InputError(f"{f}: rules file not found", "check the path")
     problems = check_rules(files)
     table = rules_table(load_rules(files)) if not problems else None
     data = {
