@@ -660,7 +660,8 @@ def _reference_components(df: pd.DataFrame) -> list[int]:
     return [find(i) for i in range(len(df))]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(duplicate_structures())
 def test_lineage_covers_every_row_once(df):
     cust, lin, rep = dedupe(df, hub_max_names=10)
