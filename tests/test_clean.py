@@ -860,12 +860,6 @@ def test_cli_bad_files_exit_2_nothing_written(tmp_path):
     ]  # no outputs, no temp files
 
 
-def test_cli_help_has_examples():
-    res = runner.invoke(app, ["clean", "--help"])
-    assert res.exit_code == 0
-    assert res.output.count("$ custtool clean") >= 2
-
-
 def test_vectorised_property_on_numpy_arrays():
     # guard against accidental object-dtype blow-ups: ids are plain str
     cust, lin, _ = dedupe(_may())
