@@ -1,8 +1,14 @@
-"""The `custtool` command line: parse options, call library functions, render.
+"""The `custtool` command line: parse options, call one library function, render.
+
+Every command calls one function of :mod:`custtool.steps` (``run`` calls
+:func:`custtool.pipeline.run_pipeline`); it returns a result whose ``to_dict()`` is what
+``--json`` prints and whose ``exit_code`` is what the command exits with. Policy (output
+checks, staging, defaults, optional inputs) lives in the library, not here.
 
 Heavy libraries (pandas, pandera, openpyxl) are imported inside the commands so that
 `--help` stays fast. Errors from the library (:class:`custtool.errors.CusttoolError`)
-are caught once, in :class:`_Group.invoke`: one red line and a hint on stderr, exit 2.
+are caught once, in :class:`_Group.invoke`: one red line and a hint on stderr, exit 2;
+with ``--json`` stdout still gets one object, ``{"error": {...}}``.
 """
 
 from __future__ import annotations
