@@ -11,13 +11,14 @@ optional inputs, JSON shaping) lives here, so a notebook gets the same files and
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from custtool.errors import ConfigError, InputError
 
-PathLike = str | os.PathLike[str]
+PathLike = str | Path
 TABLE_SUFFIXES = {".parquet", ".csv", ".tsv", ".xlsx"}
 
 
@@ -59,7 +60,7 @@ def check_lang(lang: str) -> None:
 
 # --------------------------------------------------------------------------- import / template
 def run_import(
-    files: PathLike | list[PathLike],
+    files: PathLike | Sequence[PathLike],
     *,
     output: PathLike | None = None,
     kind: str | None = None,
@@ -302,7 +303,7 @@ class Tagging:
 def run_tag(
     customers: PathLike,
     *,
-    rules: list[PathLike] | None = None,
+    rules: Sequence[PathLike] | None = None,
     manual: PathLike | None = None,
     max_tags: int = 10,
     output: PathLike | None = None,
@@ -354,7 +355,7 @@ def run_tag(
     return StepResult("tag", data, warnings=result.warnings, value=Tagging(rule_list, result, st))
 
 
-def run_rules_check(files: list[PathLike]) -> StepResult:
+def run_rules_check(files: Sequence[PathLike]) -> StepResult:
     """Check tag rules files. Exit code 2 with every problem, or ``value`` = the table of tags."""
     from custtool.tags import check_rules, load_rules, rules_table
 
