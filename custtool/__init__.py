@@ -63,6 +63,18 @@ _API: dict[str, str] = {
     "satisfaction": "custtool.nps",
     "attribute": "custtool.attribution",
     "survey_nps": "custtool.nps",
+    # each CLI command as one call: files in, files out, a StepResult with to_dict()/exit_code
+    "run_import": "custtool.steps",
+    "run_clean": "custtool.steps",
+    "run_segment": "custtool.steps",
+    "run_tag": "custtool.steps",
+    "run_rules_check": "custtool.steps",
+    "run_report": "custtool.steps",
+    "run_pivot": "custtool.steps",
+    "run_cards": "custtool.steps",
+    "run_followups": "custtool.steps",
+    "run_template": "custtool.steps",
+    "StepResult": "custtool.steps",
 }
 
 __all__ = ["__version__", *_API]

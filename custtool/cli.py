@@ -1,8 +1,14 @@
-"""The `custtool` command line: parse options, call library functions, render.
+"""The `custtool` command line: parse options, call one library function, render.
+
+Every command calls one function of :mod:`custtool.steps` (``run`` calls
+:func:`custtool.pipeline.run_pipeline`); it returns a result whose ``to_dict()`` is what
+``--json`` prints and whose ``exit_code`` is what the command exits with. Policy (output
+checks, staging, defaults, optional inputs) lives in the library, not here.
 
 Heavy libraries (pandas, pandera, openpyxl) are imported inside the commands so that
 `--help` stays fast. Errors from the library (:class:`custtool.errors.CusttoolError`)
-are caught once, in :class:`_Group.invoke`: one red line and a hint on stderr, exit 2.
+are caught once, in :class:`_Group.invoke`: one red line and a hint on stderr, exit 2;
+with ``--json`` stdout still gets one object, ``{"error": {...}}``.
 """
 
 from __future__ import annotations
@@ -34,26 +40,42 @@ except ImportError:  # pragma: no cover
 
 
 class _Group(TyperGroup):
-    """Typer group that turns CusttoolError into one line on stderr and exit code 2."""
+    """Typer group with the error edge: a CusttoolError becomes one line (plus hint) on stderr
+    and exit 2; with --json, stdout still gets one JSON object, ``{"error": {...}}``."""
 
     def invoke(self, ctx: Any) -> Any:
+        wants_json = "--json" in [*ctx._protected_args, *ctx.args]
         try:
             return super().invoke(ctx)
         except CusttoolError as exc:
             if (ctx.obj or {}).get("debug"):
                 traceback.print_exc()  # plain traceback, no locals (they may hold personal data)
+            if wants_json:
+                _emit_error(type(exc).__name__, exc.message, exc.hint, exc.exit_code)
             console.print(f"[bold red]Error:[/] {exc.message}", soft_wrap=True, markup=True)
             if exc.hint:
                 console.print(f"[yellow]Hint:[/] {exc.hint}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt, _ClickException):
+        except _ClickException as exc:  # usage errors: click prints them on stderr
+            if wants_json:
+                _emit_error("UsageError", exc.format_message(), None, exc.exit_code)
+            raise
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:  # a bug, not bad input: exit 3 so cron can tell it from 1 (rejects)
             if (ctx.obj or {}).get("debug"):
                 traceback.print_exc()
+            hint = "nothing was written; run again with --debug for the traceback and report it"
+            if wants_json:
+                _emit_error("InternalError", f"{type(exc).__name__}: {str(exc)[:200]}", hint, 3)
             console.print(f"[bold red]Internal error:[/] {type(exc).__name__}: {str(exc)[:200]}", soft_wrap=True)
-            console.print("[yellow]Hint:[/] nothing was written; run again with --debug for the traceback and report it", soft_wrap=True)
+            console.print(f"[yellow]Hint:[/] {hint}", soft_wrap=True)
             raise typer.Exit(3) from None
+
+
+def _emit_error(kind: str, message: str, hint: str | None, exit_code: int) -> None:
+    """The --json form of an error: one object on stdout, so a pipe always gets JSON."""
+    emit_json({"error": {"type": kind, "message": message, "hint": hint, "exit_code": exit_code}})
 
 
 app = typer.Typer(
@@ -123,6 +145,14 @@ def info(message: str, quiet: bool = False) -> None:
         console.print(message, soft_wrap=True)
 
 
+def finish(result: Any, quiet: bool = False) -> None:
+    """Exit with the result's code, saying why on stderr when it is not 0."""
+    if result.exit_code:
+        if result.problem:
+            info(f"[red]{result.problem}[/]", quiet)
+        raise typer.Exit(result.exit_code)
+
+
 def progress(quiet: bool = False):  # noqa: ANN201 - rich Progress
     """A rich progress display on stderr; disabled when quiet or not a terminal."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -176,61 +206,46 @@ def import_(
 
       $ custtool import leads.csv --channel 公众号 --encoding gbk --max-rejects 0 --json
     """
-    from custtool.ingest import import_files
-    from custtool.io import write_table
-    from custtool.report.masking import mask_frame
+    from custtool.steps import run_import
 
-    result = import_files(files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields)
-    rejects_path: Path | None = rejects
-    if rejects_path is None and output is not None:
-        rejects_path = output.with_name(f"{output.stem}_rejects.csv")
-    if output is not None:
-        write_table(result.data, output)
-    if rejects_path is not None:
-        write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
-    totals = result.totals
+    result = run_import(
+        files, output=output, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields,
+        rejects=rejects, max_rejects=max_rejects, mask_rejects=mask_rejects,
+    )
     if json_out:
-        emit_json(
-            {
-                "kind": result.kind,
-                "files": [f.as_dict() for f in result.files],
-                "totals": totals,
-                "problems": result.problem_counts(),
-                "output": str(output) if output else None,
-                "rejects": str(rejects_path) if rejects_path else None,
-                "warnings": result.warnings,
-            }
-        )
+        emit_json(result.to_dict())
     else:
+        imp = result.value
+        totals = imp.totals
         for w in result.warnings:
             info(f"[yellow]Warning:[/] {w}", quiet)
         rows = [
             [f.file + (f" [{f.sheet}]" if f.sheet else ""), f.encoding or "xlsx", f.rows_read, f.accepted, f.rejected,
              f.skipped, f.flagged]
-            for f in result.files
+            for f in imp.files
         ]
         rows.append(["TOTAL", "", totals["rows_read"], totals["accepted"], totals["rejected"], totals["skipped"], totals["flagged"]])
         print_table(
-            f"Imported {result.kind}: rows read = accepted + rejected + skipped",
+            f"Imported {imp.kind}: rows read = accepted + rejected + skipped",
             ["file", "encoding", "read", "accepted", "rejected", "skipped", "flagged"],
             rows,
             quiet,
         )
         info(f"Skipped: {totals['skipped_blank']} blank rows, {totals['skipped_total']} totals rows.", quiet)
-        problems = result.problem_counts()
+        problems = result.data["problems"]
         if problems:
             info("Kept with a flag: " + ", ".join(f"{k} {v}" for k, v in problems.items()), quiet)
         if output:
+            rejects_path = result.data["rejects"]
             info(f"Wrote {output}" + (f"; rejects and flagged values: {rejects_path}" if rejects_path else ""), quiet)
-    if max_rejects is not None and totals["rejected"] > max_rejects:
-        info(f"[red]{totals['rejected']} rows rejected, more than --max-rejects {max_rejects}[/]", quiet and not json_out)
-        raise typer.Exit(1)
+    finish(result, quiet and not json_out)
 
 
 @app.command("template")
 def template(
     kind: Annotated[str, typer.Argument(help="customers, orders, interactions or surveys.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .xlsx template to write.")] = Path("客户信息导入模板.xlsx"),
+    json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Write an Excel import template: headers, required markers, drop-downs, example, instructions.
@@ -241,10 +256,13 @@ def template(
 
       $ custtool template orders -o 订单导入模板.xlsx
     """
-    from custtool.template import write_template
+    from custtool.steps import run_template
 
-    path = write_template(kind, output)
-    info(f"Wrote {path}", quiet)
+    result = run_template(kind, output)
+    if json_out:
+        emit_json(result.to_dict())
+    else:
+        info(f"Wrote {result.value}", quiet)
 
 
 # --------------------------------------------------------------------------- clean
@@ -291,66 +309,30 @@ def clean(
     $ custtool clean customers.parquet --survivorship channel --channel-priority 门店,电商,公众号
     $ custtool clean customers.parquet --fuzzy-names --id-format '{region_code}-{industry_code}-{year}-{seq:03d}' --json
     """
-    import contextlib
-    import os
+    from custtool.steps import run_clean
 
-    from custtool.clean import dedupe, load_clean_rules
-    from custtool.errors import InputError
-    from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
-
-    if lang not in {"zh", "en"}:
-        raise InputError(f"unknown --lang {lang!r}", "use zh or en")
-    out = output or customers.with_name(f"{customers.stem}_clean.parquet")
-    if out.suffix.lower() not in {".parquet", ".csv", ".tsv", ".xlsx"}:
-        raise InputError(f"{out.name}: cannot write {out.suffix!r} files", "use .parquet, .csv or .xlsx")
-    if report is not None and report.suffix.lower() != ".xlsx":
-        raise InputError(f"{report.name}: the clean report is an Excel workbook", "name it e.g. clean_report.xlsx")
-    lineage_path = out.with_name(f"{out.stem}_lineage{out.suffix}")
-    inputs = {customers.resolve()} | ({previous.resolve()} if previous else set())
-    for target in (out, lineage_path, report):
-        if target is not None and target.resolve() in inputs:
-            raise InputError(f"{target.name} is an input: custtool never overwrites its inputs", "choose another -o / --report")
-
-    from custtool.report.masking import check_unmask, get_role, mask_sheets
-
-    check_unmask(get_role(role), mask)
-    clean_rules = load_clean_rules(rules)
-    table = read_table(customers)
-    prev = read_table(previous) if previous is not None else None
-    info(f"[bold]clean[/] {customers.name}: {len(table):,} rows", quiet or json_out)
-    result, lineage, rep = dedupe(
-        table,
+    result = run_clean(
+        customers,
+        output=output,
         keys=keys,
+        fuzzy_names=fuzzy_names,
         survivorship=survivorship,
         channel_priority=channel_priority,
         id_format=id_format,
-        previous=prev,
-        fuzzy_names=fuzzy_names,
+        previous=previous,
+        report=report,
+        rules=rules,
         hub_max_names=hub_max_names,
-        rules=clean_rules,
+        lang=lang,
+        mask=mask,
+        role=role,
     )
-    # all or nothing: every output is staged beside its target and renamed only when all are written
-    with contextlib.ExitStack() as stack:
-        for frame, target in ((result, out), (lineage, lineage_path)):
-            tmp = stack.enter_context(atomic_path(target))
-            staged = tmp.with_name(tmp.name + target.suffix)
-            try:
-                write_table(frame, staged)
-                os.replace(staged, tmp)
-            finally:
-                staged.unlink(missing_ok=True)
-        if report is not None:
-            write_xlsx_sheets(mask_sheets(rep.sheets(lang), mask=mask), stack.enter_context(atomic_path(report)))
-
-    counts = rep.counts()
-    if keys is not None:
-        unknown = [k for k in (k.strip() for k in keys.split(",")) if k and k not in counts["keys"]]
-        if unknown:
-            info(f"[yellow]Warning:[/] --keys {', '.join(unknown)}: no such column; linked on {', '.join(counts['keys'])}", quiet or json_out)
-    paths = {"output": str(out), "lineage": str(lineage_path), "report": str(report) if report else None}
+    for w in result.warnings:
+        info(f"[yellow]Warning:[/] {w}", quiet or json_out)
     if json_out:
-        emit_json({**counts, **paths})
+        emit_json(result.to_dict())
         return
+    rep = result.value
     summary = rep.summary(lang)
     print_table(
         "清洗汇总 (clean)" if lang == "zh" else "Clean summary",
@@ -369,8 +351,8 @@ def clean(
         ],
         quiet,
     )
-    info(f"customers → {out}\nlineage   → {lineage_path}" + (f"\nreport    → {report}" if report else ""), quiet)
-
+    d = result.data
+    info(f"customers → {d['output']}\nlineage   → {d['lineage']}" + (f"\nreport    → {d['report']}" if d["report"] else ""), quiet)
 
 
 # --------------------------------------------------------------------------- segment
@@ -402,70 +384,40 @@ def segment(
     $ custtool segment --orders orders.parquet --as-of 2024-06-30 --window 180d --json
     $ custtool segment clean.parquet --orders orders.parquet --config my_segments.yaml --engine duckdb
     """
-    import time
+    import pandas as pd
 
-    from custtool.errors import InputError
-    from custtool.io import read_table, write_table
     from custtool.labels import label
-    from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
+    from custtool.steps import run_segment
 
-    if orders is None:
-        raise InputError("segment needs an orders table", "pass --orders orders.parquet (from `custtool import`)")
-    for path, what in ((output, "-o/--output"), (summary, "--summary")):
-        if path is not None and path.suffix.lower() not in ({".xlsx"} if what == "--summary" else {".parquet", ".csv", ".tsv", ".xlsx"}):
-            raise InputError(f"{what} {path.name}: unsupported file type", "use .xlsx for --summary; .parquet, .csv or .xlsx for -o")
-    cfg = load_segment_config(config)
-    started = time.perf_counter()
-    order_df = read_table(orders)
-    cust_df = read_table(customers) if customers is not None else None
-    result = segment_customers(
-        order_df, cust_df, surveys=surveys, interactions=interactions, as_of=as_of, window=window, config=cfg, engine=engine
+    result = run_segment(
+        customers, orders=orders, surveys=surveys, interactions=interactions, as_of=as_of, window=window,
+        config=config, output=output, summary=summary, engine=engine,
     )
-    rep = result.report
-    written: dict[str, str] = {}
-    if output is not None:
-        write_table(result.customers, output)
-        written["output"] = str(output)
-        # the attributed orders (stable customer ids), for report/cards/pivot --orders
-        attributed = output.with_name(f"{output.stem}_orders.parquet")
-        write_table(result.orders, attributed)
-        written["orders"] = str(attributed)
-        if rep.rows_unmatched:
-            um = output.with_name(f"{output.stem}_unmatched_orders.csv")
-            write_table(rep.unmatched, um)
-            written["unmatched_orders"] = str(um)
-    if summary is not None:
-        write_summary_workbook(result, summary)
-        written["summary"] = str(summary)
-    elapsed = time.perf_counter() - started
     if json_out:
-        out = result.to_dict()
-        out["written"] = written
-        out["seconds"] = round(elapsed, 3)
-        emit_json(out)
+        emit_json(result.to_dict())
         return
+    seg = result.value
+    rep = seg.report
     info(
-        f"as of {rep.as_of.date()}: {len(result.customers):,} customers; order rows {rep.rows:,} = "
+        f"as of {rep.as_of.date()}: {len(seg.customers):,} customers; order rows {rep.rows:,} = "
         f"{rep.rows_used:,} used ({rep.orders_used:,} orders) + {rep.rows_unmatched:,} matched no customer + "
         f"{rep.rows_duplicate:,} duplicate + {rep.rows_after_as_of:,} after the as-of date + "
         f"{rep.rows_invalid_time:,} without a valid time",
         quiet,
     )
-    import pandas as pd
-
-    summ = result.summary
+    summ = seg.summary
     shown = pd.DataFrame({
         "dimension": summ["dimension"].map(lambda d: d and label(d)),
         "segment": summ["segment"],
         "customers": summ["customers"].astype(int),
         "customer_share": summ["customer_share"].map("{:.1f}%".format),
         "revenue": summ["revenue"].map("{:,.2f}".format),
-        "revenue_share": summ["revenue_share"].map("{:.1f}%".format, na_action="ignore").fillna(""),
+        "revenue_share": summ["revenue_share"].map("{:.1f}%".format, na_action="ignore").astype(object).fillna(""),
         "nps": summ["nps"].map("{:.1f}".format, na_action="ignore").astype(object).fillna(""),
     })
     rows = shown.to_numpy().tolist()
     print_table("客户分群 Segments", ["维度", "分群", "客户数", "客户占比", "营收", "营收占比", "NPS"], rows, quiet)
-    ltv = result.ltv
+    ltv = seg.ltv
     if ltv.bgnbd:
         b = ltv.bgnbd
         info(f"BG/NBD ({b.unit}): r={b.r:.4g} alpha={b.alpha:.4g} a={b.a:.4g} b={b.b:.4g}", quiet)
@@ -476,13 +428,13 @@ def segment(
         info(f"Gamma-Gamma: p={g.p:.4g} q={g.q:.4g} v={g.v:.4g} ({len(g.excluded):,} customers outside the spend model)", quiet)
     else:
         info(f"[yellow]No Gamma-Gamma fit:[/] {ltv.gamma_gamma_reason}", quiet)
-    if result.nps.get("surveys"):
-        info(f"NPS {result.nps['nps']} over {result.nps['valid']:,} valid scores ({result.nps['invalid']:,} invalid)", quiet)
+    if seg.nps.get("surveys"):
+        info(f"NPS {seg.nps['nps']} over {seg.nps['valid']:,} valid scores ({seg.nps['invalid']:,} invalid)", quiet)
+    written = result.data["written"]
     for k, v in written.items():
         info(f"wrote {k}: {v}", quiet)
     if not written:
         info("nothing written (pass -o segments.parquet and/or --summary summary.xlsx)", quiet)
-
 
 
 # --------------------------------------------------------------------------- tag / rules
@@ -491,11 +443,6 @@ RulesOpt = Annotated[
     list[Path] | None,
     typer.Option("--rules", "-r", help="Tag rules YAML (repeatable; default: the shipped library rules/tags.yaml)."),
 ]
-
-
-def _tagged_default_output(src: Path) -> Path:
-    suffix = src.suffix.lower() if src.suffix.lower() in {".parquet", ".csv", ".xlsx"} else ".parquet"
-    return src.with_name(f"{src.stem}_tagged{suffix}")
 
 
 @app.command("tag")
@@ -530,46 +477,18 @@ def tag_command(
 
       $ custtool tag segmented.parquet -o tagged.csv --json
     """
-    from custtool.errors import InputError
-    from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
-    from custtool.tags import load_rules, tag_customers, tag_statistics
+    from custtool.steps import run_tag
 
-    if stats is not None and stats.suffix.lower() != ".xlsx":
-        raise InputError(f"{stats.name}: --stats writes an .xlsx workbook", "name it e.g. 标签统计.xlsx")
-    rule_list = load_rules(rules or None)
-    df = read_table(customers)
-    manual_df = read_table(manual) if manual is not None else None
-    result = tag_customers(df, rule_list, max_tags=max_tags, manual=manual_df, key=key, as_of=as_of)
-    st = tag_statistics(result.customers, rule_list, skipped=result.skipped["tag"])
-    out = output or _tagged_default_output(customers)
-    if stats is None:
-        write_table(result.customers, out)
-    else:  # both or neither: the workbook is renamed into place only after the table is written
-        with atomic_path(stats) as tmp:
-            write_xlsx_sheets(st.sheets(), tmp)
-            write_table(result.customers, out)
-
+    result = run_tag(
+        customers, rules=rules, manual=manual, max_tags=max_tags, output=output, stats=stats, key=key, as_of=as_of
+    )
     if as_json:
-        emit_json(
-            {
-                "output": str(out),
-                "stats": str(stats) if stats else None,
-                "customers": st.customers,
-                "rules": len(rule_list),
-                "rules_applied": result.applied,
-                "skipped": result.skipped.to_dict("records"),
-                "max_tags": max_tags,
-                "tags_dropped": result.dropped_total,
-                "customers_capped": result.customers_capped,
-                "manual_unmatched": result.manual_unmatched,
-                "usage": st.usage[["tag", "level1", "level2", "source", "customers", "share"]].to_dict("records"),
-                "unused": st.unused["tag"].tolist(),
-                "broad": st.broad["tag"].tolist(),
-            }
-        )
+        emit_json(result.to_dict())
         return
     if quiet:
         return
+    tagging, d = result.value, result.data
+    st = tagging.stats
     for w in result.warnings:
         console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
     top = st.usage[st.usage["customers"] > 0].head(20)
@@ -583,8 +502,8 @@ def tag_command(
     if len(st.broad):
         info(f"覆盖过广 (>90% of customers): {', '.join(st.broad['tag'])}")
     info(
-        f"{result.applied}/{len(rule_list)} rules applied; cap {max_tags}: {result.dropped_total:,} tag(s) dropped "
-        f"for {result.customers_capped:,} customer(s). Wrote {out}" + (f" and {stats}" if stats else "")
+        f"{d['rules_applied']}/{d['rules']} rules applied; cap {max_tags}: {d['tags_dropped']:,} tag(s) dropped "
+        f"for {d['customers_capped']:,} customer(s). Wrote {d['output']}" + (f" and {stats}" if stats else "")
     )
 
 
@@ -615,34 +534,26 @@ def rules_check_command(
     """
     from rich.markup import escape
 
-    from custtool.tags import check_rules, load_rules, rules_table
+    from custtool.steps import run_rules_check
 
-    problems = check_rules(files)
-    table = rules_table(load_rules(files)) if not problems else None
+    result = run_rules_check(files)
     if as_json:
-        emit_json(
-            {
-                "files": [str(f) for f in files],
-                "ok": not problems,
-                "problems": [
-                    {"file": p.file, "line": p.line, "rule": p.rule, "message": p.message, "hint": p.hint} for p in problems
-                ],
-                "tags": [] if table is None else table.drop(columns=["file"]).to_dict("records"),
-            }
-        )
-    elif problems:
+        emit_json(result.to_dict())
+    elif result.exit_code:
+        problems = result.value
         console.print(f"[bold red]{len(problems)} problem(s):[/]")
         for p in problems:
             console.print(escape(f"  {p}") + (f"  [yellow]({escape(p.hint)})[/]" if p.hint else ""), soft_wrap=True, markup=True)
-    elif table is not None:
+    else:
+        table = result.value
         print_table(
             f"{len(table)} tags in {', '.join(f.name for f in files)}",
             ["标签", "一级", "二级", "优先级", "条件"],
             table[["tag", "level1", "level2", "priority", "condition"]].to_numpy().tolist(),
             quiet=quiet,
         )
-    if problems:
-        raise typer.Exit(2)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 # --------------------------------------------------------------------------- report / pivot / cards
@@ -658,19 +569,6 @@ NoMaskOpt = Annotated[
 StrategiesOpt = Annotated[
     Path | None, typer.Option("--strategies", help="Strategy YAML (default: the shipped rules/strategies.yaml).")
 ]
-
-
-def _read_optional(path: Path | None) -> Any:
-    from custtool.io import read_table
-
-    return None if path is None else read_table(path)
-
-
-def _check_lang(lang: str) -> None:
-    from custtool.errors import InputError
-
-    if lang not in {"zh", "en"}:
-        raise InputError(f"unknown language {lang!r}", "use --lang zh or --lang en")
 
 
 @app.command("report")
@@ -714,57 +612,34 @@ def report_cmd(
 
       $ custtool report segmented.parquet --role sales --owner 王经理 -o wang.xlsx
     """
-    import json as _json
+    from custtool.steps import run_report
 
-    from custtool.errors import InputError
-    from custtool.io import read_table
-    from custtool.report import write_workbook
-
-    _check_lang(lang)
-    if output.suffix.lower() != ".xlsx":
-        raise InputError(f"{output.name}: the report is an Excel workbook", "use -o report.xlsx")
-    customers = read_table(segmented)
-    nps_info: Any = None
-    if surveys is not None:
-        from custtool.nps import survey_nps
-
-        nps_info = survey_nps(read_table(surveys), customers)
-    report_data: Any = None
-    if clean_report is not None:
-        if clean_report.suffix.lower() == ".json":
-            if not clean_report.exists():
-                raise InputError(f"{clean_report}: file not found")
-            try:
-                report_data = _json.loads(clean_report.read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise InputError(f"{clean_report.name}: not valid JSON ({exc})") from None
-        else:
-            report_data = read_table(clean_report)
-    with progress(quiet) as bar:
+    with progress(quiet or json_out) as bar:
         task = bar.add_task("writing report", total=None)
-        result = write_workbook(
-            customers,
+        result = run_report(
+            segmented,
             output,
-            orders=_read_optional(orders),
-            rejects=_read_optional(rejects),
-            clean_report=report_data,
+            orders=orders,
+            surveys=surveys,
+            rejects=rejects,
+            clean_report=clean_report,
             strategies=strategies,
-            previous=_read_optional(previous),
+            previous=previous,
             role=role,
             owner=owner,
             mask=not no_mask,
             lang=lang,
-            roles_path=roles,
-            nps=nps_info,
+            roles=roles,
         )
         bar.update(task, completed=1, total=1)
     if json_out:
-        emit_json(result.as_dict())
+        emit_json(result.to_dict())
         return
-    print_table(f"report → {output}", ["sheet", "rows"], [[k, v] for k, v in result.sheets.items()], quiet)
+    rep = result.value
+    print_table(f"report → {output}", ["sheet", "rows"], [[k, v] for k, v in rep.sheets.items()], quiet)
     info(
-        f"{result.customers:,} customers, {result.charts} charts, role {result.role}, "
-        + ("personal data masked" if result.masked else "[bold red]personal data NOT masked[/]"),
+        f"{rep.customers:,} customers, {rep.charts} charts, role {rep.role}, "
+        + ("personal data masked" if rep.masked else "[bold red]personal data NOT masked[/]"),
         quiet,
     )
     for w in result.warnings:
@@ -805,39 +680,21 @@ def pivot_cmd(
 
       $ custtool pivot segmented.parquet --rows tags --cols tier --json
     """
-    from custtool.errors import ConfigError
-    from custtool.io import read_table
-    from custtool.report.masking import get_role, mask_for_output
-    from custtool.report.pivot import flatten_pivot, parse_values, pivot, pivot_rows, write_pivot
+    from custtool.steps import run_pivot
 
-    _check_lang(lang)
-    role_obj = get_role(role)
-    customers = read_table(segmented)
-    view = mask_for_output(customers, role=role_obj, owner=owner, mask=True)
-    for col, _agg in parse_values(values):
-        if col in customers.columns and col not in view.columns:
-            raise ConfigError(f"role {role_obj.name!r} may not see {col!r}", "choose other --values or another role")
-    table = pivot(view, rows, cols, values, orders=_read_optional(orders), lang=lang)
-    flat = flatten_pivot(table, lang)
-    header, body = pivot_rows(flat)
-    notes = list(table.attrs.get("notes", []))
-    if output is not None:
-        write_pivot(flat, output, lang)
-        if json_out:
-            emit_json({"output": str(output), "rows": len(flat), "columns": header, "notes": notes})
-        else:
-            info(f"pivot → {output} ({len(flat)} rows)", quiet)
-            for note in notes:
-                info(note, quiet)
-        return
+    result = run_pivot(segmented, rows, cols, values, output=output, orders=orders, role=role, owner=owner, lang=lang)
     if json_out:
-        records = flat.astype(object).where(flat.notna(), None).to_dict("records")
-        emit_json({"columns": header, "rows": records, "notes": notes})
+        emit_json(result.to_dict())
         return
-    for note in notes:
+    for note in result.data["notes"]:
         info(note, quiet)
+    if output is not None:
+        info(f"pivot → {output} ({result.data['rows']} rows)", quiet)
+        return
+    pv = result.value
+    header, body = pv.header, pv.body
     grid = Table(title=f"{rows} × {cols or '-'}", title_justify="left")
-    n_keys = len(flat.columns) - len(table.columns)
+    n_keys = len(pv.flat.columns) - len(pv.table.columns)
     for i, h in enumerate(header):
         grid.add_column(h.replace(" | ", "\n"), justify="left" if i < n_keys else "right", no_wrap=True)
     for rec in body:
@@ -879,27 +736,17 @@ def cards_cmd(
 
       $ custtool cards segmented.parquet --by tier --top 10 -o cards.xlsx
     """
-    from custtool.cards import group_cards, individual_cards, write_cards
-    from custtool.io import read_table
+    from custtool.steps import run_cards
 
-    _check_lang(lang)
-    customers = read_table(segmented)
-    order_table = _read_optional(orders)
-    ids = list(customer or [])
-    individual = individual_cards(
-        customers, ids, top=top, strategies=strategies, orders=order_table, role=role, owner=owner, mask=not no_mask, lang=lang
+    result = run_cards(
+        segmented, customer=customer, segment=segment, by=by, top=top, fmt=fmt, output=output, orders=orders,
+        strategies=strategies, role=role, owner=owner, mask=not no_mask, lang=lang,
     )
-    group = None
-    if segment or by or not (ids or top):
-        group = group_cards(customers, by=by, segments=list(segment or []), orders=order_table, role=role, owner=owner, lang=lang)
-    path = write_cards(individual, group, output, fmt, lang)
-    summary = {"output": str(path), "individual": len(individual), "group": 0 if group is None else len(group)}
+    d = result.to_dict()
     if json_out:
-        emit_json(summary)
+        emit_json(d)
     else:
-        info(f"cards → {path}: {summary['individual']} individual, {summary['group']} group", quiet)
-
-
+        info(f"cards → {d['output']}: {d['individual']} individual, {d['group']} group", quiet)
 
 
 # --------------------------------------------------------------------------- run / followups
@@ -942,7 +789,7 @@ def run(
         result = run_pipeline(pl, as_of=as_of, out=out, fail_on_rejects=fail_on_rejects, progress=step)
     m = result.manifest
     if json_out:
-        emit_json({"folder": str(result.folder), "over_reject_limit": result.over_reject_limit, **m})
+        emit_json(result.to_dict())
     else:
         rows = []
         for rec in m["steps"]:
@@ -955,13 +802,12 @@ def run(
         print_table(f"custtool run {pl.name} — as of {m['as_of']}", ["step", "time", "rows"], rows, quiet)
         for w in m["warnings"]:
             info(f"[yellow]Warning:[/] {w}", quiet)
-    status = "REJECTS OVER LIMIT" if result.over_reject_limit else "OK"
-    if not json_out:
         # the one-line result cron mails show
+        status = "REJECTS OVER LIMIT" if result.over_reject_limit else "OK"
         typer.echo(f"custtool run: {status} as_of={m['as_of']} customers={m['rows']['segment']['customers']} "
                    f"rejected={m['rejected_rows']} report={result.folder / 'report.xlsx'}")
-    if result.over_reject_limit:
-        raise typer.Exit(1)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command("followups")
@@ -994,63 +840,25 @@ def followups(
 
       $ custtool followups customers.parquet --log 跟进记录.xlsx --statuses customers_status.parquet --json
     """
-    from custtool.followups import (
-        TASK_SHEET,
-        apply_transitions,
-        due_followups,
-        load_followup_rules,
-        task_table,
-    )
-    from custtool.io import read_table, write_table
-    from custtool.report.masking import check_unmask, get_role, mask_for_output
+    from custtool.steps import run_followups
 
-    role_obj = get_role(role)
-    check_unmask(role_obj, not no_mask)  # before anything is read or written, as report and pivot
-    cfg = load_followup_rules(rules)
-    cust = read_table(customers)
-    log_df = _read_any(log, "interactions")
-    tasks = due_followups(cust, log_df, cfg, as_of=as_of, owner=owner)
-    updated = apply_transitions(cust, log_df, cfg)
-    changed = int((updated["status_reason"] != "").sum())
-    if output:
-        shown = mask_for_output(tasks, role=role_obj, mask=not no_mask, owner=owner)
-        if output.suffix.lower() == ".xlsx":
-            write_table(task_table(shown), output, sheet_name=TASK_SHEET)
-        else:
-            write_table(shown, output)
-    if statuses:
-        write_table(updated, statuses)
-    per_owner = tasks.groupby("owner")["state"].value_counts().unstack(fill_value=0) if len(tasks) else None
+    result = run_followups(
+        customers, log, rules=rules, as_of=as_of, owner=owner, output=output, statuses=statuses, mask=not no_mask,
+        role=role,
+    )
     if json_out:
-        emit_json({
-            "tasks": len(tasks),
-            "overdue": int((tasks["state"] == "逾期").sum()),
-            "due_soon": int((tasks["state"] == "即将到期").sum()),
-            "per_owner": {} if per_owner is None else per_owner.astype(int).to_dict(orient="index"),
-            "status_changes": changed,
-            "output": str(output) if output else None,
-        })
+        emit_json(result.to_dict())
         return
-    if per_owner is not None:
-        counts = per_owner.reindex(columns=["逾期", "即将到期"], fill_value=0).astype(int)
+    fu = result.value
+    if fu.per_owner is not None:
+        counts = fu.per_owner.reindex(columns=["逾期", "即将到期"], fill_value=0).astype(int)
         rows = counts.reset_index().to_numpy().tolist()
         print_table("Follow-ups per owner", ["owner", "overdue 逾期", "due soon 即将到期"], rows, quiet)
     else:
         info("No follow-ups due.", quiet)
-    info(f"Status changes from follow-up results: {changed}", quiet)
+    info(f"Status changes from follow-up results: {fu.status_changes}", quiet)
     if output:
         info(f"Wrote {output}", quiet)
-
-
-def _read_any(path: Path, kind: str) -> Any:
-    """A custtool output (Parquet) as it is, or a raw export imported on the fly."""
-    from custtool.io import read_table
-
-    if path.suffix.lower() == ".parquet":
-        return read_table(path)
-    from custtool.ingest import import_files
-
-    return import_files(path, kind=kind).data
 
 
 def main() -> None:

@@ -65,6 +65,15 @@ class RunResult:
     manifest: dict[str, Any]
     over_reject_limit: bool
 
+    @property
+    def exit_code(self) -> int:
+        """0 done; 1 done but more input rows rejected than ``fail_on_rejects`` allows."""
+        return int(self.over_reject_limit)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The machine summary (what `run --json` prints): the folder, the limit check and the manifest."""
+        return {"folder": str(self.folder), "over_reject_limit": self.over_reject_limit, **self.manifest}
+
 
 # --------------------------------------------------------------------------- config
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:

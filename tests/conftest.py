@@ -48,3 +48,100 @@ def shop_xlsx(tmp_path) -> Path:
     path = tmp_path / "电商会员.xlsx"
     wb.save(path)
     return path
+
+
+# --------------------------------------------------------------------------- examples/ through the library
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+class ExampleData:
+    """examples/ run step by step through the library (custtool.steps), as the CLI runs it.
+
+    ``paths``: every file written (customers, orders, interactions, surveys — imported;
+    clean, lineage, segmented, summary, tagged), ``results``: the StepResult of each step.
+    The frames are read back lazily; fixtures hand out copies, so a test cannot change
+    what another test sees.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from custtool.steps import run_clean, run_import, run_segment, run_tag
+
+        self.folder = folder
+        p = self.paths = {}
+        r = self.results = {}
+        inputs = {
+            "customers": [EXAMPLES / "电商平台会员.xlsx", EXAMPLES / "门店会员.csv", EXAMPLES / "公众号线索.csv"],
+            "orders": [EXAMPLES / "订单明细.csv"],
+            "interactions": [EXAMPLES / "跟进记录.xlsx"],
+            "surveys": [EXAMPLES / "满意度调查.csv"],
+        }
+        for kind, files in inputs.items():
+            p[kind] = folder / f"{kind}.parquet"
+            r[kind] = run_import(files, kind=kind, output=p[kind])
+        p["clean"], p["segmented"], p["tagged"] = (folder / f"{n}.parquet" for n in ("clean", "segmented", "tagged"))
+        r["clean"] = run_clean(p["customers"], output=p["clean"])
+        p["lineage"] = Path(r["clean"].data["lineage"])
+        p["summary"] = folder / "summary.xlsx"
+        r["segment"] = run_segment(
+            p["clean"], orders=p["orders"], surveys=p["surveys"], interactions=p["interactions"], output=p["segmented"],
+            summary=p["summary"],
+        )
+        r["tag"] = run_tag(p["segmented"], output=p["tagged"])
+        self._frames: dict[str, object] = {}
+
+    def frame(self, name: str):
+        import pandas as pd
+
+        if name not in self._frames:
+            self._frames[name] = pd.read_parquet(self.paths[name])
+        return self._frames[name].copy()
+
+
+@pytest.fixture(scope="session")
+def example_data(tmp_path_factory) -> ExampleData:
+    """The example exports imported, cleaned, segmented and tagged once per session."""
+    return ExampleData(tmp_path_factory.mktemp("examples"))
+
+
+@pytest.fixture
+def example_clean(example_data):
+    """A realistic clean customers table (examples/ through import → clean)."""
+    return example_data.frame("clean")
+
+
+@pytest.fixture
+def example_segmented(example_data):
+    """A realistic segmented table (examples/ through import → clean → segment, with surveys and follow-ups)."""
+    return example_data.frame("segmented")
+
+
+@pytest.fixture
+def example_tagged(example_data):
+    """A realistic segmented and tagged table."""
+    return example_data.frame("tagged")
+
+
+@pytest.fixture
+def example_orders(example_data):
+    """The example orders as imported."""
+    return example_data.frame("orders")
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory) -> tuple[Path, dict]:
+    """`custtool run examples/pipeline.yaml --json` once per session on a copy of examples/.
+
+    Returns the work folder (holding ``examples/`` and ``out/``) and the parsed JSON.
+    """
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    d = tmp_path_factory.mktemp("pipe")
+    shutil.copytree(EXAMPLES, d / "examples")
+    result = CliRunner().invoke(app, ["run", str(d / "examples" / "pipeline.yaml"), "--out", str(d / "out"), "--json"])
+    assert result.exit_code == 0, result.output + result.stderr
+    return d, json.loads(result.stdout)

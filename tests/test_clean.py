@@ -662,7 +662,8 @@ def _reference_components(df: pd.DataFrame) -> list[int]:
     return [find(i) for i in range(len(df))]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(duplicate_structures())
 def test_lineage_covers_every_row_once(df):
     cust, lin, rep = dedupe(df, hub_max_names=10)
@@ -859,12 +860,6 @@ def test_cli_bad_files_exit_2_nothing_written(tmp_path):
         "broken.xlsx",
         "empty.csv",
     ]  # no outputs, no temp files
-
-
-def test_cli_help_has_examples():
-    res = runner.invoke(app, ["clean", "--help"])
-    assert res.exit_code == 0
-    assert res.output.count("$ custtool clean") >= 2
 
 
 def test_vectorised_property_on_numpy_arrays():

@@ -154,7 +154,7 @@ def test_a_roles_file_adds_roles_and_changes_settings_of_shipped_ones(tmp_path):
     p.write_text("roles:\n  boss:\n    allow_unmask: true\n  analyst:\n    amounts: false\n", encoding="utf-8")
     roles, shipped = load_roles(p), load_roles()
     assert set(roles) == set(shipped) | {"boss"} and roles["boss"].allow_unmask
-    assert roles["analyst"].amounts is False and roles["analyst"].hide_columns == shipped["analyst"].hide_columns == ("id_number",)
+    assert roles["analyst"].amounts is False and roles["analyst"].hide_columns == shipped["analyst"].hide_columns == ("id_number", "bank_card")
     assert roles["sales"] == shipped["sales"]
 
 

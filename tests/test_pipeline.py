@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,14 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("pipe")
-    shutil.copytree(EXAMPLES, d / "examples")
-    return d
+def workdir(example_run) -> Path:
+    """The session's copy of examples/ with its first run in out/ (conftest.example_run)."""
+    return example_run[0]
 
 
 @pytest.fixture(scope="module")
-def first_run(workdir):
-    out = workdir / "out"
-    result = runner.invoke(app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output + result.stderr
-    return json.loads(result.stdout)
+def first_run(example_run):
+    return example_run[1]
 
 
 def _sha(path: Path) -> str:
@@ -96,11 +91,14 @@ def test_every_output_exists_and_opens(first_run):
     assert next(tasks.iter_rows(max_row=1, values_only=True))[:4] == ("负责人", "客户编号", "姓名", "到期日")
 
 
-def test_rerun_is_idempotent(workdir, first_run):
+def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(workdir, first_run):
     folder = Path(first_run["folder"])
     before = {p.name: _sha(p) for p in folder.iterdir() if p.suffix in (".parquet", ".csv")}
-    result = runner.invoke(app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(workdir / "out"), "--quiet"])
-    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(workdir / "out"), "--fail-on-rejects", "0", "--quiet"]
+    )
+    assert result.exit_code == 1, result.output  # done (the folder is rewritten), but over the limit
+    assert "REJECTS OVER LIMIT" in result.stdout
     after = {p.name: _sha(p) for p in folder.iterdir() if p.suffix in (".parquet", ".csv")}
     assert before == after
 
@@ -121,15 +119,6 @@ def test_second_month_picks_previous_run_and_keeps_ids(workdir, first_run):
     from openpyxl import load_workbook
 
     assert "迁移" in load_workbook(Path(m["folder"]) / "report.xlsx", read_only=True).sheetnames
-
-
-def test_fail_on_rejects_exit_1(workdir):
-    result = runner.invoke(
-        app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(workdir / "out_strict"), "--fail-on-rejects", "0", "--quiet"]
-    )
-    assert result.exit_code == 1
-    assert "REJECTS OVER LIMIT" in result.stdout
-    assert len(list((workdir / "out_strict").glob("*/report.xlsx"))) == 1
 
 
 def test_config_error_names_key_and_line(tmp_path):
@@ -195,12 +184,12 @@ def test_exports_mask_personal_data(first_run):
 
 
 def test_failed_first_run_leaves_no_folder(workdir, monkeypatch):
-    import custtool.report
+    import custtool.clean
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(custtool.report, "write_workbook", boom)
+    monkeypatch.setattr(custtool.clean, "dedupe", boom)  # an early step: the test stays fast
     out = workdir / "fresh_out"
     result = runner.invoke(app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(out), "--quiet"])
     assert result.exit_code == 3  # an internal error, told apart from 1 (rejects over the limit)

@@ -357,7 +357,8 @@ def test_quantile_scores_ties_and_all_equal():
     assert set(c["rfm_class"]) == {"一般挽留客户", "一般保持客户"}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 20), st.floats(-500, 50000, allow_nan=False)), min_size=1, max_size=40),
        st.integers(0, 5))
 def test_property_scores_classes_shares(rows, no_orders):
@@ -507,7 +508,8 @@ def test_engines_agree():
     assert rfm_scores(a).equals(rfm_scores(b))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1), st.integers(1, 400))
 def test_property_engines_agree_on_line_items_duplicates_refunds_and_dropped_rows(seed, n):
     # line items (an order id on several lines and days), exact duplicate rows, refunds,
@@ -615,8 +617,7 @@ def test_order_codes_hash_and_text_paths_agree():
     b = _order_codes(ids, method="encode")
     # the same partition: singles (-1) equal, and repeated ids grouped identically
     assert ((a < 0) == (b < 0)).all()
-    rep = a >= 0
-    assert pd.crosstab(a[rep], b[rep]).gt(0).sum(axis=1).eq(1).all()
+    _same_partition(np.asarray(a), np.asarray(b))
     assert (a[-4:-1] == -1).all()  # blanks are each their own order
     counts = ids.str.strip().value_counts()
     assert (b >= 0).sum() == counts[counts > 1].drop("", errors="ignore").sum()
@@ -626,9 +627,9 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> None:
     """Two order-code arrays group the rows identically (-1 = an order by itself)."""
     assert ((a < 0) == (b < 0)).all()
     rep = a >= 0
-    if rep.any():
-        assert pd.crosstab(a[rep], b[rep]).gt(0).sum(axis=1).eq(1).all()
-        assert pd.crosstab(b[rep], a[rep]).gt(0).sum(axis=1).eq(1).all()
+    if rep.any():  # one-to-one: as many distinct (a, b) pairs as distinct a and as distinct b
+        pairs = pd.DataFrame({"a": a[rep], "b": b[rep]}).drop_duplicates()
+        assert len(pairs) == pairs["a"].nunique() == pairs["b"].nunique()
 
 
 @pytest.mark.parametrize("dtype", [object, "str"])

@@ -1,0 +1,658 @@
+"""Each step of the flow from files to files, as the CLI runs it: one function per command.
+
+A step reads its inputs, calls the library (``import_files``, ``dedupe``,
+``segment_customers``, ``tag_customers``, ``write_workbook``, …), writes its outputs
+(atomically where several belong together) and returns a :class:`StepResult`:
+``to_dict()`` is what ``--json`` prints and ``exit_code`` is what the command exits with.
+The policy that used to live in the CLI (output checks, staging, defaults, reading
+optional inputs, JSON shaping) lives here, so a notebook gets the same files and numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from custtool.errors import ConfigError, InputError
+
+PathLike = str | Path
+TABLE_SUFFIXES = {".parquet", ".csv", ".tsv", ".xlsx"}
+
+
+@dataclass
+class StepResult:
+    """What a step did.
+
+    ``data`` is the machine summary (``to_dict()``, what ``--json`` prints); ``exit_code``
+    is 0 when done and 1 when done but over an allowed limit (``problem`` says which);
+    ``value`` holds the library objects the step produced, for rendering or further use.
+    """
+
+    step: str
+    data: dict[str, Any]
+    exit_code: int = 0
+    problem: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    value: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def _path(p: PathLike | None) -> Path | None:
+    return None if p is None else Path(p)
+
+
+def _read_optional(path: PathLike | None) -> Any:
+    from custtool.io import read_table
+
+    return None if path is None else read_table(path)
+
+
+def check_lang(lang: str) -> None:
+    """``lang`` is ``zh`` or ``en``."""
+    if lang not in {"zh", "en"}:
+        raise InputError(f"unknown language {lang!r}", "use --lang zh or --lang en")
+
+
+# --------------------------------------------------------------------------- import / template
+def run_import(
+    files: PathLike | Sequence[PathLike],
+    *,
+    output: PathLike | None = None,
+    kind: str | None = None,
+    channel: str | Sequence[str] | None = None,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    fields: PathLike | None = None,
+    rejects: PathLike | None = None,
+    max_rejects: int | None = None,
+    mask_rejects: bool = False,
+) -> StepResult:
+    """Import exports; write the table to ``output`` and the rejects beside it (or to ``rejects``).
+
+    Without ``output`` and ``rejects`` nothing is written (a check). Exit code 1 when more
+    rows than ``max_rejects`` are rejected. ``channel``: one for every file, or a list with
+    one per file. ``mask_rejects`` masks names, phones and e-mails in the rejects file (ID
+    numbers and bank cards always are).
+    """
+    from custtool.ingest import import_files
+    from custtool.io import write_table
+    from custtool.report.masking import mask_frame
+
+    if isinstance(channel, (list, tuple)):
+        channel = list(channel) if len(channel) != 1 else channel[0]
+
+    out, rejects_path = _path(output), _path(rejects)
+    result = import_files(
+        files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields
+    )
+    if rejects_path is None and out is not None:
+        rejects_path = out.with_name(f"{out.stem}_rejects.csv")
+    if out is not None:
+        write_table(result.data, out)
+    if rejects_path is not None:
+        write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
+    totals = result.totals
+    data = {
+        "kind": result.kind,
+        "files": [f.as_dict() for f in result.files],
+        "totals": totals,
+        "problems": result.problem_counts(),
+        "output": str(out) if out else None,
+        "rejects": str(rejects_path) if rejects_path else None,
+        "warnings": result.warnings,
+    }
+    over = max_rejects is not None and totals["rejected"] > max_rejects
+    problem = (
+        f"{totals['rejected']} rows rejected, more than --max-rejects {max_rejects}"
+        if over
+        else None
+    )
+    return StepResult(
+        "import", data, exit_code=int(over), problem=problem, warnings=result.warnings, value=result
+    )
+
+
+def run_template(kind: str, output: PathLike) -> StepResult:
+    """Write the Excel import template of ``kind``."""
+    from custtool.template import write_template
+
+    path = write_template(kind, output)
+    return StepResult("template", {"kind": kind, "output": str(path)}, value=path)
+
+
+# --------------------------------------------------------------------------- clean
+def run_clean(
+    customers: PathLike,
+    *,
+    output: PathLike | None = None,
+    keys: str | None = None,
+    fuzzy_names: bool = False,
+    survivorship: str | None = None,
+    channel_priority: str | None = None,
+    id_format: str | None = None,
+    previous: PathLike | None = None,
+    report: PathLike | None = None,
+    rules: PathLike | None = None,
+    hub_max_names: int | None = None,
+    lang: str = "zh",
+    mask: bool = True,
+    role: str | None = None,
+) -> StepResult:
+    """Dedupe a customers table; write customers, lineage and the clean report all or nothing.
+
+    The clean report is masked by the one policy unless ``mask=False`` (for roles that allow
+    it; ID numbers and bank cards stay masked). ``value`` is the
+    :class:`custtool.clean.CleanReport`.
+    """
+    import contextlib
+
+    from custtool.clean import dedupe, load_clean_rules
+    from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
+    from custtool.report.masking import check_unmask, get_role, mask_sheets
+
+    if lang not in {"zh", "en"}:
+        raise InputError(f"unknown --lang {lang!r}", "use zh or en")
+    customers, previous, report = Path(customers), _path(previous), _path(report)
+    out = _path(output) or customers.with_name(f"{customers.stem}_clean.parquet")
+    if out.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(
+            f"{out.name}: cannot write {out.suffix!r} files", "use .parquet, .csv or .xlsx"
+        )
+    if report is not None and report.suffix.lower() != ".xlsx":
+        raise InputError(
+            f"{report.name}: the clean report is an Excel workbook",
+            "name it e.g. clean_report.xlsx",
+        )
+    lineage_path = out.with_name(f"{out.stem}_lineage{out.suffix}")
+    inputs = {customers.resolve()} | ({previous.resolve()} if previous else set())
+    for target in (out, lineage_path, report):
+        if target is not None and target.resolve() in inputs:
+            raise InputError(
+                f"{target.name} is an input: custtool never overwrites its inputs",
+                "choose another -o / --report",
+            )
+
+    check_unmask(get_role(role), mask)
+    clean_rules = load_clean_rules(rules)
+    table = read_table(customers)
+    prev = read_table(previous) if previous is not None else None
+    result, lineage, rep = dedupe(
+        table,
+        keys=keys,
+        survivorship=survivorship,
+        channel_priority=channel_priority,
+        id_format=id_format,
+        previous=prev,
+        fuzzy_names=fuzzy_names,
+        hub_max_names=hub_max_names,
+        rules=clean_rules,
+    )
+    # all or nothing: every output is staged beside its target and renamed only when all are written
+    with contextlib.ExitStack() as stack:
+        for frame, target in ((result, out), (lineage, lineage_path)):
+            tmp = stack.enter_context(atomic_path(target))
+            staged = tmp.with_name(tmp.name + target.suffix)
+            try:
+                write_table(frame, staged)
+                os.replace(staged, tmp)
+            finally:
+                staged.unlink(missing_ok=True)
+        if report is not None:
+            sheets = mask_sheets(rep.sheets(lang), mask=mask)
+            write_xlsx_sheets(sheets, stack.enter_context(atomic_path(report)))
+
+    counts = rep.counts()
+    warnings: list[str] = []
+    if keys is not None:
+        unknown = [k for k in (k.strip() for k in keys.split(",")) if k and k not in counts["keys"]]
+        if unknown:
+            warnings.append(
+                f"--keys {', '.join(unknown)}: no such column; linked on {', '.join(counts['keys'])}"
+            )
+    paths = {
+        "output": str(out),
+        "lineage": str(lineage_path),
+        "report": str(report) if report else None,
+    }
+    return StepResult("clean", {**counts, **paths}, warnings=warnings, value=rep)
+
+
+# --------------------------------------------------------------------------- segment
+def run_segment(
+    customers: PathLike | None = None,
+    *,
+    orders: PathLike | None = None,
+    surveys: PathLike | None = None,
+    interactions: PathLike | None = None,
+    as_of: str | None = None,
+    window: str | None = None,
+    config: PathLike | None = None,
+    output: PathLike | None = None,
+    summary: PathLike | None = None,
+    engine: str = "pandas",
+) -> StepResult:
+    """Segment customers from files; write the table (plus the attributed orders as
+    ``<name>_orders.parquet`` and the unmatched orders) and the summary workbook.
+
+    ``config`` defaults to the shipped rules/segments.yaml. ``value`` is the
+    :class:`custtool.segment.SegmentResult`; ``data`` is its ``to_dict()`` plus ``written``
+    and ``seconds``.
+    """
+    import time
+
+    from custtool.io import read_table, write_table
+    from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
+
+    output, summary = _path(output), _path(summary)
+    if orders is None:
+        raise InputError(
+            "segment needs an orders table", "pass --orders orders.parquet (from `custtool import`)"
+        )
+    for path, what in ((output, "-o/--output"), (summary, "--summary")):
+        if path is not None and path.suffix.lower() not in (
+            {".xlsx"} if what == "--summary" else TABLE_SUFFIXES
+        ):
+            raise InputError(
+                f"{what} {path.name}: unsupported file type",
+                "use .xlsx for --summary; .parquet, .csv or .xlsx for -o",
+            )
+    cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
+    started = time.perf_counter()
+    order_df = read_table(orders)
+    cust_df = read_table(customers) if customers is not None else None
+    result = segment_customers(
+        order_df,
+        cust_df,
+        surveys=surveys,
+        interactions=interactions,
+        as_of=as_of,
+        window=window,
+        config=cfg,
+        engine=engine,
+    )
+    rep = result.report
+    written: dict[str, str] = {}
+    if output is not None:
+        write_table(result.customers, output)
+        written["output"] = str(output)
+        # the attributed orders (stable customer ids), for report/cards/pivot --orders
+        attributed = output.with_name(f"{output.stem}_orders.parquet")
+        write_table(result.orders, attributed)
+        written["orders"] = str(attributed)
+        if rep.rows_unmatched:
+            um = output.with_name(f"{output.stem}_unmatched_orders.csv")
+            write_table(rep.unmatched, um)
+            written["unmatched_orders"] = str(um)
+    if summary is not None:
+        write_summary_workbook(result, summary)
+        written["summary"] = str(summary)
+    data = result.to_dict()
+    data["written"] = written
+    data["seconds"] = round(time.perf_counter() - started, 3)
+    return StepResult("segment", data, value=result)
+
+
+# --------------------------------------------------------------------------- tag / rules
+def tagged_default_output(src: PathLike) -> Path:
+    """Where ``custtool tag x.parquet`` writes without ``-o``: ``x_tagged.parquet`` beside it."""
+    src = Path(src)
+    suffix = (
+        src.suffix.lower() if src.suffix.lower() in {".parquet", ".csv", ".xlsx"} else ".parquet"
+    )
+    return src.with_name(f"{src.stem}_tagged{suffix}")
+
+
+@dataclass
+class Tagging:
+    """The library objects of a tag step: the rules, the :class:`TagResult` and the :class:`TagStats`."""
+
+    rules: list[Any]
+    result: Any
+    stats: Any
+
+
+def run_tag(
+    customers: PathLike,
+    *,
+    rules: Sequence[PathLike] | None = None,
+    manual: PathLike | None = None,
+    max_tags: int = 10,
+    output: PathLike | None = None,
+    stats: PathLike | None = None,
+    key: str = "customer_id",
+    as_of: str | None = None,
+) -> StepResult:
+    """Tag a customers table from a file; write the tagged table and (with it) the statistics workbook.
+
+    ``value`` is a :class:`Tagging`.
+    """
+    from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
+    from custtool.tags import load_rules, tag_customers, tag_statistics
+
+    stats = _path(stats)
+    if stats is not None and stats.suffix.lower() != ".xlsx":
+        raise InputError(
+            f"{stats.name}: --stats writes an .xlsx workbook", "name it e.g. 标签统计.xlsx"
+        )
+    rule_list = load_rules(rules or None)
+    df = read_table(customers)
+    manual_df = read_table(manual) if manual is not None else None
+    result = tag_customers(df, rule_list, max_tags=max_tags, manual=manual_df, key=key, as_of=as_of)
+    st = tag_statistics(result.customers, rule_list, skipped=result.skipped["tag"])
+    out = _path(output) or tagged_default_output(customers)
+    if stats is None:
+        write_table(result.customers, out)
+    else:  # both or neither: the workbook is renamed into place only after the table is written
+        with atomic_path(stats) as tmp:
+            write_xlsx_sheets(st.sheets(), tmp)
+            write_table(result.customers, out)
+    data = {
+        "output": str(out),
+        "stats": str(stats) if stats else None,
+        "customers": st.customers,
+        "rules": len(rule_list),
+        "rules_applied": result.applied,
+        "skipped": result.skipped.to_dict("records"),
+        "max_tags": max_tags,
+        "tags_dropped": result.dropped_total,
+        "customers_capped": result.customers_capped,
+        "manual_unmatched": result.manual_unmatched,
+        "usage": st.usage[["tag", "level1", "level2", "source", "customers", "share"]].to_dict(
+            "records"
+        ),
+        "unused": st.unused["tag"].tolist(),
+        "broad": st.broad["tag"].tolist(),
+    }
+    return StepResult("tag", data, warnings=result.warnings, value=Tagging(rule_list, result, st))
+
+
+def run_rules_check(files: Sequence[PathLike]) -> StepResult:
+    """Check tag rules files. Exit code 2 with every problem, or ``value`` = the table of tags."""
+    from custtool.tags import check_rules, load_rules, rules_table
+
+    for f in files:
+        if not Path(f).is_file():
+            raise InputError(f"{f}: rules file not found", "check the path")
+    problems = check_rules(files)
+    table = rules_table(load_rules(files)) if not problems else None
+    data = {
+        "files": [str(f) for f in files],
+        "ok": not problems,
+        "problems": [
+            {"file": p.file, "line": p.line, "rule": p.rule, "message": p.message, "hint": p.hint}
+            for p in problems
+        ],
+        "tags": [] if table is None else table.drop(columns=["file"]).to_dict("records"),
+    }
+    problem = f"{len(problems)} problem(s)" if problems else None
+    return StepResult(
+        "rules check",
+        data,
+        exit_code=2 if problems else 0,
+        problem=problem,
+        value=problems or table,
+    )
+
+
+# --------------------------------------------------------------------------- report / pivot / cards
+def run_report(
+    segmented: PathLike,
+    output: PathLike = "report.xlsx",
+    *,
+    orders: PathLike | None = None,
+    surveys: PathLike | None = None,
+    rejects: PathLike | None = None,
+    clean_report: PathLike | None = None,
+    strategies: PathLike | None = None,
+    previous: PathLike | None = None,
+    role: str | None = None,
+    owner: str | None = None,
+    mask: bool = True,
+    lang: str = "zh",
+    roles: PathLike | None = None,
+) -> StepResult:
+    """Write the Excel report from files; ``clean_report`` may be the clean JSON or a table.
+
+    ``orders``: the segment step's attributed orders, or raw orders (attributed to the
+    customers first). ``surveys``: the NPS on 概览, as the segment step computes it.
+
+    ``value`` is the :class:`custtool.report.workbook.ReportResult`.
+    """
+    import json
+
+    from custtool.io import read_table
+    from custtool.report import write_workbook
+
+    check_lang(lang)
+    output, clean_report = Path(output), _path(clean_report)
+    if output.suffix.lower() != ".xlsx":
+        raise InputError(f"{output.name}: the report is an Excel workbook", "use -o report.xlsx")
+    customers = read_table(segmented)
+    nps_info: Any = None
+    if surveys is not None:
+        from custtool.nps import survey_nps
+
+        nps_info = survey_nps(read_table(surveys), customers)
+    report_data: Any = None
+    if clean_report is not None:
+        if clean_report.suffix.lower() == ".json":
+            if not clean_report.exists():
+                raise InputError(f"{clean_report}: file not found")
+            try:
+                report_data = json.loads(clean_report.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise InputError(f"{clean_report.name}: not valid JSON ({exc})") from None
+        else:
+            report_data = read_table(clean_report)
+    result = write_workbook(
+        customers,
+        output,
+        orders=_read_optional(orders),
+        rejects=_read_optional(rejects),
+        clean_report=report_data,
+        strategies=strategies,
+        previous=_read_optional(previous),
+        role=role,
+        owner=owner,
+        mask=mask,
+        lang=lang,
+        roles_path=roles,
+        nps=nps_info,
+    )
+    return StepResult("report", result.as_dict(), warnings=result.warnings, value=result)
+
+
+@dataclass
+class PivotTable:
+    """A pivot as the step made it: the pivot, its flat form and the header/body text rows."""
+
+    table: Any
+    flat: Any
+    header: list[str]
+    body: list[list[str]]
+
+
+def run_pivot(
+    segmented: PathLike,
+    rows: str,
+    cols: str | None = None,
+    values: str = "customer_id:count",
+    *,
+    output: PathLike | None = None,
+    orders: PathLike | None = None,
+    role: str | None = None,
+    owner: str | None = None,
+    lang: str = "zh",
+) -> StepResult:
+    """Pivot a customers table under a role's view; write it to ``output`` when given.
+
+    With ``orders`` (attributed or raw) a channel column counts each order in its own
+    channel; the totals are always the true totals and ``notes`` says what repeats.
+    ``value`` is a :class:`PivotTable`.
+    """
+    from custtool.io import read_table
+    from custtool.report.masking import get_role, mask_for_output
+    from custtool.report.pivot import flatten_pivot, parse_values, pivot, pivot_rows, write_pivot
+
+    check_lang(lang)
+    role_obj = get_role(role)
+    customers = read_table(segmented)
+    view = mask_for_output(customers, role=role_obj, owner=owner, mask=True)
+    for col, _agg in parse_values(values):
+        if col in customers.columns and col not in view.columns:
+            raise ConfigError(
+                f"role {role_obj.name!r} may not see {col!r}",
+                "choose other --values or another role",
+            )
+    table = pivot(view, rows, cols, values, orders=_read_optional(orders), lang=lang)
+    flat = flatten_pivot(table, lang)
+    header, body = pivot_rows(flat)
+    notes = list(table.attrs.get("notes", []))
+    if output is not None:
+        write_pivot(flat, output, lang)
+        data: dict[str, Any] = {"output": str(output), "rows": len(flat), "columns": header, "notes": notes}
+    else:
+        records = flat.astype(object).where(flat.notna(), None).to_dict("records")
+        data = {"columns": header, "rows": records, "notes": notes}
+    return StepResult("pivot", data, value=PivotTable(table, flat, header, body))
+
+
+def run_cards(
+    segmented: PathLike,
+    *,
+    customer: list[str] | None = None,
+    segment: list[str] | None = None,
+    by: str | None = None,
+    top: int = 0,
+    fmt: str | None = None,
+    output: PathLike = "cards",
+    orders: PathLike | None = None,
+    strategies: PathLike | None = None,
+    role: str | None = None,
+    owner: str | None = None,
+    mask: bool = True,
+    lang: str = "zh",
+) -> StepResult:
+    """Write profile cards: individual (``customer``/``top``) and group (``segment``/``by``; default one per class)."""
+    from custtool.cards import group_cards, individual_cards, write_cards
+    from custtool.io import read_table
+
+    check_lang(lang)
+    customers = read_table(segmented)
+    order_table = _read_optional(orders)
+    ids = list(customer or [])
+    individual = individual_cards(
+        customers,
+        ids,
+        top=top,
+        strategies=strategies,
+        orders=order_table,
+        role=role,
+        owner=owner,
+        mask=mask,
+        lang=lang,
+    )
+    group = None
+    if segment or by or not (ids or top):
+        group = group_cards(
+            customers,
+            by=by,
+            segments=list(segment or []),
+            orders=order_table,
+            role=role,
+            owner=owner,
+            lang=lang,
+        )
+    path = write_cards(individual, group, output, fmt, lang)
+    data = {
+        "output": str(path),
+        "individual": len(individual),
+        "group": 0 if group is None else len(group),
+    }
+    return StepResult("cards", data, value=path)
+
+
+# --------------------------------------------------------------------------- follow-ups
+def read_records(path: PathLike, kind: str) -> Any:
+    """A custtool output (Parquet) as it is, or a raw export imported on the fly."""
+    from custtool.io import read_table
+
+    if Path(path).suffix.lower() == ".parquet":
+        return read_table(path)
+    from custtool.ingest import import_files
+
+    return import_files(path, kind=kind).data
+
+
+@dataclass
+class Followups:
+    """The library objects of a follow-ups step: the task list, per-owner counts, updated customers."""
+
+    tasks: Any
+    per_owner: Any  # owner x state counts, or None without tasks
+    updated: Any
+    status_changes: int
+
+
+def run_followups(
+    customers: PathLike,
+    log: PathLike,
+    *,
+    rules: PathLike | None = None,
+    as_of: str | None = None,
+    owner: str | None = None,
+    output: PathLike | None = None,
+    statuses: PathLike | None = None,
+    mask: bool = True,
+    role: str | None = None,
+) -> StepResult:
+    """Due/overdue follow-ups from a log; write the task list and customers with updated status.
+
+    The task list is masked by the one policy (``mask=False`` only for roles that allow it).
+
+    ``value`` is a :class:`Followups`.
+    """
+    from custtool.followups import (
+        TASK_SHEET,
+        apply_transitions,
+        due_followups,
+        load_followup_rules,
+        task_table,
+    )
+    from custtool.io import read_table, write_table
+    from custtool.report.masking import check_unmask, get_role, mask_for_output
+
+    output = _path(output)
+    role_obj = get_role(role)
+    check_unmask(role_obj, mask)  # before anything is read or written, as report and pivot
+    cfg = load_followup_rules(rules)
+    cust = read_table(customers)
+    log_df = read_records(log, "interactions")
+    tasks = due_followups(cust, log_df, cfg, as_of=as_of, owner=owner)
+    updated = apply_transitions(cust, log_df, cfg)
+    changed = int((updated["status_reason"] != "").sum())
+    if output:
+        shown = mask_for_output(tasks, role=role_obj, mask=mask, owner=owner)
+        if output.suffix.lower() == ".xlsx":
+            write_table(task_table(shown), output, sheet_name=TASK_SHEET)
+        else:
+            write_table(shown, output)
+    if statuses:
+        write_table(updated, statuses)
+    per_owner = (
+        tasks.groupby("owner")["state"].value_counts().unstack(fill_value=0) if len(tasks) else None
+    )
+    data = {
+        "tasks": len(tasks),
+        "overdue": int((tasks["state"] == "逾期").sum()),
+        "due_soon": int((tasks["state"] == "即将到期").sum()),
+        "per_owner": {} if per_owner is None else per_owner.astype(int).to_dict(orient="index"),
+        "status_changes": changed,
+        "output": str(output) if output else None,
+    }
+    return StepResult("followups", data, value=Followups(tasks, per_owner, updated, changed))
