@@ -148,9 +148,11 @@ def due_followups(
     out["last_method"] = out["customer_id"].map(latest["method"]).fillna("") if "method" in latest else ""
     for col in ("name", "tier", "rfm_class"):
         out[col] = out["customer_id"].map(base[col]).fillna("") if col in base else ""
-    cust_owner = out["customer_id"].map(base["owner"]) if "owner" in base else pd.Series(np.nan, index=out.index)
-    staff = out["customer_id"].map(latest["staff"]) if "staff" in latest else pd.Series(np.nan, index=out.index)
-    out["owner"] = cust_owner.replace("", np.nan).fillna(staff).fillna("(未分配)")
+    blank = pd.Series("", index=out.index, dtype=object)
+    cust_owner = out["customer_id"].map(base["owner"]).astype(object).fillna("") if "owner" in base else blank
+    staff = out["customer_id"].map(latest["staff"]).astype(object).fillna("") if "staff" in latest else blank
+    owner_of = cust_owner.where(cust_owner != "", staff)
+    out["owner"] = owner_of.where(owner_of != "", "(未分配)")
     if owner is not None:
         out = out[out["owner"] == owner]
     out = out.sort_values(["owner", "due_date", "customer_id", "rule"], kind="mergesort").reset_index(drop=True)

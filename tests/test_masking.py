@@ -282,3 +282,15 @@ def test_import_rejects_masked_when_asked(tmp_path):
         assert pd.read_csv(rej, dtype=str)["value"].tolist() == [expected]
     data = pd.read_parquet(tmp_path / "c.parquet")
     assert data["bank_card"].tolist() == [""] and data["phone"].tolist() == [PHONE]
+
+
+def test_addresses_keep_province_city_district_only():
+    import pandas as pd
+
+    from custtool.report.masking import mask_addresses, mask_frame
+
+    s = pd.Series(["广东省深圳市南山区科技园路1号", "北京市朝阳区建国路88号", "", "上海市浦东新区", "内蒙古自治区呼和浩特市新城区中山路5号", "某某路12号"])
+    want = ["广东省深圳市南山区****", "北京市朝阳区****", "", "上海市浦东新区", "内蒙古自治区呼和浩特市新城区****", "****"]
+    assert mask_addresses(s).tolist() == want
+    assert mask_frame(pd.DataFrame({"address": s}))["address"].tolist() == want
+    assert mask_frame(pd.DataFrame({"address": s}), mask=False)["address"].tolist() == s.tolist()

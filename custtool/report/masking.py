@@ -46,6 +46,7 @@ PHONE_COLUMNS = ("phone", "phones")
 EMAIL_COLUMNS = ("email", "emails")
 ID_COLUMNS = ("id_number",)
 BANK_CARD_COLUMNS = ("bank_card",)
+ADDRESS_COLUMNS = ("address",)
 #: masked for every role, even with --no-mask
 ALWAYS_MASKED_COLUMNS = ID_COLUMNS + BANK_CARD_COLUMNS
 #: key columns whose value may be a phone number or an email (customers derived from orders
@@ -171,6 +172,16 @@ def mask_bank_cards(s: pd.Series) -> pd.Series:
     return _keep(s, out)
 
 
+def mask_addresses(s: pd.Series) -> pd.Series:
+    """Keep province, city and district; the street and number become ``****``:
+    ``广东省深圳市南山区科技园路1号`` → ``广东省深圳市南山区****``."""
+    t = _text(s)
+    head = t.str.extract(r"^((?:[^省]{1,7}省|[^区]{1,10}自治区)?(?:[^市]{1,7}市)?(?:[^区县旗]{1,7}[区县旗])?)", expand=False).fillna("")
+    out = t.where(t == "", head + "****")
+    out = out.where(head.str.len() < t.str.len(), t)  # nothing after the district: kept
+    return _keep(s, out)
+
+
 def mask_contact_keys(s: pd.Series) -> pd.Series:
     """Ids that are a phone number or an email are masked like one; other ids are kept."""
     t = _text(s)
@@ -232,6 +243,7 @@ def maskers() -> dict[str, Any]:
         (EMAIL_COLUMNS, mask_emails),
         (ID_COLUMNS, mask_id_numbers),
         (BANK_CARD_COLUMNS, mask_bank_cards),
+        (ADDRESS_COLUMNS, mask_addresses),
         (KEY_COLUMNS, mask_contact_keys),
         (FREE_TEXT_COLUMNS, mask_free_text),
     ):
