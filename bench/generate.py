@@ -30,10 +30,34 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤")
-GIVEN = list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉萍红建文辉力斌宇浩凯鹏飞晨阳雪琳婷慧颖佳欣怡梓涵子轩睿博雨萱思")
-CITIES = ["上海市", "北京市", "广州市", "深圳市", "杭州市", "成都市", "武汉市", "南京市", "重庆市", "西安市",
-          "苏州市", "天津市", "长沙市", "郑州市", "青岛市", "沈阳市", "宁波市", "厦门市", "合肥市", "昆明市"]
+SURNAMES = list(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+GIVEN = list(
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉萍红建文辉力斌宇浩凯鹏飞晨阳雪琳婷慧颖佳欣怡梓涵子轩睿博雨萱思"
+)
+CITIES = [
+    "上海市",
+    "北京市",
+    "广州市",
+    "深圳市",
+    "杭州市",
+    "成都市",
+    "武汉市",
+    "南京市",
+    "重庆市",
+    "西安市",
+    "苏州市",
+    "天津市",
+    "长沙市",
+    "郑州市",
+    "青岛市",
+    "沈阳市",
+    "宁波市",
+    "厦门市",
+    "合肥市",
+    "昆明市",
+]
 CHANNELS = ["天猫", "京东", "门店", "小程序", "抖音"]
 CATEGORIES = ["家居", "数码", "美妆", "服饰", "食品", "母婴", "运动", "图书"]
 LEVELS = ["普通会员", "银卡会员", "金卡会员", "钻石会员"]
@@ -64,11 +88,17 @@ def _customers_table(n: int, seed: int = 0) -> pa.Table:
     sur = rng.integers(0, len(SURNAMES), n)
     g1 = rng.integers(0, len(GIVEN), n)
     g2 = rng.integers(-len(GIVEN) // 2, len(GIVEN), n)  # negative → a one-character given name
-    names = pc.binary_join_element_wise(_pick(SURNAMES, sur), _pick(GIVEN, g1),
-                                        _pick([""] + GIVEN, np.maximum(g2, -1) + 1), "")
+    names = pc.binary_join_element_wise(
+        _pick(SURNAMES, sur), _pick(GIVEN, g1), _pick([""] + GIVEN, np.maximum(g2, -1) + 1), ""
+    )
     phones = _phones(n, rng)
     has_mail = rng.random(n) < 0.3
-    mails = pc.binary_join_element_wise(pa.scalar("u"), pc.cast(pa.array(np.arange(1, n + 1)), pa.string()), pa.scalar("@example.com"), "")
+    mails = pc.binary_join_element_wise(
+        pa.scalar("u"),
+        pc.cast(pa.array(np.arange(1, n + 1)), pa.string()),
+        pa.scalar("@example.com"),
+        "",
+    )
     mails = pc.if_else(pa.array(has_mail), mails, pa.scalar(""))
     gender = _pick(["男", "女", "未知"], rng.choice(3, n, p=[0.47, 0.48, 0.05]))
     age = rng.integers(18, 70, n)
@@ -77,8 +107,20 @@ def _customers_table(n: int, seed: int = 0) -> pa.Table:
     reg_day = pc.strftime(pa.array(reg.astype("datetime64[s]")), format="%Y-%m-%d")
     chan = _pick(CHANNELS, rng.integers(0, len(CHANNELS), n))
     level = _pick(LEVELS, rng.choice(4, n, p=[0.6, 0.25, 0.12, 0.03]))
-    return pa.table({"客户ID": ids, "姓名": names, "手机号": phones, "邮箱": mails, "性别": gender, "年龄": age,
-                     "城市": city, "注册时间": reg_day, "渠道": chan, "会员等级": level})
+    return pa.table(
+        {
+            "客户ID": ids,
+            "姓名": names,
+            "手机号": phones,
+            "邮箱": mails,
+            "性别": gender,
+            "年龄": age,
+            "城市": city,
+            "注册时间": reg_day,
+            "渠道": chan,
+            "会员等级": level,
+        }
+    )
 
 
 def make_customers(n: int, seed: int = 0) -> pd.DataFrame:
@@ -95,7 +137,11 @@ def _orders_table(n_customers: int, n_orders: int, seed: int = 0) -> pa.Table:
     n_dup = n_orders // 200
     n_base = n_orders - n_dup
     who = rng.choice(n_customers, n_base, p=weight)
-    reg = pc.strptime(cust["注册时间"], format="%Y-%m-%d", unit="s").to_numpy(zero_copy_only=False).astype("datetime64[s]")
+    reg = (
+        pc.strptime(cust["注册时间"], format="%Y-%m-%d", unit="s")
+        .to_numpy(zero_copy_only=False)
+        .astype("datetime64[s]")
+    )
     # each customer stays active for an exponential lifetime (mean 400 days), then drops out
     life = (rng.exponential(400 * 86400, n_customers)).astype("timedelta64[s]")
     active_end = np.minimum(reg + life, END)
@@ -109,16 +155,18 @@ def _orders_table(n_customers: int, n_orders: int, seed: int = 0) -> pa.Table:
     cid = cust["客户ID"].take(pa.array(who))
     blank_id = rng.random(n_base) < 0.03
     cid = pc.if_else(pa.array(blank_id), pa.scalar(""), cid)
-    table = pa.table({
-        "订单号": order_no,
-        "客户ID": cid,
-        "手机号": cust["手机号"].take(pa.array(who)),
-        "下单时间": pc.strftime(pa.array(t), format="%Y-%m-%d %H:%M:%S"),
-        "实付金额": pa.array(amount),
-        "渠道": cust["渠道"].take(pa.array(who)),
-        "品类": _pick(CATEGORIES, rng.integers(0, len(CATEGORIES), n_base)),
-        "数量": pa.array(qty),
-    })
+    table = pa.table(
+        {
+            "订单号": order_no,
+            "客户ID": cid,
+            "手机号": cust["手机号"].take(pa.array(who)),
+            "下单时间": pc.strftime(pa.array(t), format="%Y-%m-%d %H:%M:%S"),
+            "实付金额": pa.array(amount),
+            "渠道": cust["渠道"].take(pa.array(who)),
+            "品类": _pick(CATEGORIES, rng.integers(0, len(CATEGORIES), n_base)),
+            "数量": pa.array(qty),
+        }
+    )
     if n_dup:
         dup_rows = np.sort(rng.choice(n_base, n_dup, replace=False))
         table = pa.concat_tables([table, table.take(pa.array(dup_rows))])
@@ -151,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     write_csv(_orders_table(args.customers, args.orders, args.seed), args.out / "orders.csv")
     t2 = time.perf_counter()
-    print(f"customers.csv: {args.customers:,} rows in {t1 - t0:.1f} s; orders.csv: {args.orders:,} rows in {t2 - t1:.1f} s -> {args.out}",
-          file=sys.stderr)
+    print(
+        f"customers.csv: {args.customers:,} rows in {t1 - t0:.1f} s; orders.csv: {args.orders:,} rows in {t2 - t1:.1f} s -> {args.out}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -42,9 +42,32 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 
-SURNAMES = np.array(list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏"))
-GIVEN = np.array(list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏辉林建国文斌宇浩凯晨欣怡佳琪"))
-CITIES = np.array(["北京市朝阳区", "上海", "广州市", "深圳", "杭州市西湖区", "成都", "武汉市", "南京", "西安", "重庆市", "苏州", "广东省佛山市", "火星市", ""])
+SURNAMES = np.array(
+    list(
+        "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏"
+    )
+)
+GIVEN = np.array(
+    list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏辉林建国文斌宇浩凯晨欣怡佳琪")
+)
+CITIES = np.array(
+    [
+        "北京市朝阳区",
+        "上海",
+        "广州市",
+        "深圳",
+        "杭州市西湖区",
+        "成都",
+        "武汉市",
+        "南京",
+        "西安",
+        "重庆市",
+        "苏州",
+        "广东省佛山市",
+        "火星市",
+        "",
+    ]
+)
 
 
 def make_messy_customers(n: int, seed: int = 7) -> pd.DataFrame:
@@ -52,15 +75,44 @@ def make_messy_customers(n: int, seed: int = 7) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     phones = (13_000_000_000 + rng.integers(0, 6_999_999_999, n)).astype(str)
     style = rng.integers(0, 10, n)
-    phone = np.where(style < 5, phones, np.where(style < 7, np.char.add("+86 ", phones), np.where(style < 8, np.char.add(phones, ".0"), np.where(style < 9, np.char.add("86", phones), "无"))))
-    names = np.char.add(np.char.add(SURNAMES[rng.integers(0, len(SURNAMES), n)], GIVEN[rng.integers(0, len(GIVEN), n)]), GIVEN[rng.integers(0, len(GIVEN), n)])
+    phone = np.where(
+        style < 5,
+        phones,
+        np.where(
+            style < 7,
+            np.char.add("+86 ", phones),
+            np.where(
+                style < 8,
+                np.char.add(phones, ".0"),
+                np.where(style < 9, np.char.add("86", phones), "无"),
+            ),
+        ),
+    )
+    names = np.char.add(
+        np.char.add(
+            SURNAMES[rng.integers(0, len(SURNAMES), n)], GIVEN[rng.integers(0, len(GIVEN), n)]
+        ),
+        GIVEN[rng.integers(0, len(GIVEN), n)],
+    )
     days = rng.integers(0, 3000, n)
     dates = pd.Timestamp("2017-01-01") + pd.to_timedelta(days, unit="D")
     dstyle = rng.integers(0, 3, n)
-    date_text = np.where(dstyle == 0, dates.strftime("%Y-%m-%d"), np.where(dstyle == 1, dates.strftime("%Y/%m/%d"), dates.strftime("%Y年%m月%d日")))
-    email = np.where(rng.random(n) < 0.4, np.char.add(np.char.add("u", np.arange(n).astype(str)), "@example.com"), "")
+    date_text = np.where(
+        dstyle == 0,
+        dates.strftime("%Y-%m-%d"),
+        np.where(dstyle == 1, dates.strftime("%Y/%m/%d"), dates.strftime("%Y年%m月%d日")),
+    )
+    email = np.where(
+        rng.random(n) < 0.4,
+        np.char.add(np.char.add("u", np.arange(n).astype(str)), "@example.com"),
+        "",
+    )
     amount = np.round(rng.gamma(2.0, 800.0, n), 2)
-    amount_text = np.where(rng.random(n) < 0.5, np.char.add("¥", amount.astype(str)), np.char.add(amount.astype(str), "元"))
+    amount_text = np.where(
+        rng.random(n) < 0.5,
+        np.char.add("¥", amount.astype(str)),
+        np.char.add(amount.astype(str), "元"),
+    )
     frame = pd.DataFrame(
         {
             "客户编号": np.char.add("C", np.arange(n).astype(str)),
@@ -90,7 +142,9 @@ def generate(xlsx_rows: int, csv_rows: int) -> tuple[Path, Path]:
         import xlsxwriter
 
         df = make_messy_customers(xlsx_rows, seed=11)
-        wb = xlsxwriter.Workbook(str(xlsx_path), {"constant_memory": True, "strings_to_numbers": False})
+        wb = xlsxwriter.Workbook(
+            str(xlsx_path), {"constant_memory": True, "strings_to_numbers": False}
+        )
         ws = wb.add_worksheet("客户")
         ws.write_string(0, 0, "CRM 客户导出")
         for j, c in enumerate(df.columns):
@@ -139,15 +193,27 @@ def _peak_mb(resource: Any) -> float:
 
 
 def run(step: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--measure", step, str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", step, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--xlsx-rows", type=int, default=200_000)
     ap.add_argument("--csv-rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=1, help="measure each pair (bare read, import) this many times, alternating")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each pair (bare read, import) this many times, alternating",
+    )
     ap.add_argument("--csv-only", action="store_true", help="skip the xlsx pair")
     ap.add_argument("--measure", nargs=2, metavar=("STEP", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -156,7 +222,9 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     xlsx_path, csv_path = generate(args.xlsx_rows, args.csv_rows)
-    print(f"data: {xlsx_path.name}, {csv_path.name} (generated/cached in {time.perf_counter() - t0:.1f}s)")
+    print(
+        f"data: {xlsx_path.name}, {csv_path.name} (generated/cached in {time.perf_counter() - t0:.1f}s)"
+    )
     pairs = [("xlsx", xlsx_path), ("csv", csv_path)][1 if args.csv_only else 0 :]
     # a process that runs right after other work is slower (more so the bare read: 0.55 s
     # against 0.27 s here): one untimed round first, then each step's best of the rounds
@@ -168,7 +236,9 @@ def main() -> None:
         for kind, path in pairs:
             bare, imp = run(f"bare_{kind}", path), run(f"import_{kind}", path)
             for r in (bare, imp):
-                print(f"{r['step']:12s} {r['rows']:>10,} rows  {r['seconds']:7.2f} s  {r['rows'] / r['seconds']:>12,.0f} rows/s  peak {r['peak_mb']:7.0f} MB")
+                print(
+                    f"{r['step']:12s} {r['rows']:>10,} rows  {r['seconds']:7.2f} s  {r['rows'] / r['seconds']:>12,.0f} rows/s  peak {r['peak_mb']:7.0f} MB"
+                )
                 if r["step"] not in best or r["seconds"] < best[r["step"]]["seconds"]:
                     best[r["step"]] = r
             ratios[kind].append(imp["seconds"] / bare["seconds"])
@@ -176,8 +246,14 @@ def main() -> None:
     for kind, values in ratios.items():
         name, target = targets[kind]
         b, i = best[f"bare_{kind}"]["seconds"], best[f"import_{kind}"]["seconds"]
-        spread = f"; pairs {min(values):.2f}-{max(values):.2f}x, median {statistics.median(values):.2f}x" if len(values) > 1 else ""
-        print(f"ratio {kind} import / bare {name} read, best of {len(values)}: {i:.2f} s / {b:.2f} s = {i / b:.2f}x{spread} (target <= {target:g}x)")
+        spread = (
+            f"; pairs {min(values):.2f}-{max(values):.2f}x, median {statistics.median(values):.2f}x"
+            if len(values) > 1
+            else ""
+        )
+        print(
+            f"ratio {kind} import / bare {name} read, best of {len(values)}: {i:.2f} s / {b:.2f} s = {i / b:.2f}x{spread} (target <= {target:g}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,24 @@ DATA = ROOT / "bench" / "data"
 AS_OF = "2024-06-30"
 METHODS = ["电话", "微信", "拜访", "线上会议", "短信", "投诉"]
 METHOD_P = [0.4, 0.3, 0.1, 0.08, 0.07, 0.05]
-RESULTS = ["有意向", "需跟进", "报价单已发送", "合同签订", "暂无意向", "明确拒绝", "已回复", "未接通"]
-CONTENTS = ["回访近期购买体验", "介绍新品活动", "确认售后问题处理", "客户投诉物流慢", "发送优惠券", "了解复购需求"]
+RESULTS = [
+    "有意向",
+    "需跟进",
+    "报价单已发送",
+    "合同签订",
+    "暂无意向",
+    "明确拒绝",
+    "已回复",
+    "未接通",
+]
+CONTENTS = [
+    "回访近期购买体验",
+    "介绍新品活动",
+    "确认售后问题处理",
+    "客户投诉物流慢",
+    "发送优惠券",
+    "了解复购需求",
+]
 STAFF = ["张三", "李四", "王五", "赵六", "钱七"]
 COMMENTS = ["", "", "", "配送很快", "客服耐心", "价格偏高", "包装破损", "会再来买"]
 
@@ -92,18 +108,22 @@ def _interactions_table(customers, n: int, seed: int):
     t = start + rng.integers(0, int((END - start).astype(np.int64)), n).astype("timedelta64[s]")
     has_next = rng.random(n) < 0.4
     nxt = t + rng.integers(1, 60, n).astype("timedelta64[D]")
-    nxt_text = pc.if_else(pa.array(has_next), pc.strftime(pa.array(nxt), format="%Y-%m-%d"), pa.scalar(""))
-    return pa.table({
-        "记录编号": _ids("F", np.arange(1, n + 1), 8),
-        "手机号": customers["手机号"].take(who),
-        "客户姓名": customers["姓名"].take(who),
-        "跟进时间": pc.strftime(pa.array(t), format="%Y-%m-%d %H:%M"),
-        "跟进方式": _pick(METHODS, rng.choice(len(METHODS), n, p=METHOD_P)),
-        "跟进内容": _pick(CONTENTS, rng.integers(0, len(CONTENTS), n)),
-        "跟进结果": _pick(RESULTS, rng.integers(0, len(RESULTS), n)),
-        "下次跟进时间": nxt_text,
-        "跟进人": _pick(STAFF, rng.integers(0, len(STAFF), n)),
-    })
+    nxt_text = pc.if_else(
+        pa.array(has_next), pc.strftime(pa.array(nxt), format="%Y-%m-%d"), pa.scalar("")
+    )
+    return pa.table(
+        {
+            "记录编号": _ids("F", np.arange(1, n + 1), 8),
+            "手机号": customers["手机号"].take(who),
+            "客户姓名": customers["姓名"].take(who),
+            "跟进时间": pc.strftime(pa.array(t), format="%Y-%m-%d %H:%M"),
+            "跟进方式": _pick(METHODS, rng.choice(len(METHODS), n, p=METHOD_P)),
+            "跟进内容": _pick(CONTENTS, rng.integers(0, len(CONTENTS), n)),
+            "跟进结果": _pick(RESULTS, rng.integers(0, len(RESULTS), n)),
+            "下次跟进时间": nxt_text,
+            "跟进人": _pick(STAFF, rng.integers(0, len(STAFF), n)),
+        }
+    )
 
 
 def _surveys_table(customers, n: int, seed: int):
@@ -117,13 +137,17 @@ def _surveys_table(customers, n: int, seed: int):
     who = pa.array(rng.integers(0, customers.num_rows, n))
     start = END - np.timedelta64(365, "D")
     t = start + rng.integers(0, int((END - start).astype(np.int64)), n).astype("timedelta64[s]")
-    return pa.table({
-        "手机号": customers["手机号"].take(who),
-        "填写时间": pc.strftime(pa.array(t), format="%Y-%m-%d"),
-        "推荐意愿(0-10)": pa.array(rng.choice(11, n, p=[0.02] * 5 + [0.05, 0.08, 0.15, 0.25, 0.2, 0.17])),
-        "满意度": pa.array(rng.integers(1, 6, n)),
-        "意见建议": _pick(COMMENTS, rng.integers(0, len(COMMENTS), n)),
-    })
+    return pa.table(
+        {
+            "手机号": customers["手机号"].take(who),
+            "填写时间": pc.strftime(pa.array(t), format="%Y-%m-%d"),
+            "推荐意愿(0-10)": pa.array(
+                rng.choice(11, n, p=[0.02] * 5 + [0.05, 0.08, 0.15, 0.25, 0.2, 0.17])
+            ),
+            "满意度": pa.array(rng.integers(1, 6, n)),
+            "意见建议": _pick(COMMENTS, rng.integers(0, len(COMMENTS), n)),
+        }
+    )
 
 
 PIPELINE_YAML = """\
@@ -166,14 +190,21 @@ def prepare(args: argparse.Namespace) -> Path:
     customers = None
     if not (d / "customers.csv").exists():
         customers = _customers_table(args.customers, args.seed)
-        write_csv(customers.rename_columns(["来源渠道" if c == "渠道" else c for c in customers.column_names]), d / "customers.csv")
+        write_csv(
+            customers.rename_columns(
+                ["来源渠道" if c == "渠道" else c for c in customers.column_names]
+            ),
+            d / "customers.csv",
+        )
         made.append("customers.csv")
     if not (d / "orders.csv").exists():
         write_csv(_orders_table(args.customers, args.orders, args.seed), d / "orders.csv")
         made.append("orders.csv")
     extra = ""
-    for name, n, fn, kind in (("跟进记录.csv", args.interactions, _interactions_table, "interactions"),
-                              ("满意度调查.csv", args.surveys, _surveys_table, "surveys")):
+    for name, n, fn, kind in (
+        ("跟进记录.csv", args.interactions, _interactions_table, "interactions"),
+        ("满意度调查.csv", args.surveys, _surveys_table, "surveys"),
+    ):
         sized = d / f"{Path(name).stem}-{n}.csv"
         if n <= 0:
             continue
@@ -184,9 +215,17 @@ def prepare(args: argparse.Namespace) -> Path:
             made.append(sized.name)
         extra += f"  {kind}:\n    - {sized.name}\n"
     del customers
-    (d / "pipeline.yaml").write_text(PIPELINE_YAML.format(customers=args.customers, orders=args.orders, as_of=AS_OF, extra=extra), encoding="utf-8")
+    (d / "pipeline.yaml").write_text(
+        PIPELINE_YAML.format(
+            customers=args.customers, orders=args.orders, as_of=AS_OF, extra=extra
+        ),
+        encoding="utf-8",
+    )
     if made:
-        print(f"generated {', '.join(made)} in {time.perf_counter() - t0:.1f} s -> {d}", file=sys.stderr)
+        print(
+            f"generated {', '.join(made)} in {time.perf_counter() - t0:.1f} s -> {d}",
+            file=sys.stderr,
+        )
     return d
 
 
@@ -212,7 +251,12 @@ def child(yaml_path: str, events: str, result: str, profile: str | None) -> int:
     else:
         r = run_pipeline(yaml_path, progress=note)
     note("done")
-    Path(result).write_text(json.dumps({"manifest": r.manifest, "folder": str(r.folder)}, ensure_ascii=False, default=str), encoding="utf-8")
+    Path(result).write_text(
+        json.dumps(
+            {"manifest": r.manifest, "folder": str(r.folder)}, ensure_ascii=False, default=str
+        ),
+        encoding="utf-8",
+    )
     return 0
 
 
@@ -267,12 +311,27 @@ def table(run: dict) -> list[dict]:
         vals = [kb for t, kb in samples if a <= t <= b]
         return max(vals) / 1024 if vals else float("nan")
 
-    rows = [{"step": "pre", "seconds": float("nan"), "peak_mb": float("nan"),
-             "after": starts[0][1] - ev["ready"], "peak_after_mb": peak(ev["ready"], starts[0][1])}]
+    rows = [
+        {
+            "step": "pre",
+            "seconds": float("nan"),
+            "peak_mb": float("nan"),
+            "after": starts[0][1] - ev["ready"],
+            "peak_after_mb": peak(ev["ready"], starts[0][1]),
+        }
+    ]
     for i, (name, t) in enumerate(starts):
         end = t + secs[name]
         nxt = starts[i + 1][1] if i + 1 < len(starts) else ev["done"]
-        rows.append({"step": name, "seconds": secs[name], "peak_mb": peak(t, end), "after": nxt - end, "peak_after_mb": peak(end, nxt)})
+        rows.append(
+            {
+                "step": name,
+                "seconds": secs[name],
+                "peak_mb": peak(t, end),
+                "after": nxt - end,
+                "peak_after_mb": peak(end, nxt),
+            }
+        )
     return rows
 
 
@@ -286,15 +345,31 @@ def main(argv: list[str] | None = None) -> int:
         return child(argv[1], argv[2], argv[3], argv[4] if len(argv) > 4 else None)
     if argv and argv[0] == "--generate":
         c, o, i, s, seed = (int(x) for x in argv[1:6])
-        prepare(argparse.Namespace(customers=c, orders=o, interactions=i, surveys=s, seed=seed, data=Path(argv[6])))
+        prepare(
+            argparse.Namespace(
+                customers=c, orders=o, interactions=i, surveys=s, seed=seed, data=Path(argv[6])
+            )
+        )
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--orders", type=int, default=10_000_000)
-    ap.add_argument("--interactions", type=int, default=None, help="follow-up records (default customers/10; 0 = none)")
-    ap.add_argument("--surveys", type=int, default=None, help="survey answers (default customers/20; 0 = none)")
+    ap.add_argument(
+        "--interactions",
+        type=int,
+        default=None,
+        help="follow-up records (default customers/10; 0 = none)",
+    )
+    ap.add_argument(
+        "--surveys", type=int, default=None, help="survey answers (default customers/20; 0 = none)"
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", type=Path, default=DATA, help="where the inputs and run folders go (default bench/data)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=DATA,
+        help="where the inputs and run folders go (default bench/data)",
+    )
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--profile", help="write cProfile stats of the (last) run to this file")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -305,29 +380,62 @@ def main(argv: list[str] | None = None) -> int:
         args.surveys = args.customers // 20
     # generate in a child process too: the generator's arrays would otherwise stay in this
     # process's memory (about 1 GB at full size) while the pipeline runs
-    gen = [sys.executable, __file__, "--generate", str(args.customers), str(args.orders), str(args.interactions),
-           str(args.surveys), str(args.seed), str(args.data)]
-    subprocess.run(gen, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    gen = [
+        sys.executable,
+        __file__,
+        "--generate",
+        str(args.customers),
+        str(args.orders),
+        str(args.interactions),
+        str(args.surveys),
+        str(args.seed),
+        str(args.data),
+    ]
+    subprocess.run(
+        gen,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")),
+    )
     d = args.data / f"pipeline-{args.customers}-{args.orders}-s{args.seed}"
     results = []
     for k in range(args.repeat):
         run = run_once(d, args.profile if k == args.repeat - 1 else None)
         rows = table(run)
-        results.append({"rows": rows, "wall": run["wall"], "hwm_mb": run["hwm_kb"] / 1024,
-                        "steps": run["manifest"]["steps"], "outputs": run["manifest"]["outputs"]})
-        print(f"\nrun {k + 1}/{args.repeat}: {args.customers:,} customers, {args.orders:,} orders, "
-              f"{args.interactions:,} interactions, {args.surveys:,} surveys ({d})")
+        results.append(
+            {
+                "rows": rows,
+                "wall": run["wall"],
+                "hwm_mb": run["hwm_kb"] / 1024,
+                "steps": run["manifest"]["steps"],
+                "outputs": run["manifest"]["outputs"],
+            }
+        )
+        print(
+            f"\nrun {k + 1}/{args.repeat}: {args.customers:,} customers, {args.orders:,} orders, "
+            f"{args.interactions:,} interactions, {args.surveys:,} surveys ({d})"
+        )
         print(f"{'step':<10} {'seconds':>8} {'peak MB':>8} {'after s':>8} {'peak MB':>8}")
         for r in rows:
-            print(f"{r['step']:<10} {_f(r['seconds'], 1)} {_f(r['peak_mb'], 0)} {_f(r['after'], 1)} {_f(r['peak_after_mb'], 0)}")
+            print(
+                f"{r['step']:<10} {_f(r['seconds'], 1)} {_f(r['peak_mb'], 0)} {_f(r['after'], 1)} {_f(r['peak_after_mb'], 0)}"
+            )
         timed = sum(s["seconds"] for s in run["manifest"]["steps"])
-        print(f"steps total {timed:.1f} s; run_pipeline {timed + sum(r['after'] for r in rows):.1f} s; "
-              f"child wall {run['wall']:.1f} s (incl. imports); peak RSS (VmHWM) {run['hwm_kb'] / 1024:.0f} MB")
+        print(
+            f"steps total {timed:.1f} s; run_pipeline {timed + sum(r['after'] for r in rows):.1f} s; "
+            f"child wall {run['wall']:.1f} s (incl. imports); peak RSS (VmHWM) {run['hwm_kb'] / 1024:.0f} MB"
+        )
         for s in run["manifest"]["steps"]:
             print(f"  {s['step']}: {json.dumps(s.get('rows'), ensure_ascii=False)}")
-        print("  outputs: " + ", ".join(f"{o['file']} {o['bytes'] / 1e6:.1f} MB" for o in run["manifest"]["outputs"]))
+        print(
+            "  outputs: "
+            + ", ".join(
+                f"{o['file']} {o['bytes'] / 1e6:.1f} MB" for o in run["manifest"]["outputs"]
+            )
+        )
     if args.json:
-        args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+        args.json.write_text(
+            json.dumps(results, ensure_ascii=False, indent=1, default=str), encoding="utf-8"
+        )
     return 0
 
 

@@ -29,12 +29,63 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗")
-GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀兰", "霞"]
-CITIES = [("北京市", "华北"), ("上海市", "华东"), ("广州市", "华南"), ("深圳市", "华南"), ("杭州市", "华东"), ("成都市", "西南"), ("武汉市", "华中"), ("西安市", "西北"), ("沈阳市", "东北")]
+GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "秀英",
+    "敏",
+    "静",
+    "丽",
+    "强",
+    "磊",
+    "军",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀兰",
+    "霞",
+]
+CITIES = [
+    ("北京市", "华北"),
+    ("上海市", "华东"),
+    ("广州市", "华南"),
+    ("深圳市", "华南"),
+    ("杭州市", "华东"),
+    ("成都市", "西南"),
+    ("武汉市", "华中"),
+    ("西安市", "西北"),
+    ("沈阳市", "东北"),
+]
 CHANNELS = ["天猫", "京东", "门店", "微信小程序", "抖音"]
-RFM = ["重要价值客户", "重要发展客户", "重要保持客户", "重要挽留客户", "一般价值客户", "一般发展客户", "一般保持客户", "一般挽留客户"]
+RFM = [
+    "重要价值客户",
+    "重要发展客户",
+    "重要保持客户",
+    "重要挽留客户",
+    "一般价值客户",
+    "一般发展客户",
+    "一般保持客户",
+    "一般挽留客户",
+]
 LIFE = ["新客户", "成长", "成熟", "沉睡", "流失"]
-TAGS = ["高频消费", "高客单价", "价格敏感", "一线城市", "女性", "男性", "新品偏好", "投诉过", "会员活跃", "沉睡预警"]
+TAGS = [
+    "高频消费",
+    "高客单价",
+    "价格敏感",
+    "一线城市",
+    "女性",
+    "男性",
+    "新品偏好",
+    "投诉过",
+    "会员活跃",
+    "沉睡预警",
+]
 
 
 def make_customers(n: int, seed: int = 42):
@@ -63,7 +114,9 @@ def make_customers(n: int, seed: int = 42):
     offsets = np.concatenate([[0], np.cumsum(tags_n)])
     import pyarrow as pa
 
-    tags = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), pa.array(flat_tags.tolist(), type=pa.string()))
+    tags = pa.ListArray.from_arrays(
+        pa.array(offsets, type=pa.int32()), pa.array(flat_tags.tolist(), type=pa.string())
+    )
     ch_a, ch_b = pick(CHANNELS), pick(CHANNELS)
     channels = np.where(ch_a == ch_b, ch_a, pd.Series(ch_a) + ";" + pd.Series(ch_b))
     df = pd.DataFrame(
@@ -79,7 +132,7 @@ def make_customers(n: int, seed: int = 42):
             "industry": pick(["互联网", "制造业", "零售", "金融", "教育", ""]),
             "source_channel": ch_a,
             "owner": pick(["王经理", "李经理", "赵经理", "钱经理"]),
-            "notes": pick(["", "", "客户有定制需求", "近期投诉过物流问题", "=HYPERLINK(\"x\")"]),
+            "notes": pick(["", "", "客户有定制需求", "近期投诉过物流问题", '=HYPERLINK("x")']),
             "channels": channels,
             "_flags": pick(["", "", "", "phone_invalid", "name_honorific"]),
             "first_order": first,
@@ -100,7 +153,9 @@ def make_customers(n: int, seed: int = 42):
             "lifecycle": np.where(freq == 0, "潜在", pick(LIFE)),
             "ltv": np.round(mon * 1.3, 2),
             "churn_risk": rng.random(n) < 0.2,
-            "nps_score": np.where(rng.random(n) < 0.3, rng.integers(0, 11, n).astype(float), np.nan),
+            "nps_score": np.where(
+                rng.random(n) < 0.3, rng.integers(0, 11, n).astype(float), np.nan
+            ),
             "as_of": as_of,
         }
     )
@@ -117,7 +172,8 @@ def make_orders(customers, per_customer: int = 3, seed: int = 1):
     return pd.DataFrame(
         {
             "customer_id": customers["customer_id"].to_numpy()[rng.integers(0, len(customers), m)],
-            "order_time": pd.Timestamp("2023-07-01") + pd.to_timedelta(rng.integers(0, 365 * 24 * 60, m), unit="min"),
+            "order_time": pd.Timestamp("2023-07-01")
+            + pd.to_timedelta(rng.integers(0, 365 * 24 * 60, m), unit="min"),
             "amount": np.round(rng.gamma(2.0, 300.0, m), 2),
         }
     )
@@ -141,12 +197,25 @@ def bare_write(customers, path: str) -> int:
     from custtool.report.workbook import SEGMENT_SHEET_COLUMNS, prepare_customers
 
     df = prepare_customers(customers)
-    wb = xlsxwriter.Workbook(path, {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
+    wb = xlsxwriter.Workbook(
+        path,
+        {
+            "constant_memory": True,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+        },
+    )
     cells = 0
     sheets = []
     for dim in ("tier", "rfm_class"):
         for value in [v for v in df[dim].unique() if v]:
-            sheets.append((f"{value}", df.loc[df[dim] == value, [c for c in SEGMENT_SHEET_COLUMNS if c in df.columns]]))
+            sheets.append(
+                (
+                    f"{value}",
+                    df.loc[df[dim] == value, [c for c in SEGMENT_SHEET_COLUMNS if c in df.columns]],
+                )
+            )
     sheets.append(("detail", df))
     for name, part in sheets:
         ws = wb.add_worksheet(name)
@@ -157,13 +226,19 @@ def bare_write(customers, path: str) -> int:
         for c in cols:
             s = part[c]
             if pd.api.types.is_datetime64_any_dtype(s):
-                writers.append((ws.write_datetime, [None if v is pd.NaT else v.to_pydatetime() for v in s]))
+                writers.append(
+                    (ws.write_datetime, [None if v is pd.NaT else v.to_pydatetime() for v in s])
+                )
             elif pd.api.types.is_bool_dtype(s):
                 writers.append((ws.write_boolean, s.tolist()))
             elif pd.api.types.is_numeric_dtype(s):
-                writers.append((ws.write_number, [None if v != v else v for v in s.astype(float).tolist()]))
+                writers.append(
+                    (ws.write_number, [None if v != v else v for v in s.astype(float).tolist()])
+                )
             else:
-                writers.append((ws.write_string, [None if not v else v for v in s.astype(str).tolist()]))
+                writers.append(
+                    (ws.write_string, [None if not v else v for v in s.astype(str).tolist()])
+                )
         for i in range(len(part)):
             r = i + 1
             for j, (fn, vals) in enumerate(writers):
@@ -192,31 +267,56 @@ def run_one(kind: str, n: int) -> dict:
             extra = {"sheets": len(res.sheets), "charts": res.charts}
         seconds = time.perf_counter() - t0
         size = os.path.getsize(out) / 2**20
-    return {"kind": kind, "n": n, "seconds": round(seconds, 2), "peak_mb": round(peak_rss_mb(), 1), "before_mb": round(before, 1), "file_mb": round(size, 1), **extra}
+    return {
+        "kind": kind,
+        "n": n,
+        "seconds": round(seconds, 2),
+        "peak_mb": round(peak_rss_mb(), 1),
+        "before_mb": round(before, 1),
+        "file_mb": round(size, 1),
+        **extra,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default="50000,200000", help="comma-separated customer counts")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per size and kind; the fastest counts")
+    ap.add_argument(
+        "--repeat", type=int, default=2, help="runs per size and kind; the fastest counts"
+    )
     ap.add_argument("--one", choices=["baseline", "report"], help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.n)))
         return
-    print(f"{'customers':>10} {'what':>9} {'seconds':>8} {'peak MB':>8} {'before MB':>9} {'peak-before':>11} {'file MB':>8}")
+    print(
+        f"{'customers':>10} {'what':>9} {'seconds':>8} {'peak MB':>8} {'before MB':>9} {'peak-before':>11} {'file MB':>8}"
+    )
     for n in [int(x) for x in args.sizes.split(",")]:
         results: dict[str, dict] = {}
         for _ in range(args.repeat):  # alternate, keep the fastest of each (the machine is shared)
             for kind in ("baseline", "report"):
-                proc = subprocess.run([sys.executable, __file__, "--one", kind, "--n", str(n)], capture_output=True, text=True, check=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", kind, "--n", str(n)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"{n:>10,} {kind:>9} {r['seconds']:>8.1f} {r['peak_mb']:>8.0f} {r['before_mb']:>9.0f} {r['peak_mb'] - r['before_mb']:>11.0f} {r['file_mb']:>8.1f}", flush=True)
+                print(
+                    f"{n:>10,} {kind:>9} {r['seconds']:>8.1f} {r['peak_mb']:>8.0f} {r['before_mb']:>9.0f} {r['peak_mb'] - r['before_mb']:>11.0f} {r['file_mb']:>8.1f}",
+                    flush=True,
+                )
                 if kind not in results or r["seconds"] < results[kind]["seconds"]:
                     results[kind] = r
         ratio = results["report"]["seconds"] / results["baseline"]["seconds"]
-        print(f"{'':>10} best of {args.repeat}: ratio report/baseline = {ratio:.2f}x  (target <= 1.5x; cells per workbook: {results['baseline']['cells']:,})", flush=True)
+        print(
+            f"{'':>10} best of {args.repeat}: ratio report/baseline = {ratio:.2f}x  (target <= 1.5x; cells per workbook: {results['baseline']['cells']:,})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER_DTYPES = {"订单号": "str", "客户ID": "str", "手机号": "str", "渠道": "str", "品类": "str", "实付金额": "float64", "数量": "float64"}
-CUSTOMER_DTYPES = {"客户ID": "str", "姓名": "str", "手机号": "str", "邮箱": "str", "性别": "str", "年龄": "float64",
-                   "城市": "str", "注册时间": "str", "渠道": "str", "会员等级": "str"}
+ORDER_DTYPES = {
+    "订单号": "str",
+    "客户ID": "str",
+    "手机号": "str",
+    "渠道": "str",
+    "品类": "str",
+    "实付金额": "float64",
+    "数量": "float64",
+}
+CUSTOMER_DTYPES = {
+    "客户ID": "str",
+    "姓名": "str",
+    "手机号": "str",
+    "邮箱": "str",
+    "性别": "str",
+    "年龄": "float64",
+    "城市": "str",
+    "注册时间": "str",
+    "渠道": "str",
+    "会员等级": "str",
+}
 
 
 def peak_mb() -> float:
@@ -56,7 +74,9 @@ def peak_mb() -> float:
 def read_orders(path: Path):
     import pandas as pd
 
-    return pd.read_csv(path, engine="pyarrow", dtype=ORDER_DTYPES, parse_dates=["下单时间"], keep_default_na=False)
+    return pd.read_csv(
+        path, engine="pyarrow", dtype=ORDER_DTYPES, parse_dates=["下单时间"], keep_default_na=False
+    )
 
 
 def run_baseline(data: Path) -> dict:
@@ -66,9 +86,20 @@ def run_baseline(data: Path) -> dict:
     t0 = time.perf_counter()
     df = read_orders(data / "orders.csv")
     t1 = time.perf_counter()
-    g = df.groupby("客户ID").agg(first=("下单时间", "min"), last=("下单时间", "max"), orders=("订单号", "count"), amount=("实付金额", "sum"))
+    g = df.groupby("客户ID").agg(
+        first=("下单时间", "min"),
+        last=("下单时间", "max"),
+        orders=("订单号", "count"),
+        amount=("实付金额", "sum"),
+    )
     t2 = time.perf_counter()
-    return {"read": t1 - t0, "groupby": t2 - t1, "total": t2 - t0, "peak_mb": peak_mb(), "groups": len(g)}
+    return {
+        "read": t1 - t0,
+        "groupby": t2 - t1,
+        "total": t2 - t0,
+        "peak_mb": peak_mb(),
+        "groups": len(g),
+    }
 
 
 def run_segment(data: Path, engine: str) -> dict:
@@ -90,19 +121,50 @@ def run_segment(data: Path, engine: str) -> dict:
         steps[name] = {"seconds": now - t, "peak_mb": peak_mb()}
         t = now
 
-    orders = read_orders(data / "orders.csv").rename(columns={
-        "订单号": "order_id", "客户ID": "customer_id", "手机号": "phone", "下单时间": "order_time",
-        "实付金额": "amount", "渠道": "channel", "品类": "category", "数量": "quantity"})
-    customers = pd.read_csv(data / "customers.csv", engine="pyarrow", dtype=CUSTOMER_DTYPES, keep_default_na=False).rename(columns={
-        "客户ID": "customer_id", "姓名": "name", "手机号": "phone", "邮箱": "email", "性别": "gender", "年龄": "age",
-        "城市": "city", "注册时间": "first_contact_date", "渠道": "_channel", "会员等级": "member_level"})
+    orders = read_orders(data / "orders.csv").rename(
+        columns={
+            "订单号": "order_id",
+            "客户ID": "customer_id",
+            "手机号": "phone",
+            "下单时间": "order_time",
+            "实付金额": "amount",
+            "渠道": "channel",
+            "品类": "category",
+            "数量": "quantity",
+        }
+    )
+    customers = pd.read_csv(
+        data / "customers.csv", engine="pyarrow", dtype=CUSTOMER_DTYPES, keep_default_na=False
+    ).rename(
+        columns={
+            "客户ID": "customer_id",
+            "姓名": "name",
+            "手机号": "phone",
+            "邮箱": "email",
+            "性别": "gender",
+            "年龄": "age",
+            "城市": "city",
+            "注册时间": "first_contact_date",
+            "渠道": "_channel",
+            "会员等级": "member_level",
+        }
+    )
     mark("read")
     metrics, report = customer_metrics(orders, customers, engine=engine)
     del orders
     mark("metrics")
     scores = rfm_scores(metrics)
     classes = rfm_classes(metrics)
-    seg = pd.concat([metrics, scores, classes[["rfm_class"]], value_tiers(metrics).rename("tier"), assign_lifecycle(metrics)], axis=1)
+    seg = pd.concat(
+        [
+            metrics,
+            scores,
+            classes[["rfm_class"]],
+            value_tiers(metrics).rename("tier"),
+            assign_lifecycle(metrics),
+        ],
+        axis=1,
+    )
     mark("scores")
     ltv, info = fit_ltv(seg)
     seg = pd.concat([seg.drop(columns=["historical_value"]), ltv], axis=1)
@@ -111,9 +173,15 @@ def run_segment(data: Path, engine: str) -> dict:
     write_table(seg, out)
     mark("write")
     return {
-        "steps": steps, "total": time.perf_counter() - start, "peak_mb": peak_mb(), "customers": len(seg),
-        "orders_used": report.orders_used, "rows_unmatched": report.rows_unmatched, "rows_duplicate": report.rows_duplicate,
-        "matched_by": report.matched_by, "bgnbd": info.bgnbd.to_dict() if info.bgnbd else info.bgnbd_reason,
+        "steps": steps,
+        "total": time.perf_counter() - start,
+        "peak_mb": peak_mb(),
+        "customers": len(seg),
+        "orders_used": report.orders_used,
+        "rows_unmatched": report.rows_unmatched,
+        "rows_duplicate": report.rows_duplicate,
+        "matched_by": report.matched_by,
+        "bgnbd": info.bgnbd.to_dict() if info.bgnbd else info.bgnbd_reason,
         "gamma_gamma": info.gamma_gamma.to_dict() if info.gamma_gamma else info.gamma_gamma_reason,
         "classes": seg["rfm_class"].value_counts().to_dict(),
     }
@@ -125,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orders", type=int, default=10_000_000)
     ap.add_argument("--data", type=Path, default=Path("/tmp/custtool_bench"))
     ap.add_argument("--engine", default="pandas", choices=["pandas", "duckdb"])
-    ap.add_argument("--repeat", type=int, default=1, help="alternate baseline and segment this many times (noisy machines)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="alternate baseline and segment this many times (noisy machines)",
+    )
     ap.add_argument("--child", choices=["baseline", "segment"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child == "baseline":
@@ -136,34 +209,74 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.data / "orders.csv").exists():
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, str(ROOT / "bench" / "generate.py"), "--customers", str(args.customers),
-                        "--orders", str(args.orders), "--out", str(args.data)], check=True)
-        print(f"generated {args.customers:,} customers / {args.orders:,} orders in {time.perf_counter() - t0:.1f} s")
-    me = [sys.executable, str(Path(__file__).resolve()), "--data", str(args.data), "--engine", args.engine]
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "generate.py"),
+                "--customers",
+                str(args.customers),
+                "--orders",
+                str(args.orders),
+                "--out",
+                str(args.data),
+            ],
+            check=True,
+        )
+        print(
+            f"generated {args.customers:,} customers / {args.orders:,} orders in {time.perf_counter() - t0:.1f} s"
+        )
+    me = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--data",
+        str(args.data),
+        "--engine",
+        args.engine,
+    ]
     ratios = []
     for run in range(1, args.repeat + 1):
-        base = json.loads(subprocess.run([*me, "--child", "baseline"], check=True, capture_output=True, text=True).stdout)
-        seg = json.loads(subprocess.run([*me, "--child", "segment"], check=True, capture_output=True, text=True).stdout)
+        base = json.loads(
+            subprocess.run(
+                [*me, "--child", "baseline"], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        seg = json.loads(
+            subprocess.run(
+                [*me, "--child", "segment"], check=True, capture_output=True, text=True
+            ).stdout
+        )
         if run == 1:
-            print(f"data: {args.data} ({seg['customers']:,} customers, {seg['orders_used']:,} orders used, "
-                  f"{seg['rows_duplicate']:,} duplicate rows, {seg['rows_unmatched']:,} unmatched; matched by {seg['matched_by']})")
-        print(f"run {run}: baseline read_csv(pyarrow)+groupby.agg: {base['total']:.2f} s (read {base['read']:.2f} s, "
-              f"groupby {base['groupby']:.2f} s), peak {base['peak_mb']:.0f} MB")
+            print(
+                f"data: {args.data} ({seg['customers']:,} customers, {seg['orders_used']:,} orders used, "
+                f"{seg['rows_duplicate']:,} duplicate rows, {seg['rows_unmatched']:,} unmatched; matched by {seg['matched_by']})"
+            )
+        print(
+            f"run {run}: baseline read_csv(pyarrow)+groupby.agg: {base['total']:.2f} s (read {base['read']:.2f} s, "
+            f"groupby {base['groupby']:.2f} s), peak {base['peak_mb']:.0f} MB"
+        )
         print(f"run {run}: segment ({args.engine}):")
         for name, st in seg["steps"].items():
             print(f"  {name:<8} {st['seconds']:7.2f} s   peak so far {st['peak_mb']:7.0f} MB")
         read = seg["steps"]["read"]["seconds"]
         metrics = seg["steps"]["metrics"]["seconds"]
         print(f"  total    {seg['total']:7.2f} s   peak {seg['peak_mb']:.0f} MB")
-        r = ((read + metrics) / base["total"], seg["total"] / base["total"], seg["peak_mb"] / base["peak_mb"])
+        r = (
+            (read + metrics) / base["total"],
+            seg["total"] / base["total"],
+            seg["peak_mb"] / base["peak_mb"],
+        )
         ratios.append(r)
-        print(f"run {run} ratios: read+metrics {r[0]:.2f}x (target ≤ 1.5x), whole {r[1]:.2f}x (target ≤ 3x), "
-              f"peak memory {r[2]:.2f}x (target ≤ 1.5x)")
+        print(
+            f"run {run} ratios: read+metrics {r[0]:.2f}x (target ≤ 1.5x), whole {r[1]:.2f}x (target ≤ 3x), "
+            f"peak memory {r[2]:.2f}x (target ≤ 1.5x)"
+        )
     if len(ratios) > 1:
         import statistics
 
         med = [statistics.median(x[i] for x in ratios) for i in range(3)]
-        print(f"median of {len(ratios)} runs: read+metrics {med[0]:.2f}x, whole {med[1]:.2f}x, peak memory {med[2]:.2f}x")
+        print(
+            f"median of {len(ratios)} runs: read+metrics {med[0]:.2f}x, whole {med[1]:.2f}x, peak memory {med[2]:.2f}x"
+        )
     print(f"BG/NBD: {seg['bgnbd']}")
     print(f"Gamma-Gamma: {seg['gamma_gamma']}")
     return 0

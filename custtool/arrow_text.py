@@ -31,9 +31,19 @@ def arrow_text(values: Any, combine: bool = True) -> Any:
     import pyarrow.compute as pc
 
     try:
-        arr = pa.array(values, from_pandas=True) if not isinstance(values, pa.Array | pa.ChunkedArray) else values
+        arr = (
+            pa.array(values, from_pandas=True)
+            if not isinstance(values, pa.Array | pa.ChunkedArray)
+            else values
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        arr = pa.array(pd.Series(values).astype(object).where(pd.Series(values).notna(), None).map(lambda v: v if v is None else str(v)), type=pa.string())
+        arr = pa.array(
+            pd.Series(values)
+            .astype(object)
+            .where(pd.Series(values).notna(), None)
+            .map(lambda v: v if v is None else str(v)),
+            type=pa.string(),
+        )
     if combine and isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if pa.types.is_dictionary(arr.type):
@@ -48,12 +58,16 @@ def arrow_text(values: Any, combine: bool = True) -> Any:
     return arr
 
 
-def factorize_text(df: pd.DataFrame, col: str | None, lower: bool = False) -> tuple[np.ndarray, pd.Series]:
+def factorize_text(
+    df: pd.DataFrame, col: str | None, lower: bool = False
+) -> tuple[np.ndarray, pd.Series]:
     """Codes per row and the stripped text of each code (missing → ""), computed with
     pyarrow on the distinct values only (fast on millions of rows)."""
     import pandas as pd
 
-    codes, uni = encode_text(df[col] if col is not None and col in df.columns else None, len(df), lower)
+    codes, uni = encode_text(
+        df[col] if col is not None and col in df.columns else None, len(df), lower
+    )
     return codes, pd.Series(uni.to_numpy(zero_copy_only=False), dtype=object)
 
 
@@ -99,8 +113,14 @@ def string_buffers(arr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     _, off_buf, data_buf = arr.buffers()
     wide = pa.types.is_large_string(arr.type)
     off_type = np.int64 if wide else np.int32
-    offsets = np.frombuffer(off_buf, dtype=off_type, count=n + 1, offset=arr.offset * (8 if wide else 4)).astype(np.int64)
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and data_buf.size else np.zeros(0, np.uint8)
+    offsets = np.frombuffer(
+        off_buf, dtype=off_type, count=n + 1, offset=arr.offset * (8 if wide else 4)
+    ).astype(np.int64)
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8)
+        if data_buf is not None and data_buf.size
+        else np.zeros(0, np.uint8)
+    )
     lens = np.diff(offsets)
     if arr.null_count:
         lens[arr.is_null().to_numpy(zero_copy_only=False)] = 0
@@ -161,7 +181,9 @@ def text_hash(arr: Any) -> np.ndarray:
     lo, hi = int(lens.min()), int(lens.max())
     if lo == hi:
         for k in range(0, hi, 8):
-            w = np.ndarray(shape=(n,), dtype="<u8", buffer=padded, offset=int(starts[0]) + k, strides=(hi,))
+            w = np.ndarray(
+                shape=(n,), dtype="<u8", buffer=padded, offset=int(starts[0]) + k, strides=(hi,)
+            )
             h ^= w if hi - k >= 8 else w & keep_low[hi - k]
             _mix64(h, tmp)
     else:
@@ -213,7 +235,11 @@ def rows_of(s: pd.Series, rows: np.ndarray) -> Any:
     (no conversion of the whole column), else with ``iloc``."""
     import pandas as pd
 
-    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" or isinstance(s.dtype, pd.ArrowDtype):
+    if (
+        isinstance(s.dtype, pd.StringDtype)
+        and s.dtype.storage == "pyarrow"
+        or isinstance(s.dtype, pd.ArrowDtype)
+    ):
         return take_rows(arrow_text(s, combine=False), rows)
     return s.iloc[rows]
 
@@ -228,7 +254,11 @@ def take_rows(arr: Any, rows: np.ndarray) -> Any:
         return arr.take(pa.array(rows))
     bounds = np.cumsum([0] + [len(c) for c in arr.chunks])
     cut = np.searchsorted(rows, bounds)
-    parts = [arr.chunk(k).take(pa.array(rows[cut[k] : cut[k + 1]] - bounds[k])) for k in range(arr.num_chunks) if cut[k + 1] > cut[k]]
+    parts = [
+        arr.chunk(k).take(pa.array(rows[cut[k] : cut[k + 1]] - bounds[k]))
+        for k in range(arr.num_chunks)
+        if cut[k + 1] > cut[k]
+    ]
     return pa.chunked_array(parts, type=arr.type)
 
 

@@ -55,13 +55,17 @@ def phone_key_series(s: pd.Series) -> pd.Series:
     """A matching key for phones (pandas in, pandas out)."""
     import pandas as pd
 
-    return pd.Series(phone_keys(arrow_text(s)).to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+    return pd.Series(
+        phone_keys(arrow_text(s)).to_numpy(zero_copy_only=False), index=s.index, dtype=object
+    )
 
 
 def email_key_series(s: pd.Series) -> pd.Series:
     import pandas as pd
 
-    return pd.Series(email_keys(arrow_text(s)).to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+    return pd.Series(
+        email_keys(arrow_text(s)).to_numpy(zero_copy_only=False), index=s.index, dtype=object
+    )
 
 
 @dataclass
@@ -147,14 +151,20 @@ class CustomerIndex:
 
         def qualified() -> _Lut:
             ch = pa.concat_arrays([(c() if callable(c) else c).cast(pa.string()) for c in chans])
-            return _unique_map(pc.binary_join_element_wise(pc.utf8_lower(ch).filter(keep), idv, "\x1f"), own)
+            return _unique_map(
+                pc.binary_join_element_wise(pc.utf8_lower(ch).filter(keep), idv, "\x1f"), own
+            )
 
         # the other lookups are built when first needed (most order rows match by plain id),
         # once, also when another thread asks for them at the same time
         self._build = {
             "qualified": qualified,
-            "phone": lambda: _unique_map(*_contact_keys(customers, "phones", "phone", pos, phone_keys)),
-            "email": lambda: _unique_map(*_contact_keys(customers, "emails", "email", pos, email_keys)),
+            "phone": lambda: _unique_map(
+                *_contact_keys(customers, "phones", "phone", pos, phone_keys)
+            ),
+            "email": lambda: _unique_map(
+                *_contact_keys(customers, "emails", "email", pos, email_keys)
+            ),
         }
         self._built: dict[str, _Lut] = {}
         self._lock = threading.Lock()
@@ -178,7 +188,9 @@ class CustomerIndex:
     def email(self) -> _Lut:
         return self._lookup_table("email")
 
-    def match(self, records: pd.DataFrame, channel_col: str | list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def match(
+        self, records: pd.DataFrame, channel_col: str | list[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Customer position per record (-1 = none) and how it matched (0 none, 1 id, 2 phone, 3 email).
 
         An id matches when it belongs to one customer across all channels; an id used by
@@ -205,15 +217,23 @@ class CustomerIndex:
             if len(rest):
                 id_codes, u_ids = encode_text(take_rows(arr, rest), len(rest))
                 out[rest] = self.plain.lookup(u_ids)[id_codes]
-                chan_cols = [channel_col] if isinstance(channel_col, str) else list(channel_col or [])
+                chan_cols = (
+                    [channel_col] if isinstance(channel_col, str) else list(channel_col or [])
+                )
                 if chan_cols and len(self.ambiguous):
                     amb = pc.is_in(u_ids, value_set=self.ambiguous).to_numpy(zero_copy_only=False)
                     rows = np.flatnonzero(amb[id_codes])
                     for col in chan_cols:
                         if not len(rows):
                             break
-                        ch_codes, u_ch = encode_text(records[col].iloc[rest[rows]], len(rows), lower=True)
-                        key = pc.binary_join_element_wise(u_ch.take(pa.array(ch_codes)), u_ids.take(pa.array(id_codes[rows])), "\x1f")
+                        ch_codes, u_ch = encode_text(
+                            records[col].iloc[rest[rows]], len(rows), lower=True
+                        )
+                        key = pc.binary_join_element_wise(
+                            u_ch.take(pa.array(ch_codes)),
+                            u_ids.take(pa.array(id_codes[rows])),
+                            "\x1f",
+                        )
                         out[rest[rows]] = self.qualified.lookup(key)
                         rows = rows[out[rest[rows]] < 0]
             how[out >= 0] = 1
@@ -249,7 +269,11 @@ class _Lut:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values.to_numpy(dtype=object), type=pa.string())
+        arr = (
+            values
+            if isinstance(values, pa.Array | pa.ChunkedArray)
+            else pa.array(values.to_numpy(dtype=object), type=pa.string())
+        )
         if not len(self.keys) or not len(arr):
             return np.full(len(arr), -1, dtype=np.int64)
         keys = self.keys if self.keys.type == arr.type else self.keys.cast(arr.type)
@@ -331,7 +355,9 @@ def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd
     pnorm = phone_key_series(keys["phone"])
     enorm = email_key_series(keys["email"])
     has_id = (keys["id"] != "").to_numpy()
-    id_key = pd.Series(np.where(qualified, keys["ch"] + ":" + keys["id"], keys["id"]), index=keys.index)
+    id_key = pd.Series(
+        np.where(qualified, keys["ch"] + ":" + keys["id"], keys["id"]), index=keys.index
+    )
     # rows without an id join the id-keyed customer with the same phone (else email), if unique
     fallback = pd.Series(np.where(pnorm != "", pnorm, enorm), index=keys.index)
     for norm in (pnorm, enorm):
@@ -342,8 +368,15 @@ def derive_customers(orders: pd.DataFrame, channel_col: str | None = None) -> pd
     key = np.where(has_id, id_key, fallback)
     keys = keys.assign(customer_id=key)
     keys = keys[keys["customer_id"] != ""]
-    keys["source_ids"] = np.where(keys["id"] != "", np.where(keys["ch"] != "", keys["ch"] + ":" + keys["id"], keys["id"]), "")
-    first = keys[["customer_id", "phone", "email", "ch", "source_ids"]].replace("", np.nan).groupby("customer_id", sort=True).first()
+    keys["source_ids"] = np.where(
+        keys["id"] != "", np.where(keys["ch"] != "", keys["ch"] + ":" + keys["id"], keys["id"]), ""
+    )
+    first = (
+        keys[["customer_id", "phone", "email", "ch", "source_ids"]]
+        .replace("", np.nan)
+        .groupby("customer_id", sort=True)
+        .first()
+    )
     out = first.fillna("").rename(columns={"ch": "channel"}).reset_index()
     return out
 
@@ -396,7 +429,13 @@ class Attributed:
     def to_dict(self) -> dict[str, Any]:
         n = int(len(self.positions))
         hit = int((self.positions >= 0).sum())
-        return {"kind": self.kind, "rows": n, "matched": hit, "unmatched": n - hit, "matched_by": dict(self.matched_by)}
+        return {
+            "kind": self.kind,
+            "rows": n,
+            "matched": hit,
+            "unmatched": n - hit,
+            "matched_by": dict(self.matched_by),
+        }
 
 
 def attribute(
@@ -424,15 +463,26 @@ def attribute(
     if isinstance(customers, CustomerIndex):
         index = customers
         if customer_ids is None:
-            raise InputError("attribute() with a CustomerIndex needs customer_ids", "pass the customers table instead")
+            raise InputError(
+                "attribute() with a CustomerIndex needs customer_ids",
+                "pass the customers table instead",
+            )
         cids = pd.Series(customer_ids).reset_index(drop=True)
     else:
         table = customers.reset_index(drop=True)
         index = CustomerIndex(table)
-        cids = table["customer_id"] if "customer_id" in table.columns else pd.Series("", index=table.index)
+        cids = (
+            table["customer_id"]
+            if "customer_id" in table.columns
+            else pd.Series("", index=table.index)
+        )
     pos, how = match_positions(records, index)
     out = records.copy()
-    own = text_column(records, "customer_id") if "customer_id" in records.columns else pd.Series("", index=records.index)
+    own = (
+        text_column(records, "customer_id")
+        if "customer_id" in records.columns
+        else pd.Series("", index=records.index)
+    )
     ids = cids.astype("string").fillna("").str.strip().to_numpy(dtype=object)
     out["customer_id"] = np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else "", "")
     out["source_customer_id"] = own.to_numpy(dtype=object)

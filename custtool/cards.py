@@ -194,7 +194,10 @@ def individual_cards(
         ids = df["customer_id"].astype("string").fillna("")
         missing = sorted(set(customer_ids) - set(ids))
         if missing:
-            raise InputError(f"no customer {', '.join(missing[:5])} in the table", "check the ids (e.g. C00000001)")
+            raise InputError(
+                f"no customer {', '.join(missing[:5])} in the table",
+                "check the ids (e.g. C00000001)",
+            )
         df = df.loc[ids.isin(customer_ids).to_numpy()]
         order = {cid: k for k, cid in enumerate(customer_ids)}
         df = df.iloc[df["customer_id"].astype(str).map(order).argsort().to_numpy()]
@@ -221,7 +224,11 @@ def individual_cards(
         ],
         t["sep"],
     )
-    last = pd.to_datetime(view["last_order"], errors="coerce").dt.strftime("%Y-%m-%d") if "last_order" in view.columns else None
+    last = (
+        pd.to_datetime(view["last_order"], errors="coerce").dt.strftime("%Y-%m-%d")
+        if "last_order" in view.columns
+        else None
+    )
     last_txt = last.astype("string").fillna("") if last is not None else _s(view, "last_order")
     cats = _categories_per_customer(view, orders, t["list"])
     behaviour = _join(
@@ -229,22 +236,31 @@ def individual_cards(
             _fill(t["orders_90d"], _num(view, "orders_90d")),
             _fill(t["frequency"], _num(view, "frequency")),
             _fill(t["aov"], _num(view, "aov")),
-            _fill(t["last_order"], last_txt) + _fill(t["recency"], _num(view, "recency")).where(last_txt != "", ""),
+            _fill(t["last_order"], last_txt)
+            + _fill(t["recency"], _num(view, "recency")).where(last_txt != "", ""),
             _fill(t["channels"], _s(view, "channels").str.replace(";", t["list"], regex=False)),
             _fill(t["categories"], cats),
             _fill(t["interactions"], _num(view, "interactions_365d")),
-            _fill(t["interactions_30d"], _num(view, "interactions_30d").replace({"0": ""})).where(~pd.Series("interactions_365d" in view.columns, index=view.index), ""),
+            _fill(t["interactions_30d"], _num(view, "interactions_30d").replace({"0": ""})).where(
+                ~pd.Series("interactions_365d" in view.columns, index=view.index), ""
+            ),
             _fill(t["complaints"], _num(view, "complaints_365d").replace({"0": ""})),
         ],
         t["sep"],
     )
-    pref_cols = [c for c in view.columns if str(c).startswith("tag_") and any(k in str(c) for k in ("需求", "偏好", "兴趣"))]
+    pref_cols = [
+        c
+        for c in view.columns
+        if str(c).startswith("tag_") and any(k in str(c) for k in ("需求", "偏好", "兴趣"))
+    ]
     preferences = _join(
         [_fill(t["needs"], _s(view, "needs").str.replace(";", t["list"], regex=False))]
         + [_s(view, c).str.replace(";", t["list"], regex=False) for c in pref_cols],
         t["sep"],
     )
-    yes_no = pd.Series(t["no"], index=view.index, dtype="string").mask(_flag(view, "repurchase"), t["yes"])
+    yes_no = pd.Series(t["no"], index=view.index, dtype="string").mask(
+        _flag(view, "repurchase"), t["yes"]
+    )
     if "repurchase" not in view.columns:
         yes_no = pd.Series("", index=view.index, dtype="string")
     value = _join(
@@ -252,12 +268,21 @@ def individual_cards(
             _s(view, "tier").map(lambda v: L.value_label(v, lang)).astype("string"),
             _s(view, "rfm_class").map(lambda v: L.value_label(v, lang)).astype("string"),
             _fill(t["ltv"], _num(view, "ltv")),
-            _fill(t["monetary"], _num(view, "monetary")).where(~pd.Series("ltv" in view.columns, index=view.index), ""),
+            _fill(t["monetary"], _num(view, "monetary")).where(
+                ~pd.Series("ltv" in view.columns, index=view.index), ""
+            ),
             _fill(t["repurchase"], yes_no),
             _fill(t["nps"], _num(view, "nps_score")),
-            _fill(t["lifecycle"], _s(view, "lifecycle").map(lambda v: L.value_label(v, lang)).astype("string")),
-            pd.Series(t["potential"], index=view.index, dtype="string").where(_flag(view, "potential"), ""),
-            pd.Series(t["churn"], index=view.index, dtype="string").where(_flag(view, "churn_risk"), ""),
+            _fill(
+                t["lifecycle"],
+                _s(view, "lifecycle").map(lambda v: L.value_label(v, lang)).astype("string"),
+            ),
+            pd.Series(t["potential"], index=view.index, dtype="string").where(
+                _flag(view, "potential"), ""
+            ),
+            pd.Series(t["churn"], index=view.index, dtype="string").where(
+                _flag(view, "churn_risk"), ""
+            ),
         ],
         t["sep"],
     )
@@ -276,21 +301,36 @@ def individual_cards(
     return out.astype(object).reset_index(drop=True)
 
 
-def _categories_per_customer(view: pd.DataFrame, orders: pd.DataFrame | None, sep: str, k: int = 3) -> pd.Series:
+def _categories_per_customer(
+    view: pd.DataFrame, orders: pd.DataFrame | None, sep: str, k: int = 3
+) -> pd.Series:
     """Top ``k`` categories a customer bought (from the attributed orders: ``customer_id``
     is the customer's stable id), else ""."""
     import pandas as pd
 
     empty = pd.Series("", index=view.index, dtype="string")
-    if orders is None or "category" not in orders.columns or "customer_id" not in orders.columns or "customer_id" not in view.columns:
-        return _s(view, "categories").str.replace(";", sep, regex=False) if "categories" in view.columns else empty
+    if (
+        orders is None
+        or "category" not in orders.columns
+        or "customer_id" not in orders.columns
+        or "customer_id" not in view.columns
+    ):
+        return (
+            _s(view, "categories").str.replace(";", sep, regex=False)
+            if "categories" in view.columns
+            else empty
+        )
     ids = _s(view, "customer_id")
     o = pd.DataFrame({"customer_id": _s(orders, "customer_id"), "category": _s(orders, "category")})
     o = o[(o["category"] != "") & o["customer_id"].isin(set(ids))]
     if o.empty:
         return empty
     counts = o.value_counts(["customer_id", "category"]).reset_index(name="n")
-    counts = counts.sort_values(["customer_id", "n", "category"], ascending=[True, False, True]).groupby("customer_id").head(k)
+    counts = (
+        counts.sort_values(["customer_id", "n", "category"], ascending=[True, False, True])
+        .groupby("customer_id")
+        .head(k)
+    )
     joined = counts.groupby("customer_id")["category"].agg(sep.join)
     return ids.map(joined).fillna("").astype("string")
 
@@ -311,7 +351,9 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
         return pd.DataFrame(columns=cols)
     seg = _s(df, by)
     tags = tags_text(df["tags"]).astype("string").str.split(";")
-    long = pd.DataFrame({"segment": seg.to_numpy(), "tag": tags.to_numpy(), "row": range(len(df))}).explode("tag")
+    long = pd.DataFrame(
+        {"segment": seg.to_numpy(), "tag": tags.to_numpy(), "row": range(len(df))}
+    ).explode("tag")
     long["tag"] = long["tag"].astype("string").str.strip()
     long = long[long["tag"].notna() & (long["tag"] != "")].drop_duplicates(["row", "tag"])
     if long.empty:
@@ -324,15 +366,21 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     counts["share_overall"] = counts["tag"].map(overall).astype(float)
     counts["lift"] = counts["share_in_segment"] / counts["share_overall"]
     counts = counts[counts["n"] >= min_count]
-    return counts.sort_values(["segment", "lift", "n", "tag"], ascending=[True, False, False, True]).reset_index(drop=True)[cols]
+    return counts.sort_values(
+        ["segment", "lift", "n", "tag"], ascending=[True, False, False, True]
+    ).reset_index(drop=True)[cols]
 
 
-def _top_values(seg: pd.Series, values: pd.Series, k: int, sep: str, *, explode: bool = False) -> pd.Series:
+def _top_values(
+    seg: pd.Series, values: pd.Series, k: int, sep: str, *, explode: bool = False
+) -> pd.Series:
     """Per segment: the ``k`` most common non-empty values with their share of the segment."""
     import pandas as pd
 
     sizes = seg.value_counts()
-    frame = pd.DataFrame({"segment": seg.to_numpy(), "v": values.to_numpy(), "row": range(len(seg))})
+    frame = pd.DataFrame(
+        {"segment": seg.to_numpy(), "v": values.to_numpy(), "row": range(len(seg))}
+    )
     if explode:
         frame["v"] = frame["v"].astype("string").str.split(";")
         frame = frame.explode("v")
@@ -341,8 +389,17 @@ def _top_values(seg: pd.Series, values: pd.Series, k: int, sep: str, *, explode:
     if frame.empty:
         return pd.Series(dtype=object)
     counts = frame.groupby(["segment", "v"], observed=True).size().rename("n").reset_index()
-    counts = counts.sort_values(["segment", "n", "v"], ascending=[True, False, True]).groupby("segment").head(k)
-    pct = (counts["n"] / counts["segment"].map(sizes).astype(float) * 100).round(0).astype("int64").astype(str)
+    counts = (
+        counts.sort_values(["segment", "n", "v"], ascending=[True, False, True])
+        .groupby("segment")
+        .head(k)
+    )
+    pct = (
+        (counts["n"] / counts["segment"].map(sizes).astype(float) * 100)
+        .round(0)
+        .astype("int64")
+        .astype(str)
+    )
     counts["txt"] = counts["v"].astype(str) + " " + pct + "%"
     return counts.groupby("segment")["txt"].agg(sep.join)
 
@@ -377,25 +434,35 @@ def group_cards(
     view = mask_for_output(prepare_customers(customers), role=role_obj, owner=owner, mask=True)
     dims = [d for d in ("rfm_class", "tier", "lifecycle") if d in view.columns]
     if by is not None and by not in view.columns:
-        raise InputError(f"no column {by!r} to group by", f"use one of: {', '.join(dims) or '(none present)'}")
+        raise InputError(
+            f"no column {by!r} to group by", f"use one of: {', '.join(dims) or '(none present)'}"
+        )
     wanted: dict[str, list[str]] = {}
     if segments:
         for name in segments:
             found = [d for d in ([by] if by else dims) if (_s(view, d) == name).any()]
             if not found:
-                raise InputError(f"no segment {name!r} in {by or '/'.join(dims)}", "segment names are values such as 重要价值客户, 高价值 or 沉睡")
+                raise InputError(
+                    f"no segment {name!r} in {by or '/'.join(dims)}",
+                    "segment names are values such as 重要价值客户, 高价值 or 沉睡",
+                )
             wanted.setdefault(found[0], []).append(name)
     else:
         dim = by or (dims[0] if dims else None)
         if dim is None:
-            raise InputError("the table has no rfm_class, tier or lifecycle column", "run `custtool segment` first")
+            raise InputError(
+                "the table has no rfm_class, tier or lifecycle column",
+                "run `custtool segment` first",
+            )
         wanted[dim] = []
     sep = _T["en" if lang == "en" else "zh"]["list"]
     frames = []
     for dim, names in wanted.items():
         seg = _s(view, dim)
         n_all = len(view)
-        card = pd.DataFrame({"segment": seg}).groupby("segment").size().rename("customers").to_frame()
+        card = (
+            pd.DataFrame({"segment": seg}).groupby("segment").size().rename("customers").to_frame()
+        )
         card["customer_share"] = card["customers"] / n_all if n_all else 0.0
         if role_obj.amounts and "monetary" in view.columns:
             m = pd.to_numeric(view["monetary"], errors="coerce").fillna(0)
@@ -406,7 +473,9 @@ def group_cards(
             card["top_cities"] = _top_values(seg, _s(view, "city"), top, sep)
         if "age" in view.columns:
             labels = AGE_LABELS_EN if lang == "en" else AGE_LABELS
-            bands = pd.cut(pd.to_numeric(view["age"], errors="coerce"), AGE_BINS, right=False, labels=labels)
+            bands = pd.cut(
+                pd.to_numeric(view["age"], errors="coerce"), AGE_BINS, right=False, labels=labels
+            )
             card["age_bands"] = _top_values(seg, bands.astype("string"), top, sep)
         channel_col = next((c for c in ("channels", "source_channel") if c in view.columns), None)
         if channel_col:
@@ -415,12 +484,24 @@ def group_cards(
         if cats is not None:
             card["top_categories"] = cats
         if role_obj.amounts and "aov" in view.columns:
-            card["typical_aov"] = pd.to_numeric(view["aov"], errors="coerce").groupby(seg.to_numpy()).median().round(2)
+            card["typical_aov"] = (
+                pd.to_numeric(view["aov"], errors="coerce")
+                .groupby(seg.to_numpy())
+                .median()
+                .round(2)
+            )
         lift = tag_lift(view.assign(_seg=seg), "_seg", min_count=min_count)
         if len(lift):
             top_lift = lift[lift["lift"] > 1].groupby("segment").head(top_tags)
             pct = (top_lift["share_in_segment"] * 100).round(0).astype("int64").astype(str)
-            top_lift = top_lift.assign(txt=top_lift["tag"].astype(str) + " ×" + top_lift["lift"].round(1).astype(str) + "（" + pct + "%）")
+            top_lift = top_lift.assign(
+                txt=top_lift["tag"].astype(str)
+                + " ×"
+                + top_lift["lift"].round(1).astype(str)
+                + "（"
+                + pct
+                + "%）"
+            )
             card["top_tags"] = top_lift.groupby("segment")["txt"].agg(sep.join)
         card = card.reset_index()
         card = card[card["segment"] != ""] if not names else card[card["segment"].isin(names)]
@@ -438,12 +519,18 @@ def group_cards(
     return out[[c for c in GROUP_FIELDS if c in out.columns]]
 
 
-def _segment_categories(view: pd.DataFrame, seg: pd.Series, orders: pd.DataFrame | None, k: int, sep: str) -> pd.Series | None:
+def _segment_categories(
+    view: pd.DataFrame, seg: pd.Series, orders: pd.DataFrame | None, k: int, sep: str
+) -> pd.Series | None:
     """Top categories per segment, by share of the segment's customers who bought them
     (from the attributed orders)."""
     import pandas as pd
 
-    if orders is not None and {"customer_id", "category"} <= set(orders.columns) and "customer_id" in view.columns:
+    if (
+        orders is not None
+        and {"customer_id", "category"} <= set(orders.columns)
+        and "customer_id" in view.columns
+    ):
         seg_of = pd.Series(seg.to_numpy(), index=_s(view, "customer_id").to_numpy())
         seg_of = seg_of[~seg_of.index.duplicated()]
         o = pd.DataFrame({"cid": _s(orders, "customer_id"), "cat": _s(orders, "category")})
@@ -453,9 +540,20 @@ def _segment_categories(view: pd.DataFrame, seg: pd.Series, orders: pd.DataFrame
         o_seg = o["cid"].map(seg_of)
         sizes = seg.value_counts()
         counts = pd.DataFrame({"segment": o_seg.to_numpy(), "v": o["cat"].to_numpy()})
-        counts = counts[counts["v"] != ""].groupby(["segment", "v"]).size().rename("n").reset_index()
-        counts = counts.sort_values(["segment", "n", "v"], ascending=[True, False, True]).groupby("segment").head(k)
-        pct = (counts["n"] / counts["segment"].map(sizes).astype(float) * 100).round(0).astype("int64").astype(str)
+        counts = (
+            counts[counts["v"] != ""].groupby(["segment", "v"]).size().rename("n").reset_index()
+        )
+        counts = (
+            counts.sort_values(["segment", "n", "v"], ascending=[True, False, True])
+            .groupby("segment")
+            .head(k)
+        )
+        pct = (
+            (counts["n"] / counts["segment"].map(sizes).astype(float) * 100)
+            .round(0)
+            .astype("int64")
+            .astype(str)
+        )
         counts["txt"] = counts["v"] + " " + pct + "%"
         return counts.groupby("segment")["txt"].agg(sep.join)
     if "categories" in view.columns:
@@ -491,7 +589,9 @@ def _group_rows(card: Mapping[Hashable, Any], lang: str) -> list[tuple[str, str]
     return rows
 
 
-def render_markdown(individual: pd.DataFrame, group: pd.DataFrame | None = None, lang: str = "zh") -> str:
+def render_markdown(
+    individual: pd.DataFrame, group: pd.DataFrame | None = None, lang: str = "zh"
+) -> str:
     """Cards as Markdown: one section per card, fields as a bullet list."""
 
     def md(v: Any) -> str:
@@ -500,7 +600,10 @@ def render_markdown(individual: pd.DataFrame, group: pd.DataFrame | None = None,
     out = [f"# {_title('doc', lang)}", ""]
     if group is not None:
         for card in group.to_dict("records"):
-            out += [f"## {_title('group', lang)}：{L.label(card['dimension'], lang)} · {L.value_label(card['segment'], lang)}", ""]
+            out += [
+                f"## {_title('group', lang)}：{L.label(card['dimension'], lang)} · {L.value_label(card['segment'], lang)}",
+                "",
+            ]
             out += [f"- **{k}**：{md(v)}" for k, v in _group_rows(card, lang)] + [""]
     for card in individual.to_dict("records"):
         out += [f"## {_title('individual', lang)}：{md(card['customer_id'])}", ""]
@@ -524,7 +627,12 @@ h1 { font-size: 20px; margin: 0 0 16px; }
 """
 
 
-def render_html(individual: pd.DataFrame, group: pd.DataFrame | None = None, lang: str = "zh", title: str | None = None) -> str:
+def render_html(
+    individual: pd.DataFrame,
+    group: pd.DataFrame | None = None,
+    lang: str = "zh",
+    title: str | None = None,
+) -> str:
     """One self-contained printable HTML page (inline CSS, every value escaped)."""
     e = html.escape
     doc_title = title or _title("doc", lang)
@@ -538,7 +646,10 @@ def render_html(individual: pd.DataFrame, group: pd.DataFrame | None = None, lan
     if group is not None:
         for card in group.to_dict("records"):
             head = f"{_title('group', lang)}：{L.label(card['dimension'], lang)} · {L.value_label(card['segment'], lang)}"
-            rows = "".join(f"<dt>{e(k)}</dt><dd>{e(v) or '<span class=muted>—</span>'}</dd>" for k, v in _group_rows(card, lang))
+            rows = "".join(
+                f"<dt>{e(k)}</dt><dd>{e(v) or '<span class=muted>—</span>'}</dd>"
+                for k, v in _group_rows(card, lang)
+            )
             parts.append(f'<section class="card group"><h2>{e(head)}</h2><dl>{rows}</dl></section>')
     for card in individual.to_dict("records"):
         head = f"{_title('individual', lang)}：{card['customer_id']}"
@@ -580,7 +691,9 @@ def write_cards(
     return target
 
 
-def _write_cards_xlsx(individual: pd.DataFrame, group: pd.DataFrame | None, path: Path, lang: str) -> None:
+def _write_cards_xlsx(
+    individual: pd.DataFrame, group: pd.DataFrame | None, path: Path, lang: str
+) -> None:
     from custtool.report.workbook import _display_values, _Sheets
     from custtool.xlsx import open_workbook
 

@@ -95,7 +95,13 @@ def load_clean_rules(path: str | Path | None = None) -> CleanRules:
     """Clean settings: the shipped ``rules/clean.yaml`` overlaid key by key with ``path``."""
     from custtool.config import CleanSettings, load_model
 
-    settings = load_model(CleanSettings, path, default="clean.yaml", what="rules file", hint="check the path given to --rules")
+    settings = load_model(
+        CleanSettings,
+        path,
+        default="clean.yaml",
+        what="rules file",
+        hint="check the path given to --rules",
+    )
     return _rules_from_settings(settings)
 
 
@@ -358,7 +364,9 @@ def dedupe(
         if col == "phone" and "phones" in data.columns:  # every number of a cell that lists two
             at, listed = _phone_values(data)
             cust_at = cust_row[at]
-            customers[multi] = _join_per_customer(cust_at, listed, np.bincount(cust_at, minlength=m), m)
+            customers[multi] = _join_per_customer(
+                cust_at, listed, np.bincount(cust_at, minlength=m), m
+            )
             continue
         customers[multi] = (
             _join_per_customer(cust_row, data[col], rows_per_cust, m) if col in data.columns else ""
@@ -656,7 +664,14 @@ def _phone_values(data: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
     rows = np.arange(len(phone), dtype=np.int64)
     if len(extra):
         parts = listed.iloc[extra].str.split(";").explode()
-        rows = np.concatenate([rows, extra[np.repeat(np.arange(len(extra)), listed.iloc[extra].str.split(";").str.len())]])
+        rows = np.concatenate(
+            [
+                rows,
+                extra[
+                    np.repeat(np.arange(len(extra)), listed.iloc[extra].str.split(";").str.len())
+                ],
+            ]
+        )
         values = pd.concat([phone, parts], ignore_index=True).astype(str)
         seq = np.concatenate([np.zeros(len(phone), np.int64), np.ones(len(parts), np.int64)])
         order = np.lexsort((seq, rows))
@@ -664,7 +679,10 @@ def _phone_values(data: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
     else:
         values = phone.astype(str)
     keep = (values != "").to_numpy(dtype=bool)
-    keep = keep & ~pd.DataFrame({"r": rows, "v": values.to_numpy(dtype=object)}).duplicated().to_numpy()
+    keep = (
+        keep
+        & ~pd.DataFrame({"r": rows, "v": values.to_numpy(dtype=object)}).duplicated().to_numpy()
+    )
     return rows[keep], values[keep].reset_index(drop=True)
 
 

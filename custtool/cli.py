@@ -62,13 +62,18 @@ class _Group(TyperGroup):
             raise
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except Exception as exc:  # a bug, not bad input: exit 3 so cron can tell it from 1 (rejects)
+        except (
+            Exception
+        ) as exc:  # a bug, not bad input: exit 3 so cron can tell it from 1 (rejects)
             if (ctx.obj or {}).get("debug"):
                 traceback.print_exc()
             hint = "nothing was written; run again with --debug for the traceback and report it"
             if wants_json:
                 _emit_error("InternalError", f"{type(exc).__name__}: {str(exc)[:200]}", hint, 3)
-            console.print(f"[bold red]Internal error:[/] {type(exc).__name__}: {str(exc)[:200]}", soft_wrap=True)
+            console.print(
+                f"[bold red]Internal error:[/] {type(exc).__name__}: {str(exc)[:200]}",
+                soft_wrap=True,
+            )
             console.print(f"[yellow]Hint:[/] {hint}", soft_wrap=True)
             raise typer.Exit(3) from None
 
@@ -101,7 +106,9 @@ def _root(
     ctx: typer.Context,
     version: Annotated[
         bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
@@ -110,11 +117,16 @@ def _root(
 
 
 # --------------------------------------------------------------------------- shared options
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (for machines).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (for machines).")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
-OutOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Output file (.parquet, .csv or .xlsx).")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Output file (.parquet, .csv or .xlsx).")
+]
 AsOfOpt = Annotated[
-    str | None, typer.Option("--as-of", help="As-of date YYYY-MM-DD (default: the latest order date).")
+    str | None,
+    typer.Option("--as-of", help="As-of date YYYY-MM-DD (default: the latest order date)."),
 ]
 
 
@@ -131,12 +143,23 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
     from rich import box
 
     # boxes in a terminal; plain aligned columns when piped (cron mail, log files)
-    table = Table(title=title, title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else None)
+    table = Table(
+        title=title, title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else None
+    )
     for i, col in enumerate(columns):
-        numeric = all(isinstance(r[i], numbers.Real) and not isinstance(r[i], bool) for r in rows if i < len(r))
+        numeric = all(
+            isinstance(r[i], numbers.Real) and not isinstance(r[i], bool)
+            for r in rows
+            if i < len(r)
+        )
         table.add_column(col, justify="right" if i and numeric else "left", overflow="fold")
     for row in rows:
-        table.add_row(*[f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else str(v) for v in row])
+        table.add_row(
+            *[
+                f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else str(v)
+                for v in row
+            ]
+        )
     console.print(table)
 
 
@@ -173,21 +196,52 @@ def progress(quiet: bool = False):  # noqa: ANN201 - rich Progress
 # (section: import — issue 2)
 @app.command("import")
 def import_(
-    files: Annotated[list[Path], typer.Argument(help="CSV/TSV/xlsx files to import (one kind of data).", show_default=False)],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="CSV/TSV/xlsx files to import (one kind of data).", show_default=False),
+    ],
     output: OutOpt = None,
     kind: Annotated[
-        str | None, typer.Option("--kind", "-k", help="customers, orders, interactions or surveys (default: detected).")
+        str | None,
+        typer.Option(
+            "--kind", "-k", help="customers, orders, interactions or surveys (default: detected)."
+        ),
     ] = None,
     channel: Annotated[
-        list[str] | None, typer.Option("--channel", "-c", help="Channel name for every row (default: file name); repeat it to give one per file.")
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            "-c",
+            help="Channel name for every row (default: file name); repeat it to give one per file.",
+        ),
     ] = None,
-    sheet: Annotated[str | None, typer.Option("--sheet", help="Only this sheet of each workbook.")] = None,
-    encoding: Annotated[str | None, typer.Option("--encoding", help="Text encoding of CSV files (default: detected).")] = None,
-    fields: Annotated[Path | None, typer.Option("--fields", help="Your own header aliases (YAML), added to rules/fields.yaml.")] = None,
-    rejects: Annotated[Path | None, typer.Option("--rejects", help="Rejects file (.csv or .xlsx; default: beside the output).")] = None,
-    max_rejects: Annotated[int | None, typer.Option("--max-rejects", help="Exit 1 when more rows than this are rejected.")] = None,
+    sheet: Annotated[
+        str | None, typer.Option("--sheet", help="Only this sheet of each workbook.")
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option("--encoding", help="Text encoding of CSV files (default: detected)."),
+    ] = None,
+    fields: Annotated[
+        Path | None,
+        typer.Option(
+            "--fields", help="Your own header aliases (YAML), added to rules/fields.yaml."
+        ),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Rejects file (.csv or .xlsx; default: beside the output)."),
+    ] = None,
+    max_rejects: Annotated[
+        int | None,
+        typer.Option("--max-rejects", help="Exit 1 when more rows than this are rejected."),
+    ] = None,
     mask_rejects: Annotated[
-        bool, typer.Option("--mask-rejects", help="Mask names, phones and emails in the rejects file (ID numbers and bank cards always are).")
+        bool,
+        typer.Option(
+            "--mask-rejects",
+            help="Mask names, phones and emails in the rejects file (ID numbers and bank cards always are).",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -209,8 +263,16 @@ def import_(
     from custtool.steps import run_import
 
     result = run_import(
-        files, output=output, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields,
-        rejects=rejects, max_rejects=max_rejects, mask_rejects=mask_rejects,
+        files,
+        output=output,
+        kind=kind,
+        channel=channel,
+        sheet=sheet,
+        encoding=encoding,
+        fields=fields,
+        rejects=rejects,
+        max_rejects=max_rejects,
+        mask_rejects=mask_rejects,
     )
     if json_out:
         emit_json(result.to_dict())
@@ -220,31 +282,57 @@ def import_(
         for w in result.warnings:
             info(f"[yellow]Warning:[/] {w}", quiet)
         rows = [
-            [f.file + (f" [{f.sheet}]" if f.sheet else ""), f.encoding or "xlsx", f.rows_read, f.accepted, f.rejected,
-             f.skipped, f.flagged]
+            [
+                f.file + (f" [{f.sheet}]" if f.sheet else ""),
+                f.encoding or "xlsx",
+                f.rows_read,
+                f.accepted,
+                f.rejected,
+                f.skipped,
+                f.flagged,
+            ]
             for f in imp.files
         ]
-        rows.append(["TOTAL", "", totals["rows_read"], totals["accepted"], totals["rejected"], totals["skipped"], totals["flagged"]])
+        rows.append(
+            [
+                "TOTAL",
+                "",
+                totals["rows_read"],
+                totals["accepted"],
+                totals["rejected"],
+                totals["skipped"],
+                totals["flagged"],
+            ]
+        )
         print_table(
             f"Imported {imp.kind}: rows read = accepted + rejected + skipped",
             ["file", "encoding", "read", "accepted", "rejected", "skipped", "flagged"],
             rows,
             quiet,
         )
-        info(f"Skipped: {totals['skipped_blank']} blank rows, {totals['skipped_total']} totals rows.", quiet)
+        info(
+            f"Skipped: {totals['skipped_blank']} blank rows, {totals['skipped_total']} totals rows.",
+            quiet,
+        )
         problems = result.data["problems"]
         if problems:
             info("Kept with a flag: " + ", ".join(f"{k} {v}" for k, v in problems.items()), quiet)
         if output:
             rejects_path = result.data["rejects"]
-            info(f"Wrote {output}" + (f"; rejects and flagged values: {rejects_path}" if rejects_path else ""), quiet)
+            info(
+                f"Wrote {output}"
+                + (f"; rejects and flagged values: {rejects_path}" if rejects_path else ""),
+                quiet,
+            )
     finish(result, quiet and not json_out)
 
 
 @app.command("template")
 def template(
     kind: Annotated[str, typer.Argument(help="customers, orders, interactions or surveys.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The .xlsx template to write.")] = Path("客户信息导入模板.xlsx"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The .xlsx template to write.")
+    ] = Path("客户信息导入模板.xlsx"),
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -269,34 +357,71 @@ def template(
 # (section: clean — issue 3)
 @app.command("clean")
 def clean(
-    customers: Annotated[Path, typer.Argument(help="Customers table written by `custtool import` (.parquet, .csv, .xlsx).")],
+    customers: Annotated[
+        Path,
+        typer.Argument(
+            help="Customers table written by `custtool import` (.parquet, .csv, .xlsx)."
+        ),
+    ],
     output: OutOpt = None,
     keys: Annotated[
-        str | None, typer.Option("--keys", help="Link keys, comma-separated (default phone,email,customer_id).")
+        str | None,
+        typer.Option(
+            "--keys", help="Link keys, comma-separated (default phone,email,customer_id)."
+        ),
     ] = None,
     fuzzy_names: Annotated[
-        bool, typer.Option("--fuzzy-names", help="Propose similar names within a block for review (never merged).")
+        bool,
+        typer.Option(
+            "--fuzzy-names", help="Propose similar names within a block for review (never merged)."
+        ),
     ] = False,
     survivorship: Annotated[
         str | None, typer.Option("--survivorship", help="Which value wins: newest or channel.")
     ] = None,
     channel_priority: Annotated[
-        str | None, typer.Option("--channel-priority", help="Channels, best first, e.g. 门店,电商,公众号.")
+        str | None,
+        typer.Option("--channel-priority", help="Channels, best first, e.g. 门店,电商,公众号."),
     ] = None,
     id_format: Annotated[
-        str | None, typer.Option("--id-format", help="Customer id format, e.g. 'C{seq:08d}' or '{region_code}-{industry_code}-{year}-{seq:03d}'.")
+        str | None,
+        typer.Option(
+            "--id-format",
+            help="Customer id format, e.g. 'C{seq:08d}' or '{region_code}-{industry_code}-{year}-{seq:03d}'.",
+        ),
     ] = None,
     previous: Annotated[
-        Path | None, typer.Option("--previous", help="An earlier clean output: returning customers keep their ids.")
+        Path | None,
+        typer.Option(
+            "--previous", help="An earlier clean output: returning customers keep their ids."
+        ),
     ] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the clean report (.xlsx), one sheet per section.")] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write the clean report (.xlsx), one sheet per section."),
+    ] = None,
     mask: Annotated[
-        bool, typer.Option("--mask/--no-mask", help="Mask personal data in the clean report (--no-mask: roles that allow it).")
+        bool,
+        typer.Option(
+            "--mask/--no-mask",
+            help="Mask personal data in the clean report (--no-mask: roles that allow it).",
+        ),
     ] = True,
-    role: Annotated[str | None, typer.Option("--role", help="Role profile from rules/roles.yaml (default admin).")] = None,
-    rules: Annotated[Path | None, typer.Option("--rules", help="Clean settings YAML (default: the shipped rules/clean.yaml).")] = None,
+    role: Annotated[
+        str | None,
+        typer.Option("--role", help="Role profile from rules/roles.yaml (default admin)."),
+    ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules", help="Clean settings YAML (default: the shipped rules/clean.yaml)."
+        ),
+    ] = None,
     hub_max_names: Annotated[
-        int | None, typer.Option("--hub-max-names", help="A phone/email shared by more names than this is not merged on.")
+        int | None,
+        typer.Option(
+            "--hub-max-names", help="A phone/email shared by more names than this is not merged on."
+        ),
     ] = None,
     lang: Annotated[str, typer.Option("--lang", help="Report labels: zh or en.")] = "zh",
     json_out: JsonOpt = False,
@@ -337,22 +462,36 @@ def clean(
     print_table(
         "清洗汇总 (clean)" if lang == "zh" else "Clean summary",
         ["项目" if lang == "zh" else "Item", "数量" if lang == "zh" else "Count"],
-        [[item, int(v)] for item, v in zip(summary["metric_label"], summary["metric_value"], strict=True)],
+        [
+            [item, int(v)]
+            for item, v in zip(summary["metric_label"], summary["metric_value"], strict=True)
+        ],
         quiet,
     )
     print_table(
         "按键合并" if lang == "zh" else "Merges by key",
-        ["键" if lang == "zh" else "Key", "行数" if lang == "zh" else "Rows", "客户数" if lang == "zh" else "Customers"],
+        [
+            "键" if lang == "zh" else "Key",
+            "行数" if lang == "zh" else "Rows",
+            "客户数" if lang == "zh" else "Customers",
+        ],
         [
             [k, int(a), int(b)]
             for k, a, b in zip(
-                rep.merges_by_key["merge_key"], rep.merges_by_key["linked_rows"], rep.merges_by_key["linked_customers"], strict=True
+                rep.merges_by_key["merge_key"],
+                rep.merges_by_key["linked_rows"],
+                rep.merges_by_key["linked_customers"],
+                strict=True,
             )
         ],
         quiet,
     )
     d = result.data
-    info(f"customers → {d['output']}\nlineage   → {d['lineage']}" + (f"\nreport    → {d['report']}" if d["report"] else ""), quiet)
+    info(
+        f"customers → {d['output']}\nlineage   → {d['lineage']}"
+        + (f"\nreport    → {d['report']}" if d["report"] else ""),
+        quiet,
+    )
 
 
 # --------------------------------------------------------------------------- segment
@@ -360,17 +499,54 @@ def clean(
 @app.command("segment")
 def segment(
     customers: Annotated[
-        Path | None, typer.Argument(help="Customers table (the clean output, or an import output). Optional: without it customers come from the orders.")
+        Path | None,
+        typer.Argument(
+            help="Customers table (the clean output, or an import output). Optional: without it customers come from the orders."
+        ),
     ] = None,
-    orders: Annotated[Path | None, typer.Option("--orders", help="Orders table (import output: order_id, customer_id/phone/email, order_time, amount).")] = None,
-    surveys: Annotated[Path | None, typer.Option("--surveys", help="Survey table (score 0-10, satisfaction) for NPS.")] = None,
-    interactions: Annotated[Path | None, typer.Option("--interactions", help="Follow-up/interaction log (days since last interaction, complaints).")] = None,
+    orders: Annotated[
+        Path | None,
+        typer.Option(
+            "--orders",
+            help="Orders table (import output: order_id, customer_id/phone/email, order_time, amount).",
+        ),
+    ] = None,
+    surveys: Annotated[
+        Path | None,
+        typer.Option("--surveys", help="Survey table (score 0-10, satisfaction) for NPS."),
+    ] = None,
+    interactions: Annotated[
+        Path | None,
+        typer.Option(
+            "--interactions",
+            help="Follow-up/interaction log (days since last interaction, complaints).",
+        ),
+    ] = None,
     as_of: AsOfOpt = None,
-    window: Annotated[str | None, typer.Option("--window", help="Window for F and M, e.g. 365d, 26w, 12m (default from the config: 365d).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="segments.yaml with the thresholds (default: the shipped rules/segments.yaml).")] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="Window for F and M, e.g. 365d, 26w, 12m (default from the config: 365d).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="segments.yaml with the thresholds (default: the shipped rules/segments.yaml).",
+        ),
+    ] = None,
     output: OutOpt = None,
-    summary: Annotated[Path | None, typer.Option("--summary", help="Write the segment summary workbook (.xlsx, one sheet per dimension).")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="Aggregation engine: pandas or duckdb.")] = "pandas",
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary", help="Write the segment summary workbook (.xlsx, one sheet per dimension)."
+        ),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Aggregation engine: pandas or duckdb.")
+    ] = "pandas",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -390,8 +566,16 @@ def segment(
     from custtool.steps import run_segment
 
     result = run_segment(
-        customers, orders=orders, surveys=surveys, interactions=interactions, as_of=as_of, window=window,
-        config=config, output=output, summary=summary, engine=engine,
+        customers,
+        orders=orders,
+        surveys=surveys,
+        interactions=interactions,
+        as_of=as_of,
+        window=window,
+        config=config,
+        output=output,
+        summary=summary,
+        engine=engine,
     )
     if json_out:
         emit_json(result.to_dict())
@@ -406,17 +590,27 @@ def segment(
         quiet,
     )
     summ = seg.summary
-    shown = pd.DataFrame({
-        "dimension": summ["dimension"].map(lambda d: d and label(d)),
-        "segment": summ["segment"],
-        "customers": summ["customers"].astype(int),
-        "customer_share": summ["customer_share"].map("{:.1f}%".format),
-        "revenue": summ["revenue"].map("{:,.2f}".format),
-        "revenue_share": summ["revenue_share"].map("{:.1f}%".format, na_action="ignore").astype(object).fillna(""),
-        "nps": summ["nps"].map("{:.1f}".format, na_action="ignore").astype(object).fillna(""),
-    })
+    shown = pd.DataFrame(
+        {
+            "dimension": summ["dimension"].map(lambda d: d and label(d)),
+            "segment": summ["segment"],
+            "customers": summ["customers"].astype(int),
+            "customer_share": summ["customer_share"].map("{:.1f}%".format),
+            "revenue": summ["revenue"].map("{:,.2f}".format),
+            "revenue_share": summ["revenue_share"]
+            .map("{:.1f}%".format, na_action="ignore")
+            .astype(object)
+            .fillna(""),
+            "nps": summ["nps"].map("{:.1f}".format, na_action="ignore").astype(object).fillna(""),
+        }
+    )
     rows = shown.to_numpy().tolist()
-    print_table("客户分群 Segments", ["维度", "分群", "客户数", "客户占比", "营收", "营收占比", "NPS"], rows, quiet)
+    print_table(
+        "客户分群 Segments",
+        ["维度", "分群", "客户数", "客户占比", "营收", "营收占比", "NPS"],
+        rows,
+        quiet,
+    )
     ltv = seg.ltv
     if ltv.bgnbd:
         b = ltv.bgnbd
@@ -425,11 +619,17 @@ def segment(
         info(f"[yellow]No BG/NBD fit:[/] {ltv.bgnbd_reason}; LTV = historical value", quiet)
     if ltv.gamma_gamma:
         g = ltv.gamma_gamma
-        info(f"Gamma-Gamma: p={g.p:.4g} q={g.q:.4g} v={g.v:.4g} ({len(g.excluded):,} customers outside the spend model)", quiet)
+        info(
+            f"Gamma-Gamma: p={g.p:.4g} q={g.q:.4g} v={g.v:.4g} ({len(g.excluded):,} customers outside the spend model)",
+            quiet,
+        )
     else:
         info(f"[yellow]No Gamma-Gamma fit:[/] {ltv.gamma_gamma_reason}", quiet)
     if seg.nps.get("surveys"):
-        info(f"NPS {seg.nps['nps']} over {seg.nps['valid']:,} valid scores ({seg.nps['invalid']:,} invalid)", quiet)
+        info(
+            f"NPS {seg.nps['nps']} over {seg.nps['valid']:,} valid scores ({seg.nps['invalid']:,} invalid)",
+            quiet,
+        )
     written = result.data["written"]
     for k, v in written.items():
         info(f"wrote {k}: {v}", quiet)
@@ -441,22 +641,39 @@ def segment(
 # (section: tag — issue 5)
 RulesOpt = Annotated[
     list[Path] | None,
-    typer.Option("--rules", "-r", help="Tag rules YAML (repeatable; default: the shipped library rules/tags.yaml)."),
+    typer.Option(
+        "--rules",
+        "-r",
+        help="Tag rules YAML (repeatable; default: the shipped library rules/tags.yaml).",
+    ),
 ]
 
 
 @app.command("tag")
 def tag_command(
-    customers: Annotated[Path, typer.Argument(help="Segmented (or clean) customers table: .parquet, .csv or .xlsx.")],
+    customers: Annotated[
+        Path, typer.Argument(help="Segmented (or clean) customers table: .parquet, .csv or .xlsx.")
+    ],
     rules: RulesOpt = None,
     manual: Annotated[
         Path | None,
-        typer.Option("--manual", "-m", help="Manual tags file: customer_id, tag, optional op (add/remove)."),
+        typer.Option(
+            "--manual", "-m", help="Manual tags file: customer_id, tag, optional op (add/remove)."
+        ),
     ] = None,
-    max_tags: Annotated[int, typer.Option("--max-tags", min=1, help="At most this many tags per customer (highest priority wins).")] = 10,
+    max_tags: Annotated[
+        int,
+        typer.Option(
+            "--max-tags", min=1, help="At most this many tags per customer (highest priority wins)."
+        ),
+    ] = 10,
     output: OutOpt = None,
-    stats: Annotated[Path | None, typer.Option("--stats", help="Write tag statistics to this .xlsx workbook.")] = None,
-    key: Annotated[str, typer.Option("--key", help="Customer key column for --manual.")] = "customer_id",
+    stats: Annotated[
+        Path | None, typer.Option("--stats", help="Write tag statistics to this .xlsx workbook.")
+    ] = None,
+    key: Annotated[
+        str, typer.Option("--key", help="Customer key column for --manual.")
+    ] = "customer_id",
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -480,7 +697,14 @@ def tag_command(
     from custtool.steps import run_tag
 
     result = run_tag(
-        customers, rules=rules, manual=manual, max_tags=max_tags, output=output, stats=stats, key=key, as_of=as_of
+        customers,
+        rules=rules,
+        manual=manual,
+        max_tags=max_tags,
+        output=output,
+        stats=stats,
+        key=key,
+        as_of=as_of,
     )
     if as_json:
         emit_json(result.to_dict())
@@ -495,7 +719,10 @@ def tag_command(
     print_table(
         f"标签使用 (top {len(top)} of {len(st.usage)} tags, {st.customers:,} customers)",
         ["标签", "一级", "二级", "客户数", "占比"],
-        top[["tag", "level1", "level2", "customers"]].assign(share=top["share"].map("{:.1%}".format)).to_numpy().tolist(),
+        top[["tag", "level1", "level2", "customers"]]
+        .assign(share=top["share"].map("{:.1%}".format))
+        .to_numpy()
+        .tolist(),
     )
     if len(st.unused):
         info(f"未使用标签 (no customer, candidates to prune): {', '.join(st.unused['tag'])}")
@@ -503,7 +730,8 @@ def tag_command(
         info(f"覆盖过广 (>90% of customers): {', '.join(st.broad['tag'])}")
     info(
         f"{d['rules_applied']}/{d['rules']} rules applied; cap {max_tags}: {d['tags_dropped']:,} tag(s) dropped "
-        f"for {d['customers_capped']:,} customer(s). Wrote {d['output']}" + (f" and {stats}" if stats else "")
+        f"for {d['customers_capped']:,} customer(s). Wrote {d['output']}"
+        + (f" and {stats}" if stats else "")
     )
 
 
@@ -543,7 +771,11 @@ def rules_check_command(
         problems = result.value
         console.print(f"[bold red]{len(problems)} problem(s):[/]")
         for p in problems:
-            console.print(escape(f"  {p}") + (f"  [yellow]({escape(p.hint)})[/]" if p.hint else ""), soft_wrap=True, markup=True)
+            console.print(
+                escape(f"  {p}") + (f"  [yellow]({escape(p.hint)})[/]" if p.hint else ""),
+                soft_wrap=True,
+                markup=True,
+            )
     else:
         table = result.value
         print_table(
@@ -560,38 +792,75 @@ def rules_check_command(
 # (section: report — issue 6)
 LangOpt = Annotated[str, typer.Option("--lang", help="Labels: zh (default) or en.")]
 RoleOpt = Annotated[
-    str | None, typer.Option("--role", help="Role profile from rules/roles.yaml: admin (default), analyst, sales, service.")
+    str | None,
+    typer.Option(
+        "--role",
+        help="Role profile from rules/roles.yaml: admin (default), analyst, sales, service.",
+    ),
 ]
-OwnerOpt = Annotated[str | None, typer.Option("--owner", help="Only the customers of this owner (required for --role sales).")]
+OwnerOpt = Annotated[
+    str | None,
+    typer.Option("--owner", help="Only the customers of this owner (required for --role sales)."),
+]
 NoMaskOpt = Annotated[
-    bool, typer.Option("--no-mask", help="Show names, phones and emails unmasked (admin only; ID numbers and bank cards stay masked).")
+    bool,
+    typer.Option(
+        "--no-mask",
+        help="Show names, phones and emails unmasked (admin only; ID numbers and bank cards stay masked).",
+    ),
 ]
 StrategiesOpt = Annotated[
-    Path | None, typer.Option("--strategies", help="Strategy YAML (default: the shipped rules/strategies.yaml).")
+    Path | None,
+    typer.Option(
+        "--strategies", help="Strategy YAML (default: the shipped rules/strategies.yaml)."
+    ),
 ]
 
 
 @app.command("report")
 def report_cmd(
     segmented: Annotated[Path, typer.Argument(help="Segmented (and tagged) customers table.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Workbook to write (.xlsx).")] = Path("report.xlsx"),
-    orders: Annotated[Path | None, typer.Option("--orders", help="Orders (segment's *_orders.parquet, or raw orders: attributed to the customers first): monthly revenue chart.")] = None,
-    surveys: Annotated[
-        Path | None, typer.Option("--surveys", help="Survey table: the NPS on 概览 (all valid responses up to the as-of date, as `segment` computes it).")
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Workbook to write (.xlsx).")
+    ] = Path("report.xlsx"),
+    orders: Annotated[
+        Path | None,
+        typer.Option(
+            "--orders",
+            help="Orders (segment's *_orders.parquet, or raw orders: attributed to the customers first): monthly revenue chart.",
+        ),
     ] = None,
-    rejects: Annotated[Path | None, typer.Option("--rejects", help="Rejects table from import/clean: 数据质量 sheet.")] = None,
+    surveys: Annotated[
+        Path | None,
+        typer.Option(
+            "--surveys",
+            help="Survey table: the NPS on 概览 (all valid responses up to the as-of date, as `segment` computes it).",
+        ),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Rejects table from import/clean: 数据质量 sheet."),
+    ] = None,
     clean_report: Annotated[
-        Path | None, typer.Option("--clean-report", help="Clean report (JSON or table): counts on the 数据质量 sheet.")
+        Path | None,
+        typer.Option(
+            "--clean-report", help="Clean report (JSON or table): counts on the 数据质量 sheet."
+        ),
     ] = None,
     strategies: StrategiesOpt = None,
     previous: Annotated[
-        Path | None, typer.Option("--previous", help="An earlier segmented table: 迁移 sheet (migration matrix).")
+        Path | None,
+        typer.Option(
+            "--previous", help="An earlier segmented table: 迁移 sheet (migration matrix)."
+        ),
     ] = None,
     role: RoleOpt = None,
     owner: OwnerOpt = None,
     no_mask: NoMaskOpt = False,
     lang: LangOpt = "zh",
-    roles: Annotated[Path | None, typer.Option("--roles", help="Roles YAML (default: rules/roles.yaml).")] = None,
+    roles: Annotated[
+        Path | None, typer.Option("--roles", help="Roles YAML (default: rules/roles.yaml).")
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -636,7 +905,9 @@ def report_cmd(
         emit_json(result.to_dict())
         return
     rep = result.value
-    print_table(f"report → {output}", ["sheet", "rows"], [[k, v] for k, v in rep.sheets.items()], quiet)
+    print_table(
+        f"report → {output}", ["sheet", "rows"], [[k, v] for k, v in rep.sheets.items()], quiet
+    )
     info(
         f"{rep.customers:,} customers, {rep.charts} charts, role {rep.role}, "
         + ("personal data masked" if rep.masked else "[bold red]personal data NOT masked[/]"),
@@ -650,14 +921,29 @@ def report_cmd(
 def pivot_cmd(
     segmented: Annotated[Path, typer.Argument(help="Segmented (and tagged) customers table.")],
     rows: Annotated[str, typer.Option("--rows", help="Row column(s), comma-separated, e.g. tier.")],
-    cols: Annotated[str | None, typer.Option("--cols", help="Column column(s), e.g. channel (the customers channels, one count per channel) or source_channel.")] = None,
+    cols: Annotated[
+        str | None,
+        typer.Option(
+            "--cols",
+            help="Column column(s), e.g. channel (the customers channels, one count per channel) or source_channel.",
+        ),
+    ] = None,
     values: Annotated[
-        str, typer.Option("--values", help="column:aggregate list (sum, count, mean, median, min, max, nunique).")
+        str,
+        typer.Option(
+            "--values", help="column:aggregate list (sum, count, mean, median, min, max, nunique)."
+        ),
     ] = "customer_id:count",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to .xlsx or .csv instead of the terminal.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to .xlsx or .csv instead of the terminal."),
+    ] = None,
     orders: Annotated[
         Path | None,
-        typer.Option("--orders", help="Orders (a run's orders_attributed.parquet, or raw orders): a channel pivot counts each order in its own channel."),
+        typer.Option(
+            "--orders",
+            help="Orders (a run's orders_attributed.parquet, or raw orders): a channel pivot counts each order in its own channel.",
+        ),
     ] = None,
     role: RoleOpt = None,
     owner: OwnerOpt = None,
@@ -682,7 +968,17 @@ def pivot_cmd(
     """
     from custtool.steps import run_pivot
 
-    result = run_pivot(segmented, rows, cols, values, output=output, orders=orders, role=role, owner=owner, lang=lang)
+    result = run_pivot(
+        segmented,
+        rows,
+        cols,
+        values,
+        output=output,
+        orders=orders,
+        role=role,
+        owner=owner,
+        lang=lang,
+    )
     if json_out:
         emit_json(result.to_dict())
         return
@@ -696,10 +992,17 @@ def pivot_cmd(
     grid = Table(title=f"{rows} × {cols or '-'}", title_justify="left")
     n_keys = len(pv.flat.columns) - len(pv.table.columns)
     for i, h in enumerate(header):
-        grid.add_column(h.replace(" | ", "\n"), justify="left" if i < n_keys else "right", no_wrap=True)
+        grid.add_column(
+            h.replace(" | ", "\n"), justify="left" if i < n_keys else "right", no_wrap=True
+        )
     for rec in body:
         grid.add_row(*rec)
-    widths = [max([len(p) * 2 for p in h.split(" | ")] + [len(v) for v in col]) + 3 for h, col in zip(header, zip(*body, strict=False) if body else [()] * len(header), strict=False)]
+    widths = [
+        max([len(p) * 2 for p in h.split(" | ")] + [len(v) for v in col]) + 3
+        for h, col in zip(
+            header, zip(*body, strict=False) if body else [()] * len(header), strict=False
+        )
+    ]
     out = stdout if stdout.is_terminal else Console(highlight=False, width=max(80, sum(widths) + 2))
     out.print(grid)
 
@@ -707,15 +1010,38 @@ def pivot_cmd(
 @app.command("cards")
 def cards_cmd(
     segmented: Annotated[Path, typer.Argument(help="Segmented (and tagged) customers table.")],
-    customer: Annotated[list[str] | None, typer.Option("--customer", help="Customer id for an individual card (repeatable).")] = None,
-    segment: Annotated[
-        list[str] | None, typer.Option("--segment", help="Segment for a group card, e.g. 重要价值客户, 高价值, 沉睡 (repeatable).")
+    customer: Annotated[
+        list[str] | None,
+        typer.Option("--customer", help="Customer id for an individual card (repeatable)."),
     ] = None,
-    by: Annotated[str | None, typer.Option("--by", help="Group cards for every segment of rfm_class, tier or lifecycle.")] = None,
-    top: Annotated[int, typer.Option("--top", min=0, help="Individual cards for the N most valuable customers.")] = 0,
-    fmt: Annotated[str | None, typer.Option("--format", help="md, html or xlsx (default: from -o, else html).")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="File, or folder for cards.<format>.")] = Path("cards"),
-    orders: Annotated[Path | None, typer.Option("--orders", help="Orders (segment's *_orders.parquet, or raw orders: attributed to the customers first): top categories.")] = None,
+    segment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--segment",
+            help="Segment for a group card, e.g. 重要价值客户, 高价值, 沉睡 (repeatable).",
+        ),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Group cards for every segment of rfm_class, tier or lifecycle."),
+    ] = None,
+    top: Annotated[
+        int,
+        typer.Option("--top", min=0, help="Individual cards for the N most valuable customers."),
+    ] = 0,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="md, html or xlsx (default: from -o, else html).")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File, or folder for cards.<format>.")
+    ] = Path("cards"),
+    orders: Annotated[
+        Path | None,
+        typer.Option(
+            "--orders",
+            help="Orders (segment's *_orders.parquet, or raw orders: attributed to the customers first): top categories.",
+        ),
+    ] = None,
     strategies: StrategiesOpt = None,
     role: RoleOpt = None,
     owner: OwnerOpt = None,
@@ -739,8 +1065,19 @@ def cards_cmd(
     from custtool.steps import run_cards
 
     result = run_cards(
-        segmented, customer=customer, segment=segment, by=by, top=top, fmt=fmt, output=output, orders=orders,
-        strategies=strategies, role=role, owner=owner, mask=not no_mask, lang=lang,
+        segmented,
+        customer=customer,
+        segment=segment,
+        by=by,
+        top=top,
+        fmt=fmt,
+        output=output,
+        orders=orders,
+        strategies=strategies,
+        role=role,
+        owner=owner,
+        mask=not no_mask,
+        lang=lang,
     )
     d = result.to_dict()
     if json_out:
@@ -753,11 +1090,19 @@ def cards_cmd(
 # (section: run — issue 7)
 @app.command("run")
 def run(
-    pipeline: Annotated[Path, typer.Argument(help="The pipeline YAML (see examples/pipeline.yaml).")],
+    pipeline: Annotated[
+        Path, typer.Argument(help="The pipeline YAML (see examples/pipeline.yaml).")
+    ],
     as_of: AsOfOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for run folders (default: the pipeline's out:).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for run folders (default: the pipeline's out:)."),
+    ] = None,
     fail_on_rejects: Annotated[
-        int | None, typer.Option("--fail-on-rejects", help="Exit 1 when more input rows than this are rejected.")
+        int | None,
+        typer.Option(
+            "--fail-on-rejects", help="Exit 1 when more input rows than this are rejected."
+        ),
     ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -786,7 +1131,9 @@ def run(
         def step(name: str) -> None:
             bar.update(task, description=name, advance=1)
 
-        result = run_pipeline(pl, as_of=as_of, out=out, fail_on_rejects=fail_on_rejects, progress=step)
+        result = run_pipeline(
+            pl, as_of=as_of, out=out, fail_on_rejects=fail_on_rejects, progress=step
+        )
     m = result.manifest
     if json_out:
         emit_json(result.to_dict())
@@ -795,34 +1142,61 @@ def run(
         for rec in m["steps"]:
             counts = rec.get("rows") or {}
             if rec["step"] == "import":
-                text = "; ".join(f"{k}: {v['accepted']:,}/{v['rows_read']:,} accepted, {v['rejected']:,} rejected, {v['skipped']:,} skipped" for k, v in counts.items())
+                text = "; ".join(
+                    f"{k}: {v['accepted']:,}/{v['rows_read']:,} accepted, {v['rejected']:,} rejected, {v['skipped']:,} skipped"
+                    for k, v in counts.items()
+                )
             else:
-                text = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counts.items())
+                text = ", ".join(
+                    f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counts.items()
+                )
             rows.append([rec["step"], f"{rec['seconds']:.1f}s", text])
-        print_table(f"custtool run {pl.name} — as of {m['as_of']}", ["step", "time", "rows"], rows, quiet)
+        print_table(
+            f"custtool run {pl.name} — as of {m['as_of']}", ["step", "time", "rows"], rows, quiet
+        )
         for w in m["warnings"]:
             info(f"[yellow]Warning:[/] {w}", quiet)
         # the one-line result cron mails show
         status = "REJECTS OVER LIMIT" if result.over_reject_limit else "OK"
-        typer.echo(f"custtool run: {status} as_of={m['as_of']} customers={m['rows']['segment']['customers']} "
-                   f"rejected={m['rejected_rows']} report={result.folder / 'report.xlsx'}")
+        typer.echo(
+            f"custtool run: {status} as_of={m['as_of']} customers={m['rows']['segment']['customers']} "
+            f"rejected={m['rejected_rows']} report={result.folder / 'report.xlsx'}"
+        )
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
 
 @app.command("followups")
 def followups(
-    customers: Annotated[Path, typer.Argument(help="Customers (segmented/tagged output, or clean output).")],
-    log: Annotated[Path, typer.Option("--log", help="The follow-up log (imported interactions, or a raw export).")],
-    rules: Annotated[Path | None, typer.Option("--rules", help="Follow-up rules (default rules/followups.yaml).")] = None,
+    customers: Annotated[
+        Path, typer.Argument(help="Customers (segmented/tagged output, or clean output).")
+    ],
+    log: Annotated[
+        Path,
+        typer.Option("--log", help="The follow-up log (imported interactions, or a raw export)."),
+    ],
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Follow-up rules (default rules/followups.yaml).")
+    ] = None,
     as_of: AsOfOpt = None,
-    owner: Annotated[str | None, typer.Option("--owner", help="Only this owner's follow-ups.")] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Only this owner's follow-ups.")
+    ] = None,
     output: OutOpt = None,
-    statuses: Annotated[Path | None, typer.Option("--statuses", help="Write customers with updated status here.")] = None,
+    statuses: Annotated[
+        Path | None, typer.Option("--statuses", help="Write customers with updated status here.")
+    ] = None,
     no_mask: Annotated[
-        bool, typer.Option("--no-mask", help="Show personal data in the task list unmasked (roles that allow it; ID numbers stay masked).")
+        bool,
+        typer.Option(
+            "--no-mask",
+            help="Show personal data in the task list unmasked (roles that allow it; ID numbers stay masked).",
+        ),
     ] = False,
-    role: Annotated[str | None, typer.Option("--role", help="Role profile from rules/roles.yaml (default admin).")] = None,
+    role: Annotated[
+        str | None,
+        typer.Option("--role", help="Role profile from rules/roles.yaml (default admin)."),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -843,7 +1217,14 @@ def followups(
     from custtool.steps import run_followups
 
     result = run_followups(
-        customers, log, rules=rules, as_of=as_of, owner=owner, output=output, statuses=statuses, mask=not no_mask,
+        customers,
+        log,
+        rules=rules,
+        as_of=as_of,
+        owner=owner,
+        output=output,
+        statuses=statuses,
+        mask=not no_mask,
         role=role,
     )
     if json_out:
@@ -853,7 +1234,9 @@ def followups(
     if fu.per_owner is not None:
         counts = fu.per_owner.reindex(columns=["逾期", "即将到期"], fill_value=0).astype(int)
         rows = counts.reset_index().to_numpy().tolist()
-        print_table("Follow-ups per owner", ["owner", "overdue 逾期", "due soon 即将到期"], rows, quiet)
+        print_table(
+            "Follow-ups per owner", ["owner", "overdue 逾期", "due soon 即将到期"], rows, quiet
+        )
     else:
         info("No follow-ups due.", quiet)
     info(f"Status changes from follow-up results: {fu.status_changes}", quiet)

@@ -100,7 +100,10 @@ def _build(root: Any, doc: YamlDoc) -> Any:
         if isinstance(node, yaml.MappingNode):
             if node.tag != map_tag:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark
+                    None,
+                    None,
+                    f"could not determine a constructor for the tag {node.tag!r}",
+                    node.start_mark,
                 )
             scalars.flatten_mapping(node)  # YAML merge keys (<<)
             out: dict[Any, Any] = {}
@@ -120,7 +123,10 @@ def _build(root: Any, doc: YamlDoc) -> Any:
         if isinstance(node, yaml.SequenceNode):
             if node.tag != seq_tag:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark
+                    None,
+                    None,
+                    f"could not determine a constructor for the tag {node.tag!r}",
+                    node.start_mark,
                 )
             items = []
             for i, item in enumerate(node.value):
@@ -130,7 +136,9 @@ def _build(root: Any, doc: YamlDoc) -> Any:
         try:
             return scalars.construct_object(node)
         except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date 2024-13-01
-            raise yaml.MarkedYAMLError(problem=f"{node.value!r}: {exc}", problem_mark=node.start_mark) from None
+            raise yaml.MarkedYAMLError(
+                problem=f"{node.value!r}: {exc}", problem_mark=node.start_mark
+            ) from None
 
     return None if root is None else build(root, ())
 
@@ -148,14 +156,22 @@ def parse_yaml(text: str, path: str | os.PathLike[str] = "<text>") -> YamlDoc:
         line = mark.line + 1 if mark is not None else None
         problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).strip()
         if isinstance(exc, yaml.constructor.ConstructorError):
-            message, hint = f"YAML tag refused ({problem})", "rules files are plain YAML: Python tags such as !!python/object are not allowed"
+            message, hint = (
+                f"YAML tag refused ({problem})",
+                "rules files are plain YAML: Python tags such as !!python/object are not allowed",
+            )
         else:
-            message, hint = f"not valid YAML ({problem})", "check indentation, colons and quotes at that line"
+            message, hint = (
+                f"not valid YAML ({problem})",
+                "check indentation, colons and quotes at that line",
+            )
         raise YamlError(str(path), line, message, hint) from None
     return doc
 
 
-def read_yaml(path: str | os.PathLike[str], *, what: str = "config file", hint: str | None = None) -> YamlDoc:
+def read_yaml(
+    path: str | os.PathLike[str], *, what: str = "config file", hint: str | None = None
+) -> YamlDoc:
     """Read and parse a YAML file; ConfigError when it is missing, not UTF-8 or not YAML."""
     p = Path(path)
     if not p.is_file():
@@ -167,7 +183,13 @@ def read_yaml(path: str | os.PathLike[str], *, what: str = "config file", hint: 
     return parse_yaml(text, p)
 
 
-def load_yaml(path: str | os.PathLike[str], *, what: str = "config file", hint: str | None = None, empty: Any = None) -> Any:
+def load_yaml(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "config file",
+    hint: str | None = None,
+    empty: Any = None,
+) -> Any:
     """The plain data of a YAML file (``empty`` for an empty file)."""
     data = read_yaml(path, what=what, hint=hint).data
     return empty if data is None else data
@@ -225,7 +247,11 @@ def _message(err: Any) -> str:
         return "missing (required)"
     msg = str(err.get("msg", "invalid value"))
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if "input" in err and kind not in {"model_type", "dict_type", "value_error"} and not isinstance(err["input"], dict | list):
+    if (
+        "input" in err
+        and kind not in {"model_type", "dict_type", "value_error"}
+        and not isinstance(err["input"], dict | list)
+    ):
         msg += f" (got {err['input']!r})"
     return msg
 
@@ -244,7 +270,9 @@ class ConfigProblem:
         return f"{self.file}{':' + str(self.line) if self.line else ''}: {self.key + ': ' if self.key else ''}{self.message}"
 
 
-def check(model: type[BaseModel], data: Any, docs: list[YamlDoc], *, hint: str | None = None) -> list[ConfigProblem]:
+def check(
+    model: type[BaseModel], data: Any, docs: list[YamlDoc], *, hint: str | None = None
+) -> list[ConfigProblem]:
     """Every problem ``model`` finds in ``data`` (empty when it is valid), with file and line.
 
     ``docs`` are the files the data came from, most specific first: the line of a key is
@@ -258,7 +286,11 @@ def check(model: type[BaseModel], data: Any, docs: list[YamlDoc], *, hint: str |
         out = []
         seen: set[KeyPath] = set()
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith(("function-", "union")))))
+            loc = tuple(
+                p
+                for p in err["loc"]
+                if not (isinstance(p, str) and ("[" in p or p.startswith(("function-", "union"))))
+            )
             if loc in seen:  # a union: one problem per key, not one per member type
                 continue
             seen.add(loc)
@@ -268,7 +300,9 @@ def check(model: type[BaseModel], data: Any, docs: list[YamlDoc], *, hint: str |
                 allowed = _allowed_keys(model, loc[:-1])
                 if allowed:
                     err_hint = f"allowed keys here: {', '.join(allowed)}"
-            out.append(ConfigProblem(str(doc.path), doc.line(loc), key_path(loc), _message(err), err_hint))
+            out.append(
+                ConfigProblem(str(doc.path), doc.line(loc), key_path(loc), _message(err), err_hint)
+            )
         return out
     return []
 
@@ -308,11 +342,18 @@ def load_model(
         user = read_yaml(path, what=what, hint=hint)
         if user.duplicates:
             dup_path, line = user.duplicates[0]
-            raise ConfigError(f"{user.path}:{line}: {key_path(dup_path)}: key given twice", "keep one of them")
+            raise ConfigError(
+                f"{user.path}:{line}: {key_path(dup_path)}: key given twice", "keep one of them"
+            )
         if user.data is not None and not isinstance(user.data, dict):
-            raise ConfigError(f"{user.path}:1: expected a mapping of keys", hint or (f"see rules/{default}" if default else None))
+            raise ConfigError(
+                f"{user.path}:1: expected a mapping of keys",
+                hint or (f"see rules/{default}" if default else None),
+            )
         docs.insert(0, user)
-        data = overlay(data, prepare(user.data or {})) if default is not None else prepare(user.data)
+        data = (
+            overlay(data, prepare(user.data or {})) if default is not None else prepare(user.data)
+        )
     return validate(model, data, docs, hint=hint or (f"see rules/{default}" if default else None))
 
 
@@ -330,7 +371,9 @@ def _duration(value: Any, what: str) -> Any:
         try:
             parse_days(value, what)
         except ConfigError as exc:
-            raise ValueError(f"{value!r} is not a duration; write e.g. 365d, 26w, 12m or 1y") from exc
+            raise ValueError(
+                f"{value!r} is not a duration; write e.g. 365d, 26w, 12m or 1y"
+            ) from exc
     return value
 
 
@@ -540,7 +583,9 @@ class FillEntry(StrictModel):
     @model_validator(mode="after")
     def _one_source(self) -> FillEntry:
         if ("value" in self.model_fields_set) == ("from_" in self.model_fields_set):
-            raise ValueError("a fill rule needs exactly one of value: or from: (e.g. {field: owner, value: 公海})")
+            raise ValueError(
+                "a fill rule needs exactly one of value: or from: (e.g. {field: owner, value: 公海})"
+            )
         return self
 
 
@@ -596,7 +641,14 @@ Text = str | int | float | list[str | int | float]  # a list is joined with ；
 
 
 #: Chinese names of the strategy fields
-STRATEGY_ALIASES = {"目标": "goal", "措施": "measures", "渠道": "channel", "频率": "frequency", "负责人": "owner", "周期": "cycle"}
+STRATEGY_ALIASES = {
+    "目标": "goal",
+    "措施": "measures",
+    "渠道": "channel",
+    "频率": "frequency",
+    "负责人": "owner",
+    "周期": "cycle",
+}
 
 
 def english_strategy_keys(data: Any) -> Any:
@@ -604,8 +656,14 @@ def english_strategy_keys(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     return {
-        dim: {seg: {STRATEGY_ALIASES.get(k, k): v for k, v in spec.items()} if isinstance(spec, dict) else spec
-              for seg, spec in section.items()} if isinstance(section, dict) else section
+        dim: {
+            seg: {STRATEGY_ALIASES.get(k, k): v for k, v in spec.items()}
+            if isinstance(spec, dict)
+            else spec
+            for seg, spec in section.items()
+        }
+        if isinstance(section, dict)
+        else section
         for dim, section in data.items()
     }
 
@@ -648,7 +706,10 @@ def segment_settings(path: str | os.PathLike[str] | None = None) -> dict[str, An
     if path is None:
         return copy.deepcopy(_shipped_segment_settings())
     return load_model(
-        SegmentSettings, path, default="segments.yaml", what="config file",
+        SegmentSettings,
+        path,
+        default="segments.yaml",
+        what="config file",
         hint="pass the path of a segments.yaml (see rules/segments.yaml)",
     ).model_dump()
 

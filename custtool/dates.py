@@ -26,7 +26,9 @@ def parse_days(value: Any, what: str = "window") -> int:
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dwmy]?)\s*", str(value).lower())
         if not m:
-            raise ConfigError(f"{what}: {value!r} is not a duration", "write e.g. 365d, 26w, 12m or 1y")
+            raise ConfigError(
+                f"{what}: {value!r} is not a duration", "write e.g. 365d, 26w, 12m or 1y"
+            )
         n, unit = float(m.group(1)), m.group(2) or "d"
         days = n * {"d": 1.0, "w": 7.0, "m": 365.25 / 12, "y": 365.0}[unit]
     out = int(round(days))
@@ -44,7 +46,9 @@ def parse_as_of(value: Any) -> pd.Timestamp | None:
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise InputError(f"--as-of {value!r} is not a date", "write it as YYYY-MM-DD, e.g. 2024-06-30") from None
+        raise InputError(
+            f"--as-of {value!r} is not a date", "write it as YYYY-MM-DD, e.g. 2024-06-30"
+        ) from None
     if ts is pd.NaT:
         raise InputError(f"--as-of {value!r} is not a date", "write it as YYYY-MM-DD")
     if ts.tzinfo is not None:
@@ -53,10 +57,20 @@ def parse_as_of(value: Any) -> pd.Timestamp | None:
 
 
 @overload
-def resolve_as_of(explicit: Any = ..., orders_or_day: Any = ..., *, tz: str | None = ..., required: Literal[True] = ...) -> pd.Timestamp: ...
+def resolve_as_of(
+    explicit: Any = ...,
+    orders_or_day: Any = ...,
+    *,
+    tz: str | None = ...,
+    required: Literal[True] = ...,
+) -> pd.Timestamp: ...
 @overload
-def resolve_as_of(explicit: Any = ..., orders_or_day: Any = ..., *, tz: str | None = ..., required: bool) -> pd.Timestamp | None: ...
-def resolve_as_of(explicit: Any = None, orders_or_day: Any = None, *, tz: str | None = None, required: bool = True) -> pd.Timestamp | None:
+def resolve_as_of(
+    explicit: Any = ..., orders_or_day: Any = ..., *, tz: str | None = ..., required: bool
+) -> pd.Timestamp | None: ...
+def resolve_as_of(
+    explicit: Any = None, orders_or_day: Any = None, *, tz: str | None = None, required: bool = True
+) -> pd.Timestamp | None:
     """The one as-of rule: ``explicit`` when given, else the latest valid day of
     ``orders_or_day``; never today's date.
 
@@ -96,7 +110,9 @@ def age_at(birth_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:
     import pandas as pd
 
     b = pd.to_datetime(birth_date, errors="coerce")
-    before_birthday = (b.dt.month > as_of.month) | ((b.dt.month == as_of.month) & (b.dt.day > as_of.day))
+    before_birthday = (b.dt.month > as_of.month) | (
+        (b.dt.month == as_of.month) & (b.dt.day > as_of.day)
+    )
     years = as_of.year - b.dt.year - before_birthday.astype(int)
     return years.where(b.notna() & (b <= as_of) & (years <= 120)).astype("Int64")
 
@@ -111,7 +127,9 @@ def local_times(s: pd.Series, tz: str) -> pd.Series:
         try:
             s = s.dt.tz_convert(tz).dt.tz_localize(None)
         except Exception as exc:  # unknown time zone name
-            raise ConfigError(f"unknown time zone {tz!r} ({exc})", "use an IANA name such as Asia/Shanghai") from None
+            raise ConfigError(
+                f"unknown time zone {tz!r} ({exc})", "use an IANA name such as Asia/Shanghai"
+            ) from None
     return s
 
 

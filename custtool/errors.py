@@ -43,7 +43,9 @@ class RuleError(ConfigError):
         line: int | None = None,
     ) -> None:
         where = ", ".join(
-            p for p in (file and f"{file}" + (f":{line}" if line else ""), rule and f"rule {rule!r}") if p
+            p
+            for p in (file and f"{file}" + (f":{line}" if line else ""), rule and f"rule {rule!r}")
+            if p
         )
         super().__init__(f"{where}: {message}" if where else message, hint)
         self.rule = rule

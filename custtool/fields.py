@@ -17,7 +17,12 @@ from typing import Any
 from custtool.errors import ConfigError
 
 KINDS = ("customers", "orders", "interactions", "surveys")
-KIND_LABELS = {"customers": "客户档案", "orders": "订单", "interactions": "跟进记录", "surveys": "满意度调查"}
+KIND_LABELS = {
+    "customers": "客户档案",
+    "orders": "订单",
+    "interactions": "跟进记录",
+    "surveys": "满意度调查",
+}
 DEFAULT_FIELDS = Path(__file__).parent / "rules" / "fields.yaml"
 
 
@@ -59,13 +64,17 @@ def normalize_header(text: Any) -> str:
 def _load_yaml(path: Path) -> dict[str, Any]:
     from custtool.config import load_yaml
 
-    data = load_yaml(path, what="field alias file", hint="pass --fields with a YAML file like rules/fields.yaml")
+    data = load_yaml(
+        path, what="field alias file", hint="pass --fields with a YAML file like rules/fields.yaml"
+    )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of kinds (customers, orders, …)")
     return data
 
 
-def load_fields(extra: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None) -> dict[str, KindSpec]:
+def load_fields(
+    extra: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
+) -> dict[str, KindSpec]:
     """The shipped alias table, extended by the user's file(s) (aliases are added)."""
     data = _load_yaml(DEFAULT_FIELDS)
     extras = [] if extra is None else extra if isinstance(extra, list) else [extra]
@@ -73,17 +82,25 @@ def load_fields(extra: str | os.PathLike[str] | list[str | os.PathLike[str]] | N
         user = _load_yaml(Path(path))
         for kind, spec in user.items():
             if kind not in KINDS:
-                raise ConfigError(f"{path}: unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+                raise ConfigError(
+                    f"{path}: unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}"
+                )
             if not isinstance(spec, dict) or not isinstance(spec.get("fields", {}), dict):
-                raise ConfigError(f"{path}: {kind}: expected `fields:` with canonical field → list of aliases")
+                raise ConfigError(
+                    f"{path}: {kind}: expected `fields:` with canonical field → list of aliases"
+                )
             target = data.setdefault(kind, {"fields": {}, "required": [], "signature": []})
             for canon, names in (spec.get("fields") or {}).items():
                 if isinstance(names, str):
                     names = [names]
                 if not isinstance(names, list):
-                    raise ConfigError(f"{path}: {kind}.{canon}: aliases must be a list of header names")
+                    raise ConfigError(
+                        f"{path}: {kind}.{canon}: aliases must be a list of header names"
+                    )
                 # user aliases first so they win over shipped ones
-                target["fields"][canon] = [str(n) for n in names] + list(target["fields"].get(canon, []))
+                target["fields"][canon] = [str(n) for n in names] + list(
+                    target["fields"].get(canon, [])
+                )
     specs = {}
     for kind in KINDS:
         raw = data.get(kind) or {}

@@ -21,8 +21,19 @@ from custtool.attribution import attribute
 from custtool.errors import InputError
 
 TASK_COLUMNS = [
-    "owner", "customer_id", "name", "due_date", "state", "days_overdue", "source", "rule",
-    "action", "last_contact", "last_method", "tier", "rfm_class",
+    "owner",
+    "customer_id",
+    "name",
+    "due_date",
+    "state",
+    "days_overdue",
+    "source",
+    "rule",
+    "action",
+    "last_contact",
+    "last_method",
+    "tier",
+    "rfm_class",
 ]
 STATE_OVERDUE, STATE_DUE = "逾期", "即将到期"
 TASK_SHEET = "跟进任务"
@@ -49,9 +60,16 @@ def load_followup_rules(path: str | os.PathLike[str] | None = None) -> FollowupC
     (a user's ``rules:`` list replaces the shipped one), checked by the one loader."""
     from custtool.config import FollowupSettings, load_model
 
-    s = load_model(FollowupSettings, path, default="followups.yaml", what="rules file", hint="check the path given to --rules")
+    s = load_model(
+        FollowupSettings,
+        path,
+        default="followups.yaml",
+        what="rules file",
+        hint="check the path given to --rules",
+    )
     rules = tuple(
-        FollowupRule(r.name, dict(r.match), r.every_days, tuple(r.methods or ()), r.action or "") for r in s.rules or ()
+        FollowupRule(r.name, dict(r.match), r.every_days, tuple(r.methods or ()), r.action or "")
+        for r in s.rules or ()
     )
     return FollowupConfig(s.due_soon_days, rules, dict(s.transitions or {}))
 
@@ -64,9 +82,15 @@ def _matches(customers: pd.DataFrame, match: dict[str, Any]) -> pd.Series:
             return pd.Series(False, index=customers.index)
         s = customers[col]
         if col == "tags" or col.startswith("tag_"):
-            is_list = s.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any() if len(s) else False
-            items = s.explode() if is_list else s.fillna("").astype(str).str.split(r"[;、,]").explode()
-            hit = items.isin(wanted).groupby(level=0).any().reindex(customers.index, fill_value=False)
+            is_list = (
+                s.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any() if len(s) else False
+            )
+            items = (
+                s.explode() if is_list else s.fillna("").astype(str).str.split(r"[;、,]").explode()
+            )
+            hit = (
+                items.isin(wanted).groupby(level=0).any().reindex(customers.index, fill_value=False)
+            )
             ok &= hit.astype(bool)
         else:
             ok &= s.astype(str).isin(wanted)
@@ -117,27 +141,49 @@ def due_followups(
     if "next_follow_up" in latest:
         sched = latest[latest["next_follow_up"].notna() & (latest["next_follow_up"] <= horizon)]
         if len(sched):
-            tasks.append(pd.DataFrame({
-                "customer_id": sched.index, "due_date": sched["next_follow_up"].dt.normalize().to_numpy(),
-                "source": "跟进记录", "rule": "下次跟进时间",
-                "action": sched.get("result", pd.Series("", index=sched.index)).astype(str).radd("上次结果:").to_numpy(),
-            }))
+            tasks.append(
+                pd.DataFrame(
+                    {
+                        "customer_id": sched.index,
+                        "due_date": sched["next_follow_up"].dt.normalize().to_numpy(),
+                        "source": "跟进记录",
+                        "rule": "下次跟进时间",
+                        "action": sched.get("result", pd.Series("", index=sched.index))
+                        .astype(str)
+                        .radd("上次结果:")
+                        .to_numpy(),
+                    }
+                )
+            )
     # 2. rules: every N days, by the given methods
     for rule in config.rules:
         who = base[_matches(base, rule.match).to_numpy()]
         if who.empty:
             continue
-        qualifying = log if not rule.methods else log[log.get("method", pd.Series("", index=log.index)).isin(rule.methods)]
+        qualifying = (
+            log
+            if not rule.methods
+            else log[log.get("method", pd.Series("", index=log.index)).isin(rule.methods)]
+        )
         last = qualifying.groupby("customer_id")["time"].max()
-        last_contact = last.reindex(who.index)  # NaT where never contacted (also when nobody qualifies)
+        last_contact = last.reindex(
+            who.index
+        )  # NaT where never contacted (also when nobody qualifies)
         due = (last_contact.dt.normalize() + pd.Timedelta(days=rule.every_days)).fillna(as_of_ts)
         due = due.where(due <= horizon)
         hit = due.notna()
         if hit.any():
-            tasks.append(pd.DataFrame({
-                "customer_id": who.index[hit.to_numpy()], "due_date": due[hit].to_numpy(),
-                "source": "规则", "rule": rule.name, "action": rule.action,
-            }))
+            tasks.append(
+                pd.DataFrame(
+                    {
+                        "customer_id": who.index[hit.to_numpy()],
+                        "due_date": due[hit].to_numpy(),
+                        "source": "规则",
+                        "rule": rule.name,
+                        "action": rule.action,
+                    }
+                )
+            )
     if not tasks:
         return pd.DataFrame(columns=TASK_COLUMNS)
     out = pd.concat(tasks, ignore_index=True)
@@ -145,17 +191,29 @@ def due_followups(
     out["days_overdue"] = (as_of_ts - out["due_date"]).dt.days.clip(lower=0).astype(int)
     out["state"] = np.where(out["due_date"] < as_of_ts, STATE_OVERDUE, STATE_DUE)
     out["last_contact"] = out["customer_id"].map(latest["time"]) if len(latest) else pd.NaT
-    out["last_method"] = out["customer_id"].map(latest["method"]).fillna("") if "method" in latest else ""
+    out["last_method"] = (
+        out["customer_id"].map(latest["method"]).fillna("") if "method" in latest else ""
+    )
     for col in ("name", "tier", "rfm_class"):
         out[col] = out["customer_id"].map(base[col]).fillna("") if col in base else ""
     blank = pd.Series("", index=out.index, dtype=object)
-    cust_owner = out["customer_id"].map(base["owner"]).astype(object).fillna("") if "owner" in base else blank
-    staff = out["customer_id"].map(latest["staff"]).astype(object).fillna("") if "staff" in latest else blank
+    cust_owner = (
+        out["customer_id"].map(base["owner"]).astype(object).fillna("")
+        if "owner" in base
+        else blank
+    )
+    staff = (
+        out["customer_id"].map(latest["staff"]).astype(object).fillna("")
+        if "staff" in latest
+        else blank
+    )
     owner_of = cust_owner.where(cust_owner != "", staff)
     out["owner"] = owner_of.where(owner_of != "", "(未分配)")
     if owner is not None:
         out = out[out["owner"] == owner]
-    out = out.sort_values(["owner", "due_date", "customer_id", "rule"], kind="mergesort").reset_index(drop=True)
+    out = out.sort_values(
+        ["owner", "due_date", "customer_id", "rule"], kind="mergesort"
+    ).reset_index(drop=True)
     return out[TASK_COLUMNS]
 
 
@@ -163,11 +221,16 @@ def task_table(tasks: pd.DataFrame, lang: str = "zh") -> pd.DataFrame:
     """The tasks with display headers (负责人, 客户编号, 到期日, …) for a workbook people read."""
     from custtool.labels import FOLLOWUP_SOURCE_LABEL, label
 
-    names = {c: FOLLOWUP_SOURCE_LABEL[0 if lang == "zh" else 1] if c == "source" else label(c, lang) for c in tasks.columns}
+    names = {
+        c: FOLLOWUP_SOURCE_LABEL[0 if lang == "zh" else 1] if c == "source" else label(c, lang)
+        for c in tasks.columns
+    }
     return tasks.rename(columns=names)
 
 
-def apply_transitions(customers: pd.DataFrame, log: pd.DataFrame, config: FollowupConfig | None = None) -> pd.DataFrame:
+def apply_transitions(
+    customers: pd.DataFrame, log: pd.DataFrame, config: FollowupConfig | None = None
+) -> pd.DataFrame:
     """Customers with ``status`` set from the latest mapped follow-up result.
 
     Adds ``status_previous``, ``status_reason`` (the result that caused it) and
@@ -187,7 +250,12 @@ def apply_transitions(customers: pd.DataFrame, log: pd.DataFrame, config: Follow
     mapped = linked[linked["result"].isin(config.transitions)]
     if mapped.empty:
         return out
-    last = mapped.sort_values("time", kind="mergesort").groupby("customer_id").tail(1).set_index("customer_id")
+    last = (
+        mapped.sort_values("time", kind="mergesort")
+        .groupby("customer_id")
+        .tail(1)
+        .set_index("customer_id")
+    )
     cid = out["customer_id"].astype(str)
     has = cid.isin(last.index)
     out.loc[has, "status"] = cid[has].map(last["result"].map(config.transitions)).to_numpy()

@@ -78,7 +78,15 @@ class ImportResult:
 
     @property
     def totals(self) -> dict[str, int]:
-        keys = ("rows_read", "accepted", "rejected", "skipped", "skipped_blank", "skipped_total", "flagged")
+        keys = (
+            "rows_read",
+            "accepted",
+            "rejected",
+            "skipped",
+            "skipped_blank",
+            "skipped_total",
+            "flagged",
+        )
         return {k: int(sum(getattr(f, k) for f in self.files)) for k in keys}
 
     def problem_counts(self) -> dict[str, int]:
@@ -123,12 +131,17 @@ def import_files(
         if len(channel) == 1:
             channel = channel[0]
         elif len(channel) != len(paths):
-            raise InputError(f"{len(channel)} channels for {len(paths)} files", "give one channel for all files, or one per file in order")
+            raise InputError(
+                f"{len(channel)} channels for {len(paths)} files",
+                "give one channel for all files, or one per file in order",
+            )
     if kind is not None and kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
     specs = load_fields(fields)
     with _arrow_memory_pool():
-        return _import_files(paths, kind=kind, channel=channel, sheet=sheet, encoding=encoding, specs=specs, tz=tz)
+        return _import_files(
+            paths, kind=kind, channel=channel, sheet=sheet, encoding=encoding, specs=specs, tz=tz
+        )
 
 
 @contextlib.contextmanager
@@ -182,7 +195,9 @@ def _import_files(
             path = source
             resolved = Path(path).resolve()
             if resolved in seen_paths:
-                warnings.append(f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)")
+                warnings.append(
+                    f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)"
+                )
             seen_paths.add(resolved)
             sheets = read_raw(path, sheet=sheet, encoding=encoding)
         usable = 0
@@ -197,7 +212,9 @@ def _import_files(
             headers = raw.grid.iloc[header_at].tolist()
             sheet_kind = kind or detect_kind(headers, specs)
             kinds_seen.setdefault(sheet_kind, []).append(where)
-            frame, rej, report = _import_sheet(raw, header_at, specs[sheet_kind], file_channel or Path(path).stem, tz)
+            frame, rej, report = _import_sheet(
+                raw, header_at, specs[sheet_kind], file_channel or Path(path).stem, tz
+            )
             report.encoding = raw.encoding
             frames.append(frame)
             rejects.append(rej)
@@ -212,7 +229,9 @@ def _import_files(
                 "add your own header names with --fields my_fields.yaml",
             )
     if len(kinds_seen) > 1:
-        listing = "; ".join(f"{KIND_LABELS[k]} ({k}): {', '.join(v)}" for k, v in kinds_seen.items())
+        listing = "; ".join(
+            f"{KIND_LABELS[k]} ({k}): {', '.join(v)}" for k, v in kinds_seen.items()
+        )
         raise InputError(
             f"the inputs hold different kinds of data — {listing}",
             "import each kind in its own call, or pass --kind (and --sheet) to choose",
@@ -220,7 +239,11 @@ def _import_files(
     final_kind = next(iter(kinds_seen)) if kinds_seen else (kind or "customers")
     data = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     data = _fill_missing_text(data) if len(frames) > 1 else data
-    rej = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) else pd.DataFrame(columns=REJECT_COLUMNS)
+    rej = (
+        pd.concat([r for r in rejects if len(r)], ignore_index=True)
+        if any(len(r) for r in rejects)
+        else pd.DataFrame(columns=REJECT_COLUMNS)
+    )
     return ImportResult(final_kind, data, rej, reports, warnings)
 
 
@@ -229,12 +252,17 @@ def frame_sheet(df: pd.DataFrame, name: str) -> RawSheet:
     row, every cell as text ("" for a missing one, whole numbers without ``.0``, dates as
     ``YYYY-MM-DD HH:MM:SS``)."""
     if df.columns.nlevels > 1:
-        raise InputError(f"{name}: the DataFrame has a multi-level header", "flatten its columns to one row of names first")
+        raise InputError(
+            f"{name}: the DataFrame has a multi-level header",
+            "flatten its columns to one row of names first",
+        )
     cells = {j: _cell_text(df.iloc[:, j]) for j in range(df.shape[1])}
     body = pd.DataFrame(cells, index=pd.RangeIndex(len(df)), dtype="str")
     header = pd.DataFrame([[str(c) for c in df.columns]], columns=body.columns, dtype="str")
     grid = pd.concat([header, body], ignore_index=True) if len(body.columns) else header
-    return RawSheet(file=name, sheet="", grid=grid, row_numbers=np.arange(1, len(grid) + 1, dtype="int64"))
+    return RawSheet(
+        file=name, sheet="", grid=grid, row_numbers=np.arange(1, len(grid) + 1, dtype="int64")
+    )
 
 
 def _cell_text(s: pd.Series) -> pd.Series:
@@ -243,7 +271,9 @@ def _cell_text(s: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(s):
         return s.astype(object).where(s.notna(), "").astype(str)
     if pd.api.types.is_datetime64_any_dtype(s):
-        return s.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", regex=False).fillna("")
+        return (
+            s.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", regex=False).fillna("")
+        )
     if pd.api.types.is_numeric_dtype(s):
         num = pd.to_numeric(s, errors="coerce")
         whole = num.dropna()
@@ -253,7 +283,9 @@ def _cell_text(s: pd.Series) -> pd.Series:
     return s.astype(object).where(s.notna(), "").astype(str)
 
 
-def find_header_row(grid: pd.DataFrame, specs: dict[str, KindSpec], allow_single: bool = True) -> int | None:
+def find_header_row(
+    grid: pd.DataFrame, specs: dict[str, KindSpec], allow_single: bool = True
+) -> int | None:
     """The grid row (0-based) that is the header: the first row with the most known
     header names among the first rows (at least two; one only when no row has two and
     ``allow_single``, i.e. the file has no other sheet that could be the data)."""
@@ -268,7 +300,9 @@ def find_header_row(grid: pd.DataFrame, specs: dict[str, KindSpec], allow_single
     return best if best is not None else (first_single if allow_single else None)
 
 
-def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, SheetReport]:
+def _import_sheet(
+    raw: RawSheet, header_at: int, spec: KindSpec, channel: str, tz: str
+) -> tuple[pd.DataFrame, pd.DataFrame, SheetReport]:
     headers = raw.grid.iloc[header_at].tolist()
     names, used = map_headers(headers, spec)
     where = raw.file + (f", sheet {raw.sheet!r}" if raw.sheet else "")
@@ -310,7 +344,9 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
         # validation rejects more)
         early = keep & ~_failing_rows(normalized.checked, norm.index)
         taking = _start_take(norm, early, pool) if pool and not early.all() else None
-        rejected, rejects = validate(norm, spec.kind, originals, skip=~keep, checked=normalized.checked)
+        rejected, rejects = validate(
+            norm, spec.kind, originals, skip=~keep, checked=normalized.checked
+        )
         is_rejected = rejected.to_numpy()
         wanted = keep & ~is_rejected
         if wanted.all():
@@ -323,7 +359,9 @@ def _import_sheet(raw: RawSheet, header_at: int, spec: KindSpec, channel: str, t
     if len(kept_problems) and is_rejected[at].any():
         kept_problems = kept_problems[~is_rejected[at]].reset_index(drop=True)
     flagged_rows = (norm["_flags"] != "").to_numpy() & keep
-    rejects = pd.concat([rejects, kept_problems], ignore_index=True) if len(kept_problems) else rejects
+    rejects = (
+        pd.concat([rejects, kept_problems], ignore_index=True) if len(kept_problems) else rejects
+    )
     accepted = kept.reset_index(drop=True)
     report = SheetReport(
         file=raw.file,
@@ -354,7 +392,16 @@ def _thread_pool(rows: int) -> Iterator[Any]:
 
     env = os.environ.get("CUSTTOOL_THREADS", "").strip()
     try:
-        n = int(env) if env else min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        n = (
+            int(env)
+            if env
+            else min(
+                4,
+                len(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
+                else (os.cpu_count() or 1),
+            )
+        )
     except ValueError:
         n = 1
     if n <= 1 or rows < THREADED_ROWS:
@@ -370,7 +417,9 @@ def _take_rows(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> pd.DataF
     return _finish_take(_start_take(df, mask, pool))
 
 
-def _start_take(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> tuple[pd.DataFrame, np.ndarray, dict[Any, Any]]:
+def _start_take(
+    df: pd.DataFrame, mask: np.ndarray, pool: Any = None
+) -> tuple[pd.DataFrame, np.ndarray, dict[Any, Any]]:
     """:func:`_take_rows` started: the Arrow columns' filters go to ``pool`` (nothing there
     waits), the other columns are filtered here."""
     import pyarrow as pa
@@ -382,7 +431,10 @@ def _start_take(df: pd.DataFrame, mask: np.ndarray, pool: Any = None) -> tuple[p
         s = df.iloc[:, j]
         arr = getattr(s.array, "_pa_array", None)
         if arr is not None and isinstance(s.dtype, pd.StringDtype):
-            cols[j] = (pool.submit(arr.filter, pmask) if pool is not None else arr.filter(pmask), s.dtype)
+            cols[j] = (
+                pool.submit(arr.filter, pmask) if pool is not None else arr.filter(pmask),
+                s.dtype,
+            )
         else:
             # dtype given: an object column stays object (pandas would read text into str)
             kept = s.to_numpy()[mask] if isinstance(s.dtype, np.dtype) else s.array[mask]
@@ -398,7 +450,11 @@ def _finish_take(started: tuple[pd.DataFrame, np.ndarray, dict[Any, Any]]) -> pd
     for j, c in cols.items():
         if isinstance(c, tuple):
             filtered, dtype = c
-            cols[j] = pd.Series(filtered.result() if hasattr(filtered, "result") else filtered, dtype=dtype, index=index)
+            cols[j] = pd.Series(
+                filtered.result() if hasattr(filtered, "result") else filtered,
+                dtype=dtype,
+                index=index,
+            )
     out = pd.DataFrame(dict(enumerate(cols.values())), index=index, copy=False)
     out.columns = df.columns
     return out
@@ -438,7 +494,11 @@ def _start_skips(text: pd.DataFrame, pool: Any = None) -> tuple[pd.Index, Any, l
     cols = [nz._arrow(text.iloc[:, j]) for j in range(text.shape[1])]
     if pool is None:
         return text.index, _blank_cells(cols, len(text)), [_total_cells(arr) for arr in cols]
-    return text.index, pool.submit(_blank_cells, cols, len(text)), [pool.submit(_total_cells, arr) for arr in cols]
+    return (
+        text.index,
+        pool.submit(_blank_cells, cols, len(text)),
+        [pool.submit(_total_cells, arr) for arr in cols],
+    )
 
 
 def _finish_skips(started: tuple[pd.Index, Any, list[Any]]) -> tuple[pd.Series, pd.Series]:
@@ -463,7 +523,9 @@ def _blank_cells(cols: list[Any], n: int) -> np.ndarray:
         if not len(cand):
             break
         sub = arr if len(cand) == n else arr.take(pa.array(cand))
-        empty = pc.or_(pc.equal(pc.binary_length(sub), 0), pc.utf8_is_space(sub))  # "" after stripping
+        empty = pc.or_(
+            pc.equal(pc.binary_length(sub), 0), pc.utf8_is_space(sub)
+        )  # "" after stripping
         blank[cand] = pc.fill_null(empty, False).to_numpy(zero_copy_only=False)
     return blank
 
@@ -514,7 +576,9 @@ def _fill_merged_down(body: pd.DataFrame, raw: RawSheet, header_at: int) -> pd.D
     return out
 
 
-def normalize_table(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai") -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+def normalize_table(
+    rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai"
+) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
     """Normalise the canonical columns of a text table of ``kind`` (unknown columns kept).
 
     Returns the typed table with a ``_flags`` column and the original text of the
@@ -544,7 +608,9 @@ class _Normalized:
     originals: dict[str, pd.Series]
     # (column the codes are about, "" for a row; rows with a code; their codes), in _flags order
     problems: list[tuple[str, np.ndarray, np.ndarray]]
-    checked: dict[str, pd.DataFrame]  # the schema's failure cases of the columns checked as they were done
+    checked: dict[
+        str, pd.DataFrame
+    ]  # the schema's failure cases of the columns checked as they were done
 
 
 def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bool) -> _Column:
@@ -557,7 +623,9 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     if col == "email":
         v, (hits, codes) = nz.email_codes(s)
         return _Column({col: v}, s, hits=hits, codes=codes)
-    if col in ("birth_date", "first_contact_date", "next_follow_up") or (col == "time" and kind == "surveys"):
+    if col in ("birth_date", "first_contact_date", "next_follow_up") or (
+        col == "time" and kind == "surveys"
+    ):
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_date, s)
         return _Column({col: v}, s, with_column=True, hits=hits, codes=codes)
     if col in ("order_time", "time"):
@@ -569,7 +637,11 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     if col == "amount":
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_amount, s)
         return _Column({col: v}, s, hits=hits, codes=codes)
-    if col in ("quantity", "satisfaction", "company_size") and kind != "customers" or col == "quantity":
+    if (
+        col in ("quantity", "satisfaction", "company_size")
+        and kind != "customers"
+        or col == "quantity"
+    ):
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_number, s)
         return _Column({col: v}, None, with_column=True, hits=hits, codes=codes)
     if col == "score":
@@ -580,18 +652,26 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
         num, p = nz.normalize_number(s.str.replace("岁", "", regex=False))
         ok = num.notna() & (num == num.round()) & num.between(0, 120)
         bad = (s.str.strip() != "") & ~ok
-        return _Column({col: num.where(ok).astype("Int64")}, None, np.where(bad, "age_invalid", "").astype(object))
+        return _Column(
+            {col: num.where(ok).astype("Int64")},
+            None,
+            np.where(bad, "age_invalid", "").astype(object),
+        )
     if col == "name":
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_name, s)
         return _Column({col: v}, None, hits=hits, codes=codes)
     if col == "city":  # the standard city (or the text when unknown), and the places in it
         province, city, district, region, _ = nz.on_uniques_codes(nz.normalize_address, s)
         v = city.where(city != "", nz._text(s)).astype("str")
-        places = {"province": province, "district": district} | ({"region": region} if add_region else {})
+        places = {"province": province, "district": district} | (
+            {"region": region} if add_region else {}
+        )
         return _Column({col: v, **places})
     if col == "address":  # kept as written; the places in it become their own columns
         province, city, district, region, _ = nz.on_uniques_codes(nz.normalize_address, s)
-        places = {"province": province, "city": city, "district": district} | ({"region": region} if add_region else {})
+        places = {"province": province, "city": city, "district": district} | (
+            {"region": region} if add_region else {}
+        )
         return _Column({col: s.str.strip(), **places})
     if col == "refund":
         v, _ = nz.normalize_bool(s)
@@ -614,10 +694,14 @@ def _refunds_without_order(order_id: pd.Series, back: np.ndarray, sold: np.ndarr
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ids = nz._arrow(order_id if isinstance(order_id.dtype, pd.StringDtype) else order_id.astype(str))
+    ids = nz._arrow(
+        order_id if isinstance(order_id.dtype, pd.StringDtype) else order_id.astype(str)
+    )
     sold_ids = pc.unique(ids.filter(pa.array(sold)))
     asked = ids.take(pa.array(back))
-    known = np.asarray(pc.is_in(asked, value_set=sold_ids).to_numpy(zero_copy_only=False), dtype=bool)
+    known = np.asarray(
+        pc.is_in(asked, value_set=sold_ids).to_numpy(zero_copy_only=False), dtype=bool
+    )
     given = np.asarray(pc.not_equal(asked, "").to_numpy(zero_copy_only=False), dtype=bool)
     return back[given & ~known]
 
@@ -636,17 +720,33 @@ def _merge_halves(parts: list[_Column], half: int, whole: pd.Series) -> _Column:
         whole if first.original is not None else None,
         None,
         first.with_column,
-        (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame()) if first.failures is not None else None,
-        np.concatenate([first.hits, second.hits + half]) if first.hits is not None and second.hits is not None else None,
-        np.concatenate([first.codes, second.codes]) if first.codes is not None and second.codes is not None else None,
+        (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame())
+        if first.failures is not None
+        else None,
+        np.concatenate([first.hits, second.hits + half])
+        if first.hits is not None and second.hits is not None
+        else None,
+        np.concatenate([first.codes, second.codes])
+        if first.codes is not None and second.codes is not None
+        else None,
     )
 
 
 #: the normalisers that take longest on a large file: started first on the pool
-_SLOW_FIRST = {"phone": 0, "email": 1, "name": 2, "order_time": 2, "time": 2, "customer_id": 3, "order_id": 3}
+_SLOW_FIRST = {
+    "phone": 0,
+    "email": 1,
+    "name": 2,
+    "order_time": 2,
+    "time": 2,
+    "customer_id": 3,
+    "order_id": 3,
+}
 
 
-def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: Any = None) -> _Normalized:
+def _normalize(
+    rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: Any = None
+) -> _Normalized:
     """:func:`normalize_table` with the problem codes kept per column, the columns
     normalised on ``pool`` (a thread pool: the string work runs in pyarrow, which lets
     other threads go on) when given."""
@@ -654,7 +754,10 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
     series = {c: rows[c] for c in cols}  # taken here, not in the threads
     add_region = "region" not in rows.columns
     order = sorted(cols, key=lambda c: _SLOW_FIRST.get(c, 9))
-    jobs = {c: (lambda c=c: _checked(_normalize_column(c, series[c], kind, tz, add_region), c, kind)) for c in order}
+    jobs = {
+        c: (lambda c=c: _checked(_normalize_column(c, series[c], kind, tz, add_region), c, kind))
+        for c in order
+    }
     keys = [c for c in key_columns(kind) if c in jobs]
     key_failures = None
     if pool is None:
@@ -667,7 +770,14 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
         for c in order:
             if half and c in _BY_ROW:
                 parts = (series[c].iloc[:half], series[c].iloc[half:])
-                futures[c] = [pool.submit(lambda c=c, part=part: _checked(_normalize_column(c, part, kind, tz, add_region), c, kind)) for part in parts]
+                futures[c] = [
+                    pool.submit(
+                        lambda c=c, part=part: _checked(
+                            _normalize_column(c, part, kind, tz, add_region), c, kind
+                        )
+                    )
+                    for part in parts
+                ]
             else:
                 futures[c] = [pool.submit(jobs[c])]
         merged: dict[str, _Column] = {}
@@ -702,7 +812,9 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
             originals[c] = r.original
         if r.hits is not None and r.codes is not None:
             problems.append((c, r.hits, r.codes))
-            flag_parts.append((r.hits, r.codes + (":" + c) if r.with_column and len(r.codes) else r.codes))
+            flag_parts.append(
+                (r.hits, r.codes + (":" + c) if r.with_column and len(r.codes) else r.codes)
+            )
     for name, found in derived.items():
         # the file's own column wins where it has a value; an empty place is filled from
         # the next source (a city column first, then an address)
@@ -724,7 +836,11 @@ def _normalize(rows: pd.DataFrame, kind: str, tz: str = "Asia/Shanghai", pool: A
             flag_parts.append((hits, codes))
     out["_flags"] = pd.Series(_join_flags(flag_parts, len(out)), index=out.index, dtype="str")
     if keys:
-        checked["_key_present"] = key_failures.result() if key_failures is not None else check_keys(kind, {c: out[c] for c in keys})
+        checked["_key_present"] = (
+            key_failures.result()
+            if key_failures is not None
+            else check_keys(kind, {c: out[c] for c in keys})
+        )
     return _Normalized(out, originals, problems, checked)
 
 
@@ -768,7 +884,10 @@ def _join_flags(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> Any:
 
 
 def _kept_problem_rows(
-    norm: pd.DataFrame, wanted: np.ndarray, problems: list[tuple[str, np.ndarray, np.ndarray]], originals: dict[str, pd.Series]
+    norm: pd.DataFrame,
+    wanted: np.ndarray,
+    problems: list[tuple[str, np.ndarray, np.ndarray]],
+    originals: dict[str, pd.Series],
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Rejects-file rows for values that were cleared or flagged on kept rows (``wanted``):
     one per row and code, rows in file order, a row's codes in the order of its _flags;
@@ -824,7 +943,9 @@ def _text_at(values: pd.Series, at: np.ndarray) -> np.ndarray:
 
     arr = getattr(values.array, "_pa_array", None)
     if arr is not None and isinstance(values.dtype, pd.StringDtype):
-        return np.asarray(pc.fill_null(arr.take(pa.array(at)), "").to_numpy(zero_copy_only=False), dtype=object)
+        return np.asarray(
+            pc.fill_null(arr.take(pa.array(at)), "").to_numpy(zero_copy_only=False), dtype=object
+        )
     return values.iloc[at].fillna("").astype(str).to_numpy(dtype=object)
 
 

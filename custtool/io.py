@@ -48,7 +48,9 @@ class RawSheet:
     row_numbers: Any  # numpy int64 array, one per grid row
     encoding: str | None = None
     typed: pd.DataFrame | None = None  # xlsx: the cells with their own types (dates, numbers)
-    merged: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)  # 0-based grid ranges
+    merged: list[tuple[tuple[int, int], tuple[int, int]]] = field(
+        default_factory=list
+    )  # 0-based grid ranges
     warnings: list[str] = field(default_factory=list)
 
 
@@ -57,6 +59,7 @@ WIDTH_SAMPLE = 50_000
 
 #: bytes pyarrow's CSV reader parses at a time (one block per thread)
 CSV_BLOCK_SIZE = 1 << 22
+
 
 # --------------------------------------------------------------------------- encodings
 def detect_encoding(data: bytes, filename: str = "") -> str:
@@ -89,7 +92,9 @@ def decode(data: bytes, encoding: str | None, filename: str) -> tuple[str, str]:
     try:
         return data.decode(enc), enc
     except LookupError:
-        raise InputError(f"{filename}: unknown encoding {enc!r}", "use e.g. utf-8, gb18030 or gbk") from None
+        raise InputError(
+            f"{filename}: unknown encoding {enc!r}", "use e.g. utf-8, gb18030 or gbk"
+        ) from None
     except UnicodeDecodeError as exc:
         guess = None
         with contextlib.suppress(InputError):
@@ -101,11 +106,15 @@ def decode(data: bytes, encoding: str | None, filename: str) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- raw reading
-def read_raw(path: str | os.PathLike[str], *, sheet: str | None = None, encoding: str | None = None) -> list[RawSheet]:
+def read_raw(
+    path: str | os.PathLike[str], *, sheet: str | None = None, encoding: str | None = None
+) -> list[RawSheet]:
     """Read a CSV/TSV or workbook into text grids, one per sheet (CSV: one, sheet '')."""
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p}: file not found", "check the path (globs must match at least one file)")
+        raise InputError(
+            f"{p}: file not found", "check the path (globs must match at least one file)"
+        )
     if p.is_dir():
         raise InputError(f"{p} is a folder, not a file", "name the files inside it")
     suffix = p.suffix.lower()
@@ -156,7 +165,15 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
         # so short rows are padded instead of refused
         import csv
 
-        width = max((len(r) for r in csv.reader(_io.StringIO(text.lstrip("\ufeff"), newline=None), delimiter=sep)), default=1)
+        width = max(
+            (
+                len(r)
+                for r in csv.reader(
+                    _io.StringIO(text.lstrip("\ufeff"), newline=None), delimiter=sep
+                )
+            ),
+            default=1,
+        )
         grid = pd.read_csv(
             _io.StringIO(text.lstrip("\ufeff"), newline=None),
             sep=sep,
@@ -190,7 +207,9 @@ def _read_utf8_csv_fast(p: Path, first: bytes, encoding: str | None) -> RawSheet
     if first[3:6] == b"\xef\xbb\xbf" and bom:  # pyarrow skips one BOM only
         return None
     try:  # the first characters, as the general path sees them
-        head = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")().decode(first, final=False)
+        head = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")().decode(
+            first, final=False
+        )
     except UnicodeDecodeError:
         return None
     sep = guess_separator(head[:8192], p.suffix)
@@ -199,7 +218,13 @@ def _read_utf8_csv_fast(p: Path, first: bytes, encoding: str | None) -> RawSheet
     # a quote further down only matters where a value holding a newline straddles two of
     # pyarrow's blocks, which then fail to parse (the general reader takes the file)
     with pa.memory_map(str(p)) as source:
-        grid = _parse_csv_source(source, top if end < 0 else top[:end], head.lstrip("\ufeff")[:WIDTH_SAMPLE], sep, b'"' in first)
+        grid = _parse_csv_source(
+            source,
+            top if end < 0 else top[:end],
+            head.lstrip("\ufeff")[:WIDTH_SAMPLE],
+            sep,
+            b'"' in first,
+        )
     if grid is None:
         return None
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
@@ -225,10 +250,14 @@ def _parse_csv_bytes(body: bytes, sample_text: str, sep: str) -> pd.DataFrame | 
 
     end = body.find(b"\n")
     source = pa.BufferReader(pa.py_buffer(body))  # no copy, no Python file calls
-    return _parse_csv_source(source, body if end < 0 else body[:end], sample_text, sep, b'"' in body)
+    return _parse_csv_source(
+        source, body if end < 0 else body[:end], sample_text, sep, b'"' in body
+    )
 
 
-def _parse_csv_source(source: Any, first_line: bytes, sample_text: str, sep: str, quoted: bool) -> pd.DataFrame | None:
+def _parse_csv_source(
+    source: Any, first_line: bytes, sample_text: str, sep: str, quoted: bool
+) -> pd.DataFrame | None:
     """:func:`_parse_csv_bytes` on a pyarrow input; ``quoted``: the text may hold quotes."""
     import pandas as pd
     import pyarrow as pa
@@ -259,7 +288,9 @@ def _parse_csv_source(source: Any, first_line: bytes, sample_text: str, sep: str
                 invalid_row_handler=_on_invalid,
             ),
             convert_options=pcsv.ConvertOptions(
-                column_types={n: pa.large_string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+                column_types={n: pa.large_string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
             ),
         )
     except (pa.ArrowInvalid, csv.Error, ValueError):
@@ -269,7 +300,9 @@ def _parse_csv_source(source: Any, first_line: bytes, sample_text: str, sep: str
     # str columns over the Arrow data (large_string, as pandas keeps it: no copy); no
     # nulls: strings_can_be_null=False
     frame = pd.DataFrame({n: pd.Series(table.column(n), dtype="str") for n in table.column_names})
-    return frame.fillna("") if any(table.column(n).null_count for n in table.column_names) else frame
+    return (
+        frame.fillna("") if any(table.column(n).null_count for n in table.column_names) else frame
+    )
 
 
 def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
@@ -284,7 +317,9 @@ def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
         wb = CalamineWorkbook.from_path(str(p))
         names = list(wb.sheet_names)
     except Exception as exc:  # calamine raises its own error types for corrupt files
-        fallback = _read_workbook_openpyxl(p, sheet) if p.suffix.lower() in (".xlsx", ".xlsm") else None
+        fallback = (
+            _read_workbook_openpyxl(p, sheet) if p.suffix.lower() in (".xlsx", ".xlsm") else None
+        )
         if fallback is not None:
             note = f"{p.name}: read with openpyxl (slower): calamine could not open it ({type(exc).__name__})"
             for raw in fallback:
@@ -295,11 +330,15 @@ def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
             "the file is damaged or not really an Excel file: open it in Excel and save it as .xlsx again",
         ) from None
     hidden = {
-        m.name for m in getattr(wb, "sheets_metadata", []) if not str(getattr(m, "visible", ".Visible")).endswith(".Visible")
+        m.name
+        for m in getattr(wb, "sheets_metadata", [])
+        if not str(getattr(m, "visible", ".Visible")).endswith(".Visible")
     }
     if sheet is not None:
         if sheet not in names:
-            raise InputError(f"{p.name}: no sheet named {sheet!r}", f"the sheets are: {', '.join(names)}")
+            raise InputError(
+                f"{p.name}: no sheet named {sheet!r}", f"the sheets are: {', '.join(names)}"
+            )
         names = [sheet]
     else:  # hidden sheets hold drop-down lists and lookups, not data
         names = [n for n in names if n not in hidden]
@@ -310,11 +349,20 @@ def _read_workbook(p: Path, sheet: str | None) -> list[RawSheet]:
             cells = ws.to_python(skip_empty_area=False)
             merged = list(getattr(ws, "merged_cell_ranges", None) or [])
         except Exception as exc:
-            raise InputError(f"{p.name}, sheet {name!r}: cannot read ({str(exc)[:120]})", "save the workbook again") from None
+            raise InputError(
+                f"{p.name}, sheet {name!r}: cannot read ({str(exc)[:120]})",
+                "save the workbook again",
+            ) from None
         width = max((len(r) for r in cells), default=0)
-        typed = pd.DataFrame([list(r) + [""] * (width - len(r)) for r in cells], columns=range(width), dtype=object)
+        typed = pd.DataFrame(
+            [list(r) + [""] * (width - len(r)) for r in cells], columns=range(width), dtype=object
+        )
         grid = _cells_as_text(typed)
-        out.append(RawSheet(p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed, merged))
+        out.append(
+            RawSheet(
+                p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed, merged
+            )
+        )
     return out
 
 
@@ -338,7 +386,9 @@ def _read_workbook_openpyxl(p: Path, sheet: str | None) -> list[RawSheet] | None
     names = list(wb.sheetnames)
     if sheet is not None:
         if sheet not in names:
-            raise InputError(f"{p.name}: no sheet named {sheet!r}", f"the sheets are: {', '.join(names)}")
+            raise InputError(
+                f"{p.name}: no sheet named {sheet!r}", f"the sheets are: {', '.join(names)}"
+            )
         names = [sheet]
     else:  # hidden sheets hold drop-down lists and lookups, not data
         names = [n for n in names if wb[n].sheet_state == "visible"]
@@ -347,12 +397,21 @@ def _read_workbook_openpyxl(p: Path, sheet: str | None) -> list[RawSheet] | None
         ws = wb[name]
         cells = [list(r) for r in ws.iter_rows(min_row=1, min_col=1, values_only=True)]
         width = max((len(r) for r in cells), default=0)
-        typed = pd.DataFrame([r + [""] * (width - len(r)) for r in cells], columns=range(width), dtype=object)
+        typed = pd.DataFrame(
+            [r + [""] * (width - len(r)) for r in cells], columns=range(width), dtype=object
+        )
         typed = typed.where(typed.notna(), "")
-        merged = [((r.min_row - 1, r.min_col - 1), (r.max_row - 1, r.max_col - 1)) for r in ws.merged_cells.ranges]
+        merged = [
+            ((r.min_row - 1, r.min_col - 1), (r.max_row - 1, r.max_col - 1))
+            for r in ws.merged_cells.ranges
+        ]
         # a merged range's other cells are empty, as calamine gives them
         grid = _cells_as_text(typed)
-        out.append(RawSheet(p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed, merged))
+        out.append(
+            RawSheet(
+                p.name, name, grid, np.arange(1, len(grid) + 1, dtype="int64"), None, typed, merged
+            )
+        )
     return out
 
 
@@ -379,7 +438,9 @@ def _cells_as_text(typed: pd.DataFrame) -> pd.DataFrame:
             out[is_int] = s[is_int].astype(str)
         is_dt = (kinds == dt.datetime) | (kinds == dt.date) | (kinds == pd.Timestamp)
         if is_dt.any():
-            out[is_dt] = s[is_dt].map(lambda v: v.isoformat(sep=" ") if isinstance(v, dt.datetime) else v.isoformat())
+            out[is_dt] = s[is_dt].map(
+                lambda v: v.isoformat(sep=" ") if isinstance(v, dt.datetime) else v.isoformat()
+            )
         is_time = kinds == dt.time
         if is_time.any():
             out[is_time] = s[is_time].map(lambda v: v.isoformat())
@@ -408,7 +469,12 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
         if suffix in CSV_SUFFIXES:
             data = p.read_bytes()
             text, _ = decode(data, None, p.name)
-            df = pd.read_csv(_io.StringIO(text.lstrip("\ufeff")), dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",")
+            df = pd.read_csv(
+                _io.StringIO(text.lstrip("\ufeff")),
+                dtype=str,
+                keep_default_na=False,
+                sep="\t" if suffix == ".tsv" else ",",
+            )
             return _restore_types(df)
         if suffix in EXCEL_SUFFIXES:
             df = pd.read_excel(p, sheet_name=sheet or 0, engine="calamine", dtype=object)
@@ -416,14 +482,31 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"{p.name}: cannot read ({type(exc).__name__}: {str(exc)[:120]})", "is it a file custtool wrote?") from None
+        raise InputError(
+            f"{p.name}: cannot read ({type(exc).__name__}: {str(exc)[:120]})",
+            "is it a file custtool wrote?",
+        ) from None
     raise InputError(f"{p.name}: unsupported file type {suffix!r}", "use .parquet, .csv or .xlsx")
 
 
 # columns whose text form should be turned back into numbers / dates when read from CSV/xlsx
 _TEXT_COLUMNS = {
-    "customer_id", "phone", "email", "order_id", "record_id", "id_number", "bank_card", "source_customer_id", "name",
-    "phones", "phone_ext", "emails", "source_ids", "channels", "tags", "_flags",
+    "customer_id",
+    "phone",
+    "email",
+    "order_id",
+    "record_id",
+    "id_number",
+    "bank_card",
+    "source_customer_id",
+    "name",
+    "phones",
+    "phone_ext",
+    "emails",
+    "source_ids",
+    "channels",
+    "tags",
+    "_flags",
 }
 
 
@@ -437,7 +520,13 @@ def _restore_types(df: pd.DataFrame) -> pd.DataFrame:
         if name in _TEXT_COLUMNS:
             out[col] = s.astype(str).replace({"nan": ""})
             continue
-        if name.endswith(("_date", "_time", "_order")) or name in {"time", "as_of", "next_follow_up", "first_order", "last_order"}:
+        if name.endswith(("_date", "_time", "_order")) or name in {
+            "time",
+            "as_of",
+            "next_follow_up",
+            "first_order",
+            "last_order",
+        }:
             out[col] = pd.to_datetime(s.replace("", None), errors="coerce")
             continue
         num = pd.to_numeric(s.replace("", None), errors="coerce")
@@ -471,10 +560,20 @@ def neutralize_formula_text(s: pd.Series) -> pd.Series:
 def _text_columns(df: pd.DataFrame) -> list[Any]:
     import pandas as pd
 
-    return [c for c in df.columns if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c])]
+    return [
+        c
+        for c in df.columns
+        if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c])
+    ]
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, sheet_name: str = "data", encoding: str = "utf-8-sig") -> Path:
+def write_table(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    sheet_name: str = "data",
+    encoding: str = "utf-8-sig",
+) -> Path:
     """Write a frame by extension (.parquet, .csv, .tsv, .xlsx), atomically.
 
     CSV is UTF-8 with BOM (Excel opens it correctly) and xlsx text cells are written as
@@ -483,7 +582,9 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, sheet_name: s
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in {".parquet", ".csv", ".tsv", ".xlsx"}:
-        raise InputError(f"{target.name}: cannot write {suffix!r} files", "use .parquet, .csv or .xlsx")
+        raise InputError(
+            f"{target.name}: cannot write {suffix!r} files", "use .parquet, .csv or .xlsx"
+        )
     with atomic_path(target) as tmp:
         if suffix == ".parquet":
             df.to_parquet(tmp, index=False)
@@ -492,7 +593,13 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, sheet_name: s
             safe = flat.copy()
             for c in _text_columns(flat):
                 safe[c] = neutralize_formula_text(flat[c])
-            safe.to_csv(tmp, index=False, encoding=encoding, sep="\t" if suffix == ".tsv" else ",", date_format="%Y-%m-%d %H:%M:%S")
+            safe.to_csv(
+                tmp,
+                index=False,
+                encoding=encoding,
+                sep="\t" if suffix == ".tsv" else ",",
+                date_format="%Y-%m-%d %H:%M:%S",
+            )
         else:
             write_xlsx_sheets({sheet_name: df}, tmp)
     return target
@@ -503,4 +610,3 @@ def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[s
     from custtool.xlsx import write_sheets
 
     write_sheets(sheets, path, max_rows=EXCEL_MAX_ROWS)
-

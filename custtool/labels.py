@@ -270,7 +270,10 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     "as_of": ("统计日期", "As of"),
     "role": ("角色", "Role"),
     "masked": ("个人信息已脱敏", "Personal data masked"),
-    "unmasked": ("个人信息未脱敏（--no-mask；身份证号、银行卡号仍脱敏）", "Personal data NOT masked (--no-mask; ID numbers and bank cards still masked)"),
+    "unmasked": (
+        "个人信息未脱敏（--no-mask；身份证号、银行卡号仍脱敏）",
+        "Personal data NOT masked (--no-mask; ID numbers and bank cards still masked)",
+    ),
     "kpi_customers": ("客户数", "Customers"),
     "kpi_active": ("活跃客户", "Active customers"),
     "kpi_revenue": ("消费总额", "Revenue"),
@@ -302,7 +305,10 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     ),
     "yes": ("是", "Yes"),
     "no": ("否", "No"),
-    "migration_matrix": ("分类迁移矩阵（行：上期，列：本期）", "Class migration (rows: before, columns: now)"),
+    "migration_matrix": (
+        "分类迁移矩阵（行：上期，列：本期）",
+        "Class migration (rows: before, columns: now)",
+    ),
     "fallen": ("从重要价值客户降为重要挽留客户/流失", "Fell from champions to win-back / lost"),
     "new_customer": ("（新增）", "(new)"),
     "gone_customer": ("（已不在）", "(gone)"),

@@ -112,8 +112,16 @@ class BGNBDFit:
     converged: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b, "unit": self.unit,
-                "loglik": self.loglik, "customers": self.n, "converged": self.converged}
+        return {
+            "r": self.r,
+            "alpha": self.alpha,
+            "a": self.a,
+            "b": self.b,
+            "unit": self.unit,
+            "loglik": self.loglik,
+            "customers": self.n,
+            "converged": self.converged,
+        }
 
 
 @dataclass
@@ -129,15 +137,24 @@ class GammaGammaFit:
     excluded: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"p": self.p, "q": self.q, "v": self.v, "loglik": self.loglik, "customers": self.n,
-                "excluded": len(self.excluded), "converged": self.converged}
+        return {
+            "p": self.p,
+            "q": self.q,
+            "v": self.v,
+            "loglik": self.loglik,
+            "customers": self.n,
+            "excluded": len(self.excluded),
+            "converged": self.converged,
+        }
 
     @property
     def mean_spend(self) -> float:
         return self.p * self.v / (self.q - 1) if self.q > 1 else float("nan")
 
 
-def _compress(cols: dict[str, np.ndarray], weights: np.ndarray | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _compress(
+    cols: dict[str, np.ndarray], weights: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Distinct rows of the given columns with summed weights."""
     import numpy as np
     import pandas as pd
@@ -223,11 +240,23 @@ class _BGData:
         da2 = (digamma(a + 1) - d_abx - d_a + d_ab)[xi]
         db2 = np.where(ux > 0, digamma(b + uxp - 1) - d_abx - d_b + d_ab, 0.0)[xi]
         g_r = (digamma(r + ux) - digamma(r))[xi] + np.log(alpha) - w1 * lT - w2 * lt
-        g_alpha = r / alpha - rx * (w1 / (alpha + self.uT[self.Ti]) + w2 / (alpha + self.ut[self.ti]))
+        g_alpha = r / alpha - rx * (
+            w1 / (alpha + self.uT[self.Ti]) + w2 / (alpha + self.ut[self.ti])
+        )
         g_a = w1 * da1 + w2 * da2
         g_b = w1 * db1 + w2 * db2
         val = -float(np.dot(w, ll)) / n
-        grad = -np.array([np.dot(w, g_r) * r, np.dot(w, g_alpha) * alpha, np.dot(w, g_a) * a, np.dot(w, g_b) * b]) / n
+        grad = (
+            -np.array(
+                [
+                    np.dot(w, g_r) * r,
+                    np.dot(w, g_alpha) * alpha,
+                    np.dot(w, g_a) * a,
+                    np.dot(w, g_b) * b,
+                ]
+            )
+            / n
+        )
         if not (np.isfinite(val) and np.all(np.isfinite(grad))):
             return 1e10, np.zeros(4)
         return val, grad
@@ -284,12 +313,24 @@ def _minimize(nll, start: np.ndarray, bounds: list[tuple[float, float]], jac: An
     import numpy as np
     from scipy.optimize import minimize
 
-    res = minimize(nll, start, method="L-BFGS-B", jac=jac, bounds=bounds, options={"ftol": 1e-10, "gtol": 1e-6, "maxiter": 2000})
+    res = minimize(
+        nll,
+        start,
+        method="L-BFGS-B",
+        jac=jac,
+        bounds=bounds,
+        options={"ftol": 1e-10, "gtol": 1e-6, "maxiter": 2000},
+    )
     # status 2 (line search cannot improve) means "at the optimum within precision"; only
     # running out of iterations or a non-finite value calls for the derivative-free polish
     if res.status == 1 or not np.isfinite(res.fun) or res.fun >= 1e10:
         f = (lambda z: nll(z)[0]) if jac is True else nll
-        res2 = minimize(f, res.x, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 6000})
+        res2 = minimize(
+            f,
+            res.x,
+            method="Nelder-Mead",
+            options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 6000},
+        )
         if res2.fun <= res.fun:
             res2.success = bool(res2.success)
             return res2
@@ -334,7 +375,16 @@ def fit_bgnbd(
     r, alpha, a, b = np.exp(best.x)
     if not np.all(np.isfinite([r, alpha, a, b])):
         raise ValueError("the BG/NBD fit did not converge to finite parameters")
-    return BGNBDFit(float(r), float(alpha), float(a), float(b), float(-best.fun * n), int(round(n)), unit, bool(best.success))
+    return BGNBDFit(
+        float(r),
+        float(alpha),
+        float(a),
+        float(b),
+        float(-best.fun * n),
+        int(round(n)),
+        unit,
+        bool(best.success),
+    )
 
 
 def p_alive(fit: BGNBDFit, x: Any, t_x: Any, T: Any) -> np.ndarray:
@@ -344,7 +394,9 @@ def p_alive(fit: BGNBDFit, x: Any, t_x: Any, T: Any) -> np.ndarray:
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         log_ratio = (fit.r + x) * (np.log(fit.alpha + T) - np.log(fit.alpha + t_x))
-        term = np.where(x > 0, np.log(fit.a) - np.log(np.maximum(fit.b + x - 1, 1e-300)) + log_ratio, -np.inf)
+        term = np.where(
+            x > 0, np.log(fit.a) - np.log(np.maximum(fit.b + x - 1, 1e-300)) + log_ratio, -np.inf
+        )
         return 1.0 / (1.0 + np.exp(term))
 
 
@@ -362,7 +414,11 @@ def predict_purchases(fit: BGNBDFit, t: float, x: Any, t_x: Any, T: Any) -> np.n
         head = (a + b + x - 1) / (a - 1)
         body = 1 - np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t))) * hyp
         num = head * body
-        den = 1 + np.where(x > 0, (a / (b + x - 1)) * np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + t_x))), 0.0)
+        den = 1 + np.where(
+            x > 0,
+            (a / (b + x - 1)) * np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + t_x))),
+            0.0,
+        )
     return num / den
 
 
@@ -374,11 +430,20 @@ def gamma_gamma_loglik(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> np.n
 
     p, q, v = params
     px = p * x
-    return (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
-            + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(x * m + v))
+    return (
+        gammaln(px + q)
+        - gammaln(px)
+        - gammaln(q)
+        + q * np.log(v)
+        + (px - 1) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * np.log(x * m + v)
+    )
 
 
-def fit_gamma_gamma(summary: pd.DataFrame, *, value_col: str = "monetary_value", weights: Any = None) -> GammaGammaFit:
+def fit_gamma_gamma(
+    summary: pd.DataFrame, *, value_col: str = "monetary_value", weights: Any = None
+) -> GammaGammaFit:
     """Maximum-likelihood Gamma-Gamma fit on customers with x ≥ 1 and a positive average
     repeat value; the others are listed in ``excluded``."""
     import numpy as np
@@ -404,7 +469,15 @@ def fit_gamma_gamma(summary: pd.DataFrame, *, value_col: str = "monetary_value",
     p, q, v = np.exp(best.x)
     if not np.all(np.isfinite([p, q, v])):
         raise ValueError("the Gamma-Gamma fit did not converge to finite parameters")
-    return GammaGammaFit(float(p), float(q), float(v), float(-best.fun * n), int(round(n)), bool(best.success), excluded)
+    return GammaGammaFit(
+        float(p),
+        float(q),
+        float(v),
+        float(-best.fun * n),
+        int(round(n)),
+        bool(best.success),
+        excluded,
+    )
 
 
 def expected_spend(fit: GammaGammaFit, x: Any, m: Any) -> np.ndarray:
@@ -418,7 +491,9 @@ def expected_spend(fit: GammaGammaFit, x: Any, m: Any) -> np.ndarray:
     xs = np.where(use, x, 0.0)
     ms = np.where(use, m, 0.0)
     px = fit.p * xs
-    return (fit.q - 1) / (px + fit.q - 1) * (fit.p * fit.v / (fit.q - 1)) + px / (px + fit.q - 1) * ms
+    return (fit.q - 1) / (px + fit.q - 1) * (fit.p * fit.v / (fit.q - 1)) + px / (
+        px + fit.q - 1
+    ) * ms
 
 
 # --------------------------------------------------------------------------- LTV
@@ -435,9 +510,19 @@ class LTVInfo:
     churn_level: float = 0.3
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"horizon_days": self.horizon_days, "unit": self.unit, "churn_p_alive_below": self.churn_level}
-        out["bgnbd"] = self.bgnbd.to_dict() if self.bgnbd else {"fitted": False, "reason": self.bgnbd_reason}
-        out["gamma_gamma"] = self.gamma_gamma.to_dict() if self.gamma_gamma else {"fitted": False, "reason": self.gamma_gamma_reason}
+        out: dict[str, Any] = {
+            "horizon_days": self.horizon_days,
+            "unit": self.unit,
+            "churn_p_alive_below": self.churn_level,
+        }
+        out["bgnbd"] = (
+            self.bgnbd.to_dict() if self.bgnbd else {"fitted": False, "reason": self.bgnbd_reason}
+        )
+        out["gamma_gamma"] = (
+            self.gamma_gamma.to_dict()
+            if self.gamma_gamma
+            else {"fitted": False, "reason": self.gamma_gamma_reason}
+        )
         return out
 
 
@@ -476,7 +561,9 @@ def fit_ltv(
     from custtool.dates import parse_days
 
     shipped = segment_settings()["ltv"]
-    horizon_days = parse_days(shipped["horizon"], "ltv horizon") if horizon_days is None else horizon_days
+    horizon_days = (
+        parse_days(shipped["horizon"], "ltv horizon") if horizon_days is None else horizon_days
+    )
     unit = unit or shipped["unit"]
     churn_level = float(shipped["churn_p_alive"] if churn_level is None else churn_level)
     min_customers = int(shipped["min_customers"] if min_customers is None else min_customers)
@@ -497,7 +584,9 @@ def fit_ltv(
     if n_buyers < min_customers:
         info.bgnbd_reason = f"only {n_buyers} customers with orders (need {min_customers})"
     elif n_repeat < min_repeat:
-        info.bgnbd_reason = f"only {n_repeat} customers with repeat purchase days (need {min_repeat})"
+        info.bgnbd_reason = (
+            f"only {n_repeat} customers with repeat purchase days (need {min_repeat})"
+        )
     else:
         summ = pd.DataFrame({"x": x[has], "t_x": t_x[has], "T": T[has]})
         try:
@@ -524,19 +613,31 @@ def fit_ltv(
     if bg is not None:
         # evaluate on the distinct (x, t_x, T) rows (days are integers) and map back
         xd = np.nan_to_num(metrics["bg_x"].to_numpy(dtype=float)).astype(np.int64)
-        txd = np.nan_to_num(metrics["bg_t_x"].to_numpy(dtype=float, na_value=np.nan)).astype(np.int64)
+        txd = np.nan_to_num(metrics["bg_t_x"].to_numpy(dtype=float, na_value=np.nan)).astype(
+            np.int64
+        )
         Td = np.nan_to_num(metrics["bg_T"].to_numpy(dtype=float, na_value=np.nan)).astype(np.int64)
         k = int(max(Td.max(initial=0), txd.max(initial=0))) + 1
         codes, uniq = pd.factorize((xd * k + txd) * k + Td, sort=False)
         uniq = np.asarray(uniq)
         ux, utx, uT = uniq // (k * k), (uniq // k) % k, uniq % k
         pa = np.where(has, p_alive(bg, ux, utx / scale, uT / scale)[codes], np.nan)
-        purchases = np.where(has, predict_purchases(bg, horizon_days / scale, ux, utx / scale, uT / scale)[codes], np.nan)
+        purchases = np.where(
+            has,
+            predict_purchases(bg, horizon_days / scale, ux, utx / scale, uT / scale)[codes],
+            np.nan,
+        )
         if gg is not None:
             spend = expected_spend(gg, x, zbar)
         else:  # the customer's own average order value, else the overall one
-            aov = metrics["aov"].to_numpy(dtype=float, na_value=np.nan) if "aov" in metrics else np.full(len(x), np.nan)
-            spend = np.where(np.isfinite(aov), aov, np.nanmean(aov) if np.isfinite(aov).any() else 0.0)
+            aov = (
+                metrics["aov"].to_numpy(dtype=float, na_value=np.nan)
+                if "aov" in metrics
+                else np.full(len(x), np.nan)
+            )
+            spend = np.where(
+                np.isfinite(aov), aov, np.nanmean(aov) if np.isfinite(aov).any() else 0.0
+            )
         value = np.round(purchases * spend, 2)
         if not (np.isfinite(purchases[has]).all() and np.isfinite(value[has]).all()):
             info.bgnbd_reason = "the fitted model gave non-finite predictions"
@@ -553,6 +654,10 @@ def fit_ltv(
         out["predicted_purchases"] = np.nan
         out["predicted_value"] = np.nan
         out["ltv"] = hist
-        lost = metrics["lifecycle"].eq("流失").to_numpy() if "lifecycle" in metrics.columns else np.zeros(len(out), bool)
+        lost = (
+            metrics["lifecycle"].eq("流失").to_numpy()
+            if "lifecycle" in metrics.columns
+            else np.zeros(len(out), bool)
+        )
         out["churn_risk"] = lost
     return out, info

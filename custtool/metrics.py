@@ -49,15 +49,35 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 METRIC_COLUMNS = [
-    "first_order", "last_order", "recency", "frequency", "monetary", "aov",
-    "orders_30d", "orders_90d", "orders_365d", "monetary_30d", "monetary_90d", "monetary_365d",
-    "monetary_prev", "growth", "repurchase", "historical_value",
-    "bg_x", "bg_t_x", "bg_T", "bg_repeat_avg",
+    "first_order",
+    "last_order",
+    "recency",
+    "frequency",
+    "monetary",
+    "aov",
+    "orders_30d",
+    "orders_90d",
+    "orders_365d",
+    "monetary_30d",
+    "monetary_90d",
+    "monetary_365d",
+    "monetary_prev",
+    "growth",
+    "repurchase",
+    "historical_value",
+    "bg_x",
+    "bg_t_x",
+    "bg_T",
+    "bg_repeat_avg",
 ]
 
 
 INTERACTION_COLUMNS = [
-    "days_since_last_interaction", "last_interaction", "interactions_30d", "interactions_365d", "complaints_365d",
+    "days_since_last_interaction",
+    "last_interaction",
+    "interactions_30d",
+    "interactions_365d",
+    "complaints_365d",
 ]
 
 
@@ -124,18 +144,26 @@ def _order_codes(values: pd.Series, method: str = "auto") -> np.ndarray:
     h = np.concatenate([text_hash(c) for c in chunks if len(c)])
     idx = repeated_rows(h)
     del h
-    if len(idx):  # exact codes from the text of the candidate rows; blank ids are each their own order
+    if len(
+        idx
+    ):  # exact codes from the text of the candidate rows; blank ids are each their own order
         text = take_rows(arr, idx)
-        nonblank = pc.fill_null(pc.greater(pc.binary_length(text), 0), False).to_numpy(zero_copy_only=False)
+        nonblank = pc.fill_null(pc.greater(pc.binary_length(text), 0), False).to_numpy(
+            zero_copy_only=False
+        )
         idx, text = idx[nonblank], text.filter(pa.array(nonblank))
     if len(idx):
         codes, uni = encode_text(text, len(idx))
         counts = np.bincount(codes, minlength=len(uni))
-        out[idx] = np.where(counts[codes] > 1, codes, -1)  # a hash shared by different ids: each its own
+        out[idx] = np.where(
+            counts[codes] > 1, codes, -1
+        )  # a hash shared by different ids: each its own
     return out
 
 
-def _order_columns(order_time: pd.Series, amount: pd.Series, refund: pd.Series | None, tz: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _order_columns(
+    order_time: pd.Series, amount: pd.Series, refund: pd.Series | None, tz: str
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(local times, valid-time flags, day numbers, cents, refund flags) of the order rows."""
     times = local_times(order_time, tz)
     valid_t = times.notna().to_numpy()
@@ -182,21 +210,32 @@ def customer_metrics(
         raise ConfigError(f"unknown engine {engine!r}", "use pandas or duckdb")
     for col in ("order_time", "amount"):
         if col not in orders.columns:
-            raise InputError(f"orders have no {col!r} column", "import the orders with `custtool import --kind orders` (下单时间, 实付金额)")
+            raise InputError(
+                f"orders have no {col!r} column",
+                "import the orders with `custtool import --kind orders` (下单时间, 实付金额)",
+            )
     if not {"customer_id", "phone", "email"} & set(orders.columns):
-        raise InputError("orders have no customer key (customer_id, phone or email)", "the order export needs 客户ID, 手机号 or 邮箱")
+        raise InputError(
+            "orders have no customer key (customer_id, phone or email)",
+            "the order export needs 客户ID, 手机号 or 邮箱",
+        )
     from custtool.config import segment_settings
 
     shipped = segment_settings()
     tz = tz or shipped["timezone"]
     win = parse_days(shipped["metrics"]["window"] if window is None else window, "window")
-    gwin = parse_days(shipped["metrics"]["growth_window"] if growth_window is None else growth_window, "growth window")
+    gwin = parse_days(
+        shipped["metrics"]["growth_window"] if growth_window is None else growth_window,
+        "growth window",
+    )
     # the order columns are prepared in a second thread (pyarrow and numpy release the GIL)
     # while the rows are matched to customers: order ids (code -1 = an id on one row only, or
     # blank: its own order; ids on several rows, line items or duplicate exports, get codes
     # ≥ 0), the phone lookup when some rows have no id, times and amounts
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ocode_job = pool.submit(_order_codes, orders["order_id"]) if "order_id" in orders.columns else None
+        ocode_job = (
+            pool.submit(_order_codes, orders["order_id"]) if "order_id" in orders.columns else None
+        )
         channel_cols = channel_columns(orders)
         report = MatchReport(rows=len(orders))
         if customers is None:
@@ -208,13 +247,25 @@ def customer_metrics(
             "customer_id" not in orders.columns or not has_text(orders["customer_id"], every=True)
         ):
             pool.submit(lambda: index.phone)  # rows without an id will be matched by phone
-        columns_job = pool.submit(_order_columns, orders["order_time"], orders["amount"], orders.get("refund"), tz)
+        columns_job = pool.submit(
+            _order_columns, orders["order_time"], orders["amount"], orders.get("refund"), tz
+        )
         cust, how = match_positions(orders, index)
         times, valid_t, day, amount, refund = columns_job.result()
-        ocode = ocode_job.result() if ocode_job is not None else np.full(len(orders), -1, dtype=np.int64)
+        ocode = (
+            ocode_job.result()
+            if ocode_job is not None
+            else np.full(len(orders), -1, dtype=np.int64)
+        )
     if as_of is None and not valid_t.any():
-        raise InputError("no order has a valid order time", "check the 下单时间 column of the orders")
-    latest = pd.Timestamp(np.max(day, where=valid_t, initial=np.iinfo(np.int64).min), unit="D") if valid_t.any() else None
+        raise InputError(
+            "no order has a valid order time", "check the 下单时间 column of the orders"
+        )
+    latest = (
+        pd.Timestamp(np.max(day, where=valid_t, initial=np.iinfo(np.int64).min), unit="D")
+        if valid_t.any()
+        else None
+    )
     as_of_ts = resolve_as_of(as_of, latest)
     as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
     report.as_of = as_of_ts
@@ -225,7 +276,23 @@ def customer_metrics(
     matched = in_time & (cust >= 0)
     unmatched = in_time & (cust < 0)
     report.rows_unmatched = int(unmatched.sum())
-    keep_cols = [c for c in ("order_id", "customer_id", "phone", "email", "channel", "_channel", "order_time", "amount", "_source_file", "_sheet", "_row") if c in orders.columns]
+    keep_cols = [
+        c
+        for c in (
+            "order_id",
+            "customer_id",
+            "phone",
+            "email",
+            "channel",
+            "_channel",
+            "order_time",
+            "amount",
+            "_source_file",
+            "_sheet",
+            "_row",
+        )
+        if c in orders.columns
+    ]
     report.unmatched = orders[keep_cols].iloc[np.flatnonzero(unmatched)].reset_index(drop=True)
 
     # exact duplicate rows (same order id, customer, time, amount) count once; only rows whose
@@ -234,7 +301,11 @@ def customer_metrics(
     cand = np.flatnonzero((ocode >= 0) & matched)
     if len(cand):
         t_ns = times.to_numpy()[cand].astype("datetime64[ns]").astype(np.int64)
-        dup = pd.DataFrame({"c": cust[cand], "o": ocode[cand], "t": t_ns, "a": amount[cand]}).duplicated().to_numpy()
+        dup = (
+            pd.DataFrame({"c": cust[cand], "o": ocode[cand], "t": t_ns, "a": amount[cand]})
+            .duplicated()
+            .to_numpy()
+        )
         if dup.any():
             keep = matched.copy()
             keep[cand[dup]] = False
@@ -250,7 +321,10 @@ def customer_metrics(
     report.rows_duplicate = int(np.count_nonzero(matched)) - used
     report.rows_used = used
     kept_how = how[keep]
-    report.matched_by = {name: int(np.count_nonzero(kept_how == k)) for k, name in ((1, "id"), (2, "phone"), (3, "email"))}
+    report.matched_by = {
+        name: int(np.count_nonzero(kept_how == k))
+        for k, name in ((1, "id"), (2, "phone"), (3, "email"))
+    }
     del matched, unmatched, in_time, kept_how
 
     n = len(customers)
@@ -258,7 +332,9 @@ def customer_metrics(
         sel = np.flatnonzero(keep)
         from custtool.engines.duckdb import aggregate_orders
 
-        agg = aggregate_orders(cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], n, as_of_day, win, gwin)
+        agg = aggregate_orders(
+            cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], n, as_of_day, win, gwin
+        )
         del sel
     else:  # rows not used go to an extra customer n that is dropped (no copies of the columns)
         np.copyto(cust, n, where=~keep)
@@ -299,7 +375,9 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
         col = {d: i for i, d in enumerate(breaks)}
         np.subtract(as_of_day, day, out=key)
         np.clip(key, 0, breaks[-1], out=key)  # lines used are on or before the as-of day
-        bucket = np.searchsorted(breaks, np.arange(breaks[-1] + 1), side="right").astype(np.int8)[key]
+        bucket = np.searchsorted(breaks, np.arange(breaks[-1] + 1), side="right").astype(np.int8)[
+            key
+        ]
         np.multiply(c, nb, out=key)
         key += bucket  # (customer, bucket)
         money = np.bincount(key, weights=amt, minlength=n1 * nb)[: n * nb].reshape(n, nb)
@@ -350,11 +428,15 @@ def _aggregate(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dict[str,
     out["_has"] = has
     out["bg_x"] = np.where(has, n_days - 1, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, np.round(repeat_value, 2) / np.maximum(out["bg_x"], 1), np.nan)
+        out["bg_repeat_avg"] = np.where(
+            out["bg_x"] > 0, np.round(repeat_value, 2) / np.maximum(out["bg_x"], 1), np.nan
+        )
     return out
 
 
-def _purchase_days_and_repeat_value(c, day, amt, n, sale) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _purchase_days_and_repeat_value(
+    c, day, amt, n, sale
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """First and last purchase day, number of distinct purchase days (over sale lines) and the
     money of all lines after the first purchase day, per customer 0..n-1 (``c`` = n: unused)."""
     import numpy as np
@@ -373,8 +455,14 @@ def _purchase_days_and_repeat_value(c, day, amt, n, sale) -> tuple[np.ndarray, n
     return first, last, n_days, repeat_value
 
 
-def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray, key: np.ndarray | None = None,
-                   tmp: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _purchase_days(
+    c: np.ndarray,
+    d: np.ndarray,
+    n: int,
+    rows: np.ndarray,
+    key: np.ndarray | None = None,
+    tmp: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First day, last day and number of distinct days per customer 0..n-1 of the lines where
     ``rows`` is True: one sort of customer·span + day (``key``/``tmp``: int64 scratch arrays of
     the lines' length, overwritten)."""
@@ -407,7 +495,9 @@ def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray, key: 
         m += len(part)
     distinct = tmp[:m]  # distinct (customer, day), sorted; customer n's last
     del new
-    bounds = np.searchsorted(distinct, np.arange(n + 1, dtype=np.int64) * span)  # each customer's run
+    bounds = np.searchsorted(
+        distinct, np.arange(n + 1, dtype=np.int64) * span
+    )  # each customer's run
     n_days[:] = np.diff(bounds)
     has = n_days > 0
     base = np.arange(n, dtype=np.int64) * span - dmin
@@ -416,7 +506,9 @@ def _purchase_days(c: np.ndarray, d: np.ndarray, n: int, rows: np.ndarray, key: 
     return first, last, n_days
 
 
-def _finish(customers: pd.DataFrame, agg: dict[str, np.ndarray], as_of_day: int, as_of_ts: pd.Timestamp) -> pd.DataFrame:
+def _finish(
+    customers: pd.DataFrame, agg: dict[str, np.ndarray], as_of_day: int, as_of_ts: pd.Timestamp
+) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
@@ -440,7 +532,9 @@ def _finish(customers: pd.DataFrame, agg: dict[str, np.ndarray], as_of_day: int,
     prev = agg["monetary_prev"]
     with np.errstate(invalid="ignore", divide="ignore"):
         cols["monetary_prev"] = prev
-        cols["growth"] = np.where(prev > 0, agg["_monetary_g"] / np.where(prev > 0, prev, 1) - 1.0, np.nan)
+        cols["growth"] = np.where(
+            prev > 0, agg["_monetary_g"] / np.where(prev > 0, prev, 1) - 1.0, np.nan
+        )
     cols["repurchase"] = freq >= 2
     cols["historical_value"] = agg["historical_value"]
     cols["bg_x"] = agg["bg_x"].astype(np.int64)
@@ -452,13 +546,18 @@ def _finish(customers: pd.DataFrame, agg: dict[str, np.ndarray], as_of_day: int,
     return pd.concat([base, new], axis=1)
 
 
-def interaction_metrics(interactions: pd.DataFrame, index: CustomerIndex, as_of: pd.Timestamp, tz: str = "Asia/Shanghai") -> pd.DataFrame:
+def interaction_metrics(
+    interactions: pd.DataFrame, index: CustomerIndex, as_of: pd.Timestamp, tz: str = "Asia/Shanghai"
+) -> pd.DataFrame:
     """days_since_last_interaction, last_interaction, interactions_30d/365d, complaints_365d."""
     import numpy as np
     import pandas as pd
 
     if "time" not in interactions.columns:
-        raise InputError("interactions have no 'time' column", "import the follow-up log with `custtool import --kind interactions`")
+        raise InputError(
+            "interactions have no 'time' column",
+            "import the follow-up log with `custtool import --kind interactions`",
+        )
     n = index.n
     cust, _ = match_positions(interactions, index)
     t = local_times(interactions["time"], tz)
@@ -468,7 +567,10 @@ def interaction_metrics(interactions: pd.DataFrame, index: CustomerIndex, as_of:
     ok &= day <= as_of_day
     c, d = cust[ok], day[ok]
     age = as_of_day - d
-    complaint = (text_column(interactions, "method").str.contains("投诉", regex=False) | text_column(interactions, "content").str.contains("投诉", regex=False)).to_numpy()[ok]
+    complaint = (
+        text_column(interactions, "method").str.contains("投诉", regex=False)
+        | text_column(interactions, "content").str.contains("投诉", regex=False)
+    ).to_numpy()[ok]
     last_ns = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last_ns, c, t.to_numpy(dtype="datetime64[ns]").astype(np.int64)[ok])
     last_d = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
@@ -476,8 +578,12 @@ def interaction_metrics(interactions: pd.DataFrame, index: CustomerIndex, as_of:
     has = np.bincount(c, minlength=n) > 0
     return pd.DataFrame(
         {
-            "days_since_last_interaction": np.where(has, (as_of_day - last_d).astype(float), np.nan),
-            "last_interaction": pd.to_datetime(np.where(has, last_ns, np.iinfo(np.int64).min).astype("datetime64[ns]")),
+            "days_since_last_interaction": np.where(
+                has, (as_of_day - last_d).astype(float), np.nan
+            ),
+            "last_interaction": pd.to_datetime(
+                np.where(has, last_ns, np.iinfo(np.int64).min).astype("datetime64[ns]")
+            ),
             "interactions_30d": np.bincount(c[age < 30], minlength=n),
             "interactions_365d": np.bincount(c[age < 365], minlength=n),
             "complaints_365d": np.bincount(c[(age < 365) & complaint], minlength=n),

@@ -22,10 +22,19 @@ import pandas as pd
 PROBLEMS: dict[str, tuple[str, str]] = {
     "phone_invalid": ("手机号/电话格式无效", "phone number is not a valid mobile or landline"),
     "phone_masked": ("手机号已打码,无法使用", "phone number is masked (****)"),
-    "phone_placeholder": ("手机号为占位文字(无/暂无/不详)", "phone is a placeholder (无/暂无/不详)"),
+    "phone_placeholder": (
+        "手机号为占位文字(无/暂无/不详)",
+        "phone is a placeholder (无/暂无/不详)",
+    ),
     "phone_letters": ("手机号含字母", "phone number contains letters"),
-    "phone_dummy": ("电话为占位号码(同一数字、全零号码或已知假号码)", "phone is a placeholder number (one repeated digit, zeros, a known dummy)"),
-    "excel_precision_lost": ("数字被Excel科学计数法截断,已丢失位数", "Excel scientific notation lost digits"),
+    "phone_dummy": (
+        "电话为占位号码(同一数字、全零号码或已知假号码)",
+        "phone is a placeholder number (one repeated digit, zeros, a known dummy)",
+    ),
+    "excel_precision_lost": (
+        "数字被Excel科学计数法截断,已丢失位数",
+        "Excel scientific notation lost digits",
+    ),
     "email_invalid": ("邮箱格式无效", "email address is not valid"),
     "date_invalid": ("日期无效或无法识别", "date is invalid or not recognised"),
     "gender_unknown_value": ("性别无法识别,记为未知", "gender value not recognised, set to 未知"),
@@ -36,15 +45,38 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     "score_invalid": ("评分不在0-10之间或为空", "score is blank or not between 0 and 10"),
     "number_invalid": ("数值无法识别", "value is not a number"),
     "bool_invalid": ("是/否值无法识别", "yes/no value not recognised"),
-    "refund_without_order": ("退款行在本文件中找不到原订单(会减少消费金额)", "refund line whose order is not in this export (it lowers spend)"),
-    "no_contact": ("无有效手机号或邮箱(至少需要一项)", "no valid phone or email (at least one is required)"),
-    "no_customer_key": ("无法关联客户:客户编号、手机号、邮箱均为空或无效", "no customer key: id, phone and email are all empty or invalid"),
+    "refund_without_order": (
+        "退款行在本文件中找不到原订单(会减少消费金额)",
+        "refund line whose order is not in this export (it lowers spend)",
+    ),
+    "no_contact": (
+        "无有效手机号或邮箱(至少需要一项)",
+        "no valid phone or email (at least one is required)",
+    ),
+    "no_customer_key": (
+        "无法关联客户:客户编号、手机号、邮箱均为空或无效",
+        "no customer key: id, phone and email are all empty or invalid",
+    ),
     "time_missing": ("时间为空或无效", "time is empty or invalid"),
     "amount_missing": ("金额为空或无效", "amount is empty or invalid"),
 }
 
 _BLANKS = {"", "nan", "none", "null", "nat", "n/a", "na", "#n/a"}
-_PLACEHOLDERS = {"无", "暂无", "不详", "未知", "没有", "空", "-", "--", "/", "无号码", "未提供", "不提供", "保密"}
+_PLACEHOLDERS = {
+    "无",
+    "暂无",
+    "不详",
+    "未知",
+    "没有",
+    "空",
+    "-",
+    "--",
+    "/",
+    "无号码",
+    "未提供",
+    "不提供",
+    "保密",
+}
 
 
 def _arrow(t: pd.Series) -> Any:
@@ -104,7 +136,9 @@ def _on_given(fn: Any, s: pd.Series) -> tuple[pd.Series, Codes]:
     if not (pd.api.types.is_string_dtype(s) and s.dtype != object):
         return fn(s)
     arr = _arrow(s)
-    given = np.asarray(pc.greater(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False), dtype=bool)
+    given = np.asarray(
+        pc.greater(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False), dtype=bool
+    )
     if given.sum() * 2 > len(s):
         return fn(s)
     at = np.flatnonzero(given)
@@ -122,7 +156,9 @@ def _scatter_text(values: Any, at: np.ndarray, n: int) -> Any:
     values = values.cast(pa.large_string())
     if values.null_count:
         raise ValueError("values with nulls")
-    off = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    off = np.frombuffer(values.buffers()[1], dtype=np.int64)[
+        values.offset : values.offset + len(values) + 1
+    ]
     lengths = np.zeros(n, dtype=np.int64)
     lengths[at] = np.diff(off)
     offsets = np.empty(n + 1, dtype=np.int64)
@@ -145,7 +181,12 @@ def _text_arrow(s: pd.Series) -> Any:
     short = np.flatnonzero((size >= 1) & (size <= 4))
     if len(short):
         words = pc.utf8_lower(arr.take(pa.array(short)))
-        blank = short[np.asarray(pc.is_in(words, value_set=pa.array(sorted(_BLANKS))).to_numpy(zero_copy_only=False), dtype=bool)]
+        blank = short[
+            np.asarray(
+                pc.is_in(words, value_set=pa.array(sorted(_BLANKS))).to_numpy(zero_copy_only=False),
+                dtype=bool,
+            )
+        ]
         if len(blank):
             mask = np.zeros(len(size), dtype=bool)
             mask[blank] = True
@@ -218,7 +259,9 @@ def _phone_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
         return _from_arrow(raw, s.index), _no_codes()
     other = ~plain
     at = np.flatnonzero(other)
-    values, (hits, codes) = _phone_text_codes(_from_arrow(raw.filter(pa.array(other)), s.index[other]))
+    values, (hits, codes) = _phone_text_codes(
+        _from_arrow(raw.filter(pa.array(other)), s.index[other])
+    )
     return _from_arrow(_replace(raw, other, _arrow(values)), s.index), (at[hits], codes)
 
 
@@ -245,9 +288,13 @@ def _offsets_and_bytes(chunk: Any) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow as pa
 
     wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
-    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)[
+        chunk.offset : chunk.offset + len(chunk) + 1
+    ]
     data = chunk.buffers()[2]
-    return offsets.astype(np.int64, copy=False), np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    return offsets.astype(np.int64, copy=False), np.frombuffer(
+        data, dtype=np.uint8
+    ) if data is not None else np.zeros(0, dtype=np.uint8)
 
 
 def _plain_mobiles(arr: Any) -> np.ndarray:
@@ -258,11 +305,18 @@ def _plain_mobiles(arr: Any) -> np.ndarray:
 
     out = []
     for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
-        ok = np.asarray(pc.and_(pc.equal(pc.binary_length(chunk), 11), pc.ascii_is_decimal(chunk)).to_numpy(zero_copy_only=False), dtype=bool)
+        ok = np.asarray(
+            pc.and_(pc.equal(pc.binary_length(chunk), 11), pc.ascii_is_decimal(chunk)).to_numpy(
+                zero_copy_only=False
+            ),
+            dtype=bool,
+        )
         if ok.any():
             offsets, data = _offsets_and_bytes(chunk)
             at = offsets[:-1][ok]
-            ok[ok] = (data[at] == ord("1")) & (data[at + 1] >= ord("3")) & (data[at + 1] <= ord("9"))
+            ok[ok] = (
+                (data[at] == ord("1")) & (data[at + 1] >= ord("3")) & (data[at + 1] <= ord("9"))
+            )
         out.append(ok)
     return np.concatenate(out) if out else np.zeros(0, dtype=bool)
 
@@ -332,15 +386,25 @@ def _phone_parts(t: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Seri
     cells = np.flatnonzero(several)
     split = t.iloc[cells].str.split(_LIST_SEPARATORS, regex=True)
     owner = np.repeat(cells, split.str.len().to_numpy(dtype=np.int64))
-    parts = pd.Series(np.concatenate(split.to_numpy()) if len(split) else [], dtype="str").str.strip()
+    parts = pd.Series(
+        np.concatenate(split.to_numpy()) if len(split) else [], dtype="str"
+    ).str.strip()
     part_values, _ = _phone_one(parts)
     part_ext = _extension(parts)
     ok = (part_values != "").to_numpy(dtype=bool)
     if not ok.any():
         return values, problems, phones, ext
-    found = pd.DataFrame({"cell": owner[ok], "phone": part_values[ok].to_numpy(dtype=object), "ext": part_ext[ok].to_numpy(dtype=object)})
+    found = pd.DataFrame(
+        {
+            "cell": owner[ok],
+            "phone": part_values[ok].to_numpy(dtype=object),
+            "ext": part_ext[ok].to_numpy(dtype=object),
+        }
+    )
     first = found.drop_duplicates("cell")
-    listed = found.drop_duplicates(["cell", "phone"]).groupby("cell", sort=False)["phone"].agg(";".join)
+    listed = (
+        found.drop_duplicates(["cell", "phone"]).groupby("cell", sort=False)["phone"].agg(";".join)
+    )
     at = first["cell"].to_numpy()
     values.iloc[at] = first["phone"].to_numpy(dtype=object)
     ext.iloc[at] = first["ext"].to_numpy(dtype=object)
@@ -436,7 +500,10 @@ def _landline_valid(digits: str) -> bool:
         num = phonenumbers.parse(digits, "CN")
     except phonenumbers.NumberParseException:
         return False
-    kinds = (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    kinds = (
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )
     return phonenumbers.is_valid_number(num) and phonenumbers.number_type(num) in kinds
 
 
@@ -468,21 +535,27 @@ def phone_lists(s: pd.Series, values: pd.Series) -> tuple[pd.Series, pd.Series]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    raw = pc.fill_null(_arrow(s if pd.api.types.is_string_dtype(s) and s.dtype != object else s.astype("str")), "")
+    raw = pc.fill_null(
+        _arrow(s if pd.api.types.is_string_dtype(s) and s.dtype != object else s.astype("str")), ""
+    )
     got = _arrow(values)
     if isinstance(got, pa.ChunkedArray):
         got = got.combine_chunks()
     if isinstance(raw, pa.ChunkedArray):
         raw = raw.combine_chunks()
     got = got.cast(pa.large_string())
-    differ = np.asarray(pc.not_equal(raw.cast(pa.large_string()), got).to_numpy(zero_copy_only=False), dtype=bool)
+    differ = np.asarray(
+        pc.not_equal(raw.cast(pa.large_string()), got).to_numpy(zero_copy_only=False), dtype=bool
+    )
     empty = pa.repeat(pa.scalar("", pa.large_string()), len(s))
     at = np.flatnonzero(differ)
     if len(at):
         marks = pc.match_substring_regex(raw.take(pa.array(at)), r"[/、;；，,|转分机xXtT]")
         at = at[np.asarray(marks.to_numpy(zero_copy_only=False), dtype=bool)]
     if not len(at):
-        return pd.Series(got, index=s.index, dtype="str"), pd.Series(empty, index=s.index, dtype="str")
+        return pd.Series(got, index=s.index, dtype="str"), pd.Series(
+            empty, index=s.index, dtype="str"
+        )
     text = _text(s.iloc[at]).str.replace(r"^([0-9]+)\.0+$", r"\1", regex=True)
     _, _, listed, extension = _phone_parts(text)
     mask = np.zeros(len(s), dtype=bool)
@@ -534,7 +607,9 @@ def _email_codes(s: pd.Series) -> tuple[pd.Series, Codes]:
     t = pc.utf8_lower(pc.replace_substring_regex(arr, r"[ \t]+", ""))
     t = pc.replace_substring(t, "。", ".")
     valid = pc.match_substring_regex(t, "^" + _EMAIL + "$")
-    hits = np.flatnonzero(pc.and_(pc.not_equal(t, ""), pc.invert(valid)).to_numpy(zero_copy_only=False))
+    hits = np.flatnonzero(
+        pc.and_(pc.not_equal(t, ""), pc.invert(valid)).to_numpy(zero_copy_only=False)
+    )
     values = pc.if_else(valid, t, pa.scalar("", t.type))
     return _from_arrow(values, s.index), (hits, np.full(len(hits), "email_invalid", dtype=object))
 
@@ -549,7 +624,9 @@ _COMPACT_RE = r"^(?P<y>[0-9]{4})(?P<m>[0-9]{2})(?P<d>[0-9]{2})(?:(?:[ \t]+(?P<H1
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 
 
-def normalize_date(s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Shanghai") -> tuple[pd.Series, pd.Series]:
+def normalize_date(
+    s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Shanghai"
+) -> tuple[pd.Series, pd.Series]:
     """Dates to ``datetime64`` (midnight unless ``keep_time``); NaT when blank or invalid.
 
     Year first always (2024/1/5, 2024年1月5日, 20240105, 2024-01-05 10:30); Excel serial
@@ -587,8 +664,16 @@ def normalize_date(s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Sha
         },
         index=s.index,
     )
-    valid_parts = frame["year"].between(1900, 2100) & frame["month"].between(1, 12) & frame["day"].between(1, 31)
-    valid_parts &= frame["hour"].between(0, 23) & frame["minute"].between(0, 59) & frame["second"].between(0, 59)
+    valid_parts = (
+        frame["year"].between(1900, 2100)
+        & frame["month"].between(1, 12)
+        & frame["day"].between(1, 31)
+    )
+    valid_parts &= (
+        frame["hour"].between(0, 23)
+        & frame["minute"].between(0, 59)
+        & frame["second"].between(0, 59)
+    )
     result = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
     if valid_parts.any():
         sub = frame[valid_parts].astype("int64")
@@ -602,7 +687,9 @@ def normalize_date(s: pd.Series, *, keep_time: bool = False, tz: str = "Asia/Sha
         if has.any():
             off = tzs[has].astype(str).str.replace(":", "", regex=False)
             off = off.where(off != "Z", "+0000")
-            minutes = off.str[0].map({"+": 1, "-": -1}) * (off.str[1:3].astype(int) * 60 + off.str[3:5].astype(int))
+            minutes = off.str[0].map({"+": 1, "-": -1}) * (
+                off.str[1:3].astype(int) * 60 + off.str[3:5].astype(int)
+            )
             utc = result[has] - pd.to_timedelta(minutes, unit="m")
             local = utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
             result[has] = local
@@ -637,7 +724,11 @@ def _fixed_width_dates(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             continue
         off, data = _offsets_and_bytes(chunk)
         size = np.diff(off)
-        valid = np.ones(m, dtype=bool) if chunk.null_count == 0 else np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        valid = (
+            np.ones(m, dtype=bool)
+            if chunk.null_count == 0
+            else np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        )
         rows = np.flatnonzero(valid & ((size == 10) | (size == 19)))
         if len(rows):
             at = off[rows]
@@ -645,7 +736,9 @@ def _fixed_width_dates(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             mo, ok_m = _digits(data, at, (5, 6))
             d, ok_d = _digits(data, at, (8, 9))
             sep = data[at + 4]
-            ok = ok_y & ok_m & ok_d & ((sep == ord("-")) | (sep == ord("/"))) & (data[at + 7] == sep)
+            ok = (
+                ok_y & ok_m & ok_d & ((sep == ord("-")) | (sep == ord("/"))) & (data[at + 7] == sep)
+            )
             timed = size[rows] == 19
             hh = mm = ss = np.zeros(len(at), dtype=np.int64)
             if timed.any():
@@ -655,7 +748,11 @@ def _fixed_width_dates(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
                 mm, ok_mi = _digits(data, at_t, (14, 15))
                 ss, ok_s = _digits(data, at_t, (17, 18))
                 gap = data[at_t + 10]
-                shape_ok = ((gap == ord(" ")) | (gap == ord("T"))) & (data[at_t + 13] == ord(":")) & (data[at_t + 16] == ord(":"))
+                shape_ok = (
+                    ((gap == ord(" ")) | (gap == ord("T")))
+                    & (data[at_t + 13] == ord(":"))
+                    & (data[at_t + 16] == ord(":"))
+                )
                 ok &= ~timed | (ok_h & ok_mi & ok_s & shape_ok)
             good = rows[ok]
             where = start + good
@@ -669,7 +766,9 @@ def _fixed_width_dates(arr: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return fixed, nums
 
 
-def _digits(data: np.ndarray, at: np.ndarray, places: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _digits(
+    data: np.ndarray, at: np.ndarray, places: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """The number written by the ASCII digits at byte offsets ``at + place``, and whether
     they are all digits."""
     value = np.zeros(len(at), dtype=np.int64)
@@ -683,9 +782,27 @@ def _digits(data: np.ndarray, at: np.ndarray, places: tuple[int, ...]) -> tuple[
 
 # --------------------------------------------------------------------------- gender
 _GENDER = {
-    "男": "男", "m": "男", "male": "男", "男性": "男", "man": "男", "boy": "男", "男士": "男",
-    "女": "女", "f": "女", "female": "女", "女性": "女", "woman": "女", "girl": "女", "女士": "女",
-    "未知": "未知", "保密": "未知", "不详": "未知", "其他": "未知", "unknown": "未知", "u": "未知", "": "未知",
+    "男": "男",
+    "m": "男",
+    "male": "男",
+    "男性": "男",
+    "man": "男",
+    "boy": "男",
+    "男士": "男",
+    "女": "女",
+    "f": "女",
+    "female": "女",
+    "女性": "女",
+    "woman": "女",
+    "girl": "女",
+    "女士": "女",
+    "未知": "未知",
+    "保密": "未知",
+    "不详": "未知",
+    "其他": "未知",
+    "unknown": "未知",
+    "u": "未知",
+    "": "未知",
 }
 
 
@@ -708,7 +825,9 @@ def normalize_amount(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     wan = core.str.endswith("万")
     yi = core.str.endswith("亿")
     core = core.str.replace(r"[万亿]$", "", regex=True)
-    num = pd.to_numeric(core.where(core.str.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"), None), errors="coerce")
+    num = pd.to_numeric(
+        core.where(core.str.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"), None), errors="coerce"
+    )
     num = num.where(~wan, num * 10_000).where(~yi, num * 100_000_000)
     num = num.where(~neg_paren, -num.abs())
     num = num.round(2)
@@ -720,14 +839,43 @@ def normalize_amount(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 def normalize_number(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Plain numbers (quantities, scores) from text; NaN when invalid."""
     t = _text(s).str.replace(",", "", regex=False)
-    num = pd.to_numeric(t.where(t.str.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"), None), errors="coerce").astype("float64")
+    num = pd.to_numeric(
+        t.where(t.str.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"), None), errors="coerce"
+    ).astype("float64")
     problems = _problems(s.index)
     problems[(t != "") & num.isna()] = "number_invalid"
     return num, problems
 
 
-_TRUE = {"是", "y", "yes", "true", "1", "已退款", "退款", "退货", "已退货", "refund", "refunded", "退款成功"}
-_FALSE = {"否", "n", "no", "false", "0", "", "正常", "未退款", "无", "已完成", "完成", "交易成功", "已支付"}
+_TRUE = {
+    "是",
+    "y",
+    "yes",
+    "true",
+    "1",
+    "已退款",
+    "退款",
+    "退货",
+    "已退货",
+    "refund",
+    "refunded",
+    "退款成功",
+}
+_FALSE = {
+    "否",
+    "n",
+    "no",
+    "false",
+    "0",
+    "",
+    "正常",
+    "未退款",
+    "无",
+    "已完成",
+    "完成",
+    "交易成功",
+    "已支付",
+}
 
 
 def normalize_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -828,7 +976,9 @@ def _district_cities() -> dict[str, str]:
     city (朝阳区 is in 北京市 and 长春市: not listed here)."""
     import yaml
 
-    data = yaml.safe_load((Path(__file__).parent / "rules" / "cities.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load(
+        (Path(__file__).parent / "rules" / "cities.yaml").read_text(encoding="utf-8")
+    )
     seen: dict[str, set[str]] = {}
     for city, names in (data.get("districts") or {}).items():
         for name in names or []:
@@ -875,10 +1025,15 @@ def normalize_address(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd
         city[lone] = known
         province[lone] = known.map(city_province)
     # a province's full name: 广东 → 广东省
-    full_province = {a: p for a, (c, p) in city_alias.items() if a == c} | {_short_province(p): p for p in {v[1] for v in city_alias.values()}}
+    full_province = {a: p for a, (c, p) in city_alias.items() if a == c} | {
+        _short_province(p): p for p in {v[1] for v in city_alias.values()}
+    }
     province = province.map(full_province).where(province.isin(full_province.keys()), province)
     region = province.map(prov_region)
-    out = [x.astype(object).where(x.notna(), "").astype("str") for x in (province, city, district, region)]
+    out = [
+        x.astype(object).where(x.notna(), "").astype("str")
+        for x in (province, city, district, region)
+    ]
     return out[0], out[1], out[2], out[3], _problems(s.index)
 
 
@@ -916,7 +1071,9 @@ def on_uniques_codes(fn: Any, s: pd.Series, **kw: Any) -> tuple[Any, ...]:
     # Arrow text stays Arrow text (the normalisers work on it without a conversion)
     dtype = uniques.dtype if isinstance(uniques.dtype, pd.StringDtype) else object
     uniq = pd.Series(uniques, dtype=dtype)
-    *results, problems = fn(pd.concat([uniq, pd.Series([""], dtype=dtype)], ignore_index=True), **kw)
+    *results, problems = fn(
+        pd.concat([uniq, pd.Series([""], dtype=dtype)], ignore_index=True), **kw
+    )
     take = np.where(at < 0, len(uniques), at)
     out = []
     for r in results:
@@ -940,7 +1097,10 @@ def join_problems(*codes: Any, index: pd.Index | None = None) -> pd.Series:
     if index is None:
         index = series[0].index
     elif not all(isinstance(c, pd.Series) for c in series):
-        series = [c if isinstance(c, pd.Series) else pd.Series(c, index=index, dtype=object, copy=False) for c in series]
+        series = [
+            c if isinstance(c, pd.Series) else pd.Series(c, index=index, dtype=object, copy=False)
+            for c in series
+        ]
     out = _codes_array(series[0]).copy()
     if pd.isna(out[out != ""]).any():
         return _join_problems_slow(series)

@@ -16,8 +16,17 @@ from custtool.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-NPS_COLUMNS = ["responses", "valid", "invalid", "promoters", "passives", "detractors",
-               "promoters_pct", "detractors_pct", "nps"]
+NPS_COLUMNS = [
+    "responses",
+    "valid",
+    "invalid",
+    "promoters",
+    "passives",
+    "detractors",
+    "promoters_pct",
+    "detractors_pct",
+    "nps",
+]
 
 
 def _as_frame(scores: Any, col: str) -> pd.DataFrame:
@@ -25,12 +34,17 @@ def _as_frame(scores: Any, col: str) -> pd.DataFrame:
 
     if isinstance(scores, pd.DataFrame):
         if col not in scores.columns:
-            raise InputError(f"no {col!r} column in the survey table", "import surveys with `custtool import --kind surveys`")
+            raise InputError(
+                f"no {col!r} column in the survey table",
+                "import surveys with `custtool import --kind surveys`",
+            )
         return scores
     return pd.DataFrame({col: pd.Series(scores)})
 
 
-def nps(scores: Any, by: str | list[str] | None = None, *, score_col: str = "score") -> pd.DataFrame:
+def nps(
+    scores: Any, by: str | list[str] | None = None, *, score_col: str = "score"
+) -> pd.DataFrame:
     """NPS overall (``by=None``: one row) or per group of ``by`` column(s).
 
     ``scores``: a Series/list of scores, or a DataFrame with ``score_col`` (and ``by``).
@@ -68,7 +82,9 @@ def nps(scores: Any, by: str | list[str] | None = None, *, score_col: str = "sco
     return agg[keys + NPS_COLUMNS].reset_index(drop=True)
 
 
-def satisfaction(values: Any, by: str | list[str] | None = None, *, col: str = "satisfaction") -> pd.DataFrame:
+def satisfaction(
+    values: Any, by: str | list[str] | None = None, *, col: str = "satisfaction"
+) -> pd.DataFrame:
     """Mean satisfaction (``mean``) and number of numeric answers (``answers``), overall or per group."""
     import pandas as pd
 
@@ -76,15 +92,26 @@ def satisfaction(values: Any, by: str | list[str] | None = None, *, col: str = "
     s = pd.to_numeric(df[col], errors="coerce")
     work = pd.DataFrame({"v": s}, index=df.index)
     if by is None:
-        return pd.DataFrame({"answers": [int(s.notna().sum())], "mean": [round(float(s.mean()), 3) if s.notna().any() else float("nan")]})
+        return pd.DataFrame(
+            {
+                "answers": [int(s.notna().sum())],
+                "mean": [round(float(s.mean()), 3) if s.notna().any() else float("nan")],
+            }
+        )
     keys = [by] if isinstance(by, str) else list(by)
     g = work.join(df[keys]).groupby(keys, sort=True, dropna=False)["v"]
     out = pd.DataFrame({"answers": g.count(), "mean": g.mean().round(3)}).reset_index()
     return out
 
 
-def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: Any = None, tz: str = "Asia/Shanghai",
-                     segment_cols: tuple[str, ...] = ("rfm_class", "tier", "lifecycle")) -> tuple[pd.DataFrame, pd.Series]:
+def attach_responses(
+    surveys: pd.DataFrame,
+    customers: pd.DataFrame,
+    *,
+    as_of: Any = None,
+    tz: str = "Asia/Shanghai",
+    segment_cols: tuple[str, ...] = ("rfm_class", "tier", "lifecycle"),
+) -> tuple[pd.DataFrame, pd.Series]:
     """Survey responses attributed to customers (:func:`custtool.attribution.attribute`).
 
     Returns (responses up to ``as_of`` with ``_customer`` position (-1 unmatched) and the
@@ -98,7 +125,10 @@ def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: A
     from custtool.dates import day_numbers, local_times, parse_as_of
 
     if "score" not in surveys.columns:
-        raise InputError("surveys have no 'score' column", "import surveys with `custtool import --kind surveys` (推荐意愿/NPS评分)")
+        raise InputError(
+            "surveys have no 'score' column",
+            "import surveys with `custtool import --kind surveys` (推荐意愿/NPS评分)",
+        )
     att = attribute(surveys.reset_index(drop=True), customers, kind="surveys")
     resp = att.records.assign(_customer=att.positions)
     if "time" in surveys.columns:
@@ -107,7 +137,12 @@ def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: A
         as_of_ts = parse_as_of(as_of)
         if as_of_ts is not None:
             d = day_numbers(t)
-            resp = resp[~(t.notna().to_numpy() & (d > int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))))]
+            resp = resp[
+                ~(
+                    t.notna().to_numpy()
+                    & (d > int(np.datetime64(as_of_ts.date(), "D").astype(np.int64)))
+                )
+            ]
     for col in segment_cols:
         if col in customers.columns:
             vals = customers[col].to_numpy(dtype=object)
@@ -117,9 +152,15 @@ def attach_responses(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: A
     ok = (resp["_customer"] >= 0) & score.between(0, 10)
     latest = resp.loc[ok, ["_customer"]].assign(score=score[ok])
     if "time" in resp.columns:
-        latest = latest.assign(_t=resp.loc[ok, "time"]).sort_values("_t", kind="stable", na_position="first")
+        latest = latest.assign(_t=resp.loc[ok, "time"]).sort_values(
+            "_t", kind="stable", na_position="first"
+        )
     latest_score = latest.drop_duplicates("_customer", keep="last").set_index("_customer")["score"]
-    nps_score = pd.Series(latest_score.reindex(np.arange(len(customers))).to_numpy(dtype=float), index=customers.index, name="nps_score")
+    nps_score = pd.Series(
+        latest_score.reindex(np.arange(len(customers))).to_numpy(dtype=float),
+        index=customers.index,
+        name="nps_score",
+    )
     return resp.reset_index(drop=True), nps_score
 
 
@@ -160,7 +201,9 @@ def nps_overview(responses: pd.DataFrame | None) -> dict[str, Any]:
     return info
 
 
-def survey_nps(surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: Any = None, tz: str = "Asia/Shanghai") -> dict[str, Any]:
+def survey_nps(
+    surveys: pd.DataFrame, customers: pd.DataFrame, *, as_of: Any = None, tz: str = "Asia/Shanghai"
+) -> dict[str, Any]:
     """The run's NPS figures (:func:`nps_overview`) from raw survey rows and the segmented
     customers: what ``segment`` computed, for a report written from a segmented table.
     ``as_of`` defaults to the customers' ``as_of`` column (the segment's as-of date)."""

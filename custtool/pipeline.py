@@ -72,7 +72,11 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The machine summary (what `run --json` prints): the folder, the limit check and the manifest."""
-        return {"folder": str(self.folder), "over_reject_limit": self.over_reject_limit, **self.manifest}
+        return {
+            "folder": str(self.folder),
+            "over_reject_limit": self.over_reject_limit,
+            **self.manifest,
+        }
 
 
 # --------------------------------------------------------------------------- config
@@ -93,11 +97,19 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
             full = entry.path if os.path.isabs(entry.path) else str(base / entry.path)
             files = sorted(Path(f) for f in glob.glob(full))
             if not files:
-                raise doc.error(("inputs", kind, i, "path"), f"no file matches {entry.path!r}", f"paths are relative to {base}")
+                raise doc.error(
+                    ("inputs", kind, i, "path"),
+                    f"no file matches {entry.path!r}",
+                    f"paths are relative to {base}",
+                )
             sheet = None if entry.sheet is None else str(entry.sheet)
             inputs.append(InputSpec(kind, entry.path, entry.channel, sheet, entry.encoding, files))
     if not any(i.kind in ("customers", "orders") for i in inputs):
-        raise doc.error(("inputs",), "needs customers or orders files", "name the customers or orders files under inputs:")
+        raise doc.error(
+            ("inputs",),
+            "needs customers or orders files",
+            "name the customers or orders files under inputs:",
+        )
     steps: dict[str, dict[str, Any]] = {}
     for step in STEP_KEYS:
         opts = getattr(model, step)
@@ -107,7 +119,9 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
             if isinstance(value, str) and value:
                 resolved = value if os.path.isabs(value) else str(base / value)
                 if not Path(resolved).exists():
-                    raise doc.error((step, key), f"file not found: {value}", f"paths are relative to {base}")
+                    raise doc.error(
+                        (step, key), f"file not found: {value}", f"paths are relative to {base}"
+                    )
                 steps[step][key] = resolved
     out = Path(model.out or "out")
     # the firm's time zone: the pipeline's, else the segment settings' (rules/segments.yaml)
@@ -121,7 +135,9 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         timezone=timezone,
         fail_on_rejects=model.fail_on_rejects,
         inputs=inputs,
-        fields=(Path(model.fields) if os.path.isabs(model.fields) else base / model.fields) if model.fields else None,
+        fields=(Path(model.fields) if os.path.isabs(model.fields) else base / model.fields)
+        if model.fields
+        else None,
         steps=steps,
     )
 
@@ -139,7 +155,11 @@ def previous_run(out: Path, as_of: str) -> Path | None:
     """The newest earlier run folder (named by an as-of date before ``as_of``) with results."""
     if not out.is_dir():
         return None
-    runs = sorted(d for d in out.iterdir() if d.is_dir() and re.fullmatch(r"\d{4}-\d{2}-\d{2}", d.name) and d.name < as_of)
+    runs = sorted(
+        d
+        for d in out.iterdir()
+        if d.is_dir() and re.fullmatch(r"\d{4}-\d{2}-\d{2}", d.name) and d.name < as_of
+    )
     for d in reversed(runs):
         if (d / "customers.parquet").exists():
             return d
@@ -161,7 +181,9 @@ class _Steps:
         t0 = time.perf_counter()
         self.close()
         result = fn(*args, **kw)
-        self.records.append({"step": name, "seconds": round(time.perf_counter() - t0, 3), "_start": t0})
+        self.records.append(
+            {"step": name, "seconds": round(time.perf_counter() - t0, 3), "_start": t0}
+        )
         return result
 
     def close(self) -> None:
@@ -222,7 +244,13 @@ def run_pipeline(
     warnings: list[str] = []
 
     inputs_manifest = [
-        {"kind": i.kind, "path": str(f), "channel": i.channel or f.stem, "bytes": f.stat().st_size, "sha256": _sha256(f)}
+        {
+            "kind": i.kind,
+            "path": str(f),
+            "channel": i.channel or f.stem,
+            "bytes": f.stat().st_size,
+            "sha256": _sha256(f),
+        }
         for i in pl.inputs
         for f in i.files
     ]
@@ -241,23 +269,58 @@ def run_pipeline(
             files: list[dict[str, Any]] = []
             for spec in specs:
                 for f in spec.files:
-                    r = import_files(f, kind=kind, channel=spec.channel, sheet=spec.sheet, encoding=spec.encoding, fields=pl.fields, tz=pl.timezone)
+                    r = import_files(
+                        f,
+                        kind=kind,
+                        channel=spec.channel,
+                        sheet=spec.sheet,
+                        encoding=spec.encoding,
+                        fields=pl.fields,
+                        tz=pl.timezone,
+                    )
                     frames.append(r.data)
                     if len(r.rejects):
                         rejects.append(r.rejects.assign(kind=kind))
                     files.extend(x.as_dict() for x in r.files)
                     warnings.extend(r.warnings)
-            imported[kind] = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+            imported[kind] = (
+                pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+            )
             for col in imported[kind].columns:
                 s = imported[kind][col]
                 if s.dtype == object or pd.api.types.is_string_dtype(s):
                     imported[kind][col] = s.fillna("")
-            totals = {k: sum(f[k] for f in files) for k in ("rows_read", "accepted", "rejected", "skipped")}
+            totals = {
+                k: sum(f[k] for f in files)
+                for k in ("rows_read", "accepted", "rejected", "skipped")
+            }
             import_rows[kind] = {"files": files, **totals}
 
     steps.run("import", do_import)
-    steps.rows(**{k: {kk: v[kk] for kk in ("rows_read", "accepted", "rejected", "skipped")} for k, v in import_rows.items()})
-    all_rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=["kind", "file", "sheet", "row", "column", "value", "code", "reason_zh", "reason_en", "action"])
+    steps.rows(
+        **{
+            k: {kk: v[kk] for kk in ("rows_read", "accepted", "rejected", "skipped")}
+            for k, v in import_rows.items()
+        }
+    )
+    all_rejects = (
+        pd.concat(rejects, ignore_index=True)
+        if rejects
+        else pd.DataFrame(
+            columns=[
+                "kind",
+                "file",
+                "sheet",
+                "row",
+                "column",
+                "value",
+                "code",
+                "reason_zh",
+                "reason_en",
+                "action",
+            ]
+        )
+    )
     rejected_rows = sum(v["rejected"] for v in import_rows.values())
 
     orders = imported.get("orders")
@@ -265,7 +328,13 @@ def run_pipeline(
     # else the latest valid order day; segment, tags and follow-ups all get this one value
     from custtool.dates import resolve_as_of
 
-    run_as_of = str(resolve_as_of(as_of or pl.as_of, orders if orders is not None and len(orders) else None, tz=pl.timezone).date())
+    run_as_of = str(
+        resolve_as_of(
+            as_of or pl.as_of,
+            orders if orders is not None and len(orders) else None,
+            tz=pl.timezone,
+        ).date()
+    )
     folder = out_dir / run_as_of
     prev_dir = previous_run(out_dir, run_as_of)
     created_out = not out_dir.exists()
@@ -302,7 +371,12 @@ def run_pipeline(
                 rules=_clean_rules(clean_opts.get("rules")),
             )
             counts = clean_report.counts()
-            steps.rows(**{k: counts[k] for k in ("rows_in", "exact_duplicates", "merged_rows", "customers_out")})
+            steps.rows(
+                **{
+                    k: counts[k]
+                    for k in ("rows_in", "exact_duplicates", "merged_rows", "customers_out")
+                }
+            )
             save(customers, "customers_clean.parquet")
             save(lineage, "lineage.parquet")
             sheets = mask_sheets(clean_report.sheets(), mask=rep_opts_mask(pl))
@@ -317,7 +391,10 @@ def run_pipeline(
         seg_cfg = load_segment_config(seg_opts.get("config"))
         seg_cfg["timezone"] = pl.timezone
         if orders is None:
-            raise InputError("the pipeline has no orders input", "add inputs: orders: [订单.csv] — segmenting needs orders")
+            raise InputError(
+                "the pipeline has no orders input",
+                "add inputs: orders: [订单.csv] — segmenting needs orders",
+            )
         segment = steps.run(
             "segment",
             segment_customers,
@@ -332,9 +409,15 @@ def run_pipeline(
         )
         seg_summary = segment.to_dict()
         order_rows = seg_summary["orders"]
-        steps.rows(customers=seg_summary["customers"], order_rows=order_rows["rows"], rows_used=order_rows["rows_used"],
-                   orders_used=seg_summary["orders_used"], orders_unmatched=seg_summary["orders_unmatched"],
-                   rows_duplicate=order_rows["rows_duplicate"], rows_after_as_of=order_rows["rows_after_as_of"])
+        steps.rows(
+            customers=seg_summary["customers"],
+            order_rows=order_rows["rows"],
+            rows_used=order_rows["rows_used"],
+            orders_used=seg_summary["orders_used"],
+            orders_unmatched=seg_summary["orders_unmatched"],
+            rows_duplicate=order_rows["rows_duplicate"],
+            rows_after_as_of=order_rows["rows_after_as_of"],
+        )
         save(segment.customers, "segmented.parquet")
         save(segment.orders, "orders_attributed.parquet")  # pivot --orders, report, cards
         with atomic_path(staging / "segment_summary.xlsx") as tmp:
@@ -345,7 +428,15 @@ def run_pipeline(
         tag_opts = pl.steps["tag"]
         rules = load_rules(tag_opts.get("rules"))
         manual = read_table(tag_opts["manual"]) if tag_opts.get("manual") else None
-        tagged = steps.run("tag", apply_tags, segment.customers, rules, max_tags=tag_opts.get("max_tags", 10), manual=manual, as_of=run_as_of)
+        tagged = steps.run(
+            "tag",
+            apply_tags,
+            segment.customers,
+            rules,
+            max_tags=tag_opts.get("max_tags", 10),
+            manual=manual,
+            as_of=run_as_of,
+        )
         stats = tag_statistics(tagged, rules)
         tagged_n = int(tagged["tags"].map(len).gt(0).sum())
         steps.rows(customers=len(tagged), customers_tagged=tagged_n)
@@ -361,10 +452,21 @@ def run_pipeline(
             fu_cfg = load_followup_rules(fu_opts.get("rules"))
             final = steps.run("followups", apply_transitions, tagged, interactions, fu_cfg)
             tasks = due_followups(final, interactions, fu_cfg, as_of=run_as_of)
-            steps.rows(tasks=len(tasks), overdue=int((tasks["state"] == "逾期").sum()), status_changes=int((final["status_reason"] != "").sum()))
-            shown = mask_for_output(tasks, role=export_role, mask=rep_opts_mask(pl), owner=pl.steps["report"].get("owner"))
+            steps.rows(
+                tasks=len(tasks),
+                overdue=int((tasks["state"] == "逾期").sum()),
+                status_changes=int((final["status_reason"] != "").sum()),
+            )
+            shown = mask_for_output(
+                tasks,
+                role=export_role,
+                mask=rep_opts_mask(pl),
+                owner=pl.steps["report"].get("owner"),
+            )
             with atomic_path(staging / "followups.xlsx") as tmp:
-                write_xlsx_sheets({TASK_SHEET: task_table(shown, pl.steps["report"].get("lang", "zh"))}, tmp)
+                write_xlsx_sheets(
+                    {TASK_SHEET: task_table(shown, pl.steps["report"].get("lang", "zh"))}, tmp
+                )
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
 
@@ -400,12 +502,30 @@ def run_pipeline(
             mask = bool(rep_opts.get("mask", True))
             role = rep_opts.get("role")
             ind = steps.run(
-                "cards", individual_cards, final, card_opts.get("customers") or None,
-                top=None if card_opts.get("customers") else 20, orders=segment.orders, role=role, owner=rep_opts.get("owner"),
-                mask=mask, lang=rep_opts.get("lang", "zh"), strategies=rep_opts.get("strategies"),
+                "cards",
+                individual_cards,
+                final,
+                card_opts.get("customers") or None,
+                top=None if card_opts.get("customers") else 20,
+                orders=segment.orders,
+                role=role,
+                owner=rep_opts.get("owner"),
+                mask=mask,
+                lang=rep_opts.get("lang", "zh"),
+                strategies=rep_opts.get("strategies"),
             )
-            grp = group_cards(final, by=by, segments=card_opts.get("segments") or None, orders=segment.orders, role=role, owner=rep_opts.get("owner"), lang=rep_opts.get("lang", "zh"))
-            write_cards(ind, grp, staging / f"cards.{fmt}", fmt=fmt, lang=rep_opts.get("lang", "zh"))
+            grp = group_cards(
+                final,
+                by=by,
+                segments=card_opts.get("segments") or None,
+                orders=segment.orders,
+                role=role,
+                owner=rep_opts.get("owner"),
+                lang=rep_opts.get("lang", "zh"),
+            )
+            write_cards(
+                ind, grp, staging / f"cards.{fmt}", fmt=fmt, lang=rep_opts.get("lang", "zh")
+            )
             steps.rows(individual=len(ind), groups=len(grp))
             outputs.append(f"cards.{fmt}")
 
@@ -424,19 +544,35 @@ def run_pipeline(
                 "import": import_rows,
                 "clean": counts,
                 "segment": {
-                    **{k: seg_summary[k] for k in ("customers", "customers_with_orders", "orders_used", "orders_unmatched")},
-                    "order_rows": {k: v for k, v in seg_summary["orders"].items() if k.startswith(("rows", "orders"))},
+                    **{
+                        k: seg_summary[k]
+                        for k in (
+                            "customers",
+                            "customers_with_orders",
+                            "orders_used",
+                            "orders_unmatched",
+                        )
+                    },
+                    "order_rows": {
+                        k: v
+                        for k, v in seg_summary["orders"].items()
+                        if k.startswith(("rows", "orders"))
+                    },
                 },
                 "tag": steps.records[[r["step"] for r in steps.records].index("tag")].get("rows"),
             },
             "nps": seg_summary["nps"],  # the one NPS (segment step; the report shows the same)
             "steps": steps.records,
-            "outputs": [{"file": name, "bytes": (staging / name).stat().st_size} for name in outputs],
+            "outputs": [
+                {"file": name, "bytes": (staging / name).stat().st_size} for name in outputs
+            ],
             "rejected_rows": rejected_rows,
             "fail_on_rejects": limit,
             "warnings": warnings,
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        (staging / "manifest.json").write_text(
+            json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+        )
         # swap the finished folder into place
         if folder.exists():
             old = out_dir / f".{run_as_of}.old-{os.getpid()}"

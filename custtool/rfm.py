@@ -85,9 +85,15 @@ def _check_cuts(name: str, cuts: Any) -> list[float]:
     try:
         vals = [float(x) for x in cuts]
     except (TypeError, ValueError):
-        raise ConfigError(f"rfm thresholds for {name}: {cuts!r} are not numbers", "write four ascending numbers, e.g. [30, 60, 90, 180]") from None
+        raise ConfigError(
+            f"rfm thresholds for {name}: {cuts!r} are not numbers",
+            "write four ascending numbers, e.g. [30, 60, 90, 180]",
+        ) from None
     if len(vals) != 4 or any(b <= a for a, b in zip(vals, vals[1:], strict=False)):
-        raise ConfigError(f"rfm thresholds for {name}: need four strictly ascending numbers, got {cuts!r}", "e.g. recency: [30, 60, 90, 180]")
+        raise ConfigError(
+            f"rfm thresholds for {name}: need four strictly ascending numbers, got {cuts!r}",
+            "e.g. recency: [30, 60, 90, 180]",
+        )
     return vals
 
 
@@ -118,7 +124,11 @@ def rfm_scores(
     method = method or shipped["method"]
     thresholds = thresholds if thresholds is not None else shipped["thresholds"]
     weights = weights if weights is not None else shipped["weights"]
-    has = metrics["first_order"].notna() if "first_order" in metrics.columns else metrics["recency"].notna()
+    has = (
+        metrics["first_order"].notna()
+        if "first_order" in metrics.columns
+        else metrics["recency"].notna()
+    )
     sub = metrics.loc[has]
     if method == "quantile":
         r = _quantile_score(sub["recency"], higher_is_better=False)
@@ -128,10 +138,19 @@ def rfm_scores(
         th = thresholds or {}
         missing = [k for k in ("recency", "frequency", "monetary") if k not in th]
         if missing:
-            raise ConfigError(f"rfm method 'thresholds' needs thresholds for {', '.join(missing)}", "add them under rfm.thresholds in segments.yaml")
-        r = _threshold_score(sub["recency"], _check_cuts("recency", th["recency"]), higher_is_better=False)
-        f = _threshold_score(sub["frequency"].astype(float), _check_cuts("frequency", th["frequency"]), True)
-        m = _threshold_score(sub["monetary"].astype(float).round(2), _check_cuts("monetary", th["monetary"]), True)
+            raise ConfigError(
+                f"rfm method 'thresholds' needs thresholds for {', '.join(missing)}",
+                "add them under rfm.thresholds in segments.yaml",
+            )
+        r = _threshold_score(
+            sub["recency"], _check_cuts("recency", th["recency"]), higher_is_better=False
+        )
+        f = _threshold_score(
+            sub["frequency"].astype(float), _check_cuts("frequency", th["frequency"]), True
+        )
+        m = _threshold_score(
+            sub["monetary"].astype(float).round(2), _check_cuts("monetary", th["monetary"]), True
+        )
     else:
         raise ConfigError(f"unknown rfm method {method!r}", "use quantile or thresholds")
     w = {"r": 1.0, "f": 1.0, "m": 1.0, **(weights or {})}
@@ -139,7 +158,11 @@ def rfm_scores(
     out["r_score"] = r.reindex(metrics.index).astype("Int64")
     out["f_score"] = f.reindex(metrics.index).astype("Int64")
     out["m_score"] = m.reindex(metrics.index).astype("Int64")
-    total = out["r_score"].astype("Float64") * w["r"] + out["f_score"].astype("Float64") * w["f"] + out["m_score"].astype("Float64") * w["m"]
+    total = (
+        out["r_score"].astype("Float64") * w["r"]
+        + out["f_score"].astype("Float64") * w["f"]
+        + out["m_score"].astype("Float64") * w["m"]
+    )
     out["rfm_score"] = total
     return out
 
@@ -164,32 +187,54 @@ def rfm_classes(
     shipped = _shipped("classes")  # arguments left out: rules/segments.yaml
     reference = reference or shipped["reference"]
     thresholds = thresholds if thresholds is not None else shipped["thresholds"]
-    has = metrics["first_order"].notna() if "first_order" in metrics.columns else metrics["recency"].notna()
+    has = (
+        metrics["first_order"].notna()
+        if "first_order" in metrics.columns
+        else metrics["recency"].notna()
+    )
     sub = metrics.loc[has, ["recency", "frequency", "monetary"]].astype(float)
     sub["monetary"] = sub["monetary"].round(2)
     if reference in {"mean", "median"}:
-        ref = sub.agg(reference) if len(sub) else pd.Series({"recency": np.nan, "frequency": np.nan, "monetary": np.nan})
+        ref = (
+            sub.agg(reference)
+            if len(sub)
+            else pd.Series({"recency": np.nan, "frequency": np.nan, "monetary": np.nan})
+        )
     elif reference == "thresholds":
         th = thresholds or {}
         missing = [k for k in ("recency", "frequency", "monetary") if k not in th]
         if missing:
-            raise ConfigError(f"class reference 'thresholds' needs {', '.join(missing)}", "add them under classes.thresholds in segments.yaml")
+            raise ConfigError(
+                f"class reference 'thresholds' needs {', '.join(missing)}",
+                "add them under classes.thresholds in segments.yaml",
+            )
         try:
             ref = pd.Series({k: float(th[k]) for k in ("recency", "frequency", "monetary")})
         except (TypeError, ValueError):
             raise ConfigError(f"class thresholds must be numbers, got {th!r}") from None
     else:
-        raise ConfigError(f"unknown class reference {reference!r}", "use mean, median or thresholds")
+        raise ConfigError(
+            f"unknown class reference {reference!r}", "use mean, median or thresholds"
+        )
     r_high = sub["recency"] < ref["recency"]
     f_high = sub["frequency"] > ref["frequency"]
     m_high = sub["monetary"] > ref["monetary"]
     code = r_high.astype(int) * 4 + f_high.astype(int) * 2 + m_high.astype(int)
-    names = np.array([_CLASS_OF[(bool(i & 4), bool(i & 2), bool(i & 1))] for i in range(8)], dtype=object)
+    names = np.array(
+        [_CLASS_OF[(bool(i & 4), bool(i & 2), bool(i & 1))] for i in range(8)], dtype=object
+    )
     out = pd.DataFrame(index=metrics.index)
-    out["rfm_class"] = pd.Series(names[code.to_numpy()], index=sub.index).reindex(metrics.index).fillna("").astype(str)
+    out["rfm_class"] = (
+        pd.Series(names[code.to_numpy()], index=sub.index)
+        .reindex(metrics.index)
+        .fillna("")
+        .astype(str)
+    )
     for col, s in (("r_high", r_high), ("f_high", f_high), ("m_high", m_high)):
         out[col] = s.reindex(metrics.index).astype("boolean")
-    out.attrs["reference"] = {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in ref.items()}
+    out.attrs["reference"] = {
+        k: (None if pd.isna(v) else round(float(v), 4)) for k, v in ref.items()
+    }
     return out
 
 
@@ -217,16 +262,23 @@ def value_tiers(
     spend = metrics[column].astype(float).round(2).fillna(0.0)
     if method == "thresholds":
         if mid > high:
-            raise ConfigError(f"tier thresholds: mid ({mid}) is above high ({high})", "mid must be ≤ high")
+            raise ConfigError(
+                f"tier thresholds: mid ({mid}) is above high ({high})", "mid must be ≤ high"
+            )
         tier = np.where(spend >= high, "高价值", np.where(spend >= mid, "中价值", "低价值"))
     elif method == "top":
         if not (0 <= top_high_pct <= top_mid_pct <= 100):
-            raise ConfigError(f"tier top percentages must satisfy 0 ≤ high ({top_high_pct}) ≤ mid ({top_mid_pct}) ≤ 100")
+            raise ConfigError(
+                f"tier top percentages must satisfy 0 ≤ high ({top_high_pct}) ≤ mid ({top_mid_pct}) ≤ 100"
+            )
         n = len(spend)
         rank = spend.rank(method="min", ascending=False).to_numpy()  # ties share the best rank
         pos = spend.to_numpy() > 0
-        tier = np.where(pos & (rank <= np.ceil(n * top_high_pct / 100)), "高价值",
-                        np.where(pos & (rank <= np.ceil(n * top_mid_pct / 100)), "中价值", "低价值"))
+        tier = np.where(
+            pos & (rank <= np.ceil(n * top_high_pct / 100)),
+            "高价值",
+            np.where(pos & (rank <= np.ceil(n * top_mid_pct / 100)), "中价值", "低价值"),
+        )
     else:
         raise ConfigError(f"unknown tier method {method!r}", "use thresholds or top")
     return pd.Series(tier, index=metrics.index, name="tier", dtype=object)
@@ -254,12 +306,18 @@ def assign_lifecycle(
 
     shipped = _shipped("lifecycle")  # arguments left out: rules/segments.yaml
     new_days = parse_days(shipped["new_days"] if new_days is None else new_days, "new_days")
-    sleep_days = parse_days(shipped["sleep_days"] if sleep_days is None else sleep_days, "sleep_days")
+    sleep_days = parse_days(
+        shipped["sleep_days"] if sleep_days is None else sleep_days, "sleep_days"
+    )
     lost_days = parse_days(shipped["lost_days"] if lost_days is None else lost_days, "lost_days")
     mature_orders = int(shipped["mature_orders"] if mature_orders is None else mature_orders)
-    potential_growth = float(shipped["potential_growth"] if potential_growth is None else potential_growth)
+    potential_growth = float(
+        shipped["potential_growth"] if potential_growth is None else potential_growth
+    )
     if not (0 < sleep_days <= lost_days):
-        raise ConfigError(f"lifecycle: need 0 < sleep_days ({sleep_days}) ≤ lost_days ({lost_days})")
+        raise ConfigError(
+            f"lifecycle: need 0 < sleep_days ({sleep_days}) ≤ lost_days ({lost_days})"
+        )
     has = metrics["first_order"].notna().to_numpy()
     rec = metrics["recency"].to_numpy(dtype=float, na_value=np.nan)
     as_of = metrics["as_of"] if "as_of" in metrics.columns else None
@@ -275,7 +333,10 @@ def assign_lifecycle(
     )
     growth = metrics["growth"].to_numpy(dtype=float, na_value=np.nan)
     return pd.DataFrame(
-        {"lifecycle": stage.astype(object), "potential": np.nan_to_num(growth, nan=-np.inf) >= potential_growth},
+        {
+            "lifecycle": stage.astype(object),
+            "potential": np.nan_to_num(growth, nan=-np.inf) >= potential_growth,
+        },
         index=metrics.index,
     )
 

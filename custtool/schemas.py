@@ -23,14 +23,32 @@ from pandera.errors import SchemaErrors
 
 from custtool.normalize import PROBLEMS, _plain_mobiles
 
-REJECT_COLUMNS = ["file", "sheet", "row", "column", "value", "code", "reason_zh", "reason_en", "action"]
+REJECT_COLUMNS = [
+    "file",
+    "sheet",
+    "row",
+    "column",
+    "value",
+    "code",
+    "reason_zh",
+    "reason_en",
+    "action",
+]
 
 _PHONE = r"(1[3-9][0-9]{9}|0[0-9]{2,3}-[0-9]{7,8}|[48]00-[0-9]{3}-[0-9]{4}|\+[1-9][0-9]{6,14})?"
 _EMAIL = r"([^@ ]+@[^@ ]+\.[a-z]{2,})?"
 
 
 def _text_col(pattern: str | None = None, **kw: Any) -> pa.Column:
-    checks = [pa.Check(_full_match(pattern), name="str_matches", error=f"str_matches('^(?:{pattern})$')")] if pattern else []
+    checks = (
+        [
+            pa.Check(
+                _full_match(pattern), name="str_matches", error=f"str_matches('^(?:{pattern})$')"
+            )
+        ]
+        if pattern
+        else []
+    )
     return pa.Column(None, checks=checks, required=False, nullable=False, **kw)
 
 
@@ -45,18 +63,30 @@ def _full_match(pattern: str):  # noqa: ANN202
 
     def check(s: pd.Series) -> pd.Series:
         arr = getattr(s.array, "_pa_array", None)
-        if arr is None or not (pa_.types.is_string(arr.type) or pa_.types.is_large_string(arr.type)):
+        if arr is None or not (
+            pa_.types.is_string(arr.type) or pa_.types.is_large_string(arr.type)
+        ):
             return s.astype(str).str.fullmatch(whole).fillna(False).astype(bool) & s.notna()
         # a plain mobile matches the phone pattern (and "" an optional one): RE2 looks at
         # the other values only
         plain = _plain_mobiles(arr) if pattern == _PHONE else np.zeros(len(s), dtype=bool)
         if empty_ok:
-            plain |= np.asarray(pc.fill_null(pc.equal(pc.binary_length(arr), 0), False).to_numpy(zero_copy_only=False), dtype=bool)
+            plain |= np.asarray(
+                pc.fill_null(pc.equal(pc.binary_length(arr), 0), False).to_numpy(
+                    zero_copy_only=False
+                ),
+                dtype=bool,
+            )
         ok = plain.copy()
         rest = ~plain
         if rest.any():
             sub = arr.filter(pa_.array(rest)) if plain.any() else arr
-            ok[rest] = np.asarray(pc.fill_null(pc.match_substring_regex(sub, whole), False).to_numpy(zero_copy_only=False), dtype=bool)
+            ok[rest] = np.asarray(
+                pc.fill_null(pc.match_substring_regex(sub, whole), False).to_numpy(
+                    zero_copy_only=False
+                ),
+                dtype=bool,
+            )
         return pd.Series(ok, index=s.index)
 
     return check
@@ -81,11 +111,21 @@ def _given(s: pd.Series) -> np.ndarray:
     import pyarrow.compute as pc
 
     arr = getattr(s.array, "_pa_array", None)
-    if arr is None or not isinstance(s.dtype, pd.StringDtype) or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+    if (
+        arr is None
+        or not isinstance(s.dtype, pd.StringDtype)
+        or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type))
+    ):
         return (s.astype(str).str.strip() != "").to_numpy(dtype=bool)
     # a missing value reads as "nan" after astype(str): given; "   " is not
-    given = pc.fill_null(pc.and_(pc.greater(pc.binary_length(arr), 0), pc.invert(pc.utf8_is_space(arr))), True)
-    return given.to_numpy(zero_copy_only=False) if isinstance(given, pa.Array) else given.combine_chunks().to_numpy(zero_copy_only=False)
+    given = pc.fill_null(
+        pc.and_(pc.greater(pc.binary_length(arr), 0), pc.invert(pc.utf8_is_space(arr))), True
+    )
+    return (
+        given.to_numpy(zero_copy_only=False)
+        if isinstance(given, pa.Array)
+        else given.combine_chunks().to_numpy(zero_copy_only=False)
+    )
 
 
 def schema_for(kind: str) -> pa.DataFrameSchema:
@@ -94,7 +134,21 @@ def schema_for(kind: str) -> pa.DataFrameSchema:
 
 
 #: columns whose checks may run on their own, as each is normalised (see :func:`check_column`)
-OWN_CHECK_COLUMNS = frozenset({"phone", "email", "gender", "age", "birth_date", "first_contact_date", "order_time", "time", "next_follow_up", "quantity", "score"})
+OWN_CHECK_COLUMNS = frozenset(
+    {
+        "phone",
+        "email",
+        "gender",
+        "age",
+        "birth_date",
+        "first_contact_date",
+        "order_time",
+        "time",
+        "next_follow_up",
+        "quantity",
+        "score",
+    }
+)
 
 
 def check_column(kind: str, name: str, values: pd.Series) -> pd.DataFrame | None:
@@ -136,7 +190,13 @@ def check_keys(kind: str, columns: dict[str, pd.Series]) -> pd.DataFrame:
     seen = np.zeros(1 << len(names), dtype=bool)
     seen[pattern] = True
     combos = np.flatnonzero(seen)  # each combination, as "x" for a given key and "" for none
-    reps = pd.DataFrame({c: pd.Series(np.where(combos >> bit & 1, "x", ""), dtype="str") for bit, c in enumerate(names)}, index=combos)
+    reps = pd.DataFrame(
+        {
+            c: pd.Series(np.where(combos >> bit & 1, "x", ""), dtype="str")
+            for bit, c in enumerate(names)
+        },
+        index=combos,
+    )
     present = _has_any(key_columns(kind))(reps)
     failures = check_column(kind, "_key_present", present.rename("_key_present"))
     if failures is None or not len(failures):
@@ -145,7 +205,13 @@ def check_keys(kind: str, columns: dict[str, pd.Series]) -> pd.DataFrame:
     failing[failures["index"].dropna().astype(np.int64).to_numpy()] = True
     rows = np.flatnonzero(failing[pattern])
     template = failures.iloc[0]
-    out = pd.DataFrame({k: np.repeat(np.array([template[k]], dtype=object), len(rows)) for k in failures.columns if k != "index"})
+    out = pd.DataFrame(
+        {
+            k: np.repeat(np.array([template[k]], dtype=object), len(rows))
+            for k in failures.columns
+            if k != "index"
+        }
+    )
     out["index"] = index[rows]
     return out[list(failures.columns)]
 
@@ -167,7 +233,9 @@ def _schema(kind: str) -> pa.DataFrameSchema:
             "birth_date": pa.Column(None, required=False, nullable=True),
             "first_contact_date": pa.Column(None, required=False, nullable=True),
         }
-        cols["_key_present"] = pa.Column(bool, pa.Check(lambda s: s, name="no_contact"), required=True)
+        cols["_key_present"] = pa.Column(
+            bool, pa.Check(lambda s: s, name="no_contact"), required=True
+        )
         checks: list[pa.Check] = []
     elif kind == "orders":
         cols = {
@@ -176,7 +244,9 @@ def _schema(kind: str) -> pa.DataFrameSchema:
             "order_time": pa.Column(None, required=True, nullable=False),
             "quantity": pa.Column("float64", required=False, nullable=True),
         }
-        cols["_key_present"] = pa.Column(bool, pa.Check(lambda s: s, name="no_customer_key"), required=True)
+        cols["_key_present"] = pa.Column(
+            bool, pa.Check(lambda s: s, name="no_customer_key"), required=True
+        )
         checks = []
     elif kind == "interactions":
         cols = {
@@ -184,7 +254,9 @@ def _schema(kind: str) -> pa.DataFrameSchema:
             "time": pa.Column(None, required=True, nullable=False),
             "next_follow_up": pa.Column(None, required=False, nullable=True),
         }
-        cols["_key_present"] = pa.Column(bool, pa.Check(lambda s: s, name="no_customer_key"), required=True)
+        cols["_key_present"] = pa.Column(
+            bool, pa.Check(lambda s: s, name="no_customer_key"), required=True
+        )
         checks = []
     elif kind == "surveys":
         cols = {
@@ -192,7 +264,9 @@ def _schema(kind: str) -> pa.DataFrameSchema:
             "score": pa.Column("float64", pa.Check.in_range(0, 10), required=True, nullable=True),
             "time": pa.Column(None, required=False, nullable=True),
         }
-        cols["_key_present"] = pa.Column(bool, pa.Check(lambda s: s, name="no_customer_key"), required=True)
+        cols["_key_present"] = pa.Column(
+            bool, pa.Check(lambda s: s, name="no_customer_key"), required=True
+        )
         checks = []
     else:  # pragma: no cover - guarded by callers
         raise ValueError(kind)
@@ -201,7 +275,11 @@ def _schema(kind: str) -> pa.DataFrameSchema:
 
 # check name (pandera) → our code
 _CHECK_CODES: dict[str, Any] = {
-    "not_nullable": {"amount": "amount_missing", "order_time": "time_missing", "time": "time_missing"},
+    "not_nullable": {
+        "amount": "amount_missing",
+        "order_time": "time_missing",
+        "time": "time_missing",
+    },
     "no_contact": "no_contact",
     "no_customer_key": "no_customer_key",
 }
@@ -258,7 +336,11 @@ def validate(
         if fc.empty:
             return rejected, pd.DataFrame(columns=REJECT_COLUMNS)
     # the code and the column to report, once per distinct (check, column) pair
-    pair_at, pairs = pd.factorize(fc["check"].astype(str) + "\x00" + fc["column"].astype(str).where(fc["column"].notna(), "\x01"))
+    pair_at, pairs = pd.factorize(
+        fc["check"].astype(str)
+        + "\x00"
+        + fc["column"].astype(str).where(fc["column"].notna(), "\x01")
+    )
     pair_code, pair_col = [], []
     for pair in pairs:
         check, column = str(pair).split("\x00", 1)
@@ -266,9 +348,15 @@ def validate(
         if check == "not_nullable":
             code = _CHECK_CODES["not_nullable"].get(col, "value_missing")
         else:
-            code = _CHECK_CODES.get(check) if isinstance(_CHECK_CODES.get(check), str) else f"{col}_invalid"
+            code = (
+                _CHECK_CODES.get(check)
+                if isinstance(_CHECK_CODES.get(check), str)
+                else f"{col}_invalid"
+            )
         # a frame-wide check names no column: report it on the key columns it is about
-        shown = {"no_contact": "phone/email", "no_customer_key": "customer_id/phone/email"}.get(code)
+        shown = {"no_contact": "phone/email", "no_customer_key": "customer_id/phone/email"}.get(
+            code
+        )
         if shown is None:
             shown = col if col is not None and col not in (kind, "_key_present") else ""
         pair_code.append(code)
@@ -286,18 +374,30 @@ def validate(
             joined = None
             for c in parts:
                 v = _cells(originals[c], df.index, at[sel], fc["index"].to_numpy()[sel])
-                joined = v if joined is None else np.where(joined == "", v, np.where(v == "", joined, joined + " / " + v))
+                joined = (
+                    v
+                    if joined is None
+                    else np.where(joined == "", v, np.where(v == "", joined, joined + " / " + v))
+                )
             value[sel] = joined
     files = df["_source_file"].iloc[at].to_numpy(dtype=object)
-    sheets = df["_sheet"].iloc[at].to_numpy(dtype=object) if "_sheet" in df else np.full(len(at), "", dtype=object)
+    sheets = (
+        df["_sheet"].iloc[at].to_numpy(dtype=object)
+        if "_sheet" in df
+        else np.full(len(at), "", dtype=object)
+    )
     rows = df["_row"].to_numpy()[at]
     # one line per file, sheet, row and code
     if len(pd.unique(files)) == 1 and len(pd.unique(sheets)) == 1:
         code_at, _ = pd.factorize(code)
-        _, first = np.unique(rows.astype(np.int64) * (int(code_at.max()) + 1) + code_at, return_index=True)
+        _, first = np.unique(
+            rows.astype(np.int64) * (int(code_at.max()) + 1) + code_at, return_index=True
+        )
         keep = np.sort(first)
     else:
-        keep = np.flatnonzero(~pd.DataFrame({"f": files, "s": sheets, "r": rows, "c": code}).duplicated().to_numpy())
+        keep = np.flatnonzero(
+            ~pd.DataFrame({"f": files, "s": sheets, "r": rows, "c": code}).duplicated().to_numpy()
+        )
     zh, en = reasons(code[keep])
     out = rejects_frame(
         {
@@ -338,7 +438,12 @@ def rejects_frame(columns: dict[str, Any]) -> pd.DataFrame:
     """A rejects table from whole columns: text stays object (pandas would otherwise copy
     every value into Arrow text)."""
     return pd.DataFrame(
-        {k: pd.Series(v, dtype=object, copy=False) if isinstance(v, np.ndarray) and v.dtype.kind == "O" else v for k, v in columns.items()},
+        {
+            k: pd.Series(v, dtype=object, copy=False)
+            if isinstance(v, np.ndarray) and v.dtype.kind == "O"
+            else v
+            for k, v in columns.items()
+        },
         copy=False,
     )
 

@@ -22,7 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 
-def segment_summary(segmented: pd.DataFrame, by: tuple[str, ...] = ("rfm_class", "tier", "lifecycle"), *, nps_responses: pd.DataFrame | None = None) -> pd.DataFrame:
+def segment_summary(
+    segmented: pd.DataFrame,
+    by: tuple[str, ...] = ("rfm_class", "tier", "lifecycle"),
+    *,
+    nps_responses: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Per segment of each dimension: customers, share of customers (%), revenue (net spend
     in the window), share of revenue (%), average recency/frequency/monetary and NPS.
 
@@ -41,7 +46,11 @@ def segment_summary(segmented: pd.DataFrame, by: tuple[str, ...] = ("rfm_class",
     for dim in by:
         if dim not in segmented.columns:
             continue
-        seg = segmented[dim].astype(object).where(segmented[dim].astype(object).astype(str) != "", NO_ORDERS)
+        seg = (
+            segmented[dim]
+            .astype(object)
+            .where(segmented[dim].astype(object).astype(str) != "", NO_ORDERS)
+        )
         g = segmented.assign(_seg=seg).groupby("_seg", sort=False)
         t = g.agg(
             customers=("monetary", "size"),
@@ -53,16 +62,33 @@ def segment_summary(segmented: pd.DataFrame, by: tuple[str, ...] = ("rfm_class",
         t["customer_share"] = t["customers"] / n_total * 100 if n_total else np.nan
         t["revenue_share"] = t["revenue"] / rev_total * 100 if rev_total else np.nan
         if nps_responses is not None and dim in nps_responses.columns and len(nps_responses):
-            r = nps_responses.assign(_seg=nps_responses[dim].astype(object).where(nps_responses[dim].astype(str) != "", NO_ORDERS))
+            r = nps_responses.assign(
+                _seg=nps_responses[dim]
+                .astype(object)
+                .where(nps_responses[dim].astype(str) != "", NO_ORDERS)
+            )
             t["nps"] = nps_fn(r, by="_seg").set_index("_seg")["nps"].reindex(t.index)
         else:  # NPS comes from the responses only (SPEC D6), never from the latest score per customer
             t["nps"] = np.nan
         order = segment_order(dim)
-        t = t.reindex(sorted(t.index, key=lambda s: (order.index(s) if s in order else len(order), str(s))))
+        t = t.reindex(
+            sorted(t.index, key=lambda s: (order.index(s) if s in order else len(order), str(s)))
+        )
         t = t.reset_index().rename(columns={"_seg": "segment"})
         t.insert(0, "dimension", dim)
         frames.append(t)
-    cols = ["dimension", "segment", "customers", "customer_share", "revenue", "revenue_share", "avg_recency", "avg_frequency", "avg_monetary", "nps"]
+    cols = [
+        "dimension",
+        "segment",
+        "customers",
+        "customer_share",
+        "revenue",
+        "revenue_share",
+        "avg_recency",
+        "avg_frequency",
+        "avg_monetary",
+        "nps",
+    ]
     if not frames:
         return pd.DataFrame(columns=cols)
     out = pd.concat(frames, ignore_index=True)[cols]
@@ -110,7 +136,11 @@ class SegmentResult:
         def dim(name: str) -> dict[str, Any]:
             t = summ[summ["dimension"] == name]
             t = t.set_index(t["segment"].astype(str))
-            t = t[["customers", "customer_share", "revenue", "revenue_share"]].astype(float).round(4)
+            t = (
+                t[["customers", "customer_share", "revenue", "revenue_share"]]
+                .astype(float)
+                .round(4)
+            )
             t = t.astype(object).where(t.notna(), None)  # JSON null for a share of nothing
             t["customers"] = t["customers"].map(int)
             return t.to_dict(orient="index")
@@ -162,28 +192,73 @@ def segment_customers(
         interactions = read_table(interactions)
     mcfg = cfg["metrics"]
     metrics, report = customer_metrics(
-        orders, customers, as_of=as_of, window=window or mcfg["window"], interactions=interactions, tz=tz,
-        engine=engine, growth_window=mcfg.get("growth_window"),
+        orders,
+        customers,
+        as_of=as_of,
+        window=window or mcfg["window"],
+        interactions=interactions,
+        tz=tz,
+        engine=engine,
+        growth_window=mcfg.get("growth_window"),
     )
     rc = cfg["rfm"]
-    scores = rfm_scores(metrics, method=rc["method"], thresholds=rc.get("thresholds"), weights=rc.get("weights"))
+    scores = rfm_scores(
+        metrics, method=rc["method"], thresholds=rc.get("thresholds"), weights=rc.get("weights")
+    )
     cc = cfg["classes"]
     classes = rfm_classes(metrics, reference=cc["reference"], thresholds=cc.get("thresholds"))
     tc = cfg["tiers"]
-    tier = value_tiers(metrics, method=tc["method"], high=float(tc["high"]), mid=float(tc["mid"]),
-                       top_high_pct=float(tc["top_high_pct"]), top_mid_pct=float(tc["top_mid_pct"]))
+    tier = value_tiers(
+        metrics,
+        method=tc["method"],
+        high=float(tc["high"]),
+        mid=float(tc["mid"]),
+        top_high_pct=float(tc["top_high_pct"]),
+        top_mid_pct=float(tc["top_mid_pct"]),
+    )
     lc = cfg["lifecycle"]
-    life = assign_lifecycle(metrics, new_days=parse_days(lc["new_days"], "new_days"), sleep_days=parse_days(lc["sleep_days"], "sleep_days"),
-                            lost_days=parse_days(lc["lost_days"], "lost_days"), mature_orders=int(lc["mature_orders"]),
-                            potential_growth=float(lc["potential_growth"]))
-    added: list[Any] = [c for part in (scores, classes[["rfm_class"]], tier, life) for c in (part.columns if hasattr(part, "columns") else [part.name])] + ["nps_score"]
+    life = assign_lifecycle(
+        metrics,
+        new_days=parse_days(lc["new_days"], "new_days"),
+        sleep_days=parse_days(lc["sleep_days"], "sleep_days"),
+        lost_days=parse_days(lc["lost_days"], "lost_days"),
+        mature_orders=int(lc["mature_orders"]),
+        potential_growth=float(lc["potential_growth"]),
+    )
+    added: list[Any] = [
+        c
+        for part in (scores, classes[["rfm_class"]], tier, life)
+        for c in (part.columns if hasattr(part, "columns") else [part.name])
+    ] + ["nps_score"]
     # a segmented table segmented again: its old scores/classes are replaced, not duplicated
-    seg = pd.concat([metrics.drop(columns=[c for c in added if c in metrics.columns]), scores, classes[["rfm_class"]], tier, life], axis=1)
+    seg = pd.concat(
+        [
+            metrics.drop(columns=[c for c in added if c in metrics.columns]),
+            scores,
+            classes[["rfm_class"]],
+            tier,
+            life,
+        ],
+        axis=1,
+    )
     lt = cfg["ltv"]
-    ltv_cols, ltv_info = fit_ltv(seg, horizon_days=parse_days(lt["horizon"], "ltv horizon"), unit=lt["unit"],
-                                 churn_level=float(lt["churn_p_alive"]), min_customers=int(lt["min_customers"]),
-                                 min_repeat=int(lt["min_repeat"]))
-    seg = pd.concat([seg.drop(columns=[c for c in {"historical_value", *ltv_cols.columns} if c in seg.columns]), ltv_cols], axis=1)
+    ltv_cols, ltv_info = fit_ltv(
+        seg,
+        horizon_days=parse_days(lt["horizon"], "ltv horizon"),
+        unit=lt["unit"],
+        churn_level=float(lt["churn_p_alive"]),
+        min_customers=int(lt["min_customers"]),
+        min_repeat=int(lt["min_repeat"]),
+    )
+    seg = pd.concat(
+        [
+            seg.drop(
+                columns=[c for c in {"historical_value", *ltv_cols.columns} if c in seg.columns]
+            ),
+            ltv_cols,
+        ],
+        axis=1,
+    )
     responses = None
     if surveys is not None:
         responses, latest = attach_responses(surveys, seg, as_of=report.as_of, tz=tz)
@@ -203,9 +278,19 @@ def segment_customers(
     seg["as_of"] = report.as_of
     front = [c for c in seg.columns if c != "as_of"]
     seg = seg[front + ["as_of"]]
-    summary = segment_summary(seg, nps_responses=None if responses is None else responses[responses["_customer"] >= 0])
-    return SegmentResult(seg, summary, report, ltv_info, nps_info, classes.attrs.get("reference", {}), cfg,
-                         attributed_orders(orders, report))
+    summary = segment_summary(
+        seg, nps_responses=None if responses is None else responses[responses["_customer"] >= 0]
+    )
+    return SegmentResult(
+        seg,
+        summary,
+        report,
+        ltv_info,
+        nps_info,
+        classes.attrs.get("reference", {}),
+        cfg,
+        attributed_orders(orders, report),
+    )
 
 
 def attributed_orders(orders: pd.DataFrame, report: MatchReport) -> pd.DataFrame:
@@ -221,8 +306,20 @@ def attributed_orders(orders: pd.DataFrame, report: MatchReport) -> pd.DataFrame
         return pd.DataFrame()
     out = orders.iloc[rows].reset_index(drop=True)
     ids = report.customer_ids
-    ids = (ids.astype("string").fillna("").to_numpy(dtype=object) if ids is not None else np.array([], dtype=object))
-    own = out["customer_id"].astype(object).where(out["customer_id"].notna(), "").astype(str).str.strip() if "customer_id" in out.columns else ""
+    ids = (
+        ids.astype("string").fillna("").to_numpy(dtype=object)
+        if ids is not None
+        else np.array([], dtype=object)
+    )
+    own = (
+        out["customer_id"]
+        .astype(object)
+        .where(out["customer_id"].notna(), "")
+        .astype(str)
+        .str.strip()
+        if "customer_id" in out.columns
+        else ""
+    )
     out["customer_id"] = ids[report.used_customers] if len(ids) else ""
     out["source_customer_id"] = own
     out["match_key"] = np.array([MATCH_KEYS[k] for k in range(4)], dtype=object)[report.used_how]
@@ -239,7 +336,11 @@ def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
     from custtool.labels import label
 
     sheets: dict[str, Any] = {}
-    names = {"rfm_class": ("RFM分类", "RFM class"), "tier": ("价值等级", "Tier"), "lifecycle": ("生命周期", "Lifecycle")}
+    names = {
+        "rfm_class": ("RFM分类", "RFM class"),
+        "tier": ("价值等级", "Tier"),
+        "lifecycle": ("生命周期", "Lifecycle"),
+    }
     for dim, pair in names.items():
         t = result.summary[result.summary["dimension"] == dim].drop(columns=["dimension"])
         # shares here are percentages (0–100); the label table's share labels are unit-free
@@ -249,21 +350,29 @@ def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
         )
     ltv = result.ltv.to_dict()
     rep = result.report
-    items = [("as_of", str(rep.as_of.date())), ("ltv.unit", ltv["unit"]), ("ltv.horizon_days", ltv["horizon_days"]),
-             ("ltv.churn_p_alive_below", ltv["churn_p_alive_below"])]
+    items = [
+        ("as_of", str(rep.as_of.date())),
+        ("ltv.unit", ltv["unit"]),
+        ("ltv.horizon_days", ltv["horizon_days"]),
+        ("ltv.churn_p_alive_below", ltv["churn_p_alive_below"]),
+    ]
     items += [(f"bgnbd.{k}", v) for k, v in ltv["bgnbd"].items()]
     items += [(f"gamma_gamma.{k}", v) for k, v in ltv["gamma_gamma"].items()]
     items += [(f"class_reference.{k}", v) for k, v in result.class_reference.items()]
     items += [(f"nps.{k}", v) for k, v in result.nps.items() if not isinstance(v, dict)]
     items += [(f"orders.{k}", v) for k, v in rep.to_dict().items() if not isinstance(v, dict)]
     items += [(f"orders.matched_by.{k}", v) for k, v in rep.matched_by.items()]
-    sheets["模型与说明" if lang == "zh" else "Notes"] = pd.DataFrame({"item": [i[0] for i in items], "value": [str(i[1]) for i in items]})
+    sheets["模型与说明" if lang == "zh" else "Notes"] = pd.DataFrame(
+        {"item": [i[0] for i in items], "value": [str(i[1]) for i in items]}
+    )
     if rep.rows_unmatched:
         sheets["未匹配订单" if lang == "zh" else "Unmatched orders"] = rep.unmatched
     return sheets
 
 
-def write_summary_workbook(result: SegmentResult, path: Any, lang: str = "zh", *, mask: bool = True) -> None:
+def write_summary_workbook(
+    result: SegmentResult, path: Any, lang: str = "zh", *, mask: bool = True
+) -> None:
     """Write the segment summary workbook atomically (the formula-safe factory: text is never
     a formula, numbers stay numbers, missing values are empty cells); personal data in it
     (the unmatched orders' phones) is masked by the one policy."""
@@ -287,6 +396,12 @@ def write_summary_workbook(result: SegmentResult, path: Any, lang: str = "zh", *
             for j, c in enumerate(df.columns):  # summary sheets: a few dozen rows
                 s = df[c]
                 is_num = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-                cw.column(ws, 1, j, s, date if pd.api.types.is_datetime64_any_dtype(s) else num if is_num else None)
+                cw.column(
+                    ws,
+                    1,
+                    j,
+                    s,
+                    date if pd.api.types.is_datetime64_any_dtype(s) else num if is_num else None,
+                )
             if len(df.columns):
                 ws.autofilter(0, 0, max(len(df), 1), len(df.columns) - 1)

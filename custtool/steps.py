@@ -515,7 +515,12 @@ def run_pivot(
     notes = list(table.attrs.get("notes", []))
     if output is not None:
         write_pivot(flat, output, lang)
-        data: dict[str, Any] = {"output": str(output), "rows": len(flat), "columns": header, "notes": notes}
+        data: dict[str, Any] = {
+            "output": str(output),
+            "rows": len(flat),
+            "columns": header,
+            "notes": notes,
+        }
     else:
         records = flat.astype(object).where(flat.notna(), None).to_dict("records")
         data = {"columns": header, "rows": records, "notes": notes}

@@ -176,8 +176,15 @@ def _parse_file(
     for p in check(TagLibraryFile, data, [doc]):
         if p.key.startswith("tags["):
             continue  # the rules themselves are checked one by one below
-        problems.append(RuleProblem(fname, p.line or 1, None, f"{p.key}: {p.message}" if p.key else p.message,
-                                    p.hint or "expected 'tags', 'fields' or 'version'"))
+        problems.append(
+            RuleProblem(
+                fname,
+                p.line or 1,
+                None,
+                f"{p.key}: {p.message}" if p.key else p.message,
+                p.hint or "expected 'tags', 'fields' or 'version'",
+            )
+        )
     declared: dict[str, str] = {}
     fields_spec = data.get("fields") or {}
     if isinstance(fields_spec, list):
@@ -205,8 +212,15 @@ def _parse_file(
     rules: list[TagRule] = []
     for i, item in enumerate(tags):
         dups = [(d[-1], line) for d, line in doc.duplicates if d[:-1] == (*prefix, i)]
-        rule, probs = _parse_rule(item, fname, i, all_known, start_order + len(rules),
-                                  lambda key, i=i: line_of("tags", i, key) if key else line_of("tags", i), dups)
+        rule, probs = _parse_rule(
+            item,
+            fname,
+            i,
+            all_known,
+            start_order + len(rules),
+            lambda key, i=i: line_of("tags", i, key) if key else line_of("tags", i),
+            dups,
+        )
         problems.extend(probs)
         if rule is not None:
             rules.append(rule)
@@ -235,7 +249,9 @@ def _parse_rule(
     rname = str(name).strip() if name is not None else None
 
     def bad(msg: str, key: str | None = None, hint: str | None = None) -> None:
-        problems.append(RuleProblem(fname, (line_of(key) or line) if key else line, rname, msg, hint))
+        problems.append(
+            RuleProblem(fname, (line_of(key) or line) if key else line, rname, msg, hint)
+        )
 
     for key, kline in dups:
         problems.append(RuleProblem(fname, kline, rname, f"key {key!r} appears twice"))
@@ -1334,8 +1350,16 @@ class TagResult:
     @property
     def warnings(self) -> list[str]:
         sk = self.skipped
-        out = ("tag '" + sk["tag"].astype(str) + "' (" + sk["file"].astype(str) + ":" + sk["line"].astype(str)
-               + ") skipped: " + sk["reason"].astype(str)).tolist()
+        out = (
+            "tag '"
+            + sk["tag"].astype(str)
+            + "' ("
+            + sk["file"].astype(str)
+            + ":"
+            + sk["line"].astype(str)
+            + ") skipped: "
+            + sk["reason"].astype(str)
+        ).tolist()
         if self.manual_unmatched:
             out.append(f"{self.manual_unmatched} manual tag row(s) name customers not in the table")
         return out

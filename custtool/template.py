@@ -28,7 +28,13 @@ TEMPLATE_FIELDS: dict[str, list[tuple[str, bool, str, list[str] | None, str]]] =
         ("customer_type", True, "个人", ["个人", "企业"], "下拉选择"),
         ("company", False, "", None, "企业客户填写"),
         ("first_contact_date", True, "2024-01-15", None, "日期,格式 YYYY-MM-DD"),
-        ("source_channel", True, "电商", ["电商", "门店", "公众号", "官网", "展会", "转介绍", "其他"], "下拉选择"),
+        (
+            "source_channel",
+            True,
+            "电商",
+            ["电商", "门店", "公众号", "官网", "展会", "转介绍", "其他"],
+            "下拉选择",
+        ),
         ("owner", True, "王五", None, "负责的销售/客服"),
         ("status", True, "意向", ["潜在", "意向", "成交", "流失"], "下拉选择"),
         ("needs", False, "关注智能家居产品", None, "客户明确提出的需求"),
@@ -51,9 +57,21 @@ TEMPLATE_FIELDS: dict[str, list[tuple[str, bool, str, list[str] | None, str]]] =
         ("customer_id", False, "C202405001", None, "客户编号、手机号、邮箱至少填一项"),
         ("phone", False, "13812345678", None, ""),
         ("time", True, "2024-05-12 10:30", None, "跟进时间"),
-        ("method", True, "电话", ["电话", "拜访", "邮件", "线上会议", "咨询", "投诉", "活动"], "下拉选择"),
+        (
+            "method",
+            True,
+            "电话",
+            ["电话", "拜访", "邮件", "线上会议", "咨询", "投诉", "活动"],
+            "下拉选择",
+        ),
         ("content", True, "介绍新品", None, ""),
-        ("result", True, "需跟进", ["有意向", "需跟进", "暂无意向", "报价单已发送", "合同签订"], "下拉选择"),
+        (
+            "result",
+            True,
+            "需跟进",
+            ["有意向", "需跟进", "暂无意向", "报价单已发送", "合同签订"],
+            "下拉选择",
+        ),
         ("next_follow_up", False, "2024-05-20", None, "下次跟进日期"),
         ("staff", True, "王五", None, "跟进人"),
     ],
@@ -74,7 +92,9 @@ def write_template(kind: str, path: str | os.PathLike[str]) -> Path:
         raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
     target = Path(path)
     if target.suffix.lower() != ".xlsx":
-        raise InputError(f"{target.name}: a template is an .xlsx workbook", "name the output *.xlsx")
+        raise InputError(
+            f"{target.name}: a template is an .xlsx workbook", "name the output *.xlsx"
+        )
     from xlsxwriter.utility import xl_col_to_name
 
     from custtool.xlsx import CellWriter, open_workbook
@@ -87,7 +107,14 @@ def write_template(kind: str, path: str | os.PathLike[str]) -> Path:
         guide = wb.add_worksheet("填写说明")
         text = wb.add_format({"num_format": "@"})  # text: phones and ids keep their digits
         heads = {
-            req: wb.add_format({"bold": True, "font_color": "#C00000" if req else "#000000", "bg_color": "#FCE4D6" if req else "#DDEBF7", "align": "center"})
+            req: wb.add_format(
+                {
+                    "bold": True,
+                    "font_color": "#C00000" if req else "#000000",
+                    "bg_color": "#FCE4D6" if req else "#DDEBF7",
+                    "align": "center",
+                }
+            )
             for req in (True, False)
         }
         for j, (field, required, example, choices, note) in enumerate(spec):
@@ -113,7 +140,11 @@ def write_template(kind: str, path: str | os.PathLike[str]) -> Path:
         guide.set_column(1, 1, 10)
         guide.set_column(2, 2, 60)
         bold = wb.add_format({"bold": True})
-        rows: list[list[str]] = [[f"{KIND_LABELS[kind]}导入模板 — 填写说明"], [], ["字段", "必填", "说明"]]
+        rows: list[list[str]] = [
+            [f"{KIND_LABELS[kind]}导入模板 — 填写说明"],
+            [],
+            ["字段", "必填", "说明"],
+        ]
         for field, required, _example, choices, note in spec:
             extra = f"(可选:{'/'.join(choices)})" if choices else ""
             rows.append([label(field), "是" if required else "否", (note + extra) or "-"])

@@ -37,10 +37,14 @@ def shop_xlsx(tmp_path) -> Path:
     ws.merge_cells("A1:F1")
     ws.append([])
     ws.append(["买家ID", "买家姓名", "手机号码", "注册时间", "所在城市", "会员积分"])
-    ws.append(["TB1", "张三", 13812345678.0, datetime(2024, 1, 5, 10, 30), "北京市朝阳区", 100])  # row 4
+    ws.append(
+        ["TB1", "张三", 13812345678.0, datetime(2024, 1, 5, 10, 30), "北京市朝阳区", 100]
+    )  # row 4
     ws.append(["TB2", "李 四", "+86 139-0000-1111", "2024/2/1", "深圳", 50])  # row 5
     ws.append([None, None, None, None, None, None])  # row 6 blank
-    ws.append(["TB3", "王先生", "138****0000", 45296, "上海", 0])  # row 7: masked, no email → rejected
+    ws.append(
+        ["TB3", "王先生", "138****0000", 45296, "上海", 0]
+    )  # row 7: masked, no email → rejected
     ws.append(["TB4", "赵六", "13700001111", "2023-02-29", "杭州", 10])  # row 8: bad date kept
     ws.append(["合计", None, None, None, None, 160])  # row 9 totals
     notes = wb.create_sheet("说明")
@@ -70,7 +74,11 @@ class ExampleData:
         p = self.paths = {}
         r = self.results = {}
         inputs = {
-            "customers": [EXAMPLES / "电商平台会员.xlsx", EXAMPLES / "门店会员.csv", EXAMPLES / "公众号线索.csv"],
+            "customers": [
+                EXAMPLES / "电商平台会员.xlsx",
+                EXAMPLES / "门店会员.csv",
+                EXAMPLES / "公众号线索.csv",
+            ],
             "orders": [EXAMPLES / "订单明细.csv"],
             "interactions": [EXAMPLES / "跟进记录.xlsx"],
             "surveys": [EXAMPLES / "满意度调查.csv"],
@@ -78,12 +86,18 @@ class ExampleData:
         for kind, files in inputs.items():
             p[kind] = folder / f"{kind}.parquet"
             r[kind] = run_import(files, kind=kind, output=p[kind])
-        p["clean"], p["segmented"], p["tagged"] = (folder / f"{n}.parquet" for n in ("clean", "segmented", "tagged"))
+        p["clean"], p["segmented"], p["tagged"] = (
+            folder / f"{n}.parquet" for n in ("clean", "segmented", "tagged")
+        )
         r["clean"] = run_clean(p["customers"], output=p["clean"])
         p["lineage"] = Path(r["clean"].data["lineage"])
         p["summary"] = folder / "summary.xlsx"
         r["segment"] = run_segment(
-            p["clean"], orders=p["orders"], surveys=p["surveys"], interactions=p["interactions"], output=p["segmented"],
+            p["clean"],
+            orders=p["orders"],
+            surveys=p["surveys"],
+            interactions=p["interactions"],
+            output=p["segmented"],
             summary=p["summary"],
         )
         r["tag"] = run_tag(p["segmented"], output=p["tagged"])
@@ -142,6 +156,8 @@ def example_run(tmp_path_factory) -> tuple[Path, dict]:
 
     d = tmp_path_factory.mktemp("pipe")
     shutil.copytree(EXAMPLES, d / "examples")
-    result = CliRunner().invoke(app, ["run", str(d / "examples" / "pipeline.yaml"), "--out", str(d / "out"), "--json"])
+    result = CliRunner().invoke(
+        app, ["run", str(d / "examples" / "pipeline.yaml"), "--out", str(d / "out"), "--json"]
+    )
     assert result.exit_code == 0, result.output + result.stderr
     return d, json.loads(result.stdout)

@@ -21,8 +21,18 @@ def test_every_public_name_resolves():
 def test_dir_lists_the_public_functions():
     listed = dir(custtool)
     assert set(custtool.__all__) <= set(listed)
-    for name in ("import_files", "due_followups", "apply_transitions", "load_followup_rules", "individual_cards",
-                 "group_cards", "write_cards", "run_pipeline", "load_pipeline", "normalize_address"):
+    for name in (
+        "import_files",
+        "due_followups",
+        "apply_transitions",
+        "load_followup_rules",
+        "individual_cards",
+        "group_cards",
+        "write_cards",
+        "run_pipeline",
+        "load_pipeline",
+        "normalize_address",
+    ):
         assert name in custtool.__all__ and name in listed
 
 

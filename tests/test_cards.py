@@ -28,7 +28,7 @@ def six() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": ["C1", "C2", "C3", "C4", "C5", "C6"],
-            "name": ["张三丰", "李四", "=HYPERLINK(\"x\")", "赵六", "钱七", "<b>孙八</b>"],
+            "name": ["张三丰", "李四", '=HYPERLINK("x")', "赵六", "钱七", "<b>孙八</b>"],
             "phone": ["13812345678", "13900001111", "", "", "", ""],
             "gender": ["女", "男", "男", "女", "女", "未知"],
             "age": pd.array([28, 30, 45, 52, 22, pd.NA], dtype="Int64"),
@@ -37,21 +37,44 @@ def six() -> pd.DataFrame:
             "position": ["产品经理", "", "", "", "", ""],
             "channels": ["天猫;门店", "天猫", "京东", "门店", "京东", ""],
             "needs": ["环保材质;智能功能", "", "", "", "", ""],
-            "notes": ["曾咨询产品定制，电话13812345678", "", "", "", "", "<script>alert(1)</script>"],
+            "notes": [
+                "曾咨询产品定制，电话13812345678",
+                "",
+                "",
+                "",
+                "",
+                "<script>alert(1)</script>",
+            ],
             "frequency": [4, 3, 1, 1, 1, 0],
             "orders_90d": [4, 0, 1, 0, 0, 0],
             "monetary": [1000.0, 2000.0, 1000.0, 100.0, 50.0, 0.0],
             "aov": [800.0, 600.0, 1000.0, 100.0, 50.0, np.nan],
             "recency": [10.0, 40.0, 5.0, 300.0, 400.0, np.nan],
-            "last_order": pd.to_datetime(["2024-06-20", "2024-05-21", "2024-06-25", "2023-09-04", "2023-05-27", None]),
+            "last_order": pd.to_datetime(
+                ["2024-06-20", "2024-05-21", "2024-06-25", "2023-09-04", "2023-05-27", None]
+            ),
             "repurchase": [True, True, False, False, False, False],
             "ltv": [12000.0, 9000.0, 3000.0, 200.0, 60.0, 0.0],
             "nps_score": [10.0, np.nan, 7.0, np.nan, 3.0, np.nan],
-            "rfm_class": ["重要价值客户", "重要价值客户", "重要价值客户", "一般挽留客户", "一般挽留客户", "一般挽留客户"],
+            "rfm_class": [
+                "重要价值客户",
+                "重要价值客户",
+                "重要价值客户",
+                "一般挽留客户",
+                "一般挽留客户",
+                "一般挽留客户",
+            ],
             "tier": ["高价值", "高价值", "中价值", "低价值", "低价值", "低价值"],
             "lifecycle": ["成熟", "成熟", "新客户", "沉睡", "流失", "潜在"],
             "churn_risk": [False, False, False, True, True, False],
-            "tags": [["高频消费", "女性"], ["高频消费"], ["高频消费", "价格敏感"], ["价格敏感"], ["价格敏感", "女性"], []],
+            "tags": [
+                ["高频消费", "女性"],
+                ["高频消费"],
+                ["高频消费", "价格敏感"],
+                ["价格敏感"],
+                ["价格敏感", "女性"],
+                [],
+            ],
         }
     )
 
@@ -63,9 +86,15 @@ def test_individual_card_has_the_customers_values():
     c = cards.iloc[0].to_dict()
     assert c["customer_id"] == "C1"
     assert c["basic_info"] == "张*丰，女，28岁，上海市，互联网 产品经理"
-    assert c["behaviour"] == "近90天消费4次，统计期内消费4次，客单价800元，最近消费2024-06-20（10天前），渠道：天猫、门店"
+    assert (
+        c["behaviour"]
+        == "近90天消费4次，统计期内消费4次，客单价800元，最近消费2024-06-20（10天前），渠道：天猫、门店"
+    )
     assert c["preferences"] == "需求：环保材质、智能功能"
-    assert c["value_assessment"] == "高价值，重要价值客户，LTV 12000元，复购：是，推荐评分(NPS) 10，生命周期：成熟"
+    assert (
+        c["value_assessment"]
+        == "高价值，重要价值客户，LTV 12000元，复购：是，推荐评分(NPS) 10，生命周期：成熟"
+    )
     assert c["tags"] == "高频消费、女性"
     assert c["notes"] == "曾咨询产品定制，电话138****5678"  # phone inside the note masked
     vip = load_strategies().query("dimension == 'rfm_class' and segment == '重要价值客户'").iloc[0]
@@ -85,7 +114,9 @@ def test_individual_cards_order_unmasked_top_and_errors():
 
 
 def test_individual_card_categories_from_orders_and_english():
-    orders = pd.DataFrame({"customer_id": ["C1", "C1", "C1", "C2"], "category": ["家居", "数码", "家居", "美妆"]})
+    orders = pd.DataFrame(
+        {"customer_id": ["C1", "C1", "C1", "C2"], "category": ["家居", "数码", "家居", "美妆"]}
+    )
     c = individual_cards(six(), ["C1"], orders=orders).iloc[0]
     assert c["behaviour"].endswith("常购品类：家居、数码")
     en = individual_cards(six(), ["C1"], lang="en").iloc[0]
@@ -126,13 +157,21 @@ def test_tag_lift_numbers():
 
 def test_group_cards_by_segment_names_across_dimensions():
     g = group_cards(six(), segments=["高价值", "沉睡"], min_count=1)
-    assert g[["dimension", "segment", "customers"]].values.tolist() == [["tier", "高价值", 2], ["lifecycle", "沉睡", 1]]
+    assert g[["dimension", "segment", "customers"]].values.tolist() == [
+        ["tier", "高价值", 2],
+        ["lifecycle", "沉睡", 1],
+    ]
     with pytest.raises(InputError, match="no segment"):
         group_cards(six(), segments=["不存在"])
 
 
 def test_group_categories_from_orders():
-    orders = pd.DataFrame({"customer_id": ["C1", "C1", "C2", "C3", "C4"], "category": ["家居", "家居", "家居", "数码", "食品"]})
+    orders = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C1", "C2", "C3", "C4"],
+            "category": ["家居", "家居", "家居", "数码", "食品"],
+        }
+    )
     g = group_cards(six(), "rfm_class", orders=orders).set_index("segment")
     assert g.loc["重要价值客户", "top_categories"] == "家居 67%、数码 33%"
     assert g.loc["一般挽留客户", "top_categories"] == "食品 33%"
@@ -160,13 +199,26 @@ def test_markdown_cards(tmp_path):
 
 
 def test_xlsx_cards_quote_prefix(tmp_path):
-    path = write_cards(individual_cards(six(), ["C1", "C2", "C3"], mask=False), group_cards(six()), tmp_path / "c.xlsx")
+    path = write_cards(
+        individual_cards(six(), ["C1", "C2", "C3"], mask=False),
+        group_cards(six()),
+        tmp_path / "c.xlsx",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wb = openpyxl.load_workbook(path)
     assert wb.sheetnames == ["群体画像", "个体画像"]
     ws = wb["个体画像"]
-    assert [c.value for c in ws[1]] == ["客户编号", "基础信息", "行为特征", "需求偏好", "价值评估", "标签", "备注", "建议措施"]
+    assert [c.value for c in ws[1]] == [
+        "客户编号",
+        "基础信息",
+        "行为特征",
+        "需求偏好",
+        "价值评估",
+        "标签",
+        "备注",
+        "建议措施",
+    ]
     hits = 0
     for sheet in wb.worksheets:
         for row in sheet.iter_rows():
@@ -186,14 +238,35 @@ def test_cli_cards(tmp_path):
     seg = tmp_path / "seg.parquet"
     six().to_parquet(seg)
     runner = CliRunner()
-    res = runner.invoke(app, ["cards", str(seg), "--customer", "C1", "--segment", "重要价值客户", "-o", str(tmp_path / "out.md"), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "cards",
+            str(seg),
+            "--customer",
+            "C1",
+            "--segment",
+            "重要价值客户",
+            "-o",
+            str(tmp_path / "out.md"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout) == {"output": str(tmp_path / "out.md"), "individual": 1, "group": 1}
+    assert json.loads(res.stdout) == {
+        "output": str(tmp_path / "out.md"),
+        "individual": 1,
+        "group": 1,
+    }
     text = (tmp_path / "out.md").read_text(encoding="utf-8")
     assert "张*丰" in text and "13812345678" not in text
     res = runner.invoke(app, ["cards", str(seg), "-o", str(tmp_path / "g.html")])
-    assert res.exit_code == 0 and "一般挽留客户" in (tmp_path / "g.html").read_text(encoding="utf-8")
-    res = runner.invoke(app, ["cards", str(seg), "--customer", "C404", "-o", str(tmp_path / "x.html")])
+    assert res.exit_code == 0 and "一般挽留客户" in (tmp_path / "g.html").read_text(
+        encoding="utf-8"
+    )
+    res = runner.invoke(
+        app, ["cards", str(seg), "--customer", "C404", "-o", str(tmp_path / "x.html")]
+    )
     assert res.exit_code == 2 and "C404" in res.output and not (tmp_path / "x.html").exists()
 
 
@@ -213,8 +286,14 @@ def test_window_counts_are_not_called_cumulative():
     df.loc[3, ["frequency", "monetary"]] = [0, 0.0]
     c = individual_cards(df, ["C4"]).iloc[0]
     assert "累计" not in c["behaviour"]
-    assert c["behaviour"].startswith("近90天消费0次，统计期内消费0次，客单价100元，最近消费2023-09-04（300天前）")
-    assert individual_cards(df, ["C4"], lang="en").iloc[0]["behaviour"].startswith("0 orders in 90 days, 0 orders in the window")
+    assert c["behaviour"].startswith(
+        "近90天消费0次，统计期内消费0次，客单价100元，最近消费2023-09-04（300天前）"
+    )
+    assert (
+        individual_cards(df, ["C4"], lang="en")
+        .iloc[0]["behaviour"]
+        .startswith("0 orders in 90 days, 0 orders in the window")
+    )
 
 
 def test_cli_cards_negative_top_is_a_usage_error(tmp_path):
@@ -223,7 +302,9 @@ def test_cli_cards_negative_top_is_a_usage_error(tmp_path):
 
     seg = tmp_path / "seg.parquet"
     six().to_parquet(seg)
-    res = CliRunner().invoke(app, ["cards", str(seg), "--top", "-1", "-o", str(tmp_path / "x.html")])
+    res = CliRunner().invoke(
+        app, ["cards", str(seg), "--top", "-1", "-o", str(tmp_path / "x.html")]
+    )
     assert res.exit_code == 2 and not (tmp_path / "x.html").exists()
     with pytest.raises(InputError, match="top"):
         individual_cards(six(), top=-1)

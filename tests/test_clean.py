@@ -337,7 +337,10 @@ def test_explicit_fill_rules_are_recorded():
         dict(name="乙", email="b@x.cn", owner="", company=""),
         dict(name="丙", email="c@x.cn", owner="赵"),
     )
-    rules = dataclasses.replace(load_clean_rules(), fill=(FillRule("owner", value="公海"), FillRule("company", source="name")))
+    rules = dataclasses.replace(
+        load_clean_rules(),
+        fill=(FillRule("owner", value="公海"), FillRule("company", source="name")),
+    )
     cust, _, _ = dedupe(df, rules=rules)
     assert cust["owner"].tolist() == ["公海", "赵"]
     assert cust["company"].tolist() == ["乙", "丙"]
@@ -873,15 +876,29 @@ def test_cli_warns_about_a_key_that_is_not_a_column(tmp_path):
     # a typo in --keys (emial) silently turned e-mail linking off
     src = tmp_path / "c.parquet"
     _three_channels().to_parquet(src)
-    res = runner.invoke(app, ["clean", str(src), "-o", str(tmp_path / "k.parquet"), "--keys", "phone,emial"])
+    res = runner.invoke(
+        app, ["clean", str(src), "-o", str(tmp_path / "k.parquet"), "--keys", "phone,emial"]
+    )
     assert res.exit_code == 0
     assert "Warning: --keys emial: no such column; linked on phone" in " ".join(res.stderr.split())
-    res = runner.invoke(app, ["clean", str(src), "-o", str(tmp_path / "k2.parquet"), "--keys", "phone,emial", "-q"])
+    res = runner.invoke(
+        app, ["clean", str(src), "-o", str(tmp_path / "k2.parquet"), "--keys", "phone,emial", "-q"]
+    )
     assert res.exit_code == 0 and res.stderr == ""
 
 
 def test_orders_table_is_refused():
-    orders = pd.DataFrame({"order_id": ["A1"], "customer_id": ["M1"], "amount": [10.0], "order_time": pd.to_datetime(["2024-01-01"]),
-                           "_source_file": ["o.csv"], "_sheet": [""], "_row": [2], "_channel": ["门店"]})
+    orders = pd.DataFrame(
+        {
+            "order_id": ["A1"],
+            "customer_id": ["M1"],
+            "amount": [10.0],
+            "order_time": pd.to_datetime(["2024-01-01"]),
+            "_source_file": ["o.csv"],
+            "_sheet": [""],
+            "_row": [2],
+            "_channel": ["门店"],
+        }
+    )
     with pytest.raises(InputError, match="holds orders"):
         dedupe(orders)

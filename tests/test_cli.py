@@ -22,7 +22,13 @@ def test_version():
 
 
 def test_import_json_equals_library_result(make_csv, tmp_path):
-    rows = [HEADER, ["M1", "张三", "13800000001", ""], ["M2", "李四", "", ""], ["", "", "", ""], ["M3", "王五", "", "w@x.com"]]
+    rows = [
+        HEADER,
+        ["M1", "张三", "13800000001", ""],
+        ["M2", "李四", "", ""],
+        ["", "", "", ""],
+        ["M3", "王五", "", "w@x.com"],
+    ]
     src = make_csv("门店.csv", rows, "gbk")
     out = tmp_path / "out" / "customers.parquet"
     result = runner.invoke(app, ["import", str(src), "-o", str(out), "--json"])
@@ -30,10 +36,22 @@ def test_import_json_equals_library_result(make_csv, tmp_path):
     payload = json.loads(result.stdout)
     lib = import_files(src)
     assert payload["totals"]["rows_read"] == lib.totals["rows_read"] == 4
-    assert payload["totals"]["accepted"] == 2 and payload["totals"]["rejected"] == 1 and payload["totals"]["skipped"] == 1
+    assert (
+        payload["totals"]["accepted"] == 2
+        and payload["totals"]["rejected"] == 1
+        and payload["totals"]["skipped"] == 1
+    )
     f = payload["files"][0]
-    assert {k: f[k] for k in ("file", "sheet", "kind", "rows_read", "accepted", "rejected", "skipped")} == {
-        "file": "门店.csv", "sheet": "", "kind": "customers", "rows_read": 4, "accepted": 2, "rejected": 1, "skipped": 1
+    assert {
+        k: f[k] for k in ("file", "sheet", "kind", "rows_read", "accepted", "rejected", "skipped")
+    } == {
+        "file": "门店.csv",
+        "sheet": "",
+        "kind": "customers",
+        "rows_read": 4,
+        "accepted": 2,
+        "rejected": 1,
+        "skipped": 1,
     }
     assert payload["output"] == str(out)
     written = pd.read_parquet(out)
@@ -45,7 +63,9 @@ def test_import_json_equals_library_result(make_csv, tmp_path):
 def test_import_max_rejects_exit_1(make_csv, tmp_path):
     src = make_csv("c.csv", [HEADER, ["M1", "张三", "bad", ""], ["M2", "李四", "13800000002", ""]])
     out = tmp_path / "c.parquet"
-    result = runner.invoke(app, ["import", str(src), "-o", str(out), "--max-rejects", "0", "--quiet"])
+    result = runner.invoke(
+        app, ["import", str(src), "-o", str(out), "--max-rejects", "0", "--quiet"]
+    )
     assert result.exit_code == 1
     assert out.exists()  # done, but over the limit
     ok = runner.invoke(app, ["import", str(src), "--max-rejects", "1", "--quiet"])
@@ -69,7 +89,11 @@ def test_missing_column_message(make_csv, tmp_path):
     src = make_csv("订单.csv", [["订单号", "会员ID", "实付金额"], ["1", "M1", "10"]])
     result = runner.invoke(app, ["import", str(src), "--kind", "orders"])
     assert result.exit_code == 2
-    assert "订单.csv" in result.stderr and "order_time" in result.stderr and "下单时间" in result.stderr
+    assert (
+        "订单.csv" in result.stderr
+        and "order_time" in result.stderr
+        and "下单时间" in result.stderr
+    )
 
 
 def test_unknown_kind_is_usage_error(make_csv):
@@ -82,7 +106,14 @@ def test_unknown_kind_is_usage_error(make_csv):
 def test_import_writes_xlsx_and_csv_without_live_formulas(make_csv, tmp_path):
     from openpyxl import load_workbook
 
-    src = make_csv("c.csv", [HEADER + ["备注"], ["M1", "=1+2", "13800000001", "", "@SUM(A1)"], ["M2", "-2+3", "13800000002", "", "+cmd"]])
+    src = make_csv(
+        "c.csv",
+        [
+            HEADER + ["备注"],
+            ["M1", "=1+2", "13800000001", "", "@SUM(A1)"],
+            ["M2", "-2+3", "13800000002", "", "+cmd"],
+        ],
+    )
     xlsx, csvp = tmp_path / "c.xlsx", tmp_path / "c.csv.out.csv"
     assert runner.invoke(app, ["import", str(src), "-o", str(xlsx), "-q"]).exit_code == 0
     assert runner.invoke(app, ["import", str(src), "-o", str(csvp), "-q"]).exit_code == 0
@@ -129,7 +160,15 @@ def test_examples_import(tmp_path):
     ex = Path(__file__).resolve().parent.parent / "examples"
     result = runner.invoke(
         app,
-        ["import", str(ex / "电商平台会员.xlsx"), str(ex / "门店会员.csv"), str(ex / "公众号线索.csv"), "-o", str(tmp_path / "c.parquet"), "--json"],
+        [
+            "import",
+            str(ex / "电商平台会员.xlsx"),
+            str(ex / "门店会员.csv"),
+            str(ex / "公众号线索.csv"),
+            "-o",
+            str(tmp_path / "c.parquet"),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     t = json.loads(result.stdout)["totals"]

@@ -53,7 +53,13 @@ def ARGS(d, p: dict[str, Path], tmp: Path) -> dict[str, list[str] | None]:
         "report": [str(p["tagged"]), "--orders", str(p["orders"]), "-o", str(tmp / "report.xlsx")],
         "pivot": [str(p["tagged"]), "--rows", "tier", "--cols", "lifecycle"],
         "cards": [str(p["tagged"]), "--top", "2", "-o", str(tmp / "cards.html")],
-        "followups": [str(p["tagged"]), "--log", str(p["interactions"]), "-o", str(tmp / "followups.xlsx")],
+        "followups": [
+            str(p["tagged"]),
+            "--log",
+            str(p["interactions"]),
+            "-o",
+            str(tmp / "followups.xlsx"),
+        ],
         "run": None,  # conftest.example_run runs `custtool run examples/pipeline.yaml --json` once
     }
 
@@ -77,7 +83,10 @@ def MISSING(tmp: Path, p: dict[str, Path]) -> dict[str, list[str] | None]:
 
 
 def test_the_lists_name_every_command(tmp_path):
-    paths = {k: tmp_path for k in ("customers", "clean", "orders", "surveys", "segmented", "tagged", "interactions")}
+    paths = {
+        k: tmp_path
+        for k in ("customers", "clean", "orders", "surveys", "segmented", "tagged", "interactions")
+    }
     assert set(ARGS(tmp_path, paths, tmp_path)) == set(COMMANDS)
     assert set(MISSING(tmp_path, paths)) == set(COMMANDS)
 
@@ -86,11 +95,15 @@ def test_the_lists_name_every_command(tmp_path):
 def test_help_has_a_one_line_summary_and_examples(name):
     cmd = COMMANDS[name]
     summary = cmd.help.strip().split("\n\n")[0]
-    assert summary and "\n" not in summary and len(summary) <= 120, f"`custtool {name}`: summary {summary!r}"
+    assert summary and "\n" not in summary and len(summary) <= 120, (
+        f"`custtool {name}`: summary {summary!r}"
+    )
     result = runner.invoke(app, [*name.split(), "--help"])
     assert result.exit_code == 0, result.output
     examples = result.output.count("$ custtool " + name)
-    assert examples >= 2, f"`custtool {name} --help` shows {examples} example(s); STYLE asks for two to four"
+    assert examples >= 2, (
+        f"`custtool {name} --help` shows {examples} example(s); STYLE asks for two to four"
+    )
     assert any(o.opts == ["--json"] for o in cmd.params), f"`custtool {name}` has no --json"
 
 
@@ -127,7 +140,9 @@ def test_missing_input_is_exit_2_one_line_no_traceback(name, example_data, tmp_p
     assert "Traceback" not in r.output + r.stderr
     assert "不存在" in r.stderr, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.strip()]
-    assert 1 <= len(errors) <= 2 and "不存在" in errors[0], errors  # the message, then at most a hint
+    assert 1 <= len(errors) <= 2 and "不存在" in errors[0], (
+        errors
+    )  # the message, then at most a hint
     assert r.stdout == ""
     # with --json stdout still carries one JSON object: the error
     r = runner.invoke(app, [*name.split(), *args, "--json"])
@@ -175,12 +190,16 @@ def test_json_equals_library_to_dict(example_data, invoked, tmp_path_factory):
     assert cli_seg == _as_json(seg)
     fu = run_followups(p["tagged"], p["interactions"], output=args["followups"][-1])
     cli_fu = json.loads(invoked["followups"][1])
-    assert Path(cli_fu.pop("output")).name == Path(fu.to_dict().pop("output")).name == "followups.xlsx"
+    assert (
+        Path(cli_fu.pop("output")).name == Path(fu.to_dict().pop("output")).name == "followups.xlsx"
+    )
     assert cli_fu == {k: v for k, v in _as_json(fu.to_dict()).items() if k != "output"}
     # the session fixture's library run and the CLI agree on the tag step too
     cli_tag = json.loads(invoked["tag"][1])
     lib_tag = _as_json(example_data.results["tag"].to_dict())
-    assert {k: v for k, v in cli_tag.items() if k != "output"} == {k: v for k, v in lib_tag.items() if k != "output"}
+    assert {k: v for k, v in cli_tag.items() if k != "output"} == {
+        k: v for k, v in lib_tag.items() if k != "output"
+    }
 
 
 def test_exit_code_comes_from_the_result(tmp_path):

@@ -83,22 +83,76 @@ def _tags(p):
 
 
 BAD = [
-    (_segments, "timezone: Asia/Shanghai\nmetrics:\n  window: 365d\n  widnow: 30d\n", 4, "metrics.widnow: unknown key"),
-    (_segments, "lifecycle:\n  new_days: soon\n", 2, "lifecycle.new_days: 'soon' is not a duration"),
-    (_segments, "tiers:\n  method: best\n", 2, "tiers.method: Input should be 'thresholds' or 'top'"),
+    (
+        _segments,
+        "timezone: Asia/Shanghai\nmetrics:\n  window: 365d\n  widnow: 30d\n",
+        4,
+        "metrics.widnow: unknown key",
+    ),
+    (
+        _segments,
+        "lifecycle:\n  new_days: soon\n",
+        2,
+        "lifecycle.new_days: 'soon' is not a duration",
+    ),
+    (
+        _segments,
+        "tiers:\n  method: best\n",
+        2,
+        "tiers.method: Input should be 'thresholds' or 'top'",
+    ),
     (_clean, "hub_max_names: 3\nfuzzy:\n  treshold: 80\n", 3, "fuzzy.treshold: unknown key"),
-    (_clean, "fill:\n  - {field: owner}\n", 2, "fill[0]: a fill rule needs exactly one of value: or from:"),
-    (_followups, "rules:\n  - name: x\n    match: {tier: 高价值}\n    every_days: -3\n", 4, "rules[0].every_days: Input should be greater than 0"),
+    (
+        _clean,
+        "fill:\n  - {field: owner}\n",
+        2,
+        "fill[0]: a fill rule needs exactly one of value: or from:",
+    ),
+    (
+        _followups,
+        "rules:\n  - name: x\n    match: {tier: 高价值}\n    every_days: -3\n",
+        4,
+        "rules[0].every_days: Input should be greater than 0",
+    ),
     (_roles, "roles:\n  x:\n    amounts: false\n    hide: [a]\n", 4, "roles.x.hide: unknown key"),
-    (_strategies, "tier:\n  高价值:\n    目标: 提升\n    budget: 1\n", 4, "tier.高价值.budget: unknown key"),
-    (_pipeline, "inputs:\n  orders: [o.csv]\nsegment:\n  windw: 30d\n", 4, "segment.windw: unknown key"),
-    (_pipeline, "inputs:\n  orders:\n    - {path: o.csv, chanel: x}\n", 3, "inputs.orders[0].chanel: unknown key"),
-    (_pipeline, "as_of: 2024-13-01\ninputs:\n  orders: [o.csv]\n", 1, "not valid YAML ('2024-13-01': month must be in 1..12)"),
-    (_pipeline, "as_of: 31.12.2024\ninputs:\n  orders: [o.csv]\n", 1, "as_of: Input should be a valid date"),
+    (
+        _strategies,
+        "tier:\n  高价值:\n    目标: 提升\n    budget: 1\n",
+        4,
+        "tier.高价值.budget: unknown key",
+    ),
+    (
+        _pipeline,
+        "inputs:\n  orders: [o.csv]\nsegment:\n  windw: 30d\n",
+        4,
+        "segment.windw: unknown key",
+    ),
+    (
+        _pipeline,
+        "inputs:\n  orders:\n    - {path: o.csv, chanel: x}\n",
+        3,
+        "inputs.orders[0].chanel: unknown key",
+    ),
+    (
+        _pipeline,
+        "as_of: 2024-13-01\ninputs:\n  orders: [o.csv]\n",
+        1,
+        "not valid YAML ('2024-13-01': month must be in 1..12)",
+    ),
+    (
+        _pipeline,
+        "as_of: 31.12.2024\ninputs:\n  orders: [o.csv]\n",
+        1,
+        "as_of: Input should be a valid date",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("load", "text", "line", "what"), BAD, ids=[f"{b[0].__name__[1:]}-{i}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("load", "text", "line", "what"),
+    BAD,
+    ids=[f"{b[0].__name__[1:]}-{i}" for i, b in enumerate(BAD)],
+)
 def test_a_bad_key_names_file_line_and_key(tmp_path, load, text, line, what):
     p = tmp_path / "my.yaml"
     p.write_text(text, encoding="utf-8")
@@ -106,14 +160,19 @@ def test_a_bad_key_names_file_line_and_key(tmp_path, load, text, line, what):
         load(p)
     msg = err.value.message
     assert msg.startswith(f"{p}:{line}: {what}"), msg
-    assert "\n" not in msg and "pydantic" not in msg.lower() and "validation error" not in msg.lower()
+    assert (
+        "\n" not in msg and "pydantic" not in msg.lower() and "validation error" not in msg.lower()
+    )
 
 
 def test_a_bad_key_in_the_tag_library_names_file_line_and_key(tmp_path):
     from custtool.tags import check_rules
 
     p = tmp_path / "tags.yaml"
-    p.write_text("version: 1\nlevels: 3\ntags:\n  - {name: a, path: [x], condition: age > 3}\n", encoding="utf-8")
+    p.write_text(
+        "version: 1\nlevels: 3\ntags:\n  - {name: a, path: [x], condition: age > 3}\n",
+        encoding="utf-8",
+    )
     [problem] = check_rules(p)
     assert str(problem) == "tags.yaml:2: levels: unknown key"
     assert problem.hint == "allowed keys here: version, fields, tags"
@@ -131,7 +190,9 @@ def test_cli_shows_one_line_not_a_traceback(tmp_path):
     cfg = tmp_path / "seg.yaml"
     cfg.write_text("metrics:\n  window: 365d\n  growth_window: often\n", encoding="utf-8")
     orders = tmp_path / "o.csv"
-    orders.write_text("order_id,customer_id,order_time,amount\n1,A,2024-01-01,10\n", encoding="utf-8")
+    orders.write_text(
+        "order_id,customer_id,order_time,amount\n1,A,2024-01-01,10\n", encoding="utf-8"
+    )
     result = runner.invoke(app, ["segment", "--orders", str(orders), "--config", str(cfg)])
     assert result.exit_code == 2
     assert f"{cfg}:3: metrics.growth_window: 'often' is not a duration" in result.stderr
@@ -144,17 +205,24 @@ def test_a_user_file_overlays_the_shipped_one_key_by_key(tmp_path):
     p.write_text("metrics:\n  growth_window: 90d\n", encoding="utf-8")
     shipped, mine = load_segment_config(), load_segment_config(p)
     assert mine["metrics"] == {"window": "365d", "growth_window": "90d"}
-    assert {k: v for k, v in mine.items() if k != "metrics"} == {k: v for k, v in shipped.items() if k != "metrics"}
+    assert {k: v for k, v in mine.items() if k != "metrics"} == {
+        k: v for k, v in shipped.items() if k != "metrics"
+    }
 
 
 def test_a_roles_file_adds_roles_and_changes_settings_of_shipped_ones(tmp_path):
     from custtool.report.masking import load_roles
 
     p = tmp_path / "roles.yaml"
-    p.write_text("roles:\n  boss:\n    allow_unmask: true\n  analyst:\n    amounts: false\n", encoding="utf-8")
+    p.write_text(
+        "roles:\n  boss:\n    allow_unmask: true\n  analyst:\n    amounts: false\n",
+        encoding="utf-8",
+    )
     roles, shipped = load_roles(p), load_roles()
     assert set(roles) == set(shipped) | {"boss"} and roles["boss"].allow_unmask
-    assert roles["analyst"].amounts is False and roles["analyst"].hide_columns == shipped["analyst"].hide_columns == ("id_number", "bank_card")
+    assert roles["analyst"].amounts is False and roles["analyst"].hide_columns == shipped[
+        "analyst"
+    ].hide_columns == ("id_number", "bank_card")
     assert roles["sales"] == shipped["sales"]
 
 
@@ -193,20 +261,45 @@ def test_growth_uses_the_yaml_growth_window_not_the_f_m_window(tmp_path):
     orders = tmp_path / "o.parquet"
     _growth_orders().to_parquet(orders)
     out = tmp_path / "seg.parquet"
-    result = runner.invoke(app, ["segment", "--orders", str(orders), "--window", "180d", "--as-of", "2024-12-31", "-o", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "segment",
+            "--orders",
+            str(orders),
+            "--window",
+            "180d",
+            "--as-of",
+            "2024-12-31",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output + result.stderr
     cli = pd.read_parquet(out).set_index("customer_id")
     assert cli.loc["A", "growth"] == pytest.approx(1.0)
-    pd.testing.assert_series_equal(cli["potential"].sort_index(), res.customers.set_index("customer_id")["potential"].sort_index(), check_dtype=False)
+    pd.testing.assert_series_equal(
+        cli["potential"].sort_index(),
+        res.customers.set_index("customer_id")["potential"].sort_index(),
+        check_dtype=False,
+    )
 
 
 # --------------------------------------------------------------------------- the one as-of rule
 def test_resolve_as_of_explicit_else_latest_order_day():
-    orders = pd.DataFrame({"order_time": pd.to_datetime(["2024-03-01 10:00", "2024-05-01 18:00", None]).tz_localize("UTC")})
+    orders = pd.DataFrame(
+        {
+            "order_time": pd.to_datetime(
+                ["2024-03-01 10:00", "2024-05-01 18:00", None]
+            ).tz_localize("UTC")
+        }
+    )
     assert resolve_as_of("2024-01-02", orders) == pd.Timestamp("2024-01-02")
     # 2024-05-01 18:00 UTC is 2024-05-02 02:00 in Shanghai: the firm's day
     assert resolve_as_of(None, orders, tz="Asia/Shanghai") == pd.Timestamp("2024-05-02")
-    assert resolve_as_of(None, pd.Series(["2024-06-30", "2024-06-30"])) == pd.Timestamp("2024-06-30")
+    assert resolve_as_of(None, pd.Series(["2024-06-30", "2024-06-30"])) == pd.Timestamp(
+        "2024-06-30"
+    )
     assert resolve_as_of(None, None, required=False) is None
     with pytest.raises(InputError, match="no as-of date"):
         resolve_as_of(None, pd.DataFrame({"order_time": pd.to_datetime([None])}))
@@ -230,10 +323,13 @@ def test_tags_use_the_segment_as_of_not_today(frozen_clock):
     seg = _segmented()
     assert (seg["as_of"] == pd.Timestamp("2024-12-31")).all()  # the latest order day
     # A last bought 2024-11-01: 60 days before the as-of date (not ~6 years before 2031)
-    days = evaluate_condition(seg, 'days_since(last_order) == 60')
+    days = evaluate_condition(seg, "days_since(last_order) == 60")
     assert days.tolist() == [True, False]
     again = tag_customers(seg).customers
-    assert again["tags"].map(list).tolist() == tag_customers(seg, as_of="2024-12-31").customers["tags"].map(list).tolist()
+    assert (
+        again["tags"].map(list).tolist()
+        == tag_customers(seg, as_of="2024-12-31").customers["tags"].map(list).tolist()
+    )
 
 
 def test_tags_without_an_as_of_are_an_error_not_today(frozen_clock):
@@ -242,7 +338,10 @@ def test_tags_without_an_as_of_are_an_error_not_today(frozen_clock):
     seg = _segmented().drop(columns=["as_of"])
     with pytest.raises(InputError, match="as-of"):
         evaluate_condition(seg, "days_since(last_order) < 90")
-    assert evaluate_condition(seg, "days_since(last_order) < 90", as_of="2024-12-31").tolist() == [True, True]
+    assert evaluate_condition(seg, "days_since(last_order) < 90", as_of="2024-12-31").tolist() == [
+        True,
+        True,
+    ]
 
 
 def test_followups_use_the_segment_as_of_not_today(frozen_clock):

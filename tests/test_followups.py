@@ -22,7 +22,13 @@ def customers():
             "emails": ["", "", "", "zhao@x.com", ""],
             "owner": ["王五", "赵六", "王五", "", "赵六"],
             "tier": ["高价值", "低价值", "中价值", "高价值", "低价值"],
-            "rfm_class": ["重要价值客户", "一般挽留客户", "重要挽留客户", "重要保持客户", "一般发展客户"],
+            "rfm_class": [
+                "重要价值客户",
+                "一般挽留客户",
+                "重要挽留客户",
+                "重要保持客户",
+                "一般发展客户",
+            ],
             "tags": [["高价值"], ["流失风险"], ["投诉客户"], [], []],
             "status": ["成交", "意向", "成交", "潜在", "潜在"],
         }
@@ -35,10 +41,21 @@ def log():
             "customer_id": ["TB1", "M1", "", "", "M3", "C00000005"],
             "phone": ["", "", "13800000003", "", "", ""],
             "email": ["", "", "", "zhao@x.com", "", ""],
-            "time": pd.to_datetime(["2026-06-01 10:00", "2026-10-20 09:00", "2026-10-25 15:00", "2026-09-01 00:00", "2026-10-28 00:00", "2026-10-29 00:00"]),
+            "time": pd.to_datetime(
+                [
+                    "2026-06-01 10:00",
+                    "2026-10-20 09:00",
+                    "2026-10-25 15:00",
+                    "2026-09-01 00:00",
+                    "2026-10-28 00:00",
+                    "2026-10-29 00:00",
+                ]
+            ),
             "method": ["拜访", "电话", "投诉", "电话", "电话", "电话"],
             "result": ["有意向", "需跟进", "需跟进", "合同签订", "报价单已发送", "暂无意向"],
-            "next_follow_up": pd.to_datetime([None, "2026-10-27", None, None, "2026-11-05", "2026-12-30"]),
+            "next_follow_up": pd.to_datetime(
+                [None, "2026-10-27", None, None, "2026-11-05", "2026-12-30"]
+            ),
             "staff": ["王五", "赵六", "王五", "孙八", "王五", "赵六"],
         }
     )
@@ -46,7 +63,14 @@ def log():
 
 def test_attribute_by_source_id_phone_and_email():
     linked = attribute(log(), customers(), kind="interactions").records
-    assert linked["customer_id"].tolist() == ["C00000001", "C00000002", "C00000003", "C00000004", "C00000003", "C00000005"]
+    assert linked["customer_id"].tolist() == [
+        "C00000001",
+        "C00000002",
+        "C00000003",
+        "C00000004",
+        "C00000003",
+        "C00000005",
+    ]
     assert linked["match_key"].tolist() == ["id", "id", "phone", "email", "id", "id"]
     assert linked["source_customer_id"].tolist() == ["TB1", "M1", "", "", "M3", "C00000005"]
 
@@ -56,15 +80,26 @@ def test_followups_attribute_a_channel_id_through_the_import_channel():
     write ``_channel``, so an id two channels use (X1 is 电商's for 张伟 and 门店's for 李娜)
     matched nobody and 李娜's scheduled call was lost."""
     cust = customers().assign(source_ids=["电商:X1", "门店:X1", "", "", ""], phones="", emails="")
-    entry = pd.DataFrame({
-        "_channel": ["门店"], "customer_id": ["X1"], "time": pd.to_datetime(["2026-10-20 09:00"]),
-        "method": ["电话"], "result": ["合同签订"], "next_follow_up": pd.to_datetime(["2026-10-27"]), "staff": ["赵六"],
-    })
+    entry = pd.DataFrame(
+        {
+            "_channel": ["门店"],
+            "customer_id": ["X1"],
+            "time": pd.to_datetime(["2026-10-20 09:00"]),
+            "method": ["电话"],
+            "result": ["合同签订"],
+            "next_follow_up": pd.to_datetime(["2026-10-27"]),
+            "staff": ["赵六"],
+        }
+    )
     att = attribute(entry, cust, kind="interactions")
-    assert att.records["customer_id"].tolist() == ["C00000002"] and att.records["match_key"].tolist() == ["id"]
+    assert att.records["customer_id"].tolist() == ["C00000002"] and att.records[
+        "match_key"
+    ].tolist() == ["id"]
     tasks = due_followups(cust, entry, as_of=AS_OF)
     sched = tasks[tasks["rule"] == "下次跟进时间"]
-    assert sched[["customer_id", "state", "days_overdue"]].values.tolist() == [["C00000002", "逾期", 4]]
+    assert sched[["customer_id", "state", "days_overdue"]].values.tolist() == [
+        ["C00000002", "逾期", 4]
+    ]
     status = apply_transitions(cust, entry).set_index("customer_id")["status"]
     assert status["C00000002"] == "成交客户" and status["C00000001"] == "成交"
 
@@ -78,14 +113,23 @@ def test_attribution_is_the_only_matcher():
     root = Path(__file__).resolve().parent.parent / "custtool"
     # matching records: the index's match(), the old linker, or a join of raw rows on the
     # source ids (the report's and the cards' old copies)
-    pattern = re.compile(r"\.match\((?:records|orders|interactions|surveys|log)|attach_customer_ids|customer_keys\(|source_ids\"\]\)\.str\.split")
-    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8")))
+    pattern = re.compile(
+        r"\.match\((?:records|orders|interactions|surveys|log)|attach_customer_ids|customer_keys\(|source_ids\"\]\)\.str\.split"
+    )
+    users = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if pattern.search(p.read_text(encoding="utf-8"))
+    )
     assert users == ["attribution.py"]
 
 
 def test_due_followups_from_log_and_rules():
     tasks = due_followups(customers(), log(), as_of=AS_OF)
-    got = {(r.customer_id, r.rule): (r.due_date.date().isoformat(), r.state, r.days_overdue, r.owner) for r in tasks.itertuples()}
+    got = {
+        (r.customer_id, r.rule): (r.due_date.date().isoformat(), r.state, r.days_overdue, r.owner)
+        for r in tasks.itertuples()
+    }
     assert got == {
         # log: 李娜 was to be called on 10-27 → 4 days overdue
         ("C00000002", "下次跟进时间"): ("2026-10-27", "逾期", 4, "赵六"),
@@ -107,7 +151,13 @@ def test_due_followups_from_log_and_rules():
 def test_transitions_keep_reason_and_date():
     out = apply_transitions(customers(), log())
     status = dict(zip(out["customer_id"], out["status"]))
-    assert status == {"C00000001": "意向客户", "C00000002": "意向客户", "C00000003": "待成交", "C00000004": "成交客户", "C00000005": "潜在客户"}
+    assert status == {
+        "C00000001": "意向客户",
+        "C00000002": "意向客户",
+        "C00000003": "待成交",
+        "C00000004": "成交客户",
+        "C00000005": "潜在客户",
+    }
     row = out.set_index("customer_id").loc["C00000004"]
     assert row["status_previous"] == "潜在" and row["status_reason"] == "合同签订"
     assert row["status_changed"] == pd.Timestamp("2026-09-01")
@@ -115,7 +165,9 @@ def test_transitions_keep_reason_and_date():
 
 def test_bad_rules_file_names_the_problem(tmp_path):
     bad = tmp_path / "f.yaml"
-    bad.write_text("rules:\n  - name: x\n    match: {tier: 高价值}\n    every_days: -3\n", encoding="utf-8")
+    bad.write_text(
+        "rules:\n  - name: x\n    match: {tier: 高价值}\n    every_days: -3\n", encoding="utf-8"
+    )
     with pytest.raises(ConfigError, match="every_days"):
         load_followup_rules(bad)
     bad.write_text("rulez: []\n", encoding="utf-8")
@@ -124,9 +176,14 @@ def test_bad_rules_file_names_the_problem(tmp_path):
 
 
 def test_as_of_defaults_to_the_segment_as_of_and_bad_dates_are_input_errors():
-    segmented = customers().assign(as_of=pd.Timestamp(AS_OF))  # segment output: as_of = latest order day
+    segmented = customers().assign(
+        as_of=pd.Timestamp(AS_OF)
+    )  # segment output: as_of = latest order day
     tasks = due_followups(segmented, log())  # the log's latest record is 10-29
-    assert tasks.set_index(["customer_id", "rule"]).loc[("C00000002", "下次跟进时间"), "days_overdue"] == 4
+    assert (
+        tasks.set_index(["customer_id", "rule"]).loc[("C00000002", "下次跟进时间"), "days_overdue"]
+        == 4
+    )
     # no segment as-of and no --as-of: an error, not today's date (nor the log's latest day)
     with pytest.raises(InputError, match="no as-of date"):
         due_followups(customers(), log())
@@ -134,7 +191,21 @@ def test_as_of_defaults_to_the_segment_as_of_and_bad_dates_are_input_errors():
         due_followups(customers(), log(), as_of="2026-13-01")
 
 
-FOLLOWUP_HEADER = ["负责人", "客户编号", "姓名", "到期日", "状态", "逾期天数", "来源", "规则", "建议动作", "最近跟进", "最近跟进方式", "价值等级", "RFM分类"]
+FOLLOWUP_HEADER = [
+    "负责人",
+    "客户编号",
+    "姓名",
+    "到期日",
+    "状态",
+    "逾期天数",
+    "来源",
+    "规则",
+    "建议动作",
+    "最近跟进",
+    "最近跟进方式",
+    "价值等级",
+    "RFM分类",
+]
 
 
 def test_followups_workbook_has_chinese_headers(tmp_path):
@@ -148,20 +219,55 @@ def test_followups_workbook_has_chinese_headers(tmp_path):
     write_table(customers(), tmp_path / "c.parquet")
     write_table(log(), tmp_path / "log.parquet")
     out = tmp_path / "tasks.xlsx"
-    r = CliRunner().invoke(app, ["followups", str(tmp_path / "c.parquet"), "--log", str(tmp_path / "log.parquet"), "--as-of", AS_OF, "-o", str(out)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "followups",
+            str(tmp_path / "c.parquet"),
+            "--log",
+            str(tmp_path / "log.parquet"),
+            "--as-of",
+            AS_OF,
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.stderr
     wb = load_workbook(out, read_only=True)
     assert wb.sheetnames == ["跟进任务"]
     rows = list(wb["跟进任务"].iter_rows(values_only=True))
     assert list(rows[0]) == FOLLOWUP_HEADER and len(rows) == 1 + 5
     # Parquet keeps the canonical column names
-    r = CliRunner().invoke(app, ["followups", str(tmp_path / "c.parquet"), "--log", str(tmp_path / "log.parquet"), "--as-of", AS_OF, "-o", str(tmp_path / "t.parquet")])
-    assert pd.read_parquet(tmp_path / "t.parquet").columns.tolist()[:3] == ["owner", "customer_id", "name"]
+    r = CliRunner().invoke(
+        app,
+        [
+            "followups",
+            str(tmp_path / "c.parquet"),
+            "--log",
+            str(tmp_path / "log.parquet"),
+            "--as-of",
+            AS_OF,
+            "-o",
+            str(tmp_path / "t.parquet"),
+        ],
+    )
+    assert pd.read_parquet(tmp_path / "t.parquet").columns.tolist()[:3] == [
+        "owner",
+        "customer_id",
+        "name",
+    ]
 
 
 def test_a_log_without_times_is_an_input_error():
     # e.g. --log orders.parquet by mistake: one line naming the column, not a KeyError traceback
-    orders = pd.DataFrame({"order_id": ["O1"], "customer_id": ["TB1"], "order_time": pd.to_datetime(["2026-10-01"]), "amount": [10.0]})
+    orders = pd.DataFrame(
+        {
+            "order_id": ["O1"],
+            "customer_id": ["TB1"],
+            "order_time": pd.to_datetime(["2026-10-01"]),
+            "amount": [10.0],
+        }
+    )
     with pytest.raises(InputError, match="time"):
         due_followups(customers(), orders, as_of=AS_OF)
     with pytest.raises(InputError, match="time"):

@@ -12,16 +12,51 @@ from custtool.ingest import _arrow_memory_pool, _blank_and_total_rows, _bytes_co
 from custtool.schemas import validate
 
 PHONES = [
-    "13812345678", "+86 138-1234-5678", "0086 13812345678", "8613812345678", "+868613812345678",
-    "13812345678.0", "8613812345678.0", "+8613812345678.0", "138 1234 5678", "(138)1234-5678",
-    "１３８１２３４５６７８", "", "  ", "nan", "无", "-", "/", "保密", "138****5678", "1381234abcd",
-    "1.38001E+10", "010-62345678", "+86 21 6234 5678", "400-820-8820", "+1 415 555 0123",
-    "13812345678 转 123", "12812345678", "+86+13812345678", "++8613812345678",
+    "13812345678",
+    "+86 138-1234-5678",
+    "0086 13812345678",
+    "8613812345678",
+    "+868613812345678",
+    "13812345678.0",
+    "8613812345678.0",
+    "+8613812345678.0",
+    "138 1234 5678",
+    "(138)1234-5678",
+    "１３８１２３４５６７８",
+    "",
+    "  ",
+    "nan",
+    "无",
+    "-",
+    "/",
+    "保密",
+    "138****5678",
+    "1381234abcd",
+    "1.38001E+10",
+    "010-62345678",
+    "+86 21 6234 5678",
+    "400-820-8820",
+    "+1 415 555 0123",
+    "13812345678 转 123",
+    "12812345678",
+    "+86+13812345678",
+    "++8613812345678",
     # placeholder numbers and landlines the metadata refuses: invalid on every path
-    "00000000000", "0000-0000000", "11111111111", "13800138000", "+86 138 0013 8000", "13800138000.0",
-    "8613800138000", "010-00000000", "0755-8888888", "0755-88888888", "400-000-0000",
+    "00000000000",
+    "0000-0000000",
+    "11111111111",
+    "13800138000",
+    "+86 138 0013 8000",
+    "13800138000.0",
+    "8613800138000",
+    "010-00000000",
+    "0755-8888888",
+    "0755-88888888",
+    "400-000-0000",
     # two numbers in a cell, an extension
-    "13812345678/13912345678", "13800138000、021-62345678", "021-62345678 ext. 45",
+    "13812345678/13912345678",
+    "13800138000、021-62345678",
+    "021-62345678 ext. 45",
 ]
 
 
@@ -112,7 +147,9 @@ def test_import_restores_the_arrow_memory_pool(make_csv):
 
 def test_utf8_reader_keeps_quoted_newlines_and_reports_encoding(tmp_path):
     path = tmp_path / "n.csv"
-    path.write_bytes('\ufeff姓名,手机,备注\n张三,13812345678,"第一行\n第二行"\n李四,13912345678,\n'.encode())
+    path.write_bytes(
+        '\ufeff姓名,手机,备注\n张三,13812345678,"第一行\n第二行"\n李四,13912345678,\n'.encode()
+    )
     result = import_files(path)
     assert result.files[0].encoding == "utf-8-sig"
     assert result.data["notes"].tolist() == ["第一行\n第二行", ""]
@@ -129,22 +166,48 @@ def _messy_rows(kind: str, n: int, seed: int = 3) -> list[list[str]]:
     rng = np.random.default_rng(seed)
     phones = np.array(PHONES + ["13912345678", "13700001111"])
     emails = np.array(["a@x.com", " B@Y.COM ", "bad@", "", "c@d", "e。f@g.cn", "x y@z.com"])
-    dates = np.array(["2024/1/5", "2024年1月5日", "20240105", "45000", "2023-02-29", "", "昨天", "2024-01-05 10:30"])
+    dates = np.array(
+        [
+            "2024/1/5",
+            "2024年1月5日",
+            "20240105",
+            "45000",
+            "2023-02-29",
+            "",
+            "昨天",
+            "2024-01-05 10:30",
+        ]
+    )
     if kind == "customers":
         rows = [["客户编号", "姓名", "手机号", "邮箱", "性别", "年龄", "城市", "注册时间", "备注"]]
         for i in range(n):
-            rows.append([
-                f"C{i % 997}", ["张伟", "张先生", "", "李 娜", "Tom  Lee"][i % 5], str(rng.choice(phones)), str(rng.choice(emails)),
-                ["男", "F", "保密", "?", ""][i % 5], ["30", "30岁", "200", "x", ""][i % 5], ["北京市朝阳区", "深圳", "火星", ""][i % 4],
-                str(rng.choice(dates)), "",
-            ])
+            rows.append(
+                [
+                    f"C{i % 997}",
+                    ["张伟", "张先生", "", "李 娜", "Tom  Lee"][i % 5],
+                    str(rng.choice(phones)),
+                    str(rng.choice(emails)),
+                    ["男", "F", "保密", "?", ""][i % 5],
+                    ["30", "30岁", "200", "x", ""][i % 5],
+                    ["北京市朝阳区", "深圳", "火星", ""][i % 4],
+                    str(rng.choice(dates)),
+                    "",
+                ]
+            )
     else:
         rows = [["订单号", "客户编号", "手机号", "下单时间", "实付金额", "数量", "是否退款"]]
         for i in range(n):
-            rows.append([
-                f"O{i % 1500}", f"C{i % 300}" if i % 7 else "", str(rng.choice(phones)), str(rng.choice(dates)),
-                ["¥1,200.00", "(300)", "1.2万", "abc", "", "-50"][i % 6], ["1", "2", "x", ""][i % 4], ["否", "是", "", "?"][i % 4],
-            ])
+            rows.append(
+                [
+                    f"O{i % 1500}",
+                    f"C{i % 300}" if i % 7 else "",
+                    str(rng.choice(phones)),
+                    str(rng.choice(dates)),
+                    ["¥1,200.00", "(300)", "1.2万", "abc", "", "-50"][i % 6],
+                    ["1", "2", "x", ""][i % 4],
+                    ["否", "是", "", "?"][i % 4],
+                ]
+            )
     for at in (5, n // 2, n - 3):
         rows[at] = [""] * len(rows[0])
     rows.append(["合计"] + [""] * (len(rows[0]) - 1))
@@ -174,7 +237,16 @@ def test_every_flag_on_a_kept_row_has_its_rejects_line(make_csv, kind):
     with the column they are about and the value as written."""
     path = make_csv(f"{kind}.csv", _messy_rows(kind, 600))
     result = import_files(path, kind=kind)
-    guess = {"excel": "phone", "phone": "phone", "email": "email", "amount": "amount", "name": "name", "gender": "gender", "score": "score", "age": "age"}
+    guess = {
+        "excel": "phone",
+        "phone": "phone",
+        "email": "email",
+        "amount": "amount",
+        "name": "name",
+        "gender": "gender",
+        "score": "score",
+        "age": "age",
+    }
     expected = []
     for row, flags in zip(result.data["_row"], result.data["_flags"], strict=True):
         for part in filter(None, flags.split(";")):
@@ -184,16 +256,31 @@ def test_every_flag_on_a_kept_row_has_its_rejects_line(make_csv, kind):
     assert list(zip(kept["row"], kept["code"], kept["column"], strict=True)) == expected
     assert len(expected) > 50
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    header = {"phone": "手机号", "email": "邮箱", "amount": "实付金额", "first_contact_date": "注册时间", "order_time": "下单时间"}
+    header = {
+        "phone": "手机号",
+        "email": "邮箱",
+        "amount": "实付金额",
+        "first_contact_date": "注册时间",
+        "order_time": "下单时间",
+    }
     for _, line in kept.iterrows():
-        if line["column"] in header:  # the value quoted is the cell as written (row 2 is the first data row)
+        if (
+            line["column"] in header
+        ):  # the value quoted is the cell as written (row 2 is the first data row)
             assert line["value"] == raw[header[line["column"]]].iloc[line["row"] - 2].strip()
 
 
 def test_totals_rows_in_any_column_on_the_pool():
     from concurrent.futures import ThreadPoolExecutor
 
-    text = pd.DataFrame({"a": ["张伟", "", " ", "x", "", "y"], "b": ["1", "", "合计", " Grand Total: ", "", "小计x"], "c": ["", "", "", "", "总计", ""]}, dtype="str")
+    text = pd.DataFrame(
+        {
+            "a": ["张伟", "", " ", "x", "", "y"],
+            "b": ["1", "", "合计", " Grand Total: ", "", "小计x"],
+            "c": ["", "", "", "", "总计", ""],
+        },
+        dtype="str",
+    )
     expected = ([False, True, False, False, False, False], [False, False, True, True, True, False])
     with ThreadPoolExecutor(2) as pool:
         blank, total = _blank_and_total_rows(text, pool)
@@ -204,16 +291,18 @@ def test_totals_rows_in_any_column_on_the_pool():
 
 def test_old_mac_line_ends_and_a_quoted_newline(make_csv):
     mac = make_csv("mac.csv", [["姓名", "手机号"]])
-    mac.write_bytes("姓名,手机号\r张伟,13812345678\r\"李\n娜\",13912345678\r合计,\r".encode())
+    mac.write_bytes('姓名,手机号\r张伟,13812345678\r"李\n娜",13912345678\r合计,\r'.encode())
     result = import_files(mac)
     assert result.totals["skipped_total"] == 1 and result.totals["accepted"] == 2
 
 
 def test_old_mac_line_ends_with_a_title_row_in_gbk(tmp_path):
-    """"CSV (Macintosh)" from old Excel ends lines with \\r alone; with a title row the
+    """ "CSV (Macintosh)" from old Excel ends lines with \\r alone; with a title row the
     rows are ragged and take the general reader."""
     path = tmp_path / "mac.csv"
-    path.write_bytes("客户名单\r姓名,手机号\r张伟,13812345678\r李娜,13912345678\r合计,\r".encode("gbk"))
+    path.write_bytes(
+        "客户名单\r姓名,手机号\r张伟,13812345678\r李娜,13912345678\r合计,\r".encode("gbk")
+    )
     result = import_files(path)
     assert result.data["phone"].tolist() == ["13812345678", "13912345678"]
     assert result.totals["skipped_total"] == 1 and result.files[0].encoding == "gb18030"
@@ -222,7 +311,22 @@ def test_old_mac_line_ends_with_a_title_row_in_gbk(tmp_path):
 @pytest.mark.parametrize("fn", ["normalize_email", "normalize_phone"])
 def test_sparse_columns_give_what_every_cell_gives(fn):
     """Mostly-empty columns are normalised on their non-empty cells only."""
-    values = ["", "A@B.COM", "", "", "bad@", "", " ", "13812345678", "+86 138 1234 5678", "", "", "无", "x。y@z.cn", ""] * 5
+    values = [
+        "",
+        "A@B.COM",
+        "",
+        "",
+        "bad@",
+        "",
+        " ",
+        "13812345678",
+        "+86 138 1234 5678",
+        "",
+        "",
+        "无",
+        "x。y@z.cn",
+        "",
+    ] * 5
     s = pd.Series(values, index=pd.RangeIndex(100, 100 + len(values)), dtype="str")
     sparse_v, sparse_p = getattr(nz, fn)(s)
     full_v, full_p = getattr(nz, "_" + fn)(s)
@@ -232,19 +336,49 @@ def test_sparse_columns_give_what_every_cell_gives(fn):
 
 
 def test_scatter_text_over_sliced_and_chunked_values():
-    base = pa.chunked_array([pa.array(["zz", "ab", "", "cde"], pa.string()).slice(1), pa.array(["f"], pa.string())])
+    base = pa.chunked_array(
+        [pa.array(["zz", "ab", "", "cde"], pa.string()).slice(1), pa.array(["f"], pa.string())]
+    )
     out = nz._scatter_text(base, np.array([0, 2, 5, 6]), 8)
     assert out.to_pylist() == ["ab", "", "", "", "", "cde", "f", ""]
-    assert nz._scatter_text(pa.array([], pa.string()), np.array([], dtype=np.int64), 3).to_pylist() == ["", "", ""]
+    assert nz._scatter_text(
+        pa.array([], pa.string()), np.array([], dtype=np.int64), 3
+    ).to_pylist() == ["", "", ""]
 
 
 def test_plain_mobiles_read_from_the_buffers():
-    arr = pa.chunked_array([pa.array(["x", "13812345678", "12812345678", "1381234567", "138123456789"], pa.string()).slice(1),
-                            pa.array(["19900000000", "１３８１２３４５６７８", "13812345678.0", "", "1381234567a"], pa.string())])
-    assert nz._plain_mobiles(arr).tolist() == [True, False, False, False, True, False, False, False, False]
-    assert nz._plain_mobiles(arr.cast(pa.large_string())).tolist() == nz._plain_mobiles(arr).tolist()
-    for values in (["13812345678", "13912345678"], ["13812345678", "+86 13912345678", "无", "010-62345678"]):
-        chunked = pa.chunked_array([pa.array(values * 2, pa.large_string()), pa.array(values, pa.large_string())])
+    arr = pa.chunked_array(
+        [
+            pa.array(
+                ["x", "13812345678", "12812345678", "1381234567", "138123456789"], pa.string()
+            ).slice(1),
+            pa.array(
+                ["19900000000", "１３８１２３４５６７８", "13812345678.0", "", "1381234567a"],
+                pa.string(),
+            ),
+        ]
+    )
+    assert nz._plain_mobiles(arr).tolist() == [
+        True,
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    assert (
+        nz._plain_mobiles(arr.cast(pa.large_string())).tolist() == nz._plain_mobiles(arr).tolist()
+    )
+    for values in (
+        ["13812345678", "13912345678"],
+        ["13812345678", "+86 13912345678", "无", "010-62345678"],
+    ):
+        chunked = pa.chunked_array(
+            [pa.array(values * 2, pa.large_string()), pa.array(values, pa.large_string())]
+        )
         got = nz.normalize_phone(pd.Series(chunked, dtype="str"))
         want = nz._phone_full(pd.Series(values * 3, dtype="str"))
         assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
@@ -252,14 +386,23 @@ def test_plain_mobiles_read_from_the_buffers():
 
 def test_phone_and_email_checks_reject_what_the_normalisers_never_give():
     """The schema's safety net on canonical phones/e-mails still fails a bad value."""
-    df = pd.DataFrame({
-        "_source_file": ["f"] * 5, "_sheet": [""] * 5, "_row": np.arange(2, 7, dtype="int64"),
-        "phone": pd.Series(["13812345678", "12345", "", "021-62345678", "+14155550123"], dtype="str"),
-        "email": pd.Series(["a@b.cn", "", "x@y.com", "no-at-sign", ""], dtype="str"),
-    })
+    df = pd.DataFrame(
+        {
+            "_source_file": ["f"] * 5,
+            "_sheet": [""] * 5,
+            "_row": np.arange(2, 7, dtype="int64"),
+            "phone": pd.Series(
+                ["13812345678", "12345", "", "021-62345678", "+14155550123"], dtype="str"
+            ),
+            "email": pd.Series(["a@b.cn", "", "x@y.com", "no-at-sign", ""], dtype="str"),
+        }
+    )
     rejected, rejects = validate(df, "customers")
     assert rejected.tolist() == [False, True, False, True, False]
-    assert sorted(zip(rejects["row"], rejects["code"], strict=True)) == [(3, "phone_invalid"), (5, "email_invalid")]
+    assert sorted(zip(rejects["row"], rejects["code"], strict=True)) == [
+        (3, "phone_invalid"),
+        (5, "email_invalid"),
+    ]
     objects = df.assign(phone=df["phone"].astype(object), email=df["email"].astype(object))
     assert validate(objects, "customers")[0].tolist() == rejected.tolist()
 
@@ -271,18 +414,26 @@ def test_columns_checked_on_their_own_give_what_one_validation_gives(kind):
     from custtool.schemas import check_column, check_keys, key_columns
 
     n = 6
-    df = pd.DataFrame({
-        "_source_file": ["f"] * n, "_sheet": [""] * n, "_row": np.arange(2, 2 + n, dtype="int64"),
-        "customer_id": pd.Series(["", "C1", "", "", "C2", ""], dtype="str"),
-        "phone": pd.Series(["13812345678", "12345", "", "021-62345678", "bad", ""], dtype="str"),
-        "email": pd.Series(["a@b.cn", "", "x@y.com", "no-at-sign", "", ""], dtype="str"),
-    })
+    df = pd.DataFrame(
+        {
+            "_source_file": ["f"] * n,
+            "_sheet": [""] * n,
+            "_row": np.arange(2, 2 + n, dtype="int64"),
+            "customer_id": pd.Series(["", "C1", "", "", "C2", ""], dtype="str"),
+            "phone": pd.Series(
+                ["13812345678", "12345", "", "021-62345678", "bad", ""], dtype="str"
+            ),
+            "email": pd.Series(["a@b.cn", "", "x@y.com", "no-at-sign", "", ""], dtype="str"),
+        }
+    )
     if kind == "customers":
         df["gender"] = pd.Series(["男", "女", "?", "未知", "男", "X"], dtype="str")
         df["age"] = pd.array([30, 200, None, 5, -1, 40], dtype="Int64")
     else:
         df["amount"] = [1.0, np.nan, 3.0, 4.0, np.nan, 6.0]
-        df["order_time"] = pd.to_datetime(["2024-01-01", None, "2024-01-03", None, "2024-01-05", "2024-01-06"])
+        df["order_time"] = pd.to_datetime(
+            ["2024-01-01", None, "2024-01-03", None, "2024-01-05", "2024-01-06"]
+        )
     whole = validate(df, kind)
     checked = {c: fc for c in df.columns if (fc := check_column(kind, c, df[c])) is not None}
     assert "phone" in checked and len(checked["phone"])
@@ -303,15 +454,23 @@ def test_flags_joined_on_the_flagged_rows_as_join_problems_joins_them():
     c = np.array(["", "", "", "v", np.nan], dtype=object)
     got = _join_flags([(_hits(p), p[_hits(p)]) for p in (a, b, c)], 5).to_pylist()
     assert got == ["x", "z", "", "y;w;v", ""]
-    assert got == nz.join_problems(pd.Series(a), pd.Series(b), pd.Series(c.copy()).fillna("")).tolist()
+    assert (
+        got == nz.join_problems(pd.Series(a), pd.Series(b), pd.Series(c.copy()).fillna("")).tolist()
+    )
     assert _join_flags([], 3).to_pylist() == ["", "", ""]
 
 
 def test_validate_on_a_frame_with_repeated_row_labels():
-    df = pd.DataFrame({
-        "_source_file": ["f"] * 3, "_sheet": [""] * 3, "_row": np.array([2, 3, 4], dtype="int64"),
-        "phone": pd.array(["", "13812345678", ""], dtype="str"), "email": pd.array(["", "", "a@b.cn"], dtype="str"),
-    }, index=[7, 7, 8])
+    df = pd.DataFrame(
+        {
+            "_source_file": ["f"] * 3,
+            "_sheet": [""] * 3,
+            "_row": np.array([2, 3, 4], dtype="int64"),
+            "phone": pd.array(["", "13812345678", ""], dtype="str"),
+            "email": pd.array(["", "", "a@b.cn"], dtype="str"),
+        },
+        index=[7, 7, 8],
+    )
     original = {"phone": pd.Series(["无", "138 1234 5678", ""], index=df.index, dtype="str")}
     rejected, rejects = validate(df, "customers", original)
     assert rejected.tolist() == [True, False, False] and rejected.index.tolist() == [7, 7, 8]
@@ -342,9 +501,14 @@ def test_openpyxl_reads_what_calamine_reads(shop_xlsx):
     wb.create_sheet("码表").sheet_state = "hidden"
     wb.save(shop_xlsx)
     fast, slow = read_raw(shop_xlsx), _read_workbook_openpyxl(shop_xlsx, None)
-    assert slow is not None and [r.sheet for r in slow] == [r.sheet for r in fast] == ["会员", "说明"]
+    assert slow is not None and [r.sheet for r in slow] == [r.sheet for r in fast] == [
+        "会员",
+        "说明",
+    ]
     for a, b in zip(fast, slow, strict=True):
-        pd.testing.assert_frame_equal(a.grid.astype(object), b.grid.astype(object), check_dtype=False)
+        pd.testing.assert_frame_equal(
+            a.grid.astype(object), b.grid.astype(object), check_dtype=False
+        )
         assert sorted(a.merged) == sorted(b.merged)
 
 
@@ -375,12 +539,33 @@ def test_fixed_width_dates_agree_with_the_patterns(monkeypatch, keep_time):
     hh, mm, ss = rng.integers(0, 25, n), rng.integers(0, 61, n), rng.integers(0, 61, n)
     sep = np.where(rng.random(n) < 0.5, "-", "/")
     date = [f"{a:04d}{s}{b:02d}{s}{c:02d}" for a, b, c, s in zip(y, m, d, sep, strict=True)]
-    stamp = [f"{x}{'T' if i % 7 == 0 else ' '}{h:02d}:{mi:02d}:{se:02d}" for i, (x, h, mi, se) in enumerate(zip(date, hh, mm, ss, strict=True))]
-    odd = ["2024-01-05 10:30", "2024-1-5", "2024/01-05", "2024-01-05 10:30:00+08:00", "20240105", "2024年1月5日", "", "45000",
-           "2024-01-05x10:30:00", "2024-01-0510:30:00", "abcd-ef-gh", "2024-02-29 23:59:59", "2023-02-29"]
+    stamp = [
+        f"{x}{'T' if i % 7 == 0 else ' '}{h:02d}:{mi:02d}:{se:02d}"
+        for i, (x, h, mi, se) in enumerate(zip(date, hh, mm, ss, strict=True))
+    ]
+    odd = [
+        "2024-01-05 10:30",
+        "2024-1-5",
+        "2024/01-05",
+        "2024-01-05 10:30:00+08:00",
+        "20240105",
+        "2024年1月5日",
+        "",
+        "45000",
+        "2024-01-05x10:30:00",
+        "2024-01-0510:30:00",
+        "abcd-ef-gh",
+        "2024-02-29 23:59:59",
+        "2023-02-29",
+    ]
     s = pd.Series(date[:1000] + stamp[1000:] + odd, dtype="str")
     fast = nz.normalize_date(s, keep_time=keep_time)
-    none = lambda arr: (np.zeros(len(arr), dtype=bool), {k: np.full(len(arr), np.nan) for k in ("y", "m", "d", "H", "M", "S")})  # noqa: E731
+
+    def none(arr):
+        return np.zeros(len(arr), dtype=bool), {
+            k: np.full(len(arr), np.nan) for k in ("y", "m", "d", "H", "M", "S")
+        }
+
     monkeypatch.setattr(nz, "_fixed_width_dates", none)
     slow = nz.normalize_date(s, keep_time=keep_time)
     pd.testing.assert_series_equal(fast[0], slow[0])
@@ -389,7 +574,11 @@ def test_fixed_width_dates_agree_with_the_patterns(monkeypatch, keep_time):
 
 
 def test_distinct_values_path_and_whole_column_path_agree(monkeypatch):
-    stamps = pd.Series([f"2024-01-{d:02d} 10:{m:02d}:00" for d in range(1, 29) for m in range(60)] + ["", "bad", "2023-02-29 10:00:00"], dtype="str")
+    stamps = pd.Series(
+        [f"2024-01-{d:02d} 10:{m:02d}:00" for d in range(1, 29) for m in range(60)]
+        + ["", "bad", "2023-02-29 10:00:00"],
+        dtype="str",
+    )
     normal = nz.on_uniques_codes(nz.normalize_date, stamps, keep_time=True)
     monkeypatch.setattr(nz, "_LOOK", 10)  # the first values all differ: no distinct-value pass
     whole = nz.on_uniques_codes(nz.normalize_date, stamps, keep_time=True)
@@ -410,7 +599,11 @@ def test_quoted_newlines_below_the_top_of_a_file_across_blocks(tmp_path, monkeyp
     lines = [",".join(header)]
     for i in range(300):
         note = f'"第{i}行\n备注,含逗号"' if i % 7 == 3 else f"备注{i}"
-        row = [f"张{i}", f"138{i:08d}", note] if width > 1 else [f'"138{i:08d}\n"' if i % 7 == 3 else f"138{i:08d}"]
+        row = (
+            [f"张{i}", f"138{i:08d}", note]
+            if width > 1
+            else [f'"138{i:08d}\n"' if i % 7 == 3 else f"138{i:08d}"]
+        )
         lines.append(",".join(row))
     path = tmp_path / f"notes{width}.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -429,8 +622,17 @@ def test_key_rule_on_distinct_combinations_names_every_failing_row(kind):
 
     rng = np.random.default_rng(11)
     n = 500
-    cols = {c: pd.Series(np.where(rng.random(n) < 0.5, "", f"{c[0]}1"), index=pd.RangeIndex(100, 100 + n), dtype="str") for c in key_columns(kind)}
-    cols["email"] = cols["email"].where(rng.random(n) < 0.9, "   ")  # blank after trimming: not given
+    cols = {
+        c: pd.Series(
+            np.where(rng.random(n) < 0.5, "", f"{c[0]}1"),
+            index=pd.RangeIndex(100, 100 + n),
+            dtype="str",
+        )
+        for c in key_columns(kind)
+    }
+    cols["email"] = cols["email"].where(
+        rng.random(n) < 0.9, "   "
+    )  # blank after trimming: not given
     got = check_keys(kind, cols)
     present = _has_any(key_columns(kind))(pd.DataFrame(cols)).rename("_key_present")
     want = check_column(kind, "_key_present", present)

@@ -22,12 +22,16 @@ def test_csv_encodings_detected(make_csv, encoding):
     assert result.kind == "customers"
     assert result.data["name"].tolist() == ["张伟", "李娜"]
     assert result.data["email"].tolist() == ["", "li@qq.com"]
-    expected = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "gbk": "gb18030", "gb18030": "gb18030"}[encoding]
+    expected = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "gbk": "gb18030", "gb18030": "gb18030"}[
+        encoding
+    ]
     assert result.files[0].encoding == expected
 
 
 def test_gb18030_only_characters(make_csv):
-    path = make_csv("g.csv", [HEADER, ["M001", "王䶮", "13812345678", "", "男", "", "北京", "€5"]], "gb18030")
+    path = make_csv(
+        "g.csv", [HEADER, ["M001", "王䶮", "13812345678", "", "男", "", "北京", "€5"]], "gb18030"
+    )
     result = import_files(path)
     assert result.data["name"].tolist() == ["王䶮"]
 
@@ -45,12 +49,20 @@ def test_xlsx_title_rows_merged_totals_blank_and_notes_sheet(shop_xlsx):
     report = result.files[0]
     assert (report.sheet, report.header_row) == ("会员", 3)
     assert report.rows_read == 6
-    assert (report.accepted, report.rejected, report.skipped_blank, report.skipped_total) == (3, 1, 1, 1)
+    assert (report.accepted, report.rejected, report.skipped_blank, report.skipped_total) == (
+        3,
+        1,
+        1,
+        1,
+    )
     assert report.accepted + report.rejected + report.skipped == report.rows_read
     d = result.data
     assert d["_row"].tolist() == [4, 5, 8]
     assert d["phone"].tolist() == ["13812345678", "13900001111", "13700001111"]
-    assert d["first_contact_date"].tolist()[:2] == [pd.Timestamp("2024-01-05"), pd.Timestamp("2024-02-01")]
+    assert d["first_contact_date"].tolist()[:2] == [
+        pd.Timestamp("2024-01-05"),
+        pd.Timestamp("2024-02-01"),
+    ]
     assert pd.isna(d["first_contact_date"].iloc[2])
     assert "date_invalid:first_contact_date" in d["_flags"].iloc[2]
     assert d["name"].tolist() == ["张三", "李四", "赵六"]
@@ -101,7 +113,13 @@ def test_two_sheets_of_one_kind_become_one_table(tmp_path):
 
 
 def test_csv_row_numbers_count_records_with_multiline_notes(make_csv):
-    rows = [["姓名", "手机号", "备注"], ["张三", "13800000001", "第一行\n第二行"], ["", "", ""], ["李四", "bad", ""], ["王五", "13800000003", ""]]
+    rows = [
+        ["姓名", "手机号", "备注"],
+        ["张三", "13800000001", "第一行\n第二行"],
+        ["", "", ""],
+        ["李四", "bad", ""],
+        ["王五", "13800000003", ""],
+    ]
     result = import_files(make_csv("n.csv", rows))
     assert result.data["_row"].tolist() == [2, 5]
     assert result.data["notes"].iloc[0] == "第一行\n第二行"
@@ -110,7 +128,9 @@ def test_csv_row_numbers_count_records_with_multiline_notes(make_csv):
 
 def test_tsv_and_ragged_rows(tmp_path):
     path = tmp_path / "t.tsv"
-    path.write_text("姓名\t手机号\t城市\n张三\t13800000001\n李四\t13800000002\t上海\n", encoding="utf-8")
+    path.write_text(
+        "姓名\t手机号\t城市\n张三\t13800000001\n李四\t13800000002\t上海\n", encoding="utf-8"
+    )
     result = import_files(path)
     assert result.data["city"].tolist() == ["", "上海市"]
     assert result.totals["accepted"] == 2
@@ -143,7 +163,9 @@ def test_empty_and_corrupt_files(tmp_path):
 
 def test_mixed_kinds_refused(make_csv):
     c = make_csv("c.csv", [HEADER, GOOD])
-    o = make_csv("o.csv", [["订单号", "会员ID", "下单时间", "实付金额"], ["1", "M001", "2024-01-01", "10"]])
+    o = make_csv(
+        "o.csv", [["订单号", "会员ID", "下单时间", "实付金额"], ["1", "M001", "2024-01-01", "10"]]
+    )
     with pytest.raises(InputError, match="different kinds"):
         import_files([c, o])
 
@@ -163,16 +185,28 @@ def test_orders_amounts_refunds_and_rejects(make_csv):
     d = result.data
     assert d["amount"].tolist() == [1200.0, -300.0]
     assert d["refund"].tolist() == [False, True]
-    assert d["order_time"].tolist() == [pd.Timestamp("2024-01-05 10:00"), pd.Timestamp("2024-01-06 11:00")]
+    assert d["order_time"].tolist() == [
+        pd.Timestamp("2024-01-05 10:00"),
+        pd.Timestamp("2024-01-06 11:00"),
+    ]
     rej = result.rejects.query("action == 'rejected'").sort_values("row")
-    assert rej[["row", "code"]].values.tolist() == [[4, "no_customer_key"], [5, "time_missing"], [6, "amount_missing"]]
+    assert rej[["row", "code"]].values.tolist() == [
+        [4, "no_customer_key"],
+        [5, "time_missing"],
+        [6, "amount_missing"],
+    ]
     assert rej["value"].tolist()[2] == "abc"
     t = result.totals
     assert (t["rows_read"], t["accepted"], t["rejected"], t["skipped"]) == (6, 2, 3, 1)
 
 
 def test_surveys_bad_scores_kept_and_flagged(make_csv):
-    rows = [["手机号", "推荐意愿(0-10)", "满意度"], ["13800000001", "9", "5"], ["13800000002", "11", "4"], ["13800000003", "", "3"]]
+    rows = [
+        ["手机号", "推荐意愿(0-10)", "满意度"],
+        ["13800000001", "9", "5"],
+        ["13800000002", "11", "4"],
+        ["13800000003", "", "3"],
+    ]
     result = import_files(make_csv("s.csv", rows))
     assert result.kind == "surveys"
     assert result.data["score"].tolist()[0] == 9.0
@@ -203,7 +237,9 @@ row_kind = st.sampled_from(["good", "bad", "blank", "total", "flagged"])
 
 @given(st.lists(row_kind, min_size=1, max_size=40), st.sampled_from(["utf-8", "gbk"]))
 @pytest.mark.slow
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_row_accounting_property(tmp_path, kinds, encoding):
     """rows read = accepted + rejected + skipped, and each row lands where it should."""
     import csv
@@ -230,11 +266,16 @@ def test_row_accounting_property(tmp_path, kinds, encoding):
     assert t["rejected"] == kinds.count("bad")
     assert t["skipped_blank"] == kinds.count("blank")
     assert t["skipped_total"] == kinds.count("total")
-    assert sorted(result.data["_row"]) == [i + 2 for i, k in enumerate(kinds) if k in ("good", "flagged")]
+    assert sorted(result.data["_row"]) == [
+        i + 2 for i, k in enumerate(kinds) if k in ("good", "flagged")
+    ]
 
 
 def test_semicolon_and_pipe_separated_exports(tmp_path):
-    (tmp_path / "semi.csv").write_text("客户导出 2026-10\n姓名;手机号;城市\n张三;13800000001;北京\n李四;13800000002;上海\n", encoding="utf-8")
+    (tmp_path / "semi.csv").write_text(
+        "客户导出 2026-10\n姓名;手机号;城市\n张三;13800000001;北京\n李四;13800000002;上海\n",
+        encoding="utf-8",
+    )
     (tmp_path / "pipe.txt").write_text("姓名|手机号|城市\n张三|13800000001|北京\n", encoding="gbk")
     semi = import_files(tmp_path / "semi.csv")
     assert semi.data["city"].tolist() == ["北京市", "上海市"]
@@ -281,7 +322,9 @@ def test_import_keeps_every_number_of_a_cell_and_extensions(make_csv):
     assert data["phones"].tolist() == ["13812345678;13912345678", "021-62345678", "13700001111"]
     assert data["phone_ext"].tolist() == ["", "123", ""]
     assert result.totals["rejected"] == 1
-    assert result.rejects[["row", "value", "code"]].values.tolist() == [[4, "00000000000", "no_contact"]]
+    assert result.rejects[["row", "value", "code"]].values.tolist() == [
+        [4, "00000000000", "no_contact"]
+    ]
 
 
 def test_clean_links_records_on_a_second_number_of_a_cell(make_csv):
@@ -323,7 +366,12 @@ def test_address_and_city_columns_give_province_district_and_region(make_csv):
     )
     data = import_files(path).data
     # the address stays as written; the city column holds the standard city
-    assert data["address"].tolist() == ["广东省深圳市南山区科技园", "北京市朝阳区建国路88号", "", ""]
+    assert data["address"].tolist() == [
+        "广东省深圳市南山区科技园",
+        "北京市朝阳区建国路88号",
+        "",
+        "",
+    ]
     assert data["city"].tolist() == ["深圳市", "北京市", "杭州市", "火星"]
     assert data["province"].tolist() == ["广东省", "北京市", "浙江省", ""]
     assert data["district"].tolist() == ["南山区", "朝阳区", "西湖区", ""]
@@ -331,10 +379,18 @@ def test_address_and_city_columns_give_province_district_and_region(make_csv):
 
 
 def test_an_address_column_alone_gives_the_city(make_csv):
-    path = make_csv("c.csv", [["姓名", "手机号", "联系地址"], ["张伟", "13812345678", "广东省深圳市南山区"]])
+    path = make_csv(
+        "c.csv", [["姓名", "手机号", "联系地址"], ["张伟", "13812345678", "广东省深圳市南山区"]]
+    )
     data = import_files(path).data
     row = data.iloc[0]
-    assert (row["address"], row["province"], row["city"], row["district"], row["region"]) == ("广东省深圳市南山区", "广东省", "深圳市", "南山区", "华南")
+    assert (row["address"], row["province"], row["city"], row["district"], row["region"]) == (
+        "广东省深圳市南山区",
+        "广东省",
+        "深圳市",
+        "南山区",
+        "华南",
+    )
 
 
 # --------------------------------------------------------------------------- DataFrames in
@@ -346,8 +402,15 @@ def test_import_files_takes_a_dataframe_as_one_file(make_csv, tmp_path):
     df = pd.DataFrame(
         {
             "姓名": ["张三", "李四", None, "王五"],
-            "手机号": [13812345678.0, np.nan, 13912345678.0, 13800138000.0],  # as pandas reads a number column
-            "注册时间": pd.to_datetime(["2024-01-05", None, "2024-02-01 10:30", "2024-03-01"], format="ISO8601"),
+            "手机号": [
+                13812345678.0,
+                np.nan,
+                13912345678.0,
+                13800138000.0,
+            ],  # as pandas reads a number column
+            "注册时间": pd.to_datetime(
+                ["2024-01-05", None, "2024-02-01 10:30", "2024-03-01"], format="ISO8601"
+            ),
             "城市": ["深圳", "北京市朝阳区", "", "上海"],
         }
     )
@@ -356,13 +419,25 @@ def test_import_files_takes_a_dataframe_as_one_file(make_csv, tmp_path):
     df.to_csv(path, index=False)
     from_csv = import_files(path)
     provenance = ["_source_file", "_channel"]
-    pd.testing.assert_frame_equal(from_frame.data.drop(columns=provenance), from_csv.data.drop(columns=provenance))
+    pd.testing.assert_frame_equal(
+        from_frame.data.drop(columns=provenance), from_csv.data.drop(columns=provenance)
+    )
     assert from_frame.data["_source_file"].unique().tolist() == ["<DataFrame 0>"]
     assert from_frame.data["phone"].tolist() == ["13812345678", "13912345678"]
     assert from_frame.data["_row"].tolist() == [2, 4]  # the header is row 1, as in a CSV
-    assert from_frame.totals == from_csv.totals == {
-        "rows_read": 4, "accepted": 2, "rejected": 2, "skipped": 0, "skipped_blank": 0, "skipped_total": 0, "flagged": 0,
-    }
+    assert (
+        from_frame.totals
+        == from_csv.totals
+        == {
+            "rows_read": 4,
+            "accepted": 2,
+            "rejected": 2,
+            "skipped": 0,
+            "skipped_blank": 0,
+            "skipped_total": 0,
+            "flagged": 0,
+        }
+    )
     assert from_frame.rejects["file"].tolist() == ["<DataFrame 0>", "<DataFrame 0>"]
     assert from_frame.rejects["row"].tolist() == from_csv.rejects["row"].tolist() == [3, 5]
 

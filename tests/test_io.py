@@ -33,4 +33,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 def test_formula_text_neutralised_numbers_kept():
     s = pd.Series(["=1+2", "+cmd", "@SUM(A1)", "-2+3", "-20", "\tx", "正常", "13800000000"])
-    assert cio.neutralize_formula_text(s).tolist() == ["'=1+2", "'+cmd", "'@SUM(A1)", "'-2+3", "-20", "'\tx", "正常", "13800000000"]
+    assert cio.neutralize_formula_text(s).tolist() == [
+        "'=1+2",
+        "'+cmd",
+        "'@SUM(A1)",
+        "'-2+3",
+        "-20",
+        "'\tx",
+        "正常",
+        "13800000000",
+    ]

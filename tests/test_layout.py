@@ -90,5 +90,13 @@ def test_no_import_circle_in_custtool():
 
 def test_ltv_and_nps_do_not_import_the_segment_steps():
     graph = import_graph()
-    for low_level in ("custtool.ltv", "custtool.nps", "custtool.rfm", "custtool.metrics", "custtool.attribution"):
-        assert not graph[low_level] & {"custtool.segment", "custtool.pipeline", "custtool.cli"}, low_level
+    for low_level in (
+        "custtool.ltv",
+        "custtool.nps",
+        "custtool.rfm",
+        "custtool.metrics",
+        "custtool.attribution",
+    ):
+        assert not graph[low_level] & {"custtool.segment", "custtool.pipeline", "custtool.cli"}, (
+            low_level
+        )

@@ -20,7 +20,9 @@ from custtool.ltv import (
 )
 from custtool.metrics import customer_metrics
 
-DATA = Path(__file__).parent / "data"  # copies of the shared CDNOW reference files (see data/README.md)
+DATA = (
+    Path(__file__).parent / "data"
+)  # copies of the shared CDNOW reference files (see data/README.md)
 
 PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 PUBLISHED_GG = {"p": 6.25, "q": 3.74, "v": 15.44}
@@ -33,8 +35,13 @@ def cdnow() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def transactions() -> pd.DataFrame:
-    tx = pd.read_csv(DATA / "cdnow_sample_transactions.txt", sep=r"\s+", header=None,
-                     names=["customer_id", "sample_id", "date", "cds", "amount"], dtype={"customer_id": str, "sample_id": str, "date": str})
+    tx = pd.read_csv(
+        DATA / "cdnow_sample_transactions.txt",
+        sep=r"\s+",
+        header=None,
+        names=["customer_id", "sample_id", "date", "cds", "amount"],
+        dtype={"customer_id": str, "sample_id": str, "date": str},
+    )
     tx["order_time"] = pd.to_datetime(tx["date"], format="%Y%m%d")
     return tx
 
@@ -69,13 +76,19 @@ def test_summary_from_raw_transactions_matches_published_summary(transactions, c
     assert np.allclose(s["monetary_value"].fillna(0), cdnow["zbar"], atol=0.005 + 1e-9)
     # customer 1: purchases 1997-01-01, 01-18, 08-02 → x=2, t_x=213/7, T=272/7, zbar=(29.73+14.96)/2
     row = s.loc[1]
-    assert row["x"] == 2 and row["t_x"] == pytest.approx(213 / 7) and row["T"] == pytest.approx(272 / 7)
+    assert (
+        row["x"] == 2
+        and row["t_x"] == pytest.approx(213 / 7)
+        and row["T"] == pytest.approx(272 / 7)
+    )
     assert row["monetary_value"] == pytest.approx(22.345)
 
 
 def test_whole_pipeline_on_cdnow_transactions(transactions):
     """customer_metrics → fit_ltv on the raw CDNOW purchases gives the published fits."""
-    m, rep = customer_metrics(transactions[["customer_id", "order_time", "amount"]], None, as_of="1997-09-30")
+    m, rep = customer_metrics(
+        transactions[["customer_id", "order_time", "amount"]], None, as_of="1997-09-30"
+    )
     assert len(m) == 2357 and rep.rows_after_as_of > 0
     out, info = fit_ltv(m, unit="weeks", horizon_days=273)
     for k, v in PUBLISHED_BGNBD.items():
@@ -105,7 +118,12 @@ def test_weighted_fit_on_distinct_rows_equals_full_fit(cdnow, bg_fit):
     f2 = fit_bgnbd(g, weights=g["w"], unit="weeks")
     for k in ("r", "alpha", "a", "b"):
         assert getattr(f2, k) == pytest.approx(getattr(bg_fit, k), rel=1e-4)
-    ll = bgnbd_loglik(np.array([bg_fit.r, bg_fit.alpha, bg_fit.a, bg_fit.b]), cdnow["x"].to_numpy(float), cdnow["t_x"].to_numpy(float), cdnow["T"].to_numpy(float))
+    ll = bgnbd_loglik(
+        np.array([bg_fit.r, bg_fit.alpha, bg_fit.a, bg_fit.b]),
+        cdnow["x"].to_numpy(float),
+        cdnow["t_x"].to_numpy(float),
+        cdnow["T"].to_numpy(float),
+    )
     assert ll.sum() == pytest.approx(bg_fit.loglik, rel=1e-9)
 
 
@@ -142,9 +160,16 @@ def test_fallback_when_too_small_and_when_no_repeat():
 
 
 def test_churn_flag_follows_p_alive_level(cdnow):
-    m = pd.DataFrame({"bg_x": cdnow["x"], "bg_t_x": cdnow["t_x"] * 7, "bg_T": cdnow["T"] * 7,
-                      "bg_repeat_avg": cdnow["zbar"].where(cdnow["x"] > 0), "historical_value": 0.0,
-                      "first_order": pd.Timestamp("1997-01-01")})
+    m = pd.DataFrame(
+        {
+            "bg_x": cdnow["x"],
+            "bg_t_x": cdnow["t_x"] * 7,
+            "bg_T": cdnow["T"] * 7,
+            "bg_repeat_avg": cdnow["zbar"].where(cdnow["x"] > 0),
+            "historical_value": 0.0,
+            "first_order": pd.Timestamp("1997-01-01"),
+        }
+    )
     out, info = fit_ltv(m, unit="weeks", churn_level=0.5)
     assert info.bgnbd is not None
     assert (out["churn_risk"] == (out["p_alive"] < 0.5)).all()
@@ -158,10 +183,17 @@ def test_churn_flag_follows_p_alive_level(cdnow):
 def test_analytic_gradient_matches_finite_differences(cdnow):
     from custtool.ltv import _BGData
 
-    d = _BGData(cdnow["x"].to_numpy(float), cdnow["t_x"].to_numpy(float), cdnow["T"].to_numpy(float), np.ones(len(cdnow)))
+    d = _BGData(
+        cdnow["x"].to_numpy(float),
+        cdnow["t_x"].to_numpy(float),
+        cdnow["T"].to_numpy(float),
+        np.ones(len(cdnow)),
+    )
     z = np.log([0.3, 5.0, 0.9, 2.0])
     f0, g = d.nll_and_grad(z)
     h = 1e-6
-    num = [(d.nll_and_grad(z + h * e)[0] - d.nll_and_grad(z - h * e)[0]) / (2 * h) for e in np.eye(4)]
+    num = [
+        (d.nll_and_grad(z + h * e)[0] - d.nll_and_grad(z - h * e)[0]) / (2 * h) for e in np.eye(4)
+    ]
     assert np.allclose(g, num, rtol=1e-5, atol=1e-8)
     assert f0 == pytest.approx(-d.loglik(np.exp(z)).mean())

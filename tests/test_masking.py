@@ -84,7 +84,14 @@ def test_id_and_bank_card_never_reach_an_output(run_folder, report):
     folder = run_folder(report)
     texts = _text_of_outputs(folder)
     # the outputs this test is about are there (and hold the masked forms)
-    assert {"report.xlsx", "clean_report.xlsx", "followups.xlsx", "segment_summary.xlsx", "cards.html", "rejects.csv"} <= set(texts)
+    assert {
+        "report.xlsx",
+        "clean_report.xlsx",
+        "followups.xlsx",
+        "segment_summary.xlsx",
+        "cards.html",
+        "rejects.csv",
+    } <= set(texts)
     assert "6222***********0123" in texts["report.xlsx"]  # the bank card, masked
     assert "110***********123X" in texts["report.xlsx"]  # the ID number, masked
     for name, text in texts.items():
@@ -107,7 +114,9 @@ def test_unmatched_orders_sheet_has_no_full_phone(run_folder):
     folder = run_folder("{}")
     wb = load_workbook(folder / "segment_summary.xlsx", read_only=True)
     assert "未匹配订单" in wb.sheetnames
-    cells = [v for row in wb["未匹配订单"].iter_rows(values_only=True) for v in row if isinstance(v, str)]
+    cells = [
+        v for row in wb["未匹配订单"].iter_rows(values_only=True) for v in row if isinstance(v, str)
+    ]
     assert "139****1111" in cells
     assert not any(UNMATCHED_PHONE in v for v in cells)
 
@@ -116,11 +125,47 @@ def test_role_that_may_not_unmask_is_exit_2_for_every_command(tmp_path):
     _write_inputs(tmp_path, "{}")
     cust = tmp_path / "customers.csv"
     seg = tmp_path / "seg.csv"
-    pd.DataFrame({"customer_id": ["C1"], "name": ["张三"], "phone": [PHONE], "monetary": [1.0], "tier": ["A"]}).to_csv(seg, index=False)
+    pd.DataFrame(
+        {
+            "customer_id": ["C1"],
+            "name": ["张三"],
+            "phone": [PHONE],
+            "monetary": [1.0],
+            "tier": ["A"],
+        }
+    ).to_csv(seg, index=False)
     commands = {
-        "report": ["report", str(seg), "-o", str(tmp_path / "r.xlsx"), "--role", "analyst", "--no-mask"],
-        "followups": ["followups", str(seg), "--log", str(tmp_path / "log.csv"), "-o", str(tmp_path / "f.xlsx"), "--role", "analyst", "--no-mask"],
-        "clean": ["clean", str(cust), "-o", str(tmp_path / "c.parquet"), "--report", str(tmp_path / "cr.xlsx"), "--role", "analyst", "--no-mask"],
+        "report": [
+            "report",
+            str(seg),
+            "-o",
+            str(tmp_path / "r.xlsx"),
+            "--role",
+            "analyst",
+            "--no-mask",
+        ],
+        "followups": [
+            "followups",
+            str(seg),
+            "--log",
+            str(tmp_path / "log.csv"),
+            "-o",
+            str(tmp_path / "f.xlsx"),
+            "--role",
+            "analyst",
+            "--no-mask",
+        ],
+        "clean": [
+            "clean",
+            str(cust),
+            "-o",
+            str(tmp_path / "c.parquet"),
+            "--report",
+            str(tmp_path / "cr.xlsx"),
+            "--role",
+            "analyst",
+            "--no-mask",
+        ],
     }
     yaml_path = _write_inputs(tmp_path / "run", "{role: analyst, mask: false}")
     commands["run"] = ["run", str(yaml_path), "--quiet"]
@@ -137,9 +182,24 @@ def test_followups_no_mask_for_admin_keeps_id_masked(tmp_path):
 
     _write_inputs(tmp_path, "{}")
     seg = tmp_path / "seg.csv"
-    pd.DataFrame({"customer_id": ["V001"], "name": ["张三"], "phone": [PHONE], "owner": ["王经理"]}).to_csv(seg, index=False)
+    pd.DataFrame(
+        {"customer_id": ["V001"], "name": ["张三"], "phone": [PHONE], "owner": ["王经理"]}
+    ).to_csv(seg, index=False)
     out = tmp_path / "f.xlsx"
-    result = runner.invoke(app, ["followups", str(seg), "--log", str(tmp_path / "log.csv"), "-o", str(out), "--as-of", "2026-09-30", "--no-mask"])
+    result = runner.invoke(
+        app,
+        [
+            "followups",
+            str(seg),
+            "--log",
+            str(tmp_path / "log.csv"),
+            "-o",
+            str(out),
+            "--as-of",
+            "2026-09-30",
+            "--no-mask",
+        ],
+    )
     assert result.exit_code == 0, result.output + result.stderr
     with zipfile.ZipFile(out) as z:
         text = "".join(z.read(n).decode() for n in z.namelist())
@@ -161,10 +221,28 @@ def test_clean_report_masked_by_default(tmp_path):
 
     def report_strings(*extra: str) -> list[str]:
         rep = tmp_path / "cr.xlsx"
-        result = runner.invoke(app, ["clean", str(imported), "-o", str(tmp_path / "c.parquet"), "--report", str(rep), "--quiet", *extra])
+        result = runner.invoke(
+            app,
+            [
+                "clean",
+                str(imported),
+                "-o",
+                str(tmp_path / "c.parquet"),
+                "--report",
+                str(rep),
+                "--quiet",
+                *extra,
+            ],
+        )
         assert result.exit_code == 0, result.output + result.stderr
         wb = load_workbook(rep, read_only=True)
-        return [v for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row if isinstance(v, str)]
+        return [
+            v
+            for ws in wb.worksheets
+            for row in ws.iter_rows(values_only=True)
+            for v in row
+            if isinstance(v, str)
+        ]
 
     masked = report_strings()
     assert "138****5678" in masked and "张*" in masked
@@ -197,14 +275,35 @@ def test_policy_by_name_label_alias_and_content():
 
 
 def test_bank_card_and_text_maskers_hand_checked():
-    assert mask_bank_cards(pd.Series(["6222 0212 3456 7890", "1234", ""])).tolist() == ["6222********7890", "****", ""]
-    assert mask_free_text(pd.Series([f"身份证{ID},卡{CARD}"])).tolist() == ["身份证110***********123X,卡6222***********0123"]
+    assert mask_bank_cards(pd.Series(["6222 0212 3456 7890", "1234", ""])).tolist() == [
+        "6222********7890",
+        "****",
+        "",
+    ]
+    assert mask_free_text(pd.Series([f"身份证{ID},卡{CARD}"])).tolist() == [
+        "身份证110***********123X,卡6222***********0123"
+    ]
 
 
 def test_rejects_masked_by_their_field():
-    rej = pd.DataFrame({"column": ["phone", "id_number", "bank_card", "notes"], "value": ["1381234567x", ID, "62220212", f"tel {PHONE}"]})
-    assert mask_frame(rej)["value"].tolist() == ["138****567x", "110***********123X", "********", "tel 138****5678"]
-    assert mask_frame(rej, mask=False)["value"].tolist() == ["1381234567x", "110***********123X", "********", f"tel {PHONE}"]
+    rej = pd.DataFrame(
+        {
+            "column": ["phone", "id_number", "bank_card", "notes"],
+            "value": ["1381234567x", ID, "62220212", f"tel {PHONE}"],
+        }
+    )
+    assert mask_frame(rej)["value"].tolist() == [
+        "138****567x",
+        "110***********123X",
+        "********",
+        "tel 138****5678",
+    ]
+    assert mask_frame(rej, mask=False)["value"].tolist() == [
+        "1381234567x",
+        "110***********123X",
+        "********",
+        f"tel {PHONE}",
+    ]
 
 
 # --------------------------------------------------------------------------- workbook factory
@@ -231,7 +330,9 @@ def _assert_text(path: Path) -> None:
         assert f in cells, (path.name, f)
         assert cells[f][0] == "s", (path.name, f, cells[f])  # a string, never a formula ("f")
     with zipfile.ZipFile(path) as z:
-        assert not any("<f>" in z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/"))
+        assert not any(
+            "<f>" in z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/")
+        )
 
 
 def test_every_factory_workbook_writes_formula_text_as_text(tmp_path):
@@ -241,7 +342,9 @@ def test_every_factory_workbook_writes_formula_text_as_text(tmp_path):
     from custtool.report.pivot import write_pivot
     from custtool.xlsx import open_workbook, write_sheets
 
-    frame = pd.DataFrame({"customer_id": ["C1", "C2", "C3", "C4"], "notes": FORMULAS, "n": [-5, 2, 3, 4]})
+    frame = pd.DataFrame(
+        {"customer_id": ["C1", "C2", "C3", "C4"], "notes": FORMULAS, "n": [-5, 2, 3, 4]}
+    )
     write_sheets({"s": frame}, tmp_path / "sheets.xlsx")
     write_table(frame, tmp_path / "table.xlsx")
     write_pivot(frame.rename(columns={"notes": "tier"}), tmp_path / "pivot.xlsx")
@@ -256,28 +359,54 @@ def test_every_factory_workbook_writes_formula_text_as_text(tmp_path):
     with pytest.raises(RuntimeError), open_workbook(tmp_path / "crash.xlsx") as wb:
         wb.add_worksheet("x").write_string(0, 0, "a")
         raise RuntimeError("boom")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["sheets.xlsx", "table.xlsx", "pivot.xlsx", "report.xlsx", "cards.xlsx"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["sheets.xlsx", "table.xlsx", "pivot.xlsx", "report.xlsx", "cards.xlsx"]
+    )
 
 
 def test_segment_summary_writes_formula_text_as_text(tmp_path):
     from custtool.segment import segment_customers, write_summary_workbook
 
     orders = pd.DataFrame(
-        {"order_id": ["O1", "O2"], "customer_id": ["C1", "C2"], "order_time": pd.to_datetime(["2026-01-01", "2026-02-01"]), "amount": [10.0, 20.0]}
+        {
+            "order_id": ["O1", "O2"],
+            "customer_id": ["C1", "C2"],
+            "order_time": pd.to_datetime(["2026-01-01", "2026-02-01"]),
+            "amount": [10.0, 20.0],
+        }
     )
-    customers = pd.DataFrame({"customer_id": ["C1", "C2"], "name": ["张三", "李四"], "industry": ["=1+1", "@SUM(A1)"]})
+    customers = pd.DataFrame(
+        {"customer_id": ["C1", "C2"], "name": ["张三", "李四"], "industry": ["=1+1", "@SUM(A1)"]}
+    )
     result = segment_customers(orders, customers)
     write_summary_workbook(result, tmp_path / "s.xlsx")
     with zipfile.ZipFile(tmp_path / "s.xlsx") as z:
-        assert not any("<f>" in z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/"))
+        assert not any(
+            "<f>" in z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/")
+        )
 
 
 def test_import_rejects_masked_when_asked(tmp_path):
     src = tmp_path / "leads.csv"
-    src.write_text(f"姓名,手机号,身份证号,银行卡号\n张三,1381234567a,{ID},{CARD}\n李四,{PHONE},,\n", encoding="utf-8")
+    src.write_text(
+        f"姓名,手机号,身份证号,银行卡号\n张三,1381234567a,{ID},{CARD}\n李四,{PHONE},,\n",
+        encoding="utf-8",
+    )
     for extra, expected in (([], "1381234567a"), (["--mask-rejects"], "138****567a")):
         rej = tmp_path / "rej.csv"
-        result = runner.invoke(app, ["import", str(src), "-o", str(tmp_path / "c.parquet"), "--rejects", str(rej), "--quiet", *extra])
+        result = runner.invoke(
+            app,
+            [
+                "import",
+                str(src),
+                "-o",
+                str(tmp_path / "c.parquet"),
+                "--rejects",
+                str(rej),
+                "--quiet",
+                *extra,
+            ],
+        )
         assert result.exit_code == 0, result.output + result.stderr
         assert pd.read_csv(rej, dtype=str)["value"].tolist() == [expected]
     data = pd.read_parquet(tmp_path / "c.parquet")
@@ -289,8 +418,24 @@ def test_addresses_keep_province_city_district_only():
 
     from custtool.report.masking import mask_addresses, mask_frame
 
-    s = pd.Series(["广东省深圳市南山区科技园路1号", "北京市朝阳区建国路88号", "", "上海市浦东新区", "内蒙古自治区呼和浩特市新城区中山路5号", "某某路12号"])
-    want = ["广东省深圳市南山区****", "北京市朝阳区****", "", "上海市浦东新区", "内蒙古自治区呼和浩特市新城区****", "****"]
+    s = pd.Series(
+        [
+            "广东省深圳市南山区科技园路1号",
+            "北京市朝阳区建国路88号",
+            "",
+            "上海市浦东新区",
+            "内蒙古自治区呼和浩特市新城区中山路5号",
+            "某某路12号",
+        ]
+    )
+    want = [
+        "广东省深圳市南山区****",
+        "北京市朝阳区****",
+        "",
+        "上海市浦东新区",
+        "内蒙古自治区呼和浩特市新城区****",
+        "****",
+    ]
     assert mask_addresses(s).tolist() == want
     assert mask_frame(pd.DataFrame({"address": s}))["address"].tolist() == want
     assert mask_frame(pd.DataFrame({"address": s}), mask=False)["address"].tolist() == s.tolist()

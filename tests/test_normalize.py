@@ -87,7 +87,9 @@ def test_phone_blank_is_not_a_problem():
 @settings(max_examples=60, deadline=None)
 def test_phone_idempotent_and_decorations_removed(mobile):
     assume(mobile not in dummy_phones() and len(set(mobile)) > 1)
-    decorated = pd.Series([mobile, f"+86 {mobile[:3]}-{mobile[3:7]}-{mobile[7:]}", mobile + ".0", "86" + mobile])
+    decorated = pd.Series(
+        [mobile, f"+86 {mobile[:3]}-{mobile[3:7]}-{mobile[7:]}", mobile + ".0", "86" + mobile]
+    )
     values, problems = normalize_phone(decorated)
     assert set(values) == {mobile}
     again, _ = normalize_phone(values)
@@ -133,7 +135,9 @@ def test_dates_to_iso(raw, expected):
     assert problem == ""
 
 
-@pytest.mark.parametrize("raw", ["2023-02-29", "2024-13-45", "2024-04-31", "01/05/2024", "明天", "12345678901"])
+@pytest.mark.parametrize(
+    "raw", ["2023-02-29", "2024-13-45", "2024-04-31", "01/05/2024", "明天", "12345678901"]
+)
 def test_impossible_or_ambiguous_dates_are_invalid(raw):
     value, problem = one(normalize_date, raw)
     assert pd.isna(value)
@@ -142,7 +146,10 @@ def test_impossible_or_ambiguous_dates_are_invalid(raw):
 
 def test_dates_keep_time_and_convert_offsets():
     values, _ = normalize_date(
-        pd.Series(["2024-01-05 10:30:15", "2024-01-05T02:30:00Z", "2024-01-05 10:30:00+08:00", "45296.5"]), keep_time=True
+        pd.Series(
+            ["2024-01-05 10:30:15", "2024-01-05T02:30:00Z", "2024-01-05 10:30:00+08:00", "45296.5"]
+        ),
+        keep_time=True,
     )
     assert values.tolist() == [
         pd.Timestamp("2024-01-05 10:30:15"),
@@ -199,7 +206,9 @@ def test_amount_invalid_and_blank():
 
 
 def test_names():
-    values, problems = normalize_name(pd.Series(["张 伟", "  John   Smith ", "张先生", "李女士", "欧阳 娜娜", "王老师"]))
+    values, problems = normalize_name(
+        pd.Series(["张 伟", "  John   Smith ", "张先生", "李女士", "欧阳 娜娜", "王老师"])
+    )
     assert values.tolist() == ["张伟", "John Smith", "张先生", "李女士", "欧阳娜娜", "王老师"]
     assert problems.tolist() == ["", "", "name_honorific", "name_honorific", "", "name_honorific"]
 

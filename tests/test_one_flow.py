@@ -15,13 +15,19 @@ import custtool
 from custtool.cli import app
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-CUSTOMER_FILES = [("电商平台会员.xlsx", "电商"), ("门店会员.csv", "门店"), ("公众号线索.csv", "公众号")]
+CUSTOMER_FILES = [
+    ("电商平台会员.xlsx", "电商"),
+    ("门店会员.csv", "门店"),
+    ("公众号线索.csv", "公众号"),
+]
 runner = CliRunner()
 
 
 def _cli(*args: str) -> str:
     result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, f"custtool {' '.join(map(str, args))}\n{result.output}{result.stderr}"
+    assert result.exit_code == 0, (
+        f"custtool {' '.join(map(str, args))}\n{result.output}{result.stderr}"
+    )
     return result.stdout
 
 
@@ -46,17 +52,69 @@ def three_ways(tmp_path_factory) -> dict[str, dict[str, pd.DataFrame]]:
     cli = work / "cli"
     cli.mkdir()
     channels = [a for _, ch in CUSTOMER_FILES for a in ("--channel", ch)]
-    _cli("import", *(ex / f for f, _ in CUSTOMER_FILES), "--kind", "customers", *channels, "-o", cli / "customers.parquet")
-    _cli("import", ex / "订单明细.csv", "--kind", "orders", "--channel", "订单", "-o", cli / "orders.parquet")
-    _cli("import", ex / "跟进记录.xlsx", "--kind", "interactions", "-o", cli / "interactions.parquet")
+    _cli(
+        "import",
+        *(ex / f for f, _ in CUSTOMER_FILES),
+        "--kind",
+        "customers",
+        *channels,
+        "-o",
+        cli / "customers.parquet",
+    )
+    _cli(
+        "import",
+        ex / "订单明细.csv",
+        "--kind",
+        "orders",
+        "--channel",
+        "订单",
+        "-o",
+        cli / "orders.parquet",
+    )
+    _cli(
+        "import", ex / "跟进记录.xlsx", "--kind", "interactions", "-o", cli / "interactions.parquet"
+    )
     _cli("import", ex / "满意度调查.csv", "--kind", "surveys", "-o", cli / "surveys.parquet")
-    _cli("clean", cli / "customers.parquet", "-o", cli / "clean.parquet", "--keys", "phone,email,customer_id",
-         "--survivorship", "newest", "--channel-priority", "门店,电商,公众号")
-    _cli("segment", cli / "clean.parquet", "--orders", cli / "orders.parquet", "--surveys", cli / "surveys.parquet",
-         "--interactions", cli / "interactions.parquet", "--window", "365d", "-o", cli / "segmented.parquet")
+    _cli(
+        "clean",
+        cli / "customers.parquet",
+        "-o",
+        cli / "clean.parquet",
+        "--keys",
+        "phone,email,customer_id",
+        "--survivorship",
+        "newest",
+        "--channel-priority",
+        "门店,电商,公众号",
+    )
+    _cli(
+        "segment",
+        cli / "clean.parquet",
+        "--orders",
+        cli / "orders.parquet",
+        "--surveys",
+        cli / "surveys.parquet",
+        "--interactions",
+        cli / "interactions.parquet",
+        "--window",
+        "365d",
+        "-o",
+        cli / "segmented.parquet",
+    )
     _cli("tag", cli / "segmented.parquet", "--max-tags", "10", "-o", cli / "tagged.parquet")
-    tasks = json.loads(_cli("followups", cli / "tagged.parquet", "--log", cli / "interactions.parquet",
-                            "--statuses", cli / "final.parquet", "-o", cli / "tasks.parquet", "--json"))
+    tasks = json.loads(
+        _cli(
+            "followups",
+            cli / "tagged.parquet",
+            "--log",
+            cli / "interactions.parquet",
+            "--statuses",
+            cli / "final.parquet",
+            "-o",
+            cli / "tasks.parquet",
+            "--json",
+        )
+    )
     out["cli"] = {
         "segmented": pd.read_parquet(cli / "segmented.parquet"),
         "final": pd.read_parquet(cli / "final.parquet"),
@@ -67,12 +125,23 @@ def three_ways(tmp_path_factory) -> dict[str, dict[str, pd.DataFrame]]:
     # (c) the Python API
     from custtool.followups import apply_transitions, due_followups
 
-    imported = custtool.import_files([ex / f for f, _ in CUSTOMER_FILES], kind="customers", channel=[c for _, c in CUSTOMER_FILES]).data
+    imported = custtool.import_files(
+        [ex / f for f, _ in CUSTOMER_FILES],
+        kind="customers",
+        channel=[c for _, c in CUSTOMER_FILES],
+    ).data
     orders = custtool.import_files(ex / "订单明细.csv", kind="orders", channel="订单").data
     interactions = custtool.import_files(ex / "跟进记录.xlsx", kind="interactions").data
     surveys = custtool.import_files(ex / "满意度调查.csv", kind="surveys").data
-    customers, _, _ = custtool.dedupe(imported, keys="phone,email,customer_id", survivorship="newest", channel_priority="门店,电商,公众号")
-    seg = custtool.segment_customers(orders, customers, surveys=surveys, interactions=interactions, window="365d")
+    customers, _, _ = custtool.dedupe(
+        imported,
+        keys="phone,email,customer_id",
+        survivorship="newest",
+        channel_priority="门店,电商,公众号",
+    )
+    seg = custtool.segment_customers(
+        orders, customers, surveys=surveys, interactions=interactions, window="365d"
+    )
     tagged = custtool.apply_tags(seg.customers, max_tags=10)
     out["api"] = {
         "segmented": seg.customers,
@@ -97,8 +166,20 @@ def _same(a: pd.DataFrame, b: pd.DataFrame, columns: list[str]) -> None:
         pd.testing.assert_series_equal(x, y, check_dtype=False, check_names=False, obj=col)
 
 
-KEY_COLUMNS = ["recency", "frequency", "monetary", "growth", "r_score", "f_score", "m_score", "rfm_class", "tier",
-               "lifecycle", "potential", "nps_score"]
+KEY_COLUMNS = [
+    "recency",
+    "frequency",
+    "monetary",
+    "growth",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_class",
+    "tier",
+    "lifecycle",
+    "potential",
+    "nps_score",
+]
 
 
 @pytest.mark.parametrize("way", ["cli", "api"])
@@ -129,8 +210,11 @@ def test_followup_tasks_equal_across_run_cli_and_api(three_ways):
     # custtool run lists the same tasks (same as-of date: the latest order day)
     assert three_ways["run_tasks"]["tasks"] == len(api)
     assert three_ways["run_tasks"]["overdue"] == int((api["state"] == "逾期").sum())
-    pd.testing.assert_frame_equal(cli[key + ["due_date", "state", "days_overdue"]], api[key + ["due_date", "state", "days_overdue"]],
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        cli[key + ["due_date", "state", "days_overdue"]],
+        api[key + ["due_date", "state", "days_overdue"]],
+        check_dtype=False,
+    )
 
 
 def test_as_of_is_the_latest_order_day_everywhere(three_ways):

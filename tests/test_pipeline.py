@@ -38,7 +38,9 @@ def test_manifest_counts_add_up(first_run):
     m = first_run
     folder = Path(m["folder"])
     orders = pd.read_parquet(folder / "imported_orders.parquet")
-    assert folder.name == m["as_of"] == str(orders["order_time"].max().date())  # default: latest order date
+    assert (
+        folder.name == m["as_of"] == str(orders["order_time"].max().date())
+    )  # default: latest order date
     imp = m["rows"]["import"]
     assert set(imp) == {"customers", "orders", "interactions", "surveys"}
     for kind, r in imp.items():
@@ -47,14 +49,24 @@ def test_manifest_counts_add_up(first_run):
             assert f["rows_read"] == f["accepted"] + f["rejected"] + f["skipped"]
     clean = m["rows"]["clean"]
     assert clean["rows_in"] == imp["customers"]["accepted"]
-    assert clean["rows_in"] == clean["exact_duplicates"] + clean["merged_rows"] + clean["customers_out"]
+    assert (
+        clean["rows_in"]
+        == clean["exact_duplicates"] + clean["merged_rows"] + clean["customers_out"]
+    )
     seg = m["rows"]["segment"]
     assert seg["customers"] == clean["customers_out"]
     assert seg["orders_used"] + seg["orders_unmatched"] <= imp["orders"]["accepted"]
     # every accepted order row is accounted for (orders_used counts orders, not refund lines)
     o = seg["order_rows"]
     assert o["rows"] == imp["orders"]["accepted"]
-    assert o["rows"] == o["rows_used"] + o["rows_unmatched"] + o["rows_duplicate"] + o["rows_after_as_of"] + o["rows_invalid_time"]
+    assert (
+        o["rows"]
+        == o["rows_used"]
+        + o["rows_unmatched"]
+        + o["rows_duplicate"]
+        + o["rows_after_as_of"]
+        + o["rows_invalid_time"]
+    )
     assert o["rows_unmatched"] == seg["orders_unmatched"] and o["orders_used"] == seg["orders_used"]
     assert seg["orders_unmatched"] >= 1  # the example has an order of an unknown member
     assert m["rows"]["tag"]["customers"] == seg["customers"]
@@ -69,7 +81,14 @@ def test_every_output_exists_and_opens(first_run):
 
     folder = Path(first_run["folder"])
     names = {o["file"] for o in first_run["outputs"]}
-    assert {"customers.parquet", "segmented.parquet", "report.xlsx", "rejects.csv", "clean_report.xlsx", "cards.html"} <= names
+    assert {
+        "customers.parquet",
+        "segmented.parquet",
+        "report.xlsx",
+        "rejects.csv",
+        "clean_report.xlsx",
+        "cards.html",
+    } <= names
     for name in names:
         path = folder / name
         assert path.exists(), name
@@ -85,19 +104,37 @@ def test_every_output_exists_and_opens(first_run):
     assert final["customer_id"].is_unique
     assert final["customer_id"].str.fullmatch(r"C\d{8}").all()
     assert {"rfm_class", "tier", "lifecycle", "tags", "status"} <= set(final.columns)
-    assert json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["as_of"] == folder.name
+    assert (
+        json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["as_of"] == folder.name
+    )
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging left
     tasks = load_workbook(folder / "followups.xlsx", read_only=True)["跟进任务"]
-    assert next(tasks.iter_rows(max_row=1, values_only=True))[:4] == ("负责人", "客户编号", "姓名", "到期日")
+    assert next(tasks.iter_rows(max_row=1, values_only=True))[:4] == (
+        "负责人",
+        "客户编号",
+        "姓名",
+        "到期日",
+    )
 
 
 def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(workdir, first_run):
     folder = Path(first_run["folder"])
     before = {p.name: _sha(p) for p in folder.iterdir() if p.suffix in (".parquet", ".csv")}
     result = runner.invoke(
-        app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(workdir / "out"), "--fail-on-rejects", "0", "--quiet"]
+        app,
+        [
+            "run",
+            str(workdir / "examples" / "pipeline.yaml"),
+            "--out",
+            str(workdir / "out"),
+            "--fail-on-rejects",
+            "0",
+            "--quiet",
+        ],
     )
-    assert result.exit_code == 1, result.output  # done (the folder is rewritten), but over the limit
+    assert result.exit_code == 1, (
+        result.output
+    )  # done (the folder is rewritten), but over the limit
     assert "REJECTS OVER LIMIT" in result.stdout
     after = {p.name: _sha(p) for p in folder.iterdir() if p.suffix in (".parquet", ".csv")}
     assert before == after
@@ -106,13 +143,24 @@ def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(workdir, first_ru
 def test_second_month_picks_previous_run_and_keeps_ids(workdir, first_run):
     folder = Path(first_run["folder"])
     result = runner.invoke(
-        app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(workdir / "out"), "--as-of", "2026-11-30", "--json"]
+        app,
+        [
+            "run",
+            str(workdir / "examples" / "pipeline.yaml"),
+            "--out",
+            str(workdir / "out"),
+            "--as-of",
+            "2026-11-30",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     assert Path(m["previous_run"]) == folder
     old = pd.read_parquet(folder / "customers.parquet").set_index("source_ids")["customer_id"]
-    new = pd.read_parquet(Path(m["folder"]) / "customers.parquet").set_index("source_ids")["customer_id"]
+    new = pd.read_parquet(Path(m["folder"]) / "customers.parquet").set_index("source_ids")[
+        "customer_id"
+    ]
     common = old.index.intersection(new.index)
     assert len(common) > 100
     assert (old[common] == new[common]).all()
@@ -135,7 +183,10 @@ def test_config_error_names_key_and_line(tmp_path):
 
 def test_missing_input_exit_2_and_no_folder(tmp_path):
     p = tmp_path / "p.yaml"
-    p.write_text("out: out\ninputs:\n  customers:\n    - {path: 不存在.xlsx, channel: 电商}\n", encoding="utf-8")
+    p.write_text(
+        "out: out\ninputs:\n  customers:\n    - {path: 不存在.xlsx, channel: 电商}\n",
+        encoding="utf-8",
+    )
     result = runner.invoke(app, ["run", str(p)])
     assert result.exit_code == 2
     assert "inputs.customers[0].path" in result.stderr and "不存在.xlsx" in result.stderr
@@ -152,7 +203,16 @@ def test_crash_in_report_leaves_no_partial_files(workdir, first_run, monkeypatch
         raise RuntimeError("simulated crash while writing the report")
 
     monkeypatch.setattr(custtool.report, "write_workbook", boom)
-    result = runner.invoke(app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(workdir / "out"), "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(workdir / "examples" / "pipeline.yaml"),
+            "--out",
+            str(workdir / "out"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 3
     assert {p.name: _sha(p) for p in folder.iterdir()} == before
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
@@ -178,7 +238,10 @@ def test_exports_mask_personal_data(first_run):
         for row in ws.iter_rows(values_only=True):
             for v in row:
                 if isinstance(v, str):
-                    assert not any(p in v for p in raw_phones if len(p) == 11), ("clean_report.xlsx", ws.title)
+                    assert not any(p in v for p in raw_phones if len(p) == 11), (
+                        "clean_report.xlsx",
+                        ws.title,
+                    )
     html = (folder / "cards.html").read_text(encoding="utf-8")
     assert not any(p in html for p in list(raw_phones)[:50])
 
@@ -191,7 +254,9 @@ def test_failed_first_run_leaves_no_folder(workdir, monkeypatch):
 
     monkeypatch.setattr(custtool.clean, "dedupe", boom)  # an early step: the test stays fast
     out = workdir / "fresh_out"
-    result = runner.invoke(app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(out), "--quiet"])
+    result = runner.invoke(
+        app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(out), "--quiet"]
+    )
     assert result.exit_code == 3  # an internal error, told apart from 1 (rejects over the limit)
     assert "Internal error: RuntimeError: simulated crash" in result.stderr
     assert "Traceback" not in result.stderr
@@ -204,7 +269,9 @@ def _overview_nps(path: Path) -> Any:
 
     ws = load_workbook(path, read_only=True)["概览"]
     values = {r[0]: r[1] for r in ws.iter_rows(max_col=2, values_only=True) if r[0]}
-    assert any(str(k).startswith("NPS = 推荐者(9–10分)占比 − 贬损者(0–6分)占比") for k in values)  # the definition, stated
+    assert any(
+        str(k).startswith("NPS = 推荐者(9–10分)占比 − 贬损者(0–6分)占比") for k in values
+    )  # the definition, stated
     return values["NPS"]
 
 
@@ -217,7 +284,9 @@ def test_one_nps_in_report_summary_json_and_manifest(first_run, tmp_path):
     as_of = first_run["as_of"]
     surveys = pd.read_parquet(folder / "imported_surveys.parquet")
     score = pd.to_numeric(surveys["score"], errors="coerce")
-    ok = score.between(0, 10) & (pd.to_datetime(surveys["time"]).dt.normalize() <= pd.Timestamp(as_of))
+    ok = score.between(0, 10) & (
+        pd.to_datetime(surveys["time"]).dt.normalize() <= pd.Timestamp(as_of)
+    )
     expected = round(((score[ok] >= 9).mean() - (score[ok] <= 6).mean()) * 100, 2)
     assert ok.sum() == 150 and expected == -2.0  # 40 promoters, 43 detractors of 150 valid answers
 
@@ -225,24 +294,53 @@ def test_one_nps_in_report_summary_json_and_manifest(first_run, tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["nps"]["nps"] == expected and manifest["nps"]["valid"] == 150
     assert _overview_nps(folder / "report.xlsx") == pytest.approx(expected)
-    notes = {r[0]: r[1] for r in load_workbook(folder / "segment_summary.xlsx", read_only=True)["模型与说明"].iter_rows(values_only=True)}
+    notes = {
+        r[0]: r[1]
+        for r in load_workbook(folder / "segment_summary.xlsx", read_only=True)[
+            "模型与说明"
+        ].iter_rows(values_only=True)
+    }
     assert float(notes["nps.nps"]) == expected
     # per segment: the summary workbook's RFM sheet and the manifest, both from the responses
     ws = load_workbook(folder / "segment_summary.xlsx", read_only=True)["RFM分类"]
     rows = list(ws.iter_rows(values_only=True))
     col = rows[0].index("NPS")
     assert {r[0]: r[col] for r in rows[1:]} == pytest.approx(manifest["nps"]["by_class"])
-    res = runner.invoke(app, ["segment", str(folder / "customers_clean.parquet"), "--orders", str(folder / "imported_orders.parquet"),
-                              "--surveys", str(folder / "imported_surveys.parquet"), "--as-of", as_of, "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "segment",
+            str(folder / "customers_clean.parquet"),
+            "--orders",
+            str(folder / "imported_orders.parquet"),
+            "--surveys",
+            str(folder / "imported_surveys.parquet"),
+            "--as-of",
+            as_of,
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["nps"]["nps"] == expected
-    res = runner.invoke(app, ["report", str(folder / "customers.parquet"), "--surveys", str(folder / "imported_surveys.parquet"),
-                              "-o", str(tmp_path / "r.xlsx"), "--quiet"])
+    res = runner.invoke(
+        app,
+        [
+            "report",
+            str(folder / "customers.parquet"),
+            "--surveys",
+            str(folder / "imported_surveys.parquet"),
+            "-o",
+            str(tmp_path / "r.xlsx"),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert _overview_nps(tmp_path / "r.xlsx") == pytest.approx(expected)
     # the old report figure (each customer's latest score) is another number on these data
     latest = pd.read_parquet(folder / "segmented.parquet")["nps_score"].dropna()
-    assert round(((latest >= 9).mean() - (latest <= 6).mean()) * 100, 1) != pytest.approx(expected, abs=0.05)
+    assert round(((latest >= 9).mean() - (latest <= 6).mean()) * 100, 1) != pytest.approx(
+        expected, abs=0.05
+    )
 
 
 def test_cards_show_top_categories_of_orders_with_channel_ids(first_run):
@@ -255,12 +353,19 @@ def test_cards_show_top_categories_of_orders_with_channel_ids(first_run):
     final = pd.read_parquet(folder / "customers.parquet")
     raw = pd.read_parquet(folder / "imported_orders.parquet")
     attributed = pd.read_parquet(folder / "orders_attributed.parquet")
-    assert not raw["customer_id"].str.startswith("C").any() and attributed["customer_id"].str.fullmatch(r"C\d{8}").all()
+    assert (
+        not raw["customer_id"].str.startswith("C").any()
+        and attributed["customer_id"].str.fullmatch(r"C\d{8}").all()
+    )
     picked = None
-    for row in final[final["source_ids"].str.contains("电商:TB")].sort_values("customer_id").itertuples():
+    for row in (
+        final[final["source_ids"].str.contains("电商:TB")].sort_values("customer_id").itertuples()
+    ):
         tb = [x.split(":", 1)[1] for x in row.source_ids.split(";") if x.startswith("电商:")]
         mine = raw[raw["customer_id"].isin(tb)]
-        if len(mine) >= 3 and len(attributed[attributed["customer_id"] == row.customer_id]) == len(mine):
+        if len(mine) >= 3 and len(attributed[attributed["customer_id"] == row.customer_id]) == len(
+            mine
+        ):
             picked = (row.customer_id, mine)
             break
     assert picked is not None
@@ -277,11 +382,25 @@ def test_segment_orders_add_up_to_monetary(first_run):
     from custtool.segment import segment_customers
 
     folder = Path(first_run["folder"])
-    result = segment_customers(pd.read_parquet(folder / "imported_orders.parquet"), pd.read_parquet(folder / "customers_clean.parquet"),
-                               as_of=first_run["as_of"])
+    result = segment_customers(
+        pd.read_parquet(folder / "imported_orders.parquet"),
+        pd.read_parquet(folder / "customers_clean.parquet"),
+        as_of=first_run["as_of"],
+    )
     o = result.orders
-    assert len(o) == result.report.rows_used == first_run["rows"]["segment"]["order_rows"]["rows_used"]
-    assert {"customer_id", "source_customer_id", "match_key", "order_time", "amount", "channel", "category", "in_window"} <= set(o.columns)
+    assert (
+        len(o) == result.report.rows_used == first_run["rows"]["segment"]["order_rows"]["rows_used"]
+    )
+    assert {
+        "customer_id",
+        "source_customer_id",
+        "match_key",
+        "order_time",
+        "amount",
+        "channel",
+        "category",
+        "in_window",
+    } <= set(o.columns)
     assert set(o["match_key"]) <= {"id", "phone", "email"}
     per = o[o["in_window"]].groupby("customer_id")["amount"].sum().round(2)
     m = result.customers.set_index("customer_id")["monetary"]
@@ -297,7 +416,13 @@ def test_pivot_channel_totals_equal_true_revenue(first_run):
     folder = Path(first_run["folder"])
     final = pd.read_parquet(folder / "customers.parquet")
     true = round(float(final["monetary"].sum()), 2)
-    t = pivot(final, "tier", "channels", "monetary:sum", orders=pd.read_parquet(folder / "orders_attributed.parquet"))
+    t = pivot(
+        final,
+        "tier",
+        "channels",
+        "monetary:sum",
+        orders=pd.read_parquet(folder / "orders_attributed.parquet"),
+    )
     total_col = ("monetary", "sum", "合计")
     channels = [c for c in t.columns if c != total_col]
     assert t.loc["合计", total_col] == pytest.approx(true)
@@ -307,11 +432,23 @@ def test_pivot_channel_totals_equal_true_revenue(first_run):
         assert t.loc[tier, total_col] == pytest.approx(v)
         assert t.loc[tier, channels].sum() == pytest.approx(v)
 
-    args = ["pivot", str(folder / "customers.parquet"), "--rows", "tier", "--cols", "channels", "--values", "monetary:sum", "--json"]
+    args = [
+        "pivot",
+        str(folder / "customers.parquet"),
+        "--rows",
+        "tier",
+        "--cols",
+        "channels",
+        "--values",
+        "monetary:sum",
+        "--json",
+    ]
     res = runner.invoke(app, [*args, "--orders", str(folder / "orders_attributed.parquet")])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["rows"][-1]["价值等级"] == "合计" and out["rows"][-1]["消费金额·sum | 合计"] == pytest.approx(true)
+    assert out["rows"][-1]["价值等级"] == "合计" and out["rows"][-1][
+        "消费金额·sum | 合计"
+    ] == pytest.approx(true)
     res = runner.invoke(app, args)  # customers' channels: a customer counts once per channel
     out = json.loads(res.stdout)
     total = out["rows"][-1]

@@ -40,15 +40,73 @@ from custtool.report.workbook import kpis, monthly_revenue, prepare_customers, s
 warnings.filterwarnings("ignore", message=".*extension is not supported.*", category=UserWarning)
 
 SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗")
-GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀兰", "霞"]
-CITIES = [("北京市", "华北"), ("上海市", "华东"), ("广州市", "华南"), ("深圳市", "华南"), ("杭州市", "华东"), ("成都市", "西南"), ("武汉市", "华中"), ("西安市", "西北"), ("沈阳市", "东北")]
+GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "秀英",
+    "敏",
+    "静",
+    "丽",
+    "强",
+    "磊",
+    "军",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀兰",
+    "霞",
+]
+CITIES = [
+    ("北京市", "华北"),
+    ("上海市", "华东"),
+    ("广州市", "华南"),
+    ("深圳市", "华南"),
+    ("杭州市", "华东"),
+    ("成都市", "西南"),
+    ("武汉市", "华中"),
+    ("西安市", "西北"),
+    ("沈阳市", "东北"),
+]
 INDUSTRIES = ["互联网", "制造业", "零售", "金融", "教育", "医疗", ""]
 CHANNELS = ["天猫", "京东", "门店", "微信小程序", "抖音"]
 OWNERS = ["王经理", "李经理", "赵经理"]
-RFM = ["重要价值客户", "重要发展客户", "重要保持客户", "重要挽留客户", "一般价值客户", "一般发展客户", "一般保持客户", "一般挽留客户"]
+RFM = [
+    "重要价值客户",
+    "重要发展客户",
+    "重要保持客户",
+    "重要挽留客户",
+    "一般价值客户",
+    "一般发展客户",
+    "一般保持客户",
+    "一般挽留客户",
+]
 LIFE = ["潜在", "新客户", "成长", "成熟", "沉睡", "流失"]
-TAGS = ["高频消费", "高客单价", "价格敏感", "一线城市", "女性", "男性", "新品偏好", "投诉过", "会员活跃", "沉睡预警"]
-INJECT = ["=HYPERLINK(\"http://evil.example\",\"点我\")", "+86 138 0013 8000", "@SUM(1)", "-2+3", "\t=1+1", "=cmd|' /C calc'!A0"]
+TAGS = [
+    "高频消费",
+    "高客单价",
+    "价格敏感",
+    "一线城市",
+    "女性",
+    "男性",
+    "新品偏好",
+    "投诉过",
+    "会员活跃",
+    "沉睡预警",
+]
+INJECT = [
+    '=HYPERLINK("http://evil.example","点我")',
+    "+86 138 0013 8000",
+    "@SUM(1)",
+    "-2+3",
+    "\t=1+1",
+    "=cmd|' /C calc'!A0",
+]
 
 
 def make_segmented(n=300, seed=7, as_of="2024-06-30"):
@@ -62,7 +120,9 @@ def make_segmented(n=300, seed=7, as_of="2024-06-30"):
     mon = np.where(freq > 0, np.round(rng.gamma(2.0, 800.0, n) * np.maximum(freq, 1), 2), 0.0)
     rec = np.where(freq > 0, rng.integers(0, 700, n).astype(float), np.nan)
     as_of_ts = pd.Timestamp(as_of)
-    last = pd.Series(as_of_ts - pd.to_timedelta(np.nan_to_num(rec, nan=0), unit="D")).where(freq > 0)
+    last = pd.Series(as_of_ts - pd.to_timedelta(np.nan_to_num(rec, nan=0), unit="D")).where(
+        freq > 0
+    )
     first = (last - pd.to_timedelta(rng.integers(0, 900, n), unit="D")).where(freq > 0)
     r = np.where(freq > 0, rng.integers(1, 6, n), 0)
     f = np.where(freq > 0, rng.integers(1, 6, n), 0)
@@ -74,15 +134,30 @@ def make_segmented(n=300, seed=7, as_of="2024-06-30"):
     email = pd.Series([f"user{i}@example.com" for i in idx], dtype=object)
     email[idx % 5 == 0] = ""
     owners = np.array(OWNERS)[idx % 3]
-    notes = pd.Series(["客户有定制需求", "近期投诉过物流问题", "", "关注新品，电话13812345678"], dtype=object).iloc[idx % 4].reset_index(drop=True)
-    needs = pd.Series(["环保材质;智能功能", "性价比高", "", "售后上门"], dtype=object).iloc[idx % 4].reset_index(drop=True)
+    notes = (
+        pd.Series(
+            ["客户有定制需求", "近期投诉过物流问题", "", "关注新品，电话13812345678"], dtype=object
+        )
+        .iloc[idx % 4]
+        .reset_index(drop=True)
+    )
+    needs = (
+        pd.Series(["环保材质;智能功能", "性价比高", "", "售后上门"], dtype=object)
+        .iloc[idx % 4]
+        .reset_index(drop=True)
+    )
     for k, s in enumerate(INJECT):
         name[k * 7 + 1] = s
         notes[k * 11 + 2] = s
     ch_a = np.array(CHANNELS)[rng.integers(0, 5, n)]
     ch_b = np.array(CHANNELS)[rng.integers(0, 5, n)]
-    channels = pd.Series(np.where(ch_a == ch_b, ch_a, pd.Series(ch_a) + ";" + pd.Series(ch_b)), dtype=object)
-    tag_lists = [list(np.array(TAGS)[rng.choice(len(TAGS), size=int(k), replace=False)]) for k in rng.integers(0, 4, n)]
+    channels = pd.Series(
+        np.where(ch_a == ch_b, ch_a, pd.Series(ch_a) + ";" + pd.Series(ch_b)), dtype=object
+    )
+    tag_lists = [
+        list(np.array(TAGS)[rng.choice(len(TAGS), size=int(k), replace=False)])
+        for k in rng.integers(0, 4, n)
+    ]
     df = pd.DataFrame(
         {
             "customer_id": [f"C{i + 1:08d}" for i in idx],
@@ -91,7 +166,10 @@ def make_segmented(n=300, seed=7, as_of="2024-06-30"):
             "email": email,
             "gender": np.array(["男", "女", "未知"])[idx % 3],
             "age": pd.array(np.where(idx % 9 == 0, pd.NA, 18 + idx % 50), dtype="Int64"),
-            "id_number": pd.Series([f"1101011990{i % 12 + 1:02d}01{i % 1000:03d}X" if i % 4 == 0 else "" for i in idx], dtype=object),
+            "id_number": pd.Series(
+                [f"1101011990{i % 12 + 1:02d}01{i % 1000:03d}X" if i % 4 == 0 else "" for i in idx],
+                dtype=object,
+            ),
             "city": np.array([c for c, _ in CITIES])[city_i],
             "region": np.array([r for _, r in CITIES])[city_i],
             "industry": np.array(INDUSTRIES)[idx % len(INDUSTRIES)],
@@ -100,7 +178,11 @@ def make_segmented(n=300, seed=7, as_of="2024-06-30"):
             "needs": needs,
             "notes": notes,
             "channels": channels,
-            "_flags": np.where(idx % 10 == 0, "phone_invalid", np.where(idx % 10 == 1, "name_honorific;date_invalid:birth_date", "")),
+            "_flags": np.where(
+                idx % 10 == 0,
+                "phone_invalid",
+                np.where(idx % 10 == 1, "name_honorific;date_invalid:birth_date", ""),
+            ),
             "missing_fields": np.where(idx % 17 == 3, "phone", ""),
             "follow_up_flag": idx % 6 == 0,
             "first_order": first,
@@ -110,7 +192,9 @@ def make_segmented(n=300, seed=7, as_of="2024-06-30"):
             "monetary": mon,
             "aov": np.where(freq > 0, np.round(mon / np.maximum(freq, 1), 2), np.nan),
             "repurchase": freq >= 2,
-            "r_score": r, "f_score": f, "m_score": m,
+            "r_score": r,
+            "f_score": f,
+            "m_score": m,
             "rfm_score": r + f + m,
             "rfm_class": rfm_class,
             "tier": tier,
@@ -175,12 +259,30 @@ def report(tmp_path_factory, segmented):
 
 
 # --------------------------------------------------------------------------- structure
-RFM = ["重要价值客户", "重要发展客户", "重要保持客户", "重要挽留客户", "一般价值客户", "一般发展客户", "一般保持客户", "一般挽留客户"]
+RFM = [
+    "重要价值客户",
+    "重要发展客户",
+    "重要保持客户",
+    "重要挽留客户",
+    "一般价值客户",
+    "一般发展客户",
+    "一般保持客户",
+    "一般挽留客户",
+]
 
 
 def test_sheet_names_in_order(report):
     _, result, wb, _ = report
-    assert wb.sheetnames == ["概览", "高价值", "中价值", "低价值", *RFM, "客户明细", "策略", "数据质量"]
+    assert wb.sheetnames == [
+        "概览",
+        "高价值",
+        "中价值",
+        "低价值",
+        *RFM,
+        "客户明细",
+        "策略",
+        "数据质量",
+    ]
     assert list(result.sheets) == wb.sheetnames
 
 
@@ -228,7 +330,9 @@ def test_formats_frozen_header_filter_and_conditional(report):
     cell = ws.cell(row=2, column=col["消费金额"])
     assert cell.number_format == "#,##0.00"
     assert ws.cell(row=2, column=col["R得分"]).number_format == "#,##0"
-    last = next(r for r in range(2, 302) if ws.cell(row=r, column=col["最近消费"]).value is not None)
+    last = next(
+        r for r in range(2, 302) if ws.cell(row=r, column=col["最近消费"]).value is not None
+    )
     assert ws.cell(row=last, column=col["最近消费"]).number_format == "yyyy-mm-dd"
     assert ws.cell(row=last, column=col["最近消费"]).is_date
     ranges = [str(cf.sqref) for cf in ws.conditional_formatting]
@@ -243,7 +347,9 @@ def test_summary_kpis_and_tables(report, segmented):
     values = {r[0]: r[1] for r in ws.iter_rows(min_row=1, max_col=2, values_only=True) if r[0]}
     assert values["客户数"] == 300
     assert values["消费总额"] == pytest.approx(segmented["monetary"].sum(), abs=0.01)
-    assert values["平均客单价"] == pytest.approx(segmented["monetary"].sum() / segmented["frequency"].sum(), abs=0.01)
+    assert values["平均客单价"] == pytest.approx(
+        segmented["monetary"].sum() / segmented["frequency"].sum(), abs=0.01
+    )
     rows = list(ws.iter_rows(min_row=1, max_col=5, values_only=True))
     start = next(i for i, r in enumerate(rows) if r[0] == "按RFM分类")
     assert rows[start + 1] == ("分群", "客户数", "客户占比", "消费金额", "金额占比")
@@ -268,9 +374,13 @@ def test_summary_charts_with_series_lengths(report, segmented):
 
     rfm_bar = charts[0]
     assert type(rfm_bar).__name__ == "BarChart"
-    assert length(rfm_bar.series[0].val.numRef.f) == segmented["rfm_class"].nunique()  # 8 classes + no orders
+    assert (
+        length(rfm_bar.series[0].val.numRef.f) == segmented["rfm_class"].nunique()
+    )  # 8 classes + no orders
     line = next(c for c in charts if type(c).__name__ == "LineChart")
-    assert length(line.series[0].val.numRef.f) == orders["order_time"].dt.to_period("M").nunique() == 6
+    assert (
+        length(line.series[0].val.numRef.f) == orders["order_time"].dt.to_period("M").nunique() == 6
+    )
 
 
 def test_channel_chart_is_not_a_pie_when_customers_are_in_several_channels(report, segmented):
@@ -285,12 +395,18 @@ def test_channel_chart_is_not_a_pie_when_customers_are_in_several_channels(repor
 def test_monthly_revenue_hand_checked():
     orders = pd.DataFrame(
         {
-            "order_time": pd.to_datetime(["2024-01-05", "2024-01-30 13:00", "2024-03-01", None], format="ISO8601"),
+            "order_time": pd.to_datetime(
+                ["2024-01-05", "2024-01-30 13:00", "2024-03-01", None], format="ISO8601"
+            ),
             "amount": [100.0, -20.0, 55.5, 999.0],
         }
     )
     out = monthly_revenue(orders)
-    assert out.to_dict("list") == {"month": ["2024-01", "2024-03"], "revenue": [80.0, 55.5], "orders": [2, 1]}
+    assert out.to_dict("list") == {
+        "month": ["2024-01", "2024-03"],
+        "revenue": [80.0, 55.5],
+        "orders": [2, 1],
+    }
 
 
 # --------------------------------------------------------------------------- KPIs by hand
@@ -316,7 +432,14 @@ def tiny():
 
 def test_kpis_hand_checked():
     k = kpis(tiny(), nps={"surveys": True, "nps": 12.5})
-    assert k == {"customers": 4, "active": 2, "revenue": 1800.0, "aov": round(1800 / 7, 2), "repurchase": round(2 / 3, 4), "nps": 12.5}
+    assert k == {
+        "customers": 4,
+        "active": 2,
+        "revenue": 1800.0,
+        "aov": round(1800 / 7, 2),
+        "repurchase": round(2 / 3, 4),
+        "nps": 12.5,
+    }
     assert "revenue" not in kpis(tiny(), amounts=False)
     # the NPS is the segment step's one figure (SPEC D6), never re-derived from the latest
     # score per customer (which would give (2 - 1) / 3 = 33.3 here)
@@ -329,7 +452,11 @@ def test_segment_table_hand_checked():
     assert t["customers"].tolist() == [2, 1, 1]
     assert t["customer_share"].tolist() == [0.5, 0.25, 0.25]
     assert t["revenue"].tolist() == [1300.0, 500.0, 0.0]
-    assert t["revenue_share"].round(4).tolist() == [round(1300 / 1800, 4), round(500 / 1800, 4), 0.0]
+    assert t["revenue_share"].round(4).tolist() == [
+        round(1300 / 1800, 4),
+        round(500 / 1800, 4),
+        0.0,
+    ]
 
 
 def test_summary_sheet_shows_hand_checked_kpis(tmp_path):
@@ -338,7 +465,9 @@ def test_summary_sheet_shows_hand_checked_kpis(tmp_path):
     ws = load(path)["概览"]
     values = {r[0]: r[1] for r in ws.iter_rows(max_col=2, values_only=True) if r[0]}
     assert values["客户数"] == 4 and values["活跃客户"] == 2 and values["消费总额"] == 1800
-    assert values["平均客单价"] == pytest.approx(257.14) and values["复购率"] == pytest.approx(0.6667)
+    assert values["平均客单价"] == pytest.approx(257.14) and values["复购率"] == pytest.approx(
+        0.6667
+    )
     assert values["NPS"] == pytest.approx(-2.0)
     assert any(str(k).startswith("NPS = 推荐者(9–10分)占比 − 贬损者(0–6分)占比") for k in values)
     assert ws["B9"].number_format == "0.0%"  # 复购率
@@ -346,8 +475,25 @@ def test_summary_sheet_shows_hand_checked_kpis(tmp_path):
 
 # --------------------------------------------------------------------------- masking
 def test_mask_functions_hand_checked():
-    assert mask_names(pd.Series(["张三", "张三明", "欧阳小明", "李", ""])).tolist() == ["张*", "张*明", "欧*明", "*", ""]
-    assert mask_phones(pd.Series(["13812345678", "021-62345678", "0755-1234567", "+14155550123", "", "13812345678;13900001111"])).tolist() == [
+    assert mask_names(pd.Series(["张三", "张三明", "欧阳小明", "李", ""])).tolist() == [
+        "张*",
+        "张*明",
+        "欧*明",
+        "*",
+        "",
+    ]
+    assert mask_phones(
+        pd.Series(
+            [
+                "13812345678",
+                "021-62345678",
+                "0755-1234567",
+                "+14155550123",
+                "",
+                "13812345678;13900001111",
+            ]
+        )
+    ).tolist() == [
         "138****5678",
         "021-****5678",
         "0755-****4567",
@@ -355,16 +501,30 @@ def test_mask_functions_hand_checked():
         "",
         "138****5678;139****1111",
     ]
-    assert mask_emails(pd.Series(["zhang@example.com", "", "a@b.cn;cc@d.com"])).tolist() == ["z***@example.com", "", "a***@b.cn;c***@d.com"]
+    assert mask_emails(pd.Series(["zhang@example.com", "", "a@b.cn;cc@d.com"])).tolist() == [
+        "z***@example.com",
+        "",
+        "a***@b.cn;c***@d.com",
+    ]
     # lists among single values, on an index that is not 0..n-1: only the list rows are split
     idx = [10, 5, 7, 3]
-    assert mask_phones(pd.Series(["13812345678", "13900001111;021-62345678", "", "15000002222"], index=idx)).to_dict() == {
-        10: "138****5678", 5: "139****1111;021-****5678", 7: "", 3: "150****2222"}
-    assert mask_emails(pd.Series(["a@b.cn;", "zhang@example.com", None, "x@y.com;ww@z.org"], index=idx, name="emails")).to_dict() == {
-        10: "a***@b.cn;", 5: "z***@example.com", 7: "", 3: "x***@y.com;w***@z.org"}
+    assert mask_phones(
+        pd.Series(["13812345678", "13900001111;021-62345678", "", "15000002222"], index=idx)
+    ).to_dict() == {10: "138****5678", 5: "139****1111;021-****5678", 7: "", 3: "150****2222"}
+    assert mask_emails(
+        pd.Series(
+            ["a@b.cn;", "zhang@example.com", None, "x@y.com;ww@z.org"], index=idx, name="emails"
+        )
+    ).to_dict() == {10: "a***@b.cn;", 5: "z***@example.com", 7: "", 3: "x***@y.com;w***@z.org"}
     assert mask_emails(pd.Series(["a@b.cn;c@d.cn"], index=[4], name="emails")).name == "emails"
-    assert mask_id_numbers(pd.Series(["11010119900101123X", "", "12345"])).tolist() == ["110***********123X", "", "*****"]
-    assert mask_free_text(pd.Series(["回电13812345678或z@qq.com"])).tolist() == ["回电138****5678或z***@qq.com"]
+    assert mask_id_numbers(pd.Series(["11010119900101123X", "", "12345"])).tolist() == [
+        "110***********123X",
+        "",
+        "*****",
+    ]
+    assert mask_free_text(pd.Series(["回电13812345678或z@qq.com"])).tolist() == [
+        "回电138****5678或z***@qq.com"
+    ]
 
 
 @settings(max_examples=60, deadline=None)
@@ -377,7 +537,11 @@ def test_mask_phones_property(phones):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(alphabet="张王李赵欧阳小明华伟芳", min_size=1, max_size=6), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.text(alphabet="张王李赵欧阳小明华伟芳", min_size=1, max_size=6), min_size=1, max_size=20
+    )
+)
 def test_mask_names_property(names):
     masked = mask_names(pd.Series(names))
     for raw, m in zip(names, masked, strict=True):
@@ -394,7 +558,11 @@ def test_workbook_masked_by_default(report, segmented):
     ws = wb["客户明细"]
     head = header(ws)
     names = [r[head.index("姓名")] for r in ws.iter_rows(min_row=2, values_only=True)]
-    phones = [r[head.index("手机号")] for r in ws.iter_rows(min_row=2, values_only=True) if r[head.index("手机号")]]
+    phones = [
+        r[head.index("手机号")]
+        for r in ws.iter_rows(min_row=2, values_only=True)
+        if r[head.index("手机号")]
+    ]
     assert all("*" in n for n in names if n)
     assert all(re.fullmatch(r"1\d\d\*{4}\d{4}", p) for p in phones)
     raw_phones = set(segmented["phone"]) - {""}
@@ -411,13 +579,24 @@ def test_no_mask_shows_data_for_admin(tmp_path, segmented):
     assert not result.masked
     ws = load(path)["客户明细"]
     head = header(ws)
-    got = {r[0]: (r[head.index("姓名")], r[head.index("手机号")]) for r in ws.iter_rows(min_row=2, values_only=True)}
+    got = {
+        r[0]: (r[head.index("姓名")], r[head.index("手机号")])
+        for r in ws.iter_rows(min_row=2, values_only=True)
+    }
     for cid, name, phone in segmented[["customer_id", "name", "phone"]].itertuples(index=False):
         assert got[cid] == (name, phone or None)
 
 
 # --------------------------------------------------------------------------- roles
-AMOUNT_HEADERS = {"消费金额", "客单价", "生命周期价值", "消费总额", "平均客单价", "金额占比", "近30天消费"}
+AMOUNT_HEADERS = {
+    "消费金额",
+    "客单价",
+    "生命周期价值",
+    "消费总额",
+    "平均客单价",
+    "金额占比",
+    "近30天消费",
+}
 
 
 def test_service_role_sees_no_amounts(tmp_path, segmented):
@@ -434,9 +613,25 @@ def test_service_role_sees_no_amounts(tmp_path, segmented):
 def test_customer_ids_that_are_phones_or_emails_are_masked(tmp_path):
     # `segment --orders` without a customers file keys customers by phone/email when the
     # order has no member id: the id is then personal data
-    df = pd.DataFrame({"customer_id": ["C00000001", "13911505056", "wu@example.com", "TB100091", "021-62345678"],
-                       "monetary": [1.0, 2.0, 3.0, 4.0, 5.0]})
-    assert mask_frame(df)["customer_id"].tolist() == ["C00000001", "139****5056", "w***@example.com", "TB100091", "021-****5678"]
+    df = pd.DataFrame(
+        {
+            "customer_id": [
+                "C00000001",
+                "13911505056",
+                "wu@example.com",
+                "TB100091",
+                "021-62345678",
+            ],
+            "monetary": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    assert mask_frame(df)["customer_id"].tolist() == [
+        "C00000001",
+        "139****5056",
+        "w***@example.com",
+        "TB100091",
+        "021-****5678",
+    ]
     path = tmp_path / "r.xlsx"
     write_workbook(df, path)
     cells = {str(c.value) for _, c in all_cells(load(path))}
@@ -446,8 +641,18 @@ def test_customer_ids_that_are_phones_or_emails_are_masked(tmp_path):
 
 
 def test_service_role_view_drops_every_amount_column():
-    df = pd.DataFrame({"customer_id": ["C1"], "frequency": [3], "monetary": [900.0], "monetary_prev": [100.0],
-                       "aov": [300.0], "bg_x": [2], "bg_repeat_avg": [450.0], "ltv": [2000.0]})
+    df = pd.DataFrame(
+        {
+            "customer_id": ["C1"],
+            "frequency": [3],
+            "monetary": [900.0],
+            "monetary_prev": [100.0],
+            "aov": [300.0],
+            "bg_x": [2],
+            "bg_repeat_avg": [450.0],
+            "ltv": [2000.0],
+        }
+    )
     view = role_view(df, get_role("service"))
     assert view.columns.tolist() == ["customer_id", "frequency", "bg_x"]
 
@@ -516,7 +721,9 @@ def test_csv_pivot_neutralises_formula_text(tmp_path, segmented):
     cells = raw.to_numpy().ravel().tolist() + list(raw.columns)
     assert any(v.startswith("'=HYPERLINK") for v in cells)
     for v in cells:
-        assert not v.startswith(("=", "+", "@", "\t", "\r")) and not (v.startswith("-") and not re.fullmatch(r"-\d+(\.\d+)?", v))
+        assert not v.startswith(("=", "+", "@", "\t", "\r")) and not (
+            v.startswith("-") and not re.fullmatch(r"-\d+(\.\d+)?", v)
+        )
     wb = load(write_pivot(flat, tmp_path / "p.xlsx"))
     assert assert_no_live_formula(wb) >= 6
 
@@ -536,24 +743,45 @@ def test_strategies_default_and_actions():
 def test_strategies_yaml_errors(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("rfm_class:\n  重要价值客户:\n    budget: 1\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"s\.yaml:3: rfm_class\.重要价值客户\.budget: unknown key"):
+    with pytest.raises(
+        ConfigError, match=r"s\.yaml:3: rfm_class\.重要价值客户\.budget: unknown key"
+    ):
         load_strategies(p)
     p.write_text("tier:\n  高价值:\n    目标: 提升\n    负责人: 我\n", encoding="utf-8")
     s = load_strategies(p).set_index(["dimension", "segment"])
     shipped = load_strategies().set_index(["dimension", "segment"])
     # the user's file overlays the shipped one field by field (Chinese names as English ones)
-    assert s.loc[("tier", "高价值"), "strategy_goal"] == "提升" and s.loc[("tier", "高价值"), "strategy_owner"] == "我"
-    assert s.loc[("tier", "高价值"), "strategy_measures"] == shipped.loc[("tier", "高价值"), "strategy_measures"] != ""
+    assert (
+        s.loc[("tier", "高价值"), "strategy_goal"] == "提升"
+        and s.loc[("tier", "高价值"), "strategy_owner"] == "我"
+    )
+    assert (
+        s.loc[("tier", "高价值"), "strategy_measures"]
+        == shipped.loc[("tier", "高价值"), "strategy_measures"]
+        != ""
+    )
     assert s.drop(("tier", "高价值")).equals(shipped.drop(("tier", "高价值")))
 
 
 def test_strategy_sheet(report, segmented):
     _, _, wb, _ = report
     ws = wb["策略"]
-    assert header(ws) == ["维度", "分群", "客户数", "目标", "措施", "渠道", "频率", "负责人", "周期"]
+    assert header(ws) == [
+        "维度",
+        "分群",
+        "客户数",
+        "目标",
+        "措施",
+        "渠道",
+        "频率",
+        "负责人",
+        "周期",
+    ]
     rows = {(r[0], r[1]): r[2] for r in ws.iter_rows(min_row=2, values_only=True)}
     assert rows[("价值等级", "高价值")] == int((segmented["tier"] == "高价值").sum())
-    assert rows[("RFM分类", "重要价值客户")] == int((segmented["rfm_class"] == "重要价值客户").sum())
+    assert rows[("RFM分类", "重要价值客户")] == int(
+        (segmented["rfm_class"] == "重要价值客户").sum()
+    )
 
 
 # --------------------------------------------------------------------------- quality
@@ -570,7 +798,12 @@ def test_quality_sheet_rejects_and_counts(tmp_path, segmented):
         }
     )
     path = tmp_path / "q.xlsx"
-    result = write_workbook(segmented, path, rejects=rejects, clean_report={"rows_in": 320, "customers_out": 300, "merged": {"phone": 15}})
+    result = write_workbook(
+        segmented,
+        path,
+        rejects=rejects,
+        clean_report={"rows_in": 320, "customers_out": 300, "merged": {"phone": 15}},
+    )
     wb = load(path)
     ws = wb["数据质量"]
     rows = [r for r in ws.iter_rows(values_only=True) if any(v is not None for v in r)]
@@ -585,11 +818,30 @@ def test_quality_sheet_rejects_and_counts(tmp_path, segmented):
 
 def test_quality_sheet_explains_codes_in_chinese(tmp_path):
     # a manager reads 输入行数 and 姓名仅为称呼, not rows_in and name_honorific
-    df = pd.DataFrame({"customer_id": ["C1", "C2"], "_flags": ["name_honorific;date_invalid:birth_date", ""]})
-    rejects = pd.DataFrame({"file": ["a.csv"], "row": [3], "column": ["phone/email"], "value": [""], "code": ["no_contact"]})
+    df = pd.DataFrame(
+        {"customer_id": ["C1", "C2"], "_flags": ["name_honorific;date_invalid:birth_date", ""]}
+    )
+    rejects = pd.DataFrame(
+        {
+            "file": ["a.csv"],
+            "row": [3],
+            "column": ["phone/email"],
+            "value": [""],
+            "code": ["no_contact"],
+        }
+    )
     path = tmp_path / "q.xlsx"
-    write_workbook(df, path, rejects=rejects, clean_report={"rows_in": 3, "customers_out": 2, "merges_by_key": {"phone": 2}})
-    rows = [r for r in load(path)["数据质量"].iter_rows(values_only=True) if any(v is not None for v in r)]
+    write_workbook(
+        df,
+        path,
+        rejects=rejects,
+        clean_report={"rows_in": 3, "customers_out": 2, "merges_by_key": {"phone": 2}},
+    )
+    rows = [
+        r
+        for r in load(path)["数据质量"].iter_rows(values_only=True)
+        if any(v is not None for v in r)
+    ]
     got = {r[0]: r[1:3] for r in rows}
     assert got["指标"] == ("数值", "说明")
     assert got["rows_in"] == (3, "输入行数") and got["customers_out"] == (2, "输出客户数")
@@ -605,7 +857,14 @@ def runs():
         {
             "customer_id": ["C1", "C2", "C3", "C4", "C5", "C6"],
             "name": ["张三", "李四", "王五", "赵六", "钱七", "孙八"],
-            "rfm_class": ["重要价值客户", "重要价值客户", "重要价值客户", "一般发展客户", "重要挽留客户", "一般挽留客户"],
+            "rfm_class": [
+                "重要价值客户",
+                "重要价值客户",
+                "重要价值客户",
+                "一般发展客户",
+                "重要挽留客户",
+                "一般挽留客户",
+            ],
             "lifecycle": ["成熟", "成熟", "成熟", "新客户", "沉睡", "流失"],
         }
     )
@@ -613,7 +872,14 @@ def runs():
         {
             "customer_id": ["C1", "C2", "C3", "C4", "C5", "C7"],
             "name": ["张三", "李四", "王五", "赵六", "钱七", "周九"],
-            "rfm_class": ["重要价值客户", "重要挽留客户", "一般挽留客户", "重要价值客户", "重要挽留客户", "一般发展客户"],
+            "rfm_class": [
+                "重要价值客户",
+                "重要挽留客户",
+                "一般挽留客户",
+                "重要价值客户",
+                "重要挽留客户",
+                "一般发展客户",
+            ],
             "lifecycle": ["成熟", "沉睡", "流失", "成长", "沉睡", "新客户"],
             "monetary": [900.0, 500.0, 300.0, 800.0, 50.0, 20.0],
         }
@@ -624,8 +890,20 @@ def runs():
 def test_migration_matrix_hand_checked():
     before, after = runs()
     m = migration_matrix(before, after)
-    assert m.index.tolist() == ["重要价值客户", "重要挽留客户", "一般发展客户", "一般挽留客户", "（新增）"]
-    assert m.columns.tolist() == ["重要价值客户", "重要挽留客户", "一般发展客户", "一般挽留客户", "（已不在）"]
+    assert m.index.tolist() == [
+        "重要价值客户",
+        "重要挽留客户",
+        "一般发展客户",
+        "一般挽留客户",
+        "（新增）",
+    ]
+    assert m.columns.tolist() == [
+        "重要价值客户",
+        "重要挽留客户",
+        "一般发展客户",
+        "一般挽留客户",
+        "（已不在）",
+    ]
     assert m.loc["重要价值客户"].tolist() == [1, 1, 0, 1, 0]
     assert m.loc["一般发展客户", "重要价值客户"] == 1
     assert m.loc["重要挽留客户", "重要挽留客户"] == 1
@@ -648,7 +926,14 @@ def test_migration_sheet(tmp_path):
     write_workbook(after, path, previous=before)
     ws = load(path)["迁移"]
     rows = list(ws.iter_rows(values_only=True))
-    assert rows[1][:6] == ("上期分类 \\ 本期分类", "重要价值客户", "重要挽留客户", "一般发展客户", "一般挽留客户", "（已不在）")
+    assert rows[1][:6] == (
+        "上期分类 \\ 本期分类",
+        "重要价值客户",
+        "重要挽留客户",
+        "一般发展客户",
+        "一般挽留客户",
+        "（已不在）",
+    )
     assert rows[2][:6] == ("重要价值客户", 1, 1, 0, 1, 0)
     start = next(i for i, r in enumerate(rows) if r[0] and str(r[0]).startswith("从重要价值客户"))
     assert rows[start + 1][:4] == ("上期分类", "本期分类", "客户编号", "姓名")
@@ -659,15 +944,36 @@ def test_migration_sheet(tmp_path):
 # --------------------------------------------------------------------------- pivot
 def test_pivot_equals_pandas_pivot_table(segmented):
     ours = pivot(segmented, "tier", "source_channel", "monetary:sum,customer_id:count")
-    ours = ours.drop(index="合计")[[c for c in ours.columns if c[-1] != "合计"]]  # the totals: see test_pivot_totals_*
-    ref = pd.pivot_table(segmented, index="tier", columns="source_channel", values=["monetary", "customer_id"], aggfunc={"monetary": ["sum"], "customer_id": ["count"]})
+    ours = ours.drop(index="合计")[
+        [c for c in ours.columns if c[-1] != "合计"]
+    ]  # the totals: see test_pivot_totals_*
+    ref = pd.pivot_table(
+        segmented,
+        index="tier",
+        columns="source_channel",
+        values=["monetary", "customer_id"],
+        aggfunc={"monetary": ["sum"], "customer_id": ["count"]},
+    )
     ours.index = ours.index.astype(str)
-    ours = ours.reindex(index=ref.index, columns=ref.columns)  # pandas sorts the values; ours keep the order asked
+    ours = ours.reindex(
+        index=ref.index, columns=ref.columns
+    )  # pandas sorts the values; ours keep the order asked
     pd.testing.assert_frame_equal(ours, ref, check_names=False, check_dtype=False)
-    ours2 = pivot(segmented, ["region", "tier"], None, "monetary:mean,frequency:max").drop(index=[("合计", "合计")])
-    ref2 = pd.pivot_table(segmented, index=["region", "tier"], values=["monetary", "frequency"], aggfunc={"monetary": ["mean"], "frequency": ["max"]})
-    ours2.index = pd.MultiIndex.from_tuples([tuple(map(str, t)) for t in ours2.index], names=ours2.index.names)
-    pd.testing.assert_frame_equal(ours2.reindex(index=ref2.index, columns=ref2.columns), ref2, check_dtype=False)
+    ours2 = pivot(segmented, ["region", "tier"], None, "monetary:mean,frequency:max").drop(
+        index=[("合计", "合计")]
+    )
+    ref2 = pd.pivot_table(
+        segmented,
+        index=["region", "tier"],
+        values=["monetary", "frequency"],
+        aggfunc={"monetary": ["mean"], "frequency": ["max"]},
+    )
+    ours2.index = pd.MultiIndex.from_tuples(
+        [tuple(map(str, t)) for t in ours2.index], names=ours2.index.names
+    )
+    pd.testing.assert_frame_equal(
+        ours2.reindex(index=ref2.index, columns=ref2.columns), ref2, check_dtype=False
+    )
     assert ours.loc["高价值"].sum() > 0
 
 
@@ -676,11 +982,16 @@ def test_pivot_tier_order_and_errors(segmented):
     assert [str(i) for i in t.index] == ["高价值", "中价值", "低价值", "合计"]
     with pytest.raises(InputError, match="no column 'colour'"):
         pivot(segmented, "tier", "colour", "monetary:sum")
-    by_channel = pivot(segmented, "tier", "channel", "customer_id:count")  # → channels, one count per channel
+    by_channel = pivot(
+        segmented, "tier", "channel", "customer_id:count"
+    )  # → channels, one count per channel
     n_high = segmented.loc[segmented["tier"] == "高价值", "channels"].str.split(";").map(len).sum()
     cells = by_channel[[c for c in by_channel.columns if c[-1] != "合计"]]
     assert int(cells.loc["高价值"].sum()) == n_high
-    assert by_channel.loc["高价值", ("customer_id", "count", "合计")] == (segmented["tier"] == "高价值").sum()  # once each
+    assert (
+        by_channel.loc["高价值", ("customer_id", "count", "合计")]
+        == (segmented["tier"] == "高价值").sum()
+    )  # once each
     assert by_channel.attrs["repeated"] == ["channels"]
     with pytest.raises(InputError, match="unknown aggregate"):
         pivot(segmented, "tier", None, "monetary:total")
@@ -689,10 +1000,18 @@ def test_pivot_tier_order_and_errors(segmented):
 
 
 def test_pivot_names_blank_keys_like_the_report():
-    df = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "rfm_class": ["重要价值客户", "", ""], "industry": ["金融", "", "金融"]})
+    df = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3"],
+            "rfm_class": ["重要价值客户", "", ""],
+            "industry": ["金融", "", "金融"],
+        }
+    )
     flat = flatten_pivot(pivot(df, "rfm_class", None, "customer_id:count"))
     assert flat["RFM分类"].tolist() == ["重要价值客户", "（无订单）", "合计"]
-    assert flatten_pivot(pivot(df, "industry", None, "customer_id:count", lang="en"), lang="en")["Industry"].tolist() == ["(blank)", "金融", "Total"]
+    assert flatten_pivot(pivot(df, "industry", None, "customer_id:count", lang="en"), lang="en")[
+        "Industry"
+    ].tolist() == ["(blank)", "金融", "Total"]
 
 
 def test_pivot_over_tags_lists_counts_each_tag(segmented):
@@ -720,7 +1039,15 @@ def test_works_on_partial_columns(tmp_path):
     df = tiny()[["customer_id", "name", "tier"]]
     path = tmp_path / "partial.xlsx"
     result = write_workbook(df, path)
-    assert load(path).sheetnames == ["概览", "高价值", "中价值", "低价值", "客户明细", "策略", "数据质量"]
+    assert load(path).sheetnames == [
+        "概览",
+        "高价值",
+        "中价值",
+        "低价值",
+        "客户明细",
+        "策略",
+        "数据质量",
+    ]
     assert result.sheets["低价值"] == 2
 
 
@@ -732,7 +1059,9 @@ def test_english_labels(tmp_path, segmented):
     assert "Customers" in wb.sheetnames and "Strategies" in wb.sheetnames
     head = header(wb["Customers"])
     assert head[:3] == ["Customer ID", "Name", "Phone"] and "RFM class" in head
-    tiers = {r[head.index("Value tier")] for r in wb["Customers"].iter_rows(min_row=2, values_only=True)}
+    tiers = {
+        r[head.index("Value tier")] for r in wb["Customers"].iter_rows(min_row=2, values_only=True)
+    }
     assert tiers == {"High value", "Medium value", "Low value"}
 
 
@@ -743,7 +1072,6 @@ def test_failed_report_leaves_old_file(tmp_path, segmented):
         write_workbook(segmented, path, role="sales")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.xlsx"]
-
 
 
 def test_workbook_over_zip64_limit_is_written(tmp_path, segmented, monkeypatch):
@@ -805,26 +1133,44 @@ def test_cli_report_json_matches_library(example_data, tmp_path):
 
     p = example_data.paths
     out = tmp_path / "cli.xlsx"
-    args = ["report", str(p["tagged"]), "--orders", str(p["orders"]), "--previous", str(p["segmented"]), "-o", str(out)]
+    args = [
+        "report",
+        str(p["tagged"]),
+        "--orders",
+        str(p["orders"]),
+        "--previous",
+        str(p["segmented"]),
+        "-o",
+        str(out),
+    ]
     res = runner.invoke(cli_app(), [*args, "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    lib = run_report(p["tagged"], tmp_path / "lib.xlsx", orders=p["orders"], previous=p["segmented"]).to_dict()
+    lib = run_report(
+        p["tagged"], tmp_path / "lib.xlsx", orders=p["orders"], previous=p["segmented"]
+    ).to_dict()
     assert data.pop("path") == str(out) and lib.pop("path") == str(tmp_path / "lib.xlsx")
     assert data == json.loads(json.dumps(lib, ensure_ascii=False, default=str))
     assert data["masked"] is True and data["customers"] == len(example_data.frame("tagged"))
     wb = load(out)
     assert wb.sheetnames[-1] == "迁移"
     tagged = example_data.frame("tagged")
-    for value, n in tagged["tier"].value_counts().items():  # one sheet per tier, one row per customer
+    for value, n in (
+        tagged["tier"].value_counts().items()
+    ):  # one sheet per tier, one row per customer
         assert data["sheets"][value] == wb[value].max_row - 1 == n
 
 
 def test_cli_report_errors_exit_2(files, tmp_path):
     d, seg, _, _ = files
-    res = runner.invoke(cli_app(), ["report", str(d / "missing.parquet"), "-o", str(tmp_path / "r.xlsx")])
+    res = runner.invoke(
+        cli_app(), ["report", str(d / "missing.parquet"), "-o", str(tmp_path / "r.xlsx")]
+    )
     assert res.exit_code == 2 and "not found" in res.output
-    res = runner.invoke(cli_app(), ["report", str(seg), "--role", "analyst", "--no-mask", "-o", str(tmp_path / "r.xlsx")])
+    res = runner.invoke(
+        cli_app(),
+        ["report", str(seg), "--role", "analyst", "--no-mask", "-o", str(tmp_path / "r.xlsx")],
+    )
     assert res.exit_code == 2 and "masked" in res.output
     res = runner.invoke(cli_app(), ["report", str(seg), "-o", str(tmp_path / "r.csv")])
     assert res.exit_code == 2
@@ -833,18 +1179,38 @@ def test_cli_report_errors_exit_2(files, tmp_path):
 
 def test_cli_pivot(files, tmp_path, segmented):
     _, seg, _, _ = files
-    res = runner.invoke(cli_app(), ["pivot", str(seg), "--rows", "tier", "--values", "monetary:sum,customer_id:count", "--json"])
+    res = runner.invoke(
+        cli_app(),
+        [
+            "pivot",
+            str(seg),
+            "--rows",
+            "tier",
+            "--values",
+            "monetary:sum,customer_id:count",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     rows = {r["价值等级"]: r for r in data["rows"]}
     assert rows["高价值"]["客户编号·count"] == int((segmented["tier"] == "高价值").sum())
-    assert rows["低价值"]["消费金额·sum"] == pytest.approx(segmented.loc[segmented["tier"] == "低价值", "monetary"].sum())
-    res = runner.invoke(cli_app(), ["pivot", str(seg), "--rows", "tier", "--cols", "source_channel"])
+    assert rows["低价值"]["消费金额·sum"] == pytest.approx(
+        segmented.loc[segmented["tier"] == "低价值", "monetary"].sum()
+    )
+    res = runner.invoke(
+        cli_app(), ["pivot", str(seg), "--rows", "tier", "--cols", "source_channel"]
+    )
     assert res.exit_code == 0 and "高价值" in res.stdout and "京东" in res.stdout
-    res = runner.invoke(cli_app(), ["pivot", str(seg), "--rows", "tier", "--values", "monetary:sum", "--role", "service"])
+    res = runner.invoke(
+        cli_app(),
+        ["pivot", str(seg), "--rows", "tier", "--values", "monetary:sum", "--role", "service"],
+    )
     assert res.exit_code == 2 and "may not see" in res.output
     out = tmp_path / "p.xlsx"
-    res = runner.invoke(cli_app(), ["pivot", str(seg), "--rows", "rfm_class", "--cols", "tier", "-o", str(out)])
+    res = runner.invoke(
+        cli_app(), ["pivot", str(seg), "--rows", "rfm_class", "--cols", "tier", "-o", str(out)]
+    )
     assert res.exit_code == 0 and load(out).sheetnames == ["透视"]
 
 
@@ -856,10 +1222,17 @@ def test_flags_from_csv_text_are_booleans(tmp_path):
     write_workbook(back, path)
     ws = load(path)["客户明细"]
     col = header(ws).index("复购")
-    assert [r[col] for r in ws.iter_rows(min_row=2, values_only=True)] == ["是", "否", "是", "否"]  # C1, C2, C4, C3 by LTV
+    assert [r[col] for r in ws.iter_rows(min_row=2, values_only=True)] == [
+        "是",
+        "否",
+        "是",
+        "否",
+    ]  # C1, C2, C4, C3 by LTV
 
 
-def test_rows_past_excels_limit_are_reported_not_dropped_silently(tmp_path, example_segmented, monkeypatch):
+def test_rows_past_excels_limit_are_reported_not_dropped_silently(
+    tmp_path, example_segmented, monkeypatch
+):
     import custtool.report.workbook as wbmod
 
     monkeypatch.setattr(wbmod, "EXCEL_MAX_ROWS", 41)  # header + 40 rows fit a sheet

@@ -48,12 +48,56 @@ def clean_customers() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": IDS,
-            "name": ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强", "周杰", "吴婷"],
+            "name": [
+                "张伟",
+                "王芳",
+                "李娜",
+                "刘洋",
+                "陈静",
+                "杨磊",
+                "赵敏",
+                "黄强",
+                "周杰",
+                "吴婷",
+            ],
             "phone": [f"138000000{i:02d}" for i in range(1, 11)],
             "email": [""] * 9 + ["wu@example.com"],
-            "city": ["上海市", "北京市", "杭州市", "广州市", "深圳市", "成都市", "上海市", "南京市", "武汉市", "上海市"],
-            "channels": ["天猫", "京东", "天猫", "天猫", "门店", "门店", "天猫", "京东", "天猫", "门店"],
-            "source_ids": ["天猫:T1", "京东:1001", "天猫:1001", "天猫:T4", "门店:M5", "门店:M6", "天猫:T7", "京东:J8", "天猫:T9", "门店:M10"],
+            "city": [
+                "上海市",
+                "北京市",
+                "杭州市",
+                "广州市",
+                "深圳市",
+                "成都市",
+                "上海市",
+                "南京市",
+                "武汉市",
+                "上海市",
+            ],
+            "channels": [
+                "天猫",
+                "京东",
+                "天猫",
+                "天猫",
+                "门店",
+                "门店",
+                "天猫",
+                "京东",
+                "天猫",
+                "门店",
+            ],
+            "source_ids": [
+                "天猫:T1",
+                "京东:1001",
+                "天猫:1001",
+                "天猫:T4",
+                "门店:M5",
+                "门店:M6",
+                "天猫:T7",
+                "京东:J8",
+                "天猫:T9",
+                "门店:M10",
+            ],
             "phones": [f"138000000{i:02d}" for i in range(1, 10)] + ["13800000010;021-62345678"],
             "emails": [""] * 9 + ["wu@example.com"],
         }
@@ -86,7 +130,10 @@ ORDER_ROWS = [
 
 
 def orders_df() -> pd.DataFrame:
-    df = pd.DataFrame(ORDER_ROWS, columns=["order_id", "customer_id", "phone", "email", "order_time", "amount", "channel"])
+    df = pd.DataFrame(
+        ORDER_ROWS,
+        columns=["order_id", "customer_id", "phone", "email", "order_time", "amount", "channel"],
+    )
     df["order_time"] = pd.to_datetime(df["order_time"])
     df["amount"] = df["amount"].astype(float)
     return df
@@ -124,7 +171,11 @@ def test_windows_30_90_365(metrics):
     m, _ = metrics
     # C01: 06-25 in 30d; 05-10 in 90d (51 days); 03-01 is 121 days back
     assert m.loc["C00000001", ["orders_30d", "orders_90d", "orders_365d"]].tolist() == [1, 2, 3]
-    assert m.loc["C00000001", ["monetary_30d", "monetary_90d", "monetary_365d"]].tolist() == [500, 1200, 2000]
+    assert m.loc["C00000001", ["monetary_30d", "monetary_90d", "monetary_365d"]].tolist() == [
+        500,
+        1200,
+        2000,
+    ]
     # C03: 04-01 is exactly 90 days back → outside the last 90 days (days 0..89)
     assert m.loc["C00000003", "orders_90d"] == 0
     assert m.loc["C00000004", "monetary_365d"] == 6000
@@ -169,9 +220,18 @@ def test_ids_with_spaces_around_match_like_trimmed_ids(dtype):
     # 1001 on two channels, blank → phone/email) go through trimming and the channel
     plain = orders_df()
     pads = [" ", "\t", "\u3000", "  ", "\r\n"]
-    padded = plain.assign(customer_id=[v if v == "" else pads[i % 5] + v + pads[(i + 2) % 5] * (i % 2) for i, v in enumerate(plain["customer_id"])])
-    a, ra = customer_metrics(plain.astype({"customer_id": dtype}), clean_customers(), as_of="2024-06-30")
-    b, rb = customer_metrics(padded.astype({"customer_id": dtype}), clean_customers(), as_of="2024-06-30")
+    padded = plain.assign(
+        customer_id=[
+            v if v == "" else pads[i % 5] + v + pads[(i + 2) % 5] * (i % 2)
+            for i, v in enumerate(plain["customer_id"])
+        ]
+    )
+    a, ra = customer_metrics(
+        plain.astype({"customer_id": dtype}), clean_customers(), as_of="2024-06-30"
+    )
+    b, rb = customer_metrics(
+        padded.astype({"customer_id": dtype}), clean_customers(), as_of="2024-06-30"
+    )
     pd.testing.assert_frame_equal(a, b)
     assert ra.to_dict() == rb.to_dict() and rb.matched_by == {"id": 16, "phone": 1, "email": 1}
 
@@ -200,8 +260,12 @@ def test_ambiguous_id_without_channel_is_not_guessed():
 
 def test_import_output_customers_match_by_source_id():
     cust = pd.DataFrame(
-        {"customer_id": ["T1", "1001", "1001"], "phone": ["13800000001", "13800000002", "13800000003"],
-         "email": ["", "", ""], "_channel": ["天猫", "京东", "天猫"]}
+        {
+            "customer_id": ["T1", "1001", "1001"],
+            "phone": ["13800000001", "13800000002", "13800000003"],
+            "email": ["", "", ""],
+            "_channel": ["天猫", "京东", "天猫"],
+        }
     )
     m, rep = customer_metrics(orders_df(), cust, as_of="2024-06-30")
     assert m["frequency"].tolist() == [3, 1, 4]
@@ -225,8 +289,13 @@ def test_customers_derived_from_orders():
 def test_timezone_conversion_before_days():
     cust = clean_customers()
     orders = pd.DataFrame(
-        {"order_id": ["A", "B"], "customer_id": ["T1", "T1"], "channel": ["天猫", "天猫"],
-         "order_time": pd.to_datetime(["2024-06-29T20:00:00Z", "2024-06-01T03:00:00Z"]), "amount": [10.0, 20.0]}
+        {
+            "order_id": ["A", "B"],
+            "customer_id": ["T1", "T1"],
+            "channel": ["天猫", "天猫"],
+            "order_time": pd.to_datetime(["2024-06-29T20:00:00Z", "2024-06-01T03:00:00Z"]),
+            "amount": [10.0, 20.0],
+        }
     )
     m, rep = customer_metrics(orders, cust, as_of="2024-06-30")
     row = m.set_index("customer_id").loc["C00000001"]
@@ -247,10 +316,17 @@ def test_default_as_of_is_latest_order_day_and_past_as_of():
 
 def test_growth_vs_previous_window():
     orders = pd.DataFrame(
-        {"order_id": ["a", "b", "c"], "customer_id": ["T1"] * 3, "channel": ["天猫"] * 3,
-         "order_time": pd.to_datetime(["2024-01-10", "2024-05-10", "2024-06-20"]), "amount": [1000.0, 600.0, 700.0]}
+        {
+            "order_id": ["a", "b", "c"],
+            "customer_id": ["T1"] * 3,
+            "channel": ["天猫"] * 3,
+            "order_time": pd.to_datetime(["2024-01-10", "2024-05-10", "2024-06-20"]),
+            "amount": [1000.0, 600.0, 700.0],
+        }
     )
-    m, _ = customer_metrics(orders, clean_customers(), as_of="2024-06-30", window="90d", growth_window="90d")
+    m, _ = customer_metrics(
+        orders, clean_customers(), as_of="2024-06-30", window="90d", growth_window="90d"
+    )
     row = m.set_index("customer_id").loc["C00000001"]
     # growth window 90d: 04-02..06-30 = 1300; previous: 01-03..04-01 = 1000 → growth 30%
     # (left out, the growth window is rules/segments.yaml's 365d, not the F/M window)
@@ -262,24 +338,48 @@ def test_growth_vs_previous_window():
 
 def test_interaction_metrics():
     inter = pd.DataFrame(
-        {"record_id": ["1", "2", "3", "4", "5"], "customer_id": ["", "T1", "", "", ""],
-         "phone": ["13800000001", "", "13800000002", "13800000001", "13900000000"], "email": [""] * 5,
-         "time": pd.to_datetime(["2024-06-20 10:00", "2024-01-05 09:00", "2023-05-01 00:00", "2024-07-02 00:00", "2024-06-01 00:00"]),
-         "method": ["电话", "投诉", "拜访", "电话", "电话"], "content": ["回访", "物流慢", "", "", "客户投诉质量"]}
+        {
+            "record_id": ["1", "2", "3", "4", "5"],
+            "customer_id": ["", "T1", "", "", ""],
+            "phone": ["13800000001", "", "13800000002", "13800000001", "13900000000"],
+            "email": [""] * 5,
+            "time": pd.to_datetime(
+                [
+                    "2024-06-20 10:00",
+                    "2024-01-05 09:00",
+                    "2023-05-01 00:00",
+                    "2024-07-02 00:00",
+                    "2024-06-01 00:00",
+                ]
+            ),
+            "method": ["电话", "投诉", "拜访", "电话", "电话"],
+            "content": ["回访", "物流慢", "", "", "客户投诉质量"],
+        }
     )
     m, _ = customer_metrics(orders_df(), clean_customers(), as_of="2024-06-30", interactions=inter)
     m = m.set_index("customer_id")
-    assert m.loc["C00000001", ["days_since_last_interaction", "interactions_30d", "interactions_365d", "complaints_365d"]].tolist() == [10, 1, 2, 1]
+    assert m.loc[
+        "C00000001",
+        ["days_since_last_interaction", "interactions_30d", "interactions_365d", "complaints_365d"],
+    ].tolist() == [10, 1, 2, 1]
     assert m.loc["C00000001", "last_interaction"] == pd.Timestamp("2024-06-20 10:00")
-    assert m.loc["C00000002", "interactions_365d"] == 0 and m.loc["C00000002", "days_since_last_interaction"] == 426
-    assert pd.isna(m.loc["C00000005", "days_since_last_interaction"]) and m.loc["C00000005", "interactions_30d"] == 0
+    assert (
+        m.loc["C00000002", "interactions_365d"] == 0
+        and m.loc["C00000002", "days_since_last_interaction"] == 426
+    )
+    assert (
+        pd.isna(m.loc["C00000005", "days_since_last_interaction"])
+        and m.loc["C00000005", "interactions_30d"] == 0
+    )
 
 
 def test_missing_columns_and_bad_window():
     with pytest.raises(InputError, match="order_time"):
         customer_metrics(orders_df().drop(columns="order_time"), clean_customers())
     with pytest.raises(InputError, match="customer key"):
-        customer_metrics(orders_df().drop(columns=["customer_id", "phone", "email"]), clean_customers())
+        customer_metrics(
+            orders_df().drop(columns=["customer_id", "phone", "email"]), clean_customers()
+        )
     with pytest.raises(ConfigError):
         customer_metrics(orders_df(), clean_customers(), window="a year")
     assert parse_days("12m") == 365 and parse_days("26w") == 182 and parse_days(30) == 30
@@ -300,8 +400,16 @@ def test_eight_classes_mean_and_median(metrics):
     m, _ = metrics
     c = rfm_classes(m)
     assert c["rfm_class"].tolist() == [
-        "一般价值客户", "一般发展客户", "重要保持客户", "重要挽留客户", "一般价值客户",
-        "一般挽留客户", "一般价值客户", "一般发展客户", "", "重要价值客户",
+        "一般价值客户",
+        "一般发展客户",
+        "重要保持客户",
+        "重要挽留客户",
+        "一般价值客户",
+        "一般挽留客户",
+        "一般价值客户",
+        "一般发展客户",
+        "",
+        "重要价值客户",
     ]
     ref = c.attrs["reference"]
     assert ref["recency"] == pytest.approx(545 / 9, abs=1e-3)
@@ -309,37 +417,83 @@ def test_eight_classes_mean_and_median(metrics):
     assert ref["monetary"] == pytest.approx(22350 / 9, abs=1e-3)
     med = rfm_classes(m, reference="median")  # 20 days, 2 orders, 1700
     assert med["rfm_class"].tolist() == [
-        "重要价值客户", "一般发展客户", "重要保持客户", "重要挽留客户", "一般发展客户",
-        "一般挽留客户", "一般挽留客户", "一般挽留客户", "", "重要发展客户",
+        "重要价值客户",
+        "一般发展客户",
+        "重要保持客户",
+        "重要挽留客户",
+        "一般发展客户",
+        "一般挽留客户",
+        "一般挽留客户",
+        "一般挽留客户",
+        "",
+        "重要发展客户",
     ]
 
 
 def test_r_high_means_more_recent():
-    m = pd.DataFrame({"first_order": pd.to_datetime(["2024-01-01"] * 2), "recency": [1.0, 100.0],
-                      "frequency": [5, 5], "monetary": [100.0, 100.0]})
+    m = pd.DataFrame(
+        {
+            "first_order": pd.to_datetime(["2024-01-01"] * 2),
+            "recency": [1.0, 100.0],
+            "frequency": [5, 5],
+            "monetary": [100.0, 100.0],
+        }
+    )
     c = rfm_classes(m)
     assert c["r_high"].tolist() == [True, False]
-    assert c["rfm_class"].tolist() == ["一般发展客户", "一般挽留客户"]  # F, M equal to the mean: not high
+    assert c["rfm_class"].tolist() == [
+        "一般发展客户",
+        "一般挽留客户",
+    ]  # F, M equal to the mean: not high
 
 
 def test_threshold_scores_and_classes(metrics):
     m, _ = metrics
-    s = rfm_scores(m, method="thresholds", thresholds={"recency": [7, 30, 60, 120], "frequency": [2, 3, 4, 5], "monetary": [200, 1000, 3000, 6000]})
+    s = rfm_scores(
+        m,
+        method="thresholds",
+        thresholds={
+            "recency": [7, 30, 60, 120],
+            "frequency": [2, 3, 4, 5],
+            "monetary": [200, 1000, 3000, 6000],
+        },
+    )
     assert s["r_score"].tolist() == [5, 5, 2, 1, 4, 1, 3, 4, pd.NA, 4]
     assert s["f_score"].tolist() == [3, 1, 4, 1, 2, 1, 2, 1, pd.NA, 2]
     assert s["m_score"].tolist() == [3, 1, 5, 5, 2, 1, 3, 2, pd.NA, 4]
-    c = rfm_classes(m, reference="thresholds", thresholds={"recency": 30, "frequency": 2, "monetary": 3000})
-    assert c["rfm_class"].tolist()[:4] == ["一般价值客户", "一般发展客户", "重要保持客户", "重要挽留客户"]
+    c = rfm_classes(
+        m, reference="thresholds", thresholds={"recency": 30, "frequency": 2, "monetary": 3000}
+    )
+    assert c["rfm_class"].tolist()[:4] == [
+        "一般价值客户",
+        "一般发展客户",
+        "重要保持客户",
+        "重要挽留客户",
+    ]
     with pytest.raises(ConfigError):
-        rfm_scores(m, method="thresholds", thresholds={"recency": [30, 20, 10, 5], "frequency": [1, 2, 3, 4], "monetary": [1, 2, 3, 4]})
+        rfm_scores(
+            m,
+            method="thresholds",
+            thresholds={
+                "recency": [30, 20, 10, 5],
+                "frequency": [1, 2, 3, 4],
+                "monetary": [1, 2, 3, 4],
+            },
+        )
     with pytest.raises(ConfigError):
         rfm_classes(m, reference="mode")
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_quantile_scores_tiny_data(n):
-    m = pd.DataFrame({"first_order": pd.Timestamp("2024-01-01"), "recency": np.arange(n, dtype=float),
-                      "frequency": np.arange(1, n + 1), "monetary": np.arange(1, n + 1) * 10.0})
+    m = pd.DataFrame(
+        {
+            "first_order": pd.Timestamp("2024-01-01"),
+            "recency": np.arange(n, dtype=float),
+            "frequency": np.arange(1, n + 1),
+            "monetary": np.arange(1, n + 1) * 10.0,
+        }
+    )
     s = rfm_scores(m)
     expected = [1 + (5 * i) // n for i in range(n)]
     assert s["f_score"].tolist() == expected
@@ -348,8 +502,14 @@ def test_quantile_scores_tiny_data(n):
 
 
 def test_quantile_scores_ties_and_all_equal():
-    m = pd.DataFrame({"first_order": pd.Timestamp("2024-01-01"), "recency": [5.0] * 6,
-                      "frequency": [1, 1, 1, 1, 2, 2], "monetary": [100.0] * 6})
+    m = pd.DataFrame(
+        {
+            "first_order": pd.Timestamp("2024-01-01"),
+            "recency": [5.0] * 6,
+            "frequency": [1, 1, 1, 1, 2, 2],
+            "monetary": [100.0] * 6,
+        }
+    )
     s = rfm_scores(m)
     assert s["r_score"].tolist() == [1] * 6 and s["m_score"].tolist() == [1] * 6
     assert s["f_score"].tolist() == [1, 1, 1, 1, 4, 4]  # 1 + floor(5·4/6)
@@ -359,15 +519,28 @@ def test_quantile_scores_ties_and_all_equal():
 
 @pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 20), st.floats(-500, 50000, allow_nan=False)), min_size=1, max_size=40),
-       st.integers(0, 5))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 400), st.integers(0, 20), st.floats(-500, 50000, allow_nan=False)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(0, 5),
+)
 def test_property_scores_classes_shares(rows, no_orders):
     n = len(rows)
     m = pd.DataFrame(rows, columns=["recency", "frequency", "monetary"]).astype({"recency": float})
     m["first_order"] = pd.Timestamp("2023-01-01")
     m["monetary"] = m["monetary"].round(2)
     if no_orders:
-        extra = pd.DataFrame({"recency": [np.nan] * no_orders, "frequency": 0, "monetary": 0.0, "first_order": pd.NaT})
+        extra = pd.DataFrame(
+            {
+                "recency": [np.nan] * no_orders,
+                "frequency": 0,
+                "monetary": 0.0,
+                "first_order": pd.NaT,
+            }
+        )
         m = pd.concat([m, extra], ignore_index=True)
     m["monetary_365d"] = m["monetary"]
     s = rfm_scores(m)
@@ -380,7 +553,9 @@ def test_property_scores_classes_shares(rows, no_orders):
         assert (pd.DataFrame({"k": m[key].iloc[:n], "s": v}).groupby("k")["s"].nunique() == 1).all()
     cls = rfm_classes(m)["rfm_class"]
     assert cls.iloc[:n].isin(RFM_CLASSES).all() and (cls.iloc[n:] == "").all()
-    seg = pd.concat([m, s, cls], axis=1).assign(tier=value_tiers(m), lifecycle="成长", nps_score=np.nan)
+    seg = pd.concat([m, s, cls], axis=1).assign(
+        tier=value_tiers(m), lifecycle="成长", nps_score=np.nan
+    )
     summ = segment_summary(seg)
     for _dim, t in summ.groupby("dimension"):
         assert t["customers"].sum() == len(m)
@@ -392,13 +567,55 @@ def test_property_scores_classes_shares(rows, no_orders):
 
 # --------------------------------------------------------------------------- D3 tiers, D4 lifecycle
 def test_value_tiers_thresholds_and_top():
-    m = pd.DataFrame({"monetary_365d": [12000.0, 10000.0, 9999.99, 3000.0, 2999.99, 0.0, 500.0, 500.0, 100.0, 50.0]})
-    assert value_tiers(m).tolist() == ["高价值", "高价值", "中价值", "中价值", "低价值", "低价值", "低价值", "低价值", "低价值", "低价值"]
+    m = pd.DataFrame(
+        {
+            "monetary_365d": [
+                12000.0,
+                10000.0,
+                9999.99,
+                3000.0,
+                2999.99,
+                0.0,
+                500.0,
+                500.0,
+                100.0,
+                50.0,
+            ]
+        }
+    )
+    assert value_tiers(m).tolist() == [
+        "高价值",
+        "高价值",
+        "中价值",
+        "中价值",
+        "低价值",
+        "低价值",
+        "低价值",
+        "低价值",
+        "低价值",
+        "低价值",
+    ]
     assert value_tiers(m, high=5000, mid=500).tolist()[5:8] == ["低价值", "中价值", "中价值"]
     top = value_tiers(m, method="top", top_high_pct=10, top_mid_pct=50)
     # top 10% of 10 = 1 customer; top 50% = ranks ≤ 5
-    assert top.tolist() == ["高价值", "中价值", "中价值", "中价值", "中价值", "低价值", "低价值", "低价值", "低价值", "低价值"]
-    tie = value_tiers(pd.DataFrame({"monetary_365d": [100.0, 100.0, 50.0, 10.0]}), method="top", top_high_pct=25, top_mid_pct=50)
+    assert top.tolist() == [
+        "高价值",
+        "中价值",
+        "中价值",
+        "中价值",
+        "中价值",
+        "低价值",
+        "低价值",
+        "低价值",
+        "低价值",
+        "低价值",
+    ]
+    tie = value_tiers(
+        pd.DataFrame({"monetary_365d": [100.0, 100.0, 50.0, 10.0]}),
+        method="top",
+        top_high_pct=25,
+        top_mid_pct=50,
+    )
     assert tie.tolist() == ["高价值", "高价值", "低价值", "低价值"]  # ties share a tier
     with pytest.raises(ConfigError):
         value_tiers(m, method="top", top_high_pct=60, top_mid_pct=50)
@@ -407,9 +624,31 @@ def test_value_tiers_thresholds_and_top():
 def test_lifecycle_default_and_configured(metrics):
     m, _ = metrics
     life = assign_lifecycle(m)
-    assert life["lifecycle"].tolist() == ["成熟", "新客户", "沉睡", "流失", "新客户", "流失", "沉睡", "新客户", "潜在", "新客户"]
+    assert life["lifecycle"].tolist() == [
+        "成熟",
+        "新客户",
+        "沉睡",
+        "流失",
+        "新客户",
+        "流失",
+        "沉睡",
+        "新客户",
+        "潜在",
+        "新客户",
+    ]
     life2 = assign_lifecycle(m, new_days=10, sleep_days=60, lost_days=180, mature_orders=2)
-    assert life2["lifecycle"].tolist() == ["成熟", "新客户", "沉睡", "流失", "成熟", "沉睡", "成熟", "成长", "潜在", "成熟"]
+    assert life2["lifecycle"].tolist() == [
+        "成熟",
+        "新客户",
+        "沉睡",
+        "流失",
+        "成熟",
+        "沉睡",
+        "成熟",
+        "成长",
+        "潜在",
+        "成熟",
+    ]
     assert not life["potential"].any()
     with pytest.raises(ConfigError):
         assign_lifecycle(m, sleep_days=100, lost_days=90)
@@ -427,12 +666,19 @@ def test_segment_customers_summary_and_shares():
     assert seg["ltv"].tolist() == seg["historical_value"].tolist()
     s = res.summary.set_index(["dimension", "segment"])
     assert s.loc[("rfm_class", "重要保持客户"), "revenue"] == 8000
-    assert s.loc[("rfm_class", "重要保持客户"), "revenue_share"] == pytest.approx(8000 / 22350 * 100)
+    assert s.loc[("rfm_class", "重要保持客户"), "revenue_share"] == pytest.approx(
+        8000 / 22350 * 100
+    )
     assert s.loc[("rfm_class", "一般价值客户"), "customers"] == 3
     assert s.loc[("rfm_class", "（无订单）"), "customer_share"] == 10.0
     d = res.to_dict()
     assert d["customers"] == 10 and d["orders_used"] == 17 and d["orders_unmatched"] == 1
-    assert d["classes"]["一般价值客户"] == {"customers": 3, "customer_share": 30.0, "revenue": 4200.0, "revenue_share": round(4200 / 22350 * 100, 4)}
+    assert d["classes"]["一般价值客户"] == {
+        "customers": 3,
+        "customer_share": 30.0,
+        "revenue": 4200.0,
+        "revenue_share": round(4200 / 22350 * 100, 4),
+    }
     assert d["ltv"]["bgnbd"]["fitted"] is False
 
 
@@ -462,7 +708,9 @@ ltv: {horizon: 6m, unit: weeks, churn_p_alive: 0.5, min_customers: 100, min_repe
     assert seg.loc["C00000001", ["r_score", "f_score", "m_score"]].tolist() == [5, 3, 3]
     assert seg.loc["C00000003", "rfm_class"] == "重要保持客户"
     assert seg.loc["C00000001", "tier"] == "中价值" and seg.loc["C00000004", "tier"] == "高价值"
-    assert seg.loc["C00000005", "lifecycle"] == "成熟" and seg.loc["C00000008", "lifecycle"] == "成长"
+    assert (
+        seg.loc["C00000005", "lifecycle"] == "成熟" and seg.loc["C00000008", "lifecycle"] == "成长"
+    )
     assert res.ltv.horizon_days == 183 and res.ltv.unit == "weeks"
     assert "need 100" in res.ltv.bgnbd_reason
 
@@ -497,7 +745,8 @@ def test_engines_agree():
             "order_id": [f"O{i}" for i in rng.integers(0, 2500, n)],
             "customer_id": [f"T{i}" for i in rng.integers(1, 300, n)],
             "channel": "天猫",
-            "order_time": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 600 * 24, n), unit="h"),
+            "order_time": pd.Timestamp("2023-01-01")
+            + pd.to_timedelta(rng.integers(0, 600 * 24, n), unit="h"),
             "amount": np.round(rng.gamma(2, 150, n) * np.where(rng.random(n) < 0.05, -1, 1), 2),
         }
     )
@@ -527,7 +776,11 @@ def test_property_engines_agree_on_line_items_duplicates_refunds_and_dropped_row
         }
     )
     dup = orders.sample(frac=0.1, random_state=int(rng.integers(0, 1000)))
-    orders = pd.concat([orders, dup], ignore_index=True).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    orders = (
+        pd.concat([orders, dup], ignore_index=True)
+        .sample(frac=1.0, random_state=1)
+        .reset_index(drop=True)
+    )
     as_of = "2024-06-30" if rng.random() < 0.5 else None
     a, ra = customer_metrics(orders, clean_customers(), as_of=as_of, engine="pandas")
     b, rb = customer_metrics(orders, clean_customers(), as_of=as_of, engine="duckdb")
@@ -541,12 +794,29 @@ def _write_inputs(tmp_path):
 
     write_table(clean_customers(), tmp_path / "clean.parquet")
     write_table(orders_df(), tmp_path / "orders.parquet")
-    surveys = pd.DataFrame({"customer_id": ["", "", "", "", ""], "phone": ["13800000001", "13800000003", "13800000010", "13800000004", "13900000000"],
-                            "email": [""] * 5, "time": pd.to_datetime(["2024-06-01"] * 5), "score": [10.0, 6.0, 9.0, np.nan, 7.0],
-                            "satisfaction": [5.0, 3.0, 4.0, np.nan, 4.0], "comments": [""] * 5})
+    surveys = pd.DataFrame(
+        {
+            "customer_id": ["", "", "", "", ""],
+            "phone": ["13800000001", "13800000003", "13800000010", "13800000004", "13900000000"],
+            "email": [""] * 5,
+            "time": pd.to_datetime(["2024-06-01"] * 5),
+            "score": [10.0, 6.0, 9.0, np.nan, 7.0],
+            "satisfaction": [5.0, 3.0, 4.0, np.nan, 4.0],
+            "comments": [""] * 5,
+        }
+    )
     write_table(surveys, tmp_path / "surveys.parquet")
-    inter = pd.DataFrame({"record_id": ["1", "2"], "customer_id": ["", ""], "phone": ["13800000001", "13800000001"], "email": ["", ""],
-                          "time": pd.to_datetime(["2024-06-20 10:00", "2024-06-25 10:00"]), "method": ["电话", "投诉"], "content": ["", "物流"]})
+    inter = pd.DataFrame(
+        {
+            "record_id": ["1", "2"],
+            "customer_id": ["", ""],
+            "phone": ["13800000001", "13800000001"],
+            "email": ["", ""],
+            "time": pd.to_datetime(["2024-06-20 10:00", "2024-06-25 10:00"]),
+            "method": ["电话", "投诉"],
+            "content": ["", "物流"],
+        }
+    )
     write_table(inter, tmp_path / "interactions.parquet")
 
 
@@ -557,13 +827,38 @@ def test_cli_segment_json_equals_library(tmp_path):
 
     _write_inputs(tmp_path)
     out = tmp_path / "seg.parquet"
-    r = CliRunner().invoke(app, ["segment", str(tmp_path / "clean.parquet"), "--orders", str(tmp_path / "orders.parquet"),
-                                 "--surveys", str(tmp_path / "surveys.parquet"), "--as-of", "2024-06-30",
-                                 "--interactions", str(tmp_path / "interactions.parquet"),
-                                 "-o", str(out), "--summary", str(tmp_path / "summary.xlsx"), "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            str(tmp_path / "clean.parquet"),
+            "--orders",
+            str(tmp_path / "orders.parquet"),
+            "--surveys",
+            str(tmp_path / "surveys.parquet"),
+            "--as-of",
+            "2024-06-30",
+            "--interactions",
+            str(tmp_path / "interactions.parquet"),
+            "-o",
+            str(out),
+            "--summary",
+            str(tmp_path / "summary.xlsx"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    for key in ("customers", "orders_used", "orders_unmatched", "classes", "tiers", "lifecycle", "nps", "ltv"):
+    for key in (
+        "customers",
+        "orders_used",
+        "orders_unmatched",
+        "classes",
+        "tiers",
+        "lifecycle",
+        "nps",
+        "ltv",
+    ):
         assert key in d
     assert d["customers"] == 10 and d["orders_unmatched"] == 1
     assert d["classes"]["重要价值客户"]["customers"] == 1
@@ -571,11 +866,21 @@ def test_cli_segment_json_equals_library(tmp_path):
     assert d["nps"]["nps"] == 25.0 and d["nps"]["invalid"] == 1
     assert d["nps"]["by_class"]["重要价值客户"] == 100.0
     assert "reason" in d["ltv"]["bgnbd"]
-    lib = segment_customers(orders_df(), clean_customers(), as_of="2024-06-30", surveys=pd.read_parquet(tmp_path / "surveys.parquet")).to_dict()
+    lib = segment_customers(
+        orders_df(),
+        clean_customers(),
+        as_of="2024-06-30",
+        surveys=pd.read_parquet(tmp_path / "surveys.parquet"),
+    ).to_dict()
     assert d["classes"] == lib["classes"] and d["nps"] == lib["nps"]
     seg = pd.read_parquet(out).set_index("customer_id")
-    assert seg.loc["C00000010", "nps_score"] == 9 and seg.loc["C00000004", "nps_score"] != seg.loc["C00000004", "nps_score"]
-    assert seg.loc["C00000001", ["days_since_last_interaction", "interactions_30d", "complaints_365d"]].tolist() == [5, 2, 1]
+    assert (
+        seg.loc["C00000010", "nps_score"] == 9
+        and seg.loc["C00000004", "nps_score"] != seg.loc["C00000004", "nps_score"]
+    )
+    assert seg.loc[
+        "C00000001", ["days_since_last_interaction", "interactions_30d", "complaints_365d"]
+    ].tolist() == [5, 2, 1]
     assert (tmp_path / "seg_unmatched_orders.csv").exists()
     from openpyxl import load_workbook
 
@@ -592,7 +897,9 @@ def test_cli_segment_human_output_and_errors(tmp_path):
 
     _write_inputs(tmp_path)
     runner = CliRunner()
-    r = runner.invoke(app, ["segment", "--orders", str(tmp_path / "orders.parquet"), "--as-of", "2024-06-30"])
+    r = runner.invoke(
+        app, ["segment", "--orders", str(tmp_path / "orders.parquet"), "--as-of", "2024-06-30"]
+    )
     assert r.exit_code == 0
     assert "客户分群" in r.stderr and r.stdout == ""
     r = runner.invoke(app, ["segment", str(tmp_path / "clean.parquet")])
@@ -602,7 +909,18 @@ def test_cli_segment_human_output_and_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("tiers: {methd: top}\n", encoding="utf-8")
     out = tmp_path / "x.parquet"
-    r = runner.invoke(app, ["segment", "--orders", str(tmp_path / "orders.parquet"), "--config", str(bad), "-o", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "segment",
+            "--orders",
+            str(tmp_path / "orders.parquet"),
+            "--config",
+            str(bad),
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 2 and not out.exists()
     r = runner.invoke(app, ["segment", "--help"])
     assert r.exit_code == 0 and "$ custtool segment" in r.stdout
@@ -612,7 +930,9 @@ def test_order_codes_hash_and_text_paths_agree():
     from custtool.metrics import _order_codes
 
     rng = np.random.default_rng(5)
-    ids = pd.Series([f"O{i}" for i in rng.integers(0, 40_000, 50_000)] + ["", " ", None, " O7 "], dtype=object)
+    ids = pd.Series(
+        [f"O{i}" for i in rng.integers(0, 40_000, 50_000)] + ["", " ", None, " O7 "], dtype=object
+    )
     a = _order_codes(ids, method="hash")
     b = _order_codes(ids, method="encode")
     # the same partition: singles (-1) equal, and repeated ids grouped identically
@@ -636,14 +956,41 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> None:
 def test_order_codes_hash_path_trims_like_the_text_path(dtype):
     # fixed-width ids (strided reads), mixed widths (gathers), ids longer than 8 and 16 bytes,
     # Chinese text, and the spaces _encode_text trims: tab, CR/LF, the ideographic space
-    ids = ["O0000000001", "O0000000002", "O0000000001", " O0000000002", "O0000000002\t", "订单号一", "订单号一\u3000",
-           "\u3000订单号二", "订单号二", "x" * 25, "x" * 24 + "y", "x" * 25, "", "\u3000", None, "7", "7 ", "70"]
+    ids = [
+        "O0000000001",
+        "O0000000002",
+        "O0000000001",
+        " O0000000002",
+        "O0000000002\t",
+        "订单号一",
+        "订单号一\u3000",
+        "\u3000订单号二",
+        "订单号二",
+        "x" * 25,
+        "x" * 24 + "y",
+        "x" * 25,
+        "",
+        "\u3000",
+        None,
+        "7",
+        "7 ",
+        "70",
+    ]
     a = _order_codes_of(pd.Series(ids, dtype=dtype), "hash")
     b = _order_codes_of(pd.Series(ids, dtype=dtype), "encode")
     _same_partition(a, b)
-    assert a[0] == a[2] and a[1] == a[3] == a[4] and a[5] == a[6] and a[7] == a[8] and a[9] == a[11] and a[15] == a[16]
+    assert (
+        a[0] == a[2]
+        and a[1] == a[3] == a[4]
+        and a[5] == a[6]
+        and a[7] == a[8]
+        and a[9] == a[11]
+        and a[15] == a[16]
+    )
     assert a[0] != a[1] and a[10] == -1 and a[17] == -1 and (a[12:15] == -1).all()
-    fixed = pd.Series([f"O{i % 7:010d}" for i in range(50)] + [f"O{i:010d}" for i in range(100, 120)], dtype=dtype)
+    fixed = pd.Series(
+        [f"O{i % 7:010d}" for i in range(50)] + [f"O{i:010d}" for i in range(100, 120)], dtype=dtype
+    )
     _same_partition(_order_codes_of(fixed, "hash"), _order_codes_of(fixed, "encode"))
 
 
@@ -651,10 +998,18 @@ def test_order_codes_never_merge_different_ids_whose_hashes_collide(monkeypatch)
     import custtool.metrics as rfm
 
     rng = np.random.default_rng(7)
-    ids = pd.Series([f"O{i}" for i in rng.integers(0, 60, 400)] + [f"U{i}" for i in range(30)] + ["", None, " O7 "], dtype=object)
+    ids = pd.Series(
+        [f"O{i}" for i in rng.integers(0, 60, 400)]
+        + [f"U{i}" for i in range(30)]
+        + ["", None, " O7 "],
+        dtype=object,
+    )
     expected = _order_codes_of(ids, "encode")
     real_hash = rfm.text_hash
-    for fake in (lambda arr: real_hash(arr) & np.uint64(3), lambda arr: np.zeros(len(arr), dtype=np.uint64)):
+    for fake in (
+        lambda arr: real_hash(arr) & np.uint64(3),
+        lambda arr: np.zeros(len(arr), dtype=np.uint64),
+    ):
         monkeypatch.setattr(rfm, "text_hash", fake)
         got = _order_codes_of(ids, "hash")
         _same_partition(got, expected)
@@ -668,13 +1023,21 @@ def test_order_codes_of_chunked_arrow_ids_and_phone_keys():
 
     from custtool.attribution import phone_keys as _norm_phone_pa
 
-    ids = pa.chunked_array([pa.array([], pa.string()), pa.array(["a", " a", "b"]), pa.array(["b", None, "", "c"])])
-    _same_partition(_order_codes_of(ids, "hash"), _order_codes_of(pd.Series(ids.to_pylist(), dtype=object), "encode"))
+    ids = pa.chunked_array(
+        [pa.array([], pa.string()), pa.array(["a", " a", "b"]), pa.array(["b", None, "", "c"])]
+    )
+    _same_partition(
+        _order_codes_of(ids, "hash"),
+        _order_codes_of(pd.Series(ids.to_pylist(), dtype=object), "encode"),
+    )
     assert _order_codes_of(ids, "hash").tolist()[4:] == [-1, -1, -1]
     # plain digits are their own key; anything else is normalised (13 digits with 86 too)
     phones = ["13800000001", "", None, "8613800000001", "+86 138-0000-0001", "１３８00000001"]
     assert _norm_phone_pa(pa.array(phones[:3])).to_pylist() == ["13800000001", "", None]
-    assert _norm_phone_pa(pa.array(phones)).to_pylist() == ["13800000001", "", None] + ["13800000001"] * 3
+    assert (
+        _norm_phone_pa(pa.array(phones)).to_pylist()
+        == ["13800000001", "", None] + ["13800000001"] * 3
+    )
 
 
 def test_errors_of_the_order_id_thread_and_of_matching_reach_the_caller(monkeypatch):
@@ -733,7 +1096,9 @@ def test_key_lookup_same_with_and_without_the_all_keys_differ_shortcut(monkeypat
         lut, amb = rfm._unique_map(ks, os_, with_ambiguous=True)
         got = lut.lookup(probe).tolist()
         monkeypatch.setattr(rfm, "text_hash", lambda arr: np.zeros(len(arr), dtype=np.uint64))
-        lut2, amb2 = rfm._unique_map(ks, os_, with_ambiguous=True)  # every hash repeats: no shortcut
+        lut2, amb2 = rfm._unique_map(
+            ks, os_, with_ambiguous=True
+        )  # every hash repeats: no shortcut
         monkeypatch.undo()
         assert got == lut2.lookup(probe).tolist() == [0, -1, 5, -1, -1, -1, 6]
         assert amb.to_pylist() == amb2.to_pylist() == (["1001"] if ks is keys else [])
@@ -744,7 +1109,9 @@ def test_take_rows_chunk_by_chunk_equals_pyarrow_take():
 
     from custtool.arrow_text import take_rows as _take
 
-    ca = pa.chunked_array([pa.array(["a", "b"]), pa.array([], pa.string()), pa.array(["c", None, "e"])])
+    ca = pa.chunked_array(
+        [pa.array(["a", "b"]), pa.array([], pa.string()), pa.array(["c", None, "e"])]
+    )
     for rows in ([0, 2, 4], [], [3], [1, 0], [0, 1, 2, 3, 4]):
         r = np.array(rows, dtype=np.int64)
         assert _take(ca, r).to_pylist() == ca.take(pa.array(r)).to_pylist()
@@ -763,16 +1130,42 @@ def test_cli_segment_prints_order_row_accounting(tmp_path):
     from custtool.cli import app
 
     _write_inputs(tmp_path)
-    r = CliRunner().invoke(app, ["segment", str(tmp_path / "clean.parquet"), "--orders", str(tmp_path / "orders.parquet"), "--as-of", "2024-06-30"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            str(tmp_path / "clean.parquet"),
+            "--orders",
+            str(tmp_path / "orders.parquet"),
+            "--as-of",
+            "2024-06-30",
+        ],
+    )
     assert r.exit_code == 0
     # 21 rows: 18 used (17 orders and a refund line), O19 of no customer, one duplicate line, one after the as-of date
-    assert "order rows 21 = 18 used (17 orders) + 1 matched no customer + 1 duplicate + 1 after the as-of date + 0 without a valid time" in " ".join(r.stderr.split())
+    assert (
+        "order rows 21 = 18 used (17 orders) + 1 matched no customer + 1 duplicate + 1 after the as-of date + 0 without a valid time"
+        in " ".join(r.stderr.split())
+    )
 
 
 def test_age_at_the_as_of_date_from_birth_date():
     # the shipped tag library has age rules (18-24岁 …) and exports carry 出生日期, not 年龄
     cust = clean_customers().assign(
-        birth_date=pd.to_datetime(["2000-06-30", "2000-07-01", "1960-01-01", None, "2030-01-01", "1990-02-28", None, None, None, None]),
+        birth_date=pd.to_datetime(
+            [
+                "2000-06-30",
+                "2000-07-01",
+                "1960-01-01",
+                None,
+                "2030-01-01",
+                "1990-02-28",
+                None,
+                None,
+                None,
+                None,
+            ]
+        ),
     )
     res = segment_customers(orders_df(), cust, as_of="2024-06-30")
     age = res.customers.set_index("customer_id")["age"]
@@ -780,10 +1173,16 @@ def test_age_at_the_as_of_date_from_birth_date():
     # birthday on the as-of day counts; the day after does not; unknown or future births stay empty
     assert age.tolist()[:6] == [24, 23, 64, pd.NA, pd.NA, 34]
     # an age column (from the export, or an earlier run) fills in where there is no birth date
-    given = cust.assign(age=pd.array([30, None, None, 41, None, None, None, None, None, None], dtype="Int64"))
-    assert segment_customers(orders_df(), given, as_of="2024-06-30").customers["age"].tolist()[:4] == [24, 23, 64, 41]
+    given = cust.assign(
+        age=pd.array([30, None, None, 41, None, None, None, None, None, None], dtype="Int64")
+    )
+    assert segment_customers(orders_df(), given, as_of="2024-06-30").customers["age"].tolist()[
+        :4
+    ] == [24, 23, 64, 41]
     # segmenting the output again at a later date ages everyone with a birth date
-    later = segment_customers(orders_df(), res.customers, as_of="2025-07-01").customers["age"].tolist()
+    later = (
+        segment_customers(orders_df(), res.customers, as_of="2025-07-01").customers["age"].tolist()
+    )
     assert later[:3] == [25, 25, 65]
 
 
@@ -796,4 +1195,7 @@ def test_segmenting_a_segmented_table_again_recomputes_everything():
     pd.testing.assert_frame_equal(again, first)
     later = segment_customers(orders_df(), first, as_of="2024-12-31").customers
     assert later.columns.is_unique
-    assert later.set_index("customer_id").loc["C00000001", "recency"] == first.set_index("customer_id").loc["C00000001", "recency"] + 184
+    assert (
+        later.set_index("customer_id").loc["C00000001", "recency"]
+        == first.set_index("customer_id").loc["C00000001", "recency"] + 184
+    )

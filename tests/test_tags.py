@@ -809,7 +809,10 @@ def test_default_rules_apply_to_examples(example_data):
     # do not depend on the order of the rows
     seg = example_data.frame("segmented")
     res = tag_customers(seg)
-    assert set(res.skipped["reason"]) == {"no column position in the table", "no column customer_type in the table"}
+    assert set(res.skipped["reason"]) == {
+        "no column position in the table",
+        "no column customer_type in the table",
+    }
     assert res.customers["tags"].map(len).between(1, 10).all()
     backwards = tag_customers(seg.iloc[::-1]).customers.set_index("customer_id")["tags"]
     assert backwards.loc[res.customers["customer_id"]].tolist() == res.customers["tags"].tolist()

@@ -35,7 +35,16 @@ def render_card(html_path: Path, png: Path) -> str:
     chrome = _first("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
     if chrome:
         subprocess.run(
-            [chrome, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={png}", "--window-size=1000,1400", html_path.resolve().as_uri()],
+            [
+                chrome,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--screenshot={png}",
+                "--window-size=1000,1400",
+                html_path.resolve().as_uri(),
+            ],
             check=True,
             capture_output=True,
             timeout=120,
@@ -43,7 +52,12 @@ def render_card(html_path: Path, png: Path) -> str:
         return f"card  → {png} (chromium)"
     wk = _first("wkhtmltoimage")
     if wk:
-        subprocess.run([wk, "--width", "1000", "--encoding", "utf-8", str(html_path), str(png)], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [wk, "--width", "1000", "--encoding", "utf-8", str(html_path), str(png)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         return f"card  → {png} (wkhtmltoimage)"
     return "card  : needs headless Chromium (apt-get install chromium) or wkhtmltoimage (apt-get install wkhtmltopdf)"
 
@@ -52,12 +66,41 @@ def render_sheet(xlsx: Path, png: Path) -> str:
     office = _first("libreoffice", "soffice")
     pdftoppm = _first("pdftoppm")
     if not office or not pdftoppm:
-        missing = [n for n, p in (("libreoffice (apt-get install libreoffice-calc)", office), ("pdftoppm (apt-get install poppler-utils)", pdftoppm)) if not p]
+        missing = [
+            n
+            for n, p in (
+                ("libreoffice (apt-get install libreoffice-calc)", office),
+                ("pdftoppm (apt-get install poppler-utils)", pdftoppm),
+            )
+            if not p
+        ]
         return "sheet : needs " + " and ".join(missing)
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run([office, "--headless", "--convert-to", "pdf", "--outdir", d, str(xlsx)], check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [office, "--headless", "--convert-to", "pdf", "--outdir", d, str(xlsx)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         pdf = Path(d) / (xlsx.stem + ".pdf")
-        subprocess.run([pdftoppm, "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(pdf), str(png.with_suffix(""))], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                pdftoppm,
+                "-png",
+                "-r",
+                "80",
+                "-f",
+                "1",
+                "-l",
+                "1",
+                "-singlefile",
+                str(pdf),
+                str(png.with_suffix("")),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     return f"sheet → {png} (LibreOffice, first page = 概览)"
 
 

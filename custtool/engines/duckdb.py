@@ -15,7 +15,10 @@ def aggregate_orders(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dic
     except ImportError:
         from custtool.errors import ConfigError
 
-        raise ConfigError("--engine duckdb needs the duckdb package", "pip install 'custtool[duckdb]' (or pip install duckdb)") from None
+        raise ConfigError(
+            "--engine duckdb needs the duckdb package",
+            "pip install 'custtool[duckdb]' (or pip install duckdb)",
+        ) from None
     import numpy as np
     import pandas as pd
 
@@ -60,7 +63,14 @@ def aggregate_orders(c, day, amt, refund, ocode, n, as_of_day, win, gwin) -> dic
         return arr
 
     out: dict[str, Any] = {}  # arrays, plus the scalar "_orders_used"
-    for col in ("historical_value", "monetary_30d", "monetary_90d", "monetary_365d", "monetary", "monetary_prev"):
+    for col in (
+        "historical_value",
+        "monetary_30d",
+        "monetary_90d",
+        "monetary_365d",
+        "monetary",
+        "monetary_prev",
+    ):
         out[col] = np.round(full(col), 2)
     out["_monetary_g"] = np.round(full("monetary_g"), 2)
     for col in ("orders_total", "orders_30d", "orders_90d", "orders_365d", "frequency"):

@@ -62,13 +62,19 @@ _EMAIL_IN_TEXT = r"([A-Za-z0-9])[A-Za-z0-9._%+\-]*(@[A-Za-z0-9.\-]+\.[A-Za-z]{2,
 _CARD_IN_TEXT = r"(?<![\dA-Za-z])(\d{4})(?:[ -]?\d){8,11}[ -]?(\d{4})(?![\dA-Za-z])"
 #: any of the above, to tell whether a column of unknown meaning holds personal data
 _PERSONAL_IN_TEXT = "|".join(
-    (r"(?<!\d)1[3-9]\d{9}(?!\d)", r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])", r"[A-Za-z0-9]@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
-     r"(?<!\d)\d{4}(?:[ -]?\d){8,11}[ -]?\d{4}(?!\d)")
+    (
+        r"(?<!\d)1[3-9]\d{9}(?!\d)",
+        r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])",
+        r"[A-Za-z0-9]@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
+        r"(?<!\d)\d{4}(?:[ -]?\d){8,11}[ -]?\d{4}(?!\d)",
+    )
 )
 #: cheap pre-filters for the two above (RE2 syntax): text without them holds no match
 _ALWAYS_HINT = r"[0-9]{4}[ -]?[0-9]{4}[ -]?[0-9]{4}"
 _PERSONAL_HINT = r"[0-9]{11}|@|" + _ALWAYS_HINT
-_ALWAYS_IN_TEXT = "|".join((r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])", r"(?<!\d)\d{4}(?:[ -]?\d){8,11}[ -]?\d{4}(?!\d)"))
+_ALWAYS_IN_TEXT = "|".join(
+    (r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])", r"(?<!\d)\d{4}(?:[ -]?\d){8,11}[ -]?\d{4}(?!\d)")
+)
 #: canonical columns that never hold personal data, so their content is not scanned
 #: (order numbers have 16–19 digits like a bank card)
 NOT_PERSONAL_COLUMNS = frozenset({
@@ -134,7 +140,9 @@ def mask_phones(s: pd.Series) -> pd.Series:
     generic = t.str[:3] + "****" + t.str[-4:]
     land = t.str.replace(r"^(0\d{2,3})-\d+?(\d{4})(-\d+)?$", r"\1-****\2", regex=True)
     out = t.where(n == 0, "****")
-    out = out.mask(n >= 8, generic).mask(mobile, t.str[:3] + "****" + t.str[-4:]).mask(landline, land)
+    out = (
+        out.mask(n >= 8, generic).mask(mobile, t.str[:3] + "****" + t.str[-4:]).mask(landline, land)
+    )
     return _keep(s, out)
 
 
@@ -176,7 +184,10 @@ def mask_addresses(s: pd.Series) -> pd.Series:
     """Keep province, city and district; the street and number become ``****``:
     ``广东省深圳市南山区科技园路1号`` → ``广东省深圳市南山区****``."""
     t = _text(s)
-    head = t.str.extract(r"^((?:[^省]{1,7}省|[^区]{1,10}自治区)?(?:[^市]{1,7}市)?(?:[^区县旗]{1,7}[区县旗])?)", expand=False).fillna("")
+    head = t.str.extract(
+        r"^((?:[^省]{1,7}省|[^区]{1,10}自治区)?(?:[^市]{1,7}市)?(?:[^区县旗]{1,7}[区县旗])?)",
+        expand=False,
+    ).fillna("")
     out = t.where(t == "", head + "****")
     out = out.where(head.str.len() < t.str.len(), t)  # nothing after the district: kept
     return _keep(s, out)
@@ -218,7 +229,13 @@ def _mask_contacts_in_text(t: pd.Series) -> pd.Series:
 
 def _mask_ids_in_text(t: pd.Series) -> pd.Series:
     t = t.str.replace(_ID_IN_TEXT, r"\1***********\2", regex=True)
-    return t.str.replace(_CARD_IN_TEXT, lambda m: m.group(1) + "*" * (len(m.group(0).replace(" ", "").replace("-", "")) - 8) + m.group(2), regex=True)
+    return t.str.replace(
+        _CARD_IN_TEXT,
+        lambda m: (
+            m.group(1) + "*" * (len(m.group(0).replace(" ", "").replace("-", "")) - 8) + m.group(2)
+        ),
+        regex=True,
+    )
 
 
 def mask_free_text(s: pd.Series) -> pd.Series:
@@ -313,7 +330,11 @@ def column_maskers(df: pd.DataFrame, *, mask: bool = True) -> dict[Any, Any]:
         elif canon is None and _is_text(df[c]):
             t = df[c].astype("string")
             hits = _candidates(t, _PERSONAL_HINT if mask else _ALWAYS_HINT)
-            if hits.any() and bool(t[hits].str.contains(_PERSONAL_IN_TEXT if mask else _ALWAYS_IN_TEXT, regex=True, na=False).any()):
+            if hits.any() and bool(
+                t[hits]
+                .str.contains(_PERSONAL_IN_TEXT if mask else _ALWAYS_IN_TEXT, regex=True, na=False)
+                .any()
+            ):
                 out[c] = mask_free_text if mask else mask_always_in_text
     return out
 
@@ -334,7 +355,10 @@ def _mask_reject_values(rej: pd.DataFrame, mask: bool) -> pd.DataFrame:
 
     raw = _text(rej["column"])
     # a few distinct fields; "phone/email" (no usable contact) is masked as either one
-    lookup = {c: canonical_column(c) or ("phone/email" if set(c.split("/")) <= {"phone", "email"} else c) for c in raw.unique()}
+    lookup = {
+        c: canonical_column(c) or ("phone/email" if set(c.split("/")) <= {"phone", "email"} else c)
+        for c in raw.unique()
+    }
     col = raw.map(lookup)
     val = rej["value"].astype("string").fillna("").astype(object)
     known = {**maskers(), "phone/email": _mask_phone_or_email}
@@ -359,7 +383,9 @@ def mask_frame(df: pd.DataFrame, *, mask: bool = True) -> pd.DataFrame:
     (others untouched). ID numbers and bank cards are masked even with ``mask=False``."""
     is_rejects = "value" in df.columns and "column" in df.columns
     out = _mask_reject_values(df, mask) if is_rejects else df.copy(deep=False)
-    for c, fn in column_maskers(out.drop(columns=["value"]) if is_rejects else out, mask=mask).items():
+    for c, fn in column_maskers(
+        out.drop(columns=["value"]) if is_rejects else out, mask=mask
+    ).items():
         out[c] = fn(out[c])
     return out
 
@@ -384,7 +410,9 @@ class Role:
 
     def hidden(self, columns: list[str] | Any) -> list[str]:
         """The columns of ``columns`` this role does not see."""
-        return [c for c in columns if any(fnmatch.fnmatchcase(str(c), p) for p in self.hide_columns)]
+        return [
+            c for c in columns if any(fnmatch.fnmatchcase(str(c), p) for p in self.hide_columns)
+        ]
 
 
 def load_roles(path: str | Path | None = None) -> dict[str, Role]:
@@ -393,7 +421,10 @@ def load_roles(path: str | Path | None = None) -> dict[str, Role]:
     from custtool.config import RolesFile, load_model
 
     f = load_model(
-        RolesFile, path, default="roles.yaml", what="roles file",
+        RolesFile,
+        path,
+        default="roles.yaml",
+        what="roles file",
         hint="pass --roles with a roles.yaml, or omit it to use the shipped one",
     )
     out: dict[str, Role] = {}
@@ -470,12 +501,18 @@ def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.D
         if not owner:
             raise InputError(f"role {role.name!r} sees only its own customers: pass --owner NAME")
         if "owner" not in df.columns:
-            raise InputError("the customers table has no 'owner' column, so a sales view cannot be made", "use another role")
+            raise InputError(
+                "the customers table has no 'owner' column, so a sales view cannot be made",
+                "use another role",
+            )
         own = df["owner"].astype("string").fillna("").str.strip() == owner.strip()
         out = df.loc[own.to_numpy()]
         if out.empty and len(df):
             known = sorted(set(df["owner"].astype("string").fillna("").str.strip()) - {""})[:8]
-            raise InputError(f"no customers have owner {owner!r}", f"owners in the table: {', '.join(known) or '(none)'}")
+            raise InputError(
+                f"no customers have owner {owner!r}",
+                f"owners in the table: {', '.join(known) or '(none)'}",
+            )
     elif owner:
         if "owner" not in df.columns:
             raise InputError("--owner given but the customers table has no 'owner' column")
@@ -483,7 +520,9 @@ def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.D
         out = df.loc[own.to_numpy()]
     hide = set(role.hidden(out.columns))
     if not role.amounts:
-        hide |= {c for c in out.columns if any(fnmatch.fnmatchcase(str(c), p) for p in AMOUNT_COLUMNS)}
+        hide |= {
+            c for c in out.columns if any(fnmatch.fnmatchcase(str(c), p) for p in AMOUNT_COLUMNS)
+        }
     if hide:
         out = out.drop(columns=[c for c in out.columns if c in hide])
     return out.copy(deep=False) if out is df else out

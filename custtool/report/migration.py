@@ -18,7 +18,10 @@ GONE = "（已不在）"
 def _classes(df: pd.DataFrame, by: str, which: str) -> pd.Series:
     for col in ("customer_id", by):
         if col not in df.columns:
-            raise InputError(f"the {which} table has no {col!r} column", "pass segmented customers tables from `custtool segment`")
+            raise InputError(
+                f"the {which} table has no {col!r} column",
+                "pass segmented customers tables from `custtool segment`",
+            )
     s = df[by].astype("string").fillna("").str.strip()
     s = s.where(s != "", NO_ORDERS)
     ids = df["customer_id"].astype("string").fillna("")
@@ -26,7 +29,9 @@ def _classes(df: pd.DataFrame, by: str, which: str) -> pd.Series:
     return s[~s.index.duplicated(keep="last")].astype(object)
 
 
-def migration_matrix(previous: pd.DataFrame, current: pd.DataFrame, by: str = "rfm_class") -> pd.DataFrame:
+def migration_matrix(
+    previous: pd.DataFrame, current: pd.DataFrame, by: str = "rfm_class"
+) -> pd.DataFrame:
     """Counts of customers by class before (rows) × class now (columns), joined on customer_id.
 
     Customers only in the current run count under row ``（新增）``; customers only in the

@@ -36,7 +36,10 @@ def parse_values(spec: str | list[tuple[str, str]] | None) -> list[tuple[str, st
         col, _, agg = part.partition(":")
         agg = (agg or "count").strip().lower()
         if agg not in AGGREGATES:
-            raise InputError(f"--values {part!r}: unknown aggregate {agg!r}", f"use one of: {', '.join(AGGREGATES)}")
+            raise InputError(
+                f"--values {part!r}: unknown aggregate {agg!r}",
+                f"use one of: {', '.join(AGGREGATES)}",
+            )
         out.append((col.strip(), agg))
     if not out:
         raise InputError("--values is empty", "e.g. --values monetary:sum,customer_id:count")
@@ -52,7 +55,11 @@ def _split_columns(spec: str | list[str] | None) -> list[str]:
 
 
 #: names people use for a column the customers table calls otherwise (first present wins)
-ALIASES = {"channel": ("channels", "source_channel", "_channel"), "class": ("rfm_class",), "value_tier": ("tier",)}
+ALIASES = {
+    "channel": ("channels", "source_channel", "_channel"),
+    "class": ("rfm_class",),
+    "value_tier": ("tier",),
+}
 
 
 def _resolve(df: pd.DataFrame, column: str) -> str:
@@ -73,7 +80,9 @@ ORDER_VALUES = {
 }
 
 
-def _order_rows(df: pd.DataFrame, orders: pd.DataFrame, dims: list[str], window: Any) -> pd.DataFrame:
+def _order_rows(
+    df: pd.DataFrame, orders: pd.DataFrame, dims: list[str], window: Any
+) -> pd.DataFrame:
     """One row per attributed order line inside the metrics window, with the customer's
     attributes ``dims`` and the order's own channel as ``channel``."""
     import numpy as np
@@ -90,21 +99,41 @@ def _order_rows(df: pd.DataFrame, orders: pd.DataFrame, dims: list[str], window:
     else:  # attributed here: exact duplicate lines once, refunds netted, the window before the as-of date
         keys = [c for c in ("order_id", "customer_id", "order_time", "amount") if c in o.columns]
         if "order_id" in o.columns:
-            o = o[~(o.duplicated(keys) & (o["order_id"].astype("string").fillna("").str.strip() != "")).to_numpy()]
-        amount = pd.to_numeric(o["amount"], errors="coerce").fillna(0).round(2).to_numpy(dtype=float)
+            o = o[
+                ~(
+                    o.duplicated(keys)
+                    & (o["order_id"].astype("string").fillna("").str.strip() != "")
+                ).to_numpy()
+            ]
+        amount = (
+            pd.to_numeric(o["amount"], errors="coerce").fillna(0).round(2).to_numpy(dtype=float)
+        )
         if "refund" in o.columns:
             amount = np.where(refund_flags(o["refund"]), -np.abs(amount), amount)
-        t = pd.to_datetime(o["order_time"], errors="coerce").dt.normalize() if "order_time" in o.columns else None
-        as_of = pd.to_datetime(df["as_of"], errors="coerce").max() if "as_of" in df.columns else None
+        t = (
+            pd.to_datetime(o["order_time"], errors="coerce").dt.normalize()
+            if "order_time" in o.columns
+            else None
+        )
+        as_of = (
+            pd.to_datetime(df["as_of"], errors="coerce").max() if "as_of" in df.columns else None
+        )
         if t is not None and as_of is not None and not pd.isna(as_of):
             age = (as_of.normalize() - t).dt.days
             keep = ((age >= 0) & (age < parse_days(window, "window"))).to_numpy()
             o, amount = o[keep], amount[keep]
-    own = o["channel"].astype("string").fillna("").str.strip() if "channel" in o.columns else pd.Series("", index=o.index, dtype="string")
+    own = (
+        o["channel"].astype("string").fillna("").str.strip()
+        if "channel" in o.columns
+        else pd.Series("", index=o.index, dtype="string")
+    )
     if "_channel" in o.columns:
         own = own.where(own != "", o["_channel"].astype("string").fillna("").str.strip())
     cid = o["customer_id"].astype("string").fillna("").str.strip()
-    pos = pd.Series(np.arange(len(df)), index=df["customer_id"].astype("string").fillna("").str.strip().to_numpy())
+    pos = pd.Series(
+        np.arange(len(df)),
+        index=df["customer_id"].astype("string").fillna("").str.strip().to_numpy(),
+    )
     pos = pos[~pos.index.duplicated()]
     at = cid.map(pos)
     ok = at.notna().to_numpy()  # orders of customers outside the view (role, owner) are left out
@@ -113,13 +142,21 @@ def _order_rows(df: pd.DataFrame, orders: pd.DataFrame, dims: list[str], window:
     out["channel"] = own.to_numpy()[ok]
     out["amount"] = amount[ok]
     out["customer_id"] = cid.to_numpy()[ok]
-    oid = o["order_id"].astype("string").fillna("").to_numpy()[ok] if "order_id" in o.columns else np.arange(int(ok.sum())).astype(str)
+    oid = (
+        o["order_id"].astype("string").fillna("").to_numpy()[ok]
+        if "order_id" in o.columns
+        else np.arange(int(ok.sum())).astype(str)
+    )
     sale = out["amount"].to_numpy() > 0
-    out["_order"] = np.where(sale, out["customer_id"].to_numpy(dtype=object) + "\x1f" + oid.astype(object), None)
+    out["_order"] = np.where(
+        sale, out["customer_id"].to_numpy(dtype=object) + "\x1f" + oid.astype(object), None
+    )
     return out
 
 
-def _aggregate(data: pd.DataFrame, keys: list[str], specs: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+def _aggregate(
+    data: pd.DataFrame, keys: list[str], specs: list[tuple[str, str, str, str]]
+) -> pd.DataFrame:
     """Per value of ``keys`` (one row when none): columns (value, aggregate) of ``specs``
     = (shown column, shown aggregate, column aggregated, aggregate used)."""
     import pandas as pd
@@ -180,17 +217,33 @@ def pivot(
         row_cols = ["channel" if c in CHANNEL_DIMENSIONS else _resolve(df, c) for c in row_req]
         col_cols = ["channel" if c in CHANNEL_DIMENSIONS else _resolve(df, c) for c in col_req]
         requested = parse_values(values)
-        bad = [f"{c}:{a}" for c, a in requested if (_resolve(df, c), a) not in ORDER_VALUES and (c, a) not in ORDER_VALUES]
+        bad = [
+            f"{c}:{a}"
+            for c, a in requested
+            if (_resolve(df, c), a) not in ORDER_VALUES and (c, a) not in ORDER_VALUES
+        ]
         if bad:
             raise InputError(
                 f"--values {', '.join(bad)}: with the orders a channel pivot shows order values",
                 "use monetary:sum, frequency:sum or customer_id:count (or pivot without --orders)",
             )
-        specs = [(c, a, *ORDER_VALUES[(_resolve(df, c), a) if (_resolve(df, c), a) in ORDER_VALUES else (c, a)]) for c, a in requested]
+        specs = [
+            (
+                c,
+                a,
+                *ORDER_VALUES[
+                    (_resolve(df, c), a) if (_resolve(df, c), a) in ORDER_VALUES else (c, a)
+                ],
+            )
+            for c, a in requested
+        ]
         dims = [*row_cols, *col_cols]
         missing = [c for c in dict.fromkeys(dims) if c != "channel" and c not in df.columns]
         if missing or "customer_id" not in df.columns:
-            raise InputError(f"no column {', '.join(map(repr, missing or ['customer_id']))} in the table", f"available: {', '.join(map(str, df.columns[:40]))}")
+            raise InputError(
+                f"no column {', '.join(map(repr, missing or ['customer_id']))} in the table",
+                f"available: {', '.join(map(str, df.columns[:40]))}",
+            )
         data = _order_rows(df, orders, dims, window)
     else:
         row_cols = [_resolve(df, c) for c in row_req]
@@ -209,8 +262,16 @@ def pivot(
     repeated: list[str] = []
     for c in dict.fromkeys([*row_cols, *col_cols]):
         s = data[c]
-        if c in LIST_COLUMNS or (s.dtype == object and s.dropna().head(20).map(lambda v: not isinstance(v, str)).any()) or (
-            not pd.api.types.is_numeric_dtype(s) and s.astype("string").str.contains(";", regex=False).any()
+        if (
+            c in LIST_COLUMNS
+            or (
+                s.dtype == object
+                and s.dropna().head(20).map(lambda v: not isinstance(v, str)).any()
+            )
+            or (
+                not pd.api.types.is_numeric_dtype(s)
+                and s.astype("string").str.contains(";", regex=False).any()
+            )
         ):
             before = len(data)
             data[c] = tags_text(s).astype("string").str.split(";")
@@ -218,16 +279,22 @@ def pivot(
             data[c] = data[c].astype("string").fillna("").str.strip()
             if len(data) > before:
                 repeated.append(c)
-        if not pd.api.types.is_numeric_dtype(data[c]) and not pd.api.types.is_datetime64_any_dtype(data[c]):
+        if not pd.api.types.is_numeric_dtype(data[c]) and not pd.api.types.is_datetime64_any_dtype(
+            data[c]
+        ):
             data[c] = data[c].astype("string").fillna("").str.strip().astype(str)
             order = SEGMENT_ORDERS.get(c)
             if order:
                 present = list(dict.fromkeys(data[c]))
-                cats = [v for v in order if v in present] + sorted(v for v in present if v not in order)
+                cats = [v for v in order if v in present] + sorted(
+                    v for v in present if v not in order
+                )
                 data[c] = pd.Categorical(data[c], categories=cats, ordered=True)
     for c, _a, src, agg in specs:
         if agg not in {"count", "nunique"} and not pd.api.types.is_numeric_dtype(data[src]):
-            raise InputError(f"--values {c}: cannot {agg} a text column", f"use {c}:count or {c}:nunique")
+            raise InputError(
+                f"--values {c}: cannot {agg} a text column", f"use {c}:count or {c}:nunique"
+            )
     data = data.reset_index(drop=True)
 
     def once(keys: list[str]) -> pd.DataFrame:  # each customer/order once per key value
@@ -239,8 +306,14 @@ def pivot(
         cells = cells.unstack(col_cols)
         cells.columns = _plain_index(cells.columns)
         by_row = _aggregate(once(row_cols), row_cols, specs)
-        by_row.columns = pd.MultiIndex.from_tuples([(c, a, *([total] * len(col_cols))) for c, a in by_row.columns])
-        by_col = _aggregate(once(col_cols), col_cols, specs).unstack(list(range(len(col_cols)))) if len(col_cols) else None
+        by_row.columns = pd.MultiIndex.from_tuples(
+            [(c, a, *([total] * len(col_cols))) for c, a in by_row.columns]
+        )
+        by_col = (
+            _aggregate(once(col_cols), col_cols, specs).unstack(list(range(len(col_cols))))
+            if len(col_cols)
+            else None
+        )
         cells = pd.concat([cells, by_row], axis=1)
         ordered = [t for c, a, *_ in specs for t in cells.columns if t[:2] == (c, a)]
         cells = cells[list(dict.fromkeys(ordered))]
@@ -253,14 +326,27 @@ def pivot(
         total_row = grand.iloc[0]
     cells.index = _plain_index(cells.index)
     key = tuple([total] * len(row_cols)) if len(row_cols) > 1 else total
-    out = pd.concat([cells, pd.DataFrame([total_row.to_numpy()], columns=cells.columns, index=_plain_index(pd.Index([key], name=cells.index.name)) if len(row_cols) == 1 else pd.MultiIndex.from_tuples([key], names=cells.index.names))])
+    out = pd.concat(
+        [
+            cells,
+            pd.DataFrame(
+                [total_row.to_numpy()],
+                columns=cells.columns,
+                index=_plain_index(pd.Index([key], name=cells.index.name))
+                if len(row_cols) == 1
+                else pd.MultiIndex.from_tuples([key], names=cells.index.names),
+            ),
+        ]
+    )
     for col in out.columns:
         num = pd.to_numeric(out[col], errors="coerce")
         if num.notna().sum() == out[col].notna().sum():
             out[col] = num
     out.attrs["total"] = total
     out.attrs["repeated"] = [c for c in repeated if not (by_order and c == "channel")]
-    out.attrs["notes"] = [L.text("pivot_repeated", lang).format(L.label(c, lang)) for c in out.attrs["repeated"]]
+    out.attrs["notes"] = [
+        L.text("pivot_repeated", lang).format(L.label(c, lang)) for c in out.attrs["repeated"]
+    ]
     if by_order:
         out.attrs["notes"].append(L.text("pivot_by_order", lang))
     return out
@@ -287,16 +373,32 @@ def flatten_pivot(table: pd.DataFrame, lang: str = "zh") -> pd.DataFrame:
         flat.columns = names
     keys = [k for k in flat.index.names if k is not None]
     flat = flat.reset_index()
-    for k in keys:  # a blank key reads as the report names it: （无订单） for RFM class, else （空）
-        if not pd.api.types.is_numeric_dtype(flat[k]) and not pd.api.types.is_datetime64_any_dtype(flat[k]):
+    for (
+        k
+    ) in keys:  # a blank key reads as the report names it: （无订单） for RFM class, else （空）
+        if not pd.api.types.is_numeric_dtype(flat[k]) and not pd.api.types.is_datetime64_any_dtype(
+            flat[k]
+        ):
             blank = L.text("no_orders" if k == "rfm_class" else "blank", lang)
-            flat[k] = flat[k].astype(object).map(lambda v, b=blank: b if isinstance(v, str) and v == "" else v)
+            flat[k] = (
+                flat[k]
+                .astype(object)
+                .map(lambda v, b=blank: b if isinstance(v, str) and v == "" else v)
+            )
     renamed = {}
     for c in flat.columns:
         if c in L.COLUMN_LABELS:
             renamed[c] = L.label(c, lang)
-            if flat[c].dtype == "category" or flat[c].dtype == object or pd.api.types.is_string_dtype(flat[c]):
-                flat[c] = flat[c].astype(object).map(lambda v: L.value_label(str(v), lang) if isinstance(v, str) else v)
+            if (
+                flat[c].dtype == "category"
+                or flat[c].dtype == object
+                or pd.api.types.is_string_dtype(flat[c])
+            ):
+                flat[c] = (
+                    flat[c]
+                    .astype(object)
+                    .map(lambda v: L.value_label(str(v), lang) if isinstance(v, str) else v)
+                )
     for k in keys:
         if k in repeated:
             renamed[k] = renamed.get(k, k) + mark
@@ -333,12 +435,22 @@ def write_pivot(flat: pd.DataFrame, path: str | Any, lang: str = "zh") -> Any:
     if suffix in {".csv", ".tsv"}:
         return write_table(flat, target)
     if suffix != ".xlsx":
-        raise InputError(f"{target.name}: a pivot is written as .xlsx or .csv", "e.g. -o pivot.xlsx")
+        raise InputError(
+            f"{target.name}: a pivot is written as .xlsx or .csv", "e.g. -o pivot.xlsx"
+        )
     with open_workbook(target) as wb:
         w = _Sheets(wb, lang)
         ws = wb.add_worksheet(L.text("sheet_pivot", lang))
         notes = list(flat.attrs.get("notes", []))
-        for i, note in enumerate(notes):  # what the reader must know: repeated values, order attribution
+        for i, note in enumerate(
+            notes
+        ):  # what the reader must know: repeated values, order attribution
             ws.write_string(i, 0, note, w.note)
-        w.data_sheet(ws, flat, start_row=len(notes) + (1 if notes else 0), conditional=False, freeze=not notes)
+        w.data_sheet(
+            ws,
+            flat,
+            start_row=len(notes) + (1 if notes else 0),
+            conditional=False,
+            freeze=not notes,
+        )
     return target

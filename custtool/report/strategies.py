@@ -23,14 +23,22 @@ def load_strategies(path: str | Path | None = None) -> pd.DataFrame:
 
     from custtool.config import StrategiesFile, english_strategy_keys, load_model
 
-    f = load_model(StrategiesFile, path, default="strategies.yaml", what="strategies file",
-                   hint="pass --strategies rules/strategies.yaml", prepare=english_strategy_keys)
+    f = load_model(
+        StrategiesFile,
+        path,
+        default="strategies.yaml",
+        what="strategies file",
+        hint="pass --strategies rules/strategies.yaml",
+        prepare=english_strategy_keys,
+    )
     rows = []
     for dim in DIMENSIONS:
         for seg, spec in (getattr(f, dim) or {}).items():
             row = {"dimension": dim, "segment": str(seg)}
             for key, val in spec.model_dump(exclude_none=True).items():
-                row[f"strategy_{key}"] = "；".join(map(str, val)) if isinstance(val, list) else str(val)
+                row[f"strategy_{key}"] = (
+                    "；".join(map(str, val)) if isinstance(val, list) else str(val)
+                )
             rows.append(row)
     out = pd.DataFrame(rows, columns=STRATEGY_COLUMNS)
     out = out.astype(object)
@@ -49,7 +57,13 @@ def suggested_actions(customers: pd.DataFrame, strategies: pd.DataFrame) -> pd.S
         if dim not in customers.columns:
             continue
         table = strategies.loc[strategies["dimension"] == dim]
-        measures = dict(zip(table["segment"], table["strategy_goal"] + "：" + table["strategy_measures"], strict=True))
+        measures = dict(
+            zip(
+                table["segment"],
+                table["strategy_goal"] + "：" + table["strategy_measures"],
+                strict=True,
+            )
+        )
         found = customers[dim].astype("string").fillna("").map(measures).fillna("").astype(object)
         out = out.where(out != "", found)
     return out

@@ -52,7 +52,15 @@ MONEY_COLUMNS = {
     "revenue",
     "typical_aov",
 }
-PERCENT_COLUMNS = {"growth", "p_alive", "customer_share", "revenue_share", "share", "share_in_segment", "share_overall"}
+PERCENT_COLUMNS = {
+    "growth",
+    "p_alive",
+    "customer_share",
+    "revenue_share",
+    "share",
+    "share_in_segment",
+    "share_overall",
+}
 INTEGER_COLUMNS = {
     "frequency",
     "orders_30d",
@@ -160,7 +168,14 @@ def tags_text(s: pd.Series, sep: str = ";") -> pd.Series:
         return exploded.groupby(level=0).agg(sep.join).reindex(s.index).fillna("").astype(object)
 
 
-BOOL_COLUMNS = ("repurchase", "churn_risk", "potential", "follow_up_flag", "refund", "exact_duplicate")
+BOOL_COLUMNS = (
+    "repurchase",
+    "churn_risk",
+    "potential",
+    "follow_up_flag",
+    "refund",
+    "exact_duplicate",
+)
 
 
 def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
@@ -170,11 +185,26 @@ def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
 
     out = df.copy(deep=False)
     for c in out.columns:
-        if c == "tags" or str(c).startswith("tag_") or out[c].dtype == object and _looks_like_lists(out[c]):
+        if (
+            c == "tags"
+            or str(c).startswith("tag_")
+            or out[c].dtype == object
+            and _looks_like_lists(out[c])
+        ):
             out[c] = tags_text(out[c])
         elif c in BOOL_COLUMNS and not pd.api.types.is_bool_dtype(out[c]):
             txt = out[c].astype("string").fillna("").str.strip().str.lower()
-            known = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False, "是": True, "否": False, "": None}
+            known = {
+                "true": True,
+                "false": False,
+                "1": True,
+                "0": False,
+                "1.0": True,
+                "0.0": False,
+                "是": True,
+                "否": False,
+                "": None,
+            }
             if txt.isin(list(known)).all():
                 mapped = txt.map(known)
                 out[c] = mapped.astype("boolean") if mapped.isna().any() else mapped.astype(bool)
@@ -183,7 +213,9 @@ def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
 
 def _looks_like_lists(s: pd.Series) -> bool:
     head = s.dropna().head(20)
-    return bool(len(head)) and bool(head.map(lambda v: not isinstance(v, str) and hasattr(v, "__len__")).any())
+    return bool(len(head)) and bool(
+        head.map(lambda v: not isinstance(v, str) and hasattr(v, "__len__")).any()
+    )
 
 
 def _value_column(df: pd.DataFrame) -> str | None:
@@ -215,7 +247,9 @@ def _text_series(s: pd.Series) -> pd.Series:
 
 
 # --------------------------------------------------------------------------- summary tables
-def kpis(df: pd.DataFrame, *, amounts: bool = True, nps: Any = None) -> dict[str, float | int | None]:
+def kpis(
+    df: pd.DataFrame, *, amounts: bool = True, nps: Any = None
+) -> dict[str, float | int | None]:
     """Customers, active customers, revenue, average order value, repurchase rate, NPS.
 
     active: lifecycle 新客户/成长/成熟 when the column exists, else recency ≤ 90 days.
@@ -239,17 +273,27 @@ def kpis(df: pd.DataFrame, *, amounts: bool = True, nps: Any = None) -> dict[str
             n_orders = float(pd.to_numeric(df["frequency"], errors="coerce").fillna(0).sum())
             out["aov"] = round(revenue / n_orders, 2) if n_orders else None
     if "repurchase" in df.columns:
-        buyers = (pd.to_numeric(df["frequency"], errors="coerce").fillna(0) > 0) if "frequency" in df.columns else pd.Series(True, index=df.index)
+        buyers = (
+            (pd.to_numeric(df["frequency"], errors="coerce").fillna(0) > 0)
+            if "frequency" in df.columns
+            else pd.Series(True, index=df.index)
+        )
         n_buyers = int(buyers.sum())
         rep = df["repurchase"].fillna(False).astype(bool) & buyers
         out["repurchase"] = round(int(rep.sum()) / n_buyers, 4) if n_buyers else None
     value = nps.get("nps") if isinstance(nps, dict) else nps
     if value is not None or (isinstance(nps, dict) and nps.get("surveys")):
-        out["nps"] = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+        out["nps"] = (
+            None
+            if value is None or (isinstance(value, float) and math.isnan(value))
+            else float(value)
+        )
     return out
 
 
-def segment_table(df: pd.DataFrame, by: str, *, amounts: bool = True, lang: str = "zh") -> pd.DataFrame:
+def segment_table(
+    df: pd.DataFrame, by: str, *, amounts: bool = True, lang: str = "zh"
+) -> pd.DataFrame:
     """Customers, share of customers, revenue, share of revenue per value of ``by``.
 
     Segments in their canonical order; customers with a blank value (no orders) last.
@@ -261,7 +305,9 @@ def segment_table(df: pd.DataFrame, by: str, *, amounts: bool = True, lang: str 
     g = pd.DataFrame({"k": key})
     if amounts and "monetary" in df.columns:
         g["m"] = pd.to_numeric(df["monetary"], errors="coerce").fillna(0).to_numpy()
-    agg = g.groupby("k", sort=False).agg(customers=("k", "size"), **({"revenue": ("m", "sum")} if "m" in g else {}))
+    agg = g.groupby("k", sort=False).agg(
+        customers=("k", "size"), **({"revenue": ("m", "sum")} if "m" in g else {})
+    )
     order = [v for v in SEGMENT_ORDERS.get(by, []) if v in agg.index]
     rest = sorted(v for v in agg.index if v not in order and v != "")
     if "" in agg.index:
@@ -291,8 +337,12 @@ def distribution(df: pd.DataFrame, column: str, *, top: int = 10, lang: str = "z
     counts = s.value_counts()
     if len(counts) > top:
         other = int(counts.iloc[top:].sum())
-        counts = pd.concat([counts.iloc[:top], pd.Series({("其他" if lang == "zh" else "Other"): other})])
-    out = pd.DataFrame({"segment": counts.index.astype(object), "customers": counts.to_numpy().astype("int64")})
+        counts = pd.concat(
+            [counts.iloc[:top], pd.Series({("其他" if lang == "zh" else "Other"): other})]
+        )
+    out = pd.DataFrame(
+        {"segment": counts.index.astype(object), "customers": counts.to_numpy().astype("int64")}
+    )
     out["customer_share"] = out["customers"] / len(df) if len(df) else 0.0
     return out
 
@@ -303,7 +353,10 @@ def monthly_revenue(orders: pd.DataFrame) -> pd.DataFrame:
 
     for col in ("order_time", "amount"):
         if col not in orders.columns:
-            raise InputError(f"the orders table has no {col!r} column", "pass the orders table from `custtool import`")
+            raise InputError(
+                f"the orders table has no {col!r} column",
+                "pass the orders table from `custtool import`",
+            )
     t = pd.to_datetime(orders["order_time"], errors="coerce")
     amt = pd.to_numeric(orders["amount"], errors="coerce").fillna(0)
     ok = t.notna()
@@ -336,7 +389,15 @@ class _Sheets:
         self.charts = 0
         self.truncated: list[tuple[str, int, int]] = []  # (sheet, rows in table, rows written)
         border = {"border": 1, "border_color": "#BFBFBF"}
-        self.head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "vcenter"})
+        self.head = wb.add_format(
+            {
+                "bold": True,
+                "bg_color": "#DDEBF7",
+                "border": 1,
+                "text_wrap": True,
+                "valign": "vcenter",
+            }
+        )
         self.title = wb.add_format({"bold": True, "font_size": 16})
         self.section = wb.add_format({"bold": True, "font_size": 12, "font_color": "#1F4E78"})
         self.note = wb.add_format({"italic": True, "font_color": "#7F7F7F"})
@@ -381,7 +442,10 @@ class _Sheets:
             s = df[c]
             name = str(c)
             if pd.api.types.is_bool_dtype(s) or (
-                s.dtype == object and s.notna().any() and s.dropna().head(50).map(type).eq(bool).all() and s.dropna().isin([True, False]).all()  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
+                s.dtype == object
+                and s.notna().any()
+                and s.dropna().head(50).map(type).eq(bool).all()
+                and s.dropna().isin([True, False]).all()  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
             ):
                 cols.append(("bool", s, None))
             elif pd.api.types.is_datetime64_any_dtype(s):
@@ -394,7 +458,9 @@ class _Sheets:
                 cols.append(("text", s, maskers.get(c)))
         return cols
 
-    def _chunk_lists(self, prepared: list[tuple[str, Any, Any]], rows: Any) -> list[tuple[int, list, Any, Any, str]]:
+    def _chunk_lists(
+        self, prepared: list[tuple[str, Any, Any]], rows: Any
+    ) -> list[tuple[int, list, Any, Any, str]]:
         """Python lists for the rows at positions ``rows`` (a slice or an int array): None = blank cell."""
         import numpy as np
         import pandas as pd
@@ -404,7 +470,11 @@ class _Sheets:
             part = s.iloc[rows]
             if kind in {"num", "date"}:
                 if kind == "date":
-                    t = part.dt.tz_localize(None) if getattr(part.dt, "tz", None) is not None else part
+                    t = (
+                        part.dt.tz_localize(None)
+                        if getattr(part.dt, "tz", None) is not None
+                        else part
+                    )
                     part = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
                 arr = pd.to_numeric(part, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
                 vals = arr.astype(object)
@@ -415,7 +485,10 @@ class _Sheets:
                 part = fmt(part)
             if kind == "bool":
                 flags = part.astype("boolean")
-                txt = pd.Series(np.where(flags.fillna(False).to_numpy(dtype=bool), self.yes, self.no), dtype="string")
+                txt = pd.Series(
+                    np.where(flags.fillna(False).to_numpy(dtype=bool), self.yes, self.no),
+                    dtype="string",
+                )
                 txt = txt.where(flags.notna().to_numpy(), "")
             else:
                 txt = part.astype("string").fillna("")
@@ -447,7 +520,9 @@ class _Sheets:
             ws.write_string(start_row, j, h, self.head)
         n = len(df) if positions is None else len(positions)
         room = EXCEL_MAX_ROWS - 1 - start_row
-        if n > room:  # Excel's row limit: write what fits and say so (xlsxwriter would drop rows silently)
+        if (
+            n > room
+        ):  # Excel's row limit: write what fits and say so (xlsxwriter would drop rows silently)
             self.truncated.append((ws.get_name(), n, room))
             n = room
         self._widths(ws, headers, prepared, positions)
@@ -465,7 +540,12 @@ class _Sheets:
             rows = slice(start, stop) if positions is None else positions[start:stop]
             lists = self._chunk_lists(prepared, rows)
             order = sorted(
-                (j, 0 if kind == "num" else 2 if fmts is not None else 1, vals, fmts if fmts is not None else fmt)
+                (
+                    j,
+                    0 if kind == "num" else 2 if fmts is not None else 1,
+                    vals,
+                    fmts if fmts is not None else fmt,
+                )
                 for j, vals, fmt, fmts, kind in lists
             )
             for i in range(stop - start):
@@ -486,21 +566,45 @@ class _Sheets:
                 if name in cols:
                     j = cols.index(name)
                     ws.conditional_format(
-                        base, j, last, j,
-                        {"type": "3_color_scale", "min_color": "#F8696B", "mid_color": "#FFEB84", "max_color": "#63BE7B"},
+                        base,
+                        j,
+                        last,
+                        j,
+                        {
+                            "type": "3_color_scale",
+                            "min_color": "#F8696B",
+                            "mid_color": "#FFEB84",
+                            "max_color": "#63BE7B",
+                        },
                     )
             if "rfm_score" in cols:
                 j = cols.index("rfm_score")
-                ws.conditional_format(base, j, last, j, {"type": "data_bar", "bar_color": "#5B9BD5", "bar_solid": True})
+                ws.conditional_format(
+                    base,
+                    j,
+                    last,
+                    j,
+                    {"type": "data_bar", "bar_color": "#5B9BD5", "bar_solid": True},
+                )
             if "churn_risk" in cols:
                 j = cols.index("churn_risk")
                 ws.conditional_format(
-                    base, j, last, j,
-                    {"type": "cell", "criteria": "==", "value": f'"{self.yes}"', "format": self.wb.add_format({"font_color": "#C00000", "bold": True})},
+                    base,
+                    j,
+                    last,
+                    j,
+                    {
+                        "type": "cell",
+                        "criteria": "==",
+                        "value": f'"{self.yes}"',
+                        "format": self.wb.add_format({"font_color": "#C00000", "bold": True}),
+                    },
                 )
         return base + n
 
-    def _widths(self, ws: Any, headers: list[str], prepared: list[tuple[str, Any, Any]], positions: Any) -> None:
+    def _widths(
+        self, ws: Any, headers: list[str], prepared: list[tuple[str, Any, Any]], positions: Any
+    ) -> None:
         for j, (h, (kind, s, fmt)) in enumerate(zip(headers, prepared, strict=True)):
             head_w = _display_width(h) + 2
             w: float
@@ -509,14 +613,22 @@ class _Sheets:
             elif kind == "bool":
                 w = 6
             else:
-                sample = (s.iloc[:500] if positions is None else s.iloc[positions[:500]]).astype("string").fillna("")
+                sample = (
+                    (s.iloc[:500] if positions is None else s.iloc[positions[:500]])
+                    .astype("string")
+                    .fillna("")
+                )
                 lens = sample.str.len()
                 wide = sample.str.count(r"[^\x00-\xff]")
                 w = float((lens + wide).quantile(0.9)) + 2 if len(sample) else 8
-            ws.set_column(j, j, max(8.0, min(max(head_w, w), 60.0)), fmt if kind in {"num", "date"} else None)
+            ws.set_column(
+                j, j, max(8.0, min(max(head_w, w), 60.0)), fmt if kind in {"num", "date"} else None
+            )
 
     # ------------------------------------------------------------------ small tables (summary)
-    def small_table(self, ws: Any, row: int, col: int, df: pd.DataFrame, *, header: bool = True) -> int:
+    def small_table(
+        self, ws: Any, row: int, col: int, df: pd.DataFrame, *, header: bool = True
+    ) -> int:
         """A small table at (row, col), row by row (fine in constant-memory mode). Returns next row."""
         cols = [str(c) for c in df.columns]
         if header:
@@ -537,7 +649,21 @@ class _Sheets:
             row += 1
         return row
 
-    def chart(self, ws: Any, sheet: str, kind: str, title: str, cats: tuple[int, int, int], vals: tuple[int, int, int], at: tuple[int, int], *, subtype: str | None = None, reverse: bool = False, percent: bool = False, name: str | None = None) -> None:
+    def chart(
+        self,
+        ws: Any,
+        sheet: str,
+        kind: str,
+        title: str,
+        cats: tuple[int, int, int],
+        vals: tuple[int, int, int],
+        at: tuple[int, int],
+        *,
+        subtype: str | None = None,
+        reverse: bool = False,
+        percent: bool = False,
+        name: str | None = None,
+    ) -> None:
         """A chart over cells (first_row, last_row, column) of ``sheet``, placed at ``at``."""
         spec = {"type": kind}
         if subtype:
@@ -615,7 +741,9 @@ def write_workbook(
     view = role_view(prepare_customers(customers), role_obj, owner=owner)
     amounts = role_obj.amounts and "monetary" in view.columns
     target = Path(path)
-    result = ReportResult(path=target, customers=len(view), role=role_obj.name, masked=mask, lang=lang)
+    result = ReportResult(
+        path=target, customers=len(view), role=role_obj.name, masked=mask, lang=lang
+    )
     used_names: set[str] = set()
 
     def sheet_name(name: str) -> str:
@@ -629,14 +757,18 @@ def write_workbook(
         return candidate
 
     # plan the sheets first (constant-memory: each sheet is written completely, in order)
-    plan: list[tuple[str, str, Any]] = [("summary", sheet_name(L.text("sheet_summary", lang)), None)]
+    plan: list[tuple[str, str, Any]] = [
+        ("summary", sheet_name(L.text("sheet_summary", lang)), None)
+    ]
     if segment_sheets:
         for dim in ("tier", "rfm_class"):
             if dim not in view.columns:
                 continue
             key = _text_series(view[dim])
             present = set(key) - {""}
-            ordered = [v for v in SEGMENT_ORDERS[dim] if v in present] + sorted(present - set(SEGMENT_ORDERS[dim]))
+            ordered = [v for v in SEGMENT_ORDERS[dim] if v in present] + sorted(
+                present - set(SEGMENT_ORDERS[dim])
+            )
             for value in ordered:
                 plan.append(("segment", sheet_name(L.value_label(value, lang)), (dim, value)))
     plan.append(("detail", sheet_name(L.text("sheet_detail", lang)), None))
@@ -647,14 +779,20 @@ def write_workbook(
 
     display = _display_values(view, lang)
     by_value = _value_order(view)  # row positions, most valuable first
-    segment_keys = {d: _text_series(view[d]).to_numpy(dtype=object) for d in ("tier", "rfm_class") if d in view.columns}
+    segment_keys = {
+        d: _text_series(view[d]).to_numpy(dtype=object)
+        for d in ("tier", "rfm_class")
+        if d in view.columns
+    }
     with open_workbook(target, constant_memory=True) as wb:
         w = _Sheets(wb, lang, mask)
         sheets = {name: wb.add_worksheet(name) for _kind, name, _arg in plan}
         for kind, name, arg in plan:
             ws = sheets[name]
             if kind == "summary":
-                result.sheets[name] = _write_summary(w, ws, name, view, orders, customers, role_obj, mask, amounts, lang, nps)
+                result.sheets[name] = _write_summary(
+                    w, ws, name, view, orders, customers, role_obj, mask, amounts, lang, nps
+                )
             elif kind == "segment":
                 dim, value = arg
                 positions = by_value[segment_keys[dim][by_value] == value]
@@ -669,7 +807,9 @@ def write_workbook(
             elif kind == "quality":
                 result.sheets[name] = _write_quality(w, ws, view, rejects, clean_report, mask, lang)
             elif kind == "migration" and previous is not None:  # planned only with previous
-                result.sheets[name] = _write_migration(w, ws, previous, view, role_obj, owner, mask, lang)
+                result.sheets[name] = _write_migration(
+                    w, ws, previous, view, role_obj, owner, mask, lang
+                )
         result.charts = w.charts
         for sheet, rows, written in w.truncated:
             result.sheets[sheet] = written
@@ -720,14 +860,24 @@ def _write_summary(
     if "as_of" in view.columns and len(view):
         first = pd.to_datetime(view["as_of"], errors="coerce").dropna()
         as_of = first.iloc[0].strftime("%Y-%m-%d") if len(first) else ""
-    note = f"{L.text('as_of', lang)}: {as_of or '-'}    {L.text('role', lang)}: {role.name}    " + L.text("masked" if mask else "unmasked", lang)
+    note = (
+        f"{L.text('as_of', lang)}: {as_of or '-'}    {L.text('role', lang)}: {role.name}    "
+        + L.text("masked" if mask else "unmasked", lang)
+    )
     ws.write_string(1, 0, note, w.note)
     row = 3
     figures = kpis(view, amounts=amounts, nps=nps)
     ws.write_string(row, 0, L.label("kpi", lang), w.head)
     ws.write_string(row, 1, L.label("value", lang) if lang == "en" else "数值", w.head)
     row += 1
-    fmts = {"customers": w.kpi_int, "active": w.kpi_int, "revenue": w.kpi_money, "aov": w.kpi_money, "repurchase": w.kpi_pct, "nps": w.kpi_num}
+    fmts = {
+        "customers": w.kpi_int,
+        "active": w.kpi_int,
+        "revenue": w.kpi_money,
+        "aov": w.kpi_money,
+        "repurchase": w.kpi_pct,
+        "nps": w.kpi_num,
+    }
     for key, val in figures.items():
         ws.write_string(row, 0, L.text(f"kpi_{key}", lang), w.kpi_label)
         if val is None or (isinstance(val, float) and math.isnan(val)):
@@ -741,7 +891,9 @@ def _write_summary(
     row += 1
     chart_col = 6
 
-    def section(title_key: str, table: pd.DataFrame, charts: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+    def section(
+        title_key: str, table: pd.DataFrame, charts: list[tuple[str, str, str, dict[str, Any]]]
+    ) -> None:
         nonlocal row
         top = row
         ws.write_string(row, 0, L.text(title_key, lang), w.section)
@@ -754,13 +906,24 @@ def _write_summary(
                 if value_col not in table.columns:
                     continue
                 vc = list(table.columns).index(value_col)
-                w.chart(ws, name, kind, title, (first, last, 0), (first, last, vc), (top, chart_col + 9 * k), **opts)
+                w.chart(
+                    ws,
+                    name,
+                    kind,
+                    title,
+                    (first, last, 0),
+                    (first, last, vc),
+                    (top, chart_col + 9 * k),
+                    **opts,
+                )
         height = 16 if charts and len(table) else 0
         row = max(row, top + height) + 1
 
     if "rfm_class" in view.columns:
         t = segment_table(view, "rfm_class", amounts=amounts, lang=lang)
-        charts: list[tuple[str, str, str, dict[str, Any]]] = [("column", "customers", L.text("by_rfm", lang) + " · " + L.label("customers", lang), {})]
+        charts: list[tuple[str, str, str, dict[str, Any]]] = [
+            ("column", "customers", L.text("by_rfm", lang) + " · " + L.label("customers", lang), {})
+        ]
         if amounts:
             charts.append(("pie", "revenue", L.label("revenue_share", lang), {}))
         section("by_rfm", t, charts)
@@ -768,21 +931,53 @@ def _write_summary(
         t = segment_table(view, "tier", amounts=amounts, lang=lang)
         charts = [("column", "customers", L.text("by_tier", lang), {})]
         if amounts:
-            charts.append(("pie", "revenue", L.label("revenue_share", lang) + " · " + L.text("by_tier", lang), {}))
+            charts.append(
+                (
+                    "pie",
+                    "revenue",
+                    L.label("revenue_share", lang) + " · " + L.text("by_tier", lang),
+                    {},
+                )
+            )
         section("by_tier", t, charts)
     if "lifecycle" in view.columns:
         t = segment_table(view, "lifecycle", amounts=amounts, lang=lang)
-        section("by_lifecycle", t, [("bar", "customers", L.text("by_lifecycle", lang), {"reverse": True})])
-    channel_col = next((c for c in ("channels", "source_channel", "_channel") if c in view.columns), None)
+        section(
+            "by_lifecycle",
+            t,
+            [("bar", "customers", L.text("by_lifecycle", lang), {"reverse": True})],
+        )
+    channel_col = next(
+        (c for c in ("channels", "source_channel", "_channel") if c in view.columns), None
+    )
     if channel_col:
         dist = distribution(view, channel_col, lang=lang)
         # customers in several channels count in each: shares then add up to more than 100%, so no pie
         kind = "pie" if dist["customers"].sum() <= len(view) else "bar"
-        section("by_channel", dist, [(kind, "customers", L.text("by_channel", lang), {"reverse": True} if kind == "bar" else {})])
+        section(
+            "by_channel",
+            dist,
+            [
+                (
+                    kind,
+                    "customers",
+                    L.text("by_channel", lang),
+                    {"reverse": True} if kind == "bar" else {},
+                )
+            ],
+        )
     if "industry" in view.columns:
-        section("by_industry", distribution(view, "industry", lang=lang), [("bar", "customers", L.text("by_industry", lang), {"reverse": True})])
+        section(
+            "by_industry",
+            distribution(view, "industry", lang=lang),
+            [("bar", "customers", L.text("by_industry", lang), {"reverse": True})],
+        )
     elif "city" in view.columns:
-        section("by_city", distribution(view, "city", lang=lang), [("bar", "customers", L.text("by_city", lang), {"reverse": True})])
+        section(
+            "by_city",
+            distribution(view, "city", lang=lang),
+            [("bar", "customers", L.text("by_city", lang), {"reverse": True})],
+        )
     if orders is not None and amounts:
         own = orders if len(view) == len(customers) else _own_orders(orders, view)
         t = monthly_revenue(own)
@@ -790,7 +985,9 @@ def _write_summary(
     return len(view)
 
 
-def _write_strategies(w: _Sheets, ws: Any, strat: pd.DataFrame, view: pd.DataFrame, lang: str) -> int:
+def _write_strategies(
+    w: _Sheets, ws: Any, strat: pd.DataFrame, view: pd.DataFrame, lang: str
+) -> int:
     import pandas as pd
 
     table = strat.copy()
@@ -835,14 +1032,23 @@ def _write_quality(
         if isinstance(clean_report, pd.DataFrame):
             table = clean_report
         else:
-            flat = {k: v for k, v in _flatten(clean_report).items() if isinstance(v, (int, float, str, bool))}
-            table = pd.DataFrame({"kpi": list(flat), "kpi_value": list(flat.values())}, dtype=object)
-            table["kpi_value"] = table["kpi_value"].map(lambda v: v if isinstance(v, str) else str(v) if isinstance(v, bool) else v)
+            flat = {
+                k: v
+                for k, v in _flatten(clean_report).items()
+                if isinstance(v, (int, float, str, bool))
+            }
+            table = pd.DataFrame(
+                {"kpi": list(flat), "kpi_value": list(flat.values())}, dtype=object
+            )
+            table["kpi_value"] = table["kpi_value"].map(
+                lambda v: v if isinstance(v, str) else str(v) if isinstance(v, bool) else v
+            )
             nums = pd.to_numeric(table["kpi_value"], errors="coerce")
             if nums.notna().all():
                 table["kpi_value"] = nums
             table["note"] = [_clean_metric_note(k, lang) for k in flat]
         row = w.small_table(ws, row, 0, table) + 1
+
     def item_counts(col: str) -> pd.Series:
         """How often each item of a ``;``-list column occurs."""
         items = _text_series(view[col]).str.split(";").explode().str.strip()
@@ -858,7 +1064,12 @@ def _write_quality(
         if len(vc):
             title("missing_counts")
             cols = pd.Series(vc.index.astype(object)).map(lambda c: L.label(c, lang))
-            row = w.small_table(ws, row, 0, pd.DataFrame({"column": cols.to_numpy(), "count": vc.to_numpy()})) + 1
+            row = (
+                w.small_table(
+                    ws, row, 0, pd.DataFrame({"column": cols.to_numpy(), "count": vc.to_numpy()})
+                )
+                + 1
+            )
     if rejects is not None:
         rej = mask_frame(rejects, mask=mask)  # the raw value masked by its field
         if "code" in rej.columns and len(rej):
@@ -898,7 +1109,9 @@ def _code_table(counts: pd.Series, lang: str) -> pd.DataFrame:
         base, _, col = code.partition(":")
         text = PROBLEMS[base][k] if base in PROBLEMS else ""
         notes.append(f"{text}({L.label(col, lang)})" if text and col else text)
-    return pd.DataFrame({"code": counts.index.astype(object), "count": counts.to_numpy(), "note": notes})
+    return pd.DataFrame(
+        {"code": counts.index.astype(object), "count": counts.to_numpy(), "note": notes}
+    )
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -931,17 +1144,44 @@ def _write_migration(
     table = matrix.reset_index()
     table.columns = ["before", *[str(c) for c in matrix.columns]]
     table["before"] = table["before"].map(lambda v: L.value_label(v, lang))
-    head = [L.label("before", lang) + " \\ " + L.label("now", lang), *[L.value_label(c, lang) for c in matrix.columns]]
+    head = [
+        L.label("before", lang) + " \\ " + L.label("now", lang),
+        *[L.value_label(c, lang) for c in matrix.columns],
+    ]
     for j, h in enumerate(head):
         ws.write_string(1, j, h, w.head)
     row = w.small_table(ws, 2, 0, table, header=False)
     if len(matrix.columns):
-        ws.conditional_format(2, 1, row - 1, len(matrix.columns), {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#F4B183"})
+        ws.conditional_format(
+            2,
+            1,
+            row - 1,
+            len(matrix.columns),
+            {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#F4B183"},
+        )
     row += 1
     ws.write_string(row, 0, L.text("fallen", lang), w.section)
     row += 1
     fallen = fallen_customers(prev, view)
-    cols = [c for c in ["before", "now", "customer_id", "name", "phone", "owner", "lifecycle", "recency", "frequency", "monetary", "ltv", "last_order", "tags"] if c in fallen.columns]
+    cols = [
+        c
+        for c in [
+            "before",
+            "now",
+            "customer_id",
+            "name",
+            "phone",
+            "owner",
+            "lifecycle",
+            "recency",
+            "frequency",
+            "monetary",
+            "ltv",
+            "last_order",
+            "tags",
+        ]
+        if c in fallen.columns
+    ]
     fallen = _display_values(fallen[cols], lang)
     for c in ("before", "now"):
         fallen[c] = fallen[c].map(lambda v: L.value_label(v, lang))
