@@ -553,12 +553,14 @@ def segment(
     """RFM scores and 8 classes, value tiers, lifecycle, LTV (BG/NBD + Gamma-Gamma) and NPS per customer.
 
     With -o, the attributed orders (stable customer ids) go beside it as <name>_orders.parquet,
-    for report/cards/pivot --orders.
+    for report/cards/pivot --orders. Without --orders, R, F and M come from a member list's
+    summary columns (最近消费时间, 累计消费次数, 累计消费金额) and LTV is skipped.
 
     $ custtool segment clean.parquet --orders orders.parquet -o segments.parquet
     $ custtool segment clean.parquet --orders orders.parquet --surveys nps.parquet --summary summary.xlsx
     $ custtool segment --orders orders.parquet --as-of 2024-06-30 --window 180d --json
     $ custtool segment clean.parquet --orders orders.parquet --config my_segments.yaml --engine duckdb
+    $ custtool segment members.parquet --json
     """
     import pandas as pd
 
@@ -582,13 +584,21 @@ def segment(
         return
     seg = result.value
     rep = seg.report
-    info(
-        f"as of {rep.as_of.date()}: {len(seg.customers):,} customers; order rows {rep.rows:,} = "
-        f"{rep.rows_used:,} used ({rep.orders_used:,} orders) + {rep.rows_unmatched:,} matched no customer + "
-        f"{rep.rows_duplicate:,} duplicate + {rep.rows_after_as_of:,} after the as-of date + "
-        f"{rep.rows_invalid_time:,} without a valid time",
-        quiet,
-    )
+    if seg.rfm_source != "orders":
+        info(
+            f"as of {rep.as_of.date()}: {len(seg.customers):,} customers; "
+            + result.data["rfm_source_note"]
+            + f"; LTV {seg.ltv.bgnbd_reason}",
+            quiet,
+        )
+    else:
+        info(
+            f"as of {rep.as_of.date()}: {len(seg.customers):,} customers; order rows {rep.rows:,} = "
+            f"{rep.rows_used:,} used ({rep.orders_used:,} orders) + {rep.rows_unmatched:,} matched no customer + "
+            f"{rep.rows_duplicate:,} duplicate + {rep.rows_after_as_of:,} after the as-of date + "
+            f"{rep.rows_invalid_time:,} without a valid time",
+            quiet,
+        )
     summ = seg.summary
     shown = pd.DataFrame(
         {

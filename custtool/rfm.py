@@ -48,6 +48,15 @@ LIFECYCLE_STAGES = ("潜在", "新客户", "成长", "成熟", "沉睡", "流失
 NO_ORDERS = "（无订单）"  # segment label of customers without orders (as the report names them)
 
 
+def has_orders(metrics: pd.DataFrame) -> pd.Series:
+    """Which customers bought: a last order day (from orders, or a member list's last
+    purchase date), else a first order day, else a recency."""
+    for col in ("last_order", "first_order", "recency"):
+        if col in metrics.columns:
+            return metrics[col].notna()
+    raise ConfigError("the metrics have no last_order, first_order or recency column")
+
+
 def _quantile_score(values: pd.Series, higher_is_better: bool = True, bins: int = 5) -> pd.Series:
     """Score 1..bins by rank: score = 1 + floor(bins · share of customers with a strictly
     worse value) (``rank(method="min")``).
@@ -124,11 +133,7 @@ def rfm_scores(
     method = method or shipped["method"]
     thresholds = thresholds if thresholds is not None else shipped["thresholds"]
     weights = weights if weights is not None else shipped["weights"]
-    has = (
-        metrics["first_order"].notna()
-        if "first_order" in metrics.columns
-        else metrics["recency"].notna()
-    )
+    has = has_orders(metrics)
     sub = metrics.loc[has]
     if method == "quantile":
         r = _quantile_score(sub["recency"], higher_is_better=False)
@@ -187,11 +192,7 @@ def rfm_classes(
     shipped = _shipped("classes")  # arguments left out: rules/segments.yaml
     reference = reference or shipped["reference"]
     thresholds = thresholds if thresholds is not None else shipped["thresholds"]
-    has = (
-        metrics["first_order"].notna()
-        if "first_order" in metrics.columns
-        else metrics["recency"].notna()
-    )
+    has = has_orders(metrics)
     sub = metrics.loc[has, ["recency", "frequency", "monetary"]].astype(float)
     sub["monetary"] = sub["monetary"].round(2)
     if reference in {"mean", "median"}:
@@ -318,7 +319,7 @@ def assign_lifecycle(
         raise ConfigError(
             f"lifecycle: need 0 < sleep_days ({sleep_days}) ≤ lost_days ({lost_days})"
         )
-    has = metrics["first_order"].notna().to_numpy()
+    has = has_orders(metrics).to_numpy()
     rec = metrics["recency"].to_numpy(dtype=float, na_value=np.nan)
     as_of = metrics["as_of"] if "as_of" in metrics.columns else None
     if as_of is not None:

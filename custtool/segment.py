@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from custtool.attribution import MatchReport
+from custtool.attribution import CustomerIndex, MatchReport
 from custtool.dates import age_at, parse_days
-from custtool.metrics import customer_metrics
+from custtool.errors import InputError
+from custtool.metrics import customer_metrics, interaction_metrics, summary_metrics
 from custtool.rfm import (
     NO_ORDERS,
     assign_lifecycle,
+    has_orders,
     rfm_classes,
     rfm_scores,
     segment_order,
@@ -20,6 +22,20 @@ from custtool.rfm import (
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+
+RFM_FROM_ORDERS = "orders"
+RFM_FROM_SUMMARY = "summary_columns"
+RFM_SOURCE_NOTES = {
+    RFM_FROM_ORDERS: "R, F and M from the orders (F and M in the metrics window)",
+    RFM_FROM_SUMMARY: (
+        "R, F and M from the member list's summary columns (最近消费时间, 累计消费次数, "
+        "累计消费金额): the export's own totals, no window; tiers use the total spend"
+    ),
+}
+SUMMARY_LTV_REASON = (
+    "skipped: BG/NBD and Gamma-Gamma need purchase days, and the summary columns give only "
+    "totals (pass --orders for LTV)"
+)
 
 
 def segment_summary(
@@ -127,6 +143,9 @@ class SegmentResult:
     #: window, so ``amount[in_window]`` per customer sums to ``monetary``). Cards, report,
     #: pivot and follow-ups take these, never the raw orders.
     orders: Any = None
+    #: where R, F and M come from: ``orders`` or ``summary_columns`` (a member list's
+    #: last_purchase_date, order_count and total_spend, SPEC D1b)
+    rfm_source: str = "orders"
 
     def to_dict(self) -> dict[str, Any]:
         """The machine summary (what `segment --json` prints)."""
@@ -148,7 +167,9 @@ class SegmentResult:
         return {
             "as_of": str(self.report.as_of.date()),
             "customers": int(len(seg)),
-            "customers_with_orders": int(seg["first_order"].notna().sum()),
+            "customers_with_orders": int(has_orders(seg).sum()),
+            "rfm_source": self.rfm_source,
+            "rfm_source_note": RFM_SOURCE_NOTES[self.rfm_source],
             "orders_used": self.report.orders_used,
             "orders_unmatched": self.report.rows_unmatched,
             "orders": self.report.to_dict(),
@@ -184,23 +205,42 @@ def segment_customers(
 
     cfg = config if config is not None else load_segment_config()
     tz = cfg["timezone"]
-    if not isinstance(orders, pd.DataFrame):
+    if customers is not None and not isinstance(customers, pd.DataFrame):
+        customers = read_table(customers)
+    if orders is not None and not isinstance(orders, pd.DataFrame):
         orders = read_table(orders)
     if surveys is not None and not isinstance(surveys, pd.DataFrame):
         surveys = read_table(surveys)
     if interactions is not None and not isinstance(interactions, pd.DataFrame):
         interactions = read_table(interactions)
     mcfg = cfg["metrics"]
-    metrics, report = customer_metrics(
-        orders,
-        customers,
-        as_of=as_of,
-        window=window or mcfg["window"],
-        interactions=interactions,
-        tz=tz,
-        engine=engine,
-        growth_window=mcfg.get("growth_window"),
-    )
+    if orders is None:  # a member list alone: R, F and M from its summary columns (SPEC D1b)
+        if customers is None:
+            raise InputError(
+                "segment needs orders or a customers table with summary columns",
+                "pass --orders orders.parquet, or a member list with 最近消费时间, "
+                "累计消费次数 and 累计消费金额",
+            )
+        metrics, report = summary_metrics(customers, as_of=as_of, tz=tz)
+        if interactions is not None:
+            metrics = metrics.join(
+                interaction_metrics(
+                    interactions, CustomerIndex(metrics), report.as_of, tz
+                ).set_axis(metrics.index)
+            )
+        source = RFM_FROM_SUMMARY
+    else:
+        metrics, report = customer_metrics(
+            orders,
+            customers,
+            as_of=as_of,
+            window=window or mcfg["window"],
+            interactions=interactions,
+            tz=tz,
+            engine=engine,
+            growth_window=mcfg.get("growth_window"),
+        )
+        source = RFM_FROM_ORDERS
     rc = cfg["rfm"]
     scores = rfm_scores(
         metrics, method=rc["method"], thresholds=rc.get("thresholds"), weights=rc.get("weights")
@@ -210,6 +250,8 @@ def segment_customers(
     tc = cfg["tiers"]
     tier = value_tiers(
         metrics,
+        # the member list's totals have no 365-day window: its total spend is used
+        column="monetary" if source == RFM_FROM_SUMMARY else "monetary_365d",
         method=tc["method"],
         high=float(tc["high"]),
         mid=float(tc["mid"]),
@@ -250,6 +292,8 @@ def segment_customers(
         min_customers=int(lt["min_customers"]),
         min_repeat=int(lt["min_repeat"]),
     )
+    if source == RFM_FROM_SUMMARY:
+        ltv_info.bgnbd_reason = ltv_info.gamma_gamma_reason = SUMMARY_LTV_REASON
     seg = pd.concat(
         [
             seg.drop(
@@ -289,7 +333,8 @@ def segment_customers(
         nps_info,
         classes.attrs.get("reference", {}),
         cfg,
-        attributed_orders(orders, report),
+        attributed_orders(orders, report) if orders is not None else pd.DataFrame(),
+        source,
     )
 
 
@@ -352,6 +397,8 @@ def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
     rep = result.report
     items = [
         ("as_of", str(rep.as_of.date())),
+        ("rfm_source", result.rfm_source),
+        ("rfm_source_note", RFM_SOURCE_NOTES[result.rfm_source]),
         ("ltv.unit", ltv["unit"]),
         ("ltv.horizon_days", ltv["horizon_days"]),
         ("ltv.churn_p_alive_below", ltv["churn_p_alive_below"]),

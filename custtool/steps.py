@@ -249,9 +249,11 @@ def run_segment(
     from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
 
     output, summary = _path(output), _path(summary)
-    if orders is None:
+    if orders is None and customers is None:
         raise InputError(
-            "segment needs an orders table", "pass --orders orders.parquet (from `custtool import`)"
+            "segment needs an orders table, or a member list with summary columns",
+            "pass --orders orders.parquet (from `custtool import`), or a customers table with "
+            "最近消费时间, 累计消费次数 and 累计消费金额",
         )
     for path, what in ((output, "-o/--output"), (summary, "--summary")):
         if path is not None and path.suffix.lower() not in (
@@ -263,7 +265,7 @@ def run_segment(
             )
     cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
     started = time.perf_counter()
-    order_df = read_table(orders)
+    order_df = read_table(orders) if orders is not None else None
     cust_df = read_table(customers) if customers is not None else None
     result = segment_customers(
         order_df,
@@ -280,10 +282,11 @@ def run_segment(
     if output is not None:
         write_table(result.customers, output)
         written["output"] = str(output)
-        # the attributed orders (stable customer ids), for report/cards/pivot --orders
-        attributed = output.with_name(f"{output.stem}_orders.parquet")
-        write_table(result.orders, attributed)
-        written["orders"] = str(attributed)
+        if orders is not None:
+            # the attributed orders (stable customer ids), for report/cards/pivot --orders
+            attributed = output.with_name(f"{output.stem}_orders.parquet")
+            write_table(result.orders, attributed)
+            written["orders"] = str(attributed)
         if rep.rows_unmatched:
             um = output.with_name(f"{output.stem}_unmatched_orders.csv")
             write_table(rep.unmatched, um)
