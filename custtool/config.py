@@ -451,6 +451,30 @@ class LtvSettings(StrictModel):
         return _duration(v, "horizon")
 
 
+class PortraitSettings(StrictModel):
+    """``portrait:`` of segments.yaml: the behaviour columns of the portrait (SPEC D8)."""
+
+    channels: dict[str, Literal["online", "offline"]]
+    slot_hours: int = Field(ge=1, le=24)
+    top_categories: int = Field(ge=1, le=10)
+
+    @field_validator("slot_hours")
+    @classmethod
+    def _divides_day(cls, v: int) -> int:
+        if 24 % v:
+            raise ValueError("slot_hours must divide 24 (1, 2, 3, 4, 6, 8, 12 or 24)")
+        return v
+
+
+class LevelSettings(StrictModel):
+    """``levels:`` of segments.yaml: the 4-level 客户等级 from the RFM total score."""
+
+    core_min_score: float
+    high_min_score: float
+    potential_growth: bool
+    potential_new: bool
+
+
 class SegmentSettings(StrictModel):
     """``rules/segments.yaml``: every threshold of the segment step."""
 
@@ -461,6 +485,8 @@ class SegmentSettings(StrictModel):
     tiers: TierSettings
     lifecycle: LifecycleSettings
     ltv: LtvSettings
+    portrait: PortraitSettings
+    levels: LevelSettings
 
 
 # ---- pipeline.yaml (custtool run): no shipped file; an option left out means the step's

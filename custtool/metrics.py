@@ -78,6 +78,7 @@ INTERACTION_COLUMNS = [
     "interactions_30d",
     "interactions_365d",
     "complaints_365d",
+    "complaints",
 ]
 
 
@@ -549,7 +550,8 @@ def _finish(
 def interaction_metrics(
     interactions: pd.DataFrame, index: CustomerIndex, as_of: pd.Timestamp, tz: str = "Asia/Shanghai"
 ) -> pd.DataFrame:
-    """days_since_last_interaction, last_interaction, interactions_30d/365d, complaints_365d."""
+    """days_since_last_interaction, last_interaction, interactions_30d/365d, complaints_365d
+    and complaints (all complaints up to the as-of day)."""
     import numpy as np
     import pandas as pd
 
@@ -587,6 +589,7 @@ def interaction_metrics(
             "interactions_30d": np.bincount(c[age < 30], minlength=n),
             "interactions_365d": np.bincount(c[age < 365], minlength=n),
             "complaints_365d": np.bincount(c[(age < 365) & complaint], minlength=n),
+            "complaints": np.bincount(c[complaint], minlength=n),  # all up to the as-of day
         }
     )
 

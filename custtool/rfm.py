@@ -342,9 +342,59 @@ def assign_lifecycle(
     )
 
 
+LEVELS = ("核心客户", "高价值客户", "潜力客户", "普通客户")
+
+
+def assign_level(
+    segmented: pd.DataFrame,
+    *,
+    core_min_score: float | None = None,
+    high_min_score: float | None = None,
+    potential_growth: bool | None = None,
+    potential_new: bool | None = None,
+) -> pd.Series:
+    """The 4-level 客户等级 (seed 000) of customers with ``rfm_score``, ``potential`` and
+    ``lifecycle``. First match wins: rfm_score ≥ core_min_score → 核心客户; ≥ high_min_score →
+    高价值客户; ``potential`` (when potential_growth) or 新客户 (when potential_new) → 潜力客户;
+    else 普通客户. Customers without orders get "" (no level). Arguments left out come from
+    the ``levels:`` section of ``rules/segments.yaml``."""
+    import numpy as np
+    import pandas as pd
+
+    shipped = _shipped("levels")
+    core = float(shipped["core_min_score"] if core_min_score is None else core_min_score)
+    high = float(shipped["high_min_score"] if high_min_score is None else high_min_score)
+    if high > core:
+        raise ConfigError(
+            f"levels: high_min_score ({high}) is above core_min_score ({core})",
+            "high_min_score must be ≤ core_min_score",
+        )
+    by_growth = bool(shipped["potential_growth"] if potential_growth is None else potential_growth)
+    by_new = bool(shipped["potential_new"] if potential_new is None else potential_new)
+    n = len(segmented)
+    score = segmented["rfm_score"].to_numpy(dtype=float, na_value=np.nan)
+    grew = (
+        segmented["potential"].fillna(False).to_numpy(dtype=bool)
+        if by_growth and "potential" in segmented.columns
+        else np.zeros(n, dtype=bool)
+    )
+    new = (
+        segmented["lifecycle"].eq("新客户").to_numpy()
+        if by_new and "lifecycle" in segmented.columns
+        else np.zeros(n, dtype=bool)
+    )
+    level = np.select(
+        [~has_orders(segmented).to_numpy(), score >= core, score >= high, grew | new],
+        ["", "核心客户", "高价值客户", "潜力客户"],
+        default="普通客户",
+    )
+    return pd.Series(level.astype(object), index=segmented.index, name="level")
+
+
 def segment_order(dim: str) -> list[str]:
     return {
         "rfm_class": [*RFM_CLASSES, NO_ORDERS],
         "tier": list(TIERS),
         "lifecycle": list(LIFECYCLE_STAGES),
+        "level": list(LEVELS),
     }.get(dim, [])

@@ -10,8 +10,10 @@ from custtool.attribution import CustomerIndex, MatchReport
 from custtool.dates import age_at, parse_days
 from custtool.errors import InputError
 from custtool.metrics import customer_metrics, interaction_metrics, summary_metrics
+from custtool.portrait import portrait_columns, repurchase_rate
 from custtool.rfm import (
     NO_ORDERS,
+    assign_level,
     assign_lifecycle,
     has_orders,
     rfm_classes,
@@ -40,7 +42,7 @@ SUMMARY_LTV_REASON = (
 
 def segment_summary(
     segmented: pd.DataFrame,
-    by: tuple[str, ...] = ("rfm_class", "tier", "lifecycle"),
+    by: tuple[str, ...] = ("rfm_class", "tier", "lifecycle", "level"),
     *,
     nps_responses: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -178,6 +180,8 @@ class SegmentResult:
             "tiers": dim("tier"),
             "lifecycle": dim("lifecycle"),
             "potential": int(seg["potential"].sum()),
+            "repurchase_rate": repurchase_rate(seg),
+            "levels": dim("level"),
             "churn_risk": int(seg["churn_risk"].sum()),
             "nps": self.nps,
             "ltv": self.ltv.to_dict(),
@@ -271,7 +275,7 @@ def segment_customers(
         c
         for part in (scores, classes[["rfm_class"]], tier, life)
         for c in (part.columns if hasattr(part, "columns") else [part.name])
-    ] + ["nps_score"]
+    ] + ["nps_score", "level", "days_since_interaction"]
     # a segmented table segmented again: its old scores/classes are replaced, not duplicated
     seg = pd.concat(
         [
@@ -319,6 +323,27 @@ def segment_customers(
         else:
             # column names are unique here, so get_loc gives an int
             seg.insert(cast(int, seg.columns.get_loc("birth_date")) + 1, "age", derived)
+    # the portrait (SPEC D8): 客户等级 and the behaviour columns from the attributed orders
+    lv = cfg["levels"]
+    seg["level"] = assign_level(
+        seg,
+        core_min_score=lv["core_min_score"],
+        high_min_score=lv["high_min_score"],
+        potential_growth=lv["potential_growth"],
+        potential_new=lv["potential_new"],
+    )
+    attributed = attributed_orders(orders, report) if orders is not None else pd.DataFrame()
+    portrait = portrait_columns(
+        attributed,
+        seg,
+        positions=report.used_customers if orders is not None else None,
+        settings=cfg["portrait"],
+    )
+    seg = pd.concat(
+        [seg.drop(columns=[c for c in portrait.columns if c in seg.columns]), portrait], axis=1
+    )
+    if "days_since_last_interaction" in seg.columns:  # the portrait's name, the same figure
+        seg["days_since_interaction"] = seg["days_since_last_interaction"]
     seg["as_of"] = report.as_of
     front = [c for c in seg.columns if c != "as_of"]
     seg = seg[front + ["as_of"]]
@@ -333,7 +358,7 @@ def segment_customers(
         nps_info,
         classes.attrs.get("reference", {}),
         cfg,
-        attributed_orders(orders, report) if orders is not None else pd.DataFrame(),
+        attributed,
         source,
     )
 
@@ -385,6 +410,7 @@ def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
         "rfm_class": ("RFM分类", "RFM class"),
         "tier": ("价值等级", "Tier"),
         "lifecycle": ("生命周期", "Lifecycle"),
+        "level": ("客户等级", "Level"),
     }
     for dim, pair in names.items():
         t = result.summary[result.summary["dimension"] == dim].drop(columns=["dimension"])
@@ -398,6 +424,7 @@ def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
     items = [
         ("as_of", str(rep.as_of.date())),
         ("rfm_source", result.rfm_source),
+        ("repurchase_rate", repurchase_rate(result.customers)),
         ("rfm_source_note", RFM_SOURCE_NOTES[result.rfm_source]),
         ("ltv.unit", ltv["unit"]),
         ("ltv.horizon_days", ltv["horizon_days"]),

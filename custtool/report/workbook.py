@@ -273,14 +273,9 @@ def kpis(
             n_orders = float(pd.to_numeric(df["frequency"], errors="coerce").fillna(0).sum())
             out["aov"] = round(revenue / n_orders, 2) if n_orders else None
     if "repurchase" in df.columns:
-        buyers = (
-            (pd.to_numeric(df["frequency"], errors="coerce").fillna(0) > 0)
-            if "frequency" in df.columns
-            else pd.Series(True, index=df.index)
-        )
-        n_buyers = int(buyers.sum())
-        rep = df["repurchase"].fillna(False).astype(bool) & buyers
-        out["repurchase"] = round(int(rep.sum()) / n_buyers, 4) if n_buyers else None
+        from custtool.portrait import repurchase_rate  # the one 复购率 (segment --json too)
+
+        out["repurchase"] = repurchase_rate(df)
     value = nps.get("nps") if isinstance(nps, dict) else nps
     if value is not None or (isinstance(nps, dict) and nps.get("surveys")):
         out["nps"] = (

@@ -1,0 +1,176 @@
+"""custtool.portrait and the 客户等级: hand-checked portrait columns (SPEC D8).
+
+As-of 2024-06-30, window 365 days. 2024-06-03 is a Monday, 2024-06-01/08 Saturdays.
+
+    A  o1 06-03 20:30 天猫 服装 300 · o2 06-04 21:10 天猫 美妆 300 · o2 refund 06-05 −100 美妆
+       o3 06-08 10:00 门店 服装 100 · o4 06-10 00:00 门店 食品 50 (a date only: no slot)
+       spend 服装 400, 美妆 200, 食品 50 → top 服装, "服装、美妆、食品"
+       orders 天猫 2, 门店 2 (tie → 天猫 < 门店 in code-point order) → 天猫; both kinds → 全渠道
+       slots: 工作日 20-22 ×2, 周末 10-12 ×1 → 工作日 20:00-22:00
+    B  p1 06-01 (Sat) 14:00 京东, two lines: 数码 500 + 配件 400 (one order)
+       p2 06-03 (Mon) 09:00 京东 配件 100
+       spend tie 数码 = 配件 500 → 数码 first (code-point order); "数码、配件"; 京东 → 线上
+       slots: 周末 14-16 ×1 (the two lines are one order), 工作日 08-10 ×1 → tie → 工作日 08:00-10:00
+    C  no orders → every portrait column ""
+    D  q0 2023-01-01 10:00 门店 家电 1000 (outside the window: not used)
+       q1 06-20 (Thu) 12:30 朋友介绍 图书 80 → 图书; 朋友介绍 (in no map) → channel_mode ""
+       slot 工作日 12:00-14:00
+    复购率: buyers in the window A (4 orders), B (2), D (1) → 2/3 = 0.6667
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from custtool.portrait import channel_kinds, portrait_columns, repurchase_rate, slot_labels
+from custtool.rfm import assign_level
+from custtool.segment import segment_customers
+
+
+def customers() -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ["A", "B", "C", "D"]})
+
+
+def orders() -> pd.DataFrame:
+    rows = [
+        ("o1", "A", "2024-06-03 20:30", "天猫", "服装", 300),
+        ("o2", "A", "2024-06-04 21:10", "天猫", "美妆", 300),
+        ("o2", "A", "2024-06-05 12:00", "天猫", "美妆", -100),
+        ("o3", "A", "2024-06-08 10:00", "门店", "服装", 100),
+        ("o4", "A", "2024-06-10 00:00", "门店", "食品", 50),
+        ("p1", "B", "2024-06-01 14:00", "京东", "数码", 500),
+        ("p1", "B", "2024-06-01 14:00", "京东", "配件", 400),
+        ("p2", "B", "2024-06-03 09:00", "京东", "配件", 100),
+        ("q0", "D", "2023-01-01 10:00", "门店", "家电", 1000),
+        ("q1", "D", "2024-06-20 12:30", "朋友介绍", "图书", 80),
+    ]
+    d = pd.DataFrame(
+        rows, columns=["order_id", "customer_id", "order_time", "channel", "category", "amount"]
+    )
+    d["order_time"] = pd.to_datetime(d["order_time"])
+    d["amount"] = d["amount"].astype(float)
+    return d
+
+
+def interactions() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": ["A", "A", "B"],
+            "time": pd.to_datetime(["2024-06-20", "2023-01-01", "2024-06-01"]),
+            "method": ["投诉", "电话", "电话"],
+            "content": ["物流慢", "投诉包装破损", "回访"],
+        }
+    )
+
+
+def segmented():
+    return segment_customers(orders(), customers(), interactions=interactions(), as_of="2024-06-30")
+
+
+def test_portrait_columns_hand_checked():
+    seg = segmented().customers.set_index("customer_id")
+    assert seg["top_category"].to_dict() == {"A": "服装", "B": "数码", "C": "", "D": "图书"}
+    assert seg["top_categories"].to_dict() == {
+        "A": "服装、美妆、食品",
+        "B": "数码、配件",
+        "C": "",
+        "D": "图书",
+    }
+    assert seg["preferred_channel"].to_dict() == {
+        "A": "天猫",
+        "B": "京东",
+        "C": "",
+        "D": "朋友介绍",
+    }
+    assert seg["channel_mode"].to_dict() == {"A": "全渠道", "B": "线上", "C": "", "D": ""}
+    assert seg["active_slot"].to_dict() == {
+        "A": "工作日 20:00-22:00",
+        "B": "工作日 08:00-10:00",
+        "C": "",
+        "D": "工作日 12:00-14:00",
+    }
+    assert seg["frequency"].to_dict() == {"A": 4, "B": 2, "C": 0, "D": 1}
+    assert seg["aov"]["A"] == 162.5  # (300 + 300 − 100 + 100 + 50) / 4
+    assert seg["repurchase"].to_dict() == {"A": True, "B": True, "C": False, "D": False}
+    # interactions: A's last contact 06-20 → 10 days; complaints: 2 in all, 1 in 365 days
+    assert seg["days_since_interaction"]["A"] == 10.0
+    assert np.isnan(seg["days_since_interaction"]["C"])
+    assert seg["complaints"].to_dict() == {"A": 2, "B": 0, "C": 0, "D": 0}
+    assert seg["complaints_365d"]["A"] == 1
+
+
+def test_repurchase_rate_one_figure():
+    from custtool.report.workbook import kpis
+
+    res = segmented()
+    assert res.to_dict()["repurchase_rate"] == 0.6667
+    assert repurchase_rate(res.customers) == kpis(res.customers)["repurchase"] == 0.6667
+
+
+def test_portrait_by_customer_id_equals_positions():
+    res = segmented()
+    by_id = portrait_columns(res.orders, res.customers)
+    cols = list(by_id.columns)
+    pd.testing.assert_frame_equal(by_id, res.customers[cols])
+
+
+def test_portrait_without_orders_or_columns():
+    out = portrait_columns(pd.DataFrame(), customers())
+    assert (out == "").all().all() and len(out) == 4
+    o = orders().drop(columns=["channel", "category"])
+    out = portrait_columns(o.assign(in_window=True), customers())
+    assert out["top_category"].tolist() == ["", "", "", ""]
+    assert out["active_slot"].tolist()[0] == "工作日 20:00-22:00"
+
+
+def test_channel_kinds_and_slots():
+    m = {"门店": "offline", "天猫": "online", "小程序": "online"}
+    assert channel_kinds(
+        pd.Series(["杭州西湖门店", "天猫旗舰店", "微信小程序", "朋友", None]), m
+    ).tolist() == [
+        "offline",
+        "online",
+        "online",
+        "",
+        "",
+    ]
+    labels = slot_labels(2)
+    assert (
+        len(labels) == 24 and labels[0] == "工作日 00:00-02:00" and labels[-1] == "周末 22:00-24:00"
+    )
+    assert slot_labels(6)[3] == "工作日 18:00-24:00"
+
+
+def test_assign_level_hand_checked():
+    df = pd.DataFrame(
+        {
+            "last_order": pd.to_datetime(["2024-01-01"] * 7 + [None]),
+            "rfm_score": [14, 13, 12.5, 10, 9, 9, 9, np.nan],
+            "potential": [False, False, False, False, True, False, False, False],
+            "lifecycle": ["成熟", "成熟", "成熟", "成长", "成长", "新客户", "沉睡", "潜在"],
+        }
+    )
+    assert assign_level(df).tolist() == [
+        "核心客户",
+        "核心客户",
+        "高价值客户",
+        "高价值客户",
+        "潜力客户",
+        "潜力客户",
+        "普通客户",
+        "",
+    ]
+    assert assign_level(df, potential_new=False, potential_growth=False).tolist()[4:6] == [
+        "普通客户",
+        "普通客户",
+    ]
+
+
+def test_level_in_segment_summary_and_json():
+    res = segmented()
+    d = res.to_dict()
+    lv = res.customers["level"]
+    assert set(lv) <= {"核心客户", "高价值客户", "潜力客户", "普通客户", ""}
+    assert lv[res.customers["customer_id"] == "C"].tolist() == [""]
+    assert sum(v["customers"] for v in d["levels"].values()) == 4
