@@ -40,12 +40,21 @@ PORTRAIT_COLUMNS = (
 MODE_ONLINE, MODE_OFFLINE, MODE_BOTH = "线上", "线下", "全渠道"
 
 
-def _text(orders: pd.DataFrame, *names: str) -> pd.Series | None:
-    """The first of ``names`` that ``orders`` has, as stripped text ("" for missing)."""
+def _codes(orders: pd.DataFrame, *names: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first of ``names`` that ``orders`` has, as (codes, labels): labels are the distinct
+    stripped texts, codes index them (-1: missing or blank). Text work on the distinct values."""
+    import numpy as np
+    import pandas as pd
+
     for name in names:
         if name in orders.columns:
-            s = orders[name]
-            return s.astype("string").fillna("").str.strip().astype(object)
+            codes, uni = pd.factorize(orders[name], use_na_sentinel=True)
+            text = pd.Series(np.asarray(uni, dtype=object)).astype(str).str.strip()
+            lcodes, labels = pd.factorize(text)  # texts equal once stripped share a code
+            labels = np.asarray(labels, dtype=object)
+            lcodes = np.where(labels[lcodes] == "", -1, lcodes)
+            codes = np.where(codes >= 0, np.append(lcodes, -1)[codes], -1)
+            return codes.astype(np.int64), labels
     return None
 
 
@@ -61,40 +70,52 @@ def _customer_positions(orders: pd.DataFrame, customers: pd.DataFrame) -> np.nda
     return np.asarray(pos, dtype=np.int64)
 
 
-def _ranked_top(pos: np.ndarray, key: pd.Series, value: np.ndarray, how: str) -> pd.DataFrame:
-    """Per (customer, key): ``value`` summed (``how="sum"``) or counted; sorted per customer
-    best first (ties by key), with ``rank`` 0, 1, … within the customer."""
-    import pandas as pd
+def _ranked_top(
+    pos: np.ndarray, codes: np.ndarray, labels: np.ndarray, value: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (customer, label): ``value`` summed (net, rounded to cents, only positive kept) or,
+    when ``value`` is None, rows counted; sorted per customer best first, ties by the label
+    in code-point order. Returns (customer, label code, rank 0, 1, … within the customer)."""
+    import numpy as np
 
-    t = pd.DataFrame({"c": pos, "k": key.to_numpy(dtype=object), "v": value})
-    t = t[(t["c"] >= 0) & (t["k"] != "")]
-    g = t.groupby(["c", "k"], sort=False)["v"]
-    agg = (g.sum() if how == "sum" else g.size()).rename("v").reset_index()
-    if how == "sum":
-        agg["v"] = agg["v"].round(2)
-        agg = agg[agg["v"] > 0]
-    agg = agg.sort_values(["c", "v", "k"], ascending=[True, False, True], kind="stable")
-    agg["rank"] = agg.groupby("c", sort=False).cumcount()
-    return agg
+    ok = (pos >= 0) & (codes >= 0)
+    k_n = max(len(labels), 1)
+    uk, inv = np.unique(pos[ok] * k_n + codes[ok], return_inverse=True)
+    if value is None:
+        v = np.bincount(inv, minlength=len(uk)).astype(float)
+    else:
+        v = np.round(np.bincount(inv, weights=value[ok], minlength=len(uk)), 2)
+    c, k = uk // k_n, uk % k_n
+    if value is not None:
+        c, k, v = c[v > 0], k[v > 0], v[v > 0]
+    name_rank = np.empty(len(labels), dtype=np.int64)
+    name_rank[np.argsort(labels.astype(str), kind="stable")] = np.arange(len(labels))
+    order = np.lexsort((name_rank[k] if len(k) else k, -v, c))
+    c, k = c[order], k[order]
+    idx = np.arange(len(c))
+    new = np.ones(len(c), dtype=bool)
+    new[1:] = c[1:] != c[:-1]
+    start = np.maximum.accumulate(np.where(new, idx, 0)) if len(c) else idx
+    return c, k, idx - start
 
 
-def _first_orders(orders: pd.DataFrame, pos: np.ndarray, sale: np.ndarray) -> np.ndarray:
-    """Sale rows, one per (customer, order id): a line item's order counts once."""
+def _counted_orders(orders: pd.DataFrame, pos: np.ndarray, sale: np.ndarray) -> np.ndarray:
+    """Sale rows, one per (customer, order id): a line item's order counts once (its first
+    sale line). Order ids on one row only need no comparison (hashed, as in metrics)."""
     import numpy as np
     import pandas as pd
 
+    from custtool.metrics import _order_codes
+
     if "order_id" not in orders.columns:
         return sale
-    oid = orders["order_id"].astype("string").fillna("").str.strip()
-    blank = (oid == "").to_numpy()
-    codes = pd.factorize(oid)[0]
-    # a repeated (customer, id) of a sale line: only the first sale line counts
-    first_sale = np.zeros(len(orders), dtype=bool)
-    idx = np.flatnonzero(sale & ~blank)
+    ocode = _order_codes(orders["order_id"])  # -1: an id on one row only (or blank)
+    out = sale & (ocode < 0)
+    idx = np.flatnonzero(sale & (ocode >= 0))
     if len(idx):
-        d = pd.DataFrame({"c": pos[idx], "o": codes[idx]}).duplicated().to_numpy()
-        first_sale[idx[~d]] = True
-    return first_sale | (sale & blank)
+        d = pd.DataFrame({"c": pos[idx], "o": ocode[idx]}).duplicated().to_numpy()
+        out[idx[~d]] = True
+    return out
 
 
 def channel_kinds(channels: pd.Series | np.ndarray, mapping: dict[str, str]) -> np.ndarray:
@@ -165,36 +186,29 @@ def portrait_columns(
     )
     pos = np.where(in_win, pos, -1)
     sale = (amount > 0) & (pos >= 0)
-    counted = _first_orders(orders, pos, sale)
+    counted = _counted_orders(orders, pos, sale)
 
-    cat = _text(orders, "category", "product")
+    cat = _codes(orders, "category", "product")
     if cat is not None:
-        top = _ranked_top(pos, cat, amount, "sum")
-        k = int(cfg["top_categories"])
-        top = top[top["rank"] < k]
-        wide = top.pivot(index="c", columns="rank", values="k")
-        joined = wide[0].astype(str)
-        for r in range(1, k):
-            if r in wide.columns:
-                nxt = wide[r]
-                joined = joined.where(nxt.isna(), joined + "、" + nxt.astype(str))
+        codes, labels = cat
+        c, k, rank = _ranked_top(pos, codes, labels, amount)
         col = np.full(n, "", dtype=object)
-        col[wide.index.to_numpy()] = wide[0].to_numpy(dtype=object)
+        col[c[rank == 0]] = labels[k[rank == 0]]
         out["top_category"] = col
-        col = np.full(n, "", dtype=object)
-        col[joined.index.to_numpy()] = joined.to_numpy(dtype=object)
-        out["top_categories"] = col
+        joined = col.copy()
+        for r in range(1, int(cfg["top_categories"])):
+            at = rank == r
+            joined[c[at]] = joined[c[at]] + "、" + labels[k[at]]
+        out["top_categories"] = joined
 
-    chan = _text(orders, "channel", "_channel")
+    chan = _codes(orders, "channel", "_channel")
     if chan is not None:
-        cpos = np.where(counted, pos, -1)
-        ranked = _ranked_top(cpos, chan, np.ones(len(orders)), "size")
-        best = ranked[ranked["rank"] == 0]
+        codes, labels = chan
+        c, k, rank = _ranked_top(np.where(counted, pos, -1), codes, labels, None)
         col = np.full(n, "", dtype=object)
-        col[best["c"].to_numpy()] = best["k"].to_numpy(dtype=object)
+        col[c[rank == 0]] = labels[k[rank == 0]]
         out["preferred_channel"] = col
-        kinds = channel_kinds(ranked["k"].to_numpy(dtype=object), cfg["channels"])
-        c = ranked["c"].to_numpy()
+        kinds = channel_kinds(labels, cfg["channels"])[k]
         online = np.bincount(c[kinds == "online"], minlength=n) > 0
         offline = np.bincount(c[kinds == "offline"], minlength=n) > 0
         out["channel_mode"] = np.select(
