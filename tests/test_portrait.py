@@ -174,3 +174,34 @@ def test_level_in_segment_summary_and_json():
     assert set(lv) <= {"核心客户", "高价值客户", "潜力客户", "普通客户", ""}
     assert lv[res.customers["customer_id"] == "C"].tolist() == [""]
     assert sum(v["customers"] for v in d["levels"].values()) == 4
+
+
+def test_cards_show_the_portrait():
+    from custtool.cards import group_cards, individual_cards
+
+    res = segmented()
+    seg = res.customers.assign(
+        gender=["女", "女", "男", "未知"],
+        needs=["性价比;配送速度", "性价比", "", "售后"],
+    )
+    card = individual_cards(seg, ["A", "C"], orders=res.orders, mask=False)
+    a = card.iloc[0]
+    assert "偏好全渠道消费" in a["behaviour"] and "常用渠道天猫" in a["behaviour"]
+    # the portrait's top categories (by net spend), not a second count of the orders
+    assert "常购品类：服装、美妆、食品" in a["behaviour"]
+    assert "活跃时段工作日 20:00-22:00" in a["behaviour"]
+    assert "距上次互动10天" in a["behaviour"]
+    level_a = seg.loc[seg["customer_id"] == "A", "level"].item()
+    assert a["value_assessment"].startswith(f"客户等级：{level_a}")
+    c = card.iloc[1]  # no orders: no portrait phrases
+    assert "偏好" not in c["behaviour"] and "活跃时段" not in c["behaviour"]
+
+    g = group_cards(seg, by="lifecycle", orders=res.orders).set_index("segment")
+    # one segment per lifecycle; the 潜在 segment is C alone (男, no orders)
+    assert g.loc["潜在", "gender_split"] == "男 100%"
+    assert g.loc["潜在", "channel_modes"] == ""
+    everyone = group_cards(seg.assign(all="全部"), by="all", orders=res.orders).iloc[0]
+    assert everyone["gender_split"] == "女 50%、男 25%"
+    assert everyone["common_needs"] == "性价比 50%、售后 25%、配送速度 25%"
+    assert everyone["channel_modes"] == "全渠道 25%、线上 25%"
+    assert everyone["active_slots"].startswith("工作日 08:00-10:00 25%")
