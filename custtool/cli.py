@@ -1254,6 +1254,62 @@ def followups(
         info(f"Wrote {output}", quiet)
 
 
+@app.command("funnel")
+def funnel(
+    customers: Annotated[
+        Path, typer.Argument(help="Customers (segmented/tagged, clean or imported) with status.")
+    ],
+    followups: Annotated[
+        Path | None,
+        typer.Option(
+            "--followups", help="The follow-up log: results such as 有意向 move customers on."
+        ),
+    ] = None,
+    as_of: AsOfOpt = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option("--rules", help="Stage mapping (default rules/funnel.yaml)."),
+    ] = None,
+    output: OutOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Sales funnel 潜在 → 意向 → 成交 with conversion rates, overall, per owner and per channel.
+
+    Stages come from the status, follow-up results and orders (rules/funnel.yaml);
+    流失 is counted beside the funnel.
+
+    $ custtool funnel segmented.parquet --followups 跟进记录.xlsx
+    $ custtool funnel clean.parquet --followups interactions.parquet --as-of 2024-06-30 --json
+    $ custtool funnel segmented.parquet -o 销售漏斗.xlsx
+    """
+    from custtool.labels import label
+    from custtool.steps import run_funnel
+
+    result = run_funnel(customers, followups=followups, as_of=as_of, rules=rules, output=output)
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    t = result.value.table
+    grid = Table(title="销售漏斗 Sales funnel", title_justify="left")
+    for c in t.columns:
+        grid.add_column(
+            label(c), justify="right" if c in {"customers", "conversion", "overall"} else "left"
+        )
+    for r in t.to_dict("records"):
+        grid.add_row(
+            label(r["dimension"]),
+            str(r["group"]),
+            str(r["stage"]),
+            f"{r['customers']:,}",
+            "" if r["conversion"] != r["conversion"] else f"{r['conversion']:.1%}",
+            "" if r["overall"] != r["overall"] else f"{r['overall']:.1%}",
+        )
+    Console().print(grid)
+    if output is not None:
+        info(f"funnel → {output}", quiet)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -720,6 +720,28 @@ class TagLibraryFile(StrictModel):
     tags: list[Any]
 
 
+FunnelStage = Literal["潜在", "意向", "成交", "流失"]
+
+
+class FunnelSettings(StrictModel):
+    """``rules/funnel.yaml``: status values and follow-up results → funnel stages."""
+
+    deals_from_orders: bool
+    status: dict[str, FunnelStage]
+    results: dict[str, FunnelStage]
+
+
+def funnel_settings(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The funnel settings: ``rules/funnel.yaml`` overlaid with ``path``."""
+    return load_model(
+        FunnelSettings,
+        path,
+        default="funnel.yaml",
+        what="funnel rules",
+        hint="pass the path of a funnel.yaml (see rules/funnel.yaml)",
+    ).model_dump()
+
+
 def segment_settings(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The segment settings as a dict: ``rules/segments.yaml`` overlaid with ``path``.
 

@@ -119,8 +119,13 @@ def _counted_orders(orders: pd.DataFrame, pos: np.ndarray, sale: np.ndarray) -> 
 
 
 def channel_kinds(channels: pd.Series | np.ndarray, mapping: dict[str, str]) -> np.ndarray:
-    """online/offline/"" per channel name: the kind of the first key (longest first) the
-    name contains. Works on the distinct names only."""
+    """online/offline/"" per channel name (see :func:`kinds_by_keys`)."""
+    return kinds_by_keys(channels, mapping)
+
+
+def kinds_by_keys(channels: pd.Series | np.ndarray, mapping: dict[str, str]) -> np.ndarray:
+    """The value of the first key of ``mapping`` (longest first) each text contains; "" for
+    none. Works on the distinct texts only."""
     import numpy as np
     import pandas as pd
 

@@ -664,3 +664,44 @@ def run_followups(
         "output": str(output) if output else None,
     }
     return StepResult("followups", data, value=Followups(tasks, per_owner, updated, changed))
+
+
+# --------------------------------------------------------------------------- funnel
+def run_funnel(
+    customers: PathLike,
+    *,
+    followups: PathLike | None = None,
+    as_of: str | None = None,
+    rules: PathLike | None = None,
+    output: PathLike | None = None,
+) -> StepResult:
+    """The sales funnel (潜在 → 意向 → 成交, 流失 beside it) of a customers table, overall, per
+    owner and per channel; ``output`` (.xlsx/.csv/.parquet) gets the funnel table.
+
+    ``value`` is a :class:`custtool.funnel.FunnelResult`; ``data`` its ``to_dict()`` plus
+    ``written``.
+    """
+    from custtool.config import funnel_settings
+    from custtool.funnel import sales_funnel
+    from custtool.io import read_table, write_table
+
+    output = _path(output)
+    if output is not None and output.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(
+            f"-o {output.name}: unsupported file type", "use .xlsx, .csv or .parquet for -o"
+        )
+    cfg = funnel_settings(rules)
+    cust = read_table(customers)
+    log = read_records(followups, "interactions") if followups is not None else None
+    result = sales_funnel(cust, log, as_of=as_of, settings=cfg)
+    data = result.to_dict()
+    data["written"] = {}
+    if output is not None:
+        from custtool.labels import label
+
+        table = result.table.rename(columns={c: label(c) for c in result.table.columns})
+        write_table(
+            table, output, **({"sheet_name": "销售漏斗"} if output.suffix == ".xlsx" else {})
+        )
+        data["written"]["output"] = str(output)
+    return StepResult("funnel", data, value=result)

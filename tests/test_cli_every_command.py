@@ -60,6 +60,7 @@ def ARGS(d, p: dict[str, Path], tmp: Path) -> dict[str, list[str] | None]:
             "-o",
             str(tmp / "followups.xlsx"),
         ],
+        "funnel": [str(p["tagged"]), "--followups", str(p["interactions"])],
         "run": None,  # conftest.example_run runs `custtool run examples/pipeline.yaml --json` once
     }
 
@@ -79,6 +80,7 @@ def MISSING(tmp: Path, p: dict[str, Path]) -> dict[str, list[str] | None]:
         "cards": [gone],
         "followups": [gone, "--log", str(p["interactions"])],
         "run": [str(tmp / "不存在.yaml")],
+        "funnel": [gone],
     }
 
 
