@@ -871,6 +871,13 @@ def report_cmd(
     roles: Annotated[
         Path | None, typer.Option("--roles", help="Roles YAML (default: rules/roles.yaml).")
     ] = None,
+    followups: Annotated[
+        Path | None,
+        typer.Option(
+            "--followups", help="Follow-up log for the 销售漏斗 sheet (results move stages)."
+        ),
+    ] = None,
+    as_of: AsOfOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -909,6 +916,8 @@ def report_cmd(
             mask=not no_mask,
             lang=lang,
             roles=roles,
+            followups=followups,
+            as_of=as_of,
         )
         bar.update(task, completed=1, total=1)
     if json_out:

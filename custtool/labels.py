@@ -286,6 +286,7 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     "sheet_strategy": ("策略", "Strategies"),
     "sheet_quality": ("数据质量", "Data quality"),
     "sheet_migration": ("迁移", "Migration"),
+    "sheet_funnel": ("销售漏斗", "Sales funnel"),
     "sheet_cards": ("个体画像", "Customer cards"),
     "sheet_group_cards": ("群体画像", "Segment cards"),
     "sheet_pivot": ("透视", "Pivot"),

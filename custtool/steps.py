@@ -418,8 +418,11 @@ def run_report(
     mask: bool = True,
     lang: str = "zh",
     roles: PathLike | None = None,
+    followups: PathLike | None = None,
+    as_of: str | None = None,
 ) -> StepResult:
     """Write the Excel report from files; ``clean_report`` may be the clean JSON or a table.
+    ``followups``: the follow-up log for the 销售漏斗 sheet (results up to ``as_of``).
 
     ``orders``: the segment step's attributed orders, or raw orders (attributed to the
     customers first). ``surveys``: the NPS on 概览, as the segment step computes it.
@@ -466,6 +469,8 @@ def run_report(
         lang=lang,
         roles_path=roles,
         nps=nps_info,
+        interactions=read_records(followups, "interactions") if followups is not None else None,
+        as_of=as_of,
     )
     return StepResult("report", result.as_dict(), warnings=result.warnings, value=result)
 

@@ -102,3 +102,26 @@ def test_funnel_json_and_cli(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["stages"] == json.loads(json.dumps(d["stages"]))
+
+
+def test_report_funnel_sheet_equals_the_funnel(tmp_path):
+    import openpyxl
+
+    from custtool.report import write_workbook
+
+    path = tmp_path / "r.xlsx"
+    rep = write_workbook(
+        customers(), path, interactions=followups(), as_of="2024-06-30", mask=False
+    )
+    assert rep.sheets["销售漏斗"] == 24  # 4 stages × (全部 + 王/李/（未分配） + 抖音/门店)
+    ws = openpyxl.load_workbook(path, read_only=True)["销售漏斗"]
+    got = [r for r in ws.iter_rows(values_only=True)]
+    assert got[0][:4] == ("维度", "分组", "阶段", "客户数")
+    table = sales_funnel(customers(), followups(), as_of="2024-06-30").table
+    assert [r[3] for r in got[1:]] == table["customers"].tolist()
+    assert got[1:5] == (
+        [("全部", "全部", "潜在", 7, None, 1.0)]
+        + [("全部", "全部", "意向", 5, 0.7143, 0.7143)]
+        + [("全部", "全部", "成交", 2, 0.4, 0.2857)]
+        + [("全部", "全部", "流失", 2, None, 0.2857)]
+    )
