@@ -475,6 +475,18 @@ class LevelSettings(StrictModel):
     potential_new: bool
 
 
+class ContactSettings(StrictModel):
+    """``contact:`` of segments.yaml: interaction-based classes (seed 002)."""
+
+    sleep_days: Duration
+    new_deal_days: Duration
+
+    @field_validator("sleep_days", "new_deal_days")
+    @classmethod
+    def _days(cls, v: Any) -> Any:
+        return _duration(v, "days")
+
+
 class SegmentSettings(StrictModel):
     """``rules/segments.yaml``: every threshold of the segment step."""
 
@@ -487,6 +499,7 @@ class SegmentSettings(StrictModel):
     ltv: LtvSettings
     portrait: PortraitSettings
     levels: LevelSettings
+    contact: ContactSettings
 
 
 # ---- pipeline.yaml (custtool run): no shipped file; an option left out means the step's

@@ -118,6 +118,8 @@ COLUMN_LABELS: dict[str, tuple[str, str]] = {
     "days_since_interaction": ("距上次互动(天)", "Days since last interaction"),
     "complaints": ("投诉次数", "Complaints"),
     "level": ("客户等级", "Customer level"),
+    "contact_stage": ("互动状态", "Contact stage"),
+    "deal_stage": ("成交阶段", "Deal stage"),
     "top_category": ("常购品类", "Top category"),
     "preferred_channel": ("常用渠道", "Preferred channel"),
     "channel_mode": ("偏好消费渠道", "Channel mode"),

@@ -342,6 +342,41 @@ def assign_lifecycle(
     )
 
 
+def assign_contact_classes(
+    metrics: pd.DataFrame, *, sleep_days: int | None = None, new_deal_days: int | None = None
+) -> pd.DataFrame:
+    """Interaction-based classes (seed 002): ``contact_stage`` 沉睡 when the last interaction
+    is more than ``sleep_days`` before the as-of day, else 活跃 ("" without interaction
+    data; 沉睡 for a customer never contacted when the log is given); ``deal_stage`` 新成交
+    when the first order is at most ``new_deal_days`` before the as-of day, else 老客户 (""
+    without orders). Defaults: the ``contact:`` section of ``rules/segments.yaml``."""
+    import numpy as np
+    import pandas as pd
+
+    from custtool.dates import parse_days
+
+    shipped = _shipped("contact")
+    sleep = parse_days(shipped["sleep_days"] if sleep_days is None else sleep_days, "sleep_days")
+    new = parse_days(
+        shipped["new_deal_days"] if new_deal_days is None else new_deal_days, "new_deal_days"
+    )
+    n = len(metrics)
+    if "days_since_last_interaction" in metrics.columns:
+        d = metrics["days_since_last_interaction"].to_numpy(dtype=float, na_value=np.nan)
+        contact = np.where(np.isnan(d) | (d > sleep), "沉睡", "活跃").astype(object)
+    else:
+        contact = np.full(n, "", dtype=object)
+    deal = np.full(n, "", dtype=object)
+    if "first_order" in metrics.columns and "as_of" in metrics.columns:
+        tenure = (metrics["as_of"] - metrics["first_order"]).dt.days.to_numpy(
+            dtype=float, na_value=np.nan
+        )
+        deal = np.where(np.isnan(tenure), "", np.where(tenure <= new, "新成交", "老客户")).astype(
+            object
+        )
+    return pd.DataFrame({"contact_stage": contact, "deal_stage": deal}, index=metrics.index)
+
+
 LEVELS = ("核心客户", "高价值客户", "潜力客户", "普通客户")
 
 

@@ -13,6 +13,7 @@ from custtool.metrics import customer_metrics, interaction_metrics, summary_metr
 from custtool.portrait import portrait_columns, repurchase_rate
 from custtool.rfm import (
     NO_ORDERS,
+    assign_contact_classes,
     assign_level,
     assign_lifecycle,
     has_orders,
@@ -323,6 +324,15 @@ def segment_customers(
         else:
             # column names are unique here, so get_loc gives an int
             seg.insert(cast(int, seg.columns.get_loc("birth_date")) + 1, "age", derived)
+    ct = cfg["contact"]
+    contact = assign_contact_classes(
+        seg,
+        sleep_days=parse_days(ct["sleep_days"], "contact sleep_days"),
+        new_deal_days=parse_days(ct["new_deal_days"], "contact new_deal_days"),
+    )
+    seg = pd.concat(
+        [seg.drop(columns=[c for c in contact.columns if c in seg.columns]), contact], axis=1
+    )
     # the portrait (SPEC D8): 客户等级 and the behaviour columns from the attributed orders
     lv = cfg["levels"]
     seg["level"] = assign_level(

@@ -205,3 +205,19 @@ def test_cards_show_the_portrait():
     assert everyone["common_needs"] == "性价比 50%、售后 25%、配送速度 25%"
     assert everyone["channel_modes"] == "全渠道 25%、线上 25%"
     assert everyone["active_slots"].startswith("工作日 08:00-10:00 25%")
+
+
+def test_contact_and_deal_classes_hand_checked():
+    """A last contact 06-20 (10 days), B 06-01 (29 days), C/D never contacted; with
+    sleep_days 20: A 活跃, B 沉睡, C/D 沉睡. First orders: A 06-03 (27 days), B 06-01 (29),
+    D 2023-01-01 (546) → with new_deal_days 28: A 新成交, B 老客户, D 老客户, C ""."""
+    from custtool.rfm import assign_contact_classes
+
+    seg = segmented().customers
+    assert seg["contact_stage"].tolist() == ["活跃", "活跃", "沉睡", "沉睡"]  # default 90 days
+    assert seg["deal_stage"].tolist() == ["新成交", "新成交", "", "老客户"]  # default 90 days
+    out = assign_contact_classes(seg, sleep_days=20, new_deal_days=28)
+    assert out["contact_stage"].tolist() == ["活跃", "沉睡", "沉睡", "沉睡"]
+    assert out["deal_stage"].tolist() == ["新成交", "老客户", "", "老客户"]
+    no_log = assign_contact_classes(seg.drop(columns=["days_since_last_interaction"]))
+    assert no_log["contact_stage"].tolist() == ["", "", "", ""]
