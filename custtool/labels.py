@@ -119,6 +119,8 @@ COLUMN_LABELS: dict[str, tuple[str, str]] = {
     "complaints": ("投诉次数", "Complaints"),
     "level": ("客户等级", "Customer level"),
     "contact_stage": ("互动状态", "Contact stage"),
+    "events_365d": ("近365天参加活动", "Events 365d"),
+    "preferred_contact": ("偏好联系方式", "Preferred contact"),
     "deal_stage": ("成交阶段", "Deal stage"),
     "top_category": ("常购品类", "Top category"),
     "preferred_channel": ("常用渠道", "Preferred channel"),

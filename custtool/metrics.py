@@ -79,6 +79,7 @@ INTERACTION_COLUMNS = [
     "interactions_365d",
     "complaints_365d",
     "complaints",
+    "events_365d",
 ]
 
 
@@ -551,7 +552,7 @@ def interaction_metrics(
     interactions: pd.DataFrame, index: CustomerIndex, as_of: pd.Timestamp, tz: str = "Asia/Shanghai"
 ) -> pd.DataFrame:
     """days_since_last_interaction, last_interaction, interactions_30d/365d, complaints_365d
-    and complaints (all complaints up to the as-of day)."""
+    complaints (all complaints up to the as-of day) and events_365d (method 活动)."""
     import numpy as np
     import pandas as pd
 
@@ -573,6 +574,7 @@ def interaction_metrics(
         text_column(interactions, "method").str.contains("投诉", regex=False)
         | text_column(interactions, "content").str.contains("投诉", regex=False)
     ).to_numpy()[ok]
+    event = text_column(interactions, "method").str.contains("活动", regex=False).to_numpy()[ok]
     last_ns = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last_ns, c, t.to_numpy(dtype="datetime64[ns]").astype(np.int64)[ok])
     last_d = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
@@ -590,6 +592,7 @@ def interaction_metrics(
             "interactions_365d": np.bincount(c[age < 365], minlength=n),
             "complaints_365d": np.bincount(c[(age < 365) & complaint], minlength=n),
             "complaints": np.bincount(c[complaint], minlength=n),  # all up to the as-of day
+            "events_365d": np.bincount(c[(age < 365) & event], minlength=n),
         }
     )
 

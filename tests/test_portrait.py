@@ -221,3 +221,45 @@ def test_contact_and_deal_classes_hand_checked():
     assert out["deal_stage"].tolist() == ["新成交", "老客户", "", "老客户"]
     no_log = assign_contact_classes(seg.drop(columns=["days_since_last_interaction"]))
     assert no_log["contact_stage"].tolist() == ["", "", "", ""]
+
+
+def test_default_tags_the_seeds_name():
+    """Region, company size, channel mode, contact preference, events and 高频消费 (月均≥3:
+    9 orders in 90 days) from the shipped library, each on a hand-made customer."""
+    from custtool.tags import apply_tags
+
+    df = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "region": ["华北", "华东", ""],
+            "company_size": ["100-500人", "1000人以上", ""],
+            "channel_mode": ["全渠道", "线上", ""],
+            "preferred_contact": ["微信", "电话", ""],
+            "events_365d": [2, 1, 0],
+            "orders_90d": [9, 8, 0],
+            "orders_30d": [3, 3, 0],
+        }
+    )
+    tags = apply_tags(df, max_tags=None)["tags"].tolist()
+    assert {"华北", "中型企业", "全渠道客户", "偏好微信联系", "积极参与活动", "高频消费"} <= set(
+        tags[0]
+    )
+    assert {"华东", "大型企业", "偏好线上购物", "偏好电话联系"} <= set(tags[1])
+    assert "高频消费" not in tags[1] and "积极参与活动" not in tags[1]  # 8 orders in 90 days
+    assert tags[2] == []
+
+
+def test_events_from_the_follow_up_log():
+    from custtool.attribution import CustomerIndex
+    from custtool.metrics import interaction_metrics
+
+    cust = customers()
+    log = pd.DataFrame(
+        {
+            "customer_id": ["A", "A", "A", "B"],
+            "time": pd.to_datetime(["2024-06-01", "2024-05-01", "2022-01-01", "2024-06-01"]),
+            "method": ["活动", "线下活动", "活动", "电话"],
+        }
+    )
+    m = interaction_metrics(log, CustomerIndex(cust), pd.Timestamp("2024-06-30"))
+    assert m["events_365d"].tolist() == [2, 0, 0, 0]  # the 2022 event is outside 365 days

@@ -273,7 +273,7 @@ def test_default_library_loads_with_levels_and_lines():
     by = {r.name: r for r in rules}
     assert by["高价值"].condition == "monetary_365d >= 100000 or ltv >= 10000"
     assert (by["高价值"].level1, by["高价值"].level2) == ("价值评估", "客户价值")
-    assert by["高频消费"].condition == "orders_30d >= 3"
+    assert by["高频消费"].condition == "orders_90d >= 9"  # 月均≥3次 over 3 months (seed 000)
     assert by["流失风险"].condition == "days_since_last_interaction > 60"
     assert {r.level1 for r in rules} == {"基础属性", "动态行为", "需求特征", "价值评估", "风险"}
     # the line is the rule's own line in the file
