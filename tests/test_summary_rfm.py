@@ -181,3 +181,27 @@ def test_property_summary_rfm_equals_order_rfm(data, method, reference):
     b = rfm_classes(by_summary, reference=reference)
     pd.testing.assert_frame_equal(a, b)
     assert a.attrs["reference"] == b.attrs["reference"]
+
+
+def test_member_list_example_as_in_the_readme(tmp_path):
+    """examples/会员消费汇总.csv (a member list only) through import and segment, as the
+    README runs it. Means over the 9 buyers: recency 666/9 = 74, F 75/9 = 8.33,
+    M 69389.5/9 = 7709.94; V0004 (135 days, 9 orders, 1.2万) → R low, F and M high →
+    重要保持客户; V0008 never bought → no class, 潜在."""
+    from pathlib import Path
+
+    from custtool.steps import run_import, run_segment
+
+    src = Path(__file__).resolve().parent.parent / "examples" / "会员消费汇总.csv"
+    imp = run_import([src], output=tmp_path / "members.parquet")
+    assert imp.data["kind"] == "customers" and imp.data["totals"]["accepted"] == 10
+    res = run_segment(tmp_path / "members.parquet", summary=tmp_path / "s.xlsx")
+    d = res.to_dict()
+    assert d["rfm_source"] == "summary_columns" and d["as_of"] == "2026-10-31"
+    assert d["class_reference"] == {"recency": 74.0, "frequency": 8.3333, "monetary": 7709.9444}
+    seg = res.value.customers.set_index("customer_id")
+    assert seg.loc["V0004", "monetary"] == 12000.0  # 1.2万
+    assert seg.loc["V0002", "frequency"] == 6  # 6次
+    assert seg.loc["V0004", "rfm_class"] == "重要保持客户"
+    assert seg.loc["V0008", "rfm_class"] == "" and seg.loc["V0008", "lifecycle"] == "潜在"
+    assert d["classes"]["重要价值客户"]["customers"] == 2  # V0001, V0007
