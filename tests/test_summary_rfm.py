@@ -205,3 +205,22 @@ def test_member_list_example_as_in_the_readme(tmp_path):
     assert seg.loc["V0004", "rfm_class"] == "重要保持客户"
     assert seg.loc["V0008", "rfm_class"] == "" and seg.loc["V0008", "lifecycle"] == "潜在"
     assert d["classes"]["重要价值客户"]["customers"] == 2  # V0001, V0007
+
+
+def test_member_list_with_interactions():
+    """Without orders, the follow-up log still gives the contact columns: A contacted
+    06-20 (10 days before the as-of 06-30), twice about a complaint."""
+    log = pd.DataFrame(
+        {
+            "customer_id": ["A", "A", "B"],
+            "time": pd.to_datetime(["2024-06-20", "2024-01-05", "2024-02-01"]),
+            "method": ["投诉", "投诉", "电话"],
+        }
+    )
+    seg = segment_customers(None, members(), interactions=log).customers.set_index("customer_id")
+    assert seg.loc["A", "days_since_interaction"] == 10.0
+    assert seg.loc["A", "complaints"] == 2
+    assert seg.loc["B", "contact_stage"] == "沉睡"  # 150 days > 90
+    assert seg.loc["A", "contact_stage"] == "活跃"
+    # no orders: no portrait from orders, no deal stage (no first order in a member list)
+    assert (seg["top_category"] == "").all() and (seg["deal_stage"] == "").all()
