@@ -257,5 +257,10 @@ def repurchase_rate(customers: pd.DataFrame) -> float | None:
     n = int(buyers.sum())
     if not n:
         return None
-    rep = customers["repurchase"].astype("boolean").fillna(False).astype(bool) & buyers
+    flag = customers["repurchase"]
+    if pd.api.types.is_bool_dtype(flag) or pd.api.types.is_numeric_dtype(flag):
+        rep = flag.fillna(False).astype(bool) & buyers
+    else:  # a table read back from CSV: "True"/"False" text
+        text = flag.astype("string").fillna("").str.strip().str.lower()
+        rep = text.isin(["true", "1", "yes", "是"]) & buyers
     return round(int(rep.sum()) / n, 4)

@@ -263,3 +263,9 @@ def test_events_from_the_follow_up_log():
     )
     m = interaction_metrics(log, CustomerIndex(cust), pd.Timestamp("2024-06-30"))
     assert m["events_365d"].tolist() == [2, 0, 0, 0]  # the 2022 event is outside 365 days
+
+
+def test_repurchase_rate_from_csv_text():
+    df = pd.DataFrame({"frequency": [2, 1, 0, 3], "repurchase": ["True", "False", "False", "True"]})
+    assert repurchase_rate(df) == round(2 / 3, 4)  # "False" text is not a repurchase
+    assert repurchase_rate(df.assign(frequency=0)) is None
