@@ -205,6 +205,11 @@ def test_member_list_example_as_in_the_readme(tmp_path):
     assert seg.loc["V0004", "rfm_class"] == "重要保持客户"
     assert seg.loc["V0008", "rfm_class"] == "" and seg.loc["V0008", "lifecycle"] == "潜在"
     assert d["classes"]["重要价值客户"]["customers"] == 2  # V0001, V0007
+    # the summary workbook says where R, F and M came from, and why there is no LTV
+    notes = pd.read_excel(tmp_path / "s.xlsx", sheet_name="模型与说明", engine="openpyxl")
+    items = dict(zip(notes["item"], notes["value"], strict=True))
+    assert items["rfm_source"] == "summary_columns"
+    assert "purchase days" in items["bgnbd.reason"]
 
 
 def test_member_list_with_interactions():
