@@ -160,6 +160,8 @@ def run_kpis(
     if isinstance(nps, dict):
         figures["satisfaction"] = nps.get("satisfaction_mean")
     if summary is None:
+        if not {"monetary", "recency", "frequency"} <= set(customers.columns):
+            return {k: (None if v is None else float(v)) for k, v in figures.items()}
         summary = segment_summary(customers)
     for dim in KPI_SHARES:
         t = summary[summary["dimension"] == dim]
@@ -704,6 +706,11 @@ def import_runs(
         if (d / "manifest.json").exists():
             manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
         customers = read_table(d / "customers.parquet")
+        if "customer_id" not in customers.columns:
+            raise InputError(
+                f"{d / 'customers.parquet'}: no customer_id column",
+                "pass the out/ folder of `custtool run`",
+            )
         figures = run_kpis(customers, nps=manifest.get("nps"))
         done.append(
             append_run(
