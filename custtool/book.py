@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS runs (
     as_of DATE PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, version VARCHAR,
     config_sha256 VARCHAR, inputs VARCHAR, rows VARCHAR, manifest VARCHAR);
 CREATE TABLE IF NOT EXISTS customers (
-    customer_id VARCHAR NOT NULL, valid_from DATE NOT NULL, valid_to DATE, row_hash VARCHAR);
+    customer_id VARCHAR NOT NULL, valid_from DATE NOT NULL, valid_to DATE, row_hash UBIGINT);
 CREATE TABLE IF NOT EXISTS segments (as_of DATE NOT NULL, customer_id VARCHAR NOT NULL, {seg});
 CREATE TABLE IF NOT EXISTS tags (as_of DATE NOT NULL, customer_id VARCHAR NOT NULL, tag VARCHAR);
 CREATE TABLE IF NOT EXISTS kpis (as_of DATE NOT NULL, name VARCHAR NOT NULL, value DOUBLE);
@@ -240,35 +240,42 @@ def append_run(
     manifest = manifest or {}
     fields = list(fields) if fields is not None else profile_fields(customers)
     fields = [f for f in fields if f in customers.columns and f != "customer_id"]
-    ids = customers["customer_id"].astype("string").fillna("")
-    prof = (
-        mask_frame(customers[fields], mask=False) if fields else pd.DataFrame(index=customers.index)
-    )
-    snap = pd.DataFrame({"customer_id": ids.to_numpy()})
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cust = customers.reset_index(drop=True)
+    ids = cust["customer_id"].astype("string").fillna("")
+    prof = mask_frame(cust[fields], mask=False) if fields else pd.DataFrame(index=cust.index)
+    snap_cols: dict[str, Any] = {"customer_id": ids}
     for c in fields:
         s = prof[c]
         if pd.api.types.is_datetime64_any_dtype(s):
             s = s.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", regex=False)
-        snap[c] = s.astype("string").to_numpy()
-    seg = pd.DataFrame({"customer_id": ids.to_numpy()})
-    for c in SEGMENT_COLUMNS:
-        if c in customers.columns:
-            col = customers[c]
-            if SEGMENT_COLUMNS[c] == "VARCHAR":
-                col = col.astype("string")
-            seg[c] = col.to_numpy()
-    tag_rows = pd.DataFrame({"customer_id": pd.Series([], dtype="string"), "tag": []})
-    if "tags" in customers.columns:
-        tag_rows = (
-            pd.DataFrame({"customer_id": ids.to_numpy(), "tag": customers["tags"].to_numpy()})
-            .explode("tag")
-            .dropna(subset=["tag"])
+        snap_cols[c] = s.astype("string")
+    # Arrow tables: DuckDB scans them without a copy through Python objects
+    snap = pa.Table.from_pandas(pd.DataFrame(snap_cols), preserve_index=False)
+    seg_cols: dict[str, Any] = {"customer_id": ids}
+    for c, kind in SEGMENT_COLUMNS.items():
+        if c in cust.columns:
+            seg_cols[c] = cust[c].astype("string") if kind == "VARCHAR" else cust[c]
+    seg = pa.Table.from_pandas(pd.DataFrame(seg_cols), preserve_index=False)
+    id_array = pa.array(ids, type=pa.string())
+    if "tags" in cust.columns:
+        lists = pa.array(cust["tags"], type=pa.list_(pa.string()), from_pandas=True)
+        flat = pc.list_flatten(lists)
+        owner = pc.list_parent_indices(lists)
+        keep = pc.fill_null(pc.not_equal(flat, ""), False)
+        tag_rows = pa.table(
+            {"customer_id": pc.take(id_array, pc.filter(owner, keep)), "tag": pc.filter(flat, keep)}
         )
-        tag_rows = tag_rows[tag_rows["tag"].astype(str) != ""].astype({"tag": "string"})
+    else:
+        tag_rows = pa.table(
+            {"customer_id": pa.array([], pa.string()), "tag": pa.array([], pa.string())}
+        )
     kpi_rows = pd.DataFrame(
         {"name": list(kpis), "value": pd.array(list(kpis.values()), dtype="Float64")}
     )
-    fu = _followup_rows(customers, ids, tasks)
+    fu = _followup_rows(cust, ids, tasks)
 
     con = connect(p, wait=wait)
     try:
@@ -303,31 +310,37 @@ def append_run(
             ]
             con.register("_snap", snap)
             present = set(fields)
-            hash_expr = "md5(concat_ws(chr(31), {}))".format(
-                ", ".join(f"coalesce({_q(c)}, '')" if c in present else "''" for c in all_fields)
-                or "''"
+            # a 64-bit hash of every field (absent ones as NULL) tells a changed profile
+            hash_expr = "hash({})".format(
+                ", ".join(_q(c) if c in present else "NULL::VARCHAR" for c in all_fields) or "''"
             )
             con.execute(
-                f"CREATE TEMP TABLE _new AS SELECT customer_id, {hash_expr} AS row_hash"
+                f"CREATE TEMP VIEW _new AS SELECT customer_id, {hash_expr} AS row_hash"
                 + "".join(f", {_q(c)}" for c in fields)
                 + " FROM _snap"
             )
-            # close the versions that changed or whose customer is gone
-            con.execute(
-                "UPDATE customers SET valid_to = ? WHERE valid_to IS NULL AND NOT EXISTS "
-                "(SELECT 1 FROM _new n WHERE n.customer_id = customers.customer_id "
-                "AND n.row_hash = customers.row_hash)",
-                [day],
-            )
+            open_versions = con.execute(
+                "SELECT count(*) FROM customers WHERE valid_to IS NULL"
+            ).fetchone()[0]
             cols = ["customer_id", "row_hash", *fields]
-            con.execute(
+            insert = (
                 f"INSERT INTO customers ({', '.join(_q(c) for c in cols)}, valid_from) "
-                f"SELECT {', '.join('n.' + _q(c) for c in cols)}, ?::DATE FROM _new n "
-                "WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.valid_to IS NULL "
-                "AND c.customer_id = n.customer_id AND c.row_hash = n.row_hash)",
-                [day],
+                f"SELECT {', '.join('n.' + _q(c) for c in cols)}, ?::DATE FROM _new n"
             )
-            con.execute("DROP TABLE _new")
+            if open_versions:
+                # close the versions that changed or whose customer is gone
+                con.execute(
+                    "UPDATE customers SET valid_to = ? WHERE valid_to IS NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM _new n WHERE n.customer_id = customers.customer_id "
+                    "AND n.row_hash = customers.row_hash)",
+                    [day],
+                )
+                insert += (
+                    " WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.valid_to IS NULL "
+                    "AND c.customer_id = n.customer_id AND c.row_hash = n.row_hash)"
+                )
+            con.execute(insert, [day])  # the new and changed versions
+            con.execute("DROP VIEW _new")
             con.unregister("_snap")
             for name, frame in (
                 ("segments", seg),
@@ -336,7 +349,7 @@ def append_run(
                 ("followups", fu),
             ):
                 con.register("_frame", frame)
-                cols = [c for c in frame.columns]
+                cols = [str(c) for c in getattr(frame, "column_names", None) or frame.columns]
                 con.execute(
                     f"INSERT INTO {name} (as_of, {', '.join(_q(c) for c in cols)}) "
                     f"SELECT ?::DATE, {', '.join(_q(c) for c in cols)} FROM _frame",
