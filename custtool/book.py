@@ -509,9 +509,18 @@ def trend(path: str | Path) -> Trend:
         rows = con.execute("SELECT as_of, name, value FROM kpis ORDER BY as_of, rowid").fetchall()
     finally:
         con.close()
-    by_run: dict[str, dict[str, Any]] = {}
+    by_run: dict[str, list[tuple[str, float | None]]] = {}
     for as_of, name, value in rows:
-        r = by_run.setdefault(str(as_of), {"as_of": str(as_of), **{k: None for k in TREND_KEYS}})
+        by_run.setdefault(str(as_of), []).append((name, value))
+    return Trend(Path(path), [trend_row(d, items) for d, items in by_run.items()])
+
+
+def trend_row(as_of: str, items: Any) -> dict[str, Any]:
+    """One run's KPIs (``(name, value)`` pairs, or the :func:`run_kpis` dict) as
+    :func:`trend` shows them: shares nested per dimension, counts as integers."""
+    pairs = items.items() if isinstance(items, dict) else items
+    r: dict[str, Any] = {"as_of": str(as_of), **{k: None for k in TREND_KEYS}}
+    for name, value in pairs:
         if "_share." in name:
             dim, seg = name.split(".", 1)
             r.setdefault(dim, {})[seg] = value
@@ -519,7 +528,7 @@ def trend(path: str | Path) -> Trend:
             r[name] = None if value is None else int(value)
         else:
             r[name] = value
-    return Trend(Path(path), list(by_run.values()))
+    return r
 
 
 COMPARE_DIMS = ("rfm_class", "tier", "lifecycle", "status")

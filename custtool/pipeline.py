@@ -492,6 +492,17 @@ def run_pipeline(
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
 
+        # ---- the book's KPIs (recorded below) and its earlier runs, for the 趋势 sheet
+        book_figures: dict[str, Any] | None = None
+        book_trend: list[dict[str, Any]] | None = None
+        if book_path is not None:
+            from custtool.book import run_kpis, trend, trend_row
+
+            book_figures = run_kpis(final, nps=segment.nps, summary=segment.summary)
+            earlier = trend(book_path).runs if book_path.exists() else []
+            book_trend = [r for r in earlier if r["as_of"] < run_as_of]
+            book_trend.append(trend_row(run_as_of, book_figures))
+
         # ---- report
         rep_opts = pl.steps["report"]
         previous_final = read_table(prev_dir / "customers.parquet") if prev_dir else None
@@ -511,6 +522,7 @@ def run_pipeline(
             lang=rep_opts.get("lang", "zh"),
             segment_sheets=bool(rep_opts.get("segment_sheets", True)),
             nps=segment.nps,
+            trend=book_trend,
         )
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
@@ -593,12 +605,11 @@ def run_pipeline(
             "warnings": warnings,
             "book": str(book_path) if book_path else None,
         }
-        if book_path is not None:
+        if book_path is not None and book_figures is not None:
             # the book: one transaction, before the folder is swapped in (a failed append
             # fails the run and leaves both the book and the previous folder as they were)
-            from custtool.book import append_run, run_kpis
+            from custtool.book import append_run
 
-            figures = run_kpis(final, nps=segment.nps, summary=segment.summary)
             book_row = {
                 **manifest,
                 "started": started,
@@ -608,7 +619,7 @@ def run_pipeline(
                 book_path,
                 final,
                 as_of=run_as_of,
-                kpis=figures,
+                kpis=book_figures,
                 manifest=book_row,
                 tasks=tasks,
                 **({} if pl.book_wait is None else {"wait": pl.book_wait}),

@@ -273,3 +273,42 @@ def test_book_false_turns_it_off(tmp_path):
     assert load_pipeline(y).book == tmp_path / "hist" / "b.duckdb"
     y.write_text("inputs:\n  orders: [o.csv]\nout: runs\n", encoding="utf-8")
     assert load_pipeline(y).book == tmp_path / "runs" / "custtool.duckdb"
+
+
+def test_report_trend_and_migration_sheets_read_the_book(example_run, tmp_path):
+    """趋势 shows the book's KPIs per run; 迁移's tier matrix is `compare`'s."""
+    import warnings
+
+    from openpyxl import load_workbook
+
+    from custtool.report import write_workbook
+
+    work, manifest = example_run
+    now = pd.read_parquet(Path(manifest["folder"]) / "customers.parquet")
+    before = now.copy()
+    before.loc[before.index[:5], "tier"] = "高价值"  # five customers were 高价值 last month
+    before = before.iloc[:-2]  # two customers are new this month
+    path = tmp_path / "b.duckdb"
+    for as_of, frame in (("2026-09-30", before), ("2026-10-30", now)):
+        B.append_run(path, frame, as_of=as_of, kpis=B.run_kpis(frame, nps=manifest["nps"]))
+    runs = B.trend(path).runs
+    cmp = B.compare(path, "2026-09-30", "2026-10-30").to_dict()
+    out = tmp_path / "r.xlsx"
+    write_workbook(now, out, previous=before, trend=runs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wb = load_workbook(out, read_only=True)
+    rows = list(wb["趋势"].iter_rows(min_row=3, max_row=4, values_only=True))
+    assert [r[0] for r in rows] == ["2026-09-30", "2026-10-30"]
+    assert [r[1] for r in rows] == [r["customers"] for r in runs] == [len(before), len(now)]
+    assert [r[5] for r in rows] == pytest.approx([r["repurchase"] for r in runs])
+    cells = list(wb["迁移"].iter_rows(values_only=True))
+    start = next(i for i, r in enumerate(cells) if r[0] == "价值层级迁移（行：上期，列：本期）")
+    head = cells[start + 1]
+    sheet = {}
+    for r in cells[start + 2 :]:
+        if r[0] is None:
+            break
+        sheet[r[0]] = {h: n for h, n in zip(head[1:], r[1:], strict=False) if h and n}
+    assert sheet == cmp["tier"]["matrix"]
+    assert sum(sheet["（新增）"].values()) == cmp["new"] == 2
