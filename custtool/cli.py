@@ -1299,6 +1299,12 @@ def compare_cmd(
     a: Annotated[str, typer.Argument(help="The earlier run's as-of date (YYYY-MM-DD).")],
     b: Annotated[str, typer.Argument(help="The later run's as-of date (YYYY-MM-DD).")],
     book: BookOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write who moved (up/down) to .csv, .xlsx or .parquet."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -1309,10 +1315,12 @@ def compare_cmd(
       $ custtool compare 2026-09-30 2026-10-31
 
       $ custtool compare 2026-06-30 2026-10-31 --book out/custtool.duckdb --json
+
+      $ custtool compare 2026-09-30 2026-10-31 -o moves.xlsx
     """
     from custtool.steps import run_compare
 
-    result = run_compare(a, b, book=book)
+    result = run_compare(a, b, book=book, output=output)
     if json_out:
         emit_json(result.to_dict())
         return
@@ -1320,6 +1328,8 @@ def compare_cmd(
     for dim, m in cmp.matrices.items():
         _print_frame(f"{dim}: {cmp.from_} \\ {cmp.to}", m.reset_index())
     info(f"new {cmp.new:,}, lost {cmp.lost:,}", quiet)
+    if output is not None:
+        info(f"moves → {output} ({len(cmp.moves):,} rows)", quiet)
 
 
 @app.command("query")

@@ -685,13 +685,27 @@ def run_trend(book: PathLike | None = None, *, output: PathLike | None = None) -
     return StepResult("trend", result.to_dict(), value=result)
 
 
-def run_compare(a: str, b: str, *, book: PathLike | None = None) -> StepResult:
+def run_compare(
+    a: str, b: str, *, book: PathLike | None = None, output: PathLike | None = None
+) -> StepResult:
     """Migration between the runs as of ``a`` and ``b``: matrices per rfm_class, tier,
-    lifecycle and status, moves up/down, new and lost customers."""
+    lifecycle and status, moves up/down, new and lost customers. ``output`` (.csv, .xlsx
+    or .parquet) gets the list of who moved (customer_id, dimension, before, now,
+    direction up/down/moved)."""
     from custtool.book import compare
+    from custtool.io import write_table
 
+    out = _path(output)
+    if out is not None and out.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(
+            f"{out.name}: unsupported file type", "use -o moves.csv, .xlsx or .parquet"
+        )
     result = compare(_book(book), a, b)
-    return StepResult("compare", result.to_dict(), value=result)
+    data = result.to_dict()
+    if out is not None:
+        write_table(result.moves, out)
+        data["written"] = str(out)
+    return StepResult("compare", data, value=result)
 
 
 def run_query(

@@ -312,3 +312,35 @@ def test_report_trend_and_migration_sheets_read_the_book(example_run, tmp_path):
         sheet[r[0]] = {h: n for h, n in zip(head[1:], r[1:], strict=False) if h and n}
     assert sheet == cmp["tier"]["matrix"]
     assert sum(sheet["（新增）"].values()) == cmp["new"] == 2
+
+
+def test_importing_the_same_run_twice_is_idempotent(example_run, tmp_path):
+    work, manifest = example_run
+    path = tmp_path / "b.duckdb"
+    first = B.import_runs(work / "out", path)
+    counts = {t: _count(path, f"SELECT count(*) FROM {t}") for t in B.TABLES}
+    kpis = B.trend(path).to_dict()
+    second = B.import_runs(work / "out", path)
+    assert [r.replaced for r in first] == [False] and [r.replaced for r in second] == [True]
+    assert {t: _count(path, f"SELECT count(*) FROM {t}") for t in B.TABLES} == counts
+    assert B.trend(path).to_dict() == kpis
+    assert counts["runs"] == 1 and counts["customers"] == manifest["rows"]["segment"]["customers"]
+
+
+def test_compare_writes_the_moves(tmp_path):
+    from custtool.steps import run_compare
+
+    path = tmp_path / "b.duckdb"
+    B.append_run(path, RUN1, as_of="2026-09-30", kpis={}, fields=["phone"])
+    B.append_run(path, RUN2, as_of="2026-10-31", kpis={}, fields=["phone"])
+    out = tmp_path / "moves.csv"
+    r = run_compare("2026-09-30", "2026-10-31", book=path, output=out)
+    moves = pd.read_csv(out)
+    tier = moves[moves["dimension"] == "tier"].sort_values("customer_id")
+    assert tier[["customer_id", "before", "now", "direction"]].values.tolist() == [
+        ["C1", "高价值", "中价值", "down"],
+        ["C2", "低价值", "中价值", "up"],
+    ]
+    assert r.data["tier"]["up"] == 1 and r.data["written"] == str(out)
+    with pytest.raises(Exception, match="no run as of 2026-01-31"):
+        run_compare("2026-01-31", "2026-10-31", book=path)
