@@ -11,6 +11,12 @@ given size, writes it to Parquet, then times (each on a fresh book file):
   compared against the first run).
 
 Prints the timings and the ratio append / COPY (target: at most 1.5×).
+
+Measured 2026-12-02 on the shared 2-core machine with other engineers' jobs running (load
+average 5–7), one run each: 200,000 customers (12.3 MB Parquet): COPY 1.21 s, first append
+1.52 s (1.26×), second append 1.54 s (1.27×, 20,000 changed profiles); 1,000,000 customers
+(56.9 MB): COPY 8.23 s, first append 9.90 s (1.20×), second append 7.60 s (0.92×, 100,000
+new versions, 1,301,394 tag rows).
 """
 
 from __future__ import annotations

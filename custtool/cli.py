@@ -861,6 +861,10 @@ def report_cmd(
     roles: Annotated[
         Path | None, typer.Option("--roles", help="Roles YAML (default: rules/roles.yaml).")
     ] = None,
+    book: Annotated[
+        Path | None,
+        typer.Option("--book", help="Customer book: adds the 趋势 sheet when it holds ≥2 runs."),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -899,6 +903,7 @@ def report_cmd(
             mask=not no_mask,
             lang=lang,
             roles=roles,
+            book=book,
         )
         bar.update(task, completed=1, total=1)
     if json_out:

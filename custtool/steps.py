@@ -415,8 +415,12 @@ def run_report(
     mask: bool = True,
     lang: str = "zh",
     roles: PathLike | None = None,
+    book: PathLike | None = None,
 ) -> StepResult:
     """Write the Excel report from files; ``clean_report`` may be the clean JSON or a table.
+
+    ``book``: the customer book (custtool.duckdb); with two or more runs the report gets
+    the 趋势 sheet.
 
     ``orders``: the segment step's attributed orders, or raw orders (attributed to the
     customers first). ``surveys``: the NPS on 概览, as the segment step computes it.
@@ -425,6 +429,7 @@ def run_report(
     """
     import json
 
+    from custtool.book import trend
     from custtool.io import read_table
     from custtool.report import write_workbook
 
@@ -463,6 +468,7 @@ def run_report(
         lang=lang,
         roles_path=roles,
         nps=nps_info,
+        trend=trend(book).runs if book is not None else None,
     )
     return StepResult("report", result.as_dict(), warnings=result.warnings, value=result)
 
