@@ -118,12 +118,19 @@ def read_raw(
     if p.is_dir():
         raise InputError(f"{p} is a folder, not a file", "name the files inside it")
     suffix = p.suffix.lower()
-    if suffix in EXCEL_SUFFIXES:
-        return _read_workbook(p, sheet)
-    if suffix in CSV_SUFFIXES or suffix == "":
-        if sheet:
-            raise InputError(f"{p.name}: --sheet applies to workbooks, not CSV files")
-        return [_read_csv_raw(p, encoding)]
+    try:
+        if suffix in EXCEL_SUFFIXES:
+            return _read_workbook(p, sheet)
+        if suffix in CSV_SUFFIXES or suffix == "":
+            if sheet:
+                raise InputError(f"{p.name}: --sheet applies to workbooks, not CSV files")
+            return [_read_csv_raw(p, encoding)]
+    except OSError as exc:  # permission, a vanished file, an I/O error: the environment
+        raise InputError(
+            f"{p}: cannot read ({exc.strerror or type(exc).__name__})",
+            "check that the file exists and that you may read it",
+            file=str(p),
+        ) from None
     raise InputError(
         f"{p.name}: unsupported file type {suffix!r}",
         "custtool reads .csv, .tsv, .txt, .xlsx, .xlsm, .xls and .ods",
