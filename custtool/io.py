@@ -77,6 +77,9 @@ def detect_encoding(data: bytes, filename: str = "") -> str:
         data.decode("gb18030")
         return "gb18030"
     except UnicodeDecodeError as exc:
+        if _mostly_utf8(data):
+            return "utf-8"  # a few bad lines: decode() names them
+
         raise InputError(
             f"{filename}: cannot tell the text encoding (neither UTF-8 nor GB18030; "
             f"bad byte at offset {exc.start})",
@@ -96,20 +99,73 @@ def decode(data: bytes, encoding: str | None, filename: str) -> tuple[str, str]:
             f"{filename}: unknown encoding {enc!r}", "use e.g. utf-8, gb18030 or gbk"
         ) from None
     except UnicodeDecodeError as exc:
+        if enc.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"} and _mostly_utf8(data):
+            return _decode_utf8_by_line(data, enc, filename), enc
         guess = None
         with contextlib.suppress(InputError):
             guess = detect_encoding(data, filename)
+        if guess is not None and guess.replace("-sig", "") == enc.lower().replace("-sig", ""):
+            guess = None  # never the circular hint "pass --encoding <what failed>"
         hint = f"it looks like {guess}: pass --encoding {guess}" if guess else "pass --encoding"
         raise InputError(
             f"{filename} is not valid {enc} (bad byte at offset {exc.start})", hint
         ) from None
 
 
+#: at most this share of a file's lines may be undecodable for it to count as UTF-8
+BAD_LINE_SHARE = 0.05
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """All but a few lines (≤ 5 %, at least one good) decode as UTF-8."""
+    import re
+
+    text = data.decode("utf-8", errors="surrogateescape")
+    bad_lines = {text.count("\n", 0, m.start()) for m in re.finditer("[\udc80-\udcff]+", text)}
+    lines = text.count("\n") + 1
+    return 0 < len(bad_lines) <= max(1, int(lines * BAD_LINE_SHARE)) and len(bad_lines) < lines
+
+
+#: warnings from the last :func:`decode` of a mixed file, read by the CSV reader
+_DECODE_NOTES: list[str] = []
+
+
+def _decode_utf8_by_line(data: bytes, enc: str, filename: str) -> str:
+    """UTF-8 text whose few undecodable lines are decoded as GB18030 where that works (a
+    warning names each row) or with U+FFFD in place of the bad bytes (the file was cut
+    short, or a byte is damaged)."""
+    import re
+
+    text = data.decode("utf-8", errors="surrogateescape")
+    if enc == "utf-8-sig":
+        text = text.removeprefix("\ufeff")
+    lines = text.split("\n")
+    bad = sorted({text.count("\n", 0, m.start()) for m in re.finditer("[\udc80-\udcff]+", text)})
+    for i in bad:  # a few lines only (see _mostly_utf8)
+        raw = lines[i].encode("utf-8", errors="surrogateescape")
+        try:
+            lines[i] = raw.decode("gb18030")
+            why = "not valid UTF-8; looks like GBK, read as GB18030"
+        except UnicodeDecodeError:
+            lines[i] = raw.decode("utf-8", errors="replace")
+            why = "not valid UTF-8 (damaged or cut short); bad bytes shown as �"
+        _DECODE_NOTES.append(f"{filename}, line {i + 1}: {why}; check that row")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- raw reading
 def read_raw(
-    path: str | os.PathLike[str], *, sheet: str | None = None, encoding: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    max_field_bytes: int | None = None,
 ) -> list[RawSheet]:
-    """Read a CSV/TSV or workbook into text grids, one per sheet (CSV: one, sheet '')."""
+    """Read a CSV/TSV or workbook into text grids, one per sheet (CSV: one, sheet '').
+
+    ``max_field_bytes``: the longest field a text file may hold (default 1 MB, or
+    ``$CUSTTOOL_MAX_FIELD_BYTES``); a longer one, or a row of more than 16,384 fields, is
+    an :class:`InputError` naming the line, raised before the file is parsed."""
     p = Path(path)
     if not p.exists():
         raise InputError(
@@ -124,7 +180,7 @@ def read_raw(
         if suffix in CSV_SUFFIXES or suffix == "":
             if sheet:
                 raise InputError(f"{p.name}: --sheet applies to workbooks, not CSV files")
-            return [_read_csv_raw(p, encoding)]
+            return [_read_csv_raw(p, encoding, max_field_bytes)]
     except OSError as exc:  # permission, a vanished file, an I/O error: the environment
         raise InputError(
             f"{p}: cannot read ({exc.strerror or type(exc).__name__})",
@@ -148,7 +204,7 @@ def guess_separator(head: str, suffix: str = "") -> str:
     return best if counts[best] > counts[","] else ","
 
 
-def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
+def _read_csv_raw(p: Path, encoding: str | None, max_field_bytes: int | None = None) -> RawSheet:
     import numpy as np
     import pandas as pd
 
@@ -157,14 +213,21 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
     whole = len(head) == p.stat().st_size
     if not head or whole and head.isspace():
         raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
-    if encoding is None or encoding.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"}:
+    data, notes = _checked_csv_bytes(p, head, whole, max_field_bytes)
+    if data is None and (
+        encoding is None or encoding.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"}
+    ):
         fast = _read_utf8_csv_fast(p, head, encoding)
         if fast is not None:
             return fast
-    data = head if whole else p.read_bytes()
+    if data is None:
+        data = head if whole else p.read_bytes()
     if data.isspace():  # as ``not data.strip()``, without copying the file
         raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
+    _DECODE_NOTES.clear()
     text, enc = decode(data, encoding, p.name)
+    notes = [*notes, *_DECODE_NOTES]
+    _DECODE_NOTES.clear()
     sep = guess_separator(text[:8192], p.suffix)
     grid = _parse_csv_fast(text, sep)
     if grid is None:
@@ -194,7 +257,39 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
         )
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
     # provisional numbering: record number counted from 1; rebased once the header is found
-    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
+    raw = RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
+    raw.warnings.extend(notes)
+    return raw
+
+
+def _checked_csv_bytes(
+    p: Path, head: bytes, whole: bool, limit: int | None
+) -> tuple[bytes | None, list[str]]:
+    """Bounds and quoting of a text file (:mod:`custtool.csvshape`), before any parser sees
+    it: raises on a field past the limit or absurd column counts; returns the bytes to
+    parse instead of the file when broken quoting was repaired (None: the file as it is)."""
+    import numpy as np
+
+    from custtool.csvshape import broken_note, scan_shape, split_broken
+
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: bytes are not characters
+        return None, []
+    sep = guess_separator(head[:8192].decode("utf-8", errors="replace"), p.suffix)
+    if whole:
+        shape = scan_shape(head, sep, p.name, limit=limit)
+        return (
+            (split_broken(head, shape, sep), broken_note(shape, p.name))
+            if shape.broken
+            else (
+                None,
+                [],
+            )
+        )
+    mapped = np.memmap(p, dtype=np.uint8, mode="r")  # numpy keeps the map while it is used
+    shape = scan_shape(mapped, sep, p.name, limit=limit)
+    if not shape.broken:
+        return None, []
+    return split_broken(mapped, shape, sep), broken_note(shape, p.name)
 
 
 def _read_utf8_csv_fast(p: Path, first: bytes, encoding: str | None) -> RawSheet | None:
