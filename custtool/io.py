@@ -235,26 +235,39 @@ def _read_csv_raw(p: Path, encoding: str | None, max_field_bytes: int | None = N
         # so short rows are padded instead of refused
         import csv
 
-        width = max(
-            (
-                len(r)
-                for r in csv.reader(
-                    _io.StringIO(text.lstrip("\ufeff"), newline=None), delimiter=sep
-                )
-            ),
-            default=1,
-        )
-        grid = pd.read_csv(
-            _io.StringIO(text.lstrip("\ufeff"), newline=None),
-            sep=sep,
-            header=None,
-            names=list(range(width)),
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            engine="c",
-        )
+        from custtool.csvshape import max_field_bytes as _limit
+
+        previous = csv.field_size_limit()
+        csv.field_size_limit(max(previous, 2 * _limit(max_field_bytes)))  # bounded by the scan
+        try:
+            width = max(
+                (
+                    len(r)
+                    for r in csv.reader(
+                        _io.StringIO(text.lstrip("\ufeff"), newline=None), delimiter=sep
+                    )
+                ),
+                default=1,
+            )
+            grid = pd.read_csv(
+                _io.StringIO(text.lstrip("\ufeff"), newline=None),
+                sep=sep,
+                header=None,
+                names=list(range(width)),
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,
+                engine="c",
+            )
+        except (csv.Error, pd.errors.ParserError) as exc:
+            raise InputError(
+                f"{p.name}: cannot be read as a table ({str(exc)[:160]})",
+                "open it in a spreadsheet program and save it as CSV (UTF-8) again",
+                file=p.name,
+            ) from None
+        finally:
+            csv.field_size_limit(previous)
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
     # provisional numbering: record number counted from 1; rebased once the header is found
     raw = RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
@@ -361,6 +374,8 @@ def _parse_csv_source(
     source: Any, first_line: bytes, sample_text: str, sep: str, quoted: bool
 ) -> pd.DataFrame | None:
     """:func:`_parse_csv_bytes` on a pyarrow input; ``quoted``: the text may hold quotes."""
+    import sys
+
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -371,6 +386,13 @@ def _parse_csv_source(
         bad.append(1)
         return "skip"
 
+    def _unraisable(_info: Any) -> None:
+        # pyarrow decodes an invalid row's text before calling the handler; on a row that
+        # is not UTF-8 that fails inside pyarrow and would print a traceback
+        bad.append(1)
+
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable
     try:
         # count the widest row cheaply via a first pass with the pandas-compatible width
         import csv
@@ -397,6 +419,8 @@ def _parse_csv_source(
         )
     except (pa.ArrowInvalid, csv.Error, ValueError):
         return None
+    finally:
+        sys.unraisablehook = previous_hook
     if bad:
         return None
     # str columns over the Arrow data (large_string, as pandas keeps it: no copy); no
