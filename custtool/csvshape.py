@@ -189,7 +189,11 @@ def split_broken(data, shape: Shape, sep: str) -> bytes:  # noqa: ANN001 - bytes
             out = io.StringIO()
             writer = csv.writer(out, delimiter=sep, lineterminator="\n")
             for line in lines:
-                writer.writerow(next(csv.reader([line], delimiter=sep, strict=False), []))
+                try:
+                    row = next(csv.reader([line.rstrip("\r")], delimiter=sep, strict=False), [])
+                except csv.Error:  # a lone CR inside the line: keep its text as it is
+                    row = line.replace("\r", " ").split(sep)
+                writer.writerow(row)
             pieces.append(out.getvalue().encode("latin-1"))
             pos = hi
     finally:
