@@ -191,3 +191,37 @@ def test_segment_with_no_customers_and_surveys_is_not_exit_3(example_data, tmp_p
     r = runner.invoke(app, [*args, "-o", str(tmp_path / "seg.parquet"), "--json"])
     assert r.exit_code in (0, 2), r.output
     assert "InternalError" not in r.stdout
+
+
+def _pipeline(tmp_path: Path, out: str, customers: Path) -> Path:
+    yaml = tmp_path / "pipeline.yaml"
+    yaml.write_text(
+        f"name: t\nout: {out}\ninputs:\n  customers:\n    - {customers}\n"
+        f"  orders:\n    - {EXAMPLES / '订单明细.csv'}\n",
+        "utf-8",
+    )
+    return yaml
+
+
+def test_run_with_unwritable_out_is_exit_2(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    yaml = _pipeline(tmp_path, str(blocker / "out"), LEADS)
+    r = runner.invoke(app, ["run", str(yaml), "--json"])
+    assert r.exit_code == 2, r.output
+    err = json.loads(r.stdout)["error"]
+    assert err["type"] == "OutputError" and err["file"] == str(blocker / "out")
+    assert "cannot write the run folder" in err["message"]
+
+
+def test_run_with_unreadable_input_is_exit_2(tmp_path, monkeypatch):
+    yaml = _pipeline(tmp_path, str(tmp_path / "out"), LEADS)
+
+    def refuse(*_a, **_k):
+        raise PermissionError(13, "Permission denied", str(LEADS))
+
+    monkeypatch.setattr("custtool.io._read_csv_raw", refuse)
+    r = runner.invoke(app, ["run", str(yaml), "--json"])
+    assert r.exit_code == 2, r.output
+    err = json.loads(r.stdout)["error"]
+    assert err["message"] == f"{LEADS}: cannot read (Permission denied)"
