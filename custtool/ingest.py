@@ -217,7 +217,7 @@ def _import_files(
             )
             report.encoding = raw.encoding
             frames.append(frame)
-            rejects.append(rej)
+            rejects.append(_with_file_notes(rej, raw))
             reports.append(report)
             warnings.extend(raw.warnings)
         if usable == 0:
@@ -245,6 +245,34 @@ def _import_files(
         else pd.DataFrame(columns=REJECT_COLUMNS)
     )
     return ImportResult(final_kind, data, rej, reports, warnings)
+
+
+def _with_file_notes(rej: pd.DataFrame, raw: RawSheet) -> pd.DataFrame:
+    """The rejects lines of a sheet plus one line per damaged stretch of its file (broken
+    quotes, undecodable lines): ``row`` its first row, ``value`` the rows it spans; the rows
+    themselves were read (``action`` kept)."""
+    if not raw.notes:
+        return rej
+    first, last, codes, messages = zip(*raw.notes, strict=True)
+    spans = [f"rows {a}–{b}" if b > a else f"row {a}" for a, b in zip(first, last, strict=True)]
+    zh = {
+        "quote_unbalanced": "引号未闭合：这些行已逐行读取，请核对",
+        "encoding_line": "该行编码不是 UTF-8，已按 GB18030 或替换字符读取，请核对",
+    }
+    notes = pd.DataFrame(
+        {
+            "file": raw.file,
+            "sheet": raw.sheet,
+            "row": list(first),
+            "column": "",
+            "value": spans,
+            "code": list(codes),
+            "reason_zh": [zh[c] for c in codes],
+            "reason_en": list(messages),
+            "action": "kept",
+        }
+    )[list(rej.columns)]
+    return pd.concat([rej, notes], ignore_index=True) if len(rej) else notes
 
 
 def frame_sheet(df: pd.DataFrame, name: str) -> RawSheet:

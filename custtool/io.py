@@ -52,6 +52,8 @@ class RawSheet:
         default_factory=list
     )  # 0-based grid ranges
     warnings: list[str] = field(default_factory=list)
+    # damaged stretches of the file for the rejects file: (first row, last row, code, message)
+    notes: list[tuple[int, int, str, str]] = field(default_factory=list)
 
 
 #: characters at the top of a CSV whose widest row names the columns for pyarrow's reader
@@ -272,7 +274,22 @@ def _read_csv_raw(p: Path, encoding: str | None, max_field_bytes: int | None = N
     # provisional numbering: record number counted from 1; rebased once the header is found
     raw = RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
     raw.warnings.extend(notes)
+    raw.notes.extend(_note_rows(notes))
     return raw
+
+
+def _note_rows(notes: list[str]) -> list[tuple[int, int, str, str]]:
+    """The rows of the warnings about a damaged file, for its rejects lines."""
+    import re
+
+    out = []
+    for note in notes:
+        m = re.search(r", (?:rows?|line) (\d+)(?:–(\d+))?: ", note)
+        if m:
+            first = int(m.group(1))
+            code = "quote_unbalanced" if "quote" in note else "encoding_line"
+            out.append((first, int(m.group(2) or first), code, note[m.end() :]))
+    return out
 
 
 def _checked_csv_bytes(

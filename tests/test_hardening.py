@@ -59,6 +59,9 @@ def test_stray_quote_in_utf8_does_not_swallow_rows(tmp_path):
     res = import_files(f)
     assert res.totals["rows_read"] == 83  # as before the damage, not 68
     assert any("quote.csv, rows 11–" in w and "unbalanced quote" in w for w in res.warnings)
+    note = res.rejects[res.rejects["code"] == "quote_unbalanced"]
+    assert note[["file", "row", "action"]].values.tolist() == [["quote.csv", 11, "kept"]]
+    assert note["value"].iloc[0].startswith("rows 11–")
 
 
 def test_unbalanced_quote_in_gbk_is_read_not_exit_3(tmp_path):
@@ -83,6 +86,8 @@ def test_one_gbk_line_in_utf8_is_named_not_the_whole_file(tmp_path):
     assert res.totals["rows_read"] == 83
     assert res.files[0].encoding == "utf-8"
     assert any("mixed.csv, line 21: not valid UTF-8; looks like GBK" in w for w in res.warnings)
+    note = res.rejects[res.rejects["code"] == "encoding_line"]
+    assert note[["row", "value"]].values.tolist() == [[21, "row 21"]]
     row = lines[20].split(",")[0]
     assert row in set(res.data["name"])  # decoded as GB18030, not mojibake
 
