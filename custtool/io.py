@@ -91,18 +91,28 @@ def detect_encoding(data: bytes, filename: str = "") -> str:
 
 def decode(data: bytes, encoding: str | None, filename: str) -> tuple[str, str]:
     """Decode bytes with the given or detected encoding; returns (text, encoding used)."""
+    text, enc, _notes = decode_with_notes(data, encoding, filename)
+    return text, enc
+
+
+def decode_with_notes(
+    data: bytes, encoding: str | None, filename: str
+) -> tuple[str, str, list[str]]:
+    """:func:`decode`, plus a warning per line that was not valid in the file's encoding
+    (a UTF-8 file with a few such lines is read line by line, see :func:`_decode_utf8_by_line`)."""
     enc = encoding or detect_encoding(data, filename)
     if enc.lower().replace("_", "-") in {"utf-8", "utf8"} and data.startswith(b"\xef\xbb\xbf"):
         enc = "utf-8-sig"
     try:
-        return data.decode(enc), enc
+        return data.decode(enc), enc, []
     except LookupError:
         raise InputError(
             f"{filename}: unknown encoding {enc!r}", "use e.g. utf-8, gb18030 or gbk"
         ) from None
     except UnicodeDecodeError as exc:
         if enc.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"} and _mostly_utf8(data):
-            return _decode_utf8_by_line(data, enc, filename), enc
+            text, notes = _decode_utf8_by_line(data, enc, filename)
+            return text, enc, notes
         guess = None
         with contextlib.suppress(InputError):
             guess = detect_encoding(data, filename)
@@ -128,11 +138,7 @@ def _mostly_utf8(data: bytes) -> bool:
     return 0 < len(bad_lines) <= max(1, int(lines * BAD_LINE_SHARE)) and len(bad_lines) < lines
 
 
-#: warnings from the last :func:`decode` of a mixed file, read by the CSV reader
-_DECODE_NOTES: list[str] = []
-
-
-def _decode_utf8_by_line(data: bytes, enc: str, filename: str) -> str:
+def _decode_utf8_by_line(data: bytes, enc: str, filename: str) -> tuple[str, list[str]]:
     """UTF-8 text whose few undecodable lines are decoded as GB18030 where that works (a
     warning names each row) or with U+FFFD in place of the bad bytes (the file was cut
     short, or a byte is damaged)."""
@@ -143,6 +149,7 @@ def _decode_utf8_by_line(data: bytes, enc: str, filename: str) -> str:
         text = text.removeprefix("\ufeff")
     lines = text.split("\n")
     bad = sorted({text.count("\n", 0, m.start()) for m in re.finditer("[\udc80-\udcff]+", text)})
+    notes: list[str] = []
     for i in bad:  # a few lines only (see _mostly_utf8)
         raw = lines[i].encode("utf-8", errors="surrogateescape")
         try:
@@ -151,8 +158,8 @@ def _decode_utf8_by_line(data: bytes, enc: str, filename: str) -> str:
         except UnicodeDecodeError:
             lines[i] = raw.decode("utf-8", errors="replace")
             why = "not valid UTF-8 (damaged or cut short); bad bytes shown as �"
-        _DECODE_NOTES.append(f"{filename}, line {i + 1}: {why}; check that row")
-    return "\n".join(lines)
+        notes.append(f"{filename}, line {i + 1}: {why}; check that row")
+    return "\n".join(lines), notes
 
 
 # --------------------------------------------------------------------------- raw reading
@@ -226,10 +233,8 @@ def _read_csv_raw(p: Path, encoding: str | None, max_field_bytes: int | None = N
         data = head if whole else p.read_bytes()
     if data.isspace():  # as ``not data.strip()``, without copying the file
         raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
-    _DECODE_NOTES.clear()
-    text, enc = decode(data, encoding, p.name)
-    notes = [*notes, *_DECODE_NOTES]
-    _DECODE_NOTES.clear()
+    text, enc, decode_notes = decode_with_notes(data, encoding, p.name)
+    notes = [*notes, *decode_notes]
     sep = guess_separator(text[:8192], p.suffix)
     grid = _parse_csv_fast(text, sep)
     if grid is None:
