@@ -69,7 +69,7 @@ def scan_shape(data: bytes | memoryview, sep: str, name: str, *, limit: int | No
     n = len(buf)
     sep_b, nl, qt = ord(sep), ord("\n"), ord('"')
     ends_l, quotes_l, seps_l = [], [], []
-    start = 0
+    start, open_quote = 0, False
     while start < n:
         stop = min(n, start + CHUNK_BYTES)
         chunk = buf[start:stop]
@@ -77,7 +77,7 @@ def scan_shape(data: bytes | memoryview, sep: str, name: str, *, limit: int | No
         if stop < n:
             if len(nls) == 0:
                 # one line longer than a chunk: bounded by the limits, whatever it holds
-                _check_long_line(buf, start, stop, sep_b, limit, name, _line_no(ends_l))
+                _check_long_line(buf, start, stop, sep_b, limit, name, _line_no(ends_l), True)
                 nls = np.array([len(chunk) - 1])  # continue as if it ended here
             stop = start + int(nls[-1]) + 1
             chunk = buf[start:stop]
@@ -86,7 +86,12 @@ def scan_shape(data: bytes | memoryview, sep: str, name: str, *, limit: int | No
             nls = np.append(nls, len(chunk)) if len(chunk) and chunk[-1] != nl else nls
         bounds = np.concatenate(([0], nls[:-1] + 1)) if len(nls) else np.zeros(0, np.int64)
         q = np.add.reduceat(chunk == qt, bounds, dtype=np.int64) if len(nls) else bounds
-        s = np.add.reduceat(chunk == sep_b, bounds, dtype=np.int64) if len(nls) else bounds
+        if len(nls) and (open_quote or q.any() or not seps_l):
+            # separators matter where quotes are (and in the first chunk: the usual width)
+            s = np.add.reduceat(chunk == sep_b, bounds, dtype=np.int64)
+        else:
+            s = np.full(len(nls), -1, dtype=np.int64)  # not counted: no quote can span here
+        open_quote = bool((open_quote + int(q.sum())) % 2)
         ends_l.append(nls.astype(np.int64) + start)
         quotes_l.append(np.asarray(q, dtype=np.int64))
         seps_l.append(np.asarray(s, dtype=np.int64))
@@ -111,7 +116,11 @@ def _line_no(ends_l: list) -> int:
     return sum(len(e) for e in ends_l) + 1
 
 
-def _check_long_line(buf, lo: int, hi: int, sep_b: int, limit: int, name: str, line: int) -> None:  # noqa: ANN001
+def _check_long_line(  # noqa: ANN001
+    buf, lo: int, hi: int, sep_b: int, limit: int, name: str, line: int, partial: bool = False
+) -> None:
+    """Refuse the line ``buf[lo:hi]`` (``partial``: its first chunk) when it has too many
+    fields or a field past the limit."""
     import numpy as np
 
     seg = buf[lo:hi]
@@ -126,7 +135,8 @@ def _check_long_line(buf, lo: int, hi: int, sep_b: int, limit: int, name: str, l
     gaps = np.diff(np.concatenate(([-1], cuts, [len(seg)]))) - 1
     if len(gaps) and int(gaps.max()) > limit:
         raise InputError(
-            f"{name}, line {line}: a field of {int(gaps.max()):,} bytes "
+            f"{name}, line {line}: a field of {'at least ' if partial else ''}"
+            f"{int(gaps.max()):,} bytes "
             f"(longer than the limit of {limit:,})",
             "check the file is the right export; raise the limit with "
             "CUSTTOOL_MAX_FIELD_BYTES if the long value is real",
@@ -143,7 +153,7 @@ def _broken_records(quotes, seps) -> list[tuple[int, int]]:  # noqa: ANN001
 
     odd_after = np.cumsum(quotes) % 2 == 1  # inside a quoted value after this line
     balanced = quotes % 2 == 0
-    plain = seps[balanced & ~np.concatenate(([False], odd_after[:-1]))]
+    plain = seps[balanced & ~np.concatenate(([False], odd_after[:-1])) & (seps >= 0)]
     if len(plain) == 0:
         return []
     width_seps = int(np.bincount(plain).argmax())  # separators of a typical row
