@@ -33,6 +33,10 @@ def test_no_newline_megabyte_fails_fast_with_the_line(tmp_path):
     assert time.perf_counter() - t0 < 2
     assert "wide.csv, line 1: 500,001 fields" in err.value.message
     assert err.value.row == 1
+    r = runner.invoke(app, ["import", str(f), "--json"])
+    assert r.exit_code == 2
+    out = json.loads(r.stdout)["error"]
+    assert (out["code"], out["file"], out["row"]) == (2, "wide.csv", 1)
 
 
 def test_huge_field_is_refused_and_the_limit_is_configurable(tmp_path, monkeypatch):
