@@ -111,6 +111,7 @@ def import_files(
     encoding: str | None = None,
     fields: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
     tz: str = "Asia/Shanghai",
+    max_field_bytes: int | None = None,
 ) -> ImportResult:
     """Import one or many exports (CSV/TSV/xlsx, all sheets or ``sheet``) into one table.
 
@@ -121,6 +122,9 @@ def import_files(
     ``kind`` is detected from the headers when not given; all inputs must be of one kind.
     ``channel`` labels every row (default: the file name without extension); a list gives
     one channel per file, in the order of ``paths``.
+    ``max_field_bytes``: the longest field a CSV may hold (default 1 MB, or
+    ``$CUSTTOOL_MAX_FIELD_BYTES``); past it, or past 16,384 fields in a row, the file is
+    refused with the line before it is parsed.
     """
     if isinstance(paths, (str, os.PathLike, pd.DataFrame)):
         paths = [paths]
@@ -140,7 +144,14 @@ def import_files(
     specs = load_fields(fields)
     with _arrow_memory_pool():
         return _import_files(
-            paths, kind=kind, channel=channel, sheet=sheet, encoding=encoding, specs=specs, tz=tz
+            paths,
+            kind=kind,
+            channel=channel,
+            sheet=sheet,
+            encoding=encoding,
+            specs=specs,
+            tz=tz,
+            max_field_bytes=max_field_bytes,
         )
 
 
@@ -179,6 +190,7 @@ def _import_files(
     encoding: str | None,
     specs: dict[str, KindSpec],
     tz: str,
+    max_field_bytes: int | None = None,
 ) -> ImportResult:
     frames: list[pd.DataFrame] = []
     rejects: list[pd.DataFrame] = []
@@ -199,7 +211,7 @@ def _import_files(
                     f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)"
                 )
             seen_paths.add(resolved)
-            sheets = read_raw(path, sheet=sheet, encoding=encoding)
+            sheets = read_raw(path, sheet=sheet, encoding=encoding, max_field_bytes=max_field_bytes)
         usable = 0
         for raw in sheets:
             header_at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)

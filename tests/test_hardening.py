@@ -49,6 +49,9 @@ def test_huge_field_is_refused_and_the_limit_is_configurable(tmp_path, monkeypat
     with pytest.raises(InputError) as err:
         import_files(f)
     assert "big.csv, line 4: a field of 2,000,000 bytes" in err.value.message
+    assert import_files(f, max_field_bytes=4_000_000).totals["rows_read"] == 83
+    with pytest.raises(InputError, match="longer than the limit of 1,000"):
+        import_files(f, max_field_bytes=1_000)
     monkeypatch.setenv("CUSTTOOL_MAX_FIELD_BYTES", str(4_000_000))
     assert import_files(f).totals["rows_read"] == 83
 
