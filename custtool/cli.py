@@ -13,8 +13,10 @@ with ``--json`` stdout still gets one object, ``{"error": {...}}``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -46,20 +48,47 @@ class _Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         wants_json = "--json" in [*ctx._protected_args, *ctx.args]
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OSError as exc:  # the environment, not a bug: permission, disk, missing path
+                if isinstance(exc, BrokenPipeError):
+                    raise
+                from custtool.errors import environment_error
+
+                raise environment_error(exc) from exc
+            except MemoryError as exc:
+                raise CusttoolError(
+                    "out of memory",
+                    "the input is too large for this machine: split it, or run on a larger one",
+                ) from exc
         except CusttoolError as exc:
             if (ctx.obj or {}).get("debug"):
                 traceback.print_exc()  # plain traceback, no locals (they may hold personal data)
             if wants_json:
-                _emit_error(type(exc).__name__, exc.message, exc.hint, exc.exit_code)
-            console.print(f"[bold red]Error:[/] {exc.message}", soft_wrap=True, markup=True)
+                _emit_error(
+                    type(exc).__name__,
+                    exc.message,
+                    exc.hint,
+                    exc.exit_code,
+                    getattr(exc, "file", None),
+                    getattr(exc, "row", None),
+                )
+            from rich.markup import escape
+
+            console.print(f"[bold red]Error:[/] {escape(exc.message)}", soft_wrap=True)
             if exc.hint:
-                console.print(f"[yellow]Hint:[/] {exc.hint}", soft_wrap=True)
+                console.print(f"[yellow]Hint:[/] {escape(exc.hint)}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except _ClickException as exc:  # usage errors: click prints them on stderr
+        except _ClickException as exc:  # usage errors: one line plus a hint, on stderr
             if wants_json:
-                _emit_error("UsageError", exc.format_message(), None, exc.exit_code)
-            raise
+                _emit_error("UsageError", exc.format_message(), _usage_hint(exc), exc.exit_code)
+            console.print(f"Error: {exc.format_message()}", soft_wrap=True, markup=False)
+            console.print(f"Hint: {_usage_hint(exc)}", soft_wrap=True, markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # `custtool … | head`: the reader left; not an error of ours
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes at exit
+            raise typer.Exit(0) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except (
@@ -78,9 +107,35 @@ class _Group(TyperGroup):
             raise typer.Exit(3) from None
 
 
-def _emit_error(kind: str, message: str, hint: str | None, exit_code: int) -> None:
+def _usage_hint(exc: Any) -> str:
+    """The hint under a usage error: the help of the command that was being called."""
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "custtool"
+    return f"see `{path} --help`"
+
+
+def _emit_error(
+    kind: str,
+    message: str,
+    hint: str | None,
+    exit_code: int,
+    file: str | None = None,
+    row: int | None = None,
+) -> None:
     """The --json form of an error: one object on stdout, so a pipe always gets JSON."""
-    emit_json({"error": {"type": kind, "message": message, "hint": hint, "exit_code": exit_code}})
+    emit_json(
+        {
+            "error": {
+                "code": exit_code,
+                "type": kind,
+                "message": message,
+                "hint": hint,
+                "file": file,
+                "row": row,
+                "exit_code": exit_code,
+            }
+        }
+    )
 
 
 app = typer.Typer(

@@ -111,6 +111,7 @@ def import_files(
     encoding: str | None = None,
     fields: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
     tz: str = "Asia/Shanghai",
+    max_field_bytes: int | None = None,
 ) -> ImportResult:
     """Import one or many exports (CSV/TSV/xlsx, all sheets or ``sheet``) into one table.
 
@@ -121,6 +122,9 @@ def import_files(
     ``kind`` is detected from the headers when not given; all inputs must be of one kind.
     ``channel`` labels every row (default: the file name without extension); a list gives
     one channel per file, in the order of ``paths``.
+    ``max_field_bytes``: the longest field a CSV may hold (default 1 MB, or
+    ``$CUSTTOOL_MAX_FIELD_BYTES``); past it, or past 16,384 fields in a row, the file is
+    refused with the line before it is parsed.
     """
     if isinstance(paths, (str, os.PathLike, pd.DataFrame)):
         paths = [paths]
@@ -140,7 +144,14 @@ def import_files(
     specs = load_fields(fields)
     with _arrow_memory_pool():
         return _import_files(
-            paths, kind=kind, channel=channel, sheet=sheet, encoding=encoding, specs=specs, tz=tz
+            paths,
+            kind=kind,
+            channel=channel,
+            sheet=sheet,
+            encoding=encoding,
+            specs=specs,
+            tz=tz,
+            max_field_bytes=max_field_bytes,
         )
 
 
@@ -179,6 +190,7 @@ def _import_files(
     encoding: str | None,
     specs: dict[str, KindSpec],
     tz: str,
+    max_field_bytes: int | None = None,
 ) -> ImportResult:
     frames: list[pd.DataFrame] = []
     rejects: list[pd.DataFrame] = []
@@ -199,7 +211,7 @@ def _import_files(
                     f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)"
                 )
             seen_paths.add(resolved)
-            sheets = read_raw(path, sheet=sheet, encoding=encoding)
+            sheets = read_raw(path, sheet=sheet, encoding=encoding, max_field_bytes=max_field_bytes)
         usable = 0
         for raw in sheets:
             header_at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
@@ -217,7 +229,7 @@ def _import_files(
             )
             report.encoding = raw.encoding
             frames.append(frame)
-            rejects.append(rej)
+            rejects.append(_with_file_notes(rej, raw))
             reports.append(report)
             warnings.extend(raw.warnings)
         if usable == 0:
@@ -245,6 +257,34 @@ def _import_files(
         else pd.DataFrame(columns=REJECT_COLUMNS)
     )
     return ImportResult(final_kind, data, rej, reports, warnings)
+
+
+def _with_file_notes(rej: pd.DataFrame, raw: RawSheet) -> pd.DataFrame:
+    """The rejects lines of a sheet plus one line per damaged stretch of its file (broken
+    quotes, undecodable lines): ``row`` its first row, ``value`` the rows it spans; the rows
+    themselves were read (``action`` kept)."""
+    if not raw.notes:
+        return rej
+    first, last, codes, messages = zip(*raw.notes, strict=True)
+    spans = [f"rows {a}–{b}" if b > a else f"row {a}" for a, b in zip(first, last, strict=True)]
+    zh = {
+        "quote_unbalanced": "引号未闭合：这些行已逐行读取，请核对",
+        "encoding_line": "该行编码不是 UTF-8，已按 GB18030 或替换字符读取，请核对",
+    }
+    notes = pd.DataFrame(
+        {
+            "file": raw.file,
+            "sheet": raw.sheet,
+            "row": list(first),
+            "column": "",
+            "value": spans,
+            "code": list(codes),
+            "reason_zh": [zh[c] for c in codes],
+            "reason_en": list(messages),
+            "action": "kept",
+        }
+    )[list(rej.columns)]
+    return pd.concat([rej, notes], ignore_index=True) if len(rej) else notes
 
 
 def frame_sheet(df: pd.DataFrame, name: str) -> RawSheet:

@@ -52,6 +52,8 @@ class RawSheet:
         default_factory=list
     )  # 0-based grid ranges
     warnings: list[str] = field(default_factory=list)
+    # damaged stretches of the file for the rejects file: (first row, last row, code, message)
+    notes: list[tuple[int, int, str, str]] = field(default_factory=list)
 
 
 #: characters at the top of a CSV whose widest row names the columns for pyarrow's reader
@@ -77,6 +79,9 @@ def detect_encoding(data: bytes, filename: str = "") -> str:
         data.decode("gb18030")
         return "gb18030"
     except UnicodeDecodeError as exc:
+        if _mostly_utf8(data):
+            return "utf-8"  # a few bad lines: decode() names them
+
         raise InputError(
             f"{filename}: cannot tell the text encoding (neither UTF-8 nor GB18030; "
             f"bad byte at offset {exc.start})",
@@ -86,30 +91,90 @@ def detect_encoding(data: bytes, filename: str = "") -> str:
 
 def decode(data: bytes, encoding: str | None, filename: str) -> tuple[str, str]:
     """Decode bytes with the given or detected encoding; returns (text, encoding used)."""
+    text, enc, _notes = decode_with_notes(data, encoding, filename)
+    return text, enc
+
+
+def decode_with_notes(
+    data: bytes, encoding: str | None, filename: str
+) -> tuple[str, str, list[str]]:
+    """:func:`decode`, plus a warning per line that was not valid in the file's encoding
+    (a UTF-8 file with a few such lines is read line by line, see :func:`_decode_utf8_by_line`)."""
     enc = encoding or detect_encoding(data, filename)
     if enc.lower().replace("_", "-") in {"utf-8", "utf8"} and data.startswith(b"\xef\xbb\xbf"):
         enc = "utf-8-sig"
     try:
-        return data.decode(enc), enc
+        return data.decode(enc), enc, []
     except LookupError:
         raise InputError(
             f"{filename}: unknown encoding {enc!r}", "use e.g. utf-8, gb18030 or gbk"
         ) from None
     except UnicodeDecodeError as exc:
+        if enc.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"} and _mostly_utf8(data):
+            text, notes = _decode_utf8_by_line(data, enc, filename)
+            return text, enc, notes
         guess = None
         with contextlib.suppress(InputError):
             guess = detect_encoding(data, filename)
+        if guess is not None and guess.replace("-sig", "") == enc.lower().replace("-sig", ""):
+            guess = None  # never the circular hint "pass --encoding <what failed>"
         hint = f"it looks like {guess}: pass --encoding {guess}" if guess else "pass --encoding"
         raise InputError(
             f"{filename} is not valid {enc} (bad byte at offset {exc.start})", hint
         ) from None
 
 
+#: at most this share of a file's lines may be undecodable for it to count as UTF-8
+BAD_LINE_SHARE = 0.05
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """All but a few lines (≤ 5 %, at least one good) decode as UTF-8."""
+    import re
+
+    text = data.decode("utf-8", errors="surrogateescape")
+    bad_lines = {text.count("\n", 0, m.start()) for m in re.finditer("[\udc80-\udcff]+", text)}
+    lines = text.count("\n") + 1
+    return 0 < len(bad_lines) <= max(1, int(lines * BAD_LINE_SHARE)) and len(bad_lines) < lines
+
+
+def _decode_utf8_by_line(data: bytes, enc: str, filename: str) -> tuple[str, list[str]]:
+    """UTF-8 text whose few undecodable lines are decoded as GB18030 where that works (a
+    warning names each row) or with U+FFFD in place of the bad bytes (the file was cut
+    short, or a byte is damaged)."""
+    import re
+
+    text = data.decode("utf-8", errors="surrogateescape")
+    if enc == "utf-8-sig":
+        text = text.removeprefix("\ufeff")
+    lines = text.split("\n")
+    bad = sorted({text.count("\n", 0, m.start()) for m in re.finditer("[\udc80-\udcff]+", text)})
+    notes: list[str] = []
+    for i in bad:  # a few lines only (see _mostly_utf8)
+        raw = lines[i].encode("utf-8", errors="surrogateescape")
+        try:
+            lines[i] = raw.decode("gb18030")
+            why = "not valid UTF-8; looks like GBK, read as GB18030"
+        except UnicodeDecodeError:
+            lines[i] = raw.decode("utf-8", errors="replace")
+            why = "not valid UTF-8 (damaged or cut short); bad bytes shown as �"
+        notes.append(f"{filename}, line {i + 1}: {why}; check that row")
+    return "\n".join(lines), notes
+
+
 # --------------------------------------------------------------------------- raw reading
 def read_raw(
-    path: str | os.PathLike[str], *, sheet: str | None = None, encoding: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    max_field_bytes: int | None = None,
 ) -> list[RawSheet]:
-    """Read a CSV/TSV or workbook into text grids, one per sheet (CSV: one, sheet '')."""
+    """Read a CSV/TSV or workbook into text grids, one per sheet (CSV: one, sheet '').
+
+    ``max_field_bytes``: the longest field a text file may hold (default 1 MB, or
+    ``$CUSTTOOL_MAX_FIELD_BYTES``); a longer one, or a row of more than 16,384 fields, is
+    an :class:`InputError` naming the line, raised before the file is parsed."""
     p = Path(path)
     if not p.exists():
         raise InputError(
@@ -118,12 +183,19 @@ def read_raw(
     if p.is_dir():
         raise InputError(f"{p} is a folder, not a file", "name the files inside it")
     suffix = p.suffix.lower()
-    if suffix in EXCEL_SUFFIXES:
-        return _read_workbook(p, sheet)
-    if suffix in CSV_SUFFIXES or suffix == "":
-        if sheet:
-            raise InputError(f"{p.name}: --sheet applies to workbooks, not CSV files")
-        return [_read_csv_raw(p, encoding)]
+    try:
+        if suffix in EXCEL_SUFFIXES:
+            return _read_workbook(p, sheet)
+        if suffix in CSV_SUFFIXES or suffix == "":
+            if sheet:
+                raise InputError(f"{p.name}: --sheet applies to workbooks, not CSV files")
+            return [_read_csv_raw(p, encoding, max_field_bytes)]
+    except OSError as exc:  # permission, a vanished file, an I/O error: the environment
+        raise InputError(
+            f"{p}: cannot read ({exc.strerror or type(exc).__name__})",
+            "check that the file exists and that you may read it",
+            file=str(p),
+        ) from None
     raise InputError(
         f"{p.name}: unsupported file type {suffix!r}",
         "custtool reads .csv, .tsv, .txt, .xlsx, .xlsm, .xls and .ods",
@@ -141,7 +213,7 @@ def guess_separator(head: str, suffix: str = "") -> str:
     return best if counts[best] > counts[","] else ","
 
 
-def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
+def _read_csv_raw(p: Path, encoding: str | None, max_field_bytes: int | None = None) -> RawSheet:
     import numpy as np
     import pandas as pd
 
@@ -150,14 +222,19 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
     whole = len(head) == p.stat().st_size
     if not head or whole and head.isspace():
         raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
-    if encoding is None or encoding.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"}:
+    data, notes = _checked_csv_bytes(p, head, whole, max_field_bytes)
+    if data is None and (
+        encoding is None or encoding.lower().replace("_", "-") in {"utf-8", "utf8", "utf-8-sig"}
+    ):
         fast = _read_utf8_csv_fast(p, head, encoding)
         if fast is not None:
             return fast
-    data = head if whole else p.read_bytes()
+    if data is None:
+        data = head if whole else p.read_bytes()
     if data.isspace():  # as ``not data.strip()``, without copying the file
         raise InputError(f"{p.name} is empty", "export the sheet again; the file has no rows")
-    text, enc = decode(data, encoding, p.name)
+    text, enc, decode_notes = decode_with_notes(data, encoding, p.name)
+    notes = [*notes, *decode_notes]
     sep = guess_separator(text[:8192], p.suffix)
     grid = _parse_csv_fast(text, sep)
     if grid is None:
@@ -165,29 +242,89 @@ def _read_csv_raw(p: Path, encoding: str | None) -> RawSheet:
         # so short rows are padded instead of refused
         import csv
 
-        width = max(
-            (
-                len(r)
-                for r in csv.reader(
-                    _io.StringIO(text.lstrip("\ufeff"), newline=None), delimiter=sep
-                )
-            ),
-            default=1,
-        )
-        grid = pd.read_csv(
-            _io.StringIO(text.lstrip("\ufeff"), newline=None),
-            sep=sep,
-            header=None,
-            names=list(range(width)),
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            engine="c",
-        )
+        from custtool.csvshape import max_field_bytes as _limit
+
+        previous = csv.field_size_limit()
+        csv.field_size_limit(max(previous, 2 * _limit(max_field_bytes)))  # bounded by the scan
+        try:
+            width = max(
+                (
+                    len(r)
+                    for r in csv.reader(
+                        _io.StringIO(text.lstrip("\ufeff"), newline=None), delimiter=sep
+                    )
+                ),
+                default=1,
+            )
+            grid = pd.read_csv(
+                _io.StringIO(text.lstrip("\ufeff"), newline=None),
+                sep=sep,
+                header=None,
+                names=list(range(width)),
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,
+                engine="c",
+            )
+        except (csv.Error, pd.errors.ParserError) as exc:
+            raise InputError(
+                f"{p.name}: cannot be read as a table ({str(exc)[:160]})",
+                "open it in a spreadsheet program and save it as CSV (UTF-8) again",
+                file=p.name,
+            ) from None
+        finally:
+            csv.field_size_limit(previous)
     grid.columns = pd.RangeIndex(grid.shape[1])  # what assigning a range gives
     # provisional numbering: record number counted from 1; rebased once the header is found
-    return RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
+    raw = RawSheet(p.name, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), enc)
+    raw.warnings.extend(notes)
+    raw.notes.extend(_note_rows(notes))
+    return raw
+
+
+def _note_rows(notes: list[str]) -> list[tuple[int, int, str, str]]:
+    """The rows of the warnings about a damaged file, for its rejects lines."""
+    import re
+
+    out = []
+    for note in notes:
+        m = re.search(r", (?:rows?|line) (\d+)(?:–(\d+))?: ", note)
+        if m:
+            first = int(m.group(1))
+            code = "quote_unbalanced" if "quote" in note else "encoding_line"
+            out.append((first, int(m.group(2) or first), code, note[m.end() :]))
+    return out
+
+
+def _checked_csv_bytes(
+    p: Path, head: bytes, whole: bool, limit: int | None
+) -> tuple[bytes | None, list[str]]:
+    """Bounds and quoting of a text file (:mod:`custtool.csvshape`), before any parser sees
+    it: raises on a field past the limit or absurd column counts; returns the bytes to
+    parse instead of the file when broken quoting was repaired (None: the file as it is)."""
+    import numpy as np
+
+    from custtool.csvshape import broken_note, scan_shape, split_broken
+
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: bytes are not characters
+        return None, []
+    sep = guess_separator(head[:8192].decode("utf-8", errors="replace"), p.suffix)
+    if whole:
+        shape = scan_shape(head, sep, p.name, limit=limit)
+        return (
+            (split_broken(head, shape, sep), broken_note(shape, p.name))
+            if shape.broken
+            else (
+                None,
+                [],
+            )
+        )
+    mapped = np.memmap(p, dtype=np.uint8, mode="r")  # numpy keeps the map while it is used
+    shape = scan_shape(mapped, sep, p.name, limit=limit)
+    if not shape.broken:
+        return None, []
+    return split_broken(mapped, shape, sep), broken_note(shape, p.name)
 
 
 def _read_utf8_csv_fast(p: Path, first: bytes, encoding: str | None) -> RawSheet | None:
@@ -259,6 +396,8 @@ def _parse_csv_source(
     source: Any, first_line: bytes, sample_text: str, sep: str, quoted: bool
 ) -> pd.DataFrame | None:
     """:func:`_parse_csv_bytes` on a pyarrow input; ``quoted``: the text may hold quotes."""
+    import sys
+
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -269,6 +408,13 @@ def _parse_csv_source(
         bad.append(1)
         return "skip"
 
+    def _unraisable(_info: Any) -> None:
+        # pyarrow decodes an invalid row's text before calling the handler; on a row that
+        # is not UTF-8 that fails inside pyarrow and would print a traceback
+        bad.append(1)
+
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable
     try:
         # count the widest row cheaply via a first pass with the pandas-compatible width
         import csv
@@ -295,6 +441,8 @@ def _parse_csv_source(
         )
     except (pa.ArrowInvalid, csv.Error, ValueError):
         return None
+    finally:
+        sys.unraisablehook = previous_hook
     if bad:
         return None
     # str columns over the Arrow data (large_string, as pandas keeps it: no copy); no

@@ -147,7 +147,9 @@ def attach_responses(
         if col in customers.columns:
             vals = customers[col].to_numpy(dtype=object)
             p = resp["_customer"].to_numpy()
-            resp[col] = np.where(p >= 0, vals[np.maximum(p, 0)], "")
+            # no customers: every response is unmatched (and vals has nothing to index)
+            picked = vals[np.maximum(p, 0)] if len(vals) else np.full(len(p), "", dtype=object)
+            resp[col] = np.where(p >= 0, picked, "")
     score = pd.to_numeric(resp["score"], errors="coerce")
     ok = (resp["_customer"] >= 0) & score.between(0, 10)
     latest = resp.loc[ok, ["_customer"]].assign(score=score[ok])

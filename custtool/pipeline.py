@@ -359,11 +359,20 @@ def run_pipeline(
     folder = out_dir / run_as_of
     prev_dir = previous_run(out_dir, run_as_of)
     created_out = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".{run_as_of}.tmp-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+    except OSError as exc:  # read-only folder, a file in the way, missing drive: exit 2
+        from custtool.errors import OutputError
+
+        raise OutputError(
+            f"{out_dir}: cannot write the run folder ({exc.strerror or type(exc).__name__})",
+            "set `out:` in the pipeline file (or --out) to a folder you may write to",
+            file=str(out_dir),
+        ) from None
     try:
         outputs: list[str] = []
 

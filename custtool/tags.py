@@ -51,6 +51,9 @@ MANUAL_COLUMN = "manual_tags"
 
 MAX_EXPRESSION = 2000
 
+#: deepest nesting of a condition (brackets, not/-, calls); deeper is refused by `rules check`
+MAX_DEPTH = 40
+
 _RULE_KEYS = {"name", "path", "level1", "level2", "condition", "priority", "description", "enabled"}
 _FIELD_TYPES = {"number": "num", "text": "text", "date": "date", "bool": "bool", "any": "any"}
 _KIND_WORDS = {
@@ -680,6 +683,15 @@ def _finite(value: int | float) -> bool:
         return False
 
 
+def _tree_depth(tree: ast.AST) -> int:
+    """How deeply the nodes of ``tree`` nest (without recursion, so any depth is safe)."""
+    deepest, level = 0, [tree]
+    while level:
+        deepest += 1
+        level = [child for node in level for child in ast.iter_child_nodes(node)]
+    return deepest
+
+
 def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
     """Parse and whitelist a condition; returns the tree and the fields it reads.
 
@@ -704,6 +716,12 @@ def parse_condition(expr: str) -> tuple[ast.Expression, tuple[str, ...]]:
         ) from None
     except (RecursionError, MemoryError, ValueError):
         raise _ConditionError("condition too deeply nested") from None
+    depth = _tree_depth(tree)
+    if depth > MAX_DEPTH:
+        raise _ConditionError(
+            f"condition nested {depth} levels deep (at most {MAX_DEPTH})",
+            "simplify it or split it into several tags",
+        )
     fields: list[str] = []
     nodes = list(ast.walk(tree))
     for node in nodes:  # first every node type, so the message names the construct itself

@@ -175,9 +175,12 @@ def test_template_bad_kind_json_error(tmp_path):
     assert r.exit_code == 2
     assert json.loads(r.stdout) == {
         "error": {
+            "code": 2,
             "type": "InputError",
             "message": "unknown kind 'widgets'",
             "hint": "use one of: customers, orders, interactions, surveys",
+            "file": None,
+            "row": None,
             "exit_code": 2,
         }
     }
