@@ -10,18 +10,22 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
+def atomic_path(path: str | os.PathLike[str], *, private: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only on success.
+
+    The temporary file is owner-only (0600) while written; the finished file gets the usual
+    permissions, or stays 0600 when ``private`` (a file holding clear sensitive values)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        yield tmp_path  # owner only (mkstemp's 0600) while unfinished
+        if not private:
+            os.chmod(tmp_path, 0o666 & ~umask)  # the finished output is an ordinary file
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

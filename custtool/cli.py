@@ -194,6 +194,16 @@ def progress(quiet: bool = False):  # noqa: ANN201 - rich Progress
 
 # --------------------------------------------------------------------------- import / template
 # (section: import — issue 2)
+SensitiveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sensitive",
+        help="ID numbers, bank cards and fields marked sensitive: encrypt (default, needs "
+        "CUSTTOOL_KEY), drop, mask, or clear (kept readable; stated in the output).",
+    ),
+]
+
+
 @app.command("import")
 def import_(
     files: Annotated[
@@ -243,6 +253,7 @@ def import_(
             help="Mask names, phones and emails in the rejects file (ID numbers and bank cards always are).",
         ),
     ] = False,
+    sensitive: SensitiveOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -259,6 +270,8 @@ def import_(
       $ custtool import orders.csv --kind orders -o orders.parquet --rejects orders_rejects.xlsx
 
       $ custtool import leads.csv --channel 公众号 --encoding gbk --max-rejects 0 --json
+
+      $ custtool import 会员.xlsx -o customers.parquet --sensitive drop   # no CUSTTOOL_KEY
     """
     from custtool.steps import run_import
 
@@ -273,6 +286,7 @@ def import_(
         rejects=rejects,
         max_rejects=max_rejects,
         mask_rejects=mask_rejects,
+        sensitive=sensitive,
     )
     if json_out:
         emit_json(result.to_dict())
@@ -1104,6 +1118,7 @@ def run(
             "--fail-on-rejects", help="Exit 1 when more input rows than this are rejected."
         ),
     ] = None,
+    sensitive: SensitiveOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -1132,7 +1147,12 @@ def run(
             bar.update(task, description=name, advance=1)
 
         result = run_pipeline(
-            pl, as_of=as_of, out=out, fail_on_rejects=fail_on_rejects, progress=step
+            pl,
+            as_of=as_of,
+            out=out,
+            fail_on_rejects=fail_on_rejects,
+            progress=step,
+            sensitive=sensitive,
         )
     m = result.manifest
     if json_out:
@@ -1242,6 +1262,72 @@ def followups(
     info(f"Status changes from follow-up results: {fu.status_changes}", quiet)
     if output:
         info(f"Wrote {output}", quiet)
+
+
+# --------------------------------------------------------------------------- key / reveal
+# (section: privacy — issue 14)
+key_app = typer.Typer(
+    cls=_Group,
+    help="Keys for sensitive columns at rest (CUSTTOOL_KEY).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(key_app, name="key")
+
+
+@key_app.command("new")
+def key_new_command(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Print a fresh key for CUSTTOOL_KEY (stdout only; custtool never stores it).
+
+    Examples:
+
+      $ export CUSTTOOL_KEY=$(custtool key new)
+
+      $ custtool key new --json
+    """
+    from custtool.steps import run_key_new
+
+    result = run_key_new()
+    if json_out:
+        emit_json(result.to_dict())  # the key id only
+        return
+    typer.echo(result.value)
+    info(
+        f"Key id {result.data['key_id']}. Keep the key in a secret store: without it "
+        "encrypted columns cannot be read.",
+        quiet,
+    )
+
+
+@app.command("reveal")
+def reveal_command(
+    file: Annotated[Path, typer.Argument(help="A table custtool wrote (.parquet/.csv/.xlsx).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the clear table (0600).")
+    ],
+    role: RoleOpt = None,
+    roles: Annotated[
+        Path | None, typer.Option("--roles", help="Your role profiles (YAML).")
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decrypt the encrypted columns of a table with CUSTTOOL_KEY (admin only).
+
+    Examples:
+
+      $ custtool reveal out/2026-10-31/customers.parquet -o customers_clear.csv
+
+      $ CUSTTOOL_KEY=... custtool reveal customers.parquet -o clear.xlsx --json
+    """
+    from custtool.steps import run_reveal
+
+    result = run_reveal(file, output=output, role=role, roles=roles)
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    cols = ", ".join(result.data["columns"]) or "none"
+    info(f"Decrypted columns: {cols}. Wrote {output} (owner-only; delete it when done).", quiet)
 
 
 def main() -> None:

@@ -71,8 +71,13 @@ def run_import(
     rejects: PathLike | None = None,
     max_rejects: int | None = None,
     mask_rejects: bool = False,
+    sensitive: str | None = None,
 ) -> StepResult:
     """Import exports; write the table to ``output`` and the rejects beside it (or to ``rejects``).
+
+    Sensitive columns (身份证号, 银行卡号, those a fields file marks) are encrypted with the
+    key in ``CUSTTOOL_KEY``; without a key the import stops before writing anything unless
+    ``sensitive`` is ``drop``, ``mask`` or ``clear`` (:func:`custtool.crypto.protect_sensitive`).
 
     Without ``output`` and ``rejects`` nothing is written (a check). Exit code 1 when more
     rows than ``max_rejects`` are rejected. ``channel``: one for every file, or a list with
@@ -87,8 +92,16 @@ def run_import(
         channel = list(channel) if len(channel) != 1 else channel[0]
 
     out, rejects_path = _path(output), _path(rejects)
+    from custtool.crypto import load_key, protect_sensitive
+
+    key = load_key()  # a malformed key stops here, before anything is read or written
     result = import_files(
         files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields
+    )
+    names = [files] if isinstance(files, (str, Path)) else list(files)
+    where = ", ".join(Path(str(f)).name for f in names)
+    result.data, protection = protect_sensitive(
+        result.data, mode=sensitive, key=key, extra=result.sensitive, where=where
     )
     if rejects_path is None and out is not None:
         rejects_path = out.with_name(f"{out.stem}_rejects.csv")
@@ -105,6 +118,7 @@ def run_import(
         "output": str(out) if out else None,
         "rejects": str(rejects_path) if rejects_path else None,
         "warnings": result.warnings,
+        "privacy": protection.to_dict(),
     }
     over = max_rejects is not None and totals["rejected"] > max_rejects
     problem = (
@@ -661,3 +675,54 @@ def run_followups(
         "output": str(output) if output else None,
     }
     return StepResult("followups", data, value=Followups(tasks, per_owner, updated, changed))
+
+
+# --------------------------------------------------------------------------- key / reveal (issue 14)
+def run_key_new() -> StepResult:
+    """A fresh key for ``CUSTTOOL_KEY`` and its id (the key is in ``value``, not ``data``,
+    so ``to_dict()`` never carries it; the CLI prints it on stdout only)."""
+    from custtool.crypto import new_key, parse_key
+
+    text = new_key()
+    return StepResult("key new", {"key_id": parse_key(text).id, "env": "CUSTTOOL_KEY"}, value=text)
+
+
+def run_reveal(
+    file: PathLike,
+    *,
+    output: PathLike,
+    role: str | None = None,
+    roles: PathLike | None = None,
+) -> StepResult:
+    """Decrypt the sensitive columns of a table custtool wrote into ``output`` (admin only).
+
+    The key comes from ``CUSTTOOL_KEY``; missing, wrong or a changed file are clear errors.
+    ``output`` holds clear ID and card numbers: it is created owner-only (0600).
+    """
+    from custtool.crypto import is_encrypted, load_key, reveal_frame
+    from custtool.io import read_table, write_table
+    from custtool.report.masking import get_role
+
+    who = get_role(role, roles)
+    if not who.allow_unmask:
+        raise ConfigError(
+            f"role {who.name!r} may not reveal encrypted columns",
+            "reveal is for the admin role (--role admin) with CUSTTOOL_KEY set",
+        )
+    src, out = Path(file), Path(output)
+    if out.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(f"{out}: unknown output type", "use .csv, .xlsx or .parquet")
+    if not src.exists():
+        raise InputError(f"{src}: file not found")
+    key = load_key(required=True)
+    df = read_table(src)
+    columns = [
+        str(c)
+        for c in df.columns
+        if (df[c].dtype == object or str(df[c].dtype) in ("str", "string"))
+        and is_encrypted(df[c]).any()
+    ]
+    clear = reveal_frame(df, key, where=src.name)
+    write_table(clear, out, private=True)
+    data = {"file": str(src), "output": str(out), "columns": columns, "key_id": key.id}
+    return StepResult("reveal", data, value=clear)
