@@ -1281,9 +1281,11 @@ def key_new_command(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
 
     Examples:
 
-      $ export CUSTTOOL_KEY=$(custtool key new)
+      $ custtool key new --quiet > /secure/custtool.key
 
       $ custtool key new --json
+
+    Then: export CUSTTOOL_KEY=$(cat /secure/custtool.key)
     """
     from custtool.steps import run_key_new
 
@@ -1318,7 +1320,7 @@ def reveal_command(
 
       $ custtool reveal out/2026-10-31/customers.parquet -o customers_clear.csv
 
-      $ CUSTTOOL_KEY=... custtool reveal customers.parquet -o clear.xlsx --json
+      $ custtool reveal customers.parquet -o clear.xlsx --role admin --json
     """
     from custtool.steps import run_reveal
 

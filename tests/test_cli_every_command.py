@@ -61,6 +61,8 @@ def ARGS(d, p: dict[str, Path], tmp: Path) -> dict[str, list[str] | None]:
             str(tmp / "followups.xlsx"),
         ],
         "run": None,  # conftest.example_run runs `custtool run examples/pipeline.yaml --json` once
+        "key new": [],
+        "reveal": [str(p["clean"]), "-o", str(tmp / "clear.csv")],
     }
 
 
@@ -79,6 +81,8 @@ def MISSING(tmp: Path, p: dict[str, Path]) -> dict[str, list[str] | None]:
         "cards": [gone],
         "followups": [gone, "--log", str(p["interactions"])],
         "run": [str(tmp / "不存在.yaml")],
+        "key new": None,
+        "reveal": [gone, "-o", str(tmp / "clear.csv")],
     }
 
 
@@ -132,7 +136,7 @@ def test_json_is_one_object_on_example_data(name, invoked, example_run):
     assert isinstance(payload, dict) and payload and "error" not in payload
 
 
-@pytest.mark.parametrize("name", sorted(n for n in COMMANDS if n != "template"))
+@pytest.mark.parametrize("name", sorted(n for n in COMMANDS if n not in ("template", "key new")))
 def test_missing_input_is_exit_2_one_line_no_traceback(name, example_data, tmp_path):
     args = MISSING(tmp_path, example_data.paths)[name]
     r = runner.invoke(app, [*name.split(), *args])
