@@ -1301,6 +1301,43 @@ def key_new_command(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
     )
 
 
+@key_app.command("rotate")
+def key_rotate_command(
+    folder: Annotated[Path, typer.Argument(help="A run folder (or any folder of tables).")],
+    old_env: Annotated[
+        str, typer.Option("--old-env", help="Environment variable holding the old key.")
+    ] = "CUSTTOOL_KEY",
+    new_env: Annotated[
+        str, typer.Option("--new-env", help="Environment variable holding the new key.")
+    ] = "CUSTTOOL_NEW_KEY",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-encrypt the tables of a run folder from the old key to the new one.
+
+    Examples:
+
+      $ custtool key rotate out/2026-10-31 --old-env CUSTTOOL_KEY --new-env CUSTTOOL_NEW_KEY
+
+      $ custtool key rotate out/2026-10-31 --json
+    """
+    from custtool.steps import run_key_rotate
+
+    result = run_key_rotate(folder, old_env=old_env, new_env=new_env)
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    d = result.data
+    for f in d["files"]:
+        info(f"{f['file']}: {f['cells']} cells re-encrypted", quiet)
+    if d["files"]:
+        info(
+            f"Key id {d['old_key_id']} → {d['new_key_id']}. Set CUSTTOOL_KEY to the new key.", quiet
+        )
+    else:
+        info("Nothing encrypted to rotate.", quiet)
+
+
 @app.command("reveal")
 def reveal_command(
     file: Annotated[Path, typer.Argument(help="A table custtool wrote (.parquet/.csv/.xlsx).")],

@@ -321,3 +321,22 @@ __all__ = [
     "reveal_frame",
     "sensitive_columns",
 ]
+
+
+def rotate_frame(
+    df: pd.DataFrame, old: Key, new: Key, *, where: str = ""
+) -> tuple[pd.DataFrame, int]:
+    """Every ciphertext of ``df`` re-encrypted from ``old`` to ``new``; (frame, cells changed)."""
+    out = df.copy()
+    changed = 0
+    for c in out.columns:
+        s = out[c]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
+            continue
+        enc = is_encrypted(s)
+        if not enc.any():
+            continue
+        clear = decrypt_series(s, old, where=f"{where}, column {c}" if where else str(c))
+        out[c] = _text(s).mask(enc, encrypt_series(clear.where(enc, ""), new)).astype("str")
+        changed += int(enc.sum())
+    return out, changed

@@ -731,3 +731,55 @@ def run_reveal(
         "key_id": key.id if key else None,
     }
     return StepResult("reveal", data, value=clear)
+
+
+def run_key_rotate(folder: PathLike, *, old_env: str, new_env: str) -> StepResult:
+    """Re-encrypt every table (.parquet/.csv/.tsv) under ``folder`` from the key in
+    environment variable ``old_env`` to the one in ``new_env``; a run folder's manifest gets
+    the new key id. Every file is checked with the old key before any is rewritten, and
+    each is replaced atomically."""
+    import json
+
+    import pandas as pd
+
+    from custtool.crypto import is_encrypted, load_key, rotate_frame
+    from custtool.io import read_table, write_table
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: folder not found", "name a run folder, e.g. out/2026-10-31")
+    tables = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".parquet", ".csv", ".tsv"})
+    frames = [
+        (p, pd.read_parquet(p) if p.suffix.lower() == ".parquet" else read_table(p)) for p in tables
+    ]
+    encrypted = any(
+        is_encrypted(df[c]).any()
+        for _, df in frames
+        for c in df.columns
+        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])
+    )
+    # keys are needed (and checked) when there is something to rotate
+    old = load_key(old_env, required=encrypted)
+    new = load_key(new_env, required=encrypted)
+    rotated = []
+    for p, df in frames:  # all decrypted first: a wrong old key changes nothing
+        if old is None or new is None:
+            break
+        new_df, cells = rotate_frame(df, old, new, where=p.name)
+        if cells:
+            rotated.append((p, new_df, cells))
+    for p, new_df, _ in rotated:
+        write_table(new_df, p)
+    manifest = root / "manifest.json"
+    if manifest.exists() and rotated and new is not None:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        if isinstance(m.get("privacy"), dict):
+            m["privacy"]["key_id"] = new.id
+            manifest.write_text(json.dumps(m, ensure_ascii=False, indent=2), encoding="utf-8")
+    data = {
+        "folder": str(root),
+        "old_key_id": old.id if old else None,
+        "new_key_id": new.id if new else None,
+        "files": [{"file": str(p.relative_to(root)), "cells": n} for p, _, n in rotated],
+    }
+    return StepResult("key rotate", data)

@@ -62,6 +62,7 @@ def ARGS(d, p: dict[str, Path], tmp: Path) -> dict[str, list[str] | None]:
         ],
         "run": None,  # conftest.example_run runs `custtool run examples/pipeline.yaml --json` once
         "key new": [],
+        "key rotate": [str(tmp), "--old-env", "CUSTTOOL_T_OLD", "--new-env", "CUSTTOOL_T_NEW"],
         "reveal": [str(p["clean"]), "-o", str(tmp / "clear.csv")],
     }
 
@@ -82,6 +83,7 @@ def MISSING(tmp: Path, p: dict[str, Path]) -> dict[str, list[str] | None]:
         "followups": [gone, "--log", str(p["interactions"])],
         "run": [str(tmp / "不存在.yaml")],
         "key new": None,
+        "key rotate": [str(tmp / "不存在")],
         "reveal": [gone, "-o", str(tmp / "clear.csv")],
     }
 

@@ -223,7 +223,15 @@ def keyed_run(tmp_path_factory):
             os.environ.pop("CUSTTOOL_KEY", None)
         else:
             os.environ["CUSTTOOL_KEY"] = old
+    _KEY_TEXTS[id(folders)] = text
     return parse_key(text), folders
+
+
+_KEY_TEXTS: dict[int, str] = {}
+
+
+def _key_text(keyed_run) -> str:
+    return _KEY_TEXTS[id(keyed_run[1])]
 
 
 @pytest.mark.parametrize("report", ["{}", "{role: analyst}", "{role: admin, mask: false}"])
@@ -385,3 +393,35 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_key_rotate_re_encrypts_a_run_folder(keyed_run, tmp_path, monkeypatch):
+    import shutil
+
+    key, folders = keyed_run
+    folder = tmp_path / "run"
+    shutil.copytree(folders["{}"][0], folder)
+    newer = new_key()
+    monkeypatch.setenv("OLD_K", new_key())  # the wrong old key: nothing changes
+    monkeypatch.setenv("NEW_K", newer)
+    before = (folder / "customers.parquet").read_bytes()
+    r = runner.invoke(
+        app, ["key", "rotate", str(folder), "--old-env", "OLD_K", "--new-env", "NEW_K"]
+    )
+    assert r.exit_code == 2 and (folder / "customers.parquet").read_bytes() == before
+    from custtool.steps import run_key_rotate
+
+    old_text = _key_text(keyed_run)
+    monkeypatch.setenv("OLD_K", old_text)
+    res = run_key_rotate(folder, old_env="OLD_K", new_env="NEW_K")
+    files = {f["file"]: f["cells"] for f in res.data["files"]}
+    # two customers after dedupe: 2 ID numbers + 2 cards + 1 passport; imported rows: 3 + 2 + 1
+    assert files["customers.parquet"] == 5 and files["imported_customers.parquet"] == 6
+    new = parse_key(newer)
+    data = pd.read_parquet(folder / "customers.parquet")
+    assert data["id_number"].str.startswith(f"enc1:{new.id}:").all()
+    assert sorted(decrypt_series(data["id_number"], new)) == [ID, ID2]
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    assert manifest["privacy"]["key_id"] == new.id
+    with pytest.raises(CryptoKeyError):
+        decrypt_series(data["id_number"], key)
