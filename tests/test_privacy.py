@@ -124,7 +124,7 @@ def test_round_trip_deterministic_and_keyed(key):
     other = parse_key(new_key())
     assert encrypt_series(s, other)[0] != enc[0]  # another key, another ciphertext
     mk = match_keys(s, key)
-    assert mk[0] == mk[2] != mk[3] and mk[1] == "" and len(mk[0]) == 24
+    assert mk[0] == mk[2] != mk[3] and mk[1] == "" and len(mk[0]) == 32
 
 
 def test_wrong_key_and_tampered_ciphertext_are_clear_errors(key):
@@ -425,3 +425,22 @@ def test_key_rotate_re_encrypts_a_run_folder(keyed_run, tmp_path, monkeypatch):
     assert manifest["privacy"]["key_id"] == new.id
     with pytest.raises(CryptoKeyError):
         decrypt_series(data["id_number"], key)
+
+
+@pytest.mark.parametrize("length", [1, 15, 16, 17, 18, 19, 32, 33, 47])
+def test_batched_siv_is_cryptographys_aes_siv(length):
+    """The batch computes exactly cryptography's AESSIV(key).encrypt(value, None)."""
+    import numpy as np
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+    from custtool.crypto import _SIV
+
+    rng = np.random.default_rng(length)
+    key = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+    clear = rng.integers(0, 256, (5, length), dtype=np.uint8)
+    token = _SIV(key).encrypt(clear)
+    assert [bytes(r) for r in token] == [AESSIV(key).encrypt(bytes(r), None) for r in clear]
+    back, ok = _SIV(key).decrypt(token)
+    assert ok.all() and (back == clear).all()
+    token[2, -1] ^= 1
+    assert _SIV(key).decrypt(token)[1].tolist() == [True, True, False, True, True]
