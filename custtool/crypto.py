@@ -234,82 +234,99 @@ def _unb64_rows(m: np.ndarray) -> np.ndarray | None:
     return out[:, : out.shape[1] - pad]
 
 
-def _utf8_groups(values: Any) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
-    """The UTF-8 bytes of an array of strings, grouped by length: [(positions, (k, L) matrix)]."""
+def _arrow_text(s: pd.Series) -> Any:
+    """The column as one pyarrow large_string array ("" for missing)."""
     import pyarrow as pa
 
-    arr = pa.array(values, type=pa.large_string())
+    arr = pa.array(_text(s).array, type=pa.large_string())
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _groups(arr: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The UTF-8 bytes of a large_string array grouped by length: [(positions, (k, L))]."""
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
         arr.offset : arr.offset + len(arr) + 1
     ]
-    data = (
-        np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-        if arr.buffers()[2]
-        else np.zeros(0, np.uint8)
-    )
+    buf = arr.buffers()[2]
+    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
     lengths = np.diff(offsets)
-    groups = []
-    for width in np.unique(lengths):
+    widths = np.unique(lengths)
+    if len(widths) == 1:  # one length (ID numbers): the bytes are already a matrix
+        w = int(widths[0])
+        m = data[offsets[0] : offsets[-1]].reshape(len(arr), w)
+        return [(np.arange(len(arr)), m)]
+    out = []
+    for width in widths:
         at = np.flatnonzero(lengths == width)
         idx = offsets[at][:, None] + np.arange(int(width))[None, :]
-        groups.append((at, data[idx] if width else np.zeros((len(at), 0), np.uint8)))
-    return lengths, groups
+        out.append((at, data[idx]))
+    return out
 
 
-def _rows_text(m: np.ndarray) -> np.ndarray:
-    """Each row of a uint8 matrix (UTF-8 text, one length) as a Python str (object array)."""
+def _assemble(n: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> Any:
+    """A large_string array of ``n`` values from (positions, (k, L) UTF-8 matrix) parts:
+    each part a fixed-width array, then one ``take`` puts the values in place."""
     import pyarrow as pa
 
-    n, w = m.shape
-    offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64)
-    arr = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(m))
-    )
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
+    arrays = []
+    for _, m in parts:
+        k, w = m.shape
+        offsets = np.arange(0, (k + 1) * w, w, dtype=np.int64) if w else np.zeros(k + 1, np.int64)
+        arrays.append(
+            pa.LargeStringArray.from_buffers(
+                k, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(m))
+            )
+        )
+    whole = pa.concat_arrays(arrays) if arrays else pa.array([], type=pa.large_string())
+    order = np.concatenate([at for at, _ in parts]) if parts else np.zeros(0, np.int64)
+    if len(order) == n and (order == np.arange(n)).all():
+        return whole
+    where = np.empty(n, dtype=np.int64)
+    where[order] = np.arange(len(order))
+    return whole.take(pa.array(where))
 
 
-def _tokens(values: Any, key: Key) -> tuple[np.ndarray, np.ndarray]:
-    """For distinct clear strings: the cell texts and the SIV tags (n, 16)."""
+def _to_series(arr: Any, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.array(arr, dtype="str"), index=index)
+
+
+def _encrypt_arrow(arr: Any, key: Key) -> tuple[Any, np.ndarray]:
+    """Cell texts and SIV tags (n, 16) of the clear values of a large_string array."""
     siv = _SIV(key.siv)
-    _, groups = _utf8_groups(values)
-    texts = np.empty(len(values), dtype=object)
-    tags = np.zeros((len(values), 16), dtype=np.uint8)
     prefix = np.frombuffer(f"{PREFIX}{key.id}:".encode("ascii"), dtype=np.uint8)
-    for at, clear in groups:
+    tags = np.zeros((len(arr), 16), dtype=np.uint8)
+    parts = []
+    for at, clear in _groups(arr):
         token = siv.encrypt(clear)
         tags[at] = token[:, :16]
-        text = np.concatenate(
-            [np.broadcast_to(prefix, (len(at), len(prefix))), _b64_rows(token)], axis=1
-        )
-        texts[at] = _rows_text(text)
-    return texts, tags
+        head = np.broadcast_to(prefix, (len(at), len(prefix)))
+        parts.append((at, np.concatenate([head, _b64_rows(token)], axis=1)))
+    return _assemble(len(arr), parts), tags
 
 
 def match_keys(s: pd.Series, key: Key) -> pd.Series:
     """The keyed hash (hex SIV tag) of each clear value: equal values, equal keys; blank
     stays blank."""
     t = _text(s)
-    codes, uniques = pd.factorize(t)
-    if len(uniques) == 0:
-        return pd.Series("", index=s.index, dtype="str")
-    _, tags = _tokens(np.asarray(uniques, dtype=object), key)
+    _, tags = _encrypt_arrow(_arrow_text(t), key)
     hexes = np.array([bytes(r).hex() for r in tags], dtype=object)
-    out = pd.Series(hexes[codes], index=s.index, dtype="str")
-    return out.where(t != "", "")
+    return pd.Series(hexes, index=s.index, dtype="str").where(t != "", "")
 
 
 def encrypt_series(s: pd.Series, key: Key) -> pd.Series:
     """Each non-blank clear value as ``enc1:<key id>:<token>``; blanks and cells already
-    encrypted are kept as they are. Distinct values are encrypted once, all in batch."""
+    encrypted are kept as they are. The whole column in a few batched AES calls (the
+    encryption is deterministic, so repeated values need no de-duplication)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     t = _text(s)
-    todo = (t != "") & ~t.str.startswith(PREFIX)
+    todo = ((t != "") & ~t.str.startswith(PREFIX)).to_numpy(dtype=bool)
     if not todo.any():
         return t.astype("str")
-    codes, uniques = pd.factorize(t[todo])
-    texts, _ = _tokens(np.asarray(uniques, dtype=object), key)
-    out = t.astype(object).to_numpy(copy=True)
-    out[todo.to_numpy()] = texts[codes]
-    return pd.Series(out, index=s.index, dtype="str")
+    arr = _arrow_text(t)
+    texts, _ = _encrypt_arrow(arr.filter(pa.array(todo)), key)
+    return _to_series(pc.replace_with_mask(arr, pa.array(todo), texts), s.index)
 
 
 def decrypt_series(s: pd.Series, key: Key, *, where: str = "") -> pd.Series:
@@ -318,33 +335,30 @@ def decrypt_series(s: pd.Series, key: Key, *, where: str = "") -> pd.Series:
     A value encrypted under another key, or whose tag fails (the file was changed), is a
     :class:`CusttoolError` naming ``where`` and the row, never the value.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     t = _text(s)
     enc = t.str.startswith(PREFIX).fillna(False).to_numpy(dtype=bool)
     if not enc.any():
         return t.astype("str")
     rows = np.flatnonzero(enc)
-    codes, uniques = pd.factorize(t[enc])
     place = where or "a column"
-
-    def row_of(i: int) -> int:  # the first row holding distinct value i (for messages)
-        return int(rows[np.flatnonzero(codes == i)[0]]) + 1
-
     head = f"{PREFIX}{key.id}:"
-    cells = pd.Series(np.asarray(uniques, dtype=object), dtype="str")
+    cells = t[enc]
     own = cells.str.startswith(head).to_numpy(dtype=bool)
     if not own.all():
         i = int(np.flatnonzero(~own)[0])
-        parts = str(cells[i]).split(":")
+        parts = str(cells.iloc[i]).split(":")
         kid = parts[1] if len(parts) > 2 else "?"
         raise CryptoKeyError(
-            f"{place}, row {row_of(i)}: encrypted with key id {kid}, "
+            f"{place}, row {rows[i] + 1}: encrypted with key id {kid}, "
             f"but the key given has id {key.id}",
             f"set {KEY_ENV} to the key the file was written with",
         )
     siv = _SIV(key.siv)
-    clear = np.empty(len(cells), dtype=object)
-    _, groups = _utf8_groups(cells.str.slice(len(head)).to_numpy(dtype=object))
-    for at_len, text_len in groups:
+    out_parts = []
+    for at_len, text_len in _groups(_arrow_text(cells.str.slice(len(head)))):
         # one text length may hold two byte lengths (34 and 35 bytes are both 48 characters):
         # split by the number of ``=``
         pads = (text_len[:, -2:] == ord("=")).sum(axis=1) if text_len.shape[1] >= 2 else None
@@ -358,18 +372,19 @@ def decrypt_series(s: pd.Series, key: Key, *, where: str = "") -> pd.Series:
             if ok is None or not ok.all():
                 bad = int(at[0] if ok is None else at[np.flatnonzero(~ok)[0]])
                 raise TamperedError(
-                    f"{place}, row {row_of(bad)}: ciphertext does not authenticate "
+                    f"{place}, row {rows[bad] + 1}: ciphertext does not authenticate "
                     "(changed or damaged)",
                     "restore the file from the run folder or a backup; "
                     "it was altered after writing",
                 )
-            try:
-                clear[at] = _rows_text(p)
-            except Exception:  # noqa: BLE001 - authenticated bytes are the UTF-8 written
-                raise TamperedError(f"{place}: ciphertext is not text") from None
-    out = t.astype(object).to_numpy(copy=True)
-    out[enc] = clear[codes]
-    return pd.Series(out, index=s.index, dtype="str")
+            out_parts.append((at, p))
+    clear = _assemble(len(cells), out_parts)
+    try:
+        clear.validate(full=True)
+    except pa.ArrowInvalid:  # authenticated bytes are the UTF-8 written: cannot happen
+        raise TamperedError(f"{place}: ciphertext is not text") from None
+    arr = _arrow_text(t)
+    return _to_series(pc.replace_with_mask(arr, pa.array(enc), clear), s.index)
 
 
 def sensitive_columns(df: pd.DataFrame, extra: tuple[str, ...] | list[str] = ()) -> list[str]:
