@@ -1,7 +1,7 @@
 """Sensitive columns at rest (SPEC H2): AES-SIV per value, key from ``CUSTTOOL_KEY``.
 
 A sensitive value (身份证号, 银行卡号, and any column a fields file marks ``sensitive: true``)
-is stored as the text ``enc1:<key id>:<base64url(tag ‖ ciphertext)>`` in every file custtool
+is stored as the text ``enc1:<key id>:<base64(tag ‖ ciphertext)>`` in every file custtool
 writes, so Parquet, CSV and xlsx outputs hold no clear copy and a file's other columns stay
 readable without the key.
 
@@ -22,6 +22,7 @@ readable without the key.
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 import os
 import secrets
@@ -189,22 +190,15 @@ class _SIV:
 
 
 # --------------------------------------------------------------------------- bytes ↔ text
-_B64 = np.frombuffer(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8
-)
-_B64_INV = np.full(256, 255, dtype=np.uint8)
-_B64_INV[_B64] = np.arange(64, dtype=np.uint8)
-
-
 def _b64_rows(m: np.ndarray) -> np.ndarray:
-    """base64url (with ``=`` padding) of each row of a uint8 matrix, as a uint8 matrix: the
+    """base64 (with ``=`` padding) of each row of a uint8 matrix, as a uint8 matrix: the
     rows zero-padded to whole 3-byte groups and encoded in one call, then the characters of
     the padding made ``=`` (exactly the standard encoding of each row)."""
     n, width = m.shape
     pad = -width % 3
     if pad:
         m = np.concatenate([m, np.zeros((n, pad), dtype=np.uint8)], axis=1)
-    text = base64.urlsafe_b64encode(np.ascontiguousarray(m).tobytes())
+    text = binascii.b2a_base64(np.ascontiguousarray(m).tobytes(), newline=False)
     out = np.frombuffer(text, dtype=np.uint8).reshape(n, -1).copy()
     if pad:
         out[:, -pad:] = ord("=")
@@ -212,9 +206,7 @@ def _b64_rows(m: np.ndarray) -> np.ndarray:
 
 
 def _unb64_rows(m: np.ndarray) -> np.ndarray | None:
-    """The bytes of each row of base64url text (one length, ``=`` padded); None if invalid."""
-    import binascii
-
+    """The bytes of each row of base64 text (one length, ``=`` padded); None if invalid."""
     n, width = m.shape
     if width % 4 or n == 0:
         return None
@@ -227,7 +219,7 @@ def _unb64_rows(m: np.ndarray) -> np.ndarray | None:
     if (body == ord("=")).any():
         return None
     try:
-        raw = base64.urlsafe_b64decode(body.tobytes())
+        raw = binascii.a2b_base64(body.tobytes(), strict_mode=True)
     except (binascii.Error, ValueError):
         return None
     out = np.frombuffer(raw, dtype=np.uint8).reshape(n, -1)
