@@ -562,6 +562,10 @@ class PipelineFile(StrictModel):
     followups: FollowupsStep | None = None
     report: ReportStep | None = None
     cards: CardsStep | None = None
+    # the customer book: a path (relative to this file), false to turn it off; default
+    # <out>/custtool.duckdb (custtool.book)
+    book: str | bool | None = None
+    book_wait: float | None = Field(default=None, ge=0)
 
 
 # ---- rules/clean.yaml

@@ -263,6 +263,20 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     "sheet_strategy": ("策略", "Strategies"),
     "sheet_quality": ("数据质量", "Data quality"),
     "sheet_migration": ("迁移", "Migration"),
+    "sheet_trend": ("趋势", "Trend"),
+    "trend_title": (
+        "各期指标（客户台账 custtool.duckdb）",
+        "KPIs per run (customer book custtool.duckdb)",
+    ),
+    "kpi_satisfaction": ("满意度", "Satisfaction"),
+    "migration_tier": (
+        "价值层级迁移（行：上期，列：本期）",
+        "Tier migration (rows: before, columns: now)",
+    ),
+    "migration_lifecycle": (
+        "生命周期迁移（行：上期，列：本期）",
+        "Lifecycle migration (rows: before, columns: now)",
+    ),
     "sheet_cards": ("个体画像", "Customer cards"),
     "sheet_group_cards": ("群体画像", "Segment cards"),
     "sheet_pivot": ("透视", "Pivot"),

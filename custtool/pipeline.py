@@ -52,6 +52,8 @@ class Pipeline:
     fields: Path | None
     steps: dict[str, dict[str, Any]]
     sensitive: str | None = None  # drop | mask | clear | encrypt (custtool.crypto)
+    book: Path | None = None  # the customer book; None: off (book: false)
+    book_wait: float | None = None
 
     @property
     def config_hash(self) -> str:
@@ -141,7 +143,22 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         else None,
         steps=steps,
         sensitive=model.sensitive,
+        book=_book_path(model.book, base, out if out.is_absolute() else base / out),
+        book_wait=model.book_wait,
     )
+
+
+def _book_path(value: str | bool | None, base: Path, out: Path) -> Path | None:
+    """``book:`` of the pipeline: a path (relative to the file), false (off), or the default
+    ``<out>/custtool.duckdb``."""
+    from custtool.book import BOOK_NAME
+
+    if value is False:
+        return None
+    if value is None or value is True:
+        return Path(os.path.normpath(out / BOOK_NAME))
+    p = Path(value)
+    return Path(os.path.normpath(p if p.is_absolute() else base / p))
 
 
 # --------------------------------------------------------------------------- run
@@ -256,6 +273,10 @@ def run_pipeline(
     limit = fail_on_rejects if fail_on_rejects is not None else pl.fail_on_rejects
     steps = _Steps(progress)
     warnings: list[str] = []
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    book_path = pl.book
+    if out and book_path is not None and book_path == pl.out / "custtool.duckdb":
+        book_path = Path(out) / "custtool.duckdb"  # the default book follows --out
 
     inputs_manifest = [
         {
@@ -473,6 +494,7 @@ def run_pipeline(
         # ---- follow-ups (status transitions feed the report)
         fu_opts = pl.steps["followups"]
         final = tagged
+        tasks = None
         interactions = imported.get("interactions")
         if interactions is not None and fu_opts.get("enabled", True):
             fu_cfg = load_followup_rules(fu_opts.get("rules"))
@@ -496,6 +518,17 @@ def run_pipeline(
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
 
+        # ---- the book's KPIs (recorded below) and its earlier runs, for the 趋势 sheet
+        book_figures: dict[str, Any] | None = None
+        book_trend: list[dict[str, Any]] | None = None
+        if book_path is not None:
+            from custtool.book import run_kpis, trend, trend_row
+
+            book_figures = run_kpis(final, nps=segment.nps, summary=segment.summary)
+            earlier = trend(book_path).runs if book_path.exists() else []
+            book_trend = [r for r in earlier if r["as_of"] < run_as_of]
+            book_trend.append(trend_row(run_as_of, book_figures))
+
         # ---- report
         rep_opts = pl.steps["report"]
         previous_final = read_table(prev_dir / "customers.parquet") if prev_dir else None
@@ -515,6 +548,7 @@ def run_pipeline(
             lang=rep_opts.get("lang", "zh"),
             segment_sheets=bool(rep_opts.get("segment_sheets", True)),
             nps=segment.nps,
+            trend=book_trend,
         )
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
@@ -597,7 +631,28 @@ def run_pipeline(
             "warnings": warnings,
             # how sensitive columns are stored; the key's id, never the key
             "privacy": privacy,
+            "book": str(book_path) if book_path else None,
         }
+        if book_path is not None and book_figures is not None:
+            # the book: one transaction, before the folder is swapped in (a failed append
+            # fails the run and leaves both the book and the previous folder as they were)
+            from custtool.book import append_run
+
+            book_row = {
+                **manifest,
+                "started": started,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            appended = append_run(
+                book_path,
+                final,
+                as_of=run_as_of,
+                kpis=book_figures,
+                manifest=book_row,
+                tasks=tasks,
+                **({} if pl.book_wait is None else {"wait": pl.book_wait}),
+            )
+            manifest["book_rows"] = appended.rows
         (staging / "manifest.json").write_text(
             json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
         )

@@ -429,8 +429,12 @@ def run_report(
     mask: bool = True,
     lang: str = "zh",
     roles: PathLike | None = None,
+    book: PathLike | None = None,
 ) -> StepResult:
     """Write the Excel report from files; ``clean_report`` may be the clean JSON or a table.
+
+    ``book``: the customer book (custtool.duckdb); with two or more runs the report gets
+    the 趋势 sheet.
 
     ``orders``: the segment step's attributed orders, or raw orders (attributed to the
     customers first). ``surveys``: the NPS on 概览, as the segment step computes it.
@@ -439,6 +443,7 @@ def run_report(
     """
     import json
 
+    from custtool.book import trend
     from custtool.io import read_table
     from custtool.report import write_workbook
 
@@ -477,6 +482,7 @@ def run_report(
         lang=lang,
         roles_path=roles,
         nps=nps_info,
+        trend=trend(book).runs if book is not None else None,
     )
     return StepResult("report", result.as_dict(), warnings=result.warnings, value=result)
 
@@ -783,3 +789,80 @@ def run_key_rotate(folder: PathLike, *, old_env: str, new_env: str) -> StepResul
         "files": [{"file": str(p.relative_to(root)), "cells": n} for p, _, n in rotated],
     }
     return StepResult("key rotate", data)
+
+
+# --------------------------------------------------------------------------- the customer book (issue 16)
+def _book(book: PathLike | None) -> Path:
+    from custtool.book import BOOK_NAME
+
+    return Path(book) if book is not None else Path("out") / BOOK_NAME
+
+
+def run_trend(book: PathLike | None = None, *, output: PathLike | None = None) -> StepResult:
+    """KPIs per run of the book (default ``out/custtool.duckdb``); ``output`` (.xlsx or
+    .csv) gets one row per run. ``data`` is ``{"runs": [{"as_of": …, "customers": …}]}``."""
+    from custtool.book import trend
+    from custtool.io import write_table
+
+    result = trend(_book(book))
+    out = _path(output)
+    if out is not None:
+        if out.suffix.lower() not in {".xlsx", ".csv"}:
+            raise InputError(f"{out.name}: unsupported file type", "use -o trend.xlsx or .csv")
+        write_table(result.frame(), out)
+    return StepResult("trend", result.to_dict(), value=result)
+
+
+def run_compare(
+    a: str, b: str, *, book: PathLike | None = None, output: PathLike | None = None
+) -> StepResult:
+    """Migration between the runs as of ``a`` and ``b``: matrices per rfm_class, tier,
+    lifecycle and status, moves up/down, new and lost customers. ``output`` (.csv, .xlsx
+    or .parquet) gets the list of who moved (customer_id, dimension, before, now,
+    direction up/down/moved)."""
+    from custtool.book import compare
+    from custtool.io import write_table
+
+    out = _path(output)
+    if out is not None and out.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(
+            f"{out.name}: unsupported file type", "use -o moves.csv, .xlsx or .parquet"
+        )
+    result = compare(_book(book), a, b)
+    data = result.to_dict()
+    if out is not None:
+        write_table(result.moves, out)
+        data["written"] = str(out)
+    return StepResult("compare", data, value=result)
+
+
+def run_query(
+    sql: str, *, book: PathLike | None = None, output: PathLike | None = None
+) -> StepResult:
+    """A SQL query on the book, read-only; ``output`` (.csv, .xlsx or .parquet) gets the
+    result. ``data`` is ``{"columns": [...], "rows": [{…}]}``."""
+    from custtool.book import query
+    from custtool.io import write_table
+
+    result = query(_book(book), sql)
+    out = _path(output)
+    if out is not None:
+        if out.suffix.lower() not in TABLE_SUFFIXES:
+            raise InputError(
+                f"{out.name}: unsupported file type", "use -o out.csv, .xlsx or .parquet"
+            )
+        write_table(result.frame, out)
+    return StepResult("query", result.to_dict(), value=result)
+
+
+def run_book_import(
+    out: PathLike, *, book: PathLike | None = None, wait: float | None = None
+) -> StepResult:
+    """Record the run folders of ``out`` in the book (default ``out/custtool.duckdb``)."""
+    from custtool.book import DEFAULT_WAIT, import_runs
+
+    done = import_runs(out, book, wait=DEFAULT_WAIT if wait is None else wait)
+    target = str(done[0].path) if done else None
+    return StepResult(
+        "book import", {"book": target, "runs": [d.to_dict() for d in done]}, value=done
+    )

@@ -64,6 +64,10 @@ def ARGS(d, p: dict[str, Path], tmp: Path) -> dict[str, list[str] | None]:
         "key new": [],
         "key rotate": [str(tmp), "--old-env", "CUSTTOOL_T_OLD", "--new-env", "CUSTTOOL_T_NEW"],
         "reveal": [str(p["clean"]), "-o", str(tmp / "clear.csv")],
+        "book import": [str(p["out"]), "--book", str(tmp / "book.duckdb")],
+        "trend": ["--book", str(tmp / "book.duckdb")],
+        "compare": [p["as_of"], p["as_of"], "--book", str(tmp / "book.duckdb")],
+        "query": ["SELECT count(*) AS n FROM runs", "--book", str(tmp / "book.duckdb")],
     }
 
 
@@ -85,6 +89,10 @@ def MISSING(tmp: Path, p: dict[str, Path]) -> dict[str, list[str] | None]:
         "key new": None,
         "key rotate": [str(tmp / "不存在")],
         "reveal": [gone, "-o", str(tmp / "clear.csv")],
+        "book import": [str(tmp / "不存在")],
+        "trend": ["--book", str(tmp / "不存在.duckdb")],
+        "compare": ["2026-01-01", "2026-02-01", "--book", str(tmp / "不存在.duckdb")],
+        "query": ["SELECT 1", "--book", str(tmp / "不存在.duckdb")],
     }
 
 
@@ -93,6 +101,7 @@ def test_the_lists_name_every_command(tmp_path):
         k: tmp_path
         for k in ("customers", "clean", "orders", "surveys", "segmented", "tagged", "interactions")
     }
+    paths["out"], paths["as_of"] = tmp_path, "2026-01-01"
     assert set(ARGS(tmp_path, paths, tmp_path)) == set(COMMANDS)
     assert set(MISSING(tmp_path, paths)) == set(COMMANDS)
 
@@ -118,7 +127,8 @@ def invoked(example_data, example_run, tmp_path_factory) -> dict[str, tuple[int,
     """Each command run once with --json on the examples/ data: exit code, stdout, stderr."""
     tmp = tmp_path_factory.mktemp("every")
     out = {}
-    for name, args in ARGS(EXAMPLES, example_data.paths, tmp).items():
+    paths = {**example_data.paths, "out": example_run[0] / "out", "as_of": example_run[1]["as_of"]}
+    for name, args in ARGS(EXAMPLES, paths, tmp).items():
         if args is None:
             continue
         r = runner.invoke(app, [*name.split(), *args, "--json"])
@@ -187,7 +197,7 @@ def test_json_equals_library_to_dict(example_data, invoked, tmp_path_factory):
     from custtool.steps import run_followups, run_pivot, run_segment
 
     p = example_data.paths
-    args = ARGS(EXAMPLES, p, tmp_path_factory.mktemp("lib"))
+    args = ARGS(EXAMPLES, {**p, "out": Path("out"), "as_of": ""}, tmp_path_factory.mktemp("lib"))
     pivot = run_pivot(p["tagged"], rows="tier", cols="lifecycle")
     assert json.loads(invoked["pivot"][1]) == _as_json(pivot.to_dict())
     seg = run_segment(p["clean"], orders=p["orders"], surveys=p["surveys"]).to_dict()

@@ -247,6 +247,19 @@ def test_no_file_of_a_run_holds_an_id_or_card_in_clear(keyed_run, report):
         for secret in SECRETS:
             assert secret not in text, (name, secret, report)
         assert os.environ.get("CUSTTOOL_KEY", "\0") not in text
+    book = folder.parent / "custtool.duckdb"
+    if book.exists():  # the customer book (issue 16): every table, every value
+        import duckdb
+
+        con = duckdb.connect(str(book), read_only=True)
+        try:
+            for (table,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall():
+                rows = con.execute(f'SELECT * FROM "{table}"').fetchall()
+                text = "\n".join(map(str, rows))
+                for secret in SECRETS:
+                    assert secret not in text, ("book", table, secret)
+        finally:
+            con.close()
     if report != "{role: admin, mask: false}":  # masked: no full phone in any export
         for name, text in texts.items():
             if not name.endswith(".parquet"):
@@ -353,7 +366,8 @@ def test_kill_9_leaves_no_clear_copy_after_the_next_run(tmp_path, monkeypatch):
     assert any(ID in t for t in _cells_and_text(left[0]).values())  # the clear copy it left
     r = runner.invoke(app, ["run", str(yaml_path), "--quiet"])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir()) == ["2026-09-10"]  # the leftover is gone
+    names = sorted(p.name for p in out.iterdir())
+    assert [n for n in names if n != "custtool.duckdb"] == ["2026-09-10"]  # the leftover is gone
 
 
 def test_kill_between_the_renames_recovers_the_earlier_run(tmp_path, monkeypatch):
@@ -369,7 +383,7 @@ def test_kill_between_the_renames_recovers_the_earlier_run(tmp_path, monkeypatch
     done = recover_leftovers(out)
     assert any(d.startswith("recovered 2026-09-10") for d in done)
     assert any(d.startswith("removed .2026-09-10.tmp-") for d in done)
-    assert sorted(p.name for p in out.iterdir()) == ["2026-09-10"]
+    assert [p.name for p in out.iterdir() if p.name != "custtool.duckdb"] == ["2026-09-10"]
     again = json.loads((out / "2026-09-10" / "manifest.json").read_text("utf-8"))
     assert again["steps"] == first["steps"]  # the earlier run, not lost
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from custtool.errors import InputError
-from custtool.rfm import NO_ORDERS, RFM_CLASSES  # the one list of the 8 classes
+from custtool.rfm import NO_ORDERS, RFM_CLASSES, segment_order  # the one list of the 8 classes
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -46,7 +46,7 @@ def migration_matrix(
     both["now"] = both["now"].fillna(GONE)
     matrix = pd.crosstab(both["before"], both["now"])
     seen = set(matrix.index) | set(matrix.columns)
-    known = [c for c in (RFM_ORDER if by == "rfm_class" else []) if c in seen]
+    known = [c for c in segment_order(by) if c in seen and c != NO_ORDERS]  # in their order
     others = sorted(seen - set(known) - {NEW, GONE, NO_ORDERS})
     rows = [c for c in [*known, *others, NO_ORDERS, NEW] if c in matrix.index]
     cols = [c for c in [*known, *others, NO_ORDERS, GONE] if c in matrix.columns]

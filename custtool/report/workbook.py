@@ -713,6 +713,7 @@ def write_workbook(
     roles_path: str | Path | None = None,
     segment_sheets: bool = True,
     nps: Any = None,
+    trend: list[dict[str, Any]] | None = None,
 ) -> ReportResult:
     """Write the tiered report workbook for segmented (+ tagged) customers to ``path``, atomically.
 
@@ -721,7 +722,8 @@ def write_workbook(
     is masked unless ``mask=False`` (only for roles that allow it). ``orders``: the
     attributed orders (``SegmentResult.orders``; raw orders are attributed to ``customers``
     first). ``nps``: the segment step's NPS (``SegmentResult.nps``), shown on 概览 with its
-    definition.
+    definition. ``trend``: KPIs per run from the customer book (``custtool.book.Trend.runs``);
+    with two or more runs a 趋势 sheet shows them with line charts.
     """
     import pandas as pd
 
@@ -776,6 +778,8 @@ def write_workbook(
     plan.append(("quality", sheet_name(L.text("sheet_quality", lang)), None))
     if previous is not None:
         plan.append(("migration", sheet_name(L.text("sheet_migration", lang)), None))
+    if trend is not None and len(trend) >= 2:
+        plan.append(("trend", sheet_name(L.text("sheet_trend", lang)), None))
 
     display = _display_values(view, lang)
     by_value = _value_order(view)  # row positions, most valuable first
@@ -810,6 +814,8 @@ def write_workbook(
                 result.sheets[name] = _write_migration(
                     w, ws, previous, view, role_obj, owner, mask, lang
                 )
+            elif kind == "trend" and trend is not None:
+                result.sheets[name] = _write_trend(w, ws, name, trend, amounts, lang)
         result.charts = w.charts
         for sheet, rows, written in w.truncated:
             result.sheets[sheet] = written
@@ -1160,6 +1166,22 @@ def _write_migration(
             {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#F4B183"},
         )
     row += 1
+    for dim in ("tier", "lifecycle"):  # the same matrices as `custtool compare`
+        if dim not in prev.columns or dim not in view.columns:
+            continue
+        m = migration_matrix(prev, view, by=dim)
+        ws.write_string(row, 0, L.text(f"migration_{dim}", lang), w.section)
+        row += 1
+        head = [
+            L.label("before", lang) + " \\ " + L.label("now", lang),
+            *[L.value_label(c, lang) for c in m.columns],
+        ]
+        for j, h in enumerate(head):
+            ws.write_string(row, j, h, w.head)
+        t = m.reset_index()
+        t.columns = ["before", *[str(c) for c in m.columns]]
+        t["before"] = t["before"].map(lambda v: L.value_label(v, lang))
+        row = w.small_table(ws, row + 1, 0, t, header=False) + 1
     ws.write_string(row, 0, L.text("fallen", lang), w.section)
     row += 1
     fallen = fallen_customers(prev, view)
@@ -1187,6 +1209,53 @@ def _write_migration(
         fallen[c] = fallen[c].map(lambda v: L.value_label(v, lang))
     w.data_sheet(ws, fallen, start_row=row, conditional=False, freeze=False)
     return int(matrix.to_numpy().sum())
+
+
+def _write_trend(
+    w: _Sheets, ws: Any, name: str, runs: list[dict[str, Any]], amounts: bool, lang: str
+) -> int:
+    """趋势: one row per run of the book (KPIs, tier shares) and a line chart per KPI."""
+    import pandas as pd
+
+    keys = ["customers", "active", "revenue", "aov", "repurchase", "nps", "satisfaction"]
+    if not amounts:
+        keys = [k for k in keys if k not in ("revenue", "aov")]
+    table = pd.DataFrame({"as_of": [r["as_of"] for r in runs]})
+    for k in keys:
+        table[k] = pd.array([r.get(k) for r in runs], dtype="Float64")
+    tiers = [
+        t
+        for t in ("高价值", "中价值", "低价值")
+        if any(t in (r.get("tier_share") or {}) for r in runs)
+    ]
+    for t in tiers:
+        table[t] = pd.array([(r.get("tier_share") or {}).get(t) for r in runs], dtype="Float64")
+    ws.set_column(0, 0, 14)
+    ws.set_column(1, len(table.columns), 13)
+    ws.write_string(0, 0, L.text("trend_title", lang), w.section)
+    head = [L.text("as_of", lang), *[L.text(f"kpi_{k}", lang) for k in keys]]
+    head += [f"{L.value_label(t, lang)} %" for t in tiers]
+    for j, h in enumerate(head):
+        ws.write_string(1, j, h, w.head)
+    end = w.small_table(ws, 2, 0, table, header=False)
+    first, last = 2, end - 1
+    at_row = end + 1
+    for i, k in enumerate(keys):
+        if table[k].notna().sum() == 0:
+            continue
+        title = L.text(f"kpi_{k}", lang)
+        w.chart(
+            ws,
+            name,
+            "line",
+            title,
+            (first, last, 0),
+            (first, last, 1 + i),
+            (at_row, 0 if i % 2 == 0 else 6),
+        )
+        if i % 2 == 1:
+            at_row += 16
+    return len(table)
 
 
 __all__ = [
