@@ -24,6 +24,8 @@ KIND_LABELS = {
     "surveys": "满意度调查",
 }
 DEFAULT_FIELDS = Path(__file__).parent / "rules" / "fields.yaml"
+#: fields always stored encrypted (custtool.crypto); a fields file may mark more per kind
+ALWAYS_SENSITIVE = ("id_number", "bank_card")
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,6 @@ def load_fields(
 
 def sensitive_fields(specs: dict[str, KindSpec], kind: str) -> tuple[str, ...]:
     """The fields of ``kind`` stored encrypted: 身份证号, 银行卡号 and those marked sensitive."""
-    from custtool.crypto import ALWAYS_SENSITIVE
-
     return tuple(dict.fromkeys([*ALWAYS_SENSITIVE, *specs[kind].sensitive]))
 
 

@@ -235,7 +235,7 @@ def run_pipeline(
     from custtool import __version__
     from custtool.cards import group_cards, individual_cards, write_cards
     from custtool.clean import dedupe
-    from custtool.crypto import load_key, protect_sensitive
+    from custtool.crypto import load_key
     from custtool.fields import load_fields, sensitive_fields
     from custtool.followups import (
         TASK_SHEET,
@@ -246,6 +246,7 @@ def run_pipeline(
     )
     from custtool.ingest import import_files
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
+    from custtool.privacy import protect_sensitive
     from custtool.report import write_workbook
     from custtool.report.masking import (
         check_unmask,

@@ -92,7 +92,8 @@ def run_import(
         channel = list(channel) if len(channel) != 1 else channel[0]
 
     out, rejects_path = _path(output), _path(rejects)
-    from custtool.crypto import load_key, protect_sensitive
+    from custtool.crypto import load_key
+    from custtool.privacy import protect_sensitive
 
     key = load_key()  # a malformed key stops here, before anything is read or written
     result = import_files(

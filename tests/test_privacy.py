@@ -24,10 +24,10 @@ from custtool.crypto import (
     match_keys,
     new_key,
     parse_key,
-    protect_sensitive,
 )
 from custtool.normalize import bank_card_valid, id_number_valid
 from custtool.pipeline import recover_leftovers
+from custtool.privacy import protect_sensitive
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
