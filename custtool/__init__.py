@@ -75,6 +75,14 @@ _API: dict[str, str] = {
     "run_followups": "custtool.steps",
     "run_template": "custtool.steps",
     "StepResult": "custtool.steps",
+    # portrait and funnel (issue 15)
+    "summary_metrics": "custtool.metrics",
+    "portrait_columns": "custtool.portrait",
+    "repurchase_rate": "custtool.portrait",
+    "assign_level": "custtool.rfm",
+    "assign_contact_classes": "custtool.rfm",
+    "sales_funnel": "custtool.funnel",
+    "run_funnel": "custtool.steps",
 }
 
 __all__ = ["__version__", *_API]

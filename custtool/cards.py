@@ -41,10 +41,15 @@ GROUP_FIELDS = [
     "customer_share",
     "revenue",
     "revenue_share",
+    "gender_split",
     "top_cities",
     "age_bands",
     "top_channels",
+    "channel_modes",
+    "active_slots",
     "top_categories",
+    "common_needs",
+    "levels",
     "typical_aov",
     "top_tags",
 ]
@@ -62,6 +67,11 @@ _T = {
         "recency": "（{}天前）",
         "channels": "渠道：{}",
         "categories": "常购品类：{}",
+        "channel_mode": "偏好{}消费",
+        "preferred_channel": "常用渠道{}",
+        "active_slot": "活跃时段{}",
+        "days_since_interaction": "距上次互动{}天",
+        "level": "客户等级：{}",
         "interactions": "近一年互动{}次",
         "interactions_30d": "近30天互动{}次",
         "complaints": "投诉{}次",
@@ -87,6 +97,11 @@ _T = {
         "recency": " ({} days ago)",
         "channels": "channels: {}",
         "categories": "categories: {}",
+        "channel_mode": "buys {}",
+        "preferred_channel": "mostly via {}",
+        "active_slot": "active {}",
+        "days_since_interaction": "{} days since last contact",
+        "level": "level: {}",
         "interactions": "{} interactions this year",
         "interactions_30d": "{} interactions in 30 days",
         "complaints": "{} complaints",
@@ -231,6 +246,9 @@ def individual_cards(
     )
     last_txt = last.astype("string").fillna("") if last is not None else _s(view, "last_order")
     cats = _categories_per_customer(view, orders, t["list"])
+    if "top_categories" in view.columns:  # the segment's portrait column (by net spend) wins
+        portrait_cats = _s(view, "top_categories")
+        cats = portrait_cats.where(portrait_cats != "", cats.astype("string"))
     behaviour = _join(
         [
             _fill(t["orders_90d"], _num(view, "orders_90d")),
@@ -239,7 +257,11 @@ def individual_cards(
             _fill(t["last_order"], last_txt)
             + _fill(t["recency"], _num(view, "recency")).where(last_txt != "", ""),
             _fill(t["channels"], _s(view, "channels").str.replace(";", t["list"], regex=False)),
+            _fill(t["channel_mode"], _s(view, "channel_mode")),
+            _fill(t["preferred_channel"], _s(view, "preferred_channel")),
             _fill(t["categories"], cats),
+            _fill(t["active_slot"], _s(view, "active_slot")),
+            _fill(t["days_since_interaction"], _num(view, "days_since_interaction")),
             _fill(t["interactions"], _num(view, "interactions_365d")),
             _fill(t["interactions_30d"], _num(view, "interactions_30d").replace({"0": ""})).where(
                 ~pd.Series("interactions_365d" in view.columns, index=view.index), ""
@@ -265,6 +287,9 @@ def individual_cards(
         yes_no = pd.Series("", index=view.index, dtype="string")
     value = _join(
         [
+            _fill(
+                t["level"], _s(view, "level").map(lambda v: L.value_label(v, lang)).astype("string")
+            ),
             _s(view, "tier").map(lambda v: L.value_label(v, lang)).astype("string"),
             _s(view, "rfm_class").map(lambda v: L.value_label(v, lang)).astype("string"),
             _fill(t["ltv"], _num(view, "ltv")),
@@ -432,7 +457,7 @@ def group_cards(
         orders = ensure_attributed(orders, customers)
     role_obj = get_role(role)
     view = mask_for_output(prepare_customers(customers), role=role_obj, owner=owner, mask=True)
-    dims = [d for d in ("rfm_class", "tier", "lifecycle") if d in view.columns]
+    dims = [d for d in ("rfm_class", "tier", "lifecycle", "level") if d in view.columns]
     if by is not None and by not in view.columns:
         raise InputError(
             f"no column {by!r} to group by", f"use one of: {', '.join(dims) or '(none present)'}"
@@ -477,6 +502,18 @@ def group_cards(
                 pd.to_numeric(view["age"], errors="coerce"), AGE_BINS, right=False, labels=labels
             )
             card["age_bands"] = _top_values(seg, bands.astype("string"), top, sep)
+        if "gender" in view.columns:
+            card["gender_split"] = _top_values(
+                seg, _s(view, "gender").replace({"未知": ""}), 2, sep
+            )
+        if "channel_mode" in view.columns:
+            card["channel_modes"] = _top_values(seg, _s(view, "channel_mode"), 3, sep)
+        if "active_slot" in view.columns:
+            card["active_slots"] = _top_values(seg, _s(view, "active_slot"), top, sep)
+        if "needs" in view.columns:
+            card["common_needs"] = _top_values(seg, _s(view, "needs"), top, sep, explode=True)
+        if "level" in view.columns and dim != "level":
+            card["levels"] = _top_values(seg, _s(view, "level"), 4, sep)
         channel_col = next((c for c in ("channels", "source_channel") if c in view.columns), None)
         if channel_col:
             card["top_channels"] = _top_values(seg, _s(view, channel_col), top, sep, explode=True)

@@ -567,12 +567,14 @@ def segment(
     """RFM scores and 8 classes, value tiers, lifecycle, LTV (BG/NBD + Gamma-Gamma) and NPS per customer.
 
     With -o, the attributed orders (stable customer ids) go beside it as <name>_orders.parquet,
-    for report/cards/pivot --orders.
+    for report/cards/pivot --orders. Without --orders, R, F and M come from a member list's
+    summary columns (最近消费时间, 累计消费次数, 累计消费金额) and LTV is skipped.
 
     $ custtool segment clean.parquet --orders orders.parquet -o segments.parquet
     $ custtool segment clean.parquet --orders orders.parquet --surveys nps.parquet --summary summary.xlsx
     $ custtool segment --orders orders.parquet --as-of 2024-06-30 --window 180d --json
     $ custtool segment clean.parquet --orders orders.parquet --config my_segments.yaml --engine duckdb
+    $ custtool segment members.parquet --json
     """
     import pandas as pd
 
@@ -596,13 +598,21 @@ def segment(
         return
     seg = result.value
     rep = seg.report
-    info(
-        f"as of {rep.as_of.date()}: {len(seg.customers):,} customers; order rows {rep.rows:,} = "
-        f"{rep.rows_used:,} used ({rep.orders_used:,} orders) + {rep.rows_unmatched:,} matched no customer + "
-        f"{rep.rows_duplicate:,} duplicate + {rep.rows_after_as_of:,} after the as-of date + "
-        f"{rep.rows_invalid_time:,} without a valid time",
-        quiet,
-    )
+    if seg.rfm_source != "orders":
+        info(
+            f"as of {rep.as_of.date()}: {len(seg.customers):,} customers; "
+            + result.data["rfm_source_note"]
+            + f"; LTV {seg.ltv.bgnbd_reason}",
+            quiet,
+        )
+    else:
+        info(
+            f"as of {rep.as_of.date()}: {len(seg.customers):,} customers; order rows {rep.rows:,} = "
+            f"{rep.rows_used:,} used ({rep.orders_used:,} orders) + {rep.rows_unmatched:,} matched no customer + "
+            f"{rep.rows_duplicate:,} duplicate + {rep.rows_after_as_of:,} after the as-of date + "
+            f"{rep.rows_invalid_time:,} without a valid time",
+            quiet,
+        )
     summ = seg.summary
     shown = pd.DataFrame(
         {
@@ -875,6 +885,13 @@ def report_cmd(
     roles: Annotated[
         Path | None, typer.Option("--roles", help="Roles YAML (default: rules/roles.yaml).")
     ] = None,
+    followups: Annotated[
+        Path | None,
+        typer.Option(
+            "--followups", help="Follow-up log for the 销售漏斗 sheet (results move stages)."
+        ),
+    ] = None,
+    as_of: AsOfOpt = None,
     book: Annotated[
         Path | None,
         typer.Option("--book", help="Customer book: adds the 趋势 sheet when it holds ≥2 runs."),
@@ -917,6 +934,8 @@ def report_cmd(
             mask=not no_mask,
             lang=lang,
             roles=roles,
+            followups=followups,
+            as_of=as_of,
             book=book,
         )
         bar.update(task, completed=1, total=1)
@@ -1372,6 +1391,62 @@ def reveal_command(
         return
     cols = ", ".join(result.data["columns"]) or "none"
     info(f"Decrypted columns: {cols}. Wrote {output} (owner-only; delete it when done).", quiet)
+
+
+@app.command("funnel")
+def funnel(
+    customers: Annotated[
+        Path, typer.Argument(help="Customers (segmented/tagged, clean or imported) with status.")
+    ],
+    followups: Annotated[
+        Path | None,
+        typer.Option(
+            "--followups", help="The follow-up log: results such as 有意向 move customers on."
+        ),
+    ] = None,
+    as_of: AsOfOpt = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option("--rules", help="Stage mapping (default rules/funnel.yaml)."),
+    ] = None,
+    output: OutOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Sales funnel 潜在 → 意向 → 成交 with conversion rates, overall, per owner and per channel.
+
+    Stages come from the status, follow-up results and orders (rules/funnel.yaml);
+    流失 is counted beside the funnel.
+
+    $ custtool funnel segmented.parquet --followups 跟进记录.xlsx
+    $ custtool funnel clean.parquet --followups interactions.parquet --as-of 2024-06-30 --json
+    $ custtool funnel segmented.parquet -o 销售漏斗.xlsx
+    """
+    from custtool.labels import label
+    from custtool.steps import run_funnel
+
+    result = run_funnel(customers, followups=followups, as_of=as_of, rules=rules, output=output)
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    t = result.value.table
+    grid = Table(title="销售漏斗 Sales funnel", title_justify="left")
+    for c in t.columns:
+        grid.add_column(
+            label(c), justify="right" if c in {"customers", "conversion", "overall"} else "left"
+        )
+    for r in t.to_dict("records"):
+        grid.add_row(
+            label(r["dimension"]),
+            str(r["group"]),
+            str(r["stage"]),
+            f"{r['customers']:,}",
+            "" if r["conversion"] != r["conversion"] else f"{r['conversion']:.1%}",
+            "" if r["overall"] != r["overall"] else f"{r['overall']:.1%}",
+        )
+    Console().print(grid)
+    if output is not None:
+        info(f"funnel → {output}", quiet)
 
 
 # --------------------------------------------------------------------------- the customer book (issue 16)

@@ -451,6 +451,42 @@ class LtvSettings(StrictModel):
         return _duration(v, "horizon")
 
 
+class PortraitSettings(StrictModel):
+    """``portrait:`` of segments.yaml: the behaviour columns of the portrait (SPEC D8)."""
+
+    channels: dict[str, Literal["online", "offline"]]
+    slot_hours: int = Field(ge=1, le=24)
+    top_categories: int = Field(ge=1, le=10)
+
+    @field_validator("slot_hours")
+    @classmethod
+    def _divides_day(cls, v: int) -> int:
+        if 24 % v:
+            raise ValueError("slot_hours must divide 24 (1, 2, 3, 4, 6, 8, 12 or 24)")
+        return v
+
+
+class LevelSettings(StrictModel):
+    """``levels:`` of segments.yaml: the 4-level 客户等级 from the RFM total score."""
+
+    core_min_score: float
+    high_min_score: float
+    potential_growth: bool
+    potential_new: bool
+
+
+class ContactSettings(StrictModel):
+    """``contact:`` of segments.yaml: interaction-based classes (seed 002)."""
+
+    sleep_days: Duration
+    new_deal_days: Duration
+
+    @field_validator("sleep_days", "new_deal_days")
+    @classmethod
+    def _days(cls, v: Any) -> Any:
+        return _duration(v, "days")
+
+
 class SegmentSettings(StrictModel):
     """``rules/segments.yaml``: every threshold of the segment step."""
 
@@ -461,6 +497,9 @@ class SegmentSettings(StrictModel):
     tiers: TierSettings
     lifecycle: LifecycleSettings
     ltv: LtvSettings
+    portrait: PortraitSettings
+    levels: LevelSettings
+    contact: ContactSettings
 
 
 # ---- pipeline.yaml (custtool run): no shipped file; an option left out means the step's
@@ -698,6 +737,28 @@ class TagLibraryFile(StrictModel):
     version: int | None = None
     fields: dict[str, str | None] | list[str] | None = None
     tags: list[Any]
+
+
+FunnelStage = Literal["潜在", "意向", "成交", "流失"]
+
+
+class FunnelSettings(StrictModel):
+    """``rules/funnel.yaml``: status values and follow-up results → funnel stages."""
+
+    deals_from_orders: bool
+    status: dict[str, FunnelStage]
+    results: dict[str, FunnelStage]
+
+
+def funnel_settings(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The funnel settings: ``rules/funnel.yaml`` overlaid with ``path``."""
+    return load_model(
+        FunnelSettings,
+        path,
+        default="funnel.yaml",
+        what="funnel rules",
+        hint="pass the path of a funnel.yaml (see rules/funnel.yaml)",
+    ).model_dump()
 
 
 def segment_settings(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:

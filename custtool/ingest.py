@@ -628,7 +628,7 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     if col == "email":
         v, (hits, codes) = nz.email_codes(s)
         return _Column({col: v}, s, hits=hits, codes=codes)
-    if col in ("birth_date", "first_contact_date", "next_follow_up") or (
+    if col in ("birth_date", "first_contact_date", "next_follow_up", "last_purchase_date") or (
         col == "time" and kind == "surveys"
     ):
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_date, s)
@@ -639,9 +639,14 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     if col == "gender":
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_gender, s)
         return _Column({col: v}, None, hits=hits, codes=codes)
-    if col == "amount":
+    if col in ("amount", "total_spend"):
         v, (hits, codes) = nz.on_uniques_codes(nz.normalize_amount, s)
         return _Column({col: v}, s, hits=hits, codes=codes)
+    if col == "order_count":  # 累计消费次数: "12", "12次", "12单"
+        v, (hits, codes) = nz.on_uniques_codes(
+            nz.normalize_number, s.str.replace(r"\s*[次单笔]$", "", regex=True)
+        )
+        return _Column({col: v}, None, with_column=True, hits=hits, codes=codes)
     if (
         col in ("quantity", "satisfaction", "company_size")
         and kind != "customers"

@@ -78,6 +78,8 @@ INTERACTION_COLUMNS = [
     "interactions_30d",
     "interactions_365d",
     "complaints_365d",
+    "complaints",
+    "events_365d",
 ]
 
 
@@ -549,7 +551,8 @@ def _finish(
 def interaction_metrics(
     interactions: pd.DataFrame, index: CustomerIndex, as_of: pd.Timestamp, tz: str = "Asia/Shanghai"
 ) -> pd.DataFrame:
-    """days_since_last_interaction, last_interaction, interactions_30d/365d, complaints_365d."""
+    """days_since_last_interaction, last_interaction, interactions_30d/365d, complaints_365d
+    complaints (all complaints up to the as-of day) and events_365d (method 活动)."""
     import numpy as np
     import pandas as pd
 
@@ -571,6 +574,7 @@ def interaction_metrics(
         text_column(interactions, "method").str.contains("投诉", regex=False)
         | text_column(interactions, "content").str.contains("投诉", regex=False)
     ).to_numpy()[ok]
+    event = text_column(interactions, "method").str.contains("活动", regex=False).to_numpy()[ok]
     last_ns = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last_ns, c, t.to_numpy(dtype="datetime64[ns]").astype(np.int64)[ok])
     last_d = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
@@ -587,5 +591,107 @@ def interaction_metrics(
             "interactions_30d": np.bincount(c[age < 30], minlength=n),
             "interactions_365d": np.bincount(c[age < 365], minlength=n),
             "complaints_365d": np.bincount(c[(age < 365) & complaint], minlength=n),
+            "complaints": np.bincount(c[complaint], minlength=n),  # all up to the as-of day
+            "events_365d": np.bincount(c[(age < 365) & event], minlength=n),
         }
     )
+
+
+#: the summary columns member exports carry (SPEC D1b): R, F and M without an order file
+SUMMARY_COLUMNS = ("last_purchase_date", "order_count", "total_spend")
+
+
+def has_summary_columns(customers: pd.DataFrame | None) -> bool:
+    """True when ``customers`` carries the summary columns R, F and M can be computed from."""
+    return customers is not None and set(SUMMARY_COLUMNS) <= set(customers.columns)
+
+
+def summary_metrics(
+    customers: pd.DataFrame,
+    *,
+    as_of: Any = None,
+    tz: str | None = None,
+) -> tuple[pd.DataFrame, MatchReport]:
+    """Per-customer metrics from a member list's summary columns (SPEC D1b), no orders.
+
+    The definitions are those of :func:`customer_metrics`: recency = days from the
+    ``last_purchase_date`` (in the firm's time zone, cut into days) to the as-of day (default:
+    the latest last-purchase day); frequency = ``order_count``; monetary = ``total_spend``
+    (rounded to cents); ``aov`` = monetary / frequency; ``repurchase`` = frequency ≥ 2;
+    ``historical_value`` = monetary. The columns are the export's own totals, so no window
+    applies, and what needs single orders (first order, windows of 30/90/365 days, growth,
+    the BG/NBD inputs) is empty. A customer without a last purchase date counts as one
+    without orders; last purchases after the as-of day are ignored (counted in the report's
+    ``rows_after_as_of``).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from custtool.config import segment_settings
+
+    missing = [c for c in SUMMARY_COLUMNS if c not in customers.columns]
+    if missing:
+        raise InputError(
+            f"the customers have no {', '.join(missing)} column"
+            + ("s" if len(missing) > 1 else ""),
+            "without --orders, segment needs the member list's 最近消费时间, 累计消费次数 and "
+            "累计消费金额 columns; or pass --orders orders.parquet",
+        )
+    tz = tz or segment_settings()["timezone"]
+    customers = customers.reset_index(drop=True)
+    times = local_times(customers["last_purchase_date"], tz)
+    valid = times.notna().to_numpy()
+    day = day_numbers(times)
+    if as_of is None and not valid.any():
+        raise InputError(
+            "no customer has a valid last purchase date",
+            "check the 最近消费时间 column of the member list",
+        )
+    latest = (
+        pd.Timestamp(np.max(day, where=valid, initial=np.iinfo(np.int64).min), unit="D")
+        if valid.any()
+        else None
+    )
+    as_of_ts = resolve_as_of(as_of, latest)
+    as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
+    report = MatchReport(rows=0, as_of=as_of_ts)
+    report.rows_after_as_of = int((valid & (day > as_of_day)).sum())
+    has = valid & (day <= as_of_day)
+    count = pd.to_numeric(customers["order_count"], errors="coerce").to_numpy(
+        dtype="float64", na_value=np.nan
+    )
+    spend = np.round(
+        pd.to_numeric(customers["total_spend"], errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan
+        ),
+        2,
+    )
+    freq = np.where(has, np.nan_to_num(count, nan=0.0), 0).astype(np.int64)
+    money = np.where(has, np.nan_to_num(spend, nan=0.0), 0.0)
+    nat = np.datetime64("NaT", "ns")
+    last = np.where(has, day, 0).astype("datetime64[D]").astype("datetime64[ns]")
+    cols: dict[str, Any] = {
+        "first_order": np.full(len(customers), nat),
+        "last_order": np.where(has, last, nat),
+        "recency": np.where(has, (as_of_day - day).astype(float), np.nan),
+        "frequency": freq,
+        "monetary": money,
+    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cols["aov"] = np.where(freq > 0, np.round(money / np.maximum(freq, 1), 2), np.nan)
+    for d in (30, 90, 365):
+        cols[f"orders_{d}d"] = np.full(len(customers), np.nan)
+    for d in (30, 90, 365):
+        cols[f"monetary_{d}d"] = np.full(len(customers), np.nan)
+    cols["monetary_prev"] = np.full(len(customers), np.nan)
+    cols["growth"] = np.full(len(customers), np.nan)
+    cols["repurchase"] = freq >= 2
+    cols["historical_value"] = money
+    cols["bg_x"] = np.zeros(len(customers), dtype=np.int64)
+    for c in ("bg_t_x", "bg_T", "bg_repeat_avg"):
+        cols[c] = np.full(len(customers), np.nan)
+    new = pd.DataFrame(cols, index=customers.index)
+    base = customers.drop(columns=[c for c in new.columns if c in customers.columns])
+    metrics = pd.concat([base, new], axis=1)
+    metrics["as_of"] = as_of_ts
+    return metrics, report

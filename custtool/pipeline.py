@@ -549,6 +549,8 @@ def run_pipeline(
             lang=rep_opts.get("lang", "zh"),
             segment_sheets=bool(rep_opts.get("segment_sheets", True)),
             nps=segment.nps,
+            interactions=interactions,  # the 销售漏斗 sheet
+            as_of=run_as_of,
             trend=book_trend,
         )
         steps.rows(customers=report.customers, sheets=len(report.sheets))

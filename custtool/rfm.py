@@ -48,6 +48,15 @@ LIFECYCLE_STAGES = ("潜在", "新客户", "成长", "成熟", "沉睡", "流失
 NO_ORDERS = "（无订单）"  # segment label of customers without orders (as the report names them)
 
 
+def has_orders(metrics: pd.DataFrame) -> pd.Series:
+    """Which customers bought: a last order day (from orders, or a member list's last
+    purchase date), else a first order day, else a recency."""
+    for col in ("last_order", "first_order", "recency"):
+        if col in metrics.columns:
+            return metrics[col].notna()
+    raise ConfigError("the metrics have no last_order, first_order or recency column")
+
+
 def _quantile_score(values: pd.Series, higher_is_better: bool = True, bins: int = 5) -> pd.Series:
     """Score 1..bins by rank: score = 1 + floor(bins · share of customers with a strictly
     worse value) (``rank(method="min")``).
@@ -124,11 +133,7 @@ def rfm_scores(
     method = method or shipped["method"]
     thresholds = thresholds if thresholds is not None else shipped["thresholds"]
     weights = weights if weights is not None else shipped["weights"]
-    has = (
-        metrics["first_order"].notna()
-        if "first_order" in metrics.columns
-        else metrics["recency"].notna()
-    )
+    has = has_orders(metrics)
     sub = metrics.loc[has]
     if method == "quantile":
         r = _quantile_score(sub["recency"], higher_is_better=False)
@@ -187,11 +192,7 @@ def rfm_classes(
     shipped = _shipped("classes")  # arguments left out: rules/segments.yaml
     reference = reference or shipped["reference"]
     thresholds = thresholds if thresholds is not None else shipped["thresholds"]
-    has = (
-        metrics["first_order"].notna()
-        if "first_order" in metrics.columns
-        else metrics["recency"].notna()
-    )
+    has = has_orders(metrics)
     sub = metrics.loc[has, ["recency", "frequency", "monetary"]].astype(float)
     sub["monetary"] = sub["monetary"].round(2)
     if reference in {"mean", "median"}:
@@ -318,7 +319,7 @@ def assign_lifecycle(
         raise ConfigError(
             f"lifecycle: need 0 < sleep_days ({sleep_days}) ≤ lost_days ({lost_days})"
         )
-    has = metrics["first_order"].notna().to_numpy()
+    has = has_orders(metrics).to_numpy()
     rec = metrics["recency"].to_numpy(dtype=float, na_value=np.nan)
     as_of = metrics["as_of"] if "as_of" in metrics.columns else None
     if as_of is not None:
@@ -341,9 +342,94 @@ def assign_lifecycle(
     )
 
 
+def assign_contact_classes(
+    metrics: pd.DataFrame, *, sleep_days: int | None = None, new_deal_days: int | None = None
+) -> pd.DataFrame:
+    """Interaction-based classes (seed 002): ``contact_stage`` 沉睡 when the last interaction
+    is more than ``sleep_days`` before the as-of day, else 活跃 ("" without interaction
+    data; 沉睡 for a customer never contacted when the log is given); ``deal_stage`` 新成交
+    when the first order is at most ``new_deal_days`` before the as-of day, else 老客户 (""
+    without orders). Defaults: the ``contact:`` section of ``rules/segments.yaml``."""
+    import numpy as np
+    import pandas as pd
+
+    from custtool.dates import parse_days
+
+    shipped = _shipped("contact")
+    sleep = parse_days(shipped["sleep_days"] if sleep_days is None else sleep_days, "sleep_days")
+    new = parse_days(
+        shipped["new_deal_days"] if new_deal_days is None else new_deal_days, "new_deal_days"
+    )
+    n = len(metrics)
+    if "days_since_last_interaction" in metrics.columns:
+        d = metrics["days_since_last_interaction"].to_numpy(dtype=float, na_value=np.nan)
+        contact = np.where(np.isnan(d) | (d > sleep), "沉睡", "活跃").astype(object)
+    else:
+        contact = np.full(n, "", dtype=object)
+    deal = np.full(n, "", dtype=object)
+    if "first_order" in metrics.columns and "as_of" in metrics.columns:
+        tenure = (metrics["as_of"] - metrics["first_order"]).dt.days.to_numpy(
+            dtype=float, na_value=np.nan
+        )
+        deal = np.where(np.isnan(tenure), "", np.where(tenure <= new, "新成交", "老客户")).astype(
+            object
+        )
+    return pd.DataFrame({"contact_stage": contact, "deal_stage": deal}, index=metrics.index)
+
+
+LEVELS = ("核心客户", "高价值客户", "潜力客户", "普通客户")
+
+
+def assign_level(
+    segmented: pd.DataFrame,
+    *,
+    core_min_score: float | None = None,
+    high_min_score: float | None = None,
+    potential_growth: bool | None = None,
+    potential_new: bool | None = None,
+) -> pd.Series:
+    """The 4-level 客户等级 (seed 000) of customers with ``rfm_score``, ``potential`` and
+    ``lifecycle``. First match wins: rfm_score ≥ core_min_score → 核心客户; ≥ high_min_score →
+    高价值客户; ``potential`` (when potential_growth) or 新客户 (when potential_new) → 潜力客户;
+    else 普通客户. Customers without orders get "" (no level). Arguments left out come from
+    the ``levels:`` section of ``rules/segments.yaml``."""
+    import numpy as np
+    import pandas as pd
+
+    shipped = _shipped("levels")
+    core = float(shipped["core_min_score"] if core_min_score is None else core_min_score)
+    high = float(shipped["high_min_score"] if high_min_score is None else high_min_score)
+    if high > core:
+        raise ConfigError(
+            f"levels: high_min_score ({high}) is above core_min_score ({core})",
+            "high_min_score must be ≤ core_min_score",
+        )
+    by_growth = bool(shipped["potential_growth"] if potential_growth is None else potential_growth)
+    by_new = bool(shipped["potential_new"] if potential_new is None else potential_new)
+    n = len(segmented)
+    score = segmented["rfm_score"].to_numpy(dtype=float, na_value=np.nan)
+    grew = (
+        segmented["potential"].fillna(False).to_numpy(dtype=bool)
+        if by_growth and "potential" in segmented.columns
+        else np.zeros(n, dtype=bool)
+    )
+    new = (
+        segmented["lifecycle"].eq("新客户").to_numpy()
+        if by_new and "lifecycle" in segmented.columns
+        else np.zeros(n, dtype=bool)
+    )
+    level = np.select(
+        [~has_orders(segmented).to_numpy(), score >= core, score >= high, grew | new],
+        ["", "核心客户", "高价值客户", "潜力客户"],
+        default="普通客户",
+    )
+    return pd.Series(level.astype(object), index=segmented.index, name="level")
+
+
 def segment_order(dim: str) -> list[str]:
     return {
         "rfm_class": [*RFM_CLASSES, NO_ORDERS],
         "tier": list(TIERS),
         "lifecycle": list(LIFECYCLE_STAGES),
+        "level": list(LEVELS),
     }.get(dim, [])

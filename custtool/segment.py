@@ -6,12 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from custtool.attribution import MatchReport
+from custtool.attribution import CustomerIndex, MatchReport
 from custtool.dates import age_at, parse_days
-from custtool.metrics import customer_metrics
+from custtool.errors import InputError
+from custtool.metrics import customer_metrics, interaction_metrics, summary_metrics
+from custtool.portrait import portrait_columns, repurchase_rate
 from custtool.rfm import (
     NO_ORDERS,
+    assign_contact_classes,
+    assign_level,
     assign_lifecycle,
+    has_orders,
     rfm_classes,
     rfm_scores,
     segment_order,
@@ -21,10 +26,24 @@ from custtool.rfm import (
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+RFM_FROM_ORDERS = "orders"
+RFM_FROM_SUMMARY = "summary_columns"
+RFM_SOURCE_NOTES = {
+    RFM_FROM_ORDERS: "R, F and M from the orders (F and M in the metrics window)",
+    RFM_FROM_SUMMARY: (
+        "R, F and M from the member list's summary columns (最近消费时间, 累计消费次数, "
+        "累计消费金额): the export's own totals, no window; tiers use the total spend"
+    ),
+}
+SUMMARY_LTV_REASON = (
+    "skipped: BG/NBD and Gamma-Gamma need purchase days, and the summary columns give only "
+    "totals (pass --orders for LTV)"
+)
+
 
 def segment_summary(
     segmented: pd.DataFrame,
-    by: tuple[str, ...] = ("rfm_class", "tier", "lifecycle"),
+    by: tuple[str, ...] = ("rfm_class", "tier", "lifecycle", "level"),
     *,
     nps_responses: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -127,6 +146,9 @@ class SegmentResult:
     #: window, so ``amount[in_window]`` per customer sums to ``monetary``). Cards, report,
     #: pivot and follow-ups take these, never the raw orders.
     orders: Any = None
+    #: where R, F and M come from: ``orders`` or ``summary_columns`` (a member list's
+    #: last_purchase_date, order_count and total_spend, SPEC D1b)
+    rfm_source: str = "orders"
 
     def to_dict(self) -> dict[str, Any]:
         """The machine summary (what `segment --json` prints)."""
@@ -148,7 +170,9 @@ class SegmentResult:
         return {
             "as_of": str(self.report.as_of.date()),
             "customers": int(len(seg)),
-            "customers_with_orders": int(seg["first_order"].notna().sum()),
+            "customers_with_orders": int(has_orders(seg).sum()),
+            "rfm_source": self.rfm_source,
+            "rfm_source_note": RFM_SOURCE_NOTES[self.rfm_source],
             "orders_used": self.report.orders_used,
             "orders_unmatched": self.report.rows_unmatched,
             "orders": self.report.to_dict(),
@@ -157,6 +181,8 @@ class SegmentResult:
             "tiers": dim("tier"),
             "lifecycle": dim("lifecycle"),
             "potential": int(seg["potential"].sum()),
+            "repurchase_rate": repurchase_rate(seg),
+            "levels": dim("level"),
             "churn_risk": int(seg["churn_risk"].sum()),
             "nps": self.nps,
             "ltv": self.ltv.to_dict(),
@@ -184,23 +210,42 @@ def segment_customers(
 
     cfg = config if config is not None else load_segment_config()
     tz = cfg["timezone"]
-    if not isinstance(orders, pd.DataFrame):
+    if customers is not None and not isinstance(customers, pd.DataFrame):
+        customers = read_table(customers)
+    if orders is not None and not isinstance(orders, pd.DataFrame):
         orders = read_table(orders)
     if surveys is not None and not isinstance(surveys, pd.DataFrame):
         surveys = read_table(surveys)
     if interactions is not None and not isinstance(interactions, pd.DataFrame):
         interactions = read_table(interactions)
     mcfg = cfg["metrics"]
-    metrics, report = customer_metrics(
-        orders,
-        customers,
-        as_of=as_of,
-        window=window or mcfg["window"],
-        interactions=interactions,
-        tz=tz,
-        engine=engine,
-        growth_window=mcfg.get("growth_window"),
-    )
+    if orders is None:  # a member list alone: R, F and M from its summary columns (SPEC D1b)
+        if customers is None:
+            raise InputError(
+                "segment needs orders or a customers table with summary columns",
+                "pass --orders orders.parquet, or a member list with 最近消费时间, "
+                "累计消费次数 and 累计消费金额",
+            )
+        metrics, report = summary_metrics(customers, as_of=as_of, tz=tz)
+        if interactions is not None:
+            metrics = metrics.join(
+                interaction_metrics(
+                    interactions, CustomerIndex(metrics), report.as_of, tz
+                ).set_axis(metrics.index)
+            )
+        source = RFM_FROM_SUMMARY
+    else:
+        metrics, report = customer_metrics(
+            orders,
+            customers,
+            as_of=as_of,
+            window=window or mcfg["window"],
+            interactions=interactions,
+            tz=tz,
+            engine=engine,
+            growth_window=mcfg.get("growth_window"),
+        )
+        source = RFM_FROM_ORDERS
     rc = cfg["rfm"]
     scores = rfm_scores(
         metrics, method=rc["method"], thresholds=rc.get("thresholds"), weights=rc.get("weights")
@@ -210,6 +255,8 @@ def segment_customers(
     tc = cfg["tiers"]
     tier = value_tiers(
         metrics,
+        # the member list's totals have no 365-day window: its total spend is used
+        column="monetary" if source == RFM_FROM_SUMMARY else "monetary_365d",
         method=tc["method"],
         high=float(tc["high"]),
         mid=float(tc["mid"]),
@@ -229,7 +276,7 @@ def segment_customers(
         c
         for part in (scores, classes[["rfm_class"]], tier, life)
         for c in (part.columns if hasattr(part, "columns") else [part.name])
-    ] + ["nps_score"]
+    ] + ["nps_score", "level", "days_since_interaction"]
     # a segmented table segmented again: its old scores/classes are replaced, not duplicated
     seg = pd.concat(
         [
@@ -250,6 +297,8 @@ def segment_customers(
         min_customers=int(lt["min_customers"]),
         min_repeat=int(lt["min_repeat"]),
     )
+    if source == RFM_FROM_SUMMARY:
+        ltv_info.bgnbd_reason = ltv_info.gamma_gamma_reason = SUMMARY_LTV_REASON
     seg = pd.concat(
         [
             seg.drop(
@@ -275,6 +324,36 @@ def segment_customers(
         else:
             # column names are unique here, so get_loc gives an int
             seg.insert(cast(int, seg.columns.get_loc("birth_date")) + 1, "age", derived)
+    ct = cfg["contact"]
+    contact = assign_contact_classes(
+        seg,
+        sleep_days=parse_days(ct["sleep_days"], "contact sleep_days"),
+        new_deal_days=parse_days(ct["new_deal_days"], "contact new_deal_days"),
+    )
+    seg = pd.concat(
+        [seg.drop(columns=[c for c in contact.columns if c in seg.columns]), contact], axis=1
+    )
+    # the portrait (SPEC D8): 客户等级 and the behaviour columns from the attributed orders
+    lv = cfg["levels"]
+    seg["level"] = assign_level(
+        seg,
+        core_min_score=lv["core_min_score"],
+        high_min_score=lv["high_min_score"],
+        potential_growth=lv["potential_growth"],
+        potential_new=lv["potential_new"],
+    )
+    attributed = attributed_orders(orders, report) if orders is not None else pd.DataFrame()
+    portrait = portrait_columns(
+        attributed,
+        seg,
+        positions=report.used_customers if orders is not None else None,
+        settings=cfg["portrait"],
+    )
+    seg = pd.concat(
+        [seg.drop(columns=[c for c in portrait.columns if c in seg.columns]), portrait], axis=1
+    )
+    if "days_since_last_interaction" in seg.columns:  # the portrait's name, the same figure
+        seg["days_since_interaction"] = seg["days_since_last_interaction"]
     seg["as_of"] = report.as_of
     front = [c for c in seg.columns if c != "as_of"]
     seg = seg[front + ["as_of"]]
@@ -289,7 +368,8 @@ def segment_customers(
         nps_info,
         classes.attrs.get("reference", {}),
         cfg,
-        attributed_orders(orders, report),
+        attributed,
+        source,
     )
 
 
@@ -340,6 +420,7 @@ def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
         "rfm_class": ("RFM分类", "RFM class"),
         "tier": ("价值等级", "Tier"),
         "lifecycle": ("生命周期", "Lifecycle"),
+        "level": ("客户等级", "Level"),
     }
     for dim, pair in names.items():
         t = result.summary[result.summary["dimension"] == dim].drop(columns=["dimension"])
@@ -352,6 +433,9 @@ def summary_sheets(result: SegmentResult, lang: str = "zh") -> dict[str, Any]:
     rep = result.report
     items = [
         ("as_of", str(rep.as_of.date())),
+        ("rfm_source", result.rfm_source),
+        ("repurchase_rate", repurchase_rate(result.customers)),
+        ("rfm_source_note", RFM_SOURCE_NOTES[result.rfm_source]),
         ("ltv.unit", ltv["unit"]),
         ("ltv.horizon_days", ltv["horizon_days"]),
         ("ltv.churn_p_alive_below", ltv["churn_p_alive_below"]),

@@ -264,9 +264,11 @@ def run_segment(
     from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
 
     output, summary = _path(output), _path(summary)
-    if orders is None:
+    if orders is None and customers is None:
         raise InputError(
-            "segment needs an orders table", "pass --orders orders.parquet (from `custtool import`)"
+            "segment needs an orders table, or a member list with summary columns",
+            "pass --orders orders.parquet (from `custtool import`), or a customers table with "
+            "最近消费时间, 累计消费次数 and 累计消费金额",
         )
     for path, what in ((output, "-o/--output"), (summary, "--summary")):
         if path is not None and path.suffix.lower() not in (
@@ -278,7 +280,7 @@ def run_segment(
             )
     cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
     started = time.perf_counter()
-    order_df = read_table(orders)
+    order_df = read_table(orders) if orders is not None else None
     cust_df = read_table(customers) if customers is not None else None
     result = segment_customers(
         order_df,
@@ -295,10 +297,11 @@ def run_segment(
     if output is not None:
         write_table(result.customers, output)
         written["output"] = str(output)
-        # the attributed orders (stable customer ids), for report/cards/pivot --orders
-        attributed = output.with_name(f"{output.stem}_orders.parquet")
-        write_table(result.orders, attributed)
-        written["orders"] = str(attributed)
+        if orders is not None:
+            # the attributed orders (stable customer ids), for report/cards/pivot --orders
+            attributed = output.with_name(f"{output.stem}_orders.parquet")
+            write_table(result.orders, attributed)
+            written["orders"] = str(attributed)
         if rep.rows_unmatched:
             um = output.with_name(f"{output.stem}_unmatched_orders.csv")
             write_table(rep.unmatched, um)
@@ -430,9 +433,12 @@ def run_report(
     mask: bool = True,
     lang: str = "zh",
     roles: PathLike | None = None,
+    followups: PathLike | None = None,
+    as_of: str | None = None,
     book: PathLike | None = None,
 ) -> StepResult:
     """Write the Excel report from files; ``clean_report`` may be the clean JSON or a table.
+    ``followups``: the follow-up log for the 销售漏斗 sheet (results up to ``as_of``).
 
     ``book``: the customer book (custtool.duckdb); with two or more runs the report gets
     the 趋势 sheet.
@@ -483,6 +489,8 @@ def run_report(
         lang=lang,
         roles_path=roles,
         nps=nps_info,
+        interactions=read_records(followups, "interactions") if followups is not None else None,
+        as_of=as_of,
         trend=trend(book).runs if book is not None else None,
     )
     return StepResult("report", result.as_dict(), warnings=result.warnings, value=result)
@@ -790,6 +798,47 @@ def run_key_rotate(folder: PathLike, *, old_env: str, new_env: str) -> StepResul
         "files": [{"file": str(p.relative_to(root)), "cells": n} for p, _, n in rotated],
     }
     return StepResult("key rotate", data)
+
+
+# --------------------------------------------------------------------------- funnel
+def run_funnel(
+    customers: PathLike,
+    *,
+    followups: PathLike | None = None,
+    as_of: str | None = None,
+    rules: PathLike | None = None,
+    output: PathLike | None = None,
+) -> StepResult:
+    """The sales funnel (潜在 → 意向 → 成交, 流失 beside it) of a customers table, overall, per
+    owner and per channel; ``output`` (.xlsx/.csv/.parquet) gets the funnel table.
+
+    ``value`` is a :class:`custtool.funnel.FunnelResult`; ``data`` its ``to_dict()`` plus
+    ``written``.
+    """
+    from custtool.config import funnel_settings
+    from custtool.funnel import sales_funnel
+    from custtool.io import read_table, write_table
+
+    output = _path(output)
+    if output is not None and output.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(
+            f"-o {output.name}: unsupported file type", "use .xlsx, .csv or .parquet for -o"
+        )
+    cfg = funnel_settings(rules)
+    cust = read_table(customers)
+    log = read_records(followups, "interactions") if followups is not None else None
+    result = sales_funnel(cust, log, as_of=as_of, settings=cfg)
+    data = result.to_dict()
+    data["written"] = {}
+    if output is not None:
+        from custtool.labels import label
+
+        table = result.table.rename(columns={c: label(c) for c in result.table.columns})
+        write_table(
+            table, output, **({"sheet_name": "销售漏斗"} if output.suffix == ".xlsx" else {})
+        )
+        data["written"]["output"] = str(output)
+    return StepResult("funnel", data, value=result)
 
 
 # --------------------------------------------------------------------------- the customer book (issue 16)

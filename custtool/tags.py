@@ -66,9 +66,10 @@ _NUM = (
     "age recency frequency monetary aov orders_30d orders_90d orders_365d monetary_30d monetary_90d "
     "monetary_365d monetary_prev growth days_since_last_interaction interactions_30d interactions_365d "
     "complaints_365d r_score f_score m_score rfm_score historical_value p_alive predicted_purchases "
-    "predicted_aov predicted_value ltv nps_score score satisfaction amount quantity _row row"
+    "predicted_aov predicted_value ltv nps_score score satisfaction amount quantity _row row "
+    "complaints events_365d days_since_interaction order_count total_spend"
 ).split()
-_DATE = "birth_date first_contact_date first_order last_order last_interaction as_of order_time time next_follow_up".split()
+_DATE = "birth_date first_contact_date first_order last_order last_interaction as_of order_time time next_follow_up last_purchase_date".split()
 _BOOL = "repurchase potential churn_risk follow_up_flag refund exact_duplicate".split()
 
 

@@ -60,6 +60,7 @@ def ARGS(d, p: dict[str, Path], tmp: Path) -> dict[str, list[str] | None]:
             "-o",
             str(tmp / "followups.xlsx"),
         ],
+        "funnel": [str(p["tagged"]), "--followups", str(p["interactions"])],
         "run": None,  # conftest.example_run runs `custtool run examples/pipeline.yaml --json` once
         "key new": [],
         "key rotate": [str(tmp), "--old-env", "CUSTTOOL_T_OLD", "--new-env", "CUSTTOOL_T_NEW"],
@@ -89,6 +90,7 @@ def MISSING(tmp: Path, p: dict[str, Path]) -> dict[str, list[str] | None]:
         "key new": None,
         "key rotate": [str(tmp / "不存在")],
         "reveal": [gone, "-o", str(tmp / "clear.csv")],
+        "funnel": [gone],
         "book import": [str(tmp / "不存在")],
         "trend": ["--book", str(tmp / "不存在.duckdb")],
         "compare": ["2026-01-01", "2026-02-01", "--book", str(tmp / "不存在.duckdb")],

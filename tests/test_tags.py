@@ -68,6 +68,12 @@ def segmented() -> pd.DataFrame:
             "monetary": [130000.0, 3600.0, 0.0, 2400.0, 300.0, 9000.0],
             "aov": [800.0, 1200.0, np.nan, 1200.0, 300.0, 600.0],
             "orders_30d": [4, 0, 0, 1, 0, 3],
+            "orders_90d": [12, 0, 0, 3, 0, 9],  # 高频消费: 月均≥3 = 9 in 90 days
+            # columns of the newer default rules, present but matching nothing here
+            "company_size": [""] * 6,
+            "channel_mode": [""] * 6,
+            "preferred_contact": [""] * 6,
+            "events_365d": [0] * 6,
             "monetary_365d": [120000.0, 3600.0, 0.0, 2400.0, 0.0, 9000.0],
             "growth": [0.5, np.nan, np.nan, 0.3, -1.0, 0.1],
             "repurchase": [True, True, False, True, False, True],
@@ -273,7 +279,7 @@ def test_default_library_loads_with_levels_and_lines():
     by = {r.name: r for r in rules}
     assert by["高价值"].condition == "monetary_365d >= 100000 or ltv >= 10000"
     assert (by["高价值"].level1, by["高价值"].level2) == ("价值评估", "客户价值")
-    assert by["高频消费"].condition == "orders_30d >= 3"
+    assert by["高频消费"].condition == "orders_90d >= 9"  # 月均≥3次 over 3 months (seed 000)
     assert by["流失风险"].condition == "days_since_last_interaction > 60"
     assert {r.level1 for r in rules} == {"基础属性", "动态行为", "需求特征", "价值评估", "风险"}
     # the line is the rule's own line in the file
@@ -420,7 +426,7 @@ def test_default_library_on_segmented_customers():
         "近30天下单",
         "咨询频次高",
     ]
-    assert res.dropped.tolist()[0] == 7
+    assert res.dropped.tolist()[0] == 8  # 17 matches + 华北
     # C3: nothing known but gender → 女性 and no contact → 缺少联系方式
     assert tags["C00000003"] == ["缺少联系方式", "女性"]
     # C5: complaint, churn, no interaction for 200 days, 61岁, 深圳
@@ -433,6 +439,7 @@ def test_default_library_on_segmented_customers():
         "缺少联系方式",
         "一线城市",
         "50岁以上",
+        "华南",  # region tags (priority 18)
         "男性",
     ]
     assert out.loc[4, "tag_风险"] == "投诉客户;流失风险;流失预警;待跟进;缺少联系方式"
@@ -455,7 +462,8 @@ def test_default_library_on_segmented_customers():
         "企业客户",
         "新一线城市",
     ]
-    assert res.dropped.tolist() == [7, 2, 0, 4, 0, 1]
+    # region tags (priority 18) fall under the cap for C1, C2, C4 and C6 (华北/西南/华东/华东)
+    assert res.dropped.tolist() == [8, 3, 0, 5, 0, 2]
     assert res.customers_capped == 4
     assert [c for c in out.columns if c.startswith("tag_")] == [
         "tag_基础属性",
@@ -486,6 +494,7 @@ def test_c1_full_match_list_without_cap():
         "中高层管理",
         "25-30岁",
         "互联网行业",
+        "华北",
         "女性",
     ]
 
@@ -812,6 +821,8 @@ def test_default_rules_apply_to_examples(example_data):
     assert set(res.skipped["reason"]) == {
         "no column position in the table",
         "no column customer_type in the table",
+        "no column company_size in the table",
+        "no column preferred_contact in the table",
     }
     assert res.customers["tags"].map(len).between(1, 10).all()
     backwards = tag_customers(seg.iloc[::-1]).customers.set_index("customer_id")["tags"]

@@ -273,14 +273,9 @@ def kpis(
             n_orders = float(pd.to_numeric(df["frequency"], errors="coerce").fillna(0).sum())
             out["aov"] = round(revenue / n_orders, 2) if n_orders else None
     if "repurchase" in df.columns:
-        buyers = (
-            (pd.to_numeric(df["frequency"], errors="coerce").fillna(0) > 0)
-            if "frequency" in df.columns
-            else pd.Series(True, index=df.index)
-        )
-        n_buyers = int(buyers.sum())
-        rep = df["repurchase"].fillna(False).astype(bool) & buyers
-        out["repurchase"] = round(int(rep.sum()) / n_buyers, 4) if n_buyers else None
+        from custtool.portrait import repurchase_rate  # the one 复购率 (segment --json too)
+
+        out["repurchase"] = repurchase_rate(df)
     value = nps.get("nps") if isinstance(nps, dict) else nps
     if value is not None or (isinstance(nps, dict) and nps.get("surveys")):
         out["nps"] = (
@@ -713,6 +708,8 @@ def write_workbook(
     roles_path: str | Path | None = None,
     segment_sheets: bool = True,
     nps: Any = None,
+    interactions: pd.DataFrame | None = None,
+    as_of: Any = None,
     trend: list[dict[str, Any]] | None = None,
 ) -> ReportResult:
     """Write the tiered report workbook for segmented (+ tagged) customers to ``path``, atomically.
@@ -722,7 +719,9 @@ def write_workbook(
     is masked unless ``mask=False`` (only for roles that allow it). ``orders``: the
     attributed orders (``SegmentResult.orders``; raw orders are attributed to ``customers``
     first). ``nps``: the segment step's NPS (``SegmentResult.nps``), shown on 概览 with its
-    definition. ``trend``: KPIs per run from the customer book (``custtool.book.Trend.runs``);
+    definition. A 销售漏斗 sheet (:func:`custtool.funnel.sales_funnel` of the customers
+    shown, with the follow-up log ``interactions`` up to ``as_of``) is added when the
+    customers have a status or a follow-up log is given. ``trend``: KPIs per run from the customer book (``custtool.book.Trend.runs``);
     with two or more runs a 趋势 sheet shows them with line charts.
     """
     import pandas as pd
@@ -774,6 +773,8 @@ def write_workbook(
             for value in ordered:
                 plan.append(("segment", sheet_name(L.value_label(value, lang)), (dim, value)))
     plan.append(("detail", sheet_name(L.text("sheet_detail", lang)), None))
+    if "status" in view.columns or interactions is not None:
+        plan.append(("funnel", sheet_name(L.text("sheet_funnel", lang)), None))
     plan.append(("strategy", sheet_name(L.text("sheet_strategy", lang)), None))
     plan.append(("quality", sheet_name(L.text("sheet_quality", lang)), None))
     if previous is not None:
@@ -806,6 +807,8 @@ def write_workbook(
             elif kind == "detail":
                 w.data_sheet(ws, display, positions=by_value)
                 result.sheets[name] = len(display)
+            elif kind == "funnel":
+                result.sheets[name] = _write_funnel(w, ws, view, interactions, as_of, lang)
             elif kind == "strategy":
                 result.sheets[name] = _write_strategies(w, ws, strat, view, lang)
             elif kind == "quality":
@@ -989,6 +992,21 @@ def _write_summary(
         t = monthly_revenue(own)
         section("monthly_revenue", t, [("line", "revenue", L.text("monthly_revenue", lang), {})])
     return len(view)
+
+
+def _write_funnel(
+    w: _Sheets, ws: Any, view: pd.DataFrame, interactions: Any, as_of: Any, lang: str
+) -> int:
+    """The 销售漏斗 sheet: the funnel table of :func:`custtool.funnel.sales_funnel` (the same
+    figures as `custtool funnel`), conversion rates as percentages."""
+    from custtool.funnel import sales_funnel
+
+    table = sales_funnel(view, interactions, as_of=as_of).table
+    shown = table.assign(
+        dimension=table["dimension"].map(lambda d: L.label(d, lang)),
+    ).rename(columns={c: L.label(c, lang) for c in table.columns})
+    w.data_sheet(ws, shown)
+    return len(shown)
 
 
 def _write_strategies(
