@@ -10,8 +10,11 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
+def atomic_path(path: str | os.PathLike[str], *, private: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only on success.
+
+    The temporary file is owner-only (0600) while written; the finished file gets the usual
+    permissions, or stays 0600 when ``private`` (a file holding clear sensitive values)."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -21,11 +24,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
     tmp_path = Path(tmp)
     try:
         try:
-            yield tmp_path
+            yield tmp_path  # owner only (mkstemp's 0600) while unfinished
+            if not private:
+                os.chmod(tmp_path, 0o666 & ~umask)  # the finished output is an ordinary file
             os.replace(tmp_path, target)
         except OSError as exc:
             mine = {None, str(tmp_path), str(target), str(target.parent)}

@@ -249,6 +249,16 @@ def progress(quiet: bool = False):  # noqa: ANN201 - rich Progress
 
 # --------------------------------------------------------------------------- import / template
 # (section: import — issue 2)
+SensitiveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sensitive",
+        help="ID numbers, bank cards and fields marked sensitive: encrypt (default, needs "
+        "CUSTTOOL_KEY), drop, mask, or clear (kept readable; stated in the output).",
+    ),
+]
+
+
 @app.command("import")
 def import_(
     files: Annotated[
@@ -298,6 +308,7 @@ def import_(
             help="Mask names, phones and emails in the rejects file (ID numbers and bank cards always are).",
         ),
     ] = False,
+    sensitive: SensitiveOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -314,6 +325,8 @@ def import_(
       $ custtool import orders.csv --kind orders -o orders.parquet --rejects orders_rejects.xlsx
 
       $ custtool import leads.csv --channel 公众号 --encoding gbk --max-rejects 0 --json
+
+      $ custtool import 会员.xlsx -o customers.parquet --sensitive drop   # no CUSTTOOL_KEY
     """
     from custtool.steps import run_import
 
@@ -328,6 +341,7 @@ def import_(
         rejects=rejects,
         max_rejects=max_rejects,
         mask_rejects=mask_rejects,
+        sensitive=sensitive,
     )
     if json_out:
         emit_json(result.to_dict())
@@ -1183,6 +1197,7 @@ def run(
             "--fail-on-rejects", help="Exit 1 when more input rows than this are rejected."
         ),
     ] = None,
+    sensitive: SensitiveOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -1211,7 +1226,12 @@ def run(
             bar.update(task, description=name, advance=1)
 
         result = run_pipeline(
-            pl, as_of=as_of, out=out, fail_on_rejects=fail_on_rejects, progress=step
+            pl,
+            as_of=as_of,
+            out=out,
+            fail_on_rejects=fail_on_rejects,
+            progress=step,
+            sensitive=sensitive,
         )
     m = result.manifest
     if json_out:
@@ -1321,6 +1341,111 @@ def followups(
     info(f"Status changes from follow-up results: {fu.status_changes}", quiet)
     if output:
         info(f"Wrote {output}", quiet)
+
+
+# --------------------------------------------------------------------------- key / reveal
+# (section: privacy — issue 14)
+key_app = typer.Typer(
+    cls=_Group,
+    help="Keys for sensitive columns at rest (CUSTTOOL_KEY).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(key_app, name="key")
+
+
+@key_app.command("new")
+def key_new_command(json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Print a fresh key for CUSTTOOL_KEY (stdout only; custtool never stores it).
+
+    Examples:
+
+      $ custtool key new --quiet > /secure/custtool.key
+
+      $ custtool key new --json
+
+    Then: export CUSTTOOL_KEY=$(cat /secure/custtool.key)
+    """
+    from custtool.steps import run_key_new
+
+    result = run_key_new()
+    if json_out:
+        emit_json(result.to_dict())  # the key id only
+        return
+    typer.echo(result.value)
+    info(
+        f"Key id {result.data['key_id']}. Keep the key in a secret store: without it "
+        "encrypted columns cannot be read.",
+        quiet,
+    )
+
+
+@key_app.command("rotate")
+def key_rotate_command(
+    folder: Annotated[Path, typer.Argument(help="A run folder (or any folder of tables).")],
+    old_env: Annotated[
+        str, typer.Option("--old-env", help="Environment variable holding the old key.")
+    ] = "CUSTTOOL_KEY",
+    new_env: Annotated[
+        str, typer.Option("--new-env", help="Environment variable holding the new key.")
+    ] = "CUSTTOOL_NEW_KEY",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-encrypt the tables of a run folder from the old key to the new one.
+
+    Examples:
+
+      $ custtool key rotate out/2026-10-31 --old-env CUSTTOOL_KEY --new-env CUSTTOOL_NEW_KEY
+
+      $ custtool key rotate out/2026-10-31 --json
+    """
+    from custtool.steps import run_key_rotate
+
+    result = run_key_rotate(folder, old_env=old_env, new_env=new_env)
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    d = result.data
+    for f in d["files"]:
+        info(f"{f['file']}: {f['cells']} cells re-encrypted", quiet)
+    if d["files"]:
+        info(
+            f"Key id {d['old_key_id']} → {d['new_key_id']}. Set CUSTTOOL_KEY to the new key.", quiet
+        )
+    else:
+        info("Nothing encrypted to rotate.", quiet)
+
+
+@app.command("reveal")
+def reveal_command(
+    file: Annotated[Path, typer.Argument(help="A table custtool wrote (.parquet/.csv/.xlsx).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the clear table (0600).")
+    ],
+    role: RoleOpt = None,
+    roles: Annotated[
+        Path | None, typer.Option("--roles", help="Your role profiles (YAML).")
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decrypt the encrypted columns of a table with CUSTTOOL_KEY (admin only).
+
+    Examples:
+
+      $ custtool reveal out/2026-10-31/customers.parquet -o customers_clear.csv
+
+      $ custtool reveal customers.parquet -o clear.xlsx --role admin --json
+    """
+    from custtool.steps import run_reveal
+
+    result = run_reveal(file, output=output, role=role, roles=roles)
+    if json_out:
+        emit_json(result.to_dict())
+        return
+    cols = ", ".join(result.data["columns"]) or "none"
+    info(f"Decrypted columns: {cols}. Wrote {output} (owner-only; delete it when done).", quiet)
 
 
 @app.command("funnel")

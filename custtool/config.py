@@ -591,6 +591,8 @@ class PipelineFile(StrictModel):
     as_of: date | None = None
     timezone: str | None = None
     fail_on_rejects: int | None = Field(default=None, ge=0)
+    #: sensitive columns without CUSTTOOL_KEY: drop, mask or clear (encrypt needs the key)
+    sensitive: Literal["encrypt", "drop", "mask", "clear"] | None = None
     inputs: PipelineInputs
     fields: str | None = None
     clean: CleanStep | None = None

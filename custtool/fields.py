@@ -24,6 +24,8 @@ KIND_LABELS = {
     "surveys": "满意度调查",
 }
 DEFAULT_FIELDS = Path(__file__).parent / "rules" / "fields.yaml"
+#: fields always stored encrypted (custtool.crypto); a fields file may mark more per kind
+ALWAYS_SENSITIVE = ("id_number", "bank_card")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class KindSpec:
     aliases: dict[str, list[str]]  # canonical field -> aliases as written
     required: list[list[str]]  # groups: at least one field of each group
     signature: list[str]
+    sensitive: tuple[str, ...] = ()  # fields encrypted at rest besides id_number, bank_card
 
     def lookup(self) -> dict[str, str]:
         """Normalised alias -> canonical field (canonical names match themselves)."""
@@ -90,7 +93,13 @@ def load_fields(
                     f"{path}: {kind}: expected `fields:` with canonical field → list of aliases"
                 )
             target = data.setdefault(kind, {"fields": {}, "required": [], "signature": []})
+            marked = target.setdefault("sensitive", [])
+            marked.extend(str(f) for f in spec.get("sensitive") or [])
             for canon, names in (spec.get("fields") or {}).items():
+                if isinstance(names, dict):  # {aliases: [...], sensitive: true}
+                    if names.get("sensitive") is True:
+                        marked.append(str(canon))
+                    names = names.get("aliases") or []
                 if isinstance(names, str):
                     names = [names]
                 if not isinstance(names, list):
@@ -109,8 +118,14 @@ def load_fields(
             {k: [str(a) for a in (v or [])] for k, v in (raw.get("fields") or {}).items()},
             [list(g) for g in raw.get("required") or []],
             list(raw.get("signature") or []),
+            tuple(dict.fromkeys(str(f) for f in raw.get("sensitive") or [])),
         )
     return specs
+
+
+def sensitive_fields(specs: dict[str, KindSpec], kind: str) -> tuple[str, ...]:
+    """The fields of ``kind`` stored encrypted: 身份证号, 银行卡号 and those marked sensitive."""
+    return tuple(dict.fromkeys([*ALWAYS_SENSITIVE, *specs[kind].sensitive]))
 
 
 def map_headers(headers: list[Any], spec: KindSpec) -> tuple[list[str], dict[str, str]]:

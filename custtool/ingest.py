@@ -75,6 +75,7 @@ class ImportResult:
     rejects: pd.DataFrame
     files: list[SheetReport]
     warnings: list[str] = field(default_factory=list)
+    sensitive: tuple[str, ...] = ()  # fields of this kind stored encrypted (custtool.crypto)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -256,7 +257,11 @@ def _import_files(
         if any(len(r) for r in rejects)
         else pd.DataFrame(columns=REJECT_COLUMNS)
     )
-    return ImportResult(final_kind, data, rej, reports, warnings)
+    from custtool.fields import sensitive_fields
+
+    return ImportResult(
+        final_kind, data, rej, reports, warnings, sensitive_fields(specs, final_kind)
+    )
 
 
 def _with_file_notes(rej: pd.DataFrame, raw: RawSheet) -> pd.DataFrame:
@@ -721,7 +726,16 @@ def _normalize_column(col: str, s: pd.Series, kind: str, tz: str, add_region: bo
     if col == "refund":
         v, _ = nz.normalize_bool(s)
         return _Column({col: v})
-    if col in ("customer_id", "order_id", "record_id", "id_number", "bank_card"):
+    if col in ("id_number", "bank_card"):  # flagged, kept; never quoted in the rejects file
+        v = nz._text(s).str.strip()
+        valid = nz.id_number_valid(v) if col == "id_number" else nz.bank_card_valid(v)
+        bad = (v != "").to_numpy(dtype=bool) & ~valid.to_numpy(dtype=bool)
+        if col == "id_number":
+            v = v.str.upper()
+        else:
+            v = v.str.replace(r"[\s-]", "", regex=True)
+        return _Column({col: v}, None, np.where(bad, f"{col}_invalid", "").astype(object))
+    if col in ("customer_id", "order_id", "record_id"):
         return _Column({col: nz._text(s)})
     return _Column({col: s.str.strip()})
 

@@ -721,6 +721,7 @@ def write_table(
     *,
     sheet_name: str = "data",
     encoding: str = "utf-8-sig",
+    private: bool = False,
 ) -> Path:
     """Write a frame by extension (.parquet, .csv, .tsv, .xlsx), atomically.
 
@@ -733,7 +734,7 @@ def write_table(
         raise InputError(
             f"{target.name}: cannot write {suffix!r} files", "use .parquet, .csv or .xlsx"
         )
-    with atomic_path(target) as tmp:
+    with atomic_path(target, private=private) as tmp:  # private: stays 0600 (custtool reveal)
         if suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         elif suffix in {".csv", ".tsv"}:

@@ -44,6 +44,14 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     "age_invalid": ("年龄无效", "age is not a whole number between 0 and 120"),
     "score_invalid": ("评分不在0-10之间或为空", "score is blank or not between 0 and 10"),
     "number_invalid": ("数值无法识别", "value is not a number"),
+    "id_number_invalid": (
+        "身份证号无效(位数、出生日期或GB 11643校验位不符)",
+        "ID number invalid (length, birth date or GB 11643 check digit)",
+    ),
+    "bank_card_invalid": (
+        "银行卡号无效(12-19位数字, Luhn校验不符)",
+        "bank card number invalid (12-19 digits, Luhn check)",
+    ),
     "bool_invalid": ("是/否值无法识别", "yes/no value not recognised"),
     "refund_without_order": (
         "退款行在本文件中找不到原订单(会减少消费金额)",
@@ -1128,3 +1136,53 @@ def _join_problems_slow(series: list[Any]) -> pd.Series:
         out = np.where(out == "", c, np.where(c == "", out, out + ";" + c))
         out = pd.Series(out, index=series[0].index)
     return pd.Series(out, index=series[0].index, dtype=object)
+
+
+# --------------------------------------------------------------------------- ID numbers, cards
+_GB11643_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
+_GB11643_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
+
+
+def _digit_matrix(t: pd.Series, width: int) -> np.ndarray:
+    """The ``width`` characters of each value (all of that length) as a uint8 matrix."""
+    raw = "".join(t.tolist()).encode("ascii")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(t), width)
+
+
+def id_number_valid(s: pd.Series) -> pd.Series:
+    """True where a 身份证号 is valid: 18 characters with the GB 11643-1999 check digit
+    (ISO 7064 MOD 11-2) and a real birth date, or an old 15-digit number with a real birth
+    date. Blank is not valid (callers flag only non-blank values)."""
+    t = _text(s).str.strip().str.upper()
+    ok = pd.Series(False, index=s.index)
+    long = t.str.fullmatch(r"\d{17}[\dX]").fillna(False).to_numpy(dtype=bool)
+    if long.any():
+        m = _digit_matrix(t[long], 18)
+        total = ((m[:, :17] - 48).astype(np.int64) * _GB11643_WEIGHTS).sum(axis=1)
+        check = _GB11643_CHECK[total % 11] == m[:, 17]
+        born = pd.to_datetime(t[long].str[6:14], format="%Y%m%d", errors="coerce")
+        ok[long] = check & born.notna().to_numpy()
+    short = t.str.fullmatch(r"\d{15}").fillna(False).to_numpy(dtype=bool)
+    if short.any():
+        born = pd.to_datetime("19" + t[short].str[6:12], format="%Y%m%d", errors="coerce")
+        ok[short] = born.notna().to_numpy()
+    return ok
+
+
+def bank_card_valid(s: pd.Series) -> pd.Series:
+    """True where a 银行卡号 is 12-19 digits (spaces and dashes ignored) passing the Luhn check."""
+    t = _text(s).str.replace(r"[\s-]", "", regex=True)
+    ok = pd.Series(False, index=s.index)
+    digits = t.str.fullmatch(r"\d{12,19}").fillna(False).to_numpy(dtype=bool)
+    if digits.any():
+        d = t[digits]
+        width = 19
+        padded = d.str.zfill(width)  # leading zeros change no Luhn sum
+        m = (_digit_matrix(padded, width) - 48).astype(np.int64)
+        # from the right: every second digit doubled (positions 1, 3, … counted from 0)
+        doubled = np.zeros(width, dtype=bool)
+        doubled[width - 2 :: -2] = True
+        v = np.where(doubled, m * 2, m)
+        v = np.where(v > 9, v - 9, v)
+        ok[digits] = v.sum(axis=1) % 10 == 0
+    return ok

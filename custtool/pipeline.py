@@ -51,6 +51,7 @@ class Pipeline:
     inputs: list[InputSpec]
     fields: Path | None
     steps: dict[str, dict[str, Any]]
+    sensitive: str | None = None  # drop | mask | clear | encrypt (custtool.crypto)
     book: Path | None = None  # the customer book; None: off (book: false)
     book_wait: float | None = None
 
@@ -141,6 +142,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         if model.fields
         else None,
         steps=steps,
+        sensitive=model.sensitive,
         book=_book_path(model.book, base, out if out.is_absolute() else base / out),
         book_wait=model.book_wait,
     )
@@ -220,16 +222,21 @@ def run_pipeline(
     out: str | os.PathLike[str] | None = None,
     fail_on_rejects: int | None = None,
     progress: Any = None,
+    sensitive: str | None = None,
 ) -> RunResult:
     """Run every step of the pipeline and write the run folder atomically.
 
-    ``progress`` (optional) is called with each step's name as it starts.
+    ``progress`` (optional) is called with each step's name as it starts. Sensitive columns
+    are encrypted with ``CUSTTOOL_KEY``; without it the run stops before writing unless
+    ``sensitive`` (or the pipeline's ``sensitive:``) is drop, mask or clear.
     """
     import pandas as pd
 
     from custtool import __version__
     from custtool.cards import group_cards, individual_cards, write_cards
     from custtool.clean import dedupe
+    from custtool.crypto import load_key
+    from custtool.fields import load_fields, sensitive_fields
     from custtool.followups import (
         TASK_SHEET,
         apply_transitions,
@@ -239,6 +246,7 @@ def run_pipeline(
     )
     from custtool.ingest import import_files
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
+    from custtool.privacy import protect_sensitive
     from custtool.report import write_workbook
     from custtool.report.masking import (
         check_unmask,
@@ -251,6 +259,13 @@ def run_pipeline(
     from custtool.tags import apply_tags, load_rules, tag_statistics
 
     pl = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
+    key = load_key()
+    sensitive_mode = sensitive or pl.sensitive
+    privacy: dict[str, Any] = {
+        "sensitive": sensitive_mode or ("encrypt" if key else None),
+        "key_id": key.id if key else None,
+        "columns": {},
+    }
     # one masking policy for every export of the run; a role that may not unmask stops the run
     # before anything is written
     export_role = get_role(pl.steps["report"].get("role"))
@@ -307,6 +322,17 @@ def run_pipeline(
             imported[kind] = (
                 pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
             )
+            # decided before anything is written: encrypt, or the user's explicit choice
+            imported[kind], protection = protect_sensitive(
+                imported[kind],
+                mode=sensitive_mode,
+                key=key,
+                extra=sensitive_fields(load_fields(pl.fields), kind),
+                where=", ".join(f.name for s in specs for f in s.files),
+            )
+            if protection.columns:
+                privacy["columns"][kind] = protection.columns
+                privacy["sensitive"] = protection.mode
             for col in imported[kind].columns:
                 s = imported[kind][col]
                 if s.dtype == object or pd.api.types.is_string_dtype(s):
@@ -362,9 +388,10 @@ def run_pipeline(
     staging = out_dir / f".{run_as_of}.tmp-{os.getpid()}"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        recover_leftovers(out_dir)
         if staging.exists():
             shutil.rmtree(staging)
-        staging.mkdir()
+        staging.mkdir(mode=0o700)  # owner only while it holds unfinished outputs
     except OSError as exc:  # read-only folder, a file in the way, missing drive: exit 2
         from custtool.errors import OutputError
 
@@ -614,6 +641,8 @@ def run_pipeline(
             "rejected_rows": rejected_rows,
             "fail_on_rejects": limit,
             "warnings": warnings,
+            # how sensitive columns are stored; the key's id, never the key
+            "privacy": privacy,
             "book": str(book_path) if book_path else None,
         }
         if book_path is not None and book_figures is not None:
@@ -647,12 +676,58 @@ def run_pipeline(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, folder)
+        os.chmod(folder, 0o777 & ~_umask())  # finished: an ordinary folder
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
         if created_out and out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed first run leaves no empty folder behind
     return RunResult(folder, manifest, limit is not None and rejected_rows > limit)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+_LEFTOVER = re.compile(r"^\.(?P<day>\d{4}-\d{2}-\d{2})\.(?P<what>tmp|old)-(?P<pid>\d+)$")
+
+
+def recover_leftovers(out_dir: str | os.PathLike[str]) -> list[str]:
+    """Tidy what a killed run left in ``out_dir``; returns what was done, one line each.
+
+    - ``.<day>.old-PID`` of a dead process whose ``<day>`` folder is missing (killed between
+      the two renames) is renamed back to ``<day>``: the earlier run is recovered, not lost;
+    - any other ``.<day>.tmp-PID`` / ``.<day>.old-PID`` of a dead process is removed (it may
+      hold unfinished outputs). Folders of live processes (a run in progress) are left alone.
+    """
+    out = Path(out_dir)
+    done: list[str] = []
+    if not out.is_dir():
+        return done
+    for entry in sorted(out.iterdir()):
+        m = _LEFTOVER.match(entry.name)
+        if not m or not entry.is_dir() or _pid_alive(int(m["pid"])):
+            continue
+        final = out / m["day"]
+        if m["what"] == "old" and not final.exists():
+            os.replace(entry, final)
+            done.append(f"recovered {final.name} from {entry.name}")
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+            done.append(f"removed {entry.name}")
+    return done
 
 
 def rep_opts_mask(pl: Pipeline) -> bool:

@@ -71,8 +71,13 @@ def run_import(
     rejects: PathLike | None = None,
     max_rejects: int | None = None,
     mask_rejects: bool = False,
+    sensitive: str | None = None,
 ) -> StepResult:
     """Import exports; write the table to ``output`` and the rejects beside it (or to ``rejects``).
+
+    Sensitive columns (身份证号, 银行卡号, those a fields file marks) are encrypted with the
+    key in ``CUSTTOOL_KEY``; without a key the import stops before writing anything unless
+    ``sensitive`` is ``drop``, ``mask`` or ``clear`` (:func:`custtool.crypto.protect_sensitive`).
 
     Without ``output`` and ``rejects`` nothing is written (a check). Exit code 1 when more
     rows than ``max_rejects`` are rejected. ``channel``: one for every file, or a list with
@@ -87,8 +92,17 @@ def run_import(
         channel = list(channel) if len(channel) != 1 else channel[0]
 
     out, rejects_path = _path(output), _path(rejects)
+    from custtool.crypto import load_key
+    from custtool.privacy import protect_sensitive
+
+    key = load_key()  # a malformed key stops here, before anything is read or written
     result = import_files(
         files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields
+    )
+    names = [files] if isinstance(files, (str, Path)) else list(files)
+    where = ", ".join(Path(str(f)).name for f in names)
+    result.data, protection = protect_sensitive(
+        result.data, mode=sensitive, key=key, extra=result.sensitive, where=where
     )
     if rejects_path is None and out is not None:
         rejects_path = out.with_name(f"{out.stem}_rejects.csv")
@@ -105,6 +119,7 @@ def run_import(
         "output": str(out) if out else None,
         "rejects": str(rejects_path) if rejects_path else None,
         "warnings": result.warnings,
+        "privacy": protection.to_dict(),
     }
     over = max_rejects is not None and totals["rejected"] > max_rejects
     problem = (
@@ -675,6 +690,114 @@ def run_followups(
         "output": str(output) if output else None,
     }
     return StepResult("followups", data, value=Followups(tasks, per_owner, updated, changed))
+
+
+# --------------------------------------------------------------------------- key / reveal (issue 14)
+def run_key_new() -> StepResult:
+    """A fresh key for ``CUSTTOOL_KEY`` and its id (the key is in ``value``, not ``data``,
+    so ``to_dict()`` never carries it; the CLI prints it on stdout only)."""
+    from custtool.crypto import new_key, parse_key
+
+    text = new_key()
+    return StepResult("key new", {"key_id": parse_key(text).id, "env": "CUSTTOOL_KEY"}, value=text)
+
+
+def run_reveal(
+    file: PathLike,
+    *,
+    output: PathLike,
+    role: str | None = None,
+    roles: PathLike | None = None,
+) -> StepResult:
+    """Decrypt the sensitive columns of a table custtool wrote into ``output`` (admin only).
+
+    The key comes from ``CUSTTOOL_KEY``; missing, wrong or a changed file are clear errors.
+    ``output`` holds clear ID and card numbers: it is created owner-only (0600).
+    """
+    from custtool.crypto import is_encrypted, load_key, reveal_frame
+    from custtool.io import read_table, write_table
+    from custtool.report.masking import get_role
+
+    who = get_role(role, roles)
+    if not who.allow_unmask:
+        raise ConfigError(
+            f"role {who.name!r} may not reveal encrypted columns",
+            "reveal is for the admin role (--role admin) with CUSTTOOL_KEY set",
+        )
+    src, out = Path(file), Path(output)
+    if out.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(f"{out}: unknown output type", "use .csv, .xlsx or .parquet")
+    if not src.exists():
+        raise InputError(f"{src}: file not found")
+    df = read_table(src)
+    columns = [
+        str(c)
+        for c in df.columns
+        if (df[c].dtype == object or str(df[c].dtype) in ("str", "string"))
+        and is_encrypted(df[c]).any()
+    ]
+    key = load_key(required=bool(columns))  # a wrong key is an error even with nothing to do
+    clear = reveal_frame(df, key, where=src.name) if key is not None else df
+    write_table(clear, out, private=True)
+    data = {
+        "file": str(src),
+        "output": str(out),
+        "columns": columns,
+        "key_id": key.id if key else None,
+    }
+    return StepResult("reveal", data, value=clear)
+
+
+def run_key_rotate(folder: PathLike, *, old_env: str, new_env: str) -> StepResult:
+    """Re-encrypt every table (.parquet/.csv/.tsv) under ``folder`` from the key in
+    environment variable ``old_env`` to the one in ``new_env``; a run folder's manifest gets
+    the new key id. Every file is checked with the old key before any is rewritten, and
+    each is replaced atomically."""
+    import json
+
+    import pandas as pd
+
+    from custtool.crypto import is_encrypted, load_key, rotate_frame
+    from custtool.io import read_table, write_table
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: folder not found", "name a run folder, e.g. out/2026-10-31")
+    tables = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".parquet", ".csv", ".tsv"})
+    frames = [
+        (p, pd.read_parquet(p) if p.suffix.lower() == ".parquet" else read_table(p)) for p in tables
+    ]
+    encrypted = any(
+        is_encrypted(df[c]).any()
+        for _, df in frames
+        for c in df.columns
+        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])
+    )
+    # keys are needed (and checked) when there is something to rotate
+    old = load_key(old_env, required=encrypted)
+    new = load_key(new_env, required=encrypted)
+    rotated = []
+    for p, df in frames:  # all decrypted first: a wrong old key changes nothing
+        if old is None or new is None:
+            break
+        new_df, cells = rotate_frame(df, old, new, where=p.name)
+        if cells:
+            rotated.append((p, new_df, cells))
+    for p, new_df, _ in rotated:
+        write_table(new_df, p)
+    manifest = root / "manifest.json"
+    if manifest.exists() and rotated and new is not None:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        if isinstance(m.get("privacy"), dict):
+            m["privacy"]["key_id"] = new.id
+            manifest.write_text(json.dumps(m, ensure_ascii=False, indent=2), encoding="utf-8")
+    data = {
+        "folder": str(root),
+        "old_key_id": old.id if old else None,
+        "new_key_id": new.id if new else None,
+        "files": [{"file": str(p.relative_to(root)), "cells": n} for p, _, n in rotated],
+    }
+    return StepResult("key rotate", data)
 
 
 # --------------------------------------------------------------------------- funnel

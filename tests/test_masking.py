@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -36,6 +37,20 @@ INTERACTIONS = f"""客户编号,手机号,跟进时间,跟进内容,跟进结果
 V001,{PHONE},2026-09-02,回访 客户身份证{ID},有意向,2026-09-25,王经理
 V002,13987654321,2026-09-11,电话沟通,有意向,2026-09-28,王经理
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _key():
+    """These inputs hold ID and card numbers: they are imported encrypted (custtool.crypto)."""
+    from custtool.crypto import new_key
+
+    before = os.environ.get("CUSTTOOL_KEY")
+    os.environ["CUSTTOOL_KEY"] = new_key()
+    yield
+    if before is None:
+        os.environ.pop("CUSTTOOL_KEY", None)
+    else:
+        os.environ["CUSTTOOL_KEY"] = before
 
 
 def _write_inputs(d: Path, report: str) -> Path:
@@ -97,9 +112,13 @@ def test_id_and_bank_card_never_reach_an_output(run_folder, report):
     for name, text in texts.items():
         for secret in (ID, CARD, CARD2):
             assert secret not in text, (name, secret, report)
-    # the bank card is imported as its own canonical field and kept in full in the data
+    # the bank card is imported as its own canonical field, kept encrypted in the data
+    from custtool.crypto import load_key, reveal_frame
+
     data = pd.read_parquet(folder / "customers.parquet")
-    assert data.loc[data["bank_card"] != "", "bank_card"].tolist() == [CARD]
+    stored = data.loc[data["bank_card"] != "", "bank_card"]
+    assert stored.str.startswith("enc1:").all()
+    assert reveal_frame(data, load_key())["bank_card"][stored.index].tolist() == [CARD]
     if report == "{}":  # masked by default: no full phone in any export either
         for name, text in texts.items():
             for phone in (PHONE, UNMATCHED_PHONE, "13987654321"):

@@ -160,9 +160,24 @@ def mask_emails(s: pd.Series) -> pd.Series:
     return _keep(s, out)
 
 
+def _clear_for_masking(s: pd.Series) -> pd.Series:
+    """Ciphertexts (custtool.crypto) decrypted so they can be masked like clear values when
+    ``CUSTTOOL_KEY`` is set; without the key each becomes ``******`` (never the token)."""
+    from custtool.crypto import is_encrypted, load_key, reveal_frame
+
+    t = _text(s)
+    enc = is_encrypted(t)
+    if not enc.any():
+        return t
+    key = load_key()
+    if key is None:
+        return t.mask(enc, "******")
+    return reveal_frame(t.to_frame("v"), key)["v"].astype(t.dtype)
+
+
 def mask_id_numbers(s: pd.Series) -> pd.Series:
     """Keep the first 3 and last 4 characters: ``110***********1234``; short values fully."""
-    t = _text(s)
+    t = _clear_for_masking(s)
     n = t.str.len()
     middle = t.str[3:-4].str.replace(r".", "*", regex=True)
     out = t.where(n == 0, t.str.replace(r".", "*", regex=True))
@@ -172,7 +187,7 @@ def mask_id_numbers(s: pd.Series) -> pd.Series:
 
 def mask_bank_cards(s: pd.Series) -> pd.Series:
     """Keep the first 4 and last 4 digits: ``6222***********0123``; short values fully."""
-    t = _text(s).str.replace(r"[\s-]", "", regex=True)
+    t = _clear_for_masking(s).str.replace(r"[\s-]", "", regex=True)
     n = t.str.len()
     middle = t.str[4:-4].str.replace(r".", "*", regex=True)
     out = t.where(n == 0, t.str.replace(r".", "*", regex=True))
@@ -387,7 +402,25 @@ def mask_frame(df: pd.DataFrame, *, mask: bool = True) -> pd.DataFrame:
         out.drop(columns=["value"]) if is_rejects else out, mask=mask
     ).items():
         out[c] = fn(out[c])
-    return out
+    return _hide_ciphertexts(out)
+
+
+def _hide_ciphertexts(df: pd.DataFrame) -> pd.DataFrame:
+    """Any ciphertext left (a column a fields file marked sensitive) shows as ``******``:
+    exports carry neither the clear value nor the token."""
+    import pandas as pd
+
+    from custtool.crypto import PREFIX
+
+    for c in df.columns:
+        s = df[c]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s)) or s.empty:
+            continue
+        t = s.astype("string")
+        enc = t.str.startswith(PREFIX).fillna(False).astype(bool)
+        if enc.any():
+            df[c] = _keep(s, t.mask(enc, "******"))
+    return df
 
 
 def mask_sheets(sheets: dict[str, pd.DataFrame], *, mask: bool = True) -> dict[str, pd.DataFrame]:
