@@ -1321,7 +1321,7 @@ def test_sheet_rows_default_from_rules_and_pipeline_option(tmp_path):
     assert load_report_settings().sheet_rows == 1000 == sheet_rows_setting(None)
     assert sheet_rows_setting(7) == 7
     assert ReportStep(sheet_rows=5).sheet_rows == 5
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         ReportStep(sheet_rows=0)
 
 
