@@ -192,6 +192,18 @@ def progress(quiet: bool = False):  # noqa: ANN201 - rich Progress
     )
 
 
+def stage_progress(bar: Any, description: str, total: int) -> tuple[Any, Any]:
+    """A task on ``bar`` advanced by a library ``progress`` callback (one call per stage)."""
+    task = bar.add_task(description, total=total)
+    done = [0]
+
+    def stage(name: str) -> None:
+        bar.update(task, description=f"{description}: {name}", completed=done[0])
+        done[0] += 1
+
+    return task, stage
+
+
 # --------------------------------------------------------------------------- import / template
 # (section: import — issue 2)
 @app.command("import")
@@ -262,18 +274,22 @@ def import_(
     """
     from custtool.steps import run_import
 
-    result = run_import(
-        files,
-        output=output,
-        kind=kind,
-        channel=channel,
-        sheet=sheet,
-        encoding=encoding,
-        fields=fields,
-        rejects=rejects,
-        max_rejects=max_rejects,
-        mask_rejects=mask_rejects,
-    )
+    with progress(quiet or json_out) as bar:
+        task, stage = stage_progress(bar, "import", 3 if output or rejects else 1)
+        result = run_import(
+            files,
+            output=output,
+            kind=kind,
+            channel=channel,
+            sheet=sheet,
+            encoding=encoding,
+            fields=fields,
+            rejects=rejects,
+            max_rejects=max_rejects,
+            mask_rejects=mask_rejects,
+            progress=stage,
+        )
+        bar.update(task, completed=bar.tasks[0].total)
     if json_out:
         emit_json(result.to_dict())
     else:
@@ -565,18 +581,22 @@ def segment(
     from custtool.labels import label
     from custtool.steps import run_segment
 
-    result = run_segment(
-        customers,
-        orders=orders,
-        surveys=surveys,
-        interactions=interactions,
-        as_of=as_of,
-        window=window,
-        config=config,
-        output=output,
-        summary=summary,
-        engine=engine,
-    )
+    with progress(quiet or json_out) as bar:
+        task, stage = stage_progress(bar, "segment", 2 + bool(output) + bool(summary))
+        result = run_segment(
+            customers,
+            orders=orders,
+            surveys=surveys,
+            interactions=interactions,
+            as_of=as_of,
+            window=window,
+            config=config,
+            output=output,
+            summary=summary,
+            engine=engine,
+            progress=stage,
+        )
+        bar.update(task, completed=bar.tasks[0].total)
     if json_out:
         emit_json(result.to_dict())
         return

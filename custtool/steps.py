@@ -11,7 +11,7 @@ optional inputs, JSON shaping) lives here, so a notebook gets the same files and
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,12 @@ def run_import(
     rejects: PathLike | None = None,
     max_rejects: int | None = None,
     mask_rejects: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> StepResult:
     """Import exports; write the table to ``output`` and the rejects beside it (or to ``rejects``).
+
+    ``progress`` (optional) is called with each stage's name as it starts: ``reading``,
+    ``writing``, ``rejects`` (the last two only when something is written).
 
     Without ``output`` and ``rejects`` nothing is written (a check). Exit code 1 when more
     rows than ``max_rejects`` are rejected. ``channel``: one for every file, or a list with
@@ -86,15 +90,19 @@ def run_import(
     if isinstance(channel, (list, tuple)):
         channel = list(channel) if len(channel) != 1 else channel[0]
 
+    stage = progress or (lambda _name: None)
     out, rejects_path = _path(output), _path(rejects)
+    stage("reading")
     result = import_files(
         files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields
     )
     if rejects_path is None and out is not None:
         rejects_path = out.with_name(f"{out.stem}_rejects.csv")
     if out is not None:
+        stage("writing")
         write_table(result.data, out)
     if rejects_path is not None:
+        stage("rejects")
         write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
     totals = result.totals
     data = {
@@ -235,9 +243,13 @@ def run_segment(
     output: PathLike | None = None,
     summary: PathLike | None = None,
     engine: str = "pandas",
+    progress: Callable[[str], None] | None = None,
 ) -> StepResult:
     """Segment customers from files; write the table (plus the attributed orders as
     ``<name>_orders.parquet`` and the unmatched orders) and the summary workbook.
+
+    ``progress`` (optional) is called with each stage's name as it starts: ``reading``,
+    ``segmenting``, then ``writing`` and ``summary`` when those are written.
 
     ``config`` defaults to the shipped rules/segments.yaml. ``value`` is the
     :class:`custtool.segment.SegmentResult`; ``data`` is its ``to_dict()`` plus ``written``
@@ -262,9 +274,12 @@ def run_segment(
                 "use .xlsx for --summary; .parquet, .csv or .xlsx for -o",
             )
     cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
+    stage = progress or (lambda _name: None)
     started = time.perf_counter()
+    stage("reading")
     order_df = read_table(orders)
     cust_df = read_table(customers) if customers is not None else None
+    stage("segmenting")
     result = segment_customers(
         order_df,
         cust_df,
@@ -278,6 +293,7 @@ def run_segment(
     rep = result.report
     written: dict[str, str] = {}
     if output is not None:
+        stage("writing")
         write_table(result.customers, output)
         written["output"] = str(output)
         # the attributed orders (stable customer ids), for report/cards/pivot --orders
@@ -289,6 +305,7 @@ def run_segment(
             write_table(rep.unmatched, um)
             written["unmatched_orders"] = str(um)
     if summary is not None:
+        stage("summary")
         write_summary_workbook(result, summary)
         written["summary"] = str(summary)
     data = result.to_dict()
