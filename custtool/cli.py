@@ -881,10 +881,21 @@ def report_cmd(
     roles: Annotated[
         Path | None, typer.Option("--roles", help="Roles YAML (default: rules/roles.yaml).")
     ] = None,
+    sheet_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--sheet-rows",
+            min=1,
+            help="Top customers listed on each tier/class sheet (default: rules/report.yaml, 1000); the rest: 客户明细 and <report>_customers.csv.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write the tiered Excel report: summary with charts, one sheet per tier/RFM class, details, strategies.
+    """Write the tiered Excel report: summary with charts, tier/RFM-class sheets, details, strategies.
+
+    Each customer is written once, in 客户明细; a tier/class sheet shows the segment's summary,
+    traits and top customers (--sheet-rows, default 1000) with a note naming the rest.
 
     Personal data is masked by default (张*, 138****5678); --no-mask is for admins only.
     Text that would start a formula is written as text; the workbook has no formulas.
@@ -919,6 +930,7 @@ def report_cmd(
             mask=not no_mask,
             lang=lang,
             roles=roles,
+            sheet_rows=sheet_rows,
         )
         bar.update(task, completed=1, total=1)
     if json_out:
@@ -933,6 +945,8 @@ def report_cmd(
         + ("personal data masked" if rep.masked else "[bold red]personal data NOT masked[/]"),
         quiet,
     )
+    if result.data.get("full_list"):
+        info(f"every customer: {result.data['full_list']}", quiet)
     for w in result.warnings:
         info(f"[yellow]Warning:[/] {w}", quiet)
 

@@ -212,7 +212,7 @@ def run_pipeline(
 
     from custtool import __version__
     from custtool.cards import group_cards, individual_cards, write_cards
-    from custtool.clean import dedupe
+    from custtool.clean import FOLLOWUP_SHEET, dedupe
     from custtool.followups import (
         apply_transitions,
         due_followups,
@@ -386,7 +386,7 @@ def run_pipeline(
             save(lineage, "lineage.parquet")
             sheets = mask_sheets(clean_report.sheets(), mask=rep_opts_mask(pl))
             # 待跟进 in full in clean_followup.csv; the workbook lists the first `cap` rows
-            followup_sheet = "待跟进"
+            followup_sheet = FOLLOWUP_SHEET["zh"]
             if followup_sheet in sheets:
                 save(sheets[followup_sheet], "clean_followup.csv")
             sheets, notes = cap_sheets(sheets, cap, {followup_sheet: "clean_followup.csv"})

@@ -150,18 +150,24 @@ def run_clean(
     lang: str = "zh",
     mask: bool = True,
     role: str | None = None,
+    sheet_rows: int | None = None,
 ) -> StepResult:
     """Dedupe a customers table; write customers, lineage and the clean report all or nothing.
 
     The clean report is masked by the one policy unless ``mask=False`` (for roles that allow
-    it; ID numbers and bank cards stay masked). ``value`` is the
-    :class:`custtool.clean.CleanReport`.
+    it; ID numbers and bank cards stay masked). Its 待跟进 sheet lists at most ``sheet_rows``
+    customers (default: rules/report.yaml) with a note; when cut, all of them are written to
+    ``<report>_followup.csv`` beside it. ``value`` is the :class:`custtool.clean.CleanReport`.
     """
     import contextlib
 
-    from custtool.clean import dedupe, load_clean_rules
+    from custtool.clean import FOLLOWUP_SHEET, dedupe, load_clean_rules
+    from custtool.config import sheet_rows_setting
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
     from custtool.report.masking import check_unmask, get_role, mask_sheets
+    from custtool.xlsx import cap_sheets
+
+    written_followup: str | None = None
 
     if lang not in {"zh", "en"}:
         raise InputError(f"unknown --lang {lang!r}", "use zh or en")
@@ -212,7 +218,21 @@ def run_clean(
                 staged.unlink(missing_ok=True)
         if report is not None:
             sheets = mask_sheets(rep.sheets(lang), mask=mask)
-            write_xlsx_sheets(sheets, stack.enter_context(atomic_path(report)))
+            # 待跟进 capped by report.sheet_rows (rules/report.yaml); all of it in a CSV beside
+            followup_sheet = FOLLOWUP_SHEET[lang]
+            full = report.with_name(f"{report.stem}_followup.csv")
+            cap = sheet_rows_setting(sheet_rows)
+            if len(sheets.get(followup_sheet, ())) > cap:
+                tmp = stack.enter_context(atomic_path(full))
+                staged = tmp.with_name(tmp.name + ".csv")
+                try:
+                    write_table(sheets[followup_sheet], staged)
+                    os.replace(staged, tmp)
+                finally:
+                    staged.unlink(missing_ok=True)
+                written_followup = str(full)
+            sheets, notes = cap_sheets(sheets, cap, {followup_sheet: full.name}, lang=lang)
+            write_xlsx_sheets(sheets, stack.enter_context(atomic_path(report)), notes=notes)
 
     counts = rep.counts()
     warnings: list[str] = []
@@ -226,6 +246,7 @@ def run_clean(
         "output": str(out),
         "lineage": str(lineage_path),
         "report": str(report) if report else None,
+        "followup_csv": written_followup,
     }
     return StepResult("clean", {**counts, **paths}, warnings=warnings, value=rep)
 
@@ -432,8 +453,13 @@ def run_report(
     mask: bool = True,
     lang: str = "zh",
     roles: PathLike | None = None,
+    sheet_rows: int | None = None,
 ) -> StepResult:
     """Write the Excel report from files; ``clean_report`` may be the clean JSON or a table.
+
+    ``sheet_rows`` caps the tier / class sheets (default: rules/report.yaml). When a sheet is
+    capped (or 客户明细 exceeds Excel's row limit) every customer the report shows is written
+    beside it as ``<report>_customers.csv``, masked by the same policy, and the notes name it.
 
     ``orders``: the segment step's attributed orders, or raw orders (attributed to the
     customers first). ``surveys``: the NPS on 概览, as the segment step computes it.
@@ -442,7 +468,8 @@ def run_report(
     """
     import json
 
-    from custtool.io import read_table
+    from custtool import labels as L
+    from custtool.io import read_table, write_table
     from custtool.report import write_workbook
 
     check_lang(lang)
@@ -450,6 +477,7 @@ def run_report(
     if output.suffix.lower() != ".xlsx":
         raise InputError(f"{output.name}: the report is an Excel workbook", "use -o report.xlsx")
     customers = read_table(segmented)
+    full_list = output.with_name(f"{output.stem}_customers.csv")
     nps_info: Any = None
     if surveys is not None:
         from custtool.nps import survey_nps
@@ -480,8 +508,18 @@ def run_report(
         lang=lang,
         roles_path=roles,
         nps=nps_info,
+        sheet_rows=sheet_rows,
+        full_list=full_list.name,
     )
-    return StepResult("report", result.as_dict(), warnings=result.warnings, value=result)
+    data = result.as_dict()
+    data["full_list"] = None
+    if result.capped or result.sheets.get(L.text("sheet_detail", lang), 0) < result.customers:
+        from custtool.report.masking import mask_for_output
+
+        shown = mask_for_output(customers, role=role, mask=mask, owner=owner, roles_path=roles)
+        write_table(shown, full_list)
+        data["full_list"] = str(full_list)
+    return StepResult("report", data, warnings=result.warnings, value=result)
 
 
 @dataclass

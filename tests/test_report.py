@@ -1339,3 +1339,27 @@ def test_detail_over_excel_limit_says_so_in_the_workbook(tmp_path, segmented, mo
         "完整名单见报告旁的 customers.csv"
     ) in notes
     assert any("customers.csv" in w for w in result.warnings)
+
+
+def test_cli_report_sheet_rows_writes_the_full_list_beside_it(files, tmp_path, segmented):
+    d, seg, _, _ = files
+    out = tmp_path / "r.xlsx"
+    res = runner.invoke(
+        cli_app(), ["report", str(seg), "-o", str(out), "--sheet-rows", "10", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    full = tmp_path / "r_customers.csv"
+    assert data["full_list"] == str(full) and data["sheet_rows"] == 10
+    assert data["capped"]["高价值"]["listed"] == 10
+    back = pd.read_csv(full, encoding="utf-8-sig", dtype=str)
+    assert len(back) == len(segmented) and back["customer_id"].is_unique
+    raw = set(segmented["phone"][segmented["phone"] != ""])
+    assert not set(back["phone"].dropna()) & raw  # masked by the one policy
+    note = load(out)["高价值"]["A2"].value
+    assert note.endswith("或报告旁的 r_customers.csv")
+    # not capped: no CSV written
+    out2 = tmp_path / "r2.xlsx"
+    res = runner.invoke(cli_app(), ["report", str(seg), "-o", str(out2), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["full_list"] is None
+    assert not (tmp_path / "r2_customers.csv").exists()
