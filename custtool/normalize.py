@@ -1037,11 +1037,6 @@ def normalize_address(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd
     return out[0], out[1], out[2], out[3], _problems(s.index)
 
 
-def city_region(city: pd.Series) -> pd.Series:
-    """Region of already standard city names."""
-    return normalize_city(city)[1]
-
-
 def on_uniques(fn: Any, s: pd.Series, **kw: Any) -> tuple[pd.Series, ...]:
     """Run a normaliser on the distinct values of ``s`` only, then spread the results.
 
