@@ -146,6 +146,8 @@ def _rules_from_settings(s: Any) -> CleanRules:
 
 # --------------------------------------------------------------------------- report
 #: clean report counts: key -> (中文, English), in the order the summary shows them
+#: the clean report's sheet of customers flagged 待跟进 (capped in workbooks, full in CSV)
+FOLLOWUP_SHEET = {"zh": "待跟进", "en": "Follow-up"}
 CLEAN_METRICS: dict[str, tuple[str, str]] = {
     "rows_in": ("输入行数", "Rows in"),
     "exact_duplicates": ("完全重复行", "Exact duplicates"),
@@ -232,7 +234,7 @@ class CleanReport:
             "review": ("共用号码待审核", "Shared keys (review)"),
             "fuzzy": ("疑似重复", "Fuzzy matches"),
             "examples": ("合并示例", "Examples"),
-            "followup": ("待跟进", "Follow-up"),
+            "followup": (FOLLOWUP_SHEET["zh"], FOLLOWUP_SHEET["en"]),
             "id_changes": ("编号变更", "Id changes"),
         }
         frames = {

@@ -247,6 +247,18 @@ def progress(quiet: bool = False):  # noqa: ANN201 - rich Progress
     )
 
 
+def stage_progress(bar: Any, description: str, total: int) -> tuple[Any, Any]:
+    """A task on ``bar`` advanced by a library ``progress`` callback (one call per stage)."""
+    task = bar.add_task(description, total=total)
+    done = [0]
+
+    def stage(name: str) -> None:
+        bar.update(task, description=f"{description}: {name}", completed=done[0])
+        done[0] += 1
+
+    return task, stage
+
+
 # --------------------------------------------------------------------------- import / template
 # (section: import — issue 2)
 SensitiveOpt = Annotated[
@@ -330,19 +342,23 @@ def import_(
     """
     from custtool.steps import run_import
 
-    result = run_import(
-        files,
-        output=output,
-        kind=kind,
-        channel=channel,
-        sheet=sheet,
-        encoding=encoding,
-        fields=fields,
-        rejects=rejects,
-        max_rejects=max_rejects,
-        mask_rejects=mask_rejects,
-        sensitive=sensitive,
-    )
+    with progress(quiet or json_out) as bar:
+        task, stage = stage_progress(bar, "import", 3 if output or rejects else 1)
+        result = run_import(
+            files,
+            output=output,
+            kind=kind,
+            channel=channel,
+            sheet=sheet,
+            encoding=encoding,
+            fields=fields,
+            rejects=rejects,
+            max_rejects=max_rejects,
+            mask_rejects=mask_rejects,
+            sensitive=sensitive,
+            progress=stage,
+        )
+        bar.update(task, completed=bar.tasks[0].total)
     if json_out:
         emit_json(result.to_dict())
     else:
@@ -636,18 +652,22 @@ def segment(
     from custtool.labels import label
     from custtool.steps import run_segment
 
-    result = run_segment(
-        customers,
-        orders=orders,
-        surveys=surveys,
-        interactions=interactions,
-        as_of=as_of,
-        window=window,
-        config=config,
-        output=output,
-        summary=summary,
-        engine=engine,
-    )
+    with progress(quiet or json_out) as bar:
+        task, stage = stage_progress(bar, "segment", 2 + bool(output) + bool(summary))
+        result = run_segment(
+            customers,
+            orders=orders,
+            surveys=surveys,
+            interactions=interactions,
+            as_of=as_of,
+            window=window,
+            config=config,
+            output=output,
+            summary=summary,
+            engine=engine,
+            progress=stage,
+        )
+        bar.update(task, completed=bar.tasks[0].total)
     if json_out:
         emit_json(result.to_dict())
         return
@@ -951,10 +971,21 @@ def report_cmd(
         Path | None,
         typer.Option("--book", help="Customer book: adds the 趋势 sheet when it holds ≥2 runs."),
     ] = None,
+    sheet_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--sheet-rows",
+            min=1,
+            help="Top customers listed on each tier/class sheet (default: rules/report.yaml, 1000); the rest: 客户明细 and <report>_customers.csv.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write the tiered Excel report: summary with charts, one sheet per tier/RFM class, details, strategies.
+    """Write the tiered Excel report: summary with charts, tier/RFM-class sheets, details, strategies.
+
+    Each customer is written once, in 客户明细; a tier/class sheet shows the segment's summary,
+    traits and top customers (--sheet-rows, default 1000) with a note naming the rest.
 
     Personal data is masked by default (张*, 138****5678); --no-mask is for admins only.
     Text that would start a formula is written as text; the workbook has no formulas.
@@ -992,6 +1023,7 @@ def report_cmd(
             followups=followups,
             as_of=as_of,
             book=book,
+            sheet_rows=sheet_rows,
         )
         bar.update(task, completed=1, total=1)
     if json_out:
@@ -1006,6 +1038,8 @@ def report_cmd(
         + ("personal data masked" if rep.masked else "[bold red]personal data NOT masked[/]"),
         quiet,
     )
+    if result.data.get("full_list"):
+        info(f"every customer: {result.data['full_list']}", quiet)
     for w in result.warnings:
         info(f"[yellow]Warning:[/] {w}", quiet)
 

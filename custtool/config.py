@@ -573,6 +573,23 @@ class ReportStep(StrictModel):
     lang: Literal["zh", "en"] | None = None
     strategies: str | None = None
     segment_sheets: bool | None = None
+    sheet_rows: int | None = Field(default=None, ge=1)
+
+
+class ReportSettings(StrictModel):
+    """rules/report.yaml: how large the Excel outputs may grow."""
+
+    sheet_rows: int = Field(ge=1)
+
+
+def load_report_settings(path: str | os.PathLike[str] | None = None) -> ReportSettings:
+    """rules/report.yaml overlaid with the user's file."""
+    return load_model(ReportSettings, path, default="report.yaml")
+
+
+def sheet_rows_setting(value: int | None = None) -> int:
+    """``value`` when given, else ``sheet_rows`` of rules/report.yaml (the one default)."""
+    return int(value) if value is not None else load_report_settings().sheet_rows
 
 
 class CardsStep(StrictModel):

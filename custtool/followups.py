@@ -228,6 +228,33 @@ def task_table(tasks: pd.DataFrame, lang: str = "zh") -> pd.DataFrame:
     return tasks.rename(columns=names)
 
 
+def task_sheets(
+    shown: pd.DataFrame,
+    cap: int,
+    *,
+    lang: str = "zh",
+    full_file: str = "followups.csv",
+) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """The sheets of followups.xlsx: one 跟进任务 sheet, or one sheet per owner when there are
+    more than ``cap`` tasks; an owner's sheet holds at most ``cap`` tasks (most urgent first,
+    as :func:`due_followups` sorts them) and a note naming how many more and ``full_file``,
+    where the caller writes every task. Returns (sheets, notes) for ``write_xlsx_sheets``."""
+    from custtool.labels import text
+    from custtool.xlsx import cap_sheets, unique_sheet_names
+
+    table = task_table(shown, lang)
+    if len(shown) <= cap or "owner" not in shown.columns:
+        sheets = {TASK_SHEET: table}
+    else:
+        owner = shown["owner"].astype("string").fillna("").str.strip()
+        owner = owner.mask(owner == "", text("blank", lang))
+        groups = table.groupby(owner.to_numpy(), sort=True)
+        keys = list(groups.groups)
+        names = unique_sheet_names([str(k) for k in keys])
+        sheets = {n: groups.get_group(k) for n, k in zip(names, keys, strict=True)}
+    return cap_sheets(sheets, cap, {n: full_file for n in sheets}, lang=lang)
+
+
 def apply_transitions(
     customers: pd.DataFrame, log: pd.DataFrame, config: FollowupConfig | None = None
 ) -> pd.DataFrame:

@@ -754,8 +754,14 @@ def write_table(
     return target
 
 
-def write_xlsx_sheets(sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
-    """Plain multi-sheet workbook through the one formula-safe factory (:mod:`custtool.xlsx`)."""
+def write_xlsx_sheets(
+    sheets: dict[str, pd.DataFrame],
+    path: str | os.PathLike[str],
+    *,
+    notes: dict[str, str] | None = None,
+) -> None:
+    """Plain multi-sheet workbook through the one formula-safe factory (:mod:`custtool.xlsx`);
+    ``notes``: a line above the header of the named sheets (capped sheets say so)."""
     from custtool.xlsx import write_sheets
 
-    write_sheets(sheets, path, max_rows=EXCEL_MAX_ROWS)
+    write_sheets(sheets, path, max_rows=EXCEL_MAX_ROWS, notes=notes)

@@ -259,6 +259,9 @@ COLUMN_LABELS.update(
         "share_in_segment": ("群内占比", "Share in segment"),
         "share_overall": ("总体占比", "Share overall"),
         "tag": ("标签", "Tag"),
+        "trait": ("特征", "Trait"),
+        "segment_mean": ("本群均值", "Segment mean"),
+        "overall_mean": ("全体均值", "All customers"),
     }
 )
 
@@ -360,6 +363,30 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     "missing_counts": ("缺失字段统计", "Missing fields"),
     "clean_report": ("清洗报告", "Clean report"),
     "none": ("无", "None"),
+    # tier / class sheets capped by report.sheet_rows (issue 12)
+    "segment_all": (
+        "全部 {n:,} 位客户，按价值从高到低",
+        "All {n:,} customers, most valuable first",
+    ),
+    "segment_capped": (
+        "按价值列出前 {listed:,} 位客户，另有 {more:,} 位未列出：完整名单见「{detail}」表"
+        "（按「{dim}」筛选「{value}」）或报告旁的 {file}",
+        "The top {listed:,} customers by value; {more:,} more are not listed: the full list is "
+        "on the {detail} sheet (filter {dim} = {value}) and in {file} beside this workbook",
+    ),
+    "segment_summary": ("分群概况", "Segment summary"),
+    "segment_traits": ("分群特征（均值）", "Traits (means)"),
+    "segment_top": ("价值最高的 {n:,} 位客户", "Top {n:,} customers by value"),
+    "detail_over_limit": (
+        "共 {n:,} 位客户，超过 Excel 每表 {room:,} 行的上限：「客户明细」只含价值最高的 {room:,} 位，"
+        "完整名单见报告旁的 {file}",
+        "{n:,} customers exceed Excel's {room:,} rows a sheet: the Customers sheet holds the "
+        "{room:,} most valuable; the full list is in {file} beside this workbook",
+    ),
+    "capped_sheet": (
+        "本表列出前 {listed:,} 行，另有 {more:,} 行未列出：完整数据见 {file}",
+        "This sheet lists the first {listed:,} rows; {more:,} more are not listed: the full data is in {file}",
+    ),
 }
 
 

@@ -234,14 +234,14 @@ def run_pipeline(
 
     from custtool import __version__
     from custtool.cards import group_cards, individual_cards, write_cards
-    from custtool.clean import dedupe
+    from custtool.clean import FOLLOWUP_SHEET, dedupe
     from custtool.crypto import load_key
     from custtool.fields import load_fields, sensitive_fields
     from custtool.followups import (
-        TASK_SHEET,
         apply_transitions,
         due_followups,
         load_followup_rules,
+        task_sheets,
         task_table,
     )
     from custtool.ingest import import_files
@@ -257,6 +257,7 @@ def run_pipeline(
     )
     from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
     from custtool.tags import apply_tags, load_rules, tag_statistics
+    from custtool.xlsx import cap_sheets
 
     pl = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
     key = load_key()
@@ -270,6 +271,10 @@ def run_pipeline(
     # before anything is written
     export_role = get_role(pl.steps["report"].get("role"))
     check_unmask(export_role, rep_opts_mask(pl))
+    from custtool.config import sheet_rows_setting
+
+    # rows on a capped sheet (tier/class sheets, 待跟进, follow-up tasks); the rest in CSV
+    cap = sheet_rows_setting(pl.steps["report"].get("sheet_rows"))
     out_dir = Path(out) if out else pl.out
     limit = fail_on_rejects if fail_on_rejects is not None else pl.fail_on_rejects
     steps = _Steps(progress)
@@ -437,8 +442,13 @@ def run_pipeline(
             save(customers, "customers_clean.parquet")
             save(lineage, "lineage.parquet")
             sheets = mask_sheets(clean_report.sheets(), mask=rep_opts_mask(pl))
+            # 待跟进 in full in clean_followup.csv; the workbook lists the first `cap` rows
+            followup_sheet = FOLLOWUP_SHEET["zh"]
+            if followup_sheet in sheets:
+                save(sheets[followup_sheet], "clean_followup.csv")
+            sheets, notes = cap_sheets(sheets, cap, {followup_sheet: "clean_followup.csv"})
             with atomic_path(staging / "clean_report.xlsx") as tmp:
-                write_xlsx_sheets(sheets, tmp)
+                write_xlsx_sheets(sheets, tmp, notes=notes)
             outputs.append("clean_report.xlsx")
         else:
             customers, clean_report, counts = None, None, None
@@ -521,10 +531,12 @@ def run_pipeline(
                 mask=rep_opts_mask(pl),
                 owner=pl.steps["report"].get("owner"),
             )
+            fu_lang = pl.steps["report"].get("lang", "zh")
+            save(task_table(shown, fu_lang), "followups.csv")  # every task
+            # one sheet per owner when long, each capped with a note naming followups.csv
+            fu_sheets, fu_notes = task_sheets(shown, cap, lang=fu_lang)
             with atomic_path(staging / "followups.xlsx") as tmp:
-                write_xlsx_sheets(
-                    {TASK_SHEET: task_table(shown, pl.steps["report"].get("lang", "zh"))}, tmp
-                )
+                write_xlsx_sheets(fu_sheets, tmp, notes=fu_notes)
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
 
@@ -561,10 +573,20 @@ def run_pipeline(
             interactions=interactions,  # the 销售漏斗 sheet
             as_of=run_as_of,
             trend=book_trend,
+            sheet_rows=cap,
+            full_list="customers.csv",
         )
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
         outputs.append("report.xlsx")
+        # every customer the report shows, beside it, masked by the one policy (the capped
+        # tier/class sheets and an over-limit 客户明细 point here)
+        save(
+            mask_for_output(
+                final, role=export_role, mask=rep_opts_mask(pl), owner=rep_opts.get("owner")
+            ),
+            "customers.csv",
+        )
 
         # ---- cards
         card_opts = pl.steps["cards"]

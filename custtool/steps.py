@@ -11,7 +11,7 @@ optional inputs, JSON shaping) lives here, so a notebook gets the same files and
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,12 +72,16 @@ def run_import(
     max_rejects: int | None = None,
     mask_rejects: bool = False,
     sensitive: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> StepResult:
     """Import exports; write the table to ``output`` and the rejects beside it (or to ``rejects``).
 
     Sensitive columns (身份证号, 银行卡号, those a fields file marks) are encrypted with the
     key in ``CUSTTOOL_KEY``; without a key the import stops before writing anything unless
     ``sensitive`` is ``drop``, ``mask`` or ``clear`` (:func:`custtool.crypto.protect_sensitive`).
+
+    ``progress`` (optional) is called with each stage's name as it starts: ``reading``,
+    ``writing``, ``rejects`` (the last two only when something is written).
 
     Without ``output`` and ``rejects`` nothing is written (a check). Exit code 1 when more
     rows than ``max_rejects`` are rejected. ``channel``: one for every file, or a list with
@@ -91,11 +95,13 @@ def run_import(
     if isinstance(channel, (list, tuple)):
         channel = list(channel) if len(channel) != 1 else channel[0]
 
+    stage = progress or (lambda _name: None)
     out, rejects_path = _path(output), _path(rejects)
     from custtool.crypto import load_key
     from custtool.privacy import protect_sensitive
 
     key = load_key()  # a malformed key stops here, before anything is read or written
+    stage("reading")
     result = import_files(
         files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields
     )
@@ -107,8 +113,10 @@ def run_import(
     if rejects_path is None and out is not None:
         rejects_path = out.with_name(f"{out.stem}_rejects.csv")
     if out is not None:
+        stage("writing")
         write_table(result.data, out)
     if rejects_path is not None:
+        stage("rejects")
         write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
     totals = result.totals
     data = {
@@ -157,18 +165,24 @@ def run_clean(
     lang: str = "zh",
     mask: bool = True,
     role: str | None = None,
+    sheet_rows: int | None = None,
 ) -> StepResult:
     """Dedupe a customers table; write customers, lineage and the clean report all or nothing.
 
     The clean report is masked by the one policy unless ``mask=False`` (for roles that allow
-    it; ID numbers and bank cards stay masked). ``value`` is the
-    :class:`custtool.clean.CleanReport`.
+    it; ID numbers and bank cards stay masked). Its 待跟进 sheet lists at most ``sheet_rows``
+    customers (default: rules/report.yaml) with a note; when cut, all of them are written to
+    ``<report>_followup.csv`` beside it. ``value`` is the :class:`custtool.clean.CleanReport`.
     """
     import contextlib
 
-    from custtool.clean import dedupe, load_clean_rules
+    from custtool.clean import FOLLOWUP_SHEET, dedupe, load_clean_rules
+    from custtool.config import sheet_rows_setting
     from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
     from custtool.report.masking import check_unmask, get_role, mask_sheets
+    from custtool.xlsx import cap_sheets
+
+    written_followup: str | None = None
 
     if lang not in {"zh", "en"}:
         raise InputError(f"unknown --lang {lang!r}", "use zh or en")
@@ -219,7 +233,21 @@ def run_clean(
                 staged.unlink(missing_ok=True)
         if report is not None:
             sheets = mask_sheets(rep.sheets(lang), mask=mask)
-            write_xlsx_sheets(sheets, stack.enter_context(atomic_path(report)))
+            # 待跟进 capped by report.sheet_rows (rules/report.yaml); all of it in a CSV beside
+            followup_sheet = FOLLOWUP_SHEET[lang]
+            full = report.with_name(f"{report.stem}_followup.csv")
+            cap = sheet_rows_setting(sheet_rows)
+            if len(sheets.get(followup_sheet, ())) > cap:
+                tmp = stack.enter_context(atomic_path(full))
+                staged = tmp.with_name(tmp.name + ".csv")
+                try:
+                    write_table(sheets[followup_sheet], staged)
+                    os.replace(staged, tmp)
+                finally:
+                    staged.unlink(missing_ok=True)
+                written_followup = str(full)
+            sheets, notes = cap_sheets(sheets, cap, {followup_sheet: full.name}, lang=lang)
+            write_xlsx_sheets(sheets, stack.enter_context(atomic_path(report)), notes=notes)
 
     counts = rep.counts()
     warnings: list[str] = []
@@ -233,6 +261,7 @@ def run_clean(
         "output": str(out),
         "lineage": str(lineage_path),
         "report": str(report) if report else None,
+        "followup_csv": written_followup,
     }
     return StepResult("clean", {**counts, **paths}, warnings=warnings, value=rep)
 
@@ -250,9 +279,13 @@ def run_segment(
     output: PathLike | None = None,
     summary: PathLike | None = None,
     engine: str = "pandas",
+    progress: Callable[[str], None] | None = None,
 ) -> StepResult:
     """Segment customers from files; write the table (plus the attributed orders as
     ``<name>_orders.parquet`` and the unmatched orders) and the summary workbook.
+
+    ``progress`` (optional) is called with each stage's name as it starts: ``reading``,
+    ``segmenting``, then ``writing`` and ``summary`` when those are written.
 
     ``config`` defaults to the shipped rules/segments.yaml. ``value`` is the
     :class:`custtool.segment.SegmentResult`; ``data`` is its ``to_dict()`` plus ``written``
@@ -279,9 +312,12 @@ def run_segment(
                 "use .xlsx for --summary; .parquet, .csv or .xlsx for -o",
             )
     cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
+    stage = progress or (lambda _name: None)
     started = time.perf_counter()
+    stage("reading")
     order_df = read_table(orders) if orders is not None else None
     cust_df = read_table(customers) if customers is not None else None
+    stage("segmenting")
     result = segment_customers(
         order_df,
         cust_df,
@@ -295,6 +331,7 @@ def run_segment(
     rep = result.report
     written: dict[str, str] = {}
     if output is not None:
+        stage("writing")
         write_table(result.customers, output)
         written["output"] = str(output)
         if orders is not None:
@@ -307,6 +344,7 @@ def run_segment(
             write_table(rep.unmatched, um)
             written["unmatched_orders"] = str(um)
     if summary is not None:
+        stage("summary")
         write_summary_workbook(result, summary)
         written["summary"] = str(summary)
     data = result.to_dict()
@@ -436,12 +474,17 @@ def run_report(
     followups: PathLike | None = None,
     as_of: str | None = None,
     book: PathLike | None = None,
+    sheet_rows: int | None = None,
 ) -> StepResult:
     """Write the Excel report from files; ``clean_report`` may be the clean JSON or a table.
     ``followups``: the follow-up log for the 销售漏斗 sheet (results up to ``as_of``).
 
     ``book``: the customer book (custtool.duckdb); with two or more runs the report gets
     the 趋势 sheet.
+
+    ``sheet_rows`` caps the tier / class sheets (default: rules/report.yaml). When a sheet is
+    capped (or 客户明细 exceeds Excel's row limit) every customer the report shows is written
+    beside it as ``<report>_customers.csv``, masked by the same policy, and the notes name it.
 
     ``orders``: the segment step's attributed orders, or raw orders (attributed to the
     customers first). ``surveys``: the NPS on 概览, as the segment step computes it.
@@ -450,8 +493,9 @@ def run_report(
     """
     import json
 
+    from custtool import labels as L
     from custtool.book import trend
-    from custtool.io import read_table
+    from custtool.io import read_table, write_table
     from custtool.report import write_workbook
 
     check_lang(lang)
@@ -459,6 +503,7 @@ def run_report(
     if output.suffix.lower() != ".xlsx":
         raise InputError(f"{output.name}: the report is an Excel workbook", "use -o report.xlsx")
     customers = read_table(segmented)
+    full_list = output.with_name(f"{output.stem}_customers.csv")
     nps_info: Any = None
     if surveys is not None:
         from custtool.nps import survey_nps
@@ -492,8 +537,18 @@ def run_report(
         interactions=read_records(followups, "interactions") if followups is not None else None,
         as_of=as_of,
         trend=trend(book).runs if book is not None else None,
+        sheet_rows=sheet_rows,
+        full_list=full_list.name,
     )
-    return StepResult("report", result.as_dict(), warnings=result.warnings, value=result)
+    data = result.as_dict()
+    data["full_list"] = None
+    if result.capped or result.sheets.get(L.text("sheet_detail", lang), 0) < result.customers:
+        from custtool.report.masking import mask_for_output
+
+        shown = mask_for_output(customers, role=role, mask=mask, owner=owner, roles_path=roles)
+        write_table(shown, full_list)
+        data["full_list"] = str(full_list)
+    return StepResult("report", data, warnings=result.warnings, value=result)
 
 
 @dataclass

@@ -158,21 +158,76 @@ class CellWriter:
                 self.cell(ws, i, col, str(v))
 
 
+def cap_sheets(
+    sheets: dict[str, pd.DataFrame],
+    cap: int,
+    files: dict[str, str],
+    *,
+    lang: str = "zh",
+) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Sheets named in ``files`` cut to their first ``cap`` rows, never silently: returns the
+    sheets and, per cut sheet, a note naming how many more rows there are and the file (from
+    ``files``, which the caller writes in full) that holds them. Other sheets are unchanged."""
+    from custtool.labels import text
+
+    out: dict[str, pd.DataFrame] = {}
+    notes: dict[str, str] = {}
+    for name, df in sheets.items():
+        if name in files and len(df) > cap:
+            out[name] = df.iloc[:cap]
+            notes[name] = text("capped_sheet", lang).format(
+                listed=cap, more=len(df) - cap, file=files[name]
+            )
+        else:
+            out[name] = df
+    return out, notes
+
+
+def unique_sheet_names(names: list[str]) -> list[str]:
+    """Valid, distinct worksheet names (Excel compares them case-insensitively)."""
+    used: set[str] = set()
+    out = []
+    for name in names:
+        base = safe_sheet_name(name)
+        candidate, k = base, 2
+        while candidate.lower() in used:
+            suffix = f" ({k})"
+            candidate = base[: 31 - len(suffix)] + suffix
+            k += 1
+        used.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
 def write_sheets(
-    sheets: dict[str, pd.DataFrame], path: str | os.PathLike[str], *, max_rows: int = EXCEL_MAX_ROWS
+    sheets: dict[str, pd.DataFrame],
+    path: str | os.PathLike[str],
+    *,
+    max_rows: int = EXCEL_MAX_ROWS,
+    notes: dict[str, str] | None = None,
 ) -> Path:
     """Plain multi-sheet workbook, atomically: frozen header, autofilter, widths from content;
-    text never a formula. A table longer than Excel's row limit continues on "name (2)", …"""
+    text never a formula. A table longer than Excel's row limit continues on "name (2)", …
+    ``notes``: a line above the header of the named sheets (e.g. from :func:`cap_sheets`)."""
     import pandas as pd
 
+    notes = notes or {}
     target = Path(path)
     with open_workbook(target, constant_memory=True) as wb:
         cw = CellWriter(wb)
         head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+        note_fmt = wb.add_format({"bold": True, "font_color": "#C00000"})
         room = max_rows - 1
         parts: list[tuple[str, pd.DataFrame]] = []
         for name, df in sheets.items():
-            if len(df) <= room:
+            if name in notes:
+                room_here = room - 1
+                if len(df) > room_here:  # never silently cut: the caller caps first
+                    raise ValueError(
+                        f"sheet {name!r} with a note holds more rows than Excel allows"
+                    )
+                parts.append((name, df))
+            elif len(df) <= room:
                 parts.append((name, df))
             else:
                 for k, start in enumerate(range(0, len(df), room), start=1):
@@ -185,10 +240,14 @@ def write_sheets(
                     )
         for name, df in parts:
             ws = wb.add_worksheet(safe_sheet_name(name))
+            top = 0
+            if name in notes:
+                ws.write_string(0, 0, notes[name], note_fmt)
+                top = 1
             flat = flatten_lists(df)
             cols = list(flat.columns)
             for j, c in enumerate(cols):
-                ws.write_string(0, j, str(c), head)
+                ws.write_string(top, j, str(c), head)
                 sample = flat[c].head(200).map(lambda v: "" if _missing(v) else str(v))
                 width = (
                     max([len(str(c)) * 2] + [min(len(v) * 1.6, 50) for v in sample])
@@ -196,9 +255,9 @@ def write_sheets(
                     else len(str(c)) * 2
                 )
                 ws.set_column(j, j, max(8, min(width, 50)))
-            ws.freeze_panes(1, 0)
+            ws.freeze_panes(top + 1, 0)
             if cols:
-                ws.autofilter(0, 0, max(len(flat), 1), len(cols) - 1)
+                ws.autofilter(top, 0, top + max(len(flat), 1), len(cols) - 1)
             kinds = []
             for c in cols:
                 s = flat[c]
@@ -214,7 +273,7 @@ def write_sheets(
             values = [flat[c].tolist() for c in cols]
             quote = cw.quote
             for i in range(len(flat)):
-                r = i + 1
+                r = i + 1 + top
                 for j, (kind, fmt) in enumerate(kinds):
                     v = values[j][i]
                     if _missing(v):
@@ -243,4 +302,6 @@ __all__ = [
     "formula_like",
     "CellWriter",
     "write_sheets",
+    "cap_sheets",
+    "unique_sheet_names",
 ]

@@ -902,3 +902,27 @@ def test_orders_table_is_refused():
     )
     with pytest.raises(InputError, match="holds orders"):
         dedupe(orders)
+
+
+def test_clean_report_followup_sheet_capped_with_full_csv(example_data, tmp_path):
+    from openpyxl import load_workbook
+
+    from custtool.steps import run_clean
+
+    rep = tmp_path / "clean_report.xlsx"
+    res = run_clean(
+        example_data.paths["customers"], output=tmp_path / "c.parquet", report=rep, sheet_rows=2
+    )
+    full = pd.read_csv(tmp_path / "clean_report_followup.csv", encoding="utf-8-sig", dtype=str)
+    assert res.data["followup_csv"] == str(tmp_path / "clean_report_followup.csv")
+    assert len(full) == res.data["flagged"] > 2
+    rows = list(load_workbook(rep, read_only=True)["待跟进"].iter_rows(values_only=True))
+    assert rows[0][0] == (
+        f"本表列出前 2 行，另有 {len(full) - 2:,} 行未列出：完整数据见 clean_report_followup.csv"
+    )
+    assert len(rows) == 4 and [r[0] for r in rows[2:]] == full.iloc[:2, 0].tolist()
+    # under the cap: no note, no CSV
+    res = run_clean(
+        example_data.paths["customers"], output=tmp_path / "d.parquet", report=tmp_path / "r2.xlsx"
+    )
+    assert res.data["followup_csv"] is None and not (tmp_path / "r2_followup.csv").exists()

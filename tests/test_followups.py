@@ -272,3 +272,21 @@ def test_a_log_without_times_is_an_input_error():
         due_followups(customers(), orders, as_of=AS_OF)
     with pytest.raises(InputError, match="time"):
         apply_transitions(customers(), orders)
+
+
+def test_task_sheets_one_per_owner_when_long_capped_with_note():
+    from custtool.followups import TASK_SHEET, task_sheets
+
+    tasks = pd.DataFrame(
+        {
+            "owner": ["王五", "王五", "王五", "李四", ""],
+            "customer_id": ["C1", "C2", "C3", "C4", "C5"],
+        }
+    )
+    sheets, notes = task_sheets(tasks, 10)
+    assert list(sheets) == [TASK_SHEET] and notes == {} and len(sheets[TASK_SHEET]) == 5
+    sheets, notes = task_sheets(tasks, 2)
+    assert list(sheets) == ["李四", "王五", "（空）"]
+    assert sheets["王五"]["客户编号"].tolist() == ["C1", "C2"]
+    assert notes == {"王五": "本表列出前 2 行，另有 1 行未列出：完整数据见 followups.csv"}
+    assert sheets["（空）"]["客户编号"].tolist() == ["C5"]

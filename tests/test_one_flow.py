@@ -222,3 +222,57 @@ def test_as_of_is_the_latest_order_day_everywhere(three_ways):
     for way in ("run", "cli", "api"):
         seg = three_ways[way]["segmented"]
         assert str(pd.Timestamp(seg["as_of"].max()).date()) == three_ways["as_of"]["run"]
+
+
+# --------------------------------------------------------------------------- issue 12: progress
+def test_import_and_segment_report_their_stages(example_data, tmp_path):
+    from custtool.steps import run_import, run_segment
+
+    seen: list[str] = []
+    res = run_import(
+        [EXAMPLES / "订单明细.csv"],
+        kind="orders",
+        output=tmp_path / "o.parquet",
+        progress=seen.append,
+    )
+    assert seen == ["reading", "writing", "rejects"] and res.exit_code == 0
+    seen.clear()
+    run_import([EXAMPLES / "订单明细.csv"], kind="orders", progress=seen.append)
+    assert seen == ["reading"]  # a check writes nothing
+    seen.clear()
+    run_segment(
+        example_data.paths["clean"],
+        orders=example_data.paths["orders"],
+        output=tmp_path / "s.parquet",
+        summary=tmp_path / "s.xlsx",
+        progress=seen.append,
+    )
+    assert seen == ["reading", "segmenting", "writing", "summary"]
+
+
+def test_progress_bars_on_a_terminal_only_without_quiet_or_json(
+    example_data, tmp_path, monkeypatch
+):
+    import io
+
+    from rich.console import Console
+
+    import custtool.cli as cli
+
+    args = [
+        "segment",
+        str(example_data.paths["clean"]),
+        "--orders",
+        str(example_data.paths["orders"]),
+    ]
+    args += ["-o", str(tmp_path / "s.parquet")]
+    for extra, shown in (([], True), (["--quiet"], False), (["--json"], False)):
+        buf = io.StringIO()
+        # a terminal on stderr (force_terminal): the bar draws unless --quiet / --json
+        monkeypatch.setattr(cli, "console", Console(file=buf, force_terminal=True, width=100))
+        res = CliRunner().invoke(cli.app, [*args, *extra])
+        assert res.exit_code == 0, res.output
+        assert ("segment: " in buf.getvalue()) is shown, (extra, buf.getvalue()[:200])
+    # not a terminal (CliRunner's own stderr): no bar either
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and "segment: " not in res.stderr

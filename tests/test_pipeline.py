@@ -456,3 +456,64 @@ def test_pivot_channel_totals_equal_true_revenue(first_run):
     assert total["消费金额·sum | 合计"] == pytest.approx(true) and sum(cells) > 1.2 * true
     assert all("重复" in k for k in total if k.startswith("消费金额") and not k.endswith("合计"))
     assert out["notes"] and "重复计入" in out["notes"][0]
+
+
+# --------------------------------------------------------------------------- issue 12: at scale
+def test_full_lists_beside_the_workbooks_masked(first_run):
+    folder = Path(first_run["folder"])
+    final = pd.read_parquet(folder / "customers.parquet")
+    full = pd.read_csv(folder / "customers.csv", encoding="utf-8-sig", dtype=str)
+    # every customer once, in the CSV the capped report sheets point to, masked
+    assert len(full) == len(final) and full["customer_id"].is_unique
+    raw_phones = set(final["phone"][final["phone"] != ""])
+    assert not set(full["phone"].dropna()) & raw_phones
+    assert full["phone"].dropna().str.contains(r"\*", regex=True).all()
+    assert pd.read_csv(folder / "followups.csv", encoding="utf-8-sig").columns[:2].tolist() == [
+        "负责人",
+        "客户编号",
+    ]
+    assert (folder / "clean_followup.csv").exists()
+    names = {o["file"] for o in first_run["outputs"]}
+    assert {"customers.csv", "followups.csv", "clean_followup.csv"} <= names
+
+
+def test_sheet_rows_caps_every_workbook_with_notes(workdir, tmp_path):
+    from openpyxl import load_workbook
+
+    text = (workdir / "examples" / "pipeline.yaml").read_text(encoding="utf-8")
+    pl = workdir / "examples" / "pipeline_cap.yaml"
+    pl.write_text(text.replace("  lang: zh\n", "  lang: zh\n  sheet_rows: 2\n"), encoding="utf-8")
+    res = runner.invoke(app, ["run", str(pl), "--out", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    folder = Path(json.loads(res.stdout)["folder"])
+    final = pd.read_parquet(folder / "customers.parquet")
+    # report: tier sheets list 2 customers and name the rest
+    wb = load_workbook(folder / "report.xlsx", read_only=True)
+    high = int((final["tier"] == "高价值").sum())
+    assert high > 2
+    note = next(wb["高价值"].iter_rows(min_row=2, max_row=2, values_only=True))[0]
+    assert note.startswith(f"按价值列出前 2 位客户，另有 {high - 2:,} 位未列出")
+    assert note.endswith("customers.csv")
+    # clean_report: 待跟进 capped at 2 rows with a note; the CSV holds all of them
+    flagged = pd.read_csv(folder / "clean_followup.csv", encoding="utf-8-sig")
+    assert len(flagged) > 2
+    ws = load_workbook(folder / "clean_report.xlsx", read_only=True)["待跟进"]
+    rows = list(ws.iter_rows(values_only=True))
+    assert rows[0][0] == (
+        f"本表列出前 2 行，另有 {len(flagged) - 2:,} 行未列出：完整数据见 clean_followup.csv"
+    )
+    assert len(rows) == 1 + 1 + 2  # note, header, 2 rows
+    # followups.xlsx: more than 2 tasks → one sheet per owner, each at most 2 tasks
+    tasks = pd.read_csv(folder / "followups.csv", encoding="utf-8-sig", dtype=str)
+    assert len(tasks) > 2
+    fu = load_workbook(folder / "followups.xlsx", read_only=True)
+    owners = sorted(tasks["负责人"].fillna("（空）").unique())
+    assert fu.sheetnames == owners
+    for owner in owners:
+        n = int((tasks["负责人"].fillna("（空）") == owner).sum())
+        got = list(fu[owner].iter_rows(values_only=True))
+        if n > 2:
+            assert got[0][0].startswith(f"本表列出前 2 行，另有 {n - 2:,} 行未列出")
+            assert len(got) == 4
+        else:
+            assert got[0][0] == "负责人" and len(got) == 1 + n

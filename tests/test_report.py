@@ -295,27 +295,36 @@ def test_detail_headers_are_chinese_labels_and_all_rows(report, segmented):
     assert ws.max_row - 1 == len(segmented) == 300
 
 
+def top_list(ws):
+    """(header, rows) of the top-customers list on a tier / class sheet (below the summary)."""
+    rows = list(ws.iter_rows(values_only=True))
+    at = next(i for i, r in enumerate(rows) if r[0] in ("客户编号", "Customer ID"))
+    return list(rows[at]), [r for r in rows[at + 1 :] if r[0] is not None]
+
+
 def test_rows_per_tier_and_class_equal_segment_counts(report, segmented):
+    # 300 customers, cap 1,000 (rules/report.yaml): every segment is listed whole
     _, result, wb, _ = report
+    assert result.sheet_rows == 1000 and result.capped == {}
     for value, n in segmented["tier"].value_counts().items():
-        assert wb[value].max_row - 1 == n
+        assert len(top_list(wb[value])[1]) == n
         assert result.sheets[value] == n
+        assert wb[value]["A2"].value == f"全部 {n:,} 位客户，按价值从高到低"
     for value, n in segmented.loc[segmented["rfm_class"] != "", "rfm_class"].value_counts().items():
-        assert wb[value].max_row - 1 == n
-    assert sum(wb[v].max_row - 1 for v in RFM) == int((segmented["rfm_class"] != "").sum())
+        assert len(top_list(wb[value])[1]) == n
+    assert sum(len(top_list(wb[v])[1]) for v in RFM) == int((segmented["rfm_class"] != "").sum())
 
 
 def test_segment_sheets_sorted_by_value_with_tags(report, segmented):
     _, _, wb, _ = report
-    ws = wb["高价值"]
-    head = header(ws)
+    head, rows = top_list(wb["高价值"])
     ltv_col = head.index("生命周期价值")
-    ltvs = [r[ltv_col] for r in ws.iter_rows(min_row=2, values_only=True)]
+    ltvs = [r[ltv_col] for r in rows]
     assert ltvs == sorted(ltvs, reverse=True)
     assert ltvs[0] == segmented.loc[segmented["tier"] == "高价值", "ltv"].max()
     tags_col = head.index("标签")
-    ids = [r[0] for r in ws.iter_rows(min_row=2, values_only=True)]
-    tags = [r[tags_col] for r in ws.iter_rows(min_row=2, values_only=True)]
+    ids = [r[0] for r in rows]
+    tags = [r[tags_col] for r in rows]
     expected = dict(zip(segmented["customer_id"], segmented["tags"].map(";".join), strict=True))
     assert [t or "" for t in tags] == [expected[i] for i in ids]
 
@@ -1158,7 +1167,7 @@ def test_cli_report_json_matches_library(example_data, tmp_path):
     for value, n in (
         tagged["tier"].value_counts().items()
     ):  # one sheet per tier, one row per customer
-        assert data["sheets"][value] == wb[value].max_row - 1 == n
+        assert data["sheets"][value] == len(top_list(wb[value])[1]) == n
 
 
 def test_cli_report_errors_exit_2(files, tmp_path):
@@ -1243,3 +1252,114 @@ def test_rows_past_excels_limit_are_reported_not_dropped_silently(
     assert detail.max_row == 41
     assert result.sheets["客户明细"] == 40
     assert any("客户明细" in w and f"{len(example_segmented):,}" in w for w in result.warnings)
+
+
+# --------------------------------------------------------------------------- issue 12: capped sheets
+def test_segment_sheets_capped_by_sheet_rows_with_note(tmp_path, segmented):
+    from custtool.report.workbook import segment_table
+
+    path = tmp_path / "cap.xlsx"
+    result = write_workbook(segmented, path, sheet_rows=50)
+    wb = load(path)
+    n_high = int((segmented["tier"] == "高价值").sum())
+    assert n_high > 50
+    head, rows = top_list(wb["高价值"])
+    assert len(rows) == 50 == result.sheets["高价值"]
+    assert result.capped["高价值"] == {
+        "customers": n_high,
+        "listed": 50,
+        "full_list": "customers.csv",
+    }
+    assert wb["高价值"]["A2"].value == (
+        f"按价值列出前 50 位客户，另有 {n_high - 50:,} 位未列出：完整名单见「客户明细」表"
+        "（按「价值等级」筛选「高价值」）或报告旁的 customers.csv"
+    )
+    # the top 50 by LTV of the tier, in order
+    want = (
+        segmented[segmented["tier"] == "高价值"]
+        .sort_values("ltv", ascending=False, kind="stable")["customer_id"]
+        .head(50)
+        .tolist()
+    )
+    assert [r[0] for r in rows] == want
+    # every customer still once in 客户明细
+    assert wb["客户明细"].max_row - 1 == len(segmented)
+    # the segment's summary row is 概览's row for it: one function computes both
+    table = segment_table(segmented, "tier").set_index("segment")
+    sheet = list(wb["高价值"].iter_rows(min_row=5, max_row=6, values_only=True))
+    assert sheet[0][:5] == ("分群", "客户数", "客户占比", "消费金额", "金额占比")
+    assert sheet[1][1] == table.loc["高价值", "customers"] == n_high
+    assert sheet[1][3] == pytest.approx(table.loc["高价值", "revenue"])
+    summary = {
+        r[0]: r[1]
+        for r in wb["概览"].iter_rows(values_only=True)
+        if r[0] == "高价值" and isinstance(r[1], int | float)
+    }
+    assert summary["高价值"] == n_high
+
+
+def test_segment_traits_hand_checked():
+    from custtool.report.workbook import segment_traits
+
+    df = pd.DataFrame(
+        {
+            "tier": ["高价值", "高价值", "低价值", "低价值"],
+            "monetary": [100.0, 300.0, 10.0, 30.0],
+            "recency": [10.0, np.nan, 100.0, 200.0],
+            "churn_risk": [True, False, False, False],
+        }
+    )
+    t = segment_traits(df, "tier", "高价值").set_index("trait")
+    assert t.loc["monetary"].tolist() == [200.0, 110.0]
+    assert t.loc["recency"].tolist() == [10.0, pytest.approx(310 / 3)]
+    assert t.loc["churn_risk"].tolist() == [0.5, 0.25]
+
+
+def test_sheet_rows_default_from_rules_and_pipeline_option(tmp_path):
+    from custtool.config import ReportStep, load_report_settings, sheet_rows_setting
+
+    assert load_report_settings().sheet_rows == 1000 == sheet_rows_setting(None)
+    assert sheet_rows_setting(7) == 7
+    assert ReportStep(sheet_rows=5).sheet_rows == 5
+    with pytest.raises(ValueError):
+        ReportStep(sheet_rows=0)
+
+
+def test_detail_over_excel_limit_says_so_in_the_workbook(tmp_path, segmented, monkeypatch):
+    import custtool.report.workbook as wbmod
+
+    monkeypatch.setattr(wbmod, "EXCEL_MAX_ROWS", 101)  # 100 data rows a sheet
+    path = tmp_path / "big.xlsx"
+    result = write_workbook(segmented, path, segment_sheets=False)
+    wb = load(path)
+    assert wb["客户明细"].max_row == 101 and result.sheets["客户明细"] == 100
+    notes = [c.value for c in wb["概览"]["A"] if isinstance(c.value, str)]
+    assert (
+        "共 300 位客户，超过 Excel 每表 100 行的上限：「客户明细」只含价值最高的 100 位，"
+        "完整名单见报告旁的 customers.csv"
+    ) in notes
+    assert any("customers.csv" in w for w in result.warnings)
+
+
+def test_cli_report_sheet_rows_writes_the_full_list_beside_it(files, tmp_path, segmented):
+    d, seg, _, _ = files
+    out = tmp_path / "r.xlsx"
+    res = runner.invoke(
+        cli_app(), ["report", str(seg), "-o", str(out), "--sheet-rows", "10", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    full = tmp_path / "r_customers.csv"
+    assert data["full_list"] == str(full) and data["sheet_rows"] == 10
+    assert data["capped"]["高价值"]["listed"] == 10
+    back = pd.read_csv(full, encoding="utf-8-sig", dtype=str)
+    assert len(back) == len(segmented) and back["customer_id"].is_unique
+    raw = set(segmented["phone"][segmented["phone"] != ""])
+    assert not set(back["phone"].dropna()) & raw  # masked by the one policy
+    note = load(out)["高价值"]["A2"].value
+    assert note.endswith("或报告旁的 r_customers.csv")
+    # not capped: no CSV written
+    out2 = tmp_path / "r2.xlsx"
+    res = runner.invoke(cli_app(), ["report", str(seg), "-o", str(out2), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["full_list"] is None
+    assert not (tmp_path / "r2_customers.csv").exists()

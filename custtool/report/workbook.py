@@ -125,10 +125,14 @@ class ReportResult:
     charts: int = 0
     lang: str = "zh"
     warnings: list[str] = field(default_factory=list)
+    sheet_rows: int = 0  # the cap on the tier / class sheets
+    capped: dict[str, dict[str, Any]] = field(default_factory=dict)  # sheet -> counts
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "warnings": self.warnings,
+            "sheet_rows": self.sheet_rows,
+            "capped": self.capped,
             "path": str(self.path),
             "sheets": self.sheets,
             "customers": self.customers,
@@ -396,6 +400,7 @@ class _Sheets:
         self.title = wb.add_format({"bold": True, "font_size": 16})
         self.section = wb.add_format({"bold": True, "font_size": 12, "font_color": "#1F4E78"})
         self.note = wb.add_format({"italic": True, "font_color": "#7F7F7F"})
+        self.warn = wb.add_format({"bold": True, "font_color": "#C00000"})
         self.text = None
         self.quote = wb.add_format({"quote_prefix": True})
         self.money = wb.add_format({"num_format": "#,##0.00"})
@@ -711,6 +716,8 @@ def write_workbook(
     interactions: pd.DataFrame | None = None,
     as_of: Any = None,
     trend: list[dict[str, Any]] | None = None,
+    sheet_rows: int | None = None,
+    full_list: str = "customers.csv",
 ) -> ReportResult:
     """Write the tiered report workbook for segmented (+ tagged) customers to ``path``, atomically.
 
@@ -723,10 +730,19 @@ def write_workbook(
     shown, with the follow-up log ``interactions`` up to ``as_of``) is added when the
     customers have a status or a follow-up log is given. ``trend``: KPIs per run from the customer book (``custtool.book.Trend.runs``);
     with two or more runs a 趋势 sheet shows them with line charts.
+
+    Each customer's row is written once, in 客户明细. The tier and RFM-class sheets show the
+    segment's summary (the same figures as 概览), its traits against all customers and its
+    top ``sheet_rows`` customers by value (default: ``sheet_rows`` of rules/report.yaml); a
+    note on a capped sheet says how many more there are and where: 客户明细 filtered, and
+    ``full_list`` (the customers CSV beside the workbook, which the caller writes).
     """
     import pandas as pd
 
     from custtool.attribution import ensure_attributed
+    from custtool.config import sheet_rows_setting
+
+    cap = sheet_rows_setting(sheet_rows)
 
     if lang not in {"zh", "en"}:
         raise InputError(f"unknown language {lang!r}", "use --lang zh or --lang en")
@@ -743,7 +759,12 @@ def write_workbook(
     amounts = role_obj.amounts and "monetary" in view.columns
     target = Path(path)
     result = ReportResult(
-        path=target, customers=len(view), role=role_obj.name, masked=mask, lang=lang
+        path=target,
+        customers=len(view),
+        role=role_obj.name,
+        masked=mask,
+        lang=lang,
+        sheet_rows=cap,
     )
     used_names: set[str] = set()
 
@@ -796,14 +817,32 @@ def write_workbook(
             ws = sheets[name]
             if kind == "summary":
                 result.sheets[name] = _write_summary(
-                    w, ws, name, view, orders, customers, role_obj, mask, amounts, lang, nps
+                    w,
+                    ws,
+                    name,
+                    view,
+                    orders,
+                    customers,
+                    role_obj,
+                    mask,
+                    amounts,
+                    lang,
+                    nps,
+                    notes=_excel_limit_notes(len(view), full_list, lang),
                 )
             elif kind == "segment":
                 dim, value = arg
                 positions = by_value[segment_keys[dim][by_value] == value]
-                cols = [c for c in SEGMENT_SHEET_COLUMNS if c in display.columns]
-                w.data_sheet(ws, display[cols], positions=positions)
-                result.sheets[name] = len(positions)
+                listed = _write_segment_sheet(
+                    w, ws, view, display, dim, value, positions, cap, amounts, lang, full_list
+                )
+                result.sheets[name] = listed
+                if listed < len(positions):
+                    result.capped[name] = {
+                        "customers": int(len(positions)),
+                        "listed": int(listed),
+                        "full_list": full_list,
+                    }
             elif kind == "detail":
                 w.data_sheet(ws, display, positions=by_value)
                 result.sheets[name] = len(display)
@@ -824,7 +863,7 @@ def write_workbook(
             result.sheets[sheet] = written
             result.warnings.append(
                 f"sheet {sheet!r} holds the first {written:,} of {rows:,} rows (Excel's limit is "
-                f"{EXCEL_MAX_ROWS:,} rows a sheet); the full table is in the Parquet/CSV output"
+                f"{EXCEL_MAX_ROWS:,} rows a sheet); the full table is in {full_list}"
             )
     return result
 
@@ -855,6 +894,7 @@ def _write_summary(
     amounts: bool,
     lang: str,
     nps: Any = None,
+    notes: list[str] | None = None,
 ) -> int:
     import pandas as pd
 
@@ -875,6 +915,9 @@ def _write_summary(
     )
     ws.write_string(1, 0, note, w.note)
     row = 3
+    for extra in notes or []:  # e.g. Excel's row limit: where the rest of the customers are
+        ws.write_string(row - 1, 0, extra, w.warn)
+        row += 1
     figures = kpis(view, amounts=amounts, nps=nps)
     ws.write_string(row, 0, L.label("kpi", lang), w.head)
     ws.write_string(row, 1, L.label("value", lang) if lang == "en" else "数值", w.head)
@@ -1007,6 +1050,104 @@ def _write_funnel(
     ).rename(columns={c: L.label(c, lang) for c in table.columns})
     w.data_sheet(ws, shown)
     return len(shown)
+
+
+#: per-customer figures compared on a tier / class sheet (segment mean vs all customers)
+TRAIT_COLUMNS = (
+    "recency",
+    "frequency",
+    "monetary",
+    "aov",
+    "ltv",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_score",
+    "repurchase",
+    "churn_risk",
+)
+
+
+def segment_traits(view: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """Mean of each trait (recency, frequency, monetary, …; flags as shares) among the
+    customers whose ``by`` is ``value``, beside the mean over all customers."""
+    import numpy as np
+    import pandas as pd
+
+    inside = _text_series(view[by]).eq(value).to_numpy()
+    rows = []
+    for col in TRAIT_COLUMNS:
+        if col not in view.columns:
+            continue
+        s = view[col]
+        if col in BOOL_COLUMNS:
+            x = s.astype("boolean").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        else:
+            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        seg = x[inside]
+        rows.append(
+            (
+                col,
+                float(np.nanmean(seg)) if np.isfinite(seg).any() else np.nan,
+                float(np.nanmean(x)) if np.isfinite(x).any() else np.nan,
+            )
+        )
+    return pd.DataFrame(rows, columns=["trait", "segment_mean", "overall_mean"])
+
+
+def _cap_note(dim: str, value: str, n: int, listed: int, full_list: str, lang: str) -> str:
+    dim_label, shown = L.label(dim, lang), L.value_label(value, lang)
+    detail = L.text("sheet_detail", lang)
+    if listed >= n:
+        return L.text("segment_all", lang).format(n=n)
+    return L.text("segment_capped", lang).format(
+        listed=listed, more=n - listed, detail=detail, dim=dim_label, value=shown, file=full_list
+    )
+
+
+def _write_segment_sheet(
+    w: _Sheets,
+    ws: Any,
+    view: pd.DataFrame,
+    display: pd.DataFrame,
+    dim: str,
+    value: str,
+    positions: Any,
+    cap: int,
+    amounts: bool,
+    lang: str,
+    full_list: str,
+) -> int:
+    """One tier / class sheet: a note, the segment's row of the 概览 table, its traits, and
+    its top ``cap`` customers by value. Returns the number of customers listed."""
+    n = len(positions)
+    listed = min(n, cap)
+    ws.set_column(0, 0, 16)
+    ws.write_string(0, 0, L.value_label(value, lang), w.title)
+    ws.write_string(1, 0, _cap_note(dim, value, n, listed, full_list, lang), w.note)
+    row = 3
+    # the same figures as 概览's segment table: one function computes both
+    table = segment_table(view, dim, amounts=amounts, lang=lang)
+    mine = table[table["segment"] == L.value_label(value, lang)].reset_index(drop=True)
+    ws.write_string(row, 0, L.text("segment_summary", lang), w.section)
+    row = w.small_table(ws, row + 1, 0, mine) + 1
+    traits = segment_traits(view, dim, value)
+    if len(traits):
+        traits["trait"] = traits["trait"].map(lambda c: L.label(c, lang))
+        ws.write_string(row, 0, L.text("segment_traits", lang), w.section)
+        row = w.small_table(ws, row + 1, 0, traits) + 1
+    ws.write_string(row, 0, L.text("segment_top", lang).format(n=listed), w.section)
+    cols = [c for c in SEGMENT_SHEET_COLUMNS if c in display.columns]
+    w.data_sheet(ws, display[cols], positions=positions[:listed], start_row=row + 1, freeze=False)
+    return listed
+
+
+def _excel_limit_notes(n: int, full_list: str, lang: str) -> list[str]:
+    """The note on 概览 when 客户明细 cannot hold every customer (Excel's row limit)."""
+    room = EXCEL_MAX_ROWS - 1
+    if n <= room:
+        return []
+    return [L.text("detail_over_limit", lang).format(n=n, room=room, file=full_list)]
 
 
 def _write_strategies(
