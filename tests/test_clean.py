@@ -666,7 +666,7 @@ def _reference_components(df: pd.DataFrame) -> list[int]:
 
 
 @pytest.mark.slow
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(duplicate_structures())
 def test_lineage_covers_every_row_once(df):
     cust, lin, rep = dedupe(df, hub_max_names=10)

@@ -238,7 +238,7 @@ row_kind = st.sampled_from(["good", "bad", "blank", "total", "flagged"])
 @given(st.lists(row_kind, min_size=1, max_size=40), st.sampled_from(["utf-8", "gbk"]))
 @pytest.mark.slow
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_row_accounting_property(tmp_path, kinds, encoding):
     """rows read = accepted + rejected + skipped, and each row lands where it should."""

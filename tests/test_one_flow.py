@@ -32,16 +32,17 @@ def _cli(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def three_ways(tmp_path_factory) -> dict[str, dict[str, pd.DataFrame]]:
+def three_ways(tmp_path_factory, example_run) -> dict[str, dict[str, pd.DataFrame]]:
     """The example job run as (a) `custtool run`, (b) the CLI steps, (c) the Python API."""
     work = tmp_path_factory.mktemp("flow")
     ex = work / "examples"
     shutil.copytree(EXAMPLES, ex)
     out: dict[str, dict[str, pd.DataFrame]] = {}
 
-    # (a) custtool run examples/pipeline.yaml
-    manifest = json.loads(_cli("run", ex / "pipeline.yaml", "--out", work / "run", "--json"))
-    folder = work / "run" / manifest["as_of"]
+    # (a) custtool run examples/pipeline.yaml --json: the session's run (conftest.example_run)
+    manifest = example_run[1]
+    folder = example_run[0] / "out" / manifest["as_of"]
+    assert Path(manifest["folder"]) == folder
     out["run"] = {
         "segmented": pd.read_parquet(folder / "segmented.parquet"),
         "final": pd.read_parquet(folder / "customers.parquet"),

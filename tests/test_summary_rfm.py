@@ -145,7 +145,7 @@ def order_sets(draw):
     return n_cust, cust, day, cents
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     order_sets(), st.sampled_from(["quantile", "thresholds"]), st.sampled_from(["mean", "median"])
 )
