@@ -550,9 +550,12 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"from": self.from_, "to": self.to}
         for dim, m in self.matrices.items():
-            matrix = {
-                str(b): {str(a): int(n) for a, n in row.items() if n} for b, row in m.iterrows()
-            }
+            # a segment × segment table (at most a dozen rows): non-zero cells as nested dicts
+            cells = m.astype("int64").stack()
+            cells = cells[cells != 0]
+            matrix = {str(b): {} for b in m.index}
+            for (b, a), n in cells.items():
+                matrix[str(b)][str(a)] = int(n)
             moved = self.moves[self.moves["dimension"] == dim]["direction"].value_counts()
             out[dim] = {
                 "matrix": matrix,

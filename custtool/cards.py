@@ -413,7 +413,13 @@ def _top_values(
     frame = frame[frame["v"] != ""].drop_duplicates(["row", "v"])
     if frame.empty:
         return pd.Series(dtype=object)
-    counts = frame.groupby(["segment", "v"], observed=True).size().rename("n").reset_index()
+    return _shares_text(frame[["segment", "v"]], sizes, k, sep)
+
+
+def _shares_text(pairs: pd.DataFrame, sizes: pd.Series, k: int, sep: str) -> pd.Series:
+    """Per segment, the ``k`` values with the most (segment, value) ``pairs`` as
+    ``"value 40%"`` (share of the segment's ``sizes``), joined by ``sep``."""
+    counts = pairs.groupby(["segment", "v"], observed=True).size().rename("n").reset_index()
     counts = (
         counts.sort_values(["segment", "n", "v"], ascending=[True, False, True])
         .groupby("segment")
@@ -576,23 +582,8 @@ def _segment_categories(
             return None
         o_seg = o["cid"].map(seg_of)
         sizes = seg.value_counts()
-        counts = pd.DataFrame({"segment": o_seg.to_numpy(), "v": o["cat"].to_numpy()})
-        counts = (
-            counts[counts["v"] != ""].groupby(["segment", "v"]).size().rename("n").reset_index()
-        )
-        counts = (
-            counts.sort_values(["segment", "n", "v"], ascending=[True, False, True])
-            .groupby("segment")
-            .head(k)
-        )
-        pct = (
-            (counts["n"] / counts["segment"].map(sizes).astype(float) * 100)
-            .round(0)
-            .astype("int64")
-            .astype(str)
-        )
-        counts["txt"] = counts["v"] + " " + pct + "%"
-        return counts.groupby("segment")["txt"].agg(sep.join)
+        pairs = pd.DataFrame({"segment": o_seg.to_numpy(), "v": o["cat"].to_numpy()})
+        return _shares_text(pairs[pairs["v"] != ""], sizes, k, sep)
     if "categories" in view.columns:
         return _top_values(seg, _s(view, "categories"), k, sep, explode=True)
     return None

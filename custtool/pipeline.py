@@ -232,7 +232,7 @@ def run_pipeline(
     """
     import pandas as pd
 
-    from custtool import __version__
+    from custtool import __version__, schemas
     from custtool.cards import group_cards, individual_cards, write_cards
     from custtool.clean import FOLLOWUP_SHEET, dedupe
     from custtool.crypto import load_key
@@ -358,20 +358,7 @@ def run_pipeline(
     all_rejects = (
         pd.concat(rejects, ignore_index=True)
         if rejects
-        else pd.DataFrame(
-            columns=[
-                "kind",
-                "file",
-                "sheet",
-                "row",
-                "column",
-                "value",
-                "code",
-                "reason_zh",
-                "reason_en",
-                "action",
-            ]
-        )
+        else pd.DataFrame(columns=["kind", *schemas.REJECT_COLUMNS])
     )
     rejected_rows = sum(v["rejected"] for v in import_rows.values())
 

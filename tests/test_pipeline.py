@@ -140,8 +140,13 @@ def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(workdir, first_ru
     assert before == after
 
 
-def test_second_month_picks_previous_run_and_keeps_ids(workdir, first_run):
-    folder = Path(first_run["folder"])
+def test_second_month_picks_previous_run_and_keeps_ids(workdir, first_run, tmp_path):
+    import shutil
+
+    # a private copy: the session's run folder and book stay as other tests expect them
+    shutil.copytree(workdir, tmp_path / "work")
+    folder = tmp_path / "work" / Path(first_run["folder"]).relative_to(workdir)
+    workdir = tmp_path / "work"
     result = runner.invoke(
         app,
         [
