@@ -8,6 +8,22 @@ from pathlib import Path
 import pytest
 
 
+def require_system(what: str, present: bool, install: str) -> None:
+    """Skip a test whose system part (Java, Chromium, a CJK font…) is missing, except in CI.
+
+    ``scripts/setup-test.sh`` installs every such part; under ``CI=true`` a missing part is a
+    failure, never a skip, so CI proves the install steps.
+    """
+    import os
+
+    if present:
+        return
+    message = f"{what} is not installed ({install}; scripts/setup-test.sh does it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
     with open(path, "w", encoding=encoding, newline="") as f:
         csv.writer(f).writerows(rows)
