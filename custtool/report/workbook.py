@@ -881,6 +881,16 @@ def _display_values(view: pd.DataFrame, lang: str) -> pd.DataFrame:
     return out
 
 
+def as_of_text(view: pd.DataFrame) -> str:
+    """The as-of date the segmented table records (``as_of`` column), as YYYY-MM-DD; "" if none."""
+    import pandas as pd
+
+    if "as_of" not in view.columns or not len(view):
+        return ""
+    first = pd.to_datetime(view["as_of"], errors="coerce").dropna()
+    return first.iloc[0].strftime("%Y-%m-%d") if len(first) else ""
+
+
 # --------------------------------------------------------------------------- sheet writers
 def _write_summary(
     w: _Sheets,
@@ -896,7 +906,6 @@ def _write_summary(
     nps: Any = None,
     notes: list[str] | None = None,
 ) -> int:
-    import pandas as pd
 
     ws.set_column(0, 0, 22)
     ws.set_column(1, 5, 14)
@@ -905,10 +914,7 @@ def _write_summary(
     ws.fit_to_pages(1, 0)  # one page wide: tables and charts side by side when printed
     ws.hide_gridlines(2)
     ws.write_string(0, 0, L.text("report_title", lang), w.title)
-    as_of = ""
-    if "as_of" in view.columns and len(view):
-        first = pd.to_datetime(view["as_of"], errors="coerce").dropna()
-        as_of = first.iloc[0].strftime("%Y-%m-%d") if len(first) else ""
+    as_of = as_of_text(view)
     note = (
         f"{L.text('as_of', lang)}: {as_of or '-'}    {L.text('role', lang)}: {role.name}    "
         + L.text("masked" if mask else "unmasked", lang)
@@ -1150,9 +1156,9 @@ def _excel_limit_notes(n: int, full_list: str, lang: str) -> list[str]:
     return [L.text("detail_over_limit", lang).format(n=n, room=room, file=full_list)]
 
 
-def _write_strategies(
-    w: _Sheets, ws: Any, strat: pd.DataFrame, view: pd.DataFrame, lang: str
-) -> int:
+def strategy_table(strat: pd.DataFrame, view: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """The 策略 table: each strategy row with the number of customers of ``view`` in its
+    segment, dimension and segment as display labels (the sheet and report.html show it)."""
     import pandas as pd
 
     table = strat.copy()
@@ -1165,6 +1171,13 @@ def _write_strategies(
     table.insert(2, "customers", counts)
     table["dimension"] = table["dimension"].map(lambda d: L.label(d, lang))
     table["segment"] = table["segment"].map(lambda v: L.value_label(v, lang))
+    return table
+
+
+def _write_strategies(
+    w: _Sheets, ws: Any, strat: pd.DataFrame, view: pd.DataFrame, lang: str
+) -> int:
+    table = strategy_table(strat, view, lang)
     w.data_sheet(ws, table, conditional=False)
     ws.set_column(3, 3, 28)
     ws.set_column(4, 4, 60)
