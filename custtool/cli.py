@@ -979,10 +979,28 @@ def report_cmd(
             help="Top customers listed on each tier/class sheet (default: rules/report.yaml, 1000); the rest: 客户明细 and <report>_customers.csv.",
         ),
     ] = None,
+    formats: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Files to write, comma-separated: xlsx, html (self-contained, offline), pdf (needs custtool[pdf]); named by -o's stem (default: rules/report.yaml, xlsx).",
+        ),
+    ] = None,
+    split_by: Annotated[
+        str | None,
+        typer.Option(
+            "--split-by",
+            help="owner: also one masked workbook per 负责人 in owners/ beside -o (owners/未分配.xlsx: no owner), in the sales role's view.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Write the tiered Excel report: summary with charts, tier/RFM-class sheets, details, strategies.
+
+    --format html,pdf also writes report.html / report.pdf beside it: the KPIs, segment
+    tables with shares, charts (inline SVG), strategies and NPS of 概览, for a browser
+    (offline) or the printer. --split-by owner writes owners/<负责人>.xlsx per owner.
 
     Each customer is written once, in 客户明细; a tier/class sheet shows the segment's summary,
     traits and top customers (--sheet-rows, default 1000) with a note naming the rest.
@@ -1001,6 +1019,8 @@ def report_cmd(
       $ custtool report segmented.parquet --role service --lang en -o service.xlsx
 
       $ custtool report segmented.parquet --role sales --owner 王经理 -o wang.xlsx
+
+      $ custtool report segmented.parquet --surveys surveys.parquet --format xlsx,html,pdf --split-by owner -o out/report.xlsx
     """
     from custtool.steps import run_report
 
@@ -1024,20 +1044,37 @@ def report_cmd(
             as_of=as_of,
             book=book,
             sheet_rows=sheet_rows,
+            formats=formats,
+            split_by=split_by,
         )
         bar.update(task, completed=1, total=1)
     if json_out:
         emit_json(result.to_dict())
         return
     rep = result.value
-    print_table(
-        f"report → {output}", ["sheet", "rows"], [[k, v] for k, v in rep.sheets.items()], quiet
-    )
-    info(
-        f"{rep.customers:,} customers, {rep.charts} charts, role {rep.role}, "
-        + ("personal data masked" if rep.masked else "[bold red]personal data NOT masked[/]"),
-        quiet,
-    )
+    if rep is not None:
+        print_table(
+            f"report → {rep.path}",
+            ["sheet", "rows"],
+            [[k, v] for k, v in rep.sheets.items()],
+            quiet,
+        )
+        info(
+            f"{rep.customers:,} customers, {rep.charts} charts, role {rep.role}, "
+            + ("personal data masked" if rep.masked else "[bold red]personal data NOT masked[/]"),
+            quiet,
+        )
+    for fmt in ("html", "pdf"):
+        if fmt in result.data:
+            info(f"{fmt} → {result.data[fmt]['path']}", quiet)
+    if result.data.get("owners"):
+        own = result.data["owners"]
+        print_table(
+            f"owner workbooks → {own['folder']} (role {own['role']}, masked)",
+            ["owner", "customers", "file"],
+            [[w["owner"], w["customers"], Path(w["path"]).name] for w in own["workbooks"]],
+            quiet,
+        )
     if result.data.get("full_list"):
         info(f"every customer: {result.data['full_list']}", quiet)
     for w in result.warnings:

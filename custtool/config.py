@@ -566,6 +566,9 @@ class FollowupsStep(StrictModel):
     enabled: bool | None = None
 
 
+ReportFormat = Literal["xlsx", "html", "pdf"]
+
+
 class ReportStep(StrictModel):
     role: str | None = None
     owner: str | None = None
@@ -574,12 +577,23 @@ class ReportStep(StrictModel):
     strategies: str | None = None
     segment_sheets: bool | None = None
     sheet_rows: int | None = Field(default=None, ge=1)
+    #: report.xlsx / report.html / report.pdf (default: rules/report.yaml, xlsx)
+    formats: list[ReportFormat] | None = Field(default=None, min_length=1)
+    #: owner: one masked workbook per 负责人 in owners/ (default: rules/report.yaml, none)
+    split_by: Literal["owner"] | None = None
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _formats(cls, v: Any) -> Any:
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
 
 
 class ReportSettings(StrictModel):
-    """rules/report.yaml: how large the Excel outputs may grow."""
+    """rules/report.yaml: how large the Excel outputs may grow, which files are written."""
 
     sheet_rows: int = Field(ge=1)
+    formats: list[ReportFormat] = Field(min_length=1)
+    split_by: Literal["owner"] | None = None
 
 
 def load_report_settings(path: str | os.PathLike[str] | None = None) -> ReportSettings:
@@ -590,6 +604,25 @@ def load_report_settings(path: str | os.PathLike[str] | None = None) -> ReportSe
 def sheet_rows_setting(value: int | None = None) -> int:
     """``value`` when given, else ``sheet_rows`` of rules/report.yaml (the one default)."""
     return int(value) if value is not None else load_report_settings().sheet_rows
+
+
+def report_formats_setting(value: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """The report files to write: ``value`` ("xlsx,html,pdf" or a list) when given, else
+    ``formats`` of rules/report.yaml; known formats only, each once, in the given order."""
+    if value is None:
+        return list(load_report_settings().formats)
+    parts = [p.strip().lower() for p in value.split(",")] if isinstance(value, str) else value
+    out: list[str] = []
+    for p in parts:
+        if not p:
+            continue
+        if p not in ("xlsx", "html", "pdf"):
+            raise ConfigError(f"unknown report format {p!r}", "use xlsx, html and/or pdf")
+        if p not in out:
+            out.append(p)
+    if not out:
+        raise ConfigError("no report format given", "use --format xlsx,html,pdf")
+    return out
 
 
 class CardsStep(StrictModel):

@@ -475,8 +475,15 @@ def run_report(
     as_of: str | None = None,
     book: PathLike | None = None,
     sheet_rows: int | None = None,
+    formats: str | Sequence[str] | None = None,
+    split_by: str | None = None,
 ) -> StepResult:
     """Write the Excel report from files; ``clean_report`` may be the clean JSON or a table.
+
+    ``formats``: which of report.xlsx / .html / .pdf to write beside each other, named by
+    ``output``'s stem (default: rules/report.yaml, xlsx). ``split_by="owner"``: also one
+    masked workbook per owner in ``owners/`` beside ``output`` (see
+    :func:`custtool.report.owners.write_owner_workbooks`); ``data["owners"]`` lists them.
     ``followups``: the follow-up log for the 销售漏斗 sheet (results up to ``as_of``).
 
     ``book``: the customer book (custtool.duckdb); with two or more runs the report gets
@@ -489,21 +496,30 @@ def run_report(
     ``orders``: the segment step's attributed orders, or raw orders (attributed to the
     customers first). ``surveys``: the NPS on 概览, as the segment step computes it.
 
-    ``value`` is the :class:`custtool.report.workbook.ReportResult`.
+    ``value`` is the :class:`custtool.report.workbook.ReportResult` (None without xlsx).
     """
     import json
 
-    from custtool import labels as L
-    from custtool.book import trend
-    from custtool.io import read_table, write_table
-    from custtool.report import write_workbook
+    from custtool.config import load_report_settings, report_formats_setting
+    from custtool.io import read_table
 
     check_lang(lang)
     output, clean_report = Path(output), _path(clean_report)
-    if output.suffix.lower() != ".xlsx":
-        raise InputError(f"{output.name}: the report is an Excel workbook", "use -o report.xlsx")
+    if output.suffix.lower() not in {".xlsx", ".html", ".pdf"}:
+        raise InputError(
+            f"{output.name}: the report is report.xlsx (and .html/.pdf beside it)",
+            "use -o report.xlsx",
+        )
+    fmts = report_formats_setting(formats)
+    split = split_by if split_by is not None else load_report_settings().split_by
+    if split not in (None, "owner"):
+        raise InputError(f"cannot split the report by {split!r}", "use --split-by owner")
+    if "pdf" in fmts:  # before anything is written: a missing weasyprint is exit 2
+        from custtool.report.document import load_weasyprint
+
+        load_weasyprint()
+    paths = {f: output.with_suffix(f".{f}") for f in fmts}
     customers = read_table(segmented)
-    full_list = output.with_name(f"{output.stem}_customers.csv")
     nps_info: Any = None
     if surveys is not None:
         from custtool.nps import survey_nps
@@ -520,10 +536,110 @@ def run_report(
                 raise InputError(f"{clean_report.name}: not valid JSON ({exc})") from None
         else:
             report_data = read_table(clean_report)
+    order_table = _read_optional(orders)
+    interactions = read_records(followups, "interactions") if followups is not None else None
+    data: dict[str, Any] = {}
+    warnings: list[str] = []
+    result: Any = None
+    if "xlsx" in fmts:
+        result, data = _write_report_xlsx(
+            customers,
+            paths["xlsx"],
+            order_table,
+            interactions,
+            nps_info,
+            report_data,
+            rejects=rejects,
+            strategies=strategies,
+            previous=previous,
+            role=role,
+            owner=owner,
+            mask=mask,
+            lang=lang,
+            roles=roles,
+            as_of=as_of,
+            book=book,
+            sheet_rows=sheet_rows,
+        )
+        warnings.extend(result.warnings)
+    data["formats"] = fmts
+    data["files"] = {f: str(p) for f, p in paths.items()}
+    doc_options = dict(
+        nps=nps_info,
+        strategies=strategies,
+        role=role,
+        owner=owner,
+        mask=mask,
+        lang=lang,
+        roles_path=roles,
+        as_of=as_of,
+    )
+    from custtool.report.document import write_html, write_pdf
+
+    document = None
+    if "html" in fmts:
+        document = write_html(customers, paths["html"], **doc_options)
+        data["html"] = {"path": str(paths["html"])}
+    if "pdf" in fmts:
+        document = write_pdf(customers, paths["pdf"], **doc_options)
+        data["pdf"] = {"path": str(paths["pdf"]), "pages": document.pages}
+    if document is not None:  # the figures report.html / report.pdf show (= 概览's)
+        data["document"] = {
+            "as_of": document.as_of,
+            "kpis": document.kpis,
+            "segments": document.segments,
+        }
+    data["owners"] = None
+    if split == "owner":
+        from custtool.report.owners import FOLDER, write_owner_workbooks
+
+        owners = write_owner_workbooks(
+            customers,
+            output.parent / FOLDER,
+            orders=order_table,
+            interactions=interactions,
+            strategies=strategies,
+            lang=lang,
+            roles_path=roles,
+            as_of=as_of,
+            sheet_rows=sheet_rows,
+        )
+        data["owners"] = owners.as_dict()
+        warnings.extend(owners.warnings)
+    return StepResult("report", data, warnings=warnings, value=result)
+
+
+def _write_report_xlsx(
+    customers: Any,
+    output: Path,
+    order_table: Any,
+    interactions: Any,
+    nps_info: Any,
+    report_data: Any,
+    *,
+    rejects: PathLike | None,
+    strategies: PathLike | None,
+    previous: PathLike | None,
+    role: str | None,
+    owner: str | None,
+    mask: bool,
+    lang: str,
+    roles: PathLike | None,
+    as_of: str | None,
+    book: PathLike | None,
+    sheet_rows: int | None,
+) -> tuple[Any, dict[str, Any]]:
+    """report.xlsx and, when a sheet is capped, the masked customers CSV beside it."""
+    from custtool import labels as L
+    from custtool.book import trend
+    from custtool.io import write_table
+    from custtool.report import write_workbook
+
+    full_list = output.with_name(f"{output.stem}_customers.csv")
     result = write_workbook(
         customers,
         output,
-        orders=_read_optional(orders),
+        orders=order_table,
         rejects=_read_optional(rejects),
         clean_report=report_data,
         strategies=strategies,
@@ -534,7 +650,7 @@ def run_report(
         lang=lang,
         roles_path=roles,
         nps=nps_info,
-        interactions=read_records(followups, "interactions") if followups is not None else None,
+        interactions=interactions,
         as_of=as_of,
         trend=trend(book).runs if book is not None else None,
         sheet_rows=sheet_rows,
@@ -548,7 +664,7 @@ def run_report(
         shown = mask_for_output(customers, role=role, mask=mask, owner=owner, roles_path=roles)
         write_table(shown, full_list)
         data["full_list"] = str(full_list)
-    return StepResult("report", data, warnings=result.warnings, value=result)
+    return result, data
 
 
 @dataclass

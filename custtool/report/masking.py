@@ -483,6 +483,27 @@ def get_role(name: str | None, roles_path: str | Path | None = None) -> Role:
     return roles[key]
 
 
+def owner_role(roles_path: str | Path | None = None) -> Role:
+    """The role of a customer's owner (负责人): the first role with ``own_customers_only:
+    true`` in the roles file (shipped: ``sales``); per-owner workbooks are written in its view.
+    ConfigError when no role has it."""
+    for role in load_roles(roles_path).values():
+        if role.own_customers_only:
+            return role
+    raise ConfigError(
+        "no role has own_customers_only: true, so per-owner workbooks have no role to use",
+        "add one to the roles file (rules/roles.yaml ships `sales`)",
+    )
+
+
+def unassigned_view_role(role: Role) -> Role:
+    """``role`` for the customers nobody owns (未分配): the same columns and masking, without
+    the owner filter (the caller passes only the unowned customers)."""
+    from dataclasses import replace
+
+    return replace(role, own_customers_only=False)
+
+
 #: columns that carry amounts; a role with ``amounts: false`` never sees them
 AMOUNT_COLUMNS = (
     "monetary",
