@@ -275,6 +275,15 @@ def run_pipeline(
 
     # rows on a capped sheet (tier/class sheets, 待跟进, follow-up tasks); the rest in CSV
     cap = sheet_rows_setting(pl.steps["report"].get("sheet_rows"))
+    # report.html / report.pdf beside report.xlsx (always written), owners/ per 负责人
+    from custtool.config import load_report_settings, report_formats_setting
+
+    formats = report_formats_setting(pl.steps["report"].get("formats"))
+    split_by = pl.steps["report"].get("split_by") or load_report_settings().split_by
+    if "pdf" in formats:  # a missing weasyprint stops the run before anything is written
+        from custtool.report.document import load_weasyprint
+
+        load_weasyprint()
     out_dir = Path(out) if out else pl.out
     limit = fail_on_rejects if fail_on_rejects is not None else pl.fail_on_rejects
     steps = _Steps(progress)
@@ -394,6 +403,7 @@ def run_pipeline(
         ) from None
     try:
         outputs: list[str] = []
+        output_kinds: dict[str, dict[str, Any]] = {}  # file -> kind (and owner) in the manifest
 
         def save(df: pd.DataFrame, name: str) -> None:
             write_table(df, staging / name)
@@ -566,6 +576,7 @@ def run_pipeline(
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
         outputs.append("report.xlsx")
+        output_kinds["report.xlsx"] = {"kind": "report"}
         # every customer the report shows, beside it, masked by the one policy (the capped
         # tier/class sheets and an over-limit 客户明细 point here)
         save(
@@ -574,6 +585,57 @@ def run_pipeline(
             ),
             "customers.csv",
         )
+        output_kinds["customers.csv"] = {"kind": "csv"}
+
+        # ---- report.html / report.pdf: the figures of 概览, one template (issue 17)
+        doc_options = dict(
+            nps=segment.nps,
+            strategies=rep_opts.get("strategies"),
+            role=export_role,
+            owner=rep_opts.get("owner"),
+            mask=rep_opts_mask(pl),
+            lang=rep_opts.get("lang", "zh"),
+            as_of=run_as_of,
+        )
+        for fmt in ("html", "pdf"):
+            if fmt not in formats:
+                continue
+            from custtool.report.document import write_html, write_pdf
+
+            writer = write_html if fmt == "html" else write_pdf
+            steps.run(f"report_{fmt}", writer, final, staging / f"report.{fmt}", **doc_options)
+            outputs.append(f"report.{fmt}")
+            output_kinds[f"report.{fmt}"] = {"kind": fmt}
+        # ---- one masked workbook per owner (the sales role's view): owners/<name>.xlsx
+        if split_by == "owner":
+            from custtool.report.owners import FOLDER, write_owner_workbooks
+
+            owners = steps.run(
+                "owner_reports",
+                write_owner_workbooks,
+                final,
+                staging / FOLDER,
+                orders=segment.orders,
+                interactions=interactions,
+                strategies=rep_opts.get("strategies"),
+                lang=rep_opts.get("lang", "zh"),
+                as_of=run_as_of,
+                sheet_rows=cap,
+            )
+            steps.rows(owners=len(owners.workbooks), customers=owners.customers)
+            warnings.extend(owners.warnings)
+            for wb in owners.workbooks:
+                for f in (wb.path, wb.full_list):
+                    if f is None:
+                        continue
+                    name = f"{FOLDER}/{f.name}"
+                    outputs.append(name)
+                    output_kinds[name] = {
+                        "kind": "owner_report" if f == wb.path else "owner_customers",
+                        "owner": wb.owner,
+                        "unassigned": wb.unassigned,
+                        "customers": wb.customers,
+                    }
 
         # ---- cards
         card_opts = pl.steps["cards"]
@@ -645,7 +707,12 @@ def run_pipeline(
             "nps": seg_summary["nps"],  # the one NPS (segment step; the report shows the same)
             "steps": steps.records,
             "outputs": [
-                {"file": name, "bytes": (staging / name).stat().st_size} for name in outputs
+                {
+                    "file": name,
+                    "bytes": (staging / name).stat().st_size,
+                    **output_kinds.get(name, {}),
+                }
+                for name in outputs
             ],
             "rejected_rows": rejected_rows,
             "fail_on_rejects": limit,
