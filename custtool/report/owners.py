@@ -113,6 +113,9 @@ def write_owner_workbooks(
 
     role = owner_role(roles_path)
     keys = owner_keys(customers)
+    # the workbook does not read .attrs; pandas deep-copies them on every operation
+    customers = customers.copy(deep=False)
+    customers.attrs = {}
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     strat = strategies if isinstance(strategies, pd.DataFrame) else load_strategies(strategies)
@@ -128,17 +131,24 @@ def write_owner_workbooks(
         order_groups = order_owner.groupby(order_owner.to_numpy(), sort=False).indices
         orders = attributed
 
-    result = OwnerReports(folder=out, role=role.name)
-    used: set[str] = set()
-    for key in names:
-        unassigned = key == ""
-        shown_name = UNASSIGNED if unassigned else key
-        stem = base = safe_file_name(shown_name)
+    # file stems: 未分配 is reserved for the customers without an owner (the name others
+    # rely on); owners whose safe names collide get " (2)", " (3)", …
+    used: set[str] = {UNASSIGNED} if "" in positions else set()
+    stems = {"": UNASSIGNED}
+    for key in names[:-1] if "" in positions else names:
+        stem = base = safe_file_name(key)
         k = 2
-        while stem.lower() in used:  # two owners with the same safe name (or one named 未分配)
+        while stem.lower() in used:
             stem = f"{base} ({k})"
             k += 1
         used.add(stem.lower())
+        stems[key] = stem
+
+    result = OwnerReports(folder=out, role=role.name)
+    for key in names:
+        unassigned = key == ""
+        shown_name = UNASSIGNED if unassigned else key
+        stem = stems[key]
         path = out / f"{stem}.xlsx"
         group = customers.iloc[positions[key]]
         view_role = unassigned_view_role(role) if unassigned else role
