@@ -83,6 +83,10 @@ _API: dict[str, str] = {
     "assign_contact_classes": "custtool.rfm",
     "sales_funnel": "custtool.funnel",
     "run_funnel": "custtool.steps",
+    # report.html / report.pdf and per-owner workbooks (issue 17)
+    "write_html": "custtool.report.document",
+    "write_pdf": "custtool.report.document",
+    "write_owner_workbooks": "custtool.report.owners",
 }
 
 __all__ = ["__version__", *_API]

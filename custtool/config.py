@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -606,7 +606,7 @@ def sheet_rows_setting(value: int | None = None) -> int:
     return int(value) if value is not None else load_report_settings().sheet_rows
 
 
-def report_formats_setting(value: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
+def report_formats_setting(value: str | Sequence[str] | None = None) -> list[str]:
     """The report files to write: ``value`` ("xlsx,html,pdf" or a list) when given, else
     ``formats`` of rules/report.yaml; known formats only, each once, in the given order."""
     if value is None:

@@ -417,3 +417,20 @@ def test_formats_and_split_by_settings(tmp_path):
         ReportStep(formats=["docx"])
     with pytest.raises(ValueError):
         ReportStep(split_by="city")
+
+
+def test_html_only_and_bad_options_from_the_cli(example_data, tmp_path):
+    tagged = str(example_data.paths["tagged"])
+    out = tmp_path / "r" / "report.xlsx"
+    result = CliRunner().invoke(app, ["report", tagged, "--format", "html", "-o", str(out)])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no workbook
+    assert "report.html" in result.stderr
+    for opts, message in (
+        (["--format", "xlsx,docx"], "unknown report format 'docx'"),
+        (["--split-by", "city"], "cannot split the report by 'city'"),
+    ):
+        bad = tmp_path / "bad" / "report.xlsx"
+        result = CliRunner().invoke(app, ["report", tagged, *opts, "-o", str(bad)])
+        assert result.exit_code == 2 and message in result.stderr
+        assert not bad.parent.exists()

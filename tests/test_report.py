@@ -1159,6 +1159,8 @@ def test_cli_report_json_matches_library(example_data, tmp_path):
         p["tagged"], tmp_path / "lib.xlsx", orders=p["orders"], previous=p["segmented"]
     ).to_dict()
     assert data.pop("path") == str(out) and lib.pop("path") == str(tmp_path / "lib.xlsx")
+    assert data.pop("files") == {"xlsx": str(out)}  # every file written, by format
+    assert lib.pop("files") == {"xlsx": str(tmp_path / "lib.xlsx")}
     assert data == json.loads(json.dumps(lib, ensure_ascii=False, default=str))
     assert data["masked"] is True and data["customers"] == len(example_data.frame("tagged"))
     wb = load(out)

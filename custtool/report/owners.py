@@ -119,17 +119,23 @@ def write_owner_workbooks(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     strat = strategies if isinstance(strategies, pd.DataFrame) else load_strategies(strategies)
-    positions = keys.groupby(keys.to_numpy(), sort=True).indices  # owner -> row positions
+    # owner -> row positions, one groupby
+    positions: dict[str, Any] = {
+        str(k): v for k, v in keys.groupby(keys.to_numpy(), sort=True).indices.items()
+    }
     names = [k for k in positions if k != ""] + ([""] if "" in positions else [])
 
     order_groups: dict[str, Any] = {}
+    attributed: pd.DataFrame | None = None
     if orders is not None:
         attributed = ensure_attributed(orders, customers)
         owner_of = pd.Series(keys.to_numpy(), index=customers["customer_id"].astype(str))
         owner_of = owner_of[~owner_of.index.duplicated()]
         order_owner = attributed["customer_id"].astype(str).map(owner_of).fillna("")
-        order_groups = order_owner.groupby(order_owner.to_numpy(), sort=False).indices
-        orders = attributed
+        order_groups = {
+            str(k): v
+            for k, v in order_owner.groupby(order_owner.to_numpy(), sort=False).indices.items()
+        }
 
     # file stems: 未分配 is reserved for the customers without an owner (the name others
     # rely on); owners whose safe names collide get " (2)", " (3)", …
@@ -154,8 +160,8 @@ def write_owner_workbooks(
         view_role = unassigned_view_role(role) if unassigned else role
         owner = None if unassigned else key
         own_orders = None
-        if orders is not None:
-            own_orders = orders.iloc[order_groups.get(key, [])]
+        if attributed is not None:
+            own_orders = attributed.iloc[order_groups.get(key, [])]
         rep = write_workbook(
             group,
             path,
