@@ -294,6 +294,7 @@ TEXT_LABELS: dict[str, tuple[str, str]] = {
     "sheet_quality": ("数据质量", "Data quality"),
     "sheet_migration": ("迁移", "Migration"),
     "sheet_funnel": ("销售漏斗", "Sales funnel"),
+    "sheet_tasks": ("跟进任务", "Follow-up tasks"),
     "sheet_trend": ("趋势", "Trend"),
     "trend_title": (
         "各期指标（客户台账 custtool.duckdb）",

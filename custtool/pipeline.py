@@ -621,6 +621,7 @@ def run_pipeline(
                 lang=rep_opts.get("lang", "zh"),
                 as_of=run_as_of,
                 sheet_rows=cap,
+                tasks=tasks,  # each owner's 跟进任务
             )
             steps.rows(owners=len(owners.workbooks), customers=owners.customers)
             warnings.extend(owners.warnings)

@@ -593,6 +593,11 @@ def run_report(
     if split == "owner":
         from custtool.report.owners import FOLDER, write_owner_workbooks
 
+        tasks = None
+        if interactions is not None:  # each owner's due follow-ups (rules/followups.yaml)
+            from custtool.followups import due_followups, load_followup_rules
+
+            tasks = due_followups(customers, interactions, load_followup_rules(None), as_of=as_of)
         owners = write_owner_workbooks(
             customers,
             output.parent / FOLDER,
@@ -603,6 +608,7 @@ def run_report(
             roles_path=roles,
             as_of=as_of,
             sheet_rows=sheet_rows,
+            tasks=tasks,
         )
         data["owners"] = owners.as_dict()
         warnings.extend(owners.warnings)

@@ -135,12 +135,12 @@ def all_cells(path: Path) -> list[str]:
     return out
 
 
-def detail_ids(path: Path) -> list[str]:
-    """The 客户编号 column of the 客户明细 sheet."""
+def detail_ids(path: Path, sheet: str = "客户明细") -> list[str]:
+    """The 客户编号 column of the 客户明细 sheet (or ``sheet``)."""
     from openpyxl import load_workbook
 
     wb = load_workbook(path, read_only=True)
-    rows = list(wb["客户明细"].iter_rows(values_only=True))
+    rows = list(wb[sheet].iter_rows(values_only=True))
     wb.close()
     j = list(rows[0]).index("客户编号")
     return [str(r[j]) for r in rows[1:] if r[j] is not None]
@@ -308,6 +308,8 @@ def test_owner_workbooks_hold_exactly_each_owners_customers(owner_run):
     assert "未分配" in expected and len(expected) >= 3  # owners and customers without one
     entries = [o for o in manifest["outputs"] if o.get("kind") == "owner_report"]
     assert {e["owner"] for e in entries} == set(expected)
+    tasks = pd.read_csv(folder / "followups.csv", encoding="utf-8-sig", dtype=str)
+    seen_tasks = 0
     assert sum(e["customers"] for e in entries) == len(customers)
     for e in entries:
         path = folder / e["file"]
@@ -316,6 +318,12 @@ def test_owner_workbooks_hold_exactly_each_owners_customers(owner_run):
         assert len(ids) == len(set(ids)) == e["customers"], e["owner"]
         assert set(ids) == expected[e["owner"]], e["owner"]
         assert e["unassigned"] == (e["owner"] == "未分配")
+        # their follow-ups: the run's due tasks (followups.csv) of their customers, no other
+        task_ids = detail_ids(path, sheet="跟进任务")
+        mine = tasks[tasks["客户编号"].isin(expected[e["owner"]])]
+        assert sorted(task_ids) == sorted(mine["客户编号"]), e["owner"]
+        seen_tasks += len(task_ids)
+    assert seen_tasks == len(tasks) > 0
 
 
 def test_no_full_phone_number_in_any_owner_workbook(owner_run):

@@ -98,11 +98,13 @@ def write_owner_workbooks(
     roles_path: str | Path | None = None,
     as_of: Any = None,
     sheet_rows: int | None = None,
+    tasks: pd.DataFrame | None = None,
 ) -> OwnerReports:
     """One masked workbook per owner in ``folder`` (created), plus 未分配.xlsx when some
     customers have no owner. ``orders``: attributed (``SegmentResult.orders``) or raw
-    (attributed once to all ``customers`` here). The NPS is left out: it is the run's
-    figure over all responses, not an owner's."""
+    (attributed once to all ``customers`` here). ``tasks``: the due follow-up tasks
+    (:func:`custtool.followups.due_followups`), each owner's on a 跟进任务 sheet. The NPS is
+    left out: it is the run's figure over all responses, not an owner's."""
     import pandas as pd
 
     from custtool.attribution import ensure_attributed
@@ -125,17 +127,21 @@ def write_owner_workbooks(
     }
     names = [k for k in positions if k != ""] + ([""] if "" in positions else [])
 
+    def by_owner(records: pd.DataFrame) -> dict[str, Any]:
+        """Row positions of ``records`` per owner of their customer (``customer_id``)."""
+        owner_of = pd.Series(keys.to_numpy(), index=customers["customer_id"].astype(str))
+        owner_of = owner_of[~owner_of.index.duplicated()]
+        rec_owner = records["customer_id"].astype(str).map(owner_of).fillna("")
+        return {
+            str(k): v
+            for k, v in rec_owner.groupby(rec_owner.to_numpy(), sort=False).indices.items()
+        }
+
     order_groups: dict[str, Any] = {}
     attributed: pd.DataFrame | None = None
     if orders is not None:
         attributed = ensure_attributed(orders, customers)
-        owner_of = pd.Series(keys.to_numpy(), index=customers["customer_id"].astype(str))
-        owner_of = owner_of[~owner_of.index.duplicated()]
-        order_owner = attributed["customer_id"].astype(str).map(owner_of).fillna("")
-        order_groups = {
-            str(k): v
-            for k, v in order_owner.groupby(order_owner.to_numpy(), sort=False).indices.items()
-        }
+        order_groups = by_owner(attributed)
 
     # file stems: 未分配 is reserved for the customers without an owner (the name others
     # rely on); owners whose safe names collide get " (2)", " (3)", …
@@ -149,6 +155,8 @@ def write_owner_workbooks(
             k += 1
         used.add(stem.lower())
         stems[key] = stem
+
+    task_groups = by_owner(tasks) if tasks is not None else {}
 
     result = OwnerReports(folder=out, role=role.name)
     for key in names:
@@ -175,6 +183,7 @@ def write_owner_workbooks(
             as_of=as_of,
             sheet_rows=sheet_rows,
             full_list=f"{stem}_customers.csv",
+            tasks=None if tasks is None else tasks.iloc[task_groups.get(key, [])],
         )
         entry = OwnerWorkbook(shown_name, path, rep.customers, unassigned=unassigned)
         if rep.capped or rep.warnings:

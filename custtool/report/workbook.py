@@ -718,6 +718,7 @@ def write_workbook(
     trend: list[dict[str, Any]] | None = None,
     sheet_rows: int | None = None,
     full_list: str = "customers.csv",
+    tasks: pd.DataFrame | None = None,
 ) -> ReportResult:
     """Write the tiered report workbook for segmented (+ tagged) customers to ``path``, atomically.
 
@@ -729,7 +730,9 @@ def write_workbook(
     definition. A 销售漏斗 sheet (:func:`custtool.funnel.sales_funnel` of the customers
     shown, with the follow-up log ``interactions`` up to ``as_of``) is added when the
     customers have a status or a follow-up log is given. ``trend``: KPIs per run from the customer book (``custtool.book.Trend.runs``);
-    with two or more runs a 趋势 sheet shows them with line charts.
+    with two or more runs a 趋势 sheet shows them with line charts. ``tasks``: due follow-up
+    tasks (:func:`custtool.followups.due_followups`): a 跟进任务 sheet, the role's rows and
+    columns, masked like every sheet (the per-owner workbooks pass each owner's tasks).
 
     Each customer's row is written once, in 客户明细. The tier and RFM-class sheets show the
     segment's summary (the same figures as 概览), its traits against all customers and its
@@ -796,6 +799,8 @@ def write_workbook(
     plan.append(("detail", sheet_name(L.text("sheet_detail", lang)), None))
     if "status" in view.columns or interactions is not None:
         plan.append(("funnel", sheet_name(L.text("sheet_funnel", lang)), None))
+    if tasks is not None:
+        plan.append(("tasks", sheet_name(L.text("sheet_tasks", lang)), None))
     plan.append(("strategy", sheet_name(L.text("sheet_strategy", lang)), None))
     plan.append(("quality", sheet_name(L.text("sheet_quality", lang)), None))
     if previous is not None:
@@ -846,6 +851,12 @@ def write_workbook(
             elif kind == "detail":
                 w.data_sheet(ws, display, positions=by_value)
                 result.sheets[name] = len(display)
+            elif kind == "tasks" and tasks is not None:  # planned only with tasks
+                from custtool.followups import task_table
+
+                shown_tasks = role_view(tasks, role_obj, owner=owner)
+                w.data_sheet(ws, task_table(shown_tasks, lang), conditional=False)
+                result.sheets[name] = len(shown_tasks)
             elif kind == "funnel":
                 result.sheets[name] = _write_funnel(w, ws, view, interactions, as_of, lang)
             elif kind == "strategy":
