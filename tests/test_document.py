@@ -35,6 +35,8 @@ def cli_report(example_data, tmp_path_factory):
             "xlsx,html",
             "--split-by",
             "owner",
+            "--sheet-rows",
+            "5",  # capped tier/class sheets: quicker, and the masked CSVs beside them
             "-o",
             str(out),
             "--json",
@@ -56,7 +58,8 @@ def owner_run(tmp_path_factory):
     text = re.sub(r"\n  formats: \[xlsx, html\].*\n", "\n", text)
     assert "\n  lang: zh\n" in text
     text = text.replace(
-        "\n  lang: zh\n", "\n  lang: zh\n  formats: [xlsx, html, pdf]\n  split_by: owner\n"
+        "\n  lang: zh\n",
+        "\n  lang: zh\n  formats: [xlsx, html, pdf]\n  split_by: owner\n  sheet_rows: 5\n",
     )
     text = text.replace("cards:\n  format: html", "cards:\n  enabled: false\n  format: html")
     pl.write_text(text, encoding="utf-8")
@@ -334,6 +337,12 @@ def test_no_full_phone_number_in_any_owner_workbook(owner_run):
     phones = customers["phone"].astype("string").dropna()
     assert phones.str.fullmatch(r"1[3-9]\d{9}").sum() > 50  # the data has full numbers
     masked_seen = 0
+    csvs = [o for o in manifest["outputs"] if o.get("kind") == "owner_customers"]
+    assert {o["owner"] for o in csvs} >= {"未分配"}  # capped (sheet_rows: 5): listed in full
+    for o in csvs:
+        full = pd.read_csv(folder / o["file"], dtype=str, encoding="utf-8-sig")
+        assert len(full) == o["customers"] and o["file"].startswith("owners/")
+        assert not full.astype(str).apply(lambda c: c.str.contains(PHONE)).any().any()
     for e in (o for o in manifest["outputs"] if o.get("kind") == "owner_report"):
         cells = all_cells(folder / e["file"])
         hits = [c for c in cells if PHONE.search(c)]
@@ -344,6 +353,8 @@ def test_no_full_phone_number_in_any_owner_workbook(owner_run):
 
 
 def test_report_split_by_owner_from_the_cli_and_its_json(cli_report, example_data):
+    import pandas as pd
+
     folder, data = cli_report
     owners = data["owners"]
     assert owners["role"] == "sales" and Path(owners["folder"]) == folder / "owners"
@@ -364,7 +375,13 @@ def test_report_split_by_owner_from_the_cli_and_its_json(cli_report, example_dat
                 "customer_id",
             ].astype(str)
         )
-    assert sorted(p.name for p in folder.iterdir()) == ["owners", "report.html", "report.xlsx"]
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["owners", "report.html", "report.xlsx", "report_customers.csv"]
+    # capped sheets: every owner's customers in full beside the workbook, masked
+    for w in owners["workbooks"]:
+        full = pd.read_csv(w["full_list"], dtype=str, encoding="utf-8-sig")
+        assert len(full) == w["customers"]
+        assert not full.astype(str).apply(lambda c: c.str.contains(PHONE)).any().any()
 
 
 def test_owner_file_names_are_safe_and_distinct(tmp_path):
