@@ -546,7 +546,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -667,3 +667,14 @@ def test_no_send_reaches_the_library(monkeypatch, tmp_path):
     assert seen["send"] is False
     runner.invoke(app, ["run", str(tmp_path / "p.yaml")])
     assert seen["send"] is True
+
+
+def test_send_json_equals_the_library_result(run_dir, tmp_path, smtp):
+    from custtool.steps import run_send
+
+    _, port = smtp
+    p = pipeline_yaml(tmp_path, port, MANAGER)
+    r = send(run_dir, "--config", p, "--dry-run", "--json")
+    lib = run_send(run_dir, config=p, dry_run=True)
+    assert json.loads(r.stdout) == json.loads(json.dumps(lib.to_dict(), ensure_ascii=False))
+    assert r.exit_code == lib.exit_code == 0
