@@ -1303,6 +1303,11 @@ def run(
         typer.echo(
             f"custtool run: {status} as_of={m['as_of']} customers={m['rows']['segment']['customers']} "
             f"rejected={m['rejected_rows']} report={result.folder / 'report.xlsx'}"
+            + (
+                f" mailed={result.delivery.count('sent')} mail_failed={result.delivery.count('failed')}"
+                if result.delivery is not None
+                else ""
+            )
         )
         if result.over_reject_limit and pl.deliver is not None and not no_send:
             info(
