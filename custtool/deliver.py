@@ -76,6 +76,7 @@ MIME_TYPES = {
 #: the headline figures in the body, in this order (manifest.json: kpis)
 KPI_ORDER = ("customers", "active", "revenue", "aov", "repurchase", "nps")
 _AMOUNTS = {"revenue", "aov"}
+OWNER_KPIS = "见附件（只含您负责的客户）"
 _UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 
 
@@ -392,7 +393,8 @@ def plan_delivery(
                 if not path.is_file():
                     missing.append(f"{sub.name!r} needs {rel}")
                     continue
-                shown = _fill(MAIL_NAMES[kind], {"as_of": as_of, "owner": owner or ""})
+                safe_owner = Path(owner_file(owner)).stem  # file-safe, 未分配 for none
+                shown = _fill(MAIL_NAMES[kind], {"as_of": as_of, "owner": safe_owner})
                 attachments.append(
                     Attachment(kind, rel, shown, path.stat().st_size, _sha256(path), path)
                 )
@@ -401,7 +403,10 @@ def plan_delivery(
                 "subscription": sub.name,
                 "as_of": as_of,
                 "owner": owner or "",
-                "kpis": "\n".join(kpi_lines(kpis, amounts=role.amounts is not False)) or "（无）",
+                # an owner sees only their customers: no firm-wide figures in their mail
+                "kpis": OWNER_KPIS
+                if owner is not None
+                else "\n".join(kpi_lines(kpis, amounts=role.amounts is not False)) or "（无）",
                 "attachments": "\n".join(f"- {a.name}（{_size(a.bytes)}）" for a in attachments),
             }
             subject = _fill(sub.subject or settings.subject, values)

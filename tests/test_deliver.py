@@ -306,6 +306,11 @@ def test_owner_subscription_sends_each_owner_only_their_workbook(run_dir, tmp_pa
         got = attachments(by_rcpt[rcpt])
         assert list(got) == [f"{owner}_客户_{as_of}.xlsx"]
         assert got[f"{owner}_客户_{as_of}.xlsx"] == files[owner].read_bytes()
+    # an owner's mail shows no firm-wide figures (only their customers, in the workbook)
+    body = by_rcpt["wangwu@example.cn"].get_body(("plain",)).get_content()
+    assert (
+        "见附件（只含您负责的客户）" in body and "客户数：" not in body and "消费总额" not in body
+    )
     # 王五's workbook holds 王五's customers and no one else's
     text = text_of("x.xlsx", attachments(by_rcpt["wangwu@example.cn"])[f"王五_客户_{as_of}.xlsx"])
     assert "王五" in text and "赵六" not in text
