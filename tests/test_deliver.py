@@ -454,13 +454,15 @@ def test_retries_back_off_and_are_bounded():
 
 def test_wrong_password_is_exit_1_without_the_password(run_dir, tmp_path, smtp):
     box, port = smtp
-    wrong = "wrong-Pa55-狗"
+    wrong = "wrong-Pa55"  # ASCII: smtplib's own login (the UTF-8 path is the right one)
     p = pipeline_yaml(tmp_path, port, MANAGER)
     r = send(run_dir, "--config", p, "--json", env={"CUSTTOOL_T_SMTP": wrong})
     assert r.exit_code == 1
     out = json.loads(r.stdout)
     assert out["failed"] == 2 and box.messages == []
-    assert box.logins == [False]  # 535 is permanent: not retried (no account lock-out)
+    # smtplib tries AUTH PLAIN, then LOGIN, in one session; 535 is permanent, so no retry
+    # (retries: 2 would make it four): no account lock-out
+    assert box.logins == [False, False]
     assert "login refused (535" in out["mails"][0]["error"] and USER in out["mails"][0]["error"]
     manifest = (run_dir / "manifest.json").read_text(encoding="utf-8")
     for text in (r.stdout, r.stderr, manifest):
@@ -685,3 +687,15 @@ def test_send_json_equals_the_library_result(run_dir, tmp_path, smtp):
     lib = run_send(run_dir, config=p, dry_run=True)
     assert json.loads(r.stdout) == json.loads(json.dumps(lib.to_dict(), ensure_ascii=False))
     assert r.exit_code == lib.exit_code == 0
+
+
+def test_body_respects_the_roles_amounts_and_a_custom_subject(run_dir, tmp_path):
+    from custtool.deliver import load_deliver, plan_delivery
+
+    sub = MANAGER + "      role: service\n      subject: 客户月报 {as_of}\n"
+    deliver, _ = load_deliver(pipeline_yaml(tmp_path, 25, sub))
+    plan = plan_delivery(run_dir, deliver)
+    mail = plan.mails[0]
+    assert mail.subject == "客户月报 2026-10-30"
+    assert "客户数：343" in mail.body and "复购率：" in mail.body
+    assert "消费总额" not in mail.body and "客单价" not in mail.body  # service: no amounts
