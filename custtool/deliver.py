@@ -583,7 +583,8 @@ class _Server:
                 self.client.send_message(msg, from_addr=from_addr, to_addrs=[mail.to])
                 return attempt
             except (smtplib.SMTPException, OSError) as exc:
-                self.close()
+                if connecting or not _permanent(exc):
+                    self.close()  # a refused address leaves the session usable (smtplib RSETs)
                 text = self._clean(_describe(exc))
                 if connecting:
                     login = isinstance(exc, smtplib.SMTPAuthenticationError)

@@ -266,6 +266,9 @@ def test_send_mails_each_recipient_the_run_files(run_dir, tmp_path, smtp):
     sha = hashlib.sha256((run_dir / "report.xlsx").read_bytes()).hexdigest()
     assert {a["file"]: a["sha256"] for a in recs[0]["attachments"]}["report.xlsx"] == sha
     assert recs[0]["at"].startswith(time.strftime("%Y-"))
+    # the password (set in the environment) is nowhere in the output or the manifest
+    assert PASSWORD not in r.stdout + r.stderr
+    assert PASSWORD not in (run_dir / "manifest.json").read_text(encoding="utf-8")
 
 
 def test_the_body_shows_the_manifest_kpis_which_are_the_report_figures(run_dir, tmp_path, smtp):
@@ -482,16 +485,18 @@ def test_a_missing_password_variable_is_exit_2_before_sending(run_dir, tmp_path,
 
 def test_a_refused_recipient_fails_only_its_mail(run_dir, tmp_path, smtp):
     box, port = smtp
-    box.refuse.add("boss@example.cn")
+    box.refuse.add("manager@example.cn")  # the first of the two
     r = send(run_dir, "--config", pipeline_yaml(tmp_path, port, MANAGER), "--json")
     assert r.exit_code == 1
     out = json.loads(r.stdout)
     assert [(m["to"], m["status"]) for m in out["mails"]] == [
-        ("manager@example.cn", "sent"),
-        ("boss@example.cn", "failed"),
+        ("manager@example.cn", "failed"),
+        ("boss@example.cn", "sent"),
     ]
-    assert out["mails"][1]["error"].startswith("boss@example.cn: recipient refused (550")
-    assert [m[1] for m in box.messages] == [["manager@example.cn"]]
+    assert out["mails"][0]["error"].startswith("manager@example.cn: recipient refused (550")
+    assert out["mails"][0]["attempts"] == 1  # 550 is permanent: not retried
+    assert [m[1] for m in box.messages] == [["boss@example.cn"]]
+    assert box.logins == [True]  # the session survives a refused address
     assert "1 of 2 mail(s) not sent" in r.stderr
 
 
