@@ -28,7 +28,7 @@ from custtool.report.masking import (
 )
 from custtool.report.migration import RFM_ORDER, fallen_customers, migration_matrix
 from custtool.report.strategies import load_strategies
-from custtool.xlsx import formula_like, open_workbook, safe_sheet_name
+from custtool.xlsx import append_rows, formula_like, open_workbook, safe_sheet_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -500,6 +500,43 @@ class _Sheets:
             out.append((j, vals.tolist(), None, fmts, "text"))
         return out
 
+    def _chunk_columns(
+        self, prepared: list[tuple[str, Any, Any]], rows: Any
+    ) -> list[tuple[str, Any, Any]]:
+        """The rows at positions ``rows`` (a slice or an int array) per column for
+        :func:`custtool.xlsx.append_rows`: numbers and dates as floats (NaN = blank cell),
+        flags as 是/否, personal columns masked, other text as Arrow strings."""
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+
+        out: list[tuple[str, Any, Any]] = []
+        for kind, s, fmt in prepared:
+            part = s.iloc[rows]
+            if kind in {"num", "date"}:
+                if kind == "date":
+                    t = (
+                        part.dt.tz_localize(None)
+                        if getattr(part.dt, "tz", None) is not None
+                        else part
+                    )
+                    part = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
+                arr = pd.to_numeric(part, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                out.append(("num", arr, fmt))
+                continue
+            if kind == "text" and fmt is not None:  # a personal column: mask this chunk
+                part = fmt(part)
+            if kind == "bool":
+                flags = part.astype("boolean")
+                yes = flags.fillna(False).to_numpy(dtype=bool)
+                txt = np.where(yes, self.yes, self.no).astype(object)
+                txt[~flags.notna().to_numpy(dtype=bool)] = ""
+                out.append(("text", pa.array(txt, type=pa.string()), None))
+                continue
+            txt = part.astype("string").fillna("")
+            out.append(("text", pa.array(txt.to_numpy(dtype=object), type=pa.string()), None))
+        return out
+
     # ------------------------------------------------------------------ data sheets
     def data_sheet(
         self,
@@ -533,33 +570,10 @@ class _Sheets:
         if cols:
             ws.autofilter(start_row, 0, start_row + max(n, 1), len(cols) - 1)
         base = start_row + 1
-        ws_string = ws.write_string
-        ws_number = ws.write_number
         for start in range(0, n, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, n)
             rows = slice(start, stop) if positions is None else positions[start:stop]
-            lists = self._chunk_lists(prepared, rows)
-            order = sorted(
-                (
-                    j,
-                    0 if kind == "num" else 2 if fmts is not None else 1,
-                    vals,
-                    fmts if fmts is not None else fmt,
-                )
-                for j, vals, fmt, fmts, kind in lists
-            )
-            for i in range(stop - start):
-                r = base + start + i
-                for j, kind, vals, fmt in order:
-                    v = vals[i]
-                    if v is None:
-                        continue
-                    if kind == 0:
-                        ws_number(r, j, v, fmt)
-                    elif kind == 1:
-                        ws_string(r, j, v)
-                    else:
-                        ws_string(r, j, v, fmt[i])
+            append_rows(ws, base + start, self._chunk_columns(prepared, rows), self.quote)
         if conditional and n:
             last = start_row + n
             for name in SCORE_COLUMNS:
