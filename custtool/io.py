@@ -715,6 +715,97 @@ def _text_columns(df: pd.DataFrame) -> list[Any]:
     ]
 
 
+CSV_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: rows per block of the CSV writer (memory: one block of text at a time)
+CSV_BLOCK_ROWS = 65_536
+
+
+def _csv_fields(s: pd.Series, sep: str) -> Any:
+    """One column as the text pandas' ``to_csv`` writes for it (QUOTE_MINIMAL: a field with
+    the separator, a quote or a newline is quoted, quotes doubled), as an Arrow string
+    array; None for a dtype this writer does not format exactly as pandas does."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dtype = s.dtype
+    quote_check = True
+    if isinstance(dtype, pd.StringDtype):
+        text = pa.array(s.array, type=pa.string(), from_pandas=True)
+    elif pd.api.types.is_object_dtype(dtype):
+        kind = pd.api.types.infer_dtype(s, skipna=True)
+        if kind in ("string", "empty"):
+            text = pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        else:  # mixed cells: str() of each (missing: empty), as the csv module does
+            text = pa.array(s.astype("string").array, type=pa.string(), from_pandas=True)
+    elif isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+        values = s.to_numpy()
+        out = values.astype(str)  # what pandas does (repr of floats, True/False)
+        text = pa.array(out, type=pa.string())
+        if dtype.kind == "f":
+            text = pc.if_else(pa.array(np.isnan(values)), pa.scalar(None, pa.string()), text)
+        quote_check = False
+    elif pd.api.types.is_datetime64_any_dtype(dtype):
+        out = s.array._format_native_types(na_rep="", date_format=CSV_DATE_FORMAT)
+        text = pa.array(np.asarray(out, dtype=object), type=pa.string())
+        quote_check = False
+    elif isinstance(dtype, (pd.Int64Dtype, pd.Int32Dtype, pd.BooleanDtype)):
+        text = pa.array(s.array, from_pandas=True)
+        if isinstance(dtype, pd.BooleanDtype):
+            text = pc.if_else(text, "True", "False")
+        else:
+            text = pc.cast(text, pa.string())
+        quote_check = False
+    else:
+        return None
+    text = pc.fill_null(text, "")
+    if quote_check:
+        needs = pc.match_substring_regex(text, "[" + ("\\t" if sep == "\t" else sep) + '"\\n]')
+        if pc.any(needs).as_py():
+            quoted = pc.binary_join_element_wise(
+                '"', pc.replace_substring(text, '"', '""'), '"', ""
+            )
+            text = pc.if_else(needs, quoted, text)
+    return text
+
+
+def write_csv_fast(
+    df: pd.DataFrame, path: str | os.PathLike[str], *, sep: str = ",", encoding: str = "utf-8-sig"
+) -> bool:
+    """``df.to_csv(path, index=False, sep=sep, encoding=encoding, date_format=…)``, byte for
+    byte, built a column at a time with Arrow in blocks of :data:`CSV_BLOCK_ROWS` rows.
+    Returns False (nothing written) for what it does not format exactly like pandas (an
+    encoding other than UTF-8, a column of another dtype, a single column); the caller then
+    uses pandas."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    from custtool.arrow_text import write_joined
+
+    if (
+        encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8")
+        or len(df.columns) < 2
+    ):
+        return False
+    if df.columns.duplicated().any():
+        return False
+    for c in df.columns:
+        if _csv_fields(df[c].iloc[:0], sep) is None:
+            return False
+    head = _csv_fields(pd.Series([str(c) for c in df.columns], dtype=object), sep)
+    with open(path, "wb") as f:
+        if encoding.lower().replace("_", "-") == "utf-8-sig":
+            f.write("\ufeff".encode())
+        f.write((sep.join(head.to_pylist()) + "\n").encode("utf-8"))
+        for start in range(0, len(df), CSV_BLOCK_ROWS):
+            block = df.iloc[start : start + CSV_BLOCK_ROWS]
+            fields = [_csv_fields(block[c], sep) for c in block.columns]
+            lines = pc.binary_join_element_wise(*fields, sep)
+            write_joined(f, pc.binary_join_element_wise(lines, "\n", ""))
+    return True
+
+
 def write_table(
     df: pd.DataFrame,
     path: str | os.PathLike[str],
@@ -742,13 +833,11 @@ def write_table(
             safe = flat.copy()
             for c in _text_columns(flat):
                 safe[c] = neutralize_formula_text(flat[c])
-            safe.to_csv(
-                tmp,
-                index=False,
-                encoding=encoding,
-                sep="\t" if suffix == ".tsv" else ",",
-                date_format="%Y-%m-%d %H:%M:%S",
-            )
+            sep = "\t" if suffix == ".tsv" else ","
+            if not write_csv_fast(safe, tmp, sep=sep, encoding=encoding):
+                safe.to_csv(
+                    tmp, index=False, encoding=encoding, sep=sep, date_format=CSV_DATE_FORMAT
+                )
         else:
             write_xlsx_sheets({sheet_name: df}, tmp)
     return target

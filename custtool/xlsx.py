@@ -286,6 +286,8 @@ def append_rows(ws: Any, first_row: int, columns: list[tuple[str, Any, Any]], qu
     import pyarrow.compute as pc
     from xlsxwriter.utility import xl_col_to_name
 
+    from custtool.arrow_text import write_joined
+
     n = min((len(v) for _k, v, _f in columns), default=0)
     if n == 0:
         return 0
@@ -303,14 +305,9 @@ def append_rows(ws: Any, first_row: int, columns: list[tuple[str, Any, Any]], qu
             t = pc.fill_null(t.cast(pa.string()), "")
             parts.append(_text_cells(t, letter, rows, fmt, quote))
     joined = pc.binary_join_element_wise('<row r="', rows, '">', *parts, "</row>", "")
-    joined = joined.cast(pa.large_string())
-    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[
-        joined.offset : joined.offset + len(joined) + 1
-    ]
-    data = joined.buffers()[2]
     fh = ws.row_data_fh
     fh.flush()
-    fh.buffer.write(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
+    write_joined(fh.buffer, joined)
     fh.buffer.flush()
     last = first_row + n - 1
     ws._check_dimensions(last, len(columns) - 1)

@@ -124,3 +124,75 @@ def test_append_rows_read_back(tmp_path: Path) -> None:
     assert money[2].value is None and money[3].value is None  # NaN / inf: blank
     assert money[5].value == 13800138000 and money[0].number_format == "#,##0.00"
     assert ws.cell(n + 2, 1).value == "after"
+
+
+# --------------------------------------------------------------------------- customers.csv
+def _pandas_csv(df, path: Path, sep: str = ",") -> bytes:
+    df.to_csv(path, index=False, encoding="utf-8-sig", sep=sep, date_format="%Y-%m-%d %H:%M:%S")
+    return path.read_bytes()
+
+
+def test_csv_writer_matches_pandas_byte_for_byte(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from custtool.io import write_csv_fast
+
+    n = 7
+    df = pd.DataFrame(
+        {
+            "文本": ["张三", "a,b", 'say "hi"', "two\nlines", "cr\rhere", None, " sp "],
+            "str": pd.array(["x", None, "y,z", "", "q", "w", "e"], dtype="string"),
+            "混合": [1, "a", 2.5, None, True, float("nan"), "b"],
+            "金额": [0.1 + 0.2, float("nan"), 1e22, 100.0, -0.0, 13800138000.0, 1e-7],
+            "次数": np.arange(n, dtype="int64"),
+            "flag": [True, False, True, True, False, False, True],
+            "Int": pd.array([1, None, 3, 4, 5, 6, 7], dtype="Int64"),
+            "bool?": pd.array([True, None, False, True, True, False, None], dtype="boolean"),
+            "时间": pd.to_datetime(
+                ["2024-01-01 10:00:05.5", None, "2024-02-02", "2024-03-03 23:59:59"] * 2,
+                format="mixed",
+            )[:n],
+            "本地": pd.to_datetime(["2024-06-30 12:00"] * n).tz_localize("Asia/Shanghai"),
+        }
+    )
+    for sep in (",", "\t"):
+        want = _pandas_csv(df, tmp_path / "pandas.csv", sep)
+        assert write_csv_fast(df, tmp_path / "fast.csv", sep=sep)
+        assert (tmp_path / "fast.csv").read_bytes() == want
+    # more rows than one block
+    import custtool.io as cio
+
+    big = pd.concat([df] * 5, ignore_index=True)
+    old = cio.CSV_BLOCK_ROWS
+    cio.CSV_BLOCK_ROWS = 4
+    try:
+        assert write_csv_fast(big, tmp_path / "fast.csv")
+    finally:
+        cio.CSV_BLOCK_ROWS = old
+    assert (tmp_path / "fast.csv").read_bytes() == _pandas_csv(big, tmp_path / "p.csv")
+    # what it does not format itself goes back to pandas (nothing written)
+    cat = pd.DataFrame({"a": pd.Categorical(["x"]), "b": [1]})
+    assert not write_csv_fast(cat, tmp_path / "cat.csv")
+    assert not (tmp_path / "cat.csv").exists()
+
+
+def test_customers_csv_of_the_example_run_matches_pandas(tmp_path: Path, example_run) -> None:
+    """The run's customers.csv (written by write_table's Arrow writer) is what pandas writes
+    for the same masked table."""
+    import pandas as pd
+
+    from custtool.io import write_table
+    from custtool.report.masking import mask_for_output
+
+    folder = Path(example_run[1]["folder"])
+    final = pd.read_parquet(folder / "customers.parquet")
+    shown = mask_for_output(final, role="analyst", mask=True)
+    write_table(shown, tmp_path / "customers.csv")
+    from custtool.io import _text_columns, neutralize_formula_text
+    from custtool.xlsx import flatten_lists
+
+    flat = flatten_lists(shown).copy()
+    for c in _text_columns(flat):
+        flat[c] = neutralize_formula_text(flat[c])
+    assert (tmp_path / "customers.csv").read_bytes() == _pandas_csv(flat, tmp_path / "p.csv")
+    assert (folder / "customers.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
