@@ -189,6 +189,9 @@ _SPACE_CLASS = "".join(
 #: text xlsxwriter rewrites (control characters, its own ``_xHHHH_`` escapes, non-characters);
 #: such values (rare) take xlsxwriter's own escaping, value by value
 _ODD_TEXT = r"[\x00-\x08\x0b-\x1f\x{fffe}\x{ffff}]|_x[0-9a-fA-F]{4}_"
+#: what makes a text value more than ``<is><t>value</t></is>``: a formula start, an XML
+#: special character, leading/trailing whitespace, odd text (and, checked apart, length)
+_SPECIAL_TEXT = rf"^[=+\-@{_SPACE_CLASS}]|[{_SPACE_CLASS}]$|[&<>]|{_ODD_TEXT}"
 #: FORMULA_PREFIXES as one RE2 pattern
 _FORMULA_START = r"^[=+\-@\t\r\n]"
 #: characters of a string below which Excel's 32,767 UTF-16 units cannot be exceeded
@@ -212,14 +215,13 @@ def _style(fmt: Any) -> str:
     return "" if fmt is None else f' s="{fmt._get_xf_index()}"'
 
 
-def _text_cells(values: Any, letter: str, rows: Any, fmt: Any, quote: Any) -> Any:
-    """Inline-string cells of one column (Arrow string array, "" = blank cell)."""
+def _special_text_cells(t: Any, fmt: Any, quote: Any) -> tuple[Any, Any]:
+    """(style attribute, ``<is>`` part) of text values that need more than the plain form:
+    XML escapes, ``xml:space="preserve"``, the quote prefix, xlsxwriter's own escaping."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = values
-    blank = pc.equal(pc.utf8_length(t), 0)
     odd = pc.or_(pc.match_substring_regex(t, _ODD_TEXT), pc.greater(pc.utf8_length(t), _SHORT_TEXT))
     esc = t
     if pc.any(pc.match_substring_regex(t, "[&<>]")).as_py():
@@ -236,11 +238,36 @@ def _text_cells(values: Any, letter: str, rows: Any, fmt: Any, quote: Any) -> An
             fixed[i] = _odd_text_cell(t[int(i)].as_py())
         inner = pa.array(fixed, type=pa.string())
     hit = pc.match_substring_regex(t, _FORMULA_START)
-    style = pc.if_else(hit, _style(quote), _style(fmt))
-    cells = pc.binary_join_element_wise(
-        f'<c r="{letter}', rows, '"', style, ' t="inlineStr">', inner, "</c>", ""
+    return pc.if_else(hit, _style(quote), _style(fmt)), inner
+
+
+def _text_cells(values: Any, letter: str, rows: Any, fmt: Any, quote: Any) -> Any:
+    """Inline-string cells of one column (Arrow string array, "" = blank cell). One regex
+    pass finds the values that need more than ``<is><t>value</t></is>`` (usually none);
+    only those go through :func:`_special_text_cells`."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = values
+    special = pc.or_(
+        pc.match_substring_regex(t, _SPECIAL_TEXT), pc.greater(pc.utf8_length(t), _SHORT_TEXT)
     )
-    return pc.if_else(blank, "", cells)
+    if not pc.any(special).as_py():
+        cells = pc.binary_join_element_wise(
+            f'<c r="{letter}', rows, f'"{_style(fmt)} t="inlineStr"><is><t>', t, "</t></is></c>", ""
+        )
+    else:
+        idx = pa.array(np.flatnonzero(special.to_numpy(zero_copy_only=False)))
+        style, inner = _special_text_cells(t.take(idx), fmt, quote)
+        some = pc.binary_join_element_wise(
+            f'<c r="{letter}', rows.take(idx), '"', style, ' t="inlineStr">', inner, "</c>", ""
+        )
+        plain = pc.binary_join_element_wise(
+            f'<c r="{letter}', rows, f'"{_style(fmt)} t="inlineStr"><is><t>', t, "</t></is></c>", ""
+        )
+        cells = pc.replace_with_mask(plain, special, some)
+    return pc.if_else(pc.equal(pc.utf8_length(t), 0), "", cells)
 
 
 def _number_cells(values: Any, letter: str, rows: Any, fmt: Any) -> Any:

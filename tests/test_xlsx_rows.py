@@ -61,9 +61,17 @@ def _write(path: Path, fast: bool, n: int, texts_in: list = TEXTS) -> None:
         ws = wb.add_worksheet("data")
         ws.write_string(0, 0, "文本", None)
         ws.write_string(0, 1, "金额", None)
+        plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]  # nothing to escape
         if fast:
             append_rows(
-                ws, 1, [("text", pa.array(texts, pa.string()), None), ("num", nums, money)], quote
+                ws,
+                1,
+                [
+                    ("text", pa.array(texts, pa.string()), None),
+                    ("num", nums, money),
+                    ("text", pa.array(plain, pa.string()), None),
+                ],
+                quote,
             )
         else:
             for i in range(n):
@@ -72,6 +80,8 @@ def _write(path: Path, fast: bool, n: int, texts_in: list = TEXTS) -> None:
                     ws.write_string(i + 1, 0, t, quote if t.startswith(FORMULA_PREFIXES) else None)
                 if math.isfinite(nums[i]):
                     ws.write_number(i + 1, 1, float(nums[i]), money)
+                if plain[i]:
+                    ws.write_string(i + 1, 2, plain[i])
         ws.write_string(n + 1, 0, "after", None)  # cells after the block still work
 
 
@@ -97,7 +107,7 @@ def test_append_rows_writes_what_xlsxwriter_writes(tmp_path: Path) -> None:
     _write(slow, False, n, SAME_TEXTS)
     _write(fast, True, n, SAME_TEXTS)
     a, b = _cells(slow), _cells(fast, digits16=True)
-    assert a[0] == b[0] == f"A1:B{n + 2}"
+    assert a[0] == b[0] == f"A1:C{n + 2}"
     assert len(a) == len(b)
     assert a == b
 

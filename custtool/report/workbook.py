@@ -188,6 +188,7 @@ def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     out = df.copy(deep=False)
+    out.attrs = {}  # pandas deep-copies .attrs at every operation; the report never reads them
     for c in out.columns:
         if (
             c == "tags"
@@ -359,9 +360,13 @@ def monthly_revenue(orders: pd.DataFrame) -> pd.DataFrame:
     t = pd.to_datetime(orders["order_time"], errors="coerce")
     amt = pd.to_numeric(orders["amount"], errors="coerce").fillna(0)
     ok = t.notna()
-    month = t[ok].dt.strftime("%Y-%m")
-    g = pd.DataFrame({"month": month, "revenue": amt[ok]}).groupby("month", sort=True)
+    tt = t[ok]
+    key = (tt.dt.year * 100 + tt.dt.month).to_numpy()  # yyyymm: no text per order
+    g = pd.DataFrame({"key": key, "revenue": amt[ok].to_numpy()}).groupby("key", sort=True)
     out = g.agg(revenue=("revenue", "sum"), orders=("revenue", "size")).reset_index()
+    k = out.pop("key")
+    month = (k // 100).astype(str).str.zfill(4) + "-" + (k % 100).astype(str).str.zfill(2)
+    out.insert(0, "month", month.astype(object))
     out["revenue"] = out["revenue"].round(2)
     out["orders"] = out["orders"].astype("int64")
     return out
@@ -500,18 +505,47 @@ class _Sheets:
             out.append((j, vals.tolist(), None, fmts, "text"))
         return out
 
+    @staticmethod
+    def _arrow_texts(prepared: list[tuple[str, Any, Any]]) -> dict[int, Any]:
+        """The unmasked text columns as whole Arrow string arrays ("" for missing; zero-copy
+        for Arrow-backed columns): chunks are then taken from them without pandas."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        out = {}
+        for j, (kind, s, fmt) in enumerate(prepared):
+            if kind != "text" or fmt is not None:
+                continue
+            if isinstance(s.dtype, pd.StringDtype):
+                arr = pa.array(s.array, type=pa.string(), from_pandas=True)
+            else:  # other cells as str() of each, as astype("string") does
+                arr = pa.array(s.astype("string").array, type=pa.string(), from_pandas=True)
+            if isinstance(arr, pa.ChunkedArray):
+                arr = arr.combine_chunks()
+            out[j] = pc.fill_null(arr, "")
+        return out
+
     def _chunk_columns(
-        self, prepared: list[tuple[str, Any, Any]], rows: Any
+        self, prepared: list[tuple[str, Any, Any]], rows: Any, texts: dict[int, Any]
     ) -> list[tuple[str, Any, Any]]:
         """The rows at positions ``rows`` (a slice or an int array) per column for
         :func:`custtool.xlsx.append_rows`: numbers and dates as floats (NaN = blank cell),
-        flags as 是/否, personal columns masked, other text as Arrow strings."""
+        flags as 是/否, personal columns masked, other text as Arrow strings (taken from
+        ``texts``, :meth:`_arrow_texts`)."""
         import numpy as np
         import pandas as pd
         import pyarrow as pa
 
         out: list[tuple[str, Any, Any]] = []
-        for kind, s, fmt in prepared:
+        for j, (kind, s, fmt) in enumerate(prepared):
+            if j in texts:
+                arr = texts[j]
+                if isinstance(rows, slice):
+                    out.append(("text", arr.slice(rows.start, rows.stop - rows.start), None))
+                else:
+                    out.append(("text", arr.take(pa.array(np.asarray(rows))), None))
+                continue
             part = s.iloc[rows]
             if kind in {"num", "date"}:
                 if kind == "date":
@@ -570,10 +604,11 @@ class _Sheets:
         if cols:
             ws.autofilter(start_row, 0, start_row + max(n, 1), len(cols) - 1)
         base = start_row + 1
+        texts = self._arrow_texts(prepared)
         for start in range(0, n, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, n)
             rows = slice(start, stop) if positions is None else positions[start:stop]
-            append_rows(ws, base + start, self._chunk_columns(prepared, rows), self.quote)
+            append_rows(ws, base + start, self._chunk_columns(prepared, rows, texts), self.quote)
         if conditional and n:
             last = start_row + n
             for name in SCORE_COLUMNS:
