@@ -692,16 +692,20 @@ def neutralize_formula_text(s: pd.Series) -> pd.Series:
 
     Numbers stored as text that are plain numbers (``-20``, ``+86…`` is not) stay as they are.
     """
+    import numpy as np
     import pandas as pd
 
-    txt = s.astype("string")
-    starts = txt.str.startswith(FORMULA_PREFIXES, na=False)
-    plain_number = txt.str.fullmatch(r"-\d+(\.\d+)?", na=False)
-    hit = starts & ~plain_number
-    if not hit.any():
+    txt = s.astype("string[pyarrow]")  # Arrow-backed: the checks below run in C
+    starts = txt.str.startswith(FORMULA_PREFIXES, na=False).to_numpy(dtype=bool)
+    if not starts.any():
+        return s
+    pos = np.flatnonzero(starts)
+    plain_number = txt.iloc[pos].str.fullmatch(r"-\d+(\.\d+)?", na=False).to_numpy(dtype=bool)
+    pos = pos[~plain_number]
+    if not len(pos):
         return s
     out = s.astype(object).copy()
-    out[hit] = "'" + txt[hit].astype(str)
+    out.iloc[pos] = ("'" + txt.iloc[pos].astype(str)).to_numpy(dtype=object)
     return pd.Series(out, index=s.index, name=s.name)
 
 
@@ -750,12 +754,13 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
         out = s.array._format_native_types(na_rep="", date_format=CSV_DATE_FORMAT)
         text = pa.array(np.asarray(out, dtype=object), type=pa.string())
         quote_check = False
-    elif isinstance(dtype, (pd.Int64Dtype, pd.Int32Dtype, pd.BooleanDtype)):
-        text = pa.array(s.array, from_pandas=True)
-        if isinstance(dtype, pd.BooleanDtype):
-            text = pc.if_else(text, "True", "False")
-        else:
-            text = pc.cast(text, pa.string())
+    elif isinstance(s.array, pd.arrays.IntegerArray | pd.arrays.FloatingArray):
+        # pandas writes str() of each value: the numpy text of the data, blank where missing
+        text = pa.array(s.array._data.astype(str), type=pa.string())
+        text = pc.if_else(pa.array(s.isna().to_numpy()), pa.scalar(None, pa.string()), text)
+        quote_check = False
+    elif isinstance(s.array, pd.arrays.BooleanArray):
+        text = pc.if_else(pa.array(s.array, from_pandas=True), "True", "False")
         quote_check = False
     else:
         return None

@@ -91,12 +91,22 @@ def safe_sheet_name(name: str) -> str:
     return name[:31] or "sheet"
 
 
+#: pandas.api.types.infer_dtype results of object columns that hold no list
+_NO_LISTS = frozenset(
+    {"string", "empty", "integer", "floating", "mixed-integer-float", "boolean", "decimal"}
+)
+
+
 def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
     """List-valued cells (tags) joined with ``sep`` for CSV/xlsx."""
+    import pandas as pd
+
     out = df
     for c in df.columns:
         s = df[c]
         if s.dtype != object:  # str and numeric columns cannot hold lists
+            continue
+        if pd.api.types.infer_dtype(s, skipna=True) in _NO_LISTS:  # one C pass, no lambda
             continue
         is_list = s.map(
             lambda v: (

@@ -157,6 +157,8 @@ def test_csv_writer_matches_pandas_byte_for_byte(tmp_path: Path) -> None:
             "次数": np.arange(n, dtype="int64"),
             "flag": [True, False, True, True, False, False, True],
             "Int": pd.array([1, None, 3, 4, 5, 6, 7], dtype="Int64"),
+            "Float": pd.array([1.0, None, 0.1 + 0.2, 1e22, 2.5, 1e-7, 13800138000.0], "Float64"),
+            "masked": pd.Series(["=1+1", "-20", "+86", "@a", None, "x", "-1.5"], dtype=object),
             "bool?": pd.array([True, None, False, True, True, False, None], dtype="boolean"),
             "时间": pd.to_datetime(
                 ["2024-01-01 10:00:05.5", None, "2024-02-02", "2024-03-03 23:59:59"] * 2,
