@@ -391,6 +391,7 @@ class _Sheets:
         # given are masked already); ID numbers and bank cards are masked even when False
         self.mask = mask
         self.charts = 0
+        self.cache: dict[Any, Any] = {}  # figures shared by the tier / class sheets
         self.truncated: list[tuple[str, int, int]] = []  # (sheet, rows in table, rows written)
         border = {"border": 1, "border_color": "#BFBFBF"}
         self.head = wb.add_format(
@@ -1117,22 +1118,35 @@ TRAIT_COLUMNS = (
 )
 
 
-def segment_traits(view: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
-    """Mean of each trait (recency, frequency, monetary, …; flags as shares) among the
-    customers whose ``by`` is ``value``, beside the mean over all customers."""
+def trait_values(view: pd.DataFrame) -> dict[str, Any]:
+    """Each trait column of ``view`` as floats (flags as 0/1), for :func:`segment_traits`."""
     import numpy as np
     import pandas as pd
 
-    inside = _text_series(view[by]).eq(value).to_numpy()
-    rows = []
+    out = {}
     for col in TRAIT_COLUMNS:
         if col not in view.columns:
             continue
         s = view[col]
         if col in BOOL_COLUMNS:
-            x = s.astype("boolean").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            out[col] = s.astype("boolean").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
         else:
-            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            out[col] = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return out
+
+
+def segment_traits(
+    view: pd.DataFrame, by: str, value: str, values: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """Mean of each trait (recency, frequency, monetary, …; flags as shares) among the
+    customers whose ``by`` is ``value``, beside the mean over all customers. ``values``:
+    :func:`trait_values` of ``view`` when the caller has them already (one per sheet)."""
+    import numpy as np
+    import pandas as pd
+
+    inside = _text_series(view[by]).eq(value).to_numpy()
+    rows = []
+    for col, x in (trait_values(view) if values is None else values).items():
         seg = x[inside]
         rows.append(
             (
@@ -1175,19 +1189,27 @@ def _write_segment_sheet(
     ws.write_string(0, 0, L.value_label(value, lang), w.title)
     ws.write_string(1, 0, _cap_note(dim, value, n, listed, full_list, lang), w.note)
     row = 3
-    # the same figures as 概览's segment table: one function computes both
-    table = segment_table(view, dim, amounts=amounts, lang=lang)
+    # the same figures as 概览's segment table: one function computes both (once per dim)
+    key = ("segment_table", dim)
+    if key not in w.cache:
+        w.cache[key] = segment_table(view, dim, amounts=amounts, lang=lang)
+    table = w.cache[key]
     mine = table[table["segment"] == L.value_label(value, lang)].reset_index(drop=True)
     ws.write_string(row, 0, L.text("segment_summary", lang), w.section)
     row = w.small_table(ws, row + 1, 0, mine) + 1
-    traits = segment_traits(view, dim, value)
+    if "traits" not in w.cache:
+        w.cache["traits"] = trait_values(view)
+    traits = segment_traits(view, dim, value, w.cache["traits"])
     if len(traits):
         traits["trait"] = traits["trait"].map(lambda c: L.label(c, lang))
         ws.write_string(row, 0, L.text("segment_traits", lang), w.section)
         row = w.small_table(ws, row + 1, 0, traits) + 1
     ws.write_string(row, 0, L.text("segment_top", lang).format(n=listed), w.section)
     cols = [c for c in SEGMENT_SHEET_COLUMNS if c in display.columns]
-    w.data_sheet(ws, display[cols], positions=positions[:listed], start_row=row + 1, freeze=False)
+    # only the listed rows are prepared and masked (a masker found by scanning a column
+    # changes only the rows where it finds something: the same cells as on the full column)
+    listed_rows = display[cols].iloc[positions[:listed]]
+    w.data_sheet(ws, listed_rows, start_row=row + 1, freeze=False)
     return listed
 
 
