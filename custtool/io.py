@@ -724,6 +724,35 @@ CSV_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 CSV_BLOCK_ROWS = 65_536
 
 
+def float_text(values: Any) -> Any:
+    """Python's ``repr`` of each float (what pandas writes to CSV; NaN → null) as an Arrow
+    string array, without a Python or numpy call per value: whole numbers below 2**53 are
+    their integer text + ``.0``; other values in [1e-4, 1e9) are Arrow's shortest text
+    (the same digits, both notations positional there); the rest (tiny, huge, -0.0, inf)
+    take numpy's ``astype(str)``, which pandas itself uses."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    x = np.asarray(values, dtype=np.float64)
+    a = np.abs(x)
+    finite = np.isfinite(x)
+    whole = finite & (x == np.trunc(x)) & (a < 2.0**53) & ~((x == 0) & np.signbit(x))
+    middle = finite & ~whole & (a >= 1e-4) & (a < 1e9)
+    ints = pc.binary_join_element_wise(
+        pc.cast(pa.array(np.where(whole, x, 0).astype(np.int64)), pa.string()), ".0", ""
+    )
+    short = pc.cast(pa.array(np.where(middle, x, 0.5)), pa.string())
+    text = pc.if_else(pa.array(whole), ints, short)
+    rest = ~whole & ~middle & ~np.isnan(x)
+    if rest.any():
+        idx = np.flatnonzero(rest)
+        text = pc.replace_with_mask(
+            text, pa.array(rest), pa.array(x[idx].astype(str).astype(object), type=pa.string())
+        )
+    return pc.if_else(pa.array(np.isnan(x)), pa.scalar(None, pa.string()), text)
+
+
 def _csv_fields(s: pd.Series, sep: str) -> Any:
     """One column as the text pandas' ``to_csv`` writes for it (QUOTE_MINIMAL: a field with
     the separator, a quote or a newline is quoted, quotes doubled), as an Arrow string
@@ -743,6 +772,9 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
             text = pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
         else:  # mixed cells: str() of each (missing: empty), as the csv module does
             text = pa.array(s.astype("string").array, type=pa.string(), from_pandas=True)
+    elif isinstance(dtype, np.dtype) and dtype == np.float64:
+        text = float_text(s.to_numpy())
+        quote_check = False
     elif isinstance(dtype, np.dtype) and dtype.kind in "fiub":
         values = s.to_numpy()
         out = values.astype(str)  # what pandas does (repr of floats, True/False)

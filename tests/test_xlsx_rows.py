@@ -208,3 +208,22 @@ def test_customers_csv_of_the_example_run_matches_pandas(tmp_path: Path, example
         flat[c] = neutralize_formula_text(flat[c])
     assert (tmp_path / "customers.csv").read_bytes() == _pandas_csv(flat, tmp_path / "p.csv")
     assert (folder / "customers.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
+
+
+def test_float_text_is_pythons_repr() -> None:
+    """CSV floats as pandas writes them (numpy's str of each value), over every magnitude."""
+    from custtool.io import float_text
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            rng.gamma(2, 800, 20_000).round(2),
+            rng.normal(0, 1, 20_000),
+            10 ** rng.uniform(-8, 25, 40_000) * rng.choice([-1, 1], 40_000),
+            rng.integers(-(10**6), 10**6, 5_000).astype(float),
+            [0.0, -0.0, np.nan, np.inf, -np.inf, 1e16, 1e-4, 2.0**53, 2.0**53 + 2, 0.1 + 0.2],
+            [1e-5, 123456789012345.6, 999999999.9999999, 0.00010000000000000002, 1e9],
+        ]
+    )
+    want = [None if v != v else s for v, s in zip(x, x.astype(str), strict=True)]
+    assert float_text(x).to_pylist() == want
