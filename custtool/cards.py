@@ -603,15 +603,32 @@ def _segment_categories(
         and {"customer_id", "category"} <= set(orders.columns)
         and "customer_id" in view.columns
     ):
-        seg_of = pd.Series(seg.to_numpy(), index=_s(view, "customer_id").to_numpy())
-        seg_of = seg_of[~seg_of.index.duplicated()]
-        o = pd.DataFrame({"cid": _s(orders, "customer_id"), "cat": _s(orders, "category")})
-        o = o[o["cid"].isin(seg_of.index)].drop_duplicates()
-        if o.empty:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        def arrow(x: pd.Series) -> Any:
+            arr = pa.array(x.array, type=pa.string(), from_pandas=True)
+            return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+        # each customer id once (its first row's segment); each order's position among
+        # them (null: not a listed customer); each (customer, category) pair once, in
+        # order of first appearance — Arrow lookups, no Python per order
+        ids = arrow(_s(view, "customer_id"))
+        unique_ids = pc.unique(ids)
+        seg_first = seg.to_numpy()[pc.index_in(unique_ids, value_set=ids).to_numpy()]
+        pos = pc.index_in(arrow(_s(orders, "customer_id")), value_set=unique_ids)
+        cats = pc.dictionary_encode(arrow(_s(orders, "category")))
+        kept = np.flatnonzero(pos.is_valid().to_numpy(zero_copy_only=False))
+        if not len(kept):
             return None
-        o_seg = o["cid"].map(seg_of)
+        p = pos.take(pa.array(kept)).to_numpy().astype(np.int64)
+        c = cats.indices.take(pa.array(kept)).to_numpy().astype(np.int64)
+        _, first = np.unique(p * len(cats.dictionary) + c, return_index=True)
+        first = np.sort(first)
+        v = cats.dictionary.take(pa.array(c[first])).to_numpy(zero_copy_only=False)
         sizes = seg.value_counts()
-        pairs = pd.DataFrame({"segment": o_seg.to_numpy(), "v": o["cat"].to_numpy()})
+        pairs = pd.DataFrame({"segment": seg_first[p[first]], "v": v})
         return _shares_text(pairs[pairs["v"] != ""], sizes, k, sep)
     if "categories" in view.columns:
         return _top_values(seg, _s(view, "categories"), k, sep, explode=True)
