@@ -375,12 +375,9 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     if "tags" not in df.columns or by not in df.columns or df.empty:
         return pd.DataFrame(columns=cols)
     seg = _s(df, by)
-    tags = tags_text(df["tags"]).astype("string").str.split(";")
-    long = pd.DataFrame(
-        {"segment": seg.to_numpy(), "tag": tags.to_numpy(), "row": range(len(df))}
-    ).explode("tag")
-    long["tag"] = long["tag"].astype("string").str.strip()
-    long = long[long["tag"].notna() & (long["tag"] != "")].drop_duplicates(["row", "tag"])
+    rows, items = _split_items(tags_text(df["tags"]))
+    long = pd.DataFrame({"segment": seg.to_numpy()[rows], "tag": items, "row": rows})
+    long = long[long["tag"] != ""].drop_duplicates(["row", "tag"])
     if long.empty:
         return pd.DataFrame(columns=cols)
     n_total = len(df)
@@ -396,6 +393,23 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     ).reset_index(drop=True)[cols]
 
 
+def _split_items(values: pd.Series) -> tuple[Any, Any]:
+    """``;``-joined lists cut into items with Arrow: (the row position of each item, the
+    items stripped, as pandas strings). Missing values give no item; "" gives one ""."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values.astype("string").array, type=pa.string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    lists = pc.split_pattern(arr, ";")
+    rows = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+    items = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    return rows, pd.Series(pd.arrays.ArrowStringArray(items), dtype="string")
+
+
 def _top_values(
     seg: pd.Series, values: pd.Series, k: int, sep: str, *, explode: bool = False
 ) -> pd.Series:
@@ -403,13 +417,14 @@ def _top_values(
     import pandas as pd
 
     sizes = seg.value_counts()
-    frame = pd.DataFrame(
-        {"segment": seg.to_numpy(), "v": values.to_numpy(), "row": range(len(seg))}
-    )
     if explode:
-        frame["v"] = frame["v"].astype("string").str.split(";")
-        frame = frame.explode("v")
-    frame["v"] = frame["v"].astype("string").fillna("").str.strip()
+        rows, items = _split_items(values)
+        frame = pd.DataFrame({"segment": seg.to_numpy()[rows], "v": items, "row": rows})
+    else:
+        frame = pd.DataFrame(
+            {"segment": seg.to_numpy(), "v": values.to_numpy(), "row": range(len(seg))}
+        )
+        frame["v"] = frame["v"].astype("string").fillna("").str.strip()
     frame = frame[frame["v"] != ""].drop_duplicates(["row", "v"])
     if frame.empty:
         return pd.Series(dtype=object)
