@@ -55,6 +55,11 @@ ran beside the first for two minutes):
               run_pipeline 640 s, peak 6.2 GB (cards, after).
     100k / 1M (quiet): import 2.0 s, clean 0.6 [3.7], segment 1.4, tag 0.2, followups 1.8
               [3.6], report 45.4, cards 0.2 [2.0]; run_pipeline 62.6 s, peak 0.9 GB.
+
+2026-12-03, after the column-at-a-time sheet and CSV writers and the memory work (issue 12;
+load average 2.2–4.6): 100k / 1M run_pipeline 28.3–44.8 s vs floor 13.3–19.4 s, ratio
+1.51–2.76x over five runs (median 2.31x), report 7.7–12.2 s, peak 0.98–1.09 GB (segment).
+300k / 3M (load 7–9): 224.8 s, peak 2.67 GB. See README "Performance".
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ text cells empty):
 * ``xlsxwriter``: constant-memory xlsxwriter, values prepared per column, then one public
   ``write_number`` / ``write_string`` call per cell (the floor of bench/pipeline_bench.py);
 * ``custtool``: the report's own sheet writer (``_Sheets.data_sheet``: formats, masking,
-  quote prefix, conditional formats, widths) on the same frame;
+  quote prefix, conditional formats, widths) on the same frame; since issue 12 its rows go
+  through ``custtool.xlsx.append_rows`` (the sheet XML built a column at a time with Arrow,
+  no Python call per cell) inside the same xlsxwriter workbook;
 * ``rustpy-xlsxwriter`` and ``pyexcelerate`` when installed (they are not dependencies:
   ``pip install rustpy-xlsxwriter pyexcelerate`` to include them).
 """

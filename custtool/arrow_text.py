@@ -283,3 +283,20 @@ def has_text(s: pd.Series, every: bool = False) -> bool:
         if len(arr) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0:
             return True
     return False
+
+
+def write_joined(f: Any, arr: Any) -> int:
+    """Write the values of a string Array / ChunkedArray (no nulls), one after another, to
+    the binary file ``f`` straight from the Arrow buffers; returns the bytes written."""
+    import pyarrow as pa
+
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    written = 0
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        starts, lens, _data = string_buffers(chunk)
+        first, last = int(starts[0]), int(starts[-1] + lens[-1])
+        f.write(memoryview(chunk.buffers()[2])[first:last])
+        written += last - first
+    return written

@@ -375,12 +375,9 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     if "tags" not in df.columns or by not in df.columns or df.empty:
         return pd.DataFrame(columns=cols)
     seg = _s(df, by)
-    tags = tags_text(df["tags"]).astype("string").str.split(";")
-    long = pd.DataFrame(
-        {"segment": seg.to_numpy(), "tag": tags.to_numpy(), "row": range(len(df))}
-    ).explode("tag")
-    long["tag"] = long["tag"].astype("string").str.strip()
-    long = long[long["tag"].notna() & (long["tag"] != "")].drop_duplicates(["row", "tag"])
+    rows, items = _split_items(tags_text(df["tags"]))
+    long = pd.DataFrame({"segment": seg.to_numpy()[rows], "tag": items, "row": rows})
+    long = long[long["tag"] != ""].drop_duplicates(["row", "tag"])
     if long.empty:
         return pd.DataFrame(columns=cols)
     n_total = len(df)
@@ -396,6 +393,23 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     ).reset_index(drop=True)[cols]
 
 
+def _split_items(values: pd.Series) -> tuple[Any, Any]:
+    """``;``-joined lists cut into items with Arrow: (the row position of each item, the
+    items stripped, as pandas strings). Missing values give no item; "" gives one ""."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values.astype("string").array, type=pa.string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    lists = pc.split_pattern(arr, ";")
+    rows = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+    items = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    return rows, pd.Series(pd.arrays.ArrowStringArray(items), dtype="string")
+
+
 def _top_values(
     seg: pd.Series, values: pd.Series, k: int, sep: str, *, explode: bool = False
 ) -> pd.Series:
@@ -403,13 +417,14 @@ def _top_values(
     import pandas as pd
 
     sizes = seg.value_counts()
-    frame = pd.DataFrame(
-        {"segment": seg.to_numpy(), "v": values.to_numpy(), "row": range(len(seg))}
-    )
     if explode:
-        frame["v"] = frame["v"].astype("string").str.split(";")
-        frame = frame.explode("v")
-    frame["v"] = frame["v"].astype("string").fillna("").str.strip()
+        rows, items = _split_items(values)
+        frame = pd.DataFrame({"segment": seg.to_numpy()[rows], "v": items, "row": rows})
+    else:
+        frame = pd.DataFrame(
+            {"segment": seg.to_numpy(), "v": values.to_numpy(), "row": range(len(seg))}
+        )
+        frame["v"] = frame["v"].astype("string").fillna("").str.strip()
     frame = frame[frame["v"] != ""].drop_duplicates(["row", "v"])
     if frame.empty:
         return pd.Series(dtype=object)
@@ -433,6 +448,30 @@ def _shares_text(pairs: pd.DataFrame, sizes: pd.Series, k: int, sep: str) -> pd.
     )
     counts["txt"] = counts["v"].astype(str) + " " + pct + "%"
     return counts.groupby("segment")["txt"].agg(sep.join)
+
+
+#: the customer columns :func:`group_cards` reads (and ``by``, and ``owner`` for sales roles)
+GROUP_INPUT_COLUMNS = frozenset(
+    {
+        "customer_id",
+        "owner",
+        "rfm_class",
+        "tier",
+        "lifecycle",
+        "level",
+        "monetary",
+        "city",
+        "age",
+        "gender",
+        "channel_mode",
+        "active_slot",
+        "needs",
+        "channels",
+        "source_channel",
+        "aov",
+        "tags",
+    }
+)
 
 
 def group_cards(
@@ -462,7 +501,12 @@ def group_cards(
     if orders is not None:
         orders = ensure_attributed(orders, customers)
     role_obj = get_role(role)
-    view = mask_for_output(prepare_customers(customers), role=role_obj, owner=owner, mask=True)
+    # only the columns a group card reads are prepared and masked (masking every personal
+    # column of a million customers took most of this function's time)
+    used = [c for c in customers.columns if c in GROUP_INPUT_COLUMNS or c == by]
+    view = mask_for_output(
+        prepare_customers(customers[used]), role=role_obj, owner=owner, mask=True
+    )
     dims = [d for d in ("rfm_class", "tier", "lifecycle", "level") if d in view.columns]
     if by is not None and by not in view.columns:
         raise InputError(
@@ -574,15 +618,32 @@ def _segment_categories(
         and {"customer_id", "category"} <= set(orders.columns)
         and "customer_id" in view.columns
     ):
-        seg_of = pd.Series(seg.to_numpy(), index=_s(view, "customer_id").to_numpy())
-        seg_of = seg_of[~seg_of.index.duplicated()]
-        o = pd.DataFrame({"cid": _s(orders, "customer_id"), "cat": _s(orders, "category")})
-        o = o[o["cid"].isin(seg_of.index)].drop_duplicates()
-        if o.empty:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        def arrow(x: pd.Series) -> Any:
+            arr = pa.array(x.array, type=pa.string(), from_pandas=True)
+            return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+        # each customer id once (its first row's segment); each order's position among
+        # them (null: not a listed customer); each (customer, category) pair once, in
+        # order of first appearance — Arrow lookups, no Python per order
+        ids = arrow(_s(view, "customer_id"))
+        unique_ids = pc.unique(ids)
+        seg_first = seg.to_numpy()[pc.index_in(unique_ids, value_set=ids).to_numpy()]
+        pos = pc.index_in(arrow(_s(orders, "customer_id")), value_set=unique_ids)
+        cats = pc.dictionary_encode(arrow(_s(orders, "category")))
+        kept = np.flatnonzero(pos.is_valid().to_numpy(zero_copy_only=False))
+        if not len(kept):
             return None
-        o_seg = o["cid"].map(seg_of)
+        p = pos.take(pa.array(kept)).to_numpy().astype(np.int64)
+        c = cats.indices.take(pa.array(kept)).to_numpy().astype(np.int64)
+        _, first = np.unique(p * len(cats.dictionary) + c, return_index=True)
+        first = np.sort(first)
+        v = cats.dictionary.take(pa.array(c[first])).to_numpy(zero_copy_only=False)
         sizes = seg.value_counts()
-        pairs = pd.DataFrame({"segment": o_seg.to_numpy(), "v": o["cat"].to_numpy()})
+        pairs = pd.DataFrame({"segment": seg_first[p[first]], "v": v})
         return _shares_text(pairs[pairs["v"] != ""], sizes, k, sep)
     if "categories" in view.columns:
         return _top_values(seg, _s(view, "categories"), k, sep, explode=True)

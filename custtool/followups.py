@@ -265,7 +265,7 @@ def apply_transitions(
     """
     _check_log(log)
     config = config or load_followup_rules()
-    out = customers.copy()
+    out = customers.copy(deep=False)  # copy-on-write: new columns only, no full copy
     if "status" not in out:
         out["status"] = ""
     out["status_previous"] = out["status"]

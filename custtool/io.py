@@ -692,16 +692,20 @@ def neutralize_formula_text(s: pd.Series) -> pd.Series:
 
     Numbers stored as text that are plain numbers (``-20``, ``+86…`` is not) stay as they are.
     """
+    import numpy as np
     import pandas as pd
 
-    txt = s.astype("string")
-    starts = txt.str.startswith(FORMULA_PREFIXES, na=False)
-    plain_number = txt.str.fullmatch(r"-\d+(\.\d+)?", na=False)
-    hit = starts & ~plain_number
-    if not hit.any():
+    txt = s.astype("string[pyarrow]")  # Arrow-backed: the checks below run in C
+    starts = txt.str.startswith(FORMULA_PREFIXES, na=False).to_numpy(dtype=bool)
+    if not starts.any():
+        return s
+    pos = np.flatnonzero(starts)
+    plain_number = txt.iloc[pos].str.fullmatch(r"-\d+(\.\d+)?", na=False).to_numpy(dtype=bool)
+    pos = pos[~plain_number]
+    if not len(pos):
         return s
     out = s.astype(object).copy()
-    out[hit] = "'" + txt[hit].astype(str)
+    out.iloc[pos] = ("'" + txt.iloc[pos].astype(str)).to_numpy(dtype=object)
     return pd.Series(out, index=s.index, name=s.name)
 
 
@@ -713,6 +717,130 @@ def _text_columns(df: pd.DataFrame) -> list[Any]:
         for c in df.columns
         if pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c])
     ]
+
+
+CSV_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: rows per block of the CSV writer (memory: one block of text at a time)
+CSV_BLOCK_ROWS = 65_536
+
+
+def float_text(values: Any) -> Any:
+    """Python's ``repr`` of each float (what pandas writes to CSV; NaN → null) as an Arrow
+    string array, without a Python or numpy call per value: whole numbers below 2**53 are
+    their integer text + ``.0``; other values in [1e-4, 1e9) are Arrow's shortest text
+    (the same digits, both notations positional there); the rest (tiny, huge, -0.0, inf)
+    take numpy's ``astype(str)``, which pandas itself uses."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    x = np.asarray(values, dtype=np.float64)
+    a = np.abs(x)
+    finite = np.isfinite(x)
+    whole = finite & (x == np.trunc(x)) & (a < 2.0**53) & ~((x == 0) & np.signbit(x))
+    middle = finite & ~whole & (a >= 1e-4) & (a < 1e9)
+    ints = pc.binary_join_element_wise(
+        pc.cast(pa.array(np.where(whole, x, 0).astype(np.int64)), pa.string()), ".0", ""
+    )
+    short = pc.cast(pa.array(np.where(middle, x, 0.5)), pa.string())
+    text = pc.if_else(pa.array(whole), ints, short)
+    rest = ~whole & ~middle & ~np.isnan(x)
+    if rest.any():
+        idx = np.flatnonzero(rest)
+        text = pc.replace_with_mask(
+            text, pa.array(rest), pa.array(x[idx].astype(str).astype(object), type=pa.string())
+        )
+    return pc.if_else(pa.array(np.isnan(x)), pa.scalar(None, pa.string()), text)
+
+
+def _csv_fields(s: pd.Series, sep: str) -> Any:
+    """One column as the text pandas' ``to_csv`` writes for it (QUOTE_MINIMAL: a field with
+    the separator, a quote or a newline is quoted, quotes doubled), as an Arrow string
+    array; None for a dtype this writer does not format exactly as pandas does."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dtype = s.dtype
+    quote_check = True
+    if isinstance(dtype, pd.StringDtype):
+        text = pa.array(s.array, type=pa.string(), from_pandas=True)
+    elif pd.api.types.is_object_dtype(dtype):
+        kind = pd.api.types.infer_dtype(s, skipna=True)
+        if kind in ("string", "empty"):
+            text = pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        else:  # mixed cells: str() of each (missing: empty), as the csv module does
+            text = pa.array(s.astype("string").array, type=pa.string(), from_pandas=True)
+    elif isinstance(dtype, np.dtype) and dtype == np.float64:
+        text = float_text(s.to_numpy())
+        quote_check = False
+    elif isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+        values = s.to_numpy()
+        out = values.astype(str)  # what pandas does (repr of floats, True/False)
+        text = pa.array(out, type=pa.string())
+        if dtype.kind == "f":
+            text = pc.if_else(pa.array(np.isnan(values)), pa.scalar(None, pa.string()), text)
+        quote_check = False
+    elif pd.api.types.is_datetime64_any_dtype(dtype):
+        out = s.array._format_native_types(na_rep="", date_format=CSV_DATE_FORMAT)
+        text = pa.array(np.asarray(out, dtype=object), type=pa.string())
+        quote_check = False
+    elif isinstance(s.array, pd.arrays.IntegerArray | pd.arrays.FloatingArray):
+        # pandas writes str() of each value: the numpy text of the data, blank where missing
+        text = pa.array(s.array._data.astype(str), type=pa.string())
+        text = pc.if_else(pa.array(s.isna().to_numpy()), pa.scalar(None, pa.string()), text)
+        quote_check = False
+    elif isinstance(s.array, pd.arrays.BooleanArray):
+        text = pc.if_else(pa.array(s.array, from_pandas=True), "True", "False")
+        quote_check = False
+    else:
+        return None
+    text = pc.fill_null(text, "")
+    if quote_check:
+        needs = pc.match_substring_regex(text, "[" + ("\\t" if sep == "\t" else sep) + '"\\n]')
+        if pc.any(needs).as_py():
+            quoted = pc.binary_join_element_wise(
+                '"', pc.replace_substring(text, '"', '""'), '"', ""
+            )
+            text = pc.if_else(needs, quoted, text)
+    return text
+
+
+def write_csv_fast(
+    df: pd.DataFrame, path: str | os.PathLike[str], *, sep: str = ",", encoding: str = "utf-8-sig"
+) -> bool:
+    """``df.to_csv(path, index=False, sep=sep, encoding=encoding, date_format=…)``, byte for
+    byte, built a column at a time with Arrow in blocks of :data:`CSV_BLOCK_ROWS` rows.
+    Returns False (nothing written) for what it does not format exactly like pandas (an
+    encoding other than UTF-8, a column of another dtype, a single column); the caller then
+    uses pandas."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    from custtool.arrow_text import write_joined
+
+    if (
+        encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8")
+        or len(df.columns) < 2
+    ):
+        return False
+    if df.columns.duplicated().any():
+        return False
+    for c in df.columns:
+        if _csv_fields(df[c].iloc[:0], sep) is None:
+            return False
+    head = _csv_fields(pd.Series([str(c) for c in df.columns], dtype=object), sep)
+    with open(path, "wb") as f:
+        if encoding.lower().replace("_", "-") == "utf-8-sig":
+            f.write("\ufeff".encode())
+        f.write((sep.join(head.to_pylist()) + "\n").encode("utf-8"))
+        for start in range(0, len(df), CSV_BLOCK_ROWS):
+            block = df.iloc[start : start + CSV_BLOCK_ROWS]
+            fields = [_csv_fields(block[c], sep) for c in block.columns]
+            lines = pc.binary_join_element_wise(*fields, sep)
+            write_joined(f, pc.binary_join_element_wise(lines, "\n", ""))
+    return True
 
 
 def write_table(
@@ -742,13 +870,11 @@ def write_table(
             safe = flat.copy()
             for c in _text_columns(flat):
                 safe[c] = neutralize_formula_text(flat[c])
-            safe.to_csv(
-                tmp,
-                index=False,
-                encoding=encoding,
-                sep="\t" if suffix == ".tsv" else ",",
-                date_format="%Y-%m-%d %H:%M:%S",
-            )
+            sep = "\t" if suffix == ".tsv" else ","
+            if not write_csv_fast(safe, tmp, sep=sep, encoding=encoding):
+                safe.to_csv(
+                    tmp, index=False, encoding=encoding, sep=sep, date_format=CSV_DATE_FORMAT
+                )
         else:
             write_xlsx_sheets({sheet_name: df}, tmp)
     return target

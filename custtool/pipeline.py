@@ -24,6 +24,16 @@ from typing import Any
 from custtool.errors import InputError
 
 KINDS = ("customers", "orders", "interactions", "surveys")
+#: the columns of the attributed orders the report and the cards read (the run keeps only
+#: these in memory after orders_attributed.parquet is written)
+ATTRIBUTED_ORDER_COLUMNS = (
+    "customer_id",
+    "source_customer_id",
+    "match_key",
+    "order_time",
+    "amount",
+    "category",
+)
 STEP_KEYS = ("clean", "segment", "tag", "followups", "report", "cards")
 
 
@@ -474,6 +484,8 @@ def run_pipeline(
             with atomic_path(staging / "clean_report.xlsx") as tmp:
                 write_xlsx_sheets(sheets, tmp, notes=notes)
             outputs.append("clean_report.xlsx")
+            del lineage, sheets, notes
+            clean_report = None  # its tables are written; `counts` is what the report needs
         else:
             customers, clean_report, counts = None, None, None
 
@@ -511,6 +523,16 @@ def run_pipeline(
         )
         save(segment.customers, "segmented.parquet")
         save(segment.orders, "orders_attributed.parquet")  # pivot --orders, report, cards
+        # memory: what the later steps no longer need goes now (10M order rows are GBs).
+        # The raw orders and surveys are in imported_*.parquet; of the attributed orders
+        # the report and the cards read only these columns (all of them are in the Parquet)
+        segment.orders = segment.orders[
+            [c for c in ATTRIBUTED_ORDER_COLUMNS if c in segment.orders.columns]
+        ]
+        orders = None
+        customers = None
+        for kind in ("customers", "orders", "surveys"):
+            imported.pop(kind, None)
         with atomic_path(staging / "segment_summary.xlsx") as tmp:
             write_summary_workbook(segment, tmp, mask=rep_opts_mask(pl))
         outputs.append("segment_summary.xlsx")

@@ -416,6 +416,17 @@ def _hide_ciphertexts(df: pd.DataFrame) -> pd.DataFrame:
         s = df[c]
         if not (s.dtype == object or pd.api.types.is_string_dtype(s)) or s.empty:
             continue
+        if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in (
+            "string",
+            "empty",
+        ):
+            # lists (tags read from Parquet), numbers …: only text cells can hold a token;
+            # str() of every list cell (numpy's array printing) took seconds per 100k rows
+            is_str = s.map(type).eq(str).to_numpy(dtype=bool)  # type: ignore[arg-type]
+            if not is_str.any() or not bool(
+                s[is_str].astype("string").str.startswith(PREFIX).fillna(False).any()
+            ):
+                continue
         t = s.astype("string")
         enc = t.str.startswith(PREFIX).fillna(False).astype(bool)
         if enc.any():
@@ -579,4 +590,8 @@ def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.D
         }
     if hide:
         out = out.drop(columns=[c for c in out.columns if c in hide])
-    return out.copy(deep=False) if out is df else out
+    out = out.copy(deep=False) if out is df else out
+    # no .attrs (the tag rules' notes): pandas deep-copies them at every operation on the
+    # view, which cost seconds per export at 100k customers; exports never read them
+    out.attrs = {}
+    return out

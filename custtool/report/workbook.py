@@ -28,7 +28,7 @@ from custtool.report.masking import (
 )
 from custtool.report.migration import RFM_ORDER, fallen_customers, migration_matrix
 from custtool.report.strategies import load_strategies
-from custtool.xlsx import formula_like, open_workbook, safe_sheet_name
+from custtool.xlsx import append_rows, formula_like, open_workbook, safe_sheet_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -188,6 +188,7 @@ def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     out = df.copy(deep=False)
+    out.attrs = {}  # pandas deep-copies .attrs at every operation; the report never reads them
     for c in out.columns:
         if (
             c == "tags"
@@ -359,9 +360,13 @@ def monthly_revenue(orders: pd.DataFrame) -> pd.DataFrame:
     t = pd.to_datetime(orders["order_time"], errors="coerce")
     amt = pd.to_numeric(orders["amount"], errors="coerce").fillna(0)
     ok = t.notna()
-    month = t[ok].dt.strftime("%Y-%m")
-    g = pd.DataFrame({"month": month, "revenue": amt[ok]}).groupby("month", sort=True)
+    tt = t[ok]
+    key = (tt.dt.year * 100 + tt.dt.month).to_numpy()  # yyyymm: no text per order
+    g = pd.DataFrame({"key": key, "revenue": amt[ok].to_numpy()}).groupby("key", sort=True)
     out = g.agg(revenue=("revenue", "sum"), orders=("revenue", "size")).reset_index()
+    k = out.pop("key")
+    month = (k // 100).astype(str).str.zfill(4) + "-" + (k % 100).astype(str).str.zfill(2)
+    out.insert(0, "month", month.astype(object))
     out["revenue"] = out["revenue"].round(2)
     out["orders"] = out["orders"].astype("int64")
     return out
@@ -386,6 +391,7 @@ class _Sheets:
         # given are masked already); ID numbers and bank cards are masked even when False
         self.mask = mask
         self.charts = 0
+        self.cache: dict[Any, Any] = {}  # figures shared by the tier / class sheets
         self.truncated: list[tuple[str, int, int]] = []  # (sheet, rows in table, rows written)
         border = {"border": 1, "border_color": "#BFBFBF"}
         self.head = wb.add_format(
@@ -500,6 +506,72 @@ class _Sheets:
             out.append((j, vals.tolist(), None, fmts, "text"))
         return out
 
+    @staticmethod
+    def _arrow_texts(prepared: list[tuple[str, Any, Any]]) -> dict[int, Any]:
+        """The unmasked text columns as whole Arrow string arrays ("" for missing; zero-copy
+        for Arrow-backed columns): chunks are then taken from them without pandas."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        out = {}
+        for j, (kind, s, fmt) in enumerate(prepared):
+            if kind != "text" or fmt is not None:
+                continue
+            if isinstance(s.dtype, pd.StringDtype):
+                arr = pa.array(s.array, type=pa.string(), from_pandas=True)
+            else:  # other cells as str() of each, as astype("string") does
+                arr = pa.array(s.astype("string").array, type=pa.string(), from_pandas=True)
+            if isinstance(arr, pa.ChunkedArray):
+                arr = arr.combine_chunks()
+            out[j] = pc.fill_null(arr, "")
+        return out
+
+    def _chunk_columns(
+        self, prepared: list[tuple[str, Any, Any]], rows: Any, texts: dict[int, Any]
+    ) -> list[tuple[str, Any, Any]]:
+        """The rows at positions ``rows`` (a slice or an int array) per column for
+        :func:`custtool.xlsx.append_rows`: numbers and dates as floats (NaN = blank cell),
+        flags as 是/否, personal columns masked, other text as Arrow strings (taken from
+        ``texts``, :meth:`_arrow_texts`)."""
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+
+        out: list[tuple[str, Any, Any]] = []
+        for j, (kind, s, fmt) in enumerate(prepared):
+            if j in texts:
+                arr = texts[j]
+                if isinstance(rows, slice):
+                    out.append(("text", arr.slice(rows.start, rows.stop - rows.start), None))
+                else:
+                    out.append(("text", arr.take(pa.array(np.asarray(rows))), None))
+                continue
+            part = s.iloc[rows]
+            if kind in {"num", "date"}:
+                if kind == "date":
+                    t = (
+                        part.dt.tz_localize(None)
+                        if getattr(part.dt, "tz", None) is not None
+                        else part
+                    )
+                    part = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
+                arr = pd.to_numeric(part, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                out.append(("num", arr, fmt))
+                continue
+            if kind == "text" and fmt is not None:  # a personal column: mask this chunk
+                part = fmt(part)
+            if kind == "bool":
+                flags = part.astype("boolean")
+                yes = flags.fillna(False).to_numpy(dtype=bool)
+                txt = np.where(yes, self.yes, self.no).astype(object)
+                txt[~flags.notna().to_numpy(dtype=bool)] = ""
+                out.append(("text", pa.array(txt, type=pa.string()), None))
+                continue
+            txt = part.astype("string").fillna("")
+            out.append(("text", pa.array(txt.to_numpy(dtype=object), type=pa.string()), None))
+        return out
+
     # ------------------------------------------------------------------ data sheets
     def data_sheet(
         self,
@@ -533,33 +605,11 @@ class _Sheets:
         if cols:
             ws.autofilter(start_row, 0, start_row + max(n, 1), len(cols) - 1)
         base = start_row + 1
-        ws_string = ws.write_string
-        ws_number = ws.write_number
+        texts = self._arrow_texts(prepared)
         for start in range(0, n, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, n)
             rows = slice(start, stop) if positions is None else positions[start:stop]
-            lists = self._chunk_lists(prepared, rows)
-            order = sorted(
-                (
-                    j,
-                    0 if kind == "num" else 2 if fmts is not None else 1,
-                    vals,
-                    fmts if fmts is not None else fmt,
-                )
-                for j, vals, fmt, fmts, kind in lists
-            )
-            for i in range(stop - start):
-                r = base + start + i
-                for j, kind, vals, fmt in order:
-                    v = vals[i]
-                    if v is None:
-                        continue
-                    if kind == 0:
-                        ws_number(r, j, v, fmt)
-                    elif kind == 1:
-                        ws_string(r, j, v)
-                    else:
-                        ws_string(r, j, v, fmt[i])
+            append_rows(ws, base + start, self._chunk_columns(prepared, rows, texts), self.quote)
         if conditional and n:
             last = start_row + n
             for name in SCORE_COLUMNS:
@@ -1085,22 +1135,35 @@ TRAIT_COLUMNS = (
 )
 
 
-def segment_traits(view: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
-    """Mean of each trait (recency, frequency, monetary, …; flags as shares) among the
-    customers whose ``by`` is ``value``, beside the mean over all customers."""
+def trait_values(view: pd.DataFrame) -> dict[str, Any]:
+    """Each trait column of ``view`` as floats (flags as 0/1), for :func:`segment_traits`."""
     import numpy as np
     import pandas as pd
 
-    inside = _text_series(view[by]).eq(value).to_numpy()
-    rows = []
+    out = {}
     for col in TRAIT_COLUMNS:
         if col not in view.columns:
             continue
         s = view[col]
         if col in BOOL_COLUMNS:
-            x = s.astype("boolean").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            out[col] = s.astype("boolean").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
         else:
-            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            out[col] = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return out
+
+
+def segment_traits(
+    view: pd.DataFrame, by: str, value: str, values: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """Mean of each trait (recency, frequency, monetary, …; flags as shares) among the
+    customers whose ``by`` is ``value``, beside the mean over all customers. ``values``:
+    :func:`trait_values` of ``view`` when the caller has them already (one per sheet)."""
+    import numpy as np
+    import pandas as pd
+
+    inside = _text_series(view[by]).eq(value).to_numpy()
+    rows = []
+    for col, x in (trait_values(view) if values is None else values).items():
         seg = x[inside]
         rows.append(
             (
@@ -1143,19 +1206,27 @@ def _write_segment_sheet(
     ws.write_string(0, 0, L.value_label(value, lang), w.title)
     ws.write_string(1, 0, _cap_note(dim, value, n, listed, full_list, lang), w.note)
     row = 3
-    # the same figures as 概览's segment table: one function computes both
-    table = segment_table(view, dim, amounts=amounts, lang=lang)
+    # the same figures as 概览's segment table: one function computes both (once per dim)
+    key = ("segment_table", dim)
+    if key not in w.cache:
+        w.cache[key] = segment_table(view, dim, amounts=amounts, lang=lang)
+    table = w.cache[key]
     mine = table[table["segment"] == L.value_label(value, lang)].reset_index(drop=True)
     ws.write_string(row, 0, L.text("segment_summary", lang), w.section)
     row = w.small_table(ws, row + 1, 0, mine) + 1
-    traits = segment_traits(view, dim, value)
+    if "traits" not in w.cache:
+        w.cache["traits"] = trait_values(view)
+    traits = segment_traits(view, dim, value, w.cache["traits"])
     if len(traits):
         traits["trait"] = traits["trait"].map(lambda c: L.label(c, lang))
         ws.write_string(row, 0, L.text("segment_traits", lang), w.section)
         row = w.small_table(ws, row + 1, 0, traits) + 1
     ws.write_string(row, 0, L.text("segment_top", lang).format(n=listed), w.section)
     cols = [c for c in SEGMENT_SHEET_COLUMNS if c in display.columns]
-    w.data_sheet(ws, display[cols], positions=positions[:listed], start_row=row + 1, freeze=False)
+    # only the listed rows are prepared and masked (a masker found by scanning a column
+    # changes only the rows where it finds something: the same cells as on the full column)
+    listed_rows = display[cols].iloc[positions[:listed]]
+    w.data_sheet(ws, listed_rows, start_row=row + 1, freeze=False)
     return listed
 
 

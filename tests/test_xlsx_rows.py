@@ -1,0 +1,229 @@
+"""custtool.xlsx.append_rows (the detail sheet's column-at-a-time writer) writes the cells
+xlsxwriter's own write_number / write_string write: same values, styles, quote prefixes,
+escaping and whitespace handling (issue 12)."""
+
+from __future__ import annotations
+
+import math
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from custtool.xlsx import FORMULA_PREFIXES, append_rows, open_workbook
+
+TEXTS = [
+    "张三",
+    "",
+    None,
+    '=HYPERLINK("http://x")',
+    "+8613800138000",
+    "-20",
+    "@SUM(A1)",
+    "\tx",
+    "\r\nx",
+    " leading",
+    "trailing ",
+    "\u3000全角空格",
+    "a&b<c>d\"e'",
+    "<r>raw</r>",
+    "ctl\x01\x1f",
+    "_x0041_ literal",
+    "emoji 😀",
+    "x" * 40_000,
+    "😀" * 20_000,
+    "line\nbreak",
+    "\ufffe",
+]
+#: xlsxwriter writes a value shaped like "<r>…</r>" as raw XML (its rich-string path);
+#: append_rows escapes it like any text (read-back test below), so it is left out here
+SAME_TEXTS = [t for t in TEXTS if t != "<r>raw</r>"]
+NUMBERS = [0.1 + 0.2, 1e22, float("nan"), float("inf"), -0.0, 13800138000.0, 45473.5, 1e-7]
+
+
+def _frame_columns(n: int, texts_in: list = TEXTS):
+    texts = (texts_in * (n // len(texts_in) + 1))[:n]
+    nums = (NUMBERS * (n // len(NUMBERS) + 1))[:n]
+    return texts, np.array(nums, dtype=float)
+
+
+def _write(path: Path, fast: bool, n: int, texts_in: list = TEXTS) -> None:
+    texts, nums = _frame_columns(n, texts_in)
+    with open_workbook(path, constant_memory=True) as wb:
+        quote = wb.add_format({"quote_prefix": True})
+        money = wb.add_format({"num_format": "#,##0.00"})
+        # xf indices are handed out in order of first use: fix them so both files agree
+        money._get_xf_index()
+        quote._get_xf_index()
+        ws = wb.add_worksheet("data")
+        ws.write_string(0, 0, "文本", None)
+        ws.write_string(0, 1, "金额", None)
+        plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]  # nothing to escape
+        if fast:
+            append_rows(
+                ws,
+                1,
+                [
+                    ("text", pa.array(texts, pa.string()), None),
+                    ("num", nums, money),
+                    ("text", pa.array(plain, pa.string()), None),
+                ],
+                quote,
+            )
+        else:
+            for i in range(n):
+                t = texts[i]
+                if t:
+                    ws.write_string(i + 1, 0, t, quote if t.startswith(FORMULA_PREFIXES) else None)
+                if math.isfinite(nums[i]):
+                    ws.write_number(i + 1, 1, float(nums[i]), money)
+                if plain[i]:
+                    ws.write_string(i + 1, 2, plain[i])
+        ws.write_string(n + 1, 0, "after", None)  # cells after the block still work
+
+
+def _cells(path: Path, digits16: bool = False) -> list[tuple]:
+    with zipfile.ZipFile(path) as z:
+        xml = z.read("xl/worksheets/sheet1.xml").decode("utf-8")
+    out = []
+    for m in re.finditer(r"<c ([^>]*)>(.*?)</c>", xml, flags=re.S):
+        attrs = dict(re.findall(r'(\w+(?::\w+)?)="([^"]*)"', m.group(1)))
+        body = m.group(2)
+        v = re.fullmatch(r"<v>(.*)</v>", body, flags=re.S)
+        num = float(v.group(1)) if v else None
+        if num is not None and digits16:  # xlsxwriter writes numbers with %.16G
+            num = float(f"{num:.16G}")
+        out.append((attrs, body if v is None else num))
+    dim = re.search(r'<dimension ref="([^"]+)"', xml).group(1)
+    return [dim, *out]
+
+
+def test_append_rows_writes_what_xlsxwriter_writes(tmp_path: Path) -> None:
+    n = 3 * len(TEXTS) + 1
+    slow, fast = tmp_path / "slow.xlsx", tmp_path / "fast.xlsx"
+    _write(slow, False, n, SAME_TEXTS)
+    _write(fast, True, n, SAME_TEXTS)
+    a, b = _cells(slow), _cells(fast, digits16=True)
+    assert a[0] == b[0] == f"A1:C{n + 2}"
+    assert len(a) == len(b)
+    assert a == b
+
+
+def test_append_rows_read_back(tmp_path: Path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    path = tmp_path / "fast.xlsx"
+    n = len(TEXTS)
+    _write(path, True, n)
+    ws = openpyxl.load_workbook(path)["data"]
+    texts, nums = _frame_columns(n)
+    got = [ws.cell(i + 2, 1) for i in range(n)]
+    assert got[0].value == "张三"
+    assert got[1].value is None and got[2].value is None  # blank cells, not ""
+    assert got[3].value == '=HYPERLINK("http://x")' and got[3].data_type == "s"
+    assert got[3].quotePrefix and got[5].quotePrefix and not got[0].quotePrefix
+    assert got[9].value == " leading" and got[10].value == "trailing "
+    assert got[11].value == "\u3000全角空格"
+    assert got[12].value == "a&b<c>d\"e'"
+    assert got[13].value == "<r>raw</r>"  # escaped, never raw XML
+    assert len(got[17].value) == 32767  # Excel's limit, as xlsxwriter cuts it
+    money = [ws.cell(i + 2, 2) for i in range(len(NUMBERS))]
+    assert money[0].value == 0.1 + 0.2  # the same double, not a 16-digit rounding
+    assert money[2].value is None and money[3].value is None  # NaN / inf: blank
+    assert money[5].value == 13800138000 and money[0].number_format == "#,##0.00"
+    assert ws.cell(n + 2, 1).value == "after"
+
+
+# --------------------------------------------------------------------------- customers.csv
+def _pandas_csv(df, path: Path, sep: str = ",") -> bytes:
+    df.to_csv(path, index=False, encoding="utf-8-sig", sep=sep, date_format="%Y-%m-%d %H:%M:%S")
+    return path.read_bytes()
+
+
+def test_csv_writer_matches_pandas_byte_for_byte(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from custtool.io import write_csv_fast
+
+    n = 7
+    df = pd.DataFrame(
+        {
+            "文本": ["张三", "a,b", 'say "hi"', "two\nlines", "cr\rhere", None, " sp "],
+            "str": pd.array(["x", None, "y,z", "", "q", "w", "e"], dtype="string"),
+            "混合": [1, "a", 2.5, None, True, float("nan"), "b"],
+            "金额": [0.1 + 0.2, float("nan"), 1e22, 100.0, -0.0, 13800138000.0, 1e-7],
+            "次数": np.arange(n, dtype="int64"),
+            "flag": [True, False, True, True, False, False, True],
+            "Int": pd.array([1, None, 3, 4, 5, 6, 7], dtype="Int64"),
+            "Float": pd.array([1.0, None, 0.1 + 0.2, 1e22, 2.5, 1e-7, 13800138000.0], "Float64"),
+            "masked": pd.Series(["=1+1", "-20", "+86", "@a", None, "x", "-1.5"], dtype=object),
+            "bool?": pd.array([True, None, False, True, True, False, None], dtype="boolean"),
+            "时间": pd.to_datetime(
+                ["2024-01-01 10:00:05.5", None, "2024-02-02", "2024-03-03 23:59:59"] * 2,
+                format="mixed",
+            )[:n],
+            "本地": pd.to_datetime(["2024-06-30 12:00"] * n).tz_localize("Asia/Shanghai"),
+        }
+    )
+    for sep in (",", "\t"):
+        want = _pandas_csv(df, tmp_path / "pandas.csv", sep)
+        assert write_csv_fast(df, tmp_path / "fast.csv", sep=sep)
+        assert (tmp_path / "fast.csv").read_bytes() == want
+    # more rows than one block
+    import custtool.io as cio
+
+    big = pd.concat([df] * 5, ignore_index=True)
+    old = cio.CSV_BLOCK_ROWS
+    cio.CSV_BLOCK_ROWS = 4
+    try:
+        assert write_csv_fast(big, tmp_path / "fast.csv")
+    finally:
+        cio.CSV_BLOCK_ROWS = old
+    assert (tmp_path / "fast.csv").read_bytes() == _pandas_csv(big, tmp_path / "p.csv")
+    # what it does not format itself goes back to pandas (nothing written)
+    cat = pd.DataFrame({"a": pd.Categorical(["x"]), "b": [1]})
+    assert not write_csv_fast(cat, tmp_path / "cat.csv")
+    assert not (tmp_path / "cat.csv").exists()
+
+
+def test_customers_csv_of_the_example_run_matches_pandas(tmp_path: Path, example_run) -> None:
+    """The run's customers.csv (written by write_table's Arrow writer) is what pandas writes
+    for the same masked table."""
+    import pandas as pd
+
+    from custtool.io import write_table
+    from custtool.report.masking import mask_for_output
+
+    folder = Path(example_run[1]["folder"])
+    final = pd.read_parquet(folder / "customers.parquet")
+    shown = mask_for_output(final, role="analyst", mask=True)
+    write_table(shown, tmp_path / "customers.csv")
+    from custtool.io import _text_columns, neutralize_formula_text
+    from custtool.xlsx import flatten_lists
+
+    flat = flatten_lists(shown).copy()
+    for c in _text_columns(flat):
+        flat[c] = neutralize_formula_text(flat[c])
+    assert (tmp_path / "customers.csv").read_bytes() == _pandas_csv(flat, tmp_path / "p.csv")
+    assert (folder / "customers.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
+
+
+def test_float_text_is_pythons_repr() -> None:
+    """CSV floats as pandas writes them (numpy's str of each value), over every magnitude."""
+    from custtool.io import float_text
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            rng.gamma(2, 800, 20_000).round(2),
+            rng.normal(0, 1, 20_000),
+            10 ** rng.uniform(-8, 25, 40_000) * rng.choice([-1, 1], 40_000),
+            rng.integers(-(10**6), 10**6, 5_000).astype(float),
+            [0.0, -0.0, np.nan, np.inf, -np.inf, 1e16, 1e-4, 2.0**53, 2.0**53 + 2, 0.1 + 0.2],
+            [1e-5, 123456789012345.6, 999999999.9999999, 0.00010000000000000002, 1e9],
+        ]
+    )
+    want = [None if v != v else s for v, s in zip(x, x.astype(str), strict=True)]
+    assert float_text(x).to_pylist() == want
