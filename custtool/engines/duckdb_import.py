@@ -1,0 +1,605 @@
+"""Orders imported out of core (``custtool import --kind orders --engine duckdb``).
+
+The file is never held whole in memory:
+
+1. **Header.** The top of a CSV (1 MB, cut at a line end) goes through the pandas reader
+   (:func:`custtool.io.read_raw`: encoding detection incl. GBK, separator, the grid) and
+   the one header finder (:func:`custtool.ingest.find_header_row`); a file that small is
+   imported from that grid as it is.
+2. **Batches.** The rest is read by pandas' C reader in chunks (the same options as the
+   general CSV reader: every cell text, blank lines kept as rows, short rows padded; a GBK
+   file is decoded as it streams). Each chunk goes through the pandas engine's own sheet
+   import (:func:`custtool.ingest._import_sheet`: alias mapping, normalisers, validation,
+   rejects lines), so rows and rejects are those of the pandas engine by construction;
+   its row numbers are shifted by the rows before it. Accepted rows are appended to a
+   Parquet file in the spill folder.
+3. **Across batches (DuckDB).** The only rule that looks across rows — a refund whose order
+   id has no sale in the same file (``refund_without_order``) — was judged per batch; DuckDB
+   finds, over the spilled Parquet and within ``--memory-limit``, the refunds whose sale is
+   in another batch, and their flags and rejects lines are withdrawn while the output is
+   written (atomically). The problem counts are a DuckDB ``GROUP BY`` over the output.
+
+Workbooks are read whole (a sheet holds at most 1,048,576 rows) and imported sheet by
+sheet the same way. The spill folder (beside the output, or ``temp_dir``) is removed
+afterwards, also on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from custtool.engines import duckdb_connect, is_out_of_memory, memory_error
+from custtool.errors import CusttoolError, InputError
+from custtool.ingest import (
+    HEADER_SEARCH_ROWS,
+    REJECT_COLUMNS,
+    ImportResult,
+    SheetReport,
+    _import_sheet,
+    _with_file_notes,
+    find_header_row,
+)
+
+#: the top of a CSV read for its header, encoding and width (cut at a line end)
+HEAD_BYTES = 1 << 20
+#: rows per batch without a memory limit; with one, about this many bytes per row are allowed
+DEFAULT_BATCH_ROWS = 200_000
+BYTES_PER_ROW = 4_000
+REFUND_CODE = "refund_without_order"
+
+
+@dataclass
+class StreamedImport(ImportResult):
+    """An import written straight to ``output`` (``data`` holds no rows, only its columns)."""
+
+    output: str | None = None
+    engine: str = "duckdb"
+    problems: dict[str, int] = field(default_factory=dict)
+    protection: Any = None
+
+    def problem_counts(self) -> dict[str, int]:
+        return dict(self.problems)
+
+
+def batch_rows(memory_limit: int | None) -> int:
+    """Rows per batch: ``memory_limit`` / 4 kB (the pandas normalisers' peak per row of an
+    order export), between 20,000 and 500,000; 200,000 without a limit."""
+    if memory_limit is None:
+        return DEFAULT_BATCH_ROWS
+    return int(min(500_000, max(20_000, memory_limit // BYTES_PER_ROW)))
+
+
+def import_streamed(
+    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None,
+    kind: str = "orders",
+    channel: str | Sequence[str] | None = None,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    fields: str | os.PathLike[str] | None = None,
+    tz: str = "Asia/Shanghai",
+    memory_limit: int | None = None,
+    temp_dir: str | os.PathLike[str] | None = None,
+    sensitive: str | None = None,
+    key: Any = None,
+    engine: str = "duckdb",
+    rows_per_batch: int | None = None,
+    head_bytes: int = HEAD_BYTES,
+) -> StreamedImport:
+    """Import exports of ``kind`` batch by batch into the Parquet file ``output``.
+
+    ``rows_per_batch`` and ``head_bytes`` (the top read for the header; a smaller file is
+    imported from it whole) are for tests.
+    Same rows, rejects, accounting and columns as :func:`custtool.ingest.import_files`
+    followed by :func:`custtool.privacy.protect_sensitive` (see the module text). Without
+    ``output`` nothing is written (a check). A DuckDB out-of-memory is a
+    :class:`custtool.engines.MemoryLimitError` naming ``memory_limit``.
+    """
+    from custtool.fields import KINDS, load_fields, sensitive_fields
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise InputError("no input files given", "name at least one CSV or Excel file")
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+    channels = _channels(channel, len(paths))
+    specs = load_fields(fields)
+    spec = specs[kind]
+    extra = sensitive_fields(specs, kind)
+    out = Path(output) if output is not None else None
+    base = Path(temp_dir) if temp_dir is not None else (out.parent if out else None)
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    spill = Path(tempfile.mkdtemp(prefix=".custtool-spill-", dir=base))
+    n_batch = rows_per_batch or batch_rows(memory_limit)
+    try:
+        stages: list[_Staged] = []
+        reports: list[SheetReport] = []
+        warnings: list[str] = []
+        protection = None
+        for position, path in enumerate(paths):
+            staged = _Staged(spill / f"part-{position}.parquet", position)
+            file_channel = channels[position] or Path(path).stem
+            for batch in _file_batches(Path(path), specs, sheet, encoding, n_batch, spill, head_bytes):
+                if batch.warnings:
+                    warnings.extend(batch.warnings)
+                if batch.raw is None:
+                    continue
+                frame, rej, report = _import_sheet(
+                    batch.raw, batch.header_at, spec, file_channel, tz
+                )
+                from custtool.privacy import protect_sensitive
+
+                frame, protection = protect_sensitive(
+                    frame, mode=sensitive, key=key, extra=extra, where=Path(path).name
+                )
+                staged.add(frame, rej, report, batch)
+            if not staged.reports:
+                raise _no_header(Path(path))
+            stages.append(staged)
+            reports.extend(staged.reports)
+        con = duckdb_connect(memory_limit, spill / "duckdb", threads=2)
+        try:
+            withdrawn = _withdraw_cross_batch_refunds(con, stages)
+            columns = _write_output(stages, out, withdrawn, spill)
+            problems = _problem_counts(con, out, stages) if out is not None else {}
+        except CusttoolError:
+            raise
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise memory_error(exc, memory_limit, "import") from None
+            raise
+        finally:
+            con.close()
+        rejects = _all_rejects(stages, kind)
+        from custtool.privacy import Protection
+
+        return StreamedImport(
+            kind=kind,
+            data=pd.DataFrame(columns=columns),
+            rejects=rejects,
+            files=reports,
+            warnings=warnings,
+            sensitive=extra,
+            output=str(out) if out else None,
+            engine=engine,
+            problems=problems,
+            protection=protection or Protection([], "none", key.id if key else None),
+        )
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _channels(channel: str | Sequence[str] | None, n: int) -> list[str | None]:
+    if channel is None or isinstance(channel, str):
+        return [channel] * n
+    chosen = list(channel)
+    if len(chosen) == 1:
+        return chosen * n
+    if len(chosen) != n:
+        raise InputError(
+            f"{len(chosen)} channels for {n} files",
+            "give one channel for all files, or one per file in order",
+        )
+    return list(chosen)
+
+
+def _no_header(path: Path) -> InputError:
+    return InputError(
+        f"{path.name}: no header row found (looked at the first {HEADER_SEARCH_ROWS} rows)",
+        "the header row must name at least two known columns, e.g. 订单号, 下单时间, 实付金额; "
+        "add your own header names with --fields my_fields.yaml",
+    )
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class _Batch:
+    """A grid to import as one sheet: its header at ``header_at``; ``offset`` rows of the
+    same sheet came before it; ``last``: the sheet's last batch."""
+
+    raw: Any
+    header_at: int = 0
+    offset: int = 0
+    last: bool = True
+    warnings: list[str] = field(default_factory=list)
+    notes_raw: Any = None  # the raw sheet whose damaged-stretch notes go to the rejects
+
+
+def _file_batches(
+    path: Path,
+    specs: dict[str, Any],
+    sheet: str | None,
+    encoding: str | None,
+    n_batch: int,
+    spill: Path,
+    head_bytes: int,
+) -> Iterator[_Batch]:
+    """The grids of one input, in batches of at most ``n_batch`` rows below the header."""
+    from custtool.io import CSV_SUFFIXES, read_raw
+
+    if not path.exists() or path.is_dir() or path.suffix.lower() not in CSV_SUFFIXES | {""}:
+        sheets = read_raw(path, sheet=sheet, encoding=encoding)  # its errors, as pandas gives
+        for raw in sheets:
+            header_at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
+            if header_at is None:
+                note = []
+                if raw.grid.replace("", np.nan).notna().any().any():
+                    where = raw.file + (f", sheet {raw.sheet!r}" if raw.sheet else "")
+                    note = [f"{where}: no recognisable header row; sheet skipped"]
+                yield _Batch(None, warnings=note)
+                continue
+            yield _Batch(raw, header_at, warnings=list(raw.warnings), notes_raw=raw)
+        return
+    if sheet:
+        raise InputError(f"{path.name}: --sheet applies to workbooks, not CSV files")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(head_bytes)
+    whole = len(head) >= size
+    if not whole:
+        end = head.rfind(b"\n")
+        head = head[: end + 1] if end >= 0 else head
+    folder = Path(tempfile.mkdtemp(prefix="head-", dir=spill))
+    try:
+        top = folder / path.name
+        top.write_bytes(head)
+        (raw,) = read_raw(top, encoding=encoding)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    header_at = find_header_row(raw.grid, specs, allow_single=True)
+    if header_at is None:
+        yield _Batch(None)
+        return
+    if whole:  # a small file: the grid is the whole file
+        yield _Batch(raw, header_at, warnings=list(raw.warnings), notes_raw=raw)
+        return
+    if raw.notes:
+        raise InputError(
+            f"{path.name}: damaged lines near the top ({raw.notes[0][3]})",
+            "import it with --engine pandas, which repairs them line by line",
+        )
+    yield from _csv_batches(path, raw, header_at, n_batch)
+
+
+def _csv_batches(path: Path, raw: Any, header_at: int, n_batch: int) -> Iterator[_Batch]:
+    """The rows below the header, ``n_batch`` at a time, read as the general CSV reader does."""
+    from custtool.io import guess_separator
+
+    width = raw.grid.shape[1]
+    header = raw.grid.iloc[[header_at]].reset_index(drop=True)
+    with open(path, "rb") as f:
+        sample = f.read(8192)
+    sep = guess_separator(sample.decode(raw.encoding or "utf-8", errors="replace"), path.suffix)
+    enc = raw.encoding or "utf-8"
+    reader = pd.read_csv(
+        path,
+        sep=sep,
+        header=None,
+        names=list(range(width)),
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
+        skip_blank_lines=False,
+        engine="c",
+        encoding=enc,
+        encoding_errors="strict",
+        skiprows=header_at + 1,
+        chunksize=n_batch,
+    )
+    offset = 0
+    pending: pd.DataFrame | None = None
+    try:
+        with reader:
+            for chunk in reader:
+                if pending is not None:
+                    yield _grid_batch(raw, header, pending, offset, last=False)
+                    offset += len(pending)
+                pending = chunk
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(
+            f"{path.name}: cannot be read in batches ({str(exc).splitlines()[0][:160]})",
+            "rows wider than the top of the file, broken quotes or mixed encodings: "
+            "import it with --engine pandas, which repairs them",
+            file=path.name,
+        ) from None
+    if pending is None:
+        pending = header.iloc[0:0]
+    yield _grid_batch(raw, header, pending, offset, last=True)
+
+
+def _grid_batch(
+    raw: Any, header: pd.DataFrame, body: pd.DataFrame, offset: int, *, last: bool
+) -> _Batch:
+    from custtool.io import RawSheet
+
+    body = body.fillna("")  # a row shorter than the width is padded with ""
+    grid = pd.concat([header, body.astype("str")], ignore_index=True)
+    grid.columns = pd.RangeIndex(grid.shape[1])
+    sheet = RawSheet(raw.file, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), raw.encoding)
+    return _Batch(sheet, 0, offset, last, warnings=list(raw.warnings) if offset == 0 else [])
+
+
+# --------------------------------------------------------------------------- staging
+class _Staged:
+    """The accepted rows of one input appended to a Parquet file; its rejects and reports."""
+
+    def __init__(self, path: Path, position: int) -> None:
+        self.path = path
+        self.position = position
+        self.writer: Any = None
+        self.schema: Any = None
+        self.batches: list[int] = []  # rows of each staged batch
+        # per sheet: validation rejects (action "rejected"), lines of kept rows' problems
+        # (action "kept"), damaged stretches of the file
+        self.rejected: list[list[pd.DataFrame]] = []
+        self.kept: list[list[pd.DataFrame]] = []
+        self.notes: list[list[pd.DataFrame]] = []
+        self.reports: list[SheetReport] = []
+        self.refund_flags = 0
+        self.batched = False  # a sheet came in more than one batch
+
+    def add(self, frame: pd.DataFrame, rej: pd.DataFrame, report: SheetReport, b: _Batch) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if b.offset:
+            self.batched = True
+            frame["_row"] = frame["_row"] + b.offset
+            rej = rej.assign(row=rej["row"].astype("int64") + b.offset)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.schema is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        elif not table.schema.equals(self.schema, check_metadata=False):
+            table = table.cast(self.schema)
+        self.writer.write_table(table)
+        self.batches.append(len(frame))
+        if "_flags" in frame and len(frame):
+            self.refund_flags += int(frame["_flags"].str.contains(REFUND_CODE, regex=False).sum())
+        report.encoding = b.raw.encoding
+        if b.offset and self.reports and self.reports[-1].sheet == report.sheet:
+            self.reports[-1] = _merged(self.reports[-1], report)
+        else:  # a new sheet
+            self.reports.append(report)
+            self.rejected.append([])
+            self.kept.append([])
+            self.notes.append([])
+        is_kept = (rej["action"] == "kept").to_numpy() if len(rej) else np.zeros(0, dtype=bool)
+        self.rejected[-1].append(rej[~is_kept])
+        self.kept[-1].append(rej[is_kept])
+        if b.notes_raw is not None and b.notes_raw.notes:
+            self.notes[-1].append(
+                _with_file_notes(pd.DataFrame(columns=REJECT_COLUMNS), b.notes_raw)
+            )
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _merged(a: SheetReport, b: SheetReport) -> SheetReport:
+    counts = (
+        "rows_read",
+        "accepted",
+        "rejected",
+        "skipped",
+        "skipped_blank",
+        "skipped_total",
+        "flagged",
+    )
+    out = SheetReport(**a.as_dict())
+    for k in counts:
+        setattr(out, k, getattr(a, k) + getattr(b, k))
+    return out
+
+
+# --------------------------------------------------------------------------- across batches
+def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, Any]:
+    """Per input: the order ids whose refund was flagged in one batch while the file sells
+    them in another (DuckDB over the spilled Parquet); the flags of those refunds go."""
+    import pyarrow as pa
+
+    for s in stages:
+        s.close()
+    out: dict[int, Any] = {}
+    for s in stages:
+        if s.refund_flags == 0 or not s.batched:
+            continue
+        part = str(s.path).replace("'", "''")
+        ids = con.execute(
+            f"""
+            WITH staged AS (SELECT order_id, amount, _flags FROM read_parquet('{part}')),
+            flagged AS (
+                SELECT DISTINCT order_id FROM staged
+                WHERE amount < 0 AND order_id <> '' AND contains(_flags, '{REFUND_CODE}')
+            )
+            SELECT DISTINCT s.order_id FROM staged s SEMI JOIN flagged f USING (order_id)
+            WHERE s.amount > 0
+            """
+        ).fetchall()
+        if ids:
+            out[s.position] = pa.array([i for (i,) in ids], pa.large_string())
+    return out
+
+
+def _write_output(
+    stages: list[_Staged], out: Path | None, withdrawn: dict[int, Any], spill: Path
+) -> list[str]:
+    """The staged rows of every input into ``out`` (atomically), the withdrawn refund flags
+    taken off on the way; returns the output's columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from custtool.atomic import atomic_path
+
+    schema = _output_schema(stages)
+    if schema is None:
+        schema = pa.schema([])
+    if out is None and not withdrawn:
+        return list(schema.names)
+
+    def tables() -> Iterator[tuple[_Staged, Any]]:
+        for s in stages:
+            if s.schema is None:
+                continue
+            pf = pq.ParquetFile(s.path)
+            for i in range(pf.num_row_groups):
+                yield s, pf.read_row_group(i)
+
+    writer = None
+    with atomic_path(out if out is not None else spill / "check.parquet") as tmp:
+        for s, table in tables():
+            ids = withdrawn.get(s.position)
+            if ids is not None and table.num_rows:
+                flags = table.column("_flags")
+                hit = pc.and_(
+                    pc.match_substring(flags, REFUND_CODE),
+                    pc.is_in(table.column("order_id"), value_set=ids.cast(table.column("order_id").type)),
+                )
+                hit = pc.and_(hit, pc.less(table.column("amount"), 0))
+                if pc.any(hit).as_py():
+                    fixed = pc.replace_substring_regex(flags, f";?{REFUND_CODE}$", "")
+                    table = table.set_column(
+                        table.schema.get_field_index("_flags"),
+                        "_flags",
+                        pc.if_else(hit, fixed, flags),
+                    )
+                    _withdraw_lines(s, table, hit, fixed)
+            if out is None:
+                continue
+            table = _conform(table, schema)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, schema)
+            writer.write_table(table)
+        if out is not None:
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, schema)
+            writer.close()
+    return list(schema.names)
+
+
+def _withdraw_lines(s: _Staged, table: Any, hit: Any, fixed: Any) -> None:
+    """The rejects lines and the flagged count of refunds whose flag was withdrawn."""
+    import pyarrow.compute as pc
+
+    rows = table.column("_row").filter(hit).to_numpy()
+    file = table.column("_source_file").filter(hit).to_pylist()[0]
+    now_clean = int(pc.sum(pc.equal(fixed.filter(hit), "")).as_py() or 0)
+    rows_set = pd.Index(rows)
+    for sheet_lines in s.kept:  # a CSV has one sheet
+        for i, lines in enumerate(sheet_lines):
+            if not len(lines):
+                continue
+            drop = (
+                (lines["code"] == REFUND_CODE).to_numpy()
+                & (lines["file"] == file).to_numpy()
+                & (rows_set.get_indexer(lines["row"].astype("int64").to_numpy()) >= 0)
+            )
+            if drop.any():
+                sheet_lines[i] = lines[~drop]
+    for r in s.reports:  # a CSV has one report
+        if r.file == file:
+            r.flagged -= now_clean
+            break
+
+
+def _output_schema(stages: list[_Staged]) -> Any:
+    """The output's schema: one input's, or (inputs with different columns) the columns in
+    order of first appearance, as pandas' concat gives them."""
+    import pyarrow as pa
+
+    schemas = [s.schema for s in stages if s.schema is not None]
+    if not schemas:
+        return None
+    if all(sc.equals(schemas[0], check_metadata=False) for sc in schemas):
+        return schemas[0]
+    empty = [sc.empty_table().to_pandas() for sc in schemas]
+    joined = pd.concat(empty, ignore_index=True, sort=False)
+    for col in joined.columns:  # text gaps are "" (ingest._fill_missing_text)
+        if joined[col].dtype == object and all(
+            col not in e or pd.api.types.is_string_dtype(e[col]) for e in empty
+        ):
+            joined[col] = joined[col].astype("str")
+    return pa.Schema.from_pandas(joined, preserve_index=False)
+
+
+def _conform(table: Any, schema: Any) -> Any:
+    """``table`` with the columns of ``schema`` (a missing text column is "", others null)."""
+    import pyarrow as pa
+
+    if table.schema.equals(schema, check_metadata=False):
+        return table.replace_schema_metadata(schema.metadata)
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            cols.append(table.column(f.name).cast(f.type))
+        elif pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            cols.append(pa.repeat(pa.scalar("", f.type), table.num_rows))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _problem_counts(con: Any, out: Path, stages: list[_Staged]) -> dict[str, int]:
+    """How many kept values were cleared or flagged, per problem code (``_flags``), counted
+    by DuckDB over the written output."""
+    if not any(s.schema is not None for s in stages):
+        return {}
+    path = str(out).replace("'", "''")
+    rows = con.execute(
+        f"""
+        SELECT split_part(code, ':', 1) AS code, count(*) AS n
+        FROM (SELECT unnest(string_split(_flags, ';')) AS code
+              FROM read_parquet('{path}') WHERE _flags <> '')
+        WHERE code <> ''
+        GROUP BY 1 ORDER BY n DESC, code
+        """
+    ).fetchall()
+    return {str(code): int(n) for code, n in rows}
+
+
+def _in_validation_order(parts: list[pd.DataFrame], kind: str) -> list[pd.DataFrame]:
+    """The validation rejects of a sheet's batches in the order one validation of the whole
+    sheet lists them: by the schema's column, then check, then row."""
+    if len(parts) < 2:
+        return parts
+    from custtool.schemas import schema_for
+
+    lines = pd.concat(parts, ignore_index=True)
+    rank = {str(c): i for i, c in enumerate(schema_for(kind).columns)}
+    shown = lines["column"].astype(str)
+    key = shown.where(~shown.str.contains("/", regex=False), "_key_present")
+    by_column = key.map(rank).fillna(len(rank)).to_numpy()
+    by_check, _ = pd.factorize(lines["code"])
+    rows = lines["row"].astype("int64").to_numpy()
+    order = np.lexsort((rows, by_check, by_column))
+    return [lines.iloc[order].reset_index(drop=True)]
+
+
+def _all_rejects(stages: list[_Staged], kind: str) -> pd.DataFrame:
+    """The rejects lines in the pandas engine's order: per input, the rejected rows, then the
+    lines of kept rows, then the damaged stretches."""
+    parts = []
+    for s in stages:
+        for rejected, kept, notes in zip(s.rejected, s.kept, s.notes, strict=True):
+            parts.extend(_in_validation_order([p for p in rejected if len(p)], kind))
+            for group in (kept, notes):
+                parts.extend(p for p in group if len(p))
+    if not parts:
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    return out[REJECT_COLUMNS]

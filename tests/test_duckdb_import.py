@@ -1,0 +1,207 @@
+"""The batched orders import (``--engine duckdb``) gives the pandas engine's output exactly."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from custtool.cli import app
+from custtool.engines.duckdb_import import batch_rows, import_streamed
+from custtool.errors import InputError
+from custtool.ingest import import_files
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = ["订单编号", "会员ID", "手机号码", "付款时间", "实付金额", "订单状态", "商品名称", "备注"]
+
+
+def messy_rows() -> list[list[str]]:
+    """Order lines as shops export them: every case the normalisers and checks know."""
+    rows = [
+        ["D001", "M01", "13800138000", "2024-01-05 10:30:00", "\"￥1,200.50\"", "交易成功", "茶", "a"],
+        ["D002", "M02", "", "2024/1/6", "１２３", "交易成功", "茶", ""],  # full-width digits
+        ["D003", "", "138 0013 8001", "2024年1月7日", "300元", "", "壶", ""],
+        ["D004", "M03", "", "2024-02-30", "50", "交易成功", "杯", ""],  # impossible date
+        ["D005", "M04", "", "45300", "(80.00)", "交易成功", "杯", ""],  # Excel serial, negative
+        ["", "", "", "", "", "", "", ""],  # blank
+        ["D006", "", "", "2024-01-08", "99", "", "茶", ""],  # no customer key: rejected
+        ["D007", "M05", "", "", "99", "", "茶", ""],  # no time: rejected
+        ["D008", "M06", "", "2024-01-09", "abc", "", "茶", ""],  # bad amount: rejected
+        ["D001", "M01", "13800138000", "2024-01-05 10:30:00", "\"￥1,200.50\"", "交易成功", "茶", "a"],
+        ["D009", "M07", "", "2024-01-10T08:00:00+00:00", "1.2万", "交易成功", "礼盒", ""],
+        ["D002", "M02", "", "2024-01-20", "-123", "已退款", "茶", ""],  # refund, sale above
+        ["D777", "M08", "", "2024-01-21", "60", "退款", "茶", ""],  # refund without any sale
+        ["D010", "M09", "abc", "20240111", "\"12,500.00\"", "？？", "茶", ""],  # bad phone, bool
+        ["合计", "", "", "", "15000", "", "", ""],  # totals row
+        ["D011", "M10", "", "2024-01-12", "RMB 88", "交易成功", "茶", ""],
+        ["  ", " ", "", "", "", "", "", ""],  # blank after stripping
+        ["D012", "M11", "", "2024-01-13 25:00:00", "10", "", "茶", ""],  # bad hour
+    ]
+    # refunds whose sale is many rows (so batches) away, and a sale after its refund
+    rows += [[f"E{i:03d}", f"M2{i}", "", "2024-03-01", str(10 + i), "", "茶", ""] for i in range(30)]
+    rows += [["E005", "M25", "", "2024-03-05", "-15", "已退款", "茶", ""]]
+    rows += [["F001", "M30", "", "2024-03-06", "-40", "", "茶", ""]]  # refund first …
+    rows += [[f"G{i:03d}", f"M4{i}", "", "2024-03-02", "5", "", "茶", ""] for i in range(20)]
+    rows += [["F001", "M30", "", "2024-03-01", "40", "", "茶", ""]]  # … its sale later
+    rows += [["F002", "M31", "", "2024-03-06", "-40", "", "茶", ""]]  # refund, no sale
+    return rows
+
+
+def write(path: Path, rows: list[list[str]], encoding: str, title: bool = True) -> Path:
+    lines = (["2024年1月 订单明细 导出", ""] if title else []) + [",".join(HEADER)]
+    lines += [",".join(r) for r in rows]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    return path
+
+
+def pandas_parquet(df: pd.DataFrame) -> pd.DataFrame:
+    """A frame as the pandas engine's Parquet output reads back."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return pd.read_parquet(buf)
+
+
+def assert_same(files: list[Path], out: Path, **kw) -> tuple:
+    expected = import_files(files, kind="orders")
+    got = import_streamed(files, output=out, kind="orders", **kw)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pandas_parquet(expected.data))
+    pd.testing.assert_frame_equal(
+        got.rejects.reset_index(drop=True).astype(str),
+        expected.rejects.reset_index(drop=True).astype(str),
+    )
+    assert [f.as_dict() for f in got.files] == [f.as_dict() for f in expected.files]
+    assert got.totals == expected.totals
+    assert got.problem_counts() == expected.problem_counts()
+    assert got.warnings == expected.warnings
+    return expected, got
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gbk"])
+@pytest.mark.parametrize("batch", [4, 7, 1000])
+def test_messy_orders_same_as_pandas(tmp_path, encoding, batch):
+    src = write(tmp_path / "orders.csv", messy_rows(), encoding)
+    expected, got = assert_same(
+        [src], tmp_path / "out" / "orders.parquet", rows_per_batch=batch, head_bytes=300
+    )
+    t = expected.totals
+    # hand-counted from messy_rows: 2 blank + 1 totals skipped; D004 (bad date → no time),
+    # D006 (no key), D007 (no time), D008 (bad amount), D012 (bad hour) rejected
+    assert (t["skipped_blank"], t["skipped_total"], t["rejected"]) == (2, 1, 5)
+    assert t["rows_read"] == len(messy_rows())
+    assert got.files[0].encoding == expected.files[0].encoding
+    data = pd.read_parquet(tmp_path / "out" / "orders.parquet")
+    flags = dict(zip(data["order_id"] + "@" + data["_row"].astype(str), data["_flags"]))
+    # refunds: a sale of the order elsewhere in the file (any batch) clears the flag
+    assert "refund_without_order" not in flags["E005@50"]
+    assert "refund_without_order" not in flags["F001@51"]
+    assert flags["F002@73"] == "refund_without_order"
+    assert flags["D777@14"] == "refund_without_order"
+    assert data.loc[data["order_id"] == "D777", "amount"].tolist() == [-60.0]
+    kept_lines = got.rejects[got.rejects["code"] == "refund_without_order"]
+    assert sorted(kept_lines["row"].astype(int)) == [6, 14, 73]  # D005 (-80): no sale of D005
+    assert not list((tmp_path / "out").glob(".custtool-spill-*"))  # spill folder removed
+
+
+def test_batches_need_no_title_rows_and_pad_short_rows(tmp_path):
+    rows = [r[:5] if i % 5 == 0 else r for i, r in enumerate(messy_rows())]  # ragged
+    src = write(tmp_path / "o.csv", rows, "utf-8", title=False)
+    assert_same([src], tmp_path / "o.parquet", rows_per_batch=6, head_bytes=400)
+
+
+def test_two_files_and_examples(tmp_path):
+    a = write(tmp_path / "a.csv", messy_rows(), "gbk")
+    b = ROOT / "examples" / "订单明细.csv"
+    assert_same([a, b], tmp_path / "ab.parquet", rows_per_batch=50, head_bytes=500)
+
+
+def test_examples_orders_same_as_pandas(tmp_path):
+    src = ROOT / "examples" / "订单明细.csv"
+    assert_same([src], tmp_path / "o.parquet", rows_per_batch=100, head_bytes=2000)
+
+
+def test_batch_rows_from_memory_limit():
+    assert batch_rows(None) == 200_000
+    assert batch_rows(1_000_000_000) == 250_000
+    assert batch_rows(64_000_000) == 20_000
+    assert batch_rows(10**12) == 500_000
+
+
+def test_cli_engine_duckdb_json_and_outputs(tmp_path):
+    src = write(tmp_path / "orders.csv", messy_rows(), "gbk")
+    runner = CliRunner()
+    common = ["import", str(src), "--kind", "orders", "--json"]
+    pd_out, dk_out = tmp_path / "p.parquet", tmp_path / "d.parquet"
+    r1 = runner.invoke(app, [*common, "-o", str(pd_out)])
+    r2 = runner.invoke(
+        app, [*common, "-o", str(dk_out), "--engine", "duckdb", "--memory-limit", "256MB"]
+    )
+    assert r1.exit_code == 0 and r2.exit_code == 0, r2.output
+    j1, j2 = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert (j1["engine"], j2["engine"], j2["memory_limit"]) == ("pandas", "duckdb", 256_000_000)
+    for key in ("kind", "files", "totals", "problems", "warnings", "privacy"):
+        assert j1[key] == j2[key], key
+    pd.testing.assert_frame_equal(pd.read_parquet(dk_out), pd.read_parquet(pd_out))
+    rej1 = pd.read_csv(tmp_path / "p_rejects.csv", dtype=str)
+    rej2 = pd.read_csv(tmp_path / "d_rejects.csv", dtype=str)
+    pd.testing.assert_frame_equal(rej1, rej2)
+
+
+def test_cli_duckdb_customers_stay_on_pandas(tmp_path):
+    src = ROOT / "examples" / "门店会员.csv"
+    r = CliRunner().invoke(
+        app,
+        ["import", str(src), "--kind", "customers", "--engine", "duckdb", "--json"],
+    )
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.stdout)
+    assert j["engine"] == "pandas"
+    assert any("streams orders only" in w for w in j["warnings"])
+
+
+def test_pandas_memory_limit_reads_in_batches(tmp_path):
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    r = CliRunner().invoke(
+        app,
+        ["import", str(src), "--kind", "orders", "--memory-limit", "100MB", "--json"],
+    )
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.stdout)
+    assert (j["engine"], j["memory_limit"]) == ("pandas", 100_000_000)
+    assert j["totals"] == import_files([src], kind="orders").totals
+
+
+def test_memory_limit_too_small_is_exit_2_naming_it(tmp_path):
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    r = CliRunner().invoke(
+        app,
+        ["import", str(src), "--kind", "orders", "--engine", "duckdb", "--memory-limit", "1MB"],
+    )
+    assert r.exit_code == 2
+    assert "1MB" in r.output
+
+
+def test_engine_duckdb_writes_parquet_only(tmp_path):
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    r = CliRunner().invoke(
+        app,
+        ["import", str(src), "--kind", "orders", "--engine", "duckdb", "-o", str(tmp_path / "o.csv")],
+    )
+    assert r.exit_code == 2
+    assert "Parquet" in r.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_row_wider_than_the_top_is_a_clear_error(tmp_path):
+    rows = [r for r in messy_rows() if r[0] != "D010"]
+    rows[30] = [*rows[30], "extra"]  # one field more than any row near the top
+    src = write(tmp_path / "o.csv", rows, "utf-8")
+    with pytest.raises(InputError, match="o.csv: cannot be read in batches") as err:
+        import_streamed([src], output=tmp_path / "o.parquet", rows_per_batch=5, head_bytes=300)
+    assert "line 34, saw 9" in str(err.value)  # title, blank line and header come first
+    assert "--engine pandas" in err.value.hint
+    assert not (tmp_path / "o.parquet").exists()
+    assert not list(tmp_path.glob(".custtool-spill-*"))  # removed on failure too
