@@ -22,7 +22,16 @@ HEADER = ["订单编号", "会员ID", "手机号码", "付款时间", "实付金
 def messy_rows() -> list[list[str]]:
     """Order lines as shops export them: every case the normalisers and checks know."""
     rows = [
-        ["D001", "M01", "13800138000", "2024-01-05 10:30:00", "\"￥1,200.50\"", "交易成功", "茶", "a"],
+        [
+            "D001",
+            "M01",
+            "13800138000",
+            "2024-01-05 10:30:00",
+            '"￥1,200.50"',
+            "交易成功",
+            "茶",
+            "a",
+        ],
         ["D002", "M02", "", "2024/1/6", "１２３", "交易成功", "茶", ""],  # full-width digits
         ["D003", "", "138 0013 8001", "2024年1月7日", "300元", "", "壶", ""],
         ["D004", "M03", "", "2024-02-30", "50", "交易成功", "杯", ""],  # impossible date
@@ -31,18 +40,29 @@ def messy_rows() -> list[list[str]]:
         ["D006", "", "", "2024-01-08", "99", "", "茶", ""],  # no customer key: rejected
         ["D007", "M05", "", "", "99", "", "茶", ""],  # no time: rejected
         ["D008", "M06", "", "2024-01-09", "abc", "", "茶", ""],  # bad amount: rejected
-        ["D001", "M01", "13800138000", "2024-01-05 10:30:00", "\"￥1,200.50\"", "交易成功", "茶", "a"],
+        [
+            "D001",
+            "M01",
+            "13800138000",
+            "2024-01-05 10:30:00",
+            '"￥1,200.50"',
+            "交易成功",
+            "茶",
+            "a",
+        ],
         ["D009", "M07", "", "2024-01-10T08:00:00+00:00", "1.2万", "交易成功", "礼盒", ""],
         ["D002", "M02", "", "2024-01-20", "-123", "已退款", "茶", ""],  # refund, sale above
         ["D777", "M08", "", "2024-01-21", "60", "退款", "茶", ""],  # refund without any sale
-        ["D010", "M09", "abc", "20240111", "\"12,500.00\"", "？？", "茶", ""],  # bad phone, bool
+        ["D010", "M09", "abc", "20240111", '"12,500.00"', "？？", "茶", ""],  # bad phone, bool
         ["合计", "", "", "", "15000", "", "", ""],  # totals row
         ["D011", "M10", "", "2024-01-12", "RMB 88", "交易成功", "茶", ""],
         ["  ", " ", "", "", "", "", "", ""],  # blank after stripping
         ["D012", "M11", "", "2024-01-13 25:00:00", "10", "", "茶", ""],  # bad hour
     ]
     # refunds whose sale is many rows (so batches) away, and a sale after its refund
-    rows += [[f"E{i:03d}", f"M2{i}", "", "2024-03-01", str(10 + i), "", "茶", ""] for i in range(30)]
+    rows += [
+        [f"E{i:03d}", f"M2{i}", "", "2024-03-01", str(10 + i), "", "茶", ""] for i in range(30)
+    ]
     rows += [["E005", "M25", "", "2024-03-05", "-15", "已退款", "茶", ""]]
     rows += [["F001", "M30", "", "2024-03-06", "-40", "", "茶", ""]]  # refund first …
     rows += [[f"G{i:03d}", f"M4{i}", "", "2024-03-02", "5", "", "茶", ""] for i in range(20)]
@@ -80,8 +100,7 @@ def assert_same(files: list[Path], out: Path, **kw) -> tuple:
     return expected, got
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "gbk"])
-@pytest.mark.parametrize("batch", [4, 7, 1000])
+@pytest.mark.parametrize(("encoding", "batch"), [("utf-8", 4), ("gbk", 7), ("gbk", 1000)])
 def test_messy_orders_same_as_pandas(tmp_path, encoding, batch):
     src = write(tmp_path / "orders.csv", messy_rows(), encoding)
     expected, got = assert_same(
@@ -188,7 +207,16 @@ def test_engine_duckdb_writes_parquet_only(tmp_path):
     src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
     r = CliRunner().invoke(
         app,
-        ["import", str(src), "--kind", "orders", "--engine", "duckdb", "-o", str(tmp_path / "o.csv")],
+        [
+            "import",
+            str(src),
+            "--kind",
+            "orders",
+            "--engine",
+            "duckdb",
+            "-o",
+            str(tmp_path / "o.csv"),
+        ],
     )
     assert r.exit_code == 2
     assert "Parquet" in r.output
@@ -205,3 +233,52 @@ def test_row_wider_than_the_top_is_a_clear_error(tmp_path):
     assert "--engine pandas" in err.value.hint
     assert not (tmp_path / "o.parquet").exists()
     assert not list(tmp_path.glob(".custtool-spill-*"))  # removed on failure too
+
+
+def test_out_of_memory_is_exit_2_naming_the_limit(tmp_path, monkeypatch):
+    """DuckDB running out of memory within the limit: exit 2 naming it, nothing written,
+    the spill folder gone."""
+    import duckdb
+
+    from custtool.engines import duckdb_import
+
+    def too_big(con, stages):
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+
+    monkeypatch.setattr(duckdb_import, "_withdraw_cross_batch_refunds", too_big)
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    out = tmp_path / "o.parquet"
+    r = CliRunner().invoke(
+        app,
+        ["import", str(src), "--kind", "orders", "--engine", "duckdb"]
+        + ["--memory-limit", "200MB", "-o", str(out), "--temp-dir", str(tmp_path / "spill")],
+    )
+    assert r.exit_code == 2, r.output
+    assert "--memory-limit 200.0MB" in " ".join(r.output.split())
+    assert not out.exists() and not (tmp_path / "o_rejects.csv").exists()
+    assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_real_small_limit_finishes_or_names_it(tmp_path):
+    """The smallest limit allowed on a real run: DuckDB spills and finishes."""
+    src = write(tmp_path / "orders.csv", messy_rows() * 20, "utf-8")
+    assert_same(
+        [src], tmp_path / "o.parquet", memory_limit=64_000_000, rows_per_batch=100, head_bytes=300
+    )
+
+
+def test_check_only_counts_problems_like_pandas(tmp_path):
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    expected = import_files([src], kind="orders")
+    got = import_streamed([src], output=None, rows_per_batch=5, head_bytes=300)
+    assert got.problem_counts() == expected.problem_counts()
+    assert got.problem_counts()["refund_without_order"] == 3  # D005, D777, F002
+    assert got.totals == expected.totals
+    assert list(got.data.columns) == list(expected.data.columns)
+
+
+def test_every_row_rejected(tmp_path):
+    rows = [["D1", "", "", "2024-01-05", "10", "", "茶", ""]] * 30  # no customer key
+    src = write(tmp_path / "orders.csv", rows, "utf-8")
+    expected, got = assert_same([src], tmp_path / "o.parquet", rows_per_batch=7, head_bytes=200)
+    assert got.totals["rejected"] == 30 and got.totals["accepted"] == 0

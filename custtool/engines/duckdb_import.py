@@ -131,7 +131,9 @@ def import_streamed(
         for position, path in enumerate(paths):
             staged = _Staged(spill / f"part-{position}.parquet", position)
             file_channel = channels[position] or Path(path).stem
-            for batch in _file_batches(Path(path), specs, sheet, encoding, n_batch, spill, head_bytes):
+            for batch in _file_batches(
+                Path(path), specs, sheet, encoding, n_batch, spill, head_bytes
+            ):
                 if batch.warnings:
                     warnings.extend(batch.warnings)
                 if batch.raw is None:
@@ -152,8 +154,9 @@ def import_streamed(
         con = duckdb_connect(memory_limit, spill / "duckdb", threads=2)
         try:
             withdrawn = _withdraw_cross_batch_refunds(con, stages)
-            columns = _write_output(stages, out, withdrawn, spill)
-            problems = _problem_counts(con, out, stages) if out is not None else {}
+            target = out if out is not None else spill / "check.parquet"  # a check: counted
+            columns = _write_output(stages, target, withdrawn)
+            problems = _problem_counts(con, target, stages)
         except CusttoolError:
             raise
         except Exception as exc:
@@ -340,6 +343,7 @@ class _Staged:
         self.position = position
         self.writer: Any = None
         self.schema: Any = None
+        self.empty_schema: Any = None
         self.batches: list[int] = []  # rows of each staged batch
         # per sheet: validation rejects (action "rejected"), lines of kept rows' problems
         # (action "kept"), damaged stretches of the file
@@ -359,12 +363,15 @@ class _Staged:
             frame["_row"] = frame["_row"] + b.offset
             rej = rej.assign(row=rej["row"].astype("int64") + b.offset)
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self.schema is None:
+        if not len(frame):  # nothing accepted: its columns only matter if no batch has rows
+            self.empty_schema = self.empty_schema or table.schema
+        elif self.writer is None:
             self.schema = table.schema
             self.writer = pq.ParquetWriter(self.path, self.schema)
         elif not table.schema.equals(self.schema, check_metadata=False):
             table = table.cast(self.schema)
-        self.writer.write_table(table)
+        if len(frame):
+            self.writer.write_table(table)
         self.batches.append(len(frame))
         if "_flags" in frame and len(frame):
             self.refund_flags += int(frame["_flags"].str.contains(REFUND_CODE, regex=False).sum())
@@ -388,6 +395,11 @@ class _Staged:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        elif self.schema is None and self.empty_schema is not None:
+            import pyarrow.parquet as pq
+
+            self.schema = self.empty_schema  # no row accepted: an empty table of its columns
+            pq.write_table(self.schema.empty_table(), self.path)
 
 
 def _merged(a: SheetReport, b: SheetReport) -> SheetReport:
@@ -435,9 +447,7 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
     return out
 
 
-def _write_output(
-    stages: list[_Staged], out: Path | None, withdrawn: dict[int, Any], spill: Path
-) -> list[str]:
+def _write_output(stages: list[_Staged], out: Path, withdrawn: dict[int, Any]) -> list[str]:
     """The staged rows of every input into ``out`` (atomically), the withdrawn refund flags
     taken off on the way; returns the output's columns."""
     import pyarrow as pa
@@ -449,8 +459,6 @@ def _write_output(
     schema = _output_schema(stages)
     if schema is None:
         schema = pa.schema([])
-    if out is None and not withdrawn:
-        return list(schema.names)
 
     def tables() -> Iterator[tuple[_Staged, Any]]:
         for s in stages:
@@ -461,14 +469,16 @@ def _write_output(
                 yield s, pf.read_row_group(i)
 
     writer = None
-    with atomic_path(out if out is not None else spill / "check.parquet") as tmp:
+    with atomic_path(out) as tmp:
         for s, table in tables():
             ids = withdrawn.get(s.position)
             if ids is not None and table.num_rows:
                 flags = table.column("_flags")
                 hit = pc.and_(
                     pc.match_substring(flags, REFUND_CODE),
-                    pc.is_in(table.column("order_id"), value_set=ids.cast(table.column("order_id").type)),
+                    pc.is_in(
+                        table.column("order_id"), value_set=ids.cast(table.column("order_id").type)
+                    ),
                 )
                 hit = pc.and_(hit, pc.less(table.column("amount"), 0))
                 if pc.any(hit).as_py():
@@ -479,16 +489,13 @@ def _write_output(
                         pc.if_else(hit, fixed, flags),
                     )
                     _withdraw_lines(s, table, hit, fixed)
-            if out is None:
-                continue
             table = _conform(table, schema)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, schema)
             writer.write_table(table)
-        if out is not None:
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, schema)
-            writer.close()
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, schema)
+        writer.close()
     return list(schema.names)
 
 
