@@ -282,3 +282,18 @@ def test_every_row_rejected(tmp_path):
     src = write(tmp_path / "orders.csv", rows, "utf-8")
     expected, got = assert_same([src], tmp_path / "o.parquet", rows_per_batch=7, head_bytes=200)
     assert got.totals["rejected"] == 30 and got.totals["accepted"] == 0
+
+
+def test_workbook_sheets_same_as_pandas(tmp_path):
+    """A workbook is imported sheet by sheet (each whole): two sheets, refunds per sheet."""
+    rows = messy_rows()
+    book = tmp_path / "orders.xlsx"
+    with pd.ExcelWriter(book) as xw:
+        pd.DataFrame(rows[:40], columns=HEADER).to_excel(xw, sheet_name="一月", index=False)
+        pd.DataFrame(rows[40:], columns=HEADER).to_excel(xw, sheet_name="二月", index=False)
+    expected, got = assert_same([book], tmp_path / "o.parquet", rows_per_batch=5)
+    assert [f.sheet for f in got.files] == ["一月", "二月"]
+    # F001's refund (二月) and its sale (二月): no flag; E005's sale is in 一月: flagged
+    data = pd.read_parquet(tmp_path / "o.parquet")
+    e005 = data[(data["order_id"] == "E005") & (data["amount"] < 0)]
+    assert e005["_flags"].tolist() == ["refund_without_order"]

@@ -187,7 +187,7 @@ def import_streamed(
 def _channels(channel: str | Sequence[str] | None, n: int) -> list[str | None]:
     if channel is None or isinstance(channel, str):
         return [channel] * n
-    chosen = list(channel)
+    chosen: list[str | None] = list(channel)
     if len(chosen) == 1:
         return chosen * n
     if len(chosen) != n:
