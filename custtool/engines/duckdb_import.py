@@ -459,6 +459,15 @@ def _write_output(stages: list[_Staged], out: Path, withdrawn: dict[int, Any]) -
     schema = _output_schema(stages)
     if schema is None:
         schema = pa.schema([])
+    staged = [s for s in stages if s.schema is not None]
+    if len(staged) == 1 and not withdrawn and staged[0].schema.equals(schema):
+        # one input, nothing to change: the staged file is the output (renamed into place)
+        with atomic_path(out) as tmp:
+            try:
+                os.replace(staged[0].path, tmp)
+            except OSError:  # the spill folder is on another file system
+                shutil.copyfile(staged[0].path, tmp)
+        return list(schema.names)
 
     def tables() -> Iterator[tuple[_Staged, Any]]:
         for s in stages:
