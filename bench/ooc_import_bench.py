@@ -130,9 +130,6 @@ def main(argv: list[str] | None = None) -> int:
             r = json.loads(done.stdout.strip().splitlines()[-1])
             results.append(r)
             print(json.dumps(r, ensure_ascii=False))
-            out.unlink(missing_ok=True)
-            for extra in args.out.glob(f"orders_{engine}_rejects.csv"):
-                extra.unlink()
     finally:
         if not args.keep:
             csv.unlink(missing_ok=True)
@@ -140,7 +137,30 @@ def main(argv: list[str] | None = None) -> int:
     if len(ok) == 2:
         same = ok[0]["totals"] == ok[1]["totals"]
         print(f"same totals with both engines: {same}", file=sys.stderr)
+        print(f"same output and rejects, frame for frame: {same_files(args.out)}", file=sys.stderr)
+    for engine in engines:
+        (args.out / f"orders_{engine}.parquet").unlink(missing_ok=True)
+        (args.out / f"orders_{engine}_rejects.csv").unlink(missing_ok=True)
     return 0
+
+
+def same_files(folder: Path) -> bool:
+    """Whether both engines wrote the same Parquet output and rejects file."""
+    import pandas as pd
+
+    try:
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(folder / "orders_duckdb.parquet"),
+            pd.read_parquet(folder / "orders_pandas.parquet"),
+        )
+        pd.testing.assert_frame_equal(
+            pd.read_csv(folder / "orders_duckdb_rejects.csv", dtype=str),
+            pd.read_csv(folder / "orders_pandas_rejects.csv", dtype=str),
+        )
+    except AssertionError as exc:
+        print(str(exc)[:500], file=sys.stderr)
+        return False
+    return True
 
 
 if __name__ == "__main__":
