@@ -127,6 +127,7 @@ def test_messy_orders_same_as_pandas(tmp_path, encoding, batch):
 
 def test_batches_need_no_title_rows_and_pad_short_rows(tmp_path):
     rows = [r[:5] if i % 5 == 0 else r for i, r in enumerate(messy_rows())]  # ragged
+    rows[40:40] = [[], []]  # two empty lines
     src = write(tmp_path / "o.csv", rows, "utf-8", title=False)
     assert_same([src], tmp_path / "o.parquet", rows_per_batch=6, head_bytes=400)
 
@@ -297,3 +298,28 @@ def test_workbook_sheets_same_as_pandas(tmp_path):
     data = pd.read_parquet(tmp_path / "o.parquet")
     e005 = data[(data["order_id"] == "E005") & (data["amount"] < 0)]
     assert e005["_flags"].tolist() == ["refund_without_order"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gbk"])
+def test_regular_files_take_pyarrows_reader_ragged_ones_pandas(tmp_path, monkeypatch, encoding):
+    from custtool.engines import duckdb_import
+
+    used = []
+    pandas_reader = duckdb_import._csv_batches
+    monkeypatch.setattr(
+        duckdb_import, "_csv_batches", lambda *a: used.append(1) or pandas_reader(*a)
+    )
+    src = write(tmp_path / "o.csv", messy_rows(), encoding)
+    assert_same([src], tmp_path / "o.parquet", rows_per_batch=9, head_bytes=300)
+    assert used == []
+    ragged = messy_rows()
+    ragged[60] = ragged[60][:3]  # far below the top: found while reading, read again
+    src = write(tmp_path / "r.csv", ragged, encoding)
+    assert_same([src], tmp_path / "r.parquet", rows_per_batch=9, head_bytes=300)
+    assert used == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "o.csv",
+        "o.parquet",
+        "r.csv",
+        "r.parquet",
+    ]

@@ -27,6 +27,7 @@ afterwards, also on failure.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -128,25 +129,32 @@ def import_streamed(
         reports: list[SheetReport] = []
         warnings: list[str] = []
         protection = None
-        for position, path in enumerate(paths):
-            staged = _Staged(spill / f"part-{position}.parquet", position)
-            file_channel = channels[position] or Path(path).stem
-            for batch in _file_batches(
-                Path(path), specs, sheet, encoding, n_batch, spill, head_bytes
-            ):
-                if batch.warnings:
-                    warnings.extend(batch.warnings)
-                if batch.raw is None:
-                    continue
-                frame, rej, report = _import_sheet(
-                    batch.raw, batch.header_at, spec, file_channel, tz
-                )
-                from custtool.privacy import protect_sensitive
+        from custtool.privacy import protect_sensitive
 
-                frame, protection = protect_sensitive(
-                    frame, mode=sensitive, key=key, extra=extra, where=Path(path).name
-                )
-                staged.add(frame, rej, report, batch)
+        for position, path in enumerate(paths):
+            file_channel = channels[position] or Path(path).stem
+            for fast in (True, False):  # pyarrow's reader, else (ragged rows) pandas'
+                staged = _Staged(spill / f"part-{position}-{int(fast)}.parquet", position)
+                seen: list[str] = []
+                try:
+                    for batch in _file_batches(
+                        Path(path), specs, sheet, encoding, n_batch, spill, head_bytes, fast
+                    ):
+                        seen.extend(batch.warnings)
+                        if batch.raw is None:
+                            continue
+                        frame, rej, report = _import_sheet(
+                            batch.raw, batch.header_at, spec, file_channel, tz
+                        )
+                        frame, protection = protect_sensitive(
+                            frame, mode=sensitive, key=key, extra=extra, where=Path(path).name
+                        )
+                        staged.add(frame, rej, report, batch)
+                except _Ragged:
+                    staged.discard()
+                    continue
+                break
+            warnings.extend(seen)
             if not staged.reports:
                 raise _no_header(Path(path))
             stages.append(staged)
@@ -228,6 +236,7 @@ def _file_batches(
     n_batch: int,
     spill: Path,
     head_bytes: int,
+    fast: bool = False,
 ) -> Iterator[_Batch]:
     """The grids of one input, in batches of at most ``n_batch`` rows below the header."""
     from custtool.io import CSV_SUFFIXES, read_raw
@@ -273,7 +282,140 @@ def _file_batches(
             f"{path.name}: damaged lines near the top ({raw.notes[0][3]})",
             "import it with --engine pandas, which repairs them line by line",
         )
-    yield from _csv_batches(path, raw, header_at, n_batch)
+    start = _data_start(head, header_at, raw.encoding) if fast else None
+    if start is not None:
+        yield from _arrow_batches(path, raw, header_at, n_batch, start)
+    else:
+        yield from _csv_batches(path, raw, header_at, n_batch)
+
+
+class _Ragged(Exception):
+    """pyarrow's reader met a row of another width (or a blank line): read with pandas'."""
+
+
+#: encodings whose bytes never hold a newline inside a character (and pyarrow decodes)
+_BYTE_LINES = {"utf-8", "utf8", "utf-8-sig", "gbk", "gb18030", "gb2312", "cp936"}
+
+
+def _data_start(head: bytes, header_at: int, encoding: str | None) -> int | None:
+    """The byte offset of the first line below the header, when it can be found by counting
+    newlines (no quote above it, an encoding without newline bytes inside characters)."""
+    if (encoding or "utf-8").lower().replace("_", "-") not in _BYTE_LINES:
+        return None
+    at = 0
+    for _ in range(header_at + 1):
+        at = head.find(b"\n", at) + 1
+        if at == 0:
+            return None
+    if b'"' in head[:at] or re.search(rb"\r(?!\n)", head[:at]):
+        return None  # a quoted title cell, or old Mac line ends: pandas' reader counts them
+    return at
+
+
+def _arrow_batches(
+    path: Path, raw: Any, header_at: int, n_batch: int, start: int
+) -> Iterator[_Batch]:
+    """:func:`_csv_batches` with pyarrow's streaming reader (several threads, Arrow text);
+    raises :class:`_Ragged` at the first row whose width differs from the top's."""
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from custtool.io import guess_separator
+
+    width = raw.grid.shape[1]
+    header = raw.grid.iloc[[header_at]].reset_index(drop=True)
+    enc = (raw.encoding or "utf-8").lower().replace("_", "-")
+    sep = guess_separator(_sample_text(path, raw.encoding), path.suffix)
+    names = [f"c{i}" for i in range(width)]
+    bad: list[int] = []
+
+    def on_invalid(_row: Any) -> str:
+        bad.append(1)
+        return "skip"
+
+    def unraisable(_info: Any) -> None:  # an undecodable row reported inside pyarrow
+        bad.append(1)
+
+    f = open(path, "rb")  # noqa: SIM115 - closed below, also when the consumer stops
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        f.seek(start)
+        reader = pcsv.open_csv(
+            f,
+            read_options=pcsv.ReadOptions(
+                column_names=names,
+                encoding="utf8" if enc.startswith("utf") else enc,
+                block_size=4 << 20,
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter=sep,
+                ignore_empty_lines=False,
+                newlines_in_values=True,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: pa.large_string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        offset = 0
+        pending: list[Any] = []
+        rows = 0
+        previous: pa.Table | None = None
+        for rb in _read_all(reader, path):
+            if bad:
+                raise _Ragged()
+            pending.append(rb)
+            rows += rb.num_rows
+            while rows >= n_batch:
+                table = pa.Table.from_batches(pending)
+                part, rest = table.slice(0, n_batch), table.slice(n_batch)
+                pending, rows = rest.to_batches(), rest.num_rows
+                if previous is not None:
+                    yield _grid_batch(raw, header, _frame(previous), offset, last=False)
+                    offset += previous.num_rows
+                previous = part
+        if bad:
+            raise _Ragged()
+        tail = pa.Table.from_batches(pending, schema=reader.schema)
+        if previous is not None and tail.num_rows:
+            yield _grid_batch(raw, header, _frame(previous), offset, last=False)
+            offset += previous.num_rows
+            previous = None
+        last = tail if previous is None else previous
+        yield _grid_batch(raw, header, _frame(last), offset, last=True)
+    finally:
+        sys.unraisablehook = previous_hook
+        f.close()
+
+
+def _read_all(reader: Any, path: Path) -> Iterator[Any]:
+    import pyarrow as pa
+
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
+            raise _Ragged() from None
+
+
+def _sample_text(path: Path, encoding: str | None) -> str:
+    with open(path, "rb") as f:
+        sample = f.read(8192)
+    return sample.decode(encoding or "utf-8", errors="replace")
+
+
+def _frame(table: Any) -> pd.DataFrame:
+    """Arrow text columns as the grid's str columns (no copy)."""
+    return pd.DataFrame(
+        {j: pd.Series(table.column(j), dtype="str") for j in range(table.num_columns)}
+    )
 
 
 def _csv_batches(path: Path, raw: Any, header_at: int, n_batch: int) -> Iterator[_Batch]:
@@ -390,6 +532,13 @@ class _Staged:
             self.notes[-1].append(
                 _with_file_notes(pd.DataFrame(columns=REJECT_COLUMNS), b.notes_raw)
             )
+
+    def discard(self) -> None:
+        """Forget what was staged (the file is read again another way)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.writer is not None:
