@@ -323,3 +323,12 @@ def test_regular_files_take_pyarrows_reader_ragged_ones_pandas(tmp_path, monkeyp
         "r.csv",
         "r.parquet",
     ]
+
+
+def test_same_file_twice_warns_like_pandas(tmp_path):
+    src = write(tmp_path / "o.csv", messy_rows(), "utf-8")
+    expected, got = assert_same(
+        [src, src], tmp_path / "o.parquet", rows_per_batch=20, head_bytes=300
+    )
+    assert any("named twice" in w for w in got.warnings)
+    assert got.totals["rows_read"] == 2 * len(messy_rows())

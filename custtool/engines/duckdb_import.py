@@ -131,8 +131,15 @@ def import_streamed(
         protection = None
         from custtool.privacy import protect_sensitive
 
+        seen_paths: set[Path] = set()
         for position, path in enumerate(paths):
             file_channel = channels[position] or Path(path).stem
+            resolved = Path(path).resolve()
+            if resolved in seen_paths:
+                warnings.append(
+                    f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)"
+                )
+            seen_paths.add(resolved)
             for fast in (True, False):  # pyarrow's reader, else (ragged rows) pandas'
                 staged = _Staged(spill / f"part-{position}-{int(fast)}.parquet", position)
                 seen: list[str] = []
@@ -153,6 +160,8 @@ def import_streamed(
                 except _Ragged:
                     staged.discard()
                     continue
+                except MemoryError as exc:  # a batch too large for what the machine has left
+                    raise memory_error(exc, memory_limit, "import") from None
                 break
             warnings.extend(seen)
             if not staged.reports:
