@@ -85,9 +85,9 @@ def pandas_parquet(df: pd.DataFrame) -> pd.DataFrame:
     return pd.read_parquet(buf)
 
 
-def assert_same(files: list[Path], out: Path, **kw) -> tuple:
-    expected = import_files(files, kind="orders")
-    got = import_streamed(files, output=out, kind="orders", **kw)
+def assert_same(files: list[Path], out: Path, kind: str = "orders", **kw) -> tuple:
+    expected = import_files(files, kind=kind)
+    got = import_streamed(files, output=out, kind=kind, **kw)
     pd.testing.assert_frame_equal(pd.read_parquet(out), pandas_parquet(expected.data))
     pd.testing.assert_frame_equal(
         got.rejects.reset_index(drop=True).astype(str),
@@ -332,3 +332,12 @@ def test_same_file_twice_warns_like_pandas(tmp_path):
     )
     assert any("named twice" in w for w in got.warnings)
     assert got.totals["rows_read"] == 2 * len(messy_rows())
+
+
+def test_customers_in_batches_same_as_pandas(tmp_path):
+    """What --memory-limit does with the pandas engine: customers read in batches."""
+    src = ROOT / "examples" / "门店会员.csv"
+    expected, got = assert_same(
+        [src], tmp_path / "c.parquet", kind="customers", rows_per_batch=40, head_bytes=1500
+    )
+    assert got.totals["rows_read"] > 120  # several batches
