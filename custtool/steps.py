@@ -200,6 +200,12 @@ def _streamed_import(
         )
     limit = parse_memory_limit(memory_limit)
     note = None
+    if kind is None and (engine == "duckdb" or limit is not None):
+        from custtool.engines.duckdb_import import detect_kind_streamed
+
+        first = files if isinstance(files, (str, Path)) else next(iter(files), None)
+        if first is not None:  # the kind of the first file, from its header
+            kind = detect_kind_streamed(first, encoding=encoding, fields=fields, sheet=sheet)
     if engine == "duckdb" and kind != "orders":
         note = (
             "--engine duckdb streams orders only (--kind orders); "
@@ -231,9 +237,9 @@ def _streamed_import(
             f"{output.name}: --engine duckdb and --memory-limit write Parquet",
             "name the output orders.parquet",
         )
-    if engine == "pandas" and kind is None:
+    if kind is None:
         raise InputError(
-            "--memory-limit needs --kind (the batched import does not guess the kind)",
+            "no header row found to tell the kind of data",
             "add --kind customers, orders, interactions or surveys",
         )
     from custtool.engines.duckdb_import import import_streamed

@@ -172,13 +172,10 @@ def test_cli_engine_duckdb_json_and_outputs(tmp_path):
 
 def test_cli_duckdb_customers_stay_on_pandas(tmp_path):
     src = ROOT / "examples" / "门店会员.csv"
-    r = CliRunner().invoke(
-        app,
-        ["import", str(src), "--kind", "customers", "--engine", "duckdb", "--json"],
-    )
+    r = CliRunner().invoke(app, ["import", str(src), "--engine", "duckdb", "--json"])
     assert r.exit_code == 0, r.output
     j = json.loads(r.stdout)
-    assert j["engine"] == "pandas"
+    assert (j["kind"], j["engine"]) == ("customers", "pandas")
     assert any("streams orders only" in w for w in j["warnings"])
 
 
@@ -341,3 +338,12 @@ def test_customers_in_batches_same_as_pandas(tmp_path):
         [src], tmp_path / "c.parquet", kind="customers", rows_per_batch=40, head_bytes=1500
     )
     assert got.totals["rows_read"] > 120  # several batches
+
+
+def test_cli_duckdb_detects_orders_without_kind(tmp_path):
+    src = write(tmp_path / "orders.csv", messy_rows(), "gbk")
+    r = CliRunner().invoke(app, ["import", str(src), "--engine", "duckdb", "--json"])
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.stdout)
+    assert (j["kind"], j["engine"]) == ("orders", "duckdb")
+    assert j["totals"] == import_files([src]).totals

@@ -265,20 +265,7 @@ def _file_batches(
         return
     if sheet:
         raise InputError(f"{path.name}: --sheet applies to workbooks, not CSV files")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(head_bytes)
-    whole = len(head) >= size
-    if not whole:
-        end = head.rfind(b"\n")
-        head = head[: end + 1] if end >= 0 else head
-    folder = Path(tempfile.mkdtemp(prefix="head-", dir=spill))
-    try:
-        top = folder / path.name
-        top.write_bytes(head)
-        (raw,) = read_raw(top, encoding=encoding)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    head, whole, raw = _csv_head(path, encoding, head_bytes, spill)
     header_at = find_header_row(raw.grid, specs, allow_single=True)
     if header_at is None:
         yield _Batch(None)
@@ -296,6 +283,55 @@ def _file_batches(
         yield from _arrow_batches(path, raw, header_at, n_batch, start)
     else:
         yield from _csv_batches(path, raw, header_at, n_batch)
+
+
+def _csv_head(
+    path: Path, encoding: str | None, head_bytes: int, spill: str | os.PathLike[str] | None
+) -> tuple[bytes, bool, Any]:
+    """The top of a CSV cut at a line end, whether that is the whole file, and its grid as
+    the pandas reader gives it (read from a copy in ``spill``)."""
+    from custtool.io import read_raw
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(head_bytes)
+    whole = len(head) >= size
+    if not whole:
+        end = head.rfind(b"\n")
+        head = head[: end + 1] if end >= 0 else head
+    folder = Path(tempfile.mkdtemp(prefix="head-", dir=spill))
+    try:
+        top = folder / path.name
+        top.write_bytes(head)
+        (raw,) = read_raw(top, encoding=encoding)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return head, whole, raw
+
+
+def detect_kind_streamed(
+    path: str | os.PathLike[str],
+    *,
+    encoding: str | None = None,
+    fields: str | os.PathLike[str] | None = None,
+    sheet: str | None = None,
+) -> str | None:
+    """The kind of data in ``path`` from its header (a CSV: its top 1 MB only), as the
+    pandas import detects it; None when no header is found."""
+    from custtool.fields import detect_kind, load_fields
+    from custtool.io import CSV_SUFFIXES, read_raw
+
+    specs = load_fields(fields)
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() in CSV_SUFFIXES | {""} and not sheet:
+        sheets = [_csv_head(p, encoding, HEAD_BYTES, None)[2]]
+    else:
+        sheets = read_raw(p, sheet=sheet, encoding=encoding)
+    for raw in sheets:
+        at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
+        if at is not None:
+            return detect_kind(raw.grid.iloc[at].tolist(), specs)
+    return None
 
 
 class _Ragged(Exception):
