@@ -243,8 +243,6 @@ def _streamed_import(
             "add --kind customers, orders, interactions or surveys",
         )
     from custtool.engines.duckdb_import import import_streamed
-    from custtool.io import write_table
-    from custtool.report.masking import mask_frame
 
     if rejects is None and output is not None:
         rejects = output.with_name(f"{output.stem}_rejects.csv")
@@ -262,12 +260,12 @@ def _streamed_import(
         sensitive=sensitive,
         key=key,
         engine=engine,
+        rejects_output=rejects,  # written chunk by chunk, masked by the one policy
+        mask_rejects=mask_rejects,
+        keep_rejects=False,
     )
     if note:
         result.warnings.append(note)
-    if rejects is not None:
-        stage("rejects")
-        write_table(mask_frame(result.rejects, mask=mask_rejects), rejects)
     totals = result.totals
     data = {
         "kind": result.kind,

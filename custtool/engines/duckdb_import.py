@@ -96,11 +96,17 @@ def import_streamed(
     engine: str = "duckdb",
     rows_per_batch: int | None = None,
     head_bytes: int = HEAD_BYTES,
+    rejects_output: str | os.PathLike[str] | None = None,
+    mask_rejects: bool = False,
+    keep_rejects: bool = True,
 ) -> StreamedImport:
     """Import exports of ``kind`` batch by batch into the Parquet file ``output``.
 
     ``rows_per_batch`` and ``head_bytes`` (the top read for the header; a smaller file is
-    imported from it whole) are for tests.
+    imported from it whole) are for tests. The rejects lines are spilled as well: written to
+    ``rejects_output`` chunk by chunk (masked as :func:`custtool.io.write_table` after
+    :func:`custtool.report.masking.mask_frame` would), and held in ``.rejects`` only when
+    ``keep_rejects``.
     Same rows, rejects, accounting and columns as :func:`custtool.ingest.import_files`
     followed by :func:`custtool.privacy.protect_sensitive` (see the module text). Without
     ``output`` nothing is written (a check). A DuckDB out-of-memory is a
@@ -174,6 +180,18 @@ def import_streamed(
             target = out if out is not None else spill / "check.parquet"  # a check: counted
             columns = _write_output(stages, target, withdrawn)
             problems = _problem_counts(con, target, stages)
+            if rejects_output is not None:
+                write_rejects(
+                    _rejects_chunks(rejects_query(con, stages)),
+                    Path(rejects_output),
+                    mask=mask_rejects,
+                )
+            parts = list(_rejects_chunks(rejects_query(con, stages))) if keep_rejects else []
+            rejects = (
+                pd.concat(parts, ignore_index=True)
+                if parts
+                else pd.DataFrame(columns=REJECT_COLUMNS)
+            )
         except CusttoolError:
             raise
         except Exception as exc:
@@ -182,7 +200,6 @@ def import_streamed(
             raise
         finally:
             con.close()
-        rejects = _all_rejects(stages, kind)
         from custtool.privacy import Protection
 
         return StreamedImport(
@@ -532,11 +549,15 @@ class _Staged:
         self.schema: Any = None
         self.empty_schema: Any = None
         self.batches: list[int] = []  # rows of each staged batch
-        # per sheet: validation rejects (action "rejected"), lines of kept rows' problems
-        # (action "kept"), damaged stretches of the file
-        self.rejected: list[list[pd.DataFrame]] = []
-        self.kept: list[list[pd.DataFrame]] = []
-        self.notes: list[list[pd.DataFrame]] = []
+        # the rejects lines, spilled too, with what orders them as one import would: sheet;
+        # group (0 validation rejects, 1 lines of kept rows, 2 damaged stretches); for group
+        # 0 the schema's column, the check (first seen) and the row; then the order written
+        self.rejects_path = path.with_name(path.stem + "-rejects.parquet")
+        self.rejects_writer: Any = None
+        self.rejects_rows = 0
+        self.checks: dict[tuple[int, str], int] = {}
+        self.withdrawn: list[Any] = []  # rows whose refund line was withdrawn (one sheet)
+        self.kind = ""
         self.reports: list[SheetReport] = []
         self.refund_flags = 0
         self.batched = False  # a sheet came in more than one batch
@@ -567,25 +588,53 @@ class _Staged:
             self.reports[-1] = _merged(self.reports[-1], report)
         else:  # a new sheet
             self.reports.append(report)
-            self.rejected.append([])
-            self.kept.append([])
-            self.notes.append([])
-        is_kept = (rej["action"] == "kept").to_numpy() if len(rej) else np.zeros(0, dtype=bool)
-        self.rejected[-1].append(rej[~is_kept])
-        self.kept[-1].append(rej[is_kept])
+        self.kind = report.kind
+        sheet_no = len(self.reports) - 1
+        if len(rej):
+            group = np.where((rej["action"] == "kept").to_numpy(), 1, 0)
+            self._spill_rejects(rej, group, sheet_no)
         if b.notes_raw is not None and b.notes_raw.notes:
-            self.notes[-1].append(
-                _with_file_notes(pd.DataFrame(columns=REJECT_COLUMNS), b.notes_raw)
-            )
+            notes = _with_file_notes(pd.DataFrame(columns=REJECT_COLUMNS), b.notes_raw)
+            self._spill_rejects(notes, np.full(len(notes), 2), sheet_no)
+
+    def _spill_rejects(self, rej: pd.DataFrame, group: np.ndarray, sheet_no: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from custtool.schemas import schema_for
+
+        rank = {str(c): i for i, c in enumerate(schema_for(self.kind).columns)}
+        shown = rej["column"].astype(str)
+        key = shown.where(~shown.str.contains("/", regex=False), "_key_present")
+        codes = rej["code"].astype(str).tolist()
+        for code, g in zip(codes, group, strict=True):
+            if g == 0:
+                self.checks.setdefault((sheet_no, code), len(self.checks))
+        cols = {c: pa.array(rej[c].astype(str).tolist(), pa.string()) for c in REJECT_COLUMNS}
+        cols["row"] = pa.array(rej["row"].astype("int64").to_numpy())
+        cols["_sheet_no"] = pa.array(np.full(len(rej), sheet_no, dtype=np.int32))
+        cols["_group"] = pa.array(group.astype(np.int8))
+        cols["_rank"] = pa.array(key.map(rank).fillna(len(rank)).astype("int32").to_numpy())
+        cols["_check"] = pa.array(
+            np.array([self.checks.get((sheet_no, c), 0) for c in codes], dtype=np.int32)
+        )
+        cols["_seq"] = pa.array(np.arange(self.rejects_rows, self.rejects_rows + len(rej)))
+        table = pa.table(cols)
+        if self.rejects_writer is None:
+            self.rejects_writer = pq.ParquetWriter(self.rejects_path, table.schema)
+        self.rejects_writer.write_table(table)
+        self.rejects_rows += len(rej)
 
     def discard(self) -> None:
         """Forget what was staged (the file is read again another way)."""
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        self.close()
         self.path.unlink(missing_ok=True)
+        self.rejects_path.unlink(missing_ok=True)
 
     def close(self) -> None:
+        if self.rejects_writer is not None:
+            self.rejects_writer.close()
+            self.rejects_writer = None
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -706,21 +755,9 @@ def _withdraw_lines(s: _Staged, table: Any, hit: Any, fixed: Any) -> None:
     """The rejects lines and the flagged count of refunds whose flag was withdrawn."""
     import pyarrow.compute as pc
 
-    rows = table.column("_row").filter(hit).to_numpy()
+    s.withdrawn.append(table.column("_row").filter(hit).combine_chunks())
     file = table.column("_source_file").filter(hit).to_pylist()[0]
     now_clean = int(pc.sum(pc.equal(fixed.filter(hit), "")).as_py() or 0)
-    rows_set = pd.Index(rows)
-    for sheet_lines in s.kept:  # a CSV has one sheet
-        for i, lines in enumerate(sheet_lines):
-            if not len(lines):
-                continue
-            drop = (
-                (lines["code"] == REFUND_CODE).to_numpy()
-                & (lines["file"] == file).to_numpy()
-                & (rows_set.get_indexer(lines["row"].astype("int64").to_numpy()) >= 0)
-            )
-            if drop.any():
-                sheet_lines[i] = lines[~drop]
     for r in s.reports:  # a CSV has one report
         if r.file == file:
             r.flagged -= now_clean
@@ -782,34 +819,77 @@ def _problem_counts(con: Any, out: Path, stages: list[_Staged]) -> dict[str, int
     return {str(code): int(n) for code, n in rows}
 
 
-def _in_validation_order(parts: list[pd.DataFrame], kind: str) -> list[pd.DataFrame]:
-    """The validation rejects of a sheet's batches in the order one validation of the whole
-    sheet lists them: by the schema's column, then check, then row."""
-    if len(parts) < 2:
-        return parts
-    from custtool.schemas import schema_for
+def rejects_query(con: Any, stages: list[_Staged]) -> Any | None:
+    """The rejects lines of every input in the pandas engine's order (per input and sheet:
+    the rejected rows as one validation lists them — by the schema's column, check and row —
+    then the lines of kept rows, then the damaged stretches), withdrawn refund lines left
+    out: a DuckDB relation over the spilled lines (None: no line)."""
+    import pyarrow as pa
 
-    lines = pd.concat(parts, ignore_index=True)
-    rank = {str(c): i for i, c in enumerate(schema_for(kind).columns)}
-    shown = lines["column"].astype(str)
-    key = shown.where(~shown.str.contains("/", regex=False), "_key_present")
-    by_column = key.map(rank).fillna(len(rank)).to_numpy()
-    by_check, _ = pd.factorize(lines["code"])
-    rows = lines["row"].astype("int64").to_numpy()
-    order = np.lexsort((rows, by_check, by_column))
-    return [lines.iloc[order].reset_index(drop=True)]
-
-
-def _all_rejects(stages: list[_Staged], kind: str) -> pd.DataFrame:
-    """The rejects lines in the pandas engine's order: per input, the rejected rows, then the
-    lines of kept rows, then the damaged stretches."""
-    parts = []
+    parts, withdrawn = [], []
     for s in stages:
-        for rejected, kept, notes in zip(s.rejected, s.kept, s.notes, strict=True):
-            parts.extend(_in_validation_order([p for p in rejected if len(p)], kind))
-            for group in (kept, notes):
-                parts.extend(p for p in group if len(p))
+        if s.rejects_rows:
+            path = str(s.rejects_path).replace("'", "''")
+            parts.append(f"SELECT *, {s.position} AS _stage FROM read_parquet('{path}')")
+        for rows in s.withdrawn:
+            withdrawn.append(pa.table({"_stage": pa.repeat(s.position, len(rows)), "row": rows}))
     if not parts:
-        return pd.DataFrame(columns=REJECT_COLUMNS)
-    out = pd.concat(parts, ignore_index=True)
-    return out[REJECT_COLUMNS]
+        return None
+    gone = (
+        pa.concat_tables(withdrawn)
+        if withdrawn
+        else pa.table({"_stage": pa.array([], pa.int64()), "row": pa.array([], pa.int64())})
+    )
+    con.register("withdrawn_refunds", gone)
+    cols = ", ".join(f'"{c}"' for c in REJECT_COLUMNS)
+    return con.sql(
+        f"""
+        SELECT {cols} FROM ({" UNION ALL ".join(parts)}) l
+        WHERE NOT (l._group = 1 AND l.code = '{REFUND_CODE}' AND EXISTS (
+            SELECT 1 FROM withdrawn_refunds w WHERE w._stage = l._stage AND w.row = l.row))
+        ORDER BY l._stage, l._sheet_no, l._group,
+            CASE WHEN l._group = 0 THEN l._rank ELSE 0 END,
+            CASE WHEN l._group = 0 THEN l._check ELSE 0 END,
+            CASE WHEN l._group = 0 THEN l.row ELSE 0 END,
+            l._seq
+        """
+    )
+
+
+def _rejects_chunks(query: Any, rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """The rejects lines as frames of ``rows`` lines (the types the pandas engine gives)."""
+    if query is None:
+        return
+    reader = query.to_arrow_reader(rows)
+    for rb in reader:
+        frame = rb.to_pandas()
+        frame["row"] = frame["row"].astype("int64")
+        yield frame
+
+
+def write_rejects(chunks: Iterator[pd.DataFrame], path: Path, *, mask: bool) -> None:
+    """The rejects file as :func:`custtool.io.write_table` writes it, chunk by chunk for a
+    CSV (masked by the one policy, formulas neutralised, UTF-8 with BOM), atomically."""
+    from custtool.atomic import atomic_path
+    from custtool.io import neutralize_formula_text, write_table
+    from custtool.report.masking import mask_frame
+
+    if path.suffix.lower() not in {".csv", ".tsv"}:  # a workbook holds 1,048,576 rows anyway
+        parts = list(chunks)
+        frame = (
+            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REJECT_COLUMNS)
+        )
+        write_table(mask_frame(frame, mask=mask), path)
+        return
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8-sig", newline="") as f:
+        wrote = False
+        for chunk in chunks:
+            safe = mask_frame(chunk, mask=mask)
+            for c in REJECT_COLUMNS:
+                if c != "row":
+                    safe[c] = neutralize_formula_text(safe[c])
+            safe.to_csv(f, index=False, header=not wrote, sep=sep, lineterminator="\n")
+            wrote = True
+        if not wrote:
+            pd.DataFrame(columns=REJECT_COLUMNS).to_csv(f, index=False, sep=sep)
