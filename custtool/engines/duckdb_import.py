@@ -6,18 +6,21 @@ The file is never held whole in memory:
    (:func:`custtool.io.read_raw`: encoding detection incl. GBK, separator, the grid) and
    the one header finder (:func:`custtool.ingest.find_header_row`); a file that small is
    imported from that grid as it is.
-2. **Batches.** The rest is read by pandas' C reader in chunks (the same options as the
-   general CSV reader: every cell text, blank lines kept as rows, short rows padded; a GBK
-   file is decoded as it streams). Each chunk goes through the pandas engine's own sheet
-   import (:func:`custtool.ingest._import_sheet`: alias mapping, normalisers, validation,
-   rejects lines), so rows and rejects are those of the pandas engine by construction;
-   its row numbers are shifted by the rows before it. Accepted rows are appended to a
-   Parquet file in the spill folder.
+2. **Batches.** The rest is read by pyarrow's streaming reader (every cell text, a GBK file
+   decoded as it streams); at the first row of another width or a blank line the file is
+   read again by pandas' C reader in chunks, with the general CSV reader's options (blank
+   lines kept as rows, short rows padded). Each batch goes through the pandas engine's own
+   sheet import (:func:`custtool.ingest._import_sheet`: alias mapping, normalisers,
+   validation, rejects lines), so rows and rejects are those of the pandas engine by
+   construction — the rules have one home; its row numbers are shifted by the rows before
+   it. Accepted rows and rejects lines are appended to Parquet files in the spill folder.
 3. **Across batches (DuckDB).** The only rule that looks across rows — a refund whose order
    id has no sale in the same file (``refund_without_order``) — was judged per batch; DuckDB
    finds, over the spilled Parquet and within ``--memory-limit``, the refunds whose sale is
    in another batch, and their flags and rejects lines are withdrawn while the output is
-   written (atomically). The problem counts are a DuckDB ``GROUP BY`` over the output.
+   written (atomically). The problem counts are a DuckDB ``GROUP BY`` over the output; the
+   rejects lines are put in one validation's order by a DuckDB ``ORDER BY`` and written
+   chunk by chunk.
 
 Workbooks are read whole (a sheet holds at most 1,048,576 rows) and imported sheet by
 sheet the same way. The spill folder (beside the output, or ``temp_dir``) is removed
