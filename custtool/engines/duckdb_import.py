@@ -609,18 +609,19 @@ class _Staged:
         rank = {str(c): i for i, c in enumerate(schema_for(self.kind).columns)}
         shown = rej["column"].astype(str)
         key = shown.where(~shown.str.contains("/", regex=False), "_key_present")
-        codes = rej["code"].astype(str).tolist()
-        for code, g in zip(codes, group, strict=True):
-            if g == 0:
-                self.checks.setdefault((sheet_no, code), len(self.checks))
-        cols = {c: pa.array(rej[c].astype(str).tolist(), pa.string()) for c in REJECT_COLUMNS}
+        codes = rej["code"].astype(str)
+        for code in pd.unique(codes[group == 0]):  # distinct checks, in order of first line
+            self.checks.setdefault((sheet_no, str(code)), len(self.checks))
+        known = {c: i for (n, c), i in self.checks.items() if n == sheet_no}
+        cols = {
+            c: pa.array(rej[c].astype(str).to_numpy(dtype=object), pa.string())
+            for c in REJECT_COLUMNS
+        }
         cols["row"] = pa.array(rej["row"].astype("int64").to_numpy())
         cols["_sheet_no"] = pa.array(np.full(len(rej), sheet_no, dtype=np.int32))
         cols["_group"] = pa.array(group.astype(np.int8))
         cols["_rank"] = pa.array(key.map(rank).fillna(len(rank)).astype("int32").to_numpy())
-        cols["_check"] = pa.array(
-            np.array([self.checks.get((sheet_no, c), 0) for c in codes], dtype=np.int32)
-        )
+        cols["_check"] = pa.array(codes.map(known).fillna(0).astype("int32").to_numpy())
         cols["_seq"] = pa.array(np.arange(self.rejects_rows, self.rejects_rows + len(rej)))
         table = pa.table(cols)
         if self.rejects_writer is None:
