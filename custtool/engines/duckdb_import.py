@@ -614,7 +614,7 @@ class _Staged:
             self.checks.setdefault((sheet_no, str(code)), len(self.checks))
         known = {c: i for (n, c), i in self.checks.items() if n == sheet_no}
         cols = {
-            c: pa.array(rej[c].astype(str).to_numpy(dtype=object), pa.string())
+            c: pa.array(rej[c].fillna("").astype(str).to_numpy(dtype=object), pa.string())
             for c in REJECT_COLUMNS
         }
         cols["row"] = pa.array(rej["row"].astype("int64").to_numpy())
