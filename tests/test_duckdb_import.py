@@ -360,3 +360,11 @@ def test_cli_duckdb_detects_orders_without_kind(tmp_path):
     j = json.loads(r.stdout)
     assert (j["kind"], j["engine"]) == ("orders", "duckdb")
     assert j["totals"] == import_files([src]).totals
+
+
+def test_duckdb_gets_two_thirds_of_the_limit():
+    from custtool.engines.duckdb_import import _duckdb_share
+
+    assert _duckdb_share(None) is None
+    assert _duckdb_share(1_500_000_000) == 1_000_000_000
+    assert _duckdb_share(64_000_000) == 64_000_000  # never below the minimum

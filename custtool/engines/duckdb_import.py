@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from custtool.engines import duckdb_connect, is_out_of_memory, memory_error
+from custtool.engines import MIN_MEMORY, duckdb_connect, is_out_of_memory, memory_error
 from custtool.errors import CusttoolError, InputError
 from custtool.ingest import (
     HEADER_SEARCH_ROWS,
@@ -177,7 +177,7 @@ def import_streamed(
                 raise _no_header(Path(path))
             stages.append(staged)
             reports.extend(staged.reports)
-        con = duckdb_connect(memory_limit, spill / "duckdb", threads=2)
+        con = duckdb_connect(_duckdb_share(memory_limit), spill / "duckdb", threads=2)
         try:
             withdrawn = _withdraw_cross_batch_refunds(con, stages)
             target = out if out is not None else spill / "check.parquet"  # a check: counted
@@ -219,6 +219,14 @@ def import_streamed(
         )
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _duckdb_share(memory_limit: int | None) -> int | None:
+    """DuckDB's part of the limit: two thirds (the interpreter, its libraries and the
+    rejects chunks being written hold the rest), at least the 64 MB minimum."""
+    if memory_limit is None:
+        return None
+    return max(MIN_MEMORY, memory_limit * 2 // 3)
 
 
 def _channels(channel: str | Sequence[str] | None, n: int) -> list[str | None]:
@@ -860,7 +868,7 @@ def rejects_query(con: Any, stages: list[_Staged]) -> Any | None:
     )
 
 
-def _rejects_chunks(query: Any, rows: int = 200_000) -> Iterator[pd.DataFrame]:
+def _rejects_chunks(query: Any, rows: int = 100_000) -> Iterator[pd.DataFrame]:
     """The rejects lines as frames of ``rows`` lines (the types the pandas engine gives)."""
     if query is None:
         return
