@@ -16,6 +16,7 @@ _API: dict[str, str] = {
     "read_table": "custtool.io",
     "write_table": "custtool.io",
     "import_files": "custtool.ingest",
+    "import_streamed": "custtool.engines.duckdb_import",
     "normalize_phone": "custtool.normalize",
     "normalize_email": "custtool.normalize",
     "normalize_date": "custtool.normalize",

@@ -321,6 +321,29 @@ def import_(
         ),
     ] = False,
     sensitive: SensitiveOpt = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="pandas (whole file in memory) or duckdb (orders streamed in batches to "
+            "Parquet, e.g. --kind orders --engine duckdb --memory-limit 1GB -o orders.parquet; "
+            "other kinds stay on pandas).",
+        ),
+    ] = "pandas",
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="Memory to stay within, e.g. 1GB or 512MB: bounds DuckDB and sizes the "
+            "batches; with --engine pandas, CSV files are read in batches sized from it.",
+        ),
+    ] = None,
+    temp_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--temp-dir", help="Spill folder of the batched import (default: beside the output)."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -339,6 +362,8 @@ def import_(
       $ custtool import leads.csv --channel 公众号 --encoding gbk --max-rejects 0 --json
 
       $ custtool import 会员.xlsx -o customers.parquet --sensitive drop   # no CUSTTOOL_KEY
+
+      $ custtool import orders.csv --kind orders --engine duckdb --memory-limit 1GB -o orders.parquet
     """
     from custtool.steps import run_import
 
@@ -357,6 +382,9 @@ def import_(
             mask_rejects=mask_rejects,
             sensitive=sensitive,
             progress=stage,
+            engine=engine,
+            memory_limit=memory_limit,
+            temp_dir=temp_dir,
         )
         bar.update(task, completed=bar.tasks[0].total)
     if json_out:

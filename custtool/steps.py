@@ -73,8 +73,18 @@ def run_import(
     mask_rejects: bool = False,
     sensitive: str | None = None,
     progress: Callable[[str], None] | None = None,
+    engine: str = "pandas",
+    memory_limit: str | int | None = None,
+    temp_dir: PathLike | None = None,
 ) -> StepResult:
     """Import exports; write the table to ``output`` and the rejects beside it (or to ``rejects``).
+
+    ``engine="duckdb"`` with ``kind="orders"`` streams the files in batches to the Parquet
+    ``output`` (:mod:`custtool.engines.duckdb_import`: same rows, rejects and counts as
+    pandas), spilling to ``temp_dir`` (default: beside the output) within ``memory_limit``
+    ("1GB"); other kinds are small and stay on pandas (a warning says so). With the pandas
+    engine a ``memory_limit`` reads CSV files in batches sized from it (the same batched
+    route, any kind); workbooks are read whole by either engine.
 
     Sensitive columns (身份证号, 银行卡号, those a fields file marks) are encrypted with the
     key in ``CUSTTOOL_KEY``; without a key the import stops before writing anything unless
@@ -101,6 +111,26 @@ def run_import(
     from custtool.privacy import protect_sensitive
 
     key = load_key()  # a malformed key stops here, before anything is read or written
+    streamed = _streamed_import(
+        files,
+        output=out,
+        rejects=rejects_path,
+        kind=kind,
+        channel=channel,
+        sheet=sheet,
+        encoding=encoding,
+        fields=fields,
+        mask_rejects=mask_rejects,
+        max_rejects=max_rejects,
+        sensitive=sensitive,
+        key=key,
+        engine=engine,
+        memory_limit=memory_limit,
+        temp_dir=temp_dir,
+        stage=stage,
+    )
+    if streamed is not None:
+        return streamed
     stage("reading")
     result = import_files(
         files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields
@@ -128,6 +158,7 @@ def run_import(
         "rejects": str(rejects_path) if rejects_path else None,
         "warnings": result.warnings,
         "privacy": protection.to_dict(),
+        "engine": "pandas",
     }
     over = max_rejects is not None and totals["rejected"] > max_rejects
     problem = (
@@ -138,6 +169,132 @@ def run_import(
     return StepResult(
         "import", data, exit_code=int(over), problem=problem, warnings=result.warnings, value=result
     )
+
+
+def _streamed_import(
+    files: PathLike | Sequence[PathLike],
+    *,
+    output: Path | None,
+    rejects: Path | None,
+    kind: str | None,
+    channel: str | Sequence[str] | None,
+    sheet: str | None,
+    encoding: str | None,
+    fields: PathLike | None,
+    mask_rejects: bool,
+    max_rejects: int | None,
+    sensitive: str | None,
+    key: Any,
+    engine: str,
+    memory_limit: str | int | None,
+    temp_dir: PathLike | None,
+    stage: Callable[[str], None],
+) -> StepResult | None:
+    """:func:`run_import` through the batched route (None: the whole-file pandas route)."""
+    from custtool.engines import ENGINES, parse_memory_limit
+
+    if engine not in ENGINES or engine == "spark":
+        raise ConfigError(
+            f"unknown import engine {engine!r}",
+            "use --engine pandas or --engine duckdb (Spark runs the segment step only)",
+        )
+    limit = parse_memory_limit(memory_limit)
+    note = None
+    if kind is None and (engine == "duckdb" or limit is not None):
+        from custtool.engines.duckdb_import import detect_kind_streamed
+
+        first = files if isinstance(files, (str, Path)) else next(iter(files), None)
+        if first is not None:  # the kind of the first file, from its header
+            kind = detect_kind_streamed(first, encoding=encoding, fields=fields, sheet=sheet)
+    if engine == "duckdb" and kind != "orders":
+        note = (
+            "--engine duckdb streams orders only (--kind orders); "
+            f"{kind or 'these files'} are imported with pandas"
+        )
+        if limit is None:
+            return _with_warning(
+                run_import(
+                    files,
+                    output=output,
+                    kind=kind,
+                    channel=channel,
+                    sheet=sheet,
+                    encoding=encoding,
+                    fields=fields,
+                    rejects=rejects,
+                    max_rejects=max_rejects,
+                    mask_rejects=mask_rejects,
+                    sensitive=sensitive,
+                    progress=stage,
+                ),
+                note,
+            )
+        engine = "pandas"  # batched by the limit
+    if engine == "pandas" and limit is None:
+        return None
+    if output is not None and output.suffix.lower() != ".parquet":
+        raise InputError(
+            f"{output.name}: --engine duckdb and --memory-limit write Parquet",
+            "name the output orders.parquet",
+        )
+    if kind is None:
+        raise InputError(
+            "no header row found to tell the kind of data",
+            "add --kind customers, orders, interactions or surveys",
+        )
+    from custtool.engines.duckdb_import import import_streamed
+
+    if rejects is None and output is not None:
+        rejects = output.with_name(f"{output.stem}_rejects.csv")
+    stage("reading")
+    result = import_streamed(
+        files,
+        output=output,
+        kind=kind or "orders",
+        channel=channel,
+        sheet=sheet,
+        encoding=encoding,
+        fields=fields,
+        memory_limit=limit,
+        temp_dir=temp_dir,
+        sensitive=sensitive,
+        key=key,
+        engine=engine,
+        rejects_output=rejects,  # written chunk by chunk, masked by the one policy
+        mask_rejects=mask_rejects,
+        keep_rejects=False,
+    )
+    if note:
+        result.warnings.append(note)
+    totals = result.totals
+    data = {
+        "kind": result.kind,
+        "files": [f.as_dict() for f in result.files],
+        "totals": totals,
+        "problems": result.problem_counts(),
+        "output": str(output) if output else None,
+        "rejects": str(rejects) if rejects else None,
+        "warnings": result.warnings,
+        "privacy": result.protection.to_dict(),
+        "engine": engine,
+        "memory_limit": limit,
+    }
+    over = max_rejects is not None and totals["rejected"] > max_rejects
+    problem = (
+        f"{totals['rejected']} rows rejected, more than --max-rejects {max_rejects}"
+        if over
+        else None
+    )
+    return StepResult(
+        "import", data, exit_code=int(over), problem=problem, warnings=result.warnings, value=result
+    )
+
+
+def _with_warning(result: StepResult, note: str) -> StepResult:
+    result.warnings.append(note)
+    if "warnings" in result.data and result.data["warnings"] is not result.warnings:
+        result.data["warnings"].append(note)
+    return result
 
 
 def run_template(kind: str, output: PathLike) -> StepResult:

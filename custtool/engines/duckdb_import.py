@@ -1,0 +1,907 @@
+"""Orders imported out of core (``custtool import --kind orders --engine duckdb``).
+
+The file is never held whole in memory:
+
+1. **Header.** The top of a CSV (1 MB, cut at a line end) goes through the pandas reader
+   (:func:`custtool.io.read_raw`: encoding detection incl. GBK, separator, the grid) and
+   the one header finder (:func:`custtool.ingest.find_header_row`); a file that small is
+   imported from that grid as it is.
+2. **Batches.** The rest is read by pyarrow's streaming reader (every cell text, a GBK file
+   decoded as it streams); at the first row of another width or a blank line the file is
+   read again by pandas' C reader in chunks, with the general CSV reader's options (blank
+   lines kept as rows, short rows padded). Each batch goes through the pandas engine's own
+   sheet import (:func:`custtool.ingest._import_sheet`: alias mapping, normalisers,
+   validation, rejects lines), so rows and rejects are those of the pandas engine by
+   construction — the rules have one home; its row numbers are shifted by the rows before
+   it. Accepted rows and rejects lines are appended to Parquet files in the spill folder.
+3. **Across batches (DuckDB).** The only rule that looks across rows — a refund whose order
+   id has no sale in the same file (``refund_without_order``) — was judged per batch; DuckDB
+   finds, over the spilled Parquet and within ``--memory-limit``, the refunds whose sale is
+   in another batch, and their flags and rejects lines are withdrawn while the output is
+   written (atomically). The problem counts are a DuckDB ``GROUP BY`` over the output; the
+   rejects lines are put in one validation's order by a DuckDB ``ORDER BY`` and written
+   chunk by chunk.
+
+Workbooks are read whole (a sheet holds at most 1,048,576 rows) and imported sheet by
+sheet the same way. The spill folder (beside the output, or ``temp_dir``) is removed
+afterwards, also on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from custtool.engines import MIN_MEMORY, duckdb_connect, is_out_of_memory, memory_error
+from custtool.errors import CusttoolError, InputError
+from custtool.ingest import (
+    HEADER_SEARCH_ROWS,
+    REJECT_COLUMNS,
+    ImportResult,
+    SheetReport,
+    _import_sheet,
+    _with_file_notes,
+    find_header_row,
+)
+
+#: the top of a CSV read for its header, encoding and width (cut at a line end)
+HEAD_BYTES = 1 << 20
+#: rows per batch without a memory limit; with one, about this many bytes per row are allowed
+DEFAULT_BATCH_ROWS = 200_000
+BYTES_PER_ROW = 4_000
+REFUND_CODE = "refund_without_order"
+
+
+@dataclass
+class StreamedImport(ImportResult):
+    """An import written straight to ``output`` (``data`` holds no rows, only its columns)."""
+
+    output: str | None = None
+    engine: str = "duckdb"
+    problems: dict[str, int] = field(default_factory=dict)
+    protection: Any = None
+
+    def problem_counts(self) -> dict[str, int]:
+        return dict(self.problems)
+
+
+def batch_rows(memory_limit: int | None) -> int:
+    """Rows per batch: ``memory_limit`` / 4 kB (the pandas normalisers' peak per row of an
+    order export), between 20,000 and 500,000; 200,000 without a limit."""
+    if memory_limit is None:
+        return DEFAULT_BATCH_ROWS
+    return int(min(500_000, max(20_000, memory_limit // BYTES_PER_ROW)))
+
+
+def import_streamed(
+    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None,
+    kind: str = "orders",
+    channel: str | Sequence[str] | None = None,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    fields: str | os.PathLike[str] | None = None,
+    tz: str = "Asia/Shanghai",
+    memory_limit: int | None = None,
+    temp_dir: str | os.PathLike[str] | None = None,
+    sensitive: str | None = None,
+    key: Any = None,
+    engine: str = "duckdb",
+    rows_per_batch: int | None = None,
+    head_bytes: int = HEAD_BYTES,
+    rejects_output: str | os.PathLike[str] | None = None,
+    mask_rejects: bool = False,
+    keep_rejects: bool = True,
+) -> StreamedImport:
+    """Import exports of ``kind`` batch by batch into the Parquet file ``output``.
+
+    ``rows_per_batch`` and ``head_bytes`` (the top read for the header; a smaller file is
+    imported from it whole) are for tests. The rejects lines are spilled as well: written to
+    ``rejects_output`` chunk by chunk (masked as :func:`custtool.io.write_table` after
+    :func:`custtool.report.masking.mask_frame` would), and held in ``.rejects`` only when
+    ``keep_rejects``.
+    Same rows, rejects, accounting and columns as :func:`custtool.ingest.import_files`
+    followed by :func:`custtool.privacy.protect_sensitive` (see the module text). Without
+    ``output`` nothing is written (a check). A DuckDB out-of-memory is a
+    :class:`custtool.engines.MemoryLimitError` naming ``memory_limit``.
+    """
+    from custtool.fields import KINDS, load_fields, sensitive_fields
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise InputError("no input files given", "name at least one CSV or Excel file")
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+    channels = _channels(channel, len(paths))
+    specs = load_fields(fields)
+    spec = specs[kind]
+    extra = sensitive_fields(specs, kind)
+    out = Path(output) if output is not None else None
+    base = Path(temp_dir) if temp_dir is not None else (out.parent if out else None)
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    spill = Path(tempfile.mkdtemp(prefix=".custtool-spill-", dir=base))
+    n_batch = rows_per_batch or batch_rows(memory_limit)
+    try:
+        stages: list[_Staged] = []
+        reports: list[SheetReport] = []
+        warnings: list[str] = []
+        protection = None
+        from custtool.privacy import protect_sensitive
+
+        seen_paths: set[Path] = set()
+        for position, path in enumerate(paths):
+            file_channel = channels[position] or Path(path).stem
+            resolved = Path(path).resolve()
+            if resolved in seen_paths:
+                warnings.append(
+                    f"{Path(path).name} is named twice; its rows are imported twice (clean collapses exact duplicates)"
+                )
+            seen_paths.add(resolved)
+            for fast in (True, False):  # pyarrow's reader, else (ragged rows) pandas'
+                staged = _Staged(spill / f"part-{position}-{int(fast)}.parquet", position)
+                seen: list[str] = []
+                try:
+                    for batch in _file_batches(
+                        Path(path), specs, sheet, encoding, n_batch, spill, head_bytes, fast
+                    ):
+                        seen.extend(batch.warnings)
+                        if batch.raw is None:
+                            continue
+                        frame, rej, report = _import_sheet(
+                            batch.raw, batch.header_at, spec, file_channel, tz
+                        )
+                        frame, protection = protect_sensitive(
+                            frame, mode=sensitive, key=key, extra=extra, where=Path(path).name
+                        )
+                        staged.add(frame, rej, report, batch)
+                except _Ragged:
+                    staged.discard()
+                    continue
+                except MemoryError as exc:  # a batch too large for what the machine has left
+                    raise memory_error(exc, memory_limit, "import") from None
+                break
+            warnings.extend(seen)
+            if not staged.reports:
+                raise _no_header(Path(path))
+            stages.append(staged)
+            reports.extend(staged.reports)
+        con = duckdb_connect(_duckdb_share(memory_limit), spill / "duckdb", threads=2)
+        try:
+            withdrawn = _withdraw_cross_batch_refunds(con, stages)
+            target = out if out is not None else spill / "check.parquet"  # a check: counted
+            columns = _write_output(stages, target, withdrawn)
+            problems = _problem_counts(con, target, stages)
+            if rejects_output is not None:
+                write_rejects(
+                    _rejects_chunks(rejects_query(con, stages)),
+                    Path(rejects_output),
+                    mask=mask_rejects,
+                )
+            parts = list(_rejects_chunks(rejects_query(con, stages))) if keep_rejects else []
+            rejects = (
+                pd.concat(parts, ignore_index=True)
+                if parts
+                else pd.DataFrame(columns=REJECT_COLUMNS)
+            )
+        except CusttoolError:
+            raise
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise memory_error(exc, memory_limit, "import") from None
+            raise
+        finally:
+            con.close()
+        from custtool.privacy import Protection
+
+        return StreamedImport(
+            kind=kind,
+            data=pd.DataFrame(columns=columns),
+            rejects=rejects,
+            files=reports,
+            warnings=warnings,
+            sensitive=extra,
+            output=str(out) if out else None,
+            engine=engine,
+            problems=problems,
+            protection=protection or Protection([], "none", key.id if key else None),
+        )
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _duckdb_share(memory_limit: int | None) -> int | None:
+    """DuckDB's part of the limit: two thirds (the interpreter, its libraries and the
+    rejects chunks being written hold the rest), at least the 64 MB minimum."""
+    if memory_limit is None:
+        return None
+    return max(MIN_MEMORY, memory_limit * 2 // 3)
+
+
+def _channels(channel: str | Sequence[str] | None, n: int) -> list[str | None]:
+    if channel is None or isinstance(channel, str):
+        return [channel] * n
+    chosen: list[str | None] = list(channel)
+    if len(chosen) == 1:
+        return chosen * n
+    if len(chosen) != n:
+        raise InputError(
+            f"{len(chosen)} channels for {n} files",
+            "give one channel for all files, or one per file in order",
+        )
+    return list(chosen)
+
+
+def _no_header(path: Path) -> InputError:
+    return InputError(
+        f"{path.name}: no header row found (looked at the first {HEADER_SEARCH_ROWS} rows)",
+        "the header row must name at least two known columns, e.g. 订单号, 下单时间, 实付金额; "
+        "add your own header names with --fields my_fields.yaml",
+    )
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class _Batch:
+    """A grid to import as one sheet: its header at ``header_at``; ``offset`` rows of the
+    same sheet came before it; ``last``: the sheet's last batch."""
+
+    raw: Any
+    header_at: int = 0
+    offset: int = 0
+    last: bool = True
+    warnings: list[str] = field(default_factory=list)
+    notes_raw: Any = None  # the raw sheet whose damaged-stretch notes go to the rejects
+
+
+def _file_batches(
+    path: Path,
+    specs: dict[str, Any],
+    sheet: str | None,
+    encoding: str | None,
+    n_batch: int,
+    spill: Path,
+    head_bytes: int,
+    fast: bool = False,
+) -> Iterator[_Batch]:
+    """The grids of one input, in batches of at most ``n_batch`` rows below the header."""
+    from custtool.io import CSV_SUFFIXES, read_raw
+
+    if not path.exists() or path.is_dir() or path.suffix.lower() not in CSV_SUFFIXES | {""}:
+        sheets = read_raw(path, sheet=sheet, encoding=encoding)  # its errors, as pandas gives
+        for raw in sheets:
+            header_at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
+            if header_at is None:
+                note = []
+                if raw.grid.replace("", np.nan).notna().any().any():
+                    where = raw.file + (f", sheet {raw.sheet!r}" if raw.sheet else "")
+                    note = [f"{where}: no recognisable header row; sheet skipped"]
+                yield _Batch(None, warnings=note)
+                continue
+            yield _Batch(raw, header_at, warnings=list(raw.warnings), notes_raw=raw)
+        return
+    if sheet:
+        raise InputError(f"{path.name}: --sheet applies to workbooks, not CSV files")
+    head, whole, raw = _csv_head(path, encoding, head_bytes, spill)
+    header_at = find_header_row(raw.grid, specs, allow_single=True)
+    if header_at is None:
+        yield _Batch(None)
+        return
+    if whole:  # a small file: the grid is the whole file
+        yield _Batch(raw, header_at, warnings=list(raw.warnings), notes_raw=raw)
+        return
+    if raw.notes:
+        raise InputError(
+            f"{path.name}: damaged lines near the top ({raw.notes[0][3]})",
+            "import it with --engine pandas, which repairs them line by line",
+        )
+    start = _data_start(head, header_at, raw.encoding) if fast else None
+    if start is not None:
+        yield from _arrow_batches(path, raw, header_at, n_batch, start)
+    else:
+        yield from _csv_batches(path, raw, header_at, n_batch)
+
+
+def _csv_head(
+    path: Path, encoding: str | None, head_bytes: int, spill: str | os.PathLike[str] | None
+) -> tuple[bytes, bool, Any]:
+    """The top of a CSV cut at a line end, whether that is the whole file, and its grid as
+    the pandas reader gives it (read from a copy in ``spill``)."""
+    from custtool.io import read_raw
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(head_bytes)
+    whole = len(head) >= size
+    if not whole:
+        end = head.rfind(b"\n")
+        head = head[: end + 1] if end >= 0 else head
+    folder = Path(tempfile.mkdtemp(prefix="head-", dir=spill))
+    try:
+        top = folder / path.name
+        top.write_bytes(head)
+        (raw,) = read_raw(top, encoding=encoding)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return head, whole, raw
+
+
+def detect_kind_streamed(
+    path: str | os.PathLike[str],
+    *,
+    encoding: str | None = None,
+    fields: str | os.PathLike[str] | None = None,
+    sheet: str | None = None,
+) -> str | None:
+    """The kind of data in ``path`` from its header (a CSV: its top 1 MB only), as the
+    pandas import detects it; None when no header is found."""
+    from custtool.fields import detect_kind, load_fields
+    from custtool.io import CSV_SUFFIXES, read_raw
+
+    specs = load_fields(fields)
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() in CSV_SUFFIXES | {""} and not sheet:
+        sheets = [_csv_head(p, encoding, HEAD_BYTES, None)[2]]
+    else:
+        sheets = read_raw(p, sheet=sheet, encoding=encoding)
+    for raw in sheets:
+        at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
+        if at is not None:
+            return detect_kind(raw.grid.iloc[at].tolist(), specs)
+    return None
+
+
+class _Ragged(Exception):
+    """pyarrow's reader met a row of another width (or a blank line): read with pandas'."""
+
+
+#: encodings whose bytes never hold a newline inside a character (and pyarrow decodes)
+_BYTE_LINES = {"utf-8", "utf8", "utf-8-sig", "gbk", "gb18030", "gb2312", "cp936"}
+
+
+def _data_start(head: bytes, header_at: int, encoding: str | None) -> int | None:
+    """The byte offset of the first line below the header, when it can be found by counting
+    newlines (no quote above it, an encoding without newline bytes inside characters)."""
+    if (encoding or "utf-8").lower().replace("_", "-") not in _BYTE_LINES:
+        return None
+    at = 0
+    for _ in range(header_at + 1):
+        at = head.find(b"\n", at) + 1
+        if at == 0:
+            return None
+    if b'"' in head[:at] or re.search(rb"\r(?!\n)", head[:at]):
+        return None  # a quoted title cell, or old Mac line ends: pandas' reader counts them
+    return at
+
+
+def _arrow_batches(
+    path: Path, raw: Any, header_at: int, n_batch: int, start: int
+) -> Iterator[_Batch]:
+    """:func:`_csv_batches` with pyarrow's streaming reader (several threads, Arrow text);
+    raises :class:`_Ragged` at the first row whose width differs from the top's."""
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from custtool.io import guess_separator
+
+    width = raw.grid.shape[1]
+    header = raw.grid.iloc[[header_at]].reset_index(drop=True)
+    enc = (raw.encoding or "utf-8").lower().replace("_", "-")
+    sep = guess_separator(_sample_text(path, raw.encoding), path.suffix)
+    names = [f"c{i}" for i in range(width)]
+    bad: list[int] = []
+
+    def on_invalid(_row: Any) -> str:
+        bad.append(1)
+        return "skip"
+
+    def unraisable(_info: Any) -> None:  # an undecodable row reported inside pyarrow
+        bad.append(1)
+
+    f = open(path, "rb")  # noqa: SIM115 - closed below, also when the consumer stops
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        f.seek(start)
+        reader = pcsv.open_csv(
+            f,
+            read_options=pcsv.ReadOptions(
+                column_names=names,
+                encoding="utf8" if enc.startswith("utf") else enc,
+                block_size=4 << 20,
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter=sep,
+                ignore_empty_lines=False,
+                newlines_in_values=True,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: pa.large_string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        offset = 0
+        pending: list[Any] = []
+        rows = 0
+        previous: pa.Table | None = None
+        for rb in _read_all(reader, path):
+            if bad:
+                raise _Ragged()
+            pending.append(rb)
+            rows += rb.num_rows
+            while rows >= n_batch:
+                table = pa.Table.from_batches(pending)
+                part, rest = table.slice(0, n_batch), table.slice(n_batch)
+                pending, rows = rest.to_batches(), rest.num_rows
+                if previous is not None:
+                    yield _grid_batch(raw, header, _frame(previous), offset, last=False)
+                    offset += previous.num_rows
+                previous = part
+        if bad:
+            raise _Ragged()
+        tail = pa.Table.from_batches(pending, schema=reader.schema)
+        if previous is not None and tail.num_rows:
+            yield _grid_batch(raw, header, _frame(previous), offset, last=False)
+            offset += previous.num_rows
+            previous = None
+        last = tail if previous is None else previous
+        yield _grid_batch(raw, header, _frame(last), offset, last=True)
+    finally:
+        sys.unraisablehook = previous_hook
+        f.close()
+
+
+def _read_all(reader: Any, path: Path) -> Iterator[Any]:
+    import pyarrow as pa
+
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
+            raise _Ragged() from None
+
+
+def _sample_text(path: Path, encoding: str | None) -> str:
+    with open(path, "rb") as f:
+        sample = f.read(8192)
+    return sample.decode(encoding or "utf-8", errors="replace")
+
+
+def _frame(table: Any) -> pd.DataFrame:
+    """Arrow text columns as the grid's str columns (no copy)."""
+    return pd.DataFrame(
+        {j: pd.Series(table.column(j), dtype="str") for j in range(table.num_columns)}
+    )
+
+
+def _csv_batches(path: Path, raw: Any, header_at: int, n_batch: int) -> Iterator[_Batch]:
+    """The rows below the header, ``n_batch`` at a time, read as the general CSV reader does."""
+    from custtool.io import guess_separator
+
+    width = raw.grid.shape[1]
+    header = raw.grid.iloc[[header_at]].reset_index(drop=True)
+    with open(path, "rb") as f:
+        sample = f.read(8192)
+    sep = guess_separator(sample.decode(raw.encoding or "utf-8", errors="replace"), path.suffix)
+    enc = raw.encoding or "utf-8"
+    reader = pd.read_csv(
+        path,
+        sep=sep,
+        header=None,
+        names=list(range(width)),
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
+        skip_blank_lines=False,
+        engine="c",
+        encoding=enc,
+        encoding_errors="strict",
+        skiprows=header_at + 1,
+        chunksize=n_batch,
+    )
+    offset = 0
+    pending: pd.DataFrame | None = None
+    try:
+        with reader:
+            for chunk in reader:
+                if pending is not None:
+                    yield _grid_batch(raw, header, pending, offset, last=False)
+                    offset += len(pending)
+                pending = chunk
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(
+            f"{path.name}: cannot be read in batches ({str(exc).splitlines()[0][:160]})",
+            "rows wider than the top of the file, broken quotes or mixed encodings: "
+            "import it with --engine pandas, which repairs them",
+            file=path.name,
+        ) from None
+    if pending is None:
+        pending = header.iloc[0:0]
+    yield _grid_batch(raw, header, pending, offset, last=True)
+
+
+def _grid_batch(
+    raw: Any, header: pd.DataFrame, body: pd.DataFrame, offset: int, *, last: bool
+) -> _Batch:
+    from custtool.io import RawSheet
+
+    body = body.fillna("")  # a row shorter than the width is padded with ""
+    grid = pd.concat([header, body.astype("str")], ignore_index=True)
+    grid.columns = pd.RangeIndex(grid.shape[1])
+    sheet = RawSheet(raw.file, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), raw.encoding)
+    return _Batch(sheet, 0, offset, last, warnings=list(raw.warnings) if offset == 0 else [])
+
+
+# --------------------------------------------------------------------------- staging
+class _Staged:
+    """The accepted rows of one input appended to a Parquet file; its rejects and reports."""
+
+    def __init__(self, path: Path, position: int) -> None:
+        self.path = path
+        self.position = position
+        self.writer: Any = None
+        self.schema: Any = None
+        self.empty_schema: Any = None
+        self.batches: list[int] = []  # rows of each staged batch
+        # the rejects lines, spilled too, with what orders them as one import would: sheet;
+        # group (0 validation rejects, 1 lines of kept rows, 2 damaged stretches); for group
+        # 0 the schema's column, the check (first seen) and the row; then the order written
+        self.rejects_path = path.with_name(path.stem + "-rejects.parquet")
+        self.rejects_writer: Any = None
+        self.rejects_rows = 0
+        self.checks: dict[tuple[int, str], int] = {}
+        self.withdrawn: list[Any] = []  # rows whose refund line was withdrawn (one sheet)
+        self.kind = ""
+        self.reports: list[SheetReport] = []
+        self.refund_flags = 0
+        self.batched = False  # a sheet came in more than one batch
+
+    def add(self, frame: pd.DataFrame, rej: pd.DataFrame, report: SheetReport, b: _Batch) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if b.offset:
+            self.batched = True
+            frame["_row"] = frame["_row"] + b.offset
+            rej = rej.assign(row=rej["row"].astype("int64") + b.offset)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if not len(frame):  # nothing accepted: its columns only matter if no batch has rows
+            self.empty_schema = self.empty_schema or table.schema
+        elif self.writer is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        elif not table.schema.equals(self.schema, check_metadata=False):
+            table = table.cast(self.schema)
+        if len(frame):
+            self.writer.write_table(table)
+        self.batches.append(len(frame))
+        if "_flags" in frame and len(frame):
+            self.refund_flags += int(frame["_flags"].str.contains(REFUND_CODE, regex=False).sum())
+        report.encoding = b.raw.encoding
+        if b.offset and self.reports and self.reports[-1].sheet == report.sheet:
+            self.reports[-1] = _merged(self.reports[-1], report)
+        else:  # a new sheet
+            self.reports.append(report)
+        self.kind = report.kind
+        sheet_no = len(self.reports) - 1
+        if len(rej):
+            group = np.where((rej["action"] == "kept").to_numpy(), 1, 0)
+            self._spill_rejects(rej, group, sheet_no)
+        if b.notes_raw is not None and b.notes_raw.notes:
+            notes = _with_file_notes(pd.DataFrame(columns=REJECT_COLUMNS), b.notes_raw)
+            self._spill_rejects(notes, np.full(len(notes), 2), sheet_no)
+
+    def _spill_rejects(self, rej: pd.DataFrame, group: np.ndarray, sheet_no: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from custtool.schemas import schema_for
+
+        rank = {str(c): i for i, c in enumerate(schema_for(self.kind).columns)}
+        shown = rej["column"].astype(str)
+        key = shown.where(~shown.str.contains("/", regex=False), "_key_present")
+        codes = rej["code"].astype(str)
+        for code in pd.unique(codes[group == 0]):  # distinct checks, in order of first line
+            self.checks.setdefault((sheet_no, str(code)), len(self.checks))
+        known = {c: i for (n, c), i in self.checks.items() if n == sheet_no}
+        cols = {
+            c: pa.array(rej[c].fillna("").astype(str).to_numpy(dtype=object), pa.string())
+            for c in REJECT_COLUMNS
+        }
+        cols["row"] = pa.array(rej["row"].astype("int64").to_numpy())
+        cols["_sheet_no"] = pa.array(np.full(len(rej), sheet_no, dtype=np.int32))
+        cols["_group"] = pa.array(group.astype(np.int8))
+        cols["_rank"] = pa.array(key.map(rank).fillna(len(rank)).astype("int32").to_numpy())
+        cols["_check"] = pa.array(codes.map(known).fillna(0).astype("int32").to_numpy())
+        cols["_seq"] = pa.array(np.arange(self.rejects_rows, self.rejects_rows + len(rej)))
+        table = pa.table(cols)
+        if self.rejects_writer is None:
+            self.rejects_writer = pq.ParquetWriter(self.rejects_path, table.schema)
+        self.rejects_writer.write_table(table)
+        self.rejects_rows += len(rej)
+
+    def discard(self) -> None:
+        """Forget what was staged (the file is read again another way)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.rejects_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self.rejects_writer is not None:
+            self.rejects_writer.close()
+            self.rejects_writer = None
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        elif self.schema is None and self.empty_schema is not None:
+            import pyarrow.parquet as pq
+
+            self.schema = self.empty_schema  # no row accepted: an empty table of its columns
+            pq.write_table(self.schema.empty_table(), self.path)
+
+
+def _merged(a: SheetReport, b: SheetReport) -> SheetReport:
+    counts = (
+        "rows_read",
+        "accepted",
+        "rejected",
+        "skipped",
+        "skipped_blank",
+        "skipped_total",
+        "flagged",
+    )
+    out = SheetReport(**a.as_dict())
+    for k in counts:
+        setattr(out, k, getattr(a, k) + getattr(b, k))
+    return out
+
+
+# --------------------------------------------------------------------------- across batches
+def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, Any]:
+    """Per input: the order ids whose refund was flagged in one batch while the file sells
+    them in another (DuckDB over the spilled Parquet); the flags of those refunds go."""
+    import pyarrow as pa
+
+    for s in stages:
+        s.close()
+    out: dict[int, Any] = {}
+    for s in stages:
+        if s.refund_flags == 0 or not s.batched:
+            continue
+        part = str(s.path).replace("'", "''")
+        ids = con.execute(
+            f"""
+            WITH staged AS (SELECT order_id, amount, _flags FROM read_parquet('{part}')),
+            flagged AS (
+                SELECT DISTINCT order_id FROM staged
+                WHERE amount < 0 AND order_id <> '' AND contains(_flags, '{REFUND_CODE}')
+            )
+            SELECT DISTINCT s.order_id FROM staged s SEMI JOIN flagged f USING (order_id)
+            WHERE s.amount > 0
+            """
+        ).fetchall()
+        if ids:
+            out[s.position] = pa.array([i for (i,) in ids], pa.large_string())
+    return out
+
+
+def _write_output(stages: list[_Staged], out: Path, withdrawn: dict[int, Any]) -> list[str]:
+    """The staged rows of every input into ``out`` (atomically), the withdrawn refund flags
+    taken off on the way; returns the output's columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from custtool.atomic import atomic_path
+
+    schema = _output_schema(stages)
+    if schema is None:
+        schema = pa.schema([])
+    staged = [s for s in stages if s.schema is not None]
+    if len(staged) == 1 and not withdrawn and staged[0].schema.equals(schema):
+        # one input, nothing to change: the staged file is the output (renamed into place)
+        with atomic_path(out) as tmp:
+            try:
+                os.replace(staged[0].path, tmp)
+            except OSError:  # the spill folder is on another file system
+                shutil.copyfile(staged[0].path, tmp)
+        return list(schema.names)
+
+    def tables() -> Iterator[tuple[_Staged, Any]]:
+        for s in stages:
+            if s.schema is None:
+                continue
+            pf = pq.ParquetFile(s.path)
+            for i in range(pf.num_row_groups):
+                yield s, pf.read_row_group(i)
+
+    writer = None
+    with atomic_path(out) as tmp:
+        for s, table in tables():
+            ids = withdrawn.get(s.position)
+            if ids is not None and table.num_rows:
+                flags = table.column("_flags")
+                hit = pc.and_(
+                    pc.match_substring(flags, REFUND_CODE),
+                    pc.is_in(
+                        table.column("order_id"), value_set=ids.cast(table.column("order_id").type)
+                    ),
+                )
+                hit = pc.and_(hit, pc.less(table.column("amount"), 0))
+                if pc.any(hit).as_py():
+                    fixed = pc.replace_substring_regex(flags, f";?{REFUND_CODE}$", "")
+                    table = table.set_column(
+                        table.schema.get_field_index("_flags"),
+                        "_flags",
+                        pc.if_else(hit, fixed, flags),
+                    )
+                    _withdraw_lines(s, table, hit, fixed)
+            table = _conform(table, schema)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, schema)
+            writer.write_table(table)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, schema)
+        writer.close()
+    return list(schema.names)
+
+
+def _withdraw_lines(s: _Staged, table: Any, hit: Any, fixed: Any) -> None:
+    """The rejects lines and the flagged count of refunds whose flag was withdrawn."""
+    import pyarrow.compute as pc
+
+    s.withdrawn.append(table.column("_row").filter(hit).combine_chunks())
+    file = table.column("_source_file").filter(hit).to_pylist()[0]
+    now_clean = int(pc.sum(pc.equal(fixed.filter(hit), "")).as_py() or 0)
+    for r in s.reports:  # a CSV has one report
+        if r.file == file:
+            r.flagged -= now_clean
+            break
+
+
+def _output_schema(stages: list[_Staged]) -> Any:
+    """The output's schema: one input's, or (inputs with different columns) the columns in
+    order of first appearance, as pandas' concat gives them."""
+    import pyarrow as pa
+
+    schemas = [s.schema for s in stages if s.schema is not None]
+    if not schemas:
+        return None
+    if all(sc.equals(schemas[0], check_metadata=False) for sc in schemas):
+        return schemas[0]
+    empty = [sc.empty_table().to_pandas() for sc in schemas]
+    joined = pd.concat(empty, ignore_index=True, sort=False)
+    for col in joined.columns:  # text gaps are "" (ingest._fill_missing_text)
+        if joined[col].dtype == object and all(
+            col not in e or pd.api.types.is_string_dtype(e[col]) for e in empty
+        ):
+            joined[col] = joined[col].astype("str")
+    return pa.Schema.from_pandas(joined, preserve_index=False)
+
+
+def _conform(table: Any, schema: Any) -> Any:
+    """``table`` with the columns of ``schema`` (a missing text column is "", others null)."""
+    import pyarrow as pa
+
+    if table.schema.equals(schema, check_metadata=False):
+        return table.replace_schema_metadata(schema.metadata)
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            cols.append(table.column(f.name).cast(f.type))
+        elif pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            cols.append(pa.repeat(pa.scalar("", f.type), table.num_rows))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _problem_counts(con: Any, out: Path, stages: list[_Staged]) -> dict[str, int]:
+    """How many kept values were cleared or flagged, per problem code (``_flags``), counted
+    by DuckDB over the written output."""
+    if not any(s.schema is not None for s in stages):
+        return {}
+    path = str(out).replace("'", "''")
+    rows = con.execute(
+        f"""
+        SELECT split_part(code, ':', 1) AS code, count(*) AS n
+        FROM (SELECT unnest(string_split(_flags, ';')) AS code
+              FROM read_parquet('{path}') WHERE _flags <> '')
+        WHERE code <> ''
+        GROUP BY 1 ORDER BY n DESC, code
+        """
+    ).fetchall()
+    return {str(code): int(n) for code, n in rows}
+
+
+def rejects_query(con: Any, stages: list[_Staged]) -> Any | None:
+    """The rejects lines of every input in the pandas engine's order (per input and sheet:
+    the rejected rows as one validation lists them — by the schema's column, check and row —
+    then the lines of kept rows, then the damaged stretches), withdrawn refund lines left
+    out: a DuckDB relation over the spilled lines (None: no line)."""
+    import pyarrow as pa
+
+    parts, withdrawn = [], []
+    for s in stages:
+        if s.rejects_rows:
+            path = str(s.rejects_path).replace("'", "''")
+            parts.append(f"SELECT *, {s.position} AS _stage FROM read_parquet('{path}')")
+        for rows in s.withdrawn:
+            withdrawn.append(pa.table({"_stage": pa.repeat(s.position, len(rows)), "row": rows}))
+    if not parts:
+        return None
+    gone = (
+        pa.concat_tables(withdrawn)
+        if withdrawn
+        else pa.table({"_stage": pa.array([], pa.int64()), "row": pa.array([], pa.int64())})
+    )
+    con.register("withdrawn_refunds", gone)
+    cols = ", ".join(f'"{c}"' for c in REJECT_COLUMNS)
+    return con.sql(
+        f"""
+        SELECT {cols} FROM ({" UNION ALL ".join(parts)}) l
+        WHERE NOT (l._group = 1 AND l.code = '{REFUND_CODE}' AND EXISTS (
+            SELECT 1 FROM withdrawn_refunds w WHERE w._stage = l._stage AND w.row = l.row))
+        ORDER BY l._stage, l._sheet_no, l._group,
+            CASE WHEN l._group = 0 THEN l._rank ELSE 0 END,
+            CASE WHEN l._group = 0 THEN l._check ELSE 0 END,
+            CASE WHEN l._group = 0 THEN l.row ELSE 0 END,
+            l._seq
+        """
+    )
+
+
+def _rejects_chunks(query: Any, rows: int = 100_000) -> Iterator[pd.DataFrame]:
+    """The rejects lines as frames of ``rows`` lines (the types the pandas engine gives)."""
+    if query is None:
+        return
+    reader = query.to_arrow_reader(rows)
+    for rb in reader:
+        frame = rb.to_pandas()
+        frame["row"] = frame["row"].astype("int64")
+        yield frame
+
+
+def write_rejects(chunks: Iterator[pd.DataFrame], path: Path, *, mask: bool) -> None:
+    """The rejects file as :func:`custtool.io.write_table` writes it, chunk by chunk for a
+    CSV (masked by the one policy, formulas neutralised, UTF-8 with BOM), atomically."""
+    from custtool.atomic import atomic_path
+    from custtool.io import neutralize_formula_text, write_table
+    from custtool.report.masking import mask_frame
+
+    if path.suffix.lower() not in {".csv", ".tsv"}:  # a workbook holds 1,048,576 rows anyway
+        parts = list(chunks)
+        frame = (
+            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REJECT_COLUMNS)
+        )
+        write_table(mask_frame(frame, mask=mask), path)
+        return
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8-sig", newline="") as f:
+        wrote = False
+        for chunk in chunks:
+            safe = mask_frame(chunk, mask=mask)
+            for c in REJECT_COLUMNS:
+                if c != "row":
+                    safe[c] = neutralize_formula_text(safe[c])
+            safe.to_csv(f, index=False, header=not wrote, sep=sep, lineterminator="\n")
+            wrote = True
+        if not wrote:
+            pd.DataFrame(columns=REJECT_COLUMNS).to_csv(f, index=False, sep=sep)
