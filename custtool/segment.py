@@ -199,9 +199,17 @@ def segment_customers(
     window: Any = None,
     config: dict[str, Any] | None = None,
     engine: str = "pandas",
+    memory_limit: Any = None,
+    spark_master: str | None = None,
+    attributed_to: Any = None,
 ) -> SegmentResult:
     """The whole segment step: metrics → RFM scores and classes → tiers → lifecycle → LTV
-    → NPS → summary. ``window`` overrides the config's ``metrics.window``."""
+    → NPS → summary. ``window`` overrides the config's ``metrics.window``.
+
+    ``engine="duckdb"``/``"spark"`` with ``orders`` as a Parquet path runs the metrics out of
+    core (see :func:`custtool.metrics.customer_metrics`): then ``SegmentResult.orders`` is
+    an empty frame (the attributed orders are written to ``attributed_to`` instead) and the
+    portrait's order columns (top category, preferred channel, …) stay empty."""
     import pandas as pd
 
     from custtool.io import read_table
@@ -212,7 +220,10 @@ def segment_customers(
     tz = cfg["timezone"]
     if customers is not None and not isinstance(customers, pd.DataFrame):
         customers = read_table(customers)
-    if orders is not None and not isinstance(orders, pd.DataFrame):
+    out_of_core = engine != "pandas" and orders is not None
+    if out_of_core and isinstance(orders, pd.DataFrame) and engine == "duckdb":
+        out_of_core = False  # a frame already in memory: DuckDB aggregates its arrays
+    if orders is not None and not isinstance(orders, pd.DataFrame) and not out_of_core:
         orders = read_table(orders)
     if surveys is not None and not isinstance(surveys, pd.DataFrame):
         surveys = read_table(surveys)
@@ -244,6 +255,9 @@ def segment_customers(
             tz=tz,
             engine=engine,
             growth_window=mcfg.get("growth_window"),
+            memory_limit=memory_limit,
+            spark_master=spark_master,
+            attributed_to=attributed_to,
         )
         source = RFM_FROM_ORDERS
     rc = cfg["rfm"]
@@ -342,11 +356,12 @@ def segment_customers(
         potential_growth=lv["potential_growth"],
         potential_new=lv["potential_new"],
     )
-    attributed = attributed_orders(orders, report) if orders is not None else pd.DataFrame()
+    has_rows = orders is not None and report.used_rows is not None
+    attributed = attributed_orders(orders, report) if has_rows else pd.DataFrame()
     portrait = portrait_columns(
         attributed,
         seg,
-        positions=report.used_customers if orders is not None else None,
+        positions=report.used_customers if has_rows else None,
         settings=cfg["portrait"],
     )
     seg = pd.concat(
