@@ -275,7 +275,8 @@ def test_a_real_tiny_limit_fails_cleanly_or_finishes(tmp_path):
     from custtool.engines import MemoryLimitError
 
     customers, orders = messy_orders("naive")
-    orders["order_id"] = orders["order_id"] + "x" * 2000  # wide ids: a big dedupe hash table
+    orders = pd.concat([orders] * 30, ignore_index=True)  # 46,200 rows of 3 KB ids: 140 MB
+    orders["order_id"] = orders["order_id"] + "x" * 3000 + orders.index.astype(str)
     path = tmp_path / "orders.parquet"
     orders.to_parquet(path, index=False)
     try:

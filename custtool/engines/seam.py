@@ -284,7 +284,7 @@ def _run(
         name: counts.get(k, 0) for k, name in ((1, "id"), (2, "phone"), (3, "email"))
     }
     report.customer_ids = customers["customer_id"] if "customer_id" in customers.columns else None
-    res = runner.frame(S.aggregate_sql(used, as_of_day, win, gwin))
+    res = runner.arrow(S.aggregate_sql(used, as_of_day, win, gwin)).to_pandas()
     agg = _arrays(res, len(customers))
     if attributed_to is not None:
         _write_attributed(runner, src, used, schema, customers, as_of_day, win, attributed_to)
