@@ -10,7 +10,8 @@ Definitions (SPEC, "Definitions that public implementations disagree on"):
   ``refund`` flag is True, count negative); money is rounded to cents before anything else.
 
 Rows are attributed to customers by :mod:`custtool.attribution`; the aggregation runs on
-numpy (``engine="pandas"``) or DuckDB (:mod:`custtool.engines.duckdb`).
+numpy (``engine="pandas"``), or as the SQL of :mod:`custtool.engines.sql` in DuckDB or Spark
+(:mod:`custtool.engines.seam`, out of core over the orders Parquet).
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def customer_metrics(
     the order rows never become a DataFrame, DuckDB stays within ``memory_limit`` (bytes or
     "1GB"; spilling to a temporary folder), Spark runs on ``spark_master``; the attributed
     orders are then not in the report (``report.used_rows`` is None) but written to
-    ``attributed_to`` when given. Given a DataFrame, ``duckdb`` aggregates in-process.
+    ``attributed_to`` when given. A DataFrame is handed to them as a temporary Parquet file.
 
     ``window``, ``growth_window`` and ``tz`` left out come from ``rules/segments.yaml``
     (metrics.window, metrics.growth_window, timezone).
@@ -220,7 +221,7 @@ def customer_metrics(
     if customers is not None and (isinstance(customers, str) or hasattr(customers, "__fspath__")):
         customers = read_table(cast("str | os.PathLike[str]", customers))
     is_path = isinstance(orders, str) or hasattr(orders, "__fspath__")
-    if engine != "pandas" and (is_path or engine == "spark"):
+    if engine != "pandas":
         return _sql_metrics(
             orders,
             customers,
@@ -356,17 +357,9 @@ def customer_metrics(
     del matched, unmatched, in_time, kept_how
 
     n = len(customers)
-    if engine == "duckdb":
-        sel = np.flatnonzero(keep)
-        from custtool.engines.duckdb import aggregate_orders
-
-        agg = aggregate_orders(
-            cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], n, as_of_day, win, gwin
-        )
-        del sel
-    else:  # rows not used go to an extra customer n that is dropped (no copies of the columns)
-        np.copyto(cust, n, where=~keep)
-        agg = _aggregate(cust, day, amount, refund, ocode, n, as_of_day, win, gwin)
+    # rows not used go to an extra customer n that is dropped (no copies of the columns)
+    np.copyto(cust, n, where=~keep)
+    agg = _aggregate(cust, day, amount, refund, ocode, n, as_of_day, win, gwin)
     del keep
     report.orders_used = int(agg.pop("_orders_used"))
     metrics = _finish(customers, agg, as_of_day, as_of_ts)
@@ -408,7 +401,7 @@ def _sql_metrics(
     limit = memory_limit if isinstance(memory_limit, int) else parse_memory_limit(memory_limit)
     with tempfile.TemporaryDirectory(prefix="custtool-orders-") as tmp:
         if not (isinstance(orders, str) or hasattr(orders, "__fspath__")):
-            path = Path(tmp) / "orders.parquet"  # a DataFrame for Spark: handed over as Parquet
+            path = Path(tmp) / "orders.parquet"  # a DataFrame: handed over as Parquet
             orders.to_parquet(path, index=False)
             orders = path
         customers, agg, report, index, as_of_day = sql_customer_metrics(

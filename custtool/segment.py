@@ -4,6 +4,7 @@ lifecycle → LTV → NPS → summary, and the summary workbook."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from custtool.attribution import CustomerIndex, MatchReport
@@ -206,10 +207,12 @@ def segment_customers(
     """The whole segment step: metrics → RFM scores and classes → tiers → lifecycle → LTV
     → NPS → summary. ``window`` overrides the config's ``metrics.window``.
 
-    ``engine="duckdb"``/``"spark"`` with ``orders`` as a Parquet path runs the metrics out of
-    core (see :func:`custtool.metrics.customer_metrics`): then ``SegmentResult.orders`` is
-    an empty frame (the attributed orders are written to ``attributed_to`` instead) and the
-    portrait's order columns (top category, preferred channel, …) stay empty."""
+    ``engine="duckdb"``/``"spark"`` runs the metrics as SQL (see
+    :func:`custtool.metrics.customer_metrics`). With ``orders`` as a Parquet path that is out
+    of core: ``SegmentResult.orders`` is then an empty frame (the engine writes the
+    attributed orders to ``attributed_to`` instead) and the portrait's order columns (top
+    category, preferred channel, …) stay empty. With ``orders`` as a DataFrame (already in
+    memory) the attributed orders come back from the engine, so everything is filled."""
     import pandas as pd
 
     from custtool.io import read_table
@@ -221,15 +224,15 @@ def segment_customers(
     if customers is not None and not isinstance(customers, pd.DataFrame):
         customers = read_table(customers)
     out_of_core = engine != "pandas" and orders is not None
-    if out_of_core and isinstance(orders, pd.DataFrame) and engine == "duckdb":
-        out_of_core = False  # a frame already in memory: DuckDB aggregates its arrays
-    if orders is not None and not isinstance(orders, pd.DataFrame) and not out_of_core:
+    in_memory = isinstance(orders, pd.DataFrame)  # then the attributed orders come back
+    if orders is not None and not in_memory and not out_of_core:
         orders = read_table(orders)
     if surveys is not None and not isinstance(surveys, pd.DataFrame):
         surveys = read_table(surveys)
     if interactions is not None and not isinstance(interactions, pd.DataFrame):
         interactions = read_table(interactions)
     mcfg = cfg["metrics"]
+    attributed_from_engine = None
     if orders is None:  # a member list alone: R, F and M from its summary columns (SPEC D1b)
         if customers is None:
             raise InputError(
@@ -246,6 +249,11 @@ def segment_customers(
             )
         source = RFM_FROM_SUMMARY
     else:
+        import tempfile
+
+        scratch = tempfile.TemporaryDirectory(prefix="custtool-segment-")
+        if out_of_core and in_memory and attributed_to is None:
+            attributed_to = Path(scratch.name) / "attributed_orders.parquet"
         metrics, report = customer_metrics(
             orders,
             customers,
@@ -259,6 +267,9 @@ def segment_customers(
             spark_master=spark_master,
             attributed_to=attributed_to,
         )
+        if out_of_core and in_memory:  # the orders were in memory anyway: so are these
+            attributed_from_engine = read_table(attributed_to)
+        scratch.cleanup()
         source = RFM_FROM_ORDERS
     rc = cfg["rfm"]
     scores = rfm_scores(
@@ -358,6 +369,8 @@ def segment_customers(
     )
     has_rows = orders is not None and report.used_rows is not None
     attributed = attributed_orders(orders, report) if has_rows else pd.DataFrame()
+    if attributed_from_engine is not None:
+        attributed = attributed_from_engine
     portrait = portrait_columns(
         attributed,
         seg,

@@ -299,3 +299,61 @@ def test_engine_needs_parquet_orders(tmp_path):
     assert res.exit_code == 2 and "Parquet" in res.output
     res = CliRunner().invoke(app, ["segment", "--orders", str(csv), "--engine", "nope"])
     assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_orders_in_memory_get_their_attributed_orders_and_portrait_back(example_data):
+    """A DataFrame of orders (the pipeline's case) on --engine duckdb: the engine's
+    attributed orders come back, so SegmentResult.orders and the portrait columns are the
+    pandas engine's; from a Parquet path they are not held (out of core)."""
+    from custtool.portrait import PORTRAIT_COLUMNS
+
+    clean = example_data.frame("clean")
+    orders = example_data.frame("orders")
+    a = segment_customers(orders, clean, engine="pandas")
+    b = segment_customers(orders, clean, engine="duckdb")
+    cols = ["customer_id", "source_customer_id", "match_key", "amount", "in_window"]
+    pd.testing.assert_frame_equal(
+        a.orders[cols].astype(str), b.orders[cols].astype(str), check_dtype=False
+    )
+    pd.testing.assert_frame_equal(
+        a.customers[list(PORTRAIT_COLUMNS)], b.customers[list(PORTRAIT_COLUMNS)]
+    )
+    assert (a.customers["top_category"] != "").any()  # the comparison is not of blanks
+    c = segment_customers(str(example_data.paths["orders"]), clean, engine="duckdb")
+    assert c.orders.empty and (c.customers["top_category"] == "").all()
+
+
+def test_pipeline_segment_takes_engine_and_memory_limit(tmp_path, example_run):
+    """`segment: {engine: duckdb, memory_limit: 1GB}` in pipeline.yaml: the run gives the
+    pandas run's numbers; a limit that is no size is exit 2 naming the file's key."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+    from custtool.errors import ConfigError
+    from custtool.pipeline import load_pipeline
+
+    folder, pandas_run = example_run
+    work = tmp_path / "examples"
+    shutil.copytree(folder / "examples", work)
+    yaml = work / "pipeline.yaml"
+    text = yaml.read_text(encoding="utf-8")
+    assert "  window: 365d" in text
+    yaml.write_text(
+        text.replace("  window: 365d", "  window: 365d\n  engine: duckdb\n  memory_limit: 1GB"),
+        encoding="utf-8",
+    )
+    assert load_pipeline(yaml).steps["segment"]["memory_limit"] == "1GB"
+    res = CliRunner().invoke(app, ["run", str(yaml), "--out", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    duck_run = json.loads(res.stdout)
+    # every step's row counts (segment, tag, follow-ups, report, cards) are the pandas run's
+    got = [(s["step"], s.get("rows")) for s in duck_run["steps"]]
+    assert got == [(s["step"], s.get("rows")) for s in pandas_run["steps"]]
+    assert "segment" in dict(got) and duck_run["nps"] == pandas_run["nps"]
+    bad = work / "bad.yaml"
+    bad.write_text(text.replace("  window: 365d", "  memory_limit: lots"), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(bad)
+    assert "segment.memory_limit" in str(err.value)
