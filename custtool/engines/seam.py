@@ -53,6 +53,7 @@ class DuckRunner:
         self._tmp = tempfile.TemporaryDirectory(prefix="custtool-spill-")
         self.con = duckdb_connect(memory_limit, Path(self._tmp.name) / "spill")
         self.con.execute(f"SET TimeZone = {S._quote(tz)}")
+        self.con.execute("SET enable_progress_bar = false")
         self.tz = tz
 
     def source(self, path: str) -> str:
@@ -250,22 +251,26 @@ def _run(
             order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
         ),
     )
-    st = runner.frame(S.stats_sql(lines)).iloc[0]
-    report.rows = int(st["n_rows"])
-    n_valid = int(st["n_valid"])
+    days = runner.frame(S.days_sql(lines))
+    valid = days["d"].notna().to_numpy()
+    day = days["d"].fillna(0).to_numpy(np.int64)
+    n = days["n"].to_numpy(np.int64)
+    hit = days["matched"].fillna(False).to_numpy(bool)
+    report.rows = int(n.sum())
+    n_valid = int(n[valid].sum())
     if as_of is None and not n_valid:
         raise InputError(
             "no order has a valid order time", "check the 下单时间 column of the orders"
         )
-    latest = pd.Timestamp(int(st["max_day"]), unit="D") if n_valid else None
+    latest = pd.Timestamp(int(day[valid].max()), unit="D") if n_valid else None
     as_of_ts = resolve_as_of(as_of, latest)
     as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
     report.as_of = as_of_ts
     report.rows_invalid_time = report.rows - n_valid
-    sp = runner.frame(S.split_sql(lines, as_of_day)).fillna(0).iloc[0]
-    report.rows_after_as_of = int(sp["after_as_of"])
-    report.rows_unmatched = int(sp["unmatched"])
-    matched = int(sp["matched"])
+    before = valid & (day <= as_of_day)
+    report.rows_after_as_of = int(n[valid & (day > as_of_day)].sum())
+    report.rows_unmatched = int(n[before & ~hit].sum())
+    matched = int(n[before & hit].sum())
     present = [c for c in UNMATCHED_COLUMNS if c in schema]
     if report.rows_unmatched:
         sel = ", ".join("s." + q(c) for c in present)
@@ -284,22 +289,24 @@ def _run(
         name: counts.get(k, 0) for k, name in ((1, "id"), (2, "phone"), (3, "email"))
     }
     report.customer_ids = customers["customer_id"] if "customer_id" in customers.columns else None
-    res = runner.arrow(S.aggregate_sql(used, as_of_day, win, gwin)).to_pandas()
+    res = runner.arrow(S.aggregate_sql(used, as_of_day, win, gwin)).combine_chunks()
     agg = _arrays(res, len(customers))
     if attributed_to is not None:
         _write_attributed(runner, src, used, schema, customers, as_of_day, win, attributed_to)
     return customers, agg, report, index, as_of_day
 
 
-def _arrays(res: pd.DataFrame, n: int) -> dict[str, Any]:
-    """The engine's per-customer rows → the arrays ``_finish`` takes (as ``_aggregate``)."""
+def _arrays(res: Any, n: int) -> dict[str, Any]:
+    """The engine's per-customer rows (an Arrow table) → the arrays ``_finish`` takes (as
+    ``_aggregate``)."""
     import numpy as np
+    import pyarrow.compute as pc
 
-    idx = res["c"].to_numpy(np.int64)
+    idx = res["c"].to_numpy().astype(np.int64)
 
-    def full(col: str, dtype: str = "int64") -> np.ndarray:
-        arr = np.zeros(n, dtype=dtype)
-        arr[idx] = res[col].fillna(0).to_numpy(dtype)
+    def full(col: str) -> np.ndarray:
+        arr = np.zeros(n, dtype=np.int64)
+        arr[idx] = pc.fill_null(res[col], 0).to_numpy().astype(np.int64)
         return arr
 
     out: dict[str, Any] = {}

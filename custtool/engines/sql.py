@@ -154,32 +154,24 @@ def lines_sql(
     ) x"""
 
 
-def stats_sql(lines: str) -> str:
-    """rows, rows with a valid time, the latest valid day."""
-    return f"SELECT count(*) AS n_rows, count(t) AS n_valid, max(d) AS max_day FROM {lines}"
-
-
-def split_sql(lines: str, as_of_day: int) -> str:
-    """Rows after the as-of day, matched and unmatched rows on or before it."""
-    A = int(as_of_day)
+def days_sql(lines: str) -> str:
+    """Rows per order day (NULL: no valid time) and customer found or not: a small table
+    (days × 2) from which the row accounting and the latest day are read in one pass."""
     return f"""
-    SELECT sum(CASE WHEN t IS NOT NULL AND d > {A} THEN 1 ELSE 0 END) AS after_as_of,
-      sum(CASE WHEN t IS NOT NULL AND d <= {A} AND c < 0 THEN 1 ELSE 0 END) AS unmatched,
-      sum(CASE WHEN t IS NOT NULL AND d <= {A} AND c >= 0 THEN 1 ELSE 0 END) AS matched
-    FROM {lines}"""
+    SELECT d, (c >= 0) AS matched, count(*) AS n FROM {lines}
+    GROUP BY d, (c >= 0)"""
 
 
 def used_sql(dialect: Dialect, lines: str, as_of_day: int) -> str:
     """The rows used: matched, on or before the as-of day, exact duplicates once (the first
-    in file order keeps its row number and match code)."""
+    in file order keeps its row number and match code). A row without an order id is never
+    a duplicate (its row number is part of its key). One pass over the rows."""
     A = int(as_of_day)
-    where = f"t IS NOT NULL AND d <= {A} AND c >= 0"
     how = dialect.f(dialect.min_by, v="how", k="rn")
     return f"""
     SELECT c, o, t, a, r, d, min(rn) AS rn, {how} AS how FROM {lines}
-    WHERE {where} AND o IS NOT NULL GROUP BY c, o, t, a, r, d
-    UNION ALL
-    SELECT c, o, t, a, r, d, rn, how FROM {lines} WHERE {where} AND o IS NULL"""
+    WHERE t IS NOT NULL AND d <= {A} AND c >= 0
+    GROUP BY c, o, t, a, r, d, CASE WHEN o IS NULL THEN rn END"""
 
 
 def aggregate_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
