@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from custtool.engines import duckdb_connect, is_out_of_memory, memory_error
+from custtool.engines import MIN_MEMORY, duckdb_connect, is_out_of_memory, memory_error
 from custtool.engines import sql as S
 from custtool.errors import ConfigError, CusttoolError, InputError
 
@@ -98,6 +98,15 @@ class DuckRunner:
         self.con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
         return name
 
+    def fit_limit(self) -> None:
+        """--memory-limit bounds the process: DuckDB gets what the customers, the matcher
+        and Python do not already hold (at least 64 MB)."""
+        if self.memory_limit is None:
+            return
+        held = _resident_bytes()
+        room = max(MIN_MEMORY, self.memory_limit - held - 32 * 1000**2)
+        self.con.execute(f"SET memory_limit = '{int(room)}B'")
+
     def copy(self, sql: str, path: Path) -> None:
         p = str(path).replace("'", "''")
         self.con.execute(f"COPY ({sql}) TO '{p}' (FORMAT parquet)")
@@ -107,6 +116,17 @@ class DuckRunner:
             self.con.close()
         finally:
             self._tmp.cleanup()
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (0 where /proc is missing)."""
+    import os
+
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
 
 
 def _duck_kind(t: str) -> str:
@@ -225,18 +245,20 @@ def _run(
     from custtool.attribution import match_positions
 
     pos, how = match_positions(raw, index)
-    keymap = key_rows[[f"k_{k}" for k in keys]].assign(
-        c=pos.astype("int64"), how=how.astype("int64")
-    )
-    keymap = keymap[keymap["c"] >= 0].drop_duplicates([f"k_{k}" for k in keys])
-    del key_rows, raw
+    # every row's key tuple is among these: when no two share a hash, the hash joins exactly
+    by_hash = not key_rows["kh"].duplicated().any()
+    join_cols = ["kh"] if by_hash else [f"k_{k}" for k in keys]
+    keymap = key_rows[join_cols].assign(c=pos.astype("int64"), how=how.astype("int64"))
+    keymap = keymap[keymap["c"] >= 0].drop_duplicates(join_cols)
+    del key_rows, raw, pos, how
     km = runner.register("keymap", keymap)
     del keymap
+    runner.fit_limit()
 
     def col(name: str) -> str:
         return "s." + q(name)
 
-    lines = runner.view(
+    lines = runner.table(
         "lines",
         S.lines_sql(
             d,
@@ -249,6 +271,7 @@ def _run(
                 d, col("refund") if "refund" in schema else None, schema.get("refund", "")
             ),
             order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
+            by_hash=by_hash,
         ),
     )
     days = runner.frame(S.days_sql(lines))
@@ -292,7 +315,9 @@ def _run(
     res = runner.arrow(S.aggregate_sql(used, as_of_day, win, gwin)).combine_chunks()
     agg = _arrays(res, len(customers))
     if attributed_to is not None:
-        _write_attributed(runner, src, used, schema, customers, as_of_day, win, attributed_to)
+        _write_attributed(
+            runner, src, lines, used, schema, customers, as_of_day, win, attributed_to
+        )
     return customers, agg, report, index, as_of_day
 
 
@@ -331,6 +356,7 @@ def _arrays(res: Any, n: int) -> dict[str, Any]:
 def _write_attributed(
     runner: Any,
     src: str,
+    lines: str,
     used: str,
     schema: dict[str, str],
     customers: pd.DataFrame,
@@ -360,7 +386,7 @@ def _write_attributed(
     )
     special = {
         "customer_id": "ci.stable_id",
-        "order_time": "u.t",
+        "order_time": "l.t",
         "amount": "CAST(u.a AS DOUBLE) / 100.0",
     }
     cols = [f"{special.get(c, 's.' + q(c))} AS {q(c)}" for c in schema if c != "rn"]
@@ -374,7 +400,8 @@ def _write_attributed(
     ]
     sql = f"""
       SELECT {", ".join(cols)}
-      FROM {used} u JOIN {src} s ON u.rn = s.rn JOIN {cid} ci ON u.c = ci.c
+      FROM {used} u JOIN {lines} l ON u.rn = l.rn JOIN {src} s ON u.rn = s.rn
+        JOIN {cid} ci ON u.c = ci.c
       ORDER BY u.rn"""
     from custtool.atomic import atomic_path
 

@@ -217,6 +217,9 @@ class SparkRunner:
         self._names.append(name)
         return name
 
+    def fit_limit(self) -> None:
+        """Spark's memory is the cluster's (spark.driver.memory / executor memory)."""
+
     def view(self, name: str, sql: str) -> str:
         self.spark.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
         self._names.append(name)

@@ -40,6 +40,7 @@ class Dialect:
     min_by: str  # "{v}", "{k}" → v at the smallest k
     is_nan: str  # "{x}" → x is NaN
     ident: str  # "{n}" → the quoted identifier n
+    hash: str  # "{x}" → a 64-bit hash of one or more comma-separated values
 
     def q(self, name: str) -> str:
         return self.ident.format(n=name.replace(self.ident[0], self.ident[0] * 2))
@@ -62,6 +63,7 @@ DUCKDB = Dialect(
     min_by="min_by({v}, {k})",
     is_nan="isnan({x})",
     ident='"{n}"',
+    hash="hash({x})",
 )
 
 SPARK = Dialect(
@@ -74,6 +76,7 @@ SPARK = Dialect(
     min_by="min_by({v}, {k})",
     is_nan="isnan({x})",
     ident="`{n}`",
+    hash="xxhash64({x})",
 )
 
 
@@ -83,12 +86,14 @@ def key_columns(columns: list[str]) -> list[str]:
 
 
 def distinct_keys_sql(dialect: Dialect, src: str, keys: list[str]) -> str:
-    """The distinct key tuples of the order rows: each key as it is (for the matcher) and as
-    text (``k_<name>``, the join key; NULL stays NULL)."""
+    """The distinct key tuples of the order rows: each key as it is (for the matcher), as
+    text (``k_<name>``, the join key when two tuples share a hash; NULL stays NULL) and the
+    tuple's 64-bit hash ``kh`` (the join key when no two tuples share it)."""
     q = dialect.q
     raw = ", ".join(q(k) for k in keys)
     txt = ", ".join(f"CAST({q(k)} AS {dialect.string}) AS {q('k_' + k)}" for k in keys)
-    return f"SELECT DISTINCT {raw}, {txt} FROM {src}"
+    kh = dialect.f(dialect.hash, x=raw)
+    return f"SELECT {raw}, {txt}, {kh} AS kh FROM (SELECT DISTINCT {raw} FROM {src}) k"
 
 
 def amount_expr(dialect: Dialect, col: str, kind: str) -> str:
@@ -135,17 +140,28 @@ def lines_sql(
     amount: str,
     refund: str,
     order_id: str,
+    by_hash: bool = True,
 ) -> str:
-    """One row per order row: rn, customer position ``c`` (-1 unmatched), match code ``how``,
-    local time ``t`` (NULL: not a valid time), day ``d``, order id ``o``, net cents ``a``
-    (refund-flagged rows negative) and ``r`` (a refund line)."""
+    """One narrow row per order row: rn, customer position ``c`` (-1 unmatched), match code
+    ``how``, local time ``t`` (NULL: not a valid time), day ``d``, the order id's 64-bit hash
+    ``oh`` (NULL: no order id, the row is an order by itself), net cents ``a`` (refund-flagged
+    rows negative) and ``r`` (a refund line). ``by_hash``: join the key map on the key
+    tuple's hash (exact when the caller checked no two tuples share one), else on the keys
+    as text."""
     q = dialect.q
-    on = " AND ".join(
-        dialect.f(dialect.nulleq, a=f"CAST(s.{q(k)} AS {dialect.string})", b=f"km.{q('k_' + k)}")
-        for k in keys
-    )
+    if by_hash:
+        on = "km.kh = " + dialect.f(dialect.hash, x=", ".join(f"s.{q(k)}" for k in keys))
+    else:
+        on = " AND ".join(
+            dialect.f(
+                dialect.nulleq, a=f"CAST(s.{q(k)} AS {dialect.string})", b=f"km.{q('k_' + k)}"
+            )
+            for k in keys
+        )
+    oh = f"CASE WHEN o IS NULL THEN NULL ELSE {dialect.f(dialect.hash, x='o')} END"
     return f"""
-    SELECT rn, c, how, t, {dialect.f(dialect.day, t="t")} AS d, o,
+    SELECT rn, CAST(c AS INTEGER) AS c, CAST(how AS TINYINT) AS how, t,
+      CAST({dialect.f(dialect.day, t="t")} AS INTEGER) AS d, {oh} AS oh,
       CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r
     FROM (
       SELECT s.rn AS rn, coalesce(km.c, -1) AS c, coalesce(km.how, 0) AS how,
@@ -163,15 +179,15 @@ def days_sql(lines: str) -> str:
 
 
 def used_sql(dialect: Dialect, lines: str, as_of_day: int) -> str:
-    """The rows used: matched, on or before the as-of day, exact duplicates once (the first
-    in file order keeps its row number and match code). A row without an order id is never
-    a duplicate (its row number is part of its key). One pass over the rows."""
+    """The rows used: matched, on or before the as-of day, exact duplicates (same customer,
+    order id, time, amount) once — the first in file order keeps its row number and match
+    code. A row without an order id is never a duplicate (its row number is in its key)."""
     A = int(as_of_day)
     how = dialect.f(dialect.min_by, v="how", k="rn")
     return f"""
-    SELECT c, o, t, a, r, d, min(rn) AS rn, {how} AS how FROM {lines}
+    SELECT c, oh, a, r, min(d) AS d, min(rn) AS rn, {how} AS how FROM {lines}
     WHERE t IS NOT NULL AND d <= {A} AND c >= 0
-    GROUP BY c, o, t, a, r, d, CASE WHEN o IS NULL THEN rn END"""
+    GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL THEN rn END"""
 
 
 def aggregate_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
@@ -188,9 +204,9 @@ def aggregate_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
 
     return f"""
     WITH ord AS (
-      SELECT c, min(d) AS d FROM {used} WHERE NOT r AND o IS NOT NULL GROUP BY c, o
+      SELECT c, min(d) AS d FROM {used} WHERE NOT r AND oh IS NOT NULL GROUP BY c, oh
       UNION ALL
-      SELECT c, d FROM {used} WHERE NOT r AND o IS NULL),
+      SELECT c, d FROM {used} WHERE NOT r AND oh IS NULL),
     ordc AS (
       SELECT c, count(*) AS orders_total, {count(f"{A} - d < 30")} AS orders_30d,
         {count(f"{A} - d < 90")} AS orders_90d, {count(f"{A} - d < 365")} AS orders_365d,
