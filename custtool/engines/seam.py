@@ -99,12 +99,12 @@ class DuckRunner:
         return name
 
     def fit_limit(self) -> None:
-        """--memory-limit bounds the process: DuckDB gets what the customers, the matcher
-        and Python do not already hold (at least 64 MB)."""
+        """--memory-limit bounds the process where it can: DuckDB gets what the customers,
+        the matcher and Python do not already hold, but at least half the limit."""
         if self.memory_limit is None:
             return
         held = _resident_bytes()
-        room = max(MIN_MEMORY, self.memory_limit - held - 32 * 1000**2)
+        room = max(MIN_MEMORY, self.memory_limit // 2, self.memory_limit - held - 32 * 1000**2)
         self.con.execute(f"SET memory_limit = '{int(room)}B'")
 
     def copy(self, sql: str, path: Path) -> None:
@@ -248,11 +248,21 @@ def _run(
     # every row's key tuple is among these: when no two share a hash, the hash joins exactly
     by_hash = not key_rows["kh"].duplicated().any()
     join_cols = ["kh"] if by_hash else [f"k_{k}" for k in keys]
+    if not by_hash:  # two tuples share a hash (rare): fetched again, with the keys as text
+        again = runner.arrow(S.distinct_keys_sql(d, src, keys, text=True)).to_pandas()
+        pos, how = match_positions(again[keys], index)
+        key_rows = again
     keymap = key_rows[join_cols].assign(c=pos.astype("int64"), how=how.astype("int64"))
     keymap = keymap[keymap["c"] >= 0].drop_duplicates(join_cols)
     del key_rows, raw, pos, how
     km = runner.register("keymap", keymap)
     del keymap
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()  # what the matcher freed goes back
     runner.fit_limit()
 
     def col(name: str) -> str:

@@ -85,15 +85,18 @@ def key_columns(columns: list[str]) -> list[str]:
     return [c for c in KEY_COLUMNS if c in columns]
 
 
-def distinct_keys_sql(dialect: Dialect, src: str, keys: list[str]) -> str:
-    """The distinct key tuples of the order rows: each key as it is (for the matcher), as
-    text (``k_<name>``, the join key when two tuples share a hash; NULL stays NULL) and the
-    tuple's 64-bit hash ``kh`` (the join key when no two tuples share it)."""
+def distinct_keys_sql(dialect: Dialect, src: str, keys: list[str], text: bool = False) -> str:
+    """The distinct key tuples of the order rows: each key as it is (for the matcher) and
+    the tuple's 64-bit hash ``kh`` (the join key when no two tuples share it); with
+    ``text``, also as text (``k_<name>``, the join key when two tuples share a hash; NULL
+    stays NULL)."""
     q = dialect.q
     raw = ", ".join(q(k) for k in keys)
-    txt = ", ".join(f"CAST({q(k)} AS {dialect.string}) AS {q('k_' + k)}" for k in keys)
+    txt = "".join(f", CAST({q(k)} AS {dialect.string}) AS {q('k_' + k)}" for k in keys)
     kh = dialect.f(dialect.hash, x=raw)
-    return f"SELECT {raw}, {txt}, {kh} AS kh FROM (SELECT DISTINCT {raw} FROM {src}) k"
+    return (
+        f"SELECT {raw}{txt if text else ''}, {kh} AS kh FROM (SELECT DISTINCT {raw} FROM {src}) k"
+    )
 
 
 def amount_expr(dialect: Dialect, col: str, kind: str) -> str:
