@@ -72,6 +72,7 @@ con = duckdb.connect()
 if sys.argv[2]:
     con.execute(f"SET memory_limit = '{sys.argv[2]}'")
 con.execute("SET preserve_insertion_order = false")
+con.execute("SET enable_progress_bar = false")
 n = con.execute(f'''SELECT count(*) FROM (SELECT customer_id, count(*), sum(amount),
     min(order_time), max(order_time) FROM read_parquet('{sys.argv[1]}')
     GROUP BY customer_id)''').fetchone()[0]
