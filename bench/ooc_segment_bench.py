@@ -50,7 +50,9 @@ def write_data(folder: Path, n_customers: int, n_orders: int, seed: int = 0) -> 
         pq.write_table(c, folder / "customers.parquet")
     if not (folder / "orders.parquet").exists():
         o = _orders_table(n_customers, n_orders, seed)
-        t = pc.strptime(o["下单时间"], format="%Y-%m-%d %H:%M:%S", unit="s").cast(pa.timestamp("us"))
+        t = pc.strptime(o["下单时间"], format="%Y-%m-%d %H:%M:%S", unit="s").cast(
+            pa.timestamp("us")
+        )
         o = pa.table(
             {
                 "order_id": o["订单号"],
