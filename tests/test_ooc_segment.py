@@ -357,3 +357,27 @@ def test_pipeline_segment_takes_engine_and_memory_limit(tmp_path, example_run):
     with pytest.raises(ConfigError) as err:
         load_pipeline(bad)
     assert "segment.memory_limit" in str(err.value)
+
+
+def test_the_spill_folder_is_removed_afterwards(tmp_path, monkeypatch):
+    import tempfile
+
+    customers, orders = messy_orders("naive")
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen = []
+    from custtool.engines import seam
+
+    real = seam.DuckRunner.close
+
+    def close(self):
+        seen.append(Path(self._tmp.name))
+        assert seen[0].parent == scratch and seen[0].exists()
+        real(self)
+
+    monkeypatch.setattr(seam.DuckRunner, "close", close)
+    customer_metrics(path, customers, engine="duckdb", memory_limit="256MB")
+    assert seen and not seen[0].exists() and not list(scratch.iterdir())
