@@ -613,6 +613,141 @@ class CardsStep(StrictModel):
     by: str | None = None
 
 
+# ---- deliver: of a pipeline file (custtool.deliver); defaults in rules/deliver.yaml
+#: what a subscription may send: the run folder's files (custtool.deliver.ATTACHMENTS)
+SendKind = Literal["report", "pdf", "html", "csv", "owner_report"]
+_ADDRESS = r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$"
+
+
+def _check_address(value: str) -> str:
+    import re
+
+    if not re.match(_ADDRESS, value.strip()):
+        raise ValueError(f"{value!r} is not an e-mail address (write e.g. manager@example.cn)")
+    return value.strip()
+
+
+class SmtpConfig(StrictModel):
+    """``deliver: smtp:`` — the mail server; the password only from ``password_env``."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: Literal["none", "starttls", "ssl"] | None = None
+    user: str | None = None
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    from_: str = Field(alias="from", min_length=3)
+    timeout: float | None = Field(default=None, gt=0)
+    retries: int | None = Field(default=None, ge=1, le=10)
+    backoff: float | None = Field(default=None, ge=0)
+    #: never allowed: a password in the file is refused (see the validator)
+    password: Any = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("password")
+    @classmethod
+    def _no_password(cls, v: Any) -> Any:
+        if v is not None:
+            raise ValueError(
+                "a password does not belong in the pipeline file: remove it, put it in an "
+                "environment variable (e.g. CUSTTOOL_SMTP_PASSWORD) and name that with password_env"
+            )
+        return v
+
+    @field_validator("from_")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        from email.utils import parseaddr
+
+        _check_address(parseaddr(v)[1] or v)
+        return v
+
+
+class Subscription(StrictModel):
+    """One entry of ``deliver: subscriptions:``: who gets which files of a run, and when."""
+
+    name: str = Field(min_length=1)
+    to: list[str] | None = Field(default=None, min_length=1)
+    owners: dict[str, str] | None = Field(default=None, min_length=1)
+    send: list[SendKind] = Field(min_length=1)
+    cycle: Literal["weekly", "monthly"] | None = None
+    mask: bool | None = None
+    role: str | None = None
+    subject: str | None = None
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _to_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [_check_address(a) for a in v]
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return None if v is None else {str(k): _check_address(a) for k, a in v.items()}
+
+    @model_validator(mode="after")
+    def _recipients(self) -> Subscription:
+        if (self.to is None) == (self.owners is None):
+            raise ValueError(
+                "give either to: [addresses] or owners: {负责人: address}, not both and not neither"
+            )
+        if self.owners is not None and set(self.send) != {"owner_report"}:
+            raise ValueError(
+                "owners: get only their own workbook: use send: [owner_report] here and "
+                "another subscription with to: for the other files"
+            )
+        if self.to is not None and "owner_report" in self.send:
+            raise ValueError(
+                "owner_report goes to each owner: use owners: {负责人: address} instead of to:"
+            )
+        return self
+
+
+class DeliverConfig(StrictModel):
+    """``deliver:`` of a pipeline file: the mail server and the subscriptions."""
+
+    smtp: SmtpConfig
+    subscriptions: list[Subscription] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> DeliverConfig:
+        names = [s.name for s in self.subscriptions]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"subscription names must be unique: {', '.join(twice)}")
+        return self
+
+
+class SmtpDefaults(StrictModel):
+    tls: Literal["none", "starttls", "ssl"]
+    ports: dict[Literal["none", "starttls", "ssl"], int]
+    password_env: str
+    timeout: float = Field(gt=0)
+    retries: int = Field(ge=1, le=10)
+    backoff: float = Field(ge=0)
+
+
+class SubscriptionDefaults(StrictModel):
+    mask: bool
+
+
+class DeliverSettings(StrictModel):
+    """``rules/deliver.yaml``: the defaults of ``deliver:`` and the Chinese subject and body."""
+
+    smtp: SmtpDefaults
+    subscription: SubscriptionDefaults
+    subject: str = Field(min_length=1)
+    body: str = Field(min_length=1)
+
+
+def deliver_settings(path: str | os.PathLike[str] | None = None) -> DeliverSettings:
+    """rules/deliver.yaml overlaid with the user's file."""
+    return load_model(DeliverSettings, path, default="deliver.yaml")
+
+
 class PipelineFile(StrictModel):
     """A pipeline file (``custtool run``): inputs and each step's options."""
 
@@ -635,6 +770,8 @@ class PipelineFile(StrictModel):
     # <out>/custtool.duckdb (custtool.book)
     book: str | bool | None = None
     book_wait: float | None = Field(default=None, ge=0)
+    # e-mail subscriptions (custtool.deliver): sent after a successful run, or by `custtool send`
+    deliver: DeliverConfig | None = None
 
 
 # ---- rules/clean.yaml

@@ -54,6 +54,7 @@ class Pipeline:
     sensitive: str | None = None  # drop | mask | clear | encrypt (custtool.crypto)
     book: Path | None = None  # the customer book; None: off (book: false)
     book_wait: float | None = None
+    deliver: Any = None  # custtool.config.DeliverConfig: the e-mail subscriptions (deliver:)
 
     @property
     def config_hash(self) -> str:
@@ -67,19 +68,25 @@ class RunResult:
     folder: Path
     manifest: dict[str, Any]
     over_reject_limit: bool
+    delivery: Any = None  # custtool.deliver.DeliveryResult when the run sent e-mail
 
     @property
     def exit_code(self) -> int:
-        """0 done; 1 done but more input rows rejected than ``fail_on_rejects`` allows."""
-        return int(self.over_reject_limit)
+        """0 done; 1 done but more input rows rejected than ``fail_on_rejects`` allows, or
+        an e-mail that could not be sent (the run folder is complete either way)."""
+        sent_ok = self.delivery is None or not self.delivery.exit_code
+        return int(self.over_reject_limit or not sent_ok)
 
     def to_dict(self) -> dict[str, Any]:
         """The machine summary (what `run --json` prints): the folder, the limit check and the manifest."""
-        return {
+        out = {
             "folder": str(self.folder),
             "over_reject_limit": self.over_reject_limit,
             **self.manifest,
         }
+        if self.delivery is not None:
+            out["delivery"] = self.delivery.to_dict()
+        return out
 
 
 # --------------------------------------------------------------------------- config
@@ -145,6 +152,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         sensitive=model.sensitive,
         book=_book_path(model.book, base, out if out.is_absolute() else base / out),
         book_wait=model.book_wait,
+        deliver=model.deliver,
     )
 
 
@@ -223,12 +231,20 @@ def run_pipeline(
     fail_on_rejects: int | None = None,
     progress: Any = None,
     sensitive: str | None = None,
+    send: bool = True,
+    send_options: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run every step of the pipeline and write the run folder atomically.
 
     ``progress`` (optional) is called with each step's name as it starts. Sensitive columns
     are encrypted with ``CUSTTOOL_KEY``; without it the run stops before writing unless
     ``sensitive`` (or the pipeline's ``sensitive:``) is drop, mask or clear.
+
+    With a ``deliver:`` section and ``send`` true, the subscriptions due for the run's as-of
+    date are mailed once the run folder is in place (:func:`custtool.deliver.send_run`;
+    ``send_options`` are passed on, e.g. ``retries``/``backoff`` in tests). Nothing is sent
+    after a failed run, nor after a run over ``fail_on_rejects`` (exit 1: check the rejects,
+    then ``custtool send``). Subscription and masking problems stop the run before it writes.
     """
     import pandas as pd
 
@@ -271,6 +287,17 @@ def run_pipeline(
     # before anything is written
     export_role = get_role(pl.steps["report"].get("role"))
     check_unmask(export_role, rep_opts_mask(pl))
+    if send and pl.deliver is not None:
+        from custtool.deliver import check_subscriptions
+
+        # roles, masking and the password variable: checked before anything is written
+        check_subscriptions(
+            pl.deliver,
+            run_mask=rep_opts_mask(pl),
+            run_role=export_role.name,
+            password=True,
+            where=pl.path,
+        )
     from custtool.config import sheet_rows_setting
 
     # rows on a capped sheet (tier/class sheets, 待跟进, follow-up tasks); the rest in CSV
@@ -530,12 +557,16 @@ def run_pipeline(
         save(final, "customers.parquet")
 
         # ---- the book's KPIs (recorded below) and its earlier runs, for the 趋势 sheet
-        book_figures: dict[str, Any] | None = None
+        from custtool.book import TREND_KEYS, run_kpis
+
+        # the run's KPIs: one computation for the manifest, the book and the e-mail
+        book_figures: dict[str, Any] | None = run_kpis(
+            final, nps=segment.nps, summary=segment.summary
+        )
         book_trend: list[dict[str, Any]] | None = None
         if book_path is not None:
-            from custtool.book import run_kpis, trend, trend_row
+            from custtool.book import trend, trend_row
 
-            book_figures = run_kpis(final, nps=segment.nps, summary=segment.summary)
             earlier = trend(book_path).runs if book_path.exists() else []
             book_trend = [r for r in earlier if r["as_of"] < run_as_of]
             book_trend.append(trend_row(run_as_of, book_figures))
@@ -645,6 +676,15 @@ def run_pipeline(
                 "tag": steps.records[[r["step"] for r in steps.records].index("tag")].get("rows"),
             },
             "nps": seg_summary["nps"],  # the one NPS (segment step; the report shows the same)
+            # headline figures (custtool.book.run_kpis: the report's 概览 and the book's kpis)
+            "kpis": {k: book_figures.get(k) for k in TREND_KEYS} if book_figures else {},
+            # how the exports were written (custtool.deliver refuses to mail unmasked files
+            # unless a subscription may have them)
+            "report": {
+                "role": export_role.name,
+                "mask": rep_opts_mask(pl),
+                "owner": pl.steps["report"].get("owner"),
+            },
             "steps": steps.records,
             "outputs": [
                 {"file": name, "bytes": (staging / name).stat().st_size} for name in outputs
@@ -693,7 +733,13 @@ def run_pipeline(
             shutil.rmtree(staging, ignore_errors=True)
         if created_out and out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed first run leaves no empty folder behind
-    return RunResult(folder, manifest, limit is not None and rejected_rows > limit)
+    result = RunResult(folder, manifest, limit is not None and rejected_rows > limit)
+    if send and pl.deliver is not None and not result.over_reject_limit:
+        from custtool.deliver import send_run
+
+        result.delivery = send_run(folder, pl.deliver, name=pl.name, **(send_options or {}))
+        result.manifest = result.delivery.manifest
+    return result
 
 
 def _umask() -> int:

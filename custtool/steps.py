@@ -999,3 +999,41 @@ def run_book_import(
     return StepResult(
         "book import", {"book": target, "runs": [d.to_dict() for d in done]}, value=done
     )
+
+
+# --------------------------------------------------------------------------- e-mail (issue 17)
+def run_send(
+    run_dir: PathLike,
+    *,
+    config: PathLike | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    **send_options: Any,
+) -> StepResult:
+    """Mail a finished run folder to the subscriptions of ``config`` (default: the pipeline
+    file recorded in the run's manifest.json). ``dry_run`` lists the mails and sends nothing;
+    ``force`` re-sends what was already sent. Exit code 1 when a mail could not be sent (the
+    manifest records it); problems found before sending are ConfigError (exit 2)."""
+    from custtool.deliver import load_deliver, read_manifest, send_run
+
+    folder = Path(run_dir)
+    if config is None:
+        recorded = read_manifest(folder).get("pipeline")
+        if not recorded:
+            raise InputError(
+                f"{folder}: the manifest names no pipeline file", "pass --config pipeline.yaml"
+            )
+        config = recorded
+    deliver, name = load_deliver(config)
+    result = send_run(
+        folder,
+        deliver,
+        name=name,
+        dry_run=dry_run,
+        force=force,
+        config_file=str(config),
+        **send_options,
+    )
+    return StepResult(
+        "send", result.to_dict(), exit_code=result.exit_code, problem=result.problem, value=result
+    )

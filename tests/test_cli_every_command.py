@@ -69,7 +69,27 @@ def ARGS(d, p: dict[str, Path], tmp: Path) -> dict[str, list[str] | None]:
         "trend": ["--book", str(tmp / "book.duckdb")],
         "compare": [p["as_of"], p["as_of"], "--book", str(tmp / "book.duckdb")],
         "query": ["SELECT count(*) AS n FROM runs", "--book", str(tmp / "book.duckdb")],
+        "send": [
+            str(Path(p["out"]) / p["as_of"]),
+            "--config",
+            str(mail_pipeline(tmp)),
+            "--dry-run",
+        ],
     }
+
+
+def mail_pipeline(tmp: Path) -> Path:
+    """A pipeline file with a deliver: section (`send` reads only that part)."""
+    path = tmp / "mail.yaml"
+    path.write_text(
+        "inputs: {orders: 订单.csv}\n"
+        "deliver:\n"
+        "  smtp: {host: 127.0.0.1, port: 2525, tls: none, from: 客户分析 <r@example.cn>}\n"
+        "  subscriptions:\n"
+        "    - {name: 经理月报, to: [m@example.cn], send: [report, csv]}\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def MISSING(tmp: Path, p: dict[str, Path]) -> dict[str, list[str] | None]:
@@ -95,6 +115,7 @@ def MISSING(tmp: Path, p: dict[str, Path]) -> dict[str, list[str] | None]:
         "trend": ["--book", str(tmp / "不存在.duckdb")],
         "compare": ["2026-01-01", "2026-02-01", "--book", str(tmp / "不存在.duckdb")],
         "query": ["SELECT 1", "--book", str(tmp / "不存在.duckdb")],
+        "send": [str(tmp / "不存在")],
     }
 
 
