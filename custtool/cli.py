@@ -658,8 +658,30 @@ def segment(
         ),
     ] = None,
     engine: Annotated[
-        str, typer.Option("--engine", help="Aggregation engine: pandas or duckdb.")
+        str,
+        typer.Option(
+            "--engine",
+            help="Metrics engine: pandas (in memory), duckdb (out of core over the orders "
+            "Parquet, bounded by --memory-limit) or spark (Spark SQL via pyspark, "
+            "pip install 'custtool[spark]').",
+        ),
     ] = "pandas",
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="Memory bound of --engine duckdb, e.g. 1GB, 512MB, 2GiB (it spills to a "
+            "temporary folder beyond it; too small to finish is exit 2).",
+        ),
+    ] = None,
+    spark_master: Annotated[
+        str,
+        typer.Option(
+            "--spark-master",
+            help="Spark master of --engine spark: local[*] (default), local[2], "
+            "spark://host:7077 (unreachable: exit 2 within about a minute).",
+        ),
+    ] = "local[*]",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -672,7 +694,8 @@ def segment(
     $ custtool segment clean.parquet --orders orders.parquet -o segments.parquet
     $ custtool segment clean.parquet --orders orders.parquet --surveys nps.parquet --summary summary.xlsx
     $ custtool segment --orders orders.parquet --as-of 2024-06-30 --window 180d --json
-    $ custtool segment clean.parquet --orders orders.parquet --config my_segments.yaml --engine duckdb
+    $ custtool segment clean.parquet --orders orders.parquet --engine duckdb --memory-limit 1GB -o seg.parquet
+    $ custtool segment clean.parquet --orders orders.parquet --engine spark --spark-master local[2]
     $ custtool segment members.parquet --json
     """
     import pandas as pd
@@ -693,6 +716,8 @@ def segment(
             output=output,
             summary=summary,
             engine=engine,
+            memory_limit=memory_limit,
+            spark_master=spark_master,
             progress=stage,
         )
         bar.update(task, completed=bar.tasks[0].total)

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from custtool.errors import ConfigError
+from custtool.errors import ConfigError, CusttoolError
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
 
@@ -547,12 +547,25 @@ class CleanStep(StrictModel):
 class SegmentStep(StrictModel):
     config: str | None = None
     window: Duration | None = None
-    engine: Literal["pandas", "duckdb"] | None = None
+    engine: Literal["pandas", "duckdb", "spark"] | None = None
+    memory_limit: str | int | None = None  # for engine duckdb, e.g. 1GB
+    spark_master: str | None = None  # for engine spark, e.g. local[*]
 
     @field_validator("window")
     @classmethod
     def _days(cls, v: Any) -> Any:
         return _duration(v, "window")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _limit(cls, v: Any) -> Any:
+        from custtool.engines import parse_memory_limit
+
+        try:
+            parse_memory_limit(v)
+        except CusttoolError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 class TagStep(StrictModel):

@@ -10,7 +10,8 @@ Definitions (SPEC, "Definitions that public implementations disagree on"):
   ``refund`` flag is True, count negative); money is rounded to cents before anything else.
 
 Rows are attributed to customers by :mod:`custtool.attribution`; the aggregation runs on
-numpy (``engine="pandas"``) or DuckDB (:mod:`custtool.engines.duckdb`).
+numpy (``engine="pandas"``), or as the SQL of :mod:`custtool.engines.sql` in DuckDB or Spark
+(:mod:`custtool.engines.seam`, out of core over the orders Parquet).
 """
 
 from __future__ import annotations
@@ -187,8 +188,18 @@ def customer_metrics(
     tz: str | None = None,
     engine: str = "pandas",
     growth_window: Any = None,
+    memory_limit: Any = None,
+    spark_master: str | None = None,
+    attributed_to: Any = None,
 ) -> tuple[pd.DataFrame, MatchReport]:
     """Per-customer order metrics at ``as_of`` (default: the latest order day).
+
+    ``engine``: ``pandas`` (numpy, in memory), ``duckdb`` or ``spark``. Given the orders as a
+    Parquet path, ``duckdb`` and ``spark`` run out of core (:mod:`custtool.engines.seam`):
+    the order rows never become a DataFrame, DuckDB stays within ``memory_limit`` (bytes or
+    "1GB"; spilling to a temporary folder), Spark runs on ``spark_master``; the attributed
+    orders are then not in the report (``report.used_rows`` is None) but written to
+    ``attributed_to`` when given. A DataFrame is handed to them as a temporary Parquet file.
 
     ``window``, ``growth_window`` and ``tz`` left out come from ``rules/segments.yaml``
     (metrics.window, metrics.growth_window, timezone).
@@ -202,14 +213,30 @@ def customer_metrics(
     import numpy as np
     import pandas as pd
 
+    from custtool.engines import ENGINES
     from custtool.io import read_table
 
-    if isinstance(orders, str) or hasattr(orders, "__fspath__"):
-        orders = read_table(cast("str | os.PathLike[str]", orders))
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}", f"use {', '.join(ENGINES)}")
     if customers is not None and (isinstance(customers, str) or hasattr(customers, "__fspath__")):
         customers = read_table(cast("str | os.PathLike[str]", customers))
-    if engine not in {"pandas", "duckdb"}:
-        raise ConfigError(f"unknown engine {engine!r}", "use pandas or duckdb")
+    is_path = isinstance(orders, str) or hasattr(orders, "__fspath__")
+    if engine != "pandas":
+        return _sql_metrics(
+            orders,
+            customers,
+            as_of=as_of,
+            window=window,
+            growth_window=growth_window,
+            interactions=interactions,
+            tz=tz,
+            engine=engine,
+            memory_limit=memory_limit,
+            spark_master=spark_master,
+            attributed_to=attributed_to,
+        )
+    if is_path:
+        orders = read_table(cast("str | os.PathLike[str]", orders))
     for col in ("order_time", "amount"):
         if col not in orders.columns:
             raise InputError(
@@ -330,19 +357,67 @@ def customer_metrics(
     del matched, unmatched, in_time, kept_how
 
     n = len(customers)
-    if engine == "duckdb":
-        sel = np.flatnonzero(keep)
-        from custtool.engines.duckdb import aggregate_orders
-
-        agg = aggregate_orders(
-            cust[sel], day[sel], amount[sel], refund[sel], ocode[sel], n, as_of_day, win, gwin
-        )
-        del sel
-    else:  # rows not used go to an extra customer n that is dropped (no copies of the columns)
-        np.copyto(cust, n, where=~keep)
-        agg = _aggregate(cust, day, amount, refund, ocode, n, as_of_day, win, gwin)
+    # rows not used go to an extra customer n that is dropped (no copies of the columns)
+    np.copyto(cust, n, where=~keep)
+    agg = _aggregate(cust, day, amount, refund, ocode, n, as_of_day, win, gwin)
     del keep
     report.orders_used = int(agg.pop("_orders_used"))
+    metrics = _finish(customers, agg, as_of_day, as_of_ts)
+    if interactions is not None:
+        metrics = metrics.join(interaction_metrics(interactions, index, as_of_ts, tz))
+    metrics["as_of"] = as_of_ts
+    return metrics, report
+
+
+def _sql_metrics(
+    orders: Any,
+    customers: pd.DataFrame | None,
+    *,
+    as_of: Any,
+    window: Any,
+    growth_window: Any,
+    interactions: pd.DataFrame | None,
+    tz: str | None,
+    engine: str,
+    memory_limit: Any,
+    spark_master: str | None,
+    attributed_to: Any,
+) -> tuple[pd.DataFrame, MatchReport]:
+    """:func:`customer_metrics` out of core (DuckDB or Spark over the Parquet file)."""
+    import tempfile
+    from pathlib import Path
+
+    from custtool.config import segment_settings
+    from custtool.engines import parse_memory_limit
+    from custtool.engines.seam import sql_customer_metrics
+
+    shipped = segment_settings()
+    tz = tz or shipped["timezone"]
+    win = parse_days(shipped["metrics"]["window"] if window is None else window, "window")
+    gwin = parse_days(
+        shipped["metrics"]["growth_window"] if growth_window is None else growth_window,
+        "growth window",
+    )
+    limit = memory_limit if isinstance(memory_limit, int) else parse_memory_limit(memory_limit)
+    with tempfile.TemporaryDirectory(prefix="custtool-orders-") as tmp:
+        if not (isinstance(orders, str) or hasattr(orders, "__fspath__")):
+            path = Path(tmp) / "orders.parquet"  # a DataFrame: handed over as Parquet
+            orders.to_parquet(path, index=False)
+            orders = path
+        customers, agg, report, index, as_of_day = sql_customer_metrics(
+            orders,
+            customers,
+            as_of=as_of,
+            win=win,
+            gwin=gwin,
+            tz=tz,
+            engine=engine,
+            memory_limit=limit,
+            spark_master=spark_master,
+            attributed_to=attributed_to,
+        )
+    report.orders_used = int(agg.pop("_orders_used"))
+    as_of_ts = report.as_of
     metrics = _finish(customers, agg, as_of_day, as_of_ts)
     if interactions is not None:
         metrics = metrics.join(interaction_metrics(interactions, index, as_of_ts, tz))

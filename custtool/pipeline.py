@@ -509,6 +509,8 @@ def run_pipeline(
             window=seg_opts.get("window"),
             config=seg_cfg,
             engine=seg_opts.get("engine", "pandas"),
+            memory_limit=seg_opts.get("memory_limit"),
+            spark_master=seg_opts.get("spark_master"),
         )
         seg_summary = segment.to_dict()
         order_rows = seg_summary["orders"]

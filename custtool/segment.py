@@ -4,6 +4,7 @@ lifecycle → LTV → NPS → summary, and the summary workbook."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from custtool.attribution import CustomerIndex, MatchReport
@@ -199,9 +200,19 @@ def segment_customers(
     window: Any = None,
     config: dict[str, Any] | None = None,
     engine: str = "pandas",
+    memory_limit: Any = None,
+    spark_master: str | None = None,
+    attributed_to: Any = None,
 ) -> SegmentResult:
     """The whole segment step: metrics → RFM scores and classes → tiers → lifecycle → LTV
-    → NPS → summary. ``window`` overrides the config's ``metrics.window``."""
+    → NPS → summary. ``window`` overrides the config's ``metrics.window``.
+
+    ``engine="duckdb"``/``"spark"`` runs the metrics as SQL (see
+    :func:`custtool.metrics.customer_metrics`). With ``orders`` as a Parquet path that is out
+    of core: ``SegmentResult.orders`` is then an empty frame (the engine writes the
+    attributed orders to ``attributed_to`` instead) and the portrait's order columns (top
+    category, preferred channel, …) stay empty. With ``orders`` as a DataFrame (already in
+    memory) the attributed orders come back from the engine, so everything is filled."""
     import pandas as pd
 
     from custtool.io import read_table
@@ -212,13 +223,16 @@ def segment_customers(
     tz = cfg["timezone"]
     if customers is not None and not isinstance(customers, pd.DataFrame):
         customers = read_table(customers)
-    if orders is not None and not isinstance(orders, pd.DataFrame):
+    out_of_core = engine != "pandas" and orders is not None
+    in_memory = isinstance(orders, pd.DataFrame)  # then the attributed orders come back
+    if orders is not None and not in_memory and not out_of_core:
         orders = read_table(orders)
     if surveys is not None and not isinstance(surveys, pd.DataFrame):
         surveys = read_table(surveys)
     if interactions is not None and not isinstance(interactions, pd.DataFrame):
         interactions = read_table(interactions)
     mcfg = cfg["metrics"]
+    attributed_from_engine = None
     if orders is None:  # a member list alone: R, F and M from its summary columns (SPEC D1b)
         if customers is None:
             raise InputError(
@@ -235,6 +249,11 @@ def segment_customers(
             )
         source = RFM_FROM_SUMMARY
     else:
+        import tempfile
+
+        scratch = tempfile.TemporaryDirectory(prefix="custtool-segment-")
+        if out_of_core and in_memory and attributed_to is None:
+            attributed_to = Path(scratch.name) / "attributed_orders.parquet"
         metrics, report = customer_metrics(
             orders,
             customers,
@@ -244,7 +263,13 @@ def segment_customers(
             tz=tz,
             engine=engine,
             growth_window=mcfg.get("growth_window"),
+            memory_limit=memory_limit,
+            spark_master=spark_master,
+            attributed_to=attributed_to,
         )
+        if out_of_core and in_memory:  # the orders were in memory anyway: so are these
+            attributed_from_engine = read_table(attributed_to)
+        scratch.cleanup()
         source = RFM_FROM_ORDERS
     rc = cfg["rfm"]
     scores = rfm_scores(
@@ -342,11 +367,14 @@ def segment_customers(
         potential_growth=lv["potential_growth"],
         potential_new=lv["potential_new"],
     )
-    attributed = attributed_orders(orders, report) if orders is not None else pd.DataFrame()
+    has_rows = orders is not None and report.used_rows is not None
+    attributed = attributed_orders(orders, report) if has_rows else pd.DataFrame()
+    if attributed_from_engine is not None:
+        attributed = attributed_from_engine
     portrait = portrait_columns(
         attributed,
         seg,
-        positions=report.used_customers if orders is not None else None,
+        positions=report.used_customers if has_rows else None,
         settings=cfg["portrait"],
     )
     seg = pd.concat(

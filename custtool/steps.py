@@ -436,10 +436,16 @@ def run_segment(
     output: PathLike | None = None,
     summary: PathLike | None = None,
     engine: str = "pandas",
+    memory_limit: str | int | None = None,
+    spark_master: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> StepResult:
     """Segment customers from files; write the table (plus the attributed orders as
     ``<name>_orders.parquet`` and the unmatched orders) and the summary workbook.
+
+    ``engine``: ``pandas`` (in memory), ``duckdb`` (out of core over the orders Parquet,
+    within ``memory_limit``, e.g. "1GB") or ``spark`` (Spark SQL on ``spark_master``, default
+    ``local[*]``); the DuckDB and Spark engines write the attributed orders themselves.
 
     ``progress`` (optional) is called with each stage's name as it starts: ``reading``,
     ``segmenting``, then ``writing`` and ``summary`` when those are written.
@@ -468,11 +474,29 @@ def run_segment(
                 f"{what} {path.name}: unsupported file type",
                 "use .xlsx for --summary; .parquet, .csv or .xlsx for -o",
             )
+    from custtool.engines import ENGINES, parse_memory_limit
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r} is not an engine", f"use {', '.join(ENGINES)}")
+    limit = parse_memory_limit(memory_limit)
+    out_of_core = engine != "pandas" and orders is not None
+    if out_of_core and Path(orders).suffix.lower() != ".parquet":
+        raise InputError(
+            f"{Path(orders).name}: --engine {engine} reads the orders as Parquet",
+            "import them first: custtool import orders.csv --kind orders -o orders.parquet",
+        )
     cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
     stage = progress or (lambda _name: None)
     started = time.perf_counter()
     stage("reading")
-    order_df = read_table(orders) if orders is not None else None
+    if out_of_core and not Path(orders).exists():
+        raise InputError(f"{Path(orders).name}: file not found", "check the --orders path")
+    order_df = orders if out_of_core else read_table(orders) if orders is not None else None
+    attributed_to = (
+        output.with_name(f"{output.stem}_orders.parquet")
+        if out_of_core and output is not None
+        else None
+    )
     cust_df = read_table(customers) if customers is not None else None
     stage("segmenting")
     result = segment_customers(
@@ -484,6 +508,9 @@ def run_segment(
         window=window,
         config=cfg,
         engine=engine,
+        memory_limit=limit,
+        spark_master=spark_master,
+        attributed_to=attributed_to,
     )
     rep = result.report
     written: dict[str, str] = {}
@@ -494,7 +521,8 @@ def run_segment(
         if orders is not None:
             # the attributed orders (stable customer ids), for report/cards/pivot --orders
             attributed = output.with_name(f"{output.stem}_orders.parquet")
-            write_table(result.orders, attributed)
+            if attributed_to is None:  # the DuckDB/Spark engines wrote them already
+                write_table(result.orders, attributed)
             written["orders"] = str(attributed)
         if rep.rows_unmatched:
             um = output.with_name(f"{output.stem}_unmatched_orders.csv")

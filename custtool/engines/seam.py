@@ -1,0 +1,419 @@
+"""The metrics seam out of core: order rows → one row per customer in a SQL engine.
+
+:func:`sql_customer_metrics` runs the queries of :mod:`custtool.engines.sql` directly over
+the orders Parquet file in DuckDB (bounded by ``--memory-limit``, spilling to a temporary
+folder removed afterwards) or Spark (:mod:`custtool.engines.spark`). The customers table is
+small: the distinct key tuples of the orders (customer id, channel, phone, email) come back
+to pandas, the one matcher (:class:`custtool.attribution.CustomerIndex`) gives each its
+customer position and match code, and that map goes back to the engine, which joins the
+order rows to it. Only the per-customer aggregates become a DataFrame; the order rows never
+do. ``_finish`` (and RFM, LTV, NPS, tags after it) run in-process unchanged.
+
+The attributed orders (``SegmentResult.orders`` in the pandas engine) are not held in
+memory here: the engine writes them to a Parquet file when asked (``attributed_to``), the
+file ``segment -o`` writes beside its output for report/cards/pivot.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from custtool.engines import MIN_MEMORY, duckdb_connect, is_out_of_memory, memory_error
+from custtool.engines import sql as S
+from custtool.errors import ConfigError, CusttoolError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+#: the columns of the unmatched rows the report lists (as the pandas engine)
+UNMATCHED_COLUMNS = (
+    "order_id",
+    "customer_id",
+    "phone",
+    "email",
+    "channel",
+    "_channel",
+    "order_time",
+    "amount",
+    "_source_file",
+    "_sheet",
+    "_row",
+)
+
+
+class DuckRunner:
+    """The seam's SQL in DuckDB, bounded by ``memory_limit`` bytes."""
+
+    dialect = S.DUCKDB
+
+    def __init__(self, memory_limit: int | None, tz: str) -> None:
+        self.memory_limit = memory_limit
+        self._tmp = tempfile.TemporaryDirectory(prefix="custtool-spill-")
+        self.con = duckdb_connect(memory_limit, Path(self._tmp.name) / "spill")
+        self.con.execute(f"SET TimeZone = {S._quote(tz)}")
+        self.con.execute("SET enable_progress_bar = false")
+        self.tz = tz
+
+    def source(self, path: str) -> str:
+        p = str(path).replace("'", "''")
+        return f"(SELECT *, file_row_number AS rn FROM read_parquet('{p}', file_row_number = true))"
+
+    def schema(self, path: str) -> dict[str, str]:
+        p = str(path).replace("'", "''")
+        rows = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet('{p}')").fetchall()
+        return {r[0]: _duck_kind(r[1]) for r in rows}
+
+    def time_expr(self, col: str, kind: str) -> str:
+        tz = S._quote(self.tz)
+        if kind == "naive":
+            return col
+        if kind == "aware":
+            return f"timezone({tz}, {col})"
+        if kind == "date":
+            return f"CAST({col} AS TIMESTAMP)"
+        if kind == "string":  # naive text = local time, text with an offset converted
+            return f"timezone({tz}, TRY_CAST({S.DUCKDB.trim.format(x=col)} AS TIMESTAMPTZ))"
+        return "CAST(NULL AS TIMESTAMP)"
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(sql).df()
+
+    def arrow(self, sql: str) -> Any:
+        rel = self.con.sql(sql)
+        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+
+    def register(self, name: str, df: pd.DataFrame) -> str:
+        self.con.register(f"{name}_df", df)
+        self.con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}_df")
+        self.con.unregister(f"{name}_df")
+        return name
+
+    def table(self, name: str, sql: str) -> str:
+        self.con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+        return name
+
+    def view(self, name: str, sql: str) -> str:
+        self.con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
+        return name
+
+    def fit_limit(self) -> None:
+        """--memory-limit bounds the process where it can: DuckDB gets what the customers,
+        the matcher and Python do not already hold, but at least half the limit."""
+        if self.memory_limit is None:
+            return
+        held = _resident_bytes()
+        room = max(MIN_MEMORY, self.memory_limit // 2, self.memory_limit - held - 32 * 1000**2)
+        self.con.execute(f"SET memory_limit = '{int(room)}B'")
+
+    def copy(self, sql: str, path: Path) -> None:
+        p = str(path).replace("'", "''")
+        self.con.execute(f"COPY ({sql}) TO '{p}' (FORMAT parquet)")
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            self._tmp.cleanup()
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (0 where /proc is missing)."""
+    import os
+
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _duck_kind(t: str) -> str:
+    t = t.upper()
+    if t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
+        return "aware"
+    if t.startswith("TIMESTAMP"):
+        return "naive"
+    if t == "DATE":
+        return "date"
+    if t == "BOOLEAN":
+        return "bool"
+    if t in {"VARCHAR", "BLOB"} or t.startswith("VARCHAR"):
+        return "string"
+    if any(k in t for k in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL")):
+        return "number"
+    return "other"
+
+
+def sql_customer_metrics(
+    orders: Any,
+    customers: pd.DataFrame | None,
+    *,
+    as_of: Any,
+    win: int,
+    gwin: int,
+    tz: str,
+    engine: str = "duckdb",
+    memory_limit: int | None = None,
+    spark_master: str | None = None,
+    attributed_to: Any = None,
+    customer_ids: Any = None,
+) -> tuple[pd.DataFrame, dict[str, Any], Any, Any, int]:
+    """(customers, per-customer aggregates as in ``_aggregate``, MatchReport, CustomerIndex,
+    as-of day) of the orders Parquet file ``orders``, computed in ``engine``."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except Exception:
+        raise ConfigError(
+            f"unknown time zone {tz!r}", "use an IANA name such as Asia/Shanghai"
+        ) from None
+    path = Path(orders)
+    if not path.exists():
+        raise InputError(f"{path.name}: file not found", "check the --orders path")
+    if path.suffix.lower() != ".parquet":
+        raise InputError(
+            f"{path.name}: --engine {engine} reads the orders as Parquet",
+            "import the orders first: custtool import orders.csv --kind orders -o orders.parquet",
+        )
+    if engine == "spark":
+        from custtool.engines.spark import SparkRunner
+
+        runner: Any = SparkRunner(spark_master or "local[*]", tz)
+    else:
+        runner = DuckRunner(memory_limit, tz)
+    try:
+        return _run(runner, path, customers, as_of, win, gwin, attributed_to, customer_ids)
+    except CusttoolError:
+        raise
+    except Exception as exc:
+        if engine == "duckdb" and is_out_of_memory(exc):
+            raise memory_error(exc, memory_limit, "segment --engine duckdb") from None
+        if engine == "spark":
+            from custtool.engines.spark import spark_error
+
+            raise spark_error(exc, spark_master) from None
+        raise
+    finally:
+        runner.close()
+
+
+def _run(
+    runner: Any,
+    path: Path,
+    customers: pd.DataFrame | None,
+    as_of: Any,
+    win: int,
+    gwin: int,
+    attributed_to: Any,
+    customer_ids: Any,
+) -> tuple[pd.DataFrame, dict[str, Any], Any, Any, int]:
+    import numpy as np
+    import pandas as pd
+
+    from custtool.attribution import CustomerIndex, MatchReport, channel_columns, derive_customers
+    from custtool.dates import resolve_as_of
+
+    d = runner.dialect
+    q = d.q
+    schema = runner.schema(str(path))
+    for col in ("order_time", "amount"):
+        if col not in schema:
+            raise InputError(
+                f"{path.name}: orders have no {col!r} column",
+                "import the orders with `custtool import --kind orders` (下单时间, 实付金额)",
+            )
+    keys = S.key_columns(list(schema))
+    if not {"customer_id", "phone", "email"} & set(keys):
+        raise InputError(
+            f"{path.name}: orders have no customer key (customer_id, phone or email)",
+            "the order export needs 客户ID, 手机号 or 邮箱",
+        )
+    src = runner.source(str(path))
+    # the key tuples → customer positions by the one matcher, in pandas
+    key_rows = runner.arrow(S.distinct_keys_sql(d, src, keys)).to_pandas()
+    report = MatchReport()
+    raw = key_rows[keys]
+    if customers is None:
+        chans = channel_columns(raw)
+        customers = derive_customers(raw, chans[0] if chans else None)
+        report.customers_derived = True
+    customers = customers.reset_index(drop=True)
+    index = CustomerIndex(customers)
+    from custtool.attribution import match_positions
+
+    pos, how = match_positions(raw, index)
+    # every row's key tuple is among these: when no two share a hash, the hash joins exactly
+    by_hash = not key_rows["kh"].duplicated().any()
+    join_cols = ["kh"] if by_hash else [f"k_{k}" for k in keys]
+    if not by_hash:  # two tuples share a hash (rare): fetched again, with the keys as text
+        again = runner.arrow(S.distinct_keys_sql(d, src, keys, text=True)).to_pandas()
+        pos, how = match_positions(again[keys], index)
+        key_rows = again
+    keymap = key_rows[join_cols].assign(c=pos.astype("int64"), how=how.astype("int64"))
+    keymap = keymap[keymap["c"] >= 0].drop_duplicates(join_cols)
+    del key_rows, raw, pos, how
+    km = runner.register("keymap", keymap)
+    del keymap
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()  # what the matcher freed goes back
+    runner.fit_limit()
+
+    def col(name: str) -> str:
+        return "s." + q(name)
+
+    lines = runner.table(
+        "lines",
+        S.lines_sql(
+            d,
+            src,
+            km,
+            keys,
+            time_expr=runner.time_expr(col("order_time"), schema["order_time"]),
+            amount=S.amount_expr(d, col("amount"), schema["amount"]),
+            refund=S.refund_expr(
+                d, col("refund") if "refund" in schema else None, schema.get("refund", "")
+            ),
+            order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
+            by_hash=by_hash,
+        ),
+    )
+    days = runner.frame(S.days_sql(lines))
+    valid = days["d"].notna().to_numpy()
+    day = days["d"].fillna(0).to_numpy(np.int64)
+    n = days["n"].to_numpy(np.int64)
+    hit = days["matched"].fillna(False).to_numpy(bool)
+    report.rows = int(n.sum())
+    n_valid = int(n[valid].sum())
+    if as_of is None and not n_valid:
+        raise InputError(
+            "no order has a valid order time", "check the 下单时间 column of the orders"
+        )
+    latest = pd.Timestamp(int(day[valid].max()), unit="D") if n_valid else None
+    as_of_ts = resolve_as_of(as_of, latest)
+    as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
+    report.as_of = as_of_ts
+    report.rows_invalid_time = report.rows - n_valid
+    before = valid & (day <= as_of_day)
+    report.rows_after_as_of = int(n[valid & (day > as_of_day)].sum())
+    report.rows_unmatched = int(n[before & ~hit].sum())
+    matched = int(n[before & hit].sum())
+    present = [c for c in UNMATCHED_COLUMNS if c in schema]
+    if report.rows_unmatched:
+        sel = ", ".join("s." + q(c) for c in present)
+        report.unmatched = runner.frame(
+            f"SELECT {sel} FROM {src} s JOIN (SELECT rn FROM {lines} WHERE t IS NOT NULL "
+            f"AND d <= {as_of_day} AND c < 0) u ON s.rn = u.rn ORDER BY s.rn"
+        ).reset_index(drop=True)
+    else:
+        report.unmatched = pd.DataFrame(columns=present)
+    used = runner.table("used", S.used_sql(d, lines, as_of_day))
+    by = runner.frame(S.matched_by_sql(used))
+    counts = dict(zip(by["how"].astype(int), by["n"].astype(int), strict=True))
+    report.rows_used = sum(counts.values())
+    report.rows_duplicate = matched - report.rows_used
+    report.matched_by = {
+        name: counts.get(k, 0) for k, name in ((1, "id"), (2, "phone"), (3, "email"))
+    }
+    report.customer_ids = customers["customer_id"] if "customer_id" in customers.columns else None
+    res = runner.arrow(S.aggregate_sql(used, as_of_day, win, gwin)).combine_chunks()
+    agg = _arrays(res, len(customers))
+    if attributed_to is not None:
+        _write_attributed(
+            runner, src, lines, used, schema, customers, as_of_day, win, attributed_to
+        )
+    return customers, agg, report, index, as_of_day
+
+
+def _arrays(res: Any, n: int) -> dict[str, Any]:
+    """The engine's per-customer rows (an Arrow table) → the arrays ``_finish`` takes (as
+    ``_aggregate``)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    idx = res["c"].to_numpy().astype(np.int64)
+
+    def full(col: str) -> np.ndarray:
+        arr = np.zeros(n, dtype=np.int64)
+        arr[idx] = pc.fill_null(res[col], 0).to_numpy().astype(np.int64)
+        return arr
+
+    out: dict[str, Any] = {}
+    for col in ("historical_value", "monetary_30d", "monetary_90d", "monetary_365d", "monetary"):
+        out[col] = full(col) / 100.0
+    out["monetary_prev"] = full("monetary_prev") / 100.0
+    out["_monetary_g"] = full("monetary_g") / 100.0
+    for col in ("orders_total", "orders_30d", "orders_90d", "orders_365d", "frequency"):
+        out[col] = full(col)
+    out["_orders_used"] = np.int64(out["orders_total"].sum())
+    has = out["orders_total"] > 0
+    out["_first"] = np.where(has, full("first_d"), 0)
+    out["_last"] = np.where(has, full("last_d"), 0)
+    out["_has"] = has
+    out["bg_x"] = np.where(has, full("n_days") - 1, 0)
+    rv = full("repeat_value") / 100.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, rv / np.maximum(out["bg_x"], 1), np.nan)
+    return out
+
+
+def _write_attributed(
+    runner: Any,
+    src: str,
+    lines: str,
+    used: str,
+    schema: dict[str, str],
+    customers: pd.DataFrame,
+    as_of_day: int,
+    win: int,
+    path: Any,
+) -> None:
+    """The attributed orders (the columns of ``segment.attributed_orders``) as Parquet,
+    written by the engine from the rows used, in file order."""
+    import pandas as pd
+
+    d = runner.dialect
+    q = d.q
+    ids = (
+        customers["customer_id"].astype("string").fillna("")
+        if "customer_id" in customers.columns
+        else pd.Series("", index=customers.index, dtype="string")
+    )
+    cid = runner.register(
+        "customer_ids",
+        pd.DataFrame({"c": range(len(customers)), "stable_id": ids.to_numpy(dtype=object)}),
+    )
+    own = (
+        d.trim.format(x=f"coalesce(CAST(s.{q('customer_id')} AS {d.string}), '')")
+        if "customer_id" in schema
+        else "''"
+    )
+    special = {
+        "customer_id": "ci.stable_id",
+        "order_time": "l.t",
+        "amount": "CAST(u.a AS DOUBLE) / 100.0",
+    }
+    cols = [f"{special.get(c, 's.' + q(c))} AS {q(c)}" for c in schema if c != "rn"]
+    if "customer_id" not in schema:
+        cols.append(f"ci.stable_id AS {q('customer_id')}")
+    cols += [
+        f"{own} AS source_customer_id",
+        "CASE u.how WHEN 1 THEN 'id' WHEN 2 THEN 'phone' WHEN 3 THEN 'email' ELSE '' END"
+        " AS match_key",
+        f"({int(as_of_day)} - u.d < {int(win)}) AS in_window",
+    ]
+    sql = f"""
+      SELECT {", ".join(cols)}
+      FROM {used} u JOIN {lines} l ON u.rn = l.rn JOIN {src} s ON u.rn = s.rn
+        JOIN {cid} ci ON u.c = ci.c
+      ORDER BY u.rn"""
+    from custtool.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        runner.copy(sql, tmp)

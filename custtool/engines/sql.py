@@ -1,0 +1,241 @@
+"""The metrics seam as SQL, written once for DuckDB and Spark SQL (SPEC J1, J2).
+
+The queries reproduce :func:`custtool.metrics.customer_metrics` exactly (see its module for
+the definitions): order times in the firm's time zone cut into calendar days; amounts
+rounded to cents (half to even, as numpy) and summed as integer cents, so every engine gets
+the same money to the cent; refund lines (negative, or flagged) are not orders; exact
+duplicate rows (same customer, order id, time and amount) count once, the first in file
+order; an order is one (customer, order id), dated by its earliest sale line; a row without
+an order id is an order by itself.
+
+Only what differs between the engines is a :class:`Dialect` (a day number, half-to-even
+rounding, trimming, the string type, NULL-safe equality, "the value at the smallest
+row"). Conditional sums are ``sum(CASE WHEN … THEN … ELSE 0 END)`` (``FILTER`` is not
+Spark). The queries work on names the caller gives: ``src`` (the order rows with a
+row number ``rn``) and ``keymap`` (distinct key tuples → customer position, built in pandas
+by the one matcher, :mod:`custtool.attribution`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: the key columns of order rows the matcher reads (customer id, channel columns, phone,
+#: email), in the order :meth:`custtool.attribution.CustomerIndex.match` uses them
+KEY_COLUMNS = ("customer_id", "_channel", "channel", "phone", "email")
+#: what encode_text trims around ids and text flags
+TRIM = " \t\r\n\u3000"
+#: refund flag texts (custtool.metrics._TRUE_TEXT)
+TRUE_TEXT = ("true", "1", "yes", "y", "t", "是", "退款", "已退款", "refund", "refunded")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    string: str  # the string type name for CAST
+    day: str  # "{t}" → int day number since 1970-01-01 of a local timestamp
+    round_even: str  # "{x}" → x rounded half to even to an integer (as a double)
+    trim: str  # "{x}" → x with the TRIM characters removed at both ends
+    nulleq: str  # "{a}", "{b}" → NULL-safe equality
+    min_by: str  # "{v}", "{k}" → v at the smallest k
+    is_nan: str  # "{x}" → x is NaN
+    ident: str  # "{n}" → the quoted identifier n
+    hash: str  # "{x}" → a 64-bit hash of one or more comma-separated values
+
+    def q(self, name: str) -> str:
+        return self.ident.format(n=name.replace(self.ident[0], self.ident[0] * 2))
+
+    def f(self, template: str, **kw: str) -> str:
+        return template.format(**kw)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+DUCKDB = Dialect(
+    name="duckdb",
+    string="VARCHAR",
+    day="date_diff('day', DATE '1970-01-01', CAST({t} AS DATE))",
+    round_even="round_even({x}, 0)",
+    trim="trim({x}, " + _quote(TRIM) + ")",
+    nulleq="{a} IS NOT DISTINCT FROM {b}",
+    min_by="min_by({v}, {k})",
+    is_nan="isnan({x})",
+    ident='"{n}"',
+    hash="hash({x})",
+)
+
+SPARK = Dialect(
+    name="spark",
+    string="STRING",
+    day="datediff(CAST({t} AS DATE), DATE '1970-01-01')",
+    round_even="bround({x}, 0)",
+    trim="trim(BOTH " + _quote(TRIM) + " FROM {x})",
+    nulleq="{a} <=> {b}",
+    min_by="min_by({v}, {k})",
+    is_nan="isnan({x})",
+    ident="`{n}`",
+    hash="xxhash64({x})",
+)
+
+
+def key_columns(columns: list[str]) -> list[str]:
+    """The matcher's key columns present among ``columns``."""
+    return [c for c in KEY_COLUMNS if c in columns]
+
+
+def distinct_keys_sql(dialect: Dialect, src: str, keys: list[str], text: bool = False) -> str:
+    """The distinct key tuples of the order rows: each key as it is (for the matcher) and
+    the tuple's 64-bit hash ``kh`` (the join key when no two tuples share it); with
+    ``text``, also as text (``k_<name>``, the join key when two tuples share a hash; NULL
+    stays NULL)."""
+    q = dialect.q
+    raw = ", ".join(q(k) for k in keys)
+    txt = "".join(f", CAST({q(k)} AS {dialect.string}) AS {q('k_' + k)}" for k in keys)
+    kh = dialect.f(dialect.hash, x=raw)
+    return (
+        f"SELECT {raw}{txt if text else ''}, {kh} AS kh FROM (SELECT DISTINCT {raw} FROM {src}) k"
+    )
+
+
+def amount_expr(dialect: Dialect, col: str, kind: str) -> str:
+    """Amount → integer cents before the refund sign (NULL/NaN/not a number → 0)."""
+    if kind == "string":
+        x = f"TRY_CAST({dialect.f(dialect.trim, x=col)} AS DOUBLE)"
+        if dialect.name == "spark":
+            x = f"CAST({dialect.f(dialect.trim, x=col)} AS DOUBLE)"
+    else:
+        x = f"CAST({col} AS DOUBLE)"
+    cents = dialect.f(dialect.round_even, x=f"{x} * 100.0")
+    nan = dialect.f(dialect.is_nan, x=x)
+    return f"CAST(CASE WHEN {x} IS NULL OR {nan} THEN 0 ELSE {cents} END AS BIGINT)"
+
+
+def refund_expr(dialect: Dialect, col: str | None, kind: str) -> str:
+    """The refund flag column → boolean (real booleans, numbers ≠ 0, or 是/退款/true/…)."""
+    if col is None:
+        return "FALSE"
+    if kind == "bool":
+        return f"coalesce({col}, FALSE)"
+    if kind == "number":
+        return f"coalesce(CAST({col} AS DOUBLE) <> 0, FALSE)"
+    words = ", ".join(_quote(w) for w in TRUE_TEXT)
+    trimmed = dialect.f(dialect.trim, x=f"CAST({col} AS {dialect.string})")
+    return f"coalesce(lower({trimmed}) IN ({words}), FALSE)"
+
+
+def order_id_expr(dialect: Dialect, col: str | None) -> str:
+    """The trimmed order id as text, NULL when blank (a row that is an order by itself)."""
+    if col is None:
+        return f"CAST(NULL AS {dialect.string})"
+    t = dialect.f(dialect.trim, x=f"CAST({col} AS {dialect.string})")
+    return f"CASE WHEN {t} = '' THEN NULL ELSE {t} END"
+
+
+def lines_sql(
+    dialect: Dialect,
+    src: str,
+    keymap: str,
+    keys: list[str],
+    *,
+    time_expr: str,
+    amount: str,
+    refund: str,
+    order_id: str,
+    by_hash: bool = True,
+) -> str:
+    """One narrow row per order row: rn, customer position ``c`` (-1 unmatched), match code
+    ``how``, local time ``t`` (NULL: not a valid time), day ``d``, the order id's 64-bit hash
+    ``oh`` (NULL: no order id, the row is an order by itself), net cents ``a`` (refund-flagged
+    rows negative) and ``r`` (a refund line). ``by_hash``: join the key map on the key
+    tuple's hash (exact when the caller checked no two tuples share one), else on the keys
+    as text."""
+    q = dialect.q
+    if by_hash:
+        on = "km.kh = " + dialect.f(dialect.hash, x=", ".join(f"s.{q(k)}" for k in keys))
+    else:
+        on = " AND ".join(
+            dialect.f(
+                dialect.nulleq, a=f"CAST(s.{q(k)} AS {dialect.string})", b=f"km.{q('k_' + k)}"
+            )
+            for k in keys
+        )
+    oh = f"CASE WHEN o IS NULL THEN NULL ELSE {dialect.f(dialect.hash, x='o')} END"
+    return f"""
+    SELECT rn, CAST(c AS INTEGER) AS c, CAST(how AS TINYINT) AS how, t,
+      CAST({dialect.f(dialect.day, t="t")} AS INTEGER) AS d, {oh} AS oh,
+      CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r
+    FROM (
+      SELECT s.rn AS rn, coalesce(km.c, -1) AS c, coalesce(km.how, 0) AS how,
+        {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf
+      FROM {src} s LEFT JOIN {keymap} km ON {on}
+    ) x"""
+
+
+def days_sql(lines: str) -> str:
+    """Rows per order day (NULL: no valid time) and customer found or not: a small table
+    (days × 2) from which the row accounting and the latest day are read in one pass."""
+    return f"""
+    SELECT d, (c >= 0) AS matched, count(*) AS n FROM {lines}
+    GROUP BY d, (c >= 0)"""
+
+
+def used_sql(dialect: Dialect, lines: str, as_of_day: int) -> str:
+    """The rows used: matched, on or before the as-of day, exact duplicates (same customer,
+    order id, time, amount) once — the first in file order keeps its row number and match
+    code. A row without an order id is never a duplicate (its row number is in its key)."""
+    A = int(as_of_day)
+    how = dialect.f(dialect.min_by, v="how", k="rn")
+    return f"""
+    SELECT c, oh, a, r, min(d) AS d, min(rn) AS rn, {how} AS how FROM {lines}
+    WHERE t IS NOT NULL AND d <= {A} AND c >= 0
+    GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL THEN rn END"""
+
+
+def aggregate_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
+    """Per customer position ``c``: money (integer cents) by window, orders by window,
+    first/last purchase day, distinct purchase days and the money after the first purchase
+    day — the columns of :func:`custtool.metrics._aggregate`."""
+    A, W, G = int(as_of_day), int(win), int(gwin)
+
+    def money(cond: str) -> str:
+        return f"sum(CASE WHEN {cond} THEN u.a ELSE 0 END)"
+
+    def count(cond: str) -> str:
+        return f"sum(CASE WHEN {cond} THEN 1 ELSE 0 END)"
+
+    return f"""
+    WITH ord AS (
+      SELECT c, min(d) AS d FROM {used} WHERE NOT r AND oh IS NOT NULL GROUP BY c, oh
+      UNION ALL
+      SELECT c, d FROM {used} WHERE NOT r AND oh IS NULL),
+    ordc AS (
+      SELECT c, count(*) AS orders_total, {count(f"{A} - d < 30")} AS orders_30d,
+        {count(f"{A} - d < 90")} AS orders_90d, {count(f"{A} - d < 365")} AS orders_365d,
+        {count(f"{A} - d < {W}")} AS frequency
+      FROM ord GROUP BY c),
+    span AS (
+      SELECT c, min(d) AS first_d, max(d) AS last_d, count(DISTINCT d) AS n_days
+      FROM {used} WHERE NOT r GROUP BY c),
+    money AS (
+      SELECT u.c AS c, sum(u.a) AS historical_value,
+        {money(f"{A} - u.d < 30")} AS monetary_30d,
+        {money(f"{A} - u.d < 90")} AS monetary_90d,
+        {money(f"{A} - u.d < 365")} AS monetary_365d,
+        {money(f"{A} - u.d < {W}")} AS monetary,
+        {money(f"{A} - u.d < {G}")} AS monetary_g,
+        {money(f"{A} - u.d >= {G} AND {A} - u.d < {2 * G}")} AS monetary_prev,
+        {money("u.d > coalesce(s.first_d, 0)")} AS repeat_value
+      FROM {used} u LEFT JOIN span s ON u.c = s.c GROUP BY u.c)
+    SELECT m.c AS c, m.historical_value, m.monetary_30d, m.monetary_90d, m.monetary_365d,
+      m.monetary, m.monetary_g, m.monetary_prev, m.repeat_value,
+      coalesce(o.orders_total, 0) AS orders_total, coalesce(o.orders_30d, 0) AS orders_30d,
+      coalesce(o.orders_90d, 0) AS orders_90d, coalesce(o.orders_365d, 0) AS orders_365d,
+      coalesce(o.frequency, 0) AS frequency, s.first_d, s.last_d,
+      coalesce(s.n_days, 0) AS n_days
+    FROM money m LEFT JOIN ordc o ON m.c = o.c LEFT JOIN span s ON m.c = s.c"""
+
+
+def matched_by_sql(used: str) -> str:
+    return f"SELECT how, count(*) AS n FROM {used} GROUP BY how"

@@ -1,0 +1,383 @@
+"""The metrics seam out of core: DuckDB over the orders Parquet gives the pandas engine's
+numbers (custtool.engines.seam, custtool.engines.sql)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from custtool.metrics import METRIC_COLUMNS, customer_metrics
+from custtool.segment import segment_customers
+
+DATA = Path(__file__).parent / "data"  # copies of the shared CDNOW files (../shared/data)
+
+SEGMENT_COLUMNS = [
+    "recency",
+    "frequency",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_class",
+    "tier",
+    "lifecycle",
+    "bg_x",
+    "bg_t_x",
+    "bg_T",
+    "bg_repeat_avg",
+]
+
+
+def messy_orders(time_form: str, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(customers, orders) with every case the matcher and the metrics distinguish: line
+    items sharing an order id, exact duplicate rows, refunds (negative and flagged),
+    half-cent amounts, rows with only a phone (spaced and +86 forms), ids with spaces,
+    unknown ids, an ambiguous phone, orders after the as-of day, invalid times."""
+    rng = np.random.default_rng(seed)
+    n_c, n_o = 120, 1500
+    cid = np.array([f"C{i:04d}" for i in range(n_c)], dtype=object)
+    phone = np.array([f"138{i:08d}" for i in range(n_c)], dtype=object)
+    phone[5] = phone[6]  # an ambiguous phone: matches nobody
+    customers = pd.DataFrame(
+        {"customer_id": cid, "phone": phone, "email": [f"u{i}@x.cn" for i in range(n_c)]}
+    )
+    who = rng.integers(0, n_c + 6, n_o)  # ids ≥ n_c: unknown customers
+    ids = np.array([f"C{i:04d}" for i in who], dtype=object)
+    ph = np.array([f"138{i:08d}" for i in who], dtype=object)
+    blank = rng.random(n_o) < 0.15
+    ids[blank] = ""  # matched by phone
+    spaced = rng.random(n_o) < 0.05
+    ids[spaced] = np.char.add(np.char.add(" ", ids[spaced].astype(str)), " ").astype(object)
+    plus = rng.random(n_o) < 0.2
+    ph[plus] = np.char.add("+86 ", ph[plus].astype(str)).astype(object)
+    email = np.where(rng.random(n_o) < 0.05, "", [f"U{i}@X.cn " for i in who]).astype(object)
+    ph[blank & (rng.random(n_o) < 0.3)] = ""  # no id, no phone: matched by email
+    t0 = np.datetime64("2024-01-01T00:00:00", "s")
+    secs = rng.integers(0, 500 * 86400, n_o)
+    times = t0 + secs.astype("timedelta64[s]")
+    amount = np.round(rng.lognormal(4, 1, n_o), 2)
+    amount[::97] = 0.125  # half a cent: half to even
+    refund_neg = rng.random(n_o) < 0.05
+    amount[refund_neg] = -amount[refund_neg]
+    flag = np.where(rng.random(n_o) < 0.04, "是", "").astype(object)
+    order_no = np.array([f"O{i:06d}" for i in range(n_o)], dtype=object)
+    line_item = np.flatnonzero(rng.random(n_o) < 0.2)
+    order_no[line_item[1:]] = order_no[line_item[:-1]]  # a few orders of several lines
+    order_no[rng.random(n_o) < 0.03] = " "  # blank order id: an order by itself
+    orders = pd.DataFrame(
+        {
+            "order_id": order_no,
+            "customer_id": ids,
+            "phone": ph,
+            "email": email,
+            "order_time": pd.to_datetime(times),
+            "amount": amount,
+            "refund": flag,
+        }
+    )
+    dups = orders.iloc[rng.choice(n_o, 40, replace=False)]
+    orders = pd.concat([orders, dups], ignore_index=True)
+    if time_form == "utc":  # tz-aware: converted to the firm's time zone (days shift)
+        orders["order_time"] = orders["order_time"].dt.tz_localize("UTC")
+    elif time_form == "text":  # naive text = local time; one that is no time
+        orders["order_time"] = orders["order_time"].dt.strftime("%Y-%m-%d %H:%M:%S")
+        orders.loc[3, "order_time"] = "not a time"
+    elif time_form == "text_offset":
+        orders["order_time"] = orders["order_time"].dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return customers, orders
+
+
+def assert_same_metrics(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert len(a) == len(b)
+    for col in METRIC_COLUMNS:
+        pd.testing.assert_series_equal(
+            a[col].reset_index(drop=True), b[col].reset_index(drop=True), obj=col
+        )
+
+
+@pytest.mark.parametrize("time_form", ["naive", "utc", "text", "text_offset"])
+def test_duckdb_out_of_core_equals_pandas_on_messy_orders(tmp_path, time_form):
+    customers, orders = messy_orders(time_form)
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+    as_of = "2025-03-01"  # some orders are after it
+    mp, rp = customer_metrics(orders, customers, as_of=as_of, engine="pandas")
+    md, rd = customer_metrics(path, customers, as_of=as_of, engine="duckdb", memory_limit="256MB")
+    assert rd.to_dict() == rp.to_dict()
+    # every kind of row is present, so the comparison covers them
+    rep = rp.to_dict()
+    assert rep["rows_after_as_of"] > 0 and rep["rows_unmatched"] > 0
+    assert rep["rows_duplicate"] > 0 and all(v > 0 for v in rep["matched_by"].values())
+    assert rep["orders_used"] < rep["rows_used"]  # line items of one order count once
+    assert (rep["rows_invalid_time"] > 0) == (time_form == "text")
+    assert_same_metrics(mp, md)
+    assert rd.used_rows is None  # the order rows never became a frame
+    pd.testing.assert_frame_equal(
+        rd.unmatched[["order_id", "amount"]].reset_index(drop=True),
+        rp.unmatched[["order_id", "amount"]].reset_index(drop=True),
+        check_dtype=False,
+    )
+
+
+def test_the_money_is_exact_to_the_cent(tmp_path):
+    """Hand-checked: 10.125 rounds half to even to 10.12; a flagged refund is negative; the
+    duplicate row counts once; the refund line is no order."""
+    customers = pd.DataFrame({"customer_id": ["A"], "phone": ["13800000000"]})
+    orders = pd.DataFrame(
+        {
+            "order_id": ["1", "1", "2", "3"],
+            "customer_id": ["A", "A", "", "A"],
+            "phone": ["", "", "+86 138 0000 0000", ""],
+            "order_time": pd.to_datetime(
+                ["2024-05-01 10:00", "2024-05-01 10:00", "2024-05-03 09:00", "2024-05-04 08:00"]
+            ),
+            "amount": [10.125, 10.125, 20.0, 5.0],
+            "refund": [False, False, False, True],
+        }
+    )
+    path = tmp_path / "o.parquet"
+    orders.to_parquet(path, index=False)
+    m, rep = customer_metrics(path, customers, engine="duckdb")
+    row = m.iloc[0]
+    assert row["monetary"] == pytest.approx(10.12 + 20.0 - 5.0)
+    assert row["frequency"] == 2 and row["recency"] == 1  # as of 2024-05-04, last sale 05-03
+    assert row["bg_x"] == 1 and row["bg_t_x"] == 2 and row["bg_T"] == 3
+    assert row["bg_repeat_avg"] == pytest.approx(15.0)  # 20 − 5 after the first day, 1 repeat
+    assert rep.rows_duplicate == 1 and rep.matched_by == {"id": 2, "phone": 1, "email": 0}
+
+
+def cdnow_orders() -> pd.DataFrame:
+    tx = pd.read_csv(
+        DATA / "cdnow_sample_transactions.txt",
+        sep=r"\s+",
+        header=None,
+        names=["customer_id", "sample_id", "date", "cds", "amount"],
+        dtype={"customer_id": str, "sample_id": str, "date": str},
+    )
+    return pd.DataFrame(
+        {
+            "customer_id": tx["customer_id"],
+            "order_time": pd.to_datetime(tx["date"], format="%Y%m%d"),
+            "amount": tx["amount"],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def cdnow_parquet(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cdnow") / "cdnow_orders.parquet"
+    cdnow_orders().to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cdnow_pandas(cdnow_parquet):
+    return segment_customers(str(cdnow_parquet), as_of="1997-09-30", engine="pandas")
+
+
+def test_cdnow_segment_duckdb_equals_pandas(cdnow_parquet, cdnow_pandas, tmp_path):
+    out = tmp_path / "attributed.parquet"
+    duck = segment_customers(
+        str(cdnow_parquet),
+        as_of="1997-09-30",
+        engine="duckdb",
+        memory_limit="512MB",
+        attributed_to=out,
+    )
+    a = cdnow_pandas.customers.sort_values("customer_id").reset_index(drop=True)
+    b = duck.customers.sort_values("customer_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[SEGMENT_COLUMNS], b[SEGMENT_COLUMNS])
+    assert duck.report.to_dict() == cdnow_pandas.report.to_dict()
+    assert duck.ltv.to_dict() == cdnow_pandas.ltv.to_dict()
+    # the BG/NBD inputs are the published summary's (x, and t_x/T in days)
+    summ = pd.read_csv(DATA / "cdnow_summary.csv")
+    bought = b[b["frequency"] > 0].set_index("customer_id")
+    assert len(summ) == 2357 == len(bought)
+    assert int(bought["bg_x"].sum()) == int(summ["x"].sum())
+    # the attributed orders the engine wrote are the pandas engine's SegmentResult.orders
+    written = pd.read_parquet(out)
+    want = cdnow_pandas.orders
+    assert list(written.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(
+        written[["customer_id", "amount", "match_key", "in_window"]],
+        want[["customer_id", "amount", "match_key", "in_window"]].astype({"customer_id": "object"}),
+        check_dtype=False,
+    )
+    assert duck.orders.empty and len(written) == duck.report.rows_used
+
+
+def test_example_exports_duckdb_equals_pandas(example_data, tmp_path):
+    """The examples/ imports (customers from clean, orders with ids, phones, refunds)."""
+    clean = example_data.frame("clean")
+    orders = example_data.paths["orders"]
+    a = segment_customers(str(orders), clean, engine="pandas")
+    b = segment_customers(str(orders), clean, engine="duckdb", memory_limit="1GB")
+    assert a.report.to_dict() == b.report.to_dict()
+    pd.testing.assert_frame_equal(a.customers[SEGMENT_COLUMNS], b.customers[SEGMENT_COLUMNS])
+
+
+def test_cli_segment_duckdb_json_equals_pandas(example_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    clean, orders = example_data.paths["clean"], example_data.paths["orders"]
+    runner = CliRunner()
+    outs = {}
+    for engine in ("pandas", "duckdb"):
+        out = tmp_path / f"seg_{engine}.parquet"
+        extra = ["--memory-limit", "1GB"] if engine == "duckdb" else []
+        res = runner.invoke(
+            app,
+            ["segment", str(clean), "--orders", str(orders), "--engine", engine, "-o", str(out)]
+            + extra
+            + ["--json"],
+        )
+        assert res.exit_code == 0, res.output
+        data = json.loads(res.stdout)
+        data.pop("seconds")
+        data["written"] = sorted(data["written"])
+        outs[engine] = data
+        assert Path(out.with_name(f"{out.stem}_orders.parquet")).exists()
+    assert outs["duckdb"] == outs["pandas"]
+
+
+def test_memory_limit_too_small_is_exit_2_naming_the_limit(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+    from custtool.engines import MemoryLimitError, seam
+
+    customers, orders = messy_orders("naive")
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+
+    def no_room(self, name, sql):  # what DuckDB raises when a query does not fit
+        raise RuntimeError("Out of Memory Error: could not allocate block of size 256.0 KiB")
+
+    monkeypatch.setattr(seam.DuckRunner, "table", no_room)
+    with pytest.raises(MemoryLimitError) as err:
+        customer_metrics(path, customers, engine="duckdb", memory_limit="100MB")
+    assert "100.0MB" in str(err.value) and err.value.exit_code == 2
+    res = CliRunner().invoke(
+        app, ["segment", "--orders", str(path), "--engine", "duckdb", "--memory-limit", "100MB"]
+    )
+    assert res.exit_code == 2 and "100.0MB" in res.output and "Traceback" not in res.output
+
+
+def test_a_real_tiny_limit_fails_cleanly_or_finishes(tmp_path):
+    """A limit DuckDB really hits (64MB, one thread, a wide key) ends as exit 2 or a result —
+    never a crash; with a result, the numbers are the pandas engine's."""
+    from custtool.engines import MemoryLimitError
+
+    customers, orders = messy_orders("naive")
+    orders = pd.concat([orders] * 30, ignore_index=True)  # 46,200 rows of 3 KB ids: 140 MB
+    orders["order_id"] = orders["order_id"] + "x" * 3000 + orders.index.astype(str)
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+    try:
+        md, _ = customer_metrics(path, customers, engine="duckdb", memory_limit="64MB")
+    except MemoryLimitError as exc:
+        assert "64.0MB" in str(exc)
+    else:
+        mp, _ = customer_metrics(orders, customers, engine="pandas")
+        assert_same_metrics(mp, md)
+
+
+def test_engine_needs_parquet_orders(tmp_path):
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    csv = tmp_path / "orders.csv"
+    csv.write_text("order_id,customer_id,order_time,amount\n1,A,2024-01-01,5\n")
+    res = CliRunner().invoke(app, ["segment", "--orders", str(csv), "--engine", "duckdb"])
+    assert res.exit_code == 2 and "Parquet" in res.output
+    res = CliRunner().invoke(app, ["segment", "--orders", str(csv), "--engine", "nope"])
+    assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_orders_in_memory_get_their_attributed_orders_and_portrait_back(example_data):
+    """A DataFrame of orders (the pipeline's case) on --engine duckdb: the engine's
+    attributed orders come back, so SegmentResult.orders and the portrait columns are the
+    pandas engine's; from a Parquet path they are not held (out of core)."""
+    from custtool.portrait import PORTRAIT_COLUMNS
+
+    clean = example_data.frame("clean")
+    orders = example_data.frame("orders")
+    a = segment_customers(orders, clean, engine="pandas")
+    b = segment_customers(orders, clean, engine="duckdb")
+    cols = ["customer_id", "source_customer_id", "match_key", "amount", "in_window"]
+    pd.testing.assert_frame_equal(
+        a.orders[cols].astype(str), b.orders[cols].astype(str), check_dtype=False
+    )
+    pd.testing.assert_frame_equal(
+        a.customers[list(PORTRAIT_COLUMNS)], b.customers[list(PORTRAIT_COLUMNS)]
+    )
+    assert (a.customers["top_category"] != "").any()  # the comparison is not of blanks
+    c = segment_customers(str(example_data.paths["orders"]), clean, engine="duckdb")
+    assert c.orders.empty and (c.customers["top_category"] == "").all()
+
+
+def test_pipeline_segment_takes_engine_and_memory_limit(tmp_path, example_run):
+    """`segment: {engine: duckdb, memory_limit: 1GB}` in pipeline.yaml: the run gives the
+    pandas run's numbers; a limit that is no size is exit 2 naming the file's key."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+    from custtool.errors import ConfigError
+    from custtool.pipeline import load_pipeline
+
+    folder, pandas_run = example_run
+    work = tmp_path / "examples"
+    shutil.copytree(folder / "examples", work)
+    yaml = work / "pipeline.yaml"
+    text = yaml.read_text(encoding="utf-8")
+    assert "  window: 365d" in text
+    yaml.write_text(
+        text.replace("  window: 365d", "  window: 365d\n  engine: duckdb\n  memory_limit: 1GB"),
+        encoding="utf-8",
+    )
+    assert load_pipeline(yaml).steps["segment"]["memory_limit"] == "1GB"
+    res = CliRunner().invoke(app, ["run", str(yaml), "--out", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    duck_run = json.loads(res.stdout)
+    # every step's row counts (segment, tag, follow-ups, report, cards) are the pandas run's
+    got = [(s["step"], s.get("rows")) for s in duck_run["steps"]]
+    assert got == [(s["step"], s.get("rows")) for s in pandas_run["steps"]]
+    assert "segment" in dict(got) and duck_run["nps"] == pandas_run["nps"]
+    bad = work / "bad.yaml"
+    bad.write_text(text.replace("  window: 365d", "  memory_limit: lots"), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(bad)
+    assert "segment.memory_limit" in str(err.value)
+
+
+def test_the_spill_folder_is_removed_afterwards(tmp_path, monkeypatch):
+    import tempfile
+
+    customers, orders = messy_orders("naive")
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen = []
+    from custtool.engines import seam
+
+    real = seam.DuckRunner.close
+
+    def close(self):
+        seen.append(Path(self._tmp.name))
+        assert seen[0].parent == scratch and seen[0].exists()
+        real(self)
+
+    monkeypatch.setattr(seam.DuckRunner, "close", close)
+    customer_metrics(path, customers, engine="duckdb", memory_limit="256MB")
+    assert seen and not seen[0].exists() and not list(scratch.iterdir())

@@ -1,0 +1,119 @@
+"""``--engine spark``: the metrics seam as Spark SQL in local mode gives the pandas engine's
+numbers (one SparkSession, local[1], for the module)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from custtool.metrics import customer_metrics
+from custtool.segment import segment_customers
+from tests.conftest import require_system
+from tests.test_ooc_segment import (
+    DATA,
+    SEGMENT_COLUMNS,
+    assert_same_metrics,
+    cdnow_orders,
+    messy_orders,
+)
+
+MASTER = "local[1]"
+
+
+def require_spark() -> None:
+    require_system(
+        "Java", shutil.which("java") is not None, "apt-get install openjdk-17-jre-headless"
+    )
+    require_system(
+        "pyspark", importlib.util.find_spec("pyspark") is not None, "pip install 'custtool[spark]'"
+    )
+
+
+@pytest.fixture(scope="module")
+def spark():
+    require_spark()
+    from custtool.engines.spark import _spark_session
+
+    session = _spark_session(MASTER, 180)
+    session.conf.set("spark.sql.shuffle.partitions", "2")
+    yield session
+    session.stop()
+
+
+def test_cdnow_on_spark_equals_pandas(spark, tmp_path):
+    path = tmp_path / "cdnow.parquet"
+    cdnow_orders().to_parquet(path, index=False)
+    want = segment_customers(str(path), as_of="1997-09-30", engine="pandas")
+    out = tmp_path / "attributed.parquet"
+    got = segment_customers(
+        str(path), as_of="1997-09-30", engine="spark", spark_master=MASTER, attributed_to=out
+    )
+    a = want.customers.sort_values("customer_id").reset_index(drop=True)
+    b = got.customers.sort_values("customer_id").reset_index(drop=True)
+    # the 8 classes, counted, and the BG/NBD inputs of every customer
+    assert got.to_dict()["classes"] == want.to_dict()["classes"]
+    assert b["rfm_class"].value_counts().to_dict() == a["rfm_class"].value_counts().to_dict()
+    pd.testing.assert_frame_equal(a[SEGMENT_COLUMNS], b[SEGMENT_COLUMNS])
+    assert got.report.to_dict() == want.report.to_dict()
+    summ = pd.read_csv(DATA / "cdnow_summary.csv")
+    assert int(b["bg_x"].sum()) == int(summ["x"].sum())
+    written = pd.read_parquet(out)
+    assert len(written) == want.report.rows_used
+    assert written["amount"].sum() == pytest.approx(want.orders["amount"].sum())
+
+
+def test_messy_orders_on_spark_equal_pandas(spark, tmp_path):
+    customers, orders = messy_orders("text")
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+    mp, rp = customer_metrics(orders, customers, as_of="2025-03-01", engine="pandas")
+    ms, rs = customer_metrics(
+        path, customers, as_of="2025-03-01", engine="spark", spark_master=MASTER
+    )
+    assert rs.to_dict() == rp.to_dict()
+    assert rp.rows_duplicate > 0 and rp.rows_unmatched > 0 and rp.rows_invalid_time == 1
+    assert_same_metrics(mp, ms)
+
+
+def test_unreachable_master_is_exit_2_within_the_bound(tmp_path):
+    require_spark()
+    customers, orders = messy_orders("naive")
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+    env = dict(os.environ, CUSTTOOL_SPARK_TIMEOUT="8")
+    started = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-m", "custtool", "segment", "--orders", str(path)]
+        + ["--engine", "spark", "--spark-master", "spark://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    took = time.monotonic() - started
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "spark://127.0.0.1:1" in res.stderr and "Traceback" not in res.stderr
+    assert took < 60
+
+
+def test_without_pyspark_is_exit_2_with_the_pip_hint(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    customers, orders = messy_orders("naive")
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark → ImportError
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    res = CliRunner().invoke(app, ["segment", "--orders", str(path), "--engine", "spark"])
+    assert res.exit_code == 2 and "custtool[spark]" in res.output
+    assert not Path(path.with_name("x")).exists()
