@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiri
 runner = CliRunner()
 PASSWORD = "s3cret-Pa55-猫"
 USER = "report@example.cn"
-PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")  # a full mainland mobile number
+PHONE = re.compile(r"(?<![\d.])1[3-9]\d{9}(?!\d)")  # a full mobile number (not a decimal)
 
 
 # --------------------------------------------------------------------------- the SMTP server

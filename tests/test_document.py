@@ -459,3 +459,62 @@ def test_html_only_and_bad_options_from_the_cli(example_data, tmp_path):
         result = CliRunner().invoke(app, ["report", tagged, *opts, "-o", str(bad)])
         assert result.exit_code == 2 and message in result.stderr
         assert not bad.parent.exists()
+
+
+def test_the_runs_real_pdf_html_and_owner_workbooks_are_mailed(owner_run, tmp_path):
+    """End to end: the files `custtool run` wrote (report.pdf, report.html, owners/*.xlsx) go
+    out through `custtool send` to a real SMTP server, byte for byte, each owner only theirs,
+    and no full phone number is in any mailed file or body."""
+    from tests.test_deliver import (
+        PHONE,
+        Mailbox,
+        attachments,
+        pipeline_yaml,
+        send,
+        start_server,
+        text_of,
+    )
+
+    folder, manifest = owner_run
+    run_dir = tmp_path / "out" / folder.name
+    shutil.copytree(folder, run_dir)
+    owner_files = {
+        ("未分配" if o.get("unassigned") else o["owner"]): o["file"]
+        for o in manifest["outputs"]
+        if o.get("kind") == "owner_report"
+    }
+    assert "未分配" in owner_files and len(owner_files) >= 3
+    owners = {name: f"owner{i}@example.cn" for i, name in enumerate(sorted(owner_files))}
+    subs = (
+        "    - name: 经理月报\n      to: [manager@example.cn]\n      send: [report, pdf, html]\n"
+        "    - name: 销售名单\n      owners: {"
+        + ", ".join(f"{k}: {v}" for k, v in owners.items())
+        + "}\n      send: [owner_report]\n"
+    )
+    box = Mailbox()
+    ctl = start_server(box)
+    try:
+        result = send(run_dir, "--config", pipeline_yaml(tmp_path, ctl.port, subs), "--json")
+    finally:
+        ctl.stop()
+    assert result.exit_code == 0, result.output + result.stderr
+    assert len(box.messages) == 1 + len(owners)
+    by_rcpt = {rcpts[0]: msg for _, rcpts, msg in box.messages}
+    manager = attachments(by_rcpt["manager@example.cn"])
+    wanted = {
+        (run_dir / "report.xlsx").read_bytes(),
+        (run_dir / "report.pdf").read_bytes(),
+        (run_dir / "report.html").read_bytes(),
+    }
+    assert set(manager.values()) == wanted
+    assert any(name.endswith(".pdf") for name in manager)
+    for name, address in owners.items():
+        got = list(attachments(by_rcpt[address]).values())
+        assert got == [(run_dir / owner_files[name]).read_bytes()], name
+    for _, _, msg in box.messages:
+        assert not PHONE.search(msg.get_body(("plain",)).get_content())
+        for name, data in attachments(msg).items():
+            if name.endswith(".pdf"):
+                continue  # the PDF holds totals only (checked by its own test)
+            # a number's decimals (4327.44241379…) are not a phone: not after a "."
+            assert not re.search(r"(?<![\d.])1[3-9]\d{9}(?!\d)", text_of(name, data)), name
