@@ -34,7 +34,6 @@ Decisions (documented in the README, "Monthly e-mail with cron"):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -47,6 +46,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from custtool.atomic import file_sha256
 from custtool.errors import ConfigError, InputError
 
 #: the run folder's file for each kind a subscription may ``send`` (owner_report: per owner)
@@ -311,14 +311,6 @@ def check_password(deliver: Any, *, where: Any = None) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fill(template: str, values: dict[str, str]) -> str:
     """``{key}`` placeholders replaced by plain text (no format-string evaluation)."""
     out = template
@@ -407,7 +399,7 @@ def plan_delivery(
                 safe_owner = Path(owner_file(owner, manifest)).stem  # file-safe, 未分配 for none
                 shown = _fill(MAIL_NAMES[kind], {"as_of": as_of, "owner": safe_owner})
                 attachments.append(
-                    Attachment(kind, rel, shown, path.stat().st_size, _sha256(path), path)
+                    Attachment(kind, rel, shown, path.stat().st_size, file_sha256(path), path)
                 )
             values = {
                 "name": run_name,

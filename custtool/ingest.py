@@ -45,6 +45,18 @@ TOTAL_WORDS = r"^[ \t]*(合计|总计|小计|共计|总合计|[Tt]otal|TOTAL|[Gg
 PROVENANCE = ["_source_file", "_sheet", "_row", "_channel", "_flags"]
 
 
+#: the row counts of a SheetReport that add up across sheets, files and batches
+ROW_COUNTS = (
+    "rows_read",
+    "accepted",
+    "rejected",
+    "skipped",
+    "skipped_blank",
+    "skipped_total",
+    "flagged",
+)
+
+
 @dataclass
 class SheetReport:
     """Row accounting of one file/sheet."""
@@ -79,16 +91,7 @@ class ImportResult:
 
     @property
     def totals(self) -> dict[str, int]:
-        keys = (
-            "rows_read",
-            "accepted",
-            "rejected",
-            "skipped",
-            "skipped_blank",
-            "skipped_total",
-            "flagged",
-        )
-        return {k: int(sum(getattr(f, k) for f in self.files)) for k in keys}
+        return {k: int(sum(getattr(f, k) for f in self.files)) for k in ROW_COUNTS}
 
     def problem_counts(self) -> dict[str, int]:
         """How many kept values were cleared or flagged, per problem code."""

@@ -178,6 +178,19 @@ def _order_columns(
     return times, valid_t, day, cents, is_refund
 
 
+def _settings(tz: str | None, window: Any, growth_window: Any) -> tuple[str, int, int]:
+    """The time zone, window and growth window in days; left out: rules/segments.yaml's."""
+    from custtool.config import segment_settings
+
+    shipped = segment_settings()
+    win = parse_days(shipped["metrics"]["window"] if window is None else window, "window")
+    gwin = parse_days(
+        shipped["metrics"]["growth_window"] if growth_window is None else growth_window,
+        "growth window",
+    )
+    return tz or shipped["timezone"], win, gwin
+
+
 def customer_metrics(
     orders: pd.DataFrame | str,
     customers: pd.DataFrame | str | None = None,
@@ -248,15 +261,7 @@ def customer_metrics(
             "orders have no customer key (customer_id, phone or email)",
             "the order export needs 客户ID, 手机号 or 邮箱",
         )
-    from custtool.config import segment_settings
-
-    shipped = segment_settings()
-    tz = tz or shipped["timezone"]
-    win = parse_days(shipped["metrics"]["window"] if window is None else window, "window")
-    gwin = parse_days(
-        shipped["metrics"]["growth_window"] if growth_window is None else growth_window,
-        "growth window",
-    )
+    tz, win, gwin = _settings(tz, window, growth_window)
     # the order columns are prepared in a second thread (pyarrow and numpy release the GIL)
     # while the rows are matched to customers: order ids (code -1 = an id on one row only, or
     # blank: its own order; ids on several rows, line items or duplicate exports, get codes
@@ -305,23 +310,9 @@ def customer_metrics(
     matched = in_time & (cust >= 0)
     unmatched = in_time & (cust < 0)
     report.rows_unmatched = int(unmatched.sum())
-    keep_cols = [
-        c
-        for c in (
-            "order_id",
-            "customer_id",
-            "phone",
-            "email",
-            "channel",
-            "_channel",
-            "order_time",
-            "amount",
-            "_source_file",
-            "_sheet",
-            "_row",
-        )
-        if c in orders.columns
-    ]
+    from custtool.engines.seam import UNMATCHED_COLUMNS
+
+    keep_cols = [c for c in UNMATCHED_COLUMNS if c in orders.columns]
     report.unmatched = orders[keep_cols].iloc[np.flatnonzero(unmatched)].reset_index(drop=True)
 
     # exact duplicate rows (same order id, customer, time, amount) count once; only rows whose
@@ -387,17 +378,10 @@ def _sql_metrics(
     import tempfile
     from pathlib import Path
 
-    from custtool.config import segment_settings
     from custtool.engines import parse_memory_limit
     from custtool.engines.seam import sql_customer_metrics
 
-    shipped = segment_settings()
-    tz = tz or shipped["timezone"]
-    win = parse_days(shipped["metrics"]["window"] if window is None else window, "window")
-    gwin = parse_days(
-        shipped["metrics"]["growth_window"] if growth_window is None else growth_window,
-        "growth window",
-    )
+    tz, win, gwin = _settings(tz, window, growth_window)
     limit = memory_limit if isinstance(memory_limit, int) else parse_memory_limit(memory_limit)
     with tempfile.TemporaryDirectory(prefix="custtool-orders-") as tmp:
         if not (isinstance(orders, str) or hasattr(orders, "__fspath__")):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from custtool.atomic import file_sha256
 from custtool.errors import InputError
 
 KINDS = ("customers", "orders", "interactions", "surveys")
@@ -180,14 +181,6 @@ def _book_path(value: str | bool | None, base: Path, out: Path) -> Path | None:
 
 
 # --------------------------------------------------------------------------- run
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def previous_run(out: Path, as_of: str) -> Path | None:
     """The newest earlier run folder (named by an as-of date before ``as_of``) with results."""
     if not out.is_dir():
@@ -336,7 +329,7 @@ def run_pipeline(
             "path": str(f),
             "channel": i.channel or f.stem,
             "bytes": f.stat().st_size,
-            "sha256": _sha256(f),
+            "sha256": file_sha256(f),
         }
         for i in pl.inputs
         for f in i.files

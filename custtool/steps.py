@@ -148,27 +148,7 @@ def run_import(
     if rejects_path is not None:
         stage("rejects")
         write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
-    totals = result.totals
-    data = {
-        "kind": result.kind,
-        "files": [f.as_dict() for f in result.files],
-        "totals": totals,
-        "problems": result.problem_counts(),
-        "output": str(out) if out else None,
-        "rejects": str(rejects_path) if rejects_path else None,
-        "warnings": result.warnings,
-        "privacy": protection.to_dict(),
-        "engine": "pandas",
-    }
-    over = max_rejects is not None and totals["rejected"] > max_rejects
-    problem = (
-        f"{totals['rejected']} rows rejected, more than --max-rejects {max_rejects}"
-        if over
-        else None
-    )
-    return StepResult(
-        "import", data, exit_code=int(over), problem=problem, warnings=result.warnings, value=result
-    )
+    return _import_result(result, out, rejects_path, protection, max_rejects, engine="pandas")
 
 
 def _streamed_import(
@@ -266,6 +246,21 @@ def _streamed_import(
     )
     if note:
         result.warnings.append(note)
+    return _import_result(
+        result, output, rejects, result.protection, max_rejects, engine=engine, memory_limit=limit
+    )
+
+
+def _import_result(
+    result: Any,
+    output: Path | None,
+    rejects: Path | None,
+    protection: Any,
+    max_rejects: int | None,
+    **extra: Any,
+) -> StepResult:
+    """The import step's result for either engine: files, totals, problems, paths (``extra``:
+    the engine and its memory limit); exit 1 over ``--max-rejects``."""
     totals = result.totals
     data = {
         "kind": result.kind,
@@ -275,9 +270,8 @@ def _streamed_import(
         "output": str(output) if output else None,
         "rejects": str(rejects) if rejects else None,
         "warnings": result.warnings,
-        "privacy": result.protection.to_dict(),
-        "engine": engine,
-        "memory_limit": limit,
+        "privacy": protection.to_dict(),
+        **extra,
     }
     over = max_rejects is not None and totals["rejected"] > max_rejects
     problem = (

@@ -46,6 +46,7 @@ from custtool.errors import CusttoolError, InputError
 from custtool.ingest import (
     HEADER_SEARCH_ROWS,
     REJECT_COLUMNS,
+    ROW_COUNTS,
     ImportResult,
     SheetReport,
     _import_sheet,
@@ -658,17 +659,8 @@ class _Staged:
 
 
 def _merged(a: SheetReport, b: SheetReport) -> SheetReport:
-    counts = (
-        "rows_read",
-        "accepted",
-        "rejected",
-        "skipped",
-        "skipped_blank",
-        "skipped_total",
-        "flagged",
-    )
     out = SheetReport(**a.as_dict())
-    for k in counts:
+    for k in ROW_COUNTS:
         setattr(out, k, getattr(a, k) + getattr(b, k))
     return out
 

@@ -31,6 +31,7 @@ from custtool.report.strategies import load_strategies
 from custtool.xlsx import append_rows, formula_like, open_workbook, safe_sheet_name
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 TIER_ORDER = ["高价值", "中价值", "低价值"]
@@ -475,14 +476,7 @@ class _Sheets:
         for j, (kind, s, fmt) in enumerate(prepared):
             part = s.iloc[rows]
             if kind in {"num", "date"}:
-                if kind == "date":
-                    t = (
-                        part.dt.tz_localize(None)
-                        if getattr(part.dt, "tz", None) is not None
-                        else part
-                    )
-                    part = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
-                arr = pd.to_numeric(part, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                arr = _excel_numbers(part, kind)
                 vals = arr.astype(object)
                 vals[~np.isfinite(arr)] = None
                 out.append((j, vals.tolist(), fmt, None, "num"))
@@ -535,7 +529,6 @@ class _Sheets:
         flags as 是/否, personal columns masked, other text as Arrow strings (taken from
         ``texts``, :meth:`_arrow_texts`)."""
         import numpy as np
-        import pandas as pd
         import pyarrow as pa
 
         out: list[tuple[str, Any, Any]] = []
@@ -549,14 +542,7 @@ class _Sheets:
                 continue
             part = s.iloc[rows]
             if kind in {"num", "date"}:
-                if kind == "date":
-                    t = (
-                        part.dt.tz_localize(None)
-                        if getattr(part.dt, "tz", None) is not None
-                        else part
-                    )
-                    part = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
-                arr = pd.to_numeric(part, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                arr = _excel_numbers(part, kind)
                 out.append(("num", arr, fmt))
                 continue
             if kind == "text" and fmt is not None:  # a personal column: mask this chunk
@@ -1523,3 +1509,15 @@ __all__ = [
     "prepare_customers",
     "mask_frame",
 ]
+
+
+def _excel_numbers(part: pd.Series, kind: str) -> np.ndarray:
+    """A number or date column as Excel's float values (dates: days since Excel's epoch,
+    local wall time); NaN where blank."""
+    import numpy as np
+    import pandas as pd
+
+    if kind == "date":
+        t = part.dt.tz_localize(None) if getattr(part.dt, "tz", None) is not None else part
+        part = (t - pd.Timestamp(_EXCEL_EPOCH)) / pd.Timedelta(days=1)
+    return pd.to_numeric(part, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
