@@ -6,9 +6,16 @@ imported here: the functions below load their modules on first use.
 
 from __future__ import annotations
 
+import warnings
 from importlib import import_module
 from typing import Any
 
+# pandera imports pyspark.pandas when pyspark is installed (custtool[spark]); pyspark 4 then
+# warns on every command that it does not fully support pandas 3. custtool's Spark engine
+# uses Spark SQL only, not pyspark.pandas: the warning is noise in every terminal.
+warnings.filterwarnings(
+    "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+)
 __version__ = "0.1.0"
 
 # public name -> module that defines it
