@@ -98,6 +98,11 @@ class DuckRunner:
         self.con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
         return name
 
+    def lines(self, name: str, sql: str) -> str:
+        """The narrow order rows: a view, read again by each query (scanning the Parquet
+        file and joining the key map costs less than holding 10M rows in the limit)."""
+        return self.view(name, sql)
+
     def fit_limit(self) -> None:
         """--memory-limit bounds the process where it can: DuckDB gets what the customers,
         the matcher and Python do not already hold, but at least half the limit."""
@@ -268,22 +273,16 @@ def _run(
     def col(name: str) -> str:
         return "s." + q(name)
 
-    lines = runner.table(
-        "lines",
-        S.lines_sql(
-            d,
-            src,
-            km,
-            keys,
-            time_expr=runner.time_expr(col("order_time"), schema["order_time"]),
-            amount=S.amount_expr(d, col("amount"), schema["amount"]),
-            refund=S.refund_expr(
-                d, col("refund") if "refund" in schema else None, schema.get("refund", "")
-            ),
-            order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
-            by_hash=by_hash,
+    line_args: dict[str, Any] = dict(
+        time_expr=runner.time_expr(col("order_time"), schema["order_time"]),
+        amount=S.amount_expr(d, col("amount"), schema["amount"]),
+        refund=S.refund_expr(
+            d, col("refund") if "refund" in schema else None, schema.get("refund", "")
         ),
+        order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
+        by_hash=by_hash,
     )
+    lines = runner.lines("lines", S.lines_sql(d, src, km, keys, **line_args))
     days = runner.frame(S.days_sql(lines))
     valid = days["d"].notna().to_numpy()
     day = days["d"].fillna(0).to_numpy(np.int64)
@@ -306,10 +305,11 @@ def _run(
     matched = int(n[before & hit].sum())
     present = [c for c in UNMATCHED_COLUMNS if c in schema]
     if report.rows_unmatched:
-        sel = ", ".join("s." + q(c) for c in present)
+        # one more scan, the listed columns carried through (no join back on the row number)
+        listed = S.lines_sql(d, src, km, keys, extra=tuple(present), **line_args)
         report.unmatched = runner.frame(
-            f"SELECT {sel} FROM {src} s JOIN (SELECT rn FROM {lines} WHERE t IS NOT NULL "
-            f"AND d <= {as_of_day} AND c < 0) u ON s.rn = u.rn ORDER BY s.rn"
+            f"SELECT {', '.join(q(c) for c in present)} FROM ({listed}) x WHERE t IS NOT NULL "
+            f"AND d <= {as_of_day} AND c < 0 ORDER BY rn"
         ).reset_index(drop=True)
     else:
         report.unmatched = pd.DataFrame(columns=present)
@@ -322,7 +322,7 @@ def _run(
         name: counts.get(k, 0) for k, name in ((1, "id"), (2, "phone"), (3, "email"))
     }
     report.customer_ids = customers["customer_id"] if "customer_id" in customers.columns else None
-    res = runner.arrow(S.aggregate_sql(used, as_of_day, win, gwin)).combine_chunks()
+    res = runner.arrow(S.aggregate_sql(d, used, as_of_day, win, gwin)).combine_chunks()
     agg = _arrays(res, len(customers))
     if attributed_to is not None:
         _write_attributed(

@@ -41,6 +41,7 @@ class Dialect:
     is_nan: str  # "{x}" → x is NaN
     ident: str  # "{n}" → the quoted identifier n
     hash: str  # "{x}" → a 64-bit hash of one or more comma-separated values
+    idiv: str  # "{a}", "{b}" → integer division of non-negative integers
 
     def q(self, name: str) -> str:
         return self.ident.format(n=name.replace(self.ident[0], self.ident[0] * 2))
@@ -64,6 +65,7 @@ DUCKDB = Dialect(
     is_nan="isnan({x})",
     ident='"{n}"',
     hash="hash({x})",
+    idiv="({a}) // ({b})",
 )
 
 SPARK = Dialect(
@@ -77,6 +79,7 @@ SPARK = Dialect(
     is_nan="isnan({x})",
     ident="`{n}`",
     hash="xxhash64({x})",
+    idiv="({a}) div ({b})",
 )
 
 
@@ -144,14 +147,18 @@ def lines_sql(
     refund: str,
     order_id: str,
     by_hash: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> str:
     """One narrow row per order row: rn, customer position ``c`` (-1 unmatched), match code
     ``how``, local time ``t`` (NULL: not a valid time), day ``d``, the order id's 64-bit hash
     ``oh`` (NULL: no order id, the row is an order by itself), net cents ``a`` (refund-flagged
     rows negative) and ``r`` (a refund line). ``by_hash``: join the key map on the key
     tuple's hash (exact when the caller checked no two tuples share one), else on the keys
-    as text."""
+    as text. ``extra``: columns of the order rows passed through as they are (the unmatched
+    rows' listing reads them in the same scan)."""
     q = dialect.q
+    outer = "".join(f", {q(c)}" for c in extra)
+    inner = "".join(f", s.{q(c)} AS {q(c)}" for c in extra)
     if by_hash:
         on = "km.kh = " + dialect.f(dialect.hash, x=", ".join(f"s.{q(k)}" for k in keys))
     else:
@@ -165,10 +172,10 @@ def lines_sql(
     return f"""
     SELECT rn, CAST(c AS INTEGER) AS c, CAST(how AS TINYINT) AS how, t,
       CAST({dialect.f(dialect.day, t="t")} AS INTEGER) AS d, {oh} AS oh,
-      CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r
+      CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r{outer}
     FROM (
       SELECT s.rn AS rn, coalesce(km.c, -1) AS c, coalesce(km.how, 0) AS how,
-        {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf
+        {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf{inner}
       FROM {src} s LEFT JOIN {keymap} km ON {on}
     ) x"""
 
@@ -181,32 +188,61 @@ def days_sql(lines: str) -> str:
     GROUP BY d, (c >= 0)"""
 
 
+#: the match code (0 none, 1 id, 2 phone, 3 email) packed below the row number: ``rn * 4 +
+#: how``, so "the first row's code" is one ``min`` (cheaper than ``min_by`` over a group per row)
+HOW_CODES = 4
+
+
 def used_sql(dialect: Dialect, lines: str, as_of_day: int) -> str:
     """The rows used: matched, on or before the as-of day, exact duplicates (same customer,
     order id, time, amount) once — the first in file order keeps its row number and match
     code. A row without an order id is never a duplicate (its row number is in its key)."""
-    A = int(as_of_day)
-    how = dialect.f(dialect.min_by, v="how", k="rn")
+    A, H = int(as_of_day), HOW_CODES
+    rn = dialect.f(dialect.idiv, a="rh", b=str(H))
     return f"""
-    SELECT c, oh, a, r, min(d) AS d, min(rn) AS rn, {how} AS how FROM {lines}
-    WHERE t IS NOT NULL AND d <= {A} AND c >= 0
-    GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL THEN rn END"""
+    SELECT c, oh, a, r, d, {rn} AS rn, CAST(rh - {rn} * {H} AS TINYINT) AS how FROM (
+      SELECT c, oh, a, r, min(d) AS d, min(rn * {H} + how) AS rh FROM {lines}
+      WHERE t IS NOT NULL AND d <= {A} AND c >= 0
+      GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL THEN rn END) g"""
 
 
-def aggregate_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
+def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int) -> str:
     """Per customer position ``c``: money (integer cents) by window, orders by window,
     first/last purchase day, distinct purchase days and the money after the first purchase
-    day — the columns of :func:`custtool.metrics._aggregate`."""
+    day — the columns of :func:`custtool.metrics._aggregate`.
+
+    Money and days go through one table of customer-days (``cd``: net cents, and whether
+    the day has a sale line); orders through one of (customer, order id). The money after
+    the first purchase day is all money less the first purchase day's less that of the
+    refund-only days before it (those few rows are the only join with the rows)."""
     A, W, G = int(as_of_day), int(win), int(gwin)
 
     def money(cond: str) -> str:
-        return f"sum(CASE WHEN {cond} THEN u.a ELSE 0 END)"
+        return f"CAST(sum(CASE WHEN {cond} THEN m ELSE 0 END) AS BIGINT)"
 
     def count(cond: str) -> str:
-        return f"sum(CASE WHEN {cond} THEN 1 ELSE 0 END)"
+        return f"CAST(sum(CASE WHEN {cond} THEN 1 ELSE 0 END) AS BIGINT)"
 
+    m_first = dialect.f(dialect.min_by, v="m", k="CASE WHEN sale = 1 THEN d END")
     return f"""
-    WITH ord AS (
+    WITH cd AS (
+      SELECT c, d, CAST(sum(a) AS BIGINT) AS m, max(CASE WHEN r THEN 0 ELSE 1 END) AS sale
+      FROM {used}
+      GROUP BY c, d),
+    days AS (
+      SELECT c, CAST(sum(m) AS BIGINT) AS historical_value,
+        {money(f"{A} - d < 30")} AS monetary_30d, {money(f"{A} - d < 90")} AS monetary_90d,
+        {money(f"{A} - d < 365")} AS monetary_365d, {money(f"{A} - d < {W}")} AS monetary,
+        {money(f"{A} - d < {G}")} AS monetary_g,
+        {money(f"{A} - d >= {G} AND {A} - d < {2 * G}")} AS monetary_prev,
+        min(CASE WHEN sale = 1 THEN d END) AS first_d,
+        max(CASE WHEN sale = 1 THEN d END) AS last_d,
+        CAST(sum(sale) AS BIGINT) AS n_days, CAST({m_first} AS BIGINT) AS m_first
+      FROM cd GROUP BY c),
+    early AS (
+      SELECT cd.c AS c, sum(cd.m) AS m FROM cd JOIN days ON cd.c = days.c
+      WHERE cd.sale = 0 AND cd.d < coalesce(days.first_d, 1) GROUP BY cd.c),
+    ord AS (
       SELECT c, min(d) AS d FROM {used} WHERE NOT r AND oh IS NOT NULL GROUP BY c, oh
       UNION ALL
       SELECT c, d FROM {used} WHERE NOT r AND oh IS NULL),
@@ -214,27 +250,16 @@ def aggregate_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
       SELECT c, count(*) AS orders_total, {count(f"{A} - d < 30")} AS orders_30d,
         {count(f"{A} - d < 90")} AS orders_90d, {count(f"{A} - d < 365")} AS orders_365d,
         {count(f"{A} - d < {W}")} AS frequency
-      FROM ord GROUP BY c),
-    span AS (
-      SELECT c, min(d) AS first_d, max(d) AS last_d, count(DISTINCT d) AS n_days
-      FROM {used} WHERE NOT r GROUP BY c),
-    money AS (
-      SELECT u.c AS c, sum(u.a) AS historical_value,
-        {money(f"{A} - u.d < 30")} AS monetary_30d,
-        {money(f"{A} - u.d < 90")} AS monetary_90d,
-        {money(f"{A} - u.d < 365")} AS monetary_365d,
-        {money(f"{A} - u.d < {W}")} AS monetary,
-        {money(f"{A} - u.d < {G}")} AS monetary_g,
-        {money(f"{A} - u.d >= {G} AND {A} - u.d < {2 * G}")} AS monetary_prev,
-        {money("u.d > coalesce(s.first_d, 0)")} AS repeat_value
-      FROM {used} u LEFT JOIN span s ON u.c = s.c GROUP BY u.c)
-    SELECT m.c AS c, m.historical_value, m.monetary_30d, m.monetary_90d, m.monetary_365d,
-      m.monetary, m.monetary_g, m.monetary_prev, m.repeat_value,
-      coalesce(o.orders_total, 0) AS orders_total, coalesce(o.orders_30d, 0) AS orders_30d,
-      coalesce(o.orders_90d, 0) AS orders_90d, coalesce(o.orders_365d, 0) AS orders_365d,
-      coalesce(o.frequency, 0) AS frequency, s.first_d, s.last_d,
-      coalesce(s.n_days, 0) AS n_days
-    FROM money m LEFT JOIN ordc o ON m.c = o.c LEFT JOIN span s ON m.c = s.c"""
+      FROM ord GROUP BY c)
+    SELECT s.c AS c, s.historical_value, s.monetary_30d, s.monetary_90d, s.monetary_365d,
+      s.monetary, s.monetary_g, s.monetary_prev,
+      CAST(s.historical_value - coalesce(s.m_first, 0) - coalesce(e.m, 0) AS BIGINT)
+        AS repeat_value,
+      CAST(coalesce(o.orders_total, 0) AS BIGINT) AS orders_total,
+      coalesce(o.orders_30d, 0) AS orders_30d, coalesce(o.orders_90d, 0) AS orders_90d,
+      coalesce(o.orders_365d, 0) AS orders_365d, coalesce(o.frequency, 0) AS frequency,
+      s.first_d, s.last_d, s.n_days
+    FROM days s LEFT JOIN ordc o ON s.c = o.c LEFT JOIN early e ON s.c = e.c"""
 
 
 def matched_by_sql(used: str) -> str:
