@@ -22,6 +22,7 @@ Customers without such orders get "" in each. The category comes from ``category
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,22 +41,61 @@ PORTRAIT_COLUMNS = (
 MODE_ONLINE, MODE_OFFLINE, MODE_BOTH = "线上", "线下", "全渠道"
 
 
-def _codes(orders: pd.DataFrame, *names: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The first of ``names`` that ``orders`` has, as (codes, labels): labels are the distinct
-    stripped texts, codes index them (-1: missing or blank). Text work on the distinct values."""
+def label_codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, labels) of category/channel values: labels are the distinct stripped texts,
+    codes index them (-1: missing or blank). Text work on the distinct values. The SQL
+    engines call this on the distinct values of the Parquet file, so both engines label
+    alike."""
     import numpy as np
     import pandas as pd
 
+    codes, uni = pd.factorize(pd.Series(values), use_na_sentinel=True)
+    text = pd.Series(np.asarray(uni, dtype=object)).astype(str).str.strip()
+    lcodes, labels = pd.factorize(text)  # texts equal once stripped share a code
+    labels = np.asarray(labels, dtype=object)
+    lcodes = np.where(labels[lcodes] == "", -1, lcodes)
+    codes = np.where(codes >= 0, np.append(lcodes, -1)[codes], -1)
+    return codes.astype(np.int64), labels
+
+
+#: where the portrait reads the category and the channel (the first column present)
+CATEGORY_COLUMNS = ("category", "product")
+CHANNEL_COLUMNS = ("channel", "_channel")
+
+
+def _codes(orders: pd.DataFrame, *names: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first of ``names`` that ``orders`` has, as :func:`label_codes`."""
     for name in names:
         if name in orders.columns:
-            codes, uni = pd.factorize(orders[name], use_na_sentinel=True)
-            text = pd.Series(np.asarray(uni, dtype=object)).astype(str).str.strip()
-            lcodes, labels = pd.factorize(text)  # texts equal once stripped share a code
-            labels = np.asarray(labels, dtype=object)
-            lcodes = np.where(labels[lcodes] == "", -1, lcodes)
-            codes = np.where(codes >= 0, np.append(lcodes, -1)[codes], -1)
-            return codes.astype(np.int64), labels
+            return label_codes(orders[name])
     return None
+
+
+def slot_of(day: np.ndarray, minutes: np.ndarray, slot_hours: int) -> np.ndarray:
+    """The slot (0 … 2 × 24 / slot_hours − 1: 工作日 slots, then 周末) of local times given
+    as day numbers since 1970-01-01 and minutes since midnight; -1 at exactly 00:00 (a date
+    without a time of day)."""
+    import numpy as np
+
+    weekend = ((day.astype(np.int64) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
+    per_day = 24 // int(slot_hours)
+    slot = weekend.astype(np.int64) * per_day + (minutes // 60) // int(slot_hours)
+    return np.where(minutes > 0, slot, -1)
+
+
+@dataclass
+class PortraitGroups:
+    """What the portrait reads from the attributed orders, grouped: rows of (customer
+    position, label code, value). ``cat_*``: net amount (yuan) per category (rows may
+    repeat a pair; they are summed); ``chan_*``: counted orders per channel; ``slot_*``:
+    counted orders per time slot (:func:`slot_of`). None: no such column. The pandas engine
+    gives one row per order line; the SQL engines (out of core) give them grouped."""
+
+    cat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    cat_labels: np.ndarray | None = None
+    chan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    chan_labels: np.ndarray | None = None
+    slot: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def _customer_positions(orders: pd.DataFrame, customers: pd.DataFrame) -> np.ndarray:
@@ -71,10 +111,14 @@ def _customer_positions(orders: pd.DataFrame, customers: pd.DataFrame) -> np.nda
 
 
 def _ranked_top(
-    pos: np.ndarray, codes: np.ndarray, labels: np.ndarray, value: np.ndarray | None
+    pos: np.ndarray,
+    codes: np.ndarray,
+    labels: np.ndarray,
+    value: np.ndarray | None,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per (customer, label): ``value`` summed (net, rounded to cents, only positive kept) or,
-    when ``value`` is None, rows counted; sorted per customer best first, ties by the label
+    when ``value`` is None, rows counted (each row ``weights`` times); sorted per customer best first, ties by the label
     in code-point order. Returns (customer, label code, rank 0, 1, … within the customer)."""
     import numpy as np
 
@@ -82,7 +126,8 @@ def _ranked_top(
     k_n = max(len(labels), 1)
     uk, inv = np.unique(pos[ok] * k_n + codes[ok], return_inverse=True)
     if value is None:
-        v = np.bincount(inv, minlength=len(uk)).astype(float)
+        w = None if weights is None else np.asarray(weights, dtype=float)[ok]
+        v = np.bincount(inv, weights=w, minlength=len(uk)).astype(float)
     else:
         v = np.round(np.bincount(inv, weights=value[ok], minlength=len(uk)), 2)
     c, k = uk // k_n, uk % k_n
@@ -159,12 +204,14 @@ def portrait_columns(
     *,
     positions: np.ndarray | None = None,
     settings: dict[str, Any] | None = None,
+    groups: PortraitGroups | None = None,
 ) -> pd.DataFrame:
     """The portrait columns (see the module) for ``customers``, index aligned.
 
     ``orders``: attributed orders (``SegmentResult.orders``); ``positions``: each order's
     customer row position (default: matched on ``customer_id``); ``settings``: the
-    ``portrait:`` section of segments.yaml (default: the shipped one).
+    ``portrait:`` section of segments.yaml (default: the shipped one). ``groups``: the same
+    inputs already grouped by a SQL engine (``orders`` is then not read).
     """
     import numpy as np
     import pandas as pd
@@ -176,8 +223,70 @@ def portrait_columns(
     out = pd.DataFrame(
         {c: np.full(n, "", dtype=object) for c in PORTRAIT_COLUMNS}, index=customers.index
     )
-    if orders is None or not len(orders) or not n:
+    if groups is None:
+        if orders is None or not len(orders) or not n:
+            return out
+        groups = order_groups(orders, customers, positions=positions, settings=cfg)
+    if not n:
         return out
+
+    if groups.cat is not None:
+        labels = groups.cat_labels
+        c, k, rank = _ranked_top(*groups.cat[:2], labels, groups.cat[2])
+        col = np.full(n, "", dtype=object)
+        col[c[rank == 0]] = labels[k[rank == 0]]
+        out["top_category"] = col
+        joined = col.copy()
+        for r in range(1, int(cfg["top_categories"])):
+            at = rank == r
+            joined[c[at]] = joined[c[at]] + "、" + labels[k[at]]
+        out["top_categories"] = joined
+
+    if groups.chan is not None:
+        labels = groups.chan_labels
+        pos, codes, weights = groups.chan
+        c, k, rank = _ranked_top(pos, codes, labels, None, weights)
+        col = np.full(n, "", dtype=object)
+        col[c[rank == 0]] = labels[k[rank == 0]]
+        out["preferred_channel"] = col
+        kinds = channel_kinds(labels, cfg["channels"])[k]
+        online = np.bincount(c[kinds == "online"], minlength=n) > 0
+        offline = np.bincount(c[kinds == "offline"], minlength=n) > 0
+        out["channel_mode"] = np.select(
+            [online & offline, online, offline], [MODE_BOTH, MODE_ONLINE, MODE_OFFLINE], default=""
+        ).astype(object)
+
+    if groups.slot is not None:
+        hours = int(cfg["slot_hours"])
+        per_day = 24 // hours
+        pos, slot, weights = groups.slot
+        use = (pos >= 0) & (slot >= 0)
+        key = pos[use] * (2 * per_day) + slot[use]
+        counts = np.bincount(
+            key, weights=np.asarray(weights, dtype=float)[use], minlength=n * 2 * per_day
+        ).reshape(n, 2 * per_day)
+        best = counts.argmax(axis=1)  # ties: the first slot (工作日, earlier)
+        has = counts.max(axis=1) > 0
+        out["active_slot"] = np.where(has, slot_labels(hours)[best], "").astype(object)
+    return out
+
+
+def order_groups(
+    orders: pd.DataFrame,
+    customers: pd.DataFrame,
+    *,
+    positions: np.ndarray | None = None,
+    settings: dict[str, Any] | None = None,
+) -> PortraitGroups:
+    """The portrait's inputs from attributed orders in memory: one row per order line
+    (category, net amount) and per counted order (channel, time slot), customer positions
+    -1 outside the metrics window."""
+    import numpy as np
+    import pandas as pd
+
+    from custtool.config import segment_settings
+
+    cfg = settings if settings is not None else segment_settings()["portrait"]
     pos = (
         np.asarray(positions, dtype=np.int64)
         if positions is not None
@@ -192,34 +301,14 @@ def portrait_columns(
     pos = np.where(in_win, pos, -1)
     sale = (amount > 0) & (pos >= 0)
     counted = _counted_orders(orders, pos, sale)
-
-    cat = _codes(orders, "category", "product")
+    ones = np.ones(len(orders), dtype=np.int64)
+    groups = PortraitGroups()
+    cat = _codes(orders, *CATEGORY_COLUMNS)
     if cat is not None:
-        codes, labels = cat
-        c, k, rank = _ranked_top(pos, codes, labels, amount)
-        col = np.full(n, "", dtype=object)
-        col[c[rank == 0]] = labels[k[rank == 0]]
-        out["top_category"] = col
-        joined = col.copy()
-        for r in range(1, int(cfg["top_categories"])):
-            at = rank == r
-            joined[c[at]] = joined[c[at]] + "、" + labels[k[at]]
-        out["top_categories"] = joined
-
-    chan = _codes(orders, "channel", "_channel")
+        groups.cat, groups.cat_labels = (pos, cat[0], amount), cat[1]
+    chan = _codes(orders, *CHANNEL_COLUMNS)
     if chan is not None:
-        codes, labels = chan
-        c, k, rank = _ranked_top(np.where(counted, pos, -1), codes, labels, None)
-        col = np.full(n, "", dtype=object)
-        col[c[rank == 0]] = labels[k[rank == 0]]
-        out["preferred_channel"] = col
-        kinds = channel_kinds(labels, cfg["channels"])[k]
-        online = np.bincount(c[kinds == "online"], minlength=n) > 0
-        offline = np.bincount(c[kinds == "offline"], minlength=n) > 0
-        out["channel_mode"] = np.select(
-            [online & offline, online, offline], [MODE_BOTH, MODE_ONLINE, MODE_OFFLINE], default=""
-        ).astype(object)
-
+        groups.chan, groups.chan_labels = (np.where(counted, pos, -1), chan[0], ones), chan[1]
     if "order_time" in orders.columns:
         t = pd.to_datetime(orders["order_time"], errors="coerce")
         if isinstance(t.dtype, pd.DatetimeTZDtype):  # attributed orders are firm-local
@@ -228,17 +317,9 @@ def portrait_columns(
         valid = ~np.isnat(ns)
         day = ns.astype("datetime64[D]")
         of_day = (ns - day).astype("timedelta64[m]").astype(np.int64)  # minutes since midnight
-        weekend = ((day.astype(np.int64) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
-        hours = int(cfg["slot_hours"])
-        per_day = 24 // hours
-        slot = weekend.astype(np.int64) * per_day + (of_day // 60) // hours
-        use = counted & valid & (of_day > 0)  # 00:00:00 exactly: a date without a time
-        key = pos[use] * (2 * per_day) + slot[use]
-        counts = np.bincount(key, minlength=n * 2 * per_day).reshape(n, 2 * per_day)
-        best = counts.argmax(axis=1)  # ties: the first slot (工作日, earlier)
-        has = counts.max(axis=1) > 0
-        out["active_slot"] = np.where(has, slot_labels(hours)[best], "").astype(object)
-    return out
+        slot = slot_of(day.astype(np.int64), of_day, int(cfg["slot_hours"]))
+        groups.slot = (np.where(counted & valid, pos, -1), slot, ones)
+    return groups
 
 
 def repurchase_rate(customers: pd.DataFrame) -> float | None:

@@ -210,8 +210,8 @@ def segment_customers(
     ``engine="duckdb"``/``"spark"`` runs the metrics as SQL (see
     :func:`custtool.metrics.customer_metrics`). With ``orders`` as a Parquet path that is out
     of core: ``SegmentResult.orders`` is then an empty frame (the engine writes the
-    attributed orders to ``attributed_to`` instead) and the portrait's order columns (top
-    category, preferred channel, …) stay empty. With ``orders`` as a DataFrame (already in
+    attributed orders to ``attributed_to`` instead) and the engine groups the portrait's
+    inputs (top category, preferred channel, …) itself. With ``orders`` as a DataFrame (already in
     memory) the attributed orders come back from the engine, so everything is filled."""
     import pandas as pd
 
@@ -266,6 +266,8 @@ def segment_customers(
             memory_limit=memory_limit,
             spark_master=spark_master,
             attributed_to=attributed_to,
+            # out of core the engine groups the portrait's inputs itself
+            portrait=cfg["portrait"] if out_of_core and not in_memory else None,
         )
         if out_of_core and in_memory:  # the orders were in memory anyway: so are these
             attributed_from_engine = read_table(attributed_to)
@@ -376,6 +378,7 @@ def segment_customers(
         seg,
         positions=report.used_customers if has_rows else None,
         settings=cfg["portrait"],
+        groups=getattr(report, "portrait_groups", None),
     )
     seg = pd.concat(
         [seg.drop(columns=[c for c in portrait.columns if c in seg.columns]), portrait], axis=1

@@ -148,6 +148,8 @@ def lines_sql(
     order_id: str,
     by_hash: bool = True,
     extra: tuple[str, ...] = (),
+    channel: bool = False,
+    category: tuple[str, str] | None = None,
 ) -> str:
     """One narrow row per order row: rn, customer position ``c`` (-1 unmatched), match code
     ``how``, local time ``t`` (NULL: not a valid time), day ``d``, the order id's 64-bit hash
@@ -155,8 +157,15 @@ def lines_sql(
     rows negative) and ``r`` (a refund line). ``by_hash``: join the key map on the key
     tuple's hash (exact when the caller checked no two tuples share one), else on the keys
     as text. ``extra``: columns of the order rows passed through as they are (the unmatched
-    rows' listing reads them in the same scan)."""
+    rows' listing reads them in the same scan). For the portrait: ``ch``, the channel's label
+    code (``channel``: the key map carries it; -1 none) and ``cat``, the category's
+    (``category``: (the label map's name, the column): joined on the value; -1 none)."""
     q = dialect.q
+    ch = "coalesce(km.ch, -1)" if channel else "-1"
+    cat, cat_join = "-1", ""
+    if category is not None:
+        cat = "coalesce(cm.k, -1)"
+        cat_join = f" LEFT JOIN {category[0]} cm ON s.{q(category[1])} = cm.v"
     outer = "".join(f", {q(c)}" for c in extra)
     inner = "".join(f", s.{q(c)} AS {q(c)}" for c in extra)
     if by_hash:
@@ -172,11 +181,13 @@ def lines_sql(
     return f"""
     SELECT rn, CAST(c AS INTEGER) AS c, CAST(how AS TINYINT) AS how, t,
       CAST({dialect.f(dialect.day, t="t")} AS INTEGER) AS d, {oh} AS oh,
-      CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r{outer}
+      CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r,
+      CAST(ch AS INTEGER) AS ch, CAST(cat AS INTEGER) AS cat{outer}
     FROM (
       SELECT s.rn AS rn, coalesce(km.c, -1) AS c, coalesce(km.how, 0) AS how,
-        {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf{inner}
-      FROM {src} s LEFT JOIN {keymap} km ON {on}
+        {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf, {ch} AS ch,
+        {cat} AS cat{inner}
+      FROM {src} s LEFT JOIN {keymap} km ON {on}{cat_join}
     ) x"""
 
 
@@ -184,26 +195,107 @@ def days_sql(lines: str) -> str:
     """Rows per order day (NULL: no valid time) and customer found or not: a small table
     (days × 2) from which the row accounting and the latest day are read in one pass."""
     return f"""
-    SELECT d, (c >= 0) AS matched, count(*) AS n FROM {lines}
+    SELECT d, (c >= 0) AS matched, count(*) AS n, max(rn) AS rn_max FROM {lines}
     GROUP BY d, (c >= 0)"""
 
 
-#: the match code (0 none, 1 id, 2 phone, 3 email) packed below the row number: ``rn * 4 +
-#: how``, so "the first row's code" is one ``min`` (cheaper than ``min_by`` over a group per row)
+#: the match code (0 none, 1 id, 2 phone, 3 email) and the portrait's label codes are packed
+#: below the row number (``rn * M + code``), so "the first row's codes" is one ``min``
+#: (cheaper than ``min_by`` over a group per row) when ``rn × M`` fits in 62 bits
 HOW_CODES = 4
+PACK_LIMIT = 1 << 62
 
 
-def used_sql(dialect: Dialect, lines: str, as_of_day: int) -> str:
+def _unpack(dialect: Dialect, x: str, sizes: list[int]) -> list[str]:
+    """The codes packed in ``x`` as mixed radix ``sizes`` (the first the most significant,
+    unbounded)."""
+    outs, div = [], 1
+    for size in reversed(sizes[1:]):
+        outs.append(
+            f"({dialect.f(dialect.idiv, a=x, b=str(div))}) % {size}" if div > 1 else f"{x} % {size}"
+        )
+        div *= size
+    outs.append(dialect.f(dialect.idiv, a=x, b=str(div)))
+    return outs[::-1]
+
+
+def used_sql(
+    dialect: Dialect,
+    lines: str,
+    as_of_day: int,
+    *,
+    n_ch: int = 0,
+    n_cat: int = 0,
+    rn_max: int = 0,
+) -> str:
     """The rows used: matched, on or before the as-of day, exact duplicates (same customer,
-    order id, time, amount) once — the first in file order keeps its row number and match
-    code. A row without an order id is never a duplicate (its row number is in its key)."""
-    A, H = int(as_of_day), HOW_CODES
-    rn = dialect.f(dialect.idiv, a="rh", b=str(H))
+    order id, time, amount) once — the first in file order keeps its row number, match
+    code and the portrait's channel and category codes (``n_ch``/``n_cat`` labels; -1
+    none). A row without an order id is never a duplicate (its row number is in its key).
+    ``rn_max``: the largest row number (whether the codes fit below it)."""
+    A = int(as_of_day)
+    sizes = [HOW_CODES, n_ch + 1, n_cat + 1]
+    m = sizes[0] * sizes[1] * sizes[2]
+    code = f"(how * {sizes[1]} + ch + 1) * {sizes[2]} + cat + 1"
+    if (int(rn_max) + 1) * m < PACK_LIMIT:
+        first = f"min(rn * {m} + {code}) AS rh"
+        rn, rest = _unpack(dialect, "rh", [0, m])
+    else:  # too many labels to pack: the value at the smallest row number
+        first = f"min(rn) AS rn0, {dialect.f(dialect.min_by, v=code, k='rn')} AS rest"
+        rn, rest = "rn0", "rest"
+    how, ch1, cat1 = _unpack(dialect, f"({rest})", sizes)
     return f"""
-    SELECT c, oh, a, r, d, {rn} AS rn, CAST(rh - {rn} * {H} AS TINYINT) AS how FROM (
-      SELECT c, oh, a, r, min(d) AS d, min(rn * {H} + how) AS rh FROM {lines}
+    SELECT c, oh, a, r, d, t, {rn} AS rn, CAST({how} AS TINYINT) AS how,
+      CAST({ch1} - 1 AS INTEGER) AS ch, CAST({cat1} - 1 AS INTEGER) AS cat FROM (
+      SELECT c, oh, a, r, t, min(d) AS d, {first} FROM {lines}
       WHERE t IS NOT NULL AND d <= {A} AND c >= 0
       GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL THEN rn END) g"""
+
+
+def portrait_categories_sql(used: str, as_of_day: int, win: int) -> str:
+    """Net cents per (customer, category label) of the rows used in the metrics window
+    (:func:`custtool.portrait.order_groups`' category rows, grouped)."""
+    A, W = int(as_of_day), int(win)
+    return f"""
+    SELECT c, cat AS k, CAST(sum(a) AS BIGINT) AS v FROM {used}
+    WHERE {A} - d < {W} AND cat >= 0 GROUP BY c, cat"""
+
+
+def portrait_orders_sql(
+    dialect: Dialect,
+    used: str,
+    as_of_day: int,
+    win: int,
+    *,
+    n_ch: int,
+    slot_hours: int,
+    rn_max: int,
+) -> str:
+    """Counted orders per (customer, channel label, time slot): in the metrics window, sale
+    lines (amount > 0), one per (customer, order id) — its first line in file order, whose
+    channel and slot count (:func:`custtool.portrait.order_groups`, :func:`~custtool.portrait.slot_of`)."""
+    A, W, hours = int(as_of_day), int(win), int(slot_hours)
+    per_day = 24 // hours
+    n_slot = 2 * per_day + 1
+    mins = "(hour(t) * 60 + minute(t))"
+    weekend = "CASE WHEN ((d % 7) + 10) % 7 >= 5 THEN 1 ELSE 0 END"
+    hour_slot = dialect.f(dialect.idiv, a="hour(t)", b=str(hours))
+    slot = f"CASE WHEN {mins} > 0 THEN {weekend} * {per_day} + {hour_slot} ELSE -1 END"
+    sizes = [n_ch + 1, n_slot]
+    m = sizes[0] * sizes[1]
+    code = f"(ch + 1) * {n_slot} + ({slot}) + 1"
+    if (int(rn_max) + 1) * m < PACK_LIMIT:
+        first = f"min(rn * {m} + {code}) % {m}"
+    else:
+        first = dialect.f(dialect.min_by, v=code, k="rn")
+    ch1, slot1 = _unpack(dialect, "f", sizes)
+    return f"""
+    SELECT c, ch, slot, count(*) AS n FROM (
+      SELECT c, CAST({ch1} - 1 AS INTEGER) AS ch, CAST({slot1} - 1 AS INTEGER) AS slot FROM (
+        SELECT c, {first} AS f FROM {used}
+        WHERE {A} - d < {W} AND a > 0
+        GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) o) x
+    GROUP BY c, ch, slot"""
 
 
 def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int) -> str:
