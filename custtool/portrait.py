@@ -124,7 +124,9 @@ def _ranked_top(
 
     ok = (pos >= 0) & (codes >= 0)
     k_n = max(len(labels), 1)
-    uk, inv = np.unique(pos[ok] * k_n + codes[ok], return_inverse=True)
+    uk, inv = np.unique(
+        pos[ok].astype(np.int64) * k_n + codes[ok].astype(np.int64), return_inverse=True
+    )
     if value is None:
         w = None if weights is None else np.asarray(weights, dtype=float)[ok]
         v = np.bincount(inv, weights=w, minlength=len(uk)).astype(float)
@@ -261,7 +263,7 @@ def portrait_columns(
         per_day = 24 // hours
         pos, slot, weights = groups.slot
         use = (pos >= 0) & (slot >= 0)
-        key = pos[use] * (2 * per_day) + slot[use]
+        key = pos[use].astype(np.int64) * (2 * per_day) + slot[use]
         counts = np.bincount(
             key, weights=np.asarray(weights, dtype=float)[use], minlength=n * 2 * per_day
         ).reshape(n, 2 * per_day)

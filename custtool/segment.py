@@ -380,6 +380,8 @@ def segment_customers(
         settings=cfg["portrait"],
         groups=getattr(report, "portrait_groups", None),
     )
+    if getattr(report, "portrait_groups", None) is not None:
+        report.portrait_groups = None  # used: not kept in the result
     seg = pd.concat(
         [seg.drop(columns=[c for c in portrait.columns if c in seg.columns]), portrait], axis=1
     )

@@ -375,7 +375,6 @@ def _portrait_groups(
     """The portrait's inputs (:class:`custtool.portrait.PortraitGroups`) grouped by the
     engine: net cents per (customer, category), counted orders per (customer, channel,
     time slot); only these small tables become arrays."""
-    import numpy as np
 
     from custtool.portrait import PortraitGroups
 
@@ -384,12 +383,13 @@ def _portrait_groups(
 
     def arrays(sql: str, *cols: str) -> list[Any]:
         res = runner.arrow(sql)
-        return [res[c].to_numpy().astype(np.int64) for c in cols]
+        return [res[c].to_numpy() for c in cols]
 
     if cat_labels is not None:
         c, k, v = arrays(S.portrait_categories_sql(used, as_of_day, win), "c", "k", "v")
         groups.cat, groups.cat_labels = (c, k, v / 100.0), cat_labels
-    c, ch, slot, n = arrays(
+        del v
+    c, by_ch, k, n = arrays(
         S.portrait_orders_sql(
             d,
             used,
@@ -400,13 +400,14 @@ def _portrait_groups(
             rn_max=rn_max,
         ),
         "c",
-        "ch",
-        "slot",
+        "by_ch",
+        "k",
         "n",
     )
+    chan = by_ch == 1
     if chan_labels is not None:
-        groups.chan, groups.chan_labels = (c, ch, n), chan_labels
-    groups.slot = (c, slot, n)
+        groups.chan, groups.chan_labels = (c[chan], k[chan], n[chan]), chan_labels
+    groups.slot = (c[~chan], k[~chan], n[~chan])
     return groups
 
 

@@ -254,11 +254,12 @@ def used_sql(
 
 def portrait_categories_sql(used: str, as_of_day: int, win: int) -> str:
     """Net cents per (customer, category label) of the rows used in the metrics window
-    (:func:`custtool.portrait.order_groups`' category rows, grouped)."""
+    (:func:`custtool.portrait.order_groups`' category rows, grouped); only positive sums
+    (the portrait leaves the others out)."""
     A, W = int(as_of_day), int(win)
     return f"""
-    SELECT c, cat AS k, CAST(sum(a) AS BIGINT) AS v FROM {used}
-    WHERE {A} - d < {W} AND cat >= 0 GROUP BY c, cat"""
+    SELECT CAST(c AS INTEGER) AS c, CAST(cat AS INTEGER) AS k, CAST(sum(a) AS BIGINT) AS v
+    FROM {used} WHERE {A} - d < {W} AND cat >= 0 GROUP BY c, cat HAVING sum(a) > 0"""
 
 
 def portrait_orders_sql(
@@ -271,9 +272,11 @@ def portrait_orders_sql(
     slot_hours: int,
     rn_max: int,
 ) -> str:
-    """Counted orders per (customer, channel label, time slot): in the metrics window, sale
-    lines (amount > 0), one per (customer, order id) — its first line in file order, whose
-    channel and slot count (:func:`custtool.portrait.order_groups`, :func:`~custtool.portrait.slot_of`)."""
+    """Counted orders per (customer, channel label) and per (customer, time slot), one row
+    each (``by_ch`` 1: a channel row, ``k`` the channel; 0: a slot row, ``k`` the slot): in
+    the metrics window, sale lines (amount > 0), one per (customer, order id) — its first
+    line in file order, whose channel and slot count (:func:`custtool.portrait.order_groups`,
+    :func:`~custtool.portrait.slot_of`)."""
     A, W, hours = int(as_of_day), int(win), int(slot_hours)
     per_day = 24 // hours
     n_slot = 2 * per_day + 1
@@ -290,12 +293,16 @@ def portrait_orders_sql(
         first = dialect.f(dialect.min_by, v=code, k="rn")
     ch1, slot1 = _unpack(dialect, "f", sizes)
     return f"""
-    SELECT c, ch, slot, count(*) AS n FROM (
+    WITH o AS (
       SELECT c, CAST({ch1} - 1 AS INTEGER) AS ch, CAST({slot1} - 1 AS INTEGER) AS slot FROM (
         SELECT c, {first} AS f FROM {used}
         WHERE {A} - d < {W} AND a > 0
-        GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) o) x
-    GROUP BY c, ch, slot"""
+        GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) g)
+    SELECT CAST(c AS INTEGER) AS c, 1 AS by_ch, ch AS k, CAST(count(*) AS INTEGER) AS n
+    FROM o WHERE ch >= 0 GROUP BY c, ch
+    UNION ALL
+    SELECT CAST(c AS INTEGER) AS c, 0 AS by_ch, slot AS k, CAST(count(*) AS INTEGER) AS n
+    FROM o WHERE slot >= 0 GROUP BY c, slot"""
 
 
 def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int) -> str:
