@@ -58,6 +58,18 @@ def label_codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), labels
 
 
+def ranked_label_codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`label_codes` with the labels in code-point order, so that a smaller code is
+    the label that wins a tie (what a SQL engine orders by)."""
+    import numpy as np
+
+    codes, labels = label_codes(values)
+    order = np.argsort(labels.astype(str), kind="stable")
+    new = np.empty(len(labels), dtype=np.int64)
+    new[order] = np.arange(len(labels))
+    return np.where(codes >= 0, np.append(new, -1)[codes], -1), labels[order]
+
+
 #: where the portrait reads the category and the channel (the first column present)
 CATEGORY_COLUMNS = ("category", "product")
 CHANNEL_COLUMNS = ("channel", "_channel")
@@ -96,6 +108,12 @@ class PortraitGroups:
     chan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     chan_labels: np.ndarray | None = None
     slot: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: already ranked by the engine (the same rules, see engines/sql.py; label codes in
+    #: code-point order): (customer, code, rank 0 = best) for the top categories and for
+    #: every channel bought through; (customer, slot) of each customer's best slot
+    cat_ranked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    chan_ranked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    slot_best: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _customer_positions(orders: pd.DataFrame, customers: pd.DataFrame) -> np.ndarray:
@@ -144,6 +162,29 @@ def _ranked_top(
     new[1:] = c[1:] != c[:-1]
     start = np.maximum.accumulate(np.where(new, idx, 0)) if len(c) else idx
     return c, k, idx - start
+
+
+def _most_common(
+    pos: np.ndarray, codes: np.ndarray, weights: np.ndarray, n_codes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(customer, code) of each customer's code with the most weight; ties: the smallest
+    code. Sorts the (customer, code) pairs present rather than a dense customers × codes
+    table."""
+    import numpy as np
+
+    use = (pos >= 0) & (codes >= 0)
+    key = pos[use].astype(np.int64) * n_codes + codes[use]
+    uk, inv = np.unique(key, return_inverse=True)
+    w = np.bincount(inv, weights=np.asarray(weights, dtype=float)[use], minlength=len(uk))
+    del key, inv
+    c, k = uk // n_codes, uk % n_codes
+    keep = w > 0
+    c, k, w = c[keep], k[keep], w[keep]
+    order = np.lexsort((k, -w, c))  # per customer: most weight first, then smallest code
+    c, k = c[order], k[order]
+    first = np.ones(len(c), dtype=bool)
+    first[1:] = c[1:] != c[:-1]
+    return c[first], k[first]
 
 
 def _counted_orders(orders: pd.DataFrame, pos: np.ndarray, sale: np.ndarray) -> np.ndarray:
@@ -232,9 +273,13 @@ def portrait_columns(
     if not n:
         return out
 
-    if groups.cat is not None:
+    if groups.cat is not None or groups.cat_ranked is not None:
         labels = groups.cat_labels
-        c, k, rank = _ranked_top(*groups.cat[:2], labels, groups.cat[2])
+        c, k, rank = (
+            groups.cat_ranked
+            if groups.cat_ranked is not None
+            else _ranked_top(*groups.cat[:2], labels, groups.cat[2])
+        )
         col = np.full(n, "", dtype=object)
         col[c[rank == 0]] = labels[k[rank == 0]]
         out["top_category"] = col
@@ -244,10 +289,13 @@ def portrait_columns(
             joined[c[at]] = joined[c[at]] + "、" + labels[k[at]]
         out["top_categories"] = joined
 
-    if groups.chan is not None:
+    if groups.chan is not None or groups.chan_ranked is not None:
         labels = groups.chan_labels
-        pos, codes, weights = groups.chan
-        c, k, rank = _ranked_top(pos, codes, labels, None, weights)
+        if groups.chan_ranked is not None:
+            c, k, rank = groups.chan_ranked
+        else:
+            pos, codes, weights = groups.chan
+            c, k, rank = _ranked_top(pos, codes, labels, None, weights)
         col = np.full(n, "", dtype=object)
         col[c[rank == 0]] = labels[k[rank == 0]]
         out["preferred_channel"] = col
@@ -258,18 +306,16 @@ def portrait_columns(
             [online & offline, online, offline], [MODE_BOTH, MODE_ONLINE, MODE_OFFLINE], default=""
         ).astype(object)
 
-    if groups.slot is not None:
+    if groups.slot is not None or groups.slot_best is not None:
         hours = int(cfg["slot_hours"])
-        per_day = 24 // hours
-        pos, slot, weights = groups.slot
-        use = (pos >= 0) & (slot >= 0)
-        key = pos[use].astype(np.int64) * (2 * per_day) + slot[use]
-        counts = np.bincount(
-            key, weights=np.asarray(weights, dtype=float)[use], minlength=n * 2 * per_day
-        ).reshape(n, 2 * per_day)
-        best = counts.argmax(axis=1)  # ties: the first slot (工作日, earlier)
-        has = counts.max(axis=1) > 0
-        out["active_slot"] = np.where(has, slot_labels(hours)[best], "").astype(object)
+        c, best = (
+            groups.slot_best
+            if groups.slot_best is not None
+            else _most_common(*groups.slot, 2 * (24 // hours))
+        )
+        col = np.full(n, "", dtype=object)
+        col[c] = slot_labels(hours)[best]
+        out["active_slot"] = col
     return out
 
 

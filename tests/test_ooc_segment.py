@@ -371,8 +371,10 @@ def test_portrait_out_of_core_equals_pandas(tmp_path, monkeypatch):
 def test_portrait_hand_checked_out_of_core(tmp_path):
     """One customer: 美妆 100 + 美妆 −30 refund = 70 net, 食品 50 → top 美妆、食品; two orders
     in 天猫 (one of two lines), one in 门店 → 天猫, 全渠道; Saturday 10:30 twice, a Monday at
-    00:00:00 (a date only) → 周末 10:00-12:00."""
-    customers = pd.DataFrame({"customer_id": ["A"]})
+    00:00:00 (a date only) → 周末 10:00-12:00. Customer T: 食品 and 美妆 tie at 50 (美 < 食
+    in code points), 门店 and 天猫 tie at one order each (天 < 门), a Sunday and a Monday
+    order → 工作日 before 周末."""
+    customers = pd.DataFrame({"customer_id": ["A", "T"]})
     orders = pd.DataFrame(
         {
             "order_id": ["1", "1", "2", "3", "4"],
@@ -391,12 +393,30 @@ def test_portrait_hand_checked_out_of_core(tmp_path):
             "channel": ["天猫", "门店", "天猫", "门店", "天猫"],
         }
     )
+    tie = pd.DataFrame(
+        {
+            "order_id": ["t1", "t2"],
+            "customer_id": ["T", "T"],
+            "order_time": pd.to_datetime(["2024-06-09 21:00", "2024-06-10 09:15"]),
+            "amount": [50.0, 50.0],
+            "category": ["食品", "美妆"],
+            "channel": ["门店", "天猫"],
+        }
+    )
+    orders = pd.concat([orders, tie], ignore_index=True)
     path = tmp_path / "o.parquet"
     orders.to_parquet(path, index=False)
-    got = segment_customers(str(path), customers, engine="duckdb").customers.iloc[0]
+    res = segment_customers(str(path), customers, engine="duckdb").customers
+    got = res.iloc[0]
     assert got["top_category"] == "美妆" and got["top_categories"] == "美妆、食品"
     assert got["preferred_channel"] == "天猫" and got["channel_mode"] == "全渠道"
     assert got["active_slot"] == "周末 10:00-12:00"
+    t = res.iloc[1]
+    assert t["top_categories"] == "美妆、食品" and t["preferred_channel"] == "天猫"
+    assert t["active_slot"] == "工作日 08:00-10:00"
+    pandas = segment_customers(orders, customers, engine="pandas").customers
+    cols = ["top_categories", "preferred_channel", "channel_mode", "active_slot"]
+    pd.testing.assert_frame_equal(res[cols], pandas[cols])
 
 
 def test_a_refund_before_the_first_purchase_day(tmp_path):

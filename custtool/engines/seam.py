@@ -226,7 +226,7 @@ def _run(
 
     from custtool.attribution import CustomerIndex, MatchReport, channel_columns, derive_customers
     from custtool.dates import resolve_as_of
-    from custtool.portrait import CATEGORY_COLUMNS, CHANNEL_COLUMNS, label_codes
+    from custtool.portrait import CATEGORY_COLUMNS, CHANNEL_COLUMNS, ranked_label_codes
 
     d = runner.dialect
     q = d.q
@@ -271,7 +271,7 @@ def _run(
     cat_col = next((c for c in CATEGORY_COLUMNS if c in schema), None) if portrait else None
     chan_labels = cat_labels = None
     if chan_col is not None:
-        codes, chan_labels = label_codes(key_rows[chan_col])
+        codes, chan_labels = ranked_label_codes(key_rows[chan_col])
         keymap["ch"] = codes
     keymap = keymap[keymap["c"] >= 0].drop_duplicates(join_cols)
     del key_rows, raw, pos, how
@@ -280,9 +280,10 @@ def _run(
     category = None
     if cat_col is not None:
         values = runner.arrow(f"SELECT DISTINCT {q(cat_col)} AS v FROM {src}").to_pandas()
-        codes, cat_labels = label_codes(values["v"])
-        cm = runner.register("catmap", values.assign(k=codes)[codes >= 0])
-        category = (cm, cat_col)
+        codes, cat_labels = ranked_label_codes(values["v"])
+        if len(cat_labels):  # else every category is blank: nothing to join
+            cm = runner.register("catmap", values.assign(k=codes)[codes >= 0])
+            category = (cm, cat_col)
     import gc
 
     import pyarrow as pa
@@ -372,9 +373,9 @@ def _portrait_groups(
     cat_labels: Any,
     rn_max: int,
 ) -> Any:
-    """The portrait's inputs (:class:`custtool.portrait.PortraitGroups`) grouped by the
-    engine: net cents per (customer, category), counted orders per (customer, channel,
-    time slot); only these small tables become arrays."""
+    """The portrait's inputs (:class:`custtool.portrait.PortraitGroups`) ranked by the
+    engine: each customer's top categories, channels and best time slot; only these small
+    tables (a few rows per customer) become arrays."""
 
     from custtool.portrait import PortraitGroups
 
@@ -386,10 +387,9 @@ def _portrait_groups(
         return [res[c].to_numpy() for c in cols]
 
     if cat_labels is not None:
-        c, k, v = arrays(S.portrait_categories_sql(used, as_of_day, win), "c", "k", "v")
-        groups.cat, groups.cat_labels = (c, k, v / 100.0), cat_labels
-        del v
-    c, by_ch, k, n = arrays(
+        sql = S.portrait_categories_sql(used, as_of_day, win, int(settings["top_categories"]))
+        groups.cat_ranked, groups.cat_labels = tuple(arrays(sql, "c", "k", "rank")), cat_labels
+    c, by_ch, k, rank = arrays(
         S.portrait_orders_sql(
             d,
             used,
@@ -402,12 +402,12 @@ def _portrait_groups(
         "c",
         "by_ch",
         "k",
-        "n",
+        "rank",
     )
     chan = by_ch == 1
     if chan_labels is not None:
-        groups.chan, groups.chan_labels = (c[chan], k[chan], n[chan]), chan_labels
-    groups.slot = (c[~chan], k[~chan], n[~chan])
+        groups.chan_ranked, groups.chan_labels = (c[chan], k[chan], rank[chan]), chan_labels
+    groups.slot_best = (c[~chan], k[~chan])
     return groups
 
 

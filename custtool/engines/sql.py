@@ -252,14 +252,19 @@ def used_sql(
       GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL THEN rn END) g"""
 
 
-def portrait_categories_sql(used: str, as_of_day: int, win: int) -> str:
-    """Net cents per (customer, category label) of the rows used in the metrics window
-    (:func:`custtool.portrait.order_groups`' category rows, grouped); only positive sums
-    (the portrait leaves the others out)."""
+def portrait_categories_sql(used: str, as_of_day: int, win: int, top: int) -> str:
+    """Each customer's top ``top`` categories (:func:`custtool.portrait.portrait_columns`'
+    rule): net cents per (customer, category label) of the rows used in the metrics window,
+    positive sums only, most first, ties by the label (codes in code-point order); rows of
+    (customer, code, rank 0 = top)."""
     A, W = int(as_of_day), int(win)
     return f"""
-    SELECT CAST(c AS INTEGER) AS c, CAST(cat AS INTEGER) AS k, CAST(sum(a) AS BIGINT) AS v
-    FROM {used} WHERE {A} - d < {W} AND cat >= 0 GROUP BY c, cat HAVING sum(a) > 0"""
+    SELECT CAST(c AS INTEGER) AS c, CAST(k AS INTEGER) AS k, CAST(rank AS INTEGER) AS rank
+    FROM (
+      SELECT c, k, row_number() OVER (PARTITION BY c ORDER BY v DESC, k) - 1 AS rank FROM (
+        SELECT c, cat AS k, sum(a) AS v FROM {used}
+        WHERE {A} - d < {W} AND cat >= 0 GROUP BY c, cat HAVING sum(a) > 0) g) r
+    WHERE rank < {max(int(top), 1)}"""
 
 
 def portrait_orders_sql(
@@ -272,11 +277,12 @@ def portrait_orders_sql(
     slot_hours: int,
     rn_max: int,
 ) -> str:
-    """Counted orders per (customer, channel label) and per (customer, time slot), one row
-    each (``by_ch`` 1: a channel row, ``k`` the channel; 0: a slot row, ``k`` the slot): in
-    the metrics window, sale lines (amount > 0), one per (customer, order id) — its first
-    line in file order, whose channel and slot count (:func:`custtool.portrait.order_groups`,
-    :func:`~custtool.portrait.slot_of`)."""
+    """Counted orders (:func:`custtool.portrait.order_groups`: in the metrics window, sale
+    lines (amount > 0), one per (customer, order id) — its first line in file order, whose
+    channel and time slot count, :func:`~custtool.portrait.slot_of`), ranked per customer:
+    rows ``by_ch`` 1 — every channel bought through (``k``, rank 0 = the most orders, ties by
+    the label: codes in code-point order); ``by_ch`` 0 — the slot with the most orders
+    (ties: the smaller slot, 工作日 before 周末, then the earlier)."""
     A, W, hours = int(as_of_day), int(win), int(slot_hours)
     per_day = 24 // hours
     n_slot = 2 * per_day + 1
@@ -292,17 +298,24 @@ def portrait_orders_sql(
     else:
         first = dialect.f(dialect.min_by, v=code, k="rn")
     ch1, slot1 = _unpack(dialect, "f", sizes)
+
+    def ranked(col: str, flag: int) -> str:
+        return f"""
+      SELECT c, {flag} AS by_ch, {col} AS k,
+        row_number() OVER (PARTITION BY c ORDER BY count(*) DESC, {col}) - 1 AS rank
+      FROM o WHERE {col} >= 0 GROUP BY c, {col}"""
+
     return f"""
     WITH o AS (
       SELECT c, CAST({ch1} - 1 AS INTEGER) AS ch, CAST({slot1} - 1 AS INTEGER) AS slot FROM (
         SELECT c, {first} AS f FROM {used}
         WHERE {A} - d < {W} AND a > 0
         GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) g)
-    SELECT CAST(c AS INTEGER) AS c, 1 AS by_ch, ch AS k, CAST(count(*) AS INTEGER) AS n
-    FROM o WHERE ch >= 0 GROUP BY c, ch
-    UNION ALL
-    SELECT CAST(c AS INTEGER) AS c, 0 AS by_ch, slot AS k, CAST(count(*) AS INTEGER) AS n
-    FROM o WHERE slot >= 0 GROUP BY c, slot"""
+    SELECT CAST(c AS INTEGER) AS c, by_ch, CAST(k AS INTEGER) AS k,
+      CAST(rank AS INTEGER) AS rank
+    FROM ({ranked("ch", 1)}
+      UNION ALL{ranked("slot", 0)}) r
+    WHERE by_ch = 1 OR rank = 0"""
 
 
 def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int) -> str:
