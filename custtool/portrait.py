@@ -164,6 +164,27 @@ def _ranked_top(
     return c, k, idx - start
 
 
+def _joined_top(
+    n: int, c: np.ndarray, k: np.ndarray, rank: np.ndarray, labels: np.ndarray, top: int
+) -> np.ndarray:
+    """Each customer's labels of rank 0 … top−1 joined by "、" ("" for none). The texts are
+    built once per distinct combination (few) and shared, not once per customer."""
+    import numpy as np
+
+    top = max(top, 1)
+    codes = np.full((n, top), -1, dtype=np.int64)
+    for r in range(top):  # a handful of ranks
+        at = rank == r
+        codes[c[at], r] = k[at]
+    combos, inv = np.unique(codes, axis=0, return_inverse=True)
+    texts = np.append(labels.astype(object), "")
+    joined = texts[combos[:, 0]]
+    for r in range(1, top):
+        more = combos[:, r] >= 0
+        joined[more] = joined[more] + "、" + texts[combos[more, r]]
+    return joined[np.asarray(inv).reshape(-1)]
+
+
 def _most_common(
     pos: np.ndarray, codes: np.ndarray, weights: np.ndarray, n_codes: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -283,11 +304,7 @@ def portrait_columns(
         col = np.full(n, "", dtype=object)
         col[c[rank == 0]] = labels[k[rank == 0]]
         out["top_category"] = col
-        joined = col.copy()
-        for r in range(1, int(cfg["top_categories"])):
-            at = rank == r
-            joined[c[at]] = joined[c[at]] + "、" + labels[k[at]]
-        out["top_categories"] = joined
+        out["top_categories"] = _joined_top(n, c, k, rank, labels, int(cfg["top_categories"]))
 
     if groups.chan is not None or groups.chan_ranked is not None:
         labels = groups.chan_labels
