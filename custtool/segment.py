@@ -66,12 +66,14 @@ def segment_summary(
     for dim in by:
         if dim not in segmented.columns:
             continue
-        seg = (
-            segmented[dim]
-            .astype(object)
-            .where(segmented[dim].astype(object).astype(str) != "", NO_ORDERS)
-        )
-        g = segmented.assign(_seg=seg).groupby("_seg", sort=False)
+        # the segment of each customer through its code: text work on the few distinct
+        # values, not a Python string per customer (1M customers: ~100 MB a dimension)
+        codes, uniques = pd.factorize(segmented[dim], use_na_sentinel=True)
+        names = [NO_ORDERS if str(u) == "" else u for u in uniques]  # a handful of segments
+        name_codes, labels = pd.factorize(pd.Series(names, dtype=object))
+        seg_code = np.where(codes >= 0, np.append(name_codes, -1)[codes], -1)
+        cols3 = segmented[["monetary", "recency", "frequency"]]
+        g = cols3.assign(_seg=seg_code)[seg_code >= 0].groupby("_seg", sort=False)
         t = g.agg(
             customers=("monetary", "size"),
             revenue=("monetary", "sum"),
@@ -79,6 +81,7 @@ def segment_summary(
             avg_frequency=("frequency", "mean"),
             avg_monetary=("monetary", "mean"),
         )
+        t.index = pd.Index(np.asarray(labels, dtype=object)[t.index.to_numpy()], name="_seg")
         t["customer_share"] = t["customers"] / n_total * 100 if n_total else np.nan
         t["revenue_share"] = t["revenue"] / rev_total * 100 if rev_total else np.nan
         if nps_responses is not None and dim in nps_responses.columns and len(nps_responses):
