@@ -98,11 +98,6 @@ class DuckRunner:
         self.con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
         return name
 
-    def lines(self, name: str, sql: str) -> str:
-        """The narrow order rows: a view, read again by each query (scanning the Parquet
-        file and joining the key map costs less than holding 10M rows in the limit)."""
-        return self.view(name, sql)
-
     def fit_limit(self) -> None:
         """--memory-limit bounds the process where it can: DuckDB gets what the customers,
         the matcher and Python do not already hold, but at least half the limit."""
@@ -305,7 +300,9 @@ def _run(
         by_hash=by_hash,
     )
     portrait_args = dict(channel=chan_col is not None, category=category)
-    lines = runner.lines("lines", S.lines_sql(d, src, km, keys, **line_args, **portrait_args))
+    # the narrow rows, held once (re-scanning the Parquet file and joining the key map for
+    # each query measured slower)
+    lines = runner.table("lines", S.lines_sql(d, src, km, keys, **line_args, **portrait_args))
     days = runner.frame(S.days_sql(lines))
     valid = days["d"].notna().to_numpy()
     day = days["d"].fillna(0).to_numpy(np.int64)
@@ -329,11 +326,10 @@ def _run(
     matched = int(n[before & hit].sum())
     present = [c for c in UNMATCHED_COLUMNS if c in schema]
     if report.rows_unmatched:
-        # one more scan, the listed columns carried through (no join back on the row number)
-        listed = S.lines_sql(d, src, km, keys, extra=tuple(present), **line_args)
+        sel = ", ".join("s." + q(c) for c in present)
         report.unmatched = runner.frame(
-            f"SELECT {', '.join(q(c) for c in present)} FROM ({listed}) x WHERE t IS NOT NULL "
-            f"AND d <= {as_of_day} AND c < 0 ORDER BY rn"
+            f"SELECT {sel} FROM {src} s JOIN (SELECT rn FROM {lines} WHERE t IS NOT NULL "
+            f"AND d <= {as_of_day} AND c < 0) u ON s.rn = u.rn ORDER BY s.rn"
         ).reset_index(drop=True)
     else:
         report.unmatched = pd.DataFrame(columns=present)

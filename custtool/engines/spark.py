@@ -233,11 +233,6 @@ class SparkRunner:
         self._names.append(name)
         return name
 
-    def lines(self, name: str, sql: str) -> str:
-        """The narrow order rows, cached: the row numbers (``monotonically_increasing_id``)
-        are then read once."""
-        return self.table(name, sql)
-
     def fit_limit(self) -> None:
         """Spark's memory is the cluster's (spark.driver.memory / executor memory)."""
 

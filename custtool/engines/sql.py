@@ -147,7 +147,6 @@ def lines_sql(
     refund: str,
     order_id: str,
     by_hash: bool = True,
-    extra: tuple[str, ...] = (),
     channel: bool = False,
     category: tuple[str, str] | None = None,
 ) -> str:
@@ -156,8 +155,7 @@ def lines_sql(
     ``oh`` (NULL: no order id, the row is an order by itself), net cents ``a`` (refund-flagged
     rows negative) and ``r`` (a refund line). ``by_hash``: join the key map on the key
     tuple's hash (exact when the caller checked no two tuples share one), else on the keys
-    as text. ``extra``: columns of the order rows passed through as they are (the unmatched
-    rows' listing reads them in the same scan). For the portrait: ``ch``, the channel's label
+    as text. For the portrait: ``ch``, the channel's label
     code (``channel``: the key map carries it; -1 none) and ``cat``, the category's
     (``category``: (the label map's name, the column): joined on the value; -1 none)."""
     q = dialect.q
@@ -166,8 +164,6 @@ def lines_sql(
     if category is not None:
         cat = "coalesce(cm.k, -1)"
         cat_join = f" LEFT JOIN {category[0]} cm ON s.{q(category[1])} = cm.v"
-    outer = "".join(f", {q(c)}" for c in extra)
-    inner = "".join(f", s.{q(c)} AS {q(c)}" for c in extra)
     if by_hash:
         on = "km.kh = " + dialect.f(dialect.hash, x=", ".join(f"s.{q(k)}" for k in keys))
     else:
@@ -182,11 +178,11 @@ def lines_sql(
     SELECT rn, CAST(c AS INTEGER) AS c, CAST(how AS TINYINT) AS how, t,
       CAST({dialect.f(dialect.day, t="t")} AS INTEGER) AS d, {oh} AS oh,
       CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r,
-      CAST(ch AS INTEGER) AS ch, CAST(cat AS INTEGER) AS cat{outer}
+      CAST(ch AS INTEGER) AS ch, CAST(cat AS INTEGER) AS cat
     FROM (
       SELECT s.rn AS rn, coalesce(km.c, -1) AS c, coalesce(km.how, 0) AS how,
         {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf, {ch} AS ch,
-        {cat} AS cat{inner}
+        {cat} AS cat
       FROM {src} s LEFT JOIN {keymap} km ON {on}{cat_join}
     ) x"""
 
