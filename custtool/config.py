@@ -487,6 +487,14 @@ class ContactSettings(StrictModel):
         return _duration(v, "days")
 
 
+class OutOfCoreSettings(StrictModel):
+    """``out_of_core:`` of segments.yaml: when ``custtool run`` takes the orders out of core
+    without being asked (custtool.pipeline.orders_out_of_core)."""
+
+    orders_rows: int = Field(ge=0)
+    bytes_per_row: int = Field(ge=1)
+
+
 class SegmentSettings(StrictModel):
     """``rules/segments.yaml``: every threshold of the segment step."""
 
@@ -500,6 +508,7 @@ class SegmentSettings(StrictModel):
     portrait: PortraitSettings
     levels: LevelSettings
     contact: ContactSettings
+    out_of_core: OutOfCoreSettings
 
 
 # ---- pipeline.yaml (custtool run): no shipped file; an option left out means the step's
