@@ -351,11 +351,27 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def run_once(d: Path, profile: str | None) -> dict:
+def pipeline_file(d: Path, engine: str, memory_limit: str | None) -> Path:
+    """pipeline.yaml as generated (``auto``: the run's own out-of-core rule decides), or a
+    copy whose segment step names the engine (and memory limit)."""
+    base = d / "pipeline.yaml"
+    if engine == "auto" and not memory_limit:
+        return base
+    text = base.read_text(encoding="utf-8")
+    extra = "" if engine == "auto" else f"  engine: {engine}\n"
+    extra += f"  memory_limit: {memory_limit}\n" if memory_limit else ""
+    assert "  window: 365d\n" in text
+    path = d / f"pipeline-{engine}{'-' + memory_limit if memory_limit else ''}.yaml"
+    path.write_text(text.replace("  window: 365d\n", "  window: 365d\n" + extra), encoding="utf-8")
+    return path
+
+
+def run_once(d: Path, profile: str | None, yaml_path: Path | None = None) -> dict:
     events, result = d / "events.jsonl", d / "result.json"
     for f in (events, result):
         f.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, "--child", str(d / "pipeline.yaml"), str(events), str(result)]
+    yaml_path = yaml_path or d / "pipeline.yaml"
+    cmd = [sys.executable, __file__, "--child", str(yaml_path), str(events), str(result)]
     if profile:
         cmd.append(profile)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -478,6 +494,14 @@ def main(argv: list[str] | None = None) -> int:
         help="rows of the floor's xlsxwriter write (default 100,000, as issue 12 states it)",
     )
     ap.add_argument("--no-floor", action="store_true", help="skip the floor measurement")
+    ap.add_argument(
+        "--engine",
+        choices=("auto", "pandas", "duckdb"),
+        default="auto",
+        help="the orders' path: auto (the run's rule: out of core above "
+        "out_of_core.orders_rows), pandas (in memory) or duckdb (out of core)",
+    )
+    ap.add_argument("--memory-limit", help="segment: memory_limit: (e.g. 2GB; implies out of core)")
     args = ap.parse_args(argv)
     if args.interactions is None:
         args.interactions = args.customers // 10
@@ -504,7 +528,11 @@ def main(argv: list[str] | None = None) -> int:
     d = args.data / f"pipeline-{args.customers}-{args.orders}-s{args.seed}"
     results = []
     for k in range(args.repeat):
-        run = run_once(d, args.profile if k == args.repeat - 1 else None)
+        run = run_once(
+            d,
+            args.profile if k == args.repeat - 1 else None,
+            pipeline_file(d, args.engine, args.memory_limit),
+        )
         rows = table(run)
         results.append(
             {
@@ -513,12 +541,14 @@ def main(argv: list[str] | None = None) -> int:
                 "hwm_mb": run["hwm_kb"] / 1024,
                 "steps": run["manifest"]["steps"],
                 "outputs": run["manifest"]["outputs"],
+                "orders_engine": run["manifest"].get("orders_engine"),
             }
         )
         print(
             f"\nrun {k + 1}/{args.repeat}: {args.customers:,} customers, {args.orders:,} orders, "
             f"{args.interactions:,} interactions, {args.surveys:,} surveys ({d})"
         )
+        print(f"orders: {json.dumps(run['manifest'].get('orders_engine'), ensure_ascii=False)}")
         print(f"{'step':<10} {'seconds':>8} {'peak MB':>8} {'after s':>8} {'peak MB':>8}")
         for r in rows:
             print(

@@ -493,6 +493,19 @@ class OutOfCoreSettings(StrictModel):
 
     orders_rows: int = Field(ge=0)
     bytes_per_row: int = Field(ge=1)
+    #: DuckDB's memory limit out of core when the pipeline sets none (segment: memory_limit:)
+    memory_limit: str | int | None = None
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _limit(cls, v: Any) -> Any:
+        from custtool.engines import parse_memory_limit
+
+        try:
+            parse_memory_limit(v)
+        except CusttoolError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 class SegmentSettings(StrictModel):

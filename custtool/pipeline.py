@@ -210,6 +210,8 @@ def orders_out_of_core(pl: Pipeline) -> OrdersEngine:
     - no engine given → out of core with DuckDB when ``segment: memory_limit:`` is set, or
       when the orders files hold more than ``out_of_core.orders_rows`` rows (estimated as
       their bytes / ``out_of_core.bytes_per_row``, rules/segments.yaml); else in memory.
+
+    Out of core without ``segment: memory_limit:``, DuckDB gets ``out_of_core.memory_limit``.
     """
     from custtool.engines import parse_memory_limit
     from custtool.segment import load_segment_config
@@ -217,20 +219,22 @@ def orders_out_of_core(pl: Pipeline) -> OrdersEngine:
     opts = pl.steps["segment"]
     engine = opts.get("engine")
     limit = parse_memory_limit(opts.get("memory_limit"))
+    ooc = load_segment_config(opts.get("config"))["out_of_core"]
     if engine == "pandas":
         return OrdersEngine(False, "pandas", limit, "segment: engine: pandas")
+    # out of core without a limit of its own, DuckDB is bounded by the shipped one
+    default = limit if limit is not None else parse_memory_limit(ooc.get("memory_limit"))
     if engine in ("duckdb", "spark"):
-        return OrdersEngine(True, engine, limit, f"segment: engine: {engine}")
+        return OrdersEngine(True, engine, default, f"segment: engine: {engine}")
     if limit is not None:
         return OrdersEngine(True, "duckdb", limit, "segment: memory_limit: is set")
-    ooc = load_segment_config(opts.get("config"))["out_of_core"]
     size = sum(f.stat().st_size for i in pl.inputs if i.kind == "orders" for f in i.files)
     estimate = size // ooc["bytes_per_row"]
     if ooc["orders_rows"] and estimate > ooc["orders_rows"]:
         return OrdersEngine(
             True,
             "duckdb",
-            None,
+            default,
             f"about {estimate:,} order rows ({size:,} bytes) > out_of_core.orders_rows "
             f"{ooc['orders_rows']:,}",
         )

@@ -123,10 +123,11 @@ def test_orders_out_of_core_rule(tmp_path):
         ("segment:\n  memory_limit: 512MB\n", True, "duckdb"),
         ("segment:\n  window: 365d\n", False, "pandas"),
     ]
+    limits = [1_000_000_000, 1_000_000_000, 512_000_000, None]
     for i, (seg, ooc, engine) in enumerate(cases):
         p = _examples(tmp_path / str(i), seg)
         got = orders_out_of_core(load_pipeline(p))
-        assert (got.out_of_core, got.engine) == (ooc, engine), seg
+        assert (got.out_of_core, got.engine, got.memory_limit) == (ooc, engine, limits[i]), seg
     assert got.reason == f"about {size // 100:,} order rows: in memory"
     # a threshold below the file's estimated rows: out of core without being asked
     d = tmp_path / "auto"
@@ -136,7 +137,8 @@ def test_orders_out_of_core_rule(tmp_path):
         f"out_of_core:\n  orders_rows: {rows}\n  bytes_per_row: 40\n", encoding="utf-8"
     )
     got = orders_out_of_core(load_pipeline(p))
-    assert got.out_of_core and got.engine == "duckdb" and got.memory_limit is None
+    # no limit given: DuckDB gets out_of_core.memory_limit (rules/segments.yaml: 1GB)
+    assert got.out_of_core and got.engine == "duckdb" and got.memory_limit == 1_000_000_000
     assert got.reason == (
         f"about {size // 40:,} order rows ({size:,} bytes) > out_of_core.orders_rows {rows:,}"
     )
