@@ -754,6 +754,9 @@ def run_pipeline(
                 write_xlsx_sheets(fu_sheets, tmp, notes=fu_notes)
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
+        # memory: the segmented and tagged frames are written; only `final` goes on
+        segment.customers = None
+        del tagged
 
         # ---- the book's KPIs (recorded below) and its earlier runs, for the 趋势 sheet
         from custtool.book import TREND_KEYS, run_kpis
@@ -804,12 +807,15 @@ def run_pipeline(
         output_kinds["report.xlsx"] = {"kind": "report"}
         # every customer the report shows, beside it, masked by the one policy (the capped
         # tier/class sheets and an over-limit 客户明细 point here)
-        save(
-            mask_for_output(
-                final, role=export_role, mask=rep_opts_mask(pl), owner=rep_opts.get("owner")
+        # masked and written in blocks of rows: one block's copy at a time, not the table's
+        write_csv_blocks(
+            final,
+            staging / "customers.csv",
+            lambda block: mask_for_output(
+                block, role=export_role, mask=rep_opts_mask(pl), owner=rep_opts.get("owner")
             ),
-            "customers.csv",
         )
+        outputs.append("customers.csv")
         output_kinds["customers.csv"] = {"kind": "csv"}
 
         # ---- report.html / report.pdf: the figures of 概览, one template (issue 17)
@@ -1029,6 +1035,29 @@ def _discard_import(import_dir: Path, out_dir: Path, created_out: bool) -> None:
     shutil.rmtree(import_dir, ignore_errors=True)
     if created_out and out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
+
+
+#: rows per block of :func:`write_csv_blocks`
+CSV_BLOCK_ROWS = 100_000
+
+
+def write_csv_blocks(df: Any, path: Path, transform: Any, *, rows: int = CSV_BLOCK_ROWS) -> None:
+    """``write_table(transform(df), path)`` for a CSV, byte for byte, with ``transform``
+    (a row-wise view such as the masking policy) applied to blocks of ``rows`` rows: only
+    one block's transformed copy is alive at a time. Written atomically."""
+    from custtool.io import atomic_path, write_table
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        part = Path(str(tmp) + ".block.csv")
+        try:
+            for start in range(0, max(len(df), 1), rows):
+                write_table(transform(df.iloc[start : start + rows]), part)
+                with open(part, "rb") as f:
+                    if start:  # the BOM and the header line once, from the first block
+                        f.readline()
+                    shutil.copyfileobj(f, out, 1 << 20)
+        finally:
+            part.unlink(missing_ok=True)
 
 
 def read_attributed(path: str | os.PathLike[str]) -> Any:
