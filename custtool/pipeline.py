@@ -395,6 +395,7 @@ def run_pipeline(
         mask_for_output,
         mask_frame,
         mask_sheets,
+        role_view,
     )
     from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
     from custtool.tags import apply_tags, load_rules, tag_statistics
@@ -807,13 +808,12 @@ def run_pipeline(
         output_kinds["report.xlsx"] = {"kind": "report"}
         # every customer the report shows, beside it, masked by the one policy (the capped
         # tier/class sheets and an over-limit 客户明细 point here)
-        # masked and written in blocks of rows: one block's copy at a time, not the table's
+        # = mask_for_output(final, …): the role's rows and columns, then masked and written
+        # in blocks of rows (one block's masked copy at a time, not the table's)
         write_csv_blocks(
-            final,
+            role_view(final, export_role, owner=rep_opts.get("owner")),
             staging / "customers.csv",
-            lambda block: mask_for_output(
-                block, role=export_role, mask=rep_opts_mask(pl), owner=rep_opts.get("owner")
-            ),
+            lambda block: mask_frame(block, mask=rep_opts_mask(pl)),
         )
         outputs.append("customers.csv")
         output_kinds["customers.csv"] = {"kind": "csv"}
@@ -1043,8 +1043,9 @@ CSV_BLOCK_ROWS = 100_000
 
 def write_csv_blocks(df: Any, path: Path, transform: Any, *, rows: int = CSV_BLOCK_ROWS) -> None:
     """``write_table(transform(df), path)`` for a CSV, byte for byte, with ``transform``
-    (a row-wise view such as the masking policy) applied to blocks of ``rows`` rows: only
-    one block's transformed copy is alive at a time. Written atomically."""
+    (a row-wise change such as :func:`custtool.report.masking.mask_frame`; filter rows
+    before, not in it) applied to blocks of ``rows`` rows: only one block's transformed copy
+    is alive at a time. Written atomically."""
     from custtool.io import atomic_path, write_table
 
     with atomic_path(path) as tmp, open(tmp, "wb") as out:

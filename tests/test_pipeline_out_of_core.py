@@ -187,3 +187,35 @@ def test_failed_out_of_core_import_leaves_nothing(tmp_path, monkeypatch):
     assert res.exit_code == 2, res.output
     assert "64MB" in res.output + res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_customers_csv_in_blocks_is_the_whole_table_write(example_run, tmp_path):
+    """customers.csv masked and written 7 rows at a time = the whole masked table written at
+    once, byte for byte (the run's file is the block-wise one). The role's rows are chosen
+    first (a sales role's owner may have no customer in a block), then blocks are masked."""
+    from custtool.io import write_table
+    from custtool.pipeline import write_csv_blocks
+    from custtool.report.masking import get_role, mask_for_output, mask_frame, role_view
+
+    folder = Path(example_run[1]["folder"])
+    final = pd.read_parquet(folder / "customers.parquet")
+    assert len(final) == 343
+    owners = final["owner"].astype("string").fillna("").str.strip()
+    for role, owner in (("analyst", None), ("sales", owners[owners != ""].iloc[0])):
+        r = get_role(role)
+
+        shown = mask_for_output(final, role=r, mask=True, owner=owner)
+        whole = write_table(shown, tmp_path / f"{role}-whole.csv").read_bytes()
+        write_csv_blocks(
+            role_view(final, r, owner=owner),
+            tmp_path / f"{role}-blocks.csv",
+            lambda b: mask_frame(b, mask=True),
+            rows=7,
+        )
+        assert (tmp_path / f"{role}-blocks.csv").read_bytes() == whole
+        assert whole.startswith(b"\xef\xbb\xbf") and whole.count(b"\n") == len(shown) + 1
+        assert 0 < len(shown) <= len(final)
+    assert (folder / "customers.csv").read_bytes() == write_table(
+        mask_for_output(final, role=get_role("analyst"), mask=True), tmp_path / "run.csv"
+    ).read_bytes()
+    assert not list(tmp_path.glob("*.block.csv"))
