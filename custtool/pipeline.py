@@ -905,6 +905,7 @@ def run_pipeline(
             outputs.append(f"cards.{fmt}")
 
         steps.close()
+        attributed = None  # memory: the book's append below needs the customers only
         manifest = {
             "tool": "custtool",
             "version": __version__,
