@@ -60,6 +60,12 @@ ran beside the first for two minutes):
 load average 2.2–4.6): 100k / 1M run_pipeline 28.3–44.8 s vs floor 13.3–19.4 s, ratio
 1.51–2.76x over five runs (median 2.31x), report 7.7–12.2 s, peak 0.98–1.09 GB (segment).
 300k / 3M (load 7–9): 224.8 s, peak 2.67 GB. See README "Performance".
+
+``--engine auto|pandas|duckdb`` (and ``--memory-limit``) choose the orders' path: auto is the
+run's own rule (out of core above ``out_of_core.orders_rows``), the others write a copy of
+pipeline.yaml naming ``segment: engine:``. 2026-12-03, out of core (load 2.3–5): 300k / 3M
+115.4 s, peak 1.66 GB; 1M / 10M 317.7–487.1 s, peak 4.2–4.3 GB (README "The monthly run out
+of core").
 """
 
 from __future__ import annotations
