@@ -652,6 +652,7 @@ def run_pipeline(
             clean_report = None  # its tables are written; `counts` is what the report needs
         else:
             customers, clean_report, counts = None, None, None
+        previous_customers = None  # memory: the previous run's customers, read again by the report
 
         # ---- segment
         seg_opts = pl.steps["segment"]
@@ -802,6 +803,7 @@ def run_pipeline(
             sheet_rows=cap,
             full_list="customers.csv",
         )
+        previous_final = None  # memory: the migration sheet is written
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
         outputs.append("report.xlsx")
