@@ -134,6 +134,15 @@ def import_streamed(
         base.mkdir(parents=True, exist_ok=True)
     spill = Path(tempfile.mkdtemp(prefix=".custtool-spill-", dir=base))
     n_batch = rows_per_batch or batch_rows(memory_limit)
+    batch_con: list[Any] = []
+
+    def sql_con() -> Any:  # one DuckDB connection normalises every batch, in row order
+        if not batch_con:
+            con = duckdb_connect(_duckdb_share(memory_limit), spill / "duckdb-batches", threads=2)
+            con.execute("SET preserve_insertion_order = true")
+            batch_con.append(con)
+        return batch_con[0]
+
     try:
         stages: list[_Staged] = []
         reports: list[SheetReport] = []
@@ -160,9 +169,15 @@ def import_streamed(
                         seen.extend(batch.warnings)
                         if batch.raw is None:
                             continue
-                        frame, rej, report = _import_sheet(
-                            batch.raw, batch.header_at, spec, file_channel, tz
-                        )
+                        if batch.table is not None:
+                            frame, rej, report, split = import_table_batch(
+                                batch, spec, file_channel, tz, sql_con()
+                            )
+                            staged.batched |= split
+                        else:
+                            frame, rej, report = _import_sheet(
+                                batch.raw, batch.header_at, spec, file_channel, tz
+                            )
                         frame, protection = protect_sensitive(
                             frame, mode=sensitive, key=key, extra=extra, where=Path(path).name
                         )
@@ -219,6 +234,8 @@ def import_streamed(
             protection=protection or Protection([], "none", key.id if key else None),
         )
     finally:
+        for c in batch_con:
+            c.close()
         shutil.rmtree(spill, ignore_errors=True)
 
 
@@ -264,6 +281,8 @@ class _Batch:
     last: bool = True
     warnings: list[str] = field(default_factory=list)
     notes_raw: Any = None  # the raw sheet whose damaged-stretch notes go to the rejects
+    table: Any = None  # the rows as Arrow text (pyarrow's reader), for the SQL normalisers
+    header: Any = None  # then the header row (``raw`` is built only when pandas needs it)
 
 
 def _file_batches(
@@ -450,18 +469,18 @@ def _arrow_batches(
                 part, rest = table.slice(0, n_batch), table.slice(n_batch)
                 pending, rows = rest.to_batches(), rest.num_rows
                 if previous is not None:
-                    yield _grid_batch(raw, header, _frame(previous), offset, last=False)
+                    yield _table_batch(raw, header, previous, offset, last=False)
                     offset += previous.num_rows
                 previous = part
         if bad:
             raise _Ragged()
         tail = pa.Table.from_batches(pending, schema=reader.schema)
         if previous is not None and tail.num_rows:
-            yield _grid_batch(raw, header, _frame(previous), offset, last=False)
+            yield _table_batch(raw, header, previous, offset, last=False)
             offset += previous.num_rows
             previous = None
         last = tail if previous is None else previous
-        yield _grid_batch(raw, header, _frame(last), offset, last=True)
+        yield _table_batch(raw, header, last, offset, last=True)
     finally:
         sys.unraisablehook = previous_hook
         f.close()
@@ -538,6 +557,15 @@ def _csv_batches(path: Path, raw: Any, header_at: int, n_batch: int) -> Iterator
     yield _grid_batch(raw, header, pending, offset, last=True)
 
 
+def _table_batch(raw: Any, header: pd.DataFrame, table: Any, offset: int, *, last: bool) -> _Batch:
+    """A batch of Arrow text rows; its grid (``raw``) is built when pandas needs it."""
+    from custtool.io import RawSheet
+
+    meta = RawSheet(raw.file, "", header, np.arange(1, 2, dtype="int64"), raw.encoding)
+    warnings = list(raw.warnings) if offset == 0 else []
+    return _Batch(meta, 0, offset, last, warnings=warnings, table=table, header=header)
+
+
 def _grid_batch(
     raw: Any, header: pd.DataFrame, body: pd.DataFrame, offset: int, *, last: bool
 ) -> _Batch:
@@ -548,6 +576,114 @@ def _grid_batch(
     grid.columns = pd.RangeIndex(grid.shape[1])
     sheet = RawSheet(raw.file, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), raw.encoding)
     return _Batch(sheet, 0, offset, last, warnings=list(raw.warnings) if offset == 0 else [])
+
+
+# --------------------------------------------------------------------------- SQL batches
+def import_table_batch(
+    b: _Batch, spec: Any, channel: str, tz: str, con: Any
+) -> tuple[pd.DataFrame, pd.DataFrame, SheetReport, bool]:
+    """One batch of Arrow text rows imported as :func:`custtool.ingest._import_sheet` would
+    import it (the same accepted rows, rejects lines and accounting; row numbers within the
+    batch), and whether it was split.
+
+    The alias mapping is decided once from the header (:func:`custtool.fields.map_headers`);
+    DuckDB then normalises every cell by the SQL twins of the pandas rules
+    (:mod:`custtool.normalize_sql`), which also say which rows are *plain*: every cell in a
+    form the SQL reads exactly as pandas does, nothing to flag or reject. Those rows are
+    taken as DuckDB gives them; the other rows (rare forms, bad values, refunds, blank and
+    totals rows) go through the pandas engine's sheet import, and both parts are put back
+    in file order. A file with a column the SQL has no rule for (a city, a name, …) and
+    other kinds go to pandas whole.
+    """
+    import pyarrow as pa
+
+    from custtool import normalize_sql as ns
+    from custtool.fields import map_headers, missing_required
+
+    table, raw = b.table, b.raw
+    names, used = map_headers(b.header.iloc[0].tolist(), spec)
+    n = table.num_rows
+    known = set(spec.lookup().values())
+    if (
+        spec.kind != "orders"
+        or n == 0
+        or missing_required(used, spec)
+        or not ns.sql_supported(names, known)
+        or len(set(names) | {"phones", "phone_ext"}) != len(names) + 2
+    ):
+        grid = _grid_batch(raw, b.header, _frame(table), 0, last=True).raw
+        return (*_import_sheet(grid, 0, spec, channel, tz), False)
+    con.register("batch_rows", table)
+    try:
+        out = con.sql(ns.orders_select(names, "batch_rows")).to_arrow_table()
+    finally:
+        con.unregister("batch_rows")
+    plain = np.asarray(out.column("_plain").to_numpy(zero_copy_only=False), dtype=bool)
+    rows = np.flatnonzero(plain)
+    messy = np.flatnonzero(~plain)
+    frame = _plain_frame(out.drop(["_plain"]).filter(pa.array(plain)), rows, raw.file, channel)
+    if len(messy):
+        body = _frame(table.take(pa.array(messy)))
+        grid = _grid_batch(raw, b.header, body, 0, last=True).raw
+        messy_frame, rej, report = _import_sheet(grid, 0, spec, channel, tz)
+        back = messy + 2  # a row of the part -> its row in the batch (the header is row 1)
+        messy_frame["_row"] = back[messy_frame["_row"].to_numpy() - 2]
+        rej = rej.assign(row=back[rej["row"].astype("int64").to_numpy() - 2])
+        report.rows_read += len(rows)
+        report.accepted += len(rows)
+        if len(rows):
+            frame = pd.concat([frame[list(messy_frame.columns)], messy_frame], ignore_index=True)
+            order = np.argsort(frame["_row"].to_numpy(), kind="stable")
+            frame = frame.take(order).reset_index(drop=True)
+        else:
+            frame = messy_frame
+    else:
+        rej = pd.DataFrame(columns=REJECT_COLUMNS)
+        report = SheetReport(
+            file=raw.file,
+            sheet="",
+            kind=spec.kind,
+            encoding=raw.encoding,
+            header_row=1,
+            rows_read=n,
+            accepted=n,
+            rejected=0,
+            skipped=0,
+            skipped_blank=0,
+            skipped_total=0,
+            flagged=0,
+        )
+    return frame, rej, report, bool(len(messy) and len(rows))
+
+
+def _plain_frame(out: Any, rows: np.ndarray, file: str, channel: str) -> pd.DataFrame:
+    """The rows DuckDB normalised, with the provenance columns and the types the pandas
+    engine gives (text ``str``, times ``datetime64[ns]``, numbers ``float64``)."""
+    import pyarrow as pa
+
+    from custtool.ingest import _repeat_text
+
+    index = pd.RangeIndex(len(rows))
+    cols: dict[str, Any] = {
+        "_source_file": _repeat_text(file, index),
+        "_sheet": _repeat_text("", index),
+        "_row": pd.Series(rows + 2, index=index, dtype="int64"),
+        "_channel": _repeat_text(channel, index),
+    }
+    for name in out.column_names:
+        col = out.column(name)
+        if pa.types.is_timestamp(col.type):
+            values = col.to_numpy().astype("datetime64[ns]")
+            cols[name] = pd.Series(values, index=index)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            cols[name] = pd.Series(col, index=index, dtype="str")
+        elif pa.types.is_boolean(col.type):
+            cols[name] = pd.Series(col.to_numpy(zero_copy_only=False), index=index, dtype=bool)
+        else:
+            values = col.to_numpy(zero_copy_only=False)
+            cols[name] = pd.Series(values, index=index, dtype="float64")
+    cols["_flags"] = _repeat_text("", index)
+    return pd.DataFrame(cols, index=index, copy=False)
 
 
 # --------------------------------------------------------------------------- staging
