@@ -178,6 +178,7 @@ def import_streamed(
                             frame, rej, report = _import_sheet(
                                 batch.raw, batch.header_at, spec, file_channel, tz
                             )
+                        staged.note_dropped_sales(batch, frame, spec, tz)
                         frame, protection = protect_sensitive(
                             frame, mode=sensitive, key=key, extra=extra, where=Path(path).name
                         )
@@ -709,6 +710,9 @@ class _Staged:
         self.reports: list[SheetReport] = []
         self.refund_flags = 0
         self.batched = False  # a sheet came in more than one batch
+        # order ids sold on rows that are not in the output (rejected, skipped): the
+        # refund rule of one import counts them as sales too
+        self.sold_elsewhere: list[Any] = []
 
     def add(self, frame: pd.DataFrame, rej: pd.DataFrame, report: SheetReport, b: _Batch) -> None:
         import pyarrow as pa
@@ -774,6 +778,50 @@ class _Staged:
         self.rejects_writer.write_table(table)
         self.rejects_rows += len(rej)
 
+    def note_dropped_sales(self, b: _Batch, frame: pd.DataFrame, spec: Any, tz: str) -> None:
+        """The order ids sold on rows of batch ``b`` that are not in ``frame`` (rejected
+        or skipped), read by the pandas rules (only those rows; orders only)."""
+        from custtool.fields import map_headers
+        from custtool.ingest import _normalize_column
+
+        if spec.kind != "orders":
+            return
+        if b.table is not None:
+            header, n = b.header.iloc[0].tolist(), b.table.num_rows
+            numbers = np.arange(2, n + 2)
+        else:
+            header = b.raw.grid.iloc[b.header_at].tolist()
+            n = len(b.raw.grid) - b.header_at - 1
+            numbers = (
+                np.asarray(b.raw.row_numbers[b.header_at + 1 :])
+                if b.raw.sheet
+                else np.arange(2, n + 2)
+            )
+        names, _ = map_headers(header, spec)
+        if "order_id" not in names or "amount" not in names or len(frame) == n:
+            return
+        dropped = np.flatnonzero(~np.isin(numbers, frame["_row"].to_numpy()))
+        if not len(dropped):
+            return
+        cells: dict[str, pd.Series] = {}
+        for c in ("order_id", "amount", "refund"):
+            if c in names:
+                j = names.index(c)
+                if b.table is not None:
+                    col = b.table.column(j).take(dropped)
+                    cells[c] = pd.Series(col, dtype="str")
+                else:
+                    col = b.raw.grid.iloc[b.header_at + 1 + dropped, j]
+                    cells[c] = col.astype("str").reset_index(drop=True)
+        done = {c: _normalize_column(c, s, "orders", tz, False).values[c] for c, s in cells.items()}
+        amount = done["amount"]
+        if "refund" in done:
+            amount = amount.where(~done["refund"], -amount.abs())
+        sold = (amount > 0).to_numpy()
+        if sold.any():
+            ids = done["order_id"][sold]
+            self.sold_elsewhere.append(nz_arrow(ids))
+
     def discard(self) -> None:
         """Forget what was staged (the file is read again another way)."""
         self.close()
@@ -792,6 +840,12 @@ class _Staged:
 
             self.schema = self.empty_schema  # no row accepted: an empty table of its columns
             pq.write_table(self.schema.empty_table(), self.path)
+
+
+def nz_arrow(s: pd.Series) -> Any:
+    from custtool.normalize import _arrow
+
+    return _arrow(s.reset_index(drop=True))
 
 
 def _merged(a: SheetReport, b: SheetReport) -> SheetReport:
@@ -814,17 +868,27 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
         if s.refund_flags == 0 or not s.batched:
             continue
         part = str(s.path).replace("'", "''")
+        extra = (
+            pa.concat_arrays([a.cast(pa.large_string()) for a in s.sold_elsewhere])
+            if s.sold_elsewhere
+            else pa.array([], pa.large_string())
+        )
+        con.register("sold_elsewhere", pa.table({"order_id": extra}))
         ids = con.execute(
             f"""
             WITH staged AS (SELECT order_id, amount, _flags FROM read_parquet('{part}')),
             flagged AS (
                 SELECT DISTINCT order_id FROM staged
                 WHERE amount < 0 AND order_id <> '' AND contains(_flags, '{REFUND_CODE}')
+            ),
+            sold AS (
+                SELECT order_id FROM staged WHERE amount > 0
+                UNION ALL SELECT order_id FROM sold_elsewhere
             )
-            SELECT DISTINCT s.order_id FROM staged s SEMI JOIN flagged f USING (order_id)
-            WHERE s.amount > 0
+            SELECT DISTINCT f.order_id FROM flagged f SEMI JOIN sold USING (order_id)
             """
         ).fetchall()
+        con.unregister("sold_elsewhere")
         if ids:
             out[s.position] = pa.array([i for (i,) in ids], pa.large_string())
     return out
