@@ -91,9 +91,9 @@ def email_sql(x: str) -> tuple[str, str]:
 _TIME_FORM = r"[0-9]{4}([-/])[0-9]{2}[-/][0-9]{2}([ T][0-9]{2}:[0-9]{2}:[0-9]{2})?"
 
 
-def time_sql(x: str) -> tuple[str, str]:
+def time_sql(x: str, ref: str | None = None) -> tuple[str, str]:
     """(value, plain) of :func:`custtool.normalize.normalize_date` with ``keep_time``: a
-    TIMESTAMP (naive, as written)."""
+    TIMESTAMP (naive, as written); ``ref``: the value already computed under that name."""
     # one separator between the date parts (2024-01/05 is read by the patterns)
     same_sep = f"substr({x}, 5, 1) = substr({x}, 8, 1)"
     text = f"replace(replace({x}, '/', '-'), 'T', ' ')"
@@ -103,7 +103,7 @@ def time_sql(x: str) -> tuple[str, str]:
     )
     plain = (
         f"(regexp_full_match({x}, '{_TIME_FORM}') AND {same_sep} "
-        f"AND substr({x}, 1, 4) BETWEEN '1900' AND '2100' AND ({value}) IS NOT NULL)"
+        f"AND substr({x}, 1, 4) BETWEEN '1900' AND '2100' AND ({ref or value}) IS NOT NULL)"
     )
     return value, plain
 
@@ -146,10 +146,13 @@ _RULES = {
 }
 
 
-def column_sql(name: str, x: str) -> tuple[str, str]:
-    """(value, plain) SQL for the canonical (or unknown) column ``name`` over cell ``x``."""
+def column_sql(name: str, x: str, ref: str | None = None) -> tuple[str, str]:
+    """(value, plain) SQL for the canonical (or unknown) column ``name`` over cell ``x``
+    (``ref``: the value's name where it is already computed)."""
     if name in ID_COLUMNS:
         return id_sql(x)
+    if name == "order_time":
+        return time_sql(x, ref)
     rule = _RULES.get(name)
     return rule(x) if rule else text_sql(x)
 
@@ -164,24 +167,26 @@ def orders_select(names: list[str], source: str) -> str:
     """The query normalising a batch ``source`` (text columns ``c0, c1, …`` in the order
     of ``names``, the file's columns under their canonical names): one column per output
     value (phone gives ``phone``, ``phones``, ``phone_ext``) and ``_plain``."""
+    values: list[str] = []
     selects: list[str] = []
     plains: list[str] = []
     for i, name in enumerate(names):
-        x = f'"c{i}"'
-        value, plain = column_sql(name, x)
+        x, ref = f'"c{i}"', f'"_v{i}"'
+        value, plain = column_sql(name, x, ref)
+        values.append(f"{value} AS {ref}")
         alias = name.replace('"', '""')
-        selects.append(f'{value} AS "{alias}"')
+        selects.append(f'{ref} AS "{alias}"')
         if name == "phone":
-            selects += [f'{value} AS "phones"', "'' AS \"phone_ext\""]
+            selects += [f'{ref} AS "phones"', "'' AS \"phone_ext\""]
         plains.append(plain)
         if name in ID_COLUMNS or name not in RULE_COLUMNS:  # the others hold digits only
             plains.append(no_total_sql(x))
-    cells = [f'"c{i}"' for i in range(len(names))]
-    keys = [
-        f"{column_sql(n, x)[0]} <> ''"
-        for n, x in zip(names, cells, strict=True)
-        if n in ("customer_id", "phone")
-    ]
+    keys = [f"\"_v{i}\" <> ''" for i, n in enumerate(names) if n in ("customer_id", "phone")]
     plains.append("(" + (" OR ".join(keys) if keys else "false") + ")")
     plain = " AND ".join(f"coalesce({p}, false)" for p in plains)
-    return f"SELECT {', '.join(selects)}, {plain} AS _plain FROM {source}"
+    cells = ", ".join(f'"c{i}"' for i in range(len(names)))
+    # the values once (a time is parsed once), then whether the row is plain
+    return (
+        f"SELECT {', '.join(selects)}, {plain} AS _plain "
+        f"FROM (SELECT {', '.join(values)}, {cells} FROM {source})"
+    )

@@ -401,8 +401,11 @@ def _data_start(head: bytes, header_at: int, encoding: str | None) -> int | None
         at = head.find(b"\n", at) + 1
         if at == 0:
             return None
-    if b'"' in head[:at] or re.search(rb"\r(?!\n)", head[:at]):
-        return None  # a quoted title cell, or old Mac line ends: pandas' reader counts them
+    lines = head[:at].split(b"\n")
+    if any(line.count(b'"') % 2 for line in lines) or re.search(rb"\r(?!\n)", head[:at]):
+        # a quoted cell over two lines, or old Mac line ends: pandas' reader counts them
+        # (quotes in pairs on every line, as a quoted header has, end no record early)
+        return None
     return at
 
 
@@ -543,7 +546,7 @@ def _csv_batches(path: Path, raw: Any, header_at: int, n_batch: int) -> Iterator
         with reader:
             for chunk in reader:
                 if pending is not None:
-                    yield _grid_batch(raw, header, pending, offset, last=False)
+                    yield _table_batch(raw, header, _text_table(pending), offset, last=False)
                     offset += len(pending)
                 pending = chunk
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -555,7 +558,20 @@ def _csv_batches(path: Path, raw: Any, header_at: int, n_batch: int) -> Iterator
         ) from None
     if pending is None:
         pending = header.iloc[0:0]
-    yield _grid_batch(raw, header, pending, offset, last=True)
+    yield _table_batch(raw, header, _text_table(pending), offset, last=True)
+
+
+def _text_table(chunk: pd.DataFrame) -> Any:
+    """A chunk read by pandas as the Arrow text table pyarrow's reader gives (columns
+    ``c0, c1, …``; a cell missing from a short row is "")."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            f"c{j}": pa.array(chunk.iloc[:, j].fillna("").astype("str"), pa.large_string())
+            for j in range(chunk.shape[1])
+        }
+    )
 
 
 def _table_batch(raw: Any, header: pd.DataFrame, table: Any, offset: int, *, last: bool) -> _Batch:
