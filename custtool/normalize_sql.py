@@ -165,7 +165,7 @@ def no_total_sql(x: str) -> str:
 
 def orders_select(names: list[str], source: str) -> str:
     """The query normalising a batch ``source`` (text columns ``c0, c1, …`` in the order
-    of ``names``, the file's columns under their canonical names): one column per output
+    of ``names``, and ``_pos``, the file's columns under their canonical names): one column per output
     value (phone gives ``phone``, ``phones``, ``phone_ext``) and ``_plain``."""
     values: list[str] = []
     selects: list[str] = []
@@ -185,8 +185,9 @@ def orders_select(names: list[str], source: str) -> str:
     plains.append("(" + (" OR ".join(keys) if keys else "false") + ")")
     plain = " AND ".join(f"coalesce({p}, false)" for p in plains)
     cells = ", ".join(f'"c{i}"' for i in range(len(names)))
-    # the values once (a time is parsed once), then whether the row is plain
+    # the values once (a time is parsed once), then whether the row is plain; ``_pos``
+    # (the row's position in the batch) is passed through
     return (
-        f"SELECT {', '.join(selects)}, {plain} AS _plain "
-        f"FROM (SELECT {', '.join(values)}, {cells} FROM {source})"
+        f"SELECT {', '.join(selects)}, {plain} AS _plain, _pos "
+        f"FROM (SELECT {', '.join(values)}, {cells}, _pos FROM {source})"
     )

@@ -630,11 +630,17 @@ def import_table_batch(
     ):
         grid = _grid_batch(raw, b.header, _frame(table), 0, last=True).raw
         return (*_import_sheet(grid, 0, spec, channel, tz), False)
-    con.register("batch_rows", table)
+    # DuckDB scans an Arrow table of several chunks on several threads in no set order:
+    # each row carries its position, and the result is put back in file order
+    con.register("batch_rows", table.append_column("_pos", pa.array(np.arange(n))))
     try:
         out = con.sql(ns.orders_select(names, "batch_rows")).to_arrow_table()
     finally:
         con.unregister("batch_rows")
+    pos = np.asarray(out.column("_pos").to_numpy(zero_copy_only=False))
+    if (np.diff(pos) < 0).any():
+        out = out.take(pa.array(np.argsort(pos, kind="stable")))
+    out = out.drop(["_pos"])
     plain = np.asarray(out.column("_plain").to_numpy(zero_copy_only=False), dtype=bool)
     rows = np.flatnonzero(plain)
     messy = np.flatnonzero(~plain)
