@@ -19,15 +19,19 @@ Plain, per column (``x`` is the cell text as read):
 - ``email``: empty only.
 - ``order_time``: ``YYYY-MM-DD`` or ``YYYY/MM/DD``, optionally `` HH:MM:SS`` (or ``T``), a
   real date and time, year 1900–2100.
-- ``amount``: unsigned digits with an optional decimal part (money coming in; a negative
-  amount is a refund, judged by the pandas rule against the file's sales), rounded to
-  cents half to even as pandas' ``round(2)``.
+- ``amount``: digits with an optional minus and decimal part, rounded to cents half to
+  even as pandas' ``round(2)``.
 - ``quantity``: empty or unsigned digits.
 - ``refund``: a "no" word (否, 正常, 已完成, n, false, 0, …) or empty.
 - any other column (text kept as written, stripped): no white space at either end.
 
 A row is plain when all its cells are, no cell could be a totals word (计, otal, OTAL) and
 it has a customer key (customer id or phone); such a row is never blank.
+
+The refund rule of :func:`custtool.ingest._normalize` (money going back for an order id no
+row of the file sells: flagged ``refund_without_order``) is :func:`refund_flags_sql`, over
+the plain rows of a batch; a sale on another row (not plain, or in another batch) withdraws
+the flag afterwards, as in the pandas engine's batched import.
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ def amount_sql(x: str) -> tuple[str, str]:
     """(value, plain) of :func:`custtool.normalize.normalize_amount`: numpy's ``round(2)``
     is ``rint(v * 100) / 100``, DuckDB's ``round_even(v * 100, 0) / 100``."""
     value = f"round_even(TRY_CAST({x} AS DOUBLE) * 100, 0) / 100"
-    plain = f"regexp_full_match({x}, '[0-9]{{1,12}}(\\.[0-9]{{1,6}})?')"
+    plain = f"regexp_full_match({x}, '-?[0-9]{{1,12}}(\\.[0-9]{{1,6}})?')"
     return value, plain
 
 
@@ -187,7 +191,24 @@ def orders_select(names: list[str], source: str) -> str:
     cells = ", ".join(f'"c{i}"' for i in range(len(names)))
     # the values once (a time is parsed once), then whether the row is plain; ``_pos``
     # (the row's position in the batch) is passed through
-    return (
+    rows = (
         f"SELECT {', '.join(selects)}, {plain} AS _plain, _pos "
         f"FROM (SELECT {', '.join(values)}, {cells}, _pos FROM {source})"
     )
+    return refund_flags_sql(rows, has_order_id="order_id" in names)
+
+
+def refund_flags_sql(rows: str, *, has_order_id: bool) -> str:
+    """``rows`` (normalised, with ``_plain``) with ``_flags``: ``refund_without_order`` on a
+    plain row whose amount is negative and whose order id is given but sold (amount > 0) on
+    no plain row — :func:`custtool.ingest._refunds_without_order` over the plain rows."""
+    if not has_order_id:
+        return f"SELECT *, '' AS _flags FROM ({rows})"
+    return f"""
+        WITH batch AS ({rows}),
+        sold AS (SELECT DISTINCT order_id FROM batch WHERE _plain AND amount > 0)
+        SELECT batch.*, CASE
+            WHEN _plain AND amount < 0 AND order_id <> ''
+                AND order_id NOT IN (SELECT order_id FROM sold)
+            THEN 'refund_without_order' ELSE '' END AS _flags
+        FROM batch"""

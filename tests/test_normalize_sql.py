@@ -66,7 +66,9 @@ CASES = [
     ("amount", "1.125", True),
     ("amount", "123456789012.123456", True),
     ("amount", "007.10", True),
-    ("amount", "-50", False),  # a refund: judged against the file's sales
+    ("amount", "-50", True),  # money going back (the refund rule: refund_flags_sql)
+    ("amount", "-0.015", True),
+    ("amount", "--5", False),
     ("amount", "+5", False),
     ("amount", "¥1,200.50", False),
     ("amount", "１２３", False),
@@ -280,6 +282,7 @@ def test_large_batch_of_many_chunks_keeps_file_order(tmp_path):
     """A batch pyarrow read in many chunks, large enough for DuckDB to scan it on several
     threads: the rows come back in file order, as the pandas sheet import gives them."""
     import duckdb
+    import pyarrow.compute as pc
 
     from bench.generate import _orders_table
     from custtool.engines.duckdb_import import _Batch, _frame, _grid_batch, import_table_batch
@@ -287,12 +290,15 @@ def test_large_batch_of_many_chunks_keeps_file_order(tmp_path):
     from custtool.ingest import _import_sheet
     from custtool.io import RawSheet
 
-    orders = _orders_table(5000, 300_000, seed=3)  # about 2% refunds: some rows to pandas
-    table = pa.Table.from_batches(
-        pa.table(
-            {f"c{j}": orders.column(j).cast(pa.string()).cast(pa.large_string()) for j in range(8)}
-        ).to_batches(max_chunksize=20_000)
+    orders = _orders_table(5000, 300_000, seed=3)  # about 2% refunds
+    cols = {f"c{j}": orders.column(j).cast(pa.string()).cast(pa.large_string()) for j in range(8)}
+    # every 997th phone as Excel writes a float: those rows go to pandas
+    odd = pa.array(np.arange(300_000) % 997 == 0)
+    floats = pc.binary_join_element_wise(
+        cols["c2"], pa.scalar(".0", pa.large_string()), pa.scalar("", pa.large_string())
     )
+    cols["c2"] = pc.if_else(odd, floats, cols["c2"])
+    table = pa.Table.from_batches(pa.table(cols).to_batches(max_chunksize=20_000))
     header = pd.DataFrame([orders.column_names])
     meta = RawSheet("orders.csv", "", header, np.arange(1, 2), "utf-8")
     spec = load_fields(None)["orders"]
@@ -302,7 +308,7 @@ def test_large_batch_of_many_chunks_keeps_file_order(tmp_path):
     frame, rej, report, split = import_table_batch(b, spec, "shop", "Asia/Shanghai", con)
     grid = _grid_batch(meta, header, _frame(table), 0, last=True).raw
     want, want_rej, want_report = _import_sheet(grid, 0, spec, "shop", "Asia/Shanghai")
-    assert split  # plain rows from DuckDB, refunds from pandas
+    assert split  # plain rows (refunds too) from DuckDB, the Excel-float phones from pandas
     assert frame["_row"].is_monotonic_increasing
     pd.testing.assert_frame_equal(frame, want)
     pd.testing.assert_frame_equal(rej.astype(str), want_rej.astype(str))

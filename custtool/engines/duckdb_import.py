@@ -645,6 +645,8 @@ def import_table_batch(
     rows = np.flatnonzero(plain)
     messy = np.flatnonzero(~plain)
     frame = _plain_frame(out.drop(["_plain"]).filter(pa.array(plain)), rows, raw.file, channel)
+    flagged = np.flatnonzero((frame["_flags"] != "").to_numpy())
+    refund_lines = _refund_lines(frame, flagged)
     if len(messy):
         body = _frame(table.take(pa.array(messy)))
         grid = _grid_batch(raw, b.header, body, 0, last=True).raw
@@ -654,6 +656,12 @@ def import_table_batch(
         rej = rej.assign(row=back[rej["row"].astype("int64").to_numpy() - 2])
         report.rows_read += len(rows)
         report.accepted += len(rows)
+        report.flagged += len(flagged)
+        if len(refund_lines):  # the kept lines of both parts, in row order
+            kept = (rej["action"] == "kept").to_numpy()
+            lines = pd.concat([rej[kept], refund_lines], ignore_index=True)
+            lines = lines.take(np.argsort(lines["row"].to_numpy(), kind="stable"))
+            rej = pd.concat([rej[~kept], lines], ignore_index=True)
         if len(rows):
             frame = pd.concat([frame[list(messy_frame.columns)], messy_frame], ignore_index=True)
             order = np.argsort(frame["_row"].to_numpy(), kind="stable")
@@ -661,7 +669,7 @@ def import_table_batch(
         else:
             frame = messy_frame
     else:
-        rej = pd.DataFrame(columns=REJECT_COLUMNS)
+        rej = refund_lines if len(refund_lines) else pd.DataFrame(columns=REJECT_COLUMNS)
         report = SheetReport(
             file=raw.file,
             sheet="",
@@ -674,9 +682,36 @@ def import_table_batch(
             skipped=0,
             skipped_blank=0,
             skipped_total=0,
-            flagged=0,
+            flagged=len(flagged),
         )
     return frame, rej, report, bool(len(messy) and len(rows))
+
+
+def _refund_lines(frame: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
+    """The rejects lines (kept) of the refunds flagged at positions ``at`` of ``frame``,
+    as the pandas engine writes them (no column, no value)."""
+    from custtool.schemas import reasons, rejects_frame
+
+    n = len(at)
+    if not n:
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    codes = np.full(n, REFUND_CODE, dtype=object)
+    zh, en = reasons(codes)
+    blank = np.full(n, "", dtype=object)
+    out = rejects_frame(
+        {
+            "file": frame["_source_file"].to_numpy(dtype=object)[at],
+            "sheet": frame["_sheet"].to_numpy(dtype=object)[at],
+            "row": frame["_row"].to_numpy()[at],
+            "column": blank,
+            "value": blank.copy(),
+            "code": codes,
+            "reason_zh": zh,
+            "reason_en": en,
+            "action": np.full(n, "kept", dtype=object),
+        }
+    )
+    return out[REJECT_COLUMNS]
 
 
 def _plain_frame(out: Any, rows: np.ndarray, file: str, channel: str) -> pd.DataFrame:
@@ -705,7 +740,9 @@ def _plain_frame(out: Any, rows: np.ndarray, file: str, channel: str) -> pd.Data
         else:
             values = col.to_numpy(zero_copy_only=False)
             cols[name] = pd.Series(values, index=index, dtype="float64")
-    cols["_flags"] = _repeat_text("", index)
+    if "_flags" not in cols:
+        cols["_flags"] = _repeat_text("", index)
+    cols["_flags"] = cols.pop("_flags")  # the last column, as the pandas engine has it
     return pd.DataFrame(cols, index=index, copy=False)
 
 
