@@ -28,10 +28,11 @@ Plain, per column (``x`` is the cell text as read):
 A row is plain when all its cells are, no cell could be a totals word (计, otal, OTAL) and
 it has a customer key (customer id or phone); such a row is never blank.
 
-The refund rule of :func:`custtool.ingest._normalize` (money going back for an order id no
-row of the file sells: flagged ``refund_without_order``) is :func:`refund_flags_sql`, over
-the plain rows of a batch; a sale on another row (not plain, or in another batch) withdraws
-the flag afterwards, as in the pandas engine's batched import.
+The one rule that looks across rows — money going back for an order id no row of the file
+sells (``refund_without_order``) — is not written twice: the importer runs the pandas rule
+(:func:`custtool.ingest._refunds_without_order`, a pyarrow hash lookup) over the plain rows
+of a batch, and a sale on another row (not plain, or in another batch) withdraws the flag
+afterwards.
 """
 
 from __future__ import annotations
@@ -71,7 +72,11 @@ def id_sql(x: str) -> tuple[str, str]:
     """(value, plain) of :func:`custtool.normalize._text` for an id cell."""
     from custtool.normalize import _BLANKS
 
-    value = f"CASE WHEN lower({x}) IN {_in_list(_BLANKS)} THEN '' ELSE {x} END"
+    size = max(len(b) for b in _BLANKS)  # the blank words are short ASCII: look at those
+    value = (
+        f"CASE WHEN length({x}) <= {size} AND lower({x}) IN {_in_list(_BLANKS)} "
+        f"THEN '' ELSE {x} END"
+    )
     plain = f"regexp_full_match({x}, '[!-~]*')"
     return value, plain
 
@@ -100,11 +105,8 @@ def time_sql(x: str, ref: str | None = None) -> tuple[str, str]:
     TIMESTAMP (naive, as written); ``ref``: the value already computed under that name."""
     # one separator between the date parts (2024-01/05 is read by the patterns)
     same_sep = f"substr({x}, 5, 1) = substr({x}, 8, 1)"
-    text = f"replace(replace({x}, '/', '-'), 'T', ' ')"
-    value = (
-        f"CASE WHEN length({x}) = 10 THEN try_strptime({text}, '%Y-%m-%d') "
-        f"ELSE try_strptime({text}, '%Y-%m-%d %H:%M:%S') END"
-    )
+    forms = [f"%Y{d}%m{d}%d{t}" for d in "-/" for t in (" %H:%M:%S", "T%H:%M:%S", "")]
+    value = f"try_strptime({x}, [{', '.join(quote(f) for f in forms)}])"
     plain = (
         f"(regexp_full_match({x}, '{_TIME_FORM}') AND {same_sep} "
         f"AND substr({x}, 1, 4) BETWEEN '1900' AND '2100' AND ({ref or value}) IS NOT NULL)"
@@ -191,24 +193,7 @@ def orders_select(names: list[str], source: str) -> str:
     cells = ", ".join(f'"c{i}"' for i in range(len(names)))
     # the values once (a time is parsed once), then whether the row is plain; ``_pos``
     # (the row's position in the batch) is passed through
-    rows = (
+    return (
         f"SELECT {', '.join(selects)}, {plain} AS _plain, _pos "
         f"FROM (SELECT {', '.join(values)}, {cells}, _pos FROM {source})"
     )
-    return refund_flags_sql(rows, has_order_id="order_id" in names)
-
-
-def refund_flags_sql(rows: str, *, has_order_id: bool) -> str:
-    """``rows`` (normalised, with ``_plain``) with ``_flags``: ``refund_without_order`` on a
-    plain row whose amount is negative and whose order id is given but sold (amount > 0) on
-    no plain row — :func:`custtool.ingest._refunds_without_order` over the plain rows."""
-    if not has_order_id:
-        return f"SELECT *, '' AS _flags FROM ({rows})"
-    return f"""
-        WITH batch AS ({rows}),
-        sold AS (SELECT DISTINCT order_id FROM batch WHERE _plain AND amount > 0)
-        SELECT batch.*, CASE
-            WHEN _plain AND amount < 0 AND order_id <> ''
-                AND order_id NOT IN (SELECT order_id FROM sold)
-            THEN 'refund_without_order' ELSE '' END AS _flags
-        FROM batch"""

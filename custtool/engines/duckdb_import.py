@@ -645,7 +645,7 @@ def import_table_batch(
     rows = np.flatnonzero(plain)
     messy = np.flatnonzero(~plain)
     frame = _plain_frame(out.drop(["_plain"]).filter(pa.array(plain)), rows, raw.file, channel)
-    flagged = np.flatnonzero((frame["_flags"] != "").to_numpy())
+    flagged = _flag_refunds(frame)
     refund_lines = _refund_lines(frame, flagged)
     if len(messy):
         body = _frame(table.take(pa.array(messy)))
@@ -685,6 +685,29 @@ def import_table_batch(
             flagged=len(flagged),
         )
     return frame, rej, report, bool(len(messy) and len(rows))
+
+
+def _flag_refunds(frame: pd.DataFrame) -> np.ndarray:
+    """The refund rule of one import (:func:`custtool.ingest._refunds_without_order`) over
+    the plain rows: their ``_flags`` set in place; returns the flagged positions."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from custtool.ingest import _refunds_without_order
+
+    if "order_id" not in frame or "amount" not in frame or not len(frame):
+        return np.zeros(0, dtype=np.int64)
+    amount = frame["amount"].to_numpy()
+    back = np.flatnonzero(amount < 0)
+    if not len(back):
+        return np.zeros(0, dtype=np.int64)
+    hits = _refunds_without_order(frame["order_id"], back, amount > 0)
+    if len(hits):
+        mask = np.zeros(len(frame), dtype=bool)
+        mask[hits] = True
+        flags = pc.if_else(pa.array(mask), REFUND_CODE, pa.scalar("", pa.large_string()))
+        frame["_flags"] = pd.Series(flags, index=frame.index, dtype="str")
+    return hits
 
 
 def _refund_lines(frame: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
