@@ -37,7 +37,7 @@ CHUNK = 1_000_000
 
 def write_orders_csv(path: Path, n: int, customers: int, seed: int = 0) -> None:
     """``n`` order lines as one UTF-8 CSV, ``CHUNK`` at a time (order numbers made unique
-    per chunk; the customers drawn from are generated once, not per chunk)."""
+    per chunk; the customers drawn from — those of :func:`write_customers` — generated once)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
@@ -45,7 +45,10 @@ def write_orders_csv(path: Path, n: int, customers: int, seed: int = 0) -> None:
     import bench.generate as gen
 
     original = gen._customers_table
-    gen._customers_table = functools.lru_cache(maxsize=2)(original)  # type: ignore[assignment]
+    made = functools.lru_cache(maxsize=1)(original)
+    # every chunk draws from the same customers (those of customers.parquet, seed 0), made
+    # once: the generator would make them again per chunk, with the chunk's seed
+    gen._customers_table = lambda n, seed=0: made(n, 0)  # type: ignore[assignment]
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
