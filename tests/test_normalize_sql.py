@@ -314,3 +314,27 @@ def test_large_batch_of_many_chunks_keeps_file_order(tmp_path):
     pd.testing.assert_frame_equal(rej.astype(str), want_rej.astype(str))
     assert report.as_dict() == want_report.as_dict()
     assert report.rows_read == 300_000 and report.flagged > 0
+
+
+def test_quoted_header_takes_the_streaming_reader(tmp_path, monkeypatch):
+    """A CSV as pyarrow (or Excel) writes it, every header cell quoted, is read by pyarrow's
+    streaming reader (quotes in pairs on the line) and gives the pandas engine's output."""
+    import pyarrow.csv as pcsv
+
+    import custtool.engines.duckdb_import as di
+    from bench.generate import _orders_table
+    from tests.test_duckdb_import import assert_same
+
+    src = tmp_path / "orders.csv"
+    pcsv.write_csv(_orders_table(200, 3000, seed=5), src)
+    assert src.read_bytes().startswith(b'"')
+
+    def no_pandas_reader(*a, **k):
+        raise AssertionError("read by pandas' chunked reader")
+
+    monkeypatch.setattr(di, "_csv_batches", no_pandas_reader)
+    expected, got = assert_same([src], tmp_path / "o.parquet", rows_per_batch=700, head_bytes=4000)
+    assert got.totals["rows_read"] == 3000 and got.totals["flagged"] > 0
+    # a title cell quoted over two lines still goes to pandas' reader
+    assert di._data_start(b'"a\nb"\nh1,h2\n1,2\n', 1, "utf-8") is None
+    assert di._data_start(b'"h1","h2"\n1,2\n', 0, "utf-8") == 10
