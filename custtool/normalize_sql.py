@@ -41,8 +41,8 @@ from typing import Any
 
 #: canonical columns with a rule of their own here (others: kept as written, stripped)
 ID_COLUMNS = ("order_id", "customer_id", "record_id")
-#: canonical order columns normalised otherwise in pandas (city, address, name, …): a file
-#: holding one is imported by the pandas rules
+#: canonical order columns the pandas rules keep as written, stripped (a file holding one
+#: of the other canonical columns — a name, city, address — is imported by the pandas rules)
 TEXT_ONLY_COLUMNS = frozenset({"channel", "category", "product", "pay_method"})
 RULE_COLUMNS = frozenset(
     {*ID_COLUMNS, "phone", "email", "order_time", "amount", "quantity", "refund"}

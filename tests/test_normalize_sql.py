@@ -338,3 +338,13 @@ def test_quoted_header_takes_the_streaming_reader(tmp_path, monkeypatch):
     # a title cell quoted over two lines still goes to pandas' reader
     assert di._data_start(b'"a\nb"\nh1,h2\n1,2\n', 1, "utf-8") is None
     assert di._data_start(b'"h1","h2"\n1,2\n', 0, "utf-8") == 10
+
+
+def test_text_only_columns_are_kept_as_written_by_the_pandas_rules():
+    """The columns normalize_sql treats as plain text are those the pandas rules only strip."""
+    s = pd.Series([" a ", "b", "", "nan"], dtype="str")
+    for col in sorted(ns.TEXT_ONLY_COLUMNS):
+        done = _checked(_normalize_column(col, s, "orders", "Asia/Shanghai", False), col, "orders")
+        assert list(done.values) == [col]
+        assert done.values[col].tolist() == ["a", "b", "", "nan"]
+        assert done.hits is None or not len(done.hits)

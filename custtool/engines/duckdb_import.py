@@ -626,7 +626,7 @@ def import_table_batch(
         or n == 0
         or missing_required(used, spec)
         or not ns.sql_supported(names, known)
-        or len(set(names) | {"phones", "phone_ext"}) != len(names) + 2
+        or len(set(names) | _MADE_COLUMNS) != len(names) + len(_MADE_COLUMNS)
     ):
         grid = _grid_batch(raw, b.header, _frame(table), 0, last=True).raw
         return (*_import_sheet(grid, 0, spec, channel, tz), False)
@@ -735,6 +735,11 @@ def _refund_lines(frame: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
         }
     )
     return out[REJECT_COLUMNS]
+
+
+#: columns the batch query or the import make: a header of that name goes to pandas whole
+_MADE_COLUMNS = frozenset({"phones", "phone_ext", "_pos", "_plain", "_flags", "_source_file"})
+_MADE_COLUMNS |= {"_sheet", "_row", "_channel"}
 
 
 def _plain_frame(out: Any, rows: np.ndarray, file: str, channel: str) -> pd.DataFrame:
