@@ -60,6 +60,12 @@ ran beside the first for two minutes):
 load average 2.2–4.6): 100k / 1M run_pipeline 28.3–44.8 s vs floor 13.3–19.4 s, ratio
 1.51–2.76x over five runs (median 2.31x), report 7.7–12.2 s, peak 0.98–1.09 GB (segment).
 300k / 3M (load 7–9): 224.8 s, peak 2.67 GB. See README "Performance".
+
+``--engine auto|pandas|duckdb`` (and ``--memory-limit``) choose the orders' path: auto is the
+run's own rule (out of core above ``out_of_core.orders_rows``), the others write a copy of
+pipeline.yaml naming ``segment: engine:``. 2026-12-03, out of core (load 2.3–5): 300k / 3M
+115.4 s, peak 1.66 GB; 1M / 10M 317.7–487.1 s, peak 4.2–4.3 GB (README "The monthly run out
+of core").
 """
 
 from __future__ import annotations
@@ -351,11 +357,27 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def run_once(d: Path, profile: str | None) -> dict:
+def pipeline_file(d: Path, engine: str, memory_limit: str | None) -> Path:
+    """pipeline.yaml as generated (``auto``: the run's own out-of-core rule decides), or a
+    copy whose segment step names the engine (and memory limit)."""
+    base = d / "pipeline.yaml"
+    if engine == "auto" and not memory_limit:
+        return base
+    text = base.read_text(encoding="utf-8")
+    extra = "" if engine == "auto" else f"  engine: {engine}\n"
+    extra += f"  memory_limit: {memory_limit}\n" if memory_limit else ""
+    assert "  window: 365d\n" in text
+    path = d / f"pipeline-{engine}{'-' + memory_limit if memory_limit else ''}.yaml"
+    path.write_text(text.replace("  window: 365d\n", "  window: 365d\n" + extra), encoding="utf-8")
+    return path
+
+
+def run_once(d: Path, profile: str | None, yaml_path: Path | None = None) -> dict:
     events, result = d / "events.jsonl", d / "result.json"
     for f in (events, result):
         f.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, "--child", str(d / "pipeline.yaml"), str(events), str(result)]
+    yaml_path = yaml_path or d / "pipeline.yaml"
+    cmd = [sys.executable, __file__, "--child", str(yaml_path), str(events), str(result)]
     if profile:
         cmd.append(profile)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -478,6 +500,14 @@ def main(argv: list[str] | None = None) -> int:
         help="rows of the floor's xlsxwriter write (default 100,000, as issue 12 states it)",
     )
     ap.add_argument("--no-floor", action="store_true", help="skip the floor measurement")
+    ap.add_argument(
+        "--engine",
+        choices=("auto", "pandas", "duckdb"),
+        default="auto",
+        help="the orders' path: auto (the run's rule: out of core above "
+        "out_of_core.orders_rows), pandas (in memory) or duckdb (out of core)",
+    )
+    ap.add_argument("--memory-limit", help="segment: memory_limit: (e.g. 2GB; implies out of core)")
     args = ap.parse_args(argv)
     if args.interactions is None:
         args.interactions = args.customers // 10
@@ -504,7 +534,11 @@ def main(argv: list[str] | None = None) -> int:
     d = args.data / f"pipeline-{args.customers}-{args.orders}-s{args.seed}"
     results = []
     for k in range(args.repeat):
-        run = run_once(d, args.profile if k == args.repeat - 1 else None)
+        run = run_once(
+            d,
+            args.profile if k == args.repeat - 1 else None,
+            pipeline_file(d, args.engine, args.memory_limit),
+        )
         rows = table(run)
         results.append(
             {
@@ -513,12 +547,14 @@ def main(argv: list[str] | None = None) -> int:
                 "hwm_mb": run["hwm_kb"] / 1024,
                 "steps": run["manifest"]["steps"],
                 "outputs": run["manifest"]["outputs"],
+                "orders_engine": run["manifest"].get("orders_engine"),
             }
         )
         print(
             f"\nrun {k + 1}/{args.repeat}: {args.customers:,} customers, {args.orders:,} orders, "
             f"{args.interactions:,} interactions, {args.surveys:,} surveys ({d})"
         )
+        print(f"orders: {json.dumps(run['manifest'].get('orders_engine'), ensure_ascii=False)}")
         print(f"{'step':<10} {'seconds':>8} {'peak MB':>8} {'after s':>8} {'peak MB':>8}")
         for r in rows:
             print(

@@ -487,6 +487,27 @@ class ContactSettings(StrictModel):
         return _duration(v, "days")
 
 
+class OutOfCoreSettings(StrictModel):
+    """``out_of_core:`` of segments.yaml: when ``custtool run`` takes the orders out of core
+    without being asked (custtool.pipeline.orders_out_of_core)."""
+
+    orders_rows: int = Field(ge=0)
+    bytes_per_row: int = Field(ge=1)
+    #: DuckDB's memory limit out of core when the pipeline sets none (segment: memory_limit:)
+    memory_limit: str | int | None = None
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _limit(cls, v: Any) -> Any:
+        from custtool.engines import parse_memory_limit
+
+        try:
+            parse_memory_limit(v)
+        except CusttoolError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class SegmentSettings(StrictModel):
     """``rules/segments.yaml``: every threshold of the segment step."""
 
@@ -500,6 +521,7 @@ class SegmentSettings(StrictModel):
     portrait: PortraitSettings
     levels: LevelSettings
     contact: ContactSettings
+    out_of_core: OutOfCoreSettings
 
 
 # ---- pipeline.yaml (custtool run): no shipped file; an option left out means the step's

@@ -7,6 +7,7 @@ converted to the firm's time zone before they are cut into days.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -75,7 +76,9 @@ def resolve_as_of(
     ``orders_or_day``; never today's date.
 
     ``orders_or_day`` is an orders table (its ``order_time``, cut into days in the firm's
-    time zone ``tz``), a Series of times or days (e.g. the ``as_of`` column a segmented
+    time zone ``tz``), the path of an orders Parquet (the same: its latest ``order_time``
+    is found by DuckDB over the file, :func:`latest_order_time`, never loading the table),
+    a Series of times or days (e.g. the ``as_of`` column a segmented
     table carries), or one day. With nothing to take the date from, an InputError asks for
     ``--as-of`` (``required=False``: None instead).
     """
@@ -85,6 +88,8 @@ def resolve_as_of(
     if ts is not None:
         return ts
     day: Any = orders_or_day
+    if isinstance(day, os.PathLike):
+        day = latest_order_time(day)
     if isinstance(day, pd.DataFrame):
         day = day["order_time"] if "order_time" in day.columns else None
         if day is not None and tz is not None:
@@ -103,6 +108,37 @@ def resolve_as_of(
         "no as-of date: it is the latest order day, and there are no orders with a valid time",
         "pass --as-of YYYY-MM-DD (as_of: in a pipeline file), or segment the customers first",
     )
+
+
+def latest_order_time(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The latest ``order_time`` of an orders Parquet as a one-row orders table (its type as
+    stored: a zoned time stays zoned), for :func:`resolve_as_of`. Computed by DuckDB over the
+    file; only a column stored as text (never written by ``custtool import``) is read whole
+    and parsed as the in-memory rule would."""
+    import pandas as pd
+
+    from custtool.engines import duckdb_connect
+
+    src = str(path).replace("'", "''")
+    con = duckdb_connect(threads=2)
+    try:
+        types = {
+            r[0]: str(r[1]).upper()
+            for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{src}')").fetchall()
+        }
+        if "order_time" not in types:
+            return pd.DataFrame()
+        if not types["order_time"].startswith(
+            ("TIMESTAMP", "DATE")
+        ):  # text: every value parsed, as in memory
+            sql = f"SELECT order_time FROM read_parquet('{src}')"
+        else:  # max over instants = max over local times (the conversion is monotonic)
+            sql = f"SELECT max(order_time) AS order_time FROM read_parquet('{src}')"
+        rel = con.sql(sql)
+        col = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+    finally:
+        con.close()
+    return col.to_pandas()
 
 
 def age_at(birth_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:

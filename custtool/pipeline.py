@@ -25,8 +25,8 @@ from custtool.atomic import file_sha256
 from custtool.errors import InputError
 
 KINDS = ("customers", "orders", "interactions", "surveys")
-#: the columns of the attributed orders the report and the cards read (the run keeps only
-#: these in memory after orders_attributed.parquet is written)
+#: the columns of the attributed orders the report and the cards read (the run reads only
+#: these back from orders_attributed.parquet, whichever engine wrote it)
 ATTRIBUTED_ORDER_COLUMNS = (
     "customer_id",
     "source_customer_id",
@@ -180,6 +180,128 @@ def _book_path(value: str | bool | None, base: Path, out: Path) -> Path | None:
     return Path(os.path.normpath(p if p.is_absolute() else base / p))
 
 
+# --------------------------------------------------------------------------- orders engine
+@dataclass
+class OrdersEngine:
+    """How the run handles its orders: in memory (pandas) or out of core (``engine`` duckdb
+    or spark over the Parquet the streamed import writes), and why."""
+
+    out_of_core: bool
+    engine: str
+    memory_limit: int | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out_of_core": self.out_of_core,
+            "engine": self.engine,
+            "memory_limit": self.memory_limit,
+            "reason": self.reason,
+        }
+
+
+def orders_out_of_core(pl: Pipeline) -> OrdersEngine:
+    """The one rule for where the run's orders go (README "Performance"):
+
+    - ``segment: engine: pandas`` → in memory (the user's choice, whatever the size);
+    - ``segment: engine: duckdb`` or ``spark`` → out of core: the orders are imported in
+      batches straight to ``imported_orders.parquet`` (never a DataFrame of all orders) and
+      the engine segments over it and writes ``orders_attributed.parquet`` itself;
+    - no engine given → out of core with DuckDB when ``segment: memory_limit:`` is set, or
+      when the orders files hold more than ``out_of_core.orders_rows`` rows (estimated as
+      their bytes / ``out_of_core.bytes_per_row``, rules/segments.yaml); else in memory.
+
+    Out of core without ``segment: memory_limit:``, DuckDB gets ``out_of_core.memory_limit``.
+    """
+    from custtool.engines import parse_memory_limit
+    from custtool.segment import load_segment_config
+
+    opts = pl.steps["segment"]
+    engine = opts.get("engine")
+    limit = parse_memory_limit(opts.get("memory_limit"))
+    ooc = load_segment_config(opts.get("config"))["out_of_core"]
+    if engine == "pandas":
+        return OrdersEngine(False, "pandas", limit, "segment: engine: pandas")
+    # out of core without a limit of its own, DuckDB is bounded by the shipped one
+    default = limit if limit is not None else parse_memory_limit(ooc.get("memory_limit"))
+    if engine in ("duckdb", "spark"):
+        return OrdersEngine(True, engine, default, f"segment: engine: {engine}")
+    if limit is not None:
+        return OrdersEngine(True, "duckdb", limit, "segment: memory_limit: is set")
+    size = sum(f.stat().st_size for i in pl.inputs if i.kind == "orders" for f in i.files)
+    estimate = size // ooc["bytes_per_row"]
+    if ooc["orders_rows"] and estimate > ooc["orders_rows"]:
+        return OrdersEngine(
+            True,
+            "duckdb",
+            default,
+            f"about {estimate:,} order rows ({size:,} bytes) > out_of_core.orders_rows "
+            f"{ooc['orders_rows']:,}",
+        )
+    return OrdersEngine(False, "pandas", None, f"about {estimate:,} order rows: in memory")
+
+
+def _import_orders_streamed(
+    specs: list[InputSpec],
+    folder: Path,
+    *,
+    fields: Path | None,
+    tz: str,
+    memory_limit: int | None,
+    sensitive: str | None,
+    key: Any,
+) -> tuple[Path, Any, list[Any]]:
+    """The orders files imported batch by batch into ``folder/imported_orders.parquet``
+    (:func:`custtool.engines.duckdb_import.import_streamed`; one call per sheet/encoding
+    setting, the parts unioned by column name in DuckDB). Returns the Parquet, the last
+    protection and the results (their files, rejects and warnings)."""
+    from custtool.engines import duckdb_connect
+    from custtool.engines.duckdb_import import import_streamed
+
+    target = folder / "imported_orders.parquet"
+    groups: dict[tuple[str | None, str | None], list[tuple[Path, str]]] = {}
+    for spec in specs:
+        for f in spec.files:
+            groups.setdefault((spec.sheet, spec.encoding), []).append((f, spec.channel or f.stem))
+    results = []
+    parts: list[Path] = []
+    for n, ((sheet, encoding), files) in enumerate(groups.items()):
+        part = target if len(groups) == 1 else folder / f"part-{n}.parquet"
+        results.append(
+            import_streamed(
+                [f for f, _ in files],
+                output=part,
+                kind="orders",
+                channel=[c for _, c in files],
+                sheet=sheet,
+                encoding=encoding,
+                fields=fields,
+                tz=tz,
+                memory_limit=memory_limit,
+                temp_dir=folder,
+                sensitive=sensitive,
+                key=key,
+            )
+        )
+        parts.append(part)
+    if len(parts) > 1:  # files read with different settings: one Parquet, columns by name
+        con = duckdb_connect(memory_limit, folder / "duckdb", threads=2)
+        try:
+            con.execute("SET preserve_insertion_order = true")  # rows as the files give them
+            names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+            dest = str(target).replace("'", "''")
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet([{names}], union_by_name = true)) "
+                f"TO '{dest}' (FORMAT parquet)"
+            )
+        finally:
+            con.close()
+        for p in parts:
+            p.unlink()
+    protection = next((r.protection for r in results if r.protection.columns), None)
+    return target, protection or results[-1].protection, results
+
+
 # --------------------------------------------------------------------------- run
 def previous_run(out: Path, as_of: str) -> Path | None:
     """The newest earlier run folder (named by an as-of date before ``as_of``) with results."""
@@ -273,6 +395,7 @@ def run_pipeline(
         mask_for_output,
         mask_frame,
         mask_sheets,
+        role_view,
     )
     from custtool.segment import load_segment_config, segment_customers, write_summary_workbook
     from custtool.tags import apply_tags, load_rules, tag_statistics
@@ -339,11 +462,49 @@ def run_pipeline(
     imported: dict[str, pd.DataFrame] = {}
     rejects: list[pd.DataFrame] = []
     import_rows: dict[str, Any] = {}
+    # out of core: the orders go straight to Parquet in a hidden folder inside out/ (the run
+    # folder's name needs the as-of date), moved into the staging folder once it exists
+    orders_engine = orders_out_of_core(pl)
+    created_out = not out_dir.exists()
+    import_dir = out_dir / f".orders-import-{os.getpid()}"
+    orders_parquet: Path | None = None
+
+    def import_out_of_core(specs: list[InputSpec]) -> None:
+        nonlocal orders_parquet
+        _make_folder(out_dir)
+        if import_dir.exists():
+            shutil.rmtree(import_dir)
+        import_dir.mkdir(mode=0o700)
+        orders_parquet, protection, results = _import_orders_streamed(
+            specs,
+            import_dir,
+            fields=pl.fields,
+            tz=pl.timezone,
+            memory_limit=orders_engine.memory_limit,
+            sensitive=sensitive_mode,
+            key=key,
+        )
+        files: list[dict[str, Any]] = []
+        for r in results:
+            if len(r.rejects):
+                rejects.append(r.rejects.assign(kind="orders"))
+            files.extend(x.as_dict() for x in r.files)
+            warnings.extend(r.warnings)
+        if protection is not None and protection.columns:
+            privacy["columns"]["orders"] = protection.columns
+            privacy["sensitive"] = protection.mode
+        totals = {
+            k: sum(f[k] for f in files) for k in ("rows_read", "accepted", "rejected", "skipped")
+        }
+        import_rows["orders"] = {"files": files, **totals}
 
     def do_import() -> None:
         for kind in KINDS:
             specs = [i for i in pl.inputs if i.kind == kind]
             if not specs:
+                continue
+            if kind == "orders" and orders_engine.out_of_core:
+                import_out_of_core(specs)
                 continue
             frames: list[pd.DataFrame] = []
             files: list[dict[str, Any]] = []
@@ -387,7 +548,11 @@ def run_pipeline(
             }
             import_rows[kind] = {"files": files, **totals}
 
-    steps.run("import", do_import)
+    try:
+        steps.run("import", do_import)
+    except BaseException:
+        _discard_import(import_dir, out_dir, created_out)
+        raise
     steps.rows(
         **{
             k: {kk: v[kk] for kk in ("rows_read", "accepted", "rejected", "skipped")}
@@ -406,33 +571,39 @@ def run_pipeline(
     # else the latest valid order day; segment, tags and follow-ups all get this one value
     from custtool.dates import resolve_as_of
 
-    run_as_of = str(
-        resolve_as_of(
-            as_of or pl.as_of,
-            orders if orders is not None and len(orders) else None,
-            tz=pl.timezone,
-        ).date()
-    )
-    folder = out_dir / run_as_of
-    prev_dir = previous_run(out_dir, run_as_of)
-    created_out = not out_dir.exists()
-    staging = out_dir / f".{run_as_of}.tmp-{os.getpid()}"
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        recover_leftovers(out_dir)
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(mode=0o700)  # owner only while it holds unfinished outputs
-    except OSError as exc:  # read-only folder, a file in the way, missing drive: exit 2
-        from custtool.errors import OutputError
-
-        raise OutputError(
-            f"{out_dir}: cannot write the run folder ({exc.strerror or type(exc).__name__})",
-            "set `out:` in the pipeline file (or --out) to a folder you may write to",
-            file=str(out_dir),
-        ) from None
+        run_as_of = str(
+            resolve_as_of(
+                as_of or pl.as_of,
+                orders_parquet  # out of core: DuckDB's latest order time over the Parquet
+                if orders_parquet is not None
+                else orders
+                if orders is not None and len(orders)
+                else None,
+                tz=pl.timezone,
+            ).date()
+        )
+        folder = out_dir / run_as_of
+        prev_dir = previous_run(out_dir, run_as_of)
+        staging = out_dir / f".{run_as_of}.tmp-{os.getpid()}"
+        _make_folder(out_dir)
+        try:
+            recover_leftovers(out_dir)
+            if staging.exists():
+                shutil.rmtree(staging)
+            staging.mkdir(mode=0o700)  # owner only while it holds unfinished outputs
+        except OSError as exc:
+            raise _folder_error(out_dir, exc) from None
+    except BaseException:
+        _discard_import(import_dir, out_dir, created_out)
+        raise
     try:
         outputs: list[str] = []
+        if orders_parquet is not None:  # the streamed import's Parquet joins the run
+            os.replace(orders_parquet, staging / "imported_orders.parquet")
+            orders_parquet = staging / "imported_orders.parquet"
+            shutil.rmtree(import_dir, ignore_errors=True)
+            outputs.append("imported_orders.parquet")
         output_kinds: dict[str, dict[str, Any]] = {}  # file -> kind (and owner) in the manifest
 
         def save(df: pd.DataFrame, name: str) -> None:
@@ -481,29 +652,33 @@ def run_pipeline(
             clean_report = None  # its tables are written; `counts` is what the report needs
         else:
             customers, clean_report, counts = None, None, None
+        previous_customers = None  # memory: the previous run's customers, read again by the report
 
         # ---- segment
         seg_opts = pl.steps["segment"]
         seg_cfg = load_segment_config(seg_opts.get("config"))
         seg_cfg["timezone"] = pl.timezone
-        if orders is None:
+        if orders is None and orders_parquet is None:
             raise InputError(
                 "the pipeline has no orders input",
                 "add inputs: orders: [订单.csv] — segmenting needs orders",
             )
+        attributed_path = staging / "orders_attributed.parquet"
         segment = steps.run(
             "segment",
             segment_customers,
-            orders,
+            orders_parquet if orders_parquet is not None else orders,
             customers,
             surveys=imported.get("surveys"),
             interactions=imported.get("interactions"),
             as_of=run_as_of,
             window=seg_opts.get("window"),
             config=seg_cfg,
-            engine=seg_opts.get("engine", "pandas"),
-            memory_limit=seg_opts.get("memory_limit"),
+            engine=orders_engine.engine,
+            memory_limit=orders_engine.memory_limit,
             spark_master=seg_opts.get("spark_master"),
+            # out of core the engine writes the attributed orders itself
+            attributed_to=attributed_path if orders_parquet is not None else None,
         )
         seg_summary = segment.to_dict()
         order_rows = seg_summary["orders"]
@@ -517,13 +692,14 @@ def run_pipeline(
             rows_after_as_of=order_rows["rows_after_as_of"],
         )
         save(segment.customers, "segmented.parquet")
-        save(segment.orders, "orders_attributed.parquet")  # pivot --orders, report, cards
+        if orders_parquet is None:
+            save(segment.orders, "orders_attributed.parquet")  # pivot --orders, report, cards
+        else:
+            outputs.append("orders_attributed.parquet")
         # memory: what the later steps no longer need goes now (10M order rows are GBs).
-        # The raw orders and surveys are in imported_*.parquet; of the attributed orders
-        # the report and the cards read only these columns (all of them are in the Parquet)
-        segment.orders = segment.orders[
-            [c for c in ATTRIBUTED_ORDER_COLUMNS if c in segment.orders.columns]
-        ]
+        # The raw orders and surveys are in imported_*.parquet; the attributed orders are
+        # read back (only ATTRIBUTED_ORDER_COLUMNS) when the report needs them, on either path
+        segment.orders = None
         orders = None
         customers = None
         for kind in ("customers", "orders", "surveys"):
@@ -580,6 +756,9 @@ def run_pipeline(
                 write_xlsx_sheets(fu_sheets, tmp, notes=fu_notes)
             outputs.append("followups.xlsx")
         save(final, "customers.parquet")
+        # memory: the segmented and tagged frames are written; only `final` goes on
+        segment.customers = None
+        del tagged
 
         # ---- the book's KPIs (recorded below) and its earlier runs, for the 趋势 sheet
         from custtool.book import TREND_KEYS, run_kpis
@@ -599,12 +778,15 @@ def run_pipeline(
         # ---- report
         rep_opts = pl.steps["report"]
         previous_final = read_table(prev_dir / "customers.parquet") if prev_dir else None
+        # the attributed orders of the report, the owners' workbooks and the cards: only the
+        # columns they read, from the Parquet the segment step wrote (either engine)
+        attributed = read_attributed(staging / "orders_attributed.parquet")
         report = steps.run(
             "report",
             write_workbook,
             final,
             staging / "report.xlsx",
-            orders=segment.orders,
+            orders=attributed,
             rejects=all_rejects,
             clean_report=counts,
             strategies=rep_opts.get("strategies"),
@@ -621,18 +803,21 @@ def run_pipeline(
             sheet_rows=cap,
             full_list="customers.csv",
         )
+        previous_final = None  # memory: the migration sheet is written
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
         outputs.append("report.xlsx")
         output_kinds["report.xlsx"] = {"kind": "report"}
         # every customer the report shows, beside it, masked by the one policy (the capped
         # tier/class sheets and an over-limit 客户明细 point here)
-        save(
-            mask_for_output(
-                final, role=export_role, mask=rep_opts_mask(pl), owner=rep_opts.get("owner")
-            ),
-            "customers.csv",
+        # = mask_for_output(final, …): the role's rows and columns, then masked and written
+        # in blocks of rows (one block's masked copy at a time, not the table's)
+        write_csv_blocks(
+            role_view(final, export_role, owner=rep_opts.get("owner")),
+            staging / "customers.csv",
+            lambda block: mask_frame(block, mask=rep_opts_mask(pl)),
         )
+        outputs.append("customers.csv")
         output_kinds["customers.csv"] = {"kind": "csv"}
 
         # ---- report.html / report.pdf: the figures of 概览, one template (issue 17)
@@ -663,7 +848,7 @@ def run_pipeline(
                 write_owner_workbooks,
                 final,
                 staging / FOLDER,
-                orders=segment.orders,
+                orders=attributed,
                 interactions=interactions,
                 strategies=rep_opts.get("strategies"),
                 lang=rep_opts.get("lang", "zh"),
@@ -699,7 +884,7 @@ def run_pipeline(
                 final,
                 card_opts.get("customers") or None,
                 top=None if card_opts.get("customers") else 20,
-                orders=segment.orders,
+                orders=attributed,
                 role=role,
                 owner=rep_opts.get("owner"),
                 mask=mask,
@@ -710,7 +895,7 @@ def run_pipeline(
                 final,
                 by=by,
                 segments=card_opts.get("segments") or None,
-                orders=segment.orders,
+                orders=attributed,
                 role=role,
                 owner=rep_opts.get("owner"),
                 lang=rep_opts.get("lang", "zh"),
@@ -722,6 +907,7 @@ def run_pipeline(
             outputs.append(f"cards.{fmt}")
 
         steps.close()
+        attributed = None  # memory: the book's append below needs the customers only
         manifest = {
             "tool": "custtool",
             "version": __version__,
@@ -777,6 +963,8 @@ def run_pipeline(
             "warnings": warnings,
             # how sensitive columns are stored; the key's id, never the key
             "privacy": privacy,
+            # where the orders went: in memory or out of core, and why (orders_out_of_core)
+            "orders_engine": orders_engine.to_dict(),
             "book": str(book_path) if book_path else None,
         }
         if book_path is not None and book_figures is not None:
@@ -823,6 +1011,67 @@ def run_pipeline(
         result.delivery = send_run(folder, pl.deliver, name=pl.name, **(send_options or {}))
         result.manifest = result.delivery.manifest
     return result
+
+
+def _folder_error(out_dir: Path, exc: OSError) -> Exception:
+    """A run folder that cannot be written (read-only, a file in the way, missing drive):
+    exit 2."""
+    from custtool.errors import OutputError
+
+    return OutputError(
+        f"{out_dir}: cannot write the run folder ({exc.strerror or type(exc).__name__})",
+        "set `out:` in the pipeline file (or --out) to a folder you may write to",
+        file=str(out_dir),
+    )
+
+
+def _make_folder(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _folder_error(out_dir, exc) from None
+
+
+def _discard_import(import_dir: Path, out_dir: Path, created_out: bool) -> None:
+    """A run that failed before its staging folder: the streamed import's folder goes, and
+    an out/ folder this run created is removed when empty."""
+    shutil.rmtree(import_dir, ignore_errors=True)
+    if created_out and out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+
+
+#: rows per block of :func:`write_csv_blocks`
+CSV_BLOCK_ROWS = 100_000
+
+
+def write_csv_blocks(df: Any, path: Path, transform: Any, *, rows: int = CSV_BLOCK_ROWS) -> None:
+    """``write_table(transform(df), path)`` for a CSV, byte for byte, with ``transform``
+    (a row-wise change such as :func:`custtool.report.masking.mask_frame`; filter rows
+    before, not in it) applied to blocks of ``rows`` rows: only one block's transformed copy
+    is alive at a time. Written atomically."""
+    from custtool.io import atomic_path, write_table
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        part = Path(str(tmp) + ".block.csv")
+        try:
+            for start in range(0, max(len(df), 1), rows):
+                write_table(transform(df.iloc[start : start + rows]), part)
+                with open(part, "rb") as f:
+                    if start:  # the BOM and the header line once, from the first block
+                        f.readline()
+                    shutil.copyfileobj(f, out, 1 << 20)
+        finally:
+            part.unlink(missing_ok=True)
+
+
+def read_attributed(path: str | os.PathLike[str]) -> Any:
+    """The attributed orders' :data:`ATTRIBUTED_ORDER_COLUMNS` (those present) from
+    ``orders_attributed.parquet``: what the report, the owners' workbooks and the cards read."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in ATTRIBUTED_ORDER_COLUMNS if c in names])
 
 
 def _umask() -> int:

@@ -134,6 +134,15 @@ def import_streamed(
         base.mkdir(parents=True, exist_ok=True)
     spill = Path(tempfile.mkdtemp(prefix=".custtool-spill-", dir=base))
     n_batch = rows_per_batch or batch_rows(memory_limit)
+    batch_con: list[Any] = []
+
+    def sql_con() -> Any:  # one DuckDB connection normalises every batch, in row order
+        if not batch_con:
+            con = duckdb_connect(_duckdb_share(memory_limit), spill / "duckdb-batches", threads=2)
+            con.execute("SET preserve_insertion_order = true")
+            batch_con.append(con)
+        return batch_con[0]
+
     try:
         stages: list[_Staged] = []
         reports: list[SheetReport] = []
@@ -160,9 +169,16 @@ def import_streamed(
                         seen.extend(batch.warnings)
                         if batch.raw is None:
                             continue
-                        frame, rej, report = _import_sheet(
-                            batch.raw, batch.header_at, spec, file_channel, tz
-                        )
+                        if batch.table is not None:
+                            frame, rej, report, split = import_table_batch(
+                                batch, spec, file_channel, tz, sql_con()
+                            )
+                            staged.batched |= split
+                        else:
+                            frame, rej, report = _import_sheet(
+                                batch.raw, batch.header_at, spec, file_channel, tz
+                            )
+                        staged.note_dropped_sales(batch, frame, spec, tz)
                         frame, protection = protect_sensitive(
                             frame, mode=sensitive, key=key, extra=extra, where=Path(path).name
                         )
@@ -219,6 +235,8 @@ def import_streamed(
             protection=protection or Protection([], "none", key.id if key else None),
         )
     finally:
+        for c in batch_con:
+            c.close()
         shutil.rmtree(spill, ignore_errors=True)
 
 
@@ -264,6 +282,8 @@ class _Batch:
     last: bool = True
     warnings: list[str] = field(default_factory=list)
     notes_raw: Any = None  # the raw sheet whose damaged-stretch notes go to the rejects
+    table: Any = None  # the rows as Arrow text (pyarrow's reader), for the SQL normalisers
+    header: Any = None  # then the header row (``raw`` is built only when pandas needs it)
 
 
 def _file_batches(
@@ -381,8 +401,11 @@ def _data_start(head: bytes, header_at: int, encoding: str | None) -> int | None
         at = head.find(b"\n", at) + 1
         if at == 0:
             return None
-    if b'"' in head[:at] or re.search(rb"\r(?!\n)", head[:at]):
-        return None  # a quoted title cell, or old Mac line ends: pandas' reader counts them
+    lines = head[:at].split(b"\n")
+    if any(line.count(b'"') % 2 for line in lines) or re.search(rb"\r(?!\n)", head[:at]):
+        # a quoted cell over two lines, or old Mac line ends: pandas' reader counts them
+        # (quotes in pairs on every line, as a quoted header has, end no record early)
+        return None
     return at
 
 
@@ -450,18 +473,18 @@ def _arrow_batches(
                 part, rest = table.slice(0, n_batch), table.slice(n_batch)
                 pending, rows = rest.to_batches(), rest.num_rows
                 if previous is not None:
-                    yield _grid_batch(raw, header, _frame(previous), offset, last=False)
+                    yield _table_batch(raw, header, previous, offset, last=False)
                     offset += previous.num_rows
                 previous = part
         if bad:
             raise _Ragged()
         tail = pa.Table.from_batches(pending, schema=reader.schema)
         if previous is not None and tail.num_rows:
-            yield _grid_batch(raw, header, _frame(previous), offset, last=False)
+            yield _table_batch(raw, header, previous, offset, last=False)
             offset += previous.num_rows
             previous = None
         last = tail if previous is None else previous
-        yield _grid_batch(raw, header, _frame(last), offset, last=True)
+        yield _table_batch(raw, header, last, offset, last=True)
     finally:
         sys.unraisablehook = previous_hook
         f.close()
@@ -523,7 +546,7 @@ def _csv_batches(path: Path, raw: Any, header_at: int, n_batch: int) -> Iterator
         with reader:
             for chunk in reader:
                 if pending is not None:
-                    yield _grid_batch(raw, header, pending, offset, last=False)
+                    yield _table_batch(raw, header, _text_table(pending), offset, last=False)
                     offset += len(pending)
                 pending = chunk
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -535,7 +558,29 @@ def _csv_batches(path: Path, raw: Any, header_at: int, n_batch: int) -> Iterator
         ) from None
     if pending is None:
         pending = header.iloc[0:0]
-    yield _grid_batch(raw, header, pending, offset, last=True)
+    yield _table_batch(raw, header, _text_table(pending), offset, last=True)
+
+
+def _text_table(chunk: pd.DataFrame) -> Any:
+    """A chunk read by pandas as the Arrow text table pyarrow's reader gives (columns
+    ``c0, c1, …``; a cell missing from a short row is "")."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            f"c{j}": pa.array(chunk.iloc[:, j].fillna("").astype("str"), pa.large_string())
+            for j in range(chunk.shape[1])
+        }
+    )
+
+
+def _table_batch(raw: Any, header: pd.DataFrame, table: Any, offset: int, *, last: bool) -> _Batch:
+    """A batch of Arrow text rows; its grid (``raw``) is built when pandas needs it."""
+    from custtool.io import RawSheet
+
+    meta = RawSheet(raw.file, "", header, np.arange(1, 2, dtype="int64"), raw.encoding)
+    warnings = list(raw.warnings) if offset == 0 else []
+    return _Batch(meta, 0, offset, last, warnings=warnings, table=table, header=header)
 
 
 def _grid_batch(
@@ -548,6 +593,185 @@ def _grid_batch(
     grid.columns = pd.RangeIndex(grid.shape[1])
     sheet = RawSheet(raw.file, "", grid, np.arange(1, len(grid) + 1, dtype="int64"), raw.encoding)
     return _Batch(sheet, 0, offset, last, warnings=list(raw.warnings) if offset == 0 else [])
+
+
+# --------------------------------------------------------------------------- SQL batches
+def import_table_batch(
+    b: _Batch, spec: Any, channel: str, tz: str, con: Any
+) -> tuple[pd.DataFrame, pd.DataFrame, SheetReport, bool]:
+    """One batch of Arrow text rows imported as :func:`custtool.ingest._import_sheet` would
+    import it (the same accepted rows, rejects lines and accounting; row numbers within the
+    batch), and whether it was split.
+
+    The alias mapping is decided once from the header (:func:`custtool.fields.map_headers`);
+    DuckDB then normalises every cell by the SQL twins of the pandas rules
+    (:mod:`custtool.normalize_sql`), which also say which rows are *plain*: every cell in a
+    form the SQL reads exactly as pandas does, nothing to flag or reject. Those rows are
+    taken as DuckDB gives them; the other rows (rare forms, bad values, refunds, blank and
+    totals rows) go through the pandas engine's sheet import, and both parts are put back
+    in file order. A file with a column the SQL has no rule for (a city, a name, …) and
+    other kinds go to pandas whole.
+    """
+    import pyarrow as pa
+
+    from custtool import normalize_sql as ns
+    from custtool.fields import map_headers, missing_required
+
+    table, raw = b.table, b.raw
+    names, used = map_headers(b.header.iloc[0].tolist(), spec)
+    n = table.num_rows
+    known = set(spec.lookup().values())
+    if (
+        spec.kind != "orders"
+        or n == 0
+        or missing_required(used, spec)
+        or not ns.sql_supported(names, known)
+        or len(set(names) | _MADE_COLUMNS) != len(names) + len(_MADE_COLUMNS)
+    ):
+        grid = _grid_batch(raw, b.header, _frame(table), 0, last=True).raw
+        return (*_import_sheet(grid, 0, spec, channel, tz), False)
+    # DuckDB scans an Arrow table of several chunks on several threads in no set order:
+    # each row carries its position, and the result is put back in file order
+    con.register("batch_rows", table.append_column("_pos", pa.array(np.arange(n))))
+    try:
+        out = con.sql(ns.orders_select(names, "batch_rows")).to_arrow_table()
+    finally:
+        con.unregister("batch_rows")
+    pos = np.asarray(out.column("_pos").to_numpy(zero_copy_only=False))
+    if (np.diff(pos) < 0).any():
+        out = out.take(pa.array(np.argsort(pos, kind="stable")))
+    out = out.drop(["_pos"])
+    plain = np.asarray(out.column("_plain").to_numpy(zero_copy_only=False), dtype=bool)
+    rows = np.flatnonzero(plain)
+    messy = np.flatnonzero(~plain)
+    frame = _plain_frame(out.drop(["_plain"]).filter(pa.array(plain)), rows, raw.file, channel)
+    flagged = _flag_refunds(frame)
+    refund_lines = _refund_lines(frame, flagged)
+    if len(messy):
+        body = _frame(table.take(pa.array(messy)))
+        grid = _grid_batch(raw, b.header, body, 0, last=True).raw
+        messy_frame, rej, report = _import_sheet(grid, 0, spec, channel, tz)
+        back = messy + 2  # a row of the part -> its row in the batch (the header is row 1)
+        messy_frame["_row"] = back[messy_frame["_row"].to_numpy() - 2]
+        rej = rej.assign(row=back[rej["row"].astype("int64").to_numpy() - 2])
+        report.rows_read += len(rows)
+        report.accepted += len(rows)
+        report.flagged += len(flagged)
+        if len(refund_lines):  # the kept lines of both parts, in row order
+            kept = (rej["action"] == "kept").to_numpy()
+            lines = pd.concat([rej[kept], refund_lines], ignore_index=True)
+            lines = lines.take(np.argsort(lines["row"].to_numpy(), kind="stable"))
+            rej = pd.concat([rej[~kept], lines], ignore_index=True)
+        if len(rows):
+            frame = pd.concat([frame[list(messy_frame.columns)], messy_frame], ignore_index=True)
+            order = np.argsort(frame["_row"].to_numpy(), kind="stable")
+            frame = frame.take(order).reset_index(drop=True)
+        else:
+            frame = messy_frame
+    else:
+        rej = refund_lines if len(refund_lines) else pd.DataFrame(columns=REJECT_COLUMNS)
+        report = SheetReport(
+            file=raw.file,
+            sheet="",
+            kind=spec.kind,
+            encoding=raw.encoding,
+            header_row=1,
+            rows_read=n,
+            accepted=n,
+            rejected=0,
+            skipped=0,
+            skipped_blank=0,
+            skipped_total=0,
+            flagged=len(flagged),
+        )
+    return frame, rej, report, bool(len(messy) and len(rows))
+
+
+def _flag_refunds(frame: pd.DataFrame) -> np.ndarray:
+    """The refund rule of one import (:func:`custtool.ingest._refunds_without_order`) over
+    the plain rows: their ``_flags`` set in place; returns the flagged positions."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from custtool.ingest import _refunds_without_order
+
+    if "order_id" not in frame or "amount" not in frame or not len(frame):
+        return np.zeros(0, dtype=np.int64)
+    amount = frame["amount"].to_numpy()
+    back = np.flatnonzero(amount < 0)
+    if not len(back):
+        return np.zeros(0, dtype=np.int64)
+    hits = _refunds_without_order(frame["order_id"], back, amount > 0)
+    if len(hits):
+        mask = np.zeros(len(frame), dtype=bool)
+        mask[hits] = True
+        flags = pc.if_else(pa.array(mask), REFUND_CODE, pa.scalar("", pa.large_string()))
+        frame["_flags"] = pd.Series(flags, index=frame.index, dtype="str")
+    return hits
+
+
+def _refund_lines(frame: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
+    """The rejects lines (kept) of the refunds flagged at positions ``at`` of ``frame``,
+    as the pandas engine writes them (no column, no value)."""
+    from custtool.schemas import reasons, rejects_frame
+
+    n = len(at)
+    if not n:
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    codes = np.full(n, REFUND_CODE, dtype=object)
+    zh, en = reasons(codes)
+    blank = np.full(n, "", dtype=object)
+    out = rejects_frame(
+        {
+            "file": frame["_source_file"].to_numpy(dtype=object)[at],
+            "sheet": frame["_sheet"].to_numpy(dtype=object)[at],
+            "row": frame["_row"].to_numpy()[at],
+            "column": blank,
+            "value": blank.copy(),
+            "code": codes,
+            "reason_zh": zh,
+            "reason_en": en,
+            "action": np.full(n, "kept", dtype=object),
+        }
+    )
+    return out[REJECT_COLUMNS]
+
+
+#: columns the batch query or the import make: a header of that name goes to pandas whole
+_MADE_COLUMNS = frozenset({"phones", "phone_ext", "_pos", "_plain", "_flags", "_source_file"})
+_MADE_COLUMNS |= {"_sheet", "_row", "_channel"}
+
+
+def _plain_frame(out: Any, rows: np.ndarray, file: str, channel: str) -> pd.DataFrame:
+    """The rows DuckDB normalised, with the provenance columns and the types the pandas
+    engine gives (text ``str``, times ``datetime64[ns]``, numbers ``float64``)."""
+    import pyarrow as pa
+
+    from custtool.ingest import _repeat_text
+
+    index = pd.RangeIndex(len(rows))
+    cols: dict[str, Any] = {
+        "_source_file": _repeat_text(file, index),
+        "_sheet": _repeat_text("", index),
+        "_row": pd.Series(rows + 2, index=index, dtype="int64"),
+        "_channel": _repeat_text(channel, index),
+    }
+    for name in out.column_names:
+        col = out.column(name)
+        if pa.types.is_timestamp(col.type):
+            values = col.to_numpy().astype("datetime64[ns]")
+            cols[name] = pd.Series(values, index=index)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            cols[name] = pd.Series(col, index=index, dtype="str")
+        elif pa.types.is_boolean(col.type):
+            cols[name] = pd.Series(col.to_numpy(zero_copy_only=False), index=index, dtype=bool)
+        else:
+            values = col.to_numpy(zero_copy_only=False)
+            cols[name] = pd.Series(values, index=index, dtype="float64")
+    if "_flags" not in cols:
+        cols["_flags"] = _repeat_text("", index)
+    cols["_flags"] = cols.pop("_flags")  # the last column, as the pandas engine has it
+    return pd.DataFrame(cols, index=index, copy=False)
 
 
 # --------------------------------------------------------------------------- staging
@@ -573,6 +797,9 @@ class _Staged:
         self.reports: list[SheetReport] = []
         self.refund_flags = 0
         self.batched = False  # a sheet came in more than one batch
+        # order ids sold on rows that are not in the output (rejected, skipped): the
+        # refund rule of one import counts them as sales too
+        self.sold_elsewhere: list[Any] = []
 
     def add(self, frame: pd.DataFrame, rej: pd.DataFrame, report: SheetReport, b: _Batch) -> None:
         import pyarrow as pa
@@ -638,6 +865,50 @@ class _Staged:
         self.rejects_writer.write_table(table)
         self.rejects_rows += len(rej)
 
+    def note_dropped_sales(self, b: _Batch, frame: pd.DataFrame, spec: Any, tz: str) -> None:
+        """The order ids sold on rows of batch ``b`` that are not in ``frame`` (rejected
+        or skipped), read by the pandas rules (only those rows; orders only)."""
+        from custtool.fields import map_headers
+        from custtool.ingest import _normalize_column
+
+        if spec.kind != "orders":
+            return
+        if b.table is not None:
+            header, n = b.header.iloc[0].tolist(), b.table.num_rows
+            numbers = np.arange(2, n + 2)
+        else:
+            header = b.raw.grid.iloc[b.header_at].tolist()
+            n = len(b.raw.grid) - b.header_at - 1
+            numbers = (
+                np.asarray(b.raw.row_numbers[b.header_at + 1 :])
+                if b.raw.sheet
+                else np.arange(2, n + 2)
+            )
+        names, _ = map_headers(header, spec)
+        if "order_id" not in names or "amount" not in names or len(frame) == n:
+            return
+        dropped = np.flatnonzero(~np.isin(numbers, frame["_row"].to_numpy()))
+        if not len(dropped):
+            return
+        cells: dict[str, pd.Series] = {}
+        for c in ("order_id", "amount", "refund"):
+            if c in names:
+                j = names.index(c)
+                if b.table is not None:
+                    col = b.table.column(j).take(dropped)
+                    cells[c] = pd.Series(col, dtype="str")
+                else:
+                    col = b.raw.grid.iloc[b.header_at + 1 + dropped, j]
+                    cells[c] = col.astype("str").reset_index(drop=True)
+        done = {c: _normalize_column(c, s, "orders", tz, False).values[c] for c, s in cells.items()}
+        amount = done["amount"]
+        if "refund" in done:
+            amount = amount.where(~done["refund"], -amount.abs())
+        sold = (amount > 0).to_numpy()
+        if sold.any():
+            ids = done["order_id"][sold]
+            self.sold_elsewhere.append(nz_arrow(ids))
+
     def discard(self) -> None:
         """Forget what was staged (the file is read again another way)."""
         self.close()
@@ -656,6 +927,12 @@ class _Staged:
 
             self.schema = self.empty_schema  # no row accepted: an empty table of its columns
             pq.write_table(self.schema.empty_table(), self.path)
+
+
+def nz_arrow(s: pd.Series) -> Any:
+    from custtool.normalize import _arrow
+
+    return _arrow(s.reset_index(drop=True))
 
 
 def _merged(a: SheetReport, b: SheetReport) -> SheetReport:
@@ -678,17 +955,27 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
         if s.refund_flags == 0 or not s.batched:
             continue
         part = str(s.path).replace("'", "''")
+        extra = (
+            pa.concat_arrays([a.cast(pa.large_string()) for a in s.sold_elsewhere])
+            if s.sold_elsewhere
+            else pa.array([], pa.large_string())
+        )
+        con.register("sold_elsewhere", pa.table({"order_id": extra}))
         ids = con.execute(
             f"""
             WITH staged AS (SELECT order_id, amount, _flags FROM read_parquet('{part}')),
             flagged AS (
                 SELECT DISTINCT order_id FROM staged
                 WHERE amount < 0 AND order_id <> '' AND contains(_flags, '{REFUND_CODE}')
+            ),
+            sold AS (
+                SELECT order_id FROM staged WHERE amount > 0
+                UNION ALL SELECT order_id FROM sold_elsewhere
             )
-            SELECT DISTINCT s.order_id FROM staged s SEMI JOIN flagged f USING (order_id)
-            WHERE s.amount > 0
+            SELECT DISTINCT f.order_id FROM flagged f SEMI JOIN sold USING (order_id)
             """
         ).fetchall()
+        con.unregister("sold_elsewhere")
         if ids:
             out[s.position] = pa.array([i for (i,) in ids], pa.large_string())
     return out
