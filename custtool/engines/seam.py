@@ -221,7 +221,7 @@ def _run(
 
     from custtool.attribution import CustomerIndex, MatchReport, channel_columns, derive_customers
     from custtool.dates import resolve_as_of
-    from custtool.portrait import CATEGORY_COLUMNS, CHANNEL_COLUMNS, ranked_label_codes
+    from custtool.portrait_rules import CATEGORY_COLUMNS, CHANNEL_COLUMNS, ranked_label_codes
 
     d = runner.dialect
     q = d.q
@@ -373,7 +373,7 @@ def _portrait_groups(
     engine: each customer's top categories, channels and best time slot; only these small
     tables (a few rows per customer) become arrays."""
 
-    from custtool.portrait import PortraitGroups
+    from custtool.portrait_rules import PortraitGroups
 
     d = runner.dialect
     groups = PortraitGroups()
