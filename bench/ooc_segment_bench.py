@@ -19,9 +19,6 @@ and polls the process tree's resident memory (the Spark JVM included) every 0.1 
 Prints wall time, CPU time (user + system, the child's own and its waited-for children's:
 steadier than wall time on a loaded machine), peak RSS of each child and the ratios to the
 floor (and Spark/DuckDB).
-
-``--only`` picks runs (e.g. ``metrics`` or ``floor,segment``); ``--profile`` runs the
-metrics once in this process and prints the time of each engine query (where it goes).
 """
 
 from __future__ import annotations
