@@ -16,7 +16,9 @@ and polls the process tree's resident memory (the Spark JVM included) every 0.1 
 * segment-<engine>: ``custtool segment customers.parquet --orders orders.parquet --engine …
   --json`` (the whole step: metrics, scores, classes, LTV fit, NPS, portrait).
 
-Prints wall time, peak RSS of each child and the ratios to the floor (and Spark/DuckDB).
+Prints wall time, CPU time (user + system, the child's own and its waited-for children's:
+steadier than wall time on a loaded machine), peak RSS of each child and the ratios to the
+floor (and Spark/DuckDB).
 """
 
 from __future__ import annotations
@@ -113,13 +115,21 @@ def _tree_rss(pid: int) -> int:
 def run_child(name: str, args: list[str]) -> dict:
     started = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while proc.poll() is None:
+    peak, usage = 0, None
+    while usage is None:
         peak = max(peak, _tree_rss(proc.pid))
-        time.sleep(0.1)
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            usage = rusage
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        else:
+            time.sleep(0.1)
     out, err = proc.communicate()
     wall = time.perf_counter() - started
     res = {"name": name, "seconds": round(wall, 2), "peak_gb": round(peak / 1e9, 3)}
+    # CPU seconds (user + system) of the child and what it waited for (the Spark JVM):
+    # steadier than wall time on a machine others load
+    res["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     res["exit"] = proc.returncode
     res["out"] = out.strip()[-300:]
     if proc.returncode:
@@ -160,9 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             results[f"segment-{engine}"] = run_child(f"segment-{engine}", cmd)
     floor = results["floor"]["seconds"]
     print(f"\n{args.orders:,} orders / {args.customers:,} customers; load {os.getloadavg()}")
-    print(f"{'run':<18}{'wall s':>9}{'peak GB':>9}{'× floor':>9}")
+    floor_cpu = results["floor"]["cpu_s"] or 1e-9
+    print(f"{'run':<18}{'wall s':>9}{'cpu s':>9}{'peak GB':>9}{'× floor':>9}{'cpu ×':>9}")
     for name, r in results.items():
-        print(f"{name:<18}{r['seconds']:>9.2f}{r['peak_gb']:>9.3f}{r['seconds'] / floor:>9.2f}")
+        print(
+            f"{name:<18}{r['seconds']:>9.2f}{r['cpu_s']:>9.2f}{r['peak_gb']:>9.3f}"
+            f"{r['seconds'] / floor:>9.2f}{r['cpu_s'] / floor_cpu:>9.2f}"
+        )
     if "metrics-spark" in results and "metrics-duckdb" in results:
         ratio = results["metrics-spark"]["seconds"] / results["metrics-duckdb"]["seconds"]
         print(f"Spark / DuckDB (metrics): {ratio:.2f}×")

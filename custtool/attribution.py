@@ -92,6 +92,8 @@ class MatchReport:
     used_how: Any = None
     used_times: Any = None  # order times in the firm's time zone
     customer_ids: Any = None  # the customers' customer_id column (stable ids)
+    # out of core: the portrait's inputs grouped by the SQL engine (portrait.PortraitGroups)
+    portrait_groups: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

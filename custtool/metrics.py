@@ -204,6 +204,7 @@ def customer_metrics(
     memory_limit: Any = None,
     spark_master: str | None = None,
     attributed_to: Any = None,
+    portrait: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, MatchReport]:
     """Per-customer order metrics at ``as_of`` (default: the latest order day).
 
@@ -213,6 +214,8 @@ def customer_metrics(
     "1GB"; spilling to a temporary folder), Spark runs on ``spark_master``; the attributed
     orders are then not in the report (``report.used_rows`` is None) but written to
     ``attributed_to`` when given. A DataFrame is handed to them as a temporary Parquet file.
+    With ``portrait`` (the ``portrait:`` settings of segments.yaml) they also group what the
+    portrait columns read (``report.portrait_groups``, see :mod:`custtool.portrait`).
 
     ``window``, ``growth_window`` and ``tz`` left out come from ``rules/segments.yaml``
     (metrics.window, metrics.growth_window, timezone).
@@ -247,6 +250,7 @@ def customer_metrics(
             memory_limit=memory_limit,
             spark_master=spark_master,
             attributed_to=attributed_to,
+            portrait=portrait,
         )
     if is_path:
         orders = read_table(cast("str | os.PathLike[str]", orders))
@@ -373,6 +377,7 @@ def _sql_metrics(
     memory_limit: Any,
     spark_master: str | None,
     attributed_to: Any,
+    portrait: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, MatchReport]:
     """:func:`customer_metrics` out of core (DuckDB or Spark over the Parquet file)."""
     import tempfile
@@ -399,6 +404,7 @@ def _sql_metrics(
             memory_limit=limit,
             spark_master=spark_master,
             attributed_to=attributed_to,
+            portrait=portrait,
         )
     report.orders_used = int(agg.pop("_orders_used"))
     as_of_ts = report.as_of

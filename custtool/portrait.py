@@ -28,6 +28,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pandas as pd
 
+from custtool.portrait_rules import (  # the rules the SQL engines share
+    CATEGORY_COLUMNS,
+    CHANNEL_COLUMNS,
+    PortraitGroups,
+    _codes,
+    label_codes,
+    ranked_label_codes,
+    slot_of,
+)
 
 PORTRAIT_COLUMNS = (
     "top_category",
@@ -40,22 +49,24 @@ PORTRAIT_COLUMNS = (
 MODE_ONLINE, MODE_OFFLINE, MODE_BOTH = "线上", "线下", "全渠道"
 
 
-def _codes(orders: pd.DataFrame, *names: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The first of ``names`` that ``orders`` has, as (codes, labels): labels are the distinct
-    stripped texts, codes index them (-1: missing or blank). Text work on the distinct values."""
-    import numpy as np
-    import pandas as pd
-
-    for name in names:
-        if name in orders.columns:
-            codes, uni = pd.factorize(orders[name], use_na_sentinel=True)
-            text = pd.Series(np.asarray(uni, dtype=object)).astype(str).str.strip()
-            lcodes, labels = pd.factorize(text)  # texts equal once stripped share a code
-            labels = np.asarray(labels, dtype=object)
-            lcodes = np.where(labels[lcodes] == "", -1, lcodes)
-            codes = np.where(codes >= 0, np.append(lcodes, -1)[codes], -1)
-            return codes.astype(np.int64), labels
-    return None
+__all__ = [
+    "CATEGORY_COLUMNS",
+    "CHANNEL_COLUMNS",
+    "MODE_BOTH",
+    "MODE_OFFLINE",
+    "MODE_ONLINE",
+    "PORTRAIT_COLUMNS",
+    "PortraitGroups",
+    "channel_kinds",
+    "kinds_by_keys",
+    "label_codes",
+    "order_groups",
+    "portrait_columns",
+    "ranked_label_codes",
+    "repurchase_rate",
+    "slot_labels",
+    "slot_of",
+]
 
 
 def _customer_positions(orders: pd.DataFrame, customers: pd.DataFrame) -> np.ndarray:
@@ -71,18 +82,25 @@ def _customer_positions(orders: pd.DataFrame, customers: pd.DataFrame) -> np.nda
 
 
 def _ranked_top(
-    pos: np.ndarray, codes: np.ndarray, labels: np.ndarray, value: np.ndarray | None
+    pos: np.ndarray,
+    codes: np.ndarray,
+    labels: np.ndarray,
+    value: np.ndarray | None,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per (customer, label): ``value`` summed (net, rounded to cents, only positive kept) or,
-    when ``value`` is None, rows counted; sorted per customer best first, ties by the label
+    when ``value`` is None, rows counted (each row ``weights`` times); sorted per customer best first, ties by the label
     in code-point order. Returns (customer, label code, rank 0, 1, … within the customer)."""
     import numpy as np
 
     ok = (pos >= 0) & (codes >= 0)
     k_n = max(len(labels), 1)
-    uk, inv = np.unique(pos[ok] * k_n + codes[ok], return_inverse=True)
+    uk, inv = np.unique(
+        pos[ok].astype(np.int64) * k_n + codes[ok].astype(np.int64), return_inverse=True
+    )
     if value is None:
-        v = np.bincount(inv, minlength=len(uk)).astype(float)
+        w = None if weights is None else np.asarray(weights, dtype=float)[ok]
+        v = np.bincount(inv, weights=w, minlength=len(uk)).astype(float)
     else:
         v = np.round(np.bincount(inv, weights=value[ok], minlength=len(uk)), 2)
     c, k = uk // k_n, uk % k_n
@@ -97,6 +115,50 @@ def _ranked_top(
     new[1:] = c[1:] != c[:-1]
     start = np.maximum.accumulate(np.where(new, idx, 0)) if len(c) else idx
     return c, k, idx - start
+
+
+def _joined_top(
+    n: int, c: np.ndarray, k: np.ndarray, rank: np.ndarray, labels: np.ndarray, top: int
+) -> np.ndarray:
+    """Each customer's labels of rank 0 … top−1 joined by "、" ("" for none). The texts are
+    built once per distinct combination (few) and shared, not once per customer."""
+    import numpy as np
+
+    top = max(top, 1)
+    codes = np.full((n, top), -1, dtype=np.int64)
+    for r in range(top):  # a handful of ranks
+        at = rank == r
+        codes[c[at], r] = k[at]
+    combos, inv = np.unique(codes, axis=0, return_inverse=True)
+    texts = np.append(labels.astype(object), "")
+    joined = texts[combos[:, 0]]
+    for r in range(1, top):
+        more = combos[:, r] >= 0
+        joined[more] = joined[more] + "、" + texts[combos[more, r]]
+    return joined[np.asarray(inv).reshape(-1)]
+
+
+def _most_common(
+    pos: np.ndarray, codes: np.ndarray, weights: np.ndarray, n_codes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(customer, code) of each customer's code with the most weight; ties: the smallest
+    code. Sorts the (customer, code) pairs present rather than a dense customers × codes
+    table."""
+    import numpy as np
+
+    use = (pos >= 0) & (codes >= 0)
+    key = pos[use].astype(np.int64) * n_codes + codes[use]
+    uk, inv = np.unique(key, return_inverse=True)
+    w = np.bincount(inv, weights=np.asarray(weights, dtype=float)[use], minlength=len(uk))
+    del key, inv
+    c, k = uk // n_codes, uk % n_codes
+    keep = w > 0
+    c, k, w = c[keep], k[keep], w[keep]
+    order = np.lexsort((k, -w, c))  # per customer: most weight first, then smallest code
+    c, k = c[order], k[order]
+    first = np.ones(len(c), dtype=bool)
+    first[1:] = c[1:] != c[:-1]
+    return c[first], k[first]
 
 
 def _counted_orders(orders: pd.DataFrame, pos: np.ndarray, sale: np.ndarray) -> np.ndarray:
@@ -159,12 +221,14 @@ def portrait_columns(
     *,
     positions: np.ndarray | None = None,
     settings: dict[str, Any] | None = None,
+    groups: PortraitGroups | None = None,
 ) -> pd.DataFrame:
     """The portrait columns (see the module) for ``customers``, index aligned.
 
     ``orders``: attributed orders (``SegmentResult.orders``); ``positions``: each order's
     customer row position (default: matched on ``customer_id``); ``settings``: the
-    ``portrait:`` section of segments.yaml (default: the shipped one).
+    ``portrait:`` section of segments.yaml (default: the shipped one). ``groups``: the same
+    inputs already grouped by a SQL engine (``orders`` is then not read).
     """
     import numpy as np
     import pandas as pd
@@ -176,8 +240,71 @@ def portrait_columns(
     out = pd.DataFrame(
         {c: np.full(n, "", dtype=object) for c in PORTRAIT_COLUMNS}, index=customers.index
     )
-    if orders is None or not len(orders) or not n:
+    if groups is None:
+        if orders is None or not len(orders) or not n:
+            return out
+        groups = order_groups(orders, customers, positions=positions, settings=cfg)
+    if not n:
         return out
+
+    if groups.cat is not None or groups.cat_ranked is not None:
+        labels = groups.cat_labels
+        c, k, rank = (
+            groups.cat_ranked
+            if groups.cat_ranked is not None
+            else _ranked_top(*groups.cat[:2], labels, groups.cat[2])
+        )
+        col = np.full(n, "", dtype=object)
+        col[c[rank == 0]] = labels[k[rank == 0]]
+        out["top_category"] = col
+        out["top_categories"] = _joined_top(n, c, k, rank, labels, int(cfg["top_categories"]))
+
+    if groups.chan is not None or groups.chan_ranked is not None:
+        labels = groups.chan_labels
+        if groups.chan_ranked is not None:
+            c, k, rank = groups.chan_ranked
+        else:
+            pos, codes, weights = groups.chan
+            c, k, rank = _ranked_top(pos, codes, labels, None, weights)
+        col = np.full(n, "", dtype=object)
+        col[c[rank == 0]] = labels[k[rank == 0]]
+        out["preferred_channel"] = col
+        kinds = channel_kinds(labels, cfg["channels"])[k]
+        online = np.bincount(c[kinds == "online"], minlength=n) > 0
+        offline = np.bincount(c[kinds == "offline"], minlength=n) > 0
+        out["channel_mode"] = np.select(
+            [online & offline, online, offline], [MODE_BOTH, MODE_ONLINE, MODE_OFFLINE], default=""
+        ).astype(object)
+
+    if groups.slot is not None or groups.slot_best is not None:
+        hours = int(cfg["slot_hours"])
+        c, best = (
+            groups.slot_best
+            if groups.slot_best is not None
+            else _most_common(*groups.slot, 2 * (24 // hours))
+        )
+        col = np.full(n, "", dtype=object)
+        col[c] = slot_labels(hours)[best]
+        out["active_slot"] = col
+    return out
+
+
+def order_groups(
+    orders: pd.DataFrame,
+    customers: pd.DataFrame,
+    *,
+    positions: np.ndarray | None = None,
+    settings: dict[str, Any] | None = None,
+) -> PortraitGroups:
+    """The portrait's inputs from attributed orders in memory: one row per order line
+    (category, net amount) and per counted order (channel, time slot), customer positions
+    -1 outside the metrics window."""
+    import numpy as np
+    import pandas as pd
+
+    from custtool.config import segment_settings
+
+    cfg = settings if settings is not None else segment_settings()["portrait"]
     pos = (
         np.asarray(positions, dtype=np.int64)
         if positions is not None
@@ -192,34 +319,14 @@ def portrait_columns(
     pos = np.where(in_win, pos, -1)
     sale = (amount > 0) & (pos >= 0)
     counted = _counted_orders(orders, pos, sale)
-
-    cat = _codes(orders, "category", "product")
+    ones = np.ones(len(orders), dtype=np.int64)
+    groups = PortraitGroups()
+    cat = _codes(orders, *CATEGORY_COLUMNS)
     if cat is not None:
-        codes, labels = cat
-        c, k, rank = _ranked_top(pos, codes, labels, amount)
-        col = np.full(n, "", dtype=object)
-        col[c[rank == 0]] = labels[k[rank == 0]]
-        out["top_category"] = col
-        joined = col.copy()
-        for r in range(1, int(cfg["top_categories"])):
-            at = rank == r
-            joined[c[at]] = joined[c[at]] + "、" + labels[k[at]]
-        out["top_categories"] = joined
-
-    chan = _codes(orders, "channel", "_channel")
+        groups.cat, groups.cat_labels = (pos, cat[0], amount), cat[1]
+    chan = _codes(orders, *CHANNEL_COLUMNS)
     if chan is not None:
-        codes, labels = chan
-        c, k, rank = _ranked_top(np.where(counted, pos, -1), codes, labels, None)
-        col = np.full(n, "", dtype=object)
-        col[c[rank == 0]] = labels[k[rank == 0]]
-        out["preferred_channel"] = col
-        kinds = channel_kinds(labels, cfg["channels"])[k]
-        online = np.bincount(c[kinds == "online"], minlength=n) > 0
-        offline = np.bincount(c[kinds == "offline"], minlength=n) > 0
-        out["channel_mode"] = np.select(
-            [online & offline, online, offline], [MODE_BOTH, MODE_ONLINE, MODE_OFFLINE], default=""
-        ).astype(object)
-
+        groups.chan, groups.chan_labels = (np.where(counted, pos, -1), chan[0], ones), chan[1]
     if "order_time" in orders.columns:
         t = pd.to_datetime(orders["order_time"], errors="coerce")
         if isinstance(t.dtype, pd.DatetimeTZDtype):  # attributed orders are firm-local
@@ -228,17 +335,9 @@ def portrait_columns(
         valid = ~np.isnat(ns)
         day = ns.astype("datetime64[D]")
         of_day = (ns - day).astype("timedelta64[m]").astype(np.int64)  # minutes since midnight
-        weekend = ((day.astype(np.int64) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
-        hours = int(cfg["slot_hours"])
-        per_day = 24 // hours
-        slot = weekend.astype(np.int64) * per_day + (of_day // 60) // hours
-        use = counted & valid & (of_day > 0)  # 00:00:00 exactly: a date without a time
-        key = pos[use] * (2 * per_day) + slot[use]
-        counts = np.bincount(key, minlength=n * 2 * per_day).reshape(n, 2 * per_day)
-        best = counts.argmax(axis=1)  # ties: the first slot (工作日, earlier)
-        has = counts.max(axis=1) > 0
-        out["active_slot"] = np.where(has, slot_labels(hours)[best], "").astype(object)
-    return out
+        slot = slot_of(day.astype(np.int64), of_day, int(cfg["slot_hours"]))
+        groups.slot = (np.where(counted & valid, pos, -1), slot, ones)
+    return groups
 
 
 def repurchase_rate(customers: pd.DataFrame) -> float | None:

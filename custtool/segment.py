@@ -66,12 +66,14 @@ def segment_summary(
     for dim in by:
         if dim not in segmented.columns:
             continue
-        seg = (
-            segmented[dim]
-            .astype(object)
-            .where(segmented[dim].astype(object).astype(str) != "", NO_ORDERS)
-        )
-        g = segmented.assign(_seg=seg).groupby("_seg", sort=False)
+        # the segment of each customer through its code: text work on the few distinct
+        # values, not a Python string per customer (1M customers: ~100 MB a dimension)
+        codes, uniques = pd.factorize(segmented[dim], use_na_sentinel=True)
+        names = [NO_ORDERS if str(u) == "" else u for u in uniques]  # a handful of segments
+        name_codes, labels = pd.factorize(pd.Series(names, dtype=object))
+        seg_code = np.where(codes >= 0, np.append(name_codes, -1)[codes], -1)
+        cols3 = segmented[["monetary", "recency", "frequency"]]
+        g = cols3.assign(_seg=seg_code)[seg_code >= 0].groupby("_seg", sort=False)
         t = g.agg(
             customers=("monetary", "size"),
             revenue=("monetary", "sum"),
@@ -79,6 +81,7 @@ def segment_summary(
             avg_frequency=("frequency", "mean"),
             avg_monetary=("monetary", "mean"),
         )
+        t.index = pd.Index(np.asarray(labels, dtype=object)[t.index.to_numpy()], name="_seg")
         t["customer_share"] = t["customers"] / n_total * 100 if n_total else np.nan
         t["revenue_share"] = t["revenue"] / rev_total * 100 if rev_total else np.nan
         if nps_responses is not None and dim in nps_responses.columns and len(nps_responses):
@@ -210,8 +213,8 @@ def segment_customers(
     ``engine="duckdb"``/``"spark"`` runs the metrics as SQL (see
     :func:`custtool.metrics.customer_metrics`). With ``orders`` as a Parquet path that is out
     of core: ``SegmentResult.orders`` is then an empty frame (the engine writes the
-    attributed orders to ``attributed_to`` instead) and the portrait's order columns (top
-    category, preferred channel, …) stay empty. With ``orders`` as a DataFrame (already in
+    attributed orders to ``attributed_to`` instead) and the engine groups the portrait's
+    inputs (top category, preferred channel, …) itself. With ``orders`` as a DataFrame (already in
     memory) the attributed orders come back from the engine, so everything is filled."""
     import pandas as pd
 
@@ -266,6 +269,8 @@ def segment_customers(
             memory_limit=memory_limit,
             spark_master=spark_master,
             attributed_to=attributed_to,
+            # out of core the engine groups the portrait's inputs itself
+            portrait=cfg["portrait"] if out_of_core and not in_memory else None,
         )
         if out_of_core and in_memory:  # the orders were in memory anyway: so are these
             attributed_from_engine = read_table(attributed_to)
@@ -376,7 +381,10 @@ def segment_customers(
         seg,
         positions=report.used_customers if has_rows else None,
         settings=cfg["portrait"],
+        groups=getattr(report, "portrait_groups", None),
     )
+    if getattr(report, "portrait_groups", None) is not None:
+        report.portrait_groups = None  # used: not kept in the result
     seg = pd.concat(
         [seg.drop(columns=[c for c in portrait.columns if c in seg.columns]), portrait], axis=1
     )

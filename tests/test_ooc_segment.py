@@ -304,7 +304,8 @@ def test_engine_needs_parquet_orders(tmp_path):
 def test_orders_in_memory_get_their_attributed_orders_and_portrait_back(example_data):
     """A DataFrame of orders (the pipeline's case) on --engine duckdb: the engine's
     attributed orders come back, so SegmentResult.orders and the portrait columns are the
-    pandas engine's; from a Parquet path they are not held (out of core)."""
+    pandas engine's; from a Parquet path they are not held (out of core) and the engine
+    groups the portrait's inputs: the same columns."""
     from custtool.portrait import PORTRAIT_COLUMNS
 
     clean = example_data.frame("clean")
@@ -319,8 +320,130 @@ def test_orders_in_memory_get_their_attributed_orders_and_portrait_back(example_
         a.customers[list(PORTRAIT_COLUMNS)], b.customers[list(PORTRAIT_COLUMNS)]
     )
     assert (a.customers["top_category"] != "").any()  # the comparison is not of blanks
+    # from a Parquet path the orders are not held, and the engine groups the portrait itself
     c = segment_customers(str(example_data.paths["orders"]), clean, engine="duckdb")
-    assert c.orders.empty and (c.customers["top_category"] == "").all()
+    assert c.orders.empty
+    pd.testing.assert_frame_equal(
+        a.customers[list(PORTRAIT_COLUMNS)], c.customers[list(PORTRAIT_COLUMNS)]
+    )
+
+
+def portrait_orders(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """messy_orders with what the portrait reads: categories and channels with spaces,
+    blanks and None, times at exactly midnight (a date only), and a duplicate row whose
+    category and channel differ from the first one's (the first in file order counts)."""
+    customers, orders = messy_orders("naive")
+    rng = np.random.default_rng(seed)
+    n = len(orders)
+    orders["category"] = rng.choice(["  美妆", "美妆", "食品 ", "", None, "服饰", "数码"], n)
+    orders["channel"] = rng.choice(["天猫", " 门店", "门店", "抖音", "", None, "微信小程序"], n)
+    t = pd.to_datetime(orders["order_time"])
+    midnight = rng.random(n) < 0.1
+    orders.loc[midnight, "order_time"] = t[midnight].dt.normalize()
+    first = orders.iloc[[0]].assign(category="数码", channel="抖音")
+    orders = pd.concat([orders, first], ignore_index=True)
+    return customers, orders
+
+
+def test_portrait_out_of_core_equals_pandas(tmp_path, monkeypatch):
+    """The portrait columns (top categories, preferred channel, channel mode, active slot)
+    from the engine's grouped inputs equal the pandas engine's, also when the labels are
+    too many to pack below the row number (min_by instead). The duplicate of the first row
+    (数码, 抖音) counts with the first row's category and channel, as in pandas."""
+    from custtool.engines import sql as S
+    from custtool.portrait import PORTRAIT_COLUMNS
+
+    customers, orders = portrait_orders()
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False)
+    cols = list(PORTRAIT_COLUMNS)
+    a = segment_customers(orders, customers, as_of="2025-03-01", engine="pandas")
+    b = segment_customers(str(path), customers, as_of="2025-03-01", engine="duckdb")
+    pd.testing.assert_frame_equal(a.customers[cols], b.customers[cols])
+    for col in cols:  # every column has values (not a comparison of blanks)
+        assert (a.customers[col] != "").sum() > 50, col
+    assert b.orders.empty and b.report.portrait_groups is None  # used, then let go
+    monkeypatch.setattr(S, "PACK_LIMIT", 1)
+    c = segment_customers(str(path), customers, as_of="2025-03-01", engine="duckdb")
+    pd.testing.assert_frame_equal(a.customers[cols], c.customers[cols])
+
+
+def test_portrait_hand_checked_out_of_core(tmp_path):
+    """One customer: 美妆 100 + 美妆 −30 refund = 70 net, 食品 50 → top 美妆、食品; two orders
+    in 天猫 (one of two lines), one in 门店 → 天猫, 全渠道; Saturday 10:30 twice, a Monday at
+    00:00:00 (a date only) → 周末 10:00-12:00. Customer T: 食品 and 美妆 tie at 50 (美 < 食
+    in code points), 门店 and 天猫 tie at one order each (天 < 门), a Sunday and a Monday
+    order → 工作日 before 周末."""
+    customers = pd.DataFrame({"customer_id": ["A", "T"]})
+    orders = pd.DataFrame(
+        {
+            "order_id": ["1", "1", "2", "3", "4"],
+            "customer_id": ["A"] * 5,
+            "order_time": pd.to_datetime(
+                [
+                    "2024-06-01 10:30",  # a Saturday
+                    "2024-06-01 10:30",
+                    "2024-06-08 10:45",
+                    "2024-06-10 00:00",
+                    "2024-06-10 12:00",
+                ]
+            ),
+            "amount": [100.0, 50.0, 20.0, 10.0, -30.0],
+            "category": ["美妆", "食品", "", None, "美妆"],
+            "channel": ["天猫", "门店", "天猫", "门店", "天猫"],
+        }
+    )
+    tie = pd.DataFrame(
+        {
+            "order_id": ["t1", "t2"],
+            "customer_id": ["T", "T"],
+            "order_time": pd.to_datetime(["2024-06-09 21:00", "2024-06-10 09:15"]),
+            "amount": [50.0, 50.0],
+            "category": ["食品", "美妆"],
+            "channel": ["门店", "天猫"],
+        }
+    )
+    orders = pd.concat([orders, tie], ignore_index=True)
+    path = tmp_path / "o.parquet"
+    orders.to_parquet(path, index=False)
+    res = segment_customers(str(path), customers, engine="duckdb").customers
+    got = res.iloc[0]
+    assert got["top_category"] == "美妆" and got["top_categories"] == "美妆、食品"
+    assert got["preferred_channel"] == "天猫" and got["channel_mode"] == "全渠道"
+    assert got["active_slot"] == "周末 10:00-12:00"
+    t = res.iloc[1]
+    assert t["top_categories"] == "美妆、食品" and t["preferred_channel"] == "天猫"
+    assert t["active_slot"] == "工作日 08:00-10:00"
+    pandas = segment_customers(orders, customers, engine="pandas").customers
+    cols = ["top_categories", "preferred_channel", "channel_mode", "active_slot"]
+    pd.testing.assert_frame_equal(res[cols], pandas[cols])
+
+
+def test_a_refund_before_the_first_purchase_day(tmp_path):
+    """The money after the first purchase day (BG/NBD's repeat average) leaves out refund-
+    only days before it: −3 on 05-01, 10 and −1 on 05-02 (the first purchase day), 7 on
+    05-05 → one repeat day worth 7; a customer with only a refund has no purchase."""
+    customers = pd.DataFrame({"customer_id": ["B", "R"]})
+    orders = pd.DataFrame(
+        {
+            "order_id": ["1", "2", "3", "4", "5"],
+            "customer_id": ["B", "B", "B", "B", "R"],
+            "order_time": pd.to_datetime(
+                ["2024-05-01 09:00", "2024-05-02 09:00", "2024-05-02 18:00"]
+                + ["2024-05-05 09:00", "2024-05-03 09:00"]
+            ),
+            "amount": [-3.0, 10.0, -1.0, 7.0, -4.0],
+        }
+    )
+    path = tmp_path / "o.parquet"
+    orders.to_parquet(path, index=False)
+    md, _ = customer_metrics(path, customers, engine="duckdb")
+    mp, _ = customer_metrics(orders, customers, engine="pandas")
+    assert_same_metrics(mp, md)
+    b, r = md.iloc[0], md.iloc[1]
+    assert b["monetary"] == pytest.approx(13.0) and b["frequency"] == 2
+    assert b["bg_x"] == 1 and b["bg_repeat_avg"] == pytest.approx(7.0)
+    assert r["frequency"] == 0 and r["monetary"] == pytest.approx(-4.0) and r["bg_x"] == 0
 
 
 def test_pipeline_segment_takes_engine_and_memory_limit(tmp_path, example_run):

@@ -159,9 +159,12 @@ def sql_customer_metrics(
     spark_master: str | None = None,
     attributed_to: Any = None,
     customer_ids: Any = None,
+    portrait: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], Any, Any, int]:
     """(customers, per-customer aggregates as in ``_aggregate``, MatchReport, CustomerIndex,
-    as-of day) of the orders Parquet file ``orders``, computed in ``engine``."""
+    as-of day) of the orders Parquet file ``orders``, computed in ``engine``. ``portrait``
+    (the ``portrait:`` settings): also group the portrait's inputs
+    (``MatchReport.portrait_groups``)."""
     import zoneinfo
 
     try:
@@ -185,7 +188,9 @@ def sql_customer_metrics(
     else:
         runner = DuckRunner(memory_limit, tz)
     try:
-        return _run(runner, path, customers, as_of, win, gwin, attributed_to, customer_ids)
+        return _run(
+            runner, path, customers, as_of, win, gwin, attributed_to, customer_ids, portrait
+        )
     except CusttoolError:
         raise
     except Exception as exc:
@@ -209,12 +214,14 @@ def _run(
     gwin: int,
     attributed_to: Any,
     customer_ids: Any,
+    portrait: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], Any, Any, int]:
     import numpy as np
     import pandas as pd
 
     from custtool.attribution import CustomerIndex, MatchReport, channel_columns, derive_customers
     from custtool.dates import resolve_as_of
+    from custtool.portrait_rules import CATEGORY_COLUMNS, CHANNEL_COLUMNS, ranked_label_codes
 
     d = runner.dialect
     q = d.q
@@ -253,10 +260,25 @@ def _run(
         pos, how = match_positions(again[keys], index)
         key_rows = again
     keymap = key_rows[join_cols].assign(c=pos.astype("int64"), how=how.astype("int64"))
+    # the portrait: label codes of the channels (a key column) and the categories, by the
+    # portrait's own labelling of their distinct values
+    chan_col = next((c for c in CHANNEL_COLUMNS if c in keys), None) if portrait else None
+    cat_col = next((c for c in CATEGORY_COLUMNS if c in schema), None) if portrait else None
+    chan_labels = cat_labels = None
+    if chan_col is not None:
+        codes, chan_labels = ranked_label_codes(key_rows[chan_col])
+        keymap["ch"] = codes
     keymap = keymap[keymap["c"] >= 0].drop_duplicates(join_cols)
     del key_rows, raw, pos, how
     km = runner.register("keymap", keymap)
     del keymap
+    category = None
+    if cat_col is not None:
+        values = runner.arrow(f"SELECT DISTINCT {q(cat_col)} AS v FROM {src}").to_pandas()
+        codes, cat_labels = ranked_label_codes(values["v"])
+        if len(cat_labels):  # else every category is blank: nothing to join
+            cm = runner.register("catmap", values.assign(k=codes)[codes >= 0])
+            category = (cm, cat_col)
     import gc
 
     import pyarrow as pa
@@ -268,28 +290,26 @@ def _run(
     def col(name: str) -> str:
         return "s." + q(name)
 
-    lines = runner.table(
-        "lines",
-        S.lines_sql(
-            d,
-            src,
-            km,
-            keys,
-            time_expr=runner.time_expr(col("order_time"), schema["order_time"]),
-            amount=S.amount_expr(d, col("amount"), schema["amount"]),
-            refund=S.refund_expr(
-                d, col("refund") if "refund" in schema else None, schema.get("refund", "")
-            ),
-            order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
-            by_hash=by_hash,
+    line_args: dict[str, Any] = dict(
+        time_expr=runner.time_expr(col("order_time"), schema["order_time"]),
+        amount=S.amount_expr(d, col("amount"), schema["amount"]),
+        refund=S.refund_expr(
+            d, col("refund") if "refund" in schema else None, schema.get("refund", "")
         ),
+        order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
+        by_hash=by_hash,
     )
+    portrait_args = dict(channel=chan_col is not None, category=category)
+    # the narrow rows, held once (re-scanning the Parquet file and joining the key map for
+    # each query measured slower)
+    lines = runner.table("lines", S.lines_sql(d, src, km, keys, **line_args, **portrait_args))
     days = runner.frame(S.days_sql(lines))
     valid = days["d"].notna().to_numpy()
     day = days["d"].fillna(0).to_numpy(np.int64)
     n = days["n"].to_numpy(np.int64)
     hit = days["matched"].fillna(False).to_numpy(bool)
     report.rows = int(n.sum())
+    rn_max = int(days["rn_max"].max()) if len(days) else 0
     n_valid = int(n[valid].sum())
     if as_of is None and not n_valid:
         raise InputError(
@@ -313,7 +333,11 @@ def _run(
         ).reset_index(drop=True)
     else:
         report.unmatched = pd.DataFrame(columns=present)
-    used = runner.table("used", S.used_sql(d, lines, as_of_day))
+    n_ch = 0 if chan_labels is None else len(chan_labels)
+    n_cat = 0 if cat_labels is None else len(cat_labels)
+    used = runner.table(
+        "used", S.used_sql(d, lines, as_of_day, n_ch=n_ch, n_cat=n_cat, rn_max=rn_max)
+    )
     by = runner.frame(S.matched_by_sql(used))
     counts = dict(zip(by["how"].astype(int), by["n"].astype(int), strict=True))
     report.rows_used = sum(counts.values())
@@ -322,13 +346,65 @@ def _run(
         name: counts.get(k, 0) for k, name in ((1, "id"), (2, "phone"), (3, "email"))
     }
     report.customer_ids = customers["customer_id"] if "customer_id" in customers.columns else None
-    res = runner.arrow(S.aggregate_sql(used, as_of_day, win, gwin)).combine_chunks()
+    res = runner.arrow(S.aggregate_sql(d, used, as_of_day, win, gwin)).combine_chunks()
     agg = _arrays(res, len(customers))
+    if portrait:
+        report.portrait_groups = _portrait_groups(
+            runner, used, as_of_day, win, portrait, chan_labels, cat_labels, rn_max
+        )
     if attributed_to is not None:
         _write_attributed(
             runner, src, lines, used, schema, customers, as_of_day, win, attributed_to
         )
     return customers, agg, report, index, as_of_day
+
+
+def _portrait_groups(
+    runner: Any,
+    used: str,
+    as_of_day: int,
+    win: int,
+    settings: dict[str, Any],
+    chan_labels: Any,
+    cat_labels: Any,
+    rn_max: int,
+) -> Any:
+    """The portrait's inputs (:class:`custtool.portrait.PortraitGroups`) ranked by the
+    engine: each customer's top categories, channels and best time slot; only these small
+    tables (a few rows per customer) become arrays."""
+
+    from custtool.portrait_rules import PortraitGroups
+
+    d = runner.dialect
+    groups = PortraitGroups()
+
+    def arrays(sql: str, *cols: str) -> list[Any]:
+        res = runner.arrow(sql)
+        return [res[c].to_numpy() for c in cols]
+
+    if cat_labels is not None:
+        sql = S.portrait_categories_sql(used, as_of_day, win, int(settings["top_categories"]))
+        groups.cat_ranked, groups.cat_labels = tuple(arrays(sql, "c", "k", "rank")), cat_labels
+    c, by_ch, k, rank = arrays(
+        S.portrait_orders_sql(
+            d,
+            used,
+            as_of_day,
+            win,
+            n_ch=0 if chan_labels is None else len(chan_labels),
+            slot_hours=int(settings["slot_hours"]),
+            rn_max=rn_max,
+        ),
+        "c",
+        "by_ch",
+        "k",
+        "rank",
+    )
+    chan = by_ch == 1
+    if chan_labels is not None:
+        groups.chan_ranked, groups.chan_labels = (c[chan], k[chan], rank[chan]), chan_labels
+    groups.slot_best = (c[~chan], k[~chan])
+    return groups
 
 
 def _arrays(res: Any, n: int) -> dict[str, Any]:

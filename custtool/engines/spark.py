@@ -52,28 +52,22 @@ def _spark_session(master: str, timeout: float) -> Any:
 
     def start() -> None:
         try:
-            active = SparkSession.getActiveSession()
-            if active is not None and active.sparkContext.master != master:
-                active.stop()  # one session per process: the master asked for
-            builder = (
-                SparkSession.builder.master(master)
-                .appName("custtool")
-                .config("spark.ui.enabled", "false")
-                .config("spark.ui.showConsoleProgress", "false")
-                .config("spark.sql.shuffle.partitions", str(max(2, 2 * (os.cpu_count() or 1))))
-                .config("spark.sql.ansi.enabled", "false")  # CAST of bad text → NULL
-                # pandas writes nanosecond times, which Spark reads only as numbers
-                .config("spark.sql.legacy.parquet.nanosAsLong", "true")
-                .config("spark.network.timeout", f"{max(seconds, 10)}s")
-                .config("spark.network.timeoutInterval", f"{max(seconds, 10)}s")
-                .config("spark.executor.heartbeatInterval", f"{max(seconds // 2, 5)}s")
-                .config("spark.rpc.askTimeout", f"{seconds}s")
-                .config("spark.rpc.lookupTimeout", f"{seconds}s")
-                .config("spark.scheduler.maxRegisteredResourcesWaitingTime", f"{seconds}s")
+            active = SparkSession.getActiveSession() or getattr(
+                SparkSession, "_instantiatedSession", None
             )
-            spark = builder.getOrCreate()
-            spark.sparkContext.setLogLevel("ERROR")
-            spark.range(1).count()  # an executor really runs a task
+            if active is not None and active.sparkContext._jsc is None:
+                active = None  # stopped
+            if active is not None and active.sparkContext.master == master:
+                spark = active  # the process's session (and its settings) reused
+            else:
+                if active is not None:
+                    active.stop()  # one session per process: the master asked for
+                spark = _builder(SparkSession, master, seconds).getOrCreate()
+                spark.sparkContext.setLogLevel("ERROR")
+                spark.range(1).count()  # an executor really runs a task
+            spark.conf.set("spark.sql.ansi.enabled", "false")  # CAST of bad text → NULL
+            # pandas writes nanosecond times, which Spark reads only as numbers
+            spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
             box["spark"] = spark
         except BaseException as exc:  # reported by the caller
             box["error"] = exc
@@ -89,6 +83,24 @@ def _spark_session(master: str, timeout: float) -> Any:
         f"Spark master {master} did not answer within {timeout:g} s",
         "check --spark-master (e.g. spark://host:7077) and that the cluster is up; "
         "or use --spark-master local[*]",
+    )
+
+
+def _builder(session: Any, master: str, seconds: int) -> Any:
+    """A SparkSession builder for ``master``: no UI, a few shuffle partitions, network
+    timeouts of ``seconds``."""
+    return (
+        session.builder.master(master)
+        .appName("custtool")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(max(2, 2 * (os.cpu_count() or 1))))
+        .config("spark.network.timeout", f"{max(seconds, 10)}s")
+        .config("spark.network.timeoutInterval", f"{max(seconds, 10)}s")
+        .config("spark.executor.heartbeatInterval", f"{max(seconds // 2, 5)}s")
+        .config("spark.rpc.askTimeout", f"{seconds}s")
+        .config("spark.rpc.lookupTimeout", f"{seconds}s")
+        .config("spark.scheduler.maxRegisteredResourcesWaitingTime", f"{seconds}s")
     )
 
 
@@ -141,6 +153,7 @@ class SparkRunner:
         self._tmp = Path(tempfile.mkdtemp(prefix="custtool-spark-"))
         self._names: list[str] = []
         self._cached: list[str] = []
+        self._read: tuple[str, Any] | None = None
         self._n = 0
 
     def _dir(self, stem: str) -> str:
@@ -150,7 +163,9 @@ class SparkRunner:
     def source(self, path: str) -> str:
         from pyspark.sql import functions as F
 
-        df = self.spark.read.parquet(str(path)).withColumn("rn", F.monotonically_increasing_id())
+        read = self._read if self._read is not None and self._read[0] == str(path) else None
+        df = read[1] if read else self.spark.read.parquet(str(path))
+        df = df.withColumn("rn", F.monotonically_increasing_id())
         df.createOrReplaceTempView("custtool_src")
         self._names.append("custtool_src")
         return "custtool_src"
@@ -160,6 +175,7 @@ class SparkRunner:
         import pyarrow.parquet as pq
 
         df = self.spark.read.parquet(str(path))
+        self._read = (str(path), df)  # source() reads the file through the same DataFrame
         kinds = {name: _kind(t) for name, t in df.dtypes}
         for field in pq.read_schema(path):  # nanosecond times arrive as numbers
             t = field.type

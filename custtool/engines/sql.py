@@ -41,6 +41,7 @@ class Dialect:
     is_nan: str  # "{x}" → x is NaN
     ident: str  # "{n}" → the quoted identifier n
     hash: str  # "{x}" → a 64-bit hash of one or more comma-separated values
+    idiv: str  # "{a}", "{b}" → integer division of non-negative integers
 
     def q(self, name: str) -> str:
         return self.ident.format(n=name.replace(self.ident[0], self.ident[0] * 2))
@@ -64,6 +65,7 @@ DUCKDB = Dialect(
     is_nan="isnan({x})",
     ident='"{n}"',
     hash="hash({x})",
+    idiv="({a}) // ({b})",
 )
 
 SPARK = Dialect(
@@ -77,6 +79,7 @@ SPARK = Dialect(
     is_nan="isnan({x})",
     ident="`{n}`",
     hash="xxhash64({x})",
+    idiv="({a}) div ({b})",
 )
 
 
@@ -144,14 +147,23 @@ def lines_sql(
     refund: str,
     order_id: str,
     by_hash: bool = True,
+    channel: bool = False,
+    category: tuple[str, str] | None = None,
 ) -> str:
     """One narrow row per order row: rn, customer position ``c`` (-1 unmatched), match code
     ``how``, local time ``t`` (NULL: not a valid time), day ``d``, the order id's 64-bit hash
     ``oh`` (NULL: no order id, the row is an order by itself), net cents ``a`` (refund-flagged
     rows negative) and ``r`` (a refund line). ``by_hash``: join the key map on the key
     tuple's hash (exact when the caller checked no two tuples share one), else on the keys
-    as text."""
+    as text. For the portrait: ``ch``, the channel's label
+    code (``channel``: the key map carries it; -1 none) and ``cat``, the category's
+    (``category``: (the label map's name, the column): joined on the value; -1 none)."""
     q = dialect.q
+    ch = "coalesce(km.ch, -1)" if channel else "-1"
+    cat, cat_join = "-1", ""
+    if category is not None:
+        cat = "coalesce(cm.k, -1)"
+        cat_join = f" LEFT JOIN {category[0]} cm ON s.{q(category[1])} = cm.v"
     if by_hash:
         on = "km.kh = " + dialect.f(dialect.hash, x=", ".join(f"s.{q(k)}" for k in keys))
     else:
@@ -165,11 +177,13 @@ def lines_sql(
     return f"""
     SELECT rn, CAST(c AS INTEGER) AS c, CAST(how AS TINYINT) AS how, t,
       CAST({dialect.f(dialect.day, t="t")} AS INTEGER) AS d, {oh} AS oh,
-      CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r
+      CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r,
+      CAST(ch AS INTEGER) AS ch, CAST(cat AS INTEGER) AS cat
     FROM (
       SELECT s.rn AS rn, coalesce(km.c, -1) AS c, coalesce(km.how, 0) AS how,
-        {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf
-      FROM {src} s LEFT JOIN {keymap} km ON {on}
+        {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf, {ch} AS ch,
+        {cat} AS cat
+      FROM {src} s LEFT JOIN {keymap} km ON {on}{cat_join}
     ) x"""
 
 
@@ -177,36 +191,166 @@ def days_sql(lines: str) -> str:
     """Rows per order day (NULL: no valid time) and customer found or not: a small table
     (days × 2) from which the row accounting and the latest day are read in one pass."""
     return f"""
-    SELECT d, (c >= 0) AS matched, count(*) AS n FROM {lines}
+    SELECT d, (c >= 0) AS matched, count(*) AS n, max(rn) AS rn_max FROM {lines}
     GROUP BY d, (c >= 0)"""
 
 
-def used_sql(dialect: Dialect, lines: str, as_of_day: int) -> str:
+#: the match code (0 none, 1 id, 2 phone, 3 email) and the portrait's label codes are packed
+#: below the row number (``rn * M + code``), so "the first row's codes" is one ``min``
+#: (cheaper than ``min_by`` over a group per row) when ``rn × M`` fits in 62 bits
+HOW_CODES = 4
+PACK_LIMIT = 1 << 62
+
+
+def _unpack(dialect: Dialect, x: str, sizes: list[int]) -> list[str]:
+    """The codes packed in ``x`` as mixed radix ``sizes`` (the first the most significant,
+    unbounded)."""
+    outs, div = [], 1
+    for size in reversed(sizes[1:]):
+        outs.append(
+            f"({dialect.f(dialect.idiv, a=x, b=str(div))}) % {size}" if div > 1 else f"{x} % {size}"
+        )
+        div *= size
+    outs.append(dialect.f(dialect.idiv, a=x, b=str(div)))
+    return outs[::-1]
+
+
+def used_sql(
+    dialect: Dialect,
+    lines: str,
+    as_of_day: int,
+    *,
+    n_ch: int = 0,
+    n_cat: int = 0,
+    rn_max: int = 0,
+) -> str:
     """The rows used: matched, on or before the as-of day, exact duplicates (same customer,
-    order id, time, amount) once — the first in file order keeps its row number and match
-    code. A row without an order id is never a duplicate (its row number is in its key)."""
+    order id, time, amount) once — the first in file order keeps its row number, match
+    code and the portrait's channel and category codes (``n_ch``/``n_cat`` labels; -1
+    none). A row without an order id is never a duplicate (its row number is in its key).
+    ``rn_max``: the largest row number (whether the codes fit below it)."""
     A = int(as_of_day)
-    how = dialect.f(dialect.min_by, v="how", k="rn")
+    sizes = [HOW_CODES, n_ch + 1, n_cat + 1]
+    m = sizes[0] * sizes[1] * sizes[2]
+    code = f"(how * {sizes[1]} + ch + 1) * {sizes[2]} + cat + 1"
+    if (int(rn_max) + 1) * m < PACK_LIMIT:
+        first = f"min(rn * {m} + {code}) AS rh"
+        rn, rest = _unpack(dialect, "rh", [0, m])
+    else:  # too many labels to pack: the value at the smallest row number
+        first = f"min(rn) AS rn0, {dialect.f(dialect.min_by, v=code, k='rn')} AS rest"
+        rn, rest = "rn0", "rest"
+    how, ch1, cat1 = _unpack(dialect, f"({rest})", sizes)
     return f"""
-    SELECT c, oh, a, r, min(d) AS d, min(rn) AS rn, {how} AS how FROM {lines}
-    WHERE t IS NOT NULL AND d <= {A} AND c >= 0
-    GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL THEN rn END"""
+    SELECT c, oh, a, r, d, t, {rn} AS rn, CAST({how} AS TINYINT) AS how,
+      CAST({ch1} - 1 AS INTEGER) AS ch, CAST({cat1} - 1 AS INTEGER) AS cat FROM (
+      SELECT c, oh, a, r, t, min(d) AS d, {first} FROM {lines}
+      WHERE t IS NOT NULL AND d <= {A} AND c >= 0
+      GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL THEN rn END) g"""
 
 
-def aggregate_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
+def portrait_categories_sql(used: str, as_of_day: int, win: int, top: int) -> str:
+    """Each customer's top ``top`` categories (:func:`custtool.portrait.portrait_columns`'
+    rule): net cents per (customer, category label) of the rows used in the metrics window,
+    positive sums only, most first, ties by the label (codes in code-point order); rows of
+    (customer, code, rank 0 = top)."""
+    A, W = int(as_of_day), int(win)
+    return f"""
+    SELECT CAST(c AS INTEGER) AS c, CAST(k AS INTEGER) AS k, CAST(rank AS INTEGER) AS rank
+    FROM (
+      SELECT c, k, row_number() OVER (PARTITION BY c ORDER BY v DESC, k) - 1 AS rank FROM (
+        SELECT c, cat AS k, sum(a) AS v FROM {used}
+        WHERE {A} - d < {W} AND cat >= 0 GROUP BY c, cat HAVING sum(a) > 0) g) r
+    WHERE rank < {max(int(top), 1)}"""
+
+
+def portrait_orders_sql(
+    dialect: Dialect,
+    used: str,
+    as_of_day: int,
+    win: int,
+    *,
+    n_ch: int,
+    slot_hours: int,
+    rn_max: int,
+) -> str:
+    """Counted orders (:func:`custtool.portrait.order_groups`: in the metrics window, sale
+    lines (amount > 0), one per (customer, order id) — its first line in file order, whose
+    channel and time slot count, :func:`~custtool.portrait.slot_of`), ranked per customer:
+    rows ``by_ch`` 1 — every channel bought through (``k``, rank 0 = the most orders, ties by
+    the label: codes in code-point order); ``by_ch`` 0 — the slot with the most orders
+    (ties: the smaller slot, 工作日 before 周末, then the earlier)."""
+    A, W, hours = int(as_of_day), int(win), int(slot_hours)
+    per_day = 24 // hours
+    n_slot = 2 * per_day + 1
+    mins = "(hour(t) * 60 + minute(t))"
+    weekend = "CASE WHEN ((d % 7) + 10) % 7 >= 5 THEN 1 ELSE 0 END"
+    hour_slot = dialect.f(dialect.idiv, a="hour(t)", b=str(hours))
+    slot = f"CASE WHEN {mins} > 0 THEN {weekend} * {per_day} + {hour_slot} ELSE -1 END"
+    sizes = [n_ch + 1, n_slot]
+    m = sizes[0] * sizes[1]
+    code = f"(ch + 1) * {n_slot} + ({slot}) + 1"
+    if (int(rn_max) + 1) * m < PACK_LIMIT:
+        first = f"min(rn * {m} + {code}) % {m}"
+    else:
+        first = dialect.f(dialect.min_by, v=code, k="rn")
+    ch1, slot1 = _unpack(dialect, "f", sizes)
+
+    def ranked(col: str, flag: int) -> str:
+        return f"""
+      SELECT c, {flag} AS by_ch, {col} AS k,
+        row_number() OVER (PARTITION BY c ORDER BY count(*) DESC, {col}) - 1 AS rank
+      FROM o WHERE {col} >= 0 GROUP BY c, {col}"""
+
+    return f"""
+    WITH o AS (
+      SELECT c, CAST({ch1} - 1 AS INTEGER) AS ch, CAST({slot1} - 1 AS INTEGER) AS slot FROM (
+        SELECT c, {first} AS f FROM {used}
+        WHERE {A} - d < {W} AND a > 0
+        GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) g)
+    SELECT CAST(c AS INTEGER) AS c, by_ch, CAST(k AS INTEGER) AS k,
+      CAST(rank AS INTEGER) AS rank
+    FROM ({ranked("ch", 1)}
+      UNION ALL{ranked("slot", 0)}) r
+    WHERE by_ch = 1 OR rank = 0"""
+
+
+def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int) -> str:
     """Per customer position ``c``: money (integer cents) by window, orders by window,
     first/last purchase day, distinct purchase days and the money after the first purchase
-    day — the columns of :func:`custtool.metrics._aggregate`."""
+    day — the columns of :func:`custtool.metrics._aggregate`.
+
+    Money and days go through one table of customer-days (``cd``: net cents, and whether
+    the day has a sale line); orders through one of (customer, order id). The money after
+    the first purchase day is all money less the first purchase day's less that of the
+    refund-only days before it (those few rows are the only join with the rows)."""
     A, W, G = int(as_of_day), int(win), int(gwin)
 
     def money(cond: str) -> str:
-        return f"sum(CASE WHEN {cond} THEN u.a ELSE 0 END)"
+        return f"CAST(sum(CASE WHEN {cond} THEN m ELSE 0 END) AS BIGINT)"
 
     def count(cond: str) -> str:
-        return f"sum(CASE WHEN {cond} THEN 1 ELSE 0 END)"
+        return f"CAST(sum(CASE WHEN {cond} THEN 1 ELSE 0 END) AS BIGINT)"
 
+    m_first = dialect.f(dialect.min_by, v="m", k="CASE WHEN sale = 1 THEN d END")
     return f"""
-    WITH ord AS (
+    WITH cd AS (
+      SELECT c, d, CAST(sum(a) AS BIGINT) AS m, max(CASE WHEN r THEN 0 ELSE 1 END) AS sale
+      FROM {used}
+      GROUP BY c, d),
+    days AS (
+      SELECT c, CAST(sum(m) AS BIGINT) AS historical_value,
+        {money(f"{A} - d < 30")} AS monetary_30d, {money(f"{A} - d < 90")} AS monetary_90d,
+        {money(f"{A} - d < 365")} AS monetary_365d, {money(f"{A} - d < {W}")} AS monetary,
+        {money(f"{A} - d < {G}")} AS monetary_g,
+        {money(f"{A} - d >= {G} AND {A} - d < {2 * G}")} AS monetary_prev,
+        min(CASE WHEN sale = 1 THEN d END) AS first_d,
+        max(CASE WHEN sale = 1 THEN d END) AS last_d,
+        CAST(sum(sale) AS BIGINT) AS n_days, CAST({m_first} AS BIGINT) AS m_first
+      FROM cd GROUP BY c),
+    early AS (
+      SELECT cd.c AS c, sum(cd.m) AS m FROM cd JOIN days ON cd.c = days.c
+      WHERE cd.sale = 0 AND cd.d < coalesce(days.first_d, 1) GROUP BY cd.c),
+    ord AS (
       SELECT c, min(d) AS d FROM {used} WHERE NOT r AND oh IS NOT NULL GROUP BY c, oh
       UNION ALL
       SELECT c, d FROM {used} WHERE NOT r AND oh IS NULL),
@@ -214,27 +358,16 @@ def aggregate_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
       SELECT c, count(*) AS orders_total, {count(f"{A} - d < 30")} AS orders_30d,
         {count(f"{A} - d < 90")} AS orders_90d, {count(f"{A} - d < 365")} AS orders_365d,
         {count(f"{A} - d < {W}")} AS frequency
-      FROM ord GROUP BY c),
-    span AS (
-      SELECT c, min(d) AS first_d, max(d) AS last_d, count(DISTINCT d) AS n_days
-      FROM {used} WHERE NOT r GROUP BY c),
-    money AS (
-      SELECT u.c AS c, sum(u.a) AS historical_value,
-        {money(f"{A} - u.d < 30")} AS monetary_30d,
-        {money(f"{A} - u.d < 90")} AS monetary_90d,
-        {money(f"{A} - u.d < 365")} AS monetary_365d,
-        {money(f"{A} - u.d < {W}")} AS monetary,
-        {money(f"{A} - u.d < {G}")} AS monetary_g,
-        {money(f"{A} - u.d >= {G} AND {A} - u.d < {2 * G}")} AS monetary_prev,
-        {money("u.d > coalesce(s.first_d, 0)")} AS repeat_value
-      FROM {used} u LEFT JOIN span s ON u.c = s.c GROUP BY u.c)
-    SELECT m.c AS c, m.historical_value, m.monetary_30d, m.monetary_90d, m.monetary_365d,
-      m.monetary, m.monetary_g, m.monetary_prev, m.repeat_value,
-      coalesce(o.orders_total, 0) AS orders_total, coalesce(o.orders_30d, 0) AS orders_30d,
-      coalesce(o.orders_90d, 0) AS orders_90d, coalesce(o.orders_365d, 0) AS orders_365d,
-      coalesce(o.frequency, 0) AS frequency, s.first_d, s.last_d,
-      coalesce(s.n_days, 0) AS n_days
-    FROM money m LEFT JOIN ordc o ON m.c = o.c LEFT JOIN span s ON m.c = s.c"""
+      FROM ord GROUP BY c)
+    SELECT s.c AS c, s.historical_value, s.monetary_30d, s.monetary_90d, s.monetary_365d,
+      s.monetary, s.monetary_g, s.monetary_prev,
+      CAST(s.historical_value - coalesce(s.m_first, 0) - coalesce(e.m, 0) AS BIGINT)
+        AS repeat_value,
+      CAST(coalesce(o.orders_total, 0) AS BIGINT) AS orders_total,
+      coalesce(o.orders_30d, 0) AS orders_30d, coalesce(o.orders_90d, 0) AS orders_90d,
+      coalesce(o.orders_365d, 0) AS orders_365d, coalesce(o.frequency, 0) AS frequency,
+      s.first_d, s.last_d, s.n_days
+    FROM days s LEFT JOIN ordc o ON s.c = o.c LEFT JOIN early e ON s.c = e.c"""
 
 
 def matched_by_sql(used: str) -> str:
