@@ -18,7 +18,7 @@ from custtool.pipeline import load_pipeline, orders_out_of_core
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 runner = CliRunner()
 OOC = "segment:\n  window: 365d\n  engine: duckdb\n  memory_limit: 1GB\n"
-# the portrait's order columns: blank out of core until the engine fills them (issue 18)
+# the portrait's order columns: computed by the engine out of core (issue 18)
 PORTRAIT = {"top_category", "top_categories", "preferred_channel", "channel_mode", "active_slot"}
 
 
@@ -100,14 +100,12 @@ def test_out_of_core_run_shows_the_same_figures(example_run, ooc_run):
     assert ob["amount"].sum() == pytest.approx(oa["amount"].sum())
     ca = pd.read_parquet(a / "customers.parquet")
     cb = pd.read_parquet(b / "customers.parquet")
-    skip: set[str] = set()
-    blank = {c for c in PORTRAIT & set(cb.columns) if not cb[c].astype(str).ne("").any()}
-    if blank:  # the portrait's order columns still blank out of core: the tags read them
-        skip = blank | {c for c in cb.columns if c == "tags" or c.startswith("tag_")}
+    # every column, the portrait's order columns and the tags that read them included
+    assert PORTRAIT <= set(ca.columns)
+    for c in PORTRAIT:
+        assert cb[c].astype(str).ne("").any(), f"{c} blank out of core"
     assert list(cb.columns) == list(ca.columns)
-    pd.testing.assert_frame_equal(
-        cb.drop(columns=sorted(skip)), ca.drop(columns=sorted(skip)), check_dtype=False
-    )
+    pd.testing.assert_frame_equal(cb, ca, check_dtype=False)
     # nothing left behind in out/ by the streamed import
     assert not [p.name for p in b.parent.iterdir() if p.name.startswith(".")]
 
