@@ -680,16 +680,20 @@ def _segment_categories(
         cat_codes, cat_values = _text_codes(orders["category"])
         cat_dict = pc.dictionary_encode(arrow(cat_values))
         cats = pa.DictionaryArray.from_arrays(cat_dict.indices.take(cat_codes), cat_dict.dictionary)
-        kept = np.flatnonzero(pos.is_valid().to_numpy(zero_copy_only=False))
-        if not len(kept):
+        valid = pos.is_valid()
+        if not pc.sum(valid.cast(pa.int64())).as_py():
             return None
-        p = pos.take(pa.array(kept)).to_numpy().astype(np.int64)
-        c = cats.indices.take(pa.array(kept)).to_numpy().astype(np.int64)
-        _, first = np.unique(p * len(cats.dictionary) + c, return_index=True)
-        first = np.sort(first)
-        v = cats.dictionary.take(pa.array(c[first])).to_numpy(zero_copy_only=False)
+        # each (customer, category) pair once; their order does not matter (_shares_text
+        # counts and sorts them), so one sorted unique key (memory: no index arrays)
+        n_cats = len(cats.dictionary)
+        key = pc.filter(pos, valid).to_numpy().astype(np.int64) * n_cats
+        key += pc.filter(cats.indices, valid).to_numpy().astype(np.int64)
+        key = np.unique(key)
+        p, c = np.divmod(key, n_cats)
+        del key
+        v = cats.dictionary.take(pa.array(c)).to_numpy(zero_copy_only=False)
         sizes = seg.value_counts()
-        pairs = pd.DataFrame({"segment": seg_first[p[first]], "v": v})
+        pairs = pd.DataFrame({"segment": seg_first[p], "v": v})
         return _shares_text(pairs[pairs["v"] != ""], sizes, k, sep)
     if "categories" in view.columns:
         return _top_values(seg, _s(view, "categories"), k, sep, explode=True)
