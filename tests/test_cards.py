@@ -351,3 +351,14 @@ def test_cli_cards_negative_top_is_a_usage_error(tmp_path):
     assert res.exit_code == 2 and not (tmp_path / "x.html").exists()
     with pytest.raises(InputError, match="top"):
         individual_cards(six(), top=-1)
+
+
+def test_individual_top_by_value_ties_and_missing():
+    """The top N by value are taken by position (no sorted copy of the table): highest
+    first, ties in table order, missing values last; a text value column sorts as before."""
+    df = six().assign(monetary=[5.0, np.nan, 9.0, 5.0, 1.0, np.nan])
+    df = df.drop(columns=[c for c in ("ltv",) if c in df.columns])
+    assert individual_cards(df, top=5)["customer_id"].tolist() == ["C3", "C1", "C4", "C5", "C2"]
+    as_text = df.assign(monetary=["5", None, "9", "5", "10", None])
+    # text sorts as text (as sort_values did): "9" > "5" > "10"
+    assert individual_cards(as_text, top=4)["customer_id"].tolist() == ["C3", "C1", "C4", "C5"]
