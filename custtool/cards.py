@@ -145,9 +145,9 @@ def _text_codes(x: pd.Series) -> tuple[Any, pd.Series]:
         if isinstance(enc, pa.ChunkedArray):
             enc = enc.combine_chunks()
         return enc.indices, pd.Series(enc.dictionary.to_pylist(), dtype="string")
-    arr = pa.array(x.array, type=pa.string(), from_pandas=True)
+    arr = pa.array(x.array, from_pandas=True)  # large_string kept: no cast copy
     if not isinstance(arr, pa.ChunkedArray):
-        arr = pa.chunked_array([arr], pa.string())
+        arr = pa.chunked_array([arr], arr.type)
     enc = pc.dictionary_encode(arr).unify_dictionaries()  # one dictionary for every chunk
     distinct = enc.chunk(0).dictionary if enc.num_chunks else pa.array([], pa.string())
     codes = (
@@ -691,7 +691,8 @@ def _segment_categories(
         key = np.unique(key)
         p, c = np.divmod(key, n_cats)
         del key
-        v = cats.dictionary.take(pa.array(c)).to_numpy(zero_copy_only=False)
+        # Arrow-backed text, not a Python string per pair (10M orders: millions of pairs)
+        v = pd.Series(cats.dictionary.take(pa.array(c)).cast(pa.large_string()), dtype="str")
         sizes = seg.value_counts()
         pairs = pd.DataFrame({"segment": seg_first[p], "v": v})
         return _shares_text(pairs[pairs["v"] != ""], sizes, k, sep)

@@ -514,7 +514,7 @@ class _Sheets:
         for j, (kind, s, fmt) in enumerate(prepared):
             if kind != "text" or fmt is not None or not isinstance(s.dtype, pd.StringDtype):
                 continue
-            arr = pa.array(s.array, type=pa.string(), from_pandas=True)
+            arr = pa.array(s.array, from_pandas=True)  # large_string kept: no cast copy
             if isinstance(arr, pa.ChunkedArray) and arr.num_chunks == 1:
                 arr = arr.chunk(0)
             out[j] = arr
@@ -541,7 +541,7 @@ class _Sheets:
                     part = arr.take(pa.array(np.asarray(rows)))
                 if isinstance(part, pa.ChunkedArray):
                     part = part.combine_chunks()
-                out.append(("text", pc.fill_null(part, ""), None))
+                out.append(("text", pc.fill_null(part, "").cast(pa.string()), None))
                 continue
             part = s.iloc[rows]
             if kind in {"num", "date"}:
