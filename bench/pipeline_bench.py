@@ -66,6 +66,11 @@ run's own rule (out of core above ``out_of_core.orders_rows``), the others write
 pipeline.yaml naming ``segment: engine:``. 2026-12-03, out of core (load 2.3–5): 300k / 3M
 115.4 s, peak 1.66 GB; 1M / 10M 317.7–487.1 s, peak 4.2–4.3 GB (README "The monthly run out
 of core").
+
+2026-12-03, branch mem12 (memory: no whole-table copies in the detail sheet, the top cards,
+the group cards and the book's snapshot; freed memory handed back between steps): 300k / 3M
+107.6 s, peak 1.54 GB (was 1.60 GB); 1M / 10M 492.2 s, peak 4.21 GB, then 339.2 s, peak
+3.98 GB (3 GB not reached). Per-function memory: ``bench/memory_profile.py`` (README "Performance").
 """
 
 from __future__ import annotations

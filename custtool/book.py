@@ -245,21 +245,34 @@ def append_run(
 
     cust = customers.reset_index(drop=True)
     ids = cust["customer_id"].astype("string").fillna("")
-    prof = mask_frame(cust[fields], mask=False) if fields else pd.DataFrame(index=cust.index)
-    snap_cols: dict[str, Any] = {"customer_id": ids}
+    id_array = pa.array(ids, type=pa.string())
+
+    def arrow_text(s: pd.Series) -> Any:
+        return pa.array(s.astype("string").array, from_pandas=True)
+
+    # Arrow tables: DuckDB scans them without a copy through Python objects. Built column by
+    # column (memory: each profile column masked and converted on its own, no pandas copy of
+    # the profile columns; Arrow-backed text is shared, not copied) — the masking policy
+    # decides column by column, so the cells are those of mask_frame(cust[fields])
+    snap_cols: dict[str, Any] = {"customer_id": id_array}
     for c in fields:
-        s = prof[c]
+        s = mask_frame(cust[[c]], mask=False)[c]
         if pd.api.types.is_datetime64_any_dtype(s):
             s = s.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", regex=False)
-        snap_cols[c] = s.astype("string")
-    # Arrow tables: DuckDB scans them without a copy through Python objects
-    snap = pa.Table.from_pandas(pd.DataFrame(snap_cols), preserve_index=False)
-    seg_cols: dict[str, Any] = {"customer_id": ids}
+        snap_cols[c] = arrow_text(s)
+        del s
+    snap = pa.table(snap_cols)
+    del snap_cols
+    seg_cols: dict[str, Any] = {"customer_id": id_array}
     for c, kind in SEGMENT_COLUMNS.items():
         if c in cust.columns:
-            seg_cols[c] = cust[c].astype("string") if kind == "VARCHAR" else cust[c]
-    seg = pa.Table.from_pandas(pd.DataFrame(seg_cols), preserve_index=False)
-    id_array = pa.array(ids, type=pa.string())
+            seg_cols[c] = (
+                arrow_text(cust[c])
+                if kind == "VARCHAR"
+                else pa.Table.from_pandas(cust[[c]], preserve_index=False).column(0)
+            )
+    seg = pa.table(seg_cols)
+    del seg_cols
     if "tags" in cust.columns:
         lists = pa.array(cust["tags"], type=pa.list_(pa.string()), from_pandas=True)
         flat = pc.list_flatten(lists)

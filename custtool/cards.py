@@ -131,6 +131,36 @@ def _s(df: pd.DataFrame, col: str) -> pd.Series:
     return df[col].astype("string").fillna("").str.strip()
 
 
+def _text_codes(x: pd.Series) -> tuple[Any, pd.Series]:
+    """``_s`` of a column as (codes, values): ``values`` = ``_s`` of each distinct cell (a
+    missing cell's as ""; values may repeat after stripping), ``codes`` (an Arrow int32 array,
+    no nulls) = each row's position in ``values``. For Arrow-backed text the rows are never
+    copied as text; other columns go through ``_s`` row by row."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(x.dtype, pd.StringDtype):
+        enc = pc.dictionary_encode(pa.array(_s(x.to_frame("v"), "v").array, type=pa.string()))
+        if isinstance(enc, pa.ChunkedArray):
+            enc = enc.combine_chunks()
+        return enc.indices, pd.Series(enc.dictionary.to_pylist(), dtype="string")
+    arr = pa.array(x.array, from_pandas=True)  # large_string kept: no cast copy
+    if not isinstance(arr, pa.ChunkedArray):
+        arr = pa.chunked_array([arr], arr.type)
+    enc = pc.dictionary_encode(arr).unify_dictionaries()  # one dictionary for every chunk
+    distinct = enc.chunk(0).dictionary if enc.num_chunks else pa.array([], pa.string())
+    codes = (
+        pa.concat_arrays([c.indices for c in enc.chunks])
+        if enc.num_chunks
+        else pa.array([], pa.int32())
+    )
+    # a missing cell: the extra last value (None → "" by _s)
+    codes = pc.fill_null(codes, len(distinct))
+    values = pd.Series(distinct.to_pylist() + [None], dtype=x.dtype)
+    return codes, _s(values.to_frame("v"), "v").reset_index(drop=True)
+
+
 def _num(df: pd.DataFrame, col: str, decimals: int = 0) -> pd.Series:
     """Numbers rounded to text ("" when missing or absent)."""
     import pandas as pd
@@ -194,7 +224,12 @@ def individual_cards(
     from custtool.attribution import ensure_attributed
     from custtool.report.masking import get_role, mask_for_output
     from custtool.report.strategies import load_strategies, suggested_actions
-    from custtool.report.workbook import _sort_by_value, prepare_customers
+    from custtool.report.workbook import (
+        _sort_by_value,
+        _value_column,
+        _value_order,
+        prepare_customers,
+    )
 
     t = _T["en" if lang == "en" else "zh"]
     if orders is not None:
@@ -217,7 +252,13 @@ def individual_cards(
         order = {cid: k for k, cid in enumerate(customer_ids)}
         df = df.iloc[df["customer_id"].astype(str).map(order).argsort().to_numpy()]
     elif top:
-        df = _sort_by_value(df).head(top)
+        # the top rows' positions, then only those rows (sorting the whole table copied
+        # every column of a million customers for 20 cards); same order as _sort_by_value
+        col = _value_column(df)
+        if col is None or pd.api.types.is_numeric_dtype(df[col]):
+            df = df.iloc[_value_order(df)[:top]]
+        else:  # a text column (a CSV read as text) sorts as text, as before
+            df = _sort_by_value(df).head(top)
     else:
         df = df.iloc[0:0]
     view = mask_for_output(prepare_customers(df), role=role_obj, owner=owner, mask=mask)
@@ -632,18 +673,28 @@ def _segment_categories(
         ids = arrow(_s(view, "customer_id"))
         unique_ids = pc.unique(ids)
         seg_first = seg.to_numpy()[pc.index_in(unique_ids, value_set=ids).to_numpy()]
-        pos = pc.index_in(arrow(_s(orders, "customer_id")), value_set=unique_ids)
-        cats = pc.dictionary_encode(arrow(_s(orders, "category")))
-        kept = np.flatnonzero(pos.is_valid().to_numpy(zero_copy_only=False))
-        if not len(kept):
+        # the orders' ids and categories as codes into their distinct values, _s applied to
+        # those (memory: no text copies of every order row; 10M orders: ~1 GB)
+        id_codes, id_values = _text_codes(orders["customer_id"])
+        pos = pc.index_in(arrow(id_values), value_set=unique_ids).take(id_codes)
+        cat_codes, cat_values = _text_codes(orders["category"])
+        cat_dict = pc.dictionary_encode(arrow(cat_values))
+        cats = pa.DictionaryArray.from_arrays(cat_dict.indices.take(cat_codes), cat_dict.dictionary)
+        valid = pos.is_valid()
+        if not pc.sum(valid.cast(pa.int64())).as_py():
             return None
-        p = pos.take(pa.array(kept)).to_numpy().astype(np.int64)
-        c = cats.indices.take(pa.array(kept)).to_numpy().astype(np.int64)
-        _, first = np.unique(p * len(cats.dictionary) + c, return_index=True)
-        first = np.sort(first)
-        v = cats.dictionary.take(pa.array(c[first])).to_numpy(zero_copy_only=False)
+        # each (customer, category) pair once; their order does not matter (_shares_text
+        # counts and sorts them), so one sorted unique key (memory: no index arrays)
+        n_cats = len(cats.dictionary)
+        key = pc.filter(pos, valid).to_numpy().astype(np.int64) * n_cats
+        key += pc.filter(cats.indices, valid).to_numpy().astype(np.int64)
+        key = np.unique(key)
+        p, c = np.divmod(key, n_cats)
+        del key
+        # Arrow-backed text, not a Python string per pair (10M orders: millions of pairs)
+        v = pd.Series(cats.dictionary.take(pa.array(c)).cast(pa.large_string()), dtype="str")
         sizes = seg.value_counts()
-        pairs = pd.DataFrame({"segment": seg_first[p[first]], "v": v})
+        pairs = pd.DataFrame({"segment": seg_first[p], "v": v})
         return _shares_text(pairs[pairs["v"] != ""], sizes, k, sep)
     if "categories" in view.columns:
         return _top_values(seg, _s(view, "categories"), k, sep, explode=True)

@@ -344,3 +344,100 @@ def test_compare_writes_the_moves(tmp_path):
     assert r.data["tier"]["up"] == 1 and r.data["written"] == str(out)
     with pytest.raises(Exception, match="no run as of 2026-01-31"):
         run_compare("2026-01-31", "2026-10-31", book=path)
+
+
+def _book_rows(path, table, cols):
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = ", ".join(f'"{c}"' for c in cols)
+        return con.execute(f"SELECT {names} FROM {table} ORDER BY ALL").df()
+    finally:
+        con.close()
+
+
+def test_append_profile_cells_hand_checked(tmp_path):
+    """The snapshot is built column by column: dates as text without 00:00:00, ID numbers and
+    bank cards masked (also inside free text), missing as NULL."""
+    df = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "id_number": ["110101199003071234", None],
+            "birthday": pd.to_datetime(["1990-03-07", "2001-01-02 10:30"], format="ISO8601"),
+            "city": ["北京", None],
+            "note": ["卡号 6222021234567890123 请回电", "ok"],
+            "tier": ["高价值", "低价值"],
+        }
+    )
+    path = tmp_path / "b.duckdb"
+    B.append_run(path, df, as_of="2026-09-30", kpis={"customers": 2.0})
+    got = B.query(
+        path, "SELECT customer_id, id_number, birthday, city, note FROM customers ORDER BY 1"
+    ).to_dict()["rows"]
+    assert got == [
+        {
+            "customer_id": "C1",
+            "id_number": "110***********1234",
+            "birthday": "1990-03-07",
+            "city": "北京",
+            "note": "卡号 6222***********0123 请回电",
+        },
+        {
+            "customer_id": "C2",
+            "id_number": "",
+            "birthday": "2001-01-02 10:30:00",
+            "city": None,
+            "note": "ok",
+        },
+    ]
+    seg = B.query(path, "SELECT customer_id, tier FROM segments ORDER BY 1").to_dict()["rows"]
+    assert seg == [{"customer_id": "C1", "tier": "高价值"}, {"customer_id": "C2", "tier": "低价值"}]
+
+
+def test_append_equals_the_whole_table_conversion(example_tagged, tmp_path):
+    """The book's customers and segments rows equal those of the former whole-table way
+    (mask_frame of every profile column at once, one pandas frame, then Arrow) on the
+    examples' tagged table: the column-by-column snapshot changes memory, not rows."""
+    import pyarrow as pa
+
+    from custtool.report.masking import mask_frame
+
+    cust = example_tagged.reset_index(drop=True)
+    fields = [f for f in B.profile_fields(cust) if f in cust.columns]
+    assert len(fields) > 10
+    path = tmp_path / "b.duckdb"
+    B.append_run(path, cust, as_of="2026-09-30", kpis={"customers": float(len(cust))})
+    got = _book_rows(path, "customers", ["customer_id", *fields])
+
+    ids = cust["customer_id"].astype("string").fillna("")
+    prof = mask_frame(cust[fields], mask=False)
+    ref_cols = {"customer_id": ids}
+    for c in fields:
+        s = prof[c]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            s = s.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(" 00:00:00", "", regex=False)
+        ref_cols[c] = s.astype("string")
+    ref_path = tmp_path / "ref.duckdb"
+    import duckdb
+
+    con = duckdb.connect(str(ref_path))
+    con.register("_snap", pa.Table.from_pandas(pd.DataFrame(ref_cols), preserve_index=False))
+    con.execute("CREATE TABLE customers AS SELECT * FROM _snap")
+    seg_cols = {"customer_id": ids}
+    for c, kind in B.SEGMENT_COLUMNS.items():
+        if c in cust.columns:
+            seg_cols[c] = cust[c].astype("string") if kind == "VARCHAR" else cust[c]
+    con.register("_seg", pa.Table.from_pandas(pd.DataFrame(seg_cols), preserve_index=False))
+    con.execute("CREATE TABLE seg AS SELECT * FROM _seg")
+    ref = con.execute("SELECT * FROM customers ORDER BY ALL").df()
+    ref_seg = con.execute("SELECT * FROM seg ORDER BY ALL").df()
+    con.close()
+    assert len(got) == len(cust)
+    pd.testing.assert_frame_equal(got, ref)
+    got_seg = _book_rows(path, "segments", list(ref_seg.columns))
+    for c in ("first_order", "last_order"):  # the book's TIMESTAMP is µs, the copy's ns
+        ref_seg[c] = ref_seg[c].astype("datetime64[us]")
+        got_seg[c] = got_seg[c].astype("datetime64[us]")
+    assert got_seg["first_order"].notna().sum() > 100
+    pd.testing.assert_frame_equal(got_seg, ref_seg, check_dtype=False)

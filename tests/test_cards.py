@@ -177,6 +177,49 @@ def test_group_categories_from_orders():
     assert g.loc["一般挽留客户", "top_categories"] == "食品 33%"
 
 
+def test_text_codes_equal_s_row_by_row():
+    """_text_codes (the orders' ids and categories coded, _s applied to distinct values
+    only) gives _s of every row: spaces stripped, missing as "", over Arrow chunks and
+    object columns alike."""
+    import pyarrow as pa
+
+    from custtool.cards import _s, _text_codes
+
+    rows = [" C1", None, "C2", "C1", "  ", "C1 ", "C3", None]
+    want = ["C1", "", "C2", "C1", "", "C1", "C3", ""]
+    chunked = pd.Series(
+        pd.arrays.ArrowStringArray(pa.chunked_array([rows[:3], rows[3:6], rows[6:], []]))
+    )
+    for x in (pd.Series(rows, dtype="str"), chunked, pd.Series(rows, dtype=object)):
+        codes, values = _text_codes(x)
+        assert values.take(codes.to_numpy()).tolist() == want
+        assert values.take(codes.to_numpy()).tolist() == _s(x.to_frame("v"), "v").tolist()
+    codes, values = _text_codes(pd.Series([], dtype="str"))
+    assert len(codes) == 0
+
+
+def test_group_categories_from_messy_orders():
+    """Ids with spaces, a missing id or category, an unknown customer, a category with
+    spaces: the same shares as the clean orders above (hand-checked: 重要价值客户 = C1, C2,
+    C3: 家居 2 of 3, 数码 1 of 3)."""
+    import pyarrow as pa
+
+    ids = [" C1", "C1", "C2 ", "C3", "C4", None, "C9", "C2"]
+    cats = ["家居", " 家居 ", "家居", "数码", "食品", "家居", "家居", None]
+    orders = pd.DataFrame(
+        {
+            "customer_id": pd.arrays.ArrowStringArray(pa.chunked_array([ids[:4], ids[4:]])),
+            "category": pd.arrays.ArrowStringArray(pa.chunked_array([cats[:2], cats[2:]])),
+        }
+    )
+    g = group_cards(six(), "rfm_class", orders=orders).set_index("segment")
+    assert g.loc["重要价值客户", "top_categories"] == "家居 67%、数码 33%"
+    assert g.loc["一般挽留客户", "top_categories"] == "食品 33%"
+    as_objects = orders.astype(object)
+    g2 = group_cards(six(), "rfm_class", orders=as_objects).set_index("segment")
+    assert g2["top_categories"].tolist() == g["top_categories"].tolist()
+
+
 # --------------------------------------------------------------------------- renderers
 def test_html_is_self_contained_and_escaped(tmp_path):
     ind = individual_cards(six(), ["C1", "C6"])
@@ -308,3 +351,14 @@ def test_cli_cards_negative_top_is_a_usage_error(tmp_path):
     assert res.exit_code == 2 and not (tmp_path / "x.html").exists()
     with pytest.raises(InputError, match="top"):
         individual_cards(six(), top=-1)
+
+
+def test_individual_top_by_value_ties_and_missing():
+    """The top N by value are taken by position (no sorted copy of the table): highest
+    first, ties in table order, missing values last; a text value column sorts as before."""
+    df = six().assign(monetary=[5.0, np.nan, 9.0, 5.0, 1.0, np.nan])
+    df = df.drop(columns=[c for c in ("ltv",) if c in df.columns])
+    assert individual_cards(df, top=5)["customer_id"].tolist() == ["C3", "C1", "C4", "C5", "C2"]
+    as_text = df.assign(monetary=["5", None, "9", "5", "10", None])
+    # text sorts as text (as sort_values did): "9" > "5" > "10"
+    assert individual_cards(as_text, top=4)["customer_id"].tolist() == ["C3", "C1", "C4", "C5"]
