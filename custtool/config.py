@@ -364,6 +364,17 @@ def load_model(
 Duration = int | float | str  # 365d, 26w, 12m, 1y or days
 
 
+def _memory_limit(value: Any) -> Any:
+    """A memory limit (``1GB``, ``512MB``, bytes) as written, checked by the one parser."""
+    from custtool.engines import parse_memory_limit
+
+    try:
+        parse_memory_limit(value)
+    except CusttoolError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 def _duration(value: Any, what: str) -> Any:
     from custtool.dates import parse_days
 
@@ -499,13 +510,7 @@ class OutOfCoreSettings(StrictModel):
     @field_validator("memory_limit")
     @classmethod
     def _limit(cls, v: Any) -> Any:
-        from custtool.engines import parse_memory_limit
-
-        try:
-            parse_memory_limit(v)
-        except CusttoolError as exc:
-            raise ValueError(str(exc)) from None
-        return v
+        return _memory_limit(v)
 
 
 class SegmentSettings(StrictModel):
@@ -581,13 +586,7 @@ class SegmentStep(StrictModel):
     @field_validator("memory_limit")
     @classmethod
     def _limit(cls, v: Any) -> Any:
-        from custtool.engines import parse_memory_limit
-
-        try:
-            parse_memory_limit(v)
-        except CusttoolError as exc:
-            raise ValueError(str(exc)) from None
-        return v
+        return _memory_limit(v)
 
 
 class TagStep(StrictModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import os
+import shutil
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -878,6 +879,30 @@ def write_table(
         else:
             write_xlsx_sheets({sheet_name: df}, tmp)
     return target
+
+
+#: rows per block of :func:`write_csv_blocks` (one block's transformed copy alive at a time)
+MASK_BLOCK_ROWS = 100_000
+
+
+def write_csv_blocks(
+    df: Any, path: str | os.PathLike[str], transform: Any, *, rows: int = MASK_BLOCK_ROWS
+) -> None:
+    """``write_table(transform(df), path)`` for a CSV, byte for byte, with ``transform``
+    (a row-wise change such as :func:`custtool.report.masking.mask_frame`; filter rows
+    before, not in it) applied to blocks of ``rows`` rows: only one block's transformed copy
+    is alive at a time. Written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        part = Path(str(tmp) + ".block.csv")
+        try:
+            for start in range(0, max(len(df), 1), rows):
+                write_table(transform(df.iloc[start : start + rows]), part)
+                with open(part, "rb") as f:
+                    if start:  # the BOM and the header line once, from the first block
+                        f.readline()
+                    shutil.copyfileobj(f, out, 1 << 20)
+        finally:
+            part.unlink(missing_ok=True)
 
 
 def write_xlsx_sheets(

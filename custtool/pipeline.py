@@ -386,7 +386,13 @@ def run_pipeline(
         task_table,
     )
     from custtool.ingest import import_files
-    from custtool.io import atomic_path, read_table, write_table, write_xlsx_sheets
+    from custtool.io import (
+        atomic_path,
+        read_table,
+        write_csv_blocks,
+        write_table,
+        write_xlsx_sheets,
+    )
     from custtool.privacy import protect_sensitive
     from custtool.report import write_workbook
     from custtool.report.masking import (
@@ -1042,30 +1048,6 @@ def _discard_import(import_dir: Path, out_dir: Path, created_out: bool) -> None:
     shutil.rmtree(import_dir, ignore_errors=True)
     if created_out and out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
-
-
-#: rows per block of :func:`write_csv_blocks`
-CSV_BLOCK_ROWS = 100_000
-
-
-def write_csv_blocks(df: Any, path: Path, transform: Any, *, rows: int = CSV_BLOCK_ROWS) -> None:
-    """``write_table(transform(df), path)`` for a CSV, byte for byte, with ``transform``
-    (a row-wise change such as :func:`custtool.report.masking.mask_frame`; filter rows
-    before, not in it) applied to blocks of ``rows`` rows: only one block's transformed copy
-    is alive at a time. Written atomically."""
-    from custtool.io import atomic_path, write_table
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as out:
-        part = Path(str(tmp) + ".block.csv")
-        try:
-            for start in range(0, max(len(df), 1), rows):
-                write_table(transform(df.iloc[start : start + rows]), part)
-                with open(part, "rb") as f:
-                    if start:  # the BOM and the header line once, from the first block
-                        f.readline()
-                    shutil.copyfileobj(f, out, 1 << 20)
-        finally:
-            part.unlink(missing_ok=True)
 
 
 def release_memory() -> None:

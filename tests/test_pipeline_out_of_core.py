@@ -191,8 +191,7 @@ def test_customers_csv_in_blocks_is_the_whole_table_write(example_run, tmp_path)
     """customers.csv masked and written 7 rows at a time = the whole masked table written at
     once, byte for byte (the run's file is the block-wise one). The role's rows are chosen
     first (a sales role's owner may have no customer in a block), then blocks are masked."""
-    from custtool.io import write_table
-    from custtool.pipeline import write_csv_blocks
+    from custtool.io import write_csv_blocks, write_table
     from custtool.report.masking import get_role, mask_for_output, mask_frame, role_view
 
     folder = Path(example_run[1]["folder"])
@@ -217,3 +216,18 @@ def test_customers_csv_in_blocks_is_the_whole_table_write(example_run, tmp_path)
         mask_for_output(final, role=get_role("analyst"), mask=True), tmp_path / "run.csv"
     ).read_bytes()
     assert not list(tmp_path.glob("*.block.csv"))
+
+
+def test_a_bad_out_of_core_memory_limit_is_a_config_error(tmp_path):
+    """segments.yaml's out_of_core.memory_limit is checked by the same parser as the
+    pipeline's segment.memory_limit: a bad value is a ConfigError naming the key."""
+    from custtool.errors import ConfigError
+    from custtool.segment import load_segment_config
+
+    cfg = tmp_path / "segments.yaml"
+    cfg.write_text("out_of_core:\n  memory_limit: lots\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_segment_config(str(cfg))
+    assert "memory_limit" in str(err.value)
+    cfg.write_text("out_of_core:\n  memory_limit: 512MB\n", encoding="utf-8")
+    assert load_segment_config(str(cfg))["out_of_core"]["memory_limit"] == "512MB"
