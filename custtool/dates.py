@@ -118,22 +118,23 @@ def latest_order_time(path: str | os.PathLike[str]) -> pd.DataFrame:
     import pandas as pd
 
     from custtool.engines import duckdb_connect
+    from custtool.engines.sql import quote
 
-    src = str(path).replace("'", "''")
+    src = quote(str(path))
     con = duckdb_connect(threads=2)
     try:
         types = {
             r[0]: str(r[1]).upper()
-            for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{src}')").fetchall()
+            for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({src})").fetchall()
         }
         if "order_time" not in types:
             return pd.DataFrame()
         if not types["order_time"].startswith(
             ("TIMESTAMP", "DATE")
         ):  # text: every value parsed, as in memory
-            sql = f"SELECT order_time FROM read_parquet('{src}')"
+            sql = f"SELECT order_time FROM read_parquet({src})"
         else:  # max over instants = max over local times (the conversion is monotonic)
-            sql = f"SELECT max(order_time) AS order_time FROM read_parquet('{src}')"
+            sql = f"SELECT max(order_time) AS order_time FROM read_parquet({src})"
         rel = con.sql(sql)
         col = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     finally:

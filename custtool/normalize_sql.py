@@ -39,6 +39,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from custtool.engines.sql import quote
+
 #: canonical columns with a rule of their own here (others: kept as written, stripped)
 ID_COLUMNS = ("order_id", "customer_id", "record_id")
 #: canonical order columns the pandas rules keep as written, stripped (a file holding one
@@ -51,11 +53,6 @@ RULE_COLUMNS = frozenset(
 #: Python's ``str.strip`` white space at either end (RE2: ASCII spaces, \\x0b, \\x1c-\\x1f,
 #: \\x85 and the Unicode separators)
 _EDGE_SPACE = r"^[\s\x0b\x1c-\x1f\x{85}\p{Z}]|[\s\x0b\x1c-\x1f\x{85}\p{Z}]$"
-
-
-def quote(text: str) -> str:
-    """``text`` as a SQL string literal."""
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _in_list(values: Any) -> str:

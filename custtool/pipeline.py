@@ -257,6 +257,7 @@ def _import_orders_streamed(
     protection and the results (their files, rejects and warnings)."""
     from custtool.engines import duckdb_connect
     from custtool.engines.duckdb_import import import_streamed
+    from custtool.engines.sql import quote
 
     target = folder / "imported_orders.parquet"
     groups: dict[tuple[str | None, str | None], list[tuple[Path, str]]] = {}
@@ -288,11 +289,11 @@ def _import_orders_streamed(
         con = duckdb_connect(memory_limit, folder / "duckdb", threads=2)
         try:
             con.execute("SET preserve_insertion_order = true")  # rows as the files give them
-            names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
-            dest = str(target).replace("'", "''")
+            names = ", ".join(quote(str(p)) for p in parts)
+            dest = quote(str(target))
             con.execute(
                 f"COPY (SELECT * FROM read_parquet([{names}], union_by_name = true)) "
-                f"TO '{dest}' (FORMAT parquet)"
+                f"TO {dest} (FORMAT parquet)"
             )
         finally:
             con.close()

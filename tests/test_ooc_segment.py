@@ -102,7 +102,9 @@ def assert_same_metrics(a: pd.DataFrame, b: pd.DataFrame) -> None:
 @pytest.mark.parametrize("time_form", ["naive", "utc", "text", "text_offset"])
 def test_duckdb_out_of_core_equals_pandas_on_messy_orders(tmp_path, time_form):
     customers, orders = messy_orders(time_form)
-    path = tmp_path / "orders.parquet"
+    folder = tmp_path / "O'Brien 订单"  # a quote in the path: SQL string literals (sql.quote)
+    folder.mkdir()
+    path = folder / "orders.parquet"
     orders.to_parquet(path, index=False)
     as_of = "2025-03-01"  # some orders are after it
     mp, rp = customer_metrics(orders, customers, as_of=as_of, engine="pandas")

@@ -81,8 +81,9 @@ def duckdb_connect(
     if memory_limit is not None:
         con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
     if temp_dir is not None:
-        path = str(temp_dir).replace("'", "''")
-        con.execute(f"SET temp_directory = '{path}'")
+        from custtool.engines.sql import quote
+
+        con.execute(f"SET temp_directory = {quote(str(temp_dir))}")
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = false")

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from custtool.engines import MIN_MEMORY, duckdb_connect, is_out_of_memory, memory_error
+from custtool.engines.sql import quote
 from custtool.errors import CusttoolError, InputError
 from custtool.ingest import (
     HEADER_SEARCH_ROWS,
@@ -954,7 +955,7 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
     for s in stages:
         if s.refund_flags == 0 or not s.batched:
             continue
-        part = str(s.path).replace("'", "''")
+        part = quote(str(s.path))
         extra = (
             pa.concat_arrays([a.cast(pa.large_string()) for a in s.sold_elsewhere])
             if s.sold_elsewhere
@@ -963,7 +964,7 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
         con.register("sold_elsewhere", pa.table({"order_id": extra}))
         ids = con.execute(
             f"""
-            WITH staged AS (SELECT order_id, amount, _flags FROM read_parquet('{part}')),
+            WITH staged AS (SELECT order_id, amount, _flags FROM read_parquet({part})),
             flagged AS (
                 SELECT DISTINCT order_id FROM staged
                 WHERE amount < 0 AND order_id <> '' AND contains(_flags, '{REFUND_CODE}')
@@ -1097,12 +1098,12 @@ def _problem_counts(con: Any, out: Path, stages: list[_Staged]) -> dict[str, int
     by DuckDB over the written output."""
     if not any(s.schema is not None for s in stages):
         return {}
-    path = str(out).replace("'", "''")
+    path = quote(str(out))
     rows = con.execute(
         f"""
         SELECT split_part(code, ':', 1) AS code, count(*) AS n
         FROM (SELECT unnest(string_split(_flags, ';')) AS code
-              FROM read_parquet('{path}') WHERE _flags <> '')
+              FROM read_parquet({path}) WHERE _flags <> '')
         WHERE code <> ''
         GROUP BY 1 ORDER BY n DESC, code
         """
@@ -1120,8 +1121,8 @@ def rejects_query(con: Any, stages: list[_Staged]) -> Any | None:
     parts, withdrawn = [], []
     for s in stages:
         if s.rejects_rows:
-            path = str(s.rejects_path).replace("'", "''")
-            parts.append(f"SELECT *, {s.position} AS _stage FROM read_parquet('{path}')")
+            path = quote(str(s.rejects_path))
+            parts.append(f"SELECT *, {s.position} AS _stage FROM read_parquet({path})")
         for rows in s.withdrawn:
             withdrawn.append(pa.table({"_stage": pa.repeat(s.position, len(rows)), "row": rows}))
     if not parts:

@@ -52,21 +52,22 @@ class DuckRunner:
         self.memory_limit = memory_limit
         self._tmp = tempfile.TemporaryDirectory(prefix="custtool-spill-")
         self.con = duckdb_connect(memory_limit, Path(self._tmp.name) / "spill")
-        self.con.execute(f"SET TimeZone = {S._quote(tz)}")
+        self.con.execute(f"SET TimeZone = {S.quote(tz)}")
         self.con.execute("SET enable_progress_bar = false")
         self.tz = tz
 
     def source(self, path: str) -> str:
-        p = str(path).replace("'", "''")
-        return f"(SELECT *, file_row_number AS rn FROM read_parquet('{p}', file_row_number = true))"
+        p = S.quote(str(path))
+        return f"(SELECT *, file_row_number AS rn FROM read_parquet({p}, file_row_number = true))"
 
     def schema(self, path: str) -> dict[str, str]:
-        p = str(path).replace("'", "''")
-        rows = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet('{p}')").fetchall()
+        rows = self.con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({S.quote(str(path))})"
+        ).fetchall()
         return {r[0]: _duck_kind(r[1]) for r in rows}
 
     def time_expr(self, col: str, kind: str) -> str:
-        tz = S._quote(self.tz)
+        tz = S.quote(self.tz)
         if kind == "naive":
             return col
         if kind == "aware":
@@ -108,8 +109,7 @@ class DuckRunner:
         self.con.execute(f"SET memory_limit = '{int(room)}B'")
 
     def copy(self, sql: str, path: Path) -> None:
-        p = str(path).replace("'", "''")
-        self.con.execute(f"COPY ({sql}) TO '{p}' (FORMAT parquet)")
+        self.con.execute(f"COPY ({sql}) TO {S.quote(str(path))} (FORMAT parquet)")
 
     def close(self) -> None:
         try:

@@ -50,8 +50,9 @@ class Dialect:
         return template.format(**kw)
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def quote(text: str) -> str:
+    """``text`` (a value, a path) as a SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 DUCKDB = Dialect(
@@ -59,7 +60,7 @@ DUCKDB = Dialect(
     string="VARCHAR",
     day="date_diff('day', DATE '1970-01-01', CAST({t} AS DATE))",
     round_even="round_even({x}, 0)",
-    trim="trim({x}, " + _quote(TRIM) + ")",
+    trim="trim({x}, " + quote(TRIM) + ")",
     nulleq="{a} IS NOT DISTINCT FROM {b}",
     min_by="min_by({v}, {k})",
     is_nan="isnan({x})",
@@ -73,7 +74,7 @@ SPARK = Dialect(
     string="STRING",
     day="datediff(CAST({t} AS DATE), DATE '1970-01-01')",
     round_even="bround({x}, 0)",
-    trim="trim(BOTH " + _quote(TRIM) + " FROM {x})",
+    trim="trim(BOTH " + quote(TRIM) + " FROM {x})",
     nulleq="{a} <=> {b}",
     min_by="min_by({v}, {k})",
     is_nan="isnan({x})",
@@ -123,7 +124,7 @@ def refund_expr(dialect: Dialect, col: str | None, kind: str) -> str:
         return f"coalesce({col}, FALSE)"
     if kind == "number":
         return f"coalesce(CAST({col} AS DOUBLE) <> 0, FALSE)"
-    words = ", ".join(_quote(w) for w in TRUE_TEXT)
+    words = ", ".join(quote(w) for w in TRUE_TEXT)
     trimmed = dialect.f(dialect.trim, x=f"CAST({col} AS {dialect.string})")
     return f"coalesce(lower({trimmed}) IN ({words}), FALSE)"
 
