@@ -264,6 +264,55 @@ def portrait_categories_sql(used: str, as_of_day: int, win: int, top: int) -> st
     WHERE rank < {max(int(top), 1)}"""
 
 
+def _portrait_code(dialect: Dialect, n_ch: int, slot_hours: int) -> tuple[str, list[int]]:
+    """The portrait's code of a line (its channel label and time slot,
+    :func:`~custtool.portrait.slot_of`) and the mixed radix it is packed in."""
+    hours = int(slot_hours)
+    per_day = 24 // hours
+    n_slot = 2 * per_day + 1
+    mins = "(hour(t) * 60 + minute(t))"
+    weekend = "CASE WHEN ((d % 7) + 10) % 7 >= 5 THEN 1 ELSE 0 END"
+    hour_slot = dialect.f(dialect.idiv, a="hour(t)", b=str(hours))
+    slot = f"CASE WHEN {mins} > 0 THEN {weekend} * {per_day} + {hour_slot} ELSE -1 END"
+    return f"(ch + 1) * {n_slot} + ({slot}) + 1", [n_ch + 1, n_slot]
+
+
+def orders_fit(n_ch: int, slot_hours: int, rn_max: int) -> bool:
+    """Whether :func:`orders_sql` can pack the portrait's code below the row number."""
+    m = (n_ch + 1) * (2 * (24 // int(slot_hours)) + 1)
+    return (int(rn_max) + 1) * m < PACK_LIMIT
+
+
+def orders_sql(
+    dialect: Dialect,
+    used: str,
+    as_of_day: int,
+    win: int,
+    *,
+    n_ch: int = 0,
+    slot_hours: int = 0,
+    portrait: bool = False,
+) -> str:
+    """One row per order of the rows used — (customer, order id), a row without an order id
+    an order by itself — that has a sale line (not a refund): ``d``, the day of its
+    earliest sale line (what the order counts are dated by), and with ``portrait`` ``f``:
+    the portrait's code (channel, time slot) of its first line in file order among its sale
+    lines (amount > 0) in the metrics window, NULL when it has none (then the portrait does
+    not count it). One pass for the aggregates' order counts and the portrait's (the caller
+    checks :func:`orders_fit`)."""
+    A, W = int(as_of_day), int(win)
+    if portrait:
+        code, sizes = _portrait_code(dialect, n_ch, slot_hours)
+        m = sizes[0] * sizes[1]
+        f = f"min(CASE WHEN {A} - d < {W} AND a > 0 THEN rn * {m} + {code} END) % {m}"
+    else:
+        f = "CAST(NULL AS BIGINT)"
+    return f"""
+    SELECT c, od AS d, f FROM (
+      SELECT c, min(d) AS od, {f} AS f FROM {used} WHERE NOT r
+      GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) g"""
+
+
 def portrait_orders_sql(
     dialect: Dialect,
     used: str,
@@ -273,28 +322,30 @@ def portrait_orders_sql(
     n_ch: int,
     slot_hours: int,
     rn_max: int,
+    orders: str | None = None,
 ) -> str:
     """Counted orders (:func:`custtool.portrait.order_groups`: in the metrics window, sale
     lines (amount > 0), one per (customer, order id) — its first line in file order, whose
     channel and time slot count, :func:`~custtool.portrait.slot_of`), ranked per customer:
     rows ``by_ch`` 1 — every channel bought through (``k``, rank 0 = the most orders, ties by
     the label: codes in code-point order); ``by_ch`` 0 — the slot with the most orders
-    (ties: the smaller slot, 工作日 before 周末, then the earlier)."""
-    A, W, hours = int(as_of_day), int(win), int(slot_hours)
-    per_day = 24 // hours
-    n_slot = 2 * per_day + 1
-    mins = "(hour(t) * 60 + minute(t))"
-    weekend = "CASE WHEN ((d % 7) + 10) % 7 >= 5 THEN 1 ELSE 0 END"
-    hour_slot = dialect.f(dialect.idiv, a="hour(t)", b=str(hours))
-    slot = f"CASE WHEN {mins} > 0 THEN {weekend} * {per_day} + {hour_slot} ELSE -1 END"
-    sizes = [n_ch + 1, n_slot]
+    (ties: the smaller slot, 工作日 before 周末, then the earlier). ``orders``: the table of
+    :func:`orders_sql` (with ``portrait``), whose ``f`` already holds each order's code;
+    else the orders are grouped here from ``used``."""
+    A, W = int(as_of_day), int(win)
+    code, sizes = _portrait_code(dialect, n_ch, slot_hours)
     m = sizes[0] * sizes[1]
-    code = f"(ch + 1) * {n_slot} + ({slot}) + 1"
     if (int(rn_max) + 1) * m < PACK_LIMIT:
         first = f"min(rn * {m} + {code}) % {m}"
     else:
         first = dialect.f(dialect.min_by, v=code, k="rn")
     ch1, slot1 = _unpack(dialect, "f", sizes)
+    if orders is not None:
+        grouped = f"SELECT c, f FROM {orders} WHERE f IS NOT NULL"
+    else:
+        grouped = f"""SELECT c, {first} AS f FROM {used}
+        WHERE {A} - d < {W} AND a > 0
+        GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END"""
 
     def ranked(col: str, flag: int) -> str:
         return f"""
@@ -305,9 +356,7 @@ def portrait_orders_sql(
     return f"""
     WITH o AS (
       SELECT c, CAST({ch1} - 1 AS INTEGER) AS ch, CAST({slot1} - 1 AS INTEGER) AS slot FROM (
-        SELECT c, {first} AS f FROM {used}
-        WHERE {A} - d < {W} AND a > 0
-        GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) g)
+        {grouped}) g)
     SELECT CAST(c AS INTEGER) AS c, by_ch, CAST(k AS INTEGER) AS k,
       CAST(rank AS INTEGER) AS rank
     FROM ({ranked("ch", 1)}
@@ -315,7 +364,9 @@ def portrait_orders_sql(
     WHERE by_ch = 1 OR rank = 0"""
 
 
-def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int) -> str:
+def aggregate_sql(
+    dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int, orders: str | None = None
+) -> str:
     """Per customer position ``c``: money (integer cents) by window, orders by window,
     first/last purchase day, distinct purchase days and the money after the first purchase
     day — the columns of :func:`custtool.metrics._aggregate`.
@@ -323,7 +374,8 @@ def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: i
     Money and days go through one table of customer-days (``cd``: net cents, and whether
     the day has a sale line); orders through one of (customer, order id). The money after
     the first purchase day is all money less the first purchase day's less that of the
-    refund-only days before it (those few rows are the only join with the rows)."""
+    refund-only days before it (those few rows are the only join with the rows).
+    ``orders``: the table of :func:`orders_sql`, else the orders are grouped here."""
     A, W, G = int(as_of_day), int(win), int(gwin)
 
     def money(cond: str) -> str:
@@ -333,6 +385,14 @@ def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: i
         return f"CAST(sum(CASE WHEN {cond} THEN 1 ELSE 0 END) AS BIGINT)"
 
     m_first = dialect.f(dialect.min_by, v="m", k="CASE WHEN sale = 1 THEN d END")
+    ord = (
+        f"SELECT c, d FROM {orders}"
+        if orders is not None
+        else f"""
+      SELECT c, min(d) AS d FROM {used} WHERE NOT r AND oh IS NOT NULL GROUP BY c, oh
+      UNION ALL
+      SELECT c, d FROM {used} WHERE NOT r AND oh IS NULL"""
+    )
     return f"""
     WITH cd AS (
       SELECT c, d, CAST(sum(a) AS BIGINT) AS m, max(CASE WHEN r THEN 0 ELSE 1 END) AS sale
@@ -351,10 +411,7 @@ def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: i
     early AS (
       SELECT cd.c AS c, sum(cd.m) AS m FROM cd JOIN days ON cd.c = days.c
       WHERE cd.sale = 0 AND cd.d < coalesce(days.first_d, 1) GROUP BY cd.c),
-    ord AS (
-      SELECT c, min(d) AS d FROM {used} WHERE NOT r AND oh IS NOT NULL GROUP BY c, oh
-      UNION ALL
-      SELECT c, d FROM {used} WHERE NOT r AND oh IS NULL),
+    ord AS ({ord}),
     ordc AS (
       SELECT c, count(*) AS orders_total, {count(f"{A} - d < 30")} AS orders_30d,
         {count(f"{A} - d < 90")} AS orders_90d, {count(f"{A} - d < 365")} AS orders_365d,
