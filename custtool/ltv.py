@@ -155,14 +155,26 @@ class GammaGammaFit:
 def _compress(
     cols: dict[str, np.ndarray], weights: np.ndarray | None
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Distinct rows of the given columns with summed weights."""
+    """Distinct rows of the given (finite) columns with summed weights, in order of first
+    appearance: each column coded by its distinct values (hashing, no sort), the codes
+    combined one column at a time into one integer key (re-coded after each, so it never
+    overflows)."""
     import numpy as np
     import pandas as pd
 
-    df = pd.DataFrame(cols)
-    df["_w"] = 1.0 if weights is None else np.asarray(weights, dtype=float)
-    g = df.groupby(list(cols), sort=False, dropna=False)["_w"].sum().reset_index()
-    return {k: g[k].to_numpy(dtype=float) for k in cols}, g["_w"].to_numpy(dtype=float)
+    names = list(cols)
+    n = len(cols[names[0]])
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    if not n:
+        return {k: np.asarray(cols[k], dtype=float) for k in names}, w
+    key = np.zeros(n, dtype=np.int64)
+    for k in names:
+        code, uniq = pd.factorize(np.asarray(cols[k], dtype=float))
+        key, _ = pd.factorize(key * len(uniq) + code)
+    first = np.zeros(int(key.max()) + 1, dtype=np.int64)
+    first[key[::-1]] = np.arange(n - 1, -1, -1)  # the first row of each key
+    total = np.bincount(key, weights=w)
+    return {k: np.asarray(cols[k], dtype=float)[first] for k in names}, total
 
 
 def bgnbd_loglik(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -330,15 +342,84 @@ def _gg_objective(x: np.ndarray, m: np.ndarray, w: np.ndarray):
     return nll
 
 
-def _minimize(nll, start: np.ndarray, bounds: list[tuple[float, float]], jac: Any = None):
-    """L-BFGS-B on log-parameters (analytic gradient when ``jac`` is True: ``nll`` returns
-    (value, gradient)); Nelder-Mead from its end point when L-BFGS-B runs out of iterations."""
+#: the optimiser stops when the largest gradient component of the mean negative
+#: log-likelihood (w.r.t. the log-parameters) is below this
+GTOL = 1e-7
+
+
+@dataclass
+class _Result:
+    x: Any
+    fun: float
+    success: bool
+    status: int
+    nfev: int
+
+
+def _bfgs(nll, start: np.ndarray, bounds: list[tuple[float, float]], maxiter: int = 200):
+    """BFGS with a backtracking (Armijo) line search on the log-parameters, the iterate
+    clipped to ``bounds``: converged when the largest gradient component is below
+    :data:`GTOL` (scipy's L-BFGS-B here stopped at 1e-6, short of the optimum where the
+    likelihood is flat) or the value stops changing (relative 1e-14) near zero gradient. A few parameters only: no BLAS, no scipy.optimize import (slow to
+    import, and its BLAS calls cost milliseconds each on a loaded machine). ``status`` 0
+    converged, 1 not (the caller then polishes with scipy)."""
     import numpy as np
+
+    lo = np.array([b[0] for b in bounds], dtype=float)
+    hi = np.array([b[1] for b in bounds], dtype=float)
+    x = np.clip(np.asarray(start, dtype=float), lo, hi)
+    fx, g = nll(x)
+    nfev, k = 1, len(x)
+    H = np.eye(k)
+    for _ in range(maxiter):
+        free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
+        if fx < 1e10 and np.max(np.abs(g[free]), initial=0.0) < GTOL:
+            return _Result(x, fx, True, 0, nfev)
+        p = -(H * g[None, :]).sum(axis=1)
+        p[~free] = 0.0
+        slope = float((p * g).sum())
+        if not slope < 0:  # not a descent direction: restart from the gradient
+            H = np.eye(k)
+            p = np.where(free, -g, 0.0)
+            slope = float((p * g).sum())
+        step = min(1.0, 2.0 / max(float(np.max(np.abs(p))), 1e-300))  # at most 2 in log
+        while True:
+            xn = np.clip(x + step * p, lo, hi)
+            fn, gn = nll(xn)
+            nfev += 1
+            if fn <= fx + 1e-4 * float(((xn - x) * g).sum()) or step < 1e-10:
+                break
+            step *= 0.5
+        if not fn < fx - 1e-14 * max(abs(fx), 1.0):  # no progress: stop where it was best
+            if fn < fx:
+                x, fx, g = xn, fn, gn
+            free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
+            ok = fx < 1e10 and np.max(np.abs(g[free]), initial=0.0) < 1e-6
+            return _Result(x, fx, bool(ok), 0 if ok else 1, nfev)
+        s, y = xn - x, gn - g
+        sy = float((s * y).sum())
+        x, fx, g = xn, fn, gn
+        if sy > 1e-12 * float((s * s).sum()) ** 0.5 * float((y * y).sum()) ** 0.5:
+            rho = 1.0 / sy
+            V = np.eye(k) - rho * s[:, None] * y[None, :]
+            H = np.einsum("ij,jk,lk->il", V, H, V) + rho * s[:, None] * s[None, :]
+    return _Result(x, fx, False, 1, nfev)
+
+
+def _minimize(nll, start: np.ndarray, bounds: list[tuple[float, float]], jac: Any = None):
+    """BFGS on log-parameters (:func:`_bfgs`; ``nll`` returns (value, gradient)); when it
+    does not converge, scipy's L-BFGS-B from its end point and then Nelder-Mead when that
+    runs out of iterations."""
+    import numpy as np
+
+    first = _bfgs(nll, start, bounds)
+    if first.success:
+        return first
     from scipy.optimize import minimize
 
     res = minimize(
         nll,
-        start,
+        first.x,
         method="L-BFGS-B",
         jac=jac,
         bounds=bounds,

@@ -266,3 +266,24 @@ def test_weighted_gamma_gamma_equals_per_row_likelihood():
     per_row = gamma_gamma_loglik(np.array([full.p, full.q, full.v]), x, m).sum()
     assert per_row == pytest.approx(full.loglik, rel=1e-12)
     assert full.p == pytest.approx(3.0, rel=0.3) and full.q == pytest.approx(4.0, rel=0.3)
+
+
+def test_optimiser_falls_back_to_scipy_when_bfgs_does_not_converge(cdnow, bg_fit, monkeypatch):
+    """When the BFGS loop stops short (here: two iterations allowed), scipy's L-BFGS-B
+    polishes from where it stopped and lands on the same fit."""
+    import custtool.ltv as ltv
+
+    real = ltv._bfgs
+    calls = []
+
+    def short(nll, start, bounds, maxiter=200):
+        res = real(nll, start, bounds, maxiter=2)
+        calls.append(res.success)
+        return res
+
+    monkeypatch.setattr(ltv, "_bfgs", short)
+    f = fit_bgnbd(cdnow, unit="weeks")
+    assert calls and not any(calls)  # every BFGS run stopped short: scipy finished them
+    for k in ("r", "alpha", "a", "b"):
+        assert getattr(f, k) == pytest.approx(getattr(bg_fit, k), rel=1e-4), k
+    assert f.converged and f.loglik == pytest.approx(bg_fit.loglik, abs=1e-4)
