@@ -16,6 +16,12 @@ and polls the process tree's resident memory (the Spark JVM included) every 0.1 
 * segment-<engine>: ``custtool segment customers.parquet --orders orders.parquet --engine …
   --json`` (the whole step: metrics, scores, classes, LTV fit, NPS, portrait).
 
+* profile-<engine> (``--profile``): the whole step in process (``segment_customers`` on the
+  Parquet path, then ``to_dict``) with a timer around each phase: every engine query
+  (labelled by the ``custtool.engines.sql`` builder that wrote it, or the temp table it
+  fills), the matcher, ``_finish``, each RFM function, the LTV fits, the portrait and the
+  summary; printed as a table, longest first.
+
 Prints wall time, CPU time (user + system, the child's own and its waited-for children's:
 steadier than wall time on a loaded machine), peak RSS of each child and the ratios to the
 floor (and Spark/DuckDB).
