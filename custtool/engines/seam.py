@@ -299,7 +299,9 @@ def _run(
         order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
         by_hash=by_hash,
     )
-    portrait_args = dict(channel=chan_col is not None, category=category)
+    n_ch = 0 if chan_labels is None else len(chan_labels)
+    n_cat = 0 if cat_labels is None else len(cat_labels)
+    portrait_args = dict(channel=chan_col is not None, category=category, n_ch=n_ch, n_cat=n_cat)
     # the narrow rows, held once (re-scanning the Parquet file and joining the key map for
     # each query measured slower)
     lines = runner.table("lines", S.lines_sql(d, src, km, keys, **line_args, **portrait_args))
@@ -333,8 +335,6 @@ def _run(
         ).reset_index(drop=True)
     else:
         report.unmatched = pd.DataFrame(columns=present)
-    n_ch = 0 if chan_labels is None else len(chan_labels)
-    n_cat = 0 if cat_labels is None else len(cat_labels)
     used = runner.table(
         "used", S.used_sql(d, lines, as_of_day, n_ch=n_ch, n_cat=n_cat, rn_max=rn_max)
     )

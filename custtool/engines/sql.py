@@ -137,6 +137,13 @@ def order_id_expr(dialect: Dialect, col: str | None) -> str:
     return f"CASE WHEN {t} = '' THEN NULL ELSE {t} END"
 
 
+def line_code(n_ch: int, n_cat: int) -> tuple[str, int]:
+    """A line's match code ``how`` (0–3) and the portrait's channel and category label codes
+    (-1 none) as one number in mixed radix [HOW_CODES, n_ch + 1, n_cat + 1], and its range."""
+    sizes = [HOW_CODES, n_ch + 1, n_cat + 1]
+    return f"(how * {sizes[1]} + ch + 1) * {sizes[2]} + cat + 1", sizes[0] * sizes[1] * sizes[2]
+
+
 def lines_sql(
     dialect: Dialect,
     src: str,
@@ -150,6 +157,8 @@ def lines_sql(
     by_hash: bool = True,
     channel: bool = False,
     category: tuple[str, str] | None = None,
+    n_ch: int = 0,
+    n_cat: int = 0,
 ) -> str:
     """One narrow row per order row: rn, customer position ``c`` (-1 unmatched), match code
     ``how``, local time ``t`` (NULL: not a valid time), day ``d``, the order id's 64-bit hash
@@ -158,7 +167,9 @@ def lines_sql(
     tuple's hash (exact when the caller checked no two tuples share one), else on the keys
     as text. For the portrait: ``ch``, the channel's label
     code (``channel``: the key map carries it; -1 none) and ``cat``, the category's
-    (``category``: (the label map's name, the column): joined on the value; -1 none)."""
+    (``category``: (the label map's name, the column): joined on the value; -1 none), packed
+    with ``how`` into one ``code`` (:func:`line_code`: ``n_ch``/``n_cat`` labels) so the
+    table held is narrower."""
     q = dialect.q
     ch = "coalesce(km.ch, -1)" if channel else "-1"
     cat, cat_join = "-1", ""
@@ -175,11 +186,13 @@ def lines_sql(
             for k in keys
         )
     oh = f"CASE WHEN o IS NULL THEN NULL ELSE {dialect.f(dialect.hash, x='o')} END"
+    code, m = line_code(n_ch, n_cat)
+    code_type = "INTEGER" if m < (1 << 31) else "BIGINT"
     return f"""
-    SELECT rn, CAST(c AS INTEGER) AS c, CAST(how AS TINYINT) AS how, t,
+    SELECT rn, CAST(c AS INTEGER) AS c, t,
       CAST({dialect.f(dialect.day, t="t")} AS INTEGER) AS d, {oh} AS oh,
       CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r,
-      CAST(ch AS INTEGER) AS ch, CAST(cat AS INTEGER) AS cat
+      CAST({code} AS {code_type}) AS code
     FROM (
       SELECT s.rn AS rn, coalesce(km.c, -1) AS c, coalesce(km.how, 0) AS how,
         {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf, {ch} AS ch,
@@ -227,13 +240,13 @@ def used_sql(
 ) -> str:
     """The rows used: matched, on or before the as-of day, exact duplicates (same customer,
     order id, time, amount) once — the first in file order keeps its row number, match
-    code and the portrait's channel and category codes (``n_ch``/``n_cat`` labels; -1
-    none). A row without an order id is never a duplicate (its row number is in its key).
+    code and the portrait's channel and category codes (``n_ch``/``n_cat`` labels, as given
+    to :func:`lines_sql`; -1 none). A row without an order id is never a duplicate (its row number is in its key).
     ``rn_max``: the largest row number (whether the codes fit below it)."""
     A = int(as_of_day)
     sizes = [HOW_CODES, n_ch + 1, n_cat + 1]
     m = sizes[0] * sizes[1] * sizes[2]
-    code = f"(how * {sizes[1]} + ch + 1) * {sizes[2]} + cat + 1"
+    code = "CAST(code AS BIGINT)"  # packed by lines_sql (line_code) with the same sizes
     if (int(rn_max) + 1) * m < PACK_LIMIT:
         first = f"min(rn * {m} + {code}) AS rh"
         rn, rest = _unpack(dialect, "rh", [0, m])
