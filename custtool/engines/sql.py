@@ -241,8 +241,9 @@ def used_sql(
     """The rows used: matched, on or before the as-of day, exact duplicates (same customer,
     order id, time, amount) once — the first in file order keeps its row number, match
     code and the portrait's channel and category codes (``n_ch``/``n_cat`` labels, as given
-    to :func:`lines_sql`; -1 none). A row without an order id is never a duplicate (its row number is in its key).
-    ``rn_max``: the largest row number (whether the codes fit below it)."""
+    to :func:`lines_sql`; -1 none). A row without an order id is never a duplicate (its row
+    number is in its key). ``rn_max``: the largest row number (whether the codes fit below
+    it)."""
     A = int(as_of_day)
     sizes = [HOW_CODES, n_ch + 1, n_cat + 1]
     m = sizes[0] * sizes[1] * sizes[2]
