@@ -360,8 +360,9 @@ def _bfgs(nll, start: np.ndarray, bounds: list[tuple[float, float]], maxiter: in
     """BFGS with a backtracking (Armijo) line search on the log-parameters, the iterate
     clipped to ``bounds``: converged when the largest gradient component is below
     :data:`GTOL` (scipy's L-BFGS-B here stopped at 1e-6, short of the optimum where the
-    likelihood is flat) or the value stops changing (relative 1e-14) near zero gradient. A few parameters only: no BLAS, no scipy.optimize import (slow to
-    import, and its BLAS calls cost milliseconds each on a loaded machine). ``status`` 0
+    likelihood is flat) or the value stops changing (relative 1e-14) with the gradient
+    below 1e-6. A few parameters only: no BLAS, no scipy.optimize import (slow to import,
+    and its BLAS calls cost milliseconds each on a loaded machine). ``status`` 0
     converged, 1 not (the caller then polishes with scipy)."""
     import numpy as np
 
@@ -381,7 +382,6 @@ def _bfgs(nll, start: np.ndarray, bounds: list[tuple[float, float]], maxiter: in
         if not slope < 0:  # not a descent direction: restart from the gradient
             H = np.eye(k)
             p = np.where(free, -g, 0.0)
-            slope = float((p * g).sum())
         step = min(1.0, 2.0 / max(float(np.max(np.abs(p))), 1e-300))  # at most 2 in log
         while True:
             xn = np.clip(x + step * p, lo, hi)
