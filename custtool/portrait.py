@@ -22,6 +22,7 @@ Customers without such orders get "" in each. The category comes from ``category
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,7 +130,21 @@ def _joined_top(
     for r in range(top):  # a handful of ranks
         at = rank == r
         codes[c[at], r] = k[at]
-    combos, inv = np.unique(codes, axis=0, return_inverse=True)
+    base = len(labels) + 1  # codes + 1 in [0, base): packed into one int64 key when it fits
+    if top * math.log2(base) < 62:
+        import pandas as pd
+
+        key = np.zeros(n, dtype=np.int64)
+        for r in range(top):
+            key = key * base + (codes[:, r] + 1)
+        inv, uniq = pd.factorize(key)  # hashing: no sort of n rows
+        combos = np.empty((len(uniq), top), dtype=np.int64)
+        rest = np.asarray(uniq, dtype=np.int64)
+        for r in range(top - 1, -1, -1):
+            combos[:, r] = rest % base - 1
+            rest = rest // base
+    else:  # very many labels: rows compared whole
+        combos, inv = np.unique(codes, axis=0, return_inverse=True)
     texts = np.append(labels.astype(object), "")
     joined = texts[combos[:, 0]]
     for r in range(1, top):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from custtool.portrait import channel_kinds, portrait_columns, repurchase_rate, slot_labels
 from custtool.rfm import assign_level
@@ -269,3 +270,32 @@ def test_repurchase_rate_from_csv_text():
     df = pd.DataFrame({"frequency": [2, 1, 0, 3], "repurchase": ["True", "False", "False", "True"]})
     assert repurchase_rate(df) == round(2 / 3, 4)  # "False" text is not a repurchase
     assert repurchase_rate(df.assign(frequency=0)) is None
+
+
+def _joined_by_hand(n, c, k, rank, labels, top):
+    out = [""] * n
+    for r in range(top):
+        for ci, ki, ri in zip(c, k, rank, strict=True):
+            if ri == r:
+                out[ci] = labels[ki] if r == 0 else out[ci] + "、" + labels[ki]
+    return out
+
+
+@pytest.mark.parametrize(("n_labels", "top"), [(5, 3), (300, 8)])
+def test_joined_top_equals_per_customer_join(n_labels, top):
+    """The joined top labels equal a per-customer join, with codes packed in one key (few
+    labels) and compared row by row (300 labels × top 8 does not fit 62 bits)."""
+    from custtool.portrait import _joined_top
+
+    rng = np.random.default_rng(7)
+    n = 400
+    per = rng.integers(0, top + 2, n)
+    c = np.repeat(np.arange(n), per)
+    rank = np.concatenate([np.arange(m) for m in per])
+    k = rng.integers(0, n_labels, len(c))
+    labels = np.array([f"品类{i}" for i in range(n_labels)], dtype=object)
+    got = _joined_top(n, c, k, rank, labels, top)
+    assert list(got) == _joined_by_hand(n, c, k, rank, labels, top)
+    assert got[per == 0].tolist() == [""] * int((per == 0).sum())
+    first = int(np.flatnonzero(per >= 2)[0])
+    assert got[first].count("、") == min(per[first], top) - 1
