@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from custtool.clean import FillRule, dedupe, load_clean_rules, rules_from_dict
 from custtool.cli import app
 from custtool.errors import ConfigError, InputError
+from tests.conftest import examples
 
 T = pd.Timestamp
 TEXT = [
@@ -666,7 +667,7 @@ def _reference_components(df: pd.DataFrame) -> list[int]:
 
 
 @pytest.mark.slow
-@settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(14), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(duplicate_structures())
 def test_lineage_covers_every_row_once(df):
     cust, lin, rep = dedupe(df, hub_max_names=10)

@@ -6,17 +6,20 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
 from fuzzing import MUTATIONS, SOURCES
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from custtool.errors import CusttoolError
 from custtool.ingest import import_files
+from tests.conftest import examples
 
 
+@pytest.mark.slow
 @seed(13)
 @settings(
-    max_examples=25,
+    max_examples=examples(25),
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

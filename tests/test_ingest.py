@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from custtool.errors import InputError
 from custtool.ingest import import_files
+from tests.conftest import examples
 
 HEADER = ["会员卡号", "姓名", "联系电话", "邮箱", "性别", "生日", "城市", "积分"]
 GOOD = ["M001", "张伟", "138-1234-5678", "", "男", "1990/3/4", "北京", "10"]
@@ -238,7 +239,9 @@ row_kind = st.sampled_from(["good", "bad", "blank", "total", "flagged"])
 @given(st.lists(row_kind, min_size=1, max_size=40), st.sampled_from(["utf-8", "gbk"]))
 @pytest.mark.slow
 @settings(
-    max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(14),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 def test_row_accounting_property(tmp_path, kinds, encoding):
     """rows read = accepted + rejected + skipped, and each row lands where it should."""

@@ -18,6 +18,7 @@ from custtool.normalize import (
     normalize_name,
     normalize_phone,
 )
+from tests.conftest import examples
 
 
 def one(fn, value, **kw):
@@ -84,7 +85,7 @@ def test_phone_blank_is_not_a_problem():
 
 
 @given(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 def test_phone_idempotent_and_decorations_removed(mobile):
     assume(mobile not in dummy_phones() and len(set(mobile)) > 1)
     decorated = pd.Series(

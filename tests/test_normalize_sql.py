@@ -256,6 +256,7 @@ def fuzz_file(path, rows, encoding: str, title: bool):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("seed", "encoding", "title", "batch"),
     [(1, "utf-8", True, 37), (2, "gbk", True, 50), (3, "utf-8", False, 64), (4, "gbk", False, 29)],

@@ -188,7 +188,7 @@ def test_failed_out_of_core_import_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_customers_csv_in_blocks_is_the_whole_table_write(example_run, tmp_path):
-    """customers.csv masked and written 7 rows at a time = the whole masked table written at
+    """customers.csv masked and written a few rows at a time = the whole masked table written at
     once, byte for byte (the run's file is the block-wise one). The role's rows are chosen
     first (a sales role's owner may have no customer in a block), then blocks are masked."""
     from custtool.io import write_csv_blocks, write_table
@@ -198,7 +198,9 @@ def test_customers_csv_in_blocks_is_the_whole_table_write(example_run, tmp_path)
     final = pd.read_parquet(folder / "customers.parquet")
     assert len(final) == 343
     owners = final["owner"].astype("string").fillna("").str.strip()
-    for role, owner in (("analyst", None), ("sales", owners[owners != ""].iloc[0])):
+    # several full blocks and a short last one each: 343 = 5 × 60 + 43; the owner's 40 = 5 × 7 + 5
+    # (each block costs a mask and a write: 7-row blocks of all 343 rows took 20 s of the suite)
+    for role, owner, rows in (("analyst", None, 60), ("sales", owners[owners != ""].iloc[0], 7)):
         r = get_role(role)
 
         shown = mask_for_output(final, role=r, mask=True, owner=owner)
@@ -207,7 +209,7 @@ def test_customers_csv_in_blocks_is_the_whole_table_write(example_run, tmp_path)
             role_view(final, r, owner=owner),
             tmp_path / f"{role}-blocks.csv",
             lambda b: mask_frame(b, mask=True),
-            rows=7,
+            rows=rows,
         )
         assert (tmp_path / f"{role}-blocks.csv").read_bytes() == whole
         assert whole.startswith(b"\xef\xbb\xbf") and whole.count(b"\n") == len(shown) + 1

@@ -36,6 +36,7 @@ from custtool.report.migration import fallen_customers, migration_matrix
 from custtool.report.pivot import flatten_pivot, pivot, write_pivot
 from custtool.report.strategies import load_strategies, suggested_actions
 from custtool.report.workbook import kpis, monthly_revenue, prepare_customers, segment_table
+from tests.conftest import examples
 
 warnings.filterwarnings("ignore", message=".*extension is not supported.*", category=UserWarning)
 
@@ -536,7 +537,7 @@ def test_mask_functions_hand_checked():
     ]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.from_regex(r"1[3-9]\d{9}", fullmatch=True), min_size=1, max_size=20))
 def test_mask_phones_property(phones):
     masked = mask_phones(pd.Series(phones))
@@ -545,7 +546,7 @@ def test_mask_phones_property(phones):
         assert m[3:7] == "****" and len(m) == 11  # the middle digits are gone
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.lists(
         st.text(alphabet="张王李赵欧阳小明华伟芳", min_size=1, max_size=6), min_size=1, max_size=20

@@ -39,6 +39,7 @@ from custtool.rfm import (
     value_tiers,
 )
 from custtool.segment import load_segment_config, segment_customers, segment_summary
+from tests.conftest import examples
 
 IDS = [f"C{i:08d}" for i in range(1, 11)]
 
@@ -518,7 +519,7 @@ def test_quantile_scores_ties_and_all_equal():
 
 
 @pytest.mark.slow
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(st.integers(0, 400), st.integers(0, 20), st.floats(-500, 50000, allow_nan=False)),
@@ -758,7 +759,7 @@ def test_engines_agree():
 
 
 @pytest.mark.slow
-@settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(14), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1), st.integers(1, 400))
 def test_property_engines_agree_on_line_items_duplicates_refunds_and_dropped_rows(seed, n):
     # line items (an order id on several lines and days), exact duplicate rows, refunds,

@@ -25,6 +25,9 @@ from tests.test_ooc_segment import (
 )
 
 MASTER = "local[1]"
+# the tests' JVMs: C1 JIT only (seconds-long jobs on 2 busy cores: less time compiling, the
+# same Spark); a PYSPARK_SUBMIT_ARGS of the caller's wins
+JVM_ARGS = "--driver-java-options -XX:TieredStopAtLevel=1 pyspark-shell"
 
 
 def require_spark() -> None:
@@ -41,7 +44,9 @@ def spark():
     require_spark()
     from custtool.engines.spark import _spark_session
 
-    session = _spark_session(MASTER, 180)
+    with pytest.MonkeyPatch.context() as mp:  # read once, when the JVM starts
+        mp.setenv("PYSPARK_SUBMIT_ARGS", os.environ.get("PYSPARK_SUBMIT_ARGS", JVM_ARGS))
+        session = _spark_session(MASTER, 180)
     # tiny data: one partition per shuffle, no adaptive re-planning
     session.conf.set("spark.sql.shuffle.partitions", "1")
     session.conf.set("spark.sql.adaptive.enabled", "false")
@@ -104,6 +109,7 @@ def test_unreachable_master_is_exit_2_within_the_bound(tmp_path):
     path = tmp_path / "orders.parquet"
     orders.to_parquet(path, index=False)
     env = dict(os.environ, CUSTTOOL_SPARK_TIMEOUT="3")
+    env.setdefault("PYSPARK_SUBMIT_ARGS", JVM_ARGS)
     started = time.monotonic()
     res = subprocess.run(
         [sys.executable, "-m", "custtool", "segment", "--orders", str(path)]

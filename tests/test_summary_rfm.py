@@ -27,6 +27,7 @@ from custtool.errors import InputError
 from custtool.metrics import customer_metrics, summary_metrics
 from custtool.rfm import rfm_classes, rfm_scores
 from custtool.segment import segment_customers
+from tests.conftest import examples
 
 
 def members() -> pd.DataFrame:
@@ -145,7 +146,7 @@ def order_sets(draw):
     return n_cust, cust, day, cents
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     order_sets(), st.sampled_from(["quantile", "thresholds"]), st.sampled_from(["mean", "median"])
 )

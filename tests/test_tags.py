@@ -27,6 +27,7 @@ from custtool.tags import (
     tag_customers,
     tag_statistics,
 )
+from tests.conftest import examples
 
 runner = CliRunner()
 
@@ -639,7 +640,7 @@ def test_retagging_replaces_tag_columns():
     pd.testing.assert_frame_equal(once, twice)
 
 
-@settings(max_examples=16, deadline=None)
+@settings(max_examples=examples(16), deadline=None)
 @given(
     perm_seed=st.integers(0, 2**32 - 1),
     x=st.lists(st.integers(0, 6), min_size=1, max_size=12),
