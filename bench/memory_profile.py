@@ -83,7 +83,7 @@ targets = [
     ("custtool.report.workbook", "_display_values"),
     ("custtool.report.workbook", "data_sheet", "_Sheets"),
     ("custtool.report.masking", "role_view"),
-    ("custtool.pipeline", "write_csv_blocks"),
+    ("custtool.io", "write_csv_blocks"),
     ("custtool.pipeline", "read_attributed"),
     ("custtool.cards", "group_cards"),
     ("custtool.cards", "individual_cards"),

@@ -136,10 +136,17 @@ def _text_codes(x: pd.Series) -> tuple[Any, pd.Series]:
     missing cell's as ""; values may repeat after stripping), ``codes`` (an Arrow int32 array,
     no nulls) = each row's position in ``values``. For Arrow-backed text the rows are never
     copied as text; other columns go through ``_s`` row by row."""
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(x.dtype, pd.CategoricalDtype):  # codes already (read_attributed(codes=True))
+        n = len(x.cat.categories)
+        raw = x.cat.codes.to_numpy()
+        cat_codes = np.where(raw < 0, n, raw).astype(np.int32)  # missing: the extra last value
+        values = pd.Series(x.cat.categories.to_numpy(dtype=object).tolist() + [None], dtype=object)
+        return pa.array(cat_codes), _s(values.to_frame("v"), "v").reset_index(drop=True)
     if not isinstance(x.dtype, pd.StringDtype):
         enc = pc.dictionary_encode(pa.array(_s(x.to_frame("v"), "v").array, type=pa.string()))
         if isinstance(enc, pa.ChunkedArray):
@@ -386,9 +393,21 @@ def _categories_per_customer(
             if "categories" in view.columns
             else empty
         )
+    import numpy as np
+
     ids = _s(view, "customer_id")
-    o = pd.DataFrame({"customer_id": _s(orders, "customer_id"), "category": _s(orders, "category")})
-    o = o[(o["category"] != "") & o["customer_id"].isin(set(ids))]
+    # the listed customers' order rows found on the ids' codes, then only those rows as text
+    # (memory: no text copy of every order's id and category for 20 cards)
+    id_codes, id_values = _text_codes(orders["customer_id"])
+    codes = np.asarray(id_codes)
+    rows = np.flatnonzero(id_values.isin(set(ids)).to_numpy(dtype=bool)[codes])
+    o = pd.DataFrame(
+        {
+            "customer_id": id_values.iloc[codes[rows]].reset_index(drop=True),
+            "category": _s(orders["category"].iloc[rows].to_frame("v"), "v").reset_index(drop=True),
+        }
+    )
+    o = o[o["category"] != ""]
     if o.empty:
         return empty
     counts = o.value_counts(["customer_id", "category"]).reset_index(name="n")

@@ -35,6 +35,12 @@ ATTRIBUTED_ORDER_COLUMNS = (
     "amount",
     "category",
 )
+#: the attributed-order columns each consumer reads (``read_attributed(..., columns=)``): the
+#: report's 概览 (monthly revenue: ``order_time``, ``amount``) and the cards (top categories);
+#: ``source_customer_id`` and ``match_key`` mark the rows as attributed already
+#: (:func:`custtool.attribution.ensure_attributed`), read as dictionary codes
+REPORT_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "order_time", "amount")
+CARD_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "category")
 STEP_KEYS = ("clean", "segment", "tag", "followups", "report", "cards")
 
 
@@ -785,10 +791,12 @@ def run_pipeline(
         # ---- report
         rep_opts = pl.steps["report"]
         previous_final = read_table(prev_dir / "customers.parquet") if prev_dir else None
-        # the attributed orders of the report, the owners' workbooks and the cards: only the
-        # columns they read, from the Parquet the segment step wrote (either engine)
-        attributed = read_attributed(staging / "orders_attributed.parquet")
+        # the attributed orders of the report, the owners' workbooks and the cards: each reads
+        # only its columns (text as codes) from the Parquet the segment step wrote (either
+        # engine), just before it, and lets them go after (memory: 10M orders' six columns
+        # were held from the report to the end)
         release_memory()  # what segment, tag and follow-ups let go
+        attributed = read_attributed(attributed_path, REPORT_ORDER_COLUMNS, codes=True)
         report = steps.run(
             "report",
             write_workbook,
@@ -812,6 +820,7 @@ def run_pipeline(
             full_list="customers.csv",
         )
         previous_final = None  # memory: the migration sheet is written
+        attributed = None
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
         outputs.append("report.xlsx")
@@ -852,6 +861,7 @@ def run_pipeline(
         if split_by == "owner":
             from custtool.report.owners import FOLDER, write_owner_workbooks
 
+            attributed = read_attributed(attributed_path)
             owners = steps.run(
                 "owner_reports",
                 write_owner_workbooks,
@@ -865,6 +875,7 @@ def run_pipeline(
                 sheet_rows=cap,
                 tasks=tasks,  # each owner's 跟进任务
             )
+            attributed = None
             steps.rows(owners=len(owners.workbooks), customers=owners.customers)
             warnings.extend(owners.warnings)
             for wb in owners.workbooks:
@@ -887,6 +898,7 @@ def run_pipeline(
             by = card_opts.get("by", "rfm_class")
             mask = bool(rep_opts.get("mask", True))
             role = rep_opts.get("role")
+            attributed = read_attributed(attributed_path, CARD_ORDER_COLUMNS, codes=True)
             ind = steps.run(
                 "cards",
                 individual_cards,
@@ -910,6 +922,8 @@ def run_pipeline(
                 owner=rep_opts.get("owner"),
                 lang=rep_opts.get("lang", "zh"),
             )
+            attributed = None  # memory: the book's append below needs the customers only
+            release_memory()
             write_cards(
                 ind, grp, staging / f"cards.{fmt}", fmt=fmt, lang=rep_opts.get("lang", "zh")
             )
@@ -917,7 +931,6 @@ def run_pipeline(
             outputs.append(f"cards.{fmt}")
 
         steps.close()
-        attributed = None  # memory: the book's append below needs the customers only
         release_memory()
         manifest = {
             "tool": "custtool",
@@ -1068,14 +1081,34 @@ def release_memory() -> None:
         pass
 
 
-def read_attributed(path: str | os.PathLike[str]) -> Any:
-    """The attributed orders' :data:`ATTRIBUTED_ORDER_COLUMNS` (those present) from
-    ``orders_attributed.parquet``: what the report, the owners' workbooks and the cards read."""
+def read_attributed(
+    path: str | os.PathLike[str],
+    columns: tuple[str, ...] = ATTRIBUTED_ORDER_COLUMNS,
+    *,
+    codes: bool = False,
+) -> Any:
+    """The attributed orders' ``columns`` (those present; default
+    :data:`ATTRIBUTED_ORDER_COLUMNS`) from ``orders_attributed.parquet``: what the report, the
+    owners' workbooks and the cards read.
+
+    ``codes``: text columns as pandas categoricals (Arrow dictionary codes into the distinct
+    values: 10M orders' ids are 40 MB of codes, not 10M strings); same values, missing cells
+    missing. The run reads each consumer's columns just before it and lets them go after."""
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = set(pq.read_schema(path).names)
-    return pd.read_parquet(path, columns=[c for c in ATTRIBUTED_ORDER_COLUMNS if c in names])
+    schema = pq.read_schema(path)
+    cols = [c for c in columns if c in schema.names]
+    text = [
+        c
+        for c in cols
+        if pa.types.is_string(schema.field(c).type)
+        or pa.types.is_large_string(schema.field(c).type)
+    ]
+    if not codes or not text:
+        return pd.read_parquet(path, columns=cols)
+    return pd.read_parquet(path, columns=cols, read_dictionary=text)
 
 
 def _umask() -> int:

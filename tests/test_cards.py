@@ -190,7 +190,8 @@ def test_text_codes_equal_s_row_by_row():
     chunked = pd.Series(
         pd.arrays.ArrowStringArray(pa.chunked_array([rows[:3], rows[3:6], rows[6:], []]))
     )
-    for x in (pd.Series(rows, dtype="str"), chunked, pd.Series(rows, dtype=object)):
+    coded = pd.Series(rows, dtype="str").astype("category")  # read_attributed(codes=True)
+    for x in (pd.Series(rows, dtype="str"), chunked, pd.Series(rows, dtype=object), coded):
         codes, values = _text_codes(x)
         assert values.take(codes.to_numpy()).tolist() == want
         assert values.take(codes.to_numpy()).tolist() == _s(x.to_frame("v"), "v").tolist()
@@ -218,6 +219,23 @@ def test_group_categories_from_messy_orders():
     as_objects = orders.astype(object)
     g2 = group_cards(six(), "rfm_class", orders=as_objects).set_index("segment")
     assert g2["top_categories"].tolist() == g["top_categories"].tolist()
+    # the run reads the orders' text as codes (categoricals): the same shares
+    coded = orders.astype("category")
+    g3 = group_cards(six(), "rfm_class", orders=coded).set_index("segment")
+    assert g3["top_categories"].tolist() == g["top_categories"].tolist()
+
+
+def test_individual_categories_from_messy_and_coded_orders():
+    """A card's 常购品类 from orders with spaces, missing cells and other customers' rows,
+    as text, as objects and as codes (categoricals): C1 bought 家居 twice (one with spaces)
+    and 数码 once; C2's rows and the missing category are not C1's."""
+    ids = [" C1", "C1", "C1 ", "C2", None, "C1"]
+    cats = ["家居", " 家居 ", "数码", "美妆", "食品", None]
+    orders = pd.DataFrame({"customer_id": pd.Series(ids, dtype="str"), "category": cats})
+    for o in (orders, orders.astype(object), orders.astype("category")):
+        c = individual_cards(six(), ["C1", "C3"], orders=o)
+        assert c.loc[0, "behaviour"].endswith("常购品类：家居、数码"), o.dtypes
+        assert "常购品类" not in c.loc[1, "behaviour"]
 
 
 # --------------------------------------------------------------------------- renderers
