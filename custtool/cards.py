@@ -435,7 +435,10 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     if "tags" not in df.columns or by not in df.columns or df.empty:
         return pd.DataFrame(columns=cols)
     seg = _s(df, by)
-    rows, items = _split_items(tags_text(df["tags"]))
+    tags = df["tags"]
+    # text already (prepare_customers' Arrow-backed tags): split as it is, no Python copy
+    text = pd.api.types.is_string_dtype(tags) and not pd.api.types.is_object_dtype(tags)
+    rows, items = _split_items(tags if text else tags_text(tags))
     long = pd.DataFrame({"segment": seg.to_numpy()[rows], "tag": items, "row": rows})
     long = long[long["tag"] != ""].drop_duplicates(["row", "tag"])
     if long.empty:

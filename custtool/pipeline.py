@@ -797,6 +797,7 @@ def run_pipeline(
         # were held from the report to the end)
         release_memory()  # what segment, tag and follow-ups let go
         attributed = read_attributed(attributed_path, REPORT_ORDER_COLUMNS, codes=True)
+        release_memory()  # the read's plain-text batches
         report = steps.run(
             "report",
             write_workbook,
@@ -899,6 +900,7 @@ def run_pipeline(
             mask = bool(rep_opts.get("mask", True))
             role = rep_opts.get("role")
             attributed = read_attributed(attributed_path, CARD_ORDER_COLUMNS, codes=True)
+            release_memory()
             ind = steps.run(
                 "cards",
                 individual_cards,
@@ -1108,7 +1110,34 @@ def read_attributed(
     ]
     if not codes or not text:
         return pd.read_parquet(path, columns=cols)
-    return pd.read_parquet(path, columns=cols, read_dictionary=text)
+    import numpy as np
+    import pyarrow.compute as pc
+
+    other = [c for c in cols if c not in text]
+    frame = pd.read_parquet(path, columns=other) if other else None
+    # the text columns a million rows at a time, each batch dictionary-encoded at once (only
+    # one batch is ever plain text), the dictionaries unified at the end
+    chunks: dict[str, list[Any]] = {c: [] for c in text}
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000, columns=text):
+        for c in text:
+            chunks[c].append(pc.dictionary_encode(batch.column(c)))
+    coded: dict[str, Any] = {}
+    for c in text:
+        parts = chunks.pop(c)
+        if not parts:
+            coded[c] = pd.Categorical([], categories=pd.Index([], dtype="str"))
+            continue
+        enc = pa.chunked_array(parts).unify_dictionaries()
+        del parts
+        idx = pc.fill_null(pa.concat_arrays([ch.indices for ch in enc.chunks]), -1)
+        categories = pd.Index(enc.chunk(0).dictionary.to_pandas(), dtype="str")
+        coded[c] = pd.Categorical.from_codes(np.asarray(idx), categories=categories)
+        del enc, idx
+    n = len(frame) if frame is not None else len(next(iter(coded.values())))
+    return pd.DataFrame(
+        {c: coded[c] if c in coded else frame[c] for c in cols},  # type: ignore[index]
+        index=frame.index if frame is not None else pd.RangeIndex(n),
+    )
 
 
 def _umask() -> int:
