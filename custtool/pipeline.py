@@ -1114,13 +1114,28 @@ def read_attributed(
     import pyarrow.compute as pc
 
     other = [c for c in cols if c not in text]
-    frame = pd.read_parquet(path, columns=other) if other else None
-    # the text columns a million rows at a time, each batch dictionary-encoded at once (only
-    # one batch is ever plain text), the dictionaries unified at the end
+    # a million rows at a time (memory: Parquet decoding of a whole 10M-row column at once
+    # costs about twice the column): text columns dictionary-encoded batch by batch (only
+    # one batch is ever plain text, the dictionaries unified at the end), the others kept
+    # as decoded and converted to pandas as pd.read_parquet does
+    pf = pq.ParquetFile(path)
+    pool = pa.default_memory_pool()
     chunks: dict[str, list[Any]] = {c: [] for c in text}
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1_000_000, columns=text):
+    batches = []
+    for batch in pf.iter_batches(batch_size=1_000_000, columns=cols):
         for c in text:
             chunks[c].append(pc.dictionary_encode(batch.column(c)))
+        batches.append(batch.select(other))
+        del batch
+        pool.release_unused()  # the batch's plain text (mimalloc keeps freed pages otherwise)
+    arrow_schema = pf.schema_arrow
+    table = pa.Table.from_batches(
+        batches,
+        schema=pa.schema([arrow_schema.field(c) for c in other], metadata=arrow_schema.metadata),
+    )
+    del batches
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
     coded: dict[str, Any] = {}
     for c in text:
         parts = chunks.pop(c)
@@ -1133,10 +1148,9 @@ def read_attributed(
         categories = pd.Index(enc.chunk(0).dictionary.to_pandas(), dtype="str")
         coded[c] = pd.Categorical.from_codes(np.asarray(idx), categories=categories)
         del enc, idx
-    n = len(frame) if frame is not None else len(next(iter(coded.values())))
     return pd.DataFrame(
-        {c: coded[c] if c in coded else frame[c] for c in cols},  # type: ignore[index]
-        index=frame.index if frame is not None else pd.RangeIndex(n),
+        {c: coded[c] if c in coded else frame[c].array for c in cols},
+        index=pd.RangeIndex(pf.metadata.num_rows),
     )
 
 
