@@ -380,3 +380,29 @@ def test_individual_top_by_value_ties_and_missing():
     as_text = df.assign(monetary=["5", None, "9", "5", "10", None])
     # text sorts as text (as sort_values did): "9" > "5" > "10"
     assert individual_cards(as_text, top=4)["customer_id"].tolist() == ["C3", "C1", "C4", "C5"]
+
+
+def test_tag_lift_counts_each_customer_once_from_lists_and_text():
+    """A tag listed twice for one customer, with spaces, empty and missing tags: hand-checked
+    counts (A: 3 customers, 甲 in 2 (c1 twice, c2 with spaces), 乙 in 1; B: 1 customer, 甲 in
+    it; 4 customers in all: 甲 3/4 overall, lift in A (2/3) / (3/4))."""
+    frame = pd.DataFrame(
+        {
+            "seg": ["A", "A", "A", "B"],
+            "tags": [["甲", "甲", "乙"], [" 甲 "], [], ["甲", ""]],
+        }
+    )
+    as_text = frame.assign(tags=pd.Series(["甲;甲;乙", " 甲 ", None, "甲;"], dtype="str"))
+    for f in (frame, as_text):
+        lift = tag_lift(f, "seg", min_count=1)
+        got = {
+            (r.segment, r.tag): (r.n, r.share_in_segment, r.share_overall)
+            for r in lift.itertuples()
+        }
+        assert got == {
+            ("A", "甲"): (2, 2 / 3, 3 / 4),
+            ("A", "乙"): (1, 1 / 3, 1 / 4),
+            ("B", "甲"): (1, 1.0, 3 / 4),
+        }
+        assert lift.loc[0, "lift"] == pytest.approx((1 / 3) / (1 / 4))  # A's 乙 first
+    assert tag_lift(frame.assign(tags=[[], [], [""], None]), "seg").empty
