@@ -720,6 +720,22 @@ def run_pipeline(
         with atomic_path(staging / "segment_summary.xlsx") as tmp:
             write_summary_workbook(segment, tmp, mask=rep_opts_mask(pl))
         outputs.append("segment_summary.xlsx")
+        # memory: the match report's per-row arrays (one entry per order used: 10M orders in
+        # memory are ~0.4 GB) and its unmatched rows are written (the attributed orders,
+        # segment_summary.xlsx); its counts are in seg_summary for the manifest
+        for name in (
+            "unmatched",
+            "used_rows",
+            "used_customers",
+            "used_amounts",
+            "used_in_window",
+            "used_how",
+            "used_times",
+            "customer_ids",
+            "portrait_groups",
+        ):
+            if getattr(segment.report, name, None) is not None:
+                setattr(segment.report, name, None)
 
         # ---- tag
         tag_opts = pl.steps["tag"]
