@@ -1104,6 +1104,7 @@ def read_attributed(
     columns: tuple[str, ...] = ATTRIBUTED_ORDER_COLUMNS,
     *,
     codes: bool = False,
+    batch_rows: int = 1_000_000,
 ) -> Any:
     """The attributed orders' ``columns`` (those present; default
     :data:`ATTRIBUTED_ORDER_COLUMNS`) from ``orders_attributed.parquet``: what the report, the
@@ -1111,7 +1112,8 @@ def read_attributed(
 
     ``codes``: text columns as pandas categoricals (Arrow dictionary codes into the distinct
     values: 10M orders' ids are 40 MB of codes, not 10M strings); same values, missing cells
-    missing. The run reads each consumer's columns just before it and lets them go after."""
+    missing; read ``batch_rows`` rows at a time. The run reads each consumer's columns just
+    before it and lets them go after."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -1138,7 +1140,7 @@ def read_attributed(
     pool = pa.default_memory_pool()
     chunks: dict[str, list[Any]] = {c: [] for c in text}
     batches = []
-    for batch in pf.iter_batches(batch_size=1_000_000, columns=cols):
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
         for c in text:
             chunks[c].append(pc.dictionary_encode(batch.column(c)))
         batches.append(batch.select(other))
