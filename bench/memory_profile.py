@@ -86,6 +86,8 @@ targets = [
     ("custtool.io", "write_csv_blocks"),
     ("custtool.pipeline", "read_attributed"),
     ("custtool.cards", "group_cards"),
+    ("custtool.cards", "tag_lift"),
+    ("custtool.cards", "_segment_categories"),
     ("custtool.cards", "individual_cards"),
     ("custtool.cards", "write_cards"),
     ("custtool.book", "append_run"),

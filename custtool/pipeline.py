@@ -838,6 +838,7 @@ def run_pipeline(
         )
         previous_final = None  # memory: the migration sheet is written
         attributed = None
+        all_rejects = None  # in rejects.csv and the report's 数据质量 sheet
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
         outputs.append("report.xlsx")
@@ -907,6 +908,9 @@ def run_pipeline(
                         "unassigned": wb.unassigned,
                         "customers": wb.customers,
                     }
+
+        interactions = None  # memory: the funnel sheets are written; the book needs tasks only
+        imported.pop("interactions", None)
 
         # ---- cards
         card_opts = pl.steps["cards"]
