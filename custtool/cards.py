@@ -442,10 +442,17 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     rows, items = _split_items(tags if text else tags_text(tags))
     # on codes (memory: no text per (customer, tag) item; 1M customers: ~5M items): each
     # customer's tag once, then customers per (segment, tag) and per tag counted
-    tag_codes, tag_names = pd.factorize(items)
-    keep = (tag_codes >= 0) & np.append(np.asarray(tag_names != ""), False)[tag_codes]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(items.array)  # the items' Arrow text, no copy
+    enc = pc.dictionary_encode(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
+    del arr, items
+    tag_codes = enc.indices.to_numpy().astype(np.int64)
+    tag_names = pd.arrays.ArrowStringArray(enc.dictionary.cast(pa.large_string()))
+    keep = np.asarray(tag_names != "")[tag_codes]
     n_tags = max(len(tag_names), 1)
-    key = np.unique(rows[keep] * n_tags + tag_codes[keep])
+    key = _unique_keys(rows[keep] * n_tags + tag_codes[keep], len(df) * n_tags)
     del keep, tag_codes
     if not len(key):
         return pd.DataFrame(columns=cols)
@@ -473,6 +480,20 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     return counts.sort_values(
         ["segment", "lift", "n", "tag"], ascending=[True, False, False, True]
     ).reset_index(drop=True)[cols]
+
+
+def _unique_keys(key: Any, space: int) -> Any:
+    """The distinct values of ``key`` (non-negative integers below ``space``), sorted: a
+    bitmap of ``space`` booleans when that is no bigger than the keys (no sort), else one
+    sort (numpy's ``unique`` hashes first: 4 s and a hash table for 2M tag rows)."""
+    import numpy as np
+
+    if space <= 8 * len(key):
+        seen = np.zeros(space, dtype=bool)
+        seen[key] = True
+        return np.flatnonzero(seen)
+    key = np.sort(key)
+    return key[np.concatenate(([True], key[1:] != key[:-1]))] if len(key) else key
 
 
 def _split_items(values: pd.Series) -> tuple[Any, Any]:
@@ -734,15 +755,7 @@ def _segment_categories(
         n_cats = len(cats.dictionary)
         key = pc.filter(pos, valid).to_numpy().astype(np.int64) * n_cats
         key += pc.filter(cats.indices, valid).to_numpy().astype(np.int64)
-        space = len(unique_ids) * n_cats
-        if space <= 4 * len(key):  # few categories: a bitmap of the pairs (no sort)
-            seen = np.zeros(space, dtype=bool)
-            seen[key] = True
-            del key
-            key = np.flatnonzero(seen)
-            del seen
-        else:
-            key = np.unique(key)
+        key = _unique_keys(key, len(unique_ids) * n_cats)
         p, c = np.divmod(key, n_cats)
         del key
         # the pairs counted per (segment, category) on codes (memory: no text per pair;

@@ -406,3 +406,17 @@ def test_tag_lift_counts_each_customer_once_from_lists_and_text():
         }
         assert lift.loc[0, "lift"] == pytest.approx((1 / 3) / (1 / 4))  # A's 乙 first
     assert tag_lift(frame.assign(tags=[[], [], [""], None]), "seg").empty
+
+
+def test_unique_keys_bitmap_and_sort_agree():
+    """_unique_keys (the group cards' and tag_lift's distinct pairs): sorted distinct keys
+    whether it takes the bitmap (small space) or the sort (large space)."""
+    import numpy as np
+
+    from custtool.cards import _unique_keys
+
+    key = np.array([7, 3, 3, 0, 7, 9, 1, 3], dtype=np.int64)
+    assert _unique_keys(key, 10).tolist() == [0, 1, 3, 7, 9]  # bitmap: 10 <= 8 * 8
+    assert _unique_keys(key, 10**9).tolist() == [0, 1, 3, 7, 9]  # sort
+    assert _unique_keys(key[:0], 10**9).tolist() == []
+    assert _unique_keys(key[:0], 0).tolist() == []
