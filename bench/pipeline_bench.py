@@ -71,6 +71,10 @@ of core").
 the group cards and the book's snapshot; freed memory handed back between steps): 300k / 3M
 107.6 s, peak 1.54 GB (was 1.60 GB); 1M / 10M 492.2 s, peak 4.21 GB, then 339.2 s, peak
 3.98 GB (3 GB not reached). Per-function memory: ``bench/memory_profile.py`` (README "Performance").
+
+2026-12-03, branch mem12c (attributed orders per consumer as codes, tags and tag lift on
+codes; load average 5–16): 300k / 3M peak 1.25 GB (was 1.50); 1M / 10M 2054.6 s under that
+load, peak 3.02 GB (3016 MB, was 3.98 GB; the report step's 客户明细).
 """
 
 from __future__ import annotations

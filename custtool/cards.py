@@ -136,10 +136,17 @@ def _text_codes(x: pd.Series) -> tuple[Any, pd.Series]:
     missing cell's as ""; values may repeat after stripping), ``codes`` (an Arrow int32 array,
     no nulls) = each row's position in ``values``. For Arrow-backed text the rows are never
     copied as text; other columns go through ``_s`` row by row."""
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(x.dtype, pd.CategoricalDtype):  # codes already (read_attributed(codes=True))
+        n = len(x.cat.categories)
+        raw = x.cat.codes.to_numpy()
+        cat_codes = np.where(raw < 0, n, raw).astype(np.int32)  # missing: the extra last value
+        values = pd.Series(x.cat.categories.to_numpy(dtype=object).tolist() + [None], dtype=object)
+        return pa.array(cat_codes), _s(values.to_frame("v"), "v").reset_index(drop=True)
     if not isinstance(x.dtype, pd.StringDtype):
         enc = pc.dictionary_encode(pa.array(_s(x.to_frame("v"), "v").array, type=pa.string()))
         if isinstance(enc, pa.ChunkedArray):
@@ -386,9 +393,21 @@ def _categories_per_customer(
             if "categories" in view.columns
             else empty
         )
+    import numpy as np
+
     ids = _s(view, "customer_id")
-    o = pd.DataFrame({"customer_id": _s(orders, "customer_id"), "category": _s(orders, "category")})
-    o = o[(o["category"] != "") & o["customer_id"].isin(set(ids))]
+    # the listed customers' order rows found on the ids' codes, then only those rows as text
+    # (memory: no text copy of every order's id and category for 20 cards)
+    id_codes, id_values = _text_codes(orders["customer_id"])
+    codes = np.asarray(id_codes)
+    rows = np.flatnonzero(id_values.isin(set(ids)).to_numpy(dtype=bool)[codes])
+    o = pd.DataFrame(
+        {
+            "customer_id": id_values.iloc[codes[rows]].reset_index(drop=True),
+            "category": _s(orders["category"].iloc[rows].to_frame("v"), "v").reset_index(drop=True),
+        }
+    )
+    o = o[o["category"] != ""]
     if o.empty:
         return empty
     counts = o.value_counts(["customer_id", "category"]).reset_index(name="n")
@@ -408,6 +427,7 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     lift = share in segment / share among all customers; rows with fewer than ``min_count``
     customers are left out. Sorted by segment, lift descending.
     """
+    import numpy as np
     import pandas as pd
 
     from custtool.report.workbook import tags_text
@@ -416,22 +436,64 @@ def tag_lift(df: pd.DataFrame, by: str = "rfm_class", *, min_count: int = 3) -> 
     if "tags" not in df.columns or by not in df.columns or df.empty:
         return pd.DataFrame(columns=cols)
     seg = _s(df, by)
-    rows, items = _split_items(tags_text(df["tags"]))
-    long = pd.DataFrame({"segment": seg.to_numpy()[rows], "tag": items, "row": rows})
-    long = long[long["tag"] != ""].drop_duplicates(["row", "tag"])
-    if long.empty:
+    tags = df["tags"]
+    # text already (prepare_customers' Arrow-backed tags): split as it is, no Python copy
+    text = pd.api.types.is_string_dtype(tags) and not pd.api.types.is_object_dtype(tags)
+    rows, items = _split_items(tags if text else tags_text(tags))
+    # on codes (memory: no text per (customer, tag) item; 1M customers: ~5M items): each
+    # customer's tag once, then customers per (segment, tag) and per tag counted
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(items.array)  # the items' Arrow text, no copy
+    enc = pc.dictionary_encode(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
+    del arr, items
+    tag_codes = enc.indices.to_numpy().astype(np.int64)
+    tag_names = pd.arrays.ArrowStringArray(enc.dictionary.cast(pa.large_string()))
+    keep = np.asarray(tag_names != "")[tag_codes]
+    n_tags = max(len(tag_names), 1)
+    key = _unique_keys(rows[keep] * n_tags + tag_codes[keep], len(df) * n_tags)
+    del keep, tag_codes
+    if not len(key):
         return pd.DataFrame(columns=cols)
+    row, tag = np.divmod(key, n_tags)
+    del key
     n_total = len(df)
-    overall = long.groupby("tag").size() / n_total
+    seg_codes, seg_names = pd.factorize(seg.to_numpy())
+    overall = pd.Series(np.bincount(tag, minlength=n_tags) / n_total)
+    n = np.bincount(seg_codes[row] * n_tags + tag, minlength=len(seg_names) * n_tags)
+    del row, tag
+    nz = np.flatnonzero(n)
     sizes = seg.value_counts()
-    counts = long.groupby(["segment", "tag"]).size().rename("n").reset_index()
+    counts = pd.DataFrame(
+        {
+            "segment": np.asarray(seg_names, dtype=object)[nz // n_tags],
+            "tag": tag_names.take(nz % n_tags),
+            "n": n[nz],
+        }
+    )
+    tag_pos = nz % n_tags
     counts["share_in_segment"] = counts["n"] / counts["segment"].map(sizes).astype(float)
-    counts["share_overall"] = counts["tag"].map(overall).astype(float)
+    counts["share_overall"] = overall.to_numpy()[tag_pos].astype(float)
     counts["lift"] = counts["share_in_segment"] / counts["share_overall"]
     counts = counts[counts["n"] >= min_count]
     return counts.sort_values(
         ["segment", "lift", "n", "tag"], ascending=[True, False, False, True]
     ).reset_index(drop=True)[cols]
+
+
+def _unique_keys(key: Any, space: int) -> Any:
+    """The distinct values of ``key`` (non-negative integers below ``space``), sorted: a
+    bitmap of ``space`` booleans when that is no bigger than the keys (no sort), else one
+    sort (numpy's ``unique`` hashes first: 4 s and a hash table for 2M tag rows)."""
+    import numpy as np
+
+    if space <= 8 * len(key):
+        seen = np.zeros(space, dtype=bool)
+        seen[key] = True
+        return np.flatnonzero(seen)
+    key = np.sort(key)
+    return key[np.concatenate(([True], key[1:] != key[:-1]))] if len(key) else key
 
 
 def _split_items(values: pd.Series) -> tuple[Any, Any]:
@@ -476,6 +538,11 @@ def _shares_text(pairs: pd.DataFrame, sizes: pd.Series, k: int, sep: str) -> pd.
     """Per segment, the ``k`` values with the most (segment, value) ``pairs`` as
     ``"value 40%"`` (share of the segment's ``sizes``), joined by ``sep``."""
     counts = pairs.groupby(["segment", "v"], observed=True).size().rename("n").reset_index()
+    return _shares_of_counts(counts, sizes, k, sep)
+
+
+def _shares_of_counts(counts: pd.DataFrame, sizes: pd.Series, k: int, sep: str) -> pd.Series:
+    """:func:`_shares_text` from the pairs counted already (``segment``, ``v``, ``n``)."""
     counts = (
         counts.sort_values(["segment", "n", "v"], ascending=[True, False, True])
         .groupby("segment")
@@ -688,14 +755,23 @@ def _segment_categories(
         n_cats = len(cats.dictionary)
         key = pc.filter(pos, valid).to_numpy().astype(np.int64) * n_cats
         key += pc.filter(cats.indices, valid).to_numpy().astype(np.int64)
-        key = np.unique(key)
+        key = _unique_keys(key, len(unique_ids) * n_cats)
         p, c = np.divmod(key, n_cats)
         del key
-        # Arrow-backed text, not a Python string per pair (10M orders: millions of pairs)
-        v = pd.Series(cats.dictionary.take(pa.array(c)).cast(pa.large_string()), dtype="str")
-        sizes = seg.value_counts()
-        pairs = pd.DataFrame({"segment": seg_first[p], "v": v})
-        return _shares_text(pairs[pairs["v"] != ""], sizes, k, sep)
+        # the pairs counted per (segment, category) on codes (memory: no text per pair;
+        # 10M orders: millions of pairs), the same counts _shares_text's groupby gives
+        seg_codes, seg_names = pd.factorize(seg_first)
+        n = np.bincount(
+            seg_codes[p].astype(np.int64) * n_cats + c, minlength=len(seg_names) * n_cats
+        )
+        del p, c
+        nz = np.flatnonzero(n)
+        # Arrow-backed text for the categories
+        v = pd.Series(
+            cats.dictionary.take(pa.array(nz % n_cats)).cast(pa.large_string()), dtype="str"
+        )
+        counts = pd.DataFrame({"segment": np.asarray(seg_names)[nz // n_cats], "v": v, "n": n[nz]})
+        return _shares_of_counts(counts[counts["v"] != ""], seg.value_counts(), k, sep)
     if "categories" in view.columns:
         return _top_values(seg, _s(view, "categories"), k, sep, explode=True)
     return None

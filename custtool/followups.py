@@ -82,6 +82,10 @@ def _matches(customers: pd.DataFrame, match: dict[str, Any]) -> pd.Series:
             return pd.Series(False, index=customers.index)
         s = customers[col]
         if col == "tags" or col.startswith("tag_"):
+            listed = _list_hits(s, wanted)
+            if listed is not None:
+                ok &= listed
+                continue
             is_list = (
                 s.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any() if len(s) else False
             )
@@ -95,6 +99,28 @@ def _matches(customers: pd.DataFrame, match: dict[str, Any]) -> pd.Series:
         else:
             ok &= s.astype(str).isin(wanted)
     return ok
+
+
+def _list_hits(s: pd.Series, wanted: list[str]) -> np.ndarray | None:
+    """Rows whose list of text (the run's tags) holds one of ``wanted``, found in Arrow (one
+    flat array of every item, no Python explode of a million lists); None when the column is
+    not lists of text only (then :func:`_matches` explodes it as before)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if s.dtype != object or not len(s):
+        return None
+    listlike = s.map(type).isin([list, tuple, np.ndarray]).to_numpy()
+    if not listlike.any() or not (listlike | s.isna().to_numpy()).all():
+        return None
+    try:
+        arr = pa.array(s.to_numpy(), type=pa.list_(pa.string()), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text inside
+        return None
+    found = pc.fill_null(pc.is_in(pc.list_flatten(arr), value_set=pa.array(wanted)), False)
+    hit = np.zeros(len(s), dtype=bool)
+    hit[pc.filter(pc.list_parent_indices(arr), found).to_numpy()] = True
+    return hit
 
 
 def _check_log(log: pd.DataFrame) -> None:
@@ -135,6 +161,7 @@ def due_followups(
     log = log[log["time"] <= as_of_ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)]
     horizon = as_of_ts + pd.Timedelta(days=config.due_soon_days)
     latest = log.sort_values("time").groupby("customer_id").tail(1).set_index("customer_id")
+    # the customers by id: the table's columns shared, not copied (copy-on-write)
     base = customers.set_index(customers["customer_id"].astype(str), drop=False)
     tasks: list[pd.DataFrame] = []
     # 1. scheduled in the log: the latest record's next follow-up date
@@ -157,8 +184,9 @@ def due_followups(
             )
     # 2. rules: every N days, by the given methods
     for rule in config.rules:
-        who = base[_matches(base, rule.match).to_numpy()]
-        if who.empty:
+        # the matching customers' ids only (memory: no copy of their rows, ~80 columns)
+        who = base.index[_matches(base, rule.match).to_numpy()]
+        if not len(who):
             continue
         qualifying = (
             log
@@ -166,9 +194,7 @@ def due_followups(
             else log[log.get("method", pd.Series("", index=log.index)).isin(rule.methods)]
         )
         last = qualifying.groupby("customer_id")["time"].max()
-        last_contact = last.reindex(
-            who.index
-        )  # NaT where never contacted (also when nobody qualifies)
+        last_contact = last.reindex(who)  # NaT where never contacted (also when nobody qualifies)
         due = (last_contact.dt.normalize() + pd.Timedelta(days=rule.every_days)).fillna(as_of_ts)
         due = due.where(due <= horizon)
         hit = due.notna()
@@ -176,7 +202,7 @@ def due_followups(
             tasks.append(
                 pd.DataFrame(
                     {
-                        "customer_id": who.index[hit.to_numpy()],
+                        "customer_id": who[hit.to_numpy()],
                         "due_date": due[hit].to_numpy(),
                         "source": "规则",
                         "rule": rule.name,

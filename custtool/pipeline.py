@@ -35,6 +35,12 @@ ATTRIBUTED_ORDER_COLUMNS = (
     "amount",
     "category",
 )
+#: the attributed-order columns each consumer reads (``read_attributed(..., columns=)``): the
+#: report's 概览 (monthly revenue: ``order_time``, ``amount``) and the cards (top categories);
+#: ``source_customer_id`` and ``match_key`` mark the rows as attributed already
+#: (:func:`custtool.attribution.ensure_attributed`), read as dictionary codes
+REPORT_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "order_time", "amount")
+CARD_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "category")
 STEP_KEYS = ("clean", "segment", "tag", "followups", "report", "cards")
 
 
@@ -714,6 +720,22 @@ def run_pipeline(
         with atomic_path(staging / "segment_summary.xlsx") as tmp:
             write_summary_workbook(segment, tmp, mask=rep_opts_mask(pl))
         outputs.append("segment_summary.xlsx")
+        # memory: the match report's per-row arrays (one entry per order used: 10M orders in
+        # memory are ~0.4 GB) and its unmatched rows are written (the attributed orders,
+        # segment_summary.xlsx); its counts are in seg_summary for the manifest
+        for name in (
+            "unmatched",
+            "used_rows",
+            "used_customers",
+            "used_amounts",
+            "used_in_window",
+            "used_how",
+            "used_times",
+            "customer_ids",
+            "portrait_groups",
+        ):
+            if getattr(segment.report, name, None) is not None:
+                setattr(segment.report, name, None)
 
         # ---- tag
         tag_opts = pl.steps["tag"]
@@ -785,10 +807,13 @@ def run_pipeline(
         # ---- report
         rep_opts = pl.steps["report"]
         previous_final = read_table(prev_dir / "customers.parquet") if prev_dir else None
-        # the attributed orders of the report, the owners' workbooks and the cards: only the
-        # columns they read, from the Parquet the segment step wrote (either engine)
-        attributed = read_attributed(staging / "orders_attributed.parquet")
+        # the attributed orders of the report, the owners' workbooks and the cards: each reads
+        # only its columns (text as codes) from the Parquet the segment step wrote (either
+        # engine), just before it, and lets them go after (memory: 10M orders' six columns
+        # were held from the report to the end)
         release_memory()  # what segment, tag and follow-ups let go
+        attributed = read_attributed(attributed_path, REPORT_ORDER_COLUMNS, codes=True)
+        release_memory()  # the read's plain-text batches
         report = steps.run(
             "report",
             write_workbook,
@@ -812,6 +837,8 @@ def run_pipeline(
             full_list="customers.csv",
         )
         previous_final = None  # memory: the migration sheet is written
+        attributed = None
+        all_rejects = None  # in rejects.csv and the report's 数据质量 sheet
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)
         outputs.append("report.xlsx")
@@ -852,6 +879,7 @@ def run_pipeline(
         if split_by == "owner":
             from custtool.report.owners import FOLDER, write_owner_workbooks
 
+            attributed = read_attributed(attributed_path)
             owners = steps.run(
                 "owner_reports",
                 write_owner_workbooks,
@@ -865,6 +893,7 @@ def run_pipeline(
                 sheet_rows=cap,
                 tasks=tasks,  # each owner's 跟进任务
             )
+            attributed = None
             steps.rows(owners=len(owners.workbooks), customers=owners.customers)
             warnings.extend(owners.warnings)
             for wb in owners.workbooks:
@@ -880,6 +909,9 @@ def run_pipeline(
                         "customers": wb.customers,
                     }
 
+        interactions = None  # memory: the funnel sheets are written; the book needs tasks only
+        imported.pop("interactions", None)
+
         # ---- cards
         card_opts = pl.steps["cards"]
         if card_opts.get("enabled", True):
@@ -887,6 +919,8 @@ def run_pipeline(
             by = card_opts.get("by", "rfm_class")
             mask = bool(rep_opts.get("mask", True))
             role = rep_opts.get("role")
+            attributed = read_attributed(attributed_path, CARD_ORDER_COLUMNS, codes=True)
+            release_memory()
             ind = steps.run(
                 "cards",
                 individual_cards,
@@ -910,6 +944,8 @@ def run_pipeline(
                 owner=rep_opts.get("owner"),
                 lang=rep_opts.get("lang", "zh"),
             )
+            attributed = None  # memory: the book's append below needs the customers only
+            release_memory()
             write_cards(
                 ind, grp, staging / f"cards.{fmt}", fmt=fmt, lang=rep_opts.get("lang", "zh")
             )
@@ -917,7 +953,6 @@ def run_pipeline(
             outputs.append(f"cards.{fmt}")
 
         steps.close()
-        attributed = None  # memory: the book's append below needs the customers only
         release_memory()
         manifest = {
             "tool": "custtool",
@@ -1068,14 +1103,77 @@ def release_memory() -> None:
         pass
 
 
-def read_attributed(path: str | os.PathLike[str]) -> Any:
-    """The attributed orders' :data:`ATTRIBUTED_ORDER_COLUMNS` (those present) from
-    ``orders_attributed.parquet``: what the report, the owners' workbooks and the cards read."""
+def read_attributed(
+    path: str | os.PathLike[str],
+    columns: tuple[str, ...] = ATTRIBUTED_ORDER_COLUMNS,
+    *,
+    codes: bool = False,
+    batch_rows: int = 1_000_000,
+) -> Any:
+    """The attributed orders' ``columns`` (those present; default
+    :data:`ATTRIBUTED_ORDER_COLUMNS`) from ``orders_attributed.parquet``: what the report, the
+    owners' workbooks and the cards read.
+
+    ``codes``: text columns as pandas categoricals (Arrow dictionary codes into the distinct
+    values: 10M orders' ids are 40 MB of codes, not 10M strings); same values, missing cells
+    missing; read ``batch_rows`` rows at a time. The run reads each consumer's columns just
+    before it and lets them go after."""
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = set(pq.read_schema(path).names)
-    return pd.read_parquet(path, columns=[c for c in ATTRIBUTED_ORDER_COLUMNS if c in names])
+    schema = pq.read_schema(path)
+    cols = [c for c in columns if c in schema.names]
+    text = [
+        c
+        for c in cols
+        if pa.types.is_string(schema.field(c).type)
+        or pa.types.is_large_string(schema.field(c).type)
+    ]
+    if not codes or not text:
+        return pd.read_parquet(path, columns=cols)
+    import numpy as np
+    import pyarrow.compute as pc
+
+    other = [c for c in cols if c not in text]
+    # a million rows at a time (memory: Parquet decoding of a whole 10M-row column at once
+    # costs about twice the column): text columns dictionary-encoded batch by batch (only
+    # one batch is ever plain text, the dictionaries unified at the end), the others kept
+    # as decoded and converted to pandas as pd.read_parquet does
+    pf = pq.ParquetFile(path)
+    pool = pa.default_memory_pool()
+    chunks: dict[str, list[Any]] = {c: [] for c in text}
+    batches = []
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
+        for c in text:
+            chunks[c].append(pc.dictionary_encode(batch.column(c)))
+        batches.append(batch.select(other))
+        del batch
+        pool.release_unused()  # the batch's plain text (mimalloc keeps freed pages otherwise)
+    arrow_schema = pf.schema_arrow
+    table = pa.Table.from_batches(
+        batches,
+        schema=pa.schema([arrow_schema.field(c) for c in other], metadata=arrow_schema.metadata),
+    )
+    del batches
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    coded: dict[str, Any] = {}
+    for c in text:
+        parts = chunks.pop(c)
+        if not parts:
+            coded[c] = pd.Categorical([], categories=pd.Index([], dtype="str"))
+            continue
+        enc = pa.chunked_array(parts).unify_dictionaries()
+        del parts
+        idx = pc.fill_null(pa.concat_arrays([ch.indices for ch in enc.chunks]), -1)
+        categories = pd.Index(enc.chunk(0).dictionary.to_pandas(), dtype="str")
+        coded[c] = pd.Categorical.from_codes(np.asarray(idx), categories=categories)
+        del enc, idx
+    return pd.DataFrame(
+        {c: coded[c] if c in coded else frame[c].array for c in cols},
+        index=pd.RangeIndex(pf.metadata.num_rows),
+    )
 
 
 def _umask() -> int:

@@ -190,7 +190,8 @@ def test_text_codes_equal_s_row_by_row():
     chunked = pd.Series(
         pd.arrays.ArrowStringArray(pa.chunked_array([rows[:3], rows[3:6], rows[6:], []]))
     )
-    for x in (pd.Series(rows, dtype="str"), chunked, pd.Series(rows, dtype=object)):
+    coded = pd.Series(rows, dtype="str").astype("category")  # read_attributed(codes=True)
+    for x in (pd.Series(rows, dtype="str"), chunked, pd.Series(rows, dtype=object), coded):
         codes, values = _text_codes(x)
         assert values.take(codes.to_numpy()).tolist() == want
         assert values.take(codes.to_numpy()).tolist() == _s(x.to_frame("v"), "v").tolist()
@@ -218,6 +219,23 @@ def test_group_categories_from_messy_orders():
     as_objects = orders.astype(object)
     g2 = group_cards(six(), "rfm_class", orders=as_objects).set_index("segment")
     assert g2["top_categories"].tolist() == g["top_categories"].tolist()
+    # the run reads the orders' text as codes (categoricals): the same shares
+    coded = orders.astype("category")
+    g3 = group_cards(six(), "rfm_class", orders=coded).set_index("segment")
+    assert g3["top_categories"].tolist() == g["top_categories"].tolist()
+
+
+def test_individual_categories_from_messy_and_coded_orders():
+    """A card's 常购品类 from orders with spaces, missing cells and other customers' rows,
+    as text, as objects and as codes (categoricals): C1 bought 家居 twice (one with spaces)
+    and 数码 once; C2's rows and the missing category are not C1's."""
+    ids = [" C1", "C1", "C1 ", "C2", None, "C1"]
+    cats = ["家居", " 家居 ", "数码", "美妆", "食品", None]
+    orders = pd.DataFrame({"customer_id": pd.Series(ids, dtype="str"), "category": cats})
+    for o in (orders, orders.astype(object), orders.astype("category")):
+        c = individual_cards(six(), ["C1", "C3"], orders=o)
+        assert c.loc[0, "behaviour"].endswith("常购品类：家居、数码"), o.dtypes
+        assert "常购品类" not in c.loc[1, "behaviour"]
 
 
 # --------------------------------------------------------------------------- renderers
@@ -362,3 +380,43 @@ def test_individual_top_by_value_ties_and_missing():
     as_text = df.assign(monetary=["5", None, "9", "5", "10", None])
     # text sorts as text (as sort_values did): "9" > "5" > "10"
     assert individual_cards(as_text, top=4)["customer_id"].tolist() == ["C3", "C1", "C4", "C5"]
+
+
+def test_tag_lift_counts_each_customer_once_from_lists_and_text():
+    """A tag listed twice for one customer, with spaces, empty and missing tags: hand-checked
+    counts (A: 3 customers, 甲 in 2 (c1 twice, c2 with spaces), 乙 in 1; B: 1 customer, 甲 in
+    it; 4 customers in all: 甲 3/4 overall, lift in A (2/3) / (3/4))."""
+    frame = pd.DataFrame(
+        {
+            "seg": ["A", "A", "A", "B"],
+            "tags": [["甲", "甲", "乙"], [" 甲 "], [], ["甲", ""]],
+        }
+    )
+    as_text = frame.assign(tags=pd.Series(["甲;甲;乙", " 甲 ", None, "甲;"], dtype="str"))
+    for f in (frame, as_text):
+        lift = tag_lift(f, "seg", min_count=1)
+        got = {
+            (r.segment, r.tag): (r.n, r.share_in_segment, r.share_overall)
+            for r in lift.itertuples()
+        }
+        assert got == {
+            ("A", "甲"): (2, 2 / 3, 3 / 4),
+            ("A", "乙"): (1, 1 / 3, 1 / 4),
+            ("B", "甲"): (1, 1.0, 3 / 4),
+        }
+        assert lift.loc[0, "lift"] == pytest.approx((1 / 3) / (1 / 4))  # A's 乙 first
+    assert tag_lift(frame.assign(tags=[[], [], [""], None]), "seg").empty
+
+
+def test_unique_keys_bitmap_and_sort_agree():
+    """_unique_keys (the group cards' and tag_lift's distinct pairs): sorted distinct keys
+    whether it takes the bitmap (small space) or the sort (large space)."""
+    import numpy as np
+
+    from custtool.cards import _unique_keys
+
+    key = np.array([7, 3, 3, 0, 7, 9, 1, 3], dtype=np.int64)
+    assert _unique_keys(key, 10).tolist() == [0, 1, 3, 7, 9]  # bitmap: 10 <= 8 * 8
+    assert _unique_keys(key, 10**9).tolist() == [0, 1, 3, 7, 9]  # sort
+    assert _unique_keys(key[:0], 10**9).tolist() == []
+    assert _unique_keys(key[:0], 0).tolist() == []

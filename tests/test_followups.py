@@ -290,3 +290,28 @@ def test_task_sheets_one_per_owner_when_long_capped_with_note():
     assert sheets["王五"]["客户编号"].tolist() == ["C1", "C2"]
     assert notes == {"王五": "本表列出前 2 行，另有 1 行未列出：完整数据见 followups.csv"}
     assert sheets["（空）"]["客户编号"].tolist() == ["C5"]
+
+
+def test_tag_rules_match_lists_as_the_text_and_mixed_paths_do():
+    """A tags column of lists is matched in Arrow (no explode of a million lists): the same
+    rows as the ;-joined text and the mixed column (explode) — hand-checked: rows 0 and 3 hold
+    流失风险, row 2 holds 投诉客户 only, rows 1 (empty), 4 (missing) and 5 (a tag containing
+    流失风险 but not equal) none."""
+    import numpy as np
+
+    from custtool.followups import _list_hits, _matches
+
+    lists = pd.Series(
+        [["高价值", "流失风险"], [], ["投诉客户"], np.array(["流失风险"]), None, ["流失风险2"]],
+        dtype=object,
+    )
+    text = pd.Series(["高价值;流失风险", "", "投诉客户", "流失风险", None, "流失风险2"])
+    mixed = lists.where(lists.index != 3, "流失风险")  # one cell as text: the explode path
+    assert _list_hits(mixed, ["流失风险"]) is None
+    assert _list_hits(text, ["流失风险"]) is None
+    want = [True, False, False, True, False, False]
+    for s in (lists, text, mixed):
+        got = _matches(pd.DataFrame({"tags": s}), {"tags": "流失风险"})
+        assert got.tolist() == want, s
+    both = _matches(pd.DataFrame({"tags": lists}), {"tags": ["流失风险", "投诉客户"]})
+    assert both.tolist() == [True, False, True, True, False, False]

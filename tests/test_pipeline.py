@@ -522,3 +522,46 @@ def test_sheet_rows_caps_every_workbook_with_notes(workdir, tmp_path):
             assert len(got) == 4
         else:
             assert got[0][0] == "负责人" and len(got) == 1 + n
+
+
+def test_attributed_orders_read_as_codes_hold_the_same_values(first_run, tmp_path):
+    """read_attributed(codes=True) (what the report and the cards get): text columns as
+    categoricals with the same values row for row (missing stays missing), other columns
+    exactly as pd.read_parquet gives them — for the run's Parquet and for one read in
+    batches of 2 rows whose batches have different distinct values and nulls."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from custtool.pipeline import CARD_ORDER_COLUMNS, REPORT_ORDER_COLUMNS, read_attributed
+
+    small = tmp_path / "attributed.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": ["C2", "C1", None, "C3", "C1"],
+                "source_customer_id": ["s", None, "t", "s", "u"],
+                "match_key": ["id", "phone", "id", "email", "id"],
+                "order_time": pd.to_datetime([f"2026-01-0{d}" for d in range(1, 6)]),
+                "amount": [1.5, -2.0, 3.25, 0.0, 10.0],
+                "category": ["家居", None, "数码", "家居", ""],
+            }
+        ),
+        small,
+    )
+    run_parquet = Path(first_run["folder"]) / "orders_attributed.parquet"
+    for path, batch in ((run_parquet, 1_000_000), (small, 2)):
+        for cols in (REPORT_ORDER_COLUMNS, CARD_ORDER_COLUMNS):
+            plain = read_attributed(path, cols)
+            coded = read_attributed(path, cols, codes=True, batch_rows=batch)
+            assert list(coded.columns) == list(plain.columns) == list(cols)
+            for c in cols:
+                if pd.api.types.is_numeric_dtype(plain[c]) or c == "order_time":
+                    pd.testing.assert_series_equal(coded[c], plain[c])
+                    continue
+                assert isinstance(coded[c].dtype, pd.CategoricalDtype), c
+                want = plain[c].astype(object).where(plain[c].notna(), None).tolist()
+                got = coded[c].astype(object).where(coded[c].notna(), None).tolist()
+                assert got == want, c
+    coded = read_attributed(small, CARD_ORDER_COLUMNS, codes=True, batch_rows=2)
+    assert coded["customer_id"].astype(object).tolist()[:3] == ["C2", "C1", coded.iloc[2, 0]]
+    assert pd.isna(coded.iloc[2, 0]) and coded["category"].tolist()[4] == ""
