@@ -108,6 +108,12 @@ def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
             continue
         if pd.api.types.infer_dtype(s, skipna=True) in _NO_LISTS:  # one C pass, no lambda
             continue
+        joined_all = _join_lists_arrow(s, sep)
+        if joined_all is not None:
+            if out is df:
+                out = df.copy(deep=False)  # whole columns are replaced: no data copy
+            out[c] = joined_all
+            continue
         is_list = s.map(
             lambda v: (
                 isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, str)
@@ -115,10 +121,42 @@ def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
         )
         if is_list.any():
             if out is df:
-                out = df.copy()
+                out = df.copy(deep=False)
             joined = s[is_list].map(lambda v: sep.join(map(str, list(v))))  # list cells only
             out[c] = s.where(~is_list, joined)
     return out
+
+
+def _join_lists_arrow(s: pd.Series, sep: str) -> pd.Series | None:
+    """``flatten_lists`` of one object column whose cells are all lists (or arrays) of
+    text or missing, joined by Arrow (no Python call per cell): each list as
+    ``sep.join(items)``, a missing cell kept as it is. None for anything else (a cell that
+    is not a list, an item that is not text or is missing): the caller joins value by value."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(s, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError):
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        return None
+    if not (
+        pa.types.is_string(arr.type.value_type) or pa.types.is_large_string(arr.type.value_type)
+    ):
+        return None
+    if pc.list_flatten(arr).null_count:  # str(None) items: joined value by value
+        return None
+    joined = pc.binary_join(arr, sep).to_numpy(zero_copy_only=False)
+    missing = arr.is_null().to_numpy(zero_copy_only=False)
+    if missing.any():
+        joined = joined.astype(object)
+        joined[missing] = s.to_numpy(dtype=object)[missing]
+    return pd.Series(np.asarray(joined, dtype=object), index=s.index, name=s.name, dtype=object)
 
 
 def formula_like(values: pd.Series) -> pd.Series:

@@ -252,6 +252,37 @@ def _text_series(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("").str.strip()
 
 
+#: the characters Python's ``str.strip()`` removes (``str.isspace``)
+_PY_SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+
+
+def list_items(s: pd.Series, sep: str = ";") -> pd.Series:
+    """The items of a ``sep``-joined list column, stripped, blanks dropped, in row order:
+    ``_text_series(s).str.split(sep).explode().str.strip()`` without blanks, split with
+    Arrow (no Python call per row; 1M rows of tags: seconds → a fraction)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(_text_series(s).array, type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    items = pc.list_flatten(pc.split_pattern(pc.fill_null(arr, ""), sep))
+    items = pc.utf8_trim(items, characters=_PY_SPACES)
+    items = items.filter(pc.not_equal(items, ""))
+    return pd.Series(items, dtype=pd.ArrowDtype(pa.large_string())).astype("string")
+
+
+def _counts(s: pd.Series) -> pd.Series:
+    """``s.value_counts()`` as plain int64 counts over an object index (as on object text)."""
+    import pandas as pd
+
+    vc = s.value_counts()
+    return pd.Series(
+        vc.to_numpy(dtype="int64"), index=pd.Index(vc.index.to_numpy(dtype=object)), name=vc.name
+    )
+
+
 # --------------------------------------------------------------------------- summary tables
 def kpis(
     df: pd.DataFrame, *, amounts: bool = True, nps: Any = None
@@ -333,9 +364,9 @@ def distribution(df: pd.DataFrame, column: str, *, top: int = 10, lang: str = "z
 
     s = _text_series(df[column])
     if column in {"channels", "tags"} or s.str.contains(";", regex=False).any():
-        s = s.str.split(";").explode().str.strip()
+        s = list_items(s)
     s = s[s != ""]
-    counts = s.value_counts()
+    counts = _counts(s)
     if len(counts) > top:
         other = int(counts.iloc[top:].sum())
         counts = pd.concat(
@@ -829,7 +860,7 @@ def write_workbook(
             if dim not in view.columns:
                 continue
             key = _text_series(view[dim])
-            present = set(key) - {""}
+            present = set(key.unique()) - {""}
             ordered = [v for v in SEGMENT_ORDERS[dim] if v in present] + sorted(
                 present - set(SEGMENT_ORDERS[dim])
             )
@@ -1300,8 +1331,7 @@ def _write_quality(
 
     def item_counts(col: str) -> pd.Series:
         """How often each item of a ``;``-list column occurs."""
-        items = _text_series(view[col]).str.split(";").explode().str.strip()
-        return items[items != ""].value_counts()
+        return _counts(list_items(view[col]))
 
     if "_flags" in view.columns:
         vc = item_counts("_flags")
