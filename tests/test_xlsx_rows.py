@@ -227,3 +227,183 @@ def test_float_text_is_pythons_repr() -> None:
     )
     want = [None if v != v else s for v, s in zip(x, x.astype(str), strict=True)]
     assert float_text(x).to_pylist() == want
+
+
+# --------------------------------------------------------------------------- deflated rows
+def test_crc32_combine_is_the_crc_of_the_concatenation() -> None:
+    import os
+    import zlib
+
+    from custtool.xlsx import crc32_combine
+
+    for a, b in (
+        (b"", b"x"),
+        (b"abc", b""),
+        (os.urandom(999), os.urandom(12_345)),
+        (b"q", b"\0" * (1 << 20)),
+    ):
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+def _plain_workbook_write(path: Path, n: int) -> None:
+    """The same sheet as _write(fast=True) through a bare xlsxwriter workbook: its rows go
+    through xlsxwriter's row file and zip (no deflating thread, no splice)."""
+    import xlsxwriter
+
+    texts, nums = _frame_columns(n, SAME_TEXTS)
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    quote = wb.add_format({"quote_prefix": True})
+    money = wb.add_format({"num_format": "#,##0.00"})
+    money._get_xf_index()
+    quote._get_xf_index()
+    ws = wb.add_worksheet("data")
+    ws.write_string(0, 0, "文本", None)
+    ws.write_string(0, 1, "金额", None)
+    plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]
+    cols = [
+        ("text", pa.array(texts, pa.string()), None),
+        ("num", nums, money),
+        ("text", pa.array(plain, pa.string()), None),
+    ]
+    append_rows(ws, 1, cols, quote)
+    ws.write_string(n + 1, 0, "after", None)
+    wb.close()
+
+
+def test_deflated_rows_give_the_same_sheet_as_xlsxwriters_own_zip(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """open_workbook deflates append_rows' XML in a second thread while it is written and
+    splices it into the zip at close: every member's XML is byte for byte what the plain
+    path (xlsxwriter's row file and zip) gives, the member's CRC and sizes check out, with
+    the stream cut into many slices (small slices forced here) and a queue that fills."""
+    import custtool.xlsx as X
+
+    monkeypatch.setattr(X, "_DEFLATE_SLICE", 1000)
+    monkeypatch.setattr(X, "_DEFLATE_QUEUE", 2)
+    n = 5 * len(TEXTS) + 3
+    streamed, plain = tmp_path / "streamed.xlsx", tmp_path / "plain.xlsx"
+    _write(streamed, True, n, SAME_TEXTS)
+    _plain_workbook_write(plain, n)
+    with zipfile.ZipFile(streamed) as a, zipfile.ZipFile(plain) as b:
+        assert a.testzip() is None  # every member's CRC-32 checks out
+        assert sorted(a.namelist()) == sorted(b.namelist())
+        for name in a.namelist():
+            if name != "docProps/core.xml":  # holds the time of writing
+                assert a.read(name) == b.read(name), name
+        info = a.getinfo("xl/worksheets/sheet1.xml")
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+        assert info.file_size == len(a.read(info.filename)) > 40_000
+        assert info.compress_size < info.file_size
+    assert _cells(streamed, digits16=True) == _cells(plain, digits16=True)
+    assert not list(tmp_path.glob("*.rows.deflate"))
+
+
+def test_a_failed_workbook_leaves_no_thread_or_file(tmp_path: Path, monkeypatch) -> None:
+    """An error while the rows are written: nothing at the target, no deflate file, no
+    thread left running."""
+    import tempfile
+    import threading
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    target = tmp_path / "out.xlsx"
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        open_workbook(target, constant_memory=True) as wb,
+    ):
+        ws = wb.add_worksheet("data")
+        ws.write_string(0, 0, "head")
+        append_rows(ws, 1, [("text", pa.array(["x"] * 1000), None)], wb.add_format())
+        assert list(tmp_path.glob("*.rows.deflate"))
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert not list(tmp_path.glob("*.rows.deflate"))
+    assert not [t for t in threading.enumerate() if t.name == "custtool-deflate"]
+
+
+def test_flatten_lists_arrow_join_equals_the_value_by_value_join(monkeypatch) -> None:
+    """Tag lists (lists or numpy arrays of text, missing cells) joined by Arrow are what the
+    value-by-value join gives; other cells (numbers, None items, mixed) take that path."""
+    import pandas as pd
+
+    import custtool.xlsx as X
+
+    frames = [
+        pd.DataFrame(
+            {
+                "tags": pd.Series(
+                    [np.array(["高价值", "复购"]), None, np.array([], dtype=object), ["a"], np.nan],
+                    dtype=object,
+                ),
+                "n": range(5),
+            }
+        ),
+        pd.DataFrame({"t": pd.Series([["a", None], ["b"]], dtype=object), "n": [1, 2]}),
+        pd.DataFrame({"t": pd.Series([[1, 2], [3]], dtype=object), "n": [1, 2]}),
+        pd.DataFrame({"t": pd.Series(["x", ["a", "b"]], dtype=object), "n": [1, 2]}),
+    ]
+    fast = [X.flatten_lists(df) for df in frames]
+    assert fast[0]["tags"].tolist()[:4] == ["高价值;复购", None, "", "a"]
+    monkeypatch.setattr(X, "_join_lists_arrow", lambda s, sep: None)
+    for df, got in zip(frames, fast, strict=True):
+        pd.testing.assert_frame_equal(got, X.flatten_lists(df))
+
+
+def test_list_items_split_like_pythons_split_and_strip() -> None:
+    """The 概览 / 数据质量 item counts split ;-lists with Arrow: the same items, in the same
+    order, stripped of the same whitespace (Python's), as str.split + explode + strip."""
+    import pandas as pd
+
+    from custtool.report.workbook import _counts, _text_series, list_items
+
+    cells = [
+        "a;b",
+        " x ; y;",
+        "",
+        None,
+        "高频; 价格敏感",
+        "\x1cq\x1c;q",
+        "b;a;;c ",
+        "\u3000z",
+        "\xa0w;a",
+    ]
+    s = pd.Series(cells * 3, dtype="str")
+    old = _text_series(s).str.split(";").explode().str.strip()
+    old = old[old != ""]
+    assert list_items(s).tolist() == old.tolist()
+    counts = _counts(list_items(s))
+    assert counts.to_dict() == old.value_counts().to_dict()
+    assert counts.index.tolist() == old.value_counts().index.tolist()
+    assert counts["a"] == 9 and counts["q"] == 6 and counts.dtype == "int64"
+
+
+def test_csv_blocks_written_once_equal_the_whole_table_write(tmp_path: Path) -> None:
+    """write_csv_blocks writes each block straight into the file (the fast writer), or
+    through pandas for a block it does not format (a categorical column): either way the
+    file is the whole table's write_table, byte for byte, with one header and BOM."""
+    import pandas as pd
+
+    from custtool.io import write_csv_blocks, write_table
+
+    df = pd.DataFrame(
+        {
+            "id": [f"C{i:03d}" for i in range(23)],
+            "v": np.arange(23) / 4,
+            "t": ["=1+1", "a,b", 'q"x', "", None, "+86 1", "甲", "-20"] * 2 + ["z"] * 7,
+            "tags": [["a", "b"], [], None, ["c"]] * 5 + [["d"]] * 3,
+        }
+    )
+    whole = write_table(df, tmp_path / "whole.csv").read_bytes()
+
+    def some_categorical(block: pd.DataFrame) -> pd.DataFrame:
+        out = block.copy()
+        if block.index[0] % 2:  # blocks starting at an odd row: the pandas path
+            out["v"] = out["v"].astype("category")
+        return out
+
+    for name, transform in (("fast", lambda b: b), ("mixed", some_categorical)):
+        write_csv_blocks(df, tmp_path / f"{name}.csv", transform, rows=5)
+        assert (tmp_path / f"{name}.csv").read_bytes() == whole, name
+    assert whole.startswith(b"\xef\xbb\xbf") and whole.count(b"\xef\xbb\xbf") == 1
+    assert whole.count(b"\n") == 24 and b"'=1+1" in whole and b"a;b" in whole
+    assert not list(tmp_path.glob("*.block.csv"))
