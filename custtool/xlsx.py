@@ -671,44 +671,101 @@ def append_rows(ws: Any, first_row: int, columns: list[tuple[str, Any, Any]], qu
     text of the same double. Every row of the worksheet before ``first_row`` must be
     written already, and no cell may be written at or above the returned rows afterwards.
     """
+    return append_row_chunks(ws, first_row, [columns], quote, threads=False)
+
+
+def append_row_chunks(
+    ws: Any, first_row: int, chunks: Any, quote: Any, *, threads: bool = True
+) -> int:
+    """:func:`append_rows` of each item of ``chunks`` (an iterable of ``columns`` lists, the
+    rows one after another from ``first_row``). Returns the number of rows written.
+
+    With ``threads``, the XML of one chunk is built in a second thread while ``chunks``
+    produces the next one in this thread (Arrow's kernels release the GIL): a generator
+    that masks and converts a chunk runs beside the building of the previous chunk's XML.
+    The file is the same as written one chunk after the other.
+    """
+    if not getattr(ws, "constant_memory", False) or getattr(ws, "row_data_fh", None) is None:
+        row = first_row
+        for columns in chunks:
+            n = min((len(v) for _k, v, _f in columns), default=0)
+            if n:
+                row += _append_rows_cell_by_cell(ws, row, columns, quote, n)
+        return row - first_row
+    # the rows above flushed (formats handed out in the order of a plain write) before any
+    # chunk's XML is built: the building thread is then the only one handing out formats
+    started = False
+    row = first_row
+    pool = None
+    pending: tuple[Any, int, int, int] | None = None
+    try:
+        for columns in chunks:
+            n = min((len(v) for _k, v, _f in columns), default=0)
+            if n == 0:
+                continue
+            if not started:
+                stream = _stream_rows(ws, first_row)
+                ws._write_single_row(first_row)  # flush the rows above (the header)
+                if stream is None:
+                    _copy_rows_as_bytes(ws)
+                started = True
+            if not threads:
+                _write_rows_xml(ws, row, _rows_xml(columns, row, quote, n), n, len(columns))
+            else:
+                if pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    pool = ThreadPoolExecutor(1, thread_name_prefix="custtool-xml")
+                future = pool.submit(_rows_xml, columns, row, quote, n)
+                if pending is not None:
+                    _write_rows_xml(ws, pending[1], pending[0].result(), *pending[2:])
+                pending = (future, row, n, len(columns))
+            row += n
+            del columns
+        if pending is not None:
+            _write_rows_xml(ws, pending[1], pending[0].result(), *pending[2:])
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return row - first_row
+
+
+def _rows_xml(columns: list[tuple[str, Any, Any]], first_row: int, quote: Any, n: int) -> Any:
+    """The ``<row>`` elements of ``n`` rows from ``first_row`` (an Arrow string array)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     from xlsxwriter.utility import xl_col_to_name
 
-    from custtool.arrow_text import write_joined
-
-    n = min((len(v) for _k, v, _f in columns), default=0)
-    if n == 0:
-        return 0
-    if not getattr(ws, "constant_memory", False) or getattr(ws, "row_data_fh", None) is None:
-        return _append_rows_cell_by_cell(ws, first_row, columns, quote, n)
-    stream = _stream_rows(ws, first_row)
-    ws._write_single_row(first_row)  # flush the rows above (the header) into the stream
-    if stream is None:
-        _copy_rows_as_bytes(ws)
     rows = pc.cast(pa.array(np.arange(first_row + 1, first_row + n + 1)), pa.string())
     parts: list[Any] = []
     for j, (kind, values, fmt) in enumerate(columns):
         letter = xl_col_to_name(j)
         if kind == "num":
-            parts.append(_number_cells(values, letter, rows, fmt))
+            parts.append(_number_cells(values[:n], letter, rows, fmt))
         else:
             t = values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
-            t = pc.fill_null(t.cast(pa.string()), "")
+            t = pc.fill_null(t[:n].cast(pa.string()), "")
             parts.append(_text_cells(t, letter, rows, fmt, quote))
-    joined = pc.binary_join_element_wise('<row r="', rows, '">', *parts, "</row>", "")
+    return pc.binary_join_element_wise('<row r="', rows, '">', *parts, "</row>", "")
+
+
+def _write_rows_xml(ws: Any, first_row: int, joined: Any, n: int, ncols: int) -> None:
+    """Rows built by :func:`_rows_xml` into the worksheet's row stream."""
+    from custtool.arrow_text import write_joined
+
+    ws._write_single_row(first_row)  # anything pending above (nothing after the first chunk)
     fh = ws.row_data_fh
     fh.flush()
+    stream = getattr(ws, "_custtool_rows", None)
     if stream is not None:
         write_joined(stream, joined)  # Arrow's buffers, deflated by the rows' thread
     else:
         write_joined(fh.buffer, joined)
         fh.buffer.flush()
     last = first_row + n - 1
-    ws._check_dimensions(last, len(columns) - 1)
+    ws._check_dimensions(last, ncols - 1)
     ws.previous_row = last
-    return n
 
 
 def cap_sheets(
@@ -858,4 +915,5 @@ __all__ = [
     "cap_sheets",
     "unique_sheet_names",
     "append_rows",
+    "append_row_chunks",
 ]

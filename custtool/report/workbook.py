@@ -12,6 +12,7 @@ of customers beyond the input frame itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from custtool.report.masking import (
 )
 from custtool.report.migration import RFM_ORDER, fallen_customers, migration_matrix
 from custtool.report.strategies import load_strategies
-from custtool.xlsx import append_rows, formula_like, open_workbook, safe_sheet_name
+from custtool.xlsx import append_row_chunks, formula_like, open_workbook, safe_sheet_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -581,15 +582,16 @@ class _Sheets:
                 continue
             if kind == "text" and fmt is not None:  # a personal column: mask this chunk
                 part = fmt(part)
-            if kind == "bool":
-                flags = part.astype("boolean")
-                yes = flags.fillna(False).to_numpy(dtype=bool)
-                txt = np.where(yes, self.yes, self.no).astype(object)
-                txt[~flags.notna().to_numpy(dtype=bool)] = ""
-                out.append(("text", pa.array(txt, type=pa.string()), None))
+            if kind == "bool":  # 是 / 否, blank where missing (Arrow: no Python strings)
+                flags = pa.array(part.astype("boolean").array, type=pa.bool_())
+                txt = pc.fill_null(pc.if_else(flags, self.yes, self.no), "")
+                out.append(("text", txt.cast(pa.string()), None))
                 continue
-            txt = part.astype("string").fillna("")
-            out.append(("text", pa.array(txt.to_numpy(dtype=object), type=pa.string()), None))
+            # the text as Arrow strings straight from pandas' Arrow-backed string array
+            txt = pa.array(part.astype("string").array, type=pa.string(), from_pandas=True)
+            if isinstance(txt, pa.ChunkedArray):
+                txt = txt.combine_chunks()
+            out.append(("text", pc.fill_null(txt, ""), None))
         return out
 
     # ------------------------------------------------------------------ data sheets
@@ -626,10 +628,16 @@ class _Sheets:
             ws.autofilter(start_row, 0, start_row + max(n, 1), len(cols) - 1)
         base = start_row + 1
         texts = self._arrow_texts(prepared)
-        for start in range(0, n, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, n)
-            rows = slice(start, stop) if positions is None else positions[start:stop]
-            append_rows(ws, base + start, self._chunk_columns(prepared, rows, texts), self.quote)
+
+        def chunks() -> Iterator[list[tuple[str, Any, Any]]]:
+            for start in range(0, n, CHUNK_ROWS):
+                stop = min(start + CHUNK_ROWS, n)
+                rows = slice(start, stop) if positions is None else positions[start:stop]
+                yield self._chunk_columns(prepared, rows, texts)
+
+        # each chunk is masked and converted here while the previous one's XML is built in
+        # a second thread (and deflated in a third, custtool.xlsx)
+        append_row_chunks(ws, base, chunks(), self.quote)
         if conditional and n:
             last = start_row + n
             for name in SCORE_COLUMNS:
