@@ -776,7 +776,10 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
     elif isinstance(dtype, np.dtype) and dtype == np.float64:
         text = float_text(s.to_numpy())
         quote_check = False
-    elif isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+    elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        text = pc.cast(pa.array(s.to_numpy()), pa.string())  # = numpy's str of each value
+        quote_check = False
+    elif isinstance(dtype, np.dtype) and dtype.kind in "fb":
         values = s.to_numpy()
         out = values.astype(str)  # what pandas does (repr of floats, True/False)
         text = pa.array(out, type=pa.string())
@@ -789,7 +792,12 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
         quote_check = False
     elif isinstance(s.array, pd.arrays.IntegerArray | pd.arrays.FloatingArray):
         # pandas writes str() of each value: the numpy text of the data, blank where missing
-        text = pa.array(s.array._data.astype(str), type=pa.string())
+        data = s.array._data
+        text = (
+            pc.cast(pa.array(data), pa.string())
+            if data.dtype.kind in "iu"
+            else pa.array(data.astype(str), type=pa.string())
+        )
         text = pc.if_else(pa.array(s.isna().to_numpy()), pa.scalar(None, pa.string()), text)
         quote_check = False
     elif isinstance(s.array, pd.arrays.BooleanArray):
@@ -911,25 +919,45 @@ def write_csv_blocks(
 ) -> None:
     """``write_table(transform(df), path)`` for a CSV, byte for byte, with ``transform``
     (a row-wise change such as :func:`custtool.report.masking.mask_frame`; filter rows
-    before, not in it) applied to blocks of ``rows`` rows: only one block's transformed copy
-    is alive at a time. Written atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+    before, not in it) applied to blocks of ``rows`` rows: at most two blocks' transformed
+    copies are alive at a time. Written atomically, each block once, straight into the file.
+
+    A block is formatted and written in a second thread while the next one is transformed
+    in this one (Arrow's kernels and file writes release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as out,
+        ThreadPoolExecutor(1, thread_name_prefix="custtool-csv") as pool,
+    ):
         part = Path(str(tmp) + ".block.csv")
+        pending = None
         try:
             for start in range(0, max(len(df), 1), rows):
                 safe = _formula_safe(transform(df.iloc[start : start + rows]))
-                # each block written once, straight into the file (the BOM and the header
-                # line with the first block only)
-                if _write_csv_fast_to(out, safe, sep=",", head=not start):
-                    continue
-                # a block the fast writer does not format: pandas, through a block file
-                safe.to_csv(part, index=False, encoding="utf-8-sig", date_format=CSV_DATE_FORMAT)
-                with open(part, "rb") as f:
-                    if start:  # the BOM and the header line once, from the first block
-                        f.readline()
-                    shutil.copyfileobj(f, out, 1 << 20)
+                if pending is not None:
+                    pending.result()  # blocks in order, one at a time
+                pending = pool.submit(_write_csv_block, out, safe, part, not start)
+                del safe
+            if pending is not None:
+                pending.result()
         finally:
+            if pending is not None:
+                pending.exception()  # wait: the file is closed only after the last write
             part.unlink(missing_ok=True)
+
+
+def _write_csv_block(out: Any, safe: pd.DataFrame, part: Path, head: bool) -> None:
+    """One block of :func:`write_csv_blocks` (``head``: the first, with the BOM and header)."""
+    if _write_csv_fast_to(out, safe, sep=",", head=head):
+        return
+    # a block the fast writer does not format: pandas, through a block file
+    safe.to_csv(part, index=False, encoding="utf-8-sig", date_format=CSV_DATE_FORMAT)
+    with open(part, "rb") as f:
+        if not head:  # the BOM and the header line once, from the first block
+            f.readline()
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 def write_xlsx_sheets(

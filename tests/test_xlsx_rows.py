@@ -407,3 +407,98 @@ def test_csv_blocks_written_once_equal_the_whole_table_write(tmp_path: Path) -> 
     assert whole.startswith(b"\xef\xbb\xbf") and whole.count(b"\xef\xbb\xbf") == 1
     assert whole.count(b"\n") == 24 and b"'=1+1" in whole and b"a;b" in whole
     assert not list(tmp_path.glob("*.block.csv"))
+
+
+def _chunked_write(path: Path, threaded: bool, n: int, size: int) -> None:
+    """The _write(fast=True) sheet in chunks of ``size`` rows, with formats first used by
+    the chunks (their xf indices are handed out while the XML is built)."""
+    from custtool.xlsx import append_row_chunks
+
+    texts, nums = _frame_columns(n, SAME_TEXTS)
+    plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]
+    with open_workbook(path, constant_memory=True) as wb:
+        quote = wb.add_format({"quote_prefix": True})
+        money = wb.add_format({"num_format": "#,##0.00"})
+        pct = wb.add_format({"num_format": "0.0%"})
+        head = wb.add_format({"bold": True})
+        ws = wb.add_worksheet("data")
+        ws.write_string(0, 0, "文本", head)
+        ws.write_string(0, 1, "金额", head)
+
+        def chunk(a: int, b: int) -> list:
+            return [
+                ("text", pa.array(texts[a:b], pa.string()), None),
+                ("num", nums[a:b], money),
+                ("text", pa.array(plain[a:b], pa.string()), None),
+                ("num", nums[a:b] / 7, pct),
+            ]
+
+        spans = [(a, min(a + size, n)) for a in range(0, n, size)]
+        if threaded:
+            assert append_row_chunks(ws, 1, (chunk(a, b) for a, b in spans), quote) == n
+        else:
+            for a, b in spans:
+                append_rows(ws, 1 + a, chunk(a, b), quote)
+        ws.write_string(n + 1, 0, "after", None)
+
+
+def test_threaded_chunks_write_the_same_file_as_one_chunk_after_the_other(tmp_path: Path) -> None:
+    """append_row_chunks builds a chunk's XML in a second thread while the next chunk is
+    produced: the workbook (cells, styles, format numbering) is the serial one's."""
+    n = 7 * len(SAME_TEXTS) + 5
+    one, two = tmp_path / "serial.xlsx", tmp_path / "threaded.xlsx"
+    _chunked_write(one, False, n, 11)
+    _chunked_write(two, True, n, 11)
+    with zipfile.ZipFile(one) as a, zipfile.ZipFile(two) as b:
+        for name in a.namelist():
+            if name != "docProps/core.xml":
+                assert a.read(name) == b.read(name), name
+    cells = _cells(two)
+    assert cells[0] == f"A1:D{n + 2}" and len(cells) > 2 * n
+
+
+def test_a_failing_chunk_stops_the_threads(tmp_path: Path) -> None:
+    """A chunk that fails while it is produced: the error reaches the caller, no file is
+    left at the target and no writer thread keeps running."""
+    import threading
+
+    from custtool.xlsx import append_row_chunks
+
+    def chunks():
+        yield [("text", pa.array(["a"] * 50), None)]
+        raise ValueError("bad chunk")
+
+    target = tmp_path / "x.xlsx"
+    with (
+        pytest.raises(ValueError, match="bad chunk"),
+        open_workbook(target, constant_memory=True) as wb,
+    ):
+        ws = wb.add_worksheet("data")
+        append_row_chunks(ws, 0, chunks(), wb.add_format({"quote_prefix": True}))
+    assert not target.exists()
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("custtool-")]
+    assert not alive
+
+
+def test_integer_columns_in_csv_are_numpys_text(tmp_path: Path) -> None:
+    """Integers (numpy and nullable, signed and unsigned, extremes) are written by Arrow's
+    cast as pandas writes them; flags stay True / False."""
+    import pandas as pd
+
+    from custtool.io import write_csv_fast
+
+    ints = np.array([0, -1, 7, -(2**63), 2**63 - 1, 10**18, -(10**9)], dtype=np.int64)
+    df = pd.DataFrame(
+        {
+            "a": ints,
+            "b": np.array([0, 1, 2**64 - 1, 5, 10**19, 3, 9], dtype=np.uint64),
+            "c": pd.array([1, None, -3, 2**40, 0, None, 5], dtype="Int64"),
+            "d": np.array([-128, 127, 0, 1, -1, 5, 6], dtype=np.int8),
+            "e": pd.array([None, 255, 0, 1, None, 2, 3], dtype="UInt8"),
+            "f": [True, False, True, True, False, False, True],
+        }
+    )
+    assert write_csv_fast(df, tmp_path / "fast.csv")
+    assert (tmp_path / "fast.csv").read_bytes() == _pandas_csv(df, tmp_path / "p.csv")
+    text = (tmp_path / "fast.csv").read_bytes()
+    assert b"\n7,18446744073709551615,-3," in text and b"\n-9223372036854775808,5," in text
