@@ -223,6 +223,18 @@ class _DeflatedRows:
         self.csize += len(tail)
         self._out.close()
 
+    def inflate_into(self, fh: Any) -> None:
+        """The rows as text into the text file ``fh`` (after :meth:`finish`)."""
+        import codecs
+        import zlib
+
+        z = zlib.decompressobj(-15)
+        text = codecs.getincrementaldecoder("utf-8")()
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                fh.write(text.decode(z.decompress(block)))
+        fh.write(text.decode(z.flush(), final=True))
+
     def close(self) -> None:
         """Stop the thread and remove the file (after a failure, or once spliced)."""
         if not self.finished:
@@ -258,7 +270,7 @@ def _stream_rows(ws: Any, first_row: int) -> _DeflatedRows | None:
     if rows is not None:
         return rows
     spliced = getattr(ws, "_custtool_spliced", None)
-    if spliced is None:
+    if spliced is None or not _CAN_SPLICE:
         return None
     ws._write_single_row(first_row)  # flush the rows above (the header) into the stream
     fh = ws.row_data_fh
@@ -280,12 +292,36 @@ def _stream_rows(ws: Any, first_row: int) -> _DeflatedRows | None:
         ws._xml_start_tag("sheetData")
         ws.row_data_fh.flush()
         rows.finish()
-        ws.fh.write(_ROWS_MARK)
+        name = _sheet_file(ws.fh)
+        if name is not None:
+            ws.fh.write(_ROWS_MARK)  # the zip splices the deflated rows in here
+            spliced[name] = rows
+        else:  # a sheet not written to a file (in memory): the rows inflated into it
+            rows.inflate_into(ws.fh)
+            rows.close()
         ws._xml_end_tag("sheetData")
-        spliced[os.path.realpath(ws.fh.name)] = rows
 
     ws._write_optimized_sheet_data = write_sheet_data
     return rows
+
+
+def _sheet_file(fh: Any) -> str | None:
+    """The path of the file a sheet's XML is written to (None: not a file)."""
+    name = getattr(fh, "name", None)
+    return os.path.realpath(name) if isinstance(name, str) and os.path.isfile(name) else None
+
+
+def _zipfile_has_what_splicing_uses() -> bool:
+    import zipfile
+
+    return all(hasattr(zipfile.ZipFile, a) for a in ("_writecheck", "write")) and hasattr(
+        zipfile.ZipInfo, "FileHeader"
+    )
+
+
+#: the zipfile internals :class:`_SplicingZipFile` writes a member with are there (else
+#: the rows go through xlsxwriter's own row file and zip)
+_CAN_SPLICE = _zipfile_has_what_splicing_uses()
 
 
 def _splicing_zip_class() -> Any:

@@ -502,3 +502,21 @@ def test_integer_columns_in_csv_are_numpys_text(tmp_path: Path) -> None:
     assert (tmp_path / "fast.csv").read_bytes() == _pandas_csv(df, tmp_path / "p.csv")
     text = (tmp_path / "fast.csv").read_bytes()
     assert b"\n7,18446744073709551615,-3," in text and b"\n-9223372036854775808,5," in text
+
+
+def test_a_sheet_not_in_a_file_gets_its_rows_inflated(tmp_path: Path, monkeypatch) -> None:
+    """A sheet whose XML is not written to a file cannot be spliced in the zip: its
+    deflated rows are inflated back into it (multi-byte characters cut across slices),
+    with the same XML as the plain path."""
+    import custtool.xlsx as X
+
+    monkeypatch.setattr(X, "_sheet_file", lambda fh: None)
+    monkeypatch.setattr(X, "_DEFLATE_SLICE", 777)
+    n = 3 * len(SAME_TEXTS)
+    _write(tmp_path / "inflated.xlsx", True, n, SAME_TEXTS)
+    _plain_workbook_write(tmp_path / "plain.xlsx", n)
+    with (
+        zipfile.ZipFile(tmp_path / "inflated.xlsx") as a,
+        zipfile.ZipFile(tmp_path / "plain.xlsx") as b,
+    ):
+        assert a.read("xl/worksheets/sheet1.xml") == b.read("xl/worksheets/sheet1.xml")
