@@ -110,7 +110,9 @@ SEGMENT_SHEET_COLUMNS = [
     "tags",
 ]
 VALUE_COLUMNS = ("ltv", "monetary", "rfm_score", "frequency")
-CHUNK_ROWS = 20_000
+#: rows per chunk of a data sheet; two chunks are in flight (one masked and converted while
+#: the previous one's XML is built), so 10k keeps the memory of the former 20k serial chunks
+CHUNK_ROWS = 10_000
 EXCEL_MAX_ROWS = 1_048_576  # rows in one worksheet, header included
 _EXCEL_EPOCH = "1899-12-30"
 
