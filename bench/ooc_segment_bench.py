@@ -16,6 +16,12 @@ and polls the process tree's resident memory (the Spark JVM included) every 0.1 
 * segment-<engine>: ``custtool segment customers.parquet --orders orders.parquet --engine …
   --json`` (the whole step: metrics, scores, classes, LTV fit, NPS, portrait).
 
+* profile-<engine> (``--profile``): the whole step in process (``segment_customers`` on the
+  Parquet path, then ``to_dict``) with a timer around each phase: every engine query
+  (labelled by the ``custtool.engines.sql`` builder that wrote it, or the temp table it
+  fills), the matcher, ``_finish``, each RFM function, the LTV fits, the portrait and the
+  summary; printed as a table, longest first.
+
 Prints wall time, CPU time (user + system, the child's own and its waited-for children's:
 steadier than wall time on a loaded machine), peak RSS of each child and the ratios to the
 floor (and Spark/DuckDB).
@@ -94,6 +100,109 @@ print(len(m), rep.rows_used, int(m["frequency"].sum()), round(float(m["monetary"
 """
 
 
+#: the whole segment step in process with a timer around each phase (--profile): the engine's
+#: queries (labelled by the custtool.engines.sql builder that wrote them), the matcher,
+#: _finish, RFM, the LTV fits and predictions, the portrait, the summary
+PROFILE = r"""
+import json, sys, time
+from collections import defaultdict
+T = defaultdict(float)
+N = defaultdict(int)
+
+def timed(mod, name, label=None):
+    f = getattr(mod, name)
+    def w(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            T[label or name] += time.perf_counter() - t0
+            N[label or name] += 1
+    setattr(mod, name, w)
+
+t_start = time.perf_counter()
+import pandas as pd
+import custtool.attribution as A, custtool.metrics as M, custtool.segment as SG, custtool.ltv as L
+import custtool.portrait as P
+from custtool.engines import sql as S, seam
+T["import"] = time.perf_counter() - t_start
+LABEL = {}
+for name in [n for n in dir(S) if n.endswith("_sql")]:
+    f = getattr(S, name)
+    def w(*a, _f=f, _n=name, **k):
+        sql = _f(*a, **k)
+        LABEL[sql] = _n
+        return sql
+    setattr(S, name, w)
+
+def label(sql):
+    return "sql." + LABEL.get(sql, "other")
+
+def wrap_runner(cls):
+    for meth in ("arrow", "frame"):
+        f = getattr(cls, meth)
+        def w(self, sql, _f=f):
+            t0 = time.perf_counter(); r = _f(self, sql); T[label(sql)] += time.perf_counter() - t0
+            return r
+        setattr(cls, meth, w)
+    f = cls.table
+    def wt(self, name, sql, _f=f):
+        t0 = time.perf_counter(); r = _f(self, name, sql); T["sql.table:" + name] += time.perf_counter() - t0
+        return r
+    cls.table = wt
+    f = cls.register
+    def wr(self, name, df, _f=f):
+        t0 = time.perf_counter(); r = _f(self, name, df); T["sql.register:" + name] += time.perf_counter() - t0
+        return r
+    cls.register = wr
+    f = cls.__init__
+    def wi(self, *a, _f=f, **k):
+        t0 = time.perf_counter(); _f(self, *a, **k); T["engine.connect"] += time.perf_counter() - t0
+    cls.__init__ = wi
+wrap_runner(seam.DuckRunner)
+if sys.argv[3] == "spark":
+    from custtool.engines import spark
+    wrap_runner(spark.SparkRunner)
+timed(A, "match_positions", "matcher.match_positions")
+f = A.CustomerIndex.__init__
+def ci(self, *a, _f=f, **k):
+    t0 = time.perf_counter(); _f(self, *a, **k); T["matcher.CustomerIndex"] += time.perf_counter() - t0
+A.CustomerIndex.__init__ = ci
+timed(seam, "_arrays", "engine._arrays")
+timed(M, "_finish", "_finish")
+for n in ("rfm_scores", "rfm_classes", "value_tiers", "assign_lifecycle",
+          "assign_contact_classes", "assign_level"):
+    timed(SG, n, "rfm." + n)
+timed(L, "fit_ltv", "ltv.fit_ltv (all)")
+timed(L, "fit_bgnbd", "ltv.fit_bgnbd")
+timed(L, "fit_gamma_gamma", "ltv.fit_gamma_gamma")
+timed(SG, "portrait_columns", "portrait_columns")
+timed(SG, "segment_summary", "segment_summary")
+from custtool.io import read_table
+t0 = time.perf_counter()
+customers = read_table(sys.argv[2])
+T["read customers"] = time.perf_counter() - t0
+t0 = time.perf_counter()
+res = SG.segment_customers(sys.argv[1], customers, engine=sys.argv[3],
+                           memory_limit=sys.argv[4] or None, spark_master=sys.argv[5] or None)
+T["segment_customers (total)"] = time.perf_counter() - t0
+t0 = time.perf_counter()
+d = res.to_dict()
+T["to_dict"] = time.perf_counter() - t0
+if len(sys.argv) > 6 and sys.argv[6]:
+    from custtool.io import write_table
+    t0 = time.perf_counter()
+    write_table(res.customers, sys.argv[6])
+    T["write customers"] = time.perf_counter() - t0
+T["wall (process)"] = time.perf_counter() - t_start
+sql = sum(v for k, v in T.items() if k.startswith("sql."))
+T["sql (all queries)"] = sql
+print(json.dumps({"phases": {k: round(v, 2) for k, v in T.items()},
+                  "customers": d["customers"], "bgnbd": d["ltv"]["bgnbd"],
+                  "gamma_gamma": d["ltv"]["gamma_gamma"]}, ensure_ascii=False))
+"""
+
+
 def _tree_rss(pid: int) -> int:
     """Resident bytes of ``pid`` and all its descendants."""
     total, todo = 0, [pid]
@@ -132,9 +241,11 @@ def run_child(name: str, args: list[str]) -> dict:
     res["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     res["exit"] = proc.returncode
     res["out"] = out.strip()[-300:]
+    res["out_full"] = out.strip()
     if proc.returncode:
         res["err"] = err.strip()[-600:]
-    print(json.dumps(res, ensure_ascii=False), flush=True)
+    print(json.dumps({k: v for k, v in res.items() if k != "out_full"}, ensure_ascii=False))
+    sys.stdout.flush()
     return res
 
 
@@ -147,6 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-limit", default="1GB")
     ap.add_argument("--spark-master", default="local[*]")
     ap.add_argument("--no-segment", action="store_true", help="only the floor and metrics")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run the whole segment step in process with a timer per phase (SQL "
+        "queries, matcher, _finish, RFM, LTV fits, portrait, summary) and print them",
+    )
+    ap.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        help="with --profile: also write the segmented table here",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     write_data(args.data, args.customers, args.orders)
@@ -168,6 +291,17 @@ def main(argv: list[str] | None = None) -> int:
             if master:
                 cmd += ["--spark-master", master]
             results[f"segment-{engine}"] = run_child(f"segment-{engine}", cmd)
+        if args.profile:
+            prof = [py, "-c", PROFILE, orders, customers, engine, limit, master]
+            prof.append(str(args.write) if args.write else "")
+            results[f"profile-{engine}"] = run_child(f"profile-{engine}", prof)
+            try:
+                phases = json.loads(results[f"profile-{engine}"]["out_full"])["phases"]
+            except (KeyError, ValueError):
+                phases = {}
+            print(f"\nphases of segment ({engine}), seconds:")
+            for k, v in sorted(phases.items(), key=lambda kv: -kv[1]):
+                print(f"  {k:<42}{v:>8.2f}")
     floor = results["floor"]["seconds"]
     print(f"\n{args.orders:,} orders / {args.customers:,} customers; load {os.getloadavg()}")
     floor_cpu = results["floor"]["cpu_s"] or 1e-9

@@ -197,3 +197,93 @@ def test_analytic_gradient_matches_finite_differences(cdnow):
     ]
     assert np.allclose(g, num, rtol=1e-5, atol=1e-8)
     assert f0 == pytest.approx(-d.loglik(np.exp(z)).mean())
+
+
+def _simulated_bgnbd(n: int, seed: int = 7) -> pd.DataFrame:
+    """(x, t_x, T) in whole days drawn from a BG/NBD process (r 0.5, α 10 days, a 0.8,
+    b 2.5): exponential gaps at a gamma-distributed rate, a beta-distributed chance to drop
+    out after each purchase. Whole days make many customers share a triple."""
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(0.5, 1 / 10.0, n)
+    p = rng.beta(0.8, 2.5, n)
+    T = rng.integers(30, 400, n).astype(float)
+    k = 60
+    times = np.cumsum(rng.exponential(1.0, (n, k)) / lam[:, None], axis=1)
+    alive = np.arange(k)[None, :] < (rng.geometric(p) - 1)[:, None]
+    seen = alive & (np.floor(times) <= T[:, None])
+    x = seen.sum(axis=1).astype(float)
+    t_x = np.where(x > 0, np.floor(np.where(seen, times, 0.0).max(axis=1)), 0.0)
+    return pd.DataFrame({"x": x, "t_x": t_x, "T": T})
+
+
+def test_weighted_fit_equals_unweighted_fit_on_generated_data():
+    """The fit on distinct (x, t_x, T) rows with counts as weights is the same likelihood
+    as the fit on one row per customer: the same parameters (~1e-6 relative), the same
+    log-likelihood, and both equal an independent fit of the textbook per-row likelihood."""
+    from scipy.optimize import minimize
+
+    df = _simulated_bgnbd(4000)
+    g = df.groupby(["x", "t_x", "T"]).size().rename("w").reset_index()
+    assert len(g) < 0.7 * len(df)  # the weights do compress
+    full = fit_bgnbd(df)
+    weighted = fit_bgnbd(g, weights=g["w"])
+    for k in ("r", "alpha", "a", "b"):
+        assert getattr(weighted, k) == pytest.approx(getattr(full, k), rel=1e-6), k
+    assert weighted.n == full.n == 4000
+    assert weighted.loglik == pytest.approx(full.loglik, rel=1e-12)
+    cols = [df[c].to_numpy(float) for c in ("x", "t_x", "T")]
+    per_row = bgnbd_loglik(np.array([full.r, full.alpha, full.a, full.b]), *cols).sum()
+    assert per_row == pytest.approx(full.loglik, rel=1e-12)
+    # the textbook per-row likelihood maximised directly (Nelder-Mead, no gradient, no
+    # compression) lands on the same parameters
+    ref = minimize(
+        lambda z: -bgnbd_loglik(np.exp(z), *cols).mean(),
+        np.log([1.0, 50.0, 1.0, 1.0]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20000, "maxfev": 20000},
+    )
+    for k, v in zip(("r", "alpha", "a", "b"), np.exp(ref.x), strict=True):
+        assert getattr(full, k) == pytest.approx(v, rel=1e-5), k
+    assert full.loglik >= -ref.fun * 4000 - 1e-6 and full.converged
+
+
+def test_weighted_gamma_gamma_equals_per_row_likelihood():
+    """Gamma-Gamma on distinct (x, mean spend) rows with weights = the per-row fit, and its
+    log-likelihood is the sum of the textbook per-row terms."""
+    from custtool.ltv import gamma_gamma_loglik
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 6, 3000).astype(float)
+    nu = rng.gamma(4.0, 1 / 40.0, 3000)
+    m = np.round(rng.gamma(3.0 * x, 1 / (nu * x)), 0)  # whole yuan: many rows share a value
+    df = pd.DataFrame({"x": x, "monetary_value": m})
+    g = df.groupby(["x", "monetary_value"]).size().rename("w").reset_index()
+    assert len(g) < len(df)
+    full = fit_gamma_gamma(df)
+    weighted = fit_gamma_gamma(g, weights=g["w"])
+    for k in ("p", "q", "v"):
+        assert getattr(weighted, k) == pytest.approx(getattr(full, k), rel=1e-6), k
+    per_row = gamma_gamma_loglik(np.array([full.p, full.q, full.v]), x, m).sum()
+    assert per_row == pytest.approx(full.loglik, rel=1e-12)
+    assert full.p == pytest.approx(3.0, rel=0.3) and full.q == pytest.approx(4.0, rel=0.3)
+
+
+def test_optimiser_falls_back_to_scipy_when_bfgs_does_not_converge(cdnow, bg_fit, monkeypatch):
+    """When the BFGS loop stops short (here: two iterations allowed), scipy's L-BFGS-B
+    polishes from where it stopped and lands on the same fit."""
+    import custtool.ltv as ltv
+
+    real = ltv._bfgs
+    calls = []
+
+    def short(nll, start, bounds, maxiter=200):
+        res = real(nll, start, bounds, maxiter=2)
+        calls.append(res.success)
+        return res
+
+    monkeypatch.setattr(ltv, "_bfgs", short)
+    f = fit_bgnbd(cdnow, unit="weeks")
+    assert calls and not any(calls)  # every BFGS run stopped short: scipy finished them
+    for k in ("r", "alpha", "a", "b"):
+        assert getattr(f, k) == pytest.approx(getattr(bg_fit, k), rel=1e-4), k
+    assert f.converged and f.loglik == pytest.approx(bg_fit.loglik, abs=1e-4)

@@ -365,9 +365,16 @@ def test_portrait_out_of_core_equals_pandas(tmp_path, monkeypatch):
     for col in cols:  # every column has values (not a comparison of blanks)
         assert (a.customers[col] != "").sum() > 50, col
     assert b.orders.empty and b.report.portrait_groups is None  # used, then let go
+    # the order counts come from the same per-order table as the portrait's orders
+    # (orders_sql) when the codes pack, from their own GROUP BY when not: equal either way
+    counts = ["frequency", "orders_30d", "orders_90d", "orders_365d", "bg_x", "monetary"]
+    pd.testing.assert_frame_equal(a.customers[counts], b.customers[counts])
+    assert a.customers["frequency"].sum() > 100
     monkeypatch.setattr(S, "PACK_LIMIT", 1)
+    assert not S.orders_fit(3, 2, 10)
     c = segment_customers(str(path), customers, as_of="2025-03-01", engine="duckdb")
     pd.testing.assert_frame_equal(a.customers[cols], c.customers[cols])
+    pd.testing.assert_frame_equal(a.customers[counts], c.customers[counts])
 
 
 def test_portrait_hand_checked_out_of_core(tmp_path):

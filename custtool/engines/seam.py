@@ -299,7 +299,9 @@ def _run(
         order_id=S.order_id_expr(d, col("order_id") if "order_id" in schema else None),
         by_hash=by_hash,
     )
-    portrait_args = dict(channel=chan_col is not None, category=category)
+    n_ch = 0 if chan_labels is None else len(chan_labels)
+    n_cat = 0 if cat_labels is None else len(cat_labels)
+    portrait_args = dict(channel=chan_col is not None, category=category, n_ch=n_ch, n_cat=n_cat)
     # the narrow rows, held once (re-scanning the Parquet file and joining the key map for
     # each query measured slower)
     lines = runner.table("lines", S.lines_sql(d, src, km, keys, **line_args, **portrait_args))
@@ -333,8 +335,6 @@ def _run(
         ).reset_index(drop=True)
     else:
         report.unmatched = pd.DataFrame(columns=present)
-    n_ch = 0 if chan_labels is None else len(chan_labels)
-    n_cat = 0 if cat_labels is None else len(cat_labels)
     used = runner.table(
         "used", S.used_sql(d, lines, as_of_day, n_ch=n_ch, n_cat=n_cat, rn_max=rn_max)
     )
@@ -346,11 +346,21 @@ def _run(
         name: counts.get(k, 0) for k, name in ((1, "id"), (2, "phone"), (3, "email"))
     }
     report.customer_ids = customers["customer_id"] if "customer_id" in customers.columns else None
-    res = runner.arrow(S.aggregate_sql(d, used, as_of_day, win, gwin)).combine_chunks()
-    agg = _arrays(res, len(customers))
+    # one pass to per-order rows for the order counts and, with the portrait, its counted
+    # orders (their first line's channel and time slot), rather than two
+    orders_t = None
+    slot_hours = int(portrait["slot_hours"]) if portrait else 0
+    if portrait and S.orders_fit(n_ch, slot_hours, rn_max):
+        orders_t = runner.table(
+            "orders",
+            S.orders_sql(d, used, as_of_day, win, n_ch=n_ch, slot_hours=slot_hours, portrait=True),
+        )
+    res = runner.arrow(S.aggregate_sql(d, used, as_of_day, win, gwin, orders_t))
+    agg = _arrays(res.combine_chunks(), len(customers))
+    del res
     if portrait:
         report.portrait_groups = _portrait_groups(
-            runner, used, as_of_day, win, portrait, chan_labels, cat_labels, rn_max
+            runner, used, as_of_day, win, portrait, chan_labels, cat_labels, rn_max, orders_t
         )
     if attributed_to is not None:
         _write_attributed(
@@ -368,10 +378,12 @@ def _portrait_groups(
     chan_labels: Any,
     cat_labels: Any,
     rn_max: int,
+    orders: str | None = None,
 ) -> Any:
     """The portrait's inputs (:class:`custtool.portrait.PortraitGroups`) ranked by the
     engine: each customer's top categories, channels and best time slot; only these small
-    tables (a few rows per customer) become arrays."""
+    tables (a few rows per customer) become arrays. ``orders``: the per-order table of
+    :func:`custtool.engines.sql.orders_sql` (with the portrait's codes), when there is one."""
 
     from custtool.portrait_rules import PortraitGroups
 
@@ -394,6 +406,7 @@ def _portrait_groups(
             n_ch=0 if chan_labels is None else len(chan_labels),
             slot_hours=int(settings["slot_hours"]),
             rn_max=rn_max,
+            orders=orders,
         ),
         "c",
         "by_ch",

@@ -137,6 +137,13 @@ def order_id_expr(dialect: Dialect, col: str | None) -> str:
     return f"CASE WHEN {t} = '' THEN NULL ELSE {t} END"
 
 
+def line_code(n_ch: int, n_cat: int) -> tuple[str, int]:
+    """A line's match code ``how`` (0–3) and the portrait's channel and category label codes
+    (-1 none) as one number in mixed radix [HOW_CODES, n_ch + 1, n_cat + 1], and its range."""
+    sizes = [HOW_CODES, n_ch + 1, n_cat + 1]
+    return f"(how * {sizes[1]} + ch + 1) * {sizes[2]} + cat + 1", sizes[0] * sizes[1] * sizes[2]
+
+
 def lines_sql(
     dialect: Dialect,
     src: str,
@@ -150,6 +157,8 @@ def lines_sql(
     by_hash: bool = True,
     channel: bool = False,
     category: tuple[str, str] | None = None,
+    n_ch: int = 0,
+    n_cat: int = 0,
 ) -> str:
     """One narrow row per order row: rn, customer position ``c`` (-1 unmatched), match code
     ``how``, local time ``t`` (NULL: not a valid time), day ``d``, the order id's 64-bit hash
@@ -158,7 +167,9 @@ def lines_sql(
     tuple's hash (exact when the caller checked no two tuples share one), else on the keys
     as text. For the portrait: ``ch``, the channel's label
     code (``channel``: the key map carries it; -1 none) and ``cat``, the category's
-    (``category``: (the label map's name, the column): joined on the value; -1 none)."""
+    (``category``: (the label map's name, the column): joined on the value; -1 none), packed
+    with ``how`` into one ``code`` (:func:`line_code`: ``n_ch``/``n_cat`` labels) so the
+    table held is narrower."""
     q = dialect.q
     ch = "coalesce(km.ch, -1)" if channel else "-1"
     cat, cat_join = "-1", ""
@@ -175,11 +186,13 @@ def lines_sql(
             for k in keys
         )
     oh = f"CASE WHEN o IS NULL THEN NULL ELSE {dialect.f(dialect.hash, x='o')} END"
+    code, m = line_code(n_ch, n_cat)
+    code_type = "INTEGER" if m < (1 << 31) else "BIGINT"
     return f"""
-    SELECT rn, CAST(c AS INTEGER) AS c, CAST(how AS TINYINT) AS how, t,
+    SELECT rn, CAST(c AS INTEGER) AS c, t,
       CAST({dialect.f(dialect.day, t="t")} AS INTEGER) AS d, {oh} AS oh,
       CASE WHEN rf THEN -abs(a0) ELSE a0 END AS a, (rf OR a0 < 0) AS r,
-      CAST(ch AS INTEGER) AS ch, CAST(cat AS INTEGER) AS cat
+      CAST({code} AS {code_type}) AS code
     FROM (
       SELECT s.rn AS rn, coalesce(km.c, -1) AS c, coalesce(km.how, 0) AS how,
         {time_expr} AS t, {order_id} AS o, {amount} AS a0, {refund} AS rf, {ch} AS ch,
@@ -227,13 +240,14 @@ def used_sql(
 ) -> str:
     """The rows used: matched, on or before the as-of day, exact duplicates (same customer,
     order id, time, amount) once — the first in file order keeps its row number, match
-    code and the portrait's channel and category codes (``n_ch``/``n_cat`` labels; -1
-    none). A row without an order id is never a duplicate (its row number is in its key).
-    ``rn_max``: the largest row number (whether the codes fit below it)."""
+    code and the portrait's channel and category codes (``n_ch``/``n_cat`` labels, as given
+    to :func:`lines_sql`; -1 none). A row without an order id is never a duplicate (its row
+    number is in its key). ``rn_max``: the largest row number (whether the codes fit below
+    it)."""
     A = int(as_of_day)
     sizes = [HOW_CODES, n_ch + 1, n_cat + 1]
     m = sizes[0] * sizes[1] * sizes[2]
-    code = f"(how * {sizes[1]} + ch + 1) * {sizes[2]} + cat + 1"
+    code = "CAST(code AS BIGINT)"  # packed by lines_sql (line_code) with the same sizes
     if (int(rn_max) + 1) * m < PACK_LIMIT:
         first = f"min(rn * {m} + {code}) AS rh"
         rn, rest = _unpack(dialect, "rh", [0, m])
@@ -264,6 +278,55 @@ def portrait_categories_sql(used: str, as_of_day: int, win: int, top: int) -> st
     WHERE rank < {max(int(top), 1)}"""
 
 
+def _portrait_code(dialect: Dialect, n_ch: int, slot_hours: int) -> tuple[str, list[int]]:
+    """The portrait's code of a line (its channel label and time slot,
+    :func:`~custtool.portrait.slot_of`) and the mixed radix it is packed in."""
+    hours = int(slot_hours)
+    per_day = 24 // hours
+    n_slot = 2 * per_day + 1
+    mins = "(hour(t) * 60 + minute(t))"
+    weekend = "CASE WHEN ((d % 7) + 10) % 7 >= 5 THEN 1 ELSE 0 END"
+    hour_slot = dialect.f(dialect.idiv, a="hour(t)", b=str(hours))
+    slot = f"CASE WHEN {mins} > 0 THEN {weekend} * {per_day} + {hour_slot} ELSE -1 END"
+    return f"(ch + 1) * {n_slot} + ({slot}) + 1", [n_ch + 1, n_slot]
+
+
+def orders_fit(n_ch: int, slot_hours: int, rn_max: int) -> bool:
+    """Whether :func:`orders_sql` can pack the portrait's code below the row number."""
+    m = (n_ch + 1) * (2 * (24 // int(slot_hours)) + 1)
+    return (int(rn_max) + 1) * m < PACK_LIMIT
+
+
+def orders_sql(
+    dialect: Dialect,
+    used: str,
+    as_of_day: int,
+    win: int,
+    *,
+    n_ch: int = 0,
+    slot_hours: int = 0,
+    portrait: bool = False,
+) -> str:
+    """One row per order of the rows used — (customer, order id), a row without an order id
+    an order by itself — that has a sale line (not a refund): ``d``, the day of its
+    earliest sale line (what the order counts are dated by), and with ``portrait`` ``f``:
+    the portrait's code (channel, time slot) of its first line in file order among its sale
+    lines (amount > 0) in the metrics window, NULL when it has none (then the portrait does
+    not count it). One pass for the aggregates' order counts and the portrait's (the caller
+    checks :func:`orders_fit`)."""
+    A, W = int(as_of_day), int(win)
+    if portrait:
+        code, sizes = _portrait_code(dialect, n_ch, slot_hours)
+        m = sizes[0] * sizes[1]
+        f = f"min(CASE WHEN {A} - d < {W} AND a > 0 THEN rn * {m} + {code} END) % {m}"
+    else:
+        f = "CAST(NULL AS BIGINT)"
+    return f"""
+    SELECT c, od AS d, f FROM (
+      SELECT c, min(d) AS od, {f} AS f FROM {used} WHERE NOT r
+      GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) g"""
+
+
 def portrait_orders_sql(
     dialect: Dialect,
     used: str,
@@ -273,28 +336,30 @@ def portrait_orders_sql(
     n_ch: int,
     slot_hours: int,
     rn_max: int,
+    orders: str | None = None,
 ) -> str:
     """Counted orders (:func:`custtool.portrait.order_groups`: in the metrics window, sale
     lines (amount > 0), one per (customer, order id) — its first line in file order, whose
     channel and time slot count, :func:`~custtool.portrait.slot_of`), ranked per customer:
     rows ``by_ch`` 1 — every channel bought through (``k``, rank 0 = the most orders, ties by
     the label: codes in code-point order); ``by_ch`` 0 — the slot with the most orders
-    (ties: the smaller slot, 工作日 before 周末, then the earlier)."""
-    A, W, hours = int(as_of_day), int(win), int(slot_hours)
-    per_day = 24 // hours
-    n_slot = 2 * per_day + 1
-    mins = "(hour(t) * 60 + minute(t))"
-    weekend = "CASE WHEN ((d % 7) + 10) % 7 >= 5 THEN 1 ELSE 0 END"
-    hour_slot = dialect.f(dialect.idiv, a="hour(t)", b=str(hours))
-    slot = f"CASE WHEN {mins} > 0 THEN {weekend} * {per_day} + {hour_slot} ELSE -1 END"
-    sizes = [n_ch + 1, n_slot]
+    (ties: the smaller slot, 工作日 before 周末, then the earlier). ``orders``: the table of
+    :func:`orders_sql` (with ``portrait``), whose ``f`` already holds each order's code;
+    else the orders are grouped here from ``used``."""
+    A, W = int(as_of_day), int(win)
+    code, sizes = _portrait_code(dialect, n_ch, slot_hours)
     m = sizes[0] * sizes[1]
-    code = f"(ch + 1) * {n_slot} + ({slot}) + 1"
     if (int(rn_max) + 1) * m < PACK_LIMIT:
         first = f"min(rn * {m} + {code}) % {m}"
     else:
         first = dialect.f(dialect.min_by, v=code, k="rn")
     ch1, slot1 = _unpack(dialect, "f", sizes)
+    if orders is not None:
+        grouped = f"SELECT c, f FROM {orders} WHERE f IS NOT NULL"
+    else:
+        grouped = f"""SELECT c, {first} AS f FROM {used}
+        WHERE {A} - d < {W} AND a > 0
+        GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END"""
 
     def ranked(col: str, flag: int) -> str:
         return f"""
@@ -305,9 +370,7 @@ def portrait_orders_sql(
     return f"""
     WITH o AS (
       SELECT c, CAST({ch1} - 1 AS INTEGER) AS ch, CAST({slot1} - 1 AS INTEGER) AS slot FROM (
-        SELECT c, {first} AS f FROM {used}
-        WHERE {A} - d < {W} AND a > 0
-        GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END) g)
+        {grouped}) g)
     SELECT CAST(c AS INTEGER) AS c, by_ch, CAST(k AS INTEGER) AS k,
       CAST(rank AS INTEGER) AS rank
     FROM ({ranked("ch", 1)}
@@ -315,7 +378,9 @@ def portrait_orders_sql(
     WHERE by_ch = 1 OR rank = 0"""
 
 
-def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int) -> str:
+def aggregate_sql(
+    dialect: Dialect, used: str, as_of_day: int, win: int, gwin: int, orders: str | None = None
+) -> str:
     """Per customer position ``c``: money (integer cents) by window, orders by window,
     first/last purchase day, distinct purchase days and the money after the first purchase
     day — the columns of :func:`custtool.metrics._aggregate`.
@@ -323,7 +388,8 @@ def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: i
     Money and days go through one table of customer-days (``cd``: net cents, and whether
     the day has a sale line); orders through one of (customer, order id). The money after
     the first purchase day is all money less the first purchase day's less that of the
-    refund-only days before it (those few rows are the only join with the rows)."""
+    refund-only days before it (those few rows are the only join with the rows).
+    ``orders``: the table of :func:`orders_sql`, else the orders are grouped here."""
     A, W, G = int(as_of_day), int(win), int(gwin)
 
     def money(cond: str) -> str:
@@ -333,6 +399,14 @@ def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: i
         return f"CAST(sum(CASE WHEN {cond} THEN 1 ELSE 0 END) AS BIGINT)"
 
     m_first = dialect.f(dialect.min_by, v="m", k="CASE WHEN sale = 1 THEN d END")
+    ord = (
+        f"SELECT c, d FROM {orders}"
+        if orders is not None
+        else f"""
+      SELECT c, min(d) AS d FROM {used} WHERE NOT r AND oh IS NOT NULL GROUP BY c, oh
+      UNION ALL
+      SELECT c, d FROM {used} WHERE NOT r AND oh IS NULL"""
+    )
     return f"""
     WITH cd AS (
       SELECT c, d, CAST(sum(a) AS BIGINT) AS m, max(CASE WHEN r THEN 0 ELSE 1 END) AS sale
@@ -351,10 +425,7 @@ def aggregate_sql(dialect: Dialect, used: str, as_of_day: int, win: int, gwin: i
     early AS (
       SELECT cd.c AS c, sum(cd.m) AS m FROM cd JOIN days ON cd.c = days.c
       WHERE cd.sale = 0 AND cd.d < coalesce(days.first_d, 1) GROUP BY cd.c),
-    ord AS (
-      SELECT c, min(d) AS d FROM {used} WHERE NOT r AND oh IS NOT NULL GROUP BY c, oh
-      UNION ALL
-      SELECT c, d FROM {used} WHERE NOT r AND oh IS NULL),
+    ord AS ({ord}),
     ordc AS (
       SELECT c, count(*) AS orders_total, {count(f"{A} - d < 30")} AS orders_30d,
         {count(f"{A} - d < 90")} AS orders_90d, {count(f"{A} - d < 365")} AS orders_365d,
