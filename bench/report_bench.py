@@ -11,6 +11,15 @@ Printed per size: time and peak RSS of
   - report:   custtool.report.write_workbook (masking, labels, formats, quote prefixes,
     conditional formats, summary tables and charts, strategies, data quality), with orders.
 "peak - before" is the memory the writing itself added on top of the customers frame.
+
+``--from-run FOLDER`` instead times the run's own report step on a pipeline run's outputs
+(``customers.parquet``, ``orders_attributed.parquet`` of a bench/pipeline_bench.py run):
+``write_workbook`` as the pipeline calls it (analyst role, masked) and then customers.csv
+(``write_csv_blocks`` over ``mask_frame``), printing wall time, CPU of all threads, CPU of
+the main thread and peak RSS. ``--tile K`` repeats the customers K times (ids made
+distinct) for a larger run from a small one (e.g. 1M customers from the 100k run):
+
+    .venv/bin/python bench/report_bench.py --from-run bench/data/pipeline-100000-1000000-s0/out/2024-06-30 --tile 10
 """
 
 from __future__ import annotations
@@ -278,6 +287,60 @@ def run_one(kind: str, n: int) -> dict:
     }
 
 
+def from_run(folder: Path, tile: int, out: Path) -> None:
+    """The report step of a pipeline run (workbook, then customers.csv), timed."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from custtool.io import read_table, write_csv_blocks
+    from custtool.pipeline import read_attributed
+    from custtool.report.masking import get_role, mask_frame, role_view
+    from custtool.report.workbook import write_workbook
+
+    if tile > 1:
+        t = pq.read_table(folder / "customers.parquet")
+        i = t.schema.get_field_index("customer_id")
+        ty = t.schema.field(i).type
+        parts = [
+            t.set_column(
+                i,
+                "customer_id",
+                pc.binary_join_element_wise(
+                    t["customer_id"], pa.scalar(f"-{k}" if k else "", ty), pa.scalar("", ty)
+                ),
+            )
+            for k in range(tile)
+        ]
+        out.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.concat_tables(parts), out / "tiled.parquet")
+        final = read_table(out / "tiled.parquet")
+        del parts, t
+    else:
+        final = read_table(folder / "customers.parquet")
+    orders = read_attributed(folder / "orders_attributed.parquet")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(final):,} customers x {len(final.columns)} columns, {len(orders):,} orders")
+    for what in ("report.xlsx", "customers.csv"):
+        t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
+        load = os.getloadavg()[0]
+        if what == "report.xlsx":
+            write_workbook(final, out / what, orders=orders, role="analyst", mask=True)
+        else:
+            write_csv_blocks(
+                role_view(final, get_role("analyst")),
+                out / what,
+                lambda block: mask_frame(block, mask=True),
+            )
+        print(
+            f"{what:<14} {time.perf_counter() - t0:7.2f} s wall  CPU {time.process_time() - c0:6.2f} s"
+            f" (main thread {time.thread_time() - m0:6.2f} s)  {(out / what).stat().st_size / 1e6:7.1f} MB"
+            f"  load average {load:.1f} -> {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    print(f"peak RSS {peak_rss_mb():,.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -288,7 +351,13 @@ def main() -> None:
     )
     ap.add_argument("--one", choices=["baseline", "report"], help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--from-run", type=Path, help="a pipeline run's output folder (see above)")
+    ap.add_argument("--tile", type=int, default=1, help="with --from-run: customers x K")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "report_bench_out")
     args = ap.parse_args()
+    if args.from_run:
+        from_run(args.from_run, args.tile, args.out)
+        return
     if args.one:
         print(json.dumps(run_one(args.one, args.n)))
         return

@@ -776,7 +776,10 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
     elif isinstance(dtype, np.dtype) and dtype == np.float64:
         text = float_text(s.to_numpy())
         quote_check = False
-    elif isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+    elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        text = pc.cast(pa.array(s.to_numpy()), pa.string())  # = numpy's str of each value
+        quote_check = False
+    elif isinstance(dtype, np.dtype) and dtype.kind in "fb":
         values = s.to_numpy()
         out = values.astype(str)  # what pandas does (repr of floats, True/False)
         text = pa.array(out, type=pa.string())
@@ -789,7 +792,12 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
         quote_check = False
     elif isinstance(s.array, pd.arrays.IntegerArray | pd.arrays.FloatingArray):
         # pandas writes str() of each value: the numpy text of the data, blank where missing
-        text = pa.array(s.array._data.astype(str), type=pa.string())
+        data = s.array._data
+        text = (
+            pc.cast(pa.array(data), pa.string())
+            if data.dtype.kind in "iu"
+            else pa.array(data.astype(str), type=pa.string())
+        )
         text = pc.if_else(pa.array(s.isna().to_numpy()), pa.scalar(None, pa.string()), text)
         quote_check = False
     elif isinstance(s.array, pd.arrays.BooleanArray):
@@ -816,31 +824,45 @@ def write_csv_fast(
     Returns False (nothing written) for what it does not format exactly like pandas (an
     encoding other than UTF-8, a column of another dtype, a single column); the caller then
     uses pandas."""
+    if encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8"):
+        return False
+    if not _csv_fast_ok(df, sep):
+        return False
+    with open(path, "wb") as f:
+        _write_csv_fast_to(f, df, sep=sep, bom=encoding.lower().replace("_", "-") == "utf-8-sig")
+    return True
+
+
+def _csv_fast_ok(df: pd.DataFrame, sep: str) -> bool:
+    """Whether :func:`write_csv_fast` writes ``df`` exactly as pandas does."""
+    if len(df.columns) < 2 or df.columns.duplicated().any():
+        return False
+    return all(_csv_fields(df[c].iloc[:0], sep) is not None for c in df.columns)
+
+
+def _write_csv_fast_to(
+    f: Any, df: pd.DataFrame, *, sep: str = ",", head: bool = True, bom: bool = True
+) -> bool:
+    """The bytes of :func:`write_csv_fast` into the open binary file ``f`` (``head``: with
+    the header line, and the BOM when ``bom``). False (nothing written) when
+    :func:`write_csv_fast` would decline ``df``."""
     import pandas as pd
     import pyarrow.compute as pc
 
     from custtool.arrow_text import write_joined
 
-    if (
-        encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8")
-        or len(df.columns) < 2
-    ):
+    if not _csv_fast_ok(df, sep):
         return False
-    if df.columns.duplicated().any():
-        return False
-    for c in df.columns:
-        if _csv_fields(df[c].iloc[:0], sep) is None:
-            return False
-    head = _csv_fields(pd.Series([str(c) for c in df.columns], dtype=object), sep)
-    with open(path, "wb") as f:
-        if encoding.lower().replace("_", "-") == "utf-8-sig":
+    if head:
+        names = _csv_fields(pd.Series([str(c) for c in df.columns], dtype=object), sep)
+        if bom:
             f.write("\ufeff".encode())
-        f.write((sep.join(head.to_pylist()) + "\n").encode("utf-8"))
-        for start in range(0, len(df), CSV_BLOCK_ROWS):
-            block = df.iloc[start : start + CSV_BLOCK_ROWS]
-            fields = [_csv_fields(block[c], sep) for c in block.columns]
-            lines = pc.binary_join_element_wise(*fields, sep)
-            write_joined(f, pc.binary_join_element_wise(lines, "\n", ""))
+        f.write((sep.join(names.to_pylist()) + "\n").encode("utf-8"))
+    for start in range(0, len(df), CSV_BLOCK_ROWS):
+        block = df.iloc[start : start + CSV_BLOCK_ROWS]
+        fields = [_csv_fields(block[c], sep) for c in block.columns]
+        lines = pc.binary_join_element_wise(*fields, sep)
+        write_joined(f, pc.binary_join_element_wise(lines, "\n", ""))
     return True
 
 
@@ -867,10 +889,7 @@ def write_table(
         if suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         elif suffix in {".csv", ".tsv"}:
-            flat = flatten_lists(df)
-            safe = flat.copy()
-            for c in _text_columns(flat):
-                safe[c] = neutralize_formula_text(flat[c])
+            safe = _formula_safe(df)
             sep = "\t" if suffix == ".tsv" else ","
             if not write_csv_fast(safe, tmp, sep=sep, encoding=encoding):
                 safe.to_csv(
@@ -879,6 +898,16 @@ def write_table(
         else:
             write_xlsx_sheets({sheet_name: df}, tmp)
     return target
+
+
+def _formula_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Lists joined and formula-like text neutralised, as CSV writes them (a shallow copy:
+    only the changed columns are new)."""
+    flat = flatten_lists(df)
+    safe = flat.copy(deep=False)
+    for c in _text_columns(flat):
+        safe[c] = neutralize_formula_text(flat[c])
+    return safe
 
 
 #: rows per block of :func:`write_csv_blocks` (one block's transformed copy alive at a time)
@@ -890,19 +919,45 @@ def write_csv_blocks(
 ) -> None:
     """``write_table(transform(df), path)`` for a CSV, byte for byte, with ``transform``
     (a row-wise change such as :func:`custtool.report.masking.mask_frame`; filter rows
-    before, not in it) applied to blocks of ``rows`` rows: only one block's transformed copy
-    is alive at a time. Written atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+    before, not in it) applied to blocks of ``rows`` rows: at most two blocks' transformed
+    copies are alive at a time. Written atomically, each block once, straight into the file.
+
+    A block is formatted and written in a second thread while the next one is transformed
+    in this one (Arrow's kernels and file writes release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as out,
+        ThreadPoolExecutor(1, thread_name_prefix="custtool-csv") as pool,
+    ):
         part = Path(str(tmp) + ".block.csv")
+        pending = None
         try:
             for start in range(0, max(len(df), 1), rows):
-                write_table(transform(df.iloc[start : start + rows]), part)
-                with open(part, "rb") as f:
-                    if start:  # the BOM and the header line once, from the first block
-                        f.readline()
-                    shutil.copyfileobj(f, out, 1 << 20)
+                safe = _formula_safe(transform(df.iloc[start : start + rows]))
+                if pending is not None:
+                    pending.result()  # blocks in order, one at a time
+                pending = pool.submit(_write_csv_block, out, safe, part, not start)
+                del safe
+            if pending is not None:
+                pending.result()
         finally:
+            if pending is not None:
+                pending.exception()  # wait: the file is closed only after the last write
             part.unlink(missing_ok=True)
+
+
+def _write_csv_block(out: Any, safe: pd.DataFrame, part: Path, head: bool) -> None:
+    """One block of :func:`write_csv_blocks` (``head``: the first, with the BOM and header)."""
+    if _write_csv_fast_to(out, safe, sep=",", head=head):
+        return
+    # a block the fast writer does not format: pandas, through a block file
+    safe.to_csv(part, index=False, encoding="utf-8-sig", date_format=CSV_DATE_FORMAT)
+    with open(part, "rb") as f:
+        if not head:  # the BOM and the header line once, from the first block
+            f.readline()
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 def write_xlsx_sheets(

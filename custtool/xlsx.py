@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import io
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,12 +47,24 @@ def open_workbook(path: str | os.PathLike[str], *, constant_memory: bool = False
     """An xlsxwriter workbook with formula-safe options, written atomically to ``path``.
 
     In constant-memory mode each sheet must be written row by row, completely, before the
-    next one is started.
+    next one is started. Rows written with :func:`append_rows` are deflated while they are
+    written, by a second thread, and spliced into the .xlsx at close
+    (:class:`_DeflatedRows`).
     """
     import xlsxwriter
 
     with atomic_path(path) as tmp:
         wb = xlsxwriter.Workbook(str(tmp), {**WORKBOOK_OPTIONS, "constant_memory": constant_memory})
+        wb._custtool_spliced = {}  # sheet XML file → its rows deflated (_DeflatedRows)
+        if constant_memory:
+            add_worksheet = wb.add_worksheet
+
+            def add_streamed_worksheet(*args: Any, **kw: Any) -> Any:
+                ws = add_worksheet(*args, **kw)
+                ws._custtool_spliced = wb._custtool_spliced  # append_rows deflates its rows
+                return ws
+
+            wb.add_worksheet = add_streamed_worksheet
         ok = False
         try:
             yield wb
@@ -70,18 +84,306 @@ ZIP_LEVEL = 1
 
 def _close_fast(wb: Any) -> None:
     """``wb.close()`` with the zip written at :data:`ZIP_LEVEL` (xlsxwriter has no option for
-    it: its zip class is swapped for the duration of the close)."""
+    it: its zip class is swapped for the duration of the close) and the rows deflated while
+    they were written spliced into their sheets (:class:`_SplicingZipFile`)."""
     import functools
-    import zipfile
 
     import xlsxwriter.workbook as xw
 
+    spliced = getattr(wb, "_custtool_spliced", {})
     original = xw.ZipFile
-    xw.ZipFile = functools.partial(zipfile.ZipFile, compresslevel=ZIP_LEVEL)  # type: ignore[misc]
+    xw.ZipFile = functools.partial(  # type: ignore[misc]
+        _SplicingZipFile, compresslevel=ZIP_LEVEL, spliced=spliced
+    )
     try:
         wb.close()
     finally:
         xw.ZipFile = original  # type: ignore[misc]
+        for rows in list(spliced.values()):  # a close that failed: no thread or file left
+            rows.close()
+        spliced.clear()
+
+
+#: stands for a sheet's deflated rows in its XML file until the zip splices them in (NUL
+#: never occurs in the XML xlsxwriter writes)
+_ROWS_MARK = "\x00custtool:rows\x00"
+#: bytes of XML deflated at a time by the rows' thread (memory: a few of these are queued)
+_DEFLATE_SLICE = 8 << 20
+#: slices queued before the writing thread waits for the deflating one
+_DEFLATE_QUEUE = 4
+
+
+def _gf2_times(mat: list[int], vec: int) -> int:
+    out, i = 0, 0
+    while vec:
+        if vec & 1:
+            out ^= mat[i]
+        vec >>= 1
+        i += 1
+    return out
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of ``a + b`` from ``crc32(a)``, ``crc32(b)`` and ``len(b)`` (zlib's
+    ``crc32_combine``, which Python's zlib module does not expose)."""
+    if len2 <= 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = [_gf2_times(odd, odd[n]) for n in range(32)]  # two zero bits
+    odd = [_gf2_times(even, even[n]) for n in range(32)]  # four zero bits
+    while True:  # apply len2 zero bytes to crc1
+        even = [_gf2_times(odd, odd[n]) for n in range(32)]
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = [_gf2_times(even, even[n]) for n in range(32)]
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+    return crc1 ^ crc2
+
+
+class _DeflatedRows:
+    """A constant-memory worksheet's row stream, deflated (raw deflate, :data:`ZIP_LEVEL`)
+    by a worker thread while the rows are written, into a temporary file: the sheet's XML
+    then never goes through disk as text (xlsxwriter writes it to a temporary file, copies
+    it into the sheet's file and deflates that at close). zlib and file writes release the
+    GIL, so the deflating runs on the second core beside the building of the next rows.
+
+    ``write`` keeps a reference to the buffer it is given until it is deflated (the caller
+    hands over immutable Arrow buffers or bytes); :meth:`finish` ends the stream with a
+    sync flush (byte-aligned, not final) and gives ``crc``, ``size`` and ``csize``.
+    """
+
+    def __init__(self, tmpdir: str | None = None) -> None:
+        import queue
+        import tempfile
+        import threading
+        import zlib
+
+        fd, self.path = tempfile.mkstemp(dir=tmpdir, suffix=".rows.deflate")
+        self._out = os.fdopen(fd, "wb")
+        self._z = zlib.compressobj(ZIP_LEVEL, zlib.DEFLATED, -15)
+        self.crc = 0
+        self.size = 0
+        self.csize = 0
+        self.finished = False
+        self._error: BaseException | None = None
+        self._queue: Any = queue.Queue(maxsize=_DEFLATE_QUEUE)
+        self._thread = threading.Thread(target=self._work, name="custtool-deflate", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        import zlib
+
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            if self._error is not None:
+                continue  # drain after an error: the writer must never wait forever
+            try:
+                self.crc = zlib.crc32(data, self.crc)
+                self.size += len(data)
+                out = self._z.compress(data)
+                if out:
+                    self._out.write(out)
+                    self.csize += len(out)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the writing thread
+                self._error = exc
+
+    def write(self, data: Any) -> int:
+        """Queue ``data`` (bytes or a memoryview of an immutable buffer) for deflating."""
+        if self._error is not None:
+            raise self._error
+        view = memoryview(data).cast("B")
+        n = len(view)
+        for i in range(0, n, _DEFLATE_SLICE):
+            self._queue.put(view[i : i + _DEFLATE_SLICE])
+        return n
+
+    def finish(self) -> None:
+        """Wait for the thread, end the deflate stream (sync flush) and close the file."""
+        import zlib
+
+        if self.finished:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self.finished = True
+        if self._error is not None:
+            self._out.close()
+            raise self._error
+        tail = self._z.flush(zlib.Z_SYNC_FLUSH)
+        self._out.write(tail)
+        self.csize += len(tail)
+        self._out.close()
+
+    def inflate_into(self, fh: Any) -> None:
+        """The rows as text into the text file ``fh`` (after :meth:`finish`)."""
+        import codecs
+        import zlib
+
+        z = zlib.decompressobj(-15)
+        text = codecs.getincrementaldecoder("utf-8")()
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                fh.write(text.decode(z.decompress(block)))
+        fh.write(text.decode(z.flush(), final=True))
+
+    def close(self) -> None:
+        """Stop the thread and remove the file (after a failure, or once spliced)."""
+        if not self.finished:
+            self._error = self._error or RuntimeError("rows stream closed unfinished")
+            self._queue.put(None)
+            self._thread.join()
+            self.finished = True
+            self._out.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+class _RowsFile(io.RawIOBase):
+    """A raw binary file over :class:`_DeflatedRows` for xlsxwriter's own text writes
+    (through ``io.BufferedWriter``, whose buffers are reused: each write is copied)."""
+
+    def __init__(self, rows: _DeflatedRows) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        return self.rows.write(bytes(b))
+
+
+def _stream_rows(ws: Any, first_row: int) -> _DeflatedRows | None:
+    """The worksheet's :class:`_DeflatedRows`, set up on its first :func:`append_rows`
+    (None when its workbook was not opened by :func:`open_workbook`): the rows written so
+    far (the header) go first, then xlsxwriter's later writes and ours all go through it."""
+    rows = getattr(ws, "_custtool_rows", None)
+    if rows is not None:
+        return rows
+    spliced = getattr(ws, "_custtool_spliced", None)
+    if spliced is None or not _CAN_SPLICE:
+        return None
+    ws._write_single_row(first_row)  # flush the rows above (the header) into the stream
+    fh = ws.row_data_fh
+    fh.flush()
+    rows = _DeflatedRows(getattr(ws, "tmpdir", None))
+    with open(ws.row_data_filename, "rb") as f:
+        head = f.read()
+    if head:
+        rows.write(head)
+    fh.close()
+    os.unlink(ws.row_data_filename)
+    text = io.TextIOWrapper(
+        io.BufferedWriter(_RowsFile(rows), 1 << 16), encoding="utf-8", newline="\n"
+    )
+    ws.row_data_fh = ws.fh = text
+    ws._custtool_rows = rows
+
+    def write_sheet_data() -> None:
+        ws._xml_start_tag("sheetData")
+        ws.row_data_fh.flush()
+        rows.finish()
+        name = _sheet_file(ws.fh)
+        if name is not None:
+            ws.fh.write(_ROWS_MARK)  # the zip splices the deflated rows in here
+            spliced[name] = rows
+        else:  # a sheet not written to a file (in memory): the rows inflated into it
+            rows.inflate_into(ws.fh)
+            rows.close()
+        ws._xml_end_tag("sheetData")
+
+    ws._write_optimized_sheet_data = write_sheet_data
+    return rows
+
+
+def _sheet_file(fh: Any) -> str | None:
+    """The path of the file a sheet's XML is written to (None: not a file)."""
+    name = getattr(fh, "name", None)
+    return os.path.realpath(name) if isinstance(name, str) and os.path.isfile(name) else None
+
+
+def _zipfile_has_what_splicing_uses() -> bool:
+    import zipfile
+
+    return all(hasattr(zipfile.ZipFile, a) for a in ("_writecheck", "write")) and hasattr(
+        zipfile.ZipInfo, "FileHeader"
+    )
+
+
+#: the zipfile internals :class:`_SplicingZipFile` writes a member with are there (else
+#: the rows go through xlsxwriter's own row file and zip)
+_CAN_SPLICE = _zipfile_has_what_splicing_uses()
+
+
+def _splicing_zip_class() -> Any:
+    import zipfile
+    import zlib
+
+    class SplicingZipFile(zipfile.ZipFile):
+        """``zipfile.ZipFile`` whose ``write`` of a sheet XML file holding :data:`_ROWS_MARK`
+        writes the member from the deflated head, the rows' stream and the deflated tail
+        (one valid deflate stream; CRC-32 by :func:`crc32_combine`)."""
+
+        def __init__(self, *args: Any, spliced: dict[str, _DeflatedRows], **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            self._spliced = spliced
+
+        def write(self, filename: Any, arcname: Any = None, *args: Any, **kw: Any) -> None:
+            rows = self._spliced.get(os.path.realpath(filename))
+            if rows is None:
+                return super().write(filename, arcname, *args, **kw)
+            with open(filename, "rb") as f:
+                head, tail = f.read().split(_ROWS_MARK.encode(), 1)
+            z = zlib.compressobj(ZIP_LEVEL, zlib.DEFLATED, -15)
+            zhead = z.compress(head) + z.flush(zlib.Z_SYNC_FLUSH)
+            z = zlib.compressobj(ZIP_LEVEL, zlib.DEFLATED, -15)
+            ztail = z.compress(tail) + z.flush()
+            zinfo = zipfile.ZipInfo.from_file(
+                filename, arcname, strict_timestamps=self._strict_timestamps
+            )
+            zinfo.compress_type = zipfile.ZIP_DEFLATED
+            zinfo.flag_bits = 0
+            crc = crc32_combine(zlib.crc32(head), rows.crc, rows.size)
+            zinfo.CRC = crc32_combine(crc, zlib.crc32(tail), len(tail))
+            zinfo.file_size = len(head) + rows.size + len(tail)
+            zinfo.compress_size = len(zhead) + rows.csize + len(ztail)
+            zip64 = (
+                zinfo.file_size > zipfile.ZIP64_LIMIT or zinfo.compress_size > zipfile.ZIP64_LIMIT
+            )
+            if zip64 and not self._allowZip64:
+                raise zipfile.LargeZipFile("Zipfile size would require ZIP64 extensions")
+            with self._lock:
+                if self._seekable:
+                    self.fp.seek(self.start_dir)
+                zinfo.header_offset = self.fp.tell()
+                self._writecheck(zinfo)
+                self._didModify = True
+                self.fp.write(zinfo.FileHeader(zip64))
+                self.fp.write(zhead)
+                with open(rows.path, "rb") as src:
+                    shutil.copyfileobj(src, self.fp, 1 << 20)
+                self.fp.write(ztail)
+                self.start_dir = self.fp.tell()
+                self.filelist.append(zinfo)
+                self.NameToInfo[zinfo.filename] = zinfo
+            rows.close()
+            del self._spliced[os.path.realpath(filename)]
+            return None
+
+    return SplicingZipFile
+
+
+def _SplicingZipFile(*args: Any, **kw: Any) -> Any:  # noqa: N802 - stands for a class
+    return _splicing_zip_class()(*args, **kw)
 
 
 def safe_sheet_name(name: str) -> str:
@@ -108,6 +410,12 @@ def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
             continue
         if pd.api.types.infer_dtype(s, skipna=True) in _NO_LISTS:  # one C pass, no lambda
             continue
+        joined_all = _join_lists_arrow(s, sep)
+        if joined_all is not None:
+            if out is df:
+                out = df.copy(deep=False)  # whole columns are replaced: no data copy
+            out[c] = joined_all
+            continue
         is_list = s.map(
             lambda v: (
                 isinstance(v, (list, tuple)) or hasattr(v, "tolist") and not isinstance(v, str)
@@ -115,10 +423,42 @@ def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
         )
         if is_list.any():
             if out is df:
-                out = df.copy()
+                out = df.copy(deep=False)
             joined = s[is_list].map(lambda v: sep.join(map(str, list(v))))  # list cells only
             out[c] = s.where(~is_list, joined)
     return out
+
+
+def _join_lists_arrow(s: pd.Series, sep: str) -> pd.Series | None:
+    """``flatten_lists`` of one object column whose cells are all lists (or arrays) of
+    text or missing, joined by Arrow (no Python call per cell): each list as
+    ``sep.join(items)``, a missing cell kept as it is. None for anything else (a cell that
+    is not a list, an item that is not text or is missing): the caller joins value by value."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(s, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError):
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        return None
+    if not (
+        pa.types.is_string(arr.type.value_type) or pa.types.is_large_string(arr.type.value_type)
+    ):
+        return None
+    if pc.list_flatten(arr).null_count:  # str(None) items: joined value by value
+        return None
+    joined = pc.binary_join(arr, sep).to_numpy(zero_copy_only=False)
+    missing = arr.is_null().to_numpy(zero_copy_only=False)
+    if missing.any():
+        joined = joined.astype(object)
+        joined[missing] = s.to_numpy(dtype=object)[missing]
+    return pd.Series(np.asarray(joined, dtype=object), index=s.index, name=s.name, dtype=object)
 
 
 def formula_like(values: pd.Series) -> pd.Series:
@@ -367,39 +707,101 @@ def append_rows(ws: Any, first_row: int, columns: list[tuple[str, Any, Any]], qu
     text of the same double. Every row of the worksheet before ``first_row`` must be
     written already, and no cell may be written at or above the returned rows afterwards.
     """
+    return append_row_chunks(ws, first_row, [columns], quote, threads=False)
+
+
+def append_row_chunks(
+    ws: Any, first_row: int, chunks: Any, quote: Any, *, threads: bool = True
+) -> int:
+    """:func:`append_rows` of each item of ``chunks`` (an iterable of ``columns`` lists, the
+    rows one after another from ``first_row``). Returns the number of rows written.
+
+    With ``threads``, the XML of one chunk is built in a second thread while ``chunks``
+    produces the next one in this thread (Arrow's kernels release the GIL): a generator
+    that masks and converts a chunk runs beside the building of the previous chunk's XML.
+    The file is the same as written one chunk after the other.
+    """
+    if not getattr(ws, "constant_memory", False) or getattr(ws, "row_data_fh", None) is None:
+        row = first_row
+        for columns in chunks:
+            n = min((len(v) for _k, v, _f in columns), default=0)
+            if n:
+                row += _append_rows_cell_by_cell(ws, row, columns, quote, n)
+        return row - first_row
+    # the rows above flushed (formats handed out in the order of a plain write) before any
+    # chunk's XML is built: the building thread is then the only one handing out formats
+    started = False
+    row = first_row
+    pool = None
+    pending: tuple[Any, int, int, int] | None = None
+    try:
+        for columns in chunks:
+            n = min((len(v) for _k, v, _f in columns), default=0)
+            if n == 0:
+                continue
+            if not started:
+                stream = _stream_rows(ws, first_row)
+                ws._write_single_row(first_row)  # flush the rows above (the header)
+                if stream is None:
+                    _copy_rows_as_bytes(ws)
+                started = True
+            if not threads:
+                _write_rows_xml(ws, row, _rows_xml(columns, row, quote, n), n, len(columns))
+            else:
+                if pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    pool = ThreadPoolExecutor(1, thread_name_prefix="custtool-xml")
+                future = pool.submit(_rows_xml, columns, row, quote, n)
+                if pending is not None:
+                    _write_rows_xml(ws, pending[1], pending[0].result(), *pending[2:])
+                pending = (future, row, n, len(columns))
+            row += n
+            del columns
+        if pending is not None:
+            _write_rows_xml(ws, pending[1], pending[0].result(), *pending[2:])
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return row - first_row
+
+
+def _rows_xml(columns: list[tuple[str, Any, Any]], first_row: int, quote: Any, n: int) -> Any:
+    """The ``<row>`` elements of ``n`` rows from ``first_row`` (an Arrow string array)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     from xlsxwriter.utility import xl_col_to_name
 
-    from custtool.arrow_text import write_joined
-
-    n = min((len(v) for _k, v, _f in columns), default=0)
-    if n == 0:
-        return 0
-    if not getattr(ws, "constant_memory", False) or getattr(ws, "row_data_fh", None) is None:
-        return _append_rows_cell_by_cell(ws, first_row, columns, quote, n)
-    ws._write_single_row(first_row)  # flush the rows above (the header) into the stream
-    _copy_rows_as_bytes(ws)
     rows = pc.cast(pa.array(np.arange(first_row + 1, first_row + n + 1)), pa.string())
     parts: list[Any] = []
     for j, (kind, values, fmt) in enumerate(columns):
         letter = xl_col_to_name(j)
         if kind == "num":
-            parts.append(_number_cells(values, letter, rows, fmt))
+            parts.append(_number_cells(values[:n], letter, rows, fmt))
         else:
             t = values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
-            t = pc.fill_null(t.cast(pa.string()), "")
+            t = pc.fill_null(t[:n].cast(pa.string()), "")
             parts.append(_text_cells(t, letter, rows, fmt, quote))
-    joined = pc.binary_join_element_wise('<row r="', rows, '">', *parts, "</row>", "")
+    return pc.binary_join_element_wise('<row r="', rows, '">', *parts, "</row>", "")
+
+
+def _write_rows_xml(ws: Any, first_row: int, joined: Any, n: int, ncols: int) -> None:
+    """Rows built by :func:`_rows_xml` into the worksheet's row stream."""
+    from custtool.arrow_text import write_joined
+
+    ws._write_single_row(first_row)  # anything pending above (nothing after the first chunk)
     fh = ws.row_data_fh
     fh.flush()
-    write_joined(fh.buffer, joined)
-    fh.buffer.flush()
+    stream = getattr(ws, "_custtool_rows", None)
+    if stream is not None:
+        write_joined(stream, joined)  # Arrow's buffers, deflated by the rows' thread
+    else:
+        write_joined(fh.buffer, joined)
+        fh.buffer.flush()
     last = first_row + n - 1
-    ws._check_dimensions(last, len(columns) - 1)
+    ws._check_dimensions(last, ncols - 1)
     ws.previous_row = last
-    return n
 
 
 def cap_sheets(
@@ -549,4 +951,5 @@ __all__ = [
     "cap_sheets",
     "unique_sheet_names",
     "append_rows",
+    "append_row_chunks",
 ]

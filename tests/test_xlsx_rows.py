@@ -227,3 +227,296 @@ def test_float_text_is_pythons_repr() -> None:
     )
     want = [None if v != v else s for v, s in zip(x, x.astype(str), strict=True)]
     assert float_text(x).to_pylist() == want
+
+
+# --------------------------------------------------------------------------- deflated rows
+def test_crc32_combine_is_the_crc_of_the_concatenation() -> None:
+    import os
+    import zlib
+
+    from custtool.xlsx import crc32_combine
+
+    for a, b in (
+        (b"", b"x"),
+        (b"abc", b""),
+        (os.urandom(999), os.urandom(12_345)),
+        (b"q", b"\0" * (1 << 20)),
+    ):
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+def _plain_workbook_write(path: Path, n: int) -> None:
+    """The same sheet as _write(fast=True) through a bare xlsxwriter workbook: its rows go
+    through xlsxwriter's row file and zip (no deflating thread, no splice)."""
+    import xlsxwriter
+
+    texts, nums = _frame_columns(n, SAME_TEXTS)
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    quote = wb.add_format({"quote_prefix": True})
+    money = wb.add_format({"num_format": "#,##0.00"})
+    money._get_xf_index()
+    quote._get_xf_index()
+    ws = wb.add_worksheet("data")
+    ws.write_string(0, 0, "文本", None)
+    ws.write_string(0, 1, "金额", None)
+    plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]
+    cols = [
+        ("text", pa.array(texts, pa.string()), None),
+        ("num", nums, money),
+        ("text", pa.array(plain, pa.string()), None),
+    ]
+    append_rows(ws, 1, cols, quote)
+    ws.write_string(n + 1, 0, "after", None)
+    wb.close()
+
+
+def test_deflated_rows_give_the_same_sheet_as_xlsxwriters_own_zip(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """open_workbook deflates append_rows' XML in a second thread while it is written and
+    splices it into the zip at close: every member's XML is byte for byte what the plain
+    path (xlsxwriter's row file and zip) gives, the member's CRC and sizes check out, with
+    the stream cut into many slices (small slices forced here) and a queue that fills."""
+    import custtool.xlsx as X
+
+    monkeypatch.setattr(X, "_DEFLATE_SLICE", 1000)
+    monkeypatch.setattr(X, "_DEFLATE_QUEUE", 2)
+    n = 5 * len(TEXTS) + 3
+    streamed, plain = tmp_path / "streamed.xlsx", tmp_path / "plain.xlsx"
+    _write(streamed, True, n, SAME_TEXTS)
+    _plain_workbook_write(plain, n)
+    with zipfile.ZipFile(streamed) as a, zipfile.ZipFile(plain) as b:
+        assert a.testzip() is None  # every member's CRC-32 checks out
+        assert sorted(a.namelist()) == sorted(b.namelist())
+        for name in a.namelist():
+            if name != "docProps/core.xml":  # holds the time of writing
+                assert a.read(name) == b.read(name), name
+        info = a.getinfo("xl/worksheets/sheet1.xml")
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+        assert info.file_size == len(a.read(info.filename)) > 40_000
+        assert info.compress_size < info.file_size
+    assert _cells(streamed, digits16=True) == _cells(plain, digits16=True)
+    assert not list(tmp_path.glob("*.rows.deflate"))
+
+
+def test_a_failed_workbook_leaves_no_thread_or_file(tmp_path: Path, monkeypatch) -> None:
+    """An error while the rows are written: nothing at the target, no deflate file, no
+    thread left running."""
+    import tempfile
+    import threading
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    target = tmp_path / "out.xlsx"
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        open_workbook(target, constant_memory=True) as wb,
+    ):
+        ws = wb.add_worksheet("data")
+        ws.write_string(0, 0, "head")
+        append_rows(ws, 1, [("text", pa.array(["x"] * 1000), None)], wb.add_format())
+        assert list(tmp_path.glob("*.rows.deflate"))
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert not list(tmp_path.glob("*.rows.deflate"))
+    assert not [t for t in threading.enumerate() if t.name == "custtool-deflate"]
+
+
+def test_flatten_lists_arrow_join_equals_the_value_by_value_join(monkeypatch) -> None:
+    """Tag lists (lists or numpy arrays of text, missing cells) joined by Arrow are what the
+    value-by-value join gives; other cells (numbers, None items, mixed) take that path."""
+    import pandas as pd
+
+    import custtool.xlsx as X
+
+    frames = [
+        pd.DataFrame(
+            {
+                "tags": pd.Series(
+                    [np.array(["高价值", "复购"]), None, np.array([], dtype=object), ["a"], np.nan],
+                    dtype=object,
+                ),
+                "n": range(5),
+            }
+        ),
+        pd.DataFrame({"t": pd.Series([["a", None], ["b"]], dtype=object), "n": [1, 2]}),
+        pd.DataFrame({"t": pd.Series([[1, 2], [3]], dtype=object), "n": [1, 2]}),
+        pd.DataFrame({"t": pd.Series(["x", ["a", "b"]], dtype=object), "n": [1, 2]}),
+    ]
+    fast = [X.flatten_lists(df) for df in frames]
+    assert fast[0]["tags"].tolist()[:4] == ["高价值;复购", None, "", "a"]
+    monkeypatch.setattr(X, "_join_lists_arrow", lambda s, sep: None)
+    for df, got in zip(frames, fast, strict=True):
+        pd.testing.assert_frame_equal(got, X.flatten_lists(df))
+
+
+def test_list_items_split_like_pythons_split_and_strip() -> None:
+    """The 概览 / 数据质量 item counts split ;-lists with Arrow: the same items, in the same
+    order, stripped of the same whitespace (Python's), as str.split + explode + strip."""
+    import pandas as pd
+
+    from custtool.report.workbook import _counts, _text_series, list_items
+
+    cells = [
+        "a;b",
+        " x ; y;",
+        "",
+        None,
+        "高频; 价格敏感",
+        "\x1cq\x1c;q",
+        "b;a;;c ",
+        "\u3000z",
+        "\xa0w;a",
+    ]
+    s = pd.Series(cells * 3, dtype="str")
+    old = _text_series(s).str.split(";").explode().str.strip()
+    old = old[old != ""]
+    assert list_items(s).tolist() == old.tolist()
+    counts = _counts(list_items(s))
+    assert counts.to_dict() == old.value_counts().to_dict()
+    assert counts.index.tolist() == old.value_counts().index.tolist()
+    assert counts["a"] == 9 and counts["q"] == 6 and counts.dtype == "int64"
+
+
+def test_csv_blocks_written_once_equal_the_whole_table_write(tmp_path: Path) -> None:
+    """write_csv_blocks writes each block straight into the file (the fast writer), or
+    through pandas for a block it does not format (a categorical column): either way the
+    file is the whole table's write_table, byte for byte, with one header and BOM."""
+    import pandas as pd
+
+    from custtool.io import write_csv_blocks, write_table
+
+    df = pd.DataFrame(
+        {
+            "id": [f"C{i:03d}" for i in range(23)],
+            "v": np.arange(23) / 4,
+            "t": ["=1+1", "a,b", 'q"x', "", None, "+86 1", "甲", "-20"] * 2 + ["z"] * 7,
+            "tags": [["a", "b"], [], None, ["c"]] * 5 + [["d"]] * 3,
+        }
+    )
+    whole = write_table(df, tmp_path / "whole.csv").read_bytes()
+
+    def some_categorical(block: pd.DataFrame) -> pd.DataFrame:
+        out = block.copy()
+        if block.index[0] % 2:  # blocks starting at an odd row: the pandas path
+            out["v"] = out["v"].astype("category")
+        return out
+
+    for name, transform in (("fast", lambda b: b), ("mixed", some_categorical)):
+        write_csv_blocks(df, tmp_path / f"{name}.csv", transform, rows=5)
+        assert (tmp_path / f"{name}.csv").read_bytes() == whole, name
+    assert whole.startswith(b"\xef\xbb\xbf") and whole.count(b"\xef\xbb\xbf") == 1
+    assert whole.count(b"\n") == 24 and b"'=1+1" in whole and b"a;b" in whole
+    assert not list(tmp_path.glob("*.block.csv"))
+
+
+def _chunked_write(path: Path, threaded: bool, n: int, size: int) -> None:
+    """The _write(fast=True) sheet in chunks of ``size`` rows, with formats first used by
+    the chunks (their xf indices are handed out while the XML is built)."""
+    from custtool.xlsx import append_row_chunks
+
+    texts, nums = _frame_columns(n, SAME_TEXTS)
+    plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]
+    with open_workbook(path, constant_memory=True) as wb:
+        quote = wb.add_format({"quote_prefix": True})
+        money = wb.add_format({"num_format": "#,##0.00"})
+        pct = wb.add_format({"num_format": "0.0%"})
+        head = wb.add_format({"bold": True})
+        ws = wb.add_worksheet("data")
+        ws.write_string(0, 0, "文本", head)
+        ws.write_string(0, 1, "金额", head)
+
+        def chunk(a: int, b: int) -> list:
+            return [
+                ("text", pa.array(texts[a:b], pa.string()), None),
+                ("num", nums[a:b], money),
+                ("text", pa.array(plain[a:b], pa.string()), None),
+                ("num", nums[a:b] / 7, pct),
+            ]
+
+        spans = [(a, min(a + size, n)) for a in range(0, n, size)]
+        if threaded:
+            assert append_row_chunks(ws, 1, (chunk(a, b) for a, b in spans), quote) == n
+        else:
+            for a, b in spans:
+                append_rows(ws, 1 + a, chunk(a, b), quote)
+        ws.write_string(n + 1, 0, "after", None)
+
+
+def test_threaded_chunks_write_the_same_file_as_one_chunk_after_the_other(tmp_path: Path) -> None:
+    """append_row_chunks builds a chunk's XML in a second thread while the next chunk is
+    produced: the workbook (cells, styles, format numbering) is the serial one's."""
+    n = 7 * len(SAME_TEXTS) + 5
+    one, two = tmp_path / "serial.xlsx", tmp_path / "threaded.xlsx"
+    _chunked_write(one, False, n, 11)
+    _chunked_write(two, True, n, 11)
+    with zipfile.ZipFile(one) as a, zipfile.ZipFile(two) as b:
+        for name in a.namelist():
+            if name != "docProps/core.xml":
+                assert a.read(name) == b.read(name), name
+    cells = _cells(two)
+    assert cells[0] == f"A1:D{n + 2}" and len(cells) > 2 * n
+
+
+def test_a_failing_chunk_stops_the_threads(tmp_path: Path) -> None:
+    """A chunk that fails while it is produced: the error reaches the caller, no file is
+    left at the target and no writer thread keeps running."""
+    import threading
+
+    from custtool.xlsx import append_row_chunks
+
+    def chunks():
+        yield [("text", pa.array(["a"] * 50), None)]
+        raise ValueError("bad chunk")
+
+    target = tmp_path / "x.xlsx"
+    with (
+        pytest.raises(ValueError, match="bad chunk"),
+        open_workbook(target, constant_memory=True) as wb,
+    ):
+        ws = wb.add_worksheet("data")
+        append_row_chunks(ws, 0, chunks(), wb.add_format({"quote_prefix": True}))
+    assert not target.exists()
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("custtool-")]
+    assert not alive
+
+
+def test_integer_columns_in_csv_are_numpys_text(tmp_path: Path) -> None:
+    """Integers (numpy and nullable, signed and unsigned, extremes) are written by Arrow's
+    cast as pandas writes them; flags stay True / False."""
+    import pandas as pd
+
+    from custtool.io import write_csv_fast
+
+    ints = np.array([0, -1, 7, -(2**63), 2**63 - 1, 10**18, -(10**9)], dtype=np.int64)
+    df = pd.DataFrame(
+        {
+            "a": ints,
+            "b": np.array([0, 1, 2**64 - 1, 5, 10**19, 3, 9], dtype=np.uint64),
+            "c": pd.array([1, None, -3, 2**40, 0, None, 5], dtype="Int64"),
+            "d": np.array([-128, 127, 0, 1, -1, 5, 6], dtype=np.int8),
+            "e": pd.array([None, 255, 0, 1, None, 2, 3], dtype="UInt8"),
+            "f": [True, False, True, True, False, False, True],
+        }
+    )
+    assert write_csv_fast(df, tmp_path / "fast.csv")
+    assert (tmp_path / "fast.csv").read_bytes() == _pandas_csv(df, tmp_path / "p.csv")
+    text = (tmp_path / "fast.csv").read_bytes()
+    assert b"\n7,18446744073709551615,-3," in text and b"\n-9223372036854775808,5," in text
+
+
+def test_a_sheet_not_in_a_file_gets_its_rows_inflated(tmp_path: Path, monkeypatch) -> None:
+    """A sheet whose XML is not written to a file cannot be spliced in the zip: its
+    deflated rows are inflated back into it (multi-byte characters cut across slices),
+    with the same XML as the plain path."""
+    import custtool.xlsx as X
+
+    monkeypatch.setattr(X, "_sheet_file", lambda fh: None)
+    monkeypatch.setattr(X, "_DEFLATE_SLICE", 777)
+    n = 3 * len(SAME_TEXTS)
+    _write(tmp_path / "inflated.xlsx", True, n, SAME_TEXTS)
+    _plain_workbook_write(tmp_path / "plain.xlsx", n)
+    with (
+        zipfile.ZipFile(tmp_path / "inflated.xlsx") as a,
+        zipfile.ZipFile(tmp_path / "plain.xlsx") as b,
+    ):
+        assert a.read("xl/worksheets/sheet1.xml") == b.read("xl/worksheets/sheet1.xml")
