@@ -1140,7 +1140,9 @@ def read_attributed(
     # costs about twice the column): text columns dictionary-encoded batch by batch (only
     # one batch is ever plain text, the dictionaries unified at the end), the others kept
     # as decoded and converted to pandas as pd.read_parquet does
-    pf = pq.ParquetFile(path)
+    # pre_buffer off: Arrow otherwise buffers the row groups' column chunks ahead of the
+    # batches (10M rows, the report's five columns: peak +1.44 → +1.17 GB, 14.5 → 9.7 s)
+    pf = pq.ParquetFile(path, pre_buffer=False)
     pool = pa.default_memory_pool()
     chunks: dict[str, list[Any]] = {c: [] for c in text}
     batches = []
