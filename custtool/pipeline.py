@@ -35,11 +35,10 @@ ATTRIBUTED_ORDER_COLUMNS = (
     "amount",
     "category",
 )
-#: the attributed-order columns each consumer reads (``read_attributed(..., columns=)``): the
-#: report's 概览 (monthly revenue: ``order_time``, ``amount``) and the cards (top categories);
+#: the attributed-order columns the cards read (``read_attributed(..., columns=)``: top
+#: categories; the report reads its own from the file, see ``write_workbook(orders=path)``);
 #: ``source_customer_id`` and ``match_key`` mark the rows as attributed already
 #: (:func:`custtool.attribution.ensure_attributed`), read as dictionary codes
-REPORT_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "order_time", "amount")
 CARD_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "category")
 STEP_KEYS = ("clean", "segment", "tag", "followups", "report", "cards")
 
@@ -812,14 +811,14 @@ def run_pipeline(
         # engine), just before it, and lets them go after (memory: 10M orders' six columns
         # were held from the report to the end)
         release_memory()  # what segment, tag and follow-ups let go
-        attributed = read_attributed(attributed_path, REPORT_ORDER_COLUMNS, codes=True)
-        release_memory()  # the read's plain-text batches
         report = steps.run(
             "report",
             write_workbook,
             final,
             staging / "report.xlsx",
-            orders=attributed,
+            # the file: 概览 reads its columns while it is written and lets them go before
+            # 客户明细 (memory: 10M orders' five columns were held through the whole report)
+            orders=attributed_path,
             rejects=all_rejects,
             clean_report=counts,
             strategies=rep_opts.get("strategies"),
@@ -837,7 +836,6 @@ def run_pipeline(
             full_list="customers.csv",
         )
         previous_final = None  # memory: the migration sheet is written
-        attributed = None
         all_rejects = None  # in rejects.csv and the report's 数据质量 sheet
         steps.rows(customers=report.customers, sheets=len(report.sheets))
         warnings.extend(report.warnings)

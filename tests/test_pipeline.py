@@ -532,7 +532,7 @@ def test_attributed_orders_read_as_codes_hold_the_same_values(first_run, tmp_pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from custtool.pipeline import CARD_ORDER_COLUMNS, REPORT_ORDER_COLUMNS, read_attributed
+    from custtool.pipeline import ATTRIBUTED_ORDER_COLUMNS, CARD_ORDER_COLUMNS, read_attributed
 
     small = tmp_path / "attributed.parquet"
     pq.write_table(
@@ -550,7 +550,7 @@ def test_attributed_orders_read_as_codes_hold_the_same_values(first_run, tmp_pat
     )
     run_parquet = Path(first_run["folder"]) / "orders_attributed.parquet"
     for path, batch in ((run_parquet, 1_000_000), (small, 2)):
-        for cols in (REPORT_ORDER_COLUMNS, CARD_ORDER_COLUMNS):
+        for cols in (ATTRIBUTED_ORDER_COLUMNS, CARD_ORDER_COLUMNS):
             plain = read_attributed(path, cols)
             coded = read_attributed(path, cols, codes=True, batch_rows=batch)
             assert list(coded.columns) == list(plain.columns) == list(cols)

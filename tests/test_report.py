@@ -1366,3 +1366,31 @@ def test_cli_report_sheet_rows_writes_the_full_list_beside_it(files, tmp_path, s
     res = runner.invoke(cli_app(), ["report", str(seg), "-o", str(out2), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["full_list"] is None
     assert not (tmp_path / "r2_customers.csv").exists()
+
+
+@pytest.mark.parametrize(("role", "owner"), [("analyst", None), ("sales", "王经理")])
+def test_summary_from_the_orders_file_equals_the_frame(example_run, tmp_path, role, owner):
+    """write_workbook(orders=<orders_attributed.parquet>) — the run's way, reading 概览's
+    columns while it is written — gives the same 概览 cell for cell as the frame, for all
+    customers and for one owner's (the customer ids read too), monthly revenue included."""
+    from pathlib import Path
+
+    import openpyxl
+
+    _work, manifest = example_run
+    out = Path(manifest["folder"])
+    customers = pd.read_parquet(out / "customers.parquet")
+    if owner is not None:
+        customers = customers.assign(owner=np.where(np.arange(len(customers)) % 3, "李", owner))
+    parquet = out / "orders_attributed.parquet"
+    sheets = []
+    for orders in (pd.read_parquet(parquet), parquet):
+        path = tmp_path / f"r{len(sheets)}.xlsx"
+        write_workbook(customers, path, orders=orders, role=role, owner=owner)
+        ws = openpyxl.load_workbook(path, read_only=True)["概览"]
+        sheets.append([tuple(r) for r in ws.iter_rows(values_only=True)])
+    assert sheets[0] == sheets[1]
+    rows = sheets[1]
+    at = next(i for i, r in enumerate(rows) if r and r[0] == "月度消费额")  # the section shown
+    months = [r for r in rows[at + 1 :] if r and isinstance(r[1], (int, float))]
+    assert months and sum(r[1] for r in months) > 0

@@ -12,6 +12,7 @@ of customers beyond the input frame itself.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -800,7 +801,7 @@ def write_workbook(
     customers: pd.DataFrame,
     path: str | Path,
     *,
-    orders: pd.DataFrame | None = None,
+    orders: pd.DataFrame | str | Path | None = None,
     rejects: pd.DataFrame | None = None,
     clean_report: dict[str, Any] | pd.DataFrame | None = None,
     strategies: pd.DataFrame | str | Path | None = None,
@@ -825,7 +826,9 @@ def write_workbook(
     ``rules/roles.yaml`` or a :class:`Role`) decides the rows and columns shown; personal data
     is masked unless ``mask=False`` (only for roles that allow it). ``orders``: the
     attributed orders (``SegmentResult.orders``; raw orders are attributed to ``customers``
-    first). ``nps``: the segment step's NPS (``SegmentResult.nps``), shown on 概览 with its
+    first), or the path of an attributed-orders Parquet file (the run's
+    ``orders_attributed.parquet``): then only the columns 概览 needs are read, while it is
+    written, and let go before the other sheets (memory). ``nps``: the segment step's NPS (``SegmentResult.nps``), shown on 概览 with its
     definition. A 销售漏斗 sheet (:func:`custtool.funnel.sales_funnel` of the customers
     shown, with the follow-up log ``interactions`` up to ``as_of``) is added when the
     customers have a status or a follow-up log is given. ``trend``: KPIs per run from the customer book (``custtool.book.Trend.runs``);
@@ -854,7 +857,10 @@ def write_workbook(
     else:
         strat = load_strategies(strategies)
     check_unmask(role_obj, mask)
-    if orders is not None:
+    orders_file = None
+    if isinstance(orders, (str, os.PathLike)):
+        orders_file, orders = Path(orders), None
+    elif orders is not None:
         orders = ensure_attributed(orders, customers)
     # masked chunk by chunk while writing (memory), never unmasked in any cell when mask=True
     view = role_view(prepare_customers(customers), role_obj, owner=owner)
@@ -925,7 +931,10 @@ def write_workbook(
                     ws,
                     name,
                     view,
-                    orders,
+                    # a file: read here (the argument is let go when the sheet is written)
+                    orders
+                    if orders_file is None
+                    else _summary_orders(orders_file, view, customers, amounts),
                     customers,
                     role_obj,
                     mask,
@@ -1002,6 +1011,22 @@ def as_of_text(view: pd.DataFrame) -> str:
 
 
 # --------------------------------------------------------------------------- sheet writers
+def _summary_orders(
+    path: Path, view: pd.DataFrame, customers: pd.DataFrame, amounts: bool
+) -> pd.DataFrame | None:
+    """The columns of the attributed-orders Parquet ``path`` that 概览's monthly revenue
+    reads: order time and amount, and the customer id when the view is a subset of the
+    customers (a role's or owner's rows). None when the role shows no amounts."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    if not amounts:
+        return None
+    cols = ["order_time", "amount"] + ([] if len(view) == len(customers) else ["customer_id"])
+    names = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in cols if c in names])
+
+
 def _write_summary(
     w: _Sheets,
     ws: Any,
