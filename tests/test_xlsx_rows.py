@@ -8,6 +8,7 @@ import math
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,18 +51,24 @@ def _frame_columns(n: int, texts_in: list = TEXTS):
     return texts, np.array(nums, dtype=float)
 
 
-def _write(path: Path, fast: bool, n: int, texts_in: list = TEXTS) -> None:
+def _data_sheet(wb: Any, n: int, texts_in: list) -> tuple:
+    """The "data" sheet with its header, its formats and the columns' values."""
     texts, nums = _frame_columns(n, texts_in)
+    quote = wb.add_format({"quote_prefix": True})
+    money = wb.add_format({"num_format": "#,##0.00"})
+    # xf indices are handed out in order of first use: fix them so both files agree
+    money._get_xf_index()
+    quote._get_xf_index()
+    ws = wb.add_worksheet("data")
+    ws.write_string(0, 0, "文本", None)
+    ws.write_string(0, 1, "金额", None)
+    plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]  # nothing to escape
+    return ws, quote, money, texts, nums, plain
+
+
+def _write(path: Path, fast: bool, n: int, texts_in: list = TEXTS) -> None:
     with open_workbook(path, constant_memory=True) as wb:
-        quote = wb.add_format({"quote_prefix": True})
-        money = wb.add_format({"num_format": "#,##0.00"})
-        # xf indices are handed out in order of first use: fix them so both files agree
-        money._get_xf_index()
-        quote._get_xf_index()
-        ws = wb.add_worksheet("data")
-        ws.write_string(0, 0, "文本", None)
-        ws.write_string(0, 1, "金额", None)
-        plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]  # nothing to escape
+        ws, quote, money, texts, nums, plain = _data_sheet(wb, n, texts_in)
         if fast:
             append_rows(
                 ws,
@@ -250,16 +257,8 @@ def _plain_workbook_write(path: Path, n: int) -> None:
     through xlsxwriter's row file and zip (no deflating thread, no splice)."""
     import xlsxwriter
 
-    texts, nums = _frame_columns(n, SAME_TEXTS)
     wb = xlsxwriter.Workbook(str(path), {"constant_memory": True})
-    quote = wb.add_format({"quote_prefix": True})
-    money = wb.add_format({"num_format": "#,##0.00"})
-    money._get_xf_index()
-    quote._get_xf_index()
-    ws = wb.add_worksheet("data")
-    ws.write_string(0, 0, "文本", None)
-    ws.write_string(0, 1, "金额", None)
-    plain = [["甲", "", "乙丙", None][i % 4] for i in range(n)]
+    ws, quote, money, texts, nums, plain = _data_sheet(wb, n, SAME_TEXTS)
     cols = [
         ("text", pa.array(texts, pa.string()), None),
         ("num", nums, money),
