@@ -380,21 +380,30 @@ def portrait_orders_sql(
         WHERE {A} - d < {W} AND a > 0
         GROUP BY c, oh, CASE WHEN oh IS NULL THEN rn END"""
 
-    def ranked(col: str, flag: int) -> str:
-        return f"""
-      SELECT c, {flag} AS by_ch, {col} AS k,
-        row_number() OVER (PARTITION BY c ORDER BY count(*) DESC, {col}) - 1 AS rank
-      FROM o WHERE {col} >= 0 GROUP BY c, {col}"""
-
+    # the best slot without a window (a sort per customer): (customer, slot) as one key,
+    # then per customer the largest count × n_slot + (n_slot − 1 − slot) — most orders, ties
+    # the smaller slot (the slots lie in [0, n_slot − 1), the radix of their code)
+    n_slot = sizes[1]
+    best = f"max(n * {n_slot} + ({n_slot} - 1 - slot))"
+    k = f"CAST(c AS BIGINT) * {n_slot} + slot"
+    slot_best = f"""
+      SELECT c, 0 AS by_ch, {n_slot} - 1 - ({best}) % {n_slot} AS k, 0 AS rank FROM (
+        SELECT {dialect.f(dialect.idiv, a="k", b=str(n_slot))} AS c, k % {n_slot} AS slot,
+          count(*) AS n
+        FROM (SELECT {k} AS k FROM o WHERE slot >= 0) s
+        GROUP BY k) g
+      GROUP BY c"""
     return f"""
     WITH o AS (
       SELECT c, CAST({ch1} - 1 AS INTEGER) AS ch, CAST({slot1} - 1 AS INTEGER) AS slot FROM (
         {grouped}) g)
     SELECT CAST(c AS INTEGER) AS c, by_ch, CAST(k AS INTEGER) AS k,
       CAST(rank AS INTEGER) AS rank
-    FROM ({ranked("ch", 1)}
-      UNION ALL{ranked("slot", 0)}) r
-    WHERE by_ch = 1 OR rank = 0"""
+    FROM (
+      SELECT c, 1 AS by_ch, ch AS k,
+        row_number() OVER (PARTITION BY c ORDER BY count(*) DESC, ch) - 1 AS rank
+      FROM o WHERE ch >= 0 GROUP BY c, ch
+      UNION ALL{slot_best}) r"""
 
 
 def customer_sums_sql(used: str, as_of_day: int, win: int, gwin: int) -> str:
