@@ -267,9 +267,12 @@ def dedupe_sql(
         first = f"min(rn) AS rn0, {dialect.f(dialect.min_by, v=code, k='rn')} AS rest"
         rn, rest = "rn0", "rest"
     how, ch1, cat1 = _unpack(dialect, f"({rest})", sizes)
+    # the table is held: the row count as narrow as it can be (it spills less)
+    count = "INTEGER" if int(rn_max) < (1 << 31) - 1 else "BIGINT"
     return f"""
     SELECT c, oh, a, r, d, t, {rn} AS rn, CAST({how} AS TINYINT) AS how,
-      CAST({ch1} - 1 AS INTEGER) AS ch, CAST({cat1} - 1 AS INTEGER) AS cat, n FROM (
+      CAST({ch1} - 1 AS INTEGER) AS ch, CAST({cat1} - 1 AS INTEGER) AS cat,
+      CAST(n AS {count}) AS n FROM (
       SELECT c, oh, a, r, t, min(d) AS d, {first}, count(*) AS n FROM ({lines}) l
       GROUP BY c, oh, t, a, r, CASE WHEN oh IS NULL OR c < 0 THEN rn END) g"""
 
