@@ -445,18 +445,15 @@ def _arrays(parts: list[Any], n: int) -> dict[str, Any]:
     import numpy as np
     import pyarrow.compute as pc
 
-    cols: dict[str, Any] = {}
-    for res in parts:
-        idx = res["c"].to_numpy().astype(np.int64)
-        for name in res.column_names:
-            if name == "c":
-                continue
-            arr = np.zeros(n, dtype=np.int64)
-            arr[idx] = pc.fill_null(res[name], 0).to_numpy().astype(np.int64)
-            cols[name] = arr
+    where = {name: res for res in parts for name in res.column_names if name != "c"}
 
-    def full(col: str) -> np.ndarray:
-        return cols[col]
+    def full(col: str) -> np.ndarray:  # built when read, not all held at once
+        res = where[col]
+        arr = np.zeros(n, dtype=np.int64)
+        arr[res["c"].to_numpy().astype(np.int64)] = (
+            pc.fill_null(res[col], 0).to_numpy().astype(np.int64)
+        )
+        return arr
 
     out: dict[str, Any] = {}
     for col in ("historical_value", "monetary_30d", "monetary_90d", "monetary_365d", "monetary"):
