@@ -333,7 +333,7 @@ def _run(
     if report.rows_unmatched:
         sel = ", ".join("s." + q(c) for c in present)
         report.unmatched = runner.frame(
-            f"SELECT {sel} FROM {src} s JOIN (SELECT rn FROM {ded} WHERE t IS NOT NULL "
+            f"SELECT {sel} FROM {src} s JOIN (SELECT rn FROM {ded} WHERE d IS NOT NULL "
             f"AND d <= {as_of_day} AND c < 0) u ON s.rn = u.rn ORDER BY s.rn"
         ).reset_index(drop=True)
     else:
@@ -506,7 +506,7 @@ def _write_attributed(
     )
     special = {
         "customer_id": "ci.stable_id",
-        "order_time": "u.t",
+        "order_time": runner.time_expr("s." + q("order_time"), schema["order_time"]),
         "amount": "CAST(u.a AS DOUBLE) / 100.0",
     }
     cols = [f"{special.get(c, 's.' + q(c))} AS {q(c)}" for c in schema if c != "rn"]

@@ -255,7 +255,9 @@ def dedupe_sql(
     rows it stands for. A row without an order id, or matching no customer, is never a
     duplicate (its row number is in its key: the unmatched rows are listed one by one).
     Grouping before the as-of cut is the same as after it: duplicates share their time, so
-    their day (:func:`used_sql` cuts). ``rn_max``: the largest row number (whether the codes
+    their day (:func:`used_sql` cuts). The time is held as its day ``d`` (NULL: no valid
+    time) and minutes since midnight ``mi`` (the portrait's slot) — narrower than a
+    timestamp; the attributed orders read the time from the file again. ``rn_max``: the largest row number (whether the codes
     fit below it)."""
     sizes = [HOW_CODES, n_ch + 1, n_cat + 1]
     m = sizes[0] * sizes[1] * sizes[2]
@@ -270,7 +272,8 @@ def dedupe_sql(
     # the table is held: the row count as narrow as it can be (it spills less)
     count = "INTEGER" if int(rn_max) < (1 << 31) - 1 else "BIGINT"
     return f"""
-    SELECT c, oh, a, r, d, t, {rn} AS rn, CAST({how} AS TINYINT) AS how,
+    SELECT c, oh, a, r, d, CAST(hour(t) * 60 + minute(t) AS SMALLINT) AS mi, {rn} AS rn,
+      CAST({how} AS TINYINT) AS how,
       CAST({ch1} - 1 AS INTEGER) AS ch, CAST({cat1} - 1 AS INTEGER) AS cat,
       CAST(n AS {count}) AS n FROM (
       SELECT c, oh, a, r, t, min(d) AS d, {first}, count(*) AS n FROM ({lines}) l
@@ -281,8 +284,8 @@ def used_sql(ded: str, as_of_day: int) -> str:
     """The rows used, from :func:`dedupe_sql`'s table: matched, a valid time on or before the
     as-of day, exact duplicates once."""
     return f"""
-    SELECT c, oh, a, r, d, t, rn, how, ch, cat FROM {ded}
-    WHERE t IS NOT NULL AND d <= {int(as_of_day)} AND c >= 0"""
+    SELECT c, oh, a, r, d, mi, rn, how, ch, cat FROM {ded}
+    WHERE d IS NOT NULL AND d <= {int(as_of_day)} AND c >= 0"""
 
 
 def portrait_categories_sql(used: str, as_of_day: int, win: int, top: int) -> str:
@@ -306,9 +309,9 @@ def _portrait_code(dialect: Dialect, n_ch: int, slot_hours: int) -> tuple[str, l
     hours = int(slot_hours)
     per_day = 24 // hours
     n_slot = 2 * per_day + 1
-    mins = "(hour(t) * 60 + minute(t))"
+    mins = "mi"  # minutes since midnight (dedupe_sql)
     weekend = "CASE WHEN ((d % 7) + 10) % 7 >= 5 THEN 1 ELSE 0 END"
-    hour_slot = dialect.f(dialect.idiv, a="hour(t)", b=str(hours))
+    hour_slot = dialect.f(dialect.idiv, a="mi", b=str(60 * hours))
     slot = f"CASE WHEN {mins} > 0 THEN {weekend} * {per_day} + {hour_slot} ELSE -1 END"
     return f"(ch + 1) * {n_slot} + ({slot}) + 1", [n_ch + 1, n_slot]
 
