@@ -4,6 +4,7 @@ a module that imports it back (issue 11: the old rfm ↔ ltv ↔ nps circle)."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "custtool"
@@ -14,8 +15,11 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
-    """custtool module → the custtool modules it imports (top-level and inside functions)."""
+    """custtool module → the custtool modules it imports (top-level and inside functions).
+
+    Parsed once per process (the tests only read it)."""
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():

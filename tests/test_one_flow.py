@@ -258,7 +258,7 @@ def test_progress_bars_on_a_terminal_only_without_quiet_or_json(
 
     from rich.console import Console
 
-    import custtool.cli as cli
+    import custtool.commands.render as render
 
     args = [
         "segment",
@@ -270,8 +270,9 @@ def test_progress_bars_on_a_terminal_only_without_quiet_or_json(
     for extra, shown in (([], True), (["--quiet"], False), (["--json"], False)):
         buf = io.StringIO()
         # a terminal on stderr (force_terminal): the bar draws unless --quiet / --json
-        monkeypatch.setattr(cli, "console", Console(file=buf, force_terminal=True, width=100))
-        res = CliRunner().invoke(cli.app, [*args, *extra])
+        # (the console the commands draw on lives in custtool/commands/render.py)
+        monkeypatch.setattr(render, "console", Console(file=buf, force_terminal=True, width=100))
+        res = CliRunner().invoke(app, [*args, *extra])
         assert res.exit_code == 0, res.output
         assert ("segment: " in buf.getvalue()) is shown, (extra, buf.getvalue()[:200])
     # not a terminal (CliRunner's own stderr): no bar either

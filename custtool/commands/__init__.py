@@ -1,0 +1,1 @@
+"""The commands of `custtool`, one module per group; :mod:`custtool.cli` registers them."""

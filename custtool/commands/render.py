@@ -1,0 +1,94 @@
+"""Rendering for the commands: stderr is for people, stdout for data.
+
+``console`` (stderr) carries progress, summaries, warnings and errors; ``stdout`` the data a
+command was asked for (``--json``, tables printed as output).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+# stderr is for people; stdout for data (--json, tables asked for as output).
+console = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+
+
+def emit_json(obj: Any) -> None:
+    """Write exactly one JSON object to stdout."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bool = False) -> None:
+    """A rich summary table on stderr (plain text when stderr is not a terminal)."""
+    if quiet:
+        return
+    from rich import box
+
+    # boxes in a terminal; plain aligned columns when piped (cron mail, log files)
+    table = Table(
+        title=title, title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else None
+    )
+    for i, col in enumerate(columns):
+        numeric = all(
+            isinstance(r[i], numbers.Real) and not isinstance(r[i], bool)
+            for r in rows
+            if i < len(r)
+        )
+        table.add_column(col, justify="right" if i and numeric else "left", overflow="fold")
+    for row in rows:
+        table.add_row(
+            *[
+                f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else str(v)
+                for v in row
+            ]
+        )
+    console.print(table)
+
+
+def info(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        console.print(message, soft_wrap=True)
+
+
+def finish(result: Any, quiet: bool = False) -> None:
+    """Exit with the result's code, saying why on stderr when it is not 0."""
+    if result.exit_code:
+        if result.problem:
+            info(f"[red]{result.problem}[/]", quiet)
+        raise typer.Exit(result.exit_code)
+
+
+def progress(quiet: bool = False):  # noqa: ANN201 - rich Progress
+    """A rich progress display on stderr; disabled when quiet or not a terminal."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=True,
+    )
+
+
+def stage_progress(bar: Any, description: str, total: int) -> tuple[Any, Any]:
+    """A task on ``bar`` advanced by a library ``progress`` callback (one call per stage)."""
+    task = bar.add_task(description, total=total)
+    done = [0]
+
+    def stage(name: str) -> None:
+        bar.update(task, description=f"{description}: {name}", completed=done[0])
+        done[0] += 1
+
+    return task, stage
