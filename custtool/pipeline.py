@@ -40,6 +40,9 @@ ATTRIBUTED_ORDER_COLUMNS = (
 #: ``source_customer_id`` and ``match_key`` mark the rows as attributed already
 #: (:func:`custtool.attribution.ensure_attributed`), read as dictionary codes
 CARD_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "category")
+#: the attributed-order columns the owners' workbooks read (each owner's orders by
+#: ``customer_id``; 概览's monthly revenue: order time and amount), text as dictionary codes
+OWNER_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "order_time", "amount")
 STEP_KEYS = ("clean", "segment", "tag", "followups", "report", "cards")
 
 
@@ -877,7 +880,7 @@ def run_pipeline(
         if split_by == "owner":
             from custtool.report.owners import FOLDER, write_owner_workbooks
 
-            attributed = read_attributed(attributed_path)
+            attributed = read_attributed(attributed_path, OWNER_ORDER_COLUMNS, codes=True)
             owners = steps.run(
                 "owner_reports",
                 write_owner_workbooks,
