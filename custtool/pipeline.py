@@ -612,6 +612,10 @@ def run_pipeline(
     except BaseException:
         _discard_import(import_dir, out_dir, created_out)
         raise
+    # outputs nothing in the run reads back are written in a second thread while the run
+    # goes on (Parquet and the CSV writer work in Arrow, which releases the GIL: the
+    # machine's second core); waited for before the report and before the manifest
+    side = SideWriter()
     try:
         outputs: list[str] = []
         if orders_parquet is not None:  # the streamed import's Parquet joins the run
@@ -622,7 +626,8 @@ def run_pipeline(
         output_kinds: dict[str, dict[str, Any]] = {}  # file -> kind (and owner) in the manifest
 
         def save(df: pd.DataFrame, name: str) -> None:
-            write_table(df, staging / name)
+            # a shallow copy: the frame as it is now, whatever the run does to its own
+            side.submit(write_table, df.copy(deep=False), staging / name)
             outputs.append(name)
 
         for kind, df in imported.items():
@@ -786,7 +791,9 @@ def run_pipeline(
             with atomic_path(staging / "followups.xlsx") as tmp:
                 write_xlsx_sheets(fu_sheets, tmp, notes=fu_notes)
             outputs.append("followups.xlsx")
-        save(final, "customers.parquet")
+        # customers.parquet: written after the report, beside customers.csv (the report's
+        # memory peak is not raised by the Parquet's Arrow copy of the table)
+        outputs.append("customers.parquet")
         # memory: the segmented and tagged frames are written; only `final` goes on
         segment.customers = None
         del tagged
@@ -813,6 +820,7 @@ def run_pipeline(
         # only its columns (text as codes) from the Parquet the segment step wrote (either
         # engine), just before it, and lets them go after (memory: 10M orders' six columns
         # were held from the report to the end)
+        side.wait()  # the earlier outputs are written (and their frames let go)
         release_memory()  # what segment, tag and follow-ups let go
         report = steps.run(
             "report",
@@ -848,8 +856,12 @@ def run_pipeline(
         # tier/class sheets and an over-limit 客户明细 point here)
         # = mask_for_output(final, …): the role's rows and columns, then masked and written
         # in blocks of rows (one block's masked copy at a time, not the table's)
-        write_csv_blocks(
-            role_view(final, export_role, owner=rep_opts.get("owner")),
+        # customers.parquet and customers.csv are written in the second thread while the
+        # HTML/PDF, the owners' workbooks, the cards and the book go on
+        side.submit(write_table, final.copy(deep=False), staging / "customers.parquet")
+        side.submit(
+            write_csv_blocks,
+            role_view(final, export_role, owner=rep_opts.get("owner")).copy(deep=False),
             staging / "customers.csv",
             lambda block: mask_frame(block, mask=rep_opts_mask(pl)),
         )
@@ -954,6 +966,7 @@ def run_pipeline(
             outputs.append(f"cards.{fmt}")
 
         steps.close()
+        side.wait()  # every output is in the staging folder before the manifest sizes them
         release_memory()
         manifest = {
             "tool": "custtool",
@@ -1047,6 +1060,7 @@ def run_pipeline(
             os.replace(staging, folder)
         os.chmod(folder, 0o777 & ~_umask())  # finished: an ordinary folder
     finally:
+        side.close()  # a failed run: the second thread's writes end before the folder goes
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
         if created_out and out_dir.exists() and not any(out_dir.iterdir()):
@@ -1085,6 +1099,37 @@ def _discard_import(import_dir: Path, out_dir: Path, created_out: bool) -> None:
     shutil.rmtree(import_dir, ignore_errors=True)
     if created_out and out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
+
+
+class SideWriter:
+    """Writes handed to one second thread, in the order given, while the run goes on.
+
+    ``submit(fn, *args)`` queues ``fn(*args)``; ``wait()`` returns when every queued write
+    is done and raises the first one's error (the run fails as if it had been written in
+    line); ``close()`` waits without raising (a run failing for another reason) and ends the
+    thread. Only for outputs the run does not read back before ``wait()``."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="custtool-write")
+        self._pending: list[Any] = []
+
+    def submit(self, fn: Any, *args: Any, **kw: Any) -> None:
+        self._pending.append(self._pool.submit(fn, *args, **kw))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        errors = [f.exception() for f in pending]  # every write ends before one is raised
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        for f in self._pending:
+            f.exception()
+        self._pending = []
+        self._pool.shutdown(wait=True)
 
 
 def release_memory() -> None:

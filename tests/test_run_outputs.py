@@ -3,7 +3,6 @@ their attributed-order columns as codes; outputs written beside the next step.""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -52,3 +51,61 @@ def test_owner_workbooks_from_coded_columns_equal_those_from_every_column(exampl
         months = rows[at[0] + 2 :] if at else []
         revenue_seen |= bool(months) and isinstance(months[0][1], float) and months[0][2] > 0
     assert revenue_seen  # the orders' figures are on the sheets compared
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_outputs_written_in_the_second_thread_equal_those_written_in_line(
+    example_run, tmp_path, monkeypatch
+):
+    """The Parquet and CSV files of a run whose side writes run in line (SideWriter.submit
+    calling at once) are byte for byte those of the session's run, written in the second
+    thread beside the next steps."""
+    from custtool import pipeline
+
+    work, first = example_run
+    threaded = _run_folder(example_run)
+
+    def at_once(self, fn, *args, **kw):
+        fn(*args, **kw)
+
+    monkeypatch.setattr(pipeline.SideWriter, "submit", at_once)
+    r = pipeline.run_pipeline(work / "examples" / "pipeline.yaml", out=tmp_path / "out")
+    files = sorted(p.name for p in threaded.iterdir() if p.suffix in (".parquet", ".csv"))
+    assert {"customers.parquet", "customers.csv", "segmented.parquet", "rejects.csv"} <= set(files)
+    assert sorted(p.name for p in r.folder.iterdir() if p.suffix in (".parquet", ".csv")) == files
+    for name in files:
+        assert _sha(r.folder / name) == _sha(threaded / name), name
+    # the manifest lists the outputs in the order the run names them, whoever writes them
+    assert [o["file"] for o in r.manifest["outputs"]] == [o["file"] for o in first["outputs"]]
+
+
+def test_a_failing_side_write_fails_the_run_and_leaves_nothing(example_run, tmp_path, monkeypatch):
+    """A write in the second thread that fails (a full disk) fails the run with its own
+    error, like a write in line: no run folder, no staging folder, no thread left."""
+    import threading
+
+    import pytest
+
+    import custtool.io
+    from custtool import pipeline
+    from custtool.errors import OutputError
+
+    work, _ = example_run
+    real = custtool.io.write_table
+
+    def full_disk(df, path, **kw):
+        if Path(path).name == "segmented.parquet":
+            raise OutputError(f"{path}: no space left on device", "free some space")
+        return real(df, path, **kw)
+
+    monkeypatch.setattr(custtool.io, "write_table", full_disk)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="segmented.parquet: no space left"):
+        pipeline.run_pipeline(work / "examples" / "pipeline.yaml", out=out, send=False)
+    assert not out.exists() or not [p for p in out.iterdir() if p.is_dir()]
+    assert not [t for t in threading.enumerate() if t.name.startswith("custtool-write")]
