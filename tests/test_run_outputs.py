@@ -109,3 +109,37 @@ def test_a_failing_side_write_fails_the_run_and_leaves_nothing(example_run, tmp_
         pipeline.run_pipeline(work / "examples" / "pipeline.yaml", out=out, send=False)
     assert not out.exists() or not [p for p in out.iterdir() if p.is_dir()]
     assert not [t for t in threading.enumerate() if t.name.startswith("custtool-write")]
+
+
+def test_codes_read_from_dictionary_pages_keep_the_first_appearance_order(tmp_path):
+    """read_attributed(codes=True) reads text as the Parquet's dictionary codes; the
+    categories are still the values in the order they first appear (only those present),
+    as dictionary-encoding the plain text gave them — whatever order (and unused entries)
+    the file's dictionaries have, across batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from custtool.pipeline import read_attributed
+
+    # a file whose dictionary lists "z" (unused), then "b", "a": the rows show a, b, c, a
+    dictionary = pa.array(["z", "b", "a", "c"])
+    path = tmp_path / "dict.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": pa.DictionaryArray.from_arrays(
+                    pa.array([2, 1, None, 3, 2], pa.int32()), dictionary
+                ),
+                "amount": [1.0, 2.0, 3.0, 4.0, 5.0],
+            }
+        ),
+        path,
+        store_schema=False,  # text in the schema, the dictionary only in the pages
+    )
+    assert pq.read_schema(path).field("customer_id").type == pa.string()
+    for batch in (2, 100):
+        got = read_attributed(path, ("customer_id", "amount"), codes=True, batch_rows=batch)
+        cat = got["customer_id"]
+        assert list(cat.cat.categories) == ["a", "b", "c"]
+        assert cat.cat.codes.tolist() == [0, 1, -1, 2, 0]
+        assert got["amount"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
