@@ -143,3 +143,19 @@ def test_codes_read_from_dictionary_pages_keep_the_first_appearance_order(tmp_pa
         assert list(cat.cat.categories) == ["a", "b", "c"]
         assert cat.cat.codes.tolist() == [0, 1, -1, 2, 0]
         assert got["amount"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_group_card_top_values_counted_on_codes() -> None:
+    """The group cards' "top values" (counted on codes): per segment the k most common
+    non-empty values, ties by value, share of the segment's customers; a list item twice
+    in one customer's cell counts once; blank and missing values are not counted."""
+    from custtool.cards import _top_values
+
+    seg = pd.Series(["A", "A", "A", "A", "B", "B", ""], dtype="string")
+    city = pd.Series(["北京", " 上海", "上海", None, "广州", "", "北京"], dtype=object)
+    got = _top_values(seg, city, 2, "、")
+    assert got.to_dict() == {"": "北京 100%", "A": "上海 50%、北京 25%", "B": "广州 50%"}
+    needs = pd.Series(["a;a;b", "b", " c ;", "", None, "a", "c"], dtype="string")
+    got = _top_values(seg, needs, 3, "、", explode=True)
+    assert got.to_dict() == {"": "c 100%", "A": "b 50%、a 25%、c 25%", "B": "a 50%"}
+    assert _top_values(seg, pd.Series([""] * 7, dtype="string"), 2, "、").empty
