@@ -659,12 +659,23 @@ def run_pipeline(
             )
             save(customers, "customers_clean.parquet")
             save(lineage, "lineage.parquet")
-            sheets = mask_sheets(clean_report.sheets(), mask=rep_opts_mask(pl))
-            # 待跟进 in full in clean_followup.csv; the workbook lists the first `cap` rows
+            # 待跟进 in full in clean_followup.csv; the workbook lists the first `cap` rows.
+            # Masking is row by row: the workbook's sheets are masked once capped, and the
+            # full 待跟进 list is masked block by block as the second thread writes it
+            # (1M flagged customers were masked whole for a workbook showing 1,000)
+            raw_sheets = clean_report.sheets()
             followup_sheet = FOLLOWUP_SHEET["zh"]
-            if followup_sheet in sheets:
-                save(sheets[followup_sheet], "clean_followup.csv")
-            sheets, notes = cap_sheets(sheets, cap, {followup_sheet: "clean_followup.csv"})
+            if followup_sheet in raw_sheets:
+                side.submit(
+                    write_csv_blocks,
+                    raw_sheets[followup_sheet].copy(deep=False),
+                    staging / "clean_followup.csv",
+                    lambda block: mask_frame(block, mask=rep_opts_mask(pl)),
+                )
+                outputs.append("clean_followup.csv")
+            sheets, notes = cap_sheets(raw_sheets, cap, {followup_sheet: "clean_followup.csv"})
+            sheets = mask_sheets(sheets, mask=rep_opts_mask(pl))
+            del raw_sheets
             with atomic_path(staging / "clean_report.xlsx") as tmp:
                 write_xlsx_sheets(sheets, tmp, notes=notes)
             outputs.append("clean_report.xlsx")

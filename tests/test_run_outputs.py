@@ -159,3 +159,37 @@ def test_group_card_top_values_counted_on_codes() -> None:
     got = _top_values(seg, needs, 3, "、", explode=True)
     assert got.to_dict() == {"": "c 100%", "A": "b 50%、a 25%、c 25%", "B": "a 50%"}
     assert _top_values(seg, pd.Series([""] * 7, dtype="string"), 2, "、").empty
+
+
+def test_clean_followup_masked_in_blocks_and_the_workbook_masked_once_capped(
+    example_data, tmp_path
+):
+    """What the run now does with the clean report's 待跟进 list equals what it did: the
+    full list masked block by block as it is written (write_csv_blocks) is byte for byte
+    write_table(mask_frame(list)); the workbook's sheets capped, then masked, equal the
+    sheets masked, then capped (masking is row by row)."""
+    from custtool.clean import FOLLOWUP_SHEET, dedupe
+    from custtool.io import write_csv_blocks, write_table
+    from custtool.report.masking import mask_frame, mask_sheets
+    from custtool.xlsx import cap_sheets
+
+    _, _, report = dedupe(example_data.frame("customers"))
+    sheets = report.sheets()
+    name = FOLLOWUP_SHEET["zh"]
+    full = sheets[name]
+    assert len(full) > 7  # more rows than the blocks and the cap below
+    assert "手机号" in full.columns or "phone" in full.columns
+    write_table(mask_frame(full), tmp_path / "before.csv")
+    write_csv_blocks(full, tmp_path / "after.csv", lambda b: mask_frame(b), rows=3)
+    assert (tmp_path / "after.csv").read_bytes() == (tmp_path / "before.csv").read_bytes()
+    # masked: no phone of the list is in the file as it is
+    phones = full.get("手机号", full.get("phone")).astype("string").dropna()
+    text = (tmp_path / "after.csv").read_text(encoding="utf-8-sig")
+    assert not [p for p in phones if len(p) == 11 and p in text]
+    files = {name: "clean_followup.csv"}
+    before, before_notes = cap_sheets(mask_sheets(sheets), 5, files)
+    after, after_notes = cap_sheets(sheets, 5, files)
+    after = mask_sheets(after)
+    assert list(before) == list(after) and before_notes == after_notes and name in after_notes
+    for k in before:
+        pd.testing.assert_frame_equal(before[k], after[k])
