@@ -390,6 +390,7 @@ def run_pipeline(
     from custtool.followups import (
         apply_transitions,
         due_followups,
+        link_log,
         load_followup_rules,
         task_sheets,
         task_table,
@@ -782,8 +783,17 @@ def run_pipeline(
         interactions = imported.get("interactions")
         if interactions is not None and fu_opts.get("enabled", True):
             fu_cfg = load_followup_rules(fu_opts.get("rules"))
-            final = steps.run("followups", apply_transitions, tagged, interactions, fu_cfg)
-            tasks = due_followups(final, interactions, fu_cfg, as_of=run_as_of)
+
+            def followup_step(
+                customers: pd.DataFrame, log: pd.DataFrame
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                # the log linked to the customers once, for the status changes and the tasks
+                linked = link_log(customers, log)
+                return apply_transitions(customers, linked, fu_cfg), linked
+
+            final, linked_log = steps.run("followups", followup_step, tagged, interactions)
+            tasks = due_followups(final, linked_log, fu_cfg, as_of=run_as_of)
+            del linked_log
             steps.rows(
                 tasks=len(tasks),
                 overdue=int((tasks["state"] == "逾期").sum()),

@@ -193,3 +193,22 @@ def test_clean_followup_masked_in_blocks_and_the_workbook_masked_once_capped(
     assert list(before) == list(after) and before_notes == after_notes and name in after_notes
     for k in before:
         pd.testing.assert_frame_equal(before[k], after[k])
+
+
+def test_follow_up_log_linked_once_gives_the_same_status_and_tasks(example_data):
+    """The run links the follow-up log once (link_log) for the status changes and the
+    tasks; both equal what each gave linking the raw log itself."""
+    from custtool.followups import apply_transitions, due_followups, link_log
+
+    tagged = example_data.frame("tagged")
+    log = example_data.frame("interactions")
+    linked = link_log(tagged, log)
+    assert {"source_customer_id", "match_key"} <= set(linked.columns)
+    assert 0 < len(linked) <= len(log)
+    assert link_log(tagged, linked) is linked  # linked already: as it is
+    final = apply_transitions(tagged, log)
+    pd.testing.assert_frame_equal(apply_transitions(tagged, linked), final)
+    assert (final["status_reason"] != "").any()  # some statuses did change
+    raw_tasks = due_followups(final, log)
+    assert len(raw_tasks) > 0
+    pd.testing.assert_frame_equal(due_followups(final, linked), raw_tasks)
