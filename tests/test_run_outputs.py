@@ -212,3 +212,17 @@ def test_follow_up_log_linked_once_gives_the_same_status_and_tasks(example_data)
     raw_tasks = due_followups(final, log)
     assert len(raw_tasks) > 0
     pd.testing.assert_frame_equal(due_followups(final, linked), raw_tasks)
+
+
+def test_input_hashes_taken_beside_the_import_are_the_files(example_run):
+    """The manifest's inputs (hashed in a thread while they are imported): each file's
+    SHA-256 and size, in the order and with the keys they had."""
+    import hashlib
+
+    _, first = example_run
+    assert len(first["inputs"]) == 6
+    for entry in first["inputs"]:
+        assert list(entry) == ["kind", "path", "channel", "bytes", "sha256"]
+        data = Path(entry["path"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["bytes"] == len(data)
