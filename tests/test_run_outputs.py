@@ -137,12 +137,19 @@ def test_codes_read_from_dictionary_pages_keep_the_first_appearance_order(tmp_pa
         store_schema=False,  # text in the schema, the dictionary only in the pages
     )
     assert pq.read_schema(path).field("customer_id").type == pa.string()
-    for batch in (2, 100):
-        got = read_attributed(path, ("customer_id", "amount"), codes=True, batch_rows=batch)
-        cat = got["customer_id"]
-        assert list(cat.cat.categories) == ["a", "b", "c"]
-        assert cat.cat.codes.tolist() == [0, 1, -1, 2, 0]
-        assert got["amount"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    # the same values stored plain (no dictionary pages, as DuckDB stores customer ids):
+    # read as text and encoded, the same categories and codes
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pq.read_table(path), plain, use_dictionary=False, store_schema=False)
+    assert not pq.read_metadata(plain).row_group(0).column(0).has_dictionary_page
+    assert pq.read_metadata(path).row_group(0).column(0).has_dictionary_page
+    for file in (path, plain):
+        for batch in (2, 100):
+            got = read_attributed(file, ("customer_id", "amount"), codes=True, batch_rows=batch)
+            cat = got["customer_id"]
+            assert list(cat.cat.categories) == ["a", "b", "c"]
+            assert cat.cat.codes.tolist() == [0, 1, -1, 2, 0]
+            assert got["amount"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 def test_group_card_top_values_counted_on_codes() -> None:
