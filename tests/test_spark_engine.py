@@ -138,3 +138,32 @@ def test_without_pyspark_is_exit_2_with_the_pip_hint(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["segment", "--orders", str(path), "--engine", "spark"])
     assert res.exit_code == 2 and "custtool[spark]" in res.output
     assert not Path(path.with_name("x")).exists()
+
+
+def test_pipeline_run_on_spark_shows_the_in_memory_figures(spark, example_run, tmp_path):
+    """`custtool run` with ``segment: engine: spark``: the orders streamed to Parquet, the
+    metrics seam in Spark (this module's session), and every figure the in-memory run shows
+    (manifest kpis, rows, NPS, 概览, customers.parquet) the same."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+    from tests.test_pipeline_out_of_core import _cells, _examples
+
+    seg = f"segment:\n  window: 365d\n  engine: spark\n  spark_master: {MASTER}\n"
+    path = _examples(tmp_path, seg)
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output + res.stderr
+    got = json.loads(res.stdout)
+    want = example_run[1]
+    assert got["orders_engine"]["engine"] == "spark" and got["orders_engine"]["out_of_core"]
+    assert got["as_of"] == want["as_of"] == "2026-10-30"
+    for key in ("kpis", "rows", "nps", "rejected_rows", "warnings"):
+        assert got[key] == want[key], key
+    a, b = Path(want["folder"]), Path(got["folder"])
+    assert _cells(b / "report.xlsx", "概览") == _cells(a / "report.xlsx", "概览")
+    ca = pd.read_parquet(a / "customers.parquet")
+    cb = pd.read_parquet(b / "customers.parquet")
+    assert list(cb.columns) == list(ca.columns)
+    pd.testing.assert_frame_equal(cb, ca, check_dtype=False)
