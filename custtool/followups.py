@@ -132,8 +132,13 @@ def _check_log(log: pd.DataFrame) -> None:
         )
 
 
-def _linked_log(customers: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
-    """The log rows attributed to a customer by the one matcher (custtool.attribution)."""
+def link_log(customers: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
+    """The log rows attributed to a customer by the one matcher (custtool.attribution); a
+    log linked already (it carries ``source_customer_id`` and ``match_key``, as this returns
+    it) is returned as it is. The run links its log once for :func:`apply_transitions` and
+    :func:`due_followups` (the status changes do not change who a record belongs to)."""
+    if {"source_customer_id", "match_key"} <= set(log.columns):
+        return log
     return attribute(log, customers, kind="interactions").matched
 
 
@@ -157,7 +162,7 @@ def due_followups(
     _check_log(log)
     config = config or load_followup_rules()
     as_of_ts = resolve_as_of(as_of, customers["as_of"] if "as_of" in customers.columns else None)
-    log = _linked_log(customers, log)
+    log = link_log(customers, log)
     log = log[log["time"] <= as_of_ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)]
     horizon = as_of_ts + pd.Timedelta(days=config.due_soon_days)
     latest = log.sort_values("time").groupby("customer_id").tail(1).set_index("customer_id")
@@ -299,7 +304,7 @@ def apply_transitions(
     out["status_changed"] = pd.NaT
     if "result" not in log or not config.transitions:
         return out
-    linked = _linked_log(customers, log)
+    linked = link_log(customers, log)
     mapped = linked[linked["result"].isin(config.transitions)]
     if mapped.empty:
         return out

@@ -429,13 +429,13 @@ def flatten_lists(df: pd.DataFrame, sep: str = ";") -> pd.DataFrame:
     return out
 
 
-def _join_lists_arrow(s: pd.Series, sep: str) -> pd.Series | None:
-    """``flatten_lists`` of one object column whose cells are all lists (or arrays) of
-    text or missing, joined by Arrow (no Python call per cell): each list as
-    ``sep.join(items)``, a missing cell kept as it is. None for anything else (a cell that
-    is not a list, an item that is not text or is missing): the caller joins value by value."""
-    import numpy as np
-    import pandas as pd
+def join_lists(s: Any, sep: str = ";", *, null_items: bool = False) -> Any:
+    """The one Arrow list join (flatten_lists for CSV/xlsx, the report's and the cards'
+    tags as text): each cell of ``s`` (a Series or array of lists, tuples or arrays of
+    text, or missing) as ``sep.join(items)``, in Arrow (no Python call per cell). Returns an
+    Arrow string array, null where the cell is missing (and, with ``null_items``, where a
+    list holds a missing item); None when a cell is not a list or an item is not text (or,
+    without ``null_items``, is missing): the caller joins those value by value."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -447,13 +447,26 @@ def _join_lists_arrow(s: pd.Series, sep: str) -> pd.Series | None:
         arr = arr.combine_chunks()
     if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
         return None
-    if not (
-        pa.types.is_string(arr.type.value_type) or pa.types.is_large_string(arr.type.value_type)
-    ):
+    value_type = arr.type.value_type
+    if pa.types.is_null(value_type):  # empty lists, missing cells (or missing items only)
+        arr = arr.cast(pa.list_(pa.string()))
+    elif not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
         return None
-    if pc.list_flatten(arr).null_count:  # str(None) items: joined value by value
+    if not null_items and pc.list_flatten(arr).null_count:  # str(None) items: value by value
         return None
-    joined = pc.binary_join(arr, sep).to_numpy(zero_copy_only=False)
+    return pc.binary_join(arr, sep)
+
+
+def _join_lists_arrow(s: pd.Series, sep: str) -> pd.Series | None:
+    """``flatten_lists`` of one object column by :func:`join_lists`: each list cell joined,
+    a missing cell kept as it is; None when :func:`join_lists` declines the column."""
+    import numpy as np
+    import pandas as pd
+
+    arr = join_lists(s, sep)
+    if arr is None:
+        return None
+    joined = arr.to_numpy(zero_copy_only=False)
     missing = arr.is_null().to_numpy(zero_copy_only=False)
     if missing.any():
         joined = joined.astype(object)
@@ -939,6 +952,7 @@ def write_sheets(
 
 
 __all__ = [
+    "join_lists",
     "EXCEL_MAX_ROWS",
     "FORMULA_PREFIXES",
     "safe_sheet_name",

@@ -161,20 +161,18 @@ def tags_text(s: pd.Series, sep: str = ";") -> pd.Series:
     is_text = nonnull.map(type).eq(str)  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
     if is_text.all():
         return s.fillna("").astype(object)
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
+    from custtool.xlsx import join_lists
 
-        values = s.where(s.notna(), None)
-        if is_text.any():  # mixed: split the text ones into lists first
-            values = values.where(~values.map(type).eq(str), values.astype("string").str.split(sep))  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
-        arr = pa.array(values.tolist(), type=pa.list_(pa.string()), from_pandas=True)
-        joined = pc.binary_join(arr, sep).to_pandas()
-        # by position: ``joined`` has a fresh 0..n-1 index, ``s`` may not (a filtered or sorted frame)
-        return pd.Series(joined.to_numpy(), index=s.index).fillna("").astype(object)
-    except Exception:  # pragma: no cover - unusual cell types
-        exploded = s.explode().dropna().astype(str)
-        return exploded.groupby(level=0).agg(sep.join).reindex(s.index).fillna("").astype(object)
+    values = s.where(s.notna(), None)
+    if is_text.any():  # mixed: split the text ones into lists first
+        values = values.where(~values.map(type).eq(str), values.astype("string").str.split(sep))  # type: ignore[arg-type]  # pandas-stubs: eq() rejects a type object
+    joined = join_lists(values.to_numpy(dtype=object), sep, null_items=True)
+    if joined is not None:
+        # by position: ``s`` may have any index (a filtered or sorted frame)
+        return pd.Series(joined.to_pandas().to_numpy(), index=s.index).fillna("").astype(object)
+    # items that are not text (numbers): str() of each, joined value by value
+    exploded = s.explode().dropna().astype(str)
+    return exploded.groupby(level=0).agg(sep.join).reindex(s.index).fillna("").astype(object)
 
 
 BOOL_COLUMNS = (
@@ -194,21 +192,20 @@ def prepare_customers(df: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     def as_text(s: pd.Series) -> pd.Series:
-        # a column of lists (the run's tags: 1M Python lists) joined in Arrow and kept as
-        # Arrow-backed text: the same text as tags_text, without a Python string per row
-        # (memory: 1M customers' joined tags were ~0.2 GB of Python strings and copies)
+        # a column of lists (the run's tags: 1M Python lists) joined in Arrow
+        # (custtool.xlsx.join_lists) and kept as Arrow-backed text: the same text as
+        # tags_text, without a Python string per row (memory: 1M customers' joined tags
+        # were ~0.2 GB of Python strings and copies)
         if s.dtype == object and len(s):
-            import pyarrow as pa
             import pyarrow.compute as pc
+
+            from custtool.xlsx import join_lists
 
             listlike = s.map(type).isin([list, tuple, np.ndarray]).to_numpy()
             if listlike.any() and (listlike | s.isna().to_numpy()).all():
-                try:
-                    arr = pa.array(s.to_numpy(), type=pa.list_(pa.string()), from_pandas=True)
-                except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text inside: tags_text
-                    return tags_text(s)
-                joined = pc.fill_null(pc.binary_join(arr, ";"), "")
-                return pd.Series(joined.to_pandas().array, index=s.index)
+                joined = join_lists(s.to_numpy(), ";", null_items=True)
+                if joined is not None:
+                    return pd.Series(pc.fill_null(joined, "").to_pandas().array, index=s.index)
         return tags_text(s)
 
     out = df.copy(deep=False)
