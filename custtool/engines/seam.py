@@ -302,16 +302,18 @@ def _run(
     n_ch = 0 if chan_labels is None else len(chan_labels)
     n_cat = 0 if cat_labels is None else len(cat_labels)
     portrait_args = dict(channel=chan_col is not None, category=category, n_ch=n_ch, n_cat=n_cat)
-    # the narrow rows, held once (re-scanning the Parquet file and joining the key map for
-    # each query measured slower)
-    lines = runner.table("lines", S.lines_sql(d, src, km, keys, **line_args, **portrait_args))
-    days = runner.frame(S.days_sql(lines))
+    # the rows with duplicates dropped, in one pass from the file (the narrow per-row query
+    # is not held: holding it and grouping it again measured slower); the as-of cut after
+    rn_max = max(int(runner.frame(f"SELECT count(*) AS n FROM {src}")["n"].iloc[0]) - 1, 0)
+    lines = S.lines_sql(d, src, km, keys, **line_args, **portrait_args)
+    ded = runner.table("ded", S.dedupe_sql(d, lines, n_ch=n_ch, n_cat=n_cat, rn_max=rn_max))
+    days = runner.frame(S.days_sql(ded))
     valid = days["d"].notna().to_numpy()
     day = days["d"].fillna(0).to_numpy(np.int64)
     n = days["n"].to_numpy(np.int64)
+    g = days["g"].to_numpy(np.int64)
     hit = days["matched"].fillna(False).to_numpy(bool)
     report.rows = int(n.sum())
-    rn_max = int(days["rn_max"].max()) if len(days) else 0
     n_valid = int(n[valid].sum())
     if as_of is None and not n_valid:
         raise InputError(
@@ -326,21 +328,20 @@ def _run(
     report.rows_after_as_of = int(n[valid & (day > as_of_day)].sum())
     report.rows_unmatched = int(n[before & ~hit].sum())
     matched = int(n[before & hit].sum())
+    first_day = int(day[before & hit].min()) if (before & hit).any() else as_of_day
     present = [c for c in UNMATCHED_COLUMNS if c in schema]
     if report.rows_unmatched:
         sel = ", ".join("s." + q(c) for c in present)
         report.unmatched = runner.frame(
-            f"SELECT {sel} FROM {src} s JOIN (SELECT rn FROM {lines} WHERE t IS NOT NULL "
+            f"SELECT {sel} FROM {src} s JOIN (SELECT rn FROM {ded} WHERE d IS NOT NULL "
             f"AND d <= {as_of_day} AND c < 0) u ON s.rn = u.rn ORDER BY s.rn"
         ).reset_index(drop=True)
     else:
         report.unmatched = pd.DataFrame(columns=present)
-    used = runner.table(
-        "used", S.used_sql(d, lines, as_of_day, n_ch=n_ch, n_cat=n_cat, rn_max=rn_max)
-    )
+    used = runner.view("used", S.used_sql(ded, as_of_day))
     by = runner.frame(S.matched_by_sql(used))
     counts = dict(zip(by["how"].astype(int), by["n"].astype(int), strict=True))
-    report.rows_used = sum(counts.values())
+    report.rows_used = int(g[before & hit].sum())
     report.rows_duplicate = matched - report.rows_used
     report.matched_by = {
         name: counts.get(k, 0) for k, name in ((1, "id"), (2, "phone"), (3, "email"))
@@ -348,24 +349,40 @@ def _run(
     report.customer_ids = customers["customer_id"] if "customer_id" in customers.columns else None
     # one pass to per-order rows for the order counts and, with the portrait, its counted
     # orders (their first line's channel and time slot), rather than two
-    orders_t = None
     slot_hours = int(portrait["slot_hours"]) if portrait else 0
-    if portrait and S.orders_fit(n_ch, slot_hours, rn_max):
-        orders_t = runner.table(
-            "orders",
-            S.orders_sql(d, used, as_of_day, win, n_ch=n_ch, slot_hours=slot_hours, portrait=True),
-        )
-    res = runner.arrow(S.aggregate_sql(d, used, as_of_day, win, gwin, orders_t))
-    agg = _arrays(res.combine_chunks(), len(customers))
-    del res
+    with_codes = bool(portrait) and S.orders_fit(n_ch, slot_hours, rn_max)
+    orders_t = runner.table(
+        "orders",
+        S.orders_sql(
+            d, used, as_of_day, win, n_ch=n_ch, slot_hours=slot_hours, portrait=with_codes
+        ),
+    )
+    # per customer: money and purchase days, distinct sale days, the money up to the first
+    # purchase day, orders — each its own GROUP BY (one CTE feeding the others measured
+    # twice as slow: a per-day table of ~rows held and grouped again)
+    sums = runner.table("sums", S.customer_sums_sql(used, as_of_day, win, gwin))
+    parts = [
+        runner.arrow(f"SELECT * FROM {sums}"),
+        runner.arrow(S.sale_days_sql(d, used, first_day, as_of_day)),
+        runner.arrow(S.early_money_sql(used, sums)),
+        runner.arrow(S.order_counts_sql(orders_t, as_of_day, win)),
+    ]
+    agg = _arrays(parts, len(customers))
+    del parts
     if portrait:
         report.portrait_groups = _portrait_groups(
-            runner, used, as_of_day, win, portrait, chan_labels, cat_labels, rn_max, orders_t
+            runner,
+            used,
+            as_of_day,
+            win,
+            portrait,
+            chan_labels,
+            cat_labels,
+            rn_max,
+            orders_t if with_codes else None,
         )
     if attributed_to is not None:
-        _write_attributed(
-            runner, src, lines, used, schema, customers, as_of_day, win, attributed_to
-        )
+        _write_attributed(runner, src, used, schema, customers, as_of_day, win, attributed_to)
     return customers, agg, report, index, as_of_day
 
 
@@ -420,17 +437,22 @@ def _portrait_groups(
     return groups
 
 
-def _arrays(res: Any, n: int) -> dict[str, Any]:
-    """The engine's per-customer rows (an Arrow table) → the arrays ``_finish`` takes (as
-    ``_aggregate``)."""
+def _arrays(parts: list[Any], n: int) -> dict[str, Any]:
+    """The engine's per-customer rows (Arrow tables with the customer position ``c``:
+    :func:`~custtool.engines.sql.customer_sums_sql`, ``sale_days_sql``, ``early_money_sql``,
+    ``order_counts_sql``) → the arrays ``_finish`` takes (as ``_aggregate``); a customer
+    missing from a table has 0 there."""
     import numpy as np
     import pyarrow.compute as pc
 
-    idx = res["c"].to_numpy().astype(np.int64)
+    where = {name: res for res in parts for name in res.column_names if name != "c"}
 
-    def full(col: str) -> np.ndarray:
+    def full(col: str) -> np.ndarray:  # built when read, not all held at once
+        res = where[col]
         arr = np.zeros(n, dtype=np.int64)
-        arr[idx] = pc.fill_null(res[col], 0).to_numpy().astype(np.int64)
+        arr[res["c"].to_numpy().astype(np.int64)] = (
+            pc.fill_null(res[col], 0).to_numpy().astype(np.int64)
+        )
         return arr
 
     out: dict[str, Any] = {}
@@ -446,7 +468,7 @@ def _arrays(res: Any, n: int) -> dict[str, Any]:
     out["_last"] = np.where(has, full("last_d"), 0)
     out["_has"] = has
     out["bg_x"] = np.where(has, full("n_days") - 1, 0)
-    rv = full("repeat_value") / 100.0
+    rv = (full("historical_value") - full("m")) / 100.0
     with np.errstate(invalid="ignore", divide="ignore"):
         out["bg_repeat_avg"] = np.where(out["bg_x"] > 0, rv / np.maximum(out["bg_x"], 1), np.nan)
     return out
@@ -455,7 +477,6 @@ def _arrays(res: Any, n: int) -> dict[str, Any]:
 def _write_attributed(
     runner: Any,
     src: str,
-    lines: str,
     used: str,
     schema: dict[str, str],
     customers: pd.DataFrame,
@@ -485,7 +506,7 @@ def _write_attributed(
     )
     special = {
         "customer_id": "ci.stable_id",
-        "order_time": "l.t",
+        "order_time": runner.time_expr("s." + q("order_time"), schema["order_time"]),
         "amount": "CAST(u.a AS DOUBLE) / 100.0",
     }
     cols = [f"{special.get(c, 's.' + q(c))} AS {q(c)}" for c in schema if c != "rn"]
@@ -499,7 +520,7 @@ def _write_attributed(
     ]
     sql = f"""
       SELECT {", ".join(cols)}
-      FROM {used} u JOIN {lines} l ON u.rn = l.rn JOIN {src} s ON u.rn = s.rn
+      FROM {used} u JOIN {src} s ON u.rn = s.rn
         JOIN {cid} ci ON u.c = ci.c
       ORDER BY u.rn"""
     from custtool.atomic import atomic_path
