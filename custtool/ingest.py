@@ -39,6 +39,7 @@ from custtool.schemas import (
     rejects_frame,
     validate,
 )
+from custtool.template import template_example_rows
 
 HEADER_SEARCH_ROWS = 30
 TOTAL_WORDS = r"^[ \t]*(合计|总计|小计|共计|总合计|[Tt]otal|TOTAL|[Gg]rand [Tt]otal|[Ss]ubtotal)[ \t]*[:：]?[ \t]*$"
@@ -232,6 +233,13 @@ def _import_files(
                 raw, header_at, specs[sheet_kind], file_channel or Path(path).stem, tz
             )
             report.encoding = raw.encoding
+            example = template_example_rows(frame, sheet_kind)
+            if example:
+                warnings.append(
+                    f"{where}: row {', '.join(map(str, example[:5]))} is the import template's "
+                    f"example row (custtool template), imported as {KIND_LABELS[sheet_kind]}; "
+                    "delete it from the file if it is not a real record"
+                )
             frames.append(frame)
             rejects.append(_with_file_notes(rej, raw))
             reports.append(report)

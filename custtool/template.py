@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from custtool.errors import InputError
 from custtool.fields import KIND_LABELS, KINDS
@@ -44,19 +45,19 @@ TEMPLATE_FIELDS: dict[str, list[tuple[str, bool, str, list[str] | None, str]]] =
         ("order_id", True, "SO20240501001", None, "订单号,唯一"),
         ("customer_id", False, "C202405001", None, "客户编号、手机号、邮箱至少填一项"),
         ("phone", False, "13812345678", None, ""),
-        ("order_time", True, "2024-05-10 14:30", None, "下单时间"),
+        ("order_time", True, "2024-05-10 14:30", None, "下单的日期与时间,如 2024-05-10 14:30"),
         ("amount", True, "800.00", None, "实付金额(元),退款填负数"),
         ("channel", True, "电商", ["电商", "门店", "公众号", "其他"], "下拉选择"),
         ("category", False, "家居", None, ""),
         ("product", False, "智能台灯", None, ""),
         ("quantity", False, "1", None, ""),
-        ("refund", False, "否", ["是", "否"], "是否退款"),
+        ("refund", False, "否", ["是", "否"], "退款的订单行填“是”"),
     ],
     "interactions": [
         ("record_id", False, "F0001", None, ""),
         ("customer_id", False, "C202405001", None, "客户编号、手机号、邮箱至少填一项"),
         ("phone", False, "13812345678", None, ""),
-        ("time", True, "2024-05-12 10:30", None, "跟进时间"),
+        ("time", True, "2024-05-12 10:30", None, "跟进的日期与时间"),
         (
             "method",
             True,
@@ -72,13 +73,13 @@ TEMPLATE_FIELDS: dict[str, list[tuple[str, bool, str, list[str] | None, str]]] =
             ["有意向", "需跟进", "暂无意向", "报价单已发送", "合同签订"],
             "下拉选择",
         ),
-        ("next_follow_up", False, "2024-05-20", None, "下次跟进日期"),
-        ("staff", True, "王五", None, "跟进人"),
+        ("next_follow_up", False, "2024-05-20", None, "计划下一次联系的日期"),
+        ("staff", True, "王五", None, "负责这次联系的员工"),
     ],
     "surveys": [
         ("customer_id", False, "C202405001", None, "客户编号、手机号、邮箱至少填一项"),
         ("phone", False, "13812345678", None, ""),
-        ("time", True, "2024-05-12", None, "填写日期"),
+        ("time", True, "2024-05-12", None, "问卷的填写日期"),
         ("score", True, "9", [str(i) for i in range(11)], "推荐意愿 0-10 分"),
         ("satisfaction", False, "5", ["1", "2", "3", "4", "5"], "满意度 1-5 分"),
         ("comments", False, "配送很快", None, ""),
@@ -161,3 +162,24 @@ def write_template(kind: str, path: str | os.PathLike[str]) -> Path:
                 cw.cell(guide, r, c, v, bold if r == 2 else None)
         guide.write_string(0, 0, rows[0][0], wb.add_format({"bold": True, "font_size": 14}))
     return target
+
+
+#: the example row's fields that say who or what a row is (kept as written by the import)
+_IDENTITY_FIELDS = ("order_id", "record_id", "customer_id", "phone", "email", "name")
+
+
+def template_example_rows(frame: Any, kind: str) -> list[int]:
+    """The ``_row`` numbers of imported rows that are the template's example row of ``kind``
+    (every identity field the frame has, at least two, holds the example's value), so the
+    import can say so: a template filled below its example row, the example left in."""
+    spec = {f: example for f, _req, example, _c, _n in TEMPLATE_FIELDS.get(kind, [])}
+    fields = [f for f in _IDENTITY_FIELDS if spec.get(f) and f in frame.columns]
+    if len(fields) < 2 or not len(frame) or "_row" not in frame.columns:
+        return []
+    hit = None
+    for f in fields:
+        eq = frame[f].eq(spec[f]).fillna(False).to_numpy(dtype=bool)
+        hit = eq if hit is None else hit & eq
+        if not hit.any():
+            return []
+    return [int(r) for r in frame["_row"].to_numpy()[hit]]

@@ -147,9 +147,14 @@ def test_template_command(tmp_path):
     options = [wb["选项"].cell(row=i, column=gender_col + 1).value for i in (1, 2, 3)]
     assert options == ["男", "女", "未知"]
     assert ws.cell(row=2, column=headers.index("手机号*") + 1).value == "13812345678"
-    # the template imports as customers with its example row
+    # the template imports as customers with its example row, and the import says so
     imported = import_files(out)
     assert imported.kind == "customers" and imported.data["phone"].tolist() == ["13812345678"]
+    assert [w for w in imported.warnings if "example row" in w] == [
+        "客户信息导入模板.xlsx, sheet '客户档案导入': row 2 is the import template's example "
+        "row (custtool template), imported as 客户档案; delete it from the file if it is not "
+        "a real record"
+    ]
     bad = runner.invoke(app, ["template", "widgets", "-o", str(tmp_path / "x.xlsx")])
     assert bad.exit_code == 2
 

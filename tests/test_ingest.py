@@ -467,3 +467,44 @@ def test_phone_ext_stays_text_through_a_csv(make_csv, tmp_path):
     assert data["phone_ext"].tolist() == ["0123"]
     write_table(data, tmp_path / "out.csv")
     assert read_table(tmp_path / "out.csv")["phone_ext"].tolist() == ["0123"]
+
+
+def test_the_templates_example_row_left_in_is_named(tmp_path):
+    """An orders template filled below its example row: the example is named by row (once),
+    a row that differs from it in one identity field is not, and every row is accounted for
+    as before (the warning takes nothing away)."""
+    from openpyxl import load_workbook
+
+    from custtool.template import TEMPLATE_FIELDS, write_template
+
+    path = tmp_path / "订单导入.xlsx"
+    write_template("orders", path)
+    wb = load_workbook(path)
+    ws = wb.worksheets[0]
+    example = [e for _f, _r, e, _c, _n in TEMPLATE_FIELDS["orders"]]
+    real = ["SO2", "C9", "13900000000", "2024-05-11 09:00", "120.00", "门店", "", "", "1", "否"]
+    near = list(example)
+    near[2] = "13900000001"  # the example's order and customer, another phone
+    for r, values in ((3, real), (4, near)):
+        for c, v in enumerate(values, start=1):
+            ws.cell(row=r, column=c, value=v)
+    wb.save(path)
+    got = import_files(path)
+    assert [(r.rows_read, r.accepted) for r in got.files] == [(3, 3)]
+    named = [w for w in got.warnings if "example row" in w]
+    assert len(named) == 1 and ": row 2 is the import template's example row" in named[0]
+
+
+@pytest.mark.parametrize("kind", ["customers", "orders", "interactions", "surveys"])
+def test_every_template_imports_back_as_its_kind(tmp_path, kind):
+    """`custtool template KIND` then `custtool import` of the file as it is (no --sheet, no
+    --kind): the data sheet is found, the 填写说明 sheet is not taken for data (its notes
+    must not read as a header row), and the example row is the one row, named as such."""
+    from custtool.template import write_template
+
+    path = tmp_path / f"{kind}.xlsx"
+    write_template(kind, path)
+    got = import_files(path)
+    assert got.kind == kind
+    assert [(r.rows_read, r.accepted) for r in got.files] == [(1, 1)]
+    assert any(": row 2 is the import template's example row" in w for w in got.warnings)
