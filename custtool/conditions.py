@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import io
 import math
+import operator
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -603,6 +604,15 @@ _FLIP = {
     ast.Eq: ast.Eq,
     ast.NotEq: ast.NotEq,
 }
+#: the comparisons, for constants and for columns alike
+_COMPARE = {
+    ast.Lt: operator.lt,
+    ast.Gt: operator.gt,
+    ast.LtE: operator.le,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
 _OPSYM = {
     ast.Lt: "<",
     ast.Gt: ">",
@@ -758,14 +768,7 @@ class _Evaluator:
             )
         if a.kind == "const" and b.kind == "const":
             try:
-                res = {
-                    ast.Lt: lambda x, y: x < y,
-                    ast.Gt: lambda x, y: x > y,
-                    ast.LtE: lambda x, y: x <= y,
-                    ast.GtE: lambda x, y: x >= y,
-                    ast.Eq: lambda x, y: x == y,
-                    ast.NotEq: lambda x, y: x != y,
-                }[type(op)](a.data, b.data)
+                res = _COMPARE[type(op)](a.data, b.data)
             except TypeError:
                 raise self.err(f"cannot compare {a.data!r} with {b.data!r}") from None
             return np.full(self.n, bool(res))
@@ -844,14 +847,7 @@ class _Evaluator:
                 other = b.data
             else:
                 raise mismatch
-            res = {
-                ast.Lt: lambda x, y: x < y,
-                ast.Gt: lambda x, y: x > y,
-                ast.LtE: lambda x, y: x <= y,
-                ast.GtE: lambda x, y: x >= y,
-                ast.Eq: lambda x, y: x == y,
-                ast.NotEq: lambda x, y: x != y,
-            }[type(op)](a.data, other)
+            res = _COMPARE[type(op)](a.data, other)
             return res.fillna(False).to_numpy(dtype=bool) & a.valid
         raise mismatch  # pragma: no cover
 
