@@ -114,15 +114,67 @@ def _value_by_value(t: pd.Series, fn: Any) -> pd.Series | None:
     return out
 
 
+def _arrow(t: pd.Series) -> Any:
+    """The Arrow string array of a pandas string column (one chunk, no copy when it is one)."""
+    import pyarrow as pa
+
+    arr = pa.array(t.array, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr
+
+
+def _from_arrow(original: pd.Series, arr: Any) -> pd.Series:
+    """Masked Arrow strings as :func:`_keep` returns them (object strings, "" for missing)."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    out = pd.Series(
+        pc.fill_null(arr, "").to_numpy(zero_copy_only=False), index=original.index, dtype=object
+    )
+    out.name = original.name
+    return out
+
+
+def _join(*parts: Any) -> Any:
+    """Arrow strings (arrays or str, at least one array) concatenated element-wise."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ty = next(p.type for p in parts if not isinstance(p, str))
+    return pc.binary_join_element_wise(
+        *(pa.scalar(p, ty) if isinstance(p, str) else p for p in parts), pa.scalar("", ty)
+    )
+
+
+def _if(cond: Any, yes: Any, no: Any) -> Any:
+    """``pc.if_else`` with str constants typed like the array branch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ty = (no if isinstance(yes, str) else yes).type
+    return pc.if_else(
+        cond,
+        pa.scalar(yes, ty) if isinstance(yes, str) else yes,
+        pa.scalar(no, ty) if isinstance(no, str) else no,
+    )
+
+
 def mask_names(s: pd.Series) -> pd.Series:
     """``张三`` → ``张*``; three or more characters → first + ``*`` + last (``张*明``)."""
-    t = _text(s)
-    n = t.str.len()
-    two = t.str[:1] + "*"
-    more = t.str[:1] + "*" + t.str[-1:]
-    out = t.where(n == 0, "*")
-    out = out.mask(n == 2, two).mask(n >= 3, more)
-    return _keep(s, out)
+    import pyarrow.compute as pc
+
+    # Arrow kernels over the whole column (what pandas' str methods call, without a pandas
+    # array per step)
+    t = _arrow(_text(s))
+    n = pc.utf8_length(t)
+    first = pc.utf8_slice_codeunits(t, 0, 1)
+    out = _if(
+        pc.greater_equal(n, 3),
+        _join(first, "*", pc.utf8_slice_codeunits(t, -1, 2**31 - 1)),
+        _if(pc.equal(n, 2), _join(first, "*"), _if(pc.equal(n, 0), t, "*")),
+    )
+    return _from_arrow(s, out)
 
 
 def mask_phones(s: pd.Series) -> pd.Series:
@@ -130,34 +182,58 @@ def mask_phones(s: pd.Series) -> pd.Series:
 
     ``;``-joined lists (the ``phones`` column) are masked value by value.
     """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     t = _text(s)
     listed = _value_by_value(t, mask_phones)
     if listed is not None:
         return _keep(s, listed)
-    n = t.str.len()
-    mobile = t.str.fullmatch(r"1\d{10}")
-    landline = t.str.fullmatch(r"0\d{2,3}-\d{7,8}(-\d+)?")
-    generic = t.str[:3] + "****" + t.str[-4:]
-    land = t.str.replace(r"^(0\d{2,3})-\d+?(\d{4})(-\d+)?$", r"\1-****\2", regex=True)
-    out = t.where(n == 0, "****")
-    out = (
-        out.mask(n >= 8, generic).mask(mobile, t.str[:3] + "****" + t.str[-4:]).mask(landline, land)
+    arr = _arrow(t)
+    n = pc.utf8_length(arr)
+    # 8+ characters: first 3 + **** + last 4 (a mobile number 1xxxxxxxxxx included: the
+    # same cells); shorter: ****; empty stays empty
+    generic = _join(
+        pc.utf8_slice_codeunits(arr, 0, 3), "****", pc.utf8_slice_codeunits(arr, -4, 2**31 - 1)
     )
-    return _keep(s, out)
+    out = _if(pc.greater_equal(n, 8), generic, _if(pc.equal(n, 0), arr, "****"))
+    # landlines (0area-number): only values starting with 0 can be one
+    zero = pc.starts_with(arr, "0").to_numpy(zero_copy_only=False)
+    if zero.any():
+        at = np.flatnonzero(zero)
+        cand = t.iloc[at]
+        landline = cand.str.fullmatch(r"0\d{2,3}-\d{7,8}(-\d+)?").to_numpy(dtype=bool)
+        if landline.any():
+            land = cand[landline].str.replace(
+                r"^(0\d{2,3})-\d+?(\d{4})(-\d+)?$", r"\1-****\2", regex=True
+            )
+            where = np.zeros(len(arr), dtype=bool)
+            where[at[landline]] = True
+            out = pc.replace_with_mask(
+                out, pa.array(where), pa.array(land.to_numpy(dtype=object), type=out.type)
+            )
+    return _from_arrow(s, out)
 
 
 def mask_emails(s: pd.Series) -> pd.Series:
     """``zhang@example.com`` → ``z***@example.com`` (``;``-joined lists value by value)."""
+    import pyarrow.compute as pc
+
     t = _text(s)
     listed = _value_by_value(t, mask_emails)
     if listed is not None:
         return _keep(s, listed)
-    has_at = t.str.contains("@", regex=False)
-    local_first = t.str[:1]
-    domain = t.str.partition("@")[2]
-    out = t.where(t.str.len() == 0, local_first + "***")
-    out = out.mask(has_at, local_first + "***@" + domain)
-    return _keep(s, out)
+    arr = _arrow(t)
+    first = pc.utf8_slice_codeunits(arr, 0, 1)
+    # the domain: everything after the first @
+    domain = pc.replace_substring_regex(arr, "^[^@]*@", "", max_replacements=1)
+    out = _if(
+        pc.match_substring(arr, "@"),
+        _join(first, "***@", domain),
+        _if(pc.equal(pc.utf8_length(arr), 0), arr, _join(first, "***")),
+    )
+    return _from_arrow(s, out)
 
 
 def _clear_for_masking(s: pd.Series) -> pd.Series:
