@@ -220,11 +220,14 @@ def individual_cards(
     owner: str | None = None,
     mask: bool = True,
     lang: str = "zh",
+    attributed: bool = False,
 ) -> pd.DataFrame:
     """One card per selected customer (``customer_ids``, or the ``top`` N by value).
 
     Columns: customer_id, basic_info, behaviour, preferences, value_assessment, tags, notes,
-    suggested_action. Unknown ids raise InputError naming them.
+    suggested_action. Unknown ids raise InputError naming them. ``attributed``: ``orders``
+    are attributed orders already (the run's ``orders_attributed.parquet``: ``customer_id``
+    is the matched customer), so only their ``customer_id`` and ``category`` are needed.
     """
     import pandas as pd
 
@@ -239,7 +242,7 @@ def individual_cards(
     )
 
     t = _T["en" if lang == "en" else "zh"]
-    if orders is not None:
+    if orders is not None and not attributed:
         orders = ensure_attributed(orders, customers)
     if top is not None and top < 0:
         raise InputError(f"top must be 0 or more, not {top}", "e.g. --top 20")
@@ -613,11 +616,13 @@ def group_cards(
     top_tags: int = 5,
     min_count: int = 3,
     lang: str = "zh",
+    attributed: bool = False,
 ) -> pd.DataFrame:
     """One card per segment of ``by`` (rfm_class, tier, lifecycle; default rfm_class).
 
     With ``segments``, only those; each name is looked up in rfm_class, tier and lifecycle
-    when ``by`` is not given. Columns: see :data:`GROUP_FIELDS`.
+    when ``by`` is not given. Columns: see :data:`GROUP_FIELDS`. ``attributed``: as in
+    :func:`individual_cards`.
     """
     import pandas as pd
 
@@ -625,7 +630,7 @@ def group_cards(
     from custtool.report.masking import get_role, mask_for_output
     from custtool.report.workbook import SEGMENT_ORDERS, prepare_customers
 
-    if orders is not None:
+    if orders is not None and not attributed:
         orders = ensure_attributed(orders, customers)
     role_obj = get_role(role)
     # only the columns a group card reads are prepared and masked (masking every personal

@@ -36,10 +36,10 @@ ATTRIBUTED_ORDER_COLUMNS = (
     "category",
 )
 #: the attributed-order columns the cards read (``read_attributed(..., columns=)``: top
-#: categories; the report reads its own from the file, see ``write_workbook(orders=path)``);
-#: ``source_customer_id`` and ``match_key`` mark the rows as attributed already
-#: (:func:`custtool.attribution.ensure_attributed`), read as dictionary codes
-CARD_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "category")
+#: categories; the report reads its own from the file, see ``write_workbook(orders=path)``),
+#: read as dictionary codes; the cards are told the rows are attributed already
+#: (``attributed=True``): 10M orders' source ids and match keys are not read (~4 s)
+CARD_ORDER_COLUMNS = ("customer_id", "category")
 #: the attributed-order columns the owners' workbooks read (each owner's orders by
 #: ``customer_id``; 概览's monthly revenue: order time and amount), text as dictionary codes
 OWNER_ORDER_COLUMNS = ("customer_id", "source_customer_id", "match_key", "order_time", "amount")
@@ -969,6 +969,7 @@ def run_pipeline(
                 mask=mask,
                 lang=rep_opts.get("lang", "zh"),
                 strategies=rep_opts.get("strategies"),
+                attributed=True,  # orders_attributed.parquet: customer_id is the match
             )
             release_memory()
             grp = group_cards(
@@ -979,6 +980,7 @@ def run_pipeline(
                 role=role,
                 owner=rep_opts.get("owner"),
                 lang=rep_opts.get("lang", "zh"),
+                attributed=True,
             )
             attributed = None  # memory: the book's append below needs the customers only
             release_memory()

@@ -420,3 +420,29 @@ def test_unique_keys_bitmap_and_sort_agree():
     assert _unique_keys(key, 10**9).tolist() == [0, 1, 3, 7, 9]  # sort
     assert _unique_keys(key[:0], 10**9).tolist() == []
     assert _unique_keys(key[:0], 0).tolist() == []
+
+
+def test_cards_from_the_runs_two_card_columns_equal_cards_from_all(example_run):
+    """The run reads only customer_id and category of orders_attributed.parquet for the cards
+    (``attributed=True``): the same individual and group cards as from every attributed
+    column (source ids and match keys, which mark the rows as attributed)."""
+    from pathlib import Path
+
+    from custtool.io import read_table
+    from custtool.pipeline import ATTRIBUTED_ORDER_COLUMNS, CARD_ORDER_COLUMNS, read_attributed
+
+    _work, out = example_run
+    folder = Path(out["folder"])
+    customers = read_table(folder / "customers.parquet")
+    full = read_attributed(folder / "orders_attributed.parquet", ATTRIBUTED_ORDER_COLUMNS)
+    two = read_attributed(folder / "orders_attributed.parquet", CARD_ORDER_COLUMNS, codes=True)
+    assert list(two.columns) == ["customer_id", "category"]
+    for by in ("rfm_class", "tier"):
+        want = group_cards(customers, by=by, orders=full)
+        got = group_cards(customers, by=by, orders=two, attributed=True)
+        pd.testing.assert_frame_equal(got, want)
+        assert want["top_categories"].ne("").any()  # the orders' categories are in them
+    want = individual_cards(customers, None, top=20, orders=full)
+    got = individual_cards(customers, None, top=20, orders=two, attributed=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert want["behaviour"].str.contains("常购品类").any()
