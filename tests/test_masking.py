@@ -505,7 +505,7 @@ def test_phone_email_name_maskers_hand_checked():
         "****;021-****5678",
         "１３８****５６７８",
     ]
-    assert out.dtype == object and list(out.index) == list(range(10, 20)) and out.name == "phone"
+    assert out.dtype == "str" and list(out.index) == list(range(10, 20)) and out.name == "phone"
     emails = ["zhang@example.com", "@x.com", "a@b@c", "abc", "", None, "张@例子.中国"]
     assert mask_emails(pd.Series(emails + ["a@x.com;b@y.org"], dtype=object)).tolist() == [
         "z***@example.com",

@@ -90,8 +90,9 @@ def _text(s: pd.Series) -> pd.Series:
 
 
 def _keep(original: pd.Series, masked: pd.Series) -> pd.Series:
-    """Masked values as plain object strings, same index and name as the input."""
-    out = masked.fillna("").astype(object)
+    """Masked values as a pandas ``str`` column ("" for missing), same index and name as
+    the input (Arrow-backed, as :func:`_from_arrow` returns them)."""
+    out = masked.fillna("").astype("str")
     out.index = original.index
     out.name = original.name
     return out
@@ -125,15 +126,19 @@ def _arrow(t: pd.Series) -> Any:
 
 
 def _from_arrow(original: pd.Series, arr: Any) -> pd.Series:
-    """Masked Arrow strings as :func:`_keep` returns them (object strings, "" for missing)."""
+    """Masked Arrow strings as a pandas ``str`` column ("" for missing; same index and
+    name): Arrow-backed, so the exports (CSV fields, formula checks, workbook cells) read
+    them without a conversion from a million Python strings per column."""
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    out = pd.Series(
-        pc.fill_null(arr, "").to_numpy(zero_copy_only=False), index=original.index, dtype=object
+    return pd.Series(
+        pc.fill_null(arr, "").cast(pa.large_string()),
+        index=original.index,
+        name=original.name,
+        dtype="str",
     )
-    out.name = original.name
-    return out
 
 
 def _join(*parts: Any) -> Any:
