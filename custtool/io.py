@@ -779,12 +779,15 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
     elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
         text = pc.cast(pa.array(s.to_numpy()), pa.string())  # = numpy's str of each value
         quote_check = False
-    elif isinstance(dtype, np.dtype) and dtype.kind in "fb":
+    elif isinstance(dtype, np.dtype) and dtype.kind == "b":
+        # True/False, what pandas writes (numpy's astype(str) of 65k flags took ~0.1 s)
+        text = pc.if_else(pa.array(s.to_numpy()), "True", "False")
+        quote_check = False
+    elif isinstance(dtype, np.dtype) and dtype.kind == "f":
         values = s.to_numpy()
-        out = values.astype(str)  # what pandas does (repr of floats, True/False)
+        out = values.astype(str)  # what pandas does (repr of floats)
         text = pa.array(out, type=pa.string())
-        if dtype.kind == "f":
-            text = pc.if_else(pa.array(np.isnan(values)), pa.scalar(None, pa.string()), text)
+        text = pc.if_else(pa.array(np.isnan(values)), pa.scalar(None, pa.string()), text)
         quote_check = False
     elif pd.api.types.is_datetime64_any_dtype(dtype):
         out = s.array._format_native_types(na_rep="", date_format=CSV_DATE_FORMAT)
@@ -793,12 +796,16 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
     elif isinstance(s.array, pd.arrays.IntegerArray | pd.arrays.FloatingArray):
         # pandas writes str() of each value: the numpy text of the data, blank where missing
         data = s.array._data
-        text = (
-            pc.cast(pa.array(data), pa.string())
-            if data.dtype.kind in "iu"
-            else pa.array(data.astype(str), type=pa.string())
-        )
-        text = pc.if_else(pa.array(s.isna().to_numpy()), pa.scalar(None, pa.string()), text)
+        missing = s.isna().to_numpy()
+        if data.dtype.kind in "iu":
+            text = pc.cast(pa.array(data), pa.string())
+        elif data.dtype == np.float64 and not np.isnan(data[~missing]).any():
+            # float_text: numpy's text of each value without numpy's per-value str (65k
+            # scores: ~0.3 s → ~0.05 s); a NaN that is not missing (written "nan") goes below
+            text = float_text(np.where(missing, 0.0, data))
+        else:
+            text = pa.array(data.astype(str), type=pa.string())
+        text = pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text)
         quote_check = False
     elif isinstance(s.array, pd.arrays.BooleanArray):
         text = pc.if_else(pa.array(s.array, from_pandas=True), "True", "False")

@@ -165,6 +165,12 @@ def test_csv_writer_matches_pandas_byte_for_byte(tmp_path: Path) -> None:
             "flag": [True, False, True, True, False, False, True],
             "Int": pd.array([1, None, 3, 4, 5, 6, 7], dtype="Int64"),
             "Float": pd.array([1.0, None, 0.1 + 0.2, 1e22, 2.5, 1e-7, 13800138000.0], "Float64"),
+            # a NaN that is not missing (pandas writes "nan"), -0.0, inf, a missing cell
+            "FloatNaN": pd.arrays.FloatingArray(
+                np.array([np.nan, -0.0, np.inf, 5.0, 1.5, 0.25, 7.0]),
+                np.array([False, False, False, True, False, False, False]),
+            ),
+            "Float-0": pd.array([-0.0, -np.inf, 1e16, 123456789.0, None, 0.5, 2.0], "Float64"),
             "masked": pd.Series(["=1+1", "-20", "+86", "@a", None, "x", "-1.5"], dtype=object),
             "bool?": pd.array([True, None, False, True, True, False, None], dtype="boolean"),
             "时间": pd.to_datetime(
