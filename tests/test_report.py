@@ -1394,3 +1394,29 @@ def test_summary_from_the_orders_file_equals_the_frame(example_run, tmp_path, ro
     at = next(i for i, r in enumerate(rows) if r and r[0] == "月度消费额")  # the section shown
     months = [r for r in rows[at + 1 :] if r and isinstance(r[1], (int, float))]
     assert months and sum(r[1] for r in months) > 0
+
+
+def test_take_rows_of_chunked_arrow_equals_a_take_of_the_whole():
+    """客户明细's rows taken chunk by chunk from a chunked Arrow column (empty chunks, nulls,
+    repeated and unsorted positions, a slice) equal Arrow's take of the combined array."""
+    import numpy as np
+    import pyarrow as pa
+
+    from custtool.report.workbook import take_rows
+
+    chunks = [["a", None, "c"], [], ["d", "e"], ["f"], [], ["g", "h", None, "j"]]
+    arr = pa.chunked_array(chunks, type=pa.large_string())
+    whole = arr.combine_chunks()
+    rng = np.random.default_rng(3)
+    for rows in (
+        np.array([9, 0, 3, 3, 7, 1, 5]),
+        rng.integers(0, len(whole), 40),
+        np.arange(len(whole))[::-1],
+        np.array([], dtype=np.int64),
+    ):
+        got = take_rows(arr, rows)
+        assert got.to_pylist() == whole.take(pa.array(rows, type=pa.int64())).to_pylist()
+        assert got.type == pa.large_string()
+    assert take_rows(arr, slice(2, 8)).to_pylist() == whole[2:8].to_pylist()
+    assert take_rows(whole, np.array([4, 2])).to_pylist() == ["e", "c"]
+    assert take_rows(pa.chunked_array([["x", "y"]]), np.array([1])).to_pylist() == ["y"]

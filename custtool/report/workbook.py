@@ -433,6 +433,38 @@ def _own_orders(orders: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- the writer
+def take_rows(arr: Any, rows: Any) -> Any:
+    """The values of an Arrow array or chunked array at ``rows`` (a slice or an int array),
+    as one array in that order. A chunked array is taken chunk by chunk: Arrow's ``take`` on
+    a ChunkedArray concatenates every chunk first (10k rows of a 1M-row text column in 10
+    chunks: 27 ms a call, against ~4 ms; 客户明细 of 1M customers makes ~2,700 such calls)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(rows, slice):
+        part = arr.slice(rows.start, rows.stop - rows.start)
+        return part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part
+    idx = np.asarray(rows, dtype=np.int64)
+    if not isinstance(arr, pa.ChunkedArray):
+        return arr.take(pa.array(idx))
+    if arr.num_chunks == 1:
+        return arr.chunk(0).take(pa.array(idx))
+    if not len(idx):
+        return pa.array([], type=arr.type)
+    bounds = np.cumsum([0] + [len(c) for c in arr.chunks])
+    which = np.searchsorted(bounds, idx, side="right") - 1  # the chunk of each row
+    order = np.argsort(which, kind="stable")
+    cuts = np.searchsorted(which[order], np.arange(arr.num_chunks + 1))
+    parts = [
+        arr.chunk(k).take(pa.array(idx[order[cuts[k] : cuts[k + 1]]] - bounds[k]))
+        for k in range(arr.num_chunks)
+        if cuts[k] < cuts[k + 1]
+    ]
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return pa.concat_arrays(parts).take(pa.array(inverse))
+
+
 class _Sheets:
     """Formats and the row-streaming sheet writer over one xlsxwriter workbook."""
 
@@ -562,8 +594,9 @@ class _Sheets:
         import pyarrow as pa
 
         out = {}
-        for j, (kind, s, fmt) in enumerate(prepared):
-            if kind != "text" or fmt is not None or not isinstance(s.dtype, pd.StringDtype):
+        for j, (kind, s, _fmt) in enumerate(prepared):
+            # personal columns too: their chunk is taken here, then masked
+            if kind != "text" or not isinstance(s.dtype, pd.StringDtype):
                 continue
             arr = pa.array(s.array, from_pandas=True)  # large_string kept: no cast copy
             if isinstance(arr, pa.ChunkedArray) and arr.num_chunks == 1:
@@ -582,19 +615,18 @@ class _Sheets:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        import pandas as pd
+
         out: list[tuple[str, Any, Any]] = []
         for j, (kind, s, fmt) in enumerate(prepared):
             if j in texts:
-                arr = texts[j]
-                if isinstance(rows, slice):
-                    part = arr.slice(rows.start, rows.stop - rows.start)
-                else:
-                    part = arr.take(pa.array(np.asarray(rows)))
-                if isinstance(part, pa.ChunkedArray):
-                    part = part.combine_chunks()
-                out.append(("text", pc.fill_null(part, "").cast(pa.string()), None))
-                continue
-            part = s.iloc[rows]
+                taken = take_rows(texts[j], rows)
+                if fmt is None:
+                    out.append(("text", pc.fill_null(taken, "").cast(pa.string()), None))
+                    continue
+                part = pd.Series(taken, dtype=s.dtype)  # a personal column: masked below
+            else:
+                part = s.iloc[rows]
             if kind in {"num", "date"}:
                 arr = _excel_numbers(part, kind)
                 out.append(("num", arr, fmt))
