@@ -611,11 +611,9 @@ class _Sheets:
         :func:`custtool.xlsx.append_rows`: numbers and dates as floats (NaN = blank cell),
         flags as 是/否, personal columns masked, other text as Arrow strings (taken from
         ``texts``, :meth:`_arrow_texts`)."""
-        import numpy as np
+        import pandas as pd
         import pyarrow as pa
         import pyarrow.compute as pc
-
-        import pandas as pd
 
         out: list[tuple[str, Any, Any]] = []
         for j, (kind, s, fmt) in enumerate(prepared):
