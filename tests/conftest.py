@@ -182,11 +182,49 @@ class ExampleData:
             self._frames[name] = pd.read_parquet(self.paths[name])
         return self._frames[name].copy()
 
+    def __getstate__(self) -> dict[str, object]:
+        # shared between the workers (built_once): the paths and each step's summary; the
+        # steps' library objects (StepResult.value) and the frames read stay in their process
+        from dataclasses import replace
+
+        results = {k: replace(r, value=None) for k, r in self.results.items()}
+        return {"folder": self.folder, "paths": self.paths, "results": results, "_frames": {}}
+
+
+def built_once(tmp_path_factory, name: str, build):
+    """``build(folder)`` once per test session, by whichever xdist worker asks first; the
+    others wait for it (a lock file beside the workers' temporary folders) and get its
+    result back (pickled) and its folder. Tests use it read-only: a test that changes a
+    shared folder copies it into its tmp_path first. Without xdist: built in this process.
+
+    Each worker built every session run it used (examples/ through the library and through
+    ``custtool run``, the out-of-core run): once a session instead of once a worker."""
+    import fcntl
+    import pickle
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, above each worker's popen-gwN
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.pickle"
+    with open(base / f"shared-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        if folder.exists():  # a build that failed in another worker
+            shutil.rmtree(folder)
+        folder.mkdir()
+        value = build(folder)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(value))
+        tmp.replace(done)
+        return value
+
 
 @pytest.fixture(scope="session")
 def example_data(tmp_path_factory) -> ExampleData:
     """The example exports imported, cleaned, segmented and tagged once per session."""
-    return ExampleData(tmp_path_factory.mktemp("examples"))
+    return built_once(tmp_path_factory, "examples", ExampleData)
 
 
 @pytest.fixture
@@ -217,8 +255,13 @@ def example_orders(example_data):
 def example_run(tmp_path_factory) -> tuple[Path, dict]:
     """`custtool run examples/pipeline.yaml --json` once per session on a copy of examples/.
 
-    Returns the work folder (holding ``examples/`` and ``out/``) and the parsed JSON.
+    Returns the work folder (holding ``examples/`` and ``out/``) and the parsed JSON. Shared
+    by the workers (built_once): read it, or copy it into tmp_path to run in it again.
     """
+    return built_once(tmp_path_factory, "pipe", _example_run)
+
+
+def _example_run(d: Path) -> tuple[Path, dict]:
     import json
     import shutil
 
@@ -226,10 +269,18 @@ def example_run(tmp_path_factory) -> tuple[Path, dict]:
 
     from custtool.cli import app
 
-    d = tmp_path_factory.mktemp("pipe")
     shutil.copytree(EXAMPLES, d / "examples")
     result = CliRunner().invoke(
         app, ["run", str(d / "examples" / "pipeline.yaml"), "--out", str(d / "out"), "--json"]
     )
     assert result.exit_code == 0, result.output + result.stderr
     return d, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def ooc_run(tmp_path_factory) -> dict:
+    """`custtool run` of examples/ with ``segment: {engine: duckdb, memory_limit: 1GB}`` (the
+    orders out of core), once per session: its ``--json`` (tests.test_pipeline_out_of_core)."""
+    from tests.test_pipeline_out_of_core import build_ooc_run
+
+    return built_once(tmp_path_factory, "ooc", build_ooc_run)
