@@ -27,26 +27,32 @@ def require_system(what: str, present: bool, install: str) -> None:
 
 
 # --------------------------------------------------------------------------- suite order
-# The modules' serial wall times (seconds, measured 2026-12-03 on the loaded 2-core machine,
-# pytest --durations=0; README "Testing"). pytest-xdist (pyproject addopts: -n 2 --dist
-# loadfile --no-loadscope-reorder) hands whole files to the 2 workers in collection order, so
-# the heaviest files go first (longest first): no worker is left alone with Spark at the end.
-# A file not listed keeps its place after these. The order within a file never changes.
+# The modules' costs (seconds, measured 2026-12-03 on the loaded 2-core machine with the
+# session runs shared by the workers (built_once): each module's CPU seconds, tests and
+# fixtures; Spark's wall time, its JVM's CPU not being the worker's). pytest-xdist (pyproject
+# addopts: -n 2 --dist loadfile --no-loadscope-reorder) hands whole files to the 2 workers in
+# collection order, so the heaviest files go first (longest first): no worker is left alone
+# with Spark at the end. The first two differ in what they build: Spark's JVM on one worker,
+# the shared example run (test_pipeline) on the other. A file not listed keeps its place after
+# these. The order within a file never changes.
 HEAVY_FIRST = {
-    "test_spark_engine.py": 108,
-    "test_pipeline.py": 71,
-    "test_privacy.py": 70,
-    "test_document.py": 70,
-    "test_pipeline_out_of_core.py": 47,
-    "test_ooc_segment.py": 47,
-    "test_book.py": 46,
-    "test_duckdb_import.py": 43,
-    "test_report.py": 39,
-    "test_deliver.py": 32,
-    "test_clean.py": 31,
-    "test_normalize_sql.py": 30,
-    "test_cli_every_command.py": 28,
-    "test_masking.py": 22,
+    "test_spark_engine.py": 110,
+    "test_pipeline.py": 60,
+    "test_report.py": 52,
+    "test_document.py": 42,
+    "test_duckdb_import.py": 25,
+    "test_privacy.py": 23,
+    "test_run_outputs.py": 20,
+    "test_deliver.py": 20,
+    "test_normalize_sql.py": 18,
+    "test_clean.py": 17,
+    "test_cli_every_command.py": 15,
+    "test_pipeline_out_of_core.py": 14,
+    "test_ooc_segment.py": 13,
+    "test_masking.py": 13,
+    "test_book.py": 11,
+    "test_rfm.py": 11,
+    "test_tags.py": 11,
 }
 
 
@@ -57,10 +63,10 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     """The ~170 000 objects of the imports and the collection are long-lived: frozen, they are
-    no longer walked by every full garbage collection — the pipeline's ``release_memory()``
-    calls ``gc.collect()`` after each step (~0.15-0.6 s each in the test process, ~140 times
-    a suite). What the tests run is unchanged; only the collector's work on startup objects
-    goes."""
+    no longer walked by every full garbage collection (the pipeline's ``release_memory()``
+    calls ``gc.collect()`` after each step of a run of RELEASE_MEMORY_ROWS input rows or more;
+    the tests' small runs skip it). What the tests run is unchanged; only the collector's work
+    on startup objects goes."""
     import gc
 
     gc.collect()
