@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from custtool.arrow_text import (
     arrow_text,
     encode_text,
-    repeated_rows,
+    has_repeats,
     rows_of,
     take_rows,
     text_column,
@@ -302,7 +302,7 @@ def _unique_map(keys: Any, owners: Any, with_ambiguous: bool = False) -> Any:
 
     nonblank = pc.fill_null(pc.not_equal(keys, ""), False)
     keys, owners = keys.filter(nonblank), owners.filter(nonblank)
-    if isinstance(keys, pa.Array) and not len(repeated_rows(text_hash(keys))):  # all keys differ
+    if isinstance(keys, pa.Array) and not has_repeats(text_hash(keys)):  # all keys differ
         lut = _Lut(keys, np.asarray(owners.to_numpy(zero_copy_only=False), dtype=np.int64))
         return (lut, keys.slice(0, 0)) if with_ambiguous else lut
     enc = pc.dictionary_encode(keys)

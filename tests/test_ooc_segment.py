@@ -511,3 +511,34 @@ def test_the_spill_folder_is_removed_afterwards(tmp_path, monkeypatch):
     monkeypatch.setattr(seam.DuckRunner, "close", close)
     customer_metrics(path, customers, engine="duckdb", memory_limit="256MB")
     assert seen and not seen[0].exists() and not list(scratch.iterdir())
+
+
+@pytest.mark.parametrize("time_form", ["naive", "utc", "text", "text_offset"])
+def test_streamed_attributed_orders_equal_the_joined_query(tmp_path, monkeypatch, time_form):
+    """DuckDB writes the attributed orders by streaming the order file once in file order
+    (seam._stream_attributed; batches of 64 rows here, so every batch boundary, skipped row
+    and duplicate is crossed): the file is the one the joined, sorted query writes (Spark's
+    path), column for column and row for row, and its rows are the pandas engine's."""
+    from custtool.engines import seam
+
+    customers, orders = messy_orders(time_form)
+    path = tmp_path / "orders.parquet"
+    # row groups of 50 rows: DuckDB scans them on several threads (out of order unless told)
+    orders.to_parquet(path, index=False, row_group_size=50)
+    as_of = "2025-03-01"  # rows after it, rows with no time, unmatched rows: all left out
+    monkeypatch.setattr(seam, "STREAM_ROWS", 64)
+    streamed, joined = tmp_path / "streamed.parquet", tmp_path / "joined.parquet"
+    _, rd = customer_metrics(path, customers, as_of=as_of, engine="duckdb", attributed_to=streamed)
+    monkeypatch.setattr(seam.DuckRunner, "streams_in_order", False)
+    customer_metrics(path, customers, as_of=as_of, engine="duckdb", attributed_to=joined)
+    a, b = pd.read_parquet(streamed), pd.read_parquet(joined)
+    assert len(a) == rd.rows_used > 15 * 64
+    pd.testing.assert_frame_equal(a, b)
+    _, rp = customer_metrics(orders, customers, as_of=as_of, engine="pandas")
+    from custtool.segment import attributed_orders
+
+    want = attributed_orders(orders, rp)
+    cols = ["customer_id", "source_customer_id", "match_key", "amount", "in_window"]
+    pd.testing.assert_frame_equal(
+        a[cols].astype(str), want[cols].reset_index(drop=True).astype(str), check_dtype=False
+    )

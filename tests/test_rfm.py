@@ -1200,3 +1200,18 @@ def test_segmenting_a_segmented_table_again_recomputes_everything():
         later.set_index("customer_id").loc["C00000001", "recency"]
         == first.set_index("customer_id").loc["C00000001", "recency"] + 184
     )
+
+
+def test_has_repeats_agrees_with_repeated_rows():
+    """The matcher's shortcut (every key distinct?) is one sort: the same answer as the
+    rows repeated_rows finds, on hand cases and on hashes with and without repeats."""
+    from custtool.arrow_text import has_repeats, repeated_rows
+
+    u = np.uint64
+    assert not has_repeats(np.array([], dtype=u)) and not has_repeats(np.array([5], dtype=u))
+    assert not has_repeats(np.array([3, 1, 2], dtype=u))
+    assert has_repeats(np.array([3, 1, 3], dtype=u))
+    rng = np.random.default_rng(5)
+    for n, high in ((1000, 2**63), (1000, 5000), (2, 1)):
+        h = rng.integers(0, high, n, dtype=u)
+        assert has_repeats(h) == bool(len(repeated_rows(h)))

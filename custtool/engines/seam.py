@@ -47,6 +47,8 @@ class DuckRunner:
     """The seam's SQL in DuckDB, bounded by ``memory_limit`` bytes."""
 
     dialect = S.DUCKDB
+    #: the attributed orders are streamed in file order (:func:`_stream_attributed`)
+    streams_in_order = True
 
     def __init__(self, memory_limit: int | None, tz: str) -> None:
         self.memory_limit = memory_limit
@@ -485,24 +487,29 @@ def _write_attributed(
     path: Any,
 ) -> None:
     """The attributed orders (the columns of ``segment.attributed_orders``) as Parquet,
-    written by the engine from the rows used, in file order."""
+    written by the engine from the rows used, in file order.
+
+    DuckDB streams (:func:`_stream_attributed`): the joined query with ``ORDER BY`` below
+    sorted and hashed every column of every order (10M orders: ~60 s, most of the segment
+    step). Spark runs the query."""
     import pandas as pd
 
-    d = runner.dialect
-    q = d.q
+    from custtool.atomic import atomic_path
+
     ids = (
         customers["customer_id"].astype("string").fillna("")
         if "customer_id" in customers.columns
         else pd.Series("", index=customers.index, dtype="string")
     )
+    if getattr(runner, "streams_in_order", False):
+        with atomic_path(path) as tmp:
+            _stream_attributed(runner, src, used, schema, ids, as_of_day, win, tmp)
+        return
+    d = runner.dialect
+    q = d.q
     cid = runner.register(
         "customer_ids",
         pd.DataFrame({"c": range(len(customers)), "stable_id": ids.to_numpy(dtype=object)}),
-    )
-    own = (
-        d.trim.format(x=f"coalesce(CAST(s.{q('customer_id')} AS {d.string}), '')")
-        if "customer_id" in schema
-        else "''"
     )
     special = {
         "customer_id": "ci.stable_id",
@@ -513,7 +520,7 @@ def _write_attributed(
     if "customer_id" not in schema:
         cols.append(f"ci.stable_id AS {q('customer_id')}")
     cols += [
-        f"{own} AS source_customer_id",
+        f"{_own_id(d, schema)} AS source_customer_id",
         "CASE u.how WHEN 1 THEN 'id' WHEN 2 THEN 'phone' WHEN 3 THEN 'email' ELSE '' END"
         " AS match_key",
         f"({int(as_of_day)} - u.d < {int(win)}) AS in_window",
@@ -523,7 +530,168 @@ def _write_attributed(
       FROM {used} u JOIN {src} s ON u.rn = s.rn
         JOIN {cid} ci ON u.c = ci.c
       ORDER BY u.rn"""
-    from custtool.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         runner.copy(sql, tmp)
+
+
+def _own_id(d: Any, schema: dict[str, str]) -> str:
+    """The order's own customer id as text, trimmed ('' without one): source_customer_id."""
+    if "customer_id" not in schema:
+        return "''"
+    return d.trim.format(x=f"coalesce(CAST(s.{d.q('customer_id')} AS {d.string}), '')")
+
+
+#: rows per batch of the streamed attributed orders (memory: one batch of every column)
+STREAM_ROWS = 262_144
+
+#: match codes → match_key (0: none)
+MATCH_KEY_NAMES = ("", "id", "phone", "email")
+
+
+def _stream_attributed(
+    runner: DuckRunner,
+    src: str,
+    used: str,
+    schema: dict[str, str],
+    ids: Any,
+    as_of_day: int,
+    win: int,
+    path: Path,
+) -> None:
+    """:func:`_write_attributed` in DuckDB without sorting or hashing the order columns.
+
+    The rows used (row number, customer, cents, match code, day: five integers) are sorted
+    by row number into a scratch file; the order file is read once, in file order (a
+    single-table query keeps its order), each batch takes its used rows by row number, the
+    customer ids and the rest come from the narrow rows, and each batch is written by
+    pyarrow in a second thread as it comes (high-cardinality text without a dictionary, as
+    DuckDB writes it)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = runner.dialect
+    q = d.q
+    con = runner.con
+    narrow = Path(runner._tmp.name) / "used_in_order.parquet"
+    # the file's order, and the sorted rows' (the connection drops order elsewhere: it costs
+    # memory; a database-wide setting, and these are the connection's last queries)
+    con.execute("SET preserve_insertion_order = true")
+    con.execute(
+        f"COPY (SELECT rn, c, a, how, d FROM {used} ORDER BY rn) TO {S.quote(str(narrow))} "
+        "(FORMAT parquet)"
+    )
+    # the order columns in file order
+    own = [c for c in schema if c not in ("rn", "customer_id", "amount")]
+    exprs = [
+        (runner.time_expr("s." + q(c), schema[c]) if c == "order_time" else "s." + q(c))
+        + f" AS {q(c)}"
+        for c in own
+    ]
+    exprs += [f"{_own_id(d, schema)} AS source_customer_id", "s.rn AS rn"]
+    rel = con.sql(f"SELECT {', '.join(exprs)} FROM {src} s")
+    orders = (
+        rel.to_arrow_reader(STREAM_ROWS)
+        if hasattr(rel, "to_arrow_reader")
+        else rel.fetch_record_batch(STREAM_ROWS)
+    )
+    id_text = pa.array(ids.to_numpy(dtype=object), pa.string())
+    keys = pa.array(MATCH_KEY_NAMES, pa.string())
+    names = [c for c in schema if c != "rn"]
+    if "customer_id" not in schema:
+        names.append("customer_id")
+    names += ["source_customer_id", "match_key", "in_window"]
+
+    def joined(batch: Any, u: Any) -> Any:
+        """The used rows ``u`` (a table of the narrow file's columns) of ``batch``."""
+        rn = batch.column("rn").to_numpy()
+        urn = u.column("rn").to_numpy()
+        keep = np.zeros(len(rn), dtype=bool)
+        keep[np.searchsorted(rn, urn)] = True
+        # a filter copies runs of rows (most rows are used): cheaper than a take
+        taken = batch if keep.all() else batch.filter(pa.array(keep))
+        c = u.column("c").to_numpy()
+        made = {
+            "customer_id": id_text.take(pa.array(c, pa.int64())),
+            "amount": pa.array(u.column("a").to_numpy().astype(np.float64) / 100.0),
+            "match_key": keys.take(pa.array(u.column("how").to_numpy(), pa.int64())),
+            "in_window": pa.array(
+                (int(as_of_day) - u.column("d").to_numpy().astype(np.int64)) < int(win)
+            ),
+        }
+        return pa.record_batch(
+            [made[c] if c in made else taken.column(c) for c in names], names=names
+        )
+
+    def batches() -> Any:
+        narrow_file = pq.ParquetFile(narrow)
+        pending = narrow_file.schema_arrow.empty_table()
+        rest = narrow_file.iter_batches(batch_size=STREAM_ROWS)
+        expect = 0
+        for batch in orders:
+            if not batch.num_rows:
+                continue
+            first, last = batch.column("rn")[0].as_py(), batch.column("rn")[-1].as_py()
+            if first != expect or last != expect + batch.num_rows - 1:  # a bug, not bad input
+                raise RuntimeError(f"order rows streamed out of order at row {expect}")
+            expect = last + 1
+            parts = [pending]
+            while not parts[-1].num_rows or parts[-1].column("rn")[-1].as_py() <= last:
+                nxt = next(rest, None)
+                if nxt is None:
+                    break
+                parts.append(pa.Table.from_batches([nxt]))
+            u = pa.concat_tables(parts)
+            urn = u.column("rn").to_numpy()
+            if len(urn) > 1 and not (urn[1:] > urn[:-1]).all():  # a bug, not bad input
+                raise RuntimeError(f"used rows out of order after row {expect}")
+            cut = int(np.searchsorted(urn, last, side="right"))
+            pending = u.slice(cut)
+            if cut:
+                yield joined(batch, u.slice(0, cut).combine_chunks())
+
+    # the output's columns and types: those of an empty batch
+    out_schema = joined(
+        pa.RecordBatch.from_pylist([], schema=orders.schema),
+        pq.ParquetFile(narrow).schema_arrow.empty_table(),
+    ).schema
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = None
+    # each batch is encoded and written in a second thread while the next one is read and
+    # joined (one batch in flight: memory stays two batches)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="custtool-attributed")
+    pending_write = None
+    try:
+        for batch in batches():
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    path, out_schema, use_dictionary=_repeated_text(batch), compression="snappy"
+                )
+            if pending_write is not None:
+                pending_write.result()
+            pending_write = pool.submit(writer.write_batch, batch)
+        if pending_write is not None:
+            pending_write.result()
+        if writer is None:  # no row used: an empty file with the columns
+            pq.write_table(out_schema.empty_table(), path)
+    finally:
+        pool.shutdown(wait=True)
+        if writer is not None:
+            writer.close()
+        narrow.unlink(missing_ok=True)
+
+
+def _repeated_text(batch: Any) -> list[str]:
+    """The text columns of ``batch`` worth a Parquet dictionary (as DuckDB's writer would:
+    channels, categories, file names — not ids or phones, which
+    :func:`custtool.pipeline.read_attributed` encodes faster from plain pages)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return [
+        f.name
+        for f, col in zip(batch.schema, batch.columns, strict=True)
+        if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+        and pc.count_distinct(col).as_py() * 4 <= max(len(col), 1)
+    ]
