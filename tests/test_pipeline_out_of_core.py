@@ -120,7 +120,7 @@ def test_orders_out_of_core_rule(tmp_path):
         ("segment:\n  memory_limit: 512MB\n", True, "duckdb"),
         ("segment:\n  window: 365d\n", False, "pandas"),
     ]
-    limits = [1_000_000_000, 1_000_000_000, 512_000_000, None]
+    limits = [1_000_000_000, 2_000_000_000, 512_000_000, None]  # spark: the shipped 2GB
     for i, (seg, ooc, engine) in enumerate(cases):
         p = _examples(tmp_path / str(i), seg)
         got = orders_out_of_core(load_pipeline(p))
@@ -134,8 +134,8 @@ def test_orders_out_of_core_rule(tmp_path):
         f"out_of_core:\n  orders_rows: {rows}\n  bytes_per_row: 40\n", encoding="utf-8"
     )
     got = orders_out_of_core(load_pipeline(p))
-    # no limit given: DuckDB gets out_of_core.memory_limit (rules/segments.yaml: 1GB)
-    assert got.out_of_core and got.engine == "duckdb" and got.memory_limit == 1_000_000_000
+    # no limit given: DuckDB gets out_of_core.memory_limit (rules/segments.yaml: 2GB)
+    assert got.out_of_core and got.engine == "duckdb" and got.memory_limit == 2_000_000_000
     assert got.reason == (
         f"about {size // 40:,} order rows ({size:,} bytes) > out_of_core.orders_rows {rows:,}"
     )
