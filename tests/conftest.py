@@ -27,26 +27,32 @@ def require_system(what: str, present: bool, install: str) -> None:
 
 
 # --------------------------------------------------------------------------- suite order
-# The modules' serial wall times (seconds, measured 2026-12-03 on the loaded 2-core machine,
-# pytest --durations=0; README "Testing"). pytest-xdist (pyproject addopts: -n 2 --dist
-# loadfile --no-loadscope-reorder) hands whole files to the 2 workers in collection order, so
-# the heaviest files go first (longest first): no worker is left alone with Spark at the end.
-# A file not listed keeps its place after these. The order within a file never changes.
+# The modules' costs (seconds, measured 2026-12-03 on the loaded 2-core machine with the
+# session runs shared by the workers (built_once): each module's CPU seconds, tests and
+# fixtures; Spark's wall time, its JVM's CPU not being the worker's). pytest-xdist (pyproject
+# addopts: -n 2 --dist loadfile --no-loadscope-reorder) hands whole files to the 2 workers in
+# collection order, so the heaviest files go first (longest first): no worker is left alone
+# with Spark at the end. The first two differ in what they build: Spark's JVM on one worker,
+# the shared example run (test_pipeline) on the other. A file not listed keeps its place after
+# these. The order within a file never changes.
 HEAVY_FIRST = {
-    "test_spark_engine.py": 108,
-    "test_pipeline.py": 71,
-    "test_privacy.py": 70,
-    "test_document.py": 70,
-    "test_pipeline_out_of_core.py": 47,
-    "test_ooc_segment.py": 47,
-    "test_book.py": 46,
-    "test_duckdb_import.py": 43,
-    "test_report.py": 39,
-    "test_deliver.py": 32,
-    "test_clean.py": 31,
-    "test_normalize_sql.py": 30,
-    "test_cli_every_command.py": 28,
-    "test_masking.py": 22,
+    "test_spark_engine.py": 110,
+    "test_pipeline.py": 60,
+    "test_report.py": 52,
+    "test_document.py": 42,
+    "test_duckdb_import.py": 25,
+    "test_privacy.py": 23,
+    "test_run_outputs.py": 20,
+    "test_deliver.py": 20,
+    "test_normalize_sql.py": 18,
+    "test_clean.py": 17,
+    "test_cli_every_command.py": 15,
+    "test_pipeline_out_of_core.py": 14,
+    "test_ooc_segment.py": 13,
+    "test_masking.py": 13,
+    "test_book.py": 11,
+    "test_rfm.py": 11,
+    "test_tags.py": 11,
 }
 
 
@@ -57,10 +63,10 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     """The ~170 000 objects of the imports and the collection are long-lived: frozen, they are
-    no longer walked by every full garbage collection — the pipeline's ``release_memory()``
-    calls ``gc.collect()`` after each step (~0.15-0.6 s each in the test process, ~140 times
-    a suite). What the tests run is unchanged; only the collector's work on startup objects
-    goes."""
+    no longer walked by every full garbage collection (the pipeline's ``release_memory()``
+    calls ``gc.collect()`` after each step of a run of RELEASE_MEMORY_ROWS input rows or more;
+    the tests' small runs skip it). What the tests run is unchanged; only the collector's work
+    on startup objects goes."""
     import gc
 
     gc.collect()
@@ -182,11 +188,49 @@ class ExampleData:
             self._frames[name] = pd.read_parquet(self.paths[name])
         return self._frames[name].copy()
 
+    def __getstate__(self) -> dict[str, object]:
+        # shared between the workers (built_once): the paths and each step's summary; the
+        # steps' library objects (StepResult.value) and the frames read stay in their process
+        from dataclasses import replace
+
+        results = {k: replace(r, value=None) for k, r in self.results.items()}
+        return {"folder": self.folder, "paths": self.paths, "results": results, "_frames": {}}
+
+
+def built_once(tmp_path_factory, name: str, build):
+    """``build(folder)`` once per test session, by whichever xdist worker asks first; the
+    others wait for it (a lock file beside the workers' temporary folders) and get its
+    result back (pickled) and its folder. Tests use it read-only: a test that changes a
+    shared folder copies it into its tmp_path first. Without xdist: built in this process.
+
+    Each worker built every session run it used (examples/ through the library and through
+    ``custtool run``, the out-of-core run): once a session instead of once a worker."""
+    import fcntl
+    import pickle
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, above each worker's popen-gwN
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.pickle"
+    with open(base / f"shared-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        if folder.exists():  # a build that failed in another worker
+            shutil.rmtree(folder)
+        folder.mkdir()
+        value = build(folder)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(value))
+        tmp.replace(done)
+        return value
+
 
 @pytest.fixture(scope="session")
 def example_data(tmp_path_factory) -> ExampleData:
     """The example exports imported, cleaned, segmented and tagged once per session."""
-    return ExampleData(tmp_path_factory.mktemp("examples"))
+    return built_once(tmp_path_factory, "examples", ExampleData)
 
 
 @pytest.fixture
@@ -217,8 +261,13 @@ def example_orders(example_data):
 def example_run(tmp_path_factory) -> tuple[Path, dict]:
     """`custtool run examples/pipeline.yaml --json` once per session on a copy of examples/.
 
-    Returns the work folder (holding ``examples/`` and ``out/``) and the parsed JSON.
+    Returns the work folder (holding ``examples/`` and ``out/``) and the parsed JSON. Shared
+    by the workers (built_once): read it, or copy it into tmp_path to run in it again.
     """
+    return built_once(tmp_path_factory, "pipe", _example_run)
+
+
+def _example_run(d: Path) -> tuple[Path, dict]:
     import json
     import shutil
 
@@ -226,10 +275,18 @@ def example_run(tmp_path_factory) -> tuple[Path, dict]:
 
     from custtool.cli import app
 
-    d = tmp_path_factory.mktemp("pipe")
     shutil.copytree(EXAMPLES, d / "examples")
     result = CliRunner().invoke(
         app, ["run", str(d / "examples" / "pipeline.yaml"), "--out", str(d / "out"), "--json"]
     )
     assert result.exit_code == 0, result.output + result.stderr
     return d, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def ooc_run(tmp_path_factory) -> dict:
+    """`custtool run` of examples/ with ``segment: {engine: duckdb, memory_limit: 1GB}`` (the
+    orders out of core), once per session: its ``--json`` (tests.test_pipeline_out_of_core)."""
+    from tests.test_pipeline_out_of_core import build_ooc_run
+
+    return built_once(tmp_path_factory, "ooc", build_ooc_run)

@@ -50,7 +50,7 @@ def cli_report(example_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def owner_run(tmp_path_factory):
     """`custtool run` on a copy of examples/ with report: formats [xlsx, html, pdf] and
-    split_by: owner."""
+    split_by: owner (no cards, tier/class sheets or book: not read here)."""
     d = tmp_path_factory.mktemp("ownerrun")
     shutil.copytree(EXAMPLES, d / "examples")
     pl = d / "examples" / "pipeline.yaml"
@@ -62,7 +62,10 @@ def owner_run(tmp_path_factory):
         "\n  lang: zh\n  formats: [xlsx, html, pdf]\n  split_by: owner\n  sheet_rows: 5\n",
     )
     text = text.replace("cards:\n  format: html", "cards:\n  enabled: false\n  format: html")
-    pl.write_text(text, encoding="utf-8")
+    # what no test here reads: report.xlsx's tier/class sheets (概览 is compared), the book
+    assert "segment_sheets: true" in text
+    text = text.replace("segment_sheets: true", "segment_sheets: false")
+    pl.write_text(text + "\nbook: false\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["run", str(pl), "--out", str(d / "out"), "--json"])
     assert result.exit_code == 0, result.output + result.stderr
     folder = next(p for p in (d / "out").iterdir() if p.is_dir() and not p.name.startswith("."))

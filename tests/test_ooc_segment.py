@@ -455,14 +455,12 @@ def test_a_refund_before_the_first_purchase_day(tmp_path):
     assert r["frequency"] == 0 and r["monetary"] == pytest.approx(-4.0) and r["bg_x"] == 0
 
 
-def test_pipeline_segment_takes_engine_and_memory_limit(tmp_path, example_run):
-    """`segment: {engine: duckdb, memory_limit: 1GB}` in pipeline.yaml: the run gives the
-    pandas run's numbers; a limit that is no size is exit 2 naming the file's key."""
+def test_pipeline_segment_takes_engine_and_memory_limit(tmp_path, example_run, ooc_run):
+    """`segment: {engine: duckdb, memory_limit: 1GB}` in pipeline.yaml: the run (the session's
+    ooc_run, this very setting) gives the pandas run's numbers; a limit that is no size is
+    exit 2 naming the file's key."""
     import shutil
 
-    from typer.testing import CliRunner
-
-    from custtool.cli import app
     from custtool.errors import ConfigError
     from custtool.pipeline import load_pipeline
 
@@ -477,9 +475,9 @@ def test_pipeline_segment_takes_engine_and_memory_limit(tmp_path, example_run):
         encoding="utf-8",
     )
     assert load_pipeline(yaml).steps["segment"]["memory_limit"] == "1GB"
-    res = CliRunner().invoke(app, ["run", str(yaml), "--out", str(tmp_path / "out"), "--json"])
-    assert res.exit_code == 0, res.output
-    duck_run = json.loads(res.stdout)
+    duck_run = ooc_run
+    assert duck_run["orders_engine"]["engine"] == "duckdb"
+    assert duck_run["orders_engine"]["memory_limit"] == 1_000_000_000
     # every step's row counts (segment, tag, follow-ups, report, cards) are the pandas run's
     got = [(s["step"], s.get("rows")) for s in duck_run["steps"]]
     assert got == [(s["step"], s.get("rows")) for s in pandas_run["steps"]]

@@ -117,9 +117,57 @@ def test_every_output_exists_and_opens(first_run):
     )
 
 
-def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(workdir, first_run):
-    folder = Path(first_run["folder"])
+def _private_copy(workdir: Path, first_run: dict, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the session's work folder (examples/ and out/) and its run folder: the shared
+    one stays as the other tests (in both workers) read it."""
+    import shutil
+
+    shutil.copytree(workdir, tmp_path / "work")
+    return tmp_path / "work", tmp_path / "work" / Path(first_run["folder"]).relative_to(workdir)
+
+
+def _without(text: str, *parts: str) -> str:
+    """A pipeline.yaml of the examples without outputs a test does not read: "html" (report
+    formats: [xlsx]), "cards", "segment_sheets" (report.xlsx's tier/class sheets), "book"."""
+    edits = {
+        "html": ("formats: [xlsx, html]", "formats: [xlsx]"),
+        "cards": ("cards:\n  format: html", "cards:\n  enabled: false\n  format: html"),
+        "segment_sheets": ("segment_sheets: true", "segment_sheets: false"),
+    }
+    for part in parts:
+        if part == "book":
+            text += "\nbook: false\n"
+            continue
+        old, new = edits[part]
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(
+    workdir, first_run, tmp_path, monkeypatch
+):
+    """The same run again: exit 1 over the reject limit, every Parquet and CSV byte for byte
+    the first run's. The rerun also writes its side outputs in line (SideWriter.submit calling
+    at once) and hands memory back after each step as a large run does: neither changes a
+    byte of what the session's run wrote in the second thread, skipping the release (a
+    small run)."""
+    import gc
+
+    from custtool import pipeline
+
+    workdir, folder = _private_copy(workdir, first_run, tmp_path)
     before = {p.name: _sha(p) for p in folder.iterdir() if p.suffix in (".parquet", ".csv")}
+    assert {"customers.parquet", "customers.csv", "segmented.parquet", "rejects.csv"} <= set(before)
+
+    def at_once(self, fn, *args, **kw):
+        fn(*args, **kw)
+
+    collected = []
+    real_collect = gc.collect
+    monkeypatch.setattr(pipeline.SideWriter, "submit", at_once)
+    monkeypatch.setattr(pipeline, "RELEASE_MEMORY_ROWS", 1)
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(a) or real_collect(*a))
     result = runner.invoke(
         app,
         [
@@ -138,15 +186,18 @@ def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(workdir, first_ru
     assert "REJECTS OVER LIMIT" in result.stdout
     after = {p.name: _sha(p) for p in folder.iterdir() if p.suffix in (".parquet", ".csv")}
     assert before == after
+    assert len(collected) >= 6  # release_memory after segment, report, the cards, the end
+    # the manifest lists the outputs in the order the run names them, whoever writes them
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert [o["file"] for o in manifest["outputs"]] == [o["file"] for o in first_run["outputs"]]
 
 
 def test_second_month_picks_previous_run_and_keeps_ids(workdir, first_run, tmp_path):
-    import shutil
-
     # a private copy: the session's run folder and book stay as other tests expect them
-    shutil.copytree(workdir, tmp_path / "work")
-    folder = tmp_path / "work" / Path(first_run["folder"]).relative_to(workdir)
-    workdir = tmp_path / "work"
+    workdir, folder = _private_copy(workdir, first_run, tmp_path)
+    yaml = workdir / "examples" / "pipeline.yaml"  # read here: the ids, 迁移 of report.xlsx
+    text = yaml.read_text(encoding="utf-8")
+    yaml.write_text(_without(text, "html", "cards", "segment_sheets", "book"), encoding="utf-8")
     result = runner.invoke(
         app,
         [
@@ -198,10 +249,10 @@ def test_missing_input_exit_2_and_no_folder(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_crash_in_report_leaves_no_partial_files(workdir, first_run, monkeypatch):
+def test_crash_in_report_leaves_no_partial_files(workdir, first_run, monkeypatch, tmp_path):
     import custtool.report
 
-    folder = Path(first_run["folder"])
+    workdir, folder = _private_copy(workdir, first_run, tmp_path)
     before = {p.name: _sha(p) for p in folder.iterdir()}
 
     def boom(*args, **kwargs):
@@ -251,14 +302,14 @@ def test_exports_mask_personal_data(first_run):
     assert not any(p in html for p in list(raw_phones)[:50])
 
 
-def test_failed_first_run_leaves_no_folder(workdir, monkeypatch):
+def test_failed_first_run_leaves_no_folder(workdir, monkeypatch, tmp_path):
     import custtool.clean
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
     monkeypatch.setattr(custtool.clean, "dedupe", boom)  # an early step: the test stays fast
-    out = workdir / "fresh_out"
+    out = tmp_path / "fresh_out"
     result = runner.invoke(
         app, ["run", str(workdir / "examples" / "pipeline.yaml"), "--out", str(out), "--quiet"]
     )
@@ -483,10 +534,14 @@ def test_full_lists_beside_the_workbooks_masked(first_run):
 
 
 def test_sheet_rows_caps_every_workbook_with_notes(workdir, tmp_path):
+    import shutil
+
     from openpyxl import load_workbook
 
-    text = (workdir / "examples" / "pipeline.yaml").read_text(encoding="utf-8")
-    pl = workdir / "examples" / "pipeline_cap.yaml"
+    shutil.copytree(workdir / "examples", tmp_path / "examples")  # the shared one: read only
+    text = (tmp_path / "examples" / "pipeline.yaml").read_text(encoding="utf-8")
+    pl = tmp_path / "examples" / "pipeline_cap.yaml"
+    text = _without(text, "html", "cards", "book")  # the capped workbooks are read here
     pl.write_text(text.replace("  lang: zh\n", "  lang: zh\n  sheet_rows: 2\n"), encoding="utf-8")
     res = runner.invoke(app, ["run", str(pl), "--out", str(tmp_path / "out"), "--json"])
     assert res.exit_code == 0, res.output

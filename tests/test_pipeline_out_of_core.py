@@ -37,13 +37,12 @@ def _examples(tmp: Path, segment: str | None = None, extra: str = "") -> Path:
     return d / "pipeline.yaml"
 
 
-@pytest.fixture(scope="module")
-def ooc_run(tmp_path_factory) -> dict[str, Any]:
+def build_ooc_run(d: Path) -> dict[str, Any]:
     """The examples' pipeline with ``segment: engine: duckdb`` (its own copy); the pandas
-    import of orders is made to fail, so the run shows it never built a frame of all orders."""
+    import of orders is made to fail, so the run shows it never built a frame of all orders.
+    conftest.ooc_run: once a session (this module's tests and test_ooc_segment's)."""
     import custtool.ingest as ingest
 
-    d = tmp_path_factory.mktemp("ooc")
     path = _examples(d, OOC)
     real = ingest.import_files
 

@@ -31,6 +31,12 @@ def test_owner_workbooks_from_coded_columns_equal_those_from_every_column(exampl
 
     folder = _run_folder(example_run)
     customers = pd.read_parquet(folder / "customers.parquet")
+    # two of the five owners' workbooks (~1 s each, written twice): the customers without an
+    # owner (未分配, their own role view) and one named owner's
+    owner = customers["owner"].astype("string").fillna("").str.strip()
+    named = sorted(set(owner) - {""})
+    assert len(named) >= 2 and (owner == "").any()
+    customers = customers[(owner == "").to_numpy() | (owner == named[0]).to_numpy()]
     path = folder / "orders_attributed.parquet"
     coded = read_attributed(path, OWNER_ORDER_COLUMNS, codes=True)
     assert list(coded.columns) == list(OWNER_ORDER_COLUMNS)
@@ -40,7 +46,7 @@ def test_owner_workbooks_from_coded_columns_equal_those_from_every_column(exampl
     a = write_owner_workbooks(customers, tmp_path / "a", orders=full, as_of="2024-06-30")
     b = write_owner_workbooks(customers, tmp_path / "b", orders=coded, as_of="2024-06-30")
     assert [w.path.name for w in a.workbooks] == [w.path.name for w in b.workbooks]
-    assert len(a.workbooks) >= 2
+    assert sorted(w.path.stem for w in a.workbooks) == sorted([named[0], "未分配"])
     revenue_seen = False
     for wa, wb in zip(a.workbooks, b.workbooks, strict=True):
         ca, cb = _cells(wa.path), _cells(wb.path)
@@ -59,29 +65,31 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_outputs_written_in_the_second_thread_equal_those_written_in_line(
-    example_run, tmp_path, monkeypatch
-):
-    """The Parquet and CSV files of a run whose side writes run in line (SideWriter.submit
-    calling at once) are byte for byte those of the session's run, written in the second
-    thread beside the next steps."""
+# the Parquet and CSV files of a run whose side writes run in line equal, byte for byte, those
+# written in the second thread: checked by test_pipeline's rerun (which runs in line)
+
+
+def test_release_memory_only_for_a_large_run(monkeypatch):
+    """A run under RELEASE_MEMORY_ROWS input rows skips the collection between its steps (a
+    few MB of tables; ~0.1-0.5 s a collection in a fresh process); from the threshold on, and
+    when the size is unknown, the memory is handed back."""
+    import gc
+
     from custtool import pipeline
 
-    work, first = example_run
-    threaded = _run_folder(example_run)
-
-    def at_once(self, fn, *args, **kw):
-        fn(*args, **kw)
-
-    monkeypatch.setattr(pipeline.SideWriter, "submit", at_once)
-    r = pipeline.run_pipeline(work / "examples" / "pipeline.yaml", out=tmp_path / "out")
-    files = sorted(p.name for p in threaded.iterdir() if p.suffix in (".parquet", ".csv"))
-    assert {"customers.parquet", "customers.csv", "segmented.parquet", "rejects.csv"} <= set(files)
-    assert sorted(p.name for p in r.folder.iterdir() if p.suffix in (".parquet", ".csv")) == files
-    for name in files:
-        assert _sha(r.folder / name) == _sha(threaded / name), name
-    # the manifest lists the outputs in the order the run names them, whoever writes them
-    assert [o["file"] for o in r.manifest["outputs"]] == [o["file"] for o in first["outputs"]]
+    calls = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(a) or 0)
+    pipeline.release_memory(99, threshold=100)
+    assert calls == []
+    pipeline.release_memory(100, threshold=100)
+    assert len(calls) == 1
+    pipeline.release_memory()
+    assert len(calls) == 2
+    pipeline.release_memory(pipeline.RELEASE_MEMORY_ROWS - 1)
+    assert len(calls) == 2
+    pipeline.release_memory(pipeline.RELEASE_MEMORY_ROWS)
+    assert len(calls) == 3
+    assert pipeline.RELEASE_MEMORY_ROWS == 100_000
 
 
 def test_a_failing_side_write_fails_the_run_and_leaves_nothing(example_run, tmp_path, monkeypatch):
