@@ -542,3 +542,25 @@ def test_streamed_attributed_orders_equal_the_joined_query(tmp_path, monkeypatch
     pd.testing.assert_frame_equal(
         a[cols].astype(str), want[cols].reset_index(drop=True).astype(str), check_dtype=False
     )
+
+
+def test_streamed_attributed_orders_with_no_row_used(tmp_path, monkeypatch):
+    """No order matches a customer: the streamed file is empty with the query's columns and
+    types (what report, cards and pivot read)."""
+    from custtool.engines import seam
+
+    customers, orders = messy_orders("naive")
+    orders["customer_id"] = "NOPE" + orders.index.astype(str)
+    orders["phone"] = ""
+    orders["email"] = ""
+    path = tmp_path / "orders.parquet"
+    orders.to_parquet(path, index=False, row_group_size=50)
+    streamed, joined = tmp_path / "streamed.parquet", tmp_path / "joined.parquet"
+    _, rd = customer_metrics(
+        path, customers, as_of="2025-03-01", engine="duckdb", attributed_to=streamed
+    )
+    monkeypatch.setattr(seam.DuckRunner, "streams_in_order", False)
+    customer_metrics(path, customers, as_of="2025-03-01", engine="duckdb", attributed_to=joined)
+    a, b = pd.read_parquet(streamed), pd.read_parquet(joined)
+    assert rd.rows_used == len(a) == 0 and rd.rows_unmatched > 0
+    pd.testing.assert_frame_equal(a, b)
