@@ -1403,7 +1403,7 @@ def test_take_rows_of_chunked_arrow_equals_a_take_of_the_whole():
     import numpy as np
     import pyarrow as pa
 
-    from custtool.report.workbook import take_rows
+    from custtool.arrow_text import take_rows
 
     chunks = [["a", None, "c"], [], ["d", "e"], ["f"], [], ["g", "h", None, "j"]]
     arr = pa.chunked_array(chunks, type=pa.large_string())
