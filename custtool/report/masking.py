@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from custtool.arrow_text import arrow_text
 from custtool.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,16 +116,6 @@ def _value_by_value(t: pd.Series, fn: Any) -> pd.Series | None:
     return out
 
 
-def _arrow(t: pd.Series) -> Any:
-    """The Arrow string array of a pandas string column (one chunk, no copy when it is one)."""
-    import pyarrow as pa
-
-    arr = pa.array(t.array, from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return arr
-
-
 def _from_arrow(original: pd.Series, arr: Any) -> pd.Series:
     """Masked Arrow strings as a pandas ``str`` column ("" for missing; same index and
     name): Arrow-backed, so the exports (CSV fields, formula checks, workbook cells) read
@@ -171,7 +162,7 @@ def mask_names(s: pd.Series) -> pd.Series:
 
     # Arrow kernels over the whole column (what pandas' str methods call, without a pandas
     # array per step)
-    t = _arrow(_text(s))
+    t = arrow_text(_text(s))
     n = pc.utf8_length(t)
     first = pc.utf8_slice_codeunits(t, 0, 1)
     out = _if(
@@ -195,7 +186,7 @@ def mask_phones(s: pd.Series) -> pd.Series:
     listed = _value_by_value(t, mask_phones)
     if listed is not None:
         return _keep(s, listed)
-    arr = _arrow(t)
+    arr = arrow_text(t)
     n = pc.utf8_length(arr)
     # 8+ characters: first 3 + **** + last 4 (a mobile number 1xxxxxxxxxx included: the
     # same cells); shorter: ****; empty stays empty
@@ -229,7 +220,7 @@ def mask_emails(s: pd.Series) -> pd.Series:
     listed = _value_by_value(t, mask_emails)
     if listed is not None:
         return _keep(s, listed)
-    arr = _arrow(t)
+    arr = arrow_text(t)
     first = pc.utf8_slice_codeunits(arr, 0, 1)
     # the domain: everything after the first @
     domain = pc.replace_substring_regex(arr, "^[^@]*@", "", max_replacements=1)
