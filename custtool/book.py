@@ -214,7 +214,7 @@ def append_run(
     *,
     as_of: str,
     kpis: dict[str, float | None],
-    manifest: dict[str, Any] | None = None,
+    manifest: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     fields: Sequence[str] | None = None,
     tasks: pd.DataFrame | None = None,
     wait: float = DEFAULT_WAIT,
@@ -229,7 +229,10 @@ def append_run(
     follow-up tasks (:func:`custtool.followups.due_followups`). A run as of a date already in
     the book replaces it; a run older than the newest one in the book is refused (the
     customer versions are a chain in as-of order). ``on_written`` is called after every row
-    is written and before the commit (progress or tests).
+    is written and before the commit (progress or tests). ``manifest`` may be a function:
+    it is called inside the transaction, after the customers are written and just before
+    the run's row (a run's manifest sizes outputs still being written while the book
+    takes its customers); its error rolls the append back.
     """
     import pandas as pd
 
@@ -237,7 +240,6 @@ def append_run(
 
     p = Path(path)
     day = str(pd.Timestamp(as_of).date())
-    manifest = manifest or {}
     fields = list(fields) if fields is not None else profile_fields(customers)
     fields = [f for f in fields if f in customers.columns and f != "customer_id"]
     import pyarrow as pa
@@ -378,6 +380,9 @@ def append_run(
                     [day],
                 )
                 con.unregister("_frame")
+            if callable(manifest):
+                manifest = manifest()
+            manifest = manifest or {}
             con.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [

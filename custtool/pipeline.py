@@ -992,80 +992,90 @@ def run_pipeline(
             outputs.append(f"cards.{fmt}")
 
         steps.close()
-        side.wait()  # every output is in the staging folder before the manifest sizes them
-        release_memory(run_rows)
-        manifest = {
-            "tool": "custtool",
-            "version": __version__,
-            "pipeline": str(pl.path),
-            "name": pl.name,
-            "config_sha256": pl.config_hash,
-            "as_of": run_as_of,
-            "timezone": pl.timezone,
-            "previous_run": str(prev_dir) if prev_dir else None,
-            "inputs": [
-                {**e, "sha256": h}
-                for e, h in zip(inputs_manifest, input_hashes.result(), strict=True)
-            ],
-            "rows": {
-                "import": import_rows,
-                "clean": counts,
-                "segment": {
-                    **{
-                        k: seg_summary[k]
-                        for k in (
-                            "customers",
-                            "customers_with_orders",
-                            "orders_used",
-                            "orders_unmatched",
-                        )
+
+        def finished() -> dict[str, Any]:
+            """The manifest, once every output is in the staging folder (it sizes them)."""
+            side.wait()
+            release_memory(run_rows)
+            return {
+                "tool": "custtool",
+                "version": __version__,
+                "pipeline": str(pl.path),
+                "name": pl.name,
+                "config_sha256": pl.config_hash,
+                "as_of": run_as_of,
+                "timezone": pl.timezone,
+                "previous_run": str(prev_dir) if prev_dir else None,
+                "inputs": [
+                    {**e, "sha256": h}
+                    for e, h in zip(inputs_manifest, input_hashes.result(), strict=True)
+                ],
+                "rows": {
+                    "import": import_rows,
+                    "clean": counts,
+                    "segment": {
+                        **{
+                            k: seg_summary[k]
+                            for k in (
+                                "customers",
+                                "customers_with_orders",
+                                "orders_used",
+                                "orders_unmatched",
+                            )
+                        },
+                        "order_rows": {
+                            k: v
+                            for k, v in seg_summary["orders"].items()
+                            if k.startswith(("rows", "orders"))
+                        },
                     },
-                    "order_rows": {
-                        k: v
-                        for k, v in seg_summary["orders"].items()
-                        if k.startswith(("rows", "orders"))
-                    },
+                    "tag": steps.records[[r["step"] for r in steps.records].index("tag")].get(
+                        "rows"
+                    ),
                 },
-                "tag": steps.records[[r["step"] for r in steps.records].index("tag")].get("rows"),
-            },
-            "nps": seg_summary["nps"],  # the one NPS (segment step; the report shows the same)
-            # headline figures (custtool.book.run_kpis: the report's 概览 and the book's kpis)
-            "kpis": {k: book_figures.get(k) for k in TREND_KEYS} if book_figures else {},
-            # how the exports were written (custtool.deliver refuses to mail unmasked files
-            # unless a subscription may have them)
-            "report": {
-                "role": export_role.name,
-                "mask": rep_opts_mask(pl),
-                "owner": pl.steps["report"].get("owner"),
-            },
-            "steps": steps.records,
-            "outputs": [
-                {
-                    "file": name,
-                    "bytes": (staging / name).stat().st_size,
-                    **output_kinds.get(name, {}),
-                }
-                for name in outputs
-            ],
-            "rejected_rows": rejected_rows,
-            "fail_on_rejects": limit,
-            "warnings": warnings,
-            # how sensitive columns are stored; the key's id, never the key
-            "privacy": privacy,
-            # where the orders went: in memory or out of core, and why (orders_out_of_core)
-            "orders_engine": orders_engine.to_dict(),
-            "book": str(book_path) if book_path else None,
-        }
+                "nps": seg_summary["nps"],  # the one NPS (segment step; the report shows the same)
+                # headline figures (custtool.book.run_kpis: the report's 概览 and the book's kpis)
+                "kpis": {k: book_figures.get(k) for k in TREND_KEYS} if book_figures else {},
+                # how the exports were written (custtool.deliver refuses to mail unmasked files
+                # unless a subscription may have them)
+                "report": {
+                    "role": export_role.name,
+                    "mask": rep_opts_mask(pl),
+                    "owner": pl.steps["report"].get("owner"),
+                },
+                "steps": steps.records,
+                "outputs": [
+                    {
+                        "file": name,
+                        "bytes": (staging / name).stat().st_size,
+                        **output_kinds.get(name, {}),
+                    }
+                    for name in outputs
+                ],
+                "rejected_rows": rejected_rows,
+                "fail_on_rejects": limit,
+                "warnings": warnings,
+                # how sensitive columns are stored; the key's id, never the key
+                "privacy": privacy,
+                # where the orders went: in memory or out of core, and why (orders_out_of_core)
+                "orders_engine": orders_engine.to_dict(),
+                "book": str(book_path) if book_path else None,
+            }
+
         if book_path is not None and book_figures is not None:
             # the book: one transaction, before the folder is swapped in (a failed append
             # fails the run and leaves both the book and the previous folder as they were)
             from custtool.book import append_run
 
-            book_row = {
-                **manifest,
-                "started": started,
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }
+            made: dict[str, Any] = {}
+
+            def book_row() -> dict[str, Any]:
+                # called by the append once the customers are in the book: the book takes
+                # them while the second thread ends customers.csv (1M customers: ~6 s
+                # that waited for it before), then the run's row gets the outputs' sizes
+                made.update(finished())
+                return {**made, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
             appended = append_run(
                 book_path,
                 final,
@@ -1075,7 +1085,10 @@ def run_pipeline(
                 tasks=tasks,
                 **({} if pl.book_wait is None else {"wait": pl.book_wait}),
             )
+            manifest = made
             manifest["book_rows"] = appended.rows
+        else:
+            manifest = finished()
         (staging / "manifest.json").write_text(
             json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
         )

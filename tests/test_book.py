@@ -120,6 +120,33 @@ def test_a_failed_append_leaves_the_book_as_it_was(tmp_path):
     assert _count(path, "SELECT count(*) FROM customers WHERE valid_to IS NOT NULL") == 0
 
 
+def test_a_manifest_function_is_the_runs_row_and_its_error_rolls_back(tmp_path):
+    """The run hands the book a function for its manifest (it sizes outputs still being
+    written while the book takes the customers): called once, inside the transaction;
+    an error there leaves the book as it was."""
+    path = tmp_path / "b.duckdb"
+    calls = []
+
+    def manifest():
+        calls.append(1)
+        return {"version": "9.9", "rows": {"import": 3}, "outputs": [{"file": "a", "bytes": 7}]}
+
+    B.append_run(path, RUN1, as_of="2026-09-30", kpis={"customers": 3.0}, manifest=manifest)
+    assert calls == [1]
+    row = B.query(path, "SELECT version, rows, manifest FROM runs").to_dict()["rows"][0]
+    assert row["version"] == "9.9" and json.loads(row["rows"]) == {"import": 3}
+    assert json.loads(row["manifest"])["outputs"] == [{"file": "a", "bytes": 7}]
+
+    def failing():
+        raise OSError("customers.csv: disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        B.append_run(path, RUN2, as_of="2026-10-31", kpis={}, fields=["phone"], manifest=failing)
+    assert B.runs(path) == ["2026-09-30"]
+    assert _count(path, "SELECT count(*) FROM customers WHERE valid_from = '2026-10-31'") == 0
+    assert _count(path, "SELECT count(*) FROM customers WHERE valid_to IS NOT NULL") == 0
+
+
 KILL_SCRIPT = """
 import sys, time, pandas as pd
 from custtool import book as B
@@ -245,6 +272,17 @@ def test_pipeline_book_kpis_are_the_report_and_manifest_figures(example_run):
     assert run["tier_share"] == pytest.approx(tiers.round(4).to_dict())
     assert sum(run["tier_share"].values()) == pytest.approx(100)
     assert manifest["book_rows"]["segments"] == len(final)
+    # the book's copy of the manifest is manifest.json's (less the book's own row counts),
+    # its outputs sized after every file was written: the sizes on disk
+    stored = B.query(path, f"SELECT manifest FROM runs WHERE as_of = '{run['as_of']}'")
+    stored = json.loads(stored.frame.iloc[0, 0])
+    on_disk = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert stored["outputs"] == on_disk["outputs"]
+    assert {k: v for k, v in on_disk.items() if k != "book_rows"} == {
+        k: v for k, v in stored.items() if k not in ("started", "finished")
+    }
+    for o in on_disk["outputs"]:
+        assert (folder / o["file"]).stat().st_size == o["bytes"], o["file"]
     n_tags = int(final["tags"].map(len).sum())
     assert B.query(path, "SELECT count(*) FROM tags").frame.iloc[0, 0] == n_tags
 
