@@ -796,6 +796,9 @@ def run_pipeline(
 
             final, linked_log = steps.run("followups", followup_step, tagged, interactions)
             tasks = due_followups(final, linked_log, fu_cfg, as_of=run_as_of)
+            # the report's and the owners' funnels read the linked log (by customer id; not
+            # matched again against a million customers, nor per owner)
+            interactions = linked_log
             del linked_log
             steps.rows(
                 tasks=len(tasks),

@@ -125,3 +125,29 @@ def test_report_funnel_sheet_equals_the_funnel(tmp_path):
         + [("全部", "全部", "成交", 2, 0.4, 0.2857)]
         + [("全部", "全部", "流失", 2, None, 0.2857)]
     )
+
+
+def test_a_linked_log_gives_the_same_funnel_without_matching_again(monkeypatch):
+    """The run links its follow-up log once (followups.link_log) and hands the linked rows
+    to the report: the funnel reads them by customer id, the same stages and counts as
+    from the raw log (matched here by phone too), and never calls the matcher again."""
+    import custtool.attribution as A
+    from custtool.followups import link_log
+
+    raw = followups()
+    raw.loc[0, "customer_id"] = ""  # K2's record carries only K2's phone
+    raw["phone"] = ["13911062802", "", "", "", ""]
+    # the customers in another order than the log was linked against: looked up by id
+    cust = customers().iloc[::-1].reset_index(drop=True)
+    from_raw = sales_funnel(cust, raw, as_of="2024-06-30")
+    linked = link_log(customers(), raw)
+    assert "K2" in set(linked["customer_id"]) and len(linked) == 4  # ZZ matches nobody
+
+    def no_match(*a, **kw):
+        raise AssertionError("matched again")
+
+    monkeypatch.setattr(A, "attribute", no_match)
+    from_linked = sales_funnel(cust, linked, as_of="2024-06-30")
+    pd.testing.assert_frame_equal(from_linked.table, from_raw.table)
+    pd.testing.assert_frame_equal(from_linked.customers, from_raw.customers)
+    assert from_linked.followups_used == from_raw.followups_used == 3  # K6's is after as-of
