@@ -94,6 +94,10 @@ class MatchReport:
     customer_ids: Any = None  # the customers' customer_id column (stable ids)
     # out of core: the portrait's inputs grouped by the SQL engine (portrait.PortraitGroups)
     portrait_groups: Any = None
+    # the CustomerIndex the rows were matched with (its rows are the metrics' rows): the
+    # segment's surveys and the run's follow-up log are matched with it too (1M customers:
+    # ~2 s a fresh index and its phone/email lookups); not part of to_dict
+    customer_index: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,7 +147,8 @@ class CustomerIndex:
         else:  # the channel column is read when channel-qualified ids are first needed
             chan_col = "_channel" if "_channel" in customers.columns else "source_channel"
             chans.append(lambda: text(chan_col) if chan_col in customers.columns else blank)
-        ids.append(text("customer_id") if "customer_id" in customers.columns else blank)
+        own_ids = text("customer_id") if "customer_id" in customers.columns else blank
+        ids.append(own_ids)
         owners.append(pos)
         idv = pa.concat_arrays([c.cast(pa.string()) for c in ids])
         own = pa.concat_arrays([o.cast(pa.int64()) for o in owners])
@@ -171,6 +176,18 @@ class CustomerIndex:
         self._built: dict[str, _Lut] = {}
         self._lock = threading.Lock()
         self.n = n
+        self._ids = own_ids  # the table's customer_id per row (see fits)
+
+    def fits(self, customers: pd.DataFrame) -> bool:
+        """Whether ``customers`` has this index's rows: the same customer_id, row by row
+        (a later table of the same run: segmented, tagged; its contact columns are the
+        ones the index was built on)."""
+        import pyarrow.compute as pc
+
+        if len(customers) != self.n or "customer_id" not in customers.columns:
+            return False
+        ids = pc.utf8_trim_whitespace(pc.fill_null(arrow_text(customers["customer_id"]), ""))
+        return bool(ids.equals(self._ids))
 
     def _lookup_table(self, name: str) -> _Lut:
         with self._lock:
@@ -446,6 +463,7 @@ def attribute(
     *,
     kind: str = "orders",
     customer_ids: Any = None,
+    index: CustomerIndex | None = None,
 ) -> Attributed:
     """Attribute order, interaction or survey rows to customers (SPEC D0): the only matcher.
 
@@ -453,7 +471,9 @@ def attribute(
     one, with ``customer_ids`` = that table's ``customer_id`` column). A record matches by
     its id (the stable id, or a source id; channel-qualified by ``_channel``/``channel`` when
     the id is used on several channels), else by phone, else by email; ambiguous keys match
-    nothing.
+    nothing. ``index``: a :class:`CustomerIndex` built on a table with the rows of
+    ``customers`` (:meth:`CustomerIndex.fits`), used instead of building one; ignored when
+    it does not fit.
     """
     import numpy as np
     import pandas as pd
@@ -472,7 +492,8 @@ def attribute(
         cids = pd.Series(customer_ids).reset_index(drop=True)
     else:
         table = customers.reset_index(drop=True)
-        index = CustomerIndex(table)
+        if index is None or not index.fits(table):
+            index = CustomerIndex(table)
         cids = (
             table["customer_id"]
             if "customer_id" in table.columns

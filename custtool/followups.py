@@ -132,14 +132,15 @@ def _check_log(log: pd.DataFrame) -> None:
         )
 
 
-def link_log(customers: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
+def link_log(customers: pd.DataFrame, log: pd.DataFrame, index: Any = None) -> pd.DataFrame:
     """The log rows attributed to a customer by the one matcher (custtool.attribution); a
     log linked already (it carries ``source_customer_id`` and ``match_key``, as this returns
     it) is returned as it is. The run links its log once for :func:`apply_transitions` and
-    :func:`due_followups` (the status changes do not change who a record belongs to)."""
+    :func:`due_followups` (the status changes do not change who a record belongs to);
+    ``index``: the segment's CustomerIndex of these customers (``attribute(index=)``)."""
     if {"source_customer_id", "match_key"} <= set(log.columns):
         return log
-    return attribute(log, customers, kind="interactions").matched
+    return attribute(log, customers, kind="interactions", index=index).matched
 
 
 def due_followups(

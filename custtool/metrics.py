@@ -281,6 +281,7 @@ def customer_metrics(
             report.customers_derived = True
         customers = customers.reset_index(drop=True)
         index = CustomerIndex(customers)
+        report.customer_index = index
         if "phone" in orders.columns and (
             "customer_id" not in orders.columns or not has_text(orders["customer_id"], every=True)
         ):
@@ -407,6 +408,7 @@ def _sql_metrics(
             portrait=portrait,
         )
     report.orders_used = int(agg.pop("_orders_used"))
+    report.customer_index = index
     as_of_ts = report.as_of
     metrics = _finish(customers, agg, as_of_day, as_of_ts)
     if interactions is not None:

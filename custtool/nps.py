@@ -111,12 +111,14 @@ def attach_responses(
     as_of: Any = None,
     tz: str = "Asia/Shanghai",
     segment_cols: tuple[str, ...] = ("rfm_class", "tier", "lifecycle"),
+    index: Any = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Survey responses attributed to customers (:func:`custtool.attribution.attribute`).
 
     Returns (responses up to ``as_of`` with ``_customer`` position (-1 unmatched) and the
     customers' segment columns, latest valid score per customer as a Series aligned with
-    ``customers`` (``nps_score``, NaN when none)).
+    ``customers`` (``nps_score``, NaN when none)). ``index``: the matcher's index of these
+    customers when there is one already (``attribute(index=)``).
     """
     import numpy as np
     import pandas as pd
@@ -129,7 +131,7 @@ def attach_responses(
             "surveys have no 'score' column",
             "import surveys with `custtool import --kind surveys` (推荐意愿/NPS评分)",
         )
-    att = attribute(surveys.reset_index(drop=True), customers, kind="surveys")
+    att = attribute(surveys.reset_index(drop=True), customers, kind="surveys", index=index)
     resp = att.records.assign(_customer=att.positions)
     if "time" in surveys.columns:
         t = local_times(surveys["time"], tz).reset_index(drop=True)

@@ -790,11 +790,13 @@ def run_pipeline(
             def followup_step(
                 customers: pd.DataFrame, log: pd.DataFrame
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-                # the log linked to the customers once, for the status changes and the tasks
-                linked = link_log(customers, log)
+                # the log linked to the customers once, for the status changes and the tasks,
+                # with the segment's index of them (the tagged rows are the segmented ones)
+                linked = link_log(customers, log, index=segment.report.customer_index)
                 return apply_transitions(customers, linked, fu_cfg), linked
 
             final, linked_log = steps.run("followups", followup_step, tagged, interactions)
+            segment.report.customer_index = None  # memory: every record is matched
             tasks = due_followups(final, linked_log, fu_cfg, as_of=run_as_of)
             # the report's and the owners' funnels read the linked log (by customer id; not
             # matched again against a million customers, nor per owner)

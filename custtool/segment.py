@@ -340,7 +340,9 @@ def segment_customers(
     )
     responses = None
     if surveys is not None:
-        responses, latest = attach_responses(surveys, seg, as_of=report.as_of, tz=tz)
+        responses, latest = attach_responses(
+            surveys, seg, as_of=report.as_of, tz=tz, index=getattr(report, "customer_index", None)
+        )
         seg["nps_score"] = latest  # a customer's own latest score (cards); not the NPS
     else:
         seg["nps_score"] = float("nan")

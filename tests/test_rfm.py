@@ -1215,3 +1215,91 @@ def test_has_repeats_agrees_with_repeated_rows():
     for n, high in ((1000, 2**63), (1000, 5000), (2, 1)):
         h = rng.integers(0, high, n, dtype=u)
         assert has_repeats(h) == bool(len(repeated_rows(h)))
+
+
+def test_one_customer_index_serves_the_run_where_it_fits(monkeypatch):
+    """attribute(index=): the segment's CustomerIndex is reused for a later table with the
+    same rows (same customer_id row by row) and gives what a fresh index gives; a table
+    whose rows differ (reordered, one fewer) gets an index of its own."""
+    import custtool.attribution as A
+
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3", "C4"],
+            "source_ids": ["shop:9001", "crm:A7", "shop:9003;crm:A9", ""],
+            "phones": ["13800000001", "13800000002", "", "13800000004"],
+            "emails": ["", "b@x.cn", "c@x.cn", ""],
+        }
+    )
+    records = pd.DataFrame(
+        {
+            "customer_id": ["9001", "", "A9", "", "ZZ"],
+            "phone": ["", "13800000004", "", "", ""],
+            "email": ["", "", "", "b@x.cn", ""],
+        }
+    )
+    fresh = A.attribute(records, customers, kind="surveys")
+    assert fresh.records["customer_id"].tolist() == ["C1", "C4", "C3", "C2", ""]
+    index = A.CustomerIndex(customers)
+    tagged = customers.assign(tags=[["a"], [], [], ["b"]])  # a later table, same rows
+    assert index.fits(tagged)
+    built = []
+    real = A.CustomerIndex.__init__
+
+    def counting(self, table):
+        built.append(len(table))
+        real(self, table)
+
+    monkeypatch.setattr(A.CustomerIndex, "__init__", counting)
+    reused = A.attribute(records, tagged, kind="surveys", index=index)
+    assert built == []  # no index built
+    pd.testing.assert_frame_equal(reused.records, fresh.records)
+    assert reused.positions.tolist() == fresh.positions.tolist()
+    # other rows: the index does not fit and a fresh one is built
+    reordered = customers.iloc[[1, 0, 2, 3]].reset_index(drop=True)
+    assert not index.fits(reordered) and not index.fits(customers.iloc[:3])
+    again = A.attribute(records, reordered, kind="surveys", index=index)
+    assert built == [4]
+    assert again.records["customer_id"].tolist() == ["C1", "C4", "C3", "C2", ""]
+    assert again.positions.tolist() == [1, 3, 2, 0, -1]
+
+
+def test_segment_and_run_match_surveys_and_log_with_the_metrics_index(monkeypatch):
+    """The segment step hands its CustomerIndex to the surveys' match (no second index over
+    the customers) and keeps it on the MatchReport for the run's follow-up log."""
+    import custtool.attribution as A
+    from custtool.segment import segment_customers
+
+    customers = pd.DataFrame(
+        {"customer_id": ["C1", "C2", "C3"], "phone": ["13800000001", "13800000002", ""]}
+    )
+    orders = pd.DataFrame(
+        {
+            "order_id": ["O1", "O2", "O3"],
+            "customer_id": ["C1", "C2", "C3"],
+            "order_time": pd.to_datetime(["2024-05-01", "2024-05-02", "2024-05-03"]),
+            "amount": [10.0, 20.0, 30.0],
+        }
+    )
+    surveys = pd.DataFrame(
+        {
+            "phone": ["13800000002", "13800000001"],
+            "score": [10, 3],
+            "time": pd.to_datetime(["2024-04-05", "2024-04-06"]),
+        }
+    )
+    built = []
+    real = A.CustomerIndex.__init__
+
+    def counting(self, table):
+        built.append(len(table))
+        real(self, table)
+
+    monkeypatch.setattr(A.CustomerIndex, "__init__", counting)
+    res = segment_customers(orders, customers, surveys=surveys)
+    assert built == [3]  # the metrics' index, used for the surveys too
+    assert res.customers.set_index("customer_id")["nps_score"].to_dict() == pytest.approx(
+        {"C1": 3.0, "C2": 10.0, "C3": float("nan")}, nan_ok=True
+    )
+    assert res.report.customer_index is not None and res.report.customer_index.fits(res.customers)
+    assert "customer_index" not in res.report.to_dict()
