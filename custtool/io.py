@@ -754,6 +754,29 @@ def float_text(values: Any) -> Any:
     return pc.if_else(pa.array(np.isnan(x)), pa.scalar(None, pa.string()), text)
 
 
+def _has_bytes(text: Any, chars: bytes) -> bool:
+    """Whether the text data of an Arrow string array (or chunked array) holds any of the
+    single bytes ``chars``: one scan of its data buffers (a slice's whole buffer: a false
+    yes is possible, never a false no), most columns (names, cities, Chinese text: UTF-8
+    never has those bytes inside a character) then skip the regex over every value."""
+    import numpy as np
+    import pyarrow as pa
+
+    if any(b >= 0x80 for b in chars):
+        return True  # not single-byte characters: let the regex decide
+    for chunk in text.chunks if isinstance(text, pa.ChunkedArray) else [text]:
+        data = chunk.buffers()[-1]
+        if data is None or not data.size:
+            continue
+        buf = np.frombuffer(data, dtype=np.uint8)
+        hit = np.zeros(len(buf), dtype=bool)
+        for b in set(chars):
+            hit |= buf == b
+        if hit.any():
+            return True
+    return False
+
+
 def _csv_fields(s: pd.Series, sep: str) -> Any:
     """One column as the text pandas' ``to_csv`` writes for it (QUOTE_MINIMAL: a field with
     the separator, a quote or a newline is quoted, quotes doubled), as an Arrow string
@@ -813,7 +836,7 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
     else:
         return None
     text = pc.fill_null(text, "")
-    if quote_check:
+    if quote_check and _has_bytes(text, (sep + '"\n').encode()):
         needs = pc.match_substring_regex(text, "[" + ("\\t" if sep == "\t" else sep) + '"\\n]')
         if pc.any(needs).as_py():
             quoted = pc.binary_join_element_wise(

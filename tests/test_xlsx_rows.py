@@ -525,3 +525,40 @@ def test_a_sheet_not_in_a_file_gets_its_rows_inflated(tmp_path: Path, monkeypatc
         zipfile.ZipFile(tmp_path / "plain.xlsx") as b,
     ):
         assert a.read("xl/worksheets/sheet1.xml") == b.read("xl/worksheets/sheet1.xml")
+
+
+def test_quote_precheck_never_misses_a_field_to_quote(tmp_path: Path) -> None:
+    """The CSV writer skips its per-value quote regex for a column whose text bytes hold no
+    separator, quote or newline: never when one value has one (in a later chunk, in a
+    slice's buffer, tab-separated), and Chinese text (UTF-8) never trips it."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from custtool.io import _has_bytes, write_csv_fast
+
+    assert not _has_bytes(pa.array(["张三", "北京市朝阳区", None, ""]), b',"\n')
+    assert _has_bytes(pa.chunked_array([["a"], ["b", "c,d"]]), b',"\n')
+    assert _has_bytes(pa.array(["a", 'say "hi"']), b',"\n')
+    assert _has_bytes(pa.array(["a", "x\ty"]), b'\t"\n') and not _has_bytes(
+        pa.array(["a", "x\ty"]), b',"\n'
+    )
+    whole = pa.array(["a,b", "c", "d"])
+    assert _has_bytes(whole.slice(1), b',"\n')  # a slice: its buffer's other rows may answer
+    assert not _has_bytes(pa.array([], pa.string()), b',"\n')
+    import custtool.io as cio
+
+    df = pd.DataFrame(
+        {
+            "名": pd.array(["张三"] * 9 + ["李,四"], dtype="string"),
+            "城市": pd.array(["北京"] * 5 + ['上"海'] + ["深圳"] * 4, dtype="string"),
+            "n": np.arange(10, dtype="int64"),
+        }
+    )
+    old = cio.CSV_BLOCK_ROWS
+    cio.CSV_BLOCK_ROWS = 3  # the quoted values in the last and the second block
+    try:
+        for sep in (",", "\t"):
+            assert write_csv_fast(df, tmp_path / "fast.csv", sep=sep)
+            assert (tmp_path / "fast.csv").read_bytes() == _pandas_csv(df, tmp_path / "p.csv", sep)
+    finally:
+        cio.CSV_BLOCK_ROWS = old
