@@ -562,3 +562,29 @@ def test_quote_precheck_never_misses_a_field_to_quote(tmp_path: Path) -> None:
             assert (tmp_path / "fast.csv").read_bytes() == _pandas_csv(df, tmp_path / "p.csv", sep)
     finally:
         cio.CSV_BLOCK_ROWS = old
+
+
+def test_isal_deflated_rows_read_back_as_zlibs(tmp_path: Path, monkeypatch) -> None:
+    """The big sheets' rows are deflated by ISA-L (a dependency): the workbook holds the
+    same XML, member by member, as with zlib's deflate (the fallback where isal has no
+    wheel), and every CRC checks out."""
+    import zlib
+
+    import custtool.xlsx as X
+
+    assert X.deflate_module().__name__ == "isal.isal_zlib"
+    monkeypatch.setattr(X, "_DEFLATE_SLICE", 1000)
+    n = 5 * len(TEXTS) + 3
+    with_isal, with_zlib = tmp_path / "isal.xlsx", tmp_path / "zlib.xlsx"
+    _write(with_isal, True, n, SAME_TEXTS)
+    monkeypatch.setattr(X, "deflate_module", lambda: zlib)
+    _write(with_zlib, True, n, SAME_TEXTS)
+    with zipfile.ZipFile(with_isal) as a, zipfile.ZipFile(with_zlib) as b:
+        assert a.testzip() is None and b.testzip() is None
+        assert sorted(a.namelist()) == sorted(b.namelist())
+        for name in a.namelist():
+            if name != "docProps/core.xml":
+                assert a.read(name) == b.read(name), name
+        sheet = "xl/worksheets/sheet1.xml"
+        assert a.getinfo(sheet).CRC == b.getinfo(sheet).CRC
+    assert _cells(with_isal, digits16=True) == _cells(with_zlib, digits16=True)
