@@ -4,8 +4,12 @@
 
 Times, one after the other in this process (wall, CPU of all threads, CPU of this thread):
 
-* ``read_attributed`` of the cards' columns (codes, as the run reads them);
-* ``individual_cards`` (top 20) and ``group_cards`` by rfm_class (analyst role, masked);
+* ``cards``: ``individual_cards`` (top 20) and ``group_cards`` by rfm_class (analyst role,
+  masked) as the run makes them: from orders_attributed.parquet's path (DuckDB counts the
+  categories in the file), and the two together;
+* ``attributed``: ``read_attributed`` of the cards' columns (codes) and the same cards from
+  that DataFrame (how the run made them before; ``custtool cards --orders``); with
+  ``cards`` too, the two are checked equal;
 * customers.parquet (``write_table``) and customers.csv (``write_csv_blocks`` over
   ``mask_frame``), as the run's second thread writes them;
 * ``book.append_run`` of the customers to a fresh book.
@@ -58,37 +62,51 @@ def main(argv: list[str] | None = None) -> int:
         )
         return out
 
-    attributed = None
-    if not only or {"attributed", "cards"} & only:
-        attributed = timed(
-            "read_attributed cards",
-            read_attributed,
-            args.from_run / "orders_attributed.parquet",
-            CARD_ORDER_COLUMNS,
-            codes=True,
-        )
-    if not only or "cards" in only:
-        timed(
-            "individual_cards",
+    def cards(orders, label: str):
+        t0, c0 = time.perf_counter(), time.process_time()
+        ind = timed(
+            f"individual_cards{label}",
             individual_cards,
             final,
             None,
             top=20,
-            orders=attributed,
+            orders=orders,
             attributed=True,
             role="analyst",
             mask=True,
         )
-        timed(
-            "group_cards",
+        grp = timed(
+            f"group_cards{label}",
             group_cards,
             final,
             by="rfm_class",
-            orders=attributed,
+            orders=orders,
             attributed=True,
             role="analyst",
         )
-    attributed = None
+        return ind, grp, time.perf_counter() - t0, time.process_time() - c0
+
+    attributed_path = args.from_run / "orders_attributed.parquet"
+    from_frame = None
+    if not only or "attributed" in only:
+        t0, c0 = time.perf_counter(), time.process_time()
+        attributed = timed("read_attributed cards", read_attributed, attributed_path,
+                           CARD_ORDER_COLUMNS, codes=True)  # fmt: skip
+        from_frame = cards(attributed, " (frame)")
+        attributed = None
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"{'cards from a frame':<22} {wall:7.2f} s wall  CPU {cpu:6.2f} s in all", flush=True)
+    if not only or "cards" in only:
+        ind, grp, wall, cpu = cards(attributed_path, "")
+        print(
+            f"{'cards from the file':<22} {wall:7.2f} s wall  CPU {cpu:6.2f} s in all", flush=True
+        )
+        if from_frame is not None:
+            import pandas as pd
+
+            pd.testing.assert_frame_equal(ind, from_frame[0])
+            pd.testing.assert_frame_equal(grp, from_frame[1])
+            print("the same cards from the file and from the frame", flush=True)
     if not only or "csv" in only:
         timed(
             "customers.parquet", write_table, final.copy(deep=False), args.out / "customers.parquet"

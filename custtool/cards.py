@@ -215,12 +215,13 @@ def individual_cards(
     *,
     top: int | None = None,
     strategies: pd.DataFrame | str | Path | None = None,
-    orders: pd.DataFrame | None = None,
+    orders: pd.DataFrame | str | Path | None = None,
     role: str | None = None,
     owner: str | None = None,
     mask: bool = True,
     lang: str = "zh",
     attributed: bool = False,
+    memory_limit: int | None = None,
 ) -> pd.DataFrame:
     """One card per selected customer (``customer_ids``, or the ``top`` N by value).
 
@@ -228,6 +229,9 @@ def individual_cards(
     suggested_action. Unknown ids raise InputError naming them. ``attributed``: ``orders``
     are attributed orders already (the run's ``orders_attributed.parquet``: ``customer_id``
     is the matched customer), so only their ``customer_id`` and ``category`` are needed.
+    ``orders`` may be that Parquet file's path: with ``attributed``, DuckDB (bounded by
+    ``memory_limit`` bytes) counts the cards' customers' categories in it and only those
+    counts come back (the same cards as from the file read into a DataFrame).
     """
     import pandas as pd
 
@@ -242,6 +246,7 @@ def individual_cards(
     )
 
     t = _T["en" if lang == "en" else "zh"]
+    orders, orders_file = _orders_source(orders, attributed)
     if orders is not None and not attributed:
         orders = ensure_attributed(orders, customers)
     if top is not None and top < 0:
@@ -296,7 +301,10 @@ def individual_cards(
         else None
     )
     last_txt = last.astype("string").fillna("") if last is not None else _s(view, "last_order")
-    cats = _categories_per_customer(view, orders, t["list"])
+    if orders_file is not None:
+        cats = _categories_per_customer_sql(view, orders_file, t["list"], memory_limit)
+    else:
+        cats = _categories_per_customer(view, orders, t["list"])
     if "top_categories" in view.columns:  # the segment's portrait column (by net spend) wins
         portrait_cats = _s(view, "top_categories")
         cats = portrait_cats.where(portrait_cats != "", cats.astype("string"))
@@ -414,6 +422,12 @@ def _categories_per_customer(
     if o.empty:
         return empty
     counts = o.value_counts(["customer_id", "category"]).reset_index(name="n")
+    return _top_categories_text(ids, counts, sep, k)
+
+
+def _top_categories_text(ids: pd.Series, counts: pd.DataFrame, sep: str, k: int) -> pd.Series:
+    """Per id of ``ids``, its ``k`` categories with the most orders (``counts``: customer_id,
+    category, n; ties by category) joined by ``sep``, else ""."""
     counts = (
         counts.sort_values(["customer_id", "n", "category"], ascending=[True, False, True])
         .groupby("customer_id")
@@ -421,6 +435,159 @@ def _categories_per_customer(
     )
     joined = counts.groupby("customer_id")["category"].agg(sep.join)
     return ids.map(joined).fillna("").astype("string")
+
+
+def _categories_per_customer_sql(
+    view: pd.DataFrame, path: Path, sep: str, memory_limit: int | None, k: int = 3
+) -> pd.Series:
+    """:func:`_categories_per_customer` from the attributed orders' Parquet: DuckDB counts
+    the orders per (customer, category) of the listed customers only. Customers whose
+    portrait column ``top_categories`` is filled are not asked for (that column wins)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    empty = pd.Series("", index=view.index, dtype="string")
+    if "customer_id" not in view.columns:
+        return empty
+    ids = _s(view, "customer_id")
+    need = ids
+    if "top_categories" in view.columns:
+        need = ids[(_s(view, "top_categories") == "").to_numpy()]
+    if need.empty:
+        return empty
+    with _OrdersFile(path, memory_limit) as f:
+        cats = f.categories()
+        f.register("wanted", pa.table({"k": pa.array(need.unique().tolist(), pa.string())}))
+        got = f.arrow(
+            f"SELECT w.k, c.c, count(*) AS n FROM {f.source} o"
+            f" JOIN catmap c ON {f.raw_category} = c.raw"
+            f" JOIN wanted w ON {_sql_text('o.' + f.id_column)} = w.k GROUP BY w.k, c.c"
+        )
+    counts = pd.DataFrame(
+        {
+            "customer_id": pd.Series(got["k"].to_pylist(), dtype="string"),
+            "category": cats.take(got["c"].to_numpy()).reset_index(drop=True),
+            "n": got["n"].to_numpy().astype("int64"),
+        }
+    )
+    counts = counts[counts["category"] != ""]
+    if counts.empty:
+        return empty
+    return _top_categories_text(ids, counts, sep, k)
+
+
+# --------------------------------------------------------------------------- orders in DuckDB
+#: what ``_s`` strips: ``str.strip`` and Arrow's ``utf8_trim_whitespace`` remove the same
+#: characters, none above U+3000 (tests/test_cards.py checks every code point), so DuckDB
+#: strips the attributed orders' ids as ``_s`` would
+WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+
+
+def _orders_source(orders: Any, attributed: bool) -> tuple[Any, Path | None]:
+    """The cards' orders as (a DataFrame, None) or, for attributed orders given as a Parquet
+    path whose customer_id and category are text, (None, the path) for DuckDB to read. Any
+    other file is read here and the DataFrame path taken (same cards)."""
+    import pandas as pd
+
+    if orders is None or isinstance(orders, pd.DataFrame):
+        return orders, None
+    path = Path(orders)
+    if not attributed:
+        from custtool.io import read_table
+
+        return read_table(path), None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    cols = [c for c in ("customer_id", "category") if c in schema.names]
+    if len(cols) == 2 and all(
+        pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)
+        for c in cols
+    ):
+        return None, path
+    return pd.read_parquet(path, columns=cols), None
+
+
+def _sql_text(x: str) -> str:
+    """DuckDB SQL for ``_s`` of the text expression ``x``: stripped of :data:`WHITESPACE`,
+    missing as ''. A value whose first and last characters are not whitespace is its own
+    strip (the trim of a character set costs several times that test per row)."""
+    from custtool.engines.sql import quote
+
+    ws = quote(WHITESPACE)
+    return (
+        f"coalesce(CASE WHEN NOT contains({ws}, left({x}, 1)) AND NOT contains({ws}, right({x}, 1))"
+        f" THEN {x} ELSE trim({x}, {ws}) END, '')"
+    )
+
+
+class _OrdersFile:
+    """The attributed orders' Parquet in a DuckDB connection
+    (:func:`custtool.engines.duckdb_connect`: ``memory_limit`` bytes, a spill folder removed
+    afterwards); an out-of-memory error becomes the exit-2 error naming the limit."""
+
+    id_column = '"customer_id"'
+    raw_category = "coalesce(o.\"category\", '')"
+
+    def __init__(self, path: Path, memory_limit: int | None) -> None:
+        from custtool.engines.sql import quote
+
+        self.path = path
+        self.memory_limit = memory_limit
+        self.source = f"read_parquet({quote(str(path))})"
+
+    def __enter__(self) -> _OrdersFile:
+        import tempfile
+
+        from custtool.engines import duckdb_connect
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="custtool-spill-")
+        try:
+            self.con = duckdb_connect(self.memory_limit, Path(self._tmp.name) / "spill", threads=2)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.con.close()
+        finally:
+            self._tmp.cleanup()
+
+    def register(self, name: str, table: Any) -> None:
+        self.con.register(name, table)
+
+    def arrow(self, sql: str) -> Any:
+        from custtool.engines import is_out_of_memory, memory_error
+
+        try:
+            rel = self.con.sql(sql)
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise memory_error(
+                    exc, self.memory_limit, f"the cards over {self.path.name}"
+                ) from exc
+            raise
+
+    def categories(self) -> pd.Series:
+        """Registers ``catmap`` (each distinct raw category, a missing one as '' → ``c``, the
+        position of its ``_s`` among the distinct stripped values) and returns those values:
+        categories are stripped once per distinct value (a handful), in pandas as ``_s`` does,
+        not per order row; two raw spellings of one category share a ``c``."""
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+
+        raw = self.arrow(f"SELECT DISTINCT {self.raw_category} AS raw FROM {self.source} o")["raw"]
+        stripped = _s(pd.Series(raw.to_pylist(), dtype=object).to_frame("v"), "v")
+        codes, values = pd.factorize(stripped)
+        self.register(
+            "catmap", pa.table({"raw": raw, "c": pa.array(codes.astype(np.int32), pa.int32())})
+        )
+        return pd.Series(np.asarray(values, dtype=object), dtype="string")
 
 
 # --------------------------------------------------------------------------- groups
@@ -609,7 +776,7 @@ def group_cards(
     by: str | None = None,
     segments: list[str] | None = None,
     *,
-    orders: pd.DataFrame | None = None,
+    orders: pd.DataFrame | str | Path | None = None,
     role: str | None = None,
     owner: str | None = None,
     top: int = 3,
@@ -617,12 +784,14 @@ def group_cards(
     min_count: int = 3,
     lang: str = "zh",
     attributed: bool = False,
+    memory_limit: int | None = None,
 ) -> pd.DataFrame:
     """One card per segment of ``by`` (rfm_class, tier, lifecycle; default rfm_class).
 
     With ``segments``, only those; each name is looked up in rfm_class, tier and lifecycle
-    when ``by`` is not given. Columns: see :data:`GROUP_FIELDS`. ``attributed``: as in
-    :func:`individual_cards`.
+    when ``by`` is not given. Columns: see :data:`GROUP_FIELDS`. ``attributed``,
+    ``memory_limit`` and ``orders`` as a Parquet path: as in :func:`individual_cards` (DuckDB
+    counts the customers per segment and category; the orders never become a DataFrame).
     """
     import pandas as pd
 
@@ -630,6 +799,7 @@ def group_cards(
     from custtool.report.masking import get_role, mask_for_output
     from custtool.report.workbook import SEGMENT_ORDERS, prepare_customers
 
+    orders, orders_file = _orders_source(orders, attributed)
     if orders is not None and not attributed:
         orders = ensure_attributed(orders, customers)
     role_obj = get_role(role)
@@ -699,7 +869,9 @@ def group_cards(
         channel_col = next((c for c in ("channels", "source_channel") if c in view.columns), None)
         if channel_col:
             card["top_channels"] = _top_values(seg, _s(view, channel_col), top, sep, explode=True)
-        cats = _segment_categories(view, seg, orders, top, sep)
+        cats = _segment_categories(
+            view, seg, orders_file or orders, top, sep, memory_limit=memory_limit
+        )
         if cats is not None:
             card["top_categories"] = cats
         if role_obj.amounts and "aov" in view.columns:
@@ -739,16 +911,23 @@ def group_cards(
 
 
 def _segment_categories(
-    view: pd.DataFrame, seg: pd.Series, orders: pd.DataFrame | None, k: int, sep: str
+    view: pd.DataFrame,
+    seg: pd.Series,
+    orders: pd.DataFrame | Path | None,
+    k: int,
+    sep: str,
+    memory_limit: int | None = None,
 ) -> pd.Series | None:
     """Top categories per segment, by share of the segment's customers who bought them
-    (from the attributed orders)."""
+    (from the attributed orders: a DataFrame, or the path of their Parquet file, read by
+    DuckDB bounded by ``memory_limit`` bytes)."""
     import pandas as pd
 
-    if (
-        orders is not None
+    path = orders if isinstance(orders, Path) else None
+    if "customer_id" in view.columns and (
+        path is not None
+        or orders is not None
         and {"customer_id", "category"} <= set(orders.columns)
-        and "customer_id" in view.columns
     ):
         import numpy as np
         import pyarrow as pa
@@ -764,21 +943,31 @@ def _segment_categories(
         ids = arrow(_s(view, "customer_id"))
         unique_ids = pc.unique(ids)
         seg_first = seg.to_numpy()[pc.index_in(unique_ids, value_set=ids).to_numpy()]
-        # the orders' ids and categories as codes into their distinct values, _s applied to
-        # those (memory: no text copies of every order row; 10M orders: ~1 GB)
-        id_codes, id_values = _text_codes(orders["customer_id"])
-        pos = pc.index_in(arrow(id_values), value_set=unique_ids).take(id_codes)
-        cat_codes, cat_values = _text_codes(orders["category"])
-        cat_dict = pc.dictionary_encode(arrow(cat_values))
-        cats = pa.DictionaryArray.from_arrays(cat_dict.indices.take(cat_codes), cat_dict.dictionary)
-        valid = pos.is_valid()
-        if not pc.sum(valid.cast(pa.int64())).as_py():
-            return None
+        if path is not None:
+            pairs = _order_pairs_sql(path, unique_ids, memory_limit)
+            if pairs is None:
+                return None
+            p, c, categories = pairs
+        else:
+            # the orders' ids and categories as codes into their distinct values, _s
+            # applied to those (memory: no text copies of every order row; 10M orders: ~1 GB)
+            assert isinstance(orders, pd.DataFrame)
+            id_codes, id_values = _text_codes(orders["customer_id"])
+            pos = pc.index_in(arrow(id_values), value_set=unique_ids).take(id_codes)
+            cat_codes, cat_values = _text_codes(orders["category"])
+            cat_dict = pc.dictionary_encode(arrow(cat_values))
+            valid = pos.is_valid()
+            if not pc.sum(valid.cast(pa.int64())).as_py():
+                return None
+            p = pc.filter(pos, valid).to_numpy()
+            c = pc.filter(cat_dict.indices.take(cat_codes), valid).to_numpy()
+            categories = cat_dict.dictionary
         # each (customer, category) pair once; their order does not matter (_shares_text
         # counts and sorts them), so one sorted unique key (memory: no index arrays)
-        n_cats = len(cats.dictionary)
-        key = pc.filter(pos, valid).to_numpy().astype(np.int64) * n_cats
-        key += pc.filter(cats.indices, valid).to_numpy().astype(np.int64)
+        n_cats = len(categories)
+        key = p.astype(np.int64) * n_cats
+        key += c.astype(np.int64)
+        del p, c
         key = _unique_keys(key, len(unique_ids) * n_cats)
         p, c = np.divmod(key, n_cats)
         del key
@@ -791,14 +980,44 @@ def _segment_categories(
         del p, c
         nz = np.flatnonzero(n)
         # Arrow-backed text for the categories
-        v = pd.Series(
-            cats.dictionary.take(pa.array(nz % n_cats)).cast(pa.large_string()), dtype="str"
-        )
+        v = pd.Series(categories.take(pa.array(nz % n_cats)).cast(pa.large_string()), dtype="str")
         counts = pd.DataFrame({"segment": np.asarray(seg_names)[nz // n_cats], "v": v, "n": n[nz]})
         return _shares_of_counts(counts[counts["v"] != ""], seg.value_counts(), k, sep)
     if "categories" in view.columns:
         return _top_values(seg, _s(view, "categories"), k, sep, explode=True)
     return None
+
+
+def _order_pairs_sql(path: Path, unique_ids: Any, memory_limit: int | None) -> Any:
+    """Each attributed order of a listed customer as (its position in ``unique_ids``, its
+    category's code) — two integer arrays from DuckDB, not 10M rows of text — and the
+    categories (Arrow text, ``_s`` applied; distinct); None when no order is theirs."""
+    import numpy as np
+    import pyarrow as pa
+
+    keymap = pa.table({"k": unique_ids, "p": pa.array(np.arange(len(unique_ids), dtype=np.int32))})
+    with _OrdersFile(path, memory_limit) as f:
+        cats = f.categories()
+        f.register("keymap", keymap)
+        # the listed ids are stripped already, so an order whose id is one of them as it is
+        # needs no strip: only the others are stripped and looked up again. The distinct
+        # (customer, category) pairs are found in numpy (DuckDB's count(DISTINCT) of 10M
+        # rows cost ~1.3 s more CPU)
+        got = f.arrow(
+            "SELECT coalesce(j.p, m2.p) AS p, j.c FROM ("
+            "  SELECT m1.p, cm.c,"
+            f"  CASE WHEN m1.p IS NULL THEN {_sql_text('o.' + f.id_column)} END AS k2"
+            f"  FROM {f.source} o JOIN catmap cm ON {f.raw_category} = cm.raw"
+            f"  LEFT JOIN keymap m1 ON o.{f.id_column} = m1.k) j"
+            " LEFT JOIN keymap m2 ON j.k2 = m2.k WHERE coalesce(j.p, m2.p) IS NOT NULL"
+        )
+    if not got.num_rows:
+        return None
+    return (
+        got["p"].to_numpy(),
+        got["c"].to_numpy(),
+        pa.array(cats.tolist(), pa.string()),
+    )
 
 
 # --------------------------------------------------------------------------- renderers
