@@ -620,3 +620,100 @@ def test_whitespace_stripped_in_duckdb_is_what_s_strips():
     con.register("t", pa.table({"v": pa.array(values, pa.string())}))
     got = [r[0] for r in con.execute(f"SELECT {_sql_text('v')} FROM t").fetchall()]
     assert got == _s(pd.Series(values, dtype=object).to_frame("v"), "v").tolist()
+
+
+def test_list_items_are_the_items_of_the_joined_tags():
+    """_list_items (tags cut straight from the lists) gives the non-empty items that
+    _split_items cuts from prepare_customers' joined text: a missing cell, empty lists, a
+    list holding a missing item (its text is missing: no items), items with ``;`` and
+    spaces, tuples and arrays; None where prepare_customers would not join in Arrow."""
+    from custtool.cards import _list_items, _split_items
+    from custtool.report.workbook import prepare_customers
+
+    tags = pd.Series(
+        [
+            ["甲", " 乙 "],
+            None,
+            [],
+            ["丙", None],
+            ("甲;丁", "", " ;戊"),
+            np.array(["乙", "乙"], dtype=object),
+            ["\u3000甲"],
+        ],
+        dtype=object,
+    )
+    rows, items = _list_items(tags)
+    text = prepare_customers(pd.DataFrame({"tags": tags}))["tags"]
+    want_rows, want_items = _split_items(text)
+
+    def pairs(r, i):
+        return sorted((int(a), b) for a, b in zip(r, i.tolist()) if b != "")
+
+    assert pairs(rows, items) == pairs(want_rows, want_items)
+    assert pairs(rows, items) == [
+        (0, "乙"), (0, "甲"), (4, "丁"), (4, "戊"), (4, "甲"), (5, "乙"), (5, "乙"), (6, "甲"),
+    ]  # fmt: skip
+    assert _list_items(pd.Series([["甲"], "乙;丙"], dtype=object)) is None  # text among lists
+    assert _list_items(pd.Series([[1, 2], ["甲"]], dtype=object)) is None  # not text
+    assert _list_items(pd.Series(["甲;乙"], dtype="str")) is None
+    assert _list_items(pd.Series([None, []], dtype=object))[1].tolist() == []
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_group_cards_from_tag_lists_equal_cards_from_tag_text(seed):
+    """Tags as lists are cut into items straight from the lists (tag_lift's items); the
+    same group cards, cell by cell, as from the same tags joined to text (cut by tag_lift
+    as before) — for every role, with an owner filter, and with a tag that looks like a
+    ciphertext (the masker hides such a cell: those cards take the joined text)."""
+    from custtool.crypto import PREFIX
+    from custtool.report.workbook import prepare_customers
+
+    customers, _orders = _messy_customers_and_orders(seed, n=400)
+    rng = np.random.default_rng(seed)
+    pool = ["高频消费", " 价格敏感", "女性;男性", "", None, "老客户"]
+    customers["tags"] = [
+        [pool[j] for j in rng.integers(0, len(pool), rng.integers(0, 4))] for _ in range(400)
+    ]
+    customers.loc[7, "tags"] = None
+    as_text = prepare_customers(customers[["tags"]])["tags"].astype("str")
+    hidden = customers.copy()
+    hidden.loc[9, "tags"] = [PREFIX + "abc", "高频消费"]
+    hidden_text = prepare_customers(hidden[["tags"]])["tags"].astype("str")
+    for kw in (
+        {"by": "rfm_class", "min_count": 1},
+        {"by": "tier", "role": "service"},
+        {"by": "lifecycle", "role": "sales", "owner": "王五", "min_count": 1},
+        {"segments": ["高价值", "沉睡"], "min_count": 2},
+    ):
+        for lists, text in ((customers, as_text), (hidden, hidden_text)):
+            want = group_cards(lists.assign(tags=text), **kw)
+            got = group_cards(lists, **kw)
+            pd.testing.assert_frame_equal(got, want)
+            assert want["top_tags"].ne("").any()
+    g = group_cards(hidden, by="rfm_class", min_count=1)
+    assert g["top_tags"].str.contains("******", regex=False).any()  # hidden as before
+
+
+def test_top_values_counted_on_codes_equal_a_groupby():
+    """_top_values (segments factorized once, pairs counted with bincount or np.unique by
+    the size of their space) equals a plain pandas groupby of the same values: the k most
+    common per segment, ties by value, shares of the segment."""
+    from custtool.cards import _segment_codes, _top_values
+
+    rng = np.random.default_rng(3)
+    seg = pd.Series(rng.choice(["A", "B", "", "C"], 3000), dtype="str")
+    for n_values in (4, 2500):  # a small space (bincount) and a large one (np.unique)
+        values = pd.Series(
+            [f"v{i}" if i else " " for i in rng.integers(0, n_values, 3000)], dtype="str"
+        )
+        sizes = seg.value_counts()
+        frame = pd.DataFrame({"segment": seg, "v": values.str.strip()})
+        frame = frame[frame["v"] != ""]
+        ref = frame.groupby(["segment", "v"]).size().rename("n").reset_index()
+        ref = ref.sort_values(["segment", "n", "v"], ascending=[True, False, True])
+        ref = ref.groupby("segment").head(3)
+        pct = (ref["n"] / ref["segment"].map(sizes) * 100).round(0).astype(int).astype(str)
+        want = (ref["v"] + " " + pct + "%").groupby(ref["segment"]).agg("、".join)
+        for codes in (None, _segment_codes(seg)):
+            got = _top_values(seg, values, 3, "、", codes=codes)
+            assert got.to_dict() == want.to_dict()
