@@ -717,3 +717,38 @@ def test_top_values_counted_on_codes_equal_a_groupby():
         for codes in (None, _segment_codes(seg)):
             got = _top_values(seg, values, 3, "、", codes=codes)
             assert got.to_dict() == want.to_dict()
+
+
+def test_masked_by_values_equals_mask_for_output():
+    """The group cards mask text columns of few distinct values value by value: the same
+    frame, cell by cell, as mask_for_output — a column of unknown meaning holding a phone
+    number (masked as free text) or not, a name column, a ciphertext, missing values, a
+    column of many distinct values, phone-number ids, an owner filter and a role hiding
+    amounts."""
+    from custtool.cards import _masked_by_values
+    from custtool.crypto import PREFIX
+    from custtool.report.masking import get_role, mask_for_output
+
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"C{i}" if i % 7 else f"138{i:08d}" for i in range(n)], "str"),
+            "owner": pd.array(rng.choice(["王五", "赵六"], n), "str"),
+            "city": pd.array(rng.choice(["上海市", "北京市", None], n), "str"),
+            "channel_mode": pd.array(rng.choice(["线上", "电话13812345678", "门店"], n), "str"),
+            "level": pd.array(rng.choice(["A", "B", PREFIX + "xyz"], n), "str"),
+            "name": pd.array(rng.choice(["张三丰", "李四"], n), "str"),
+            "gender": pd.array(rng.choice(["男", "女"], n), "str"),
+            "active_slot": pd.array([f"slot {i}" for i in range(n)], "str"),  # many values
+            "monetary": rng.random(n),
+            "age": rng.integers(18, 80, n),
+        }
+    )
+    for role, owner in (("analyst", None), ("sales", "王五"), ("service", None), (None, "赵六")):
+        want = mask_for_output(df, role=get_role(role), owner=owner, mask=True)
+        got = _masked_by_values(df, get_role(role), owner)
+        pd.testing.assert_frame_equal(got, want)
+    got = _masked_by_values(df, get_role("analyst"), None)
+    assert got["channel_mode"].str.contains("138****5678", regex=False).any()
+    assert (got["level"] == "******").any() and set(got["name"]) == {"张*丰", "李*"}
