@@ -448,7 +448,7 @@ def _categories_per_customer_sql(
 
     empty = pd.Series("", index=view.index, dtype="string")
     if "customer_id" not in view.columns:
-        return empty
+        return _categories_per_customer(view, None, sep, k)
     ids = _s(view, "customer_id")
     need = ids
     if "top_categories" in view.columns:
@@ -1071,12 +1071,14 @@ def _segment_categories(
         # Python per order
         enc = pc.dictionary_encode(arrow(_s(view, "customer_id")))
         unique_ids = enc.dictionary
-        id_rows = enc.indices.to_numpy()
-        first = np.empty(len(unique_ids), dtype=np.int64)
-        first[id_rows[::-1]] = np.arange(len(id_rows) - 1, -1, -1)
+        id_rows = enc.indices.to_numpy().astype(np.int64)
+        # codes are given in order of first appearance: a row holds a new id where its code
+        # is above every code before it
+        seen = np.maximum.accumulate(np.concatenate(([-1], id_rows[:-1])))
+        first = np.flatnonzero(id_rows > seen)
         s_codes, seg_names, sizes = codes if codes is not None else _segment_codes(seg)
         seg_codes = s_codes[first]
-        del enc, id_rows, first
+        del enc, id_rows, seen, first
         if path is not None:
             pairs = _order_pairs_sql(path, unique_ids, memory_limit)
             if pairs is None:

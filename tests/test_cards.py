@@ -583,6 +583,17 @@ def test_cards_from_the_orders_file_edge_files(tmp_path):
         want = individual_cards(six(), ["C1", "C4"], orders=frame, attributed=True)
         got = individual_cards(six(), ["C1", "C4"], orders=path, attributed=True)
         pd.testing.assert_frame_equal(got, want, obj=name)
+    # customers without ids: the cards read their own categories column, as before
+    no_ids = six().drop(columns="customer_id").assign(categories=["家居;数码", "", "美妆"] * 2)
+    path = tmp_path / "strangers.parquet"
+    frame = files["strangers"].to_pandas()
+    for kw in ({"top": 3}, {"top": 6, "lang": "en"}):
+        want = individual_cards(no_ids, None, orders=frame, attributed=True, **kw)
+        got = individual_cards(no_ids, None, orders=path, attributed=True, **kw)
+        pd.testing.assert_frame_equal(got, want)
+        assert want["behaviour"].str.contains("家居").any()
+    want = group_cards(no_ids, orders=frame, attributed=True)
+    pd.testing.assert_frame_equal(group_cards(no_ids, orders=path, attributed=True), want)
     g = group_cards(six(), orders=tmp_path / "strangers.parquet", attributed=True)
     assert "top_categories" not in g.columns
     g = group_cards(six(), orders=tmp_path / "empty_categories.parquet", attributed=True)
