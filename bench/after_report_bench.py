@@ -90,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     from_frame = None
     if not only or "attributed" in only:
         t0, c0 = time.perf_counter(), time.process_time()
-        attributed = timed("read_attributed cards", read_attributed, attributed_path,
-                           CARD_ORDER_COLUMNS, codes=True)  # fmt: skip
+        attributed = timed(
+            "read_attributed cards",
+            read_attributed,
+            attributed_path,
+            CARD_ORDER_COLUMNS,
+            codes=True,
+        )
         from_frame = cards(attributed, " (frame)")
         attributed = None
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
