@@ -35,10 +35,10 @@ ATTRIBUTED_ORDER_COLUMNS = (
     "amount",
     "category",
 )
-#: the attributed-order columns the cards read (``read_attributed(..., columns=)``: top
-#: categories; the report reads its own from the file, see ``write_workbook(orders=path)``),
-#: read as dictionary codes; the cards are told the rows are attributed already
-#: (``attributed=True``): 10M orders' source ids and match keys are not read (~4 s)
+#: the attributed-order columns the cards read (top categories). The run passes the file's
+#: path (``attributed=True``): DuckDB reads these two columns there and only counts come
+#: back; ``read_attributed(..., CARD_ORDER_COLUMNS, codes=True)`` gives the same cards as a
+#: DataFrame (``custtool cards --orders``, tests)
 CARD_ORDER_COLUMNS = ("customer_id", "category")
 #: the attributed-order columns the owners' workbooks read (each owner's orders by
 #: ``customer_id``; 概览's monthly revenue: order time and amount), text as dictionary codes
@@ -962,34 +962,34 @@ def run_pipeline(
             by = card_opts.get("by", "rfm_class")
             mask = bool(rep_opts.get("mask", True))
             role = rep_opts.get("role")
-            attributed = read_attributed(attributed_path, CARD_ORDER_COLUMNS, codes=True)
-            release_memory(run_rows)
+            # the orders stay in orders_attributed.parquet: DuckDB counts the categories the
+            # cards show (10M orders read into pandas as codes took ~5 s and ~1 GB)
             ind = steps.run(
                 "cards",
                 individual_cards,
                 final,
                 card_opts.get("customers") or None,
                 top=None if card_opts.get("customers") else 20,
-                orders=attributed,
+                orders=attributed_path,
                 role=role,
                 owner=rep_opts.get("owner"),
                 mask=mask,
                 lang=rep_opts.get("lang", "zh"),
                 strategies=rep_opts.get("strategies"),
                 attributed=True,  # orders_attributed.parquet: customer_id is the match
+                memory_limit=orders_engine.memory_limit,
             )
-            release_memory(run_rows)
             grp = group_cards(
                 final,
                 by=by,
                 segments=card_opts.get("segments") or None,
-                orders=attributed,
+                orders=attributed_path,
                 role=role,
                 owner=rep_opts.get("owner"),
                 lang=rep_opts.get("lang", "zh"),
                 attributed=True,
+                memory_limit=orders_engine.memory_limit,
             )
-            attributed = None  # memory: the book's append below needs the customers only
             release_memory(run_rows)
             write_cards(
                 ind, grp, staging / f"cards.{fmt}", fmt=fmt, lang=rep_opts.get("lang", "zh")

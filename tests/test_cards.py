@@ -446,3 +446,320 @@ def test_cards_from_the_runs_two_card_columns_equal_cards_from_all(example_run):
     got = individual_cards(customers, None, top=20, orders=two, attributed=True)
     pd.testing.assert_frame_equal(got, want)
     assert want["behaviour"].str.contains("常购品类").any()
+
+
+def test_the_runs_cards_equal_cards_from_its_orders_frame(example_run):
+    """The run counts the cards' categories in orders_attributed.parquet with DuckDB: its
+    cards.html is, byte for byte, the page from the attributed orders read into a DataFrame
+    (the run's settings: analyst, masked, top 20, by rfm_class)."""
+    from pathlib import Path
+
+    from custtool.io import read_table
+    from custtool.pipeline import CARD_ORDER_COLUMNS, read_attributed
+
+    _work, out = example_run
+    folder = Path(out["folder"])
+    customers = read_table(folder / "customers.parquet")
+    orders = read_attributed(folder / "orders_attributed.parquet", CARD_ORDER_COLUMNS, codes=True)
+    ind = individual_cards(customers, None, top=20, orders=orders, role="analyst", attributed=True)
+    grp = group_cards(customers, by="rfm_class", orders=orders, role="analyst", attributed=True)
+    assert grp["top_categories"].ne("").any()
+    assert (folder / "cards.html").read_text(encoding="utf-8") == render_html(ind, grp, "zh")
+
+
+# --------------------------------------------------------------------------- orders as a file
+def _messy_customers_and_orders(seed: int, n: int = 120, n_orders: int = 1500):
+    """Generated customers (segments, owners, tags, a phone-number id, a missing id, the
+    portrait column filled for some) and attributed orders (ids with spaces, missing ids,
+    ids of no customer, categories missing, empty, with spaces and full-width spaces)."""
+    rng = np.random.default_rng(seed)
+    ids = [f"C{i:04d}" for i in range(n)]
+    ids[3] = "13812345678"  # keyed by phone: the masked id is what the cards see
+    ids[4] = None
+    classes = ["重要价值客户", "一般挽留客户", "重要发展客户", ""]
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.array(ids, dtype="str"),
+            "name": [f"客户{i}" for i in range(n)],
+            "owner": rng.choice(["王五", "赵六", ""], n),
+            "rfm_class": pd.array(rng.choice(classes, n, p=[0.4, 0.3, 0.25, 0.05]), dtype="str"),
+            "tier": pd.array(rng.choice(["高价值", "中价值", "低价值"], n), dtype="str"),
+            "lifecycle": pd.array(rng.choice(["成熟", "新客户", "沉睡"], n), dtype="str"),
+            "city": pd.array(rng.choice(["上海市", "北京市", "广州市"], n), dtype="str"),
+            "monetary": rng.integers(0, 5000, n).astype(float),
+            "aov": rng.integers(50, 900, n).astype(float),
+            "ltv": np.round(rng.random(n) * 100, 0),  # ties among the top by value
+            "tags": [list(rng.choice(["甲", "乙", "丙"], rng.integers(0, 3))) for _ in range(n)],
+            "top_categories": pd.array(
+                rng.choice(["", "", "家居、数码"], n), dtype="str"
+            ),  # the portrait column wins where filled
+        }
+    )
+    cats = ["家居", "数码", "美妆", " 家居", "家居\u3000", "", None, "食品 ", "图书"]
+    pool = [*ids, " C0001", "C0002 ", "\u3000C0005", "C9999", None]
+    rows = rng.integers(0, len(pool), n_orders)
+    busy = rng.random(n_orders) < 0.7  # most orders by the first 40 customers: ties, repeats
+    rows[busy] = rng.integers(0, 40, busy.sum())
+    orders = pd.DataFrame(
+        {
+            "customer_id": pd.array([pool[i] for i in rows], dtype="str"),
+            "category": pd.array([cats[i] for i in rng.integers(0, len(cats), n_orders)], "str"),
+        }
+    )
+    return customers, orders
+
+
+def _card_calls(customers):
+    """(kwargs of individual_cards, kwargs of group_cards) the cards are compared under."""
+    some = [c for c in customers["customer_id"].dropna()[:8] if c != "13812345678"]
+    return [
+        ({"customer_ids": None, "top": 20}, {"by": "rfm_class"}),
+        ({"customer_ids": some, "role": "analyst"}, {"by": "tier", "role": "analyst"}),
+        ({"customer_ids": None, "top": 5, "lang": "en"}, {"segments": ["高价值", "沉睡"]}),
+        (
+            {"customer_ids": None, "top": 10, "role": "sales", "owner": "王五"},
+            {"by": "lifecycle", "role": "sales", "owner": "王五"},
+        ),
+        ({"customer_ids": ["13812345678"], "mask": False}, {"by": "rfm_class", "top": 5}),
+    ]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cards_from_the_orders_file_equal_cards_from_the_orders_frame(tmp_path, seed):
+    """The run passes orders_attributed.parquet's path (DuckDB counts the categories): the
+    same individual and group cards, cell by cell, as from the file read as a DataFrame
+    (as the run read it before: codes; and as text) — with ids and categories to strip,
+    missing and unknown ids, empty categories, customers without orders, a customer filtered
+    out by owner, a phone-number id (masked), ties in counts and in value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from custtool.pipeline import CARD_ORDER_COLUMNS, read_attributed
+
+    customers, orders = _messy_customers_and_orders(seed)
+    path = tmp_path / "orders_attributed.parquet"
+    pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), path)
+    coded = read_attributed(path, CARD_ORDER_COLUMNS, codes=True)
+    shown = 0
+    for ind_kw, grp_kw in _card_calls(customers):
+        ind_kw = dict(ind_kw)
+        ids = ind_kw.pop("customer_ids")
+        for frame in (coded, orders):
+            want = individual_cards(customers, ids, orders=frame, attributed=True, **ind_kw)
+            got = individual_cards(customers, ids, orders=path, attributed=True, **ind_kw)
+            pd.testing.assert_frame_equal(got, want)
+            want_g = group_cards(customers, orders=frame, attributed=True, **grp_kw)
+            got_g = group_cards(customers, orders=path, attributed=True, **grp_kw)
+            pd.testing.assert_frame_equal(got_g, want_g)
+        shown += want["behaviour"].str.contains("常购品类|categories").sum()
+        assert want_g["top_categories"].ne("").any()
+    assert shown  # categories from the orders are on some individual cards
+
+
+def test_cards_from_the_orders_file_edge_files(tmp_path):
+    """No order of a listed customer (no top_categories), only empty categories (""),
+    no rows at all, a file without category and one whose ids are numbers: the same cards
+    as from the DataFrame."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = {
+        "strangers": pa.table({"customer_id": ["C9", None], "category": ["家居", "数码"]}),
+        "empty_categories": pa.table({"customer_id": ["C1", "C4 "], "category": ["", None]}),
+        "no_rows": pa.table(
+            {"customer_id": pa.array([], pa.string()), "category": pa.array([], pa.string())}
+        ),
+        "no_category": pa.table({"customer_id": ["C1", "C2"], "amount": [1.0, 2.0]}),
+        "number_ids": pa.table({"customer_id": [1, 2], "category": ["家居", "数码"]}),
+    }
+    for name, table in files.items():
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(table, path)
+        frame = table.to_pandas()
+        for by in ("rfm_class", "tier"):
+            want = group_cards(six(), by=by, orders=frame, attributed=True)
+            got = group_cards(six(), by=by, orders=path, attributed=True)
+            pd.testing.assert_frame_equal(got, want, obj=name)
+        want = individual_cards(six(), ["C1", "C4"], orders=frame, attributed=True)
+        got = individual_cards(six(), ["C1", "C4"], orders=path, attributed=True)
+        pd.testing.assert_frame_equal(got, want, obj=name)
+    # customers without ids: the cards read their own categories column, as before
+    no_ids = six().drop(columns="customer_id").assign(categories=["家居;数码", "", "美妆"] * 2)
+    path = tmp_path / "strangers.parquet"
+    frame = files["strangers"].to_pandas()
+    for kw in ({"top": 3}, {"top": 6, "lang": "en"}):
+        want = individual_cards(no_ids, None, orders=frame, attributed=True, **kw)
+        got = individual_cards(no_ids, None, orders=path, attributed=True, **kw)
+        pd.testing.assert_frame_equal(got, want)
+        assert want["behaviour"].str.contains("家居").any()
+    want = group_cards(no_ids, orders=frame, attributed=True)
+    pd.testing.assert_frame_equal(group_cards(no_ids, orders=path, attributed=True), want)
+    g = group_cards(six(), orders=tmp_path / "strangers.parquet", attributed=True)
+    assert "top_categories" not in g.columns
+    g = group_cards(six(), orders=tmp_path / "empty_categories.parquet", attributed=True)
+    assert g["top_categories"].tolist() == ["", ""]
+
+
+def test_cards_orders_file_not_attributed_is_read_and_attributed(tmp_path):
+    """Without ``attributed`` a path is read and attributed as a DataFrame would be."""
+    path = tmp_path / "orders.parquet"
+    orders = pd.DataFrame({"customer_id": ["C1", "C1", "C2"], "category": ["家居", "数码", "家居"]})
+    orders.to_parquet(path)
+    want = group_cards(six(), orders=orders).set_index("segment")
+    got = group_cards(six(), orders=path).set_index("segment")
+    pd.testing.assert_frame_equal(got, want)
+    assert got.loc["重要价值客户", "top_categories"] == "家居 67%、数码 33%"
+
+
+def test_whitespace_stripped_in_duckdb_is_what_s_strips():
+    """DuckDB strips the orders' ids as _s does: WHITESPACE is every code point str.strip
+    and Arrow's utf8_trim_whitespace remove, and the SQL gives _s of tricky values."""
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from custtool.cards import WHITESPACE, _s, _sql_text
+    from custtool.engines import duckdb_connect
+
+    chars = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i < 0xE000]
+    assert set(WHITESPACE) == {c for c in chars if c.isspace()}
+    trimmed = pc.utf8_trim_whitespace(pa.array([c + "x" for c in chars])).to_pylist()
+    assert set(WHITESPACE) == {c for c, t in zip(chars, trimmed) if t == "x"}
+    values = [" C1", "C1\u3000", "\u2003 家居 \u00a0", "", " ", None, "a b", "x\u200b", " \u0301a"]
+    con = duckdb_connect(threads=1)
+    con.register("t", pa.table({"v": pa.array(values, pa.string())}))
+    got = [r[0] for r in con.execute(f"SELECT {_sql_text('v')} FROM t").fetchall()]
+    assert got == _s(pd.Series(values, dtype=object).to_frame("v"), "v").tolist()
+
+
+def test_list_items_are_the_items_of_the_joined_tags():
+    """_list_items (tags cut straight from the lists) gives the non-empty items that
+    _split_items cuts from prepare_customers' joined text: a missing cell, empty lists, a
+    list holding a missing item (its text is missing: no items), items with ``;`` and
+    spaces, tuples and arrays; None where prepare_customers would not join in Arrow."""
+    from custtool.cards import _list_items, _split_items
+    from custtool.report.workbook import prepare_customers
+
+    tags = pd.Series(
+        [
+            ["甲", " 乙 "],
+            None,
+            [],
+            ["丙", None],
+            ("甲;丁", "", " ;戊"),
+            np.array(["乙", "乙"], dtype=object),
+            ["\u3000甲"],
+        ],
+        dtype=object,
+    )
+    rows, items = _list_items(tags)
+    text = prepare_customers(pd.DataFrame({"tags": tags}))["tags"]
+    want_rows, want_items = _split_items(text)
+
+    def pairs(r, i):
+        return sorted((int(a), b) for a, b in zip(r, i.tolist()) if b != "")
+
+    assert pairs(rows, items) == pairs(want_rows, want_items)
+    assert pairs(rows, items) == [
+        (0, "乙"), (0, "甲"), (4, "丁"), (4, "戊"), (4, "甲"), (5, "乙"), (5, "乙"), (6, "甲"),
+    ]  # fmt: skip
+    assert _list_items(pd.Series([["甲"], "乙;丙"], dtype=object)) is None  # text among lists
+    assert _list_items(pd.Series([[1, 2], ["甲"]], dtype=object)) is None  # not text
+    assert _list_items(pd.Series(["甲;乙"], dtype="str")) is None
+    assert _list_items(pd.Series([None, []], dtype=object))[1].tolist() == []
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_group_cards_from_tag_lists_equal_cards_from_tag_text(seed):
+    """Tags as lists are cut into items straight from the lists (tag_lift's items); the
+    same group cards, cell by cell, as from the same tags joined to text (cut by tag_lift
+    as before) — for every role, with an owner filter, and with a tag that looks like a
+    ciphertext (the masker hides such a cell: those cards take the joined text)."""
+    from custtool.crypto import PREFIX
+    from custtool.report.workbook import prepare_customers
+
+    customers, _orders = _messy_customers_and_orders(seed, n=400)
+    rng = np.random.default_rng(seed)
+    pool = ["高频消费", " 价格敏感", "女性;男性", "", None, "老客户"]
+    customers["tags"] = [
+        [pool[j] for j in rng.integers(0, len(pool), rng.integers(0, 4))] for _ in range(400)
+    ]
+    customers.loc[7, "tags"] = None
+    as_text = prepare_customers(customers[["tags"]])["tags"].astype("str")
+    hidden = customers.copy()
+    hidden.loc[9, "tags"] = [PREFIX + "abc", "高频消费"]
+    hidden_text = prepare_customers(hidden[["tags"]])["tags"].astype("str")
+    for kw in (
+        {"by": "rfm_class", "min_count": 1},
+        {"by": "tier", "role": "service"},
+        {"by": "lifecycle", "role": "sales", "owner": "王五", "min_count": 1},
+        {"segments": ["高价值", "沉睡"], "min_count": 2},
+    ):
+        for lists, text in ((customers, as_text), (hidden, hidden_text)):
+            want = group_cards(lists.assign(tags=text), **kw)
+            got = group_cards(lists, **kw)
+            pd.testing.assert_frame_equal(got, want)
+            assert want["top_tags"].ne("").any()
+    g = group_cards(hidden, by="rfm_class", min_count=1)
+    assert g["top_tags"].str.contains("******", regex=False).any()  # hidden as before
+
+
+def test_top_values_counted_on_codes_equal_a_groupby():
+    """_top_values (segments factorized once, pairs counted with bincount or np.unique by
+    the size of their space) equals a plain pandas groupby of the same values: the k most
+    common per segment, ties by value, shares of the segment."""
+    from custtool.cards import _segment_codes, _top_values
+
+    rng = np.random.default_rng(3)
+    seg = pd.Series(rng.choice(["A", "B", "", "C"], 3000), dtype="str")
+    for n_values in (4, 2500):  # a small space (bincount) and a large one (np.unique)
+        values = pd.Series(
+            [f"v{i}" if i else " " for i in rng.integers(0, n_values, 3000)], dtype="str"
+        )
+        sizes = seg.value_counts()
+        frame = pd.DataFrame({"segment": seg, "v": values.str.strip()})
+        frame = frame[frame["v"] != ""]
+        ref = frame.groupby(["segment", "v"]).size().rename("n").reset_index()
+        ref = ref.sort_values(["segment", "n", "v"], ascending=[True, False, True])
+        ref = ref.groupby("segment").head(3)
+        pct = (ref["n"] / ref["segment"].map(sizes) * 100).round(0).astype(int).astype(str)
+        want = (ref["v"] + " " + pct + "%").groupby(ref["segment"]).agg("、".join)
+        for codes in (None, _segment_codes(seg)):
+            got = _top_values(seg, values, 3, "、", codes=codes)
+            assert got.to_dict() == want.to_dict()
+
+
+def test_masked_by_values_equals_mask_for_output():
+    """The group cards mask text columns of few distinct values value by value: the same
+    frame, cell by cell, as mask_for_output — a column of unknown meaning holding a phone
+    number (masked as free text) or not, a name column, a ciphertext, missing values, a
+    column of many distinct values, phone-number ids, an owner filter and a role hiding
+    amounts."""
+    from custtool.cards import _masked_by_values
+    from custtool.crypto import PREFIX
+    from custtool.report.masking import get_role, mask_for_output
+
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"C{i}" if i % 7 else f"138{i:08d}" for i in range(n)], "str"),
+            "owner": pd.array(rng.choice(["王五", "赵六"], n), "str"),
+            "city": pd.array(rng.choice(["上海市", "北京市", None], n), "str"),
+            "channel_mode": pd.array(rng.choice(["线上", "电话13812345678", "门店"], n), "str"),
+            "level": pd.array(rng.choice(["A", "B", PREFIX + "xyz"], n), "str"),
+            "name": pd.array(rng.choice(["张三丰", "李四"], n), "str"),
+            "gender": pd.array(rng.choice(["男", "女"], n), "str"),
+            "active_slot": pd.array([f"slot {i}" for i in range(n)], "str"),  # many values
+            "monetary": rng.random(n),
+            "age": rng.integers(18, 80, n),
+        }
+    )
+    for role, owner in (("analyst", None), ("sales", "王五"), ("service", None), (None, "赵六")):
+        want = mask_for_output(df, role=get_role(role), owner=owner, mask=True)
+        got = _masked_by_values(df, get_role(role), owner)
+        pd.testing.assert_frame_equal(got, want)
+    got = _masked_by_values(df, get_role("analyst"), None)
+    assert got["channel_mode"].str.contains("138****5678", regex=False).any()
+    assert (got["level"] == "******").any() and set(got["name"]) == {"张*丰", "李*"}

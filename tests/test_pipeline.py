@@ -186,7 +186,7 @@ def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(
     assert "REJECTS OVER LIMIT" in result.stdout
     after = {p.name: _sha(p) for p in folder.iterdir() if p.suffix in (".parquet", ".csv")}
     assert before == after
-    assert len(collected) >= 6  # release_memory after segment, report, the cards, the end
+    assert len(collected) >= 4  # release_memory after segment, report, the cards, the end
     # the manifest lists the outputs in the order the run names them, whoever writes them
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert [o["file"] for o in manifest["outputs"]] == [o["file"] for o in first_run["outputs"]]
