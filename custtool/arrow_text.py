@@ -255,6 +255,29 @@ def rows_of(s: pd.Series, rows: np.ndarray) -> Any:
     return s.iloc[rows]
 
 
+def text_lists(values: Any) -> Any:
+    """``values`` (a Series or array of lists, tuples or arrays of text, or missing cells)
+    as one Arrow list-of-text array (empty lists and missing cells only: lists of text);
+    None when a cell is not a list or an item is not text. The one conversion of list
+    columns (the run's tags) for the list joins and the cards' tag items."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError):
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        return None
+    value_type = arr.type.value_type
+    if pa.types.is_null(value_type):  # empty lists, missing cells (or missing items only)
+        return arr.cast(pa.list_(pa.string()))
+    if not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
+        return None
+    return arr
+
+
 def take_rows(arr: Any, rows: Any) -> Any:
     """``arr.take(rows)`` for an Array or ChunkedArray (``rows``: positions in any order, or a
     slice). A chunked array is taken chunk by chunk: pyarrow's ChunkedArray.take joins all

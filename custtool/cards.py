@@ -710,19 +710,10 @@ def _list_items(tags: pd.Series) -> tuple[Any, pd.Series] | None:
     listlike = tags.map(type).isin([list, tuple, np.ndarray]).to_numpy()
     if not listlike.any() or not (listlike | tags.isna().to_numpy()).all():
         return None
-    try:
-        arr = pa.array(tags.to_numpy(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError):
-        return None
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
-        return None
-    if pa.types.is_null(arr.type.value_type):  # empty lists and missing cells only
-        arr = arr.cast(pa.list_(pa.string()))
-    elif not (
-        pa.types.is_string(arr.type.value_type) or pa.types.is_large_string(arr.type.value_type)
-    ):
+    from custtool.arrow_text import text_lists
+
+    arr = text_lists(tags.to_numpy())
+    if arr is None:
         return None
     flat = pc.list_flatten(arr)
     rows = pc.list_parent_indices(arr).to_numpy().astype(np.int64)

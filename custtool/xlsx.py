@@ -447,21 +447,12 @@ def join_lists(s: Any, sep: str = ";", *, null_items: bool = False) -> Any:
     Arrow string array, null where the cell is missing (and, with ``null_items``, where a
     list holds a missing item); None when a cell is not a list or an item is not text (or,
     without ``null_items``, is missing): the caller joins those value by value."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    try:
-        arr = pa.array(s, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError):
-        return None
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
-        return None
-    value_type = arr.type.value_type
-    if pa.types.is_null(value_type):  # empty lists, missing cells (or missing items only)
-        arr = arr.cast(pa.list_(pa.string()))
-    elif not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
+    from custtool.arrow_text import text_lists
+
+    arr = text_lists(s)
+    if arr is None:
         return None
     if not null_items and pc.list_flatten(arr).null_count:  # str(None) items: value by value
         return None

@@ -290,3 +290,20 @@ def ooc_run(tmp_path_factory) -> dict:
     from tests.test_pipeline_out_of_core import build_ooc_run
 
     return built_once(tmp_path_factory, "ooc", build_ooc_run)
+
+
+@pytest.fixture
+def index_builds(monkeypatch):
+    """The sizes of the customer tables a CustomerIndex is built on while the test runs (the
+    one matcher's index: built once a run, see attribution.attribute(index=))."""
+    import custtool.attribution as A
+
+    built: list[int] = []
+    real = A.CustomerIndex.__init__
+
+    def counting(self, table):
+        built.append(len(table))
+        real(self, table)
+
+    monkeypatch.setattr(A.CustomerIndex, "__init__", counting)
+    return built

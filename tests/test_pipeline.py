@@ -622,27 +622,18 @@ def test_attributed_orders_read_as_codes_hold_the_same_values(first_run, tmp_pat
     assert pd.isna(coded.iloc[2, 0]) and coded["category"].tolist()[4] == ""
 
 
-def test_a_run_matches_every_record_with_one_customer_index(workdir, tmp_path, monkeypatch):
+def test_a_run_matches_every_record_with_one_customer_index(workdir, tmp_path, index_builds):
     """The one matcher's index of the customers is built once a run: the orders' metrics
     build it; the segment's surveys, the follow-up log and the report's (and owners')
     funnels reuse it or the linked log (1M customers: ~2 s an index)."""
     import shutil
-
-    import custtool.attribution as A
 
     shutil.copytree(workdir / "examples", tmp_path / "examples")
     text = (tmp_path / "examples" / "pipeline.yaml").read_text(encoding="utf-8")
     assert "interactions" in text and "surveys" in text  # every matched kind is in the run
     pl = tmp_path / "examples" / "pipeline_index.yaml"
     pl.write_text(_without(text, "html", "cards", "book"), encoding="utf-8")
-    built: list[int] = []
-    real = A.CustomerIndex.__init__
-
-    def counting(self, table):
-        built.append(len(table))
-        real(self, table)
-
-    monkeypatch.setattr(A.CustomerIndex, "__init__", counting)
+    built = index_builds
     res = runner.invoke(app, ["run", str(pl), "--out", str(tmp_path / "out"), "--json"])
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)

@@ -1217,7 +1217,7 @@ def test_has_repeats_agrees_with_repeated_rows():
         assert has_repeats(h) == bool(len(repeated_rows(h)))
 
 
-def test_one_customer_index_serves_the_run_where_it_fits(monkeypatch):
+def test_one_customer_index_serves_the_run_where_it_fits(index_builds):
     """attribute(index=): the segment's CustomerIndex is reused for a later table with the
     same rows (same customer_id row by row) and gives what a fresh index gives; a table
     whose rows differ (reordered, one fewer) gets an index of its own."""
@@ -1243,14 +1243,9 @@ def test_one_customer_index_serves_the_run_where_it_fits(monkeypatch):
     index = A.CustomerIndex(customers)
     tagged = customers.assign(tags=[["a"], [], [], ["b"]])  # a later table, same rows
     assert index.fits(tagged)
-    built = []
-    real = A.CustomerIndex.__init__
-
-    def counting(self, table):
-        built.append(len(table))
-        real(self, table)
-
-    monkeypatch.setattr(A.CustomerIndex, "__init__", counting)
+    built = index_builds
+    assert built == [4, 4]  # the fresh match's and this one
+    built.clear()
     reused = A.attribute(records, tagged, kind="surveys", index=index)
     assert built == []  # no index built
     pd.testing.assert_frame_equal(reused.records, fresh.records)
@@ -1264,10 +1259,9 @@ def test_one_customer_index_serves_the_run_where_it_fits(monkeypatch):
     assert again.positions.tolist() == [1, 3, 2, 0, -1]
 
 
-def test_segment_and_run_match_surveys_and_log_with_the_metrics_index(monkeypatch):
+def test_segment_and_run_match_surveys_and_log_with_the_metrics_index(index_builds):
     """The segment step hands its CustomerIndex to the surveys' match (no second index over
     the customers) and keeps it on the MatchReport for the run's follow-up log."""
-    import custtool.attribution as A
     from custtool.segment import segment_customers
 
     customers = pd.DataFrame(
@@ -1288,14 +1282,7 @@ def test_segment_and_run_match_surveys_and_log_with_the_metrics_index(monkeypatc
             "time": pd.to_datetime(["2024-04-05", "2024-04-06"]),
         }
     )
-    built = []
-    real = A.CustomerIndex.__init__
-
-    def counting(self, table):
-        built.append(len(table))
-        real(self, table)
-
-    monkeypatch.setattr(A.CustomerIndex, "__init__", counting)
+    built = index_builds
     res = segment_customers(orders, customers, surveys=surveys)
     assert built == [3]  # the metrics' index, used for the surveys too
     assert res.customers.set_index("customer_id")["nps_score"].to_dict() == pytest.approx(
