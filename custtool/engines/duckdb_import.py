@@ -136,6 +136,7 @@ def import_streamed(
     spill = Path(tempfile.mkdtemp(prefix=".custtool-spill-", dir=base))
     n_batch = rows_per_batch or batch_rows(memory_limit)
     batch_con: list[Any] = []
+    opened: list[_Staged] = []  # their writer threads are ended on the way out
 
     def sql_con() -> Any:  # one DuckDB connection normalises every batch, in row order
         if not batch_con:
@@ -162,6 +163,7 @@ def import_streamed(
             seen_paths.add(resolved)
             for fast in (True, False):  # pyarrow's reader, else (ragged rows) pandas'
                 staged = _Staged(spill / f"part-{position}-{int(fast)}.parquet", position)
+                opened.append(staged)
                 seen: list[str] = []
                 try:
                     for batch in _file_batches(
@@ -236,6 +238,8 @@ def import_streamed(
             protection=protection or Protection([], "none", key.id if key else None),
         )
     finally:
+        for s in opened:
+            s.stop()
         for c in batch_con:
             c.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -783,6 +787,10 @@ class _Staged:
         self.path = path
         self.position = position
         self.writer: Any = None
+        # batch k is encoded and written on this thread while batch k+1 is normalised (the
+        # writer holds no GIL); one write at a time, so one batch more is held at most
+        self.pool: Any = None
+        self.pending: Any = None
         self.schema: Any = None
         self.empty_schema: Any = None
         self.batches: list[int] = []  # rows of each staged batch
@@ -819,7 +827,7 @@ class _Staged:
         elif not table.schema.equals(self.schema, check_metadata=False):
             table = table.cast(self.schema)
         if len(frame):
-            self.writer.write_table(table)
+            self._write(table)
         self.batches.append(len(frame))
         if "_flags" in frame and len(frame):
             self.refund_flags += int(frame["_flags"].str.contains(REFUND_CODE, regex=False).sum())
@@ -836,6 +844,31 @@ class _Staged:
         if b.notes_raw is not None and b.notes_raw.notes:
             notes = _with_file_notes(pd.DataFrame(columns=REJECT_COLUMNS), b.notes_raw)
             self._spill_rejects(notes, np.full(len(notes), 2), sheet_no)
+
+    def _write(self, table: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._wait()
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="custtool-stage")
+        self.pending = self.pool.submit(self.writer.write_table, table)
+
+    def _wait(self) -> None:
+        """Wait for the batch being written (its error raised here)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def stop(self) -> None:
+        """Wait for the writer thread and end it, whatever it raised (on failure)."""
+        try:
+            self._wait()
+        except Exception:  # noqa: BLE001 - the failure being handled is the one to report
+            pass
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+                self.pool = None
 
     def _spill_rejects(self, rej: pd.DataFrame, group: np.ndarray, sheet_no: int) -> None:
         import pyarrow as pa
@@ -917,6 +950,10 @@ class _Staged:
         self.rejects_path.unlink(missing_ok=True)
 
     def close(self) -> None:
+        self._wait()
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
         if self.rejects_writer is not None:
             self.rejects_writer.close()
             self.rejects_writer = None
