@@ -373,3 +373,36 @@ def test_duckdb_gets_two_thirds_of_the_limit():
     assert _duckdb_share(None) is None
     assert _duckdb_share(1_500_000_000) == 1_000_000_000
     assert _duckdb_share(64_000_000) == 64_000_000  # never below the minimum
+
+
+def test_refunds_withdrawn_across_batches_are_those_sold_in_another(tmp_path, monkeypatch):
+    """The ids whose refund flag goes are exactly the flagged ones sold in another batch
+    (D002 and E005 sold batches up, F001 sold after its refund), not every id sold; the batches'
+    DuckDB is closed before the one looking across them opens."""
+    from custtool.engines import duckdb_import
+
+    found, opened, closed = [], [], []
+    withdraw = duckdb_import._withdraw_cross_batch_refunds
+    monkeypatch.setattr(
+        duckdb_import,
+        "_withdraw_cross_batch_refunds",
+        lambda con, stages: found.append(withdraw(con, stages)) or found[-1],
+    )
+    connect = duckdb_import.duckdb_connect
+
+    def tracked(*a, **kw):
+        if opened:  # the batches' connection, closed by now?
+            try:
+                opened[0].execute("SELECT 1")
+                closed.append(False)
+            except Exception:  # noqa: BLE001 - DuckDB's "connection already closed"
+                closed.append(True)
+        opened.append(connect(*a, **kw))
+        return opened[-1]
+
+    monkeypatch.setattr(duckdb_import, "duckdb_connect", tracked)
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    assert_same([src], tmp_path / "o.parquet", rows_per_batch=6, head_bytes=300)
+    ((position, ids),) = found[0].items()
+    assert position == 0 and sorted(ids.to_pylist()) == ["D002", "E005", "F001"]
+    assert len(opened) == 2 and closed == [True]

@@ -197,6 +197,8 @@ def import_streamed(
                 raise _no_header(Path(path))
             stages.append(staged)
             reports.extend(staged.reports)
+        while batch_con:  # what the batches' DuckDB holds is given back before the next one
+            batch_con.pop().close()
         con = duckdb_connect(_duckdb_share(memory_limit), spill / "duckdb", threads=2)
         try:
             withdrawn = _withdraw_cross_batch_refunds(con, stages)
@@ -1010,7 +1012,8 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
                 SELECT order_id FROM staged WHERE amount > 0
                 UNION ALL SELECT order_id FROM sold_elsewhere
             )
-            SELECT DISTINCT f.order_id FROM flagged f SEMI JOIN sold USING (order_id)
+            -- the few flagged ids are the join's table, not the sold ones (every order)
+            SELECT DISTINCT s.order_id FROM sold s SEMI JOIN flagged USING (order_id)
             """
         ).fetchall()
         con.unregister("sold_elsewhere")
