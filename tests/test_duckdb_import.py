@@ -406,3 +406,44 @@ def test_refunds_withdrawn_across_batches_are_those_sold_in_another(tmp_path, mo
     ((position, ids),) = found[0].items()
     assert position == 0 and sorted(ids.to_pylist()) == ["D002", "E005", "F001"]
     assert len(opened) == 2 and closed == [True]
+
+
+def test_batches_read_ahead_on_a_thread_in_order():
+    """The next batch is read (and prepared) on another thread; batches come in order, an
+    error where its batch would come, and stopping early closes the reader."""
+    import threading
+
+    from custtool.engines.duckdb_import import _read_ahead
+
+    closed, where = [], []
+
+    def source():
+        try:
+            for i in range(4):
+                if i == 3:
+                    raise ValueError("batch 3 unreadable")
+                yield i
+        finally:
+            closed.append(True)
+
+    got = []
+    with pytest.raises(ValueError, match="batch 3"):
+        for b in _read_ahead(source(), lambda b: where.append(threading.get_ident())):
+            got.append(b)
+    assert got == [0, 1, 2] and closed == [True]
+    assert threading.get_ident() not in where and len(where) == 3
+    closed.clear()
+    ahead = _read_ahead(source(), lambda b: None)
+    assert next(ahead) == 0
+    ahead.close()  # the consumer stops: the thread ends, then the reader is closed
+    assert closed == [True]
+    assert not [t for t in threading.enumerate() if t.name.startswith("custtool-read")]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_one_row_batches_read_ahead_same_as_pandas(tmp_path, batch):
+    """Every batch a row or two (each read and normalised ahead of the one imported):
+    rows, rejects lines and refunds across batches as one pandas import gives them."""
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    _, got = assert_same([src], tmp_path / "o.parquet", rows_per_batch=batch, head_bytes=300)
+    assert got.totals["flagged"] > 0 and got.totals["rejected"] == 5

@@ -33,7 +33,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,16 +165,21 @@ def import_streamed(
                 staged = _Staged(spill / f"part-{position}-{int(fast)}.parquet", position)
                 opened.append(staged)
                 seen: list[str] = []
-                try:
-                    for batch in _file_batches(
+                batches = _read_ahead(
+                    _file_batches(
                         Path(path), specs, sheet, encoding, n_batch, spill, head_bytes, fast
-                    ):
+                    ),
+                    lambda b: _normalise_ahead(b, spec, sql_con),
+                )
+                try:
+                    for batch in batches:
                         seen.extend(batch.warnings)
                         if batch.raw is None:
                             continue
                         if batch.table is not None:
+                            con = None if batch.sql_done else sql_con()
                             frame, rej, report, split = import_table_batch(
-                                batch, spec, file_channel, tz, sql_con()
+                                batch, spec, file_channel, tz, con
                             )
                             staged.batched |= split
                         else:
@@ -191,6 +196,8 @@ def import_streamed(
                     continue
                 except MemoryError as exc:  # a batch too large for what the machine has left
                     raise memory_error(exc, memory_limit, "import") from None
+                finally:
+                    batches.close()  # the reader's thread ended before anything is closed
                 break
             warnings.extend(seen)
             if not staged.reports:
@@ -291,6 +298,8 @@ class _Batch:
     notes_raw: Any = None  # the raw sheet whose damaged-stretch notes go to the rejects
     table: Any = None  # the rows as Arrow text (pyarrow's reader), for the SQL normalisers
     header: Any = None  # then the header row (``raw`` is built only when pandas needs it)
+    sql: Any = None  # the rows DuckDB normalised (normalised_by_sql), when done ahead
+    sql_done: bool = False
 
 
 def _file_batches(
@@ -302,7 +311,7 @@ def _file_batches(
     spill: Path,
     head_bytes: int,
     fast: bool = False,
-) -> Iterator[_Batch]:
+) -> Generator[_Batch, None, None]:
     """The grids of one input, in batches of at most ``n_batch`` rows below the header."""
     from custtool.io import CSV_SUFFIXES, read_raw
 
@@ -339,6 +348,36 @@ def _file_batches(
         yield from _arrow_batches(path, raw, header_at, n_batch, start)
     else:
         yield from _csv_batches(path, raw, header_at, n_batch)
+
+
+def _read_ahead(
+    batches: Generator[_Batch, None, None], prepare: Any
+) -> Generator[_Batch, None, None]:
+    """``batches``, the next one read and given to ``prepare`` on a thread while this one is
+    imported (one batch ahead: one batch more held). Its errors come where it is taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def step() -> _Batch | None:
+        b = next(batches, None)
+        if b is not None:
+            prepare(b)
+        return b
+
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="custtool-read") as pool:
+            ahead = pool.submit(step)
+            while (b := ahead.result()) is not None:
+                ahead = pool.submit(step)
+                yield b
+    finally:  # the thread has ended (the pool waited): the reader can be closed here
+        batches.close()
+
+
+def _normalise_ahead(b: _Batch, spec: Any, con: Any) -> None:
+    """The DuckDB part of a batch of Arrow rows, done on the reader's thread (DuckDB and
+    pyarrow leave the GIL to the import of the batch before)."""
+    if b.raw is not None and b.table is not None:
+        b.sql, b.sql_done = normalised_by_sql(b, spec, con()), True
 
 
 def _csv_head(
@@ -621,33 +660,12 @@ def import_table_batch(
     """
     import pyarrow as pa
 
-    from custtool import normalize_sql as ns
-    from custtool.fields import map_headers, missing_required
-
+    out = b.sql if b.sql_done else normalised_by_sql(b, spec, con)
     table, raw = b.table, b.raw
-    names, used = map_headers(b.header.iloc[0].tolist(), spec)
     n = table.num_rows
-    known = set(spec.lookup().values())
-    if (
-        spec.kind != "orders"
-        or n == 0
-        or missing_required(used, spec)
-        or not ns.sql_supported(names, known)
-        or len(set(names) | _MADE_COLUMNS) != len(names) + len(_MADE_COLUMNS)
-    ):
+    if out is None:
         grid = _grid_batch(raw, b.header, _frame(table), 0, last=True).raw
         return (*_import_sheet(grid, 0, spec, channel, tz), False)
-    # DuckDB scans an Arrow table of several chunks on several threads in no set order:
-    # each row carries its position, and the result is put back in file order
-    con.register("batch_rows", table.append_column("_pos", pa.array(np.arange(n))))
-    try:
-        out = con.sql(ns.orders_select(names, "batch_rows")).to_arrow_table()
-    finally:
-        con.unregister("batch_rows")
-    pos = np.asarray(out.column("_pos").to_numpy(zero_copy_only=False))
-    if (np.diff(pos) < 0).any():
-        out = out.take(pa.array(np.argsort(pos, kind="stable")))
-    out = out.drop(["_pos"])
     plain = np.asarray(out.column("_plain").to_numpy(zero_copy_only=False), dtype=bool)
     rows = np.flatnonzero(plain)
     messy = np.flatnonzero(~plain)
@@ -692,6 +710,41 @@ def import_table_batch(
             flagged=len(flagged),
         )
     return frame, rej, report, bool(len(messy) and len(rows))
+
+
+def normalised_by_sql(b: _Batch, spec: Any, con: Any) -> Any:
+    """The rows of batch ``b`` as DuckDB normalises them (:mod:`custtool.normalize_sql`),
+    in file order, with ``_plain``; None when the batch goes to pandas whole (see
+    :func:`import_table_batch`). Only DuckDB and Arrow work: it may run on the reader's
+    thread."""
+    import pyarrow as pa
+
+    from custtool import normalize_sql as ns
+    from custtool.fields import map_headers, missing_required
+
+    table = b.table
+    names, used = map_headers(b.header.iloc[0].tolist(), spec)
+    n = table.num_rows
+    known = set(spec.lookup().values())
+    if (
+        spec.kind != "orders"
+        or n == 0
+        or missing_required(used, spec)
+        or not ns.sql_supported(names, known)
+        or len(set(names) | _MADE_COLUMNS) != len(names) + len(_MADE_COLUMNS)
+    ):
+        return None
+    # DuckDB scans an Arrow table of several chunks on several threads in no set order:
+    # each row carries its position, and the result is put back in file order
+    con.register("batch_rows", table.append_column("_pos", pa.array(np.arange(n))))
+    try:
+        out = con.sql(ns.orders_select(names, "batch_rows")).to_arrow_table()
+    finally:
+        con.unregister("batch_rows")
+    pos = np.asarray(out.column("_pos").to_numpy(zero_copy_only=False))
+    if (np.diff(pos) < 0).any():
+        out = out.take(pa.array(np.argsort(pos, kind="stable")))
+    return out.drop(["_pos"])
 
 
 def _flag_refunds(frame: pd.DataFrame) -> np.ndarray:
