@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -447,3 +448,22 @@ def test_one_row_batches_read_ahead_same_as_pandas(tmp_path, batch):
     src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
     _, got = assert_same([src], tmp_path / "o.parquet", rows_per_batch=batch, head_bytes=300)
     assert got.totals["flagged"] > 0 and got.totals["rejected"] == 5
+
+
+def test_refund_lines_name_the_flagged_rows_only():
+    from custtool.engines.duckdb_import import REFUND_CODE, _refund_lines
+    from custtool.ingest import REJECT_COLUMNS
+
+    frame = pd.DataFrame(
+        {
+            "_source_file": pd.Series(["a.csv", "b.csv", "c.csv", "d.csv"], dtype="str"),
+            "_sheet": pd.Series(["", "s2", "", "s4"], dtype="str"),
+            "_row": [2, 3, 4, 5],
+        }
+    )
+    lines = _refund_lines(frame, np.array([1, 3]))
+    assert list(lines.columns) == REJECT_COLUMNS
+    assert lines["file"].tolist() == ["b.csv", "d.csv"]
+    assert lines["sheet"].tolist() == ["s2", "s4"] and lines["row"].tolist() == [3, 5]
+    assert (lines["code"] == REFUND_CODE).all() and (lines["action"] == "kept").all()
+    assert lines["file"].dtype == object  # as the pandas engine's rejects lines
