@@ -14,6 +14,9 @@ The file is never held whole in memory:
    validation, rejects lines), so rows and rejects are those of the pandas engine by
    construction — the rules have one home; its row numbers are shifted by the rows before
    it. Accepted rows and rejects lines are appended to Parquet files in the spill folder.
+   Three threads overlap (DuckDB and pyarrow leave the GIL): the next batch is read and
+   normalised by DuckDB (``custtool-read``) while this one is imported and the one before
+   is written to Parquet (``custtool-stage``); one batch ahead and one behind are held.
 3. **Across batches (DuckDB).** The only rule that looks across rows — a refund whose order
    id has no sale in the same file (``refund_without_order``) — was judged per batch; DuckDB
    finds, over the spilled Parquet and within ``--memory-limit``, the refunds whose sale is
