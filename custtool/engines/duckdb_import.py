@@ -672,7 +672,10 @@ def import_table_batch(
     plain = np.asarray(out.column("_plain").to_numpy(zero_copy_only=False), dtype=bool)
     rows = np.flatnonzero(plain)
     messy = np.flatnonzero(~plain)
-    frame = _plain_frame(out.drop(["_plain"]).filter(pa.array(plain)), rows, raw.file, channel)
+    body = out.drop(["_plain"])
+    if len(messy):  # most batches are plain throughout: no copy of every column
+        body = body.filter(pa.array(plain))
+    frame = _plain_frame(body, rows, raw.file, channel)
     flagged = _flag_refunds(frame)
     refund_lines = _refund_lines(frame, flagged)
     if len(messy):
