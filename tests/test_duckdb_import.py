@@ -467,3 +467,27 @@ def test_refund_lines_name_the_flagged_rows_only():
     assert lines["sheet"].tolist() == ["s2", "s4"] and lines["row"].tolist() == [3, 5]
     assert (lines["code"] == REFUND_CODE).all() and (lines["action"] == "kept").all()
     assert lines["file"].dtype == object  # as the pandas engine's rejects lines
+
+
+def test_a_failed_batch_write_on_the_writer_thread_is_raised_and_cleaned_up(tmp_path, monkeypatch):
+    """A staged write that fails on its thread (a full disk) fails the import with that
+    error; the spill folder is removed and no reader or writer thread is left."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    write_table = pq.ParquetWriter.write_table
+
+    def full_disk(self, table, *a, **kw):
+        if threading.current_thread().name.startswith("custtool-stage"):
+            raise OSError(28, "No space left on device")
+        return write_table(self, table, *a, **kw)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    with pytest.raises(OSError, match="No space left"):
+        import_streamed([src], output=tmp_path / "o.parquet", rows_per_batch=6, head_bytes=300)
+    assert not (tmp_path / "o.parquet").exists()
+    assert not list(tmp_path.glob(".custtool-spill-*"))
+    names = [t.name for t in threading.enumerate()]
+    assert not [n for n in names if n.startswith(("custtool-stage", "custtool-read"))]
