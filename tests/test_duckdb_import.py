@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -373,3 +374,120 @@ def test_duckdb_gets_two_thirds_of_the_limit():
     assert _duckdb_share(None) is None
     assert _duckdb_share(1_500_000_000) == 1_000_000_000
     assert _duckdb_share(64_000_000) == 64_000_000  # never below the minimum
+
+
+def test_refunds_withdrawn_across_batches_are_those_sold_in_another(tmp_path, monkeypatch):
+    """The ids whose refund flag goes are exactly the flagged ones sold in another batch
+    (D002 and E005 sold batches up, F001 sold after its refund), not every id sold; the batches'
+    DuckDB is closed before the one looking across them opens."""
+    from custtool.engines import duckdb_import
+
+    found, opened, closed = [], [], []
+    withdraw = duckdb_import._withdraw_cross_batch_refunds
+    monkeypatch.setattr(
+        duckdb_import,
+        "_withdraw_cross_batch_refunds",
+        lambda con, stages: found.append(withdraw(con, stages)) or found[-1],
+    )
+    connect = duckdb_import.duckdb_connect
+
+    def tracked(*a, **kw):
+        if opened:  # the batches' connection, closed by now?
+            try:
+                opened[0].execute("SELECT 1")
+                closed.append(False)
+            except Exception:  # noqa: BLE001 - DuckDB's "connection already closed"
+                closed.append(True)
+        opened.append(connect(*a, **kw))
+        return opened[-1]
+
+    monkeypatch.setattr(duckdb_import, "duckdb_connect", tracked)
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    assert_same([src], tmp_path / "o.parquet", rows_per_batch=6, head_bytes=300)
+    ((position, ids),) = found[0].items()
+    assert position == 0 and sorted(ids.to_pylist()) == ["D002", "E005", "F001"]
+    assert len(opened) == 2 and closed == [True]
+
+
+def test_batches_read_ahead_on_a_thread_in_order():
+    """The next batch is read (and prepared) on another thread; batches come in order, an
+    error where its batch would come, and stopping early closes the reader."""
+    import threading
+
+    from custtool.engines.duckdb_import import _read_ahead
+
+    closed, where = [], []
+
+    def source():
+        try:
+            for i in range(4):
+                if i == 3:
+                    raise ValueError("batch 3 unreadable")
+                yield i
+        finally:
+            closed.append(True)
+
+    got = []
+    with pytest.raises(ValueError, match="batch 3"):
+        for b in _read_ahead(source(), lambda b: where.append(threading.get_ident())):
+            got.append(b)
+    assert got == [0, 1, 2] and closed == [True]
+    assert threading.get_ident() not in where and len(where) == 3
+    closed.clear()
+    ahead = _read_ahead(source(), lambda b: None)
+    assert next(ahead) == 0
+    ahead.close()  # the consumer stops: the thread ends, then the reader is closed
+    assert closed == [True]
+    assert not [t for t in threading.enumerate() if t.name.startswith("custtool-read")]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_one_row_batches_read_ahead_same_as_pandas(tmp_path, batch):
+    """Every batch a row or two (each read and normalised ahead of the one imported):
+    rows, rejects lines and refunds across batches as one pandas import gives them."""
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    _, got = assert_same([src], tmp_path / "o.parquet", rows_per_batch=batch, head_bytes=300)
+    assert got.totals["flagged"] > 0 and got.totals["rejected"] == 5
+
+
+def test_refund_lines_name_the_flagged_rows_only():
+    from custtool.engines.duckdb_import import REFUND_CODE, _refund_lines
+    from custtool.ingest import REJECT_COLUMNS
+
+    frame = pd.DataFrame(
+        {
+            "_source_file": pd.Series(["a.csv", "b.csv", "c.csv", "d.csv"], dtype="str"),
+            "_sheet": pd.Series(["", "s2", "", "s4"], dtype="str"),
+            "_row": [2, 3, 4, 5],
+        }
+    )
+    lines = _refund_lines(frame, np.array([1, 3]))
+    assert list(lines.columns) == REJECT_COLUMNS
+    assert lines["file"].tolist() == ["b.csv", "d.csv"]
+    assert lines["sheet"].tolist() == ["s2", "s4"] and lines["row"].tolist() == [3, 5]
+    assert (lines["code"] == REFUND_CODE).all() and (lines["action"] == "kept").all()
+    assert lines["file"].dtype == object  # as the pandas engine's rejects lines
+
+
+def test_a_failed_batch_write_on_the_writer_thread_is_raised_and_cleaned_up(tmp_path, monkeypatch):
+    """A staged write that fails on its thread (a full disk) fails the import with that
+    error; the spill folder is removed and no reader or writer thread is left."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    write_table = pq.ParquetWriter.write_table
+
+    def full_disk(self, table, *a, **kw):
+        if threading.current_thread().name.startswith("custtool-stage"):
+            raise OSError(28, "No space left on device")
+        return write_table(self, table, *a, **kw)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    with pytest.raises(OSError, match="No space left"):
+        import_streamed([src], output=tmp_path / "o.parquet", rows_per_batch=6, head_bytes=300)
+    assert not (tmp_path / "o.parquet").exists()
+    assert not list(tmp_path.glob(".custtool-spill-*"))
+    names = [t.name for t in threading.enumerate()]
+    assert not [n for n in names if n.startswith(("custtool-stage", "custtool-read"))]

@@ -300,6 +300,28 @@ def test_refund_lines_without_their_order_are_flagged(make_csv):
     assert kept["row"].tolist() == [4] and (kept["action"] == "kept").all()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["", "A", "B", "C", "D", "订1"]), st.sampled_from([-1, 0, 1])),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_refunds_without_order_are_those_no_sale_names(lines, pandas_text):
+    import numpy as np
+
+    from custtool.ingest import _refunds_without_order
+
+    ids = pd.Series([i for i, _ in lines], dtype="str" if pandas_text else object)
+    sign = np.array([s for _, s in lines], dtype=np.int64)
+    back = np.flatnonzero(sign < 0)
+    sold_ids = {i for i, s in lines if s > 0}
+    want = [r for r in back if lines[r][0] != "" and lines[r][0] not in sold_ids]
+    got = _refunds_without_order(ids, back, sign > 0)
+    assert got.tolist() == want
+
+
 def test_same_file_twice_warns(make_csv):
     path = make_csv("c.csv", [HEADER, GOOD])
     result = import_files([path, path])

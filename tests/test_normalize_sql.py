@@ -317,6 +317,36 @@ def test_large_batch_of_many_chunks_keeps_file_order(tmp_path):
     assert report.rows_read == 300_000 and report.flagged > 0
 
 
+def test_batch_plain_throughout_same_as_the_sheet_import(monkeypatch):
+    """A batch whose every row DuckDB reads as plain (refunds among them): taken as DuckDB
+    gives it, unfiltered, cell for cell the pandas sheet import's rows and rejects lines."""
+    import duckdb
+
+    from bench.generate import _orders_table
+    from custtool.engines.duckdb_import import _Batch, _frame, _grid_batch, import_table_batch
+    from custtool.fields import load_fields
+    from custtool.ingest import _import_sheet
+    from custtool.io import RawSheet
+
+    orders = _orders_table(2000, 20_000, seed=11)
+    cols = {f"c{j}": orders.column(j).cast(pa.string()).cast(pa.large_string()) for j in range(8)}
+    table = pa.Table.from_batches(pa.table(cols).to_batches(max_chunksize=3000))
+    header = pd.DataFrame([orders.column_names])
+    meta = RawSheet("orders.csv", "", header, np.arange(1, 2), "utf-8")
+    spec = load_fields(None)["orders"]
+    con = duckdb.connect()
+    b = _Batch(meta, 0, 0, True, table=table, header=header)
+    with monkeypatch.context() as m:  # no row for pandas: every one is plain
+        m.setattr("custtool.engines.duckdb_import._import_sheet", None)
+        frame, rej, report, split = import_table_batch(b, spec, "shop", "Asia/Shanghai", con)
+    grid = _grid_batch(meta, header, _frame(table), 0, last=True).raw
+    want, want_rej, want_report = _import_sheet(grid, 0, spec, "shop", "Asia/Shanghai")
+    assert not split and report.rows_read == report.accepted == 20_000
+    pd.testing.assert_frame_equal(frame, want)
+    pd.testing.assert_frame_equal(rej.astype(str), want_rej.astype(str))
+    assert report.as_dict() == want_report.as_dict() and report.flagged > 0
+
+
 def test_quoted_header_takes_the_streaming_reader(tmp_path, monkeypatch):
     """A CSV as pyarrow (or Excel) writes it, every header cell quoted, is read by pyarrow's
     streaming reader (quotes in pairs on the line) and gives the pandas engine's output."""

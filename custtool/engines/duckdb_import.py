@@ -14,6 +14,9 @@ The file is never held whole in memory:
    validation, rejects lines), so rows and rejects are those of the pandas engine by
    construction — the rules have one home; its row numbers are shifted by the rows before
    it. Accepted rows and rejects lines are appended to Parquet files in the spill folder.
+   Three threads overlap (DuckDB and pyarrow leave the GIL): the next batch is read and
+   normalised by DuckDB (``custtool-read``) while this one is imported and the one before
+   is written to Parquet (``custtool-stage``); one batch ahead and one behind are held.
 3. **Across batches (DuckDB).** The only rule that looks across rows — a refund whose order
    id has no sale in the same file (``refund_without_order``) — was judged per batch; DuckDB
    finds, over the spilled Parquet and within ``--memory-limit``, the refunds whose sale is
@@ -33,7 +36,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +139,7 @@ def import_streamed(
     spill = Path(tempfile.mkdtemp(prefix=".custtool-spill-", dir=base))
     n_batch = rows_per_batch or batch_rows(memory_limit)
     batch_con: list[Any] = []
+    opened: list[_Staged] = []  # their writer threads are ended on the way out
 
     def sql_con() -> Any:  # one DuckDB connection normalises every batch, in row order
         if not batch_con:
@@ -162,17 +166,23 @@ def import_streamed(
             seen_paths.add(resolved)
             for fast in (True, False):  # pyarrow's reader, else (ragged rows) pandas'
                 staged = _Staged(spill / f"part-{position}-{int(fast)}.parquet", position)
+                opened.append(staged)
                 seen: list[str] = []
-                try:
-                    for batch in _file_batches(
+                batches = _read_ahead(
+                    _file_batches(
                         Path(path), specs, sheet, encoding, n_batch, spill, head_bytes, fast
-                    ):
+                    ),
+                    lambda b: _normalise_ahead(b, spec, sql_con),
+                )
+                try:
+                    for batch in batches:
                         seen.extend(batch.warnings)
                         if batch.raw is None:
                             continue
                         if batch.table is not None:
+                            con = None if batch.sql_done else sql_con()
                             frame, rej, report, split = import_table_batch(
-                                batch, spec, file_channel, tz, sql_con()
+                                batch, spec, file_channel, tz, con
                             )
                             staged.batched |= split
                         else:
@@ -189,12 +199,16 @@ def import_streamed(
                     continue
                 except MemoryError as exc:  # a batch too large for what the machine has left
                     raise memory_error(exc, memory_limit, "import") from None
+                finally:
+                    batches.close()  # the reader's thread ended before anything is closed
                 break
             warnings.extend(seen)
             if not staged.reports:
                 raise _no_header(Path(path))
             stages.append(staged)
             reports.extend(staged.reports)
+        while batch_con:  # what the batches' DuckDB holds is given back before the next one
+            batch_con.pop().close()
         con = duckdb_connect(_duckdb_share(memory_limit), spill / "duckdb", threads=2)
         try:
             withdrawn = _withdraw_cross_batch_refunds(con, stages)
@@ -236,6 +250,8 @@ def import_streamed(
             protection=protection or Protection([], "none", key.id if key else None),
         )
     finally:
+        for s in opened:
+            s.stop()
         for c in batch_con:
             c.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -285,6 +301,8 @@ class _Batch:
     notes_raw: Any = None  # the raw sheet whose damaged-stretch notes go to the rejects
     table: Any = None  # the rows as Arrow text (pyarrow's reader), for the SQL normalisers
     header: Any = None  # then the header row (``raw`` is built only when pandas needs it)
+    sql: Any = None  # the rows DuckDB normalised (normalised_by_sql), when done ahead
+    sql_done: bool = False
 
 
 def _file_batches(
@@ -296,7 +314,7 @@ def _file_batches(
     spill: Path,
     head_bytes: int,
     fast: bool = False,
-) -> Iterator[_Batch]:
+) -> Generator[_Batch, None, None]:
     """The grids of one input, in batches of at most ``n_batch`` rows below the header."""
     from custtool.io import CSV_SUFFIXES, read_raw
 
@@ -333,6 +351,36 @@ def _file_batches(
         yield from _arrow_batches(path, raw, header_at, n_batch, start)
     else:
         yield from _csv_batches(path, raw, header_at, n_batch)
+
+
+def _read_ahead(
+    batches: Generator[_Batch, None, None], prepare: Any
+) -> Generator[_Batch, None, None]:
+    """``batches``, the next one read and given to ``prepare`` on a thread while this one is
+    imported (one batch ahead: one batch more held). Its errors come where it is taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def step() -> _Batch | None:
+        b = next(batches, None)
+        if b is not None:
+            prepare(b)
+        return b
+
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="custtool-read") as pool:
+            ahead = pool.submit(step)
+            while (b := ahead.result()) is not None:
+                ahead = pool.submit(step)
+                yield b
+    finally:  # the thread has ended (the pool waited): the reader can be closed here
+        batches.close()
+
+
+def _normalise_ahead(b: _Batch, spec: Any, con: Any) -> None:
+    """The DuckDB part of a batch of Arrow rows, done on the reader's thread (DuckDB and
+    pyarrow leave the GIL to the import of the batch before)."""
+    if b.raw is not None and b.table is not None:
+        b.sql, b.sql_done = normalised_by_sql(b, spec, con()), True
 
 
 def _csv_head(
@@ -615,37 +663,19 @@ def import_table_batch(
     """
     import pyarrow as pa
 
-    from custtool import normalize_sql as ns
-    from custtool.fields import map_headers, missing_required
-
+    out = b.sql if b.sql_done else normalised_by_sql(b, spec, con)
     table, raw = b.table, b.raw
-    names, used = map_headers(b.header.iloc[0].tolist(), spec)
     n = table.num_rows
-    known = set(spec.lookup().values())
-    if (
-        spec.kind != "orders"
-        or n == 0
-        or missing_required(used, spec)
-        or not ns.sql_supported(names, known)
-        or len(set(names) | _MADE_COLUMNS) != len(names) + len(_MADE_COLUMNS)
-    ):
+    if out is None:
         grid = _grid_batch(raw, b.header, _frame(table), 0, last=True).raw
         return (*_import_sheet(grid, 0, spec, channel, tz), False)
-    # DuckDB scans an Arrow table of several chunks on several threads in no set order:
-    # each row carries its position, and the result is put back in file order
-    con.register("batch_rows", table.append_column("_pos", pa.array(np.arange(n))))
-    try:
-        out = con.sql(ns.orders_select(names, "batch_rows")).to_arrow_table()
-    finally:
-        con.unregister("batch_rows")
-    pos = np.asarray(out.column("_pos").to_numpy(zero_copy_only=False))
-    if (np.diff(pos) < 0).any():
-        out = out.take(pa.array(np.argsort(pos, kind="stable")))
-    out = out.drop(["_pos"])
     plain = np.asarray(out.column("_plain").to_numpy(zero_copy_only=False), dtype=bool)
     rows = np.flatnonzero(plain)
     messy = np.flatnonzero(~plain)
-    frame = _plain_frame(out.drop(["_plain"]).filter(pa.array(plain)), rows, raw.file, channel)
+    body = out.drop(["_plain"])
+    if len(messy):  # most batches are plain throughout: no copy of every column
+        body = body.filter(pa.array(plain))
+    frame = _plain_frame(body, rows, raw.file, channel)
     flagged = _flag_refunds(frame)
     refund_lines = _refund_lines(frame, flagged)
     if len(messy):
@@ -688,6 +718,41 @@ def import_table_batch(
     return frame, rej, report, bool(len(messy) and len(rows))
 
 
+def normalised_by_sql(b: _Batch, spec: Any, con: Any) -> Any:
+    """The rows of batch ``b`` as DuckDB normalises them (:mod:`custtool.normalize_sql`),
+    in file order, with ``_plain``; None when the batch goes to pandas whole (see
+    :func:`import_table_batch`). Only DuckDB and Arrow work: it may run on the reader's
+    thread."""
+    import pyarrow as pa
+
+    from custtool import normalize_sql as ns
+    from custtool.fields import map_headers, missing_required
+
+    table = b.table
+    names, used = map_headers(b.header.iloc[0].tolist(), spec)
+    n = table.num_rows
+    known = set(spec.lookup().values())
+    if (
+        spec.kind != "orders"
+        or n == 0
+        or missing_required(used, spec)
+        or not ns.sql_supported(names, known)
+        or len(set(names) | _MADE_COLUMNS) != len(names) + len(_MADE_COLUMNS)
+    ):
+        return None
+    # DuckDB scans an Arrow table of several chunks on several threads in no set order:
+    # each row carries its position, and the result is put back in file order
+    con.register("batch_rows", table.append_column("_pos", pa.array(np.arange(n))))
+    try:
+        out = con.sql(ns.orders_select(names, "batch_rows")).to_arrow_table()
+    finally:
+        con.unregister("batch_rows")
+    pos = np.asarray(out.column("_pos").to_numpy(zero_copy_only=False))
+    if (np.diff(pos) < 0).any():
+        out = out.take(pa.array(np.argsort(pos, kind="stable")))
+    return out.drop(["_pos"])
+
+
 def _flag_refunds(frame: pd.DataFrame) -> np.ndarray:
     """The refund rule of one import (:func:`custtool.ingest._refunds_without_order`) over
     the plain rows: their ``_flags`` set in place; returns the flagged positions."""
@@ -724,8 +789,9 @@ def _refund_lines(frame: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
     blank = np.full(n, "", dtype=object)
     out = rejects_frame(
         {
-            "file": frame["_source_file"].to_numpy(dtype=object)[at],
-            "sheet": frame["_sheet"].to_numpy(dtype=object)[at],
+            # the few flagged rows taken first (a whole column as objects: tens of ms a batch)
+            "file": frame["_source_file"].take(at).to_numpy(dtype=object),
+            "sheet": frame["_sheet"].take(at).to_numpy(dtype=object),
             "row": frame["_row"].to_numpy()[at],
             "column": blank,
             "value": blank.copy(),
@@ -783,6 +849,10 @@ class _Staged:
         self.path = path
         self.position = position
         self.writer: Any = None
+        # batch k is encoded and written on this thread while batch k+1 is normalised (the
+        # writer holds no GIL); one write at a time, so one batch more is held at most
+        self.pool: Any = None
+        self.pending: Any = None
         self.schema: Any = None
         self.empty_schema: Any = None
         self.batches: list[int] = []  # rows of each staged batch
@@ -819,7 +889,7 @@ class _Staged:
         elif not table.schema.equals(self.schema, check_metadata=False):
             table = table.cast(self.schema)
         if len(frame):
-            self.writer.write_table(table)
+            self._write(table)
         self.batches.append(len(frame))
         if "_flags" in frame and len(frame):
             self.refund_flags += int(frame["_flags"].str.contains(REFUND_CODE, regex=False).sum())
@@ -836,6 +906,31 @@ class _Staged:
         if b.notes_raw is not None and b.notes_raw.notes:
             notes = _with_file_notes(pd.DataFrame(columns=REJECT_COLUMNS), b.notes_raw)
             self._spill_rejects(notes, np.full(len(notes), 2), sheet_no)
+
+    def _write(self, table: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._wait()
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="custtool-stage")
+        self.pending = self.pool.submit(self.writer.write_table, table)
+
+    def _wait(self) -> None:
+        """Wait for the batch being written (its error raised here)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def stop(self) -> None:
+        """Wait for the writer thread and end it, whatever it raised (on failure)."""
+        try:
+            self._wait()
+        except Exception:  # noqa: BLE001 - the failure being handled is the one to report
+            pass
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+                self.pool = None
 
     def _spill_rejects(self, rej: pd.DataFrame, group: np.ndarray, sheet_no: int) -> None:
         import pyarrow as pa
@@ -917,6 +1012,10 @@ class _Staged:
         self.rejects_path.unlink(missing_ok=True)
 
     def close(self) -> None:
+        self._wait()
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
         if self.rejects_writer is not None:
             self.rejects_writer.close()
             self.rejects_writer = None
@@ -973,7 +1072,8 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
                 SELECT order_id FROM staged WHERE amount > 0
                 UNION ALL SELECT order_id FROM sold_elsewhere
             )
-            SELECT DISTINCT f.order_id FROM flagged f SEMI JOIN sold USING (order_id)
+            -- the few flagged ids are the join's table, not the sold ones (every order)
+            SELECT DISTINCT s.order_id FROM sold s SEMI JOIN flagged USING (order_id)
             """
         ).fetchall()
         con.unregister("sold_elsewhere")
