@@ -491,3 +491,22 @@ def test_a_failed_batch_write_on_the_writer_thread_is_raised_and_cleaned_up(tmp_
     assert not list(tmp_path.glob(".custtool-spill-*"))
     names = [t.name for t in threading.enumerate()]
     assert not [n for n in names if n.startswith(("custtool-stage", "custtool-read"))]
+
+
+def test_memory_freed_by_the_batches_is_released_before_the_pass_across_them(tmp_path, monkeypatch):
+    """Between the batches and the pass across them (the import's peak), the memory the
+    batches' threads freed is handed back once (pipeline.release_memory, by rows read)."""
+    import custtool.pipeline
+    from custtool.engines import duckdb_import
+
+    calls = []
+    monkeypatch.setattr(custtool.pipeline, "release_memory", lambda rows: calls.append(rows))
+    withdraw = duckdb_import._withdraw_cross_batch_refunds
+    monkeypatch.setattr(
+        duckdb_import,
+        "_withdraw_cross_batch_refunds",
+        lambda con, stages: calls.append("across") or withdraw(con, stages),
+    )
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    got = import_streamed([src], output=tmp_path / "o.parquet", rows_per_batch=6, head_bytes=300)
+    assert calls == [got.totals["rows_read"], "across"]

@@ -209,6 +209,11 @@ def import_streamed(
             reports.extend(staged.reports)
         while batch_con:  # what the batches' DuckDB holds is given back before the next one
             batch_con.pop().close()
+        from custtool.pipeline import release_memory
+
+        # and what the batches' threads freed (glibc keeps it per thread): the pass across
+        # batches and the rejects' sort are the import's peak
+        release_memory(sum(r.rows_read for r in reports))
         con = duckdb_connect(_duckdb_share(memory_limit), spill / "duckdb", threads=2)
         try:
             withdrawn = _withdraw_cross_batch_refunds(con, stages)
