@@ -495,12 +495,12 @@ def test_a_failed_batch_write_on_the_writer_thread_is_raised_and_cleaned_up(tmp_
 
 def test_memory_freed_by_the_batches_is_released_before_the_pass_across_them(tmp_path, monkeypatch):
     """Between the batches and the pass across them (the import's peak), the memory the
-    batches' threads freed is handed back once (pipeline.release_memory, by rows read)."""
-    import custtool.pipeline
+    batches' threads freed is handed back once (memory.release_memory, by rows read)."""
+    import custtool.memory
     from custtool.engines import duckdb_import
 
     calls = []
-    monkeypatch.setattr(custtool.pipeline, "release_memory", lambda rows: calls.append(rows))
+    monkeypatch.setattr(custtool.memory, "release_memory", lambda rows: calls.append(rows))
     withdraw = duckdb_import._withdraw_cross_batch_refunds
     monkeypatch.setattr(
         duckdb_import,

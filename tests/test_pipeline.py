@@ -154,7 +154,7 @@ def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(
     small run)."""
     import gc
 
-    from custtool import pipeline
+    from custtool import memory, pipeline
 
     workdir, folder = _private_copy(workdir, first_run, tmp_path)
     before = {p.name: _sha(p) for p in folder.iterdir() if p.suffix in (".parquet", ".csv")}
@@ -166,7 +166,7 @@ def test_rerun_is_idempotent_and_rejects_over_the_limit_exit_1(
     collected = []
     real_collect = gc.collect
     monkeypatch.setattr(pipeline.SideWriter, "submit", at_once)
-    monkeypatch.setattr(pipeline, "RELEASE_MEMORY_ROWS", 1)
+    monkeypatch.setattr(memory, "RELEASE_MEMORY_ROWS", 1)
     monkeypatch.setattr(gc, "collect", lambda *a: collected.append(a) or real_collect(*a))
     result = runner.invoke(
         app,

@@ -75,21 +75,21 @@ def test_release_memory_only_for_a_large_run(monkeypatch):
     when the size is unknown, the memory is handed back."""
     import gc
 
-    from custtool import pipeline
+    from custtool import memory
 
     calls = []
     monkeypatch.setattr(gc, "collect", lambda *a: calls.append(a) or 0)
-    pipeline.release_memory(99, threshold=100)
+    memory.release_memory(99, threshold=100)
     assert calls == []
-    pipeline.release_memory(100, threshold=100)
+    memory.release_memory(100, threshold=100)
     assert len(calls) == 1
-    pipeline.release_memory()
+    memory.release_memory()
     assert len(calls) == 2
-    pipeline.release_memory(pipeline.RELEASE_MEMORY_ROWS - 1)
+    memory.release_memory(memory.RELEASE_MEMORY_ROWS - 1)
     assert len(calls) == 2
-    pipeline.release_memory(pipeline.RELEASE_MEMORY_ROWS)
+    memory.release_memory(memory.RELEASE_MEMORY_ROWS)
     assert len(calls) == 3
-    assert pipeline.RELEASE_MEMORY_ROWS == 100_000
+    assert memory.RELEASE_MEMORY_ROWS == 100_000
 
 
 def test_a_failing_side_write_fails_the_run_and_leaves_nothing(example_run, tmp_path, monkeypatch):

@@ -209,7 +209,7 @@ def import_streamed(
             reports.extend(staged.reports)
         while batch_con:  # what the batches' DuckDB holds is given back before the next one
             batch_con.pop().close()
-        from custtool.pipeline import release_memory
+        from custtool.memory import release_memory
 
         # and what the batches' threads freed (glibc keeps it per thread): the pass across
         # batches and the rejects' sort are the import's peak
