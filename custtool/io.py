@@ -755,24 +755,31 @@ def float_text(values: Any) -> Any:
 
 
 def _has_bytes(text: Any, chars: bytes) -> bool:
-    """Whether the text data of an Arrow string array (or chunked array) holds any of the
-    single bytes ``chars``: one scan of its data buffers (a slice's whole buffer: a false
-    yes is possible, never a false no), most columns (names, cities, Chinese text: UTF-8
-    never has those bytes inside a character) then skip the regex over every value."""
+    """Whether the text of an Arrow string array (or chunked array) holds any of the single
+    bytes ``chars``: one scan of the bytes its values span (a slice: its own rows' bytes,
+    not its parent's buffer), so most columns (names, cities, Chinese text: UTF-8 never has
+    those bytes inside a character) skip the regex over every value."""
     import numpy as np
     import pyarrow as pa
 
     if any(b >= 0x80 for b in chars):
         return True  # not single-byte characters: let the regex decide
+    table = np.zeros(256, dtype=bool)
+    table[list(chars)] = True
     for chunk in text.chunks if isinstance(text, pa.ChunkedArray) else [text]:
-        data = chunk.buffers()[-1]
-        if data is None or not data.size:
+        n = len(chunk)
+        _, off_buf, data = chunk.buffers()
+        if not n or data is None or not data.size:
             continue
-        buf = np.frombuffer(data, dtype=np.uint8)
-        hit = np.zeros(len(buf), dtype=bool)
-        for b in set(chars):
-            hit |= buf == b
-        if hit.any():
+        wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
+        offsets = np.frombuffer(
+            off_buf,
+            dtype=np.int64 if wide else np.int32,
+            count=n + 1,
+            offset=chunk.offset * (8 if wide else 4),
+        )
+        span = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+        if table[span].any():
             return True
     return False
 

@@ -543,7 +543,11 @@ def test_quote_precheck_never_misses_a_field_to_quote(tmp_path: Path) -> None:
         pa.array(["a", "x\ty"]), b',"\n'
     )
     whole = pa.array(["a,b", "c", "d"])
-    assert _has_bytes(whole.slice(1), b',"\n')  # a slice: its buffer's other rows may answer
+    # a slice: its own rows' bytes, not its parent's buffer
+    assert not _has_bytes(whole.slice(1), b',"\n') and _has_bytes(whole.slice(0, 1), b',"\n')
+    assert _has_bytes(pa.array(["x", "y", "z,"]).slice(1), b',"\n')
+    assert _has_bytes(pa.array(["x", "y", "z,"], pa.large_string()).slice(2), b',"\n')
+    assert not _has_bytes(pa.array(["x,", "y", "z"], pa.large_string()).slice(1), b',"\n')
     assert not _has_bytes(pa.array([], pa.string()), b',"\n')
     import custtool.io as cio
 
