@@ -278,6 +278,37 @@ def text_lists(values: Any) -> Any:
     return arr
 
 
+def has_bytes(text: Any, chars: bytes) -> bool:
+    """Whether the text of an Arrow string array (or chunked array) holds any of the single
+    bytes ``chars``: one scan of the bytes its values span (a slice: its own rows' bytes,
+    not its parent's buffer). A pre-check before a regex over every value: most columns
+    (names, cities, Chinese text: UTF-8 never has ASCII bytes inside a character) have none
+    of a CSV's quote characters, of the digits and ``@`` of a phone or email, …"""
+    import numpy as np
+    import pyarrow as pa
+
+    if any(b >= 0x80 for b in chars):
+        return True  # not single-byte characters: let the regex decide
+    table = np.zeros(256, dtype=bool)
+    table[list(chars)] = True
+    for chunk in text.chunks if isinstance(text, pa.ChunkedArray) else [text]:
+        n = len(chunk)
+        _, off_buf, data = chunk.buffers()
+        if not n or data is None or not data.size:
+            continue
+        wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
+        offsets = np.frombuffer(
+            off_buf,
+            dtype=np.int64 if wide else np.int32,
+            count=n + 1,
+            offset=chunk.offset * (8 if wide else 4),
+        )
+        span = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+        if table[span].any():
+            return True
+    return False
+
+
 def take_rows(arr: Any, rows: Any) -> Any:
     """``arr.take(rows)`` for an Array or ChunkedArray (``rows``: positions in any order, or a
     slice). A chunked array is taken chunk by chunk: pyarrow's ChunkedArray.take joins all

@@ -696,7 +696,14 @@ def neutralize_formula_text(s: pd.Series) -> pd.Series:
     import numpy as np
     import pandas as pd
 
+    from custtool.arrow_text import arrow_text, has_bytes
+
     txt = s.astype("string[pyarrow]")  # Arrow-backed: the checks below run in C
+    # none of the prefix characters anywhere in the column (most columns): nothing starts
+    # with one (one scan of its bytes, not a test per value)
+    prefixes = "".join(FORMULA_PREFIXES).encode()
+    if not has_bytes(arrow_text(txt, combine=False), prefixes):
+        return s
     starts = txt.str.startswith(FORMULA_PREFIXES, na=False).to_numpy(dtype=bool)
     if not starts.any():
         return s
@@ -754,36 +761,6 @@ def float_text(values: Any) -> Any:
     return pc.if_else(pa.array(np.isnan(x)), pa.scalar(None, pa.string()), text)
 
 
-def _has_bytes(text: Any, chars: bytes) -> bool:
-    """Whether the text of an Arrow string array (or chunked array) holds any of the single
-    bytes ``chars``: one scan of the bytes its values span (a slice: its own rows' bytes,
-    not its parent's buffer), so most columns (names, cities, Chinese text: UTF-8 never has
-    those bytes inside a character) skip the regex over every value."""
-    import numpy as np
-    import pyarrow as pa
-
-    if any(b >= 0x80 for b in chars):
-        return True  # not single-byte characters: let the regex decide
-    table = np.zeros(256, dtype=bool)
-    table[list(chars)] = True
-    for chunk in text.chunks if isinstance(text, pa.ChunkedArray) else [text]:
-        n = len(chunk)
-        _, off_buf, data = chunk.buffers()
-        if not n or data is None or not data.size:
-            continue
-        wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
-        offsets = np.frombuffer(
-            off_buf,
-            dtype=np.int64 if wide else np.int32,
-            count=n + 1,
-            offset=chunk.offset * (8 if wide else 4),
-        )
-        span = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
-        if table[span].any():
-            return True
-    return False
-
-
 def _csv_fields(s: pd.Series, sep: str) -> Any:
     """One column as the text pandas' ``to_csv`` writes for it (QUOTE_MINIMAL: a field with
     the separator, a quote or a newline is quoted, quotes doubled), as an Arrow string
@@ -792,6 +769,8 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from custtool.arrow_text import has_bytes
 
     dtype = s.dtype
     quote_check = True
@@ -843,7 +822,7 @@ def _csv_fields(s: pd.Series, sep: str) -> Any:
     else:
         return None
     text = pc.fill_null(text, "")
-    if quote_check and _has_bytes(text, (sep + '"\n').encode()):
+    if quote_check and has_bytes(text, (sep + '"\n').encode()):
         needs = pc.match_substring_regex(text, "[" + ("\\t" if sep == "\t" else sep) + '"\\n]')
         if pc.any(needs).as_py():
             quoted = pc.binary_join_element_wise(

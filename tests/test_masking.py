@@ -538,3 +538,27 @@ def test_phone_email_name_maskers_match_the_per_value_rule(dtype):
         expected = [ref(v) for v in vals]
         assert fn(s).tolist() == expected, fn.__name__
         assert fn(s.iloc[1000:1500]).tolist() == expected[1000:1500], fn.__name__
+
+
+def test_free_text_columns_without_a_digit_or_at_are_not_scanned_and_still_masked():
+    """The masking pre-filter skips a text column with no digit and no ``@`` (most columns
+    of a customer table) without a regex over its values; a column with one phone, e-mail or
+    ID number in a later row is still found and masked, by role as before."""
+    import pandas as pd
+
+    from custtool.report.masking import _ALWAYS_HINT, _PERSONAL_HINT, _candidates, mask_frame
+
+    plain = pd.Series(["北京", "上海", None, "高价值;活跃"] * 3, dtype="string")
+    assert not _candidates(plain, _PERSONAL_HINT).any()
+    assert not _candidates(plain, _ALWAYS_HINT).any()
+    notes = pd.Series(["北京"] * 5 + ["电话13800138000请回电", "邮箱 a.b@x.cn", ""], dtype="string")
+    assert _candidates(notes, _PERSONAL_HINT).tolist() == [False] * 5 + [True, True, False]
+    ids = pd.Series(["无"] * 3 + ["身份证 110101199003071234"], dtype="string")
+    assert _candidates(ids, _ALWAYS_HINT).tolist() == [False] * 3 + [True]
+    df = pd.DataFrame({"备注": notes, "城市": pd.Series(["北京"] * 8, dtype="string")})
+    masked = mask_frame(df, mask=True)
+    assert "13800138000" not in masked["备注"].iloc[5] and "138" in masked["备注"].iloc[5]
+    assert masked["备注"].iloc[6] != "邮箱 a.b@x.cn"
+    assert masked["城市"].tolist() == ["北京"] * 8
+    kept = mask_frame(pd.DataFrame({"备注": ids, "x": ids}), mask=False)
+    assert "110101199003071234" not in kept["备注"].iloc[3]

@@ -458,3 +458,21 @@ def test_batched_siv_is_cryptographys_aes_siv(length):
     assert ok.all() and (back == clear).all()
     token[2, -1] ^= 1
     assert _SIV(key).decrypt(token)[1].tolist() == [True, True, False, True, True]
+
+
+def test_formula_text_found_past_the_byte_pre_check():
+    """neutralize_formula_text skips a column holding none of = + - @ tab CR LF (one scan of
+    its bytes); a column with one such start in any row is still quoted, one with the
+    characters only inside values is left as it is."""
+    import pandas as pd
+
+    from custtool.io import neutralize_formula_text
+
+    plain = pd.Series(["张三", "北京", None] * 4, dtype="string")
+    assert neutralize_formula_text(plain) is plain
+    inside = pd.Series(["a-b", "x@y", "c=d"], dtype="string")
+    assert neutralize_formula_text(inside).tolist() == ["a-b", "x@y", "c=d"]
+    late = pd.Series(["北京"] * 5 + ['=HYPERLINK("x")', "-20", "+86 138", "@a"], dtype="string")
+    out = neutralize_formula_text(late).tolist()
+    assert out[:5] == ["北京"] * 5
+    assert out[5:] == ['\'=HYPERLINK("x")', "-20", "'+86 138", "'@a"]

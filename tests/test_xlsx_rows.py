@@ -534,7 +534,8 @@ def test_quote_precheck_never_misses_a_field_to_quote(tmp_path: Path) -> None:
     import pandas as pd
     import pyarrow as pa
 
-    from custtool.io import _has_bytes, write_csv_fast
+    from custtool.arrow_text import has_bytes as _has_bytes
+    from custtool.io import write_csv_fast
 
     assert not _has_bytes(pa.array(["张三", "北京市朝阳区", None, ""]), b',"\n')
     assert _has_bytes(pa.chunked_array([["a"], ["b", "c,d"]]), b',"\n')

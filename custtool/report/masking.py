@@ -293,10 +293,26 @@ def mask_contact_keys(s: pd.Series) -> pd.Series:
     return _keep(s, out)
 
 
+#: the bytes without which neither hint can match (each needs a digit; the personal one a
+#: digit or ``@``): a column holding none of them has no candidate row
+_HINT_BYTES = b"0123456789@"
+
+
 def _candidates(t: pd.Series, hint: str) -> Any:
     """Rows of ``t`` that may hold a match: a cheap RE2 pre-filter (pyarrow, no look-around),
-    so the full patterns (Python ``re``) run only on the few rows that need them."""
-    return t.astype("string[pyarrow]").str.contains(hint, regex=True, na=False).to_numpy(dtype=bool)
+    so the full patterns (Python ``re``) run only on the few rows that need them; before it,
+    one scan of the column's bytes for a digit or ``@`` (most text columns of a customer
+    table have none: no regex over their values at all)."""
+    import numpy as np
+
+    from custtool.arrow_text import has_bytes
+
+    txt = t.astype("string[pyarrow]")
+    if hint in (_ALWAYS_HINT, _PERSONAL_HINT) and not has_bytes(
+        arrow_text(txt, combine=False), _HINT_BYTES
+    ):
+        return np.zeros(len(t), dtype=bool)
+    return txt.str.contains(hint, regex=True, na=False).to_numpy(dtype=bool)
 
 
 def _on_candidates(t: pd.Series, hint: str, fn: Any) -> pd.Series:
