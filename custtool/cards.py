@@ -131,6 +131,11 @@ def _s(df: pd.DataFrame, col: str) -> pd.Series:
     return df[col].astype("string").fillna("").str.strip()
 
 
+def _strip(values: pd.Series) -> pd.Series:
+    """:func:`_s` of a Series (the DuckDB counts' categories, stripped as the cards' text)."""
+    return _s(values.to_frame("v"), "v")
+
+
 def _text_codes(x: pd.Series) -> tuple[Any, pd.Series]:
     """``_s`` of a column as (codes, values): ``values`` = ``_s`` of each distinct cell (a
     missing cell's as ""; values may repeat after stripping), ``codes`` (an Arrow int32 array,
@@ -444,7 +449,6 @@ def _categories_per_customer_sql(
     the orders per (customer, category) of the listed customers only. Customers whose
     portrait column ``top_categories`` is filled are not asked for (that column wins)."""
     import pandas as pd
-    import pyarrow as pa
 
     empty = pd.Series("", index=view.index, dtype="string")
     if "customer_id" not in view.columns:
@@ -455,14 +459,9 @@ def _categories_per_customer_sql(
         need = ids[(_s(view, "top_categories") == "").to_numpy()]
     if need.empty:
         return empty
-    with _OrdersFile(path, memory_limit) as f:
-        cats = f.categories()
-        f.register("wanted", pa.table({"k": pa.array(need.unique().tolist(), pa.string())}))
-        got = f.arrow(
-            f"SELECT w.k, c.c, count(*) AS n FROM {f.source} o"
-            f" JOIN catmap c ON {f.raw_category} = c.raw"
-            f" JOIN wanted w ON {_sql_text('o.' + f.id_column)} = w.k GROUP BY w.k, c.c"
-        )
+    from custtool.engines.attributed import category_counts
+
+    got, cats = category_counts(path, need.unique().tolist(), memory_limit, _strip)
     counts = pd.DataFrame(
         {
             "customer_id": pd.Series(got["k"].to_pylist(), dtype="string"),
@@ -476,13 +475,7 @@ def _categories_per_customer_sql(
     return _top_categories_text(ids, counts, sep, k)
 
 
-# --------------------------------------------------------------------------- orders in DuckDB
-#: what ``_s`` strips: ``str.strip`` and Arrow's ``utf8_trim_whitespace`` remove the same
-#: characters, none above U+3000 (tests/test_cards.py checks every code point), so DuckDB
-#: strips the attributed orders' ids as ``_s`` would
-WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
-
-
+# --------------------------------------------------------------------------- orders file
 def _orders_source(orders: Any, attributed: bool) -> tuple[Any, Path | None]:
     """The cards' orders as (a DataFrame, None) or, for attributed orders given as a Parquet
     path whose customer_id and category are text, (None, the path) for DuckDB to read. Any
@@ -507,87 +500,6 @@ def _orders_source(orders: Any, attributed: bool) -> tuple[Any, Path | None]:
     ):
         return None, path
     return pd.read_parquet(path, columns=cols), None
-
-
-def _sql_text(x: str) -> str:
-    """DuckDB SQL for ``_s`` of the text expression ``x``: stripped of :data:`WHITESPACE`,
-    missing as ''. A value whose first and last characters are not whitespace is its own
-    strip (the trim of a character set costs several times that test per row)."""
-    from custtool.engines.sql import quote
-
-    ws = quote(WHITESPACE)
-    return (
-        f"coalesce(CASE WHEN NOT contains({ws}, left({x}, 1)) AND NOT contains({ws}, right({x}, 1))"
-        f" THEN {x} ELSE trim({x}, {ws}) END, '')"
-    )
-
-
-class _OrdersFile:
-    """The attributed orders' Parquet in a DuckDB connection
-    (:func:`custtool.engines.duckdb_connect`: ``memory_limit`` bytes, a spill folder removed
-    afterwards); an out-of-memory error becomes the exit-2 error naming the limit."""
-
-    id_column = '"customer_id"'
-    raw_category = "coalesce(o.\"category\", '')"
-
-    def __init__(self, path: Path, memory_limit: int | None) -> None:
-        from custtool.engines.sql import quote
-
-        self.path = path
-        self.memory_limit = memory_limit
-        self.source = f"read_parquet({quote(str(path))})"
-
-    def __enter__(self) -> _OrdersFile:
-        import tempfile
-
-        from custtool.engines import duckdb_connect
-
-        self._tmp = tempfile.TemporaryDirectory(prefix="custtool-spill-")
-        try:
-            self.con = duckdb_connect(self.memory_limit, Path(self._tmp.name) / "spill", threads=2)
-        except BaseException:
-            self._tmp.cleanup()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            self.con.close()
-        finally:
-            self._tmp.cleanup()
-
-    def register(self, name: str, table: Any) -> None:
-        self.con.register(name, table)
-
-    def arrow(self, sql: str) -> Any:
-        from custtool.engines import is_out_of_memory, memory_error
-
-        try:
-            rel = self.con.sql(sql)
-            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                raise memory_error(
-                    exc, self.memory_limit, f"the cards over {self.path.name}"
-                ) from exc
-            raise
-
-    def categories(self) -> pd.Series:
-        """Registers ``catmap`` (each distinct raw category, a missing one as '' → ``c``, the
-        position of its ``_s`` among the distinct stripped values) and returns those values:
-        categories are stripped once per distinct value (a handful), in pandas as ``_s`` does,
-        not per order row; two raw spellings of one category share a ``c``."""
-        import numpy as np
-        import pandas as pd
-        import pyarrow as pa
-
-        raw = self.arrow(f"SELECT DISTINCT {self.raw_category} AS raw FROM {self.source} o")["raw"]
-        stripped = _s(pd.Series(raw.to_pylist(), dtype=object).to_frame("v"), "v")
-        codes, values = pd.factorize(stripped)
-        self.register(
-            "catmap", pa.table({"raw": raw, "c": pa.array(codes.astype(np.int32), pa.int32())})
-        )
-        return pd.Series(np.asarray(values, dtype=object), dtype="string")
 
 
 # --------------------------------------------------------------------------- groups
@@ -1071,7 +983,9 @@ def _segment_categories(
         seg_codes = s_codes[first]
         del enc, id_rows, seen, first
         if path is not None:
-            pairs = _order_pairs_sql(path, unique_ids, memory_limit)
+            from custtool.engines.attributed import order_pair_keys
+
+            pairs = order_pair_keys(path, unique_ids, memory_limit, _strip)
             if pairs is None:
                 return None
             key, categories = pairs
@@ -1108,35 +1022,6 @@ def _segment_categories(
     if "categories" in view.columns:
         return _top_values(seg, _s(view, "categories"), k, sep, explode=True)
     return None
-
-
-def _order_pairs_sql(path: Path, unique_ids: Any, memory_limit: int | None) -> Any:
-    """Each attributed order of a listed customer as one integer key, its position in
-    ``unique_ids`` × the number of categories + its category's code (from DuckDB: not 10M
-    rows of text), and the categories (Arrow text, ``_s`` applied; distinct); None when no
-    order is theirs."""
-    import numpy as np
-    import pyarrow as pa
-
-    keymap = pa.table({"k": unique_ids, "p": pa.array(np.arange(len(unique_ids), dtype=np.int64))})
-    with _OrdersFile(path, memory_limit) as f:
-        cats = f.categories()
-        f.register("keymap", keymap)
-        # the listed ids are stripped already, so an order whose id is one of them as it is
-        # needs no strip: only the others are stripped and looked up again. The distinct
-        # (customer, category) pairs are found in numpy (DuckDB's count(DISTINCT) of 10M
-        # rows cost ~1.3 s more CPU)
-        got = f.arrow(
-            f"SELECT coalesce(j.p, m2.p) * {len(cats)} + j.c AS key FROM ("
-            "  SELECT m1.p, cm.c,"
-            f"  CASE WHEN m1.p IS NULL THEN {_sql_text('o.' + f.id_column)} END AS k2"
-            f"  FROM {f.source} o JOIN catmap cm ON {f.raw_category} = cm.raw"
-            f"  LEFT JOIN keymap m1 ON o.{f.id_column} = m1.k) j"
-            " LEFT JOIN keymap m2 ON j.k2 = m2.k WHERE coalesce(j.p, m2.p) IS NOT NULL"
-        )
-    if not got.num_rows:
-        return None
-    return got["key"].to_numpy(), pa.array(cats.tolist(), pa.string())
 
 
 # --------------------------------------------------------------------------- renderers

@@ -619,8 +619,10 @@ def test_whitespace_stripped_in_duckdb_is_what_s_strips():
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from custtool.cards import WHITESPACE, _s, _sql_text
+    from custtool.cards import _s
     from custtool.engines import duckdb_connect
+    from custtool.engines.attributed import WHITESPACE
+    from custtool.engines.attributed import sql_text as _sql_text
 
     chars = [chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i < 0xE000]
     assert set(WHITESPACE) == {c for c in chars if c.isspace()}
@@ -763,3 +765,18 @@ def test_masked_by_values_equals_mask_for_output():
     got = _masked_by_values(df, get_role("analyst"), None)
     assert got["channel_mode"].str.contains("138****5678", regex=False).any()
     assert (got["level"] == "******").any() and set(got["name"]) == {"张*丰", "李*"}
+
+
+def test_cards_over_the_orders_file_past_the_memory_limit_is_exit_2(tmp_path):
+    """DuckDB over orders_attributed.parquet (the seam's bounded connection): a limit too
+    small is the memory error naming the file and the limit (exit 2), not a crash."""
+    from custtool.engines.attributed import category_counts
+    from custtool.errors import CusttoolError
+
+    n = 3_000_000
+    path = tmp_path / "orders_attributed.parquet"
+    ids = [f"C{i}" for i in range(n)]
+    pd.DataFrame({"customer_id": ids, "category": [f"cat{i}" for i in range(n)]}).to_parquet(path)
+    with pytest.raises(CusttoolError, match="orders_attributed.parquet.*5.0MB") as err:
+        category_counts(path, ids, 5_000_000, lambda s: s.astype("string").str.strip())
+    assert err.value.exit_code == 2
