@@ -514,12 +514,18 @@ def attribute(
     return Attributed(out, pos, kind, matched_by)
 
 
+def is_attributed(records: pd.DataFrame) -> bool:
+    """Whether ``records`` were attributed by :func:`attribute` already (they carry
+    ``source_customer_id`` and ``match_key``; ``customer_id`` is the customer's stable id)."""
+    return {"source_customer_id", "match_key"} <= set(records.columns)
+
+
 def ensure_attributed(orders: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     """``orders`` as attributed orders: returned as they are when they already are
     (``SegmentResult.orders``, or a frame :func:`attribute` made: they carry
     ``source_customer_id`` and ``match_key``), else attributed to ``customers`` here and the
     matched rows returned. Consumers (cards, report, pivot) call this instead of joining
     raw rows on an id."""
-    if {"source_customer_id", "match_key"} <= set(orders.columns):
+    if is_attributed(orders):
         return orders
     return attribute(orders, customers, kind="orders").matched

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from custtool.attribution import attribute
+from custtool.attribution import attribute, is_attributed
 from custtool.errors import InputError
 
 TASK_COLUMNS = [
@@ -138,7 +138,7 @@ def link_log(customers: pd.DataFrame, log: pd.DataFrame, index: Any = None) -> p
     it) is returned as it is. The run links its log once for :func:`apply_transitions` and
     :func:`due_followups` (the status changes do not change who a record belongs to);
     ``index``: the segment's CustomerIndex of these customers (``attribute(index=)``)."""
-    if {"source_customer_id", "match_key"} <= set(log.columns):
+    if is_attributed(log):
         return log
     return attribute(log, customers, kind="interactions", index=index).matched
 

@@ -84,10 +84,9 @@ def _linked_positions(customers: pd.DataFrame, log: pd.DataFrame) -> Any:
     import pandas as pd
 
     from custtool.arrow_text import text_column
+    from custtool.attribution import is_attributed
 
-    if not {"source_customer_id", "match_key", "customer_id"} <= set(log.columns):
-        return None
-    if "customer_id" not in customers.columns:
+    if not is_attributed(log) or "customer_id" not in log or "customer_id" not in customers:
         return None
     ids = pd.Index(text_column(customers, "customer_id"))
     if not ids.is_unique:

@@ -797,7 +797,6 @@ def run_pipeline(
                 return apply_transitions(customers, linked, fu_cfg), linked
 
             final, linked_log = steps.run("followups", followup_step, tagged, interactions)
-            segment.report.customer_index = None  # memory: every record is matched
             tasks = due_followups(final, linked_log, fu_cfg, as_of=run_as_of)
             # the report's and the owners' funnels read the linked log (by customer id; not
             # matched again against a million customers, nor per owner)
@@ -821,6 +820,7 @@ def run_pipeline(
             with atomic_path(staging / "followups.xlsx") as tmp:
                 write_xlsx_sheets(fu_sheets, tmp, notes=fu_notes)
             outputs.append("followups.xlsx")
+        segment.report.customer_index = None  # memory: surveys and the log are matched
         # customers.parquet: written after the report, beside customers.csv (the report's
         # memory peak is not raised by the Parquet's Arrow copy of the table)
         outputs.append("customers.parquet")

@@ -341,7 +341,7 @@ def segment_customers(
     responses = None
     if surveys is not None:
         responses, latest = attach_responses(
-            surveys, seg, as_of=report.as_of, tz=tz, index=getattr(report, "customer_index", None)
+            surveys, seg, as_of=report.as_of, tz=tz, index=report.customer_index
         )
         seg["nps_score"] = latest  # a customer's own latest score (cards); not the NPS
     else:
