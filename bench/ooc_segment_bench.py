@@ -11,6 +11,9 @@ and polls the process tree's resident memory (the Spark JVM included) every 0.1 
 
 * floor: ``SELECT customer_id, count(*), sum(amount), min(order_time), max(order_time) …
   GROUP BY customer_id`` in DuckDB over the Parquet (same --memory-limit);
+* bound-orders, bound-dedupe (unless ``--no-bounds``): lower bounds — F as SPEC D1 defines
+  it (distinct orders per customer: a GROUP BY per order, then per customer), then the same
+  after dropping exact duplicate rows; no attribution, windows, refunds, portrait or LTV;
 * metrics-<engine>: ``customer_metrics(orders.parquet, customers, engine=…)`` alone — the
   seam the floor is compared with;
 * segment-<engine>: ``custtool segment customers.parquet --orders orders.parquet --engine …
@@ -87,6 +90,35 @@ n = con.execute(f'''SELECT count(*) FROM (SELECT customer_id, count(*), sum(amou
     min(order_time), max(order_time) FROM read_parquet('{sys.argv[1]}')
     GROUP BY customer_id)''').fetchone()[0]
 print(n)
+"""
+
+#: lower bounds (issue 18's ≤ 1.5× target): queries that compute only part of what SPEC D1
+#: asks of the metrics, over the same Parquet with the same limit — no attribution (the
+#: order's own customer_id), no windows, refunds, as-of cut, portrait or LTV. ``orders``:
+#: F as D1 defines it, distinct orders per customer (one GROUP BY per order, then per
+#: customer), with the floor's sum and dates; ``dedupe``: the same after exact duplicate
+#: rows are dropped (D1: "duplicate order ids once"). Whatever else the step does, it can
+#: not take less than these.
+BOUNDS = {
+    "bound-orders": """SELECT count(*) FROM (SELECT customer_id, count(*), sum(s), min(t0),
+        max(t1) FROM (SELECT customer_id, order_id, sum(amount) AS s, min(order_time) AS t0,
+        max(order_time) AS t1 FROM read_parquet('{path}') GROUP BY customer_id, order_id)
+        GROUP BY customer_id)""",
+    "bound-dedupe": """SELECT count(*) FROM (SELECT customer_id, count(*), sum(s), min(t0),
+        max(t1) FROM (SELECT customer_id, order_id, sum(amount) AS s, min(order_time) AS t0,
+        max(order_time) AS t1 FROM (SELECT DISTINCT customer_id, order_id, order_time, amount
+        FROM read_parquet('{path}')) GROUP BY customer_id, order_id) GROUP BY customer_id)""",
+}
+
+#: a DuckDB query in its own process, with the memory limit (argv: query, limit)
+QUERY = """
+import sys, duckdb
+con = duckdb.connect()
+if sys.argv[2]:
+    con.execute(f"SET memory_limit = '{sys.argv[2]}'")
+con.execute("SET preserve_insertion_order = false")
+con.execute("SET enable_progress_bar = false")
+print(con.execute(sys.argv[1]).fetchone()[0])
 """
 
 METRICS = """
@@ -259,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spark-master", default="local[*]")
     ap.add_argument("--no-segment", action="store_true", help="only the floor and metrics")
     ap.add_argument(
+        "--no-bounds",
+        action="store_true",
+        help="skip the lower bounds (distinct orders per customer, and after dropping exact "
+        "duplicates: the least of SPEC D1 any engine computes)",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="also run the whole segment step in process with a timer per phase (SQL "
@@ -277,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     orders, customers = str(args.data / "orders.parquet"), str(args.data / "customers.parquet")
     py = sys.executable
     results = {"floor": run_child("floor", [py, "-c", FLOOR, orders, args.memory_limit])}
+    if not args.no_bounds:
+        for name, sql in BOUNDS.items():
+            query = sql.format(path=orders.replace("'", "''"))
+            results[name] = run_child(name, [py, "-c", QUERY, query, args.memory_limit])
     for engine in args.engines.split(","):
         limit = args.memory_limit if engine == "duckdb" else ""
         master = args.spark_master if engine == "spark" else ""

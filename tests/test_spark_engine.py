@@ -66,6 +66,11 @@ def test_cdnow_on_spark_equals_pandas(spark, tmp_path):
     b = got.customers.sort_values("customer_id").reset_index(drop=True)
     # the 8 classes, counted, and the BG/NBD inputs of every customer
     assert got.to_dict()["classes"] == want.to_dict()["classes"]
+    # Spark's warehouse folder is a temporary one, not ./spark-warehouse where the user is
+    from custtool.engines.spark import WAREHOUSE
+
+    assert spark.conf.get("spark.sql.warehouse.dir").rstrip("/").endswith(WAREHOUSE.name)
+    assert not (Path.cwd() / "spark-warehouse").exists()
     assert b["rfm_class"].value_counts().to_dict() == a["rfm_class"].value_counts().to_dict()
     pd.testing.assert_frame_equal(a[SEGMENT_COLUMNS], b[SEGMENT_COLUMNS])
     assert got.report.to_dict() == want.report.to_dict()

@@ -86,6 +86,13 @@ def _spark_session(master: str, timeout: float) -> Any:
     )
 
 
+#: Spark's SQL warehouse folder (made when a session starts, by default in the current
+#: folder): a temporary one, shared by this user's sessions
+WAREHOUSE = (
+    Path(tempfile.gettempdir()) / f"custtool-spark-warehouse-{getattr(os, 'getuid', lambda: 0)()}"
+)
+
+
 def _builder(session: Any, master: str, seconds: int) -> Any:
     """A SparkSession builder for ``master``: no UI, a few shuffle partitions, network
     timeouts of ``seconds``."""
@@ -94,6 +101,8 @@ def _builder(session: Any, master: str, seconds: int) -> Any:
         .appName("custtool")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        # not ./spark-warehouse in the user's folder: custtool makes no tables there
+        .config("spark.sql.warehouse.dir", str(WAREHOUSE))
         .config("spark.sql.shuffle.partitions", str(max(2, 2 * (os.cpu_count() or 1))))
         .config("spark.network.timeout", f"{max(seconds, 10)}s")
         .config("spark.network.timeoutInterval", f"{max(seconds, 10)}s")
