@@ -12,7 +12,7 @@ import contextlib
 import io as _io
 import os
 import shutil
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -958,10 +958,26 @@ def write_csv_blocks(
     """``write_table(transform(df), path)`` for a CSV, byte for byte, with ``transform``
     (a row-wise change such as :func:`custtool.report.masking.mask_frame`; filter rows
     before, not in it) applied to blocks of ``rows`` rows: at most two blocks' transformed
-    copies are alive at a time. Written atomically, each block once, straight into the file.
+    copies are alive at a time. Written atomically, each block once, straight into the file
+    (:func:`write_csv_chunks`)."""
+    blocks = (df.iloc[start : start + rows] for start in range(0, max(len(df), 1), rows))
+    write_csv_chunks(blocks, path, transform)
 
-    A block is formatted and written in a second thread while the next one is transformed
-    in this one (Arrow's kernels and file writes release the GIL)."""
+
+def write_csv_chunks(
+    chunks: Iterable[pd.DataFrame],
+    path: str | os.PathLike[str],
+    transform: Any,
+    *,
+    sep: str = ",",
+) -> None:
+    """The frames ``chunks`` (the same columns; at least one, maybe empty) written one
+    after the other as one CSV (``sep``), as :func:`write_table` writes their concatenation
+    after ``transform`` (row-wise), byte for byte: UTF-8 with BOM, formulas neutralised.
+    Atomic; at most two chunks' transformed copies alive at a time.
+
+    A chunk is formatted and written in a second thread while the next one is taken and
+    transformed in this one (Arrow's kernels and file writes release the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with (
@@ -972,11 +988,11 @@ def write_csv_blocks(
         part = Path(str(tmp) + ".block.csv")
         pending = None
         try:
-            for start in range(0, max(len(df), 1), rows):
-                safe = _formula_safe(transform(df.iloc[start : start + rows]))
+            for n, chunk in enumerate(chunks):
+                safe = _formula_safe(transform(chunk))
                 if pending is not None:
                     pending.result()  # blocks in order, one at a time
-                pending = pool.submit(_write_csv_block, out, safe, part, not start)
+                pending = pool.submit(_write_csv_block, out, safe, part, not n, sep)
                 del safe
             if pending is not None:
                 pending.result()
@@ -986,12 +1002,12 @@ def write_csv_blocks(
             part.unlink(missing_ok=True)
 
 
-def _write_csv_block(out: Any, safe: pd.DataFrame, part: Path, head: bool) -> None:
-    """One block of :func:`write_csv_blocks` (``head``: the first, with the BOM and header)."""
-    if _write_csv_fast_to(out, safe, sep=",", head=head):
+def _write_csv_block(out: Any, safe: pd.DataFrame, part: Path, head: bool, sep: str) -> None:
+    """One block of :func:`write_csv_chunks` (``head``: the first, with the BOM and header)."""
+    if _write_csv_fast_to(out, safe, sep=sep, head=head):
         return
     # a block the fast writer does not format: pandas, through a block file
-    safe.to_csv(part, index=False, encoding="utf-8-sig", date_format=CSV_DATE_FORMAT)
+    safe.to_csv(part, index=False, encoding="utf-8-sig", sep=sep, date_format=CSV_DATE_FORMAT)
     with open(part, "rb") as f:
         if not head:  # the BOM and the header line once, from the first block
             f.readline()

@@ -13,7 +13,8 @@ The file is never held whole in memory:
    sheet import (:func:`custtool.ingest._import_sheet`: alias mapping, normalisers,
    validation, rejects lines), so rows and rejects are those of the pandas engine by
    construction — the rules have one home; its row numbers are shifted by the rows before
-   it. Accepted rows and rejects lines are appended to Parquet files in the spill folder.
+   it. Accepted rows, rejects lines and the order ids sold on rejected rows (for the refund
+   rule below) are appended to Parquet files in the spill folder.
    Three threads overlap (DuckDB and pyarrow leave the GIL): the next batch is read and
    normalised by DuckDB (``custtool-read``) while this one is imported and the one before
    is written to Parquet (``custtool-stage``); one batch ahead and one behind are held.
@@ -22,8 +23,9 @@ The file is never held whole in memory:
    finds, over the spilled Parquet and within ``--memory-limit``, the refunds whose sale is
    in another batch, and their flags and rejects lines are withdrawn while the output is
    written (atomically). The problem counts are a DuckDB ``GROUP BY`` over the output; the
-   rejects lines are put in one validation's order by a DuckDB ``ORDER BY`` and written
-   chunk by chunk.
+   rejects lines are put in one validation's order by a DuckDB ``ORDER BY`` (with a third
+   of the limit: :func:`_rejects_share`) and written chunk by chunk
+   (:func:`custtool.io.write_csv_chunks`: the next chunk masked while one is written).
 
 Workbooks are read whole (a sheet holds at most 1,048,576 rows) and imported sheet by
 sheet the same way. The spill folder (beside the output, or ``temp_dir``) is removed
@@ -220,6 +222,8 @@ def import_streamed(
             target = out if out is not None else spill / "check.parquet"  # a check: counted
             columns = _write_output(stages, target, withdrawn)
             problems = _problem_counts(con, target, stages)
+            if memory_limit is not None:  # the rejects' sort beside the chunks being written
+                con.execute(f"SET memory_limit = '{_rejects_share(memory_limit)}B'")
             if rejects_output is not None:
                 write_rejects(
                     _rejects_chunks(rejects_query(con, stages)),
@@ -268,6 +272,16 @@ def _duckdb_share(memory_limit: int | None) -> int | None:
     if memory_limit is None:
         return None
     return max(MIN_MEMORY, memory_limit * 2 // 3)
+
+
+def _rejects_share(memory_limit: int) -> int:
+    """DuckDB's part of the limit while the rejects lines are sorted and written: a third
+    (at least the 64 MB minimum). Beside it the process holds what the batches left (about
+    0.55 GB at 10M lines: the interpreter, its libraries, the allocators' retained pages)
+    and the chunks being masked and written in two threads (~0.2 GB); with two thirds a
+    file of 10M rejected lines peaked at 1.49 GB under a 1 GB limit, with a third its sort
+    spills more and the pass stays below the batches' own peak."""
+    return max(MIN_MEMORY, memory_limit // 3)
 
 
 def _channels(channel: str | Sequence[str] | None, n: int) -> list[str | None]:
@@ -874,8 +888,11 @@ class _Staged:
         self.refund_flags = 0
         self.batched = False  # a sheet came in more than one batch
         # order ids sold on rows that are not in the output (rejected, skipped): the
-        # refund rule of one import counts them as sales too
-        self.sold_elsewhere: list[Any] = []
+        # refund rule of one import counts them as sales too; spilled as well (a file of
+        # rejected sales holds one per line: ~20 bytes a line held to the end otherwise)
+        self.sold_path = path.with_name(path.stem + "-sold.parquet")
+        self.sold_writer: Any = None
+        self.sold_rows = 0
 
     def add(self, frame: pd.DataFrame, rej: pd.DataFrame, report: SheetReport, b: _Batch) -> None:
         import pyarrow as pa
@@ -1007,14 +1024,24 @@ class _Staged:
             amount = amount.where(~done["refund"], -amount.abs())
         sold = (amount > 0).to_numpy()
         if sold.any():
-            ids = done["order_id"][sold]
-            self.sold_elsewhere.append(nz_arrow(ids))
+            self._spill_sold(nz_arrow(done["order_id"][sold]))
+
+    def _spill_sold(self, ids: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({"order_id": ids.cast(pa.large_string())})
+        if self.sold_writer is None:
+            self.sold_writer = pq.ParquetWriter(self.sold_path, table.schema)
+        self.sold_writer.write_table(table)
+        self.sold_rows += len(table)
 
     def discard(self) -> None:
         """Forget what was staged (the file is read again another way)."""
         self.close()
         self.path.unlink(missing_ok=True)
         self.rejects_path.unlink(missing_ok=True)
+        self.sold_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self._wait()
@@ -1024,6 +1051,9 @@ class _Staged:
         if self.rejects_writer is not None:
             self.rejects_writer.close()
             self.rejects_writer = None
+        if self.sold_writer is not None:
+            self.sold_writer.close()
+            self.sold_writer = None
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -1060,12 +1090,16 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
         if s.refund_flags == 0 or not s.batched:
             continue
         part = quote(str(s.path))
-        extra = (
-            pa.concat_arrays([a.cast(pa.large_string()) for a in s.sold_elsewhere])
-            if s.sold_elsewhere
-            else pa.array([], pa.large_string())
-        )
-        con.register("sold_elsewhere", pa.table({"order_id": extra}))
+        if s.sold_rows:
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW sold_elsewhere AS "
+                f"SELECT order_id FROM read_parquet({quote(str(s.sold_path))})"
+            )
+        else:
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW sold_elsewhere AS "
+                "SELECT ''::VARCHAR AS order_id WHERE false"
+            )
         ids = con.execute(
             f"""
             WITH staged AS (SELECT order_id, amount, _flags FROM read_parquet({part})),
@@ -1081,7 +1115,7 @@ def _withdraw_cross_batch_refunds(con: Any, stages: list[_Staged]) -> dict[int, 
             SELECT DISTINCT s.order_id FROM sold s SEMI JOIN flagged USING (order_id)
             """
         ).fetchall()
-        con.unregister("sold_elsewhere")
+        con.execute("DROP VIEW sold_elsewhere")
         if ids:
             out[s.position] = pa.array([i for (i,) in ids], pa.large_string())
     return out
@@ -1266,9 +1300,10 @@ def _rejects_chunks(query: Any, rows: int = 100_000) -> Iterator[pd.DataFrame]:
 
 def write_rejects(chunks: Iterator[pd.DataFrame], path: Path, *, mask: bool) -> None:
     """The rejects file as :func:`custtool.io.write_table` writes it, chunk by chunk for a
-    CSV (masked by the one policy, formulas neutralised, UTF-8 with BOM), atomically."""
-    from custtool.atomic import atomic_path
-    from custtool.io import neutralize_formula_text, write_table
+    CSV (:func:`custtool.io.write_csv_chunks`: masked by the one policy, formulas
+    neutralised, UTF-8 with BOM, the next chunk masked while this one is written),
+    atomically."""
+    from custtool.io import write_csv_chunks, write_table
     from custtool.report.masking import mask_frame
 
     if path.suffix.lower() not in {".csv", ".tsv"}:  # a workbook holds 1,048,576 rows anyway
@@ -1279,14 +1314,14 @@ def write_rejects(chunks: Iterator[pd.DataFrame], path: Path, *, mask: bool) -> 
         write_table(mask_frame(frame, mask=mask), path)
         return
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8-sig", newline="") as f:
-        wrote = False
-        for chunk in chunks:
-            safe = mask_frame(chunk, mask=mask)
-            for c in REJECT_COLUMNS:
-                if c != "row":
-                    safe[c] = neutralize_formula_text(safe[c])
-            safe.to_csv(f, index=False, header=not wrote, sep=sep, lineterminator="\n")
-            wrote = True
-        if not wrote:
-            pd.DataFrame(columns=REJECT_COLUMNS).to_csv(f, index=False, sep=sep)
+    write_csv_chunks(_or_no_line(chunks), path, lambda c: mask_frame(c, mask=mask), sep=sep)
+
+
+def _or_no_line(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``chunks``, or one empty rejects frame when there is none (the header is written)."""
+    empty = True
+    for chunk in chunks:
+        empty = False
+        yield chunk
+    if empty:
+        yield pd.DataFrame(columns=REJECT_COLUMNS)
