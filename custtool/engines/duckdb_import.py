@@ -967,15 +967,12 @@ class _Staged:
         for code in pd.unique(codes[group == 0]):  # distinct checks, in order of first line
             self.checks.setdefault((sheet_no, str(code)), len(self.checks))
         known = {c: i for (n, c), i in self.checks.items() if n == sheet_no}
-        cols = {
-            c: pa.array(rej[c].fillna("").astype(str).to_numpy(dtype=object), pa.string())
-            for c in REJECT_COLUMNS
-        }
+        cols = {c: _reject_text(rej[c]) for c in REJECT_COLUMNS}
         cols["row"] = pa.array(rej["row"].astype("int64").to_numpy())
         cols["_sheet_no"] = pa.array(np.full(len(rej), sheet_no, dtype=np.int32))
         cols["_group"] = pa.array(group.astype(np.int8))
-        cols["_rank"] = pa.array(key.map(rank).fillna(len(rank)).astype("int32").to_numpy())
-        cols["_check"] = pa.array(codes.map(known).fillna(0).astype("int32").to_numpy())
+        cols["_rank"] = pa.array(_looked_up(key, rank, len(rank)))
+        cols["_check"] = pa.array(_looked_up(codes, known, 0))
         cols["_seq"] = pa.array(np.arange(self.rejects_rows, self.rejects_rows + len(rej)))
         table = pa.table(cols)
         if self.rejects_writer is None:
@@ -1062,6 +1059,31 @@ class _Staged:
 
             self.schema = self.empty_schema  # no row accepted: an empty table of its columns
             pq.write_table(self.schema.empty_table(), self.path)
+
+
+def _reject_text(s: pd.Series) -> Any:
+    """A rejects column as Arrow text, a missing value "" (text columns taken as they are,
+    without a Python string per cell; other cells as ``str``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(s.dtype, pd.StringDtype) or (
+        s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
+    ):
+        if s.dtype == object:
+            text = pa.array(s.to_numpy(dtype=object), pa.string(), from_pandas=True)
+        else:
+            text = pa.array(s.array)
+        return pc.fill_null(text.cast(pa.string()), "")
+    return pa.array(s.fillna("").astype(str).to_numpy(dtype=object), pa.string())
+
+
+def _looked_up(values: pd.Series, table: dict[str, int], missing: int) -> np.ndarray:
+    """``table``'s number of each value (``missing`` for a value not in it, or missing),
+    looked up once per distinct value, as int32."""
+    at, distinct = pd.factorize(values)
+    numbers = [table.get(v, missing) for v in distinct] + [missing]  # at -1: missing
+    return np.asarray(numbers, dtype=np.int32)[at]
 
 
 def nz_arrow(s: pd.Series) -> Any:
