@@ -510,3 +510,70 @@ def test_memory_freed_by_the_batches_is_released_before_the_pass_across_them(tmp
     src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
     got = import_streamed([src], output=tmp_path / "o.parquet", rows_per_batch=6, head_bytes=300)
     assert calls == [got.totals["rows_read"], "across"]
+
+
+def test_rejects_sorted_with_a_third_of_the_limit():
+    from custtool.engines.duckdb_import import _rejects_share
+
+    assert _rejects_share(1_500_000_000) == 500_000_000
+    assert _rejects_share(100_000_000) == 64_000_000  # never below the minimum
+
+
+def test_sales_on_rejected_rows_are_spilled_not_held(tmp_path, monkeypatch):
+    """The order ids sold on rejected or skipped rows (the refund rule across batches) are
+    appended to a Parquet file in the spill folder, read back by the pass across batches."""
+    import pyarrow.parquet as pq
+
+    from custtool.engines import duckdb_import
+
+    spilled = []
+    withdraw = duckdb_import._withdraw_cross_batch_refunds
+
+    def across(con, stages):
+        out = withdraw(con, stages)  # the writers are closed there
+        spilled.extend(
+            pq.read_table(s.sold_path).column("order_id").to_pylist() for s in stages if s.sold_rows
+        )
+        return out
+
+    monkeypatch.setattr(duckdb_import, "_withdraw_cross_batch_refunds", across)
+    src = write(tmp_path / "orders.csv", messy_rows(), "utf-8")
+    assert_same([src], tmp_path / "o.parquet", rows_per_batch=6, head_bytes=300)
+    assert spilled and all(spilled)
+    assert not hasattr(duckdb_import._Staged, "sold_elsewhere")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+@pytest.mark.parametrize("mask", [False, True])
+def test_rejects_written_in_chunks_same_bytes_as_write_table(tmp_path, suffix, mask):
+    """The rejects file written chunk by chunk (io.write_csv_chunks) is the file
+    write_table writes for the whole masked table: quotes, separators, line breaks, a
+    formula, a phone; no chunk at all is the header only."""
+    from custtool.engines.duckdb_import import write_rejects
+    from custtool.ingest import REJECT_COLUMNS
+    from custtool.io import write_table
+    from custtool.report.masking import mask_frame
+
+    values = ["", "a,b", 'q"x', "l\nm", "r\rs", "=SUM(A1)", "-20", "\tx", "不详", "13800138000"]
+    n = len(values) * 3
+    whole = pd.DataFrame(
+        {
+            "file": "o,1.csv",
+            "sheet": "",
+            "row": np.arange(2, n + 2, dtype="int64"),
+            "column": ["下单时间", "phone", "column\twith tab"] * len(values),
+            "value": values * 3,
+            "code": "bad_date",
+            "reason_zh": "日期无法识别",
+            "reason_en": "date not readable, check it",
+            "action": ["rejected", "kept"] * (n // 2),
+        }
+    )[REJECT_COLUMNS].astype({c: "str" for c in REJECT_COLUMNS if c != "row"})
+    chunks = [whole.iloc[i : i + 7].reset_index(drop=True) for i in range(0, n, 7)]
+    write_rejects(iter(chunks), tmp_path / f"chunks{suffix}", mask=mask)
+    write_table(mask_frame(whole, mask=mask), tmp_path / f"whole{suffix}")
+    assert (tmp_path / f"chunks{suffix}").read_bytes() == (tmp_path / f"whole{suffix}").read_bytes()
+    write_rejects(iter([]), tmp_path / f"none{suffix}", mask=mask)
+    empty = pd.DataFrame(columns=REJECT_COLUMNS)
+    write_table(mask_frame(empty, mask=mask), tmp_path / f"empty{suffix}")
+    assert (tmp_path / f"none{suffix}").read_bytes() == (tmp_path / f"empty{suffix}").read_bytes()

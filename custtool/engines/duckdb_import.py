@@ -698,7 +698,7 @@ def import_table_batch(
     flagged = _flag_refunds(frame)
     refund_lines = _refund_lines(frame, flagged)
     if len(messy):
-        body = _frame(table.take(pa.array(messy)))
+        body = _frame(table if len(messy) == n else table.take(pa.array(messy)))
         grid = _grid_batch(raw, b.header, body, 0, last=True).raw
         messy_frame, rej, report = _import_sheet(grid, 0, spec, channel, tz)
         back = messy + 2  # a row of the part -> its row in the batch (the header is row 1)
