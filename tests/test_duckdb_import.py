@@ -577,3 +577,44 @@ def test_rejects_written_in_chunks_same_bytes_as_write_table(tmp_path, suffix, m
     empty = pd.DataFrame(columns=REJECT_COLUMNS)
     write_table(mask_frame(empty, mask=mask), tmp_path / f"empty{suffix}")
     assert (tmp_path / f"none{suffix}").read_bytes() == (tmp_path / f"empty{suffix}").read_bytes()
+
+
+def _sorted_by_duckdb(monkeypatch) -> list[int]:
+    """Records each call of the rejects' DuckDB sort (rejects_query)."""
+    from custtool.engines import duckdb_import
+
+    calls: list[int] = []
+    query = duckdb_import.rejects_query
+    monkeypatch.setattr(
+        duckdb_import, "rejects_query", lambda con, stages: calls.append(1) or query(con, stages)
+    )
+    return calls
+
+
+def test_lines_spilled_in_order_are_read_back_without_a_sort(tmp_path, monkeypatch):
+    """Lines already in the rejects' order (every row failing one check; only the kept
+    lines of refunds, some withdrawn by a sale in another batch) are read back as spilled,
+    the same lines as pandas; lines out of that order are sorted by DuckDB."""
+    calls = _sorted_by_duckdb(monkeypatch)
+    rows = [["D1", "", "", "2024-01-05", "10", "", "茶", ""]] * 30  # no customer key
+    assert_same(
+        [write(tmp_path / "a.csv", rows, "utf-8")],
+        tmp_path / "a.parquet",
+        rows_per_batch=7,
+        head_bytes=200,
+    )
+    assert calls == []
+    refunds = [
+        [f"E{i:03d}", f"M2{i}", "", "2024-03-01", str(10 + i), "", "茶", ""] for i in range(30)
+    ]
+    refunds += [["E005", "M25", "", "2024-03-05", "-15", "已退款", "茶", ""]]  # sold above
+    refunds += [["F001", "M30", "", "2024-03-06", "-40", "", "茶", ""]]  # sold below
+    refunds += [[f"G{i:03d}", f"M4{i}", "", "2024-03-02", "5", "", "茶", ""] for i in range(20)]
+    refunds += [["F001", "M30", "", "2024-03-01", "40", "", "茶", ""]]
+    refunds += [["F002", "M31", "", "2024-03-06", "-40", "", "茶", ""]]  # no sale: kept
+    src = write(tmp_path / "r.csv", refunds, "utf-8")
+    _, got = assert_same([src], tmp_path / "r.parquet", rows_per_batch=6, head_bytes=300)
+    assert calls == [] and got.rejects["value"].tolist() == [""]  # F002's line only
+    src = write(tmp_path / "m.csv", messy_rows(), "utf-8")
+    assert_same([src], tmp_path / "m.parquet", rows_per_batch=6, head_bytes=300)
+    assert calls == [1]
