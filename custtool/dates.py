@@ -38,6 +38,10 @@ def parse_days(value: Any, what: str = "window") -> int:
     return out
 
 
+#: the years an as-of day may fall in: those of the dates import accepts (normalize.py)
+AS_OF_YEARS = (1900, 2100)
+
+
 def parse_as_of(value: Any) -> pd.Timestamp | None:
     """An as-of day (midnight, naive) from a str/date/Timestamp; None stays None."""
     import pandas as pd
@@ -54,6 +58,11 @@ def parse_as_of(value: Any) -> pd.Timestamp | None:
         raise InputError(f"--as-of {value!r} is not a date", "write it as YYYY-MM-DD")
     if ts.tzinfo is not None:
         ts = ts.tz_localize(None)
+    if not AS_OF_YEARS[0] <= ts.year <= AS_OF_YEARS[1]:  # the years import reads as dates
+        raise InputError(
+            f"--as-of {value!r} is out of range",
+            f"give a day between {AS_OF_YEARS[0]} and {AS_OF_YEARS[1]}, e.g. 2024-06-30",
+        )
     return ts.normalize()
 
 
