@@ -824,6 +824,12 @@ def normalize_gender(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 # --------------------------------------------------------------------------- amounts
+#: amounts of this size or more are invalid: not a real order (``"9" * 400`` reads as inf),
+#: and the engines sum cents as 64-bit integers (DuckDB refused 1e15 with exit 3); the SQL
+#: twin's plain amounts have at most 12 digits before the point, all below it
+MAX_AMOUNT = 1e12
+
+
 def normalize_amount(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Numbers from ``¥12,500.00``, ``12500元``, ``1.25万``, ``(1,200)`` (negative); NaN when invalid."""
     t = _text(s)
@@ -838,6 +844,7 @@ def normalize_amount(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     )
     num = num.where(~wan, num * 10_000).where(~yi, num * 100_000_000)
     num = num.where(~neg_paren, -num.abs())
+    num = num.where(num.abs() < MAX_AMOUNT)  # 400 digits are inf; no order is 1e12 yuan
     num = num.round(2)
     problems = _problems(s.index)
     problems[(t != "") & num.isna()] = "amount_invalid"
@@ -850,6 +857,7 @@ def normalize_number(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     num = pd.to_numeric(
         t.where(t.str.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"), None), errors="coerce"
     ).astype("float64")
+    num = num.where(num.abs() < float("inf"))  # 400 digits read as inf
     problems = _problems(s.index)
     problems[(t != "") & num.isna()] = "number_invalid"
     return num, problems
