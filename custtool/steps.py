@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from custtool.atomic import all_or_nothing
 from custtool.errors import ConfigError, InputError
 
 PathLike = str | Path
@@ -142,12 +143,13 @@ def run_import(
     )
     if rejects_path is None and out is not None:
         rejects_path = out.with_name(f"{out.stem}_rejects.csv")
-    if out is not None:
-        stage("writing")
-        write_table(result.data, out)
-    if rejects_path is not None:
-        stage("rejects")
-        write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
+    with all_or_nothing() as staged:  # the table and its rejects, or neither
+        if out is not None:
+            stage("writing")
+            write_table(result.data, staged(out))
+        if rejects_path is not None:
+            stage("rejects")
+            write_table(mask_frame(result.rejects, mask=mask_rejects), staged(rejects_path))
     return _import_result(result, out, rejects_path, protection, max_rejects, engine="pandas")
 
 
@@ -227,23 +229,24 @@ def _streamed_import(
     if rejects is None and output is not None:
         rejects = output.with_name(f"{output.stem}_rejects.csv")
     stage("reading")
-    result = import_streamed(
-        files,
-        output=output,
-        kind=kind or "orders",
-        channel=channel,
-        sheet=sheet,
-        encoding=encoding,
-        fields=fields,
-        memory_limit=limit,
-        temp_dir=temp_dir,
-        sensitive=sensitive,
-        key=key,
-        engine=engine,
-        rejects_output=rejects,  # written chunk by chunk, masked by the one policy
-        mask_rejects=mask_rejects,
-        keep_rejects=False,
-    )
+    with all_or_nothing() as staged:  # the table and its rejects, or neither
+        result = import_streamed(
+            files,
+            output=None if output is None else staged(output),
+            kind=kind or "orders",
+            channel=channel,
+            sheet=sheet,
+            encoding=encoding,
+            fields=fields,
+            memory_limit=limit,
+            temp_dir=temp_dir,
+            sensitive=sensitive,
+            key=key,
+            engine=engine,
+            rejects_output=None if rejects is None else staged(rejects),  # masked, in chunks
+            mask_rejects=mask_rejects,
+            keep_rejects=False,
+        )
     if note:
         result.warnings.append(note)
     return _import_result(
@@ -486,46 +489,48 @@ def run_segment(
     if out_of_core and not Path(orders).exists():
         raise InputError(f"{Path(orders).name}: file not found", "check the --orders path")
     order_df = orders if out_of_core else read_table(orders) if orders is not None else None
-    attributed_to = (
-        output.with_name(f"{output.stem}_orders.parquet")
-        if out_of_core and output is not None
-        else None
-    )
     cust_df = read_table(customers) if customers is not None else None
-    stage("segmenting")
-    result = segment_customers(
-        order_df,
-        cust_df,
-        surveys=surveys,
-        interactions=interactions,
-        as_of=as_of,
-        window=window,
-        config=cfg,
-        engine=engine,
-        memory_limit=limit,
-        spark_master=spark_master,
-        attributed_to=attributed_to,
-    )
-    rep = result.report
     written: dict[str, str] = {}
-    if output is not None:
-        stage("writing")
-        write_table(result.customers, output)
-        written["output"] = str(output)
-        if orders is not None:
-            # the attributed orders (stable customer ids), for report/cards/pivot --orders
-            attributed = output.with_name(f"{output.stem}_orders.parquet")
-            if attributed_to is None:  # the DuckDB/Spark engines wrote them already
-                write_table(result.orders, attributed)
-            written["orders"] = str(attributed)
-        if rep.rows_unmatched:
-            um = output.with_name(f"{output.stem}_unmatched_orders.csv")
-            write_table(rep.unmatched, um)
-            written["unmatched_orders"] = str(um)
-    if summary is not None:
-        stage("summary")
-        write_summary_workbook(result, summary)
-        written["summary"] = str(summary)
+    # every output, or none (a --summary that cannot be written leaves no table behind)
+    with all_or_nothing() as staged:
+        attributed_to = (
+            staged(output.with_name(f"{output.stem}_orders.parquet"))
+            if out_of_core and output is not None
+            else None
+        )
+        stage("segmenting")
+        result = segment_customers(
+            order_df,
+            cust_df,
+            surveys=surveys,
+            interactions=interactions,
+            as_of=as_of,
+            window=window,
+            config=cfg,
+            engine=engine,
+            memory_limit=limit,
+            spark_master=spark_master,
+            attributed_to=attributed_to,
+        )
+        rep = result.report
+        if output is not None:
+            stage("writing")
+            write_table(result.customers, staged(output))
+            written["output"] = str(output)
+            if orders is not None:
+                # the attributed orders (stable customer ids), for report/cards/pivot --orders
+                attributed = output.with_name(f"{output.stem}_orders.parquet")
+                if attributed_to is None:  # the DuckDB/Spark engines wrote them already
+                    write_table(result.orders, staged(attributed))
+                written["orders"] = str(attributed)
+            if rep.rows_unmatched:
+                um = output.with_name(f"{output.stem}_unmatched_orders.csv")
+                write_table(rep.unmatched, staged(um))
+                written["unmatched_orders"] = str(um)
+        if summary is not None:
+            stage("summary")
+            write_summary_workbook(result, staged(summary))
+            written["summary"] = str(summary)
     data = result.to_dict()
     data["written"] = written
     data["seconds"] = round(time.perf_counter() - started, 3)
@@ -1026,14 +1031,15 @@ def run_followups(
     tasks = due_followups(cust, log_df, cfg, as_of=as_of, owner=owner)
     updated = apply_transitions(cust, log_df, cfg)
     changed = int((updated["status_reason"] != "").sum())
-    if output:
-        shown = mask_for_output(tasks, role=role_obj, mask=mask, owner=owner)
-        if output.suffix.lower() == ".xlsx":
-            write_table(task_table(shown), output, sheet_name=TASK_SHEET)
-        else:
-            write_table(shown, output)
-    if statuses:
-        write_table(updated, statuses)
+    with all_or_nothing() as staged:  # the task list and the statuses, or neither
+        if output:
+            shown = mask_for_output(tasks, role=role_obj, mask=mask, owner=owner)
+            if output.suffix.lower() == ".xlsx":
+                write_table(task_table(shown), staged(output), sheet_name=TASK_SHEET)
+            else:
+                write_table(shown, staged(output))
+        if statuses:
+            write_table(updated, staged(statuses))
     per_owner = (
         tasks.groupby("owner")["state"].value_counts().unstack(fill_value=0) if len(tasks) else None
     )

@@ -123,6 +123,34 @@ def test_unwritable_output_is_exit_2_naming_it(tmp_path):
     assert err["file"] == str(out) and "cannot write" in err["message"] and err["hint"]
 
 
+@pytest.mark.parametrize("step", ["import", "import_batched", "segment", "followups"])
+def test_a_second_output_that_cannot_be_written_leaves_no_first(example_data, tmp_path, step):
+    # the table was renamed into place before its rejects / summary / statuses failed:
+    # exit 2 with a half-written output folder
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    out = tmp_path / "out"
+    p = example_data.paths
+    args = {
+        "import": ["import", str(LEADS), "-o", str(out / "t.parquet")],
+        "import_batched": ["import", str(LEADS), "-o", str(out / "t.parquet")]
+        + ["--memory-limit", "1GB"],
+        "segment": ["segment", str(p["clean"]), "--orders", str(p["orders"])]
+        + ["-o", str(out / "t.parquet")],
+        "followups": ["followups", str(p["tagged"]), "--log", str(p["interactions"])]
+        + ["-o", str(out / "t.xlsx")],
+    }[step]
+    second = {"segment": "--summary", "followups": "--statuses"}.get(step, "--rejects")
+    target = blocker / ("s.xlsx" if step == "segment" else "s.csv")
+    r = runner.invoke(app, [*args, second, str(target)])
+    assert r.exit_code == 2, r.output
+    assert f"{target}: cannot write" in r.output
+    assert not out.exists() or list(out.iterdir()) == []
+    r = runner.invoke(app, [*args, second, str(out / target.name)])  # and when it can
+    assert r.exit_code == 0, r.output
+    assert (out / target.name).exists() and not [f for f in out.iterdir() if ".tmp" in f.name]
+
+
 def test_atomic_path_raises_output_error(tmp_path):
     from custtool.atomic import atomic_path
 
