@@ -164,6 +164,22 @@ def _decode_utf8_by_line(data: bytes, enc: str, filename: str) -> tuple[str, lis
 
 
 # --------------------------------------------------------------------------- raw reading
+def check_regular_file(p: Path, *, dataset: bool = False) -> None:
+    """An InputError for an input that exists but is no file to read: a folder (unless
+    ``dataset`` and it holds Parquet parts), or a pipe, socket or device, whose reading could
+    wait for ever (a FIFO with no writer) or never end."""
+    if p.is_dir():
+        if dataset and any(p.glob("*.parquet")):
+            return
+        raise InputError(f"{p} is a folder, not a file", "name the files inside it", file=str(p))
+    if p.exists() and not p.is_file():
+        raise InputError(
+            f"{p} is not a regular file (a pipe, socket or device)",
+            "save the data to a file and pass that file",
+            file=str(p),
+        )
+
+
 def read_raw(
     path: str | os.PathLike[str],
     *,
@@ -181,8 +197,7 @@ def read_raw(
         raise InputError(
             f"{p}: file not found", "check the path (globs must match at least one file)"
         )
-    if p.is_dir():
-        raise InputError(f"{p} is a folder, not a file", "name the files inside it")
+    check_regular_file(p)
     suffix = p.suffix.lower()
     try:
         if suffix in EXCEL_SUFFIXES:
@@ -611,6 +626,7 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: file not found", "run the previous step first, or check the path")
+    check_regular_file(p, dataset=True)
     suffix = p.suffix.lower()
     try:
         if suffix == ".parquet":

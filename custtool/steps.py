@@ -488,6 +488,10 @@ def run_segment(
     stage("reading")
     if out_of_core and not Path(orders).exists():
         raise InputError(f"{Path(orders).name}: file not found", "check the --orders path")
+    if out_of_core:
+        from custtool.io import check_regular_file
+
+        check_regular_file(Path(orders), dataset=True)
     order_df = orders if out_of_core else read_table(orders) if orders is not None else None
     cust_df = read_table(customers) if customers is not None else None
     written: dict[str, str] = {}

@@ -151,6 +151,37 @@ def test_a_second_output_that_cannot_be_written_leaves_no_first(example_data, tm
     assert (out / target.name).exists() and not [f for f in out.iterdir() if ".tmp" in f.name]
 
 
+def test_a_pipe_or_a_folder_as_input_is_exit_2_not_a_hang(example_data, tmp_path):
+    # a FIFO with no writer was opened and waited on for ever (import, clean, segment, …);
+    # a folder given as a table was read as an empty Parquet dataset (tag: exit 0, 0 rows)
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "orders.csv"
+    os.mkfifo(fifo)
+    folder = tmp_path / "customers.parquet"
+    folder.mkdir()
+    out = tmp_path / "out"
+    p = example_data.paths
+    cases = [
+        (["import", str(fifo), "-o", str(out / "x.parquet")], fifo, "is not a regular file"),
+        (["import", str(fifo), "--kind", "orders", "--engine", "duckdb", "--memory-limit"]
+         + ["1GB", "-o", str(out / "x.parquet")], fifo, "is not a regular file"),
+        (["segment", "--orders", str(fifo), "-o", str(out / "s.parquet")], fifo, "is not a regular file"),
+        (["followups", str(p["tagged"]), "--log", str(fifo)], fifo, "is not a regular file"),
+        (["tag", str(folder), "-o", str(out / "t.parquet")], folder, "is a folder, not a file"),
+        (["clean", str(folder), "-o", str(out / "c.parquet")], folder, "is a folder, not a file"),
+    ]  # fmt: skip
+    for args, bad, message in cases:
+        r = subprocess.run(
+            [sys.executable, "-m", "custtool", *args], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 2, (args, r.stderr)
+        assert f"{bad} {message}" in r.stderr and "Traceback" not in r.stderr
+        assert not out.exists() or list(out.iterdir()) == []
+
+
 def test_atomic_path_raises_output_error(tmp_path):
     from custtool.atomic import atomic_path
 
