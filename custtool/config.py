@@ -175,7 +175,7 @@ def read_yaml(
     """Read and parse a YAML file; ConfigError when it is missing, not UTF-8 or not YAML."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: {what} not found", hint or "check the path")
+        raise ConfigError(f"{p}: {what} not found", hint or "check the path", file=str(p))
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:

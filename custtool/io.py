@@ -195,7 +195,9 @@ def read_raw(
     p = Path(path)
     if not p.exists():
         raise InputError(
-            f"{p}: file not found", "check the path (globs must match at least one file)"
+            f"{p}: file not found",
+            "check the path (globs must match at least one file)",
+            file=str(p),
         )
     check_regular_file(p)
     suffix = p.suffix.lower()
@@ -625,7 +627,9 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
 
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p}: file not found", "run the previous step first, or check the path")
+        raise InputError(
+            f"{p}: file not found", "run the previous step first, or check the path", file=str(p)
+        )
     check_regular_file(p, dataset=True)
     suffix = p.suffix.lower()
     try:

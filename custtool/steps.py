@@ -487,7 +487,9 @@ def run_segment(
     started = time.perf_counter()
     stage("reading")
     if out_of_core and not Path(orders).exists():
-        raise InputError(f"{Path(orders).name}: file not found", "check the --orders path")
+        raise InputError(
+            f"{Path(orders).name}: file not found", "check the --orders path", file=str(orders)
+        )
     if out_of_core:
         from custtool.io import check_regular_file
 
@@ -621,7 +623,7 @@ def run_rules_check(files: Sequence[PathLike]) -> StepResult:
 
     for f in files:
         if not Path(f).is_file():
-            raise InputError(f"{f}: rules file not found", "check the path")
+            raise InputError(f"{f}: rules file not found", "check the path", file=str(f))
     problems = check_rules(files)
     table = rules_table(load_rules(files)) if not problems else None
     data = {
@@ -1094,7 +1096,7 @@ def run_reveal(
     if out.suffix.lower() not in TABLE_SUFFIXES:
         raise InputError(f"{out}: unknown output type", "use .csv, .xlsx or .parquet")
     if not src.exists():
-        raise InputError(f"{src}: file not found")
+        raise InputError(f"{src}: file not found", "check the path", file=str(src))
     df = read_table(src)
     columns = [
         str(c)
@@ -1128,7 +1130,9 @@ def run_key_rotate(folder: PathLike, *, old_env: str, new_env: str) -> StepResul
 
     root = Path(folder)
     if not root.is_dir():
-        raise InputError(f"{root}: folder not found", "name a run folder, e.g. out/2026-10-31")
+        raise InputError(
+            f"{root}: folder not found", "name a run folder, e.g. out/2026-10-31", file=str(root)
+        )
     tables = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".parquet", ".csv", ".tsv"})
     frames = [
         (p, pd.read_parquet(p) if p.suffix.lower() == ".parquet" else read_table(p)) for p in tables
