@@ -260,7 +260,10 @@ def individual_cards(
     df = customers
     if customer_ids:
         if "customer_id" not in df.columns:
-            raise InputError("the table has no customer_id column")
+            raise InputError(
+                "the table has no customer_id column",
+                "make cards from a segmented or tagged table (custtool segment / tag)",
+            )
         ids = df["customer_id"].astype("string").fillna("")
         missing = sorted(set(customer_ids) - set(ids))
         if missing:

@@ -206,7 +206,10 @@ def read_raw(
             return _read_workbook(p, sheet)
         if suffix in CSV_SUFFIXES or suffix == "":
             if sheet:
-                raise InputError(f"{p.name}: --sheet applies to workbooks, not CSV files")
+                raise InputError(
+                    f"{p.name}: --sheet applies to workbooks, not CSV files",
+                    "leave out --sheet for CSV files",
+                )
             return [_read_csv_raw(p, encoding, max_field_bytes)]
     except OSError as exc:  # permission, a vanished file, an I/O error: the environment
         raise InputError(

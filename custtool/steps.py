@@ -619,9 +619,11 @@ def run_tag(
 
 def run_rules_check(files: Sequence[PathLike]) -> StepResult:
     """Check tag rules files. Exit code 2 with every problem, or ``value`` = the table of tags."""
+    from custtool.io import check_regular_file
     from custtool.tags import check_rules, load_rules, rules_table
 
     for f in files:
+        check_regular_file(Path(f))  # a folder or a pipe: said so, not "not found"
         if not Path(f).is_file():
             raise InputError(f"{f}: rules file not found", "check the path", file=str(f))
     problems = check_rules(files)
@@ -719,11 +721,18 @@ def run_report(
     if clean_report is not None:
         if clean_report.suffix.lower() == ".json":
             if not clean_report.exists():
-                raise InputError(f"{clean_report}: file not found")
+                raise InputError(
+                    f"{clean_report}: file not found",
+                    "check the --clean-report path",
+                    file=str(clean_report),
+                )
             try:
                 report_data = json.loads(clean_report.read_text(encoding="utf-8"))
             except ValueError as exc:
-                raise InputError(f"{clean_report.name}: not valid JSON ({exc})") from None
+                raise InputError(
+                    f"{clean_report.name}: not valid JSON ({exc})",
+                    "pass the clean report custtool wrote (JSON or .xlsx)",
+                ) from None
         else:
             report_data = read_table(clean_report)
     order_table = _read_optional(orders)

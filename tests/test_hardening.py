@@ -182,6 +182,45 @@ def test_a_pipe_or_a_folder_as_input_is_exit_2_not_a_hang(example_data, tmp_path
         assert not out.exists() or list(out.iterdir()) == []
 
 
+def test_every_error_custtool_raises_has_a_hint():
+    # 18 raises had none: `import --fields <a list>`, `--sheet` on a CSV, `--owner` on a
+    # table without owners, bad thresholds in segments.yaml… printed a message and no hint
+    import ast
+
+    names = {"CusttoolError", "InputError", "ConfigError", "OutputError", "RuleError"}
+    bare = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "custtool").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                f = node.exc.func
+                if getattr(f, "id", getattr(f, "attr", None)) not in names:
+                    continue
+                if len(node.exc.args) < 2 and "hint" not in {k.arg for k in node.exc.keywords}:
+                    bare.append(f"{path.name}:{node.lineno}")
+    assert bare == []
+
+
+def test_a_folder_or_a_list_where_a_yaml_file_is_expected_says_so(tmp_path):
+    # `tag --rules <folder>` said "rules file is not UTF-8", `run <folder>` and
+    # `rules check <folder>` "not found"; `import --fields <a YAML list>` had no hint
+    folder = tmp_path / "rules.yaml"
+    folder.mkdir()
+    listed = tmp_path / "fields.yaml"
+    listed.write_text("- a\n- b\n", encoding="utf-8")
+    cases = [
+        (["tag", str(LEADS), "--rules", str(folder)], "the rules file is a folder"),
+        (["rules", "check", str(folder)], "is a folder, not a file"),
+        (["run", str(folder)], "the pipeline file is a folder"),
+        (["import", str(LEADS), "--fields", str(listed)], "expected a mapping of kinds"),
+        (["import", str(LEADS), "--sheet", "x"], "--sheet applies to workbooks"),
+    ]
+    for args, message in cases:
+        r = runner.invoke(app, [*args, "--json"])
+        assert r.exit_code == 2, (args, r.output)
+        err = json.loads(r.stdout)["error"]
+        assert message in err["message"] and err["hint"], (args, err)
+
+
 def test_atomic_path_raises_output_error(tmp_path):
     from custtool.atomic import atomic_path
 

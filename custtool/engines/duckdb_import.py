@@ -337,7 +337,10 @@ def _file_batches(
             yield _Batch(raw, header_at, warnings=list(raw.warnings), notes_raw=raw)
         return
     if sheet:
-        raise InputError(f"{path.name}: --sheet applies to workbooks, not CSV files")
+        raise InputError(
+            f"{path.name}: --sheet applies to workbooks, not CSV files",
+            "leave out --sheet for CSV files",
+        )
     head, whole, raw = _csv_head(path, encoding, head_bytes, spill)
     header_at = find_header_row(raw.grid, specs, allow_single=True)
     if header_at is None:

@@ -652,7 +652,10 @@ def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.D
     out = df
     if role.own_customers_only:
         if not owner:
-            raise InputError(f"role {role.name!r} sees only its own customers: pass --owner NAME")
+            raise InputError(
+                f"role {role.name!r} sees only its own customers: pass --owner NAME",
+                "e.g. --owner 王五",
+            )
         if "owner" not in df.columns:
             raise InputError(
                 "the customers table has no 'owner' column, so a sales view cannot be made",
@@ -668,7 +671,10 @@ def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.D
             )
     elif owner:
         if "owner" not in df.columns:
-            raise InputError("--owner given but the customers table has no 'owner' column")
+            raise InputError(
+                "--owner given but the customers table has no 'owner' column",
+                "leave out --owner, or use a table with 负责人 (owner)",
+            )
         own = df["owner"].astype("string").fillna("").str.strip() == owner.strip()
         out = df.loc[own.to_numpy()]
     hide = set(role.hidden(out.columns))
