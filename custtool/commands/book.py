@@ -25,7 +25,12 @@ BookOpt = Annotated[
 
 def _print_frame(title: str, frame: Any, quiet: bool = False) -> None:
     """A small DataFrame as a table on stdout (data, asked for)."""
-    grid = Table(title=title, title_justify="left")
+    from rich import box
+
+    # boxes in a terminal; plain aligned columns when piped (as render.print_table)
+    grid = Table(
+        title=title, title_justify="left", box=box.HEAVY_HEAD if stdout.is_terminal else None
+    )
     for c in frame.columns:
         grid.add_column(str(c), overflow="fold")
     for row in frame.astype(object).where(frame.notna(), "").to_numpy().tolist():
@@ -95,11 +100,13 @@ def compare_cmd(
         emit_json(result.to_dict())
         return
     cmp = result.value
+    if output is not None:  # the data went to the file (as trend and query)
+        info(f"new {cmp.new:,}, lost {cmp.lost:,}", quiet)
+        info(f"moves → {output} ({len(cmp.moves):,} rows)", quiet)
+        return
     for dim, m in cmp.matrices.items():
         _print_frame(f"{dim}: {cmp.from_} \\ {cmp.to}", m.reset_index())
     info(f"new {cmp.new:,}, lost {cmp.lost:,}", quiet)
-    if output is not None:
-        info(f"moves → {output} ({len(cmp.moves):,} rows)", quiet)
 
 
 def query_cmd(
