@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from custtool.commands.options import JsonOpt, QuietOpt
-from custtool.commands.render import emit_json, info, stdout
+from custtool.commands.render import data_table, emit_json, info, stdout
 
 # --------------------------------------------------------------------------- the customer book (issue 16)
 BookOpt = Annotated[
@@ -25,12 +24,7 @@ BookOpt = Annotated[
 
 def _print_frame(title: str, frame: Any, quiet: bool = False) -> None:
     """A small DataFrame as a table on stdout (data, asked for)."""
-    from rich import box
-
-    # boxes in a terminal; plain aligned columns when piped (as render.print_table)
-    grid = Table(
-        title=title, title_justify="left", box=box.HEAVY_HEAD if stdout.is_terminal else None
-    )
+    grid = data_table(title)
     for c in frame.columns:
         grid.add_column(str(c), overflow="fold")
     for row in frame.astype(object).where(frame.notna(), "").to_numpy().tolist():

@@ -53,6 +53,16 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
     console.print(table)
 
 
+def data_table(title: str) -> Table:
+    """A table of data for stdout (a pivot, the funnel, a query): boxes in a terminal, plain
+    aligned columns when piped, as :func:`print_table` does on stderr."""
+    from rich import box
+
+    return Table(
+        title=title, title_justify="left", box=box.HEAVY_HEAD if stdout.is_terminal else None
+    )
+
+
 def info(message: str, quiet: bool = False) -> None:
     if not quiet:
         console.print(message, soft_wrap=True)

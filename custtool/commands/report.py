@@ -11,10 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from custtool.commands.options import AsOfOpt, JsonOpt, QuietOpt, RoleOpt
-from custtool.commands.render import emit_json, info, print_table, progress, stdout
+from custtool.commands.render import data_table, emit_json, info, print_table, progress, stdout
 
 # --------------------------------------------------------------------------- report / pivot / cards
 # (section: report — issue 6)
@@ -273,7 +272,7 @@ def pivot_cmd(
         return
     pv = result.value
     header, body = pv.header, pv.body
-    grid = Table(title=f"{rows} × {cols or '-'}", title_justify="left")
+    grid = data_table(f"{rows} × {cols or '-'}")
     n_keys = len(pv.flat.columns) - len(pv.table.columns)
     for i, h in enumerate(header):
         grid.add_column(
