@@ -72,6 +72,20 @@ def test_import_max_rejects_exit_1(make_csv, tmp_path):
     assert ok.exit_code == 0
 
 
+def test_negative_reject_limits_are_usage_errors(make_csv, tmp_path):
+    # --max-rejects -5 / --fail-on-rejects -5 were taken: every run "over the limit", exit 1
+    # (a pipeline's fail_on_rejects: -5 is refused by its model)
+    src = make_csv("门店.csv", [HEADER, ["M1", "张三", "13800000001", ""]], "utf-8")
+    out = tmp_path / "c.parquet"
+    for args in (
+        ["import", str(src), "-o", str(out), "--max-rejects", "-5"],
+        ["run", str(tmp_path / "p.yaml"), "--fail-on-rejects", "-5"],
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "greater than or equal to 0" in r.output and not out.exists()
+
+
 def test_bad_inputs_exit_2_one_line_no_traceback_nothing_written(tmp_path):
     (tmp_path / "empty.csv").write_bytes(b"")
     (tmp_path / "broken.xlsx").write_bytes(b"not a zip")

@@ -57,7 +57,7 @@ def import_(
     ] = None,
     max_rejects: Annotated[
         int | None,
-        typer.Option("--max-rejects", help="Exit 1 when more rows than this are rejected."),
+        typer.Option("--max-rejects", min=0, help="Exit 1 when more rows than this are rejected."),
     ] = None,
     mask_rejects: Annotated[
         bool,

@@ -29,7 +29,9 @@ def run(
     fail_on_rejects: Annotated[
         int | None,
         typer.Option(
-            "--fail-on-rejects", help="Exit 1 when more input rows than this are rejected."
+            "--fail-on-rejects",
+            min=0,  # as fail_on_rejects: in the pipeline file (ge=0)
+            help="Exit 1 when more input rows than this are rejected.",
         ),
     ] = None,
     sensitive: SensitiveOpt = None,
