@@ -255,6 +255,22 @@ def test_other_os_errors_are_exit_2_at_the_edge(monkeypatch, tmp_path):
     assert "free some disk space" in r.stderr
 
 
+def test_an_internal_error_masks_the_personal_data_its_text_quotes(monkeypatch):
+    # exit 3 printed the exception's text as it was: a library error quoting a cell showed
+    # the phone and e-mail, and a "[/…]" in it broke rich's markup (a traceback at the edge)
+    def bug(*_a, **_k):
+        raise ValueError("could not convert '13812345678 zhang@qq.com' to float [/b]")
+
+    monkeypatch.setattr("custtool.steps.run_import", bug)
+    for extra in ([], ["--json"]):
+        r = runner.invoke(app, ["import", str(LEADS), *extra])
+        assert r.exit_code == 3, r.output
+        text = r.stdout + r.stderr
+        assert "13812345678" not in text and "zhang@qq.com" not in text
+        assert "138****5678" in text and "Traceback" not in text
+    assert json.loads(r.stdout)["error"]["type"] == "InternalError"
+
+
 def test_usage_error_is_one_line_and_a_hint():
     r = runner.invoke(app, ["import", "x.csv", "--bogus"])
     assert r.exit_code == 2

@@ -347,6 +347,14 @@ def mask_free_text(s: pd.Series) -> pd.Series:
     return _keep(s, _on_candidates(t, _PERSONAL_HINT, _mask_contacts_in_text))
 
 
+def mask_message(text: str) -> str:
+    """One message (an unexpected error's text, which may quote a cell) with the mobile
+    numbers, ID numbers, bank cards and emails in it masked, as :func:`mask_free_text`."""
+    import pandas as pd
+
+    return str(mask_free_text(pd.Series([text], dtype=object)).iloc[0])
+
+
 def mask_always_in_text(s: pd.Series) -> pd.Series:
     """ID numbers and bank card numbers written inside text masked in place (the part of
     :func:`mask_free_text` that applies even with ``mask=False``)."""
