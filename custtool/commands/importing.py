@@ -12,7 +12,15 @@ from typing import Annotated
 import typer
 
 from custtool.commands.options import JsonOpt, OutOpt, QuietOpt, SensitiveOpt
-from custtool.commands.render import emit_json, finish, info, print_table, progress, stage_progress
+from custtool.commands.render import (
+    emit_json,
+    finish,
+    info,
+    print_table,
+    progress,
+    stage_progress,
+    warn,
+)
 
 # --------------------------------------------------------------------------- import / template
 # (section: import — issue 2)
@@ -139,7 +147,7 @@ def import_(
         imp = result.value
         totals = imp.totals
         for w in result.warnings:
-            info(f"[yellow]Warning:[/] {w}", quiet)
+            warn(w, quiet)
         rows = [
             [
                 f.file + (f" [{f.sheet}]" if f.sheet else ""),

@@ -13,7 +13,15 @@ import typer
 from rich.console import Console
 
 from custtool.commands.options import AsOfOpt, JsonOpt, QuietOpt, RoleOpt
-from custtool.commands.render import data_table, emit_json, info, print_table, progress, stdout
+from custtool.commands.render import (
+    data_table,
+    emit_json,
+    info,
+    print_table,
+    progress,
+    stdout,
+    warn,
+)
 
 # --------------------------------------------------------------------------- report / pivot / cards
 # (section: report — issue 6)
@@ -198,7 +206,7 @@ def report_cmd(
     if result.data.get("full_list"):
         info(f"every customer: {result.data['full_list']}", quiet)
     for w in result.warnings:
-        info(f"[yellow]Warning:[/] {w}", quiet)
+        warn(w, quiet)
 
 
 def pivot_cmd(
