@@ -1061,7 +1061,9 @@ def render_markdown(
     """Cards as Markdown: one section per card, fields as a bullet list."""
 
     def md(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ").strip() or "—"
+        # a value is text: no inline HTML (<script>, <img onerror>) and no [link](…) from data
+        text = html.escape(str(v), quote=False).replace("[", "\\[").replace("]", "\\]")
+        return text.replace("|", "\\|").replace("\n", " ").strip() or "—"
 
     out = [f"# {_title('doc', lang)}", ""]
     if group is not None:
