@@ -18,12 +18,18 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 
+#: the longest duration: the years dates are read in (1900–2100, as AS_OF_YEARS)
+MAX_DAYS = 200 * 365
+
+
 def parse_days(value: Any, what: str = "window") -> int:
     """'365d', '52w', '12m' (months of 365.25/12 days, rounded), '1y', or a number of days."""
     if isinstance(value, bool):
         raise ConfigError(f"{what}: {value!r} is not a duration", "write e.g. 365d, 26w, 12m or 1y")
     if isinstance(value, int | float):
         days = float(value)
+        if days != days:  # nan
+            raise ConfigError(f"{what}: {value!r} is not a duration", "write e.g. 365d")
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dwmy]?)\s*", str(value).lower())
         if not m:
@@ -32,6 +38,11 @@ def parse_days(value: Any, what: str = "window") -> int:
             )
         n, unit = float(m.group(1)), m.group(2) or "d"
         days = n * {"d": 1.0, "w": 7.0, "m": 365.25 / 12, "y": 365.0}[unit]
+    if not days < MAX_DAYS + 0.5:  # also inf and nan
+        raise ConfigError(
+            f"{what}: {value!r} is longer than the {MAX_DAYS:,} days custtool reads dates over",
+            "write e.g. 365d, or 200y at the most",
+        )
     out = int(round(days))
     if out <= 0:
         raise ConfigError(f"{what}: {value!r} must be at least one day", "write e.g. 365d")

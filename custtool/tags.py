@@ -630,6 +630,8 @@ def tag_customers(
     rules = list(rules)
     if max_tags is not None and max_tags < 1:
         raise ConfigError(f"max tags must be at least 1, not {max_tags}", "e.g. --max-tags 10")
+    if max_tags is not None:  # a cap above every tag there is caps nothing (and fits int32)
+        max_tags = min(max_tags, 1 << 30)
     n = len(df)
     base = df.drop(columns=[c for c in df.columns if c == "tags" or str(c).startswith("tag_")])
     as_of_ts = _resolve_as_of(df, as_of)

@@ -327,6 +327,29 @@ def test_as_of_outside_the_readable_years_is_exit_2_not_3(tmp_path, day):
     assert not out.exists()
 
 
+def test_a_duration_beyond_the_readable_years_is_exit_2_not_3(tmp_path):
+    # --window 99999999999999999999d built an array of that many days: ValueError, exit 3
+    from custtool.dates import MAX_DAYS, parse_days
+
+    assert parse_days("200y") == MAX_DAYS
+    for value in ("99999999999999999999d", "201y", float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="longer than the 73,000 days|not a duration"):
+            parse_days(value)
+    orders = tmp_path / "orders.parquet"
+    pd.DataFrame(
+        {
+            "order_id": ["O1"],
+            "customer_id": ["C1"],
+            "order_time": pd.to_datetime(["2024-01-05"]),
+            "amount": [100.0],
+        }
+    ).to_parquet(orders)
+    args = ["segment", "--orders", str(orders), "--window", "99999999999999999999d"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert "longer than the 73,000 days" in r.output
+
+
 @pytest.fixture
 def frozen_clock(monkeypatch):
     """Today is 2031-01-01: any use of the clock would show in the results."""
