@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from custtool.engines.sql import MAX_AMOUNT
+
 # --------------------------------------------------------------------------- problem codes
 #: code -> (中文, English): the reasons a person reads in the rejects file
 PROBLEMS: dict[str, tuple[str, str]] = {
@@ -824,10 +826,8 @@ def normalize_gender(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 # --------------------------------------------------------------------------- amounts
-#: amounts of this size or more are invalid: not a real order (``"9" * 400`` reads as inf),
-#: and the engines sum cents as 64-bit integers (DuckDB refused 1e15 with exit 3); the SQL
+#: amounts of :data:`custtool.engines.sql.MAX_AMOUNT` (1e12) or more are invalid; the SQL
 #: twin's plain amounts have at most 12 digits before the point, all below it
-MAX_AMOUNT = 1e12
 
 
 def normalize_amount(s: pd.Series) -> tuple[pd.Series, pd.Series]:
