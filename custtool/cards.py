@@ -1149,6 +1149,15 @@ def write_cards(
         raise InputError(f"unknown card format {fmt!r}", "use --format md, html or xlsx")
     if target.is_dir() or not target.suffix:
         target = target / f"cards.{fmt}"
+    elif target.suffix.lower() not in {
+        f".{fmt}",
+        *{"md": [".markdown"], "html": [".htm"]}.get(fmt, []),
+    }:
+        # cards.html holding a workbook opens as nothing anywhere
+        raise InputError(
+            f"{target.name}: --format {fmt} writes a .{fmt} file",
+            f"name it e.g. cards.{fmt}, or name a folder",
+        )
     with atomic_path(target) as tmp:
         if fmt == "md":
             tmp.write_text(render_markdown(individual, group, lang), encoding="utf-8")

@@ -270,6 +270,17 @@ def test_markdown_cards_show_html_and_links_in_the_data_as_text():
     assert "[点我](http" not in md and "\\[点我\\](http://evil.example) &amp; more" in md
 
 
+def test_a_format_that_does_not_match_the_file_name_is_refused(tmp_path):
+    # --format xlsx -o cards.html wrote a workbook into cards.html (exit 0)
+    ind = individual_cards(six(), ["C1"])
+    for fmt, name in (("xlsx", "cards.html"), ("md", "cards.xlsx"), ("html", "cards.md")):
+        with pytest.raises(InputError, match=f"--format {fmt} writes a .{fmt} file"):
+            write_cards(ind, None, tmp_path / name, fmt)
+        assert not (tmp_path / name).exists()
+    assert write_cards(ind, None, tmp_path / "c.markdown", "md").exists()
+    assert write_cards(ind, None, tmp_path / "c.XLSX", "xlsx").exists()
+
+
 def test_xlsx_cards_quote_prefix(tmp_path):
     path = write_cards(
         individual_cards(six(), ["C1", "C2", "C3"], mask=False),
