@@ -47,6 +47,19 @@ def _path(p: PathLike | None) -> Path | None:
     return None if p is None else Path(p)
 
 
+def refuse_overwriting_inputs(inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
+    """An InputError when an output would replace an input (``import 客户.csv -o 客户.csv``
+    turned the export into custtool's table): custtool never overwrites its inputs."""
+    given = {Path(p).resolve() for p in inputs if p is not None}
+    for target in outputs:
+        if target is not None and Path(target).resolve() in given:
+            raise InputError(
+                f"{Path(target).name} is an input: custtool never overwrites its inputs",
+                "choose another output name (-o, --rejects, --summary, --stats, --statuses)",
+                file=str(target),
+            )
+
+
 def _read_optional(path: PathLike | None) -> Any:
     from custtool.io import read_table
 
@@ -108,6 +121,10 @@ def run_import(
 
     stage = progress or (lambda _name: None)
     out, rejects_path = _path(output), _path(rejects)
+    names = [files] if isinstance(files, (str, Path)) else list(files)
+    refuse_overwriting_inputs(
+        names, [out, rejects_path or (out and out.with_name(f"{out.stem}_rejects.csv"))]
+    )
     from custtool.crypto import load_key
     from custtool.privacy import protect_sensitive
 
@@ -482,6 +499,19 @@ def run_segment(
             f"{Path(orders).name}: --engine {engine} reads the orders as Parquet",
             "import them first: custtool import orders.csv --kind orders -o orders.parquet",
         )
+    refuse_overwriting_inputs(
+        [customers, orders, surveys, interactions, config],
+        [summary]
+        + (
+            []
+            if output is None
+            else [
+                output,
+                output.with_name(f"{output.stem}_orders.parquet"),
+                output.with_name(f"{output.stem}_unmatched_orders.csv"),
+            ]
+        ),
+    )
     cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
     stage = progress or (lambda _name: None)
     started = time.perf_counter()
@@ -585,6 +615,10 @@ def run_tag(
         raise InputError(
             f"{stats.name}: --stats writes an .xlsx workbook", "name it e.g. 标签统计.xlsx"
         )
+    refuse_overwriting_inputs(
+        [customers, manual, *([rules] if isinstance(rules, str | Path) else rules or [])],
+        [_path(output) or tagged_default_output(customers), stats],
+    )
     rule_list = load_rules(rules or None)
     df = read_table(customers)
     manual_df = read_table(manual) if manual is not None else None
@@ -1038,6 +1072,7 @@ def run_followups(
     from custtool.report.masking import check_unmask, get_role, mask_for_output
 
     output = _path(output)
+    refuse_overwriting_inputs([customers, log, rules], [output, statuses])
     role_obj = get_role(role)
     check_unmask(role_obj, mask)  # before anything is read or written, as report and pivot
     cfg = load_followup_rules(rules)

@@ -221,6 +221,34 @@ def test_a_folder_or_a_list_where_a_yaml_file_is_expected_says_so(tmp_path):
         assert message in err["message"] and err["hint"], (args, err)
 
 
+def test_an_output_that_would_replace_an_input_is_refused(example_data, tmp_path):
+    # `import 门店会员.csv -o 门店会员.csv` replaced the export with custtool's table, and
+    # tag / segment / followups overwrote their inputs the same way (only clean refused)
+    import shutil
+
+    src = tmp_path / "members.csv"
+    shutil.copy(MEMBERS, src)
+    p = {k: tmp_path / f"{k}.parquet" for k in ("tagged", "orders", "interactions")}
+    for k, f in p.items():
+        shutil.copy(example_data.paths[k], f)
+    before = {f: f.read_bytes() for f in [src, *p.values()]}
+    cases = [
+        ["import", str(src), "-o", str(src)],
+        ["import", str(src), "-o", str(tmp_path / "x.parquet"), "--rejects", str(src)],
+        ["tag", str(p["tagged"]), "-o", str(p["tagged"])],
+        ["segment", str(p["tagged"]), "--orders", str(p["orders"]), "-o", str(p["orders"])],
+        ["followups", str(p["tagged"]), "--log", str(p["interactions"])]
+        + ["--statuses", str(p["interactions"])],
+    ]
+    for args in cases:
+        r = runner.invoke(app, [*args, "--json"])
+        assert r.exit_code == 2, (args, r.output)
+        err = json.loads(r.stdout)["error"]
+        assert "is an input: custtool never overwrites its inputs" in err["message"], err
+    assert {f: f.read_bytes() for f in before} == before
+    assert not (tmp_path / "x.parquet").exists()
+
+
 def test_atomic_path_raises_output_error(tmp_path):
     from custtool.atomic import atomic_path
 
