@@ -1137,6 +1137,7 @@ def run_reveal(
             "reveal is for the admin role (--role admin) with CUSTTOOL_KEY set",
         )
     src, out = Path(file), Path(output)
+    refuse_overwriting_inputs([src], [out])  # the clear table over the encrypted one
     if out.suffix.lower() not in TABLE_SUFFIXES:
         raise InputError(f"{out}: unknown output type", "use .csv, .xlsx or .parquet")
     if not src.exists():
@@ -1239,6 +1240,7 @@ def run_funnel(
             f"-o {output.name}: unsupported file type", "use .xlsx, .csv or .parquet for -o"
         )
     cfg = funnel_settings(rules)
+    refuse_overwriting_inputs([customers, followups, rules], [output])
     cust = read_table(customers)
     log = read_records(followups, "interactions") if followups is not None else None
     result = sales_funnel(cust, log, as_of=as_of, settings=cfg)

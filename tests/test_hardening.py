@@ -223,7 +223,7 @@ def test_a_folder_or_a_list_where_a_yaml_file_is_expected_says_so(tmp_path):
 
 def test_an_output_that_would_replace_an_input_is_refused(example_data, tmp_path):
     # `import 门店会员.csv -o 门店会员.csv` replaced the export with custtool's table, and
-    # tag / segment / followups overwrote their inputs the same way (only clean refused)
+    # tag / segment / followups / funnel / reveal overwrote their inputs (only clean refused)
     import shutil
 
     src = tmp_path / "members.csv"
@@ -239,6 +239,8 @@ def test_an_output_that_would_replace_an_input_is_refused(example_data, tmp_path
         ["segment", str(p["tagged"]), "--orders", str(p["orders"]), "-o", str(p["orders"])],
         ["followups", str(p["tagged"]), "--log", str(p["interactions"])]
         + ["--statuses", str(p["interactions"])],
+        ["funnel", str(p["tagged"]), "-o", str(p["tagged"])],
+        ["reveal", str(p["tagged"]), "-o", str(p["tagged"])],
     ]
     for args in cases:
         r = runner.invoke(app, [*args, "--json"])
