@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -42,6 +43,47 @@ def atomic_path(path: str | os.PathLike[str], *, private: bool = False) -> Itera
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[Callable[[str | os.PathLike[str]], Path]]:
+    """The outputs of one step written all or nothing (SPEC G2 for a step with several files).
+
+    Yields ``stage(target)``: a temporary path beside ``target`` ending in its suffix (so a
+    writer picks the format from it). When the block ends without error every staged file is
+    renamed onto its target; on an error none is and the staged files are removed. A target
+    that cannot be written (a folder, a file in the way of its folder) is refused when staged,
+    before the later outputs are computed. Stage a file only when it will be written."""
+    staged: list[tuple[Path, Path]] = []
+
+    def stage(path: str | os.PathLike[str]) -> Path:
+        target = Path(path)
+        if target.is_dir():
+            raise _cannot_write(target, IsADirectoryError(errno.EISDIR, "Is a directory"))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
+            )
+        except OSError as exc:
+            raise _cannot_write(target, exc) from None
+        os.close(fd)
+        staged.append((Path(tmp), target))
+        return Path(tmp)
+
+    try:
+        yield stage
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp, target in staged:
+            try:
+                os.chmod(tmp, 0o666 & ~umask)
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise _cannot_write(target, exc) from None
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
+
 def _cannot_write(target: Path, exc: OSError) -> Exception:
     """The one-line error for an output that cannot be written (exit 2, not a bug)."""
     from custtool.errors import environment_error
@@ -53,7 +95,7 @@ def _cannot_write(target: Path, exc: OSError) -> Exception:
     return err
 
 
-__all__ = ["atomic_path"]
+__all__ = ["all_or_nothing", "atomic_path"]
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -115,7 +115,9 @@ def connect(
 
     p = Path(path)
     if read_only and not p.exists():
-        raise InputError(f"{p}: file not found", "the book is written by `custtool run`")
+        raise InputError(
+            f"{p}: file not found", "the book is written by `custtool run`", file=str(p)
+        )
     config = {"enable_external_access": False} if read_only else {}
     deadline = time.monotonic() + wait
     while True:
@@ -738,7 +740,9 @@ def import_runs(
 
     root = Path(out)
     if not root.is_dir():
-        raise InputError(f"{root}: folder not found", "pass the out/ folder of `custtool run`")
+        raise InputError(
+            f"{root}: folder not found", "pass the out/ folder of `custtool run`", file=str(root)
+        )
     folders = sorted(
         d
         for d in root.iterdir()

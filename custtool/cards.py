@@ -260,7 +260,10 @@ def individual_cards(
     df = customers
     if customer_ids:
         if "customer_id" not in df.columns:
-            raise InputError("the table has no customer_id column")
+            raise InputError(
+                "the table has no customer_id column",
+                "make cards from a segmented or tagged table (custtool segment / tag)",
+            )
         ids = df["customer_id"].astype("string").fillna("")
         missing = sorted(set(customer_ids) - set(ids))
         if missing:
@@ -1058,7 +1061,9 @@ def render_markdown(
     """Cards as Markdown: one section per card, fields as a bullet list."""
 
     def md(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ").strip() or "—"
+        # a value is text: no inline HTML (<script>, <img onerror>) and no [link](…) from data
+        text = html.escape(str(v), quote=False).replace("[", "\\[").replace("]", "\\]")
+        return text.replace("|", "\\|").replace("\n", " ").strip() or "—"
 
     out = [f"# {_title('doc', lang)}", ""]
     if group is not None:
@@ -1144,6 +1149,15 @@ def write_cards(
         raise InputError(f"unknown card format {fmt!r}", "use --format md, html or xlsx")
     if target.is_dir() or not target.suffix:
         target = target / f"cards.{fmt}"
+    elif target.suffix.lower() not in {
+        f".{fmt}",
+        *{"md": [".markdown"], "html": [".htm"]}.get(fmt, []),
+    }:
+        # cards.html holding a workbook opens as nothing anywhere
+        raise InputError(
+            f"{target.name}: --format {fmt} writes a .{fmt} file",
+            f"name it e.g. cards.{fmt}, or name a folder",
+        )
     with atomic_path(target) as tmp:
         if fmt == "md":
             tmp.write_text(render_markdown(individual, group, lang), encoding="utf-8")

@@ -1046,6 +1046,14 @@ def _parse_id_format(
         )
     if fields.count("seq") > 1:
         raise ConfigError(f"id format {fmt!r} has {{seq}} twice", "use it once")
+    for _, f, spec in pieces:  # {seq} is formatted as a number, the other fields as text
+        try:
+            format(1 if f == "seq" else "x", spec)
+        except ValueError as exc:
+            raise ConfigError(
+                f"id format {fmt!r}: {{{f}:{spec}}} is not a valid format ({exc})",
+                "e.g. C{seq:08d}",
+            ) from None
     cols = {str(c) for c in columns}
     for f in fields:
         if f in {"seq", "year", "month"} or f in cols:

@@ -126,12 +126,15 @@ class _Group(TyperGroup):
             if (ctx.obj or {}).get("debug"):
                 traceback.print_exc()
             hint = "nothing was written; run again with --debug for the traceback and report it"
+            from rich.markup import escape
+
+            from custtool.report.masking import mask_message
+
+            # the library's text may quote a cell: its phones, e-mails and ID numbers masked
+            text = f"{type(exc).__name__}: {mask_message(str(exc)[:200])}"
             if wants_json:
-                _emit_error("InternalError", f"{type(exc).__name__}: {str(exc)[:200]}", hint, 3)
-            console.print(
-                f"[bold red]Internal error:[/] {type(exc).__name__}: {str(exc)[:200]}",
-                soft_wrap=True,
-            )
+                _emit_error("InternalError", text, hint, 3)
+            console.print(f"[bold red]Internal error:[/] {escape(text)}", soft_wrap=True)
             console.print(f"[yellow]Hint:[/] {hint}", soft_wrap=True)
             raise typer.Exit(3) from None
 

@@ -174,8 +174,11 @@ def read_yaml(
 ) -> YamlDoc:
     """Read and parse a YAML file; ConfigError when it is missing, not UTF-8 or not YAML."""
     p = Path(path)
+    if p.exists() and not p.is_file():  # a folder, a pipe: not "not found", never waited on
+        kind = "a folder" if p.is_dir() else "not a regular file"
+        raise ConfigError(f"{p}: the {what} is {kind}", "name the YAML file itself", file=str(p))
     if not p.is_file():
-        raise ConfigError(f"{p}: {what} not found", hint or "check the path")
+        raise ConfigError(f"{p}: {what} not found", hint or "check the path", file=str(p))
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:

@@ -18,12 +18,18 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 
+#: the longest duration: the years dates are read in (1900–2100, as AS_OF_YEARS)
+MAX_DAYS = 200 * 365
+
+
 def parse_days(value: Any, what: str = "window") -> int:
     """'365d', '52w', '12m' (months of 365.25/12 days, rounded), '1y', or a number of days."""
     if isinstance(value, bool):
         raise ConfigError(f"{what}: {value!r} is not a duration", "write e.g. 365d, 26w, 12m or 1y")
     if isinstance(value, int | float):
         days = float(value)
+        if days != days:  # nan
+            raise ConfigError(f"{what}: {value!r} is not a duration", "write e.g. 365d")
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dwmy]?)\s*", str(value).lower())
         if not m:
@@ -32,10 +38,19 @@ def parse_days(value: Any, what: str = "window") -> int:
             )
         n, unit = float(m.group(1)), m.group(2) or "d"
         days = n * {"d": 1.0, "w": 7.0, "m": 365.25 / 12, "y": 365.0}[unit]
+    if not days < MAX_DAYS + 0.5:  # also inf and nan
+        raise ConfigError(
+            f"{what}: {value!r} is longer than the {MAX_DAYS:,} days custtool reads dates over",
+            "write e.g. 365d, or 200y at the most",
+        )
     out = int(round(days))
     if out <= 0:
         raise ConfigError(f"{what}: {value!r} must be at least one day", "write e.g. 365d")
     return out
+
+
+#: the years an as-of day may fall in: those of the dates import accepts (normalize.py)
+AS_OF_YEARS = (1900, 2100)
 
 
 def parse_as_of(value: Any) -> pd.Timestamp | None:
@@ -54,6 +69,11 @@ def parse_as_of(value: Any) -> pd.Timestamp | None:
         raise InputError(f"--as-of {value!r} is not a date", "write it as YYYY-MM-DD")
     if ts.tzinfo is not None:
         ts = ts.tz_localize(None)
+    if not AS_OF_YEARS[0] <= ts.year <= AS_OF_YEARS[1]:  # the years import reads as dates
+        raise InputError(
+            f"--as-of {value!r} is out of range",
+            f"give a day between {AS_OF_YEARS[0]} and {AS_OF_YEARS[1]}, e.g. 2024-06-30",
+        )
     return ts.normalize()
 
 

@@ -71,7 +71,10 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         path, what="field alias file", hint="pass --fields with a YAML file like rules/fields.yaml"
     )
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of kinds (customers, orders, …)")
+        raise ConfigError(
+            f"{path}: expected a mapping of kinds (customers, orders, …)",
+            "see rules/fields.yaml for the layout",
+        )
     return data
 
 
@@ -90,7 +93,8 @@ def load_fields(
                 )
             if not isinstance(spec, dict) or not isinstance(spec.get("fields", {}), dict):
                 raise ConfigError(
-                    f"{path}: {kind}: expected `fields:` with canonical field → list of aliases"
+                    f"{path}: {kind}: expected `fields:` with canonical field → list of aliases",
+                    "see rules/fields.yaml for the layout",
                 )
             target = data.setdefault(kind, {"fields": {}, "required": [], "signature": []})
             marked = target.setdefault("sensitive", [])
@@ -104,7 +108,8 @@ def load_fields(
                     names = [names]
                 if not isinstance(names, list):
                     raise ConfigError(
-                        f"{path}: {kind}.{canon}: aliases must be a list of header names"
+                        f"{path}: {kind}.{canon}: aliases must be a list of header names",
+                        "write them as a list, e.g. [会员手机, 联系方式]",
                     )
                 # user aliases first so they win over shipped ones
                 target["fields"][canon] = [str(n) for n in names] + list(

@@ -164,6 +164,22 @@ def _decode_utf8_by_line(data: bytes, enc: str, filename: str) -> tuple[str, lis
 
 
 # --------------------------------------------------------------------------- raw reading
+def check_regular_file(p: Path, *, dataset: bool = False) -> None:
+    """An InputError for an input that exists but is no file to read: a folder (unless
+    ``dataset`` and it holds Parquet parts), or a pipe, socket or device, whose reading could
+    wait for ever (a FIFO with no writer) or never end."""
+    if p.is_dir():
+        if dataset and any(p.glob("*.parquet")):
+            return
+        raise InputError(f"{p} is a folder, not a file", "name the files inside it", file=str(p))
+    if p.exists() and not p.is_file():
+        raise InputError(
+            f"{p} is not a regular file (a pipe, socket or device)",
+            "save the data to a file and pass that file",
+            file=str(p),
+        )
+
+
 def read_raw(
     path: str | os.PathLike[str],
     *,
@@ -179,17 +195,21 @@ def read_raw(
     p = Path(path)
     if not p.exists():
         raise InputError(
-            f"{p}: file not found", "check the path (globs must match at least one file)"
+            f"{p}: file not found",
+            "check the path (globs must match at least one file)",
+            file=str(p),
         )
-    if p.is_dir():
-        raise InputError(f"{p} is a folder, not a file", "name the files inside it")
+    check_regular_file(p)
     suffix = p.suffix.lower()
     try:
         if suffix in EXCEL_SUFFIXES:
             return _read_workbook(p, sheet)
         if suffix in CSV_SUFFIXES or suffix == "":
             if sheet:
-                raise InputError(f"{p.name}: --sheet applies to workbooks, not CSV files")
+                raise InputError(
+                    f"{p.name}: --sheet applies to workbooks, not CSV files",
+                    "leave out --sheet for CSV files",
+                )
             return [_read_csv_raw(p, encoding, max_field_bytes)]
     except OSError as exc:  # permission, a vanished file, an I/O error: the environment
         raise InputError(
@@ -610,7 +630,10 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | None = None) -> pd.
 
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p}: file not found", "run the previous step first, or check the path")
+        raise InputError(
+            f"{p}: file not found", "run the previous step first, or check the path", file=str(p)
+        )
+    check_regular_file(p, dataset=True)
     suffix = p.suffix.lower()
     try:
         if suffix == ".parquet":

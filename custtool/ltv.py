@@ -61,10 +61,13 @@ def bgnbd_summary(
     scale = _unit_days(unit)
     as_of_ts = parse_as_of(as_of)
     if as_of_ts is None:
-        raise InputError("bgnbd_summary needs an as-of date")
+        raise InputError("bgnbd_summary needs an as-of date", "pass as_of=YYYY-MM-DD")
     for col in (customer_col, time_col, amount_col):
         if col not in orders.columns:
-            raise InputError(f"orders have no {col!r} column")
+            raise InputError(
+                f"orders have no {col!r} column",
+                "import the orders with `custtool import --kind orders`",
+            )
     as_of_day = int(np.datetime64(as_of_ts.date(), "D").astype(np.int64))
     t = local_times(orders[time_col], tz)
     day = day_numbers(t)

@@ -100,13 +100,17 @@ def refund_flags(s: pd.Series) -> np.ndarray:
 
 
 def _cents(amount: pd.Series, refund: pd.Series | None) -> np.ndarray:
-    """Amounts rounded to cents as float (refund-flagged rows negative); NaN → 0."""
+    """Amounts rounded to cents as float (refund-flagged rows negative); NaN → 0, as is an
+    amount of 1e12 or more (inf included; import rejects those), as the SQL engines do."""
     import numpy as np
     import pandas as pd
+
+    from custtool.engines.sql import MAX_AMOUNT
 
     if not pd.api.types.is_numeric_dtype(amount):
         amount = pd.to_numeric(amount, errors="coerce")
     a = np.nan_to_num(amount.to_numpy(dtype="float64", na_value=np.nan), nan=0.0)  # a copy
+    a[~(np.abs(a) < MAX_AMOUNT)] = 0.0
     a *= 100.0
     np.round(a, out=a)
     a /= 100.0

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from custtool.engines.sql import MAX_AMOUNT
+
 # --------------------------------------------------------------------------- problem codes
 #: code -> (中文, English): the reasons a person reads in the rejects file
 PROBLEMS: dict[str, tuple[str, str]] = {
@@ -824,6 +826,10 @@ def normalize_gender(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 # --------------------------------------------------------------------------- amounts
+#: amounts of :data:`custtool.engines.sql.MAX_AMOUNT` (1e12) or more are invalid; the SQL
+#: twin's plain amounts have at most 12 digits before the point, all below it
+
+
 def normalize_amount(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Numbers from ``¥12,500.00``, ``12500元``, ``1.25万``, ``(1,200)`` (negative); NaN when invalid."""
     t = _text(s)
@@ -838,6 +844,7 @@ def normalize_amount(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     )
     num = num.where(~wan, num * 10_000).where(~yi, num * 100_000_000)
     num = num.where(~neg_paren, -num.abs())
+    num = num.where(num.abs() < MAX_AMOUNT)  # 400 digits are inf; no order is 1e12 yuan
     num = num.round(2)
     problems = _problems(s.index)
     problems[(t != "") & num.isna()] = "amount_invalid"
@@ -850,6 +857,7 @@ def normalize_number(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     num = pd.to_numeric(
         t.where(t.str.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"), None), errors="coerce"
     ).astype("float64")
+    num = num.where(num.abs() < float("inf"))  # 400 digits read as inf
     problems = _problems(s.index)
     problems[(t != "") & num.isna()] = "number_invalid"
     return num, problems

@@ -54,7 +54,10 @@ def has_orders(metrics: pd.DataFrame) -> pd.Series:
     for col in ("last_order", "first_order", "recency"):
         if col in metrics.columns:
             return metrics[col].notna()
-    raise ConfigError("the metrics have no last_order, first_order or recency column")
+    raise ConfigError(
+        "the metrics have no last_order, first_order or recency column",
+        "compute them with customer_metrics (or custtool segment)",
+    )
 
 
 def _quantile_score(values: pd.Series, higher_is_better: bool = True, bins: int = 5) -> pd.Series:
@@ -212,7 +215,10 @@ def rfm_classes(
         try:
             ref = pd.Series({k: float(th[k]) for k in ("recency", "frequency", "monetary")})
         except (TypeError, ValueError):
-            raise ConfigError(f"class thresholds must be numbers, got {th!r}") from None
+            raise ConfigError(
+                f"class thresholds must be numbers, got {th!r}",
+                "fix classes: thresholds: in segments.yaml (see rules/segments.yaml)",
+            ) from None
     else:
         raise ConfigError(
             f"unknown class reference {reference!r}", "use mean, median or thresholds"
@@ -270,7 +276,8 @@ def value_tiers(
     elif method == "top":
         if not (0 <= top_high_pct <= top_mid_pct <= 100):
             raise ConfigError(
-                f"tier top percentages must satisfy 0 ≤ high ({top_high_pct}) ≤ mid ({top_mid_pct}) ≤ 100"
+                f"tier top percentages must satisfy 0 ≤ high ({top_high_pct}) ≤ mid ({top_mid_pct}) ≤ 100",
+                "fix tiers: in segments.yaml (see rules/segments.yaml)",
             )
         n = len(spend)
         rank = spend.rank(method="min", ascending=False).to_numpy()  # ties share the best rank
@@ -317,7 +324,8 @@ def assign_lifecycle(
     )
     if not (0 < sleep_days <= lost_days):
         raise ConfigError(
-            f"lifecycle: need 0 < sleep_days ({sleep_days}) ≤ lost_days ({lost_days})"
+            f"lifecycle: need 0 < sleep_days ({sleep_days}) ≤ lost_days ({lost_days})",
+            "fix lifecycle: in segments.yaml (see rules/segments.yaml)",
         )
     has = has_orders(metrics).to_numpy()
     rec = metrics["recency"].to_numpy(dtype=float, na_value=np.nan)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from custtool.atomic import all_or_nothing
 from custtool.errors import ConfigError, InputError
 
 PathLike = str | Path
@@ -44,6 +45,19 @@ class StepResult:
 
 def _path(p: PathLike | None) -> Path | None:
     return None if p is None else Path(p)
+
+
+def refuse_overwriting_inputs(inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
+    """An InputError when an output would replace an input (``import 客户.csv -o 客户.csv``
+    turned the export into custtool's table): custtool never overwrites its inputs."""
+    given = {Path(p).resolve() for p in inputs if p is not None}
+    for target in outputs:
+        if target is not None and Path(target).resolve() in given:
+            raise InputError(
+                f"{Path(target).name} is an input: custtool never overwrites its inputs",
+                "choose another output name (-o, --rejects, --summary, --stats, --statuses)",
+                file=str(target),
+            )
 
 
 def _read_optional(path: PathLike | None) -> Any:
@@ -107,6 +121,10 @@ def run_import(
 
     stage = progress or (lambda _name: None)
     out, rejects_path = _path(output), _path(rejects)
+    names = [files] if isinstance(files, (str, Path)) else list(files)
+    refuse_overwriting_inputs(
+        names, [out, rejects_path or (out and out.with_name(f"{out.stem}_rejects.csv"))]
+    )
     from custtool.crypto import load_key
     from custtool.privacy import protect_sensitive
 
@@ -142,12 +160,13 @@ def run_import(
     )
     if rejects_path is None and out is not None:
         rejects_path = out.with_name(f"{out.stem}_rejects.csv")
-    if out is not None:
-        stage("writing")
-        write_table(result.data, out)
-    if rejects_path is not None:
-        stage("rejects")
-        write_table(mask_frame(result.rejects, mask=mask_rejects), rejects_path)
+    with all_or_nothing() as staged:  # the table and its rejects, or neither
+        if out is not None:
+            stage("writing")
+            write_table(result.data, staged(out))
+        if rejects_path is not None:
+            stage("rejects")
+            write_table(mask_frame(result.rejects, mask=mask_rejects), staged(rejects_path))
     return _import_result(result, out, rejects_path, protection, max_rejects, engine="pandas")
 
 
@@ -227,23 +246,24 @@ def _streamed_import(
     if rejects is None and output is not None:
         rejects = output.with_name(f"{output.stem}_rejects.csv")
     stage("reading")
-    result = import_streamed(
-        files,
-        output=output,
-        kind=kind or "orders",
-        channel=channel,
-        sheet=sheet,
-        encoding=encoding,
-        fields=fields,
-        memory_limit=limit,
-        temp_dir=temp_dir,
-        sensitive=sensitive,
-        key=key,
-        engine=engine,
-        rejects_output=rejects,  # written chunk by chunk, masked by the one policy
-        mask_rejects=mask_rejects,
-        keep_rejects=False,
-    )
+    with all_or_nothing() as staged:  # the table and its rejects, or neither
+        result = import_streamed(
+            files,
+            output=None if output is None else staged(output),
+            kind=kind or "orders",
+            channel=channel,
+            sheet=sheet,
+            encoding=encoding,
+            fields=fields,
+            memory_limit=limit,
+            temp_dir=temp_dir,
+            sensitive=sensitive,
+            key=key,
+            engine=engine,
+            rejects_output=None if rejects is None else staged(rejects),  # masked, in chunks
+            mask_rejects=mask_rejects,
+            keep_rejects=False,
+        )
     if note:
         result.warnings.append(note)
     return _import_result(
@@ -479,53 +499,74 @@ def run_segment(
             f"{Path(orders).name}: --engine {engine} reads the orders as Parquet",
             "import them first: custtool import orders.csv --kind orders -o orders.parquet",
         )
+    refuse_overwriting_inputs(
+        [customers, orders, surveys, interactions, config],
+        [summary]
+        + (
+            []
+            if output is None
+            else [
+                output,
+                output.with_name(f"{output.stem}_orders.parquet"),
+                output.with_name(f"{output.stem}_unmatched_orders.csv"),
+            ]
+        ),
+    )
     cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
     stage = progress or (lambda _name: None)
     started = time.perf_counter()
     stage("reading")
     if out_of_core and not Path(orders).exists():
-        raise InputError(f"{Path(orders).name}: file not found", "check the --orders path")
+        raise InputError(
+            f"{Path(orders).name}: file not found", "check the --orders path", file=str(orders)
+        )
+    if out_of_core:
+        from custtool.io import check_regular_file
+
+        check_regular_file(Path(orders), dataset=True)
     order_df = orders if out_of_core else read_table(orders) if orders is not None else None
-    attributed_to = (
-        output.with_name(f"{output.stem}_orders.parquet")
-        if out_of_core and output is not None
-        else None
-    )
     cust_df = read_table(customers) if customers is not None else None
-    stage("segmenting")
-    result = segment_customers(
-        order_df,
-        cust_df,
-        surveys=surveys,
-        interactions=interactions,
-        as_of=as_of,
-        window=window,
-        config=cfg,
-        engine=engine,
-        memory_limit=limit,
-        spark_master=spark_master,
-        attributed_to=attributed_to,
-    )
-    rep = result.report
     written: dict[str, str] = {}
-    if output is not None:
-        stage("writing")
-        write_table(result.customers, output)
-        written["output"] = str(output)
-        if orders is not None:
-            # the attributed orders (stable customer ids), for report/cards/pivot --orders
-            attributed = output.with_name(f"{output.stem}_orders.parquet")
-            if attributed_to is None:  # the DuckDB/Spark engines wrote them already
-                write_table(result.orders, attributed)
-            written["orders"] = str(attributed)
-        if rep.rows_unmatched:
-            um = output.with_name(f"{output.stem}_unmatched_orders.csv")
-            write_table(rep.unmatched, um)
-            written["unmatched_orders"] = str(um)
-    if summary is not None:
-        stage("summary")
-        write_summary_workbook(result, summary)
-        written["summary"] = str(summary)
+    # every output, or none (a --summary that cannot be written leaves no table behind)
+    with all_or_nothing() as staged:
+        attributed_to = (
+            staged(output.with_name(f"{output.stem}_orders.parquet"))
+            if out_of_core and output is not None
+            else None
+        )
+        stage("segmenting")
+        result = segment_customers(
+            order_df,
+            cust_df,
+            surveys=surveys,
+            interactions=interactions,
+            as_of=as_of,
+            window=window,
+            config=cfg,
+            engine=engine,
+            memory_limit=limit,
+            spark_master=spark_master,
+            attributed_to=attributed_to,
+        )
+        rep = result.report
+        if output is not None:
+            stage("writing")
+            write_table(result.customers, staged(output))
+            written["output"] = str(output)
+            if orders is not None:
+                # the attributed orders (stable customer ids), for report/cards/pivot --orders
+                attributed = output.with_name(f"{output.stem}_orders.parquet")
+                if attributed_to is None:  # the DuckDB/Spark engines wrote them already
+                    write_table(result.orders, staged(attributed))
+                written["orders"] = str(attributed)
+            if rep.rows_unmatched:
+                um = output.with_name(f"{output.stem}_unmatched_orders.csv")
+                write_table(rep.unmatched, staged(um))
+                written["unmatched_orders"] = str(um)
+        if summary is not None:
+            stage("summary")
+            write_summary_workbook(result, staged(summary))
+            written["summary"] = str(summary)
     data = result.to_dict()
     data["written"] = written
     data["seconds"] = round(time.perf_counter() - started, 3)
@@ -574,6 +615,10 @@ def run_tag(
         raise InputError(
             f"{stats.name}: --stats writes an .xlsx workbook", "name it e.g. 标签统计.xlsx"
         )
+    refuse_overwriting_inputs(
+        [customers, manual, *([rules] if isinstance(rules, str | Path) else rules or [])],
+        [_path(output) or tagged_default_output(customers), stats],
+    )
     rule_list = load_rules(rules or None)
     df = read_table(customers)
     manual_df = read_table(manual) if manual is not None else None
@@ -608,11 +653,13 @@ def run_tag(
 
 def run_rules_check(files: Sequence[PathLike]) -> StepResult:
     """Check tag rules files. Exit code 2 with every problem, or ``value`` = the table of tags."""
+    from custtool.io import check_regular_file
     from custtool.tags import check_rules, load_rules, rules_table
 
     for f in files:
+        check_regular_file(Path(f))  # a folder or a pipe: said so, not "not found"
         if not Path(f).is_file():
-            raise InputError(f"{f}: rules file not found", "check the path")
+            raise InputError(f"{f}: rules file not found", "check the path", file=str(f))
     problems = check_rules(files)
     table = rules_table(load_rules(files)) if not problems else None
     data = {
@@ -708,11 +755,18 @@ def run_report(
     if clean_report is not None:
         if clean_report.suffix.lower() == ".json":
             if not clean_report.exists():
-                raise InputError(f"{clean_report}: file not found")
+                raise InputError(
+                    f"{clean_report}: file not found",
+                    "check the --clean-report path",
+                    file=str(clean_report),
+                )
             try:
                 report_data = json.loads(clean_report.read_text(encoding="utf-8"))
             except ValueError as exc:
-                raise InputError(f"{clean_report.name}: not valid JSON ({exc})") from None
+                raise InputError(
+                    f"{clean_report.name}: not valid JSON ({exc})",
+                    "pass the clean report custtool wrote (JSON or .xlsx)",
+                ) from None
         else:
             report_data = read_table(clean_report)
     order_table = _read_optional(orders)
@@ -1018,6 +1072,7 @@ def run_followups(
     from custtool.report.masking import check_unmask, get_role, mask_for_output
 
     output = _path(output)
+    refuse_overwriting_inputs([customers, log, rules], [output, statuses])
     role_obj = get_role(role)
     check_unmask(role_obj, mask)  # before anything is read or written, as report and pivot
     cfg = load_followup_rules(rules)
@@ -1026,14 +1081,15 @@ def run_followups(
     tasks = due_followups(cust, log_df, cfg, as_of=as_of, owner=owner)
     updated = apply_transitions(cust, log_df, cfg)
     changed = int((updated["status_reason"] != "").sum())
-    if output:
-        shown = mask_for_output(tasks, role=role_obj, mask=mask, owner=owner)
-        if output.suffix.lower() == ".xlsx":
-            write_table(task_table(shown), output, sheet_name=TASK_SHEET)
-        else:
-            write_table(shown, output)
-    if statuses:
-        write_table(updated, statuses)
+    with all_or_nothing() as staged:  # the task list and the statuses, or neither
+        if output:
+            shown = mask_for_output(tasks, role=role_obj, mask=mask, owner=owner)
+            if output.suffix.lower() == ".xlsx":
+                write_table(task_table(shown), staged(output), sheet_name=TASK_SHEET)
+            else:
+                write_table(shown, staged(output))
+        if statuses:
+            write_table(updated, staged(statuses))
     per_owner = (
         tasks.groupby("owner")["state"].value_counts().unstack(fill_value=0) if len(tasks) else None
     )
@@ -1081,10 +1137,11 @@ def run_reveal(
             "reveal is for the admin role (--role admin) with CUSTTOOL_KEY set",
         )
     src, out = Path(file), Path(output)
+    refuse_overwriting_inputs([src], [out])  # the clear table over the encrypted one
     if out.suffix.lower() not in TABLE_SUFFIXES:
         raise InputError(f"{out}: unknown output type", "use .csv, .xlsx or .parquet")
     if not src.exists():
-        raise InputError(f"{src}: file not found")
+        raise InputError(f"{src}: file not found", "check the path", file=str(src))
     df = read_table(src)
     columns = [
         str(c)
@@ -1118,7 +1175,9 @@ def run_key_rotate(folder: PathLike, *, old_env: str, new_env: str) -> StepResul
 
     root = Path(folder)
     if not root.is_dir():
-        raise InputError(f"{root}: folder not found", "name a run folder, e.g. out/2026-10-31")
+        raise InputError(
+            f"{root}: folder not found", "name a run folder, e.g. out/2026-10-31", file=str(root)
+        )
     tables = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".parquet", ".csv", ".tsv"})
     frames = [
         (p, pd.read_parquet(p) if p.suffix.lower() == ".parquet" else read_table(p)) for p in tables
@@ -1181,6 +1240,7 @@ def run_funnel(
             f"-o {output.name}: unsupported file type", "use .xlsx, .csv or .parquet for -o"
         )
     cfg = funnel_settings(rules)
+    refuse_overwriting_inputs([customers, followups, rules], [output])
     cust = read_table(customers)
     log = read_records(followups, "interactions") if followups is not None else None
     result = sales_funnel(cust, log, as_of=as_of, settings=cfg)

@@ -137,8 +137,9 @@ def _read_yaml(path: Path) -> Any:
         return read_yaml(path, what="rules file")
     except YamlError as exc:
         raise RuleError(exc.problem, exc.hint, file=path.name, line=exc.line) from None
-    except ConfigError as exc:  # not UTF-8
-        raise RuleError("rules file is not UTF-8", exc.hint, file=path.name) from None
+    except ConfigError as exc:  # not UTF-8, a folder, a pipe
+        problem = exc.message.removeprefix(f"{path}: ")
+        raise RuleError(problem, exc.hint, file=path.name) from None
 
 
 def _parse_file(
@@ -628,7 +629,9 @@ def tag_customers(
         rules = load_rules(rules)
     rules = list(rules)
     if max_tags is not None and max_tags < 1:
-        raise ConfigError(f"max tags must be at least 1, not {max_tags}")
+        raise ConfigError(f"max tags must be at least 1, not {max_tags}", "e.g. --max-tags 10")
+    if max_tags is not None:  # a cap above every tag there is caps nothing (and fits int32)
+        max_tags = min(max_tags, 1 << 30)
     n = len(df)
     base = df.drop(columns=[c for c in df.columns if c == "tags" or str(c).startswith("tag_")])
     as_of_ts = _resolve_as_of(df, as_of)

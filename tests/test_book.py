@@ -384,6 +384,26 @@ def test_compare_writes_the_moves(tmp_path):
         run_compare("2026-01-31", "2026-10-31", book=path)
 
 
+def test_book_commands_on_the_command_line_quiet_and_piped(tmp_path):
+    # compare -o moves.csv --quiet printed its four matrices on stdout anyway, and compare's
+    # and query's tables were drawn with box characters when piped (print_table's are plain)
+    path = tmp_path / "b.duckdb"
+    B.append_run(path, RUN1, as_of="2026-09-30", kpis={}, fields=["phone"])
+    B.append_run(path, RUN2, as_of="2026-10-31", kpis={}, fields=["phone"])
+    out = tmp_path / "moves.csv"
+    args = ["compare", "2026-09-30", "2026-10-31", "--book", str(path)]
+    r = runner.invoke(app, [*args, "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert r.output == "" and out.exists()
+    for cmd in (args, ["query", "SELECT as_of FROM runs", "--book", str(path)]):
+        p = subprocess.run(  # stdout a pipe
+            [sys.executable, "-m", "custtool", *cmd], capture_output=True, text=True, timeout=120
+        )
+        assert p.returncode == 0, p.stderr
+        assert "tier" in p.stdout or "as_of" in p.stdout
+        assert not set(p.stdout) & set("┏┃━│└┡"), p.stdout
+
+
 def _book_rows(path, table, cols):
     import duckdb
 

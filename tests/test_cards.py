@@ -259,6 +259,28 @@ def test_markdown_cards(tmp_path):
     assert "- **客户占比**：50.0%" in md
 
 
+def test_markdown_cards_show_html_and_links_in_the_data_as_text():
+    # notes or an industry such as <script>…</script> or [点我](http://…) went into cards.md
+    # as written: a Markdown viewer ran the HTML and showed the link
+    df = six()
+    df.loc[0, "industry"] = "<script>alert(1)</script>"
+    df.loc[0, "needs"] = "[点我](http://evil.example) & more"
+    md = render_markdown(individual_cards(df, ["C1"]))
+    assert "<script>" not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "[点我](http" not in md and "\\[点我\\](http://evil.example) &amp; more" in md
+
+
+def test_a_format_that_does_not_match_the_file_name_is_refused(tmp_path):
+    # --format xlsx -o cards.html wrote a workbook into cards.html (exit 0)
+    ind = individual_cards(six(), ["C1"])
+    for fmt, name in (("xlsx", "cards.html"), ("md", "cards.xlsx"), ("html", "cards.md")):
+        with pytest.raises(InputError, match=f"--format {fmt} writes a .{fmt} file"):
+            write_cards(ind, None, tmp_path / name, fmt)
+        assert not (tmp_path / name).exists()
+    assert write_cards(ind, None, tmp_path / "c.markdown", "md").exists()
+    assert write_cards(ind, None, tmp_path / "c.XLSX", "xlsx").exists()
+
+
 def test_xlsx_cards_quote_prefix(tmp_path):
     path = write_cards(
         individual_cards(six(), ["C1", "C2", "C3"], mask=False),

@@ -578,6 +578,20 @@ def test_bad_id_formats():
         dedupe(_may(), id_format="{shoe_size}-{seq}")
     with pytest.raises(ConfigError):
         dedupe(_may(), id_format="C{seq")
+    # a spec the number cannot take was a ValueError from format() and exit 3
+    for fmt in ("C{seq:zz}", "C{seq:08s}", "{seq}-{city:d}"):
+        with pytest.raises(ConfigError, match="is not a valid format"):
+            dedupe(_may(), id_format=fmt)
+
+
+def test_bad_id_format_on_the_command_line_is_exit_2(tmp_path):
+    src = tmp_path / "customers.parquet"
+    _may().to_parquet(src)
+    out = tmp_path / "clean.parquet"
+    r = CliRunner().invoke(app, ["clean", str(src), "-o", str(out), "--id-format", "C{seq:zz}"])
+    assert r.exit_code == 2, r.output
+    assert "{seq:zz} is not a valid format" in r.output and "Internal error" not in r.output
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- fuzzy names

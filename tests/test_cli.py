@@ -72,6 +72,41 @@ def test_import_max_rejects_exit_1(make_csv, tmp_path):
     assert ok.exit_code == 0
 
 
+def test_values_that_look_like_rich_markup_are_printed_as_text(example_data, tmp_path):
+    # an owner or city "[/b]" in the data, or --keys "phone,[/x]", raised rich's MarkupError
+    # in a summary table or warning: exit 3 "nothing was written" after the report was written
+    tagged = example_data.frame("tagged")
+    tagged.loc[tagged.index[:3], "owner"] = "[/b]"
+    tagged.loc[tagged.index[:3], "city"] = "[/red]"
+    src = tmp_path / "tagged.parquet"
+    tagged.to_parquet(src)
+    cases = [
+        (["pivot", str(src), "--rows", "city,owner"], "[/b]"),
+        (["funnel", str(src)], "[/b]"),
+        (["report", str(src), "-o", str(tmp_path / "r.xlsx"), "--split-by", "owner"], "[/b]"),
+        (["clean", str(example_data.paths["customers"]), "-o", str(tmp_path / "c.parquet")]
+         + ["--keys", "phone,[/x]"], "--keys [/x]: no such column"),
+    ]  # fmt: skip
+    for args, shown in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, (args, r.output)
+        assert shown in r.output, (args, r.output)
+
+
+def test_negative_reject_limits_are_usage_errors(make_csv, tmp_path):
+    # --max-rejects -5 / --fail-on-rejects -5 were taken: every run "over the limit", exit 1
+    # (a pipeline's fail_on_rejects: -5 is refused by its model)
+    src = make_csv("门店.csv", [HEADER, ["M1", "张三", "13800000001", ""]], "utf-8")
+    out = tmp_path / "c.parquet"
+    for args in (
+        ["import", str(src), "-o", str(out), "--max-rejects", "-5"],
+        ["run", str(tmp_path / "p.yaml"), "--fail-on-rejects", "-5"],
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "greater than or equal to 0" in r.output and not out.exists()
+
+
 def test_bad_inputs_exit_2_one_line_no_traceback_nothing_written(tmp_path):
     (tmp_path / "empty.csv").write_bytes(b"")
     (tmp_path / "broken.xlsx").write_bytes(b"not a zip")

@@ -188,6 +188,8 @@ def test_missing_input_is_exit_2_one_line_no_traceback(name, example_data, tmp_p
     assert r.exit_code == 2
     err = json.loads(r.stdout)["error"]
     assert "不存在" in err["message"] and err["exit_code"] == 2
+    # the missing file in "file" (it was null for most commands) and a hint (reveal had none)
+    assert "不存在" in (err["file"] or "") and err["hint"], err
 
 
 def test_usage_error_with_json_is_json_too():

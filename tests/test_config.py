@@ -305,6 +305,51 @@ def test_resolve_as_of_explicit_else_latest_order_day():
         resolve_as_of(None, pd.DataFrame({"order_time": pd.to_datetime([None])}))
 
 
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1899-12-31", "2101-01-01"])
+def test_as_of_outside_the_readable_years_is_exit_2_not_3(tmp_path, day):
+    # pandas parses year 9999 (as seconds) but the nanosecond columns after it cannot hold it:
+    # it was an OutOfBoundsDatetime and exit 3 in segment, followups and run
+    with pytest.raises(InputError, match="out of range"):
+        resolve_as_of(day)
+    orders = tmp_path / "orders.parquet"
+    pd.DataFrame(
+        {
+            "order_id": ["O1", "O2"],
+            "customer_id": ["C1", "C2"],
+            "order_time": pd.to_datetime(["2024-01-05", "2024-02-05"]),
+            "amount": [100.0, 200.0],
+        }
+    ).to_parquet(orders)
+    out = tmp_path / "seg.parquet"
+    r = runner.invoke(app, ["segment", "--orders", str(orders), "--as-of", day, "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert f"--as-of '{day}' is out of range" in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_a_duration_beyond_the_readable_years_is_exit_2_not_3(tmp_path):
+    # --window 99999999999999999999d built an array of that many days: ValueError, exit 3
+    from custtool.dates import MAX_DAYS, parse_days
+
+    assert parse_days("200y") == MAX_DAYS
+    for value in ("99999999999999999999d", "201y", float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="longer than the 73,000 days|not a duration"):
+            parse_days(value)
+    orders = tmp_path / "orders.parquet"
+    pd.DataFrame(
+        {
+            "order_id": ["O1"],
+            "customer_id": ["C1"],
+            "order_time": pd.to_datetime(["2024-01-05"]),
+            "amount": [100.0],
+        }
+    ).to_parquet(orders)
+    args = ["segment", "--orders", str(orders), "--window", "99999999999999999999d"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert "longer than the 73,000 days" in r.output
+
+
 @pytest.fixture
 def frozen_clock(monkeypatch):
     """Today is 2031-01-01: any use of the clock would show in the results."""

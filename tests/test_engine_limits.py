@@ -32,11 +32,30 @@ def test_parse_memory_limit(text, expected):
     assert parse_memory_limit(text) == expected
 
 
-@pytest.mark.parametrize("text", ["lots", "1XB", "-1GB", "1 G B", "10MB", "1KB"])
+# "99999999999999999999GB" reached DuckDB, whose parser error was exit 3
+@pytest.mark.parametrize(
+    "text", ["lots", "1XB", "-1GB", "1 G B", "10MB", "1KB", "99999999999999999999GB", "2000TB"]
+)
 def test_bad_memory_limit_is_a_config_error(text):
     with pytest.raises(ConfigError) as err:
         parse_memory_limit(text)
     assert err.value.exit_code == 2 and repr(text) in str(err.value) and err.value.hint
+
+
+def test_a_huge_memory_limit_on_the_command_line_is_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    orders = tmp_path / "orders.parquet"
+    orders.write_bytes(b"")  # refused before it is read
+    r = CliRunner().invoke(
+        app,
+        ["segment", "--orders", str(orders), "--engine", "duckdb"]
+        + ["--memory-limit", "99999999999999999999GB", "-o", str(tmp_path / "s.parquet")],
+    )
+    assert r.exit_code == 2, r.output
+    assert "above the 1 PB maximum" in r.output
 
 
 def test_connection_carries_the_limit_and_spill_folder(tmp_path):

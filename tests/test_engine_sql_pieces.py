@@ -164,3 +164,39 @@ def test_portrait_channels_ranked_and_the_best_slot_without_a_window():
     # customer 0: slots 3 and 5 twice each → 3; customer 1: 7 (−1 left out); customer 2: 20
     assert [(r[0], r[2]) for r in got if r[1] == 0] == [(0, 3), (1, 7), (2, 20)]
     assert all(r[3] == 0 for r in got if r[1] == 0)
+
+
+def test_amounts_too_large_for_cents_count_as_zero_in_every_engine(tmp_path):
+    # a Parquet of orders with inf or 1e18 amounts (not from today's import, which rejects
+    # them): the DuckDB engine failed casting the cents to BIGINT (exit 3), pandas warned
+    # "overflow encountered in multiply" and kept inf; both now count them as 0, as NaN
+    import warnings
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    orders = tmp_path / "orders.parquet"
+    pd.DataFrame(
+        {
+            "order_id": ["O1", "O2", "O3", "O4"],
+            "customer_id": ["C1", "C2", "C2", "C3"],
+            "order_time": pd.to_datetime(["2024-01-05", "2024-01-06", "2024-01-07", "2024-01-08"]),
+            "amount": [float("inf"), 1e18, 100.0, -float("inf")],
+        }
+    ).to_parquet(orders)
+    con = duckdb.connect()
+    expr = S.amount_expr(S.DUCKDB, "amount", "double")
+    assert con.sql(f"SELECT {expr} FROM '{orders}'").fetchall() == [(0,), (0,), (10000,), (0,)]
+    monetary = {}
+    for engine in ("pandas", "duckdb"):
+        out = tmp_path / f"{engine}.parquet"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            r = CliRunner().invoke(
+                app, ["segment", "--orders", str(orders), "--engine", engine, "-o", str(out)]
+            )
+        assert r.exit_code == 0, (engine, r.output)
+        monetary[engine] = pd.read_parquet(out).set_index("customer_id")["monetary"].to_dict()
+    assert monetary["pandas"] == monetary["duckdb"] == {"C1": 0.0, "C2": 100.0, "C3": 0.0}

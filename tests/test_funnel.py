@@ -104,6 +104,29 @@ def test_funnel_json_and_cli(tmp_path):
     assert json.loads(r.stdout)["stages"] == json.loads(json.dumps(d["stages"]))
 
 
+def test_funnel_and_pivot_quiet_with_output_and_plain_when_piped(tmp_path):
+    # funnel -o funnel.csv --quiet printed the funnel table on stdout anyway; funnel and pivot
+    # drew box characters when piped (the summaries on stderr are plain, print_table)
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    c, out = tmp_path / "c.parquet", tmp_path / "funnel.csv"
+    customers().to_parquet(c)
+    r = CliRunner().invoke(app, ["funnel", str(c), "--as-of", "2024-06-30", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.output == "" and out.exists()
+    for args in (["funnel", str(c), "--as-of", "2024-06-30"], ["pivot", str(c), "--rows", "owner"]):
+        p = subprocess.run(
+            [sys.executable, "-m", "custtool", *args], capture_output=True, text=True, timeout=120
+        )
+        assert p.returncode == 0, p.stderr
+        assert "李" in p.stdout and not set(p.stdout) & set("┏┃━│└┡"), p.stdout
+
+
 def test_report_funnel_sheet_equals_the_funnel(tmp_path):
     import openpyxl
 

@@ -123,6 +123,134 @@ def test_unwritable_output_is_exit_2_naming_it(tmp_path):
     assert err["file"] == str(out) and "cannot write" in err["message"] and err["hint"]
 
 
+@pytest.mark.parametrize("step", ["import", "import_batched", "segment", "followups"])
+def test_a_second_output_that_cannot_be_written_leaves_no_first(example_data, tmp_path, step):
+    # the table was renamed into place before its rejects / summary / statuses failed:
+    # exit 2 with a half-written output folder
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    out = tmp_path / "out"
+    p = example_data.paths
+    args = {
+        "import": ["import", str(LEADS), "-o", str(out / "t.parquet")],
+        "import_batched": ["import", str(LEADS), "-o", str(out / "t.parquet")]
+        + ["--memory-limit", "1GB"],
+        "segment": ["segment", str(p["clean"]), "--orders", str(p["orders"])]
+        + ["-o", str(out / "t.parquet")],
+        "followups": ["followups", str(p["tagged"]), "--log", str(p["interactions"])]
+        + ["-o", str(out / "t.xlsx")],
+    }[step]
+    second = {"segment": "--summary", "followups": "--statuses"}.get(step, "--rejects")
+    target = blocker / ("s.xlsx" if step == "segment" else "s.csv")
+    r = runner.invoke(app, [*args, second, str(target)])
+    assert r.exit_code == 2, r.output
+    assert f"{target}: cannot write" in r.output
+    assert not out.exists() or list(out.iterdir()) == []
+    r = runner.invoke(app, [*args, second, str(out / target.name)])  # and when it can
+    assert r.exit_code == 0, r.output
+    assert (out / target.name).exists() and not [f for f in out.iterdir() if ".tmp" in f.name]
+
+
+def test_a_pipe_or_a_folder_as_input_is_exit_2_not_a_hang(example_data, tmp_path):
+    # a FIFO with no writer was opened and waited on for ever (import, clean, segment, …);
+    # a folder given as a table was read as an empty Parquet dataset (tag: exit 0, 0 rows)
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "orders.csv"
+    os.mkfifo(fifo)
+    folder = tmp_path / "customers.parquet"
+    folder.mkdir()
+    out = tmp_path / "out"
+    p = example_data.paths
+    cases = [
+        (["import", str(fifo), "-o", str(out / "x.parquet")], fifo, "is not a regular file"),
+        (["import", str(fifo), "--kind", "orders", "--engine", "duckdb", "--memory-limit"]
+         + ["1GB", "-o", str(out / "x.parquet")], fifo, "is not a regular file"),
+        (["segment", "--orders", str(fifo), "-o", str(out / "s.parquet")], fifo, "is not a regular file"),
+        (["followups", str(p["tagged"]), "--log", str(fifo)], fifo, "is not a regular file"),
+        (["tag", str(folder), "-o", str(out / "t.parquet")], folder, "is a folder, not a file"),
+        (["clean", str(folder), "-o", str(out / "c.parquet")], folder, "is a folder, not a file"),
+    ]  # fmt: skip
+    for args, bad, message in cases:
+        r = subprocess.run(
+            [sys.executable, "-m", "custtool", *args], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 2, (args, r.stderr)
+        assert f"{bad} {message}" in r.stderr and "Traceback" not in r.stderr
+        assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_every_error_custtool_raises_has_a_hint():
+    # 18 raises had none: `import --fields <a list>`, `--sheet` on a CSV, `--owner` on a
+    # table without owners, bad thresholds in segments.yaml… printed a message and no hint
+    import ast
+
+    names = {"CusttoolError", "InputError", "ConfigError", "OutputError", "RuleError"}
+    bare = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "custtool").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                f = node.exc.func
+                if getattr(f, "id", getattr(f, "attr", None)) not in names:
+                    continue
+                if len(node.exc.args) < 2 and "hint" not in {k.arg for k in node.exc.keywords}:
+                    bare.append(f"{path.name}:{node.lineno}")
+    assert bare == []
+
+
+def test_a_folder_or_a_list_where_a_yaml_file_is_expected_says_so(tmp_path):
+    # `tag --rules <folder>` said "rules file is not UTF-8", `run <folder>` and
+    # `rules check <folder>` "not found"; `import --fields <a YAML list>` had no hint
+    folder = tmp_path / "rules.yaml"
+    folder.mkdir()
+    listed = tmp_path / "fields.yaml"
+    listed.write_text("- a\n- b\n", encoding="utf-8")
+    cases = [
+        (["tag", str(LEADS), "--rules", str(folder)], "the rules file is a folder"),
+        (["rules", "check", str(folder)], "is a folder, not a file"),
+        (["run", str(folder)], "the pipeline file is a folder"),
+        (["import", str(LEADS), "--fields", str(listed)], "expected a mapping of kinds"),
+        (["import", str(LEADS), "--sheet", "x"], "--sheet applies to workbooks"),
+    ]
+    for args, message in cases:
+        r = runner.invoke(app, [*args, "--json"])
+        assert r.exit_code == 2, (args, r.output)
+        err = json.loads(r.stdout)["error"]
+        assert message in err["message"] and err["hint"], (args, err)
+
+
+def test_an_output_that_would_replace_an_input_is_refused(example_data, tmp_path):
+    # `import 门店会员.csv -o 门店会员.csv` replaced the export with custtool's table, and
+    # tag / segment / followups / funnel / reveal overwrote their inputs (only clean refused)
+    import shutil
+
+    src = tmp_path / "members.csv"
+    shutil.copy(MEMBERS, src)
+    p = {k: tmp_path / f"{k}.parquet" for k in ("tagged", "orders", "interactions")}
+    for k, f in p.items():
+        shutil.copy(example_data.paths[k], f)
+    before = {f: f.read_bytes() for f in [src, *p.values()]}
+    cases = [
+        ["import", str(src), "-o", str(src)],
+        ["import", str(src), "-o", str(tmp_path / "x.parquet"), "--rejects", str(src)],
+        ["tag", str(p["tagged"]), "-o", str(p["tagged"])],
+        ["segment", str(p["tagged"]), "--orders", str(p["orders"]), "-o", str(p["orders"])],
+        ["followups", str(p["tagged"]), "--log", str(p["interactions"])]
+        + ["--statuses", str(p["interactions"])],
+        ["funnel", str(p["tagged"]), "-o", str(p["tagged"])],
+        ["reveal", str(p["tagged"]), "-o", str(p["tagged"])],
+    ]
+    for args in cases:
+        r = runner.invoke(app, [*args, "--json"])
+        assert r.exit_code == 2, (args, r.output)
+        err = json.loads(r.stdout)["error"]
+        assert "is an input: custtool never overwrites its inputs" in err["message"], err
+    assert {f: f.read_bytes() for f in before} == before
+    assert not (tmp_path / "x.parquet").exists()
+
+
 def test_atomic_path_raises_output_error(tmp_path):
     from custtool.atomic import atomic_path
 
@@ -155,6 +283,22 @@ def test_other_os_errors_are_exit_2_at_the_edge(monkeypatch, tmp_path):
     assert r.exit_code == 2
     assert "/data/out.parquet: cannot use (No space left on device)" in r.stderr
     assert "free some disk space" in r.stderr
+
+
+def test_an_internal_error_masks_the_personal_data_its_text_quotes(monkeypatch):
+    # exit 3 printed the exception's text as it was: a library error quoting a cell showed
+    # the phone and e-mail, and a "[/…]" in it broke rich's markup (a traceback at the edge)
+    def bug(*_a, **_k):
+        raise ValueError("could not convert '13812345678 zhang@qq.com' to float [/b]")
+
+    monkeypatch.setattr("custtool.steps.run_import", bug)
+    for extra in ([], ["--json"]):
+        r = runner.invoke(app, ["import", str(LEADS), *extra])
+        assert r.exit_code == 3, r.output
+        text = r.stdout + r.stderr
+        assert "13812345678" not in text and "zhang@qq.com" not in text
+        assert "138****5678" in text and "Traceback" not in text
+    assert json.loads(r.stdout)["error"]["type"] == "InternalError"
 
 
 def test_usage_error_is_one_line_and_a_hint():

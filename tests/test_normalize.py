@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from custtool.cli import app
 from custtool.normalize import (
     dummy_phones,
     join_problems,
@@ -16,9 +18,12 @@ from custtool.normalize import (
     normalize_email,
     normalize_gender,
     normalize_name,
+    normalize_number,
     normalize_phone,
 )
 from tests.conftest import examples
+
+runner = CliRunner()
 
 
 def one(fn, value, **kw):
@@ -204,6 +209,35 @@ def test_amount_invalid_and_blank():
     values, problems = normalize_amount(pd.Series(["abc", "", "12..5"]))
     assert values.isna().all()
     assert problems.tolist() == ["amount_invalid", "", "amount_invalid"]
+
+
+def test_absurd_amounts_and_numbers_are_invalid_not_inf(tmp_path):
+    # "9" * 400 was read as inf and kept: the DuckDB engine then failed casting it to cents
+    # (exit 3), and 1e18 the same; pandas warned "overflow encountered in multiply" on stderr
+    huge = ["9" * 400, "1" + "0" * 18, "-" + "9" * 400, "9" * 305 + "万", "999999999999.99"]
+    values, problems = normalize_amount(pd.Series(huge))
+    assert problems.tolist() == ["amount_invalid"] * 4 + [""]
+    assert values.iloc[:4].isna().all() and values.iloc[4] == 999999999999.99
+    values, problems = normalize_number(pd.Series(["9" * 400, "12"]))
+    assert problems.tolist() == ["number_invalid", ""] and values.iloc[1] == 12
+
+    src = tmp_path / "orders.csv"
+    src.write_text(
+        "订单号,客户ID,下单时间,实付金额\n"
+        + "".join(f"O{i},C{i},2024-01-0{i},{a}\n" for i, a in enumerate([*huge[:2], "100"], 1)),
+        encoding="utf-8",
+    )
+    orders = tmp_path / "orders.parquet"
+    r = runner.invoke(app, ["import", str(src), "--kind", "orders", "-o", str(orders)])
+    assert r.exit_code == 0, r.output
+    assert pd.read_parquet(orders)["order_id"].tolist() == ["O3"]
+    for engine in ("pandas", "duckdb"):
+        out = tmp_path / f"seg_{engine}.parquet"
+        r = runner.invoke(
+            app, ["segment", "--orders", str(orders), "--engine", engine, "-o", str(out)]
+        )
+        assert r.exit_code == 0, r.output
+        assert "overflow" not in r.output
 
 
 def test_names():

@@ -581,6 +581,22 @@ def test_cap_keeps_highest_priorities_ties_by_rule_order(tmp_path):
     assert res3.customers["tags"].tolist()[0] == ["b", "d", "c"]
 
 
+def test_a_cap_beyond_every_tag_caps_nothing_not_exit_3(tmp_path):
+    # --max-tags 99999999999999999999 overflowed numpy's int (OverflowError, exit 3)
+    rules = load_rules(write_rules(tmp_path, CAP_RULES))
+    df = pd.DataFrame({"x": [5, 4, 2, 0]})
+    res = tag_customers(df, rules, max_tags=10**20)
+    assert res.customers["tags"].tolist() == tag_customers(df, rules).customers["tags"].tolist()
+    assert res.dropped_total == 0
+    src, out = tmp_path / "c.parquet", tmp_path / "t.parquet"
+    df.to_parquet(src)
+    rules_file = write_rules(tmp_path, CAP_RULES)
+    r = CliRunner().invoke(
+        app, ["tag", str(src), "-r", str(rules_file), "--max-tags", str(10**20), "-o", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+
+
 def test_manual_tags_from_column_add_and_remove(tmp_path):
     rules = load_rules(write_rules(tmp_path, CAP_RULES))
     df = pd.DataFrame(

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from custtool.commands.options import JsonOpt, QuietOpt
-from custtool.commands.render import emit_json, info, stdout
+from custtool.commands.render import data_table, emit_json, info, stdout
 
 # --------------------------------------------------------------------------- the customer book (issue 16)
 BookOpt = Annotated[
@@ -25,7 +24,7 @@ BookOpt = Annotated[
 
 def _print_frame(title: str, frame: Any, quiet: bool = False) -> None:
     """A small DataFrame as a table on stdout (data, asked for)."""
-    grid = Table(title=title, title_justify="left")
+    grid = data_table(title)
     for c in frame.columns:
         grid.add_column(str(c), overflow="fold")
     for row in frame.astype(object).where(frame.notna(), "").to_numpy().tolist():
@@ -95,11 +94,13 @@ def compare_cmd(
         emit_json(result.to_dict())
         return
     cmp = result.value
+    if output is not None:  # the data went to the file (as trend and query)
+        info(f"new {cmp.new:,}, lost {cmp.lost:,}", quiet)
+        info(f"moves → {output} ({len(cmp.moves):,} rows)", quiet)
+        return
     for dim, m in cmp.matrices.items():
         _print_frame(f"{dim}: {cmp.from_} \\ {cmp.to}", m.reset_index())
     info(f"new {cmp.new:,}, lost {cmp.lost:,}", quiet)
-    if output is not None:
-        info(f"moves → {output} ({len(cmp.moves):,} rows)", quiet)
 
 
 def query_cmd(

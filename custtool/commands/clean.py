@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from custtool.commands.options import JsonOpt, OutOpt, QuietOpt
-from custtool.commands.render import emit_json, info, print_table
+from custtool.commands.render import emit_json, info, print_table, warn
 
 
 # --------------------------------------------------------------------------- clean
@@ -114,7 +114,7 @@ def clean(
         role=role,
     )
     for w in result.warnings:
-        info(f"[yellow]Warning:[/] {w}", quiet or json_out)
+        warn(w, quiet or json_out)
     if json_out:
         emit_json(result.to_dict())
         return

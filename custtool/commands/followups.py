@@ -11,10 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from custtool.commands.options import AsOfOpt, JsonOpt, OutOpt, QuietOpt
-from custtool.commands.render import emit_json, info, print_table
+from custtool.commands.render import data_table, emit_json, info, print_table
 
 
 def followups(
@@ -129,8 +128,11 @@ def funnel(
     if json_out:
         emit_json(result.to_dict())
         return
+    if output is not None:  # the data went to the file
+        info(f"funnel → {output}", quiet)
+        return
     t = result.value.table
-    grid = Table(title="销售漏斗 Sales funnel", title_justify="left")
+    grid = data_table("销售漏斗 Sales funnel")
     for c in t.columns:
         grid.add_column(
             label(c), justify="right" if c in {"customers", "conversion", "overall"} else "left"
@@ -145,5 +147,3 @@ def funnel(
             "" if r["overall"] != r["overall"] else f"{r['overall']:.1%}",
         )
     Console().print(grid)
-    if output is not None:
-        info(f"funnel → {output}", quiet)

@@ -12,7 +12,15 @@ from typing import Annotated
 import typer
 
 from custtool.commands.options import JsonOpt, OutOpt, QuietOpt, SensitiveOpt
-from custtool.commands.render import emit_json, finish, info, print_table, progress, stage_progress
+from custtool.commands.render import (
+    emit_json,
+    finish,
+    info,
+    print_table,
+    progress,
+    stage_progress,
+    warn,
+)
 
 # --------------------------------------------------------------------------- import / template
 # (section: import — issue 2)
@@ -57,7 +65,7 @@ def import_(
     ] = None,
     max_rejects: Annotated[
         int | None,
-        typer.Option("--max-rejects", help="Exit 1 when more rows than this are rejected."),
+        typer.Option("--max-rejects", min=0, help="Exit 1 when more rows than this are rejected."),
     ] = None,
     mask_rejects: Annotated[
         bool,
@@ -139,7 +147,7 @@ def import_(
         imp = result.value
         totals = imp.totals
         for w in result.warnings:
-            info(f"[yellow]Warning:[/] {w}", quiet)
+            warn(w, quiet)
         rows = [
             [
                 f.file + (f" [{f.sheet}]" if f.sheet else ""),

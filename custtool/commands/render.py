@@ -14,6 +14,22 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+
+class LiteralTable(Table):
+    """A rich Table whose title, headers and cells are shown as written: a value such as
+    ``[/b]`` (an owner, a city, a column name) is text, not markup (rich raised MarkupError)."""
+
+    def __init__(self, *columns: Any, title: Any = None, **kw: Any) -> None:
+        super().__init__(*columns, title=Text(title) if isinstance(title, str) else title, **kw)
+
+    def add_column(self, header: Any = "", *args: Any, **kw: Any) -> None:
+        super().add_column(Text(header) if isinstance(header, str) else header, *args, **kw)
+
+    def add_row(self, *renderables: Any, **kw: Any) -> None:
+        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **kw)
+
 
 # stderr is for people; stdout for data (--json, tables asked for as output).
 console = Console(stderr=True, highlight=False)
@@ -33,7 +49,7 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
     from rich import box
 
     # boxes in a terminal; plain aligned columns when piped (cron mail, log files)
-    table = Table(
+    table = LiteralTable(
         title=title, title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else None
     )
     for i, col in enumerate(columns):
@@ -53,9 +69,28 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
     console.print(table)
 
 
+def data_table(title: str) -> LiteralTable:
+    """A table of data for stdout (a pivot, the funnel, a query): boxes in a terminal, plain
+    aligned columns when piped, as :func:`print_table` does on stderr."""
+    from rich import box
+
+    return LiteralTable(
+        title=title, title_justify="left", box=box.HEAVY_HEAD if stdout.is_terminal else None
+    )
+
+
 def info(message: str, quiet: bool = False) -> None:
     if not quiet:
         console.print(message, soft_wrap=True)
+
+
+def warn(message: str, quiet: bool = False) -> None:
+    """A library warning on stderr. Its text (a rule name, a column, a sheet) is shown as
+    written, never read as rich markup: ``--keys "[/x]"`` raised MarkupError (exit 3)."""
+    if not quiet:
+        from rich.markup import escape
+
+        console.print(f"[yellow]Warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def finish(result: Any, quiet: bool = False) -> None:

@@ -11,10 +11,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from custtool.commands.options import AsOfOpt, JsonOpt, QuietOpt, RoleOpt
-from custtool.commands.render import emit_json, info, print_table, progress, stdout
+from custtool.commands.render import (
+    data_table,
+    emit_json,
+    info,
+    print_table,
+    progress,
+    stdout,
+    warn,
+)
 
 # --------------------------------------------------------------------------- report / pivot / cards
 # (section: report — issue 6)
@@ -199,7 +206,7 @@ def report_cmd(
     if result.data.get("full_list"):
         info(f"every customer: {result.data['full_list']}", quiet)
     for w in result.warnings:
-        info(f"[yellow]Warning:[/] {w}", quiet)
+        warn(w, quiet)
 
 
 def pivot_cmd(
@@ -273,7 +280,7 @@ def pivot_cmd(
         return
     pv = result.value
     header, body = pv.header, pv.body
-    grid = Table(title=f"{rows} × {cols or '-'}", title_justify="left")
+    grid = data_table(f"{rows} × {cols or '-'}")
     n_keys = len(pv.flat.columns) - len(pv.table.columns)
     for i, h in enumerate(header):
         grid.add_column(

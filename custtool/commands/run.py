@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from custtool.commands.options import AsOfOpt, JsonOpt, QuietOpt, SensitiveOpt
-from custtool.commands.render import emit_json, finish, info, print_table, progress
+from custtool.commands.render import emit_json, finish, info, print_table, progress, warn
 
 
 # --------------------------------------------------------------------------- run / send
@@ -29,7 +29,9 @@ def run(
     fail_on_rejects: Annotated[
         int | None,
         typer.Option(
-            "--fail-on-rejects", help="Exit 1 when more input rows than this are rejected."
+            "--fail-on-rejects",
+            min=0,  # as fail_on_rejects: in the pipeline file (ge=0)
+            help="Exit 1 when more input rows than this are rejected.",
         ),
     ] = None,
     sensitive: SensitiveOpt = None,
@@ -98,7 +100,7 @@ def run(
             f"custtool run {pl.name} — as of {m['as_of']}", ["step", "time", "rows"], rows, quiet
         )
         for w in m["warnings"]:
-            info(f"[yellow]Warning:[/] {w}", quiet)
+            warn(w, quiet)
         # the one-line result cron mails show
         status = "REJECTS OVER LIMIT" if result.over_reject_limit else "OK"
         typer.echo(

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from custtool.commands.options import AsOfOpt, JsonOpt, OutOpt, QuietOpt
-from custtool.commands.render import console, emit_json, info, print_table
+from custtool.commands.render import console, emit_json, info, print_table, warn
 
 # --------------------------------------------------------------------------- tag / rules
 # (section: tag — issue 5)
@@ -90,7 +90,7 @@ def tag_command(
     tagging, d = result.value, result.data
     st = tagging.stats
     for w in result.warnings:
-        console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
+        warn(w)
     top = st.usage[st.usage["customers"] > 0].head(20)
     print_table(
         f"标签使用 (top {len(top)} of {len(st.usage)} tags, {st.customers:,} customers)",

@@ -27,6 +27,10 @@ class MemoryLimitError(CusttoolError):
     """The work does not fit in the memory limit given (exit 2, names the limit)."""
 
 
+#: the largest limit taken: far above any machine, within what DuckDB reads
+MAX_MEMORY = 1000**5
+
+
 def parse_memory_limit(text: str | int | None) -> int | None:
     """``"1GB"``, ``"512MB"``, ``"2GiB"``, ``"1.5gb"`` or a byte count → bytes (None: no limit).
 
@@ -45,6 +49,11 @@ def parse_memory_limit(text: str | int | None) -> int | None:
                 "write it as a number and a unit, for example 1GB, 512MB or 2GiB",
             )
         value = int(float(m.group(1)) * _UNITS[unit])
+    if value > MAX_MEMORY:  # DuckDB refused 1e29 bytes with a parser error (exit 3)
+        raise ConfigError(
+            f"--memory-limit {text!r} is above the {MAX_MEMORY // 1000**5} PB maximum",
+            "give what the machine has, e.g. 1GB or 16GB",
+        )
     if value < MIN_MEMORY:
         raise ConfigError(
             f"--memory-limit {text!r} is below the {MIN_MEMORY // 1000**2} MB minimum",

@@ -334,7 +334,7 @@ def _file_batches(
     """The grids of one input, in batches of at most ``n_batch`` rows below the header."""
     from custtool.io import CSV_SUFFIXES, read_raw
 
-    if not path.exists() or path.is_dir() or path.suffix.lower() not in CSV_SUFFIXES | {""}:
+    if not path.is_file() or path.suffix.lower() not in CSV_SUFFIXES | {""}:
         sheets = read_raw(path, sheet=sheet, encoding=encoding)  # its errors, as pandas gives
         for raw in sheets:
             header_at = find_header_row(raw.grid, specs, allow_single=len(sheets) == 1)
@@ -348,7 +348,10 @@ def _file_batches(
             yield _Batch(raw, header_at, warnings=list(raw.warnings), notes_raw=raw)
         return
     if sheet:
-        raise InputError(f"{path.name}: --sheet applies to workbooks, not CSV files")
+        raise InputError(
+            f"{path.name}: --sheet applies to workbooks, not CSV files",
+            "leave out --sheet for CSV files",
+        )
     head, whole, raw = _csv_head(path, encoding, head_bytes, spill)
     header_at = find_header_row(raw.grid, specs, allow_single=True)
     if header_at is None:

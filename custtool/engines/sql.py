@@ -103,8 +103,16 @@ def distinct_keys_sql(dialect: Dialect, src: str, keys: list[str], text: bool = 
     )
 
 
+#: amounts of this size or more are not money (``"9" * 400`` reads as inf): import rejects
+#: them (normalize.normalize_amount) and the engines count them as 0, as a missing amount —
+#: cents are summed as 64-bit integers (DuckDB refused 1e15 yuan with a conversion error)
+MAX_AMOUNT = 1e12
+
+
 def amount_expr(dialect: Dialect, col: str, kind: str) -> str:
-    """Amount → integer cents before the refund sign (NULL/NaN/not a number → 0)."""
+    """Amount → integer cents before the refund sign (NULL/NaN/not a number → 0, as is an
+    amount of 1e12 or more, inf included: import rejects those, and they overflow BIGINT)."""
+
     if kind == "string":
         x = f"TRY_CAST({dialect.f(dialect.trim, x=col)} AS DOUBLE)"
         if dialect.name == "spark":
@@ -113,7 +121,8 @@ def amount_expr(dialect: Dialect, col: str, kind: str) -> str:
         x = f"CAST({col} AS DOUBLE)"
     cents = dialect.f(dialect.round_even, x=f"{x} * 100.0")
     nan = dialect.f(dialect.is_nan, x=x)
-    return f"CAST(CASE WHEN {x} IS NULL OR {nan} THEN 0 ELSE {cents} END AS BIGINT)"
+    huge = f"abs({x}) >= {MAX_AMOUNT:.0f}"
+    return f"CAST(CASE WHEN {x} IS NULL OR {nan} OR {huge} THEN 0 ELSE {cents} END AS BIGINT)"
 
 
 def refund_expr(dialect: Dialect, col: str | None, kind: str) -> str:

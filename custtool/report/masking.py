@@ -347,6 +347,14 @@ def mask_free_text(s: pd.Series) -> pd.Series:
     return _keep(s, _on_candidates(t, _PERSONAL_HINT, _mask_contacts_in_text))
 
 
+def mask_message(text: str) -> str:
+    """One message (an unexpected error's text, which may quote a cell) with the mobile
+    numbers, ID numbers, bank cards and emails in it masked, as :func:`mask_free_text`."""
+    import pandas as pd
+
+    return str(mask_free_text(pd.Series([text], dtype=object)).iloc[0])
+
+
 def mask_always_in_text(s: pd.Series) -> pd.Series:
     """ID numbers and bank card numbers written inside text masked in place (the part of
     :func:`mask_free_text` that applies even with ``mask=False``)."""
@@ -652,7 +660,10 @@ def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.D
     out = df
     if role.own_customers_only:
         if not owner:
-            raise InputError(f"role {role.name!r} sees only its own customers: pass --owner NAME")
+            raise InputError(
+                f"role {role.name!r} sees only its own customers: pass --owner NAME",
+                "e.g. --owner 王五",
+            )
         if "owner" not in df.columns:
             raise InputError(
                 "the customers table has no 'owner' column, so a sales view cannot be made",
@@ -668,7 +679,10 @@ def role_view(df: pd.DataFrame, role: Role, *, owner: str | None = None) -> pd.D
             )
     elif owner:
         if "owner" not in df.columns:
-            raise InputError("--owner given but the customers table has no 'owner' column")
+            raise InputError(
+                "--owner given but the customers table has no 'owner' column",
+                "leave out --owner, or use a table with 负责人 (owner)",
+            )
         own = df["owner"].astype("string").fillna("").str.strip() == owner.strip()
         out = df.loc[own.to_numpy()]
     hide = set(role.hidden(out.columns))

@@ -71,7 +71,10 @@ def fallen_customers(
     before = _classes(previous, "rfm_class", "previous")
     cur = current.copy()
     if "rfm_class" not in cur.columns or "customer_id" not in cur.columns:
-        raise InputError("the current table has no rfm_class/customer_id column")
+        raise InputError(
+            "the current table has no rfm_class/customer_id column",
+            "compare segmented tables (custtool segment output)",
+        )
     ids = cur["customer_id"].astype("string").fillna("")
     cur_before = ids.map(before).fillna("").astype(object)
     now = cur["rfm_class"].astype("string").fillna("").astype(object)
