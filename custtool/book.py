@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from custtool.errors import CusttoolError, InputError
+from custtool.errors import ConfigError, CusttoolError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BOOK_NAME = "custtool.duckdb"
 DEFAULT_WAIT = 30.0  # seconds a writer waits for another writer before giving up
+MAX_WAIT = 86_400.0  # a day: longer is a mistake, not a wait
 
 # the segment step's per-customer columns kept per run, with their DuckDB types
 SEGMENT_COLUMNS: dict[str, str] = {
@@ -105,6 +106,17 @@ def _q(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- connections
+def check_wait(wait: float) -> None:
+    """``wait`` (seconds a writer waits for another's lock) is a number in [0, a day]."""
+    import math
+
+    if not (isinstance(wait, int | float) and math.isfinite(wait) and 0 <= wait <= MAX_WAIT):
+        raise ConfigError(
+            f"--wait {wait!r}: not a number of seconds between 0 and {MAX_WAIT:g}",
+            f"give the seconds to wait for another writer (default {DEFAULT_WAIT:g})",
+        )
+
+
 def connect(
     path: str | Path, *, read_only: bool = False, wait: float = DEFAULT_WAIT
 ) -> duckdb.DuckDBPyConnection:
@@ -113,6 +125,7 @@ def connect(
     COPY TO, ATTACH or read_csv), so a query cannot write anywhere."""
     import duckdb
 
+    check_wait(wait)
     p = Path(path)
     if read_only and not p.exists():
         raise InputError(
@@ -738,6 +751,7 @@ def import_runs(
 
     from custtool.io import read_table
 
+    check_wait(wait)  # a usage mistake, said before the folders are looked at
     root = Path(out)
     if not root.is_dir():
         raise InputError(

@@ -213,7 +213,7 @@ app.command("tag")(tag.tag_command)
 
 rules_app = typer.Typer(
     cls=_Group,
-    help="Check rule files (tags).",
+    help="Check rule files (tags).\n\nExamples:\n\n  $ custtool rules check rules/tags.yaml\n\n  $ custtool rules check my_tags.yaml --json",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -229,7 +229,7 @@ app.command("followups")(followups.followups)
 
 key_app = typer.Typer(
     cls=_Group,
-    help="Keys for sensitive columns at rest (CUSTTOOL_KEY).",
+    help="Keys for sensitive columns at rest (CUSTTOOL_KEY).\n\nExamples:\n\n  $ custtool key new --quiet > /secure/custtool.key\n\n  $ custtool key rotate out/2026-10-31 --old-env CUSTTOOL_KEY --new-env CUSTTOOL_NEW_KEY",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -245,7 +245,7 @@ app.command("query")(book.query_cmd)
 
 book_app = typer.Typer(
     cls=_Group,
-    help="The customer book (custtool.duckdb): import earlier run folders.",
+    help="The customer book (custtool.duckdb): import earlier run folders.\n\nExamples:\n\n  $ custtool book import out/\n\n  $ custtool book import /data/custtool --wait 120 --json",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -499,3 +499,16 @@ def test_append_equals_the_whole_table_conversion(example_tagged, tmp_path):
         got_seg[c] = got_seg[c].astype("datetime64[us]")
     assert got_seg["first_order"].notna().sum() > 100
     pd.testing.assert_frame_equal(got_seg, ref_seg, check_dtype=False)
+
+
+@pytest.mark.parametrize("wait", ["nan", "-5", "inf", "1e9"])
+def test_book_import_refuses_a_wait_that_is_not_seconds(tmp_path, wait):
+    # --wait nan / -5 were taken (nan: no wait at all; -5: a deadline already past)
+    from typer.testing import CliRunner
+
+    from custtool.cli import app
+
+    r = CliRunner().invoke(app, ["book", "import", str(tmp_path), "--wait", wait])
+    assert r.exit_code == 2, r.output
+    assert "--wait" in r.stderr and "Hint:" in r.stderr
+    assert not list(tmp_path.iterdir())  # no book made

@@ -93,6 +93,15 @@ def test_values_that_look_like_rich_markup_are_printed_as_text(example_data, tmp
         assert shown in r.output, (args, r.output)
 
 
+def test_paths_that_look_like_rich_markup_are_printed_as_written(make_csv, tmp_path):
+    # info() read its line as markup: -o 'o/[x]/m.parquet' printed "Wrote o//m.parquet"
+    src = make_csv("门店.csv", [HEADER, ["M1", "张三", "13800000001", ""]], "utf-8")
+    out = tmp_path / "[x]" / "m.parquet"
+    r = runner.invoke(app, ["import", str(src), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert f"Wrote {out}" in r.output and out.exists()
+
+
 def test_negative_reject_limits_are_usage_errors(make_csv, tmp_path):
     # --max-rejects -5 / --fail-on-rejects -5 were taken: every run "over the limit", exit 1
     # (a pipeline's fail_on_rejects: -5 is refused by its model)

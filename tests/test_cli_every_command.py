@@ -145,6 +145,14 @@ def test_help_has_a_one_line_summary_and_examples(name):
     assert any(o.opts == ["--json"] for o in cmd.params), f"`custtool {name}` has no --json"
 
 
+@pytest.mark.parametrize("group", sorted({n.split()[0] for n in COMMANDS if " " in n}))
+def test_group_help_shows_examples(group):
+    # `custtool rules/key/book --help` listed their commands without an example
+    result = runner.invoke(app, [group, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(f"$ custtool {group} ") >= 2, result.output
+
+
 @pytest.fixture(scope="module")
 def invoked(example_data, example_run, tmp_path_factory) -> dict[str, tuple[int, str, str]]:
     """Each command run once with --json on the examples/ data: exit code, stdout, stderr."""

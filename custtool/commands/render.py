@@ -79,9 +79,24 @@ def data_table(title: str) -> LiteralTable:
     )
 
 
-def info(message: str, quiet: bool = False) -> None:
-    if not quiet:
-        console.print(message, soft_wrap=True)
+def info(
+    message: str, quiet: bool = False, *, style: str | None = None, label: str | None = None
+) -> None:
+    """A line on stderr. ``message`` (paths, sheet names, values) is shown as written, never
+    read as rich markup (``-o 'o/[x]/m.parquet'`` printed ``o//m.parquet``); ``style`` colours
+    it, or only ``label``, printed before it."""
+    if quiet:
+        return
+    from rich.text import Text
+
+    text = Text()
+    if label is not None:
+        text.append(label, style=style or "yellow")
+        text.append(" ")
+        text.append(message)
+    else:
+        text.append(message, style=style)
+    console.print(text, soft_wrap=True)
 
 
 def warn(message: str, quiet: bool = False) -> None:
@@ -97,7 +112,7 @@ def finish(result: Any, quiet: bool = False) -> None:
     """Exit with the result's code, saying why on stderr when it is not 0."""
     if result.exit_code:
         if result.problem:
-            info(f"[red]{result.problem}[/]", quiet)
+            info(str(result.problem), quiet, style="red")
         raise typer.Exit(result.exit_code)
 
 

@@ -189,8 +189,9 @@ def report_cmd(
         )
         info(
             f"{rep.customers:,} customers, {rep.charts} charts, role {rep.role}, "
-            + ("personal data masked" if rep.masked else "[bold red]personal data NOT masked[/]"),
+            + ("personal data masked" if rep.masked else "personal data NOT masked"),
             quiet,
+            style=None if rep.masked else "bold red",
         )
     for fmt in ("html", "pdf"):
         if fmt in result.data:

@@ -114,14 +114,14 @@ def run(
         )
         if result.over_reject_limit and pl.deliver is not None and not no_send:
             info(
-                f"[yellow]Not mailed:[/] rejects over the limit; check rejects.csv, then "
-                f"`custtool send {result.folder}`",
+                f"rejects over the limit; check rejects.csv, then `custtool send {result.folder}`",
                 quiet,
+                label="Not mailed:",
             )
         if result.delivery is not None:
             _print_delivery(result.delivery.to_dict(), quiet)
             if result.delivery.problem:
-                info(f"[red]{result.delivery.problem}[/]")
+                info(str(result.delivery.problem), style="red")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

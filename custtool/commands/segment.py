@@ -175,7 +175,7 @@ def segment(
         b = ltv.bgnbd
         info(f"BG/NBD ({b.unit}): r={b.r:.4g} alpha={b.alpha:.4g} a={b.a:.4g} b={b.b:.4g}", quiet)
     else:
-        info(f"[yellow]No BG/NBD fit:[/] {ltv.bgnbd_reason}; LTV = historical value", quiet)
+        info(f"{ltv.bgnbd_reason}; LTV = historical value", quiet, label="No BG/NBD fit:")
     if ltv.gamma_gamma:
         g = ltv.gamma_gamma
         info(
@@ -183,7 +183,7 @@ def segment(
             quiet,
         )
     else:
-        info(f"[yellow]No Gamma-Gamma fit:[/] {ltv.gamma_gamma_reason}", quiet)
+        info(str(ltv.gamma_gamma_reason), quiet, label="No Gamma-Gamma fit:")
     if seg.nps.get("surveys"):
         info(
             f"NPS {seg.nps['nps']} over {seg.nps['valid']:,} valid scores ({seg.nps['invalid']:,} invalid)",
