@@ -1303,14 +1303,24 @@ def run_compare(
 
 
 def run_query(
-    sql: str, *, book: PathLike | None = None, output: PathLike | None = None
+    sql: str,
+    *,
+    book: PathLike | None = None,
+    output: PathLike | None = None,
+    mask: bool = True,
+    role: str | None = None,
 ) -> StepResult:
     """A SQL query on the book, read-only; ``output`` (.csv, .xlsx or .parquet) gets the
-    result. ``data`` is ``{"columns": [...], "rows": [{…}]}``."""
+    result. ``data`` is ``{"columns": [...], "rows": [{…}]}``. The result is an export:
+    masked by the one masking policy (``mask=False`` only for a ``role`` that may unmask;
+    ID numbers and bank cards stay masked)."""
     from custtool.book import query
     from custtool.io import write_table
+    from custtool.report.masking import check_unmask, get_role, mask_frame
 
+    check_unmask(get_role(role), mask)  # before the book is opened
     result = query(_book(book), sql)
+    result.frame = mask_frame(result.frame, mask=mask)
     out = _path(output)
     if out is not None:
         if out.suffix.lower() not in TABLE_SUFFIXES:

@@ -512,3 +512,27 @@ def test_book_import_refuses_a_wait_that_is_not_seconds(tmp_path, wait):
     assert r.exit_code == 2, r.output
     assert "--wait" in r.stderr and "Hint:" in r.stderr
     assert not list(tmp_path.iterdir())  # no book made
+
+
+def test_query_output_is_masked_like_every_export(tmp_path):
+    # query -o x.csv / --json / --csv wrote phones in clear: an export like any other
+    path = tmp_path / "b.duckdb"
+    B.append_run(path, RUN1, as_of="2026-09-30", kpis={"customers": 3.0}, fields=["phone"])
+    sql = "SELECT customer_id, phone, 'call ' || phone AS note FROM customers ORDER BY 1"
+    out = tmp_path / "q.csv"
+    shown = {}
+    for how in (["--json"], ["--csv"], ["-o", str(out)], []):
+        r = runner.invoke(app, ["query", sql, "--book", str(path), *how])
+        assert r.exit_code == 0, r.output
+        shown[how[0] if how else "table"] = r.stdout
+    text = json.dumps(json.loads(shown["--json"]), ensure_ascii=False)
+    saved = out.read_text(encoding="utf-8-sig")
+    for place in (text, shown["--csv"], saved, shown["table"]):
+        assert "13800000001" not in place and "138****0001" in place, place
+    rows = json.loads(shown["--json"])["rows"]
+    assert rows[0]["note"] == "call 138****0001"  # a phone inside other text, by content
+    # --no-mask (admin, the default role) shows them; a role that may not unmask is refused
+    r = runner.invoke(app, ["query", sql, "--book", str(path), "--no-mask", "--json"])
+    assert json.loads(r.stdout)["rows"][0]["phone"] == "13800000001"
+    r = runner.invoke(app, ["query", sql, "--book", str(path), "--no-mask", "--role", "analyst"])
+    assert r.exit_code == 2 and "analyst" in r.stderr

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from custtool.commands.options import JsonOpt, QuietOpt
+from custtool.commands.options import JsonOpt, NoMaskOpt, QuietOpt, RoleOpt
 from custtool.commands.render import data_table, emit_json, info, stdout
 
 # --------------------------------------------------------------------------- the customer book (issue 16)
@@ -111,12 +111,16 @@ def query_cmd(
         typer.Option("--output", "-o", help="Write the result to .csv, .xlsx or .parquet."),
     ] = None,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
+    role: RoleOpt = None,
+    no_mask: NoMaskOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run a read-only SQL query on the customer book; writes are refused (exit 2).
 
-    Tables: runs, customers, segments, tags, kpis, followups (docs/DATA.md).
+    Tables: runs, customers, segments, tags, kpis, followups (docs/DATA.md). What it shows
+    or writes is masked as every export (names, phones, e-mails by column, phones and e-mails
+    inside other text); --no-mask for a role that may unmask.
 
     Examples:
 
@@ -125,10 +129,12 @@ def query_cmd(
       $ custtool query "SELECT * FROM kpis WHERE name = 'nps'" --json
 
       $ custtool query "SELECT * FROM customers WHERE valid_to IS NULL" -o current.csv
+
+      $ custtool query "SELECT customer_id, name, phone FROM customers" --no-mask --csv
     """
     from custtool.steps import run_query
 
-    result = run_query(sql, book=book, output=output)
+    result = run_query(sql, book=book, output=output, mask=not no_mask, role=role)
     if json_out:
         emit_json(result.to_dict())
         return

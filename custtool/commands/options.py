@@ -26,6 +26,13 @@ SensitiveOpt = Annotated[
         "CUSTTOOL_KEY), drop, mask, or clear (kept readable; stated in the output).",
     ),
 ]
+NoMaskOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-mask",
+        help="Show names, phones and emails unmasked (admin only; ID numbers and bank cards stay masked).",
+    ),
+]
 RoleOpt = Annotated[
     str | None,
     typer.Option(

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from custtool.commands.options import AsOfOpt, JsonOpt, QuietOpt, RoleOpt
+from custtool.commands.options import AsOfOpt, JsonOpt, NoMaskOpt, QuietOpt, RoleOpt
 from custtool.commands.render import (
     data_table,
     emit_json,
@@ -29,13 +29,6 @@ LangOpt = Annotated[str, typer.Option("--lang", help="Labels: zh (default) or en
 OwnerOpt = Annotated[
     str | None,
     typer.Option("--owner", help="Only the customers of this owner (required for --role sales)."),
-]
-NoMaskOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-mask",
-        help="Show names, phones and emails unmasked (admin only; ID numbers and bank cards stay masked).",
-    ),
 ]
 StrategiesOpt = Annotated[
     Path | None,
