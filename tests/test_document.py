@@ -394,6 +394,13 @@ def test_owner_file_names_are_safe_and_distinct(tmp_path):
 
     assert safe_file_name('王/五:*?"<>|\x01\t') == "王五"
     assert safe_file_name("  ..李娜.. ") == "李娜"
+    # an owner "-2+3" made owners/-2+3.xlsx: read as an option by rm, ls, cp
+    assert [safe_file_name(n) for n in ("-2+3", "=1+2", "+86", "@王")] == [
+        "_-2+3",
+        "_=1+2",
+        "_+86",
+        "_@王",
+    ]
     assert safe_file_name("CON") == "_CON" and safe_file_name("lpt1.txt") == "_lpt1.txt"
     assert safe_file_name("///") == "_"
     customers = pd.DataFrame(

@@ -28,11 +28,12 @@ _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNOR
 
 def safe_file_name(name: str, *, limit: int = 80) -> str:
     """``name`` as a file name every OS accepts: ``/\\:*?"<>|`` and control characters
-    removed, no leading/trailing dots or spaces, Windows' reserved names prefixed with ``_``;
-    Chinese kept. Never empty (``_``)."""
+    removed, no leading/trailing dots or spaces, Windows' reserved names and names a shell
+    or spreadsheet reads as an option or a formula (``-x``, ``=1+2``, ``+``, ``@``) prefixed
+    with ``_``; Chinese kept. Never empty (``_``)."""
     s = _UNSAFE.sub("", str(name)).strip().strip(". ")
     s = s[:limit].rstrip(". ")
-    if _RESERVED.match(s):
+    if _RESERVED.match(s) or s[:1] in ("-", "=", "+", "@"):
         s = "_" + s
     return s or "_"
 
