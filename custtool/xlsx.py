@@ -520,7 +520,7 @@ class CellWriter:
                 value = value.replace(tzinfo=None)
             ws.write_datetime(row, col, value, fmt or self.date)
         else:
-            text = str(value)
+            text = excel_text(str(value))
             if text.startswith(FORMULA_PREFIXES):
                 ws.write_string(row, col, text, self.quote)
             else:
@@ -563,13 +563,30 @@ _FORMULA_START = r"^[=+\-@\t\r\n]"
 _SHORT_TEXT = 32767 // 2
 
 
+#: Excel's limit on a cell's text, in UTF-16 units
+CELL_LIMIT = 32767
+
+
+def excel_text(value: str) -> str:
+    """``value`` as a cell can hold it: text over Excel's 32,767 UTF-16 units is cut, and says
+    so at its end (``…〔已截断:原文 40,000 字〕``) rather than ending mid-sentence unmarked;
+    the CSV and Parquet outputs keep the whole text."""
+    if len(value) <= _SHORT_TEXT:
+        return value
+    from xlsxwriter.utility import _utf16_len, _utf16_truncate
+
+    if _utf16_len(value) <= CELL_LIMIT:
+        return value
+    mark = f"…〔已截断:原文 {len(value):,} 字〕"
+    return _utf16_truncate(value, CELL_LIMIT - _utf16_len(mark)) + mark
+
+
 def _odd_text_cell(value: str) -> str:
     """The ``<is>`` part of one inline-string cell, escaped exactly as xlsxwriter does it."""
-    from xlsxwriter.utility import _preserve_whitespace, _utf16_len, _utf16_truncate
+    from xlsxwriter.utility import _preserve_whitespace
     from xlsxwriter.xmlwriter import XMLwriter
 
-    if len(value) > _SHORT_TEXT and _utf16_len(value) > 32767:
-        value = _utf16_truncate(value, 32767)
+    value = excel_text(value)
     value = XMLwriter._escape_control_characters(value)
     space = ' xml:space="preserve"' if _preserve_whitespace(value) else ""
     value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -669,7 +686,7 @@ def _append_rows_cell_by_cell(
         for i, v in enumerate(vals):
             if v is None or v == "":
                 continue
-            text = str(v)
+            text = excel_text(str(v))
             ws.write_string(
                 first_row + i, j, text, quote if text.startswith(FORMULA_PREFIXES) else fmt
             )
@@ -946,7 +963,7 @@ def write_sheets(
                     elif kind == "bool":
                         ws.write_boolean(r, j, bool(v))
                     else:
-                        text = str(v)
+                        text = excel_text(str(v))
                         ws.write_string(
                             r, j, text, quote if text.startswith(FORMULA_PREFIXES) else None
                         )
@@ -963,6 +980,7 @@ __all__ = [
     "open_workbook",
     "formula_like",
     "CellWriter",
+    "excel_text",
     "write_sheets",
     "cap_sheets",
     "unique_sheet_names",

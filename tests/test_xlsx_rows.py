@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from custtool.xlsx import FORMULA_PREFIXES, append_rows, open_workbook
+from custtool.xlsx import FORMULA_PREFIXES, append_rows, excel_text, open_workbook
 
 TEXTS = [
     "张三",
@@ -83,7 +83,8 @@ def _write(path: Path, fast: bool, n: int, texts_in: list = TEXTS) -> None:
         else:
             for i in range(n):
                 t = texts[i]
-                if t:
+                if t:  # what xlsxwriter writes of the text a cell can hold (marked when cut)
+                    t = excel_text(t)
                     ws.write_string(i + 1, 0, t, quote if t.startswith(FORMULA_PREFIXES) else None)
                 if math.isfinite(nums[i]):
                     ws.write_number(i + 1, 1, float(nums[i]), money)
@@ -593,3 +594,30 @@ def test_isal_deflated_rows_read_back_as_zlibs(tmp_path: Path, monkeypatch) -> N
         sheet = "xl/worksheets/sheet1.xml"
         assert a.getinfo(sheet).CRC == b.getinfo(sheet).CRC
     assert _cells(with_isal, digits16=True) == _cells(with_zlib, digits16=True)
+
+
+def test_text_over_excels_cell_limit_is_cut_and_says_so(tmp_path: Path) -> None:
+    # a 40,000-character note was cut at 32,767 units with nothing to show it was cut
+    import openpyxl
+    import pandas as pd
+
+    from custtool.io import write_table
+    from custtool.xlsx import CELL_LIMIT, CellWriter
+
+    long_cn, long_emoji = "长" * 40_000, "😀" * 20_000  # 2 UTF-16 units each
+    df = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "notes": [long_cn, long_emoji, "短"]})
+    path = tmp_path / "x.xlsx"
+    write_table(df, path)
+    with open_workbook(tmp_path / "y.xlsx") as wb:
+        ws = wb.add_worksheet("s")
+        CellWriter(wb).cell(ws, 0, 0, "=" + long_cn)
+    got = [r[1] for r in openpyxl.load_workbook(path).active.iter_rows(min_row=2, values_only=True)]
+    got.append(openpyxl.load_workbook(tmp_path / "y.xlsx").active["A1"].value)
+    for text, full in zip(got, [long_cn, long_emoji, "短", "=" + long_cn], strict=True):
+        if len(full) < 100:
+            assert text == full
+            continue
+        assert len(text.encode("utf-16-le")) // 2 <= CELL_LIMIT
+        mark = f"…〔已截断:原文 {len(full):,} 字〕"
+        assert text.endswith(mark) and full.startswith(text[: -len(mark)])
+        assert text == excel_text(full)
