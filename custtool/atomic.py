@@ -11,6 +11,60 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def _host() -> str:
+    import socket
+
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def temp_prefix(stem: str) -> str:
+    """The start of a temporary name: ``stem``, then this host and process id — so that a
+    run killed before it could clean up (SIGKILL, the OOM killer, a power cut) leaves names
+    the next run can tell are nobody's (:func:`sweep_leftovers`)."""
+    return f"{stem}{_host()}-{os.getpid()}."
+
+
+def sweep_leftovers(folder: str | os.PathLike[str], stem: str) -> list[Path]:
+    """Remove the temporary files and folders named by :func:`temp_prefix` with ``stem`` in
+    ``folder`` whose process no longer runs on this host (another host's, or a live
+    process's, are left alone). Returns what was removed; never raises."""
+    import glob
+    import shutil
+
+    removed: list[Path] = []
+    host = _host()
+    try:
+        entries = list(Path(folder).glob(glob.escape(f"{stem}{host}-") + "*"))
+    except OSError:
+        return removed
+    for entry in entries:
+        pid_text = entry.name[len(stem) + len(host) + 1 :].split(".", 1)[0]
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            continue
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (this process does; no way to tell: yes)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or no way to tell: alive
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only on success.
@@ -20,7 +74,10 @@ def atomic_path(path: str | os.PathLike[str], *, private: bool = False) -> Itera
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        sweep_leftovers(target.parent, f".{target.name}.")
+        fd, tmp = tempfile.mkstemp(
+            prefix=temp_prefix(f".{target.name}."), suffix=".tmp", dir=target.parent
+        )
     except OSError as exc:
         raise _cannot_write(target, exc) from None
     os.close(fd)
@@ -60,8 +117,11 @@ def all_or_nothing() -> Iterator[Callable[[str | os.PathLike[str]], Path]]:
             raise _cannot_write(target, IsADirectoryError(errno.EISDIR, "Is a directory"))
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            sweep_leftovers(target.parent, f".{target.name}.")
             fd, tmp = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
+                prefix=temp_prefix(f".{target.name}."),
+                suffix=f".tmp{target.suffix}",
+                dir=target.parent,
             )
         except OSError as exc:
             raise _cannot_write(target, exc) from None
@@ -95,7 +155,7 @@ def _cannot_write(target: Path, exc: OSError) -> Exception:
     return err
 
 
-__all__ = ["all_or_nothing", "atomic_path"]
+__all__ = ["all_or_nothing", "atomic_path", "pid_alive", "sweep_leftovers", "temp_prefix"]
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

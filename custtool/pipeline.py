@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from custtool.atomic import file_sha256
+from custtool.atomic import file_sha256, pid_alive
 from custtool.errors import InputError
 from custtool.memory import release_memory
 
@@ -1307,16 +1307,6 @@ def _umask() -> int:
     return mask
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
 _LEFTOVER = re.compile(r"^\.(?P<day>\d{4}-\d{2}-\d{2})\.(?P<what>tmp|old)-(?P<pid>\d+)$")
 
 
@@ -1334,7 +1324,7 @@ def recover_leftovers(out_dir: str | os.PathLike[str]) -> list[str]:
         return done
     for entry in sorted(out.iterdir()):
         m = _LEFTOVER.match(entry.name)
-        if not m or not entry.is_dir() or _pid_alive(int(m["pid"])):
+        if not m or not entry.is_dir() or pid_alive(int(m["pid"])):
             continue
         final = out / m["day"]
         if m["what"] == "old" and not final.exists():

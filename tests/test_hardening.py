@@ -381,3 +381,46 @@ def test_run_with_unreadable_input_is_exit_2(tmp_path, monkeypatch):
     assert r.exit_code == 2, r.output
     err = json.loads(r.stdout)["error"]
     assert err["message"] == f"{LEADS}: cannot read (Permission denied)"
+
+
+def test_a_killed_commands_temporary_files_are_swept_by_the_next_one(tmp_path):
+    # import -o x.parquet killed by SIGKILL (the OOM killer) left .x.parquet.*.tmp.parquet
+    # and a .custtool-spill-* folder beside the output for ever; the next write of the same
+    # output removes those of a dead process, never a live one's
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from custtool.atomic import sweep_leftovers, temp_prefix
+
+    out = tmp_path / "x.parquet"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from custtool.atomic import temp_prefix; d = Path(sys.argv[1]); "
+            "(d / (temp_prefix('.x.parquet.') + 'abc.tmp.parquet')).write_bytes(b'half'); "
+            "(d / (temp_prefix('.custtool-spill-') + 'q')).mkdir(); "
+            "print('ready', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "ready"
+    mine = tmp_path / (temp_prefix(".x.parquet.") + "live.tmp")  # this (live) process's
+    mine.write_bytes(b"")
+    left = sorted(p.name for p in tmp_path.iterdir() if p != mine)
+    assert len(left) == 2
+    assert sweep_leftovers(tmp_path, ".x.parquet.") == []  # the writer still runs
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    r = runner.invoke(
+        app,
+        ["import", str(LEADS), "--kind", "customers", "-o", str(out), "--memory-limit", "1GB"],
+    )
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([out.name, "x_rejects.csv", mine.name]), names

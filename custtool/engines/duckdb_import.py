@@ -139,7 +139,10 @@ def import_streamed(
     base = Path(temp_dir) if temp_dir is not None else (out.parent if out else None)
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
-    spill = Path(tempfile.mkdtemp(prefix=".custtool-spill-", dir=base))
+    from custtool.atomic import sweep_leftovers, temp_prefix
+
+    sweep_leftovers(base if base is not None else tempfile.gettempdir(), ".custtool-spill-")
+    spill = Path(tempfile.mkdtemp(prefix=temp_prefix(".custtool-spill-"), dir=base))
     n_batch = rows_per_batch or batch_rows(memory_limit)
     batch_con: list[Any] = []
     opened: list[_Staged] = []  # their writer threads are ended on the way out

@@ -52,7 +52,10 @@ class DuckRunner:
 
     def __init__(self, memory_limit: int | None, tz: str) -> None:
         self.memory_limit = memory_limit
-        self._tmp = tempfile.TemporaryDirectory(prefix="custtool-spill-")
+        from custtool.atomic import sweep_leftovers, temp_prefix
+
+        sweep_leftovers(tempfile.gettempdir(), "custtool-spill-")
+        self._tmp = tempfile.TemporaryDirectory(prefix=temp_prefix("custtool-spill-"))
         self.con = duckdb_connect(memory_limit, Path(self._tmp.name) / "spill")
         self.con.execute(f"SET TimeZone = {S.quote(tz)}")
         self.con.execute("SET enable_progress_bar = false")
