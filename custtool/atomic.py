@@ -65,6 +65,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _temp_beside(target: Path, suffix: str) -> Path:
+    """An empty owner-only temporary file beside ``target`` (its folder made, a killed run's
+    leftovers for the same target swept first), named by :func:`temp_prefix`."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sweep_leftovers(target.parent, f".{target.name}.")
+        fd, tmp = tempfile.mkstemp(
+            prefix=temp_prefix(f".{target.name}."), suffix=suffix, dir=target.parent
+        )
+    except OSError as exc:
+        raise _cannot_write(target, exc) from None
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only on success.
@@ -72,18 +87,9 @@ def atomic_path(path: str | os.PathLike[str], *, private: bool = False) -> Itera
     The temporary file is owner-only (0600) while written; the finished file gets the usual
     permissions, or stays 0600 when ``private`` (a file holding clear sensitive values)."""
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sweep_leftovers(target.parent, f".{target.name}.")
-        fd, tmp = tempfile.mkstemp(
-            prefix=temp_prefix(f".{target.name}."), suffix=".tmp", dir=target.parent
-        )
-    except OSError as exc:
-        raise _cannot_write(target, exc) from None
-    os.close(fd)
+    tmp_path = _temp_beside(target, ".tmp")
     umask = os.umask(0)
     os.umask(umask)
-    tmp_path = Path(tmp)
     try:
         try:
             yield tmp_path  # owner only (mkstemp's 0600) while unfinished
@@ -115,19 +121,9 @@ def all_or_nothing() -> Iterator[Callable[[str | os.PathLike[str]], Path]]:
         target = Path(path)
         if target.is_dir():
             raise _cannot_write(target, IsADirectoryError(errno.EISDIR, "Is a directory"))
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            sweep_leftovers(target.parent, f".{target.name}.")
-            fd, tmp = tempfile.mkstemp(
-                prefix=temp_prefix(f".{target.name}."),
-                suffix=f".tmp{target.suffix}",
-                dir=target.parent,
-            )
-        except OSError as exc:
-            raise _cannot_write(target, exc) from None
-        os.close(fd)
-        staged.append((Path(tmp), target))
-        return Path(tmp)
+        tmp = _temp_beside(target, f".tmp{target.suffix}")
+        staged.append((tmp, target))
+        return tmp
 
     try:
         yield stage

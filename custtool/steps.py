@@ -121,10 +121,10 @@ def run_import(
 
     stage = progress or (lambda _name: None)
     out, rejects_path = _path(output), _path(rejects)
+    if rejects_path is None and out is not None:  # the rejects beside the table by default
+        rejects_path = out.with_name(f"{out.stem}_rejects.csv")
     names = [files] if isinstance(files, (str, Path)) else list(files)
-    refuse_overwriting_inputs(
-        names, [out, rejects_path or (out and out.with_name(f"{out.stem}_rejects.csv"))]
-    )
+    refuse_overwriting_inputs(names, [out, rejects_path])
     from custtool.crypto import load_key
     from custtool.privacy import protect_sensitive
 
@@ -153,13 +153,10 @@ def run_import(
     result = import_files(
         files, kind=kind, channel=channel, sheet=sheet, encoding=encoding, fields=fields
     )
-    names = [files] if isinstance(files, (str, Path)) else list(files)
     where = ", ".join(Path(str(f)).name for f in names)
     result.data, protection = protect_sensitive(
         result.data, mode=sensitive, key=key, extra=result.sensitive, where=where
     )
-    if rejects_path is None and out is not None:
-        rejects_path = out.with_name(f"{out.stem}_rejects.csv")
     with all_or_nothing() as staged:  # the table and its rejects, or neither
         if out is not None:
             stage("writing")
@@ -243,8 +240,6 @@ def _streamed_import(
         )
     from custtool.engines.duckdb_import import import_streamed
 
-    if rejects is None and output is not None:
-        rejects = output.with_name(f"{output.stem}_rejects.csv")
     stage("reading")
     with all_or_nothing() as staged:  # the table and its rejects, or neither
         result = import_streamed(
@@ -499,18 +494,12 @@ def run_segment(
             f"{Path(orders).name}: --engine {engine} reads the orders as Parquet",
             "import them first: custtool import orders.csv --kind orders -o orders.parquet",
         )
+    # the files written beside -o: the attributed orders, the unmatched order lines
+    attributed = None if output is None else output.with_name(f"{output.stem}_orders.parquet")
+    unmatched = None if output is None else output.with_name(f"{output.stem}_unmatched_orders.csv")
     refuse_overwriting_inputs(
         [customers, orders, surveys, interactions, config],
-        [summary]
-        + (
-            []
-            if output is None
-            else [
-                output,
-                output.with_name(f"{output.stem}_orders.parquet"),
-                output.with_name(f"{output.stem}_unmatched_orders.csv"),
-            ]
-        ),
+        [summary, output, attributed, unmatched],
     )
     cfg = load_segment_config(config)  # the shipped rules/segments.yaml, overlaid by ``config``
     stage = progress or (lambda _name: None)
@@ -529,11 +518,7 @@ def run_segment(
     written: dict[str, str] = {}
     # every output, or none (a --summary that cannot be written leaves no table behind)
     with all_or_nothing() as staged:
-        attributed_to = (
-            staged(output.with_name(f"{output.stem}_orders.parquet"))
-            if out_of_core and output is not None
-            else None
-        )
+        attributed_to = staged(attributed) if out_of_core and attributed is not None else None
         stage("segmenting")
         result = segment_customers(
             order_df,
@@ -553,16 +538,14 @@ def run_segment(
             stage("writing")
             write_table(result.customers, staged(output))
             written["output"] = str(output)
-            if orders is not None:
+            if orders is not None and attributed is not None:
                 # the attributed orders (stable customer ids), for report/cards/pivot --orders
-                attributed = output.with_name(f"{output.stem}_orders.parquet")
                 if attributed_to is None:  # the DuckDB/Spark engines wrote them already
                     write_table(result.orders, staged(attributed))
                 written["orders"] = str(attributed)
-            if rep.rows_unmatched:
-                um = output.with_name(f"{output.stem}_unmatched_orders.csv")
-                write_table(rep.unmatched, staged(um))
-                written["unmatched_orders"] = str(um)
+            if rep.rows_unmatched and unmatched is not None:
+                write_table(rep.unmatched, staged(unmatched))
+                written["unmatched_orders"] = str(unmatched)
         if summary is not None:
             stage("summary")
             write_summary_workbook(result, staged(summary))

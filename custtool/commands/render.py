@@ -87,8 +87,6 @@ def info(
     it, or only ``label``, printed before it."""
     if quiet:
         return
-    from rich.text import Text
-
     text = Text()
     if label is not None:
         text.append(label, style=style or "yellow")
@@ -102,10 +100,7 @@ def info(
 def warn(message: str, quiet: bool = False) -> None:
     """A library warning on stderr. Its text (a rule name, a column, a sheet) is shown as
     written, never read as rich markup: ``--keys "[/x]"`` raised MarkupError (exit 3)."""
-    if not quiet:
-        from rich.markup import escape
-
-        console.print(f"[yellow]Warning:[/] {escape(message)}", soft_wrap=True)
+    info(message, quiet, label="Warning:")
 
 
 def finish(result: Any, quiet: bool = False) -> None:

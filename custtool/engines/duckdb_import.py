@@ -1072,10 +1072,8 @@ class _Staged:
         self.sold_path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self._wait()
-        if self.pool is not None:
-            self.pool.shutdown()
-            self.pool = None
+        self._wait()  # its error raised here
+        self.stop()
         if self.rejects_writer is not None:
             self.rejects_writer.close()
             self.rejects_writer = None
@@ -1098,14 +1096,12 @@ def _reject_text(s: pd.Series) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from custtool.arrow_text import arrow_text
+
     if isinstance(s.dtype, pd.StringDtype) or (
         s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
     ):
-        if s.dtype == object:
-            text = pa.array(s.to_numpy(dtype=object), pa.string(), from_pandas=True)
-        else:
-            text = pa.array(s.array)
-        return pc.fill_null(text.cast(pa.string()), "")
+        return pc.fill_null(arrow_text(s).cast(pa.string()), "")
     return pa.array(s.fillna("").astype(str).to_numpy(dtype=object), pa.string())
 
 
